@@ -1,0 +1,44 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck imports pytest bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.base-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.base-installed
+
+demo: $(VENV)/.base-installed
+	$(BIN)/privfin demo
+
+test: $(VENV)/.dev-installed lint typecheck imports pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy src/privfin
+
+imports: $(VENV)/.dev-installed
+	$(BIN)/lint-imports --no-cache
+
+# pytest exits 5 when it collected no test: that must never pass silently.
+pytest: $(VENV)/.dev-installed
+	@$(BIN)/pytest -W error $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench-quick: $(VENV)/.base-installed
+	$(BIN)/python benchmarks/run.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Command-line interface (top layer). Sub-command modules import heavy dependencies lazily."""

@@ -1,0 +1,54 @@
+"""The ``privfin`` command.
+
+Each group of sub-commands lives in its own module of :mod:`privfin.cli` and is mounted here;
+heavy imports happen inside the commands so ``privfin --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from privfin import __version__
+from privfin.cli import data as data_cli
+from privfin.errors import PrivfinError
+
+app = typer.Typer(
+    name="privfin",
+    help="privfin: privacy-preserving computing for finance (FL, MPC, PSI, HE, DP, TEE).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cli.app, name="data")
+
+
+@app.command()
+def version() -> None:
+    """Print the privfin version."""
+    typer.echo(f"privfin {__version__}")
+
+
+@app.command()
+def demo(
+    rows: int = typer.Option(2000, help="rows per party of the synthetic data"),
+    seed: int = typer.Option(7, help="seed of the synthetic data"),
+) -> None:
+    """Run the main demo job on embedded defaults (synthetic data, no files needed)."""
+    from privfin.cli.demo import run_demo
+
+    run_demo(rows=rows, seed=seed)
+
+
+def main() -> None:
+    """Console-script entry point: turn privfin errors into a clear message and exit code 2."""
+    try:
+        app()
+    except PrivfinError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
