@@ -30,7 +30,7 @@ def main() -> int:
     for script in scripts:
         print(f"=== {script.stem} ===", flush=True)
         cmd = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         sys.stdout.write(proc.stdout)
         sys.stderr.write(proc.stderr)
         if proc.returncode != 0:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 import numpy as np
@@ -63,8 +63,22 @@ _INT_MAX = 2**64 - 1
 # Allowed array dtypes (little-endian or byte-order-free). Object, string and structured dtypes
 # are refused: they could not be decoded without interpretation.
 _DTYPES: frozenset[str] = frozenset(
-    ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8", "<c8",
-     "<c16"]
+    [
+        "|b1",
+        "|i1",
+        "|u1",
+        "<i2",
+        "<u2",
+        "<i4",
+        "<u4",
+        "<i8",
+        "<u8",
+        "<f2",
+        "<f4",
+        "<f8",
+        "<c8",
+        "<c16",
+    ]
 )
 
 
@@ -176,7 +190,9 @@ def _bigint_bytes(value: int) -> bytes:
 
 def _ndarray_bytes(arr: np.ndarray[Any, Any]) -> bytes:
     dt = arr.dtype
-    if dt.byteorder == ">" or (dt.byteorder == "=" and dt.itemsize > 1 and np.little_endian is False):
+    if dt.byteorder == ">" or (
+        dt.byteorder == "=" and dt.itemsize > 1 and np.little_endian is False
+    ):
         dt = dt.newbyteorder("<")
         arr = arr.astype(dt)
     dtype_str = dt.str
@@ -316,6 +332,6 @@ def _decode_message(payload: memoryview) -> Message:
     if cls is None:
         raise DecodeError(f"message: unknown message type {name!r}")
     try:
-        return cast(Message, msgspec.convert(fields, cls, strict=True, dec_hook=_dec_hook))
+        return msgspec.convert(fields, cls, strict=True, dec_hook=_dec_hook)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise DecodeError(f"message {name}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Cryptographic building blocks (pure math: no I/O, randomness passed in)."""

@@ -1,0 +1,33 @@
+"""Pseudo-random generator: expand a 32-byte seed into arrays (AES-256-CTR).
+
+Used for pairwise masks and correlated randomness: two parties holding the same seed expand it
+to the same array. Security: outputs are indistinguishable from uniform as long as AES is a
+PRF and the seed is secret and used for one stream only (bind the seed to its purpose with
+:func:`privfin.crypto.kex.derive_seed`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+__all__ = ["expand_bytes", "expand_uint64"]
+
+SEED_BYTES = 32
+
+
+def expand_bytes(seed: bytes, n: int, *, stream: int = 0) -> bytes:
+    """Expand ``seed`` into ``n`` pseudo-random bytes; ``stream`` selects an independent stream."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes")
+    if n < 0 or not 0 <= stream < 2**64:
+        raise ValueError("n must be >= 0 and stream a 64-bit counter")
+    nonce = stream.to_bytes(8, "big") + bytes(8)
+    enc = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
+    return enc.update(bytes(n)) + enc.finalize()
+
+
+def expand_uint64(seed: bytes, count: int, *, stream: int = 0) -> np.ndarray:
+    """Expand ``seed`` into ``count`` uniform elements of Z_2^64 (dtype uint64)."""
+    raw = expand_bytes(seed, 8 * count, stream=stream)
+    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)

@@ -1,0 +1,1 @@
+"""Jobs: the component registry now; spec, DAG, scheduler and approvals come with the platform."""

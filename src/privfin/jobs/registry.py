@@ -1,0 +1,29 @@
+"""The registry of job components: a name in a job spec -> the function that runs it.
+
+Components are resolved lazily (``module:function``) so importing the registry imports no
+protocol. Each protocol package adds its line here when it lands.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from privfin.errors import ConfigError
+from privfin.runtime import Component
+
+__all__ = ["COMPONENTS", "get_component"]
+
+COMPONENTS: dict[str, str] = {
+    "exposure": "privfin.mpc.exposure.component:exposure_component",
+}
+
+
+def get_component(name: str) -> Component:
+    """The component registered under ``name``; :class:`ConfigError` if there is none."""
+    target = COMPONENTS.get(name)
+    if target is None:
+        known = ", ".join(sorted(COMPONENTS))
+        raise ConfigError(f"unknown component {name!r}; known components: {known}")
+    module, _, attr = target.partition(":")
+    fn: Component = getattr(importlib.import_module(module), attr)
+    return fn
