@@ -1,0 +1,147 @@
+"""HTTP transport: node to node over HTTPS with mutual TLS.
+
+``send`` PUTs the encoded message to the receiver's node (in chunks above ``chunk_size``),
+retrying with backoff while the peer is unreachable or answers 5xx, always under the same key,
+so a retry is idempotent. ``recv`` waits on this node's own durable :class:`Mailbox`, which the
+node's federation endpoint fills. Peers are pinned: the client trusts only the receiving
+peer's certificate.
+
+Endpoints used (served by :mod:`privfin.node`)::
+
+    PUT  /v1/messages/{job}/{component}/{tag}/{sender}/{receiver}/{seq}
+    PUT  /v1/chunks/{job}/{component}/{tag}/{sender}/{receiver}/{seq}?index=&total=&digest=
+    POST /v1/abort/{job}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.tls import Identity, client_context
+from privfin.federation.transport import CancelToken, MessageKey
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "HttpTransport", "Peer"]
+
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+_log = logging.getLogger("privfin.federation.http")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A pinned peer: where its node listens and its certificate (PEM)."""
+
+    name: str
+    url: str
+    cert: bytes
+
+
+class HttpTransport:
+    """Transport of one party (``identity``) to its pinned ``peers``."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        peers: Mapping[str, Peer],
+        mailbox: Mailbox,
+        *,
+        send_timeout: float = 120.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        request_timeout: float = 30.0,
+    ) -> None:
+        self.party = identity.party
+        self.identity = identity
+        self.peers = dict(peers)
+        self.mailbox = mailbox
+        self.send_timeout = send_timeout
+        self.chunk_size = chunk_size
+        self.request_timeout = request_timeout
+        self._clients: dict[str, httpx.Client] = {}
+
+    def _client(self, peer: str) -> httpx.Client:
+        client = self._clients.get(peer)
+        if client is None:
+            info = self.peers.get(peer)
+            if info is None:
+                raise AuthenticationError(f"{peer!r} is not a pinned peer of {self.party!r}")
+            client = httpx.Client(
+                base_url=info.url,
+                verify=client_context(self.identity, info.cert),
+                timeout=self.request_timeout,
+                headers={"X-Privfin-Sender": self.party},
+            )
+            self._clients[peer] = client
+        return client
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def _put(
+        self, peer: str, tag: str, url: str, data: bytes, params: dict[str, str | int]
+    ) -> None:
+        deadline = time.monotonic() + self.send_timeout
+        delay = 0.1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                resp = self._client(peer).put(
+                    url,
+                    content=data,
+                    params=params,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code < 300:
+                    return
+                if resp.status_code in (401, 403):
+                    raise AuthenticationError(f"{peer!r} refused us: {resp.text}")
+                if resp.status_code == 409:
+                    raise ProtocolAbort(f"{peer!r} refused a conflicting message: {resp.text}")
+                if resp.status_code in (400, 413, 422):
+                    raise DecodeError(f"{peer!r} rejected the message: {resp.text}")
+                reason = f"HTTP {resp.status_code}"
+            if time.monotonic() + delay > deadline:
+                raise PeerTimeout(peer, tag, self.send_timeout)
+            if attempt in (1, 5) or attempt % 20 == 0:
+                _log.warning("send to %s failed (%s); retrying", peer, reason)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def send(self, key: MessageKey, payload: bytes) -> None:
+        if key.sender != self.party:
+            raise ValueError("a transport only sends as its own party")
+        peer = key.receiver
+        if len(payload) <= self.chunk_size:
+            self._put(peer, key.tag, f"/v1/messages/{key.path()}", payload, {})
+            return
+        digest = hashlib.sha256(payload).hexdigest()
+        total = (len(payload) + self.chunk_size - 1) // self.chunk_size
+        view = memoryview(payload)
+        for index in range(total):
+            part = view[index * self.chunk_size : (index + 1) * self.chunk_size]
+            params: dict[str, str | int] = {"index": index, "total": total, "digest": digest}
+            self._put(peer, key.tag, f"/v1/chunks/{key.path()}", bytes(part), params)
+
+    def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
+        if key.receiver != self.party:
+            raise ValueError("a transport only receives its own messages")
+        return self.mailbox.wait(key, timeout, cancel)
+
+    def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
+        for peer in receivers:
+            try:
+                self._client(peer).post(f"/v1/abort/{job}", json={"reason": reason[:900]})
+            except (httpx.HTTPError, AuthenticationError) as exc:
+                _log.warning("could not tell %s that job %s aborted: %s", peer, job, exc)

@@ -1,0 +1,103 @@
+"""A client of a node's own job API (used by the CLI, the demo and tests).
+
+It authenticates with the node's own identity (the node trusts its own certificate for
+administration) and pins the node's certificate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from privfin.errors import ConfigError, PeerTimeout, PrivfinError, ProtocolAbort
+from privfin.federation.tls import Identity, client_context
+
+__all__ = ["NodeClient"]
+
+
+class NodeClient:
+    """Talk to one node's job API."""
+
+    def __init__(self, url: str, identity: Identity, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.identity = identity
+        self._http = httpx.Client(
+            base_url=self.url,
+            verify=client_context(identity, identity.cert.read_bytes()),
+            timeout=timeout,
+            headers={"X-Privfin-Sender": identity.party},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self) -> dict[str, Any]:
+        resp = self._http.get("/health")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.health()
+                return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise PeerTimeout(self.identity.party, "health", timeout) from None
+                time.sleep(0.1)
+
+    def submit(self, spec: dict[str, Any], retry_for: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                resp = self._http.post("/v1/jobs", json=spec)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        if resp.status_code in (400, 422):
+            raise ConfigError(f"node {self.identity.party} refused the job: {resp.json()}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def status(self, job: str) -> dict[str, Any]:
+        resp = self._http.get(f"/v1/jobs/{job}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def wait(
+        self,
+        job: str,
+        timeout: float = 300.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Wait until ``job`` is done (returns its status) or failed (raises)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self.status(job)
+            except httpx.TransportError:
+                status = {"status": "unreachable"}
+            if on_progress is not None:
+                on_progress(status)
+            if status["status"] == "done":
+                return status
+            if status["status"] == "failed":
+                raise ProtocolAbort(f"job {job} failed at {self.identity.party}: {status['error']}")
+            if time.monotonic() > deadline:
+                raise PrivfinError(f"job {job} did not finish at {self.identity.party} in time")
+            time.sleep(0.2)

@@ -1,0 +1,119 @@
+"""Node configuration (``node.yaml``), validated once at the boundary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from privfin.config import Settings
+from privfin.errors import ConfigError
+from privfin.federation.http import Peer
+from privfin.federation.tls import Identity, fingerprint
+from privfin.federation.transport import validate_name
+
+__all__ = ["NodeConfig", "PeerConfig", "load_config"]
+
+
+class PeerConfig(BaseModel):
+    """A pinned peer: its URL, its certificate file and (optionally) the expected fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    cert: Path
+    fingerprint: str | None = None
+
+
+class NodeConfig(BaseModel):
+    """What a node needs to run.
+
+    Example::
+
+        party: bank_a
+        host: 127.0.0.1
+        port: 8443
+        state_dir: ./state
+        cert: ./bank_a.crt
+        key: ./bank_a.key
+        peers:
+          bank_b: {url: "https://127.0.0.1:8444", cert: ./bank_b.crt}
+        datasets:
+          loans: ./loans.csv
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    party: str
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    state_dir: Path
+    cert: Path
+    key: Path
+    peers: dict[str, PeerConfig] = {}
+    datasets: dict[str, Path] = {}
+    mode: str = "production"
+    allow_insecure: bool = False
+    max_message_size: int = Field(default=256 * 1024 * 1024, ge=1024)
+    message_timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("party")
+    @classmethod
+    def _party(cls, v: str) -> str:
+        return validate_name("party", v)
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.party, self.cert, self.key)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(mode=self.mode, allow_insecure=self.allow_insecure)
+
+    def peer_certs(self) -> dict[str, bytes]:
+        """Each pinned peer's certificate; checks files and fingerprints."""
+        out: dict[str, bytes] = {}
+        for name, peer in self.peers.items():
+            validate_name("party", name)
+            try:
+                pem = peer.cert.read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read certificate of peer {name!r}: {exc}") from None
+            if peer.fingerprint is not None and fingerprint(pem) != peer.fingerprint:
+                raise ConfigError(
+                    f"certificate {peer.cert} of peer {name!r} does not match the pinned "
+                    f"fingerprint {peer.fingerprint}"
+                )
+            out[name] = pem
+        return out
+
+    def transport_peers(self) -> dict[str, Peer]:
+        certs = self.peer_certs()
+        return {n: Peer(n, p.url.rstrip("/"), certs[n]) for n, p in self.peers.items()}
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node config; relative paths are relative to the file."""
+    p = Path(path)
+    try:
+        raw: Any = yaml.safe_load(p.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read node config {p}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"node config {p} must be a mapping")
+    base = p.resolve().parent
+
+    def fix(value: object) -> object:
+        return str(base / str(value)) if not Path(str(value)).is_absolute() else value
+
+    for k in ("state_dir", "cert", "key"):
+        if k in raw:
+            raw[k] = fix(raw[k])
+    for peer in (raw.get("peers") or {}).values():
+        if isinstance(peer, dict) and "cert" in peer:
+            peer["cert"] = fix(peer["cert"])
+    raw["datasets"] = {k: fix(v) for k, v in (raw.get("datasets") or {}).items()}
+    try:
+        return NodeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid node config {p}:\n{exc}") from None

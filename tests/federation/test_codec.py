@@ -1,0 +1,227 @@
+"""The wire codec: round trips for arbitrary values, and every malformed input is a DecodeError."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from privfin.errors import DecodeError
+from privfin.federation import codec
+from privfin.federation.codec import Message, decode, encode, wire_message
+
+
+@wire_message("test.Point")
+class Point(Message, frozen=True, kw_only=True):
+    x: int
+    label: str
+    data: np.ndarray
+    extra: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != 1:
+            raise ValueError("data must be 1-D")
+
+
+_DTYPES = ["|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4", "<f8"]
+
+arrays = st.sampled_from(_DTYPES).flatmap(
+    lambda dt: hnp.arrays(
+        np.dtype(dt), hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
+    )
+)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**300), max_value=2**300)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=40)
+)
+values = st.recursive(
+    scalars | arrays,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(-(2**63), 2**63), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray):
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, list) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+@settings(max_examples=500)
+@given(values)
+def test_round_trip(value: Any) -> None:
+    assert same(value, decode(encode(value)))
+
+
+def test_big_integers_and_numpy_scalars() -> None:
+    n2 = (2**2048 - 159) ** 2
+    out = decode(encode([n2, -n2, 2**64 - 1, -(2**63), np.int64(5), np.float32(1.5)]))
+    assert out == [n2, -n2, 2**64 - 1, -(2**63), 5, 1.5]
+
+
+def test_typed_message_round_trip_and_validation() -> None:
+    p = Point(x=2**200, label="é", data=np.arange(4, dtype=np.uint64), extra=[1, 2])
+    q = decode(encode(p), expect=Point)
+    assert q.x == p.x and q.label == p.label and list(q.extra) == [1, 2]
+    assert np.array_equal(q.data, p.data) and q.data.dtype == np.uint64
+    fields = codec._to_wire({"x": 1, "label": "a", "data": np.zeros((2, 2))}, 0)
+    bad = _ext(3, msgspec.msgpack.encode(["test.Point", fields]))
+    with pytest.raises(DecodeError, match="1-D"):  # __post_init__ rejects on decode
+        decode(bad)
+    with pytest.raises(DecodeError, match="expected a Point"):
+        decode(encode({"x": 1}), expect=Point)
+
+
+def test_unregistered_and_unknown_types() -> None:
+    class Loose(Message, frozen=True):
+        a: int
+
+    with pytest.raises(TypeError):
+        encode(Loose(a=1))
+    with pytest.raises(TypeError):
+        encode({1.5: "float key"})
+    with pytest.raises(TypeError):
+        encode(np.array(["str"], dtype=object))
+    with pytest.raises(TypeError):
+        encode({1, 2})
+    body = msgspec.msgpack.encode(msgspec.msgpack.Ext(3, msgspec.msgpack.encode(["no.Such", {}])))
+    with pytest.raises(DecodeError, match="unknown message type"):
+        decode(codec.MAGIC + bytes([codec.VERSION]) + body)
+
+
+def test_field_type_mismatch_is_decode_error() -> None:
+    body = msgspec.msgpack.encode(
+        msgspec.msgpack.Ext(3, msgspec.msgpack.encode(["test.Point", {"x": "s", "label": "a"}]))
+    )
+    with pytest.raises(DecodeError):
+        decode(codec.MAGIC + bytes([codec.VERSION]) + body)
+
+
+def test_limits_and_header() -> None:
+    data = encode(b"x" * 1000)
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        decode(data, max_size=100)
+    with pytest.raises(DecodeError, match="version"):
+        decode(codec.MAGIC + bytes([99]) + data[3:])
+    with pytest.raises(DecodeError, match="magic"):
+        decode(b"XX" + data[2:])
+    with pytest.raises(DecodeError):
+        decode(b"")
+    with pytest.raises(DecodeError):
+        decode("not bytes")  # type: ignore[arg-type]
+
+
+def _ext(code: int, payload: bytes) -> bytes:
+    return (
+        codec.MAGIC
+        + bytes([codec.VERSION])
+        + msgspec.msgpack.encode(msgspec.msgpack.Ext(code, payload))
+    )
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["<f8", [3], b"\x00" * 16],  # shape does not match the buffer
+        ["|O", [1], b"\x00" * 8],  # object dtype refused
+        [">f8", [1], b"\x00" * 8],  # big-endian not on the allow-list
+        ["<f8", [-1], b""],
+        ["<f8", [True], b"\x00" * 8],
+        ["<f8", [1] * 40, b"\x00" * 8],
+        ["<f8", [2**40, 2**40], b""],
+        ["<f8", "3", b""],
+        ["<f8", [1]],
+        "junk",
+    ],
+)
+def test_malformed_arrays(header: object) -> None:
+    with pytest.raises(DecodeError):
+        decode(_ext(1, msgspec.msgpack.encode(header)))
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x02\x01", b"\x00\x00\x01", b"\x00\x05", b"\x00"])
+def test_malformed_big_integers(payload: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode(_ext(2, payload))
+
+
+def test_unknown_extension_and_deep_nesting() -> None:
+    with pytest.raises(DecodeError, match="unknown extension"):
+        decode(_ext(9, b""))
+    deep = b"\x91" * 100_000 + b"\xc0"
+    with pytest.raises(DecodeError):
+        decode(codec.MAGIC + bytes([codec.VERSION]) + deep)
+    inner = msgspec.msgpack.encode(None)
+    for _ in range(codec.MAX_DEPTH + 2):
+        inner = msgspec.msgpack.encode(
+            msgspec.msgpack.Ext(3, msgspec.msgpack.encode(["test.Point", {"x": inner}]))
+        )
+    with pytest.raises(DecodeError):
+        decode(codec.MAGIC + bytes([codec.VERSION]) + inner)
+    with pytest.raises(ValueError):
+        encode(_nested(codec.MAX_DEPTH + 5))
+
+
+def _nested(depth: int) -> list[Any]:
+    out: list[Any] = []
+    for _ in range(depth):
+        out = [out]
+    return out
+
+
+SAMPLES = [
+    encode({"a": [1, 2, 3], "b": np.arange(6, dtype=np.int32).reshape(2, 3), "c": 2**100}),
+    encode(Point(x=3, label="p", data=np.ones(3))),
+    encode([b"bytes", "str", 1.5, None, True, -(2**70)]),
+]
+
+
+def _only_decode_errors(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        decode(data)
+
+
+@settings(max_examples=10_000, database=None)
+@given(st.binary(max_size=200))
+def test_fuzz_random_bytes(data: bytes) -> None:
+    _only_decode_errors(codec.MAGIC + bytes([codec.VERSION]) + data)
+    _only_decode_errors(data)
+
+
+@settings(max_examples=10_000, database=None)
+@given(
+    st.sampled_from(SAMPLES),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, 10_000),
+)
+def test_fuzz_mutated_messages(sample: bytes, flips: list[tuple[int, int]], cut: int) -> None:
+    data = bytearray(sample)
+    for pos, val in flips:
+        data[3 + pos % (len(data) - 3)] = val
+    _only_decode_errors(bytes(data))
+    _only_decode_errors(bytes(data[: 3 + cut % (len(data) - 2)]))
