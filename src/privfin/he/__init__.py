@@ -1,0 +1,16 @@
+"""Homomorphic encryption: compute on ciphertexts. Pure math: no I/O, randomness injected.
+
+Modules (in import order):
+
+- :mod:`privfin.he.errors` — :class:`OverflowDetected`, :class:`KeyMismatchError`.
+- :mod:`privfin.he.paillier` — Paillier (CRT decryption, DJN fixed-base encryption, packing).
+- :mod:`privfin.he.ou` — Okamoto–Uchiyama with the same interface (shorter ciphertexts).
+- :mod:`privfin.he.ckks` — CKKS adapter over TenSEAL (approximate arithmetic on real vectors).
+
+Importing this package imports none of them (TenSEAL is only loaded by ``privfin.he.ckks``).
+See ``SPEC.md`` in this folder for guarantees, assumptions and parameters.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,222 @@
+"""Okamoto–Uchiyama (OU) encryption: the same vector API as :mod:`privfin.he.paillier`.
+
+``n = p**2 * q``; public ``g`` (with ``g**(p-1) mod p**2`` of order ``p``) and ``h = g**n mod n``;
+``Enc(m) = g**m * h**r mod n``. Ciphertexts are ``|n|`` bits (half of Paillier's) and, with
+fixed-base tables for ``g``, ``g**-1`` and ``h``, encryption costs a few dozen multiplications
+mod ``n``. The plaintext space is Z_p with ``p`` secret: values must satisfy
+``|m| < 2**capacity_bits`` with ``capacity_bits = |p| - 2`` (680 bits at 2048-bit ``n``).
+
+Security (``SPEC.md``): IND-CPA under the p-subgroup assumption, plus the short-exponent
+assumption for ``r`` (``max(256, 2*lambda)`` bits instead of uniform in Z_n), the same kind of
+extra assumption as DJN Paillier. One-wayness rests on factoring ``p**2 q``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gmpy2
+
+from privfin.errors import ConfigError, DecodeError, InsecureModeError
+from privfin.he._base import (
+    EncryptedVector,
+    PackedEncryptedVector,
+    PrivateKeyBase,
+    PublicKeyBase,
+    int_from_wire,
+    int_to_bytes,
+)
+from privfin.he._util import (
+    FixedBaseTable,
+    RandomSource,
+    check_rng,
+    random_below,
+    random_prime,
+    rsa_security_bits,
+)
+from privfin.he.errors import KeyMismatchError, OverflowDetected
+
+__all__ = [
+    "DEFAULT_KEY_BITS",
+    "EncryptedVector",
+    "KeyMismatchError",
+    "OverflowDetected",
+    "PackedEncryptedVector",
+    "PrivateKey",
+    "PublicKey",
+    "generate_keypair",
+]
+
+DEFAULT_KEY_BITS = 2048
+MIN_SECURE_KEY_BITS = 2046  # 3 * 682: the 2048-bit class
+MIN_INSECURE_KEY_BITS = 384
+MAX_KEY_BITS = 16384
+
+
+def _exponent_bits(n_bits: int) -> int:
+    bits = max(256, 2 * rsa_security_bits(n_bits))
+    return -(-bits // 8) * 8
+
+
+def _check_size(n_bits: int, insecure_allow_small_keys: bool) -> None:
+    if n_bits > MAX_KEY_BITS:
+        raise ConfigError(f"OU moduli above {MAX_KEY_BITS} bits are not supported")
+    if n_bits < MIN_SECURE_KEY_BITS:
+        if not insecure_allow_small_keys:
+            raise InsecureModeError(
+                f"a {n_bits}-bit OU modulus gives less than 112-bit security; use n_bits >= "
+                "2048 (pass insecure_allow_small_keys=True only in tests)"
+            )
+        if n_bits < MIN_INSECURE_KEY_BITS:
+            raise ConfigError(f"OU moduli below {MIN_INSECURE_KEY_BITS} bits are refused")
+
+
+def _p_bits(n_bits: int) -> int:
+    return n_bits // 3
+
+
+class PublicKey(PublicKeyBase):
+    """OU public key ``(n, g, h)``.
+
+    ``capacity_bits`` is derived from the public size of ``p`` (``n_bits // 3`` bits, top two
+    bits set), so anyone can check a value fits without knowing ``p``.
+    """
+
+    scheme = "ou"
+
+    def __init__(
+        self,
+        n: int,
+        g: int,
+        h: int,
+        *,
+        rng: RandomSource | None = None,
+        insecure_allow_small_keys: bool = False,
+    ) -> None:
+        n, g, h = int(n), int(g), int(h)
+        if n < 3 or n % 2 == 0:
+            raise ConfigError("an OU modulus must be an odd integer")
+        n_bits = n.bit_length()
+        _check_size(n_bits + 2, insecure_allow_small_keys)
+        for name, v in (("g", g), ("h", h)):
+            if not 1 < v < n or gmpy2.gcd(v, n) != 1:
+                raise ConfigError(f"{name} must be a unit modulo n other than 1")
+        super().__init__(n, exponent_bits=_exponent_bits(n_bits + 2), rng=rng)
+        self._mod = self._n
+        self.g = g
+        self.h = h
+        self.p_bits = _p_bits(n_bits + 2)
+        self.capacity_bits = self.p_bits - 2
+        self._g_table = FixedBaseTable(g, self._n)
+        self._g_inv_table = FixedBaseTable(gmpy2.invert(g, self._n), self._n)
+        self._h_table = FixedBaseTable(h, self._n)
+        self.security_bits = rsa_security_bits(n_bits + 2)
+
+    def _plain(self, m: int) -> Any:
+        if m >= 0:
+            return self._g_table.pow(m)
+        return self._g_inv_table.pow(-m)
+
+    def _randomizer_table(self) -> FixedBaseTable:
+        return self._h_table
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{"kind": "OUPublicKey", "v": 1, "n", "g", "h"}`` with big-endian bytes."""
+        return {
+            "kind": "OUPublicKey",
+            "v": 1,
+            "n": int_to_bytes(self.n),
+            "g": int_to_bytes(self.g),
+            "h": int_to_bytes(self.h),
+        }
+
+    @classmethod
+    def from_wire(
+        cls,
+        data: object,
+        *,
+        rng: RandomSource | None = None,
+        insecure_allow_small_keys: bool = False,
+    ) -> PublicKey:
+        """Load a public key sent by its owner; refuses small or malformed keys."""
+        if not isinstance(data, dict) or data.get("kind") != "OUPublicKey" or data.get("v") != 1:
+            raise DecodeError("not a version-1 OU public key")
+        try:
+            return cls(
+                int_from_wire(data, "n"),
+                int_from_wire(data, "g"),
+                int_from_wire(data, "h"),
+                rng=rng,
+                insecure_allow_small_keys=insecure_allow_small_keys,
+            )
+        except InsecureModeError:
+            raise
+        except ConfigError as exc:
+            raise DecodeError(f"invalid OU public key: {exc}") from None
+
+
+class PrivateKey(PrivateKeyBase):
+    """OU private key ``(p, q)``: ``m = L(c**(p-1) mod p**2) / L(g**(p-1) mod p**2) mod p``
+    with ``L(x) = (x - 1) / p``. One exponentiation with a ``|p|``-bit exponent mod ``p**2``."""
+
+    def __init__(self, public_key: PublicKey, p: int, q: int) -> None:
+        super().__init__(public_key)
+        p_, q_ = gmpy2.mpz(p), gmpy2.mpz(q)
+        if p_ * p_ * q_ != public_key._n:
+            raise ConfigError("p and q do not match the public modulus")
+        self._p = p_
+        self._psq = p_ * p_
+        self._pm1 = p_ - 1
+        gp = (gmpy2.powmod(public_key.g, self._pm1, self._psq) - 1) // p_
+        if gp % p_ == 0:
+            raise ConfigError("g has the wrong order modulo p**2")
+        self._gp_inv = gmpy2.invert(gp, p_)
+        self._half = p_ // 2
+
+    def _raw_decrypt_one(self, c: Any) -> int:
+        p = self._p
+        a = (gmpy2.powmod(c % self._psq, self._pm1, self._psq) - 1) // p
+        return int(a * self._gp_inv % p)
+
+    def _centered(self, m: int) -> int:
+        return int(m - self._p) if m > self._half else m
+
+
+def generate_keypair(
+    n_bits: int = DEFAULT_KEY_BITS,
+    *,
+    rng: RandomSource | None = None,
+    insecure_allow_small_keys: bool = False,
+) -> tuple[PublicKey, PrivateKey]:
+    """Generate an OU key pair: ``p`` of ``n_bits // 3`` bits, ``q`` filling the rest.
+
+    Raises
+    ------
+    InsecureModeError
+        ``n_bits < 2048`` without ``insecure_allow_small_keys``.
+    """
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int):
+        raise ConfigError(f"n_bits must be an int, got {n_bits!r}")
+    _check_size(n_bits, insecure_allow_small_keys)
+    source = check_rng(rng)
+    k = _p_bits(n_bits)
+    while True:
+        p = random_prime(source, k)
+        q = random_prime(source, n_bits - 2 * k)
+        if p == q or gmpy2.gcd(p - 1, q) != 1 or gmpy2.gcd(q - 1, p) != 1:
+            continue
+        n = p * p * q
+        if n.bit_length() >= n_bits - 2:
+            break
+    psq = p * p
+    while True:
+        g = gmpy2.mpz(random_below(source, int(n)))
+        if g < 2 or gmpy2.gcd(g, n) != 1:
+            continue
+        if gmpy2.powmod(g, p - 1, psq) != 1:  # order of g**(p-1) mod p**2 is then p
+            break
+    h = gmpy2.powmod(g, n, n)
+    pk = PublicKey(
+        int(n), int(g), int(h), rng=source, insecure_allow_small_keys=insecure_allow_small_keys
+    )
+    return pk, PrivateKey(pk, int(p), int(q))
