@@ -1,0 +1,316 @@
+"""The online protocol over additive shares in Z_2^64 (semi-honest).
+
+Every party of the job runs the same program in lockstep. A computing party holds a share
+(a uint64 array) of each secret value; other parties hold ``None`` and only take part where
+their role requires it (a separate dealer hands out correlated randomness, see
+:mod:`privfin.mpc.providers`). This module works on raw shares; :mod:`privfin.mpc.tensor` wraps
+them in a user-facing tensor type.
+
+What a computing party learns: only values masked by uniform correlated randomness (Beaver
+``x - a``, ``y - b``; ``x + r`` in comparisons and truncation), which are uniform in Z_2^64 and
+independent of the secrets; and nothing at all from local truncation. Output values are
+revealed only through :meth:`Engine.reveal`, to named result parties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+import numpy as np
+
+from privfin.crypto.prg import expand_uint64
+from privfin.errors import ConfigError, ProtocolAbort
+from privfin.mpc.messages import Opening, RevealShare
+from privfin.mpc.providers.base import CorrelatedRandomness, Shape
+from privfin.mpc.ring import U64, ring_matmul, u64
+from privfin.mpc.roles import MPCRoles
+from privfin.runtime import Context
+
+__all__ = ["TRUNCATIONS", "Engine"]
+
+TRUNCATIONS = ("auto", "pair", "local")
+_ONE = np.uint64(1)
+_TAG_OPEN = "mpc.open"
+_TAG_REVEAL = "mpc.reveal"
+
+
+class Engine:
+    """Secure primitives on shares for one party.
+
+    Parameters
+    ----------
+    truncation:
+        ``"pair"``: dealer-provided truncation pair, one round, any number of computing
+        parties; the result is within 1 unit in the last place (2**-f) of ``x / 2**f`` with
+        certainty provided ``|x| < 2**62``. ``"local"``: SecureML's local 2-party truncation,
+        no communication; within 1 unit in the last place except with probability about
+        ``2**(l_x + 1 - 64)`` per element where ``|x| < 2**l_x`` (then the error is huge).
+        ``"auto"``: ``pair`` if the provider offers pairs, else ``local``.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        roles: MPCRoles,
+        provider: CorrelatedRandomness,
+        *,
+        truncation: str = "auto",
+    ) -> None:
+        if truncation not in TRUNCATIONS:
+            raise ConfigError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        if truncation == "auto":
+            truncation = "pair" if provider.supports_trunc_pair else "local"
+        if truncation == "pair" and not provider.supports_trunc_pair:
+            raise ConfigError(f"provider {provider.name!r} offers no truncation pairs")
+        if truncation == "local" and len(roles.compute) != 2:
+            raise ConfigError("local (SecureML) truncation needs exactly 2 computing parties")
+        self.ctx = ctx
+        self.roles = roles
+        self.provider = provider
+        self.truncation = truncation
+        self.party = ctx.party
+        self.compute = roles.compute
+        self.is_compute = ctx.party in roles.compute
+        self.index = roles.compute.index(ctx.party) if self.is_compute else -1
+        self.is_leader = self.index == 0
+        self.others = tuple(p for p in roles.compute if p != ctx.party)
+        self._bits_counter = 0
+        self._bits_seed = b""
+        self.rounds = 0
+
+    # -------------------------------------------------------------------------- local ops
+
+    def add_public(self, share: U64 | None, value: U64) -> U64 | None:
+        """Shares of ``x + value`` (the leader adds the public value)."""
+        if share is None:
+            return None
+        if self.is_leader:
+            return share + value
+        return np.broadcast_to(share, np.broadcast_shapes(share.shape, value.shape)).copy()
+
+    def public_share(self, value: U64) -> U64 | None:
+        """Shares of a public value (leader holds it, the others hold 0)."""
+        if not self.is_compute:
+            return None
+        return value.copy() if self.is_leader else np.zeros_like(value)
+
+    # ---------------------------------------------------------------------- communication
+
+    def open(self, shares: Sequence[U64 | None]) -> list[U64] | None:
+        """Open values among the computing parties. **Only for uniformly masked values**: the
+        caller guarantees each opened value is masked by fresh correlated randomness."""
+        if not self.is_compute:
+            return None
+        arrays = [s for s in shares if s is not None]
+        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.uint64)
+        self.ctx.channel.broadcast(_TAG_OPEN, Opening(values=flat), peers=self.others)
+        got = self.ctx.channel.gather(_TAG_OPEN, peers=self.others, expect=Opening)
+        total = flat.copy()
+        for peer, msg in got.items():
+            if msg.values.shape != flat.shape:
+                raise ProtocolAbort(
+                    f"computing party {peer!r} opened {msg.values.shape[0]} values, "
+                    f"expected {flat.shape[0]}",
+                    party=peer,
+                )
+            total += msg.values
+        self.rounds += 1
+        out, at = [], 0
+        for a in arrays:
+            out.append(total[at : at + a.size].reshape(a.shape))
+            at += a.size
+        return out
+
+    def reveal(self, share: U64 | None, shape: Shape, to: str, label: str = "") -> U64 | None:
+        """Reconstruct a value at result party ``to`` only; returns it there, ``None`` elsewhere.
+
+        Raises
+        ------
+        RevealDenied
+            At every party, before anything is sent, if ``to`` is not a result party.
+        """
+        self.roles.check_result_party(to)
+        if self.is_compute and self.party != to:
+            assert share is not None
+            self.ctx.channel.send(to, _TAG_REVEAL, RevealShare(label=label, values=share))
+        if self.party != to:
+            return None
+        total = np.zeros(shape, dtype=np.uint64) if share is None else share.copy()
+        for peer in self.compute:
+            if peer == self.party:
+                continue
+            msg = self.ctx.channel.recv(peer, _TAG_REVEAL, expect=RevealShare)
+            if msg.values.shape != tuple(shape) or msg.label != label:
+                raise ProtocolAbort(
+                    f"computing party {peer!r} revealed {msg.label!r} of shape "
+                    f"{msg.values.shape}, expected {label!r} of shape {tuple(shape)}",
+                    party=peer,
+                )
+            total += msg.values
+        return total
+
+    # ------------------------------------------------------------------ multiplications
+
+    def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        """Beaver multiplication of two shared arrays of ``shape`` (no truncation)."""
+        triple = self.provider.mul_triple(shape)
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None and triple is not None
+        a, b, c = triple
+        opened = self.open([x - a, y - b])
+        assert opened is not None
+        e, f = opened
+        z = c + e * b + f * a
+        if self.is_leader:
+            z += e * f
+        return z
+
+    def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
+        """Beaver matrix product of a shared (m x k) and a shared (k x n) matrix."""
+        triple = self.provider.matmul_triple(m, k, n)
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None and triple is not None
+        a, b, c = triple
+        opened = self.open([x.reshape(m, k) - a, y.reshape(k, n) - b])
+        assert opened is not None
+        e, f = opened
+        left = a + e if self.is_leader else a  # (a + e) @ f + e @ b + c == ... + e @ f at leader
+        return c + ring_matmul(e, b) + ring_matmul(left, f)
+
+    # ------------------------------------------------------------------------ truncation
+
+    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
+        """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place."""
+        if frac_bits == 0:
+            return x
+        f = np.uint64(frac_bits)
+        if self.truncation == "local":
+            if x is None:
+                return None
+            if self.is_leader:
+                return x >> f
+            return -((-x) >> f)
+        pair = self.provider.trunc_pair(shape, frac_bits)
+        if not self.is_compute:
+            return None
+        assert x is not None and pair is not None
+        r, r_hi, r_msb = pair
+        shifted = self.add_public(x, np.asarray(u64(1 << 62), dtype=np.uint64))
+        assert shifted is not None
+        opened = self.open([shifted + r])
+        assert opened is not None
+        c = opened[0]
+        not_cmsb = _ONE - (c >> np.uint64(63))
+        out = r_msb * (not_cmsb << np.uint64(64 - frac_bits)) - r_hi
+        if self.is_leader:
+            out += (c >> f) - u64(1 << (62 - frac_bits))
+        return out
+
+    # ------------------------------------------------------------------------ comparison
+
+    def _random_bits(self, shape: Shape) -> tuple[U64, U64] | None:
+        if self.provider.supports_random_bits:
+            return self.provider.random_bits(shape)
+        # Generic fallback from triples: XOR of one private random bit vector per party.
+        if self.is_compute and not self._bits_seed:
+            self._bits_seed = self.ctx.random.bytes(32)
+        counter = self._bits_counter
+        self._bits_counter += 1
+        bshape = (64, *shape)
+        acc: U64 | None = None
+        for j, p in enumerate(self.compute):
+            mine: U64 | None = None
+            if self.is_compute:
+                if p == self.party:
+                    raw = expand_uint64(self._bits_seed, prod(bshape), stream=counter)
+                    mine = (raw & _ONE).reshape(bshape)
+                else:
+                    mine = np.zeros(bshape, dtype=np.uint64)
+            if j == 0:
+                acc = mine
+                continue
+            prodbits = self.mul(acc, mine, bshape)
+            if self.is_compute:
+                assert acc is not None and mine is not None and prodbits is not None
+                acc = acc + mine - (prodbits << _ONE)
+        if acc is None:
+            return None
+        weights = (_ONE << np.arange(64, dtype=np.uint64)).reshape((64,) + (1,) * len(shape))
+        r = np.sum(acc * weights, axis=0, dtype=np.uint64)
+        return r, acc
+
+    def msb(self, x: U64 | None, shape: Shape) -> U64 | None:
+        """Shares (in Z_2^64, values 0/1) of the most significant bit of ``x``, i.e. ``x < 0``.
+
+        Protocol: open ``c = x + r`` for a random ``r`` with shared bits (uniform: reveals
+        nothing), then ``x = c + ~r + 1``; the top bit is ``c_63 xor ~r_63 xor carry_63`` where
+        the carry is computed by a log-depth generate/propagate tree on the bit shares
+        (6 rounds of Beaver multiplications on 0/1 values) and one final XOR. Exact.
+        """
+        bits = self._random_bits(shape)
+        if not self.is_compute:
+            # Keep the dealer / other parties in lockstep with the multiplications below.
+            self._carry_tree(None, None, None, shape)
+            return None
+        assert x is not None and bits is not None
+        r, rbits = bits
+        opened = self.open([x + r])
+        assert opened is not None
+        c = opened[0]
+        idx = np.arange(64, dtype=np.uint64).reshape((64,) + (1,) * len(shape))
+        cbits = (c[None, ...] >> idx) & _ONE  # public
+        nr = self._one_minus(rbits)  # shares of the bits of ~r
+        g = cbits * nr  # c_i AND ~r_i: linear since c is public
+        p = nr - ((cbits * nr) << _ONE)  # c_i XOR ~r_i (the leader adds the public c_i)
+        if self.is_leader:
+            p += cbits
+        return self._carry_tree(g, p, (cbits[63], nr[63]), shape)
+
+    def _one_minus(self, s: U64) -> U64:
+        return (_ONE - s) if self.is_leader else (np.uint64(0) - s)
+
+    def _carry_tree(
+        self, g: U64 | None, p: U64 | None, top: tuple[U64, U64] | None, shape: Shape
+    ) -> U64 | None:
+        n = prod(shape)
+        G: U64 | None = None
+        P: U64 | None = None
+        if g is not None and p is not None:
+            g2 = g[:63].reshape(63, n)
+            p2 = p[:63].reshape(63, n)
+            # fold the carry-in 1 into bit 0: (g0 + p0, 0); pad bit 63 with identity (0, 1)
+            G = np.concatenate([(g2[0] + p2[0])[None], g2[1:], np.zeros((1, n), np.uint64)])
+            ident = self.public_share(np.ones((1, n), dtype=np.uint64))
+            assert ident is not None
+            P = np.concatenate([np.zeros((1, n), np.uint64), p2[1:], ident])
+        width = 64
+        while width > 1:
+            half = width // 2
+            if G is not None and P is not None:
+                lo_g, hi_g = G[0::2], G[1::2]
+                lo_p, hi_p = P[0::2], P[1::2]
+                prods = self.mul(
+                    np.concatenate([hi_p, hi_p]), np.concatenate([lo_g, lo_p]), (2 * half, n)
+                )
+                assert prods is not None
+                G = hi_g + prods[:half]
+                P = prods[half:]
+            else:
+                self.mul(None, None, (2 * half, n))
+            width = half
+        # msb = (c_63 xor ~r_63) xor carry
+        if top is None or G is None:
+            self.mul(None, None, (n,))
+            return None
+        c63, nr63 = top
+        c63f = c63.reshape(n)
+        t = nr63.reshape(n) - ((c63f * nr63.reshape(n)) << _ONE)  # c_63 XOR ~r_63
+        if self.is_leader:
+            t = t + c63f
+        carry = G[0]
+        prod_tc = self.mul(t, carry, (n,))
+        assert prod_tc is not None
+        return (t + carry - (prod_tc << _ONE)).reshape(shape)

@@ -1,0 +1,10 @@
+"""Providers of correlated randomness (Beaver triples, truncation pairs, random bits).
+
+One interface (:class:`~privfin.mpc.providers.base.CorrelatedRandomness`), several
+implementations: :mod:`~privfin.mpc.providers.dealer` (trusted dealer) and
+:mod:`~privfin.mpc.providers.paillier` (dealer-free, 2 parties, Paillier).
+"""
+
+from privfin.mpc.providers.base import CorrelatedRandomness, Shape
+
+__all__ = ["CorrelatedRandomness", "Shape"]

@@ -1,0 +1,192 @@
+"""Correlated randomness from a dealer trusted by the computing parties.
+
+Security property: **insecure against the dealer.** The dealer knows every triple, truncation
+pair and random bit it generates, so together with the masked values the computing parties
+open it could reconstruct every secret. It is secure against any coalition of computing
+parties that excludes the dealer (each sees uniformly random shares). The dealer is either a
+separate party (role ``dealer``) or one of the computing parties (SPU's SEMI2K "trusted first
+party" does the same); in the latter case it is insecure against that computing party, which
+then learns all inputs. It is refused in production mode unless explicitly enabled
+(``Settings(allow_insecure=True)``).
+
+Communication: at setup the dealer sends a 32-byte seed to every computing party. For each
+request every computing party expands its seed (AES-CTR, stream = request counter) into its
+shares of the *free* (uniform) components; only the *derived* components (``c = a*b``,
+``r >> f``, bits) of one computing party, the correction party, must be sent as a
+:class:`~privfin.mpc.messages.Correction`. When the dealer is itself the correction party (a
+computing party as dealer) nothing is sent at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from math import prod
+
+import numpy as np
+
+from privfin.config import require_insecure_allowed
+from privfin.crypto.prg import expand_uint64
+from privfin.errors import ProtocolAbort
+from privfin.mpc.messages import Correction, Seed
+from privfin.mpc.providers.base import Shape
+from privfin.mpc.ring import U64, ring_matmul
+from privfin.runtime import Context
+
+__all__ = ["DealerProvider"]
+
+_ONE = np.uint64(1)
+
+
+class DealerProvider:
+    """Dealer-generated Beaver triples, matmul triples, truncation pairs and random bits.
+
+    Parameters
+    ----------
+    ctx:
+        The party's context (all parties of the job construct one, in lockstep).
+    compute:
+        The computing parties, in the agreed order.
+    dealer:
+        The dealer: a separate party or one of ``compute``.
+    """
+
+    name = "dealer"
+    supports_trunc_pair = True
+    supports_random_bits = True
+
+    def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
+        require_insecure_allowed(ctx.settings, f"the trusted dealer {dealer!r} (MPC triples)")
+        if ctx.settings.mode != "production" or ctx.settings.allow_insecure:
+            ctx.log.warning("MPC correlated randomness from trusted dealer %r: insecure", dealer)
+        self.ctx = ctx
+        self.compute = tuple(compute)
+        self.dealer = dealer
+        self.trusted = (dealer,)
+        self.corr = dealer if dealer in self.compute else self.compute[0]
+        self.party = ctx.party
+        self.is_dealer = ctx.party == dealer
+        self.is_compute = ctx.party in self.compute
+        self._seeds: dict[str, bytes] = {}
+        self._private = b""
+        self._counter = 0
+        self._ready = False
+
+    def setup(self) -> None:
+        """Distribute one PRG seed per computing party (the dealer keeps them all)."""
+        if self._ready:
+            return
+        if self.is_dealer:
+            self._private = self.ctx.random.bytes(32)
+            for p in self.compute:
+                self._seeds[p] = self.ctx.random.bytes(32)
+                if p != self.party:
+                    self.ctx.channel.send(p, "mpc.dealer.seed", Seed(seed=self._seeds[p]))
+        elif self.is_compute:
+            msg = self.ctx.channel.recv(self.dealer, "mpc.dealer.seed", expect=Seed)
+            self._seeds[self.party] = msg.seed
+        self._ready = True
+
+    # ------------------------------------------------------------------------------ generic
+
+    def _item(
+        self,
+        free: Sequence[Shape],
+        derived: Sequence[Shape],
+        derive: Callable[[list[U64], bytes, int], list[U64]],
+    ) -> list[U64] | None:
+        """One item of correlated randomness: shares of the free components (uniform, sum of
+        every party's PRG output) and of the derived ones (``derive(free_truth)``)."""
+        if not self._ready:
+            self.setup()
+        counter = self._counter
+        self._counter += 1
+        sizes = [prod(s) for s in (*free, *derived)]
+        total = sum(sizes)
+        n_free = len(free)
+        shapes = [*free, *derived]
+
+        def split(flat: U64) -> list[U64]:
+            out, at = [], 0
+            for size, shape in zip(sizes, shapes, strict=True):
+                out.append(flat[at : at + size].reshape(shape))
+                at += size
+            return out
+
+        own: list[U64] | None = None
+        if self.is_dealer:
+            parts = {
+                p: split(expand_uint64(s, total, stream=counter)) for p, s in self._seeds.items()
+            }
+            truth_free = [
+                np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64)
+                for i in range(n_free)
+            ]
+            truth = derive(truth_free, self._private, counter)
+            corrections = []
+            for j, value in enumerate(truth):
+                c = value.copy()
+                for p in self.compute:
+                    if p != self.corr:
+                        c -= parts[p][n_free + j]
+                corrections.append(c)
+            if self.corr == self.party:
+                own = parts[self.party][:n_free] + corrections
+            else:
+                flat = (
+                    np.concatenate([c.ravel() for c in corrections])
+                    if corrections
+                    else (np.zeros(0, dtype=np.uint64))
+                )
+                self.ctx.channel.send(
+                    self.corr, "mpc.dealer.corr", Correction(counter=counter, values=flat)
+                )
+                if self.is_compute:
+                    own = parts[self.party]
+            return own
+        if not self.is_compute:
+            return None
+        mine = split(expand_uint64(self._seeds[self.party], total, stream=counter))
+        if self.party != self.corr:
+            return mine
+        msg = self.ctx.channel.recv(self.dealer, "mpc.dealer.corr", expect=Correction)
+        n_derived = sum(sizes[n_free:])
+        if msg.counter != counter or msg.values.shape != (n_derived,):
+            raise ProtocolAbort(
+                f"dealer sent correction {msg.counter} of {msg.values.shape[0]} values, expected "
+                f"{counter} of {n_derived}",
+                party=self.dealer,
+            )
+        at = 0
+        for j, shape in enumerate(derived):
+            size = sizes[n_free + j]
+            mine[n_free + j] = msg.values[at : at + size].reshape(shape)
+            at += size
+        return mine
+
+    # ------------------------------------------------------------------------------- items
+
+    def mul_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        out = self._item([shape, shape], [shape], lambda t, _s, _c: [t[0] * t[1]])
+        return None if out is None else (out[0], out[1], out[2])
+
+    def matmul_triple(self, m: int, k: int, n: int) -> tuple[U64, U64, U64] | None:
+        out = self._item([(m, k), (k, n)], [(m, n)], lambda t, _s, _c: [ring_matmul(t[0], t[1])])
+        return None if out is None else (out[0], out[1], out[2])
+
+    def trunc_pair(self, shape: Shape, frac_bits: int) -> tuple[U64, U64, U64] | None:
+        f = np.uint64(frac_bits)
+        out = self._item(
+            [shape], [shape, shape], lambda t, _s, _c: [t[0] >> f, t[0] >> np.uint64(63)]
+        )
+        return None if out is None else (out[0], out[1], out[2])
+
+    def random_bits(self, shape: Shape) -> tuple[U64, U64] | None:
+        def derive(_t: list[U64], private: bytes, counter: int) -> list[U64]:
+            r = expand_uint64(private, prod(shape), stream=counter).reshape(shape)
+            bits = (
+                r[None, ...] >> np.arange(64, dtype=np.uint64).reshape((64,) + (1,) * len(shape))
+            ) & _ONE
+            return [r, bits]
+
+        out = self._item([], [shape, (64, *shape)], derive)
+        return None if out is None else (out[0], out[1])

@@ -1,0 +1,271 @@
+"""An MPC session: roles, correlated randomness and the online protocol for one component run.
+
+Every party of the job builds a :class:`Session` with the same parameters and runs the same
+program with it::
+
+    s = Session.from_params(ctx, params)
+    x = s.share("bank", inputs.get("income"))      # data party -> computing parties
+    y = s.share("telco", inputs.get("arpu"))
+    out = (x * y).sum().reveal(to="bank")           # only a result party may receive it
+
+Security property (semi-honest): computing parties see only their shares and uniformly masked
+openings; a data party learns nothing it did not input; result parties learn exactly the values
+revealed to them. Against a dealer the protocol is insecure (see
+:mod:`privfin.mpc.providers.dealer`). Control flow must not depend on secret values, and a
+program must not branch on values revealed to only some parties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from math import prod
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from privfin.crypto.prg import expand_uint64
+from privfin.errors import ConfigError, ProtocolAbort
+from privfin.mpc.messages import InputHeader, InputShare
+from privfin.mpc.protocol import Engine
+from privfin.mpc.providers.base import CorrelatedRandomness
+from privfin.mpc.ring import U64, decode_fixed, encode_fixed, to_ring, to_signed
+from privfin.mpc.roles import DATA, MPCRoles, RevealDenied
+from privfin.mpc.tensor import SharedTensor, matmul_shape
+from privfin.runtime import Context
+
+__all__ = ["PROVIDERS", "Session"]
+
+PROVIDERS = ("dealer", "paillier")
+_TAG_INPUT = "mpc.input"
+
+
+def make_provider(
+    ctx: Context, roles: MPCRoles, name: str, *, paillier_bits: int = 2048
+) -> CorrelatedRandomness:
+    """Build the correlated-randomness provider ``name`` for this party."""
+    if name == "dealer":
+        from privfin.mpc.providers.dealer import DealerProvider
+
+        dealer = roles.dealer or roles.compute[0]
+        return DealerProvider(ctx, roles.compute, dealer)
+    if name == "paillier":
+        from privfin.mpc.providers.paillier import PaillierProvider
+
+        return PaillierProvider(ctx, roles.compute, n_bits=paillier_bits)
+    raise ConfigError(f"triples must be one of {PROVIDERS}, got {name!r}")
+
+
+class Session:
+    """Roles, provider and protocol engine of one party in one MPC component run.
+
+    Parameters
+    ----------
+    triples:
+        ``"dealer"`` (insecure against the dealer; refused in production unless enabled) or
+        ``"paillier"`` (dealer-free, 2 computing parties).
+    dealer:
+        The dealer party (default: the party with role ``dealer``, else the first computing
+        party).
+    frac_bits:
+        Fractional bits of the fixed-point encoding (default 16: resolution 1.5e-5, values up
+        to 2**47 in magnitude, products up to 2**31 before truncation error grows).
+    truncation:
+        ``"auto"``, ``"pair"`` or ``"local"`` (see :class:`~privfin.mpc.protocol.Engine`).
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        triples: str = "dealer",
+        dealer: str | None = None,
+        frac_bits: int = 16,
+        truncation: str = "auto",
+        paillier_bits: int = 2048,
+        provider: CorrelatedRandomness | None = None,
+    ) -> None:
+        if not 0 <= frac_bits <= 30:
+            raise ConfigError(f"frac_bits must lie in [0, 30], got {frac_bits}")
+        self.ctx = ctx
+        self.roles = MPCRoles.from_roles(ctx.roles, dealer)
+        self.frac_bits = frac_bits
+        self.provider = provider or make_provider(
+            ctx, self.roles, triples, paillier_bits=paillier_bits
+        )
+        self.provider.setup()
+        self.engine = Engine(ctx, self.roles, self.provider, truncation=truncation)
+
+    @classmethod
+    def from_params(cls, ctx: Context, params: Mapping[str, Any]) -> Session:
+        """Build from job parameters ``triples``, ``dealer``, ``frac_bits``, ``truncation``,
+        ``paillier_bits``."""
+        return cls(
+            ctx,
+            triples=str(params.get("triples", "dealer")),
+            dealer=params.get("dealer"),
+            frac_bits=int(params.get("frac_bits", 16)),
+            truncation=str(params.get("truncation", "auto")),
+            paillier_bits=int(params.get("paillier_bits", 2048)),
+        )
+
+    @property
+    def is_compute(self) -> bool:
+        return self.engine.is_compute
+
+    # -------------------------------------------------------------------------- inputs
+
+    def share(
+        self,
+        owner: str,
+        value: npt.ArrayLike | None = None,
+        *,
+        fixed: bool = True,
+    ) -> SharedTensor:
+        """Secret-share ``value`` of data party ``owner`` among the computing parties.
+
+        Every party calls this; only ``owner`` passes ``value`` (others pass ``None``). The
+        shape is public (it is announced to every party); the values are not: a computing party
+        receives a uniformly random share (a PRG seed, or explicit ring elements for one of
+        them).
+
+        Parameters
+        ----------
+        fixed:
+            Encode as fixed-point reals (default) or as integers (``value`` must be integral).
+        """
+        if owner not in self.roles.data:
+            raise ConfigError(f"{owner!r} provides an input but has no role {DATA!r}")
+        frac = self.frac_bits if fixed else 0
+        ctx = self.ctx
+        compute = self.roles.compute
+        if ctx.party == owner:
+            if value is None:
+                raise ConfigError(f"data party {owner!r} must provide a value to share")
+            arr = np.asarray(value)
+            if fixed:
+                enc = encode_fixed(arr, frac)
+            else:
+                if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+                    raise ConfigError("an integer input needs an integer array")
+                enc = to_ring(arr)
+            shape = list(enc.shape)
+            holder = owner if owner in compute else compute[-1]
+            rest = enc.copy()
+            for p in compute:
+                if p == holder:
+                    continue
+                seed = ctx.random.bytes(32)
+                rest -= expand_uint64(seed, enc.size).reshape(enc.shape)
+                ctx.channel.send(p, _TAG_INPUT, InputShare(shape=shape, seed=seed))
+            if holder != owner:
+                ctx.channel.send(holder, _TAG_INPUT, InputShare(shape=shape, values=rest))
+            for p in ctx.roles:
+                if p != owner and p not in compute:
+                    ctx.channel.send(p, _TAG_INPUT, InputHeader(shape=shape))
+            own = rest if owner in compute else None
+            return SharedTensor(self, own, shape, frac)
+        if ctx.party in compute:
+            msg = ctx.channel.recv(owner, _TAG_INPUT, expect=InputShare)
+            if msg.seed is not None:
+                share = expand_uint64(msg.seed, prod(msg.shape)).reshape(msg.shape)
+            else:
+                assert msg.values is not None
+                share = msg.values
+            return SharedTensor(self, share, msg.shape, frac)
+        header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
+        return SharedTensor(self, None, header.shape, frac)
+
+    def public(self, value: npt.ArrayLike, *, fixed: bool = True) -> SharedTensor:
+        """A public value as a (trivially) shared tensor."""
+        arr = np.asarray(value)
+        if fixed:
+            enc = encode_fixed(arr, self.frac_bits)
+        else:
+            if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
+                raise ConfigError("an integer constant needs an integer array")
+            enc = to_ring(arr)
+        return SharedTensor(
+            self, self.engine.public_share(enc), enc.shape, self.frac_bits if fixed else 0
+        )
+
+    # ------------------------------------------------------------------------- outputs
+
+    def reveal(self, t: SharedTensor, to: str, label: str = "") -> npt.NDArray[Any] | None:
+        """Reconstruct ``t`` at result party ``to`` only (see :meth:`Engine.reveal`)."""
+        if t.session is not self:
+            raise ConfigError("the tensor belongs to another session")
+        raw = self.engine.reveal(t.share, t.shape, to, label)
+        if raw is None:
+            return None
+        if t.frac_bits == 0:
+            return to_signed(raw).copy()
+        return decode_fixed(raw, t.frac_bits)
+
+    def reveal_to_all_results(self, t: SharedTensor, label: str = "") -> dict[str, Any]:
+        """Reveal ``t`` to every result party; returns ``{party: value}`` holding only this
+        party's entry (if it is a result party)."""
+        out: dict[str, Any] = {}
+        for p in self.roles.result:
+            got = self.reveal(t, p, label)
+            if got is not None:
+                out[p] = got
+        return out
+
+    def check_result_party(self, party: str) -> None:
+        """Raise :class:`RevealDenied` unless ``party`` is a result party."""
+        self.roles.check_result_party(party)
+
+    # ----------------------------------------------------------------------- arithmetic
+
+    def truncate(self, t: SharedTensor, bits: int) -> SharedTensor:
+        """Divide by ``2**bits`` (see the truncation error bound of the engine)."""
+        share = self.engine.trunc(t.share, t.shape, bits)
+        return SharedTensor(self, share, t.shape, t.frac_bits - bits)
+
+    def mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """Element-wise product (Beaver), broadcast; truncated back to the larger scale."""
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        xs = None if x.share is None else np.broadcast_to(x.share, shape)
+        ys = None if y.share is None else np.broadcast_to(y.share, shape)
+        z = self.engine.mul(xs, ys, shape)
+        out = SharedTensor(self, z, shape, x.frac_bits + y.frac_bits)
+        return self._rescale_product(out, x.frac_bits, y.frac_bits)
+
+    def matmul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """Matrix product (Beaver matmul triple) of 1-D/2-D shared tensors."""
+        shape = matmul_shape(x.shape, y.shape)
+        m = x.shape[0] if x.ndim == 2 else 1
+        k = x.shape[-1]
+        n = y.shape[1] if y.ndim == 2 else 1
+        z = self.engine.matmul(x.share, y.share, m, k, n)
+        out = SharedTensor(
+            self, None if z is None else z.reshape(shape), shape, x.frac_bits + y.frac_bits
+        )
+        return self._rescale_product(out, x.frac_bits, y.frac_bits)
+
+    def _rescale_product(self, out: SharedTensor, fa: int, fb: int) -> SharedTensor:
+        if fa > 0 and fb > 0:
+            return self.truncate(out, min(fa, fb))
+        return out
+
+    def msb(self, x: SharedTensor) -> SharedTensor:
+        """Shared 0/1 bits of ``x < 0`` (exact)."""
+        return SharedTensor(self, self.engine.msb(x.share, x.shape), x.shape, 0)
+
+    # -------------------------------------------------------------------------- traffic
+
+    def traffic(self) -> dict[str, int]:
+        """Bytes and messages this party sent and received in this component so far."""
+        stats = self.ctx.channel.stats.as_dict()
+        stats["rounds"] = self.engine.rounds
+        return stats
+
+
+def check_shape(t: SharedTensor, shape: tuple[int, ...], what: str) -> None:
+    """Abort if a shared input does not have the shape the job declared."""
+    if t.shape != shape:
+        raise ProtocolAbort(f"{what} has shape {t.shape}, the job declared {shape}")
+
+
+__all__ += ["U64", "RevealDenied", "check_shape", "make_provider"]
