@@ -1,0 +1,226 @@
+"""Building blocks shared by the PSI roles: handshake, keys, bulk hashing and blinding on the
+compute backend, and streaming of point arrays in bounded chunks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from privfin.crypto.random import RandomSource
+from privfin.crypto.ristretto import (
+    POINT_BYTES,
+    BlindingKey,
+    InvalidPointError,
+    hash_to_group_batch,
+    scalarmult_batch,
+)
+from privfin.errors import ProtocolAbort
+from privfin.psi.messages import CHUNK_ROWS, FINGERPRINT_BYTES, PROTOCOL_VERSION, Chunk, Hello
+from privfin.runtime import Context
+
+__all__ = [
+    "blind_stream",
+    "blinding_key",
+    "collect",
+    "encode_keys",
+    "fingerprints",
+    "handshake",
+    "hash_and_blind",
+    "hash_domain",
+    "random_permutation",
+    "recv_stream",
+    "send_stream",
+    "sortable",
+]
+
+U8 = npt.NDArray[np.uint8]
+
+
+def hash_domain(ctx: Context, protocol: str) -> bytes:
+    """Domain separation tag of hash-to-group: protocol version, protocol, job and component,
+    so points of one job are useless in any other."""
+    dst = f"privfin/psi/v{PROTOCOL_VERSION}/{protocol}/{ctx.job}/{ctx.component}".encode()
+    return dst[:255]
+
+
+def encode_keys(keys: Sequence[str]) -> list[bytes]:
+    """UTF-8 bytes of normalised keys (lone surrogates kept, never an error)."""
+    return [k.encode("utf-8", "surrogatepass") for k in keys]
+
+
+def blinding_key(ctx: Context, name: str) -> BlindingKey:
+    """This party's secret scalar for the job, checkpointed before first use so a restarted
+    party resends identical messages."""
+    saved = ctx.artifacts.get(name)
+    if saved is not None:
+        return BlindingKey.from_secret_bytes(saved)
+    key = BlindingKey.generate(ctx.random)
+    ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
+    return key
+
+
+def handshake(
+    ctx: Context, protocol: str, params: Mapping[str, Any], count: int, peers: Sequence[str]
+) -> dict[str, int]:
+    """Exchange :class:`Hello` with ``peers``; abort unless every peer runs the same protocol
+    version and parameters. Returns each peer's announced set size (revealed by design)."""
+    text = json.dumps(dict(params), sort_keys=True, separators=(",", ":"))
+    hello = Hello(protocol=protocol, version=PROTOCOL_VERSION, params=text, count=count)
+    ctx.channel.broadcast("hello", hello, peers=peers)
+    counts: dict[str, int] = {}
+    for peer, msg in ctx.channel.gather("hello", peers=peers, expect=Hello).items():
+        if msg.protocol != protocol or msg.version != PROTOCOL_VERSION:
+            raise ProtocolAbort(
+                f"party {peer!r} runs {msg.protocol} v{msg.version}, "
+                f"we run {protocol} v{PROTOCOL_VERSION}",
+                party=peer,
+            )
+        if msg.params != text:
+            raise ProtocolAbort(
+                f"party {peer!r} runs with different parameters: {msg.params} != {text}",
+                party=peer,
+            )
+        counts[peer] = msg.count
+    return counts
+
+
+# ------------------------------------------------------------------ compute tasks (picklable)
+
+
+def _hash_blind_task(task: tuple[bytes, bytes, list[bytes]]) -> U8:
+    scalar, dst, items = task
+    return scalarmult_batch(scalar, hash_to_group_batch(items, dst))
+
+
+def _blind_task(task: tuple[bytes, U8]) -> U8:
+    scalar, points = task
+    return scalarmult_batch(scalar, points)
+
+
+def _batches(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def hash_and_blind(
+    ctx: Context, key: BlindingKey, keys: Sequence[str], dst: bytes, task: str
+) -> Iterator[U8]:
+    """``k·H(x)`` for every key, yielded in chunks of :data:`CHUNK_ROWS` rows (in order); the
+    work of ``ctx.compute.workers`` chunks at a time runs on the compute backend."""
+    scalar = key.secret_bytes_for_checkpoint()
+    progress = ctx.progress.task(task, total=len(keys))
+    bounds = _batches(len(keys), CHUNK_ROWS)
+    step = max(1, ctx.compute.workers)
+    for i in range(0, len(bounds), step):
+        ctx.cancel.raise_if_cancelled()
+        tasks = [(scalar, dst, encode_keys(keys[a:b])) for a, b in bounds[i : i + step]]
+        for out in ctx.compute.map(_hash_blind_task, tasks):
+            progress.advance(out.shape[0])
+            yield out
+
+
+def blind_stream(
+    ctx: Context, key: BlindingKey, chunks: Iterable[U8], peer: str, task: str, total: int
+) -> Iterator[U8]:
+    """``k·P`` for every row of the incoming chunks; a point that is not a valid ristretto255
+    element aborts the protocol, naming ``peer``."""
+    scalar = key.secret_bytes_for_checkpoint()
+    progress = ctx.progress.task(task, total=total)
+    step = max(1, ctx.compute.workers)
+    pending: list[tuple[bytes, U8]] = []
+    done = 0
+
+    def flush() -> Iterator[U8]:
+        nonlocal done
+        try:
+            results = ctx.compute.map(_blind_task, pending)
+        except InvalidPointError as exc:
+            where = "" if exc.index is None else f" (row {done + exc.index} or later)"
+            raise ProtocolAbort(
+                f"party {peer!r} sent an invalid ristretto255 point{where}", party=peer
+            ) from None
+        pending.clear()
+        for out in results:
+            done += out.shape[0]
+            progress.advance(out.shape[0])
+            yield out
+
+    for chunk in chunks:
+        pending.append((scalar, chunk))
+        if len(pending) >= step:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def send_stream(ctx: Context, peer: str, tag: str, chunks: Iterable[U8]) -> int:
+    """Send arrays as :class:`Chunk` messages under ``tag``; returns the rows sent."""
+    offset = 0
+    for chunk in chunks:
+        for a in range(0, max(chunk.shape[0], 1), CHUNK_ROWS):
+            part = np.ascontiguousarray(chunk[a : a + CHUNK_ROWS])
+            if part.shape[0] == 0:
+                continue
+            ctx.channel.send(peer, tag, Chunk(offset=offset, rows=part))
+            offset += part.shape[0]
+    return offset
+
+
+def recv_stream(ctx: Context, peer: str, tag: str, total: int, width: int) -> Iterator[U8]:
+    """Receive ``total`` rows of ``width`` bytes sent by :func:`send_stream`, chunk by chunk,
+    checking order and shape (a deviation aborts, naming ``peer``)."""
+    offset = 0
+    while offset < total:
+        msg = ctx.channel.recv(peer, tag, expect=Chunk)
+        rows = msg.rows
+        if msg.offset != offset or rows.shape[1] != width or rows.shape[0] == 0:
+            raise ProtocolAbort(
+                f"party {peer!r} sent chunk at offset {msg.offset} of width {rows.shape[1]}; "
+                f"expected offset {offset}, width {width}",
+                party=peer,
+            )
+        if offset + rows.shape[0] > total:
+            raise ProtocolAbort(f"party {peer!r} sent more than {total} rows", party=peer)
+        offset += rows.shape[0]
+        yield rows
+
+
+def collect(chunks: Iterable[U8], total: int, width: int) -> U8:
+    """Concatenate chunks into one preallocated ``(total, width)`` array."""
+    out = np.empty((total, width), dtype=np.uint8)
+    pos = 0
+    for c in chunks:
+        out[pos : pos + c.shape[0], :] = c[:, :width]
+        pos += c.shape[0]
+    if pos != total:
+        raise ProtocolAbort(f"expected {total} rows, got {pos}")
+    return out
+
+
+def fingerprints(points: U8) -> U8:
+    """The first :data:`FINGERPRINT_BYTES` bytes of each double-blinded point."""
+    return np.ascontiguousarray(points[:, :FINGERPRINT_BYTES])
+
+
+def sortable(rows: U8) -> npt.NDArray[Any]:
+    """View ``(n, w)`` byte rows as a 1-D array of ``S<w>`` (equality, sort, ``isin``)."""
+    rows = np.ascontiguousarray(rows)
+    return rows.view(f"S{rows.shape[1]}").reshape(rows.shape[0])
+
+
+def random_permutation(random: RandomSource, n: int) -> npt.NDArray[np.int64]:
+    """A uniform permutation of ``range(n)`` drawn from ``random`` (argsort of 64-bit random
+    keys; ties, of probability about n**2/2**65, are broken by position)."""
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    keys = np.frombuffer(random.bytes(8 * n), dtype=np.uint64)
+    return np.argsort(keys, kind="stable").astype(np.int64)
+
+
+def check_width(rows: U8) -> None:
+    """Raise if ``rows`` are not points."""
+    if rows.ndim != 2 or rows.shape[1] != POINT_BYTES:
+        raise ProtocolAbort("expected an array of 32-byte points")

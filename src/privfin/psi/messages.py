@@ -1,0 +1,156 @@
+"""Typed messages of the PSI protocols (wire names ``psi.*``). See SPEC.md.
+
+Every message checks its own shape in ``__post_init__`` (a violation decodes to
+:class:`~privfin.errors.DecodeError`); ristretto255 points are additionally checked to be
+canonical, non-identity group elements before any use (``InvalidPointError`` ->
+:class:`~privfin.errors.ProtocolAbort`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from privfin.crypto.ristretto import POINT_BYTES
+from privfin.federation.codec import Message, wire_message
+
+__all__ = [
+    "CHUNK_ROWS",
+    "FINGERPRINT_BYTES",
+    "MAX_SET_SIZE",
+    "PROTOCOL_VERSION",
+    "Chunk",
+    "Count",
+    "FilterUpdate",
+    "Hello",
+    "Indices",
+    "KeyShare",
+    "Masked",
+    "RevealedKeys",
+]
+
+PROTOCOL_VERSION = 1
+#: Rows per streamed chunk (1 MiB of points): bounds message size and memory per message.
+CHUNK_ROWS = 32768
+#: Bytes of a double-blinded point compared for equality (128 bits: no false match in practice).
+FINGERPRINT_BYTES = 16
+#: Largest set a party may announce (2**32 - 1 rows).
+MAX_SET_SIZE = 2**32 - 1
+
+#: Row widths a chunk may have: points, fingerprints, 64-bit filter entries.
+_WIDTHS = (POINT_BYTES, FINGERPRINT_BYTES, 8)
+
+
+@wire_message("psi.Hello")
+class Hello(Message, frozen=True, kw_only=True):
+    """Round 0, every party -> every peer: the parameters it runs with and its set size.
+
+    The set size is revealed by design; the parameters must agree, else the job aborts.
+    """
+
+    protocol: str
+    version: int
+    params: str
+    count: int
+
+    def __post_init__(self) -> None:
+        if len(self.protocol) > 64 or len(self.params) > 1024:
+            raise ValueError("hello: protocol or parameters too long")
+        if not 0 <= self.count <= MAX_SET_SIZE:
+            raise ValueError("hello: set size out of range")
+
+
+@wire_message("psi.Chunk")
+class Chunk(Message, frozen=True, kw_only=True):
+    """One chunk of a streamed array: rows ``offset .. offset + len(rows)`` of points (32-byte
+    rows) or fingerprints (16-byte rows)."""
+
+    offset: int
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.offset <= MAX_SET_SIZE:
+            raise ValueError("chunk: offset out of range")
+        r = self.rows
+        if r.dtype != np.uint8 or r.ndim != 2 or r.shape[1] not in _WIDTHS:
+            raise ValueError("chunk: rows must be an (n, 32), (n, 16) or (n, 8) uint8 array")
+        if r.shape[0] > CHUNK_ROWS:
+            raise ValueError(f"chunk: more than {CHUNK_ROWS} rows")
+
+
+@wire_message("psi.Indices")
+class Indices(Message, frozen=True, kw_only=True):
+    """Positions (strictly increasing) in an array the receiver sent earlier."""
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        v = self.values
+        if v.dtype != np.int64 or v.ndim != 1:
+            raise ValueError("indices must be a 1-D int64 array")
+        if v.size and (v[0] < 0 or np.any(np.diff(v) <= 0)):
+            raise ValueError("indices must be non-negative and strictly increasing")
+
+
+@wire_message("psi.Count")
+class Count(Message, frozen=True, kw_only=True):
+    """An intersection size."""
+
+    value: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.value <= MAX_SET_SIZE:
+            raise ValueError("count out of range")
+
+
+@wire_message("psi.KeyShare")
+class KeyShare(Message, frozen=True, kw_only=True):
+    """n-party: an ephemeral X25519 public key between two members (pairwise masks), and an
+    optional seed for the members' common permutation (cardinality mode), sent member->member
+    only."""
+
+    key: bytes
+    seed: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 32 or len(self.seed) not in (0, 32):
+            raise ValueError("key share: key must be 32 bytes, seed empty or 32 bytes")
+
+
+@wire_message("psi.Masked")
+class Masked(Message, frozen=True, kw_only=True):
+    """n-party, member -> leader: masked non-membership values in Z_2^64, one per leader item."""
+
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.values.dtype != np.uint64 or self.values.ndim != 1:
+            raise ValueError("masked values must be a 1-D uint64 array")
+
+
+@wire_message("psi.RevealedKeys")
+class RevealedKeys(Message, frozen=True, kw_only=True):
+    """The intersection (normalised keys, agreed order), sent to parties entitled to it."""
+
+    keys: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.keys) > MAX_SET_SIZE:
+            raise ValueError("too many keys")
+
+
+@wire_message("psi.FilterUpdate")
+class FilterUpdate(Message, frozen=True, kw_only=True):
+    """Unbalanced PSI, server -> client: the server filter's identity and whether the client's
+    cached copy is current; if not, the sorted fingerprints follow as chunks."""
+
+    filter_id: bytes
+    version: int
+    count: int
+    bits: int
+    current: bool
+
+    def __post_init__(self) -> None:
+        if len(self.filter_id) != 16 or not 0 <= self.version < 2**63:
+            raise ValueError("filter update: bad id or version")
+        if not 0 <= self.count <= MAX_SET_SIZE or not 32 <= self.bits <= 64:
+            raise ValueError("filter update: bad count or fingerprint width")

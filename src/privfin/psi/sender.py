@@ -1,0 +1,92 @@
+"""Two-party ECDH-PSI, sender role (learns nothing but the receiver's set size, unless the
+intersection is revealed to it too)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from privfin.crypto.ristretto import POINT_BYTES
+from privfin.errors import ProtocolAbort
+from privfin.psi.common import (
+    U8,
+    blind_stream,
+    blinding_key,
+    collect,
+    fingerprints,
+    handshake,
+    hash_and_blind,
+    hash_domain,
+    random_permutation,
+    recv_stream,
+    send_stream,
+)
+from privfin.psi.ids import PreparedIds
+from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
+from privfin.runtime import Context
+
+__all__ = ["run_sender"]
+
+
+def run_sender(
+    ctx: Context,
+    prepared: PreparedIds,
+    receiver: str,
+    params: Mapping[str, Any],
+    *,
+    cardinality_only: bool,
+    reveal_to_sender: bool,
+) -> npt.NDArray[np.int64] | int | None:
+    """Run the sender.
+
+    Returns
+    -------
+    numpy.ndarray, int or None
+        With ``reveal_to_sender``: positions in ``prepared.keys`` of the intersecting items
+        (or the size if ``cardinality_only``); otherwise ``None`` (the sender learns nothing
+        beyond the receiver's set size).
+
+    Security
+    --------
+    Semi-honest. The sender sends ``b·H(y)`` in a uniformly random order (so its input order
+    is hidden) and never its ids or unblinded hashes; its key ``b`` never leaves it. Points from
+    the receiver are validated before use. In cardinality mode the re-blinded receiver points
+    are returned in a fresh random order, so the receiver learns only the count.
+    """
+    protocol = "ecdh-cardinality" if cardinality_only else "ecdh"
+    n_s = len(prepared)
+    n_r = handshake(ctx, protocol, params, n_s, [receiver])[receiver]
+    key = blinding_key(ctx, f"psi.{protocol}.sender.key")
+    dst = hash_domain(ctx, "ecdh")
+    perm = random_permutation(ctx.random, n_s)
+    keys = [prepared.keys[i] for i in perm]
+    sent = send_stream(ctx, receiver, "b", hash_and_blind(ctx, key, keys, dst, "psi.blind"))
+    del keys
+    incoming = recv_stream(ctx, receiver, "a", n_r, POINT_BYTES)
+    blinded = blind_stream(ctx, key, incoming, receiver, "psi.reblind", n_r)
+    if cardinality_only:
+        fab = collect((fingerprints(c) for c in blinded), n_r, FINGERPRINT_BYTES)
+        shuffled = fab[random_permutation(ctx.random, n_r)]
+        sent += send_stream(ctx, receiver, "ab", [shuffled])
+    else:
+        sent += send_stream(ctx, receiver, "ab", _fingerprint_chunks(blinded))
+    ctx.metrics.add("psi.points_sent", float(sent))
+    if not reveal_to_sender:
+        return None
+    if cardinality_only:
+        count: Count = ctx.channel.recv(receiver, "result", expect=Count)
+        if count.value > min(n_s, n_r):
+            raise ProtocolAbort("receiver reported an impossible size", party=receiver)
+        return count.value
+    idx: Indices = ctx.channel.recv(receiver, "result", expect=Indices)
+    if idx.values.size and int(idx.values[-1]) >= n_s:
+        raise ProtocolAbort("receiver sent an index beyond our set", party=receiver)
+    return perm[idx.values]
+
+
+def _fingerprint_chunks(chunks: Iterator[U8]) -> Iterator[U8]:
+    for c in chunks:
+        yield fingerprints(c)
