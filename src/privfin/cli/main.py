@@ -12,6 +12,7 @@ import typer
 
 from privfin import __version__
 from privfin.cli import data as data_cli
+from privfin.cli import node as node_cli
 from privfin.errors import PrivfinError
 
 app = typer.Typer(
@@ -22,6 +23,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(node_cli.node_app, name="node")
+app.add_typer(node_cli.cluster_app, name="cluster")
+app.add_typer(node_cli.job_app, name="job")
+app.command("init")(node_cli.init)
 
 
 @app.command()

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class Cluster:
 
     root: Path
     parties: dict[str, dict[str, Any]]  # party -> {port, pid, url}
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     def identity(self, party: str) -> Identity:
         d = self.root / party
@@ -65,6 +66,7 @@ class Cluster:
             start_new_session=True,
         )
         log.close()
+        self.procs[party] = proc
         self.parties[party]["pid"] = proc.pid
         self._save()
         return proc.pid
@@ -74,8 +76,18 @@ class Cluster:
         pid = self.parties[party].get("pid")
         if pid:
             _stop(int(pid), sig)
+        proc = self.procs.pop(party, None)
+        if proc is not None:
+            proc.wait(timeout=10)
         self.parties[party]["pid"] = None
         self._save()
+
+    def down(self) -> list[str]:
+        """Stop every node (SIGTERM, then SIGKILL); returns the parties that were running."""
+        stopped = [p for p, info in self.parties.items() if _alive(info.get("pid"))]
+        for party in list(self.parties):
+            self.kill(party, signal.SIGTERM)
+        return stopped
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         for party in self.parties:
@@ -145,7 +157,7 @@ def cluster_up(
         try:
             cluster.wait_healthy()
         except Exception:
-            cluster_down(root)
+            cluster.down()
             raise
     return cluster
 
@@ -161,16 +173,7 @@ def load_cluster(directory: str | Path) -> Cluster:
 
 def cluster_down(directory: str | Path) -> list[str]:
     """Stop every node of the cluster in ``directory`` (SIGTERM, then SIGKILL)."""
-    cluster = load_cluster(directory)
-    stopped = []
-    for party, info in cluster.parties.items():
-        pid = info.get("pid")
-        if pid and _alive(pid):
-            _stop(int(pid), signal.SIGTERM)
-            stopped.append(party)
-        info["pid"] = None
-    cluster._save()
-    return stopped
+    return load_cluster(directory).down()
 
 
 def _alive(pid: object) -> bool:

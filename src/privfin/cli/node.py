@@ -1,0 +1,93 @@
+"""``privfin init``, ``privfin node start``, ``privfin cluster up|down``, ``privfin job``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+node_app = typer.Typer(help="Run a party's node.", no_args_is_help=True)
+cluster_app = typer.Typer(help="A local cluster: one node process per party.", no_args_is_help=True)
+job_app = typer.Typer(help="Submit jobs to a local cluster and follow them.", no_args_is_help=True)
+
+
+def init(
+    party: str = typer.Option(..., help="this party's name (letters, digits, _ . -)"),
+    directory: Path = typer.Option(Path("."), "--dir", help="where to write the key and cert"),
+    host: list[str] = typer.Option(
+        ["localhost", "127.0.0.1"], help="DNS names / IPs peers use to reach the node"
+    ),
+    force: bool = typer.Option(False, help="overwrite an existing key"),
+) -> None:
+    """Create a party's private key (0600) and self-signed certificate for mutual TLS."""
+    from privfin.federation.tls import create_identity, fingerprint
+
+    ident = create_identity(party, directory, hosts=host, overwrite=force)
+    typer.echo(f"key:         {ident.key}")
+    typer.echo(f"certificate: {ident.cert}")
+    typer.echo(f"fingerprint: {fingerprint(ident.cert.read_bytes())}")
+    typer.echo("Give the certificate (and fingerprint) to your peers; keep the key private.")
+
+
+@node_app.command("start")
+def node_start(config: Path = typer.Option(..., help="node.yaml")) -> None:
+    """Run a node in the foreground until interrupted."""
+    from privfin.node.config import load_config
+    from privfin.node.server import run_node
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    run_node(load_config(config))
+
+
+@cluster_app.command("up")
+def cluster_up_cmd(
+    parties: str = typer.Option(..., help="comma-separated party names"),
+    directory: Path = typer.Option(..., "--dir", help="cluster directory"),
+    mode: str = typer.Option("production", help="production or development"),
+) -> None:
+    """Start one node per party on 127.0.0.1 with generated certificates."""
+    from privfin.node.cluster import cluster_up
+
+    names = [p.strip() for p in parties.split(",") if p.strip()]
+    cluster = cluster_up(names, directory, mode=mode)
+    for name, info in cluster.parties.items():
+        typer.echo(f"{name:<16} {info['url']}  pid {info['pid']}")
+    typer.echo(f"cluster is up; stop it with: privfin cluster down --dir {directory}")
+
+
+@cluster_app.command("down")
+def cluster_down_cmd(
+    directory: Path = typer.Option(..., "--dir", help="cluster directory"),
+) -> None:
+    """Stop the nodes of a local cluster."""
+    from privfin.node.cluster import cluster_down
+
+    stopped = cluster_down(directory)
+    typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@job_app.command("run")
+def job_run(
+    spec: Path = typer.Option(..., help="job spec (JSON or YAML)"),
+    directory: Path = typer.Option(..., "--dir", help="cluster directory"),
+    timeout: float = typer.Option(300.0, help="seconds to wait for the result"),
+) -> None:
+    """Submit a job to every party of a local cluster and print each party's outcome."""
+    import yaml
+
+    from privfin.node.cluster import load_cluster
+
+    data = yaml.safe_load(spec.read_text())
+    cluster = load_cluster(directory)
+    for party in data["roles"]:
+        with cluster.client(party) as client:
+            client.submit(data)
+    for party in data["roles"]:
+        with cluster.client(party) as client:
+            status = client.wait(data["job"], timeout=timeout)
+        typer.echo(f"{party}: {json.dumps(status['result'])[:2000]}")
