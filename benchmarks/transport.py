@@ -1,0 +1,99 @@
+"""HTTP transport throughput between two local nodes over mutual TLS.
+
+Measures, from party ``bank_a``'s transport to ``bank_b``'s node, the time until a payload is
+durably stored in ``bank_b``'s mailbox: MB/s for 1 MiB and 64 MiB payloads (64 MiB travels in
+4 MiB chunks), and messages/s for small (100-byte) messages sent one after the other.
+No peer is installed for this figure: the issue names none (FATE's and SecretFlow's transports
+need their whole platforms); the JSON lines carry ``peer: null``.
+
+Usage: ``python benchmarks/transport.py [--quick]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import emit, machine, print_table
+from privfin.federation.http import HttpTransport
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.transport import CancelToken, MessageKey
+from privfin.node.cluster import cluster_up
+from privfin.node.config import load_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    sizes = [
+        ("1 MiB", 1 << 20, 20 if not args.quick else 5),
+        ("64 MiB", 64 << 20, 3 if not args.quick else 1),
+    ]
+    n_small = 200 if args.quick else 1000
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = cluster_up(["bank_a", "bank_b"], Path(tmp) / "c")
+        try:
+            cfg = load_config(cluster.config_path("bank_a"))
+            transport = HttpTransport(
+                cfg.identity, cfg.transport_peers(), Mailbox(Path(tmp) / "a.db")
+            )
+            inbox = Mailbox(cluster.root / "bank_b" / "state" / "node.sqlite")
+            cancel = CancelToken()
+            seq = 0
+
+            def one(payload: bytes, tag: str) -> None:
+                nonlocal seq
+                key = MessageKey("bench", "transport", tag, "bank_a", "bank_b", seq)
+                seq += 1
+                transport.send(key, payload)
+                inbox.wait(key, 300, cancel)
+
+            one(b"warm-up", "warm")
+            for label, size, reps in sizes:
+                payload = os.urandom(size)
+                start = time.perf_counter()
+                for _ in range(reps):
+                    one(payload, "bulk")
+                secs = (time.perf_counter() - start) / reps
+                mbps = size / secs / 1e6
+                rows.append({"what": f"payload {label}", "value": mbps, "unit": "MB/s"})
+                emit(
+                    f"transport.http.throughput_{label.replace(' ', '').lower()}",
+                    "MB/s",
+                    mbps,
+                    None,
+                    "none named",
+                    True,
+                    f"{label}, mTLS loopback, 2 nodes",
+                )
+            small = os.urandom(100)
+            start = time.perf_counter()
+            for _ in range(n_small):
+                one(small, "small")
+            rate = n_small / (time.perf_counter() - start)
+            rows.append({"what": "small messages (100 B)", "value": rate, "unit": "msg/s"})
+            emit(
+                "transport.http.small_messages",
+                "msg/s",
+                rate,
+                None,
+                "none named",
+                True,
+                "100 B, sequential, mTLS loopback",
+            )
+            transport.close()
+        finally:
+            cluster.down()
+    print_table(f"HTTP transport over mutual TLS ({machine()})", rows)
+
+
+if __name__ == "__main__":
+    main()
