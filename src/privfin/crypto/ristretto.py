@@ -178,7 +178,8 @@ def hash_to_group(msg: bytes, dst: bytes) -> bytes:
     Returns the 32-byte canonical encoding of the element.
     """
     uniform = expand_message_xmd_sha512(msg, dst, HASH_BYTES)
-    return _lib().rbcl.crypto_core_ristretto255_from_hash(uniform)
+    point: bytes = _lib().rbcl.crypto_core_ristretto255_from_hash(uniform)
+    return point
 
 
 def hash_to_group_batch(items: Sequence[bytes], dst: bytes) -> PointArray:

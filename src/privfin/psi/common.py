@@ -156,9 +156,10 @@ def blind_stream(
         yield from flush()
 
 
-def send_stream(ctx: Context, peer: str, tag: str, chunks: Iterable[U8]) -> int:
-    """Send arrays as :class:`Chunk` messages under ``tag``; returns the rows sent."""
-    offset = 0
+def send_stream(ctx: Context, peer: str, tag: str, chunks: Iterable[U8], *, start: int = 0) -> int:
+    """Send arrays as :class:`Chunk` messages under ``tag``, the first at row ``start``;
+    returns the row after the last one sent (the rows sent if ``start`` is 0)."""
+    offset = start
     for chunk in chunks:
         for a in range(0, max(chunk.shape[0], 1), CHUNK_ROWS):
             part = np.ascontiguousarray(chunk[a : a + CHUNK_ROWS])

@@ -20,6 +20,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Chunk",
     "Count",
+    "FilterHave",
     "FilterUpdate",
     "Hello",
     "Indices",
@@ -154,3 +155,15 @@ class FilterUpdate(Message, frozen=True, kw_only=True):
             raise ValueError("filter update: bad id or version")
         if not 0 <= self.count <= MAX_SET_SIZE or not 32 <= self.bits <= 64:
             raise ValueError("filter update: bad count or fingerprint width")
+
+
+@wire_message("psi.FilterHave")
+class FilterHave(Message, frozen=True, kw_only=True):
+    """Unbalanced PSI, client -> server: the filter the client has cached (zeros: none)."""
+
+    filter_id: bytes
+    version: int
+
+    def __post_init__(self) -> None:
+        if len(self.filter_id) != 16 or not 0 <= self.version < 2**63:
+            raise ValueError("filter have: bad id or version")

@@ -84,7 +84,8 @@ def run_sender(
     idx: Indices = ctx.channel.recv(receiver, "result", expect=Indices)
     if idx.values.size and int(idx.values[-1]) >= n_s:
         raise ProtocolAbort("receiver sent an index beyond our set", party=receiver)
-    return perm[idx.values]
+    matched: npt.NDArray[np.int64] = perm[idx.values]
+    return matched
 
 
 def _fingerprint_chunks(chunks: Iterator[U8]) -> Iterator[U8]:
