@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select, update
 
+from privfin.data.loaders import read_table
 from privfin.errors import ConfigError, PrivfinError
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox
@@ -67,15 +68,15 @@ class JobSpec(BaseModel):
         return v
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, pd.DataFrame):
         return {"columns": list(map(str, value.columns)), "rows": len(value)}
     if isinstance(value, bytes):
@@ -187,14 +188,7 @@ class JobRunner:
     def _load_inputs(self, spec: JobSpec) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, dataset in spec.inputs.get(self.config.party, {}).items():
-            path = Path(self.config.datasets[dataset])
-            try:
-                if path.suffix == ".parquet":
-                    out[name] = pd.read_parquet(path)
-                else:
-                    out[name] = pd.read_csv(path, dtype={"id": str})
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot read dataset {dataset!r} ({path}): {exc}") from None
+            out[name] = read_table(self.config.datasets[dataset])
         return out
 
     def _run(self, spec: JobSpec, token: CancelToken) -> None:
@@ -237,7 +231,7 @@ class JobRunner:
         try:
             inputs = self._load_inputs(spec)
             result = get_component(spec.component)(ctx, spec.params, inputs)
-            payload = {"output": _jsonable(result), "traffic": channel.stats.as_dict()}
+            payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
             self._set(spec.job, status="done", result=json.dumps(payload))
             _log.info("job %s done", spec.job)
         except Exception as exc:

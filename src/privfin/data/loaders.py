@@ -1,0 +1,31 @@
+"""Reading a party's tables from files (CSV or Parquet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from privfin.errors import ConfigError
+
+__all__ = ["read_table"]
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table; an ``id`` column is always read as strings.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or cannot be parsed.
+    """
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+            if "id" in df.columns:
+                df["id"] = df["id"].astype(str)
+            return df
+        return pd.read_csv(p, dtype={"id": str})
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read table {p}: {exc}") from None
