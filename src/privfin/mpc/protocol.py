@@ -23,7 +23,7 @@ from privfin.crypto.prg import expand_uint64
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc.messages import Opening, RevealShare
 from privfin.mpc.providers.base import CorrelatedRandomness, Shape
-from privfin.mpc.ring import U64, ring_matmul, u64
+from privfin.mpc.ring import U64, ring_matmul, ring_ops, u64
 from privfin.mpc.roles import MPCRoles
 from privfin.runtime import Context
 
@@ -81,6 +81,7 @@ class Engine:
 
     # -------------------------------------------------------------------------- local ops
 
+    @ring_ops
     def add_public(self, share: U64 | None, value: U64) -> U64 | None:
         """Shares of ``x + value`` (the leader adds the public value)."""
         if share is None:
@@ -89,6 +90,7 @@ class Engine:
             return share + value
         return np.broadcast_to(share, np.broadcast_shapes(share.shape, value.shape)).copy()
 
+    @ring_ops
     def public_share(self, value: U64) -> U64 | None:
         """Shares of a public value (leader holds it, the others hold 0)."""
         if not self.is_compute:
@@ -97,6 +99,7 @@ class Engine:
 
     # ---------------------------------------------------------------------- communication
 
+    @ring_ops
     def open(self, shares: Sequence[U64 | None]) -> list[U64] | None:
         """Open values among the computing parties. **Only for uniformly masked values**: the
         caller guarantees each opened value is masked by fresh correlated randomness."""
@@ -122,6 +125,7 @@ class Engine:
             at += a.size
         return out
 
+    @ring_ops
     def reveal(self, share: U64 | None, shape: Shape, to: str, label: str = "") -> U64 | None:
         """Reconstruct a value at result party ``to`` only; returns it there, ``None`` elsewhere.
 
@@ -133,7 +137,7 @@ class Engine:
         self.roles.check_result_party(to)
         if self.is_compute and self.party != to:
             assert share is not None
-            self.ctx.channel.send(to, _TAG_REVEAL, RevealShare(label=label, values=share))
+            self.ctx.channel.send(to, _TAG_REVEAL, RevealShare(label=label, values=np.asarray(share)))
         if self.party != to:
             return None
         total = np.zeros(shape, dtype=np.uint64) if share is None else share.copy()
@@ -152,6 +156,7 @@ class Engine:
 
     # ------------------------------------------------------------------ multiplications
 
+    @ring_ops
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """Beaver multiplication of two shared arrays of ``shape`` (no truncation)."""
         triple = self.provider.mul_triple(shape)
@@ -167,6 +172,7 @@ class Engine:
             z += e * f
         return z
 
+    @ring_ops
     def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
         """Beaver matrix product of a shared (m x k) and a shared (k x n) matrix."""
         triple = self.provider.matmul_triple(m, k, n)
@@ -182,6 +188,7 @@ class Engine:
 
     # ------------------------------------------------------------------------ truncation
 
+    @ring_ops
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place."""
         if frac_bits == 0:
@@ -211,6 +218,7 @@ class Engine:
 
     # ------------------------------------------------------------------------ comparison
 
+    @ring_ops
     def _random_bits(self, shape: Shape) -> tuple[U64, U64] | None:
         if self.provider.supports_random_bits:
             return self.provider.random_bits(shape)
@@ -242,6 +250,7 @@ class Engine:
         r = np.sum(acc * weights, axis=0, dtype=np.uint64)
         return r, acc
 
+    @ring_ops
     def msb(self, x: U64 | None, shape: Shape) -> U64 | None:
         """Shares (in Z_2^64, values 0/1) of the most significant bit of ``x``, i.e. ``x < 0``.
 
@@ -269,9 +278,11 @@ class Engine:
             p += cbits
         return self._carry_tree(g, p, (cbits[63], nr[63]), shape)
 
+    @ring_ops
     def _one_minus(self, s: U64) -> U64:
         return (_ONE - s) if self.is_leader else (np.uint64(0) - s)
 
+    @ring_ops
     def _carry_tree(
         self, g: U64 | None, p: U64 | None, top: tuple[U64, U64] | None, shape: Shape
     ) -> U64 | None:

@@ -13,7 +13,9 @@ integer ``@`` which is faster below :data:`LIMB_MATMUL_MIN_WORK` multiply-adds.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,7 @@ __all__ = [
     "encode_fixed",
     "limb_matmul",
     "ring_matmul",
+    "ring_ops",
     "to_ring",
     "to_signed",
     "u64",
@@ -43,6 +46,22 @@ _CHUNK = 512
 LIMB_MATMUL_MIN_WORK = 1 << 18
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def ring_ops(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator: run ``fn`` with numpy overflow warnings off. Wrapping modulo 2**64 is the
+    intended semantics of ring arithmetic; numpy only warns about it for 0-d scalars."""
+
+    @functools.wraps(fn)
+    def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+        with np.errstate(over="ignore"):
+            return fn(*args, **kwargs)
+
+    return inner
+
+
 def u64(value: int) -> np.uint64:
     """A Python int (any sign) as a ring scalar ``value mod 2**64``."""
     return np.uint64(int(value) % (1 << RING_BITS))
@@ -55,7 +74,7 @@ def to_ring(values: npt.ArrayLike) -> U64:
         return arr
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
         raise TypeError(f"ring elements must be integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64).view(np.uint64)
+    return np.asarray(arr.astype(np.int64)).view(np.uint64)
 
 
 def to_signed(values: U64) -> npt.NDArray[np.int64]:
@@ -79,7 +98,7 @@ def encode_fixed(values: npt.ArrayLike, frac_bits: int) -> U64:
             f"values must be finite and within +-2**{63 - frac_bits} to encode with "
             f"{frac_bits} fractional bits"
         )
-    return scaled.astype(np.int64).view(np.uint64)
+    return np.asarray(scaled, dtype=np.float64).astype(np.int64).view(np.uint64)
 
 
 def decode_fixed(values: U64, frac_bits: int) -> npt.NDArray[np.float64]:

@@ -29,7 +29,7 @@ from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc.messages import InputHeader, InputShare
 from privfin.mpc.protocol import Engine
 from privfin.mpc.providers.base import CorrelatedRandomness
-from privfin.mpc.ring import U64, decode_fixed, encode_fixed, to_ring, to_signed
+from privfin.mpc.ring import U64, decode_fixed, encode_fixed, ring_ops, to_ring, to_signed
 from privfin.mpc.roles import DATA, MPCRoles, RevealDenied
 from privfin.mpc.tensor import SharedTensor, matmul_shape
 from privfin.runtime import Context
@@ -115,6 +115,7 @@ class Session:
 
     # -------------------------------------------------------------------------- inputs
 
+    @ring_ops
     def share(
         self,
         owner: str,
@@ -176,6 +177,7 @@ class Session:
         header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
         return SharedTensor(self, None, header.shape, frac)
 
+    @ring_ops
     def public(self, value: npt.ArrayLike, *, fixed: bool = True) -> SharedTensor:
         """A public value as a (trivially) shared tensor."""
         arr = np.asarray(value)
@@ -191,6 +193,7 @@ class Session:
 
     # ------------------------------------------------------------------------- outputs
 
+    @ring_ops
     def reveal(self, t: SharedTensor, to: str, label: str = "") -> npt.NDArray[Any] | None:
         """Reconstruct ``t`` at result party ``to`` only (see :meth:`Engine.reveal`)."""
         if t.session is not self:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from privfin.mpc.ring import U64, encode_fixed, ring_matmul, to_ring
+from privfin.mpc.ring import U64, encode_fixed, ring_matmul, ring_ops, to_ring
 
 if TYPE_CHECKING:
     from privfin.mpc.session import Session
@@ -63,7 +63,7 @@ class SharedTensor:
         self, session: Session, share: U64 | None, shape: Sequence[int], frac_bits: int
     ) -> None:
         self.session = session
-        self.share = share
+        self.share = None if share is None else np.asarray(share, dtype=np.uint64)
         self.shape = tuple(int(d) for d in shape)
         self.frac_bits = frac_bits
 
@@ -92,6 +92,7 @@ class SharedTensor:
             return other
         return self.session.public(other, fixed=self.frac_bits > 0)
 
+    @ring_ops
     def rescale(self, frac_bits: int) -> SharedTensor:
         """The same values at a higher scale (local: multiply by ``2**(frac_bits - f)``)."""
         if frac_bits == self.frac_bits:
@@ -104,6 +105,7 @@ class SharedTensor:
 
     # ------------------------------------------------------------------------ linear ops
 
+    @ring_ops
     def __add__(self, other: Any) -> SharedTensor:
         o = self._lift(other)
         f = max(self.frac_bits, o.frac_bits)
@@ -114,6 +116,7 @@ class SharedTensor:
 
     __radd__ = __add__
 
+    @ring_ops
     def __neg__(self) -> SharedTensor:
         return self._new(None if self.share is None else -self.share, self.shape, self.frac_bits)
 
@@ -125,6 +128,7 @@ class SharedTensor:
 
     # -------------------------------------------------------------------- multiplication
 
+    @ring_ops
     def __mul__(self, other: Any) -> SharedTensor:
         s = self.session
         if isinstance(other, SharedTensor):
@@ -134,11 +138,18 @@ class SharedTensor:
             shape = np.broadcast_shapes(self.shape, value.shape)
             share = None if self.share is None else self.share * to_ring(value)
             return self._new(share, shape, self.frac_bits)
-        enc = encode_fixed(value, s.frac_bits)
+        # A public scalar |c| < 1 is encoded with up to f extra bits (the product's magnitude
+        # bound stays that of x * 1), so e.g. a mean's 1/n keeps full relative precision.
+        bits = s.frac_bits
+        if value.ndim == 0 and 0 < abs(float(value)) < 1:
+            bits += min(s.frac_bits, int(-np.floor(np.log2(abs(float(value))))))
+        enc = encode_fixed(value, bits)
         shape = np.broadcast_shapes(self.shape, value.shape)
         share = None if self.share is None else self.share * enc
-        raw = self._new(share, shape, self.frac_bits + s.frac_bits)
-        return s.truncate(raw, s.frac_bits) if self.frac_bits > 0 else raw
+        raw = self._new(share, shape, self.frac_bits + bits)
+        if self.frac_bits > 0:
+            return s.truncate(raw, bits)
+        return s.truncate(raw, bits - s.frac_bits) if bits > s.frac_bits else raw
 
     __rmul__ = __mul__
 
@@ -149,6 +160,7 @@ class SharedTensor:
             return divide(self, other)
         return self * (1.0 / np.asarray(other, dtype=np.float64))
 
+    @ring_ops
     def __matmul__(self, other: Any) -> SharedTensor:
         s = self.session
         if isinstance(other, SharedTensor):
@@ -168,6 +180,7 @@ class SharedTensor:
 
     # ---------------------------------------------------------------------- reductions
 
+    @ring_ops
     def sum(self, axis: int | None = None) -> SharedTensor:
         """Sum over ``axis`` (all elements if ``None``): local, exact."""
         shape = np.zeros(self.shape, dtype=bool).sum(axis=axis).shape
@@ -202,6 +215,7 @@ class SharedTensor:
         share = None if self.share is None else np.asarray(self.share[key])
         return self._new(share, shape, self.frac_bits)
 
+    @ring_ops
     def broadcast_to(self, shape: Sequence[int]) -> SharedTensor:
         share = None if self.share is None else np.broadcast_to(self.share, tuple(shape)).copy()
         return self._new(share, tuple(shape), self.frac_bits)

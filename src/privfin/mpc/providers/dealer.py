@@ -29,7 +29,7 @@ from privfin.crypto.prg import expand_uint64
 from privfin.errors import ProtocolAbort
 from privfin.mpc.messages import Correction, Seed
 from privfin.mpc.providers.base import Shape
-from privfin.mpc.ring import U64, ring_matmul
+from privfin.mpc.ring import U64, ring_matmul, ring_ops
 from privfin.runtime import Context
 
 __all__ = ["DealerProvider"]
@@ -88,6 +88,7 @@ class DealerProvider:
 
     # ------------------------------------------------------------------------------ generic
 
+    @ring_ops
     def _item(
         self,
         free: Sequence[Shape],

@@ -1,0 +1,104 @@
+"""The shared behaviour suite: every secure operation against plain numpy, for each provider
+setup (dealer inside / outside the computing parties, 2 and 3 computing parties, both
+truncations; the dealer-free Paillier setup is added in test_paillier.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from privfin.mpc import functions as F
+from privfin.mpc.session import Session
+
+from ._setups import SETUPS, Setup
+
+ULP = 2.0**-16
+RNG = np.random.default_rng(11)
+X = RNG.normal(size=(6, 5)) * 3
+Y = RNG.normal(size=(5, 4)) * 3
+V = np.concatenate([RNG.normal(size=40) * 50, [0.0, -ULP, ULP, 2.0**30, -(2.0**30)]])
+IA = RNG.integers(-(2**40), 2**40, size=30)
+JB = RNG.integers(-(2**20), 2**20, size=30)
+
+
+def _program(ctx: Any, params: Any, inputs: Any) -> dict[str, Any]:
+    s = Session.from_params(ctx, params)
+    x = s.share("a", inputs.get("x"))
+    y = s.share("b", inputs.get("y"))
+    v = s.share("b", inputs.get("v"))
+    i = s.share("a", inputs.get("i"), fixed=False)
+    j = s.share("b", inputs.get("j"), fixed=False)
+    out = {
+        "x": x.reveal("r"),
+        "add": (x + x * 0.5 - 1.25).reveal("r"),
+        "mul": (x * x).reveal("r"),
+        "matmul": (x @ y).reveal("r"),
+        "matvec": (x @ y[:, 0]).reveal("r"),
+        "pubmat": (x @ Y).reveal("r"),
+        "sum": x.sum(axis=0).reveal("r"),
+        "mean": x.mean().reveal("r"),
+        "imul": (i * j).reveal("r"),
+        "iadd": (i - j + 3).reveal("r"),
+        "msb": s.msb(v).reveal("r"),
+        "relu": F.relu(v).reveal("r"),
+        "max": F.maximum(v, v * -0.5).reveal("r"),
+        "sigmoid": F.sigmoid(v * 0.1).reveal("r"),
+        "recip": F.reciprocal(x * x + 1).reveal("r"),
+    }
+    out["traffic"] = s.traffic()
+    return out
+
+
+def test_every_operation_matches_numpy(setup: Setup) -> None:
+    res = setup.run(
+        _program,
+        {"a": {"x": X, "i": IA}, "b": {"y": Y, "v": V, "j": JB}},
+    )
+    r = res["r"]
+    # inputs reconstruct to their encoding (half an ulp)
+    assert np.abs(r["x"] - X).max() <= ULP / 2
+    assert np.abs(r["add"] - (X * 1.5 - 1.25)).max() <= 3 * ULP
+    # one truncation: < 1 ulp, plus encoding error amplified by |x|
+    assert np.abs(r["mul"] - X * X).max() <= 1e-3
+    assert np.abs(r["matmul"] - X @ Y).max() <= 1e-3
+    assert np.abs(r["matvec"] - X @ Y[:, 0]).max() <= 1e-3
+    assert np.abs(r["pubmat"] - X @ Y).max() <= 1e-3
+    assert np.abs(r["sum"] - X.sum(axis=0)).max() <= 6 * ULP
+    assert abs(float(r["mean"]) - X.mean()) <= 1e-4
+    # integers: exact in the ring
+    assert np.array_equal(r["imul"], IA * JB)
+    assert np.array_equal(r["iadd"], IA - JB + 3)
+    # comparisons are exact, including 0 and +-1 ulp
+    assert np.array_equal(r["msb"], (np.rint(V * 2**16) < 0).astype(np.int64))
+    assert np.abs(r["relu"] - np.maximum(V, 0)).max() <= ULP
+    assert np.abs(r["max"] - np.maximum(V, -0.5 * V)).max() <= 2 * ULP
+    expected = 1 / (1 + np.exp(np.clip(-0.1 * V, -700, 700)))
+    assert np.abs(r["sigmoid"] - expected).max() <= 2e-3
+    assert np.abs(r["recip"] - 1 / (X * X + 1)).max() <= 2e-3
+    # computing parties exchanged bytes; the result party received only revealed shares
+    assert res["a"]["traffic"]["bytes_sent"] > 0
+
+
+def _roundtrip(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session.from_params(ctx, params)
+    x = s.share("a", inputs.get("x"), fixed=False)
+    y = s.share("b", inputs.get("y"), fixed=False)
+    return {"x": x.reveal("r"), "xy": (x * y).reveal("r")}
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=8),
+    st.data(),
+)
+def test_reconstruct_share_and_beaver_product_are_exact(xs: list[int], data: Any) -> None:
+    ys = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=len(xs), max_size=len(xs)))
+    x, y = np.array(xs, np.int64), np.array(ys, np.int64)
+    for setup in SETUPS[:3]:
+        r = setup.run(_roundtrip, {"a": {"x": x}, "b": {"y": y}})["r"]
+        assert np.array_equal(r["x"], x)
+        with np.errstate(over="ignore"):
+            assert np.array_equal(r["xy"], x * y)  # product modulo 2**64, exact
