@@ -1,0 +1,86 @@
+"""``privfin psi``: private set intersection between parties holding local files.
+
+For now the parties run in this process over the memory transport (the same protocol code
+that runs between nodes); wiring to node processes over mutual TLS comes with ``privfin.node``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from privfin.errors import ConfigError
+
+__all__ = ["psi"]
+
+
+def _parse_party(spec: str) -> tuple[str, Path]:
+    name, sep, file = spec.partition("=")
+    if not sep or not name or not file:
+        raise ConfigError(f"--party must look like NAME=FILE.csv, got {spec!r}")
+    return name, Path(file)
+
+
+def psi(
+    party: list[str] = typer.Option(..., "--party", help="NAME=FILE (csv or parquet), repeatable"),
+    protocol: str = typer.Option("ecdh", help="ecdh or unbalanced"),
+    id_column: str = typer.Option("id", "--id-column", help="column holding the ids"),
+    out: Path = typer.Option(..., "--out", help="directory for each party's aligned rows"),
+    reveal_to: str = typer.Option("both", "--reveal-to", help="receiver or both"),
+    cardinality_only: bool = typer.Option(False, "--cardinality-only", help="only the size"),
+    normalize: str = typer.Option("trim", help="exact, trim or trim_casefold"),
+    duplicates: str = typer.Option("first", help="first or error"),
+) -> None:
+    """Intersect the id columns of the parties' files; write each party's intersecting rows,
+    aligned (same order for every party), to OUT/NAME.csv, and a summary to OUT/summary.json.
+
+    The first --party is the receiver (unbalanced: the client), the second the sender (the
+    server); three or more parties run n-party PSI with the first as leader.
+    """
+    import pandas as pd
+
+    from privfin.psi.api import _roles
+    from privfin.psi.component import psi_component
+    from privfin.psi.sources import iter_id_chunks
+    from privfin.runtime import simulate
+
+    parties = [_parse_party(s) for s in party]
+    names = [n for n, _ in parties]
+    if len(set(names)) != len(names) or len(names) < 2:
+        raise ConfigError("give at least two --party options with distinct names")
+    params = {
+        "protocol": protocol,
+        "reveal_to": reveal_to,
+        "cardinality_only": cardinality_only,
+        "normalize": normalize,
+        "duplicates": duplicates,
+        "id_column": id_column,
+    }
+    inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
+    outputs = simulate(
+        psi_component, _roles(names, protocol), params=params, inputs=inputs, component_name="psi"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, dict[str, object]] = {}
+    for name, file in parties:
+        result = outputs[name]
+        summary[name] = {"size": result["size"]}
+        if result["rows"] is None:
+            continue
+        wanted = result["rows"]
+        keep = set(wanted)
+        if "".join(file.suffixes).lower().endswith((".parquet", ".pq")):
+            frames = [pd.read_parquet(file).iloc[wanted]]
+        else:  # stream the file again, keeping only the intersecting rows
+            frames = [
+                chunk[chunk.index.isin(keep)]
+                for chunk in pd.read_csv(file, dtype=str, keep_default_na=False, chunksize=250_000)
+            ]
+        # pandas keeps the file's row numbers as the index: put rows in the agreed order
+        rows = pd.concat(frames).loc[wanted] if wanted else frames[0].iloc[:0]
+        rows.to_csv(out / f"{name}.csv", index=False)
+        summary[name]["file"] = str(out / f"{name}.csv")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(summary))
