@@ -137,7 +137,9 @@ class Engine:
         self.roles.check_result_party(to)
         if self.is_compute and self.party != to:
             assert share is not None
-            self.ctx.channel.send(to, _TAG_REVEAL, RevealShare(label=label, values=np.asarray(share)))
+            self.ctx.channel.send(
+                to, _TAG_REVEAL, RevealShare(label=label, values=np.asarray(share))
+            )
         if self.party != to:
             return None
         total = np.zeros(shape, dtype=np.uint64) if share is None else share.copy()
