@@ -124,9 +124,11 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
-def _released(fn: Callable[[Sequence[T]], list[R]], chunk: Sequence[T]) -> list[R]:
+def _released(
+    fn: Callable[[Sequence[T]], list[R]], chunk: Sequence[T], release: bool = True
+) -> list[R]:
     # Thread-local gmpy2 context: other threads and the caller's context are untouched.
-    with gmpy2.context(allow_release_gil=True):
+    with gmpy2.context(allow_release_gil=release):
         return fn(chunk)
 
 
@@ -136,13 +138,16 @@ def parallel_map(
     *,
     executor: Executor | None = None,
     n_jobs: int | None = None,
+    release_gil: bool = True,
 ) -> list[R]:
     """Apply the batch function ``fn`` to chunks of ``items`` and concatenate the results.
 
     ``executor`` (any :class:`concurrent.futures.Executor` running in this process, normally a
     :class:`ThreadPoolExecutor`) is used if given; otherwise a thread pool of ``n_jobs`` threads
     (default: all available cores) is created for the call. Small batches run inline. Order is
-    preserved, so results are deterministic whatever the number of threads.
+    preserved, so results are deterministic whatever the number of threads. ``release_gil``
+    lets gmpy2 release the GIL during each operation: worth it for large operands (4096-bit
+    Paillier ciphertexts), counter-productive for small ones where the hand-offs dominate.
     """
     count = len(items)
     if executor is None:
@@ -154,16 +159,16 @@ def parallel_map(
     if count == 0:
         return []
     n_chunks = min(jobs * 4, max(1, count // MIN_CHUNK))
-    if n_chunks <= 1 or (executor is None and jobs == 1):
-        return _released(fn, items)
+    if n_chunks <= 1 or (executor is None and (jobs == 1 or not release_gil)):
+        return _released(fn, items, release_gil)
     bounds = [count * i // n_chunks for i in range(n_chunks + 1)]
     chunks = [items[bounds[i] : bounds[i + 1]] for i in range(n_chunks)]
     if executor is not None:
-        futures = [executor.submit(_released, fn, c) for c in chunks]
+        futures = [executor.submit(_released, fn, c, release_gil) for c in chunks]
         parts = [f.result() for f in futures]
     else:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="privfin-he") as pool:
-            parts = list(pool.map(lambda c: _released(fn, c), chunks))
+            parts = list(pool.map(lambda c: _released(fn, c, release_gil), chunks))
     out: list[R] = []
     for part in parts:
         out.extend(part)
