@@ -1,0 +1,192 @@
+"""Dealer-free Beaver triples for 2 computing parties from Paillier encryption.
+
+Party P0 (the first computing party) owns a Paillier key; P1 knows the public key only. For a
+triple, each party draws its shares ``a_i, b_i`` uniformly in Z_2^64; the cross terms of
+``c = (a0 + a1)(b0 + b1)`` are computed under encryption::
+
+    P0 -> P1:  Enc(a0), Enc(b0)
+    P1 -> P0:  Enc(a0*b1 + b0*a1 + rho)      rho uniform in [0, 2**(130 + 64))
+    c0 = a0*b0 + Dec(...)  mod 2**64,   c1 = a1*b1 - rho  mod 2**64
+
+(matrix triples: the same with ``A0 @ B1 + A1 @ B0``, 2*m*k*n exponentiations by P1).
+
+Security property (semi-honest, no trusted party): P1 sees only ciphertexts (IND-CPA of
+Paillier under DCR + the DJN assumption, see :mod:`privfin.he.paillier`; the reply is
+re-randomised by the fresh ``Enc(rho)``); P0 sees ``cross + rho`` over the integers, which hides
+``cross < 2**130`` statistically (distance ``<= 2**-64``). Leakage: none beyond the shapes.
+Cost: dominated by P0's encryptions and P1's exponentiations (~ms per element at 2048 bits),
+so this provider suits small multiplications; no truncation pairs or random bits (the online
+protocol uses local truncation and builds random bits from triples).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+from typing import Any
+
+import numpy as np
+
+from privfin.crypto.prg import expand_uint64
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
+from privfin.he import paillier
+from privfin.mpc.messages import PaillierCiphertexts, PaillierPublicKey
+from privfin.mpc.providers.base import Shape
+from privfin.mpc.ring import U64, ring_matmul, ring_ops
+from privfin.runtime import Context
+
+__all__ = ["MASK_BITS", "PaillierProvider"]
+
+#: Statistical masking: rho has 64 bits more than the largest cross term (< 2**130).
+MASK_BITS = 130 + 64
+_MOD64 = (1 << 64) - 1
+
+
+class _Bits:
+    """Adapts a :class:`~privfin.crypto.random.RandomSource` to ``getrandbits``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._source = ctx.random
+
+    def getrandbits(self, k: int, /) -> int:
+        nbytes = (k + 7) // 8
+        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
+
+
+def _pack(values: Sequence[int], width: int) -> PaillierCiphertexts:
+    data = b"".join(int(v).to_bytes(width, "big") for v in values)
+    return PaillierCiphertexts(width=width, count=len(values), data=data)
+
+
+class PaillierProvider:
+    """Dealer-free multiplication and matrix triples for exactly 2 computing parties."""
+
+    name = "paillier"
+    trusted: tuple[str, ...] = ()
+    supports_trunc_pair = False
+    supports_random_bits = False
+
+    def __init__(self, ctx: Context, compute: Sequence[str], *, n_bits: int = 2048) -> None:
+        if len(compute) != 2:
+            raise ConfigError("Paillier triples are for exactly 2 computing parties")
+        small = n_bits < paillier.MIN_SECURE_KEY_BITS
+        if small and ctx.settings.mode == "production" and not ctx.settings.allow_insecure:
+            raise ConfigError(f"a {n_bits}-bit Paillier key is refused in production mode")
+        self.ctx = ctx
+        self.compute = tuple(compute)
+        self.n_bits = n_bits
+        self.small = small
+        self.is_compute = ctx.party in self.compute
+        self.is_owner = ctx.party == self.compute[0]
+        self.peer = self.compute[1] if self.is_owner else self.compute[0]
+        self._pk: Any = None
+        self._sk: Any = None
+        self._seed = b""
+        self._counter = 0
+        self.bytes_exchanged = 0
+
+    def setup(self) -> None:
+        if not self.is_compute or self._pk is not None:
+            return
+        self._seed = self.ctx.random.bytes(32)
+        rng = _Bits(self.ctx)
+        if self.is_owner:
+            self._pk, self._sk = paillier.generate_keypair(
+                self.n_bits, rng=rng, insecure_allow_small_keys=self.small
+            )
+            self.ctx.channel.send(self.peer, "mpc.he.pk", PaillierPublicKey(n=int(self._pk.n)))
+        else:
+            msg = self.ctx.channel.recv(self.peer, "mpc.he.pk", expect=PaillierPublicKey)
+            if msg.n.bit_length() < min(self.n_bits, paillier.MIN_SECURE_KEY_BITS):
+                raise ProtocolAbort("peer's Paillier key is shorter than required", party=self.peer)
+            self._pk = paillier.PublicKey(msg.n, rng=rng, insecure_allow_small_keys=self.small)
+
+    def _width(self) -> int:
+        return int(self._pk.ciphertext_bytes)
+
+    def _recv_cts(self, count: int) -> list[int]:
+        msg = self.ctx.channel.recv(self.peer, "mpc.he.ct", expect=PaillierCiphertexts)
+        if msg.count != count or msg.width != self._width():
+            raise ProtocolAbort(f"expected {count} ciphertexts", party=self.peer)
+        w = msg.width
+        cts = [int.from_bytes(msg.data[i * w : (i + 1) * w], "big") for i in range(count)]
+        try:
+            for c in cts:
+                self._pk.check_ciphertext(c)
+        except DecodeError as exc:
+            raise DecodeError(f"from {self.peer!r}: {exc}") from None
+        return cts
+
+    def _own(self, sizes: Sequence[int]) -> list[U64]:
+        counter = self._counter
+        self._counter += 1
+        flat = expand_uint64(self._seed, sum(sizes), stream=counter)
+        out, at = [], 0
+        for s in sizes:
+            out.append(flat[at : at + s])
+            at += s
+        return out
+
+    @ring_ops
+    def _cross(self, left: U64, right: U64, pairs: list[list[tuple[int, int, int, int]]]) -> U64:
+        """Shares of ``sum over (i, j, i2, j2) of left0[i]*right1[j] + right0[i2]*left1[j2]``
+        for each output element; ``pairs[o]`` lists the index quadruples of output ``o``."""
+        pk = self._pk
+        if self.is_owner:
+            plain = [int(v) for v in np.concatenate([left, right])]
+            cts = pk.raw_encrypt(plain)
+            self.ctx.channel.send(self.peer, "mpc.he.ct", _pack(cts, self._width()))
+            reply = self._recv_cts(len(pairs))
+            vals = self._sk.raw_decrypt(reply)
+            return np.array([int(v) & _MOD64 for v in vals], dtype=np.uint64)
+        cts = self._recv_cts(left.size + right.size)
+        enc_left, enc_right = cts[: left.size], cts[left.size :]
+        rng = _Bits(self.ctx)
+        rhos = [rng.getrandbits(MASK_BITS) for _ in pairs]
+        masks = pk.raw_encrypt(rhos)
+        out = []
+        for o, quads in enumerate(pairs):
+            terms_c = []
+            terms_k = []
+            for i, j, i2, j2 in quads:
+                terms_c += [enc_left[i], enc_right[i2]]
+                terms_k += [int(right[j]), int(left[j2])]
+            powered = pk.raw_mul(terms_c, terms_k)
+            out.append(pk.raw_sum([*powered, masks[o]]))
+        self.ctx.channel.send(self.peer, "mpc.he.ct", _pack(out, self._width()))
+        return np.array([(-r) & _MOD64 for r in rhos], dtype=np.uint64)
+
+    @ring_ops
+    def mul_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        self.setup()
+        size = prod(shape)
+        a, b = self._own([size, size])
+        # element o: a0[o]*b1[o] + b0[o]*a1[o]; P1 holds (a1, b1) as (left, right)
+        pairs = [[(o, o, o, o)] for o in range(size)]
+        cross = self._cross(a, b, pairs)
+        c = a * b + cross
+        return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    @ring_ops
+    def matmul_triple(self, m: int, k: int, n: int) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        self.setup()
+        a, b = self._own([m * k, k * n])
+        # C_ij cross = sum_l A0_il B1_lj + B0_lj A1_il
+        pairs = [
+            [(i * k + t, t * n + j, t * n + j, i * k + t) for t in range(k)]
+            for i in range(m)
+            for j in range(n)
+        ]
+        cross = self._cross(a, b, pairs)
+        am, bm = a.reshape(m, k), b.reshape(k, n)
+        return am, bm, ring_matmul(am, bm) + cross.reshape(m, n)
+
+    def trunc_pair(self, shape: Shape, frac_bits: int) -> None:
+        raise ConfigError("the Paillier provider offers no truncation pairs")
+
+    def random_bits(self, shape: Shape) -> None:
+        raise ConfigError("the Paillier provider offers no random bits")
