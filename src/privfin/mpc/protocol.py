@@ -172,7 +172,7 @@ class Engine:
         z = c + e * b + f * a
         if self.is_leader:
             z += e * f
-        return z
+        return np.asarray(z, dtype=np.uint64)
 
     @ring_ops
     def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
@@ -249,7 +249,7 @@ class Engine:
         if acc is None:
             return None
         weights = (_ONE << np.arange(64, dtype=np.uint64)).reshape((64,) + (1,) * len(shape))
-        r = np.sum(acc * weights, axis=0, dtype=np.uint64)
+        r = np.asarray(np.sum(acc * weights, axis=0, dtype=np.uint64), dtype=np.uint64)
         return r, acc
 
     @ring_ops
@@ -326,4 +326,4 @@ class Engine:
         carry = G[0]
         prod_tc = self.mul(t, carry, (n,))
         assert prod_tc is not None
-        return (t + carry - (prod_tc << _ONE)).reshape(shape)
+        return np.asarray((t + carry - (prod_tc << _ONE)).reshape(shape), dtype=np.uint64)

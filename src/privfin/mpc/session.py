@@ -29,12 +29,12 @@ from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc.messages import InputHeader, InputShare
 from privfin.mpc.protocol import Engine
 from privfin.mpc.providers.base import CorrelatedRandomness
-from privfin.mpc.ring import U64, decode_fixed, encode_fixed, ring_ops, to_ring, to_signed
+from privfin.mpc.ring import decode_fixed, encode_fixed, ring_ops, to_ring, to_signed
 from privfin.mpc.roles import DATA, MPCRoles, RevealDenied
 from privfin.mpc.tensor import SharedTensor, matmul_shape
 from privfin.runtime import Context
 
-__all__ = ["PROVIDERS", "Session"]
+__all__ = ["PROVIDERS", "RevealDenied", "Session", "check_shape", "make_provider"]
 
 PROVIDERS = ("dealer", "paillier")
 _TAG_INPUT = "mpc.input"
@@ -269,6 +269,3 @@ def check_shape(t: SharedTensor, shape: tuple[int, ...], what: str) -> None:
     """Abort if a shared input does not have the shape the job declared."""
     if t.shape != shape:
         raise ProtocolAbort(f"{what} has shape {t.shape}, the job declared {shape}")
-
-
-__all__ += ["U64", "RevealDenied", "check_shape", "make_provider"]

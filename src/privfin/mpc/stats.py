@@ -237,12 +237,12 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     if params.get("pearson"):
         if local_std:
             std_parts = []
-            for owner in sorted(spec):  # type: ignore[arg-type]
+            for owner in sorted(spec):
                 own = None
                 if ctx.party == owner:
-                    t = _table(inputs, [str(c) for c in spec[owner]], owner)  # type: ignore[index]
-                    sd = t.std(axis=0)
-                    own = (t - t.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+                    tab = _table(inputs, [str(c) for c in spec[owner]], owner)
+                    sd = tab.std(axis=0)
+                    own = (tab - tab.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
                 std_parts.append(s.share(owner, own))
             results["pearson"] = pearson(concatenate(std_parts, axis=1), standardized=True)
         else:
@@ -258,8 +258,8 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     out: dict[str, Any] = {"columns": names, "count": x.shape[0]}
     mine = ctx.party in s.roles.result
     for party in s.roles.result:
-        for key, t in results.items():
-            got = t.reveal(party, label=key)
+        for key, res in results.items():
+            got = res.reveal(party, label=key)
             if got is not None and mine:
                 out[key] = got.tolist()
     if not mine:

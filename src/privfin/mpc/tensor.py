@@ -124,7 +124,7 @@ class SharedTensor:
         return self + (-self._lift(other))
 
     def __rsub__(self, other: Any) -> SharedTensor:
-        return (-self) + other
+        return (-self).__add__(other)
 
     # -------------------------------------------------------------------- multiplication
 
@@ -236,8 +236,10 @@ def concatenate(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
     f = max(t.frac_bits for t in tensors)
     ts = [t.rescale(f) for t in tensors]
     shape = np.concatenate([np.zeros(t.shape, dtype=bool) for t in ts], axis=axis).shape
-    shares = [t.share for t in ts]
-    share = None if any(s is None for s in shares) else np.concatenate(shares, axis=axis)  # type: ignore[arg-type]
+    shares = [t.share for t in ts if t.share is not None]
+    share: U64 | None = None
+    if len(shares) == len(ts):
+        share = np.concatenate(shares, axis=axis)
     return SharedTensor(ts[0].session, share, shape, f)
 
 

@@ -61,7 +61,7 @@ class DealerProvider:
         self.ctx = ctx
         self.compute = tuple(compute)
         self.dealer = dealer
-        self.trusted = (dealer,)
+        self.trusted: tuple[str, ...] = (dealer,)
         self.corr = dealer if dealer in self.compute else self.compute[0]
         self.party = ctx.party
         self.is_dealer = ctx.party == dealer
@@ -119,7 +119,10 @@ class DealerProvider:
                 p: split(expand_uint64(s, total, stream=counter)) for p, s in self._seeds.items()
             }
             truth_free = [
-                np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64)
+                np.asarray(
+                    np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64),
+                    dtype=np.uint64,
+                )
                 for i in range(n_free)
             ]
             truth = derive(truth_free, self._private, counter)
