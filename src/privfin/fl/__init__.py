@@ -1,0 +1,6 @@
+"""Federated learning: :mod:`privfin.fl.vertical` (same customers, different features) and,
+later, horizontal FL. Importing this package imports none of its sub-packages."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
