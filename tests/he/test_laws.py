@@ -148,3 +148,6 @@ def test_containers_preserved(keys: Any) -> None:
     assert isinstance(sk.decrypt(pk.encrypt([1, 2])), list)
     assert sk.decrypt(pk.encrypt(np.array([1.25]))).dtype == np.float64
     assert sk.decrypt(pk.encrypt([2**100, -(2**100)])) == [2**100, -(2**100)]
+    enc = pk.encrypt([1, 2])
+    assert sk.decrypt(np.array([3, 4]) + enc) == [4, 6]
+    assert sk.decrypt(np.array([3, 4]) * enc) == [3, 8]

@@ -454,6 +454,8 @@ class EncryptedVector:
     """
 
     __slots__ = ("_cts", "bound_bits", "container", "frac_bits", "fresh", "is_float", "public_key")
+    #: Make ``ndarray + vec`` and ``ndarray * vec`` defer to this class.
+    __array_ufunc__ = None
 
     def __init__(
         self,
@@ -906,6 +908,7 @@ class PackedEncryptedVector:
         "_cts", "bound_bits", "cols", "container", "flat_length", "frac_bits", "fresh",
         "is_float", "layout", "public_key",
     )  # fmt: skip
+    __array_ufunc__ = None
 
     def __init__(
         self,

@@ -247,6 +247,7 @@ class CKKSVector:
     :meth:`sum`, :meth:`dot` with a plain vector, and bytes serialisation."""
 
     __slots__ = ("_vec", "context")
+    __array_ufunc__ = None
 
     def __init__(self, context: CKKSContext, ts_vector: Any) -> None:
         self.context = context
