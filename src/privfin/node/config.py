@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from privfin.compute import ComputeBackend, LocalBackend, SerialBackend, ThreadBackend
 from privfin.config import Settings
 from privfin.errors import ConfigError
 from privfin.federation.http import Peer
@@ -53,6 +54,8 @@ class NodeConfig(BaseModel):
     peers: dict[str, PeerConfig] = {}
     datasets: dict[str, Path] = {}
     mode: str = "production"
+    compute: Literal["local", "thread", "serial"] = "local"
+    compute_workers: int | None = Field(default=None, ge=1)
     allow_insecure: bool = False
     max_message_size: int = Field(default=256 * 1024 * 1024, ge=1024)
     message_timeout: float = Field(default=120.0, gt=0)
@@ -86,6 +89,14 @@ class NodeConfig(BaseModel):
                 )
             out[name] = pem
         return out
+
+    def compute_backend(self) -> ComputeBackend:
+        """A new compute backend of the configured kind (the caller closes it)."""
+        if self.compute == "serial":
+            return SerialBackend()
+        if self.compute == "thread":
+            return ThreadBackend(self.compute_workers)
+        return LocalBackend(self.compute_workers)
 
     def transport_peers(self) -> dict[str, Peer]:
         certs = self.peer_certs()

@@ -216,12 +216,14 @@ class JobRunner:
         def sink(name: str, done: int, total: int | None) -> None:
             progress_state[name] = {"done": done, "total": total}
 
+        compute = self.config.compute_backend()
         ctx = Context(
             job=spec.job,
             component=spec.component,
             party=party,
             roles={p: tuple(r) for p, r in spec.roles.items()},
             channel=channel,
+            compute=compute,
             artifacts=DirectoryArtifacts(Path(self.config.state_dir) / "jobs" / spec.job),
             settings=self.config.settings,
             metrics=Metrics(),
@@ -245,6 +247,7 @@ class JobRunner:
                 channel.abort(message)
         finally:
             transport.close()
+            compute.close()
 
 
 def parse_spec(raw: Any) -> JobSpec:
