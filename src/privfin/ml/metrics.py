@@ -73,7 +73,7 @@ def roc_curve(y_true: Any, y_score: Any) -> tuple[FloatArray, FloatArray, FloatA
 
 
 def roc_auc(y_true: Any, y_score: Any) -> float:
-    """Area under the ROC curve (ties count one half), equal to ``sklearn.metrics.roc_auc_score``."""
+    """Area under the ROC curve (ties count one half), as ``sklearn.metrics.roc_auc_score``."""
     fpr, tpr, _ = roc_curve(y_true, y_score)
     return float(np.trapezoid(tpr, fpr))
 

@@ -45,7 +45,7 @@ def test_auc_property_against_sklearn(rows: list[tuple[int, int]]) -> None:
 
 def test_ks_is_max_tpr_minus_fpr() -> None:
     y, s = _sample(2)
-    fpr, tpr, thr = skm.roc_curve(y, s)
+    fpr, tpr, _ = skm.roc_curve(y, s)
     ks = metrics.ks_statistic(y, s)
     assert ks.ks == pytest.approx(float(np.max(tpr - fpr)), abs=1e-12)
     # Hand check on a separable sample: KS = 1 at the threshold between the classes.
