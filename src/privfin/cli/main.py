@@ -14,6 +14,7 @@ from privfin import __version__
 from privfin.cli import data as data_cli
 from privfin.cli import node as node_cli
 from privfin.cli import simulate as simulate_cli
+from privfin.cli.psi import psi as psi_cli
 from privfin.errors import PrivfinError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(node_cli.cluster_app, name="cluster")
 app.add_typer(node_cli.job_app, name="job")
 app.command("init")(node_cli.init)
 app.command("simulate")(simulate_cli.simulate_cmd)
+app.command(name="psi")(psi_cli)
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """``privfin psi``: private set intersection between parties holding local files.
 
-For now the parties run in this process over the memory transport (the same protocol code
-that runs between nodes); wiring to node processes over mutual TLS comes with ``privfin.node``.
+By default every party runs in its own node process, started for the run on 127.0.0.1 with
+fresh identities and mutual TLS (``--transport nodes``); ``--transport memory`` runs the same
+component code in this process over the memory transport.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def psi(
     cardinality_only: bool = typer.Option(False, "--cardinality-only", help="only the size"),
     normalize: str = typer.Option("trim", help="exact, trim or trim_casefold"),
     duplicates: str = typer.Option("first", help="first or error"),
+    transport: str = typer.Option("nodes", help="nodes (mTLS node processes) or memory"),
+    timeout: float = typer.Option(600.0, help="seconds to wait for the result"),
 ) -> None:
     """Intersect the id columns of the parties' files; write each party's intersecting rows,
     aligned (same order for every party), to OUT/NAME.csv, and a summary to OUT/summary.json.
@@ -58,10 +61,14 @@ def psi(
         "duplicates": duplicates,
         "id_column": id_column,
     }
-    inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
-    outputs = simulate(
-        psi_component, _roles(names, protocol), params=params, inputs=inputs, component_name="psi"
-    )
+    roles = _roles(names, protocol)
+    if transport == "memory":
+        inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
+        outputs = simulate(psi_component, roles, params=params, inputs=inputs, component_name="psi")
+    elif transport == "nodes":
+        outputs = _run_on_nodes(parties, roles, params, timeout)
+    else:
+        raise ConfigError(f"--transport must be nodes or memory, got {transport!r}")
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, dict[str, object]] = {}
     for name, file in parties:
@@ -84,3 +91,42 @@ def psi(
         summary[name]["file"] = str(out / f"{name}.csv")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     typer.echo(json.dumps(summary))
+
+
+def _run_on_nodes(
+    parties: list[tuple[str, Path]],
+    roles: dict[str, tuple[str, ...]],
+    params: dict[str, object],
+    timeout: float,
+) -> dict[str, dict[str, object]]:
+    """Start one node per party (mTLS on 127.0.0.1), run the ``psi`` job, stop the nodes."""
+    import secrets
+    import tempfile
+
+    from privfin.node.cluster import cluster_up
+
+    job = f"psi-{secrets.token_hex(4)}"
+    with tempfile.TemporaryDirectory(prefix="privfin-psi-") as tmp:
+        datasets = {n: {"input": f.resolve()} for n, f in parties}
+        cluster = cluster_up([n for n, _ in parties], Path(tmp) / "cluster", datasets=datasets)
+        try:
+            spec = {
+                "job": job,
+                "component": "psi",
+                "roles": {n: list(r) for n, r in roles.items()},
+                "params": params,
+                "inputs": {n: {"table": "input"} for n, _ in parties},
+                "timeout": timeout,
+            }
+            for name, _ in parties:
+                with cluster.client(name) as client:
+                    client.submit(spec)
+            typer.echo(f"job {job} running on {len(parties)} nodes over mutual TLS …", err=True)
+            outputs: dict[str, dict[str, object]] = {}
+            for name, _ in parties:
+                with cluster.client(name) as client:
+                    status = client.wait(job, timeout=timeout)
+                outputs[name] = status["result"]["output"]
+        finally:
+            cluster.down()
+    return outputs

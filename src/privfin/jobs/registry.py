@@ -15,6 +15,7 @@ __all__ = ["COMPONENTS", "get_component"]
 
 COMPONENTS: dict[str, str] = {
     "exposure": "privfin.mpc.exposure.component:exposure_component",
+    "psi": "privfin.psi.component:psi_component",
 }
 
 
