@@ -16,6 +16,8 @@ __all__ = ["COMPONENTS", "get_component"]
 COMPONENTS: dict[str, str] = {
     "exposure": "privfin.mpc.exposure.component:exposure_component",
     "psi": "privfin.psi.component:psi_component",
+    "mpc_stats": "privfin.mpc.stats:mpc_stats",
+    "ss_lr": "privfin.mpc.lr:ss_lr",
 }
 
 
