@@ -1,0 +1,195 @@
+"""Helpers shared by the roles: keys, ciphertext messages, the decryption service, masks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from privfin.config import require_insecure_allowed
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
+from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, stop_now
+from privfin.fl.vertical.hetero_lr.messages import (
+    Ciphertexts,
+    KeyAnnouncement,
+    Plaintexts,
+    Verdict,
+    WeightNorms,
+)
+from privfin.he import paillier
+from privfin.he._base import EncryptedVector
+from privfin.ml.he_linalg import (
+    encrypted_matvec,
+    mask_and_pack,
+    packing_slots,
+    unpack_and_unmask,
+)
+from privfin.runtime import Context
+
+__all__ = [
+    "announce_key",
+    "decrypt_for",
+    "masked_gradient",
+    "new_keypair",
+    "receive_key",
+    "recv_cts",
+    "send_cts",
+    "sync_stop",
+]
+
+
+def new_keypair(ctx: Context, params: LRParams) -> tuple[paillier.PublicKey, paillier.PrivateKey]:
+    """A fresh Paillier key pair of ``params.key_bits`` bits (small keys need both the explicit
+    parameter and a settings mode that allows insecure modes)."""
+    if params.key_bits < paillier.MIN_SECURE_KEY_BITS:
+        if not params.insecure_allow_small_keys:
+            raise ConfigError(
+                f"key_bits={params.key_bits} is below {paillier.MIN_SECURE_KEY_BITS}; set "
+                "insecure_allow_small_keys only in tests"
+            )
+        require_insecure_allowed(ctx.settings, f"a {params.key_bits}-bit Paillier key")
+    return paillier.generate_keypair(
+        params.key_bits, insecure_allow_small_keys=params.insecure_allow_small_keys
+    )
+
+
+def announce_key(ctx: Context, pk: paillier.PublicKey, peers: Sequence[str]) -> None:
+    ctx.channel.broadcast("pk", KeyAnnouncement(key=pk.to_wire()), peers=list(peers))
+
+
+def receive_key(ctx: Context, params: LRParams, owner: str) -> paillier.PublicKey:
+    """Load ``owner``'s public key; refuses a size other than the agreed ``key_bits``."""
+    msg = ctx.channel.recv(owner, "pk", expect=KeyAnnouncement)
+    pk = paillier.PublicKey.from_wire(
+        msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
+    )
+    if pk.n_bits != params.key_bits:
+        raise ProtocolAbort(
+            f"{owner!r} announced a {pk.n_bits}-bit key, {params.key_bits} were agreed",
+            party=owner,
+        )
+    return pk
+
+
+def send_cts(
+    ctx: Context,
+    peer: str,
+    tag: str,
+    pk: paillier.PublicKey,
+    cts: Sequence[Any],
+    *,
+    fresh: bool,
+) -> None:
+    """Send ciphertexts; non-fresh ones are re-randomised first (``to_wire``)."""
+    vec = EncryptedVector(
+        pk, cts, frac_bits=0, bound_bits=pk.capacity_bits, is_float=False, fresh=fresh
+    )
+    ctx.channel.send(peer, tag, Ciphertexts(vec=vec.to_wire()))
+
+
+def recv_cts(
+    ctx: Context, peer: str, tag: str, pk: paillier.PublicKey, count: int
+) -> list[Any]:
+    """Receive ``count`` ciphertexts under ``pk``; :class:`DecodeError` if malformed."""
+    msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
+    try:
+        vec = EncryptedVector.from_wire(pk, msg.vec)
+    except DecodeError as exc:
+        raise DecodeError(f"ciphertexts from {peer!r} ({tag}): {exc}") from None
+    if len(vec) != count:
+        raise ProtocolAbort(f"{peer!r} sent {len(vec)} ciphertexts for {tag}, {count} expected",
+                            party=peer)  # fmt: skip
+    return vec.ciphertexts_raw
+
+
+def decrypt_for(
+    ctx: Context,
+    peer: str,
+    sk: paillier.PrivateKey,
+    params: LRParams,
+    *,
+    tag: str = "masked",
+    reply: str = "plain",
+    max_count: int,
+) -> None:
+    """Key holder's service: decrypt one packed masked message of ``peer`` and send it back."""
+    msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
+    try:
+        vec = EncryptedVector.from_wire(sk.public, msg.vec)
+    except DecodeError as exc:
+        raise DecodeError(f"masked gradient from {peer!r}: {exc}") from None
+    if not 0 < len(vec) <= max_count:
+        raise ProtocolAbort(f"{peer!r} sent {len(vec)} packed gradients", party=peer)
+    values = sk.raw_decrypt(vec.ciphertexts_raw, n_jobs=params.n_jobs)
+    ctx.channel.send(peer, reply, Plaintexts(values=[int(v) for v in values]))
+    ctx.metrics.add("hetero_lr.decryptions", float(len(values)))
+
+
+def masked_gradient(
+    ctx: Context,
+    pk: paillier.PublicKey,
+    cts: Sequence[Any],
+    model: PartyModel,
+    rows: Any,
+    plain_shift: list[int] | None,
+    bound_bits: int,
+    params: LRParams,
+) -> tuple[list[Any], list[int], int]:
+    """``Enc(Q[rows]^T d (+ Q[rows]^T plain_shift))``, masked and packed for the key holder."""
+    q = model.q[rows]
+    g = encrypted_matvec(pk, cts, q, params.grad_bits, n_jobs=params.n_jobs)
+    if plain_shift is not None:
+        extra = [int(v) for v in _int_matvec(q, plain_shift)]
+        g = pk.raw_add_plain(g, extra)
+    ctx.metrics.add("hetero_lr.matvec_cells", float(q.size))
+    return mask_and_pack(pk, g, bound_bits, ctx.random.below, stat_bits=params.stat_bits)
+
+
+def _int_matvec(q: Any, vec: list[int]) -> list[int]:
+    cols = q.T.tolist()
+    return [sum(a * b for a, b in zip(col, vec, strict=True)) for col in cols]
+
+
+def gradient_reply(
+    ctx: Context,
+    keyholder: str,
+    pk: paillier.PublicKey,
+    masks: list[int],
+    bound_bits: int,
+    slot_bits: int,
+    *,
+    tag: str = "plain",
+) -> list[int]:
+    """Receive the key holder's decryption of our masked packed gradient and unmask it."""
+    msg = ctx.channel.recv(keyholder, tag, expect=Plaintexts)
+    for v in msg.values:
+        if v >= pk.n:
+            raise ProtocolAbort("a decrypted residue exceeds the modulus", party=keyholder)
+    try:
+        return unpack_and_unmask(pk, msg.values, masks, bound_bits, slot_bits)
+    except ProtocolAbort as exc:
+        raise ProtocolAbort(str(exc), party=keyholder) from None
+
+
+def packed_count(pk: paillier.PublicKey, count: int, bound_bits: int, params: LRParams) -> int:
+    """Number of packed ciphertexts a party sends for ``count`` gradient entries."""
+    return -(-count // packing_slots(pk, bound_bits + params.stat_bits + 1))
+
+
+def sync_stop(
+    ctx: Context, params: LRParams, coordinator: str, parties: Sequence[str], diff_sq: float
+) -> bool:
+    """End-of-epoch early-stopping vote: parties send their squared weight change to the
+    coordinator, which broadcasts the verdict (no messages at all if early stopping is off)."""
+    if not params.early_stopping:
+        return False
+    if ctx.party == coordinator:
+        total = diff_sq
+        others = [p for p in parties if p != coordinator]
+        for msg in ctx.channel.gather("norms", peers=others, expect=WeightNorms).values():
+            total += msg.diff_sq
+        stop = stop_now(total, params)
+        ctx.channel.broadcast("verdict", Verdict(stop=stop), peers=others)
+        return stop
+    ctx.channel.send(coordinator, "norms", WeightNorms(diff_sq=diff_sq))
+    verdict: Verdict = ctx.channel.recv(coordinator, "verdict", expect=Verdict)
+    return verdict.stop

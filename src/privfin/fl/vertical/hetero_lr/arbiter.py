@@ -1,0 +1,34 @@
+"""Arbiter role (mode ``"arbiter"``): holds the Paillier key and decrypts masked gradients.
+
+It sees only uniformly masked, packed gradient integers (statistical distance ``2**-stat_bits``
+from uniform) and, with early stopping on, each party's squared weight change per epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from privfin.fl.vertical.hetero_lr._wire import announce_key, decrypt_for, new_keypair, sync_stop
+from privfin.fl.vertical.hetero_lr.common import LRParams, batch_plan
+from privfin.fl.vertical.hetero_lr.messages import Plan
+from privfin.runtime import Context
+
+__all__ = ["run_arbiter"]
+
+
+def run_arbiter(ctx: Context, params: LRParams, guest: str, hosts: list[str]) -> dict[str, Any]:
+    """Serve decryptions for ``params.max_iter`` epochs (fewer on early stopping)."""
+    pk, sk = new_keypair(ctx, params)
+    parties = [guest, *hosts]
+    announce_key(ctx, pk, parties)
+    plan: Plan = ctx.channel.recv(guest, "plan", expect=Plan)
+    n_batches = len(batch_plan(0, plan.n_rows, params.batch_size, 0, shuffle=False))
+    epochs = 0
+    for _ in range(params.max_iter):
+        epochs += 1
+        for _ in range(n_batches):
+            for party in parties:
+                decrypt_for(ctx, party, sk, params, max_count=1 << 12)
+        if sync_stop(ctx, params, ctx.party, [ctx.party, *parties], 0.0):
+            break
+    return {"role": "arbiter", "n_iter": epochs}

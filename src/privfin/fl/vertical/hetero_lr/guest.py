@@ -1,0 +1,164 @@
+"""Guest role: holds the labels (and features, and the intercept).
+
+Per minibatch the guest forms its residual part ``v = 0.25 * X_g w_g + 0.5 - y`` (Taylor
+expansion of the logistic loss) and sends it encrypted, so hosts can complete the residual
+``d = s * (v + sum_k u_k / 4)`` homomorphically; it computes its own gradient on the hosts'
+encrypted partial predictors. It never sees a host's partial predictor or gradient in clear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from privfin.fl.vertical.hetero_lr._wire import (
+    announce_key,
+    decrypt_for,
+    gradient_reply,
+    masked_gradient,
+    new_keypair,
+    receive_key,
+    recv_cts,
+    send_cts,
+    sync_stop,
+)
+from privfin.fl.vertical.hetero_lr.common import (
+    LRParams,
+    PartyModel,
+    batch_plan,
+    encode_fixed,
+    sample_weights,
+)
+from privfin.fl.vertical.hetero_lr.messages import Plan
+from privfin.he import paillier
+from privfin.runtime import Context
+
+__all__ = ["run_guest"]
+
+
+def run_guest(
+    ctx: Context,
+    params: LRParams,
+    x: np.ndarray,
+    y: np.ndarray,
+    hosts: list[str],
+    arbiter: str | None,
+) -> dict[str, Any]:
+    """Train; returns the guest's coefficients, intercept and the number of epochs run."""
+    n = int(y.size)
+    s, s_int = sample_weights(y, params)
+    model = PartyModel(x, params, intercept=params.fit_intercept, row_weights=s)
+    seed = ctx.random.below(2**63)
+    for host in hosts:
+        ctx.channel.send(host, "plan", Plan(n_rows=n, seed=seed))
+    if arbiter is not None:
+        ctx.channel.send(arbiter, "plan", Plan(n_rows=n, seed=0))
+        pk = receive_key(ctx, params, arbiter)
+        sk: paillier.PrivateKey | None = None
+        host_keys = {h: pk for h in hosts}
+    else:
+        pk, sk = new_keypair(ctx, params)
+        announce_key(ctx, pk, hosts)
+        host_keys = {h: receive_key(ctx, params, h) for h in hosts}
+        if params.weighted:
+            enc_s = pk.raw_encrypt([int(v) for v in s_int], n_jobs=params.n_jobs)
+            for host in hosts:
+                send_cts(ctx, host, "s", pk, enc_s, fresh=True)
+    f = params.frac_bits
+    epochs = 0
+    task = ctx.progress.task("hetero_lr.epochs", total=params.max_iter)
+    for epoch in range(params.max_iter):
+        epochs += 1
+        for rows in batch_plan(seed, n, params.batch_size, epoch, params.shuffle):
+            m = int(rows.size)
+            v_int = encode_fixed(0.25 * model.forward(rows) + 0.5 - y[rows], f)
+            sv_int = [a * int(b) for a, b in zip(v_int, s_int[rows], strict=True)]
+            early = arbiter is None or (len(hosts) == 1 and not params.weighted)
+            if early:
+                # Every host completes d itself: one fresh Enc(s*v) (or Enc(v)) for all.
+                d_cts = pk.raw_encrypt(sv_int if params.weighted else v_int, n_jobs=params.n_jobs)
+                for host in hosts:
+                    send_cts(ctx, host, "d", pk, d_cts, fresh=True)
+            u = {h: recv_cts(ctx, h, "u", host_keys[h], m) for h in hosts}
+            if arbiter is not None and not early:
+                _send_residuals(ctx, params, pk, hosts, u, v_int, sv_int, s_int[rows])
+            bound = params.bound_bits(len(hosts), m, guest=True)
+            if arbiter is not None:
+                total = u[hosts[0]]
+                for h in hosts[1:]:
+                    total = pk.raw_add(total, u[h])
+                packed, masks, slot_bits = masked_gradient(
+                    ctx, pk, total, model, rows, v_int, bound, params
+                )
+                send_cts(ctx, arbiter, "masked", pk, packed, fresh=False)
+                g_int = gradient_reply(ctx, arbiter, pk, masks, bound, slot_bits)
+            else:
+                assert sk is not None
+                pending = {}
+                for h in hosts:
+                    hk = host_keys[h]
+                    packed, masks, slot_bits = masked_gradient(
+                        ctx, hk, u[h], model, rows, None, bound, params
+                    )
+                    send_cts(ctx, h, "gmasked", hk, packed, fresh=False)
+                    pending[h] = (masks, slot_bits)
+                for h in hosts:
+                    decrypt_for(ctx, h, sk, params, max_count=1 << 12)
+                q_rows = model.q[rows]
+                g_int = [int(v) for v in _int_dot(q_rows, v_int)]
+                for h in hosts:
+                    masks, slot_bits = pending[h]
+                    part = gradient_reply(
+                        ctx, h, host_keys[h], masks, bound, slot_bits, tag="gplain"
+                    )
+                    g_int = [a + b for a, b in zip(g_int, part, strict=True)]
+            model.step(model.gradient_from_ints(g_int, f, m), epoch)
+        coordinator = arbiter if arbiter is not None else ctx.party
+        parties = [ctx.party, *hosts] if arbiter is None else [arbiter, ctx.party, *hosts]
+        task.advance()
+        if sync_stop(ctx, params, coordinator, parties, model.epoch_norms()[0]):
+            break
+    return {
+        "role": "guest",
+        "coef": model.coef.tolist(),
+        "intercept": model.bias,
+        "n_iter": epochs,
+    }
+
+
+def _int_dot(q: np.ndarray, vec: list[int]) -> list[int]:
+    return [sum(a * b for a, b in zip(col, vec, strict=True)) for col in q.T.tolist()]
+
+
+def _send_residuals(
+    ctx: Context,
+    params: LRParams,
+    pk: paillier.PublicKey,
+    hosts: list[str],
+    u: dict[str, list[Any]],
+    v_int: list[int],
+    sv_int: list[int],
+    s_rows: np.ndarray,
+) -> None:
+    """Arbiter mode with several hosts or class weights: send each host the encrypted residual
+    it cannot complete itself. Unweighted: ``Enc(v + sum_{j != k} u_j/4)`` (host k adds its
+    own part); weighted: ``Enc(s * (v + sum_j u_j/4))`` for every host."""
+    if params.weighted:
+        total = u[hosts[0]]
+        for h in hosts[1:]:
+            total = pk.raw_add(total, u[h])
+        scaled = pk.raw_mul(total, [int(v) for v in s_rows], n_jobs=params.n_jobs)
+        fresh = pk.raw_encrypt(sv_int, n_jobs=params.n_jobs)
+        d_cts = pk.raw_add(fresh, scaled)
+        for host in hosts:
+            send_cts(ctx, host, "d", pk, d_cts, fresh=True)
+        return
+    for host in hosts:
+        # A fresh Enc(v) factor re-randomises the product: it is distributed as a fresh
+        # encryption, so it needs no extra obfuscation.
+        d_cts = pk.raw_encrypt(v_int, n_jobs=params.n_jobs)
+        for other in hosts:
+            if other != host:
+                d_cts = pk.raw_add(d_cts, u[other])
+        send_cts(ctx, host, "d", pk, d_cts, fresh=True)

@@ -1,0 +1,107 @@
+"""Host role: holds features only.
+
+Per minibatch a host sends its partial predictor ``u_k = X_k w_k`` encrypted (divided by 4),
+receives the encrypted residual, completes it, computes its encrypted gradient
+``Q_k^T [[d]]``, and has it decrypted by the key holder under a statistical mask. It never
+sees a label, a residual or another party's gradient in clear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from privfin.errors import ProtocolAbort
+from privfin.fl.vertical.hetero_lr._wire import (
+    announce_key,
+    decrypt_for,
+    gradient_reply,
+    masked_gradient,
+    new_keypair,
+    receive_key,
+    recv_cts,
+    send_cts,
+    sync_stop,
+)
+from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, batch_plan, encode_fixed
+from privfin.fl.vertical.hetero_lr.messages import Plan
+from privfin.he import paillier
+from privfin.runtime import Context
+
+__all__ = ["run_host"]
+
+
+def run_host(
+    ctx: Context,
+    params: LRParams,
+    x: np.ndarray,
+    guest: str,
+    hosts: list[str],
+    arbiter: str | None,
+) -> dict[str, Any]:
+    """Train; returns this host's coefficients and the number of epochs run."""
+    plan: Plan = ctx.channel.recv(guest, "plan", expect=Plan)
+    n = int(x.shape[0])
+    if plan.n_rows != n:
+        raise ProtocolAbort(
+            f"the guest has {plan.n_rows} aligned rows, this host {n}: align with PSI first",
+            party=guest,
+        )
+    model = PartyModel(x, params, intercept=False)
+    peers = [h for h in hosts if h != ctx.party]
+    own_sk: paillier.PrivateKey | None = None
+    enc_s: list[Any] | None = None
+    if arbiter is not None:
+        pk = receive_key(ctx, params, arbiter)
+        own_pk = pk
+    else:
+        pk = receive_key(ctx, params, guest)
+        own_pk, own_sk = new_keypair(ctx, params)
+        announce_key(ctx, own_pk, [guest])
+        if params.weighted:
+            enc_s = recv_cts(ctx, guest, "s", pk, n)
+    f = params.frac_bits
+    epochs = 0
+    for epoch in range(params.max_iter):
+        epochs += 1
+        for rows in batch_plan(plan.seed, n, params.batch_size, epoch, params.shuffle):
+            m = int(rows.size)
+            u_int = encode_fixed(model.forward(rows) / 4, f)
+            send_cts(ctx, guest, "u", own_pk, own_pk.raw_encrypt(u_int, n_jobs=params.n_jobs),
+                     fresh=True)  # fmt: skip
+            own_term: list[Any] | None = None
+            if arbiter is None and (peers or params.weighted):
+                if params.weighted:
+                    assert enc_s is not None
+                    own_term = pk.raw_mul([enc_s[int(i)] for i in rows], u_int)
+                    for peer in peers:
+                        send_cts(ctx, peer, "peer_u", pk, own_term, fresh=False)
+                else:
+                    fresh_u = pk.raw_encrypt(u_int, n_jobs=params.n_jobs)
+                    for peer in peers:
+                        send_cts(ctx, peer, "peer_u", pk, fresh_u, fresh=True)
+            d_cts = recv_cts(ctx, guest, "d", pk, m)
+            if arbiter is None:
+                for peer in peers:
+                    d_cts = pk.raw_add(d_cts, recv_cts(ctx, peer, "peer_u", pk, m))
+            if own_term is not None:
+                d_cts = pk.raw_add(d_cts, own_term)
+            elif not params.weighted:
+                d_cts = pk.raw_add_plain(d_cts, u_int)
+            bound = params.bound_bits(len(hosts), m, guest=False)
+            packed, masks, slot_bits = masked_gradient(
+                ctx, pk, d_cts, model, rows, None, bound, params
+            )
+            keyholder = arbiter if arbiter is not None else guest
+            send_cts(ctx, keyholder, "masked", pk, packed, fresh=False)
+            if own_sk is not None:
+                decrypt_for(ctx, guest, own_sk, params, tag="gmasked", reply="gplain",
+                            max_count=1 << 12)  # fmt: skip
+            g_int = gradient_reply(ctx, keyholder, pk, masks, bound, slot_bits)
+            model.step(model.gradient_from_ints(g_int, params.hosts_frac_bits, m), epoch)
+        coordinator = arbiter if arbiter is not None else guest
+        parties = [coordinator, ctx.party]
+        if sync_stop(ctx, params, coordinator, parties, model.epoch_norms()[0]):
+            break
+    return {"role": "host", "coef": model.coef.tolist(), "n_iter": epochs}
