@@ -1,0 +1,253 @@
+"""Host role of hetero SecureBoost: encrypted histograms over its own bins, and its lookup table.
+
+Security property (semi-honest guest): the host's feature values and bin edges never leave the
+host; what leaves is (i) per node and per (permuted) feature, cumulative encrypted sums of the
+guest's gradients, re-randomised, and (ii) left/right bits for the rows of the nodes split on
+the host's features. Leakage to the guest: the decrypted per-bin gradient/hessian/count sums
+(SPEC.md), the partitions of host splits, and at prediction the host's decisions for the rows
+the guest queries. The host learns the instance space of every node (which rows are in it),
+the GOSS sample, and the gains of its own splits.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import gmpy2
+import numpy as np
+import numpy.typing as npt
+
+from privfin.errors import ConfigError, ProtocolAbort
+from privfin.fl.vertical.secureboost._common import HeRandom, load_public_key, numpy_rng
+from privfin.fl.vertical.secureboost.messages import (
+    BuildHistograms,
+    Finish,
+    Histograms,
+    HostDone,
+    HostInfo,
+    PredictStart,
+    RouteAnswer,
+    RouteQuery,
+    Setup,
+    SplitRequest,
+    SplitResult,
+    TreeStart,
+)
+from privfin.fl.vertical.secureboost.model import HostModel, HostSplit
+from privfin.fl.vertical.secureboost.packing import (
+    PublicKeyBase,
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    compress,
+)
+from privfin.fl.vertical.secureboost.params import BoostParams
+from privfin.ml.trees import fit_bins
+from privfin.runtime import Context
+
+__all__ = ["run_host_predict", "run_host_train"]
+
+
+class _TreeState:
+    def __init__(self, msg: TreeStart, pk: PublicKeyBase, n_rows: int) -> None:
+        if int(msg.rows.max()) >= n_rows:
+            raise ProtocolAbort("gradient rows out of range")
+        self.tree = msg.tree
+        self.rows = msg.rows.astype(np.int64)
+        self.widths = list(msg.widths)
+        self.width = sum(self.widths)
+        if self.width > pk.capacity_bits:
+            raise ProtocolAbort("packed gradients do not fit the key's plaintext space")
+        self.cts = ciphertexts_from_bytes(msg.ct, pk, self.rows.size)
+        self.node_of_row: npt.NDArray[np.int32] | None = None
+        self.depth = -1
+        self.built: set[int] = set()
+        self.cache: dict[int, list[list[Any]]] = {}
+
+
+class _Host:
+    def __init__(self, ctx: Context, X: npt.NDArray[np.float64], p: BoostParams, guest: str):
+        self.ctx, self.X, self.p, self.guest = ctx, X, p, guest
+        self.n_rows, self.n_features = X.shape
+        self.rng = HeRandom(ctx.random)
+        # A secret permutation hides which of the host's columns a split uses.
+        self.perm = numpy_rng(ctx.random).permutation(self.n_features)
+        self.edges, self.bins = fit_bins(X, p.n_bins)
+        self.model = HostModel(party=ctx.party, n_features=self.n_features)
+
+    # ------------------------------------------------------------------ histograms
+    def _feature_hist(self, j: int, pos: npt.NDArray[np.int64], st: _TreeState) -> list[Any]:
+        f = int(self.perm[j])
+        slots = self.p.n_bins + 1
+        b = self.bins[st.rows[pos], f]
+        order = np.argsort(b, kind="stable")
+        sorted_pos = pos[order].tolist()
+        counts = np.bincount(b, minlength=slots).tolist()
+        cts = st.cts
+        mod = self._mod
+        out: list[Any] = []
+        at = 0
+        with gmpy2.context(allow_release_gil=True):
+            for c in counts:
+                acc = gmpy2.mpz(1)
+                for i in sorted_pos[at : at + c]:
+                    acc = acc * cts[i] % mod
+                at += c
+                out.append(acc)
+        return out
+
+    def _node_hist(
+        self, pos: npt.NDArray[np.int64], st: _TreeState, pool: ThreadPoolExecutor
+    ) -> list[list[Any]]:
+        return list(pool.map(lambda j: self._feature_hist(j, pos, st), range(self.n_features)))
+
+    def _derive(self, parent: list[list[Any]], child: list[list[Any]]) -> list[list[Any]]:
+        mod = self._mod
+        with gmpy2.context(allow_release_gil=True):
+            return [
+                [a * gmpy2.invert(b, mod) % mod for a, b in zip(pf, cf, strict=True)]
+                for pf, cf in zip(parent, child, strict=True)
+            ]
+
+    def build(self, msg: BuildHistograms, st: _TreeState, pool: ThreadPoolExecutor) -> Histograms:
+        if msg.tree != st.tree or msg.depth != st.depth + 1 or msg.node_of_row.size != self.n_rows:
+            raise ProtocolAbort("histogram request out of sequence", party=self.guest)
+        st.depth = msg.depth
+        st.node_of_row = msg.node_of_row
+        nodes = [int(x) for x in msg.nodes.tolist()]
+        node_of_used = msg.node_of_row[st.rows]
+        positions = {nd: np.flatnonzero(node_of_used == nd) for nd in nodes}
+        hists: dict[int, list[list[Any]]] = {}
+        for nd in nodes:
+            if nd in hists:
+                continue
+            sib = nd + 1 if nd % 2 == 1 else nd - 1
+            parent = (nd - 1) // 2
+            if nd > 0 and sib in positions and parent in st.cache:
+                small, big = (nd, sib) if positions[nd].size <= positions[sib].size else (sib, nd)
+                hists[small] = self._node_hist(positions[small], st, pool)
+                hists[big] = self._derive(st.cache[parent], hists[small])
+                self.ctx.metrics.add("secureboost.host.derived_nodes")
+            else:
+                hists[nd] = self._node_hist(positions[nd], st, pool)
+        st.cache = hists
+        st.built = set(nodes)
+        # Cumulative sums over bins 0..n_bins-2 plus the missing slot, per feature.
+        mod = self._mod
+        nb = self.p.n_bins
+        per_ct = max(1, self.pk.capacity_bits // st.width)
+        packed: list[Any] = []
+        for nd in nodes:
+            flat: list[Any] = []
+            for per_bin in hists[nd]:
+                acc = gmpy2.mpz(1)
+                for c in per_bin[: nb - 1]:
+                    acc = acc * c % mod
+                    flat.append(acc)
+                flat.append(per_bin[nb])
+            packed += compress(flat, self.pk, st.width, per_ct, executor=pool)
+        fresh = self.pk.raw_obfuscate(packed, rng=self.rng, n_jobs=self.p.n_jobs)
+        cts_per_node = -(-(self.n_features * nb) // per_ct) if nodes else 0
+        self.ctx.metrics.add("secureboost.host.histogram_ciphertexts", float(len(fresh)))
+        return Histograms(
+            tree=st.tree, depth=st.depth, nodes=msg.nodes, per_ct=per_ct,
+            cts_per_node=cts_per_node, ct=ciphertexts_to_bytes(fresh, self.pk),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ splits
+    def split(self, msg: SplitRequest, st: _TreeState) -> SplitResult:
+        if msg.tree != st.tree or msg.depth != st.depth or st.node_of_row is None:
+            raise ProtocolAbort("split request out of sequence", party=self.guest)
+        left = np.zeros(self.n_rows, dtype=bool)
+        for nd, j, t, ml, gain in zip(
+            msg.nodes.tolist(), msg.features.tolist(), msg.bins.tolist(),
+            msg.missing_left.tolist(), msg.gains.tolist(), strict=True,
+        ):  # fmt: skip
+            if nd not in st.built or j >= self.n_features or t > self.p.n_bins - 2:
+                raise ProtocolAbort("split request for an unknown node or split", party=self.guest)
+            f = int(self.perm[j])
+            rows = np.flatnonzero(st.node_of_row == nd)
+            b = self.bins[rows, f]
+            left[rows] = np.where(b == self.p.n_bins, bool(ml), b <= t)
+            edges = self.edges[f]
+            threshold = float(edges[t]) if t < edges.size else float("inf")
+            self.model.splits[(st.tree, nd)] = HostSplit(f, threshold, bool(ml))
+            count, total = self.model.importance.get(f, (0, 0.0))
+            self.model.importance[f] = (count + 1, total + float(gain))
+        return SplitResult(tree=st.tree, depth=st.depth, left=np.packbits(left))
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> HostModel:
+        ch = self.ctx.channel
+        setup = ch.recv(self.guest, "cmd", expect=Setup)
+        if setup.n_rows != self.n_rows:
+            raise ConfigError(
+                f"host {self.ctx.party!r} has {self.n_rows} aligned rows but the guest has "
+                f"{setup.n_rows}: run PSI alignment first"
+            )
+        if setup.n_bins != self.p.n_bins or setup.max_depth != self.p.max_depth:
+            raise ProtocolAbort("guest and host disagree on n_bins/max_depth", party=self.guest)
+        if setup.scheme != self.p.he_scheme:
+            raise ProtocolAbort("guest uses another HE scheme than agreed", party=self.guest)
+        if self.p.key_bits < 2048:
+            self.p.check_keys(self.ctx.settings)
+        self.pk = load_public_key(
+            setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
+        )
+        self._mod = gmpy2.mpz(self.pk.ciphertext_modulus)
+        ch.send(self.guest, "info", HostInfo(n_features=self.n_features))
+        st: _TreeState | None = None
+        with ThreadPoolExecutor(self.p.n_jobs, thread_name_prefix="secureboost-host") as pool:
+            while True:
+                self.ctx.cancel.raise_if_cancelled()
+                msg = ch.recv(self.guest, "cmd")
+                if isinstance(msg, TreeStart):
+                    st = _TreeState(msg, self.pk, self.n_rows)
+                elif isinstance(msg, BuildHistograms) and st is not None:
+                    ch.send(self.guest, "hist", self.build(msg, st, pool))
+                elif isinstance(msg, SplitRequest) and st is not None:
+                    ch.send(self.guest, "part", self.split(msg, st))
+                elif isinstance(msg, Finish):
+                    ch.send(self.guest, "done", HostDone(n_splits=len(self.model.splits)))
+                    return self.model
+                else:
+                    raise ProtocolAbort(
+                        f"unexpected {type(msg).__name__} from the guest", party=self.guest
+                    )
+
+
+def run_host_train(
+    ctx: Context, X: npt.NDArray[np.float64], params: BoostParams, guest: str,
+    feature_names: list[str] | None = None,
+) -> HostModel:  # fmt: skip
+    """Run the host side of training; returns this host's lookup table and importance."""
+    host = _Host(ctx, X, params, guest)
+    host.model.feature_names = list(feature_names or [])
+    return host.run()
+
+
+def run_host_predict(
+    ctx: Context, X: npt.NDArray[np.float64], model: HostModel, guest: str
+) -> None:
+    """Answer the guest's routing queries for the host's nodes (joint prediction)."""
+    ch = ctx.channel
+    start = ch.recv(guest, "cmd", expect=PredictStart)
+    if start.n_rows != X.shape[0]:
+        raise ConfigError(
+            f"host {ctx.party!r} has {X.shape[0]} aligned rows but the guest has {start.n_rows}"
+        )
+    if X.shape[1] != model.n_features:
+        raise ConfigError(f"the host model expects {model.n_features} features, got {X.shape[1]}")
+    while True:
+        msg = ch.recv(guest, "cmd")
+        if isinstance(msg, RouteQuery):
+            try:
+                left = model.go_left(X, msg.trees, msg.nodes, msg.rows)
+            except ConfigError as exc:
+                raise ProtocolAbort(f"bad routing query: {exc}", party=guest) from None
+            ch.send(guest, "route", RouteAnswer(left=np.packbits(left), count=int(left.size)))
+        elif isinstance(msg, Finish):
+            ch.send(guest, "done", HostDone(n_splits=len(model.splits)))
+            return
+        else:
+            raise ProtocolAbort(f"unexpected {type(msg).__name__} from the guest", party=guest)
