@@ -81,11 +81,16 @@ def secureboost_component(
             "model": model,
             "scores": obj.transform(raw),
             "importance": model.feature_importance("split"),
+            "metrics": ctx.metrics.snapshot(),
         }
     if ctx.party in hosts:
         hmodel = run_host_train(ctx, X, p, guest, names)
         ctx.artifacts.put("secureboost.host_model.json", hmodel.to_json().encode())
-        return {"model": hmodel, "importance": hmodel.feature_importance("split")}
+        return {
+            "model": hmodel,
+            "importance": hmodel.feature_importance("split"),
+            "metrics": ctx.metrics.snapshot(),
+        }
     return {}
 
 

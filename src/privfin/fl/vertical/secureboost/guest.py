@@ -39,6 +39,7 @@ from privfin.fl.vertical.secureboost.messages import (
 from privfin.fl.vertical.secureboost.model import GuestModel, GuestNode
 from privfin.fl.vertical.secureboost.packing import (
     GradientLayout,
+    PublicKeyBase,
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
 )
@@ -92,9 +93,17 @@ class _Guest:
         p = self.p
         p.check_keys(self.ctx.settings)
         small = p.key_bits < 2048
-        gen = paillier.generate_keypair if p.he_scheme == "paillier" else ou.generate_keypair
         t0 = time.perf_counter()
-        self.pk, self.sk = gen(p.key_bits, rng=self.rng, insecure_allow_small_keys=small)
+        self.pk: PublicKeyBase
+        self.sk: paillier.PrivateKey | ou.PrivateKey
+        if p.he_scheme == "paillier":
+            self.pk, self.sk = paillier.generate_keypair(
+                p.key_bits, rng=self.rng, insecure_allow_small_keys=small
+            )
+        else:
+            self.pk, self.sk = ou.generate_keypair(
+                p.key_bits, rng=self.rng, insecure_allow_small_keys=small
+            )
         self.ctx.metrics.add("secureboost.guest.keygen_s", time.perf_counter() - t0)
         setup = Setup(
             public_key=self.pk.to_wire(), scheme=p.he_scheme, n_rows=self.n, n_bins=p.n_bins,

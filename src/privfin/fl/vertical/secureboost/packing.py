@@ -130,9 +130,10 @@ class GradientLayout:
                 raise ProtocolAbort(
                     "histogram plaintext exceeds its packed width (tampered?)", party=party
                 )
+            rest = m
             for _ in range(per_ct):
-                packed.append(m & mask)
-                m >>= w
+                packed.append(rest & mask)
+                rest >>= w
         packed = packed[:n_values]
         shifts = np.cumsum([0, *self.widths[:-1]]).tolist()
         masks = [(1 << wi) - 1 for wi in self.widths]
