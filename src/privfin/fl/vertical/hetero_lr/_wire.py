@@ -86,9 +86,7 @@ def send_cts(
     ctx.channel.send(peer, tag, Ciphertexts(vec=vec.to_wire()))
 
 
-def recv_cts(
-    ctx: Context, peer: str, tag: str, pk: paillier.PublicKey, count: int
-) -> list[Any]:
+def recv_cts(ctx: Context, peer: str, tag: str, pk: paillier.PublicKey, count: int) -> list[Any]:
     """Receive ``count`` ciphertexts under ``pk``; :class:`DecodeError` if malformed."""
     msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
     try:

@@ -19,9 +19,9 @@ from privfin.errors import ConfigError, ProtocolAbort
 from privfin.ml.optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
 
 __all__ = [
+    "ARBITER",
     "GUEST",
     "HOST",
-    "ARBITER",
     "LRParams",
     "PartyModel",
     "batch_plan",
@@ -89,7 +89,7 @@ class LRParams:
     tol: float = 1e-4
     fit_intercept: bool = True
     class_weight: str | dict[int, float] | None = None
-    shuffle: bool = True
+    shuffle: bool = False
     key_bits: int = 2048
     insecure_allow_small_keys: bool = False
     grad_bits: int = 12
@@ -130,7 +130,9 @@ class LRParams:
         known = {f.name for f in fields(cls)} - {"extra"}
         unknown = set(params) - known - {"id_column", "label"}
         if unknown:
-            raise ConfigError(f"unknown hetero_lr parameters {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(
+                f"unknown hetero_lr parameters {sorted(unknown)}; known: {sorted(known)}"
+            )
         values = {k: v for k, v in params.items() if k in known}
         cw = values.get("class_weight")
         if isinstance(cw, Mapping):
