@@ -242,3 +242,23 @@ def test_killed_node_restarts_and_the_job_completes(
     assert out["bank_a"]["result"]["output"]["totals"] == plaintext_exposure(
         loans["ids"], loans["tables"]
     )
+
+
+def test_transport_reports_tls_authentication_failures(cluster: Cluster, tmp_path: Path) -> None:
+    from privfin.federation.http import Peer
+
+    cfg = load_config(cluster.config_path("bank_a"))
+    peers = cfg.transport_peers()
+    key = MessageKey("auth", "exposure", "pk", "bank_a", "bank_b", 0)
+    # bank_b's URL pinned with bank_c's certificate: the server is not who we pinned.
+    wrong = {"bank_b": Peer("bank_b", peers["bank_b"].url, peers["bank_c"].cert)}
+    t = HttpTransport(cfg.identity, wrong, Mailbox(tmp_path / "a.db"), send_timeout=20)
+    with pytest.raises(AuthenticationError, match="not the one pinned"):
+        t.send(key, b"x")
+    t.close()
+    # A stranger key under bank_a's name: bank_b's node refuses the client certificate.
+    stranger = create_identity("bank_a", tmp_path / "s")
+    t = HttpTransport(stranger, peers, Mailbox(tmp_path / "b.db"), send_timeout=20)
+    with pytest.raises(AuthenticationError, match="does not pin"):
+        t.send(key, b"x")
+    t.close()

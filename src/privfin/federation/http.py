@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,15 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "HttpTransport", "Peer"]
 
 DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
 _log = logging.getLogger("privfin.federation.http")
+
+
+def _tls_verification_failed(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class HttpTransport:
         deadline = time.monotonic() + self.send_timeout
         delay = 0.1
         attempt = 0
+        dropped = 0  # consecutive connections the peer closed without answering
         while True:
             attempt += 1
             try:
@@ -102,6 +113,18 @@ class HttpTransport:
                 )
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+                if _tls_verification_failed(exc):
+                    _log.error("TLS authentication of %s failed: %s", peer, exc)
+                    raise AuthenticationError(
+                        f"{peer!r} presented a certificate that is not the one pinned for it: {exc}"
+                    ) from None
+                dropped = dropped + 1 if isinstance(exc, httpx.RemoteProtocolError) else 0
+                if dropped >= 3:
+                    _log.error("%s keeps closing our TLS connections", peer)
+                    raise AuthenticationError(
+                        f"{peer!r} closes every connection after the TLS handshake: it most "
+                        "likely does not pin this party's certificate (check its node config)"
+                    ) from None
             else:
                 if resp.status_code < 300:
                     return
@@ -120,6 +143,15 @@ class HttpTransport:
             delay = min(delay * 2, 2.0)
 
     def send(self, key: MessageKey, payload: bytes) -> None:
+        """Deliver ``payload`` to ``key.receiver``'s node, retrying while it is unreachable.
+
+        Raises
+        ------
+        AuthenticationError
+            The peer's certificate is not the pinned one, or the peer refuses ours.
+        PeerTimeout
+            The peer stayed unreachable for ``send_timeout`` seconds.
+        """
         if key.sender != self.party:
             raise ValueError("a transport only sends as its own party")
         peer = key.receiver
