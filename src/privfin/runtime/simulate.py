@@ -7,6 +7,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from privfin.compute import ComputeBackend, SerialBackend
 from privfin.config import Settings
 from privfin.crypto.random import RandomSource, SeededRandom, SystemRandom
 from privfin.errors import PrivfinError, ProtocolAbort
@@ -30,6 +31,7 @@ def simulate(
     settings: Settings | None = None,
     hub: MemoryHub | None = None,
     progress: Progress | None = None,
+    compute: ComputeBackend | None = None,
 ) -> dict[str, Any]:
     """Run ``component`` once per party in threads, connected by an in-memory hub.
 
@@ -43,6 +45,9 @@ def simulate(
         Seeds each party's randomness (deterministic runs, tests). ``None``: OS randomness.
     hub:
         Pass a hub to inspect every message afterwards (``hub.wire``).
+    compute:
+        A compute backend shared by every simulated party (default: each party computes
+        serially in its own thread). The caller closes it.
 
     Returns
     -------
@@ -77,6 +82,7 @@ def simulate(
             party=party,
             roles=all_roles,
             channel=channel,
+            compute=compute or SerialBackend(),
             artifacts=MemoryArtifacts(),
             random=rnd,
             settings=settings or Settings(),
