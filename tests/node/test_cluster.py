@@ -262,3 +262,32 @@ def test_transport_reports_tls_authentication_failures(cluster: Cluster, tmp_pat
     with pytest.raises(AuthenticationError, match="does not pin"):
         t.send(key, b"x")
     t.close()
+
+
+def test_killed_node_resumes_its_running_job(cluster: Cluster, loans: dict[str, Any]) -> None:
+    """bank_c has the job and has sent its public key when it crashes; on restart it resumes the
+    job from its records and checkpoint, resends byte-identical messages (dropped by peers as
+    duplicates, never refused as conflicts) and the job completes."""
+    spec = _spec("exp-resume", loans["ids"])
+    for p in ["bank_c", "bank_b"]:
+        with cluster.client(p) as c:
+            c.submit(spec)
+    box = Mailbox(cluster.root / "bank_b" / "state" / "node.sqlite")
+    deadline = time.monotonic() + 20
+    while box.count("exp-resume") < 1 and time.monotonic() < deadline:  # bank_c's key arrived
+        time.sleep(0.1)
+    box.close()
+    cluster.kill("bank_c")
+    cluster.start("bank_c")
+    with cluster.client("bank_c") as c:
+        c.wait_healthy(30)
+        assert c.status("exp-resume")["status"] == "running"  # resumed, not resubmitted
+    with cluster.client("bank_a") as c:
+        c.submit(spec)
+    out = {}
+    for p in PARTIES:
+        with cluster.client(p) as c:
+            out[p] = c.wait("exp-resume", timeout=60)
+    assert out["bank_a"]["result"]["output"]["totals"] == plaintext_exposure(
+        loans["ids"], loans["tables"]
+    )
