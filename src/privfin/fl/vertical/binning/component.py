@@ -1,0 +1,47 @@
+"""The ``hetero_binning`` component: hetero WOE/IV binning with IV-based selection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from privfin.errors import ConfigError
+from privfin.fl.vertical.binning.common import BinParams, feature_matrix
+from privfin.fl.vertical.binning.guest import run_guest
+from privfin.fl.vertical.binning.host import run_host
+from privfin.runtime import Context
+
+__all__ = ["hetero_binning_component"]
+
+
+def hetero_binning_component(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Hetero WOE/IV binning (see ``binning/SPEC.md``).
+
+    Roles: one ``guest`` (inputs ``X`` and ``y``, or an aligned ``table`` with the label
+    column) and hosts (input ``X`` or ``table``). Returns, at the guest, ``iv`` and ``woe`` per
+    party and feature, ``selected`` features per party and its own final ``edges``; at a host,
+    its final ``edges``, kept features and (only with ``reveal_woe_to_hosts``) its ``woe``.
+
+    Security: semi-honest; the guest learns per-bin event counts of host features (not the
+    thresholds, not which rows fall in a bin); a host learns merge groups and kept features.
+    """
+    p = BinParams.from_mapping(params)
+    guests, hosts = ctx.parties_with("guest"), ctx.parties_with("host")
+    if len(guests) != 1 or not hosts:
+        raise ConfigError("hetero_binning needs exactly one guest and at least one host")
+    x, names = feature_matrix(inputs, params)
+    if ctx.has_role("guest"):
+        if "y" in inputs:
+            y = np.asarray(inputs["y"], dtype=np.float64).reshape(-1)
+        else:
+            y = np.asarray(inputs["table"][params.get("label", "y")], dtype=np.float64)
+        if y.shape != (x.shape[0],) or not np.all((y == 0) | (y == 1)):
+            raise ConfigError("the guest's labels must be one 0/1 value per row")
+        return run_guest(ctx, p, x, names, y, hosts)
+    if ctx.has_role("host"):
+        return run_host(ctx, p, x, names, guests[0])
+    raise ConfigError(f"party {ctx.party!r} has no hetero_binning role")

@@ -1,0 +1,86 @@
+"""Host role of hetero binning: bins its own features, sums the guest's encrypted labels per
+bin, and learns only how its fine bins merge, which of its features are kept and (optionally)
+its bins' WOE. It never decrypts anything (it holds no key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from privfin.errors import DecodeError, ProtocolAbort
+from privfin.fl.vertical.binning.common import BinParams, final_edges, fine_edges
+from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
+from privfin.he import paillier
+from privfin.he._base import EncryptedVector
+from privfin.ml.binning import apply_bins
+from privfin.runtime import Context
+
+__all__ = ["run_host"]
+
+
+def run_host(
+    ctx: Context, p: BinParams, x: np.ndarray, names: list[str], guest: str
+) -> dict[str, Any]:
+    """Run the host side; returns its final edges, kept features and (if revealed) WOE."""
+    key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
+    pk = paillier.PublicKey.from_wire(
+        key.key, insecure_allow_small_keys=p.insecure_allow_small_keys
+    )
+    msg: EncryptedColumns = ctx.channel.recv(guest, "labels", expect=EncryptedColumns)
+    if len(msg.columns) != 1:
+        raise ProtocolAbort("the guest must send exactly one label column", party=guest)
+    try:
+        labels = EncryptedVector.from_wire(pk, msg.columns[0])
+    except DecodeError as exc:
+        raise DecodeError(f"encrypted labels from {guest!r}: {exc}") from None
+    n = x.shape[0]
+    if len(labels) != n:
+        raise ProtocolAbort(f"{len(labels)} encrypted labels for {n} aligned rows", party=guest)
+    cts = labels.ciphertexts_raw
+    edges = fine_edges(x, p)
+    sums: list[Any] = []
+    totals: list[int] = []
+    n_bins: list[int] = []
+    for j, e in enumerate(edges):
+        idx = apply_bins(x[:, j], e)
+        nb = e.size + 2  # value bins, then the missing-value bin
+        order = np.argsort(idx, kind="stable")
+        bounds = np.searchsorted(idx[order], np.arange(nb + 1))
+        for b in range(nb):
+            rows = order[bounds[b] : bounds[b + 1]].tolist()
+            sums.append(pk.raw_sum([cts[i] for i in rows]))
+        totals.extend(np.bincount(idx, minlength=nb).tolist())
+        n_bins.append(nb)
+    vec = EncryptedVector(pk, sums, frac_bits=0, bound_bits=max(1, n.bit_length()), is_float=False)
+    packed = vec.pack()
+    ctx.channel.send(
+        guest,
+        "bins",
+        HostBins(
+            sums=packed.to_wire(),
+            totals=np.array(totals, dtype=np.int64),
+            n_bins=n_bins,
+            names=list(names),
+        ),
+    )
+    verdict: Verdicts = ctx.channel.recv(guest, "verdict", expect=Verdicts)
+    if len(verdict.groups) != len(edges) or len(verdict.selected) != len(edges):
+        raise ProtocolAbort("the guest's binning verdict does not match the features", party=guest)
+    out_edges = []
+    for e, groups in zip(edges, verdict.groups, strict=True):
+        flat = [i for g in groups for i in g]
+        if flat != list(range(e.size + 1)) or any(not g for g in groups):
+            raise ProtocolAbort("merge groups must partition the value bins in order", party=guest)
+        out_edges.append(final_edges(e, groups))
+    woe = [list(w) for w in verdict.woe] if p.reveal_woe_to_hosts else None
+    if woe is not None and [len(w) for w in woe] != [len(e) + 2 for e in out_edges]:
+        raise ProtocolAbort("WOE tables do not match the final bins", party=guest)
+    ctx.metrics.add("binning.encrypted_sums", float(n * len(edges)))
+    return {
+        "role": "host",
+        "features": list(names),
+        "edges": out_edges,
+        "selected": [n_ for n_, keep in zip(names, verdict.selected, strict=True) if keep],
+        "woe": woe,
+    }
