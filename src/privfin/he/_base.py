@@ -9,15 +9,19 @@ residue. On top of that this module builds fixed-point :class:`EncryptedVector` 
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar, Self
 
 import gmpy2
 import numpy as np
 
 from privfin.errors import ConfigError, DecodeError
+from privfin.he import _procs
 from privfin.he._encoding import (
     DEFAULT_FRAC_BITS,
     Encoded,
@@ -28,10 +32,11 @@ from privfin.he._encoding import (
     flatten,
     to_fixed,
 )
+from privfin.he._engine import Engine
 from privfin.he._util import (
-    FixedBaseTable,
     RandomSource,
     check_rng,
+    default_jobs,
     parallel_map,
     random_bytes,
 )
@@ -45,6 +50,9 @@ MAX_WIRE_CIPHERTEXTS = 1 << 24
 MAX_WIRE_BITS = 1 << 16
 
 WIRE_VERSION = 1
+
+#: Default :attr:`PublicKeyBase.process_threshold` for keys of 2048 bits and more.
+DEFAULT_PROCESS_THRESHOLD = 512
 
 
 def int_to_bytes(x: int) -> bytes:
@@ -81,6 +89,16 @@ class PublicKeyBase(ABC):
     Keys compare equal, and have the same :attr:`fingerprint`, iff they are the same scheme and
     modulus. The default randomness source for encryption is the one the key was built with
     (the system CSPRNG unless a seeded source was injected for test vectors).
+
+    Parallelism: bulk encryption (:meth:`raw_encrypt`, :meth:`raw_randomizers` and everything
+    built on them) runs in a process pool when ``executor`` is a
+    :class:`~concurrent.futures.ProcessPoolExecutor`, or, with no executor, when ``n_jobs``
+    (default: all cores) is above 1 and the batch has at least :attr:`process_threshold` items.
+    That pool belongs to the key: created on first use (or by :meth:`precompute`), its workers
+    rebuild the key's tables once, and it is shut down by :meth:`close` or when the key is
+    garbage-collected. ``process_threshold`` is 512 for keys of 2048 bits and more and ``None``
+    (never start processes) for the small test-only keys; set it to change the policy.
+    Results do not depend on the path: all randomness is drawn here, up front.
     """
 
     scheme: ClassVar[str] = ""
@@ -93,6 +111,14 @@ class PublicKeyBase(ABC):
         self._rng = check_rng(rng)
         self._mod: Any = gmpy2.mpz(0)
         self.capacity_bits = 0
+        self.process_threshold: int | None = (
+            DEFAULT_PROCESS_THRESHOLD if self.n_bits >= 2046 else None
+        )
+        self._engine_obj: Engine | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_jobs = 0
+        self._pool_finalizer: weakref.finalize[Any, Any] | None = None
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ scheme hooks
     @abstractmethod
@@ -100,8 +126,12 @@ class PublicKeyBase(ABC):
         """The deterministic group element encoding plaintext ``m`` (may be negative)."""
 
     @abstractmethod
-    def _randomizer_table(self) -> FixedBaseTable:
-        """Fixed-base table of the randomizer base (``h_s`` for Paillier, ``h`` for OU)."""
+    def _make_engine(self) -> Engine:
+        """The encryption engine of this key (fixed bases and window sizes)."""
+
+    def _plaintext(self, m: int) -> int:
+        """The form of plaintext ``m`` the engine encrypts (Paillier: the residue mod ``n``)."""
+        return m
 
     @abstractmethod
     def to_wire(self) -> dict[str, Any]:
@@ -154,6 +184,120 @@ class PublicKeyBase(ABC):
         if not 0 < c < self._mod or gmpy2.gcd(c, self._n) != 1:
             raise DecodeError(f"value is not a valid {self.scheme} ciphertext for this key")
 
+    def _engine(self) -> Engine:
+        engine = self._engine_obj
+        if engine is None:
+            with self._lock:
+                if self._engine_obj is None:
+                    self._engine_obj = self._make_engine()
+                engine = self._engine_obj
+        return engine
+
+    def _process_pool(
+        self, count: int, executor: Executor | None, n_jobs: int | None
+    ) -> tuple[ProcessPoolExecutor, int, bool] | None:
+        """The process pool to use for ``count`` items (with its size and whether it is ours),
+        or ``None`` for the in-process path."""
+        if isinstance(executor, ProcessPoolExecutor):
+            return executor, n_jobs or default_jobs(), False
+        if executor is not None:
+            return None
+        jobs = default_jobs() if n_jobs is None else n_jobs
+        if jobs < 1:
+            raise ConfigError(f"n_jobs must be at least 1, got {jobs}")
+        threshold = self.process_threshold
+        if jobs == 1 or threshold is None or count < threshold:
+            return None
+        return self._own_pool(jobs), jobs, True
+
+    def _own_pool(self, jobs: int) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is not None and self._pool_jobs == jobs:
+                return self._pool
+        self.close()
+        engine = self._engine()
+        engine.prepare()
+        with self._lock:
+            pool = _procs.make_pool(engine, jobs)
+            self._pool, self._pool_jobs = pool, jobs
+            self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False)
+        return pool
+
+    def close(self) -> None:
+        """Shut down this key's process pool, if it started one (idempotent; a later bulk
+        operation starts a new one)."""
+        with self._lock:
+            pool, finalizer = self._pool, self._pool_finalizer
+            self._pool, self._pool_jobs, self._pool_finalizer = None, 0, None
+        if finalizer is not None:
+            finalizer.detach()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def precompute(self, *, n_jobs: int | None = None) -> None:
+        """Build the fixed-base tables now and, if bulk operations with ``n_jobs`` would use
+        processes, start the pool and wait until every worker has built its tables."""
+        self._engine().prepare()
+        jobs = default_jobs() if n_jobs is None else n_jobs
+        if jobs > 1 and self.process_threshold is not None:
+            _procs.warm_up(self._own_pool(jobs), jobs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pools, locks and tables stay with this process; the copy rebuilds them lazily.
+        state = self.__dict__.copy()
+        for key in ("_pool", "_pool_finalizer", "_lock", "_engine_obj"):
+            state.pop(key, None)
+        state["_pool_jobs"] = 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pool = None
+        self._pool_finalizer = None
+        self._engine_obj = None
+        self._lock = threading.Lock()
+
+    def _bulk(
+        self,
+        ms: list[int] | None,
+        count: int,
+        rng: RandomSource | None,
+        executor: Executor | None,
+        n_jobs: int | None,
+    ) -> list[Any]:
+        """Encryptions of ``ms`` (or of zero if ``None``) with fresh short exponents."""
+        source = self._rng if rng is None else check_rng(rng)
+        width = self.exponent_bits // 8
+        blob = random_bytes(source, width * count)
+        engine = self._engine()
+        chosen = self._process_pool(count, executor, n_jobs)
+        if chosen is not None and count:
+            pool, jobs, ours = chosen
+            try:
+                return _procs.run_encrypt(
+                    pool, engine.spec, ms, blob, width, jobs, engine.ciphertext_bytes
+                )
+            except BrokenProcessPool:
+                if not ours:
+                    raise
+                self.close()  # a worker died (killed, out of memory): finish in this process
+        exps = [int.from_bytes(blob[i : i + width], "little") for i in range(0, len(blob), width)]
+        engine.prepare(() if ms is None else ms)
+        release = self._release_gil
+        if isinstance(executor, ProcessPoolExecutor):
+            executor = None
+        if ms is None:
+            return parallel_map(
+                engine.randomizers, exps, executor=executor, n_jobs=n_jobs, release_gil=release
+            )
+        encrypt = engine.encrypt
+
+        def work(chunk: Sequence[tuple[int, int]]) -> list[Any]:
+            return encrypt([m for m, _ in chunk], [a for _, a in chunk])
+
+        items = list(zip(ms, exps, strict=True))
+        return parallel_map(work, items, executor=executor, n_jobs=n_jobs, release_gil=release)
+
     def raw_randomizers(
         self,
         count: int,
@@ -163,19 +307,7 @@ class PublicKeyBase(ABC):
         n_jobs: int | None = None,
     ) -> list[Any]:
         """``count`` fresh encryptions of zero (``h_s**a`` with random short ``a``)."""
-        source = self._rng if rng is None else check_rng(rng)
-        width = self.exponent_bits // 8
-        blob = random_bytes(source, width * count)
-        exps = [blob[i * width : (i + 1) * width] for i in range(count)]
-        table = self._randomizer_table()
-        table.ensure_rows(width)
-
-        def work(chunk: Sequence[bytes]) -> list[Any]:
-            return [table.pow_bytes(e) for e in chunk]
-
-        return parallel_map(
-            work, exps, executor=executor, n_jobs=n_jobs, release_gil=self._release_gil
-        )
+        return self._bulk(None, count, rng, executor, n_jobs)
 
     def raw_encrypt(
         self,
@@ -188,24 +320,11 @@ class PublicKeyBase(ABC):
         """Encrypt integers without encoding or bound tracking (for protocols built on top).
 
         Paillier reduces each plaintext modulo ``n``; OU accepts ``|m| < 2**capacity_bits``.
-        Returns ciphertexts as ints in Z*_M. IND-CPA under the scheme's assumption (SPEC.md).
+        Returns ciphertexts in Z*_M (gmpy2 integers). IND-CPA under the scheme's assumption
+        (SPEC.md). ``executor`` may be a thread pool or a process pool (see the class notes).
         """
-        ms = [int(m) for m in plaintexts]
-        source = self._rng if rng is None else check_rng(rng)
-        width = self.exponent_bits // 8
-        blob = random_bytes(source, width * len(ms))
-        items = [(m, blob[i * width : (i + 1) * width]) for i, m in enumerate(ms)]
-        table = self._randomizer_table()
-        table.ensure_rows(width)
-        mod = self._mod
-        plain = self._plain
-
-        def work(chunk: Sequence[tuple[int, bytes]]) -> list[Any]:
-            return [plain(m) * table.pow_bytes(e) % mod for m, e in chunk]
-
-        return parallel_map(
-            work, items, executor=executor, n_jobs=n_jobs, release_gil=self._release_gil
-        )
+        ms = [self._plaintext(int(m)) for m in plaintexts]
+        return self._bulk(ms, len(ms), rng, executor, n_jobs)
 
     def raw_add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
         """Element-wise homomorphic addition of two ciphertext lists."""
@@ -363,12 +482,16 @@ class PrivateKeyBase(ABC):
         return f"<{self.public_key.scheme} PrivateKey for {self.public_key.fingerprint[:16]}>"
 
     @abstractmethod
-    def _raw_decrypt_one(self, c: Any) -> int:
-        """Decrypt to the residue in ``[0, plaintext modulus)``."""
+    def _residues(self, cts: Sequence[Any]) -> list[int]:
+        """Decrypt a chunk of ciphertexts (mpz) to residues in ``[0, plaintext modulus)``."""
 
     @abstractmethod
-    def _centered(self, m: int) -> int:
-        """Map a residue to the signed representative of smallest magnitude."""
+    def _signed(self, cts: Sequence[Any], plain_bits: int | None) -> list[int]:
+        """Decrypt a chunk to signed integers (centered residues).
+
+        ``plain_bits``, if given, is a public bound ``|m| < 2**plain_bits`` on the plaintexts
+        that the scheme may use to decrypt faster (Paillier: modulo ``p`` only).
+        """
 
     def raw_decrypt(
         self,
@@ -377,13 +500,13 @@ class PrivateKeyBase(ABC):
         executor: Executor | None = None,
         n_jobs: int | None = None,
     ) -> list[int]:
-        """Decrypt ciphertexts to residues (``[0, n)`` for Paillier, ``[0, p)`` for OU)."""
-        fn = self._raw_decrypt_one
+        """Decrypt ciphertexts to residues (``[0, n)`` for Paillier, ``[0, p)`` for OU).
 
-        def work(chunk: Sequence[Any]) -> list[int]:
-            return [fn(c) for c in chunk]
-
-        return parallel_map(work, [gmpy2.mpz(c) for c in cts], executor=executor, n_jobs=n_jobs)
+        Runs on threads (``executor`` or ``n_jobs``): each chunk is one ``powmod_base_list``
+        call per prime, which releases the GIL; the private key never leaves this process.
+        """
+        items = [gmpy2.mpz(c) for c in cts]
+        return parallel_map(self._residues, items, executor=executor, n_jobs=n_jobs)
 
     def decrypt_ints(
         self,
@@ -391,9 +514,23 @@ class PrivateKeyBase(ABC):
         *,
         executor: Executor | None = None,
         n_jobs: int | None = None,
+        plain_bits: int | None = None,
     ) -> list[int]:
-        """Decrypt to signed integers (centered residues)."""
-        return [self._centered(m) for m in self.raw_decrypt(cts, executor=executor, n_jobs=n_jobs)]
+        """Decrypt to signed integers (centered residues).
+
+        ``plain_bits``: a bound ``|m| < 2**plain_bits`` known to hold for honest ciphertexts
+        (the tracked ``bound_bits``); it lets Paillier decrypt modulo ``p`` alone when
+        ``plain_bits`` is far below ``|p|`` (half the work). A ciphertext whose plaintext
+        breaks the bound then decrypts to an unrelated value that the caller's bound check
+        rejects, except with probability ``2**(plain_bits + 1 - |p|)`` for a random one, or by
+        an adversary who knows a multiple of ``p`` (who can factor ``n``).
+        """
+        items = [gmpy2.mpz(c) for c in cts]
+
+        def work(chunk: Sequence[Any]) -> list[int]:
+            return self._signed(chunk, plain_bits)
+
+        return parallel_map(work, items, executor=executor, n_jobs=n_jobs)
 
     def decrypt(
         self,
@@ -421,7 +558,9 @@ class PrivateKeyBase(ABC):
                 f"holds {self.public_key.capacity_bits} bits; use a larger key or fewer "
                 "multiplications"
             )
-        ints = self.decrypt_ints(vec.ciphertexts_raw, executor=executor, n_jobs=n_jobs)
+        ints = self.decrypt_ints(
+            vec.ciphertexts_raw, executor=executor, n_jobs=n_jobs, plain_bits=vec.bound_bits
+        )
         limit = 1 << vec.bound_bits
         for m in ints:
             if not -limit < m < limit:
@@ -1062,7 +1201,9 @@ class PackedEncryptedVector:
                 f"slots hold {self.slot_bits - 1} bits plus sign; decrypt earlier or use wider "
                 "slots"
             )
-        ints = sk.decrypt_ints(self._cts, executor=executor, n_jobs=n_jobs)
+        # |P| = |sum v_j 2**(w j)| < 2**(w (cols - 1) + bound_bits + 1) for in-bound slots.
+        plain_bits = self.slot_bits * (self.cols - 1) + self.bound_bits + 1
+        ints = sk.decrypt_ints(self._cts, executor=executor, n_jobs=n_jobs, plain_bits=plain_bits)
         rows = [self.layout.unpack(m, self.cols, self.bound_bits) for m in ints]
         if self.flat_length is not None:
             flat = [v for row in rows for v in row][: self.flat_length]
