@@ -72,25 +72,25 @@ def where(cond: SharedTensor, a: SharedTensor | float, b: SharedTensor | float) 
 
 
 def relu(x: SharedTensor) -> SharedTensor:
-    """``max(x, 0)`` (exact up to the encoding)."""
-    return x * drelu(x)
+    """``max(x, 0) = x - msb(x) x`` (exact up to the encoding; one fused comparison)."""
+    return x - x.session.msb_mul(x, x)
 
 
 def maximum(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    """Element-wise maximum (exact)."""
+    """Element-wise maximum ``x - msb(x - y) (x - y)`` (exact)."""
     d = x - y
-    return y + d * drelu(d)
+    return x - d.session.msb_mul(d, d)
 
 
 def minimum(x: SharedTensor, y: SharedTensor) -> SharedTensor:
-    """Element-wise minimum (exact)."""
+    """Element-wise minimum ``y + msb(x - y) (x - y)`` (exact)."""
     d = x - y
-    return x - d * drelu(d)
+    return y + d.session.msb_mul(d, d)
 
 
 def abs_(x: SharedTensor) -> SharedTensor:
-    """``|x|`` (exact)."""
-    return x * (1 - 2 * x.session.msb(x))
+    """``|x| = x - 2 msb(x) x`` (exact)."""
+    return x - x.session.msb_mul(x, x) * 2
 
 
 def clip(x: SharedTensor, lo: float, hi: float) -> SharedTensor:

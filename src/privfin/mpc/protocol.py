@@ -15,6 +15,7 @@ revealed only through :meth:`Engine.reveal`, to named result parties.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import time
 from math import prod
 
 import numpy as np
@@ -78,6 +79,8 @@ class Engine:
         self._bits_counter = 0
         self._bits_seed = b""
         self.rounds = 0
+        #: wall-clock seconds spent in openings' send + receive (encoding, transport, waiting)
+        self.comm_seconds = 0.0
 
     # -------------------------------------------------------------------------- local ops
 
@@ -100,16 +103,35 @@ class Engine:
     # ---------------------------------------------------------------------- communication
 
     @ring_ops
-    def open(self, shares: Sequence[U64 | None]) -> list[U64] | None:
+    def open(self, shares: Sequence[U64 | None], xor: Sequence[U64] = ()) -> list[U64] | None:
         """Open values among the computing parties. **Only for uniformly masked values**: the
-        caller guarantees each opened value is masked by fresh correlated randomness."""
+        caller guarantees each opened value is masked by fresh correlated randomness.
+
+        ``shares`` are additive shares (reconstructed by summing), ``xor`` XOR-shares
+        (reconstructed by XOR); both travel in one message (one round)."""
         if not self.is_compute:
             return None
         arrays = [s for s in shares if s is not None]
-        flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.uint64)
+        n_sum = sum(a.size for a in arrays)
+        flat = np.empty(n_sum + sum(a.size for a in xor), dtype=np.uint64)
+        at = 0
+        for a in (*arrays, *xor):
+            flat[at : at + a.size] = a.ravel()
+            at += a.size
+        total = self.open_flat(flat, n_sum)
+        out, at = [], 0
+        for a in (*arrays, *xor):
+            out.append(total[at : at + a.size].reshape(a.shape))
+            at += a.size
+        return out
+
+    def open_flat(self, flat: U64, n_sum: int) -> U64:
+        """Open the flat array ``flat`` **in place** (see :meth:`open`): its first ``n_sum``
+        entries are additive shares, the rest XOR-shares. Only for computing parties."""
+        t0 = time.perf_counter()
         self.ctx.channel.broadcast(_TAG_OPEN, Opening(values=flat), peers=self.others)
         got = self.ctx.channel.gather(_TAG_OPEN, peers=self.others, expect=Opening)
-        total = flat.copy()
+        self.comm_seconds += time.perf_counter() - t0
         for peer, msg in got.items():
             if msg.values.shape != flat.shape:
                 raise ProtocolAbort(
@@ -117,13 +139,11 @@ class Engine:
                     f"expected {flat.shape[0]}",
                     party=peer,
                 )
-            total += msg.values
+            np.add(flat[:n_sum], msg.values[:n_sum], out=flat[:n_sum])
+            if n_sum < flat.size:
+                np.bitwise_xor(flat[n_sum:], msg.values[n_sum:], out=flat[n_sum:])
         self.rounds += 1
-        out, at = [], 0
-        for a in arrays:
-            out.append(total[at : at + a.size].reshape(a.shape))
-            at += a.size
-        return out
+        return flat
 
     @ring_ops
     def reveal(self, share: U64 | None, shape: Shape, to: str, label: str = "") -> U64 | None:
@@ -160,19 +180,32 @@ class Engine:
 
     @ring_ops
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
-        """Beaver multiplication of two shared arrays of ``shape`` (no truncation)."""
+        """Beaver multiplication of two shared arrays of ``shape`` (no truncation).
+
+        Online path: two subtractions into one send buffer, one opening (in place), then
+        ``z = c + e*(b + f) + f*a`` at the leader (``c + e*b + f*a`` elsewhere): three
+        multiplications and three additions over uint64, two temporaries."""
         triple = self.provider.mul_triple(shape)
         if not self.is_compute:
             return None
         assert x is not None and y is not None and triple is not None
         a, b, c = triple
-        opened = self.open([x - a, y - b])
-        assert opened is not None
-        e, f = opened
-        z = c + e * b + f * a
+        size = prod(shape)
+        buf = np.empty(2 * size, dtype=np.uint64)
+        e = buf[:size].reshape(shape)
+        f = buf[size:].reshape(shape)
+        np.subtract(x, a, out=e)
+        np.subtract(y, b, out=f)
+        self.open_flat(buf, buf.size)
         if self.is_leader:
-            z += e * f
-        return np.asarray(z, dtype=np.uint64)
+            t = np.add(b, f)
+            np.multiply(t, e, out=t)
+        else:
+            t = np.multiply(e, b)
+        z = np.multiply(f, a)
+        z += t
+        z += c
+        return z
 
     @ring_ops
     def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
@@ -327,3 +360,130 @@ class Engine:
         prod_tc = self.mul(t, carry, (n,))
         assert prod_tc is not None
         return np.asarray((t + carry - (prod_tc << _ONE)).reshape(shape), dtype=np.uint64)
+
+    # ----------------------------------------------------- packed-bit comparison (XOR shares)
+
+    @property
+    def packed_bits(self) -> bool:
+        """Whether comparisons run on packed XOR-shared bits (provider support)."""
+        return bool(getattr(self.provider, "supports_packed_bits", False))
+
+    @ring_ops
+    def and_words(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        """XOR-shares of ``x & y`` for XOR-shared 64-bit words: 64 ANDs per word with one
+        boolean Beaver triple word, one round."""
+        triple = self.provider.bool_triple(shape)
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None and triple is not None
+        a, b, c = triple
+        size = prod(shape)
+        buf = np.empty(2 * size, dtype=np.uint64)
+        e = buf[:size].reshape(shape)
+        f = buf[size:].reshape(shape)
+        np.bitwise_xor(x, a, out=e)
+        np.bitwise_xor(y, b, out=f)
+        self.open_flat(buf, 0)
+        if self.is_leader:
+            t = np.bitwise_xor(b, f)
+            np.bitwise_and(t, e, out=t)
+        else:
+            t = np.bitwise_and(e, b)
+        z = np.bitwise_and(f, a)
+        z ^= t
+        z ^= c
+        return z
+
+    @ring_ops
+    def msb_bool(self, x: U64 | None, shape: Shape) -> U64 | None:
+        """XOR-shares of ``msb(x)`` (``x < 0``) in bit 0 of a word per element; exact.
+
+        Protocol: open ``c = x + r`` for an edaBit ``r`` (uniform, so ``c`` reveals nothing);
+        ``x = c + ~r + 1`` and ``msb(x) = c_63 ^ ~r_63 ^ carry_63``. With ``c`` public and
+        ``~r`` XOR-shared as one packed word, generate ``g = c & ~r`` and propagate
+        ``p = c ^ ~r`` are local; the carry into bit 63 is a Kogge-Stone prefix over the packed
+        word: 6 levels ``G ^= P & (G << s)``, ``P &= P << s`` (s = 1, 2, ..., 32), each one
+        round of boolean AND triples on 2 words per element (1 on the last level). Rounds: 7;
+        traffic per element: 8 bytes for ``c`` + 11 words for the ANDs.
+        """
+        n = prod(shape)
+        eda = self.provider.edabits((n,))
+        shifts = (1, 2, 4, 8, 16, 32)
+        if not self.is_compute:
+            for s in shifts:
+                self.and_words(None, None, ((1 if s == 32 else 2) * n,))
+            return None
+        assert x is not None and eda is not None
+        r, rb = eda
+        buf = np.add(x.reshape(n), r)
+        c = self.open_flat(buf, n)
+        nr = ~rb if self.is_leader else rb  # XOR-shares of ~r
+        g = c & nr
+        p = nr ^ c if self.is_leader else nr.copy()
+        g ^= p & _ONE  # carry-in 1 folded into bit 0: g0 | p0 (g, p are exclusive)
+        p &= ~_ONE  # bit 0 is a complete group: it never propagates
+        for s in shifts:
+            sh = np.uint64(s)
+            if s == 32:
+                z = self.and_words(p, g << sh, (n,))
+                assert z is not None
+                g ^= z
+                break
+            both = self.and_words(
+                np.concatenate([p, p]), np.concatenate([g << sh, p << sh]), (2 * n,)
+            )
+            assert both is not None
+            g ^= both[:n]
+            p = both[n:]
+        top = (g >> np.uint64(62)) ^ (nr >> np.uint64(63))
+        if self.is_leader:
+            top ^= c >> np.uint64(63)
+        return np.asarray((top & _ONE).reshape(shape), dtype=np.uint64)
+
+    @ring_ops
+    def bit_mul(
+        self, bits: U64 | None, y: U64 | None, shape: Shape, *, product: bool
+    ) -> U64 | None:
+        """Additive shares of ``b * y`` for XOR-shared bits ``b`` (bit 0) and additive ``y``
+        (broadcast to ``shape``) if ``product``, else of ``b`` itself (B2A). One round.
+
+        With a daBit ``u`` (shared both ways) the parties open ``m = b ^ u`` (uniform) and, in
+        the same message, the Beaver masks of ``u * y``; then ``b = m + u - 2 m u`` and
+        ``b y = m y + (1 - 2m) (u y)``, local since ``m`` is public.
+        """
+        da = self.provider.dabits(shape)
+        triple = self.provider.mul_triple(shape) if product else None
+        if not self.is_compute:
+            return None
+        assert bits is not None and da is not None
+        u_a, u_b = da
+        masked = (bits ^ u_b) & _ONE
+        packed = np.packbits(masked.ravel().astype(np.uint8), bitorder="little")
+        words = np.zeros((packed.size + 7) // 8 * 8, dtype=np.uint8)
+        words[: packed.size] = packed
+        size = prod(shape)
+        if not product:
+            opened = self.open([], xor=[words.view("<u8").astype(np.uint64)])
+            assert opened is not None
+            m = self._unpack(opened[0], size, shape)
+            out = u_a - ((m * u_a) << _ONE)
+            if self.is_leader:
+                out += m
+            return np.asarray(out, dtype=np.uint64)
+        assert triple is not None and y is not None
+        a, b, c = triple
+        yb = np.broadcast_to(y, shape)
+        opened = self.open([u_a - a, yb - b], xor=[words.view("<u8").astype(np.uint64)])
+        assert opened is not None
+        e, f, mw = opened
+        m = self._unpack(mw, size, shape)
+        uy = c + e * b + f * a
+        if self.is_leader:
+            uy += e * f
+        return np.asarray(m * yb + uy - ((m * uy) << _ONE), dtype=np.uint64)
+
+    @staticmethod
+    def _unpack(words: U64, size: int, shape: Shape) -> U64:
+        raw = np.ascontiguousarray(words).view(np.uint8)
+        bits = np.unpackbits(raw, count=size, bitorder="little")
+        return bits.astype(np.uint64).reshape(shape)

@@ -30,12 +30,16 @@ class CorrelatedRandomness(Protocol):
     supports_trunc_pair, supports_random_bits:
         Whether :meth:`trunc_pair` / :meth:`random_bits` are available; otherwise the online
         protocol uses its generic fallbacks (local 2-party truncation; bits from triples).
+    supports_packed_bits:
+        Whether :meth:`bool_triple`, :meth:`edabits` and :meth:`dabits` are available (the
+        packed-bit comparison); otherwise comparisons run on 0/1 ring elements.
     """
 
     name: str
     trusted: tuple[str, ...]
     supports_trunc_pair: bool
     supports_random_bits: bool
+    supports_packed_bits: bool
 
     def setup(self) -> None:
         """Run once by every party before the first request (key or seed exchange)."""
@@ -56,4 +60,19 @@ class CorrelatedRandomness(Protocol):
     def random_bits(self, shape: Shape) -> tuple[U64, U64] | None:
         """Shares of a uniform ``r`` and of its 64 bits (shape ``(64, *shape)``, bit i at
         index i, each bit a ring element 0 or 1)."""
+        ...
+
+    def bool_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        """XOR-shares of ``a, b`` uniform 64-bit words of ``shape`` and ``c = a & b`` (64
+        independent AND triples per word)."""
+        ...
+
+    def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        """Shares of a uniform ``r``: additive shares in Z_2^64 and XOR-shares of its bits
+        (one packed word per element)."""
+        ...
+
+    def dabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        """Shares of a uniform bit ``b`` (0/1): additive shares in Z_2^64 and XOR-shares of
+        a word equal to ``b`` (only bit 0 of the XOR of the shares is meaningful)."""
         ...

@@ -53,6 +53,7 @@ class DealerProvider:
     name = "dealer"
     supports_trunc_pair = True
     supports_random_bits = True
+    supports_packed_bits = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(ctx.settings, f"the trusted dealer {dealer!r} (MPC triples)")
@@ -94,9 +95,13 @@ class DealerProvider:
         free: Sequence[Shape],
         derived: Sequence[Shape],
         derive: Callable[[list[U64], bytes, int], list[U64]],
+        xor: Sequence[bool] = (),
     ) -> list[U64] | None:
         """One item of correlated randomness: shares of the free components (uniform, sum of
-        every party's PRG output) and of the derived ones (``derive(free_truth)``)."""
+        every party's PRG output) and of the derived ones (``derive(free_truth)``).
+
+        ``xor[i]`` (default ``False``) makes component ``i`` (free components first) XOR-shared
+        instead of additively shared."""
         if not self._ready:
             self.setup()
         counter = self._counter
@@ -105,6 +110,7 @@ class DealerProvider:
         total = sum(sizes)
         n_free = len(free)
         shapes = [*free, *derived]
+        is_xor = [bool(xor[i]) if i < len(xor) else False for i in range(len(shapes))]
 
         def split(flat: U64) -> list[U64]:
             out, at = [], 0
@@ -120,7 +126,9 @@ class DealerProvider:
             }
             truth_free = [
                 np.asarray(
-                    np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64),
+                    np.bitwise_xor.reduce([parts[p][i] for p in self.compute], axis=0)
+                    if is_xor[i]
+                    else np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64),
                     dtype=np.uint64,
                 )
                 for i in range(n_free)
@@ -131,7 +139,10 @@ class DealerProvider:
                 c = value.copy()
                 for p in self.compute:
                     if p != self.corr:
-                        c -= parts[p][n_free + j]
+                        if is_xor[n_free + j]:
+                            c ^= parts[p][n_free + j]
+                        else:
+                            c -= parts[p][n_free + j]
                 corrections.append(c)
             if self.corr == self.party:
                 own = parts[self.party][:n_free] + corrections
@@ -193,4 +204,22 @@ class DealerProvider:
             return [r, bits]
 
         out = self._item([], [shape, (64, *shape)], derive)
+        return None if out is None else (out[0], out[1])
+
+    def bool_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        out = self._item(
+            [shape, shape], [shape], lambda t, _s, _c: [t[0] & t[1]], xor=(True, True, True)
+        )
+        return None if out is None else (out[0], out[1], out[2])
+
+    def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        out = self._item([shape], [shape], lambda t, _s, _c: [t[0]], xor=(False, True))
+        return None if out is None else (out[0], out[1])
+
+    def dabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        def derive(_t: list[U64], private: bytes, counter: int) -> list[U64]:
+            b = expand_uint64(private, prod(shape), stream=counter).reshape(shape) & _ONE
+            return [b, b]
+
+        out = self._item([], [shape, shape], derive, xor=(False, True))
         return None if out is None else (out[0], out[1])

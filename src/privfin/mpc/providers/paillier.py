@@ -65,6 +65,7 @@ class PaillierProvider:
     trusted: tuple[str, ...] = ()
     supports_trunc_pair = False
     supports_random_bits = False
+    supports_packed_bits = False
 
     def __init__(self, ctx: Context, compute: Sequence[str], *, n_bits: int = 2048) -> None:
         if len(compute) != 2:
@@ -190,3 +191,12 @@ class PaillierProvider:
 
     def random_bits(self, shape: Shape) -> None:
         raise ConfigError("the Paillier provider offers no random bits")
+
+    def bool_triple(self, shape: Shape) -> None:
+        raise ConfigError("the Paillier provider offers no packed-bit AND triples")
+
+    def edabits(self, shape: Shape) -> None:
+        raise ConfigError("the Paillier provider offers no edaBits")
+
+    def dabits(self, shape: Shape) -> None:
+        raise ConfigError("the Paillier provider offers no daBits")
