@@ -211,3 +211,12 @@ def test_misaligned_rows_and_bad_params_are_refused() -> None:
         simulate(hetero_lr_component, {"g": ["guest"], "h": ["host"], "a": ["arbiter"]},
                  params={"key_bits": 1024, "insecure_allow_small_keys": True},
                  inputs={"g": {"X": xg, "y": y}, "h": {"X": xs[0]}})  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_ou_scheme_matches_reference(mode: str) -> None:
+    xg, xs, y = synthetic(n=60)
+    params = {**SMALL, "scheme": "ou", "mode": mode, "max_iter": 2, "batch_size": 25,
+              "class_weight": "balanced"}  # fmt: skip
+    out = run(params, xg, xs, y)
+    reference(params, xg, xs, y, out)

@@ -15,8 +15,8 @@ from privfin.fl.vertical.hetero_lr.messages import (
     Verdict,
     WeightNorms,
 )
-from privfin.he import paillier
-from privfin.he._base import EncryptedVector
+from privfin.he import ou, paillier
+from privfin.he._base import EncryptedVector, PrivateKeyBase, PublicKeyBase
 from privfin.ml.he_linalg import (
     encrypted_matvec,
     mask_and_pack,
@@ -37,32 +37,34 @@ __all__ = [
 ]
 
 
-def new_keypair(ctx: Context, params: LRParams) -> tuple[paillier.PublicKey, paillier.PrivateKey]:
-    """A fresh Paillier key pair of ``params.key_bits`` bits (small keys need both the explicit
-    parameter and a settings mode that allows insecure modes)."""
-    if params.key_bits < paillier.MIN_SECURE_KEY_BITS:
+def new_keypair(ctx: Context, params: LRParams) -> tuple[PublicKeyBase, PrivateKeyBase]:
+    """A fresh key pair (``params.scheme``: Paillier or OU) of ``params.key_bits`` bits (small
+    keys need both the explicit parameter and a settings mode that allows insecure modes)."""
+    if params.key_bits < 2048:
         if not params.insecure_allow_small_keys:
             raise ConfigError(
                 f"key_bits={params.key_bits} is below {paillier.MIN_SECURE_KEY_BITS}; set "
                 "insecure_allow_small_keys only in tests"
             )
         require_insecure_allowed(ctx.settings, f"a {params.key_bits}-bit Paillier key")
-    return paillier.generate_keypair(
-        params.key_bits, insecure_allow_small_keys=params.insecure_allow_small_keys
-    )
+    gen = ou.generate_keypair if params.scheme == "ou" else paillier.generate_keypair
+    return gen(params.key_bits, insecure_allow_small_keys=params.insecure_allow_small_keys)
 
 
-def announce_key(ctx: Context, pk: paillier.PublicKey, peers: Sequence[str]) -> None:
+def announce_key(ctx: Context, pk: PublicKeyBase, peers: Sequence[str]) -> None:
     ctx.channel.broadcast("pk", KeyAnnouncement(key=pk.to_wire()), peers=list(peers))
 
 
-def receive_key(ctx: Context, params: LRParams, owner: str) -> paillier.PublicKey:
-    """Load ``owner``'s public key; refuses a size other than the agreed ``key_bits``."""
+def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
+    """Load ``owner``'s public key; refuses another scheme or a size other than the agreed
+    ``key_bits`` (OU moduli may be a few bits shorter)."""
     msg = ctx.channel.recv(owner, "pk", expect=KeyAnnouncement)
-    pk = paillier.PublicKey.from_wire(
+    cls = ou.PublicKey if params.scheme == "ou" else paillier.PublicKey
+    pk: PublicKeyBase = cls.from_wire(
         msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
     )
-    if pk.n_bits != params.key_bits:
+    slack = 8 if params.scheme == "ou" else 0
+    if not params.key_bits - slack <= pk.n_bits <= params.key_bits:
         raise ProtocolAbort(
             f"{owner!r} announced a {pk.n_bits}-bit key, {params.key_bits} were agreed",
             party=owner,
@@ -74,7 +76,7 @@ def send_cts(
     ctx: Context,
     peer: str,
     tag: str,
-    pk: paillier.PublicKey,
+    pk: PublicKeyBase,
     cts: Sequence[Any],
     *,
     fresh: bool,
@@ -86,7 +88,7 @@ def send_cts(
     ctx.channel.send(peer, tag, Ciphertexts(vec=vec.to_wire()))
 
 
-def recv_cts(ctx: Context, peer: str, tag: str, pk: paillier.PublicKey, count: int) -> list[Any]:
+def recv_cts(ctx: Context, peer: str, tag: str, pk: PublicKeyBase, count: int) -> list[Any]:
     """Receive ``count`` ciphertexts under ``pk``; :class:`DecodeError` if malformed."""
     msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
     try:
@@ -102,7 +104,7 @@ def recv_cts(ctx: Context, peer: str, tag: str, pk: paillier.PublicKey, count: i
 def decrypt_for(
     ctx: Context,
     peer: str,
-    sk: paillier.PrivateKey,
+    sk: PrivateKeyBase,
     params: LRParams,
     *,
     tag: str = "masked",
@@ -112,7 +114,7 @@ def decrypt_for(
     """Key holder's service: decrypt one packed masked message of ``peer`` and send it back."""
     msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
     try:
-        vec = EncryptedVector.from_wire(sk.public, msg.vec)
+        vec = EncryptedVector.from_wire(sk.public_key, msg.vec)
     except DecodeError as exc:
         raise DecodeError(f"masked gradient from {peer!r}: {exc}") from None
     if not 0 < len(vec) <= max_count:
@@ -124,7 +126,7 @@ def decrypt_for(
 
 def masked_gradient(
     ctx: Context,
-    pk: paillier.PublicKey,
+    pk: PublicKeyBase,
     cts: Sequence[Any],
     model: PartyModel,
     rows: Any,
@@ -150,7 +152,7 @@ def _int_matvec(q: Any, vec: list[int]) -> list[int]:
 def gradient_reply(
     ctx: Context,
     keyholder: str,
-    pk: paillier.PublicKey,
+    pk: PublicKeyBase,
     masks: list[int],
     bound_bits: int,
     slot_bits: int,
@@ -168,7 +170,7 @@ def gradient_reply(
         raise ProtocolAbort(str(exc), party=keyholder) from None
 
 
-def packed_count(pk: paillier.PublicKey, count: int, bound_bits: int, params: LRParams) -> int:
+def packed_count(pk: PublicKeyBase, count: int, bound_bits: int, params: LRParams) -> int:
     """Number of packed ciphertexts a party sends for ``count`` gradient entries."""
     return -(-count // packing_slots(pk, bound_bits + params.stat_bits + 1))
 

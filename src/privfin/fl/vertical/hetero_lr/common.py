@@ -65,8 +65,10 @@ class LRParams:
         Stop after an epoch whose global weight change ``||w_t - w_{t-1}||`` is below ``tol``.
     class_weight:
         ``None``, ``"balanced"`` or ``{0: w0, 1: w1}`` (quantised to 1/256; below 256).
-    key_bits, insecure_allow_small_keys:
-        Paillier modulus size (2048 minimum unless the insecure flag is set, for tests).
+    scheme, key_bits, insecure_allow_small_keys:
+        ``"paillier"`` (default) or ``"ou"`` (Okamoto-Uchiyama: half-size ciphertexts, about
+        2.5x faster, IND-CPA under the p-subgroup assumption); modulus size (2048 minimum
+        unless the insecure flag is set, for tests).
     grad_bits:
         Signed width of the quantised feature matrix used in the encrypted gradient.
     frac_bits, stat_bits:
@@ -90,9 +92,10 @@ class LRParams:
     fit_intercept: bool = True
     class_weight: str | dict[int, float] | None = None
     shuffle: bool = False
+    scheme: str = "paillier"
     key_bits: int = 2048
     insecure_allow_small_keys: bool = False
-    grad_bits: int = 12
+    grad_bits: int = 10
     frac_bits: int = 24
     stat_bits: int = 48
     n_jobs: int = 1
@@ -107,6 +110,8 @@ class LRParams:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {SCHEDULES}")
+        if self.scheme not in ("paillier", "ou"):
+            raise ConfigError("scheme must be 'paillier' or 'ou'")
         if self.penalty not in ("l1", "l2", "none"):
             raise ConfigError("penalty must be 'l1', 'l2' or 'none'")
         if not (self.learning_rate > 0 and self.alpha >= 0 and self.tol >= 0):

@@ -31,7 +31,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     sample_weights,
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan
-from privfin.he import paillier
+from privfin.he._base import PrivateKeyBase, PublicKeyBase
 from privfin.runtime import Context
 
 __all__ = ["run_guest"]
@@ -55,7 +55,7 @@ def run_guest(
     if arbiter is not None:
         ctx.channel.send(arbiter, "plan", Plan(n_rows=n, seed=0))
         pk = receive_key(ctx, params, arbiter)
-        sk: paillier.PrivateKey | None = None
+        sk: PrivateKeyBase | None = None
         host_keys = {h: pk for h in hosts}
     else:
         pk, sk = new_keypair(ctx, params)
@@ -134,7 +134,7 @@ def _int_dot(q: np.ndarray, vec: list[int]) -> list[int]:
 def _send_residuals(
     ctx: Context,
     params: LRParams,
-    pk: paillier.PublicKey,
+    pk: PublicKeyBase,
     hosts: list[str],
     u: dict[str, list[Any]],
     v_int: list[int],

@@ -26,7 +26,7 @@ from privfin.fl.vertical.hetero_lr._wire import (
 )
 from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, batch_plan, encode_fixed
 from privfin.fl.vertical.hetero_lr.messages import Plan
-from privfin.he import paillier
+from privfin.he._base import PrivateKeyBase, PublicKeyBase
 from privfin.runtime import Context
 
 __all__ = ["run_host"]
@@ -50,7 +50,7 @@ def run_host(
         )
     model = PartyModel(x, params, intercept=False)
     peers = [h for h in hosts if h != ctx.party]
-    own_sk: paillier.PrivateKey | None = None
+    own_sk: PrivateKeyBase | None = None
     enc_s: list[Any] | None = None
     if arbiter is not None:
         pk = receive_key(ctx, params, arbiter)
