@@ -26,7 +26,7 @@ from privfin.fl.vertical.hetero_lr._wire import (
 )
 from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, batch_plan, encode_fixed
 from privfin.fl.vertical.hetero_lr.messages import Plan
-from privfin.he._base import PrivateKeyBase, PublicKeyBase
+from privfin.he._base import PrivateKeyBase
 from privfin.runtime import Context
 
 __all__ = ["run_host"]
