@@ -44,6 +44,7 @@ __all__ = [
     "InvalidPointError",
     "check_points",
     "expand_message_xmd_sha512",
+    "hash_blind_packed",
     "hash_to_group",
     "hash_to_group_batch",
     "is_valid_point",
@@ -196,6 +197,63 @@ def hash_to_group_batch(items: Sequence[bytes], dst: bytes) -> PointArray:
     fn = lib.from_hash
     for i in range(n):
         fn(dst_addr + POINT_BYTES * i, src_addr + HASH_BYTES * i)
+    return out
+
+
+def hash_blind_packed(
+    scalar: bytes | None, data: bytes, ends: npt.ArrayLike, dst: bytes
+) -> PointArray:
+    """``s·H(m)`` (or ``H(m)`` if ``scalar`` is None) for messages packed in one buffer.
+
+    Message ``i`` is ``data[ends[i-1]:ends[i]]`` (``ends[-1] == len(data)``). One pass per
+    item: the SHA-512 expansion (holding the GIL for a few microseconds), then libsodium's
+    ``from_hash`` and scalar multiplication (releasing it), so several threads, or a party
+    thread next to this one, are not starved by long GIL-held loops. Inputs and outputs are
+    contiguous buffers: no Python object per item survives the call.
+    """
+    bounds = np.asarray(ends, dtype=np.int64)
+    n = int(bounds.shape[0])
+    out = np.empty((n, POINT_BYTES), dtype=np.uint8)
+    if n == 0:
+        return out
+    if int(bounds[-1]) != len(data):
+        raise ValueError("packed messages: the last end offset must equal the buffer length")
+    dprime = _dst_prime(dst)
+    tail = (64).to_bytes(2, "big") + b"\x00" + dprime
+    one = b"\x01" + dprime
+    zpad = _ZPAD.copy
+    sha = hashlib.sha512
+    lib = _lib()
+    from_hash = lib.from_hash
+    smult = lib.smult
+    tmp = ctypes.create_string_buffer(POINT_BYTES)
+    t_addr = ctypes.addressof(tmp)
+    d_addr = out.ctypes.data
+    mv = memoryview(data)
+    failed = 0
+    start = 0
+    if scalar is None:
+        for i, stop in enumerate(bounds.tolist()):
+            h = zpad()
+            h.update(mv[start:stop])
+            h.update(tail)
+            from_hash(d_addr + POINT_BYTES * i, sha(h.digest() + one).digest())
+            start = stop
+        return out
+    if not isinstance(scalar, bytes) or len(scalar) != SCALAR_BYTES:
+        raise ValueError(f"a scalar is {SCALAR_BYTES} bytes")
+    kbuf = ctypes.create_string_buffer(scalar, SCALAR_BYTES)
+    k = ctypes.addressof(kbuf)
+    for i, stop in enumerate(bounds.tolist()):
+        h = zpad()
+        h.update(mv[start:stop])
+        h.update(tail)
+        from_hash(t_addr, sha(h.digest() + one).digest())
+        failed |= smult(d_addr + POINT_BYTES * i, k, t_addr)
+        start = stop
+    ctypes.memset(kbuf, 0, SCALAR_BYTES)
+    if failed:  # pragma: no cover - only if a hash lands on the identity (probability 2**-252)
+        raise InvalidPointError("a hashed point is the identity")
     return out
 
 

@@ -4,6 +4,8 @@ compute backend, and streaming of point arrays in bounded chunks."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -15,10 +17,11 @@ from privfin.crypto.ristretto import (
     POINT_BYTES,
     BlindingKey,
     InvalidPointError,
-    hash_to_group_batch,
+    hash_blind_packed,
     scalarmult_batch,
 )
 from privfin.errors import ProtocolAbort
+from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import CHUNK_ROWS, FINGERPRINT_BYTES, PROTOCOL_VERSION, Chunk, Hello
 from privfin.runtime import Context
 
@@ -31,6 +34,7 @@ __all__ = [
     "handshake",
     "hash_and_blind",
     "hash_domain",
+    "prefetch",
     "random_permutation",
     "recv_stream",
     "send_stream",
@@ -91,9 +95,9 @@ def handshake(
 # ------------------------------------------------------------------ compute tasks (picklable)
 
 
-def _hash_blind_task(task: tuple[bytes, bytes, list[bytes]]) -> U8:
-    scalar, dst, items = task
-    return scalarmult_batch(scalar, hash_to_group_batch(items, dst))
+def _hash_blind_task(task: tuple[bytes, bytes, bytes, U64]) -> U8:
+    scalar, dst, data, ends = task
+    return hash_blind_packed(scalar, data, ends, dst)
 
 
 def _blind_task(task: tuple[bytes, U8]) -> U8:
@@ -101,22 +105,86 @@ def _blind_task(task: tuple[bytes, U8]) -> U8:
     return scalarmult_batch(scalar, points)
 
 
+#: Results computed ahead of the consumer (per stream): bounds memory to a few chunks.
+PREFETCH_GROUPS = 2
+_DONE = object()
+
+
+def prefetch(ctx: Context, produce: Iterator[U8]) -> Iterator[U8]:
+    """Run the generator ``produce`` in a background thread, at most :data:`PREFETCH_GROUPS`
+    times ``ctx.compute.workers`` chunks ahead of the consumer, so computing the next chunks
+    overlaps with sending (and the peer's work on) the previous ones. Exceptions are re-raised
+    in the consumer; closing the consumer stops the producer."""
+    box: queue.Queue[object] = queue.Queue(maxsize=PREFETCH_GROUPS * max(1, ctx.compute.workers))
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in produce:
+                while not stop.is_set():
+                    try:
+                        box.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(_DONE)
+        except BaseException as exc:  # handed to the consumer
+            box.put(exc)
+
+    thread = threading.Thread(target=run, name=f"psi-prefetch-{ctx.party}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()  # a producer blocked on a full queue notices within 0.1 s and ends
+
+
 def _batches(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
 def hash_and_blind(
-    ctx: Context, key: BlindingKey, keys: Sequence[str], dst: bytes, task: str
+    ctx: Context,
+    key: BlindingKey,
+    prepared: PreparedIds,
+    dst: bytes,
+    task: str,
+    order: npt.NDArray[np.int64] | None = None,
 ) -> Iterator[U8]:
-    """``k·H(x)`` for every key, yielded in chunks of :data:`CHUNK_ROWS` rows (in order); the
-    work of ``ctx.compute.workers`` chunks at a time runs on the compute backend."""
+    """``k·H(x)`` for every key of ``prepared`` (in ``order`` if given), yielded in chunks of
+    :data:`CHUNK_ROWS` rows; ``ctx.compute.workers`` chunks at a time run on the compute
+    backend, in a background thread that works ahead of the consumer (:func:`prefetch`).
+    Each task carries its keys as one packed buffer (cheap to pickle for a process pool)."""
+    return prefetch(ctx, _hash_and_blind(ctx, key, prepared, dst, task, order))
+
+
+def _hash_and_blind(
+    ctx: Context,
+    key: BlindingKey,
+    prepared: PreparedIds,
+    dst: bytes,
+    task: str,
+    order: npt.NDArray[np.int64] | None,
+) -> Iterator[U8]:
     scalar = key.secret_bytes_for_checkpoint()
-    progress = ctx.progress.task(task, total=len(keys))
-    bounds = _batches(len(keys), CHUNK_ROWS)
+    n = len(prepared)
+    progress = ctx.progress.task(task, total=n)
+    bounds = _batches(n, CHUNK_ROWS)
     step = max(1, ctx.compute.workers)
     for i in range(0, len(bounds), step):
         ctx.cancel.raise_if_cancelled()
-        tasks = [(scalar, dst, encode_keys(keys[a:b])) for a, b in bounds[i : i + step]]
+        tasks = []
+        for a, b in bounds[i : i + step]:
+            data, ends = prepared.packed(None if order is None else order[a:b], a, b)
+            tasks.append((scalar, dst, data, ends))
         for out in ctx.compute.map(_hash_blind_task, tasks):
             progress.advance(out.shape[0])
             yield out
@@ -126,7 +194,14 @@ def blind_stream(
     ctx: Context, key: BlindingKey, chunks: Iterable[U8], peer: str, task: str, total: int
 ) -> Iterator[U8]:
     """``k·P`` for every row of the incoming chunks; a point that is not a valid ristretto255
-    element aborts the protocol, naming ``peer``."""
+    element aborts the protocol, naming ``peer``. Receiving and computing run in a background
+    thread ahead of the consumer (:func:`prefetch`)."""
+    return prefetch(ctx, _blind_stream(ctx, key, chunks, peer, task, total))
+
+
+def _blind_stream(
+    ctx: Context, key: BlindingKey, chunks: Iterable[U8], peer: str, task: str, total: int
+) -> Iterator[U8]:
     scalar = key.secret_bytes_for_checkpoint()
     progress = ctx.progress.task(task, total=total)
     step = max(1, ctx.compute.workers)
@@ -149,6 +224,7 @@ def blind_stream(
             yield out
 
     for chunk in chunks:
+        ctx.cancel.raise_if_cancelled()
         pending.append((scalar, chunk))
         if len(pending) >= step:
             yield from flush()

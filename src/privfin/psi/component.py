@@ -86,8 +86,10 @@ def _prepare(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, Any]
     if table is not None:
         if not hasattr(table, "columns") or p.id_column not in table.columns:
             raise ConfigError(f"the 'table' input needs an id column {p.id_column!r}")
-        values = table[p.id_column].tolist()
-        return prepare_ids(values, p.normalize, p.duplicates), table
+        column = table[p.id_column]
+        step = 250_000  # a slice of the column at a time: no full list of Python ids
+        chunks_of = (column.iloc[a : a + step].tolist() for a in range(0, len(column), step))
+        return prepare_ids(chunks_of, p.normalize, p.duplicates, chunked=True), table
     if "chunks" in inputs:
         chunks: Iterable[Iterable[object]] = inputs["chunks"]
         return prepare_ids(chunks, p.normalize, p.duplicates, chunked=True), None
@@ -105,12 +107,16 @@ def aligned_output(
     """What a party returns when it learns the intersection: its own ids, rows and (if it gave
     a table) table rows, in the agreed order (ascending normalised key), so every party that
     learns the intersection ends with its rows in the same order."""
-    keys = prepared.keys
-    order = sorted((int(i) for i in matched), key=lambda i: keys[i])
-    rows = [prepared.rows[i] for i in order]
+    # UTF-8 byte order is code point order: sorting the bytes sorts the keys
+    positions = [int(i) for i in matched]
+    kb = [prepared.key_bytes(i) for i in positions]
+    order = [positions[j] for j in sorted(range(len(positions)), key=kb.__getitem__)]
+    del kb
+    all_rows = prepared.rows
+    rows = [int(all_rows[i]) for i in order]
     out: dict[str, Any] = {
-        "ids": [prepared.originals[i] for i in order],
-        "keys": [keys[i] for i in order],
+        "ids": [prepared.original(i) for i in order],
+        "keys": [prepared.key(i) for i in order],
         "rows": rows,
         "size": len(order),
         "table": None,

@@ -19,14 +19,28 @@ id string, so outputs can return the party's own rows.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import unicodedata
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import overload
+
+import numpy as np
+import numpy.typing as npt
 
 from privfin.errors import ConfigError
 
-__all__ = ["DUPLICATE_RULES", "NORMALIZERS", "PreparedIds", "normalizer", "prepare_ids"]
+__all__ = [
+    "DUPLICATE_RULES",
+    "NORMALIZERS",
+    "KeyView",
+    "PreparedIds",
+    "normalizer",
+    "prepare_ids",
+]
+
+U64 = npt.NDArray[np.uint64]
 
 
 def _exact(value: str) -> str:
@@ -63,40 +77,175 @@ def _is_missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-@dataclass
+class KeyView(Sequence[str]):
+    """Read-only sequence of a :class:`PreparedIds`' keys (decoded from its byte buffer on
+    access; a slice gives a list)."""
+
+    __slots__ = ("_p",)
+
+    def __init__(self, prepared: PreparedIds) -> None:
+        self._p = prepared
+
+    def __len__(self) -> int:
+        return len(self._p)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._p.key(j) for j in range(*i.indices(len(self._p)))]
+        return self._p.key(i)
+
+    def __iter__(self) -> Iterator[str]:
+        p = self._p
+        return (p.key(j) for j in range(len(p)))
+
+
+class OriginalView(KeyView):
+    """Read-only sequence of the ids as the input spelled them (aligned with the keys)."""
+
+    __slots__ = ()
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self._p.original(j) for j in range(*i.indices(len(self._p)))]
+        return self._p.original(i)
+
+    def __iter__(self) -> Iterator[str]:
+        p = self._p
+        return (p.original(j) for j in range(len(p)))
+
+
+def _hash64(items: Sequence[bytes]) -> npt.NDArray[np.uint64]:
+    """64-bit BLAKE2b of each item (a dedup index only: equal hashes are compared in full)."""
+    b2 = hashlib.blake2b
+    data = b"".join([b2(x, digest_size=8, person=b"privfin.psi.dup").digest() for x in items])
+    return np.frombuffer(data, dtype=np.uint64).copy()
+
+
 class PreparedIds:
     """A party's distinct keys, in first-occurrence order, with where each came from.
+
+    Memory: the keys live in one byte buffer (UTF-8, concatenated) with 8-byte end offsets,
+    their input rows in an int64 array, and a sorted 64-bit hash index for deduplication (8 +
+    8 bytes per key): about ``len(key) + 32`` bytes per distinct key, no Python object per
+    item. Ids that normalisation changed keep their original spelling in a dict (none under
+    ``"exact"``).
 
     Attributes
     ----------
     keys:
-        Normalised, distinct ids.
+        Normalised, distinct ids (a read-only sequence of ``str``).
     originals:
         The id as the input spelled it (first occurrence), aligned with ``keys``.
     rows:
-        Input row of each key (0-based), aligned with ``keys``.
+        Input row of each key (0-based, ``int64`` array), aligned with ``keys``.
     n_input, n_missing, n_duplicates:
         Input rows, rows dropped as missing/empty, rows dropped as duplicates.
     """
 
-    normalize: str = "exact"
-    duplicates: str = "first"
-    keys: list[str] = field(default_factory=list)
-    originals: list[str] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
-    n_input: int = 0
-    n_missing: int = 0
-    n_duplicates: int = 0
-    _seen: dict[str, int] = field(default_factory=dict, repr=False)
+    def __init__(self, normalize: str = "exact", duplicates: str = "first") -> None:
+        self.normalize = normalize
+        self.duplicates = duplicates
+        self.n_input = 0
+        self.n_missing = 0
+        self.n_duplicates = 0
+        self._blob = bytearray()
+        self._ends = array("q")
+        self._rows = array("q")
+        self._orig: dict[int, str] = {}
+        self._hsorted: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
+        self._hpos: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
 
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @property
+    def keys(self) -> KeyView:
+        return KeyView(self)
+
+    @property
+    def originals(self) -> OriginalView:
+        return OriginalView(self)
+
+    @property
+    def rows(self) -> npt.NDArray[np.int64]:
+        if not self._rows:
+            return np.empty(0, dtype=np.int64)
+        return np.frombuffer(self._rows, dtype=np.int64)
+
+    def _span(self, i: int) -> tuple[int, int]:
+        n = len(self._ends)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError("key index out of range")
+        return (self._ends[i - 1] if i else 0), self._ends[i]
+
+    def key_bytes(self, i: int) -> bytes:
+        """UTF-8 bytes of key ``i``."""
+        a, b = self._span(i)
+        return bytes(self._blob[a:b])
+
+    def key(self, i: int) -> str:
+        """Key ``i`` as a string."""
+        a, b = self._span(i)
+        return self._blob[a:b].decode("utf-8", "surrogatepass")
+
+    def original(self, i: int) -> str:
+        """The input spelling of key ``i``."""
+        got = self._orig.get(i if i >= 0 else i + len(self))
+        return self.key(i) if got is None else got
+
+    def packed(
+        self, positions: npt.NDArray[np.int64] | None = None, a: int = 0, b: int | None = None
+    ) -> tuple[bytes, U64]:
+        """Keys at ``positions`` (or keys ``a:b`` in order if None) as one buffer and their
+        end offsets in it: the compact form bulk hashing takes (no Python object per key)."""
+        ends = np.frombuffer(self._ends, dtype=np.int64) if self._ends else np.empty(0, np.int64)
+        if positions is None:
+            b = len(ends) if b is None else b
+            if b <= a:
+                return b"", np.empty(0, dtype=np.uint64)
+            lo = int(ends[a - 1]) if a else 0
+            data = bytes(self._blob[lo : int(ends[b - 1])])
+            return data, (ends[a:b] - lo).astype(np.uint64)
+        starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))[positions]
+        stops = ends[positions]
+        mv = memoryview(self._blob)
+        data = b"".join([mv[x:y] for x, y in zip(starts.tolist(), stops.tolist(), strict=True)])
+        return data, np.cumsum(stops - starts).astype(np.uint64)
+
+    def index_of(self, key: str) -> int | None:
+        """Position of ``key`` in :attr:`keys`, or None."""
+        data = key.encode("utf-8", "surrogatepass")
+        h = _hash64([data])[0]
+        lo = int(np.searchsorted(self._hsorted, h, side="left"))
+        hi = int(np.searchsorted(self._hsorted, h, side="right"))
+        for j in range(lo, hi):
+            pos = int(self._hpos[j])
+            if self.key_bytes(pos) == data:
+                return pos
+        return None
+
+    # ------------------------------------------------------------------ building
     def add(self, values: Iterable[object]) -> None:
         """Add a chunk of raw ids (rows continue from the previous chunk)."""
         norm = normalizer(self.normalize)
         drop_empty = self.normalize != "exact"
-        seen = self._seen
+        enc: list[bytes] = []
+        rows: list[int] = []
+        changed: dict[int, str] = {}
+        row = self.n_input
         for value in values:
-            row = self.n_input
-            self.n_input += 1
+            row += 1
             if _is_missing(value):
                 self.n_missing += 1
                 continue
@@ -105,25 +254,95 @@ class PreparedIds:
             if drop_empty and not key:
                 self.n_missing += 1
                 continue
-            if key in seen:
-                if self.duplicates == "error":
-                    raise ConfigError(
-                        f"id in row {row} repeats the id of row {self.rows[seen[key]]} "
-                        "(duplicates='error'); deduplicate the input or use duplicates='first'"
-                    )
-                self.n_duplicates += 1
-                continue
-            seen[key] = len(self.keys)
-            self.keys.append(key)
-            self.originals.append(original)
-            self.rows.append(row)
+            if key is not original and key != original:
+                changed[len(enc)] = original
+            enc.append(key.encode("utf-8", "surrogatepass"))
+            rows.append(row - 1)
+        self.n_input = row
+        if enc:
+            self._append_unique(enc, rows, changed)
 
-    def index_of(self, key: str) -> int | None:
-        """Position of ``key`` in :attr:`keys`, or None."""
-        return self._seen.get(key)
+    def _append_unique(self, enc: list[bytes], rows: list[int], changed: dict[int, str]) -> None:
+        h = _hash64(enc)
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        # candidates: a hash seen earlier in this chunk, or already in the index
+        repeat = np.zeros(len(enc), dtype=bool)
+        repeat[order[1:][hs[1:] == hs[:-1]]] = True
+        if self._hsorted.size:
+            at = np.searchsorted(self._hsorted, h)
+            at = np.minimum(at, self._hsorted.size - 1)
+            repeat |= self._hsorted[at] == h
+        keep = np.ones(len(enc), dtype=bool)
+        if repeat.any():
+            first_in_chunk: dict[int, list[int]] = {}
+            for j in np.flatnonzero(repeat | np.isin(h, h[repeat])).tolist():
+                hv = int(h[j])
+                earlier = [e for e in first_in_chunk.get(hv, []) if enc[e] == enc[j]]
+                existing = None if earlier else self._find(hv, enc[j])
+                if earlier or existing is not None:
+                    prev_row = rows[earlier[0]] if earlier else int(self._rows[existing or 0])
+                    if self.duplicates == "error":
+                        raise ConfigError(
+                            f"id in row {rows[j]} repeats the id of row {prev_row} "
+                            "(duplicates='error'); deduplicate the input or use "
+                            "duplicates='first'"
+                        )
+                    keep[j] = False
+                    self.n_duplicates += 1
+                else:
+                    first_in_chunk.setdefault(hv, []).append(j)
+        base = len(self._ends)
+        end = self._ends[-1] if self._ends else 0
+        kept = np.flatnonzero(keep).tolist()
+        for new, j in enumerate(kept):
+            data = enc[j]
+            self._blob += data
+            end += len(data)
+            self._ends.append(end)
+            self._rows.append(rows[j])
+            if j in changed:
+                self._orig[base + new] = changed[j]
+        hk = h[keep]
+        pk = np.arange(base, base + len(kept), dtype=np.int64)
+        o = np.argsort(hk, kind="stable")
+        hk, pk = hk[o], pk[o]
+        at = np.searchsorted(self._hsorted, hk, side="right")
+        self._hsorted = np.insert(self._hsorted, at, hk)
+        self._hpos = np.insert(self._hpos, at, pk)
 
-    def __len__(self) -> int:
-        return len(self.keys)
+    def _find(self, h: int, data: bytes) -> int | None:
+        lo = int(np.searchsorted(self._hsorted, np.uint64(h), side="left"))
+        hi = int(np.searchsorted(self._hsorted, np.uint64(h), side="right"))
+        for j in range(lo, hi):
+            pos = int(self._hpos[j])
+            if self.key_bytes(pos) == data:
+                return pos
+        return None
+
+    def subset(self, positions: Iterable[int]) -> PreparedIds:
+        """A new :class:`PreparedIds` holding the keys at ``positions`` (in that order), with
+        their rows and spellings; counters are carried over."""
+        fresh = PreparedIds(self.normalize, self.duplicates)
+        enc: list[bytes] = []
+        rows: list[int] = []
+        changed: dict[int, str] = {}
+        for i in positions:
+            if i in self._orig:
+                changed[len(enc)] = self._orig[i]
+            enc.append(self.key_bytes(i))
+            rows.append(int(self._rows[i]))
+        if enc:
+            fresh._append_unique(enc, rows, changed)
+        fresh.n_input, fresh.n_missing = self.n_input, self.n_missing
+        fresh.n_duplicates = self.n_duplicates
+        return fresh
+
+    def __repr__(self) -> str:
+        return (
+            f"PreparedIds(n={len(self)}, normalize={self.normalize!r}, "
+            f"duplicates={self.duplicates!r}, n_input={self.n_input})"
+        )
 
 
 def prepare_ids(

@@ -62,13 +62,11 @@ def run_leader(
     key = blinding_key(ctx, f"psi.{protocol}.leader.key")
     dst = hash_domain(ctx, "ecdh-n")
     order = random_permutation(ctx.random, n_l)
-    keys = [prepared.keys[i] for i in order]
     offset = 0
-    for chunk in hash_and_blind(ctx, key, keys, dst, "psi.blind"):
+    for chunk in hash_and_blind(ctx, key, prepared, dst, "psi.blind", order):
         for member in members:
             send_stream(ctx, member, "a", [chunk], start=offset)
         offset += chunk.shape[0]
-    del keys
     for member in members:
         n_i = counts[member]
         fb = np.empty((n_i, FINGERPRINT_BYTES), dtype=np.uint8)

@@ -79,7 +79,7 @@ def run_member(
 
     key = blinding_key(ctx, f"psi.{protocol}.member.key")
     dst = hash_domain(ctx, "ecdh-n")
-    send_stream(ctx, leader, "b", hash_and_blind(ctx, key, prepared.keys, dst, "psi.blind"))
+    send_stream(ctx, leader, "b", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     incoming = recv_stream(ctx, leader, "a", n_l, POINT_BYTES)
     fa = collect(
         (fingerprints(c) for c in blind_stream(ctx, key, incoming, leader, "psi.reblind", n_l)),

@@ -61,7 +61,7 @@ def run_receiver(
     n_s = handshake(ctx, protocol, params, n_r, [sender])[sender]
     key = blinding_key(ctx, f"psi.{protocol}.receiver.key")
     dst = hash_domain(ctx, "ecdh")
-    sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared.keys, dst, "psi.blind"))
+    sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     ctx.metrics.add("psi.points_sent", float(sent))
 
     # a·(b·H(y)) for the sender's items, fingerprinted.

@@ -62,9 +62,8 @@ def run_sender(
     key = blinding_key(ctx, f"psi.{protocol}.sender.key")
     dst = hash_domain(ctx, "ecdh")
     perm = random_permutation(ctx.random, n_s)
-    keys = [prepared.keys[i] for i in perm]
-    sent = send_stream(ctx, receiver, "b", hash_and_blind(ctx, key, keys, dst, "psi.blind"))
-    del keys
+    own = hash_and_blind(ctx, key, prepared, dst, "psi.blind", perm)
+    sent = send_stream(ctx, receiver, "b", own)
     incoming = recv_stream(ctx, receiver, "a", n_r, POINT_BYTES)
     blinded = blind_stream(ctx, key, incoming, receiver, "psi.reblind", n_r)
     if cardinality_only:

@@ -168,23 +168,13 @@ class OprfServer:
 
         norm = normalizer(self.prepared.normalize)
         gone = {norm(str(i)) for i in ids}
-        kept = [(k, o, r) for k, o, r in zip(*self._columns(), strict=True) if k not in gone]
-        removed = [k for k in self.prepared.keys if k in gone]
-        fresh = PreparedIds(normalize=self.prepared.normalize, duplicates=self.prepared.duplicates)
-        for k, o, r in kept:
-            fresh._seen[k] = len(fresh.keys)
-            fresh.keys.append(k)
-            fresh.originals.append(o)
-            fresh.rows.append(r)
-        fresh.n_input = self.prepared.n_input
-        self.prepared = fresh
+        keys = self.prepared.keys
+        kept = [i for i, k in enumerate(keys) if k not in gone]
+        removed = [k for k in keys if k in gone]
+        self.prepared = self.prepared.subset(kept)
         f = self.filter
         values = _evaluate_all(self._key, f.filter_id, removed, f.bits, compute, None)
         self.filter = OprfFilter(f.filter_id, f.version + 1, f.bits, np.setdiff1d(f.values, values))
-
-    def _columns(self) -> tuple[list[str], list[str], list[int]]:
-        p = self.prepared
-        return p.keys, p.originals, p.rows
 
     # ---------------------------------------------------------------------------- online
     def authorize(self, client: str, job: str, items: int) -> None:
