@@ -55,6 +55,10 @@ class Engine(ABC):
     def prepare(self, ms: Sequence[int] = ()) -> None:
         """Build every table row ``encrypt(ms, ...)`` needs (before handing work to threads)."""
 
+    @abstractmethod
+    def tables(self) -> list[FixedBaseTable]:
+        """The fixed-base tables of this engine."""
+
 
 class PaillierEngine(Engine):
     """DJN Paillier: ``(1 + n)**m * h_s**a mod n**2`` with a fixed-base table for ``h_s``.
@@ -72,6 +76,9 @@ class PaillierEngine(Engine):
 
     def prepare(self, ms: Sequence[int] = ()) -> None:
         self.table.ensure_bits(self.exponent_bits)
+
+    def tables(self) -> list[FixedBaseTable]:
+        return [self.table]
 
     def randomizers(self, exps: Sequence[int]) -> list[Any]:
         pow_ = self.table.pow
@@ -118,6 +125,9 @@ class OUEngine(Engine):
             self.g_table.ensure_bits(pos.bit_length())
         if neg:
             self.g_inv_table.ensure_bits(neg.bit_length())
+
+    def tables(self) -> list[FixedBaseTable]:
+        return [self.h_table, self.g_table, self.g_inv_table]
 
     def randomizers(self, exps: Sequence[int]) -> list[Any]:
         pow_ = self.h_table.pow

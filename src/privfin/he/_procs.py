@@ -66,6 +66,8 @@ def _init_worker(engine: Engine) -> None:
     while len(_WORKER_ENGINES) >= MAX_WORKER_ENGINES:
         del _WORKER_ENGINES[next(iter(_WORKER_ENGINES))]
     engine.prepare()
+    for table in engine.tables():
+        table.touch()
     _WORKER_ENGINES[engine.spec] = engine
 
 

@@ -234,6 +234,15 @@ class FixedBaseTable:
                     row.append(acc)
                 self._rows.append(row)
 
+    def touch(self) -> int:
+        """Visit every residue (returns how many). In a forked worker this takes the
+        copy-on-write faults of the inherited table up front, not during the first batch."""
+        count = 0
+        for row in self._rows:
+            for _ in row:
+                count += 1
+        return count
+
     def mul_pow(self, acc: Any, exponent: int) -> Any:
         """``acc * base ** exponent mod modulus`` (``acc=None`` stands for 1; ``exponent >= 0``).
 
