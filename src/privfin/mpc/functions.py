@@ -7,11 +7,16 @@ bits and is checked against numpy in ``tests/mpc``. Comparisons are exact.
 
 from __future__ import annotations
 
+import numpy as np
+
+from privfin.mpc.ring import encode_fixed, ring_ops
 from privfin.mpc.tensor import SharedTensor, concatenate
 
 __all__ = [
+    "SIGMOIDS",
     "SIGMOID_BOUND",
     "SIGMOID_COEFFS",
+    "SIGMOID_PW_KNOTS",
     "abs_",
     "clip",
     "divide",
@@ -101,13 +106,100 @@ def clip(x: SharedTensor, lo: float, hi: float) -> SharedTensor:
     return x * inside + below * lo + above * hi
 
 
-def sigmoid(x: SharedTensor) -> SharedTensor:
-    """The logistic function, max abs error < 2e-3 over all reals (16 fractional bits).
+def _sigmoid_lines() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Knots and per-segment lines of the piecewise-linear sigmoid: on each segment the chord
+    shifted by half its largest deviation (minimax for a chord-parallel line)."""
+    knots = np.array(SIGMOID_PW_KNOTS, dtype=np.float64) / 64.0
 
-    ``g(t) = sum c_k t**k`` approximates ``sigmoid(8 t)`` on ``t in [0, 1]``; the protocol
-    computes the sign ``s`` and ``|x|`` clipped to 8 with one batched comparison, then
-    ``sigmoid(x) = s ? 1 - g : g``. Rounds: one comparison (8) + 6 multiplications.
+    def sig(v: np.ndarray) -> np.ndarray:
+        out: np.ndarray = 1.0 / (1.0 + np.exp(-v))
+        return out
+
+    slopes = np.zeros(len(knots) + 1)
+    consts = np.zeros(len(knots) + 1)
+    consts[-1] = 1.0  # z >= last knot: 1; z < first knot: 0
+    for j in range(len(knots) - 1):
+        a, b = knots[j], knots[j + 1]
+        slope = (sig(np.array(b)) - sig(np.array(a))) / (b - a)
+        const = sig(np.array(a)) - slope * a
+        grid = np.linspace(a, b, 257)
+        dev = sig(grid) - (slope * grid + const)
+        slopes[j + 1] = slope
+        consts[j + 1] = const + (dev.max() + dev.min()) / 2
+    return knots, slopes, consts
+
+
+#: Knots (in 1/64) of the piecewise-linear sigmoid: 21 knots on [-8, 8], spaced by the
+#: square root of the curvature; max |error| 1.0e-3 over the reals in floating point.
+_HALF = (41, 67, 92, 117, 144, 175, 213, 262, 339, 512)
+SIGMOID_PW_KNOTS = (*tuple(-k for k in reversed(_HALF)), 0, *_HALF)
+SIGMOIDS = ("auto", "piecewise", "poly", "t1", "t3")
+
+
+def sigmoid(x: SharedTensor, method: str = "auto") -> SharedTensor:
+    """The logistic function of ``x`` (at any scale ``x.frac_bits``; result at the session's
+    ``f``).
+
+    ``method``:
+
+    * ``"piecewise"``: 22 linear pieces on 21 knots in [-8, 8] (0 below, 1 above); max abs
+      error 1.0e-3 in floats, < 1.1e-3 at f = 16. All 21 comparisons of an element run in one
+      batched comparison whose bits multiply the segment lines in the same round
+      (:meth:`~privfin.mpc.session.Session.msb_mul`), then one truncation: 9 rounds. Accepts
+      an untruncated product (``x.frac_bits = 2 f``) without a truncation of its own.
+    * ``"poly"``: sign and |x| clipped to 8 (one batched comparison of 3 values), degree-6
+      polynomial in |x|/8, mirrored: max abs error 1.05e-3 in floats, < 2e-3 at f = 16.
+    * ``"t1"``: ``0.5 + 0.125 x`` (SecretFlow's ``t1``; no comparison, one truncation).
+      Unbounded: error 0.13 at |x| = 2, growing linearly; for SS-LR on standardised data.
+    * ``"t3"``: ``0.5 + 0.197 x - 0.004 x**3`` (SecretFlow ``t3``): error < 0.05 on |x| <= 4,
+      diverges beyond.
+    * ``"auto"``: ``piecewise`` when the provider offers packed-bit material (the dealer),
+      else ``poly`` (fewer comparisons on 0/1 ring elements).
     """
+    s = x.session
+    if method == "auto":
+        method = "piecewise" if s.engine.packed_bits else "poly"
+    if method == "piecewise":
+        return _sigmoid_piecewise(x)
+    if x.frac_bits > s.frac_bits:
+        x = x.rescale(s.frac_bits)
+    if method == "poly":
+        return _sigmoid_poly(x)
+    if method == "t1":
+        return x * 0.125 + 0.5
+    if method == "t3":
+        return x * 0.197 - x * x.square() * 0.004 + 0.5
+    raise ValueError(f"sigmoid method must be one of {SIGMOIDS}, got {method!r}")
+
+
+_PW = _sigmoid_lines()
+_SLOPE_BITS = 16
+
+
+@ring_ops
+def _sigmoid_piecewise(z: SharedTensor) -> SharedTensor:
+    s = z.session
+    knots, slopes, consts = _PW
+    k = len(knots)
+    scale = z.frac_bits + _SLOPE_BITS
+    col = (k, *([1] * z.ndim))
+    # p = sum_j [z >= knot_j] (L_j - L_{j-1}) = 1 - sum_j [z < knot_j] (dA_j z + dC_j)
+    d_slope = encode_fixed(np.diff(slopes), _SLOPE_BITS).reshape(col)
+    d_const = encode_fixed(np.diff(consts), scale).reshape(col)
+    diffs = z.reshape(1, *z.shape) - knots.reshape(col)  # broadcast: (k, *shape)
+    diffs = diffs.broadcast_to((k, *z.shape))
+    # Compare at resolution 2**-16 (window from bit frac_bits - 16): needs |z| < 2**15.
+    low = max(z.frac_bits - 16, 0)
+    mz, m = s.msb_select(diffs, z.reshape(1, *z.shape), window=low)
+    below = None
+    if mz.share is not None and m.share is not None:
+        below = np.sum(mz.share * d_slope + m.share * d_const, axis=0, dtype=np.uint64)
+    one = s.engine.public_share(encode_fixed(np.ones(z.shape), scale))
+    share = None if below is None or one is None else one - below
+    return s.truncate(SharedTensor(s, share, z.shape, scale), scale - s.frac_bits)
+
+
+def _sigmoid_poly(x: SharedTensor) -> SharedTensor:
     s = x.session
     flags = s.msb(
         concatenate([x, x - SIGMOID_BOUND, (-x) - SIGMOID_BOUND], axis=0).reshape(3, *x.shape)

@@ -32,6 +32,17 @@ from privfin.runtime import Context
 __all__ = ["plaintext_logistic", "ss_lr", "train_logistic"]
 
 
+def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
+    """``(q, s)`` with ``q / 2**s`` the learning rate per row ``learning_rate / batch`` to
+    11 significant bits (``2**10 <= q < 2**11``): the gradient step is one integer product and
+    one truncation. The plaintext reference uses the same quantised rate."""
+    c = learning_rate / batch
+    if not c > 0:
+        raise ConfigError("learning_rate must be positive")
+    s = 10 - int(np.floor(np.log2(c)))
+    return round(c * 2.0**s), s
+
+
 def train_logistic(
     x: SharedTensor,
     y: SharedTensor,
@@ -42,14 +53,25 @@ def train_logistic(
     l2: float = 0.0,
     fit_intercept: bool = True,
     shuffle_seed: int | None = None,
+    sigmoid: str = "auto",
 ) -> SharedTensor:
     """Minibatch gradient descent for logistic regression on shared ``x`` (n x d) and ``y``.
 
     Returns the shared weights (``d + 1`` with the intercept last if ``fit_intercept``).
-    ``shuffle_seed`` is public (all parties must use the same batches).
+    ``shuffle_seed`` is public (all parties must use the same batches). ``sigmoid`` is a
+    method of :func:`privfin.mpc.functions.sigmoid` (``auto``: piecewise-linear with a
+    dealer, polynomial otherwise).
+
+    One iteration: ``z = X_b w`` (Beaver matmul, kept untruncated at scale 2f), the sigmoid
+    (piecewise: one batched comparison fused with the segment products, one truncation),
+    ``X_b^T (p - y_b)`` (Beaver matmul, untruncated) and the step ``q/2**s`` times it (plus
+    the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
+    Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 64 at
+    f = 16).
     """
     s = x.session
     n = x.shape[0]
+    f = s.frac_bits
     if fit_intercept:
         x = concatenate([x, s.public(np.ones((n, 1)))], axis=1)
     d = x.shape[1]
@@ -65,12 +87,16 @@ def train_logistic(
             idx = order[start : start + batch_size]
             xb = x[idx] if rng is not None else x[start : start + batch_size]
             yb = y[idx] if rng is not None else y[start : start + batch_size]
-            p = F.sigmoid(xb @ w)
-            grad = xb.T @ (p - yb)
-            step = grad * (learning_rate / len(idx))
+            z = s.matmul(xb, w, truncate=False)  # scale 2f
+            p = F.sigmoid(z, sigmoid)  # scale f
+            grad = s.matmul(xb.T, p - yb, truncate=False)  # scale 2f
+            q, sh = step_scale(learning_rate, len(idx))
+            prod = grad * q  # integer product: the scale becomes 2f + sh
+            raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)
             if l2:
-                step = step + w * (learning_rate * l2)
-            w = w - step
+                decay = w.rescale(2 * f) * round(learning_rate * l2 * 2.0**sh)
+                raw = raw + SharedTensor(s, decay.share, decay.shape, 2 * f + sh)
+            w = w - s.truncate(raw, f + sh)
         task.advance()
     return w
 
@@ -94,7 +120,8 @@ def plaintext_logistic(
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             p = 1.0 / (1.0 + np.exp(-(xb @ w)))
-            w = w - learning_rate * (xb.T @ (p - yb) / len(xb) + l2 * w)
+            q, sh = step_scale(learning_rate, len(xb))
+            w = w - (q / 2.0**sh) * (xb.T @ (p - yb)) - learning_rate * l2 * w
     return w
 
 
@@ -113,6 +140,9 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         ``label`` ``column`` held by every data party.
     epochs, batch_size, learning_rate, l2, fit_intercept, shuffle_seed:
         Training parameters (defaults 5, 256, 0.5, 0, true, none).
+    sigmoid:
+        ``auto`` (default), ``piecewise``, ``poly``, ``t1`` or ``t3`` (see
+        :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds).
     reveal_model:
         ``true`` (default): result parties receive the coefficients. ``false``: the model stays
         secret-shared; each computing party returns (and stores as artifact ``ss_lr.w``) its
@@ -169,6 +199,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         l2=float(params.get("l2", 0.0)),
         fit_intercept=fit_intercept,
         shuffle_seed=params.get("shuffle_seed"),
+        sigmoid=str(params.get("sigmoid", "auto")),
     )
     ctx.metrics.set("ss_lr.rounds", float(s.engine.rounds))
     if not params.get("reveal_model", True):

@@ -14,8 +14,8 @@ revealed only through :meth:`Engine.reveal`, to named result parties.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import time
+from collections.abc import Sequence
 from math import prod
 
 import numpy as np
@@ -32,6 +32,18 @@ __all__ = ["TRUNCATIONS", "Engine"]
 
 TRUNCATIONS = ("auto", "pair", "local")
 _ONE = np.uint64(1)
+_ALL = np.uint64(2**64 - 1)
+_M32 = np.uint64(2**32 - 1)
+_LANE0 = np.uint64(1 | (1 << 32))
+
+
+def _lane_keep(s: int) -> np.uint64:
+    """Mask clearing the low ``s`` bits of both 32-bit lanes (what a shift carried over)."""
+    low = (1 << s) - 1
+    return np.uint64(_M32_INT ^ low | ((_M32_INT ^ low) << 32))
+
+
+_M32_INT = 2**32 - 1
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
 
@@ -441,18 +453,86 @@ class Engine:
         return np.asarray((top & _ONE).reshape(shape), dtype=np.uint64)
 
     @ring_ops
-    def bit_mul(
-        self, bits: U64 | None, y: U64 | None, shape: Shape, *, product: bool
-    ) -> U64 | None:
-        """Additive shares of ``b * y`` for XOR-shared bits ``b`` (bit 0) and additive ``y``
-        (broadcast to ``shape``) if ``product``, else of ``b`` itself (B2A). One round.
+    def msb_bool_window(self, x: U64 | None, shape: Shape, low: int) -> U64 | None:
+        """Like :meth:`msb_bool` but on the 32-bit window ``[low, low + 32)`` of ``x``:
+        XOR-shares (bit 0) of the sign of ``floor(x / 2**low)`` read as a 32-bit integer,
+        **ignoring the borrow from the low bits**. Correct whenever
+        ``-2**(low + 31) <= x < 2**(low + 31)``, except that ``x`` in ``[-2**low, 0)`` may be
+        reported as non-negative (an error of one unit of ``2**low``).
 
-        With a daBit ``u`` (shared both ways) the parties open ``m = b ^ u`` (uniform) and, in
-        the same message, the Beaver masks of ``u * y``; then ``b = m + u - 2 m u`` and
-        ``b y = m y + (1 - 2m) (u y)``, local since ``m`` is public.
+        Two elements share one packed word (32-bit lanes), and the carry chain is 31 bits:
+        5 AND levels, a quarter of the AND triples of :meth:`msb_bool`; 6 rounds.
         """
-        da = self.provider.dabits(shape)
-        triple = self.provider.mul_triple(shape) if product else None
+        n = prod(shape)
+        half = (n + 1) // 2
+        eda = self.provider.edabits((n,))
+        shifts = (1, 2, 4, 8, 16)
+        if not self.is_compute:
+            for s in shifts:
+                self.and_words(None, None, ((1 if s == 16 else 2) * half,))
+            return None
+        assert x is not None and eda is not None
+        r, rb = eda
+        c = self.open_flat(np.add(x.reshape(n), r), n)
+        lo = np.uint64(low)
+
+        def lanes(v: U64) -> U64:
+            w = (v >> lo) & _M32
+            if n % 2:
+                w = np.concatenate([w, np.zeros(1, np.uint64)])
+            return np.asarray(w[:half] | (w[half:] << np.uint64(32)), dtype=np.uint64)
+
+        cw = lanes(c)
+        nr = lanes(rb)
+        if self.is_leader:
+            nr ^= _ALL  # ~r within both lanes
+            p = nr ^ cw
+        else:
+            p = nr.copy()
+        g = cw & nr
+        g ^= p & _LANE0
+        p &= ~_LANE0
+        for s in shifts:
+            sh = np.uint64(s)
+            keep = _lane_keep(s)
+            if s == 16:
+                z = self.and_words(p, (g << sh) & keep, (half,))
+                assert z is not None
+                g ^= z
+                break
+            both = self.and_words(
+                np.concatenate([p, p]),
+                np.concatenate([(g << sh) & keep, (p << sh) & keep]),
+                (2 * half,),
+            )
+            assert both is not None
+            g ^= both[:half]
+            p = both[half:]
+        top = (g << _ONE) ^ nr  # carry into bit 31 (63) is G at bit 30 (62)
+        if self.is_leader:
+            top ^= cw
+        bits = np.concatenate([(top >> np.uint64(31)) & _ONE, (top >> np.uint64(63)) & _ONE])
+        return np.asarray(bits[:n].reshape(shape), dtype=np.uint64)
+
+    @ring_ops
+    def bit_inject(
+        self, bits: U64 | None, y: U64 | None, shape: Shape, y_shape: Shape | None
+    ) -> tuple[U64, U64 | None] | None:
+        """Additive shares of ``b`` and, if ``y_shape`` is given, of ``b * y`` for XOR-shared
+        bits ``b`` (bit 0 of each word) of ``shape`` and an additive ``y`` of ``y_shape``
+        (broadcast to ``shape``). One round.
+
+        With a daBit triple ``(u, mask, u * mask)`` the parties open ``m = b ^ u`` (packed, 1
+        bit per element) and ``f = y - mask`` (``y``'s size, shared by every bit it is
+        broadcast against) in one message; then ``u y = u mask + u f``, ``b = m + u - 2 m u``
+        and ``b y = m y + (1 - 2m) u y``, local since ``m`` and ``f`` are public.
+        """
+        if y_shape is None:
+            da = self.provider.dabits(shape)
+            tri = None
+        else:
+            tri = self.provider.dabit_triple(shape, y_shape)
+            da = None if tri is None else (tri[0], tri[1])
         if not self.is_compute:
             return None
         assert bits is not None and da is not None
@@ -462,25 +542,18 @@ class Engine:
         words = np.zeros((packed.size + 7) // 8 * 8, dtype=np.uint8)
         words[: packed.size] = packed
         size = prod(shape)
-        if not product:
-            opened = self.open([], xor=[words.view("<u8").astype(np.uint64)])
-            assert opened is not None
-            m = self._unpack(opened[0], size, shape)
-            out = u_a - ((m * u_a) << _ONE)
-            if self.is_leader:
-                out += m
-            return np.asarray(out, dtype=np.uint64)
-        assert triple is not None and y is not None
-        a, b, c = triple
-        yb = np.broadcast_to(y, shape)
-        opened = self.open([u_a - a, yb - b], xor=[words.view("<u8").astype(np.uint64)])
+        sums = [] if tri is None or y is None else [y - tri[2]]
+        opened = self.open(sums, xor=[words.view("<u8").astype(np.uint64)])
         assert opened is not None
-        e, f, mw = opened
-        m = self._unpack(mw, size, shape)
-        uy = c + e * b + f * a
+        m = self._unpack(opened[-1], size, shape)
+        b_arith = u_a - ((m * u_a) << _ONE)
         if self.is_leader:
-            uy += e * f
-        return np.asarray(m * yb + uy - ((m * uy) << _ONE), dtype=np.uint64)
+            b_arith += m
+        if tri is None or y is None:
+            return np.asarray(b_arith, dtype=np.uint64), None
+        uy = tri[3] + u_a * opened[0]
+        by = m * y + uy - ((m * uy) << _ONE)
+        return np.asarray(b_arith, dtype=np.uint64), np.asarray(by, dtype=np.uint64)
 
     @staticmethod
     def _unpack(words: U64, size: int, shape: Shape) -> U64:

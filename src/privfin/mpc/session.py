@@ -263,21 +263,41 @@ class Session:
         otherwise on 0/1 ring elements (:meth:`Engine.msb`, 8 rounds, 64x the traffic)."""
         if self.engine.packed_bits:
             bits = self.engine.msb_bool(x.share, x.shape)
-            return SharedTensor(self, self.engine.bit_mul(bits, None, x.shape, product=False), x.shape, 0)
+            got = self.engine.bit_inject(bits, None, x.shape, None)
+            return SharedTensor(self, None if got is None else got[0], x.shape, 0)
         return SharedTensor(self, self.engine.msb(x.share, x.shape), x.shape, 0)
 
-    def msb_mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
-        """``msb(x) * y`` (``y`` where ``x < 0``, else 0), ``y`` broadcast to ``x``'s shape;
-        exact, no truncation. With packed bits the conversion of the bit and the product share
-        one round (:meth:`Engine.bit_mul`): 8 rounds in all."""
+    def msb_select(
+        self, x: SharedTensor, y: SharedTensor, *, window: int | None = None
+    ) -> tuple[SharedTensor, SharedTensor]:
+        """``(msb(x) * y, msb(x))``: ``y`` where ``x < 0`` else 0, with ``y`` broadcast to
+        ``x``'s shape, and the bits; exact, no truncation. With packed bits the conversion of
+        the bits and the product share one round (:meth:`Engine.bit_inject`): 8 rounds.
+
+        ``window=low`` compares only bits ``[low, low + 32)`` of ``x``
+        (:meth:`Engine.msb_bool_window`: 7 rounds, a quarter of the AND material): requires
+        ``|x| < 2**(low + 31)``; values in ``[-2**low, 0)`` may count as non-negative. Ignored
+        (exact comparison) without packed bits."""
         shape = np.broadcast_shapes(x.shape, y.shape)
         if shape != x.shape:
-            raise ConfigError(f"msb_mul: {y.shape} does not broadcast to {x.shape}")
-        if self.engine.packed_bits:
+            raise ConfigError(f"msb_select: {y.shape} does not broadcast to {x.shape}")
+        if not self.engine.packed_bits:
+            m = self.msb(x)
+            return m * y, m
+        if window is not None:
+            bits = self.engine.msb_bool_window(x.share, x.shape, window)
+        else:
             bits = self.engine.msb_bool(x.share, x.shape)
-            share = self.engine.bit_mul(bits, y.share, x.shape, product=True)
-            return SharedTensor(self, share, x.shape, y.frac_bits)
-        return self.msb(x) * y
+        got = self.engine.bit_inject(bits, y.share, x.shape, y.shape)
+        b_share, by_share = (None, None) if got is None else got
+        return (
+            SharedTensor(self, by_share, x.shape, y.frac_bits),
+            SharedTensor(self, b_share, x.shape, 0),
+        )
+
+    def msb_mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """``msb(x) * y`` (see :meth:`msb_select`; exact)."""
+        return self.msb_select(x, y)[0]
 
     # -------------------------------------------------------------------------- traffic
 

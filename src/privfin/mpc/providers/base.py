@@ -76,3 +76,9 @@ class CorrelatedRandomness(Protocol):
         """Shares of a uniform bit ``b`` (0/1): additive shares in Z_2^64 and XOR-shares of
         a word equal to ``b`` (only bit 0 of the XOR of the shares is meaningful)."""
         ...
+
+    def dabit_triple(self, shape: Shape, y_shape: Shape) -> tuple[U64, U64, U64, U64] | None:
+        """A daBit ``u`` of ``shape`` (additive shares, XOR-shares), a uniform mask ``b`` of
+        ``y_shape`` (broadcast to ``shape``) and additive shares of ``c = u * b``: one-round
+        products of XOR-shared bits with a shared value."""
+        ...

@@ -223,3 +223,11 @@ class DealerProvider:
 
         out = self._item([], [shape, shape], derive, xor=(False, True))
         return None if out is None else (out[0], out[1])
+
+    def dabit_triple(self, shape: Shape, y_shape: Shape) -> tuple[U64, U64, U64, U64] | None:
+        def derive(t: list[U64], private: bytes, counter: int) -> list[U64]:
+            u = expand_uint64(private, prod(shape), stream=counter).reshape(shape) & _ONE
+            return [u, u, u * t[0]]
+
+        out = self._item([y_shape], [shape, shape, shape], derive, xor=(False, False, True))
+        return None if out is None else (out[1], out[2], out[0], out[3])

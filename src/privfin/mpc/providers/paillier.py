@@ -200,3 +200,6 @@ class PaillierProvider:
 
     def dabits(self, shape: Shape) -> None:
         raise ConfigError("the Paillier provider offers no daBits")
+
+    def dabit_triple(self, shape: Shape, y_shape: Shape) -> None:
+        raise ConfigError("the Paillier provider offers no daBit triples")
