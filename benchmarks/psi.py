@@ -9,8 +9,11 @@ Peers (installed into benchmarks/.venvs/ on first use):
   127.0.0.1 (brpc link).
 * ``openmined-psi==2.0.6``: client and server in one process (ECDH over P-256, raw set).
 
-privfin runs both parties in one process (threads over the memory transport; libsodium
-releases the GIL so the two parties use both cores). The machine is shared: timings are noisy.
+privfin runs as ``privfin psi`` (the CLI): one node process per party over mutual TLS on
+127.0.0.1, each with its default process-pool compute backend; the wall time is the whole CLI
+run (node start, CSV load, protocol, aligned output written), bytes are the parties' channel
+payloads, peak RSS is the largest single process (a party's node). The machine is shared:
+timings are noisy; the load average is printed with every figure.
 """
 
 from __future__ import annotations
@@ -30,22 +33,20 @@ from _harness import emit, machine, peer_python, print_table, run_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 
-OURS = r"""
-import json, resource, sys, time
-from privfin.federation.memory import MemoryHub
-import privfin.psi as psi
-n = int(sys.argv[1]); overlap = n // 2
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-a = [f"user-{i:09d}" for i in range(n)]
-b = [f"user-{i:09d}" for i in range(n - overlap, 2 * n - overlap)]
-hub = MemoryHub()
+OURS_NODES = r"""
+import json, os, resource, subprocess, sys, time
+cli, a, b, out = sys.argv[1:5]
 t = time.perf_counter()
-out = psi.simulate({"alice": a, "bob": b}, reveal_to="receiver", hub=hub)
+proc = subprocess.run([cli, "psi", "--party", f"alice={a}", "--party", f"bob={b}", "--out", out,
+                       "--reveal-to", "receiver", "--timeout", "7200"],
+                      capture_output=True, text=True)
 wall = time.perf_counter() - t
-assert len(out["alice"]) == overlap, len(out["alice"])
-sent = sum(len(p) for _, p in hub.wire)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "base": base}))
+if proc.returncode:
+    raise SystemExit(proc.stderr[-2000:])
+summary = json.loads(proc.stdout.strip().splitlines()[-1])
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+sent = sum(int(v.get("traffic", {}).get("bytes_sent", 0)) for v in summary.values())
+print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": summary["alice"]["size"]}))
 """
 
 OURS_UNBALANCED = r"""
@@ -144,11 +145,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ours(n: int) -> dict[str, Any]:
-    return dict(run_peer(Path(sys.executable), OURS, str(n)))
-
-
-def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
+def _data(n: int, tmp: Path) -> list[Path]:
     overlap = n // 2
     files = []
     for party, start in (("alice", 0), ("bob", n - overlap)):
@@ -158,6 +155,36 @@ def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
                 fh.write("id\n")
                 fh.writelines(f"user-{i:09d}\n" for i in range(start, start + n))
         files.append(path)
+    return files
+
+
+def _load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def _ours(n: int, tmp: Path) -> dict[str, Any]:
+    a, b = _data(n, tmp)
+    cli = Path(sys.executable).parent / "privfin"
+    before = _load()
+    res = dict(
+        run_peer(
+            Path(sys.executable),
+            OURS_NODES,
+            str(cli),
+            str(a),
+            str(b),
+            str(tmp / f"ours-{n}"),
+            timeout=7200,
+        )
+    )
+    assert res["found"] == n // 2, res
+    res["load"] = f"{before} -> {_load()}"
+    return res
+
+
+def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
+    files = _data(n, tmp)
+    before = _load()
     port = _free_port()
     procs = [
         subprocess.Popen(
@@ -188,7 +215,8 @@ def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
     return {
         "wall": max(o["wall"] for o in outs),
         "bytes": None if None in sent else sum(sent),
-        "rss": sum(o["rss"] for o in outs),
+        "rss": max(o["rss"] for o in outs),
+        "load": f"{before} -> {_load()}",
     }
 
 
@@ -196,8 +224,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="20k x 20k only, under a minute")
     ap.add_argument("--no-peers", action="store_true", help="skip the peers")
+    ap.add_argument("--sizes", default="", help="comma-separated set sizes (default 100k,1M)")
+    ap.add_argument(
+        "--spu-protocols", default="ECDH,KKRT,RR22", help="spu protocols to run (comma list)"
+    )
+    ap.add_argument(
+        "--spu-max-n", type=int, default=10**9, help="run only spu ECDH above this size"
+    )
+    ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
+    ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
     args = ap.parse_args()
     sizes = [20_000] if args.quick else [100_000, 1_000_000]
+    if args.sizes:
+        sizes = [] if args.sizes == "none" else [int(float(x)) for x in args.sizes.split(",")]
     print(f"# psi benchmark on {machine()}; shared machine, timings are noisy", file=sys.stderr)
     rows: list[dict[str, Any]] = []
     spu_py = om_py = None
@@ -212,9 +251,10 @@ def main() -> None:
             print(f"# openmined-psi unavailable: {exc}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        rss_by_n: dict[int, int] = {}
         for n in sizes:
             size = f"{n:,} x {n:,}, 50% overlap, 2 cores"
-            ours = _ours(n)
+            ours = _ours(n, tmp)
             rows.append(
                 {
                     "impl": "privfin ECDH (ristretto255)",
@@ -222,11 +262,14 @@ def main() -> None:
                     "wall_s": ours["wall"],
                     "MB_sent": ours["bytes"] / 1e6,
                     "peak_RSS_MB": ours["rss"] / 1e6,
+                    "load": ours["load"],
                 }
             )
             peers: dict[str, dict[str, Any]] = {}
             if spu_py is not None:
-                for proto in ("ECDH", "KKRT", "RR22"):
+                for proto in args.spu_protocols.split(","):
+                    if n > args.spu_max_n and proto != "ECDH":
+                        continue
                     try:
                         peers[f"spu 0.9.5 {proto}" + (" (FourQ)" if proto == "ECDH" else "")] = (
                             _spu(spu_py, n, proto, tmp)
@@ -234,7 +277,9 @@ def main() -> None:
                     except Exception as exc:
                         print(f"# spu {proto} failed: {exc}", file=sys.stderr)
             if om_py is not None and n <= 100_000:  # ~210 s at 1M: skipped in the full run
+                before = _load()
                 peers["openmined-psi 2.0.6"] = dict(run_peer(om_py, OPENMINED, str(n)))
+                peers["openmined-psi 2.0.6"]["load"] = f"{before} -> {_load()}"
             for name, res in peers.items():
                 mb = None if res.get("bytes") is None else res["bytes"] / 1e6
                 rows.append(
@@ -244,22 +289,23 @@ def main() -> None:
                         "wall_s": res["wall"],
                         "MB_sent": mb,
                         "peak_RSS_MB": res["rss"] / 1e6,
+                        "load": res.get("load", ""),
                     }
                 )
                 emit("psi.ecdh.wall", "s", ours["wall"], res["wall"], name, False, size)
             if not peers:
                 emit("psi.ecdh.wall", "s", ours["wall"], None, "", False, size)
-            emit(
-                "psi.ecdh.peak_rss_per_million",
-                "MB",
-                (ours["rss"] - ours["base"]) / n,
-                None,
-                "",
-                False,
-                size + " (both parties, above the interpreter's baseline)",
-            )
-        print_table("ECDH-PSI (2 parties)", rows)
-        n_server = 20_000 if args.quick else 10_000_000
+            emit("psi.ecdh.peak_rss", "MB", ours["rss"] / 1e6, None, "", False, size + " (party)")
+            rss_by_n[n] = ours["rss"]
+        if len(rss_by_n) >= 2:  # measured slope between the smallest and the largest run
+            lo, hi = min(rss_by_n), max(rss_by_n)
+            per_m = (rss_by_n[hi] - rss_by_n[lo]) / ((hi - lo) / 1e6) / 1e6
+            emit("psi.ecdh.rss_per_million", "MB", per_m, None, "", False, f"{lo:,} -> {hi:,}")
+        if rows:
+            print_table("ECDH-PSI (2 parties)", rows)
+        if args.no_unbalanced:
+            return
+        n_server = args.server_items or (20_000 if args.quick else 10_000_000)
         ub = dict(
             run_peer(Path(sys.executable), OURS_UNBALANCED, str(n_server), "1000", timeout=7200)
         )

@@ -74,6 +74,8 @@ def psi(
     for name, file in parties:
         result = outputs[name]
         summary[name] = {"size": result["size"]}
+        if "traffic" in result:  # node runs: the party's channel statistics
+            summary[name]["traffic"] = result["traffic"]
         if result["rows"] is None:
             continue
         wanted = result["rows"]
@@ -126,7 +128,8 @@ def _run_on_nodes(
             for name, _ in parties:
                 with cluster.client(name) as client:
                     status = client.wait(job, timeout=timeout)
-                outputs[name] = status["result"]["output"]
+                outputs[name] = dict(status["result"]["output"])
+                outputs[name]["traffic"] = status["result"].get("traffic", {})
         finally:
             cluster.down()
     return outputs
