@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import operator
 import unicodedata
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import overload
+from typing import SupportsIndex, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -90,13 +91,13 @@ class KeyView(Sequence[str]):
         return len(self._p)
 
     @overload
-    def __getitem__(self, i: int) -> str: ...
+    def __getitem__(self, i: SupportsIndex) -> str: ...
     @overload
     def __getitem__(self, i: slice) -> list[str]: ...
-    def __getitem__(self, i: int | slice) -> str | list[str]:
+    def __getitem__(self, i: SupportsIndex | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self._p.key(j) for j in range(*i.indices(len(self._p)))]
-        return self._p.key(i)
+        return self._p.key(operator.index(i))
 
     def __iter__(self) -> Iterator[str]:
         p = self._p
@@ -109,13 +110,13 @@ class OriginalView(KeyView):
     __slots__ = ()
 
     @overload
-    def __getitem__(self, i: int) -> str: ...
+    def __getitem__(self, i: SupportsIndex) -> str: ...
     @overload
     def __getitem__(self, i: slice) -> list[str]: ...
-    def __getitem__(self, i: int | slice) -> str | list[str]:
+    def __getitem__(self, i: SupportsIndex | slice) -> str | list[str]:
         if isinstance(i, slice):
             return [self._p.original(j) for j in range(*i.indices(len(self._p)))]
-        return self._p.original(i)
+        return self._p.original(operator.index(i))
 
     def __iter__(self) -> Iterator[str]:
         p = self._p

@@ -1,0 +1,180 @@
+"""Compact id storage, packed hashing, the prefetching streams and the process-pool backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import privfin.psi as psi
+from privfin.compute import LocalBackend, ThreadBackend
+from privfin.crypto.random import SeededRandom
+from privfin.crypto.ristretto import BlindingKey, hash_blind_packed, hash_to_group_batch
+from privfin.errors import ConfigError
+from privfin.psi import common, ids
+from privfin.psi.component import psi_component
+from privfin.psi.ids import prepare_ids
+from privfin.runtime import Context
+from privfin.runtime import simulate as run_simulation
+
+DST = b"privfin-test/packed"
+
+
+def _pack(items: list[bytes]) -> tuple[bytes, np.ndarray]:
+    return b"".join(items), np.cumsum([len(x) for x in items], dtype=np.int64)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=12))
+def test_hash_blind_packed_matches_reference(items: list[bytes]) -> None:
+    data, ends = _pack(items)
+    expected = hash_to_group_batch(items, DST)
+    assert np.array_equal(hash_blind_packed(None, data, ends, DST), expected)
+    key = BlindingKey.generate(SeededRandom("packed"))
+    got = hash_blind_packed(key.secret_bytes_for_checkpoint(), data, ends, DST)
+    assert np.array_equal(got, key.blind(expected))
+
+
+def test_hash_blind_packed_rejects_bad_offsets() -> None:
+    with pytest.raises(ValueError, match="end offset"):
+        hash_blind_packed(None, b"abc", np.array([1, 2]), DST)
+
+
+def _reference(values: list[object], rule: str) -> tuple[list[str], list[str], list[int]]:
+    norm = ids.normalizer(rule)
+    seen: set[str] = set()
+    keys, originals, rows = [], [], []
+    for row, v in enumerate(values):
+        if v is None:
+            continue
+        k = norm(str(v))
+        if (rule != "exact" and not k) or k in seen:
+            continue
+        seen.add(k)
+        keys.append(k)
+        originals.append(str(v))
+        rows.append(row)
+    return keys, originals, rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.sampled_from(["a", " a", "A ", "b", "", "é", "e\u0301"])),
+        max_size=30,
+    ),
+    st.sampled_from(["exact", "trim", "trim_casefold"]),
+    st.integers(1, 7),
+)
+def test_prepared_ids_match_reference_in_any_chunking(
+    values: list[object], rule: str, step: int
+) -> None:
+    chunks = [values[i : i + step] for i in range(0, len(values), step)]
+    p = prepare_ids(chunks, rule, "first", chunked=True)
+    keys, originals, rows = _reference(values, rule)
+    assert list(p.keys) == keys
+    assert list(p.originals) == originals
+    assert p.rows.tolist() == rows
+    assert p.n_input == len(values)
+    for i, k in enumerate(keys):
+        assert p.index_of(k) == i
+    assert p.index_of("not-there") is None
+
+
+def test_dedup_is_exact_under_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # every key hashes to the same 64-bit value: dedup must still compare the keys in full
+    monkeypatch.setattr(ids, "_hash64", lambda items: np.zeros(len(items), dtype=np.uint64))
+    p = prepare_ids([["x", "y", "x"], ["z", "y", "w"]], "exact", "first", chunked=True)
+    assert list(p.keys) == ["x", "y", "z", "w"]
+    assert p.rows.tolist() == [0, 1, 3, 5]
+    assert p.n_duplicates == 2
+    assert p.index_of("w") == 3 and p.index_of("q") is None
+    with pytest.raises(ConfigError, match="row 3 repeats the id of row 1"):
+        prepare_ids(["a", "b", "c", "b"], "exact", "error")
+
+
+def test_packed_and_subset() -> None:
+    p = prepare_ids(["alpha", "b", "  Γ ", "delta"], "trim")
+    data, ends = p.packed()
+    assert data == "alphabΓdelta".encode() and ends.tolist() == [5, 6, 8, 13]
+    data, ends = p.packed(None, 1, 3)
+    assert data == "bΓ".encode() and ends.tolist() == [1, 3]
+    data, ends = p.packed(np.array([3, 0]))
+    assert data == b"deltaalpha" and ends.tolist() == [5, 10]
+    sub = p.subset([2, 0])
+    assert list(sub.keys) == ["Γ", "alpha"] and list(sub.originals) == ["  Γ ", "alpha"]
+    assert sub.rows.tolist() == [2, 0] and sub.index_of("alpha") == 1
+
+
+def test_prepared_ids_hold_no_python_object_per_key() -> None:
+    p = prepare_ids([f"user-{i:09d}" for i in range(20_000)], "exact")
+    per_key = (len(p._blob) + 8 * 4 * len(p)) / len(p)  # buffer, ends, rows, hash index
+    assert per_key < 14 + 33
+    assert p._orig == {}  # nothing changed by normalisation: no spelling kept
+
+
+def test_prefetch_propagates_errors_and_stops() -> None:
+    ctx = Context(job="j", component="c", party="p", roles={"p": ("x",)}, channel=None)  # type: ignore[arg-type]
+
+    def boom() -> Iterator[np.ndarray]:
+        yield np.zeros((1, 32), np.uint8)
+        raise RuntimeError("producer failed")
+
+    it = common.prefetch(ctx, boom())
+    assert next(it).shape == (1, 32)
+    with pytest.raises(RuntimeError, match="producer failed"):
+        next(it)
+
+    produced = threading.Event()
+
+    def endless() -> Iterator[np.ndarray]:
+        while True:
+            produced.set()
+            yield np.zeros((1, 32), np.uint8)
+
+    it = common.prefetch(ctx, endless())
+    next(it)
+    it.close()  # the producer thread notices and ends (daemon; no hang)
+    assert produced.is_set()
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_two_party_on_pool_backends(backend: str) -> None:
+    """The component on a thread pool and on the node default (a process pool: every task
+    function must be a picklable top-level function), with sets over several chunks."""
+    rng = random.Random(7)
+    a = [f"c{rng.randrange(10**9)}" for _ in range(3000)]
+    b = a[:1000] + [f"d{i}" for i in range(1500)]
+    compute = ThreadBackend(2) if backend == "threads" else LocalBackend(2)
+
+    def component(ctx: Context, params: dict[str, object], inputs: dict[str, object]) -> object:
+        return psi_component(dataclasses.replace(ctx, compute=compute), params, inputs)
+
+    with compute, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(common, "CHUNK_ROWS", 256)  # many chunks, several compute groups
+        out = run_simulation(
+            component,
+            {"r": ("receiver",), "s": ("sender",)},
+            params={"reveal_to": "both", "normalize": "exact"},
+            inputs={"r": {"ids": a}, "s": {"ids": b}},
+            component_name="psi",
+            seed=3,
+        )
+    expected = sorted(set(a) & set(b))
+    assert out["r"]["keys"] == expected and out["s"]["keys"] == expected
+    assert [a[i] for i in out["r"]["rows"]] == expected
+
+
+def test_simulate_still_matches_sets_with_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(common, "CHUNK_ROWS", 64)
+    a = [f"x{i}" for i in range(700)]
+    b = [f"x{i}" for i in range(350, 900)]
+    out = psi.simulate({"a": a, "b": b})
+    assert out["a"] == out["b"] == sorted(set(a) & set(b))
+    assert psi.simulate({"a": a, "b": b}, cardinality_only=True) == {"a": 350, "b": 350}
