@@ -28,6 +28,7 @@ from privfin.fl.vertical.hetero_lr import (
     hetero_lr_component,
     plaintext_reference,
 )
+from privfin.fl.vertical.hetero_lr.common import PartyModel
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import simulate
 
@@ -97,7 +98,7 @@ def reference(
 
 def test_breast_reaches_fate_auc_and_hosts_leak_nothing() -> None:
     xg, xh, y = breast()
-    params = {"mode": "arbiter", "key_bits": 1024, "insecure_allow_small_keys": True}
+    params = {**SMALL, "mode": "arbiter"}
     hub = MemoryHub()
     out = run(params, xg, [xh], y, hub=hub)
     z = xg @ out["bank"]["coef"] + xh @ out["host0"]["coef"] + out["bank"]["intercept"]
@@ -110,6 +111,14 @@ def test_breast_reaches_fate_auc_and_hosts_leak_nothing() -> None:
     needles = [struct.pack("<d", v) for v in xh.reshape(-1)[:400]]
     needles += [struct.pack("<d", v) for v in out["host0"]["coef"]]
     needles += [np.asarray(y[:64], dtype=np.uint8).tobytes(), y[:16].tobytes()]
+    # The host's first-batch gradient (weights start at zero, batches in order: d = 0.5 - y),
+    # as floats and as the integers that are masked before decryption.
+    model = PartyModel(xh, LRParams.from_mapping(params), intercept=False)
+    d_int = [round((0.5 - v) * 2**24) for v in y[:240]]
+    g_int = [sum(int(a) * b for a, b in zip(col, d_int, strict=True)) for col in model.q[:240].T]
+    needles += [struct.pack("<d", v) for v in model.gradient_from_ints(g_int, 24, 240)]
+    needles += [v.to_bytes(16, "big", signed=True)[-8:] for v in g_int]
+    needles += [v.to_bytes(16, "little", signed=True)[:8] for v in g_int]
     needles += [
         round(v * 2**24).to_bytes(8, "little", signed=True)
         for v in xh.reshape(-1)[:200]
