@@ -7,8 +7,10 @@ Modules (in import order):
   with the curve data needed for plots.
 - :mod:`privfin.ml.optim` — element-wise optimisers (SGD, momentum, RMSprop, Adam, Adagrad) and
   learning-rate schedules; each party of a vertical model runs them on its own weights.
+- :mod:`privfin.ml.binning` — quantile bins, chi-merge, WOE and IV from per-bin counts.
 - :mod:`privfin.ml.he_linalg` — encrypted-vector times plaintext-matrix products over additively
-  homomorphic ciphertexts (shared-base multi-exponentiation) and slot packing of the results.
+  homomorphic ciphertexts (shared-base multi-exponentiation) and masked slot packing of the
+  results (statistical masks, ``2**-stat_bits``).
 
 Security: everything here computes on data the calling party already holds (plaintext) or on
 ciphertexts it cannot decrypt; nothing here sends or receives. What a protocol reveals is stated
