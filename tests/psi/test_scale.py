@@ -178,3 +178,19 @@ def test_simulate_still_matches_sets_with_many_chunks(monkeypatch: pytest.Monkey
     out = psi.simulate({"a": a, "b": b})
     assert out["a"] == out["b"] == sorted(set(a) & set(b))
     assert psi.simulate({"a": a, "b": b}, cardinality_only=True) == {"a": 350, "b": 350}
+
+
+def test_rows_in_matches_isin_including_prefix_collisions() -> None:
+    rng = np.random.default_rng(5)
+    hay = rng.integers(0, 256, (500, 16), dtype=np.uint8)
+    needles = np.concatenate([hay[::3], rng.integers(0, 256, (200, 16), dtype=np.uint8)])
+    near = hay[:5].copy()
+    near[:, 15] ^= 1  # same first 8 bytes, different row: must not match
+    needles = np.concatenate([needles, near])
+    expected = np.isin(common.sortable(needles), common.sortable(hay))
+    assert np.array_equal(common.rows_in(needles, hay), expected)
+    hay2 = np.concatenate([hay, near])  # two hay rows share 8 bytes: the fallback path
+    expected2 = np.isin(common.sortable(needles), common.sortable(hay2))
+    assert np.array_equal(common.rows_in(needles, hay2), expected2)
+    assert common.rows_in(needles[:0], hay).shape == (0,)
+    assert not common.rows_in(needles, hay[:0]).any()

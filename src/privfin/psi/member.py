@@ -21,8 +21,8 @@ from privfin.psi.common import (
     hash_and_blind,
     hash_domain,
     recv_stream,
+    rows_in,
     send_stream,
-    sortable,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, KeyShare, Masked, RevealedKeys
@@ -87,7 +87,7 @@ def run_member(
         FINGERPRINT_BYTES,
     )
     fba = collect(recv_stream(ctx, leader, "ba", n_i, FINGERPRINT_BYTES), n_i, FINGERPRINT_BYTES)
-    held = np.isin(sortable(fa), sortable(fba))
+    held = rows_in(fa, fba)
     noise = np.frombuffer(ctx.random.bytes(8 * n_l), dtype=np.uint64)
     values = np.where(held, np.uint64(0), noise).astype(np.uint64)
     for peer, share in sorted(shares.items()):

@@ -23,8 +23,8 @@ from privfin.psi.common import (
     hash_and_blind,
     hash_domain,
     recv_stream,
+    rows_in,
     send_stream,
-    sortable,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -72,8 +72,7 @@ def run_receiver(
         fb[pos : pos + blinded.shape[0]] = fingerprints(blinded)
         pos += blinded.shape[0]
     fab = collect(recv_stream(ctx, sender, "ab", n_r, FINGERPRINT_BYTES), n_r, FINGERPRINT_BYTES)
-    sb, sab = sortable(fb), sortable(fab)
-    mine = np.isin(sab, sb)
+    mine = rows_in(fab, fb)
     if cardinality_only:
         size = int(np.count_nonzero(mine))
         if reveal_to_sender:
@@ -81,6 +80,6 @@ def run_receiver(
         return size
     matched = np.flatnonzero(mine).astype(np.int64)
     if reveal_to_sender:
-        theirs = np.flatnonzero(np.isin(sb, sab[matched])).astype(np.int64)
+        theirs = np.flatnonzero(rows_in(fb, fab[matched])).astype(np.int64)
         ctx.channel.send(sender, "result", Indices(values=theirs))
     return matched
