@@ -5,7 +5,10 @@ Usage: ``python benchmarks/mpc.py [--quick] [--no-peer]``. Every figure is one r
 machine (2 cores shared with other work: timings are noisy). Our figures run 2 computing
 parties in threads over the in-memory transport with a dealer inside the computing parties
 (SEMI2K's trusted-first-party model); "online" excludes generating the correlated randomness,
-"total" includes it. Bytes are what one computing party sent.
+"total" includes it. Bytes are what one computing party sent. "compute" is online time minus
+the time spent in openings' send + receive ("comm": encoding, in-memory transport, waiting for
+the peer thread). SS-LR also runs between two local node processes over HTTPS with mutual TLS
+(``cluster_up``), timed from submit to both parties' results.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ class _Prefetched:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.queue: list[Any] = []
-        for attr in ("name", "trusted", "supports_trunc_pair", "supports_random_bits"):
+        for attr in (
+            "name",
+            "trusted",
+            "supports_trunc_pair",
+            "supports_random_bits",
+            "supports_packed_bits",
+        ):
             setattr(self, attr, getattr(inner, attr))
 
     def setup(self) -> None:
@@ -51,6 +60,7 @@ class _Prefetched:
         return self.queue.pop(0)
 
     mul_triple = matmul_triple = trunc_pair = random_bits = _next
+    bool_triple = edabits = dabits = dabit_triple = _next
 
 
 def _online(kind: str, shape: Any, make: Any) -> dict[str, float]:
@@ -72,11 +82,16 @@ def _online(kind: str, shape: Any, make: Any) -> dict[str, float]:
             pre.prefetch("trunc_pair", (m, y.shape[1]), 16)
         t1 = time.perf_counter()
         sent0 = ctx.channel.stats.bytes_sent
+        comm0 = s.engine.comm_seconds
+        t1 = time.perf_counter()
         z = x * y if kind == "mul" else x @ y
         t2 = time.perf_counter()
+        comm = s.engine.comm_seconds - comm0
         return {
             "offline": t1 - t0,
             "online": t2 - t1,
+            "comm": comm,
+            "compute": t2 - t1 - comm,
             "bytes": ctx.channel.stats.bytes_sent - sent0,
             "z": z.share,
         }
@@ -112,10 +127,7 @@ def _lr_step(n: int, d: int) -> dict[str, float]:
     return simulate(program, ROLES, inputs={"a": {"x": x, "y": y}}, settings=DEV)["a"]
 
 
-def _ss_lr(n: int, d: int, epochs: int) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-
+def _ss_lr_data(n: int, d: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, Any]]:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(n, d))
     true_w = rng.normal(size=d)
@@ -123,27 +135,104 @@ def _ss_lr(n: int, d: int, epochs: int) -> dict[str, float]:
     half = d // 2
     guest = {**{f"g{j}": x[:, j] for j in range(half)}, "y": y}
     host = {f"h{j}": x[:, half + j] for j in range(d - half)}
-    params = {
+    return x, y, guest, host
+
+
+def _ss_lr_params(d: int, epochs: int, sigmoid: str) -> dict[str, Any]:
+    half = d // 2
+    return {
         "features": {"a": [f"g{j}" for j in range(half)], "b": [f"h{j}" for j in range(d - half)]},
         "label": {"party": "a", "column": "y"},
         "epochs": epochs,
         "batch_size": 1024,
         "learning_rate": 0.5,
+        "sigmoid": sigmoid,
+        "triples": "dealer",
+        "dealer": "a",
     }
+
+
+def _aucs(x: np.ndarray, y: np.ndarray, out: dict[str, Any]) -> tuple[float, float]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(y, x @ np.array(out["coef"]) + out["intercept"])
+    plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
+    return float(auc), float(plain)
+
+
+def _ss_lr(n: int, d: int, epochs: int, sigmoid: str = "auto") -> dict[str, Any]:
+    x, y, guest, host = _ss_lr_data(n, d)
     t0 = time.perf_counter()
     out = simulate(
         ss_lr,
         ROLES,
-        params=params,
+        params=_ss_lr_params(d, epochs, sigmoid),
         inputs={"a": {"table": guest}, "b": {"table": host}},
         settings=DEV,
         timeout=600,
     )["a"]
     elapsed = time.perf_counter() - t0
-    w = np.array(out["coef"])
-    auc = roc_auc_score(y, x @ w + out["intercept"])
-    plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
+    auc, plain = _aucs(x, y, out)
     return {"total": elapsed, "auc": auc, "auc_plain": plain}
+
+
+def _ss_lr_http(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[dict[str, Any]]:
+    """SS-LR between two node processes over HTTPS + mutual TLS (one cluster, one job per
+    sigmoid), timed from the first submit until both parties report the job done."""
+    import tempfile
+
+    import pandas as pd
+
+    from privfin.node.cluster import cluster_up
+
+    x, y, guest, host = _ss_lr_data(n, d)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pd.DataFrame(guest).to_csv(root / "a.csv", index=False)
+        pd.DataFrame(host).to_csv(root / "b.csv", index=False)
+        roles = {p: list(r) for p, r in ROLES.items()}
+        cluster = cluster_up(
+            list(roles),
+            root / "cluster",
+            datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
+            mode="development",
+            message_timeout=120,
+        )
+        try:
+            for sig in sigmoids:
+                job = f"sslr-{sig}"
+                spec = {
+                    "job": job,
+                    "component": "ss_lr",
+                    "roles": roles,
+                    "params": _ss_lr_params(d, epochs, sig),
+                    "inputs": {p: {"table": "table"} for p in roles},
+                }
+                t0 = time.perf_counter()
+                for p in roles:
+                    with cluster.client(p) as c:
+                        c.submit(spec)
+                done: dict[str, Any] = {}
+                for p in roles:
+                    with cluster.client(p) as c:
+                        done[p] = c.wait(job, timeout=900)
+                elapsed = time.perf_counter() - t0
+                result = done["a"]["result"]
+                auc, plain = _aucs(x, y, result["output"])
+                results.append(
+                    {
+                        "sigmoid": sig,
+                        "total": elapsed,
+                        "auc": auc,
+                        "auc_plain": plain,
+                        "bytes": result.get("traffic", {}).get("bytes_sent", 0),
+                    }
+                )
+        finally:
+            cluster.down()
+    return results
 
 
 _PEER = r"""
@@ -176,6 +265,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--no-http", action="store_true", help="skip SS-LR between node processes")
     args = ap.parse_args()
     quick = args.quick
     rng = np.random.default_rng(0)
@@ -195,11 +285,20 @@ def main() -> None:
     )
     rows.append(
         {
-            "op": f"{n_mul:.0e} Beaver mul",
+            "op": f"{n_mul:.0e} Beaver mul (compute {r['compute']:.3f} s + comm {r['comm']:.3f} s)",
             "offline_s": r["offline"],
             "online_s": r["online"],
             "MB_sent": r["bytes"] / 1e6,
         }
+    )
+    emit(
+        f"mpc.mul.{n_mul}.compute",
+        "s",
+        r["compute"],
+        None,
+        PEER_NAME,
+        False,
+        f"{n_mul} int64 muls, 2PC dealer, online compute (target <= 0.05 s)",
     )
     emit(
         f"mpc.mul.{n_mul}",
@@ -208,7 +307,7 @@ def main() -> None:
         peer.get("mul"),
         PEER_NAME,
         False,
-        f"{n_mul} int64 muls, 2PC dealer, online",
+        f"{n_mul} int64 muls, 2PC dealer, online incl. in-memory transport",
     )
     for n in [256] if quick else [256, 1000]:
         r = _online("matmul", None, lambda n=n: (rng.normal(size=(n, n)), rng.normal(size=(n, n))))
@@ -264,24 +363,33 @@ def main() -> None:
         f"{n_lr}x20 sigmoid gradient step, 2PC dealer, total",
     )
     n_ss, ep = (5000, 1) if quick else (20_000, 3)
-    r = _ss_lr(n_ss, 20, ep)
-    rows.append(
-        {
-            "op": f"SS-LR {n_ss}x20 {ep} epochs (AUC {r['auc']:.4f} vs {r['auc_plain']:.4f})",
-            "offline_s": None,
-            "online_s": r["total"],
-            "MB_sent": None,
-        }
-    )
-    emit(
-        f"mpc.ss_lr.{n_ss}x20.{ep}ep",
-        "s",
-        r["total"],
-        None if quick else 17.7,
-        "SecretFlow SS-LR production mode (issue figure)",
-        False,
-        f"{n_ss}x20, {ep} epochs, AUC {r['auc']:.4f} (plaintext {r['auc_plain']:.4f})",
-    )
+    sigmoids = ["auto", "t1"]
+    runs = [("memory", sig, _ss_lr(n_ss, 20, ep, sig)) for sig in sigmoids]
+    if not args.no_http:
+        runs += [("https+mTLS", r["sigmoid"], r) for r in _ss_lr_http(n_ss, 20, ep, sigmoids)]
+    for where, sig, r in runs:
+        name = "piecewise" if sig == "auto" else sig
+        rows.append(
+            {
+                "op": (
+                    f"SS-LR {n_ss}x20 {ep} ep, {name} sigmoid, {where} "
+                    f"(AUC {r['auc']:.4f} vs {r['auc_plain']:.4f})"
+                ),
+                "offline_s": None,
+                "online_s": r["total"],
+                "MB_sent": r["bytes"] / 1e6 if "bytes" in r else None,
+            }
+        )
+        emit(
+            f"mpc.ss_lr.{n_ss}x20.{ep}ep.{name}.{'http' if where != 'memory' else 'memory'}",
+            "s",
+            r["total"],
+            None if quick else 17.7,
+            "SecretFlow SS-LR production mode (issue figure)",
+            False,
+            f"{n_ss}x20, {ep} epochs, batch 1024, {name} sigmoid, {where}, AUC {r['auc']:.4f} "
+            f"(plaintext {r['auc_plain']:.4f})",
+        )
     print_table(f"privfin.mpc on {machine()} (one run each; noisy shared machine)", rows)
 
 

@@ -53,3 +53,27 @@ def test_limb_matmul_exact_for_long_inner_dimension_and_extremes() -> None:
     assert np.array_equal(ring_matmul(a, b, method="limbs"), ring_matmul(a, b, method="numpy"))
     v = rng.integers(0, 2**64, 1500, dtype=np.uint64)
     assert np.array_equal(ring_matmul(a, v, method="limbs"), a @ v)
+
+
+NEAR_BOUND = st.one_of(
+    st.floats(2.0**47 - 2.0**10, 2.0**47 + 2.0**10),
+    st.floats(-(2.0**47) - 2.0**10, -(2.0**47) + 2.0**10),
+    st.floats(2.0**46, 2.0**48),
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(NEAR_BOUND, min_size=1, max_size=5))
+def test_encoding_near_the_bound_refuses_exactly_what_does_not_fit(values: list[float]) -> None:
+    """16 fractional bits: ``round(v * 2**16)`` must lie in ``[-2**63, 2**63)``; anything that
+    fits round-trips within half an ulp, anything that does not is refused (never wrapped)."""
+    arr = np.array(values)
+    scaled = np.rint(arr * 2.0**16)
+    fits = bool(np.all((scaled >= -(2.0**63)) & (scaled < 2.0**63)))
+    if not fits:
+        with pytest.raises(ValueError, match="within"):
+            encode_fixed(arr, 16)
+        return
+    back = decode_fixed(encode_fixed(arr, 16), 16)
+    assert np.all(np.abs(back - arr) <= 2.0**-17 + 2.0**-52 * np.abs(arr))
+    assert np.all(np.sign(back) == np.sign(arr))  # no wrap-around to the other sign

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
+from privfin.mpc.tensor import SharedTensor
 
 from ._setups import SETUPS, Setup
 
@@ -19,7 +20,9 @@ ULP = 2.0**-16
 RNG = np.random.default_rng(11)
 X = RNG.normal(size=(6, 5)) * 3
 Y = RNG.normal(size=(5, 4)) * 3
-V = np.concatenate([RNG.normal(size=40) * 50, [0.0, -ULP, ULP, 2.0**30, -(2.0**30)]])
+# The extremes keep ``v * 0.1`` (0.1 encoded with 20 bits) below the truncation bound 2**62.
+V = np.concatenate([RNG.normal(size=40) * 50, [0.0, -ULP, ULP, 2.0**28, -(2.0**28)]])
+MODERATE = np.abs(V) < 1000
 IA = RNG.integers(-(2**40), 2**40, size=30)
 JB = RNG.integers(-(2**20), 2**20, size=30)
 
@@ -46,6 +49,10 @@ def _program(ctx: Any, params: Any, inputs: Any) -> dict[str, Any]:
         "relu": F.relu(v).reveal("r"),
         "max": F.maximum(v, v * -0.5).reveal("r"),
         "sigmoid": F.sigmoid(v * 0.1).reveal("r"),
+        "sigmoid_poly": F.sigmoid(v * 0.1, "poly").reveal("r"),
+        "sigmoid_t1": F.sigmoid(v * 0.01, "t1").reveal("r"),
+        "min": F.minimum(v, v * -0.5).reveal("r"),
+        "abs": F.abs_(v).reveal("r"),
         "recip": F.reciprocal(x * x + 1).reveal("r"),
     }
     out["traffic"] = s.traffic()
@@ -76,7 +83,13 @@ def test_every_operation_matches_numpy(setup: Setup) -> None:
     assert np.abs(r["relu"] - np.maximum(V, 0)).max() <= ULP
     assert np.abs(r["max"] - np.maximum(V, -0.5 * V)).max() <= 2 * ULP
     expected = 1 / (1 + np.exp(np.clip(-0.1 * V, -700, 700)))
-    assert np.abs(r["sigmoid"] - expected).max() <= 2e-3
+    assert np.abs(r["sigmoid"] - expected).max() <= 1.1e-3  # piecewise with a dealer
+    assert np.abs(r["sigmoid_poly"] - expected).max() <= 2e-3
+    # local truncation fails with probability ~2**(l_x + 1 - 64): only moderate inputs here
+    t1 = r["sigmoid_t1"][MODERATE] - (0.5 + 0.00125 * V[MODERATE])
+    assert np.abs(t1).max() <= 4 * ULP
+    assert np.abs(r["min"] - np.minimum(V, -0.5 * V)).max() <= 2 * ULP
+    assert np.abs(r["abs"] - np.abs(V)).max() <= 2 * ULP
     assert np.abs(r["recip"] - 1 / (X * X + 1)).max() <= 2e-3
     # computing parties exchanged bytes; the result party received only revealed shares
     assert res["a"]["traffic"]["bytes_sent"] > 0
@@ -102,3 +115,34 @@ def test_reconstruct_share_and_beaver_product_are_exact(xs: list[int], data: Any
         assert np.array_equal(r["x"], x)
         with np.errstate(over="ignore"):
             assert np.array_equal(r["xy"], x * y)  # product modulo 2**64, exact
+
+
+def _trunc_program(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session.from_params(ctx, params)
+    x = s.share("a", inputs.get("x"), fixed=False)
+    wrapped = x + x  # ring addition: wraps modulo 2**64 exactly like int64
+    scaled = SharedTensor(s, x.share, x.shape, 16)  # the same ring elements read at scale 16
+    return {"t": s.truncate(scaled, 16).reveal("r"), "sum": wrapped.reveal("r")}
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(2**62 - 2**40, 2**62 - 1),
+            st.integers(-(2**62) + 1, -(2**62) + 2**40),
+            st.integers(-(2**20), 2**20),
+        ),
+        min_size=1,
+        max_size=16,
+    )
+)
+def test_truncation_and_addition_near_the_bound(xs: list[int]) -> None:
+    """Pair truncation is within [0, 1] ulp above ``floor(x / 2**16)`` for every ``|x| < 2**62``
+    (the documented bound), up to its edges; addition wraps like two's-complement int64."""
+    x = np.array(xs, dtype=np.int64)
+    r = SETUPS[0].run(_trunc_program, {"a": {"x": x}})["r"]
+    floor = x >> 16
+    assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
+    with np.errstate(over="ignore"):
+        assert np.array_equal(r["sum"], x + x)

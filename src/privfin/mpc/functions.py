@@ -136,7 +136,7 @@ SIGMOID_PW_KNOTS = (*tuple(-k for k in reversed(_HALF)), 0, *_HALF)
 SIGMOIDS = ("auto", "piecewise", "poly", "t1", "t3")
 
 
-def sigmoid(x: SharedTensor, method: str = "auto") -> SharedTensor:
+def sigmoid(x: SharedTensor, method: str = "auto", *, fast_compare: bool = False) -> SharedTensor:
     """The logistic function of ``x`` (at any scale ``x.frac_bits``; result at the session's
     ``f``).
 
@@ -155,12 +155,18 @@ def sigmoid(x: SharedTensor, method: str = "auto") -> SharedTensor:
       diverges beyond.
     * ``"auto"``: ``piecewise`` when the provider offers packed-bit material (the dealer),
       else ``poly`` (fewer comparisons on 0/1 ring elements).
+
+    ``fast_compare`` (piecewise only): compare ``x`` with the knots on the 32-bit window of
+    resolution ``2**-10`` (:meth:`~privfin.mpc.session.Session.msb_select` with ``window``):
+    a quarter of the AND material and one round less, max abs error 1.25e-3 (a value within
+    2**-10 below a knot may use the next segment's line), **valid only for |x| < 2**21**
+    (beyond, the result is garbage). SS-LR uses it for its logits ``x_b . w``.
     """
     s = x.session
     if method == "auto":
         method = "piecewise" if s.engine.packed_bits else "poly"
     if method == "piecewise":
-        return _sigmoid_piecewise(x)
+        return _sigmoid_piecewise(x, fast_compare)
     if x.frac_bits > s.frac_bits:
         x = x.rescale(s.frac_bits)
     if method == "poly":
@@ -177,7 +183,7 @@ _SLOPE_BITS = 16
 
 
 @ring_ops
-def _sigmoid_piecewise(z: SharedTensor) -> SharedTensor:
+def _sigmoid_piecewise(z: SharedTensor, fast_compare: bool) -> SharedTensor:
     s = z.session
     knots, slopes, consts = _PW
     k = len(knots)
@@ -188,8 +194,8 @@ def _sigmoid_piecewise(z: SharedTensor) -> SharedTensor:
     d_const = encode_fixed(np.diff(consts), scale).reshape(col)
     diffs = z.reshape(1, *z.shape) - knots.reshape(col)  # broadcast: (k, *shape)
     diffs = diffs.broadcast_to((k, *z.shape))
-    # Compare at resolution 2**-16 (window from bit frac_bits - 16): needs |z| < 2**15.
-    low = max(z.frac_bits - 16, 0)
+    # fast: compare at resolution 2**-10 (window from bit frac_bits - 10): |z| < 2**21.
+    low = max(z.frac_bits - 10, 0) if fast_compare else None
     mz, m = s.msb_select(diffs, z.reshape(1, *z.shape), window=low)
     below = None
     if mz.share is not None and m.share is not None:

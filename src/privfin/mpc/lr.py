@@ -54,13 +54,16 @@ def train_logistic(
     fit_intercept: bool = True,
     shuffle_seed: int | None = None,
     sigmoid: str = "auto",
+    average: bool = False,
 ) -> SharedTensor:
     """Minibatch gradient descent for logistic regression on shared ``x`` (n x d) and ``y``.
 
     Returns the shared weights (``d + 1`` with the intercept last if ``fit_intercept``).
     ``shuffle_seed`` is public (all parties must use the same batches). ``sigmoid`` is a
     method of :func:`privfin.mpc.functions.sigmoid` (``auto``: piecewise-linear with a
-    dealer, polynomial otherwise).
+    dealer, polynomial otherwise). ``average=True`` returns the average of the iterates of
+    the last epoch (Polyak-Ruppert averaging: local additions and one truncation), which
+    removes most of the minibatch noise of a constant learning rate.
 
     One iteration: ``z = X_b w`` (Beaver matmul, kept untruncated at scale 2f), the sigmoid
     (piecewise: one batched comparison fused with the segment products, one truncation),
@@ -79,7 +82,8 @@ def train_logistic(
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
-    for _ in range(epochs):
+    acc: SharedTensor | None = None
+    for epoch in range(epochs):
         s.ctx.cancel.raise_if_cancelled()
         if rng is not None:
             order = rng.permutation(n)
@@ -88,7 +92,7 @@ def train_logistic(
             xb = x[idx] if rng is not None else x[start : start + batch_size]
             yb = y[idx] if rng is not None else y[start : start + batch_size]
             z = s.matmul(xb, w, truncate=False)  # scale 2f
-            p = F.sigmoid(z, sigmoid)  # scale f
+            p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
             grad = s.matmul(xb.T, p - yb, truncate=False)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
             prod = grad * q  # integer product: the scale becomes 2f + sh
@@ -97,7 +101,11 @@ def train_logistic(
                 decay = w.rescale(2 * f) * round(learning_rate * l2 * 2.0**sh)
                 raw = raw + SharedTensor(s, decay.share, decay.shape, 2 * f + sh)
             w = w - s.truncate(raw, f + sh)
+            if average and epoch == epochs - 1:
+                acc = w if acc is None else acc + w
         task.advance()
+    if acc is not None:
+        return acc * (1.0 / len(range(0, n, batch_size)))
     return w
 
 
@@ -110,18 +118,24 @@ def plaintext_logistic(
     learning_rate: float = 0.5,
     l2: float = 0.0,
     fit_intercept: bool = True,
+    average: bool = False,
 ) -> np.ndarray:
     """The plaintext reference of :func:`train_logistic` (same schedule, exact sigmoid)."""
     n = x.shape[0]
     if fit_intercept:
         x = np.hstack([x, np.ones((n, 1))])
     w = np.zeros(x.shape[1])
-    for _ in range(epochs):
+    acc = np.zeros_like(w)
+    for epoch in range(epochs):
         for start in range(0, n, batch_size):
             xb, yb = x[start : start + batch_size], y[start : start + batch_size]
             p = 1.0 / (1.0 + np.exp(-(xb @ w)))
             q, sh = step_scale(learning_rate, len(xb))
             w = w - (q / 2.0**sh) * (xb.T @ (p - yb)) - learning_rate * l2 * w
+            if average and epoch == epochs - 1:
+                acc += w
+    if average:
+        return acc / len(range(0, n, batch_size))
     return w
 
 
@@ -143,6 +157,8 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
     sigmoid:
         ``auto`` (default), ``piecewise``, ``poly``, ``t1`` or ``t3`` (see
         :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds).
+    average:
+        Return the average of the last epoch's iterates (default false).
     reveal_model:
         ``true`` (default): result parties receive the coefficients. ``false``: the model stays
         secret-shared; each computing party returns (and stores as artifact ``ss_lr.w``) its
@@ -200,6 +216,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         fit_intercept=fit_intercept,
         shuffle_seed=params.get("shuffle_seed"),
         sigmoid=str(params.get("sigmoid", "auto")),
+        average=bool(params.get("average", False)),
     )
     ctx.metrics.set("ss_lr.rounds", float(s.engine.rounds))
     if not params.get("reveal_model", True):
