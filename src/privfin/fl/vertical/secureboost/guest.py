@@ -250,7 +250,11 @@ class _Guest:
                     cands = self._host_candidates(host, msg_h, layout, requested, totals)
                     for nd, cand in cands.items():
                         cur = choices[nd]
-                        if cand is not None and (cur is None or cand.gain > cur.cand.gain):
+                        # Host gains come from fixed-point sums: count near-ties (relative
+                        # 1e-6) as ties, which the earlier party (guest, then hosts) wins.
+                        if cand is not None and (
+                            cur is None or cand.gain > cur.cand.gain * (1 + 1e-6) + 1e-12
+                        ):
                             choices[nd] = _Choice(host, cand)
             # Ask hosts for the partitions of their splits (every host gets a request).
             go_left = np.zeros(self.n, dtype=bool)

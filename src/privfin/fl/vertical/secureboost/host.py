@@ -11,6 +11,7 @@ the GOSS sample, and the gains of its own splits.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,30 +77,56 @@ class _Host:
         self.model = HostModel(party=ctx.party, n_features=self.n_features)
 
     # ------------------------------------------------------------------ histograms
-    def _feature_hist(self, j: int, pos: npt.NDArray[np.int64], st: _TreeState) -> list[Any]:
-        f = int(self.perm[j])
-        slots = self.p.n_bins + 1
-        b = self.bins[st.rows[pos], f]
-        order = np.argsort(b, kind="stable")
+    def _bucket_sums(
+        self, keys: npt.NDArray[np.int64], pos: npt.NDArray[np.int64], st: _TreeState
+    ) -> tuple[list[int], list[Any]]:
+        """Homomorphic sum of the rows' ciphertexts per distinct key (sorted keys)."""
+        order = np.argsort(keys, kind="stable")
         sorted_pos = pos[order].tolist()
-        counts = np.bincount(b, minlength=slots).tolist()
+        uniq, counts = np.unique(keys[order], return_counts=True)
         cts = st.cts
         mod = self._mod
-        out: list[Any] = []
+        sums: list[Any] = []
         at = 0
         with gmpy2.context(allow_release_gil=True):
-            for c in counts:
-                acc = gmpy2.mpz(1)
-                for i in sorted_pos[at : at + c]:
+            for c in counts.tolist():
+                acc = cts[sorted_pos[at]]
+                for i in sorted_pos[at + 1 : at + c]:
                     acc = acc * cts[i] % mod
                 at += c
-                out.append(acc)
+                sums.append(acc)
+        return uniq.tolist(), sums
+
+    def _group_hist(
+        self, js: list[int], pos: npt.NDArray[np.int64], st: _TreeState
+    ) -> list[list[Any]]:
+        """Per-bin sums of one feature, or of a pair of features at once: the rows are first
+        summed per occupied (bin_a, bin_b) cell (one addition per row), then the cells are
+        added into both marginals (two additions per occupied cell), which saves close to half
+        of the additions when the cells are fewer than the rows."""
+        slots = self.p.n_bins + 1
+        rows = st.rows[pos]
+        cols = [self.bins[rows, int(self.perm[j])].astype(np.int64) for j in js]
+        keys = cols[0] if len(cols) == 1 else cols[0] * slots + cols[1]
+        uniq, sums = self._bucket_sums(keys, pos, st)
+        mod = self._mod
+        out: list[list[Any]] = [[gmpy2.mpz(1)] * slots for _ in js]
+        with gmpy2.context(allow_release_gil=True):
+            for key, total in zip(uniq, sums, strict=True):
+                if len(js) == 1:
+                    out[0][key] = total
+                    continue
+                a, b = divmod(key, slots)
+                out[0][a] = out[0][a] * total % mod
+                out[1][b] = out[1][b] * total % mod
         return out
 
     def _node_hist(
         self, pos: npt.NDArray[np.int64], st: _TreeState, pool: ThreadPoolExecutor
     ) -> list[list[Any]]:
-        return list(pool.map(lambda j: self._feature_hist(j, pos, st), range(self.n_features)))
+        groups = [list(range(j, min(j + 2, self.n_features))) for j in range(0, self.n_features, 2)]
+        parts = pool.map(lambda js: self._group_hist(js, pos, st), groups)
+        return [hist for part in parts for hist in part]
 
     def _derive(self, parent: list[list[Any]], child: list[list[Any]]) -> list[list[Any]]:
         mod = self._mod
@@ -118,6 +145,7 @@ class _Host:
         node_of_used = msg.node_of_row[st.rows]
         positions = {nd: np.flatnonzero(node_of_used == nd) for nd in nodes}
         hists: dict[int, list[list[Any]]] = {}
+        t0 = time.perf_counter()
         for nd in nodes:
             if nd in hists:
                 continue
@@ -132,6 +160,8 @@ class _Host:
                 hists[nd] = self._node_hist(positions[nd], st, pool)
         st.cache = hists
         st.built = set(nodes)
+        t1 = time.perf_counter()
+        self.ctx.metrics.add("secureboost.host.histogram_s", t1 - t0)
         # Cumulative sums over bins 0..n_bins-2 plus the missing slot, per feature.
         mod = self._mod
         nb = self.p.n_bins
@@ -148,6 +178,7 @@ class _Host:
             packed += compress(flat, self.pk, st.width, per_ct, executor=pool)
         fresh = self.pk.raw_obfuscate(packed, rng=self.rng, n_jobs=self.p.n_jobs)
         cts_per_node = -(-(self.n_features * nb) // per_ct) if nodes else 0
+        self.ctx.metrics.add("secureboost.host.compress_s", time.perf_counter() - t1)
         self.ctx.metrics.add("secureboost.host.histogram_ciphertexts", float(len(fresh)))
         return Histograms(
             tree=st.tree, depth=st.depth, nodes=msg.nodes, per_ct=per_ct,
@@ -202,7 +233,9 @@ class _Host:
                 self.ctx.cancel.raise_if_cancelled()
                 msg = ch.recv(self.guest, "cmd")
                 if isinstance(msg, TreeStart):
+                    t0 = time.perf_counter()
                     st = _TreeState(msg, self.pk, self.n_rows)
+                    self.ctx.metrics.add("secureboost.host.parse_s", time.perf_counter() - t0)
                 elif isinstance(msg, BuildHistograms) and st is not None:
                     ch.send(self.guest, "hist", self.build(msg, st, pool))
                 elif isinstance(msg, SplitRequest) and st is not None:
