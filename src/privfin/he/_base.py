@@ -214,13 +214,19 @@ class PublicKeyBase(ABC):
         with self._lock:
             if self._pool is not None and self._pool_jobs == jobs:
                 return self._pool
-        self.close()
         engine = self._engine()
-        engine.prepare()
+        engine.prepare()  # forked workers inherit the built tables
         with self._lock:
+            if self._pool is not None and self._pool_jobs == jobs:
+                return self._pool  # another thread was faster
+            old, old_finalizer = self._pool, self._pool_finalizer
             pool = _procs.make_pool(engine, jobs)
             self._pool, self._pool_jobs = pool, jobs
             self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False)
+        if old_finalizer is not None:
+            old_finalizer.detach()
+        if old is not None:
+            old.shutdown(wait=False)  # a batch still running on it (another thread) finishes
         return pool
 
     def close(self) -> None:
