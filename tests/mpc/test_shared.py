@@ -146,3 +146,30 @@ def test_truncation_and_addition_near_the_bound(xs: list[int]) -> None:
     assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
     with np.errstate(over="ignore"):
         assert np.array_equal(r["sum"], x + x)
+
+
+WIN = np.concatenate(
+    [RNG.normal(size=60) * 2.0 ** RNG.integers(-12, 14, 60), [0.0, -(2.0**-10), 2.0**-10, 3e4]]
+)
+
+
+def _window_program(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session.from_params(ctx, params)
+    w = s.share("b", inputs.get("w"))
+    y = s.share("a", inputs.get("y"))
+    by, b = s.msb_select(w, y, window=6)  # bits [6, 38) of w at scale 16: resolution 2**-10
+    exact_by, exact_b = s.msb_select(w, y)
+    return {k: t.reveal("r") for k, t in (("by", by), ("b", b), ("eb", exact_b), ("eby", exact_by))}
+
+
+def test_windowed_and_exact_bit_selection(setup: Setup) -> None:
+    y = RNG.normal(size=WIN.shape)
+    r = setup.run(_window_program, {"a": {"y": y}, "b": {"w": WIN}})["r"]
+    enc = np.rint(WIN * 2**16)
+    exact = (enc < 0).astype(np.int64)
+    assert np.array_equal(r["eb"], exact)
+    assert np.abs(r["eby"] - exact * y).max() <= ULP
+    # windowed: exact outside [-2**-10, 0), where it may read as non-negative
+    fuzzy = (enc < 0) & (enc >= -(2**6))
+    assert np.array_equal(r["b"][~fuzzy], exact[~fuzzy])
+    assert np.abs(r["by"] - r["b"] * y).max() <= ULP
