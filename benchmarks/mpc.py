@@ -73,28 +73,32 @@ def _online(kind: str, shape: Any, make: Any) -> dict[str, float]:
         s.engine.provider = pre  # type: ignore[assignment]
         x = s.share("a", inputs.get("x"), fixed=kind != "mul")
         y = s.share("a", inputs.get("y"), fixed=kind != "mul")
+        reps = 3 if kind == "mul" else 1  # best of 3 for the 1e6 products (noisy machine)
         t0 = time.perf_counter()
-        if kind == "mul":
-            pre.prefetch("mul_triple", shape)
-        else:
-            m, k = x.shape
-            pre.prefetch("matmul_triple", m, k, y.shape[1])
-            pre.prefetch("trunc_pair", (m, y.shape[1]), 16)
+        for _ in range(reps):
+            if kind == "mul":
+                pre.prefetch("mul_triple", shape)
+            else:
+                m, k = x.shape
+                pre.prefetch("matmul_triple", m, k, y.shape[1])
+                pre.prefetch("trunc_pair", (m, y.shape[1]), 16)
         t1 = time.perf_counter()
-        sent0 = ctx.channel.stats.bytes_sent
-        comm0 = s.engine.comm_seconds
-        t1 = time.perf_counter()
-        z = x * y if kind == "mul" else x @ y
-        t2 = time.perf_counter()
-        comm = s.engine.comm_seconds - comm0
-        return {
-            "offline": t1 - t0,
-            "online": t2 - t1,
-            "comm": comm,
-            "compute": t2 - t1 - comm,
-            "bytes": ctx.channel.stats.bytes_sent - sent0,
-            "z": z.share,
-        }
+        best: dict[str, Any] = {}
+        for _ in range(reps):
+            sent0 = ctx.channel.stats.bytes_sent
+            comm0 = s.engine.comm_seconds
+            t2 = time.perf_counter()
+            z = x * y if kind == "mul" else x @ y
+            t3 = time.perf_counter()
+            comm = s.engine.comm_seconds - comm0
+            if not best or t3 - t2 - comm < best["compute"]:
+                best = {
+                    "online": t3 - t2,
+                    "comm": comm,
+                    "compute": t3 - t2 - comm,
+                    "bytes": ctx.channel.stats.bytes_sent - sent0,
+                }
+        return {"offline": (t1 - t0) / reps, **best, "z": z.share}
 
     x, y = make()
     out = simulate(program, ROLES, inputs={"a": {"x": x, "y": y}}, settings=DEV, timeout=600)

@@ -194,9 +194,10 @@ class Engine:
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """Beaver multiplication of two shared arrays of ``shape`` (no truncation).
 
-        Online path: two subtractions into one send buffer, one opening (in place), then
-        ``z = c + e*(b + f) + f*a`` at the leader (``c + e*b + f*a`` elsewhere): three
-        multiplications and three additions over uint64, two temporaries."""
+        Online path: the two masked values are written into one send buffer, the opening is
+        reconstructed in place, then ``z_i = e*y_i + f*a_i + c_i`` at every party (summed over
+        the parties: ``e*y + f*a + a*b = x*y``): two multiplications and two additions over
+        uint64, one new array."""
         triple = self.provider.mul_triple(shape)
         if not self.is_compute:
             return None
@@ -209,13 +210,9 @@ class Engine:
         np.subtract(x, a, out=e)
         np.subtract(y, b, out=f)
         self.open_flat(buf, buf.size)
-        if self.is_leader:
-            t = np.add(b, f)
-            np.multiply(t, e, out=t)
-        else:
-            t = np.multiply(e, b)
-        z = np.multiply(f, a)
-        z += t
+        z = np.multiply(e, y)
+        f *= a
+        z += f
         z += c
         return z
 
