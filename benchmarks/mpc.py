@@ -232,6 +232,7 @@ def _ss_lr_http(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[dict[s
                         "auc": auc,
                         "auc_plain": plain,
                         "bytes": result.get("traffic", {}).get("bytes_sent", 0),
+                        "messages": result.get("traffic", {}).get("messages_sent", 0),
                     }
                 )
         finally:
@@ -378,6 +379,11 @@ def main() -> None:
                 "op": (
                     f"SS-LR {n_ss}x20 {ep} ep, {name} sigmoid, {where} "
                     f"(AUC {r['auc']:.4f} vs {r['auc_plain']:.4f})"
+                    + (
+                        f", {r['messages']} msgs, {1000 * r['total'] / r['messages']:.0f} ms/msg"
+                        if r.get("messages")
+                        else ""
+                    )
                 ),
                 "offline_s": None,
                 "online_s": r["total"],

@@ -167,6 +167,10 @@ def sigmoid(x: SharedTensor, method: str = "auto", *, fast_compare: bool = False
         method = "piecewise" if s.engine.packed_bits else "poly"
     if method == "piecewise":
         return _sigmoid_piecewise(x, fast_compare)
+    if method == "t1" and x.frac_bits > s.frac_bits:
+        # 0.125 x is a shift: one truncation from the product's scale straight to f
+        eighth = s.truncate(x, x.frac_bits - s.frac_bits + 3)
+        return eighth + 0.5
     if x.frac_bits > s.frac_bits:
         x = x.rescale(s.frac_bits)
     if method == "poly":
