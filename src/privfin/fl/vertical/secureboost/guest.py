@@ -60,6 +60,9 @@ __all__ = ["predict_raw", "run_guest_predict", "run_guest_train"]
 FloatArray = npt.NDArray[np.float64]
 
 
+_Hist = tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]
+
+
 @dataclass
 class _Choice:
     owner: str  # "" for the guest, else a host name
@@ -157,10 +160,12 @@ class _Guest:
         return layout
 
     # -------------------------------------------------------------------- host histograms
-    def _host_candidates(
+    def _host_hists(
         self, host: str, msg: Histograms, layout: GradientLayout, nodes: list[int],
         totals: dict[int, tuple[FloatArray, FloatArray, int]],
-    ) -> dict[int, SplitCandidate | None]:  # fmt: skip
+    ) -> dict[int, _Hist]:  # fmt: skip
+        """Decrypt and check one host's histograms: per node, cumulative (g, h, count) sums
+        per threshold in slots ``0..n_bins-2`` and the missing slot at ``n_bins``."""
         if msg.nodes.tolist() != nodes:
             raise ProtocolAbort("histograms for other nodes than requested", party=host)
         n_feat = self.host_features[host]
@@ -176,27 +181,33 @@ class _Guest:
         plain = self.sk.raw_decrypt(cts, n_jobs=self.p.n_jobs)
         self.ctx.metrics.add("secureboost.guest.decrypt_s", time.perf_counter() - t0)
         self.ctx.metrics.add("secureboost.guest.decryptions", float(len(cts)))
-        out: dict[int, SplitCandidate | None] = {}
+        out: dict[int, _Hist] = {}
         k = layout.n_outputs
         for i, nd in enumerate(nodes):
             chunk = plain[i * expected : (i + 1) * expected]
             gs, hs, cnt = layout.decode(chunk, msg.per_ct, per_node, party=host)
-            tg, th, tc = totals[nd]
             g3 = gs.reshape(n_feat, nb, k)
             h3 = hs.reshape(n_feat, nb, k)
             c2 = cnt.reshape(n_feat, nb)
-            cum_c, miss_c = c2[:, : nb - 1], c2[:, nb - 1]
-            if n_feat and (
-                np.any(np.diff(cum_c, axis=1) < 0) or np.any(cum_c[:, -1] + miss_c > tc)
-            ):
-                raise ProtocolAbort("inconsistent histogram counts (tampered?)", party=host)
             hg = np.zeros((n_feat, nb + 1, k))
             hh = np.zeros((n_feat, nb + 1, k))
             hc = np.zeros((n_feat, nb + 1), dtype=np.int64)
-            hg[:, : nb - 1], hh[:, : nb - 1], hc[:, : nb - 1] = g3[:, :-1], h3[:, :-1], cum_c
-            hg[:, nb], hh[:, nb], hc[:, nb] = g3[:, -1], h3[:, -1], miss_c
-            out[nd] = best_split(hg, hh, hc, tg, th, tc, self.tp, cumulative=True)
+            hg[:, : nb - 1], hh[:, : nb - 1], hc[:, : nb - 1] = g3[:, :-1], h3[:, :-1], c2[:, :-1]
+            hg[:, nb], hh[:, nb], hc[:, nb] = g3[:, -1], h3[:, -1], c2[:, -1]
+            self._check_counts(host, hc, totals[nd][2])
+            out[nd] = (hg, hh, hc)
         return out
+
+    def _check_counts(self, host: str, hc: npt.NDArray[np.int64], total: int) -> None:
+        nb = self.p.n_bins
+        cum, miss = hc[:, : nb - 1], hc[:, nb]
+        if hc.shape[0] and (
+            np.any(cum < 0)
+            or np.any(miss < 0)
+            or np.any(np.diff(cum, axis=1) < 0)
+            or np.any(cum[:, -1] + miss > total)
+        ):
+            raise ProtocolAbort("inconsistent histogram counts (tampered?)", party=host)
 
     # -------------------------------------------------------------------- one tree
     def _grow(
@@ -211,6 +222,7 @@ class _Guest:
         nodes: dict[int, GuestNode] = {}
         frontier = [0]
         leaves: list[int] = []
+        prev_hists: dict[int, dict[str, _Hist]] = {}
         for depth in range(p.max_depth):
             totals: dict[int, tuple[FloatArray, FloatArray, int]] = {}
             requested: list[int] = []
@@ -225,11 +237,24 @@ class _Guest:
             if not requested:
                 frontier = []
                 break
+            # Histogram subtraction at the guest: of two requested siblings whose parent's
+            # host histograms are known, hosts send only the smaller; the other is
+            # parent - smaller (in plaintext, after decryption).
+            send: list[int] = []
+            derive: dict[int, int] = {}
+            for nd in requested:
+                sib = nd + 1 if nd % 2 == 1 else nd - 1
+                if nd > 0 and sib in requested and (nd - 1) // 2 in prev_hists:
+                    small = nd if (totals[nd][2], nd) <= (totals[sib][2], sib) else sib
+                    if nd != small:
+                        derive[nd] = small
+                        continue
+                send.append(nd)
             if use_hosts:
                 active = np.where(np.isin(node_of_row, requested), node_of_row, -1)
                 msg = BuildHistograms(
                     tree=tree, depth=depth, node_of_row=active.astype(np.int32),
-                    nodes=np.array(requested, dtype=np.int32),
+                    nodes=np.array(send, dtype=np.int32),
                 )  # fmt: skip
                 ch.broadcast("cmd", msg, peers=self.hosts)
             choices: dict[int, _Choice | None] = {}
@@ -243,11 +268,22 @@ class _Guest:
                 t0 = time.perf_counter()
                 hists = ch.gather("hist", peers=self.hosts, expect=Histograms)
                 self.ctx.metrics.add("secureboost.guest.wait_hist_s", time.perf_counter() - t0)
+                level_hists: dict[str, dict[int, _Hist]] = {}
                 for host in self.hosts:
                     msg_h = hists[host]
                     if msg_h.tree != tree or msg_h.depth != depth:
                         raise ProtocolAbort("histograms out of sequence", party=host)
-                    cands = self._host_candidates(host, msg_h, layout, requested, totals)
+                    got = self._host_hists(host, msg_h, layout, send, totals)
+                    for nd, small in derive.items():
+                        pg, ph, pc = prev_hists[(nd - 1) // 2][host]
+                        sg, sh, sc = got[small]
+                        got[nd] = (pg - sg, ph - sh, pc - sc)
+                        self._check_counts(host, got[nd][2], totals[nd][2])
+                    level_hists[host] = got
+                    cands = {
+                        nd: best_split(*got[nd], *totals[nd], tp, cumulative=True)
+                        for nd in requested
+                    }
                     for nd, cand in cands.items():
                         cur = choices[nd]
                         # Host gains come from fixed-point sums: count near-ties (relative
@@ -280,6 +316,10 @@ class _Guest:
                         if c is not None and c.owner == host:
                             sel = node_of_row == nd
                             go_left[sel] = bits[sel]
+            if use_hosts:
+                prev_hists = {
+                    nd: {host: level_hists[host][nd] for host in self.hosts} for nd in requested
+                }
             nxt: list[int] = []
             for nd in requested:
                 c = choices[nd]

@@ -63,7 +63,6 @@ class _TreeState:
         self.node_of_row: npt.NDArray[np.int32] | None = None
         self.depth = -1
         self.built: set[int] = set()
-        self.cache: dict[int, list[list[Any]]] = {}
 
 
 class _Host:
@@ -128,14 +127,6 @@ class _Host:
         parts = pool.map(lambda js: self._group_hist(js, pos, st), groups)
         return [hist for part in parts for hist in part]
 
-    def _derive(self, parent: list[list[Any]], child: list[list[Any]]) -> list[list[Any]]:
-        mod = self._mod
-        with gmpy2.context(allow_release_gil=True):
-            return [
-                [a * gmpy2.invert(b, mod) % mod for a, b in zip(pf, cf, strict=True)]
-                for pf, cf in zip(parent, child, strict=True)
-            ]
-
     def build(self, msg: BuildHistograms, st: _TreeState, pool: ThreadPoolExecutor) -> Histograms:
         if msg.tree != st.tree or msg.depth != st.depth + 1 or msg.node_of_row.size != self.n_rows:
             raise ProtocolAbort("histogram request out of sequence", party=self.guest)
@@ -143,23 +134,11 @@ class _Host:
         st.node_of_row = msg.node_of_row
         nodes = [int(x) for x in msg.nodes.tolist()]
         node_of_used = msg.node_of_row[st.rows]
-        positions = {nd: np.flatnonzero(node_of_used == nd) for nd in nodes}
-        hists: dict[int, list[list[Any]]] = {}
         t0 = time.perf_counter()
-        for nd in nodes:
-            if nd in hists:
-                continue
-            sib = nd + 1 if nd % 2 == 1 else nd - 1
-            parent = (nd - 1) // 2
-            if nd > 0 and sib in positions and parent in st.cache:
-                small, big = (nd, sib) if positions[nd].size <= positions[sib].size else (sib, nd)
-                hists[small] = self._node_hist(positions[small], st, pool)
-                hists[big] = self._derive(st.cache[parent], hists[small])
-                self.ctx.metrics.add("secureboost.host.derived_nodes")
-            else:
-                hists[nd] = self._node_hist(positions[nd], st, pool)
-        st.cache = hists
-        st.built = set(nodes)
+        hists = {nd: self._node_hist(np.flatnonzero(node_of_used == nd), st, pool) for nd in nodes}
+        # Splits may be requested for any node with rows (the guest derives the histogram of
+        # the larger sibling itself).
+        st.built = {int(x) for x in np.unique(msg.node_of_row).tolist() if x >= 0}
         t1 = time.perf_counter()
         self.ctx.metrics.add("secureboost.host.histogram_s", t1 - t0)
         # Cumulative sums over bins 0..n_bins-2 plus the missing slot, per feature.
