@@ -194,3 +194,17 @@ def test_rows_in_matches_isin_including_prefix_collisions() -> None:
     assert np.array_equal(common.rows_in(needles, hay2), expected2)
     assert common.rows_in(needles[:0], hay).shape == (0,)
     assert not common.rows_in(needles, hay[:0]).any()
+
+
+def test_component_reports_phase_timings() -> None:
+    out = run_simulation(
+        psi_component,
+        {"r": ("receiver",), "s": ("sender",)},
+        params={"normalize": "exact"},
+        inputs={"r": {"ids": ["a", "b"]}, "s": {"ids": ["b", "c"]}},
+        component_name="psi",
+    )
+    stats = out["r"]["stats"]
+    for phase in ("prepare_ids", "own_hash_blind_send", "peer_recv_reblind", "match", "total"):
+        assert stats[f"psi.seconds.{phase}"] >= 0.0
+    assert "psi.seconds.peer_recv_reblind_send" in out["s"]["stats"]

@@ -74,6 +74,8 @@ def psi(
     for name, file in parties:
         result = outputs[name]
         summary[name] = {"size": result["size"]}
+        if result.get("stats"):  # the party's phase timings and counters
+            summary[name]["stats"] = result["stats"]
         if "traffic" in result:  # node runs: the party's channel statistics
             summary[name]["traffic"] = result["traffic"]
         if result["rows"] is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,8 @@ def psi_component(
         ``{"ids", "keys", "rows", "size", "table"}``: the party's own intersecting ids (as
         given), normalised keys, input rows, the size and aligned table rows, all in the agreed
         order; ``ids``/``keys``/``rows`` are ``None`` where the party learns only the size or
-        nothing (then ``size`` is ``None`` too).
+        nothing (then ``size`` is ``None`` too). ECDH runs add ``"stats"``: this party's own
+        phase timings (``psi.seconds.*``) and counters, kept local.
 
     Security
     --------
@@ -171,12 +173,18 @@ def psi_component(
         from privfin.psi.unbalanced.component import run_unbalanced
 
         return run_unbalanced(ctx, p, params, inputs, _prepare)
+    t0 = time.perf_counter()
     prepared, table = _prepare(inputs, p)
+    ctx.metrics.add("psi.seconds.prepare_ids", time.perf_counter() - t0)
     if len(parties) < 2:
         raise ConfigError("psi needs at least two parties")
     if len(parties) == 2:
-        return _two_party(ctx, p, prepared, table, parties)
-    return _n_party(ctx, p, prepared, table, parties)
+        out = _two_party(ctx, p, prepared, table, parties)
+    else:
+        out = _n_party(ctx, p, prepared, table, parties)
+    ctx.metrics.add("psi.seconds.total", time.perf_counter() - t0)
+    out["stats"] = {k: v for k, v in ctx.metrics.snapshot().items() if k.startswith("psi.")}
+    return out
 
 
 def _two_party(
@@ -214,7 +222,10 @@ def _two_party(
         out = got
     if isinstance(out, int):
         return _nothing(out)
-    return aligned_output(prepared, out, table)
+    t = time.perf_counter()
+    aligned = aligned_output(prepared, out, table)
+    ctx.metrics.add("psi.seconds.align_output", time.perf_counter() - t)
+    return aligned
 
 
 def _n_party(

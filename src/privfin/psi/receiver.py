@@ -7,6 +7,7 @@ receiver's order; the receiver computes ``a·(b·H(y))`` and matches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,8 +62,11 @@ def run_receiver(
     n_s = handshake(ctx, protocol, params, n_r, [sender])[sender]
     key = blinding_key(ctx, f"psi.{protocol}.receiver.key")
     dst = hash_domain(ctx, "ecdh")
+    t0 = time.perf_counter()
     sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     ctx.metrics.add("psi.points_sent", float(sent))
+    t1 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.own_hash_blind_send", t1 - t0)
 
     # a·(b·H(y)) for the sender's items, fingerprinted.
     incoming = recv_stream(ctx, sender, "b", n_s, POINT_BYTES)
@@ -71,8 +75,13 @@ def run_receiver(
     for blinded in blind_stream(ctx, key, incoming, sender, "psi.reblind", n_s):
         fb[pos : pos + blinded.shape[0]] = fingerprints(blinded)
         pos += blinded.shape[0]
+    t2 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.peer_recv_reblind", t2 - t1)
     fab = collect(recv_stream(ctx, sender, "ab", n_r, FINGERPRINT_BYTES), n_r, FINGERPRINT_BYTES)
+    t3 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.wait_double_blinded", t3 - t2)
     mine = rows_in(fab, fb)
+    ctx.metrics.add("psi.seconds.match", time.perf_counter() - t3)
     if cardinality_only:
         size = int(np.count_nonzero(mine))
         if reveal_to_sender:

@@ -3,6 +3,7 @@ intersection is revealed to it too)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -62,8 +63,11 @@ def run_sender(
     key = blinding_key(ctx, f"psi.{protocol}.sender.key")
     dst = hash_domain(ctx, "ecdh")
     perm = random_permutation(ctx.random, n_s)
+    t0 = time.perf_counter()
     own = hash_and_blind(ctx, key, prepared, dst, "psi.blind", perm)
     sent = send_stream(ctx, receiver, "b", own)
+    t1 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.own_hash_blind_send", t1 - t0)
     incoming = recv_stream(ctx, receiver, "a", n_r, POINT_BYTES)
     blinded = blind_stream(ctx, key, incoming, receiver, "psi.reblind", n_r)
     if cardinality_only:
@@ -73,6 +77,7 @@ def run_sender(
     else:
         sent += send_stream(ctx, receiver, "ab", _fingerprint_chunks(blinded))
     ctx.metrics.add("psi.points_sent", float(sent))
+    ctx.metrics.add("psi.seconds.peer_recv_reblind_send", time.perf_counter() - t1)
     if not reveal_to_sender:
         return None
     if cardinality_only:
