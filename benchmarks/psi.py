@@ -46,7 +46,9 @@ if proc.returncode:
 summary = json.loads(proc.stdout.strip().splitlines()[-1])
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 sent = sum(int(v.get("traffic", {}).get("bytes_sent", 0)) for v in summary.values())
-print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": summary["alice"]["size"]}))
+stats = {p: v.get("stats", {}) for p, v in summary.items()}
+print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": summary["alice"]["size"],
+                  "stats": stats}))
 """
 
 OURS_UNBALANCED = r"""
@@ -76,6 +78,43 @@ t = time.perf_counter(); out = run(); online = time.perf_counter() - t
 print(json.dumps({"offline": offline, "first": first, "online": online,
                   "found": out["client"]["size"], "rss": rss_offline,
                   "filter_bytes": int(server.filter.values.nbytes)}))
+"""
+
+BREAKDOWN = r"""
+import json, sys, time
+import numpy as np
+from privfin.crypto import ristretto as r
+from privfin.crypto.random import SystemRandom
+from privfin.federation import codec
+from privfin.psi.common import rows_in
+from privfin.psi.ids import prepare_ids
+from privfin.psi.messages import Chunk
+m = int(sys.argv[1])
+ids = [f"user-{i:09d}" for i in range(m)]
+dst = b"privfin/psi/v1/ecdh/bench/psi"
+key = r.BlindingKey.generate(SystemRandom()).secret_bytes_for_checkpoint()
+out = {}
+def timed(name, fn, per):
+    c = time.process_time(); t = time.perf_counter(); res = fn(); w = time.perf_counter() - t
+    out[name] = {"us_per_item": 1e6 * w / per,
+                 "cpu_us_per_item": 1e6 * (time.process_time() - c) / per}
+    return res
+p = timed("prepare_ids", lambda: prepare_ids(ids, "trim"), m)
+data, ends = p.packed()
+items = [ids[i].encode() for i in range(m)]
+timed("xmd_sha512", lambda: r._uniform_many(items, dst), m)
+pts = timed("hash_to_group", lambda: r.hash_blind_packed(None, data, ends, dst), m)
+timed("hash_and_blind", lambda: r.hash_blind_packed(key, data, ends, dst), m)
+timed("scalarmult", lambda: r.scalarmult_batch(key, pts), m)
+chunk = Chunk(offset=0, rows=np.ascontiguousarray(pts[:32768]))
+reps = 20
+enc = timed("codec_encode", lambda: [codec.encode(chunk) for _ in range(reps)][0], reps * 32768)
+timed("codec_decode", lambda: [codec.decode(enc) for _ in range(reps)], reps * 32768)
+rng = np.random.default_rng(0)
+fb = rng.integers(0, 256, (1_000_000, 16), dtype=np.uint8)
+fab = np.concatenate([fb[:500_000], rng.integers(0, 256, (500_000, 16), dtype=np.uint8)])
+timed("match_1M_x_1M", lambda: rows_in(fab, fb), 1_000_000)
+print(json.dumps(out))
 """
 
 OPENMINED = r"""
@@ -179,6 +218,14 @@ def _ours(n: int, tmp: Path) -> dict[str, Any]:
     )
     assert res["found"] == n // 2, res
     res["load"] = f"{before} -> {_load()}"
+    phases = [
+        {"party": party, "phase": k.removeprefix("psi.seconds."), "seconds": v}
+        for party, st in res.get("stats", {}).items()
+        for k, v in st.items()
+        if k.startswith("psi.seconds.")
+    ]
+    if phases:
+        print_table(f"privfin phases at {n:,} x {n:,} ({res['load']})", phases)
     return res
 
 
@@ -220,6 +267,39 @@ def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _breakdown(m: int) -> None:
+    """Per-item cost of each stage on one core, and what 1M x 1M needs of each (core-s)."""
+    before = _load()
+    res = dict(run_peer(Path(sys.executable), BREAKDOWN, str(m)))
+    # per 1M x 1M run (both parties): prepare 2M ids, hash+blind 2M own items, 2M re-blinds,
+    # 4M points + 2M fingerprints through the codec, one 1M x 1M match
+    counts = {
+        "prepare_ids": 2e6,
+        "xmd_sha512": 2e6,
+        "hash_to_group": 2e6,
+        "hash_and_blind": 2e6,
+        "scalarmult": 2e6,
+        "codec_encode": 3e6,
+        "codec_decode": 3e6,
+        "match_1M_x_1M": 1e6,
+    }
+    rows = [
+        {
+            "stage": k,
+            "us_per_item": v["us_per_item"],
+            "cpu_us_per_item": v["cpu_us_per_item"],
+            "core_s_1Mx1M": v["cpu_us_per_item"] * counts[k] / 1e6,
+            "load": f"{before} -> {_load()}",
+        }
+        for k, v in res.items()
+    ]
+    print_table(
+        f"per-item costs, one core, {m:,} items (hash_and_blind includes hash_to_group)", rows
+    )
+    for row in rows:
+        emit(f"psi.cost.{row['stage']}", "us", row["cpu_us_per_item"], None, "", False, "1 core")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="20k x 20k only, under a minute")
@@ -233,11 +313,16 @@ def main() -> None:
     )
     ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
     ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
+    ap.add_argument(
+        "--breakdown", type=int, default=0, help="per-operation costs on N items, one core"
+    )
     args = ap.parse_args()
     sizes = [20_000] if args.quick else [100_000, 1_000_000]
     if args.sizes:
         sizes = [] if args.sizes == "none" else [int(float(x)) for x in args.sizes.split(",")]
     print(f"# psi benchmark on {machine()}; shared machine, timings are noisy", file=sys.stderr)
+    if args.breakdown:
+        _breakdown(args.breakdown)
     rows: list[dict[str, Any]] = []
     spu_py = om_py = None
     if not args.no_peers:
