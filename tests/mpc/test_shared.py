@@ -51,6 +51,10 @@ def _program(ctx: Any, params: Any, inputs: Any) -> dict[str, Any]:
         "sigmoid": F.sigmoid(v * 0.1).reveal("r"),
         "sigmoid_poly": F.sigmoid(v * 0.1, "poly").reveal("r"),
         "sigmoid_t1": F.sigmoid(v * 0.01, "t1").reveal("r"),
+        "sigmoid_t1_2f": F.sigmoid(
+            s.matmul(v.reshape(-1, 1), s.public(np.full((1, 1), 0.01)), truncate=False).reshape(-1),
+            "t1",
+        ).reveal("r"),
         "min": F.minimum(v, v * -0.5).reveal("r"),
         "abs": F.abs_(v).reveal("r"),
         "recip": F.reciprocal(x * x + 1).reveal("r"),
@@ -88,6 +92,9 @@ def test_every_operation_matches_numpy(setup: Setup) -> None:
     # local truncation fails with probability ~2**(l_x + 1 - 64): only moderate inputs here
     t1 = r["sigmoid_t1"][MODERATE] - (0.5 + 0.00125 * V[MODERATE])
     assert np.abs(t1).max() <= 4 * ULP
+    c = np.rint(0.01 * 2**16) / 2**16  # the public 0.01 at 16 fractional bits
+    t1_2f = r["sigmoid_t1_2f"][MODERATE] - (0.5 + 0.125 * c * V[MODERATE])
+    assert np.abs(t1_2f).max() <= 4 * ULP
     assert np.abs(r["min"] - np.minimum(V, -0.5 * V)).max() <= 2 * ULP
     assert np.abs(r["abs"] - np.abs(V)).max() <= 2 * ULP
     assert np.abs(r["recip"] - 1 / (X * X + 1)).max() <= 2e-3

@@ -169,8 +169,8 @@ def sigmoid(x: SharedTensor, method: str = "auto", *, fast_compare: bool = False
         return _sigmoid_piecewise(x, fast_compare)
     if method == "t1" and x.frac_bits > s.frac_bits:
         # 0.125 x is a shift: one truncation from the product's scale straight to f
-        eighth = s.truncate(x, x.frac_bits - s.frac_bits + 3)
-        return eighth + 0.5
+        cut = s.truncate(x, x.frac_bits - s.frac_bits + 3)  # labelled at scale f - 3
+        return SharedTensor(s, cut.share, cut.shape, s.frac_bits) + 0.5  # it is x/8 at f
     if x.frac_bits > s.frac_bits:
         x = x.rescale(s.frac_bits)
     if method == "poly":
