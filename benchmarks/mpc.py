@@ -5,7 +5,8 @@ Usage: ``python benchmarks/mpc.py [--quick] [--no-peer]``. Every figure is one r
 machine (2 cores shared with other work: timings are noisy). Our figures run 2 computing
 parties in threads over the in-memory transport with a dealer inside the computing parties
 (SEMI2K's trusted-first-party model); "online" excludes generating the correlated randomness,
-"total" includes it. Bytes are what one computing party sent. "compute" is online time minus
+"total" includes it. Bytes are what one computing party sent. The 1e6 products are the best of
+3 (by compute) of one process. "compute" is online time minus
 the time spent in openings' send + receive ("comm": encoding, in-memory transport, waiting for
 the peer thread). SS-LR also runs between two local node processes over HTTPS with mutual TLS
 (``cluster_up``), timed from submit to both parties' results.

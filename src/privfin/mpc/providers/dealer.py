@@ -38,7 +38,9 @@ _ONE = np.uint64(1)
 
 
 class DealerProvider:
-    """Dealer-generated Beaver triples, matmul triples, truncation pairs and random bits.
+    """Dealer-generated Beaver triples, matmul triples, truncation pairs, random bits, and the
+    packed-bit material of comparisons: boolean AND triples on 64-bit words, edaBits, daBits
+    and daBit triples (XOR-shared components are corrected by XOR instead of subtraction).
 
     Parameters
     ----------
