@@ -229,3 +229,24 @@ def test_ou_scheme_matches_reference(mode: str) -> None:
               "class_weight": "balanced"}  # fmt: skip
     out = run(params, xg, xs, y)
     reference(params, xg, xs, y, out)
+
+
+def test_joint_scoring_hides_each_hosts_partial_score() -> None:
+    from privfin.fl.vertical.scoring import FRAC_BITS, vertical_lr_scoring
+
+    rng = np.random.default_rng(4)
+    xs = {p: rng.normal(size=(20, 2)) for p in ("bank", "h1", "h2")}
+    coef = {p: rng.normal(size=2) for p in xs}
+    hub = MemoryHub()
+    out = simulate(
+        vertical_lr_scoring, {"bank": ["guest"], "h1": ["host"], "h2": ["host"]}, hub=hub,
+        inputs={p: {"X": x, "coef": coef[p], **({"intercept": 0.3} if p == "bank" else {})}
+                for p, x in xs.items()},
+    )  # fmt: skip
+    z = sum(xs[p] @ coef[p] for p in xs) + 0.3
+    np.testing.assert_allclose(out["bank"]["z"], z, atol=1e-6)
+    assert out["h1"]["score"] is None
+    for host in ("h1", "h2"):
+        u = np.rint(np.ldexp(xs[host] @ coef[host], FRAC_BITS)).astype(np.int64)
+        sent = b"".join(p for k, p in hub.wire if k.sender == host and k.receiver == "bank")
+        assert u[:4].tobytes() not in sent and u[0].tobytes() not in sent
