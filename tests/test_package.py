@@ -76,3 +76,17 @@ def test_simulate_command_runs_a_registered_component(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if x.startswith("a: "))
     assert json.loads(line[3:])["totals"] == [7, 1, 9]
+
+
+def test_every_registered_component_resolves() -> None:
+    from privfin.errors import ConfigError
+    from privfin.jobs.registry import COMPONENTS, get_component
+
+    for name in COMPONENTS:
+        assert callable(get_component(name))
+    try:
+        get_component("no_such_component")
+    except ConfigError as exc:
+        assert "known components" in str(exc)
+    else:
+        raise AssertionError("an unknown component must raise ConfigError")

@@ -18,6 +18,11 @@ COMPONENTS: dict[str, str] = {
     "psi": "privfin.psi.component:psi_component",
     "mpc_stats": "privfin.mpc.stats:mpc_stats",
     "ss_lr": "privfin.mpc.lr:ss_lr",
+    "hetero_lr": "privfin.fl.vertical.hetero_lr.component:hetero_lr_component",
+    "hetero_binning": "privfin.fl.vertical.binning.component:hetero_binning_component",
+    "hetero_pearson": "privfin.fl.vertical.binning.pearson:hetero_pearson_component",
+    "vertical_scaling": "privfin.fl.vertical.binning.scaling:vertical_scaling_component",
+    "vertical_lr_scoring": "privfin.fl.vertical.scoring:vertical_lr_scoring",
 }
 
 
