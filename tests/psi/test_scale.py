@@ -208,3 +208,12 @@ def test_component_reports_phase_timings() -> None:
     for phase in ("prepare_ids", "own_hash_blind_send", "peer_recv_reblind", "match", "total"):
         assert stats[f"psi.seconds.{phase}"] >= 0.0
     assert "psi.seconds.peer_recv_reblind_send" in out["s"]["stats"]
+
+
+def test_long_chunk_is_added_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ids, "ADD_STEP", 3)
+    values = ["a", "b", "a", "c", None, "b", "d", "e", "a"]
+    p = prepare_ids(values, "exact")
+    keys, originals, rows = _reference(values, "exact")
+    assert list(p.keys) == keys and p.rows.tolist() == rows
+    assert p.n_input == len(values) and p.n_duplicates == 3 and p.n_missing == 1

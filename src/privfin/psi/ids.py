@@ -20,6 +20,7 @@ id string, so outputs can return the party's own rows.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import operator
 import unicodedata
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 U64 = npt.NDArray[np.uint64]
+#: Ids normalised and deduplicated per step of :meth:`PreparedIds.add`.
+ADD_STEP = 65_536
 
 
 def _exact(value: str) -> str:
@@ -238,7 +241,16 @@ class PreparedIds:
 
     # ------------------------------------------------------------------ building
     def add(self, values: Iterable[object]) -> None:
-        """Add a chunk of raw ids (rows continue from the previous chunk)."""
+        """Add a chunk of raw ids (rows continue from the previous chunk); a long chunk is
+        taken :data:`ADD_STEP` ids at a time, so transient Python objects stay bounded."""
+        it = iter(values)
+        while True:
+            part = list(itertools.islice(it, ADD_STEP))
+            if not part:
+                return
+            self._add(part)
+
+    def _add(self, values: list[object]) -> None:
         norm = normalizer(self.normalize)
         drop_empty = self.normalize != "exact"
         enc: list[bytes] = []
