@@ -9,6 +9,9 @@ Peers (installed into benchmarks/.venvs/ on first use):
   127.0.0.1 (brpc link).
 * ``openmined-psi==2.0.6``: client and server in one process (ECDH over P-256, raw set).
 
+``cpu_s`` is user+system CPU of all processes of a run (core-seconds): less sensitive to the
+load of a shared machine than wall time.
+
 privfin runs as ``privfin psi`` (the CLI): one node process per party over mutual TLS on
 127.0.0.1, each with its default process-pool compute backend; the wall time is the whole CLI
 run (node start, CSV load, protocol, aligned output written), bytes are the parties' channel
@@ -44,11 +47,13 @@ wall = time.perf_counter() - t
 if proc.returncode:
     raise SystemExit(proc.stderr[-2000:])
 summary = json.loads(proc.stdout.strip().splitlines()[-1])
-rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+rss = ru.ru_maxrss * 1024
+cpu = ru.ru_utime + ru.ru_stime
 sent = sum(int(v.get("traffic", {}).get("bytes_sent", 0)) for v in summary.values())
 stats = {p: v.get("stats", {}) for p, v in summary.items()}
 print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": summary["alice"]["size"],
-                  "stats": stats}))
+                  "stats": stats, "cpu": cpu}))
 """
 
 OURS_UNBALANCED = r"""
@@ -132,8 +137,10 @@ resp = s.ProcessRequest(req)
 inter = c.GetIntersection(setup, resp)
 wall = time.perf_counter() - t
 sent = setup.ByteSize() + req.ByteSize() + resp.ByteSize()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": len(inter)}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+rss = ru.ru_maxrss * 1024
+print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": len(inter),
+                  "cpu": ru.ru_utime + ru.ru_stime}))
 """
 
 SPU_PARTY = r"""
@@ -172,8 +179,9 @@ for name in ("GetStats", "get_stats"):
         except Exception:
             pass
 lctx.stop_link()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"wall": wall, "bytes": sent, "rss": rss,
+ru = resource.getrusage(resource.RUSAGE_SELF)
+rss = ru.ru_maxrss * 1024
+print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "cpu": ru.ru_utime + ru.ru_stime,
                   "found": int(getattr(report, "intersection_count", -1))}))
 """
 
@@ -263,6 +271,7 @@ def _spu(python: Path, n: int, proto: str, tmp: Path) -> dict[str, Any]:
         "wall": max(o["wall"] for o in outs),
         "bytes": None if None in sent else sum(sent),
         "rss": max(o["rss"] for o in outs),
+        "cpu": sum(o["cpu"] for o in outs),
         "load": f"{before} -> {_load()}",
     }
 
@@ -346,6 +355,7 @@ def main() -> None:
                     "n": n,
                     "wall_s": ours["wall"],
                     "MB_sent": ours["bytes"] / 1e6,
+                    "cpu_s": ours["cpu"],
                     "peak_RSS_MB": ours["rss"] / 1e6,
                     "load": ours["load"],
                 }
@@ -373,11 +383,14 @@ def main() -> None:
                         "n": n,
                         "wall_s": res["wall"],
                         "MB_sent": mb,
+                        "cpu_s": res.get("cpu"),
                         "peak_RSS_MB": res["rss"] / 1e6,
                         "load": res.get("load", ""),
                     }
                 )
                 emit("psi.ecdh.wall", "s", ours["wall"], res["wall"], name, False, size)
+                if res.get("cpu"):
+                    emit("psi.ecdh.cpu", "core-s", ours["cpu"], res["cpu"], name, False, size)
             if not peers:
                 emit("psi.ecdh.wall", "s", ours["wall"], None, "", False, size)
             emit("psi.ecdh.peak_rss", "MB", ours["rss"] / 1e6, None, "", False, size + " (party)")
