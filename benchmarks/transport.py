@@ -2,7 +2,9 @@
 
 Measures, from party ``bank_a``'s transport to ``bank_b``'s node, the time until a payload is
 durably stored in ``bank_b``'s mailbox: MB/s for 1 MiB and 64 MiB payloads (64 MiB travels in
-4 MiB chunks), and messages/s for small (100-byte) messages sent one after the other.
+4 MiB chunks), and messages/s for small (100-byte) messages sent one after the other; then the
+round-trip time of the ``ping`` diagnostic component between the two node processes (what one
+protocol round costs).
 No peer is installed for this figure: the issue names none (FATE's and SecretFlow's transports
 need their whole platforms); the JSON lines carry ``peer: null``.
 
@@ -90,6 +92,37 @@ def main() -> None:
                 "100 B, sequential, mTLS loopback",
             )
             transport.close()
+            rounds = 100 if args.quick else 500
+            spec = {
+                "job": "ping",
+                "component": "ping",
+                "roles": {"bank_a": ["x"], "bank_b": ["x"]},
+                "params": {"rounds": rounds, "size": 64},
+            }
+            for party in ("bank_a", "bank_b"):
+                with cluster.client(party) as client:
+                    client.submit(spec)
+            with cluster.client("bank_a") as client:
+                ping = client.wait("ping", timeout=600)["result"]["output"]
+            rows.append(
+                {
+                    "what": "round trip (64 B each way), median",
+                    "value": ping["rtt_ms_median"],
+                    "unit": "ms",
+                }
+            )
+            rows.append(
+                {"what": "round trip, 90th percentile", "value": ping["rtt_ms_p90"], "unit": "ms"}
+            )
+            emit(
+                "transport.http.rtt_median",
+                "ms",
+                ping["rtt_ms_median"],
+                None,
+                "none named",
+                False,
+                f"{rounds} ping-pongs between two node processes, mTLS loopback",
+            )
         finally:
             cluster.down()
     print_table(f"HTTP transport over mutual TLS ({machine()})", rows)

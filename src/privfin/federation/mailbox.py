@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from sqlalchemy import (
@@ -36,6 +37,8 @@ from privfin.errors import ProtocolAbort
 from privfin.federation.transport import CancelToken, MessageKey, raise_timeout
 
 __all__ = ["Mailbox", "MessageConflict"]
+
+_RECENT_LIMIT = 256 * 1024 * 1024
 
 _meta = MetaData()
 _KEY_COLS = ("job", "component", "tag", "sender", "receiver", "seq")
@@ -109,6 +112,18 @@ class Mailbox:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _meta.create_all(self.engine)
         self._cond = threading.Condition()
+        # Messages stored by this process, kept until read once: a waiter in the same process
+        # (the node's job threads) gets them without a database read. Bounded; the database
+        # stays the source of truth.
+        self._recent: OrderedDict[MessageKey, bytes] = OrderedDict()
+        self._recent_bytes = 0
+
+    def _remember(self, key: MessageKey, payload: bytes) -> None:
+        self._recent[key] = payload
+        self._recent_bytes += len(payload)
+        while self._recent_bytes > _RECENT_LIMIT and self._recent:
+            _, old = self._recent.popitem(last=False)
+            self._recent_bytes -= len(old)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -136,6 +151,7 @@ class Mailbox:
                         received_at=int(time.time()),
                     )
                 )
+            self._remember(key, payload)
             self._cond.notify_all()
         return True
 
@@ -189,6 +205,7 @@ class Mailbox:
                     )
                 )
                 conn.execute(delete(chunks).where(chunks.c.path == path))
+            self._remember(key, payload)
             self._cond.notify_all()
         return True
 
@@ -218,20 +235,29 @@ class Mailbox:
         return None if row is None else (str(row[0]), str(row[1]))
 
     def wait(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
-        """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort."""
+        """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort.
+
+        Checking and waiting happen under the same lock that :meth:`put` holds while storing,
+        so a message stored in this process wakes the waiter at once (no lost wake-up); a
+        message stored by another process is seen within 0.25 s.
+        """
         deadline = time.monotonic() + timeout
-        while True:
-            payload = self.get(key)
-            if payload is not None:
-                return payload
-            why = self.aborted(key.job)
-            if why is not None:
-                raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
-            cancel.raise_if_cancelled()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise_timeout(key, timeout)
-            with self._cond:
+        with self._cond:
+            while True:
+                payload = self._recent.pop(key, None)
+                if payload is not None:
+                    self._recent_bytes -= len(payload)
+                    return payload
+                payload = self.get(key)
+                if payload is not None:
+                    return payload
+                why = self.aborted(key.job)
+                if why is not None:
+                    raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
+                cancel.raise_if_cancelled()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise_timeout(key, timeout)
                 self._cond.wait(min(remaining, 0.25))
 
     def count(self, job: str | None = None) -> int:

@@ -14,6 +14,7 @@ from privfin.runtime import Component
 __all__ = ["COMPONENTS", "get_component"]
 
 COMPONENTS: dict[str, str] = {
+    "ping": "privfin.jobs.diagnostics:ping_component",
     "exposure": "privfin.mpc.exposure.component:exposure_component",
     "psi": "privfin.psi.component:psi_component",
     "mpc_stats": "privfin.mpc.stats:mpc_stats",
