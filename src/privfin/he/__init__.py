@@ -7,6 +7,10 @@ Modules (in import order):
 - :mod:`privfin.he.ou` — Okamoto–Uchiyama with the same interface (shorter ciphertexts).
 - :mod:`privfin.he.ckks` — CKKS adapter over TenSEAL (approximate arithmetic on real vectors).
 
+Internals, in import order: ``_util`` (randomness, primes, fixed-base tables, thread batches)
+→ ``_encoding`` → ``_engine`` (per-key encryption arithmetic, rebuilt from public values) →
+``_procs`` (process pool for bulk encryption) → ``_base`` (keys and encrypted vectors).
+
 Importing this package imports none of them (TenSEAL is only loaded by ``privfin.he.ckks``).
 See ``SPEC.md`` in this folder for guarantees, assumptions and parameters.
 """
