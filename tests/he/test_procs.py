@@ -15,6 +15,7 @@ import signal
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from types import SimpleNamespace
 from typing import Any
 
 import gmpy2
@@ -81,6 +82,14 @@ def test_below_threshold_and_single_job_stay_in_process(keys: Any, pooled: Any) 
     assert default.process_threshold is None  # small test keys never start processes
     default.encrypt(VALUES, n_jobs=2)
     assert default._pool is None
+
+
+def test_daemonic_process_stays_in_process(pooled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # multiprocessing.Pool workers are daemonic and may not start children.
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: SimpleNamespace(daemon=True))
+    got = pooled.encrypt(VALUES, rng=random.Random(2), n_jobs=2)
+    assert pooled._pool is None
+    assert got.ciphertexts == pooled.encrypt(VALUES, rng=random.Random(2), n_jobs=1).ciphertexts
 
 
 def test_pool_is_closed_and_restarted(pooled: Any) -> None:

@@ -9,6 +9,7 @@ residue. On top of that this module builds fixed-point :class:`EncryptedVector` 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import threading
 import weakref
 from abc import ABC, abstractmethod
@@ -208,6 +209,8 @@ class PublicKeyBase(ABC):
         threshold = self.process_threshold
         if jobs == 1 or threshold is None or count < threshold:
             return None
+        if multiprocessing.current_process().daemon:
+            return None  # a daemonic process (multiprocessing.Pool worker) may not fork
         return self._own_pool(jobs), jobs, True
 
     def _own_pool(self, jobs: int) -> ProcessPoolExecutor:
@@ -276,17 +279,21 @@ class PublicKeyBase(ABC):
         width = self.exponent_bits // 8
         blob = random_bytes(source, width * count)
         engine = self._engine()
-        chosen = self._process_pool(count, executor, n_jobs)
+        try:
+            chosen = self._process_pool(count, executor, n_jobs)
+        except OSError:  # no pool could be created here (limits): stay in this process
+            chosen = None
         if chosen is not None and count:
             pool, jobs, ours = chosen
             try:
                 return _procs.run_encrypt(
                     pool, engine.spec, ms, blob, width, jobs, engine.ciphertext_bytes
                 )
-            except BrokenProcessPool:
+            except (BrokenProcessPool, OSError):
                 if not ours:
                     raise
-                self.close()  # a worker died (killed, out of memory): finish in this process
+                # A worker died (killed, out of memory) or none could start: finish here.
+                self.close()
         exps = [int.from_bytes(blob[i : i + width], "little") for i in range(0, len(blob), width)]
         engine.prepare(() if ms is None else ms)
         release = self._release_gil
