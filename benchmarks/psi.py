@@ -64,12 +64,14 @@ from privfin.psi import psi_component
 from privfin.psi.unbalanced import FilterCache, OprfServer, QueryPolicy
 from privfin.runtime import simulate
 n = int(sys.argv[1]); q = int(sys.argv[2])
-items = [f"user-{i:09d}" for i in range(n)]
-t = time.perf_counter()
+def chunks():  # the server's ids streamed in chunks, as from a file
+    for a in range(0, n, 250_000):
+        yield [f"user-{i:09d}" for i in range(a, min(a + 250_000, n))]
+t = time.perf_counter(); c = time.process_time()
 with ThreadBackend(2) as compute:
-    server = OprfServer.setup(items, random=SystemRandom(), normalize="exact", compute=compute)
-offline = time.perf_counter() - t
-del items
+    server = OprfServer.setup(chunks(), random=SystemRandom(), normalize="exact",
+                              compute=compute, chunked=True)
+offline = time.perf_counter() - t; cpu = time.process_time() - c
 rss_offline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 query = [f"user-{i:09d}" for i in range(0, q, 2)] + [f"other-{i}" for i in range(q // 2)]
 cache = FilterCache()
@@ -80,7 +82,7 @@ def run():
         inputs={"client": {"ids": query, "filter_cache": cache}, "server": {"server": server}})
 t = time.perf_counter(); run(); first = time.perf_counter() - t
 t = time.perf_counter(); out = run(); online = time.perf_counter() - t
-print(json.dumps({"offline": offline, "first": first, "online": online,
+print(json.dumps({"offline": offline, "offline_cpu": cpu, "first": first, "online": online,
                   "found": out["client"]["size"], "rss": rss_offline,
                   "filter_bytes": int(server.filter.values.nbytes)}))
 """
@@ -404,9 +406,11 @@ def main() -> None:
         if args.no_unbalanced:
             return
         n_server = args.server_items or (20_000 if args.quick else 10_000_000)
+        before = _load()
         ub = dict(
             run_peer(Path(sys.executable), OURS_UNBALANCED, str(n_server), "1000", timeout=7200)
         )
+        ub["load"] = f"{before} -> {_load()}"
         usize = f"server {n_server:,}, query 1,000"
         emit("psi.unbalanced.offline", "s", ub["offline"], None, "", False, usize)
         emit(
@@ -433,11 +437,13 @@ def main() -> None:
                 {
                     "server_items": n_server,
                     "offline_s": ub["offline"],
+                    "offline_cpu_s": ub["offline_cpu"],
                     "filter_MB": ub["filter_bytes"] / 1e6,
                     "first_query_s": ub["first"],
                     "query_s": ub["online"],
                     "found": ub["found"],
                     "peak_RSS_MB": ub["rss"] / 1e6,
+                    "load": ub["load"],
                 }
             ],
         )
