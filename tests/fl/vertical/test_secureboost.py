@@ -341,3 +341,14 @@ def test_psi_then_secureboost_end_to_end() -> None:
     )  # fmt: skip
     np.testing.assert_allclose(scores["bank"]["scores"], out["bank"]["scores"], atol=1e-12)
     assert scores["telco"]["scores"] is None
+
+
+def test_okamoto_uchiyama_scheme_gives_the_same_model() -> None:
+    xg, y, xh = _synthetic(400, 9)
+    models = []
+    for scheme in ("paillier", "ou"):
+        est = HeteroSecureBoost(n_trees=2, he_scheme=scheme, **SMALL).fit(
+            xg, y, hosts={"host": xh}, seed=4, settings=DEV
+        )
+        models.append(est.train_scores_)
+    np.testing.assert_allclose(models[0], models[1], atol=1e-12)
