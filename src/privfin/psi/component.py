@@ -115,9 +115,10 @@ def aligned_output(
     del kb
     all_rows = prepared.rows
     rows = [int(all_rows[i]) for i in order]
+    keys = [prepared.key(i) for i in order]
     out: dict[str, Any] = {
-        "ids": [prepared.original(i) for i in order],
-        "keys": [prepared.key(i) for i in order],
+        "ids": prepared.spellings(order, keys),
+        "keys": keys,
         "rows": rows,
         "size": len(order),
         "table": None,

@@ -208,6 +208,12 @@ class PreparedIds:
         got = self._orig.get(i if i >= 0 else i + len(self))
         return self.key(i) if got is None else got
 
+    def spellings(self, positions: Sequence[int], keys: Sequence[str]) -> list[str]:
+        """Input spellings of the keys at ``positions`` (``keys`` are those keys: an id that
+        normalisation did not change shares its string object with its key)."""
+        orig = self._orig
+        return [orig.get(i, k) for i, k in zip(positions, keys, strict=True)]
+
     def packed(
         self, positions: npt.NDArray[np.int64] | None = None, a: int = 0, b: int | None = None
     ) -> tuple[bytes, U64]:
