@@ -119,20 +119,23 @@ def prefetch(ctx: Context, produce: Iterator[U8]) -> Iterator[U8]:
     box: queue.Queue[object] = queue.Queue(maxsize=PREFETCH_GROUPS * max(1, ctx.compute.workers))
     stop = threading.Event()
 
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
     def run() -> None:
         try:
             for item in produce:
-                while not stop.is_set():
-                    try:
-                        box.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(item):
                     return
-            box.put(_DONE)
+            hand_over(_DONE)
         except BaseException as exc:  # handed to the consumer
-            box.put(exc)
+            hand_over(exc)
 
     thread = threading.Thread(target=run, name=f"psi-prefetch-{ctx.party}", daemon=True)
     thread.start()
