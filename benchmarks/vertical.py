@@ -150,9 +150,11 @@ def run_fate(rows: int, timeout: float = 1800) -> dict[str, Any] | None:
             "SBT_ROWS": str(rows),
             "SBT_OUT": str(out),
         }
+        # FATE logs a lot to stderr: a file, not a pipe (a full pipe would block FATE).
+        log = (Path(tmp) / "fate.log").open("w")
         proc = subprocess.Popen(
             [str(python), str(script)], cwd=tmp, env=env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.DEVNULL, stderr=log, text=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         # FATE's launcher may linger after the guest wrote its result: stop waiting then.
@@ -162,8 +164,9 @@ def run_fate(rows: int, timeout: float = 1800) -> dict[str, Any] | None:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)
             proc.wait(timeout=30)
+        log.close()
         if not out.exists():
-            tail = (proc.stderr.read() if proc.stderr else "")[-2000:]
+            tail = (Path(tmp) / "fate.log").read_text(errors="replace")[-2000:]
             print(f"[bench] FATE run failed:\n{tail}", file=sys.stderr)
             return None
         result: dict[str, Any] = json.loads(out.read_text())
