@@ -215,5 +215,5 @@ def test_long_chunk_is_added_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     values = ["a", "b", "a", "c", None, "b", "d", "e", "a"]
     p = prepare_ids(values, "exact")
     keys, originals, rows = _reference(values, "exact")
-    assert list(p.keys) == keys and p.rows.tolist() == rows
+    assert list(p.keys) == keys and p.rows.tolist() == rows and list(p.originals) == originals
     assert p.n_input == len(values) and p.n_duplicates == 3 and p.n_missing == 1
