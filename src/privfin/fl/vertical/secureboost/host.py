@@ -50,7 +50,9 @@ __all__ = ["run_host_predict", "run_host_train"]
 
 
 class _TreeState:
-    def __init__(self, msg: TreeStart, pk: PublicKeyBase, n_rows: int) -> None:
+    def __init__(
+        self, msg: TreeStart, pk: PublicKeyBase, n_rows: int, pool: ThreadPoolExecutor
+    ) -> None:
         if int(msg.rows.max()) >= n_rows:
             raise ProtocolAbort("gradient rows out of range")
         self.tree = msg.tree
@@ -59,7 +61,7 @@ class _TreeState:
         self.width = sum(self.widths)
         if self.width > pk.capacity_bits:
             raise ProtocolAbort("packed gradients do not fit the key's plaintext space")
-        self.cts = ciphertexts_from_bytes(msg.ct, pk, self.rows.size)
+        self.cts = ciphertexts_from_bytes(msg.ct, pk, self.rows.size, executor=pool)
         self.node_of_row: npt.NDArray[np.int32] | None = None
         self.depth = -1
         self.built: set[int] = set()
@@ -213,7 +215,7 @@ class _Host:
                 msg = ch.recv(self.guest, "cmd")
                 if isinstance(msg, TreeStart):
                     t0 = time.perf_counter()
-                    st = _TreeState(msg, self.pk, self.n_rows)
+                    st = _TreeState(msg, self.pk, self.n_rows, pool)
                     self.ctx.metrics.add("secureboost.host.parse_s", time.perf_counter() - t0)
                 elif isinstance(msg, BuildHistograms) and st is not None:
                     ch.send(self.guest, "hist", self.build(msg, st, pool))

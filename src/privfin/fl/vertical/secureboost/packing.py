@@ -157,8 +157,12 @@ def ciphertexts_to_bytes(cts: Sequence[Any], pk: PublicKeyBase) -> bytes:
     return b"".join(int(c).to_bytes(width, "big") for c in cts)
 
 
-def ciphertexts_from_bytes(blob: bytes, pk: PublicKeyBase, count: int | None = None) -> list[Any]:
+def ciphertexts_from_bytes(
+    blob: bytes, pk: PublicKeyBase, count: int | None = None, executor: Executor | None = None
+) -> list[Any]:
     """Parse and validate fixed-width ciphertexts (each must lie in Z*_M of ``pk``).
+
+    ``executor`` (threads) spreads the checks (a gcd per ciphertext) over cores.
 
     Raises
     ------
@@ -168,14 +172,28 @@ def ciphertexts_from_bytes(blob: bytes, pk: PublicKeyBase, count: int | None = N
     width = pk.ciphertext_bytes
     if len(blob) % width or (count is not None and len(blob) != count * width):
         raise DecodeError(f"ciphertext blob of {len(blob)} bytes is not a multiple of {width}")
-    out = []
-    from_bytes = int.from_bytes
-    check = pk.check_ciphertext
-    for i in range(0, len(blob), width):
-        c = gmpy2.mpz(from_bytes(blob[i : i + width], "big"))
-        check(c)
-        out.append(c)
-    return out
+    total = len(blob) // width
+
+    def work(lo: int, hi: int) -> list[Any]:
+        out = []
+        from_bytes = int.from_bytes
+        check = pk.check_ciphertext
+        with gmpy2.context(allow_release_gil=True):
+            for i in range(lo, hi):
+                c = gmpy2.mpz(from_bytes(blob[i * width : (i + 1) * width], "big"))
+                check(c)
+                out.append(c)
+        return out
+
+    if executor is None or total < 256:
+        return work(0, total)
+    n = 8
+    bounds = [total * i // n for i in range(n + 1)]
+    futures = [executor.submit(work, bounds[i], bounds[i + 1]) for i in range(n)]
+    result: list[Any] = []
+    for f in futures:
+        result.extend(f.result())
+    return result
 
 
 def compress(
