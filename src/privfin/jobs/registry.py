@@ -24,6 +24,10 @@ COMPONENTS: dict[str, str] = {
     "hetero_pearson": "privfin.fl.vertical.binning.pearson:hetero_pearson_component",
     "vertical_scaling": "privfin.fl.vertical.binning.scaling:vertical_scaling_component",
     "vertical_lr_scoring": "privfin.fl.vertical.scoring:vertical_lr_scoring",
+    "secureboost": "privfin.fl.vertical.secureboost.component:secureboost_component",
+    "secureboost_predict": (
+        "privfin.fl.vertical.secureboost.component:secureboost_predict_component"
+    ),
 }
 
 

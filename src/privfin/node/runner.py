@@ -81,7 +81,12 @@ def jsonable(value: Any) -> Any:
         return {"columns": list(map(str, value.columns)), "rows": len(value)}
     if isinstance(value, bytes):
         return value.hex()
-    return value
+    to_json = getattr(value, "to_json", None)
+    if callable(to_json):  # models and other objects that serialise themselves
+        return json.loads(to_json())
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"a job result of type {type(value).__name__} cannot be stored as JSON")
 
 
 class JobRunner:

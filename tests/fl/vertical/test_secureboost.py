@@ -1,7 +1,7 @@
 """Hetero SecureBoost: accuracy against scikit-learn and the plaintext reference, determinism,
 leakage (no plaintext in a host's outbound bytes), tampering, options, PSI end to end.
 
-Keys are 1024-bit (``insecure_small_keys`` + development settings) and default_credit is
+Keys are 1024-bit (``insecure_allow_small_keys`` + development settings) and default_credit is
 subsampled to keep the suite fast; the full 30,000 rows at 2048-bit keys run in
 ``benchmarks/vertical.py``.
 """
@@ -34,7 +34,7 @@ from privfin.ml.trees import PlainGBDT, TreeParams
 from privfin.runtime import simulate
 
 DEV = Settings(mode="development")
-SMALL = {"key_bits": 1024, "insecure_small_keys": True}
+SMALL = {"key_bits": 1024, "insecure_allow_small_keys": True}
 SUBSAMPLE = 4000
 
 
@@ -300,7 +300,7 @@ def test_regression_student() -> None:
 
 def test_small_keys_need_explicit_opt_in() -> None:
     xg, y, xh = _synthetic(100, 7)
-    with pytest.raises(ConfigError, match="insecure_small_keys"):
+    with pytest.raises(ConfigError, match="insecure_allow_small_keys"):
         HeteroSecureBoost(key_bits=1024).fit(xg, y, hosts={"host": xh}, seed=1)
     with pytest.raises(InsecureModeError):
         HeteroSecureBoost(**SMALL).fit(xg, y, hosts={"host": xh}, seed=1)

@@ -35,10 +35,30 @@ from privfin.runtime import Context
 __all__ = ["features_of", "secureboost_component", "secureboost_predict_component"]
 
 
+_TABLE_PARAMS = ("id_column", "label")
+
+
+def _from_table(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """Accept PSI's aligned ``table`` (as node jobs pass datasets) in place of ``X``/``y``: the
+    features are the table without its id column (``params["id_column"]``, default ``id``) and
+    the label column (``params["label"]``, default ``y``), which becomes ``y`` if present."""
+    if "X" in inputs or inputs.get("table") is None:
+        return dict(inputs)
+    table = inputs["table"]
+    id_col, label = str(params.get("id_column", "id")), str(params.get("label", "y"))
+    out = {k: v for k, v in inputs.items() if k != "table"}
+    out["X"] = table.drop(columns=[c for c in (id_col, label) if c in table.columns])
+    if label in table.columns and "y" not in out:
+        out["y"] = table[label].to_numpy()
+    return out
+
+
 def features_of(inputs: Mapping[str, Any]) -> tuple[npt.NDArray[np.float64], list[str]]:
     """The party's feature matrix (float64, NaN = missing) and feature names."""
     if "X" not in inputs:
-        raise ConfigError("SecureBoost needs an input 'X' (the party's aligned feature matrix)")
+        raise ConfigError(
+            "SecureBoost needs an input 'X' (the party's aligned feature matrix) or 'table'"
+        )
     X = inputs["X"]
     names = list(inputs.get("feature_names") or [])
     if hasattr(X, "columns"):
@@ -68,8 +88,9 @@ def secureboost_component(
     ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Train hetero SecureBoost (parameters: :class:`BoostParams`; see SPEC.md for leakage)."""
-    p = BoostParams.from_mapping(params)
+    p = BoostParams.from_mapping({k: v for k, v in params.items() if k not in _TABLE_PARAMS})
     guest, hosts = _roles(ctx)
+    inputs = _from_table(inputs, params)
     X, names = features_of(inputs)
     if ctx.party == guest:
         if "y" not in inputs:

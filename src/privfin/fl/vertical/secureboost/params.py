@@ -36,7 +36,7 @@ class BoostParams:
         Build the first tree from the guest's features only (hosts learn nothing about it).
     key_bits, he_scheme:
         Guest's key: Paillier (default) or Okamoto–Uchiyama, at least 2048 bits.
-    insecure_small_keys:
+    insecure_allow_small_keys:
         Accept keys below 2048 bits (tests only; also needs insecure modes allowed).
     precision_bits:
         Fractional bits of the fixed-point gradients.
@@ -60,7 +60,7 @@ class BoostParams:
     complete_secure: bool = False
     key_bits: int = 2048
     he_scheme: str = "paillier"
-    insecure_small_keys: bool = False
+    insecure_allow_small_keys: bool = False
     precision_bits: int = 24
     n_jobs: int = 2
 
@@ -105,10 +105,10 @@ class BoostParams:
     def check_keys(self, settings: Settings) -> None:
         """Refuse keys below 2048 bits unless explicitly allowed (flag and settings)."""
         if self.key_bits < 2048:
-            if not self.insecure_small_keys:
+            if not self.insecure_allow_small_keys:
                 raise ConfigError(
                     f"key_bits={self.key_bits} is below 2048 (112-bit security); set "
-                    "insecure_small_keys=True only in tests"
+                    "insecure_allow_small_keys=True only in tests"
                 )
             require_insecure_allowed(settings, f"SecureBoost with {self.key_bits}-bit keys")
 
