@@ -5,8 +5,9 @@ binary logistic loss, guest = default_credit_hetero_guest (label + 13 features),
 default_credit_hetero_host (10 features), 30,000 aligned rows (``--quick``: 3,000 rows and
 no FATE run).
 
-* privfin: guest and host as two parties (threads) over the in-memory transport, Paillier
-  **2048-bit** keys (the safe default), 2 threads per party. Seconds per tree = wall time of
+* privfin: guest and host as two parties (threads) over the in-memory transport, 2048-bit
+  keys, Paillier (the default) and Okamoto–Uchiyama (``he_scheme="ou"``) — one row each, or
+  one of them with ``--scheme``; 2 jobs per party. Seconds per tree = wall time of
   the whole training (key generation included) / 5.
 * FATE 2.2.0 (peer venv from ``benchmarks/_fate.py``): ``HeteroSecureBoostGuest`` /
   ``HeteroSecureBoostHost`` with their default Paillier **1024-bit** key, run through FATE's
@@ -21,6 +22,8 @@ if it exists and exposes ``run(quick: bool)``.
 
     .venv/bin/python benchmarks/vertical.py            # full size (several minutes with FATE)
     .venv/bin/python benchmarks/vertical.py --quick    # under a minute
+    .venv/bin/python benchmarks/vertical.py --fate-only > fate.json   # FATE alone, then
+    .venv/bin/python benchmarks/vertical.py --fate-json fate.json     # reuse its result
 """
 
 from __future__ import annotations
@@ -187,47 +190,80 @@ def run_lr(quick: bool) -> None:
         module.run(quick=quick)
 
 
+SCHEME_NAMES = {"paillier": "Paillier 2048", "ou": "OU 2048"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3,000 rows, no FATE (< 1 min)")
     parser.add_argument("--no-fate", action="store_true", help="skip the FATE peer")
     parser.add_argument("--no-lr", action="store_true", help="skip benchmarks/vertical_lr.py")
     parser.add_argument("--fate-only", action="store_true", help="only the FATE peer")
+    parser.add_argument(
+        "--scheme", choices=["paillier", "ou", "both"], default="both",
+        help="privfin's HE scheme (2048-bit keys); 'both' gives one row each (default)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fate-json", type=Path, default=None,
+        help="use this FATE result (a --fate-only JSON line) instead of running FATE",
+    )  # fmt: skip
     args = parser.parse_args()
     rows = 3000 if args.quick else None
     print(f"[bench] {machine()}, load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
     if args.fate_only:
         print(json.dumps(run_fate(rows or 30000)), flush=True)
         return
-    ours = run_ours(rows)
-    size = f"default_credit {ours['rows']} rows, 5 trees depth 3, 32 bins"
-    fate = None if (args.quick or args.no_fate) else run_fate(ours["rows"])
+    schemes = ["paillier", "ou"] if args.scheme == "both" else [args.scheme]
+    results: dict[str, dict[str, Any]] = {}
+    for scheme in schemes:
+        load_before = os.getloadavg()[0]
+        results[scheme] = run_ours(rows, scheme=scheme)
+        results[scheme]["load"] = (load_before + os.getloadavg()[0]) / 2
+    first = results[schemes[0]]
+    size = f"default_credit {first['rows']} rows, 5 trees depth 3, 32 bins"
+    fate: dict[str, Any] | None = None
+    if args.fate_json is not None:
+        fate = json.loads(args.fate_json.read_text().strip().splitlines()[-1])
+        if fate is not None and "s_per_tree" not in fate:
+            fate["s_per_tree"] = fate["wall"] / N_TREES
+    elif not (args.quick or args.no_fate):
+        fate = run_fate(first["rows"])
     peer_name = "FATE 2.2.0 SecureBoost (Paillier 1024)"
     if fate is None:
         peer_name += " [not run: README figure ~60 s/tree, AUC 0.7686 for reference]"
     rows_tab = [
         {
-            "system": "privfin (Paillier 2048)", "rows": ours["rows"],
-            "s/tree": ours["s_per_tree"], "AUC": ours["auc"],
-        },
+            "system": f"privfin ({SCHEME_NAMES[s]})", "rows": r["rows"],
+            "s/tree": r["s_per_tree"], "AUC": r["auc"], "load": r["load"],
+        }
+        for s, r in results.items()
+    ] + [
         {
             "system": "FATE 2.2.0 (Paillier 1024)" + ("" if fate else " README"),
             "rows": fate["rows"] if fate else 30000,
             "s/tree": fate["s_per_tree"] if fate else FATE_README["s_per_tree"],
             "AUC": fate["auc"] if fate else FATE_README["auc"],
+            "load": None,
         },
     ]  # fmt: skip
     print_table(f"hetero SecureBoost, load average {os.getloadavg()[0]:.2f}", rows_tab)
-    breakdown = {k.split(".", 1)[1]: round(v, 2) for k, v in ours.items() if "secureboost" in k}
-    print("privfin breakdown (s, summed over trees):", json.dumps(breakdown), file=sys.stderr)
-    emit(
-        "vertical.secureboost.s_per_tree", "s", ours["s_per_tree"],
-        None if fate is None else fate["s_per_tree"], peer_name, False, size,
-    )  # fmt: skip
-    emit(
-        "vertical.secureboost.train_auc", "AUC", ours["auc"],
-        None if fate is None else fate["auc"], peer_name, True, size,
-    )  # fmt: skip
+    for scheme, ours in results.items():
+        breakdown = {k.split(".", 1)[1]: round(v, 2) for k, v in ours.items() if "secureboost" in k}
+        print(
+            f"privfin {scheme} breakdown (s, summed over trees):", json.dumps(breakdown),
+            file=sys.stderr,
+        )  # fmt: skip
+        # Paillier keeps the historical metric names; OU gets its own.
+        prefix = "vertical.secureboost" + ("" if scheme == "paillier" else f".{scheme}")
+        name = f"{size}, privfin {SCHEME_NAMES[scheme]}"
+        emit(
+            f"{prefix}.s_per_tree", "s", ours["s_per_tree"],
+            None if fate is None else fate["s_per_tree"], peer_name, False, name,
+        )  # fmt: skip
+        emit(
+            f"{prefix}.train_auc", "AUC", ours["auc"],
+            None if fate is None else fate["auc"], peer_name, True, name,
+        )  # fmt: skip
     if not args.no_lr:
         run_lr(args.quick)
 

@@ -162,7 +162,13 @@ def ciphertexts_from_bytes(
 ) -> list[Any]:
     """Parse and validate fixed-width ciphertexts (each must lie in Z*_M of ``pk``).
 
-    ``executor`` (threads) spreads the checks (a gcd per ciphertext) over cores.
+    Validation is exact and batched: every value must satisfy ``0 < c < M``, and instead of one
+    gcd per ciphertext the product of all of them modulo ``n`` is checked with a single gcd.
+    Sound because the prime factors of ``n`` are prime: a prime ``r | n`` divides
+    ``prod c_i mod n`` iff it divides some ``c_i``, so ``gcd(prod c_i mod n, n) == 1`` iff
+    ``gcd(c_i, n) == 1`` for every ``i`` (the same set of accepted inputs as the per-value
+    check, at one modular multiplication per ciphertext). ``executor`` (threads) splits the
+    product over cores.
 
     Raises
     ------
@@ -173,27 +179,33 @@ def ciphertexts_from_bytes(
     if len(blob) % width or (count is not None and len(blob) != count * width):
         raise DecodeError(f"ciphertext blob of {len(blob)} bytes is not a multiple of {width}")
     total = len(blob) // width
+    mod = gmpy2.mpz(pk.ciphertext_modulus)
+    n = gmpy2.mpz(pk.n)
+    mpz = gmpy2.mpz
+    from_bytes = int.from_bytes
+    cts = [mpz(from_bytes(blob[i * width : (i + 1) * width], "big")) for i in range(total)]
+    bad = DecodeError(f"value is not a valid {pk.scheme} ciphertext for this key")
+    if cts and (min(cts) <= 0 or max(cts) >= mod):
+        raise bad
 
-    def work(lo: int, hi: int) -> list[Any]:
-        out = []
-        from_bytes = int.from_bytes
-        check = pk.check_ciphertext
+    def product(lo: int, hi: int) -> Any:
+        acc = mpz(1)
         with gmpy2.context(allow_release_gil=True):
-            for i in range(lo, hi):
-                c = gmpy2.mpz(from_bytes(blob[i * width : (i + 1) * width], "big"))
-                check(c)
-                out.append(c)
-        return out
+            for c in cts[lo:hi]:
+                acc = acc * c % n
+        return acc
 
-    if executor is None or total < 256:
-        return work(0, total)
-    n = 8
-    bounds = [total * i // n for i in range(n + 1)]
-    futures = [executor.submit(work, bounds[i], bounds[i + 1]) for i in range(n)]
-    result: list[Any] = []
-    for f in futures:
-        result.extend(f.result())
-    return result
+    if executor is None or total < 1024:
+        acc = product(0, total)
+    else:
+        parts = 4
+        bounds = [total * i // parts for i in range(parts + 1)]
+        acc = mpz(1)
+        for f in [executor.submit(product, bounds[i], bounds[i + 1]) for i in range(parts)]:
+            acc = acc * f.result() % n
+    if gmpy2.gcd(acc, n) != 1:
+        raise bad
+    return cts
 
 
 def compress(
