@@ -71,23 +71,10 @@ def _spec(job: str, ids: list[str], **extra: Any) -> dict[str, Any]:
     }
 
 
-def _run(cluster: Cluster, spec: dict[str, Any], parties: list[str] = PARTIES) -> dict[str, Any]:
-    for p in parties:
-        with cluster.client(p) as c:
-            c.submit(spec)
-    out = {}
-    for p in parties:
-        with cluster.client(p) as c:
-            out[p] = c.wait(spec["job"], timeout=60)
-    return out
-
-
 def test_exposure_over_mtls_equals_plaintext(cluster: Cluster, loans: dict[str, Any]) -> None:
-    out = _run(cluster, _spec("exp-ok", loans["ids"]))
-    assert out["bank_a"]["result"]["output"]["totals"] == plaintext_exposure(
-        loans["ids"], loans["tables"]
-    )
-    assert out["bank_b"]["result"]["output"]["totals"] is None
+    out = cluster.run_job(_spec("exp-ok", loans["ids"]), timeout=60)
+    assert out["bank_a"]["totals"] == plaintext_exposure(loans["ids"], loans["tables"])
+    assert out["bank_b"]["totals"] is None
     # Submitting the identical job again is idempotent.
     with cluster.client("bank_a") as c:
         assert c.submit(_spec("exp-ok", loans["ids"]))["status"] == "done"
@@ -234,14 +221,8 @@ def test_killed_node_restarts_and_the_job_completes(
     cluster.start("bank_c")
     with cluster.client("bank_c") as c:
         c.wait_healthy(30)
-        c.submit(spec)
-    out = {}
-    for p in PARTIES:
-        with cluster.client(p) as c:
-            out[p] = c.wait("exp-crash", timeout=60)
-    assert out["bank_a"]["result"]["output"]["totals"] == plaintext_exposure(
-        loans["ids"], loans["tables"]
-    )
+    out = cluster.run_job(spec, submit_to=["bank_c"], timeout=60)
+    assert out["bank_a"]["totals"] == plaintext_exposure(loans["ids"], loans["tables"])
 
 
 def test_transport_reports_tls_authentication_failures(cluster: Cluster, tmp_path: Path) -> None:
@@ -282,12 +263,5 @@ def test_killed_node_resumes_its_running_job(cluster: Cluster, loans: dict[str, 
     with cluster.client("bank_c") as c:
         c.wait_healthy(30)
         assert c.status("exp-resume")["status"] == "running"  # resumed, not resubmitted
-    with cluster.client("bank_a") as c:
-        c.submit(spec)
-    out = {}
-    for p in PARTIES:
-        with cluster.client(p) as c:
-            out[p] = c.wait("exp-resume", timeout=60)
-    assert out["bank_a"]["result"]["output"]["totals"] == plaintext_exposure(
-        loans["ids"], loans["tables"]
-    )
+    out = cluster.run_job(spec, submit_to=["bank_a"], timeout=60)
+    assert out["bank_a"]["totals"] == plaintext_exposure(loans["ids"], loans["tables"])

@@ -51,29 +51,24 @@ def run_demo(rows: int = 2000, seed: int = 7, keep: Path | None = None) -> None:
     console.print(f"starting {len(lenders)} nodes over mutual TLS in {root / 'cluster'} …")
     cluster = cluster_up(lenders, root / "cluster", datasets=datasets)
     try:
-        for p in lenders:
-            with cluster.client(p) as client:
-                client.submit(spec)
         console.print(
             f"job {spec['job']} submitted to every lender; {len(ids)} agreed borrower ids"
         )
-        statuses = {}
+        outputs = cluster.run_job(spec, timeout=120)
         for p in lenders:
             with cluster.client(p) as client:
-                statuses[p] = client.wait(str(spec["job"]), timeout=120)
-            console.print(
-                f"  {p}: done ({statuses[p]['result']['traffic']['bytes_sent']} bytes sent)"
-            )
+                traffic = client.status(str(spec["job"]))["result"]["traffic"]
+            console.print(f"  {p}: done ({traffic['bytes_sent']} bytes sent)")
     finally:
         cluster.down()
-    totals = statuses[result_party]["result"]["output"]["totals"]
+    totals = outputs[result_party]["totals"]
     expected = plaintext_exposure(ids, {p: dataset.parties[p] for p in lenders})
     shown = Table("borrower", "total exposure", title=f"what {result_party} (result party) learns")
     for i in range(min(8, len(ids))):
         shown.add_row(ids[i], f"{totals[i] / 100:,.2f}")
     console.print(shown)
     others = [p for p in lenders if p != result_party]
-    leaked = [p for p in others if statuses[p]["result"]["output"]["totals"] is not None]
+    leaked = [p for p in others if outputs[p]["totals"] is not None]
     ok = totals == expected and not leaked
     verdict = "exact match" if totals == expected else "MISMATCH"
     console.print(

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import (
     Column,
     ColumnElement,
+    Connection,
     Engine,
     Integer,
     LargeBinary,
@@ -84,6 +85,18 @@ def _key_values(key: MessageKey) -> dict[str, object]:
     return {c: getattr(key, c) for c in _KEY_COLS}
 
 
+def _insert_message(conn: Connection, key: MessageKey, digest: str, payload: bytes) -> None:
+    conn.execute(
+        insert(messages).values(
+            **_key_values(key),
+            digest=digest,
+            size=len(payload),
+            payload=payload,
+            received_at=int(time.time()),
+        )
+    )
+
+
 def _where(key: MessageKey) -> ColumnElement[bool]:
     return and_(*(messages.c[c] == getattr(key, c) for c in _KEY_COLS))
 
@@ -142,15 +155,7 @@ class Mailbox:
                             party=key.sender,
                         )
                     return False
-                conn.execute(
-                    insert(messages).values(
-                        **_key_values(key),
-                        digest=digest,
-                        size=len(payload),
-                        payload=payload,
-                        received_at=int(time.time()),
-                    )
-                )
+                _insert_message(conn, key, digest, payload)
             self._remember(key, payload)
             self._cond.notify_all()
         return True
@@ -195,15 +200,7 @@ class Mailbox:
                 if hashlib.sha256(payload).hexdigest() != digest:
                     conn.execute(delete(chunks).where(chunks.c.path == path))
                     raise MessageConflict(f"chunks of {path} do not match their digest")
-                conn.execute(
-                    insert(messages).values(
-                        **_key_values(key),
-                        digest=digest,
-                        size=len(payload),
-                        payload=payload,
-                        received_at=int(time.time()),
-                    )
-                )
+                _insert_message(conn, key, digest, payload)
                 conn.execute(delete(chunks).where(chunks.c.path == path))
             self._remember(key, payload)
             self._cond.notify_all()

@@ -89,6 +89,26 @@ class Cluster:
             self.kill(party, signal.SIGTERM)
         return stopped
 
+    def run_job(
+        self,
+        spec: Mapping[str, Any],
+        *,
+        submit_to: Sequence[str] | None = None,
+        timeout: float = 300.0,
+    ) -> dict[str, Any]:
+        """Submit ``spec`` to every party of its roles (or to ``submit_to``), wait until each
+        party's node is done, and return each party's output. Raises ProtocolAbort if the job
+        fails at any party."""
+        parties = list(spec["roles"])
+        for party in submit_to if submit_to is not None else parties:
+            with self.client(party) as client:
+                client.submit(dict(spec))
+        outputs: dict[str, Any] = {}
+        for party in parties:
+            with self.client(party) as client:
+                outputs[party] = client.wait(str(spec["job"]), timeout=timeout)["result"]["output"]
+        return outputs
+
     def wait_healthy(self, timeout: float = 30.0) -> None:
         for party in self.parties:
             with self.client(party) as c:
