@@ -90,13 +90,7 @@ def run(
             "params": {"ids": ids},
             "inputs": {p: {"loans": book} for p in PARTIES},
         }
-        for p in PARTIES:
-            with cluster.client(p) as c:
-                c.submit(spec)
-        out = {}
-        for p in PARTIES:
-            with cluster.client(p) as c:
-                out[p] = c.wait(job, timeout=60)["result"]["output"]
+        out = cluster.run_job(spec, timeout=60)
         assert out["bank_b"]["totals"] is None and out["bank_c"]["totals"] is None
         totals: list[int] | None = out["bank_a"]["totals"]
         return totals

@@ -62,13 +62,7 @@ def _run(cluster: Cluster, job: str, component: str, params: dict[str, Any]) -> 
         "params": params,
         "inputs": {p: {"table": "table"} for p in ROLES},
     }
-    for p in ROLES:
-        with cluster.client(p) as c:
-            c.submit(spec)
-    out = {}
-    for p in ROLES:
-        with cluster.client(p) as c:
-            out[p] = c.wait(job, timeout=240)["result"]["output"]
+    out = cluster.run_job(spec, timeout=240)
     return out
 
 

@@ -65,13 +65,7 @@ def test_hetero_lr_over_nodes_matches_memory(tmp_path: Path) -> None:
             "params": PARAMS,
             "inputs": {p: {"table": "table"} for p in tables},
         }
-        for p in ROLES:
-            with cluster.client(p) as c:
-                c.submit(spec)
-        out = {}
-        for p in ROLES:
-            with cluster.client(p) as c:
-                out[p] = c.wait("hlr-1", timeout=180)["result"]["output"]
+        out = cluster.run_job(spec, timeout=180)
     finally:
         cluster.down()
     # Batches are taken in a fixed order, so both runs do the same arithmetic.
@@ -121,13 +115,7 @@ def test_secureboost_over_nodes_matches_memory(tmp_path: Path) -> None:
             "params": params,
             "inputs": {p: {"table": "table"} for p in tables},
         }
-        for p in roles:
-            with cluster.client(p) as c:
-                c.submit(spec)
-        out = {}
-        for p in roles:
-            with cluster.client(p) as c:
-                out[p] = c.wait("sb-1", timeout=240)["result"]["output"]
+        out = cluster.run_job(spec, timeout=240)
     finally:
         cluster.down()
     # Same seed for the guest's randomness is not available on nodes (OS randomness), but the
