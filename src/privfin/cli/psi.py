@@ -119,7 +119,11 @@ def _run_on_nodes(
                 "component": "psi",
                 "roles": {n: list(r) for n, r in roles.items()},
                 "params": params,
-                "inputs": {n: {"table": "input"} for n, _ in parties},
+                # ids are streamed from the file in chunks: the node never loads the table
+                "inputs": {
+                    n: {"chunks": {"dataset": "input", "column": str(params["id_column"])}}
+                    for n, _ in parties
+                },
                 "timeout": timeout,
             }
             for name, _ in parties:

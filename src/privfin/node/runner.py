@@ -42,6 +42,16 @@ jobs_table = Table(
 )
 
 
+class ColumnStream(BaseModel):
+    """An input streamed from a dataset: the values of one column, in chunks (bounded memory),
+    instead of the whole table."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str
+    column: str
+    chunk_rows: int = 250_000
+
+
 class JobSpec(BaseModel):
     """A job as submitted to each party's node."""
 
@@ -50,7 +60,8 @@ class JobSpec(BaseModel):
     component: str
     roles: dict[str, list[str]]
     params: dict[str, Any] = {}
-    inputs: dict[str, dict[str, str]] = {}  # party -> {input name: dataset name}
+    # party -> {input name: dataset name (a whole table) or a column stream}
+    inputs: dict[str, dict[str, str | ColumnStream]] = {}
     timeout: float | None = None
 
     @field_validator("job", "component")
@@ -136,7 +147,8 @@ class JobRunner:
         for party in spec.roles:
             if party != self.config.party and party not in self.config.peers:
                 raise ConfigError(f"party {party!r} of job {spec.job!r} is not a pinned peer")
-        for dataset in spec.inputs.get(self.config.party, {}).values():
+        for source in spec.inputs.get(self.config.party, {}).values():
+            dataset = source if isinstance(source, str) else source.dataset
             if dataset not in self.config.datasets:
                 raise ConfigError(f"dataset {dataset!r} is not registered on this node")
         text = spec.model_dump_json()
@@ -191,9 +203,15 @@ class JobRunner:
         thread.start()
 
     def _load_inputs(self, spec: JobSpec) -> dict[str, Any]:
+        from privfin.psi.sources import iter_id_chunks
+
         out: dict[str, Any] = {}
-        for name, dataset in spec.inputs.get(self.config.party, {}).items():
-            out[name] = read_table(self.config.datasets[dataset])
+        for name, source in spec.inputs.get(self.config.party, {}).items():
+            if isinstance(source, str):
+                out[name] = read_table(self.config.datasets[source])
+            else:
+                path = self.config.datasets[source.dataset]
+                out[name] = iter_id_chunks(path, source.column, source.chunk_rows)
         return out
 
     def _run(self, spec: JobSpec, token: CancelToken) -> None:
