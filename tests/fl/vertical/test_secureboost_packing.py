@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from privfin.errors import ProtocolAbort
-from privfin.fl.vertical.secureboost.packing import GradientLayout, compress
-from privfin.he import paillier
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
+from privfin.fl.vertical.secureboost.packing import (
+    GradientLayout,
+    add_plaintexts,
+    ciphertexts_from_bytes,
+    ciphertexts_to_bytes,
+    compress,
+)
+from privfin.he import ou, paillier
 
 BOUNDS = (-1.0, 1.0, 0.0, 0.25)
 
@@ -61,3 +71,31 @@ def test_compressed_ciphertexts_decrypt_to_packed_bins_and_overflow_is_caught() 
     bad = pk.raw_add(packed[:1], pk.raw_encrypt([1 << (per_ct * layout.width)]))
     with pytest.raises(ProtocolAbort, match="tampered"):
         layout.decode(sk.raw_decrypt(bad), per_ct, per_ct, party="host")
+
+
+@pytest.mark.parametrize("scheme", [paillier, ou])
+def test_add_plaintexts_equals_raw_add_plain(scheme: Any) -> None:
+    pk, _ = scheme.generate_keypair(512, rng=random.Random(3), insecure_allow_small_keys=True)
+    rand = pk.raw_randomizers(40, rng=random.Random(4), n_jobs=1)
+    plain = [(i % 5) * 2**40 + 7 for i in range(40)]  # few distinct values, as gradients
+    assert add_plaintexts(pk, rand, plain) == pk.raw_add_plain(rand, plain)
+    with pytest.raises(ConfigError):
+        add_plaintexts(pk, rand, plain[:-1])
+
+
+@pytest.mark.parametrize("scheme", [paillier, ou])
+def test_batched_ciphertext_check_is_exact(scheme: Any) -> None:
+    pk, sk = scheme.generate_keypair(512, rng=random.Random(5), insecure_allow_small_keys=True)
+    cts = pk.raw_encrypt(list(range(3000)), rng=random.Random(6), n_jobs=1)
+    blob = ciphertexts_to_bytes(cts, pk)
+    with ThreadPoolExecutor(2) as pool:
+        for executor in (None, pool):
+            assert ciphertexts_from_bytes(blob, pk, len(cts), executor=executor) == cts
+            # One value sharing a factor with n (a multiple of the secret p), zero, or >= M.
+            p = int(sk._p)
+            for bad in (p * 12345 % pk.ciphertext_modulus, 0, pk.ciphertext_modulus):
+                tampered = ciphertexts_to_bytes([*cts[:1500], bad, *cts[1501:]], pk)
+                with pytest.raises(DecodeError):
+                    ciphertexts_from_bytes(tampered, pk, len(cts), executor=executor)
+    with pytest.raises(DecodeError):
+        ciphertexts_from_bytes(blob[:-1], pk)

@@ -40,6 +40,7 @@ from privfin.fl.vertical.secureboost.model import GuestModel, GuestNode
 from privfin.fl.vertical.secureboost.packing import (
     GradientLayout,
     PublicKeyBase,
+    add_plaintexts,
     ciphertexts_from_bytes,
     ciphertexts_to_bytes,
 )
@@ -150,7 +151,7 @@ class _Guest:
         rand = pending.result() if pending is not None else []
         if len(rand) != len(plain):
             rand = self._randomizers(len(plain))
-        cts = self.pk.raw_add_plain(rand, plain)
+        cts = add_plaintexts(self.pk, rand, plain)
         msg = TreeStart(
             tree=tree, rows=used.astype(np.uint32), widths=list(layout.widths),
             ct=ciphertexts_to_bytes(cts, self.pk),

@@ -30,6 +30,7 @@ from privfin.he import ou, paillier
 __all__ = [
     "GradientLayout",
     "PublicKeyBase",
+    "add_plaintexts",
     "ciphertexts_from_bytes",
     "ciphertexts_to_bytes",
     "compress",
@@ -149,6 +150,24 @@ class GradientLayout:
         gs += cnt[:, None] * self.g_min[None, :]
         hs += cnt[:, None] * self.h_min[None, :]
         return gs, hs, cnt
+
+
+def add_plaintexts(
+    pk: PublicKeyBase, randomizers: Sequence[Any], plaintexts: Sequence[int]
+) -> list[Any]:
+    """``Enc(0)_i -> Enc(m_i)``, bit-for-bit ``pk.raw_add_plain(randomizers, plaintexts)``.
+
+    The group element encoding a plaintext (``g**m`` for OU, ``1 + m*n`` for Paillier) is
+    computed once per *distinct* plaintext: boosting gradients take few distinct values (one per
+    leaf path and label), so most rows cost one modular multiplication by their own fresh
+    randomizer. Same ciphertexts, hence the same security.
+    """
+    if len(randomizers) != len(plaintexts):
+        raise ConfigError(f"length mismatch: {len(randomizers)} vs {len(plaintexts)}")
+    distinct = list(dict.fromkeys(plaintexts))
+    element = dict(zip(distinct, pk.raw_add_plain([1] * len(distinct), distinct), strict=True))
+    mod = gmpy2.mpz(pk.ciphertext_modulus)
+    return [gmpy2.mpz(r) * element[m] % mod for r, m in zip(randomizers, plaintexts, strict=True)]
 
 
 def ciphertexts_to_bytes(cts: Sequence[Any], pk: PublicKeyBase) -> bytes:
