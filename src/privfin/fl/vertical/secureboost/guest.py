@@ -114,6 +114,8 @@ class _Guest:
             max_depth=p.max_depth,
         )  # fmt: skip
         self.ctx.channel.broadcast("cmd", setup, peers=self.hosts)
+        # Fixed-base tables and the encryption workers, while the hosts load the key and bin.
+        self.pk.precompute(n_jobs=p.n_jobs)
         infos = self.ctx.channel.gather("info", peers=self.hosts, expect=HostInfo)
         self.host_features = {h: int(m.n_features) for h, m in infos.items()}
 
@@ -360,6 +362,15 @@ class _Guest:
 
     # -------------------------------------------------------------------- training loop
     def run(self) -> tuple[GuestModel, FloatArray]:
+        try:
+            return self._run()
+        finally:
+            # The key's encryption process pool (if bulk encryption started one) ends here.
+            pk = getattr(self, "pk", None)
+            if pk is not None:
+                pk.close()
+
+    def _run(self) -> tuple[GuestModel, FloatArray]:
         p = self.p
         if self.hosts:
             self._setup()
