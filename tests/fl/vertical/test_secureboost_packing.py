@@ -99,3 +99,35 @@ def test_batched_ciphertext_check_is_exact(scheme: Any) -> None:
                     ciphertexts_from_bytes(tampered, pk, len(cts), executor=executor)
     with pytest.raises(DecodeError):
         ciphertexts_from_bytes(blob[:-1], pk)
+
+
+def test_left_out_thresholds_are_restored_exactly() -> None:
+    """A host sends cumulative sums only after non-empty bins; the guest's slot map rebuilds
+    the full (thresholds + missing) layout: a left-out threshold repeats the previous sum."""
+    from types import SimpleNamespace
+
+    from privfin.fl.vertical.secureboost.guest import _Guest
+    from privfin.fl.vertical.secureboost.messages import HostInfo
+
+    nb = 6
+    bins = np.array([[0, 6], [2, 6], [2, 1], [5, 1]])  # feature 0 uses bins 0, 2, 5; 1: 1, miss
+    keep = np.stack([np.bincount(bins[:, j], minlength=nb + 1)[: nb - 1] > 0 for j in range(2)])
+    info = HostInfo(n_features=2, thresholds=np.packbits(keep).tobytes())
+    fake = SimpleNamespace(p=SimpleNamespace(n_bins=nb))
+    src = _Guest._slot_sources(fake, "host", info)  # type: ignore[arg-type]
+    g = np.array([1.0, 2.0, 4.0, 8.0])
+    full = np.zeros((2, nb))
+    for j in range(2):
+        for t in range(nb - 1):
+            full[j, t] = g[(bins[:, j] <= t)].sum()
+        full[j, nb - 1] = g[bins[:, j] == nb].sum()
+    sent = [full[j, t] for j in range(2) for t in range(nb - 1) if keep[j, t]]
+    values: list[float] = []
+    for j in range(2):
+        values += [full[j, t] for t in range(nb - 1) if keep[j, t]] + [full[j, nb - 1]]
+    assert len(values) == len(sent) + 2 == int(src.max()) + 1
+    restored = np.append(np.array(values), 0.0)[src]
+    np.testing.assert_array_equal(restored, full)
+    wrong = HostInfo(n_features=4, thresholds=info.thresholds)
+    with pytest.raises(ProtocolAbort):
+        _Guest._slot_sources(fake, "host", wrong)  # type: ignore[arg-type]

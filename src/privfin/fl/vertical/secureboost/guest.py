@@ -118,6 +118,35 @@ class _Guest:
         self.pk.precompute(n_jobs=p.n_jobs)
         infos = self.ctx.channel.gather("info", peers=self.hosts, expect=HostInfo)
         self.host_features = {h: int(m.n_features) for h, m in infos.items()}
+        self.host_slots = {h: self._slot_sources(h, m) for h, m in infos.items()}
+
+    def _slot_sources(self, host: str, info: HostInfo) -> npt.NDArray[np.int64]:
+        """Where each of a host's ``(n_features, n_bins)`` cumulative slots (thresholds
+        ``0..n_bins-2``, then missing) sits in the values it sends; ``-1`` is zero.
+
+        A threshold the host leaves out follows an empty bin: its cumulative sum equals the
+        previous threshold's (zero before the first kept one), so the full histogram is
+        restored exactly."""
+        n_feat, nb = int(info.n_features), self.p.n_bins
+        if info.thresholds:
+            if len(info.thresholds) != -(-n_feat * (nb - 1) // 8):
+                raise ProtocolAbort("threshold mask has the wrong size", party=host)
+            bits = np.unpackbits(np.frombuffer(info.thresholds, dtype=np.uint8))
+            keep = bits[: n_feat * (nb - 1)].reshape(n_feat, nb - 1).astype(bool)
+        else:
+            keep = np.ones((n_feat, nb - 1), dtype=bool)
+        src = np.full((n_feat, nb), -1, dtype=np.int64)
+        at = 0
+        for j in range(n_feat):
+            last = -1
+            for t in range(nb - 1):
+                if keep[j, t]:
+                    last = at
+                    at += 1
+                src[j, t] = last
+            src[j, nb - 1] = at
+            at += 1
+        return src
 
     # -------------------------------------------------------------------- sampling
     def _sample(self, g: FloatArray) -> tuple[npt.NDArray[np.int64], FloatArray]:
@@ -173,7 +202,8 @@ class _Guest:
             raise ProtocolAbort("histograms for other nodes than requested", party=host)
         n_feat = self.host_features[host]
         nb = self.p.n_bins
-        per_node = n_feat * nb
+        src = self.host_slots[host]
+        per_node = int(src.max()) + 1 if src.size else 0
         if msg.per_ct * layout.width > self.pk.capacity_bits:
             raise ProtocolAbort("histogram packing exceeds the key's plaintext space", party=host)
         expected = -(-per_node // msg.per_ct)
@@ -189,9 +219,10 @@ class _Guest:
         for i, nd in enumerate(nodes):
             chunk = plain[i * expected : (i + 1) * expected]
             gs, hs, cnt = layout.decode(chunk, msg.per_ct, per_node, party=host)
-            g3 = gs.reshape(n_feat, nb, k)
-            h3 = hs.reshape(n_feat, nb, k)
-            c2 = cnt.reshape(n_feat, nb)
+            # Append a zero row for the slots before a feature's first kept threshold.
+            g3 = np.vstack([gs, np.zeros((1, k))])[src]
+            h3 = np.vstack([hs, np.zeros((1, k))])[src]
+            c2 = np.append(cnt, 0)[src]
             hg = np.zeros((n_feat, nb + 1, k))
             hh = np.zeros((n_feat, nb + 1, k))
             hc = np.zeros((n_feat, nb + 1), dtype=np.int64)

@@ -77,6 +77,12 @@ class _Host:
         self.edges, self.bins = fit_bins(X, p.n_bins)
         self.model = HostModel(party=ctx.party, n_features=self.n_features)
         self.groups = self._plan_groups()
+        # Thresholds sent per (permuted) feature: those after a non-empty bin (SPEC.md).
+        nb = p.n_bins
+        self.keep = np.zeros((self.n_features, max(nb - 1, 0)), dtype=bool)
+        for j in range(self.n_features):
+            counts = np.bincount(self.bins[:, int(self.perm[j])], minlength=nb + 1)
+            self.keep[j] = counts[: nb - 1] > 0
 
     # ------------------------------------------------------------------ histograms
     def _bucket_sums(
@@ -197,17 +203,20 @@ class _Host:
         nb = self.p.n_bins
         per_ct = max(1, self.pk.capacity_bits // st.width)
         packed: list[Any] = []
+        keep = self.keep.tolist()
         for nd in nodes:
             flat: list[Any] = []
-            for per_bin in hists[nd]:
+            for per_bin, kept in zip(hists[nd], keep, strict=True):
                 acc = gmpy2.mpz(1)
-                for c in per_bin[: nb - 1]:
+                for c, k in zip(per_bin[: nb - 1], kept, strict=True):
                     acc = acc * c % mod
-                    flat.append(acc)
+                    if k:
+                        flat.append(acc)
                 flat.append(per_bin[nb])
             packed += compress(flat, self.pk, st.width, per_ct, executor=pool)
         fresh = self.pk.raw_obfuscate(packed, rng=self.rng, n_jobs=self.p.n_jobs)
-        cts_per_node = -(-(self.n_features * nb) // per_ct) if nodes else 0
+        per_node = int(self.keep.sum()) + self.n_features
+        cts_per_node = -(-per_node // per_ct) if nodes else 0
         self.ctx.metrics.add("secureboost.host.compress_s", time.perf_counter() - t1)
         self.ctx.metrics.add("secureboost.host.histogram_ciphertexts", float(len(fresh)))
         return Histograms(
@@ -256,7 +265,11 @@ class _Host:
             setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
         )
         self._mod = gmpy2.mpz(self.pk.ciphertext_modulus)
-        ch.send(self.guest, "info", HostInfo(n_features=self.n_features))
+        ch.send(
+            self.guest,
+            "info",
+            HostInfo(n_features=self.n_features, thresholds=np.packbits(self.keep).tobytes()),
+        )
         st: _TreeState | None = None
         with ThreadPoolExecutor(self.p.n_jobs, thread_name_prefix="secureboost-host") as pool:
             while True:

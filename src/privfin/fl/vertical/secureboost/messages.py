@@ -78,13 +78,20 @@ class Setup(Message, frozen=True, kw_only=True):
 
 @wire_message("secureboost.HostInfo")
 class HostInfo(Message, frozen=True, kw_only=True):
-    """Host -> guest, once: how many (anonymous) features the host contributes."""
+    """Host -> guest, once: how many (anonymous) features the host contributes, and which bin
+    thresholds it sends histograms for: ``thresholds`` is ``np.packbits`` of an
+    ``(n_features, n_bins - 1)`` mask (permuted feature order), true where the host's bin is
+    non-empty over all rows (a threshold after an empty bin repeats the previous one, so it
+    is left out; the guest restores it exactly). Empty: every threshold."""
 
     n_features: int
+    thresholds: bytes = b""
 
     def __post_init__(self) -> None:
         if not 0 <= self.n_features <= MAX_FEATURES:
             raise ValueError("n_features out of range")
+        if len(self.thresholds) > MAX_FEATURES * 32:
+            raise ValueError("thresholds mask too large")
 
 
 @wire_message("secureboost.TreeStart")
