@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import gmpy2
 
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, InsecureModeError
 
 __all__ = [
     "FixedBaseTable",
@@ -274,3 +274,31 @@ class FixedBaseTable:
     def pow_bytes(self, exponent: bytes) -> Any:
         """``base ** int.from_bytes(exponent, "little") mod modulus``."""
         return self.mul_pow(None, int.from_bytes(exponent, "little"))
+
+
+def djn_exponent_bits(n_bits: int) -> int:
+    """Bit length of the DJN blinding exponent: ``max(256, 2 * lambda)`` rounded up to bytes."""
+    bits = max(256, 2 * rsa_security_bits(n_bits))
+    return -(-bits // 8) * 8
+
+
+def check_modulus_size(
+    scheme: str,
+    n_bits: int,
+    insecure_allow_small_keys: bool,
+    *,
+    min_secure: int,
+    min_insecure: int,
+    max_bits: int,
+) -> None:
+    """Refuse moduli below 112-bit security unless explicitly allowed, and absurd sizes."""
+    if n_bits > max_bits:
+        raise ConfigError(f"{scheme} moduli above {max_bits} bits are not supported")
+    if n_bits < min_secure:
+        if not insecure_allow_small_keys:
+            raise InsecureModeError(
+                f"a {n_bits}-bit {scheme} modulus gives less than 112-bit security; use "
+                f"n_bits >= {min_secure} (pass insecure_allow_small_keys=True only in tests)"
+            )
+        if n_bits < min_insecure:
+            raise ConfigError(f"{scheme} moduli below {min_insecure} bits are refused")

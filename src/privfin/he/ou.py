@@ -30,7 +30,9 @@ from privfin.he._base import (
 from privfin.he._engine import OUEngine
 from privfin.he._util import (
     RandomSource,
+    check_modulus_size,
     check_rng,
+    djn_exponent_bits,
     random_below,
     random_prime,
     rsa_security_bits,
@@ -60,22 +62,15 @@ SMALL_KEY_WINDOW_BITS = 8
 G_WINDOW_BITS = 8
 
 
-def _exponent_bits(n_bits: int) -> int:
-    bits = max(256, 2 * rsa_security_bits(n_bits))
-    return -(-bits // 8) * 8
-
-
 def _check_size(n_bits: int, insecure_allow_small_keys: bool) -> None:
-    if n_bits > MAX_KEY_BITS:
-        raise ConfigError(f"OU moduli above {MAX_KEY_BITS} bits are not supported")
-    if n_bits < MIN_SECURE_KEY_BITS:
-        if not insecure_allow_small_keys:
-            raise InsecureModeError(
-                f"a {n_bits}-bit OU modulus gives less than 112-bit security; use n_bits >= "
-                "2048 (pass insecure_allow_small_keys=True only in tests)"
-            )
-        if n_bits < MIN_INSECURE_KEY_BITS:
-            raise ConfigError(f"OU moduli below {MIN_INSECURE_KEY_BITS} bits are refused")
+    check_modulus_size(
+        "OU",
+        n_bits,
+        insecure_allow_small_keys,
+        min_secure=MIN_SECURE_KEY_BITS,
+        min_insecure=MIN_INSECURE_KEY_BITS,
+        max_bits=MAX_KEY_BITS,
+    )
 
 
 def _p_bits(n_bits: int) -> int:
@@ -110,7 +105,7 @@ class PublicKey(PublicKeyBase):
         for name, v in (("g", g), ("h", h)):
             if not 1 < v < n or gmpy2.gcd(v, n) != 1:
                 raise ConfigError(f"{name} must be a unit modulo n other than 1")
-        super().__init__(n, exponent_bits=_exponent_bits(n_bits + 2), rng=rng)
+        super().__init__(n, exponent_bits=djn_exponent_bits(n_bits + 2), rng=rng)
         self._mod = self._n
         self.g = g
         self.h = h

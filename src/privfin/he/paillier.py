@@ -36,7 +36,9 @@ from privfin.he._base import (
 from privfin.he._engine import PaillierEngine
 from privfin.he._util import (
     RandomSource,
+    check_modulus_size,
     check_rng,
+    djn_exponent_bits,
     random_prime,
     random_unit,
     rsa_security_bits,
@@ -68,24 +70,15 @@ MIN_INSECURE_KEY_BITS = 256
 MAX_KEY_BITS = 16384
 
 
-def djn_exponent_bits(n_bits: int) -> int:
-    """Bit length of the DJN blinding exponent: ``max(256, 2 * lambda)`` rounded up to bytes."""
-    bits = max(256, 2 * rsa_security_bits(n_bits))
-    return -(-bits // 8) * 8
-
-
 def _check_size(n_bits: int, insecure_allow_small_keys: bool) -> None:
-    if n_bits > MAX_KEY_BITS:
-        raise ConfigError(f"Paillier moduli above {MAX_KEY_BITS} bits are not supported")
-    if n_bits < MIN_SECURE_KEY_BITS:
-        if not insecure_allow_small_keys:
-            raise InsecureModeError(
-                f"a {n_bits}-bit Paillier modulus gives less than 112-bit security; use "
-                f"n_bits >= {MIN_SECURE_KEY_BITS} (pass insecure_allow_small_keys=True only in "
-                "tests)"
-            )
-        if n_bits < MIN_INSECURE_KEY_BITS:
-            raise ConfigError(f"Paillier moduli below {MIN_INSECURE_KEY_BITS} bits are refused")
+    check_modulus_size(
+        "Paillier",
+        n_bits,
+        insecure_allow_small_keys,
+        min_secure=MIN_SECURE_KEY_BITS,
+        min_insecure=MIN_INSECURE_KEY_BITS,
+        max_bits=MAX_KEY_BITS,
+    )
 
 
 def _window(window_bits: int | None, n_bits: int) -> int:
