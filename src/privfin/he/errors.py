@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from privfin.errors import PrivfinError
 
-__all__ = ["KeyMismatchError", "OverflowDetected"]
+__all__ = ["KeyMismatchError", "OverflowDetected", "PlaintextOutOfRange"]
 
 
 class OverflowDetected(PrivfinError, OverflowError):
@@ -24,3 +24,9 @@ class OverflowDetected(PrivfinError, OverflowError):
 class KeyMismatchError(PrivfinError, ValueError):
     """Ciphertexts of different keys were combined, or a ciphertext was decrypted, loaded or
     operated on with a key that is not the one it was encrypted under."""
+
+
+class PlaintextOutOfRange(OverflowDetected):
+    """A ciphertext decrypted to a residue outside the scheme's plaintext bound, which no honest
+    computation produces (a ciphertext chosen by a peer, or corrupted). The decryption is not
+    returned: for Okamoto–Uchiyama it would reveal the secret prime ``p``."""

@@ -4,7 +4,13 @@
 ``Enc(m) = g**m * h**r mod n``. Ciphertexts are ``|n|`` bits (half of Paillier's) and, with
 fixed-base tables for ``g``, ``g**-1`` and ``h``, encryption costs a few dozen multiplications
 mod ``n``. The plaintext space is Z_p with ``p`` secret: values must satisfy
-``|m| < 2**capacity_bits`` with ``capacity_bits = |p| - 2`` (680 bits at 2048-bit ``n``).
+``|m| < 2**capacity_bits`` with ``capacity_bits = |p| - 132`` (551 bits at 2048-bit ``n``).
+
+Decryption refuses (:class:`~privfin.he.errors.PlaintextOutOfRange`) every residue ``m mod p``
+outside ``±2**capacity_bits``. OU decryption returns ``m mod p``, so a key holder that returned
+the decryption of a ciphertext a peer chose with ``m > p`` would hand it ``p = gcd(m - reply, n)``
+— the whole key from one message. With the 128-bit margin a chosen ``m >= p`` decrypts inside
+the bound with probability below ``2**-128``, so no decryption that is returned reveals ``p``.
 
 Security (``SPEC.md``): IND-CPA under the p-subgroup assumption, plus the short-exponent
 assumption for ``r`` (``max(256, 2*lambda)`` bits instead of uniform in Z_n), the same kind of
@@ -37,7 +43,7 @@ from privfin.he._util import (
     random_prime,
     rsa_security_bits,
 )
-from privfin.he.errors import KeyMismatchError, OverflowDetected
+from privfin.he.errors import KeyMismatchError, OverflowDetected, PlaintextOutOfRange
 
 __all__ = [
     "DEFAULT_KEY_BITS",
@@ -45,6 +51,7 @@ __all__ = [
     "KeyMismatchError",
     "OverflowDetected",
     "PackedEncryptedVector",
+    "PlaintextOutOfRange",
     "PrivateKey",
     "PublicKey",
     "generate_keypair",
@@ -73,15 +80,27 @@ def _check_size(n_bits: int, insecure_allow_small_keys: bool) -> None:
     )
 
 
+#: Bits between the honest plaintext bound and ``|p|``: a residue of a ciphertext of a chosen
+#: ``m >= p`` falls inside the bound with probability ``2**-KEY_RECOVERY_MARGIN_BITS``.
+KEY_RECOVERY_MARGIN_BITS = 130
+
+
 def _p_bits(n_bits: int) -> int:
     return n_bits // 3
+
+
+def _capacity_bits(p_bits: int) -> int:
+    """``|p| - 132``; the small test-only keys keep an eighth of ``p`` as margin (test keys only)."""
+    small = 3 * p_bits < MIN_SECURE_KEY_BITS
+    return p_bits - 2 - (p_bits // 8 if small else KEY_RECOVERY_MARGIN_BITS)
 
 
 class PublicKey(PublicKeyBase):
     """OU public key ``(n, g, h)``.
 
     ``capacity_bits`` is derived from the public size of ``p`` (``n_bits // 3`` bits, top two
-    bits set), so anyone can check a value fits without knowing ``p``. ``window_bits`` sets the
+    bits set) minus a 130-bit margin against key recovery, so anyone can check a value fits
+    without knowing ``p``. ``window_bits`` sets the
     window of the fixed-base table of ``h`` (memory against speed; no effect on results).
     """
 
@@ -110,7 +129,7 @@ class PublicKey(PublicKeyBase):
         self.g = g
         self.h = h
         self.p_bits = _p_bits(n_bits + 2)
-        self.capacity_bits = self.p_bits - 2
+        self.capacity_bits = _capacity_bits(self.p_bits)
         if window_bits is None:
             small = n_bits + 2 < MIN_SECURE_KEY_BITS
             window_bits = SMALL_KEY_WINDOW_BITS if small else WINDOW_BITS
@@ -182,12 +201,33 @@ class PrivateKey(PrivateKeyBase):
             raise ConfigError("g has the wrong order modulo p**2")
         self._gp_inv = gmpy2.invert(gp, p_)
         self._half = p_ // 2
+        self._low = gmpy2.mpz(1) << public_key.capacity_bits
+        self._high = p_ - self._low
 
     def _residues(self, cts: Sequence[Any]) -> list[int]:
+        """Residues in ``[0, p)``, each checked to lie within ``±2**capacity_bits``.
+
+        Raises
+        ------
+        PlaintextOutOfRange
+            A residue lies outside the bound: the ciphertext encrypts no honest value (a chosen
+            ``m >= p`` or a corrupted ciphertext). Nothing of the chunk is returned, so the
+            residue, which would reveal ``p``, never leaves this key.
+        """
         p, psq = self._p, self._psq
         powers = gmpy2.powmod_base_list([c % psq for c in cts], self._pm1, psq)
         gp_inv, divexact = self._gp_inv, gmpy2.divexact
-        return [int(divexact(x - 1, p) * gp_inv % p) for x in powers]
+        low, high = self._low, self._high
+        out = []
+        for x in powers:
+            m = divexact(x - 1, p) * gp_inv % p
+            if low <= m <= high:
+                raise PlaintextOutOfRange(
+                    "an OU ciphertext decrypted outside the plaintext bound (a chosen or "
+                    "corrupted ciphertext); no decryption is returned"
+                )
+            out.append(int(m))
+        return out
 
     def _signed(self, cts: Sequence[Any], plain_bits: int | None) -> list[int]:
         p, half = int(self._p), int(self._half)

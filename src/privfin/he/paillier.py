@@ -43,7 +43,7 @@ from privfin.he._util import (
     random_unit,
     rsa_security_bits,
 )
-from privfin.he.errors import KeyMismatchError, OverflowDetected
+from privfin.he.errors import KeyMismatchError, OverflowDetected, PlaintextOutOfRange
 
 __all__ = [
     "DEFAULT_KEY_BITS",
@@ -60,8 +60,9 @@ __all__ = [
 DEFAULT_KEY_BITS = 2048
 MIN_SECURE_KEY_BITS = 2048
 #: Decrypt modulo ``p`` alone only if the plaintext bound leaves this many bits of ``p`` unused
-#: (a random residue then passes the bound check with probability below 2**-63).
-P_ONLY_MARGIN_BITS = 65
+#: (a chosen or random residue then passes the bound check with probability below 2**-128,
+#: so a returned decryption never reveals ``p``).
+P_ONLY_MARGIN_BITS = 129
 #: Fixed-base window for keys of at least 2048 bits (and for smaller, test-only keys).
 WINDOW_BITS = 11
 SMALL_KEY_WINDOW_BITS = 8
@@ -197,7 +198,7 @@ class PrivateKey(PrivateKeyBase):
     then recombines by CRT: two half-size exponentiations instead of one full one (~4x
     faster), batched with ``gmpy2.powmod_base_list`` (one C call per chunk, GIL released).
     When the plaintexts have a public bound far below ``p`` (``decrypt`` of vectors whose
-    tracked ``bound_bits`` is at most ``|p| - 65``: every unpacked vector of 64-bit data),
+    tracked ``bound_bits`` is at most ``|p| - 130``: every unpacked vector of 64-bit data),
     ``m_p`` alone is the answer: one half-size exponentiation (see
     :meth:`~privfin.he._base.PrivateKeyBase.decrypt_ints`). The factors are kept only here;
     there is deliberately no serialisation.
@@ -248,8 +249,21 @@ class PrivateKey(PrivateKeyBase):
     def _signed(self, cts: Sequence[Any], plain_bits: int | None) -> list[int]:
         if plain_bits is not None and plain_bits + P_ONLY_MARGIN_BITS < self._p_bits:
             # |m| < 2**plain_bits < p/2: the centered residue mod p is m itself.
-            p, half_p = self._p, self._p // 2
-            return [int(m - p) if m > half_p else int(m) for m in self._mod_p(cts)]
+            # A chosen ciphertext of m >= p would decrypt to m mod p, and returning that would
+            # reveal p = gcd(m - reply, n): every residue must lie within the bound, which a
+            # chosen m >= p meets with probability below 2**(plain_bits + 1 - |p|) <= 2**-128.
+            p, limit = self._p, gmpy2.mpz(1) << plain_bits
+            out = []
+            for m in self._mod_p(cts):
+                if m >= limit:
+                    m -= p
+                    if m <= -limit:
+                        raise PlaintextOutOfRange(
+                            "a Paillier ciphertext decrypted outside its declared bound (a "
+                            "chosen or corrupted ciphertext); no decryption is returned"
+                        )
+                out.append(int(m))
+            return out
         n, half = self.public_key.n, self._half
         return [m - n if m > half else m for m in self._residues(cts)]
 
