@@ -12,10 +12,13 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "DecodeError",
+    "DiskFullError",
+    "InputError",
     "InsecureModeError",
     "PeerTimeout",
     "PrivfinError",
     "ProtocolAbort",
+    "disk_full",
 ]
 
 
@@ -25,6 +28,54 @@ class PrivfinError(Exception):
 
 class ConfigError(PrivfinError):
     """A configuration, parameter or input file is invalid; the message says which and why."""
+
+
+class InputError(ConfigError):
+    """A party's own input data is unfit for a component (not a number, NaN, infinite, a
+    fraction where whole minor units are required, out of the declared range, a missing id).
+
+    The message names the input, the column and how many rows are at fault, never a value; it
+    is for the local operator only. Peers are told no more than that this party's input was
+    rejected."""
+
+    def __init__(self, message: str, *, column: str | None = None, rows: int = 0) -> None:
+        super().__init__(message)
+        self.column = column
+        self.rows = rows
+
+
+class DiskFullError(PrivfinError):
+    """The node could not write its state because the disk (or the user's quota) is full.
+
+    ``where`` is the local directory that could not be written; it stays in the local log.
+    Peers are told only that this party failed with an internal error."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"disk full at {where}: the node cannot write its state; free space there "
+            "(or raise the quota) and restart the job"
+        )
+        self.where = where
+
+
+def disk_full(exc: BaseException, where: str) -> DiskFullError | None:
+    """A :class:`DiskFullError` for ``where`` if ``exc`` (or an exception it was raised from)
+    is an ``OSError`` with ``errno`` ENOSPC or EDQUOT; ``None`` otherwise."""
+    import errno
+
+    codes = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            break
+        if isinstance(seen, DiskFullError):
+            return seen
+        if isinstance(seen, OSError) and seen.errno in codes:
+            return DiskFullError(where)
+        if "database or disk is full" in str(seen):  # SQLite's SQLITE_FULL
+            return DiskFullError(where)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class InsecureModeError(ConfigError):
