@@ -90,7 +90,7 @@ def _p_bits(n_bits: int) -> int:
 
 
 def _capacity_bits(p_bits: int) -> int:
-    """``|p| - 132``; the small test-only keys keep an eighth of ``p`` as margin (test keys only)."""
+    """``|p| - 132``; the small, insecure test-only keys keep an eighth of ``p`` as margin."""
     small = 3 * p_bits < MIN_SECURE_KEY_BITS
     return p_bits - 2 - (p_bits // 8 if small else KEY_RECOVERY_MARGIN_BITS)
 

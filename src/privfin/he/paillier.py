@@ -254,14 +254,13 @@ class PrivateKey(PrivateKeyBase):
             # chosen m >= p meets with probability below 2**(plain_bits + 1 - |p|) <= 2**-128.
             p, limit = self._p, gmpy2.mpz(1) << plain_bits
             out = []
-            for m in self._mod_p(cts):
-                if m >= limit:
-                    m -= p
-                    if m <= -limit:
-                        raise PlaintextOutOfRange(
-                            "a Paillier ciphertext decrypted outside its declared bound (a "
-                            "chosen or corrupted ciphertext); no decryption is returned"
-                        )
+            for residue in self._mod_p(cts):
+                m = residue if residue < limit else residue - p
+                if m <= -limit:
+                    raise PlaintextOutOfRange(
+                        "a Paillier ciphertext decrypted outside its declared bound (a "
+                        "chosen or corrupted ciphertext); no decryption is returned"
+                    )
                 out.append(int(m))
             return out
         n, half = self.public_key.n, self._half
