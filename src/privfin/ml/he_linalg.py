@@ -9,7 +9,10 @@ bits of ``Q`` most significant first (a shared-base, bit-sliced multi-exponentia
 
 :func:`mask_and_pack` adds a fresh statistical mask to each result and packs many masked values
 into one ciphertext, so the key holder decrypts ``ceil(d / slots)`` ciphertexts instead of ``d``
-and learns only uniformly masked integers; :func:`unpack_and_unmask` inverts it.
+and learns only uniformly masked integers; :func:`unpack_and_unmask` inverts it. The key holder
+runs :func:`check_masked_packed` on what it decrypted before it returns anything: exactly the
+public number of packed values, every used slot in the masked range, nothing above the last
+slot (a requester cannot smuggle other ciphertexts it holds through the decryption).
 
 Security: the caller holds only the public key. Results are homomorphic combinations of the
 inputs and are *not* re-randomised here: re-randomise (``to_wire`` does) before sending them to
@@ -30,7 +33,14 @@ import numpy.typing as npt
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.he._base import PublicKeyBase
 
-__all__ = ["encrypted_matvec", "mask_and_pack", "packing_slots", "unpack_and_unmask"]
+__all__ = [
+    "check_masked_packed",
+    "encrypted_matvec",
+    "mask_and_pack",
+    "packed_size",
+    "packing_slots",
+    "unpack_and_unmask",
+]
 
 MAX_BITS = 32
 
@@ -145,6 +155,63 @@ def packing_slots(public_key: PublicKeyBase, slot_bits: int) -> int:
     if slots < 1:
         raise ConfigError(f"a {slot_bits}-bit slot does not fit this key; use a larger key")
     return slots
+
+
+def packed_size(public_key: PublicKeyBase, count: int, bound_bits: int, stat_bits: int) -> int:
+    """Number of ciphertexts :func:`mask_and_pack` makes of ``count`` values."""
+    return -(-count // packing_slots(public_key, bound_bits + stat_bits + 1))
+
+
+def check_masked_packed(
+    public_key: PublicKeyBase,
+    plaintexts: Sequence[int],
+    count: int,
+    bound_bits: int,
+    *,
+    stat_bits: int,
+) -> None:
+    """Key holder's check of a decrypted :func:`mask_and_pack` request, before replying.
+
+    An honest request of ``count`` values ``|g| < 2**B`` (``B = bound_bits``) masked by
+    ``r`` in ``[2**B, 2**(B+s))`` (``s = stat_bits``) decrypts to exactly
+    ``ceil(count / slots)`` residues whose used slots all lie in ``(0, 2**(B+s) + 2**B)`` and
+    whose bits above the last used slot are zero. Anything else did not come from
+    :func:`mask_and_pack`: a ciphertext the requester received and appended or packed into a
+    free slot, a slot widened to carry more, or a chosen plaintext beyond the bound.
+
+    Security: this bounds, but cannot remove, what a deviating requester learns: it may still
+    fill its ``count`` slots with any linear function of ciphertexts it holds, so it learns at
+    most ``count * (B + s)`` bits per request (no check on masked values can tell them apart).
+
+    Raises
+    ------
+    ProtocolAbort
+        The request breaks the shape or a range (the caller names the requester and returns
+        nothing).
+    """
+    slot_bits = bound_bits + stat_bits + 1
+    slots = packing_slots(public_key, slot_bits)
+    expected = -(-count // slots)
+    if len(plaintexts) != expected:
+        raise ProtocolAbort(
+            f"{len(plaintexts)} packed values for {count} entries, {expected} expected"
+        )
+    width_mask = (1 << slot_bits) - 1
+    top = (1 << (bound_bits + stat_bits)) + (1 << bound_bits)
+    for i, value in enumerate(plaintexts):
+        used = min(slots, count - i * slots)
+        v = int(value)
+        if not 0 <= v < 1 << (slot_bits * used):
+            raise ProtocolAbort(
+                f"packed value {i} has bits set above its last used slot (not a masked request)"
+            )
+        for _ in range(used):
+            slot = v & width_mask
+            if not 0 < slot < top:
+                raise ProtocolAbort(
+                    f"packed value {i} holds a slot outside the masked range (not a masked value)"
+                )
+            v >>= slot_bits
 
 
 def mask_and_pack(

@@ -9,7 +9,9 @@ from privfin.config import require_insecure_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, stop_now
 from privfin.fl.vertical.hetero_lr.messages import (
+    MAX_FEATURES,
     Ciphertexts,
+    FeatureCount,
     KeyAnnouncement,
     Plaintexts,
     Verdict,
@@ -17,19 +19,23 @@ from privfin.fl.vertical.hetero_lr.messages import (
 )
 from privfin.he import ou, paillier
 from privfin.he._base import EncryptedVector, PrivateKeyBase, PublicKeyBase
+from privfin.he.errors import OverflowDetected
 from privfin.ml.he_linalg import (
+    check_masked_packed,
     encrypted_matvec,
     mask_and_pack,
-    packing_slots,
+    packed_size,
     unpack_and_unmask,
 )
 from privfin.runtime import Context
 
 __all__ = [
+    "announce_features",
     "announce_key",
     "decrypt_for",
     "masked_gradient",
     "new_keypair",
+    "receive_features",
     "receive_key",
     "recv_cts",
     "send_cts",
@@ -101,25 +107,71 @@ def recv_cts(ctx: Context, peer: str, tag: str, pk: PublicKeyBase, count: int) -
     return vec.ciphertexts_raw
 
 
+def announce_features(ctx: Context, keyholders: Sequence[str], count: int) -> None:
+    """Tell the key holder(s) of our masked requests how many gradient entries we have (once,
+    at setup: the size of every later request follows from it)."""
+    if not 0 < count <= MAX_FEATURES:
+        raise ConfigError(f"hetero_lr supports 1 to {MAX_FEATURES} features per party, got {count}")
+    for keyholder in keyholders:
+        ctx.channel.send(keyholder, "features", FeatureCount(count=count))
+
+
+def receive_features(ctx: Context, peer: str) -> int:
+    """The number of gradient entries ``peer`` announced at setup (fixed for the run)."""
+    msg: FeatureCount = ctx.channel.recv(peer, "features", expect=FeatureCount)
+    return msg.count
+
+
 def decrypt_for(
     ctx: Context,
     peer: str,
     sk: PrivateKeyBase,
     params: LRParams,
     *,
+    count: int,
+    bound_bits: int,
     tag: str = "masked",
     reply: str = "plain",
-    max_count: int,
 ) -> None:
-    """Key holder's service: decrypt one packed masked message of ``peer`` and send it back."""
+    """Key holder's service: decrypt ``peer``'s masked packed gradient and send it back.
+
+    Trust no peer: the request must hold exactly the number of ciphertexts that ``count``
+    entries (announced by ``peer`` at setup) pack into for this step's public ``bound_bits``,
+    and every decrypted slot must be a masked value (:func:`check_masked_packed`; an OU
+    residue beyond the plaintext bound is refused by the key itself). Everything is checked
+    before anything is sent: on a violation ``peer`` gets no decryption at all and the run
+    stops with :class:`ProtocolAbort` naming it. What a deviating peer can still learn (at
+    most ``count * (bound_bits + stat_bits)`` bits per request) is stated in SPEC.md.
+    """
     msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
+    pk = sk.public_key
     try:
-        vec = EncryptedVector.from_wire(sk.public_key, msg.vec)
+        vec = EncryptedVector.from_wire(pk, msg.vec)
     except DecodeError as exc:
         raise DecodeError(f"masked gradient from {peer!r}: {exc}") from None
-    if not 0 < len(vec) <= max_count:
-        raise ProtocolAbort(f"{peer!r} sent {len(vec)} packed gradients", party=peer)
-    values = sk.raw_decrypt(vec.ciphertexts_raw, n_jobs=params.n_jobs)
+    expected = packed_size(pk, count, bound_bits, params.stat_bits)
+    if len(vec) != expected:
+        raise ProtocolAbort(
+            f"{peer!r} sent {len(vec)} ciphertexts for decryption ({tag}); its {count} "
+            f"announced gradient entries pack into exactly {expected}: refused, nothing decrypted",
+            party=peer,
+        )
+    try:
+        values = sk.raw_decrypt(vec.ciphertexts_raw, n_jobs=params.n_jobs)
+    except OverflowDetected:
+        raise ProtocolAbort(
+            f"{peer!r} sent a ciphertext beyond the plaintext bound for decryption ({tag}): "
+            "refused, nothing returned",
+            party=peer,
+        ) from None
+    try:
+        check_masked_packed(pk, values, count, bound_bits, stat_bits=params.stat_bits)
+    except ProtocolAbort as exc:
+        raise ProtocolAbort(
+            f"{peer!r} sent a request for decryption ({tag}) that is not a masked gradient: "
+            f"{exc}; refused, nothing returned",
+            party=peer,
+        ) from None
     ctx.channel.send(peer, reply, Plaintexts(values=[int(v) for v in values]))
     ctx.metrics.add("hetero_lr.decryptions", float(len(values)))
 
@@ -168,11 +220,6 @@ def gradient_reply(
         return unpack_and_unmask(pk, msg.values, masks, bound_bits, slot_bits)
     except ProtocolAbort as exc:
         raise ProtocolAbort(str(exc), party=keyholder) from None
-
-
-def packed_count(pk: PublicKeyBase, count: int, bound_bits: int, params: LRParams) -> int:
-    """Number of packed ciphertexts a party sends for ``count`` gradient entries."""
-    return -(-count // packing_slots(pk, bound_bits + params.stat_bits + 1))
 
 
 def sync_stop(

@@ -1,14 +1,22 @@
 """Arbiter role (mode ``"arbiter"``): holds the Paillier key and decrypts masked gradients.
 
 It sees only uniformly masked, packed gradient integers (statistical distance ``2**-stat_bits``
-from uniform) and, with early stopping on, each party's squared weight change per epoch.
+from uniform) and, with early stopping on, each party's squared weight change per epoch. It
+decrypts for each party exactly the packed size of the gradient it announced at setup and only
+requests whose every slot is a masked value (``_wire.decrypt_for``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from privfin.fl.vertical.hetero_lr._wire import announce_key, decrypt_for, new_keypair, sync_stop
+from privfin.fl.vertical.hetero_lr._wire import (
+    announce_key,
+    decrypt_for,
+    new_keypair,
+    receive_features,
+    sync_stop,
+)
 from privfin.fl.vertical.hetero_lr.common import LRParams, batch_plan
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.runtime import Context
@@ -22,13 +30,16 @@ def run_arbiter(ctx: Context, params: LRParams, guest: str, hosts: list[str]) ->
     parties = [guest, *hosts]
     announce_key(ctx, pk, parties)
     plan: Plan = ctx.channel.recv(guest, "plan", expect=Plan)
-    n_batches = len(batch_plan(0, plan.n_rows, params.batch_size, 0, shuffle=False))
+    counts = {party: receive_features(ctx, party) for party in parties}
+    # Batch sizes are public (the seed only permutes rows).
+    sizes = [len(rows) for rows in batch_plan(0, plan.n_rows, params.batch_size, 0, shuffle=False)]
     epochs = 0
     for _ in range(params.max_iter):
         epochs += 1
-        for _ in range(n_batches):
+        for m in sizes:
             for party in parties:
-                decrypt_for(ctx, party, sk, params, max_count=1 << 12)
+                bound = params.bound_bits(len(hosts), m, guest=party == guest)
+                decrypt_for(ctx, party, sk, params, count=counts[party], bound_bits=bound)
         if sync_stop(ctx, params, ctx.party, [ctx.party, *parties], 0.0):
             break
     return {"role": "arbiter", "n_iter": epochs}

@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 
 from privfin.fl.vertical.hetero_lr._wire import (
+    announce_features,
     announce_key,
     decrypt_for,
     gradient_reply,
     masked_gradient,
     new_keypair,
+    receive_features,
     receive_key,
     recv_cts,
     send_cts,
@@ -57,10 +59,14 @@ def run_guest(
         pk = receive_key(ctx, params, arbiter)
         sk: PrivateKeyBase | None = None
         host_keys = {h: pk for h in hosts}
+        announce_features(ctx, [arbiter], model.q.shape[1])
+        host_counts: dict[str, int] = {}
     else:
         pk, sk = new_keypair(ctx, params)
         announce_key(ctx, pk, hosts)
         host_keys = {h: receive_key(ctx, params, h) for h in hosts}
+        announce_features(ctx, hosts, model.q.shape[1])
+        host_counts = {h: receive_features(ctx, h) for h in hosts}
         if params.weighted:
             enc_s = pk.raw_encrypt([int(v) for v in s_int], n_jobs=params.n_jobs)
             for host in hosts:
@@ -103,8 +109,9 @@ def run_guest(
                     )
                     send_cts(ctx, h, "gmasked", hk, packed, fresh=False)
                     pending[h] = (masks, slot_bits)
+                host_bound = params.bound_bits(len(hosts), m, guest=False)
                 for h in hosts:
-                    decrypt_for(ctx, h, sk, params, max_count=1 << 12)
+                    decrypt_for(ctx, h, sk, params, count=host_counts[h], bound_bits=host_bound)
                 q_rows = model.q[rows]
                 g_int = [int(v) for v in _int_dot(q_rows, v_int)]
                 for h in hosts:

@@ -14,11 +14,13 @@ import numpy as np
 
 from privfin.errors import ProtocolAbort
 from privfin.fl.vertical.hetero_lr._wire import (
+    announce_features,
     announce_key,
     decrypt_for,
     gradient_reply,
     masked_gradient,
     new_keypair,
+    receive_features,
     receive_key,
     recv_cts,
     send_cts,
@@ -52,13 +54,17 @@ def run_host(
     peers = [h for h in hosts if h != ctx.party]
     own_sk: PrivateKeyBase | None = None
     enc_s: list[Any] | None = None
+    guest_count = 0
     if arbiter is not None:
         pk = receive_key(ctx, params, arbiter)
         own_pk = pk
+        announce_features(ctx, [arbiter], model.q.shape[1])
     else:
         pk = receive_key(ctx, params, guest)
         own_pk, own_sk = new_keypair(ctx, params)
         announce_key(ctx, own_pk, [guest])
+        announce_features(ctx, [guest], model.q.shape[1])
+        guest_count = receive_features(ctx, guest)
         if params.weighted:
             enc_s = recv_cts(ctx, guest, "s", pk, n)
     f = params.frac_bits
@@ -96,8 +102,9 @@ def run_host(
             keyholder = arbiter if arbiter is not None else guest
             send_cts(ctx, keyholder, "masked", pk, packed, fresh=False)
             if own_sk is not None:
-                decrypt_for(ctx, guest, own_sk, params, tag="gmasked", reply="gplain",
-                            max_count=1 << 12)  # fmt: skip
+                guest_bound = params.bound_bits(len(hosts), m, guest=True)
+                decrypt_for(ctx, guest, own_sk, params, count=guest_count, bound_bits=guest_bound,
+                            tag="gmasked", reply="gplain")  # fmt: skip
             g_int = gradient_reply(ctx, keyholder, pk, masks, bound, slot_bits)
             model.step(model.gradient_from_ints(g_int, params.hosts_frac_bits, m), epoch)
         coordinator = arbiter if arbiter is not None else guest

@@ -13,10 +13,20 @@ from typing import Any
 
 from privfin.federation.codec import Message, wire_message
 
-__all__ = ["Ciphertexts", "KeyAnnouncement", "Plaintexts", "Plan", "Verdict", "WeightNorms"]
+__all__ = [
+    "Ciphertexts",
+    "FeatureCount",
+    "KeyAnnouncement",
+    "Plaintexts",
+    "Plan",
+    "Verdict",
+    "WeightNorms",
+]
 
 #: Largest number of rows a plan may announce.
 MAX_ROWS = 1 << 28
+#: Largest number of gradient entries (features, with the guest's intercept) of one party.
+MAX_FEATURES = 1 << 12
 
 
 @wire_message("vfl.lr.KeyAnnouncement")
@@ -36,6 +46,19 @@ class Plan(Message, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not 0 < self.n_rows <= MAX_ROWS or not 0 <= self.seed < 2**63:
             raise ValueError("plan out of range")
+
+
+@wire_message("vfl.lr.FeatureCount")
+class FeatureCount(Message, frozen=True, kw_only=True):
+    """Party -> its key holder, once at setup: the number of entries of its gradient (features,
+    plus the intercept for the guest). It fixes the exact size of every masked request the
+    party sends for the whole run; the key holder decrypts nothing else."""
+
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.count <= MAX_FEATURES:
+            raise ValueError(f"feature count must be in [1, {MAX_FEATURES}]")
 
 
 @wire_message("vfl.lr.Ciphertexts")
