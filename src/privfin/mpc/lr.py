@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from privfin.data.validate import check_labels
 from privfin.errors import ConfigError
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
@@ -143,6 +144,18 @@ def _load(inputs: Mapping[str, Any], cols: Sequence[str], party: str) -> np.ndar
     return _table(inputs, cols, party)
 
 
+def _labels(inputs: Mapping[str, Any], col: str, party: str) -> np.ndarray:
+    """The label column: every row 0 or 1 (:class:`~privfin.errors.InputError` otherwise)."""
+    table = inputs.get("table")
+    if table is None:
+        raise ConfigError(f"data party {party!r} has no 'table' input")
+    try:
+        values = table[col]
+    except (KeyError, IndexError):
+        raise ConfigError(f"data party {party!r}: table has no column {col!r}") from None
+    return check_labels(values, col, source="input 'table'")
+
+
 def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> Any:
     """Train SS-LR on secret-shared data.
 
@@ -189,7 +202,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
             parts.append(s.share(owner, _load(inputs, cols, owner) if ctx.party == owner else None))
         x = concatenate(parts, axis=1)
         lp, lc = str(label["party"]), str(label["column"])
-        y = s.share(lp, _load(inputs, [lc], lp)[:, 0] if ctx.party == lp else None)
+        y = s.share(lp, _labels(inputs, lc, lp) if ctx.party == lp else None)
     elif partition == "horizontal":
         if not isinstance(spec, Sequence) or isinstance(spec, str) or not isinstance(label, str):
             raise ConfigError("horizontal ss_lr needs features: [columns] and label: column")
@@ -198,7 +211,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         for owner in s.roles.data:
             mine = ctx.party == owner
             xs.append(s.share(owner, _load(inputs, names, owner) if mine else None))
-            ys.append(s.share(owner, _load(inputs, [label], owner)[:, 0] if mine else None))
+            ys.append(s.share(owner, _labels(inputs, label, owner) if mine else None))
         x = concatenate(xs, axis=0)
         y = concatenate(ys, axis=0)
     else:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from privfin.data.validate import check_column
 from privfin.errors import ConfigError
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
@@ -141,15 +142,19 @@ def pearson(x: SharedTensor, *, standardized: bool = False) -> SharedTensor:
 
 
 def _table(inputs: Mapping[str, Any], columns: Sequence[str], party: str) -> np.ndarray:
+    """The declared columns of the party's ``table`` input as float64, each checked (numbers,
+    finite, none missing): :class:`~privfin.errors.InputError` names the column and the count
+    of bad rows, never a value."""
     table = inputs.get("table")
     if table is None:
         raise ConfigError(f"data party {party!r} has no 'table' input")
     cols = []
     for c in columns:
         try:
-            cols.append(np.asarray(table[c], dtype=np.float64))
+            values = table[c]
         except (KeyError, IndexError):
             raise ConfigError(f"data party {party!r}: table has no column {c!r}") from None
+        cols.append(np.asarray(check_column(values, c, source="input 'table'"), np.float64))
     return np.stack(cols, axis=1)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, InputError
 from privfin.psi.ids import DUPLICATE_RULES, NORMALIZERS, PreparedIds, prepare_ids
 from privfin.runtime import Context
 
@@ -18,6 +18,7 @@ __all__ = ["PROTOCOLS", "PsiParams", "aligned_output", "psi_component"]
 
 PROTOCOLS = ("ecdh", "unbalanced")
 REVEAL = ("receiver", "both")
+MISSING_RULES = ("error", "drop")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,12 @@ class PsiParams:
         Declared id rules (:mod:`privfin.psi.ids`).
     id_column:
         Column of the ``table`` input holding the ids.
+    missing:
+        What to do with missing ids (``None``, NaN, or empty after trimming) in this party's
+        input: ``"error"`` (default) refuses the input with an
+        :class:`~privfin.errors.InputError` naming the column and the count; ``"drop"`` leaves
+        them out of the set (counted in ``PreparedIds.n_missing``). Local: the
+        parties need not agree on it.
     """
 
     protocol: str = "ecdh"
@@ -48,6 +55,7 @@ class PsiParams:
     normalize: str = "trim"
     duplicates: str = "first"
     id_column: str = "id"
+    missing: str = "error"
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> PsiParams:
@@ -66,6 +74,8 @@ class PsiParams:
             raise ConfigError(f"normalize must be one of {list(NORMALIZERS)}")
         if p.duplicates not in DUPLICATE_RULES:
             raise ConfigError(f"duplicates must be one of {list(DUPLICATE_RULES)}")
+        if p.missing not in MISSING_RULES:
+            raise ConfigError(f"missing must be one of {list(MISSING_RULES)}")
         return p
 
     @property
@@ -83,6 +93,23 @@ class PsiParams:
 
 
 def _prepare(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, Any]:
+    prepared, table, column = _prepare_ids(inputs, p)
+    missing = prepared.n_missing
+    if column is not None and p.normalize == "exact" and prepared.index_of("") is not None:
+        missing += 1  # an empty cell of an id column is no id, even under "exact"
+    if missing and p.missing == "error":
+        raise InputError(
+            f"psi input, column {column or 'ids'!r}: a missing or empty id in {missing} row(s); "
+            "fix them, or set missing: drop to leave them out (no id is shown here or sent "
+            "to peers)",
+            column=column or "ids",
+            rows=missing,
+        )
+    return prepared, table
+
+
+def _prepare_ids(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, Any, str | None]:
+    """``(prepared ids, table or None, id column name or None for a plain list of ids)``."""
     table = inputs.get("table")
     if table is not None:
         if not hasattr(table, "columns") or p.id_column not in table.columns:
@@ -90,15 +117,17 @@ def _prepare(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, Any]
         column = table[p.id_column]
         step = 250_000  # a slice of the column at a time: no full list of Python ids
         chunks_of = (column.iloc[a : a + step].tolist() for a in range(0, len(column), step))
-        return prepare_ids(chunks_of, p.normalize, p.duplicates, chunked=True), table
+        prepared = prepare_ids(chunks_of, p.normalize, p.duplicates, chunked=True)
+        return prepared, table, p.id_column
     if "chunks" in inputs:
         chunks: Iterable[Iterable[object]] = inputs["chunks"]
-        return prepare_ids(chunks, p.normalize, p.duplicates, chunked=True), None
+        prepared = prepare_ids(chunks, p.normalize, p.duplicates, chunked=True)
+        return prepared, None, str(getattr(chunks, "column", p.id_column))
     if "ids" in inputs:
         ids = inputs["ids"]
         if isinstance(ids, (str, bytes)):
             raise ConfigError("the 'ids' input must be a list of ids, not one string")
-        return prepare_ids(list(ids), p.normalize, p.duplicates), None
+        return prepare_ids(list(ids), p.normalize, p.duplicates), None, None
     raise ConfigError("psi needs an input 'ids' (a list), 'table' (a DataFrame) or 'chunks'")
 
 

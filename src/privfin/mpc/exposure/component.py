@@ -6,8 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from privfin.errors import ConfigError
+from privfin.data.validate import check_column, check_ids
+from privfin.errors import ConfigError, InputError
 from privfin.mpc.exposure.lender import run_lender
 from privfin.mpc.exposure.messages import MAX_AMOUNT
 from privfin.mpc.exposure.result import run_result
@@ -24,25 +26,61 @@ def lender_amounts(ids: Sequence[str], loans: Any) -> np.ndarray:
 
     ``loans`` is a mapping id -> amount, or a table with columns ``id`` and
     ``outstanding_cents`` (several rows of one borrower are added up).
+
+    Raises
+    ------
+    InputError
+        If an id is missing, or an amount is not a number, missing (NaN), infinite, not a whole
+        number of minor units, or outside ``[0, 2**56)`` (also for the sum of a borrower's
+        loans). The message names the column and the number of rows, never a value or an id.
     """
+    source = "input 'loans'"
     if hasattr(loans, "columns"):
         for col in ("id", "outstanding_cents"):
             if col not in loans.columns:
                 raise ConfigError(f"loans table needs column {col!r}; it has {list(loans.columns)}")
-        grouped = loans.groupby(loans["id"].astype(str))["outstanding_cents"].sum()
+        check_ids(loans["id"].tolist(), "id", source=source)
+        cents = check_column(
+            loans["outstanding_cents"],
+            "outstanding_cents",
+            source=source,
+            integral=True,
+            low=0,
+            high=MAX_AMOUNT,
+            unit=" of minor units",
+        )
+        keys = loans["id"].astype(str).to_numpy()
+        grouped = pd.Series(cents.astype(object), index=keys).groupby(level=0).sum()
         table: Mapping[str, Any] = {str(k): int(v) for k, v in grouped.items()}
+        over = sum(1 for v in table.values() if v >= MAX_AMOUNT)
+        if over:
+            raise InputError(
+                f"{source}, column 'outstanding_cents': the loans of {over} borrower(s) add up "
+                "to 2**56 minor units or more (the declared bound per lender)",
+                column="outstanding_cents",
+                rows=over,
+            )
     elif isinstance(loans, Mapping):
         table = loans
     else:
         raise ConfigError("loans must be a mapping id -> amount or a table (id, outstanding_cents)")
     out = np.zeros(len(ids), dtype=np.uint64)
+    not_int = out_of_range = 0
     for i, borrower in enumerate(ids):
         value = table.get(borrower, 0)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ConfigError(f"amount of {borrower!r} must be an integer number of minor units")
-        if not 0 <= int(value) < MAX_AMOUNT:
-            raise ConfigError(f"amount of {borrower!r} must lie in [0, 2**56) minor units")
-        out[i] = int(value)
+            not_int += 1
+        elif not 0 <= int(value) < MAX_AMOUNT:
+            out_of_range += 1
+        else:
+            out[i] = int(value)
+    if not_int or out_of_range:
+        raise InputError(
+            f"{source}: {not_int} amount(s) of agreed borrowers are not integers (minor units) "
+            f"and {out_of_range} lie outside [0, 2**56); correct them (no value is shown here)",
+            column="outstanding_cents",
+            rows=not_int + out_of_range,
+        )
     return out
 
 
