@@ -1,0 +1,224 @@
+"""[08] items 1 and 2 for hetero LR: no key holder is a decryption oracle.
+
+Each test plays one malicious party by wrapping its honest ``masked_gradient`` (the other
+parties run the unchanged code): it smuggles ciphertexts it holds — the guest's ``Enc(v)`` or
+``Enc(d)``, a host's ``Enc(u/4)``, a chosen OU plaintext beyond ``p`` — into the request it
+sends for decryption. Before [08] the key holder decrypted up to 4096 ciphertexts of any
+content and returned them all (residuals, labels in the first batch, the OU prime). Now it
+decrypts exactly the announced packed size, checks every slot before replying, and stops the
+run with a ``ProtocolAbort`` naming the requester; the requester gets no reply at all.
+
+Small keys through the explicit insecure flag and a development-mode ``Settings`` (tests only).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+import gmpy2
+import numpy as np
+import pytest
+
+from privfin.config import Settings
+from privfin.errors import ProtocolAbort
+from privfin.federation.memory import MemoryHub
+from privfin.fl.vertical.hetero_lr import guest as guest_role
+from privfin.fl.vertical.hetero_lr import host as host_role
+from privfin.fl.vertical.hetero_lr import hetero_lr_component
+from privfin.he import ou
+from privfin.runtime import Context, simulate
+
+SMALL = {"key_bits": 768, "insecure_allow_small_keys": True, "max_iter": 1, "batch_size": 0}
+STAT_BITS = 48  # LRParams.stat_bits default
+
+Packed = tuple[list[Any], list[int], int]
+#: (ctx, pk, the ciphertexts the party multiplies by its features, honest packed request,
+#: public bound B) -> the request actually sent.
+Attack = Callable[[Context, Any, list[Any], Packed, int], Packed]
+
+
+def _data(n: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+    z = xg @ [1.0, -0.5, 0.2] + xh.sum(axis=1) * 0.7 - 0.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    return xg, xh, y
+
+
+def _run(mode: str, hub: MemoryHub, **extra: Any) -> dict[str, Any]:
+    xg, xh, y = _data()
+    roles = {"bank": ["guest"], "host0": ["host"]}
+    if mode == "arbiter":
+        roles["arb"] = ["arbiter"]
+    return simulate(
+        hetero_lr_component, roles, params={**SMALL, "mode": mode, **extra},
+        inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}}, seed=5, hub=hub,
+        settings=Settings(mode="development"), timeout=60,
+    )  # fmt: skip
+
+
+def _malicious(
+    monkeypatch: pytest.MonkeyPatch, role: Any, party: str, attack: Attack
+) -> list[bool]:
+    """Make ``party`` run ``attack`` on its first masked request; returns a flag list that
+    records that the attack really ran."""
+    honest = role.masked_gradient
+    ran: list[bool] = []
+
+    def wrapped(
+        ctx: Context, pk: Any, cts: Any, model: Any, rows: Any, shift: Any, bound: int, p: Any
+    ) -> Packed:
+        out: Packed = honest(ctx, pk, cts, model, rows, shift, bound, p)
+        if ctx.party != party or ran:
+            return out
+        ran.append(True)
+        return attack(ctx, pk, list(cts), out, bound)
+
+    monkeypatch.setattr(role, "masked_gradient", wrapped)
+    return ran
+
+
+def _received(monkeypatch: pytest.MonkeyPatch, party: str, tag: str) -> dict[str, list[Any]]:
+    """Record the ciphertexts ``party`` (a host) receives under ``tag``, as they arrived."""
+    honest = host_role.recv_cts
+    seen: dict[str, list[Any]] = {}
+
+    def wrapped(ctx: Context, peer: str, t: str, pk: Any, count: int) -> list[Any]:
+        out: list[Any] = honest(ctx, peer, t, pk, count)
+        if ctx.party == party and t == tag and tag not in seen:
+            seen[tag] = list(out)
+        return out
+
+    monkeypatch.setattr(host_role, "recv_cts", wrapped)
+    return seen
+
+
+def _replies(hub: MemoryHub, sender: str, receiver: str, tag: str) -> list[Any]:
+    return [k for k, _ in hub.wire if (k.sender, k.receiver, k.tag) == (sender, receiver, tag)]
+
+
+def _expect_abort(
+    mode: str, offender: str, match: str, hub: MemoryHub, ran: list[bool], **extra: Any
+) -> None:
+    """The run stops with a ProtocolAbort naming ``offender``, which got no decryption."""
+    with pytest.raises(ProtocolAbort, match=match) as info:
+        _run(mode, hub, **extra)
+    assert ran, "the attack did not run"
+    assert info.value.party == offender
+    keyholder = {("arbiter", "host0"): "arb", ("arbiter", "bank"): "arb",
+                 ("guest", "host0"): "bank", ("guest", "bank"): "host0"}[(mode, offender)]  # fmt: skip
+    reply = "gplain" if (mode, offender) == ("guest", "bank") else "plain"
+    assert _replies(hub, keyholder, offender, reply) == []
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_host_appending_the_guests_ciphertexts_gets_nothing(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack of the issue: host0 appends ``Enc(v)`` as the guest sent it (first batch,
+    zero weights: ``v = 0.5 - y``, every label) to its packed gradient — too many
+    ciphertexts for its announced feature count."""
+    seen = _received(monkeypatch, "host0", "d")
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert len(seen["d"]) == 30
+        return packed + seen["d"], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort(mode, "host0", "exactly", MemoryHub(), ran)
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_host_appending_the_completed_residuals_gets_nothing(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same with the residual ``Enc(d)`` the host completed, one ciphertext more only."""
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        return [*packed, cts[0]], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort(mode, "host0", "exactly", MemoryHub(), ran)
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_host_hiding_a_residual_above_its_slots_gets_nothing(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stealthy variant: an honest request (right size, right gradient, model unchanged)
+    plus ``Enc(d_0 + 2**B)`` shifted into the free slot above the host's two gradient
+    entries."""
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert len(packed) == 1 and len(masks) == 2  # one ciphertext, free slots above
+        hidden = pk.raw_add_plain([cts[0]], [1 << bound])
+        hidden = pk.raw_mul(hidden, [1 << (2 * slot_bits)])
+        return pk.raw_add(packed, hidden), masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort(mode, "host0", "above its last used slot", MemoryHub(), ran)
+
+
+def test_host_widening_a_slot_beyond_the_mask_range_gets_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slot pushed beyond ``2**(B+s) + 2**B`` (room to carry more than one masked value)."""
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert slot_bits == bound + STAT_BITS + 1
+        top = (1 << (bound + STAT_BITS)) + (1 << bound)
+        return pk.raw_add_plain(packed[:1], [top]) + packed[1:], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort("arbiter", "host0", "outside the masked range", MemoryHub(), ran)
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_guest_stuffing_the_hosts_partial_predictors_gets_nothing(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The symmetric attack: the guest appends host0's ``Enc(u/4)`` (arbiter mode: under the
+    arbiter's key; mode guest: under host0's own key, which host0 decrypts for the guest)."""
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert len(cts) == 30
+        return packed + cts[:8], masks, slot_bits
+
+    ran = _malicious(monkeypatch, guest_role, "bank", attack)
+    _expect_abort(mode, "bank", "exactly", MemoryHub(), ran)
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_ou_chosen_plaintext_beyond_p_gets_no_reply(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 2: host0 replaces its request with an OU encryption of a chosen ``M > p`` (right
+    count). Returning ``M mod p`` would give it ``p = gcd(M - reply, n)``, the whole key."""
+    rng = random.Random(11)
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert isinstance(pk, ou.PublicKey)
+        big = rng.randrange(1 << (pk.p_bits + 1), pk.n)  # beyond p (|p| = p_bits)
+        chosen = gmpy2.powmod(pk.g, big, pk.n) * gmpy2.powmod(pk.h, 977, pk.n) % pk.n
+        return [chosen, *packed[1:]], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort(mode, "host0", "beyond the plaintext bound", MemoryHub(), ran, scheme="ou")
+
+
+def test_honest_run_is_unchanged_by_the_harness(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wrappers are transparent for an attack that changes nothing (the tests above fail
+    because of what the attack sends, not because of the harness)."""
+    ran = _malicious(monkeypatch, host_role, "host0", lambda ctx, pk, cts, out, bound: out)
+    hub = MemoryHub()
+    out = _run("arbiter", hub)
+    assert ran and out["host0"]["n_iter"] == 1
+    assert len(_replies(hub, "arb", "host0", "plain")) == 1
