@@ -25,8 +25,8 @@ from privfin.config import Settings
 from privfin.errors import ProtocolAbort
 from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.hetero_lr import guest as guest_role
-from privfin.fl.vertical.hetero_lr import host as host_role
 from privfin.fl.vertical.hetero_lr import hetero_lr_component
+from privfin.fl.vertical.hetero_lr import host as host_role
 from privfin.he import ou
 from privfin.runtime import Context, simulate
 
@@ -107,8 +107,7 @@ def _expect_abort(
         _run(mode, hub, **extra)
     assert ran, "the attack did not run"
     assert info.value.party == offender
-    keyholder = {("arbiter", "host0"): "arb", ("arbiter", "bank"): "arb",
-                 ("guest", "host0"): "bank", ("guest", "bank"): "host0"}[(mode, offender)]  # fmt: skip
+    keyholder = "arb" if mode == "arbiter" else ("host0" if offender == "bank" else "bank")
     reply = "gplain" if (mode, offender) == ("guest", "bank") else "plain"
     assert _replies(hub, keyholder, offender, reply) == []
 
