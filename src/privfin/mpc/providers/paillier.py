@@ -5,15 +5,25 @@ triple, each party draws its shares ``a_i, b_i`` uniformly in Z_2^64; the cross 
 ``c = (a0 + a1)(b0 + b1)`` are computed under encryption::
 
     P0 -> P1:  Enc(a0), Enc(b0)
-    P1 -> P0:  Enc(a0*b1 + b0*a1 + rho)      rho uniform in [0, 2**(130 + 64))
+    P1 -> P0:  Enc(a0*b1 + b0*a1 + rho)      rho uniform in [0, n - B)
     c0 = a0*b0 + Dec(...)  mod 2**64,   c1 = a1*b1 - rho  mod 2**64
 
-(matrix triples: the same with ``A0 @ B1 + A1 @ B0``, 2*m*k*n exponentiations by P1).
+(matrix triples: the same with ``A0 @ B1 + A1 @ B0``, 2*m*k*n exponentiations by P1). ``B =
+2*k*(2**64 - 1)**2 + 1`` bounds the honest cross term of an output that sums ``2*k`` products of
+ring elements (``k = 1`` for elementwise triples); the provider refuses a product unless
+``B * 2**64 <= n - B`` (:func:`cross_term_bound`), so ``cross + rho < n`` never wraps.
 
 Security property (semi-honest, no trusted party): P1 sees only ciphertexts (IND-CPA of
 Paillier under DCR + the DJN assumption, see :mod:`privfin.he.paillier`; the reply is
 re-randomised by the fresh ``Enc(rho)``); P0 sees ``cross + rho`` over the integers, which hides
-``cross < 2**130`` statistically (distance ``<= 2**-64``). Leakage: none beyond the shapes.
+``cross < B`` statistically: distance ``<= B / (n - B) <= 2**-64`` for every ``k`` the key
+allows (below ``2**(144 - |n| + 1)`` at ``k = 30,000``). Because ``rho`` covers all of Z_n but ``B``
+values, a P0 that encrypted values outside Z_2^64 (P1 cannot see them) still reads a reply
+within distance ``B / n`` of uniform: it cannot shift P1's shares above the mask. Checks: P1
+accepts P0's modulus only if it has exactly the agreed size, is odd, not prime, not a
+perfect power and has no prime factor below 2**16; every ciphertext must lie in Z*_{n**2} and
+arrive in the exact count and width the step expects (``ProtocolAbort`` naming the peer).
+Leakage: none beyond the shapes (semi-honest); against active deviation see ``SPEC.md``.
 Cost: dominated by P0's encryptions and P1's exponentiations (~ms per element at 2048 bits),
 so this provider suits small multiplications; no truncation pairs or random bits (the online
 protocol uses local truncation and builds random bits from triples).
@@ -21,10 +31,12 @@ protocol uses local truncation and builds random bits from triples).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from math import prod
 from typing import Any
 
+import gmpy2
 import numpy as np
 
 from privfin.crypto.prg import expand_uint64
@@ -35,11 +47,57 @@ from privfin.mpc.providers.base import Shape
 from privfin.mpc.ring import U64, ring_matmul, ring_ops
 from privfin.runtime import Context
 
-__all__ = ["MASK_BITS", "PaillierProvider"]
+__all__ = ["STATISTICAL_BITS", "PaillierProvider", "check_peer_modulus", "cross_term_bound"]
 
-#: Statistical masking: rho has 64 bits more than the largest cross term (< 2**130).
-MASK_BITS = 130 + 64
+#: Statistical security of the mask: P0's view of a cross term is within 2**-64 of uniform.
+STATISTICAL_BITS = 64
 _MOD64 = (1 << 64) - 1
+
+
+@functools.cache
+def _small_primes() -> Any:
+    """Product of the primes below 2**16 (a peer's modulus must have no such factor)."""
+    out, q = gmpy2.mpz(1), gmpy2.mpz(2)
+    while q < 1 << 16:
+        out *= q
+        q = gmpy2.next_prime(q)
+    return out
+
+
+def cross_term_bound(terms: int) -> int:
+    """``B``: one more than the largest honest cross term summing ``terms`` products of two
+    elements of Z_2^64 (``terms = 2*k`` for an inner dimension ``k``)."""
+    return terms * _MOD64 * _MOD64 + 1
+
+
+def check_peer_modulus(n: int, n_bits: int, peer: str) -> None:
+    """Refuse a Paillier modulus sent by ``peer`` that does not have exactly the agreed
+    ``n_bits`` (the size check of :class:`privfin.he.paillier.PublicKey` then applies) or is
+    trivially malformed (even, prime, a perfect power, or with a prime factor below 2**16).
+
+    These are necessary, not sufficient, conditions for ``n = p*q`` with ``gcd(n, phi(n)) =
+    1``; without a zero-knowledge proof of a well-formed modulus a malicious key owner may
+    still use another composite (SPEC.md, threat model).
+
+    Raises
+    ------
+    ProtocolAbort
+        Naming ``peer``.
+    """
+    if n.bit_length() != n_bits:
+        # Shorter is weaker; longer makes this party's exponentiations slower (work bound).
+        raise ProtocolAbort(
+            f"peer's Paillier modulus has {n.bit_length()} bits, not the agreed {n_bits}",
+            party=peer,
+        )
+    nz = gmpy2.mpz(n)
+    if (
+        n % 2 == 0
+        or gmpy2.gcd(nz, _small_primes()) != 1
+        or gmpy2.is_prime(nz)
+        or gmpy2.is_power(nz)
+    ):
+        raise ProtocolAbort("peer's Paillier modulus is malformed", party=peer)
 
 
 class _Bits:
@@ -51,6 +109,15 @@ class _Bits:
     def getrandbits(self, k: int, /) -> int:
         nbytes = (k + 7) // 8
         return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
+
+
+def _uniform_below(rng: _Bits, bound: int) -> int:
+    """Uniform in ``[0, bound)`` by rejection (fewer than two draws on average)."""
+    bits = (bound - 1).bit_length()
+    while True:
+        r = rng.getrandbits(bits)
+        if r < bound:
+            return r
 
 
 def _pack(values: Sequence[int], width: int) -> PaillierCiphertexts:
@@ -98,9 +165,13 @@ class PaillierProvider:
             self.ctx.channel.send(self.peer, "mpc.he.pk", PaillierPublicKey(n=int(self._pk.n)))
         else:
             msg = self.ctx.channel.recv(self.peer, "mpc.he.pk", expect=PaillierPublicKey)
-            if msg.n.bit_length() < min(self.n_bits, paillier.MIN_SECURE_KEY_BITS):
-                raise ProtocolAbort("peer's Paillier key is shorter than required", party=self.peer)
-            self._pk = paillier.PublicKey(msg.n, rng=rng, insecure_allow_small_keys=self.small)
+            check_peer_modulus(int(msg.n), self.n_bits, self.peer)
+            try:
+                self._pk = paillier.PublicKey(msg.n, rng=rng, insecure_allow_small_keys=self.small)
+            except ConfigError as exc:
+                raise ProtocolAbort(
+                    f"peer's Paillier key refused: {exc}", party=self.peer
+                ) from None
 
     def _width(self) -> int:
         return int(self._pk.ciphertext_bytes)
@@ -108,15 +179,30 @@ class PaillierProvider:
     def _recv_cts(self, count: int) -> list[int]:
         msg = self.ctx.channel.recv(self.peer, "mpc.he.ct", expect=PaillierCiphertexts)
         if msg.count != count or msg.width != self._width():
-            raise ProtocolAbort(f"expected {count} ciphertexts", party=self.peer)
+            raise ProtocolAbort(
+                f"expected {count} ciphertexts of {self._width()} bytes", party=self.peer
+            )
         w = msg.width
         cts = [int.from_bytes(msg.data[i * w : (i + 1) * w], "big") for i in range(count)]
         try:
             for c in cts:
                 self._pk.check_ciphertext(c)
         except DecodeError as exc:
-            raise DecodeError(f"from {self.peer!r}: {exc}") from None
+            raise ProtocolAbort(f"not a ciphertext in Z*_(n^2): {exc}", party=self.peer) from None
         return cts
+
+    def _mask_range(self, terms: int) -> int:
+        """``n - B`` for cross terms of ``terms`` products; refuses products whose mask would
+        not hide them to ``2**-64`` inside the plaintext space."""
+        bound = cross_term_bound(terms)
+        rest = int(self._pk.n) - bound
+        if rest <= 0 or bound << STATISTICAL_BITS > rest:
+            raise ConfigError(
+                f"a product summing {terms} terms does not fit a {self._pk.n_bits}-bit Paillier "
+                f"key with a {STATISTICAL_BITS}-bit statistical mask; use a larger key "
+                "(paillier_bits) or split the product"
+            )
+        return rest
 
     def _own(self, sizes: Sequence[int]) -> list[U64]:
         counter = self._counter
@@ -133,17 +219,21 @@ class PaillierProvider:
         """Shares of ``sum over (i, j, i2, j2) of left0[i]*right1[j] + right0[i2]*left1[j2]``
         for each output element; ``pairs[o]`` lists the index quadruples of output ``o``."""
         pk = self._pk
+        # Both parties check the same public bound before anything is sent.
+        rest = self._mask_range(2 * max((len(q) for q in pairs), default=1))
         if self.is_owner:
             plain = [int(v) for v in np.concatenate([left, right])]
             cts = pk.raw_encrypt(plain)
             self.ctx.channel.send(self.peer, "mpc.he.ct", _pack(cts, self._width()))
             reply = self._recv_cts(len(pairs))
+            # The decryptions stay here: only their residue mod 2**64 enters this party's
+            # share of c (SPEC.md: what a deviating P1 can do with its reply).
             vals = self._sk.raw_decrypt(reply)
             return np.array([int(v) & _MOD64 for v in vals], dtype=np.uint64)
         cts = self._recv_cts(left.size + right.size)
         enc_left, enc_right = cts[: left.size], cts[left.size :]
         rng = _Bits(self.ctx)
-        rhos = [rng.getrandbits(MASK_BITS) for _ in pairs]
+        rhos = [_uniform_below(rng, rest) for _ in pairs]
         masks = pk.raw_encrypt(rhos)
         out = []
         for o, quads in enumerate(pairs):
