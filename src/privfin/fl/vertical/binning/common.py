@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,7 +16,27 @@ from privfin.he import paillier
 from privfin.ml.binning import apply_bins, chi_merge, quantile_edges
 from privfin.runtime import Context
 
-__all__ = ["BinParams", "feature_matrix", "final_edges", "new_keypair", "woe_transform"]
+__all__ = [
+    "RHO_BITS",
+    "BinParams",
+    "LocalBins",
+    "feature_matrix",
+    "final_edges",
+    "final_woe",
+    "label_bits",
+    "local_bins",
+    "new_keypair",
+    "woe_transform",
+]
+
+
+#: Bits of the guest's secret per-job label weight ``rho`` (see :func:`label_bits`).
+RHO_BITS = 64
+
+
+def label_bits(n: int) -> int:
+    """Public bound (bits) of an encrypted label ``y + rho * 2**bits(n)`` (``rho < 2**64``)."""
+    return n.bit_length() + RHO_BITS
 
 
 @dataclass(frozen=True)
@@ -31,8 +52,23 @@ class BinParams:
         Keep features with ``IV >= iv_threshold`` (and, if ``top_k``, only the ``top_k`` best
         over all parties).
     reveal_woe_to_hosts:
-        Send each host the WOE of its own bins (needed to train on WOE features, e.g. a
-        scorecard). Off by default: WOE per bin reveals the bin's event rate to the host.
+        Send each host the WOE of its own bins, rounded to ``woe_decimals`` decimals (needed to
+        train on WOE features at the host). Off by default: WOE per bin reveals the bin's event
+        rate to the host.
+    min_bin_share:
+        Every final bin (and every bin a host declares with ``quantile``) holds no rows or at
+        least ``ceil(min_bin_share * n)`` rows; at least 0.01 (default 0.05). The guest aborts
+        on a host that declares a smaller bin.
+    min_fine_share:
+        The same floor for the fine bins a host declares with ``chimerge`` (default 0.02, in
+        ``[0.01, min_bin_share]``).
+    max_features:
+        At most this many features per host (default 256); more aborts the job.
+    woe_decimals:
+        Decimals of the WOE sent to hosts (default 1, i.e. steps of 0.1; in ``[0, 3]``).
+    scheme:
+        Only ``"paillier"``: the guest returns values computed from ciphertexts a host chose,
+        and an Okamoto-Uchiyama decryption of a chosen ciphertext can reveal the key.
     """
 
     method: str = "quantile"
@@ -40,19 +76,37 @@ class BinParams:
     fine_bins: int = 32
     chi_threshold: float = 3.841
     min_bin_share: float = 0.05
+    min_fine_share: float = 0.02
+    max_features: int = 256
     iv_threshold: float = 0.02
     top_k: int = 0
     reveal_woe_to_hosts: bool = False
+    woe_decimals: int = 1
+    scheme: str = "paillier"
     key_bits: int = 2048
     insecure_allow_small_keys: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in ("quantile", "chimerge"):
             raise ConfigError("method must be 'quantile' or 'chimerge'")
+        if self.scheme != "paillier":
+            raise ConfigError(
+                f"scheme {self.scheme!r} is not allowed: hetero binning and Pearson use Paillier "
+                "only (the guest replies with values computed from ciphertexts a host chose, and "
+                "an Okamoto-Uchiyama decryption of a chosen ciphertext can reveal the key)"
+            )
         if not 2 <= self.n_bins <= 256 or not 2 <= self.fine_bins <= 1000:
             raise ConfigError("n_bins must be in [2, 256] and fine_bins in [2, 1000]")
-        if self.iv_threshold < 0 or self.top_k < 0 or not 0 <= self.min_bin_share < 0.5:
-            raise ConfigError("iv_threshold, top_k >= 0 and min_bin_share in [0, 0.5)")
+        if self.iv_threshold < 0 or self.top_k < 0:
+            raise ConfigError("iv_threshold and top_k must be >= 0")
+        if not 0.01 <= self.min_bin_share < 0.5:
+            raise ConfigError("min_bin_share must be in [0.01, 0.5)")
+        if not 0.01 <= self.min_fine_share <= self.min_bin_share:
+            raise ConfigError("min_fine_share must be in [0.01, min_bin_share]")
+        if not 1 <= self.max_features <= 4096:
+            raise ConfigError("max_features must be in [1, 4096]")
+        if not 0 <= self.woe_decimals <= 3:
+            raise ConfigError("woe_decimals must be in [0, 3]")
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> BinParams:
@@ -70,6 +124,12 @@ class BinParams:
     @property
     def initial_bins(self) -> int:
         return self.fine_bins if self.method == "chimerge" else self.n_bins
+
+    def min_rows(self, n: int, *, final: bool = False) -> int:
+        """Fewest rows a non-empty bin may hold: the final-bin floor (also for the missing
+        bin, which is never merged), else the floor of the bins a party declares."""
+        share = self.min_bin_share if final or self.method == "quantile" else self.min_fine_share
+        return max(1, math.ceil(share * n))
 
     def merge(self, events: npt.ArrayLike, totals: npt.ArrayLike) -> list[list[int]]:
         """Groups of value bins (the missing bin is never merged)."""
@@ -114,8 +174,66 @@ def feature_matrix(
     return arr, names or [f"x{j}" for j in range(arr.shape[1])]
 
 
-def fine_edges(x: npt.NDArray[np.float64], p: BinParams) -> list[npt.NDArray[np.float64]]:
-    return [quantile_edges(x[:, j], p.initial_bins) for j in range(x.shape[1])]
+@dataclass(frozen=True)
+class LocalBins:
+    """A party's own binning of one feature: inner ``edges``, the bin index of every row (the
+    missing bin is ``edges.size + 1``) and, if its few missing values were counted in a value
+    bin, that bin (``missing_into``)."""
+
+    edges: npt.NDArray[np.float64]
+    idx: npt.NDArray[np.int64]
+    missing_into: int | None
+
+    @property
+    def n_bins(self) -> int:
+        return int(self.edges.size) + 2
+
+
+def local_bins(col: npt.NDArray[np.float64], p: BinParams, name: str) -> LocalBins:
+    """Equal-frequency fine bins of one column that respect the bin floors of ``p``.
+
+    Adjacent value bins with fewer than :meth:`BinParams.min_rows` rows (ties, empty quantile
+    bins) are merged into their smaller neighbour; a missing bin with fewer than the final-bin
+    floor is counted in the largest value bin (its rows get that bin's WOE). Local: uses only
+    this party's data.
+    """
+    n = col.size
+    edges = quantile_edges(col, p.initial_bins)
+    floor = p.min_rows(n)
+    counts = np.bincount(apply_bins(col, edges), minlength=edges.size + 2)[:-1].tolist()
+    while len(counts) > 1 and min(counts) < floor:
+        k = int(np.argmin(counts))
+        if k == 0:
+            j = 1
+        elif k == len(counts) - 1:
+            j = k - 1
+        else:
+            j = k - 1 if counts[k - 1] <= counts[k + 1] else k + 1
+        lo = min(k, j)
+        counts[lo : lo + 2] = [counts[lo] + counts[lo + 1]]
+        edges = np.delete(edges, lo)
+    if 0 < counts[0] < floor and len(counts) == 1:
+        raise ConfigError(
+            f"feature {name!r} has fewer than {floor} non-missing values "
+            "(min_bin_share); drop it or impute it"
+        )
+    idx = apply_bins(col, edges)
+    missing = idx == edges.size + 1
+    n_missing = int(missing.sum())
+    into = None
+    if 0 < n_missing < p.min_rows(n, final=True):
+        into = int(np.argmax(counts))
+        idx[missing] = into
+    return LocalBins(edges, idx, into)
+
+
+def final_woe(woe: list[float], groups: list[list[int]], missing_into: int | None) -> list[float]:
+    """The WOE table a party applies: if its missing values were counted in a value bin,
+    they get that bin's WOE."""
+    if missing_into is None:
+        return list(woe)
+    k = next(g for g, members in enumerate(groups) if missing_into in members)
+    return [*woe[:-1], woe[k]]
 
 
 def final_edges(edges: npt.NDArray[np.float64], groups: list[list[int]]) -> list[float]:

@@ -8,12 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from privfin.errors import DecodeError, ProtocolAbort
-from privfin.fl.vertical.binning.common import BinParams, final_edges, fine_edges
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
+from privfin.fl.vertical.binning.common import (
+    BinParams,
+    final_edges,
+    final_woe,
+    label_bits,
+    local_bins,
+)
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
 from privfin.he import paillier
 from privfin.he._base import EncryptedVector
-from privfin.ml.binning import apply_bins
 from privfin.runtime import Context
 
 __all__ = ["run_host"]
@@ -37,22 +42,27 @@ def run_host(
     n = x.shape[0]
     if len(labels) != n:
         raise ProtocolAbort(f"{len(labels)} encrypted labels for {n} aligned rows", party=guest)
+    if labels.bound_bits != label_bits(n) or labels.frac_bits != 0 or labels.is_float:
+        raise ProtocolAbort("encrypted labels do not have the public encoding", party=guest)
+    if len(names) > p.max_features:
+        raise ConfigError(f"{len(names)} features, more than max_features={p.max_features}")
     cts = labels.ciphertexts_raw
-    edges = fine_edges(x, p)
+    bins = [local_bins(x[:, j], p, names[j]) for j in range(x.shape[1])]
     sums: list[Any] = []
     totals: list[int] = []
     n_bins: list[int] = []
-    for j, e in enumerate(edges):
-        idx = apply_bins(x[:, j], e)
-        nb = e.size + 2  # value bins, then the missing-value bin
-        order = np.argsort(idx, kind="stable")
-        bounds = np.searchsorted(idx[order], np.arange(nb + 1))
+    for lb in bins:
+        nb = lb.n_bins  # value bins, then the missing-value bin
+        order = np.argsort(lb.idx, kind="stable")
+        bounds = np.searchsorted(lb.idx[order], np.arange(nb + 1))
         for b in range(nb):
             rows = order[bounds[b] : bounds[b + 1]].tolist()
             sums.append(pk.raw_sum([cts[i] for i in rows]))
-        totals.extend(np.bincount(idx, minlength=nb).tolist())
+        totals.extend(np.bincount(lb.idx, minlength=nb).tolist())
         n_bins.append(nb)
-    vec = EncryptedVector(pk, sums, frac_bits=0, bound_bits=max(1, n.bit_length()), is_float=False)
+    vec = EncryptedVector(
+        pk, sums, frac_bits=0, bound_bits=label_bits(n) + n.bit_length(), is_float=False
+    )
     packed = vec.pack()
     ctx.channel.send(
         guest,
@@ -65,18 +75,23 @@ def run_host(
         ),
     )
     verdict: Verdicts = ctx.channel.recv(guest, "verdict", expect=Verdicts)
-    if len(verdict.groups) != len(edges) or len(verdict.selected) != len(edges):
+    if len(verdict.groups) != len(bins) or len(verdict.selected) != len(bins):
         raise ProtocolAbort("the guest's binning verdict does not match the features", party=guest)
     out_edges = []
-    for e, groups in zip(edges, verdict.groups, strict=True):
+    for lb, groups in zip(bins, verdict.groups, strict=True):
         flat = [i for g in groups for i in g]
-        if flat != list(range(e.size + 1)) or any(not g for g in groups):
+        if flat != list(range(lb.edges.size + 1)) or any(not g for g in groups):
             raise ProtocolAbort("merge groups must partition the value bins in order", party=guest)
-        out_edges.append(final_edges(e, groups))
-    woe = [list(w) for w in verdict.woe] if p.reveal_woe_to_hosts else None
-    if woe is not None and [len(w) for w in woe] != [len(e) + 2 for e in out_edges]:
-        raise ProtocolAbort("WOE tables do not match the final bins", party=guest)
-    ctx.metrics.add("binning.encrypted_sums", float(n * len(edges)))
+        out_edges.append(final_edges(lb.edges, groups))
+    woe = None
+    if p.reveal_woe_to_hosts:
+        if [len(w) for w in verdict.woe] != [len(e) + 2 for e in out_edges]:
+            raise ProtocolAbort("WOE tables do not match the final bins", party=guest)
+        woe = [
+            final_woe(list(w), groups, lb.missing_into)
+            for w, groups, lb in zip(verdict.woe, verdict.groups, bins, strict=True)
+        ]
+    ctx.metrics.add("binning.encrypted_sums", float(n * len(bins)))
     return {
         "role": "host",
         "features": list(names),

@@ -8,7 +8,14 @@ import numpy as np
 
 from privfin.federation.codec import Message, wire_message
 
-__all__ = ["BinKey", "Correlations", "EncryptedColumns", "HostBins", "Verdicts"]
+__all__ = [
+    "BinKey",
+    "Correlations",
+    "EncryptedColumns",
+    "HostBins",
+    "PearsonSetup",
+    "Verdicts",
+]
 
 MAX_BINS = 1024
 
@@ -50,7 +57,7 @@ class HostBins(Message, frozen=True, kw_only=True):
 @wire_message("vfl.bin.Verdicts")
 class Verdicts(Message, frozen=True, kw_only=True):
     """Guest -> host: how its fine bins merge, which features are kept, and (only if the job
-    says so) the WOE of each final bin."""
+    says so) the WOE of each final bin, rounded to ``woe_decimals``."""
 
     groups: list[list[list[int]]]
     selected: list[bool]
@@ -63,3 +70,19 @@ class Correlations(Message, frozen=True, kw_only=True):
 
     packed: dict[str, Any] | None = None
     matrix: np.ndarray | None = None
+
+
+#: Most host features hetero Pearson accepts (each is ``d_guest`` more decrypted products).
+MAX_PEARSON_FEATURES = 4096
+
+
+@wire_message("vfl.bin.PearsonSetup")
+class PearsonSetup(Message, frozen=True, kw_only=True):
+    """Host -> guest, first: how many features the host correlates (``d_h``). The guest then
+    decrypts exactly ``d_guest * d_h`` products from it, no more."""
+
+    n_features: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_features <= MAX_PEARSON_FEATURES:
+            raise ValueError(f"n_features must lie in [1, {MAX_PEARSON_FEATURES}]")
