@@ -35,12 +35,10 @@ def init(
 def node_start(config: Path = typer.Option(..., help="node.yaml")) -> None:
     """Run a node in the foreground until interrupted."""
     from privfin.node.config import load_config
+    from privfin.node.logs import configure_logging
     from privfin.node.server import run_node
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.INFO)
     run_node(load_config(config))
 
 
@@ -77,17 +75,56 @@ def job_run(
     directory: Path = typer.Option(..., "--dir", help="cluster directory"),
     timeout: float = typer.Option(300.0, help="seconds to wait for the result"),
 ) -> None:
-    """Submit a job to every party of a local cluster and print each party's outcome."""
+    """Submit a job to every party of a local cluster and print each party's outcome.
+
+    The operator of a local cluster holds every party's admin identity, so each node's own
+    reason for refusing is shown. Every party is asked first whether it would accept the job
+    (nothing is recorded); if one still refuses the actual start, the parties already started
+    are cancelled, so no job is left running alone."""
     import yaml
 
+    from privfin.errors import ConfigError
     from privfin.node.cluster import load_cluster
 
     data = yaml.safe_load(spec.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("roles"), dict):
+        typer.echo("error: the job spec must be a mapping with roles", err=True)
+        raise typer.Exit(2)
     cluster = load_cluster(directory)
-    for party in data["roles"]:
+    parties = list(data["roles"])
+    unknown = [p for p in parties if p not in cluster.parties]
+    if unknown:
+        typer.echo(f"error: no node for {', '.join(unknown)} in this cluster", err=True)
+        raise typer.Exit(2)
+    refusals: dict[str, str] = {}
+    for party in parties:
         with cluster.client(party) as client:
-            client.submit(data)
-    for party in data["roles"]:
+            try:
+                client.check(data)
+            except ConfigError as exc:
+                refusals[party] = str(exc)
+    if refusals:
+        for party, why in refusals.items():
+            typer.echo(f"{party} refused: {why}", err=True)
+        typer.echo("nothing was started", err=True)
+        raise typer.Exit(1)
+    started: list[str] = []
+    for party in parties:
+        with cluster.client(party) as client:
+            try:
+                client.submit(data)
+            except Exception as exc:
+                typer.echo(f"{party} refused to start the job: {exc}", err=True)
+                for other in started:
+                    with cluster.client(other) as c:
+                        try:
+                            c.cancel(str(data["job"]))
+                            typer.echo(f"{other}: cancelled", err=True)
+                        except Exception as cancel_exc:
+                            typer.echo(f"{other}: could not cancel: {cancel_exc}", err=True)
+                raise typer.Exit(1) from None
+        started.append(party)
+    for party in parties:
         with cluster.client(party) as client:
             status = client.wait(data["job"], timeout=timeout)
         typer.echo(f"{party}: {json.dumps(status['result'])[:2000]}")

@@ -129,11 +129,15 @@ class HttpTransport:
                 if resp.status_code < 300:
                     return
                 if resp.status_code in (401, 403):
-                    raise AuthenticationError(f"{peer!r} refused us: {resp.text}")
+                    raise AuthenticationError(f"{peer!r} refused us: {resp.text[:500]}")
                 if resp.status_code == 409:
-                    raise ProtocolAbort(f"{peer!r} refused a conflicting message: {resp.text}")
+                    raise ProtocolAbort(
+                        f"{peer!r} refused a conflicting message: {resp.text[:500]}"
+                    )
                 if resp.status_code in (400, 413, 422):
-                    raise DecodeError(f"{peer!r} rejected the message: {resp.text}")
+                    raise DecodeError(f"{peer!r} rejected the message: {resp.text[:500]}")
+                # 429: the peer's pre-job buffer for us is full (it has not started the job
+                # yet); like a 5xx, retry until send_timeout.
                 reason = f"HTTP {resp.status_code}"
             if time.monotonic() + delay > deadline:
                 raise PeerTimeout(peer, tag, self.send_timeout)
@@ -172,8 +176,30 @@ class HttpTransport:
         return self.mailbox.wait(key, timeout, cancel)
 
     def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
+        """Tell ``receivers`` once that this party aborted ``job`` (best effort; a node
+        retries through :meth:`deliver_abort` until every receiver has it)."""
         for peer in receivers:
-            try:
-                self._client(peer).post(f"/v1/abort/{job}", json={"reason": reason[:900]})
-            except (httpx.HTTPError, AuthenticationError) as exc:
-                _log.warning("could not tell %s that job %s aborted: %s", peer, job, exc)
+            self.deliver_abort(job, peer, reason)
+
+    def deliver_abort(self, job: str, peer: str, reason: str) -> str:
+        """Tell ``peer`` that this party aborted ``job``. Returns ``"delivered"``,
+        ``"refused"`` (the peer will never take it: we are not a party of that job there, or
+        it refuses the request) or ``"retry"`` (unreachable, or the peer has not started the
+        job yet: 404)."""
+        try:
+            resp = self._client(peer).post(f"/v1/abort/{job}", json={"reason": reason[:200]})
+        except (httpx.HTTPError, AuthenticationError) as exc:
+            _log.info("could not tell %s that job %s aborted (will retry): %s", peer, job, exc)
+            return "retry"
+        if resp.status_code < 300:
+            return "delivered"
+        if resp.status_code in {404, 429} or resp.status_code >= 500:
+            return "retry"
+        _log.warning(
+            "%s refused the abort of job %s: HTTP %d %s",
+            peer,
+            job,
+            resp.status_code,
+            resp.text[:200],
+        )
+        return "refused"

@@ -5,6 +5,14 @@ full :class:`MessageKey`. Storing is idempotent: the same key with the same byte
 duplicate and dropped; the same key with other bytes is a conflict and refused. Large messages
 arrive in chunks that are kept until the last one lands, then assembled. Waiting for a message
 is local: the HTTP transport's ``recv`` never polls a peer.
+
+What a peer can make a node store is bounded (:class:`Quotas`): the size of every message,
+chunked or not, counted on the assembled message; the messages and bytes of one sender in one
+job; the chunks a sender has in flight; and a small pre-job buffer per sender for messages of
+jobs this node has not started yet (a peer may legitimately send its first message before the
+local operator submits the job), which expire. Payloads are deleted when a job ends
+(:meth:`Mailbox.purge_job`; digests and sizes stay for audit) and stale chunks and expired
+pre-job messages by :meth:`Mailbox.sweep`.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (
@@ -20,6 +30,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -31,13 +42,16 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
+    update,
 )
 
-from privfin.errors import ProtocolAbort
+from privfin.errors import PrivfinError, ProtocolAbort
 from privfin.federation.transport import CancelToken, MessageKey, raise_timeout
 
-__all__ = ["Mailbox", "MessageConflict"]
+__all__ = ["Mailbox", "MessageConflict", "MessageTooLarge", "QuotaExceeded", "Quotas"]
 
 _RECENT_LIMIT = 256 * 1024 * 1024
 
@@ -58,6 +72,8 @@ messages = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("received_at", Integer, nullable=False),
 )
+Index("ix_messages_sender_time", messages.c.sender, messages.c.received_at)
+Index("ix_messages_time", messages.c.received_at)
 chunks = Table(
     "chunks",
     _meta,
@@ -66,7 +82,18 @@ chunks = Table(
     Column("total", Integer, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
+    # Added by [08] (quotas and expiry); older databases get them by _migrate.
+    Column("job", String(64), nullable=True),
+    Column("sender", String(64), nullable=True),
+    Column("size", Integer, nullable=True),
+    Column("received_at", Integer, nullable=True),
 )
+_CHUNK_EXTRA = {
+    "job": "VARCHAR(64)",
+    "sender": "VARCHAR(64)",
+    "size": "INTEGER",
+    "received_at": "INTEGER",
+}
 aborts = Table(
     "aborts",
     _meta,
@@ -79,6 +106,43 @@ aborts = Table(
 class MessageConflict(ProtocolAbort):
     """A different payload arrived under a key that already holds a message (a replay with
     altered content, or a misbehaving sender)."""
+
+
+class MessageTooLarge(PrivfinError):
+    """A message (counted on its assembled size) or a sender's quota in a job is too large."""
+
+
+class QuotaExceeded(PrivfinError):
+    """A sender has filled its pre-job buffer (or its chunks in flight): try again later."""
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """What one peer can make this node store.
+
+    Parameters
+    ----------
+    max_message_size:
+        Largest message, chunked or not (counted on the assembled message).
+    job_messages, job_bytes:
+        Per sender and job: messages and bytes stored (payloads of ended jobs are deleted).
+    prejob_messages, prejob_bytes, prejob_ttl:
+        Per sender: messages for jobs this node has not started (yet), and how long they are
+        kept if the job never starts here.
+    chunk_bytes:
+        Per sender: bytes of chunked messages in flight (not yet complete).
+    chunk_ttl:
+        Seconds after which chunks of an incomplete message are deleted.
+    """
+
+    max_message_size: int = 256 * 1024 * 1024
+    job_messages: int = 1_000_000
+    job_bytes: int = 64 * 1024**3
+    prejob_messages: int = 64
+    prejob_bytes: int = 16 * 1024 * 1024
+    prejob_ttl: float = 600.0
+    chunk_bytes: int = 1024**3
+    chunk_ttl: float = 3600.0
 
 
 def _key_values(key: MessageKey) -> dict[str, object]:
@@ -124,12 +188,15 @@ class Mailbox:
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         _meta.create_all(self.engine)
+        _migrate(self.engine)
         self._cond = threading.Condition()
         # Messages stored by this process, kept until read once: a waiter in the same process
         # (the node's job threads) gets them without a database read. Bounded; the database
         # stays the source of truth.
         self._recent: OrderedDict[MessageKey, bytes] = OrderedDict()
         self._recent_bytes = 0
+        # (job, sender) -> [messages, bytes] stored, loaded from the database at first use.
+        self._usage: dict[tuple[str, str], list[int]] = {}
 
     def _remember(self, key: MessageKey, payload: bytes) -> None:
         self._recent[key] = payload
@@ -141,9 +208,82 @@ class Mailbox:
     def close(self) -> None:
         self.engine.dispose()
 
+    # -- quotas
+    def _job_usage(self, conn: Connection, job: str, sender: str) -> list[int]:
+        usage = self._usage.get((job, sender))
+        if usage is None:
+            row = conn.execute(
+                select(func.count(), func.coalesce(func.sum(messages.c.size), 0)).where(
+                    messages.c.job == job, messages.c.sender == sender
+                )
+            ).one()
+            usage = self._usage[(job, sender)] = [int(row[0]), int(row[1])]
+        return usage
+
+    def _admit(
+        self,
+        conn: Connection,
+        key: MessageKey,
+        size: int,
+        quotas: Quotas | None,
+        known: Callable[[str], bool] | None,
+    ) -> None:
+        """Refuse a new message of ``size`` bytes that would exceed ``quotas``."""
+        if quotas is None:
+            return
+        if size > quotas.max_message_size:
+            raise MessageTooLarge(f"message larger than {quotas.max_message_size} bytes")
+        count, stored = self._job_usage(conn, key.job, key.sender)
+        if count + 1 > quotas.job_messages or stored + size > quotas.job_bytes:
+            raise MessageTooLarge(
+                f"{key.sender!r} exceeded its quota in job {key.job!r} "
+                f"({quotas.job_messages} messages, {quotas.job_bytes} bytes)"
+            )
+        if known is None or known(key.job):
+            return
+        cutoff = int(time.time() - quotas.prejob_ttl)
+        rows = conn.execute(
+            select(messages.c.job, func.count(), func.sum(messages.c.size))
+            .where(messages.c.sender == key.sender, messages.c.received_at >= cutoff)
+            .group_by(messages.c.job)
+        ).all()
+        in_flight = conn.execute(
+            select(chunks.c.job, func.count(func.distinct(chunks.c.path)), func.sum(chunks.c.size))
+            .where(chunks.c.sender == key.sender, chunks.c.path != key.path())
+            .group_by(chunks.c.job)
+        ).all()
+        n, total = 1, size
+        for job, c, b in [*rows, *in_flight]:
+            if not known(str(job)):
+                n, total = n + int(c), total + int(b or 0)
+        if n > quotas.prejob_messages or total > quotas.prejob_bytes:
+            raise QuotaExceeded(
+                f"{key.sender!r} has {quotas.prejob_messages} messages or "
+                f"{quotas.prejob_bytes} bytes waiting for jobs this node has not started; "
+                "retry after the job is submitted here"
+            )
+
+    def _count(self, key: MessageKey, size: int) -> None:
+        usage = self._usage.get((key.job, key.sender))
+        if usage is not None:
+            usage[0] += 1
+            usage[1] += size
+
     # -- storing
-    def put(self, key: MessageKey, payload: bytes) -> bool:
-        """Store a message. Returns False for a duplicate; raises MessageConflict on a clash."""
+    def put(
+        self,
+        key: MessageKey,
+        payload: bytes,
+        *,
+        quotas: Quotas | None = None,
+        known: Callable[[str], bool] | None = None,
+    ) -> bool:
+        """Store a message. Returns False for a duplicate; raises MessageConflict on a clash.
+
+        With ``quotas``, a new message is refused (:class:`MessageTooLarge`,
+        :class:`QuotaExceeded`) beyond them; ``known(job)`` tells whether this node runs the
+        job (if not, the message goes to the sender's bounded pre-job buffer).
+        """
         digest = hashlib.sha256(payload).hexdigest()
         with self._cond:
             with self.engine.begin() as conn:
@@ -155,15 +295,31 @@ class Mailbox:
                             party=key.sender,
                         )
                     return False
+                self._admit(conn, key, len(payload), quotas, known)
                 _insert_message(conn, key, digest, payload)
+            self._count(key, len(payload))
             self._remember(key, payload)
             self._cond.notify_all()
         return True
 
-    def put_chunk(self, key: MessageKey, index: int, total: int, digest: str, data: bytes) -> bool:
+    def put_chunk(
+        self,
+        key: MessageKey,
+        index: int,
+        total: int,
+        digest: str,
+        data: bytes,
+        *,
+        quotas: Quotas | None = None,
+        known: Callable[[str], bool] | None = None,
+    ) -> bool:
         """Store chunk ``index`` of ``total`` of a large message whose whole SHA-256 is
         ``digest``. When the last chunk lands the message is assembled, checked and stored.
-        Returns True once the whole message is stored."""
+        Returns True once the whole message is stored.
+
+        With ``quotas``, the chunks of one message may not add up to more than
+        ``max_message_size`` (the assembled message is refused before it is built) and a
+        sender's chunks in flight to no more than ``chunk_bytes``."""
         if not (0 <= index < total <= 1_000_000):
             raise ValueError("chunk index out of range")
         path = key.path()
@@ -172,20 +328,34 @@ class Mailbox:
                 done = conn.execute(select(messages.c.digest).where(_where(key))).first()
                 if done is not None:
                     if done[0] != digest:
-                        raise MessageConflict(f"message {path} exists with other content")
+                        raise MessageConflict(
+                            f"message {path} exists with other content", party=key.sender
+                        )
                     return True
                 old = conn.execute(
                     select(chunks.c.digest, chunks.c.total).where(chunks.c.path == path).limit(1)
                 ).first()
                 if old is not None and (old[0] != digest or old[1] != total):
-                    raise MessageConflict(f"chunks of {path} disagree on size or digest")
+                    raise MessageConflict(
+                        f"chunks of {path} disagree on size or digest", party=key.sender
+                    )
                 have = conn.execute(
                     select(chunks.c.idx).where(chunks.c.path == path, chunks.c.idx == index)
                 ).first()
                 if have is None:
+                    if quotas is not None:
+                        self._admit_chunk(conn, key, path, len(data), quotas, known)
                     conn.execute(
                         insert(chunks).values(
-                            path=path, idx=index, total=total, digest=digest, data=data
+                            path=path,
+                            idx=index,
+                            total=total,
+                            digest=digest,
+                            data=data,
+                            job=key.job,
+                            sender=key.sender,
+                            size=len(data),
+                            received_at=int(time.time()),
                         )
                     )
                 count = conn.execute(
@@ -199,12 +369,88 @@ class Mailbox:
                 payload = b"".join(parts)
                 if hashlib.sha256(payload).hexdigest() != digest:
                     conn.execute(delete(chunks).where(chunks.c.path == path))
-                    raise MessageConflict(f"chunks of {path} do not match their digest")
+                    raise MessageConflict(
+                        f"chunks of {path} do not match their digest", party=key.sender
+                    )
                 _insert_message(conn, key, digest, payload)
                 conn.execute(delete(chunks).where(chunks.c.path == path))
+            self._count(key, len(payload))
             self._remember(key, payload)
             self._cond.notify_all()
         return True
+
+    def _admit_chunk(
+        self,
+        conn: Connection,
+        key: MessageKey,
+        path: str,
+        size: int,
+        quotas: Quotas,
+        known: Callable[[str], bool] | None,
+    ) -> None:
+        so_far = conn.execute(
+            select(func.coalesce(func.sum(func.length(chunks.c.data)), 0)).where(
+                chunks.c.path == path
+            )
+        ).scalar_one()
+        # The assembled message is counted against every quota of a whole message.
+        self._admit(conn, key, int(so_far) + size, quotas, known)
+        in_flight = conn.execute(
+            select(func.coalesce(func.sum(chunks.c.size), 0)).where(chunks.c.sender == key.sender)
+        ).scalar_one()
+        if int(in_flight) + size > quotas.chunk_bytes:
+            raise QuotaExceeded(
+                f"{key.sender!r} has {quotas.chunk_bytes} bytes of incomplete chunked messages"
+            )
+
+    # -- retention
+    def purge_job(self, job: str) -> int:
+        """Delete the payloads of ``job``'s messages (digests, sizes and times stay, for
+        audit) and its chunks; returns the number of payloads deleted."""
+        with self._cond:
+            with self.engine.begin() as conn:
+                n = conn.execute(
+                    update(messages)
+                    .where(messages.c.job == job, func.length(messages.c.payload) > 0)
+                    .values(payload=b"")
+                ).rowcount
+                conn.execute(
+                    delete(chunks).where(
+                        (chunks.c.job == job) | chunks.c.path.startswith(f"{job}/", autoescape=True)
+                    )
+                )
+            for key in [k for k in self._recent if k.job == job]:
+                self._recent_bytes -= len(self._recent.pop(key))
+            for usage_key in [k for k in self._usage if k[0] == job]:
+                del self._usage[usage_key]
+        return int(n or 0)
+
+    def sweep(self, quotas: Quotas, known: Callable[[str], bool]) -> dict[str, int]:
+        """Delete chunks older than ``quotas.chunk_ttl`` and messages of jobs this node does
+        not run (``known(job)`` is false) older than ``quotas.prejob_ttl``."""
+        now = time.time()
+        with self._cond:
+            with self.engine.begin() as conn:
+                stale_chunks = conn.execute(
+                    delete(chunks).where(
+                        func.coalesce(chunks.c.received_at, 0) < int(now - quotas.chunk_ttl)
+                    )
+                ).rowcount
+                cutoff = int(now - quotas.prejob_ttl)
+                jobs = conn.execute(
+                    select(messages.c.job).where(messages.c.received_at < cutoff).distinct()
+                ).scalars()
+                orphans = [j for j in jobs if not known(str(j))]
+                dropped = 0
+                for job in orphans:
+                    dropped += conn.execute(
+                        delete(messages).where(
+                            messages.c.job == job, messages.c.received_at < cutoff
+                        )
+                    ).rowcount
+            for usage_key in [k for k in self._usage if k[0] in orphans]:
+                del self._usage[usage_key]
+        return {"chunks": int(stale_chunks or 0), "unclaimed_messages": int(dropped or 0)}
 
     def abort(self, job: str, sender: str, reason: str) -> None:
         with self._cond:
@@ -231,6 +477,12 @@ class Mailbox:
             ).first()
         return None if row is None else (str(row[0]), str(row[1]))
 
+    def aborters(self, job: str) -> list[str]:
+        """The parties that told this node they aborted ``job``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(aborts.c.sender).where(aborts.c.job == job)).scalars()
+            return [str(r) for r in rows]
+
     def wait(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort.
 
@@ -247,6 +499,10 @@ class Mailbox:
                     return payload
                 payload = self.get(key)
                 if payload is not None:
+                    if not payload and self._purged(key):
+                        raise ProtocolAbort(
+                            f"message {key.path()} was deleted when job {key.job!r} ended"
+                        )
                     return payload
                 why = self.aborted(key.job)
                 if why is not None:
@@ -257,12 +513,43 @@ class Mailbox:
                     raise_timeout(key, timeout)
                 self._cond.wait(min(remaining, 0.25))
 
+    def _purged(self, key: MessageKey) -> bool:
+        with self.engine.connect() as conn:
+            size = conn.execute(select(messages.c.size).where(_where(key))).scalar()
+        return bool(size)
+
+    def payload_bytes(self, job: str) -> int:
+        """Bytes of payload still stored for ``job`` (messages and chunks)."""
+        with self.engine.connect() as conn:
+            held = conn.execute(
+                select(func.coalesce(func.sum(func.length(messages.c.payload)), 0)).where(
+                    messages.c.job == job
+                )
+            ).scalar_one()
+            pending = conn.execute(
+                select(func.coalesce(func.sum(func.length(chunks.c.data)), 0)).where(
+                    chunks.c.path.startswith(f"{job}/", autoescape=True)
+                )
+            ).scalar_one()
+        return int(held) + int(pending)
+
     def count(self, job: str | None = None) -> int:
         with self.engine.connect() as conn:
             q = select(func.count()).select_from(messages)
             if job is not None:
                 q = q.where(messages.c.job == job)
             return int(conn.execute(q).scalar_one())
+
+
+def _migrate(engine: Engine) -> None:
+    """Add the chunk columns of [08] to a database created before them."""
+    have = {c["name"] for c in inspect(engine).get_columns("chunks")}
+    with engine.begin() as conn:
+        for name, sql_type in _CHUNK_EXTRA.items():
+            if name not in have:
+                conn.execute(text(f"ALTER TABLE chunks ADD COLUMN {name} {sql_type}"))
+    for index in messages.indexes:
+        index.create(engine, checkfirst=True)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -31,9 +31,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 def validate_name(kind: str, value: str) -> str:
-    """Check a party, job, component or tag name: 1–64 of ``[A-Za-z0-9_.-]``."""
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise ValueError(f"{kind} {value!r} must be 1-64 characters of letters, digits, _ . -")
+    """Check a party, job, component or tag name: 1–64 of ``[A-Za-z0-9_.-]``, not only dots
+    (``.`` and ``..`` would name a directory when a name becomes a path component)."""
+    if not isinstance(value, str) or not _NAME.match(value) or not value.strip("."):
+        text = value if isinstance(value, str) else str(type(value).__name__)
+        shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
+        raise ValueError(
+            f"{kind} {shown} must be 1-64 characters of letters, digits, _ . - (not only dots)"
+        )
     return value
 
 

@@ -8,6 +8,7 @@ import sys
 
 from privfin.errors import PrivfinError
 from privfin.node.config import load_config
+from privfin.node.logs import configure_logging
 from privfin.node.server import run_node
 
 
@@ -15,10 +16,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m privfin.node")
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(logging.INFO)  # one line per record: peer text cannot forge lines
     try:
         run_node(load_config(args.config))
     except PrivfinError as exc:

@@ -57,21 +57,37 @@ class NodeClient:
                     raise PeerTimeout(self.identity.party, "health", timeout) from None
                 time.sleep(0.1)
 
-    def submit(self, spec: dict[str, Any], retry_for: float = 30.0) -> dict[str, Any]:
+    def submit(
+        self, spec: dict[str, Any], retry_for: float = 30.0, *, check: bool = False
+    ) -> dict[str, Any]:
+        """Submit ``spec`` (or, with ``check``, only ask whether the node would accept it).
+        Raises ConfigError with the node's reason if it refuses."""
         deadline = time.monotonic() + retry_for
         while True:
             try:
-                resp = self._http.post("/v1/jobs", json=spec)
+                resp = self._http.post("/v1/jobs", json=spec, params={"check": check})
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        if resp.status_code in (400, 422):
-            raise ConfigError(f"node {self.identity.party} refused the job: {resp.json()}")
+        if resp.status_code in (400, 413, 422):
+            raise ConfigError(f"node {self.identity.party} refused the job: {_detail(resp)}")
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
+
+    def check(self, spec: dict[str, Any]) -> None:
+        """Raise ConfigError (with the node's reason) if the node would refuse ``spec``."""
+        self.submit(spec, check=True)
+
+    def cancel(self, job: str) -> bool:
+        """Stop ``job`` at this node (its peers are told); False if the node has no such job."""
+        resp = self._http.post(f"/v1/jobs/{job}/cancel")
+        if resp.status_code == 404:
+            return False
+        resp.raise_for_status()
+        return True
 
     def status(self, job: str) -> dict[str, Any]:
         resp = self._http.get(f"/v1/jobs/{job}")
@@ -101,3 +117,12 @@ class NodeClient:
             if time.monotonic() > deadline:
                 raise PrivfinError(f"job {job} did not finish at {self.identity.party} in time")
             time.sleep(0.2)
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:2000]
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    return str(detail)[:2000]

@@ -26,6 +26,7 @@ from privfin.errors import ConfigError
 from privfin.federation.tls import Identity, create_identity, fingerprint
 from privfin.federation.transport import validate_name
 from privfin.node.client import NodeClient
+from privfin.node.logs import open_private_log
 
 __all__ = ["Cluster", "cluster_down", "cluster_up", "free_port", "load_cluster"]
 
@@ -57,7 +58,7 @@ class Cluster:
 
     def start(self, party: str) -> int:
         """(Re)start the node process of ``party``; returns its pid."""
-        log = open(self.root / party / "node.log", "ab")  # noqa: SIM115 (owned by the child)
+        log = open_private_log(self.root / party / "node.log")  # 0600: the node's local log
         proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             [sys.executable, "-m", "privfin.node", "--config", str(self.config_path(party))],
             stdout=log,
@@ -65,7 +66,7 @@ class Cluster:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        log.close()
+        os.close(log)
         self.procs[party] = proc
         self.parties[party]["pid"] = proc.pid
         self._save()

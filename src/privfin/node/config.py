@@ -12,10 +12,11 @@ from privfin.compute import ComputeBackend, LocalBackend, SerialBackend, ThreadB
 from privfin.config import Settings
 from privfin.errors import ConfigError
 from privfin.federation.http import Peer
+from privfin.federation.mailbox import Quotas
 from privfin.federation.tls import Identity, fingerprint
 from privfin.federation.transport import validate_name
 
-__all__ = ["NodeConfig", "PeerConfig", "load_config"]
+__all__ = ["NodeConfig", "PeerConfig", "QuotaConfig", "RetentionConfig", "load_config"]
 
 
 class PeerConfig(BaseModel):
@@ -25,6 +26,39 @@ class PeerConfig(BaseModel):
     url: str
     cert: Path
     fingerprint: str | None = None
+
+
+class QuotaConfig(BaseModel):
+    """What one peer can make this node store (see :class:`privfin.federation.mailbox.Quotas`).
+
+    ``prejob_*``: a peer may send messages for a job before this node's operator submits it
+    (``job run`` submits party by party); up to ``prejob_messages`` messages and
+    ``prejob_bytes`` bytes per peer are kept for ``prejob_ttl`` seconds, beyond that the node
+    answers 429 and the sender retries. ``job_*``: per peer and job."""
+
+    model_config = ConfigDict(extra="forbid")
+    job_messages: int = Field(default=1_000_000, ge=1)
+    job_bytes: int = Field(default=64 * 1024**3, ge=1024)
+    prejob_messages: int = Field(default=64, ge=0)
+    prejob_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
+    prejob_ttl: float = Field(default=600.0, gt=0)
+    chunk_bytes: int = Field(default=1024**3, ge=1024)
+
+
+class RetentionConfig(BaseModel):
+    """What the node keeps of the messages it received.
+
+    ``payloads: job_end`` (default) deletes message payloads when a job ends (done, failed or
+    cancelled) and keeps their digests, sizes and times for audit; ``keep`` keeps them.
+    Incomplete chunked messages are deleted after ``chunk_ttl`` seconds. The node sweeps every
+    ``sweep_interval`` seconds. An abort this node sends is retried for ``abort_retry_for``
+    seconds until every other party of the job has it."""
+
+    model_config = ConfigDict(extra="forbid")
+    payloads: Literal["job_end", "keep"] = "job_end"
+    chunk_ttl: float = Field(default=3600.0, gt=0)
+    sweep_interval: float = Field(default=60.0, gt=0)
+    abort_retry_for: float = Field(default=3600.0, ge=0)
 
 
 class NodeConfig(BaseModel):
@@ -59,6 +93,8 @@ class NodeConfig(BaseModel):
     allow_insecure: bool = False
     max_message_size: int = Field(default=256 * 1024 * 1024, ge=1024)
     message_timeout: float = Field(default=120.0, gt=0)
+    quotas: QuotaConfig = QuotaConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @field_validator("party")
     @classmethod
@@ -72,6 +108,19 @@ class NodeConfig(BaseModel):
     @property
     def settings(self) -> Settings:
         return Settings(mode=self.mode, allow_insecure=self.allow_insecure)
+
+    def mailbox_quotas(self) -> Quotas:
+        q = self.quotas
+        return Quotas(
+            max_message_size=self.max_message_size,
+            job_messages=q.job_messages,
+            job_bytes=q.job_bytes,
+            prejob_messages=q.prejob_messages,
+            prejob_bytes=q.prejob_bytes,
+            prejob_ttl=q.prejob_ttl,
+            chunk_bytes=q.chunk_bytes,
+            chunk_ttl=self.retention.chunk_ttl,
+        )
 
     def peer_certs(self) -> dict[str, bytes]:
         """Each pinned peer's certificate; checks files and fingerprints."""

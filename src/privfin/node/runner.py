@@ -1,5 +1,15 @@
 """The node's minimal job runner: persisted job records, one thread per running job, resume on
-restart. (The full job platform with negotiation and DAGs is later work.)"""
+restart. (The full job platform with negotiation and DAGs is later work.)
+
+Trust no peer: when a job fails here, the other parties are told only *that* this party
+stopped and a reason from a small fixed vocabulary (:func:`peer_reason`); the exception, with
+whatever local data, paths or schemas it names, stays in the local log and the job status
+(readable by this node's own identity only). The abort is kept in an outbox and retried until
+every other party of the job has it (or ``retention.abort_retry_for`` passes), so a party that
+was down or had not started the job yet still stops. An abort received from a party of a
+running job stops it here and is relayed to the remaining parties. When a job ends, its message
+payloads are deleted (``retention.payloads``).
+"""
 
 from __future__ import annotations
 
@@ -14,19 +24,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+    update,
+)
 
 from privfin.data.loaders import read_table
-from privfin.errors import ConfigError, PrivfinError
+from privfin.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    ConfigError,
+    DecodeError,
+    PeerTimeout,
+    ProtocolAbort,
+)
 from privfin.federation.http import HttpTransport
-from privfin.federation.mailbox import Mailbox
+from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.transport import CancelToken, Channel, validate_name
 from privfin.jobs.registry import get_component
 from privfin.node.config import NodeConfig
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
 
-__all__ = ["JobRunner", "JobSpec"]
+__all__ = ["JobRunner", "JobSpec", "peer_reason"]
 
 _log = logging.getLogger("privfin.node.jobs")
 _meta = MetaData()
@@ -40,6 +68,57 @@ jobs_table = Table(
     Column("error", Text, nullable=True),
     Column("updated_at", Integer, nullable=False),
 )
+# Aborts this node still has to deliver to a party of the job (retried until the deadline).
+abort_outbox = Table(
+    "abort_outbox",
+    _meta,
+    Column("job", String(64), primary_key=True),
+    Column("receiver", String(64), primary_key=True),
+    Column("reason", String(400), nullable=False),
+    Column("deadline", Integer, nullable=False),
+)
+
+
+def peer_reason(
+    party: str,
+    exc: BaseException,
+    *,
+    roles: Mapping[str, Any],
+    loading: bool = False,
+    cancelled: bool = False,
+    aborted_by: str | None = None,
+) -> str:
+    """The reason a failing party gives its peers: ``"<party>: <code>"`` with a code from a
+    fixed vocabulary chosen by the exception's class — never the exception's text, which may
+    hold local values, paths or schemas. A protocol-level fact may name a party of the job
+    (the peer that deviated, timed out or aborted first)."""
+
+    def named(other: object) -> str | None:
+        return other if isinstance(other, str) and other in roles and other != party else None
+
+    if cancelled:
+        code = "cancelled by its operator"
+    elif aborted_by is not None and named(aborted_by):
+        code = f"stopped because {aborted_by} aborted the job"
+    elif loading:
+        code = "input rejected"
+    elif isinstance(exc, ProtocolAbort) and named(exc.party):
+        code = f"protocol violation by {exc.party}"
+    elif isinstance(exc, PeerTimeout) and named(exc.peer):
+        code = f"no message from {exc.peer} in time"
+    elif isinstance(exc, AuthenticationError):
+        code = "authentication of a peer failed"
+    elif isinstance(exc, DecodeError):
+        code = "malformed message from a peer"
+    elif isinstance(exc, BudgetExceededError):
+        code = "privacy budget exceeded"
+    elif isinstance(exc, (ConfigError, ValueError, TypeError, LookupError)):
+        code = "input rejected"
+    elif isinstance(exc, ProtocolAbort):
+        code = "protocol aborted"
+    else:
+        code = "internal error"
+    return f"{party}: {code}"
 
 
 class ColumnStream(BaseModel):
@@ -111,6 +190,12 @@ class JobRunner:
         self._cancel: dict[str, CancelToken] = {}
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._roles: dict[str, frozenset[str]] = {}  # job -> its parties (specs never change)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._abort_transport: HttpTransport | None = None
+        self._last_sweep = 0
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -126,6 +211,25 @@ class JobRunner:
                 .values(updated_at=int(time.time()), **values)
             )
 
+    def parties(self, job: str) -> frozenset[str] | None:
+        """The parties of ``job``, or None if this node has no such job."""
+        roles = self._roles.get(job)
+        if roles is None:
+            rec = self._record(job)
+            if rec is None:
+                return None
+            roles = self._roles[job] = frozenset(json.loads(rec["spec"])["roles"])
+        return roles
+
+    def knows(self, job: str) -> bool:
+        return self.parties(job) is not None
+
+    def accept_abort(self, job: str, sender: str, reason: str) -> None:
+        """Record that ``sender`` (a party of ``job``, checked by the caller) aborted it; a
+        running job stops at its next wait and relays the abort."""
+        self.mailbox.abort(job, sender, reason)
+        _log.warning("party %s aborted job %s: %s", sender, job, reason)
+
     def status(self, job: str) -> dict[str, Any] | None:
         rec = self._record(job)
         if rec is None:
@@ -139,8 +243,8 @@ class JobRunner:
         }
 
     # -- lifecycle
-    def submit(self, spec: JobSpec) -> dict[str, Any]:
-        """Record and start a job (idempotent for an identical spec)."""
+    def check(self, spec: JobSpec) -> None:
+        """Raise ConfigError if this node would refuse ``spec`` (nothing is recorded)."""
         if self.config.party not in spec.roles:
             raise ConfigError(f"party {self.config.party!r} has no role in job {spec.job!r}")
         get_component(spec.component)
@@ -151,6 +255,13 @@ class JobRunner:
             dataset = source if isinstance(source, str) else source.dataset
             if dataset not in self.config.datasets:
                 raise ConfigError(f"dataset {dataset!r} is not registered on this node")
+        rec = self._record(spec.job)
+        if rec is not None and rec["spec"] != spec.model_dump_json():
+            raise ConfigError(f"job {spec.job!r} exists with another spec")
+
+    def submit(self, spec: JobSpec) -> dict[str, Any]:
+        """Record and start a job (idempotent for an identical spec)."""
+        self.check(spec)
         text = spec.model_dump_json()
         with self._lock:
             rec = self._record(spec.job)
@@ -168,7 +279,10 @@ class JobRunner:
         return self.status(spec.job) or {}
 
     def resume(self) -> list[str]:
-        """Restart the jobs a previous process left running (after a crash or restart)."""
+        """Restart the jobs a previous process left running (after a crash or restart), and
+        start housekeeping (abort delivery, retention sweeps). A resumed job whose peers have
+        failed it stops as soon as their retried aborts arrive."""
+        self.start_housekeeping()
         with self.mailbox.engine.connect() as conn:
             rows = conn.execute(
                 select(jobs_table.c.spec).where(jobs_table.c.status == "running")
@@ -180,16 +294,116 @@ class JobRunner:
                 self._start(spec)
         return [s.job for s in specs]
 
-    def cancel(self, job: str) -> None:
+    def cancel(self, job: str) -> bool:
+        """Stop ``job`` here (its peers are told); False if this node has no such job."""
+        if not self.knows(job):
+            return False
         token = self._cancel.get(job)
         if token is not None:
-            token.cancel("cancelled at the node")
+            token.cancel("cancelled by the operator")
+        return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
         for token in list(self._cancel.values()):
             token.cancel("node shutting down")
         for t in list(self._threads.values()):
             t.join(timeout)
+        if self._housekeeper is not None:
+            self._housekeeper.join(timeout)
+
+    # -- housekeeping: abort delivery and retention
+    def start_housekeeping(self) -> None:
+        if self._housekeeper is None or not self._housekeeper.is_alive():
+            self._housekeeper = threading.Thread(
+                target=self._housekeep, name="node-housekeeping", daemon=True
+            )
+            self._housekeeper.start()
+
+    def _queue_abort(self, job: str, receivers: list[str], reason: str) -> None:
+        deadline = int(time.time() + self.config.retention.abort_retry_for)
+        with self.mailbox.engine.begin() as conn:
+            for peer in receivers:
+                exists = conn.execute(
+                    select(abort_outbox.c.job).where(
+                        abort_outbox.c.job == job, abort_outbox.c.receiver == peer
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        insert(abort_outbox).values(
+                            job=job, receiver=peer, reason=reason[:400], deadline=deadline
+                        )
+                    )
+        self._wake.set()
+
+    def _deliver_aborts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
+        with self.mailbox.engine.connect() as conn:
+            rows = conn.execute(select(abort_outbox)).mappings().all()
+        now = time.time()
+        for row in rows:
+            key = (str(row["job"]), str(row["receiver"]))
+            due, delay = backoff.get(key, (0.0, 0.25))
+            if now < due:
+                continue
+            outcome = "expired"
+            if now <= row["deadline"] and key[1] in self.config.peers:
+                if self._abort_transport is None:
+                    self._abort_transport = HttpTransport(
+                        self.config.identity,
+                        self.config.transport_peers(),
+                        self.mailbox,
+                        request_timeout=5.0,
+                    )
+                outcome = self._abort_transport.deliver_abort(key[0], key[1], row["reason"])
+            if outcome == "retry":
+                backoff[key] = (time.time() + delay, min(delay * 2, 10.0))
+                continue
+            if outcome == "expired":
+                _log.warning("gave up telling %s that job %s aborted", key[1], key[0])
+            backoff.pop(key, None)
+            with self.mailbox.engine.begin() as conn:
+                conn.execute(
+                    delete(abort_outbox).where(
+                        abort_outbox.c.job == key[0], abort_outbox.c.receiver == key[1]
+                    )
+                )
+
+    def _sweep(self) -> None:
+        swept = self.mailbox.sweep(self.config.mailbox_quotas(), self.knows)
+        if self.config.retention.payloads == "job_end":
+            # Messages that arrived after their job ended here (late retries).
+            since, self._last_sweep = self._last_sweep, int(time.time()) - 1
+            with self.mailbox.engine.connect() as conn:
+                late = select(messages.c.job).where(messages.c.received_at >= since).distinct()
+                ended = conn.execute(
+                    select(jobs_table.c.job).where(
+                        jobs_table.c.status.in_(("done", "failed")), jobs_table.c.job.in_(late)
+                    )
+                ).scalars()
+                ended_jobs = [str(j) for j in ended]
+            for job in ended_jobs:
+                if job not in self._threads or not self._threads[job].is_alive():
+                    swept["payloads"] = swept.get("payloads", 0) + self.mailbox.purge_job(job)
+        if any(swept.values()):
+            _log.info("retention sweep: %s", swept)
+
+    def _housekeep(self) -> None:
+        backoff: dict[tuple[str, str], tuple[float, float]] = {}
+        next_sweep = time.monotonic() + self.config.retention.sweep_interval
+        while not self._stop.is_set():
+            try:
+                self._deliver_aborts(backoff)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self.config.retention.sweep_interval
+                    self._sweep()
+            except Exception:
+                _log.exception("node housekeeping failed; retrying")
+            self._wake.wait(0.25 if backoff else 2.0)
+            self._wake.clear()
+        if self._abort_transport is not None:
+            self._abort_transport.close()
 
     def _start(self, spec: JobSpec) -> None:
         if spec.job in self._threads and self._threads[spec.job].is_alive():
@@ -253,8 +467,10 @@ class JobRunner:
             progress=Progress(sink),
             log=logging.LoggerAdapter(_log, {"job": spec.job, "party": party}),
         )
+        loading = True
         try:
             inputs = self._load_inputs(spec)
+            loading = False
             result = get_component(spec.component)(ctx, spec.params, inputs)
             payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
             self._set(spec.job, status="done", result=json.dumps(payload))
@@ -263,14 +479,37 @@ class JobRunner:
             if token.cancelled and "shutting down" in token.reason:
                 _log.info("job %s interrupted by shutdown; it resumes on restart", spec.job)
                 return
+            # The full message stays here (status readable by this node's identity only, and
+            # the local log); peers get a generic reason.
             message = f"{type(exc).__name__}: {exc}"
             self._set(spec.job, status="failed", error=message)
             _log.error("job %s failed: %s", spec.job, message)
-            if not isinstance(exc, PrivfinError) or "aborted the job" not in str(exc):
-                channel.abort(message)
+            aborted = self.mailbox.aborters(spec.job)
+            origin = getattr(exc, "party", None)
+            reason = peer_reason(
+                party,
+                exc,
+                roles=spec.roles,
+                loading=loading,
+                cancelled=token.cancelled,
+                aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
+            )
+            receivers = [p for p in spec.roles if p != party and p not in aborted]
+            _log.info("job %s: telling %s: %s", spec.job, ", ".join(receivers) or "nobody", reason)
+            self._queue_abort(spec.job, receivers, reason)
         finally:
             transport.close()
             compute.close()
+            self._finished(spec.job)
+
+    def _finished(self, job: str) -> None:
+        """Retention at the end of a job (done or failed; not on shutdown, which resumes)."""
+        rec = self._record(job)
+        if rec is None or rec["status"] == "running":
+            return
+        if self.config.retention.payloads == "job_end":
+            n = self.mailbox.purge_job(job)
+            _log.info("job %s: deleted %d message payloads (digests kept)", job, n)
 
 
 def parse_spec(raw: Any) -> JobSpec:
