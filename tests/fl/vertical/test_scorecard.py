@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from privfin.fl.vertical import scorecard
 from privfin.fl.vertical.scorecard import HeteroScorecard, build_scorecard, scaling
 from privfin.ml.metrics import roc_auc
 
@@ -26,16 +28,32 @@ def test_scaling_hand_values() -> None:
     assert card.base_points == pytest.approx(offset)
 
 
-def test_hetero_scorecard_on_breast() -> None:
+@pytest.mark.parametrize("reveal", [False, True])
+def test_hetero_scorecard_on_breast(reveal: bool) -> None:
     g = pd.read_csv(DATA / "breast_hetero_guest.csv")
     h = pd.read_csv(DATA / "breast_hetero_host.csv").set_index("id").loc[g["id"]].reset_index()
     xg, xh, y = g.drop(columns=["id", "y"]), h.drop(columns=["id"]), g["y"].to_numpy(float)
+    binning = {**KEYS, "method": "chimerge", "n_bins": 5, "iv_threshold": 2.0}
+    if reveal:
+        binning["reveal_woe_to_hosts"] = True
     sc = HeteroScorecard(
-        binning={**KEYS, "method": "chimerge", "n_bins": 5, "iv_threshold": 2.0},
+        binning=binning,
         lr={**KEYS, "mode": "guest", "max_iter": 10, "batch_size": 0, "learning_rate": 0.2},
     ).fit({"bank": xg, "telco": xh}, y, guest="bank", seed=1)
     card = sc.scorecard_
     assert set(card.cards) == {"bank", "telco"} and card.rows()[0]["feature"] == "base"
+    host = card.cards["telco"]
+    if reveal:
+        # The host trains on the WOE it received: rounded to one decimal.
+        assert host.woe is not None
+        assert all(v == round(v, 1) for w in host.woe for v in w)
+        beta = np.asarray(sc.model_.coef_["telco"])
+        assert len(beta) == len(host.features)
+    else:
+        # The scorecard no longer forces WOE disclosure: the host never held its WOE and
+        # learns one coefficient per bin instead.
+        assert host.woe is None
+        assert len(sc.model_.coef_["telco"]) == sum(len(e) + 2 for e in host.edges)
     scores = sc.score({"bank": xg, "telco": xh})
     parts = card.base_points + sum(
         card.cards[p].partial_scores(
@@ -46,3 +64,24 @@ def test_hetero_scorecard_on_breast() -> None:
     np.testing.assert_allclose(scores, parts, atol=1e-4)
     # y = 1 is the event (bad): higher scores must mean lower risk.
     assert roc_auc(1 - y, scores) > 0.97
+
+
+def test_scorecard_does_not_send_woe_to_hosts_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
+    h = pd.read_csv(DATA / "breast_hetero_host.csv").set_index("id").loc[g["id"]].reset_index()
+    xg, xh, y = g.drop(columns=["id", "y"]), h.drop(columns=["id"]), g["y"].to_numpy(float)
+    seen: list[object] = []
+    real = scorecard.simulate
+
+    def spy(component: Any, roles: Any, **kw: Any) -> Any:
+        out = real(component, roles, **kw)
+        if component is scorecard.hetero_binning_component:
+            seen.append(out["telco"]["woe"])
+        return out
+
+    monkeypatch.setattr(scorecard, "simulate", spy)
+    HeteroScorecard(
+        binning={**KEYS, "iv_threshold": 2.0},
+        lr={**KEYS, "mode": "guest", "max_iter": 2, "batch_size": 0},
+    ).fit({"bank": xg, "telco": xh}, y, guest="bank", seed=1)
+    assert seen == [None]
