@@ -23,9 +23,10 @@ import pytest
 
 from privfin.config import Settings
 from privfin.errors import ProtocolAbort
+from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
+from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component
 from privfin.fl.vertical.hetero_lr import guest as guest_role
-from privfin.fl.vertical.hetero_lr import hetero_lr_component
 from privfin.fl.vertical.hetero_lr import host as host_role
 from privfin.he import ou
 from privfin.runtime import Context, simulate
@@ -161,6 +162,34 @@ def test_host_hiding_a_residual_above_its_slots_gets_nothing(
 
     ran = _malicious(monkeypatch, host_role, "host0", attack)
     _expect_abort(mode, "host0", "above its last used slot", MemoryHub(), ran)
+
+
+def test_a_residual_above_the_low_bits_of_a_slot_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What passes every check yields only the low ``B + 1`` bits of each slot: host0 sends
+    one well-formed request (right size, both slots in range) whose first slot is
+    ``2**(B+1) * (d_0 + 2**46) + 1``. The reply is ``1`` there: nothing of ``d_0`` (with the
+    whole slot returned, as before [08], it read ``d_0`` from the bits above ``B + 1``)."""
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert len(packed) == 1 and len(masks) == 2
+        high = pk.raw_mul([cts[0]], [1 << (bound + 1)])
+        const = (1 << (bound + 1 + 46)) + 1 + (1 << (slot_bits + bound))  # slot 1 = 2**B
+        return pk.raw_add_plain(high, [const]), masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    hub = MemoryHub()
+    _run("arbiter", hub)  # nothing to detect: the request is a valid masked one
+    assert ran
+    (reply,) = [
+        codec.decode(p)
+        for k, p in hub.wire
+        if (k.sender, k.receiver, k.tag) == ("arb", "host0", "plain")
+    ]
+    bound = LRParams.from_mapping(SMALL).bound_bits(1, 30, guest=False)
+    assert reply.values == [1, 1 << bound]
 
 
 def test_host_widening_a_slot_beyond_the_mask_range_gets_nothing(

@@ -12,7 +12,8 @@ into one ciphertext, so the key holder decrypts ``ceil(d / slots)`` ciphertexts 
 and learns only uniformly masked integers; :func:`unpack_and_unmask` inverts it. The key holder
 runs :func:`check_masked_packed` on what it decrypted before it returns anything: exactly the
 public number of packed values, every used slot in the masked range, nothing above the last
-slot (a requester cannot smuggle other ciphertexts it holds through the decryption).
+slot (a requester cannot smuggle other ciphertexts it holds through the decryption); it returns
+only the low ``B + 1`` bits of each slot, which :func:`unmask_reduced` turns into ``g``.
 
 Security: the caller holds only the public key. Results are homomorphic combinations of the
 inputs and are *not* re-randomised here: re-randomise (``to_wire`` does) before sending them to
@@ -39,6 +40,7 @@ __all__ = [
     "mask_and_pack",
     "packed_size",
     "packing_slots",
+    "unmask_reduced",
     "unpack_and_unmask",
 ]
 
@@ -169,7 +171,7 @@ def check_masked_packed(
     bound_bits: int,
     *,
     stat_bits: int,
-) -> None:
+) -> list[int]:
     """Key holder's check of a decrypted :func:`mask_and_pack` request, before replying.
 
     An honest request of ``count`` values ``|g| < 2**B`` (``B = bound_bits``) masked by
@@ -179,9 +181,16 @@ def check_masked_packed(
     :func:`mask_and_pack`: a ciphertext the requester received and appended or packed into a
     free slot, a slot widened to carry more, or a chosen plaintext beyond the bound.
 
+    Returns
+    -------
+    list[int]
+        What the requester gets back: each slot reduced modulo ``2**(B+1)``, which is all it
+        needs to recover ``g = (slot - r) mod 2**(B+1)`` (:func:`unmask_reduced`).
+
     Security: this bounds, but cannot remove, what a deviating requester learns: it may still
-    fill its ``count`` slots with any linear function of ciphertexts it holds, so it learns at
-    most ``count * (B + s)`` bits per request (no check on masked values can tell them apart).
+    fill its ``count`` slots with any linear function of ciphertexts it holds (no check on
+    masked values can tell them apart), and it gets back ``B + 1`` bits of each: at most
+    ``count * (B + 1)`` bits per request.
 
     Raises
     ------
@@ -197,7 +206,9 @@ def check_masked_packed(
             f"{len(plaintexts)} packed values for {count} entries, {expected} expected"
         )
     width_mask = (1 << slot_bits) - 1
+    reply_mask = (1 << (bound_bits + 1)) - 1
     top = (1 << (bound_bits + stat_bits)) + (1 << bound_bits)
+    out: list[int] = []
     for i, value in enumerate(plaintexts):
         used = min(slots, count - i * slots)
         v = int(value)
@@ -211,7 +222,36 @@ def check_masked_packed(
                 raise ProtocolAbort(
                     f"packed value {i} holds a slot outside the masked range (not a masked value)"
                 )
+            out.append(slot & reply_mask)
             v >>= slot_bits
+    return out
+
+
+def unmask_reduced(reduced: Sequence[int], masks: Sequence[int], bound_bits: int) -> list[int]:
+    """Requester's side of :func:`check_masked_packed`: ``g = (slot - r) mod 2**(B+1)``,
+    centred (``|g| < 2**B``).
+
+    Raises
+    ------
+    ProtocolAbort
+        The key holder returned the wrong number of values or one out of range.
+    """
+    if len(reduced) != len(masks):
+        raise ProtocolAbort(f"expected {len(masks)} decrypted values, got {len(reduced)}")
+    modulus = 1 << (bound_bits + 1)
+    half = 1 << bound_bits
+    out: list[int] = []
+    for value, mask in zip(reduced, masks, strict=True):
+        v = int(value)
+        if not 0 <= v < modulus:
+            raise ProtocolAbort("a decrypted value is out of range (tampered?)")
+        g = (v - mask) % modulus
+        if g >= half:
+            g -= modulus
+        if g == -half:
+            raise ProtocolAbort("an unmasked value is outside its bound (tampered?)")
+        out.append(g)
+    return out
 
 
 def mask_and_pack(

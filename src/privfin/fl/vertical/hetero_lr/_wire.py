@@ -25,7 +25,7 @@ from privfin.ml.he_linalg import (
     encrypted_matvec,
     mask_and_pack,
     packed_size,
-    unpack_and_unmask,
+    unmask_reduced,
 )
 from privfin.runtime import Context
 
@@ -140,8 +140,9 @@ def decrypt_for(
     and every decrypted slot must be a masked value (:func:`check_masked_packed`; an OU
     residue beyond the plaintext bound is refused by the key itself). Everything is checked
     before anything is sent: on a violation ``peer`` gets no decryption at all and the run
-    stops with :class:`ProtocolAbort` naming it. What a deviating peer can still learn (at
-    most ``count * (bound_bits + stat_bits)`` bits per request) is stated in SPEC.md.
+    stops with :class:`ProtocolAbort` naming it. The reply holds only the low
+    ``bound_bits + 1`` bits of each slot (all an honest peer needs), so a deviating peer learns
+    at most ``count * (bound_bits + 1)`` bits per request (SPEC.md).
     """
     msg = ctx.channel.recv(peer, tag, expect=Ciphertexts)
     pk = sk.public_key
@@ -165,14 +166,14 @@ def decrypt_for(
             party=peer,
         ) from None
     try:
-        check_masked_packed(pk, values, count, bound_bits, stat_bits=params.stat_bits)
+        reduced = check_masked_packed(pk, values, count, bound_bits, stat_bits=params.stat_bits)
     except ProtocolAbort as exc:
         raise ProtocolAbort(
             f"{peer!r} sent a request for decryption ({tag}) that is not a masked gradient: "
             f"{exc}; refused, nothing returned",
             party=peer,
         ) from None
-    ctx.channel.send(peer, reply, Plaintexts(values=[int(v) for v in values]))
+    ctx.channel.send(peer, reply, Plaintexts(values=reduced))
     ctx.metrics.add("hetero_lr.decryptions", float(len(values)))
 
 
@@ -202,22 +203,13 @@ def _int_matvec(q: Any, vec: list[int]) -> list[int]:
 
 
 def gradient_reply(
-    ctx: Context,
-    keyholder: str,
-    pk: PublicKeyBase,
-    masks: list[int],
-    bound_bits: int,
-    slot_bits: int,
-    *,
-    tag: str = "plain",
+    ctx: Context, keyholder: str, masks: list[int], bound_bits: int, *, tag: str = "plain"
 ) -> list[int]:
-    """Receive the key holder's decryption of our masked packed gradient and unmask it."""
+    """Receive the key holder's reply to our masked packed gradient (each slot modulo
+    ``2**(bound_bits + 1)``) and unmask it."""
     msg = ctx.channel.recv(keyholder, tag, expect=Plaintexts)
-    for v in msg.values:
-        if v >= pk.n:
-            raise ProtocolAbort("a decrypted residue exceeds the modulus", party=keyholder)
     try:
-        return unpack_and_unmask(pk, msg.values, masks, bound_bits, slot_bits)
+        return unmask_reduced(msg.values, masks, bound_bits)
     except ProtocolAbort as exc:
         raise ProtocolAbort(str(exc), party=keyholder) from None
 

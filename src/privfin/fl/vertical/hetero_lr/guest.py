@@ -94,31 +94,28 @@ def run_guest(
                 total = u[hosts[0]]
                 for h in hosts[1:]:
                     total = pk.raw_add(total, u[h])
-                packed, masks, slot_bits = masked_gradient(
+                packed, masks, _ = masked_gradient(
                     ctx, pk, total, model, rows, v_int, bound, params
                 )
                 send_cts(ctx, arbiter, "masked", pk, packed, fresh=False)
-                g_int = gradient_reply(ctx, arbiter, pk, masks, bound, slot_bits)
+                g_int = gradient_reply(ctx, arbiter, masks, bound)
             else:
                 assert sk is not None
                 pending = {}
                 for h in hosts:
                     hk = host_keys[h]
-                    packed, masks, slot_bits = masked_gradient(
+                    packed, masks, _ = masked_gradient(
                         ctx, hk, u[h], model, rows, None, bound, params
                     )
                     send_cts(ctx, h, "gmasked", hk, packed, fresh=False)
-                    pending[h] = (masks, slot_bits)
+                    pending[h] = masks
                 host_bound = params.bound_bits(len(hosts), m, guest=False)
                 for h in hosts:
                     decrypt_for(ctx, h, sk, params, count=host_counts[h], bound_bits=host_bound)
                 q_rows = model.q[rows]
                 g_int = [int(v) for v in _int_dot(q_rows, v_int)]
                 for h in hosts:
-                    masks, slot_bits = pending[h]
-                    part = gradient_reply(
-                        ctx, h, host_keys[h], masks, bound, slot_bits, tag="gplain"
-                    )
+                    part = gradient_reply(ctx, h, pending[h], bound, tag="gplain")
                     g_int = [a + b for a, b in zip(g_int, part, strict=True)]
             model.step(model.gradient_from_ints(g_int, f, m), epoch)
         coordinator = arbiter if arbiter is not None else ctx.party

@@ -96,16 +96,14 @@ def run_host(
             elif not params.weighted:
                 d_cts = pk.raw_add_plain(d_cts, u_int)
             bound = params.bound_bits(len(hosts), m, guest=False)
-            packed, masks, slot_bits = masked_gradient(
-                ctx, pk, d_cts, model, rows, None, bound, params
-            )
+            packed, masks, _ = masked_gradient(ctx, pk, d_cts, model, rows, None, bound, params)
             keyholder = arbiter if arbiter is not None else guest
             send_cts(ctx, keyholder, "masked", pk, packed, fresh=False)
             if own_sk is not None:
                 guest_bound = params.bound_bits(len(hosts), m, guest=True)
                 decrypt_for(ctx, guest, own_sk, params, count=guest_count, bound_bits=guest_bound,
                             tag="gmasked", reply="gplain")  # fmt: skip
-            g_int = gradient_reply(ctx, keyholder, pk, masks, bound, slot_bits)
+            g_int = gradient_reply(ctx, keyholder, masks, bound)
             model.step(model.gradient_from_ints(g_int, params.hosts_frac_bits, m), epoch)
         coordinator = arbiter if arbiter is not None else guest
         parties = [coordinator, ctx.party]
