@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privfin.errors import ConfigError, ProtocolAbort
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.secureboost._common import HeRandom, numpy_rng
 from privfin.fl.vertical.secureboost.messages import (
     BuildHistograms,
@@ -46,6 +46,7 @@ from privfin.fl.vertical.secureboost.packing import (
 )
 from privfin.fl.vertical.secureboost.params import BoostParams
 from privfin.he import ou, paillier
+from privfin.he.errors import OverflowDetected
 from privfin.ml.trees import (
     SplitCandidate,
     best_split,
@@ -154,11 +155,10 @@ class _Guest:
         if not self.p.goss:
             return np.arange(self.n, dtype=np.int64), weights
         mag = np.abs(g).sum(axis=1)
-        n_top = max(1, int(self.p.top_rate * self.n))
-        n_other = max(1, int(self.p.other_rate * self.n))
+        n_top, n_other = self.p.goss_sizes(self.n)
         order = np.argsort(-mag, kind="stable")
         top, rest = order[:n_top], order[n_top:]
-        other = self.np_rng.choice(rest, size=min(n_other, rest.size), replace=False)
+        other = self.np_rng.choice(rest, size=n_other, replace=False)
         weights[other] = (1.0 - self.p.top_rate) / self.p.other_rate
         return np.sort(np.concatenate([top, other])).astype(np.int64), weights
 
@@ -171,10 +171,16 @@ class _Guest:
         pending: Future[list[Any]] | None,
     ) -> GradientLayout:  # fmt: skip
         t0 = time.perf_counter()
-        bounds = self.obj.gradient_bounds()
-        if bounds is not None and self.p.goss:
-            scale = (1.0 - self.p.top_rate) / self.p.other_rate
-            bounds = tuple(b * max(1.0, scale) for b in bounds)  # type: ignore[assignment]
+        bounds = self.p.gradient_bounds()
+        if bounds is None and used.size:
+            spread = float((g[used].max(axis=0) - g[used].min(axis=0)).max())
+            if not spread <= 2.0**self.p.regression_range_bits:
+                raise ConfigError(
+                    f"regression gradients span {spread:.4g}, more than "
+                    f"2**regression_range_bits = {2.0**self.p.regression_range_bits:.4g} "
+                    "(hosts refuse wider slots): scale the labels down or raise "
+                    "regression_range_bits"
+                )
         layout = GradientLayout.make(g[used], h[used], used.size, self.p.precision_bits, bounds)
         if layout.width > self.pk.capacity_bits:
             raise ConfigError("packed gradients do not fit the key: lower precision_bits")
@@ -209,9 +215,18 @@ class _Guest:
         expected = -(-per_node // msg.per_ct)
         if msg.cts_per_node != expected:
             raise ProtocolAbort("histogram has the wrong number of ciphertexts", party=host)
-        cts = ciphertexts_from_bytes(msg.ct, self.pk, expected * len(nodes))
+        try:
+            cts = ciphertexts_from_bytes(msg.ct, self.pk, expected * len(nodes))
+        except DecodeError as exc:
+            raise ProtocolAbort(f"histogram ciphertexts refused: {exc}", party=host) from None
         t0 = time.perf_counter()
-        plain = self.sk.raw_decrypt(cts, n_jobs=self.p.n_jobs)
+        try:
+            # The plaintexts stay here; OU refuses residues beyond its bound (no key recovery).
+            plain = self.sk.raw_decrypt(cts, n_jobs=self.p.n_jobs)
+        except OverflowDetected:
+            raise ProtocolAbort(
+                "histogram plaintext outside the key's plaintext bound (tampered?)", party=host
+            ) from None
         self.ctx.metrics.add("secureboost.guest.decrypt_s", time.perf_counter() - t0)
         self.ctx.metrics.add("secureboost.guest.decryptions", float(len(cts)))
         out: dict[int, _Hist] = {}
@@ -337,7 +352,11 @@ class _Guest:
                         features=np.array([c.cand.feature for c in cs if c], dtype=np.int32),
                         bins=np.array([c.cand.bin for c in cs if c], dtype=np.int32),
                         missing_left=np.array([c.cand.missing_left for c in cs if c], dtype=bool),
-                        gains=np.array([c.cand.gain for c in cs if c], dtype=np.float64),
+                        # Gains come from decrypted host histograms: shared only on opt-in.
+                        gains=np.array(
+                            [c.cand.gain if p.share_gains_with_hosts else 0.0 for c in cs if c],
+                            dtype=np.float64,
+                        ),
                     )  # fmt: skip
                     ch.send(host, "cmd", req)
                 for host in self.hosts:

@@ -19,7 +19,7 @@ import gmpy2
 import numpy as np
 import numpy.typing as npt
 
-from privfin.errors import ConfigError, ProtocolAbort
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.secureboost._common import HeRandom, load_public_key, numpy_rng
 from privfin.fl.vertical.secureboost.messages import (
     BuildHistograms,
@@ -49,20 +49,65 @@ from privfin.runtime import Context
 __all__ = ["run_host_predict", "run_host_train"]
 
 
+def check_tree_start(msg: TreeStart, p: BoostParams, n_rows: int, guest: str) -> None:
+    """Refuse a tree whose rows or gradient layout an honest guest would not send.
+
+    The rows must be all ``n_rows`` rows, or exactly as many as GOSS keeps. The layout must
+    have one count slot and one ``(g, h)`` pair per output, each slot at most as wide as the
+    honest guest's (:meth:`BoostParams.max_widths`: ``n_rows``, ``precision_bits`` and the
+    public gradient bounds). A wider slot would let the guest pack a per-row bit pattern
+    (row ``i`` as ``2**i``) into its gradients and read the bin of every row of every host
+    feature from one histogram (SPEC.md). Checked before any ciphertext is parsed.
+
+    Raises
+    ------
+    ProtocolAbort
+        Naming ``guest``.
+    """
+    used = int(msg.rows.size)
+    if int(msg.rows.max()) >= n_rows:
+        raise ProtocolAbort("gradient rows out of range", party=guest)
+    expected = sum(p.goss_sizes(n_rows)) if p.goss else n_rows
+    if used != expected:
+        raise ProtocolAbort(
+            f"the tree holds {used} rows, not the {expected} the parameters give", party=guest
+        )
+    limits = p.max_widths(used)
+    if len(msg.widths) != len(limits):
+        raise ProtocolAbort(
+            f"gradient layout has {len(msg.widths)} slots, not {len(limits)}", party=guest
+        )
+    if any(w > lim for w, lim in zip(msg.widths, limits, strict=True)):
+        raise ProtocolAbort(
+            f"gradient slots {list(msg.widths)} are wider than the honest layout "
+            f"{list(limits)} for {used} rows at precision_bits={p.precision_bits}",
+            party=guest,
+        )
+
+
 class _TreeState:
     def __init__(
-        self, msg: TreeStart, pk: PublicKeyBase, n_rows: int, pool: ThreadPoolExecutor
-    ) -> None:
-        if int(msg.rows.max()) >= n_rows:
-            raise ProtocolAbort("gradient rows out of range")
+        self, msg: TreeStart, pk: PublicKeyBase, p: BoostParams, n_rows: int, guest: str,
+        pool: ThreadPoolExecutor,
+    ) -> None:  # fmt: skip
+        check_tree_start(msg, p, n_rows, guest)
         self.tree = msg.tree
         self.rows = msg.rows.astype(np.int64)
         self.widths = list(msg.widths)
         self.width = sum(self.widths)
         if self.width > pk.capacity_bits:
-            raise ProtocolAbort("packed gradients do not fit the key's plaintext space")
-        self.cts = ciphertexts_from_bytes(msg.ct, pk, self.rows.size, executor=pool)
+            raise ProtocolAbort(
+                "packed gradients do not fit the key's plaintext space", party=guest
+            )
+        try:
+            self.cts = ciphertexts_from_bytes(msg.ct, pk, self.rows.size, executor=pool)
+        except DecodeError as exc:
+            raise ProtocolAbort(f"gradient ciphertexts refused: {exc}", party=guest) from None
+        self.used = np.zeros(n_rows, dtype=bool)
+        self.used[self.rows] = True
         self.node_of_row: npt.NDArray[np.int32] | None = None
+        self.left: npt.NDArray[np.bool_] | None = None
+        self.host_split: set[int] = set()
         self.depth = -1
         self.built: set[int] = set()
 
@@ -184,9 +229,54 @@ class _Host:
                 hists[j] = hist
         return hists
 
+    def _check_nodes(self, msg: BuildHistograms, st: _TreeState) -> None:
+        """Refuse instance spaces an honest guest would not send (SPEC.md): at depth ``d``
+        every row is in no node (``-1``) or in a node of depth ``d`` whose parent held it at
+        depth ``d - 1`` (all rows in the root at depth 0); a row of a node split on this
+        host's feature went to the side this host answered; every node holds at least
+        ``2 * min_samples_leaf`` of the tree's rows; histograms only of nodes with rows."""
+        d = msg.depth
+        nor = msg.node_of_row.astype(np.int64)
+        active = nor >= 0
+        if nor.size and int(nor.max()) >= 2 ** (d + 1) - 1:
+            raise ProtocolAbort(f"node ids beyond depth {d}", party=self.guest)
+        if d == 0:
+            if not active.all() or (nor.size and int(nor.max()) != 0):
+                raise ProtocolAbort("at depth 0 every row must be in the root", party=self.guest)
+        else:
+            prev = st.node_of_row
+            if prev is None:  # pragma: no cover - sequence checked by the caller
+                raise ProtocolAbort("histogram request out of sequence", party=self.guest)
+            child = nor[active]
+            if np.any((child - 1) // 2 != prev[active]) or np.any(child < 2**d - 1):
+                raise ProtocolAbort(
+                    "a row moved to a node that is not a child of its node", party=self.guest
+                )
+            if st.host_split and st.left is not None:
+                mine = active & np.isin(prev, list(st.host_split))
+                went_left = nor[mine] % 2 == 1
+                if np.any(went_left != st.left[mine]):
+                    raise ProtocolAbort(
+                        "rows of a split on this host's feature went to the other side",
+                        party=self.guest,
+                    )
+        present, sizes = np.unique(nor[active & st.used], return_counts=True)
+        if int(np.unique(nor[active]).size) != int(present.size) or (
+            sizes.size and int(sizes.min()) < 2 * self.p.min_samples_leaf
+        ):
+            raise ProtocolAbort(
+                f"a node holds fewer than {2 * self.p.min_samples_leaf} of the tree's rows",
+                party=self.guest,
+            )
+        if not np.isin(msg.nodes, present).all():
+            raise ProtocolAbort("histograms requested for a node without rows", party=self.guest)
+
     def build(self, msg: BuildHistograms, st: _TreeState, pool: ThreadPoolExecutor) -> Histograms:
         if msg.tree != st.tree or msg.depth != st.depth + 1 or msg.node_of_row.size != self.n_rows:
             raise ProtocolAbort("histogram request out of sequence", party=self.guest)
+        self._check_nodes(msg, st)
+        st.host_split = set()
+        st.left = None
         st.depth = msg.depth
         st.node_of_row = msg.node_of_row
         nodes = [int(x) for x in msg.nodes.tolist()]
@@ -226,7 +316,12 @@ class _Host:
 
     # ------------------------------------------------------------------ splits
     def split(self, msg: SplitRequest, st: _TreeState) -> SplitResult:
-        if msg.tree != st.tree or msg.depth != st.depth or st.node_of_row is None:
+        if (
+            msg.tree != st.tree
+            or msg.depth != st.depth
+            or st.node_of_row is None
+            or st.left is not None
+        ):
             raise ProtocolAbort("split request out of sequence", party=self.guest)
         left = np.zeros(self.n_rows, dtype=bool)
         for nd, j, t, ml, gain in zip(
@@ -244,6 +339,8 @@ class _Host:
             self.model.splits[(st.tree, nd)] = HostSplit(f, threshold, bool(ml))
             count, total = self.model.importance.get(f, (0, 0.0))
             self.model.importance[f] = (count + 1, total + float(gain))
+            st.host_split.add(int(nd))
+        st.left = left
         return SplitResult(tree=st.tree, depth=st.depth, left=np.packbits(left))
 
     # ------------------------------------------------------------------ main loop
@@ -277,7 +374,7 @@ class _Host:
                 msg = ch.recv(self.guest, "cmd")
                 if isinstance(msg, TreeStart):
                     t0 = time.perf_counter()
-                    st = _TreeState(msg, self.pk, self.n_rows, pool)
+                    st = _TreeState(msg, self.pk, self.p, self.n_rows, self.guest, pool)
                     self.ctx.metrics.add("secureboost.host.parse_s", time.perf_counter() - t0)
                 elif isinstance(msg, BuildHistograms) and st is not None:
                     ch.send(self.guest, "hist", self.build(msg, st, pool))

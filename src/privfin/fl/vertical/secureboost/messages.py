@@ -167,7 +167,8 @@ class Histograms(Message, frozen=True, kw_only=True):
 class SplitRequest(Message, frozen=True, kw_only=True):
     """Guest -> host: split these nodes on the host's (permuted) feature ``features[i]`` at bin
     threshold ``bins[i]``; missing values go left where ``missing_left[i]``. ``gains`` (for the
-    host's own feature importance) reveal the split gains to the host (SPEC.md)."""
+    host's own feature importance) are zero unless the parties opted in to sharing them
+    (``share_gains_with_hosts``): they derive from decrypted histograms (SPEC.md)."""
 
     tree: int
     depth: int

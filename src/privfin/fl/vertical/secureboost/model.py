@@ -172,7 +172,8 @@ class HostModel:
         return out
 
     def feature_importance(self, kind: str = "split") -> dict[str, float]:
-        """This host's features by name: split count or total gain (visible to this host only)."""
+        """This host's features by name: split count or total gain (visible to this host only;
+        the gains are zero unless the guest shared them, ``share_gains_with_hosts``)."""
         if kind not in ("split", "gain"):
             raise ConfigError("kind must be 'split' or 'gain'")
         idx = 0 if kind == "split" else 1

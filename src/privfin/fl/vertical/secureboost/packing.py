@@ -34,11 +34,34 @@ __all__ = [
     "ciphertexts_from_bytes",
     "ciphertexts_to_bytes",
     "compress",
+    "layout_widths",
+    "slot_width",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 #: The additively homomorphic keys SecureBoost runs on.
 PublicKeyBase = paillier.PublicKey | ou.PublicKey
+
+
+def slot_width(value_range: float, precision: int, n_rows: int) -> int:
+    """Bits of one (g or h) slot: a per-row value in ``[0, ceil(range * 2**P)]`` summed over
+    ``n_rows`` rows without carrying out of the slot."""
+    top = int(np.ceil(value_range * 2.0**precision)) + 1
+    return top.bit_length() + int(n_rows).bit_length() + 1
+
+
+def layout_widths(
+    n_rows: int, precision: int, ranges: Sequence[tuple[float, float]]
+) -> tuple[int, ...]:
+    """Slot widths ``(count, g_0, h_0, g_1, h_1, ...)`` for per-row ``(g, h)`` value ranges.
+
+    The guest calls it with its ranges (public bounds, or the observed ranges in regression);
+    a host calls it with the public bounds to get the widest layout an honest guest declares
+    (:meth:`GradientLayout.make`), and refuses anything wider."""
+    widths = [int(n_rows).bit_length() + 1]
+    for g_range, h_range in ranges:
+        widths += [slot_width(g_range, precision, n_rows), slot_width(h_range, precision, n_rows)]
+    return tuple(widths)
 
 
 @dataclass(frozen=True)
@@ -86,13 +109,11 @@ class GradientLayout:
         else:
             g_lo, g_hi = g.min(axis=0), g.max(axis=0)
             h_lo, h_hi = h.min(axis=0), h.max(axis=0)
-        count_bits = int(n_rows).bit_length()
-        widths = [count_bits + 1]
-        for j in range(k):
-            for lo, hi in ((g_lo[j], g_hi[j]), (h_lo[j], h_hi[j])):
-                top = int(np.ceil((float(hi) - float(lo)) * 2.0**precision)) + 1
-                widths.append(top.bit_length() + count_bits + 1)
-        return cls(tuple(widths), precision, np.asarray(g_lo, float), np.asarray(h_lo, float))
+        ranges = [
+            (float(g_hi[j]) - float(g_lo[j]), float(h_hi[j]) - float(h_lo[j])) for j in range(k)
+        ]
+        widths = layout_widths(n_rows, precision, ranges)
+        return cls(widths, precision, np.asarray(g_lo, float), np.asarray(h_lo, float))
 
     def encode(self, g: FloatArray, h: FloatArray) -> list[int]:
         """Packed plaintext integers, one per row."""

@@ -8,7 +8,8 @@ from typing import Any
 
 from privfin.config import Settings, require_insecure_allowed
 from privfin.errors import ConfigError
-from privfin.ml.trees import MAX_BINS, TreeParams
+from privfin.fl.vertical.secureboost.packing import layout_widths
+from privfin.ml.trees import MAX_BINS, TreeParams, make_objective
 
 __all__ = ["BoostParams"]
 
@@ -34,12 +35,22 @@ class BoostParams:
         Reveals the sampled row set to the hosts.
     complete_secure:
         Build the first tree from the guest's features only (hosts learn nothing about it).
+    share_gains_with_hosts:
+        Send each host the gains of the splits on its features (for its gain importance).
+        They are computed from decrypted histograms the host produced, so a malicious host
+        can shape them to read guest gradients (up to 64 bits per split it wins; SPEC.md).
+        Default off: hosts get split counts only.
     key_bits, he_scheme:
         Guest's key: Paillier (default) or Okamoto–Uchiyama, at least 2048 bits.
     insecure_allow_small_keys:
         Accept keys below 2048 bits (tests only; also needs insecure modes allowed).
     precision_bits:
         Fractional bits of the fixed-point gradients.
+    regression_range_bits:
+        Regression only: the gradients' range (max - min over the rows of a tree, in label
+        units) must stay below ``2**regression_range_bits``. Hosts refuse wider gradient slots
+        (SPEC.md): each bit more lets a malicious guest hide one more bit per row and slot.
+        Scale labels (e.g. to thousands) rather than raising it.
     n_jobs:
         Threads for bulk ciphertext work in each party.
     """
@@ -58,10 +69,12 @@ class BoostParams:
     top_rate: float = 0.2
     other_rate: float = 0.1
     complete_secure: bool = False
+    share_gains_with_hosts: bool = False
     key_bits: int = 2048
     he_scheme: str = "paillier"
     insecure_allow_small_keys: bool = False
     precision_bits: int = 24
+    regression_range_bits: int = 20
     n_jobs: int = 2
 
     def __post_init__(self) -> None:
@@ -85,6 +98,8 @@ class BoostParams:
             raise ConfigError("he_scheme must be 'paillier' or 'ou'")
         if not 8 <= self.precision_bits <= 53:
             raise ConfigError("precision_bits must be in [8, 53]")
+        if not 1 <= self.regression_range_bits <= 64:
+            raise ConfigError("regression_range_bits must be in [1, 64]")
         if not 1 <= self.n_jobs <= 256:
             raise ConfigError("n_jobs must be in [1, 256]")
         self.tree_params()  # validates the tree part
@@ -101,6 +116,39 @@ class BoostParams:
     @property
     def n_outputs(self) -> int:
         return int(self.n_classes or 2) if self.objective == "multiclass" else 1
+
+    @property
+    def goss_scale(self) -> float:
+        """Largest GOSS weight of a row (1 without GOSS): gradients are multiplied by it."""
+        if not self.goss:
+            return 1.0
+        return max(1.0, (1.0 - self.top_rate) / self.other_rate)
+
+    def gradient_bounds(self) -> tuple[float, float, float, float] | None:
+        """Public per-row bounds ``(g_min, g_max, h_min, h_max)`` of the (GOSS-weighted)
+        gradients, or ``None`` (regression: the guest measures them)."""
+        bounds = make_objective(self.objective, self.n_classes).gradient_bounds()
+        if bounds is None:
+            return None
+        s = self.goss_scale
+        return (bounds[0] * s, bounds[1] * s, bounds[2] * s, bounds[3] * s)
+
+    def max_widths(self, n_rows: int) -> tuple[int, ...]:
+        """The widest gradient layout an honest guest declares for a tree over ``n_rows``
+        rows (a host refuses anything wider, SPEC.md): from the public bounds, or in
+        regression from ``regression_range_bits`` (g) and the GOSS weight (h)."""
+        bounds = self.gradient_bounds()
+        if bounds is None:
+            ranges = (2.0**self.regression_range_bits, self.goss_scale)
+        else:
+            ranges = (bounds[1] - bounds[0], bounds[3] - bounds[2])
+        return layout_widths(n_rows, self.precision_bits, [ranges] * self.n_outputs)
+
+    def goss_sizes(self, n_rows: int) -> tuple[int, int]:
+        """Rows kept by GOSS: ``(top, other)`` (public, from the rates and ``n_rows``)."""
+        n_top = max(1, int(self.top_rate * n_rows))
+        n_other = max(1, int(self.other_rate * n_rows))
+        return n_top, min(n_other, n_rows - n_top)
 
     def check_keys(self, settings: Settings) -> None:
         """Refuse keys below 2048 bits unless explicitly allowed (flag and settings)."""
