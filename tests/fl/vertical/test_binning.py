@@ -21,6 +21,7 @@ from privfin.fl.vertical.binning import (
     Scaler,
     hetero_binning_component,
     hetero_pearson_component,
+    pearson,
     vertical_scaling_component,
     woe_transform,
 )
@@ -114,12 +115,41 @@ def test_hetero_pearson_matches_numpy() -> None:
     xg, xh, _ = breast()
     xg, xh = xg.iloc[:200, :4], xh.iloc[:200, :6]
     out = simulate(
-        hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]}, params=KEYS,
+        hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]},
+        params={**KEYS, "reveal_to_hosts": True},
         inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV,
     )  # fmt: skip
     ref = np.corrcoef(xg.to_numpy().T, xh.to_numpy().T)[:4, 4:]
     np.testing.assert_allclose(out["bank"]["corr"]["telco"], ref, atol=1e-4)
     np.testing.assert_allclose(out["telco"]["corr"], ref, atol=1e-4)
+    # By default the host gets nothing back.
+    hub = MemoryHub()
+    out = simulate(
+        hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]}, params=KEYS,
+        inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV, hub=hub,
+    )  # fmt: skip
+    np.testing.assert_allclose(out["bank"]["corr"]["telco"], ref, atol=1e-4)
+    assert out["telco"]["corr"] is None
+    assert not [k for k, _ in hub.wire if k.receiver == "telco" and k.tag == "corr"]
+
+
+def test_pearson_quantisation_sums_to_zero() -> None:
+    rng = np.random.default_rng(5)
+    n = 2000
+    spike = np.zeros(n)
+    spike[7] = 1.0  # standardised: one value near sqrt(n) = 44.7 sd, clipped at 32
+    z = np.column_stack([rng.standard_normal(n), spike])
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    q = pearson.quantise(z)
+    assert q.sum(axis=0).tolist() == [0, 0]
+    assert int(np.abs(q).max()) < 2**pearson.QUANT_BITS
+    # Each entry moves by at most ceil(|rounding residue| / n) from its rounded value.
+    scale = (2 ** (pearson.QUANT_BITS - 1) - 1) / pearson.CLIP
+    rounded = np.rint(np.clip(z, -32, 32) * scale)
+    moved = np.abs(q - rounded).max(axis=0)
+    limits = np.array([-(-abs(r) // n) for r in rounded.sum(axis=0)])
+    assert np.all(moved <= limits)
+    assert moved[0] <= 1 < moved[1]  # the clipped spike needed a shift of every entry
 
 
 def test_scaling_is_local() -> None:

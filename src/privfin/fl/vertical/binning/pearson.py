@@ -1,16 +1,29 @@
 """Hetero Pearson correlation over Paillier (component ``hetero_pearson``).
 
-The guest standardises its columns, encrypts them (fixed point, 16 fractional bits) under its
-own key and sends them to each host. A host standardises its columns, clips them to ±32 standard
-deviations and quantises them with the *public* scale ``8 / 2**15``, computes every encrypted
-cross product ``sum_i z_g[i, a] * z_h[i, b]`` with the shared-base matrix product, packs the
-results and returns them re-randomised. The guest decrypts the correlation matrix
-``corr[a, b]`` and (unless ``reveal_to_hosts`` is false) sends it to the host.
+Flow (wire names ``vfl.bin.*``): the guest sends its Paillier key; each host announces its
+feature count ``d_h`` (``PearsonSetup``); the guest standardises its columns and sends them
+encrypted, each entry as ``2**16 * z[i, a] + K * rho_a`` with a secret random 64-bit
+``rho_a`` per column and ``K = 2**(B + 1)`` above the honest product bound ``2**B``. The host
+standardises its columns, clips them to ±32 standard deviations, quantises them with the
+*public* scale ``32 / (2**19 - 1)`` and corrects the rounding so that every quantised column
+sums to exactly zero; it computes every encrypted cross product ``sum_i q[i, b] * Enc(...)``
+with the shared-base matrix product — the ``K * rho_a`` terms cancel — packs the
+``d_guest * d_h`` results in the public layout and returns them re-randomised.
+
+The guest decrypts exactly ``d_guest * d_h`` products and checks, before it uses or returns
+anything: the public packing, every slot below ``2**B`` (a product whose weights on a guest
+column do not sum to zero — e.g. a guest ciphertext packed back as is — carries ``K * rho_a``
+and fails, except with probability below ``2**-63`` per slot) and every correlation in
+``[-1.01, 1.01]``. A host that fails a check is named in a :class:`ProtocolAbort`. The guest
+sends the matrix to the host only if ``reveal_to_hosts`` (default false).
 
 What each party learns: the guest — the cross-correlation matrix (and the host's feature
-count); a host — the same matrix if revealed, else nothing (ciphertexts only). With as many
-guest columns as rows the guest could solve for a host column from the correlations: the
-component refuses ``d_guest >= n / 2``. Accuracy: quantisation error below ``1e-3``.
+count); a host — nothing (ciphertexts only), or, with ``reveal_to_hosts``, the matrix, i.e. up
+to ``d_guest * d_h`` zero-sum linear combinations of the guest's standardised columns that a
+malicious host may choose (see SPEC.md). With as many guest columns as rows the guest could
+solve for a host column from the correlations: the component refuses ``d_guest >= n / 2``, and
+``d_h`` must be below ``n / 2`` and ``max_features``. Accuracy: within 1e-4 of numpy (tested).
+Paillier only (an Okamoto-Uchiyama key would decrypt chosen ciphertexts modulo its secret prime).
 """
 
 from __future__ import annotations
@@ -23,9 +36,15 @@ import numpy as np
 
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.binning.common import BinParams, feature_matrix, new_keypair
-from privfin.fl.vertical.binning.messages import BinKey, Correlations, EncryptedColumns
+from privfin.fl.vertical.binning.messages import (
+    BinKey,
+    Correlations,
+    EncryptedColumns,
+    PearsonSetup,
+)
 from privfin.he import paillier
 from privfin.he._base import EncryptedVector, PackedEncryptedVector
+from privfin.he.errors import OverflowDetected
 from privfin.ml.he_linalg import encrypted_matvec
 from privfin.runtime import Context
 
@@ -34,6 +53,10 @@ __all__ = ["hetero_pearson_component", "standardise"]
 FRAC_BITS = 16
 QUANT_BITS = 20
 CLIP = 32.0
+#: Bits of the guest's secret per-column weights ``rho_a``.
+RHO_BITS = 64
+#: Largest |correlation| the guest accepts (honest values lie in [-1, 1] up to rounding).
+CORR_LIMIT = 1.01
 
 
 def standardise(x: np.ndarray) -> np.ndarray:
@@ -48,6 +71,77 @@ def _bound_bits(n: int) -> int:
     return z_bits + FRAC_BITS + QUANT_BITS + math.ceil(math.log2(n + 1)) + 1
 
 
+def _column_bits(n: int) -> int:
+    """Public bound (bits) of an encrypted guest entry ``2**16 z + K rho`` (K = 2**(B + 1))."""
+    return _bound_bits(n) + 1 + RHO_BITS + 1
+
+
+def quantise(z: np.ndarray) -> np.ndarray:
+    """The host's public quantisation: clip to ±CLIP, scale, round, then move the rounding
+    residue of every column onto its entries (those with the largest rounding error first) so
+    that each column sums to exactly zero (the guest's mask check needs it)."""
+    scaled = np.clip(z, -CLIP, CLIP) * (2 ** (QUANT_BITS - 1) - 1) / CLIP
+    q = np.rint(scaled).astype(np.int64)
+    n = q.shape[0]
+    for b in range(q.shape[1]):
+        r = int(q[:, b].sum())
+        if r == 0:
+            continue
+        step = -1 if r > 0 else 1
+        base, extra = divmod(abs(r), n)
+        q[:, b] += step * base
+        # Entries rounded furthest in the direction of the residue move first.
+        order = np.argsort(step * (scaled[:, b] - q[:, b]), kind="stable")[::-1]
+        q[order[:extra], b] += step
+    out: np.ndarray = q
+    return out
+
+
+def _guest_products(
+    ctx: Context, pk: Any, sk: Any, host: str, n: int, d_g: int, d_h: int
+) -> np.ndarray:
+    """Receive, check and decrypt one host's products (exactly ``d_g * d_h``)."""
+    msg: Correlations = ctx.channel.recv(host, "products", expect=Correlations)
+    if msg.packed is None or msg.matrix is not None:
+        raise ProtocolAbort("expected the encrypted products only", party=host)
+    try:
+        packed = PackedEncryptedVector.from_wire(pk, msg.packed)
+    except DecodeError as exc:
+        raise DecodeError(f"products from {host!r}: {exc}") from None
+    bound, count = _bound_bits(n), d_g * d_h
+    slots = pk.capacity_bits // (bound + 1)
+    if (
+        packed.bound_bits != bound
+        or packed.slot_bits != bound + 1
+        or packed.frac_bits != 0
+        or packed.is_float
+        or packed.flat_length != count
+        or packed.layout.slots != slots
+        or packed.cols != min(slots, count)
+        or len(packed) != -(-count // slots)
+    ):
+        raise ProtocolAbort(
+            f"products are not {d_g} x {d_h} values in the public packing", party=host
+        )
+    try:
+        values = sk.decrypt(packed)
+    except OverflowDetected:
+        raise ProtocolAbort(
+            "a product lies outside the honest range (not a zero-sum combination of the "
+            "guest's columns)",
+            party=host,
+        ) from None
+    flat = np.asarray(values, dtype=np.float64)
+    if flat.size != count:
+        raise ProtocolAbort(f"{flat.size} products, not {count}", party=host)
+    corr: np.ndarray = (
+        flat.reshape(d_g, d_h) * (CLIP / (2 ** (QUANT_BITS - 1) - 1)) / (2.0**FRAC_BITS * n)
+    )
+    if not np.all(np.abs(corr) <= CORR_LIMIT):
+        raise ProtocolAbort(f"a correlation lies outside [-{CORR_LIMIT}, {CORR_LIMIT}]", party=host)
+    return corr
+
+
 def hetero_pearson_component(
     ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -55,9 +149,9 @@ def hetero_pearson_component(
 
     Returns at the guest ``{"corr": {host: matrix (d_guest x d_host)}, "features": ...}``, at a
     host ``{"corr": matrix or None}``. Parameters: ``key_bits``, ``insecure_allow_small_keys``,
-    ``reveal_to_hosts`` (default true).
+    ``max_features`` (most host features, default 256), ``reveal_to_hosts`` (default false).
     """
-    reveal = bool(params.get("reveal_to_hosts", True))
+    reveal = bool(params.get("reveal_to_hosts", False))
     p = BinParams.from_mapping({k: v for k, v in params.items() if k != "reveal_to_hosts"})
     guests, hosts = ctx.parties_with("guest"), ctx.parties_with("host")
     if len(guests) != 1 or not hosts:
@@ -68,44 +162,49 @@ def hetero_pearson_component(
     n = x.shape[0]
     z = standardise(x)
     if ctx.has_role("guest"):
-        if 2 * x.shape[1] >= n:
+        d_g = z.shape[1]
+        if 2 * d_g >= n:
             raise ConfigError("hetero_pearson needs more than twice as many rows as guest features")
         pk, sk = new_keypair(ctx, p)
         ctx.channel.broadcast("key", BinKey(key=pk.to_wire()), peers=hosts)
+        widths: dict[str, int] = {}
+        for host in hosts:
+            setup: PearsonSetup = ctx.channel.recv(host, "setup", expect=PearsonSetup)
+            if setup.n_features > p.max_features or 2 * setup.n_features >= n:
+                raise ProtocolAbort(
+                    f"{setup.n_features} host features: more than max_features="
+                    f"{p.max_features} or not below half the rows",
+                    party=host,
+                )
+            widths[host] = setup.n_features
         fixed = np.rint(np.ldexp(z, FRAC_BITS)).astype(np.int64)
-        cols = [pk.encrypt(fixed[:, a].tolist()).to_wire() for a in range(z.shape[1])]
+        k = 1 << (_bound_bits(n) + 1)
+        cols = []
+        for a in range(d_g):
+            rho = (1 << (RHO_BITS - 1)) + ctx.random.below(1 << (RHO_BITS - 1))
+            entries = [int(v) + k * rho for v in fixed[:, a].tolist()]
+            cols.append(pk.encrypt(entries, value_bits=_column_bits(n)).to_wire())
         for host in hosts:
             ctx.channel.send(host, "columns", EncryptedColumns(columns=cols))
-        out: dict[str, Any] = {}
-        for host in hosts:
-            msg: Correlations = ctx.channel.recv(host, "products", expect=Correlations)
-            if msg.packed is None:
-                raise ProtocolAbort("missing encrypted products", party=host)
-            try:
-                values = sk.decrypt(PackedEncryptedVector.from_wire(pk, msg.packed))
-            except DecodeError as exc:
-                raise DecodeError(f"products from {host!r}: {exc}") from None
-            flat = np.asarray(values, dtype=np.float64)
-            if flat.size == 0 or flat.size % z.shape[1]:
-                raise ProtocolAbort("wrong number of products", party=host)
-            corr = (
-                flat.reshape(z.shape[1], -1)
-                * (CLIP / (2 ** (QUANT_BITS - 1) - 1))
-                / (2.0**FRAC_BITS * n)
-            )
-            out[host] = corr
-            if reveal:
-                ctx.channel.send(host, "corr", Correlations(matrix=corr))
+        out = {host: _guest_products(ctx, pk, sk, host, n, d_g, widths[host]) for host in hosts}
+        if reveal:
+            for host in hosts:
+                ctx.channel.send(host, "corr", Correlations(matrix=out[host]))
         return {"role": "guest", "features": names, "corr": out}
     guest = guests[0]
     key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
     pk = paillier.PublicKey.from_wire(
         key.key, insecure_allow_small_keys=p.insecure_allow_small_keys
     )
+    d_h = z.shape[1]
+    if d_h > p.max_features or 2 * d_h >= n:
+        raise ConfigError(f"{d_h} features: more than max_features or not below half the rows")
+    ctx.channel.send(guest, "setup", PearsonSetup(n_features=d_h))
     cols_msg: EncryptedColumns = ctx.channel.recv(guest, "columns", expect=EncryptedColumns)
     if not 0 < len(cols_msg.columns) < n / 2:
         raise ProtocolAbort("too many or no guest columns", party=guest)
-    q = np.rint(np.clip(z, -CLIP, CLIP) * (2 ** (QUANT_BITS - 1) - 1) / CLIP).astype(np.int64)
+    q = quantise(z)
+    bits = QUANT_BITS if int(np.abs(q).max(initial=0)) < 1 << (QUANT_BITS - 1) else QUANT_BITS + 1
     products: list[Any] = []
     for col in cols_msg.columns:
         try:
@@ -114,11 +213,17 @@ def hetero_pearson_component(
             raise DecodeError(f"encrypted column from {guest!r}: {exc}") from None
         if len(enc) != n:
             raise ProtocolAbort(f"an encrypted column has {len(enc)} rows, not {n}", party=guest)
-        products += encrypted_matvec(pk, enc.ciphertexts_raw, q, QUANT_BITS)
+        if enc.bound_bits != _column_bits(n) or enc.frac_bits != 0 or enc.is_float:
+            raise ProtocolAbort(
+                "an encrypted column does not have the public encoding", party=guest
+            )
+        products += encrypted_matvec(pk, enc.ciphertexts_raw, q, bits)
     vec = EncryptedVector(pk, products, frac_bits=0, bound_bits=_bound_bits(n), is_float=False)
     ctx.channel.send(guest, "products", Correlations(packed=vec.pack().to_wire()))
     corr = None
     if reveal:
         msg2: Correlations = ctx.channel.recv(guest, "corr", expect=Correlations)
+        if msg2.matrix is None or msg2.matrix.shape != (len(cols_msg.columns), d_h):
+            raise ProtocolAbort("the correlation matrix has the wrong shape", party=guest)
         corr = msg2.matrix
     return {"role": "host", "features": names, "corr": corr}
