@@ -47,7 +47,10 @@ def hetero_lr_component(
     --------
     Semi-honest parties, no collusion between the key holder and another party. Each party
     learns its own slice of the weights and what ``SPEC.md`` lists: no label, feature,
-    residual or other party's gradient leaves its owner in clear.
+    residual or other party's gradient leaves its owner in clear. Key holders trust no requester:
+    they decrypt only the exact packed size announced at setup and only in-range masked slots
+    (``ProtocolAbort`` naming the requester otherwise) and return ``B + 1`` bits per slot; the
+    residual leak of a deviating party is quantified in ``SPEC.md``.
     """
     p = LRParams.from_mapping(params)
     guests = ctx.parties_with(GUEST)
