@@ -3,22 +3,33 @@
 uvicorn does not put the TLS peer certificate into the ASGI scope, so the node uses a small
 subclass of uvicorn's h11 protocol that reads it from the TLS connection and adds it to the
 scope extensions of every request on that connection.
+
+Lifecycle: the TLS server context is built in memory from the pinned certificates (no bundle
+file in the state directory; stale ``tmp*.pem`` bundles of older versions are removed at
+start). SIGTERM, like SIGINT, is a graceful shutdown: uvicorn stops serving, the job runner
+stops its jobs (they resume on restart) and the mailbox is closed before the process exits.
+At start the node refuses an expired (or not yet valid) certificate of its own and logs, for
+each pinned peer whose certificate is outside its validity period, the date it expired.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from privfin.errors import ConfigError
 from privfin.federation.mailbox import Mailbox
+from privfin.federation.tls import server_context, validity_problem
 from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
 from privfin.node.config import NodeConfig
 from privfin.node.runner import JobRunner
@@ -52,39 +63,101 @@ class PeerCertH11Protocol(H11Protocol):
         self.app = _PeerCertApp(self.app, der)
 
 
+class NodeTerminated(SystemExit):
+    """Raised in the main thread by SIGTERM outside uvicorn's own handling (during start-up,
+    or re-raised by uvicorn after its graceful shutdown) so the node's ``finally`` runs."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise NodeTerminated(0)
+
+
+def check_certificates(config: NodeConfig) -> None:
+    """Refuse to start with an expired or not yet valid certificate of our own; log each pinned
+    peer's certificate that is outside its validity period (its node cannot be reached)."""
+    problem = validity_problem(config.cert.read_bytes())
+    if problem:
+        raise ConfigError(
+            f"this node's certificate {config.cert} {problem}; create a new identity "
+            "(privfin init --force), restart the node and give every peer the new certificate"
+        )
+    for peer, pem in config.peer_certs().items():
+        problem = validity_problem(pem)
+        if problem:
+            _log.error(
+                "the pinned certificate of peer %s %s: jobs with %s will fail until it sends "
+                "a new certificate and this node pins it",
+                peer,
+                problem,
+                peer,
+            )
+
+
+def remove_stale_bundles(state: Path) -> int:
+    """Delete the temporary CA-bundle files older versions left in the state directory."""
+    removed = 0
+    for stale in state.glob("tmp*.pem"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed += 1
+    return removed
+
+
 def run_node(config: NodeConfig) -> None:
-    """Serve the node until SIGTERM/SIGINT; resumes unfinished jobs at start."""
+    """Serve the node until SIGTERM/SIGINT (graceful either way); resumes unfinished jobs at
+    start."""
+    previous: Callable[..., Any] | int | None = None
+    if _in_main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _serve(config)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _serve(config: NodeConfig) -> None:
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    mailbox = Mailbox(state / "node.sqlite")
-    runner = JobRunner(config, mailbox)
-    app = create_app(config, mailbox, runner)
+    check_certificates(config)
+    if remove_stale_bundles(state):
+        _log.info("removed stale certificate bundles from %s", state)
     trusted = [*config.peer_certs().values(), config.cert.read_bytes()]
-    with tempfile.NamedTemporaryFile("wb", suffix=".pem", dir=state, delete=False) as fh:
-        fh.write(b"".join(trusted))
-        bundle = fh.name
-    uv_config = uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        http=PeerCertH11Protocol,
-        ssl_certfile=str(config.cert),
-        ssl_keyfile=str(config.key),
-        ssl_ca_certs=bundle,
-        ssl_cert_reqs=ssl.CERT_REQUIRED,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(uv_config)
-    resumed = runner.resume()
-    if resumed:
-        _log.warning("resumed jobs: %s", ", ".join(resumed))
-    _log.warning("node %s listening on https://%s:%d", config.party, config.host, config.port)
+    tls = server_context(config.identity, trusted)
+    mailbox = Mailbox(state / "node.sqlite")
     try:
-        server.run()
+        runner = JobRunner(config, mailbox)
+        app = create_app(config, mailbox, runner)
+        uv_config = uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            http=PeerCertH11Protocol,
+            ssl_certfile=str(config.cert),
+            ssl_keyfile=str(config.key),
+            ssl_cert_reqs=ssl.CERT_REQUIRED,
+            ssl_context_factory=lambda _config, _default: tls,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(uv_config)
+        try:
+            resumed = runner.resume()
+            if resumed:
+                _log.warning("resumed jobs: %s", ", ".join(resumed))
+            _log.warning(
+                "node %s listening on https://%s:%d", config.party, config.host, config.port
+            )
+            server.run()
+        finally:
+            _log.warning("node %s shutting down", config.party)
+            runner.shutdown()
     finally:
-        runner.shutdown()
         mailbox.close()
-        Path(bundle).unlink(missing_ok=True)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)

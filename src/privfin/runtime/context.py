@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from privfin.compute import ComputeBackend, SerialBackend
 from privfin.config import Settings
 from privfin.crypto.random import RandomSource, SystemRandom
+from privfin.errors import disk_full
 from privfin.federation.transport import CancelToken, Channel
 
 __all__ = [
@@ -64,6 +65,10 @@ class MemoryArtifacts:
             return self._data.get(_check_artifact_name(name))
 
 
+#: Artifacts whose name ends with this are per-job secrets, deleted when the job ends.
+SECRET_SUFFIX = ".key"  # noqa: S105 (a file-name suffix, not a password)
+
+
 class DirectoryArtifacts:
     """Artifacts as files in a private directory (mode 0700), written atomically."""
 
@@ -71,22 +76,44 @@ class DirectoryArtifacts:
         self.root = Path(root)
 
     def put(self, name: str, data: bytes) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Write atomically (temporary file, fsync, rename). A full disk raises
+        :class:`~privfin.errors.DiskFullError` naming the directory."""
         target = self.root / _check_artifact_name(name)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        tmp: str | None = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            full = disk_full(exc, str(self.root))
+            if full is not None:
+                raise full from exc
             raise
 
     def get(self, name: str) -> bytes | None:
         path = self.root / _check_artifact_name(name)
         return path.read_bytes() if path.exists() else None
+
+    def discard_secrets(self) -> list[str]:
+        """Delete the per-job secrets (artifacts named ``*`` :data:`SECRET_SUFFIX`: keys
+        checkpointed so a restarted node resends identical messages) and leftover temporary
+        files. Call when the job has ended (done or failed), never when it is interrupted to
+        resume. Returns the names deleted."""
+        gone: list[str] = []
+        if not self.root.is_dir():
+            return gone
+        for path in self.root.iterdir():
+            secret = path.name.endswith(SECRET_SUFFIX) or path.name.startswith(".tmp-")
+            if secret and path.is_file():
+                path.unlink(missing_ok=True)
+                gone.append(path.name)
+        return gone
 
 
 class Metrics:
