@@ -23,8 +23,8 @@ bytes: never between parties.
 
 Workers die with their parent: the initializer starts a watchdog thread that exits the worker
 within :data:`PARENT_POLL_SECONDS` once the process that created the pool is gone (a killed
-node leaves no orphan workers, with a fork server too). (``PR_SET_PDEATHSIG`` is not used: it fires when the
-*thread* that forked the worker ends, and pools are created from job threads.)
+node leaves no orphan workers, with a fork server too). ``PR_SET_PDEATHSIG`` is not used: it
+fires when the *thread* that forked the worker ends, and pools are created from job threads.
 """
 
 from __future__ import annotations
