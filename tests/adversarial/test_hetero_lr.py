@@ -48,15 +48,15 @@ def _data(n: int = 30) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return xg, xh, y
 
 
-def _run(mode: str, hub: MemoryHub, **extra: Any) -> dict[str, Any]:
+def _run(mode: str, hub: MemoryHub, *, hosts: int = 1, **extra: Any) -> dict[str, Any]:
     xg, xh, y = _data()
-    roles = {"bank": ["guest"], "host0": ["host"]}
+    roles = {"bank": ["guest"], **{f"host{k}": ["host"] for k in range(hosts)}}
+    inputs = {"bank": {"X": xg, "y": y}, **{f"host{k}": {"X": xh + k} for k in range(hosts)}}
     if mode == "arbiter":
         roles["arb"] = ["arbiter"]
     return simulate(
-        hetero_lr_component, roles, params={**SMALL, "mode": mode, **extra},
-        inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}}, seed=5, hub=hub,
-        settings=Settings(mode="development"), timeout=60,
+        hetero_lr_component, roles, params={**SMALL, "mode": mode, **extra}, inputs=inputs,
+        seed=5, hub=hub, settings=Settings(mode="development"), timeout=60,
     )  # fmt: skip
 
 
@@ -101,11 +101,18 @@ def _replies(hub: MemoryHub, sender: str, receiver: str, tag: str) -> list[Any]:
 
 
 def _expect_abort(
-    mode: str, offender: str, match: str, hub: MemoryHub, ran: list[bool], **extra: Any
+    mode: str,
+    offender: str,
+    match: str,
+    hub: MemoryHub,
+    ran: list[bool],
+    *,
+    hosts: int = 1,
+    **extra: Any,
 ) -> None:
     """The run stops with a ProtocolAbort naming ``offender``, which got no decryption."""
     with pytest.raises(ProtocolAbort, match=match) as info:
-        _run(mode, hub, **extra)
+        _run(mode, hub, hosts=hosts, **extra)
     assert ran, "the attack did not run"
     assert info.value.party == offender
     keyholder = "arb" if mode == "arbiter" else ("host0" if offender == "bank" else "bank")
@@ -143,6 +150,22 @@ def test_host_appending_the_completed_residuals_gets_nothing(
 
     ran = _malicious(monkeypatch, host_role, "host0", attack)
     _expect_abort(mode, "host0", "exactly", MemoryHub(), ran)
+
+
+def test_host_appending_another_hosts_partial_predictor_gets_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mode guest, two hosts: host0 appends ``Enc_g(u_1/4)`` that host1 sent it (under the
+    guest's key) to its request to the guest; with class weights it would be
+    ``Enc_g(s)^{u_1/4}``, and ``Enc_g(s)`` itself (per-row class weights: the labels)."""
+    seen = _received(monkeypatch, "host0", "peer_u")
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        return packed + seen["peer_u"], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    _expect_abort("guest", "host0", "exactly", MemoryHub(), ran, hosts=2)
 
 
 @pytest.mark.parametrize("mode", ["arbiter", "guest"])
