@@ -65,6 +65,7 @@ class HttpTransport:
         send_timeout: float = 120.0,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         request_timeout: float = 30.0,
+        cancel: CancelToken | None = None,
     ) -> None:
         self.party = identity.party
         self.identity = identity
@@ -74,6 +75,9 @@ class HttpTransport:
         self.chunk_size = chunk_size
         self.request_timeout = request_timeout
         self._clients: dict[str, httpx.Client] = {}
+        # Checked between retries of a send: a job cancelled here, or aborted by a peer,
+        # stops retrying at once instead of after send_timeout.
+        self.cancel = cancel
 
     def _client(self, peer: str) -> httpx.Client:
         client = self._clients.get(peer)
@@ -95,8 +99,21 @@ class HttpTransport:
             client.close()
         self._clients.clear()
 
+    def _stop_if_aborted(self, job: str) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        why = self.mailbox.aborted(job)
+        if why is not None:
+            raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
+
     def _put(
-        self, peer: str, tag: str, url: str, data: bytes, params: dict[str, str | int]
+        self,
+        peer: str,
+        tag: str,
+        url: str,
+        data: bytes,
+        params: dict[str, str | int],
+        job: str | None = None,
     ) -> None:
         deadline = time.monotonic() + self.send_timeout
         delay = 0.1
@@ -139,6 +156,8 @@ class HttpTransport:
                 # 429: the peer's pre-job buffer for us is full (it has not started the job
                 # yet); like a 5xx, retry until send_timeout.
                 reason = f"HTTP {resp.status_code}"
+            if job is not None:
+                self._stop_if_aborted(job)
             if time.monotonic() + delay > deadline:
                 raise PeerTimeout(peer, tag, self.send_timeout)
             if attempt in (1, 5) or attempt % 20 == 0:
@@ -160,7 +179,7 @@ class HttpTransport:
             raise ValueError("a transport only sends as its own party")
         peer = key.receiver
         if len(payload) <= self.chunk_size:
-            self._put(peer, key.tag, f"/v1/messages/{key.path()}", payload, {})
+            self._put(peer, key.tag, f"/v1/messages/{key.path()}", payload, {}, key.job)
             return
         digest = hashlib.sha256(payload).hexdigest()
         total = (len(payload) + self.chunk_size - 1) // self.chunk_size
@@ -168,7 +187,7 @@ class HttpTransport:
         for index in range(total):
             part = view[index * self.chunk_size : (index + 1) * self.chunk_size]
             params: dict[str, str | int] = {"index": index, "total": total, "digest": digest}
-            self._put(peer, key.tag, f"/v1/chunks/{key.path()}", bytes(part), params)
+            self._put(peer, key.tag, f"/v1/chunks/{key.path()}", bytes(part), params, key.job)
 
     def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         if key.receiver != self.party:

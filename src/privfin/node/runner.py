@@ -44,7 +44,9 @@ from privfin.errors import (
     ConfigError,
     DecodeError,
     PeerTimeout,
+    PrivfinError,
     ProtocolAbort,
+    disk_full,
 )
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
@@ -196,6 +198,7 @@ class JobRunner:
         self._housekeeper: threading.Thread | None = None
         self._abort_transport: HttpTransport | None = None
         self._last_sweep = 0
+        self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -436,6 +439,7 @@ class JobRunner:
             {p: peers[p] for p in spec.roles if p != party},
             self.mailbox,
             send_timeout=spec.timeout or self.config.message_timeout,
+            cancel=token,
         )
         channel = Channel(
             transport,
@@ -479,24 +483,36 @@ class JobRunner:
             if token.cancelled and "shutting down" in token.reason:
                 _log.info("job %s interrupted by shutdown; it resumes on restart", spec.job)
                 return
+            # A local fault (disk full) says so here; peers get "internal error", not a timeout.
+            fault = self._faults.pop(spec.job, None) or disk_full(exc, str(self.config.state_dir))
+            if fault is not None:
+                exc = fault
             # The full message stays here (status readable by this node's identity only, and
             # the local log); peers get a generic reason.
             message = f"{type(exc).__name__}: {exc}"
-            self._set(spec.job, status="failed", error=message)
             _log.error("job %s failed: %s", spec.job, message)
-            aborted = self.mailbox.aborters(spec.job)
+            try:
+                self._set(spec.job, status="failed", error=message)
+                aborted = self.mailbox.aborters(spec.job)
+            except Exception as store_exc:  # e.g. the disk is full: still tell the peers
+                _log.error("job %s: cannot record the failure: %s", spec.job, store_exc)
+                aborted = []
             origin = getattr(exc, "party", None)
             reason = peer_reason(
                 party,
                 exc,
                 roles=spec.roles,
                 loading=loading,
-                cancelled=token.cancelled,
+                cancelled=token.cancelled and fault is None,
                 aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
             )
             receivers = [p for p in spec.roles if p != party and p not in aborted]
             _log.info("job %s: telling %s: %s", spec.job, ", ".join(receivers) or "nobody", reason)
-            self._queue_abort(spec.job, receivers, reason)
+            try:
+                self._queue_abort(spec.job, receivers, reason)
+            except Exception as queue_exc:  # cannot queue (disk full): send once, now
+                _log.error("job %s: abort not queued (%s); sending it once", spec.job, queue_exc)
+                transport.abort(spec.job, party, receivers, reason)
         finally:
             transport.close()
             compute.close()
@@ -510,6 +526,18 @@ class JobRunner:
         if self.config.retention.payloads == "job_end":
             n = self.mailbox.purge_job(job)
             _log.info("job %s: deleted %d message payloads (digests kept)", job, n)
+        gone = DirectoryArtifacts(Path(self.config.state_dir) / "jobs" / job).discard_secrets()
+        if gone:
+            _log.info("job %s: deleted its secret checkpoints (%s)", job, ", ".join(gone))
+
+    def fail(self, job: str, fault: PrivfinError) -> None:
+        """Stop ``job`` because of a local fault (e.g. :class:`DiskFullError` while storing one
+        of its messages): the local status and log say what happened, peers are told
+        "internal error" at once instead of waiting for a timeout."""
+        token = self._cancel.get(job)
+        if token is not None and not token.cancelled:
+            self._faults[job] = fault
+            token.cancel(str(fault))
 
 
 def parse_spec(raw: Any) -> JobSpec:
