@@ -24,10 +24,14 @@ def hetero_binning_component(
     Roles: one ``guest`` (inputs ``X`` and ``y``, or an aligned ``table`` with the label
     column) and hosts (input ``X`` or ``table``). Returns, at the guest, ``iv`` and ``woe`` per
     party and feature, ``selected`` features per party and its own final ``edges``; at a host,
-    its final ``edges``, kept features and (only with ``reveal_woe_to_hosts``) its ``woe``.
+    its final ``edges``, kept features and (only with ``reveal_woe_to_hosts``) its ``woe``,
+    rounded to ``woe_decimals``.
 
-    Security: semi-honest; the guest learns per-bin event counts of host features (not the
-    thresholds, not which rows fall in a bin); a host learns merge groups and kept features.
+    Security: the guest learns per-bin event counts of host features (not the thresholds, not
+    which rows fall in a bin); a host learns merge groups and kept features. The guest checks
+    every host's bin structure (bin counts, bin floors, row and event totals, the secret-weight
+    mass of every encrypted sum, the packing, ``max_features``) and aborts naming the host
+    before any reply; what a deviating host can still learn is bounded in ``SPEC.md``.
     """
     p = BinParams.from_mapping(params)
     guests, hosts = ctx.parties_with("guest"), ctx.parties_with("host")
