@@ -26,7 +26,7 @@ import httpx
 
 from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
 from privfin.federation.mailbox import Mailbox
-from privfin.federation.tls import Identity, client_context
+from privfin.federation.tls import Identity, client_context, describe_tls_failure
 from privfin.federation.transport import CancelToken, MessageKey
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "HttpTransport", "Peer"]
@@ -106,6 +106,19 @@ class HttpTransport:
         if why is not None:
             raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
 
+    def _tls_failure(self, exc: BaseException, peer: str) -> str | None:
+        """What a failed handshake with ``peer`` means (a certificate expired on a date, or not
+        the pinned one), or None if ``exc`` is no certificate failure."""
+        info = self.peers.get(peer)
+        try:
+            own = self.identity.cert.read_bytes()
+        except OSError:
+            own = None
+        told = describe_tls_failure(exc, peer, info.cert, own) if info is not None else None
+        if told is None and _tls_verification_failed(exc):
+            told = f"{peer!r} presented a certificate that is not the one pinned for it: {exc}"
+        return told
+
     def _put(
         self,
         peer: str,
@@ -130,11 +143,10 @@ class HttpTransport:
                 )
             except httpx.TransportError as exc:
                 reason = f"{type(exc).__name__}: {exc}"
-                if _tls_verification_failed(exc):
-                    _log.error("TLS authentication of %s failed: %s", peer, exc)
-                    raise AuthenticationError(
-                        f"{peer!r} presented a certificate that is not the one pinned for it: {exc}"
-                    ) from None
+                told = self._tls_failure(exc, peer)  # expired on <date> / not the pinned one
+                if told is not None:
+                    _log.error("TLS authentication of %s failed: %s", peer, told)
+                    raise AuthenticationError(told) from None
                 dropped = dropped + 1 if isinstance(exc, httpx.RemoteProtocolError) else 0
                 if dropped >= 3:
                     _log.error("%s keeps closing our TLS connections", peer)
@@ -153,6 +165,8 @@ class HttpTransport:
                     )
                 if resp.status_code in (400, 413, 422):
                     raise DecodeError(f"{peer!r} rejected the message: {resp.text[:500]}")
+                if resp.status_code == 507:  # the peer could not store it (disk full there)
+                    raise ProtocolAbort(f"party {peer!r} failed: internal error")
                 # 429: the peer's pre-job buffer for us is full (it has not started the job
                 # yet); like a 5xx, retry until send_timeout.
                 reason = f"HTTP {resp.status_code}"

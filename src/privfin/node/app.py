@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from privfin import __version__
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, disk_full
 from privfin.federation.mailbox import Mailbox, MessageConflict, MessageTooLarge, QuotaExceeded
 from privfin.federation.tls import fingerprint, fingerprint_der
 from privfin.federation.transport import MessageKey, validate_name
@@ -94,7 +94,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
 
     quotas = config.mailbox_quotas()
 
-    def store(put: Any) -> Any:
+    def store(put: Any, job: str) -> Any:
         try:
             return put()
         except MessageConflict as exc:
@@ -108,6 +108,15 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             raise HTTPException(429, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
+        except Exception as exc:
+            full = disk_full(exc, str(config.state_dir))
+            if full is None:
+                raise
+            # Say what happened here; stop the job (its peers are told "internal error") and
+            # answer 507 without the path, so the sender stops retrying instead of timing out.
+            logging.getLogger("privfin.node").error("job %s: %s", job, full)
+            runner.fail(job, full)
+            raise HTTPException(507, f"{config.party}: internal error") from None
 
     async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         body = await read_body(request, limit)
@@ -147,7 +156,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
     ) -> JSONResponse:
         key = message_key(job, component, tag, sender, receiver, seq, party)
         body = await read_body(request, config.max_message_size)
-        stored = store(lambda: mailbox.put(key, body, quotas=quotas, known=runner.knows))
+        stored = store(lambda: mailbox.put(key, body, quotas=quotas, known=runner.knows), job)
         return JSONResponse({"stored": stored}, status_code=201 if stored else 200)
 
     @app.put("/v1/chunks/{job}/{component}/{tag}/{sender}/{receiver}/{seq}")
@@ -175,7 +184,8 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         complete = store(
             lambda: mailbox.put_chunk(
                 key, index, total, digest, body, quotas=quotas, known=runner.knows
-            )
+            ),
+            job,
         )
         return JSONResponse({"complete": complete}, status_code=201)
 
