@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from privfin.config import Settings
@@ -206,3 +207,33 @@ def test_host_refuses_an_ou_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("privfin.fl.vertical.binning.guest.BinKey", ou_key)
     with pytest.raises(DecodeError, match="not a Paillier public key"):
         run()
+
+
+def test_an_honest_host_gets_nothing_either_when_another_cheats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two hosts; only ``telco`` deviates (patched by party). The guest names ``telco`` and no
+    host, honest ``lender`` included, receives a verdict."""
+    real = host.local_bins
+
+    def by_party(col: np.ndarray, p: BinParams, name: str) -> LocalBins:
+        return one_row_bins(col, p, name) if name.startswith("t") else real(col, p, name)
+
+    monkeypatch.setattr(host, "local_bins", by_party)
+    xg, xh, y = data()
+    hub = MemoryHub()
+    with pytest.raises(ProtocolAbort) as info:
+        simulate(
+            hetero_binning_component,
+            {"bank": ["guest"], "telco": ["host"], "lender": ["host"]},
+            params={**KEYS, "reveal_woe_to_hosts": True},
+            inputs={
+                "bank": {"X": xg, "y": y},
+                "telco": {"X": pd.DataFrame(xh[:, :2], columns=["t0", "t1"])},
+                "lender": {"X": pd.DataFrame(xh[:, 2:], columns=["l0"])},
+            },
+            settings=DEV,
+            hub=hub,
+        )
+    assert info.value.party == "telco"
+    assert verdicts(hub) == []
