@@ -130,3 +130,82 @@ def test_full_disk_while_checkpointing_is_a_disk_full_error(
         store.put("exposure.x25519.key", b"secret")
     assert info.value.where == str(store.root)
     assert list(store.root.iterdir()) == []  # no temporary file left
+
+
+@pytest.mark.cluster
+def test_node_jobs_bad_input_secrets_and_sigterm(tmp_path: Path) -> None:
+    """Two real nodes: a NaN amount fails the job at its owner with the column and count, the
+    peer learns only "input rejected"; a finished job leaves no secret checkpoint; a stale PEM
+    bundle is removed at start and SIGTERM is a clean shutdown (exit 0, no temporary PEM)."""
+    import pandas as pd
+
+    from privfin.node.cluster import cluster_up
+
+    ids = [f"C{i:06d}" for i in range(20)]
+    good = pd.DataFrame({"id": ids, "outstanding_cents": range(1, 21)})
+    bad = good.astype({"outstanding_cents": float}).copy()
+    bad.loc[3, "outstanding_cents"] = float("nan")
+    bad.loc[7, "outstanding_cents"] = 1757885.9
+    paths = {}
+    for name, df in (("good", good), ("bad", bad)):
+        paths[name] = tmp_path / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    root = tmp_path / "cluster"
+    for party in ("bank_a", "bank_b"):  # a bundle file an older version left behind
+        (root / party / "state").mkdir(parents=True)
+        (root / party / "state" / "tmpold.pem").write_text("stale")
+    cluster = cluster_up(
+        ["bank_a", "bank_b"],
+        root,
+        datasets={
+            "bank_a": {"loans": paths["good"]},
+            "bank_b": {"loans": paths["good"], "bad": paths["bad"]},
+        },
+        message_timeout=20,
+    )
+    try:
+        assert not list(root.glob("*/state/*.pem"))
+        spec = {
+            "job": "exp-ok",
+            "component": "exposure",
+            "roles": {"bank_a": ["lender", "result"], "bank_b": ["lender"]},
+            "params": {"ids": ids},
+            "inputs": {"bank_a": {"loans": "loans"}, "bank_b": {"loans": "loans"}},
+        }
+        out = cluster.run_job(spec, timeout=60)
+        assert out["bank_a"]["totals"] == [2 * v for v in range(1, 21)]
+        for party in ("bank_a", "bank_b"):
+            assert not list((root / party / "state" / "jobs").rglob("*.key"))
+        spec = dict(
+            spec, job="exp-bad", inputs={"bank_a": {"loans": "loans"}, "bank_b": {"loans": "bad"}}
+        )
+        for party in ("bank_a", "bank_b"):
+            with cluster.client(party) as c:
+                c.submit(spec)
+        statuses = {}
+        for party in ("bank_a", "bank_b"):
+            with cluster.client(party) as c:
+                deadline = time.monotonic() + 40
+                while (st := c.status("exp-bad"))["status"] == "running":
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                statuses[party] = st
+        local = statuses["bank_b"]["error"]
+        assert statuses["bank_b"]["status"] == "failed"
+        assert "InputError" in local and "'outstanding_cents'" in local
+        assert "missing (NaN or empty) in 1 row" in local
+        assert "not a whole number of minor units in 1 row" in local
+        assert "1757885" not in local
+        remote = statuses["bank_a"]["error"]
+        assert statuses["bank_a"]["status"] == "failed"
+        assert "bank_b: input rejected" in remote
+        for leak in ("outstanding_cents", "1757885", "NaN", str(paths["bad"])):
+            assert leak not in remote
+        # SIGTERM: graceful
+        proc = cluster.procs["bank_b"]
+        cluster.kill("bank_b", signal.SIGTERM)
+        assert proc.returncode == 0
+        assert "shutting down" in (root / "bank_b" / "node.log").read_text()
+        assert not list((root / "bank_b" / "state").glob("*.pem"))
+    finally:
+        cluster.down()
