@@ -240,6 +240,14 @@ class _Host:
         active = nor >= 0
         if nor.size and int(nor.max()) >= 2 ** (d + 1) - 1:
             raise ProtocolAbort(f"node ids beyond depth {d}", party=self.guest)
+        present, sizes = np.unique(nor[active & st.used], return_counts=True)
+        if int(np.unique(nor[active]).size) != int(present.size) or (
+            sizes.size and int(sizes.min()) < 2 * self.p.min_samples_leaf
+        ):
+            raise ProtocolAbort(
+                f"a node holds fewer than {2 * self.p.min_samples_leaf} of the tree's rows",
+                party=self.guest,
+            )
         if d == 0:
             if not active.all() or (nor.size and int(nor.max()) != 0):
                 raise ProtocolAbort("at depth 0 every row must be in the root", party=self.guest)
@@ -260,14 +268,6 @@ class _Host:
                         "rows of a split on this host's feature went to the other side",
                         party=self.guest,
                     )
-        present, sizes = np.unique(nor[active & st.used], return_counts=True)
-        if int(np.unique(nor[active]).size) != int(present.size) or (
-            sizes.size and int(sizes.min()) < 2 * self.p.min_samples_leaf
-        ):
-            raise ProtocolAbort(
-                f"a node holds fewer than {2 * self.p.min_samples_leaf} of the tree's rows",
-                party=self.guest,
-            )
         if not np.isin(msg.nodes, present).all():
             raise ProtocolAbort("histograms requested for a node without rows", party=self.guest)
 
@@ -358,9 +358,19 @@ class _Host:
             raise ProtocolAbort("guest uses another HE scheme than agreed", party=self.guest)
         if self.p.key_bits < 2048:
             self.p.check_keys(self.ctx.settings)
-        self.pk = load_public_key(
-            setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
-        )
+        try:
+            self.pk = load_public_key(
+                setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
+            )
+        except (DecodeError, ConfigError) as exc:
+            raise ProtocolAbort(f"guest's public key refused: {exc}", party=self.guest) from None
+        # The agreed size exactly (OU moduli may be up to 2 bits short): a larger key would
+        # multiply this host's work.
+        bits, agreed = int(self.pk.n).bit_length(), self.p.key_bits
+        if not agreed - (2 if setup.scheme == "ou" else 0) <= bits <= agreed:
+            raise ProtocolAbort(
+                f"guest's key has {bits} bits, not the agreed key_bits={agreed}", party=self.guest
+            )
         self._mod = gmpy2.mpz(self.pk.ciphertext_modulus)
         ch.send(
             self.guest,

@@ -1,0 +1,231 @@
+"""[08] item 5 (and the item-2 audit): hetero SecureBoost against a deviating guest or host.
+
+Each test plays one party maliciously by patching code only that party runs (the guest's
+layout, its messages, or the host's histogram packing); the other party runs the honest code.
+Keys are 1024-bit test keys (development settings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gmpy2
+import numpy as np
+import pytest
+
+from privfin.config import Settings
+from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.federation import codec
+from privfin.federation.memory import MemoryHub
+from privfin.fl.vertical.secureboost import guest as guest_mod
+from privfin.fl.vertical.secureboost import host as host_mod
+from privfin.fl.vertical.secureboost.estimator import HeteroSecureBoost
+from privfin.fl.vertical.secureboost.messages import BuildHistograms, SplitRequest, TreeStart
+from privfin.fl.vertical.secureboost.packing import GradientLayout
+from privfin.fl.vertical.secureboost.params import BoostParams
+from privfin.ml.trees import fit_bins
+
+DEV = Settings(mode="development")
+SMALL = {"key_bits": 1024, "insecure_allow_small_keys": True}
+N_BINS = 4
+
+
+def _data(n: int, seed: int) -> tuple[Any, Any, Any]:
+    rng = np.random.default_rng(seed)
+    xg = rng.normal(size=(n, 2))
+    xh = rng.normal(size=(n, 3))
+    y = (xg[:, 0] + xh[:, 0] + rng.normal(size=n) * 0.5 > 0).astype(np.int64)
+    return xg, y, xh
+
+
+def _fit(n: int = 48, seed: int = 1, hub: MemoryHub | None = None, **params: Any) -> Any:
+    xg, y, xh = _data(n, seed)
+    opts = {"n_trees": 1, "max_depth": 2, "n_bins": N_BINS, **SMALL, **params}
+    return HeteroSecureBoost(**opts).fit(
+        xg, y, hosts={"host": xh}, seed=2, settings=DEV, timeout=30, hub=hub
+    )
+
+
+# ---------------------------------------------------------------- item 5: row-bit gradients
+
+
+class _RowBits(GradientLayout):
+    """A malicious guest's layout: row ``i``'s gradient slot holds ``2**i`` (a slot of
+    ``n_rows`` bits), so each cumulative bin sum is the bitmap of the rows below the
+    threshold — for every host feature, from one histogram."""
+
+    @classmethod
+    def make(cls, g: Any, h: Any, n_rows: int, precision: int, bounds: Any) -> GradientLayout:
+        cb = int(n_rows).bit_length()
+        return cls((cb + 1, n_rows + cb + 1, cb + 2), precision, np.zeros(1), np.zeros(1))
+
+    def encode(self, g: Any, h: Any) -> list[int]:
+        return [1 + (1 << (i + self.widths[0])) for i in range(g.shape[0])]
+
+
+class _Captured(PrivfinError):
+    def __init__(self, hists: Any) -> None:
+        super().__init__("captured")
+        self.hists = hists
+
+
+def _row_bits_attack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guest_mod, "GradientLayout", _RowBits)  # the guest's code only
+    real = guest_mod._Guest._host_hists
+
+    def capture(self: Any, host: str, msg: Any, *args: Any) -> Any:
+        raise _Captured(real(self, host, msg, *args))
+
+    monkeypatch.setattr(guest_mod._Guest, "_host_hists", capture)
+
+
+def test_row_bit_layout_reads_every_bin_without_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The attack is real: with the host's layout check switched off, the guest recovers the
+    bin of every row for every host feature from the root histogram."""
+    _row_bits_attack(monkeypatch)
+    monkeypatch.setattr(host_mod, "check_tree_start", lambda *a: None)
+    with pytest.raises(_Captured) as got:
+        _fit()
+    hg = got.value.hists[0][0]  # root node: (features, n_bins + 1, 1) cumulative g sums
+    n = 48
+    recovered = []
+    for j in range(hg.shape[0]):
+        sums = [round(float(hg[j, t, 0]) * 2.0**24) for t in range(N_BINS - 1)]
+        rank = [next((t for t, s in enumerate(sums) if s >> i & 1), N_BINS - 1) for i in range(n)]
+        recovered.append(tuple(np.unique(rank, return_inverse=True)[1]))
+    _, bins = fit_bins(_data(n, 1)[2], N_BINS)
+    truth = {tuple(np.unique(bins[:, f], return_inverse=True)[1]) for f in range(bins.shape[1])}
+    assert set(recovered) == truth
+
+
+def test_host_refuses_a_layout_wider_than_the_honest_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    _row_bits_attack(monkeypatch)
+    with pytest.raises(ProtocolAbort, match="wider than the honest layout") as err:
+        _fit()
+    assert err.value.party == "guest"
+
+
+def test_honest_widths_are_exactly_the_hosts_limit() -> None:
+    for params in (
+        BoostParams(),
+        BoostParams(goss=True, top_rate=0.2, other_rate=0.1),
+        BoostParams(objective="multiclass", n_classes=3),
+    ):
+        rng = np.random.default_rng(0)
+        k = params.n_outputs
+        g = rng.uniform(-1, 1, size=(1000, k)) * params.goss_scale
+        h = rng.uniform(0, 0.25, size=(1000, k)) * params.goss_scale
+        layout = GradientLayout.make(g, h, 1000, params.precision_bits, params.gradient_bounds())
+        assert layout.widths == params.max_widths(1000)
+    # n_rows and precision move the limit: one more row bit widens every slot by one
+    p = BoostParams()
+    assert [b - a for a, b in zip(p.max_widths(1000), p.max_widths(1024), strict=True)] == [1] * 3
+
+
+def test_extra_output_slots_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def start(**kw: Any) -> TreeStart:
+        return TreeStart(**{**kw, "widths": [*kw["widths"], 8, 8]})
+
+    monkeypatch.setattr(guest_mod, "TreeStart", start)
+    with pytest.raises(ProtocolAbort, match="slots") as err:
+        _fit()
+    assert err.value.party == "guest"
+
+
+# ---------------------------------------------------------------- item 5: instance spaces
+
+
+def _forge_nodes(depth: int, forge: Any) -> Any:
+    def make(**kw: Any) -> BuildHistograms:
+        if kw["depth"] == depth:
+            kw["node_of_row"], kw["nodes"] = forge(kw["node_of_row"], kw["nodes"])
+        return BuildHistograms(**kw)
+
+    return make
+
+
+def _i32(values: Any) -> Any:
+    return np.asarray(values, dtype=np.int32)
+
+
+@pytest.mark.parametrize(
+    ("depth", "forge", "match"),
+    [
+        # one node per row: each histogram would give one row's bins
+        (0, lambda nor, nodes: (_i32(np.arange(nor.size)), _i32(np.arange(nor.size))), "beyond"),
+        # rows left out of the root
+        (0, lambda nor, nodes: (_i32(np.where(np.arange(nor.size) % 2, 0, -1)), nodes), "root"),
+        # a single-row node at depth 1 (below 2 * min_samples_leaf)
+        (1, lambda nor, nodes: (_i32([1] + [2] * (nor.size - 1)), _i32([1])), "fewer than"),
+        # node ids beyond the depth (2**17 ids would allow one node per row)
+        (1, lambda nor, nodes: (_i32(np.where(nor >= 0, 7, -1)), _i32([7])), "beyond depth"),
+        # a row back in a node after its parent became a leaf / moved across the tree
+        (2, lambda nor, nodes: (_i32(np.where(nor >= 0, 6 - nor % 2, -1)), nodes), "child"),
+    ],
+    ids=["rows-as-nodes", "root-subset", "single-row-node", "deep-node-ids", "not-a-child"],
+)
+def test_host_refuses_instance_spaces_no_honest_guest_sends(
+    monkeypatch: pytest.MonkeyPatch, depth: int, forge: Any, match: str
+) -> None:
+    monkeypatch.setattr(guest_mod, "BuildHistograms", _forge_nodes(depth, forge))
+    with pytest.raises(ProtocolAbort, match=match) as err:
+        _fit(n=200, max_depth=3)
+    assert err.value.party == "guest"
+
+
+# ---------------------------------------------------------------- item-2 audit: what returns
+
+
+def _split_requests(hub: MemoryHub) -> list[SplitRequest]:
+    out = []
+    for key, payload in hub.wire:
+        if key.receiver == "host" and key.tag == "cmd":
+            msg = codec.decode(payload)
+            if isinstance(msg, SplitRequest):
+                out.append(msg)
+    return out
+
+
+def test_no_decryption_derived_gain_reaches_a_host_by_default() -> None:
+    """The only values the guest computes from decrypted host histograms and sends back are
+    the split gains; they stay at the guest unless ``share_gains_with_hosts``."""
+    hub = MemoryHub()
+    _fit(n=200, max_depth=3, hub=hub)
+    reqs = _split_requests(hub)
+    assert sum(r.nodes.size for r in reqs) > 0
+    assert all(not r.gains.any() for r in reqs)
+    hub = MemoryHub()
+    _fit(n=200, max_depth=3, hub=hub, share_gains_with_hosts=True)
+    assert any(r.gains.any() for r in _split_requests(hub))
+
+
+def test_ou_guest_refuses_a_chosen_histogram_ciphertext(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host sends an OU encryption of a chosen ``M`` far above ``p`` (its decryption
+    ``M mod p`` would reveal ``p = gcd(M - reply, n)``): the guest's decryption refuses it and
+    the guest aborts naming the host; no decryption is sent anywhere."""
+
+    real = host_mod.compress
+
+    def chosen(cts: Any, pk: Any, width: int, per_ct: int, executor: Any = None) -> Any:
+        out = real(cts, pk, width, per_ct, executor)
+        m = int(pk.n) // 3 + 12345  # a chosen M > p (n - x would be -x mod p: in bound)
+        evil = int(gmpy2.powmod(pk.g, m, pk.n) * gmpy2.powmod(pk.h, 777, pk.n) % pk.n)
+        return [evil, *out[1:]]
+
+    monkeypatch.setattr(host_mod, "compress", chosen)
+    with pytest.raises(ProtocolAbort, match="plaintext bound") as err:
+        _fit(n=120, he_scheme="ou")
+    assert err.value.party == "host"
+
+
+def test_host_refuses_a_key_larger_than_agreed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A larger key than agreed multiplies the host's work: refused before any work."""
+    real = guest_mod.paillier.generate_keypair
+
+    def bigger(n_bits: int, **kw: Any) -> Any:
+        return real(n_bits + 256, **kw)
+
+    monkeypatch.setattr(guest_mod.paillier, "generate_keypair", bigger)
+    with pytest.raises(ProtocolAbort, match="agreed key_bits") as err:
+        _fit()
+    assert err.value.party == "guest"
