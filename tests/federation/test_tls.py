@@ -128,3 +128,33 @@ def test_init_force_writes_0600_and_refuses_symlinks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         create_identity("bank_a", e)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_cli_init_force(tmp_path: Path) -> None:
+    """``privfin init --force``: the new key is 0600 whatever the umask and the old mode, and a
+    symlink at the key path is refused (exit code 2, nothing written through it)."""
+    import subprocess
+    import sys
+
+    def init(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # our own interpreter and module
+            [sys.executable, "-c", "from privfin.cli.main import main; main()", "init", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    d = tmp_path / "id"
+    assert init("--party", "bank_a", "--dir", str(d)).returncode == 0
+    os.chmod(d / "bank_a.key", 0o666)
+    assert init("--party", "bank_a", "--dir", str(d)).returncode != 0  # no --force: refused
+    assert init("--party", "bank_a", "--dir", str(d), "--force").returncode == 0
+    assert stat.S_IMODE(os.stat(d / "bank_a.key").st_mode) == 0o600
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (d / "bank_a.key").unlink()
+    (d / "bank_a.key").symlink_to(victim)
+    done = init("--party", "bank_a", "--dir", str(d), "--force")
+    assert done.returncode == 2 and "symbolic link" in done.stderr
+    assert victim.read_text() == "keep"
