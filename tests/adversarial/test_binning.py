@@ -182,6 +182,7 @@ def test_honest_bins_hold_at_least_the_floor() -> None:
     counts = np.bincount(apply_bins(xh[7:, 2], edges), minlength=len(edges) + 1)
     k = int(np.argmax(counts))  # the largest value bin
     assert woe[-1] == woe[k]  # missing values get the WOE of the bin they were counted in
+    assert out["telco"]["missing_to"] == [None, None, k]
 
 
 @pytest.mark.parametrize("component", [hetero_binning_component, hetero_pearson_component])

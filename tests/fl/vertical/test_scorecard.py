@@ -11,7 +11,12 @@ import pandas as pd
 import pytest
 
 from privfin.fl.vertical import scorecard
-from privfin.fl.vertical.scorecard import HeteroScorecard, build_scorecard, scaling
+from privfin.fl.vertical.scorecard import (
+    HeteroScorecard,
+    bin_indicators,
+    build_scorecard,
+    scaling,
+)
 from privfin.ml.metrics import roc_auc
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fate"
@@ -26,6 +31,12 @@ def test_scaling_hand_values() -> None:
     assert card.cards["g"].points[0] == pytest.approx([factor * 0.5, -factor * 0.5, 0.0])
     # Odds of good 50:1 (z = -ln 50) score base_score; doubling them adds pdo.
     assert card.base_points == pytest.approx(offset)
+
+
+def test_bin_indicators_follow_missing_to() -> None:
+    x = np.array([[0.5], [2.0], [np.nan]])
+    assert bin_indicators(x, [[1.0]]).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    assert bin_indicators(x, [[1.0]], [1]).tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
 
 
 @pytest.mark.parametrize("reveal", [False, True])

@@ -54,15 +54,23 @@ def scaling(base_score: float, base_odds: float, pdo: float) -> tuple[float, flo
     return base_score - factor * math.log(base_odds), factor
 
 
-def bin_indicators(x: Any, edges: list[list[float]]) -> np.ndarray:
-    """One 0/1 column per bin of every feature (value bins, then the missing bin)."""
+def bin_indicators(
+    x: Any, edges: list[list[float]], missing_to: list[int | None] | None = None
+) -> np.ndarray:
+    """One 0/1 column per bin of every feature (value bins, then the missing bin); a missing
+    value goes to the missing bin, or to ``missing_to[j]`` if binning counted feature ``j``'s
+    few missing values in a value bin."""
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != len(edges):
         raise ConfigError(f"expected {len(edges)} feature columns")
     blocks = []
     for j, e in enumerate(edges):
+        idx = apply_bins(arr[:, j], e)
+        target = None if missing_to is None else missing_to[j]
+        if target is not None:
+            idx[idx == len(e) + 1] = target
         block = np.zeros((arr.shape[0], len(e) + 2))
-        block[np.arange(arr.shape[0]), apply_bins(arr[:, j], e)] = 1.0
+        block[np.arange(arr.shape[0]), idx] = 1.0
         blocks.append(block)
     return np.hstack(blocks) if blocks else np.zeros((arr.shape[0], 0))
 
@@ -76,13 +84,14 @@ class PartyCard:
     edges: list[list[float]]
     woe: list[list[float]] | None
     points: list[list[float]]
+    missing_to: list[int | None] | None = None
 
     def partial_scores(self, x: Any) -> np.ndarray:
         """Sum of this party's points for each row of ``x`` (its selected feature columns)."""
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != len(self.features):
             raise ConfigError(f"expected {len(self.features)} columns ({self.features})")
-        total: np.ndarray = bin_indicators(arr, self.edges) @ self.flat_points()
+        total: np.ndarray = bin_indicators(arr, self.edges, self.missing_to) @ self.flat_points()
         return total
 
     def flat_points(self) -> np.ndarray:
@@ -126,6 +135,7 @@ def build_scorecard(
     base_score: float = 600.0,
     base_odds: float = 50.0,
     pdo: float = 20.0,
+    missing_to: Mapping[str, list[int | None]] | None = None,
 ) -> Scorecard:
     """Points from LR coefficients. ``binned[party] = (features, edges, woe)``: with WOE tables
     the coefficients are one per feature (LR on WOE); with ``woe=None`` they are one per bin
@@ -146,7 +156,8 @@ def build_scorecard(
                 raise ConfigError(f"{party}: {beta.size} coefficients for {sum(sizes)} bins")
             cuts = np.cumsum(sizes)[:-1]
             points = [(-factor * g).tolist() for g in np.split(beta, cuts)]
-        card.cards[party] = PartyCard(list(names), edges, woe, points)
+        missing = None if missing_to is None else missing_to.get(party)
+        card.cards[party] = PartyCard(list(names), edges, woe, points, missing)
     return card
 
 
@@ -201,6 +212,7 @@ class HeteroScorecard:
         self.selected_ = g["selected"]
         binned: dict[str, tuple[list[str], list[list[float]], list[list[float]] | None]] = {}
         design: dict[str, np.ndarray] = {}
+        missing: dict[str, list[int | None]] = {}
         for party, x in features.items():
             res = out[party]
             names = list(res["features"])
@@ -210,6 +222,7 @@ class HeteroScorecard:
             if not keep:
                 continue
             edges = [res["edges"][j] for j in keep]
+            missing[party] = [res["missing_to"][j] for j in keep]
             cols = np.asarray(x, dtype=np.float64)[:, keep]
             if woe_all is not None:
                 woes = [woe_all[j] for j in keep]
@@ -217,7 +230,7 @@ class HeteroScorecard:
                 design[party] = woe_transform(cols, edges, woes)
             else:
                 binned[party] = ([names[j] for j in keep], edges, None)
-                design[party] = bin_indicators(cols, edges)
+                design[party] = bin_indicators(cols, edges, missing[party])
         if guest not in design or len(design) < 2:
             raise ConfigError("IV selection left the guest or every host without features")
         if not reveal and any(b[2] is not None for p, b in binned.items() if p != guest):
@@ -227,6 +240,7 @@ class HeteroScorecard:
         self.scorecard_ = build_scorecard(
             self.model_.coef_, self.model_.intercept_, binned,
             base_score=self.base_score, base_odds=self.base_odds, pdo=self.pdo,
+            missing_to=missing,
         )  # fmt: skip
         return self
 
@@ -240,7 +254,8 @@ class HeteroScorecard:
             x = np.asarray(features[party], dtype=np.float64)
             names = list(self.iv_[party])
             cols = x[:, [names.index(f) for f in pc.features]]
-            inputs[party] = {"X": bin_indicators(cols, pc.edges), "coef": pc.flat_points()}
+            design = bin_indicators(cols, pc.edges, pc.missing_to)
+            inputs[party] = {"X": design, "coef": pc.flat_points()}
         inputs[self.guest_]["intercept"] = card.base_points
         out = simulate(vertical_lr_scoring, roles, inputs=inputs, hub=hub)
         return np.asarray(out[self.guest_]["z"])

@@ -25,6 +25,7 @@ __all__ = [
     "final_woe",
     "label_bits",
     "local_bins",
+    "missing_target",
     "new_keypair",
     "woe_transform",
 ]
@@ -227,13 +228,19 @@ def local_bins(col: npt.NDArray[np.float64], p: BinParams, name: str) -> LocalBi
     return LocalBins(edges, idx, into)
 
 
+def missing_target(groups: list[list[int]], missing_into: int | None) -> int | None:
+    """The final bin that holds a feature's missing values if they were counted in a value
+    bin (``None``: they have their own bin)."""
+    if missing_into is None:
+        return None
+    return next(g for g, members in enumerate(groups) if missing_into in members)
+
+
 def final_woe(woe: list[float], groups: list[list[int]], missing_into: int | None) -> list[float]:
     """The WOE table a party applies: if its missing values were counted in a value bin,
     they get that bin's WOE."""
-    if missing_into is None:
-        return list(woe)
-    k = next(g for g, members in enumerate(groups) if missing_into in members)
-    return [*woe[:-1], woe[k]]
+    k = missing_target(groups, missing_into)
+    return list(woe) if k is None else [*woe[:-1], woe[k]]
 
 
 def final_edges(edges: npt.NDArray[np.float64], groups: list[list[int]]) -> list[float]:

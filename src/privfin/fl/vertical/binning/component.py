@@ -25,7 +25,8 @@ def hetero_binning_component(
     column) and hosts (input ``X`` or ``table``). Returns, at the guest, ``iv`` and ``woe`` per
     party and feature, ``selected`` features per party and its own final ``edges``; at a host,
     its final ``edges``, kept features and (only with ``reveal_woe_to_hosts``) its ``woe``,
-    rounded to ``woe_decimals``.
+    rounded to ``woe_decimals``. Both return ``missing_to``: per own feature, the final bin
+    that holds its missing values when there were too few for their own bin (else ``None``).
 
     Security: the guest learns per-bin event counts of host features (not the thresholds, not
     which rows fall in a bin); a host learns merge groups and kept features. The guest checks

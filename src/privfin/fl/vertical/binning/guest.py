@@ -23,6 +23,7 @@ from privfin.fl.vertical.binning.common import (
     final_woe,
     label_bits,
     local_bins,
+    missing_target,
     new_keypair,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
@@ -133,11 +134,13 @@ def run_guest(
     iv: dict[str, dict[str, float]] = {ctx.party: {}}
     woe: dict[str, dict[str, list[float]]] = {ctx.party: {}}
     own_edges: list[list[float]] = []
+    own_missing: list[int | None] = []
     for j in range(x.shape[1]):
         lb = local_bins(x[:, j], p, names[j])
         ev, tot = bin_counts(lb.idx, y, lb.n_bins)
         groups, w, value = _finish(p, ev, tot)
         own_edges.append(final_edges(lb.edges, groups))
+        own_missing.append(missing_target(groups, lb.missing_into))
         iv[ctx.party][names[j]] = value
         woe[ctx.party][names[j]] = final_woe(w, groups, lb.missing_into)
     host_groups: dict[str, list[list[list[int]]]] = {}
@@ -181,6 +184,7 @@ def run_guest(
         "role": "guest",
         "features": list(names),
         "edges": own_edges,
+        "missing_to": own_missing,
         "iv": iv,
         "woe": woe,
         "selected": {party: [f for f in d if (party, f) in keep] for party, d in iv.items()},

@@ -15,6 +15,7 @@ from privfin.fl.vertical.binning.common import (
     final_woe,
     label_bits,
     local_bins,
+    missing_target,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
 from privfin.he import paillier
@@ -98,4 +99,8 @@ def run_host(
         "edges": out_edges,
         "selected": [n_ for n_, keep in zip(names, verdict.selected, strict=True) if keep],
         "woe": woe,
+        "missing_to": [
+            missing_target(groups, lb.missing_into)
+            for groups, lb in zip(verdict.groups, bins, strict=True)
+        ],
     }
