@@ -22,7 +22,10 @@ partial score stays with it.
 What each party learns, beyond hetero binning and hetero LR (see their SPEC.md): each host
 learns its own points (hence how its bins rank in risk: inherent in holding a points table) and,
 only with ``reveal_woe_to_hosts``, the rounded WOE of its bins; the guest learns every party's
-IV and per-bin event counts (from binning) and the total score of scored applicants.
+IV and per-bin event counts (from binning) and the total score of scored applicants. With bin
+indicators, every indicator column covers no rows or at least ``min_bin_share`` of them (the
+binning floors; few missing values are counted in a value bin, ``missing_to``), so the host's
+LR gradients are sums over such bins, never over a handful of rows.
 """
 
 from __future__ import annotations
