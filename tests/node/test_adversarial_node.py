@@ -322,3 +322,30 @@ def test_refused_start_cancels_the_parties_already_started(
     for p in ("bank_a", "bank_b"):
         status = _failed(cluster, p, "adv-refused-late", timeout=10)
         assert "cancelled" in status["error"]
+
+
+def test_restarted_node_does_not_resume_a_job_its_peers_failed(
+    cluster: Cluster, data: dict[str, Any]
+) -> None:
+    """bank_c crashes while in a job; meanwhile bank_a's operator cancels it there. Even with
+    bank_a's retried abort given up (outbox emptied, as after abort_retry_for), the restarted
+    bank_c asks the job's parties and stops instead of resuming."""
+    spec = _spec("adv-resume", data["ids"][:5], timeout=60)
+    for p in ("bank_c", "bank_a"):
+        with cluster.client(p) as c:
+            c.submit(spec)
+    cluster.kill("bank_c")
+    with cluster.client("bank_a") as c:
+        assert c.cancel("adv-resume")
+    _failed(cluster, "bank_a", "adv-resume", timeout=10)
+    with sqlite3.connect(cluster.root / "bank_a" / "state" / "node.sqlite") as conn:
+        conn.execute("DELETE FROM abort_outbox WHERE job = 'adv-resume'")
+    cluster.start("bank_c")
+    with cluster.client("bank_c") as c:
+        c.wait_healthy(30)
+    status = _failed(cluster, "bank_c", "adv-resume", timeout=15)
+    assert "bank_a: cancelled by its operator" in status["error"]
+    with _raw(cluster, "bank_c", "bank_a") as peer:  # what bank_c asked: the generic reason
+        answer = peer.get("/v1/abort/adv-resume").json()
+        assert answer == {"failed": True, "reason": "bank_a: cancelled by its operator"}
+        assert peer.get("/v1/abort/adv-outsider").status_code == 404  # not its job

@@ -214,6 +214,20 @@ class HttpTransport:
         for peer in receivers:
             self.deliver_abort(job, peer, reason)
 
+    def peer_failure(self, job: str, peer: str) -> str | None:
+        """Ask ``peer`` whether ``job`` failed at its node; its generic reason (escaped,
+        capped) or None (it did not, it does not answer, or it refuses us)."""
+        try:
+            resp = self._client(peer).get(f"/v1/abort/{job}", timeout=5.0)
+            data = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, AuthenticationError, ValueError) as exc:
+            _log.info("could not ask %s about job %s: %s", peer, job, exc)
+            return None
+        reason = data.get("reason") if isinstance(data, dict) and data.get("failed") else None
+        if not isinstance(reason, str):
+            return None
+        return reason[:200].encode("unicode_escape").decode("ascii")[:200] or "(no reason)"
+
     def deliver_abort(self, job: str, peer: str, reason: str) -> str:
         """Tell ``peer`` that this party aborted ``job``. Returns ``"delivered"``,
         ``"refused"`` (the peer will never take it: we are not a party of that job there, or

@@ -205,6 +205,17 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         runner.accept_abort(job, party, peer_text(reason) or "(no reason)")
         return {"ok": True}
 
+    @app.get("/v1/abort/{job}")
+    def peer_failure(job: str, party: Annotated[str, Depends(caller)]) -> Any:
+        """Did ``job`` fail here? Asked by a party of the job that resumes it after a restart;
+        the answer is the generic reason this node sent its peers."""
+        checked("job", job)
+        parties = runner.parties(job)
+        if parties is None or party not in parties or party == config.party:
+            raise HTTPException(404, f"no job {job!r} of party {party!r} on this node")
+        reason = runner.failure_for_peer(job)
+        return {"failed": reason is not None, "reason": reason}
+
     @app.post("/v1/jobs")
     async def submit(
         request: Request,

@@ -79,6 +79,14 @@ abort_outbox = Table(
     Column("reason", String(400), nullable=False),
     Column("deadline", Integer, nullable=False),
 )
+# The generic reason this node gave its peers for a job that failed here (what a party of the
+# job may ask for when it resumes the job after a restart).
+peer_reasons = Table(
+    "peer_reasons",
+    _meta,
+    Column("job", String(64), primary_key=True),
+    Column("reason", String(400), nullable=False),
+)
 
 
 def peer_reason(
@@ -294,8 +302,27 @@ class JobRunner:
         for spec in specs:
             _log.info("resuming job %s", spec.job)
             with self._lock:
-                self._start(spec)
+                self._start(spec, resumed=True)
         return [s.job for s in specs]
+
+    def failure_for_peer(self, job: str) -> str | None:
+        """The generic reason this node gave for ``job`` failing here, or None if it did not
+        fail (asked by a party of the job when it resumes it)."""
+        with self.mailbox.engine.connect() as conn:
+            reason = conn.execute(
+                select(peer_reasons.c.reason).where(peer_reasons.c.job == job)
+            ).scalar()
+        return None if reason is None else str(reason)
+
+    def _ask_peers(self, spec: JobSpec, transport: HttpTransport) -> None:
+        """On resume: record the aborts of peers that failed the job while this node was down
+        (in case their retried aborts expired before it came back)."""
+        for peer in spec.roles:
+            if peer == self.config.party:
+                continue
+            reason = transport.peer_failure(spec.job, peer)
+            if reason is not None:
+                self.accept_abort(spec.job, peer, reason)
 
     def cancel(self, job: str) -> bool:
         """Stop ``job`` here (its peers are told); False if this node has no such job."""
@@ -408,13 +435,13 @@ class JobRunner:
         if self._abort_transport is not None:
             self._abort_transport.close()
 
-    def _start(self, spec: JobSpec) -> None:
+    def _start(self, spec: JobSpec, *, resumed: bool = False) -> None:
         if spec.job in self._threads and self._threads[spec.job].is_alive():
             return
         token = CancelToken()
         self._cancel[spec.job] = token
         thread = threading.Thread(
-            target=self._run, args=(spec, token), name=f"job-{spec.job}", daemon=True
+            target=self._run, args=(spec, token, resumed), name=f"job-{spec.job}", daemon=True
         )
         self._threads[spec.job] = thread
         thread.start()
@@ -431,7 +458,7 @@ class JobRunner:
                 out[name] = iter_id_chunks(path, source.column, source.chunk_rows)
         return out
 
-    def _run(self, spec: JobSpec, token: CancelToken) -> None:
+    def _run(self, spec: JobSpec, token: CancelToken, resumed: bool = False) -> None:
         party = self.config.party
         peers = self.config.transport_peers()
         transport = HttpTransport(
@@ -473,6 +500,8 @@ class JobRunner:
         )
         loading = True
         try:
+            if resumed:
+                self._ask_peers(spec, transport)
             inputs = self._load_inputs(spec)
             loading = False
             result = get_component(spec.component)(ctx, spec.params, inputs)
@@ -509,6 +538,9 @@ class JobRunner:
             receivers = [p for p in spec.roles if p != party and p not in aborted]
             _log.info("job %s: telling %s: %s", spec.job, ", ".join(receivers) or "nobody", reason)
             try:
+                if self.failure_for_peer(spec.job) is None:
+                    with self.mailbox.engine.begin() as conn:
+                        conn.execute(insert(peer_reasons).values(job=spec.job, reason=reason))
                 self._queue_abort(spec.job, receivers, reason)
             except Exception as queue_exc:  # cannot queue (disk full): send once, now
                 _log.error("job %s: abort not queued (%s); sending it once", spec.job, queue_exc)
