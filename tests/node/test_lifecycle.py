@@ -209,3 +209,21 @@ def test_node_jobs_bad_input_secrets_and_sigterm(tmp_path: Path) -> None:
         assert not list((root / "bank_b" / "state").glob("*.pem"))
     finally:
         cluster.down()
+
+
+@pytest.mark.cluster
+def test_demo_removes_its_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from privfin.cli.demo import run_demo
+
+    made: list[Path] = []
+
+    def mkdtemp(prefix: str = "") -> str:
+        made.append(tmp_path / f"{prefix}x")
+        made[-1].mkdir(mode=0o700)
+        return str(made[-1])
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
+    run_demo(rows=300, seed=3)
+    assert made and not made[0].exists()

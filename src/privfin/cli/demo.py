@@ -1,10 +1,17 @@
-"""``make demo``: a 3-lender cross-exposure job over mutual TLS between local node processes."""
+"""``make demo``: a 3-lender cross-exposure job over mutual TLS between local node processes.
+
+The demo's keys, certificates, data and node state live in a private temporary directory
+(mode 0700) that is removed when the demo ends, however it ends; pass ``keep`` to keep them in
+a directory of your choice instead.
+"""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -15,9 +22,7 @@ console = Console()
 
 def run_demo(rows: int = 2000, seed: int = 7, keep: Path | None = None) -> None:
     """Generate synthetic lender data, start a local cluster, run the exposure job, check it."""
-    from privfin.data.synthetic import generate, write
-    from privfin.mpc.exposure import plaintext_exposure
-    from privfin.node.cluster import cluster_up
+    from privfin.data.synthetic import generate
 
     start = time.monotonic()
     dataset = generate("risk", rows=rows, seed=seed)
@@ -34,6 +39,18 @@ def run_demo(rows: int = 2000, seed: int = 7, keep: Path | None = None) -> None:
     console.print(table)
 
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="privfin-demo-"))
+    try:
+        _run(dataset, lenders, root, seed=seed, start=start)
+    finally:
+        if keep is None:  # private keys, data and node state of the demo: never left behind
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(dataset: Any, lenders: list[str], root: Path, *, seed: int, start: float) -> None:
+    from privfin.data.synthetic import write
+    from privfin.mpc.exposure import plaintext_exposure
+    from privfin.node.cluster import cluster_up
+
     data_dir = root / "data"
     write(dataset, data_dir, formats=("csv",))
     rng = np.random.default_rng(seed)
