@@ -101,9 +101,17 @@ class Cluster:
         party's node is done, and return each party's output. Raises ProtocolAbort if the job
         fails at any party."""
         parties = list(spec["roles"])
+        started: list[str] = []
         for party in submit_to if submit_to is not None else parties:
             with self.client(party) as client:
-                client.submit(dict(spec))
+                try:
+                    client.submit(dict(spec))
+                except Exception:  # a refused start: leave no job running alone
+                    for other in started:
+                        with self.client(other) as c, contextlib.suppress(Exception):
+                            c.cancel(str(spec["job"]))
+                    raise
+            started.append(party)
         outputs: dict[str, Any] = {}
         for party in parties:
             with self.client(party) as client:
