@@ -4,7 +4,8 @@ Security property (semi-honest hosts): hosts see the guest's gradients and hessi
 Paillier (or OU) ciphertexts under the guest's key (IND-CPA); labels, leaf weights and the
 guest's feature values and split rules never leave the guest. Leakage to the hosts: the
 instance space of every node (which rows it holds), the left/right partition of every split,
-the GOSS sample if enabled, the gains of the host's own splits, the slot widths (bit length of
+the GOSS sample if enabled, which of a host's splits won (their gains only with
+``share_gains_with_hosts``), the slot widths (bit length of
 the gradient range), and at prediction which rows reach which of the host's nodes. With
 ``complete_secure`` the first tree is built from guest features only and hosts learn nothing
 about it. See SPEC.md.

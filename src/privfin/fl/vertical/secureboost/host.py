@@ -6,7 +6,12 @@ guest's gradients, re-randomised, and (ii) left/right bits for the rows of the n
 the host's features. Leakage to the guest: the decrypted per-bin gradient/hessian/count sums
 (SPEC.md), the partitions of host splits, and at prediction the host's decisions for the rows
 the guest queries. The host learns the instance space of every node (which rows are in it),
-the GOSS sample, and the gains of its own splits.
+the GOSS sample, which of its splits won, and (only with ``share_gains_with_hosts``) their gains.
+
+Against a deviating guest ([08]) the host checks, before computing anything, the key size, the
+gradient layout (no slot wider than the honest one for ``n_rows``, ``precision_bits`` and the
+public gradient bounds) and the instance spaces (a binary tree of the agreed depth, nodes of at
+least ``2 * min_samples_leaf`` rows); what a guest can still learn is quantified in SPEC.md.
 """
 
 from __future__ import annotations
