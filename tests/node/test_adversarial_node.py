@@ -67,7 +67,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> I
             path = c.config_path(p)
             cfg = yaml.safe_load(path.read_text())
             cfg["max_message_size"] = MAX_MESSAGE
-            cfg["quotas"] = {"prejob_messages": 8, "prejob_bytes": 2 * MAX_MESSAGE, "prejob_ttl": 60}
+            cfg["quotas"] = {
+                "prejob_messages": 8,
+                "prejob_bytes": 2 * MAX_MESSAGE,
+                "prejob_ttl": 60,
+            }
             cfg["retention"] = {"chunk_ttl": 2, "sweep_interval": 1, "abort_retry_for": 120}
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             c.start(p)
@@ -185,8 +189,9 @@ def test_messages_for_unknown_jobs_are_bounded(cluster: Cluster) -> None:
     beyond that 429 (the honest sender retries until the job is submitted here)."""
     with _raw(cluster, "bank_c", "bank_b") as mallory:
         codes = [
-            mallory.put(f"/v1/messages/adv-flood-{i}/exposure/pk/bank_c/bank_b/0", content=b"m")
-            .status_code
+            mallory.put(
+                f"/v1/messages/adv-flood-{i}/exposure/pk/bank_c/bank_b/0", content=b"m"
+            ).status_code
             for i in range(20)
         ]
         assert codes[:8] == [201] * 8
@@ -258,16 +263,15 @@ def test_failing_party_leaks_nothing_to_its_peers(cluster: Cluster, data: dict[s
         assert SECRET_COLUMN not in status["error"]
         assert SECRET_COLUMN not in _log(cluster, p)
         with sqlite3.connect(cluster.root / p / "state" / "node.sqlite") as conn:
-            got = conn.execute("SELECT sender, reason FROM aborts WHERE job = 'adv-leak'").fetchall()
+            query = "SELECT sender, reason FROM aborts WHERE job = 'adv-leak'"
+            got = conn.execute(query).fetchall()
         assert ("bank_b", "bank_b: input rejected") in got  # what bank_b said, all it said
         assert all(SECRET_COLUMN not in reason for _, reason in got)
     assert time.monotonic() - start < 15  # stopped by the retried abort, not by a timeout
     assert SECRET_COLUMN in _log(cluster, "bank_b")
 
 
-def test_abort_is_relayed_to_parties_that_missed_it(
-    cluster: Cluster, data: dict[str, Any]
-) -> None:
+def test_abort_is_relayed_to_parties_that_missed_it(cluster: Cluster, data: dict[str, Any]) -> None:
     """bank_b tells only bank_a that it aborts; bank_a relays, so bank_c stops too."""
     spec = _spec("adv-relay", data["ids"][:5], timeout=30)
     for p in ("bank_a", "bank_c"):

@@ -197,6 +197,7 @@ class Mailbox:
         self._recent_bytes = 0
         # (job, sender) -> [messages, bytes] stored, loaded from the database at first use.
         self._usage: dict[tuple[str, str], list[int]] = {}
+        self._swept_until = 0  # messages older than this were checked for unclaimed jobs
 
     def _remember(self, key: MessageKey, payload: bytes) -> None:
         self._recent[key] = payload
@@ -437,8 +438,15 @@ class Mailbox:
                     )
                 ).rowcount
                 cutoff = int(now - quotas.prejob_ttl)
+                # Only messages that became old since the last sweep (the first sweep of a
+                # process looks at all of them once).
                 jobs = conn.execute(
-                    select(messages.c.job).where(messages.c.received_at < cutoff).distinct()
+                    select(messages.c.job)
+                    .where(
+                        messages.c.received_at >= self._swept_until,
+                        messages.c.received_at < cutoff,
+                    )
+                    .distinct()
                 ).scalars()
                 orphans = [j for j in jobs if not known(str(j))]
                 dropped = 0
@@ -448,6 +456,7 @@ class Mailbox:
                             messages.c.job == job, messages.c.received_at < cutoff
                         )
                     ).rowcount
+            self._swept_until = cutoff
             for usage_key in [k for k in self._usage if k[0] in orphans]:
                 del self._usage[usage_key]
         return {"chunks": int(stale_chunks or 0), "unclaimed_messages": int(dropped or 0)}

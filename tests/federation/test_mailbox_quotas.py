@@ -1,0 +1,109 @@
+"""The mailbox's bounds ([08] item 9), in process: pre-job buffer, assembled size of chunked
+messages, per-job quotas, retention (payloads deleted at job end, digests kept), sweeps, and
+the migration of a database created before the new chunk columns."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from privfin.errors import ProtocolAbort
+from privfin.federation.mailbox import Mailbox, MessageTooLarge, QuotaExceeded, Quotas
+from privfin.federation.transport import CancelToken, MessageKey
+
+Q = Quotas(
+    max_message_size=1000,
+    job_messages=5,
+    job_bytes=3000,
+    prejob_messages=3,
+    prejob_bytes=1500,
+    prejob_ttl=60,
+    chunk_bytes=1800,
+    chunk_ttl=60,
+)
+
+
+def key(job: str, seq: int = 0, sender: str = "mallory", tag: str = "t") -> MessageKey:
+    return MessageKey(job, "c", tag, sender, "me", seq)
+
+
+def test_prejob_buffer_is_bounded_per_sender(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "m.db")
+    known = {"running"}.__contains__
+    for i in range(3):
+        assert box.put(key(f"ghost{i}"), b"x", quotas=Q, known=known)
+    with pytest.raises(QuotaExceeded):
+        box.put(key("ghost3"), b"x", quotas=Q, known=known)
+    assert box.put(key("ghost0"), b"x", quotas=Q, known=known) is False  # duplicate: fine
+    assert box.put(key("ghost0", sender="alice"), b"x" * 1000, quotas=Q, known=known)
+    with pytest.raises(QuotaExceeded):  # bytes: 1000 + 1000 > 1500
+        box.put(key("ghost1", sender="alice"), b"x" * 1000, quotas=Q, known=known)
+    # Jobs this node runs are not limited by the pre-job buffer, but by the job quota.
+    for i in range(5):
+        assert box.put(key("running", i), b"y" * 500, quotas=Q, known=known)
+    with pytest.raises(MessageTooLarge):
+        box.put(key("running", 5), b"y", quotas=Q, known=known)
+    with pytest.raises(MessageTooLarge):
+        box.put(key("running", 0, tag="big"), b"z" * 1001, quotas=Q, known=known)
+
+
+def test_chunked_message_is_limited_by_its_assembled_size(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "m.db")
+    known = {"job"}.__contains__
+    payload = b"p" * 1200
+    digest = hashlib.sha256(payload).hexdigest()
+    k = key("job")
+    assert box.put_chunk(k, 0, 3, digest, payload[:400], quotas=Q, known=known) is False
+    assert box.put_chunk(k, 1, 3, digest, payload[400:800], quotas=Q, known=known) is False
+    with pytest.raises(MessageTooLarge):
+        box.put_chunk(k, 2, 3, digest, payload[800:], quotas=Q, known=known)
+    assert box.count("job") == 0
+    # Chunks in flight per sender are capped too (here 1800 bytes over several messages).
+    for seq in range(1, 4):
+        k2 = key("job", seq)
+        if seq < 3:
+            box.put_chunk(k2, 0, 2, digest, b"q" * 500, quotas=Q, known=known)
+        else:
+            with pytest.raises(QuotaExceeded):
+                box.put_chunk(k2, 0, 2, digest, b"q" * 500, quotas=Q, known=known)
+
+
+def test_purge_keeps_digests_and_sweep_drops_stale_data(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    box = Mailbox(db)
+    known = {"done"}.__contains__
+    box.put(key("done", 0), b"secret payload", quotas=Q, known=known)
+    box.put(key("ghost", 0), b"unclaimed", quotas=Q, known=known)
+    box.put_chunk(key("done", 1), 0, 2, "0" * 64, b"half", quotas=Q, known=known)
+    assert box.payload_bytes("done") > 0
+    assert box.purge_job("done") == 1
+    assert box.payload_bytes("done") == 0 and box.count("done") == 1  # digest kept
+    with pytest.raises(ProtocolAbort, match="deleted"):
+        box.wait(key("done", 0), 1, CancelToken())
+    with sqlite3.connect(db) as conn:  # age everything by two hours
+        conn.execute("UPDATE messages SET received_at = received_at - 7200")
+        conn.execute("UPDATE chunks SET received_at = received_at - 7200")
+    box.put_chunk(key("done", 2), 0, 2, "1" * 64, b"fresh", quotas=Q, known=known)
+    swept = box.sweep(Q, known)
+    assert swept == {"chunks": 0, "unclaimed_messages": 1}  # "done" chunks purged already
+    assert box.count("ghost") == 0 and box.count("done") == 1
+    old = Quotas(chunk_ttl=0.5)
+    time.sleep(1.5)
+    assert box.sweep(old, known)["chunks"] == 1
+
+
+def test_database_from_before_the_chunk_columns_is_migrated(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE chunks (path VARCHAR(400), idx INTEGER, total INTEGER NOT NULL, "
+            "digest VARCHAR(64) NOT NULL, data BLOB NOT NULL, PRIMARY KEY (path, idx))"
+        )
+        conn.execute("INSERT INTO chunks VALUES ('j/c/t/a/b/0', 0, 2, 'd', x'00')")
+    box = Mailbox(db)
+    swept = box.sweep(Quotas(), lambda job: False)  # a pre-[08] chunk counts as stale
+    assert swept["chunks"] == 1
