@@ -3,6 +3,7 @@ reported as expired (with the date), not as "not the one pinned"; keys are writt
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -158,3 +159,48 @@ def test_cli_init_force(tmp_path: Path) -> None:
     done = init("--party", "bank_a", "--dir", str(d), "--force")
     assert done.returncode == 2 and "symbolic link" in done.stderr
     assert victim.read_text() == "keep"
+
+
+def test_server_logs_why_it_refused_a_client_certificate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The event loop drops a failed server-side handshake silently; the node's TLS context
+    logs the reason (expired) for its operator."""
+    import asyncio
+
+    from privfin.federation import tls
+
+    server = create_identity("bank_b", tmp_path / "b")
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    old = create_identity("bank_a", tmp_path / "a", not_before=start, valid_days=30)
+    tls._last_logged.clear()
+
+    async def run() -> None:
+        async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            w.close()
+
+        srv = await asyncio.start_server(
+            handle, "127.0.0.1", 0, ssl=server_context(server, [old.cert.read_bytes()])
+        )
+        port = srv.sockets[0].getsockname()[1]
+        try:
+            # TLS 1.3: the client may finish its side before the server refuses; it then sees
+            # the refusal (or EOF) on its first read. Either way the server has logged it.
+            with contextlib.suppress(ssl.SSLError, OSError):
+                r, w = await asyncio.open_connection(
+                    "127.0.0.1",
+                    port,
+                    ssl=client_context(old, server.cert.read_bytes()),
+                    server_hostname="node",
+                )
+                w.write(b"x")
+                await w.drain()
+                assert await r.read() == b""
+                w.close()
+        finally:
+            srv.close()
+            await srv.wait_closed()
+
+    with caplog.at_level("WARNING", logger="privfin.federation.tls"):
+        asyncio.run(run())
+    assert "a client's certificate has expired" in caplog.text

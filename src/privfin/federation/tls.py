@@ -23,9 +23,11 @@ import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import os
 import secrets
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,10 +294,49 @@ def _base(purpose: ssl.Purpose, identity: Identity) -> ssl.SSLContext:
     return ctx
 
 
+_log = logging.getLogger("privfin.federation.tls")
+_LOG_EVERY = 60.0  # seconds between two log lines about the same kind of refused handshake
+_last_logged: dict[str, float] = {}
+
+
+def _log_refused(exc: ssl.SSLCertVerificationError) -> None:
+    code = getattr(exc, "verify_code", None)
+    if code == _X509_V_ERR_CERT_HAS_EXPIRED:
+        kind, text = "expired", "a client's certificate has expired"
+    elif code == _X509_V_ERR_CERT_NOT_YET_VALID:
+        kind, text = "not_yet_valid", "a client's certificate is not valid yet"
+    else:
+        kind, text = "unpinned", "a client presented a certificate this node does not pin"
+    now = time.monotonic()
+    if now - _last_logged.get(kind, -_LOG_EVERY) < _LOG_EVERY:  # a scanner cannot flood the log
+        return
+    _last_logged[kind] = now
+    _log.warning(
+        "TLS handshake refused: %s (%s); if it is a peer, it must create a new identity and "
+        "every node must pin the new certificate",
+        text,
+        getattr(exc, "verify_message", "") or exc,
+    )
+
+
+class _ServerSSLObject(ssl.SSLObject):
+    """Logs why a client's handshake was refused (expired, not yet valid, not pinned): the
+    event loop would otherwise drop the reason silently."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLCertVerificationError as exc:
+            _log_refused(exc)
+            raise
+
+
 def server_context(identity: Identity, trusted: Sequence[bytes]) -> ssl.SSLContext:
-    """TLS server context requiring a client certificate from ``trusted`` (PEM) certificates."""
+    """TLS server context requiring a client certificate from ``trusted`` (PEM) certificates.
+    A refused client certificate is logged with the reason (rate-limited)."""
     ctx = _base(ssl.Purpose.CLIENT_AUTH, identity)
     ctx.load_verify_locations(cadata="".join(c.decode() for c in trusted))
+    ctx.sslobject_class = _ServerSSLObject
     return ctx
 
 
