@@ -184,7 +184,11 @@ class _Guest:
                 )
         layout = GradientLayout.make(g[used], h[used], used.size, self.p.precision_bits, bounds)
         if layout.width > self.pk.capacity_bits:
-            raise ConfigError("packed gradients do not fit the key: lower precision_bits")
+            raise ConfigError(
+                f"packed gradients ({layout.width} bits per row) do not fit the key's "
+                f"{self.pk.capacity_bits}-bit plaintext space: lower precision_bits, or use "
+                "he_scheme='paillier' (about 3.7 times the capacity of OU at the same key size)"
+            )
         plain = layout.encode(g[used], h[used])
         rand = pending.result() if pending is not None else []
         if len(rand) != len(plain):
