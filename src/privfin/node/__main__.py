@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from privfin.errors import PrivfinError
+from privfin.errors import PrivfinError, disk_full
 from privfin.node.config import load_config
 from privfin.node.logs import configure_logging
 from privfin.node.server import run_node
@@ -18,8 +18,16 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging(logging.INFO)  # one line per record: peer text cannot forge lines
     try:
-        run_node(load_config(args.config))
+        config = load_config(args.config)
+        try:
+            run_node(config)
+        except Exception as exc:  # e.g. the state directory's disk is full at start
+            full = disk_full(exc, str(config.state_dir))
+            if full is None:
+                raise
+            raise full from exc
     except PrivfinError as exc:
+        logging.getLogger("privfin.node").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
