@@ -365,3 +365,15 @@ def test_okamoto_uchiyama_scheme_gives_the_same_model() -> None:
         )
         models.append(est.train_scores_)
     np.testing.assert_allclose(models[0], models[1], atol=1e-12)
+
+
+def test_regression_gradients_beyond_the_public_range_are_refused_locally() -> None:
+    """Hosts accept gradient slots up to ``regression_range_bits`` ([08]); the guest refuses
+    wider gradients itself, before anything is encrypted, and says what to do."""
+    xg, _, xh = _synthetic(80, 11)
+    y = np.random.default_rng(1).normal(size=80) * 3e6
+    est = HeteroSecureBoost(n_trees=1, objective="regression", **SMALL)
+    with pytest.raises(ConfigError, match="regression_range_bits"):
+        est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30)
+    est = HeteroSecureBoost(n_trees=1, objective="regression", regression_range_bits=26, **SMALL)
+    est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30)

@@ -176,11 +176,11 @@ class _Guest:
         if bounds is None and used.size:
             spread = float((g[used].max(axis=0) - g[used].min(axis=0)).max())
             if not spread <= 2.0**self.p.regression_range_bits:
+                # No data-derived value in the message (it may reach peers as a reason).
                 raise ConfigError(
-                    f"regression gradients span {spread:.4g}, more than "
-                    f"2**regression_range_bits = {2.0**self.p.regression_range_bits:.4g} "
-                    "(hosts refuse wider slots): scale the labels down or raise "
-                    "regression_range_bits"
+                    "regression gradients span more than 2**regression_range_bits = "
+                    f"{2.0**self.p.regression_range_bits:.4g} label units (hosts refuse wider "
+                    "slots): scale the labels down or raise regression_range_bits"
                 )
         layout = GradientLayout.make(g[used], h[used], used.size, self.p.precision_bits, bounds)
         if layout.width > self.pk.capacity_bits:
