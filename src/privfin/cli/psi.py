@@ -33,6 +33,9 @@ def psi(
     cardinality_only: bool = typer.Option(False, "--cardinality-only", help="only the size"),
     normalize: str = typer.Option("trim", help="exact, trim or trim_casefold"),
     duplicates: str = typer.Option("first", help="first or error"),
+    missing: str = typer.Option(
+        "error", help="rows with a missing or empty id: error (refuse the input) or drop"
+    ),
     transport: str = typer.Option("nodes", help="nodes (mTLS node processes) or memory"),
     timeout: float = typer.Option(600.0, help="seconds to wait for the result"),
 ) -> None:
@@ -60,6 +63,7 @@ def psi(
         "normalize": normalize,
         "duplicates": duplicates,
         "id_column": id_column,
+        "missing": missing,
     }
     roles = _roles(names, protocol)
     if transport == "memory":
