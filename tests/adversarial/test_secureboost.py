@@ -20,7 +20,12 @@ from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.secureboost import guest as guest_mod
 from privfin.fl.vertical.secureboost import host as host_mod
 from privfin.fl.vertical.secureboost.estimator import HeteroSecureBoost
-from privfin.fl.vertical.secureboost.messages import BuildHistograms, SplitRequest, TreeStart
+from privfin.fl.vertical.secureboost.messages import (
+    BuildHistograms,
+    Histograms,
+    SplitRequest,
+    TreeStart,
+)
 from privfin.fl.vertical.secureboost.packing import GradientLayout
 from privfin.fl.vertical.secureboost.params import BoostParams
 from privfin.ml.trees import fit_bins
@@ -229,3 +234,24 @@ def test_host_refuses_a_key_larger_than_agreed(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ProtocolAbort, match="agreed key_bits") as err:
         _fit()
     assert err.value.party == "guest"
+
+
+def test_guest_decrypts_only_the_agreed_packing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that packs one bin per ciphertext would make the key holder decrypt ``per_ct``
+    times more plaintexts than the step needs: the guest refuses before decrypting."""
+    real = host_mod.compress
+    seen: dict[str, int] = {}
+
+    def one_per_ct(cts: Any, pk: Any, width: int, per_ct: int, executor: Any = None) -> Any:
+        seen["bytes"] = pk.ciphertext_bytes
+        return real(cts, pk, width, 1, executor)
+
+    def hist(**kw: Any) -> Histograms:
+        total = len(kw["ct"]) // seen["bytes"]
+        return Histograms(**{**kw, "per_ct": 1, "cts_per_node": total // kw["nodes"].size})
+
+    monkeypatch.setattr(host_mod, "compress", one_per_ct)
+    monkeypatch.setattr(host_mod, "Histograms", hist)
+    with pytest.raises(ProtocolAbort, match="packing") as err:
+        _fit()
+    assert err.value.party == "host"

@@ -215,8 +215,10 @@ class _Guest:
         nb = self.p.n_bins
         src = self.host_slots[host]
         per_node = int(src.max()) + 1 if src.size else 0
-        if msg.per_ct * layout.width > self.pk.capacity_bits:
-            raise ProtocolAbort("histogram packing exceeds the key's plaintext space", party=host)
+        # Exactly the packing an honest host uses, so this key holder decrypts exactly
+        # ceil(per_node / per_ct) plaintexts per requested node, no more.
+        if msg.per_ct != max(1, self.pk.capacity_bits // layout.width):
+            raise ProtocolAbort("histogram packing is not the agreed one", party=host)
         expected = -(-per_node // msg.per_ct)
         if msg.cts_per_node != expected:
             raise ProtocolAbort("histogram has the wrong number of ciphertexts", party=host)
