@@ -315,14 +315,15 @@ class JobRunner:
         return None if reason is None else str(reason)
 
     def _ask_peers(self, spec: JobSpec, transport: HttpTransport) -> None:
-        """On resume: record the aborts of peers that failed the job while this node was down
-        (in case their retried aborts expired before it came back)."""
+        """On resume: stop at once if a party failed the job while this node was down (in case
+        its retried abort expired before this node came back); its abort is recorded."""
         for peer in spec.roles:
             if peer == self.config.party:
                 continue
             reason = transport.peer_failure(spec.job, peer)
             if reason is not None:
                 self.accept_abort(spec.job, peer, reason)
+                raise ProtocolAbort(f"party {peer!r} aborted the job: {reason}", party=peer)
 
     def cancel(self, job: str) -> bool:
         """Stop ``job`` here (its peers are told); False if this node has no such job."""
