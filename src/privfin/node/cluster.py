@@ -220,8 +220,16 @@ def _alive(pid: object) -> bool:
 
 
 def _stop(pid: int, sig: int, timeout: float = 10.0) -> None:
+    """Send ``sig`` and wait; SIGKILL the process group if it is still alive after ``timeout``.
+
+    SIGTERM goes to the node alone: it shuts down gracefully and stops its own workers (a
+    SIGTERM to the whole group would kill the pool workers under running jobs first, failing
+    jobs that should resume). SIGKILL (a crash) goes to the group."""
     try:
-        os.killpg(pid, sig)
+        if sig == signal.SIGKILL:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except OSError:
         try:
             os.kill(pid, sig)
