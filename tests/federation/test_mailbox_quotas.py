@@ -107,3 +107,20 @@ def test_database_from_before_the_chunk_columns_is_migrated(tmp_path: Path) -> N
     box = Mailbox(db)
     swept = box.sweep(Quotas(), lambda job: False)  # a pre-[08] chunk counts as stale
     assert swept["chunks"] == 1
+
+
+def test_retention_gives_the_space_back(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    box = Mailbox(db)
+    for seq in range(8):
+        box.put(key("big", seq), bytes(range(256)) * 1024)  # 256 KiB each
+
+    def pages() -> int:
+        with sqlite3.connect(db) as conn:
+            return int(conn.execute("PRAGMA page_count").fetchone()[0])
+
+    before = pages()
+    box.purge_job("big")
+    box.sweep(Quotas(), lambda job: True)
+    assert pages() < before // 20
+    assert box.count("big") == 8  # digests kept

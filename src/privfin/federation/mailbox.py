@@ -456,6 +456,12 @@ class Mailbox:
                             messages.c.job == job, messages.c.received_at < cutoff
                         )
                     ).rowcount
+            if self.engine.dialect.name == "sqlite":
+                raw = self.engine.raw_connection()
+                try:  # executescript steps the pragma to completion
+                    raw.driver_connection.executescript("PRAGMA incremental_vacuum;")  # type: ignore[union-attr]
+                finally:
+                    raw.close()
             self._swept_until = cutoff
             for usage_key in [k for k in self._usage if k[0] in orphans]:
                 del self._usage[usage_key]
@@ -563,6 +569,9 @@ def _migrate(engine: Engine) -> None:
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    # Pages freed by retention go back to the file system at each sweep (takes effect for a
+    # database created with it; an older one keeps reusing its free pages).
+    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
