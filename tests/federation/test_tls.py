@@ -22,6 +22,7 @@ from privfin.federation.tls import (
     client_context,
     create_identity,
     describe_tls_failure,
+    is_ca,
     server_context,
     validity_problem,
 )
@@ -62,6 +63,7 @@ def test_identity_is_a_leaf_with_server_and_client_auth(tmp_path: Path) -> None:
     assert ku.digital_signature and not ku.key_cert_sign and not ku.crl_sign
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert not is_ca(ident.cert.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["node.example"]
     assert stat.S_IMODE(os.stat(ident.key).st_mode) == 0o600

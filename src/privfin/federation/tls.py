@@ -48,6 +48,7 @@ __all__ = [
     "describe_tls_failure",
     "fingerprint",
     "fingerprint_der",
+    "is_ca",
     "server_context",
     "validity_problem",
     "write_private_file",
@@ -213,6 +214,15 @@ def validity_problem(cert_pem: bytes, *, now: dt.datetime | None = None) -> str 
     if now < cert.not_valid_before_utc:
         return f"not valid before {_date(cert.not_valid_before_utc)}"
     return None
+
+
+def is_ca(cert_pem: bytes) -> bool:
+    """Whether a certificate says ``CA:TRUE`` (identities made before leaf certificates)."""
+    try:
+        bc = _load(cert_pem).extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return bool(bc.value.ca)
 
 
 # OpenSSL verify codes and TLS alert reasons about validity periods.

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from privfin.errors import ConfigError
 from privfin.federation.mailbox import Mailbox
-from privfin.federation.tls import server_context, validity_problem
+from privfin.federation.tls import is_ca, server_context, validity_problem
 from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
 from privfin.node.config import NodeConfig
 from privfin.node.runner import JobRunner
@@ -75,7 +75,14 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def check_certificates(config: NodeConfig) -> None:
     """Refuse to start with an expired or not yet valid certificate of our own; log each pinned
     peer's certificate that is outside its validity period (its node cannot be reached)."""
-    problem = validity_problem(config.cert.read_bytes())
+    own = config.cert.read_bytes()
+    if is_ca(own):
+        _log.warning(
+            "this node's certificate %s is a CA certificate (CA:TRUE, from an older privfin); "
+            "create a leaf identity with privfin init --force and give peers the new certificate",
+            config.cert,
+        )
+    problem = validity_problem(own)
     if problem:
         raise ConfigError(
             f"this node's certificate {config.cert} {problem}; create a new identity "
