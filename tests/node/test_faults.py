@@ -6,6 +6,7 @@ stops the node at start with the date it expired."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -148,3 +149,54 @@ def test_expired_peer_certificate_is_logged_with_its_date(
     config.peers["bank_b"].fingerprint = fingerprint(old.cert.read_bytes())
     check_certificates(config)  # starts: other peers may still work
     assert "bank_b expired on 2024-01-31 00:00 UTC" in caplog.text
+
+
+def test_transport_says_the_peer_certificate_expired(tmp_path: Path) -> None:
+    """A send to a peer whose (pinned) certificate has expired fails at once with "certificate
+    of 'bank_b' expired on <date>", not "not the one pinned" and not a timeout."""
+    import socket
+    import threading
+
+    from privfin.errors import AuthenticationError
+    from privfin.federation.http import HttpTransport, Peer
+    from privfin.federation.tls import server_context
+    from privfin.federation.transport import MessageKey
+
+    a = create_identity("bank_a", tmp_path / "a")
+    old = create_identity(
+        "bank_b", tmp_path / "b", not_before=dt.datetime(2024, 1, 1, tzinfo=dt.UTC), valid_days=30
+    )
+    ctx = server_context(old, [a.cert.read_bytes()])
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for _ in range(2):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                ctx.wrap_socket(conn, server_side=True).close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    mailbox = Mailbox(tmp_path / "a.sqlite")
+    transport = HttpTransport(
+        a,
+        {"bank_b": Peer("bank_b", f"https://127.0.0.1:{port}", old.cert.read_bytes())},
+        mailbox,
+        send_timeout=20,
+    )
+    try:
+        start = time.monotonic()
+        with pytest.raises(AuthenticationError) as info:
+            transport.send(MessageKey("j", "c", "t", "bank_a", "bank_b", 0), b"x")
+        assert time.monotonic() - start < 10  # not retried into a timeout
+        assert "certificate of 'bank_b' expired on 2024-01-31 00:00 UTC" in str(info.value)
+        assert "not the one pinned" not in str(info.value)
+    finally:
+        transport.close()
+        listener.close()
+        mailbox.close()
+        t.join(5)
