@@ -200,3 +200,35 @@ def test_transport_says_the_peer_certificate_expired(tmp_path: Path) -> None:
         listener.close()
         mailbox.close()
         t.join(5)
+
+
+def test_sender_stops_at_507_with_an_abort_not_a_timeout(tmp_path: Path) -> None:
+    from privfin.errors import ProtocolAbort
+    from privfin.federation.http import HttpTransport, Peer
+    from privfin.federation.transport import MessageKey
+
+    a = create_identity("bank_a", tmp_path / "a")
+    b = create_identity("bank_b", tmp_path / "b")
+    mailbox = Mailbox(tmp_path / "a.sqlite")
+    transport = HttpTransport(
+        a,
+        {"bank_b": Peer("bank_b", "https://127.0.0.1:9", b.cert.read_bytes())},
+        mailbox,
+        send_timeout=30,
+    )
+    calls: list[int] = []
+
+    def full(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(507, text='{"detail": "bank_b: internal error"}')
+
+    transport._clients["bank_b"] = httpx.Client(
+        transport=httpx.MockTransport(full), base_url="https://bank_b"
+    )
+    try:
+        with pytest.raises(ProtocolAbort, match="party 'bank_b' failed: internal error"):
+            transport.send(MessageKey("j", "c", "t", "bank_a", "bank_b", 0), b"x")
+        assert calls == [1]  # no retry loop
+    finally:
+        transport.close()
+        mailbox.close()
