@@ -204,6 +204,7 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
+        self._housekeeping_lock = threading.Lock()
         self._abort_transport: HttpTransport | None = None
         self._last_sweep = 0
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
@@ -346,11 +347,15 @@ class JobRunner:
 
     # -- housekeeping: abort delivery and retention
     def start_housekeeping(self) -> None:
-        if self._housekeeper is None or not self._housekeeper.is_alive():
-            self._housekeeper = threading.Thread(
-                target=self._housekeep, name="node-housekeeping", daemon=True
-            )
-            self._housekeeper.start()
+        """Start the thread that delivers queued aborts and applies retention (once)."""
+        with self._housekeeping_lock:
+            if self._stop.is_set():
+                return
+            if self._housekeeper is None or not self._housekeeper.is_alive():
+                self._housekeeper = threading.Thread(
+                    target=self._housekeep, name="node-housekeeping", daemon=True
+                )
+                self._housekeeper.start()
 
     def _queue_abort(self, job: str, receivers: list[str], reason: str) -> None:
         deadline = int(time.time() + self.config.retention.abort_retry_for)
@@ -367,6 +372,7 @@ class JobRunner:
                             job=job, receiver=peer, reason=reason[:400], deadline=deadline
                         )
                     )
+        self.start_housekeeping()
         self._wake.set()
 
     def _deliver_aborts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
