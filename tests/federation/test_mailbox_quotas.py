@@ -23,6 +23,7 @@ Q = Quotas(
     prejob_bytes=1500,
     prejob_ttl=60,
     chunk_bytes=1800,
+    min_chunk=100,
     chunk_ttl=60,
 )
 
@@ -78,7 +79,7 @@ def test_purge_keeps_digests_and_sweep_drops_stale_data(tmp_path: Path) -> None:
     known = {"done"}.__contains__
     box.put(key("done", 0), b"secret payload", quotas=Q, known=known)
     box.put(key("ghost", 0), b"unclaimed", quotas=Q, known=known)
-    box.put_chunk(key("done", 1), 0, 2, "0" * 64, b"half", quotas=Q, known=known)
+    box.put_chunk(key("done", 1), 1, 2, "0" * 64, b"half", quotas=Q, known=known)
     assert box.payload_bytes("done") > 0
     assert box.purge_job("done") == 1
     assert box.payload_bytes("done") == 0 and box.count("done") == 1  # digest kept
@@ -87,7 +88,7 @@ def test_purge_keeps_digests_and_sweep_drops_stale_data(tmp_path: Path) -> None:
     with sqlite3.connect(db) as conn:  # age everything by two hours
         conn.execute("UPDATE messages SET received_at = received_at - 7200")
         conn.execute("UPDATE chunks SET received_at = received_at - 7200")
-    box.put_chunk(key("done", 2), 0, 2, "1" * 64, b"fresh", quotas=Q, known=known)
+    box.put_chunk(key("done", 2), 1, 2, "1" * 64, b"fresh", quotas=Q, known=known)
     swept = box.sweep(Q, known)
     assert swept == {"chunks": 0, "unclaimed_messages": 1}  # "done" chunks purged already
     assert box.count("ghost") == 0 and box.count("done") == 1

@@ -167,8 +167,18 @@ class HttpTransport:
                     raise DecodeError(f"{peer!r} rejected the message: {resp.text[:500]}")
                 if resp.status_code == 507:  # the peer could not store it (disk full there)
                     raise ProtocolAbort(f"party {peer!r} failed: internal error")
+                if resp.status_code == 410:  # the job is over at the peer: no retry
+                    if job is not None:
+                        # It failed there (its retried abort may not be here yet): take its
+                        # generic reason as its abort, as a resumed job does.
+                        reason = self.peer_failure(job, peer)
+                        if reason is not None:
+                            self.mailbox.abort(job, peer, reason)
+                        self._stop_if_aborted(job)
+                    raise ProtocolAbort(f"party {peer!r} has already ended job {job!r}")
                 # 429: the peer's pre-job buffer for us is full (it has not started the job
-                # yet); like a 5xx, retry until send_timeout.
+                # yet); 503: too many uploads in flight there; like a 5xx, retry until
+                # send_timeout.
                 reason = f"HTTP {resp.status_code}"
             if job is not None:
                 self._stop_if_aborted(job)

@@ -8,16 +8,21 @@ is local: the HTTP transport's ``recv`` never polls a peer.
 
 What a peer can make a node store is bounded (:class:`Quotas`): the size of every message,
 chunked or not, counted on the assembled message; the messages and bytes of one sender in one
-job; the chunks a sender has in flight; and a small pre-job buffer per sender for messages of
-jobs this node has not started yet (a peer may legitimately send its first message before the
-local operator submits the job), which expire. Payloads are deleted when a job ends
-(:meth:`Mailbox.purge_job`; digests and sizes stay for audit) and stale chunks and expired
-pre-job messages by :meth:`Mailbox.sweep`.
+job; the chunks (bytes and rows) a sender has in flight, every chunk but the last at least
+``min_chunk`` bytes (so a message has at most ``ceil(max_message_size / min_chunk)`` chunks);
+and a small pre-job buffer per sender for messages of jobs this node has not started yet (a
+peer may legitimately send its first message before the local operator submits the job),
+which expire; a chunk row counts as a message there. :meth:`Mailbox.precheck` applies the same
+quotas to a declared size before the node reads a request's body. Payloads are deleted when a
+job ends (:meth:`Mailbox.purge_job`; digests and sizes stay for audit) and stale chunks and
+expired pre-job messages by :meth:`Mailbox.sweep`. The SQLite files are private (0600).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -88,6 +93,9 @@ chunks = Table(
     Column("size", Integer, nullable=True),
     Column("received_at", Integer, nullable=True),
 )
+# Quota checks look chunks up by sender and job (older databases get these by _migrate).
+Index("ix_chunks_sender", chunks.c.sender)
+Index("ix_chunks_job", chunks.c.job)
 _CHUNK_EXTRA = {
     "job": "VARCHAR(64)",
     "sender": "VARCHAR(64)",
@@ -129,20 +137,35 @@ class Quotas:
     prejob_messages, prejob_bytes, prejob_ttl:
         Per sender: messages for jobs this node has not started (yet), and how long they are
         kept if the job never starts here.
-    chunk_bytes:
-        Per sender: bytes of chunked messages in flight (not yet complete).
+    chunk_bytes, chunk_rows:
+        Per sender: bytes and chunks of chunked messages in flight (not yet complete).
+    min_chunk:
+        Every chunk but the last of a message has at least this many bytes (or
+        ``max_message_size`` if smaller), and no chunk is empty: a message has at most
+        :meth:`max_chunks` chunks, so empty or tiny chunks cannot fill the database with rows.
     chunk_ttl:
         Seconds after which chunks of an incomplete message are deleted.
+
+    The per-job defaults (200,000 messages, 8 GiB per sender and job) are well above what the
+    platform's protocols send in a job (messages are at most ``max_message_size``; a large
+    payload travels as 4 MiB chunks assembled into one message) and still bound what one peer
+    can park on this node's disk per job it is a party of.
     """
 
     max_message_size: int = 256 * 1024 * 1024
-    job_messages: int = 1_000_000
-    job_bytes: int = 64 * 1024**3
+    job_messages: int = 200_000
+    job_bytes: int = 8 * 1024**3
     prejob_messages: int = 64
     prejob_bytes: int = 16 * 1024 * 1024
     prejob_ttl: float = 600.0
     chunk_bytes: int = 1024**3
+    chunk_rows: int = 16384
+    min_chunk: int = 64 * 1024
     chunk_ttl: float = 3600.0
+
+    def max_chunks(self) -> int:
+        """The most chunks one message may have."""
+        return max(1, math.ceil(self.max_message_size / min(self.min_chunk, self.max_message_size)))
 
 
 def _key_values(key: MessageKey) -> dict[str, object]:
@@ -177,7 +200,7 @@ class Mailbox:
     def __init__(self, url_or_path: str | Path) -> None:
         url = str(url_or_path)
         if "://" not in url:
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_files(Path(url))
             url = f"sqlite:///{url}"
         self.engine: Engine = create_engine(
             url,
@@ -228,8 +251,10 @@ class Mailbox:
         size: int,
         quotas: Quotas | None,
         known: Callable[[str], bool] | None,
+        rows: int = 1,
     ) -> None:
-        """Refuse a new message of ``size`` bytes that would exceed ``quotas``."""
+        """Refuse a new message of ``size`` bytes that would exceed ``quotas`` (``rows``: the
+        rows it takes in the pre-job buffer, its chunks so far and the new one)."""
         if quotas is None:
             return
         if size > quotas.max_message_size:
@@ -243,23 +268,23 @@ class Mailbox:
         if known is None or known(key.job):
             return
         cutoff = int(time.time() - quotas.prejob_ttl)
-        rows = conn.execute(
+        prejob = conn.execute(
             select(messages.c.job, func.count(), func.sum(messages.c.size))
             .where(messages.c.sender == key.sender, messages.c.received_at >= cutoff)
             .group_by(messages.c.job)
         ).all()
         in_flight = conn.execute(
-            select(chunks.c.job, func.count(func.distinct(chunks.c.path)), func.sum(chunks.c.size))
+            select(chunks.c.job, func.count(), func.sum(chunks.c.size))
             .where(chunks.c.sender == key.sender, chunks.c.path != key.path())
             .group_by(chunks.c.job)
         ).all()
-        n, total = 1, size
-        for job, c, b in [*rows, *in_flight]:
+        n, total = rows, size
+        for job, c, b in [*prejob, *in_flight]:
             if not known(str(job)):
                 n, total = n + int(c), total + int(b or 0)
         if n > quotas.prejob_messages or total > quotas.prejob_bytes:
             raise QuotaExceeded(
-                f"{key.sender!r} has {quotas.prejob_messages} messages or "
+                f"{key.sender!r} has {quotas.prejob_messages} messages (chunks) or "
                 f"{quotas.prejob_bytes} bytes waiting for jobs this node has not started; "
                 "retry after the job is submitted here"
             )
@@ -269,6 +294,33 @@ class Mailbox:
         if usage is not None:
             usage[0] += 1
             usage[1] += size
+
+    def precheck(
+        self,
+        key: MessageKey,
+        size: int,
+        quotas: Quotas,
+        known: Callable[[str], bool] | None,
+        chunk: tuple[int, int] | None = None,
+    ) -> None:
+        """Raise as :meth:`put` (or :meth:`put_chunk` for ``chunk=(index, total)``) would for a
+        message (chunk) of ``size`` bytes, without storing anything: the node calls this with
+        the request's declared length before it reads the body. A message already stored under
+        ``key`` passes (the retry of a duplicate is answered by :meth:`put`)."""
+        if chunk is not None:
+            _check_chunk(key, chunk[0], chunk[1], size, quotas)
+        with self._cond, self.engine.begin() as conn:
+            if conn.execute(select(messages.c.seq).where(_where(key))).first() is not None:
+                return
+            if chunk is None:
+                self._admit(conn, key, size, quotas, known)
+                return
+            path = key.path()
+            have = conn.execute(
+                select(chunks.c.idx).where(chunks.c.path == path, chunks.c.idx == chunk[0])
+            ).first()
+            if have is None:
+                self._admit_chunk(conn, key, path, size, quotas, known)
 
     # -- storing
     def put(
@@ -323,6 +375,8 @@ class Mailbox:
         sender's chunks in flight to no more than ``chunk_bytes``."""
         if not (0 <= index < total <= 1_000_000):
             raise ValueError("chunk index out of range")
+        if quotas is not None:
+            _check_chunk(key, index, total, len(data), quotas)
         path = key.path()
         with self._cond:
             with self.engine.begin() as conn:
@@ -389,19 +443,23 @@ class Mailbox:
         quotas: Quotas,
         known: Callable[[str], bool] | None,
     ) -> None:
-        so_far = conn.execute(
-            select(func.coalesce(func.sum(func.length(chunks.c.data)), 0)).where(
+        have, so_far = conn.execute(
+            select(func.count(), func.coalesce(func.sum(func.length(chunks.c.data)), 0)).where(
                 chunks.c.path == path
             )
-        ).scalar_one()
-        # The assembled message is counted against every quota of a whole message.
-        self._admit(conn, key, int(so_far) + size, quotas, known)
-        in_flight = conn.execute(
-            select(func.coalesce(func.sum(chunks.c.size), 0)).where(chunks.c.sender == key.sender)
-        ).scalar_one()
-        if int(in_flight) + size > quotas.chunk_bytes:
+        ).one()
+        # The assembled message is counted against every quota of a whole message, and each
+        # of its chunks as a row of the pre-job buffer.
+        self._admit(conn, key, int(so_far) + size, quotas, known, rows=int(have) + 1)
+        rows, in_flight = conn.execute(
+            select(func.count(), func.coalesce(func.sum(chunks.c.size), 0)).where(
+                chunks.c.sender == key.sender
+            )
+        ).one()
+        if int(in_flight) + size > quotas.chunk_bytes or int(rows) + 1 > quotas.chunk_rows:
             raise QuotaExceeded(
-                f"{key.sender!r} has {quotas.chunk_bytes} bytes of incomplete chunked messages"
+                f"{key.sender!r} has {quotas.chunk_bytes} bytes or {quotas.chunk_rows} chunks "
+                "of incomplete chunked messages"
             )
 
     # -- retention
@@ -467,7 +525,8 @@ class Mailbox:
                 del self._usage[usage_key]
         return {"chunks": int(stale_chunks or 0), "unclaimed_messages": int(dropped or 0)}
 
-    def abort(self, job: str, sender: str, reason: str) -> None:
+    def abort(self, job: str, sender: str, reason: str) -> bool:
+        """Record that ``sender`` aborted ``job``; False if it had already."""
         with self._cond:
             with self.engine.begin() as conn:
                 exists = conn.execute(
@@ -478,6 +537,7 @@ class Mailbox:
                         insert(aborts).values(job=job, sender=sender, reason=reason[:1000])
                     )
             self._cond.notify_all()
+        return exists is None
 
     # -- reading
     def get(self, key: MessageKey) -> bytes | None:
@@ -563,8 +623,40 @@ def _migrate(engine: Engine) -> None:
         for name, sql_type in _CHUNK_EXTRA.items():
             if name not in have:
                 conn.execute(text(f"ALTER TABLE chunks ADD COLUMN {name} {sql_type}"))
-    for index in messages.indexes:
+    for index in [*messages.indexes, *chunks.indexes]:
         index.create(engine, checkfirst=True)
+
+
+def _check_chunk(key: MessageKey, index: int, total: int, size: int, quotas: Quotas) -> None:
+    """A chunk's shape: at most ``quotas.max_chunks()`` chunks, none empty, every one but the
+    last at least ``min_chunk`` bytes."""
+    if total > quotas.max_chunks():
+        raise MessageTooLarge(
+            f"a message of {total} chunks exceeds {quotas.max_message_size} bytes in chunks of "
+            f"at least {quotas.min_chunk} bytes"
+        )
+    least = min(quotas.min_chunk, quotas.max_message_size) if index < total - 1 else 1
+    if size < least:
+        raise ValueError(
+            f"chunk {index} of {total} of {key.path()} has {size} bytes; every chunk but the "
+            f"last needs at least {least} bytes (the last at least 1)"
+        )
+
+
+def _private_sqlite_files(path: Path) -> None:
+    """Create the database's directory (0700) and its file (0600) if absent, and make an
+    existing database and its ``-wal``/``-shm`` files 0600 (SQLite creates those two with the
+    database file's mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old = os.umask(0o077)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.close(fd)
+    finally:
+        os.umask(old)
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if name.exists() and not name.is_symlink():
+            os.chmod(name, 0o600)
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -120,6 +121,11 @@ def create_identity(
     (default: five minutes ago) is the start of the validity period (tests use it to make
     expired certificates).
 
+    Concurrent calls for the same party and directory (two ``privfin init --force``) are
+    serialised by an exclusive lock on ``<dir>/.<party>.lock`` held from the existence check to
+    the write of both files, and the written pair is read back and checked, so the key and the
+    certificate always match.
+
     Raises
     ------
     ConfigError
@@ -129,11 +135,6 @@ def create_identity(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     key_path, cert_path = out / f"{party}.key", out / f"{party}.crt"
-    for path in (key_path, cert_path):
-        if path.is_symlink():
-            raise ConfigError(f"{path} is a symbolic link; refusing to write a key through it")
-    if not overwrite and (os.path.lexists(key_path) or os.path.lexists(cert_path)):
-        raise ConfigError(f"{key_path} or {cert_path} exists already; refusing to overwrite a key")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
@@ -181,15 +182,34 @@ def create_identity(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    write_private_file(
-        key_path,
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
     )
-    write_private_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    lock = os.open(
+        out / f".{party}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600
+    )
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for path in (key_path, cert_path):
+            if path.is_symlink():
+                raise ConfigError(f"{path} is a symbolic link; refusing to write a key through it")
+        if not overwrite and (os.path.lexists(key_path) or os.path.lexists(cert_path)):
+            raise ConfigError(
+                f"{key_path} or {cert_path} exists already; refusing to overwrite a key"
+            )
+        write_private_file(key_path, key_pem)
+        write_private_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        written = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_key()
+        stored = serialization.load_pem_private_key(key_path.read_bytes(), None).public_key()
+        if written != stored:
+            raise ConfigError(
+                f"{key_path} and {cert_path} do not match after writing (another process wrote "
+                "one of them without the lock); run privfin init --force again"
+            )
+    finally:
+        os.close(lock)  # closing releases the lock
     return Identity(party, cert_path, key_path)
 
 

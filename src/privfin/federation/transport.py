@@ -27,13 +27,14 @@ __all__ = ["CancelToken", "Channel", "MessageKey", "TrafficStats", "Transport", 
 
 T = TypeVar("T")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 
 
 def validate_name(kind: str, value: str) -> str:
     """Check a party, job, component or tag name: 1–64 of ``[A-Za-z0-9_.-]``, not only dots
-    (``.`` and ``..`` would name a directory when a name becomes a path component)."""
-    if not isinstance(value, str) or not _NAME.match(value) or not value.strip("."):
+    (``.`` and ``..`` would name a directory when a name becomes a path component). The whole
+    string must match (no trailing newline, which ``$`` would let through)."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or not value.strip("."):
         text = value if isinstance(value, str) else str(type(value).__name__)
         shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
         raise ValueError(

@@ -3,22 +3,36 @@ whose pinned certificate it presented (see :mod:`privfin.node.server`).
 
 Trust no peer: every name in a path is validated (``validate_name``: 1-64 characters, not
 ``.``/``..``) and every body is capped. A peer may send messages and aborts only for jobs it is
-a party of; a message for a job this node has not started (yet) goes to the sender's small
-pre-job buffer (429 when it is full: the sender retries until the job is submitted here). An
-abort for a job this node does not have, or whose parties do not include the caller, gets 404
-(the same answer, so a peer cannot probe which jobs exist).
+a party of, messages only for the job's component and only while the job runs here; a message
+for a job this node has not started (yet) goes to the sender's small pre-job buffer (429 when
+it is full: the sender retries until the job is submitted here). An abort for a job this node
+does not have, or whose parties do not include the caller, gets 404 (the same answer, so a peer
+cannot probe which jobs exist).
 
-Status codes a peer sees: 400 malformed name/body, 403 wrong sender or not a party of the job,
-404 unknown job (aborts), 409 conflicting message, 413 too large or job quota exhausted, 429
-pre-job buffer (or chunks in flight) full.
+Bounded work before the body is read: a message or chunk must declare its ``Content-Length``;
+the sender, job, component and every quota (with the declared size) are checked first, and
+the body is read only within the upload limits (per peer ``uploads_per_peer`` bodies and half
+of ``upload_buffer_bytes``, all peers together ``upload_buffer_bytes``), so a refused message
+costs no memory. Storing (SQLite, hashing) runs in a worker thread: the event loop keeps
+answering other parties. Audit lines a peer can trigger are rate-limited per (peer, kind)
+(:class:`privfin.node.logs.LogLimiter`).
+
+Status codes a peer sees: 400 malformed name/body or chunk (every chunk but the last at least
+``min_chunk`` bytes), 403 wrong sender or not a party of the job, 404 unknown job (aborts), 409
+conflicting message, 410 the job has ended here (the sender stops), 411 no Content-Length, 413
+too large or job quota exhausted, 429 pre-job buffer (or chunks in flight) full, 503 too many
+uploads in flight (both with ``Retry-After``; the sender retries), 507 this node cannot store
+(disk full).
 """
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from privfin import __version__
 from privfin.errors import ConfigError, disk_full
@@ -26,16 +40,50 @@ from privfin.federation.mailbox import Mailbox, MessageConflict, MessageTooLarge
 from privfin.federation.tls import fingerprint, fingerprint_der
 from privfin.federation.transport import MessageKey, validate_name
 from privfin.node.config import NodeConfig
-from privfin.node.logs import peer_text
+from privfin.node.logs import LogLimiter, peer_text
 from privfin.node.runner import JobRunner, parse_spec
 
-__all__ = ["PEER_CERT_SCOPE_KEY", "create_app"]
+__all__ = ["PEER_CERT_SCOPE_KEY", "UploadGate", "create_app"]
 
 PEER_CERT_SCOPE_KEY = "privfin.peer_cert_der"
 audit = logging.getLogger("privfin.node.audit")
 MAX_ABORT_BODY = 4096
 MAX_SPEC_BODY = 16 * 1024 * 1024
 MAX_CHUNK = 64 * 1024 * 1024
+RETRY_AFTER = {"Retry-After": "1"}
+
+
+class UploadGate:
+    """Request bodies in flight: at most ``per_peer`` per peer and ``budget`` declared bytes
+    in all, of which one peer holds at most half (so one peer cannot lock the others out, and
+    a single body up to ``budget // 2`` always fits for an idle peer). Used from the event
+    loop only, so it needs no lock."""
+
+    def __init__(self, per_peer: int, budget: int) -> None:
+        self.per_peer = per_peer
+        self.budget = budget
+        self.total = 0
+        self._peers: dict[str, tuple[int, int]] = {}
+
+    def acquire(self, peer: str, size: int) -> bool:
+        count, held = self._peers.get(peer, (0, 0))
+        if (
+            count >= self.per_peer
+            or held + size > self.budget // 2
+            or self.total + size > self.budget
+        ):
+            return False
+        self._peers[peer] = (count + 1, held + size)
+        self.total += size
+        return True
+
+    def release(self, peer: str, size: int) -> None:
+        count, held = self._peers[peer]
+        if count == 1:
+            del self._peers[peer]
+        else:
+            self._peers[peer] = (count - 1, held - size)
+        self.total -= size
 
 
 def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastAPI:
@@ -43,28 +91,37 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
     app = FastAPI(title=f"privfin node {config.party}", version=__version__)
     known = {fingerprint(pem): name for name, pem in config.peer_certs().items()}
     known[fingerprint(config.cert.read_bytes())] = config.party
+    limiter = LogLimiter(audit)
+    gate = UploadGate(config.quotas.uploads_per_peer, config.upload_buffer())
+    ended: set[str] = set()  # jobs seen over here (an ended job never runs again)
+
+    def warn(party: str, kind: str, msg: str, *args: object) -> None:
+        limiter.log(logging.WARNING, party, kind, msg, *args)
 
     def caller(request: Request) -> str:
         der = request.scope.get("extensions", {}).get(PEER_CERT_SCOPE_KEY)
         if not der:
-            audit.warning(
-                "refused request without a client certificate: %s", peer_text(request.url.path)
+            warn(
+                "?",
+                "no-certificate",
+                "refused request without a client certificate: %s",
+                peer_text(request.url.path),
             )
             raise HTTPException(401, "a client certificate is required")
         party = known.get(fingerprint_der(der))
         if party is None:
-            audit.warning("refused unknown certificate %s", fingerprint_der(der))
+            warn("?", "unknown-certificate", "refused unknown certificate %s", fingerprint_der(der))
             raise HTTPException(403, "certificate is not pinned by this node")
         claimed = request.headers.get("X-Privfin-Sender")
         if claimed is not None and claimed != party:
             shown = peer_text(claimed, 64)
-            audit.warning("party %s claimed to be %s; refused", party, shown)
+            warn(party, "claimed-sender", "party %s claimed to be %s; refused", party, shown)
             raise HTTPException(403, f"certificate of {party!r} cannot send as {shown!r}")
         return party
 
     def admin(party: Annotated[str, Depends(caller)]) -> str:
         if party != config.party:
-            audit.warning("party %s tried to use the job API of %s", party, config.party)
+            warn(party, "job-api", "party %s tried to use the job API of %s", party, config.party)
             raise HTTPException(403, "only this node's own identity may manage its jobs")
         return party
 
@@ -82,30 +139,65 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         if sender != party:
-            audit.warning("party %s sent a message claiming sender %s; refused", party, sender)
+            warn(
+                party,
+                "claimed-sender",
+                "party %s sent a message claiming sender %s; refused",
+                party,
+                sender,
+            )
             raise HTTPException(403, f"certificate of {party!r} cannot send as {sender!r}")
         if receiver != config.party:
             raise HTTPException(400, f"this node is {config.party!r}, not {receiver!r}")
-        parties = runner.parties(job)
-        if parties is not None and party not in parties:
-            audit.warning("party %s sent a message for job %s it is not part of", party, job)
-            raise HTTPException(403, f"{party!r} is not a party of job {job!r}")
         return key
+
+    def admit_job(key: MessageKey, party: str) -> None:
+        """The sender is a party of the job, the component is the job's, and the job has not
+        ended here (an unknown job is left to the pre-job buffer). Runs in a worker thread."""
+        job = key.job
+        parties = runner.parties(job)
+        if parties is None:
+            return
+        if party not in parties:
+            warn(
+                party,
+                "not-a-party",
+                "party %s sent a message for job %s it is not part of",
+                party,
+                job,
+            )
+            raise HTTPException(403, f"{party!r} is not a party of job {job!r}")
+        component = runner.component(job)
+        if key.component != component:
+            warn(
+                party,
+                "component",
+                "party %s sent a message for another component of job %s",
+                party,
+                job,
+            )
+            raise HTTPException(
+                400, f"job {job!r} runs component {component!r}, not {key.component!r}"
+            )
+        if job in ended or runner.ended(job):
+            ended.add(job)
+            warn(party, "ended", "party %s sent a message for job %s, which has ended", party, job)
+            raise HTTPException(410, f"job {job!r} has ended at {config.party!r}")
 
     quotas = config.mailbox_quotas()
 
-    def store(put: Any, job: str) -> Any:
+    def store(put: Callable[[], Any], job: str, party: str) -> Any:
         try:
             return put()
         except MessageConflict as exc:
-            audit.warning("conflicting message refused: %s", exc)
+            warn(party, "conflict", "conflicting message refused: %s", exc)
             raise HTTPException(409, str(exc)) from None
         except MessageTooLarge as exc:
-            audit.warning("message refused: %s", exc)
+            warn(party, "too-large", "message refused: %s", exc)
             raise HTTPException(413, str(exc)) from None
         except QuotaExceeded as exc:
-            audit.info("message deferred: %s", exc)
-            raise HTTPException(429, str(exc)) from None
+            limiter.log(logging.INFO, party, "deferred", "message deferred: %s", exc)
+            raise HTTPException(429, str(exc), headers=RETRY_AFTER) from None
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
         except Exception as exc:
@@ -132,12 +224,52 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
             raise HTTPException(413, f"message larger than {limit} bytes")
-        body = bytearray()
+        parts: list[bytes] = []
+        size = 0
         async for part in request.stream():
-            body += part
-            if len(body) > limit:
+            parts.append(part)
+            size += len(part)
+            if size > limit:
                 raise HTTPException(413, f"message larger than {limit} bytes")
-        return bytes(body)
+        return b"".join(parts)
+
+    def declared_length(request: Request, limit: int) -> int:
+        length = request.headers.get("content-length")
+        if length is None:
+            raise HTTPException(411, "a message must declare its Content-Length")
+        if not length.isdigit() or int(length) > limit:
+            raise HTTPException(413, f"message larger than {limit} bytes")
+        return int(length)
+
+    async def receive(
+        request: Request,
+        key: MessageKey,
+        party: str,
+        limit: int,
+        check: Callable[[int], None],
+        put: Callable[[bytes], Any],
+    ) -> Any:
+        """Check everything that does not need the body, then read and store it within the
+        upload limits; the database work runs in a worker thread."""
+        size = declared_length(request, limit)
+        if not gate.acquire(party, size):
+            limiter.log(
+                logging.INFO, party, "busy", "upload of %s deferred: too many in flight", party
+            )
+            raise HTTPException(
+                503, f"{config.party!r} has too many uploads in flight; retry", headers=RETRY_AFTER
+            )
+        try:
+
+            def precheck() -> None:
+                admit_job(key, party)
+                store(lambda: check(size), key.job, party)
+
+            await run_in_threadpool(precheck)
+            body = await read_body(request, size)
+            return await run_in_threadpool(store, lambda: put(body), key.job, party)
+        finally:
+            gate.release(party, size)
 
     @app.get("/health")
     def health(party: Annotated[str, Depends(caller)]) -> dict[str, Any]:
@@ -155,8 +287,14 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         party: Annotated[str, Depends(caller)],
     ) -> JSONResponse:
         key = message_key(job, component, tag, sender, receiver, seq, party)
-        body = await read_body(request, config.max_message_size)
-        stored = store(lambda: mailbox.put(key, body, quotas=quotas, known=runner.knows), job)
+        stored = await receive(
+            request,
+            key,
+            party,
+            config.max_message_size,
+            lambda size: mailbox.precheck(key, size, quotas, runner.knows),
+            lambda body: mailbox.put(key, body, quotas=quotas, known=runner.knows),
+        )
         return JSONResponse({"stored": stored}, status_code=201 if stored else 200)
 
     @app.put("/v1/chunks/{job}/{component}/{tag}/{sender}/{receiver}/{seq}")
@@ -176,16 +314,20 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         key = message_key(job, component, tag, sender, receiver, seq, party)
         if index >= total:
             raise HTTPException(400, "chunk index out of range")
-        if total > 1 + config.max_message_size // 1024:
+        if total > quotas.max_chunks():
             raise HTTPException(413, "message larger than allowed")
         # One chunk, and all chunks of the message together (checked by the mailbox before
-        # it stores a chunk), stay within max_message_size.
-        body = await read_body(request, min(MAX_CHUNK, config.max_message_size))
-        complete = store(
-            lambda: mailbox.put_chunk(
+        # it stores a chunk), stay within max_message_size; every chunk but the last is at
+        # least min_chunk bytes.
+        complete = await receive(
+            request,
+            key,
+            party,
+            min(MAX_CHUNK, config.max_message_size),
+            lambda size: mailbox.precheck(key, size, quotas, runner.knows, chunk=(index, total)),
+            lambda body: mailbox.put_chunk(
                 key, index, total, digest, body, quotas=quotas, known=runner.knows
             ),
-            job,
         )
         return JSONResponse({"complete": complete}, status_code=201)
 
@@ -194,15 +336,21 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         checked("job", job)
         if party == config.party:
             raise HTTPException(400, "a node cancels its own jobs with /v1/jobs/{job}/cancel")
-        parties = runner.parties(job)
+        parties = await run_in_threadpool(runner.parties, job)
         if parties is None or party not in parties:
-            audit.warning("refused abort of job %s by %s (not a party of it here)", job, party)
+            warn(
+                party,
+                "refused-abort",
+                "refused abort of job %s by %s (not a party of it here)",
+                job,
+                party,
+            )
             raise HTTPException(404, f"no job {job!r} of party {party!r} on this node")
         data = await read_json_object(request, MAX_ABORT_BODY)
         reason = data.get("reason", "")
         if not isinstance(reason, str):
             raise HTTPException(400, "reason must be a string")
-        runner.accept_abort(job, party, peer_text(reason) or "(no reason)")
+        await run_in_threadpool(runner.accept_abort, job, party, peer_text(reason) or "(no reason)")
         return {"ok": True}
 
     @app.get("/v1/abort/{job}")

@@ -34,15 +34,27 @@ class QuotaConfig(BaseModel):
     ``prejob_*``: a peer may send messages for a job before this node's operator submits it
     (``job run`` submits party by party); up to ``prejob_messages`` messages and
     ``prejob_bytes`` bytes per peer are kept for ``prejob_ttl`` seconds, beyond that the node
-    answers 429 and the sender retries. ``job_*``: per peer and job."""
+    answers 429 and the sender retries. ``job_*``: per peer and job (defaults 200,000
+    messages / 8 GiB: far above what a protocol sends in one job, and a bound on what a party
+    can park on this node's disk). ``chunk_*``: a peer's incomplete chunked messages;
+    ``min_chunk``: every chunk but the last has at least this many bytes.
+
+    ``uploads_per_peer``: request bodies one peer may have in flight at once;
+    ``upload_buffer_bytes``: declared body bytes of all peers in flight at once (at least, and
+    by default, ``2 * max_message_size``; one peer may hold at most half of it). Beyond either
+    the node answers 503 with ``Retry-After`` before reading the body; the sender retries."""
 
     model_config = ConfigDict(extra="forbid")
-    job_messages: int = Field(default=1_000_000, ge=1)
-    job_bytes: int = Field(default=64 * 1024**3, ge=1024)
+    job_messages: int = Field(default=200_000, ge=1)
+    job_bytes: int = Field(default=8 * 1024**3, ge=1024)
     prejob_messages: int = Field(default=64, ge=0)
     prejob_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     prejob_ttl: float = Field(default=600.0, gt=0)
     chunk_bytes: int = Field(default=1024**3, ge=1024)
+    chunk_rows: int = Field(default=16384, ge=1)
+    min_chunk: int = Field(default=64 * 1024, ge=1)
+    uploads_per_peer: int = Field(default=4, ge=1)
+    upload_buffer_bytes: int | None = Field(default=None, ge=2048)
 
 
 class RetentionConfig(BaseModel):
@@ -119,8 +131,16 @@ class NodeConfig(BaseModel):
             prejob_bytes=q.prejob_bytes,
             prejob_ttl=q.prejob_ttl,
             chunk_bytes=q.chunk_bytes,
+            chunk_rows=q.chunk_rows,
+            min_chunk=q.min_chunk,
             chunk_ttl=self.retention.chunk_ttl,
         )
+
+    def upload_buffer(self) -> int:
+        """Bytes of request bodies all peers may have in flight at once (at least two messages
+        of ``max_message_size``, so one peer holding its half never locks the others out)."""
+        configured = self.quotas.upload_buffer_bytes
+        return max(configured or 0, 2 * self.max_message_size)
 
     def peer_certs(self) -> dict[str, bytes]:
         """Each pinned peer's certificate; checks files and fingerprints."""

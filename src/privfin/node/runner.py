@@ -201,6 +201,7 @@ class JobRunner:
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._roles: dict[str, frozenset[str]] = {}  # job -> its parties (specs never change)
+        self._components: dict[str, str] = {}  # job -> its component
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -230,8 +231,22 @@ class JobRunner:
             rec = self._record(job)
             if rec is None:
                 return None
-            roles = self._roles[job] = frozenset(json.loads(rec["spec"])["roles"])
+            spec = json.loads(rec["spec"])
+            self._components[job] = str(spec["component"])
+            roles = self._roles[job] = frozenset(spec["roles"])
         return roles
+
+    def component(self, job: str) -> str | None:
+        """The component of ``job``, or None if this node has no such job."""
+        return self._components.get(job) if self.parties(job) is not None else None
+
+    def ended(self, job: str) -> bool:
+        """Whether ``job`` is over here (done or failed): it takes no more messages."""
+        with self.mailbox.engine.connect() as conn:
+            status = conn.execute(
+                select(jobs_table.c.status).where(jobs_table.c.job == job)
+            ).scalar()
+        return status in ("done", "failed")
 
     def knows(self, job: str) -> bool:
         return self.parties(job) is not None
@@ -239,8 +254,8 @@ class JobRunner:
     def accept_abort(self, job: str, sender: str, reason: str) -> None:
         """Record that ``sender`` (a party of ``job``, checked by the caller) aborted it; a
         running job stops at its next wait and relays the abort."""
-        self.mailbox.abort(job, sender, reason)
-        _log.warning("party %s aborted job %s: %s", sender, job, reason)
+        if self.mailbox.abort(job, sender, reason):  # a repeated abort is not logged again
+            _log.warning("party %s aborted job %s: %s", sender, job, reason)
 
     def status(self, job: str) -> dict[str, Any] | None:
         rec = self._record(job)

@@ -132,6 +132,7 @@ def _in_main_thread() -> bool:
 def _serve(config: NodeConfig) -> None:
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state.chmod(0o700)  # mkdir's mode does not tighten an existing directory
     check_certificates(config)
     if remove_stale_bundles(state):
         _log.info("removed stale certificate bundles from %s", state)
