@@ -331,7 +331,8 @@ def test_client_refuses_a_server_with_a_forged_chain(cluster: Cluster, tmp_path:
 def test_claimed_sender_is_refused_and_audited(cluster: Cluster) -> None:
     """mallory, a party of the bait job, sends as bank_b (another party of it): in the path, in
     the sender header, for a chunk and for an abort. Each gets 403, nothing is stored or
-    applied, and bank_a's log has an audit line naming mallory and bank_b."""
+    applied, and bank_a's log has an audit line naming mallory and bank_b. (Audit lines are
+    rate-limited per peer and kind, 5 a minute: these four claims stay within the burst.)"""
     requests: list[tuple[str, str, dict[str, Any]]] = [
         ("PUT", f"/v1/messages/{BAIT}/psi/hello/bank_b/bank_a/0", {"content": b"x"}),
         (
