@@ -38,7 +38,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from privfin.errors import ProtocolAbort
 from privfin.federation.tls import client_context, fingerprint
 from privfin.node.cluster import Cluster, cluster_up
 from privfin.node.logs import peer_text
@@ -576,13 +575,6 @@ def test_psi_receiver_killed_mid_run_resumes_with_identical_results(
         assert json.dumps(out, sort_keys=True) == json.dumps(psi_reference[p], sort_keys=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProtocolAbort,
-    reason="[08] does not hold for the sender: its permutation comes from ctx.random and is not "
-    "checkpointed, so the resumed sender's first 'b' chunk differs and the receiver refuses it "
-    "as a conflict (privfin.psi.sender.run_sender)",
-)
 def test_psi_sender_killed_mid_run_resumes_with_identical_results(
     cluster: Cluster, psi_reference: dict[str, dict[str, Any]]
 ) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["expand_bytes", "expand_uint64"]
+from privfin.crypto.random import _below
+
+__all__ = ["PrgRandom", "expand_bytes", "expand_uint64"]
 
 SEED_BYTES = 32
 
@@ -31,3 +33,21 @@ def expand_uint64(seed: bytes, count: int, *, stream: int = 0) -> np.ndarray:
     """Expand ``seed`` into ``count`` uniform elements of Z_2^64 (dtype uint64)."""
     raw = expand_bytes(seed, 8 * count, stream=stream)
     return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+
+
+class PrgRandom:
+    """A :class:`~privfin.crypto.random.RandomSource` that expands a secret 32-byte seed
+    (AES-256-CTR, one stream). Two instances with the same seed give the same bytes: a party
+    that checkpoints the seed (never the stream) redraws exactly what it drew before a crash.
+    Secure as long as the seed is secret, uniform and used for one purpose only."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"seed must be {SEED_BYTES} bytes")
+        self._enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
+
+    def bytes(self, n: int) -> bytes:
+        return self._enc.update(bytes(n))
+
+    def below(self, bound: int) -> int:
+        return _below(self, bound)

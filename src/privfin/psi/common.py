@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.crypto.random import RandomSource
 from privfin.crypto.ristretto import (
     POINT_BYTES,
@@ -34,6 +35,7 @@ __all__ = [
     "handshake",
     "hash_and_blind",
     "hash_domain",
+    "job_random",
     "prefetch",
     "random_permutation",
     "recv_stream",
@@ -66,6 +68,18 @@ def blinding_key(ctx: Context, name: str) -> BlindingKey:
     key = BlindingKey.generate(ctx.random)
     ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
     return key
+
+
+def job_random(ctx: Context, name: str) -> PrgRandom:
+    """This party's randomness for one role of the job (shuffles, ephemeral keys, noise): a
+    stream from a secret seed checkpointed before first use (like :func:`blinding_key`, and
+    deleted with it when the job ends), so a restarted party redraws the same values and
+    resends byte-identical messages instead of conflicting with what it sent before."""
+    saved = ctx.artifacts.get(name)
+    if saved is None or len(saved) != SEED_BYTES:
+        saved = ctx.random.bytes(SEED_BYTES)
+        ctx.artifacts.put(name, saved)
+    return PrgRandom(saved)
 
 
 def handshake(

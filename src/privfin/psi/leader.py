@@ -18,6 +18,7 @@ from privfin.psi.common import (
     handshake,
     hash_and_blind,
     hash_domain,
+    job_random,
     random_permutation,
     recv_stream,
     send_stream,
@@ -60,8 +61,9 @@ def run_leader(
     n_l = len(prepared)
     counts = handshake(ctx, protocol, {**params, "members": list(members)}, n_l, members)
     key = blinding_key(ctx, f"psi.{protocol}.leader.key")
+    rand = job_random(ctx, f"psi.{protocol}.leader.seed.key")
     dst = hash_domain(ctx, "ecdh-n")
-    order = random_permutation(ctx.random, n_l)
+    order = random_permutation(rand, n_l)
     offset = 0
     for chunk in hash_and_blind(ctx, key, prepared, dst, "psi.blind", order):
         for member in members:
@@ -75,7 +77,7 @@ def run_leader(
         for blinded in blind_stream(ctx, key, incoming, member, "psi.reblind", n_i):
             fb[pos : pos + blinded.shape[0]] = fingerprints(blinded)
             pos += blinded.shape[0]
-        send_stream(ctx, member, "ba", [fb[random_permutation(ctx.random, n_i)]])
+        send_stream(ctx, member, "ba", [fb[random_permutation(rand, n_i)]])
     total = np.zeros(n_l, dtype=np.uint64)
     for member, msg in ctx.channel.gather("masked", peers=members, expect=Masked).items():
         if msg.values.shape != (n_l,):

@@ -20,6 +20,7 @@ from privfin.psi.common import (
     handshake,
     hash_and_blind,
     hash_domain,
+    job_random,
     recv_stream,
     rows_in,
     send_stream,
@@ -67,9 +68,10 @@ def run_member(
 
     # Pairwise mask seeds with the other members; the first member also deals the seed of a
     # common permutation (cardinality mode) so the leader cannot tell which item matched.
-    pair = KeyPair.generate(ctx.random)
+    rand = job_random(ctx, f"psi.{protocol}.member.seed.key")
+    pair = KeyPair.generate(rand)
     first = sorted(members)[0]
-    seed = ctx.random.bytes(32) if (cardinality_only and ctx.party == first) else b""
+    seed = rand.bytes(32) if (cardinality_only and ctx.party == first) else b""
     ctx.channel.broadcast("kex", KeyShare(key=pair.public, seed=seed), peers=others)
     shares = ctx.channel.gather("kex", peers=others, expect=KeyShare)
     if cardinality_only and ctx.party != first:
@@ -88,7 +90,7 @@ def run_member(
     )
     fba = collect(recv_stream(ctx, leader, "ba", n_i, FINGERPRINT_BYTES), n_i, FINGERPRINT_BYTES)
     held = rows_in(fa, fba)
-    noise = np.frombuffer(ctx.random.bytes(8 * n_l), dtype=np.uint64)
+    noise = np.frombuffer(rand.bytes(8 * n_l), dtype=np.uint64)
     values = np.where(held, np.uint64(0), noise).astype(np.uint64)
     for peer, share in sorted(shares.items()):
         try:

@@ -21,6 +21,7 @@ from privfin.psi.common import (
     handshake,
     hash_and_blind,
     hash_domain,
+    job_random,
     random_permutation,
     recv_stream,
     send_stream,
@@ -61,8 +62,9 @@ def run_sender(
     n_s = len(prepared)
     n_r = handshake(ctx, protocol, params, n_s, [receiver])[receiver]
     key = blinding_key(ctx, f"psi.{protocol}.sender.key")
+    rand = job_random(ctx, f"psi.{protocol}.sender.seed.key")
     dst = hash_domain(ctx, "ecdh")
-    perm = random_permutation(ctx.random, n_s)
+    perm = random_permutation(rand, n_s)
     t0 = time.perf_counter()
     own = hash_and_blind(ctx, key, prepared, dst, "psi.blind", perm)
     sent = send_stream(ctx, receiver, "b", own)
@@ -72,7 +74,7 @@ def run_sender(
     blinded = blind_stream(ctx, key, incoming, receiver, "psi.reblind", n_r)
     if cardinality_only:
         fab = collect((fingerprints(c) for c in blinded), n_r, FINGERPRINT_BYTES)
-        shuffled = fab[random_permutation(ctx.random, n_r)]
+        shuffled = fab[random_permutation(rand, n_r)]
         sent += send_stream(ctx, receiver, "ab", [shuffled])
     else:
         sent += send_stream(ctx, receiver, "ab", _fingerprint_chunks(blinded))

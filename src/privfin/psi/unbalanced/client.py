@@ -8,12 +8,18 @@ import numpy.typing as npt
 
 from privfin.crypto.ristretto import (
     POINT_BYTES,
-    BlindingKey,
     InvalidPointError,
     hash_to_group_batch,
 )
 from privfin.errors import ProtocolAbort
-from privfin.psi.common import collect, encode_keys, handshake, recv_stream, send_stream
+from privfin.psi.common import (
+    blinding_key,
+    collect,
+    encode_keys,
+    handshake,
+    recv_stream,
+    send_stream,
+)
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import CHUNK_ROWS, FilterHave, FilterUpdate, RevealedKeys
 from privfin.psi.unbalanced.filter import FilterCache, OprfFilter, oprf_outputs
@@ -55,7 +61,7 @@ def run_client(
     filt = cache.filter
     if filt is None or filt.filter_id != update.filter_id or filt.version != update.version:
         raise ProtocolAbort("server claims our cached filter is current but it is not")
-    blind = BlindingKey.generate(ctx.random)
+    blind = blinding_key(ctx, "psi.oprf.client.key")  # checkpointed: a resumed query is identical
     unblind = blind.inverse()
     dst = oprf_domain(filt.filter_id)
     items = encode_keys(prepared.keys)
