@@ -125,3 +125,97 @@ def test_retention_gives_the_space_back(tmp_path: Path) -> None:
     box.sweep(Quotas(), lambda job: True)
     assert pages() < before // 20
     assert box.count("big") == 8  # digests kept
+
+
+def test_chunks_count_as_rows_and_tiny_chunks_are_refused(tmp_path: Path) -> None:
+    """Red-team finding: empty chunks were free (0 bytes, one path), so one path could hold
+    262,145 rows. Now every chunk but the last has at least min_chunk bytes, none is empty,
+    a message has at most ceil(max_message_size / min_chunk) chunks, and chunk rows count
+    against the pre-job buffer and the per-sender chunk rows."""
+    box = Mailbox(tmp_path / "m.db")
+    known = {"job"}.__contains__
+    assert Q.max_chunks() == 10
+    with pytest.raises(ValueError, match="at least 100 bytes"):
+        box.put_chunk(key("job"), 0, 3, "0" * 64, b"", quotas=Q, known=known)
+    with pytest.raises(ValueError, match="at least 100 bytes"):
+        box.put_chunk(key("job"), 1, 3, "0" * 64, b"x" * 99, quotas=Q, known=known)
+    with pytest.raises(ValueError, match="the last at least 1"):
+        box.put_chunk(key("job"), 2, 3, "0" * 64, b"", quotas=Q, known=known)
+    with pytest.raises(MessageTooLarge, match="11 chunks"):
+        box.put_chunk(key("job"), 0, 11, "0" * 64, b"x" * 100, quotas=Q, known=known)
+    # Pre-job buffer (3 messages): three rows of one chunked message fill it.
+    for i in range(3):
+        box.put_chunk(key("ghost"), i, 10, "0" * 64, b"x" * 100, quotas=Q, known=known)
+    with pytest.raises(QuotaExceeded):
+        box.put_chunk(key("ghost"), 3, 10, "0" * 64, b"x" * 100, quotas=Q, known=known)
+    with pytest.raises(QuotaExceeded):  # precheck says the same before a body is read
+        box.precheck(key("ghost"), 100, Q, known, chunk=(3, 10))
+    box.precheck(key("ghost"), 100, Q, known, chunk=(0, 10))  # a chunk it already has: fine
+    # Per sender, chunk rows in flight (bytes would allow more).
+    rows = Quotas(max_message_size=10_000, min_chunk=100, chunk_rows=4, job_bytes=10**6)
+    for i in range(4):
+        k = key("job", 7, sender="bob")
+        box.put_chunk(k, i, 50, "0" * 64, b"y" * 100, quotas=rows, known=known)
+    with pytest.raises(QuotaExceeded, match="4 chunks"):
+        k = key("job", 8, sender="bob")
+        box.put_chunk(k, 0, 50, "1" * 64, b"y" * 100, quotas=rows, known=known)
+
+
+def test_precheck_applies_the_quotas_to_a_declared_size(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "m.db")
+    known = {"job"}.__contains__
+    box.precheck(key("ghost"), 1000, Q, known)
+    with pytest.raises(MessageTooLarge):
+        box.precheck(key("job"), 1001, Q, known)
+    assert box.count() == 0  # precheck stores nothing
+    box.put(key("ghost"), b"x" * 1000, quotas=Q, known=known)
+    with pytest.raises(QuotaExceeded):  # pre-job bytes: 1000 + 600 > 1500
+        box.precheck(key("ghost2"), 600, Q, known)
+    box.precheck(key("ghost"), 1000, Q, known)  # a duplicate passes (put answers it)
+
+
+def test_chunk_indexes_are_added_to_an_existing_database(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    Mailbox(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX ix_chunks_sender")
+        conn.execute("DROP INDEX ix_chunks_job")
+    Mailbox(db).close()
+    with sqlite3.connect(db) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        plan = " ".join(
+            str(r)
+            for r in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT count(*) FROM chunks WHERE sender = 'mallory'"
+            )
+        )
+    assert {"ix_chunks_sender", "ix_chunks_job"} <= names
+    assert "ix_chunks_sender" in plan
+
+
+def test_database_files_are_private(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    db = tmp_path / "state" / "node.sqlite"
+    box = Mailbox(db)
+    box.put(key("j"), b"x")
+    for f in (db, db.with_name("node.sqlite-wal"), db.with_name("node.sqlite-shm")):
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    box.close()
+    os.chmod(db, 0o644)
+    Mailbox(db).close()  # an existing database is tightened
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+
+
+def test_a_repeated_abort_is_recorded_once(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "m.db")
+    assert box.abort("j", "alice", "alice: input rejected") is True
+    assert box.abort("j", "alice", "again") is False
+    assert box.aborted("j") == ("alice", "alice: input rejected")
+
+
+def test_default_per_job_quotas() -> None:
+    q = Quotas()
+    assert (q.job_messages, q.job_bytes) == (200_000, 8 * 1024**3)
+    assert q.max_chunks() == 4096  # 256 MiB in chunks of at least 64 KiB
