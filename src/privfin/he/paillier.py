@@ -19,6 +19,8 @@ results lie inside their tracked bound and never returns a wrapped value.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,13 +50,17 @@ from privfin.he.errors import KeyMismatchError, OverflowDetected, PlaintextOutOf
 __all__ = [
     "DEFAULT_KEY_BITS",
     "MIN_SECURE_KEY_BITS",
+    "PROOF_ROUNDS",
     "EncryptedVector",
     "KeyMismatchError",
     "OverflowDetected",
     "PackedEncryptedVector",
     "PrivateKey",
     "PublicKey",
+    "check_modulus_form",
     "generate_keypair",
+    "modulus_challenges",
+    "verify_modulus",
 ]
 
 DEFAULT_KEY_BITS = 2048
@@ -69,6 +75,100 @@ SMALL_KEY_WINDOW_BITS = 8
 #: Smallest modulus accepted even with ``insecure_allow_small_keys`` (tests only).
 MIN_INSECURE_KEY_BITS = 256
 MAX_KEY_BITS = 16384
+#: Domain separation of the challenges of the modulus proof (see :func:`verify_modulus`).
+PROOF_DOMAIN = b"privfin/paillier/nth-roots/v1"
+#: n-th roots in a modulus proof. A modulus with no prime factor below ``2**TRIAL_DIVISION_BITS``
+#: and ``gcd(n, phi(n)) != 1`` answers each challenge with probability at most ``2**-16``:
+#: soundness ``2**-160``.
+PROOF_ROUNDS = 10
+#: A received modulus must have no prime factor below ``2**TRIAL_DIVISION_BITS``.
+TRIAL_DIVISION_BITS = 16
+
+
+@functools.cache
+def _small_primes() -> Any:
+    """Product of the primes below ``2**TRIAL_DIVISION_BITS``."""
+    out, q = gmpy2.mpz(1), gmpy2.mpz(2)
+    while q < 1 << TRIAL_DIVISION_BITS:
+        out *= q
+        q = gmpy2.next_prime(q)
+    return out
+
+
+def modulus_challenges(n: int, rounds: int = PROOF_ROUNDS) -> list[int]:
+    """The public challenges ``y_j`` (``j < rounds``) of the modulus proof for ``n``.
+
+    ``y_j = SHAKE-256(PROOF_DOMAIN || len(n) || n || j)`` read as a big-endian integer of
+    ``ceil((|n| + 128) / 8)`` bytes, reduced mod ``n`` (``len(n)``, ``j``: 4-byte big-endian;
+    ``n``: minimal big-endian bytes). Statistically ``2**-128``-close to uniform in Z_n.
+    """
+    n = int(n)
+    nb = int_to_bytes(n)
+    size = (n.bit_length() + 128 + 7) // 8
+    prefix = PROOF_DOMAIN + len(nb).to_bytes(4, "big") + nb
+    return [
+        int.from_bytes(hashlib.shake_256(prefix + j.to_bytes(4, "big")).digest(size), "big") % n
+        for j in range(rounds)
+    ]
+
+
+def check_modulus_form(n: int) -> None:
+    """Cheap necessary conditions on a peer's modulus: odd, composite, not a perfect power,
+    no prime factor below ``2**16`` (the last one makes each round of the modulus proof sound
+    to ``2**-16``).
+
+    Raises
+    ------
+    DecodeError
+        Naming the condition that fails.
+    """
+    nz = gmpy2.mpz(n)
+    if nz < 3 or nz % 2 == 0:
+        raise DecodeError("the Paillier modulus is not an odd integer above 2")
+    if gmpy2.gcd(nz, _small_primes()) != 1:
+        raise DecodeError("the Paillier modulus has a prime factor below 2**16")
+    if gmpy2.is_prime(nz):
+        raise DecodeError("the Paillier modulus is prime")
+    if gmpy2.is_power(nz):
+        raise DecodeError("the Paillier modulus is a perfect power")
+
+
+def verify_modulus(n: int, proof: Sequence[int] | None) -> None:
+    """Check that a peer's modulus ``n`` is fit to compute on: ``gcd(n, phi(n)) = 1``.
+
+    Checks: :func:`check_modulus_form`, and ``proof`` holds
+    exactly :data:`PROOF_ROUNDS` values ``x_j`` in ``(0, n)`` with ``x_j**n = y_j (mod n)``
+    for the challenges of :func:`modulus_challenges`.
+
+    Security property: if ``gcd(n, phi(n)) = 1`` then ``Z*_{n**2} = <1+n> x {r**n}`` (every
+    element is ``(1+n)**x * r**n``), so a re-randomised ciphertext computed under this key
+    reveals its plaintext mod ``n`` and nothing else to the key owner. Otherwise a prime
+    ``p >= 2**16`` divides ``n`` and ``phi(n)``; then at most a fraction ``1/p`` of Z*_n
+    are n-th residues and a (random-oracle) challenge has an n-th root with probability
+    ``<= 2**-16 + 2**-128``: a malformed modulus passes with probability ``<= 2**-160`` per
+    modulus tried (the challenges depend on ``n`` only, so grinding costs ``2**160`` tries).
+    Not checked: that ``n`` has two factors, or that the owner keeps its key secret (its own
+    concern). Cost at 2048 bits: ten 2048-bit exponentiations (SPEC.md).
+
+    Raises
+    ------
+    DecodeError
+        The modulus or its proof is refused.
+    """
+    check_modulus_form(n)
+    nz = gmpy2.mpz(n)
+    if proof is None or len(proof) != PROOF_ROUNDS:
+        raise DecodeError(
+            f"the Paillier modulus comes without a proof of {PROOF_ROUNDS} n-th roots "
+            "(gcd(n, phi(n)) = 1)"
+        )
+    for x, y in zip(proof, modulus_challenges(int(n)), strict=True):
+        xz = gmpy2.mpz(x)
+        if not 0 < xz < nz or gmpy2.powmod(xz, nz, nz) != y:
+            raise DecodeError(
+                "invalid Paillier modulus proof: gcd(n, phi(n)) = 1 is not shown (a "
+                "malformed or tampered key)"
+            )
 
 
 def _check_size(n_bits: int, insecure_allow_small_keys: bool) -> None:
@@ -113,6 +213,10 @@ class PublicKey(PublicKeyBase):
     window_bits:
         Window of the fixed-base table (memory against speed; see :class:`FixedBaseTable
         <privfin.he._util.FixedBaseTable>`). Does not change any result.
+    modulus_proof:
+        The owner's proof that ``gcd(n, phi(n)) = 1`` (:func:`verify_modulus`), carried to
+        :meth:`to_wire`. Not verified here: a key received from a peer is loaded with
+        :meth:`from_wire`, which verifies it.
     """
 
     scheme = "paillier"
@@ -124,6 +228,7 @@ class PublicKey(PublicKeyBase):
         rng: RandomSource | None = None,
         insecure_allow_small_keys: bool = False,
         window_bits: int | None = None,
+        modulus_proof: Sequence[int] | None = None,
     ) -> None:
         n = int(n)
         if n < 3 or n % 2 == 0:
@@ -138,6 +243,9 @@ class PublicKey(PublicKeyBase):
         self._x = random_unit(self._rng, self.n)
         self.window_bits = _window(window_bits, self.n_bits)
         self.security_bits = rsa_security_bits(self.n_bits)
+        self.modulus_proof: tuple[int, ...] | None = (
+            None if modulus_proof is None else tuple(int(x) for x in modulus_proof)
+        )
 
     @property
     def nsquare(self) -> int:
@@ -166,8 +274,27 @@ class PublicKey(PublicKeyBase):
         return int(self._plain(int(m)) * gmpy2.powmod(r, self._n, self._nsq) % self._nsq)
 
     def to_wire(self) -> dict[str, Any]:
-        """``{"kind": "PaillierPublicKey", "v": 1, "n": bytes}`` (big-endian ``n``)."""
-        return {"kind": "PaillierPublicKey", "v": 1, "n": int_to_bytes(self.n)}
+        """``{"kind": "PaillierPublicKey", "v": 1, "n": bytes, "proof": [bytes, ...]}``
+        (big-endian ``n``; the modulus proof as :data:`PROOF_ROUNDS` big-endian values of
+        ``n``'s byte length).
+
+        Raises
+        ------
+        ConfigError
+            The key carries no modulus proof (built from ``n`` alone): no peer would accept it.
+        """
+        if self.modulus_proof is None:
+            raise ConfigError(
+                "this Paillier public key has no modulus proof; send a key made by "
+                "generate_keypair (or loaded with from_wire)"
+            )
+        width = (self.n_bits + 7) // 8
+        return {
+            "kind": "PaillierPublicKey",
+            "v": 1,
+            "n": int_to_bytes(self.n),
+            "proof": [x.to_bytes(width, "big") for x in self.modulus_proof],
+        }
 
     @classmethod
     def from_wire(
@@ -177,18 +304,47 @@ class PublicKey(PublicKeyBase):
         rng: RandomSource | None = None,
         insecure_allow_small_keys: bool = False,
     ) -> PublicKey:
-        """Load a public key sent by its owner; refuses small or malformed moduli."""
+        """Load a public key sent by its owner; refuses small or malformed moduli.
+
+        The modulus must pass :func:`verify_modulus` (no prime factor below ``2**16`` and a
+        valid proof that ``gcd(n, phi(n)) = 1``, ~20 ms at 2048 bits): a key owner cannot
+        hand out a modulus under which this party's replies would leak beyond their masks.
+
+        Raises
+        ------
+        DecodeError
+            Malformed data, a modulus of the wrong form or without a valid proof.
+        InsecureModeError
+            A modulus below 2048 bits without ``insecure_allow_small_keys``.
+        """
         if not isinstance(data, dict) or data.get("kind") != "PaillierPublicKey":
             raise DecodeError("not a Paillier public key")
         if data.get("v") != 1:
             raise DecodeError("unsupported Paillier public key version")
         n = int_from_wire(data, "n")
+        raw = data.get("proof")
+        if not isinstance(raw, list | tuple) or len(raw) != PROOF_ROUNDS:
+            raise DecodeError(
+                f"the Paillier public key has no modulus proof ({PROOF_ROUNDS} n-th roots)"
+            )
+        width = (n.bit_length() + 7) // 8
+        if not all(isinstance(x, bytes) and len(x) == width for x in raw):
+            raise DecodeError(f"the modulus proof must hold {width}-byte values")
+        proof = [int.from_bytes(x, "big") for x in raw]
         try:
-            return cls(n, rng=rng, insecure_allow_small_keys=insecure_allow_small_keys)
+            key = cls(
+                n,
+                rng=rng,
+                insecure_allow_small_keys=insecure_allow_small_keys,
+                modulus_proof=proof,
+            )
         except InsecureModeError:
             raise
         except ConfigError as exc:
             raise DecodeError(f"invalid Paillier public key: {exc}") from None
+        # After the size check: a huge modulus is refused before any exponentiation.
+        verify_modulus(n, proof)
+        return key
 
 
 class PrivateKey(PrivateKeyBase):
@@ -220,6 +376,23 @@ class PrivateKey(PrivateKeyBase):
         self._q_inv_p = gmpy2.invert(q_, p_)
         self._half = int(public_key._n // 2)
         self._p_bits = int(p_).bit_length()
+
+    def prove_modulus(self) -> tuple[int, ...]:
+        """The proof that ``gcd(n, phi(n)) = 1`` checked by :func:`verify_modulus`: the
+        ``n``-th roots ``x_j = y_j**(n**-1 mod phi(n)) mod n`` of the public challenges
+        (computed by CRT: two half-size exponentiations each). Deterministic in ``n`` (the
+        ``n``-th root is unique when ``gcd(n, phi(n)) = 1``) and zero-knowledge in the
+        random-oracle model: a simulator picks ``x_j`` and programs ``y_j = x_j**n``.
+        """
+        p, q, n = self._p, self._q, self.public_key._n
+        dp, dq = gmpy2.invert(n, self._pm1), gmpy2.invert(n, self._qm1)
+        out = []
+        for y in modulus_challenges(int(n)):
+            if gmpy2.gcd(y, n) != 1:  # pragma: no cover - probability ~2**-1023
+                raise ConfigError("a modulus-proof challenge is not a unit")
+            xp, xq = gmpy2.powmod(y, dp, p), gmpy2.powmod(y, dq, q)
+            out.append(int(xq + ((xp - xq) * self._q_inv_p % p) * q))
+        return tuple(out)
 
     @property
     def public(self) -> PublicKey:
@@ -310,4 +483,6 @@ def generate_keypair(
         insecure_allow_small_keys=insecure_allow_small_keys,
         window_bits=window_bits,
     )
-    return pk, PrivateKey(pk, int(p), int(q))
+    sk = PrivateKey(pk, int(p), int(q))
+    pk.modulus_proof = sk.prove_modulus()
+    return pk, sk

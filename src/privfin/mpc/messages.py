@@ -7,6 +7,7 @@ lockstep program expects (a mismatch is a :class:`~privfin.errors.ProtocolAbort`
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
 from privfin.federation.codec import Message, wire_message
@@ -124,13 +125,18 @@ class RevealShare(Message, frozen=True, kw_only=True):
 
 @wire_message("mpc.PaillierPublicKey")
 class PaillierPublicKey(Message, frozen=True, kw_only=True):
-    """Dealer-free triples, party 0 -> party 1: the Paillier modulus ``n``."""
+    """Dealer-free triples, party 0 -> party 1: the Paillier modulus ``n`` and the proof that
+    ``gcd(n, phi(n)) = 1`` (``PublicKey.to_wire()["proof"]``: ten ``n``-th roots, checked by
+    :func:`privfin.he.paillier.verify_modulus`)."""
 
     n: int
+    proof: list[bytes] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.n <= 0 or self.n % 2 == 0 or self.n.bit_length() < 512:
             raise ValueError("Paillier modulus must be odd and at least 512 bits")
+        if len(self.proof) > 64:
+            raise ValueError("a Paillier modulus proof has at most 64 values")
 
 
 @wire_message("mpc.PaillierCiphertexts")

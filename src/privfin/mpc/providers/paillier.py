@@ -21,8 +21,12 @@ allows (below ``2**(144 - |n| + 1)`` at ``k = 30,000``). Because ``rho`` covers 
 values, a P0 that encrypted values outside Z_2^64 (P1 cannot see them) still reads a reply
 within distance ``B / n`` of uniform: it cannot shift P1's shares above the mask. Checks: P1
 accepts P0's modulus only if it has exactly the agreed size, is odd, not prime, not a
-perfect power and has no prime factor below 2**16; every ciphertext must lie in Z*_{n**2} and
-arrive in the exact count and width the step expects (``ProtocolAbort`` naming the peer).
+perfect power, has no prime factor below 2**16 and comes with a valid proof that
+``gcd(n, phi(n)) = 1`` (ten n-th roots of hash challenges, soundness 2**-160; without it a
+modulus like ``p1*...*p8*q`` with ``p_i | q - 1`` gives Z*_{n**2} a part of order ~2**136
+that neither ``(1+n)**x``, ``r**n`` nor the mask touches, and P0 reads P1's shares from the
+reply); every ciphertext must lie in Z*_{n**2} and arrive in the exact count and width the
+step expects (``ProtocolAbort`` naming the peer).
 Leakage: none beyond the shapes (semi-honest); against active deviation see ``SPEC.md``.
 Cost: dominated by P0's encryptions and P1's exponentiations (~ms per element at 2048 bits),
 so this provider suits small multiplications; no truncation pairs or random bits (the online
@@ -31,12 +35,10 @@ protocol uses local truncation and builds random bits from triples).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from math import prod
 from typing import Any
 
-import gmpy2
 import numpy as np
 
 from privfin.crypto.prg import expand_uint64
@@ -54,16 +56,6 @@ STATISTICAL_BITS = 64
 _MOD64 = (1 << 64) - 1
 
 
-@functools.cache
-def _small_primes() -> Any:
-    """Product of the primes below 2**16 (a peer's modulus must have no such factor)."""
-    out, q = gmpy2.mpz(1), gmpy2.mpz(2)
-    while q < 1 << 16:
-        out *= q
-        q = gmpy2.next_prime(q)
-    return out
-
-
 def cross_term_bound(terms: int) -> int:
     """``B``: one more than the largest honest cross term summing ``terms`` products of two
     elements of Z_2^64 (``terms = 2*k`` for an inner dimension ``k``)."""
@@ -75,9 +67,9 @@ def check_peer_modulus(n: int, n_bits: int, peer: str) -> None:
     ``n_bits`` (the size check of :class:`privfin.he.paillier.PublicKey` then applies) or is
     trivially malformed (even, prime, a perfect power, or with a prime factor below 2**16).
 
-    These are necessary, not sufficient, conditions for ``n = p*q`` with ``gcd(n, phi(n)) =
-    1``; without a zero-knowledge proof of a well-formed modulus a malicious key owner may
-    still use another composite (SPEC.md, threat model).
+    Cheap checks before the proof: the key is then loaded with
+    :meth:`privfin.he.paillier.PublicKey.from_wire`, which verifies the owner's proof that
+    ``gcd(n, phi(n)) = 1`` (:func:`privfin.he.paillier.verify_modulus`).
 
     Raises
     ------
@@ -90,14 +82,10 @@ def check_peer_modulus(n: int, n_bits: int, peer: str) -> None:
             f"peer's Paillier modulus has {n.bit_length()} bits, not the agreed {n_bits}",
             party=peer,
         )
-    nz = gmpy2.mpz(n)
-    if (
-        n % 2 == 0
-        or gmpy2.gcd(nz, _small_primes()) != 1
-        or gmpy2.is_prime(nz)
-        or gmpy2.is_power(nz)
-    ):
-        raise ProtocolAbort("peer's Paillier modulus is malformed", party=peer)
+    try:
+        paillier.check_modulus_form(n)
+    except DecodeError as exc:
+        raise ProtocolAbort(f"peer's Paillier modulus is malformed: {exc}", party=peer) from None
 
 
 class _Bits:
@@ -162,13 +150,25 @@ class PaillierProvider:
             self._pk, self._sk = paillier.generate_keypair(
                 self.n_bits, rng=rng, insecure_allow_small_keys=self.small
             )
-            self.ctx.channel.send(self.peer, "mpc.he.pk", PaillierPublicKey(n=int(self._pk.n)))
+            wire = self._pk.to_wire()
+            self.ctx.channel.send(
+                self.peer, "mpc.he.pk", PaillierPublicKey(n=int(self._pk.n), proof=wire["proof"])
+            )
         else:
             msg = self.ctx.channel.recv(self.peer, "mpc.he.pk", expect=PaillierPublicKey)
             check_peer_modulus(int(msg.n), self.n_bits, self.peer)
+            wire = {
+                "kind": "PaillierPublicKey",
+                "v": 1,
+                "n": int(msg.n).to_bytes((int(msg.n).bit_length() + 7) // 8, "big"),
+                "proof": list(msg.proof),
+            }
             try:
-                self._pk = paillier.PublicKey(msg.n, rng=rng, insecure_allow_small_keys=self.small)
-            except ConfigError as exc:
+                # Verifies the proof that gcd(n, phi(n)) = 1 (he.paillier.verify_modulus).
+                self._pk = paillier.PublicKey.from_wire(
+                    wire, rng=rng, insecure_allow_small_keys=self.small
+                )
+            except (ConfigError, DecodeError) as exc:
                 raise ProtocolAbort(
                     f"peer's Paillier key refused: {exc}", party=self.peer
                 ) from None
