@@ -54,8 +54,10 @@ def _run(mode: str, hub: MemoryHub, *, hosts: int = 1, **extra: Any) -> dict[str
     inputs = {"bank": {"X": xg, "y": y}, **{f"host{k}": {"X": xh + k} for k in range(hosts)}}
     if mode == "arbiter":
         roles["arb"] = ["arbiter"]
+    agreed = {"bank": 3, **{f"host{k}": 2 for k in range(hosts)}}  # public, in the job spec
+    params = {**SMALL, "mode": mode, "feature_counts": agreed, **extra}
     return simulate(
-        hetero_lr_component, roles, params={**SMALL, "mode": mode, **extra}, inputs=inputs,
+        hetero_lr_component, roles, params=params, inputs=inputs,
         seed=5, hub=hub, settings=Settings(mode="development"), timeout=60,
     )  # fmt: skip
 
@@ -273,3 +275,123 @@ def test_honest_run_is_unchanged_by_the_harness(monkeypatch: pytest.MonkeyPatch)
     out = _run("arbiter", hub)
     assert ran and out["host0"]["n_iter"] == 1
     assert len(_replies(hub, "arb", "host0", "plain")) == 1
+
+
+def _inflate(monkeypatch: pytest.MonkeyPatch, role: Any, party: str, extra: int) -> list[bool]:
+    """``party`` announces ``extra`` more gradient entries than it has, and (as the red team's
+    attack) fills the extra slots of every request with ``[Q | I_m]ᵀ Enc(·)``: with a
+    self-declared count the key holder returned every residual (a host) or every partial
+    predictor ``u_i`` (the guest) of every batch exactly, model unchanged."""
+    honest_announce, honest_mg = role.announce_features, role.masked_gradient
+    ran: list[bool] = []
+
+    def announce(ctx: Context, keyholders: list[str], count: int) -> None:
+        if ctx.party == party:
+            ran.append(True)
+            count += extra
+        honest_announce(ctx, keyholders, count)
+
+    class _Stuffed:
+        def __init__(self, q: np.ndarray) -> None:
+            self.q = q
+
+    def stuffed(
+        ctx: Context, pk: Any, cts: Any, model: Any, rows: Any, shift: Any, bound: int, p: Any
+    ) -> Packed:
+        if ctx.party != party:
+            return honest_mg(ctx, pk, cts, model, rows, shift, bound, p)  # type: ignore[no-any-return]
+        d = model.q.shape[1]
+        q = np.zeros((model.q.shape[0], d + extra), dtype=np.int64)
+        q[:, :d] = model.q
+        q[rows, d + np.arange(len(rows))] = 1
+        return honest_mg(ctx, pk, cts, _Stuffed(q), rows, shift, bound, p)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(role, "announce_features", announce)
+    monkeypatch.setattr(role, "masked_gradient", stuffed)
+    return ran
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_host_inflating_its_feature_count_is_refused(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team 1C/1D: host0 (2 features) announces ``2 + m`` entries. The key holder compares
+    the announcement with the AGREED ``feature_counts`` and stops at setup, naming host0,
+    before anything is decrypted for it."""
+    ran = _inflate(monkeypatch, host_role, "host0", 30)
+    _expect_abort(mode, "host0", "announced 32 gradient entries, 2 were agreed", MemoryHub(), ran)
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_guest_inflating_its_feature_count_is_refused(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Red team 1E: the guest (3 features + intercept) announces ``4 + m`` entries to read the
+    host's partial predictors ``u_i = X_h[i] w_h`` of every row; the key holder (arbiter, or in
+    mode guest host0 itself) refuses it at setup, naming the guest."""
+    ran = _inflate(monkeypatch, guest_role, "bank", 30)
+    _expect_abort(mode, "bank", "announced 34 gradient entries, 4 were agreed", MemoryHub(), ran)
+
+
+def test_class_weight_label_leak_is_bounded_by_the_agreed_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Red team 1B/1D, what remains (SPEC.md): mode guest with class weights, host0 holds
+    ``Enc_g(s_i)`` for every row (``s_i`` takes two values: the label). Within its AGREED 2
+    entries it replaces its first request with two in-range slots ``2**B + sum_k y_i 2**k``
+    over rows it chooses — rows outside the current batch too. Nothing can detect that (the
+    slots are valid masked values), and it reads ``B`` labels per slot: exactly
+    ``d_h * B = 2 * B`` labels per batch and no more (the reply is ``d_h`` slots of ``B + 1``
+    bits; a larger request is refused, tests above). Before [08], and with a self-declared
+    count, it read all ``n`` labels in one batch."""
+    n, m = 200, 100
+    rng = np.random.default_rng(2)
+    xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+    y = (rng.random(n) < 0.4).astype(float)
+    enc_s = _received(monkeypatch, "host0", "s")
+    honest_reply = host_role.gradient_reply
+    state: dict[str, Any] = {}
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        inv = int(gmpy2.invert(768 - 256, pk.n))  # public class weights {0: 1, 1: 3} * 256
+        bits = pk.raw_mul(pk.raw_add_plain(enc_s["s"], [-256] * n), [inv] * n)  # Enc(y_i)
+        groups = [list(range(j * bound, min((j + 1) * bound, n))) for j in range(len(masks))]
+        request = pk.raw_encrypt([0])[0]
+        for j, group in enumerate(groups):
+            slot = pk.raw_encrypt([1 << bound])[0]
+            for k, i in enumerate(group):
+                slot = pk.raw_add([slot], pk.raw_mul([bits[i]], [1 << k]))[0]
+            request = pk.raw_add([request], pk.raw_mul([slot], [1 << (j * slot_bits)]))[0]
+        state.update(groups=groups, bound=bound)
+        return [request, *packed[1:]], masks, slot_bits
+
+    def reply(ctx: Context, keyholder: str, masks: list[int], bound: int, **kw: Any) -> list[int]:
+        if ctx.party != "host0" or "labels" in state:
+            return honest_reply(ctx, keyholder, masks, bound, **kw)  # type: ignore[no-any-return]
+        msg = ctx.channel.recv(keyholder, "plain")
+        state["labels"] = {
+            i: (int(v) - (1 << bound)) >> k & 1
+            for group, v in zip(state["groups"], msg.values, strict=True)
+            for k, i in enumerate(group)
+        }
+        return [0] * len(masks)
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    monkeypatch.setattr(host_role, "gradient_reply", reply)
+    simulate(
+        hetero_lr_component, {"bank": ["guest"], "host0": ["host"]},
+        params={**SMALL, "mode": "guest", "batch_size": m, "class_weight": {0: 1.0, 1: 3.0},
+                "feature_counts": {"bank": 3, "host0": 2}},
+        inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}},
+        seed=5, settings=Settings(mode="development"), timeout=60,
+    )  # fmt: skip
+    assert ran
+    bound, labels = state["bound"], state["labels"]
+    assert bound == LRParams.from_mapping({**SMALL, "class_weight": {0: 1.0, 1: 3.0}}).bound_bits(
+        1, m, guest=False
+    )
+    # Exactly d_h * B labels, all correct, including rows outside the first batch (0..m-1).
+    assert len(labels) == 2 * bound < n
+    assert max(labels) >= m
+    assert all(labels[i] == y[i] for i in labels)

@@ -74,10 +74,16 @@ def run(
         inputs[f"host{k}"] = {"X": x}
     if params.get("mode", "arbiter") == "arbiter":
         roles["arb"] = ["arbiter"]
+    params = {"feature_counts": counts(xg, xs), **params}
     return simulate(
         hetero_lr_component, roles, params=params, inputs=inputs, seed=seed, hub=hub,
         settings=Settings(mode="development"), timeout=120,
     )  # fmt: skip
+
+
+def counts(xg: np.ndarray, xs: list[np.ndarray]) -> dict[str, int]:
+    """The agreed ``feature_counts`` of the parties of :func:`run`."""
+    return {"bank": xg.shape[1], **{f"host{k}": x.shape[1] for k, x in enumerate(xs)}}
 
 
 def reference(
@@ -218,8 +224,40 @@ def test_misaligned_rows_and_bad_params_are_refused() -> None:
         LRParams.from_mapping({"learning_rat": 0.1})
     with pytest.raises(InsecureModeError):
         simulate(hetero_lr_component, {"g": ["guest"], "h": ["host"], "a": ["arbiter"]},
-                 params={"key_bits": 1024, "insecure_allow_small_keys": True},
+                 params={"key_bits": 1024, "insecure_allow_small_keys": True,
+                         "feature_counts": {"g": 3, "h": 2}},
                  inputs={"g": {"X": xg, "y": y}, "h": {"X": xs[0]}})  # fmt: skip
+
+
+def test_feature_counts_are_agreed_parameters() -> None:
+    """The count a key holder decrypts for is public and agreed, never self-declared: the
+    component requires it, each party checks its own data, and no party's gradient entries may
+    reach a batch's row count (the last, short batch included)."""
+    xg, xs, y = synthetic(n=30, hosts=1)
+    roles = {"g": ["guest"], "h": ["host"], "a": ["arbiter"]}
+    inputs = {"g": {"X": xg, "y": y}, "h": {"X": xs[0]}}
+
+    def go(**params: Any) -> None:
+        simulate(hetero_lr_component, roles, params={**SMALL, "max_iter": 1, **params},
+                 inputs=inputs, settings=Settings(mode="development"), timeout=30)  # fmt: skip
+
+    with pytest.raises(ConfigError, match="needs the parameter 'feature_counts'"):
+        go()
+    with pytest.raises(ConfigError, match=r"2 feature columns, feature_counts\['h'\] agreed 3"):
+        go(feature_counts={"g": 3, "h": 3})
+    with pytest.raises(ConfigError, match=r"exactly the guest and the hosts \['g', 'h'\]"):
+        go(feature_counts={"g": 3, "h": 2, "x": 1})
+    # 30 rows in batches of 13: the last has 4 rows = the guest's 3 features + intercept.
+    with pytest.raises(ConfigError, match="'g' has 4 gradient entries but a batch of only 4"):
+        go(feature_counts={"g": 3, "h": 2}, batch_size=13)
+    with pytest.raises(ConfigError, match="feature_counts must map"):
+        LRParams.from_mapping({"feature_counts": {"g": 0}})
+    with pytest.raises(ConfigError, match="feature_counts must map"):
+        LRParams.from_mapping({"feature_counts": {"g": 5000}})
+    # The in-process estimator holds every party's data: it fills the counts in.
+    est = HeteroLogisticRegression(**SMALL, mode="guest", max_iter=1, batch_size=0)
+    est.fit({"g": xg, "h": xs[0]}, y, guest="g", seed=1)
+    assert est.coef_["h"].shape == (2,)
 
 
 @pytest.mark.parametrize("mode", ["arbiter", "guest"])

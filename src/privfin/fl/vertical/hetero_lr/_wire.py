@@ -116,10 +116,23 @@ def announce_features(ctx: Context, keyholders: Sequence[str], count: int) -> No
         ctx.channel.send(keyholder, "features", FeatureCount(count=count))
 
 
-def receive_features(ctx: Context, peer: str) -> int:
-    """The number of gradient entries ``peer`` announced at setup (fixed for the run)."""
+def receive_features(ctx: Context, peer: str, agreed: int) -> int:
+    """Check the number of gradient entries ``peer`` announced at setup against the ``agreed``
+    (public) one; returns it (fixed for the run).
+
+    A requester's count is never self-declared: a host that announced ``d_h + m`` entries could
+    fill the extra slots with ``[Q | I_m]ᵀ Enc(d)`` and read every residual of every batch
+    (a guest likewise the hosts' partial predictors). Any other count → :class:`ProtocolAbort`
+    naming ``peer``, before anything is decrypted for it.
+    """
     msg: FeatureCount = ctx.channel.recv(peer, "features", expect=FeatureCount)
-    return msg.count
+    if msg.count != agreed:
+        raise ProtocolAbort(
+            f"{peer!r} announced {msg.count} gradient entries, {agreed} were agreed "
+            "(feature_counts): refused, nothing will be decrypted for it",
+            party=peer,
+        )
+    return agreed
 
 
 def decrypt_for(

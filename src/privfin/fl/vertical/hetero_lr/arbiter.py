@@ -2,7 +2,8 @@
 
 It sees only uniformly masked, packed gradient integers (statistical distance ``2**-stat_bits``
 from uniform) and, with early stopping on, each party's squared weight change per epoch. It
-decrypts for each party exactly the packed size of the gradient it announced at setup and only
+decrypts for each party exactly the packed size of its AGREED number of gradient entries
+(``feature_counts``; a different announced count aborts) and only
 requests whose every slot is a masked value (``_wire.decrypt_for``).
 """
 
@@ -17,7 +18,7 @@ from privfin.fl.vertical.hetero_lr._wire import (
     receive_features,
     sync_stop,
 )
-from privfin.fl.vertical.hetero_lr.common import LRParams, batch_plan
+from privfin.fl.vertical.hetero_lr.common import LRParams, agreed_entries, batch_plan
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.runtime import Context
 
@@ -30,7 +31,8 @@ def run_arbiter(ctx: Context, params: LRParams, guest: str, hosts: list[str]) ->
     parties = [guest, *hosts]
     announce_key(ctx, pk, parties)
     plan: Plan = ctx.channel.recv(guest, "plan", expect=Plan)
-    counts = {party: receive_features(ctx, party) for party in parties}
+    entries = agreed_entries(params, guest, hosts, plan.n_rows)
+    counts = {party: receive_features(ctx, party, entries[party]) for party in parties}
     # Batch sizes are public (the seed only permutes rows).
     sizes = [len(rows) for rows in batch_plan(0, plan.n_rows, params.batch_size, 0, shuffle=False)]
     epochs = 0

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.errors import ConfigError, ProtocolAbort
+from privfin.fl.vertical.hetero_lr.messages import MAX_FEATURES
 from privfin.ml.optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "HOST",
     "LRParams",
     "PartyModel",
+    "agreed_entries",
     "batch_plan",
+    "check_own_count",
     "encode_fixed",
     "features_of",
     "plaintext_reference",
@@ -75,6 +78,14 @@ class LRParams:
         Fixed-point fractional bits of encrypted values; statistical security of masks.
     n_jobs:
         Threads per party for the encrypted matrix products.
+    feature_counts:
+        Party name -> number of feature columns of that party (without the intercept): PUBLIC,
+        AGREED information, identical at every party (the job spec; with a data registry, the
+        approved schemas). Each party checks its own data against its entry, and every key
+        holder decrypts for a party exactly the packed size of its agreed count (a different
+        announced count aborts naming the sender). Required by the job component; the
+        in-process estimator fills it in from the data it holds. Each party's gradient entries
+        (features, plus the guest's intercept) must stay below every batch's row count.
     """
 
     mode: str = "arbiter"
@@ -99,6 +110,7 @@ class LRParams:
     frac_bits: int = 24
     stat_bits: int = 48
     n_jobs: int = 1
+    feature_counts: dict[str, int] | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +134,22 @@ class LRParams:
             raise ConfigError("frac_bits must be in [8, 48] and stat_bits in [32, 128]")
         if self.n_jobs < 1:
             raise ConfigError("n_jobs must be >= 1")
+        fc = self.feature_counts
+        if fc is not None and (
+            not isinstance(fc, Mapping)
+            or not fc
+            or not all(
+                isinstance(k, str)
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                and 0 < v <= MAX_FEATURES
+                for k, v in fc.items()
+            )
+        ):
+            raise ConfigError(
+                f"feature_counts must map each party name to its number of feature columns "
+                f"(an integer in [1, {MAX_FEATURES}])"
+            )
         cw = self.class_weight
         if cw is not None and cw != "balanced":
             if not isinstance(cw, Mapping) or set(cw) != {0, 1}:
@@ -139,6 +167,9 @@ class LRParams:
                 f"unknown hetero_lr parameters {sorted(unknown)}; known: {sorted(known)}"
             )
         values = {k: v for k, v in params.items() if k in known}
+        fc = values.get("feature_counts")
+        if isinstance(fc, Mapping):
+            values["feature_counts"] = {str(k): v for k, v in fc.items()}
         cw = values.get("class_weight")
         if isinstance(cw, Mapping):
             try:
@@ -165,6 +196,58 @@ class LRParams:
         if self.weighted and not guest:
             value += WEIGHT_BITS + WEIGHT_FRAC_BITS
         return value + self.grad_bits - 1 + math.ceil(math.log2(batch + 1)) + 1
+
+
+def agreed_entries(params: LRParams, guest: str, hosts: list[str], n_rows: int) -> dict[str, int]:
+    """Each data party's number of gradient entries (features, plus the guest's intercept)
+    from the AGREED ``feature_counts`` — never from what a peer announces.
+
+    Raises :class:`ConfigError` if ``feature_counts`` is missing or does not name exactly the
+    guest and the hosts, or if a party's entries reach the row count of a batch (the smallest,
+    usually the last, counts): a party with ``d_p >= m`` gradient entries on a batch of ``m``
+    rows gets at least ``m`` linear functions of the batch's residuals from its own gradient
+    and, with features in general position, solves for every residual of that batch.
+    Every party runs the same check on the same public values.
+    """
+    counts = params.feature_counts
+    if counts is None:
+        raise ConfigError(
+            "hetero_lr needs the parameter 'feature_counts' ({party: number of feature "
+            "columns}, agreed by all parties; the job spec or the approved schemas): key "
+            "holders decrypt exactly that many entries per party"
+        )
+    parties = {guest, *hosts}
+    if set(counts) != parties:
+        raise ConfigError(
+            f"feature_counts must name exactly the guest and the hosts {sorted(parties)}, "
+            f"got {sorted(counts)}"
+        )
+    entries = {
+        party: counts[party] + (1 if party == guest and params.fit_intercept else 0)
+        for party in sorted(parties)
+    }
+    smallest = min(rows.size for rows in batch_plan(0, n_rows, params.batch_size, 0, False))
+    for party, count in entries.items():
+        if count >= smallest:
+            raise ConfigError(
+                f"party {party!r} has {count} gradient entries but a batch of only {smallest} "
+                f"rows ({n_rows} rows, batch_size={params.batch_size}): its gradient would "
+                "determine that batch's residuals; choose batch_size so that every batch, "
+                "including the last, has more rows than any party's features (+1 for the guest)"
+            )
+    return entries
+
+
+def check_own_count(params: LRParams, party: str, x: FloatArray) -> None:
+    """This party's data must have the number of feature columns agreed for it."""
+    counts = params.feature_counts
+    if counts is None or party not in counts:
+        return  # agreed_entries reports the missing parameter with the full context
+    if x.shape[1] != counts[party]:
+        raise ConfigError(
+            f"this party's data has {x.shape[1]} feature columns, feature_counts[{party!r}] "
+            f"agreed {counts[party]}: fix the data or the job parameters"
+        )
 
 
 def features_of(inputs: Mapping[str, Any], params: Mapping[str, Any]) -> FloatArray:

@@ -13,6 +13,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     GUEST,
     HOST,
     LRParams,
+    check_own_count,
     features_of,
     labels_of,
 )
@@ -50,6 +51,8 @@ def hetero_lr_component(
     residual or other party's gradient leaves its owner in clear. Key holders trust no requester:
     they decrypt only the exact packed size announced at setup and only in-range masked slots
     (``ProtocolAbort`` naming the requester otherwise) and return ``B + 1`` bits per slot; the
+    size is that of the AGREED ``feature_counts`` parameter (required: ``{party: feature
+    columns}``), never a count a peer declares; the
     residual leak of a deviating party is quantified in ``SPEC.md``.
     """
     p = LRParams.from_mapping(params)
@@ -64,12 +67,21 @@ def hetero_lr_component(
         raise ConfigError("mode='guest' runs without an arbiter; remove the arbiter role")
     guest = guests[0]
     arbiter = arbiters[0] if p.mode == "arbiter" else None
+    if p.feature_counts is None:
+        raise ConfigError(
+            "hetero_lr needs the parameter 'feature_counts' ({party: number of feature "
+            "columns}, agreed by all parties, e.g. from the approved schemas): key holders "
+            "decrypt exactly that many gradient entries per party, never a self-declared count"
+        )
     if ctx.has_role(GUEST):
         x = features_of(inputs, params)
+        check_own_count(p, ctx.party, x)
         y = labels_of(inputs, params, x.shape[0])
         out = run_guest(ctx, p, x, y, hosts, arbiter)
     elif ctx.has_role(HOST):
-        out = run_host(ctx, p, features_of(inputs, params), guest, hosts, arbiter)
+        xh = features_of(inputs, params)
+        check_own_count(p, ctx.party, xh)
+        out = run_host(ctx, p, xh, guest, hosts, arbiter)
     elif ctx.has_role(ARBITER):
         out = run_arbiter(ctx, p, guest, hosts)
     else:

@@ -65,9 +65,17 @@ class HeteroLogisticRegression:
     ) -> Self:
         """Train on PSI-aligned features (party -> matrix, rows in the same order) and the
         guest's labels ``y``."""
-        p = LRParams.from_mapping(self.params)
         if guest not in features or len(features) < 2:
             raise ConfigError("features must map the guest and at least one host to matrices")
+        params = dict(self.params)
+        if params.get("feature_counts") is None:
+            # In process the estimator holds every party's data: the agreed counts are known.
+            shapes = {party: np.shape(x) for party, x in features.items()}
+            for party, shape in shapes.items():
+                if len(shape) != 2 or 0 in shape:
+                    raise ConfigError(f"features of {party!r} must be a non-empty 2-D matrix")
+            params["feature_counts"] = {party: int(shape[1]) for party, shape in shapes.items()}
+        p = LRParams.from_mapping(params)
         roles: dict[str, tuple[str, ...]] = {
             party: ("guest",) if party == guest else ("host",) for party in features
         }
@@ -81,7 +89,7 @@ class HeteroLogisticRegression:
         out = simulate(
             hetero_lr_component,
             roles,
-            params=self.params,
+            params=params,
             inputs=inputs,
             component_name="hetero_lr",
             seed=seed,

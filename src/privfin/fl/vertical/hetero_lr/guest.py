@@ -28,6 +28,7 @@ from privfin.fl.vertical.hetero_lr._wire import (
 from privfin.fl.vertical.hetero_lr.common import (
     LRParams,
     PartyModel,
+    agreed_entries,
     batch_plan,
     encode_fixed,
     sample_weights,
@@ -49,6 +50,7 @@ def run_guest(
 ) -> dict[str, Any]:
     """Train; returns the guest's coefficients, intercept and the number of epochs run."""
     n = int(y.size)
+    entries = agreed_entries(params, ctx.party, hosts, n)
     s, s_int = sample_weights(y, params)
     model = PartyModel(x, params, intercept=params.fit_intercept, row_weights=s)
     seed = ctx.random.below(2**63)
@@ -66,7 +68,7 @@ def run_guest(
         announce_key(ctx, pk, hosts)
         host_keys = {h: receive_key(ctx, params, h) for h in hosts}
         announce_features(ctx, hosts, model.q.shape[1])
-        host_counts = {h: receive_features(ctx, h) for h in hosts}
+        host_counts = {h: receive_features(ctx, h, entries[h]) for h in hosts}
         if params.weighted:
             enc_s = pk.raw_encrypt([int(v) for v in s_int], n_jobs=params.n_jobs)
             for host in hosts:

@@ -26,7 +26,13 @@ from privfin.fl.vertical.hetero_lr._wire import (
     send_cts,
     sync_stop,
 )
-from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, batch_plan, encode_fixed
+from privfin.fl.vertical.hetero_lr.common import (
+    LRParams,
+    PartyModel,
+    agreed_entries,
+    batch_plan,
+    encode_fixed,
+)
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.he._base import PrivateKeyBase
 from privfin.runtime import Context
@@ -50,6 +56,7 @@ def run_host(
             f"the guest has {plan.n_rows} aligned rows, this host {n}: align with PSI first",
             party=guest,
         )
+    entries = agreed_entries(params, guest, hosts, n)
     model = PartyModel(x, params, intercept=False)
     peers = [h for h in hosts if h != ctx.party]
     own_sk: PrivateKeyBase | None = None
@@ -64,7 +71,7 @@ def run_host(
         own_pk, own_sk = new_keypair(ctx, params)
         announce_key(ctx, own_pk, [guest])
         announce_features(ctx, [guest], model.q.shape[1])
-        guest_count = receive_features(ctx, guest)
+        guest_count = receive_features(ctx, guest, entries[guest])
         if params.weighted:
             enc_s = recv_cts(ctx, guest, "s", pk, n)
     f = params.frac_bits
