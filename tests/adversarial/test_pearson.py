@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from privfin.config import Settings
-from privfin.errors import ProtocolAbort
+from privfin.errors import ConfigError, ProtocolAbort
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import Channel
 from privfin.fl.vertical.binning import hetero_pearson_component, pearson
@@ -27,6 +27,7 @@ KEYS = {"key_bits": 768, "insecure_allow_small_keys": True}
 DEV = Settings(mode="development")
 ROLES = {"bank": ["guest"], "telco": ["host"]}
 N, D_G, D_H = 120, 3, 2
+AGREED = {"bank": D_G, "telco": D_H}  # public, in the job spec
 
 
 def data() -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +40,8 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 def run(params: dict[str, Any] | None = None, hub: MemoryHub | None = None) -> dict[str, Any]:
     xg, xh = data()
     return simulate(
-        hetero_pearson_component, ROLES, params={**KEYS, **(params or {})},
+        hetero_pearson_component, ROLES,
+        params={**KEYS, "feature_counts": AGREED, **(params or {})},
         inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV, hub=hub,
     )  # fmt: skip
 
@@ -74,10 +76,16 @@ def announce(monkeypatch: pytest.MonkeyPatch, d_h: int) -> None:
     monkeypatch.setattr(Channel, "send", send)
 
 
-def test_more_products_than_announced_abort(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The host announces one feature fewer than it returns products for."""
-    announce(monkeypatch, D_H - 1)
-    assert_aborts_naming_host(f"not {D_G} x {D_H - 1} values")
+def test_more_products_than_agreed_abort(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host announces the agreed count but returns one product more."""
+    real = pearson.encrypted_matvec
+
+    def one_more(pk: Any, cts: Any, q: np.ndarray, bits: int) -> list[Any]:
+        out: list[Any] = real(pk, cts, q, bits)
+        return [*out, out[0]]
+
+    monkeypatch.setattr(pearson, "encrypted_matvec", one_more)
+    assert_aborts_naming_host(f"not {D_G} x {D_H} values")
 
 
 def test_weights_that_do_not_sum_to_zero_abort(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,10 +108,33 @@ def test_unstandardised_features_fail_the_range_check(monkeypatch: pytest.Monkey
     assert_aborts_naming_host("outside \\[-1.01, 1.01\\]")
 
 
-@pytest.mark.parametrize("d_h", [pearson.BinParams().max_features + 1, N // 2])
-def test_too_many_host_features_abort(monkeypatch: pytest.MonkeyPatch, d_h: int) -> None:
+@pytest.mark.parametrize("d_h", [D_H - 1, D_H + 1, pearson.BinParams().max_features + 1, N // 2])
+def test_a_host_announcing_another_count_than_agreed_aborts(
+    monkeypatch: pytest.MonkeyPatch, d_h: int
+) -> None:
+    """``d_h`` is public and agreed (``feature_counts``): any other announcement, and so any
+    count beyond ``max_features`` or half the rows, stops the run naming the host."""
     announce(monkeypatch, d_h)
-    assert_aborts_naming_host("host features")
+    assert_aborts_naming_host(f"announced {d_h} features, {D_H} were agreed")
+
+
+def test_agreed_counts_are_required_and_bounded() -> None:
+    """Every party checks the public counts: present, its own data matching, below n/2."""
+    with pytest.raises(ConfigError, match="needs the parameter 'feature_counts'"):
+        run({"feature_counts": None})
+    with pytest.raises(
+        ConfigError, match="2 feature columns, feature_counts\\['telco'\\] agreed 3"
+    ):
+        run({"feature_counts": {"bank": D_G, "telco": 3}})
+    with pytest.raises(ConfigError, match="exactly the parties"):
+        run({"feature_counts": {"bank": D_G, "telco": D_H, "x": 1}})
+    wide = np.random.default_rng(0).normal(size=(N, N // 2))
+    with pytest.raises(ConfigError, match=r"'bank'\] = 60: .* fewer columns than half the 120"):
+        simulate(
+            hetero_pearson_component, ROLES,
+            params={**KEYS, "feature_counts": {"bank": N // 2, "telco": D_H}},
+            inputs={"bank": {"X": wide}, "telco": {"X": data()[1]}}, settings=DEV,
+        )  # fmt: skip
 
 
 def test_residual_leak_is_zero_sum_combinations_and_only_if_revealed(
@@ -139,3 +170,70 @@ def test_honest_run_unchanged() -> None:
     ref = np.corrcoef(xg.T, xh.T)[:D_G, D_G:]
     np.testing.assert_allclose(out["bank"]["corr"]["telco"], ref, atol=1e-4)
     np.testing.assert_allclose(out["telco"]["corr"], ref, atol=1e-4)
+
+
+def _crafted_guest(n_columns: int, stolen: dict[str, np.ndarray]) -> Any:
+    """The component, with the guest replaced by a malicious one (red team 4B): instead of its
+    standardised columns it sends ``n_columns`` unit vectors ``e_i * 2**16`` and decrypts the
+    products ``q[i, b]``: row ``i`` of the host's quantised standardised matrix. The host runs
+    the honest code."""
+    from privfin.fl.vertical.binning.common import BinParams, new_keypair
+    from privfin.fl.vertical.binning.messages import BinKey, Correlations, EncryptedColumns
+    from privfin.he._base import PackedEncryptedVector
+    from privfin.runtime import Context
+
+    def component(ctx: Context, params: dict[str, Any], inputs: dict[str, Any]) -> Any:
+        if not ctx.has_role("guest"):
+            return hetero_pearson_component(ctx, params, inputs)
+        p = BinParams.from_mapping(KEYS)
+        pk, sk = new_keypair(ctx, p)
+        ctx.channel.broadcast("key", BinKey(key=pk.to_wire()), peers=["telco"])
+        d_h = ctx.channel.recv("telco", "setup", expect=PearsonSetup).n_features
+        cols = []
+        for i in range(n_columns):
+            e = [0] * N
+            e[i] = 1 << pearson.FRAC_BITS
+            cols.append(pk.encrypt(e, value_bits=pearson._column_bits(N)).to_wire())
+        ctx.channel.send("telco", "columns", EncryptedColumns(columns=cols))
+        msg = ctx.channel.recv("telco", "products", expect=Correlations)
+        assert msg.packed is not None
+        vals = sk.decrypt(PackedEncryptedVector.from_wire(pk, msg.packed))
+        q = np.asarray(vals, dtype=float).reshape(n_columns, d_h) / 2**pearson.FRAC_BITS
+        stolen["z"] = q * pearson.CLIP / (2 ** (pearson.QUANT_BITS - 1) - 1)
+        return {}
+
+    return component
+
+
+def test_a_guest_sending_more_columns_than_agreed_aborts() -> None:
+    """Red team 4B: n/2 - 1 = 59 crafted columns would give the guest 59 rows of the host's
+    standardised matrix. The host refuses any count but the agreed d_g, naming the guest,
+    and computes nothing."""
+    stolen: dict[str, np.ndarray] = {}
+    hub = MemoryHub()
+    xg, xh = data()
+    with pytest.raises(ProtocolAbort, match="sent 59 encrypted columns, 3 were agreed") as info:
+        simulate(
+            _crafted_guest(N // 2 - 1, stolen), ROLES,
+            params={**KEYS, "feature_counts": AGREED},
+            inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV, hub=hub,
+        )  # fmt: skip
+    assert info.value.party == "bank"
+    assert not stolen
+    assert not [k for k, _ in hub.wire if k.sender == "telco" and k.tag == "products"]
+
+
+def test_a_guest_within_the_agreed_count_reads_at_most_d_g_times_d_h_values() -> None:
+    """What remains (binning SPEC.md): the host cannot check that the guest's encrypted
+    columns are standardised features, so a guest within its agreed ``d_g`` columns chooses
+    ``d_g`` linear functionals of each host column: here rows 0..d_g-1 of the host's
+    standardised matrix, ``d_g * d_h`` = 6 values per run and no more."""
+    stolen: dict[str, np.ndarray] = {}
+    xg, xh = data()
+    simulate(
+        _crafted_guest(D_G, stolen), ROLES, params={**KEYS, "feature_counts": AGREED},
+        inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV,
+    )  # fmt: skip
+    want = pearson.standardise(xh)[:D_G]
+    assert stolen["z"].shape == (D_G, D_H)
+    np.testing.assert_allclose(stolen["z"], want, atol=1e-4)

@@ -116,7 +116,7 @@ def test_hetero_pearson_matches_numpy() -> None:
     xg, xh = xg.iloc[:200, :4], xh.iloc[:200, :6]
     out = simulate(
         hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]},
-        params={**KEYS, "reveal_to_hosts": True},
+        params={**KEYS, "reveal_to_hosts": True, "feature_counts": {"bank": 4, "telco": 6}},
         inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV,
     )  # fmt: skip
     ref = np.corrcoef(xg.to_numpy().T, xh.to_numpy().T)[:4, 4:]
@@ -125,7 +125,8 @@ def test_hetero_pearson_matches_numpy() -> None:
     # By default the host gets nothing back.
     hub = MemoryHub()
     out = simulate(
-        hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]}, params=KEYS,
+        hetero_pearson_component, {"bank": ["guest"], "telco": ["host"]},
+        params={**KEYS, "feature_counts": {"bank": 4, "telco": 6}},
         inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV, hub=hub,
     )  # fmt: skip
     np.testing.assert_allclose(out["bank"]["corr"]["telco"], ref, atol=1e-4)

@@ -22,7 +22,11 @@ count); a host — nothing (ciphertexts only), or, with ``reveal_to_hosts``, the
 to ``d_guest * d_h`` zero-sum linear combinations of the guest's standardised columns that a
 malicious host may choose (see SPEC.md). With as many guest columns as rows the guest could
 solve for a host column from the correlations: the component refuses ``d_guest >= n / 2``, and
-``d_h`` must be below ``n / 2`` and ``max_features``. Accuracy: within 1e-4 of numpy (tested).
+``d_h`` must be below ``n / 2`` and ``max_features``. Both counts are public, AGREED parameters
+(``feature_counts``, required): the guest refuses a host announcing another ``d_h`` and the host
+refuses a guest sending another number of columns (or ``2 * d_g >= n``), ``ProtocolAbort``
+naming the sender. What a guest can still do with its agreed ``d_g`` columns (crafted values)
+is stated in SPEC.md. Accuracy: within 1e-4 of numpy (tested).
 Paillier only (an Okamoto-Uchiyama key would decrypt chosen ciphertexts modulo its secret prime).
 """
 
@@ -97,6 +101,24 @@ def quantise(z: np.ndarray) -> np.ndarray:
     return out
 
 
+def _agreed_counts(value: Any, parties: list[str]) -> dict[str, int]:
+    """The public, agreed ``feature_counts`` ({party: feature columns}), one per party."""
+    if value is None:
+        raise ConfigError(
+            "hetero_pearson needs the parameter 'feature_counts' ({party: number of feature "
+            "columns}, agreed by all parties, e.g. from the approved schemas): each side "
+            "refuses a peer that sends another number of columns"
+        )
+    if not isinstance(value, Mapping) or set(value) != set(parties):
+        raise ConfigError(f"feature_counts must name exactly the parties {sorted(parties)}")
+    out: dict[str, int] = {}
+    for party, count in value.items():
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= 4096:
+            raise ConfigError(f"feature_counts[{party!r}] must be an integer in [1, 4096]")
+        out[str(party)] = count
+    return out
+
+
 def _guest_products(
     ctx: Context, pk: Any, sk: Any, host: str, n: int, d_g: int, d_h: int
 ) -> np.ndarray:
@@ -148,18 +170,34 @@ def hetero_pearson_component(
     """Pearson correlation between the guest's and each host's features (see module doc).
 
     Returns at the guest ``{"corr": {host: matrix (d_guest x d_host)}, "features": ...}``, at a
-    host ``{"corr": matrix or None}``. Parameters: ``key_bits``, ``insecure_allow_small_keys``,
+    host ``{"corr": matrix or None}``. Parameters: ``feature_counts`` (required: ``{party:
+    feature columns}``, public and agreed), ``key_bits``, ``insecure_allow_small_keys``,
     ``max_features`` (most host features, default 256), ``reveal_to_hosts`` (default false).
     """
     reveal = bool(params.get("reveal_to_hosts", False))
-    p = BinParams.from_mapping({k: v for k, v in params.items() if k != "reveal_to_hosts"})
+    own = ("reveal_to_hosts", "feature_counts")
+    p = BinParams.from_mapping({k: v for k, v in params.items() if k not in own})
     guests, hosts = ctx.parties_with("guest"), ctx.parties_with("host")
     if len(guests) != 1 or not hosts:
         raise ConfigError("hetero_pearson needs exactly one guest and at least one host")
+    agreed = _agreed_counts(params.get("feature_counts"), [guests[0], *hosts])
     x, names = feature_matrix(inputs, params)
     if np.any(np.isnan(x)):
         raise ConfigError("impute missing values before computing correlations")
     n = x.shape[0]
+    if x.shape[1] != agreed[ctx.party]:
+        raise ConfigError(
+            f"this party's data has {x.shape[1]} feature columns, feature_counts"
+            f"[{ctx.party!r}] agreed {agreed[ctx.party]}: fix the data or the job parameters"
+        )
+    for party, count in agreed.items():
+        # Public values, the same check at every party: with as many columns as half the
+        # rows a party could solve for the other side's columns from the correlations.
+        if 2 * count >= n or (party != guests[0] and count > p.max_features):
+            raise ConfigError(
+                f"feature_counts[{party!r}] = {count}: hetero_pearson needs fewer columns than "
+                f"half the {n} rows (and at most max_features={p.max_features} per host)"
+            )
     z = standardise(x)
     if ctx.has_role("guest"):
         d_g = z.shape[1]
@@ -170,6 +208,12 @@ def hetero_pearson_component(
         widths: dict[str, int] = {}
         for host in hosts:
             setup: PearsonSetup = ctx.channel.recv(host, "setup", expect=PearsonSetup)
+            if setup.n_features != agreed[host]:
+                raise ProtocolAbort(
+                    f"{host!r} announced {setup.n_features} features, {agreed[host]} were "
+                    "agreed (feature_counts): refused, nothing decrypted",
+                    party=host,
+                )
             if setup.n_features > p.max_features or 2 * setup.n_features >= n:
                 raise ProtocolAbort(
                     f"{setup.n_features} host features: more than max_features="
@@ -201,8 +245,15 @@ def hetero_pearson_component(
         raise ConfigError(f"{d_h} features: more than max_features or not below half the rows")
     ctx.channel.send(guest, "setup", PearsonSetup(n_features=d_h))
     cols_msg: EncryptedColumns = ctx.channel.recv(guest, "columns", expect=EncryptedColumns)
-    if not 0 < len(cols_msg.columns) < n / 2:
-        raise ProtocolAbort("too many or no guest columns", party=guest)
+    d_g = len(cols_msg.columns)
+    if d_g != agreed[guest] or not 0 < 2 * d_g < n:
+        # A guest sending n/2 - 1 crafted "columns" e_i * 2**16 read that many rows of this
+        # host's standardised matrix: the count is the agreed one, below half the rows.
+        raise ProtocolAbort(
+            f"{guest!r} sent {d_g} encrypted columns, {agreed[guest]} were agreed "
+            f"(feature_counts) and fewer than half the {n} rows are allowed: refused",
+            party=guest,
+        )
     q = quantise(z)
     bits = QUANT_BITS if int(np.abs(q).max(initial=0)) < 1 << (QUANT_BITS - 1) else QUANT_BITS + 1
     products: list[Any] = []
