@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sqlite3
 import ssl
 import stat
 import threading
@@ -326,6 +327,42 @@ def test_honest_sender_stops_on_an_ended_job(cluster: Cluster, tmp_path: Path) -
     assert time.monotonic() - start < 10
     # bank_a's generic reason was taken as its abort
     assert transport.mailbox.aborted("dos-over") == ("bank_a", "bank_a: cancelled by its operator")
+
+
+@pytest.mark.cluster
+def test_a_late_message_to_a_finished_job_is_moot(cluster: Cluster, tmp_path: Path) -> None:
+    """A job that finished at the receiver needs nothing more: a new message gets 410 and the
+    honest send returns without storing it; the retry of a message stored before the end
+    is still answered as a duplicate (200), not 410."""
+    spec = _spec("dos-fin", ["bank_a", "bank_b"])
+    cluster.run_job(spec, timeout=60)
+    from privfin.node.config import NodeConfig
+
+    config = NodeConfig.model_validate(yaml.safe_load(cluster.config_path("bank_b").read_text()))
+    transport = HttpTransport(
+        config.identity, config.transport_peers(), Mailbox(tmp_path / "b.db"), send_timeout=60
+    )
+    late = MessageKey("dos-fin", "exposure", "late", "bank_b", "bank_a", 0)
+    start = time.monotonic()
+    transport.send(late, b"late")
+    transport.close()
+    assert time.monotonic() - start < 10
+    assert transport.mailbox.aborted("dos-fin") is None
+    box = Mailbox(cluster.root / "bank_a" / "state" / "node.sqlite")
+    try:
+        assert not box.has(late)
+        with sqlite3.connect(cluster.root / "bank_a" / "state" / "node.sqlite") as conn:
+            query = "SELECT component, tag, seq FROM messages WHERE job = ? AND sender = ?"
+            row = conn.execute(query, ("dos-fin", "bank_b")).fetchone()
+        stored = MessageKey("dos-fin", row[0], row[1], "bank_b", "bank_a", row[2])
+        assert box.has(stored)
+    finally:
+        box.close()
+    with _raw(cluster, "bank_b", "bank_a") as peer:
+        resp = peer.put(f"/v1/messages/{stored.path()}", content=b"whatever")
+        assert resp.status_code == 409  # known key: judged as a replay (payload digest), not 410
+        resp = peer.put(f"/v1/messages/{late.path()}", content=b"late")
+        assert resp.status_code == 410
 
 
 @pytest.mark.cluster

@@ -168,14 +168,17 @@ class HttpTransport:
                 if resp.status_code == 507:  # the peer could not store it (disk full there)
                     raise ProtocolAbort(f"party {peer!r} failed: internal error")
                 if resp.status_code == 410:  # the job is over at the peer: no retry
-                    if job is not None:
-                        # It failed there (its retried abort may not be here yet): take its
-                        # generic reason as its abort, as a resumed job does.
-                        reason = self.peer_failure(job, peer)
-                        if reason is not None:
-                            self.mailbox.abort(job, peer, reason)
+                    if job is None:
+                        raise ProtocolAbort(f"party {peer!r} has already ended the job")
+                    # It failed there (its retried abort may not be here yet): take its
+                    # generic reason as its abort, as a resumed job does. If it finished,
+                    # it needs nothing more from us: the message is moot.
+                    failed = self.peer_failure(job, peer)
+                    if failed is not None:
+                        self.mailbox.abort(job, peer, failed)
                         self._stop_if_aborted(job)
-                    raise ProtocolAbort(f"party {peer!r} has already ended job {job!r}")
+                    _log.info("%s has finished job %s; message %s not needed", peer, job, url)
+                    return
                 # 429: the peer's pre-job buffer for us is full (it has not started the job
                 # yet); 503: too many uploads in flight there; like a 5xx, retry until
                 # send_timeout.

@@ -545,6 +545,11 @@ class Mailbox:
             row = conn.execute(select(messages.c.payload).where(_where(key))).first()
         return None if row is None else bytes(row[0])
 
+    def has(self, key: MessageKey) -> bool:
+        """Whether a message is stored under ``key`` (its payload may have been deleted)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(messages.c.seq).where(_where(key))).first() is not None
+
     def aborted(self, job: str) -> tuple[str, str] | None:
         with self.engine.connect() as conn:
             row = conn.execute(

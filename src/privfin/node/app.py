@@ -179,7 +179,8 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             raise HTTPException(
                 400, f"job {job!r} runs component {component!r}, not {key.component!r}"
             )
-        if job in ended or runner.ended(job):
+        if (job in ended or runner.ended(job)) and not mailbox.has(key):
+            # (the retry of a message stored before the job ended is answered as a duplicate)
             ended.add(job)
             warn(party, "ended", "party %s sent a message for job %s, which has ended", party, job)
             raise HTTPException(410, f"job {job!r} has ended at {config.party!r}")
