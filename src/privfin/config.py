@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from privfin.errors import ConfigError, InsecureModeError
 
-__all__ = ["Mode", "Settings", "require_insecure_allowed"]
+__all__ = ["Mode", "Settings", "require_insecure_allowed", "require_peer_ou_allowed"]
 
 Mode = str  # "production" or "development"
 _MODES = ("production", "development")
@@ -58,4 +58,37 @@ def require_insecure_allowed(settings: Settings, what: str) -> None:
             f"{what} is an insecure mode and is refused in production mode; "
             "set mode='development' or allow_insecure=True (PRIVFIN_ALLOW_INSECURE=1) "
             "to enable it explicitly"
+        )
+
+
+def require_peer_ou_allowed(settings: Settings, what: str) -> None:
+    """Refuse to compute on a *peer's* Okamoto–Uchiyama key in production mode unless
+    ``allow_insecure`` is set (same switch as :func:`require_insecure_allowed`).
+
+    A Paillier key comes with a proof that its modulus is well formed
+    (:func:`privfin.he.paillier.verify_modulus`); an OU modulus ``n = p**2 * q`` has none here
+    (a ``p**2 q`` well-formedness proof is not implemented). A key owner that picks ``n`` with
+    extra prime factors, or ``p`` and ``q`` of other sizes, gives Z*_n components that the
+    encryption randomness and the masks of a party computing on its ciphertexts do not cover,
+    and may read that party's values from the replies it decrypts. Use Paillier for a key held
+    by another party; a party's use of its *own* OU key needs no such check.
+
+    Parameters
+    ----------
+    what:
+        What is refused, e.g. ``"SecureBoost host 'bank': the guest's OU key"``.
+
+    Raises
+    ------
+    InsecureModeError
+        In production mode without ``allow_insecure``.
+    """
+    if settings.mode == "production" and not settings.allow_insecure:
+        raise InsecureModeError(
+            f"{what}: computing on a peer's Okamoto-Uchiyama key is refused in production "
+            "mode, because an OU modulus carries no proof that it is well formed and a key "
+            "owner who chose a malformed one could read this party's values beyond the masks "
+            "in the replies it decrypts; use the Paillier scheme (its keys carry a modulus "
+            "proof), or set mode='development' or allow_insecure=True "
+            "(PRIVFIN_ALLOW_INSECURE=1) to accept it explicitly"
         )

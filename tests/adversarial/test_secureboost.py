@@ -7,14 +7,15 @@ Keys are 1024-bit test keys (development settings).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import gmpy2
 import numpy as np
 import pytest
 
-from privfin.config import Settings
-from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.config import Settings, require_peer_ou_allowed
+from privfin.errors import InsecureModeError, PrivfinError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.secureboost import guest as guest_mod
@@ -28,6 +29,7 @@ from privfin.fl.vertical.secureboost.messages import (
 )
 from privfin.fl.vertical.secureboost.packing import GradientLayout
 from privfin.fl.vertical.secureboost.params import BoostParams
+from privfin.he import paillier
 from privfin.ml.trees import fit_bins
 
 DEV = Settings(mode="development")
@@ -255,3 +257,80 @@ def test_guest_decrypts_only_the_agreed_packing(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ProtocolAbort, match="packing") as err:
         _fit()
     assert err.value.party == "host"
+
+
+# ------------------------------------------------- the guest's key: modulus proof, OU refusal
+
+
+def _p2q(bits: int = 1024, seed: int = 5) -> int:
+    """``n = p**2 * q``: passes size, parity, power and trial-division checks, but
+    ``gcd(n, phi(n)) = p`` (Z*_{n^2} has a part the host's randomness does not cover)."""
+    rnd = random.Random(seed)
+    while True:
+        p = int(gmpy2.next_prime(rnd.getrandbits(341) | (1 << 340)))
+        q = int(gmpy2.next_prime(rnd.getrandbits(342) | (1 << 341)))
+        if (p * p * q).bit_length() == bits:
+            return p * p * q
+
+
+def _wire_as(pk: Any, edit: Any) -> Any:
+    """The guest's key object, sending ``edit(honest wire dict)`` instead of its wire form."""
+    honest = pk.to_wire()
+    pk.to_wire = lambda: edit(dict(honest))
+    return pk
+
+
+def _flip_root(w: dict[str, Any]) -> dict[str, Any]:
+    w["proof"] = [bytes([w["proof"][0][0] ^ 1]) + w["proof"][0][1:], *w["proof"][1:]]
+    return w
+
+
+def _malformed_with_replayed_proof(pk: Any) -> Any:
+    # The guest can prove nothing for this n: it sends the (valid) proof of its honest key.
+    return paillier.PublicKey(
+        _p2q(), insecure_allow_small_keys=True, modulus_proof=pk.modulus_proof
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda pk: _wire_as(pk, lambda w: {k: v for k, v in w.items() if k != "proof"}),
+        lambda pk: _wire_as(pk, _flip_root),
+        _malformed_with_replayed_proof,
+    ],
+    ids=["no-proof", "tampered-proof", "p2q-modulus"],
+)
+def test_host_refuses_a_guest_key_without_a_valid_modulus_proof(
+    monkeypatch: pytest.MonkeyPatch, make: Any
+) -> None:
+    """A Paillier key must come with the guest's proof that gcd(n, phi(n)) = 1; otherwise a
+    guest could pick a modulus whose hidden components survive the host's re-randomisation
+    and read which rows fell in each bin. Refused at key receipt, before any work."""
+    real = paillier.generate_keypair  # the module the guest uses
+
+    def keys(n_bits: int, **kw: Any) -> Any:
+        pk, sk = real(n_bits, **kw)
+        return make(pk), sk
+
+    monkeypatch.setattr(paillier, "generate_keypair", keys)
+    with pytest.raises(ProtocolAbort, match="proof") as err:
+        _fit()
+    assert err.value.party == "guest"
+
+
+def test_host_refuses_a_peer_ou_key_in_production() -> None:
+    """No well-formedness proof exists for an OU modulus: a host refuses to compute on the
+    guest's OU key in production mode (unless allow_insecure), naming OU and Paillier."""
+    xg, y, xh = _data(48, 1)
+    est = HeteroSecureBoost(n_trees=1, max_depth=2, n_bins=N_BINS, he_scheme="ou", key_bits=2048)
+    with pytest.raises(InsecureModeError, match=r"Okamoto-Uchiyama.*Paillier") as err:
+        est.fit(xg, y, hosts={"host": xh}, seed=2, settings=Settings(), timeout=30)
+    assert "key of guest 'guest'" in str(err.value)
+
+
+def test_peer_ou_keys_are_allowed_only_by_explicit_opt_in() -> None:
+    with pytest.raises(InsecureModeError, match="peer's Okamoto-Uchiyama key"):
+        require_peer_ou_allowed(Settings(), "x")
+    require_peer_ou_allowed(Settings(allow_insecure=True), "x")
+    require_peer_ou_allowed(DEV, "x")

@@ -24,6 +24,7 @@ import gmpy2
 import numpy as np
 import numpy.typing as npt
 
+from privfin.config import require_peer_ou_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.secureboost._common import HeRandom, load_public_key, numpy_rng
 from privfin.fl.vertical.secureboost.messages import (
@@ -363,7 +364,14 @@ class _Host:
             raise ProtocolAbort("guest uses another HE scheme than agreed", party=self.guest)
         if self.p.key_bits < 2048:
             self.p.check_keys(self.ctx.settings)
+        if setup.scheme == "ou":
+            # No well-formedness proof exists for an OU modulus (config.require_peer_ou_allowed).
+            require_peer_ou_allowed(
+                self.ctx.settings,
+                f"SecureBoost host {self.ctx.party!r}, key of guest {self.guest!r}",
+            )
         try:
+            # Paillier: from_wire verifies the guest's proof that gcd(n, phi(n)) = 1.
             self.pk = load_public_key(
                 setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
             )
