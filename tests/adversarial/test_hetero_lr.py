@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from privfin.config import Settings
-from privfin.errors import ProtocolAbort
+from privfin.errors import InsecureModeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component
@@ -395,3 +395,53 @@ def test_class_weight_label_leak_is_bounded_by_the_agreed_count(
     assert len(labels) == 2 * bound < n
     assert max(labels) >= m
     assert all(labels[i] == y[i] for i in labels)
+
+
+class _ForgedKeyHub(MemoryHub):
+    """Replaces one value of the modulus proof in the key ``owner`` announces."""
+
+    def __init__(self, owner: str) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def _deliver(self, key: Any, payload: bytes) -> None:
+        if key.sender == self.owner and key.tag == "pk":
+            msg = codec.decode(payload)
+            wire = dict(msg.key)
+            proof = list(wire["proof"])
+            proof[0] = (int.from_bytes(proof[0], "big") + 1).to_bytes(len(proof[0]), "big")
+            wire["proof"] = proof
+            payload = codec.encode(type(msg)(key=wire))
+        super()._deliver(key, payload)
+
+
+@pytest.mark.parametrize(("mode", "owner"), [("arbiter", "arb"), ("guest", "bank")])
+def test_a_paillier_key_without_a_valid_modulus_proof_is_refused(mode: str, owner: str) -> None:
+    """Item 6 for hetero LR: the key owner's proof that its modulus is well formed is checked
+    on receipt; a forged one stops the run with a ProtocolAbort naming the owner (not a bare
+    DecodeError), before anything is encrypted under that key."""
+    hub = _ForgedKeyHub(owner)
+    with pytest.raises(ProtocolAbort, match="not well formed") as info:
+        _run(mode, hub)
+    assert info.value.party == owner
+    assert not [k for k, _ in hub.wire if k.tag in ("u", "d", "masked", "gmasked")]
+
+
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_a_peers_ou_key_is_refused_in_production(mode: str) -> None:
+    """An OU key carries no proof of well-formedness: computing on a peer's OU key is refused
+    in production mode unless allow_insecure is set (2048-bit keys: no other insecure mode)."""
+    xg, xh, y = _data()
+    roles = {
+        "bank": ["guest"],
+        "host0": ["host"],
+        **({"arb": ["arbiter"]} if mode == "arbiter" else {}),
+    }
+    params = {"scheme": "ou", "mode": mode, "max_iter": 1, "batch_size": 0,
+              "feature_counts": {"bank": 3, "host0": 2}}  # fmt: skip
+    with pytest.raises(InsecureModeError, match="Okamoto-Uchiyama key is refused in production"):
+        simulate(
+            hetero_lr_component, roles, params=params,
+            inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}},
+            seed=5, settings=Settings(), timeout=60,
+        )  # fmt: skip

@@ -28,7 +28,7 @@ from privfin.fl.vertical.hetero_lr import (
     hetero_lr_component,
     plaintext_reference,
 )
-from privfin.fl.vertical.hetero_lr.common import PartyModel
+from privfin.fl.vertical.hetero_lr.common import PartyModel, batch_plan
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import simulate
 
@@ -247,9 +247,9 @@ def test_feature_counts_are_agreed_parameters() -> None:
         go(feature_counts={"g": 3, "h": 3})
     with pytest.raises(ConfigError, match=r"exactly the guest and the hosts \['g', 'h'\]"):
         go(feature_counts={"g": 3, "h": 2, "x": 1})
-    # 30 rows in batches of 13: the last has 4 rows = the guest's 3 features + intercept.
+    # Batches of 4 rows = the guest's 3 features + intercept: its gradient would give d.
     with pytest.raises(ConfigError, match="'g' has 4 gradient entries but a batch of only 4"):
-        go(feature_counts={"g": 3, "h": 2}, batch_size=13)
+        go(feature_counts={"g": 3, "h": 2}, batch_size=4)
     with pytest.raises(ConfigError, match="feature_counts must map"):
         LRParams.from_mapping({"feature_counts": {"g": 0}})
     with pytest.raises(ConfigError, match="feature_counts must map"):
@@ -258,6 +258,19 @@ def test_feature_counts_are_agreed_parameters() -> None:
     est = HeteroLogisticRegression(**SMALL, mode="guest", max_iter=1, batch_size=0)
     est.fit({"g": xg, "h": xs[0]}, y, guest="g", seed=1)
     assert est.coef_["h"].shape == (2,)
+
+
+def test_a_short_last_batch_is_merged_into_the_previous_one() -> None:
+    """30 rows in batches of 13 leave a last batch of 4 rows, no more than the guest's 4
+    gradient entries: it is merged (13 + 17 rows) at every party and in the reference."""
+    assert [b.size for b in batch_plan(0, 30, 13, 0, False, 5)] == [13, 17]
+    assert [b.size for b in batch_plan(0, 30, 13, 0, False, 4)] == [13, 13, 4]
+    xg, xs, y = synthetic(n=30, hosts=1)
+    params = {**SMALL, "max_iter": 1, "batch_size": 13}
+    hub = MemoryHub()
+    out = run(params, xg, xs, y, hub=hub)
+    reference(params, xg, xs, y, out)
+    assert len([k for k, _ in hub.wire if k.sender == "host0" and k.tag == "masked"]) == 2
 
 
 @pytest.mark.parametrize("mode", ["arbiter", "guest"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from privfin.config import require_insecure_allowed
+from privfin.config import require_insecure_allowed, require_peer_ou_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, stop_now
 from privfin.fl.vertical.hetero_lr.messages import (
@@ -63,12 +63,26 @@ def announce_key(ctx: Context, pk: PublicKeyBase, peers: Sequence[str]) -> None:
 
 def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
     """Load ``owner``'s public key; refuses another scheme or a size other than the agreed
-    ``key_bits`` (OU moduli may be a few bits shorter)."""
+    ``key_bits`` (OU moduli may be a few bits shorter).
+
+    The key always comes from a peer. Paillier: ``from_wire`` verifies the owner's proof that
+    the modulus is well formed; a malformed key or a missing or invalid proof →
+    :class:`ProtocolAbort` naming ``owner``. OU: the key carries no such proof (a malicious
+    owner could read this party's values beyond the masks from the replies it decrypts), so
+    it is refused in production mode unless ``allow_insecure`` (:func:`require_peer_ou_allowed`).
+    """
+    if params.scheme == "ou":
+        require_peer_ou_allowed(ctx.settings, f"hetero LR party {ctx.party!r}: {owner!r}'s OU key")
     msg = ctx.channel.recv(owner, "pk", expect=KeyAnnouncement)
     cls = ou.PublicKey if params.scheme == "ou" else paillier.PublicKey
-    pk: PublicKeyBase = cls.from_wire(
-        msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
-    )
+    try:
+        pk: PublicKeyBase = cls.from_wire(
+            msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
+        )
+    except DecodeError as exc:
+        raise ProtocolAbort(
+            f"{owner!r} sent a public key that is not well formed: {exc}", party=owner
+        ) from None
     slack = 8 if params.scheme == "ou" else 0
     if not params.key_bits - slack <= pk.n_bits <= params.key_bits:
         raise ProtocolAbort(

@@ -18,7 +18,12 @@ from privfin.fl.vertical.hetero_lr._wire import (
     receive_features,
     sync_stop,
 )
-from privfin.fl.vertical.hetero_lr.common import LRParams, agreed_entries, batch_plan
+from privfin.fl.vertical.hetero_lr.common import (
+    LRParams,
+    agreed_entries,
+    batch_plan,
+    min_batch_rows,
+)
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.runtime import Context
 
@@ -34,7 +39,8 @@ def run_arbiter(ctx: Context, params: LRParams, guest: str, hosts: list[str]) ->
     entries = agreed_entries(params, guest, hosts, plan.n_rows)
     counts = {party: receive_features(ctx, party, entries[party]) for party in parties}
     # Batch sizes are public (the seed only permutes rows).
-    sizes = [len(rows) for rows in batch_plan(0, plan.n_rows, params.batch_size, 0, shuffle=False)]
+    floor = min_batch_rows(entries)
+    sizes = [len(rows) for rows in batch_plan(0, plan.n_rows, params.batch_size, 0, False, floor)]
     epochs = 0
     for _ in range(params.max_iter):
         epochs += 1

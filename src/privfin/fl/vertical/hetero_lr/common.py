@@ -30,6 +30,7 @@ __all__ = [
     "check_own_count",
     "encode_fixed",
     "features_of",
+    "min_batch_rows",
     "plaintext_reference",
     "sample_weights",
 ]
@@ -203,11 +204,13 @@ def agreed_entries(params: LRParams, guest: str, hosts: list[str], n_rows: int) 
     from the AGREED ``feature_counts`` — never from what a peer announces.
 
     Raises :class:`ConfigError` if ``feature_counts`` is missing or does not name exactly the
-    guest and the hosts, or if a party's entries reach the row count of a batch (the smallest,
-    usually the last, counts): a party with ``d_p >= m`` gradient entries on a batch of ``m``
-    rows gets at least ``m`` linear functions of the batch's residuals from its own gradient
-    and, with features in general position, solves for every residual of that batch.
-    Every party runs the same check on the same public values.
+    guest and the hosts, or if a party's entries reach the row count of a batch: a party with
+    ``d_p >= m`` gradient entries on a batch of ``m`` rows gets at least ``m`` linear
+    functions of the batch's residuals from its own gradient and, with features in general
+    position, solves for every residual of that batch. A short last batch is merged into the
+    previous one (:func:`batch_plan` with ``min_rows``), so this refuses only a
+    ``batch_size`` (or ``n``) not above the largest count. Every party runs the same check on
+    the same public values.
     """
     counts = params.feature_counts
     if counts is None:
@@ -226,14 +229,16 @@ def agreed_entries(params: LRParams, guest: str, hosts: list[str], n_rows: int) 
         party: counts[party] + (1 if party == guest and params.fit_intercept else 0)
         for party in sorted(parties)
     }
-    smallest = min(rows.size for rows in batch_plan(0, n_rows, params.batch_size, 0, False))
+    floor = min_batch_rows(entries)
+    plan = batch_plan(0, n_rows, params.batch_size, 0, False, floor)
+    smallest = min(rows.size for rows in plan)
     for party, count in entries.items():
         if count >= smallest:
             raise ConfigError(
                 f"party {party!r} has {count} gradient entries but a batch of only {smallest} "
                 f"rows ({n_rows} rows, batch_size={params.batch_size}): its gradient would "
-                "determine that batch's residuals; choose batch_size so that every batch, "
-                "including the last, has more rows than any party's features (+1 for the guest)"
+                "determine that batch's residuals; choose batch_size (and a data set) so that "
+                "every batch has more rows than any party's features (+1 for the guest)"
             )
     return entries
 
@@ -311,13 +316,27 @@ def encode_fixed(values: FloatArray, frac_bits: int) -> list[int]:
     return [int(v) for v in np.rint(np.ldexp(values, frac_bits)).astype(np.int64).tolist()]
 
 
-def batch_plan(seed: int, n: int, batch_size: int, epoch: int, shuffle: bool) -> list[IntArray]:
-    """The row indices of each minibatch of ``epoch`` (identical at every party)."""
+def batch_plan(
+    seed: int, n: int, batch_size: int, epoch: int, shuffle: bool, min_rows: int = 1
+) -> list[IntArray]:
+    """The row indices of each minibatch of ``epoch`` (identical at every party).
+
+    A last batch of fewer than ``min_rows`` rows (public: one more than the largest agreed
+    number of gradient entries) is merged into the previous batch, so that no party's
+    gradient determines a short batch's residuals (:func:`agreed_entries`)."""
     order = (
         np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
     ).astype(np.int64)
     size = n if batch_size == 0 else batch_size
-    return [order[i : i + size] for i in range(0, n, size)]
+    batches = [order[i : i + size] for i in range(0, n, size)]
+    if len(batches) > 1 and batches[-1].size < min_rows:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def min_batch_rows(entries: Mapping[str, int]) -> int:
+    """Fewest rows a batch may have: more than any party's gradient entries."""
+    return max(entries.values()) + 1
 
 
 class PartyModel:
@@ -406,10 +425,11 @@ def plaintext_reference(
     s, _ = sample_weights(y, params)
     guest = PartyModel(x_guest, params, intercept=params.fit_intercept, row_weights=s)
     hosts = [PartyModel(x, params, intercept=False) for x in x_hosts]
+    floor = max(guest.q.shape[1], *(h.q.shape[1] for h in hosts)) + 1
     epochs = 0
     for epoch in range(params.max_iter):
         epochs += 1
-        for rows in batch_plan(seed, y.size, params.batch_size, epoch, params.shuffle):
+        for rows in batch_plan(seed, y.size, params.batch_size, epoch, params.shuffle, floor):
             m = rows.size
             quarter = [h.forward(rows) / 4 for h in hosts]
             u_total = np.sum(quarter, axis=0)

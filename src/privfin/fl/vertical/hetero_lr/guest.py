@@ -31,6 +31,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     agreed_entries,
     batch_plan,
     encode_fixed,
+    min_batch_rows,
     sample_weights,
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan
@@ -51,6 +52,7 @@ def run_guest(
     """Train; returns the guest's coefficients, intercept and the number of epochs run."""
     n = int(y.size)
     entries = agreed_entries(params, ctx.party, hosts, n)
+    floor = min_batch_rows(entries)
     s, s_int = sample_weights(y, params)
     model = PartyModel(x, params, intercept=params.fit_intercept, row_weights=s)
     seed = ctx.random.below(2**63)
@@ -78,7 +80,7 @@ def run_guest(
     task = ctx.progress.task("hetero_lr.epochs", total=params.max_iter)
     for epoch in range(params.max_iter):
         epochs += 1
-        for rows in batch_plan(seed, n, params.batch_size, epoch, params.shuffle):
+        for rows in batch_plan(seed, n, params.batch_size, epoch, params.shuffle, floor):
             m = int(rows.size)
             v_int = encode_fixed(0.25 * model.forward(rows) + 0.5 - y[rows], f)
             sv_int = [a * int(b) for a, b in zip(v_int, s_int[rows], strict=True)]

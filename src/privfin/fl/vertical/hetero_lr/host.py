@@ -32,6 +32,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     agreed_entries,
     batch_plan,
     encode_fixed,
+    min_batch_rows,
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.he._base import PrivateKeyBase
@@ -57,6 +58,7 @@ def run_host(
             party=guest,
         )
     entries = agreed_entries(params, guest, hosts, n)
+    floor = min_batch_rows(entries)
     model = PartyModel(x, params, intercept=False)
     peers = [h for h in hosts if h != ctx.party]
     own_sk: PrivateKeyBase | None = None
@@ -78,7 +80,7 @@ def run_host(
     epochs = 0
     for epoch in range(params.max_iter):
         epochs += 1
-        for rows in batch_plan(plan.seed, n, params.batch_size, epoch, params.shuffle):
+        for rows in batch_plan(plan.seed, n, params.batch_size, epoch, params.shuffle, floor):
             m = int(rows.size)
             u_int = encode_fixed(model.forward(rows) / 4, f)
             send_cts(ctx, guest, "u", own_pk, own_pk.raw_encrypt(u_int, n_jobs=params.n_jobs),
