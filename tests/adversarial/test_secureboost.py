@@ -233,7 +233,7 @@ def test_host_refuses_a_key_larger_than_agreed(monkeypatch: pytest.MonkeyPatch) 
         return real(n_bits + 256, **kw)
 
     monkeypatch.setattr(guest_mod.paillier, "generate_keypair", bigger)
-    with pytest.raises(ProtocolAbort, match="agreed key_bits") as err:
+    with pytest.raises(ProtocolAbort, match="not the agreed") as err:
         _fit()
     assert err.value.party == "guest"
 

@@ -166,3 +166,30 @@ def test_2048_bit_smoke() -> None:
     enc = pk.encrypt([3, -4, 5.5])
     assert sk.decrypt(enc * 2 + [1, 1, 1]) == [7.0, -7.0, 12.0]
     assert sk.decrypt(pk.encrypt_packed(list(range(100)))) == list(range(100))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_modulus_proof_verifies_for_generated_keys(seed: int) -> None:
+    pk, sk = paillier.generate_keypair(256, rng=random.Random(seed), insecure_allow_small_keys=True)
+    assert pk.modulus_proof == sk.prove_modulus()
+    assert pk.modulus_proof is not None and len(pk.modulus_proof) == paillier.PROOF_ROUNDS
+    paillier.verify_modulus(pk.n, pk.modulus_proof)
+    ys = paillier.modulus_challenges(pk.n)
+    assert all(pow(x, pk.n, pk.n) == y for x, y in zip(pk.modulus_proof, ys, strict=True))
+    got = paillier.PublicKey.from_wire(
+        pk.to_wire(), insecure_allow_small_keys=True, expect_bits=pk.n_bits
+    )
+    assert got.modulus_proof == pk.modulus_proof
+
+
+def test_from_wire_checks_the_agreed_size_before_the_proof(
+    paillier_keys: PK_SK, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pk, _ = paillier_keys
+    called: list[int] = []
+    monkeypatch.setattr(paillier, "verify_modulus", lambda n, proof: called.append(n))
+    with pytest.raises(DecodeError, match="not the agreed 2048"):
+        paillier.PublicKey.from_wire(pk.to_wire(), insecure_allow_small_keys=True, expect_bits=2048)
+    assert called == []
+    paillier.PublicKey.from_wire(pk.to_wire(), insecure_allow_small_keys=True, expect_bits=1024)
+    assert called == [pk.n]

@@ -303,12 +303,15 @@ class PublicKey(PublicKeyBase):
         *,
         rng: RandomSource | None = None,
         insecure_allow_small_keys: bool = False,
+        expect_bits: int | None = None,
     ) -> PublicKey:
         """Load a public key sent by its owner; refuses small or malformed moduli.
 
         The modulus must pass :func:`verify_modulus` (no prime factor below ``2**16`` and a
         valid proof that ``gcd(n, phi(n)) = 1``, ~20 ms at 2048 bits): a key owner cannot
         hand out a modulus under which this party's replies would leak beyond their masks.
+        ``expect_bits``: the agreed modulus size, checked before any exponentiation (a larger
+        key would make the proof check, and all later work, slower).
 
         Raises
         ------
@@ -322,6 +325,10 @@ class PublicKey(PublicKeyBase):
         if data.get("v") != 1:
             raise DecodeError("unsupported Paillier public key version")
         n = int_from_wire(data, "n")
+        if expect_bits is not None and n.bit_length() != expect_bits:
+            raise DecodeError(
+                f"the Paillier modulus has {n.bit_length()} bits, not the agreed {expect_bits}"
+            )
         raw = data.get("proof")
         if not isinstance(raw, list | tuple) or len(raw) != PROOF_ROUNDS:
             raise DecodeError(

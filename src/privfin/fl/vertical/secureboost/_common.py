@@ -37,11 +37,18 @@ def numpy_rng(source: RandomSource) -> np.random.Generator:
 
 
 def load_public_key(
-    data: dict[str, Any], scheme: str, rng: HeRandom, allow_small: bool
+    data: dict[str, Any], scheme: str, rng: HeRandom, allow_small: bool, key_bits: int
 ) -> PublicKeyBase:
-    """The guest's public key as sent in :class:`Setup` (refuses small or malformed keys)."""
+    """The guest's public key as sent in :class:`Setup` (refuses small or malformed keys).
+
+    Paillier: exactly ``key_bits`` (checked first) and a valid proof that ``gcd(n, phi(n)) =
+    1`` (:meth:`paillier.PublicKey.from_wire`). OU: no such proof exists; the host refuses a
+    peer's OU key in production first (``config.require_peer_ou_allowed``).
+    """
     if scheme == "paillier":
-        return paillier.PublicKey.from_wire(data, rng=rng, insecure_allow_small_keys=allow_small)
+        return paillier.PublicKey.from_wire(
+            data, rng=rng, insecure_allow_small_keys=allow_small, expect_bits=key_bits
+        )
     if scheme == "ou":
         return ou.PublicKey.from_wire(data, rng=rng, insecure_allow_small_keys=allow_small)
     raise DecodeError(f"unknown scheme {scheme!r}")  # pragma: no cover - checked by Setup

@@ -373,7 +373,11 @@ class _Host:
         try:
             # Paillier: from_wire verifies the guest's proof that gcd(n, phi(n)) = 1.
             self.pk = load_public_key(
-                setup.public_key, setup.scheme, self.rng, allow_small=self.p.key_bits < 2048
+                setup.public_key,
+                setup.scheme,
+                self.rng,
+                allow_small=self.p.key_bits < 2048,
+                key_bits=self.p.key_bits,
             )
         except (DecodeError, ConfigError) as exc:
             raise ProtocolAbort(f"guest's public key refused: {exc}", party=self.guest) from None
