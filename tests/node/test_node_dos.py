@@ -515,3 +515,19 @@ def test_storing_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.Mon
         release.set()
         box.close()
     assert (health, stored, still_storing) == (200, 201, True)
+
+
+def test_request_bodies_and_the_upload_buffer_are_bounded(tmp_path: Path) -> None:
+    from privfin.node.config import NodeConfig
+
+    base = {"party": "bank_a", "port": 1, "state_dir": tmp_path, "cert": "c", "key": "k"}
+    default = NodeConfig.model_validate(base)
+    assert default.request_body_limit() == 64 * 1024 * 1024  # max_message_size is 256 MiB
+    assert default.upload_buffer() == 128 * 1024 * 1024
+    small = NodeConfig.model_validate({**base, "max_message_size": MAX_MESSAGE})
+    assert (small.request_body_limit(), small.upload_buffer()) == (MAX_MESSAGE, 2 * MAX_MESSAGE)
+    tuned = NodeConfig.model_validate(
+        {**base, "max_message_size": MAX_MESSAGE, "quotas": {"upload_buffer_bytes": 10**8}}
+    )
+    assert tuned.upload_buffer() == 10**8
+    assert tuned.mailbox_quotas().job_bytes == 8 * 1024**3

@@ -9,7 +9,8 @@ it is full: the sender retries until the job is submitted here). An abort for a 
 does not have, or whose parties do not include the caller, gets 404 (the same answer, so a peer
 cannot probe which jobs exist).
 
-Bounded work before the body is read: a message or chunk must declare its ``Content-Length``;
+Bounded work before the body is read: a message or chunk must declare its ``Content-Length``
+(at most ``min(max_message_size, 64 MiB)``: larger messages travel in chunks);
 the sender, job, component and every quota (with the declared size) are checked first, and
 the body is read only within the upload limits (per peer ``uploads_per_peer`` bodies and half
 of ``upload_buffer_bytes``, all peers together ``upload_buffer_bytes``), so a refused message
@@ -49,7 +50,6 @@ PEER_CERT_SCOPE_KEY = "privfin.peer_cert_der"
 audit = logging.getLogger("privfin.node.audit")
 MAX_ABORT_BODY = 4096
 MAX_SPEC_BODY = 16 * 1024 * 1024
-MAX_CHUNK = 64 * 1024 * 1024
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -292,7 +292,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             request,
             key,
             party,
-            config.max_message_size,
+            config.request_body_limit(),
             lambda size: mailbox.precheck(key, size, quotas, runner.knows),
             lambda body: mailbox.put(key, body, quotas=quotas, known=runner.knows),
         )
@@ -324,7 +324,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             request,
             key,
             party,
-            min(MAX_CHUNK, config.max_message_size),
+            config.request_body_limit(),
             lambda size: mailbox.precheck(key, size, quotas, runner.knows, chunk=(index, total)),
             lambda body: mailbox.put_chunk(
                 key, index, total, digest, body, quotas=quotas, known=runner.knows

@@ -16,7 +16,18 @@ from privfin.federation.mailbox import Quotas
 from privfin.federation.tls import Identity, fingerprint
 from privfin.federation.transport import validate_name
 
-__all__ = ["NodeConfig", "PeerConfig", "QuotaConfig", "RetentionConfig", "load_config"]
+__all__ = [
+    "MAX_REQUEST_BODY",
+    "NodeConfig",
+    "PeerConfig",
+    "QuotaConfig",
+    "RetentionConfig",
+    "load_config",
+]
+
+# The largest body of one request (a message, or one chunk of a larger one): the HTTP transport
+# sends anything above 4 MiB in chunks, so honest requests stay far below it.
+MAX_REQUEST_BODY = 64 * 1024 * 1024
 
 
 class PeerConfig(BaseModel):
@@ -41,8 +52,9 @@ class QuotaConfig(BaseModel):
 
     ``uploads_per_peer``: request bodies one peer may have in flight at once;
     ``upload_buffer_bytes``: declared body bytes of all peers in flight at once (at least, and
-    by default, ``2 * max_message_size``; one peer may hold at most half of it). Beyond either
-    the node answers 503 with ``Retry-After`` before reading the body; the sender retries."""
+    by default, twice the largest request body, ``min(max_message_size, 64 MiB)``; one peer may
+    hold at most half of it). Beyond either the node answers 503 with ``Retry-After`` before
+    reading the body; the sender retries."""
 
     model_config = ConfigDict(extra="forbid")
     job_messages: int = Field(default=200_000, ge=1)
@@ -136,11 +148,15 @@ class NodeConfig(BaseModel):
             chunk_ttl=self.retention.chunk_ttl,
         )
 
+    def request_body_limit(self) -> int:
+        """The largest body of one request (message or chunk)."""
+        return min(MAX_REQUEST_BODY, self.max_message_size)
+
     def upload_buffer(self) -> int:
-        """Bytes of request bodies all peers may have in flight at once (at least two messages
-        of ``max_message_size``, so one peer holding its half never locks the others out)."""
+        """Bytes of request bodies all peers may have in flight at once (at least two of the
+        largest, so one peer holding its half never locks the others out)."""
         configured = self.quotas.upload_buffer_bytes
-        return max(configured or 0, 2 * self.max_message_size)
+        return max(configured or 0, 2 * self.request_body_limit())
 
     def peer_certs(self) -> dict[str, bytes]:
         """Each pinned peer's certificate; checks files and fingerprints."""
