@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from privfin.config import Settings
+from privfin.errors import ProtocolAbort
 from privfin.fl.vertical.hetero_lr import hetero_lr_component
 from privfin.node.cluster import cluster_up
 from privfin.runtime import simulate
@@ -68,6 +69,11 @@ def test_hetero_lr_over_nodes_matches_memory(tmp_path: Path) -> None:
             "inputs": {p: {"table": "table"} for p in tables},
         }
         out = cluster.run_job(spec, timeout=180)
+        # A node requires the agreed feature counts: it never falls back to a count a peer
+        # declares. Each party fails locally with an error naming the parameter.
+        unagreed = {k: v for k, v in PARAMS.items() if k != "feature_counts"}
+        with pytest.raises(ProtocolAbort, match="needs the parameter 'feature_counts'"):
+            cluster.run_job({**spec, "job": "hlr-2", "params": unagreed}, timeout=60)
     finally:
         cluster.down()
     # Batches are taken in a fixed order, so both runs do the same arithmetic.
