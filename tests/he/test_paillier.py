@@ -193,3 +193,18 @@ def test_from_wire_checks_the_agreed_size_before_the_proof(
     assert called == []
     paillier.PublicKey.from_wire(pk.to_wire(), insecure_allow_small_keys=True, expect_bits=1024)
     assert called == [pk.n]
+
+
+def test_a_non_unit_challenge_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A challenge sharing a factor with ``n`` has a root ``x = 0`` on that factor whatever the
+    modulus: the verifier refuses it rather than accept such a root."""
+    pk, sk = paillier.generate_keypair(256, rng=random.Random(9), insecure_allow_small_keys=True)
+    p, q = int(sk._p), int(sk._q)
+    n = pk.n
+    ys = [y * p % n for y in paillier.modulus_challenges(n)]  # all divisible by p
+    d = pow(n, -1, q - 1)
+    xs = [p * (pow(y, d, q) * pow(p, -1, q) % q) for y in ys]  # 0 mod p, the root mod q
+    assert all(pow(x, n, n) == y for x, y in zip(xs, ys, strict=True))
+    monkeypatch.setattr(paillier, "modulus_challenges", lambda n, rounds=10: ys)
+    with pytest.raises(DecodeError, match="shares a factor"):
+        paillier.verify_modulus(n, xs)

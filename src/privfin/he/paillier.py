@@ -136,7 +136,7 @@ def check_modulus_form(n: int) -> None:
 def verify_modulus(n: int, proof: Sequence[int] | None) -> None:
     """Check that a peer's modulus ``n`` is fit to compute on: ``gcd(n, phi(n)) = 1``.
 
-    Checks: :func:`check_modulus_form`, and ``proof`` holds
+    Checks: :func:`check_modulus_form`, every challenge is a unit mod ``n``, and ``proof`` holds
     exactly :data:`PROOF_ROUNDS` values ``x_j`` in ``(0, n)`` with ``x_j**n = y_j (mod n)``
     for the challenges of :func:`modulus_challenges`.
 
@@ -163,6 +163,10 @@ def verify_modulus(n: int, proof: Sequence[int] | None) -> None:
             "(gcd(n, phi(n)) = 1)"
         )
     for x, y in zip(proof, modulus_challenges(int(n)), strict=True):
+        if gmpy2.gcd(y, nz) != 1:
+            # A non-unit challenge would let x = 0 on that factor answer it: refused (an
+            # honest modulus meets one with probability ~2**-1023).
+            raise DecodeError("a modulus-proof challenge shares a factor with the modulus")
         xz = gmpy2.mpz(x)
         if not 0 < xz < nz or gmpy2.powmod(xz, nz, nz) != y:
             raise DecodeError(
