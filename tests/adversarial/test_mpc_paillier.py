@@ -92,8 +92,17 @@ def _short() -> int:
     return int(pk.n)
 
 
+def _well_formed_without_proof() -> int:
+    """A well-formed modulus sent without its proof (``PaillierPublicKey.proof`` empty): the
+    proof is what rules out the moduli of ``test_paillier_modulus.py``, so it is required."""
+    pk, _ = paillier.generate_keypair(BITS, rng=random.Random(1), insecure_allow_small_keys=True)
+    return int(pk.n)
+
+
 @pytest.mark.parametrize(
-    "make", [_with_small_factor, _square, _prime, _short], ids=lambda f: f.__name__
+    "make",
+    [_with_small_factor, _square, _prime, _short, _well_formed_without_proof],
+    ids=lambda f: f.__name__,
 )
 def test_p1_refuses_a_malformed_or_short_modulus(as_party: Any, make: Any) -> None:
     as_party("a", "setup", _send_modulus(make()))
