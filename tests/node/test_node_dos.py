@@ -406,6 +406,10 @@ def test_refused_requests_do_not_flood_the_log(cluster: Cluster) -> None:
     assert 0 < log.count("refused abort of job dos-nojob") <= 5
     assert 0 < log.count("tried to use the job API") <= 5
     assert 0 < log.count("party bank_c claimed to be bank_b") <= 5
+    # uploads dropped half-way (test_uploads_in_flight_are_limited_per_peer): one short line
+    # each (rate-limited), no traceback
+    assert "ClientDisconnect" not in log and "Traceback" not in log
+    assert "upload from bank_c ended before its body" in log
 
 
 def test_log_limiter_summarises_what_it_suppressed(caplog: pytest.LogCaptureFixture) -> None:

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from privfin import __version__
 from privfin.errors import ConfigError, disk_full
@@ -267,7 +268,13 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
                 store(lambda: check(size), key.job, party)
 
             await run_in_threadpool(precheck)
-            body = await read_body(request, size)
+            try:
+                body = await read_body(request, size)
+            except ClientDisconnect:  # no traceback per dropped upload (a peer could flood)
+                limiter.log(
+                    logging.INFO, party, "disconnect", "upload from %s ended before its body", party
+                )
+                raise HTTPException(400, "the body ended early") from None
             return await run_in_threadpool(store, lambda: put(body), key.job, party)
         finally:
             gate.release(party, size)
