@@ -3,7 +3,8 @@ process): what a pinned peer can make a node do before and while it reads a requ
 
 One cluster of three lenders (bank_c plays the attacker), restarted with small limits:
 max_message_size 2 MiB (so the upload buffer is 4 MiB, 2 MiB per peer), two uploads in
-flight per peer, a pre-job buffer of 8 messages / 3 MiB per peer.
+flight per peer, a body must arrive within 4 s (+1 s per MiB), a pre-job buffer of 8 messages /
+3 MiB per peer.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "prejob_messages": 8,
                 "prejob_bytes": 3 * 1024 * 1024,
                 "uploads_per_peer": 2,
+                "upload_timeout": 4,
             }
             cfg["retention"] = {"abort_retry_for": 5}
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -264,6 +266,21 @@ def test_uploads_in_flight_are_limited_per_peer(cluster: Cluster) -> None:
             10,
         )
         assert resp.status_code == 201
+
+
+@pytest.mark.cluster
+def test_a_trickled_upload_is_dropped(cluster: Cluster) -> None:
+    """A peer cannot hold its upload slots by sending a body byte by byte: after
+    upload_timeout + size / upload_min_rate seconds the node answers 408 and frees them."""
+    path = "/v1/messages/dos-slow/exposure/t/bank_c/bank_a/0"
+    sock = _partial(cluster, "bank_c", "bank_a", path, 1000, b"x")
+    start = time.monotonic()
+    try:
+        code, _ = _answer(sock, timeout=15)
+    finally:
+        sock.close()
+    assert code == 408
+    assert 3.5 < time.monotonic() - start < 10
 
 
 @pytest.mark.cluster

@@ -20,12 +20,14 @@ answering other parties. Audit lines a peer can trigger are rate-limited per (pe
 
 Status codes a peer sees: 400 malformed name/body or chunk (every chunk but the last at least
 ``min_chunk`` bytes), 403 wrong sender or not a party of the job, 404 unknown job (aborts), 409
-conflicting message, 410 the job has ended here (the sender stops), 411 no Content-Length, 413
+conflicting message, 408 body slower than upload_timeout + size / upload_min_rate, 410 the job
+has ended here (the sender stops), 411 no Content-Length, 413
 too large or job quota exhausted, 429 pre-job buffer (or chunks in flight) full, 503 too many
 uploads in flight (both with ``Retry-After``; the sender retries), 507 this node cannot store
 (disk full).
 """
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -268,8 +270,16 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
                 store(lambda: check(size), key.job, party)
 
             await run_in_threadpool(precheck)
+            # A peer cannot hold its upload slots with a trickle: the body must arrive within
+            # upload_timeout + size / upload_min_rate seconds.
+            deadline = config.quotas.upload_timeout + size / config.quotas.upload_min_rate
             try:
-                body = await read_body(request, size)
+                body = await asyncio.wait_for(read_body(request, size), deadline)
+            except TimeoutError:
+                limiter.log(logging.INFO, party, "slow", "upload from %s too slow; dropped", party)
+                raise HTTPException(
+                    408, f"the body did not arrive within {deadline:.0f} s"
+                ) from None
             except ClientDisconnect:  # no traceback per dropped upload (a peer could flood)
                 limiter.log(
                     logging.INFO, party, "disconnect", "upload from %s ended before its body", party

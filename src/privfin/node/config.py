@@ -54,7 +54,9 @@ class QuotaConfig(BaseModel):
     ``upload_buffer_bytes``: declared body bytes of all peers in flight at once (at least, and
     by default, twice the largest request body, ``min(max_message_size, 64 MiB)``; one peer may
     hold at most half of it). Beyond either the node answers 503 with ``Retry-After`` before
-    reading the body; the sender retries."""
+    reading the body; the sender retries. A body must arrive within ``upload_timeout +
+    size / upload_min_rate`` seconds (30 s + 1 s per MiB), else 408 (the sender retries), so
+    a peer cannot hold its slots with a trickle."""
 
     model_config = ConfigDict(extra="forbid")
     job_messages: int = Field(default=200_000, ge=1)
@@ -67,6 +69,8 @@ class QuotaConfig(BaseModel):
     min_chunk: int = Field(default=64 * 1024, ge=1)
     uploads_per_peer: int = Field(default=4, ge=1)
     upload_buffer_bytes: int | None = Field(default=None, ge=2048)
+    upload_timeout: float = Field(default=30.0, gt=0)
+    upload_min_rate: int = Field(default=1024 * 1024, ge=1024)
 
 
 class RetentionConfig(BaseModel):
