@@ -28,6 +28,7 @@ from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component
 from privfin.fl.vertical.hetero_lr import guest as guest_role
 from privfin.fl.vertical.hetero_lr import host as host_role
+from privfin.fl.vertical.hetero_lr.common import PartyModel
 from privfin.he import ou
 from privfin.runtime import Context, simulate
 
@@ -170,13 +171,13 @@ def test_host_appending_another_hosts_partial_predictor_gets_nothing(
     _expect_abort("guest", "host0", "exactly", MemoryHub(), ran, hosts=2)
 
 
-@pytest.mark.parametrize("mode", ["arbiter", "guest"])
 def test_host_hiding_a_residual_above_its_slots_gets_nothing(
-    mode: str, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The stealthy variant: an honest request (right size, right gradient, model unchanged)
     plus ``Enc(d_0 + 2**B)`` shifted into the free slot above the host's two gradient
-    entries."""
+    entries. (Mode guest packs nothing: next tests.)"""
+    mode = "arbiter"
 
     def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
         packed, masks, slot_bits = out
@@ -215,6 +216,96 @@ def test_a_residual_above_the_low_bits_of_a_slot_is_cut_off(
     ]
     bound = LRParams.from_mapping(SMALL).bound_bits(1, 30, guest=False)
     assert reply.values == [1, 1 << bound]
+
+
+def test_mode_guest_entries_return_only_their_low_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mode guest (Paillier): one ciphertext per entry under a full-width mask, so the key
+    holder can check only the count; what it returns is the low ``B + 1`` bits of each entry.
+    host0 sends ``Enc(2**(B+1) * d_0 + 1)`` and ``Enc(2**B)``: it gets ``1`` (or, for a
+    negative ``d_0``, which wraps modulo ``n``, ``(n + 1) mod 2**(B+1)``) and ``2**B``: the sign
+    of ``d_0`` at most, within the ``B + 1`` bits per entry of the stated bound."""
+    state: dict[str, int] = {}
+
+    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
+        packed, masks, slot_bits = out
+        assert len(packed) == len(masks) == 2 and slot_bits == 0
+        high = pk.raw_add_plain(pk.raw_mul([cts[0]], [1 << (bound + 1)]), [1])
+        state["n"] = int(pk.n)
+        return [*high, *pk.raw_encrypt([1 << bound])], masks, slot_bits
+
+    ran = _malicious(monkeypatch, host_role, "host0", attack)
+    hub = MemoryHub()
+    _run("guest", hub)
+    assert ran
+    (reply,) = [
+        codec.decode(p)
+        for k, p in hub.wire
+        if (k.sender, k.receiver, k.tag) == ("bank", "host0", "plain")
+    ]
+    bound = LRParams.from_mapping(SMALL).bound_bits(1, 30, guest=False)
+    n = state["n"]
+    assert reply.values[0] in (1, (n + 1) % (1 << (bound + 1)))
+    assert reply.values[1] == 1 << bound
+
+
+@pytest.mark.parametrize(
+    ("keyholder", "role", "requester"), [("bank", "guest", "host0"), ("host0", "host", "bank")]
+)
+def test_mode_guest_key_holder_choosing_the_input_reads_nothing(
+    keyholder: str, role: str, requester: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mode guest: the key holder also supplies the encrypted input of the product it
+    decrypts. With ``B + σ``-bit masks a guest that sent ``Enc(2**K e_0)`` instead of
+    ``Enc(v)`` read row 0 of the host's quantised features in the bits above ``K`` of the
+    request it decrypted (and a host sending ``Enc_k(2**K e_0)`` as its ``u`` read the guest's).
+    Under full-width masks the decrypted request is uniform mod ``n``: nothing above ``K``."""
+    params = LRParams.from_mapping(SMALL)
+    slot = params.bound_bits(1, 30, guest=requester == "bank") + 48 + 1
+    entries = 4 if requester == "bank" else 2  # the guest: 3 features + intercept
+    k_bits = entries * slot  # above every masked slot of the old packed request
+    module = guest_role if role == "guest" else host_role
+    honest_encode = module.encode_fixed
+    seen: dict[str, list[int]] = {}
+
+    def chosen(values: Any, frac_bits: int) -> list[int]:
+        out: list[int] = honest_encode(values, frac_bits)
+        if "sent" in seen:
+            return out
+        seen["sent"] = []
+        return [(1 << k_bits) if i == 0 else 0 for i in range(len(out))]
+
+    def reader(ctx: Context, peer: str, sk: Any, params: Any, **kw: Any) -> None:
+        from privfin.fl.vertical.hetero_lr.messages import Ciphertexts
+        from privfin.he._base import EncryptedVector
+
+        msg = ctx.channel.recv(peer, kw.get("tag", "masked"), expect=Ciphertexts)
+        vec = EncryptedVector.from_wire(sk.public_key, msg.vec)
+        seen["plain"] = [int(v) for v in sk.raw_decrypt(vec.ciphertexts_raw)]
+        seen["n"] = [int(sk.public_key.n)]
+        raise ProtocolAbort("the malicious key holder stops here", party=ctx.party)
+
+    monkeypatch.setattr(module, "encode_fixed", chosen)
+    monkeypatch.setattr(module, "decrypt_for", reader)
+    with pytest.raises(ProtocolAbort, match="malicious key holder stops"):
+        _run("guest", MemoryHub(), key_bits=1024)  # room for the shifted row above the slots
+    xg, xh, _ = _data()
+    if requester == "host0":
+        q = PartyModel(xh, params, intercept=False).q
+    else:
+        q = PartyModel(xg, params, intercept=True).q
+    # What the attack read: each decrypted value centred mod n, shifted down by K, split into
+    # the request's slots (narrow masks: all entries in one ciphertext; wide: one each).
+    n = seen["n"][0]
+    read: list[int] = []
+    for v in seen["plain"]:
+        t = (v if v < n // 2 else v - n) >> k_bits
+        for _ in range(q.shape[1] if len(seen["plain"]) == 1 else 1):
+            e = ((t + (1 << (slot - 1))) % (1 << slot)) - (1 << (slot - 1))
+            read.append(e)
+            t = (t - e) >> slot
+    # With the old B + σ-bit masks this equals the row (the test fails); now it is noise.
+    assert read != [int(v) for v in q[0]]
+    assert max(v.bit_length() for v in seen["plain"]) > k_bits + 200  # uniform mod n
 
 
 def test_host_widening_a_slot_beyond_the_mask_range_gets_nothing(
@@ -338,11 +429,11 @@ def test_class_weight_label_leak_is_bounded_by_the_agreed_count(
 ) -> None:
     """Red team 1B/1D, what remains (SPEC.md): mode guest with class weights, host0 holds
     ``Enc_g(s_i)`` for every row (``s_i`` takes two values: the label). Within its AGREED 2
-    entries it replaces its first request with two in-range slots ``2**B + sum_k y_i 2**k``
-    over rows it chooses — rows outside the current batch too. Nothing can detect that (the
-    slots are valid masked values), and it reads ``B`` labels per slot: exactly
-    ``d_h * B = 2 * B`` labels per batch and no more (the reply is ``d_h`` slots of ``B + 1``
-    bits; a larger request is refused, tests above). Before [08], and with a self-declared
+    entries it replaces its first request with two entries ``2**B + sum_k y_i 2**k`` over
+    rows it chooses — rows outside the current batch too. Nothing can detect that (any
+    residue is a possible full-width masked value), and it reads ``B`` labels per entry:
+    exactly ``d_h * B = 2 * B`` labels per batch and no more (the reply is ``d_h`` values of
+    ``B + 1`` bits; a larger request is refused, tests above). Before [08], and with a self-declared
     count, it read all ``n`` labels in one batch."""
     n, m = 200, 100
     rng = np.random.default_rng(2)
@@ -357,14 +448,15 @@ def test_class_weight_label_leak_is_bounded_by_the_agreed_count(
         inv = int(gmpy2.invert(768 - 256, pk.n))  # public class weights {0: 1, 1: 3} * 256
         bits = pk.raw_mul(pk.raw_add_plain(enc_s["s"], [-256] * n), [inv] * n)  # Enc(y_i)
         groups = [list(range(j * bound, min((j + 1) * bound, n))) for j in range(len(masks))]
-        request = pk.raw_encrypt([0])[0]
-        for j, group in enumerate(groups):
-            slot = pk.raw_encrypt([1 << bound])[0]
+        request = []  # mode guest, Paillier: one ciphertext per entry (full-width masks)
+        for group in groups:
+            entry = pk.raw_encrypt([1 << bound])[0]
             for k, i in enumerate(group):
-                slot = pk.raw_add([slot], pk.raw_mul([bits[i]], [1 << k]))[0]
-            request = pk.raw_add([request], pk.raw_mul([slot], [1 << (j * slot_bits)]))[0]
+                entry = pk.raw_add([entry], pk.raw_mul([bits[i]], [1 << k]))[0]
+            request.append(entry)
+        assert len(packed) == len(masks) == 2
         state.update(groups=groups, bound=bound)
-        return [request, *packed[1:]], masks, slot_bits
+        return request, masks, slot_bits
 
     def reply(ctx: Context, keyholder: str, masks: list[int], bound: int, **kw: Any) -> list[int]:
         if ctx.party != "host0" or "labels" in state:

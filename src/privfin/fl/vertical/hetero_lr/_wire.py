@@ -40,7 +40,22 @@ __all__ = [
     "recv_cts",
     "send_cts",
     "sync_stop",
+    "wide_masks",
 ]
+
+
+def wide_masks(params: LRParams) -> bool:
+    """Mode ``guest`` with Paillier: masks uniform over the whole plaintext space, one
+    ciphertext per gradient entry.
+
+    In mode ``guest`` every key holder also supplies an encrypted input of the product it later
+    decrypts (the guest's ``Enc_g(v)``, a host's ``Enc_k(u_k/4)``) and nobody can check its
+    range: with ``B + σ``-bit masks a key holder that sent ``Enc(2**K e_i)`` read row ``i`` of the
+    requester's quantised features in the bits above ``K``. A mask ``r`` uniform in
+    ``[2**B, n - 2**B)`` makes ``g + r mod n`` statistically independent of ``g`` whatever the
+    key holder put in (distance ``< 2**(B + 2 - |n|)``). OU decrypts modulo a secret prime, so it
+    keeps the narrow, packed masks (and a peer's OU key is an insecure mode anyway)."""
+    return params.mode == "guest" and params.scheme == "paillier"
 
 
 def new_keypair(ctx: Context, params: LRParams) -> tuple[PublicKeyBase, PrivateKeyBase]:
@@ -177,7 +192,8 @@ def decrypt_for(
         vec = EncryptedVector.from_wire(pk, msg.vec)
     except DecodeError as exc:
         raise DecodeError(f"masked gradient from {peer!r}: {exc}") from None
-    expected = packed_size(pk, count, bound_bits, params.stat_bits)
+    wide = wide_masks(params)
+    expected = count if wide else packed_size(pk, count, bound_bits, params.stat_bits)
     if len(vec) != expected:
         raise ProtocolAbort(
             f"{peer!r} sent {len(vec)} ciphertexts for decryption ({tag}); its {count} "
@@ -192,6 +208,13 @@ def decrypt_for(
             "refused, nothing returned",
             party=peer,
         ) from None
+    if wide:
+        # Every residue in [0, n) is a possible masked value: nothing to check beyond the
+        # exact count; the reply is still the low B + 1 bits of each entry.
+        reply_mod = 1 << (bound_bits + 1)
+        ctx.channel.send(peer, reply, Plaintexts(values=[int(v) % reply_mod for v in values]))
+        ctx.metrics.add("hetero_lr.decryptions", float(len(values)))
+        return
     try:
         reduced = check_masked_packed(pk, values, count, bound_bits, stat_bits=params.stat_bits)
     except ProtocolAbort as exc:
@@ -214,13 +237,20 @@ def masked_gradient(
     bound_bits: int,
     params: LRParams,
 ) -> tuple[list[Any], list[int], int]:
-    """``Enc(Q[rows]^T d (+ Q[rows]^T plain_shift))``, masked and packed for the key holder."""
+    """``Enc(Q[rows]^T d (+ Q[rows]^T plain_shift))``, masked and packed for the key holder
+    (mode ``guest`` with Paillier: one ciphertext per entry under a full-width mask,
+    :func:`wide_masks`)."""
     q = model.q[rows]
     g = encrypted_matvec(pk, cts, q, params.grad_bits, n_jobs=params.n_jobs)
     if plain_shift is not None:
         extra = [int(v) for v in _int_matvec(q, plain_shift)]
         g = pk.raw_add_plain(g, extra)
     ctx.metrics.add("hetero_lr.matvec_cells", float(q.size))
+    if wide_masks(params):
+        low = 1 << bound_bits
+        span = int(pk.n) - 2 * low
+        masks = [low + ctx.random.below(span) for _ in g]
+        return pk.raw_add_plain(g, masks), masks, 0
     return mask_and_pack(pk, g, bound_bits, ctx.random.below, stat_bits=params.stat_bits)
 
 
