@@ -424,69 +424,42 @@ def test_guest_inflating_its_feature_count_is_refused(
     _expect_abort(mode, "bank", "announced 34 gradient entries, 4 were agreed", MemoryHub(), ran)
 
 
-def test_class_weight_label_leak_is_bounded_by_the_agreed_count(
+def test_class_weights_give_hosts_no_per_row_encryption_of_s(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Red team 1B/1D, what remains (SPEC.md): mode guest with class weights, host0 holds
-    ``Enc_g(s_i)`` for every row (``s_i`` takes two values: the label). Within its AGREED 2
-    entries it replaces its first request with two entries ``2**B + sum_k y_i 2**k`` over
-    rows it chooses — rows outside the current batch too. Nothing can detect that (any
-    residue is a possible full-width masked value), and it reads ``B`` labels per entry:
-    exactly ``d_h * B = 2 * B`` labels per batch and no more (the reply is ``d_h`` values of
-    ``B + 1`` bits; a larger request is refused, tests above). Before [08], and with a self-declared
-    count, it read all ``n`` labels in one batch."""
-    n, m = 200, 100
-    rng = np.random.default_rng(2)
-    xg, xh = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
-    y = (rng.random(n) < 0.4).astype(float)
-    enc_s = _received(monkeypatch, "host0", "s")
-    honest_reply = host_role.gradient_reply
-    state: dict[str, Any] = {}
+    """Red team 1B/1D: in mode guest with class weights each host held ``Enc_g(s_i)`` for
+    every row (``s_i`` takes two values: the label) and, within its agreed entries, packed
+    ``2**B + sum_k y_i 2**k`` into its request: ``d_h * B`` labels of rows of its choice in
+    every batch. Now the guest sends ``Enc_g(s*v - rho)`` and, under the host's own key,
+    ``Enc_k(s*u/4 + rho)`` with a blind ``rho`` uniform mod ``n``: no ``Enc(s)`` exists at any
+    host, and a host that feeds a chosen ``Enc_k(2**K)`` as its ``u`` (to get ``s_i * 2**K``
+    back) reads a uniform value: nothing of ``s``."""
+    k_bits = 200
+    n = 30
+    hub = MemoryHub()
+    su = _received(monkeypatch, "host0", "su")
+    keys: dict[str, Any] = {}
+    honest_keypair, honest_encode = host_role.new_keypair, host_role.encode_fixed
 
-    def attack(ctx: Context, pk: Any, cts: list[Any], out: Packed, bound: int) -> Packed:
-        packed, masks, slot_bits = out
-        inv = int(gmpy2.invert(768 - 256, pk.n))  # public class weights {0: 1, 1: 3} * 256
-        bits = pk.raw_mul(pk.raw_add_plain(enc_s["s"], [-256] * n), [inv] * n)  # Enc(y_i)
-        groups = [list(range(j * bound, min((j + 1) * bound, n))) for j in range(len(masks))]
-        request = []  # mode guest, Paillier: one ciphertext per entry (full-width masks)
-        for group in groups:
-            entry = pk.raw_encrypt([1 << bound])[0]
-            for k, i in enumerate(group):
-                entry = pk.raw_add([entry], pk.raw_mul([bits[i]], [1 << k]))[0]
-            request.append(entry)
-        assert len(packed) == len(masks) == 2
-        state.update(groups=groups, bound=bound)
-        return request, masks, slot_bits
+    def keypair(ctx: Context, params: Any) -> Any:
+        out = honest_keypair(ctx, params)
+        keys[ctx.party] = out[1]
+        return out
 
-    def reply(ctx: Context, keyholder: str, masks: list[int], bound: int, **kw: Any) -> list[int]:
-        if ctx.party != "host0" or "labels" in state:
-            return honest_reply(ctx, keyholder, masks, bound, **kw)  # type: ignore[no-any-return]
-        msg = ctx.channel.recv(keyholder, "plain")
-        state["labels"] = {
-            i: (int(v) - (1 << bound)) >> k & 1
-            for group, v in zip(state["groups"], msg.values, strict=True)
-            for k, i in enumerate(group)
-        }
-        return [0] * len(masks)
+    def chosen(values: Any, frac_bits: int) -> list[int]:
+        out: list[int] = honest_encode(values, frac_bits)
+        return [1 << k_bits] * len(out) if "sent" not in keys and len(out) == n else out
 
-    ran = _malicious(monkeypatch, host_role, "host0", attack)
-    monkeypatch.setattr(host_role, "gradient_reply", reply)
-    simulate(
-        hetero_lr_component, {"bank": ["guest"], "host0": ["host"]},
-        params={**SMALL, "mode": "guest", "batch_size": m, "class_weight": {0: 1.0, 1: 3.0},
-                "feature_counts": {"bank": 3, "host0": 2}},
-        inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}},
-        seed=5, settings=Settings(mode="development"), timeout=60,
-    )  # fmt: skip
-    assert ran
-    bound, labels = state["bound"], state["labels"]
-    assert bound == LRParams.from_mapping({**SMALL, "class_weight": {0: 1.0, 1: 3.0}}).bound_bits(
-        1, m, guest=False
-    )
-    # Exactly d_h * B labels, all correct, including rows outside the first batch (0..m-1).
-    assert len(labels) == 2 * bound < n
-    assert max(labels) >= m
-    assert all(labels[i] == y[i] for i in labels)
+    monkeypatch.setattr(host_role, "new_keypair", keypair)
+    monkeypatch.setattr(host_role, "encode_fixed", chosen)
+    _run("guest", hub, class_weight={0: 1.0, 1: 3.0})
+    assert not [k for k, _ in hub.wire if k.tag == "s"]  # no Enc(s) at setup any more
+    plain = [int(v) for v in keys["host0"].raw_decrypt(su["su"])]
+    s_int = np.where(_data()[2] == 1, 768, 256)
+    read = [v >> k_bits for v in plain]
+    # With a blind below 2**K the host would read s_i (the label) exactly; now: noise.
+    assert not any(r == s for r, s in zip(read, s_int, strict=True))
+    assert min(v.bit_length() for v in plain) > k_bits + 100
 
 
 class _ForgedKeyHub(MemoryHub):

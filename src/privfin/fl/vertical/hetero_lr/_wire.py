@@ -7,7 +7,14 @@ from typing import Any
 
 from privfin.config import require_insecure_allowed, require_peer_ou_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
-from privfin.fl.vertical.hetero_lr.common import LRParams, PartyModel, stop_now
+from privfin.fl.vertical.hetero_lr.common import (
+    VALUE_BITS,
+    WEIGHT_BITS,
+    WEIGHT_FRAC_BITS,
+    LRParams,
+    PartyModel,
+    stop_now,
+)
 from privfin.fl.vertical.hetero_lr.messages import (
     MAX_FEATURES,
     Ciphertexts,
@@ -40,6 +47,7 @@ __all__ = [
     "recv_cts",
     "send_cts",
     "sync_stop",
+    "weight_blinds",
     "wide_masks",
 ]
 
@@ -56,6 +64,24 @@ def wide_masks(params: LRParams) -> bool:
     key holder put in (distance ``< 2**(B + 2 - |n|)``). OU decrypts modulo a secret prime, so it
     keeps the narrow, packed masks (and a peer's OU key is an insecure mode anyway)."""
     return params.mode == "guest" and params.scheme == "paillier"
+
+
+def weight_blinds(ctx: Context, key: PublicKeyBase, params: LRParams, count: int) -> list[int]:
+    """Mode ``guest`` with class weights: the guest's blinds ``rho`` for ``s * u_k / 4`` under
+    host ``k``'s key ``key``.
+
+    Host ``k`` decrypts ``s * u_k/4 + rho`` with its own key; its own ciphertexts ``Enc_k(u_k/4)``
+    are of its choosing, so ``rho`` must hide any ``s * x``: Paillier — uniform in
+    ``[2**W, n - 2**W)`` (``s * x + rho mod n`` within ``2**(W + 2 - |n|)`` of uniform); OU —
+    uniform in ``[2**W, 2**capacity_bits - 2**W)`` (honest values; a host choosing ``x`` beyond
+    the bound can read ``s``: OU peer keys are an insecure mode). ``W`` bounds the honest
+    ``|s * u/4|`` (values, fraction and weight bits)."""
+    low = 1 << (VALUE_BITS + params.frac_bits + WEIGHT_BITS + WEIGHT_FRAC_BITS + 1)
+    top = int(key.n) if key.scheme == "paillier" else 1 << key.capacity_bits
+    span = top - 2 * low
+    if span <= low:
+        raise ConfigError("the key is too small for class weights in mode 'guest'")
+    return [low + ctx.random.below(span) for _ in range(count)]
 
 
 def new_keypair(ctx: Context, params: LRParams) -> tuple[PublicKeyBase, PrivateKeyBase]:

@@ -24,6 +24,7 @@ from privfin.fl.vertical.hetero_lr._wire import (
     recv_cts,
     send_cts,
     sync_stop,
+    weight_blinds,
 )
 from privfin.fl.vertical.hetero_lr.common import (
     LRParams,
@@ -71,10 +72,6 @@ def run_guest(
         host_keys = {h: receive_key(ctx, params, h) for h in hosts}
         announce_features(ctx, hosts, model.q.shape[1])
         host_counts = {h: receive_features(ctx, h, entries[h]) for h in hosts}
-        if params.weighted:
-            enc_s = pk.raw_encrypt([int(v) for v in s_int], n_jobs=params.n_jobs)
-            for host in hosts:
-                send_cts(ctx, host, "s", pk, enc_s, fresh=True)
     f = params.frac_bits
     epochs = 0
     task = ctx.progress.task("hetero_lr.epochs", total=params.max_iter)
@@ -85,12 +82,26 @@ def run_guest(
             v_int = encode_fixed(0.25 * model.forward(rows) + 0.5 - y[rows], f)
             sv_int = [a * int(b) for a, b in zip(v_int, s_int[rows], strict=True)]
             early = arbiter is None or (len(hosts) == 1 and not params.weighted)
+            blinds: dict[str, list[int]] = {}
             if early:
-                # Every host completes d itself: one fresh Enc(s*v) (or Enc(v)) for all.
-                d_cts = pk.raw_encrypt(sv_int if params.weighted else v_int, n_jobs=params.n_jobs)
+                # Every host completes d itself: one fresh Enc(s*v) (or Enc(v)) for all. Mode
+                # guest with weights: Enc(s*v - sum_k rho_k); host k gets s*u_k/4 + rho_k
+                # below, so no host ever holds a per-row ciphertext of s (the labels).
+                first = sv_int if params.weighted else v_int
+                if arbiter is None and params.weighted:
+                    blinds = {h: weight_blinds(ctx, host_keys[h], params, m) for h in hosts}
+                    first = [
+                        (a - sum(blinds[h][i] for h in hosts)) % pk.n for i, a in enumerate(first)
+                    ]
+                d_cts = pk.raw_encrypt(first, n_jobs=params.n_jobs)
                 for host in hosts:
                     send_cts(ctx, host, "d", pk, d_cts, fresh=True)
             u = {h: recv_cts(ctx, h, "u", host_keys[h], m) for h in hosts}
+            s_rows = [int(v) for v in s_int[rows]]
+            for h, rho in blinds.items():
+                hk = host_keys[h]
+                su = hk.raw_add_plain(hk.raw_mul(u[h], s_rows, n_jobs=params.n_jobs), rho)
+                send_cts(ctx, h, "su", hk, su, fresh=False)  # re-randomised
             if arbiter is not None and not early:
                 _send_residuals(ctx, params, pk, hosts, u, v_int, sv_int, s_int[rows])
             bound = params.bound_bits(len(hosts), m, guest=True)

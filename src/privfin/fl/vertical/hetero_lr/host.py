@@ -62,7 +62,6 @@ def run_host(
     model = PartyModel(x, params, intercept=False)
     peers = [h for h in hosts if h != ctx.party]
     own_sk: PrivateKeyBase | None = None
-    enc_s: list[Any] | None = None
     guest_count = 0
     if arbiter is not None:
         pk = receive_key(ctx, params, arbiter)
@@ -74,8 +73,6 @@ def run_host(
         announce_key(ctx, own_pk, [guest])
         announce_features(ctx, [guest], model.q.shape[1])
         guest_count = receive_features(ctx, guest, entries[guest])
-        if params.weighted:
-            enc_s = recv_cts(ctx, guest, "s", pk, n)
     f = params.frac_bits
     epochs = 0
     for epoch in range(params.max_iter):
@@ -85,25 +82,23 @@ def run_host(
             u_int = encode_fixed(model.forward(rows) / 4, f)
             send_cts(ctx, guest, "u", own_pk, own_pk.raw_encrypt(u_int, n_jobs=params.n_jobs),
                      fresh=True)  # fmt: skip
-            own_term: list[Any] | None = None
-            if arbiter is None and (peers or params.weighted):
-                if params.weighted:
-                    assert enc_s is not None
-                    own_term = pk.raw_mul([enc_s[int(i)] for i in rows], u_int)
-                    for peer in peers:
-                        send_cts(ctx, peer, "peer_u", pk, own_term, fresh=False)
-                else:
-                    fresh_u = pk.raw_encrypt(u_int, n_jobs=params.n_jobs)
-                    for peer in peers:
-                        send_cts(ctx, peer, "peer_u", pk, fresh_u, fresh=True)
+            own_plain: list[int] | None = None if params.weighted else u_int
+            if arbiter is None and params.weighted:
+                # s*u/4 + rho (the guest's blind, hiding s): no per-row Enc(s) is ever held.
+                assert own_sk is not None
+                su = recv_cts(ctx, guest, "su", own_pk, m)
+                own_plain = [int(v) for v in own_sk.raw_decrypt(su, n_jobs=params.n_jobs)]
+            if arbiter is None and peers:
+                assert own_plain is not None
+                fresh_u = pk.raw_encrypt(own_plain, n_jobs=params.n_jobs)
+                for peer in peers:
+                    send_cts(ctx, peer, "peer_u", pk, fresh_u, fresh=True)
             d_cts = recv_cts(ctx, guest, "d", pk, m)
             if arbiter is None:
                 for peer in peers:
                     d_cts = pk.raw_add(d_cts, recv_cts(ctx, peer, "peer_u", pk, m))
-            if own_term is not None:
-                d_cts = pk.raw_add(d_cts, own_term)
-            elif not params.weighted:
-                d_cts = pk.raw_add_plain(d_cts, u_int)
+            if own_plain is not None:
+                d_cts = pk.raw_add_plain(d_cts, own_plain)
             bound = params.bound_bits(len(hosts), m, guest=False)
             packed, masks, _ = masked_gradient(ctx, pk, d_cts, model, rows, None, bound, params)
             keyholder = arbiter if arbiter is not None else guest
