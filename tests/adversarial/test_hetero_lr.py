@@ -510,3 +510,20 @@ def test_a_peers_ou_key_is_refused_in_production(mode: str) -> None:
             inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}},
             seed=5, settings=Settings(), timeout=60,
         )  # fmt: skip
+
+
+def test_ou_host_key_a_chosen_blind_beyond_p_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mode guest, OU keys, class weights: host0 decrypts the guest's blinded ``s*u/4 + rho``
+    with its own key. A guest that picks ``rho >= p`` would get ``(s*u/4 + rho) mod p`` folded
+    into host0's request (and, from it, ``p``): host0's OU key refuses the residue and the run
+    stops naming the guest."""
+    rng = random.Random(3)
+
+    def beyond_p(ctx: Context, key: Any, params: Any, count: int) -> list[int]:
+        assert isinstance(key, ou.PublicKey)
+        return [rng.randrange(1 << (key.p_bits + 1), key.n) for _ in range(count)]
+
+    monkeypatch.setattr(guest_role, "weight_blinds", beyond_p)
+    with pytest.raises(ProtocolAbort, match="beyond the plaintext bound") as info:
+        _run("guest", MemoryHub(), scheme="ou", class_weight={0: 1.0, 1: 3.0})
+    assert info.value.party == "bank"

@@ -36,6 +36,7 @@ from privfin.fl.vertical.hetero_lr.common import (
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan
 from privfin.he._base import PrivateKeyBase
+from privfin.he.errors import OverflowDetected
 from privfin.runtime import Context
 
 __all__ = ["run_host"]
@@ -87,7 +88,13 @@ def run_host(
                 # s*u/4 + rho (the guest's blind, hiding s): no per-row Enc(s) is ever held.
                 assert own_sk is not None
                 su = recv_cts(ctx, guest, "su", own_pk, m)
-                own_plain = [int(v) for v in own_sk.raw_decrypt(su, n_jobs=params.n_jobs)]
+                try:
+                    own_plain = [int(v) for v in own_sk.raw_decrypt(su, n_jobs=params.n_jobs)]
+                except OverflowDetected:  # OU: a residue beyond the bound (chosen M >= p?)
+                    raise ProtocolAbort(
+                        f"{guest!r} sent a blinded weight term beyond the plaintext bound: refused",
+                        party=guest,
+                    ) from None
             if arbiter is None and peers:
                 assert own_plain is not None
                 fresh_u = pk.raw_encrypt(own_plain, n_jobs=params.n_jobs)
