@@ -206,8 +206,39 @@ def test_host_refuses_an_ou_key(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(key=pk.to_wire())
 
     monkeypatch.setattr("privfin.fl.vertical.binning.guest.BinKey", ou_key)
-    with pytest.raises(DecodeError, match="not a Paillier public key"):
+    with pytest.raises(ProtocolAbort, match="not a Paillier public key") as info:
         run()
+    assert info.value.party == "bank"
+
+
+@pytest.mark.parametrize("component", ["binning", "pearson"])
+def test_host_refuses_a_guest_key_without_a_valid_modulus_proof(
+    monkeypatch: pytest.MonkeyPatch, component: str
+) -> None:
+    """A guest key whose modulus proof does not verify (here: one root replaced) could hide a
+    crafted modulus; the host refuses it naming the guest and encrypts or computes nothing."""
+    honest_to_wire = paillier.PublicKey.to_wire
+
+    def tampered(self: paillier.PublicKey) -> dict[str, Any]:  # only the guest sends a key
+        key = honest_to_wire(self)
+        proof = list(key["proof"])
+        proof[3] = (int.from_bytes(proof[3], "big") ^ 1).to_bytes(len(proof[3]), "big")
+        return {**key, "proof": proof}
+
+    monkeypatch.setattr(paillier.PublicKey, "to_wire", tampered)
+    hub = MemoryHub()
+    xg, xh, y = data()
+    comp = hetero_binning_component if component == "binning" else hetero_pearson_component
+    extra = {} if component == "binning" else {"feature_counts": {"bank": 2, "telco": 3}}
+    inputs = {"bank": {"X": xg, "y": y}, "telco": {"X": xh}}
+    if component == "pearson":
+        inputs["bank"] = {"X": xg}
+    with pytest.raises(ProtocolAbort, match="key of 'bank' is refused") as info:
+        simulate(
+            comp, ROLES, params={**KEYS, **extra}, inputs=inputs, settings=DEV, hub=hub,
+        )  # fmt: skip
+    assert info.value.party == "bank"
+    assert not [k for k, _ in hub.wire if k.sender == "telco" and k.tag != "setup"]
 
 
 def test_an_honest_host_gets_nothing_either_when_another_cheats(

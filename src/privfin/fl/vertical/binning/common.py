@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.config import require_insecure_allowed
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.he import paillier
 from privfin.ml.binning import apply_bins, chi_merge, quantile_edges
 from privfin.runtime import Context
@@ -23,6 +23,7 @@ __all__ = [
     "feature_matrix",
     "final_edges",
     "final_woe",
+    "guest_key",
     "label_bits",
     "local_bins",
     "missing_target",
@@ -263,3 +264,15 @@ def woe_transform(
             raise ConfigError(f"column {j}: {table.size} WOE values for {len(edges[j]) + 2} bins")
         out[:, j] = table[apply_bins(arr[:, j], edges[j])]
     return out
+
+
+def guest_key(wire: object, p: BinParams, guest: str) -> paillier.PublicKey:
+    """Load the guest's Paillier key: the agreed ``key_bits`` and a valid modulus proof
+    (``gcd(n, φ(n)) = 1``, so a crafted modulus cannot carry host data out in a subgroup the
+    masks do not reach); anything else aborts naming the guest before any computation."""
+    try:
+        return paillier.PublicKey.from_wire(
+            wire, insecure_allow_small_keys=p.insecure_allow_small_keys, expect_bits=p.key_bits
+        )
+    except DecodeError as exc:
+        raise ProtocolAbort(f"the key of {guest!r} is refused: {exc}", party=guest) from None

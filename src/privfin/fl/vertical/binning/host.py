@@ -13,12 +13,12 @@ from privfin.fl.vertical.binning.common import (
     BinParams,
     final_edges,
     final_woe,
+    guest_key,
     label_bits,
     local_bins,
     missing_target,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
-from privfin.he import paillier
 from privfin.he._base import EncryptedVector
 from privfin.runtime import Context
 
@@ -30,9 +30,7 @@ def run_host(
 ) -> dict[str, Any]:
     """Run the host side; returns its final edges, kept features and (if revealed) WOE."""
     key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
-    pk = paillier.PublicKey.from_wire(
-        key.key, insecure_allow_small_keys=p.insecure_allow_small_keys
-    )
+    pk = guest_key(key, p, guest)
     msg: EncryptedColumns = ctx.channel.recv(guest, "labels", expect=EncryptedColumns)
     if len(msg.columns) != 1:
         raise ProtocolAbort("the guest must send exactly one label column", party=guest)

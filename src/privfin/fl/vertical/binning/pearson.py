@@ -39,14 +39,18 @@ from typing import Any
 import numpy as np
 
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
-from privfin.fl.vertical.binning.common import BinParams, feature_matrix, new_keypair
+from privfin.fl.vertical.binning.common import (
+    BinParams,
+    feature_matrix,
+    guest_key,
+    new_keypair,
+)
 from privfin.fl.vertical.binning.messages import (
     BinKey,
     Correlations,
     EncryptedColumns,
     PearsonSetup,
 )
-from privfin.he import paillier
 from privfin.he._base import EncryptedVector, PackedEncryptedVector
 from privfin.he.errors import OverflowDetected
 from privfin.ml.he_linalg import encrypted_matvec
@@ -237,9 +241,7 @@ def hetero_pearson_component(
         return {"role": "guest", "features": names, "corr": out}
     guest = guests[0]
     key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
-    pk = paillier.PublicKey.from_wire(
-        key.key, insecure_allow_small_keys=p.insecure_allow_small_keys
-    )
+    pk = guest_key(key, p, guest)
     d_h = z.shape[1]
     if d_h > p.max_features or 2 * d_h >= n:
         raise ConfigError(f"{d_h} features: more than max_features or not below half the rows")
