@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from privfin.config import Settings
-from privfin.errors import ConfigError, DecodeError, ProtocolAbort
+from privfin.errors import ConfigError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.binning import (
