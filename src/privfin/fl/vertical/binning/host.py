@@ -30,7 +30,7 @@ def run_host(
 ) -> dict[str, Any]:
     """Run the host side; returns its final edges, kept features and (if revealed) WOE."""
     key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
-    pk = guest_key(key, p, guest)
+    pk = guest_key(key.key, p, guest)
     msg: EncryptedColumns = ctx.channel.recv(guest, "labels", expect=EncryptedColumns)
     if len(msg.columns) != 1:
         raise ProtocolAbort("the guest must send exactly one label column", party=guest)

@@ -241,7 +241,7 @@ def hetero_pearson_component(
         return {"role": "guest", "features": names, "corr": out}
     guest = guests[0]
     key: BinKey = ctx.channel.recv(guest, "key", expect=BinKey)
-    pk = guest_key(key, p, guest)
+    pk = guest_key(key.key, p, guest)
     d_h = z.shape[1]
     if d_h > p.max_features or 2 * d_h >= n:
         raise ConfigError(f"{d_h} features: more than max_features or not below half the rows")
