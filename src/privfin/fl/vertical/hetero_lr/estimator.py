@@ -62,9 +62,12 @@ class HeteroLogisticRegression:
         seed: int | None = None,
         hub: MemoryHub | None = None,
         timeout: float = 600.0,
+        settings: Settings | None = None,
     ) -> Self:
         """Train on PSI-aligned features (party -> matrix, rows in the same order) and the
-        guest's labels ``y``."""
+        guest's labels ``y``. ``settings`` (default: production, or development with
+        ``insecure_allow_small_keys``) governs every simulated party, e.g. ``allow_insecure``
+        to accept a peer's OU key, which carries no proof that it is well formed."""
         if guest not in features or len(features) < 2:
             raise ConfigError("features must map the guest and at least one host to matrices")
         params = dict(self.params)
@@ -85,7 +88,9 @@ class HeteroLogisticRegression:
             roles[arbiter] = ("arbiter",)
         inputs: dict[str, dict[str, Any]] = {party: {"X": x} for party, x in features.items()}
         inputs[guest]["y"] = y
-        settings = Settings(mode="development") if p.insecure_allow_small_keys else Settings()
+        if settings is None:
+            small = p.insecure_allow_small_keys
+            settings = Settings(mode="development") if small else Settings()
         out = simulate(
             hetero_lr_component,
             roles,
