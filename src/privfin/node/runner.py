@@ -202,6 +202,9 @@ class JobRunner:
         self._lock = threading.Lock()
         self._roles: dict[str, frozenset[str]] = {}  # job -> its parties (specs never change)
         self._components: dict[str, str] = {}  # job -> its component
+        # job -> its status as this process last wrote or read it (only this process writes
+        # the jobs table): a message for a running job needs no status query.
+        self._status: dict[str, str] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
@@ -223,6 +226,8 @@ class JobRunner:
                 .where(jobs_table.c.job == job)
                 .values(updated_at=int(time.time()), **values)
             )
+        if "status" in values:
+            self._status[job] = str(values["status"])
 
     def parties(self, job: str) -> frozenset[str] | None:
         """The parties of ``job``, or None if this node has no such job."""
@@ -242,10 +247,15 @@ class JobRunner:
 
     def ended(self, job: str) -> bool:
         """Whether ``job`` is over here (done or failed): it takes no more messages."""
-        with self.mailbox.engine.connect() as conn:
-            status = conn.execute(
-                select(jobs_table.c.status).where(jobs_table.c.job == job)
-            ).scalar()
+        status = self._status.get(job)
+        if status is None:
+            with self.mailbox.engine.connect() as conn:
+                status = conn.execute(
+                    select(jobs_table.c.status).where(jobs_table.c.job == job)
+                ).scalar()
+            if status is None:
+                return False
+            self._status[job] = status
         return status in ("done", "failed")
 
     def knows(self, job: str) -> bool:
