@@ -208,3 +208,24 @@ def test_a_non_unit_challenge_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(paillier, "modulus_challenges", lambda n, rounds=10: ys)
     with pytest.raises(DecodeError, match="shares a factor"):
         paillier.verify_modulus(n, xs)
+
+
+def test_obfuscation_for_the_key_owner_is_uniform_r_to_the_n() -> None:
+    """[08] A ciphertext going back to the key's owner is re-randomised with ``r**n``, ``r``
+    uniform in ``[1, n)`` (not the owner's short-exponent base ``h_s``, whose logarithms a
+    key owner with smooth ``p - 1`` can take): same plaintext, the exact randomiser drawn from
+    the injected source."""
+    from privfin.he._util import random_bytes
+
+    pk, sk = paillier.generate_keypair(1024, rng=random.Random(31), insecure_allow_small_keys=True)
+    vec = pk.encrypt([3, -4, 5])
+    out = vec.obfuscate(rng=random.Random(9), for_owner=True)
+    assert sk.decrypt(out) == [3, -4, 5]
+    width = (pk.n.bit_length() + 128 + 7) // 8
+    blob = random_bytes(random.Random(9), width * 3)
+    n, nsq = pk.n, pk.n * pk.n
+    for i, (c, c2) in enumerate(zip(vec.ciphertexts_raw, out.ciphertexts_raw, strict=True)):
+        r = int.from_bytes(blob[i * width : (i + 1) * width], "little") % (n - 1) + 1
+        assert int(c2) == int(c) * pow(r, n, nsq) % nsq
+    wire = vec.to_wire(for_owner=True, rng=random.Random(9))
+    assert paillier.EncryptedVector.from_wire(pk, wire).ciphertexts_raw == out.ciphertexts_raw

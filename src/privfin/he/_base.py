@@ -381,6 +381,45 @@ class PublicKeyBase(ABC):
             acc = acc * c % mod
         return acc
 
+    def _uniform_zeros(self, rs: Sequence[Any]) -> list[Any]:
+        """Encryptions of zero with uniform randomness from uniform ``rs`` in ``[1, n)``."""
+        raise NotImplementedError  # pragma: no cover - every scheme overrides it
+
+    def raw_obfuscate_for_owner(
+        self,
+        cts: Sequence[int],
+        *,
+        rng: RandomSource | None = None,
+        executor: Executor | None = None,
+        n_jobs: int | None = None,
+    ) -> list[int]:
+        """Re-randomise with a **uniformly** random encryption of zero (Paillier ``r**n``,
+        ``r`` uniform in ``Z*_n``), for every ciphertext that goes back to the key's owner.
+
+        The short-exponent randomiser of :meth:`raw_obfuscate` (``h_s**a``, DJN) hides a
+        ciphertext's history from anyone who cannot factor ``n`` — but not from the owner,
+        who knows the factors, chose ``h_s`` and the randomness of its own ciphertexts, and
+        may have chosen primes with smooth ``p − 1``: from the random part of a reply it can
+        take discrete logarithms modulo ``p`` and read the scalars this party multiplied in
+        (feature values, shares, bin memberships), even from a key with a valid modulus proof.
+        With ``gcd(n, φ(n)) = 1`` (the proof) ``r**n`` is uniform among the randomisers, so
+        the reply carries its plaintext and nothing else. Cost: one full ``|n|``-bit
+        exponentiation per ciphertext (~11 ms at 2048 bits, on threads).
+        """
+        source = self._rng if rng is None else check_rng(rng)
+        n = self.n
+        width = (n.bit_length() + 128 + 7) // 8  # bias below 2**-128
+        blob = random_bytes(source, width * len(cts))
+        rs = [
+            gmpy2.mpz(int.from_bytes(blob[i : i + width], "little") % (n - 1) + 1)
+            for i in range(0, len(blob), width)
+        ]
+        if isinstance(executor, ProcessPoolExecutor):
+            executor = None
+        zeros = parallel_map(self._uniform_zeros, rs, executor=executor, n_jobs=n_jobs)
+        mod = self._mod
+        return [gmpy2.mpz(c) * z % mod for c, z in zip(cts, zeros, strict=True)]
+
     def raw_obfuscate(
         self,
         cts: Sequence[int],
@@ -389,7 +428,9 @@ class PublicKeyBase(ABC):
         executor: Executor | None = None,
         n_jobs: int | None = None,
     ) -> list[int]:
-        """Multiply each ciphertext by a fresh encryption of zero (re-randomisation)."""
+        """Multiply each ciphertext by a fresh encryption of zero (re-randomisation against
+        third parties; for a ciphertext going back to the key's owner use
+        :meth:`raw_obfuscate_for_owner`)."""
         rs = self.raw_randomizers(len(cts), rng=rng, executor=executor, n_jobs=n_jobs)
         mod = self._mod
         return [gmpy2.mpz(c) * r % mod for c, r in zip(cts, rs, strict=True)]
@@ -830,14 +871,19 @@ class EncryptedVector:
         rng: RandomSource | None = None,
         executor: Executor | None = None,
         n_jobs: int | None = None,
+        for_owner: bool = False,
     ) -> EncryptedVector:
         """Re-randomise every ciphertext (same plaintexts, fresh randomness).
 
         Do this before a ciphertext computed from another party's ciphertexts leaves its
         owner: otherwise its randomness links it to the inputs (e.g. reveals which ones were
-        summed). :meth:`to_wire` does it automatically for non-fresh vectors.
+        summed). :meth:`to_wire` does it automatically for non-fresh vectors. ``for_owner``:
+        the ciphertexts go back to the key's owner — uniform randomness
+        (:meth:`PublicKeyBase.raw_obfuscate_for_owner`), fresh or not.
         """
-        cts = self.public_key.raw_obfuscate(self._cts, rng=rng, executor=executor, n_jobs=n_jobs)
+        obf = self.public_key.raw_obfuscate_for_owner if for_owner else None
+        obf = obf or self.public_key.raw_obfuscate
+        cts = obf(self._cts, rng=rng, executor=executor, n_jobs=n_jobs)
         return self._like(cts, fresh=True)
 
     def pack(
@@ -885,12 +931,17 @@ class EncryptedVector:
         )  # fmt: skip
 
     # ------------------------------------------------------------ wire
-    def to_wire(self, *, obfuscate: bool = True, rng: RandomSource | None = None) -> dict[str, Any]:
+    def to_wire(
+        self, *, obfuscate: bool = True, rng: RandomSource | None = None, for_owner: bool = False
+    ) -> dict[str, Any]:
         """Plain-Python form for :mod:`privfin.federation.codec` (ints, bytes, str, bools).
 
         Non-fresh vectors are re-randomised first unless ``obfuscate=False``.
         """
-        vec = self.obfuscate(rng=rng) if obfuscate and not self.fresh else self
+        if for_owner:  # going back to the key's owner: always uniform randomness
+            vec = self.obfuscate(rng=rng, for_owner=True)
+        else:
+            vec = self.obfuscate(rng=rng) if obfuscate and not self.fresh else self
         pk = self.public_key
         return {
             "kind": "EncryptedVector",
@@ -1200,9 +1251,12 @@ class PackedEncryptedVector:
         rng: RandomSource | None = None,
         executor: Executor | None = None,
         n_jobs: int | None = None,
+        for_owner: bool = False,
     ) -> PackedEncryptedVector:
         """Re-randomise every ciphertext (see :meth:`EncryptedVector.obfuscate`)."""
-        cts = self.public_key.raw_obfuscate(self._cts, rng=rng, executor=executor, n_jobs=n_jobs)
+        obf = self.public_key.raw_obfuscate_for_owner if for_owner else None
+        obf = obf or self.public_key.raw_obfuscate
+        cts = obf(self._cts, rng=rng, executor=executor, n_jobs=n_jobs)
         return self._like(cts, fresh=True)
 
     def _decrypt_with(
@@ -1224,9 +1278,14 @@ class PackedEncryptedVector:
         decoded = [decode_values(r, self.is_float, self.frac_bits, "list") for r in rows]
         return np.array(decoded, dtype=np.float64 if self.is_float else object)
 
-    def to_wire(self, *, obfuscate: bool = True, rng: RandomSource | None = None) -> dict[str, Any]:
+    def to_wire(
+        self, *, obfuscate: bool = True, rng: RandomSource | None = None, for_owner: bool = False
+    ) -> dict[str, Any]:
         """Plain-Python form for the codec; non-fresh vectors are re-randomised first."""
-        vec = self.obfuscate(rng=rng) if obfuscate and not self.fresh else self
+        if for_owner:  # going back to the key's owner: always uniform randomness
+            vec = self.obfuscate(rng=rng, for_owner=True)
+        else:
+            vec = self.obfuscate(rng=rng) if obfuscate and not self.fresh else self
         pk = self.public_key
         return {
             "kind": "PackedEncryptedVector",

@@ -149,6 +149,10 @@ class PublicKey(PublicKeyBase):
             raise TypeError("not an OU engine")
         return engine.plain(m)
 
+    def _uniform_zeros(self, rs: Sequence[Any]) -> list[Any]:
+        """``h**r mod n`` with ``r`` uniform in ``[1, n)`` (no short-exponent shortcut)."""
+        return list(gmpy2.powmod_exp_list(self.h, rs, self._n))
+
     def to_wire(self) -> dict[str, Any]:
         """``{"kind": "OUPublicKey", "v": 1, "n", "g", "h"}`` with big-endian bytes."""
         return {

@@ -277,6 +277,10 @@ class PublicKey(PublicKeyBase):
             raise ConfigError("r must be a unit modulo n")
         return int(self._plain(int(m)) * gmpy2.powmod(r, self._n, self._nsq) % self._nsq)
 
+    def _uniform_zeros(self, rs: Sequence[Any]) -> list[Any]:
+        """``r**n mod n**2``: uniform among encryptions of zero when ``gcd(n, φ(n)) = 1``."""
+        return list(gmpy2.powmod_base_list(rs, self._n, self._nsq))
+
     def to_wire(self) -> dict[str, Any]:
         """``{"kind": "PaillierPublicKey", "v": 1, "n": bytes, "proof": [bytes, ...]}``
         (big-endian ``n``; the modulus proof as :data:`PROOF_ROUNDS` big-endian values of
