@@ -14,8 +14,10 @@ ring elements (``k = 1`` for elementwise triples); the provider refuses a produc
 ``B * 2**64 <= n - B`` (:func:`cross_term_bound`), so ``cross + rho < n`` never wraps.
 
 Security property (semi-honest, no trusted party): P1 sees only ciphertexts (IND-CPA of
-Paillier under DCR + the DJN assumption, see :mod:`privfin.he.paillier`; the reply is
-re-randomised by the fresh ``Enc(rho)``); P0 sees ``cross + rho`` over the integers, which hides
+Paillier under DCR + the DJN assumption, see :mod:`privfin.he.paillier`); the reply is
+re-randomised last with a uniform ``r**n`` (``raw_obfuscate_for_owner``; the DJN short-exponent
+randomiser would let a P0 with smooth ``p - 1``, or via Legendre symbols any P0, read bits of
+``a1, b1`` from the reply's random part), so P0 sees ``cross + rho`` over the integers, which hides
 ``cross < B`` statistically: distance ``<= B / (n - B) <= 2**-64`` for every ``k`` the key
 allows (below ``2**(144 - |n| + 1)`` at ``k = 30,000``). Because ``rho`` covers all of Z_n but ``B``
 values, a P0 that encrypted values outside Z_2^64 (P1 cannot see them) still reads a reply
@@ -234,16 +236,21 @@ class PaillierProvider:
         enc_left, enc_right = cts[: left.size], cts[left.size :]
         rng = _Bits(self.ctx)
         rhos = [_uniform_below(rng, rest) for _ in pairs]
-        masks = pk.raw_encrypt(rhos)
         out = []
-        for o, quads in enumerate(pairs):
+        for quads in pairs:
             terms_c = []
             terms_k = []
             for i, j, i2, j2 in quads:
                 terms_c += [enc_left[i], enc_right[i2]]
                 terms_k += [int(right[j]), int(left[j2])]
             powered = pk.raw_mul(terms_c, terms_k)
-            out.append(pk.raw_sum([*powered, masks[o]]))
+            out.append(pk.raw_sum(powered))
+        # The reply goes back to the key's owner, who chose the randomness of the ciphertexts
+        # it sent and may hold a key with smooth p - 1: the last operation before it leaves is
+        # a uniform re-randomisation (r**n, r uniform in Z*_n; the DJN short-exponent h_s**a
+        # would let P0 read the exponents a1, b1 from the reply's random part: SPEC.md).
+        out = pk.raw_add_plain(out, rhos)
+        out = pk.raw_obfuscate_for_owner(out, rng=rng)
         self.ctx.channel.send(self.peer, "mpc.he.ct", _pack(out, self._width()))
         return np.array([(-r) & _MOD64 for r in rhos], dtype=np.uint64)
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from privfin.config import require_insecure_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.he import paillier
+from privfin.he._base import EncryptedVector, PackedEncryptedVector
 from privfin.ml.binning import apply_bins, chi_merge, quantile_edges
 from privfin.runtime import Context
 
@@ -28,6 +29,7 @@ __all__ = [
     "local_bins",
     "missing_target",
     "new_keypair",
+    "reply_for_owner",
     "woe_transform",
 ]
 
@@ -276,3 +278,35 @@ def guest_key(wire: object, p: BinParams, guest: str) -> paillier.PublicKey:
         )
     except DecodeError as exc:
         raise ProtocolAbort(f"the key of {guest!r} is refused: {exc}", party=guest) from None
+
+
+class _Bits:
+    """Adapts ``ctx.random`` to the ``getrandbits`` interface of :mod:`privfin.he`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._source = ctx.random
+
+    def getrandbits(self, k: int, /) -> int:
+        if k <= 0:
+            return 0
+        nbytes = (k + 7) // 8
+        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
+
+
+#: Threads for the re-randomisation of a host's reply (both cores of a small node).
+REPLY_JOBS = 2
+
+
+def reply_for_owner(ctx: Context, vec: EncryptedVector) -> dict[str, Any]:
+    """Pack ``vec`` and return its wire form re-randomised for the key's owner (the guest).
+
+    The last operation before the reply leaves: every ciphertext is multiplied by a
+    **uniform** encryption of zero (``r**n``, ``r`` uniform in ``Z*_n``, from ``ctx.random``).
+    The guest chose the randomness of the ciphertexts it sent; with the DJN short-exponent
+    randomiser a guest holding a key with smooth ``p - 1`` (or, for parities, any key via
+    Legendre symbols mod ``p``) would read from the reply's random part which of its rows
+    entered a bin sum, or the host's quantised values in a product (SPEC.md).
+    """
+    packed: PackedEncryptedVector = vec.pack()
+    fresh = packed.obfuscate(rng=_Bits(ctx), n_jobs=REPLY_JOBS, for_owner=True)
+    return fresh.to_wire(obfuscate=False)

@@ -17,6 +17,7 @@ from privfin.fl.vertical.binning.common import (
     label_bits,
     local_bins,
     missing_target,
+    reply_for_owner,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
 from privfin.he._base import EncryptedVector
@@ -62,12 +63,11 @@ def run_host(
     vec = EncryptedVector(
         pk, sums, frac_bits=0, bound_bits=label_bits(n) + n.bit_length(), is_float=False
     )
-    packed = vec.pack()
     ctx.channel.send(
         guest,
         "bins",
         HostBins(
-            sums=packed.to_wire(),
+            sums=reply_for_owner(ctx, vec),  # uniform re-randomisation, last
             totals=np.array(totals, dtype=np.int64),
             n_bins=n_bins,
             names=list(names),

@@ -44,6 +44,7 @@ from privfin.fl.vertical.binning.common import (
     feature_matrix,
     guest_key,
     new_keypair,
+    reply_for_owner,
 )
 from privfin.fl.vertical.binning.messages import (
     BinKey,
@@ -272,7 +273,9 @@ def hetero_pearson_component(
             )
         products += encrypted_matvec(pk, enc.ciphertexts_raw, q, bits)
     vec = EncryptedVector(pk, products, frac_bits=0, bound_bits=_bound_bits(n), is_float=False)
-    ctx.channel.send(guest, "products", Correlations(packed=vec.pack().to_wire()))
+    # Uniform re-randomisation (r**n) as the last operation: the guest chose the randomness
+    # of its columns, the DJN randomiser would let it read q from the products' random part.
+    ctx.channel.send(guest, "products", Correlations(packed=reply_for_owner(ctx, vec)))
     corr = None
     if reveal:
         msg2: Correlations = ctx.channel.recv(guest, "corr", expect=Correlations)

@@ -310,7 +310,13 @@ class _Host:
                         flat.append(acc)
                 flat.append(per_bin[nb])
             packed += compress(flat, self.pk, st.width, per_ct, executor=pool)
-        fresh = self.pk.raw_obfuscate(packed, rng=self.rng, n_jobs=self.p.n_jobs)
+        # Last operation before the histograms go back to the key's owner: uniform
+        # re-randomisation (r**n / h**r with r uniform). With the DJN short-exponent randomiser
+        # a guest with smooth p - 1 would read, from each reply's random part, which of the
+        # rows it encrypted with crafted randomness fell into the bin (SPEC.md).
+        fresh = self.pk.raw_obfuscate_for_owner(
+            packed, rng=self.rng, executor=pool, n_jobs=self.p.n_jobs
+        )
         per_node = int(self.keep.sum()) + self.n_features
         cts_per_node = -(-per_node // per_ct) if nodes else 0
         self.ctx.metrics.add("secureboost.host.compress_s", time.perf_counter() - t1)
