@@ -334,3 +334,73 @@ def test_peer_ou_keys_are_allowed_only_by_explicit_opt_in() -> None:
         require_peer_ou_allowed(Settings(), "x")
     require_peer_ou_allowed(Settings(allow_insecure=True), "x")
     require_peer_ou_allowed(DEV, "x")
+
+
+# ------------------------------------------- randomness toward the key owner (red team 3)
+
+
+def test_guest_reads_no_bin_membership_from_the_histogram_randomness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A guest with an ordinary key with ``p = q = 1 mod 4`` encrypts row 0's gradients with a
+    randomiser that is a quadratic non-residue mod ``p`` (all other rows honest: the DJN
+    ``h_s**a``, a residue). The Legendre symbol mod ``p`` of a packed histogram ciphertext's
+    randomiser is then ``-1`` exactly when row 0 is in the cumulative bin of its first slot —
+    and the DJN re-randomisation ``h_s**a`` keeps it: the guest read that membership for
+    every ciphertext. With the uniform ``r**n`` it reads a coin flip. (A guest with smooth
+    ``p - 1`` reads whole bitmaps the same way, see ``test_mpc_paillier.py``.)"""
+    real_keygen = guest_mod.paillier.generate_keypair
+    keys: list[Any] = []
+
+    def keygen(n_bits: int, **kw: Any) -> Any:
+        while True:
+            pk, sk = real_keygen(n_bits, **kw)
+            if int(sk._p) % 4 == 1 and int(sk._q) % 4 == 1:
+                keys.append((pk, sk))
+                return pk, sk
+
+    real_rand = guest_mod._Guest._randomizers
+
+    def crafted(self: Any, count: int) -> list[Any]:
+        out = list(real_rand(self, count))
+        p, n = int(self.sk._p), int(self.pk.n)
+        x = next(v for v in range(2, p) if gmpy2.legendre(v, p) == -1)
+        out[0] = out[0] * gmpy2.powmod(x, n, n * n) % (n * n)
+        return out
+
+    packed: list[Any] = []
+    sent: list[tuple[list[Any], list[Any]]] = []
+    real_compress, real_to_bytes = host_mod.compress, host_mod.ciphertexts_to_bytes
+
+    def compress(*args: Any, **kw: Any) -> Any:
+        out = real_compress(*args, **kw)
+        packed.extend(out)
+        return out
+
+    def to_bytes(cts: Any, pk: Any) -> bytes:
+        sent.append((list(packed), list(cts)))
+        packed.clear()
+        return real_to_bytes(cts, pk)
+
+    monkeypatch.setattr(guest_mod.paillier, "generate_keypair", keygen)
+    monkeypatch.setattr(guest_mod._Guest, "_randomizers", crafted)
+    monkeypatch.setattr(host_mod, "compress", compress)
+    monkeypatch.setattr(host_mod, "ciphertexts_to_bytes", to_bytes)
+    _fit(n=200, n_trees=12, max_depth=3)
+    ((pk, sk),) = keys
+    p, n = int(sk._p), int(pk.n)
+
+    def symbol(c: Any) -> int:  # Legendre symbol mod p of the ciphertext's randomiser
+        return int(gmpy2.legendre(gmpy2.powmod(int(c) % p, pow(n, -1, p - 1), p), p))
+
+    truth = [symbol(c) for before, _ in sent for c in before]
+    read = [symbol(c) for _, after in sent for c in after]
+    assert len(truth) == len(read) >= 40
+    # Row 0's membership varies over the ciphertexts (the attack had something to read) ...
+    assert 0 < truth.count(-1) < len(truth)
+    # ... and the guest's reading agrees with it like a coin flip (DJN: every time).
+    agree = sum(t == r for t, r in zip(truth, read, strict=True))
+    assert agree <= 0.8 * len(truth), (agree, len(truth))
+    # Each reply still decrypts to what the host packed (only the random part changed).
+    for before, after in sent:
+        assert sk.raw_decrypt(before) == sk.raw_decrypt(after)
