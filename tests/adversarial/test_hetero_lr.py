@@ -28,9 +28,12 @@ from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component
 from privfin.fl.vertical.hetero_lr import guest as guest_role
 from privfin.fl.vertical.hetero_lr import host as host_role
-from privfin.fl.vertical.hetero_lr.common import PartyModel
-from privfin.he import ou
+from privfin.fl.vertical.hetero_lr.common import PartyModel, sample_weights
+from privfin.he import ou, paillier
+from privfin.he._base import EncryptedVector
 from privfin.runtime import Context, simulate
+
+from ._smooth import Dlog, ct_with_randomiser, recover_lambda, smooth_keypair
 
 SMALL = {"key_bits": 768, "insecure_allow_small_keys": True, "max_iter": 1, "batch_size": 0}
 STAT_BITS = 48  # LRParams.stat_bits default
@@ -527,3 +530,227 @@ def test_ou_host_key_a_chosen_blind_beyond_p_is_refused(monkeypatch: pytest.Monk
     with pytest.raises(ProtocolAbort, match="beyond the plaintext bound") as info:
         _run("guest", MemoryHub(), scheme="ou", class_weight={0: 1.0, 1: 3.0})
     assert info.value.party == "bank"
+
+
+# --------------------------------------------------------------------------------------------
+# A key owner with smooth p - 1 (red team a2, a3): the random part of what comes back to the
+# owner must carry nothing. 1536-bit keys: the smallest size at which the lattice step of the
+# attack (256-bit DJN exponents) finds log h_s, so both tests fail on the old randomiser.
+
+SMOOTH_BITS = 1536
+W_LOW = 264  # above the 256-bit DJN exponent: the attacker's data sits from bit W_LOW up
+K_DIGIT = 12  # one signed 10-bit quantised feature value (plus carries) per digit
+
+
+def _smooth_run(hub: MemoryHub, n: int = 60, **extra: Any) -> tuple[dict[str, Any], Any]:
+    rng = np.random.default_rng(0)
+    xg, xh = rng.normal(size=(n, 2)), rng.normal(size=(n, 3))
+    y = (rng.random(n) < 1 / (1 + np.exp(-(xg[:, 0] + xh[:, 1])))).astype(float)
+    params = {"mode": "guest", "key_bits": SMOOTH_BITS, "insecure_allow_small_keys": True,
+              "max_iter": 1, "batch_size": 20, "feature_counts": {"bank": 2, "host0": 3},
+              **extra}  # fmt: skip
+    out = simulate(
+        hetero_lr_component, {"bank": ["guest"], "host0": ["host"]}, params=params,
+        inputs={"bank": {"X": xg, "y": y}, "host0": {"X": xh}},
+        seed=5, hub=hub, settings=Settings(mode="development"), timeout=120,
+    )  # fmt: skip
+    return out, (xg, xh, y, LRParams.from_mapping(params))
+
+
+def _last_cts(hub: MemoryHub, sender: str, receiver: str, tag: str, pk: Any) -> list[Any]:
+    payload = [p for k, p in hub.wire if (k.sender, k.receiver, k.tag) == (sender, receiver, tag)]
+    msg = codec.decode(payload[-1])
+    return EncryptedVector.from_wire(pk, msg.vec).ciphertexts_raw
+
+
+def test_smooth_key_guest_reads_no_host_feature(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team a2 (mode guest, Paillier): the guest's key has smooth ``p - 1`` (valid modulus
+    proof). It sends ``Enc(v)`` whose random parts have logs ``lam * 2**(W + K*i)`` (row ``i``
+    of the batch); host0's request ``Enc(Q^T d + r)`` then had a random part with log
+    ``lam * (a + sum_i q_ij 2**(W + K*i))`` (``a``: the 256-bit DJN exponent, ``lam = log
+    h_s`` learned by lattice reduction from batch 0) and the guest read every quantised host
+    feature of batches 1 and 2 (120/120 with the old randomiser). host0 now re-randomises its
+    request with a uniform ``r**n``: the logs are uniform, ``lam`` is never found and no value
+    is read."""
+    pk, sk, p, q, ls = smooth_keypair(SMOOTH_BITS, seed=1)
+    dlog = Dlog(p, ls, int(pk.n))
+    t = int(dlog.T)
+    cap = (t.bit_length() - W_LOW - 16) // K_DIGIT
+    rnd = random.Random(7)
+    hub = MemoryHub()
+    st: dict[str, Any] = {"lam": None, "ys": [], "batch": -1, "read": {}, "requests": 0}
+    honest_send, honest_decrypt = guest_role.send_cts, guest_role.decrypt_for
+
+    def send_cts(ctx: Context, peer: str, tag: str, key: Any, cts: Any, **kw: Any) -> None:
+        if tag != "d":
+            return honest_send(ctx, peer, tag, key, cts, **kw)
+        st["batch"] += 1
+        lam = st["lam"]
+        plain = sk.raw_decrypt(cts)
+        logs = [
+            0 if lam is None or i >= cap else lam * (1 << (W_LOW + K_DIGIT * i)) % t
+            for i in range(len(plain))
+        ]
+        rs = [dlog.element(e, q, rnd) for e in logs]
+        forged = [ct_with_randomiser(pk, int(m), r) for m, r in zip(plain, rs, strict=True)]
+        return honest_send(ctx, peer, tag, key, forged, fresh=True)
+
+    def decrypt_for(ctx: Context, peer: str, skey: Any, params: Any, **kw: Any) -> None:
+        honest_decrypt(ctx, peer, skey, params, **kw)  # the request has arrived: read it
+        st["requests"] += 1
+        logs = [dlog.rand_log(c) for c in _last_cts(hub, peer, ctx.party, "masked", pk)]
+        if st["lam"] is None:
+            st["ys"] += logs
+            st["lam"] = recover_lambda(st["ys"], t)
+            return
+        linv = pow(st["lam"], -1, t)
+        first = 20 * st["batch"]
+        for j, y in enumerate(logs):
+            v = y * linv % t
+            v = v - t if v > t // 2 else v
+            s = v >> W_LOW
+            for i in range(min(cap, 20)):
+                digit = s % (1 << K_DIGIT)
+                digit = digit - (1 << K_DIGIT) if digit >= 1 << (K_DIGIT - 1) else digit
+                st["read"][(first + i, j)] = digit
+                s = (s - digit) >> K_DIGIT
+
+    monkeypatch.setattr(guest_role, "new_keypair", lambda ctx, params: (pk, sk))
+    monkeypatch.setattr(guest_role, "send_cts", send_cts)
+    monkeypatch.setattr(guest_role, "decrypt_for", decrypt_for)
+    _, (_, xh, _, params) = _smooth_run(hub)
+    assert st["requests"] == 3, "the attack did not run"  # 60 rows, batches of 20
+    qh = PartyModel(xh, params, intercept=False).q
+    correct = sum(int(qh[r, j]) == v for (r, j), v in st["read"].items())
+    assert (correct, len(st["read"])) == (0, 0)  # old randomiser: (120, 120)
+    assert st["lam"] is None  # the request's randomness has no short-exponent structure
+
+
+def test_smooth_key_host_reads_no_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Red team a3 (mode guest, class weights): host0's key has smooth ``p - 1`` (valid
+    proof). It sends ``Enc_k(u/4)`` with random parts of log ``lam * 2**W``; the guest's
+    ``Enc_k(s*u/4 + rho) = Enc_k(u/4)**s * (1+n)**rho`` (the full-width blind ``rho`` hides
+    ``s`` in the plaintext) then had a random part with log ``lam * (a + s * 2**W)`` and the
+    host read ``s`` — the label — of every row of batches 1 and 2 (40/40 with the old
+    randomiser). The guest now re-randomises the blinded terms with a uniform ``r**n``."""
+    pk, sk, p, q, ls = smooth_keypair(SMOOTH_BITS, seed=2)
+    dlog = Dlog(p, ls, int(pk.n))
+    t = int(dlog.T)
+    rnd = random.Random(8)
+    st: dict[str, Any] = {"lam": None, "ys": [], "batch": -1, "read": {}, "blinds": 0}
+    honest_send, honest_recv = host_role.send_cts, host_role.recv_cts
+
+    def send_cts(ctx: Context, peer: str, tag: str, key: Any, cts: Any, **kw: Any) -> None:
+        if tag != "u":
+            return honest_send(ctx, peer, tag, key, cts, **kw)
+        st["batch"] += 1
+        e = 0 if st["lam"] is None else st["lam"] * (1 << W_LOW) % t
+        plain = sk.raw_decrypt(cts)
+        forged = [ct_with_randomiser(pk, int(m), dlog.element(e, q, rnd)) for m in plain]
+        return honest_send(ctx, peer, tag, key, forged, fresh=True)
+
+    def recv_cts(ctx: Context, peer: str, tag: str, key: Any, count: int) -> list[Any]:
+        cts: list[Any] = honest_recv(ctx, peer, tag, key, count)
+        if tag != "su":
+            return cts
+        st["blinds"] += 1
+        logs = [dlog.rand_log(c) for c in cts]
+        if st["lam"] is None:
+            st["ys"] += logs[:4]
+            st["lam"] = recover_lambda(st["ys"], t)
+        else:
+            linv = pow(st["lam"], -1, t)
+            for i, y in enumerate(logs):
+                st["read"][20 * st["batch"] + i] = (y * linv % t) >> W_LOW
+        return cts
+
+    monkeypatch.setattr(host_role, "new_keypair", lambda ctx, params: (pk, sk))
+    monkeypatch.setattr(host_role, "send_cts", send_cts)
+    monkeypatch.setattr(host_role, "recv_cts", recv_cts)
+    _, (_, _, y, params) = _smooth_run(MemoryHub(), class_weight="balanced")
+    assert st["blinds"] == 3, "the attack did not run"
+    _, s_int = sample_weights(y, params)
+    correct = sum(int(s_int[r]) == v for r, v in st["read"].items())
+    assert (correct, len(st["read"])) == (0, 0)  # old randomiser: (40, 40)
+    assert st["lam"] is None
+
+
+# --------------------------------------------------------------------------------------------
+# The arbiter's row count (red team a6, a6b) and the key size checked before the proof (a4).
+
+
+class _RewriteHub(MemoryHub):
+    """Rewrites the message ``sender`` sends under ``tag`` with ``edit``."""
+
+    def __init__(self, sender: str, tag: str, edit: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.sender, self.tag, self.edit = sender, tag, edit
+
+    def _deliver(self, key: Any, payload: bytes) -> None:
+        if key.sender == self.sender and key.tag == self.tag:
+            payload = codec.encode(self.edit(codec.decode(payload)))
+        super()._deliver(key, payload)
+
+
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_guest_lying_to_the_arbiter_about_rows_is_named(
+    monkeypatch: pytest.MonkeyPatch, hosts: int
+) -> None:
+    """a6b: the guest tells the arbiter 10**6 rows (hosts get the true count) and packs its own
+    request with the inflated bound, so that the honest arbiter would refuse the honest hosts'
+    requests in their name. Every host now reports its row count to the arbiter, which stops
+    the run at setup naming the guest (the majority with two hosts; the one count the hosts
+    check with one host); nothing is decrypted."""
+    fake = 10**6
+    real_plan = guest_role.Plan
+    monkeypatch.setattr(
+        guest_role, "Plan",
+        lambda n_rows, seed: real_plan(n_rows=fake if seed == 0 else n_rows, seed=seed),
+    )  # fmt: skip
+    honest = guest_role.masked_gradient
+
+    def inflated(ctx: Context, pk: Any, cts: Any, model: Any, rows: Any, shift: Any,
+                 bound: int, p: Any) -> Packed:  # fmt: skip
+        return honest(ctx, pk, cts, model, rows, shift, p.bound_bits(hosts, fake, guest=True), p)
+
+    monkeypatch.setattr(guest_role, "masked_gradient", inflated)
+    hub = MemoryHub()
+    with pytest.raises(ProtocolAbort, match="different row counts") as info:
+        _run("arbiter", hub, hosts=hosts)
+    assert info.value.party == "bank"
+    assert [k for k, _ in hub.wire if k.sender == "bank" and k.tag == "plan"]  # it lied
+    assert not [k for k, _ in hub.wire if k.tag == "plain"]  # nothing decrypted
+
+
+def test_host_lying_to_the_arbiter_about_rows_is_named() -> None:
+    """With two hosts, a host that reports another row count than the guest and the other host
+    is the one named (strict majority); the run stops at setup."""
+    hub = _RewriteHub("host1", "rows", lambda msg: type(msg)(n_rows=msg.n_rows + 1))
+    with pytest.raises(ProtocolAbort, match="different row counts") as info:
+        _run("arbiter", hub, hosts=2)
+    assert info.value.party == "host1"
+    assert not [k for k, _ in hub.wire if k.tag == "plain"]  # nothing decrypted
+
+
+@pytest.mark.parametrize(("mode", "owner"), [("arbiter", "arb"), ("guest", "host0")])
+def test_an_oversized_paillier_key_is_refused_before_its_proof_is_checked(
+    monkeypatch: pytest.MonkeyPatch, mode: str, owner: str
+) -> None:
+    """a4: a key owner announcing a larger modulus than the agreed ``key_bits`` (red team: a
+    16384-bit, 16-prime modulus with a valid proof) made every peer verify the proof — and
+    would make all later work slower — before the size was checked. ``from_wire`` now gets
+    ``expect_bits``: refused naming the owner, and the proof of that key is never checked."""
+    big, _ = paillier.generate_keypair(1024, insecure_allow_small_keys=True)
+    checked: list[int] = []
+    honest = paillier.verify_modulus
+
+    def spy(n: int, proof: Any) -> None:
+        checked.append(int(n))
+        honest(n, proof)
+
+    monkeypatch.setattr(paillier, "verify_modulus", spy)
+    hub = _RewriteHub(owner, "pk", lambda msg: type(msg)(key=big.to_wire()))
+    with pytest.raises(ProtocolAbort, match="1024 bits, not the agreed 768") as info:
+        _run(mode, hub)
+    assert info.value.party == owner
+    assert int(big.n) not in checked

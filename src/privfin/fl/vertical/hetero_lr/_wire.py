@@ -115,11 +115,18 @@ def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
     if params.scheme == "ou":
         require_peer_ou_allowed(ctx.settings, f"hetero LR party {ctx.party!r}: {owner!r}'s OU key")
     msg = ctx.channel.recv(owner, "pk", expect=KeyAnnouncement)
-    cls = ou.PublicKey if params.scheme == "ou" else paillier.PublicKey
     try:
-        pk: PublicKeyBase = cls.from_wire(
-            msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
-        )
+        pk: PublicKeyBase
+        if params.scheme == "ou":
+            pk = ou.PublicKey.from_wire(
+                msg.key, insecure_allow_small_keys=params.insecure_allow_small_keys
+            )
+        else:  # the agreed size is checked before the (costly) proof check
+            pk = paillier.PublicKey.from_wire(
+                msg.key,
+                insecure_allow_small_keys=params.insecure_allow_small_keys,
+                expect_bits=params.key_bits,
+            )
     except DecodeError as exc:
         raise ProtocolAbort(
             f"{owner!r} sent a public key that is not well formed: {exc}", party=owner
@@ -133,6 +140,19 @@ def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
     return pk
 
 
+class _Bits:
+    """``ctx.random`` with the ``getrandbits`` interface of :mod:`privfin.he`."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._source = ctx.random
+
+    def getrandbits(self, k: int, /) -> int:
+        if k <= 0:
+            return 0
+        nbytes = (k + 7) // 8
+        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
+
+
 def send_cts(
     ctx: Context,
     peer: str,
@@ -141,8 +161,24 @@ def send_cts(
     cts: Sequence[Any],
     *,
     fresh: bool,
+    for_owner: bool = False,
+    n_jobs: int = 1,
 ) -> None:
-    """Send ciphertexts; non-fresh ones are re-randomised first (``to_wire``)."""
+    """Send ciphertexts under ``pk`` to ``peer``.
+
+    ``for_owner``: ``peer`` owns ``pk`` (it will decrypt them) — the last operation before
+    the send is a re-randomisation with a UNIFORM encryption of zero
+    (:meth:`~privfin.he._base.PublicKeyBase.raw_obfuscate_for_owner`, ``r**n`` with ``r``
+    uniform in ``Z*_n``), fresh or not. The cheap short-exponent randomiser ``h_s**a`` hides
+    a ciphertext's history from third parties only: a key owner with a smooth ``p - 1`` (a
+    well-formed key, it passes the modulus proof) recovers the random part of a reply, takes
+    discrete logs modulo ``p`` and reads the scalars this party multiplied into ciphertexts
+    whose randomness the owner chose (its features, the class weights). Otherwise non-fresh
+    ciphertexts are re-randomised with the cheap randomiser (``to_wire``).
+    """
+    if for_owner:
+        cts = pk.raw_obfuscate_for_owner(cts, rng=_Bits(ctx), n_jobs=n_jobs)
+        fresh = True
     vec = EncryptedVector(
         pk, cts, frac_bits=0, bound_bits=pk.capacity_bits, is_float=False, fresh=fresh
     )

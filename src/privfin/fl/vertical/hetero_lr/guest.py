@@ -101,7 +101,9 @@ def run_guest(
             for h, rho in blinds.items():
                 hk = host_keys[h]
                 su = hk.raw_add_plain(hk.raw_mul(u[h], s_rows, n_jobs=params.n_jobs), rho)
-                send_cts(ctx, h, "su", hk, su, fresh=False)  # re-randomised
+                # Under host h's own key, back to h: uniform re-randomisation (the random
+                # part of Enc_k(u)**s would otherwise carry s to a host with smooth p - 1).
+                send_cts(ctx, h, "su", hk, su, fresh=False, for_owner=True, n_jobs=params.n_jobs)
             if arbiter is not None and not early:
                 _send_residuals(ctx, params, pk, hosts, u, v_int, sv_int, s_int[rows])
             bound = params.bound_bits(len(hosts), m, guest=True)
@@ -112,7 +114,8 @@ def run_guest(
                 packed, masks, _ = masked_gradient(
                     ctx, pk, total, model, rows, v_int, bound, params
                 )
-                send_cts(ctx, arbiter, "masked", pk, packed, fresh=False)
+                send_cts(ctx, arbiter, "masked", pk, packed, fresh=False, for_owner=True,
+                         n_jobs=params.n_jobs)  # fmt: skip
                 g_int = gradient_reply(ctx, arbiter, masks, bound)
             else:
                 assert sk is not None
@@ -122,7 +125,8 @@ def run_guest(
                     packed, masks, _ = masked_gradient(
                         ctx, hk, u[h], model, rows, None, bound, params
                     )
-                    send_cts(ctx, h, "gmasked", hk, packed, fresh=False)
+                    send_cts(ctx, h, "gmasked", hk, packed, fresh=False, for_owner=True,
+                             n_jobs=params.n_jobs)  # fmt: skip
                     pending[h] = masks
                 host_bound = params.bound_bits(len(hosts), m, guest=False)
                 for h in hosts:

@@ -34,7 +34,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     encode_fixed,
     min_batch_rows,
 )
-from privfin.fl.vertical.hetero_lr.messages import Plan
+from privfin.fl.vertical.hetero_lr.messages import Plan, RowCount
 from privfin.he._base import PrivateKeyBase
 from privfin.he.errors import OverflowDetected
 from privfin.runtime import Context
@@ -65,6 +65,8 @@ def run_host(
     own_sk: PrivateKeyBase | None = None
     guest_count = 0
     if arbiter is not None:
+        # The arbiter checks the guest's row count against every host's (a6b).
+        ctx.channel.send(arbiter, "rows", RowCount(n_rows=n))
         pk = receive_key(ctx, params, arbiter)
         own_pk = pk
         announce_features(ctx, [arbiter], model.q.shape[1])
@@ -109,7 +111,9 @@ def run_host(
             bound = params.bound_bits(len(hosts), m, guest=False)
             packed, masks, _ = masked_gradient(ctx, pk, d_cts, model, rows, None, bound, params)
             keyholder = arbiter if arbiter is not None else guest
-            send_cts(ctx, keyholder, "masked", pk, packed, fresh=False)
+            # To the key's owner: uniform re-randomisation, the last operation before sending.
+            send_cts(ctx, keyholder, "masked", pk, packed, fresh=False, for_owner=True,
+                     n_jobs=params.n_jobs)  # fmt: skip
             if own_sk is not None:
                 guest_bound = params.bound_bits(len(hosts), m, guest=True)
                 decrypt_for(ctx, guest, own_sk, params, count=guest_count, bound_bits=guest_bound,

@@ -19,6 +19,7 @@ __all__ = [
     "KeyAnnouncement",
     "Plaintexts",
     "Plan",
+    "RowCount",
     "Verdict",
     "WeightNorms",
 ]
@@ -46,6 +47,19 @@ class Plan(Message, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not 0 < self.n_rows <= MAX_ROWS or not 0 <= self.seed < 2**63:
             raise ValueError("plan out of range")
+
+
+@wire_message("vfl.lr.RowCount")
+class RowCount(Message, frozen=True, kw_only=True):
+    """Host -> arbiter, once at setup: the host's number of aligned rows (it has checked the
+    guest's :class:`Plan` against it). The arbiter derives every batch's public bound from
+    the row count, so it takes it from no single party: all data parties must agree."""
+
+    n_rows: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.n_rows <= MAX_ROWS:
+            raise ValueError("row count out of range")
 
 
 @wire_message("vfl.lr.FeatureCount")
