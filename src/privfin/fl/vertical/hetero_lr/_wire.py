@@ -106,8 +106,10 @@ def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
     """Load ``owner``'s public key; refuses another scheme or a size other than the agreed
     ``key_bits`` (OU moduli may be a few bits shorter).
 
-    The key always comes from a peer. Paillier: ``from_wire`` verifies the owner's proof that
-    the modulus is well formed; a malformed key or a missing or invalid proof →
+    The key always comes from a peer. Paillier: ``from_wire`` checks the agreed size
+    (``expect_bits``) first — a huge modulus is refused before any exponentiation — then
+    verifies the owner's proof that the modulus is well formed; a wrong size, a malformed key
+    or a missing or invalid proof →
     :class:`ProtocolAbort` naming ``owner``. OU: the key carries no such proof (a malicious
     owner could read this party's values beyond the masks from the replies it decrypts), so
     it is refused in production mode unless ``allow_insecure`` (:func:`require_peer_ou_allowed`).

@@ -4,7 +4,9 @@ It sees only uniformly masked, packed gradient integers (statistical distance ``
 from uniform) and, with early stopping on, each party's squared weight change per epoch. It
 decrypts for each party exactly the packed size of its AGREED number of gradient entries
 (``feature_counts``; a different announced count aborts) and only
-requests whose every slot is a masked value (``_wire.decrypt_for``).
+requests whose every slot is a masked value (``_wire.decrypt_for``). The row count that fixes
+every batch's bound comes from no single party: the guest's ``Plan`` and every host's
+``RowCount`` must agree (:func:`agreed_rows`).
 """
 
 from __future__ import annotations
