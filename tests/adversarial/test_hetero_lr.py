@@ -8,6 +8,10 @@ content and returned them all (residuals, labels in the first batch, the OU prim
 decrypts exactly the announced packed size, checks every slot before replying, and stops the
 run with a ``ProtocolAbort`` naming the requester; the requester gets no reply at all.
 
+Further down (red team 3): a key owner with smooth ``p - 1`` reads nothing from the random part
+of what is sent back to it (a2, a3; an audit of every send), the arbiter takes the row count
+from no single party (a6b), an oversized key is refused before its proof is checked (a4).
+
 Small keys through the explicit insecure flag and a development-mode ``Settings`` (tests only).
 """
 
@@ -26,6 +30,7 @@ from privfin.errors import InsecureModeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
 from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component
+from privfin.fl.vertical.hetero_lr import arbiter as arbiter_role
 from privfin.fl.vertical.hetero_lr import guest as guest_role
 from privfin.fl.vertical.hetero_lr import host as host_role
 from privfin.fl.vertical.hetero_lr.common import PartyModel, sample_weights
@@ -754,3 +759,46 @@ def test_an_oversized_paillier_key_is_refused_before_its_proof_is_checked(
         _run(mode, hub)
     assert info.value.party == owner
     assert int(big.n) not in checked
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("scheme", ["paillier", "ou"])
+@pytest.mark.parametrize("mode", ["arbiter", "guest"])
+def test_every_ciphertext_to_its_keys_owner_is_uniformly_rerandomised(
+    monkeypatch: pytest.MonkeyPatch, mode: str, scheme: str, weighted: bool
+) -> None:
+    """The audit of every send (SPEC, threat model): a ciphertext goes out with the uniform
+    ``r**n`` randomiser exactly when its receiver owns the key it is under (``masked``,
+    ``gmasked``, ``su``), and with the cheap one otherwise (``u``, ``d``, ``peer_u``). Two
+    hosts, both modes and schemes, with and without class weights."""
+    owners: dict[int, str] = {}
+    sends: list[tuple[str, str, str, bool]] = []
+
+    def keygen(honest: Any) -> Any:
+        def wrapped(ctx: Context, params: Any) -> Any:
+            pk, sk = honest(ctx, params)
+            owners[int(pk.n)] = ctx.party
+            return pk, sk
+
+        return wrapped
+
+    def sender(honest: Any) -> Any:
+        def wrapped(ctx: Context, peer: str, tag: str, key: Any, cts: Any, **kw: Any) -> None:
+            owner = owners[int(key.n)]
+            sends.append((tag, ctx.party, peer, kw.get("for_owner", False) == (owner == peer)))
+            honest(ctx, peer, tag, key, cts, **kw)
+
+        return wrapped
+
+    for role in (guest_role, host_role, arbiter_role):
+        monkeypatch.setattr(role, "new_keypair", keygen(role.new_keypair))
+    for role in (guest_role, host_role):
+        monkeypatch.setattr(role, "send_cts", sender(role.send_cts))
+    extra = {"scheme": scheme, **({"class_weight": {0: 1.0, 1: 3.0}} if weighted else {})}
+    _run(mode, MemoryHub(), hosts=2, **extra)
+    assert all(ok for *_, ok in sends), [s for s in sends if not s[3]]
+    tags = {tag for tag, *_ in sends}
+    expected = {"u", "d", "masked"}
+    if mode == "guest":
+        expected |= {"gmasked", "peer_u"} | ({"su"} if weighted else set())
+    assert tags == expected
