@@ -17,7 +17,7 @@ least ``2 * min_samples_leaf`` rows); what a guest can still learn is quantified
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import gmpy2
@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.config import require_peer_ou_allowed
+from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.fl.vertical.secureboost._common import HeRandom, load_public_key, numpy_rng
 from privfin.fl.vertical.secureboost.messages import (
@@ -134,6 +135,39 @@ class _Host:
         for j in range(self.n_features):
             counts = np.bincount(self.bins[:, int(self.perm[j])], minlength=nb + 1)
             self.keep[j] = counts[: nb - 1] > 0
+        # Uniform encryptions of zero for the histograms, made ahead while the host waits
+        # for the guest (they do not depend on the ciphertexts): a stream of its own, so the
+        # background thread never shares ``ctx.random``; each zero is used exactly once.
+        self.zero_rng = HeRandom(PrgRandom(ctx.random.bytes(SEED_BYTES)))
+        self.zeros: list[Any] = []
+        self.zeros_pending: Future[list[Any]] | None = None
+        self.sent_at_depth: dict[int, int] = {}
+
+    # ------------------------------------------------------------------ re-randomisation
+    def _make_zeros(self, count: int, executor: ThreadPoolExecutor | None = None) -> list[Any]:
+        """``count`` uniform encryptions of zero (``r**n`` / ``h**r``, ``r`` uniform)."""
+        return self.pk.raw_obfuscate_for_owner(
+            [1] * count, rng=self.zero_rng, executor=executor, n_jobs=self.p.n_jobs
+        )
+
+    def _take_zeros(self, count: int, pool: ThreadPoolExecutor) -> list[Any]:
+        if self.zeros_pending is not None:
+            self.zeros += self.zeros_pending.result()
+            self.zeros_pending = None
+        if len(self.zeros) < count:
+            self.zeros += self._make_zeros(count - len(self.zeros), pool)
+        out, self.zeros = self.zeros[:count], self.zeros[count:]
+        return out
+
+    def _refill_zeros(self, depth: int, sent: int, bg: ThreadPoolExecutor) -> None:
+        """Start making the zeros the next histogram request will likely need (as many as
+        that depth took in the previous tree; at first ``sent`` times two, or ``sent`` for a
+        new tree) while the guest decrypts, splits or encrypts."""
+        self.sent_at_depth[depth] = sent
+        nxt = depth + 1 if depth + 1 < self.p.max_depth else 0
+        want = self.sent_at_depth.get(nxt, 2 * sent if nxt else sent) - len(self.zeros)
+        if want > 0 and self.zeros_pending is None:
+            self.zeros_pending = bg.submit(self._make_zeros, want)
 
     # ------------------------------------------------------------------ histograms
     def _bucket_sums(
@@ -311,12 +345,12 @@ class _Host:
                 flat.append(per_bin[nb])
             packed += compress(flat, self.pk, st.width, per_ct, executor=pool)
         # Last operation before the histograms go back to the key's owner: uniform
-        # re-randomisation (r**n / h**r with r uniform). With the DJN short-exponent randomiser
-        # a guest with smooth p - 1 would read, from each reply's random part, which of the
-        # rows it encrypted with crafted randomness fell into the bin (SPEC.md).
-        fresh = self.pk.raw_obfuscate_for_owner(
-            packed, rng=self.rng, executor=pool, n_jobs=self.p.n_jobs
-        )
+        # re-randomisation (times a fresh r**n / h**r, r uniform, each used once). With the
+        # DJN short-exponent randomiser a guest with smooth p - 1 (or, for one bit, any key
+        # via Legendre symbols) would read, from each reply's random part, which of the rows
+        # it encrypted with crafted randomness fell into the bin (SPEC.md).
+        zeros = self._take_zeros(len(packed), pool)
+        fresh = [gmpy2.mpz(c) * z % mod for c, z in zip(packed, zeros, strict=True)]
         per_node = int(self.keep.sum()) + self.n_features
         cts_per_node = -(-per_node // per_ct) if nodes else 0
         self.ctx.metrics.add("secureboost.host.compress_s", time.perf_counter() - t1)
@@ -401,7 +435,10 @@ class _Host:
             HostInfo(n_features=self.n_features, thresholds=np.packbits(self.keep).tobytes()),
         )
         st: _TreeState | None = None
-        with ThreadPoolExecutor(self.p.n_jobs, thread_name_prefix="secureboost-host") as pool:
+        with (
+            ThreadPoolExecutor(self.p.n_jobs, thread_name_prefix="secureboost-host") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="secureboost-host-zeros") as bg,
+        ):
             while True:
                 self.ctx.cancel.raise_if_cancelled()
                 msg = ch.recv(self.guest, "cmd")
@@ -410,7 +447,9 @@ class _Host:
                     st = _TreeState(msg, self.pk, self.p, self.n_rows, self.guest, pool)
                     self.ctx.metrics.add("secureboost.host.parse_s", time.perf_counter() - t0)
                 elif isinstance(msg, BuildHistograms) and st is not None:
-                    ch.send(self.guest, "hist", self.build(msg, st, pool))
+                    hist = self.build(msg, st, pool)
+                    ch.send(self.guest, "hist", hist)
+                    self._refill_zeros(hist.depth, len(hist.ct) // self.pk.ciphertext_bytes, bg)
                 elif isinstance(msg, SplitRequest) and st is not None:
                     ch.send(self.guest, "part", self.split(msg, st))
                 elif isinstance(msg, Finish):
