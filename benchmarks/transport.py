@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import yaml
+
 from _harness import emit, machine, print_table
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox
@@ -43,6 +45,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cluster = cluster_up(["bank_a", "bank_b"], Path(tmp) / "c")
         try:
+            # The raw transport sends for a job bank_b never runs: its pre-job buffer (64
+            # messages / 16 MiB by default, [08]) would refuse the bulk payloads with 429.
+            # Measure the transport, not the quota: restart bank_b with a larger buffer.
+            cluster.down()
+            path = cluster.config_path("bank_b")
+            cfg = yaml.safe_load(path.read_text())
+            cfg["quotas"] = {"prejob_messages": 100_000, "prejob_bytes": 1 << 30}
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            for party in ("bank_a", "bank_b"):
+                cluster.start(party)
+            cluster.wait_healthy()
             cfg = load_config(cluster.config_path("bank_a"))
             transport = HttpTransport(
                 cfg.identity, cfg.transport_peers(), Mailbox(Path(tmp) / "a.db")

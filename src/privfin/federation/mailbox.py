@@ -463,21 +463,35 @@ class Mailbox:
             )
 
     # -- retention
-    def purge_job(self, job: str) -> int:
+    def purge_job(self, job: str, *, batch: int = 64) -> int:
         """Delete the payloads of ``job``'s messages (digests, sizes and times stay, for
-        audit) and its chunks; returns the number of payloads deleted."""
-        with self._cond:
+        audit) and its chunks; returns the number of payloads deleted. Works in short
+        transactions of ``batch`` messages, without the mailbox lock, so messages of other
+        jobs are stored and read meanwhile."""
+        n = 0
+        key_cols = [messages.c[c] for c in ("component", "tag", "sender", "receiver", "seq")]
+        while True:
             with self.engine.begin() as conn:
-                n = conn.execute(
-                    update(messages)
+                rows = conn.execute(
+                    select(*key_cols)
                     .where(messages.c.job == job, func.length(messages.c.payload) > 0)
-                    .values(payload=b"")
-                ).rowcount
-                conn.execute(
-                    delete(chunks).where(
-                        (chunks.c.job == job) | chunks.c.path.startswith(f"{job}/", autoescape=True)
+                    .limit(batch)
+                ).all()
+                for row in rows:
+                    same = [c == v for c, v in zip(key_cols, row, strict=True)]
+                    conn.execute(
+                        update(messages).where(messages.c.job == job, *same).values(payload=b"")
                     )
+            n += len(rows)
+            if len(rows) < batch:
+                break
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(chunks).where(
+                    (chunks.c.job == job) | chunks.c.path.startswith(f"{job}/", autoescape=True)
                 )
+            )
+        with self._cond:
             for key in [k for k in self._recent if k.job == job]:
                 self._recent_bytes -= len(self._recent.pop(key))
             for usage_key in [k for k in self._usage if k[0] == job]:

@@ -206,6 +206,7 @@ class JobRunner:
         # the jobs table): a message for a running job needs no status query.
         self._status: dict[str, str] = {}
         self._wake = threading.Event()
+        self._to_purge: list[str] = []  # ended jobs whose payloads housekeeping deletes
         self._stop = threading.Event()
         self._housekeeper: threading.Thread | None = None
         self._housekeeping_lock = threading.Lock()
@@ -451,11 +452,17 @@ class JobRunner:
         if any(swept.values()):
             _log.info("retention sweep: %s", swept)
 
+    def _purge(self, job: str) -> None:
+        n = self.mailbox.purge_job(job)
+        _log.info("job %s: deleted %d message payloads (digests kept)", job, n)
+
     def _housekeep(self) -> None:
         backoff: dict[tuple[str, str], tuple[float, float]] = {}
         next_sweep = time.monotonic() + self.config.retention.sweep_interval
         while not self._stop.is_set():
             try:
+                while self._to_purge:
+                    self._purge(self._to_purge.pop(0))
                 self._deliver_aborts(backoff)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.config.retention.sweep_interval
@@ -588,8 +595,14 @@ class JobRunner:
         if rec is None or rec["status"] == "running":
             return
         if self.config.retention.payloads == "job_end":
-            n = self.mailbox.purge_job(job)
-            _log.info("job %s: deleted %d message payloads (digests kept)", job, n)
+            housekeeper = self._housekeeper
+            if housekeeper is not None and housekeeper.is_alive():
+                # Off the job's thread: deleting a large job's payloads takes seconds and
+                # must not hold up its status or a peer still finishing.
+                self._to_purge.append(job)
+                self._wake.set()
+            else:
+                self._purge(job)
         gone = DirectoryArtifacts(Path(self.config.state_dir) / "jobs" / job).discard_secrets()
         if gone:
             _log.info("job %s: deleted its secret checkpoints (%s)", job, ", ".join(gone))
