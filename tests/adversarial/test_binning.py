@@ -10,14 +10,18 @@ label); a host that summed single rows under honest-looking bin sizes did the sa
 from __future__ import annotations
 
 import dataclasses
+import random
+import types
 from collections.abc import Mapping
 from typing import Any
 
+import gmpy2
 import numpy as np
 import pandas as pd
 import pytest
 
 from privfin.config import Settings
+from privfin.crypto.random import SeededRandom
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
@@ -26,10 +30,12 @@ from privfin.fl.vertical.binning import (
     hetero_binning_component,
     hetero_pearson_component,
     host,
+    pearson,
 )
-from privfin.fl.vertical.binning.common import BinParams, LocalBins
+from privfin.fl.vertical.binning.common import BinParams, LocalBins, reply_for_owner
 from privfin.fl.vertical.binning.messages import BinKey, Verdicts
 from privfin.he import ou, paillier
+from privfin.he._base import EncryptedVector, PackedEncryptedVector
 from privfin.ml.binning import apply_bins
 from privfin.runtime import Context, simulate
 
@@ -269,3 +275,72 @@ def test_an_honest_host_gets_nothing_either_when_another_cheats(
         )
     assert info.value.party == "telco"
     assert verdicts(hub) == []
+
+
+# ------------------------------------------- randomness toward the key owner (red team 3)
+
+
+def _key_1_mod_4(bits: int = 768) -> tuple[Any, Any]:
+    """An ordinary key with ``p = q = 1 (mod 4)``: the DJN ``h_s = (-x**2)**n`` is then a
+    square mod ``p``, so a DJN-re-randomised reply keeps the Legendre symbol of the random part
+    the guest chose (one bit per ciphertext, e.g. "is row 0 in this bin")."""
+    rnd = random.Random(5)
+    while True:
+        pk, sk = paillier.generate_keypair(bits, rng=rnd, insecure_allow_small_keys=True)
+        if int(sk._p) % 4 == 1 and int(sk._q) % 4 == 1:
+            return pk, sk
+
+
+def test_replies_to_the_guest_get_uniform_randomness() -> None:
+    """``reply_for_owner`` (binning sums, Pearson products): the factor it multiplies in is an
+    encryption of zero whose Legendre symbol mod ``p`` is a coin flip — with the DJN
+    randomiser it is +1 every time, which is what lets the key owner read its chosen
+    randomness back — and the plaintexts are unchanged."""
+    pk, sk = _key_1_mod_4()
+    p = int(sk._p)
+    vec = EncryptedVector(
+        pk, pk.raw_encrypt(list(range(64))), frac_bits=0, bound_bits=700, is_float=False
+    )  # one value per packed ciphertext
+    before = vec.pack().ciphertexts
+    ctx = types.SimpleNamespace(random=SeededRandom(3))
+    after = PackedEncryptedVector.from_wire(pk, reply_for_owner(ctx, vec)).ciphertexts  # type: ignore[arg-type]
+    assert len(before) == len(after) == 64
+    assert sk.raw_decrypt(after) == sk.raw_decrypt(before) == list(range(64))
+
+    def symbols(cts: list[Any]) -> list[int]:
+        return [
+            int(gmpy2.legendre(int(a) * pow(int(b), -1, p) % p, p))
+            for a, b in zip(cts, before, strict=True)
+        ]
+
+    assert symbols(pk.raw_obfuscate(before)) == [1] * 64  # DJN: the owner's bit survives
+    minus = symbols(after).count(-1)
+    assert 16 <= minus <= 48, minus  # uniform: 32 expected (sd 4)
+
+
+def test_binning_and_pearson_hosts_send_exactly_the_uniform_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The re-randomisation is the last operation: what leaves the host is byte for byte the
+    output of ``reply_for_owner``."""
+    made: list[Any] = []
+
+    def recording(ctx: Any, vec: Any) -> Any:
+        made.append(reply_for_owner(ctx, vec))
+        return made[-1]
+
+    monkeypatch.setattr(host, "reply_for_owner", recording)
+    monkeypatch.setattr(pearson, "reply_for_owner", recording)
+    hub = run()
+    sent = [codec.decode(b).sums for k, b in hub.wire if k.tag == "bins"]
+    assert sent == made and len(made) == 1
+    made.clear()
+    xg, xh, _ = data()
+    hub = MemoryHub()
+    simulate(
+        hetero_pearson_component, ROLES,
+        params={**KEYS, "feature_counts": {"bank": 2, "telco": 3}},
+        inputs={"bank": {"X": xg}, "telco": {"X": xh}}, settings=DEV, hub=hub,
+    )  # fmt: skip
+    sent = [codec.decode(b).packed for k, b in hub.wire if k.tag == "products"]
+    assert sent == made and len(made) == 1
