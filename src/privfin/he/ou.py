@@ -150,8 +150,10 @@ class PublicKey(PublicKeyBase):
         return engine.plain(m)
 
     def _uniform_zeros(self, rs: Sequence[Any]) -> list[Any]:
-        """``h**r mod n`` with ``r`` uniform in ``[1, n)`` (no short-exponent shortcut)."""
-        return list(gmpy2.powmod_exp_list(self.h, rs, self._n))
+        """``x**n mod n`` with ``x`` uniform in ``[1, n)``: uniform among the ``n``-th powers,
+        which all decrypt to zero, whatever ``h`` the key's owner chose (an ``h`` of small
+        order would cancel an ``h**r`` randomiser)."""
+        return list(gmpy2.powmod_base_list(rs, self._n, self._n))
 
     def to_wire(self) -> dict[str, Any]:
         """``{"kind": "OUPublicKey", "v": 1, "n", "g", "h"}`` with big-endian bytes."""
