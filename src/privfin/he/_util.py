@@ -52,14 +52,41 @@ def default_rng() -> RandomSource:
     return secrets.SystemRandom()
 
 
+class ByteSource(Protocol):
+    """A source of random bytes (:mod:`privfin.crypto.random`, a protocol's ``ctx.random``)."""
+
+    def bytes(self, n: int, /) -> bytes: ...
+
+
+def bits_from(source: ByteSource) -> RandomSource:
+    """``source`` with the ``getrandbits`` interface of this package (big-endian bits of its
+    bytes: a seeded source gives the same keys and randomisers every run)."""
+    return _ByteSourceBits(source)
+
+
+class _ByteSourceBits:
+    """A byte source (``bytes(n)``, e.g. a protocol context's ``ctx.random``) with the
+    ``getrandbits`` interface of this package."""
+
+    def __init__(self, source: Any) -> None:
+        self._source = source
+
+    def getrandbits(self, k: int, /) -> int:
+        if k <= 0:
+            return 0
+        nbytes = (k + 7) // 8
+        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
+
+
 def check_rng(rng: object) -> RandomSource:
-    """Return ``rng`` if it is a :class:`RandomSource`, the system CSPRNG if it is ``None``."""
+    """Return ``rng`` if it is a :class:`RandomSource`, the system CSPRNG if it is ``None``
+    (a byte source such as ``ctx.random`` goes through :func:`bits_from` first)."""
     if rng is None:
         return default_rng()
     if not isinstance(rng, RandomSource):
         raise ConfigError(
-            f"rng must provide getrandbits(k) (random.Random or secrets.SystemRandom), "
-            f"got {type(rng).__name__}"
+            "rng must provide getrandbits(k) (random.Random, secrets.SystemRandom, or "
+            f"bits_from(a byte source)), got {type(rng).__name__}"
         )
     return rng
 

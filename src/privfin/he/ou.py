@@ -36,6 +36,7 @@ from privfin.he._base import (
 from privfin.he._engine import OUEngine
 from privfin.he._util import (
     RandomSource,
+    bits_from,
     check_modulus_size,
     check_rng,
     djn_exponent_bits,
@@ -54,6 +55,7 @@ __all__ = [
     "PlaintextOutOfRange",
     "PrivateKey",
     "PublicKey",
+    "bits_from",
     "generate_keypair",
 ]
 

@@ -38,6 +38,7 @@ from privfin.he._base import (
 from privfin.he._engine import PaillierEngine
 from privfin.he._util import (
     RandomSource,
+    bits_from,
     check_modulus_size,
     check_rng,
     djn_exponent_bits,
@@ -57,6 +58,7 @@ __all__ = [
     "PackedEncryptedVector",
     "PrivateKey",
     "PublicKey",
+    "bits_from",
     "check_modulus_form",
     "generate_keypair",
     "modulus_challenges",

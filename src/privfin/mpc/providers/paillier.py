@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from privfin.crypto.prg import expand_uint64
+from privfin.crypto.random import RandomSource
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.he import paillier
 from privfin.mpc.messages import PaillierCiphertexts, PaillierPublicKey
@@ -90,22 +91,12 @@ def check_peer_modulus(n: int, n_bits: int, peer: str) -> None:
         raise ProtocolAbort(f"peer's Paillier modulus is malformed: {exc}", party=peer) from None
 
 
-class _Bits:
-    """Adapts a :class:`~privfin.crypto.random.RandomSource` to ``getrandbits``."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._source = ctx.random
-
-    def getrandbits(self, k: int, /) -> int:
-        nbytes = (k + 7) // 8
-        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
-
-
-def _uniform_below(rng: _Bits, bound: int) -> int:
+def _uniform_below(rng: RandomSource, bound: int) -> int:
     """Uniform in ``[0, bound)`` by rejection (fewer than two draws on average)."""
     bits = (bound - 1).bit_length()
+    nbytes = (bits + 7) // 8
     while True:
-        r = rng.getrandbits(bits)
+        r = int.from_bytes(rng.bytes(nbytes), "big") >> (8 * nbytes - bits)
         if r < bound:
             return r
 
@@ -147,7 +138,7 @@ class PaillierProvider:
         if not self.is_compute or self._pk is not None:
             return
         self._seed = self.ctx.random.bytes(32)
-        rng = _Bits(self.ctx)
+        rng = paillier.bits_from(self.ctx.random)
         if self.is_owner:
             self._pk, self._sk = paillier.generate_keypair(
                 self.n_bits, rng=rng, insecure_allow_small_keys=self.small
@@ -234,7 +225,7 @@ class PaillierProvider:
             return np.array([int(v) & _MOD64 for v in vals], dtype=np.uint64)
         cts = self._recv_cts(left.size + right.size)
         enc_left, enc_right = cts[: left.size], cts[left.size :]
-        rng = _Bits(self.ctx)
+        rng = self.ctx.random
         rhos = [_uniform_below(rng, rest) for _ in pairs]
         out = []
         for quads in pairs:
@@ -250,7 +241,7 @@ class PaillierProvider:
         # a uniform re-randomisation (r**n, r uniform in Z*_n; the DJN short-exponent h_s**a
         # would let P0 read the exponents a1, b1 from the reply's random part: SPEC.md).
         out = pk.raw_add_plain(out, rhos)
-        out = pk.raw_obfuscate_for_owner(out, rng=rng)
+        out = pk.raw_obfuscate_for_owner(out, rng=paillier.bits_from(rng))
         self.ctx.channel.send(self.peer, "mpc.he.ct", _pack(out, self._width()))
         return np.array([(-r) & _MOD64 for r in rhos], dtype=np.uint64)
 

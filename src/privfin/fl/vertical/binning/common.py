@@ -280,19 +280,6 @@ def guest_key(wire: object, p: BinParams, guest: str) -> paillier.PublicKey:
         raise ProtocolAbort(f"the key of {guest!r} is refused: {exc}", party=guest) from None
 
 
-class _Bits:
-    """Adapts ``ctx.random`` to the ``getrandbits`` interface of :mod:`privfin.he`."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._source = ctx.random
-
-    def getrandbits(self, k: int, /) -> int:
-        if k <= 0:
-            return 0
-        nbytes = (k + 7) // 8
-        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
-
-
 #: Threads for the re-randomisation of a host's reply (both cores of a small node).
 REPLY_JOBS = 2
 
@@ -308,5 +295,5 @@ def reply_for_owner(ctx: Context, vec: EncryptedVector) -> dict[str, Any]:
     entered a bin sum, or the host's quantised values in a product (SPEC.md).
     """
     packed: PackedEncryptedVector = vec.pack()
-    fresh = packed.obfuscate(rng=_Bits(ctx), n_jobs=REPLY_JOBS, for_owner=True)
+    fresh = packed.obfuscate(rng=paillier.bits_from(ctx.random), n_jobs=REPLY_JOBS, for_owner=True)
     return fresh.to_wire(obfuscate=False)

@@ -142,19 +142,6 @@ def receive_key(ctx: Context, params: LRParams, owner: str) -> PublicKeyBase:
     return pk
 
 
-class _Bits:
-    """``ctx.random`` with the ``getrandbits`` interface of :mod:`privfin.he`."""
-
-    def __init__(self, ctx: Context) -> None:
-        self._source = ctx.random
-
-    def getrandbits(self, k: int, /) -> int:
-        if k <= 0:
-            return 0
-        nbytes = (k + 7) // 8
-        return int.from_bytes(self._source.bytes(nbytes), "big") >> (8 * nbytes - k)
-
-
 def send_cts(
     ctx: Context,
     peer: str,
@@ -179,7 +166,7 @@ def send_cts(
     ciphertexts are re-randomised with the cheap randomiser (``to_wire``).
     """
     if for_owner:
-        cts = pk.raw_obfuscate_for_owner(cts, rng=_Bits(ctx), n_jobs=n_jobs)
+        cts = pk.raw_obfuscate_for_owner(cts, rng=paillier.bits_from(ctx.random), n_jobs=n_jobs)
         fresh = True
     vec = EncryptedVector(
         pk, cts, frac_bits=0, bound_bits=pk.capacity_bits, is_float=False, fresh=fresh
