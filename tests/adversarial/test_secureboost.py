@@ -404,3 +404,47 @@ def test_guest_reads_no_bin_membership_from_the_histogram_randomness(
     # Each reply still decrypts to what the host packed (only the random part changed).
     for before, after in sent:
         assert sk.raw_decrypt(before) == sk.raw_decrypt(after)
+
+
+# ---------------------------------------------------------------- prediction routing
+
+
+def _route_attack(monkeypatch: pytest.MonkeyPatch, how: str) -> Any:
+    """Train honestly, then predict with a guest whose routing queries deviate: ``twice``
+    asks about every queried row at two host nodes in one query; ``replay`` repeats a query
+    after its answer (the same rows at nodes the answers already passed)."""
+    est = _fit(n=60, n_trees=2, max_depth=3)
+    xg, _y, xh = _data(60, 1)
+    real = guest_mod.RouteQuery
+    sent: list[Any] = []
+
+    def deviating(*, trees: Any, nodes: Any, rows: Any) -> Any:
+        if how == "twice":
+            trees, nodes, rows = (np.concatenate([a, a]) for a in (trees, nodes, rows))
+        elif how == "replay" and sent:
+            trees, nodes, rows = sent[0]
+        sent.append((trees, nodes, rows))
+        return real(trees=trees, nodes=nodes, rows=rows)
+
+    monkeypatch.setattr(guest_mod, "RouteQuery", deviating)
+    return est, xg, xh
+
+
+@pytest.mark.parametrize("how", ["twice", "replay"])
+def test_host_answers_routing_queries_only_along_the_path(
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A guest asking about rows off their prediction path (every (row, node) pair would give
+    the left/right bit of each row at every host split) is refused naming it."""
+    est, xg, xh = _route_attack(monkeypatch, how)
+    assert est.host_models_["host"].splits, "the model must have host splits for this test"
+    with pytest.raises(ProtocolAbort) as info:
+        est.predict_proba(xg, hosts={"host": xh}, settings=DEV)
+    assert info.value.party == "guest"
+    assert "routing query" in str(info.value)
+
+
+def test_honest_routing_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    est, xg, xh = _route_attack(monkeypatch, "honest")
+    proba = est.predict_proba(xg, hosts={"host": xh}, settings=DEV)
+    assert np.allclose(proba[:, 1], est.train_scores_[:, 1], atol=1e-9)

@@ -483,6 +483,7 @@ def run_host_predict(
         )
     if X.shape[1] != model.n_features:
         raise ConfigError(f"the host model expects {model.n_features} features, got {X.shape[1]}")
+    routes = _Routes(X.shape[0])
     while True:
         msg = ch.recv(guest, "cmd")
         if isinstance(msg, RouteQuery):
@@ -490,9 +491,55 @@ def run_host_predict(
                 left = model.go_left(X, msg.trees, msg.nodes, msg.rows)
             except ConfigError as exc:
                 raise ProtocolAbort(f"bad routing query: {exc}", party=guest) from None
+            routes.follow(msg.trees, msg.nodes, msg.rows, left, guest)
             ch.send(guest, "route", RouteAnswer(left=np.packbits(left), count=int(left.size)))
         elif isinstance(msg, Finish):
             ch.send(guest, "done", HostDone(n_splits=len(model.splits)))
             return
         else:
             raise ProtocolAbort(f"unexpected {type(msg).__name__} from the guest", party=guest)
+
+
+class _Routes:
+    """The host's record of where each row's prediction path went at its nodes: a guest may
+    ask about a row only further down the path the host's earlier answers chose (each row
+    once per query, strictly deeper, inside the subtree of the child answered). An honest
+    guest does exactly that; without the check a guest could ask every (row, node) pair and
+    read the left/right bit of every row at every host split instead of its path alone.
+    Memory: one int32 per row and tree that has host nodes."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.n_rows = n_rows
+        self._next: dict[int, npt.NDArray[np.int64]] = {}  # tree -> subtree root per row
+
+    def follow(
+        self,
+        trees: npt.NDArray[Any],
+        nodes: npt.NDArray[Any],
+        rows: npt.NDArray[Any],
+        left: npt.NDArray[np.bool_],
+        guest: str,
+    ) -> None:
+        keys = trees.astype(np.int64) * self.n_rows + rows.astype(np.int64)
+        if np.unique(keys).size != keys.size:
+            raise ProtocolAbort("a routing query asks about a row twice in one tree", party=guest)
+        nodes64 = nodes.astype(np.int64)
+        for t in np.unique(trees):
+            sel = np.flatnonzero(trees == t)
+            root = self._next.setdefault(int(t), np.zeros(self.n_rows, dtype=np.int64))
+            r, nd = root[rows[sel].astype(np.int64)], nodes64[sel]
+            # heap numbering: node nd lies in the subtree of r iff (nd+1) >> (depth(nd) -
+            # depth(r)) == r + 1, with depth(x) = bit_length(x + 1) - 1
+            shift = _depth(nd) - _depth(r)
+            inside = (shift >= 0) & (((nd + 1) >> np.maximum(shift, 0)) == r + 1)
+            if not inside.all():
+                raise ProtocolAbort(
+                    "a routing query leaves the path the host's answers chose", party=guest
+                )
+            root[rows[sel].astype(np.int64)] = np.where(left[sel], 2 * nd + 1, 2 * nd + 2)
+
+
+def _depth(x: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Depth of heap-numbered nodes (root 0 at depth 0)."""
+    out: npt.NDArray[np.int64] = np.floor(np.log2(x.astype(np.float64) + 1.0)).astype(np.int64)
+    return out
