@@ -510,7 +510,7 @@ class _Routes:
 
     def __init__(self, n_rows: int) -> None:
         self.n_rows = n_rows
-        self._next: dict[int, npt.NDArray[np.int64]] = {}  # tree -> subtree root per row
+        self._next: dict[int, npt.NDArray[np.int32]] = {}  # tree -> subtree root per row
 
     def follow(
         self,
@@ -526,8 +526,8 @@ class _Routes:
         nodes64 = nodes.astype(np.int64)
         for t in np.unique(trees):
             sel = np.flatnonzero(trees == t)
-            root = self._next.setdefault(int(t), np.zeros(self.n_rows, dtype=np.int64))
-            r, nd = root[rows[sel].astype(np.int64)], nodes64[sel]
+            root = self._next.setdefault(int(t), np.zeros(self.n_rows, dtype=np.int32))
+            r, nd = root[rows[sel].astype(np.int64)].astype(np.int64), nodes64[sel]
             # heap numbering: node nd lies in the subtree of r iff (nd+1) >> (depth(nd) -
             # depth(r)) == r + 1, with depth(x) = bit_length(x + 1) - 1
             shift = _depth(nd) - _depth(r)
