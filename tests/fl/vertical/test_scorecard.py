@@ -78,9 +78,12 @@ def test_hetero_scorecard_on_breast(reveal: bool) -> None:
 
 
 def test_scorecard_does_not_send_woe_to_hosts_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
-    h = pd.read_csv(DATA / "breast_hetero_host.csv").set_index("id").loc[g["id"]].reset_index()
-    xg, xh, y = g.drop(columns=["id", "y"]), h.drop(columns=["id"]), g["y"].to_numpy(float)
+    # scikit-learn's bundled copy of the breast cancer data (no file outside the repository)
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    x = bunch.data.iloc[:, :30]
+    xg, xh, y = x.iloc[:, :10], x.iloc[:, 10:], bunch.target.to_numpy(float)
     seen: list[object] = []
     real = scorecard.simulate
 
