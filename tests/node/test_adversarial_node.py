@@ -14,7 +14,7 @@ import random
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from _nodewait import job_status as _status
+from _nodewait import until as _until
 from typer.testing import CliRunner
 
 from privfin.cli.main import app as cli_app
@@ -99,24 +101,6 @@ def _raw(cluster: Cluster, party: str, target: str) -> httpx.Client:
         verify=client_context(ident, cluster.identity(target).cert.read_bytes()),
         timeout=30,
     )
-
-
-def _status(cluster: Cluster, party: str, job: str) -> dict[str, Any]:
-    with cluster.client(party) as c:
-        return c.status(job)
-
-
-def _until(
-    what: Callable[[], Any], timeout: float = 30.0, every: float = 0.1, message: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or what}")
-        time.sleep(every)
 
 
 def _failed(cluster: Cluster, party: str, job: str, timeout: float = 30.0) -> dict[str, Any]:

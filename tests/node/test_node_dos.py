@@ -17,7 +17,7 @@ import ssl
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ import httpx
 import pandas as pd
 import pytest
 import yaml
+from _nodewait import job_status as _status
+from _nodewait import until as _until
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -107,22 +109,6 @@ def _answer(sock: ssl.SSLSocket, timeout: float = 5.0) -> tuple[int, str]:
         data += part
     head = data.split(b"\r\n\r\n")[0].decode()
     return int(head.split(" ", 2)[1]), head
-
-
-def _status(cluster: Cluster, party: str, job: str) -> dict[str, Any]:
-    with cluster.client(party) as c:
-        return c.status(job)
-
-
-def _until(what: Callable[[], Any], timeout: float = 20.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or what}")
-        time.sleep(0.1)
 
 
 def _spec(job: str, roles: list[str]) -> dict[str, Any]:

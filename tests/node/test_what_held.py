@@ -25,7 +25,7 @@ import sqlite3
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +33,8 @@ from urllib.parse import quote
 import httpx
 import pandas as pd
 import pytest
+from _nodewait import job_status as _status
+from _nodewait import until as _until
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -139,17 +141,6 @@ def _log_since(cluster: Cluster, party: str, offset: int) -> list[str]:
         return fh.read().decode(errors="replace").splitlines()
 
 
-def _until(what: Callable[[], Any], timeout: float = 10.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message or what}")
-        time.sleep(0.05)
-
-
 def _db_rows(cluster: Cluster, party: str, query: str, *args: Any) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(cluster.root / party / "state" / "node.sqlite")) as c:
         return c.execute(query, args).fetchall()
@@ -165,11 +156,6 @@ def _stored_from(cluster: Cluster, party: str, job: str, sender: str) -> int:
     )
     chunks = _db_rows(cluster, party, "SELECT count(*) FROM chunks WHERE path LIKE ?", f"{job}/%")
     return int(rows[0][0]) + int(chunks[0][0])
-
-
-def _status(cluster: Cluster, party: str, job: str) -> dict[str, Any]:
-    with cluster.client(party) as c:
-        return c.status(job)
 
 
 # -- 1. mTLS pinning
@@ -363,7 +349,7 @@ def test_claimed_sender_is_refused_and_audited(cluster: Cluster) -> None:
                     if "privfin.node.audit" in line and "mallory" in line and "bank_b" in line
                 ]
 
-            _until(audited, 5, f"an audit line for {method} {url}")
+            _until(audited, 5, message=f"an audit line for {method} {url}")
         # Control: the same message under its own name is accepted.
         ok = mallory.put(f"/v1/messages/{BAIT}/psi/probe/mallory/bank_a/0", content=b"x")
         assert ok.status_code == 201, ok.text
@@ -446,7 +432,7 @@ def test_sql_in_names_is_refused_and_in_a_reason_is_stored_as_data(cluster: Clus
     status = _until(
         lambda: (s := _status(cluster, "bank_a", job))["status"] == "failed" and s,
         15,
-        "the aborted job to fail",
+        message="the aborted job to fail",
     )
     stored = peer_text(reason)
     assert stored == "x'); DROP TABLE jobs;-- \" % _ \\\\ \\n done"  # verbatim, escaped
@@ -547,7 +533,7 @@ def _kill_mid_run(cluster: Cluster, victim: str, other: str, tag: str, job: str)
         except sqlite3.OperationalError:  # the database is busy: ask again
             return False
 
-    _until(sent, 30, f"{victim}'s first {tag!r} chunk at {other}")
+    _until(sent, 30, message=f"{victim}'s first {tag!r} chunk at {other}")
     at_kill = _status(cluster, victim, job)
     cluster.kill(victim)
     # Killed mid-run: it had sent blinded points and not finished.
