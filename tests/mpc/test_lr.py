@@ -1,9 +1,7 @@
-"""SS-LR on FATE's breast cancer data (vertical and horizontal): stable run to run, close to
-the plaintext reference and to scikit-learn."""
+"""SS-LR on FATE's breast cancer split (vertical and horizontal) and a default_credit sample:
+stable run to run, close to the plaintext reference and to scikit-learn."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,21 +9,17 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from _datasets import breast_hetero, fate_hetero
 from privfin.mpc.lr import plaintext_logistic, ss_lr
 from privfin.runtime import simulate
 
 from ._setups import DEV
 
-DATA = Path("/work/shared/data/fate")
-pytestmark = pytest.mark.skipif(
-    not (DATA / "breast_hetero_guest.csv").exists(), reason="FATE data not available"
-)
 TRAIN = {"epochs": 5, "batch_size": 128, "learning_rate": 0.5}
 
 
 def _breast() -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
-    h = pd.read_csv(DATA / "breast_hetero_host.csv")
+    g, h = breast_hetero()
     assert (g["id"] == h["id"]).all()
     hc = [c for c in h.columns if c != "id"]
     h = h.rename(columns={c: f"h_{c}" for c in hc})
@@ -82,20 +76,16 @@ def test_horizontal_ss_lr_keeps_the_model_shared() -> None:
     np.testing.assert_allclose(w, ref, atol=0.05)
 
 
-CREDIT = Path("/work/shared/data/fate")
-#: Tuned in plaintext (see SPEC.md): a constant rate of 2 per row-averaged gradient with
-#: batches of 1024 and the last epoch's iterates averaged.
-CREDIT_TRAIN = {"epochs": 3, "batch_size": 1024, "learning_rate": 2.0, "average": True}
+#: Tuned in plaintext (``plaintext_logistic``) on the 3,000 shipped rows of default_credit: a
+#: constant rate of 2 per row-averaged gradient with batches of 256 and the last epoch's
+#: iterates averaged (plaintext: 6e-5 below sklearn). On all 30,000 rows (benchmarks, see
+#: SPEC.md) 3 epochs of batches of 1024 do the same; on 3,000 rows they end 0.010 below.
+CREDIT_TRAIN = {"epochs": 20, "batch_size": 256, "learning_rate": 2.0, "average": True}
 
 
 @pytest.mark.slow
 def test_vertical_ss_lr_on_default_credit_is_within_0_002_of_sklearn_in_5_seeded_runs() -> None:
-    guest_csv = CREDIT / "default_credit_hetero_guest.csv"
-    host_csv = CREDIT / "default_credit_hetero_host.csv"
-    if not (guest_csv.exists() and host_csv.exists()):
-        pytest.skip(f"default_credit (FATE vertical split) not found in {CREDIT}")
-    g = pd.read_csv(guest_csv)
-    h = pd.read_csv(host_csv)
+    g, h = fate_hetero("default_credit")
     assert (g["id"] == h["id"]).all()
     gc = [c for c in g.columns if c not in ("id", "y")]
     h = h.rename(columns={c: f"h_{c}" for c in h.columns if c != "id"})

@@ -6,12 +6,11 @@ for PSI's aligned output.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from _datasets import breast_hetero
 from privfin.config import Settings
 from privfin.errors import ConfigError, DecodeError
 from privfin.federation import codec
@@ -28,14 +27,13 @@ from privfin.fl.vertical.binning import (
 from privfin.ml import binning
 from privfin.runtime import simulate
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fate"
 KEYS = {"key_bits": 768, "insecure_allow_small_keys": True}
 DEV = Settings(mode="development")
 
 
 def breast() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
-    h = pd.read_csv(DATA / "breast_hetero_host.csv").set_index("id").loc[g["id"]].reset_index()
+    g, h = breast_hetero()
+    h = h.set_index("id").loc[g["id"]].reset_index()
     return g.drop(columns=["id", "y"]), h.drop(columns=["id"]), g["y"].to_numpy(float)
 
 

@@ -10,13 +10,12 @@ end-to-end PSI -> LR run).
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from _datasets import breast_hetero
 from privfin.config import Settings
 from privfin.errors import ConfigError, DecodeError, InsecureModeError, ProtocolAbort
 from privfin.federation import codec
@@ -32,13 +31,11 @@ from privfin.fl.vertical.hetero_lr.common import PartyModel, batch_plan
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import simulate
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fate"
 SMALL = {"key_bits": 768, "insecure_allow_small_keys": True}
 
 
 def breast() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
-    h = pd.read_csv(DATA / "breast_hetero_host.csv")
+    g, h = breast_hetero()
     h = h.set_index("id").loc[g["id"]].reset_index()  # stands for PSI's aligned output
     return (
         g.drop(columns=["id", "y"]).to_numpy(),

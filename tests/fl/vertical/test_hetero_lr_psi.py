@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
+from _datasets import breast_hetero
 from privfin.fl.vertical.hetero_lr import HeteroLogisticRegression
 from privfin.ml.metrics import roc_auc
 from privfin.psi import simulate as psi_simulate
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fate"
-
 
 def test_psi_then_hetero_lr() -> None:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv").iloc[:400]
-    h = pd.read_csv(DATA / "breast_hetero_host.csv").iloc[150:]  # partial overlap, other order
+    g, h = breast_hetero()
+    g, h = g.iloc[:400], h.iloc[150:]  # partial overlap, other order
     ids = psi_simulate(
         {"bank": g["id"].astype(str).tolist(), "telco": h["id"].astype(str).tolist()}, seed=1
     )

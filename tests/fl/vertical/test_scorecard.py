@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 
+from _datasets import breast_hetero
 from privfin.fl.vertical import scorecard
 from privfin.fl.vertical.scorecard import (
     HeteroScorecard,
@@ -19,7 +18,6 @@ from privfin.fl.vertical.scorecard import (
 )
 from privfin.ml.metrics import roc_auc
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "fate"
 KEYS = {"key_bits": 768, "insecure_allow_small_keys": True}
 
 
@@ -41,8 +39,8 @@ def test_bin_indicators_follow_missing_to() -> None:
 
 @pytest.mark.parametrize("reveal", [False, True])
 def test_hetero_scorecard_on_breast(reveal: bool) -> None:
-    g = pd.read_csv(DATA / "breast_hetero_guest.csv")
-    h = pd.read_csv(DATA / "breast_hetero_host.csv").set_index("id").loc[g["id"]].reset_index()
+    g, h = breast_hetero()
+    h = h.set_index("id").loc[g["id"]].reset_index()
     xg, xh, y = g.drop(columns=["id", "y"]), h.drop(columns=["id"]), g["y"].to_numpy(float)
     binning = {**KEYS, "method": "chimerge", "n_bins": 5, "iv_threshold": 2.0}
     if reveal:
