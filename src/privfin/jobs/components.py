@@ -1,0 +1,331 @@
+"""What every pipeline component takes and gives: typed inputs, outputs and parameters.
+
+A declaration is the contract the scheduler, ``privfin job validate``, the approvals inbox and
+``docs/jobs.md`` all read: the roles a component knows, each input and output with its kind
+(``table``, ``model``, ``scores``, ``metrics``) and the roles that take or get it, its
+parameter class (a dataclass with ``from_mapping``, the same class the protocol uses, so the
+docs and the validation cannot drift from the code), whether it keeps every input field
+private (needed for JR/T 0171 C2 fields), and whether a restarted party can resume it in place
+from its checkpoints (else the step restarts at all its parties under a new attempt).
+
+Step functions live in :mod:`privfin.jobs.steps` and are imported only when a step runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from privfin.errors import ConfigError
+
+__all__ = ["DECLARATIONS", "ComponentDecl", "ParamDoc", "Port", "declaration"]
+
+#: Kinds of step inputs and outputs and the file each is stored as.
+KINDS = {"table": "parquet", "scores": "csv", "model": "json", "metrics": "json"}
+
+
+@dataclass(frozen=True)
+class Port:
+    """An input or output of a component."""
+
+    name: str
+    kind: str
+    roles: tuple[str, ...]
+    doc: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class ParamDoc:
+    name: str
+    type: str
+    default: str
+    doc: str = ""
+
+
+def _one(role: str) -> Callable[[Mapping[str, list[str]]], str | None]:
+    def check(roles: Mapping[str, list[str]]) -> str | None:
+        n = sum(role in rs for rs in roles.values())
+        return None if n == 1 else f"needs exactly one {role!r} party, has {n}"
+
+    return check
+
+
+def _guest_hosts(extra: tuple[str, ...] = ()) -> Callable[[Mapping[str, list[str]]], str | None]:
+    def check(roles: Mapping[str, list[str]]) -> str | None:
+        guests = sum("guest" in rs for rs in roles.values())
+        hosts = sum("host" in rs for rs in roles.values())
+        if guests != 1:
+            return f"needs exactly one 'guest' party, has {guests}"
+        if hosts < 1:
+            return "needs at least one 'host' party"
+        for party, rs in roles.items():
+            if len(rs) != 1:
+                return f"party {party!r} must hold exactly one role, holds {rs}"
+        return None
+
+    return check
+
+
+def _psi_roles(roles: Mapping[str, list[str]]) -> str | None:
+    flat = [r for rs in roles.values() for r in rs]
+    if len(roles) == 2 and sorted(flat) in (["receiver", "sender"], ["client", "server"]):
+        return None
+    if len(roles) >= 3 and flat.count("leader") == 1 and flat.count("member") == len(roles) - 1:
+        return None
+    return (
+        "two parties need roles receiver/sender (ECDH) or client/server (unbalanced); "
+        "three or more need one leader and members"
+    )
+
+
+@dataclass(frozen=True)
+class ComponentDecl:
+    """The declaration of one pipeline component."""
+
+    name: str
+    target: str
+    technology: str
+    summary: str
+    roles: tuple[str, ...]
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+    params: str | None
+    table_params: tuple[ParamDoc, ...] = ()
+    keeps_private: bool = True
+    resumable: bool = False
+    check_roles: Callable[[Mapping[str, list[str]]], str | None] | None = None
+    reveals: str = ""
+    local_params: tuple[str, ...] = ("id_column", "label")
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def input(self, name: str) -> Port | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> Port | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+    def function(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+        return fn
+
+    def param_class(self) -> Any:
+        if self.params is None:
+            return None
+        module, _, attr = self.params.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise ConfigError if ``params`` are not valid for this component."""
+        own = {p.name for p in self.table_params}
+        cls = self.param_class()
+        rest = {k: v for k, v in params.items() if k not in own}
+        for p in self.table_params:
+            value = params.get(p.name)
+            if value is None:
+                continue
+            ok = (
+                isinstance(value, str)
+                if p.type == "str"
+                else (isinstance(value, (int, float)) and not isinstance(value, bool))
+            )
+            if not ok:
+                raise ConfigError(f"parameter {p.name!r} must be a {p.type}")
+        if cls is None:
+            if rest:
+                raise ConfigError(f"unknown parameters {sorted(rest)} (takes none)")
+            return
+        try:
+            cls.from_mapping(rest)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+
+    def param_docs(self) -> list[ParamDoc]:
+        """Every parameter with its type and default (from the parameter dataclass)."""
+        out = list(self.table_params)
+        cls = self.param_class()
+        if cls is not None and dataclasses.is_dataclass(cls):
+            for f in dataclasses.fields(cls):
+                if f.name.startswith("_"):
+                    continue
+                if f.default is not dataclasses.MISSING:
+                    default = repr(f.default)
+                elif f.default_factory is not dataclasses.MISSING:
+                    default = repr(f.default_factory())
+                else:
+                    default = "(required)"
+                type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+                out.append(ParamDoc(f.name, str(type_name), default))
+        return out
+
+
+_ID = ParamDoc("id_column", "str", "'id'", "the id column of the party's table (local)")
+_LABEL = ParamDoc("label", "str", "'y'", "the label column of the guest's table (local)")
+_TABLE_IN = Port("table", "table", ("guest", "host"), "the party's aligned rows (id, features)")
+
+DECLARATIONS: dict[str, ComponentDecl] = {
+    d.name: d
+    for d in (
+        ComponentDecl(
+            name="psi",
+            target="privfin.jobs.steps:psi_step",
+            technology="private set intersection",
+            summary="Align rows: the intersection of the parties' ids (ECDH-PSI or "
+            "unbalanced OPRF-PSI); each party gets its own rows of the intersection in the "
+            "agreed order.",
+            roles=("receiver", "sender", "leader", "member", "client", "server"),
+            inputs=(
+                Port(
+                    "table",
+                    "table",
+                    ("receiver", "sender", "leader", "member", "client", "server"),
+                    "the party's rows with the id column",
+                ),
+            ),
+            outputs=(
+                Port(
+                    "aligned",
+                    "table",
+                    ("receiver", "leader", "client", "sender", "member"),
+                    "the party's intersecting rows, same order at every party (parties "
+                    "that learn only the size get none)",
+                    required=False,
+                ),
+                Port(
+                    "summary",
+                    "metrics",
+                    ("receiver", "sender", "leader", "member", "client", "server"),
+                    "intersection size where the party learns it",
+                    required=False,
+                ),
+            ),
+            params="privfin.psi.component:PsiParams",
+            resumable=True,
+            check_roles=_psi_roles,
+            reveals="the intersection (or only its size) to the parties SPEC.md names; set sizes",
+            local_params=("id_column", "missing"),
+        ),
+        ComponentDecl(
+            name="hetero_binning",
+            target="privfin.jobs.steps:binning_step",
+            technology="vertical federated learning",
+            summary="WOE/IV binning of every party's features against the guest's labels.",
+            roles=("guest", "host"),
+            inputs=(_TABLE_IN,),
+            outputs=(
+                Port(
+                    "report",
+                    "metrics",
+                    ("guest", "host"),
+                    "guest: IV and WOE per feature of every party; host: its own edges",
+                ),
+            ),
+            params="privfin.fl.vertical.binning.common:BinParams",
+            table_params=(_ID, _LABEL),
+            check_roles=_guest_hosts(),
+            reveals="per-bin event counts of host features to the guest",
+        ),
+        ComponentDecl(
+            name="secureboost",
+            target="privfin.jobs.steps:secureboost_step",
+            technology="vertical federated learning",
+            summary="Train hetero SecureBoost (gradient-boosted trees; the guest holds the "
+            "labels and the Paillier key).",
+            roles=("guest", "host"),
+            inputs=(_TABLE_IN,),
+            outputs=(
+                Port("model", "model", ("guest", "host"), "the party's slice of the model"),
+                Port("train_scores", "scores", ("guest",), "scores of the training rows"),
+                Port("importance", "metrics", ("guest", "host"), "split counts per feature"),
+            ),
+            params="privfin.fl.vertical.secureboost.params:BoostParams",
+            table_params=(_ID, _LABEL),
+            check_roles=_guest_hosts(),
+            reveals="see fl/vertical/secureboost/SPEC.md (split instance spaces to hosts)",
+        ),
+        ComponentDecl(
+            name="secureboost_score",
+            target="privfin.jobs.steps:secureboost_score_step",
+            technology="vertical federated learning",
+            summary="Score aligned rows with a trained SecureBoost model; the guest gets the "
+            "scores.",
+            roles=("guest", "host"),
+            inputs=(
+                Port("model", "model", ("guest", "host"), "the party's slice of the model"),
+                _TABLE_IN,
+            ),
+            outputs=(Port("scores", "scores", ("guest",), "id and score per row"),),
+            params=None,
+            table_params=(_ID, _LABEL),
+            check_roles=_guest_hosts(),
+            reveals="each row's path through the host's splits to the guest",
+        ),
+        ComponentDecl(
+            name="hetero_lr",
+            target="privfin.jobs.steps:hetero_lr_step",
+            technology="vertical federated learning",
+            summary="Train hetero logistic regression over Paillier (mode guest, or with an "
+            "arbiter).",
+            roles=("guest", "host", "arbiter"),
+            inputs=(Port("table", "table", ("guest", "host"), "the party's aligned rows"),),
+            outputs=(Port("model", "model", ("guest", "host"), "the party's coefficients"),),
+            params="privfin.fl.vertical.hetero_lr.common:LRParams",
+            table_params=(_ID, _LABEL),
+            check_roles=_guest_hosts(("arbiter",)),
+            reveals="see fl/vertical/hetero_lr/SPEC.md",
+        ),
+        ComponentDecl(
+            name="lr_score",
+            target="privfin.jobs.steps:lr_score_step",
+            technology="vertical federated learning",
+            summary="Score aligned rows with a trained hetero LR model; only the guest learns "
+            "the scores.",
+            roles=("guest", "host"),
+            inputs=(
+                Port("model", "model", ("guest", "host"), "the party's coefficients"),
+                _TABLE_IN,
+            ),
+            outputs=(Port("scores", "scores", ("guest",), "id and score per row"),),
+            params=None,
+            table_params=(_ID, _LABEL),
+            check_roles=_guest_hosts(),
+            reveals="the sum of the hosts' partial predictors to the guest",
+        ),
+        ComponentDecl(
+            name="evaluate",
+            target="privfin.jobs.steps:evaluate_step",
+            technology="(local)",
+            summary="Binary-classification metrics (AUC, KS, lift, confusion) of scores "
+            "against the labels, with ROC/KS/gain curve data; runs at one party only.",
+            roles=("guest",),
+            inputs=(
+                Port("scores", "scores", ("guest",), "id and score per row"),
+                Port("table", "table", ("guest",), "rows with the id and label columns"),
+            ),
+            outputs=(Port("metrics", "metrics", ("guest",), "figures and curve data"),),
+            params=None,
+            table_params=(
+                _ID,
+                _LABEL,
+                ParamDoc("threshold", "float", "0.5", "threshold of the confusion matrix"),
+            ),
+            check_roles=_one("guest"),
+            reveals="nothing (local to one party)",
+        ),
+    )
+}
+
+
+def declaration(name: str) -> ComponentDecl:
+    decl = DECLARATIONS.get(name)
+    if decl is None:
+        raise ConfigError(
+            f"unknown pipeline component {name!r}; known: {', '.join(sorted(DECLARATIONS))}"
+        )
+    return decl

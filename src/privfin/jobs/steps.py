@@ -1,0 +1,212 @@
+"""Pipeline step functions: the protocols' components with named, typed outputs.
+
+Each function takes ``(ctx, params, inputs)`` like every component — ``inputs`` already loaded
+by the scheduler (tables and scores as DataFrames, a model as the parsed JSON of the party's
+own slice) — and returns ``{output name: value}`` (``None`` where this party gets nothing).
+The protocols run unchanged underneath; these functions only adapt tables to the protocols'
+inputs and their results to files a bank can open (scores keep the id column).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from privfin.errors import ConfigError
+from privfin.jobs.registry import get_component
+from privfin.runtime import Context
+
+__all__ = [
+    "binning_step",
+    "evaluate_step",
+    "hetero_lr_step",
+    "lr_score_step",
+    "psi_step",
+    "secureboost_score_step",
+    "secureboost_step",
+]
+
+
+def _table(inputs: Mapping[str, Any], name: str = "table") -> pd.DataFrame:
+    table = inputs.get(name)
+    if not isinstance(table, pd.DataFrame):
+        raise ConfigError(f"input {name!r} must be a table")
+    return table
+
+
+def _column(table: pd.DataFrame, column: str, what: str, source: str = "input 'table'") -> Any:
+    if column not in table.columns:
+        cols = ", ".join(map(str, table.columns[:20]))
+        raise ConfigError(f"{source} has no {what} column {column!r} (columns: {cols})")
+    return table[column]
+
+
+def _features(table: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    drop = [c for c in (params.get("id_column", "id"), params.get("label", "y")) if c in table]
+    return table.drop(columns=drop)
+
+
+def _ids(table: pd.DataFrame, params: Mapping[str, Any]) -> pd.Series:
+    ids: pd.Series = _column(table, str(params.get("id_column", "id")), "id")
+    return ids
+
+
+def _scores_frame(ids: pd.Series, scores: Any) -> pd.DataFrame:
+    arr = np.asarray(scores, dtype=np.float64)
+    out = pd.DataFrame({str(ids.name): ids.to_numpy()})
+    if arr.ndim == 1:
+        out["score"] = arr
+    elif arr.shape[1] == 2:  # binary: the probability of class 1
+        out["score"] = arr[:, 1]
+    else:
+        for k in range(arr.shape[1]):
+            out[f"score_{k}"] = arr[:, k]
+    return out
+
+
+def _without(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k not in names}
+
+
+def psi_step(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    out = get_component("psi")(ctx, params, {"table": _table(inputs)})
+    size = out.get("size")
+    return {
+        "aligned": out.get("table"),
+        "summary": None if size is None else {"intersection_size": int(size)},
+    }
+
+
+def binning_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {"report": get_component("hetero_binning")(ctx, params, {"table": _table(inputs)})}
+
+
+def secureboost_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    table = _table(inputs)
+    out = get_component("secureboost")(ctx, params, {"table": table})
+    model = out["model"]
+    result: dict[str, Any] = {
+        "model": json.loads(model.to_json()),
+        "importance": {str(k): v for k, v in dict(out.get("importance") or {}).items()},
+        "train_scores": None,
+    }
+    if out.get("scores") is not None:
+        result["train_scores"] = _scores_frame(_ids(table, params), out["scores"])
+    return result
+
+
+def _check_features(
+    model: Mapping[str, Any], table: pd.DataFrame, params: Mapping[str, Any]
+) -> pd.DataFrame:
+    x = _features(table, params)
+    names = model.get("feature_names") or model.get("features")
+    if names and [str(c) for c in x.columns] != [str(n) for n in names]:
+        raise ConfigError(
+            f"the table's feature columns {list(map(str, x.columns))[:10]} are not the "
+            f"model's {list(names)[:10]} (same names, same order)"
+        )
+    return x
+
+
+def secureboost_score_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    model = inputs.get("model")
+    if not isinstance(model, Mapping):
+        raise ConfigError("input 'model' must be a SecureBoost model")
+    table = _table(inputs)
+    x = _check_features(model, table, params)
+    out = get_component("secureboost_predict")(ctx, {}, {"X": x, "model": json.dumps(dict(model))})
+    scores = out.get("scores")
+    return {"scores": None if scores is None else _scores_frame(_ids(table, params), scores)}
+
+
+def hetero_lr_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    if ctx.has_role("arbiter"):
+        get_component("hetero_lr")(ctx, params, {})
+        return {"model": None}
+    table = _table(inputs)
+    out = get_component("hetero_lr")(ctx, params, {"table": table})
+    names = [str(c) for c in _features(table, params).columns]
+    model = {
+        "kind": "hetero_lr",
+        "role": out.get("role"),
+        "features": names,
+        "coef": [float(v) for v in np.asarray(out["coef"]).reshape(-1)],
+        "intercept": float(out.get("intercept") or 0.0),
+        "n_iter": int(out.get("n_iter") or 0),
+    }
+    return {"model": model}
+
+
+def lr_score_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    model = inputs.get("model")
+    if not isinstance(model, Mapping) or "coef" not in model:
+        raise ConfigError("input 'model' must be a hetero LR model (with 'coef')")
+    table = _table(inputs)
+    x = _check_features(model, table, params)
+    out = get_component("vertical_lr_scoring")(
+        ctx,
+        {},
+        {
+            "X": x.to_numpy(dtype=np.float64),
+            "coef": np.asarray(model["coef"], dtype=np.float64),
+            "intercept": float(model.get("intercept", 0.0)),
+        },
+    )
+    score = out.get("score")
+    return {"scores": None if score is None else _scores_frame(_ids(table, params), score)}
+
+
+def evaluate_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    from privfin.ml.metrics import binary_report
+
+    id_col = str(params.get("id_column", "id"))
+    label = str(params.get("label", "y"))
+    scores = _table(inputs, "scores")
+    table = _table(inputs)
+    if "score" not in scores.columns:
+        raise ConfigError("input 'scores' needs a 'score' column (binary scores)")
+    _column(scores, id_col, "id", "input 'scores'")
+    _column(table, id_col, "id")
+    _column(table, label, "label")
+    joined = scores[[id_col, "score"]].merge(table[[id_col, label]], on=id_col, how="inner")
+    if len(joined) != len(scores):
+        raise ConfigError(f"{len(scores) - len(joined)} scored ids are not in the labelled table")
+    y = joined[label].to_numpy(dtype=np.float64)
+    if not np.all((y == 0) | (y == 1)) or y.min() == y.max():
+        raise ConfigError("evaluation needs 0/1 labels of both classes")
+    rep = binary_report(
+        y, joined["score"].to_numpy(dtype=np.float64), threshold=float(params.get("threshold", 0.5))
+    )
+    fpr, tpr, thr = rep.roc
+    return {
+        "metrics": {
+            "rows": len(joined),
+            **rep.summary(),
+            "confusion": rep.confusion,
+            "curves": {
+                "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "threshold": thr.tolist()},
+                "ks": {
+                    "threshold": rep.ks.thresholds.tolist(),
+                    "tpr": rep.ks.tpr.tolist(),
+                    "fpr": rep.ks.fpr.tolist(),
+                },
+                "gain": rep.gain.as_rows(),
+            },
+        }
+    }
