@@ -18,6 +18,7 @@ __all__ = [
     "PeerTimeout",
     "PrivfinError",
     "ProtocolAbort",
+    "StoreError",
     "disk_full",
 ]
 
@@ -116,3 +117,9 @@ class PeerTimeout(PrivfinError):
 
 class BudgetExceededError(PrivfinError):
     """A differential-privacy release would exceed the privacy budget it was charged to."""
+
+
+class StoreError(PrivfinError):
+    """The node's database cannot be opened or migrated: unreachable, written by a newer
+    privfin, or holding tables that do not match what privfin expects. The message names the
+    database (password hidden) and what to do."""

@@ -1,18 +1,27 @@
 """The mailbox's bounds ([08] item 9), in process: pre-job buffer, assembled size of chunked
 messages, per-job quotas, retention (payloads deleted at job end, digests kept), sweeps, and
-the migration of a database created before the new chunk columns."""
+the adoption of a database created before the new chunk columns. The tests that take ``box``
+run on SQLite and PostgreSQL (the ``store_url`` fixture)."""
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from privfin.errors import ProtocolAbort
-from privfin.federation.mailbox import Mailbox, MessageTooLarge, QuotaExceeded, Quotas
+from privfin.federation.mailbox import (
+    Mailbox,
+    MessageTooLarge,
+    QuotaExceeded,
+    Quotas,
+    metadata,
+)
 from privfin.federation.transport import CancelToken, MessageKey
 
 Q = Quotas(
@@ -32,8 +41,15 @@ def key(job: str, seq: int = 0, sender: str = "mallory", tag: str = "t") -> Mess
     return MessageKey(job, "c", tag, sender, "me", seq)
 
 
-def test_prejob_buffer_is_bounded_per_sender(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path / "m.db")
+@pytest.fixture
+def box(store_url: str) -> Iterator[Mailbox]:
+    """A mailbox on a fresh database (SQLite, and PostgreSQL when available)."""
+    mailbox = Mailbox(store_url)
+    yield mailbox
+    mailbox.close()
+
+
+def test_prejob_buffer_is_bounded_per_sender(box: Mailbox) -> None:
     known = {"running"}.__contains__
     for i in range(3):
         assert box.put(key(f"ghost{i}"), b"x", quotas=Q, known=known)
@@ -52,8 +68,7 @@ def test_prejob_buffer_is_bounded_per_sender(tmp_path: Path) -> None:
         box.put(key("running", 0, tag="big"), b"z" * 1001, quotas=Q, known=known)
 
 
-def test_chunked_message_is_limited_by_its_assembled_size(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path / "m.db")
+def test_chunked_message_is_limited_by_its_assembled_size(box: Mailbox) -> None:
     known = {"job"}.__contains__
     payload = b"p" * 1200
     digest = hashlib.sha256(payload).hexdigest()
@@ -73,9 +88,7 @@ def test_chunked_message_is_limited_by_its_assembled_size(tmp_path: Path) -> Non
                 box.put_chunk(k2, 0, 2, digest, b"q" * 500, quotas=Q, known=known)
 
 
-def test_purge_keeps_digests_and_sweep_drops_stale_data(tmp_path: Path) -> None:
-    db = tmp_path / "m.db"
-    box = Mailbox(db)
+def test_purge_keeps_digests_and_sweep_drops_stale_data(box: Mailbox) -> None:
     known = {"done"}.__contains__
     box.put(key("done", 0), b"secret payload", quotas=Q, known=known)
     box.put(key("ghost", 0), b"unclaimed", quotas=Q, known=known)
@@ -85,9 +98,9 @@ def test_purge_keeps_digests_and_sweep_drops_stale_data(tmp_path: Path) -> None:
     assert box.payload_bytes("done") == 0 and box.count("done") == 1  # digest kept
     with pytest.raises(ProtocolAbort, match="deleted"):
         box.wait(key("done", 0), 1, CancelToken())
-    with sqlite3.connect(db) as conn:  # age everything by two hours
-        conn.execute("UPDATE messages SET received_at = received_at - 7200")
-        conn.execute("UPDATE chunks SET received_at = received_at - 7200")
+    with box.engine.begin() as conn:  # age everything by two hours
+        conn.execute(text("UPDATE messages SET received_at = received_at - 7200"))
+        conn.execute(text("UPDATE chunks SET received_at = received_at - 7200"))
     box.put_chunk(key("done", 2), 1, 2, "1" * 64, b"fresh", quotas=Q, known=known)
     swept = box.sweep(Q, known)
     assert swept == {"chunks": 0, "unclaimed_messages": 1}  # "done" chunks purged already
@@ -127,12 +140,11 @@ def test_retention_gives_the_space_back(tmp_path: Path) -> None:
     assert box.count("big") == 8  # digests kept
 
 
-def test_chunks_count_as_rows_and_tiny_chunks_are_refused(tmp_path: Path) -> None:
+def test_chunks_count_as_rows_and_tiny_chunks_are_refused(box: Mailbox) -> None:
     """Red-team finding: empty chunks were free (0 bytes, one path), so one path could hold
     262,145 rows. Now every chunk but the last has at least min_chunk bytes, none is empty,
     a message has at most ceil(max_message_size / min_chunk) chunks, and chunk rows count
     against the pre-job buffer and the per-sender chunk rows."""
-    box = Mailbox(tmp_path / "m.db")
     known = {"job"}.__contains__
     assert Q.max_chunks() == 10
     with pytest.raises(ValueError, match="at least 100 bytes"):
@@ -161,8 +173,7 @@ def test_chunks_count_as_rows_and_tiny_chunks_are_refused(tmp_path: Path) -> Non
         box.put_chunk(k, 0, 50, "1" * 64, b"y" * 100, quotas=rows, known=known)
 
 
-def test_precheck_applies_the_quotas_to_a_declared_size(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path / "m.db")
+def test_precheck_applies_the_quotas_to_a_declared_size(box: Mailbox) -> None:
     known = {"job"}.__contains__
     box.precheck(key("ghost"), 1000, Q, known)
     with pytest.raises(MessageTooLarge):
@@ -176,8 +187,10 @@ def test_precheck_applies_the_quotas_to_a_declared_size(tmp_path: Path) -> None:
 
 def test_chunk_indexes_are_added_to_an_existing_database(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    Mailbox(db).close()
-    with sqlite3.connect(db) as conn:
+    engine = create_engine(f"sqlite:///{db}")  # as privfin created it before migrations
+    metadata.create_all(engine)
+    engine.dispose()
+    with sqlite3.connect(db) as conn:  # a database of [08] before its chunk indexes
         conn.execute("DROP INDEX ix_chunks_sender")
         conn.execute("DROP INDEX ix_chunks_job")
     Mailbox(db).close()
@@ -208,8 +221,7 @@ def test_database_files_are_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
 
 
-def test_a_repeated_abort_is_recorded_once(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path / "m.db")
+def test_a_repeated_abort_is_recorded_once(box: Mailbox) -> None:
     assert box.abort("j", "alice", "alice: input rejected") is True
     assert box.abort("j", "alice", "again") is False
     assert box.aborted("j") == ("alice", "alice: input rejected")

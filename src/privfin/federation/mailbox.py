@@ -1,10 +1,11 @@
 """A node's durable mailbox: messages received for its jobs, kept across restarts.
 
-Messages are stored in SQL (SQLite by default, any SQLAlchemy URL for deployments) under their
-full :class:`MessageKey`. Storing is idempotent: the same key with the same bytes is a
-duplicate and dropped; the same key with other bytes is a conflict and refused. Large messages
-arrive in chunks that are kept until the last one lands, then assembled. Waiting for a message
-is local: the HTTP transport's ``recv`` never polls a peer.
+Messages are stored in the node's store (:mod:`privfin.store`: SQLite by default, PostgreSQL
+by URL; tables created by its migrations) under their full :class:`MessageKey`. Storing is
+idempotent: the same key with the same bytes is a duplicate and dropped; the same key with
+other bytes is a conflict and refused. Large messages arrive in chunks that are kept until the
+last one lands, then assembled. Waiting for a message is local: the HTTP transport's ``recv``
+never polls a peer.
 
 What a peer can make a node store is bounded (:class:`Quotas`): the size of every message,
 chunked or not, counted on the assembled message; the messages and bytes of one sender in one
@@ -15,14 +16,13 @@ peer may legitimately send its first message before the local operator submits t
 which expire; a chunk row counts as a message there. :meth:`Mailbox.precheck` applies the same
 quotas to a declared size before the node reads a request's body. Payloads are deleted when a
 job ends (:meth:`Mailbox.purge_job`; digests and sizes stay for audit) and stale chunks and
-expired pre-job messages by :meth:`Mailbox.sweep`. The SQLite files are private (0600).
+expired pre-job messages by :meth:`Mailbox.sweep`. SQLite files are private (0600).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -42,30 +42,35 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    create_engine,
     delete,
-    event,
     func,
     insert,
-    inspect,
     select,
-    text,
     update,
 )
 
 from privfin.errors import PrivfinError, ProtocolAbort
 from privfin.federation.transport import CancelToken, MessageKey, raise_timeout
+from privfin.store import open_engine, upgrade
 
-__all__ = ["Mailbox", "MessageConflict", "MessageTooLarge", "QuotaExceeded", "Quotas"]
+__all__ = [
+    "Mailbox",
+    "MessageConflict",
+    "MessageTooLarge",
+    "QuotaExceeded",
+    "Quotas",
+    "metadata",
+]
 
 _RECENT_LIMIT = 256 * 1024 * 1024
 
-_meta = MetaData()
+#: The mailbox's tables (created by the store's migration "0001_base").
+metadata = MetaData()
 _KEY_COLS = ("job", "component", "tag", "sender", "receiver", "seq")
 
 messages = Table(
     "messages",
-    _meta,
+    metadata,
     Column("job", String(64), primary_key=True),
     Column("component", String(64), primary_key=True),
     Column("tag", String(64), primary_key=True),
@@ -81,30 +86,24 @@ Index("ix_messages_sender_time", messages.c.sender, messages.c.received_at)
 Index("ix_messages_time", messages.c.received_at)
 chunks = Table(
     "chunks",
-    _meta,
+    metadata,
     Column("path", String(400), primary_key=True),
     Column("idx", Integer, primary_key=True),
     Column("total", Integer, nullable=False),
     Column("digest", String(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
-    # Added by [08] (quotas and expiry); older databases get them by _migrate.
+    # Added by [08] (quotas and expiry); older databases get them when the store adopts them.
     Column("job", String(64), nullable=True),
     Column("sender", String(64), nullable=True),
     Column("size", Integer, nullable=True),
     Column("received_at", Integer, nullable=True),
 )
-# Quota checks look chunks up by sender and job (older databases get these by _migrate).
+# Quota checks look chunks up by sender and job.
 Index("ix_chunks_sender", chunks.c.sender)
 Index("ix_chunks_job", chunks.c.job)
-_CHUNK_EXTRA = {
-    "job": "VARCHAR(64)",
-    "sender": "VARCHAR(64)",
-    "size": "INTEGER",
-    "received_at": "INTEGER",
-}
 aborts = Table(
     "aborts",
-    _meta,
+    metadata,
     Column("job", String(64), primary_key=True),
     Column("sender", String(64), primary_key=True),
     Column("reason", String(1000), nullable=False),
@@ -193,25 +192,23 @@ class Mailbox:
 
     Parameters
     ----------
-    url_or_path:
-        A SQLAlchemy URL, or a file path for SQLite (created if absent).
+    store:
+        The node's store: an engine from :func:`privfin.store.open_engine`, already upgraded
+        (the caller keeps it and disposes it), or a SQLAlchemy URL or SQLite file path, which
+        the mailbox opens, migrates (:func:`privfin.store.upgrade`) and closes.
     """
 
-    def __init__(self, url_or_path: str | Path) -> None:
-        url = str(url_or_path)
-        if "://" not in url:
-            _private_sqlite_files(Path(url))
-            url = f"sqlite:///{url}"
-        self.engine: Engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30}
-            if url.startswith("sqlite")
-            else {},
-        )
-        if url.startswith("sqlite"):
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        _meta.create_all(self.engine)
-        _migrate(self.engine)
+    def __init__(self, store: str | Path | Engine) -> None:
+        self._owns_engine = not isinstance(store, Engine)
+        if isinstance(store, Engine):
+            self.engine: Engine = store
+        else:
+            self.engine = open_engine(store)
+            try:
+                upgrade(self.engine)
+            except BaseException:
+                self.engine.dispose()
+                raise
         self._cond = threading.Condition()
         # Messages stored by this process, kept until read once: a waiter in the same process
         # (the node's job threads) gets them without a database read. Bounded; the database
@@ -230,7 +227,9 @@ class Mailbox:
             self._recent_bytes -= len(old)
 
     def close(self) -> None:
-        self.engine.dispose()
+        """Close the engine if the mailbox opened it (an engine handed in stays open)."""
+        if self._owns_engine:
+            self.engine.dispose()
 
     # -- quotas
     def _job_usage(self, conn: Connection, job: str, sender: str) -> list[int]:
@@ -635,17 +634,6 @@ class Mailbox:
             return int(conn.execute(q).scalar_one())
 
 
-def _migrate(engine: Engine) -> None:
-    """Add the chunk columns of [08] to a database created before them."""
-    have = {c["name"] for c in inspect(engine).get_columns("chunks")}
-    with engine.begin() as conn:
-        for name, sql_type in _CHUNK_EXTRA.items():
-            if name not in have:
-                conn.execute(text(f"ALTER TABLE chunks ADD COLUMN {name} {sql_type}"))
-    for index in [*messages.indexes, *chunks.indexes]:
-        index.create(engine, checkfirst=True)
-
-
 def _check_chunk(key: MessageKey, index: int, total: int, size: int, quotas: Quotas) -> None:
     """A chunk's shape: at most ``quotas.max_chunks()`` chunks, none empty, every one but the
     last at least ``min_chunk`` bytes."""
@@ -660,29 +648,3 @@ def _check_chunk(key: MessageKey, index: int, total: int, size: int, quotas: Quo
             f"chunk {index} of {total} of {key.path()} has {size} bytes; every chunk but the "
             f"last needs at least {least} bytes (the last at least 1)"
         )
-
-
-def _private_sqlite_files(path: Path) -> None:
-    """Create the database's directory (0700) and its file (0600) if absent, and make an
-    existing database and its ``-wal``/``-shm`` files 0600 (SQLite creates those two with the
-    database file's mode)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    old = os.umask(0o077)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        os.close(fd)
-    finally:
-        os.umask(old)
-    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if name.exists() and not name.is_symlink():
-            os.chmod(name, 0o600)
-
-
-def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
-    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-    # Pages freed by retention go back to the file system at each sweep (takes effect for a
-    # database created with it; an older one keeps reusing its free pages).
-    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()

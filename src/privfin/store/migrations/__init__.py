@@ -1,0 +1,1 @@
+"""Alembic migrations of the node's store (run by :func:`privfin.store.upgrade`)."""

@@ -1,0 +1,1 @@
+"""Migration scripts: revision "0001_base" and the branches off it (see ../README.md)."""
