@@ -11,6 +11,7 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
     "ConfigError",
+    "DataPolicyError",
     "DecodeError",
     "DiskFullError",
     "InputError",
@@ -29,6 +30,12 @@ class PrivfinError(Exception):
 
 class ConfigError(PrivfinError):
     """A configuration, parameter or input file is invalid; the message says which and why."""
+
+
+class DataPolicyError(ConfigError):
+    """A use of a registered dataset that its fields' sensitivity levels (JR/T 0171) or its
+    usage policy forbid: a C3 field, a C2 field for a component that does not keep it
+    private, an unknown field, a partner or a purpose the policy does not allow."""
 
 
 class InputError(ConfigError):
