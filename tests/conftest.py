@@ -18,6 +18,10 @@ settings.register_profile(
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+#: With PRIVFIN_STRICT_SKIPS=1 (.ci/run) a skip other than a missing optional peer or service
+#: that says what to install fails the run (tests/_skipcheck.py).
+pytest_plugins = ["_skipcheck"]
+
 
 _POSTGRES_SKIP = "PostgreSQL not available: set PRIVFIN_TEST_POSTGRES_URL (install postgresql)"
 
