@@ -8,7 +8,7 @@ import pandas as pd
 
 from privfin.errors import ConfigError
 
-__all__ = ["read_table"]
+__all__ = ["read_columns", "read_table"]
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -27,5 +27,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
                 df["id"] = df["id"].astype(str)
             return df
         return pd.read_csv(p, dtype={"id": str})
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read table {p}: {exc}") from None
+
+
+def read_columns(path: str | Path) -> list[str]:
+    """The column names of a CSV or Parquet table (reads only its header or schema)."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return [str(c) for c in pq.read_schema(p).names]
+        return [str(c) for c in pd.read_csv(p, nrows=0).columns]
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read table {p}: {exc}") from None

@@ -263,3 +263,28 @@ class HttpTransport:
             resp.text[:200],
         )
         return "refused"
+
+    def deliver_restart(self, job: str, peer: str, step: str, attempt: int) -> str:
+        """Tell ``peer`` that this party restarted ``step`` of ``job`` under ``attempt`` (a
+        pipeline step that could not resume in place). Same outcomes as
+        :meth:`deliver_abort`."""
+        try:
+            resp = self._client(peer).post(
+                f"/v1/restart/{job}", json={"step": step, "attempt": attempt}
+            )
+        except (httpx.HTTPError, AuthenticationError) as exc:
+            _log.info("could not tell %s that step %s of %s restarted: %s", peer, step, job, exc)
+            return "retry"
+        if resp.status_code < 300:
+            return "delivered"
+        if resp.status_code in {404, 429} or resp.status_code >= 500:
+            return "retry"
+        _log.warning(
+            "%s refused the restart of %s/%s: HTTP %d %s",
+            peer,
+            job,
+            step,
+            resp.status_code,
+            resp.text[:200],
+        )
+        return "refused"

@@ -61,6 +61,17 @@ artifacts = Table(
     Column("created_at", Integer, nullable=False),
 )
 
+# Restart notices this party still has to deliver to the other parties of a step.
+restart_outbox = Table(
+    "restart_outbox",
+    metadata,
+    Column("job", String(64), primary_key=True),
+    Column("receiver", String(64), primary_key=True),
+    Column("step", String(64), primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("deadline", Integer, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -144,6 +155,41 @@ class PipelineStore:
         rec = self.step(job, step)
         assert rec is not None
         return rec
+
+    # -- restart notices
+    def queue_restart(
+        self, job: str, step: str, attempt: int, receivers: list[str], deadline: int
+    ) -> None:
+        with self.engine.begin() as conn:
+            for r in receivers:
+                cond = and_(
+                    restart_outbox.c.job == job,
+                    restart_outbox.c.receiver == r,
+                    restart_outbox.c.step == step,
+                )
+                conn.execute(delete(restart_outbox).where(cond))
+                conn.execute(
+                    insert(restart_outbox).values(
+                        job=job, receiver=r, step=step, attempt=attempt, deadline=deadline
+                    )
+                )
+
+    def pending_restarts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(select(restart_outbox)).mappings()]
+
+    def restart_done(self, job: str, receiver: str, step: str, attempt: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(restart_outbox).where(
+                    and_(
+                        restart_outbox.c.job == job,
+                        restart_outbox.c.receiver == receiver,
+                        restart_outbox.c.step == step,
+                        restart_outbox.c.attempt == attempt,
+                    )
+                )
+            )
 
     # -- artifacts
     def add_artifact(self, rec: ArtifactRecord) -> None:

@@ -173,8 +173,8 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
                 job,
             )
             raise HTTPException(403, f"{party!r} is not a party of job {job!r}")
-        component = runner.component(job)
-        if key.component != component:
+        refused = runner.admits(job, key.component, party)
+        if refused is not None:
             warn(
                 party,
                 "component",
@@ -182,9 +182,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
                 party,
                 job,
             )
-            raise HTTPException(
-                400, f"job {job!r} runs component {component!r}, not {key.component!r}"
-            )
+            raise HTTPException(400, refused)
         if (job in ended or runner.ended(job)) and not mailbox.has(key):
             # (the retry of a message stored before the job ended is answered as a duplicate)
             ended.add(job)
@@ -395,6 +393,28 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             raise HTTPException(404, f"no job {job!r} of party {party!r} on this node")
         reason = runner.failure_for_peer(job)
         return {"failed": reason is not None, "reason": reason}
+
+    @app.post("/v1/restart/{job}")
+    async def restart(request: Request, job: str, party: Annotated[str, Depends(caller)]) -> Any:
+        """A party of a pipeline step restarted it under a new attempt (after a crash in a
+        step that cannot resume in place): rerun it here at that attempt."""
+        checked("job", job)
+        if party == config.party:
+            raise HTTPException(400, "a node restarts its own steps itself")
+        parties = await run_in_threadpool(runner.parties, job)
+        if parties is None or party not in parties:
+            warn(party, "refused-restart", "refused restart of job %s by %s", job, party)
+            raise HTTPException(404, f"no job {job!r} of party {party!r} on this node")
+        data = await read_json_object(request, MAX_ABORT_BODY)
+        step, attempt = data.get("step"), data.get("attempt")
+        if not isinstance(step, str) or type(attempt) is not int or not 2 <= attempt <= 1000:
+            raise HTTPException(400, "restart needs a step name and an attempt in 2..1000")
+        outcome = await run_in_threadpool(runner.request_restart, job, step, attempt, party)
+        if outcome not in ("ok", "stale"):
+            warn(party, "refused-restart", "refused restart of %s/%s by %s", job, step, party)
+            raise HTTPException(409, "restart refused")
+        ended.discard(job)
+        return {"ok": True, "outcome": outcome}
 
     @app.post("/v1/jobs")
     async def submit(

@@ -98,9 +98,10 @@ class Cluster:
         timeout: float = 300.0,
     ) -> dict[str, Any]:
         """Submit ``spec`` to every party of its roles (or to ``submit_to``), wait until each
-        party's node is done, and return each party's output. Raises ProtocolAbort if the job
-        fails at any party."""
-        parties = list(spec["roles"])
+        party's node is done, and return each party's output (a pipeline: each party's summary
+        of its steps and output files). Raises ProtocolAbort if the job fails at any party."""
+        pipeline = "steps" in spec
+        parties = list(spec["parties"] if pipeline else spec["roles"])
         started: list[str] = []
         for party in submit_to if submit_to is not None else parties:
             with self.client(party) as client:
@@ -115,7 +116,8 @@ class Cluster:
         outputs: dict[str, Any] = {}
         for party in parties:
             with self.client(party) as client:
-                outputs[party] = client.wait(str(spec["job"]), timeout=timeout)["result"]["output"]
+                result = client.wait(str(spec["job"]), timeout=timeout)["result"]
+                outputs[party] = result if pipeline else result["output"]
         return outputs
 
     def wait_healthy(self, timeout: float = 30.0) -> None:

@@ -52,11 +52,16 @@ from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.transport import CancelToken, Channel, validate_name
 from privfin.jobs.registry import get_component
+from privfin.jobs.scheduler import PartyPipeline, channel_name
+from privfin.jobs.spec import PipelineSpec, parse_spec_data
+from privfin.jobs.store import PipelineStore
+from privfin.jobs.store import metadata as pipeline_metadata
+from privfin.jobs.validate import check as check_pipeline
 from privfin.node.config import NodeConfig
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
 
-__all__ = ["JobRunner", "JobSpec", "peer_reason"]
+__all__ = ["AnySpec", "JobRunner", "JobSpec", "peer_reason"]
 
 _log = logging.getLogger("privfin.node.jobs")
 _meta = MetaData()
@@ -168,6 +173,21 @@ class JobSpec(BaseModel):
         return v
 
 
+AnySpec = JobSpec | PipelineSpec
+
+
+def load_any(text: str) -> AnySpec:
+    """A stored spec: a pipeline (has ``steps``) or a single-component job."""
+    data = json.loads(text)
+    if isinstance(data, dict) and "steps" in data:
+        return PipelineSpec.model_validate(data)
+    return JobSpec.model_validate(data)
+
+
+def spec_parties(spec: AnySpec) -> list[str]:
+    return list(spec.parties) if isinstance(spec, PipelineSpec) else list(spec.roles)
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -196,6 +216,10 @@ class JobRunner:
         self.config = config
         self.mailbox = mailbox
         _meta.create_all(mailbox.engine)
+        pipeline_metadata.create_all(mailbox.engine)
+        self.pipelines = PipelineStore(mailbox.engine)
+        self._pipes: dict[str, PartyPipeline] = {}  # running pipeline jobs
+        self._specs: dict[str, AnySpec] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._cancel: dict[str, CancelToken] = {}
         self._progress: dict[str, dict[str, Any]] = {}
@@ -237,10 +261,38 @@ class JobRunner:
             rec = self._record(job)
             if rec is None:
                 return None
-            spec = json.loads(rec["spec"])
-            self._components[job] = str(spec["component"])
-            roles = self._roles[job] = frozenset(spec["roles"])
+            spec = load_any(rec["spec"])
+            self._specs[job] = spec
+            if isinstance(spec, JobSpec):
+                self._components[job] = spec.component
+            roles = self._roles[job] = frozenset(spec_parties(spec))
         return roles
+
+    def spec(self, job: str) -> AnySpec | None:
+        if self.parties(job) is None:
+            return None
+        return self._specs.get(job)
+
+    def admits(self, job: str, component: str, sender: str) -> str | None:
+        """Why a message of ``sender`` for ``component`` of ``job`` is refused (None: it is
+        admitted). A pipeline's channels are its steps (``step`` or ``step.a<N>``) and only
+        a party of that step may send on one."""
+        spec = self.spec(job)
+        if spec is None:
+            return None
+        if isinstance(spec, JobSpec):
+            if component != spec.component:
+                return f"job {job!r} runs component {spec.component!r}, not {component!r}"
+            return None
+        step, _, attempt = component.partition(".a")
+        st = spec.steps.get(step)
+        if st is None or (attempt and (not attempt.isdigit() or not 2 <= int(attempt) <= 1000)):
+            return f"job {job!r} has no step channel {component!r}"
+        if channel_name(step, int(attempt or 1)) != component:
+            return f"job {job!r} has no step channel {component!r}"
+        if sender not in st.roles or self.config.party not in st.roles:
+            return f"{sender!r} and {self.config.party!r} do not share step {step!r}"
+        return None
 
     def component(self, job: str) -> str | None:
         """The component of ``job``, or None if this node has no such job."""
@@ -272,17 +324,34 @@ class JobRunner:
         rec = self._record(job)
         if rec is None:
             return None
-        return {
+        out = {
             "job": job,
             "status": rec["status"],
             "result": json.loads(rec["result"]) if rec["result"] else None,
             "error": rec["error"],
             "progress": self._progress.get(job, {}),
         }
+        pipe = self._pipes.get(job)
+        spec = self.spec(job)
+        if isinstance(spec, PipelineSpec):
+            if pipe is not None and rec["status"] == "running":
+                out["progress"] = pipe.progress()
+            steps = self.pipelines.steps(job)
+            out["steps"] = {
+                s: {
+                    "status": steps[s].status if s in steps else "pending",
+                    "attempt": steps[s].attempt if s in steps else 1,
+                }
+                for s in spec.steps_of(self.config.party)
+            }
+        return out
 
     # -- lifecycle
-    def check(self, spec: JobSpec) -> None:
+    def check(self, spec: AnySpec) -> None:
         """Raise ConfigError if this node would refuse ``spec`` (nothing is recorded)."""
+        if isinstance(spec, PipelineSpec):
+            self._check_pipeline(spec)
+            return
         if self.config.party not in spec.roles:
             raise ConfigError(f"party {self.config.party!r} has no role in job {spec.job!r}")
         get_component(spec.component)
@@ -297,7 +366,18 @@ class JobRunner:
         if rec is not None and rec["spec"] != spec.model_dump_json():
             raise ConfigError(f"job {spec.job!r} exists with another spec")
 
-    def submit(self, spec: JobSpec) -> dict[str, Any]:
+    def _check_pipeline(self, spec: PipelineSpec) -> None:
+        if self.config.party not in spec.parties:
+            raise ConfigError(f"party {self.config.party!r} has no part in job {spec.job!r}")
+        for party in spec.parties:
+            if party != self.config.party and party not in self.config.peers:
+                raise ConfigError(f"party {party!r} of job {spec.job!r} is not a pinned peer")
+        check_pipeline(spec, party=self.config.party, local=_NodeChecks(self))
+        rec = self._record(spec.job)
+        if rec is not None and rec["spec"] != spec.model_dump_json():
+            raise ConfigError(f"job {spec.job!r} exists with another spec")
+
+    def submit(self, spec: AnySpec) -> dict[str, Any]:
         """Record and start a job (idempotent for an identical spec)."""
         self.check(spec)
         text = spec.model_dump_json()
@@ -325,7 +405,7 @@ class JobRunner:
             rows = conn.execute(
                 select(jobs_table.c.spec).where(jobs_table.c.status == "running")
             ).scalars()
-            specs = [JobSpec.model_validate_json(s) for s in rows]
+            specs = [load_any(s) for s in rows]
         for spec in specs:
             _log.info("resuming job %s", spec.job)
             with self._lock:
@@ -341,10 +421,10 @@ class JobRunner:
             ).scalar()
         return None if reason is None else str(reason)
 
-    def _ask_peers(self, spec: JobSpec, transport: HttpTransport) -> None:
+    def _ask_peers(self, spec: AnySpec, transport: HttpTransport) -> None:
         """On resume: stop at once if a party failed the job while this node was down (in case
         its retried abort expired before this node came back); its abort is recorded."""
-        for peer in spec.roles:
+        for peer in spec_parties(spec):
             if peer == self.config.party:
                 continue
             reason = transport.peer_failure(spec.job, peer)
@@ -464,23 +544,25 @@ class JobRunner:
                 while self._to_purge:
                     self._purge(self._to_purge.pop(0))
                 self._deliver_aborts(backoff)
+                self._deliver_restarts(backoff)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.config.retention.sweep_interval
                     self._sweep()
             except Exception:
                 _log.exception("node housekeeping failed; retrying")
-            self._wake.wait(0.25 if backoff else 2.0)
+            self._wake.wait(0.25 if backoff else 1.0)
             self._wake.clear()
         if self._abort_transport is not None:
             self._abort_transport.close()
 
-    def _start(self, spec: JobSpec, *, resumed: bool = False) -> None:
+    def _start(self, spec: AnySpec, *, resumed: bool = False) -> None:
         if spec.job in self._threads and self._threads[spec.job].is_alive():
             return
         token = CancelToken()
         self._cancel[spec.job] = token
+        target = self._run_pipeline if isinstance(spec, PipelineSpec) else self._run
         thread = threading.Thread(
-            target=self._run, args=(spec, token, resumed), name=f"job-{spec.job}", daemon=True
+            target=target, args=(spec, token, resumed), name=f"job-{spec.job}", daemon=True
         )
         self._threads[spec.job] = thread
         thread.start()
@@ -548,46 +630,243 @@ class JobRunner:
             self._set(spec.job, status="done", result=json.dumps(payload))
             _log.info("job %s done", spec.job)
         except Exception as exc:
-            if token.cancelled and "shutting down" in token.reason:
-                _log.info("job %s interrupted by shutdown; it resumes on restart", spec.job)
-                return
-            # A local fault (disk full) says so here; peers get "internal error", not a timeout.
-            fault = self._faults.pop(spec.job, None) or disk_full(exc, str(self.config.state_dir))
-            if fault is not None:
-                exc = fault
-            # The full message stays here (status readable by this node's identity only, and
-            # the local log); peers get a generic reason.
-            message = f"{type(exc).__name__}: {exc}"
-            _log.error("job %s failed: %s", spec.job, message)
-            try:
-                self._set(spec.job, status="failed", error=message)
-                aborted = self.mailbox.aborters(spec.job)
-            except Exception as store_exc:  # e.g. the disk is full: still tell the peers
-                _log.error("job %s: cannot record the failure: %s", spec.job, store_exc)
-                aborted = []
-            origin = getattr(exc, "party", None)
-            reason = peer_reason(
-                party,
-                exc,
-                roles=spec.roles,
-                loading=loading,
-                cancelled=token.cancelled and fault is None,
-                aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
-            )
-            receivers = [p for p in spec.roles if p != party and p not in aborted]
-            _log.info("job %s: telling %s: %s", spec.job, ", ".join(receivers) or "nobody", reason)
-            try:
-                if self.failure_for_peer(spec.job) is None:
-                    with self.mailbox.engine.begin() as conn:
-                        conn.execute(insert(peer_reasons).values(job=spec.job, reason=reason))
-                self._queue_abort(spec.job, receivers, reason)
-            except Exception as queue_exc:  # cannot queue (disk full): send once, now
-                _log.error("job %s: abort not queued (%s); sending it once", spec.job, queue_exc)
-                transport.abort(spec.job, party, receivers, reason)
+            self._failed(spec, token, exc, loading, transport)
         finally:
             transport.close()
             compute.close()
             self._finished(spec.job)
+
+    # -- pipelines
+    def _run_pipeline(self, spec: PipelineSpec, token: CancelToken, resumed: bool = False) -> None:
+        party = self.config.party
+        peers = self.config.transport_peers()
+        others = {p: peers[p] for p in spec.parties if p != party}
+        control = HttpTransport(
+            self.config.identity, others, self.mailbox, send_timeout=30.0, cancel=token
+        )
+        compute = self.config.compute_backend()
+        root = Path(self.config.state_dir) / "jobs" / spec.job
+        log = logging.LoggerAdapter(_log, {"job": spec.job, "party": party})
+        timeout = self.config.message_timeout
+        config = self.config
+        mailbox = self.mailbox
+
+        class NodeIO:
+            def open(
+                self,
+                step: str,
+                component: str,
+                parties: list[str],
+                cancel: CancelToken,
+                timeout: float,
+            ) -> tuple[Channel, Any]:
+                transport = HttpTransport(
+                    config.identity,
+                    {p: peers[p] for p in parties if p != party},
+                    mailbox,
+                    send_timeout=timeout,
+                    cancel=cancel,
+                )
+                channel = Channel(
+                    transport,
+                    job=spec.job,
+                    component=component,
+                    party=party,
+                    peers=parties,
+                    default_timeout=timeout,
+                    max_message_size=config.max_message_size,
+                    cancel=cancel,
+                )
+                return channel, transport.close
+
+        def make_context(
+            step: str, component: str, channel: Channel, artifacts: Any, progress: Progress
+        ) -> Context:
+            return Context(
+                job=spec.job,
+                component=component,
+                party=party,
+                roles={p: tuple(r) for p, r in spec.steps[step].roles.items()},
+                channel=channel,
+                compute=compute,
+                artifacts=artifacts,
+                settings=config.settings,
+                metrics=Metrics(),
+                progress=progress,
+                log=log,
+            )
+
+        def on_restart(step: str, attempt: int, receivers: list[str]) -> None:
+            deadline = int(time.time() + config.retention.abort_retry_for)
+            self.pipelines.queue_restart(spec.job, step, attempt, receivers, deadline)
+            self.start_housekeeping()
+            self._wake.set()
+
+        pipe = PartyPipeline(
+            spec,
+            party,
+            store=self.pipelines,
+            root=root,
+            io=NodeIO(),
+            load_dataset=self._load_dataset,
+            load_model=self._load_model,
+            make_context=make_context,
+            on_restart=on_restart,
+            on_step=lambda step, status, attempt: log.info(
+                "step %s %s (attempt %d)", step, status, attempt
+            ),
+            default_timeout=spec.timeout or timeout,
+        )
+        self._pipes[spec.job] = pipe
+        deadline_timer: threading.Timer | None = None
+        if spec.timeout:
+            deadline_timer = threading.Timer(
+                spec.timeout, lambda: token.cancel(f"job timeout ({spec.timeout:g} s)")
+            )
+            deadline_timer.daemon = True
+            deadline_timer.start()
+        try:
+            if resumed:
+                self._ask_peers(spec, control)
+            summary = pipe.run(token)
+            self._set(spec.job, status="done", result=json.dumps(summary))
+            _log.info("job %s done", spec.job)
+        except Exception as exc:
+            self._failed(spec, token, exc, False, control)
+        finally:
+            if deadline_timer is not None:
+                deadline_timer.cancel()
+            control.close()
+            compute.close()
+            self._pipes.pop(spec.job, None)
+            self._finished(spec.job)
+
+    def _load_dataset(self, name: str, fields: list[str] | None) -> pd.DataFrame:
+        path = self.config.datasets.get(name)
+        if path is None:
+            raise ConfigError(f"dataset {name!r} is not registered on this node")
+        table = read_table(path)
+        if fields:
+            missing = [f for f in fields if f not in table.columns]
+            if missing:
+                raise ConfigError(
+                    f"dataset {name!r} has no field(s) {missing} (fields: {list(table.columns)})"
+                )
+            table = table[fields]
+        return table
+
+    def _load_model(self, name: str) -> bytes:
+        path = self.models_dir() / f"{validate_name('model', name)}.json"
+        if not path.is_file():
+            raise ConfigError(f"no imported model {name!r} on this node")
+        return path.read_bytes()
+
+    def models_dir(self) -> Path:
+        return Path(self.config.state_dir) / "models"
+
+    def request_restart(self, job: str, step: str, attempt: int, sender: str) -> str:
+        """A party of ``step`` restarted it at ``attempt`` after a crash: rerun it here (and
+        everything that depends on it). Reopens the job if it had finished here. Returns
+        ``"ok"``, ``"stale"`` or a refusal reason."""
+        spec = self.spec(job)
+        if not isinstance(spec, PipelineSpec):
+            return "no such pipeline job"
+        st = spec.steps.get(step)
+        if st is None or sender not in st.roles or self.config.party not in st.roles:
+            return "not a step shared with the sender"
+        rec = self._record(job)
+        if rec is None or rec["status"] == "failed":
+            return "job has failed here"
+        with self._lock:
+            pipe = self._pipes.get(job)
+            if pipe is not None:
+                return "ok" if pipe.restart(step, attempt, sender) else "stale"
+            current = self.pipelines.step(job, step)
+            if current is not None and current.attempt >= attempt:
+                return "stale"
+            # finished here (or not started yet): record the new attempt and run again
+            self.pipelines.set_step(job, step, attempt=attempt, status="pending")
+            for later in spec.downstream(step) - {step}:
+                if self.config.party in spec.steps[later].roles and self.pipelines.step(job, later):
+                    self.pipelines.set_step(job, later, status="pending")
+            if rec["status"] == "done":
+                self._set(job, status="running")
+            self._start(spec, resumed=False)
+        return "ok"
+
+    def _deliver_restarts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
+        now = time.time()
+        for row in self.pipelines.pending_restarts():
+            key = (f"restart/{row['job']}/{row['step']}", str(row["receiver"]))
+            due, delay = backoff.get(key, (0.0, 0.25))
+            if now < due:
+                continue
+            outcome = "expired"
+            if now <= row["deadline"] and key[1] in self.config.peers:
+                if self._abort_transport is None:
+                    self._abort_transport = HttpTransport(
+                        self.config.identity,
+                        self.config.transport_peers(),
+                        self.mailbox,
+                        request_timeout=5.0,
+                    )
+                outcome = self._abort_transport.deliver_restart(
+                    row["job"], key[1], row["step"], int(row["attempt"])
+                )
+            if outcome == "retry":
+                backoff[key] = (time.time() + delay, min(delay * 2, 10.0))
+                continue
+            if outcome == "expired":
+                _log.warning("gave up telling %s that %s restarted", key[1], key[0])
+            backoff.pop(key, None)
+            self.pipelines.restart_done(row["job"], key[1], row["step"], int(row["attempt"]))
+
+    def _failed(
+        self,
+        spec: AnySpec,
+        token: CancelToken,
+        exc: Exception,
+        loading: bool,
+        transport: HttpTransport,
+    ) -> None:
+        """Record a job's failure here and tell its other parties a generic reason."""
+        party = self.config.party
+        if token.cancelled and "shutting down" in token.reason:
+            _log.info("job %s interrupted by shutdown; it resumes on restart", spec.job)
+            return
+        # A local fault (disk full) says so here; peers get "internal error", not a timeout.
+        fault = self._faults.pop(spec.job, None) or disk_full(exc, str(self.config.state_dir))
+        if fault is not None:
+            exc = fault
+        # The full message stays here (status readable by this node's identity only, and
+        # the local log); peers get a generic reason.
+        message = f"{type(exc).__name__}: {exc}"
+        _log.error("job %s failed: %s", spec.job, message)
+        try:
+            self._set(spec.job, status="failed", error=message)
+            aborted = self.mailbox.aborters(spec.job)
+        except Exception as store_exc:  # e.g. the disk is full: still tell the peers
+            _log.error("job %s: cannot record the failure: %s", spec.job, store_exc)
+            aborted = []
+        origin = getattr(exc, "party", None)
+        reason = peer_reason(
+            party,
+            exc,
+            roles=dict.fromkeys(spec_parties(spec), ()),
+            loading=loading,
+            cancelled=token.cancelled and fault is None,
+            aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
+        )
+        receivers = [p for p in spec_parties(spec) if p != party and p not in aborted]
+        _log.info("job %s: telling %s: %s", spec.job, ", ".join(receivers) or "nobody", reason)
+        try:
+            if self.failure_for_peer(spec.job) is None:
+                with self.mailbox.engine.begin() as conn:
+                    conn.execute(insert(peer_reasons).values(job=spec.job, reason=reason))
+            self._queue_abort(spec.job, receivers, reason)
+        except Exception as queue_exc:  # cannot queue (disk full): send once, now
+            _log.error("job %s: abort not queued (%s); sending it once", spec.job, queue_exc)
+            transport.abort(spec.job, party, receivers, reason)
 
     def _finished(self, job: str) -> None:
         """Retention at the end of a job (done or failed; not on shutdown, which resumes)."""
@@ -617,8 +896,34 @@ class JobRunner:
             token.cancel(str(fault))
 
 
-def parse_spec(raw: Any) -> JobSpec:
+def parse_spec(raw: Any) -> AnySpec:
+    """A submitted spec: a pipeline (has ``steps``) or a single-component job."""
+    if isinstance(raw, dict) and "steps" in raw:
+        return parse_spec_data(raw)
     try:
         return JobSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid job spec: {exc}") from None
+
+
+class _NodeChecks:
+    """This node's local checks of a pipeline: its datasets and models exist, the fields the
+    job names exist."""
+
+    def __init__(self, runner: JobRunner) -> None:
+        self.runner = runner
+
+    def dataset(self, name: str, fields: list[str] | None, *, keeps_private: bool) -> None:
+        path = self.runner.config.datasets.get(name)
+        if path is None:
+            raise ConfigError(f"dataset {name!r} is not registered on this node")
+        if fields:
+            from privfin.data.loaders import read_columns
+
+            cols = read_columns(path)
+            missing = [f for f in fields if f not in cols]
+            if missing:
+                raise ConfigError(f"dataset {name!r} has no field(s) {missing}")
+
+    def model(self, name: str) -> None:
+        self.runner._load_model(name)
