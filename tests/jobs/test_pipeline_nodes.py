@@ -15,6 +15,7 @@ from privfin.config import Settings
 from privfin.jobs.local import run_local
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.cluster import cluster_up
+
 from ._pipeline_data import pipeline_spec, split
 
 pytestmark = pytest.mark.cluster

@@ -10,14 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from privfin.compute import ComputeBackend, LocalBackend, SerialBackend, ThreadBackend
 from privfin.config import Settings
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, StoreError
 from privfin.federation.http import Peer
 from privfin.federation.mailbox import Quotas
 from privfin.federation.tls import Identity, fingerprint
 from privfin.federation.transport import validate_name
+from privfin.store import to_url
 
 __all__ = [
     "MAX_REQUEST_BODY",
+    "STORE_FILE",
     "NodeConfig",
     "PeerConfig",
     "QuotaConfig",
@@ -28,6 +30,8 @@ __all__ = [
 # The largest body of one request (a message, or one chunk of a larger one): the HTTP transport
 # sends anything above 4 MiB in chunks, so honest requests stay far below it.
 MAX_REQUEST_BODY = 64 * 1024 * 1024
+#: The node's SQLite store under ``state_dir`` when node.yaml names no ``store``.
+STORE_FILE = "node.sqlite"
 
 
 class PeerConfig(BaseModel):
@@ -104,6 +108,12 @@ class NodeConfig(BaseModel):
           bank_b: {url: "https://127.0.0.1:8444", cert: ./bank_b.crt}
         datasets:
           loans: ./loans.csv
+        # store: postgresql://privfin@db.internal/bank_a   (default: state_dir/node.sqlite)
+
+    ``store``: the node's database (mailbox, jobs, registry, audit log): a SQLAlchemy URL
+    (``postgresql://user@host:5432/db``, password preferably in ``~/.pgpass``) or a SQLite file
+    path (relative to node.yaml); by default the SQLite file ``node.sqlite`` in ``state_dir``.
+    The node migrates it at start (:func:`privfin.store.upgrade`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -123,11 +133,29 @@ class NodeConfig(BaseModel):
     message_timeout: float = Field(default=120.0, gt=0)
     quotas: QuotaConfig = QuotaConfig()
     retention: RetentionConfig = RetentionConfig()
+    store: str | None = None
 
     @field_validator("party")
     @classmethod
     def _party(cls, v: str) -> str:
         return validate_name("party", v)
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not v.strip():
+                raise ValueError("store must be a database URL or a SQLite file path")
+            try:
+                to_url(v)
+            except StoreError as exc:
+                raise ValueError(str(exc)) from None
+        return v
+
+    def store_url(self) -> str:
+        """The node's store: ``store`` as configured, or the SQLite file ``node.sqlite`` in
+        ``state_dir`` (what :func:`privfin.store.open_engine` takes)."""
+        return self.store if self.store is not None else str(Path(self.state_dir) / STORE_FILE)
 
     @property
     def identity(self) -> Identity:
@@ -209,6 +237,8 @@ def load_config(path: str | Path) -> NodeConfig:
     for k in ("state_dir", "cert", "key"):
         if k in raw:
             raw[k] = fix(raw[k])
+    if isinstance(raw.get("store"), str) and raw["store"].strip() and "://" not in raw["store"]:
+        raw["store"] = fix(raw["store"])  # a SQLite file path
     for peer in (raw.get("peers") or {}).values():
         if isinstance(peer, dict) and "cert" in peer:
             peer["cert"] = fix(peer["cert"])

@@ -6,8 +6,10 @@ scope extensions of every request on that connection.
 
 Lifecycle: the TLS server context is built in memory from the pinned certificates (no bundle
 file in the state directory; stale ``tmp*.pem`` bundles of older versions are removed at
-start). SIGTERM, like SIGINT, is a graceful shutdown: uvicorn stops serving, the job runner
-stops its jobs (they resume on restart) and the mailbox is closed before the process exits.
+start). The node's store (``store`` in node.yaml, by default ``state_dir/node.sqlite``) is
+opened and migrated to this privfin's schema before anything is served. SIGTERM, like SIGINT,
+is a graceful shutdown: uvicorn stops serving, the job runner stops its jobs (they resume on
+restart) and the store is closed before the process exits.
 At start the node refuses an expired (or not yet valid) certificate of its own and logs, for
 each pinned peer whose certificate is outside its validity period, the date it expired.
 """
@@ -33,6 +35,7 @@ from privfin.federation.tls import is_ca, server_context, validity_problem
 from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
 from privfin.node.config import NodeConfig
 from privfin.node.runner import JobRunner
+from privfin.store import open_engine, upgrade
 
 __all__ = ["run_node"]
 
@@ -138,8 +141,10 @@ def _serve(config: NodeConfig) -> None:
         _log.info("removed stale certificate bundles from %s", state)
     trusted = [*config.peer_certs().values(), config.cert.read_bytes()]
     tls = server_context(config.identity, trusted)
-    mailbox = Mailbox(state / "node.sqlite")
+    engine = open_engine(config.store_url())
     try:
+        upgrade(engine)
+        mailbox = Mailbox(engine)
         runner = JobRunner(config, mailbox)
         app = create_app(config, mailbox, runner)
         uv_config = uvicorn.Config(
@@ -168,4 +173,4 @@ def _serve(config: NodeConfig) -> None:
             _log.warning("node %s shutting down", config.party)
             runner.shutdown()
     finally:
-        mailbox.close()
+        engine.dispose()
