@@ -7,7 +7,7 @@ the migrations under ``privfin/store/migrations/versions`` create them (see the 
 Bottom layer: imports only :mod:`privfin.errors`.
 """
 
-from privfin.store.engine import open_engine, safe_url
+from privfin.store.engine import open_engine, safe_url, to_url
 from privfin.store.migrate import (
     BASE_REVISION,
     BASE_TABLES,
@@ -23,5 +23,6 @@ __all__ = [
     "head_revisions",
     "open_engine",
     "safe_url",
+    "to_url",
     "upgrade",
 ]

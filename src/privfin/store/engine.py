@@ -40,7 +40,7 @@ def to_url(url_or_path: str | Path | URL) -> URL:
     else:
         try:
             url = make_url(url_or_path)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise StoreError(
                 "the store is not a database URL (e.g. postgresql://user@host/db) nor a "
                 "SQLite file path"
