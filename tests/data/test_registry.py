@@ -375,3 +375,27 @@ def test_migration_matches_metadata(engine: sa.Engine) -> None:
             assert bool(got["nullable"]) == (col.nullable and not col.primary_key)
         pk = insp.get_pk_constraint(table.name)["constrained_columns"]
         assert pk == [c.name for c in table.primary_key.columns], table.name
+
+
+def test_iter_column_streams_checked_ids(
+    registry: DatasetRegistry, csv: Path, tmp_path: Path
+) -> None:
+    _register_csv(registry, csv)
+    chunks = list(registry.iter_column("loans", "id", chunk_rows=4))
+    assert chunks == [["000", "001", "002", "003"], ["004", "005"]]
+    p = tmp_path / "ids.parquet"
+    pd.DataFrame({"id": [7, None, 9]}, dtype="Int64").to_parquet(p, index=False)
+    registry.register("pq", p, id_column="id", policy=OPEN)
+    assert list(registry.iter_column("pq", "id", chunk_rows=2)) == [["7", None], ["9"]]
+    url = _sqlite_source(tmp_path / "core.db")
+    registry.register("core", url, id_column="cid", query="SELECT cid FROM customers ORDER BY cid")
+    assert list(registry.iter_column("core", "cid", chunk_rows=5)) == [
+        ["0", "1", "2", "3", "4"],
+        ["5", "6"],
+    ]
+    with pytest.raises(DataPolicyError, match="no field 'phone'"):
+        next(registry.iter_column("loans", "phone"))
+    with csv.open("a") as f:
+        f.write("006,1.0,36,pw,B0,0\n")
+    with pytest.raises(ConfigError, match="changed since"):
+        next(registry.iter_column("loans", "id"))

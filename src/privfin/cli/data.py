@@ -1,23 +1,35 @@
-"""``privfin data``: generate and inspect datasets.
+"""``privfin data``: generate datasets and register them with a node.
 
 ``privfin data synth --scenario credit --rows 10000 --seed 7 --out data/credit`` writes one table
 per party (and the scenario's extra tables) as CSV and/or Parquet plus a ``manifest.json``, then
-prints a per-party summary. The generator is imported inside the command so ``privfin --help``
-stays fast.
+prints a per-party summary.
+
+``privfin data register|list|show --config node.yaml`` manage the node's data registry
+(:mod:`privfin.data.registry`) in the node's store; they work while the node runs (the node
+reads the registry at each job check). Heavy imports happen inside the commands so
+``privfin --help`` stays fast.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-__all__ = ["app", "synth"]
+if TYPE_CHECKING:
+    from privfin.data.registry import DatasetInfo, DatasetRegistry
+
+__all__ = ["app", "list_datasets", "register", "show", "synth"]
+
+_HELP = (
+    "Datasets: generate seeded synthetic multi-party financial data; register a node's "
+    "datasets with their JR/T 0171 levels and usage policy."
+)
 
 app = typer.Typer(
-    help="Datasets: generate seeded synthetic multi-party financial data.",
+    help=_HELP,
     no_args_is_help=True,
     add_completion=False,
 )
@@ -31,9 +43,9 @@ class OutputFormat(StrEnum):
     both = "both"
 
 
-@app.callback()
+@app.callback(help=_HELP)
 def _group() -> None:
-    """Datasets: generate seeded synthetic multi-party financial data."""
+    """Datasets: synthetic data and the node's data registry."""
 
 
 @app.command(help="Generate a synthetic scenario and write one table per party to --out.")
@@ -89,3 +101,191 @@ def synth(
         )
         typer.echo(f"label rates: {rates}")
     typer.echo(f"wrote {len(paths)} files to {out}")
+
+
+_CONFIG = typer.Option("--config", "-c", help="the node's node.yaml")
+
+
+def _registry(config: Path) -> DatasetRegistry:
+    """The registry in the store of the node configured by ``config`` (migrated if needed)."""
+    from privfin.data.registry import DatasetRegistry
+    from privfin.node.config import load_config
+    from privfin.store import open_engine, upgrade
+
+    engine = open_engine(load_config(config).store_url())
+    upgrade(engine)  # idempotent; a node that runs has done it already
+    return DatasetRegistry(engine)
+
+
+def _parse_levels(specs: list[str]) -> dict[str, str]:
+    from privfin.data.registry import Level
+    from privfin.errors import ConfigError
+
+    choices = "|".join(lv.value for lv in Level)
+    out: dict[str, str] = {}
+    for spec in specs:
+        field, sep, level = spec.rpartition("=")
+        level = level.strip().upper()
+        if not sep or not field.strip() or level not in choices.split("|"):
+            raise ConfigError(f"bad --level {spec!r}: use FIELD={choices}, e.g. --level phone=C2")
+        out[field.strip()] = level
+    return out
+
+
+@app.command(help="Register a dataset (CSV, Parquet or SQL query) with this node.")
+def register(
+    name: Annotated[str, typer.Argument(help="dataset name jobs will use")],
+    source: Annotated[str, typer.Argument(help="CSV or Parquet file, or a SQLAlchemy URL")],
+    config: Annotated[Path, _CONFIG],
+    id_column: Annotated[str, typer.Option("--id-column", help="the column identifying rows")],
+    label: Annotated[str | None, typer.Option("--label", help="the label column")] = None,
+    level: Annotated[
+        list[str] | None,
+        typer.Option("--level", help="FIELD=C1|C2|C3 (JR/T 0171 level), repeatable"),
+    ] = None,
+    default_level: Annotated[
+        str, typer.Option("--default-level", help="level of fields without --level")
+    ] = "C2",
+    partner: Annotated[
+        list[str] | None,
+        typer.Option("--partner", help="party it may be used with, repeatable; '*' = any peer"),
+    ] = None,
+    purpose: Annotated[
+        list[str] | None,
+        typer.Option("--purpose", help="purpose it may serve, repeatable; '*' = any"),
+    ] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help="SQL query (for a SQL URL source)")
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="register an existing name again")
+    ] = False,
+) -> None:
+    """Register SOURCE as dataset NAME: capture its schema, rows and digest, set the fields'
+    levels and the usage policy (no partner and no purpose allowed unless given).
+
+    Raises
+    ------
+    privfin.errors.ConfigError
+        Missing file, unknown id/label/level column (the message lists the columns), bad
+        ``--level`` syntax, an existing name without ``--replace``.
+    """
+    from privfin.data.registry import Level, UsagePolicy
+    from privfin.errors import ConfigError
+
+    levels = _parse_levels(level or [])
+    if default_level.strip().upper() not in {lv.value for lv in Level}:
+        raise ConfigError(f"bad --default-level {default_level!r}: use C1, C2 or C3")
+    policy = UsagePolicy(frozenset(partner or ()), frozenset(purpose or ()))
+    registry = _registry(config)
+    before = None
+    if replace:
+        try:
+            before = registry.get(name).version
+        except ConfigError:
+            before = None
+    info = registry.register(
+        name,
+        source,
+        id_column=id_column,
+        label=label,
+        levels={k: Level(v) for k, v in levels.items()},
+        default_level=Level(default_level.strip().upper()),
+        policy=policy,
+        query=query,
+        replace=replace,
+    )
+    if before is None:
+        what = "registered"
+    elif before == info.version:
+        what = "unchanged"
+    else:
+        what = f"re-registered (was version {before})"
+    typer.echo(f"dataset {info.name!r} {what}: version {info.version}, {info.rows} rows")
+    _show(info)
+    from privfin.node.config import load_config
+
+    pinned = set(load_config(config).peers)
+    for p in sorted(policy.partners - pinned - {"*"}):
+        typer.echo(f"note: partner {p!r} is not a pinned peer of this node (yet)")
+
+
+@app.command("list", help="List the datasets registered with this node.")
+def list_datasets(
+    config: Annotated[Path, _CONFIG],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """One row per dataset: version, source kind, rows, fields per level, policy."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    infos = _registry(config).list()
+    if as_json:
+        typer.echo(json.dumps([i.public() for i in infos], indent=2))
+        return
+    if not infos:
+        typer.echo("no datasets registered")
+        return
+    table = Table(title="registered datasets")
+    for col in ("name", "ver", "kind", "rows", "C3", "C2", "C1", "partners", "purposes"):
+        table.add_column(col, justify="right" if col in ("ver", "rows") else "left")
+    for i in infos:
+        counts = {lv: sum(f.level.value == lv for f in i.fields) for lv in ("C3", "C2", "C1")}
+        table.add_row(
+            Text(i.name),
+            str(i.version),
+            i.kind.value,
+            f"{i.rows:,}",
+            *(str(counts[lv]) for lv in ("C3", "C2", "C1")),
+            Text(", ".join(sorted(i.policy.partners)) or "(none)"),
+            Text(", ".join(sorted(i.policy.purposes)) or "(none)"),
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
+@app.command(help="Show a registered dataset: schema with levels, rows, digest, policy.")
+def show(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    config: Annotated[Path, _CONFIG],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Everything the registry knows of NAME (a SQL URL's password is hidden)."""
+    import json
+
+    info = _registry(config).get(name)
+    if as_json:
+        typer.echo(json.dumps(info.public(), indent=2))
+        return
+    _show(info)
+
+
+def _show(info: DatasetInfo) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(width=max(120, Console().width))
+    p = info.policy
+    lines = [
+        f"dataset:     {info.name} (version {info.version}, {info.origin})",
+        f"source:      {info.kind.value} {info.display_location}",
+        *([f"query:       {info.query}"] if info.query else []),
+        f"rows:        {info.rows:,}",
+        f"sha256:      {info.digest}",
+        f"registered:  {info.registered_at.isoformat(timespec='seconds')}",
+        f"partners:    {', '.join(sorted(p.partners)) or '(none: no job may use it)'}",
+        f"purposes:    {', '.join(sorted(p.purposes)) or '(none: no job may use it)'}",
+        f"dp budget:   {'not set' if p.dp_budget is None else p.dp_budget}",
+    ]
+    for line in lines:
+        console.print(line, highlight=False, markup=False)
+    table = Table(title=f"fields of {info.name}")
+    for col in ("field", "type", "level", "role"):
+        table.add_column(col)
+    for f in info.fields:
+        role = "id" if f.name == info.id_column else "label" if f.name == info.label else ""
+        table.add_row(Text(f.name), Text(f.dtype), f.level.value, role)
+    console.print(table)

@@ -58,7 +58,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -880,6 +880,59 @@ class DatasetRegistry:
             ids = df[info.id_column]
             df[info.id_column] = ids.where(ids.isna(), ids.astype(str))
         return df
+
+    def iter_column(
+        self, name: str, column: str, chunk_rows: int = 250_000
+    ) -> Iterator[builtins.list[str | None]]:
+        """Yield the values of ``column`` of dataset ``name`` as strings, ``chunk_rows`` at a
+        time, after checking the source still has its registered content (a file is hashed,
+        then only that column is read, one chunk in memory: for PSI inputs of any size).
+
+        CSV cells are read verbatim (an empty cell is ``""``); Parquet and SQL nulls are
+        ``None`` — the conventions of :func:`privfin.psi.sources.iter_id_chunks`. A SQL
+        source is read whole (its digest needs every row) and then cut into chunks.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`verify`, or ``chunk_rows`` < 1.
+        DataPolicyError
+            ``column`` is not a field of the dataset.
+        """
+        if chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        info = self.get(name)
+        info.field(column)
+        if info.kind is SourceKind.sql:
+            values = self.load(name, [column])[column]
+            out = [None if pd.isna(v) else str(v) for v in values]
+            for i in range(0, len(out), chunk_rows):
+                yield out[i : i + chunk_rows]
+            return
+        self.verify(name)
+        path = Path(info.location)
+        try:
+            if info.kind is SourceKind.parquet:
+                import pyarrow.parquet as pq
+
+                pf = pq.ParquetFile(path)
+                for batch in pf.iter_batches(batch_size=chunk_rows, columns=[column]):
+                    yield [None if v is None else str(v) for v in batch.column(0).to_pylist()]
+                return
+            reader = pd.read_csv(
+                path,
+                sep=_sep(info.location),
+                usecols=[column],
+                dtype=str,
+                keep_default_na=False,
+                na_filter=False,
+                chunksize=chunk_rows,
+            )
+            with reader:
+                for frame in reader:
+                    yield frame[column].tolist()
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read dataset {name!r}: {_short(exc)}") from None
 
     def check_use(
         self,
