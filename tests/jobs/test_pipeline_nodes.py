@@ -106,7 +106,12 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
         for party in ("bank", "telco"):
             with cluster.client(party) as c:
                 c.submit(spec)
-        seen = _until(lambda: (lambda s: s if when(s) else None)(_status(cluster, victim, job)))
+
+        def hit() -> dict[str, Any] | None:
+            status = _status(cluster, victim, job)
+            return status if when(status) else None
+
+        seen = _until(hit)
         cluster.kill(victim)
         cluster.start(victim)
         cluster.wait_healthy()
