@@ -293,6 +293,12 @@ def test_check_use(registry: DatasetRegistry, csv: Path) -> None:
         )
     with pytest.raises(ConfigError, match="'nope' is not registered"):
         registry.check_use("nope", [], **ok, keeps_private=True)
+    info = registry.get("loans")
+    assert info.usable_fields(keeps_private=True) == ["id", "income", "age", "branch", "default"]
+    assert info.usable_fields(keeps_private=False) == ["branch"]
+    registry.check_use("loans", info.usable_fields(keeps_private=True), **ok, keeps_private=True)
+    with pytest.raises(DataPolicyError, match="is C3"):
+        registry.check_use("loans", info.columns, **ok, keeps_private=True)
 
 
 def test_default_policy_allows_nothing_and_star_allows_all(

@@ -221,6 +221,11 @@ class DatasetInfo:
             f"dataset {self.name!r} has no field {name!r}; fields: {', '.join(self.columns)}"
         )
 
+    def usable_fields(self, *, keeps_private: bool) -> list[str]:
+        """The fields a component may use: never C3; C2 only if it ``keeps_private``."""
+        top = Level.C2 if keeps_private else Level.C1
+        return [f.name for f in self.fields if f.level.rank <= top.rank]
+
     def public(self) -> dict[str, Any]:
         """A JSON-able description (password redacted) for the API and the CLI."""
         return {
