@@ -254,7 +254,15 @@ def test_reregister_bumps_version_and_changed_source_is_refused(
     third = _register_csv(registry, csv, replace=True)
     assert third.version == 3
     assert "extra" in third.columns
-    assert registry.load("loans")["extra"].tolist() == [1] * 6
+    everything = registry.load("loans")
+    assert everything["extra"].tolist() == [1] * 6
+    # a C3 field is never read, whether implied or asked for
+    assert "password" not in everything.columns
+    assert list(everything.columns) == [c for c in third.columns if c != "password"]
+    with pytest.raises(DataPolicyError, match="'password' of dataset 'loans' is C3"):
+        registry.load("loans", ["id", "password"])
+    with pytest.raises(DataPolicyError, match="is C3"):
+        next(registry.iter_column("loans", "password"))
     # versions are never reused, also after removal
     registry.remove("loans")
     with pytest.raises(ConfigError, match="not registered"):

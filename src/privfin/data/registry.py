@@ -848,21 +848,29 @@ class DatasetRegistry:
         )
 
     def load(self, name: str, columns: Sequence[str] | None = None) -> pd.DataFrame:
-        """Read dataset ``name`` (only ``columns`` if given; the id column is read as strings)
-        after checking that its source still has the registered content.
+        """Read dataset ``name`` after checking that its source still has the registered
+        content: ``columns`` if given, else every field that is not C3 (a C3 field is never
+        read; the id column is read as strings).
 
-        The file is hashed before it is parsed; a change between the two steps is not seen
-        (the operator's own file system is trusted not to race the node).
+        This is the read path of jobs: call :meth:`check_use` first (``load`` enforces only
+        the C3 rule, not C2 nor the policy). The file is hashed before it is parsed; a change
+        between the two steps is not seen (the operator's own file system is trusted not to
+        race the node).
 
         Raises
         ------
         ConfigError
-            As :meth:`verify`, or ``columns`` names a field the dataset does not have.
+            As :meth:`verify`.
+        DataPolicyError
+            ``columns`` names a field the dataset does not have, or a C3 field.
         """
         info = self.get(name)
-        cols = list(info.columns if columns is None else columns)
-        for c in cols:
-            info.field(c)  # unknown -> DataPolicyError naming the fields
+        if columns is None:
+            cols = [f.name for f in info.fields if f.level is not Level.C3]
+        else:
+            cols = list(columns)
+            for c in cols:
+                _not_c3(info, c)
         if info.kind is SourceKind.sql:
             assert info.query is not None  # stored with every SQL source
             scan = _scan_sql(info.location, info.query, cols)
@@ -902,12 +910,12 @@ class DatasetRegistry:
         ConfigError
             As :meth:`verify`, or ``chunk_rows`` < 1.
         DataPolicyError
-            ``column`` is not a field of the dataset.
+            ``column`` is not a field of the dataset, or is C3.
         """
         if chunk_rows < 1:
             raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
         info = self.get(name)
-        info.field(column)
+        _not_c3(info, column)
         if info.kind is SourceKind.sql:
             values = self.load(name, [column])[column]
             out = [None if pd.isna(v) else str(v) for v in values]
@@ -981,15 +989,21 @@ class DatasetRegistry:
         for f in fields:
             level = info.field(f).level
             if level is Level.C3:
-                raise DataPolicyError(
-                    f"field {f!r} of dataset {name!r} is C3 (JR/T 0171: authentication data) "
-                    "and can never enter a job"
-                )
+                _not_c3(info, f)
             if level is Level.C2 and not keeps_private:
                 raise DataPolicyError(
                     f"field {f!r} of dataset {name!r} is C2 and may only enter a component "
                     "that keeps it private; this one does not"
                 )
+
+
+def _not_c3(info: DatasetInfo, name: str) -> None:
+    """Raise DataPolicyError if ``name`` is not a field of ``info`` or is C3."""
+    if info.field(name).level is Level.C3:
+        raise DataPolicyError(
+            f"field {name!r} of dataset {info.name!r} is C3 (JR/T 0171: authentication data) "
+            "and can never enter a job"
+        )
 
 
 def _same_registration(a: DatasetInfo, b: DatasetInfo) -> bool:
