@@ -1,7 +1,8 @@
 """Process-wide settings, validated once at the boundary.
 
-Nothing here is global state: a :class:`Settings` value is built from the environment (or a
-node config) by the caller and passed down explicitly.
+Nothing here is global state: a :class:`Settings` value is built from a node config, or from
+the environment (:meth:`Settings.from_env`, the default of simulations and estimators), by the
+caller and passed down explicitly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 
 from privfin.errors import ConfigError, InsecureModeError
 
-__all__ = ["Mode", "Settings", "require_insecure_allowed", "require_peer_ou_allowed"]
+__all__ = [
+    "HOW_TO_ALLOW_INSECURE",
+    "Mode",
+    "Settings",
+    "require_insecure_allowed",
+    "require_peer_ou_allowed",
+]
 
 Mode = str  # "production" or "development"
 _MODES = ("production", "development")
@@ -51,13 +58,24 @@ class Settings:
         )
 
 
-def require_insecure_allowed(settings: Settings, what: str) -> None:
-    """Raise :class:`InsecureModeError` unless ``what`` may run under ``settings``."""
+#: Where the switches of :func:`require_insecure_allowed` live (named in its refusal).
+HOW_TO_ALLOW_INSECURE = (
+    "set mode='development' or allow_insecure=True (a node: 'mode'/'allow_insecure' in its "
+    "config; a simulation or estimator: PRIVFIN_MODE=development or PRIVFIN_ALLOW_INSECURE=1 "
+    "in the environment, or `privfin simulate --mode development`)"
+)
+
+
+def require_insecure_allowed(settings: Settings, what: str, secure: str | None = None) -> None:
+    """Raise :class:`InsecureModeError` unless ``what`` may run under ``settings``.
+
+    ``secure`` names the secure alternative, if there is one; the refusal says it first.
+    """
     if settings.mode == "production" and not settings.allow_insecure:
+        instead = f"; the secure alternative: {secure}" if secure else ""
         raise InsecureModeError(
-            f"{what} is an insecure mode and is refused in production mode; "
-            "set mode='development' or allow_insecure=True (PRIVFIN_ALLOW_INSECURE=1) "
-            "to enable it explicitly"
+            f"{what} is an insecure mode and is refused in production mode{instead}; "
+            f"to enable it explicitly, {HOW_TO_ALLOW_INSECURE}"
         )
 
 
@@ -89,6 +107,5 @@ def require_peer_ou_allowed(settings: Settings, what: str) -> None:
             "mode, because an OU modulus carries no proof that it is well formed and a key "
             "owner who chose a malformed one could read this party's values beyond the masks "
             "in the replies it decrypts; use the Paillier scheme (its keys carry a modulus "
-            "proof), or set mode='development' or allow_insecure=True "
-            "(PRIVFIN_ALLOW_INSECURE=1) to accept it explicitly"
+            f"proof), or, to accept it explicitly, {HOW_TO_ALLOW_INSECURE}"
         )

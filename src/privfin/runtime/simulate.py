@@ -43,6 +43,8 @@ def simulate(
         Party name -> that party's private inputs.
     seed:
         Seeds each party's randomness (deterministic runs, tests). ``None``: OS randomness.
+    settings:
+        Default: :meth:`Settings.from_env` (``PRIVFIN_MODE``, ``PRIVFIN_ALLOW_INSECURE``).
     hub:
         Pass a hub to inspect every message afterwards (``hub.wire``).
     compute:
@@ -60,6 +62,7 @@ def simulate(
         The first party failure (others are aborted and stop quickly instead of timing out).
     """
     hub = hub or MemoryHub()
+    settings = settings or Settings.from_env()
     parties = list(roles)
     all_roles = {p: tuple(r) for p, r in roles.items()}
     results: dict[str, Any] = {}
@@ -85,7 +88,7 @@ def simulate(
             compute=compute or SerialBackend(),
             artifacts=MemoryArtifacts(),
             random=rnd,
-            settings=settings or Settings(),
+            settings=settings,
             progress=progress or Progress(),
             log=logging.LoggerAdapter(logging.getLogger("privfin.job"), {"party": party}),
         )

@@ -208,7 +208,7 @@ class HeteroScorecard:
         out = simulate(
             hetero_binning_component, roles, params=self.binning,
             inputs=inputs, component_name="hetero_binning", seed=seed,
-            settings=Settings(mode="development") if insecure else Settings(),
+            settings=Settings(mode="development") if insecure else Settings.from_env(),
         )  # fmt: skip
         g = out[guest]
         self.iv_ = g["iv"]

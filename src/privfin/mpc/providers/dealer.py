@@ -58,7 +58,11 @@ class DealerProvider:
     supports_packed_bits = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
-        require_insecure_allowed(ctx.settings, f"the trusted dealer {dealer!r} (MPC triples)")
+        require_insecure_allowed(
+            ctx.settings,
+            f"the trusted dealer {dealer!r} (MPC triples)",
+            secure="triples='paillier' (dealer-free, two computing parties)",
+        )
         if ctx.settings.mode != "production" or ctx.settings.allow_insecure:
             ctx.log.warning("MPC correlated randomness from trusted dealer %r: insecure", dealer)
         self.ctx = ctx

@@ -90,7 +90,7 @@ class HeteroLogisticRegression:
         inputs[guest]["y"] = y
         if settings is None:
             small = p.insecure_allow_small_keys
-            settings = Settings(mode="development") if small else Settings()
+            settings = Settings(mode="development") if small else Settings.from_env()
         out = simulate(
             hetero_lr_component,
             roles,
