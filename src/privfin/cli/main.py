@@ -11,7 +11,9 @@ import sys
 import typer
 
 from privfin import __version__
+from privfin.cli import audit as audit_cli
 from privfin.cli import data as data_cli
+from privfin.cli import jobs as jobs_cli
 from privfin.cli import node as node_cli
 from privfin.cli import simulate as simulate_cli
 from privfin.cli.psi import psi as psi_cli
@@ -25,9 +27,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(audit_cli.app, name="audit")
 app.add_typer(node_cli.node_app, name="node")
 app.add_typer(node_cli.cluster_app, name="cluster")
 app.add_typer(node_cli.job_app, name="job")
+app.add_typer(jobs_cli.model_app, name="model")
 app.command("init")(node_cli.init)
 app.command("simulate")(simulate_cli.simulate_cmd)
 app.command(name="psi")(psi_cli)

@@ -10,7 +10,9 @@ import typer
 
 node_app = typer.Typer(help="Run a party's node.", no_args_is_help=True)
 cluster_app = typer.Typer(help="A local cluster: one node process per party.", no_args_is_help=True)
-job_app = typer.Typer(help="Submit jobs to a local cluster and follow them.", no_args_is_help=True)
+job_app = typer.Typer(
+    help="Validate, submit and follow jobs; fetch their results.", no_args_is_help=True
+)
 
 
 def init(
@@ -87,11 +89,23 @@ def job_run(
     from privfin.node.cluster import load_cluster
 
     data = yaml.safe_load(spec.read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("roles"), dict):
-        typer.echo("error: the job spec must be a mapping with roles", err=True)
+    pipeline = isinstance(data, dict) and "steps" in data
+    if not isinstance(data, dict) or not isinstance(
+        data.get("parties" if pipeline else "roles"), dict
+    ):
+        typer.echo("error: the job spec must be a mapping with parties and steps", err=True)
         raise typer.Exit(2)
+    if pipeline:
+        from privfin.jobs.spec import SpecError, parse_spec_data
+        from privfin.jobs.validate import check
+
+        try:
+            check(parse_spec_data(data, source=str(spec)), source=str(spec))
+        except SpecError as exc:
+            typer.echo(exc.report(), err=True)
+            raise typer.Exit(1) from None
     cluster = load_cluster(directory)
-    parties = list(data["roles"])
+    parties = list(data["parties"] if pipeline else data["roles"])
     unknown = [p for p in parties if p not in cluster.parties]
     if unknown:
         typer.echo(f"error: no node for {', '.join(unknown)} in this cluster", err=True)
@@ -127,4 +141,15 @@ def job_run(
     for party in parties:
         with cluster.client(party) as client:
             status = client.wait(data["job"], timeout=timeout)
-        typer.echo(f"{party}: {json.dumps(status['result'])[:2000]}")
+        result = status["result"] or {}
+        if "steps" in data:  # a pipeline: its steps and files (fetch them with job results)
+            steps = result.get("steps", {})
+            done = ", ".join(f"{s} ({len(v['outputs'])} files)" for s, v in steps.items())
+            typer.echo(f"{party}: done: {done}")
+        else:
+            typer.echo(f"{party}: {json.dumps(result.get('output'))}")
+    if "steps" in data:
+        typer.echo(
+            f"fetch a party's files with: privfin job results {data['job']} "
+            f"--dir {directory} --party PARTY --out DIR"
+        )

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -447,5 +447,42 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         if not runner.cancel(checked("job", job)):
             raise HTTPException(404, f"no job {job!r} on this node")
         return {"ok": True}
+
+    @app.get("/v1/jobs/{job}/artifacts")
+    def job_artifacts(job: str, party: Annotated[str, Depends(admin)]) -> Any:
+        """This party's output files of ``job`` (latest attempt of each step), with digests
+        and lineage."""
+        checked("job", job)
+        if not runner.knows(job):
+            raise HTTPException(404, f"no job {job!r} on this node")
+        return {"job": job, "artifacts": [a.as_dict() for a in runner.pipelines.artifacts(job)]}
+
+    @app.get("/v1/jobs/{job}/artifacts/{step}/{name}")
+    def job_artifact(job: str, step: str, name: str, party: Annotated[str, Depends(admin)]) -> Any:
+        checked("job", job)
+        arts = {(a.step, a.name): a for a in runner.pipelines.artifacts(job)}
+        art = arts.get((step, name))
+        if art is None:
+            raise HTTPException(404, f"job {job!r} has no output {step}.{name} here")
+        path = runner.artifact_path(job, art.path)
+        return FileResponse(path, headers={"X-Privfin-Sha256": art.sha256})
+
+    @app.put("/v1/models/{name}")
+    async def import_model(
+        request: Request, name: str, party: Annotated[str, Depends(admin)]
+    ) -> Any:
+        """Import a model file (exported from an earlier job) under ``name`` for later jobs'
+        scoring steps (``models.<alias>`` in a spec)."""
+        checked("model", name)
+        body = await read_body(request, MAX_SPEC_BODY)
+        try:
+            info = await run_in_threadpool(runner.import_model, name, body)
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return info
+
+    @app.get("/v1/models")
+    def list_models(party: Annotated[str, Depends(admin)]) -> Any:
+        return {"models": runner.list_models()}
 
     return app

@@ -89,6 +89,42 @@ class NodeClient:
         resp.raise_for_status()
         return True
 
+    def artifacts(self, job: str) -> list[dict[str, Any]]:
+        """This party's output files of ``job`` (name, kind, digest, lineage)."""
+        resp = self._http.get(f"/v1/jobs/{job}/artifacts")
+        if resp.status_code == 404:
+            raise ConfigError(f"no job {job!r} on node {self.identity.party}")
+        resp.raise_for_status()
+        arts: list[dict[str, Any]] = resp.json()["artifacts"]
+        return arts
+
+    def download(self, job: str, step: str, name: str) -> bytes:
+        """One output file of ``job``; its SHA-256 is checked against the node's record."""
+        import hashlib
+
+        resp = self._http.get(f"/v1/jobs/{job}/artifacts/{step}/{name}")
+        if resp.status_code == 404:
+            raise ConfigError(f"job {job!r} has no output {step}.{name} at {self.identity.party}")
+        resp.raise_for_status()
+        digest = resp.headers.get("X-Privfin-Sha256")
+        if digest is None or hashlib.sha256(resp.content).hexdigest() != digest:
+            raise PrivfinError(f"output {step}.{name} of {job} arrived corrupted")
+        return resp.content
+
+    def import_model(self, name: str, data: bytes) -> dict[str, Any]:
+        resp = self._http.put(f"/v1/models/{name}", content=data)
+        if resp.status_code in (400, 413, 422):
+            raise ConfigError(f"node {self.identity.party} refused the model: {_detail(resp)}")
+        resp.raise_for_status()
+        info: dict[str, Any] = resp.json()
+        return info
+
+    def models(self) -> list[dict[str, Any]]:
+        resp = self._http.get("/v1/models")
+        resp.raise_for_status()
+        models: list[dict[str, Any]] = resp.json()["models"]
+        return models
+
     def status(self, job: str) -> dict[str, Any]:
         resp = self._http.get(f"/v1/jobs/{job}")
         resp.raise_for_status()

@@ -61,7 +61,7 @@ from privfin.node.config import NodeConfig
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
 
-__all__ = ["AnySpec", "JobRunner", "JobSpec", "peer_reason"]
+__all__ = ["AnySpec", "JobRunner", "JobSpec", "LocalDatasetChecks", "peer_reason"]
 
 _log = logging.getLogger("privfin.node.jobs")
 _meta = MetaData()
@@ -372,7 +372,7 @@ class JobRunner:
         for party in spec.parties:
             if party != self.config.party and party not in self.config.peers:
                 raise ConfigError(f"party {party!r} of job {spec.job!r} is not a pinned peer")
-        check_pipeline(spec, party=self.config.party, local=_NodeChecks(self))
+        check_pipeline(spec, party=self.config.party, local=LocalDatasetChecks(self.config))
         rec = self._record(spec.job)
         if rec is not None and rec["spec"] != spec.model_dump_json():
             raise ConfigError(f"job {spec.job!r} exists with another spec")
@@ -764,6 +764,56 @@ class JobRunner:
     def models_dir(self) -> Path:
         return Path(self.config.state_dir) / "models"
 
+    def artifact_path(self, job: str, relative: str) -> Path:
+        """The file of an artifact row (inside the job's directory; checked)."""
+        root = (Path(self.config.state_dir) / "jobs" / validate_name("job", job)).resolve()
+        path = (root / relative).resolve()
+        if root not in path.parents:
+            raise ConfigError("artifact path outside its job directory")
+        return path
+
+    def import_model(self, name: str, data: bytes) -> dict[str, Any]:
+        """Keep a model file for later jobs (``models.<alias>`` inputs); it must be a privfin
+        model file of a supported format version. Replacing an existing name is refused."""
+        from privfin.jobs.scheduler import read_model_file
+
+        validate_name("model", name)
+        env = read_model_file(data)
+        target = self.models_dir() / f"{name}.json"
+        if target.exists():
+            if target.read_bytes() == data:
+                return self._model_info(name, env, data)
+            raise ConfigError(f"a different model named {name!r} exists; pick another name")
+        DirectoryArtifacts(self.models_dir()).put(f"{name}.json", data)
+        return self._model_info(name, env, data)
+
+    @staticmethod
+    def _model_info(name: str, env: Mapping[str, Any], data: bytes) -> dict[str, Any]:
+        import hashlib
+
+        return {
+            "name": name,
+            "component": env.get("component"),
+            "party": env.get("party"),
+            "job": env.get("job"),
+            "step": env.get("step"),
+            "format_version": env.get("format_version"),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+
+    def list_models(self) -> list[dict[str, Any]]:
+        from privfin.jobs.scheduler import read_model_file
+
+        out = []
+        d = self.models_dir()
+        for path in sorted(d.glob("*.json")) if d.is_dir() else []:
+            data = path.read_bytes()
+            try:
+                out.append(self._model_info(path.stem, read_model_file(data), data))
+            except ConfigError:
+                continue
+        return out
+
     def request_restart(self, job: str, step: str, attempt: int, sender: str) -> str:
         """A party of ``step`` restarted it at ``attempt`` after a crash: rerun it here (and
         everything that depends on it). Reopens the job if it had finished here. Returns
@@ -906,15 +956,15 @@ def parse_spec(raw: Any) -> AnySpec:
         raise ConfigError(f"invalid job spec: {exc}") from None
 
 
-class _NodeChecks:
-    """This node's local checks of a pipeline: its datasets and models exist, the fields the
-    job names exist."""
+class LocalDatasetChecks:
+    """A node's local checks of a pipeline: its datasets are registered, the fields the job
+    names exist, its imported models exist."""
 
-    def __init__(self, runner: JobRunner) -> None:
-        self.runner = runner
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
 
     def dataset(self, name: str, fields: list[str] | None, *, keeps_private: bool) -> None:
-        path = self.runner.config.datasets.get(name)
+        path = self.config.datasets.get(name)
         if path is None:
             raise ConfigError(f"dataset {name!r} is not registered on this node")
         if fields:
@@ -926,4 +976,6 @@ class _NodeChecks:
                 raise ConfigError(f"dataset {name!r} has no field(s) {missing}")
 
     def model(self, name: str) -> None:
-        self.runner._load_model(name)
+        path = Path(self.config.state_dir) / "models" / f"{validate_name('model', name)}.json"
+        if not path.is_file():
+            raise ConfigError(f"no imported model {name!r} on this node")

@@ -1,0 +1,299 @@
+"""``privfin job validate|submit|status|results|cancel`` and ``privfin model export|import|list``.
+
+A command talks to one node through its own admin identity: ``--config node.yaml`` (the
+node's configuration on this machine) or ``--dir CLUSTER --party NAME`` (a local cluster made
+by ``privfin cluster up``). ``job submit --dir`` submits to every party of a local cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from privfin.cli.node import job_app
+
+model_app = typer.Typer(
+    help="Export a trained model from a job, import it for later jobs.", no_args_is_help=True
+)
+
+_CONFIG = typer.Option(None, "--config", help="the node's node.yaml")
+_DIR = typer.Option(None, "--dir", help="a local cluster directory (with --party)")
+_PARTY = typer.Option(None, "--party", help="the party whose node to use (with --dir)")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _client(config: Path | None, directory: Path | None, party: str | None) -> Any:
+    from privfin.node.client import NodeClient
+
+    if config is not None:
+        from privfin.node.config import load_config
+
+        cfg = load_config(config)
+        return NodeClient(f"https://{cfg.host}:{cfg.port}", cfg.identity)
+    if directory is not None:
+        from privfin.node.cluster import load_cluster
+
+        cluster = load_cluster(directory)
+        if party is None:
+            if len(cluster.parties) != 1:
+                raise _fail(f"--party is needed: one of {', '.join(cluster.parties)}")
+            party = next(iter(cluster.parties))
+        if party not in cluster.parties:
+            raise _fail(f"no party {party!r} in {directory} ({', '.join(cluster.parties)})")
+        return cluster.client(party)
+    raise _fail("name the node: --config node.yaml, or --dir CLUSTER --party NAME")
+
+
+@job_app.command("validate")
+def job_validate(
+    spec: Path = typer.Argument(..., help="pipeline spec (YAML or JSON)"),
+    config: Path | None = _CONFIG,
+) -> None:
+    """Check a whole pipeline before anything runs: schema, components, roles, parameters,
+    every input reference and the DAG; with --config also this node's datasets and models.
+    Each problem names its path (and line) in the file."""
+    from privfin.jobs.spec import SpecError, load_spec
+    from privfin.jobs.validate import validate
+
+    try:
+        pipeline, lines = load_spec(spec)
+    except SpecError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(1) from None
+    party = local = None
+    if config is not None:
+        from privfin.node.config import load_config
+        from privfin.node.runner import LocalDatasetChecks
+
+        cfg = load_config(config)
+        party, local = cfg.party, LocalDatasetChecks(cfg)
+    problems = validate(pipeline, lines=lines, party=party, local=local)
+    if problems:
+        for p in problems:
+            typer.echo(f"{spec}: {p}", err=True)
+        raise typer.Exit(1)
+    steps = " -> ".join(pipeline.order())
+    typer.echo(f"{spec}: valid ({len(pipeline.parties)} parties; steps {steps})")
+
+
+@job_app.command("submit")
+def job_submit(
+    spec: Path = typer.Argument(..., help="pipeline spec (YAML or JSON)"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Validate and submit a pipeline to this node (--config), or to every party's node of a
+    local cluster (--dir without --party)."""
+    from privfin.errors import ConfigError
+    from privfin.jobs.spec import SpecError, load_spec
+    from privfin.jobs.validate import check
+
+    try:
+        pipeline, lines = load_spec(spec)
+        check(pipeline, lines=lines, source=str(spec))
+    except SpecError as exc:
+        typer.echo(exc.report(), err=True)
+        raise typer.Exit(1) from None
+    data = json.loads(pipeline.model_dump_json())
+    targets: list[Any] = []
+    if directory is not None and party is None and config is None:
+        from privfin.node.cluster import load_cluster
+
+        cluster = load_cluster(directory)
+        missing = [p for p in pipeline.parties if p not in cluster.parties]
+        if missing:
+            raise _fail(f"no node for {', '.join(missing)} in {directory}")
+        targets = [cluster.client(p) for p in pipeline.parties]
+    else:
+        targets = [_client(config, directory, party)]
+    refusals = []
+    for client in targets:
+        with client:
+            try:
+                client.check(data)
+            except ConfigError as exc:
+                refusals.append(str(exc))
+    if refusals:
+        for r in refusals:
+            typer.echo(f"error: {r}", err=True)
+        typer.echo("nothing was started", err=True)
+        raise typer.Exit(1)
+    for client in targets:
+        with client:
+            client.submit(data)
+            typer.echo(f"{client.identity.party}: job {pipeline.job} submitted")
+
+
+def _show_status(status: dict[str, Any]) -> None:
+    prog = status.get("progress") or {}
+    line = f"job {status['job']}: {status['status']}"
+    if status["status"] == "running" and prog:
+        eta = prog.get("eta_seconds")
+        line += (
+            f" - step {prog.get('step') or '-'} ({prog.get('steps_done', 0)}/"
+            f"{prog.get('steps_total', '?')} steps, {prog.get('percent', 0):.0f}%"
+            + (f", ETA {eta:.0f} s" if isinstance(eta, (int, float)) else "")
+            + ")"
+        )
+    typer.echo(line)
+    for name, st in (status.get("steps") or {}).items():
+        typer.echo(f"  {name:<20} {st['status']:<8} attempt {st['attempt']}")
+    if status.get("error"):
+        typer.echo(f"  error: {status['error']}")
+
+
+@job_app.command("status")
+def job_status(
+    job: str = typer.Argument(...),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+    watch: bool = typer.Option(False, "--watch", help="follow with a progress bar until it ends"),
+    timeout: float = typer.Option(3600.0, help="seconds to follow with --watch"),
+) -> None:
+    """A job's state at this node: steps, attempts, progress and ETA."""
+    with _client(config, directory, party) as client:
+        if not watch:
+            _show_status(client.status(job))
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        deadline = time.monotonic() + timeout
+        with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()) as bar:
+            task = bar.add_task(job, total=100)
+            while True:
+                status = client.status(job)
+                prog = status.get("progress") or {}
+                bar.update(
+                    task,
+                    completed=float(prog.get("percent", 0) or 0),
+                    description=f"{job}: {prog.get('step') or status['status']}",
+                )
+                if status["status"] in ("done", "failed") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            if status["status"] == "done":
+                bar.update(task, completed=100)
+        _show_status(status)
+        if status["status"] == "failed":
+            raise typer.Exit(1)
+
+
+@job_app.command("cancel")
+def job_cancel(
+    job: str = typer.Argument(...),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Stop a job at this node (its other parties are told; state is kept)."""
+    with _client(config, directory, party) as client:
+        if not client.cancel(job):
+            raise _fail(f"no job {job!r} on node {client.identity.party}")
+        typer.echo(f"job {job}: cancel requested at {client.identity.party}")
+
+
+def _out_dir(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out} is a file; give a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _fail(f"cannot create {out}: {exc.strerror or exc}") from None
+    return out
+
+
+@job_app.command("results")
+def job_results(
+    job: str = typer.Argument(...),
+    out: Path = typer.Option(..., "--out", help="directory for the files"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Fetch this party's output files of a job (tables as Parquet, scores as CSV, models
+    and metrics as JSON) and a manifest.json with their digests and lineage."""
+    with _client(config, directory, party) as client:
+        arts = client.artifacts(job)
+        if not arts:
+            raise _fail(f"job {job!r} has no output files at {client.identity.party} (yet)")
+        target = _out_dir(out)
+        manifest = {"job": job, "party": client.identity.party, "files": []}
+        for art in arts:
+            data = client.download(job, art["step"], art["name"])
+            name = Path(art["path"]).name
+            path = target / art["step"] / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            manifest["files"].append({**art, "file": f"{art['step']}/{name}"})
+            typer.echo(f"{art['step']}/{name}  {art['kind']:<8} {art['size']:>10} bytes")
+        (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        typer.echo(f"{len(arts)} files in {target}")
+
+
+@model_app.command("export")
+def model_export(
+    job: str = typer.Option(..., "--job"),
+    step: str = typer.Option(..., "--step", help="the training step"),
+    out: Path = typer.Option(..., "--out", help="file to write"),
+    name: str = typer.Option("model", "--output", help="the step's output holding the model"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Write this party's slice of a trained model (a versioned JSON file) to --out."""
+    from privfin.jobs.scheduler import read_model_file
+
+    if out.is_dir():
+        raise _fail(f"--out {out} is a directory; give a file name")
+    with _client(config, directory, party) as client:
+        data = client.download(job, step, name)
+    env = read_model_file(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
+    typer.echo(
+        f"{out}: {env['component']} model of {env['party']} (job {env['job']}, step "
+        f"{env['step']}, format {env['format_version']})"
+    )
+
+
+@model_app.command("import")
+def model_import(
+    file: Path = typer.Argument(..., help="a model file written by 'privfin model export'"),
+    name: str = typer.Option(..., "--name", help="the name later specs use (models.<alias>)"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Import a model file into this node for later jobs' scoring steps."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
+    with _client(config, directory, party) as client:
+        info = client.import_model(name, data)
+    typer.echo(f"imported {info['component']} model as {info['name']} ({info['sha256'][:16]}...)")
+
+
+@model_app.command("list")
+def model_list(
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """The models imported into this node."""
+    with _client(config, directory, party) as client:
+        models = client.models()
+    for m in models:
+        typer.echo(f"{m['name']:<24} {m['component']:<20} job {m['job']} step {m['step']}")
+    if not models:
+        typer.echo("no models imported")
