@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,22 +155,41 @@ def test_parquet(registry: DatasetRegistry, tmp_path: Path) -> None:
     assert out["age"].tolist() == df["age"].tolist()
 
 
-def _sqlite_source(path: Path) -> str:
-    con = sqlite3.connect(path)
+def _sql_source(url: str) -> str:
+    """A ``customers`` table in the database at ``url`` (the test's store database: SQLite or
+    PostgreSQL, so both dialects serve as a source)."""
+    e = sa.create_engine(url)
     try:
-        con.execute("CREATE TABLE customers (cid INTEGER, score REAL, name TEXT, card TEXT)")
-        con.executemany(
-            "INSERT INTO customers VALUES (?, ?, ?, ?)",
-            [(i, i / 4, f"n{i}", f"4000{i:012d}") for i in range(7)],
-        )
-        con.commit()
+        with e.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE customers "
+                    "(cid INTEGER, score DOUBLE PRECISION, name TEXT, card TEXT, n NUMERIC(8, 2))"
+                )
+            )
+            conn.execute(
+                sa.text("INSERT INTO customers VALUES (:c, :s, :n, :k, :d)"),
+                [
+                    {"c": i, "s": i / 4, "n": f"n{i}", "k": f"4000{i:012d}", "d": f"{i}.25"}
+                    for i in range(7)
+                ],
+            )
     finally:
-        con.close()
-    return f"sqlite:///{path}"
+        e.dispose()
+    return url
 
 
-def test_sql_source(registry: DatasetRegistry, tmp_path: Path) -> None:
-    url = _sqlite_source(tmp_path / "core.db")
+def _update(url: str, sql: str) -> None:
+    e = sa.create_engine(url)
+    try:
+        with e.begin() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        e.dispose()
+
+
+def test_sql_source(registry: DatasetRegistry, store_url: str) -> None:
+    url = _sql_source(store_url)
     query = "SELECT cid, score, name, card FROM customers ORDER BY cid"
     info = registry.register(
         "core", url, id_column="cid", query=query, levels={"card": "C3"}, policy=OPEN
@@ -189,28 +207,32 @@ def test_sql_source(registry: DatasetRegistry, tmp_path: Path) -> None:
     assert df["cid"].tolist() == [str(i) for i in range(7)]
     assert df["score"].tolist() == [i / 4 for i in range(7)]
     # the same rows give the same digest; a changed row is seen
-    assert (
-        registry.register(
-            "core",
-            url,
-            id_column="cid",
-            query=query,
-            levels={"card": "C3"},
-            policy=OPEN,
-            replace=True,
-        ).version
-        == 1
+    again = registry.register(
+        "core",
+        url,
+        id_column="cid",
+        query=query,
+        levels={"card": "C3"},
+        policy=OPEN,
+        replace=True,
     )
-    con = sqlite3.connect(tmp_path / "core.db")
-    con.execute("UPDATE customers SET score = 99 WHERE cid = 3")
-    con.commit()
-    con.close()
+    assert again.version == 1
+    _update(url, "UPDATE customers SET score = 99 WHERE cid = 3")
     with pytest.raises(ConfigError, match="'core' changed since it was registered as version 1"):
         registry.load("core")
     with pytest.raises(ConfigError, match="needs a query"):
         registry.register("other", url, id_column="cid")
-    with pytest.raises(ConfigError, match=r"SQL source sqlite:///.*no such table"):
+    with pytest.raises(ConfigError, match=r"SQL source .*nope"):
         registry.register("other", url, id_column="cid", query="SELECT * FROM nope")
+    # NUMERIC (Decimal on PostgreSQL, float on SQLite) hashes and loads too
+    dec = registry.register(
+        "dec", url, id_column="cid", query="SELECT cid, n FROM customers ORDER BY cid"
+    )
+    assert dec.field("n").dtype in ("decimal", "float")
+    assert [float(v) for v in registry.load("dec")["n"]] == [i + 0.25 for i in range(7)]
+    _update(url, "UPDATE customers SET n = 1.5 WHERE cid = 0")
+    with pytest.raises(ConfigError, match="'dec' changed since"):
+        registry.verify("dec")
 
 
 def test_sql_password_is_never_shown() -> None:
@@ -401,7 +423,7 @@ def test_iter_column_streams_checked_ids(
     pd.DataFrame({"id": [7, None, 9]}, dtype="Int64").to_parquet(p, index=False)
     registry.register("pq", p, id_column="id", policy=OPEN)
     assert list(registry.iter_column("pq", "id", chunk_rows=2)) == [["7", None], ["9"]]
-    url = _sqlite_source(tmp_path / "core.db")
+    url = _sql_source(f"sqlite:///{tmp_path / 'core.db'}")
     registry.register("core", url, id_column="cid", query="SELECT cid FROM customers ORDER BY cid")
     assert list(registry.iter_column("core", "cid", chunk_rows=5)) == [
         ["0", "1", "2", "3", "4"],

@@ -20,6 +20,7 @@ import typer
 
 if TYPE_CHECKING:
     from privfin.data.registry import DatasetInfo, DatasetRegistry
+    from privfin.node.config import NodeConfig
 
 __all__ = ["app", "list_datasets", "register", "show", "synth"]
 
@@ -106,15 +107,17 @@ def synth(
 _CONFIG = typer.Option("--config", "-c", help="the node's node.yaml")
 
 
-def _registry(config: Path) -> DatasetRegistry:
-    """The registry in the store of the node configured by ``config`` (migrated if needed)."""
+def _registry(config: Path) -> tuple[DatasetRegistry, NodeConfig]:
+    """The registry in the store of the node configured by ``config`` (migrated if needed),
+    and that node's config."""
     from privfin.data.registry import DatasetRegistry
     from privfin.node.config import load_config
     from privfin.store import open_engine, upgrade
 
-    engine = open_engine(load_config(config).store_url())
+    cfg = load_config(config)
+    engine = open_engine(cfg.store_url())
     upgrade(engine)  # idempotent; a node that runs has done it already
-    return DatasetRegistry(engine)
+    return DatasetRegistry(engine), cfg
 
 
 def _parse_levels(specs: list[str]) -> dict[str, str]:
@@ -177,7 +180,7 @@ def register(
     if default_level.strip().upper() not in {lv.value for lv in Level}:
         raise ConfigError(f"bad --default-level {default_level!r}: use C1, C2 or C3")
     policy = UsagePolicy(frozenset(partner or ()), frozenset(purpose or ()))
-    registry = _registry(config)
+    registry, cfg = _registry(config)
     before = None
     if replace:
         try:
@@ -203,9 +206,7 @@ def register(
         what = f"re-registered (was version {before})"
     typer.echo(f"dataset {info.name!r} {what}: version {info.version}, {info.rows} rows")
     _show(info)
-    from privfin.node.config import load_config
-
-    pinned = set(load_config(config).peers)
+    pinned = set(cfg.peers)
     for p in sorted(policy.partners - pinned - {"*"}):
         typer.echo(f"note: partner {p!r} is not a pinned peer of this node (yet)")
 
@@ -222,7 +223,7 @@ def list_datasets(
     from rich.table import Table
     from rich.text import Text
 
-    infos = _registry(config).list()
+    infos = _registry(config)[0].list()
     if as_json:
         typer.echo(json.dumps([i.public() for i in infos], indent=2))
         return
@@ -255,7 +256,7 @@ def show(
     """Everything the registry knows of NAME (a SQL URL's password is hidden)."""
     import json
 
-    info = _registry(config).get(name)
+    info = _registry(config)[0].get(name)
     if as_json:
         typer.echo(json.dumps(info.public(), indent=2))
         return
