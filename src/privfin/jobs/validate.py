@@ -50,7 +50,9 @@ def validate(
                 line = lines[p]
                 break
             p = p[:-1]
-        problems.append(SpecProblem(path=".".join(path), message=message, line=line))
+        found = SpecProblem(path=".".join(path), message=message, line=line)
+        if found not in problems:  # the same reference checked for each party
+            problems.append(found)
 
     for r in spec.results:
         if r not in spec.parties:
