@@ -58,11 +58,17 @@ def _errors() -> Iterator[None]:
         _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
-def _open_log(config: NodeConfig) -> AuditLog:
+@contextmanager
+def _open_log(config: NodeConfig) -> Iterator[AuditLog]:
+    """The node's audit log on its store; the engine is closed after."""
     from privfin.audit import AuditLog
     from privfin.store import open_engine
 
-    return AuditLog(open_engine(config.store_url()), node=config.party)
+    engine = open_engine(config.store_url())
+    try:
+        yield AuditLog(engine, node=config.party)
+    finally:
+        engine.dispose()
 
 
 def _identity_key(config: NodeConfig) -> ec.EllipticCurvePrivateKey:
@@ -160,8 +166,7 @@ def verify_cmd(
                 heads.append(SignedHead.from_dict(json.loads(p.read_text())))
             except ValueError as exc:
                 raise ConfigError(f"{p} is not a signed audit head: {exc}") from None
-        log = _open_log(cfg)
-        with _progress("verifying") as progress:
+        with _open_log(cfg) as log, _progress("verifying") as progress:
             report = log.verify(keys=[key], heads=heads, progress=progress)
     typer.echo(str(report))
     if not report.ok:
@@ -189,8 +194,7 @@ def export_cmd(
         cfg = load_config(config)
         key = None if unsigned else _identity_key(cfg)
         cert = None if unsigned else _certificate(cfg.cert)
-        log = _open_log(cfg)
-        with _progress("exporting") as progress:
+        with _open_log(cfg) as log, _progress("exporting") as progress:
             path = log.export(
                 out, job=job, since=since, key=key, certificate=cert, progress=progress
             )
@@ -237,7 +241,8 @@ def seal_cmd(
 
     with _errors():
         cfg = load_config(config)
-        head = _open_log(cfg).seal(_identity_key(cfg), actor="operator")
+        with _open_log(cfg) as log:
+            head = log.seal(_identity_key(cfg), actor="operator")
         text = json.dumps(head.to_dict(), sort_keys=True)
         if out is not None:
             out.write_text(text + "\n")

@@ -104,7 +104,7 @@ def job_submit(
         typer.echo(exc.report(), err=True)
         raise typer.Exit(1) from None
     data = json.loads(pipeline.model_dump_json())
-    targets: list[Any] = []
+    targets: list[Any] = []  # client factories (a client is closed after each use)
     if directory is not None and party is None and config is None:
         from privfin.node.cluster import load_cluster
 
@@ -112,12 +112,12 @@ def job_submit(
         missing = [p for p in pipeline.parties if p not in cluster.parties]
         if missing:
             raise _fail(f"no node for {', '.join(missing)} in {directory}")
-        targets = [cluster.client(p) for p in pipeline.parties]
+        targets = [lambda p=p: cluster.client(p) for p in pipeline.parties]
     else:
-        targets = [_client(config, directory, party)]
+        targets = [lambda: _client(config, directory, party)]
     refusals = []
-    for client in targets:
-        with client:
+    for make in targets:
+        with make() as client:
             try:
                 client.check(data)
             except ConfigError as exc:
@@ -127,8 +127,8 @@ def job_submit(
             typer.echo(f"error: {r}", err=True)
         typer.echo("nothing was started", err=True)
         raise typer.Exit(1)
-    for client in targets:
-        with client:
+    for make in targets:
+        with make() as client:
             client.submit(data)
             typer.echo(f"{client.identity.party}: job {pipeline.job} submitted")
 
