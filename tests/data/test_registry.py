@@ -435,3 +435,29 @@ def test_iter_column_streams_checked_ids(
         f.write("006,1.0,36,pw,B0,0\n")
     with pytest.raises(ConfigError, match="changed since"):
         next(registry.iter_column("loans", "id"))
+
+
+def test_concurrent_registration_is_refused_cleanly(registry: DatasetRegistry, csv: Path) -> None:
+    """Another process re-registers the name after this one read the current version and
+    before it writes: the version history's primary key refuses this write (nothing of it is
+    stored) with a one-line error."""
+    _register_csv(registry, csv)
+    other = DatasetRegistry(open_engine(registry.engine.url))
+    raced: list[bool] = []
+
+    def race(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not raced and statement.lstrip().upper().startswith("UPDATE REGISTRY_DATASETS"):
+            raced.append(True)
+            _register_csv(other, csv, replace=True, policy=UsagePolicy.open())
+
+    sa.event.listen(registry.engine, "before_cursor_execute", race)
+    try:
+        with pytest.raises(ConfigError, match="registered by someone else at the same time"):
+            _register_csv(registry, csv, replace=True, levels={})
+    finally:
+        sa.event.remove(registry.engine, "before_cursor_execute", race)
+        other.engine.dispose()
+    assert raced
+    info = registry.get("loans")
+    assert (info.version, info.policy) == (2, UsagePolicy.open())  # the other one's
+    assert [h["version"] for h in registry.history("loans")] == [1, 2]

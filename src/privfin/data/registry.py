@@ -667,6 +667,17 @@ class DatasetRegistry:
         return self._store(info, replace=replace)
 
     def _store(self, info: DatasetInfo, *, replace: bool) -> DatasetInfo:
+        try:
+            return self._store_once(info, replace=replace)
+        except sa.exc.IntegrityError:
+            # Another registration of this name committed between our read and our write
+            # (the primary keys of both tables serialise them): nothing of ours was written.
+            raise ConfigError(
+                f"dataset {info.name!r} was registered by someone else at the same time; "
+                "check it with `privfin data show` and run the command again"
+            ) from None
+
+    def _store_once(self, info: DatasetInfo, *, replace: bool) -> DatasetInfo:
         t, v = datasets_table, versions_table
         with self.engine.begin() as conn:
             old = conn.execute(sa.select(t).where(t.c.name == info.name)).mappings().first()
