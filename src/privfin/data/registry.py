@@ -58,7 +58,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -547,7 +547,7 @@ class DatasetRegistry:
     ----------
     engine:
         The node's store. The tables (:data:`metadata`) are created by the store's migrations
-        (revision ``0004_registry``); tests may call ``metadata.create_all(engine)``.
+        (revision ``0004_registry``: :func:`privfin.store.upgrade`).
     clock:
         Returns the current Unix time (injectable for tests).
 
@@ -555,7 +555,7 @@ class DatasetRegistry:
     runs is seen by the node's next check.
     """
 
-    def __init__(self, engine: Engine, *, clock: Any = time.time) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
         self._clock = clock
 
@@ -591,6 +591,9 @@ class DatasetRegistry:
             The usage policy; default: nothing allowed (see :class:`UsagePolicy`).
         replace:
             Re-register an existing name: the version goes up if anything differs.
+        origin:
+            ``"cli"`` (an operator's registration) or ``"config"`` (from node.yaml, see
+            :meth:`sync_config`).
 
         Raises
         ------
@@ -599,6 +602,8 @@ class DatasetRegistry:
             existing name without ``replace``.
         """
         _check_name(name)
+        if origin not in ("cli", "config"):
+            raise ConfigError(f"origin must be 'cli' or 'config', got {origin!r}")
         text = str(source)
         kind = _kind_of(text)
         if kind is SourceKind.sql:
