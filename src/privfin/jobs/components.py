@@ -147,9 +147,10 @@ class ComponentDecl:
             raise ConfigError(str(exc)) from None
 
     def param_docs(self) -> list[ParamDoc]:
-        """Every parameter with its type and default (from the parameter dataclass)."""
+        """Every parameter with its type, default and the text of its class's docstring."""
         out = list(self.table_params)
         cls = self.param_class()
+        docs = _attribute_docs(cls.__doc__ or "") if cls is not None else {}
         if cls is not None and dataclasses.is_dataclass(cls):
             for f in dataclasses.fields(cls):
                 if f.name.startswith("_"):
@@ -161,8 +162,44 @@ class ComponentDecl:
                 else:
                     default = "(required)"
                 type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-                out.append(ParamDoc(f.name, str(type_name), default))
+                out.append(ParamDoc(f.name, str(type_name), default, docs.get(f.name, "")))
         return out
+
+
+def _attribute_docs(doc: str) -> dict[str, str]:
+    """``name -> text`` from a numpydoc "Attributes" or "Parameters" section (``a, b:`` lines name several
+    attributes sharing one text; the first sentence is kept)."""
+    lines = doc.splitlines()
+    try:
+        start = (
+            next(i for i, ln in enumerate(lines) if ln.strip() in ("Attributes", "Parameters")) + 2
+        )
+    except StopIteration:
+        return {}
+    out: dict[str, str] = {}
+    names: list[str] = []
+    text: list[str] = []
+
+    def flush() -> None:
+        sentence = " ".join(text).split(". ")[0].strip().rstrip(".")
+        for n in names:
+            out[n] = sentence
+
+    for ln in lines[start:]:
+        stripped = ln.strip()
+        if not stripped:
+            continue
+        indent = len(ln) - len(ln.lstrip())
+        if stripped.endswith(":") and indent <= 4 and not stripped.startswith(("``", "(")):
+            flush()
+            names = [n.strip() for n in stripped[:-1].split(",")]
+            text = []
+        elif indent <= 4 and not names:
+            break
+        else:
+            text.append(stripped)
+    flush()
+    return out
 
 
 _ID = ParamDoc("id_column", "str", "'id'", "the id column of the party's table (local)")
