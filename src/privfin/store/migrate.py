@@ -94,7 +94,11 @@ def upgrade(engine: Engine) -> tuple[str, ...]:
     from alembic.util import CommandError
 
     where = safe_url(engine)
+    heads = head_revisions()
     try:
+        with engine.connect() as conn:  # already at the heads (every start but the first)
+            if set(MigrationContext.configure(conn).get_current_heads()) == set(heads):
+                return heads
         with engine.connect() as conn:
             _lock(conn)
             current = set(MigrationContext.configure(conn).get_current_heads())
@@ -115,8 +119,7 @@ def upgrade(engine: Engine) -> tuple[str, ...]:
         raise StoreError(f"cannot migrate the store {where}: {exc.orig}") from None
     except CommandError as exc:
         raise StoreError(f"cannot migrate the store {where}: {exc}") from None
-    heads = head_revisions()
-    _log.info("store %s at %s", where, ", ".join(heads))
+    _log.info("store %s migrated to %s", where, ", ".join(heads))
     return heads
 
 
