@@ -167,8 +167,8 @@ class ComponentDecl:
 
 
 def _attribute_docs(doc: str) -> dict[str, str]:
-    """``name -> text`` from a numpydoc "Attributes" or "Parameters" section (``a, b:`` lines name several
-    attributes sharing one text; the first sentence is kept)."""
+    """``name -> text`` from a numpydoc "Attributes" or "Parameters" section (``a, b:``
+    lines name several attributes sharing one text; the first sentence is kept)."""
     lines = doc.splitlines()
     try:
         start = (
