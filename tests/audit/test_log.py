@@ -125,6 +125,44 @@ def test_swapped_entries_are_found_at_the_first(log: AuditLog) -> None:
     assert not r.ok and r.first_bad_seq == 3, r
 
 
+def test_edited_head_row_and_entries_behind_the_head_are_found(log: AuditLog) -> None:
+    fill(log, 4)
+    good = head_row(log.engine)[1]
+    sql(log.engine, "UPDATE audit_head SET hash = :h", h="0" * 64)
+    r = log.verify()
+    assert not r.ok and r.first_bad_seq == 4 and "head row" in (r.reason or ""), r
+    sql(log.engine, "UPDATE audit_head SET hash = :h", h=good)
+    assert log.verify().ok
+    sql(
+        log.engine,
+        "INSERT INTO audit_entries (seq, ts, node, actor, action, evidence, prev_hash, hash) "
+        "VALUES (5, 0, 'bank_a', 'x', 'approval', '{}', :p, :p)",
+        p=good,
+    )
+    r = log.verify()
+    assert not r.ok and r.first_bad_seq == 5 and "behind" in (r.reason or ""), r
+
+
+def test_verify_while_appending_sees_no_false_alarm(log: AuditLog) -> None:
+    fill(log, 3)
+    done = threading.Event()
+
+    def appender() -> None:
+        for i in range(150):
+            log.append("step_done", actor="scheduler", job="j", evidence={"i": i})
+        done.set()
+
+    t = threading.Thread(target=appender)
+    t.start()
+    reports = []
+    while not done.is_set():
+        reports.append(log.verify())
+    t.join()
+    reports.append(log.verify())
+    assert all(r.ok for r in reports), [str(r) for r in reports if not r.ok]
+    assert reports[-1].entries == 153
+
+
 def test_truncated_tail_is_found_by_the_head_row(log: AuditLog) -> None:
     fill(log, 8)
     sql(log.engine, "DELETE FROM audit_entries WHERE seq > 5")

@@ -432,7 +432,9 @@ class AuditLog:
             raise ConfigError(str(exc)) from None
         done = 0
         failure = None
-        for entry in self.entries():
+        # Only up to the head read above: appends committed meanwhile (each commits its entry
+        # and the head together) are not part of this check.
+        for entry in self.entries(until=stored_seq):
             failure = walker.feed(entry)
             done += 1
             if progress is not None and done % _BATCH == 0:
@@ -453,9 +455,25 @@ class AuditLog:
                 )
             else:
                 failure = walker.fail(
-                    stored_seq + 1 if stored_seq < walker.last_seq else stored_seq,
-                    f"the head row (seq {stored_seq}) does not match the last entry (seq "
-                    f"{walker.last_seq})",
+                    stored_seq,
+                    f"the head row's hash is not the hash of seq {stored_seq} (head row edited)",
+                )
+        if failure is None:
+            # An entry beyond the current head was not written by an append (which commits
+            # the entry and the head together): it was inserted behind the log's back.
+            current = select(audit_head.c.seq).where(audit_head.c.id == 1).scalar_subquery()
+            with self.engine.connect() as conn:  # one statement: one snapshot
+                row = conn.execute(
+                    select(func.count(), func.min(audit_entries.c.seq)).where(
+                        audit_entries.c.seq > current
+                    )
+                ).one()
+            extra, first_extra = int(row[0]), row[1]
+            if extra:
+                now_seq = int(first_extra) - 1
+                failure = walker.fail(
+                    now_seq + 1,
+                    f"{extra} entries after the head row's seq: inserted behind the log",
                 )
         if progress is not None:
             progress(done, total)
