@@ -35,7 +35,8 @@ def test_store_path_is_relative_to_the_config_and_urls_are_kept(tmp_path: Path) 
     assert load_config(write(tmp_path, store=url)).store_url() == url
 
 
-@pytest.mark.parametrize("bad", ["postgresql://h:port/db", " "])
+@pytest.mark.parametrize("bad", ["postgresql://u:s3cret@h:port/db", " "])
 def test_a_malformed_store_is_refused_at_load(tmp_path: Path, bad: str) -> None:
-    with pytest.raises(ConfigError, match="store"):
+    with pytest.raises(ConfigError, match="store") as info:
         load_config(write(tmp_path, store=bad))
+    assert "s3cret" not in str(info.value)  # the URL's password is not echoed

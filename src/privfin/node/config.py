@@ -140,18 +140,6 @@ class NodeConfig(BaseModel):
     def _party(cls, v: str) -> str:
         return validate_name("party", v)
 
-    @field_validator("store")
-    @classmethod
-    def _store(cls, v: str | None) -> str | None:
-        if v is not None:
-            if not v.strip():
-                raise ValueError("store must be a database URL or a SQLite file path")
-            try:
-                to_url(v)
-            except StoreError as exc:
-                raise ValueError(str(exc)) from None
-        return v
-
     def store_url(self) -> str:
         """The node's store: ``store`` as configured, or the SQLite file ``node.sqlite`` in
         ``state_dir`` (what :func:`privfin.store.open_engine` takes)."""
@@ -244,6 +232,15 @@ def load_config(path: str | Path) -> NodeConfig:
             peer["cert"] = fix(peer["cert"])
     raw["datasets"] = {k: fix(v) for k, v in (raw.get("datasets") or {}).items()}
     try:
-        return NodeConfig.model_validate(raw)
+        config = NodeConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"invalid node config {p}:\n{exc}") from None
+    # Checked here, not by pydantic, whose message would echo the URL (and its password).
+    if config.store is not None:
+        try:
+            if not config.store.strip():
+                raise StoreError("the store is empty")
+            to_url(config.store)
+        except StoreError as exc:
+            raise ConfigError(f"invalid node config {p}: store: {exc}") from None
+    return config
