@@ -51,7 +51,7 @@ def _config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(_SCRIPTS))
+    cfg.set_main_option("script_location", str(_SCRIPTS).replace("%", "%%"))
     cfg.attributes["connection"] = connection
     return cfg
 
@@ -94,8 +94,8 @@ def upgrade(engine: Engine) -> tuple[str, ...]:
     from alembic.util import CommandError
 
     where = safe_url(engine)
-    heads = head_revisions()
     try:
+        heads = head_revisions()
         with engine.connect() as conn:  # already at the heads (every start but the first)
             if set(MigrationContext.configure(conn).get_current_heads()) == set(heads):
                 return heads
