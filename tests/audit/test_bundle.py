@@ -63,6 +63,10 @@ def test_zip_job_and_since_bundles(sample: AuditLog, tmp_path: Path) -> None:
     r = verify_bundle(j)
     assert r.ok and r.entries == 4 and not r.complete, r
     assert {e["job"] for e in map(json.loads, bundle_lines(j))} == {"j2"}
+    m = _manifest(j)
+    _write_manifest(j, {**m, "head": {"seq": 8, "hash": m["head"]["hash"]}})
+    r = verify_bundle(j)
+    assert not r.ok and r.first_bad_seq == 10 and "after the node's head" in (r.reason or ""), r
     s = sample.export(tmp_path / "since", since=8)
     r = verify_bundle(s)
     assert r.ok and (r.first_seq, r.last_seq, r.entries) == (8, 10, 3), r

@@ -14,6 +14,7 @@ from privfin.audit.chain import (
     AuditEntry,
     ChainWalker,
     canonical,
+    digest,
     entry_hash,
     genesis_hash,
     normalise_evidence,
@@ -49,6 +50,7 @@ def test_hash_is_sha256_of_the_domain_separated_canonical_record() -> None:
     assert entry_hash(rec) == hashlib.sha256(b"privfin-audit/1\n" + body.encode()).hexdigest()
     assert canonical({"b": 1, "a": "é"}) == b'{"a":"\\u00e9","b":1}'
     assert genesis_hash("bank_a") != genesis_hash("bank_b")
+    assert digest("abc") == digest(b"abc") == "sha256:" + hashlib.sha256(b"abc").hexdigest()
     assert genesis_hash("bank_a") == hashlib.sha256(b"privfin-audit/1 genesis\nbank_a").hexdigest()
 
 

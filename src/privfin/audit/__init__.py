@@ -13,7 +13,14 @@ See docs/audit.md for what is logged and what the chain does and does not prove.
 from __future__ import annotations
 
 from privfin.audit.bundle import BundleReport, bundle_head, export_bundle, verify_bundle
-from privfin.audit.chain import Action, AuditEntry, SignedHead, genesis_hash, key_fingerprint
+from privfin.audit.chain import (
+    Action,
+    AuditEntry,
+    SignedHead,
+    digest,
+    genesis_hash,
+    key_fingerprint,
+)
 from privfin.audit.log import AuditLog, VerifyReport
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "SignedHead",
     "VerifyReport",
     "bundle_head",
+    "digest",
     "export_bundle",
     "genesis_hash",
     "key_fingerprint",

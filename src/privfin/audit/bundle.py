@@ -576,6 +576,8 @@ def _check_totals(
     if dict(actions) != m["actions"]:
         raise _Bad("the count of entries per action is not the manifest's")
     head = m["head"]
+    if count and (last or 0) > head["seq"]:
+        raise _Bad(f"the bundle has entries after the node's head (seq {head['seq']})", last)
     if m["complete"] and count and (last, walker.last_hash) != (head["seq"], head["hash"]):
         raise _Bad(
             f"the bundle ends at seq {last} but the node's head was seq {head['seq']} "

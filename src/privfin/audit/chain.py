@@ -44,6 +44,7 @@ __all__ = [
     "Failure",
     "SignedHead",
     "canonical",
+    "digest",
     "entry_hash",
     "genesis_hash",
     "key_fingerprint",
@@ -114,6 +115,13 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     ).encode("ascii")
+
+
+def digest(data: bytes | str) -> str:
+    """``sha256:<hex>`` of ``data`` (UTF-8 for a string): how evidence names a spec, a file, a
+    message or a dataset version without holding it."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
 def genesis_hash(node: str) -> str:
