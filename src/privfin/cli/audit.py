@@ -150,8 +150,10 @@ def verify_cmd(
         typer.Option("--head", help="a signed head (JSON from privfin audit seal) (repeatable)"),
     ] = None,
 ) -> None:
-    """Walk the node's audit chain: detects an edited, deleted, reordered entry and a
-    truncated tail; checkpoints are checked with the node's certificate."""
+    """Check the node's audit chain; report the first edited, deleted, moved or cut entry.
+
+    Checkpoints are checked with the node's certificate, and the log against the signed heads
+    of --against bundles and --head files."""
     from privfin.audit import SignedHead, bundle_head
     from privfin.errors import ConfigError
     from privfin.node.config import load_config
