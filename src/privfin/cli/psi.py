@@ -18,10 +18,22 @@ __all__ = ["psi"]
 
 
 def _parse_party(spec: str) -> tuple[str, Path]:
+    from privfin.federation.transport import validate_name
+
     name, sep, file = spec.partition("=")
     if not sep or not name or not file:
         raise ConfigError(f"--party must look like NAME=FILE.csv, got {spec!r}")
-    return name, Path(file)
+    return validate_name("party", name), Path(file)
+
+
+def _out_dir(out: Path) -> None:
+    """Create ``--out`` (a directory) before any work, or say in one line why not."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a directory (created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the --out directory {out}: {exc.strerror}") from None
 
 
 def psi(
@@ -56,6 +68,7 @@ def psi(
     names = [n for n, _ in parties]
     if len(set(names)) != len(names) or len(names) < 2:
         raise ConfigError("give at least two --party options with distinct names")
+    _out_dir(out)
     params = {
         "protocol": protocol,
         "reveal_to": reveal_to,
@@ -73,7 +86,6 @@ def psi(
         outputs = _run_on_nodes(parties, roles, params, timeout)
     else:
         raise ConfigError(f"--transport must be nodes or memory, got {transport!r}")
-    out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, dict[str, object]] = {}
     for name, file in parties:
         result = outputs[name]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from privfin.data.validate import SOURCE_ATTR
 from privfin.errors import ConfigError
 
 __all__ = ["read_columns", "read_table"]
@@ -13,6 +14,9 @@ __all__ = ["read_columns", "read_table"]
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet table; an ``id`` column is always read as strings.
+
+    The path is kept in ``df.attrs[SOURCE_ATTR]`` so that a missing column can be reported
+    with the file it was looked up in (:func:`privfin.data.validate.column_of`).
 
     Raises
     ------
@@ -25,10 +29,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_parquet(p)
             if "id" in df.columns:
                 df["id"] = df["id"].astype(str)
-            return df
-        return pd.read_csv(p, dtype={"id": str})
+        else:
+            df = pd.read_csv(p, dtype={"id": str})
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read table {p}: {exc}") from None
+    df.attrs[SOURCE_ATTR] = str(p)
+    return df
 
 
 def read_columns(path: str | Path) -> list[str]:

@@ -14,16 +14,32 @@ This layer imports only :mod:`privfin.errors` and third-party libraries.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from privfin.errors import InputError
+from privfin.errors import ConfigError, InputError
 
-__all__ = ["check_column", "check_features", "check_ids", "check_labels", "missing_id_count"]
+__all__ = [
+    "SOURCE_ATTR",
+    "check_column",
+    "check_features",
+    "check_ids",
+    "check_labels",
+    "column_of",
+    "describe_table",
+    "missing_id_count",
+]
+
+#: ``DataFrame.attrs`` key under which :func:`privfin.data.loaders.read_table` records the file
+#: a table was read from, so that an error about the table can name it.
+SOURCE_ATTR = "privfin_source"
+
+#: At most this many column names are listed in an error.
+_LISTED = 40
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -201,3 +217,46 @@ def check_ids(values: Iterable[object], column: str, *, source: str = "input") -
         Naming the column and the number of missing or empty ids.
     """
     _fail(source, column, [(missing_id_count(values), "a missing or empty id")])
+
+
+def describe_table(table: Any, source: str = "input 'table'") -> str:
+    """How an error names ``table``: ``source``, and the file it was read from when
+    :func:`~privfin.data.loaders.read_table` read it (``table.attrs[SOURCE_ATTR]``)."""
+    attrs = getattr(table, "attrs", None)
+    path = attrs.get(SOURCE_ATTR) if isinstance(attrs, dict) else None
+    return f"{source} (file {path})" if path else source
+
+
+def _listing(columns: Sequence[object]) -> str:
+    names = [str(c) for c in columns]
+    more = f", ... ({len(names) - _LISTED} more)" if len(names) > _LISTED else ""
+    return (", ".join(names[:_LISTED]) or "none") + more
+
+
+def column_of(table: Any, column: str, *, what: str = "", source: str = "input 'table'") -> Any:
+    """``table[column]``, or a :class:`~privfin.errors.ConfigError` that names the table (its
+    file, when known) and lists its columns. ``table``: a DataFrame or a mapping of columns.
+
+    Parameters
+    ----------
+    what:
+        The column's role for the message (``"label"``, ``"id"``, ``"feature"``).
+    source:
+        How the input is called (``"input 'table'"``, ``"data party 'bank': input 'table'"``).
+
+    Raises
+    ------
+    ConfigError
+        ``<source> (file <path>) has no label column 'default'; columns: id, y, x0, ...``. The
+        column names are the operator's own schema (a party's peers see only "input rejected").
+    """
+    columns = list(table) if isinstance(table, Mapping) else getattr(table, "columns", None)
+    if columns is None:
+        raise ConfigError(f"{describe_table(table, source)} must be a table with named columns")
+    if column not in columns:
+        role = f"{what} " if what else ""
+        raise ConfigError(
+            f"{describe_table(table, source)} has no {role}column {column!r}; "
+            f"columns: {_listing(list(columns))}"
+        )
+    return table[column]

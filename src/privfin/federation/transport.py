@@ -20,14 +20,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from privfin.errors import PeerTimeout, ProtocolAbort
+from privfin.errors import ConfigError, PeerTimeout, ProtocolAbort
 from privfin.federation import codec
 
-__all__ = ["CancelToken", "Channel", "MessageKey", "TrafficStats", "Transport", "validate_name"]
+__all__ = [
+    "CancelToken",
+    "Channel",
+    "InvalidNameError",
+    "MessageKey",
+    "TrafficStats",
+    "Transport",
+    "validate_name",
+]
 
 T = TypeVar("T")
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+class InvalidNameError(ConfigError, ValueError):
+    """A party, job, component or tag name outside ``[A-Za-z0-9_.-]{1,64}``: a
+    :class:`~privfin.errors.ConfigError` (one line on the command line) and a ``ValueError``
+    (so configuration validators report it as a validation error)."""
 
 
 def validate_name(kind: str, value: str) -> str:
@@ -37,7 +51,7 @@ def validate_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME.fullmatch(value) or not value.strip("."):
         text = value if isinstance(value, str) else str(type(value).__name__)
         shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
-        raise ValueError(
+        raise InvalidNameError(
             f"{kind} {shown} must be 1-64 characters of letters, digits, _ . - (not only dots)"
         )
     return value

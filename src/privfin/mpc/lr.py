@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from privfin.data.validate import check_labels
+from privfin.data.validate import check_labels, column_of
 from privfin.errors import ConfigError
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
@@ -149,10 +149,8 @@ def _labels(inputs: Mapping[str, Any], col: str, party: str) -> np.ndarray:
     table = inputs.get("table")
     if table is None:
         raise ConfigError(f"data party {party!r} has no 'table' input")
-    try:
-        values = table[col]
-    except (KeyError, IndexError):
-        raise ConfigError(f"data party {party!r}: table has no column {col!r}") from None
+    source = f"data party {party!r}: input 'table'"
+    values = column_of(table, col, what="label", source=source)
     return check_labels(values, col, source="input 'table'")
 
 

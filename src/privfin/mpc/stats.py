@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from privfin.data.validate import check_column
+from privfin.data.validate import check_column, column_of
 from privfin.errors import ConfigError
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
@@ -150,10 +150,7 @@ def _table(inputs: Mapping[str, Any], columns: Sequence[str], party: str) -> np.
         raise ConfigError(f"data party {party!r} has no 'table' input")
     cols = []
     for c in columns:
-        try:
-            values = table[c]
-        except (KeyError, IndexError):
-            raise ConfigError(f"data party {party!r}: table has no column {c!r}") from None
+        values = column_of(table, c, source=f"data party {party!r}: input 'table'")
         cols.append(np.asarray(check_column(values, c, source="input 'table'"), np.float64))
     return np.stack(cols, axis=1)
 

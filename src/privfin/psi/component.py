@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.data.validate import column_of
 from privfin.errors import ConfigError, InputError
 from privfin.psi.ids import DUPLICATE_RULES, NORMALIZERS, PreparedIds, prepare_ids
 from privfin.runtime import Context
@@ -112,9 +113,7 @@ def _prepare_ids(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, 
     """``(prepared ids, table or None, id column name or None for a plain list of ids)``."""
     table = inputs.get("table")
     if table is not None:
-        if not hasattr(table, "columns") or p.id_column not in table.columns:
-            raise ConfigError(f"the 'table' input needs an id column {p.id_column!r}")
-        column = table[p.id_column]
+        column = column_of(table, p.id_column, what="id")
         step = 250_000  # a slice of the column at a time: no full list of Python ids
         chunks_of = (column.iloc[a : a + step].tolist() for a in range(0, len(column), step))
         prepared = prepare_ids(chunks_of, p.normalize, p.duplicates, chunked=True)

@@ -12,7 +12,7 @@ from privfin.config import Settings
 from privfin.crypto.random import RandomSource, SeededRandom, SystemRandom
 from privfin.errors import PrivfinError, ProtocolAbort
 from privfin.federation.memory import MemoryHub
-from privfin.federation.transport import Channel
+from privfin.federation.transport import Channel, validate_name
 from privfin.runtime.context import Component, Context, MemoryArtifacts, Progress
 
 __all__ = ["simulate"]
@@ -63,7 +63,9 @@ def simulate(
     """
     hub = hub or MemoryHub()
     settings = settings or Settings.from_env()
-    parties = list(roles)
+    parties = [validate_name("party", p) for p in roles]  # here, not in a party's thread
+    validate_name("job", job)
+    validate_name("component", component_name)
     all_roles = {p: tuple(r) for p, r in roles.items()}
     results: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}

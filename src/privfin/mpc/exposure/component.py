@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from privfin.data.validate import check_column, check_ids
+from privfin.data.validate import check_column, check_ids, column_of
 from privfin.errors import ConfigError, InputError
 from privfin.mpc.exposure.lender import run_lender
 from privfin.mpc.exposure.messages import MAX_AMOUNT
@@ -37,8 +37,7 @@ def lender_amounts(ids: Sequence[str], loans: Any) -> np.ndarray:
     source = "input 'loans'"
     if hasattr(loans, "columns"):
         for col in ("id", "outstanding_cents"):
-            if col not in loans.columns:
-                raise ConfigError(f"loans table needs column {col!r}; it has {list(loans.columns)}")
+            column_of(loans, col, source=source)
         check_ids(loans["id"].tolist(), "id", source=source)
         cents = check_column(
             loans["outstanding_cents"],

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from privfin.data.validate import column_of
 from privfin.errors import ConfigError
 from privfin.fl.vertical.binning.common import BinParams, feature_matrix
 from privfin.fl.vertical.binning.guest import run_guest
@@ -43,7 +44,8 @@ def hetero_binning_component(
         if "y" in inputs:
             y = np.asarray(inputs["y"], dtype=np.float64).reshape(-1)
         else:
-            y = np.asarray(inputs["table"][params.get("label", "y")], dtype=np.float64)
+            label = column_of(inputs.get("table"), str(params.get("label", "y")), what="label")
+            y = np.asarray(label, dtype=np.float64)
         if y.shape != (x.shape[0],) or not np.all((y == 0) | (y == 1)):
             raise ConfigError("the guest's labels must be one 0/1 value per row")
         return run_guest(ctx, p, x, names, y, hosts)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.data.validate import column_of
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.fl.vertical.hetero_lr.messages import MAX_FEATURES
 from privfin.ml.optim import OPTIMIZERS, SCHEDULES, Optimizer, learning_rate
@@ -279,7 +280,8 @@ def labels_of(inputs: Mapping[str, Any], params: Mapping[str, Any], n: int) -> F
     if "y" in inputs:
         y = np.asarray(inputs["y"], dtype=np.float64).reshape(-1)
     elif "table" in inputs:
-        y = np.asarray(inputs["table"][params.get("label", "y")], dtype=np.float64)
+        label = column_of(inputs["table"], str(params.get("label", "y")), what="label")
+        y = np.asarray(label, dtype=np.float64)
     else:
         raise ConfigError("the guest needs labels: input 'y' or a 'table' with the label column")
     if y.shape != (n,) or not np.all((y == 0) | (y == 1)):

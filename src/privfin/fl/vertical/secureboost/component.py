@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.data.validate import column_of
 from privfin.errors import ConfigError
 from privfin.fl.vertical.secureboost._common import GUEST_ROLE, HOST_ROLE
 from privfin.fl.vertical.secureboost.guest import run_guest_predict, run_guest_train
@@ -90,10 +91,13 @@ def secureboost_component(
     """Train hetero SecureBoost (parameters: :class:`BoostParams`; see SPEC.md for leakage)."""
     p = BoostParams.from_mapping({k: v for k, v in params.items() if k not in _TABLE_PARAMS})
     guest, hosts = _roles(ctx)
+    table = inputs.get("table")
     inputs = _from_table(inputs, params)
     X, names = features_of(inputs)
     if ctx.party == guest:
         if "y" not in inputs:
+            if table is not None:  # names the file and lists its columns
+                column_of(table, str(params.get("label", "y")), what="label")
             raise ConfigError("the guest needs the labels as input 'y'")
         model, raw = run_guest_train(ctx, X, inputs["y"], p, hosts, names)
         ctx.artifacts.put("secureboost.guest_model.json", model.to_json().encode())
