@@ -68,14 +68,22 @@ def job_validate(
     except SpecError as exc:
         typer.echo(exc.report(), err=True)
         raise typer.Exit(1) from None
-    party = local = None
+    party = local = engine = None
     if config is not None:
+        from privfin.data.registry import DatasetRegistry
         from privfin.node.config import load_config
         from privfin.node.runner import LocalDatasetChecks
+        from privfin.store import open_engine
 
         cfg = load_config(config)
-        party, local = cfg.party, LocalDatasetChecks(cfg)
-    problems = validate(pipeline, lines=lines, party=party, local=local)
+        engine = open_engine(cfg.store_url())
+        party = cfg.party
+        local = LocalDatasetChecks(cfg, DatasetRegistry(engine), pipeline)
+    try:
+        problems = validate(pipeline, lines=lines, party=party, local=local)
+    finally:
+        if engine is not None:
+            engine.dispose()
     if problems:
         for p in problems:
             typer.echo(f"{spec}: {p}", err=True)

@@ -37,7 +37,8 @@ from sqlalchemy import (
     update,
 )
 
-from privfin.data.loaders import read_table
+from privfin.data.registry import DatasetRegistry, SourceKind
+from privfin.data.registry import metadata as registry_metadata
 from privfin.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -217,7 +218,12 @@ class JobRunner:
         self.mailbox = mailbox
         _meta.create_all(mailbox.engine)
         pipeline_metadata.create_all(mailbox.engine)
+        registry_metadata.create_all(mailbox.engine)
         self.pipelines = PipelineStore(mailbox.engine)
+        self.registry = DatasetRegistry(mailbox.engine)
+        for name, what in self.registry.sync_config(config.datasets).items():
+            if what != "unchanged":
+                _log.info("dataset %s (node.yaml): %s", name, what)
         self._pipes: dict[str, PartyPipeline] = {}  # running pipeline jobs
         self._specs: dict[str, AnySpec] = {}
         self._threads: dict[str, threading.Thread] = {}
@@ -360,11 +366,22 @@ class JobRunner:
                 raise ConfigError(f"party {party!r} of job {spec.job!r} is not a pinned peer")
         for source in spec.inputs.get(self.config.party, {}).values():
             dataset = source if isinstance(source, str) else source.dataset
-            if dataset not in self.config.datasets:
-                raise ConfigError(f"dataset {dataset!r} is not registered on this node")
+            self._check_legacy_use(spec, dataset)
         rec = self._record(spec.job)
         if rec is not None and rec["spec"] != spec.model_dump_json():
             raise ConfigError(f"job {spec.job!r} exists with another spec")
+
+    def _check_legacy_use(self, spec: JobSpec, dataset: str) -> None:
+        """A single-component job (no declared purpose, fields or keeps-private facts): the
+        dataset must be registered and its policy must allow every other party for an
+        unspecified purpose; only its non-C3 fields are read (every legacy component keeps
+        its inputs private)."""
+        self.registry.get(dataset)  # ConfigError naming it if it is not registered
+        for partner in spec.roles:
+            if partner != self.config.party:
+                self.registry.check_use(
+                    dataset, [], partner=partner, purpose="unspecified", keeps_private=True
+                )
 
     def _check_pipeline(self, spec: PipelineSpec) -> None:
         if self.config.party not in spec.parties:
@@ -372,7 +389,11 @@ class JobRunner:
         for party in spec.parties:
             if party != self.config.party and party not in self.config.peers:
                 raise ConfigError(f"party {party!r} of job {spec.job!r} is not a pinned peer")
-        check_pipeline(spec, party=self.config.party, local=LocalDatasetChecks(self.config))
+        check_pipeline(
+            spec,
+            party=self.config.party,
+            local=LocalDatasetChecks(self.config, self.registry, spec),
+        )
         rec = self._record(spec.job)
         if rec is not None and rec["spec"] != spec.model_dump_json():
             raise ConfigError(f"job {spec.job!r} exists with another spec")
@@ -573,10 +594,12 @@ class JobRunner:
         out: dict[str, Any] = {}
         for name, source in spec.inputs.get(self.config.party, {}).items():
             if isinstance(source, str):
-                out[name] = read_table(self.config.datasets[source])
+                out[name] = self.registry.load(source)
             else:
-                path = self.config.datasets[source.dataset]
-                out[name] = iter_id_chunks(path, source.column, source.chunk_rows)
+                info = self.registry.verify(source.dataset)
+                if info.kind == SourceKind.sql:
+                    raise ConfigError("a column stream needs a file dataset, not a SQL query")
+                out[name] = iter_id_chunks(info.location, source.column, source.chunk_rows)
         return out
 
     def _run(self, spec: JobSpec, token: CancelToken, resumed: bool = False) -> None:
@@ -742,18 +765,9 @@ class JobRunner:
             self._finished(spec.job)
 
     def _load_dataset(self, name: str, fields: list[str] | None) -> pd.DataFrame:
-        path = self.config.datasets.get(name)
-        if path is None:
-            raise ConfigError(f"dataset {name!r} is not registered on this node")
-        table = read_table(path)
-        if fields:
-            missing = [f for f in fields if f not in table.columns]
-            if missing:
-                raise ConfigError(
-                    f"dataset {name!r} has no field(s) {missing} (fields: {list(table.columns)})"
-                )
-            table = table[fields]
-        return table
+        """The job's fields of a registered dataset (all its non-C3 fields if the spec names
+        none), after checking its source is unchanged since registration."""
+        return self.registry.load(name, fields)
 
     def _load_model(self, name: str) -> bytes:
         path = self.models_dir() / f"{validate_name('model', name)}.json"
@@ -957,23 +971,28 @@ def parse_spec(raw: Any) -> AnySpec:
 
 
 class LocalDatasetChecks:
-    """A node's local checks of a pipeline: its datasets are registered, the fields the job
-    names exist, its imported models exist."""
+    """A node's local checks of a pipeline: each dataset is registered here, the fields the
+    job uses exist and may be used (JR/T 0171: never a C3 field; a C2 field only by a
+    component that keeps it private), its usage policy allows every other party of the job
+    and the job's purpose; each imported model exists."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, registry: DatasetRegistry, spec: PipelineSpec) -> None:
         self.config = config
+        self.registry = registry
+        self.spec = spec
 
     def dataset(self, name: str, fields: list[str] | None, *, keeps_private: bool) -> None:
-        path = self.config.datasets.get(name)
-        if path is None:
-            raise ConfigError(f"dataset {name!r} is not registered on this node")
-        if fields:
-            from privfin.data.loaders import read_columns
-
-            cols = read_columns(path)
-            missing = [f for f in fields if f not in cols]
-            if missing:
-                raise ConfigError(f"dataset {name!r} has no field(s) {missing}")
+        info = self.registry.get(name)
+        use = list(fields) if fields is not None else info.usable_fields(keeps_private=True)
+        for partner in self.spec.parties:
+            if partner != self.config.party:
+                self.registry.check_use(
+                    name,
+                    use,
+                    partner=partner,
+                    purpose=self.spec.purpose,
+                    keeps_private=keeps_private,
+                )
 
     def model(self, name: str) -> None:
         path = Path(self.config.state_dir) / "models" / f"{validate_name('model', name)}.json"
