@@ -138,8 +138,48 @@ def test_results_export_import_and_score_in_a_later_job(tmp_path: Path) -> None:
             ],
         )
         assert res.exit_code != 0
+        _audit_trail(cluster)
     finally:
         cluster.down()
+
+
+def _audit_trail(cluster: Any) -> None:
+    """Every data access, step, job end, result delivery and model import is in the bank's
+    hash-chained audit log; ``privfin audit verify`` passes, and fails once an entry is
+    edited."""
+    import sqlalchemy as sa
+
+    from privfin.node.config import load_config
+    from privfin.store import open_engine
+
+    cfg = cluster.config_path("bank")
+    _cli("audit", "verify", "--config", str(cfg))
+    engine = open_engine(load_config(cfg).store_url())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT seq, action, job, dataset FROM audit_entries"))
+            entries = [tuple(r) for r in rows]
+        actions = [e[1] for e in entries]
+        for action in (
+            "job_started",
+            "data_access",
+            "step_started",
+            "step_done",
+            "job_finished",
+            "result_delivered",
+            "artifact_imported",
+        ):
+            assert action in actions, action
+        assert ("data_access", "sb-train", "bank_train") in [e[1:] for e in entries]
+        seq = next(e[0] for e in entries if e[1] == "data_access")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE audit_entries SET dataset = 'other' WHERE seq = :s"), {"s": seq}
+            )
+    finally:
+        engine.dispose()
+    res = CliRunner().invoke(app, ["audit", "verify", "--config", str(cfg)])
+    assert res.exit_code == 1 and str(seq) in res.output, res.output
 
 
 def test_ten_concurrent_pipelines(tmp_path: Path) -> None:

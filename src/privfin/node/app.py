@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from privfin import __version__
+from privfin.audit import Action
 from privfin.errors import ConfigError, disk_full
 from privfin.federation.mailbox import Mailbox, MessageConflict, MessageTooLarge, QuotaExceeded
 from privfin.federation.tls import fingerprint, fingerprint_der
@@ -102,7 +103,14 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
     ended: set[str] = set()  # jobs seen over here (an ended job never runs again)
 
     def warn(party: str, kind: str, msg: str, *args: object) -> None:
-        limiter.log(logging.WARNING, party, kind, msg, *args)
+        if limiter.log(logging.WARNING, party, kind, msg, *args):
+            # the audit entry names the kind of refusal and the (authenticated) party only
+            runner.record_later(
+                Action.message_refused,
+                actor="node",
+                party=party if party in known.values() else None,
+                evidence={"kind": kind},
+            )
 
     def caller(request: Request) -> str:
         der = request.scope.get("extensions", {}).get(PEER_CERT_SCOPE_KEY)
@@ -465,6 +473,13 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         if art is None:
             raise HTTPException(404, f"job {job!r} has no output {step}.{name} here")
         path = runner.artifact_path(job, art.path)
+        runner.record(
+            Action.result_delivered,
+            actor="operator",
+            job=job,
+            step=step,
+            evidence={"output": name, "sha256": art.sha256},
+        )
         return FileResponse(path, headers={"X-Privfin-Sha256": art.sha256})
 
     @app.put("/v1/models/{name}")
@@ -479,6 +494,12 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             info = await run_in_threadpool(runner.import_model, name, body)
         except ConfigError as exc:
             raise HTTPException(422, str(exc)) from None
+        await run_in_threadpool(
+            runner.record,
+            Action.artifact_imported,
+            actor="operator",
+            evidence={k: v for k, v in info.items() if isinstance(v, (str, int))},
+        )
         return info
 
     @app.get("/v1/models")

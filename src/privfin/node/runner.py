@@ -13,6 +13,8 @@ payloads are deleted (``retention.payloads``).
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import logging
 import threading
@@ -37,6 +39,8 @@ from sqlalchemy import (
     update,
 )
 
+from privfin.audit import Action, AuditLog
+from privfin.audit.store import metadata as audit_metadata
 from privfin.data.registry import DatasetRegistry, SourceKind
 from privfin.data.registry import metadata as registry_metadata
 from privfin.errors import (
@@ -219,6 +223,8 @@ class JobRunner:
         _meta.create_all(mailbox.engine)
         pipeline_metadata.create_all(mailbox.engine)
         registry_metadata.create_all(mailbox.engine)
+        audit_metadata.create_all(mailbox.engine)
+        self.audit = AuditLog(mailbox.engine, node=config.party)
         self.pipelines = PipelineStore(mailbox.engine)
         self.registry = DatasetRegistry(mailbox.engine)
         for name, what in self.registry.sync_config(config.datasets).items():
@@ -243,6 +249,7 @@ class JobRunner:
         self._abort_transport: HttpTransport | None = None
         self._last_sweep = 0
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
+        self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -259,6 +266,29 @@ class JobRunner:
             )
         if "status" in values:
             self._status[job] = str(values["status"])
+
+    def record(self, action: Action, *, required: bool = False, **fields: Any) -> None:
+        """Append an audit entry. ``required``: the caller must not go on without it (a data
+        access); otherwise a failure to audit is logged and the work goes on."""
+        try:
+            self.audit.append(action, **fields)
+        except Exception:
+            if required:
+                raise
+            _log.exception("could not append %s to the audit log", action)
+
+    def record_later(self, action: Action, **fields: Any) -> None:
+        """Queue an audit entry for the housekeeping thread (callers on the event loop, such
+        as a refused request, must not wait for the database)."""
+        if len(self._audit_queue) < 10_000:  # refusals are rate-limited upstream as well
+            self._audit_queue.append((action, fields))
+            self.start_housekeeping()
+            self._wake.set()
+
+    def _drain_audit(self) -> None:
+        while self._audit_queue:
+            action, fields = self._audit_queue.popleft()
+            self.record(action, **fields)
 
     def parties(self, job: str) -> frozenset[str] | None:
         """The parties of ``job``, or None if this node has no such job."""
@@ -400,7 +430,16 @@ class JobRunner:
 
     def submit(self, spec: AnySpec) -> dict[str, Any]:
         """Record and start a job (idempotent for an identical spec)."""
-        self.check(spec)
+        try:
+            self.check(spec)
+        except ConfigError as exc:
+            self.record(
+                Action.validation_failed,
+                actor="operator",
+                job=spec.job,
+                evidence={"reason": str(exc)[:500]},
+            )
+            raise
         text = spec.model_dump_json()
         with self._lock:
             rec = self._record(spec.job)
@@ -414,6 +453,16 @@ class JobRunner:
                         job=spec.job, spec=text, status="running", updated_at=int(time.time())
                     )
                 )
+            self.record(
+                Action.job_started,
+                actor="operator",
+                job=spec.job,
+                evidence={
+                    "spec_sha256": hashlib.sha256(text.encode()).hexdigest(),
+                    "parties": sorted(spec_parties(spec)),
+                    "purpose": getattr(spec, "purpose", "unspecified"),
+                },
+            )
             self._start(spec)
         return self.status(spec.job) or {}
 
@@ -564,6 +613,7 @@ class JobRunner:
             try:
                 while self._to_purge:
                     self._purge(self._to_purge.pop(0))
+                self._drain_audit()
                 self._deliver_aborts(backoff)
                 self._deliver_restarts(backoff)
                 if time.monotonic() >= next_sweep:
@@ -594,8 +644,21 @@ class JobRunner:
         out: dict[str, Any] = {}
         for name, source in spec.inputs.get(self.config.party, {}).items():
             if isinstance(source, str):
-                out[name] = self.registry.load(source)
+                out[name] = self._load_dataset(source, None, job=spec.job)
             else:
+                info = self.registry.get(source.dataset)
+                self.record(
+                    Action.data_access,
+                    required=True,
+                    actor="scheduler",
+                    job=spec.job,
+                    dataset=source.dataset,
+                    evidence={
+                        "version": info.version,
+                        "digest": info.digest,
+                        "fields": [source.column],
+                    },
+                )
                 info = self.registry.verify(source.dataset)
                 if info.kind == SourceKind.sql:
                     raise ConfigError("a column stream needs a file dataset, not a SQL query")
@@ -651,6 +714,7 @@ class JobRunner:
             result = get_component(spec.component)(ctx, spec.params, inputs)
             payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
             self._set(spec.job, status="done", result=json.dumps(payload))
+            self.record(Action.job_finished, actor="scheduler", job=spec.job)
             _log.info("job %s done", spec.job)
         except Exception as exc:
             self._failed(spec, token, exc, loading, transport)
@@ -731,13 +795,11 @@ class JobRunner:
             store=self.pipelines,
             root=root,
             io=NodeIO(),
-            load_dataset=self._load_dataset,
+            load_dataset=lambda name, fields: self._load_dataset(name, fields, job=spec.job),
             load_model=self._load_model,
             make_context=make_context,
             on_restart=on_restart,
-            on_step=lambda step, status, attempt: log.info(
-                "step %s %s (attempt %d)", step, status, attempt
-            ),
+            on_step=lambda step, status, attempt: self._step_event(spec.job, step, status, attempt),
             default_timeout=spec.timeout or timeout,
         )
         self._pipes[spec.job] = pipe
@@ -753,6 +815,7 @@ class JobRunner:
                 self._ask_peers(spec, control)
             summary = pipe.run(token)
             self._set(spec.job, status="done", result=json.dumps(summary))
+            self.record(Action.job_finished, actor="scheduler", job=spec.job)
             _log.info("job %s done", spec.job)
         except Exception as exc:
             self._failed(spec, token, exc, False, control)
@@ -764,10 +827,43 @@ class JobRunner:
             self._pipes.pop(spec.job, None)
             self._finished(spec.job)
 
-    def _load_dataset(self, name: str, fields: list[str] | None) -> pd.DataFrame:
+    def _load_dataset(self, name: str, fields: list[str] | None, *, job: str) -> pd.DataFrame:
         """The job's fields of a registered dataset (all its non-C3 fields if the spec names
-        none), after checking its source is unchanged since registration."""
+        none), after checking its source is unchanged since registration; audited first."""
+        info = self.registry.get(name)
+        self.record(
+            Action.data_access,
+            required=True,
+            actor="scheduler",
+            job=job,
+            dataset=name,
+            evidence={
+                "version": info.version,
+                "digest": info.digest,
+                "fields": list(fields) if fields is not None else "all non-C3",
+            },
+        )
         return self.registry.load(name, fields)
+
+    def _step_event(self, job: str, step: str, status: str, attempt: int) -> None:
+        _log.info("job %s: step %s %s (attempt %d)", job, step, status, attempt)
+        if status == "running":
+            self.record(
+                Action.step_started,
+                actor="scheduler",
+                job=job,
+                step=step,
+                evidence={"attempt": attempt},
+            )
+        elif status == "done":
+            outputs = {a.name: a.sha256 for a in self.pipelines.artifacts(job, step)}
+            self.record(
+                Action.step_done,
+                actor="scheduler",
+                job=job,
+                step=step,
+                evidence={"attempt": attempt, "outputs": outputs},
+            )
 
     def _load_model(self, name: str) -> bytes:
         path = self.models_dir() / f"{validate_name('model', name)}.json"
@@ -906,6 +1002,13 @@ class JobRunner:
         # the local log); peers get a generic reason.
         message = f"{type(exc).__name__}: {exc}"
         _log.error("job %s failed: %s", spec.job, message)
+        cancelled = token.cancelled and fault is None and not self.mailbox.aborters(spec.job)
+        self.record(
+            Action.job_cancelled if cancelled else Action.job_failed,
+            actor="scheduler",
+            job=spec.job,
+            evidence={"error": type(exc).__name__},
+        )
         try:
             self._set(spec.job, status="failed", error=message)
             aborted = self.mailbox.aborters(spec.job)
