@@ -11,7 +11,10 @@
 Pools are created on first use and closed by :meth:`close` (backends are context managers), so
 constructing a backend has no side effect. Process-pool workers die with their parent: each runs
 a watchdog (:func:`watch_parent`) that exits it when the parent process is gone, so a killed
-node leaves no orphan workers.
+node leaves no orphan workers. They are started from privfin's modules only
+(:func:`privfin.procwatch.pool_context`): the caller's main script is never re-imported in a
+worker, so a script without an ``if __name__ == "__main__":`` guard runs once; the functions
+given to :meth:`LocalBackend.map` must therefore be importable (not defined in that script).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
-from privfin.procwatch import watch_parent
+from privfin.procwatch import pool_context, watch_parent
 
 __all__ = [
     "ComputeBackend",
@@ -134,11 +137,9 @@ class LocalBackend(_PoolBackend):
     """A process pool on this machine (the default backend)."""
 
     def _make(self) -> Executor:
-        import multiprocessing
-
         return ProcessPoolExecutor(
             max_workers=self._workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=pool_context("spawn"),
             initializer=watch_parent,
             initargs=(os.getpid(),),
         )

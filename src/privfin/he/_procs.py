@@ -41,7 +41,7 @@ from typing import Any
 import gmpy2
 
 from privfin.he._engine import Engine, Spec, engine_from_spec
-from privfin.procwatch import watch_parent
+from privfin.procwatch import pool_context, watch_parent
 
 __all__ = ["MAX_WORKER_ENGINES", "make_pool", "run_encrypt", "warm_up"]
 
@@ -102,10 +102,12 @@ def make_pool(engine: Engine, workers: int) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes whose initializer installs ``engine``.
 
     Start method: ``fork`` when the caller runs a single thread on a platform that has it
-    (the workers then inherit the built tables and start in milliseconds, and the caller's
-    ``__main__`` is not re-imported); otherwise a fork server (a clean single-threaded
-    process), so a multi-threaded caller, whose other threads may hold locks, is never
-    forked; ``spawn`` where neither exists. Build the tables (``engine.prepare()``) first.
+    (the workers then inherit the built tables and start in milliseconds); otherwise a fork
+    server (a clean single-threaded process), so a multi-threaded caller, whose other threads
+    may hold locks, is never forked; ``spawn`` where neither exists. In no case is the
+    caller's ``__main__`` re-imported in a worker or the fork server
+    (:func:`privfin.procwatch.pool_context`): a script without a main guard runs once. Build
+    the tables (``engine.prepare()``) first.
     """
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
@@ -114,7 +116,7 @@ def make_pool(engine: Engine, workers: int) -> ProcessPoolExecutor:
         method = "forkserver" if "forkserver" in methods else "spawn"
     return ProcessPoolExecutor(
         max_workers=workers,
-        mp_context=multiprocessing.get_context(method),
+        mp_context=pool_context(method, preload=("privfin.he._procs",)),
         initializer=_init_worker,
         initargs=(engine, os.getpid()),
     )
