@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 from _audithelp import NODE, entry_hash_at, fill, head_row, recompute_from, sql
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import Engine, inspect, select, update
+from sqlalchemy import Engine, event, inspect, select, update
 
 from privfin.audit import AuditLog, genesis_hash
 from privfin.audit.store import audit_entries, metadata
@@ -78,6 +78,39 @@ def test_append_in_the_callers_transaction_rolls_back_with_it(log: AuditLog) -> 
     with log.engine.begin() as conn:
         e = log.append("approval", actor="node", job="j1", connection=conn)
     assert e.seq == 3 and log.verify().ok
+
+
+def test_callers_transaction_appending_twice_while_another_thread_waits(log: AuditLog) -> None:
+    fill(log, 1)
+    # Two pooled connections exist before the caller's transaction starts: on SQLite a *new*
+    # connection waits for the write lock in open_engine's connect-time PRAGMA auto_vacuum,
+    # before the worker's append would even run.
+    with log.engine.connect(), log.engine.connect():
+        pass
+    worker_waits = threading.Event()
+
+    def spy(conn, cursor, statement, params, context, executemany) -> None:
+        if threading.current_thread() is t and statement.startswith("UPDATE audit_head"):
+            worker_waits.set()  # the worker is about to wait for the caller's lock
+
+    event.listen(log.engine, "before_cursor_execute", spy)
+    t = threading.Thread(target=lambda: log.append("job_started", actor="other", job="j2"))
+    try:
+        with log.engine.begin() as conn:
+            log.append("approval", actor="node", job="j1", connection=conn)
+            t.start()
+            assert worker_waits.wait(60)
+            log.append("job_started", actor="node", job="j1", connection=conn)
+        t.join(120)
+    finally:
+        event.remove(log.engine, "before_cursor_execute", spy)
+    assert not t.is_alive()
+    assert [(e.seq, e.actor) for e in log.entries()][1:] == [
+        (2, "node"),
+        (3, "node"),
+        (4, "other"),
+    ]
+    assert log.verify().ok
 
 
 def test_edited_field_is_found_at_its_seq(log: AuditLog) -> None:

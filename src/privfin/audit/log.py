@@ -83,8 +83,8 @@ def _field(kind: str, value: str | None, *, required: bool = False) -> str | Non
         return None
     if not isinstance(value, str) or not value or len(value) > MAX_FIELD_LENGTH:
         raise ValueError(f"audit {kind} must be a string of 1-{MAX_FIELD_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError(f"audit {kind} must not contain control characters")
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError(f"audit {kind} must not contain control characters or surrogates")
     return value
 
 
@@ -165,8 +165,9 @@ class AuditLog:
         ``evidence`` holds digests (``sha256:<hex>``), signatures, counts and parameters as
         JSON values — never raw data (at most 16 KiB encoded). With ``connection``, the entry
         is written in that connection's open transaction (committed or rolled back with the
-        caller's own changes; the head row stays locked until then); otherwise in a
-        transaction of its own.
+        caller's own changes; the head row stays locked until then, so keep that transaction
+        short, and on SQLite make the append its first write); otherwise in a transaction of
+        its own. Thread-safe.
 
         Raises
         ------
@@ -212,10 +213,13 @@ class AuditLog:
         key: ec.EllipticCurvePrivateKey | None,
         connection: Connection | None,
     ) -> AuditEntry:
+        if connection is not None:
+            # No process lock here: the caller's transaction keeps the head locked in the
+            # database until it ends, and may append again meanwhile; other threads wait on
+            # the database, not on a lock this thread would need.
+            self._ensure_head(connection)
+            return self._write_in(connection, action, fields, evidence, key)
         with self._lock:
-            if connection is not None:
-                self._ensure_head(connection)
-                return self._write_in(connection, action, fields, evidence, key)
             self._ensure_head(None)
             deadline = time.monotonic() + _LOCK_RETRY_FOR
             delay = 0.01
