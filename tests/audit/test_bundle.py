@@ -12,7 +12,7 @@ import pytest
 from _audithelp import bundle_lines, fill, recompute_from, sql
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from privfin.audit import AuditEntry, AuditLog, bundle_head, verify_bundle
+from privfin.audit import AuditEntry, AuditLog, bundle_evidence, bundle_head, verify_bundle
 from privfin.audit.chain import canonical, entry_hash
 from privfin.errors import ConfigError
 from privfin.federation.tls import create_identity
@@ -195,6 +195,10 @@ def test_bundle_head_catches_a_recomputed_log(
     assert not r.ok and r.first_bad_seq == 1 and "7..10" not in (r.reason or ""), r
     r = sample.verify(keys=[key.public_key()], heads=[head])  # checkpoint 6 anchors 1..6
     assert not r.ok and r.first_bad_seq == 7 and "entries 7..10" in (r.reason or ""), r
+    head, hashes = bundle_evidence(peer_copy, certificate=cert)
+    assert sorted(hashes) == list(range(1, 11))
+    r = sample.verify(heads=[head], known=hashes)  # the bundle's entries locate the rewrite
+    assert not r.ok and r.first_bad_seq == 8 and "entry 8 was rewritten" in (r.reason or ""), r
     with pytest.raises(ConfigError, match="not signed"):
         bundle_head(sample.export(tmp_path / "u"))
 

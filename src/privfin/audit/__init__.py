@@ -12,7 +12,13 @@ See docs/audit.md for what is logged and what the chain does and does not prove.
 
 from __future__ import annotations
 
-from privfin.audit.bundle import BundleReport, bundle_head, export_bundle, verify_bundle
+from privfin.audit.bundle import (
+    BundleReport,
+    bundle_evidence,
+    bundle_head,
+    export_bundle,
+    verify_bundle,
+)
 from privfin.audit.chain import (
     Action,
     AuditEntry,
@@ -30,6 +36,7 @@ __all__ = [
     "BundleReport",
     "SignedHead",
     "VerifyReport",
+    "bundle_evidence",
     "bundle_head",
     "digest",
     "export_bundle",

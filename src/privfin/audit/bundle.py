@@ -60,7 +60,13 @@ from privfin.errors import ConfigError
 if TYPE_CHECKING:
     from privfin.audit.log import AuditLog
 
-__all__ = ["BundleReport", "bundle_head", "export_bundle", "verify_bundle"]
+__all__ = [
+    "BundleReport",
+    "bundle_evidence",
+    "bundle_head",
+    "export_bundle",
+    "verify_bundle",
+]
 
 BUNDLE_FORMAT = "privfin-audit-bundle/1"
 ENTRIES = "entries.jsonl"
@@ -589,9 +595,13 @@ def _check_totals(
         raise _Bad(f"unknown actions {unknown}")
 
 
-def bundle_head(path: str | Path, *, certificate: bytes | None = None) -> SignedHead:
-    """The signed head of a signed bundle, after checking the whole bundle: hand it to
-    ``AuditLog.verify(heads=[...])`` to check the node's log against evidence kept elsewhere.
+def bundle_evidence(
+    path: str | Path, *, certificate: bytes | None = None
+) -> tuple[SignedHead, dict[int, str]]:
+    """The signed head of a signed bundle and the hashes of its entries by seq, after checking
+    the whole bundle: hand them to ``AuditLog.verify(heads=[head], known=hashes)`` to check
+    the node's log against evidence kept elsewhere (a rewrite is then located at the first
+    entry whose hash differs from the bundle's).
 
     Raises
     ------
@@ -601,9 +611,25 @@ def bundle_head(path: str | Path, *, certificate: bytes | None = None) -> Signed
     report = verify_bundle(path, certificate=certificate)
     if not report.ok:
         raise ConfigError(f"audit bundle {path} does not verify: {report}")
-    p = Path(path)
-    with _open_bundle(p) as (raw, _):
+    hashes: dict[int, str] = {}
+    with _open_bundle(Path(path)) as (raw, open_entries):
         m = _parse_manifest(raw)
-    if m["signed_head"] is None:
-        raise ConfigError(f"audit bundle {path} is not signed; it carries no signed head")
-    return SignedHead.from_dict(m["signed_head"])
+        if m["signed_head"] is None:
+            raise ConfigError(f"audit bundle {path} is not signed; it carries no signed head")
+        with open_entries() as fh:
+            for line in fh:
+                entry = AuditEntry.from_json(line)
+                hashes[entry.seq] = entry.hash
+    return SignedHead.from_dict(m["signed_head"]), hashes
+
+
+def bundle_head(path: str | Path, *, certificate: bytes | None = None) -> SignedHead:
+    """The signed head of a signed bundle, after checking the whole bundle (see
+    :func:`bundle_evidence`).
+
+    Raises
+    ------
+    ConfigError
+        The bundle does not verify or is not signed.
+    """
+    return bundle_evidence(path, certificate=certificate)[0]

@@ -375,6 +375,10 @@ class ChainWalker:
     heads:
         Signed heads held elsewhere (their signatures are checked by the caller); the entry at
         each head's seq must have the head's hash.
+    known:
+        Hashes of entries known from signed evidence held elsewhere (the entries of a signed
+        bundle that verified), by seq: each is an anchor like a head, so a rewrite is located
+        at the first entry whose hash differs.
 
     A checkpoint that verifies, or a head that matches, *anchors* the entries up to it:
     someone who rewrote them and recomputed every hash could not have produced it. When an
@@ -388,6 +392,7 @@ class ChainWalker:
     contiguous: bool = True
     keys: Sequence[ec.EllipticCurvePublicKey] = ()
     heads: Iterable[SignedHead] = ()
+    known: Mapping[int, str] = field(default_factory=dict)
     count: int = 0
     checkpoints: int = 0
     anchored: int = 0  # highest seq vouched for by a good anchor
@@ -470,6 +475,13 @@ class ChainWalker:
                     e.seq, f"seq {e.seq} does not have the hash of the signed head"
                 )
             self.anchored = e.seq
+        want = self.known.get(e.seq)
+        if want is not None:
+            if want != e.hash:
+                return self._anchor_failed(
+                    e.seq, f"seq {e.seq} does not have the hash a signed bundle records"
+                )
+            self.anchored = e.seq
         self.count += 1
         self.last_seq, self.last_hash = e.seq, e.hash
         return None
@@ -478,11 +490,11 @@ class ChainWalker:
         """Checks that need the end: a signed head beyond the last entry (truncated tail)."""
         if self.failure is not None:
             return self.failure
-        beyond = [s for s in self._heads if s > self.last_seq]
+        beyond = [s for s in (*self._heads, *self.known) if s > self.last_seq]
         if beyond:
             return self.fail(
                 self.last_seq + 1,
-                f"the log ends at seq {self.last_seq} but a signed head names seq {max(beyond)} "
-                "(tail truncated)",
+                f"the log ends at seq {self.last_seq} but signed evidence names seq "
+                f"{max(beyond)} (tail truncated)",
             )
         return None

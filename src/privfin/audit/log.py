@@ -402,6 +402,7 @@ class AuditLog:
         *,
         keys: Sequence[ec.EllipticCurvePublicKey] = (),
         heads: Sequence[SignedHead] = (),
+        known: Mapping[int, str] | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> VerifyReport:
         """Walk the whole chain and report the first problem.
@@ -412,7 +413,9 @@ class AuditLog:
         or ``heads`` (signed heads kept elsewhere, e.g. from a peer's copy of an exported
         bundle) — a chain rewritten with every hash recomputed before the latest good
         checkpoint or head. Signed heads must verify under one of ``keys`` when keys are
-        given. ``progress(done, total)`` is called every batch.
+        given. ``known`` (seq → hash, from :func:`~privfin.audit.bundle.bundle_evidence` of
+        signed bundles) locates such a rewrite at the first entry whose hash differs.
+        ``progress(done, total)`` is called every batch.
 
         Raises
         ------
@@ -430,7 +433,12 @@ class AuditLog:
         total = max(stored_seq, 0)
         try:
             walker = ChainWalker(
-                self.node, start=1, start_prev=genesis_hash(self.node), keys=keys, heads=heads
+                self.node,
+                start=1,
+                start_prev=genesis_hash(self.node),
+                keys=keys,
+                heads=heads,
+                known=dict(known or {}),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -488,7 +496,7 @@ class AuditLog:
             head_hash=walker.last_hash,
             checkpoints=walker.checkpoints,
             signatures_checked=bool(keys),
-            heads_checked=len({h.seq for h in heads}),
+            heads_checked=len({h.seq for h in heads} | set(known or {})),
             first_bad_seq=None if failure is None else failure.seq,
             reason=None if failure is None else failure.reason,
         )

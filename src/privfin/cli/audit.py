@@ -154,7 +154,7 @@ def verify_cmd(
 
     Checkpoints are checked with the node's certificate, and the log against the signed heads
     of --against bundles and --head files."""
-    from privfin.audit import SignedHead, bundle_head
+    from privfin.audit import SignedHead, bundle_evidence
     from privfin.errors import ConfigError
     from privfin.node.config import load_config
 
@@ -162,14 +162,21 @@ def verify_cmd(
         cfg = load_config(config)
         cert = _certificate(cfg.cert)
         key = _public_key(cert)
-        heads = [bundle_head(p, certificate=cert) for p in against or []]
+        heads: list[SignedHead] = []
+        known: dict[int, str] = {}
+        for p in against or []:
+            signed, hashes = bundle_evidence(p, certificate=cert)
+            heads.append(signed)
+            for seq, h in hashes.items():
+                if known.setdefault(seq, h) != h:
+                    raise ConfigError(f"bundle {p} disagrees with another bundle on seq {seq}")
         for p in head or []:
             try:
                 heads.append(SignedHead.from_dict(json.loads(p.read_text())))
             except ValueError as exc:
                 raise ConfigError(f"{p} is not a signed audit head: {exc}") from None
         with _open_log(cfg) as log, _progress("verifying") as progress:
-            report = log.verify(keys=[key], heads=heads, progress=progress)
+            report = log.verify(keys=[key], heads=heads, known=known, progress=progress)
     typer.echo(str(report))
     if not report.ok:
         raise typer.Exit(1)
