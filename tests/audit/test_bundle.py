@@ -216,4 +216,11 @@ def test_export_refuses_a_broken_log_and_an_existing_target(
     with pytest.raises(ConfigError, match="seq 2"):
         sample.export(tmp_path / "broken.zip")
     assert not (tmp_path / "broken.zip").exists()
+    with pytest.raises(ConfigError, match="seq 2"):
+        sample.export(tmp_path / "broken")
+    assert not (tmp_path / "broken").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ConfigError, match="seq 2"):
+        sample.export(tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir() and not list((tmp_path / "mine").iterdir())
     assert not list(tmp_path.glob(".broken.zip*"))

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import time
 import zipfile
 from collections import Counter
@@ -170,6 +169,7 @@ def export_bundle(
     head_seq, head_hash = log.head()
     complete = job is None
     total = log.count(job=job, since=since, until=head_seq)
+    created = not target.exists()
     _prepare_target(target)
     tmp_zip = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
@@ -197,8 +197,12 @@ def export_bundle(
                 os.fsync(fh.fileno())
     except BaseException:
         tmp_zip.unlink(missing_ok=True)
-        if target.suffix != ".zip" and target.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
+        if target.suffix != ".zip":  # remove what this export wrote, nothing else
+            for name in (ENTRIES, MANIFEST):
+                (target / name).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    target.rmdir()
         raise
     return target
 
