@@ -159,6 +159,14 @@ def test_manifest_edits_and_wrong_certificate_are_found(
     unsigned = sample.export(tmp_path / "u")
     r = verify_bundle(unsigned, certificate=cert)
     assert not r.ok and "not signed" in (r.reason or ""), r
+    (out / "manifest.json").write_text(json.dumps(m)[:-1] + ', "x": NaN}')
+    r = verify_bundle(out)
+    assert not r.ok and "expected fields" in (r.reason or ""), r
+    (out / "manifest.json").write_text(
+        json.dumps({**m, "filter": {"job": None, "since": 1}}).replace('"since": 1', '"since": NaN')
+    )
+    r = verify_bundle(out)
+    assert not r.ok and "manifest edited" in (r.reason or ""), r
     (out / "manifest.json").write_text("{not json")
     r = verify_bundle(out)
     assert not r.ok and "not JSON" in (r.reason or ""), r

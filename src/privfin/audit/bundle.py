@@ -383,7 +383,10 @@ def _open_bundle(path: Path) -> Iterator[tuple[bytes, Callable[[], IO[bytes]]]]:
             raise _Bad(f"cannot read {MANIFEST} ({exc})") from None
 
         def open_zip() -> IO[bytes]:
-            return zf.open(ENTRIES)
+            try:
+                return zf.open(ENTRIES)
+            except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as exc:
+                raise _Bad(f"cannot read {ENTRIES} ({exc})") from None
 
         yield manifest, open_zip
 
@@ -440,8 +443,11 @@ def _check_signature(m: dict[str, Any], certificate: bytes | None) -> str | None
         key = _cert_key(pem)
     except ValueError as exc:
         raise _Bad(f"manifest certificate: {exc}") from None
-    unsigned = {**m, "signature": None}
-    if not verify_bytes(key, m["signature"], canonical(unsigned)):
+    try:
+        signed_bytes = canonical({**m, "signature": None})
+    except ValueError:  # NaN or infinity: never written by an export
+        raise _Bad("the manifest holds a value no export writes (manifest edited)") from None
+    if not verify_bytes(key, m["signature"], signed_bytes):
         raise _Bad("the manifest's signature does not verify (manifest edited)")
     try:
         head = SignedHead.from_dict(m["signed_head"])
