@@ -125,6 +125,11 @@ def test_other_column_lookups_name_the_file(
         "exposure": {"bank": ["lender", "result"], "telco": ["lender"]},
     }[component]
     tables = _tables(files)
+    # Only one party's lookup fails (which party fails first would be a race otherwise).
+    if component == "psi":
+        tables["telco"]["table"] = tables["telco"]["table"].rename(columns={"id": "customer"})
+    if component == "exposure":
+        tables["telco"]["table"] = tables["telco"]["table"].assign(outstanding_cents=100)
     if inputs:
         tables = {p: {inputs: t["table"]} for p, t in tables.items()}
     with pytest.raises(ConfigError) as info:
