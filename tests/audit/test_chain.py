@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given
+from hypothesis import strategies as st
 
 from privfin.audit.chain import (
     Action,
@@ -114,3 +117,39 @@ def test_vocabulary_is_fixed() -> None:
     assert Action("dp_spend") is Action.dp_spend
     with pytest.raises(ValueError):
         Action("made_up")
+
+
+def _walk(entries: list[AuditEntry]) -> int | None:
+    w = ChainWalker("bank_a", start_prev=genesis_hash("bank_a"))
+    for e in entries:
+        if (f := w.feed(e)) is not None:
+            return f.seq
+    f = w.finish()
+    return None if f is None else f.seq
+
+
+@given(n=st.integers(2, 12), data=st.data())
+def test_every_edit_delete_and_swap_is_found_at_its_seq(n: int, data: st.DataObject) -> None:
+    chain = _chain(n)
+    assert _walk(chain) is None
+    k = data.draw(st.integers(1, n), label="seq")
+    field_name = data.draw(st.sampled_from(["ts", "actor", "job", "evidence", "prev_hash"]))
+    new_value = {
+        "ts": 1,
+        "actor": "x",
+        "job": None,
+        "evidence": {"digest": "sha256:" + "f" * 64},
+        "prev_hash": "0" * 64,
+    }[field_name]
+    edited = [*chain]
+    edited[k - 1] = replace(chain[k - 1], **{field_name: new_value})
+    assert _walk(edited) == k
+    if k < n:
+        assert _walk(chain[: k - 1] + chain[k:]) == k  # entry k deleted
+        swapped = [*chain]
+        swapped[k - 1], swapped[k] = chain[k], chain[k - 1]
+        assert _walk(swapped) == k  # out of order
+        # contents swapped, seqs kept
+        a, b = chain[k - 1], chain[k]
+        swapped[k - 1], swapped[k] = replace(b, seq=a.seq), replace(a, seq=b.seq)
+        assert _walk(swapped) == k
