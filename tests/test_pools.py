@@ -6,9 +6,12 @@ no worker re-imports the caller's main module."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,73 @@ def test_pool_context_prepares_workers_without_the_main_module() -> None:
     assert pool_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with pytest.raises(ValueError, match="not available"):
         pool_context("teleport")
+
+
+ORPHANS = textwrap.dedent(
+    """
+    import random, sys, threading
+
+    from privfin.he import paillier
+
+    print("SCRIPT RUN", flush=True)
+    pk, _ = paillier.generate_keypair(512, rng=random.Random(1), insecure_allow_small_keys=True)
+    pk.process_threshold = 8
+    # From a second thread: the pool is started by the fork server, not by fork.
+    work = threading.Thread(target=pk.encrypt, args=(list(range(64)),), kwargs={"n_jobs": 2})
+    work.start()
+    work.join()
+    pool = pk._pool
+    print("WORKERS", pool._mp_context.get_start_method(),
+          *[p.pid for p in pool._processes.values()], flush=True)
+    sys.stdin.read()  # wait to be killed
+    """
+)
+
+
+def _running(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/stat").exists()
+    or "forkserver" not in multiprocessing.get_all_start_methods(),
+    reason="needs /proc and the forkserver start method (Linux)",
+)
+def test_fork_server_workers_of_a_script_without_guard_die_with_it(tmp_path: Path) -> None:
+    (tmp_path / "notebook.py").write_text(ORPHANS)
+    proc = subprocess.Popen(
+        [sys.executable, "notebook.py"], cwd=tmp_path, stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    workers: set[int] = set()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "SCRIPT RUN"
+        line = proc.stdout.readline().split()
+        assert line[:2] == ["WORKERS", "forkserver"], line
+        workers = {int(pid) for pid in line[2:]}
+        assert len(_running(workers)) == 2
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 8  # the watchdog polls every 0.5 s
+        while _running(workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(workers), f"orphans left: {sorted(_running(workers))}"
+        assert proc.stdout.read() == ""  # the script never ran a second time
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        for pid in _running(workers):  # never leave our own test's processes behind
+            os.kill(pid, signal.SIGKILL)
