@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from privfin.config import Settings
@@ -49,12 +50,18 @@ def test_column_of_names_the_file_and_lists_the_columns(files: dict[str, Path]) 
         f"input 'table' (file {files['bank']}) has no label column 'default'; "
         "columns: id, y, x0, x1"
     )
-    # The file stays named through the operations components apply to a table.
-    aligned = read_table(files["telco"]).iloc[5:].reset_index(drop=True)
+    telco = read_table(files["telco"])
     with pytest.raises(
         ConfigError, match=r"telco\.parquet\) has no id column 'ID'; columns: id, h0"
     ):
-        column_of(aligned, "ID", what="id")
+        column_of(telco, "ID", what="id")
+    # The path is not written into the table (pandas stores attrs in Parquet metadata).
+    assert not telco.attrs
+    telco.to_parquet(files["telco"].with_name("out.parquet"))
+    assert str(files["telco"]) not in str(pq.read_schema(files["telco"].with_name("out.parquet")))
+    # A table derived from it is named by its input only.
+    with pytest.raises(ConfigError, match=r"^input 'table' has no column 'ID'"):
+        column_of(telco.iloc[5:], "ID")
     # A table built in memory is named by its input; long schemas are cut.
     wide = pd.DataFrame(np.zeros((1, 50)), columns=[f"c{j}" for j in range(50)])
     with pytest.raises(ConfigError) as info:

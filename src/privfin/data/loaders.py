@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from privfin.data.validate import SOURCE_ATTR
+from privfin.data.validate import remember_source
 from privfin.errors import ConfigError
 
 __all__ = ["read_columns", "read_table"]
@@ -15,8 +15,8 @@ __all__ = ["read_columns", "read_table"]
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or Parquet table; an ``id`` column is always read as strings.
 
-    The path is kept in ``df.attrs[SOURCE_ATTR]`` so that a missing column can be reported
-    with the file it was looked up in (:func:`privfin.data.validate.column_of`).
+    The path is remembered so that a missing column is reported with the file it was looked
+    up in (:func:`privfin.data.validate.column_of`).
 
     Raises
     ------
@@ -33,7 +33,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_csv(p, dtype={"id": str})
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read table {p}: {exc}") from None
-    df.attrs[SOURCE_ATTR] = str(p)
+    remember_source(df, str(p))
     return df
 
 

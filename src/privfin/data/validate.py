@@ -14,6 +14,7 @@ This layer imports only :mod:`privfin.errors` and third-party libraries.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,6 @@ import pandas as pd
 from privfin.errors import ConfigError, InputError
 
 __all__ = [
-    "SOURCE_ATTR",
     "check_column",
     "check_features",
     "check_ids",
@@ -32,11 +32,13 @@ __all__ = [
     "column_of",
     "describe_table",
     "missing_id_count",
+    "remember_source",
 ]
 
-#: ``DataFrame.attrs`` key under which :func:`privfin.data.loaders.read_table` records the file
-#: a table was read from, so that an error about the table can name it.
-SOURCE_ATTR = "privfin_source"
+#: The file each live table was read from (by ``id``; an entry leaves with its table), so that
+#: an error about the table can name it. Not kept in ``DataFrame.attrs``: pandas writes those
+#: into Parquet metadata, and a local path has no business in an output file.
+_SOURCES: dict[int, str] = {}
 
 #: At most this many column names are listed in an error.
 _LISTED = 40
@@ -219,11 +221,18 @@ def check_ids(values: Iterable[object], column: str, *, source: str = "input") -
     _fail(source, column, [(missing_id_count(values), "a missing or empty id")])
 
 
+def remember_source(table: Any, path: str) -> None:
+    """Record that ``table`` was read from ``path`` (for :func:`describe_table`), for as long
+    as ``table`` lives. Tables derived from it (a slice, a join) are not named by the file."""
+    key = id(table)
+    _SOURCES[key] = path
+    weakref.finalize(table, _SOURCES.pop, key, None)
+
+
 def describe_table(table: Any, source: str = "input 'table'") -> str:
     """How an error names ``table``: ``source``, and the file it was read from when
-    :func:`~privfin.data.loaders.read_table` read it (``table.attrs[SOURCE_ATTR]``)."""
-    attrs = getattr(table, "attrs", None)
-    path = attrs.get(SOURCE_ATTR) if isinstance(attrs, dict) else None
+    :func:`~privfin.data.loaders.read_table` read it."""
+    path = _SOURCES.get(id(table))
     return f"{source} (file {path})" if path else source
 
 
