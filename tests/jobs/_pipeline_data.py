@@ -4,6 +4,8 @@ applicants to score."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -105,3 +107,14 @@ def pipeline_spec(job: str = "credit-1") -> dict:
             },
         },
     }
+
+
+def negotiate(cluster: Any, spec: dict[str, Any]) -> None:
+    """Propose ``spec`` from its first party and approve it at every other party."""
+    parties = list(spec["parties"])
+    with cluster.client(parties[0]) as client:
+        client.propose(spec)
+    for party in parties[1:]:
+        with cluster.client(party) as client:
+            client.wait_proposal(spec["job"])
+            client.decide(spec["job"], "approve")

@@ -16,7 +16,7 @@ from privfin.jobs.local import run_local
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import pipeline_spec, split
+from ._pipeline_data import negotiate, pipeline_spec, split
 
 pytestmark = pytest.mark.cluster
 
@@ -78,8 +78,14 @@ def test_pipeline_over_nodes_matches_local(tmp_path: Path) -> None:
 
 
 def _status(cluster: Any, party: str, job: str) -> dict[str, Any]:
+    """The job's status at ``party`` ({} until the node has started it)."""
+    import httpx
+
     with cluster.client(party) as c:
-        status: dict[str, Any] = c.status(job)
+        try:
+            status: dict[str, Any] = c.status(job)
+        except httpx.HTTPStatusError:
+            return {}
         return status
 
 
@@ -103,9 +109,7 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
     paths = _write(tmp_path)
     cluster = cluster_up(["bank", "telco"], tmp_path / "c", mode="development", datasets=paths)
     try:
-        for party in ("bank", "telco"):
-            with cluster.client(party) as c:
-                c.submit(spec)
+        negotiate(cluster, spec)
 
         def hit() -> dict[str, Any] | None:
             status = _status(cluster, victim, job)
@@ -117,6 +121,7 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
         cluster.wait_healthy()
         out = {}
         for party in ("bank", "telco"):
+            _until(lambda p=party: _status(cluster, p, job))
             with cluster.client(party) as c:
                 out[party] = c.wait(job, timeout=300)["result"]
     finally:

@@ -6,7 +6,9 @@ component: tests/data/test_registry.py)."""
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -15,9 +17,22 @@ from privfin.cli.main import app
 from privfin.errors import ConfigError
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import pipeline_spec, split
+
+from ._pipeline_data import negotiate, pipeline_spec, split
+
+
+def _until(what: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
 
 pytestmark = pytest.mark.cluster
+RISK = ["--purpose", "risk grading"]  # the bank's data may also serve risk grading
 
 
 def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> None:
@@ -33,8 +48,8 @@ def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> Non
         # the bank's g2 is C3 (say, a biometric score); telco data only for the bank
         runner = CliRunner()
         for name, party, extra in (
-            ("bank_train", "bank", ["--label", "y", "--level", "g2=C3"]),
-            ("bank_new", "bank", []),
+            ("bank_train", "bank", ["--label", "y", "--level", "g2=C3", *RISK]),
+            ("bank_new", "bank", RISK),
             ("telco_train", "telco", []),
             ("telco_new", "telco", []),
         ):
@@ -70,11 +85,24 @@ def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> Non
             c.check(named)
         # another purpose is refused by the data owner's policy
         with cluster.client("telco") as c, pytest.raises(ConfigError, match="purpose"):
-            c.check({**spec, "purpose": "precise marketing"})
+            c.check({**spec, "purpose": "risk grading"})
+        # proposed all the same, the telco's node rejects it by itself (signed), before
+        # anything runs; the bank sees a generic reason
+        with cluster.client("bank") as c:
+            c.propose({**spec, "job": "reg-mkt", "purpose": "risk grading"})
+        with cluster.client("bank") as c:
+            view = _until(
+                lambda: c.proposal("reg-mkt")["status"] == "rejected" and c.proposal("reg-mkt")
+            )
+        assert view["decisions"]["telco"] == {
+            "decision": "reject",
+            "at": view["decisions"]["telco"]["at"],
+            "reason": "telco: input rejected",
+        }
+        with cluster.client("bank") as c, pytest.raises(Exception, match="404"):
+            c.status("reg-mkt")  # never started anywhere
         # without naming fields the job uses every non-C3 field: g2 never leaves the file
-        for party in ("bank", "telco"):
-            with cluster.client(party) as c:
-                c.submit(spec)
+        negotiate(cluster, spec)
         for party in ("bank", "telco"):
             with cluster.client(party) as c:
                 status = c.wait("reg-1", timeout=300)

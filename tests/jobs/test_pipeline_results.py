@@ -54,6 +54,12 @@ def test_results_export_import_and_score_in_a_later_job(tmp_path: Path) -> None:
         first = tmp_path / "first.yaml"
         first.write_text(yaml.safe_dump(_train_and_score("sb-train"), sort_keys=False))
         _cli("job", "submit", str(first), "--dir", c)
+        with cluster.client("telco") as client:
+            client.wait_proposal("sb-train")
+        inbox = _cli("job", "inbox", "--dir", c, "--party", "telco").output
+        assert "sb-train: pending (proposed by bank)" in inbox
+        assert "dataset train: telco_train: id (C2)" in inbox
+        _cli("job", "approve", "sb-train", "--dir", c, "--party", "telco")
         for party in ("bank", "telco"):
             res = _cli("job", "status", "sb-train", "--dir", c, "--party", party, "--watch")
             assert "done" in res.output
@@ -114,6 +120,9 @@ def test_results_export_import_and_score_in_a_later_job(tmp_path: Path) -> None:
         second.write_text(yaml.safe_dump(later, sort_keys=False))
         _cli("job", "validate", str(second))
         _cli("job", "submit", str(second), "--dir", c)
+        with cluster.client("telco") as client:
+            client.wait_proposal("sb-score")
+        _cli("job", "approve", "sb-score", "--dir", c, "--party", "telco")
         _cli("job", "status", "sb-score", "--dir", c, "--party", "bank", "--watch")
         out2 = tmp_path / "results2"
         _cli("job", "results", "sb-score", "--dir", c, "--party", "bank", "--out", str(out2))
@@ -198,9 +207,12 @@ def test_ten_concurrent_pipelines(tmp_path: Path) -> None:
             spec["steps"]["lr"]["params"]["max_iter"] = 1
             specs.append(spec)
         for spec in specs:
-            for party in ("bank", "telco"):
-                with cluster.client(party) as client:
-                    client.submit(spec)
+            with cluster.client("bank") as client:
+                client.propose(spec)
+        for spec in specs:
+            with cluster.client("telco") as client:
+                client.wait_proposal(spec["job"])
+                client.decide(spec["job"], "approve")
         for spec in specs:
             for party in ("bank", "telco"):
                 with cluster.client(party) as client:

@@ -42,6 +42,7 @@ METADATA = [
     ("privfin.jobs.store", "metadata"),
     ("privfin.audit.store", "metadata"),
     ("privfin.data.registry", "metadata"),
+    ("privfin.jobs.negotiation", "metadata"),
 ]
 _REQUIRED = {"privfin.federation.mailbox", "privfin.node.runner"}
 

@@ -99,9 +99,9 @@ def job_submit(
     directory: Path | None = _DIR,
     party: str | None = _PARTY,
 ) -> None:
-    """Validate and submit a pipeline to this node (--config), or to every party's node of a
-    local cluster (--dir without --party)."""
-    from privfin.errors import ConfigError
+    """Validate a pipeline and propose it from this node (--config, or --dir CLUSTER --party
+    NAME; with --dir alone, from the spec's first party). Every other party's node checks it
+    against its own data and waits for its operator's approval (privfin job approve)."""
     from privfin.jobs.spec import SpecError, load_spec
     from privfin.jobs.validate import check
 
@@ -111,34 +111,101 @@ def job_submit(
     except SpecError as exc:
         typer.echo(exc.report(), err=True)
         raise typer.Exit(1) from None
-    data = json.loads(pipeline.model_dump_json())
-    targets: list[Any] = []  # client factories (a client is closed after each use)
-    if directory is not None and party is None and config is None:
-        from privfin.node.cluster import load_cluster
+    data = json.loads(pipeline.model_dump_json(exclude_none=True))
+    if config is None and directory is not None and party is None:
+        party = pipeline.initiator or next(iter(pipeline.parties))
+    with _client(config, directory, party) as client:
+        view = client.propose(data)
+    waiting = ", ".join(view.get("waiting_for") or []) or "nobody"
+    typer.echo(f"job {pipeline.job} proposed by {view['initiator']}; waiting for: {waiting}")
 
-        cluster = load_cluster(directory)
-        missing = [p for p in pipeline.parties if p not in cluster.parties]
-        if missing:
-            raise _fail(f"no node for {', '.join(missing)} in {directory}")
-        targets = [lambda p=p: cluster.client(p) for p in pipeline.parties]
-    else:
-        targets = [lambda: _client(config, directory, party)]
-    refusals = []
-    for make in targets:
-        with make() as client:
-            try:
-                client.check(data)
-            except ConfigError as exc:
-                refusals.append(str(exc))
-    if refusals:
-        for r in refusals:
-            typer.echo(f"error: {r}", err=True)
-        typer.echo("nothing was started", err=True)
-        raise typer.Exit(1)
-    for make in targets:
-        with make() as client:
-            client.submit(data)
-            typer.echo(f"{client.identity.party}: job {pipeline.job} submitted")
+
+def _show_proposal(view: dict[str, Any]) -> None:
+    uses = view.get("uses") or {}
+    typer.echo(f"job {view['job']}: {view['status']} (proposed by {view['initiator']})")
+    typer.echo(f"  purpose:    {uses.get('purpose')}")
+    typer.echo(
+        f"  retention:  {uses.get('retention_days')} days; results to "
+        f"{', '.join(uses.get('results') or [])}"
+    )
+    typer.echo(f"  parties:    {', '.join(uses.get('parties') or [])}")
+    typer.echo(f"  technology: {', '.join(uses.get('technologies') or [])}")
+    for alias, d in (uses.get("datasets") or {}).items():
+        fields = ", ".join(f"{f} ({lv})" for f, lv in d["fields"].items())
+        typer.echo(f"  dataset {alias}: {d['dataset']}: {fields}")
+    for st in uses.get("steps") or []:
+        typer.echo(
+            f"  step {st['step']}: {st['component']} as {'/'.join(st['roles'])} "
+            f"with {', '.join(st['parties'])}"
+        )
+    for p, d in (view.get("decisions") or {}).items():
+        typer.echo(f"  {p}: {d['decision']}" + (f" ({d['reason']})" if d["reason"] else ""))
+    if view.get("waiting_for"):
+        typer.echo(f"  waiting for: {', '.join(view['waiting_for'])}")
+
+
+@job_app.command("inbox")
+def job_inbox(
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+    all_: bool = typer.Option(False, "--all", help="also decided proposals"),
+) -> None:
+    """Proposals waiting for this node's decision, with exactly what each would use here."""
+    with _client(config, directory, party) as client:
+        views = client.proposals(None if all_ else "pending")
+    for view in views:
+        _show_proposal(view)
+    if not views:
+        typer.echo("no proposals" + ("" if all_ else " waiting"))
+
+
+def _decide(
+    decision: str,
+    job: str,
+    reason: str,
+    config: Path | None,
+    directory: Path | None,
+    party: str | None,
+) -> None:
+    with _client(config, directory, party) as client:
+        view = client.decide(job, decision, reason)
+    _show_proposal(view)
+
+
+@job_app.command("approve")
+def job_approve(
+    job: str = typer.Argument(...),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Approve a proposal (signed with this node's identity key; kept as evidence by all)."""
+    _decide("approve", job, "", config, directory, party)
+
+
+@job_app.command("reject")
+def job_reject(
+    job: str = typer.Argument(...),
+    reason: str = typer.Option("", help="the reason the other parties see"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Reject a proposal: it ends at every party."""
+    _decide("reject", job, reason, config, directory, party)
+
+
+@job_app.command("revoke")
+def job_revoke(
+    job: str = typer.Argument(...),
+    reason: str = typer.Option("", help="the reason the other parties see"),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """Withdraw an approval: a running job stops at every party (state is kept)."""
+    _decide("revoke", job, reason, config, directory, party)
 
 
 def _show_status(status: dict[str, Any]) -> None:

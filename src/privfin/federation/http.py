@@ -21,6 +21,7 @@ import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -287,4 +288,19 @@ class HttpTransport:
             resp.status_code,
             resp.text[:200],
         )
+        return "refused"
+
+    def post_json(self, peer: str, path: str, body: Any) -> str:
+        """POST a small JSON body to a federation endpoint of ``peer`` (negotiation
+        messages). Same outcomes as :meth:`deliver_abort`."""
+        try:
+            resp = self._client(peer).post(path, json=body)
+        except (httpx.HTTPError, AuthenticationError) as exc:
+            _log.info("could not reach %s for %s (will retry): %s", peer, path, exc)
+            return "retry"
+        if resp.status_code < 300:
+            return "delivered"
+        if resp.status_code in {404, 429} or resp.status_code >= 500:
+            return "retry"
+        _log.warning("%s refused %s: HTTP %d %s", peer, path, resp.status_code, resp.text[:200])
         return "refused"

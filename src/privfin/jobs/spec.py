@@ -149,6 +149,8 @@ class PipelineSpec(BaseModel):
     results: list[str]
     steps: dict[str, StepSpec]
     timeout: float | None = Field(default=None, gt=0)
+    #: The party that proposed the job (set by its node when it is submitted there).
+    initiator: str | None = None
 
     @field_validator("job")
     @classmethod

@@ -424,6 +424,85 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         ended.discard(job)
         return {"ok": True, "outcome": outcome}
 
+    # -- negotiation: federation side (peers)
+    @app.post("/v1/proposals/{job}")
+    async def receive_proposal(
+        request: Request, job: str, party: Annotated[str, Depends(caller)]
+    ) -> Any:
+        """A proposal from its initiator (with the initiator's signed approval)."""
+        checked("job", job)
+        if party == config.party:
+            raise HTTPException(400, "a node proposes its own jobs with POST /v1/proposals")
+        data = await read_json_object(request, MAX_SPEC_BODY)
+        spec = data.get("spec")
+        if not isinstance(spec, str) or f'"job":{json.dumps(job)}' not in spec:
+            raise HTTPException(400, "the proposal's spec must name this job")
+        try:
+            await run_in_threadpool(runner.negotiator.receive_proposal, party, data)
+        except ConfigError as exc:
+            warn(party, "proposal", "refused a proposal of %s from %s: %s", job, party, exc)
+            raise HTTPException(422, "proposal refused") from None
+        return {"ok": True}
+
+    @app.post("/v1/decisions/{job}")
+    async def receive_decision(
+        request: Request, job: str, party: Annotated[str, Depends(caller)]
+    ) -> Any:
+        """A party's signed decision (approve, reject, revoke) on a proposal."""
+        checked("job", job)
+        if party == config.party:
+            raise HTTPException(400, "a node decides with POST /v1/proposals/{job}/<decision>")
+        data = await read_json_object(request, MAX_ABORT_BODY)
+        if data.get("job") != job:
+            raise HTTPException(400, "the decision must name this job")
+        try:
+            outcome = await run_in_threadpool(runner.negotiator.receive_decision, party, data)
+        except ConfigError as exc:
+            warn(party, "decision", "refused a decision on %s from %s: %s", job, party, exc)
+            raise HTTPException(422, "decision refused") from None
+        if outcome == "unknown":
+            raise HTTPException(404, f"no proposal {job!r} here yet")
+        return {"ok": True}
+
+    # -- negotiation: this node's operator
+    @app.post("/v1/proposals")
+    async def propose(request: Request, party: Annotated[str, Depends(admin)]) -> Any:
+        """Propose a pipeline to its parties (this node approves it as the initiator)."""
+        data = await read_json_object(request, MAX_SPEC_BODY)
+        try:
+            return await run_in_threadpool(runner.negotiator.propose, data)
+        except ConfigError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get("/v1/proposals")
+    def inbox(party: Annotated[str, Depends(admin)], status: str | None = None) -> Any:
+        """The approvals inbox: every proposal with exactly what it uses of this party."""
+        return {"proposals": runner.negotiator.inbox(status)}
+
+    @app.get("/v1/proposals/{job}")
+    def proposal(job: str, party: Annotated[str, Depends(admin)]) -> Any:
+        try:
+            return runner.negotiator.view(checked("job", job))
+        except ConfigError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.post("/v1/proposals/{job}/{decision}")
+    async def decide(
+        request: Request, job: str, decision: str, party: Annotated[str, Depends(admin)]
+    ) -> Any:
+        """``approve``, ``reject`` or ``revoke`` (signed with this node's identity key)."""
+        checked("job", job)
+        if decision not in ("approve", "reject", "revoke"):
+            raise HTTPException(404, "decision must be approve, reject or revoke")
+        data = await read_json_object(request, MAX_ABORT_BODY)
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            raise HTTPException(400, "reason must be a string")
+        try:
+            return await run_in_threadpool(runner.negotiator.decide, job, decision, reason[:500])
+        except ConfigError as exc:
+            raise HTTPException(409, str(exc)) from None
+
     @app.post("/v1/jobs")
     async def submit(
         request: Request,
@@ -437,6 +516,11 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             if check:
                 runner.check(spec)
                 return {"job": spec.job, "accepted": True}
+            if "steps" in data:
+                raise ConfigError(
+                    "a pipeline starts only when every party approves it: propose it with "
+                    "POST /v1/proposals (privfin job submit)"
+                )
             return runner.submit(spec)
         except ConfigError as exc:
             raise HTTPException(422, str(exc)) from None

@@ -89,6 +89,50 @@ class NodeClient:
         resp.raise_for_status()
         return True
 
+    def propose(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Propose a pipeline (this node is its initiator and approves it)."""
+        resp = self._http.post("/v1/proposals", json=spec)
+        if resp.status_code in (400, 413, 422):
+            raise ConfigError(f"node {self.identity.party} refused the job: {_detail(resp)}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def proposals(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The approvals inbox (every proposal this node knows, with what it uses here)."""
+        resp = self._http.get("/v1/proposals", params={"status": status} if status else None)
+        resp.raise_for_status()
+        data: list[dict[str, Any]] = resp.json()["proposals"]
+        return data
+
+    def proposal(self, job: str) -> dict[str, Any]:
+        resp = self._http.get(f"/v1/proposals/{job}")
+        if resp.status_code == 404:
+            raise ConfigError(f"no proposal {job!r} on node {self.identity.party}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def decide(self, job: str, decision: str, reason: str = "") -> dict[str, Any]:
+        """``approve``, ``reject`` or ``revoke`` a proposal (signed by the node)."""
+        resp = self._http.post(f"/v1/proposals/{job}/{decision}", json={"reason": reason})
+        if resp.status_code in (404, 409, 422):
+            raise ConfigError(f"node {self.identity.party}: {_detail(resp)}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def wait_proposal(self, job: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the proposal ``job`` has reached this node."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.proposal(job)
+            except ConfigError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
     def artifacts(self, job: str) -> list[dict[str, Any]]:
         """This party's output files of ``job`` (name, kind, digest, lineage)."""
         resp = self._http.get(f"/v1/jobs/{job}/artifacts")
@@ -137,13 +181,19 @@ class NodeClient:
         timeout: float = 300.0,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Wait until ``job`` is done (returns its status) or failed (raises)."""
+        """Wait until ``job`` is done (returns its status) or failed (raises); a job this
+        node has not started yet is waited for too."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 status = self.status(job)
             except httpx.TransportError:
                 status = {"status": "unreachable"}
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+                # not started here yet (a pipeline starts once this node has every approval)
+                status = {"status": "not started"}
             if on_progress is not None:
                 on_progress(status)
             if status["status"] == "done":

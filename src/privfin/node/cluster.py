@@ -98,10 +98,20 @@ class Cluster:
         timeout: float = 300.0,
     ) -> dict[str, Any]:
         """Submit ``spec`` to every party of its roles (or to ``submit_to``), wait until each
-        party's node is done, and return each party's output (a pipeline: each party's summary
-        of its steps and output files). Raises ProtocolAbort if the job fails at any party."""
+        party's node is done, and return each party's output. A pipeline is proposed by its
+        first party and approved by every other party's operator (the local cluster holds
+        every admin identity); its output is each party's summary of its steps and files.
+        Raises ProtocolAbort if the job fails at any party."""
         pipeline = "steps" in spec
         parties = list(spec["parties"] if pipeline else spec["roles"])
+        if pipeline:  # proposed by the first party, approved by the others' operators
+            with self.client(parties[0]) as client:
+                client.propose(dict(spec))
+            for party in parties[1:]:
+                with self.client(party) as client:
+                    client.wait_proposal(str(spec["job"]))
+                    client.decide(str(spec["job"]), "approve")
+            submit_to = []
         started: list[str] = []
         for party in submit_to if submit_to is not None else parties:
             with self.client(party) as client:

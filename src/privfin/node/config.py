@@ -93,6 +93,17 @@ class RetentionConfig(BaseModel):
     abort_retry_for: float = Field(default=3600.0, ge=0)
 
 
+class AutoApprove(BaseModel):
+    """A standing approval: proposals from ``partner`` for ``purpose`` that use only these of
+    this node's ``datasets`` are approved without an operator (needed for scheduled jobs).
+    Every field must match; the approval is signed and audited like an operator's."""
+
+    model_config = ConfigDict(extra="forbid")
+    partner: str
+    purpose: str
+    datasets: list[str] = []
+
+
 class NodeConfig(BaseModel):
     """What a node needs to run.
 
@@ -133,6 +144,7 @@ class NodeConfig(BaseModel):
     message_timeout: float = Field(default=120.0, gt=0)
     quotas: QuotaConfig = QuotaConfig()
     retention: RetentionConfig = RetentionConfig()
+    auto_approve: list[AutoApprove] = []
     store: str | None = None
 
     @field_validator("party")

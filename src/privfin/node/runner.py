@@ -56,6 +56,7 @@ from privfin.errors import (
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.transport import CancelToken, Channel, validate_name
+from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
 from privfin.jobs.scheduler import PartyPipeline, channel_name
 from privfin.jobs.spec import PipelineSpec, parse_spec_data
@@ -63,6 +64,7 @@ from privfin.jobs.store import PipelineStore
 from privfin.jobs.store import metadata as pipeline_metadata
 from privfin.jobs.validate import check as check_pipeline
 from privfin.node.config import NodeConfig
+from privfin.node.negotiate import Negotiator
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
 
@@ -224,6 +226,7 @@ class JobRunner:
         pipeline_metadata.create_all(mailbox.engine)
         registry_metadata.create_all(mailbox.engine)
         audit_metadata.create_all(mailbox.engine)
+        negotiation_metadata.create_all(mailbox.engine)
         self.audit = AuditLog(mailbox.engine, node=config.party)
         self.pipelines = PipelineStore(mailbox.engine)
         self.registry = DatasetRegistry(mailbox.engine)
@@ -250,6 +253,7 @@ class JobRunner:
         self._last_sweep = 0
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
         self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
+        self.negotiator = Negotiator(self)
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -502,13 +506,13 @@ class JobRunner:
                 self.accept_abort(spec.job, peer, reason)
                 raise ProtocolAbort(f"party {peer!r} aborted the job: {reason}", party=peer)
 
-    def cancel(self, job: str) -> bool:
+    def cancel(self, job: str, reason: str = "cancelled by the operator") -> bool:
         """Stop ``job`` here (its peers are told); False if this node has no such job."""
         if not self.knows(job):
             return False
         token = self._cancel.get(job)
         if token is not None:
-            token.cancel("cancelled by the operator")
+            token.cancel(reason)
         return True
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -616,6 +620,7 @@ class JobRunner:
                 self._drain_audit()
                 self._deliver_aborts(backoff)
                 self._deliver_restarts(backoff)
+                self.negotiator.deliver(backoff)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self.config.retention.sweep_interval
                     self._sweep()
@@ -625,6 +630,7 @@ class JobRunner:
             self._wake.clear()
         if self._abort_transport is not None:
             self._abort_transport.close()
+        self.negotiator.close()
 
     def _start(self, spec: AnySpec, *, resumed: bool = False) -> None:
         if spec.job in self._threads and self._threads[spec.job].is_alive():
