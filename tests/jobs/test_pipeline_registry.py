@@ -17,7 +17,6 @@ from privfin.cli.main import app
 from privfin.errors import ConfigError
 from privfin.node.cluster import cluster_up
 
-
 from ._pipeline_data import negotiate, pipeline_spec, split
 
 
