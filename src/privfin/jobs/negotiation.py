@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     insert,
     select,
     update,
@@ -48,8 +50,12 @@ from privfin.jobs.spec import PipelineSpec, parse_ref
 
 __all__ = [
     "DECISIONS",
+    "MAX_PARTIES",
+    "MAX_STEPS",
     "Decision",
     "NegotiationStore",
+    "admissible",
+    "clean_text",
     "decision_statement",
     "metadata",
     "sign_decision",
@@ -58,7 +64,63 @@ __all__ = [
 ]
 
 DECISIONS = ("approve", "reject", "revoke")
+#: Bounds of a proposal a node takes (a real pipeline has a handful of steps): validation,
+#: ordering and the inbox stay cheap whatever a peer sends.
+MAX_STEPS = 256
+MAX_PARTIES = 64
+#: Decision times a node takes (seconds since the epoch; the store's column is 32-bit).
+MAX_TIME = 2**31 - 1
+#: Unicode categories never allowed in a text a peer sends (shown in the inbox and logs):
+#: control and format characters (ANSI escapes, bidi overrides), line/paragraph separators,
+#: surrogates and private use.
+_UNSAFE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 metadata = MetaData()
+
+
+def _unsafe(text: str) -> bool:
+    return any(unicodedata.category(c) in _UNSAFE for c in text)
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every control/format character replaced by a space (what a node signs
+    as its reason, so its peers, which refuse such characters, accept the decision)."""
+    return "".join(" " if unicodedata.category(c) in _UNSAFE else c for c in text)
+
+
+def admissible(spec: PipelineSpec, text: str) -> None:
+    """Raise ConfigError unless ``spec`` (whose canonical form is ``text``) is one a node may
+    store and show: at most MAX_STEPS steps and MAX_PARTIES parties, no control or format
+    characters in any of its strings (the approvals inbox prints them), a DAG that orders,
+    and a stored form that reads back."""
+    if len(spec.steps) > MAX_STEPS or len(spec.parties) > MAX_PARTIES:
+        raise ConfigError(
+            f"a job may have at most {MAX_STEPS} steps and {MAX_PARTIES} parties "
+            f"(this one: {len(spec.steps)} and {len(spec.parties)})"
+        )
+    try:
+        again = PipelineSpec.model_validate_json(text)
+        again.order()
+        strings = list(_strings(json.loads(text), "spec"))
+    except (ValueError, RecursionError, ConfigError) as exc:
+        msg = str(exc).splitlines()[0][:200] if isinstance(exc, ConfigError) else "unreadable"
+        raise ConfigError(f"the job spec cannot be stored: {msg}") from None
+    for where, value in strings:
+        if _unsafe(value):
+            raise ConfigError(f"{where!r}: control or format characters are not allowed")
+
+
+def _strings(value: Any, where: str) -> Any:
+    """Every string (keys too) of a parsed JSON value with its dotted path."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield f"{where}.{k}", k
+            yield from _strings(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, f"{where}.{i}")
+
 
 proposals = Table(
     "proposals",
@@ -143,6 +205,10 @@ class Decision:
             raise ConfigError(f"decision must be one of {DECISIONS}")
         if type(d.at) is not int or not isinstance(d.reason, str) or len(d.reason) > 500:
             raise ConfigError("malformed decision")
+        if not 0 <= d.at <= MAX_TIME:
+            raise ConfigError("decision time out of range")
+        if _unsafe(d.reason):
+            raise ConfigError("a decision's reason may not contain control characters")
         if not isinstance(d.signature, str) or len(d.signature) > 400:
             raise ConfigError("malformed decision signature")
         if len(d.spec_sha256) != 64:
@@ -182,7 +248,7 @@ def sign_decision(
     if decision not in DECISIONS:
         raise ConfigError(f"decision must be one of {DECISIONS}")
     when = int(time.time()) if at is None else at
-    reason = reason[:500]
+    reason = clean_text(reason[:500])
     sig = key.sign(
         decision_statement(job, party, decision, spec_sha256, when, reason),
         ec.ECDSA(hashes.SHA256()),
@@ -256,6 +322,18 @@ class NegotiationStore:
             if status is not None:
                 q = q.where(proposals.c.status == status)
             return [dict(r) for r in conn.execute(q).mappings()]
+
+    def count(self, initiator: str, *, status: str | None = None, since: int = 0) -> int:
+        """Proposals of ``initiator`` (with ``status``, created at or after ``since``)."""
+        q = (
+            select(func.count())
+            .select_from(proposals)
+            .where(and_(proposals.c.initiator == initiator, proposals.c.created_at >= since))
+        )
+        if status is not None:
+            q = q.where(proposals.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def set_status(self, job: str, status: str, reason: str | None = None) -> None:
         with self.engine.begin() as conn:

@@ -46,7 +46,8 @@ from privfin.federation.tls import fingerprint, fingerprint_der
 from privfin.federation.transport import MessageKey, validate_name
 from privfin.node.config import NodeConfig
 from privfin.node.logs import LogLimiter, peer_text
-from privfin.node.runner import JobRunner, parse_spec
+from privfin.node.negotiate import NotAParty, ProposalQuota
+from privfin.node.runner import MAX_STEP_ATTEMPTS, JobRunner, parse_spec
 
 __all__ = ["PEER_CERT_SCOPE_KEY", "UploadGate", "create_app"]
 
@@ -54,6 +55,8 @@ PEER_CERT_SCOPE_KEY = "privfin.peer_cert_der"
 audit = logging.getLogger("privfin.node.audit")
 MAX_ABORT_BODY = 4096
 MAX_SPEC_BODY = 16 * 1024 * 1024
+#: A peer's proposal (a real one is a few KiB; its spec has at most 256 steps).
+MAX_PROPOSAL_BODY = 1024 * 1024
 RETRY_AFTER = {"Retry-After": "1"}
 #: Bodies up to this size are read before the checks (bounded by the upload gate); larger ones
 #: are refused, if they are to be, before a byte is read.
@@ -227,7 +230,7 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         body = await read_body(request, limit)
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # (nesting deeper than the parser's stack)
             raise HTTPException(400, "the body must be a JSON object") from None
         if not isinstance(data, dict):
             raise HTTPException(400, "the body must be a JSON object")
@@ -415,8 +418,9 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             raise HTTPException(404, f"no job {job!r} of party {party!r} on this node")
         data = await read_json_object(request, MAX_ABORT_BODY)
         step, attempt = data.get("step"), data.get("attempt")
-        if not isinstance(step, str) or type(attempt) is not int or not 2 <= attempt <= 1000:
-            raise HTTPException(400, "restart needs a step name and an attempt in 2..1000")
+        top = MAX_STEP_ATTEMPTS
+        if not isinstance(step, str) or type(attempt) is not int or not 2 <= attempt <= top:
+            raise HTTPException(400, f"restart needs a step name and an attempt in 2..{top}")
         outcome = await run_in_threadpool(runner.request_restart, job, step, attempt, party)
         if outcome not in ("ok", "stale"):
             warn(party, "refused-restart", "refused restart of %s/%s by %s", job, step, party)
@@ -433,12 +437,21 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         checked("job", job)
         if party == config.party:
             raise HTTPException(400, "a node proposes its own jobs with POST /v1/proposals")
-        data = await read_json_object(request, MAX_SPEC_BODY)
+        size = declared_length(request, MAX_PROPOSAL_BODY)
+        if not gate.acquire(party, size):  # bodies in flight are bounded as for messages
+            raise HTTPException(503, "too many uploads in flight; retry", headers=RETRY_AFTER)
+        try:
+            data = await read_json_object(request, size)
+        finally:
+            gate.release(party, size)
         spec = data.get("spec")
         if not isinstance(spec, str) or f'"job":{json.dumps(job)}' not in spec:
             raise HTTPException(400, "the proposal's spec must name this job")
         try:
-            await run_in_threadpool(runner.negotiator.receive_proposal, party, data)
+            await run_in_threadpool(runner.negotiator.receive_proposal, party, data, job)
+        except ProposalQuota as exc:
+            warn(party, "proposal-quota", "deferred proposal %s from %s: %s", job, party, exc)
+            raise HTTPException(429, "too many proposals", headers=RETRY_AFTER) from None
         except ConfigError as exc:
             warn(party, "proposal", "refused a proposal of %s from %s: %s", job, party, exc)
             raise HTTPException(422, "proposal refused") from None
@@ -457,6 +470,9 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             raise HTTPException(400, "the decision must name this job")
         try:
             outcome = await run_in_threadpool(runner.negotiator.receive_decision, party, data)
+        except NotAParty:  # the same answer as for a job this node does not have
+            warn(party, "decision", "refused a decision on %s from %s (not a party)", job, party)
+            outcome = "unknown"
         except ConfigError as exc:
             warn(party, "decision", "refused a decision on %s from %s: %s", job, party, exc)
             raise HTTPException(422, "decision refused") from None

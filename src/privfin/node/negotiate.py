@@ -29,6 +29,7 @@ from privfin.federation.http import HttpTransport
 from privfin.jobs.negotiation import (
     Decision,
     NegotiationStore,
+    admissible,
     sign_decision,
     usage_summary,
     verify_decision,
@@ -38,9 +39,21 @@ from privfin.jobs.spec import PipelineSpec, parse_spec_data
 if TYPE_CHECKING:
     from privfin.node.runner import JobRunner
 
-__all__ = ["Negotiator"]
+__all__ = ["Negotiator", "NotAParty", "ProposalQuota"]
 
 _log = logging.getLogger("privfin.node.negotiation")
+#: Proposals one initiator may have waiting in this node's inbox, and may send in a day (a
+#: bound on the store and on the operator's inbox; the sender retries a refusal later).
+MAX_PENDING_PER_PEER = 32
+MAX_PROPOSALS_PER_DAY = 256
+
+
+class ProposalQuota(ConfigError):
+    """The initiator has too many proposals here (answered 429: retry later)."""
+
+
+class NotAParty(ConfigError):
+    """A decision on a job the sender has no part in (answered like an unknown job)."""
 
 
 class Negotiator:
@@ -112,6 +125,7 @@ class Negotiator:
         spec = spec.model_copy(update={"initiator": self.me})
         text = spec.model_dump_json()
         sha = self._digest(text)
+        admissible(spec, text)  # what every peer requires of a proposal
         self.runner.check(spec)  # the whole pipeline and this node's own data
         with self._lock:
             if self.store.add_proposal(spec.job, text, sha, self.me) == "same":
@@ -136,15 +150,18 @@ class Negotiator:
         return self.view(spec.job)
 
     # -- a receiving party
-    def receive_proposal(self, sender: str, body: Any) -> None:
-        """A proposal from its initiator (``sender``, authenticated by mTLS)."""
+    def receive_proposal(self, sender: str, body: Any, job: str | None = None) -> None:
+        """A proposal from its initiator (``sender``, authenticated by mTLS) for ``job`` (the
+        name in the request's path, when given)."""
         if not isinstance(body, dict) or not isinstance(body.get("spec"), str):
             raise ConfigError("a proposal needs a spec and the initiator's decision")
         try:
             raw = json.loads(body["spec"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ConfigError("the proposal's spec is not JSON") from None
         spec = parse_spec_data(raw)
+        if job is not None and spec.job != job:
+            raise ConfigError("the proposal's spec names another job")
         if spec.model_dump_json() != body["spec"]:
             raise ConfigError("the proposal's spec is not in canonical form")
         if spec.initiator != sender:
@@ -157,7 +174,10 @@ class Negotiator:
         self._check_decision(d, sender, spec.job, sha)
         if d.decision != "approve":
             raise ConfigError("a proposal carries its initiator's approval")
+        admissible(spec, text)
         with self._lock:
+            if self.store.proposal(spec.job) is None:
+                self._quota(sender)
             new = self.store.add_proposal(spec.job, text, sha, sender) == "new"
             self.store.add_decision(d)
         if not new:
@@ -192,17 +212,27 @@ class Negotiator:
         if rule is not None:
             self.decide(spec.job, "approve", f"auto-approved ({rule})", actor="policy")
 
+    def _quota(self, sender: str) -> None:
+        pending = self.store.count(sender, status="pending")
+        recent = self.store.count(sender, since=int(time.time()) - 86400)
+        if pending >= MAX_PENDING_PER_PEER or recent >= MAX_PROPOSALS_PER_DAY:
+            raise ProposalQuota(f"{sender} has too many proposals here ({pending} waiting)")
+
     def _auto_rule(self, spec: PipelineSpec) -> str | None:
+        """The rule that approves ``spec`` here: its initiator and every other party of the
+        job must each be the partner of a rule for this purpose covering the datasets used
+        (a partner's rule does not extend to parties it brings along)."""
         mine = spec.parties[self.me]
         used = {u.name for u in mine.datasets.values()}
-        for i, rule in enumerate(self.config.auto_approve):
-            if (
-                rule.partner == spec.initiator
-                and rule.purpose == spec.purpose
-                and used <= set(rule.datasets)
-            ):
-                return f"auto_approve[{i}]"
-        return None
+        rules = {
+            rule.partner: f"auto_approve[{i}]"
+            for i, rule in reversed(list(enumerate(self.config.auto_approve)))
+            if rule.purpose == spec.purpose and used <= set(rule.datasets)
+        }
+        others = set(spec.parties) - {self.me}
+        if spec.initiator not in rules or not others <= set(rules):
+            return None
+        return rules[spec.initiator]
 
     def _check_decision(self, d: Decision, sender: str, job: str, sha: str) -> None:
         if d.party != sender or d.job != job:
@@ -221,7 +251,7 @@ class Negotiator:
             return "unknown"
         spec = PipelineSpec.model_validate_json(rec["spec"])
         if sender not in spec.parties:
-            raise ConfigError("the sender has no part in this job")
+            raise NotAParty("the sender has no part in this job")
         self._check_decision(d, sender, d.job, rec["spec_sha256"])
         with self._lock:
             if not self.store.add_decision(d):
@@ -343,7 +373,25 @@ class Negotiator:
         }
 
     def inbox(self, status: str | None = None) -> list[dict[str, Any]]:
-        return [self.view(r["job"]) for r in self.store.proposals(status)]
+        out = []
+        for r in self.store.proposals(status):
+            try:
+                out.append(self.view(r["job"]))
+            except (ConfigError, ValueError, RecursionError) as exc:  # never the whole inbox
+                _log.error("proposal %s cannot be shown: %s", r["job"], str(exc)[:200])
+                out.append(
+                    {
+                        "job": r["job"],
+                        "status": r["status"],
+                        "reason": "unreadable proposal",
+                        "initiator": r["initiator"],
+                        "spec_sha256": r["spec_sha256"],
+                        "decisions": {},
+                        "waiting_for": [],
+                        "uses": {},
+                    }
+                )
+        return out
 
     # -- delivery (housekeeping thread)
     def deliver(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:

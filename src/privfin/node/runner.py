@@ -56,6 +56,7 @@ from privfin.errors import (
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.transport import CancelToken, Channel, validate_name
+from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
 from privfin.jobs.scheduler import PartyPipeline, channel_name
@@ -68,9 +69,19 @@ from privfin.node.negotiate import Negotiator
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
 
-__all__ = ["AnySpec", "JobRunner", "JobSpec", "LocalDatasetChecks", "peer_reason"]
+__all__ = [
+    "MAX_STEP_ATTEMPTS",
+    "AnySpec",
+    "JobRunner",
+    "JobSpec",
+    "LocalDatasetChecks",
+    "peer_reason",
+]
 
 _log = logging.getLogger("privfin.node.jobs")
+#: The highest attempt of a pipeline step a peer may restart here (or send messages for):
+#: each restart reruns the step on this party's data, so a party cannot have it rerun at will.
+MAX_STEP_ATTEMPTS = 10
 _meta = MetaData()
 jobs_table = Table(
     "jobs",
@@ -326,7 +337,9 @@ class JobRunner:
             return None
         step, _, attempt = component.partition(".a")
         st = spec.steps.get(step)
-        if st is None or (attempt and (not attempt.isdigit() or not 2 <= int(attempt) <= 1000)):
+        if st is None or (
+            attempt and (not attempt.isdigit() or not 2 <= int(attempt) <= MAX_STEP_ATTEMPTS)
+        ):
             return f"job {job!r} has no step channel {component!r}"
         if channel_name(step, int(attempt or 1)) != component:
             return f"job {job!r} has no step channel {component!r}"
@@ -940,6 +953,14 @@ class JobRunner:
         st = spec.steps.get(step)
         if st is None or sender not in st.roles or self.config.party not in st.roles:
             return "not a step shared with the sender"
+        decl = DECLARATIONS.get(st.component)
+        if decl is None or decl.resumable:  # such a step resumes in place, never restarts
+            return "the step resumes in place"
+        if attempt > MAX_STEP_ATTEMPTS:
+            return "too many attempts"
+        proposal = self.negotiator.store.proposal(job)
+        if proposal is None or proposal["status"] != "approved":  # revoked: nothing reruns
+            return "the job is not approved here"
         rec = self._record(job)
         if rec is None or rec["status"] == "failed":
             return "job has failed here"

@@ -1,0 +1,218 @@
+"""Red team, issue [09]: a pinned but malicious peer against the negotiation and restart
+endpoints of the federation port (in process: the node's real ASGI app and runner, requests
+carrying the attacker's pinned certificate; the peers' addresses are unreachable, so nothing
+leaves the victim node).
+
+The victim is ``bank``; ``evil`` is a pinned peer with its own identity key (it signs its own
+decisions validly); ``telco`` is an honest third party.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.tls import Identity, create_identity
+from privfin.jobs.negotiation import sign_decision
+from privfin.jobs.spec import parse_spec_data
+from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
+from privfin.node.config import NodeConfig
+from privfin.node.runner import JobRunner
+
+PEERS = ("telco", "evil")
+
+
+@dataclass
+class Node:
+    ids: dict[str, Identity]
+    config: NodeConfig
+    mailbox: Mailbox
+    runner: JobRunner
+    app: Any
+
+    def key(self, party: str) -> ec.EllipticCurvePrivateKey:
+        key = serialization.load_pem_private_key(self.ids[party].key.read_bytes(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return key
+
+    def post(self, party: str, path: str, body: Any) -> httpx.Response:
+        """POST ``body`` (JSON) as ``party`` (its pinned certificate) to the federation app."""
+        der = x509.load_pem_x509_certificate(self.ids[party].cert.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+
+        async def with_cert(scope: Any, receive: Any, send: Any) -> None:
+            await self.app({**scope, "extensions": {PEER_CERT_SCOPE_KEY: der}}, receive, send)
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=with_cert)
+            async with httpx.AsyncClient(transport=transport, base_url="https://node") as c:
+                return await c.post(path, json=body)
+
+        return asyncio.run(go())
+
+    def propose(
+        self, spec: dict[str, Any], sender: str = "evil", **decision: Any
+    ) -> httpx.Response:
+        """``sender`` proposes ``spec`` (as its initiator) with its validly signed approval."""
+        text = parse_spec_data({**spec, "initiator": sender}).model_dump_json()
+        d = self.decision(sender, spec["job"], text, "approve", **decision)
+        return self.post(sender, f"/v1/proposals/{spec['job']}", {"spec": text, "decision": d})
+
+    def decision(self, party: str, job: str, text: str, decision: str, **kw: Any) -> dict[str, Any]:
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        d = sign_decision(
+            self.key(party), job=job, party=party, decision=decision, spec_sha256=sha, **kw
+        )
+        return d.as_dict()
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    ids = {p: create_identity(p, tmp_path / p) for p in ("bank", *PEERS)}
+    data = tmp_path / "bank_train.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "y": [0, 1, 0], "x": [1.0, 2.0, 3.0]}).to_csv(
+        data, index=False
+    )
+    config = NodeConfig(
+        party="bank",
+        port=1,
+        state_dir=tmp_path / "state",
+        cert=ids["bank"].cert,
+        key=ids["bank"].key,
+        peers={p: {"url": "https://127.0.0.1:1", "cert": ids[p].cert} for p in PEERS},
+        datasets={"bank_train": data},
+    )
+    box = Mailbox(tmp_path / "state" / "node.sqlite")
+    runner = JobRunner(config, box)
+    try:
+        yield Node(ids, config, box, runner, create_app(config, box, runner))
+    finally:
+        runner.shutdown()
+        runner.negotiator.close()
+        box.close()
+
+
+def _step(after: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "component": "psi",
+        "roles": {"bank": "receiver", "evil": "sender"},
+        "inputs": {"table": "datasets.t"},
+        **({"after": after} if after else {}),
+    }
+
+
+def _spec(job: str, steps: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "job": job,
+        "purpose": "credit scoring",
+        "parties": {
+            "bank": {"datasets": {"t": "bank_train"}},
+            "evil": {"datasets": {"t": "evil_data"}},
+        },
+        "results": ["bank"],
+        "steps": steps if steps is not None else {"psi": _step()},
+        **extra,
+    }
+
+
+def test_a_deep_step_chain_cannot_break_the_inbox(node: Node) -> None:
+    """Finding: a proposal whose ``after`` chain is listed last-first made ``order()`` recurse
+    past Python's limit (RecursionError after the proposal was stored): HTTP 500, and from
+    then on every listing of the approvals inbox raised. Parameters nested ~200 deep passed
+    ``json.loads`` but not pydantic's JSON parser, so the stored spec could not be read back
+    (same effect), and so did a stored proposal whose steps form a cycle (``view`` raised
+    ConfigError from ``order()``). Now a proposal is refused before it is stored unless its
+    stored form reads back and its DAG orders (and it has at most 256 steps)."""
+    n = 1500
+    chain = {f"s{i}": _step([f"s{i - 1}"] if i else None) for i in reversed(range(n))}
+    nested: Any = 1
+    for _ in range(220):
+        nested = {"a": nested}
+    deep_params = {"psi": {**_step(), "params": {"extra": nested}}}
+    wide = {f"s{i}": _step() for i in range(300)}
+    cycle = {"a": _step(["b"]), "b": _step(["a"])}
+    cases = (("deep", chain), ("nested", deep_params), ("wide", wide), ("cycle", cycle))
+    for job, steps in cases:
+        r = node.propose(_spec(job, steps))
+        assert r.status_code == 422, (job, r.status_code)
+        assert node.runner.negotiator.store.proposal(job) is None
+    assert node.runner.negotiator.inbox() == []
+    assert node.propose(_spec("fine")).status_code == 200
+    assert [v["job"] for v in node.runner.negotiator.inbox()] == ["fine"]
+
+
+def _sb_spec(job: str) -> dict[str, Any]:
+    return _spec(
+        job,
+        {
+            "psi": _step(),
+            "train": {
+                "component": "secureboost",
+                "roles": {"bank": "guest", "evil": "host"},
+                "params": {"n_trees": 1, "max_depth": 2, "n_bins": 4},
+                "inputs": {"table": "psi.aligned"},
+            },
+        },
+    )
+
+
+def test_a_peer_cannot_rerun_steps_at_will(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding: ``/v1/restart`` reran a step (and everything after it) on this party's data
+    for any attempt up to 1000, reopening a finished job each time, for any component, and
+    even after the job was revoked. A malicious party could rerun a PSI with other ids each
+    time (a membership oracle beyond the one approved run), or SecureBoost up to 999 times,
+    and run a job its partner had revoked. Now a restart is refused for a step that resumes
+    in place (PSI: an honest party never restarts one), above attempt MAX_STEP_ATTEMPTS, and
+    for a job whose proposal is no longer approved here; messages on channels above that
+    attempt are refused too."""
+    from privfin.node.runner import MAX_STEP_ATTEMPTS
+
+    started: list[str] = []
+    monkeypatch.setattr(node.runner, "_start", lambda spec, resumed=False: started.append(spec.job))
+    spec = _sb_spec("sb")
+    assert node.propose(spec).status_code == 200
+    node.runner.negotiator.decide("sb", "approve")
+    assert started == ["sb"]
+    runner = node.runner
+
+    def finish() -> None:  # the job completed here
+        for step in ("psi", "train"):
+            runner.pipelines.set_step("sb", step, status="done")
+        runner._set("sb", status="done")
+
+    runner.pipelines.set_step("sb", "psi", attempt=1, status="done")
+    runner.pipelines.set_step("sb", "train", attempt=1, status="done")
+    finish()
+
+    def restart(step: str, attempt: int) -> int:
+        return node.post("evil", "/v1/restart/sb", {"step": step, "attempt": attempt}).status_code
+
+    assert restart("psi", 2) == 409  # PSI resumes in place: a restart of it is never honest
+    assert restart("train", 1000) == 400
+    assert restart("train", MAX_STEP_ATTEMPTS + 1) == 400
+    assert runner.admits("sb", f"train.a{MAX_STEP_ATTEMPTS + 1}", "evil") is not None
+    assert runner.admits("sb", f"train.a{MAX_STEP_ATTEMPTS}", "evil") is None
+    assert started == ["sb"]
+    assert restart("train", 2) == 200  # the honest case: a party crashed inside SecureBoost
+    assert started == ["sb", "sb"]
+    finish()
+    text = runner.negotiator.store.proposal("sb")["spec"]  # type: ignore[index]
+    revoke = node.decision("evil", "sb", text, "revoke")
+    assert node.post("evil", "/v1/decisions/sb", revoke).status_code == 200
+    assert runner.negotiator.store.proposal("sb")["status"] == "revoked"  # type: ignore[index]
+    assert restart("train", 3) == 409  # a revoked job never runs again
+    assert started == ["sb", "sb"]
+    assert runner.status("sb")["status"] == "done"  # type: ignore[index]
