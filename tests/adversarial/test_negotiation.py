@@ -10,7 +10,9 @@ decisions validly); ``telco`` is an honest third party.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +22,15 @@ import httpx
 import pandas as pd
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from privfin.federation.mailbox import Mailbox
 from privfin.federation.tls import Identity, create_identity
-from privfin.jobs.negotiation import sign_decision
+from privfin.jobs.negotiation import Decision, decision_statement
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
-from privfin.node.config import NodeConfig
+from privfin.node.config import AutoApprove, NodeConfig
 from privfin.node.runner import JobRunner
 
 PEERS = ("telco", "evil")
@@ -41,6 +43,11 @@ class Node:
     mailbox: Mailbox
     runner: JobRunner
     app: Any
+
+    def close(self) -> None:
+        self.runner.shutdown()
+        self.runner.negotiator.close()
+        self.mailbox.close()
 
     def key(self, party: str) -> ec.EllipticCurvePrivateKey:
         key = serialization.load_pem_private_key(self.ids[party].key.read_bytes(), None)
@@ -72,15 +79,17 @@ class Node:
         return self.post(sender, f"/v1/proposals/{spec['job']}", {"spec": text, "decision": d})
 
     def decision(self, party: str, job: str, text: str, decision: str, **kw: Any) -> dict[str, Any]:
+        """``party``'s decision, signed as is (a malicious peer signs whatever it likes)."""
         sha = hashlib.sha256(text.encode()).hexdigest()
-        d = sign_decision(
-            self.key(party), job=job, party=party, decision=decision, spec_sha256=sha, **kw
-        )
-        return d.as_dict()
+        at, reason = kw.get("at", int(time.time())), kw.get("reason", "")
+        statement = decision_statement(job, party, decision, sha, at, reason)
+        sig = self.key(party).sign(statement, ec.ECDSA(hashes.SHA256()))
+        return Decision(
+            job, party, decision, sha, at, reason, base64.b64encode(sig).decode()
+        ).as_dict()
 
 
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Node]:
+def make_node(tmp_path: Path, **extra: Any) -> Node:
     ids = {p: create_identity(p, tmp_path / p) for p in ("bank", *PEERS)}
     data = tmp_path / "bank_train.csv"
     pd.DataFrame({"id": ["a", "b", "c"], "y": [0, 1, 0], "x": [1.0, 2.0, 3.0]}).to_csv(
@@ -94,15 +103,20 @@ def node(tmp_path: Path) -> Iterator[Node]:
         key=ids["bank"].key,
         peers={p: {"url": "https://127.0.0.1:1", "cert": ids[p].cert} for p in PEERS},
         datasets={"bank_train": data},
+        **extra,
     )
     box = Mailbox(tmp_path / "state" / "node.sqlite")
     runner = JobRunner(config, box)
+    return Node(ids, config, box, runner, create_app(config, box, runner))
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    n = make_node(tmp_path)
     try:
-        yield Node(ids, config, box, runner, create_app(config, box, runner))
+        yield n
     finally:
-        runner.shutdown()
-        runner.negotiator.close()
-        box.close()
+        n.close()
 
 
 def _step(after: list[str] | None = None) -> dict[str, Any]:
@@ -216,3 +230,114 @@ def test_a_peer_cannot_rerun_steps_at_will(node: Node, monkeypatch: pytest.Monke
     assert restart("train", 3) == 409  # a revoked job never runs again
     assert started == ["sb", "sb"]
     assert runner.status("sb")["status"] == "done"  # type: ignore[index]
+
+
+def test_proposals_cannot_flood_the_node(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding: a peer could store any number of proposals of up to 16 MiB each (rejected
+    ones stay as evidence), read outside the upload gate, and fill the operator's inbox.
+    Now a proposal body is at most 1 MiB, and an initiator may have MAX_PENDING_PER_PEER
+    proposals waiting and send MAX_PROPOSALS_PER_DAY a day (429: the sender retries)."""
+    from privfin.node import negotiate
+
+    monkeypatch.setattr(negotiate, "MAX_PENDING_PER_PEER", 2)
+    monkeypatch.setattr(negotiate, "MAX_PROPOSALS_PER_DAY", 4)
+    big = _spec("big", purpose="x" * 500)
+    big["steps"]["psi"]["params"] = {"pad": "y" * (2 * 1024 * 1024)}
+    assert node.propose(big).status_code == 413
+    assert [node.propose(_spec(f"p{i}")).status_code for i in range(3)] == [200, 200, 429]
+    assert node.propose(_spec("p0")).status_code == 200  # a retry of a stored one is fine
+    node.runner.negotiator.decide("p0", "reject")  # one fewer waiting
+    assert node.propose(_spec("p2")).status_code == 200
+    node.runner.negotiator.decide("p2", "reject")
+    # proposals this node rejects on its own data count towards the day's quota
+    bad = _spec("bad1")
+    bad["parties"]["bank"]["datasets"]["t"] = "no_such_dataset"
+    assert node.propose(bad).status_code == 200
+    assert node.runner.negotiator.store.proposal("bad1")["status"] == "rejected"  # type: ignore[index]
+    bad["job"] = "bad2"
+    assert node.propose(bad).status_code == 429
+    assert node.runner.negotiator.store.proposal("bad2") is None
+    # the other peer's quota is its own
+    telco = _spec("t1")
+    telco["parties"] = {"bank": telco["parties"]["bank"], "telco": {"datasets": {"t": "x"}}}
+    telco["steps"]["psi"]["roles"] = {"bank": "receiver", "telco": "sender"}
+    assert node.propose(telco, sender="telco").status_code == 200
+
+
+def test_peer_text_cannot_reach_the_operator_terminal(node: Node) -> None:
+    """Finding: the approvals inbox (printed by ``privfin job inbox``) showed a peer's purpose
+    and decision reasons as sent: ANSI escapes, bidi overrides and newlines could forge
+    lines ("telco: approve") or rewrite the operator's terminal. A decision time of 10**30
+    crashed the store (HTTP 500). A spec whose path job differed from its own job (a params
+    key ``"job"`` satisfied the endpoint's text check) was stored under its own name. Now
+    such proposals and decisions are refused, and a node signs its own reasons cleaned."""
+    for job, purpose in (("ansi", "credit \x1b[2J\x1b[1;1Hscoring"), ("bidi", "credit\u202e")):
+        assert node.propose(_spec(job, purpose=purpose)).status_code == 422
+        assert node.runner.negotiator.store.proposal(job) is None
+    params_key = _spec("other")
+    params_key["steps"]["psi"]["params"] = {"job": "victim"}
+    text = parse_spec_data({**params_key, "initiator": "evil"}).model_dump_json()
+    d = node.decision("evil", "other", text, "approve")
+    r = node.post("evil", "/v1/proposals/victim", {"spec": text, "decision": d})
+    assert r.status_code == 422
+    assert node.runner.negotiator.store.proposal("other") is None
+    assert node.propose(_spec("fine")).status_code == 200
+    text = node.runner.negotiator.store.proposal("fine")["spec"]  # type: ignore[index]
+    for bad in (
+        {"reason": "ok\n  telco: approve"},
+        {"reason": "\x1b]0;owned\x07"},
+        {"at": 10**30},
+        {"at": -1},
+    ):
+        raw = node.decision("evil", "fine", text, "revoke", **bad)
+        assert node.post("evil", "/v1/decisions/fine", raw).status_code == 422, bad
+    view = node.runner.negotiator.decide("fine", "reject", "no\n\x1b[31mthanks")
+    assert view["decisions"]["bank"]["reason"] == "no  [31mthanks"
+    assert node.runner.negotiator.store.proposal("fine")["status"] == "rejected"  # type: ignore[index]
+
+
+def test_a_non_party_learns_nothing_from_decisions(node: Node) -> None:
+    """Finding: a decision on a job the sender has no part in got 422 while one on an unknown
+    job got 404: any pinned peer could probe which job names this node negotiates. Now both
+    get 404 (and nothing is stored)."""
+    assert node.propose(_spec("secret-merger")).status_code == 200
+    text = node.runner.negotiator.store.proposal("secret-merger")["spec"]  # type: ignore[index]
+    known = node.decision("telco", "secret-merger", text, "reject")
+    unknown = node.decision("telco", "no-such-job", text, "reject")
+    r1 = node.post("telco", "/v1/decisions/secret-merger", known)
+    r2 = node.post("telco", "/v1/decisions/no-such-job", unknown)
+    assert (r1.status_code, r2.status_code) == (404, 404)
+    assert {d.party for d in node.runner.negotiator.store.decisions("secret-merger")} == {"evil"}
+    assert node.runner.negotiator.store.proposal("secret-merger")["status"] == "pending"  # type: ignore[index]
+
+
+def test_a_partner_rule_does_not_approve_parties_it_brings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding: an auto-approval rule for partner P approved any proposal P initiated for
+    the purpose and datasets, whatever other parties it named: P could bring in a third
+    party (here the result party, PSI partner of this node) that this node's operator never
+    agreed to. Now every other party of the job must be the partner of a matching rule."""
+    rule = AutoApprove(partner="evil", purpose="credit scoring", datasets=["bank_train"])
+    n = make_node(tmp_path, auto_approve=[rule])
+    started: list[str] = []
+    monkeypatch.setattr(n.runner, "_start", lambda spec, resumed=False: started.append(spec.job))
+    try:
+        three = _spec("three", results=["telco"])
+        three["parties"]["telco"] = {"datasets": {"t": "telco_data"}}
+        three["steps"]["psi"]["roles"] = {"bank": "receiver", "evil": "sender"}
+        three["steps"]["leak"] = {
+            "component": "psi",
+            "roles": {"bank": "sender", "telco": "receiver"},
+            "params": {"reveal_to": "both"},
+            "inputs": {"table": "datasets.t"},
+        }
+        assert n.propose(three).status_code == 200
+        decisions = {d.party: d.decision for d in n.runner.negotiator.store.decisions("three")}
+        assert decisions == {"evil": "approve"}  # waits for this node's operator
+        assert n.propose(_spec("two")).status_code == 200  # the rule's own case still works
+        decisions = {d.party: d.decision for d in n.runner.negotiator.store.decisions("two")}
+        assert decisions == {"evil": "approve", "bank": "approve"}
+        assert started == ["two"]
+    finally:
+        n.close()
