@@ -30,7 +30,7 @@ from privfin.federation.tls import Identity, create_identity
 from privfin.jobs.negotiation import Decision, decision_statement
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.app import PEER_CERT_SCOPE_KEY, create_app
-from privfin.node.config import AutoApprove, NodeConfig
+from privfin.node.config import AutoApprove, NodeConfig, PeerConfig
 from privfin.node.runner import JobRunner
 
 PEERS = ("telco", "evil")
@@ -101,7 +101,7 @@ def make_node(tmp_path: Path, **extra: Any) -> Node:
         state_dir=tmp_path / "state",
         cert=ids["bank"].cert,
         key=ids["bank"].key,
-        peers={p: {"url": "https://127.0.0.1:1", "cert": ids[p].cert} for p in PEERS},
+        peers={p: PeerConfig(url="https://127.0.0.1:1", cert=ids[p].cert) for p in PEERS},
         datasets={"bank_train": data},
         **extra,
     )
@@ -341,3 +341,61 @@ def test_a_partner_rule_does_not_approve_parties_it_brings(
         assert started == ["two"]
     finally:
         n.close()
+
+
+def test_forged_replayed_and_misdirected_decisions_are_refused(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What held (kept as a regression test): a decision is the sender's own, for this job
+    and this exact spec, validly signed; a proposal comes from the initiator it names and
+    names only pinned parties; nothing starts before every party approved (a decision that
+    arrives before its proposal is not kept); a rejection after an approval ends it."""
+    started: list[str] = []
+    monkeypatch.setattr(node.runner, "_start", lambda spec, resumed=False: started.append(spec.job))
+    three = _spec("j3")
+    three["parties"]["telco"] = {"datasets": {"t": "telco_data"}}
+    three["steps"]["psi2"] = {**_step(), "roles": {"bank": "receiver", "telco": "sender"}}
+    # a decision before the proposal: 404, not kept (the sender retries)
+    text3 = parse_spec_data({**three, "initiator": "evil"}).model_dump_json()
+    early = node.decision("telco", "j3", text3, "approve")
+    assert node.post("telco", "/v1/decisions/j3", early).status_code == 404
+    # a proposal naming another initiator, or sent with another party's approval
+    r = node.post("telco", "/v1/proposals/j3", {"spec": text3, "decision": early})
+    assert r.status_code == 422
+    assert node.propose(three).status_code == 200
+    negotiator = node.runner.negotiator
+    negotiator.decide("j3", "approve")
+    assert started == []  # telco has not approved
+    other = _spec("j4")
+    assert node.propose(other).status_code == 200
+    text4 = negotiator.store.proposal("j4")["spec"]  # type: ignore[index]
+    forged = node.decision("evil", "j3", text3, "approve")
+    forged["party"] = "telco"  # evil's signature, telco's name
+    replayed = node.decision("telco", "j3", text3, "approve")
+    replayed_job = {**replayed, "job": "j4"}  # telco's approval of j3 replayed for j4
+    other_version = node.decision("telco", "j3", text4, "approve")  # another spec's digest
+    for sender, body in (
+        ("evil", forged),
+        ("evil", replayed),  # telco's genuine decision relayed by evil
+        ("telco", {**forged, "signature": replayed["signature"][:-4] + "AAAA"}),
+        ("telco", other_version),
+    ):
+        r = node.post(sender, f"/v1/decisions/{body['job']}", body)
+        assert r.status_code in (404, 422), (sender, body)
+    r = node.post("telco", "/v1/decisions/j4", replayed_job)
+    assert r.status_code in (404, 422)
+    assert started == []
+    assert node.post("telco", "/v1/decisions/j3", replayed).status_code == 200
+    assert started == ["j3"]
+    # a rejection after the approval changes nothing (revocation is the way to stop)
+    reject = node.decision("telco", "j3", text3, "reject")
+    assert node.post("telco", "/v1/decisions/j3", reject).status_code == 200
+    assert negotiator.store.proposal("j3")["status"] == "approved"  # type: ignore[index]
+    # a proposal naming a party this node has not pinned is rejected here, generically
+    stranger = _spec("j5")
+    stranger["parties"]["mallory"] = {}
+    assert node.propose(stranger).status_code == 200
+    rec = negotiator.store.proposal("j5")
+    assert rec is not None and rec["status"] == "rejected"
+    mine = [d for d in negotiator.store.decisions("j5") if d.party == "bank"]
+    assert [(d.decision, d.reason) for d in mine] == [("reject", "bank: input rejected")]
