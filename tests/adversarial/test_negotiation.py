@@ -399,3 +399,32 @@ def test_forged_replayed_and_misdirected_decisions_are_refused(
     assert rec is not None and rec["status"] == "rejected"
     mine = [d for d in negotiator.store.decisions("j5") if d.party == "bank"]
     assert [(d.decision, d.reason) for d in mine] == [("reject", "bank: input rejected")]
+
+
+def test_the_inbox_shows_what_decides_disclosure_and_a_partys_strongest_decision(
+    node: Node,
+) -> None:
+    """Findings: (1) the inbox showed a step's component and roles but not its parameters,
+    so a PSI with ``reveal_to: both`` (the initiator learns which of its ids are this
+    party's customers) looked like any other PSI; neither did it show timeouts. A step
+    timeout of 10**9 s (the longest wait for one message) let a peer that stalls hold an
+    approved job's thread, data and keys for decades. (2) A party that approved (in its
+    proposal) and then rejected with an earlier time showed as "approve" in the inbox while
+    the proposal was rejected. Now the inbox lists every step's parameters and timeouts,
+    timeouts are bounded (a day per message, 30 days per job), and each party's strongest
+    decision is shown."""
+    slow = _spec("slow")
+    slow["steps"]["psi"]["timeout"] = 1e9
+    assert node.propose(slow).status_code == 422
+    assert node.propose(_spec("long", timeout=1e12)).status_code == 422
+    reveal = _spec("reveal")
+    reveal["steps"]["psi"]["params"] = {"reveal_to": "both"}
+    assert node.propose(reveal).status_code == 200
+    (step,) = node.runner.negotiator.view("reveal")["uses"]["steps"]
+    assert step["params"] == {"reveal_to": "both"}
+    text = node.runner.negotiator.store.proposal("reveal")["spec"]  # type: ignore[index]
+    reject = node.decision("evil", "reveal", text, "reject", at=1)
+    assert node.post("evil", "/v1/decisions/reveal", reject).status_code == 200
+    view = node.runner.negotiator.view("reveal")
+    assert view["status"] == "rejected"
+    assert view["decisions"]["evil"]["decision"] == "reject"

@@ -70,6 +70,11 @@ MAX_STEPS = 256
 MAX_PARTIES = 64
 #: Decision times a node takes (seconds since the epoch; the store's column is 32-bit).
 MAX_TIME = 2**31 - 1
+#: The longest wait for one message of a step (a step's ``timeout``) and the longest job
+#: (the job's ``timeout``) a node agrees to: a peer that stalls cannot hold a job's thread,
+#: data and keys for years.
+MAX_STEP_TIMEOUT = 24 * 3600.0
+MAX_JOB_TIMEOUT = 30 * 24 * 3600.0
 #: Unicode categories never allowed in a text a peer sends (shown in the inbox and logs):
 #: control and format characters (ANSI escapes, bidi overrides), line/paragraph separators,
 #: surrogates and private use.
@@ -92,6 +97,11 @@ def admissible(spec: PipelineSpec, text: str) -> None:
     store and show: at most MAX_STEPS steps and MAX_PARTIES parties, no control or format
     characters in any of its strings (the approvals inbox prints them), a DAG that orders,
     and a stored form that reads back."""
+    if (spec.timeout or 0) > MAX_JOB_TIMEOUT:
+        raise ConfigError(f"the job's timeout may be at most {MAX_JOB_TIMEOUT:g} s")
+    for name, st in spec.steps.items():
+        if (st.timeout or 0) > MAX_STEP_TIMEOUT:
+            raise ConfigError(f"step {name!r}: timeout may be at most {MAX_STEP_TIMEOUT:g} s")
     if len(spec.steps) > MAX_STEPS or len(spec.parties) > MAX_PARTIES:
         raise ConfigError(
             f"a job may have at most {MAX_STEPS} steps and {MAX_PARTIES} parties "
@@ -427,6 +437,10 @@ def usage_summary(
                 "parties": list(st.roles),
                 "uses": uses,
                 "reveals": decl.reveals if decl else "",
+                # (what a step discloses may depend on them, e.g. a PSI's reveal_to)
+                "params": st.params,
+                "party_params": st.party_params,
+                "timeout": st.timeout,
             }
         )
     datasets = {}
@@ -442,6 +456,7 @@ def usage_summary(
         "job": spec.job,
         "purpose": spec.purpose,
         "retention_days": spec.retention_days,
+        "timeout": spec.timeout,
         "results": spec.results,
         "parties": list(spec.parties),
         "initiator": spec.initiator,

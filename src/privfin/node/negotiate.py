@@ -357,9 +357,12 @@ class Negotiator:
             except ConfigError:
                 continue
             levels[use.name] = {f.name: f.level.value for f in info.fields}
+        # a party's strongest decision is shown (revoke > reject > approve), whatever times
+        # it put on them: an approval dated after its own rejection does not hide it
+        strength = {"approve": 0, "reject": 1, "revoke": 2}
+        ranked = sorted(self.store.decisions(job), key=lambda d: (strength[d.decision], d.at))
         decisions = {
-            d.party: {"decision": d.decision, "at": d.at, "reason": d.reason}
-            for d in self.store.decisions(job)
+            d.party: {"decision": d.decision, "at": d.at, "reason": d.reason} for d in ranked
         }
         return {
             "job": job,
