@@ -398,7 +398,8 @@ def test_refused_requests_do_not_flood_the_log(cluster: Cluster) -> None:
     with _raw(cluster, "bank_c", "bank_a") as mallory:
         for i in range(40):
             assert mallory.post(f"/v1/abort/dos-nojob-{i}", json={"reason": "x"}).status_code == 404
-            assert mallory.get("/v1/jobs/dos-nojob").status_code == 403
+            # the job API is not served on the federation port at all
+            assert mallory.get("/v1/jobs/dos-nojob").status_code == 404
             resp = mallory.put(
                 "/v1/messages/dos-n/exposure/t/bank_c/bank_a/0",
                 content=b"x",
@@ -407,7 +408,6 @@ def test_refused_requests_do_not_flood_the_log(cluster: Cluster) -> None:
             assert resp.status_code == 403
     log = (cluster.root / "bank_a" / "node.log").read_text(errors="replace")
     assert 0 < log.count("refused abort of job dos-nojob") <= 5
-    assert 0 < log.count("tried to use the job API") <= 5
     assert 0 < log.count("party bank_c claimed to be bank_b") <= 5
     # uploads dropped half-way (test_uploads_in_flight_are_limited_per_peer): one short line
     # each (rate-limited), no traceback

@@ -367,7 +367,6 @@ def test_declared_content_length_over_the_limit_gets_413_before_the_body(
     """Headers declaring a body over the limit, followed by a few bytes and then nothing: the
     node answers 413 at once (it would otherwise wait for the rest) and stores nothing."""
     mallory = client_context(cluster.identity("mallory"), _pem(cluster, "bank_a"))
-    own = client_context(cluster.identity("bank_a"), _pem(cluster, "bank_a"))
     cases = [
         (mallory, f"PUT /v1/messages/{BAIT}/psi/big/mallory/bank_a/0", 300 * 1024 * 1024),
         (
@@ -376,7 +375,7 @@ def test_declared_content_length_over_the_limit_gets_413_before_the_body(
             300 * 1024 * 1024,
         ),
         (mallory, f"POST /v1/abort/{BAIT}", 64 * 1024),
-        (own, "POST /v1/jobs", 64 * 1024 * 1024),
+        (mallory, "POST /v1/proposals/held-x", 64 * 1024 * 1024),
     ]
     for ctx, line, length in cases:
         head = f"{line} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"

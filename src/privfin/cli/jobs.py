@@ -36,8 +36,7 @@ def _client(config: Path | None, directory: Path | None, party: str | None) -> A
     if config is not None:
         from privfin.node.config import load_config
 
-        cfg = load_config(config)
-        return NodeClient(f"https://{cfg.host}:{cfg.port}", cfg.identity)
+        return NodeClient.for_config(load_config(config))
     if directory is not None:
         from privfin.node.cluster import load_cluster
 
@@ -273,8 +272,8 @@ def job_cancel(
     """Stop a job at this node (its other parties are told; state is kept)."""
     with _client(config, directory, party) as client:
         if not client.cancel(job):
-            raise _fail(f"no job {job!r} on node {client.identity.party}")
-        typer.echo(f"job {job}: cancel requested at {client.identity.party}")
+            raise _fail(f"no job {job!r} on node {client.party}")
+        typer.echo(f"job {job}: cancel requested at {client.party}")
 
 
 def _out_dir(out: Path) -> Path:
@@ -300,9 +299,9 @@ def job_results(
     with _client(config, directory, party) as client:
         arts = client.artifacts(job)
         if not arts:
-            raise _fail(f"job {job!r} has no output files at {client.identity.party} (yet)")
+            raise _fail(f"job {job!r} has no output files at {client.party} (yet)")
         target = _out_dir(out)
-        manifest = {"job": job, "party": client.identity.party, "files": []}
+        manifest = {"job": job, "party": client.party, "files": []}
         for art in arts:
             data = client.download(job, art["step"], art["name"])
             name = Path(art["path"]).name

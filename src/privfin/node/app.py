@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -47,7 +47,7 @@ from privfin.federation.transport import MessageKey, validate_name
 from privfin.node.config import NodeConfig
 from privfin.node.logs import LogLimiter, peer_text
 from privfin.node.negotiate import NotAParty, ProposalQuota
-from privfin.node.runner import MAX_STEP_ATTEMPTS, JobRunner, parse_spec
+from privfin.node.runner import MAX_STEP_ATTEMPTS, JobRunner
 
 __all__ = ["PEER_CERT_SCOPE_KEY", "UploadGate", "create_app"]
 
@@ -134,12 +134,6 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             shown = peer_text(claimed, 64)
             warn(party, "claimed-sender", "party %s claimed to be %s; refused", party, shown)
             raise HTTPException(403, f"certificate of {party!r} cannot send as {shown!r}")
-        return party
-
-    def admin(party: Annotated[str, Depends(caller)]) -> str:
-        if party != config.party:
-            warn(party, "job-api", "party %s tried to use the job API of %s", party, config.party)
-            raise HTTPException(403, "only this node's own identity may manage its jobs")
         return party
 
     def checked(kind: str, value: str) -> str:
@@ -479,131 +473,5 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
         if outcome == "unknown":
             raise HTTPException(404, f"no proposal {job!r} here yet")
         return {"ok": True}
-
-    # -- negotiation: this node's operator
-    @app.post("/v1/proposals")
-    async def propose(request: Request, party: Annotated[str, Depends(admin)]) -> Any:
-        """Propose a pipeline to its parties (this node approves it as the initiator)."""
-        data = await read_json_object(request, MAX_SPEC_BODY)
-        try:
-            return await run_in_threadpool(runner.negotiator.propose, data)
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
-
-    @app.get("/v1/proposals")
-    def inbox(party: Annotated[str, Depends(admin)], status: str | None = None) -> Any:
-        """The approvals inbox: every proposal with exactly what it uses of this party."""
-        return {"proposals": runner.negotiator.inbox(status)}
-
-    @app.get("/v1/proposals/{job}")
-    def proposal(job: str, party: Annotated[str, Depends(admin)]) -> Any:
-        try:
-            return runner.negotiator.view(checked("job", job))
-        except ConfigError as exc:
-            raise HTTPException(404, str(exc)) from None
-
-    @app.post("/v1/proposals/{job}/{decision}")
-    async def decide(
-        request: Request, job: str, decision: str, party: Annotated[str, Depends(admin)]
-    ) -> Any:
-        """``approve``, ``reject`` or ``revoke`` (signed with this node's identity key)."""
-        checked("job", job)
-        if decision not in ("approve", "reject", "revoke"):
-            raise HTTPException(404, "decision must be approve, reject or revoke")
-        data = await read_json_object(request, MAX_ABORT_BODY)
-        reason = data.get("reason", "")
-        if not isinstance(reason, str):
-            raise HTTPException(400, "reason must be a string")
-        try:
-            return await run_in_threadpool(runner.negotiator.decide, job, decision, reason[:500])
-        except ConfigError as exc:
-            raise HTTPException(409, str(exc)) from None
-
-    @app.post("/v1/jobs")
-    async def submit(
-        request: Request,
-        party: Annotated[str, Depends(admin)],
-        check: Annotated[bool, Query()] = False,
-    ) -> Any:
-        """Record and start a job; with ``?check=true`` only say whether this node would."""
-        data = await read_json_object(request, MAX_SPEC_BODY)
-        try:
-            spec = parse_spec(data)
-            if check:
-                runner.check(spec)
-                return {"job": spec.job, "accepted": True}
-            if "steps" in data:
-                raise ConfigError(
-                    "a pipeline starts only when every party approves it: propose it with "
-                    "POST /v1/proposals (privfin job submit)"
-                )
-            return runner.submit(spec)
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
-        except ValueError as exc:
-            raise HTTPException(400, f"malformed job spec: {exc}") from None
-
-    @app.get("/v1/jobs/{job}")
-    def job_status(job: str, party: Annotated[str, Depends(admin)]) -> Any:
-        status = runner.status(checked("job", job))
-        if status is None:
-            raise HTTPException(404, f"no job {job!r} on this node")
-        return status
-
-    @app.post("/v1/jobs/{job}/cancel")
-    def cancel(job: str, party: Annotated[str, Depends(admin)]) -> Any:
-        if not runner.cancel(checked("job", job)):
-            raise HTTPException(404, f"no job {job!r} on this node")
-        return {"ok": True}
-
-    @app.get("/v1/jobs/{job}/artifacts")
-    def job_artifacts(job: str, party: Annotated[str, Depends(admin)]) -> Any:
-        """This party's output files of ``job`` (latest attempt of each step), with digests
-        and lineage."""
-        checked("job", job)
-        if not runner.knows(job):
-            raise HTTPException(404, f"no job {job!r} on this node")
-        return {"job": job, "artifacts": [a.as_dict() for a in runner.pipelines.artifacts(job)]}
-
-    @app.get("/v1/jobs/{job}/artifacts/{step}/{name}")
-    def job_artifact(job: str, step: str, name: str, party: Annotated[str, Depends(admin)]) -> Any:
-        checked("job", job)
-        arts = {(a.step, a.name): a for a in runner.pipelines.artifacts(job)}
-        art = arts.get((step, name))
-        if art is None:
-            raise HTTPException(404, f"job {job!r} has no output {step}.{name} here")
-        path = runner.artifact_path(job, art.path)
-        runner.record(
-            Action.result_delivered,
-            actor="operator",
-            job=job,
-            step=step,
-            evidence={"output": name, "sha256": art.sha256},
-        )
-        return FileResponse(path, headers={"X-Privfin-Sha256": art.sha256})
-
-    @app.put("/v1/models/{name}")
-    async def import_model(
-        request: Request, name: str, party: Annotated[str, Depends(admin)]
-    ) -> Any:
-        """Import a model file (exported from an earlier job) under ``name`` for later jobs'
-        scoring steps (``models.<alias>`` in a spec)."""
-        checked("model", name)
-        body = await read_body(request, MAX_SPEC_BODY)
-        try:
-            info = await run_in_threadpool(runner.import_model, name, body)
-        except ConfigError as exc:
-            raise HTTPException(422, str(exc)) from None
-        await run_in_threadpool(
-            runner.record,
-            Action.artifact_imported,
-            actor="operator",
-            evidence={k: v for k, v in info.items() if isinstance(v, (str, int))},
-        )
-        return info
-
-    @app.get("/v1/models")
-    def list_models(party: Annotated[str, Depends(admin)]) -> Any:
-        return {"models": runner.list_models()}
 
     return app

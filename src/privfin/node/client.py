@@ -1,19 +1,22 @@
-"""A client of a node's own job API (used by the CLI, the demo and tests).
+"""A client of a node's operator API (used by the CLI, the demo and tests).
 
-It authenticates with the node's own identity (the node trusts its own certificate for
-administration) and pins the node's certificate.
+It sends the operator's bearer token (from the file the node writes, 0600) to the operator
+listener — loopback by default; with ``operator.tls`` it pins the node's own certificate.
 """
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from privfin.errors import ConfigError, PeerTimeout, PrivfinError, ProtocolAbort
-from privfin.federation.tls import Identity, client_context
+
+if TYPE_CHECKING:
+    from privfin.node.config import NodeConfig
 
 __all__ = ["NodeClient"]
 
@@ -21,14 +24,39 @@ __all__ = ["NodeClient"]
 class NodeClient:
     """Talk to one node's job API."""
 
-    def __init__(self, url: str, identity: Identity, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        party: str,
+        *,
+        timeout: float = 30.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.url = url.rstrip("/")
-        self.identity = identity
+        self.party = party
         self._http = httpx.Client(
             base_url=self.url,
-            verify=client_context(identity, identity.cert.read_bytes()),
+            verify=verify,
             timeout=timeout,
-            headers={"X-Privfin-Sender": identity.party},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    @classmethod
+    def for_config(cls, config: NodeConfig, timeout: float = 30.0) -> NodeClient:
+        """A client of the node configured by ``config`` (its operator URL and token)."""
+        from privfin.node.operator import read_token, token_path
+
+        verify: ssl.SSLContext | bool = True
+        if config.operator.tls:
+            verify = ssl.create_default_context(cadata=config.cert.read_text())
+            verify.check_hostname = False  # pinned: only the node's own certificate is trusted
+        return cls(
+            config.operator_url(),
+            read_token(token_path(config)),
+            config.party,
+            timeout=timeout,
+            verify=verify,
         )
 
     def close(self) -> None:
@@ -54,7 +82,7 @@ class NodeClient:
                 return
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
-                    raise PeerTimeout(self.identity.party, "health", timeout) from None
+                    raise PeerTimeout(self.party, "health", timeout) from None
                 time.sleep(0.1)
 
     def submit(
@@ -72,7 +100,7 @@ class NodeClient:
                     raise
                 time.sleep(0.2)
         if resp.status_code in (400, 413, 422):
-            raise ConfigError(f"node {self.identity.party} refused the job: {_detail(resp)}")
+            raise ConfigError(f"node {self.party} refused the job: {_detail(resp)}")
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -93,7 +121,7 @@ class NodeClient:
         """Propose a pipeline (this node is its initiator and approves it)."""
         resp = self._http.post("/v1/proposals", json=spec)
         if resp.status_code in (400, 413, 422):
-            raise ConfigError(f"node {self.identity.party} refused the job: {_detail(resp)}")
+            raise ConfigError(f"node {self.party} refused the job: {_detail(resp)}")
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -108,7 +136,7 @@ class NodeClient:
     def proposal(self, job: str) -> dict[str, Any]:
         resp = self._http.get(f"/v1/proposals/{job}")
         if resp.status_code == 404:
-            raise ConfigError(f"no proposal {job!r} on node {self.identity.party}")
+            raise ConfigError(f"no proposal {job!r} on node {self.party}")
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -117,7 +145,7 @@ class NodeClient:
         """``approve``, ``reject`` or ``revoke`` a proposal (signed by the node)."""
         resp = self._http.post(f"/v1/proposals/{job}/{decision}", json={"reason": reason})
         if resp.status_code in (404, 409, 422):
-            raise ConfigError(f"node {self.identity.party}: {_detail(resp)}")
+            raise ConfigError(f"node {self.party}: {_detail(resp)}")
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -137,7 +165,7 @@ class NodeClient:
         """This party's output files of ``job`` (name, kind, digest, lineage)."""
         resp = self._http.get(f"/v1/jobs/{job}/artifacts")
         if resp.status_code == 404:
-            raise ConfigError(f"no job {job!r} on node {self.identity.party}")
+            raise ConfigError(f"no job {job!r} on node {self.party}")
         resp.raise_for_status()
         arts: list[dict[str, Any]] = resp.json()["artifacts"]
         return arts
@@ -148,7 +176,7 @@ class NodeClient:
 
         resp = self._http.get(f"/v1/jobs/{job}/artifacts/{step}/{name}")
         if resp.status_code == 404:
-            raise ConfigError(f"job {job!r} has no output {step}.{name} at {self.identity.party}")
+            raise ConfigError(f"job {job!r} has no output {step}.{name} at {self.party}")
         resp.raise_for_status()
         digest = resp.headers.get("X-Privfin-Sha256")
         if digest is None or hashlib.sha256(resp.content).hexdigest() != digest:
@@ -158,7 +186,7 @@ class NodeClient:
     def import_model(self, name: str, data: bytes) -> dict[str, Any]:
         resp = self._http.put(f"/v1/models/{name}", content=data)
         if resp.status_code in (400, 413, 422):
-            raise ConfigError(f"node {self.identity.party} refused the model: {_detail(resp)}")
+            raise ConfigError(f"node {self.party} refused the model: {_detail(resp)}")
         resp.raise_for_status()
         info: dict[str, Any] = resp.json()
         return info
@@ -199,9 +227,9 @@ class NodeClient:
             if status["status"] == "done":
                 return status
             if status["status"] == "failed":
-                raise ProtocolAbort(f"job {job} failed at {self.identity.party}: {status['error']}")
+                raise ProtocolAbort(f"job {job} failed at {self.party}: {status['error']}")
             if time.monotonic() > deadline:
-                raise PrivfinError(f"job {job} did not finish at {self.identity.party} in time")
+                raise PrivfinError(f"job {job} did not finish at {self.party} in time")
             time.sleep(0.2)
 
 

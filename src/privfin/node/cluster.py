@@ -26,7 +26,9 @@ from privfin.errors import ConfigError
 from privfin.federation.tls import Identity, create_identity, fingerprint
 from privfin.federation.transport import validate_name
 from privfin.node.client import NodeClient
+from privfin.node.config import load_config
 from privfin.node.logs import open_private_log
+from privfin.node.operator import ensure_token
 
 __all__ = ["Cluster", "cluster_down", "cluster_up", "free_port", "load_cluster"]
 
@@ -51,7 +53,8 @@ class Cluster:
         return Identity(party, d / f"{party}.crt", d / f"{party}.key")
 
     def client(self, party: str) -> NodeClient:
-        return NodeClient(self.parties[party]["url"], self.identity(party))
+        """A client of ``party``'s operator API (its token is in its state directory)."""
+        return NodeClient.for_config(load_config(self.config_path(party)))
 
     def config_path(self, party: str) -> Path:
         return self.root / party / "node.yaml"
@@ -160,6 +163,7 @@ def cluster_up(
         if any(_alive(info.get("pid")) for info in old.parties.values()):
             raise ConfigError(f"a cluster is already running in {root}; run cluster down first")
     ports = {p: free_port() for p in parties}
+    op_ports = {p: free_port() for p in parties}
     ids: dict[str, Identity] = {}
     for p in parties:
         ids[p] = create_identity(p, root / p, overwrite=True)
@@ -183,12 +187,19 @@ def cluster_up(
                 if q != p
             },
             "datasets": {k: str(v) for k, v in (datasets or {}).get(p, {}).items()},
+            "operator": {"port": op_ports[p]},
         }
         (root / p / "node.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        ensure_token(load_config(root / p / "node.yaml"))
     cluster = Cluster(
         root,
         {
-            p: {"port": ports[p], "url": f"https://127.0.0.1:{ports[p]}", "pid": None}
+            p: {
+                "port": ports[p],
+                "url": f"https://127.0.0.1:{ports[p]}",
+                "operator": f"http://127.0.0.1:{op_ports[p]}",
+                "pid": None,
+            }
             for p in parties
         },
     )

@@ -93,6 +93,19 @@ class RetentionConfig(BaseModel):
     abort_retry_for: float = Field(default=3600.0, ge=0)
 
 
+class OperatorConfig(BaseModel):
+    """The operator listener (jobs, approvals, datasets, artifacts, audit; dashboard later):
+    loopback by default, port ``port`` (default: the federation port + 1), a bearer token
+    read from ``token_file`` (default ``state_dir/operator.token``, written 0600 at first
+    start), plain HTTP unless ``tls`` (then the node's own certificate and key)."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    token_file: Path | None = None
+    tls: bool = False
+
+
 class AutoApprove(BaseModel):
     """A standing approval: proposals from ``partner`` for ``purpose`` that use only these of
     this node's ``datasets`` are approved without an operator (needed for scheduled jobs).
@@ -145,6 +158,7 @@ class NodeConfig(BaseModel):
     quotas: QuotaConfig = QuotaConfig()
     retention: RetentionConfig = RetentionConfig()
     auto_approve: list[AutoApprove] = []
+    operator: OperatorConfig = OperatorConfig()
     store: str | None = None
 
     @field_validator("party")
@@ -189,6 +203,16 @@ class NodeConfig(BaseModel):
         largest, so one peer holding its half never locks the others out)."""
         configured = self.quotas.upload_buffer_bytes
         return max(configured or 0, 2 * self.request_body_limit())
+
+    def operator_port(self) -> int:
+        return self.operator.port or self.port + 1
+
+    def operator_url(self) -> str:
+        scheme = "https" if self.operator.tls else "http"
+        host = self.operator.host
+        if host in ("0.0.0.0", "::"):  # noqa: S104 (what a client connects to)
+            host = "127.0.0.1"
+        return f"{scheme}://{host}:{self.operator_port()}"
 
     def peer_certs(self) -> dict[str, bytes]:
         """Each pinned peer's certificate; checks files and fingerprints."""
@@ -243,6 +267,9 @@ def load_config(path: str | Path) -> NodeConfig:
         if isinstance(peer, dict) and "cert" in peer:
             peer["cert"] = fix(peer["cert"])
     raw["datasets"] = {k: fix(v) for k, v in (raw.get("datasets") or {}).items()}
+    op = raw.get("operator")
+    if isinstance(op, dict) and op.get("token_file"):
+        op["token_file"] = fix(op["token_file"])
     try:
         config = NodeConfig.model_validate(raw)
     except ValidationError as exc:

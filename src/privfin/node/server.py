@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -132,6 +134,43 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _bind(host: str, port: int, what: str) -> socket.socket:
+    """A listening socket, or a one-line ConfigError (port in use, address not local)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen for the {what} on {host}:{port}: {exc.strerror}"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _operator_server(config: NodeConfig, runner: JobRunner) -> uvicorn.Server:
+    """The operator API's server (run in its own thread; loopback by default)."""
+    from privfin.node.operator import create_operator_app
+
+    tls: dict[str, Any] = {}
+    if config.operator.tls:
+        tls = {"ssl_certfile": str(config.cert), "ssl_keyfile": str(config.key)}
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_operator_app(config, runner),
+            host=config.operator.host,
+            port=config.operator_port(),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            **tls,
+        )
+    )
+
+
 def _serve(config: NodeConfig) -> None:
     state = Path(config.state_dir)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -161,16 +200,29 @@ def _serve(config: NodeConfig) -> None:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(uv_config)
+        operator = _operator_server(config, runner)
+        op_socket = _bind(config.operator.host, config.operator_port(), "operator API")
+        op_thread = threading.Thread(
+            target=operator.run, kwargs={"sockets": [op_socket]}, name="operator-api", daemon=True
+        )
         try:
             resumed = runner.resume()
             if resumed:
                 _log.warning("resumed jobs: %s", ", ".join(resumed))
+            op_thread.start()
             _log.warning(
-                "node %s listening on https://%s:%d", config.party, config.host, config.port
+                "node %s listening on https://%s:%d (operator API on %s)",
+                config.party,
+                config.host,
+                config.port,
+                config.operator_url(),
             )
             server.run()
         finally:
             _log.warning("node %s shutting down", config.party)
+            operator.should_exit = True
+            if op_thread.is_alive():
+                op_thread.join(10)
             runner.shutdown()
     finally:
         engine.dispose()
