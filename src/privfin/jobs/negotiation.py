@@ -50,6 +50,7 @@ from privfin.jobs.spec import PipelineSpec, parse_ref
 
 __all__ = [
     "DECISIONS",
+    "MAX_ENTRIES",
     "MAX_PARTIES",
     "MAX_STEPS",
     "Decision",
@@ -68,6 +69,10 @@ DECISIONS = ("approve", "reject", "revoke")
 #: ordering and the inbox stay cheap whatever a peer sends.
 MAX_STEPS = 256
 MAX_PARTIES = 64
+#: Entries of a spec that validation looks at one by one (every step's inputs, per-party
+#: inputs and parameters, ``after``, roles; every party's dataset and model aliases): each may
+#: cost a registry lookup.
+MAX_ENTRIES = 2048
 #: Decision times a node takes (seconds since the epoch; the store's column is 32-bit).
 MAX_TIME = 2**31 - 1
 #: The longest wait for one message of a step (a step's ``timeout``) and the longest job
@@ -107,6 +112,13 @@ def admissible(spec: PipelineSpec, text: str) -> None:
             f"a job may have at most {MAX_STEPS} steps and {MAX_PARTIES} parties "
             f"(this one: {len(spec.steps)} and {len(spec.parties)})"
         )
+    entries = sum(len(p.datasets) + len(p.models) for p in spec.parties.values())
+    for st in spec.steps.values():
+        entries += len(st.inputs) + len(st.after) + len(st.party_params)
+        entries += sum(len(v) for v in st.party_inputs.values())
+        entries += sum(len(v) for v in st.roles.values())
+    if entries > MAX_ENTRIES:
+        raise ConfigError(f"a job may have at most {MAX_ENTRIES} inputs, roles and aliases")
     try:
         again = PipelineSpec.model_validate_json(text)
         again.order()

@@ -41,6 +41,7 @@ def validate(
     party's local checks of its datasets and models."""
     lines = lines or {}
     problems: list[SpecProblem] = []
+    reported: set[tuple[str, str]] = set()  # (a list lookup made validation quadratic)
 
     def add(path: tuple[str, ...], message: str) -> None:
         line = None
@@ -50,9 +51,9 @@ def validate(
                 line = lines[p]
                 break
             p = p[:-1]
-        found = SpecProblem(path=".".join(path), message=message, line=line)
-        if found not in problems:  # the same reference checked for each party
-            problems.append(found)
+        if (".".join(path), message) not in reported:  # the same reference for each party
+            reported.add((".".join(path), message))
+            problems.append(SpecProblem(path=".".join(path), message=message, line=line))
 
     for r in spec.results:
         if r not in spec.parties:
