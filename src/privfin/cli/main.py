@@ -56,10 +56,25 @@ def demo(
 
 def main() -> None:
     """Console-script entry point: turn privfin errors into a clear message and exit code 2."""
+    import httpx
+
     try:
         app()
     except PrivfinError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except httpx.TransportError as exc:
+        where = exc.request.url if exc.request is not None else "the node"
+        typer.echo(
+            f"error: cannot reach {where} ({type(exc).__name__}): is the node running?", err=True
+        )
+        sys.exit(2)
+    except httpx.HTTPStatusError as exc:
+        try:
+            detail = exc.response.json().get("detail", "")
+        except ValueError:
+            detail = exc.response.text[:200]
+        typer.echo(f"error: the node answered {exc.response.status_code}: {detail}", err=True)
         sys.exit(2)
 
 

@@ -21,16 +21,72 @@ def init(
     host: list[str] = typer.Option(
         ["localhost", "127.0.0.1"], help="DNS names / IPs peers use to reach the node"
     ),
+    port: int = typer.Option(8443, help="the federation port peers connect to (mutual TLS)"),
+    listen: str = typer.Option(
+        "0.0.0.0",  # noqa: S104 (the federation port is mutual TLS, pinned peers only)
+        help="the address the federation port listens on",
+    ),
     force: bool = typer.Option(False, help="overwrite an existing key"),
 ) -> None:
-    """Create a party's private key (0600) and self-signed certificate for mutual TLS."""
+    """Create a party's private key (0600), its self-signed certificate for mutual TLS and a
+    complete node.yaml for one institution (peers and datasets to fill in)."""
     from privfin.federation.tls import create_identity, fingerprint
 
     ident = create_identity(party, directory, hosts=host, overwrite=force)
+    fp = fingerprint(ident.cert.read_bytes())
+    config = directory / "node.yaml"
+    if config.exists() and not force:
+        typer.echo(f"kept the existing {config} (use --force to rewrite it)")
+    else:
+        config.write_text(
+            _NODE_YAML.format(
+                party=party,
+                listen=listen,
+                port=port,
+                cert=ident.cert.name,
+                key=ident.key.name,
+                op_port=port + 1,
+                fingerprint=fp,
+            )
+        )
+        typer.echo(f"config:      {config}")
     typer.echo(f"key:         {ident.key}")
     typer.echo(f"certificate: {ident.cert}")
-    typer.echo(f"fingerprint: {fingerprint(ident.cert.read_bytes())}")
-    typer.echo("Give the certificate (and fingerprint) to your peers; keep the key private.")
+    typer.echo(f"fingerprint: {fp}")
+    typer.echo(
+        "Give the certificate and fingerprint to your peers; keep the key private. Add each "
+        "peer's URL, certificate and fingerprint under peers: in node.yaml "
+        "(docs/deployment.md), then: privfin node start --config node.yaml"
+    )
+
+
+_NODE_YAML = """\
+# privfin node of {party} (written by privfin init; see docs/deployment.md).
+# Relative paths are relative to this file.
+party: {party}
+host: {listen}                 # federation port: mutual TLS, peers only
+port: {port}
+state_dir: ./state             # jobs, artifacts, models; back it up with the store
+cert: ./{cert}                 # this node's certificate (fingerprint {fingerprint})
+key: ./{key}                   # private (0600): never leaves this machine
+mode: production               # development allows insecure modes for tests only
+# store: postgresql://privfin@db.internal:5432/{party}   # default: state/node.sqlite
+operator:                      # jobs, approvals, datasets, results, audit: local operators
+  host: 127.0.0.1              # loopback; token in state/operator.token (0600)
+  port: {op_port}
+  tls: false
+peers: {{}}
+#  telco:
+#    url: https://telco.example.com:8443
+#    cert: ./peers/telco.crt
+#    fingerprint: sha256:...   # as told by the peer's operator, over another channel
+datasets: {{}}                 # or register them: privfin data register NAME FILE ...
+#  loans: ./data/loans.csv
+auto_approve: []
+#  - partner: telco
+#    purpose: monthly credit scoring
+#    datasets: [loans]
+"""
 
 
 @node_app.command("start")
@@ -49,12 +105,29 @@ def cluster_up_cmd(
     parties: str = typer.Option(..., help="comma-separated party names"),
     directory: Path = typer.Option(..., "--dir", help="cluster directory"),
     mode: str = typer.Option("production", help="production or development"),
+    dataset: list[str] = typer.Option(
+        [], "--dataset", help="PARTY:NAME=PATH, a dataset of a party's node (repeatable)"
+    ),
 ) -> None:
     """Start one node per party on 127.0.0.1 with generated certificates."""
     from privfin.node.cluster import cluster_up
 
     names = [p.strip() for p in parties.split(",") if p.strip()]
-    cluster = cluster_up(names, directory, mode=mode)
+    datasets: dict[str, dict[str, Path]] = {}
+    for item in dataset:
+        owner, sep, rest = item.partition(":")
+        name, eq, path = rest.partition("=")
+        if not sep or not eq or not owner or not name or not path:
+            typer.echo(f"error: --dataset {item!r} must be PARTY:NAME=PATH", err=True)
+            raise typer.Exit(2)
+        if owner not in names:
+            typer.echo(f"error: --dataset {item!r}: no party {owner!r} in --parties", err=True)
+            raise typer.Exit(2)
+        if not Path(path).is_file():
+            typer.echo(f"error: --dataset {item!r}: no file {path}", err=True)
+            raise typer.Exit(2)
+        datasets.setdefault(owner, {})[name] = Path(path).resolve()
+    cluster = cluster_up(names, directory, mode=mode, datasets=datasets)
     for name, info in cluster.parties.items():
         typer.echo(f"{name:<16} {info['url']}  pid {info['pid']}")
     typer.echo(f"cluster is up; stop it with: privfin cluster down --dir {directory}")
