@@ -261,11 +261,13 @@ def test_proposals_cannot_flood_the_node(node: Node, monkeypatch: pytest.MonkeyP
     node.runner.negotiator.decide("p0", "reject")  # one fewer waiting
     assert node.propose(_spec("p2")).status_code == 200
     node.runner.negotiator.decide("p2", "reject")
-    # proposals this node rejects on its own data count towards the day's quota
+    # proposals that fail this node's own data checks (held for its operator) count too
     bad = _spec("bad1")
     bad["parties"]["bank"]["datasets"]["t"] = "no_such_dataset"
     assert node.propose(bad).status_code == 200
-    assert node.runner.negotiator.store.proposal("bad1")["status"] == "rejected"  # type: ignore[index]
+    held = node.runner.negotiator.store.proposal("bad1")
+    assert held is not None and held["status"] == "pending"
+    assert held["reason"].startswith("local check failed")
     bad["job"] = "bad2"
     assert node.propose(bad).status_code == 429
     assert node.runner.negotiator.store.proposal("bad2") is None
@@ -403,14 +405,15 @@ def test_forged_replayed_and_misdirected_decisions_are_refused(
     reject = node.decision("telco", "j3", text3, "reject")
     assert node.post("telco", "/v1/decisions/j3", reject).status_code == 200
     assert negotiator.store.proposal("j3")["status"] == "approved"  # type: ignore[index]
-    # a proposal naming a party this node has not pinned is rejected here, generically
+    # a proposal naming a party this node has not pinned is held for the operator with the
+    # local reason; nothing is signed or sent back on its own (no schema oracle)
     stranger = _spec("j5")
     stranger["parties"]["mallory"] = {}
     assert node.propose(stranger).status_code == 200
     rec = negotiator.store.proposal("j5")
-    assert rec is not None and rec["status"] == "rejected"
-    mine = [d for d in negotiator.store.decisions("j5") if d.party == "bank"]
-    assert [(d.decision, d.reason) for d in mine] == [("reject", "bank: input rejected")]
+    assert rec is not None and rec["status"] == "pending"
+    assert "not a pinned peer" in rec["reason"]
+    assert [d for d in negotiator.store.decisions("j5") if d.party == "bank"] == []
 
 
 def test_the_inbox_shows_what_decides_disclosure_and_a_partys_strongest_decision(

@@ -85,19 +85,25 @@ def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> Non
         # another purpose is refused by the data owner's policy
         with cluster.client("telco") as c, pytest.raises(ConfigError, match="purpose"):
             c.check({**spec, "purpose": "risk grading"})
-        # proposed all the same, the telco's node rejects it by itself (signed), before
-        # anything runs; the bank sees a generic reason
+        # proposed all the same, the telco's node holds it for its operator with the local
+        # reason (an automatic rejection would tell the bank which fields exist there); the
+        # operator cannot approve it and rejects it with the reason it chooses to give
         with cluster.client("bank") as c:
             c.propose({**spec, "job": "reg-mkt", "purpose": "risk grading"})
+        with cluster.client("telco") as c:
+            held = _until(lambda: c.proposals("pending"))
+            assert held[0]["job"] == "reg-mkt"
+            assert "local check failed" in held[0]["reason"] and "purpose" in held[0]["reason"]
+            with pytest.raises(ConfigError, match="purpose"):
+                c.decide("reg-mkt", "approve")
+            c.decide("reg-mkt", "reject", "not for risk grading")
         with cluster.client("bank") as c:
             view = _until(
                 lambda: c.proposal("reg-mkt")["status"] == "rejected" and c.proposal("reg-mkt")
             )
-        assert view["decisions"]["telco"] == {
-            "decision": "reject",
-            "at": view["decisions"]["telco"]["at"],
-            "reason": "telco: input rejected",
-        }
+            assert view["reason"] is None or "local check" not in view["reason"]
+        assert view["decisions"]["telco"]["decision"] == "reject"
+        assert view["decisions"]["telco"]["reason"] == "not for risk grading"
         with cluster.client("bank") as c, pytest.raises(Exception, match="404"):
             c.status("reg-mkt")  # never started anywhere
         # without naming fields the job uses every non-C3 field: g2 never leaves the file

@@ -132,11 +132,22 @@ def _show_proposal(view: dict[str, Any]) -> None:
     for alias, d in (uses.get("datasets") or {}).items():
         fields = ", ".join(f"{f} ({lv})" for f, lv in d["fields"].items())
         typer.echo(f"  dataset {alias}: {d['dataset']}: {fields}")
+    if uses.get("timeout"):
+        typer.echo(f"  timeout:    {uses['timeout']} s")
     for st in uses.get("steps") or []:
         typer.echo(
             f"  step {st['step']}: {st['component']} as {'/'.join(st['roles'])} "
             f"with {', '.join(st['parties'])}"
         )
+        params = {**(st.get("params") or {}), **(st.get("party_params") or {})}
+        if params:
+            typer.echo(f"    params: {json.dumps(params, sort_keys=True)[:300]}")
+        if st.get("reveals"):
+            typer.echo(f"    reveals: {st['reveals']}")
+        if st.get("timeout"):
+            typer.echo(f"    timeout: {st['timeout']} s")
+    if view.get("reason"):
+        typer.echo(f"  note (local): {view['reason']}")
     for p, d in (view.get("decisions") or {}).items():
         typer.echo(f"  {p}: {d['decision']}" + (f" ({d['reason']})" if d["reason"] else ""))
     if view.get("waiting_for"):

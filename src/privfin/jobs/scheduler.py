@@ -41,6 +41,7 @@ from privfin.jobs.store import ArtifactRecord, PipelineStore
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 
 __all__ = [
+    "MAX_STEP_ATTEMPTS",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "PartyPipeline",
@@ -49,6 +50,8 @@ __all__ = [
     "read_model_file",
 ]
 
+#: Attempts of one step a party makes (and accepts from a peer) before the job fails.
+MAX_STEP_ATTEMPTS = 10
 MODEL_FORMAT = "privfin.model"
 MODEL_FORMAT_VERSION = 1
 _log = logging.getLogger("privfin.jobs.scheduler")
@@ -241,6 +244,11 @@ class PartyPipeline:
         attempt = rec.attempt
         if rec.status in ("running", "failed") and not decl.resumable:
             attempt = rec.attempt + 1
+            if attempt > MAX_STEP_ATTEMPTS:
+                raise ProtocolAbort(
+                    f"step {step!r} was interrupted {rec.attempt} times; giving up (at most "
+                    f"{MAX_STEP_ATTEMPTS} attempts)"
+                )
             self.store.set_step(job, step, attempt=attempt, status="pending")
             others = [p for p in spec.roles if p != self.party]
             _log.info(

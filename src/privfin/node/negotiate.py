@@ -206,7 +206,14 @@ class Negotiator:
                 job=spec.job,
                 evidence={"reason": str(exc)[:500]},
             )
-            self.decide(spec.job, "reject", f"{self.me}: input rejected", actor="node")
+            if self._trusted_initiator(spec):
+                # a partner of a standing rule (scheduled jobs): do not leave it waiting
+                self.decide(spec.job, "reject", f"{self.me}: input rejected", actor="node")
+            else:
+                # Held for the operator, who sees the local reason and chooses what to tell
+                # the others: an automatic rejection would tell any pinned peer which fields
+                # exist here (a schema oracle).
+                self.store.set_status(spec.job, "pending", f"local check failed: {exc}"[:500])
             return
         rule = self._auto_rule(spec)
         if rule is not None:
@@ -233,6 +240,9 @@ class Negotiator:
         if spec.initiator not in rules or not others <= set(rules):
             return None
         return rules[spec.initiator]
+
+    def _trusted_initiator(self, spec: PipelineSpec) -> bool:
+        return any(rule.partner == spec.initiator for rule in self.config.auto_approve)
 
     def _check_decision(self, d: Decision, sender: str, job: str, sha: str) -> None:
         if d.party != sender or d.job != job:
@@ -291,6 +301,10 @@ class Negotiator:
                 return self.view(job)
             if decision == "approve" and "reject" in mine:
                 raise ConfigError(f"this node already rejected {job!r}")
+            if decision == "approve":  # the data, levels or policy may have changed since
+                self.runner.check(spec)
+                if rec["reason"]:
+                    self.store.set_status(job, "pending", None)
             d = self._sign(job, rec["spec_sha256"], decision, reason)
         action = {
             "approve": Action.approval,

@@ -59,7 +59,7 @@ from privfin.federation.transport import CancelToken, Channel, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
-from privfin.jobs.scheduler import PartyPipeline, channel_name
+from privfin.jobs.scheduler import MAX_STEP_ATTEMPTS, PartyPipeline, channel_name
 from privfin.jobs.spec import PipelineSpec, parse_spec_data
 from privfin.jobs.store import PipelineStore
 from privfin.jobs.store import metadata as pipeline_metadata
@@ -81,7 +81,6 @@ __all__ = [
 _log = logging.getLogger("privfin.node.jobs")
 #: The highest attempt of a pipeline step a peer may restart here (or send messages for):
 #: each restart reruns the step on this party's data, so a party cannot have it rerun at will.
-MAX_STEP_ATTEMPTS = 10
 _meta = MetaData()
 jobs_table = Table(
     "jobs",
