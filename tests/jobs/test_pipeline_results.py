@@ -63,6 +63,16 @@ def test_results_export_import_and_score_in_a_later_job(tmp_path: Path) -> None:
         for party in ("bank", "telco"):
             res = _cli("job", "status", "sb-train", "--dir", c, "--party", party, "--watch")
             assert "done" in res.output
+        logs = _cli("job", "logs", "sb-train", "--dir", c, "--party", "bank").output
+        for event in (
+            "proposal_sent",
+            "approval",
+            "job_started",
+            "data_access",
+            "step_done",
+            "job_finished",
+        ):
+            assert event in logs, (event, logs)
         # results: this party's files and a manifest with digests and lineage
         out = tmp_path / "results"
         res = _cli("job", "results", "sb-train", "--dir", c, "--party", "bank", "--out", str(out))

@@ -218,6 +218,29 @@ def job_revoke(
     _decide("revoke", job, reason, config, directory, party)
 
 
+def _status(client: Any, job: str) -> dict[str, Any]:
+    """The job's status; before it starts here, its proposal's state (waiting for whom)."""
+    import httpx
+
+    from privfin.errors import ConfigError
+
+    try:
+        status: dict[str, Any] = client.status(job)
+        return status
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != 404:
+            raise
+    try:
+        view = client.proposal(job)
+    except ConfigError:
+        raise _fail(f"no job or proposal {job!r} on node {client.party}") from None
+    waiting = ", ".join(view.get("waiting_for") or []) or "nobody"
+    state = view["status"]
+    if state in ("rejected", "revoked"):
+        return {"job": job, "status": "failed", "error": f"proposal {state}: {view['reason']}"}
+    return {"job": job, "status": f"not started ({state}; waiting for: {waiting})"}
+
+
 def _show_status(status: dict[str, Any]) -> None:
     prog = status.get("progress") or {}
     line = f"job {status['job']}: {status['status']}"
@@ -245,10 +268,11 @@ def job_status(
     watch: bool = typer.Option(False, "--watch", help="follow with a progress bar until it ends"),
     timeout: float = typer.Option(3600.0, help="seconds to follow with --watch"),
 ) -> None:
-    """A job's state at this node: steps, attempts, progress and ETA."""
+    """A job's state at this node: steps, attempts, progress and ETA (or, before it starts,
+    the approvals it is waiting for)."""
     with _client(config, directory, party) as client:
         if not watch:
-            _show_status(client.status(job))
+            _show_status(_status(client, job))
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -256,7 +280,7 @@ def job_status(
         with Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn()) as bar:
             task = bar.add_task(job, total=100)
             while True:
-                status = client.status(job)
+                status = _status(client, job)
                 prog = status.get("progress") or {}
                 bar.update(
                     task,
@@ -271,6 +295,27 @@ def job_status(
         _show_status(status)
         if status["status"] == "failed":
             raise typer.Exit(1)
+
+
+@job_app.command("logs")
+def job_logs(
+    job: str = typer.Argument(...),
+    config: Path | None = _CONFIG,
+    directory: Path | None = _DIR,
+    party: str | None = _PARTY,
+) -> None:
+    """The job's events at this node: proposal and decisions, data accesses, steps, results,
+    and the local error if it failed (the full reason stays local)."""
+    import datetime as dt
+
+    with _client(config, directory, party) as client:
+        data = client.logs(job)
+    for e in data["events"]:
+        when = dt.datetime.fromtimestamp(e["time"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        what = " ".join(f"{k}={e[k]}" for k in ("step", "dataset", "party") if e.get(k) is not None)
+        typer.echo(f"{when}  {e['action']:<18} {e['actor']:<9} {what}")
+    if data.get("error"):
+        typer.echo(f"error: {data['error']}")
 
 
 @job_app.command("cancel")

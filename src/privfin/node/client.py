@@ -117,6 +117,15 @@ class NodeClient:
         resp.raise_for_status()
         return True
 
+    def logs(self, job: str) -> dict[str, Any]:
+        """The job's events at this node (from its audit log) and its local error, if any."""
+        resp = self._http.get(f"/v1/jobs/{job}/logs")
+        if resp.status_code == 404:
+            raise ConfigError(f"no job {job!r} on node {self.party}")
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
     def propose(self, spec: dict[str, Any]) -> dict[str, Any]:
         """Propose a pipeline (this node is its initiator and approves it)."""
         resp = self._http.post("/v1/proposals", json=spec)

@@ -129,6 +129,29 @@ def create_operator_app(config: NodeConfig, runner: JobRunner) -> FastAPI:
         except ConfigError as exc:
             raise HTTPException(404, str(exc)) from None
 
+    @api.get("/v1/jobs/{job}/logs")
+    def job_logs(job: str, op: Operator) -> Any:
+        """The job's events at this node, from its audit log: proposal and decisions, data
+        accesses, steps started and done, result deliveries, the end (and the local error)."""
+        checked("job", job)
+        events = [
+            {
+                "seq": e.seq,
+                "time": e.ts / 1e6,
+                "action": e.action,
+                "actor": e.actor,
+                "step": e.step,
+                "dataset": e.dataset,
+                "party": e.party,
+                "evidence": e.evidence,
+            }
+            for e in runner.audit.entries(job=job)
+        ]
+        status = runner.status(job)
+        if not events and status is None:
+            raise HTTPException(404, f"no job {job!r} on this node")
+        return {"job": job, "events": events, "error": (status or {}).get("error")}
+
     @api.get("/v1/audit/verify")
     def audit_verify(op: Operator) -> Any:
         """Check this node's audit chain."""
