@@ -52,6 +52,7 @@ def test_cluster_up_with_datasets(tmp_path: Path) -> None:
             "from privfin.cli.main import main; main()",
             *("cluster", "up", "--parties", "a,b", "--dir", str(tmp_path / "c")),
             *("--mode", "development", "--dataset", f"a:loans={data}"),
+            *("--dataset", f"b:loans={data}"),
         ],
         capture_output=True,
         text=True,
@@ -64,5 +65,32 @@ def test_cluster_up_with_datasets(tmp_path: Path) -> None:
             app, ["data", "list", "--config", str(tmp_path / "c" / "a" / "node.yaml")]
         )
         assert "loans" in shown.output
+        # job run on a local cluster: a pipeline is proposed by a and approved by b
+        spec = tmp_path / "psi.yaml"
+        spec.write_text(
+            "job: psi-run\npurpose: alignment\n"
+            "parties: {a: {datasets: {t: loans}}, b: {datasets: {t: loans}}}\n"
+            "results: [a]\nsteps:\n  psi:\n    component: psi\n"
+            "    roles: {a: receiver, b: sender}\n    inputs: {table: datasets.t}\n"
+        )
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from privfin.cli.main import main; main()",
+                "job",
+                "run",
+                "--spec",
+                str(spec),
+                "--dir",
+                str(tmp_path / "c"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "b: approved" in run.stdout and "a: done: psi (2 files)" in run.stdout
     finally:
         runner.invoke(app, ["cluster", "down", "--dir", str(tmp_path / "c")])

@@ -150,7 +150,8 @@ def job_run(
     directory: Path = typer.Option(..., "--dir", help="cluster directory"),
     timeout: float = typer.Option(300.0, help="seconds to wait for the result"),
 ) -> None:
-    """Submit a job to every party of a local cluster and print each party's outcome.
+    """Run a job on a local cluster and print each party's outcome (a pipeline is proposed by
+    its first party and approved by every other party's operator, all held locally).
 
     The operator of a local cluster holds every party's admin identity, so each node's own
     reason for refusing is shown. Every party is asked first whether it would accept the job
@@ -195,8 +196,16 @@ def job_run(
             typer.echo(f"{party} refused: {why}", err=True)
         typer.echo("nothing was started", err=True)
         raise typer.Exit(1)
-    started: list[str] = []
-    for party in parties:
+    if pipeline:  # proposed by the first party, approved by every other party's operator
+        with cluster.client(parties[0]) as client:
+            client.propose(data)
+        for party in parties[1:]:
+            with cluster.client(party) as client:
+                client.wait_proposal(str(data["job"]))
+                client.decide(str(data["job"]), "approve")
+                typer.echo(f"{party}: approved")
+    started: list[str] = list(parties) if pipeline else []
+    for party in [] if pipeline else parties:
         with cluster.client(party) as client:
             try:
                 client.submit(data)
