@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from privfin.errors import ConfigError
-from privfin.psi.ids import PreparedIds
+from privfin.psi._prepare import PsiParams, aligned_output, nothing, prepare
 from privfin.psi.unbalanced.client import run_client
 from privfin.psi.unbalanced.filter import FilterCache
 from privfin.psi.unbalanced.server import OprfServer, QueryPolicy, run_server
@@ -17,14 +17,11 @@ __all__ = ["run_unbalanced"]
 
 def run_unbalanced(
     ctx: Context,
-    p: Any,
+    p: PsiParams,
     params: Mapping[str, Any],
     inputs: Mapping[str, Any],
-    prepare: Callable[[Mapping[str, Any], Any], tuple[PreparedIds, Any]],
 ) -> dict[str, Any]:
     """Dispatch to the client or server role (see :func:`privfin.psi.psi_component`)."""
-    from privfin.psi.component import _nothing, aligned_output
-
     servers = ctx.parties_with("server")
     clients = ctx.parties_with("client")
     if len(servers) != 1 or len(clients) != 1 or len(ctx.roles) != 2:
@@ -65,7 +62,7 @@ def run_unbalanced(
             )
         got = run_server(ctx, server, clients[0], agreed, reveal_to_server=p.reveal_all)
         if got is None:
-            return _nothing()
+            return nothing()
         return aligned_output(server.prepared, got, table)
     prepared, table = prepare(inputs, p)
     cache = inputs.get("filter_cache") or FilterCache()
