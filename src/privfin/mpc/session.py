@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from privfin.crypto.prg import expand_uint64
 from privfin.errors import ConfigError, ProtocolAbort
+from privfin.mpc import functions
 from privfin.mpc.messages import InputHeader, InputShare
 from privfin.mpc.protocol import Engine
 from privfin.mpc.providers.base import CorrelatedRandomness
@@ -254,6 +255,10 @@ class Session:
         if fa > 0 and fb > 0:
             return self.truncate(out, min(fa, fb))
         return out
+
+    def divide(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
+        """``x / y`` for a shared positive ``y`` (:func:`privfin.mpc.functions.divide`)."""
+        return functions.divide(x, y)
 
     def msb(self, x: SharedTensor) -> SharedTensor:
         """Shared 0/1 bits of ``x < 0`` (exact).

@@ -10,12 +10,16 @@ and only tracks the shape.
 Security property: no operator reveals anything. Multiplications open only Beaver-masked
 values (uniform); truncations open only values masked by a uniform ``r``. Values leave the
 computing parties only through :meth:`SharedTensor.reveal`, to result parties.
+
+A tensor runs its interactive steps through its session, which it knows only as a
+:class:`TensorSession` (implemented by :class:`privfin.mpc.session.Session`): this module does
+not import the session or :mod:`privfin.mpc.functions`, both of which build on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,9 +27,48 @@ import numpy.typing as npt
 from privfin.mpc.ring import U64, encode_fixed, ring_matmul, ring_ops, to_ring
 
 if TYPE_CHECKING:
-    from privfin.mpc.session import Session
+    from privfin.mpc.protocol import Engine
+    from privfin.runtime import Context
 
-__all__ = ["SharedTensor", "concatenate", "matmul_shape", "stack"]
+__all__ = ["SharedTensor", "TensorSession", "concatenate", "matmul_shape", "stack"]
+
+
+class TensorSession(Protocol):
+    """What a :class:`SharedTensor` (and the functions on tensors) need of its session: the
+    party's context, the fixed-point scale, the protocol engine and the interactive steps.
+    :class:`privfin.mpc.session.Session` is the implementation; see it for each step's
+    rounds and what it opens."""
+
+    @property
+    def ctx(self) -> Context: ...
+
+    @property
+    def frac_bits(self) -> int: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def public(self, value: npt.ArrayLike, *, fixed: bool = True) -> SharedTensor: ...
+
+    def reveal(self, t: SharedTensor, to: str, label: str = "") -> npt.NDArray[Any] | None: ...
+
+    def truncate(self, t: SharedTensor, bits: int) -> SharedTensor: ...
+
+    def mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor: ...
+
+    def matmul(
+        self, x: SharedTensor, y: SharedTensor, *, truncate: bool = True
+    ) -> SharedTensor: ...
+
+    def divide(self, x: SharedTensor, y: SharedTensor) -> SharedTensor: ...
+
+    def msb(self, x: SharedTensor) -> SharedTensor: ...
+
+    def msb_select(
+        self, x: SharedTensor, y: SharedTensor, *, window: int | None = None
+    ) -> tuple[SharedTensor, SharedTensor]: ...
+
+    def msb_mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor: ...
 
 
 def matmul_shape(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
@@ -60,7 +103,7 @@ class SharedTensor:
     __array_priority__ = 1000  # make ``ndarray * SharedTensor`` call our reflected operators
 
     def __init__(
-        self, session: Session, share: U64 | None, shape: Sequence[int], frac_bits: int
+        self, session: TensorSession, share: U64 | None, shape: Sequence[int], frac_bits: int
     ) -> None:
         self.session = session
         self.share = None if share is None else np.asarray(share, dtype=np.uint64)
@@ -155,9 +198,7 @@ class SharedTensor:
 
     def __truediv__(self, other: Any) -> SharedTensor:
         if isinstance(other, SharedTensor):
-            from privfin.mpc.functions import divide
-
-            return divide(self, other)
+            return self.session.divide(self, other)
         return self * (1.0 / np.asarray(other, dtype=np.float64))
 
     @ring_ops
