@@ -118,3 +118,16 @@ def negotiate(cluster: Any, spec: dict[str, Any]) -> None:
         with cluster.client(party) as client:
             client.wait_proposal(spec["job"])
             client.decide(spec["job"], "approve")
+
+
+def until(what: Any, timeout: float = 120.0, every: float = 0.05) -> Any:
+    """Poll ``what`` until it returns something truthy (returned) or ``timeout`` passes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

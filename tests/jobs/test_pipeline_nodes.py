@@ -16,7 +16,7 @@ from privfin.jobs.local import run_local
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import negotiate, pipeline_spec, split
+from ._pipeline_data import negotiate, pipeline_spec, split, until
 
 pytestmark = pytest.mark.cluster
 
@@ -89,18 +89,6 @@ def _status(cluster: Any, party: str, job: str) -> dict[str, Any]:
         return status
 
 
-def _until(what: Any, timeout: float = 120.0) -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
-
-
 def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[str, Any], Any]:
     """Run the pipeline; kill -9 ``victim``'s node as soon as ``when(status of victim)`` holds,
     restart it, and return every party's summary after the job completes."""
@@ -115,13 +103,13 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
             status = _status(cluster, victim, job)
             return status if when(status) else None
 
-        seen = _until(hit)
+        seen = until(hit)
         cluster.kill(victim)
         cluster.start(victim)
         cluster.wait_healthy()
         out = {}
         for party in ("bank", "telco"):
-            _until(lambda p=party: _status(cluster, p, job))
+            until(lambda p=party: _status(cluster, p, job))
             with cluster.client(party) as c:
                 out[party] = c.wait(job, timeout=300)["result"]
     finally:

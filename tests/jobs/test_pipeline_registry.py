@@ -6,9 +6,7 @@ component: tests/data/test_registry.py)."""
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,18 +15,7 @@ from privfin.cli.main import app
 from privfin.errors import ConfigError
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import negotiate, pipeline_spec, split
-
-
-def _until(what: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
+from ._pipeline_data import negotiate, pipeline_spec, split, until
 
 pytestmark = pytest.mark.cluster
 RISK = ["--purpose", "risk grading"]  # the bank's data may also serve risk grading
@@ -91,14 +78,14 @@ def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> Non
         with cluster.client("bank") as c:
             c.propose({**spec, "job": "reg-mkt", "purpose": "risk grading"})
         with cluster.client("telco") as c:
-            held = _until(lambda: c.proposals("pending"))
+            held = until(lambda: c.proposals("pending"))
             assert held[0]["job"] == "reg-mkt"
             assert "local check failed" in held[0]["reason"] and "purpose" in held[0]["reason"]
             with pytest.raises(ConfigError, match="purpose"):
                 c.decide("reg-mkt", "approve")
             c.decide("reg-mkt", "reject", "not for risk grading")
         with cluster.client("bank") as c:
-            view = _until(
+            view = until(
                 lambda: c.proposal("reg-mkt")["status"] == "rejected" and c.proposal("reg-mkt")
             )
             assert view["reason"] is None or "local check" not in view["reason"]

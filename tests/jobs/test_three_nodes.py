@@ -18,7 +18,7 @@ import pytest
 
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import SMALL_KEYS, split
+from ._pipeline_data import SMALL_KEYS, split, until
 
 pytestmark = pytest.mark.cluster
 PARTIES = ("bank", "telco", "ecom")
@@ -94,16 +94,6 @@ def _spec(job: str) -> dict[str, Any]:
     }
 
 
-def _until(what: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def test_three_node_pipeline_with_approvals(tmp_path: Path) -> None:
     cluster = cluster_up(
         list(PARTIES), tmp_path / "c", mode="development", datasets=_data(tmp_path)
@@ -163,7 +153,7 @@ def test_three_node_pipeline_with_approvals(tmp_path: Path) -> None:
             ecom.decide("three-rejected", "reject", "not this quarter")
         for p in PARTIES:
             with cluster.client(p) as c:
-                view = _until(
+                view = until(
                     lambda c=c: (v := c.proposal("three-rejected"))["status"] == "rejected" and v
                 )
                 assert view["decisions"]["ecom"]["reason"] == "not this quarter"
@@ -180,13 +170,13 @@ def test_three_node_pipeline_with_approvals(tmp_path: Path) -> None:
                 c.wait_proposal("three-revoked")
                 c.decide("three-revoked", "approve")
         with cluster.client("telco") as telco:
-            _until(
+            until(
                 lambda: (telco.status("three-revoked").get("progress") or {}).get("step") == "train"
             )
             telco.decide("three-revoked", "revoke", "consent withdrawn")
         for p in PARTIES:
             with cluster.client(p) as c:
-                status = _until(
+                status = until(
                     lambda c=c: (s := c.status("three-revoked"))["status"] == "failed" and s
                 )
                 assert status["steps"]["psi"]["status"] == "done"  # state kept

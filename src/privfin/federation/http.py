@@ -242,57 +242,11 @@ class HttpTransport:
             return None
         return reason[:200].encode("unicode_escape").decode("ascii")[:200] or "(no reason)"
 
-    def deliver_abort(self, job: str, peer: str, reason: str) -> str:
-        """Tell ``peer`` that this party aborted ``job``. Returns ``"delivered"``,
-        ``"refused"`` (the peer will never take it: we are not a party of that job there, or
-        it refuses the request) or ``"retry"`` (unreachable, or the peer has not started the
-        job yet: 404)."""
-        try:
-            resp = self._client(peer).post(f"/v1/abort/{job}", json={"reason": reason[:200]})
-        except (httpx.HTTPError, AuthenticationError) as exc:
-            _log.info("could not tell %s that job %s aborted (will retry): %s", peer, job, exc)
-            return "retry"
-        if resp.status_code < 300:
-            return "delivered"
-        if resp.status_code in {404, 429} or resp.status_code >= 500:
-            return "retry"
-        _log.warning(
-            "%s refused the abort of job %s: HTTP %d %s",
-            peer,
-            job,
-            resp.status_code,
-            resp.text[:200],
-        )
-        return "refused"
-
-    def deliver_restart(self, job: str, peer: str, step: str, attempt: int) -> str:
-        """Tell ``peer`` that this party restarted ``step`` of ``job`` under ``attempt`` (a
-        pipeline step that could not resume in place). Same outcomes as
-        :meth:`deliver_abort`."""
-        try:
-            resp = self._client(peer).post(
-                f"/v1/restart/{job}", json={"step": step, "attempt": attempt}
-            )
-        except (httpx.HTTPError, AuthenticationError) as exc:
-            _log.info("could not tell %s that step %s of %s restarted: %s", peer, step, job, exc)
-            return "retry"
-        if resp.status_code < 300:
-            return "delivered"
-        if resp.status_code in {404, 429} or resp.status_code >= 500:
-            return "retry"
-        _log.warning(
-            "%s refused the restart of %s/%s: HTTP %d %s",
-            peer,
-            job,
-            step,
-            resp.status_code,
-            resp.text[:200],
-        )
-        return "refused"
-
     def post_json(self, peer: str, path: str, body: Any) -> str:
-        """POST a small JSON body to a federation endpoint of ``peer`` (negotiation
-        messages). Same outcomes as :meth:`deliver_abort`."""
+        """POST a small JSON body to a federation endpoint of ``peer`` (aborts, restarts,
+        negotiation). Returns ``"delivered"``, ``"refused"`` (the peer will never take it: we
+        are not a party of that job there, or it refuses the request) or ``"retry"``
+        (unreachable, busy, or the peer does not know the job yet: 404)."""
         try:
             resp = self._client(peer).post(path, json=body)
         except (httpx.HTTPError, AuthenticationError) as exc:
@@ -304,3 +258,12 @@ class HttpTransport:
             return "retry"
         _log.warning("%s refused %s: HTTP %d %s", peer, path, resp.status_code, resp.text[:200])
         return "refused"
+
+    def deliver_abort(self, job: str, peer: str, reason: str) -> str:
+        """Tell ``peer`` that this party aborted ``job`` (outcomes as :meth:`post_json`)."""
+        return self.post_json(peer, f"/v1/abort/{job}", {"reason": reason[:200]})
+
+    def deliver_restart(self, job: str, peer: str, step: str, attempt: int) -> str:
+        """Tell ``peer`` that this party restarted ``step`` of ``job`` under ``attempt`` (a
+        pipeline step that could not resume in place; outcomes as :meth:`post_json`)."""
+        return self.post_json(peer, f"/v1/restart/{job}", {"step": step, "attempt": attempt})

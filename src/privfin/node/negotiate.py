@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
@@ -66,7 +67,6 @@ class Negotiator:
         self.store = NegotiationStore(runner.mailbox.engine)
         self._lock = threading.RLock()
         self._key: ec.EllipticCurvePrivateKey | None = None
-        self._transport: HttpTransport | None = None
 
     # -- keys
     def _private_key(self) -> ec.EllipticCurvePrivateKey:
@@ -412,33 +412,21 @@ class Negotiator:
 
     # -- delivery (housekeeping thread)
     def deliver(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
-        now = time.time()
-        for row in self.store.pending():
-            key = (f"nego/{row['job']}/{row['kind']}", str(row["receiver"]))
-            due, delay = backoff.get(key, (0.0, 0.25))
-            if now < due:
-                continue
-            outcome = "expired"
-            if now <= row["deadline"] and key[1] in self.config.peers:
-                if self._transport is None:
-                    self._transport = HttpTransport(
-                        self.config.identity,
-                        self.config.transport_peers(),
-                        self.runner.mailbox,
-                        request_timeout=5.0,
-                    )
-                path = "/v1/proposals" if row["kind"] == "proposal" else "/v1/decisions"
-                outcome = self._transport.post_json(
-                    key[1], f"{path}/{row['job']}", json.loads(row["body"])
-                )
-            if outcome == "retry":
-                backoff[key] = (time.time() + delay, min(delay * 2, 10.0))
-                continue
-            if outcome != "delivered":
-                _log.warning("%s of job %s to %s: %s", row["kind"], row["job"], key[1], outcome)
-            backoff.pop(key, None)
-            self.store.delivered(row["job"], key[1], row["kind"])
+        """Deliver queued proposals and decisions (the runner's outbox delivery)."""
+
+        def send(transport: HttpTransport, row: Mapping[str, Any]) -> str:
+            path = "/v1/proposals" if row["kind"] == "proposal" else "/v1/decisions"
+            return transport.post_json(
+                row["receiver"], f"{path}/{row['job']}", json.loads(row["body"])
+            )
+
+        self.runner.deliver_outbox(
+            backoff,
+            self.store.pending(),
+            key=lambda row: f"{row['kind']} of {row['job']}",
+            send=send,
+            done=lambda row: self.store.delivered(row["job"], row["receiver"], row["kind"]),
+        )
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        """Nothing of its own to close (deliveries use the runner's control transport)."""

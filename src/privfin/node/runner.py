@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -567,37 +567,66 @@ class JobRunner:
         self.start_housekeeping()
         self._wake.set()
 
-    def _deliver_aborts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
-        with self.mailbox.engine.connect() as conn:
-            rows = conn.execute(select(abort_outbox)).mappings().all()
+    def control_transport(self) -> HttpTransport:
+        """The transport of this node's control messages (aborts, restarts, negotiation)."""
+        if self._abort_transport is None:
+            self._abort_transport = HttpTransport(
+                self.config.identity,
+                self.config.transport_peers(),
+                self.mailbox,
+                request_timeout=5.0,
+            )
+        return self._abort_transport
+
+    def deliver_outbox(
+        self,
+        backoff: dict[tuple[str, str], tuple[float, float]],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        key: Callable[[Mapping[str, Any]], str],
+        send: Callable[[HttpTransport, Mapping[str, Any]], str],
+        done: Callable[[Mapping[str, Any]], None],
+    ) -> None:
+        """Deliver queued control messages (a row has ``receiver`` and ``deadline``): each
+        is retried with exponential backoff (0.25 s doubling to 10 s) until the peer takes
+        or refuses it, or its deadline passes; then ``done`` removes it."""
         now = time.time()
         for row in rows:
-            key = (str(row["job"]), str(row["receiver"]))
-            due, delay = backoff.get(key, (0.0, 0.25))
+            k = (key(row), str(row["receiver"]))
+            due, delay = backoff.get(k, (0.0, 0.25))
             if now < due:
                 continue
             outcome = "expired"
-            if now <= row["deadline"] and key[1] in self.config.peers:
-                if self._abort_transport is None:
-                    self._abort_transport = HttpTransport(
-                        self.config.identity,
-                        self.config.transport_peers(),
-                        self.mailbox,
-                        request_timeout=5.0,
-                    )
-                outcome = self._abort_transport.deliver_abort(key[0], key[1], row["reason"])
+            if now <= row["deadline"] and k[1] in self.config.peers:
+                outcome = send(self.control_transport(), row)
             if outcome == "retry":
-                backoff[key] = (time.time() + delay, min(delay * 2, 10.0))
+                backoff[k] = (time.time() + delay, min(delay * 2, 10.0))
                 continue
-            if outcome == "expired":
-                _log.warning("gave up telling %s that job %s aborted", key[1], key[0])
-            backoff.pop(key, None)
+            if outcome != "delivered":
+                _log.warning("%s to %s: %s", k[0], k[1], outcome)
+            backoff.pop(k, None)
+            done(row)
+
+    def _deliver_aborts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
+        with self.mailbox.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(select(abort_outbox)).mappings()]
+
+        def done(row: Mapping[str, Any]) -> None:
             with self.mailbox.engine.begin() as conn:
                 conn.execute(
                     delete(abort_outbox).where(
-                        abort_outbox.c.job == key[0], abort_outbox.c.receiver == key[1]
+                        abort_outbox.c.job == row["job"],
+                        abort_outbox.c.receiver == row["receiver"],
                     )
                 )
+
+        self.deliver_outbox(
+            backoff,
+            rows,
+            key=lambda row: f"abort of {row['job']}",
+            send=lambda t, row: t.deliver_abort(row["job"], row["receiver"], row["reason"]),
+            done=done,
+        )
 
     def _sweep(self) -> None:
         swept = self.mailbox.sweep(self.config.mailbox_quotas(), self.knows)
@@ -981,31 +1010,17 @@ class JobRunner:
         return "ok"
 
     def _deliver_restarts(self, backoff: dict[tuple[str, str], tuple[float, float]]) -> None:
-        now = time.time()
-        for row in self.pipelines.pending_restarts():
-            key = (f"restart/{row['job']}/{row['step']}", str(row["receiver"]))
-            due, delay = backoff.get(key, (0.0, 0.25))
-            if now < due:
-                continue
-            outcome = "expired"
-            if now <= row["deadline"] and key[1] in self.config.peers:
-                if self._abort_transport is None:
-                    self._abort_transport = HttpTransport(
-                        self.config.identity,
-                        self.config.transport_peers(),
-                        self.mailbox,
-                        request_timeout=5.0,
-                    )
-                outcome = self._abort_transport.deliver_restart(
-                    row["job"], key[1], row["step"], int(row["attempt"])
-                )
-            if outcome == "retry":
-                backoff[key] = (time.time() + delay, min(delay * 2, 10.0))
-                continue
-            if outcome == "expired":
-                _log.warning("gave up telling %s that %s restarted", key[1], key[0])
-            backoff.pop(key, None)
-            self.pipelines.restart_done(row["job"], key[1], row["step"], int(row["attempt"]))
+        self.deliver_outbox(
+            backoff,
+            self.pipelines.pending_restarts(),
+            key=lambda row: f"restart of {row['job']}/{row['step']}",
+            send=lambda t, row: t.deliver_restart(
+                row["job"], row["receiver"], row["step"], int(row["attempt"])
+            ),
+            done=lambda row: self.pipelines.restart_done(
+                row["job"], row["receiver"], row["step"], int(row["attempt"])
+            ),
+        )
 
     def _failed(
         self,
