@@ -5,6 +5,9 @@ Modules (in import order):
 - :mod:`privfin.ml.metrics` — binary-classification evaluation used in credit risk: AUC, KS,
   lift and gain tables, confusion matrix at a threshold, population stability index (PSI), each
   with the curve data needed for plots.
+- :mod:`privfin.ml.report` — ROC, KS and lift figures (matplotlib, the optional ``plots``
+  extra) and a standalone HTML evaluation report with the figures inline; the only I/O is
+  writing the file the caller names.
 - :mod:`privfin.ml.optim` — element-wise optimisers (SGD, momentum, RMSprop, Adam, Adagrad) and
   learning-rate schedules; each party of a vertical model runs them on its own weights.
 - :mod:`privfin.ml.binning` — quantile bins, chi-merge, WOE and IV from per-bin counts.
