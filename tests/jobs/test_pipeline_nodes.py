@@ -72,6 +72,9 @@ def test_pipeline_over_nodes_matches_local(tmp_path: Path) -> None:
     # hetero LR is exact arithmetic: the same model, the same AUC as in-process
     assert metrics["auc"] == pytest.approx(local.output("bank", "evaluate", "metrics")["auc"])
     assert metrics["auc"] > 0.7
+    # the steps' secret checkpoints (PSI's per-role keys) are gone once the job has ended
+    assert not list((state / "jobs" / "credit-nodes" / "steps").rglob("*.key"))
+    assert list((state / "jobs" / "credit-nodes" / "steps").rglob("*"))  # others are kept
     model = _read(state, "credit-nodes", out["bank"], "train", "model")
     assert model["format"] == "privfin.model" and model["format_version"] == 1
     assert model["lineage"]["table"].startswith("psi.aligned:")

@@ -1090,7 +1090,12 @@ class JobRunner:
                 self._wake.set()
             else:
                 self._purge(job)
-        gone = DirectoryArtifacts(Path(self.config.state_dir) / "jobs" / job).discard_secrets()
+        root = Path(self.config.state_dir) / "jobs" / job
+        gone = DirectoryArtifacts(root).discard_secrets()
+        # a pipeline's steps keep their checkpoints in steps/<step>/a<attempt>/
+        for attempt_dir in sorted(root.glob("steps/*/a*")):
+            if attempt_dir.is_dir():
+                gone += DirectoryArtifacts(attempt_dir).discard_secrets()
         if gone:
             _log.info("job %s: deleted its secret checkpoints (%s)", job, ", ".join(gone))
 
