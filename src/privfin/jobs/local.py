@@ -167,6 +167,9 @@ class LocalRun:
             t.start()
         for t in threads:
             t.join()
+        for attempt_dir in self.root.glob("*/steps/*/a*"):  # per-run secrets (PSI keys)
+            if attempt_dir.is_dir():
+                DirectoryArtifacts(attempt_dir).discard_secrets()
         if errors:
             first = next(
                 (e for e in errors.values() if not isinstance(e, ProtocolAbort)),
