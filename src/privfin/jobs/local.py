@@ -111,7 +111,7 @@ class LocalRun:
                     compute=SerialBackend(),
                     artifacts=artifacts,
                     random=rnd,
-                    settings=settings or Settings(),
+                    settings=settings or Settings.from_env(),
                     progress=progress,
                     log=logging.LoggerAdapter(logging.getLogger("privfin.job"), {"party": p}),
                 )
