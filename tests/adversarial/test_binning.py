@@ -35,7 +35,8 @@ from privfin.fl.vertical.binning import (
 from privfin.fl.vertical.binning.common import BinParams, LocalBins, reply_for_owner
 from privfin.fl.vertical.binning.messages import BinKey, Verdicts
 from privfin.he import ou, paillier
-from privfin.he._base import EncryptedVector, PackedEncryptedVector
+from privfin.he._packed import PackedEncryptedVector
+from privfin.he._vector import EncryptedVector
 from privfin.ml.binning import apply_bins
 from privfin.runtime import Context, simulate
 

@@ -35,7 +35,7 @@ from privfin.fl.vertical.hetero_lr import guest as guest_role
 from privfin.fl.vertical.hetero_lr import host as host_role
 from privfin.fl.vertical.hetero_lr.common import PartyModel, sample_weights
 from privfin.he import ou, paillier
-from privfin.he._base import EncryptedVector
+from privfin.he._vector import EncryptedVector
 from privfin.runtime import Context, simulate
 
 from ._smooth import Dlog, ct_with_randomiser, recover_lambda, smooth_keypair
@@ -284,7 +284,7 @@ def test_mode_guest_key_holder_choosing_the_input_reads_nothing(
 
     def reader(ctx: Context, peer: str, sk: Any, params: Any, **kw: Any) -> None:
         from privfin.fl.vertical.hetero_lr.messages import Ciphertexts
-        from privfin.he._base import EncryptedVector
+        from privfin.he._vector import EncryptedVector
 
         msg = ctx.channel.recv(peer, kw.get("tag", "masked"), expect=Ciphertexts)
         vec = EncryptedVector.from_wire(sk.public_key, msg.vec)

@@ -179,7 +179,7 @@ def _crafted_guest(n_columns: int, stolen: dict[str, np.ndarray]) -> Any:
     the honest code."""
     from privfin.fl.vertical.binning.common import BinParams, new_keypair
     from privfin.fl.vertical.binning.messages import BinKey, Correlations, EncryptedColumns
-    from privfin.he._base import PackedEncryptedVector
+    from privfin.he._packed import PackedEncryptedVector
     from privfin.runtime import Context
 
     def component(ctx: Context, params: dict[str, Any], inputs: dict[str, Any]) -> Any:

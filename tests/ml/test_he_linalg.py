@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from privfin.errors import ProtocolAbort
 from privfin.he import ou, paillier
-from privfin.he._base import PrivateKeyBase, PublicKeyBase
+from privfin.he._keys import PrivateKeyBase, PublicKeyBase
 from privfin.ml.he_linalg import (
     check_masked_packed,
     mask_and_pack,

@@ -25,15 +25,9 @@ from typing import Any
 import gmpy2
 
 from privfin.errors import ConfigError, DecodeError, InsecureModeError
-from privfin.he._base import (
-    EncryptedVector,
-    PackedEncryptedVector,
-    PrivateKeyBase,
-    PublicKeyBase,
-    int_from_wire,
-    int_to_bytes,
-)
 from privfin.he._engine import OUEngine
+from privfin.he._keys import PrivateKeyBase, PublicKeyBase
+from privfin.he._packed import PackedEncryptedVector
 from privfin.he._util import (
     RandomSource,
     bits_from,
@@ -44,6 +38,8 @@ from privfin.he._util import (
     random_prime,
     rsa_security_bits,
 )
+from privfin.he._vector import EncryptedVector
+from privfin.he._wire import int_from_wire, int_to_bytes
 from privfin.he.errors import KeyMismatchError, OverflowDetected, PlaintextOutOfRange
 
 __all__ = [

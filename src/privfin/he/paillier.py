@@ -27,15 +27,9 @@ from typing import Any
 import gmpy2
 
 from privfin.errors import ConfigError, DecodeError, InsecureModeError
-from privfin.he._base import (
-    EncryptedVector,
-    PackedEncryptedVector,
-    PrivateKeyBase,
-    PublicKeyBase,
-    int_from_wire,
-    int_to_bytes,
-)
 from privfin.he._engine import PaillierEngine
+from privfin.he._keys import PrivateKeyBase, PublicKeyBase
+from privfin.he._packed import PackedEncryptedVector
 from privfin.he._util import (
     RandomSource,
     bits_from,
@@ -46,6 +40,8 @@ from privfin.he._util import (
     random_unit,
     rsa_security_bits,
 )
+from privfin.he._vector import EncryptedVector
+from privfin.he._wire import int_from_wire, int_to_bytes
 from privfin.he.errors import KeyMismatchError, OverflowDetected, PlaintextOutOfRange
 
 __all__ = [
@@ -373,7 +369,7 @@ class PrivateKey(PrivateKeyBase):
     When the plaintexts have a public bound far below ``p`` (``decrypt`` of vectors whose
     tracked ``bound_bits`` is at most ``|p| - 130``: every unpacked vector of 64-bit data),
     ``m_p`` alone is the answer: one half-size exponentiation (see
-    :meth:`~privfin.he._base.PrivateKeyBase.decrypt_ints`). The factors are kept only here;
+    :meth:`~privfin.he._raw.RawPrivateKey.decrypt_ints`). The factors are kept only here;
     there is deliberately no serialisation.
     """
 

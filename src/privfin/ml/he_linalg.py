@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.errors import ConfigError, ProtocolAbort
-from privfin.he._base import PublicKeyBase
+from privfin.he._keys import PublicKeyBase
 
 __all__ = [
     "check_masked_packed",

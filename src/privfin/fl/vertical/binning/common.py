@@ -13,7 +13,8 @@ import numpy.typing as npt
 from privfin.config import require_insecure_allowed
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.he import paillier
-from privfin.he._base import EncryptedVector, PackedEncryptedVector
+from privfin.he._packed import PackedEncryptedVector
+from privfin.he._vector import EncryptedVector
 from privfin.ml.binning import apply_bins, chi_merge, quantile_edges
 from privfin.runtime import Context
 

@@ -27,7 +27,7 @@ from privfin.fl.vertical.binning.common import (
     new_keypair,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
-from privfin.he._base import PackedEncryptedVector
+from privfin.he._packed import PackedEncryptedVector
 from privfin.he.errors import OverflowDetected
 from privfin.ml.binning import bin_counts, merge_counts, woe_iv
 from privfin.runtime import Context

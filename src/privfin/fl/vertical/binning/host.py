@@ -20,7 +20,7 @@ from privfin.fl.vertical.binning.common import (
     reply_for_owner,
 )
 from privfin.fl.vertical.binning.messages import BinKey, EncryptedColumns, HostBins, Verdicts
-from privfin.he._base import EncryptedVector
+from privfin.he._vector import EncryptedVector
 from privfin.runtime import Context
 
 __all__ = ["run_host"]

@@ -52,7 +52,8 @@ from privfin.fl.vertical.binning.messages import (
     EncryptedColumns,
     PearsonSetup,
 )
-from privfin.he._base import EncryptedVector, PackedEncryptedVector
+from privfin.he._packed import PackedEncryptedVector
+from privfin.he._vector import EncryptedVector
 from privfin.he.errors import OverflowDetected
 from privfin.ml.he_linalg import encrypted_matvec
 from privfin.runtime import Context

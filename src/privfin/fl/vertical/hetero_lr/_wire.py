@@ -25,7 +25,8 @@ from privfin.fl.vertical.hetero_lr.messages import (
     WeightNorms,
 )
 from privfin.he import ou, paillier
-from privfin.he._base import EncryptedVector, PrivateKeyBase, PublicKeyBase
+from privfin.he._keys import PrivateKeyBase, PublicKeyBase
+from privfin.he._vector import EncryptedVector
 from privfin.he.errors import OverflowDetected
 from privfin.ml.he_linalg import (
     check_masked_packed,
@@ -157,7 +158,7 @@ def send_cts(
 
     ``for_owner``: ``peer`` owns ``pk`` (it will decrypt them) — the last operation before
     the send is a re-randomisation with a UNIFORM encryption of zero
-    (:meth:`~privfin.he._base.PublicKeyBase.raw_obfuscate_for_owner`, ``r**n`` with ``r``
+    (:meth:`~privfin.he._raw.RawPublicKey.raw_obfuscate_for_owner`, ``r**n`` with ``r``
     uniform in ``Z*_n``), fresh or not. The cheap short-exponent randomiser ``h_s**a`` hides
     a ciphertext's history from third parties only: a key owner with a smooth ``p - 1`` (a
     well-formed key, it passes the modulus proof) recovers the random part of a reply, takes

@@ -36,7 +36,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     sample_weights,
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan
-from privfin.he._base import PrivateKeyBase, PublicKeyBase
+from privfin.he._keys import PrivateKeyBase, PublicKeyBase
 from privfin.runtime import Context
 
 __all__ = ["run_guest"]

@@ -35,7 +35,7 @@ from privfin.fl.vertical.hetero_lr.common import (
     min_batch_rows,
 )
 from privfin.fl.vertical.hetero_lr.messages import Plan, RowCount
-from privfin.he._base import PrivateKeyBase
+from privfin.he._keys import PrivateKeyBase
 from privfin.he.errors import OverflowDetected
 from privfin.runtime import Context
 
