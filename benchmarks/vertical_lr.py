@@ -100,15 +100,16 @@ def run_ours(epochs: int, scheme: str = "paillier", mode: str = "arbiter") -> di
     from privfin.ml.metrics import roc_auc
 
     xg, xh, y = breast()
-    est = HeteroLogisticRegression(
-        mode=mode, scheme=scheme, key_bits=2048, max_iter=epochs, batch_size=240,
-        optimizer="rmsprop", learning_rate=0.15, penalty="l2", alpha=0.01,
-    )  # fmt: skip
-    start = time.perf_counter()
     # Every party runs here, so no key owner is a stranger: OU peer keys (no modulus proof,
     # refused in production by default) are accepted explicitly for the OU line.
     settings = Settings(allow_insecure=True) if scheme == "ou" else None
-    est.fit({"guest": xg, "host": xh}, y, guest="guest", seed=1, settings=settings)
+    est = HeteroLogisticRegression(
+        guest="guest", mode=mode, scheme=scheme, key_bits=2048, max_iter=epochs, batch_size=240,
+        optimizer="rmsprop", learning_rate=0.15, penalty="l2", alpha=0.01, seed=1,
+        settings=settings,
+    )  # fmt: skip
+    start = time.perf_counter()
+    est.fit({"guest": xg, "host": xh}, y)
     seconds = time.perf_counter() - start
     z = xg @ est.coef_["guest"] + xh @ est.coef_["host"] + est.intercept_
     return {"seconds": seconds, "auc": roc_auc(y, z)}

@@ -40,8 +40,8 @@ SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     xg, xh = rng.normal(size=(200, 3)), rng.normal(size=(200, 2))
     y = (xg[:, 0] + xh[:, 1] > 0).astype(int)
-    est = HeteroSecureBoost(n_trees=1, max_depth=2, n_jobs=2)
-    est.fit(xg, y, hosts={"host": xh}, seed=1)
+    est = HeteroSecureBoost(n_trees=1, max_depth=2, n_jobs=2, seed=1)
+    est.fit({"guest": xg, "host": xh}, y)
     print("FITTED", est.train_scores_.shape, "POOLS", len(pools), min(pools) > 1, flush=True)
     with LocalBackend(2) as backend:
         print("MAPPED", backend.map(abs, [-1, -2, -3, -4]), flush=True)

@@ -48,8 +48,8 @@ def _data(n: int, seed: int) -> tuple[Any, Any, Any]:
 def _fit(n: int = 48, seed: int = 1, hub: MemoryHub | None = None, **params: Any) -> Any:
     xg, y, xh = _data(n, seed)
     opts = {"n_trees": 1, "max_depth": 2, "n_bins": N_BINS, **SMALL, **params}
-    return HeteroSecureBoost(**opts).fit(
-        xg, y, hosts={"host": xh}, seed=2, settings=DEV, timeout=30, hub=hub
+    return HeteroSecureBoost(seed=2, settings=DEV, timeout=30, **opts).fit(
+        {"guest": xg, "host": xh}, y, hub=hub
     )
 
 
@@ -323,9 +323,12 @@ def test_host_refuses_a_peer_ou_key_in_production() -> None:
     """No well-formedness proof exists for an OU modulus: a host refuses to compute on the
     guest's OU key in production mode (unless allow_insecure), naming OU and Paillier."""
     xg, y, xh = _data(48, 1)
-    est = HeteroSecureBoost(n_trees=1, max_depth=2, n_bins=N_BINS, he_scheme="ou", key_bits=2048)
+    est = HeteroSecureBoost(
+        n_trees=1, max_depth=2, n_bins=N_BINS, he_scheme="ou", key_bits=2048, seed=2,
+        settings=Settings(), timeout=30,
+    )  # fmt: skip
     with pytest.raises(InsecureModeError, match=r"Okamoto-Uchiyama.*Paillier") as err:
-        est.fit(xg, y, hosts={"host": xh}, seed=2, settings=Settings(), timeout=30)
+        est.fit({"guest": xg, "host": xh}, y)
     assert "key of guest 'guest'" in str(err.value)
 
 
@@ -439,12 +442,12 @@ def test_host_answers_routing_queries_only_along_the_path(
     est, xg, xh = _route_attack(monkeypatch, how)
     assert est.host_models_["host"].splits, "the model must have host splits for this test"
     with pytest.raises(ProtocolAbort) as info:
-        est.predict_proba(xg, hosts={"host": xh}, settings=DEV)
+        est.predict_proba({"guest": xg, "host": xh})
     assert info.value.party == "guest"
     assert "routing query" in str(info.value)
 
 
 def test_honest_routing_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     est, xg, xh = _route_attack(monkeypatch, "honest")
-    proba = est.predict_proba(xg, hosts={"host": xh}, settings=DEV)
+    proba = est.predict_proba({"guest": xg, "host": xh})
     assert np.allclose(proba[:, 1], est.train_scores_[:, 1], atol=1e-9)

@@ -166,8 +166,11 @@ def test_arbiter_two_hosts_unweighted_and_deterministic() -> None:
 def test_estimator_fit_and_joint_scoring() -> None:
     xg, xs, y = synthetic(hosts=2)
     features = {"bank": xg, "telco": xs[0], "shop": xs[1]}
-    est = HeteroLogisticRegression(**SMALL, mode="guest", max_iter=5, batch_size=30)
-    est.fit(features, y, guest="bank", seed=3)
+    est = HeteroLogisticRegression(
+        **SMALL, guest="bank", mode="guest", max_iter=5, batch_size=30, seed=3,
+        settings=Settings(mode="development"),
+    )  # fmt: skip
+    est.fit(features, y)
     proba = est.predict_proba(features)
     z = (
         xg @ est.coef_["bank"]
@@ -252,8 +255,11 @@ def test_feature_counts_are_agreed_parameters() -> None:
     with pytest.raises(ConfigError, match="feature_counts must map"):
         LRParams.from_mapping({"feature_counts": {"g": 5000}})
     # The in-process estimator holds every party's data: it fills the counts in.
-    est = HeteroLogisticRegression(**SMALL, mode="guest", max_iter=1, batch_size=0)
-    est.fit({"g": xg, "h": xs[0]}, y, guest="g", seed=1)
+    est = HeteroLogisticRegression(
+        **SMALL, guest="g", mode="guest", max_iter=1, batch_size=0, seed=1,
+        settings=Settings(mode="development"),
+    )  # fmt: skip
+    est.fit({"g": xg, "h": xs[0]}, y)
     assert est.coef_["h"].shape == (2,)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from _datasets import breast_hetero
+from privfin.config import Settings
 from privfin.fl.vertical.hetero_lr import HeteroLogisticRegression
 from privfin.ml.metrics import roc_auc
 from privfin.psi import simulate as psi_simulate
@@ -23,7 +24,14 @@ def test_psi_then_hetero_lr() -> None:
     ha = h.set_index(h["id"].astype(str)).loc[common]
     y = ga["y"].to_numpy(float)
     xg, xh = ga.drop(columns=["id", "y"]).to_numpy(), ha.drop(columns=["id"]).to_numpy()
-    est = HeteroLogisticRegression(key_bits=768, insecure_allow_small_keys=True, max_iter=20)
-    est.fit({"bank": xg, "telco": xh}, y, guest="bank", seed=2)
+    est = HeteroLogisticRegression(
+        guest="bank",
+        key_bits=768,
+        insecure_allow_small_keys=True,
+        max_iter=20,
+        seed=2,
+        settings=Settings(mode="development"),
+    )
+    est.fit({"bank": xg, "telco": xh}, y)
     assert roc_auc(y, est.predict_proba({"bank": xg, "telco": xh})[:, 1]) > 0.97
     assert np.all(np.isfinite(est.coef_["telco"]))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from _datasets import breast_hetero
+from privfin.config import Settings
 from privfin.fl.vertical import scorecard
 from privfin.fl.vertical.scorecard import (
     HeteroScorecard,
@@ -19,6 +20,7 @@ from privfin.fl.vertical.scorecard import (
 from privfin.ml.metrics import roc_auc
 
 KEYS = {"key_bits": 768, "insecure_allow_small_keys": True}
+DEV = Settings(mode="development")
 
 
 def test_scaling_hand_values() -> None:
@@ -46,9 +48,12 @@ def test_hetero_scorecard_on_breast(reveal: bool) -> None:
     if reveal:
         binning["reveal_woe_to_hosts"] = True
     sc = HeteroScorecard(
+        guest="bank",
         binning=binning,
         lr={**KEYS, "mode": "guest", "max_iter": 10, "batch_size": 0, "learning_rate": 0.2},
-    ).fit({"bank": xg, "telco": xh}, y, guest="bank", seed=1)
+        seed=1,
+        settings=DEV,
+    ).fit({"bank": xg, "telco": xh}, y)
     card = sc.scorecard_
     assert set(card.cards) == {"bank", "telco"} and card.rows()[0]["feature"] == "base"
     host = card.cards["telco"]
@@ -63,10 +68,10 @@ def test_hetero_scorecard_on_breast(reveal: bool) -> None:
         # learns one coefficient per bin instead.
         assert host.woe is None
         assert len(sc.model_.coef_["telco"]) == sum(len(e) + 2 for e in host.edges)
-    scores = sc.score({"bank": xg, "telco": xh})
+    scores = sc.credit_score({"bank": xg, "telco": xh})
     parts = card.base_points + sum(
         card.cards[p].partial_scores(
-            np.asarray(x)[:, [list(x.columns).index(f) for f in card.cards[p].features]]
+            x.rename(columns=lambda c, p=p: f"{p}.{c}")[card.cards[p].features].to_numpy()
         )
         for p, x in (("bank", xg), ("telco", xh))
     )
@@ -93,7 +98,10 @@ def test_scorecard_does_not_send_woe_to_hosts_by_default(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(scorecard, "simulate", spy)
     HeteroScorecard(
+        guest="bank",
         binning={**KEYS, "iv_threshold": 2.0},
         lr={**KEYS, "mode": "guest", "max_iter": 2, "batch_size": 0},
-    ).fit({"bank": xg, "telco": xh}, y, guest="bank", seed=1)
+        seed=1,
+        settings=DEV,
+    ).fit({"bank": xg, "telco": xh}, y)
     assert seen == [None]

@@ -28,6 +28,7 @@ from privfin.fl.vertical.secureboost.component import (
 from privfin.fl.vertical.secureboost.estimator import HeteroSecureBoost
 from privfin.fl.vertical.secureboost.messages import Histograms, HostDone, HostInfo, SplitResult
 from privfin.fl.vertical.secureboost.model import GuestModel, HostModel
+from privfin.fl.vertical.secureboost.params import BoostParams
 from privfin.ml.trees import PlainGBDT, TreeParams
 from privfin.runtime import simulate
 
@@ -53,8 +54,10 @@ def load(name: str, label: str = "y", rows: int | None = None) -> tuple[Any, Any
 def credit_run() -> dict[str, Any]:
     xg, y, xh = load("default_credit")
     hub = MemoryHub()
-    est = HeteroSecureBoost(n_trees=5, max_depth=3, n_bins=32, learning_rate=0.3, **SMALL)
-    est.fit(xg, y, hosts={"host": xh}, seed=7, settings=DEV, hub=hub)
+    est = HeteroSecureBoost(
+        n_trees=5, max_depth=3, n_bins=32, learning_rate=0.3, seed=7, settings=DEV, **SMALL
+    )
+    est.fit({"guest": xg, "host": xh}, y, hub=hub)
     return {"est": est, "xg": xg, "y": y, "xh": xh, "hub": hub}
 
 
@@ -93,7 +96,7 @@ def test_secureboost_matches_sklearn_and_plaintext_reference(credit_run: dict[st
 
 def test_joint_prediction_reproduces_training_scores(credit_run: dict[str, Any]) -> None:
     est, xg, xh = credit_run["est"], credit_run["xg"], credit_run["xh"]
-    proba = est.predict_proba(xg.iloc[:500], hosts={"host": xh.iloc[:500]})
+    proba = est.predict_proba({"guest": xg.iloc[:500], "host": xh.iloc[:500]})
     np.testing.assert_allclose(proba, est.train_scores_[:500], rtol=0, atol=1e-12)
     # The guest's model has no host threshold or feature: only the owner's name.
     for tree in est.model_.trees:
@@ -112,7 +115,7 @@ def test_models_roundtrip_json(credit_run: dict[str, Any]) -> None:
     assert imp and all(v > 0 for v in imp.values())
     # Gains derive from decrypted host histograms: not shared unless opted in ([08]).
     assert all(v == 0 for v in est.host_models_["host"].feature_importance("gain").values())
-    assert set(imp) <= set(credit_run["xh"].columns)
+    assert set(imp) <= {f"host.{c}" for c in credit_run["xh"].columns}
 
 
 # ------------------------------------------------------------------------------ leakage
@@ -159,8 +162,8 @@ def test_same_seed_same_model() -> None:
     xg, y, xh = _synthetic(600, 1)
     models = []
     for _ in range(2):
-        est = HeteroSecureBoost(n_trees=2, **SMALL).fit(
-            xg, y, hosts={"host": xh}, seed=3, settings=DEV
+        est = HeteroSecureBoost(n_trees=2, seed=3, settings=DEV, **SMALL).fit(
+            {"guest": xg, "host": xh}, y
         )
         models.append((est.model_.to_json(), est.host_models_["host"].to_json()))
     assert models[0] == models[1]
@@ -178,8 +181,8 @@ def test_malformed_histogram_ciphertext_is_refused(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(host_mod, "ciphertexts_to_bytes", zeroed)
     with pytest.raises((DecodeError, ProtocolAbort)) as info:
-        HeteroSecureBoost(n_trees=1, **SMALL).fit(
-            xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30
+        HeteroSecureBoost(n_trees=1, seed=1, settings=DEV, timeout=30, **SMALL).fit(
+            {"guest": xg, "host": xh}, y
         )
     assert "ciphertext" in str(info.value)
 
@@ -195,8 +198,8 @@ def test_overflowing_histogram_plaintext_is_refused(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(host_mod, "compress", shifted)
     with pytest.raises(ProtocolAbort, match="tampered"):
-        HeteroSecureBoost(n_trees=1, **SMALL).fit(
-            xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30
+        HeteroSecureBoost(n_trees=1, seed=1, settings=DEV, timeout=30, **SMALL).fit(
+            {"guest": xg, "host": xh}, y
         )
 
 
@@ -206,12 +209,12 @@ def test_overflowing_histogram_plaintext_is_refused(monkeypatch: pytest.MonkeyPa
 def test_options_match_plaintext_reference_with_missing_values_and_two_hosts() -> None:
     xg, y, xh = _synthetic(800, 4, missing=0.1)
     hosts = {"telco": xh[:, :2], "shop": xh[:, 2:]}
-    est = HeteroSecureBoost(n_trees=3, **SMALL).fit(xg, y, hosts=hosts, seed=2, settings=DEV)
+    est = HeteroSecureBoost(n_trees=3, seed=2, settings=DEV, **SMALL).fit({"guest": xg, **hosts}, y)
     X = np.hstack([xg, xh])
     ref = PlainGBDT(n_trees=3).fit(X, y)
     auc, ref_auc = (roc_auc_score(y, s[:, 1]) for s in (est.train_scores_, ref.predict_proba(X)))
     assert abs(auc - ref_auc) < 2e-3
-    proba = est.predict_proba(xg, hosts=hosts)
+    proba = est.predict_proba({"guest": xg, **hosts})
     np.testing.assert_allclose(proba, est.train_scores_, atol=1e-12)
     assert {"host:telco", "host:shop"} & set(est.feature_importance())
 
@@ -219,8 +222,8 @@ def test_options_match_plaintext_reference_with_missing_values_and_two_hosts() -
 def test_complete_secure_first_tree_uses_guest_features_only() -> None:
     xg, y, xh = _synthetic(500, 5)
     hub = MemoryHub()
-    est = HeteroSecureBoost(n_trees=2, complete_secure=True, **SMALL).fit(
-        xg, y, hosts={"host": xh}, seed=2, settings=DEV, hub=hub
+    est = HeteroSecureBoost(n_trees=2, complete_secure=True, seed=2, settings=DEV, **SMALL).fit(
+        {"guest": xg, "host": xh}, y, hub=hub
     )
     assert all(not n.owner for n in est.model_.trees[0].values())
     trees_seen = set()
@@ -235,9 +238,9 @@ def test_complete_secure_first_tree_uses_guest_features_only() -> None:
 def test_goss_trains_on_a_sample() -> None:
     xg, y, xh = _synthetic(1000, 6)
     hub = MemoryHub()
-    est = HeteroSecureBoost(n_trees=3, goss=True, top_rate=0.3, other_rate=0.2, **SMALL).fit(
-        xg, y, hosts={"host": xh}, seed=2, settings=DEV, hub=hub
-    )
+    est = HeteroSecureBoost(
+        n_trees=3, goss=True, top_rate=0.3, other_rate=0.2, seed=2, settings=DEV, **SMALL
+    ).fit({"guest": xg, "host": xh}, y, hub=hub)
     starts = [codec.decode(p) for k, p in hub.wire if k.tag == "cmd" and k.receiver == "host"]
     sizes = {m.rows.size for m in starts if type(m).__name__ == "TreeStart"}
     assert sizes == {500}
@@ -246,22 +249,26 @@ def test_goss_trains_on_a_sample() -> None:
 
 def test_multiclass_vehicle() -> None:
     xg, y, xh = load("vehicle_scale")
-    est = HeteroSecureBoost(n_trees=3, objective="multiclass", n_classes=4, **SMALL)
-    est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV)
+    est = HeteroSecureBoost(
+        n_trees=3, objective="multiclass", n_classes=4, seed=1, settings=DEV, **SMALL
+    )
+    est.fit({"guest": xg, "host": xh}, y)
     X = np.hstack([xg.to_numpy(), xh.to_numpy()])
     ref = PlainGBDT(n_trees=3, objective="multiclass", n_classes=4).fit(X, y)
     acc = (est.train_scores_.argmax(axis=1) == y).mean()
     ref_acc = (ref.predict_proba(X).argmax(axis=1) == y).mean()
     assert acc > 0.6 and abs(acc - ref_acc) < 0.02
     np.testing.assert_allclose(est.train_scores_.sum(axis=1), 1.0)
-    pred = est.predict(xg, hosts={"host": xh})
+    pred = est.predict({"guest": xg, "host": xh})
     np.testing.assert_array_equal(pred, est.train_scores_.argmax(axis=1))
 
 
 def test_regression_student() -> None:
     xg, y, xh = load("student")
-    est = HeteroSecureBoost(n_trees=3, objective="regression", learning_rate=0.3, **SMALL)
-    est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV)
+    est = HeteroSecureBoost(
+        n_trees=3, objective="regression", learning_rate=0.3, seed=1, settings=DEV, **SMALL
+    )
+    est.fit({"guest": xg, "host": xh}, y)
     X = np.hstack([xg.to_numpy(), xh.to_numpy()])
     ref = PlainGBDT(n_trees=3, objective="regression").fit(X, y)
     mse = float(np.mean((est.train_scores_ - y) ** 2))
@@ -275,18 +282,20 @@ def test_regression_student() -> None:
 def test_small_keys_need_explicit_opt_in() -> None:
     xg, y, xh = _synthetic(100, 7)
     with pytest.raises(ConfigError, match="insecure_allow_small_keys"):
-        HeteroSecureBoost(key_bits=1024).fit(xg, y, hosts={"host": xh}, seed=1)
+        HeteroSecureBoost(key_bits=1024, seed=1).fit({"guest": xg, "host": xh}, y)
     with pytest.raises(InsecureModeError):
-        HeteroSecureBoost(**SMALL).fit(xg, y, hosts={"host": xh}, seed=1)
+        HeteroSecureBoost(seed=1, **SMALL).fit({"guest": xg, "host": xh}, y)
     with pytest.raises(ConfigError, match="unknown SecureBoost parameters"):
-        HeteroSecureBoost(n_tress=3)
+        BoostParams.from_mapping({"n_tress": 3})  # job parameters
+    with pytest.raises(TypeError, match="n_tress"):
+        HeteroSecureBoost(n_tress=3)  # type: ignore[call-arg]
 
 
 def test_misaligned_rows_are_refused() -> None:
     xg, y, xh = _synthetic(100, 8)
     with pytest.raises(ConfigError, match="PSI"):
-        HeteroSecureBoost(n_trees=1, **SMALL).fit(
-            xg, y, hosts={"host": xh[:90]}, seed=1, settings=DEV
+        HeteroSecureBoost(n_trees=1, seed=1, settings=DEV, **SMALL).fit(
+            {"guest": xg, "host": xh[:90]}, y
         )
 
 
@@ -327,8 +336,8 @@ def test_okamoto_uchiyama_scheme_gives_the_same_model() -> None:
     xg, y, xh = _synthetic(400, 9)
     models = []
     for scheme in ("paillier", "ou"):
-        est = HeteroSecureBoost(n_trees=2, he_scheme=scheme, **SMALL).fit(
-            xg, y, hosts={"host": xh}, seed=4, settings=DEV
+        est = HeteroSecureBoost(n_trees=2, he_scheme=scheme, seed=4, settings=DEV, **SMALL).fit(
+            {"guest": xg, "host": xh}, y
         )
         models.append(est.train_scores_)
     np.testing.assert_allclose(models[0], models[1], atol=1e-12)
@@ -339,8 +348,9 @@ def test_regression_gradients_beyond_the_public_range_are_refused_locally() -> N
     wider gradients itself, before anything is encrypted, and says what to do."""
     xg, _, xh = _synthetic(80, 11)
     y = np.random.default_rng(1).normal(size=80) * 3e6
-    est = HeteroSecureBoost(n_trees=1, objective="regression", **SMALL)
+    opts = {"n_trees": 1, "objective": "regression", "seed": 1, "settings": DEV, "timeout": 30}
+    est = HeteroSecureBoost(**opts, **SMALL)
     with pytest.raises(ConfigError, match="regression_range_bits"):
-        est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30)
-    est = HeteroSecureBoost(n_trees=1, objective="regression", regression_range_bits=26, **SMALL)
-    est.fit(xg, y, hosts={"host": xh}, seed=1, settings=DEV, timeout=30)
+        est.fit({"guest": xg, "host": xh}, y)
+    est = HeteroSecureBoost(regression_range_bits=26, **opts, **SMALL)
+    est.fit({"guest": xg, "host": xh}, y)

@@ -12,9 +12,43 @@ party learns, threat model):
 - :mod:`privfin.fl.vertical.scoring` — joint scoring of new applicants (the guest learns the
   score only).
 
-Importing this package imports none of them (no side effects, no heavy imports).
+The estimators are exported here: ``from privfin.fl.vertical import HeteroSecureBoost``. They
+share one convention (:mod:`privfin.fl.vertical._estimator`): hyper-parameters in the
+constructor, ``fit(X, y)`` with one DataFrame of party-qualified columns (``bank.x0``) or a
+mapping ``{party: features}``, scikit-learn's ``get_params``/``set_params``/``clone``, and
+``save(path)``/``load(path)``.
+
+Importing this package imports none of them (no side effects, no heavy imports): each name is
+imported on first use (module ``__getattr__``).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers and IDEs
+    from privfin.fl.vertical.hetero_lr.estimator import HeteroLogisticRegression
+    from privfin.fl.vertical.scorecard import HeteroScorecard
+    from privfin.fl.vertical.secureboost.estimator import HeteroSecureBoost
+
+__all__ = ["HeteroLogisticRegression", "HeteroScorecard", "HeteroSecureBoost"]
+
+_EXPORTS = {
+    "HeteroLogisticRegression": "privfin.fl.vertical.hetero_lr.estimator",
+    "HeteroScorecard": "privfin.fl.vertical.scorecard",
+    "HeteroSecureBoost": "privfin.fl.vertical.secureboost.estimator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -36,12 +36,15 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
+import pandas as pd
 
 from privfin.config import Settings
 from privfin.errors import ConfigError
 from privfin.federation.memory import MemoryHub
+from privfin.fl.vertical._estimator import VerticalEstimator
 from privfin.fl.vertical.binning import hetero_binning_component, woe_transform
-from privfin.fl.vertical.hetero_lr import HeteroLogisticRegression
+from privfin.fl.vertical.hetero_lr.estimator import HeteroLogisticRegression
 from privfin.fl.vertical.scoring import vertical_lr_scoring
 from privfin.ml.binning import apply_bins
 from privfin.runtime import simulate
@@ -164,59 +167,115 @@ def build_scorecard(
     return card
 
 
-class HeteroScorecard:
+_LR_RESERVED = ("guest", "settings", "seed", "timeout")
+
+
+def _design_names(features: list[str], edges: list[list[float]], woe: bool) -> list[str]:
+    """Column names of a party's LR design: one per feature (WOE) or one per bin."""
+    if woe:
+        return list(features)
+    return [
+        f"{f}#{k if k <= len(e) else 'missing'}"
+        for f, e in zip(features, edges, strict=True)
+        for k in range(len(e) + 2)
+    ]
+
+
+class HeteroScorecard(VerticalEstimator):
     """Hetero binning + hetero LR on WOE + points, as one estimator (simulation/evaluation).
+
+    Follows the estimator convention of :mod:`privfin.fl.vertical._estimator`: ``fit(X, y)``
+    with one DataFrame of ``party.column`` columns or ``{party: DataFrame}``; ``y`` has two
+    classes, ``classes_[1]`` (e.g. 1) is the event (bad).
 
     Parameters
     ----------
+    guest:
+        The party holding the labels (and its own features).
     binning:
         Parameters of ``hetero_binning`` (``method``, ``n_bins``, ``iv_threshold`` …). With
         ``reveal_woe_to_hosts`` hosts train on their (rounded) WOE; by default their WOE stays
         at the guest and hosts train on their bin indicators (one coefficient per bin).
     lr:
-        Parameters of ``hetero_lr`` (``mode``, ``max_iter``, ``learning_rate`` …).
+        Parameters of :class:`HeteroLogisticRegression` (``mode``, ``max_iter``,
+        ``learning_rate`` …; ``guest``, ``settings``, ``seed`` and ``timeout`` are this
+        estimator's).
     base_score, base_odds, pdo:
         The score scale (default 600 points at 50:1 good:bad odds, 20 points to double).
+    settings, seed, timeout:
+        Settings of every simulated party (default :meth:`Settings.from_env`), the seed of
+        their randomness, seconds a party waits for a message.
 
-    Attributes: ``scorecard_`` (:class:`Scorecard`), ``selected_`` (party -> kept features),
-    ``iv_`` (party -> feature -> IV), ``model_`` (the fitted
-    :class:`HeteroLogisticRegression`).
+    Attributes: ``scorecard_`` (:class:`Scorecard`; feature names qualified by party),
+    ``selected_`` (party -> kept features), ``iv_`` (party -> feature -> IV), ``model_`` (the
+    fitted :class:`HeteroLogisticRegression`; its columns are the WOE columns or the bins
+    ``bank.x0#k``), ``classes_``, ``feature_names_in_``, ``n_features_in_``.
+
+    :meth:`credit_score` gives the points of applicants; :meth:`decision_function` their event
+    log-odds (``(offset - points) / factor``) and :meth:`predict_proba` the probabilities.
     """
 
     def __init__(
         self,
         *,
+        guest: str = "guest",
         binning: Mapping[str, Any] | None = None,
         lr: Mapping[str, Any] | None = None,
         base_score: float = 600.0,
         base_odds: float = 50.0,
         pdo: float = 20.0,
+        settings: Settings | None = None,
+        seed: int | None = None,
+        timeout: float = 600.0,
     ) -> None:
-        self.binning = dict(binning or {})
-        self.lr = dict(lr or {})
-        self.base_score, self.base_odds, self.pdo = base_score, base_odds, pdo
+        self.guest = guest
+        self.binning = binning
+        self.lr = lr
+        self.base_score = base_score
+        self.base_odds = base_odds
+        self.pdo = pdo
+        self.settings = settings
+        self.seed = seed
+        self.timeout = timeout
 
-    def fit(
-        self, features: Mapping[str, Any], y: Any, *, guest: str, seed: int | None = None
-    ) -> Self:
-        """``features``: party -> DataFrame (PSI-aligned rows); ``y``: the guest's labels."""
-        insecure = bool(self.binning.get("insecure_allow_small_keys"))
-        reveal = bool(self.binning.get("reveal_woe_to_hosts", False))
-        roles = {p: ["guest"] if p == guest else ["host"] for p in features}
-        inputs: dict[str, dict[str, Any]] = {p: {"X": x} for p, x in features.items()}
-        inputs[guest]["y"] = y
+    def _lr_estimator(self) -> HeteroLogisticRegression:
+        lr = dict(self.lr or {})
+        reserved = sorted(set(lr) & set(_LR_RESERVED))
+        if reserved:
+            raise ConfigError(f"lr must not set {reserved}: they are the scorecard's parameters")
+        try:
+            return HeteroLogisticRegression(
+                **lr, guest=self.guest, settings=self.settings, seed=self.seed,
+                timeout=self.timeout,
+            )  # fmt: skip
+        except TypeError:
+            known = sorted(set(HeteroLogisticRegression().get_params()) - set(_LR_RESERVED))
+            raise ConfigError(f"unknown lr parameters {sorted(lr)}; known: {known}") from None
+
+    def fit(self, X: Any, y: Any) -> Self:
+        """Train on PSI-aligned features of every party and the guest's labels ``y``."""
+        parts = self._fit_frames(X)
+        guest = self.guest_
+        y01 = self._binary_labels(y, len(parts[guest]))
+        scaling(self.base_score, self.base_odds, self.pdo)  # validates the scale
+        lr_est = self._lr_estimator()
+        binning = dict(self.binning or {})
+        reveal = bool(binning.get("reveal_woe_to_hosts", False))
+        roles = {p: ["guest"] if p == guest else ["host"] for p in parts}
+        inputs: dict[str, dict[str, Any]] = {p: {"X": x} for p, x in parts.items()}
+        inputs[guest]["y"] = y01
         out = simulate(
-            hetero_binning_component, roles, params=self.binning,
-            inputs=inputs, component_name="hetero_binning", seed=seed,
-            settings=Settings(mode="development") if insecure else Settings.from_env(),
+            hetero_binning_component, roles, params=binning,
+            inputs=inputs, component_name="hetero_binning", seed=self.seed,
+            settings=self._settings(), timeout=self.timeout,
         )  # fmt: skip
         g = out[guest]
         self.iv_ = g["iv"]
         self.selected_ = g["selected"]
         binned: dict[str, tuple[list[str], list[list[float]], list[list[float]] | None]] = {}
-        design: dict[str, np.ndarray] = {}
+        design: dict[str, pd.DataFrame] = {}
         missing: dict[str, list[int | None]] = {}
-        for party, x in features.items():
+        for party, x in parts.items():
             res = out[party]
             names = list(res["features"])
             # A host's WOE is what the host received (only if revealed), never the guest's copy.
@@ -224,22 +283,24 @@ class HeteroScorecard:
             keep = [j for j, f in enumerate(names) if f in set(self.selected_[party])]
             if not keep:
                 continue
+            kept = [names[j] for j in keep]
             edges = [res["edges"][j] for j in keep]
             missing[party] = [res["missing_to"][j] for j in keep]
-            cols = np.asarray(x, dtype=np.float64)[:, keep]
+            cols = x.to_numpy(dtype=np.float64, na_value=np.nan)[:, keep]
             if woe_all is not None:
                 woes = [woe_all[j] for j in keep]
-                binned[party] = ([names[j] for j in keep], edges, woes)
-                design[party] = woe_transform(cols, edges, woes)
+                binned[party] = (kept, edges, woes)
+                matrix = woe_transform(cols, edges, woes)
             else:
-                binned[party] = ([names[j] for j in keep], edges, None)
-                design[party] = bin_indicators(cols, edges, missing[party])
+                binned[party] = (kept, edges, None)
+                matrix = bin_indicators(cols, edges, missing[party])
+            columns = _design_names(kept, edges, woe_all is not None)
+            design[party] = pd.DataFrame(matrix, columns=columns)
         if guest not in design or len(design) < 2:
             raise ConfigError("IV selection left the guest or every host without features")
         if not reveal and any(b[2] is not None for p, b in binned.items() if p != guest):
             raise ConfigError("a host holds WOE although reveal_woe_to_hosts is off")
-        self.model_ = HeteroLogisticRegression(**self.lr).fit(design, y, guest=guest, seed=seed)
-        self.guest_ = guest
+        self.model_ = lr_est.fit(design, y01)
         self.scorecard_ = build_scorecard(
             self.model_.coef_, self.model_.intercept_, binned,
             base_score=self.base_score, base_odds=self.base_odds, pdo=self.pdo,
@@ -247,18 +308,73 @@ class HeteroScorecard:
         )  # fmt: skip
         return self
 
-    def score(self, features: Mapping[str, Any], *, hub: MemoryHub | None = None) -> np.ndarray:
-        """Total scores of applicants by joint scoring: each party encodes its raw features by
-        their bins and contributes its points; the guest learns the total only."""
+    def credit_score(self, X: Any, *, hub: MemoryHub | None = None) -> np.ndarray:
+        """Total scores (points) of applicants by joint scoring: each party encodes its raw
+        features by their bins and contributes its points; the guest learns the total only."""
+        parts = self._frames(X)
         card = self.scorecard_
         roles = {p: ["guest"] if p == self.guest_ else ["host"] for p in card.cards}
         inputs: dict[str, dict[str, Any]] = {}
         for party, pc in card.cards.items():
-            x = np.asarray(features[party], dtype=np.float64)
-            names = list(self.iv_[party])
-            cols = x[:, [names.index(f) for f in pc.features]]
+            cols = parts[party][pc.features].to_numpy(dtype=np.float64, na_value=np.nan)
             design = bin_indicators(cols, pc.edges, pc.missing_to)
             inputs[party] = {"X": design, "coef": pc.flat_points()}
         inputs[self.guest_]["intercept"] = card.base_points
-        out = simulate(vertical_lr_scoring, roles, inputs=inputs, hub=hub)
-        return np.asarray(out[self.guest_]["z"])
+        out = simulate(
+            vertical_lr_scoring, roles, inputs=inputs, hub=hub, seed=self.seed,
+            settings=self._settings(), timeout=self.timeout, component_name="vertical_lr_scoring",
+        )  # fmt: skip
+        return np.asarray(out[self.guest_]["z"], dtype=np.float64)
+
+    def decision_function(self, X: Any, *, hub: MemoryHub | None = None) -> np.ndarray:
+        """Event log-odds of every applicant (log-odds of ``classes_[1]``), from the points."""
+        points = self.credit_score(X, hub=hub)  # refuses an unfitted model
+        z: np.ndarray = (self.scorecard_.offset - points) / self.scorecard_.factor
+        return z
+
+    def predict_proba(self, X: Any, *, hub: MemoryHub | None = None) -> npt.NDArray[np.float64]:
+        """``[[1 - p, p], ...]``, ``p`` the probability of the event ``classes_[1]``."""
+        z = self.decision_function(X, hub=hub)
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -700, 700)))
+        return np.column_stack([1.0 - p, p])
+
+    # ------------------------------------------------------------------ save / load
+
+    def _party_slice(self, party: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"party": party, "card": None, "lr": None}
+        pc = self.scorecard_.cards.get(party)
+        if pc is not None:
+            out["card"] = {
+                "features": pc.features, "edges": pc.edges, "woe": pc.woe,
+                "points": pc.points, "missing_to": pc.missing_to,
+            }  # fmt: skip
+            out["lr"] = self.model_._party_slice(party)
+            out["lr"]["features"] = self.model_.feature_names_in_[party]
+        if party == self.guest_:
+            card = self.scorecard_
+            out.update(base_points=card.base_points, offset=card.offset, factor=card.factor)
+            out.update(iv=self.iv_, selected=self.selected_)
+        return out
+
+    def _restore(self, manifest: Any, slices: Any) -> None:
+        g = slices[self.guest_]
+        card = Scorecard(float(g["base_points"]), float(g["offset"]), float(g["factor"]))
+        self.iv_, self.selected_ = g["iv"], g["selected"]
+        lr_names: dict[str, list[str]] = {}
+        for party in self.feature_names_in_:
+            c = slices[party]["card"]
+            if c is None:
+                continue
+            card.cards[party] = PartyCard(
+                list(c["features"]), c["edges"], c["woe"], c["points"], c["missing_to"]
+            )
+            lr_names[party] = [str(n) for n in slices[party]["lr"]["features"]]
+        self.scorecard_ = card
+        model = self._lr_estimator()
+        model.feature_names_in_ = lr_names
+        model.n_features_in_ = sum(len(v) for v in lr_names.values())
+        model.guest_ = self.guest_
+        model.hosts_ = [p for p in lr_names if p != self.guest_]
+        model.classes_ = np.array([0.0, 1.0])
+        model._restore(manifest, {p: slices[p]["lr"] for p in lr_names})
+        self.model_ = model

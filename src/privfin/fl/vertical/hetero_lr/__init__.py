@@ -5,13 +5,19 @@ the runtime) and the job component :func:`hetero_lr_component` (registered as ``
 Two modes: ``"arbiter"`` (a third party holds the key, as FATE's coordinated LR) and
 ``"guest"`` (no third party). Security: semi-honest parties; no label, feature, residual or
 other party's gradient leaves its owner in clear (SPEC.md lists exactly what each party learns).
+
+Each name is imported on first use (module ``__getattr__``): importing the package is cheap.
 """
 
 from __future__ import annotations
 
-from privfin.fl.vertical.hetero_lr.common import LRParams, plaintext_reference
-from privfin.fl.vertical.hetero_lr.component import MODEL_ARTIFACT, hetero_lr_component
-from privfin.fl.vertical.hetero_lr.estimator import HeteroLogisticRegression
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers and IDEs
+    from privfin.fl.vertical.hetero_lr.common import LRParams, plaintext_reference
+    from privfin.fl.vertical.hetero_lr.component import MODEL_ARTIFACT, hetero_lr_component
+    from privfin.fl.vertical.hetero_lr.estimator import HeteroLogisticRegression
 
 __all__ = [
     "MODEL_ARTIFACT",
@@ -20,3 +26,24 @@ __all__ = [
     "hetero_lr_component",
     "plaintext_reference",
 ]
+
+_EXPORTS = {
+    "MODEL_ARTIFACT": "privfin.fl.vertical.hetero_lr.component",
+    "HeteroLogisticRegression": "privfin.fl.vertical.hetero_lr.estimator",
+    "LRParams": "privfin.fl.vertical.hetero_lr.common",
+    "hetero_lr_component": "privfin.fl.vertical.hetero_lr.component",
+    "plaintext_reference": "privfin.fl.vertical.hetero_lr.common",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,43 @@
+"""[10] item 3: ``import privfin`` stays cheap; packages export their public API lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = ("numpy", "pandas", "scipy", "sklearn", "torch", "tenseal", "gmpy2", "sqlalchemy")
+
+
+def _run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def test_import_privfin_imports_no_heavy_module() -> None:
+    code = (
+        "import sys\n"
+        "import privfin, privfin.fl, privfin.fl.vertical, privfin.fl.vertical.hetero_lr\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    assert _run(code) == "[]"
+
+
+def test_vertical_estimators_are_exported_lazily() -> None:
+    code = (
+        "import sys\n"
+        "import privfin.fl.vertical as v\n"
+        "assert 'privfin.fl.vertical.secureboost.estimator' not in sys.modules\n"
+        "from privfin.fl.vertical import HeteroSecureBoost, HeteroLogisticRegression\n"
+        "from privfin.fl.vertical import HeteroScorecard\n"
+        "from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component\n"
+        "assert HeteroSecureBoost.__module__ == 'privfin.fl.vertical.secureboost.estimator'\n"
+        "assert set(v.__all__) <= set(dir(v))\n"
+        "try:\n"
+        "    v.NoSuchName\n"
+        "except AttributeError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert _run(code) == "module 'privfin.fl.vertical' has no attribute 'NoSuchName'"
