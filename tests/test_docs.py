@@ -390,6 +390,64 @@ def test_the_command_check_catches_drift() -> None:
     ]
 
 
+# ------------------------------------------------------------------------------ HTTP routes
+
+_ROUTE_DECORATOR = re.compile(r"""@\w+\.(get|post|put|delete|patch)\(\s*["'](/[^"']*)["']""")
+_DOC_ROUTE = re.compile(r"`(?:(GET|POST|PUT|DELETE|PATCH) )?(/v\d+/[^`\s]*|/health)`")
+
+
+def _routes() -> set[tuple[str, tuple[str, ...]]]:
+    """(method, path segments) of every route the node's FastAPI apps declare."""
+    found = set()
+    for path in (SRC / "privfin").rglob("*.py"):
+        for method, route in _ROUTE_DECORATOR.findall(path.read_text(encoding="utf-8")):
+            found.add((method.upper(), tuple(route.strip("/").split("/"))))
+    return found
+
+
+def _route_matches(doc: tuple[str, ...], route: tuple[str, ...], prefix: bool) -> bool:
+    for i, seg in enumerate(doc):
+        if seg in {"...", "…"}:
+            return len(route) > i
+        if i >= len(route):
+            return False
+        if not (seg == route[i] or (seg.startswith("{") and route[i].startswith("{"))):
+            return False
+    return prefix or len(route) == len(doc)
+
+
+def test_http_routes_named_in_docs_exist() -> None:
+    routes = _routes()
+    assert len(routes) > 10, "no routes found: the decorator pattern is broken"
+    problems: list[str] = []
+    seen = 0
+    for block in BLOCKS:
+        for m in _DOC_ROUTE.finditer(block.text):
+            seen += 1
+            method, path = m.group(1), m.group(2).split("?", 1)[0]
+            prefix = path.endswith(("…", "..."))
+            segs = tuple(path.rstrip(".…").strip("/").split("/")) if prefix else None
+            doc = segs if segs is not None else tuple(path.strip("/").split("/"))
+            doc = tuple(s for s in doc if s)
+            if not any(
+                (method is None or method == r_method) and _route_matches(doc, r_path, prefix)
+                for r_method, r_path in routes
+            ):
+                problems.append(f"{block.where(m.start())}: no route {m.group(0)}")
+    assert seen > 5, "the scan found no routes in the docs: the pattern is broken"
+    assert not problems, "HTTP routes in the docs that no app serves:\n" + "\n".join(problems)
+
+
+def test_the_route_check_catches_drift() -> None:
+    route = ("v1", "jobs", "{job}", "cancel")
+    assert _route_matches(("v1", "jobs", "{job}", "cancel"), route, False)
+    assert _route_matches(("v1", "jobs"), route, True)
+    assert _route_matches(("v1", "jobs", "..."), route, False)
+    assert not _route_matches(("v1", "jobs", "{job}", "stop"), route, False)
+    assert not _route_matches(("v1", "jobs"), route, False)
+    assert not _route_matches(("v1", "job"), route, True)
+
+
 # ---------------------------------------------------------------------------- python examples
 
 PYTHON_BLOCKS = [b for b in BLOCKS if b.lang in {"python", "py", "pycon"}]
@@ -612,3 +670,10 @@ def test_the_path_checks_catch_drift() -> None:
     assert not (ROOT / "DESIGN.md").exists()
     planned = _split("x", "5. Protocols: `privfin.psi`; later `privfin.dp`,\n   `privfin.tee`.")
     assert len(planned) == 1 and _PLANNED.search(planned[0].text)
+
+
+def test_every_document_is_in_the_index() -> None:
+    index = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(([\w.-]+\.md)\)", index))
+    missing = [p.name for p in (ROOT / "docs").glob("*.md") if p.name != "index.md"]
+    assert sorted(set(missing) - linked) == []
