@@ -20,6 +20,7 @@ def test_import_privfin_imports_no_heavy_module() -> None:
     code = (
         "import sys\n"
         "import privfin, privfin.fl, privfin.fl.vertical, privfin.fl.vertical.hetero_lr\n"
+        "import privfin.fl.vertical.secureboost, privfin.fl.vertical.binning\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     assert _run(code) == "[]"
@@ -33,6 +34,9 @@ def test_vertical_estimators_are_exported_lazily() -> None:
         "from privfin.fl.vertical import HeteroSecureBoost, HeteroLogisticRegression\n"
         "from privfin.fl.vertical import HeteroScorecard\n"
         "from privfin.fl.vertical.hetero_lr import LRParams, hetero_lr_component\n"
+        "from privfin.fl.vertical.secureboost import HeteroSecureBoost as B, BoostParams\n"
+        "from privfin.fl.vertical.binning import woe_transform, hetero_binning_component\n"
+        "assert B is HeteroSecureBoost\n"
         "assert HeteroSecureBoost.__module__ == 'privfin.fl.vertical.secureboost.estimator'\n"
         "assert set(v.__all__) <= set(dir(v))\n"
         "try:\n"

@@ -2,14 +2,20 @@
 correlation (component ``hetero_pearson``) and per-party scaling (``vertical_scaling``).
 
 See ``SPEC.md`` in this folder for roles, messages and what each party learns.
+
+Each name is imported on first use (module ``__getattr__``): importing the package is cheap.
 """
 
 from __future__ import annotations
 
-from privfin.fl.vertical.binning.common import BinParams, woe_transform
-from privfin.fl.vertical.binning.component import hetero_binning_component
-from privfin.fl.vertical.binning.pearson import hetero_pearson_component
-from privfin.fl.vertical.binning.scaling import Scaler, vertical_scaling_component
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers and IDEs
+    from privfin.fl.vertical.binning.common import BinParams, woe_transform
+    from privfin.fl.vertical.binning.component import hetero_binning_component
+    from privfin.fl.vertical.binning.pearson import hetero_pearson_component
+    from privfin.fl.vertical.binning.scaling import Scaler, vertical_scaling_component
 
 __all__ = [
     "BinParams",
@@ -19,3 +25,25 @@ __all__ = [
     "vertical_scaling_component",
     "woe_transform",
 ]
+
+_EXPORTS = {
+    "BinParams": "privfin.fl.vertical.binning.common",
+    "woe_transform": "privfin.fl.vertical.binning.common",
+    "hetero_binning_component": "privfin.fl.vertical.binning.component",
+    "hetero_pearson_component": "privfin.fl.vertical.binning.pearson",
+    "Scaler": "privfin.fl.vertical.binning.scaling",
+    "vertical_scaling_component": "privfin.fl.vertical.binning.scaling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
