@@ -448,6 +448,103 @@ def test_the_route_check_catches_drift() -> None:
     assert not _route_matches(("v1", "job"), route, True)
 
 
+def test_environment_variables_named_in_docs_are_read() -> None:
+    """Every ``PRIVFIN_*`` variable the docs name is read by the package (or by the tests and
+    CI scripts, for the test switches)."""
+    code = "\n".join(
+        p.read_text(encoding="utf-8")
+        for top in ("src", "tests", ".ci")
+        for p in (ROOT / top).rglob("*")
+        if p.is_file() and p.suffix in {".py", ""} and p.name != "test_docs.py"
+    )
+    problems = [
+        f"{block.where(m.start())}: nothing reads {m.group()}"
+        for block in BLOCKS
+        for m in re.finditer(r"\bPRIVFIN_[A-Z0-9_]*[A-Z0-9]", block.text)
+        if m.group() not in code
+    ]
+    assert not problems, "environment variables in the docs that nothing reads:\n" + (
+        "\n".join(problems)
+    )
+
+
+# ------------------------------------------------------------------------------ node.yaml keys
+
+_CONFIG_SPAN = re.compile(r"`([a-z_]+(?:\.[a-z_]+)+)(?::[^`]*)?`")
+
+
+def _model_problems(model: Any, data: Any, where: str) -> list[str]:
+    """Keys of ``data`` (a node.yaml fragment) that ``model`` (pydantic) has no field for."""
+    import pydantic
+
+    if not isinstance(data, dict):
+        return []
+    problems: list[str] = []
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            problems.append(f"{where}: {model.__name__} has no key {key!r}")
+            continue
+        ann = field.annotation
+        sub = [a for a in (ann, *typing.get_args(ann)) if inspect.isclass(a)]
+        models = [a for a in sub if issubclass(a, pydantic.BaseModel)]
+        if not models:
+            continue
+        if typing.get_origin(ann) is dict and isinstance(value, dict):
+            for k, v in value.items():
+                problems += _model_problems(models[0], v, f"{where} {key}.{k}")
+        elif typing.get_origin(ann) is list and isinstance(value, list):
+            for v in value:
+                problems += _model_problems(models[0], v, f"{where} {key}[]")
+        else:
+            problems += _model_problems(models[0], value, f"{where} {key}")
+    return problems
+
+
+def test_node_config_keys_named_in_docs_exist() -> None:
+    """``quotas.min_chunk`` in a code span and every key of a node.yaml example (a YAML block
+    without ``job:``) is a field of the node's configuration."""
+    import yaml
+
+    from privfin.node.config import NodeConfig
+
+    problems: list[str] = []
+    seen = 0
+    for block in BLOCKS:
+        if block.lang == "yaml":
+            data = yaml.safe_load(block.text)
+            if isinstance(data, dict) and "job" not in data and "steps" not in data:
+                seen += 1
+                problems += _model_problems(NodeConfig, data, block.where())
+            continue
+        if block.lang is not None:
+            continue
+        for m in _CONFIG_SPAN.finditer(block.text):
+            head, *_ = m.group(1).split(".")
+            if head not in NodeConfig.model_fields:
+                continue
+            seen += 1
+            data: Any = None
+            for part in reversed(m.group(1).split(".")):
+                data = {part: data}
+            problems += _model_problems(NodeConfig, data, block.where(m.start()))
+    assert seen > 3, "the scan found no node.yaml keys: the pattern is broken"
+    assert not problems, "node.yaml keys in the docs that the config does not have:\n" + (
+        "\n".join(problems)
+    )
+
+
+def test_the_config_check_catches_drift() -> None:
+    from privfin.node.config import NodeConfig
+
+    assert _model_problems(NodeConfig, {"quotas": {"min_chunk": 1}}, "x") == []
+    assert _model_problems(NodeConfig, {"peers": {"a": {"url": "u", "cert": "c"}}}, "x") == []
+    assert _model_problems(NodeConfig, {"quotas": {"min_chunks": 1}}, "x")
+    assert _model_problems(NodeConfig, {"peers": {"a": {"urls": "u"}}}, "x")
+    assert _model_problems(NodeConfig, {"auto_approve": [{"partners": "a"}]}, "x")
+    assert _model_problems(NodeConfig, {"no_such_key": 1}, "x")
+
+
 # ---------------------------------------------------------------------------- python examples
 
 PYTHON_BLOCKS = [b for b in BLOCKS if b.lang in {"python", "py", "pycon"}]
