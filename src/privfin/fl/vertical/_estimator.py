@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Name of a saved model's format, in its manifest.
-MODEL_FORMAT = "privfin.vertical-model"
+MODEL_FORMAT = "privfin-vertical-model"
 #: Version of the saved-model format this code writes and reads.
 FORMAT_VERSION = 1
 #: The manifest's file name inside a saved model's directory.
