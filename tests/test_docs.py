@@ -452,7 +452,7 @@ def test_environment_variables_named_in_docs_are_read() -> None:
     """Every ``PRIVFIN_*`` variable the docs name is read by the package (or by the tests and
     CI scripts, for the test switches)."""
     code = "\n".join(
-        p.read_text(encoding="utf-8")
+        p.read_text(encoding="utf-8", errors="replace")
         for top in ("src", "tests", ".ci")
         for p in (ROOT / top).rglob("*")
         if p.is_file() and p.suffix in {".py", ""} and p.name != "test_docs.py"
@@ -735,9 +735,14 @@ def test_the_example_check_catches_drift() -> None:
 )
 def test_python_examples_run(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    _run(block)
+
+
+def _run(block: Block) -> None:
+    """Run a ```python block (``>>>`` examples as a doctest; other code as a script)."""
     if block.lang == "pycon" or block.text.lstrip().startswith(">>>"):
         test = doctest.DocTestParser().get_doctest(
-            block.text, {"__name__": "__docs__"}, block.file, block.file, block.line
+            block.text, {"__name__": "__docs__"}, block.file, block.file, block.line - 1
         )
         runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
         runner.run(test)
@@ -746,6 +751,17 @@ def test_python_examples_run(block: Block, tmp_path: Path, monkeypatch: pytest.M
     tree = ast.parse(block.text)
     ast.increment_lineno(tree, block.line - 1)  # tracebacks name the document's lines
     exec(compile(tree, block.file, "exec"), {"__name__": "__docs__"})
+
+
+def test_doctest_examples_are_checked() -> None:
+    ok = (
+        ">>> from privfin.ml.metrics import roc_auc\n>>> roc_auc([0, 1, 1], [0.2, 0.9, 0.1])\n0.5\n"
+    )
+    _run(Block("x.md", 1, ok, "python"))
+    with pytest.raises(AssertionError, match="doctest failed"):
+        _run(Block("x.md", 1, ok.replace("0.5", "0.75"), "python"))
+    with pytest.raises(NameError):
+        _run(Block("x.md", 1, "print(undefined_name)\n", "python"))
 
 
 def test_marked_not_runnable_examples_stay_few() -> None:
