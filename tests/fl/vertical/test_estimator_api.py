@@ -195,6 +195,10 @@ def test_inputs_without_parties_are_refused_with_what_to_do() -> None:
     est = lr().fit(X, y)
     with pytest.raises(ConfigError, match=r"'telco' lacks the fitted columns \['telco.c'\]"):
         est.predict(X.drop(columns=["telco.c"]))
+    with pytest.raises(ConfigError, match="40 labels"):
+        est.fit(X, y[:30])
+    with pytest.raises(NotFittedError):  # a failed refit leaves no stale model behind
+        est.predict(X)
 
 
 # ------------------------------------------------------------------------------ model selection
@@ -263,7 +267,11 @@ LOAD_AND_PREDICT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("make", [lr, boost, scorecard])
+def lr_weighted() -> HeteroLogisticRegression:
+    return lr(class_weight={0: 1.0, 1: 2.0})
+
+
+@pytest.mark.parametrize("make", [lr_weighted, boost, scorecard])
 def test_saved_model_predicts_identically_after_load_in_a_fresh_process(
     make: Any, tmp_path: Path
 ) -> None:

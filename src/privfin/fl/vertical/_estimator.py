@@ -178,6 +178,8 @@ class VerticalEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     #: Hyper-parameters that are not saved with a model (the running party's, not the model's).
     _unsaved: ClassVar[tuple[str, ...]] = ("settings",)
+    #: The attribute a successful ``fit`` (or ``load``) sets last: the model is fitted.
+    _fitted_attr: ClassVar[str]
 
     guest: str
     settings: Settings | None
@@ -199,6 +201,8 @@ class VerticalEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         if not isinstance(self.guest, str) or not self.guest:
             raise ConfigError("guest must name the party holding the labels")
         parts = party_frames(X, self.guest)
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)  # a failed refit leaves no stale model behind
         self.feature_names_in_ = {p: [str(c) for c in df.columns] for p, df in parts.items()}
         self.n_features_in_ = sum(len(v) for v in self.feature_names_in_.values())
         self.guest_ = self.guest
@@ -211,7 +215,7 @@ class VerticalEstimator(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         return party_frames(X, self.guest_, expected=self.feature_names_in_)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "feature_names_in_"):
+        if not hasattr(self, self._fitted_attr):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit()")

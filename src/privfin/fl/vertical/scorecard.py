@@ -215,6 +215,8 @@ class HeteroScorecard(VerticalEstimator):
     log-odds (``(offset - points) / factor``) and :meth:`predict_proba` the probabilities.
     """
 
+    _fitted_attr = "scorecard_"
+
     def __init__(
         self,
         *,

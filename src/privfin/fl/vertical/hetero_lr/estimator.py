@@ -70,6 +70,8 @@ class HeteroLogisticRegression(VerticalEstimator):
     Security: see ``hetero_lr/SPEC.md``; default 2048-bit Paillier keys.
     """
 
+    _fitted_attr = "n_iter_"
+
     def __init__(
         self,
         *,
@@ -195,6 +197,8 @@ class HeteroLogisticRegression(VerticalEstimator):
         return out
 
     def _restore(self, manifest: Any, slices: Any) -> None:
+        if isinstance(self.class_weight, dict):  # JSON turned the class keys into strings
+            self.class_weight = {int(k): float(v) for k, v in self.class_weight.items()}
         self.coef_ = {}
         for party, names in self.feature_names_in_.items():
             coef = np.asarray(slices[party]["coef"], dtype=np.float64)

@@ -77,6 +77,8 @@ class HeteroSecureBoost(VerticalEstimator):
     Security: as SPEC.md; the estimator only wires parties that would otherwise run apart.
     """
 
+    _fitted_attr = "model_"
+
     def __init__(
         self,
         *,
