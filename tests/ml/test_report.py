@@ -25,6 +25,7 @@ from privfin.ml.report import (
     evaluation_report,
     evaluation_report_from_metrics,
     figure_svg,
+    figures_from_metrics,
     plot_ks,
     plot_lift,
     plot_roc,
@@ -69,6 +70,16 @@ def test_long_curves_are_thinned_to_max_points_keeping_the_ends() -> None:
     np.testing.assert_array_equal(full.get_xdata(), fpr)
     with pytest.raises(ConfigError, match="max_points"):
         plot_roc(y, s, max_points=1)
+    # the KS chart keeps its KS point when thinned
+    ks = ks_statistic(y, s)
+    events, _, segment = plot_ks(y, s, max_points=50).axes[0].get_lines()
+    assert len(events.get_xdata()) <= 51
+    i = int(np.argmax(ks.tpr - ks.fpr))
+    full = plot_ks(y, s, max_points=None).axes[0].get_lines()[0]
+    ks_point = (float(full.get_xdata()[i]), float(ks.tpr[i]))
+    drawn = set(zip(np.asarray(events.get_xdata()).tolist(), events.get_ydata(), strict=True))
+    assert ks_point in drawn
+    assert (segment.get_xdata()[0], segment.get_ydata()[1]) == ks_point
 
 
 def test_ks_figure_lines_are_the_cumulative_shares_at_the_population_depth() -> None:
@@ -162,6 +173,11 @@ def test_report_from_the_evaluate_step_json_equals_the_report_from_scores(
     a = evaluation_report(y, s, tmp_path / "a.html", threshold=0.55)
     b = evaluation_report_from_metrics(metrics, tmp_path / "b.html", threshold=0.55)
     assert a.read_bytes() == b.read_bytes()
+    figs = figures_from_metrics(metrics)
+    roc_line = figs["roc"].axes[0].get_lines()[0]
+    assert roc_line.get_xdata().tolist() == metrics["metrics"]["curves"]["roc"]["fpr"]
+    assert roc_line.get_ydata().tolist() == metrics["metrics"]["curves"]["roc"]["tpr"]
+    assert figure_svg(figs["ks"], name="ks") in b.read_text(encoding="utf-8")
     c = evaluation_report_from_metrics(metrics["metrics"], tmp_path / "c.html")
     text = c.read_text(encoding="utf-8")
     _standalone(text)

@@ -10,7 +10,8 @@
   evidence or mailed as it is.
 - :func:`evaluation_report_from_metrics` writes the same report from the metrics JSON of the
   pipeline's ``evaluate`` step (``{"metrics": {...}}`` as the step returns it).
-- :func:`figure_svg` turns a figure into the inline SVG the report embeds (for dashboards).
+- :func:`figures_from_metrics` gives the report's figures from that JSON, and :func:`figure_svg`
+  turns a figure into the inline SVG the report embeds (what a dashboard shows).
 
 matplotlib is an optional dependency (``pip install 'privfin[plots]'``), imported only when a
 figure is made. Figures are created with :class:`~matplotlib.figure.Figure` and an Agg canvas,
@@ -46,6 +47,7 @@ __all__ = [
     "evaluation_report",
     "evaluation_report_from_metrics",
     "figure_svg",
+    "figures_from_metrics",
     "plot_ks",
     "plot_lift",
     "plot_roc",
@@ -246,8 +248,8 @@ def plot_ks(y_true: Any, y_score: Any, *, max_points: int | None = MAX_POINTS) -
     Lines, in order: events (``ks_statistic(...).tpr``), non-events (``.fpr``), the KS
     segment. ``max_points`` as in :func:`plot_roc` (the KS point is always drawn).
     """
+    ks = ks_statistic(y_true, y_score)  # validates the labels and scores
     y = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    ks = ks_statistic(y_true, y_score)
     positives = float(y.sum())
     ev = _curve_only(
         ks.fpr,
@@ -547,6 +549,20 @@ def _from_metrics(metrics: Mapping[str, Any], threshold: float | None) -> _Evalu
         confusion=confusion,
         threshold=threshold,
     )
+
+
+def figures_from_metrics(
+    metrics: Mapping[str, Any], *, max_points: int | None = MAX_POINTS
+) -> dict[str, Figure]:
+    """The report's figures (``"roc"``, ``"ks"``, ``"lift"``) from the ``evaluate`` step's
+    metrics JSON, as :func:`evaluation_report_from_metrics` draws them (for a dashboard:
+    :func:`figure_svg` of each)."""
+    ev = _from_metrics(metrics, None)
+    return {
+        "roc": _roc_figure(ev, max_points),
+        "ks": _ks_figure(ev, max_points),
+        "lift": _lift_figure(ev),
+    }
 
 
 def evaluation_report_from_metrics(
