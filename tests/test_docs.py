@@ -1,20 +1,26 @@
 """The documentation matches the code.
 
-Checked in README.md, docs/*.md and the docstring of ``privfin`` (src/privfin/__init__.py):
+Checked in README.md, docs/*.md and the docstring of ``privfin`` (src/privfin/__init__.py);
+module paths, file paths and Markdown names also in the protocols' SPEC.md files and the
+sub-packages' docstrings:
 
 - every ``privfin.x.y`` named is a module or package of src/privfin, or an attribute of one
   (``privfin.ml.trees.TreeParams``); a name followed by "logger" is a logger the code creates;
   a package not written yet may be named only next to the word "planned" (or "later");
-- every repository path named (``src/...``, ``docs/...``, ``benchmarks/...``, ``tests/...``) and
-  every relative Markdown link exists (a glob matches something; a path the tools write, listed
-  in .gitignore, is allowed);
+- every repository path named (``src/...``, ``docs/...``, ``benchmarks/...``, ``tests/...``),
+  every relative Markdown link and every bare ``NAME.md`` exists (a glob matches something; a
+  path the tools write, listed in .gitignore, is allowed); every document is in docs/index.md;
 - every ``privfin <command> <subcommand>`` (in code spans and shell blocks, ``a|b`` alternatives
   included) is a command of the CLI, and every ``--option`` given to a command is one of its
-  options;
+  options; every HTTP route named (``POST /v1/restart/{job}``, ``/v1/jobs…``) is served; every
+  node.yaml key (``quotas.min_chunk``, YAML examples) is a config field; every ``PRIVFIN_*``
+  variable is read somewhere;
 - every ```python block compiles, names only what exists in ``from privfin... import ...``, and
   calls privfin's functions, classes and their methods with parameters they accept; blocks run
   (in a temporary directory) unless the line before them is ``<!-- no-test: reason -->``;
   ``>>>`` examples run as doctests.
+
+The ``test_the_*_catch*_drift`` tests show the checks catch the drift they are for.
 """
 
 from __future__ import annotations
