@@ -104,6 +104,17 @@ def test_each_problem_is_found_with_its_path(edit: Any, expected: str | None) ->
         assert any(expected in f for f in found), found
 
 
+def test_scores_go_only_to_result_parties() -> None:
+    data = copy.deepcopy(pipeline_spec())
+    data["steps"]["score"]["roles"] = {"bank": "host", "telco": "guest"}
+    found = _problems(data)
+    assert any(
+        "telco would receive score.scores (scores) but is not a result party" in f for f in found
+    ), found
+    data["results"] = ["bank", "telco"]
+    assert not any("result party" in f for f in _problems(data))
+
+
 def test_a_party_that_gets_no_output_cannot_read_it() -> None:
     data = copy.deepcopy(pipeline_spec())
     data["steps"]["evaluate"]["roles"] = {"telco": "guest"}

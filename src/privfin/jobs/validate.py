@@ -190,6 +190,21 @@ def validate(
     for p in spec.parties:
         if not any(p in s.roles for s in spec.steps.values()):
             add(("parties", p), f"party {p!r} takes part in no step")
+    # scores are results: only the result parties may receive them
+    for name, step in spec.steps.items():
+        decl = DECLARATIONS.get(step.component)
+        if decl is None:
+            continue
+        for p, roles in step.roles.items():
+            if p in spec.results:
+                continue
+            for out in decl.outputs:
+                if out.kind == "scores" and any(r in out.roles for r in roles):
+                    add(
+                        ("steps", name, "roles", p),
+                        f"{p} would receive {name}.{out.name} (scores) but is not a result "
+                        f"party (results: {', '.join(spec.results)})",
+                    )
     return problems
 
 
