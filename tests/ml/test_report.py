@@ -263,3 +263,14 @@ def test_figure_svg_is_an_inline_svg_element() -> None:
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert "<?xml" not in svg and "<!DOCTYPE" not in svg and "<metadata" not in svg
     assert "ROC curve" in svg  # text stays text (svg.fonttype none)
+
+
+def test_the_extra_named_in_the_error_exists_and_ci_installs_matplotlib() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    extras = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]
+    assert any(req.startswith("matplotlib") for req in extras["plots"])
+    assert any(req.startswith("matplotlib") for req in extras["dev"])  # CI runs these tests
