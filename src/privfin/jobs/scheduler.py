@@ -48,6 +48,7 @@ __all__ = [
     "StepIO",
     "channel_name",
     "read_model_file",
+    "rewind",
 ]
 
 #: Attempts of one step a party makes (and accepts from a peer) before the job fails.
@@ -99,6 +100,37 @@ def read_model_file(data: bytes) -> dict[str, Any]:
     if not isinstance(env.get("model"), dict):
         raise ConfigError("model file has no model")
     return env
+
+
+def rewind(
+    store: PipelineStore,
+    spec: PipelineSpec,
+    party: str,
+    step: str,
+    attempt: int,
+    notify: Callable[[str, int, list[str]], None],
+) -> None:
+    """Rerun ``step`` at ``attempt`` (a peer restarted it) and everything after it here.
+
+    A later step this party had already started (it may have sent messages under its current
+    attempt) is itself restarted under its next attempt, recorded first and announced to that
+    step's other parties like any restart — so no rerun ever reuses a message key a peer may
+    still hold, and every party of a step converges to the same attempt (the highest any of
+    them announced). A later step not started here keeps its attempt."""
+    store.set_step(spec.job, step, attempt=attempt, status="pending")
+    for later in spec.order():
+        if later == step or later not in spec.downstream(step):
+            continue
+        if party not in spec.steps[later].roles:
+            continue
+        rec = store.step(spec.job, later)
+        if rec is None or rec.status == "pending":
+            continue
+        bumped = rec.attempt + 1
+        if bumped > MAX_STEP_ATTEMPTS:
+            raise ProtocolAbort(f"step {later!r} was restarted too often")
+        store.set_step(spec.job, later, attempt=bumped, status="pending")
+        notify(later, bumped, [p for p in spec.steps[later].roles if p != party])
 
 
 class PartyPipeline:
@@ -195,11 +227,7 @@ class PartyPipeline:
                 req.step,
                 req.attempt,
             )
-            self.store.set_step(self.spec.job, req.step, attempt=req.attempt, status="pending")
-            for later in self.spec.downstream(req.step) - {req.step}:
-                mine = self.party in self.spec.steps[later].roles
-                if mine and self.store.step(self.spec.job, later) is not None:
-                    self.store.set_step(self.spec.job, later, status="pending")
+            rewind(self.store, self.spec, self.party, req.step, req.attempt, self.on_restart)
             applied = True
         return applied
 

@@ -59,7 +59,7 @@ from privfin.federation.transport import CancelToken, Channel, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
-from privfin.jobs.scheduler import MAX_STEP_ATTEMPTS, PartyPipeline, channel_name
+from privfin.jobs.scheduler import MAX_STEP_ATTEMPTS, PartyPipeline, channel_name, rewind
 from privfin.jobs.spec import PipelineSpec, parse_spec_data
 from privfin.jobs.store import PipelineStore
 from privfin.jobs.store import metadata as pipeline_metadata
@@ -830,11 +830,7 @@ class JobRunner:
                 log=log,
             )
 
-        def on_restart(step: str, attempt: int, receivers: list[str]) -> None:
-            deadline = int(time.time() + config.retention.abort_retry_for)
-            self.pipelines.queue_restart(spec.job, step, attempt, receivers, deadline)
-            self.start_housekeeping()
-            self._wake.set()
+        on_restart = self._restart_notifier(spec.job)
 
         pipe = PartyPipeline(
             spec,
@@ -873,6 +869,18 @@ class JobRunner:
             compute.close()
             self._pipes.pop(spec.job, None)
             self._finished(spec.job)
+
+    def _restart_notifier(self, job: str) -> Callable[[str, int, list[str]], None]:
+        """Announce a step restarted here under a new attempt to its other parties (queued,
+        delivered with retries by housekeeping)."""
+
+        def notify(step: str, attempt: int, receivers: list[str]) -> None:
+            deadline = int(time.time() + self.config.retention.abort_retry_for)
+            self.pipelines.queue_restart(job, step, attempt, receivers, deadline)
+            self.start_housekeeping()
+            self._wake.set()
+
+        return notify
 
     def _load_dataset(self, name: str, fields: list[str] | None, *, job: str) -> pd.DataFrame:
         """The job's fields of a registered dataset (all its non-C3 fields if the spec names
@@ -1000,10 +1008,14 @@ class JobRunner:
             if current is not None and current.attempt >= attempt:
                 return "stale"
             # finished here (or not started yet): record the new attempt and run again
-            self.pipelines.set_step(job, step, attempt=attempt, status="pending")
-            for later in spec.downstream(step) - {step}:
-                if self.config.party in spec.steps[later].roles and self.pipelines.step(job, later):
-                    self.pipelines.set_step(job, later, status="pending")
+            rewind(
+                self.pipelines,
+                spec,
+                self.config.party,
+                step,
+                attempt,
+                self._restart_notifier(spec.job),
+            )
             if rec["status"] == "done":
                 self._set(job, status="running")
             self._start(spec, resumed=False)
