@@ -13,8 +13,9 @@ use (module ``__getattr__``): ``from privfin.fl.vertical.secureboost import Hete
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from privfin._lazy import lazy_exports
 
 if TYPE_CHECKING:  # the names below, for type checkers and IDEs
     from privfin.fl.vertical.secureboost.component import (
@@ -44,14 +45,4 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, __all__)
