@@ -1,144 +1,750 @@
-"""HTTP transport throughput between two local nodes over mutual TLS.
+"""Transport between two processes over mutual TLS: the HTTP path of today against two streaming
+candidates (issue [11], item 1: the measurement spike the streaming transport is designed from).
 
-Measures, from party ``bank_a``'s transport to ``bank_b``'s node, the time until a payload is
-durably stored in ``bank_b``'s mailbox: MB/s for 1 MiB and 64 MiB payloads (64 MiB travels in
-4 MiB chunks), and messages/s for small (100-byte) messages sent one after the other; then the
-round-trip time of the ``ping`` diagnostic component between the two node processes (what one
-protocol round costs).
-No peer is installed for this figure: the issue names none (FATE's and SecretFlow's transports
-need their whole platforms); the JSON lines carry ``peer: null``.
+Three transports, each between two separate OS processes on loopback, each with mutual TLS
+using privfin identities (ECDSA P-256 leaves made by ``create_identity``, each side pinning
+exactly the other's certificate):
 
-Usage: ``python benchmarks/transport.py [--quick]``
+(a) ``http``: the current path. Two real node processes (``cluster_up``, mode development) run
+    the ``ping`` diagnostic component as a job: round-trip time of 64-byte messages (median,
+    p90) and a bulk rate (``ping`` with 8 MiB messages, each round trip moves 2 × 8 MiB);
+    plus the one-way rate of 64-byte messages sent one after the other by ``HttpTransport``
+    from this process to a node, each until it is durably stored in the node's mailbox.
+(b) ``tls``: one long-lived asyncio TLS stream (the node's own ``server_context`` /
+    ``client_context``), length-prefixed frames with a msgspec header carrying the message key
+    (kind, job, component, tag, sender, receiver, seq). The server process maps the client's
+    certificate to a party by fingerprint, as the node does, and refuses a frame whose sender is
+    another party. Ping-pong of 64-byte payloads, one-way rate of 64-byte messages pipelined
+    (written back to back with ``drain`` back-pressure, one acknowledgement at the end), and bulk
+    MB/s with 4 MiB frames. This is the practical floor and a candidate design.
+(c) ``grpc``: gRPC bidirectional streaming (``grpcio``, ``grpc.aio``) with mutual TLS
+    (``ssl_server_credentials(require_client_auth=True)``, each side's roots = the pinned peer
+    certificate) and no generated stubs (a generic handler; bytes in, bytes out), carrying the
+    same frames, same three figures. grpcio is installed by this script into its own venv
+    (``benchmarks/.venvs/grpc``); both gRPC processes run with that venv's interpreter, which
+    runs this same file (the gRPC code imports nothing from privfin).
+
+For (b) and (c) the round trip is measured twice: inside the event loop (the floor), and from
+a plain thread handing each ping to the loop thread and waiting for the answer (what the
+synchronous ``Channel`` API would pay: one thread hop each way). Nothing is written to disk
+on the receiving side of (b) and (c): durability is item 2 of the issue.
+
+Targets of the issue (the new transport, between node processes): round trip ≤ 0.5 ms
+median, ≥ 5,000 small messages/s one way, bulk ≥ 300 MB/s.
+
+The machine has 2 cores shared with other work: the client and the server of each pair
+compete with whatever else runs; the load average is printed with the results.
+
+Usage: ``python benchmarks/transport.py [--quick] [--only http,tls,grpc]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
+import json
 import os
+import ssl
+import statistics
+import struct
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import yaml
+from _harness import emit, machine, peer_python, print_table
 
-from _harness import emit, machine, print_table
-from privfin.federation.http import HttpTransport
-from privfin.federation.mailbox import Mailbox
-from privfin.federation.transport import CancelToken, MessageKey
-from privfin.node.cluster import cluster_up
-from privfin.node.config import load_config
+if TYPE_CHECKING:
+    from privfin.federation.tls import Identity
+
+GRPC_REQUIREMENTS = ["grpcio==1.85.1", "msgspec==0.23.0"]
+GRPC_METHOD = "/privfin.bench.Transport/Stream"
+CLIENT, SERVER = "bank_a", "bank_b"
+SMALL = 64  # bytes of a small message
+BULK = 4 << 20  # bytes of a bulk frame
+
+# ---------------------------------------------------------------------------------------------
+# Frames (the prototype's wire format)
+#
+#   u32 header length | u32 payload length | header (msgpack array) | payload (raw bytes)
+#
+# The header is the message key plus a frame kind; the payload is the codec-encoded message,
+# written after the header without copying. Both lengths are checked against limits before
+# anything else is read, so a peer cannot make the receiver allocate more than it allows.
+# ---------------------------------------------------------------------------------------------
+
+DATA, PING, PONG, FLUSH, ACK = 1, 2, 3, 4, 5
+KINDS = frozenset({DATA, PING, PONG, FLUSH, ACK})
+PREFIX = struct.Struct(">II")
+MAX_HEADER = 1024  # five names of ≤ 64 characters, two integers
+MAX_PAYLOAD = BULK  # larger messages travel as chunks of at most this size
+
+
+class FrameError(Exception):
+    """A frame that is malformed or exceeds the limits (the connection must be dropped)."""
+
+
+class FrameHeader(msgspec.Struct, array_like=True, frozen=True):
+    """The message key of a frame and its kind (``DATA`` ... ``ACK``)."""
+
+    kind: int
+    job: str
+    component: str
+    tag: str
+    sender: str
+    receiver: str
+    seq: int
+
+
+_encode_header = msgspec.msgpack.Encoder().encode
+_decode_header = msgspec.msgpack.Decoder(FrameHeader).decode
+
+
+def frame_head(header: FrameHeader, payload_size: int) -> bytes:
+    """The bytes written before a payload of ``payload_size`` bytes: prefix and header."""
+    if payload_size > MAX_PAYLOAD:
+        raise FrameError(f"payload of {payload_size} bytes exceeds {MAX_PAYLOAD}; send chunks")
+    raw = _encode_header(header)
+    if len(raw) > MAX_HEADER:
+        raise FrameError(f"header of {len(raw)} bytes exceeds {MAX_HEADER}")
+    return PREFIX.pack(len(raw), payload_size) + raw
+
+
+def encode_frame(header: FrameHeader, payload: bytes) -> bytes:
+    """One frame as a single ``bytes`` (for transports that carry whole messages, like gRPC)."""
+    return frame_head(header, len(payload)) + payload
+
+
+def _parse_header(raw: bytes | memoryview) -> FrameHeader:
+    try:
+        header = _decode_header(raw)
+    except msgspec.MsgspecError as exc:
+        raise FrameError(f"malformed frame header: {exc}") from None
+    if header.kind not in KINDS:
+        raise FrameError(f"unknown frame kind {header.kind}")
+    if not 0 <= header.seq < 2**63:
+        raise FrameError(f"frame sequence number {header.seq} out of range")
+    return header
+
+
+def _check_lengths(header_len: int, payload_len: int) -> None:
+    if not 0 < header_len <= MAX_HEADER:
+        raise FrameError(f"frame header length {header_len} outside 1..{MAX_HEADER}")
+    if payload_len > MAX_PAYLOAD:
+        raise FrameError(f"frame payload of {payload_len} bytes exceeds {MAX_PAYLOAD}")
+
+
+def decode_frame(frame: bytes) -> tuple[FrameHeader, bytes]:
+    """Split one whole frame (from :func:`encode_frame`) into its header and payload."""
+    if len(frame) < PREFIX.size:
+        raise FrameError("frame shorter than its length prefix")
+    header_len, payload_len = PREFIX.unpack_from(frame)
+    _check_lengths(header_len, payload_len)
+    if len(frame) != PREFIX.size + header_len + payload_len:
+        raise FrameError("frame length does not match its prefix")
+    view = memoryview(frame)
+    header = _parse_header(view[PREFIX.size : PREFIX.size + header_len])
+    return header, frame[PREFIX.size + header_len :]
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[FrameHeader, bytes]:
+    """Read the next frame from a stream; ``asyncio.IncompleteReadError`` at a clean end."""
+    header_len, payload_len = PREFIX.unpack(await reader.readexactly(PREFIX.size))
+    _check_lengths(header_len, payload_len)
+    header = _parse_header(await reader.readexactly(header_len))
+    payload = await reader.readexactly(payload_len) if payload_len else b""
+    return header, payload
+
+
+async def write_frame(writer: asyncio.StreamWriter, header: FrameHeader, payload: bytes) -> None:
+    """Write one frame and wait while the transport's buffer is above its high-water mark
+    (back-pressure: a peer that stops reading stops the writer, not the writer's memory)."""
+    writer.write(frame_head(header, len(payload)))
+    if payload:
+        writer.write(payload)
+    await writer.drain()
+
+
+def reply_to(header: FrameHeader, kind: int, seq: int) -> FrameHeader:
+    """The header of an answer to ``header`` (sender and receiver swapped)."""
+    return FrameHeader(
+        kind, header.job, header.component, header.tag, header.receiver, header.sender, seq
+    )
+
+
+class FrameServer:
+    """The receiving side of the prototype: answers ``PING`` with ``PONG`` (same payload),
+    counts ``DATA`` frames and answers ``FLUSH`` with ``ACK`` carrying that count.
+
+    ``known`` maps SHA-256 fingerprints of pinned certificates (DER) to party names: a
+    connection whose certificate is not pinned, or a frame whose sender is not the party of
+    the certificate or whose receiver is not ``me``, ends the connection.
+    """
+
+    def __init__(self, me: str, known: dict[str, str]) -> None:
+        self.me = me
+        self.known = known
+        self.received = 0
+        self.refused: list[str] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            ssl_object = writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            party = self.known.get(hashlib.sha256(der).hexdigest()) if der else None
+            if party is None:
+                self.refused.append("certificate not pinned")
+                return
+            while True:
+                try:
+                    header, payload = await read_frame(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                if header.sender != party or header.receiver != self.me:
+                    self.refused.append(f"{party} sent a frame as {header.sender}")
+                    return
+                if header.kind == PING:
+                    await write_frame(writer, reply_to(header, PONG, header.seq), payload)
+                elif header.kind == DATA:
+                    self.received += 1
+                elif header.kind == FLUSH:
+                    await write_frame(writer, reply_to(header, ACK, self.received), b"")
+                else:
+                    self.refused.append(f"unexpected frame kind {header.kind}")
+                    return
+        except FrameError as exc:
+            self.refused.append(str(exc))
+        finally:
+            writer.close()
+
+
+class BenchClient(Protocol):
+    """What the measurements need of a transport (awaited on its event loop)."""
+
+    async def ping(self, payload: bytes) -> bytes: ...
+
+    async def send(self, payload: bytes) -> None: ...
+
+    async def flush(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class _Frames:
+    """Headers for the client side of one benchmark connection."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def next(self, kind: int) -> FrameHeader:
+        self.seq += 1
+        return FrameHeader(kind, "bench", "transport", "t", CLIENT, SERVER, self.seq)
+
+
+def _check_answer(header: FrameHeader, kind: int) -> None:
+    if header.kind != kind or header.sender != SERVER or header.receiver != CLIENT:
+        raise FrameError(f"unexpected answer {header}")
+
+
+class TlsClient:
+    """The sending side of the prototype over one asyncio TLS stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.frames = _Frames()
+
+    @classmethod
+    async def connect(cls, port: int, context: ssl.SSLContext) -> TlsClient:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, limit=MAX_PAYLOAD + MAX_HEADER
+        )
+        writer.transport.set_write_buffer_limits(high=1 << 20)
+        return cls(reader, writer)
+
+    async def ping(self, payload: bytes) -> bytes:
+        await write_frame(self.writer, self.frames.next(PING), payload)
+        header, echo = await read_frame(self.reader)
+        _check_answer(header, PONG)
+        return echo
+
+    async def send(self, payload: bytes) -> None:
+        await write_frame(self.writer, self.frames.next(DATA), payload)
+
+    async def flush(self) -> int:
+        await write_frame(self.writer, self.frames.next(FLUSH), b"")
+        header, _ = await read_frame(self.reader)
+        _check_answer(header, ACK)
+        return header.seq
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements shared by (b) and (c)
+# ---------------------------------------------------------------------------------------------
+
+
+def sizes(quick: bool) -> dict[str, int]:
+    return {
+        "rounds": 2000 if quick else 10000,
+        "small": 20000 if quick else 100000,
+        "bulk": 32 if quick else 256,
+    }
+
+
+async def _measure_in_loop(client: BenchClient, n: dict[str, int]) -> dict[str, float]:
+    small = os.urandom(SMALL)
+    for _ in range(100):  # warm-up
+        if await client.ping(small) != small:
+            raise FrameError("echo differs from the ping")
+    rtts = []
+    for _ in range(n["rounds"]):
+        start = time.perf_counter()
+        await client.ping(small)
+        rtts.append(time.perf_counter() - start)
+    base = await client.flush()
+    start = time.perf_counter()
+    for _ in range(n["small"]):
+        await client.send(small)
+    got = await client.flush()
+    small_secs = time.perf_counter() - start
+    if got - base != n["small"]:
+        raise FrameError(f"{got - base} of {n['small']} messages acknowledged")
+    bulk = os.urandom(BULK)
+    await client.send(bulk)  # warm-up
+    base = await client.flush()
+    start = time.perf_counter()
+    for _ in range(n["bulk"]):
+        await client.send(bulk)
+    got = await client.flush()
+    bulk_secs = time.perf_counter() - start
+    if got - base != n["bulk"]:
+        raise FrameError(f"{got - base} of {n['bulk']} bulk frames acknowledged")
+    ms = [r * 1000 for r in rtts]
+    return {
+        "rtt_ms_median": statistics.median(ms),
+        "rtt_ms_p90": statistics.quantiles(ms, n=10)[-1],
+        "small_per_s": n["small"] / small_secs,
+        "bulk_mb_s": n["bulk"] * BULK / bulk_secs / 1e6,
+    }
+
+
+def measure(connect: Callable[[], Awaitable[BenchClient]], quick: bool) -> dict[str, float]:
+    """Run the measurements with the event loop in its own thread (as a node would run it):
+    first inside the loop, then the round trip from this thread through the loop."""
+    n = sizes(quick)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    def run(coro: Awaitable[Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=300)  # type: ignore[arg-type]
+
+    try:
+        client: BenchClient = run(connect())
+        out: dict[str, float] = run(_measure_in_loop(client, n))
+        small = os.urandom(SMALL)
+        rtts = []
+        for _ in range(n["rounds"]):
+            start = time.perf_counter()
+            run(client.ping(small))
+            rtts.append(time.perf_counter() - start)
+        ms = [r * 1000 for r in rtts]
+        out["thread_rtt_ms_median"] = statistics.median(ms)
+        out["thread_rtt_ms_p90"] = statistics.quantiles(ms, n=10)[-1]
+        run(client.close())
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+
+def _pem(directory: Path, party: str, suffix: str) -> bytes:
+    return (directory / party / f"{party}.{suffix}").read_bytes()
+
+
+def _identity(directory: Path, party: str) -> Identity:
+    from privfin.federation.tls import Identity
+
+    return Identity(party, directory / party / f"{party}.crt", directory / party / f"{party}.key")
+
+
+def _pem_fingerprint(pem: bytes) -> str:
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
+
+
+def serve_tls(directory: Path) -> None:
+    """(b) server process: privfin's ``server_context`` pinning the client's certificate."""
+    from privfin.federation.tls import server_context
+
+    me = Identity(
+        SERVER, directory / SERVER / f"{SERVER}.crt", directory / SERVER / f"{SERVER}.key"
+    )
+    client_pem = _pem(directory, CLIENT, "crt")
+    server = FrameServer(SERVER, {_pem_fingerprint(client_pem): CLIENT})
+
+    async def main() -> None:
+        srv = await asyncio.start_server(
+            server.handle,
+            "127.0.0.1",
+            0,
+            ssl=server_context(me, [client_pem]),
+            limit=MAX_PAYLOAD + MAX_HEADER,
+        )
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        async with srv:
+            await srv.serve_forever()
+
+    asyncio.run(main())
+
+
+def client_tls(directory: Path, port: int, quick: bool) -> dict[str, float]:
+    """(b) client, in this process: privfin's ``client_context`` pinning the server."""
+    from privfin.federation.tls import client_context
+
+    me = Identity(
+        CLIENT, directory / CLIENT / f"{CLIENT}.crt", directory / CLIENT / f"{CLIENT}.key"
+    )
+    context = client_context(me, _pem(directory, SERVER, "crt"))
+    return measure(lambda: TlsClient.connect(port, context), quick)
+
+
+_GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_PAYLOAD + MAX_HEADER + PREFIX.size),
+    ("grpc.max_receive_message_length", MAX_PAYLOAD + MAX_HEADER + PREFIX.size),
+]
+
+
+def serve_grpc(directory: Path) -> None:
+    """(c) server process (grpc venv): mutual TLS, the client's certificate as the only root,
+    a generic bidirectional-streaming handler that checks the peer's pinned certificate."""
+    import grpc  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+    client_fp = _pem_fingerprint(_pem(directory, CLIENT, "crt"))
+
+    async def stream(requests: Any, context: Any) -> Any:
+        auth = context.auth_context()
+        pem = (auth.get("x509_pem_cert") or [b""])[0]
+        if not pem or _pem_fingerprint(pem) != client_fp:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "certificate not pinned")
+        received = 0
+        async for frame in requests:
+            header, payload = decode_frame(frame)
+            if header.sender != CLIENT or header.receiver != SERVER:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "wrong sender")
+            if header.kind == PING:
+                yield encode_frame(reply_to(header, PONG, header.seq), payload)
+            elif header.kind == DATA:
+                received += 1
+            elif header.kind == FLUSH:
+                yield encode_frame(reply_to(header, ACK, received), b"")
+
+    async def main() -> None:
+        server = grpc.aio.server(options=_GRPC_OPTIONS)
+        handler = grpc.method_handlers_generic_handler(
+            "privfin.bench.Transport", {"Stream": grpc.stream_stream_rpc_method_handler(stream)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        creds = grpc.ssl_server_credentials(
+            [(_pem(directory, SERVER, "key"), _pem(directory, SERVER, "crt"))],
+            root_certificates=_pem(directory, CLIENT, "crt"),
+            require_client_auth=True,
+        )
+        port = server.add_secure_port("127.0.0.1:0", creds)
+        await server.start()
+        print(port, flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+class GrpcClient:
+    """(c) client: one bidirectional stream; bytes in, bytes out (no generated stubs)."""
+
+    def __init__(self, channel: Any, call: Any) -> None:
+        self.channel, self.call = channel, call
+        self.frames = _Frames()
+
+    @classmethod
+    async def connect(cls, port: int, directory: Path) -> GrpcClient:
+        import grpc  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=_pem(directory, SERVER, "crt"),
+            private_key=_pem(directory, CLIENT, "key"),
+            certificate_chain=_pem(directory, CLIENT, "crt"),
+        )
+        channel = grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=_GRPC_OPTIONS)
+        call = channel.stream_stream(GRPC_METHOD)()
+        return cls(channel, call)
+
+    async def ping(self, payload: bytes) -> bytes:
+        await self.call.write(encode_frame(self.frames.next(PING), payload))
+        header, echo = decode_frame(await self.call.read())
+        _check_answer(header, PONG)
+        return echo
+
+    async def send(self, payload: bytes) -> None:
+        await self.call.write(encode_frame(self.frames.next(DATA), payload))
+
+    async def flush(self) -> int:
+        await self.call.write(encode_frame(self.frames.next(FLUSH), b""))
+        header, _ = decode_frame(await self.call.read())
+        _check_answer(header, ACK)
+        return header.seq
+
+    async def close(self) -> None:
+        await self.call.done_writing()
+        await self.channel.close()
+
+
+def client_grpc(directory: Path, port: int, quick: bool) -> None:
+    """(c) client process (grpc venv): prints the figures as one JSON line."""
+    import grpc  # type: ignore[import-not-found, import-untyped, unused-ignore]
+
+    out: dict[str, Any] = measure(lambda: GrpcClient.connect(port, directory), quick)
+    out["version"] = grpc.__version__
+    print(json.dumps(out), flush=True)
+
+
+def _start_server(
+    python: str | Path, directory: Path, role: str
+) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [str(python), __file__, role, str(directory)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.isdigit():
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"{role} did not start (exit code {proc.poll()})")
+    return proc, int(line)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_tls(directory: Path, quick: bool) -> dict[str, float]:
+    proc, port = _start_server(sys.executable, directory, "--serve-tls")
+    try:
+        return client_tls(directory, port, quick)
+    finally:
+        _stop(proc)
+
+
+def run_grpc(directory: Path, quick: bool) -> dict[str, Any]:
+    python = peer_python("grpc", GRPC_REQUIREMENTS)
+    proc, port = _start_server(python, directory, "--serve-grpc")
+    try:
+        args = [str(python), __file__, "--grpc-client", str(directory), str(port)]
+        done = subprocess.run(
+            [*args, *(["--quick"] if quick else [])],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+    finally:
+        _stop(proc)
+
+
+def run_http(root: Path, quick: bool) -> dict[str, float]:
+    """(a) two node processes: the ``ping`` job (small and 8 MiB) and sequential one-way sends."""
+    import yaml
+
+    from privfin.federation.http import HttpTransport
+    from privfin.federation.mailbox import Mailbox
+    from privfin.federation.transport import CancelToken, MessageKey
+    from privfin.node.cluster import cluster_up
+    from privfin.node.config import load_config
+
+    cluster = cluster_up([CLIENT, SERVER], root / "cluster", mode="development")
+    out: dict[str, float] = {}
+    try:
+        # The one-way sends are for a job the receiver never runs: its pre-job buffer (64
+        # messages by default, [08]) would refuse them with 429. Raise it for this figure.
+        cluster.down()
+        path = cluster.config_path(SERVER)
+        cfg = yaml.safe_load(path.read_text())
+        cfg["quotas"] = {"prejob_messages": 100_000, "prejob_bytes": 1 << 30}
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        for party in (CLIENT, SERVER):
+            cluster.start(party)
+        cluster.wait_healthy()
+
+        def ping(job: str, rounds: int, size: int) -> dict[str, float]:
+            spec = {
+                "job": job,
+                "component": "ping",
+                "roles": {CLIENT: ["x"], SERVER: ["x"]},
+                "params": {"rounds": rounds, "size": size},
+            }
+            outputs = cluster.run_job(spec, timeout=600)
+            result: dict[str, float] = outputs[CLIENT]
+            return result
+
+        small = ping("ping-small", 200 if quick else 1000, SMALL)
+        out["rtt_ms_median"] = small["rtt_ms_median"]
+        out["rtt_ms_p90"] = small["rtt_ms_p90"]
+        size = 8 << 20
+        bulk = ping("ping-bulk", 3 if quick else 10, size)
+        out["bulk_mb_s"] = 2 * size / (bulk["rtt_ms_median"] / 1000) / 1e6
+
+        cfg_a = load_config(cluster.config_path(CLIENT))
+        transport = HttpTransport(
+            cfg_a.identity, cfg_a.transport_peers(), Mailbox(root / "sender.db")
+        )
+        inbox = Mailbox(cluster.root / SERVER / "state" / "node.sqlite")
+        cancel = CancelToken()
+        payload = os.urandom(SMALL)
+        n = 200 if quick else 1000
+        keys = [MessageKey("oneway", "transport", "t", CLIENT, SERVER, i) for i in range(n + 1)]
+        transport.send(keys[0], payload)  # warm-up (connection)
+        start = time.perf_counter()
+        for key in keys[1:]:
+            transport.send(key, payload)
+        inbox.wait(keys[-1], 60, cancel)
+        out["small_per_s"] = n / (time.perf_counter() - start)
+        transport.close()
+    finally:
+        cluster.down()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+TARGETS = {"rtt_ms_median": 0.5, "small_per_s": 5000.0, "bulk_mb_s": 300.0}
+FIGURES = [
+    ("rtt_ms_median", "round trip 64 B, median", "ms"),
+    ("rtt_ms_p90", "round trip 64 B, p90", "ms"),
+    ("thread_rtt_ms_median", "round trip from a thread, median", "ms"),
+    ("thread_rtt_ms_p90", "round trip from a thread, p90", "ms"),
+    ("small_per_s", "64 B messages one way", "msg/s"),
+    ("bulk_mb_s", "bulk one way", "MB/s"),
+]
+
+
+def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: bool) -> None:
+    load = os.getloadavg()
+    names = {"http": "HTTP (nodes)", "tls": "TLS stream", "grpc": "gRPC stream"}
+    rows = []
+    for key, label, unit in FIGURES:
+        row: dict[str, Any] = {"figure": label, "unit": unit}
+        for name, title in names.items():
+            value = results.get(name, {}).get(key)
+            row[title] = "skipped" if name in skipped else value
+        target = TARGETS.get(key)
+        row["target"] = (
+            None if target is None else (f"≤ {target}" if unit == "ms" else f"≥ {target:,.0f}")
+        )
+        rows.append(row)
+    print_table(
+        f"Transports over mutual TLS, two processes on loopback ({machine()}, "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
+        rows,
+    )
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    grpc_name = f"grpcio {results.get('grpc', {}).get('version', '')}".strip()
+    size = f"{'quick' if quick else 'full'}, mTLS loopback, 2 processes, 2 shared cores"
+    for name in ("http", "tls", "grpc"):
+        if name not in results:
+            continue
+        for key, _, unit in FIGURES:
+            value = results[name].get(key)
+            if value is None:
+                continue
+            # the TLS stream is the candidate: gRPC is its peer; the others stand alone
+            peer = results.get("grpc", {}).get(key) if name == "tls" else None
+            emit(
+                f"transport.{name}.{key}",
+                unit,
+                value,
+                peer,
+                grpc_name if peer is not None else "none named",
+                unit != "ms",
+                size,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
+    parser.add_argument("--only", default="http,tls,grpc", help="comma-separated transports")
+    # internal: the processes this script starts
+    parser.add_argument("--serve-tls", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-grpc", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--grpc-client", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = [
-        ("1 MiB", 1 << 20, 20 if not args.quick else 5),
-        ("64 MiB", 64 << 20, 3 if not args.quick else 1),
-    ]
-    n_small = 200 if args.quick else 1000
-    rows = []
+    if args.serve_tls:
+        serve_tls(Path(args.serve_tls))
+        return
+    if args.serve_grpc:
+        serve_grpc(Path(args.serve_grpc))
+        return
+    if args.grpc_client:
+        client_grpc(Path(args.grpc_client[0]), int(args.grpc_client[1]), args.quick)
+        return
+
+    from privfin.federation.tls import create_identity
+
+    wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+    unknown = set(wanted) - {"http", "tls", "grpc"}
+    if unknown:
+        parser.error(f"unknown transports {sorted(unknown)}; choose among http, tls, grpc")
+    results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = cluster_up(["bank_a", "bank_b"], Path(tmp) / "c")
-        try:
-            # The raw transport sends for a job bank_b never runs: its pre-job buffer (64
-            # messages / 16 MiB by default, [08]) would refuse the bulk payloads with 429.
-            # Measure the transport, not the quota: restart bank_b with a larger buffer.
-            cluster.down()
-            path = cluster.config_path("bank_b")
-            cfg = yaml.safe_load(path.read_text())
-            cfg["quotas"] = {"prejob_messages": 100_000, "prejob_bytes": 1 << 30}
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            for party in ("bank_a", "bank_b"):
-                cluster.start(party)
-            cluster.wait_healthy()
-            cfg = load_config(cluster.config_path("bank_a"))
-            transport = HttpTransport(
-                cfg.identity, cfg.transport_peers(), Mailbox(Path(tmp) / "a.db")
-            )
-            inbox = Mailbox(cluster.root / "bank_b" / "state" / "node.sqlite")
-            cancel = CancelToken()
-            seq = 0
-
-            def one(payload: bytes, tag: str) -> None:
-                nonlocal seq
-                key = MessageKey("bench", "transport", tag, "bank_a", "bank_b", seq)
-                seq += 1
-                transport.send(key, payload)
-                inbox.wait(key, 300, cancel)
-
-            one(b"warm-up", "warm")
-            for label, size, reps in sizes:
-                payload = os.urandom(size)
-                start = time.perf_counter()
-                for _ in range(reps):
-                    one(payload, "bulk")
-                secs = (time.perf_counter() - start) / reps
-                mbps = size / secs / 1e6
-                rows.append({"what": f"payload {label}", "value": mbps, "unit": "MB/s"})
-                emit(
-                    f"transport.http.throughput_{label.replace(' ', '').lower()}",
-                    "MB/s",
-                    mbps,
-                    None,
-                    "none named",
-                    True,
-                    f"{label}, mTLS loopback, 2 nodes",
-                )
-            small = os.urandom(100)
+        root = Path(tmp)
+        for party in (CLIENT, SERVER):
+            create_identity(party, root / party)
+        runners: dict[str, Callable[[], dict[str, Any]]] = {
+            "http": lambda: run_http(root, args.quick),
+            "tls": lambda: run_tls(root, args.quick),
+            "grpc": lambda: run_grpc(root, args.quick),
+        }
+        for name in ("http", "tls", "grpc"):
+            if name not in wanted:
+                skipped[name] = "not selected (--only)"
+                continue
             start = time.perf_counter()
-            for _ in range(n_small):
-                one(small, "small")
-            rate = n_small / (time.perf_counter() - start)
-            rows.append({"what": "small messages (100 B)", "value": rate, "unit": "msg/s"})
-            emit(
-                "transport.http.small_messages",
-                "msg/s",
-                rate,
-                None,
-                "none named",
-                True,
-                "100 B, sequential, mTLS loopback",
-            )
-            transport.close()
-            rounds = 100 if args.quick else 500
-            spec = {
-                "job": "ping",
-                "component": "ping",
-                "roles": {"bank_a": ["x"], "bank_b": ["x"]},
-                "params": {"rounds": rounds, "size": 64},
-            }
-            for party in ("bank_a", "bank_b"):
-                with cluster.client(party) as client:
-                    client.submit(spec)
-            with cluster.client("bank_a") as client:
-                ping = client.wait("ping", timeout=600)["result"]["output"]
-            rows.append(
-                {
-                    "what": "round trip (64 B each way), median",
-                    "value": ping["rtt_ms_median"],
-                    "unit": "ms",
-                }
-            )
-            rows.append(
-                {"what": "round trip, 90th percentile", "value": ping["rtt_ms_p90"], "unit": "ms"}
-            )
-            emit(
-                "transport.http.rtt_median",
-                "ms",
-                ping["rtt_ms_median"],
-                None,
-                "none named",
-                False,
-                f"{rounds} ping-pongs between two node processes, mTLS loopback",
-            )
-        finally:
-            cluster.down()
-    print_table(f"HTTP transport over mutual TLS ({machine()})", rows)
+            try:
+                results[name] = runners[name]()
+            except (subprocess.CalledProcessError, OSError) as exc:
+                if name != "grpc":
+                    raise
+                skipped[name] = f"grpcio could not be installed or run: {exc}"
+            print(f"[bench] {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    report(results, skipped, args.quick)
 
 
 if __name__ == "__main__":
