@@ -393,9 +393,7 @@ def serve_tls(directory: Path) -> None:
     """(b) server process: privfin's ``server_context`` pinning the client's certificate."""
     from privfin.federation.tls import server_context
 
-    me = Identity(
-        SERVER, directory / SERVER / f"{SERVER}.crt", directory / SERVER / f"{SERVER}.key"
-    )
+    me = _identity(directory, SERVER)
     client_pem = _pem(directory, CLIENT, "crt")
     server = FrameServer(SERVER, {_pem_fingerprint(client_pem): CLIENT})
 
@@ -418,9 +416,7 @@ def client_tls(directory: Path, port: int, quick: bool) -> dict[str, float]:
     """(b) client, in this process: privfin's ``client_context`` pinning the server."""
     from privfin.federation.tls import client_context
 
-    me = Identity(
-        CLIENT, directory / CLIENT / f"{CLIENT}.crt", directory / CLIENT / f"{CLIENT}.key"
-    )
+    me = _identity(directory, CLIENT)
     context = client_context(me, _pem(directory, SERVER, "crt"))
     return measure(lambda: TlsClient.connect(port, context), quick)
 
