@@ -10,13 +10,17 @@ exactly the other's certificate):
     p90) and a bulk rate (``ping`` with 8 MiB messages, each round trip moves 2 × 8 MiB);
     plus the one-way rate of 64-byte messages sent one after the other by ``HttpTransport``
     from this process to a node, each until it is durably stored in the node's mailbox.
-(b) ``tls``: one long-lived asyncio TLS stream (the node's own ``server_context`` /
+(b) ``tls``: one long-lived TLS stream (the node's own ``server_context`` /
     ``client_context``), length-prefixed frames with a msgspec header carrying the message key
     (kind, job, component, tag, sender, receiver, seq). The server process maps the client's
     certificate to a party by fingerprint, as the node does, and refuses a frame whose sender is
     another party. Ping-pong of 64-byte payloads, one-way rate of 64-byte messages pipelined
     (written back to back with ``drain`` back-pressure, one acknowledgement at the end), and bulk
-    MB/s with 4 MiB frames. This is the practical floor and a candidate design.
+    MB/s with 4 MiB frames. The client is always asyncio streams; the receiving server comes in
+    three kinds, since receiving is where the costs differ: ``tls`` (asyncio ``StreamReader``),
+    ``tls-buffered`` (an ``asyncio.BufferedProtocol`` that decrypts straight into a staging
+    buffer, or into the payload's own buffer for a large frame) and ``tls-blocking`` (a
+    blocking ``ssl.SSLSocket`` read in a thread: no event loop; the practical floor).
 (c) ``grpc``: gRPC bidirectional streaming (``grpcio``, ``grpc.aio``) with mutual TLS
     (``ssl_server_credentials(require_client_auth=True)``, each side's roots = the pinned peer
     certificate) and no generated stubs (a generic handler; bytes in, bytes out), carrying the
@@ -26,8 +30,9 @@ exactly the other's certificate):
 
 For (b) and (c) the round trip is measured twice: inside the event loop (the floor), and from
 a plain thread handing each ping to the loop thread and waiting for the answer (what the
-synchronous ``Channel`` API would pay: one thread hop each way). Nothing is written to disk
-on the receiving side of (b) and (c): durability is item 2 of the issue.
+synchronous ``Channel`` API would pay: one thread hop each way). The ``ping`` job of (a) is
+protocol code in a job worker, so its round trip is reported "from a thread". Nothing is
+written to disk on the receiving side of (b) and (c): durability is item 2 of the issue.
 
 Targets of the issue (the new transport, between node processes): round trip ≤ 0.5 ms
 median, ≥ 5,000 small messages/s one way, bulk ≥ 300 MB/s.
@@ -35,7 +40,7 @@ median, ≥ 5,000 small messages/s one way, bulk ≥ 300 MB/s.
 The machine has 2 cores shared with other work: the client and the server of each pair
 compete with whatever else runs; the load average is printed with the results.
 
-Usage: ``python benchmarks/transport.py [--quick] [--only http,tls,grpc]``
+Usage: ``python benchmarks/transport.py [--quick] [--only http,tls,tls-buffered,tls-blocking,grpc]``
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import ssl
 import statistics
 import struct
@@ -55,7 +61,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import msgspec
 
@@ -187,7 +193,9 @@ class FrameServer:
 
     ``known`` maps SHA-256 fingerprints of pinned certificates (DER) to party names: a
     connection whose certificate is not pinned, or a frame whose sender is not the party of
-    the certificate or whose receiver is not ``me``, ends the connection.
+    the certificate or whose receiver is not ``me``, ends the connection (the reason is kept
+    in ``refused``). Two loops drive it: :meth:`handle` (asyncio streams) and
+    :meth:`handle_blocking` (a blocking TLS socket in its own thread).
     """
 
     def __init__(self, me: str, known: dict[str, str]) -> None:
@@ -196,35 +204,185 @@ class FrameServer:
         self.received = 0
         self.refused: list[str] = []
 
+    def party_of(self, der: bytes | None) -> str:
+        """The pinned party of a peer certificate (DER); FrameError if it is not pinned."""
+        party = self.known.get(hashlib.sha256(der).hexdigest()) if der else None
+        if party is None:
+            raise FrameError("certificate not pinned")
+        return party
+
+    def answer(self, party: str, header: FrameHeader) -> FrameHeader | None:
+        """The header of the answer to a frame from ``party`` (None: no answer)."""
+        if header.sender != party or header.receiver != self.me:
+            raise FrameError(f"{party} sent a frame as {header.sender} to {header.receiver}")
+        if header.kind == PING:
+            return reply_to(header, PONG, header.seq)
+        if header.kind == DATA:
+            self.received += 1
+            return None
+        if header.kind == FLUSH:
+            return reply_to(header, ACK, self.received)
+        raise FrameError(f"unexpected frame kind {header.kind}")
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             ssl_object = writer.get_extra_info("ssl_object")
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            party = self.known.get(hashlib.sha256(der).hexdigest()) if der else None
-            if party is None:
-                self.refused.append("certificate not pinned")
-                return
+            party = self.party_of(ssl_object.getpeercert(binary_form=True) if ssl_object else None)
             while True:
                 try:
                     header, payload = await read_frame(reader)
                 except asyncio.IncompleteReadError:
                     return
-                if header.sender != party or header.receiver != self.me:
-                    self.refused.append(f"{party} sent a frame as {header.sender}")
-                    return
-                if header.kind == PING:
-                    await write_frame(writer, reply_to(header, PONG, header.seq), payload)
-                elif header.kind == DATA:
-                    self.received += 1
-                elif header.kind == FLUSH:
-                    await write_frame(writer, reply_to(header, ACK, self.received), b"")
-                else:
-                    self.refused.append(f"unexpected frame kind {header.kind}")
-                    return
+                reply = self.answer(party, header)
+                if reply is not None:
+                    await write_frame(writer, reply, payload if reply.kind == PONG else b"")
         except FrameError as exc:
             self.refused.append(str(exc))
         finally:
             writer.close()
+
+    def handle_blocking(self, sock: ssl.SSLSocket) -> None:
+        try:
+            party = self.party_of(sock.getpeercert(binary_form=True))
+            stream = cast(BinaryIO, sock.makefile("rb", buffering=256 << 10))
+            while True:
+                try:
+                    header, payload = recv_frame(stream)
+                except EOFError:
+                    return
+                reply = self.answer(party, header)
+                if reply is not None:
+                    send_frame(sock, reply, payload if reply.kind == PONG else b"")
+        except FrameError as exc:
+            self.refused.append(str(exc))
+        finally:
+            sock.close()
+
+
+class FrameProtocol(asyncio.BufferedProtocol):
+    """An asyncio receiver that parses frames straight out of the TLS layer's reads, without a
+    ``StreamReader``: small frames from a 256 KiB staging buffer, a large payload decrypted
+    directly into its own buffer (``get_buffer`` hands the TLS layer the rest of it).
+
+    Back-pressure on the receiving side would be ``transport.pause_reading()`` while the
+    consumer is full (not needed here: the server only counts).
+    """
+
+    STAGE = 256 << 10
+
+    def __init__(self, server: FrameServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.party = ""
+        self.stage = bytearray(self.STAGE)
+        self.view = memoryview(self.stage)
+        self.start = self.end = 0  # unparsed bytes are stage[start:end]
+        self.big: bytearray | None = None  # a large payload being read in place
+        self.big_header: FrameHeader | None = None
+        self.big_got = 0
+        self.failed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        try:
+            self.party = self.server.party_of(
+                ssl_object.getpeercert(binary_form=True) if ssl_object else None
+            )
+        except FrameError as exc:
+            self._fail(exc)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.big is not None:
+            return memoryview(self.big)[self.big_got :]
+        if self.end == len(self.stage):  # move the unparsed tail to the front
+            n = self.end - self.start
+            self.stage[:n] = self.view[self.start : self.end]
+            self.start, self.end = 0, n
+        return self.view[self.end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.failed:
+            return
+        try:
+            if self.big is not None:
+                self.big_got += nbytes
+                if self.big_got == len(self.big):
+                    header, payload = self.big_header, self.big
+                    self.big, self.big_header = None, None
+                    assert header is not None
+                    self._dispatch(header, payload)
+                return
+            self.end += nbytes
+            self._parse()
+        except FrameError as exc:
+            self._fail(exc)
+
+    def _parse(self) -> None:
+        while self.end - self.start >= PREFIX.size:
+            header_len, payload_len = PREFIX.unpack_from(self.stage, self.start)
+            _check_lengths(header_len, payload_len)
+            body = self.start + PREFIX.size
+            if self.end < body + header_len:
+                break
+            header = _parse_header(self.view[body : body + header_len])
+            body += header_len
+            if self.end >= body + payload_len:
+                payload = bytes(self.view[body : body + payload_len])
+                self.start = body + payload_len
+                self._dispatch(header, payload)
+            elif payload_len > self.STAGE // 2:
+                self.big = bytearray(payload_len)
+                self.big_got = self.end - body
+                self.big[: self.big_got] = self.view[body : self.end]
+                self.big_header = header
+                self.start = self.end = 0
+                return
+            else:
+                break
+        if self.start == self.end:
+            self.start = self.end = 0
+
+    def _dispatch(self, header: FrameHeader, payload: bytes | bytearray) -> None:
+        reply = self.server.answer(self.party, header)
+        if reply is not None and self.transport is not None:
+            body = payload if reply.kind == PONG else b""
+            self.transport.write(frame_head(reply, len(body)))
+            if body:
+                self.transport.write(body)
+
+    def _fail(self, exc: FrameError) -> None:
+        self.failed = True
+        self.server.refused.append(str(exc))
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    data = stream.read(n)
+    if data is None or len(data) != n:
+        raise EOFError("connection closed in the middle of a frame" if data else "closed")
+    return data
+
+
+def recv_frame(stream: BinaryIO) -> tuple[FrameHeader, bytes]:
+    """Blocking :func:`read_frame` from a buffered binary stream; ``EOFError`` at the end."""
+    header_len, payload_len = PREFIX.unpack(_read_exactly(stream, PREFIX.size))
+    _check_lengths(header_len, payload_len)
+    header = _parse_header(_read_exactly(stream, header_len))
+    return header, _read_exactly(stream, payload_len) if payload_len else b""
+
+
+def send_frame(sock: ssl.SSLSocket, header: FrameHeader, payload: bytes) -> None:
+    """Blocking :func:`write_frame`: ``sendall`` blocks while the peer does not read (the
+    kernel's socket buffer is the only buffer: back-pressure without a queue)."""
+    head = frame_head(header, len(payload))
+    if len(payload) < 64 << 10:
+        sock.sendall(head + payload)  # one TLS record for a small message
+    else:
+        sock.sendall(head)
+        sock.sendall(payload)
 
 
 class BenchClient(Protocol):
@@ -267,7 +425,7 @@ class TlsClient:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=context, limit=MAX_PAYLOAD + MAX_HEADER
         )
-        writer.transport.set_write_buffer_limits(high=1 << 20)
+        writer.transport.set_write_buffer_limits(high=16 << 20)
         return cls(reader, writer)
 
     async def ping(self, payload: bytes) -> bytes:
@@ -389,22 +547,40 @@ def _pem_fingerprint(pem: bytes) -> str:
     return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem.decode())).hexdigest()
 
 
-def serve_tls(directory: Path) -> None:
-    """(b) server process: privfin's ``server_context`` pinning the client's certificate."""
+TLS_SERVERS = ("streams", "buffered", "blocking")
+
+
+def serve_tls(directory: Path, kind: str) -> None:
+    """(b) server process: privfin's ``server_context`` pinning the client's certificate.
+    ``kind``: ``streams`` (asyncio ``StreamReader``), ``buffered`` (:class:`FrameProtocol`) or
+    ``blocking`` (a blocking TLS socket read in a thread, no event loop)."""
     from privfin.federation.tls import server_context
 
-    me = _identity(directory, SERVER)
     client_pem = _pem(directory, CLIENT, "crt")
+    context = server_context(_identity(directory, SERVER), [client_pem])
     server = FrameServer(SERVER, {_pem_fingerprint(client_pem): CLIENT})
+    if kind == "blocking":
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            print(listener.getsockname()[1], flush=True)
+            while True:
+                conn, _ = listener.accept()
+                try:
+                    tls = context.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):
+                    conn.close()
+                    continue
+                threading.Thread(target=server.handle_blocking, args=(tls,), daemon=True).start()
 
     async def main() -> None:
-        srv = await asyncio.start_server(
-            server.handle,
-            "127.0.0.1",
-            0,
-            ssl=server_context(me, [client_pem]),
-            limit=MAX_PAYLOAD + MAX_HEADER,
-        )
+        if kind == "streams":
+            srv = await asyncio.start_server(
+                server.handle, "127.0.0.1", 0, ssl=context, limit=MAX_PAYLOAD + MAX_HEADER
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            srv = await loop.create_server(
+                lambda: FrameProtocol(server), "127.0.0.1", 0, ssl=context
+            )
         print(srv.sockets[0].getsockname()[1], flush=True)
         async with srv:
             await srv.serve_forever()
@@ -519,11 +695,10 @@ def client_grpc(directory: Path, port: int, quick: bool) -> None:
     print(json.dumps(out), flush=True)
 
 
-def _start_server(
-    python: str | Path, directory: Path, role: str
-) -> tuple[subprocess.Popen[str], int]:
+def _start_server(python: str | Path, *args: str) -> tuple[subprocess.Popen[str], int]:
+    role = args[0]
     proc = subprocess.Popen(
-        [str(python), __file__, role, str(directory)],
+        [str(python), __file__, *args],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -545,8 +720,8 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def run_tls(directory: Path, quick: bool) -> dict[str, float]:
-    proc, port = _start_server(sys.executable, directory, "--serve-tls")
+def run_tls(directory: Path, quick: bool, kind: str) -> dict[str, float]:
+    proc, port = _start_server(sys.executable, "--serve-tls", kind, str(directory))
     try:
         return client_tls(directory, port, quick)
     finally:
@@ -555,7 +730,7 @@ def run_tls(directory: Path, quick: bool) -> dict[str, float]:
 
 def run_grpc(directory: Path, quick: bool) -> dict[str, Any]:
     python = peer_python("grpc", GRPC_REQUIREMENTS)
-    proc, port = _start_server(python, directory, "--serve-grpc")
+    proc, port = _start_server(python, "--serve-grpc", str(directory))
     try:
         args = [str(python), __file__, "--grpc-client", str(directory), str(port)]
         done = subprocess.run(
@@ -607,8 +782,9 @@ def run_http(root: Path, quick: bool) -> dict[str, float]:
             return result
 
         small = ping("ping-small", 200 if quick else 1000, SMALL)
-        out["rtt_ms_median"] = small["rtt_ms_median"]
-        out["rtt_ms_p90"] = small["rtt_ms_p90"]
+        # the ping component is protocol code in a job worker: a round trip "from a thread"
+        out["thread_rtt_ms_median"] = small["rtt_ms_median"]
+        out["thread_rtt_ms_p90"] = small["rtt_ms_p90"]
         size = 8 << 20
         bulk = ping("ping-bulk", 3 if quick else 10, size)
         out["bulk_mb_s"] = 2 * size / (bulk["rtt_ms_median"] / 1000) / 1e6
@@ -638,12 +814,19 @@ def run_http(root: Path, quick: bool) -> dict[str, float]:
 # Report
 # ---------------------------------------------------------------------------------------------
 
-TARGETS = {"rtt_ms_median": 0.5, "small_per_s": 5000.0, "bulk_mb_s": 300.0}
+TRANSPORTS = {
+    "http": "HTTP nodes",
+    "tls": "TLS streams",
+    "tls-buffered": "TLS buffered",
+    "tls-blocking": "TLS blocking",
+    "grpc": "gRPC",
+}
+TARGETS = {"thread_rtt_ms_median": 0.5, "small_per_s": 5000.0, "bulk_mb_s": 300.0}
 FIGURES = [
-    ("rtt_ms_median", "round trip 64 B, median", "ms"),
-    ("rtt_ms_p90", "round trip 64 B, p90", "ms"),
-    ("thread_rtt_ms_median", "round trip from a thread, median", "ms"),
-    ("thread_rtt_ms_p90", "round trip from a thread, p90", "ms"),
+    ("rtt_ms_median", "round trip 64 B in the loop, median", "ms"),
+    ("rtt_ms_p90", "round trip 64 B in the loop, p90", "ms"),
+    ("thread_rtt_ms_median", "round trip 64 B from a thread, median", "ms"),
+    ("thread_rtt_ms_p90", "round trip 64 B from a thread, p90", "ms"),
     ("small_per_s", "64 B messages one way", "msg/s"),
     ("bulk_mb_s", "bulk one way", "MB/s"),
 ]
@@ -651,11 +834,10 @@ FIGURES = [
 
 def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: bool) -> None:
     load = os.getloadavg()
-    names = {"http": "HTTP (nodes)", "tls": "TLS stream", "grpc": "gRPC stream"}
     rows = []
     for key, label, unit in FIGURES:
         row: dict[str, Any] = {"figure": label, "unit": unit}
-        for name, title in names.items():
+        for name, title in TRANSPORTS.items():
             value = results.get(name, {}).get(key)
             row[title] = "skipped" if name in skipped else value
         target = TARGETS.get(key)
@@ -672,15 +854,15 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
         print(f"skipped {name}: {why}")
     grpc_name = f"grpcio {results.get('grpc', {}).get('version', '')}".strip()
     size = f"{'quick' if quick else 'full'}, mTLS loopback, 2 processes, 2 shared cores"
-    for name in ("http", "tls", "grpc"):
+    for name in TRANSPORTS:
         if name not in results:
             continue
         for key, _, unit in FIGURES:
             value = results[name].get(key)
             if value is None:
                 continue
-            # the TLS stream is the candidate: gRPC is its peer; the others stand alone
-            peer = results.get("grpc", {}).get(key) if name == "tls" else None
+            # the TLS streams are the candidates: gRPC is their peer; the others stand alone
+            peer = results.get("grpc", {}).get(key) if name.startswith("tls") else None
             emit(
                 f"transport.{name}.{key}",
                 unit,
@@ -695,14 +877,16 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
-    parser.add_argument("--only", default="http,tls,grpc", help="comma-separated transports")
+    parser.add_argument(
+        "--only", default=",".join(TRANSPORTS), help=f"some of {','.join(TRANSPORTS)}"
+    )
     # internal: the processes this script starts
-    parser.add_argument("--serve-tls", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-tls", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-grpc", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_tls:
-        serve_tls(Path(args.serve_tls))
+        serve_tls(Path(args.serve_tls[1]), args.serve_tls[0])
         return
     if args.serve_grpc:
         serve_grpc(Path(args.serve_grpc))
@@ -714,9 +898,9 @@ def main() -> None:
     from privfin.federation.tls import create_identity
 
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-    unknown = set(wanted) - {"http", "tls", "grpc"}
+    unknown = set(wanted) - set(TRANSPORTS)
     if unknown:
-        parser.error(f"unknown transports {sorted(unknown)}; choose among http, tls, grpc")
+        parser.error(f"unknown transports {sorted(unknown)}; choose among {', '.join(TRANSPORTS)}")
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -725,10 +909,12 @@ def main() -> None:
             create_identity(party, root / party)
         runners: dict[str, Callable[[], dict[str, Any]]] = {
             "http": lambda: run_http(root, args.quick),
-            "tls": lambda: run_tls(root, args.quick),
+            "tls": lambda: run_tls(root, args.quick, "streams"),
+            "tls-buffered": lambda: run_tls(root, args.quick, "buffered"),
+            "tls-blocking": lambda: run_tls(root, args.quick, "blocking"),
             "grpc": lambda: run_grpc(root, args.quick),
         }
-        for name in ("http", "tls", "grpc"):
+        for name in TRANSPORTS:
             if name not in wanted:
                 skipped[name] = "not selected (--only)"
                 continue
