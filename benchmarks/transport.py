@@ -88,8 +88,8 @@ BULK = 4 << 20  # bytes of a bulk frame
 # anything else is read, so a peer cannot make the receiver allocate more than it allows.
 # ---------------------------------------------------------------------------------------------
 
-DATA, PING, PONG, FLUSH, ACK = 1, 2, 3, 4, 5
-KINDS = frozenset({DATA, PING, PONG, FLUSH, ACK})
+DATA, PING, PONG, FLUSH, ACK, HOLD = 1, 2, 3, 4, 5, 6
+KINDS = frozenset({DATA, PING, PONG, FLUSH, ACK, HOLD})  # HOLD: stop reading for seq ms
 PREFIX = struct.Struct(">II")
 MAX_HEADER = 1024  # five names of ≤ 64 characters, two integers
 MAX_PAYLOAD = BULK  # larger messages travel as chunks of at most this size
@@ -222,6 +222,8 @@ class FrameServer:
             return None
         if header.kind == FLUSH:
             return reply_to(header, ACK, self.received)
+        if header.kind == HOLD:  # the caller stops reading for header.seq ms
+            return None
         raise FrameError(f"unexpected frame kind {header.kind}")
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -236,6 +238,8 @@ class FrameServer:
                 reply = self.answer(party, header)
                 if reply is not None:
                     await write_frame(writer, reply, payload if reply.kind == PONG else b"")
+                elif header.kind == HOLD:
+                    await asyncio.sleep(header.seq / 1000)
         except FrameError as exc:
             self.refused.append(str(exc))
         finally:
@@ -253,6 +257,8 @@ class FrameServer:
                 reply = self.answer(party, header)
                 if reply is not None:
                     send_frame(sock, reply, payload if reply.kind == PONG else b"")
+                elif header.kind == HOLD:
+                    time.sleep(header.seq / 1000)
         except FrameError as exc:
             self.refused.append(str(exc))
         finally:
@@ -346,11 +352,20 @@ class FrameProtocol(asyncio.BufferedProtocol):
 
     def _dispatch(self, header: FrameHeader, payload: bytes | bytearray) -> None:
         reply = self.server.answer(self.party, header)
-        if reply is not None and self.transport is not None:
+        if self.transport is None:
+            return
+        if reply is not None:
             body = payload if reply.kind == PONG else b""
             self.transport.write(frame_head(reply, len(body)))
             if body:
                 self.transport.write(body)
+        elif header.kind == HOLD:  # receiving back-pressure: the TLS layer stops reading too
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(header.seq / 1000, self._resume)
+
+    def _resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _fail(self, exc: FrameError) -> None:
         self.failed = True
@@ -394,6 +409,8 @@ class BenchClient(Protocol):
 
     async def flush(self) -> int: ...
 
+    async def hold(self, ms: int) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -406,6 +423,10 @@ class _Frames:
     def next(self, kind: int) -> FrameHeader:
         self.seq += 1
         return FrameHeader(kind, "bench", "transport", "t", CLIENT, SERVER, self.seq)
+
+
+def _hold(ms: int) -> FrameHeader:
+    return FrameHeader(HOLD, "bench", "transport", "t", CLIENT, SERVER, ms)
 
 
 def _check_answer(header: FrameHeader, kind: int) -> None:
@@ -425,7 +446,7 @@ class TlsClient:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=context, limit=MAX_PAYLOAD + MAX_HEADER
         )
-        writer.transport.set_write_buffer_limits(high=16 << 20)
+        writer.transport.set_write_buffer_limits(high=1 << 20)
         return cls(reader, writer)
 
     async def ping(self, payload: bytes) -> bytes:
@@ -442,6 +463,9 @@ class TlsClient:
         header, _ = await read_frame(self.reader)
         _check_answer(header, ACK)
         return header.seq
+
+    async def hold(self, ms: int) -> None:
+        await write_frame(self.writer, _hold(ms), b"")
 
     async def close(self) -> None:
         self.writer.close()
@@ -495,7 +519,39 @@ async def _measure_in_loop(client: BenchClient, n: dict[str, int]) -> dict[str, 
         "rtt_ms_p90": statistics.quantiles(ms, n=10)[-1],
         "small_per_s": n["small"] / small_secs,
         "bulk_mb_s": n["bulk"] * BULK / bulk_secs / 1e6,
+        "stalled_mb": await _measure_backpressure(client),
     }
+
+
+async def _measure_backpressure(client: BenchClient, hold: float = 1.5) -> float:
+    """MB a writer gets off its hands while the receiver reads nothing (sender's buffers,
+    kernel socket buffers and the receiver's): the writer must block, not queue without end.
+    Raises if the writer is still making progress late in the hold."""
+    chunk = os.urandom(64 << 10)
+    base = await client.flush()
+    await client.hold(int(hold * 1000))
+    sent = 0
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        nonlocal sent
+        while not stop.is_set():
+            await client.send(chunk)
+            sent += 1
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(hold * 0.6)
+    stalled = sent
+    await asyncio.sleep(hold * 0.2)
+    still = sent
+    stop.set()
+    await task
+    got = await client.flush()
+    if got - base != sent:
+        raise FrameError(f"{got - base} of {sent} frames acknowledged after the hold")
+    if still != stalled:
+        raise FrameError(f"the writer went on while the receiver held ({stalled} -> {still})")
+    return stalled * len(chunk) / 1e6
 
 
 def measure(connect: Callable[[], Awaitable[BenchClient]], quick: bool) -> dict[str, float]:
@@ -626,6 +682,8 @@ def serve_grpc(directory: Path) -> None:
                 received += 1
             elif header.kind == FLUSH:
                 yield encode_frame(reply_to(header, ACK, received), b"")
+            elif header.kind == HOLD:  # stop taking messages off the stream
+                await asyncio.sleep(header.seq / 1000)
 
     async def main() -> None:
         server = grpc.aio.server(options=_GRPC_OPTIONS)
@@ -680,6 +738,9 @@ class GrpcClient:
         header, _ = decode_frame(await self.call.read())
         _check_answer(header, ACK)
         return header.seq
+
+    async def hold(self, ms: int) -> None:
+        await self.call.write(encode_frame(_hold(ms), b""))
 
     async def close(self) -> None:
         await self.call.done_writing()
@@ -829,6 +890,7 @@ FIGURES = [
     ("thread_rtt_ms_p90", "round trip 64 B from a thread, p90", "ms"),
     ("small_per_s", "64 B messages one way", "msg/s"),
     ("bulk_mb_s", "bulk one way", "MB/s"),
+    ("stalled_mb", "taken by a writer, receiver not reading", "MB"),
 ]
 
 
@@ -869,7 +931,7 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
                 value,
                 peer,
                 grpc_name if peer is not None else "none named",
-                unit != "ms",
+                unit not in ("ms", "MB"),
                 size,
             )
 
