@@ -264,6 +264,7 @@ def test_receivers_answer_over_mutual_tls(tmp_path: Path, kind: str) -> None:
         before = await client.flush()
         for _ in range(50):
             await client.send(b"m" * 64)
+        await client.hold(20)  # the receiver stops reading for 20 ms, then goes on
         await client.send(payload)
         assert await client.flush() - before == 51
         await client.close()
