@@ -250,7 +250,7 @@ def test_mode_guest_entries_return_only_their_low_bits(monkeypatch: pytest.Monke
         for k, p in hub.wire
         if (k.sender, k.receiver, k.tag) == ("bank", "host0", "plain")
     ]
-    bound = LRParams.from_mapping(SMALL).bound_bits(1, 30, guest=False)
+    bound = LRParams.from_mapping({**SMALL, "mode": "guest"}).bound_bits(1, 30, guest=False)
     n = state["n"]
     assert reply.values[0] in (1, (n + 1) % (1 << (bound + 1)))
     assert reply.values[1] == 1 << bound

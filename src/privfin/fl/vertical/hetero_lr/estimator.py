@@ -41,7 +41,7 @@ class HeteroLogisticRegression(VerticalEstimator):
     guest:
         The party holding the labels (and its own features).
     mode, max_iter, batch_size, learning_rate, optimizer, lr_schedule, lr_decay, lr_step,
-    penalty, alpha, early_stopping, tol, fit_intercept, class_weight, shuffle, scheme,
+    penalty, alpha, early_stopping, tol, fit_intercept, sigmoid, class_weight, shuffle, scheme,
     key_bits, insecure_allow_small_keys, grad_bits, frac_bits, stat_bits, n_jobs:
         The protocol's parameters, as :class:`~privfin.fl.vertical.hetero_lr.common.LRParams`
         (same defaults); validated in :meth:`fit`. ``class_weight`` keys are 0 and 1 (1 is
@@ -89,6 +89,7 @@ class HeteroLogisticRegression(VerticalEstimator):
         early_stopping: bool = _D["early_stopping"],
         tol: float = _D["tol"],
         fit_intercept: bool = _D["fit_intercept"],
+        sigmoid: str = _D["sigmoid"],
         class_weight: str | dict[int, float] | None = _D["class_weight"],
         shuffle: bool = _D["shuffle"],
         scheme: str = _D["scheme"],
@@ -117,6 +118,7 @@ class HeteroLogisticRegression(VerticalEstimator):
         self.early_stopping = early_stopping
         self.tol = tol
         self.fit_intercept = fit_intercept
+        self.sigmoid = sigmoid
         self.class_weight = class_weight
         self.shuffle = shuffle
         self.scheme = scheme

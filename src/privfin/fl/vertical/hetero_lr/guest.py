@@ -27,11 +27,14 @@ from privfin.fl.vertical.hetero_lr._wire import (
     weight_blinds,
 )
 from privfin.fl.vertical.hetero_lr.common import (
+    FOURIER_BITS,
+    FOURIER_OMEGA,
     LRParams,
     PartyModel,
     agreed_entries,
     batch_plan,
     encode_fixed,
+    fourier_weights,
     min_batch_rows,
     sample_weights,
 )
@@ -55,7 +58,11 @@ def run_guest(
     entries = agreed_entries(params, ctx.party, hosts, n)
     floor = min_batch_rows(entries)
     s, s_int = sample_weights(y, params)
-    model = PartyModel(x, params, intercept=params.fit_intercept, row_weights=s)
+    fourier = params.residual(len(hosts)) == "fourier"
+    # Taylor: the class weights are folded into the guest's matrix; Fourier: into Enc(d).
+    model = PartyModel(
+        x, params, intercept=params.fit_intercept, row_weights=None if fourier else s
+    )
     seed = ctx.random.below(2**63)
     for host in hosts:
         ctx.channel.send(host, "plan", Plan(n_rows=n, seed=seed))
@@ -73,12 +80,19 @@ def run_guest(
         announce_features(ctx, hosts, model.q.shape[1])
         host_counts = {h: receive_features(ctx, h, entries[h]) for h in hosts}
     f = params.frac_bits
+    f_res = params.residual_frac_bits(len(hosts), guest=True)
     epochs = 0
     task = ctx.progress.task("hetero_lr.epochs", total=params.max_iter)
     for epoch in range(params.max_iter):
         epochs += 1
         for rows in batch_plan(seed, n, params.batch_size, epoch, params.shuffle, floor):
             m = int(rows.size)
+            if fourier:
+                assert arbiter is not None  # LRParams.residual: mode arbiter, one host
+                g_int = _fourier_gradient(ctx, params, pk, model, rows, y, s_int, hosts[0],
+                                          arbiter)  # fmt: skip
+                model.step(model.gradient_from_ints(g_int, f_res, m), epoch)
+                continue
             v_int = encode_fixed(0.25 * model.forward(rows) + 0.5 - y[rows], f)
             sv_int = [a * int(b) for a, b in zip(v_int, s_int[rows], strict=True)]
             early = arbiter is None or (len(hosts) == 1 and not params.weighted)
@@ -136,7 +150,7 @@ def run_guest(
                 for h in hosts:
                     part = gradient_reply(ctx, h, pending[h], bound, tag="gplain")
                     g_int = [a + b for a, b in zip(g_int, part, strict=True)]
-            model.step(model.gradient_from_ints(g_int, f, m), epoch)
+            model.step(model.gradient_from_ints(g_int, f_res, m), epoch)
         coordinator = arbiter if arbiter is not None else ctx.party
         parties = [ctx.party, *hosts] if arbiter is None else [arbiter, ctx.party, *hosts]
         task.advance()
@@ -148,6 +162,44 @@ def run_guest(
         "intercept": model.bias,
         "n_iter": epochs,
     }
+
+
+def _fourier_gradient(
+    ctx: Context,
+    params: LRParams,
+    pk: PublicKeyBase,
+    model: PartyModel,
+    rows: np.ndarray,
+    y: np.ndarray,
+    s_int: np.ndarray,
+    host: str,
+    arbiter: str,
+) -> list[int]:
+    """One batch with the Fourier residual (mode arbiter, one host); returns the guest's
+    decrypted gradient integers.
+
+    ``Enc(d) = Enc(s (1/2 - y)) · Π_j Enc(b_j)^(s A_j)``: the host's ``2K`` terms
+    ``b_j = cos/sin(ω_k ũ)`` per row (term-major, exactly ``2K·m`` ciphertexts) raised to the
+    guest's integers ``s·A_j``, ``A = fourier_weights(z_g)``, times a fresh encryption (which
+    makes the product a fresh ciphertext for the host, who holds no key). Both parties then
+    multiply ``Enc(d)`` by their quantised features; the guest's matrix is unweighted here.
+    """
+    m = int(rows.size)
+    terms = 2 * len(FOURIER_OMEGA)
+    feats = recv_cts(ctx, host, "u", pk, terms * m)
+    w = [int(v) for v in s_int[rows]] if params.weighted else [1] * m
+    a_int = encode_fixed(fourier_weights(model.forward(rows)).reshape(-1), FOURIER_BITS)
+    scaled = pk.raw_mul(feats, [a * w[i % m] for i, a in enumerate(a_int)], n_jobs=params.n_jobs)
+    half = encode_fixed(0.5 - y[rows], params.frac_bits + FOURIER_BITS)
+    d_cts = pk.raw_encrypt([h * wi for h, wi in zip(half, w, strict=True)], n_jobs=params.n_jobs)
+    for j in range(terms):
+        d_cts = pk.raw_add(d_cts, scaled[j * m : (j + 1) * m])
+    send_cts(ctx, host, "d", pk, d_cts, fresh=True)
+    bound = params.bound_bits(1, m, guest=True)
+    packed, masks, _ = masked_gradient(ctx, pk, d_cts, model, rows, None, bound, params)
+    send_cts(ctx, arbiter, "masked", pk, packed, fresh=False, for_owner=True,
+             n_jobs=params.n_jobs)  # fmt: skip
+    return gradient_reply(ctx, arbiter, masks, bound)
 
 
 def _int_dot(q: np.ndarray, vec: list[int]) -> list[int]:
