@@ -105,7 +105,8 @@ def run_ours(epochs: int, scheme: str = "paillier", mode: str = "arbiter") -> di
     settings = Settings(allow_insecure=True) if scheme == "ou" else None
     est = HeteroLogisticRegression(
         guest="guest", mode=mode, scheme=scheme, key_bits=2048, max_iter=epochs, batch_size=240,
-        optimizer="rmsprop", learning_rate=0.15, penalty="l2", alpha=0.01, seed=1,
+        optimizer="rmsprop", learning_rate=0.15, lr_schedule="constant", penalty="l2",
+        alpha=0.01, sigmoid="taylor", seed=1,  # FATE's settings, not privfin's defaults
         settings=settings,
     )  # fmt: skip
     start = time.perf_counter()

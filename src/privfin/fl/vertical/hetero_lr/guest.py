@@ -4,6 +4,8 @@ Per minibatch the guest forms its residual part ``v = 0.25 * X_g w_g + 0.5 - y``
 expansion of the logistic loss) and sends it encrypted, so hosts can complete the residual
 ``d = s * (v + sum_k u_k / 4)`` homomorphically; it computes its own gradient on the hosts'
 encrypted partial predictors. It never sees a host's partial predictor or gradient in clear.
+With the Fourier residual (default in mode arbiter with one host, SPEC.md) it weights the
+host's encrypted terms ``cos/sin(ω_k u)`` by ``c_k sin/cos(ω_k z_g)`` and sends ``Enc(d)``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Per minibatch a host sends its partial predictor ``u_k = X_k w_k`` encrypted (divided by 4),
 receives the encrypted residual, completes it, computes its encrypted gradient
 ``Q_k^T [[d]]``, and has it decrypted by the key holder under a statistical mask. It never
-sees a label, a residual or another party's gradient in clear.
+sees a label, a residual or another party's gradient in clear. With the Fourier residual
+(default in mode arbiter with one host, SPEC.md) it sends ``Enc(cos/sin(ω_k u))`` instead and
+receives the completed ``Enc(d)``.
 """
 
 from __future__ import annotations
