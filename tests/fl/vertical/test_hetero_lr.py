@@ -116,10 +116,13 @@ def test_breast_reaches_fate_auc_and_hosts_leak_nothing() -> None:
     needles += [np.asarray(y[:64], dtype=np.uint8).tobytes(), y[:16].tobytes()]
     # The host's first-batch gradient (weights start at zero, batches in order: d = 0.5 - y),
     # as floats and as the integers that are masked before decryption.
-    model = PartyModel(xh, LRParams.from_mapping(params), intercept=False)
-    d_int = [round((0.5 - v) * 2**24) for v in y[:240]]
+    # (Taylor and Fourier residuals alike at zero weights; Fourier: 24 + 16 fractional bits.)
+    lr_params = LRParams.from_mapping(params)
+    f_res = lr_params.residual_frac_bits(1, guest=False)
+    model = PartyModel(xh, lr_params, intercept=False)
+    d_int = [round((0.5 - v) * 2**f_res) for v in y[:240]]
     g_int = [sum(int(a) * b for a, b in zip(col, d_int, strict=True)) for col in model.q[:240].T]
-    needles += [struct.pack("<d", v) for v in model.gradient_from_ints(g_int, 24, 240)]
+    needles += [struct.pack("<d", v) for v in model.gradient_from_ints(g_int, f_res, 240)]
     needles += [v.to_bytes(16, "big", signed=True)[-8:] for v in g_int]
     needles += [v.to_bytes(16, "little", signed=True)[:8] for v in g_int]
     needles += [

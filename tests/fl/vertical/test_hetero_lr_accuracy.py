@@ -136,22 +136,25 @@ def test_the_residual_is_chosen_from_public_parameters() -> None:
 
 
 @pytest.mark.parametrize("class_weight", [None, "balanced"])
+@pytest.mark.parametrize("sigmoid", ["auto", "taylor"])
 def test_real_protocol_with_defaults_on_heavy_tailed_rows_equals_the_simulator(
-    class_weight: str | None,
+    sigmoid: str, class_weight: str | None
 ) -> None:
     """Small runs of the real protocol (768-bit keys) with the default settings (Fourier
-    residual, Adam schedule) on rows with outliers, with and without class weights: the same
-    weights as :func:`plaintext_reference` (fixed-point rounding only)."""
+    residual, Adam schedule; and the Taylor residual in the same mode, arbiter with one host)
+    on rows with outliers, with and without class weights: the same weights as
+    :func:`plaintext_reference` (fixed-point rounding only)."""
     xg, xh, y = heavy_tailed(600, 2)
     xg, xh, y = xg[:300], xh[:300], y[:300]
     assert np.abs(np.hstack([xg, xh])).max() > 40  # outliers are among these rows
     est = HeteroLogisticRegression(
         guest="bank", max_iter=2, key_bits=768, insecure_allow_small_keys=True,
-        class_weight=class_weight, settings=Settings(mode="development"), seed=3, timeout=120,
+        class_weight=class_weight, sigmoid=sigmoid, settings=Settings(mode="development"),
+        seed=3, timeout=120,
     )  # fmt: skip
     est.fit({"bank": xg, "telecom": xh}, y)
-    params = LRParams(max_iter=2, class_weight=class_weight)
-    assert params.residual(1) == "fourier" and params.optimizer == "adam"
+    params = LRParams(max_iter=2, class_weight=class_weight, sigmoid=sigmoid)
+    assert params.residual(1) == ("fourier" if sigmoid == "auto" else "taylor")
     g, hs, _ = plaintext_reference(xg, [xh], y, params, seed=0)  # no shuffle: seed unused
     np.testing.assert_allclose(est.coef_["bank"], g.coef, atol=2e-5)
     np.testing.assert_allclose(est.coef_["telecom"], hs[0].coef, atol=2e-5)
