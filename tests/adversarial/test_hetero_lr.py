@@ -761,16 +761,18 @@ def test_an_oversized_paillier_key_is_refused_before_its_proof_is_checked(
     assert int(big.n) not in checked
 
 
+@pytest.mark.parametrize("hosts", [1, 2])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("scheme", ["paillier", "ou"])
 @pytest.mark.parametrize("mode", ["arbiter", "guest"])
 def test_every_ciphertext_to_its_keys_owner_is_uniformly_rerandomised(
-    monkeypatch: pytest.MonkeyPatch, mode: str, scheme: str, weighted: bool
+    monkeypatch: pytest.MonkeyPatch, mode: str, scheme: str, weighted: bool, hosts: int
 ) -> None:
     """The audit of every send (SPEC, threat model): a ciphertext goes out with the uniform
     ``r**n`` randomiser exactly when its receiver owns the key it is under (``masked``,
-    ``gmasked``, ``su``), and with the cheap one otherwise (``u``, ``d``, ``peer_u``). Two
-    hosts, both modes and schemes, with and without class weights."""
+    ``gmasked``, ``su``), and with the cheap one otherwise (``u``, ``d``, ``peer_u``). One
+    host (mode arbiter: the Fourier residual) and two, both modes and schemes, with and
+    without class weights."""
     owners: dict[int, str] = {}
     sends: list[tuple[str, str, str, bool]] = []
 
@@ -795,10 +797,11 @@ def test_every_ciphertext_to_its_keys_owner_is_uniformly_rerandomised(
     for role in (guest_role, host_role):
         monkeypatch.setattr(role, "send_cts", sender(role.send_cts))
     extra = {"scheme": scheme, **({"class_weight": {0: 1.0, 1: 3.0}} if weighted else {})}
-    _run(mode, MemoryHub(), hosts=2, **extra)
+    _run(mode, MemoryHub(), hosts=hosts, **extra)
     assert all(ok for *_, ok in sends), [s for s in sends if not s[3]]
     tags = {tag for tag, *_ in sends}
     expected = {"u", "d", "masked"}
     if mode == "guest":
-        expected |= {"gmasked", "peer_u"} | ({"su"} if weighted else set())
+        expected |= {"gmasked"} | ({"peer_u"} if hosts > 1 else set())
+        expected |= {"su"} if weighted else set()
     assert tags == expected
