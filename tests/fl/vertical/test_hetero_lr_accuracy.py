@@ -159,3 +159,19 @@ def test_real_protocol_with_defaults_on_heavy_tailed_rows_equals_the_simulator(
     np.testing.assert_allclose(est.coef_["bank"], g.coef, atol=2e-5)
     np.testing.assert_allclose(est.coef_["telecom"], hs[0].coef, atol=2e-5)
     assert est.intercept_ == pytest.approx(g.bias, abs=2e-5)
+
+
+def test_fourier_residual_with_the_widest_fixed_point() -> None:
+    """``frac_bits=48`` (the maximum) with class weights: the residual's integers exceed 64
+    bits (``(1/2 - y) 2^64``); the protocol still equals the reference."""
+    xg, xh, y = heavy_tailed(600, 2)
+    xg, xh, y = xg[:300], xh[:300], y[:300]
+    common = {"max_iter": 1, "frac_bits": 48, "class_weight": "balanced"}
+    est = HeteroLogisticRegression(
+        guest="bank", key_bits=768, insecure_allow_small_keys=True,
+        settings=Settings(mode="development"), seed=3, timeout=120, **common,
+    )  # fmt: skip
+    est.fit({"bank": xg, "telecom": xh}, y)
+    g, hs, _ = plaintext_reference(xg, [xh], y, LRParams(**common), seed=0)  # type: ignore[arg-type]
+    np.testing.assert_allclose(est.coef_["bank"], g.coef, atol=2e-5)
+    np.testing.assert_allclose(est.coef_["telecom"], hs[0].coef, atol=2e-5)

@@ -509,7 +509,7 @@ def plaintext_reference(
     """The computation the protocol performs, in floating point (same batches, same Taylor
     gradient, same quantised matrices). Returns the guest's and hosts' models and the number
     of epochs run."""
-    s, s_int = sample_weights(y, params)
+    s, _ = sample_weights(y, params)
     fourier = params.residual(len(x_hosts)) == "fourier"
     guest = PartyModel(
         x_guest, params, intercept=params.fit_intercept, row_weights=None if fourier else s
@@ -517,19 +517,21 @@ def plaintext_reference(
     hosts = [PartyModel(x, params, intercept=False) for x in x_hosts]
     floor = max(guest.q.shape[1], *(h.q.shape[1] for h in hosts)) + 1
     f = params.frac_bits
-    f_res = params.residual_frac_bits(len(hosts), guest=True)
     epochs = 0
     for epoch in range(params.max_iter):
         epochs += 1
         for rows in batch_plan(seed, y.size, params.batch_size, epoch, params.shuffle, floor):
             m = rows.size
             if fourier:
-                # The integers the protocol forms under encryption (weights folded in).
-                w = s_int[rows] if params.weighted else np.ones(m, dtype=np.int64)
-                a_int = _fixed(fourier_weights(guest.forward(rows)), FOURIER_BITS) * w
-                b_int = _fixed(fourier_features(hosts[0].forward(rows)), f)
-                half = _fixed(0.5 - y[rows], f + FOURIER_BITS) * w
-                r = np.ldexp((half + np.sum(a_int * b_int, axis=0)).astype(np.float64), -f_res)
+                # The protocol's fixed-point terms (weights folded into the residual), summed
+                # in floating point (the integers can exceed int64).
+                a = np.ldexp(
+                    _fixed(fourier_weights(guest.forward(rows)), FOURIER_BITS), -FOURIER_BITS
+                )
+                b = np.ldexp(_fixed(fourier_features(hosts[0].forward(rows)), f), -f)
+                r = 0.5 - y[rows] + np.sum(a * b, axis=0)
+                if params.weighted:
+                    r = r * s[rows]
                 guest.step(guest.scale * (guest.q[rows].T @ r) / m, epoch)
                 hosts[0].step(hosts[0].scale * (hosts[0].q[rows].T @ r) / m, epoch)
                 continue

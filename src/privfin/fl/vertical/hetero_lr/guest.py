@@ -192,7 +192,8 @@ def _fourier_gradient(
     w = [int(v) for v in s_int[rows]] if params.weighted else [1] * m
     a_int = encode_fixed(fourier_weights(model.forward(rows)).reshape(-1), FOURIER_BITS)
     scaled = pk.raw_mul(feats, [a * w[i % m] for i, a in enumerate(a_int)], n_jobs=params.n_jobs)
-    half = encode_fixed(0.5 - y[rows], params.frac_bits + FOURIER_BITS)
+    # (1/2 - y) * 2**(f + 16) = ±2**(f + 15), exact in Python ints (beyond int64 for f > 46).
+    half = [(1 - 2 * int(v)) << (params.frac_bits + FOURIER_BITS - 1) for v in y[rows]]
     d_cts = pk.raw_encrypt([h * wi for h, wi in zip(half, w, strict=True)], n_jobs=params.n_jobs)
     for j in range(terms):
         d_cts = pk.raw_add(d_cts, scaled[j * m : (j + 1) * m])
