@@ -1,0 +1,1188 @@
+"""Streaming transport: one long-lived mutual-TLS connection per peer, framed messages.
+
+SPEC
+====
+
+Connection
+    The sending party (client) opens one TLS connection to each peer it sends to, with the
+    same pinned identities as the HTTP transport (:func:`~privfin.federation.tls.client_context`
+    trusts only that peer's certificate; the peer's
+    :func:`~privfin.federation.tls.server_context` only the certificates it pins). The server
+    maps the client certificate's SHA-256 fingerprint to a party and, only then, sends
+    ``HELLO`` (its own party name); a client that sees the connection closed before ``HELLO``
+    three times in a row reports that the peer does not pin it. At most
+    ``StreamLimits.connections_per_party`` connections per party are kept; more are closed.
+    Messages flow client → server; the server answers with ``ACK`` frames only.
+
+Frames (:mod:`privfin.federation.frames`)
+    ``u32 header length | u32 payload length | msgpack header | payload``. Both lengths are
+    checked before anything else is read: a header is at most 2 KiB, a payload at most
+    ``StreamLimits.max_frame`` (default 4 MiB) on the server and 0 bytes on the client (the
+    server never sends a payload). A violation drops the connection.
+
+    - ``MSG(ref, key, index, total, size) + payload``: a message (``total == 1``) or chunk
+      ``index`` of ``total`` of a message of ``size`` bytes. The chunks of one message are
+      written back to back (never interleaved with another message), so the server holds at
+      most one partial message per connection, in a buffer of exactly ``size`` bytes reserved
+      from a server-wide budget (``reassembly_budget``) when chunk 0 arrives; a message over
+      ``max_message`` or beyond the budget is refused at chunk 0 and its other chunks are
+      dropped unread into memory.
+    - ``ACK(ref, code, text)``: the outcome of frame ``ref``
+      (:class:`~privfin.federation.frames.Code`, numbered after the HTTP status the node's
+      endpoint gives in the same case).
+    - ``PING(ref)`` / ``PONG(ref)``: heartbeats. The client pings every ``heartbeat`` seconds
+      and drops a connection on which nothing arrived for ``idle_timeout`` seconds; the server
+      drops one on which nothing arrived for ``StreamLimits.idle_timeout`` seconds.
+    - ``ABORT(ref, job, sender, receiver, text)``: ``sender`` aborted ``job``; answered by ACK.
+
+    Every MSG and ABORT is checked: ``sender`` must be the party of the client certificate
+    and ``receiver`` the server's party (else ``ACK 403``), names as :class:`MessageKey`
+    (else ``ACK 400``).
+
+ACK semantics and durability (issue [11], item 2)
+    The server hands each complete message to ``admit(sender, key, payload)``, which the node
+    makes "check the job and store in the mailbox" (:func:`mailbox_admit` here); the ACK is
+    written only after ``admit`` returned, i.e. after the mailbox committed the message. So an
+    ACKed message survives ``kill -9`` of the receiver, and ``send`` returns exactly when
+    ``HttpTransport.send`` would (the peer has stored it). Messages read from the connection
+    while the previous batch is being stored are admitted together in one worker-thread call
+    (one thread hop per batch, not per message; each message still commits in its own
+    transaction: a group commit would need a ``Mailbox.put_many``, left for later). The choice
+    of "store before ACK" over "ACK, write behind" keeps the crash analysis of the HTTP path
+    unchanged: nothing the sender considers delivered exists only in memory.
+
+Resumption
+    The client keeps every frame it has not had an ACK for (it holds the caller's payload; no
+    copy). When the connection drops (cut, peer restart, heartbeat timeout) it reconnects with
+    backoff and writes all of them again, in order. The receiver's mailbox makes this
+    idempotent: identical bytes under a stored key answer ``DUPLICATE`` (a success), other
+    bytes ``CONFLICT`` (:class:`~privfin.errors.ProtocolAbort` naming the peer). A partial
+    chunked message dies with its connection (its reservation is released) and is sent again
+    whole; it is stored once. A ``kill -9`` of the sender loses only messages whose ``send``
+    had not returned: the job's resumption replays them under the same keys.
+
+Back-pressure and memory bounds
+    Client: the event loop writes with a 1 MiB high-water mark and awaits ``drain``; large
+    payloads are written as memoryview slices of the caller's bytes. A peer that stops
+    reading blocks the writer (``send`` then raises :class:`PeerTimeout` after
+    ``send_timeout``); the transport buffers at most the high-water mark plus one frame.
+    Server: it stops reading a connection while more than ``StreamLimits.pending_bytes``
+    of messages wait to be stored, or while its ACKs cannot be written (the client does not
+    read them), so a peer cannot make it buffer without bound.
+
+Threat model
+    As the HTTP endpoint: peers are authenticated by pinned certificates in mutual TLS; a
+    frame may only carry the certificate's own party as sender; the receiver's ``admit``
+    applies the job checks and mailbox quotas; every decoder checks sizes, types and ranges
+    before use; nothing is pickled. A peer can waste at most its own connections' bounded
+    buffers.
+
+Threads
+    :class:`StreamTransport` and :class:`StreamServer` each run one event loop in a daemon
+    thread. A ``send`` costs one hop to the loop (``call_soon_threadsafe``) and one back
+    (a ``threading.Event``); ``recv`` waits on the local mailbox exactly like
+    :meth:`privfin.federation.http.HttpTransport.recv`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import itertools
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
+from privfin.federation import frames as fr
+from privfin.federation.frames import Code, FrameError, Header
+from privfin.federation.mailbox import Mailbox, MessageConflict, MessageTooLarge, QuotaExceeded
+from privfin.federation.tls import (
+    Identity,
+    client_context,
+    describe_tls_failure,
+    fingerprint,
+    fingerprint_der,
+    server_context,
+)
+from privfin.federation.transport import CancelToken, MessageKey
+
+__all__ = [
+    "AbortHandler",
+    "Admit",
+    "Outcome",
+    "Precheck",
+    "StreamLimits",
+    "StreamPeer",
+    "StreamServer",
+    "StreamTransport",
+    "mailbox_abort",
+    "mailbox_admit",
+]
+
+_log = logging.getLogger("privfin.federation.stream")
+T = TypeVar("T")
+
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+_HIGH_WATER = 1024 * 1024
+_SMALL = 64 * 1024  # payloads up to this size are written with their header in one write
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the receiver did with a message or abort (``text``: a reason for the sender)."""
+
+    code: Code
+    text: str = ""
+
+
+#: ``admit(sender, key, payload)``: check and store one complete message (worker thread).
+Admit = Callable[[str, MessageKey, bytes], Outcome]
+#: ``precheck(sender, key, size)``: refuse a large message before its chunks are buffered
+#: (None: go on). Called in a worker thread at its first chunk.
+Precheck = Callable[[str, MessageKey, int], "Outcome | None"]
+#: ``on_abort(sender, job, reason)``: record that ``sender`` aborted ``job``.
+AbortHandler = Callable[[str, str, str], Outcome]
+
+
+def mailbox_admit(
+    mailbox: Mailbox, *, quotas: Any = None, known: Callable[[str], bool] | None = None
+) -> Admit:
+    """An :data:`Admit` that stores into ``mailbox`` (with its quotas), answering as the
+    node's HTTP endpoint does (the node adds its job checks around it)."""
+
+    def admit(sender: str, key: MessageKey, payload: bytes) -> Outcome:
+        try:
+            stored = mailbox.put(key, payload, quotas=quotas, known=known)
+        except MessageConflict as exc:
+            return Outcome(Code.CONFLICT, str(exc))
+        except MessageTooLarge as exc:
+            return Outcome(Code.TOO_LARGE, str(exc))
+        except QuotaExceeded as exc:
+            return Outcome(Code.QUOTA, str(exc))
+        except ValueError as exc:
+            return Outcome(Code.BAD, str(exc))
+        return Outcome(Code.STORED if stored else Code.DUPLICATE)
+
+    return admit
+
+
+def mailbox_abort(mailbox: Mailbox) -> AbortHandler:
+    """An :data:`AbortHandler` that records the abort in ``mailbox`` (waiters wake up)."""
+
+    def on_abort(sender: str, job: str, reason: str) -> Outcome:
+        mailbox.abort(job, sender, reason or "(no reason)")
+        return Outcome(Code.STORED)
+
+    return on_abort
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """What one peer can make a :class:`StreamServer` hold.
+
+    Parameters
+    ----------
+    max_frame:
+        Largest frame payload (a message or one chunk), checked before it is read.
+    max_message:
+        Largest message (sum of its chunks), checked at its first chunk.
+    reassembly_budget:
+        Bytes of partial chunked messages held over all connections.
+    pending_bytes:
+        Per connection: bytes of messages read and not yet answered; beyond it the server
+        stops reading that connection.
+    connections_per_party:
+        Connections one party may hold at once.
+    idle_timeout:
+        Seconds without a frame after which a connection is dropped.
+    """
+
+    max_frame: int = 4 * 1024 * 1024
+    max_message: int = 256 * 1024 * 1024
+    reassembly_budget: int = 512 * 1024 * 1024
+    pending_bytes: int = 32 * 1024 * 1024
+    connections_per_party: int = 4
+    idle_timeout: float = 60.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Server
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Partial:
+    ref: int
+    key: MessageKey
+    total: int
+    buf: bytearray | None  # None: refused, its remaining chunks are dropped
+    got: int = 0
+    next_index: int = 1
+
+
+class _Work:
+    """One item for the worker: a complete message or an abort."""
+
+    __slots__ = ("key", "kind", "payload", "ref", "text")
+
+    def __init__(
+        self, kind: int, ref: int, key: MessageKey | None, payload: bytes, text: str
+    ) -> None:
+        self.kind, self.ref, self.key, self.payload, self.text = kind, ref, key, payload, text
+
+
+class _ServerConnection(asyncio.BufferedProtocol):
+    """One client connection: parses frames straight out of the TLS layer's reads (a staging
+    buffer for small frames, a frame's own buffer for a large one)."""
+
+    STAGE = 256 * 1024
+
+    def __init__(self, server: StreamServer) -> None:
+        self.server = server
+        self.limits = server.limits
+        self.transport: asyncio.Transport | None = None
+        self.party = ""
+        self.stage = bytearray(self.STAGE)
+        self.view = memoryview(self.stage)
+        self.start = self.end = 0
+        self.big: bytearray | None = None
+        self.big_header: Header | None = None
+        self.big_got = 0
+        self.closed = False
+        self.partial: _Partial | None = None
+        self.queue: collections.deque[_Work] = collections.deque()
+        self.queued_bytes = 0
+        self.wake = asyncio.Event()
+        self.worker: asyncio.Task[None] | None = None
+        self.paused_for: set[str] = set()
+        self.last_rx = 0.0
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    # -- connection
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        loop = asyncio.get_running_loop()
+        self.last_rx = loop.time()
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        party = self.server.party_of(der)
+        if party is None:
+            self._drop("a client certificate that is not pinned")
+            return
+        held = self.server.connections.setdefault(party, set())
+        if len(held) >= self.limits.connections_per_party:
+            self._drop(f"{party!r} holds {len(held)} connections already")
+            return
+        held.add(self)
+        self.party = party
+        self._write(Header(fr.HELLO, 0, text=self.server.party))
+        self.worker = loop.create_task(self._work())
+        self.watchdog = loop.call_later(self.limits.idle_timeout / 2, self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.party:
+            self.server.connections.get(self.party, set()).discard(self)
+        self._release_partial()
+        self.queue.clear()
+        self.wake.set()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+
+    def pause_writing(self) -> None:  # the client does not read its ACKs: stop reading it
+        self._pause("write")
+
+    def resume_writing(self) -> None:
+        self._resume("write")
+
+    def _pause(self, why: str) -> None:
+        if not self.paused_for and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+        self.paused_for.add(why)
+
+    def _resume(self, why: str) -> None:
+        self.paused_for.discard(why)
+        if not self.paused_for and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def _check_idle(self) -> None:
+        if self.closed or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        # a connection paused by this server is not idle by the client's fault
+        if not self.paused_for and loop.time() - self.last_rx > self.limits.idle_timeout:
+            self._drop(f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s")
+            return
+        self.watchdog = loop.call_later(self.limits.idle_timeout / 2, self._check_idle)
+
+    def _drop(self, reason: str) -> None:
+        self.server.note_refused(reason)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _write(self, header: Header) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(fr.encode_head(header, 0))
+
+    # -- reading
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.big is not None:
+            return memoryview(self.big)[self.big_got :]
+        if self.end == len(self.stage):  # move the unparsed tail to the front
+            n = self.end - self.start
+            self.stage[:n] = self.view[self.start : self.end]
+            self.start, self.end = 0, n
+        return self.view[self.end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.closed:
+            return
+        self.last_rx = asyncio.get_running_loop().time()
+        try:
+            if self.big is not None:
+                self.big_got += nbytes
+                if self.big_got == len(self.big):
+                    header, payload = self.big_header, bytes(self.big)
+                    self.big, self.big_header = None, None
+                    assert header is not None
+                    self._dispatch(header, payload)
+                return
+            self.end += nbytes
+            self._parse()
+        except FrameError as exc:
+            self._drop(f"{self.party!r}: {exc}")
+
+    def _parse(self) -> None:
+        while not self.closed and self.end - self.start >= fr.PREFIX.size:
+            header_len, payload_len = fr.PREFIX.unpack_from(self.stage, self.start)
+            fr.check_lengths(header_len, payload_len, self.limits.max_frame)
+            body = self.start + fr.PREFIX.size
+            if self.end < body + header_len:
+                break
+            header = fr.parse_header(self.view[body : body + header_len])
+            body += header_len
+            if self.end >= body + payload_len:
+                payload = bytes(self.view[body : body + payload_len])
+                self.start = body + payload_len
+                self._dispatch(header, payload)
+            elif payload_len > self.STAGE // 2:  # read the rest straight into its own buffer
+                self.big = bytearray(payload_len)
+                self.big_got = self.end - body
+                self.big[: self.big_got] = self.view[body : self.end]
+                self.big_header = header
+                self.start = self.end = 0
+                return
+            else:
+                break
+        if self.start == self.end:
+            self.start = self.end = 0
+
+    # -- frames
+    def _answer(self, ref: int, code: Code, text: str = "") -> None:
+        self._write(Header(fr.ACK, ref, code=int(code), text=text[: fr.MAX_TEXT]))
+
+    def _dispatch(self, header: Header, payload: bytes) -> None:
+        if header.kind == fr.PING:
+            self._write(Header(fr.PONG, header.ref))
+            return
+        if header.kind not in (fr.MSG, fr.ABORT):
+            raise FrameError(f"unexpected frame kind {header.kind}")
+        partial = self.partial
+        if header.kind == fr.MSG and header.index > 0:
+            self._chunk(header, payload)
+            return
+        if partial is not None:
+            raise FrameError("a new message started before the chunks of the last one ended")
+        if header.sender != self.party or header.receiver != self.server.party:
+            self.server.note_refused(f"{self.party!r} sent a frame as {header.sender!r}")
+            code, text = Code.FORBIDDEN, f"certificate of {self.party!r} cannot send as "
+            self._refuse(header, code, f"{text}{header.sender!r} to {header.receiver!r}")
+            return
+        if header.kind == fr.ABORT:
+            if payload:
+                raise FrameError("an ABORT frame carries no payload")
+            try:
+                work = _abort_work(header)
+            except ValueError as exc:
+                self._refuse(header, Code.BAD, str(exc))
+                return
+            self._enqueue(work, header.job)
+            return
+        try:
+            key = MessageKey(
+                header.job, header.component, header.tag, header.sender, header.receiver, header.seq
+            )
+        except ValueError as exc:
+            self._refuse(header, Code.BAD, str(exc))
+            return
+        if header.size > self.limits.max_message:
+            self._refuse(header, Code.TOO_LARGE, f"message larger than {self.limits.max_message}")
+            return
+        if header.total == 1:
+            if len(payload) != header.size:
+                raise FrameError("a message's payload does not match its declared size")
+            self._enqueue(_Work(fr.MSG, header.ref, key, payload, ""), key.job)
+            return
+        # chunk 0 of a chunked message: reserve its whole size
+        if not payload or header.total > header.size or len(payload) > header.size:
+            raise FrameError("chunk sizes do not add up")
+        if not self.server.reserve(header.size):
+            self._refuse(header, Code.BUSY, f"{self.server.party!r} has too many large messages")
+            return
+        buf = bytearray(header.size)
+        buf[: len(payload)] = payload
+        self.partial = _Partial(header.ref, key, header.total, buf, got=len(payload))
+        if self.server.precheck is not None:
+            self._enqueue(_Work(0, header.ref, key, b"", str(header.size)), key.job)
+
+    def _refuse(self, header: Header, code: Code, text: str) -> None:
+        self._answer(header.ref, code, text)
+        if header.kind == fr.MSG and header.total > 1:  # drop its other chunks as they come
+            key = MessageKey("-", "-", "-", "-", "-", 0)
+            self.partial = _Partial(header.ref, key, header.total, None)
+
+    def _chunk(self, header: Header, payload: bytes) -> None:
+        partial = self.partial
+        if partial is None or header.ref != partial.ref or header.index != partial.next_index:
+            raise FrameError("a chunk out of order")
+        if header.total != partial.total:
+            raise FrameError("chunks disagree on their total")
+        partial.next_index += 1
+        last = partial.next_index == partial.total
+        if partial.buf is None:  # refused: drop it
+            if last:
+                self.partial = None
+            return
+        if not payload or partial.got + len(payload) > len(partial.buf):
+            raise FrameError("chunk sizes do not add up")
+        partial.buf[partial.got : partial.got + len(payload)] = payload
+        partial.got += len(payload)
+        if not last:
+            return
+        if partial.got != len(partial.buf):
+            raise FrameError("chunk sizes do not add up")
+        self.partial = None
+        data = bytes(partial.buf)
+        self.server.release(len(partial.buf))
+        self._enqueue(_Work(fr.MSG, partial.ref, partial.key, data, ""), partial.key.job)
+
+    def _release_partial(self) -> None:
+        if self.partial is not None and self.partial.buf is not None:
+            self.server.release(len(self.partial.buf))
+        self.partial = None
+
+    def _enqueue(self, work: _Work, job: str) -> None:
+        self.queue.append(work)
+        self.queued_bytes += len(work.payload)
+        if self.queued_bytes > self.limits.pending_bytes:
+            self._pause("store")
+        self.wake.set()
+
+    # -- storing
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closed:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue and not self.closed:
+                batch = list(self.queue)
+                self.queue.clear()
+                outcomes = await loop.run_in_executor(
+                    self.server.executor, self.server.run_batch, self.party, batch
+                )
+                heads = []
+                for work, outcome in zip(batch, outcomes, strict=True):
+                    self.queued_bytes -= len(work.payload)
+                    if work.kind == 0:  # a precheck
+                        if outcome is not None:
+                            self._refused_partial(work.ref, outcome)
+                        continue
+                    assert outcome is not None
+                    text = outcome.text[: fr.MAX_TEXT]
+                    head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
+                    heads.append(fr.encode_head(head, 0))
+                if heads and self.transport is not None and not self.closed:
+                    self.transport.write(b"".join(heads))
+                if self.queued_bytes <= self.limits.pending_bytes:
+                    self._resume("store")
+
+    def _refused_partial(self, ref: int, outcome: Outcome) -> None:
+        self._answer(ref, outcome.code, outcome.text)
+        if self.partial is not None and self.partial.ref == ref and self.partial.buf is not None:
+            self.server.release(len(self.partial.buf))
+            self.partial.buf = None
+
+
+class StreamServer:
+    """The receiving side: an asyncio TLS listener in its own event-loop thread.
+
+    Parameters
+    ----------
+    identity:
+        This party's key and certificate.
+    trusted:
+        ``{party: certificate PEM}`` of the peers allowed to connect (pinned).
+    admit:
+        Checks and stores one complete message; its :class:`Outcome` is the ACK's code. Runs
+        in a worker thread; an exception becomes ``BUSY`` (the sender retries) and is logged.
+    host, port:
+        Where to listen (port 0: any free port; see :attr:`port` after :meth:`start`).
+    precheck:
+        Optional check of a chunked message's declared size at its first chunk.
+    on_abort:
+        Records an ABORT from a peer (without it, ABORT frames are refused with ``BAD``).
+    limits:
+        :class:`StreamLimits`.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        trusted: Mapping[str, bytes],
+        admit: Admit,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        precheck: Precheck | None = None,
+        on_abort: AbortHandler | None = None,
+        limits: StreamLimits | None = None,
+        workers: int = 2,
+    ) -> None:
+        self.party = identity.party
+        self.identity = identity
+        self.trusted = dict(trusted)
+        self._known = {fingerprint(pem): name for name, pem in self.trusted.items()}
+        self.admit = admit
+        self.precheck = precheck
+        self.on_abort = on_abort
+        self.limits = limits or StreamLimits()
+        self.host = host
+        self.port = port
+        self.connections: dict[str, set[_ServerConnection]] = {}
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"stream-{self.party}"
+        )
+        self.refused: collections.deque[str] = collections.deque(maxlen=64)
+        self._reserved = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+
+    def party_of(self, der: bytes | None) -> str | None:
+        return self._known.get(fingerprint_der(der)) if der else None
+
+    def note_refused(self, reason: str) -> None:
+        self.refused.append(reason)
+        _log.warning("stream server %s refused: %s", self.party, reason)
+
+    def reserve(self, size: int) -> bool:
+        if self._reserved + size > self.limits.reassembly_budget:
+            return False
+        self._reserved += size
+        return True
+
+    def release(self, size: int) -> None:
+        self._reserved -= size
+
+    @property
+    def reserved(self) -> int:
+        """Bytes of partial chunked messages held now."""
+        return self._reserved
+
+    def run_batch(self, party: str, batch: Sequence[_Work]) -> list[Outcome | None]:
+        """Admit a batch of messages (worker thread)."""
+        out: list[Outcome | None] = []
+        for work in batch:
+            try:
+                out.append(self._run_one(party, work))
+            except Exception:
+                _log.exception("storing a message from %s failed", party)
+                out.append(Outcome(Code.BUSY, "internal error"))
+        return out
+
+    def _run_one(self, party: str, work: _Work) -> Outcome | None:
+        if work.kind == fr.ABORT:
+            if self.on_abort is None:
+                return Outcome(Code.BAD, "aborts are not taken on this stream")
+            assert work.key is not None
+            return self.on_abort(party, work.key.job, work.text)
+        assert work.key is not None
+        if work.kind == 0:
+            return None if self.precheck is None else self.precheck(party, work.key, int(work.text))
+        return self.admit(party, work.key, work.payload)
+
+    def start(self) -> StreamServer:
+        """Listen (returns once bound)."""
+        context = server_context(self.identity, list(self.trusted.values()))
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"stream-server-{self.party}", daemon=True
+        )
+        self._thread.start()
+
+        async def listen() -> asyncio.Server:
+            return await self._loop.create_server(
+                lambda: _ServerConnection(self),
+                self.host,
+                self.port,
+                ssl=context,
+                ssl_handshake_timeout=10.0,
+            )
+
+        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(30)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def close(self) -> None:
+        """Stop listening and drop every connection."""
+        if self._thread is None:
+            return
+
+        async def stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            for held in list(self.connections.values()):
+                for conn in list(held):
+                    if conn.transport is not None:
+                        conn.transport.abort()
+            await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+        if not self._loop.is_running():
+            self._loop.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> StreamServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# The ABORT work item carries its job in the header; keep it on the work item.
+def _abort_work(header: Header) -> _Work:
+    key = MessageKey(header.job, "abort", "abort", header.sender, header.receiver, 0)
+    return _Work(fr.ABORT, header.ref, key, b"", header.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamPeer:
+    """A pinned peer: where its stream server listens and its certificate (PEM)."""
+
+    host: str
+    port: int
+    cert: bytes
+
+
+class _Batch:
+    """Frames one caller waits for (set by the loop thread when all are answered)."""
+
+    __slots__ = ("event", "remaining")
+
+    def __init__(self, n: int) -> None:
+        self.remaining = n
+        self.event = threading.Event()
+
+
+class _Pending:
+    __slots__ = ("batch", "code", "error", "key", "kind", "payload", "ref", "text")
+
+    def __init__(self, ref: int, kind: int, key: MessageKey, payload: bytes, batch: _Batch):
+        self.ref, self.kind, self.key, self.payload, self.batch = ref, kind, key, payload, batch
+        self.code: Code | None = None
+        self.text = ""
+        self.error: BaseException | None = None
+
+    def resolve(
+        self, code: Code | None, text: str = "", error: BaseException | None = None
+    ) -> None:
+        if self.code is not None or self.error is not None:
+            return
+        self.code, self.text, self.error = code, text, error
+        self.batch.remaining -= 1
+        if self.batch.remaining == 0:
+            self.batch.event.set()
+
+
+class _Link:
+    """The connection to one peer (lives in the transport's loop thread)."""
+
+    def __init__(self, owner: StreamTransport, peer: str, info: StreamPeer) -> None:
+        self.owner = owner
+        self.peer = peer
+        self.info = info
+        self.context = client_context(owner.identity, info.cert)
+        self.pending: dict[int, _Pending] = {}
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.wake = asyncio.Event()
+        self.more = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.connections = 0
+        self.max_buffered = 0
+        self.writer: asyncio.StreamWriter | None = None
+
+    def submit(self, items: Sequence[_Pending]) -> None:
+        for p in items:
+            self.pending[p.ref] = p
+            self.queue.append(p)
+        self.wake.set()
+        self.more.set()
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def forget(self, refs: Iterable[int]) -> None:
+        for ref in refs:
+            self.pending.pop(ref, None)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for p in list(self.pending.values()):
+            p.resolve(None, error=error)
+        self.pending.clear()
+        self.queue.clear()
+
+    async def _run(self) -> None:
+        delay, dropped = 0.05, 0
+        while not self.owner.closing:
+            if not self.pending:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.info.host, self.info.port, ssl=self.context, limit=fr.MAX_HEADER * 4
+                    ),
+                    self.owner.connect_timeout,
+                )
+            except ssl.SSLError as exc:
+                told = describe_tls_failure(exc, self.peer, self.info.cert, self.owner.own_cert)
+                if told is not None:
+                    _log.error("TLS authentication of %s failed: %s", self.peer, told)
+                    self._fail_all(AuthenticationError(told))
+                    continue
+                reason = f"{type(exc).__name__}: {exc}"
+            except (OSError, TimeoutError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                try:
+                    hello = await asyncio.wait_for(_read_frame(reader), self.owner.connect_timeout)
+                    if hello.kind != fr.HELLO or hello.text != self.peer:
+                        raise FrameError(f"expected HELLO from {self.peer!r}")
+                except (FrameError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                    writer.close()
+                    dropped += 1
+                    reason = f"closed before HELLO ({type(exc).__name__})"
+                    if dropped >= 3:
+                        dropped = 0
+                        self._fail_all(
+                            AuthenticationError(
+                                f"{self.peer!r} closes every connection after the TLS "
+                                "handshake: it most likely does not pin this party's "
+                                "certificate (check its node config)"
+                            )
+                        )
+                        continue
+                else:
+                    dropped, delay = 0, 0.05
+                    self.connections += 1
+                    reason = await self._serve(reader, writer)
+                    if not self.pending:
+                        continue
+            if not self.owner.closing and self.pending:
+                _log.info("stream to %s: %s; reconnecting", self.peer, reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Run one connection until it drops; returns why."""
+        writer.transport.set_write_buffer_limits(high=_HIGH_WATER)
+        self.writer = writer
+        # resumption: every frame not ACKed yet goes again, in order
+        self.queue = collections.deque(sorted(self.pending.values(), key=lambda p: p.ref))
+        self.more.set()
+        loop = asyncio.get_running_loop()
+        last_rx = [loop.time()]
+        tasks = [
+            loop.create_task(self._write_loop(writer)),
+            loop.create_task(self._read_loop(reader, last_rx)),
+            loop.create_task(self._heartbeat(writer, last_rx)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            reason = "closed"
+            for task in done:
+                exc = task.exception()
+                reason = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.writer = None
+            writer.transport.abort()
+        return reason
+
+    async def _write_loop(self, writer: asyncio.StreamWriter) -> None:
+        transport = writer.transport
+        while True:
+            while self.queue:
+                p = self.queue.popleft()
+                if p.ref not in self.pending:
+                    continue
+                await self._write(writer, p)
+                self.max_buffered = max(self.max_buffered, transport.get_write_buffer_size())
+            self.more.clear()
+            await self.more.wait()
+
+    async def _write(self, writer: asyncio.StreamWriter, p: _Pending) -> None:
+        key, payload = p.key, p.payload
+        if p.kind == fr.ABORT:
+            writer.write(fr.encode_head(_abort_header(p), 0))
+            await writer.drain()
+            return
+        size, chunk = len(payload), self.owner.chunk_size
+        total = max(1, -(-size // chunk))
+        view = memoryview(payload)
+        for index in range(total):
+            part = view[index * chunk : (index + 1) * chunk]
+            header = Header(
+                fr.MSG,
+                p.ref,
+                key.job,
+                key.component,
+                key.tag,
+                key.sender,
+                key.receiver,
+                key.seq,
+                index,
+                total,
+                size,
+            )
+            head = fr.encode_head(header, len(part))
+            if len(part) <= _SMALL:
+                writer.write(head + part)
+            else:
+                writer.write(head)
+                writer.write(part)
+            self.max_buffered = max(self.max_buffered, writer.transport.get_write_buffer_size())
+            await writer.drain()
+
+    async def _read_loop(self, reader: asyncio.StreamReader, last_rx: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            header = await _read_frame(reader)
+            last_rx[0] = loop.time()
+            if header.kind == fr.PONG:
+                continue
+            if header.kind != fr.ACK:
+                raise FrameError(f"unexpected frame kind {header.kind} from the server")
+            p = self.pending.pop(header.ref, None)
+            if p is None:
+                continue  # a late answer to a frame its caller gave up on
+            try:
+                code = Code(header.code)
+            except ValueError:
+                p.resolve(Code.BAD, f"unknown answer code {header.code}")
+                continue
+            p.resolve(code, header.text)
+
+    async def _heartbeat(self, writer: asyncio.StreamWriter, last_rx: list[float]) -> None:
+        loop = asyncio.get_running_loop()
+        n = 0
+        while True:
+            await asyncio.sleep(self.owner.heartbeat)
+            if loop.time() - last_rx[0] > self.owner.idle_timeout:
+                raise TimeoutError(f"nothing from {self.peer!r} for {self.owner.idle_timeout:g} s")
+            n += 1
+            writer.write(fr.encode_head(Header(fr.PING, n), 0))
+
+
+def _abort_header(p: _Pending) -> Header:
+    return Header(
+        fr.ABORT, p.ref, p.key.job, sender=p.key.sender, receiver=p.key.receiver, text=p.text
+    )
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> Header:
+    """A frame from the server (never with a payload)."""
+    header_len, payload_len = fr.PREFIX.unpack(await reader.readexactly(fr.PREFIX.size))
+    fr.check_lengths(header_len, payload_len, 0)
+    return fr.parse_header(await reader.readexactly(header_len))
+
+
+class StreamTransport:
+    """:class:`~privfin.federation.transport.Transport` of one party over one stream per peer.
+
+    Parameters
+    ----------
+    identity:
+        This party's key and certificate.
+    peers:
+        ``{party: StreamPeer(host, port, cert_pem)}`` (a ``(host, port, cert_pem)`` tuple
+        is accepted too).
+    mailbox:
+        This node's mailbox (``recv`` waits on it; aborts told by a peer are recorded in it).
+    send_timeout:
+        Seconds a send may take, retries and reconnections included.
+    cancel:
+        Checked while a send waits: a cancelled job stops waiting at once.
+    chunk_size:
+        Largest frame payload written (at most the peer's ``StreamLimits.max_frame``).
+    heartbeat, idle_timeout:
+        Seconds between PINGs; a connection silent for ``idle_timeout`` is dropped and
+        reopened.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        peers: Mapping[str, StreamPeer | tuple[str, int, bytes]],
+        mailbox: Mailbox,
+        *,
+        send_timeout: float = 120.0,
+        cancel: CancelToken | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        heartbeat: float = 10.0,
+        idle_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        self.party = identity.party
+        self.identity = identity
+        self.peers = {
+            name: info if isinstance(info, StreamPeer) else StreamPeer(*info)
+            for name, info in peers.items()
+        }
+        self.mailbox = mailbox
+        self.send_timeout = send_timeout
+        self.cancel = cancel
+        self.chunk_size = chunk_size
+        self.heartbeat = heartbeat
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        try:
+            self.own_cert: bytes | None = identity.cert.read_bytes()
+        except OSError:
+            self.own_cert = None
+        self.closing = False
+        self._refs = itertools.count(1)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"stream-{self.party}", daemon=True
+        )
+        self._thread.start()
+        self._links: dict[str, _Link] = {}
+
+    # -- loop-thread helpers
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _link(self, peer: str) -> _Link:
+        link = self._links.get(peer)
+        if link is None:
+            info = self.peers.get(peer)
+            if info is None:
+                raise AuthenticationError(f"{peer!r} is not a pinned peer of {self.party!r}")
+
+            async def make() -> _Link:
+                return _Link(self, peer, info)
+
+            link = self._links.setdefault(peer, self._call(make()))
+        return link
+
+    def link_stats(self, peer: str) -> dict[str, int]:
+        """Connections made to ``peer``, frames waiting for an answer, and the most bytes the
+        connection's write buffer held (for tests and diagnostics)."""
+        link = self._links.get(peer)
+        if link is None:
+            return {"connections": 0, "pending": 0, "max_buffered": 0}
+
+        async def read() -> dict[str, int]:  # in the loop: after every hand-off made so far
+            return {
+                "connections": link.connections,
+                "pending": len(link.pending),
+                "max_buffered": link.max_buffered,
+            }
+
+        return self._call(read())
+
+    # -- Transport
+    def send(self, key: MessageKey, payload: bytes) -> None:
+        """Deliver ``payload`` to ``key.receiver``: returns once the peer stored it.
+
+        Raises
+        ------
+        AuthenticationError
+            The peer's certificate is not the pinned one, the peer refuses ours, or it refuses
+            the sender (403).
+        ProtocolAbort
+            The peer holds other bytes under this key (409), could not store them (507), the
+            job failed there, or the job was cancelled / aborted here.
+        DecodeError
+            The peer rejected the message as malformed or too large (400, 413).
+        PeerTimeout
+            No answer within ``send_timeout`` (unreachable, not reading, or its buffers full).
+        """
+        self.send_many([(key, payload)])
+
+    def send_many(self, items: Iterable[tuple[MessageKey, bytes]]) -> None:
+        """Send several messages (to one or more peers) in one hand-off to the loop; they are
+        written back to back and answered together. Returns once every one is stored."""
+        todo = list(items)
+        for key, _ in todo:
+            if key.sender != self.party:
+                raise ValueError("a transport only sends as its own party")
+            if key.receiver not in self.peers:
+                raise AuthenticationError(
+                    f"{key.receiver!r} is not a pinned peer of {self.party!r}"
+                )
+        deadline = time.monotonic() + self.send_timeout
+        delay = 0.1
+        while todo:
+            done = self._exchange(fr.MSG, todo, deadline)
+            retry: list[tuple[MessageKey, bytes]] = []
+            for (key, payload), p in zip(todo, done, strict=True):
+                if p.error is not None:
+                    raise p.error
+                assert p.code is not None
+                if p.code.ok:
+                    continue
+                if p.code.retry:
+                    retry.append((key, payload))
+                    continue
+                self._refused(key, p.code, p.text)
+            todo = retry
+            if todo:
+                self._stop_if_aborted(todo[0][0].job)
+                if time.monotonic() + delay > deadline:
+                    raise PeerTimeout(todo[0][0].receiver, todo[0][0].tag, self.send_timeout)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _refused(self, key: MessageKey, code: Code, text: str) -> None:
+        peer = key.receiver
+        if code == Code.FORBIDDEN:
+            raise AuthenticationError(f"{peer!r} refused us: {text}")
+        if code == Code.CONFLICT:
+            raise ProtocolAbort(f"{peer!r} refused a conflicting message: {text}", party=peer)
+        if code in (Code.BAD, Code.TOO_LARGE):
+            raise DecodeError(f"{peer!r} rejected the message: {text}")
+        if code == Code.NOT_STORED:
+            raise ProtocolAbort(f"party {peer!r} failed: internal error", party=peer)
+        if code == Code.FAILED:  # the job failed there: take its reason as its abort
+            self.mailbox.abort(key.job, peer, text or "(no reason)")
+            self._stop_if_aborted(key.job)
+            raise ProtocolAbort(f"party {peer!r} aborted the job: {text}", party=peer)
+        if code == Code.ENDED:  # the job finished there: the message is moot
+            _log.info("%s has finished job %s; message %s not needed", peer, key.job, key.path())
+            return
+        raise ProtocolAbort(f"{peer!r} answered {int(code)}: {text}", party=peer)
+
+    def _exchange(
+        self, kind: int, items: Sequence[tuple[MessageKey, bytes]], deadline: float
+    ) -> list[_Pending]:
+        batch = _Batch(len(items))
+        pendings = [_Pending(next(self._refs), kind, key, payload, batch) for key, payload in items]
+        by_peer: dict[_Link, list[_Pending]] = {}
+        for p in pendings:
+            by_peer.setdefault(self._link(p.key.receiver), []).append(p)
+
+        def submit() -> None:
+            for link, ps in by_peer.items():
+                link.submit(ps)
+
+        self._loop.call_soon_threadsafe(submit)
+        job = items[0][0].job
+        try:
+            while not batch.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                self._stop_if_aborted(job)
+                if time.monotonic() >= deadline:
+                    first = next(p for p in pendings if p.code is None and p.error is None)
+                    raise PeerTimeout(first.key.receiver, first.key.tag, self.send_timeout)
+        except BaseException:
+            for link, ps in by_peer.items():
+                self._loop.call_soon_threadsafe(link.forget, [p.ref for p in ps])
+            raise
+        return pendings
+
+    def _stop_if_aborted(self, job: str) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled()
+        why = self.mailbox.aborted(job)
+        if why is not None:
+            raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
+
+    def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
+        if key.receiver != self.party:
+            raise ValueError("a transport only receives its own messages")
+        return self.mailbox.wait(key, timeout, cancel)
+
+    def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
+        """Tell ``receivers`` once that this party aborted ``job`` (best effort)."""
+        for peer in receivers:
+            self.deliver_abort(job, peer, reason)
+
+    def deliver_abort(self, job: str, peer: str, reason: str, timeout: float = 5.0) -> str:
+        """Tell ``peer`` that this party aborted ``job``: ``"delivered"``, ``"refused"`` or
+        ``"retry"`` (unreachable or busy), as :meth:`HttpTransport.deliver_abort`."""
+        key = MessageKey(job, "abort", "abort", self.party, peer, 0)
+        deadline = time.monotonic() + min(timeout, self.send_timeout)
+        try:
+            [p] = self._exchange_abort(key, reason[:200], deadline)
+        except (PeerTimeout, AuthenticationError) as exc:
+            _log.info("could not tell %s about the abort of %s: %s", peer, job, exc)
+            return "retry"
+        if p.error is not None or p.code is None:
+            return "retry"
+        if p.code.ok:
+            return "delivered"
+        return "retry" if p.code.retry else "refused"
+
+    def _exchange_abort(self, key: MessageKey, reason: str, deadline: float) -> list[_Pending]:
+        batch = _Batch(1)
+        p = _Pending(next(self._refs), fr.ABORT, key, b"", batch)
+        p.text = reason
+        link = self._link(key.receiver)
+        self._loop.call_soon_threadsafe(link.submit, [p])
+        if not batch.event.wait(max(0.0, deadline - time.monotonic())):
+            self._loop.call_soon_threadsafe(link.forget, [p.ref])
+            raise PeerTimeout(key.receiver, "abort", deadline)
+        return [p]
+
+    def close(self) -> None:
+        """Drop the connections and stop the loop thread (pending sends fail)."""
+        if self.closing:
+            return
+        self.closing = True
+
+        async def stop() -> None:
+            for link in self._links.values():
+                link._fail_all(ProtocolAbort("the transport was closed"))
+                link.wake.set()
+                if link.task is not None:
+                    link.task.cancel()
+            tasks = [link.task for link in self._links.values() if link.task is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self._call(stop(), 10.0)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            if not self._loop.is_running():
+                self._loop.close()

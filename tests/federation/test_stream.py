@@ -1,0 +1,531 @@
+"""The streaming transport (issue [11]): real mutual TLS on loopback between privfin identities,
+each party's messages stored in a real SQLite :class:`Mailbox`.
+
+What is proved: typed messages round-trip through :class:`Channel` (small and chunked); a resend
+of identical bytes is a duplicate and other bytes are refused loudly (naming the peer); a frame
+claiming another sender is refused; an unpinned client, and a server that is not the pinned one,
+are refused at the handshake; an oversize frame is refused by its prefix, before its payload is
+sent; a connection cut in the middle of a chunked message is resumed and the message stored
+exactly once; a receiver that stops reading makes the sender time out with a bounded buffer;
+an abort reaches the peer's waiting ``recv``; the receiver's outcome codes map to the same
+errors as the HTTP transport. Figures of the quick throughput check are printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
+from privfin.federation import frames as fr
+from privfin.federation.frames import Code, FrameError, Header
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.stream import (
+    Outcome,
+    StreamLimits,
+    StreamPeer,
+    StreamServer,
+    StreamTransport,
+    mailbox_abort,
+    mailbox_admit,
+)
+from privfin.federation.tls import Identity, client_context, create_identity, server_context
+from privfin.federation.transport import Channel, MessageKey
+
+A, B = "bank_a", "bank_b"
+
+
+@dataclass
+class Node:
+    identity: Identity
+    pem: bytes
+    mailbox: Mailbox
+    server: StreamServer | None = None
+    transport: StreamTransport | None = None
+
+
+def _node(tmp: Path, party: str) -> Node:
+    identity = create_identity(party, tmp / party)
+    return Node(identity, identity.cert.read_bytes(), Mailbox(tmp / f"{party}.sqlite"))
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[dict[str, Node]]:
+    made = {p: _node(tmp_path, p) for p in (A, B)}
+    yield made
+    for node in made.values():
+        if node.transport is not None:
+            node.transport.close()
+        if node.server is not None:
+            node.server.close()
+        node.mailbox.close()
+
+
+def _serve(node: Node, peer: Node, **kw: object) -> StreamServer:
+    admit = kw.pop("admit", None) or mailbox_admit(node.mailbox)
+    node.server = StreamServer(
+        node.identity,
+        {peer.identity.party: peer.pem},
+        admit,  # type: ignore[arg-type]
+        on_abort=mailbox_abort(node.mailbox),
+        **kw,  # type: ignore[arg-type]
+    ).start()
+    return node.server
+
+
+def _connect(node: Node, peer: Node, port: int | None = None, **kw: object) -> StreamTransport:
+    assert peer.server is not None
+    where = StreamPeer("127.0.0.1", port or peer.server.port, peer.pem)
+    kw.setdefault("send_timeout", 20.0)
+    node.transport = StreamTransport(
+        node.identity,
+        {peer.identity.party: where},
+        node.mailbox,
+        **kw,  # type: ignore[arg-type]
+    )
+    return node.transport
+
+
+def _mesh(nodes: dict[str, Node]) -> tuple[StreamTransport, StreamTransport]:
+    _serve(nodes[A], nodes[B])
+    _serve(nodes[B], nodes[A])
+    return _connect(nodes[A], nodes[B]), _connect(nodes[B], nodes[A])
+
+
+def _key(seq: int = 0, tag: str = "t", job: str = "job1") -> MessageKey:
+    return MessageKey(job, "comp", tag, A, B, seq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames
+
+
+def test_frame_headers_are_range_checked() -> None:
+    good = Header(fr.MSG, 1, "j", "c", "t", A, B, 3, 0, 2, 10)
+    raw = fr.encode_head(good, 5)
+    _header_len, payload_len = fr.PREFIX.unpack_from(raw)
+    assert payload_len == 5
+    assert fr.parse_header(raw[fr.PREFIX.size :]) == good
+    bad = [
+        Header(99, 1),  # unknown kind
+        Header(fr.MSG, -1),  # frame number
+        Header(fr.MSG, 1, seq=2**31),
+        Header(fr.MSG, 1, index=2, total=2),  # index beyond total
+        Header(fr.MSG, 1, total=0),
+        Header(fr.ACK, 1, code=1000),
+        Header(fr.MSG, 1, job="x" * 65),
+    ]
+    for header in bad:
+        with pytest.raises(FrameError):
+            fr.parse_header(fr.encode_head(header, 0)[fr.PREFIX.size :])
+    with pytest.raises(FrameError, match="malformed"):
+        fr.parse_header(b"\x93\x01\xa1x\x02")  # a string where an integer belongs
+    with pytest.raises(FrameError):
+        fr.check_lengths(0, 0, 10)
+    with pytest.raises(FrameError):
+        fr.check_lengths(fr.MAX_HEADER + 1, 0, 10)
+    with pytest.raises(FrameError):
+        fr.check_lengths(10, 11, 10)
+    with pytest.raises(FrameError):
+        fr.encode_head(Header(fr.ACK, 1, text="x" * (fr.MAX_HEADER + 1)), 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Through Channel
+
+
+def test_channel_round_trip_small_and_chunked(nodes: dict[str, Node]) -> None:
+    ta, tb = _mesh(nodes)
+    ca = Channel(ta, job="job1", component="comp", party=A, peers=[B], default_timeout=20)
+    cb = Channel(tb, job="job1", component="comp", party=B, peers=[A], default_timeout=20)
+    big = np.arange(600_000, dtype=np.float64)  # 4.8 MB: five 1 MiB chunks
+
+    def echo() -> None:
+        for _ in range(30):
+            cb.send(A, "pong", cb.recv(A, "ping"))
+        cb.send(A, "big", cb.recv(A, "big", expect=np.ndarray) * 2)
+
+    thread = threading.Thread(target=echo)
+    thread.start()
+    for i in range(30):
+        message = {"i": i, "v": np.full(3, i, dtype=np.int64), "s": "x" * i}
+        ca.send(B, "ping", message)
+        got = ca.recv(B, "pong")
+        assert got["i"] == i and got["s"] == "x" * i
+        assert np.array_equal(got["v"], message["v"])
+    ca.send(B, "big", big)
+    assert np.array_equal(ca.recv(B, "big", expect=np.ndarray), big * 2)
+    thread.join(20)
+    assert nodes[B].mailbox.count("job1") == 31 and nodes[A].mailbox.count("job1") == 31
+    assert ta.link_stats(B)["pending"] == 0
+    assert nodes[B].server is not None and nodes[B].server.reserved == 0
+
+
+def test_send_many_stores_every_message(nodes: dict[str, Node]) -> None:
+    ta, _ = _mesh(nodes)
+    items = [(_key(i), f"payload {i}".encode()) for i in range(200)]
+    ta.send_many(items)
+    for key, payload in items:
+        assert nodes[B].mailbox.get(key) == payload
+
+
+# ---------------------------------------------------------------------------------------------
+# Idempotence, sender check, pinning, limits
+
+
+def test_resend_is_a_duplicate_and_other_bytes_are_refused(nodes: dict[str, Node]) -> None:
+    ta, _ = _mesh(nodes)
+    key = _key()
+    ta.send(key, b"first")
+    ta.send(key, b"first")  # a resend: duplicate, fine
+    assert nodes[B].mailbox.count("job1") == 1
+    with pytest.raises(ProtocolAbort, match="conflicting") as info:
+        ta.send(key, b"other")
+    assert info.value.party == B
+    assert nodes[B].mailbox.get(key) == b"first"
+    with pytest.raises(ValueError, match="own party"):
+        ta.send(MessageKey("job1", "comp", "t", B, A, 0), b"x")
+
+
+def _raw_client(node: Node, server: Node) -> ssl.SSLSocket:
+    """A TLS client speaking frames by hand (a misbehaving peer)."""
+    assert server.server is not None
+    context = client_context(node.identity, server.pem)
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", server.server.port)))
+    sock.settimeout(10)
+    hello = _read_header(sock)
+    assert hello.kind == fr.HELLO and hello.text == server.identity.party
+    return sock
+
+
+def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        part = sock.recv(n - len(data))
+        if not part:
+            raise EOFError("closed")
+        data += part
+    return data
+
+
+def _read_header(sock: ssl.SSLSocket) -> Header:
+    header_len, payload_len = fr.PREFIX.unpack(_read_exact(sock, fr.PREFIX.size))
+    fr.check_lengths(header_len, payload_len, 0)
+    return fr.parse_header(_read_exact(sock, header_len))
+
+
+def test_frame_with_another_sender_is_refused(nodes: dict[str, Node]) -> None:
+    _serve(nodes[B], nodes[A])
+    sock = _raw_client(nodes[A], nodes[B])
+    for ref, (sender, receiver) in enumerate([("bank_c", B), (B, B), (A, "bank_c")], 1):
+        head = Header(fr.MSG, ref, "job1", "comp", "t", sender, receiver, 0, 0, 1, 2)
+        sock.sendall(fr.encode_head(head, 2) + b"hi")
+        answer = _read_header(sock)
+        assert (answer.kind, answer.ref, answer.code) == (fr.ACK, ref, Code.FORBIDDEN)
+        assert f"cannot send as {sender!r}" in answer.text
+    # the same connection still takes a well-formed frame of its own party
+    head = Header(fr.MSG, 9, "job1", "comp", "t", A, B, 0, 0, 1, 2)
+    sock.sendall(fr.encode_head(head, 2) + b"hi")
+    answer = _read_header(sock)
+    assert (answer.ref, answer.code) == (9, Code.STORED)
+    sock.close()
+    assert nodes[B].mailbox.count() == 1
+    assert nodes[B].mailbox.get(_key()) == b"hi"
+
+
+def test_oversize_frame_is_refused_by_its_prefix(nodes: dict[str, Node]) -> None:
+    _serve(nodes[B], nodes[A], limits=StreamLimits(max_frame=1024))
+    sock = _raw_client(nodes[A], nodes[B])
+    head = Header(fr.MSG, 1, "job1", "comp", "t", A, B, 0, 0, 1, 10**9)
+    raw = fr.encode_head(head, 10**9)  # declares 1 GB; not a byte of it is sent
+    sock.sendall(raw)
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        _read_header(sock)  # the server closed the connection without waiting for the payload
+    sock.close()
+    assert nodes[B].server is not None
+    assert any("exceeds 1024" in reason for reason in nodes[B].server.refused)
+    assert nodes[B].mailbox.count() == 0
+
+
+def test_oversize_message_is_refused_at_its_first_chunk(nodes: dict[str, Node]) -> None:
+    _serve(nodes[B], nodes[A], limits=StreamLimits(max_message=3 * 1024 * 1024))
+    ta = _connect(nodes[A], nodes[B], chunk_size=1024 * 1024)
+    with pytest.raises(DecodeError, match="larger than"):
+        ta.send(_key(), bytes(5 * 1024 * 1024))
+    ta.send(_key(1), b"small")  # the connection is still in step after the dropped chunks
+    assert nodes[B].mailbox.get(_key(1)) == b"small"
+    assert nodes[B].server is not None and nodes[B].server.reserved == 0
+
+
+def test_unpinned_client_is_refused_at_the_handshake(
+    nodes: dict[str, Node], tmp_path: Path
+) -> None:
+    _serve(nodes[B], nodes[A])
+    stranger = _node(tmp_path / "c", A)  # claims to be bank_a with another key
+    try:
+        with pytest.raises(AuthenticationError, match="does not pin"):
+            _connect(stranger, nodes[B]).send(_key(), b"x")
+        assert stranger.transport is not None
+        stranger.transport.close()
+    finally:
+        stranger.mailbox.close()
+    assert nodes[B].mailbox.count() == 0
+    # and a server that is not the pinned one is refused by the client
+    impostor = _node(tmp_path / "d", B)
+    try:
+        _serve(impostor, nodes[A])
+        assert impostor.server is not None
+        ta = StreamTransport(
+            nodes[A].identity,
+            {B: StreamPeer("127.0.0.1", impostor.server.port, nodes[B].pem)},
+            nodes[A].mailbox,
+            send_timeout=20,
+        )
+        try:
+            with pytest.raises(AuthenticationError, match="not the one pinned"):
+                ta.send(_key(), b"x")
+        finally:
+            ta.close()
+        assert impostor.mailbox.count() == 0
+    finally:
+        assert impostor.server is not None
+        impostor.server.close()
+        impostor.mailbox.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Outcomes the receiver gives
+
+
+def test_outcomes_map_to_the_http_transport_errors(nodes: dict[str, Node]) -> None:
+    answers: list[Outcome] = []
+    calls: list[MessageKey] = []
+    store = mailbox_admit(nodes[B].mailbox)
+
+    def admit(sender: str, key: MessageKey, payload: bytes) -> Outcome:
+        calls.append(key)
+        return answers.pop(0) if answers else store(sender, key, payload)
+
+    _serve(nodes[B], nodes[A], admit=admit)
+    ta = _connect(nodes[A], nodes[B])
+    answers[:] = [Outcome(Code.QUOTA, "full"), Outcome(Code.BUSY, "busy")]
+    ta.send(_key(0), b"retried")  # retried until stored
+    assert nodes[B].mailbox.get(_key(0)) == b"retried" and len(calls) == 3
+    answers[:] = [Outcome(Code.ENDED)]
+    ta.send(_key(1), b"moot")  # the job has finished there: not an error
+    cases: list[tuple[Code, type[Exception], str]] = [
+        (Code.FORBIDDEN, AuthenticationError, "refused us"),
+        (Code.BAD, DecodeError, "rejected"),
+        (Code.TOO_LARGE, DecodeError, "rejected"),
+        (Code.NOT_STORED, ProtocolAbort, "internal error"),
+        (Code.CONFLICT, ProtocolAbort, "conflicting"),
+    ]
+    for seq, (code, error, text) in enumerate(cases, 2):
+        answers[:] = [Outcome(code, "why")]
+        with pytest.raises(error, match=text):
+            ta.send(_key(seq), b"x")
+    answers[:] = [Outcome(Code.FAILED, "it broke")]
+    with pytest.raises(ProtocolAbort, match="it broke"):
+        ta.send(_key(20, job="job2"), b"x")
+    assert nodes[A].mailbox.aborted("job2") == (B, "it broke")
+
+
+def test_abort_reaches_the_waiting_peer(nodes: dict[str, Node]) -> None:
+    ta, tb = _mesh(nodes)
+    ca = Channel(ta, job="job1", component="comp", party=A, peers=[B])
+    cb = Channel(tb, job="job1", component="comp", party=B, peers=[A], default_timeout=60)
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            cb.recv(A, "never")
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    ca.abort("boom")
+    thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], ProtocolAbort) and "boom" in str(outcome[0])
+    assert outcome[0].party == A
+    with pytest.raises(ProtocolAbort, match="aborted the job"):  # and later waits stop at once
+        cb.recv(A, "later")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cuts and stalls
+
+
+class CuttingProxy:
+    """A TCP proxy that closes its first connection after forwarding ``cut_after`` bytes from
+    the client (a connection cut in the middle of a payload); later connections pass."""
+
+    def __init__(self, upstream: int, cut_after: int) -> None:
+        self.upstream = upstream
+        self.cut_after = cut_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.accepted = 0
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            limit = self.cut_after if self.accepted == 1 else None
+            threading.Thread(target=self._pump, args=(client, server, limit), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        moved = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is not None and moved + len(data) > limit:
+                    dst.sendall(data[: limit - moved])
+                    self.cut.set()
+                    break
+                dst.sendall(data)
+                moved += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_cut_in_the_middle_of_a_large_payload_resumes_exactly_once(
+    nodes: dict[str, Node],
+) -> None:
+    stored: list[tuple[MessageKey, bool]] = []
+    store = mailbox_admit(nodes[B].mailbox)
+
+    def admit(sender: str, key: MessageKey, payload: bytes) -> Outcome:
+        outcome = store(sender, key, payload)
+        stored.append((key, outcome.code == Code.STORED))
+        return outcome
+
+    server = _serve(nodes[B], nodes[A], admit=admit)
+    proxy = CuttingProxy(server.port, cut_after=int(2.5 * 1024 * 1024))
+    try:
+        ta = _connect(nodes[A], nodes[B], port=proxy.port, chunk_size=1024 * 1024)
+        payload = np.random.default_rng(1).bytes(8 * 1024 * 1024)
+        ta.send(_key(), payload)
+        assert proxy.cut.is_set()
+        assert ta.link_stats(B)["connections"] == 2  # cut once, resumed on a new connection
+        assert nodes[B].mailbox.get(_key()) == payload
+        assert stored == [(_key(), True)]  # the partial copy was never admitted
+        assert nodes[B].mailbox.count() == 1
+        assert server.reserved == 0  # the partial message's buffer was released
+    finally:
+        proxy.close()
+
+
+def test_a_receiver_that_stops_reading_bounds_the_sender(
+    nodes: dict[str, Node],
+) -> None:
+    """A peer that completes the handshake, says HELLO and then reads nothing: the sender's
+    write buffer stays under its high-water mark plus one chunk, and send times out."""
+    context = server_context(nodes[B].identity, [nodes[A].pem])
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+    release = threading.Event()
+
+    def stall() -> None:
+        conn, _ = listener.accept()
+        tls = context.wrap_socket(conn, server_side=True)
+        tls.sendall(fr.encode_head(Header(fr.HELLO, 0, text=B), 0))
+        release.wait(60)
+        tls.close()
+
+    thread = threading.Thread(target=stall, daemon=True)
+    thread.start()
+    chunk = 1024 * 1024
+    nodes[B].server = None
+    ta = StreamTransport(
+        nodes[A].identity,
+        {B: StreamPeer("127.0.0.1", port, nodes[B].pem)},
+        nodes[A].mailbox,
+        send_timeout=3.0,
+        chunk_size=chunk,
+        heartbeat=1000.0,
+    )
+    nodes[A].transport = ta
+    try:
+        with pytest.raises(PeerTimeout):
+            ta.send(_key(), bytes(128 * 1024 * 1024))
+        stats = ta.link_stats(B)
+        assert 0 < stats["max_buffered"] <= 1024 * 1024 + chunk + fr.MAX_HEADER + 8
+        assert stats["pending"] == 0  # the caller gave up: the transport forgot the frame
+    finally:
+        release.set()
+        listener.close()
+        thread.join(10)
+
+
+# ---------------------------------------------------------------------------------------------
+# A quick look at the speed (printed, not asserted)
+
+
+def test_throughput_sanity(nodes: dict[str, Node], capsys: pytest.CaptureFixture[str]) -> None:
+    ta, tb = _mesh(nodes)
+    ca = Channel(ta, job="speed", component="comp", party=A, peers=[B], default_timeout=60)
+    cb = Channel(tb, job="speed", component="comp", party=B, peers=[A], default_timeout=60)
+    rounds, small, bulk = 300, 2000, 16
+    block = np.random.default_rng(0).bytes(4 * 1024 * 1024)
+
+    def peer() -> None:
+        for _ in range(rounds):
+            cb.send(A, "pong", cb.recv(A, "ping"))
+        for _ in range(small):
+            cb.recv(A, "small")
+        for _ in range(bulk):
+            cb.recv(A, "bulk")
+        cb.send(A, "done", True)
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    rtts = []
+    for i in range(rounds):
+        start = time.perf_counter()
+        ca.send(B, "ping", i)
+        assert ca.recv(B, "pong") == i
+        rtts.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(small):
+        ca.send(B, "small", i)
+    small_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(bulk):
+        ca.send(B, "bulk", block)
+    bulk_s = time.perf_counter() - start
+    assert ca.recv(B, "done") is True
+    thread.join(60)
+    with capsys.disabled():
+        print(
+            f"\nstream via Channel (SQLite mailbox, one sender thread): round trip median "
+            f"{statistics.median(rtts) * 1000:.2f} ms, {small / small_s:,.0f} small msg/s "
+            f"(each until stored), bulk {bulk * len(block) / bulk_s / 1e6:,.0f} MB/s"
+        )
