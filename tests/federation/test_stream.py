@@ -29,7 +29,7 @@ import pytest
 from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
 from privfin.federation import frames as fr
 from privfin.federation.frames import Code, FrameError, Header
-from privfin.federation.mailbox import Mailbox
+from privfin.federation.mailbox import Mailbox, MessageConflict, QuotaExceeded, Quotas
 from privfin.federation.stream import (
     Outcome,
     StreamLimits,
@@ -38,6 +38,7 @@ from privfin.federation.stream import (
     StreamTransport,
     mailbox_abort,
     mailbox_admit,
+    mailbox_admit_many,
 )
 from privfin.federation.tls import Identity, client_context, create_identity, server_context
 from privfin.federation.transport import Channel, MessageKey
@@ -72,7 +73,12 @@ def nodes(tmp_path: Path) -> Iterator[dict[str, Node]]:
 
 
 def _serve(node: Node, peer: Node, **kw: object) -> StreamServer:
-    admit = kw.pop("admit", None) or mailbox_admit(node.mailbox)
+    """A stream server storing into the node's mailbox as the node will: one message with
+    ``admit`` or, for the messages read together, one transaction (``admit_many``)."""
+    admit = kw.pop("admit", None)
+    if admit is None:
+        admit = mailbox_admit(node.mailbox)
+        kw.setdefault("admit_many", mailbox_admit_many(node.mailbox))
     node.server = StreamServer(
         node.identity,
         {peer.identity.party: peer.pem},
@@ -177,6 +183,35 @@ def test_send_many_stores_every_message(nodes: dict[str, Node]) -> None:
     ta.send_many(items)
     for key, payload in items:
         assert nodes[B].mailbox.get(key) == payload
+    ta.send_many(items[:50])  # all duplicates now
+    assert nodes[B].mailbox.count("job1") == 200
+    with pytest.raises(ProtocolAbort, match="conflicting"):
+        ta.send_many([(_key(300), b"new"), (_key(3), b"changed")])
+    assert nodes[B].mailbox.get(_key(300)) == b"new"  # the good one of the batch is stored
+
+
+def test_put_many_answers_each_message_as_put(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "m.sqlite")
+    try:
+        quotas = Quotas(prejob_messages=3)
+        first = [(_key(0), b"a"), (_key(1), b"b")]
+        assert box.put_many(first, quotas=quotas, known=lambda job: False) == [True, True]
+        out = box.put_many(
+            [
+                (_key(0), b"a"),
+                (_key(1), b"other"),
+                (_key(2), b"c"),
+                (_key(3), b"d"),
+                (_key(2), b"c"),
+            ],
+            quotas=quotas,
+            known=lambda job: False,
+        )
+        assert out[0] is False and out[2] is True and out[4] is False
+        assert isinstance(out[1], MessageConflict) and isinstance(out[3], QuotaExceeded)
+        assert box.count() == 3 and box.get(_key(1)) == b"b"
+    finally:
+        box.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,6 +299,24 @@ def test_oversize_message_is_refused_at_its_first_chunk(nodes: dict[str, Node]) 
         ta.send(_key(), bytes(5 * 1024 * 1024))
     ta.send(_key(1), b"small")  # the connection is still in step after the dropped chunks
     assert nodes[B].mailbox.get(_key(1)) == b"small"
+    assert nodes[B].server is not None and nodes[B].server.reserved == 0
+
+
+def test_precheck_refuses_a_large_message_before_it_is_buffered(nodes: dict[str, Node]) -> None:
+    sizes: list[int] = []
+
+    def precheck(sender: str, key: MessageKey, size: int) -> Outcome | None:
+        sizes.append(size)
+        return Outcome(Code.TOO_LARGE, "over the job quota") if key.seq == 0 else None
+
+    _serve(nodes[B], nodes[A], precheck=precheck)
+    ta = _connect(nodes[A], nodes[B], chunk_size=256 * 1024)
+    with pytest.raises(DecodeError, match="over the job quota"):
+        ta.send(_key(0), bytes(3 * 1024 * 1024))
+    payload = bytes(range(256)) * 8192  # 2 MiB: passes the precheck
+    ta.send(_key(1), payload)
+    assert sizes == [3 * 1024 * 1024, len(payload)]
+    assert not nodes[B].mailbox.has(_key(0)) and nodes[B].mailbox.get(_key(1)) == payload
     assert nodes[B].server is not None and nodes[B].server.reserved == 0
 
 

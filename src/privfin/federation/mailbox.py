@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -353,6 +354,83 @@ class Mailbox:
             self._remember(key, payload)
             self._cond.notify_all()
         return True
+
+    def put_many(
+        self,
+        items: Sequence[tuple[MessageKey, bytes]],
+        *,
+        quotas: Quotas | None = None,
+        known: Callable[[str], bool] | None = None,
+    ) -> list[bool | MessageConflict | MessageTooLarge | QuotaExceeded]:
+        """Store several messages in one transaction (a group commit: the streaming transport
+        stores the messages it read together): one query for the keys already stored, one
+        multi-row insert. For each message, in order, what :meth:`put` would give: True
+        (stored), False (duplicate), or the error it would raise, returned, not raised (a
+        refused message does not stop the others). An error of the database itself (disk
+        full) raises and stores none of them."""
+        out: list[bool | MessageConflict | MessageTooLarge | QuotaExceeded] = []
+        digests = [hashlib.sha256(payload).hexdigest() for _, payload in items]
+        stored: list[tuple[MessageKey, bytes]] = []
+        rows: list[dict[str, object]] = []
+        now = int(time.time())
+        with self._cond:
+            try:
+                with self.engine.begin() as conn:
+                    have: dict[MessageKey, str] = {}
+                    keys = list(dict.fromkeys(key for key, _ in items))
+                    for i in range(0, len(keys), 200):
+                        part = keys[i : i + 200]
+                        found = conn.execute(
+                            select(*(messages.c[c] for c in _KEY_COLS), messages.c.digest).where(
+                                or_(*(_where(key) for key in part))
+                            )
+                        ).all()
+                        for row in found:
+                            have[MessageKey(*row[:6])] = str(row[6])
+                    for (key, payload), digest in zip(items, digests, strict=True):
+                        old = have.get(key)
+                        if old is not None:
+                            out.append(
+                                False
+                                if old == digest
+                                else MessageConflict(
+                                    f"message {key.path()} was already received with other content",
+                                    party=key.sender,
+                                )
+                            )
+                            continue
+                        if rows and quotas is not None and not (known is None or known(key.job)):
+                            # the pre-job quota counts stored rows: store the batch so far
+                            conn.execute(insert(messages), rows)
+                            rows = []
+                        try:
+                            self._admit(conn, key, len(payload), quotas, known)
+                        except (MessageTooLarge, QuotaExceeded) as exc:
+                            out.append(exc)
+                            continue
+                        rows.append(
+                            {
+                                **_key_values(key),
+                                "digest": digest,
+                                "size": len(payload),
+                                "payload": payload,
+                                "received_at": now,
+                            }
+                        )
+                        have[key] = digest  # a later copy in the batch is a duplicate
+                        self._count(key, len(payload))  # later messages of the batch see it
+                        stored.append((key, payload))
+                        out.append(True)
+                    if rows:
+                        conn.execute(insert(messages), rows)
+            except BaseException:
+                for key, _ in stored:  # counted but not committed: reload from the database
+                    self._usage.pop((key.job, key.sender), None)
+                raise
+            for key, payload in stored:
+                self._remember(key, payload)
+            self._cond.notify_all()
+        return out
 
     def put_chunk(
         self,
