@@ -32,6 +32,7 @@ from privfin.federation.frames import Code, FrameError, Header
 from privfin.federation.mailbox import Mailbox, MessageConflict, QuotaExceeded, Quotas
 from privfin.federation.stream import (
     Outcome,
+    StreamClient,
     StreamLimits,
     StreamPeer,
     StreamServer,
@@ -188,6 +189,39 @@ def test_send_many_stores_every_message(nodes: dict[str, Node]) -> None:
     with pytest.raises(ProtocolAbort, match="conflicting"):
         ta.send_many([(_key(300), b"new"), (_key(3), b"changed")])
     assert nodes[B].mailbox.get(_key(300)) == b"new"  # the good one of the batch is stored
+
+
+def test_jobs_share_one_connection_per_peer(nodes: dict[str, Node]) -> None:
+    server = _serve(nodes[B], nodes[A])
+    client = StreamClient(
+        nodes[A].identity, {B: StreamPeer("127.0.0.1", server.port, nodes[B].pem)}
+    )
+    try:
+        jobs = [
+            StreamTransport(
+                nodes[A].identity, {B: client.peers[B]}, nodes[A].mailbox, client=client
+            )
+            for _ in range(6)  # more jobs than a party may hold connections
+        ]
+        threads = [
+            threading.Thread(target=t.send, args=(_key(0, job=f"job{i}"), f"m{i}".encode()))
+            for i, t in enumerate(jobs)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        for t in jobs:
+            t.close()  # a shared client stays open
+        jobs[0].send(_key(1, job="job0"), b"after")
+        assert client.link_stats(B)["connections"] == 1
+        assert [nodes[B].mailbox.get(_key(0, job=f"job{i}")) for i in range(6)] == [
+            f"m{i}".encode() for i in range(6)
+        ]
+    finally:
+        client.close()
+    with pytest.raises(ProtocolAbort, match="closed"):
+        jobs[0].send(_key(2, job="job0"), b"closed")
 
 
 def test_put_many_answers_each_message_as_put(tmp_path: Path) -> None:
@@ -524,6 +558,7 @@ def test_a_receiver_that_stops_reading_bounds_the_sender(
         send_timeout=3.0,
         chunk_size=chunk,
         heartbeat=1000.0,
+        idle_timeout=2000.0,
     )
     nodes[A].transport = ta
     try:

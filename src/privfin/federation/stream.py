@@ -123,6 +123,7 @@ __all__ = [
     "AdmitMany",
     "Outcome",
     "Precheck",
+    "StreamClient",
     "StreamLimits",
     "StreamPeer",
     "StreamServer",
@@ -802,7 +803,7 @@ class _Pending:
 class _Link:
     """The connection to one peer (lives in the transport's loop thread)."""
 
-    def __init__(self, owner: StreamTransport, peer: str, info: StreamPeer) -> None:
+    def __init__(self, owner: StreamClient, peer: str, info: StreamPeer) -> None:
         self.owner = owner
         self.peer = peer
         self.info = info
@@ -1004,8 +1005,10 @@ async def _read_frame(reader: asyncio.StreamReader) -> Header:
     return fr.parse_header(await reader.readexactly(header_len))
 
 
-class StreamTransport:
-    """:class:`~privfin.federation.transport.Transport` of one party over one stream per peer.
+class StreamClient:
+    """The sending side of one node: an event-loop thread holding one connection per peer,
+    shared by every job's :class:`StreamTransport` (one connection per peer pair, whatever
+    the number of jobs).
 
     Parameters
     ----------
@@ -1014,27 +1017,20 @@ class StreamTransport:
     peers:
         ``{party: StreamPeer(host, port, cert_pem)}`` (a ``(host, port, cert_pem)`` tuple
         is accepted too).
-    mailbox:
-        This node's mailbox (``recv`` waits on it; aborts told by a peer are recorded in it).
-    send_timeout:
-        Seconds a send may take, retries and reconnections included.
-    cancel:
-        Checked while a send waits: a cancelled job stops waiting at once.
     chunk_size:
-        Largest frame payload written (at most the peer's ``StreamLimits.max_frame``).
+        Largest frame payload written (at most the peers' ``StreamLimits.max_frame``).
     heartbeat, idle_timeout:
         Seconds between PINGs; a connection silent for ``idle_timeout`` is dropped and
-        reopened.
+        reopened (frames not ACKed are written again).
+    connect_timeout:
+        Seconds for a TCP + TLS connection and the peer's HELLO.
     """
 
     def __init__(
         self,
         identity: Identity,
         peers: Mapping[str, StreamPeer | tuple[str, int, bytes]],
-        mailbox: Mailbox,
         *,
-        send_timeout: float = 120.0,
-        cancel: CancelToken | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         heartbeat: float = 10.0,
         idle_timeout: float = 30.0,
@@ -1042,15 +1038,14 @@ class StreamTransport:
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
+        if not 0 < heartbeat < idle_timeout:
+            raise ValueError("heartbeat must be positive and shorter than idle_timeout")
         self.party = identity.party
         self.identity = identity
         self.peers = {
             name: info if isinstance(info, StreamPeer) else StreamPeer(*info)
             for name, info in peers.items()
         }
-        self.mailbox = mailbox
-        self.send_timeout = send_timeout
-        self.cancel = cancel
         self.chunk_size = chunk_size
         self.heartbeat = heartbeat
         self.idle_timeout = idle_timeout
@@ -1067,23 +1062,24 @@ class StreamTransport:
         )
         self._thread.start()
         self._links: dict[str, _Link] = {}
+        self._lock = threading.Lock()
 
-    # -- loop-thread helpers
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def _link(self, peer: str) -> _Link:
-        link = self._links.get(peer)
-        if link is None:
-            info = self.peers.get(peer)
-            if info is None:
-                raise AuthenticationError(f"{peer!r} is not a pinned peer of {self.party!r}")
+        with self._lock:
+            link = self._links.get(peer)
+            if link is None:
+                info = self.peers.get(peer)
+                if info is None:
+                    raise AuthenticationError(f"{peer!r} is not a pinned peer of {self.party!r}")
 
-            async def make() -> _Link:
-                return _Link(self, peer, info)
+                async def make() -> _Link:  # its asyncio objects belong to the loop
+                    return _Link(self, peer, info)
 
-            link = self._links.setdefault(peer, self._call(make()))
-        return link
+                link = self._links[peer] = self._call(make())
+            return link
 
     def link_stats(self, peer: str) -> dict[str, int]:
         """Connections made to ``peer``, frames waiting for an answer, and the most bytes the
@@ -1100,6 +1096,120 @@ class StreamTransport:
             }
 
         return self._call(read())
+
+    def exchange(
+        self,
+        kind: int,
+        items: Sequence[tuple[MessageKey, bytes]],
+        deadline: float,
+        check: Callable[[], None],
+        text: str = "",
+    ) -> list[_Pending]:
+        """Hand ``items`` to the loop in one hop and wait until each is answered (or failed).
+        ``check`` runs every 0.5 s while waiting (cancellation, aborts); past ``deadline`` the
+        frames are forgotten and :class:`PeerTimeout` names the first unanswered one."""
+        if self.closing:
+            raise ProtocolAbort("the stream client is closed")
+        batch = _Batch(len(items))
+        pendings = [_Pending(next(self._refs), kind, key, payload, batch) for key, payload in items]
+        by_peer: dict[_Link, list[_Pending]] = {}
+        for p in pendings:
+            p.text = text
+            by_peer.setdefault(self._link(p.key.receiver), []).append(p)
+
+        def submit() -> None:
+            for link, ps in by_peer.items():
+                link.submit(ps)
+
+        self._loop.call_soon_threadsafe(submit)
+        try:
+            while not batch.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                check()
+                if time.monotonic() >= deadline:
+                    first = next(p for p in pendings if p.code is None and p.error is None)
+                    raise PeerTimeout(first.key.receiver, first.key.tag, deadline)
+        except BaseException:
+            for link, ps in by_peer.items():
+                self._loop.call_soon_threadsafe(link.forget, [p.ref for p in ps])
+            raise
+        return pendings
+
+    def close(self) -> None:
+        """Drop the connections and stop the loop thread (pending sends fail)."""
+        if self.closing:
+            return
+        self.closing = True
+
+        async def stop() -> None:
+            for link in self._links.values():
+                link._fail_all(ProtocolAbort("the stream client was closed"))
+                link.wake.set()
+                if link.task is not None:
+                    link.task.cancel()
+            tasks = [link.task for link in self._links.values() if link.task is not None]
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            self._call(stop(), 10.0)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            if not self._loop.is_running():
+                self._loop.close()
+
+
+def _no_check() -> None:
+    return None
+
+
+class StreamTransport:
+    """:class:`~privfin.federation.transport.Transport` of one party (in one job) over the
+    streams of a :class:`StreamClient`.
+
+    Parameters
+    ----------
+    identity:
+        This party's key and certificate.
+    peers:
+        ``{party: StreamPeer(host, port, cert_pem)}``: the peers this transport may send to.
+    mailbox:
+        This node's mailbox (``recv`` waits on it; a job failure a peer reports is recorded in
+        it as that peer's abort).
+    send_timeout:
+        Seconds a send may take, retries and reconnections included.
+    cancel:
+        Checked while a send waits: a cancelled job stops waiting at once.
+    client:
+        A node's shared :class:`StreamClient` (it stays open when this transport closes). By
+        default the transport makes its own from ``identity``, ``peers`` and ``options``
+        (``chunk_size``, ``heartbeat``, ``idle_timeout``, ``connect_timeout``) and closes it.
+    """
+
+    def __init__(
+        self,
+        identity: Identity,
+        peers: Mapping[str, StreamPeer | tuple[str, int, bytes]],
+        mailbox: Mailbox,
+        *,
+        send_timeout: float = 120.0,
+        cancel: CancelToken | None = None,
+        client: StreamClient | None = None,
+        **options: Any,
+    ) -> None:
+        self.party = identity.party
+        self.identity = identity
+        self.peers = frozenset(peers)
+        self.mailbox = mailbox
+        self.send_timeout = send_timeout
+        self.cancel = cancel
+        if client is not None and (client.party != self.party or options):
+            raise ValueError("a shared client must be this party's and takes no options here")
+        self._owns_client = client is None
+        self.client = client if client is not None else StreamClient(identity, peers, **options)
+
+    def link_stats(self, peer: str) -> dict[str, int]:
+        """See :meth:`StreamClient.link_stats`."""
+        return self.client.link_stats(peer)
 
     # -- Transport
     def send(self, key: MessageKey, payload: bytes) -> None:
@@ -1122,8 +1232,11 @@ class StreamTransport:
 
     def send_many(self, items: Iterable[tuple[MessageKey, bytes]]) -> None:
         """Send several messages (to one or more peers) in one hand-off to the loop; they are
-        written back to back and answered together. Returns once every one is stored."""
+        written back to back and answered together. Returns once every one is stored; raises
+        as :meth:`send` for the first refused one (the others may be stored)."""
         todo = list(items)
+        if not todo:
+            return
         for key, _ in todo:
             if key.sender != self.party:
                 raise ValueError("a transport only sends as its own party")
@@ -1133,8 +1246,16 @@ class StreamTransport:
                 )
         deadline = time.monotonic() + self.send_timeout
         delay = 0.1
+        job = todo[0][0].job
+
+        def check() -> None:
+            self._stop_if_aborted(job)
+
         while todo:
-            done = self._exchange(fr.MSG, todo, deadline)
+            try:
+                done = self.client.exchange(fr.MSG, todo, deadline, check)
+            except PeerTimeout as exc:
+                raise PeerTimeout(exc.peer, exc.tag, self.send_timeout) from None
             retry: list[tuple[MessageKey, bytes]] = []
             for (key, payload), p in zip(todo, done, strict=True):
                 if p.error is not None:
@@ -1173,33 +1294,6 @@ class StreamTransport:
             return
         raise ProtocolAbort(f"{peer!r} answered {int(code)}: {text}", party=peer)
 
-    def _exchange(
-        self, kind: int, items: Sequence[tuple[MessageKey, bytes]], deadline: float
-    ) -> list[_Pending]:
-        batch = _Batch(len(items))
-        pendings = [_Pending(next(self._refs), kind, key, payload, batch) for key, payload in items]
-        by_peer: dict[_Link, list[_Pending]] = {}
-        for p in pendings:
-            by_peer.setdefault(self._link(p.key.receiver), []).append(p)
-
-        def submit() -> None:
-            for link, ps in by_peer.items():
-                link.submit(ps)
-
-        self._loop.call_soon_threadsafe(submit)
-        job = items[0][0].job
-        try:
-            while not batch.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-                self._stop_if_aborted(job)
-                if time.monotonic() >= deadline:
-                    first = next(p for p in pendings if p.code is None and p.error is None)
-                    raise PeerTimeout(first.key.receiver, first.key.tag, self.send_timeout)
-        except BaseException:
-            for link, ps in by_peer.items():
-                self._loop.call_soon_threadsafe(link.forget, [p.ref for p in ps])
-            raise
-        return pendings
-
     def _stop_if_aborted(self, job: str) -> None:
         if self.cancel is not None:
             self.cancel.raise_if_cancelled()
@@ -1220,11 +1314,13 @@ class StreamTransport:
     def deliver_abort(self, job: str, peer: str, reason: str, timeout: float = 5.0) -> str:
         """Tell ``peer`` that this party aborted ``job``: ``"delivered"``, ``"refused"`` or
         ``"retry"`` (unreachable or busy), as :meth:`HttpTransport.deliver_abort`."""
+        if peer not in self.peers:
+            return "refused"
         key = MessageKey(job, "abort", "abort", self.party, peer, 0)
         deadline = time.monotonic() + min(timeout, self.send_timeout)
         try:
-            [p] = self._exchange_abort(key, reason[:200], deadline)
-        except (PeerTimeout, AuthenticationError) as exc:
+            [p] = self.client.exchange(fr.ABORT, [(key, b"")], deadline, _no_check, reason[:200])
+        except (PeerTimeout, AuthenticationError, ProtocolAbort) as exc:
             _log.info("could not tell %s about the abort of %s: %s", peer, job, exc)
             return "retry"
         if p.error is not None or p.code is None:
@@ -1233,36 +1329,7 @@ class StreamTransport:
             return "delivered"
         return "retry" if p.code.retry else "refused"
 
-    def _exchange_abort(self, key: MessageKey, reason: str, deadline: float) -> list[_Pending]:
-        batch = _Batch(1)
-        p = _Pending(next(self._refs), fr.ABORT, key, b"", batch)
-        p.text = reason
-        link = self._link(key.receiver)
-        self._loop.call_soon_threadsafe(link.submit, [p])
-        if not batch.event.wait(max(0.0, deadline - time.monotonic())):
-            self._loop.call_soon_threadsafe(link.forget, [p.ref])
-            raise PeerTimeout(key.receiver, "abort", deadline)
-        return [p]
-
     def close(self) -> None:
-        """Drop the connections and stop the loop thread (pending sends fail)."""
-        if self.closing:
-            return
-        self.closing = True
-
-        async def stop() -> None:
-            for link in self._links.values():
-                link._fail_all(ProtocolAbort("the transport was closed"))
-                link.wake.set()
-                if link.task is not None:
-                    link.task.cancel()
-            tasks = [link.task for link in self._links.values() if link.task is not None]
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            self._call(stop(), 10.0)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            if not self._loop.is_running():
-                self._loop.close()
+        """Close the client if this transport made it (a shared client stays open)."""
+        if self._owns_client:
+            self.client.close()
