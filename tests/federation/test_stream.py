@@ -617,3 +617,47 @@ def test_throughput_sanity(nodes: dict[str, Node], capsys: pytest.CaptureFixture
             f"{statistics.median(rtts) * 1000:.2f} ms, {small / small_s:,.0f} small msg/s "
             f"(each until stored), bulk {bulk * len(block) / bulk_s / 1e6:,.0f} MB/s"
         )
+
+
+def test_a_client_that_reads_no_acks_stops_the_server_reading(nodes: dict[str, Node]) -> None:
+    """A client that writes messages and never reads the ACKs: the server stops reading that
+    connection once its ACKs back up, so the client's writes block instead of the server
+    buffering without bound."""
+
+    def admit(sender: str, key: MessageKey, payload: bytes) -> Outcome:
+        return Outcome(Code.STORED)  # fast, so the ACKs are what piles up
+
+    server = _serve(nodes[B], nodes[A], admit=admit)
+    context = client_context(nodes[A].identity, nodes[B].pem)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little room for ACKs here
+    raw.connect(("127.0.0.1", server.port))
+    sock = context.wrap_socket(raw)
+    sock.settimeout(10)
+    assert _read_header(sock).kind == fr.HELLO
+    sock.settimeout(2)
+    sent = 0
+    with pytest.raises(TimeoutError):
+        while sent < 5_000_000:  # ~500 MB of frames: far beyond any buffer on the way
+            burst = b"".join(
+                fr.encode_head(Header(fr.MSG, sent + i, "j", "c", "t", A, B, 0, 0, 1, 64), 64)
+                + bytes(64)
+                for i in range(1000)
+            )
+            sock.sendall(burst)
+            sent += 1000
+    [conn] = server.connections[A]
+    assert conn.paused_for and conn.transport is not None
+    assert conn.transport.get_write_buffer_size() <= 1024 * 1024
+    assert conn.queued_bytes <= server.limits.pending_bytes
+    sock.close()
+
+
+def test_a_silent_connection_is_dropped(nodes: dict[str, Node]) -> None:
+    _serve(nodes[B], nodes[A], limits=StreamLimits(idle_timeout=0.5))
+    sock = _raw_client(nodes[A], nodes[B])
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        _read_header(sock)  # nothing sent: the server closes it after its idle timeout
+    sock.close()
+    assert nodes[B].server is not None
+    assert any("sent nothing" in reason for reason in nodes[B].server.refused)

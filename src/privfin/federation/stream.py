@@ -139,6 +139,8 @@ T = TypeVar("T")
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
 _SMALL = 64 * 1024  # payloads up to this size are written with their header in one write
+_LOG_EVERY = 60.0  # seconds between two log lines about the same (party, kind) of refusal
+_PRECHECK = 0  # the kind of a work item that asks the precheck about a chunked message
 
 
 @dataclass(frozen=True)
@@ -312,11 +314,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         party = self.server.party_of(der)
         if party is None:
-            self._drop("a client certificate that is not pinned")
+            self._drop("unpinned", "a client certificate that is not pinned")
             return
         held = self.server.connections.setdefault(party, set())
         if len(held) >= self.limits.connections_per_party:
-            self._drop(f"{party!r} holds {len(held)} connections already")
+            self._drop("connections", f"{party!r} holds {len(held)} connections already")
             return
         held.add(self)
         self.party = party
@@ -356,12 +358,12 @@ class _ServerConnection(asyncio.BufferedProtocol):
         loop = asyncio.get_running_loop()
         # a connection paused by this server is not idle by the client's fault
         if not self.paused_for and loop.time() - self.last_rx > self.limits.idle_timeout:
-            self._drop(f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s")
+            self._drop("idle", f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s")
             return
         self.watchdog = loop.call_later(self.limits.idle_timeout / 2, self._check_idle)
 
-    def _drop(self, reason: str) -> None:
-        self.server.note_refused(reason)
+    def _drop(self, kind: str, reason: str) -> None:
+        self.server.note_refused(self.party or "?", kind, reason)
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -399,7 +401,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
             self.end += nbytes
             self._parse()
         except FrameError as exc:
-            self._drop(f"{self.party!r}: {exc}")
+            self._drop("frame", f"{self.party!r}: {exc}")
 
     def _parse(self) -> None:
         while not self.closed and self.end - self.start >= fr.PREFIX.size:
@@ -448,7 +450,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if partial is not None:
             raise FrameError("a new message started before the chunks of the last one ended")
         if header.sender != self.party or header.receiver != self.server.party:
-            self.server.note_refused(f"{self.party!r} sent a frame as {header.sender!r}")
+            self.server.note_refused(
+                self.party, "claimed-sender", f"{self.party!r} sent a frame as {header.sender!r}"
+            )
             code, text = Code.FORBIDDEN, f"certificate of {self.party!r} cannot send as "
             self._refuse(header, code, f"{text}{header.sender!r} to {header.receiver!r}")
             return
@@ -487,7 +491,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         buf[: len(payload)] = payload
         self.partial = _Partial(header.ref, key, header.total, buf, got=len(payload))
         if self.server.precheck is not None:
-            self._enqueue(_Work(0, header.ref, key, b"", str(header.size)), key.job)
+            self._enqueue(_Work(_PRECHECK, header.ref, key, b"", str(header.size)), key.job)
 
     def _refuse(self, header: Header, code: Code, text: str) -> None:
         self._answer(header.ref, code, text)
@@ -562,7 +566,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 heads = []
                 for work, outcome in zip(batch, outcomes, strict=True):
                     self.queued_bytes -= len(work.payload)
-                    if work.kind == 0:  # a precheck
+                    if work.kind == _PRECHECK:
                         if outcome is not None:
                             self._refused_partial(work.ref, outcome)
                         continue
@@ -603,6 +607,10 @@ class StreamServer:
         being stored) in one call, e.g. one transaction; used instead of ``admit`` for them.
     on_abort:
         Records an ABORT from a peer (without it, ABORT frames are refused with ``BAD``).
+    on_refused:
+        Optional ``(party, kind, detail)`` hook for every refused connection or frame (kinds:
+        ``unpinned``, ``connections``, ``idle``, ``frame``, ``claimed-sender``; the node
+        audits them). Runs in the event loop: it must not block.
     limits:
         :class:`StreamLimits`.
     """
@@ -618,6 +626,7 @@ class StreamServer:
         precheck: Precheck | None = None,
         on_abort: AbortHandler | None = None,
         admit_many: AdmitMany | None = None,
+        on_refused: Callable[[str, str, str], None] | None = None,
         limits: StreamLimits | None = None,
         workers: int = 2,
     ) -> None:
@@ -629,6 +638,8 @@ class StreamServer:
         self.precheck = precheck
         self.on_abort = on_abort
         self.admit_many = admit_many
+        self.on_refused = on_refused
+        self._logged: dict[tuple[str, str], float] = {}
         self.limits = limits or StreamLimits()
         self.host = host
         self.port = port
@@ -645,9 +656,17 @@ class StreamServer:
     def party_of(self, der: bytes | None) -> str | None:
         return self._known.get(fingerprint_der(der)) if der else None
 
-    def note_refused(self, reason: str) -> None:
+    def note_refused(self, party: str, kind: str, reason: str) -> None:
+        """Record a refusal: kept in :attr:`refused` (the last 64), passed to ``on_refused``
+        (the node's audit), and logged at most once a minute per (party, kind), so a peer
+        cannot flood the log."""
         self.refused.append(reason)
-        _log.warning("stream server %s refused: %s", self.party, reason)
+        if self.on_refused is not None:
+            self.on_refused(party, kind, reason)
+        now = time.monotonic()
+        if now - self._logged.get((party, kind), -_LOG_EVERY) >= _LOG_EVERY:
+            self._logged[(party, kind)] = now
+            _log.warning("stream server %s refused (%s): %s", self.party, kind, reason)
 
     def reserve(self, size: int) -> bool:
         if self._reserved + size > self.limits.reassembly_budget:
@@ -696,7 +715,7 @@ class StreamServer:
             assert work.key is not None
             return self.on_abort(party, work.key.job, work.text)
         assert work.key is not None
-        if work.kind == 0:
+        if work.kind == _PRECHECK:
             return None if self.precheck is None else self.precheck(party, work.key, int(work.text))
         return self.admit(party, work.key, work.payload)
 
@@ -729,11 +748,15 @@ class StreamServer:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
+            workers = []
             for held in list(self.connections.values()):
                 for conn in list(held):
                     if conn.transport is not None:
                         conn.transport.abort()
-            await asyncio.sleep(0)
+                    if conn.worker is not None:
+                        conn.worker.cancel()
+                        workers.append(conn.worker)
+            await asyncio.gather(*workers, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -866,6 +889,11 @@ class _Link:
                         raise FrameError(f"expected HELLO from {self.peer!r}")
                 except (FrameError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                     writer.close()
+                    told = describe_tls_failure(exc, self.peer, self.info.cert, self.owner.own_cert)
+                    if told is not None:  # e.g. the peer refused our expired certificate
+                        _log.error("TLS authentication of %s failed: %s", self.peer, told)
+                        self._fail_all(AuthenticationError(told))
+                        continue
                     dropped += 1
                     reason = f"closed before HELLO ({type(exc).__name__})"
                     if dropped >= 3:
