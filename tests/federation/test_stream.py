@@ -646,7 +646,7 @@ def test_a_client_that_reads_no_acks_stops_the_server_reading(nodes: dict[str, N
             )
             sock.sendall(burst)
             sent += 1000
-    [conn] = server.connections[A]
+    [conn] = list(server.connections[A])
     assert conn.paused_for and conn.transport is not None
     assert conn.transport.get_write_buffer_size() <= 1024 * 1024
     assert conn.queued_bytes <= server.limits.pending_bytes
@@ -661,3 +661,17 @@ def test_a_silent_connection_is_dropped(nodes: dict[str, Node]) -> None:
     sock.close()
     assert nodes[B].server is not None
     assert any("sent nothing" in reason for reason in nodes[B].server.refused)
+
+
+def test_a_new_connection_replaces_the_oldest_beyond_the_limit(nodes: dict[str, Node]) -> None:
+    server = _serve(nodes[B], nodes[A], limits=StreamLimits(connections_per_party=2))
+    socks = [_raw_client(nodes[A], nodes[B]) for _ in range(3)]  # each got its HELLO
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        _read_header(socks[0])  # the oldest was closed
+    for ref, sock in enumerate(socks[1:], 1):  # the two newest still work
+        head = Header(fr.MSG, ref, "job1", "comp", "t", A, B, ref, 0, 1, 1)
+        sock.sendall(fr.encode_head(head, 1) + b"x")
+        assert _read_header(sock).code == Code.STORED
+    for sock in socks:
+        sock.close()
+    assert any("more than 2 connections" in reason for reason in server.refused)

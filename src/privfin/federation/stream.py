@@ -11,7 +11,8 @@ Connection
     maps the client certificate's SHA-256 fingerprint to a party and, only then, sends
     ``HELLO`` (its own party name); a client that sees the connection closed before ``HELLO``
     three times in a row reports that the peer does not pin it. At most
-    ``StreamLimits.connections_per_party`` connections per party are kept; more are closed.
+    ``StreamLimits.connections_per_party`` connections per party are kept; a newer one closes
+    the oldest (a client reconnecting after a cut the server has not noticed yet).
     Messages flow client → server; the server answers with ``ACK`` frames only.
 
 Frames (:mod:`privfin.federation.frames`)
@@ -235,7 +236,7 @@ class StreamLimits:
         Per connection: bytes of messages read and not yet answered; beyond it the server
         stops reading that connection.
     connections_per_party:
-        Connections one party may hold at once.
+        Connections one party may hold at once (a new one closes its oldest).
     idle_timeout:
         Seconds without a frame after which a connection is dropped.
     """
@@ -316,11 +317,14 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if party is None:
             self._drop("unpinned", "a client certificate that is not pinned")
             return
-        held = self.server.connections.setdefault(party, set())
-        if len(held) >= self.limits.connections_per_party:
-            self._drop("connections", f"{party!r} holds {len(held)} connections already")
-            return
-        held.add(self)
+        held = self.server.connections.setdefault(party, {})
+        while len(held) >= self.limits.connections_per_party:
+            # a client reconnecting after a cut the server has not noticed yet (half-open):
+            # its newest connection is the live one, so the oldest goes
+            oldest = next(iter(held))
+            del held[oldest]
+            oldest._drop("connections", f"{party!r} opened more than {len(held) + 1} connections")
+        held[self] = None
         self.party = party
         self._write(Header(fr.HELLO, 0, text=self.server.party))
         self.worker = loop.create_task(self._work())
@@ -329,7 +333,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.party:
-            self.server.connections.get(self.party, set()).discard(self)
+            self.server.connections.get(self.party, {}).pop(self, None)
         self._release_partial()
         self.queue.clear()
         self.wake.set()
@@ -643,7 +647,8 @@ class StreamServer:
         self.limits = limits or StreamLimits()
         self.host = host
         self.port = port
-        self.connections: dict[str, set[_ServerConnection]] = {}
+        #: party -> its connections, oldest first (a dict used as an ordered set)
+        self.connections: dict[str, dict[_ServerConnection, None]] = {}
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix=f"stream-{self.party}"
         )
