@@ -223,8 +223,9 @@ def _ignored(rel: str) -> bool:
         for s in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
         if s.strip() and not s.startswith("#")
     ]
-    rel = rel.rstrip("/")
-    return any(fnmatch.fnmatch(rel, p.strip("/")) for p in patterns)
+    parts = rel.rstrip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]  # inside an ignored dir
+    return any(fnmatch.fnmatch(pre, p.strip("/")) for pre in prefixes for p in patterns)
 
 
 def _path_exists(rel: str) -> bool:

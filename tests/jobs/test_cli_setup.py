@@ -94,3 +94,35 @@ def test_cluster_up_with_datasets(tmp_path: Path) -> None:
         assert "b: approved" in run.stdout and "a: done: psi (2 files)" in run.stdout
     finally:
         runner.invoke(app, ["cluster", "down", "--dir", str(tmp_path / "c")])
+
+
+@pytest.mark.cluster
+def test_cluster_up_retries_when_a_port_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A port picked as free can be taken by another program before the node binds it: the
+    node exits at once (no 60 s wait) and the cluster starts again on other ports."""
+    import socket
+
+    from privfin.node import cluster as cluster_mod
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    real = cluster_mod.free_port
+    calls = iter([port])
+    monkeypatch.setattr(cluster_mod, "free_port", lambda: next(calls, None) or real())
+    try:
+        c = cluster_mod.cluster_up(["a", "b"], tmp_path / "c", mode="development")
+        try:
+            assert port not in {info["port"] for info in c.parties.values()}
+            c.wait_healthy()
+        finally:
+            c.down()
+        calls = iter([port])
+        monkeypatch.setattr(cluster_mod, "free_port", lambda: next(calls, None) or real())
+        with pytest.raises(cluster_mod.NodeDied, match="in use"):
+            cluster_mod.cluster_up(["a", "b"], tmp_path / "d", mode="development", retries=0)
+    finally:
+        taken.close()

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, PeerTimeout
 from privfin.federation.tls import Identity, create_identity, fingerprint
 from privfin.federation.transport import validate_name
 from privfin.node.client import NodeClient
@@ -38,6 +38,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+class NodeDied(ConfigError):
+    """A node process of a local cluster exited while starting."""
+
+    def __init__(self, party: str, log: str) -> None:
+        self.party = party
+        self.log = log
+        super().__init__(f"the node of {party} exited while starting; its log ends:\n{log}")
 
 
 @dataclass
@@ -133,10 +142,29 @@ class Cluster:
                 outputs[party] = result if pipeline else result["output"]
         return outputs
 
-    def wait_healthy(self, timeout: float = 30.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        """Wait until every node answers; a node process that exits meanwhile fails at once
+        with the end of its log (e.g. a port taken by another program)."""
+        deadline = time.monotonic() + timeout
         for party in self.parties:
-            with self.client(party) as c:
-                c.wait_healthy(timeout)
+            while True:
+                proc = self.procs.get(party)
+                if proc is not None and proc.poll() is not None:
+                    raise NodeDied(party, self._log_tail(party))
+                with self.client(party) as c:
+                    try:
+                        c.wait_healthy(0.5)
+                        break
+                    except PeerTimeout:
+                        if time.monotonic() > deadline:
+                            raise
+
+    def _log_tail(self, party: str, lines: int = 5) -> str:
+        try:
+            text = (self.root / party / "node.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def _save(self) -> None:
         (self.root / "cluster.json").write_text(json.dumps({"parties": self.parties}, indent=2))
@@ -150,6 +178,7 @@ def cluster_up(
     mode: str = "production",
     message_timeout: float = 60.0,
     wait: bool = True,
+    retries: int = 2,
 ) -> Cluster:
     """Create identities and configs and start one node per party."""
     if len(parties) < 2 or len(set(parties)) != len(parties):
@@ -208,6 +237,19 @@ def cluster_up(
     if wait:
         try:
             cluster.wait_healthy()
+        except NodeDied as exc:
+            cluster.down()
+            if "in use" in exc.log and retries > 0:  # a free port was taken meanwhile
+                return cluster_up(
+                    parties,
+                    directory,
+                    datasets=datasets,
+                    mode=mode,
+                    message_timeout=message_timeout,
+                    wait=wait,
+                    retries=retries - 1,
+                )
+            raise
         except Exception:
             cluster.down()
             raise

@@ -201,6 +201,9 @@ def _serve(config: NodeConfig) -> None:
         )
         server = uvicorn.Server(uv_config)
         operator = _operator_server(config, runner)
+        # Both ports are bound before anything is served: a port in use fails the start at
+        # once, before the operator API could answer for a node that is not there.
+        fed_socket = _bind(config.host, config.port, "federation port")
         op_socket = _bind(config.operator.host, config.operator_port(), "operator API")
         op_thread = threading.Thread(
             target=operator.run, kwargs={"sockets": [op_socket]}, name="operator-api", daemon=True
@@ -217,7 +220,7 @@ def _serve(config: NodeConfig) -> None:
                 config.port,
                 config.operator_url(),
             )
-            server.run()
+            server.run(sockets=[fed_socket])
         finally:
             _log.warning("node %s shutting down", config.party)
             operator.should_exit = True
