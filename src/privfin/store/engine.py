@@ -11,6 +11,8 @@ checked before use and recycled, through psycopg 3.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +124,25 @@ def _private_sqlite_files(path: Path) -> None:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     cur = dbapi_conn.cursor()
-    # Pages freed by retention go back to the file system at each sweep (takes effect for a
-    # database created with it; an older one keeps reusing its free pages).
-    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+    try:
+        # Set only what is not set yet: auto_vacuum and the WAL journal are properties of the
+        # file (the first connection sets them), and changing them needs the write lock — a
+        # connection opened while another one writes must not wait for it, nor fail. A new
+        # file opened by several connections at once can still see "locked": retried.
+        deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT
+        while True:
+            try:
+                # Pages freed by retention go back to the file system at each sweep (takes
+                # effect for a database created with it; an older one reuses its free pages).
+                if cur.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                    cur.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                if str(cur.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    cur.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
