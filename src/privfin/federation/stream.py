@@ -25,9 +25,11 @@ Frames (:mod:`privfin.federation.frames`)
       ``index`` of ``total`` of a message of ``size`` bytes. The chunks of one message are
       written back to back (never interleaved with another message), so the server holds at
       most one partial message per connection, in a buffer of exactly ``size`` bytes reserved
-      from a server-wide budget (``reassembly_budget``) when chunk 0 arrives; a message over
-      ``max_message`` or beyond the budget is refused at chunk 0 and its other chunks are
-      dropped unread into memory.
+      from a server-wide budget (``reassembly_budget``) when chunk 0 arrives and kept until
+      the message is stored; a chunk is decrypted straight into that buffer; a message over
+      ``max_message`` (``ACK 413``) or beyond the budget (``ACK 503``: the sender retries) is
+      refused at chunk 0, and its other chunks are read and discarded (never more than one
+      frame held).
     - ``ACK(ref, code, text)``: the outcome of frame ``ref``
       (:class:`~privfin.federation.frames.Code`, numbered after the HTTP status the node's
       endpoint gives in the same case).
@@ -65,7 +67,9 @@ Resumption
     bytes ``CONFLICT`` (:class:`~privfin.errors.ProtocolAbort` naming the peer). A partial
     chunked message dies with its connection (its reservation is released) and is sent again
     whole; it is stored once. A ``kill -9`` of the sender loses only messages whose ``send``
-    had not returned: the job's resumption replays them under the same keys.
+    had not returned: the job's resumption replays them under the same keys. (The receiver
+    does not list what it has: the only frames resent are those in flight at the cut, so a
+    listing would save at most those bytes, plus the restart of a cut large message.)
 
 Back-pressure and memory bounds
     Client: the event loop writes with a 1 MiB high-water mark and awaits ``drain``; large
@@ -84,8 +88,10 @@ Threat model
     buffers.
 
 Threads
-    :class:`StreamTransport` and :class:`StreamServer` each run one event loop in a daemon
-    thread. A ``send`` costs one hop to the loop (``call_soon_threadsafe``) and one back
+    :class:`StreamClient` (one per node: the connections to every peer, shared by the jobs)
+    and :class:`StreamServer` each run one event loop in a daemon thread; a
+    :class:`StreamTransport` is the per-job view (its send timeout, cancel token, mailbox).
+    A ``send`` costs one hop to the loop (``call_soon_threadsafe``) and one back
     (a ``threading.Event``); ``recv`` waits on the local mailbox exactly like
     :meth:`privfin.federation.http.HttpTransport.recv`.
 """
@@ -267,12 +273,19 @@ class _Partial:
 class _Work:
     """One item for the worker: a complete message or an abort."""
 
-    __slots__ = ("key", "kind", "payload", "ref", "text")
+    __slots__ = ("key", "kind", "payload", "ref", "reserved", "text")
 
     def __init__(
-        self, kind: int, ref: int, key: MessageKey | None, payload: bytes, text: str
+        self,
+        kind: int,
+        ref: int,
+        key: MessageKey | None,
+        payload: bytes,
+        text: str,
+        reserved: int = 0,
     ) -> None:
         self.kind, self.ref, self.key, self.payload, self.text = kind, ref, key, payload, text
+        self.reserved = reserved  # bytes of the reassembly budget it holds until stored
 
 
 class _ServerConnection(asyncio.BufferedProtocol):
@@ -335,6 +348,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if self.party:
             self.server.connections.get(self.party, {}).pop(self, None)
         self._release_partial()
+        for work in self.queue:
+            self.server.release(work.reserved)
         self.queue.clear()
         self.wake.set()
         if self.watchdog is not None:
@@ -539,9 +554,10 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if partial.got != len(partial.buf):
             raise FrameError("chunk sizes do not add up")
         self.partial = None
+        # the budget stays reserved until the message is stored (the copy below is what waits)
         data = bytes(partial.buf)
-        self.server.release(len(partial.buf))
-        self._enqueue(_Work(fr.MSG, partial.ref, partial.key, data, ""), partial.key.job)
+        work = _Work(fr.MSG, partial.ref, partial.key, data, "", reserved=len(partial.buf))
+        self._enqueue(work, partial.key.job)
 
     def _release_partial(self) -> None:
         if self.partial is not None and self.partial.buf is not None:
@@ -570,6 +586,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
                 heads = []
                 for work, outcome in zip(batch, outcomes, strict=True):
                     self.queued_bytes -= len(work.payload)
+                    self.server.release(work.reserved)
                     if work.kind == _PRECHECK:
                         if outcome is not None:
                             self._refused_partial(work.ref, outcome)
