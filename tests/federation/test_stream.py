@@ -6,9 +6,12 @@ of identical bytes is a duplicate and other bytes are refused loudly (naming the
 claiming another sender is refused; an unpinned client, and a server that is not the pinned one,
 are refused at the handshake; an oversize frame is refused by its prefix, before its payload is
 sent; a connection cut in the middle of a chunked message is resumed and the message stored
-exactly once; a receiver that stops reading makes the sender time out with a bounded buffer;
-an abort reaches the peer's waiting ``recv``; the receiver's outcome codes map to the same
-errors as the HTTP transport. Figures of the quick throughput check are printed, not asserted.
+exactly once; a receiver process killed (-9) mid-stream keeps every ACKed message and, restarted,
+gets the rest exactly once; a receiver that stops reading makes the sender time out with a
+bounded buffer, and a client that reads no ACKs makes the server stop reading; jobs share one
+connection per peer; an abort reaches the peer's waiting ``recv``; the receiver's outcome codes
+map to the same errors as the HTTP transport. Figures of the quick throughput check are printed,
+not asserted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import contextlib
 import socket
 import ssl
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -675,3 +680,97 @@ def test_a_new_connection_replaces_the_oldest_beyond_the_limit(nodes: dict[str, 
     for sock in socks:
         sock.close()
     assert any("more than 2 connections" in reason for reason in server.refused)
+
+
+_SERVER_SCRIPT = """
+import sys, threading
+from pathlib import Path
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.stream import StreamServer, mailbox_admit, mailbox_admit_many
+from privfin.federation.tls import Identity
+root, port = Path(sys.argv[1]), int(sys.argv[2])
+me = Identity("bank_b", root / "bank_b" / "bank_b.crt", root / "bank_b" / "bank_b.key")
+box = Mailbox(root / "bank_b.sqlite")
+trusted = {"bank_a": (root / "bank_a" / "bank_a.crt").read_bytes()}
+server = StreamServer(
+    me, trusted, mailbox_admit(box), port=port, admit_many=mailbox_admit_many(box)
+).start()
+print(server.port, flush=True)
+threading.Event().wait()
+"""
+
+
+def _start_server_process(root: Path, port: int) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVER_SCRIPT, str(root), str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line.isdigit(), f"the server process did not start ({proc.poll()})"
+    return proc, int(line)
+
+
+def test_a_receiver_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of the receiving process while messages stream in: every message whose send
+    had returned (ACKed) is in its mailbox file; after a restart on the same port the sender
+    resends what was not ACKed and every message is stored exactly once."""
+    a = _node(tmp_path, A)
+    b_identity = create_identity(B, tmp_path / B)
+    proc, port = _start_server_process(tmp_path, 0)
+    procs = [proc]
+    acked: list[int] = []
+    failure: list[BaseException] = []
+    n, batch = 3000, 10
+    payload = [f"message {i}".encode() * 20 for i in range(n)]
+    transport = StreamTransport(
+        a.identity,
+        {B: StreamPeer("127.0.0.1", port, b_identity.cert.read_bytes())},
+        a.mailbox,
+        send_timeout=60,
+    )
+
+    def send() -> None:
+        try:
+            for start in range(0, n, batch):
+                seqs = range(start, start + batch)
+                transport.send_many([(_key(i), payload[i]) for i in seqs])
+                acked.extend(seqs)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=send)
+    try:
+        thread.start()
+        while len(acked) < 300 and thread.is_alive():
+            time.sleep(0.01)
+        proc.kill()  # kill -9, in the middle of the stream
+        proc.wait(10)
+        before = list(acked)
+        inbox = Mailbox(tmp_path / f"{B}.sqlite")
+        try:
+            missing = [i for i in before if inbox.get(_key(i)) != payload[i]]
+        finally:
+            inbox.close()
+        assert 0 < len(before) < n  # killed in the middle of the stream
+        assert not missing  # every ACKed message survived the kill
+        proc, _ = _start_server_process(tmp_path, port)
+        procs.append(proc)
+        thread.join(120)
+        assert not thread.is_alive() and not failure, failure
+        inbox = Mailbox(tmp_path / f"{B}.sqlite")
+        try:
+            assert inbox.count("job1") == n
+            assert all(inbox.get(_key(i)) == payload[i] for i in range(n))
+        finally:
+            inbox.close()
+        assert transport.link_stats(B)["connections"] >= 2
+    finally:
+        transport.close()
+        for started in procs:
+            started.kill()
+            started.wait(10)
+            if started.stdout is not None:
+                started.stdout.close()
+        a.mailbox.close()
