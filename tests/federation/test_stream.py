@@ -229,8 +229,8 @@ def test_jobs_share_one_connection_per_peer(nodes: dict[str, Node]) -> None:
         jobs[0].send(_key(2, job="job0"), b"closed")
 
 
-def test_put_many_answers_each_message_as_put(tmp_path: Path) -> None:
-    box = Mailbox(tmp_path / "m.sqlite")
+def test_put_many_answers_each_message_as_put(store_url: str) -> None:
+    box = Mailbox(store_url)
     try:
         quotas = Quotas(prejob_messages=3)
         first = [(_key(0), b"a"), (_key(1), b"b")]
@@ -249,6 +249,15 @@ def test_put_many_answers_each_message_as_put(tmp_path: Path) -> None:
         assert out[0] is False and out[2] is True and out[4] is False
         assert isinstance(out[1], MessageConflict) and isinstance(out[3], QuotaExceeded)
         assert box.count() == 3 and box.get(_key(1)) == b"b"
+        # one message at a time (the one-statement path)
+        ok = dict(quotas=quotas, known=lambda job: False)
+        assert box.put_many([(_key(0), b"a")], **ok) == [False]  # type: ignore[arg-type]
+        [clash] = box.put_many([(_key(0), b"z")], **ok)  # type: ignore[arg-type]
+        assert isinstance(clash, MessageConflict)
+        [full] = box.put_many([(_key(5), b"e")], **ok)  # type: ignore[arg-type]
+        assert isinstance(full, QuotaExceeded)
+        assert box.put_many([(_key(5, job="other"), b"e")]) == [True]  # no quotas given
+        assert box.count() == 4 and box.get(_key(0)) == b"a"
     finally:
         box.close()
 

@@ -49,6 +49,8 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from privfin.errors import PrivfinError, ProtocolAbort
 from privfin.federation.transport import CancelToken, MessageKey, raise_timeout
@@ -64,6 +66,8 @@ __all__ = [
 ]
 
 _RECENT_LIMIT = 256 * 1024 * 1024
+#: Dialects with ``INSERT ... ON CONFLICT DO NOTHING`` (one statement for a new message).
+_UPSERT = frozenset({"sqlite", "postgresql"})
 
 #: The mailbox's tables (created by the store's migration "0001_base").
 metadata = MetaData()
@@ -367,7 +371,13 @@ class Mailbox:
         multi-row insert. For each message, in order, what :meth:`put` would give: True
         (stored), False (duplicate), or the error it would raise, returned, not raised (a
         refused message does not stop the others). An error of the database itself (disk
-        full) raises and stores none of them."""
+        full) raises and stores none of them.
+
+        A single message on SQLite or PostgreSQL takes one statement: an insert that does
+        nothing on a key already stored (``ON CONFLICT DO NOTHING RETURNING``; the stored
+        digest is read only then)."""
+        if len(items) == 1 and self.engine.dialect.name in _UPSERT:
+            return [self._put_one(*items[0], quotas, known)]
         out: list[bool | MessageConflict | MessageTooLarge | QuotaExceeded] = []
         digests = [hashlib.sha256(payload).hexdigest() for _, payload in items]
         stored: list[tuple[MessageKey, bytes]] = []
@@ -431,6 +441,55 @@ class Mailbox:
                 self._remember(key, payload)
             self._cond.notify_all()
         return out
+
+    def _put_one(
+        self,
+        key: MessageKey,
+        payload: bytes,
+        quotas: Quotas | None,
+        known: Callable[[str], bool] | None,
+    ) -> bool | MessageConflict | MessageTooLarge | QuotaExceeded:
+        digest = hashlib.sha256(payload).hexdigest()
+        stored = False
+        with self._cond:
+            with self.engine.begin() as conn:
+                try:
+                    self._admit(conn, key, len(payload), quotas, known)
+                except (MessageTooLarge, QuotaExceeded) as exc:
+                    refused: MessageTooLarge | QuotaExceeded | None = exc
+                else:
+                    refused = None
+                    values = {
+                        **_key_values(key),
+                        "digest": digest,
+                        "size": len(payload),
+                        "payload": payload,
+                        "received_at": int(time.time()),
+                    }
+                    # RETURNING says whether the row was inserted (rowcount is not reliable
+                    # for ON CONFLICT with every driver: psycopg 3 gives -1)
+                    if conn.dialect.name == "sqlite":
+                        lite = sqlite_insert(messages).values(**values).on_conflict_do_nothing()
+                        result = conn.execute(lite.returning(messages.c.seq))
+                    else:
+                        pg = postgresql_insert(messages).values(**values).on_conflict_do_nothing()
+                        result = conn.execute(pg.returning(messages.c.seq))
+                    stored = result.first() is not None
+                if refused is not None or not stored:
+                    row = conn.execute(select(messages.c.digest).where(_where(key))).first()
+                    if row is None:
+                        assert refused is not None
+                        return refused
+                    if row[0] != digest:
+                        return MessageConflict(
+                            f"message {key.path()} was already received with other content",
+                            party=key.sender,
+                        )
+                    return False
+            self._count(key, len(payload))
+            self._remember(key, payload)
+            self._cond.notify_all()
+        return True
 
     def put_chunk(
         self,

@@ -709,7 +709,7 @@ class StreamServer:
         out: list[Outcome | None] = []
         many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
         together: dict[int, Outcome] = {}
-        if self.admit_many is not None and len(many) > 1:
+        if self.admit_many is not None and many:
             try:
                 items = [(w.key, w.payload) for w in many if w.key is not None]
                 got = list(self.admit_many(party, items))
