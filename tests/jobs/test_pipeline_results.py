@@ -13,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from privfin.cli.main import app
+from privfin.errors import ProtocolAbort
 from privfin.node.cluster import cluster_up
 
 from ._pipeline_data import SMALL_KEYS, pipeline_spec, split
@@ -231,6 +232,21 @@ def test_ten_concurrent_pipelines(tmp_path: Path) -> None:
             with cluster.client("bank") as client:
                 names = {(a["step"], a["name"]) for a in client.artifacts(spec["job"])}
             assert ("lr_score", "scores") in names
+        # a job over its timeout stops at every party
+        slow = pipeline_spec("too-slow")
+        slow["timeout"] = 2.0
+        slow["steps"] = {k: v for k, v in slow["steps"].items() if k in ("psi", "train")}
+        slow["steps"]["train"]["params"]["n_trees"] = 200
+        with cluster.client("bank") as client:
+            client.propose(slow)
+        with cluster.client("telco") as client:
+            client.wait_proposal("too-slow")
+            client.decide("too-slow", "approve")
+        for party in ("bank", "telco"):
+            with cluster.client(party) as client, pytest.raises(ProtocolAbort):
+                client.wait("too-slow", timeout=120)
+        with cluster.client("bank") as client:
+            assert "job timeout" in client.status("too-slow")["error"]
     finally:
         cluster.down()
 
