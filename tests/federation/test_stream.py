@@ -783,3 +783,41 @@ def test_a_receiver_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
             if started.stdout is not None:
                 started.stdout.close()
         a.mailbox.close()
+
+
+def test_a_peer_that_answers_no_heartbeat_is_reconnected(nodes: dict[str, Node]) -> None:
+    """A peer that says HELLO and then neither reads nor answers PINGs: the client drops the
+    connection after ``idle_timeout`` and opens a new one (where it writes the frame again)."""
+    context = server_context(nodes[B].identity, [nodes[A].pem])
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+    held: list[ssl.SSLSocket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+                tls = context.wrap_socket(conn, server_side=True)
+                tls.sendall(fr.encode_head(Header(fr.HELLO, 0, text=B), 0))
+            except OSError:
+                return
+            held.append(tls)
+
+    threading.Thread(target=serve, daemon=True).start()
+    ta = StreamTransport(
+        nodes[A].identity,
+        {B: StreamPeer("127.0.0.1", port, nodes[B].pem)},
+        nodes[A].mailbox,
+        send_timeout=3.0,
+        heartbeat=0.1,
+        idle_timeout=0.4,
+    )
+    nodes[A].transport = ta
+    try:
+        with pytest.raises(PeerTimeout):
+            ta.send(_key(), b"never answered")
+        assert ta.link_stats(B)["connections"] >= 2
+    finally:
+        listener.close()
+        for sock in held:
+            sock.close()
