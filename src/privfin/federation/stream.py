@@ -113,7 +113,13 @@ from typing import Any, TypeVar
 from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
 from privfin.federation import frames as fr
 from privfin.federation.frames import Code, FrameError, Header
-from privfin.federation.mailbox import Mailbox, MessageConflict, MessageTooLarge, QuotaExceeded
+from privfin.federation.mailbox import (
+    Mailbox,
+    MessageConflict,
+    MessageTooLarge,
+    QuotaExceeded,
+    Quotas,
+)
 from privfin.federation.tls import (
     Identity,
     client_context,
@@ -171,7 +177,7 @@ AdmitMany = Callable[[str, Sequence[tuple[MessageKey, bytes]]], Sequence[Outcome
 
 
 def mailbox_admit(
-    mailbox: Mailbox, *, quotas: Any = None, known: Callable[[str], bool] | None = None
+    mailbox: Mailbox, *, quotas: Quotas | None = None, known: Callable[[str], bool] | None = None
 ) -> Admit:
     """An :data:`Admit` that stores into ``mailbox`` (with its quotas), answering as the
     node's HTTP endpoint does (the node adds its job checks around it)."""
@@ -193,7 +199,7 @@ def mailbox_admit(
 
 
 def mailbox_admit_many(
-    mailbox: Mailbox, *, quotas: Any = None, known: Callable[[str], bool] | None = None
+    mailbox: Mailbox, *, quotas: Quotas | None = None, known: Callable[[str], bool] | None = None
 ) -> AdmitMany:
     """An :data:`AdmitMany` that stores a batch into ``mailbox`` in one transaction
     (:meth:`Mailbox.put_many`: a group commit), answering each message as :func:`mailbox_admit`."""
