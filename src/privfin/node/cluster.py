@@ -179,6 +179,7 @@ def cluster_up(
     message_timeout: float = 60.0,
     wait: bool = True,
     retries: int = 2,
+    transport: str = "http",
 ) -> Cluster:
     """Create identities and configs and start one node per party."""
     if len(parties) < 2 or len(set(parties)) != len(parties):
@@ -193,6 +194,9 @@ def cluster_up(
             raise ConfigError(f"a cluster is already running in {root}; run cluster down first")
     ports = {p: free_port() for p in parties}
     op_ports = {p: free_port() for p in parties}
+    if transport not in ("http", "stream"):
+        raise ConfigError("transport must be http or stream")
+    stream_ports = {p: free_port() for p in parties} if transport == "stream" else {}
     ids: dict[str, Identity] = {}
     for p in parties:
         ids[p] = create_identity(p, root / p, overwrite=True)
@@ -211,12 +215,18 @@ def cluster_up(
                     "url": f"https://127.0.0.1:{ports[q]}",
                     "cert": str(ids[q].cert),
                     "fingerprint": fingerprint(ids[q].cert.read_bytes()),
+                    **(
+                        {"transport": "stream", "stream_port": stream_ports[q]}
+                        if stream_ports
+                        else {}
+                    ),
                 }
                 for q in parties
                 if q != p
             },
             "datasets": {k: str(v) for k, v in (datasets or {}).get(p, {}).items()},
             "operator": {"port": op_ports[p]},
+            **({"stream_port": stream_ports[p]} if stream_ports else {}),
         }
         (root / p / "node.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         ensure_token(load_config(root / p / "node.yaml"))
@@ -248,6 +258,7 @@ def cluster_up(
                     message_timeout=message_timeout,
                     wait=wait,
                     retries=retries - 1,
+                    transport=transport,
                 )
             raise
         except Exception:

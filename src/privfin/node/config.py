@@ -41,6 +41,10 @@ class PeerConfig(BaseModel):
     url: str
     cert: Path
     fingerprint: str | None = None
+    #: ``stream``: job messages go over one long-lived mutual-TLS connection to the peer's
+    #: stream port (``stream_port``; host from ``url``); ``http`` (default): one request each.
+    transport: Literal["http", "stream"] = "http"
+    stream_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 class QuotaConfig(BaseModel):
@@ -159,6 +163,9 @@ class NodeConfig(BaseModel):
     retention: RetentionConfig = RetentionConfig()
     auto_approve: list[AutoApprove] = []
     operator: OperatorConfig = OperatorConfig()
+    #: This node's stream listener (peers configured with ``transport: stream`` connect to it
+    #: on ``host``); None: no listener.
+    stream_port: int | None = Field(default=None, ge=1, le=65535)
     store: str | None = None
 
     @field_validator("party")
@@ -238,6 +245,21 @@ class NodeConfig(BaseModel):
         if self.compute == "thread":
             return ThreadBackend(self.compute_workers)
         return LocalBackend(self.compute_workers)
+
+    def stream_peers(self) -> dict[str, tuple[str, int, bytes]]:
+        """The peers reached over the streaming transport: ``{party: (host, port, cert)}``."""
+        from urllib.parse import urlsplit
+
+        certs = self.peer_certs()
+        out: dict[str, tuple[str, int, bytes]] = {}
+        for name, p in self.peers.items():
+            if p.transport != "stream":
+                continue
+            if p.stream_port is None:
+                raise ConfigError(f"peer {name!r} uses transport: stream but has no stream_port")
+            host = urlsplit(p.url).hostname or "127.0.0.1"
+            out[name] = (host, p.stream_port, certs[name])
+        return out
 
     def transport_peers(self) -> dict[str, Peer]:
         certs = self.peer_certs()

@@ -55,6 +55,8 @@ from privfin.errors import (
 )
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
+from privfin.federation.routed import RoutedTransport
+from privfin.federation.stream import StreamClient, StreamTransport
 from privfin.federation.transport import CancelToken, Channel, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
@@ -264,6 +266,7 @@ class JobRunner:
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
         self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
         self.negotiator = Negotiator(self)
+        self._stream_client: StreamClient | None = None
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -536,6 +539,8 @@ class JobRunner:
             t.join(timeout)
         if self._housekeeper is not None:
             self._housekeeper.join(timeout)
+        if self._stream_client is not None:
+            self._stream_client.close()
 
     # -- housekeeping: abort delivery and retention
     def start_housekeeping(self) -> None:
@@ -566,6 +571,31 @@ class JobRunner:
                     )
         self.start_housekeeping()
         self._wake.set()
+
+    def routed(
+        self, http: HttpTransport, parties: list[str], cancel: CancelToken
+    ) -> HttpTransport | RoutedTransport:
+        """The transport of a job's channel: ``http`` alone, or — for peers configured with
+        ``transport: stream`` — the node's shared stream connections, per peer."""
+        stream_peers = self.config.stream_peers()
+        streamed = [p for p in parties if p in stream_peers and p != self.config.party]
+        if not streamed:
+            return http
+        with self._lock:
+            if self._stream_client is None:
+                self._stream_client = StreamClient(self.config.identity, stream_peers)
+            client = self._stream_client
+        stream = StreamTransport(
+            self.config.identity,
+            {p: stream_peers[p] for p in streamed},
+            self.mailbox,
+            send_timeout=http.send_timeout,
+            cancel=cancel,
+            client=client,
+        )
+        routes: dict[str, Any] = {p: http for p in parties if p != self.config.party}
+        routes.update(dict.fromkeys(streamed, stream))
+        return RoutedTransport(routes, local=http)
 
     def control_transport(self) -> HttpTransport:
         """The transport of this node's control messages (aborts, restarts, negotiation)."""
@@ -722,8 +752,9 @@ class JobRunner:
             send_timeout=spec.timeout or self.config.message_timeout,
             cancel=token,
         )
+        channel_transport = self.routed(transport, list(spec.roles), token)
         channel = Channel(
-            transport,
+            channel_transport,
             job=spec.job,
             component=spec.component,
             party=party,
@@ -766,6 +797,8 @@ class JobRunner:
         except Exception as exc:
             self._failed(spec, token, exc, loading, transport)
         finally:
+            if channel_transport is not transport:
+                channel_transport.close()
             transport.close()
             compute.close()
             self._finished(spec.job)
@@ -784,6 +817,7 @@ class JobRunner:
         timeout = self.config.message_timeout
         config = self.config
         mailbox = self.mailbox
+        runner = self
 
         class NodeIO:
             def open(
@@ -801,8 +835,9 @@ class JobRunner:
                     send_timeout=timeout,
                     cancel=cancel,
                 )
+                routed = runner.routed(transport, parties, cancel)
                 channel = Channel(
-                    transport,
+                    routed,
                     job=spec.job,
                     component=component,
                     party=party,
@@ -811,7 +846,13 @@ class JobRunner:
                     max_message_size=config.max_message_size,
                     cancel=cancel,
                 )
-                return channel, transport.close
+
+                def close() -> None:
+                    if routed is not transport:
+                        routed.close()
+                    transport.close()
+
+                return channel, close
 
         def make_context(
             step: str, component: str, channel: Channel, artifacts: Any, progress: Progress

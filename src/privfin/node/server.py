@@ -200,6 +200,11 @@ def _serve(config: NodeConfig) -> None:
             timeout_graceful_shutdown=5,
         )
         server = uvicorn.Server(uv_config)
+        stream = None
+        if config.stream_port is not None:
+            from privfin.node.stream_server import start_stream_server
+
+            stream = start_stream_server(config, mailbox, runner)
         operator = _operator_server(config, runner)
         # Both ports are bound before anything is served: a port in use fails the start at
         # once, before the operator API could answer for a node that is not there.
@@ -223,6 +228,8 @@ def _serve(config: NodeConfig) -> None:
             server.run(sockets=[fed_socket])
         finally:
             _log.warning("node %s shutting down", config.party)
+            if stream is not None:
+                stream.close()
             operator.should_exit = True
             if op_thread.is_alive():
                 op_thread.join(10)

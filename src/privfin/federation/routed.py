@@ -1,0 +1,48 @@
+"""A transport that sends to each peer over the transport configured for it (the streaming
+transport for peers that hold a connection, HTTP for the others, per node.yaml); receiving is
+local (every transport's ``recv`` waits on the node's mailbox)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from privfin.errors import AuthenticationError
+from privfin.federation.transport import CancelToken, MessageKey, Transport
+
+__all__ = ["RoutedTransport"]
+
+
+class RoutedTransport:
+    """``routes``: peer -> the transport that reaches it; ``local``: the one whose ``recv``
+    serves every key (they all read the same mailbox)."""
+
+    def __init__(self, routes: Mapping[str, Transport], local: Transport) -> None:
+        self.routes = dict(routes)
+        self.local = local
+
+    def send(self, key: MessageKey, payload: bytes) -> None:
+        transport = self.routes.get(key.receiver)
+        if transport is None:
+            raise AuthenticationError(f"{key.receiver!r} is not a peer of this job")
+        transport.send(key, payload)
+
+    def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
+        return self.local.recv(key, timeout, cancel)
+
+    def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
+        by_transport: dict[int, tuple[Transport, list[str]]] = {}
+        for r in receivers:
+            t = self.routes.get(r)
+            if t is not None:
+                by_transport.setdefault(id(t), (t, []))[1].append(r)
+        for t, rs in by_transport.values():
+            t.abort(job, sender, rs, reason)
+
+    def close(self) -> None:
+        seen: set[int] = set()
+        for t in [*self.routes.values(), self.local]:
+            if id(t) not in seen:
+                seen.add(id(t))
+                close = getattr(t, "close", None)
+                if callable(close):
+                    close()
