@@ -33,21 +33,25 @@ def tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"a": a, "b": b, "paths": {"bank_a": root / "a.csv", "tel_b": root / "b.csv"}}
 
 
-def _cluster(root: Path, tables: dict[str, Any], mode: str) -> Cluster:
+def _cluster(root: Path, tables: dict[str, Any], mode: str, transport: str = "http") -> Cluster:
     return cluster_up(
         list(ROLES),
         root,
         datasets={p: {"table": tables["paths"][p]} for p in ROLES},
         mode=mode,
         message_timeout=60,
+        transport=transport,
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["http", "stream"])
 def dev_cluster(
-    tmp_path_factory: pytest.TempPathFactory, tables: dict[str, Any]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tables: dict[str, Any],
 ) -> Iterator[Cluster]:
-    c = _cluster(tmp_path_factory.mktemp("mpc-dev"), tables, "development")
+    """Two development nodes whose job messages go over HTTPS or the streaming transport."""
+    c = _cluster(tmp_path_factory.mktemp("mpc-dev"), tables, "development", request.param)
     try:
         yield c
     finally:
