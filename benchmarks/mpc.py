@@ -182,9 +182,12 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str = "auto") -> dict[str, Any]
     return {"total": elapsed, "auc": auc, "auc_plain": plain}
 
 
-def _ss_lr_http(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[dict[str, Any]]:
-    """SS-LR between two node processes over HTTPS + mutual TLS (one cluster, one job per
-    sigmoid), timed from the first submit until both parties report the job done."""
+def _ss_lr_http(
+    n: int, d: int, epochs: int, sigmoids: list[str], transport: str = "http"
+) -> list[dict[str, Any]]:
+    """SS-LR between two node processes over HTTPS + mutual TLS, or over the streaming
+    transport (``transport="stream"``; one cluster, one job per sigmoid), timed from the first
+    submit until both parties report the job done."""
     import tempfile
 
     import pandas as pd
@@ -204,6 +207,7 @@ def _ss_lr_http(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[dict[s
             datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
             mode="development",
             message_timeout=120,
+            transport=transport,
         )
         try:
             for sig in sigmoids:
@@ -373,6 +377,10 @@ def main() -> None:
     runs = [("memory", sig, _ss_lr(n_ss, 20, ep, sig)) for sig in sigmoids]
     if not args.no_http:
         runs += [("https+mTLS", r["sigmoid"], r) for r in _ss_lr_http(n_ss, 20, ep, sigmoids)]
+        runs += [
+            ("stream+mTLS", r["sigmoid"], r)
+            for r in _ss_lr_http(n_ss, 20, ep, sigmoids, transport="stream")
+        ]
     for where, sig, r in runs:
         name = "piecewise" if sig == "auto" else sig
         rows.append(
@@ -392,7 +400,8 @@ def main() -> None:
             }
         )
         emit(
-            f"mpc.ss_lr.{n_ss}x20.{ep}ep.{name}.{'http' if where != 'memory' else 'memory'}",
+            f"mpc.ss_lr.{n_ss}x20.{ep}ep.{name}."
+            + {"memory": "memory", "https+mTLS": "http"}.get(where, "stream"),
             "s",
             r["total"],
             None if quick else 17.7,
