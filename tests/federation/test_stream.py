@@ -797,13 +797,18 @@ def test_a_peer_that_answers_no_heartbeat_is_reconnected(nodes: dict[str, Node])
         while True:
             try:
                 conn, _ = listener.accept()
-                tls = context.wrap_socket(conn, server_side=True)
-                tls.sendall(fr.encode_head(Header(fr.HELLO, 0, text=B), 0))
             except OSError:
                 return
-            held.append(tls)
+            held.append(conn)  # closed by the test, whatever happens below
+            try:
+                tls = context.wrap_socket(conn, server_side=True)
+                held.append(tls)
+                tls.sendall(fr.encode_head(Header(fr.HELLO, 0, text=B), 0))
+            except OSError:
+                continue
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     ta = StreamTransport(
         nodes[A].identity,
         {B: StreamPeer("127.0.0.1", port, nodes[B].pem)},
@@ -818,6 +823,8 @@ def test_a_peer_that_answers_no_heartbeat_is_reconnected(nodes: dict[str, Node])
             ta.send(_key(), b"never answered")
         assert ta.link_stats(B)["connections"] >= 2
     finally:
+        ta.close()
         listener.close()
+        server.join(5)
         for sock in held:
             sock.close()
