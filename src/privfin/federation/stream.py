@@ -915,6 +915,9 @@ class _Link:
                     hello = await asyncio.wait_for(_read_frame(reader), self.owner.connect_timeout)
                     if hello.kind != fr.HELLO or hello.text != self.peer:
                         raise FrameError(f"expected HELLO from {self.peer!r}")
+                except asyncio.CancelledError:  # the client closes while we wait for HELLO
+                    writer.transport.abort()
+                    raise
                 except (FrameError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
                     writer.close()
                     told = describe_tls_failure(exc, self.peer, self.info.cert, self.owner.own_cert)
