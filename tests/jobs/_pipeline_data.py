@@ -131,3 +131,30 @@ def until(what: Any, timeout: float = 120.0, every: float = 0.05) -> Any:
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def write_datasets(root: Any) -> dict[str, dict[str, Any]]:
+    """Write each party's tables of :func:`split` as CSV under ``root/data``; returns
+    ``{party: {dataset name: path}}`` for ``cluster_up(datasets=...)``."""
+    from pathlib import Path
+
+    out: dict[str, dict[str, Any]] = {}
+    for party, tables in split().items():
+        for name, df in tables.items():
+            path = Path(root) / "data" / f"{name}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            df.to_csv(path, index=False)
+            out.setdefault(party, {})[name] = path
+    return out
+
+
+def job_status(cluster: Any, party: str, job: str) -> dict[str, Any]:
+    """The job's status at ``party`` ({} until its node has started the job)."""
+    import httpx
+
+    with cluster.client(party) as c:
+        try:
+            status: dict[str, Any] = c.status(job)
+        except httpx.HTTPStatusError:
+            return {}
+        return status

@@ -16,20 +16,9 @@ from privfin.jobs.local import run_local
 from privfin.jobs.spec import parse_spec_data
 from privfin.node.cluster import cluster_up
 
-from ._pipeline_data import negotiate, pipeline_spec, split, until
+from ._pipeline_data import job_status, negotiate, pipeline_spec, split, until, write_datasets
 
 pytestmark = pytest.mark.cluster
-
-
-def _write(tmp_path: Path) -> dict[str, dict[str, Path]]:
-    out: dict[str, dict[str, Path]] = {}
-    for party, tables in split().items():
-        for name, df in tables.items():
-            path = tmp_path / "data" / f"{name}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(path, index=False)
-            out.setdefault(party, {})[name] = path
-    return out
 
 
 def _read(state: Path, job: str, summary: dict[str, Any], step: str, name: str) -> Any:
@@ -47,7 +36,7 @@ def test_pipeline_over_nodes_matches_local(tmp_path: Path) -> None:
     local = run_local(
         parse_spec_data(spec), split(), tmp_path / "local", settings=Settings(mode="development")
     )
-    paths = _write(tmp_path)
+    paths = write_datasets(tmp_path)
     cluster = cluster_up(["bank", "telco"], tmp_path / "c", mode="development", datasets=paths)
     try:
         out = cluster.run_job(spec, timeout=300)
@@ -80,30 +69,18 @@ def test_pipeline_over_nodes_matches_local(tmp_path: Path) -> None:
     assert model["lineage"]["table"].startswith("psi.aligned:")
 
 
-def _status(cluster: Any, party: str, job: str) -> dict[str, Any]:
-    """The job's status at ``party`` ({} until the node has started it)."""
-    import httpx
-
-    with cluster.client(party) as c:
-        try:
-            status: dict[str, Any] = c.status(job)
-        except httpx.HTTPStatusError:
-            return {}
-        return status
-
-
 def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[str, Any], Any]:
     """Run the pipeline; kill -9 ``victim``'s node as soon as ``when(status of victim)`` holds,
     restart it, and return every party's summary after the job completes."""
     spec = pipeline_spec(job)
     spec["steps"]["train"]["params"]["n_trees"] = 6
-    paths = _write(tmp_path)
+    paths = write_datasets(tmp_path)
     cluster = cluster_up(["bank", "telco"], tmp_path / "c", mode="development", datasets=paths)
     try:
         negotiate(cluster, spec)
 
         def hit() -> dict[str, Any] | None:
-            status = _status(cluster, victim, job)
+            status = job_status(cluster, victim, job)
             return status if when(status) else None
 
         seen = until(hit)
@@ -112,7 +89,7 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
         cluster.wait_healthy()
         out = {}
         for party in ("bank", "telco"):
-            until(lambda p=party: _status(cluster, p, job))
+            until(lambda p=party: job_status(cluster, p, job))
             with cluster.client(party) as c:
                 out[party] = c.wait(job, timeout=300)["result"]
     finally:

@@ -16,20 +16,9 @@ from privfin.jobs.spec import parse_spec_data
 from privfin.node.cluster import cluster_up
 from privfin.node.config import load_config
 
-from ._pipeline_data import negotiate, pipeline_spec, split, until
+from ._pipeline_data import job_status, negotiate, pipeline_spec, split, until, write_datasets
 
 pytestmark = pytest.mark.cluster
-
-
-def _write(tmp_path: Path) -> dict[str, dict[str, Path]]:
-    out: dict[str, dict[str, Path]] = {}
-    for party, tables in split().items():
-        for name, df in tables.items():
-            path = tmp_path / "data" / f"{name}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(path, index=False)
-            out.setdefault(party, {})[name] = path
-    return out
 
 
 def _scores(cluster: Any, job: str) -> pd.DataFrame:
@@ -37,17 +26,6 @@ def _scores(cluster: Any, job: str) -> pd.DataFrame:
 
     with cluster.client("bank") as c:
         return pd.read_csv(io.BytesIO(c.download(job, "score", "scores")))
-
-
-def _status(cluster: Any, party: str, job: str) -> dict[str, Any]:
-    import httpx
-
-    with cluster.client(party) as c:
-        try:
-            status: dict[str, Any] = c.status(job)
-        except httpx.HTTPStatusError:
-            return {}
-        return status
 
 
 def test_pipeline_over_the_stream_transport(tmp_path: Path) -> None:
@@ -60,7 +38,7 @@ def test_pipeline_over_the_stream_transport(tmp_path: Path) -> None:
         ["bank", "telco"],
         tmp_path / "c",
         mode="development",
-        datasets=_write(tmp_path),
+        datasets=write_datasets(tmp_path),
         transport="stream",
     )
     try:
@@ -77,14 +55,15 @@ def test_pipeline_over_the_stream_transport(tmp_path: Path) -> None:
         negotiate(cluster, again)
         until(
             lambda: (
-                (_status(cluster, "bank", "stream-2").get("progress") or {}).get("step") == "train"
+                (job_status(cluster, "bank", "stream-2").get("progress") or {}).get("step")
+                == "train"
             )
         )
         cluster.kill("bank")
         cluster.start("bank")
         cluster.wait_healthy()
         for party in ("bank", "telco"):
-            until(lambda p=party: _status(cluster, p, "stream-2"))
+            until(lambda p=party: job_status(cluster, p, "stream-2"))
             with cluster.client(party) as c:
                 steps = c.wait("stream-2", timeout=300)["steps"]
             assert steps["train"]["attempt"] == 2 and all(
