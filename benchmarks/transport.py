@@ -807,17 +807,25 @@ def run_grpc(directory: Path, quick: bool) -> dict[str, Any]:
         _stop(proc)
 
 
-def run_http(root: Path, quick: bool) -> dict[str, float]:
-    """(a) two node processes: the ``ping`` job (small and 8 MiB) and sequential one-way sends."""
+def run_nodes(root: Path, quick: bool, transport_kind: str) -> dict[str, float]:
+    """(a) two node processes over ``transport_kind`` (``http`` or ``stream``): the ``ping`` job
+    (small and 8 MiB) and sequential one-way sends from this process to a node, each returning
+    once the node has taken the message (the transport's own ``send``)."""
     import yaml
 
     from privfin.federation.http import HttpTransport
     from privfin.federation.mailbox import Mailbox
-    from privfin.federation.transport import CancelToken, MessageKey
+    from privfin.federation.stream import StreamPeer, StreamTransport
+    from privfin.federation.transport import CancelToken, MessageKey, Transport
     from privfin.node.cluster import cluster_up
     from privfin.node.config import load_config
 
-    cluster = cluster_up([CLIENT, SERVER], root / "cluster", mode="development")
+    cluster = cluster_up(
+        [CLIENT, SERVER],
+        root / f"cluster-{transport_kind}",
+        mode="development",
+        transport=transport_kind,
+    )
     out: dict[str, float] = {}
     try:
         # The one-way sends are for a job the receiver never runs: its pre-job buffer (64
@@ -851,9 +859,15 @@ def run_http(root: Path, quick: bool) -> dict[str, float]:
         out["bulk_mb_s"] = 2 * size / (bulk["rtt_ms_median"] / 1000) / 1e6
 
         cfg_a = load_config(cluster.config_path(CLIENT))
-        transport = HttpTransport(
-            cfg_a.identity, cfg_a.transport_peers(), Mailbox(root / "sender.db")
-        )
+        outbox = Mailbox(root / f"sender-{transport_kind}.db")
+        transport: Transport
+        if transport_kind == "stream":
+            host, port, cert = cfg_a.stream_peers()[SERVER]
+            transport = StreamTransport(
+                cfg_a.identity, {SERVER: StreamPeer(host, port, cert)}, outbox
+            )
+        else:
+            transport = HttpTransport(cfg_a.identity, cfg_a.transport_peers(), outbox)
         inbox = Mailbox(cluster.root / SERVER / "state" / "node.sqlite")
         cancel = CancelToken()
         payload = os.urandom(SMALL)
@@ -877,6 +891,7 @@ def run_http(root: Path, quick: bool) -> dict[str, float]:
 
 TRANSPORTS = {
     "http": "HTTP nodes",
+    "stream": "stream nodes",
     "tls": "TLS streams",
     "tls-buffered": "TLS buffered",
     "tls-blocking": "TLS blocking",
@@ -970,7 +985,8 @@ def main() -> None:
         for party in (CLIENT, SERVER):
             create_identity(party, root / party)
         runners: dict[str, Callable[[], dict[str, Any]]] = {
-            "http": lambda: run_http(root, args.quick),
+            "http": lambda: run_nodes(root, args.quick, "http"),
+            "stream": lambda: run_nodes(root, args.quick, "stream"),
             "tls": lambda: run_tls(root, args.quick, "streams"),
             "tls-buffered": lambda: run_tls(root, args.quick, "buffered"),
             "tls-blocking": lambda: run_tls(root, args.quick, "blocking"),

@@ -38,6 +38,16 @@ class RoutedTransport:
         for t, rs in by_transport.values():
             t.abort(job, sender, rs, reason)
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Flush every route that can (see :meth:`Channel.flush`)."""
+        seen: set[int] = set()
+        for t in self.routes.values():
+            if id(t) not in seen:
+                seen.add(id(t))
+                flush = getattr(t, "flush", None)
+                if callable(flush):
+                    flush(timeout)
+
     def close(self) -> None:
         seen: set[int] = set()
         for t in [*self.routes.values(), self.local]:

@@ -101,6 +101,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import ssl
@@ -114,6 +115,7 @@ from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, Protoc
 from privfin.federation import frames as fr
 from privfin.federation.frames import Code, FrameError, Header
 from privfin.federation.mailbox import (
+    ACCEPTED,
     Mailbox,
     MessageConflict,
     MessageTooLarge,
@@ -134,6 +136,7 @@ __all__ = [
     "AbortHandler",
     "Admit",
     "AdmitMany",
+    "Durable",
     "Outcome",
     "Precheck",
     "StreamClient",
@@ -171,9 +174,13 @@ Admit = Callable[[str, MessageKey, bytes], Outcome]
 Precheck = Callable[[str, MessageKey, int], "Outcome | None"]
 #: ``on_abort(sender, job, reason)``: record that ``sender`` aborted ``job``.
 AbortHandler = Callable[[str, str, str], Outcome]
-#: ``admit_many(sender, [(key, payload), ...])``: admit the messages read together in one call
-#: (one outcome each, in order), e.g. stored in one transaction (group commit).
-AdmitMany = Callable[[str, Sequence[tuple[MessageKey, bytes]]], Sequence[Outcome]]
+#: ``durable(indices)``: the messages of one ``admit_many`` call answered ``ACCEPTED`` that
+#: are now on disk (called from any thread).
+Durable = Callable[[list[int]], None]
+#: ``admit_many(sender, [(key, payload), ...], durable)``: admit the messages read together in
+#: one call (one outcome each, in order): stored now (``STORED``), or taken write-behind
+#: (``ACCEPTED``, then reported to ``durable`` once written), or refused.
+AdmitMany = Callable[[str, Sequence[tuple[MessageKey, bytes]], Durable], Sequence[Outcome]]
 
 
 def mailbox_admit(
@@ -199,15 +206,29 @@ def mailbox_admit(
 
 
 def mailbox_admit_many(
-    mailbox: Mailbox, *, quotas: Quotas | None = None, known: Callable[[str], bool] | None = None
+    mailbox: Mailbox,
+    *,
+    quotas: Quotas | None = None,
+    known: Callable[[str], bool] | None = None,
+    behind: bool = True,
 ) -> AdmitMany:
-    """An :data:`AdmitMany` that stores a batch into ``mailbox`` in one transaction
-    (:meth:`Mailbox.put_many`: a group commit), answering each message as :func:`mailbox_admit`."""
+    """An :data:`AdmitMany` over ``mailbox``: write-behind (:meth:`Mailbox.accept`: answered
+    ``ACCEPTED`` at once, written in the mailbox's next group commit) or, with
+    ``behind=False``, stored in one transaction before the answer (:meth:`Mailbox.put_many`);
+    other answers as :func:`mailbox_admit`."""
 
-    def admit_many(sender: str, items: Sequence[tuple[MessageKey, bytes]]) -> list[Outcome]:
+    def admit_many(
+        sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
+    ) -> list[Outcome]:
         out: list[Outcome] = []
-        for result in mailbox.put_many(items, quotas=quotas, known=known):
-            if result is True:
+        if behind:
+            results = mailbox.accept(items, quotas=quotas, known=known, on_durable=durable)
+        else:
+            results = list(mailbox.put_many(items, quotas=quotas, known=known))
+        for result in results:
+            if result is ACCEPTED:
+                out.append(Outcome(Code.ACCEPTED))
+            elif result is True:
                 out.append(Outcome(Code.STORED))
             elif result is False:
                 out.append(Outcome(Code.DUPLICATE))
@@ -323,6 +344,10 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.paused_for: set[str] = set()
         self.last_rx = 0.0
         self.watchdog: asyncio.TimerHandle | None = None
+        # write-behind: frames answered ACCEPTED, in answer order, until written to disk
+        self.unsynced: collections.deque[int] = collections.deque()
+        self.written: set[int] = set()
+        self.synced = 0
 
     # -- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -586,9 +611,16 @@ class _ServerConnection(asyncio.BufferedProtocol):
             while self.queue and not self.closed:
                 batch = list(self.queue)
                 self.queue.clear()
-                outcomes = await loop.run_in_executor(
-                    self.server.executor, self.server.run_batch, self.party, batch
-                )
+                if self.server.inline:
+                    outcomes = self.server.run_batch(self.party, batch, self._durable)
+                else:
+                    outcomes = await loop.run_in_executor(
+                        self.server.executor,
+                        self.server.run_batch,
+                        self.party,
+                        batch,
+                        self._durable,
+                    )
                 heads = []
                 for work, outcome in zip(batch, outcomes, strict=True):
                     self.queued_bytes -= len(work.payload)
@@ -598,13 +630,36 @@ class _ServerConnection(asyncio.BufferedProtocol):
                             self._refused_partial(work.ref, outcome)
                         continue
                     assert outcome is not None
+                    if outcome.code == Code.ACCEPTED:
+                        self.unsynced.append(work.ref)
                     text = outcome.text[: fr.MAX_TEXT]
                     head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
                     heads.append(fr.encode_head(head, 0))
                 if heads and self.transport is not None and not self.closed:
                     self.transport.write(b"".join(heads))
+                self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
                 if self.queued_bytes <= self.limits.pending_bytes:
                     self._resume("store")
+
+    def _durable(self, refs: list[int]) -> None:
+        """From the mailbox's writer thread: frames ``refs`` are on disk."""
+        if not self.closed:
+            with contextlib.suppress(RuntimeError):  # the server was closed meanwhile
+                self.server.loop.call_soon_threadsafe(self._written_refs, refs)
+
+    def _written_refs(self, refs: list[int]) -> None:
+        self.written.update(refs)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Tell the client how far every ACCEPTED frame is on disk (one SYNCED frame)."""
+        upto = self.synced
+        while self.unsynced and self.unsynced[0] in self.written:
+            upto = self.unsynced.popleft()
+            self.written.discard(upto)
+        if upto != self.synced:
+            self.synced = upto
+            self._write(Header(fr.SYNCED, upto))
 
     def _refused_partial(self, ref: int, outcome: Outcome) -> None:
         self._answer(ref, outcome.code, outcome.text)
@@ -640,6 +695,12 @@ class StreamServer:
         audits them). Runs in the event loop: it must not block.
     limits:
         :class:`StreamLimits`.
+    inline:
+        Run ``admit``/``admit_many`` in the event loop (default) rather than in a worker
+        thread: right for a write-behind ``admit_many`` (:meth:`Mailbox.accept` only touches
+        memory, but for a job's first message and the pre-job buffer), whose answer then
+        costs no thread hop; a slow ``admit`` stalls every connection, so pass False for one
+        that blocks.
     """
 
     def __init__(
@@ -656,6 +717,7 @@ class StreamServer:
         on_refused: Callable[[str, str, str], None] | None = None,
         limits: StreamLimits | None = None,
         workers: int = 2,
+        inline: bool = True,
     ) -> None:
         self.party = identity.party
         self.identity = identity
@@ -668,6 +730,7 @@ class StreamServer:
         self.on_refused = on_refused
         self._logged: dict[tuple[str, str], float] = {}
         self.limits = limits or StreamLimits()
+        self.inline = inline
         self.host = host
         self.port = port
         #: party -> its connections, oldest first (a dict used as an ordered set)
@@ -706,19 +769,30 @@ class StreamServer:
         self._reserved -= size
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
     def reserved(self) -> int:
         """Bytes of partial chunked messages held now."""
         return self._reserved
 
-    def run_batch(self, party: str, batch: Sequence[_Work]) -> list[Outcome | None]:
-        """Admit a batch of messages (worker thread)."""
+    def run_batch(
+        self, party: str, batch: Sequence[_Work], durable: Callable[[list[int]], None]
+    ) -> list[Outcome | None]:
+        """Admit a batch of messages (worker thread); ``durable(refs)`` is told the frames
+        answered ACCEPTED once they are on disk."""
         out: list[Outcome | None] = []
         many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
         together: dict[int, Outcome] = {}
         if self.admit_many is not None and many:
+
+            def written(indices: list[int]) -> None:
+                durable([many[i].ref for i in indices])
+
             try:
                 items = [(w.key, w.payload) for w in many if w.key is not None]
-                got = list(self.admit_many(party, items))
+                got = list(self.admit_many(party, items, written))
                 if len(got) != len(many):
                     raise RuntimeError(f"admit_many answered {len(got)} of {len(many)}")
                 together = {id(w): o for w, o in zip(many, got, strict=True)}
@@ -832,13 +906,14 @@ class _Batch:
 
 
 class _Pending:
-    __slots__ = ("batch", "code", "error", "key", "kind", "payload", "ref", "text")
+    __slots__ = ("acked", "batch", "code", "error", "key", "kind", "payload", "ref", "text")
 
     def __init__(self, ref: int, kind: int, key: MessageKey, payload: bytes, batch: _Batch):
         self.ref, self.kind, self.key, self.payload, self.batch = ref, kind, key, payload, batch
         self.code: Code | None = None
         self.text = ""
         self.error: BaseException | None = None
+        self.acked = False  # answered ACCEPTED: kept (and resent after a cut) until SYNCED
 
     def resolve(
         self, code: Code | None, text: str = "", error: BaseException | None = None
@@ -867,25 +942,83 @@ class _Link:
         self.connections = 0
         self.max_buffered = 0
         self.writer: asyncio.StreamWriter | None = None
+        # frames answered ACCEPTED and not SYNCED yet, in ref order, and their bytes; callers
+        # whose ACCEPTED came while those bytes exceed the owner's ``max_unsynced`` wait
+        self.unsynced: collections.deque[_Pending] = collections.deque()
+        self.unsynced_bytes = 0
+        self.parked: collections.deque[_Pending] = collections.deque()
+        self.progress = asyncio.Event()  # set whenever frames leave ``pending``
+        self.submitted = 0  # the last ref handed to this link
 
     def submit(self, items: Sequence[_Pending]) -> None:
         for p in items:
             self.pending[p.ref] = p
             self.queue.append(p)
+            self.submitted = max(self.submitted, p.ref)
         self.wake.set()
         self.more.set()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def forget(self, refs: Iterable[int]) -> None:
-        for ref in refs:
-            self.pending.pop(ref, None)
+    def forget(self, items: Iterable[_Pending]) -> None:
+        for p in items:
+            if self.pending.get(p.ref) is p and not p.acked:  # ACCEPTED stays until SYNCED
+                del self.pending[p.ref]
+        self.progress.set()
 
     def _fail_all(self, error: BaseException) -> None:
         for p in list(self.pending.values()):
             p.resolve(None, error=error)
         self.pending.clear()
         self.queue.clear()
+        self.unsynced.clear()
+        self.parked.clear()
+        self.unsynced_bytes = 0
+        self.progress.set()
+
+    def _answered(self, p: _Pending, code: Code, text: str) -> None:
+        """ACK ``code`` for frame ``p`` (perhaps a frame resent after a cut)."""
+        if code != Code.ACCEPTED:
+            del self.pending[p.ref]  # settled: stored, duplicate or refused
+            if p.acked:  # a resent ACCEPTED frame the new connection settled at once
+                self.unsynced_bytes -= len(p.payload)
+                p.acked = False
+            self.progress.set()
+            p.resolve(code, text)
+            return
+        if p.acked:
+            return  # a resent frame accepted again: it is still counted
+        p.acked = True
+        self.unsynced.append(p)
+        self.unsynced_bytes += len(p.payload)
+        if self.unsynced_bytes > self.owner.max_unsynced:
+            self.parked.append(p)  # its caller waits until the peer has written more
+        else:
+            p.resolve(code, text)
+
+    def _synced(self, upto: int) -> None:
+        """Every frame ACCEPTED on this connection up to ``upto`` is on the peer's disk."""
+        while self.unsynced and self.unsynced[0].ref <= upto:
+            p = self.unsynced.popleft()
+            if p.acked:
+                p.acked = False
+                self.unsynced_bytes -= len(p.payload)
+                self.pending.pop(p.ref, None)
+        while self.parked and (
+            self.unsynced_bytes <= self.owner.max_unsynced or self.parked[0].ref <= upto
+        ):
+            self.parked.popleft().resolve(Code.ACCEPTED)
+        self.progress.set()
+
+    async def settled(self, upto: int) -> None:
+        """Wait until every frame up to ``upto`` is settled (answered, and on the peer's disk
+        if it was ACCEPTED) or failed."""
+        while True:
+            first = min(self.pending, default=None)
+            if first is None or first > upto:
+                return
+            self.progress.clear()
+            await self.progress.wait()
 
     async def _run(self) -> None:
         delay, dropped = 0.05, 0
@@ -1028,17 +1161,20 @@ class _Link:
             last_rx[0] = loop.time()
             if header.kind == fr.PONG:
                 continue
+            if header.kind == fr.SYNCED:
+                self._synced(header.ref)
+                continue
             if header.kind != fr.ACK:
                 raise FrameError(f"unexpected frame kind {header.kind} from the server")
-            p = self.pending.pop(header.ref, None)
+            p = self.pending.get(header.ref)
             if p is None:
                 continue  # a late answer to a frame its caller gave up on
             try:
                 code = Code(header.code)
             except ValueError:
-                p.resolve(Code.BAD, f"unknown answer code {header.code}")
-                continue
-            p.resolve(code, header.text)
+                code = Code.BAD
+                header = Header(fr.ACK, header.ref, text=f"unknown answer code {header.code}")
+            self._answered(p, code, header.text)
 
     async def _heartbeat(self, writer: asyncio.StreamWriter, last_rx: list[float]) -> None:
         loop = asyncio.get_running_loop()
@@ -1083,6 +1219,10 @@ class StreamClient:
         reopened (frames not ACKed are written again).
     connect_timeout:
         Seconds for a TCP + TLS connection and the peer's HELLO.
+    max_unsynced:
+        Bytes of messages a peer has ACCEPTED but not yet written (SYNCED) that this client
+        keeps per peer before a ``send`` waits for the peer's disk (the bound on what the
+        client holds for resending).
     """
 
     def __init__(
@@ -1094,6 +1234,7 @@ class StreamClient:
         heartbeat: float = 10.0,
         idle_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        max_unsynced: int = 256 * 1024 * 1024,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
@@ -1109,6 +1250,7 @@ class StreamClient:
         self.heartbeat = heartbeat
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.max_unsynced = max_unsynced
         try:
             self.own_cert: bytes | None = identity.cert.read_bytes()
         except OSError:
@@ -1145,16 +1287,35 @@ class StreamClient:
         connection's write buffer held (for tests and diagnostics)."""
         link = self._links.get(peer)
         if link is None:
-            return {"connections": 0, "pending": 0, "max_buffered": 0}
+            return {"connections": 0, "pending": 0, "max_buffered": 0, "unsynced": 0}
 
         async def read() -> dict[str, int]:  # in the loop: after every hand-off made so far
             return {
                 "connections": link.connections,
                 "pending": len(link.pending),
                 "max_buffered": link.max_buffered,
+                "unsynced": link.unsynced_bytes,
             }
 
         return self._call(read())
+
+    def flush(self, peers: Iterable[str] | None = None, timeout: float = 60.0) -> bool:
+        """Wait until every message handed to the links of ``peers`` (default: all) so far is
+        on the peers' disks (or failed); False if ``timeout`` seconds passed first."""
+        links = [
+            link for name, link in list(self._links.items()) if peers is None or name in set(peers)
+        ]
+        if not links or self.closing:
+            return True
+
+        async def wait() -> None:
+            await asyncio.gather(*(link.settled(link.submitted) for link in links))
+
+        try:
+            self._call(asyncio.wait_for(wait(), timeout), timeout + 5.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            return False
+        return True
 
     def exchange(
         self,
@@ -1170,14 +1331,16 @@ class StreamClient:
         if self.closing:
             raise ProtocolAbort("the stream client is closed")
         batch = _Batch(len(items))
-        pendings = [_Pending(next(self._refs), kind, key, payload, batch) for key, payload in items]
+        pendings = [_Pending(0, kind, key, payload, batch) for key, payload in items]
         by_peer: dict[_Link, list[_Pending]] = {}
         for p in pendings:
             p.text = text
             by_peer.setdefault(self._link(p.key.receiver), []).append(p)
 
-        def submit() -> None:
+        def submit() -> None:  # frame numbers are given in the loop: in the order written
             for link, ps in by_peer.items():
+                for p in ps:
+                    p.ref = next(self._refs)
                 link.submit(ps)
 
         self._loop.call_soon_threadsafe(submit)
@@ -1189,14 +1352,17 @@ class StreamClient:
                     raise PeerTimeout(first.key.receiver, first.key.tag, deadline)
         except BaseException:
             for link, ps in by_peer.items():
-                self._loop.call_soon_threadsafe(link.forget, [p.ref for p in ps])
+                self._loop.call_soon_threadsafe(link.forget, ps)
             raise
         return pendings
 
-    def close(self) -> None:
-        """Drop the connections and stop the loop thread (pending sends fail)."""
+    def close(self, flush_timeout: float = 5.0) -> None:
+        """Wait up to ``flush_timeout`` seconds for the peers to write what they accepted,
+        then drop the connections and stop the loop thread (pending sends fail)."""
         if self.closing:
             return
+        if flush_timeout > 0 and not self.flush(timeout=flush_timeout):
+            _log.warning("stream client closing with messages its peers have not written yet")
         self.closing = True
 
         async def stop() -> None:
@@ -1364,6 +1530,20 @@ class StreamTransport:
         if key.receiver != self.party:
             raise ValueError("a transport only receives its own messages")
         return self.mailbox.wait(key, timeout, cancel)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything this transport's peers accepted is on their disks (a step
+        ends with this, so a finished step's messages never live only in a peer's memory).
+
+        Raises
+        ------
+        PeerTimeout
+            Not within ``timeout`` (default: the send timeout).
+        """
+        wait = self.send_timeout if timeout is None else timeout
+        if not self.client.flush(self.peers, wait):
+            peer = sorted(self.peers)[0] if self.peers else "?"
+            raise PeerTimeout(peer, "flush", wait)
 
     def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
         """Tell ``receivers`` once that this party aborted ``job`` (best effort)."""

@@ -244,6 +244,17 @@ class Channel:
             out[peer] = self.recv(peer, tag, expect=expect, timeout=remaining)
         return out
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every message sent on this channel is durably stored by its receiver.
+
+        A transport whose ``send`` returns only once the receiver stored the message (HTTP,
+        memory) has nothing to do; one that returns when the receiver has taken it into
+        memory (the streaming transport's write-behind) waits for the receiver's disk. The
+        scheduler calls this at the end of every step."""
+        flush = getattr(self.transport, "flush", None)
+        if callable(flush):
+            flush(timeout)
+
     def abort(self, reason: str) -> None:
         """Tell every peer this party aborted the job (best effort)."""
         self.transport.abort(self.job, self.party, self.peers, reason)

@@ -790,6 +790,7 @@ class JobRunner:
             inputs = self._load_inputs(spec)
             loading = False
             result = get_component(spec.component)(ctx, spec.params, inputs)
+            channel.flush()  # its messages are on the peers' disks before the job is done
             payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
             self._set(spec.job, status="done", result=json.dumps(payload))
             self.record(Action.job_finished, actor="scheduler", job=spec.job)
