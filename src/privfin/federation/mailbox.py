@@ -685,8 +685,6 @@ class Mailbox:
                         self._recent_bytes -= len(self._recent.pop(entry.key))
                     if clash:
                         self._aborted_jobs.add(entry.key.job)
-                self._written_n += len(batch)
-                self._wake.notify_all()
                 self._cond.notify_all()
             for entry, clash in settled:
                 if clash:
@@ -705,6 +703,9 @@ class Mailbox:
                     hook(indices)
                 except Exception:
                     _log.exception("mailbox: a durability hook failed")
+            with self._lock:  # counted last: a flush returns after the hooks ran
+                self._written_n += len(batch)
+                self._wake.notify_all()
 
     def _write(self, batch: Sequence[_Behind]) -> list[tuple[_Behind, bool]]:
         """Store ``batch`` in one transaction; returns the messages that were stored already
