@@ -4,7 +4,7 @@ local (every transport's ``recv`` waits on the node's mailbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from privfin.errors import AuthenticationError
 from privfin.federation.transport import CancelToken, MessageKey, Transport
@@ -25,6 +25,22 @@ class RoutedTransport:
         if transport is None:
             raise AuthenticationError(f"{key.receiver!r} is not a peer of this job")
         transport.send(key, payload)
+
+    def send_many(self, items: Sequence[tuple[MessageKey, bytes]]) -> None:
+        """Hand each route its messages together (``send_many`` where the route has it)."""
+        groups: dict[int, tuple[Transport, list[tuple[MessageKey, bytes]]]] = {}
+        for key, payload in items:
+            transport = self.routes.get(key.receiver)
+            if transport is None:
+                raise AuthenticationError(f"{key.receiver!r} is not a peer of this job")
+            groups.setdefault(id(transport), (transport, []))[1].append((key, payload))
+        for transport, group in groups.values():
+            many = getattr(transport, "send_many", None)
+            if callable(many) and len(group) > 1:
+                many(group)
+            else:
+                for key, payload in group:
+                    transport.send(key, payload)
 
     def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         return self.local.recv(key, timeout, cancel)
