@@ -112,6 +112,15 @@ def _sender(
     return HttpTransport(identity, http, mailbox, **options)
 
 
+def _deliver(transport: Transport, key: MessageKey, payload: bytes) -> None:
+    """Send and wait for the peer's disk: the streaming transport's send returns at once and
+    reports a refusal at its flush."""
+    transport.send(key, payload)
+    flush = getattr(transport, "flush", None)
+    if callable(flush):
+        flush(20)
+
+
 def _raw_client(cluster: Cluster, party: str, target: str) -> httpx.Client:
     ident = cluster.identity(party)
     peer_cert = cluster.identity(target).cert.read_bytes()
@@ -215,10 +224,10 @@ def test_replay_duplicate_and_conflict_through_the_transport(
     transport = _sender(cluster, Mailbox(tmp_path / "m.db"), send_timeout=20)
     key = MessageKey("j2t", "exposure", "pk", "bank_a", "bank_b", 0)
     try:
-        transport.send(key, b"first")
-        transport.send(key, b"first")  # replay: dropped
+        _deliver(transport, key, b"first")
+        _deliver(transport, key, b"first")  # replay: dropped
         with pytest.raises(ProtocolAbort, match="bank_b"):
-            transport.send(key, b"other")
+            _deliver(transport, key, b"other")
     finally:
         close = getattr(transport, "close", None)
         if callable(close):
@@ -287,13 +296,13 @@ def test_transport_reports_tls_authentication_failures(cluster: Cluster, tmp_pat
     # bank_b's address pinned with bank_c's certificate: the server is not who we pinned.
     t = _sender(cluster, Mailbox(tmp_path / "a.db"), pins={"bank_b": "bank_c"}, send_timeout=20)
     with pytest.raises(AuthenticationError, match="not the one pinned"):
-        t.send(key, b"x")
+        _deliver(t, key, b"x")
     getattr(t, "close")()  # noqa: B009
     # A stranger key under bank_a's name: bank_b's node refuses the client certificate.
     stranger = create_identity("bank_a", tmp_path / "s")
     t = _sender(cluster, Mailbox(tmp_path / "b.db"), identity=stranger, send_timeout=20)
     with pytest.raises(AuthenticationError, match="does not pin"):
-        t.send(key, b"x")
+        _deliver(t, key, b"x")
     getattr(t, "close")()  # noqa: B009
 
 
