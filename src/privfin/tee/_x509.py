@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -153,7 +154,7 @@ def verify_chain(
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         raise UntrustedRootError(f"{what}: the pinned root is not self-signed") from None
     full = [*certs, root]
-    for cert, issuer in zip(full, full[1:], strict=False):
+    for cert, issuer in pairwise(full):
         try:
             verify_link(cert, issuer, what)
         except CertificateChainError as exc:
@@ -205,8 +206,7 @@ def check_crl(
         raise CollateralError(f"{what}: not a DER CRL ({exc})") from None
     if crl.issuer != issuer.subject:
         raise CollateralError(
-            f"{what}: CRL issued by '{crl.issuer.rfc4514_string()}', expected "
-            f"'{name_of(issuer)}'"
+            f"{what}: CRL issued by '{crl.issuer.rfc4514_string()}', expected '{name_of(issuer)}'"
         )
     if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
         raise SignatureError(f"{what}: the CRL signature does not verify")

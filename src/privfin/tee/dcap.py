@@ -158,12 +158,23 @@ class TdReport:
             o += n
             return out
 
-        fields = [take(n) for n in (16, 48, 48, 8, 8, 8, 48, 48, 48, 48)]
-        rtmrs = (take(48), take(48), take(48), take(48))
-        report_data = take(64)
-        svn2 = take(16) if len(raw) == _TD15_REPORT else None
-        service = take(48) if len(raw) == _TD15_REPORT else None
-        return cls(raw, *fields, rtmrs, report_data, svn2, service)  # type: ignore[arg-type]
+        return cls(
+            raw=raw,
+            tee_tcb_svn=take(16),
+            mr_seam=take(48),
+            mr_signer_seam=take(48),
+            seam_attributes=take(8),
+            td_attributes=take(8),
+            xfam=take(8),
+            mr_td=take(48),
+            mr_config_id=take(48),
+            mr_owner=take(48),
+            mr_owner_config=take(48),
+            rtmrs=(take(48), take(48), take(48), take(48)),
+            report_data=take(64),
+            tee_tcb_svn2=take(16) if len(raw) == _TD15_REPORT else None,
+            mr_service_td=take(48) if len(raw) == _TD15_REPORT else None,
+        )
 
     @property
     def debug(self) -> bool:
@@ -477,11 +488,15 @@ class Collateral:
         """Load Intel PCS responses (``{"tcbInfo": {...}, "signature": hex}`` and
         ``{"enclaveIdentity": {...}, "signature": hex}``) with the TCB Signing chain (PCS sends
         it in the ``TCB-Info-Issuer-Chain`` header)."""
-        tcb_text = tcb_info_response if isinstance(tcb_info_response, str) else (
-            tcb_info_response.decode("utf-8", "strict")
+        tcb_text = (
+            tcb_info_response
+            if isinstance(tcb_info_response, str)
+            else (tcb_info_response.decode("utf-8", "strict"))
         )
-        qe_text = qe_identity_response if isinstance(qe_identity_response, str) else (
-            qe_identity_response.decode("utf-8", "strict")
+        qe_text = (
+            qe_identity_response
+            if isinstance(qe_identity_response, str)
+            else (qe_identity_response.decode("utf-8", "strict"))
         )
         try:
             tcb_sig = json.loads(tcb_text).get("signature")
@@ -580,8 +595,12 @@ class _Verdict:
 
 
 def _check_signed_json(
-    body: str, signature: bytes, chain: Sequence[x509.Certificate], root: x509.Certificate,
-    at: datetime, what: str,
+    body: str,
+    signature: bytes,
+    chain: Sequence[x509.Certificate],
+    root: x509.Certificate,
+    at: datetime,
+    what: str,
 ) -> tuple[dict[str, Any], tuple[datetime, datetime]]:
     if not chain:
         raise CollateralError(f"{what}: no TCB Signing certificate chain given")
@@ -615,13 +634,21 @@ def _evaluate(
     windows: list[tuple[datetime, datetime]] = []
     tdx = quote.tee_type == _TEE_TDX
     tcb, window = _check_signed_json(
-        collateral.tcb_info, collateral.tcb_info_signature, collateral.tcb_signing_chain, root,
-        at, "TCB info",
+        collateral.tcb_info,
+        collateral.tcb_info_signature,
+        collateral.tcb_signing_chain,
+        root,
+        at,
+        "TCB info",
     )
     windows.append(window)
     qe_id, window = _check_signed_json(
-        collateral.qe_identity, collateral.qe_identity_signature, collateral.tcb_signing_chain,
-        root, at, "QE identity",
+        collateral.qe_identity,
+        collateral.qe_identity_signature,
+        collateral.tcb_signing_chain,
+        root,
+        at,
+        "QE identity",
     )
     windows.append(window)
     windows.extend(
@@ -650,8 +677,7 @@ def _evaluate(
         raise CollateralError(f"TCB info version {tcb.get('version')} (only 3 is supported)")
     if _hex(tcb.get("fmspc"), "TCB info fmspc") != pck.fmspc:
         raise BindingError(
-            f"TCB info is for FMSPC {tcb.get('fmspc')}, the PCK certificate for "
-            f"{pck.fmspc.hex()}"
+            f"TCB info is for FMSPC {tcb.get('fmspc')}, the PCK certificate for {pck.fmspc.hex()}"
         )
     if _hex(tcb.get("pceId"), "TCB info pceId") != pck.pce_id:
         raise BindingError("TCB info PCE-ID differs from the PCK certificate's")
@@ -796,8 +822,11 @@ def verify_dcap(
     checks = ["quote_structure", "pck_chain"]
     pck_key = pck_chain[0].public_key()
     verify_ecdsa(
-        pck_key, raw_ecdsa_to_der(quote.qe_report_signature), quote.qe_report.raw,
-        hashes.SHA256(), "QE report",
+        pck_key,
+        raw_ecdsa_to_der(quote.qe_report_signature),
+        quote.qe_report.raw,
+        hashes.SHA256(),
+        "QE report",
     )
     checks.append("qe_report_signature")
     expected = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest() + bytes(32)
@@ -810,9 +839,7 @@ def verify_dcap(
         )
     except ValueError:
         raise EvidenceFormatError("the attestation key is not a P-256 point") from None
-    verify_ecdsa(
-        att_key, raw_ecdsa_to_der(quote.signature), quote.signed, hashes.SHA256(), "quote"
-    )
+    verify_ecdsa(att_key, raw_ecdsa_to_der(quote.signature), quote.signed, hashes.SHA256(), "quote")
     checks.append("quote_signature")
     pck = _pck_info(pck_chain[0])
 

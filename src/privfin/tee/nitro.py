@@ -102,7 +102,9 @@ def _parse(raw: bytes) -> tuple[bytes, bytes, bytes, dict[str, Any]]:
     if not isinstance(headers, dict) or headers.get(_COSE_ALG) != _ES384:
         raise EvidenceFormatError("COSE_Sign1: the protected header must say alg ES384 (-35)")
     if len(signature) != 96:
-        raise EvidenceFormatError(f"COSE_Sign1: an ES384 signature is 96 bytes, not {len(signature)}")
+        raise EvidenceFormatError(
+            f"COSE_Sign1: an ES384 signature is 96 bytes, not {len(signature)}"
+        )
     if not isinstance(payload, dict):
         raise EvidenceFormatError("Nitro document: payload is not a map")
     return protected, payload_raw, signature, payload

@@ -155,7 +155,7 @@ def _product(cert: x509.Certificate) -> str:
         name = str(issuer[0].value) if issuer else ""
         product = name.rsplit("-", 1)[-1]
     else:
-        tag, value, _ = read_tlv(raw)
+        _tag, value, _ = read_tlv(raw)
         product = value.decode("ascii", "replace").split("-")[0]
     if product not in _ROOTS:
         raise EvidenceFormatError(f"unknown AMD product {product!r} in the endorsement key")
@@ -176,9 +176,7 @@ def _check_tcb(report: SnpReport, key: x509.Certificate, product: str) -> dict[s
     else:
         fields = {"bootloader": tcb[0], "tee": tcb[1], "snp": tcb[6], "microcode": tcb[7]}
         oids = {}
-    oids.update(
-        {"bootloader": _OID_BL, "tee": _OID_TEE, "snp": _OID_SNP, "microcode": _OID_UCODE}
-    )
+    oids.update({"bootloader": _OID_BL, "tee": _OID_TEE, "snp": _OID_SNP, "microcode": _OID_UCODE})
     for name, value in fields.items():
         spl = _spl(key, oids[name])
         if spl is None:
