@@ -51,14 +51,21 @@ def iso(at: datetime) -> str:
 def _quiet_load(fn: object, data: bytes) -> list[x509.Certificate]:
     # AMD KDS issues VCEKs/VLEKs with serial number 0, which `cryptography` still loads but
     # flags with a CryptographyDeprecationWarning; that one warning is expected here.
+    # Any other warning while parsing (e.g. a name attribute of the wrong length) means the
+    # certificate is malformed: it is refused here, so it cannot warn later.
     with warnings.catch_warnings():
+        warnings.simplefilter("error")
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         try:
             if fn is x509.load_der_x509_certificate:
-                return [x509.load_der_x509_certificate(data)]
-            return x509.load_pem_x509_certificates(data)
-        except ValueError as exc:
+                certs = [x509.load_der_x509_certificate(data)]
+            else:
+                certs = x509.load_pem_x509_certificates(data)
+            for cert in certs:
+                _ = (cert.subject, cert.issuer, cert.extensions)
+        except Exception as exc:  # any parse failure of foreign bytes is a format error
             raise EvidenceFormatError(f"not a valid certificate: {exc}") from None
+    return certs
 
 
 def load_der_certificate(data: bytes) -> x509.Certificate:

@@ -546,6 +546,7 @@ class Collateral:
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 
 _DER = Encoding.DER
+_DER_PEM = Encoding.PEM
 
 
 def _parse_time(value: Any, what: str) -> datetime:
@@ -813,6 +814,11 @@ def verify_dcap(
         pck_chain = load_pem_certificates(pem)
     except EvidenceFormatError as exc:
         raise CertificateChainError(f"PCK certificate chain: {exc}") from None
+    canonical = b"".join(c.public_bytes(_DER_PEM) for c in pck_chain)
+    if pem.rstrip(b"\n") != canonical.rstrip(b"\n"):
+        # Bytes outside the certificates (or a re-wrapped PEM) are signed by nothing: refuse
+        # them rather than let them change unnoticed.
+        raise EvidenceFormatError("the PCK certification data is not a canonical PEM chain")
     if len(pck_chain) != 3:
         raise CertificateChainError(
             f"the PCK chain must be PCK, PCK CA, root (3 certificates), got {len(pck_chain)}"
