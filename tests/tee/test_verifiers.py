@@ -15,17 +15,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from tests.tee._evidence import (
-    DATA,
-    SGX_AT,
-    SNP_NOW,
-    TDX_V4_AT,
-    TDX_V5_OUTDATED_AT,
-    TRUSTEE_TDX_AT,
-    VLEK_AT,
-    read,
-    t,
-)
 
 from privfin.tee import (
     AttestationError,
@@ -51,6 +40,18 @@ from privfin.tee.roots import (
     pinned,
 )
 from privfin.tee.snp import verify_snp
+
+from ._evidence import (
+    DATA,
+    SGX_AT,
+    SNP_NOW,
+    TDX_V4_AT,
+    TDX_V5_OUTDATED_AT,
+    TRUSTEE_TDX_AT,
+    VLEK_AT,
+    read,
+    t,
+)
 
 # ----------------------------------------------------------------------------- roots
 
@@ -185,9 +186,7 @@ def test_nitro_wrong_root_is_untrusted() -> None:
         )
     outer, payload = _nitro_parts()
     payload["cabundle"][0] = _self_signed("aws.nitro-enclaves").public_bytes(  # type: ignore[index]
-        __import__(
-            "cryptography.hazmat.primitives.serialization"
-        ).hazmat.primitives.serialization.Encoding.DER
+        Encoding.DER
     )
     outer[2] = cbor2.dumps(payload)
     with pytest.raises(UntrustedRootError):
