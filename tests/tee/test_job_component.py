@@ -159,3 +159,19 @@ def test_approvals_inbox_shows_the_measurement_and_the_simulation() -> None:
     assert "confidential computing (TEE)" in summary["technologies"]
     assert step["enclave"]["measurement"] == measure_component("train_model")[0].hex()
     assert step["enclave"]["simulated"] is True and "SIMULATED" in step["enclave"]["warning"]
+
+
+def test_an_error_inside_the_enclave_does_not_quote_the_data() -> None:
+    bank, telco = _tables()
+    bank["x1"] = bank["x1"].astype(str)
+    bank.loc[60, "x1"] = "SECRET-VALUE-123"
+    with pytest.raises(PrivfinError) as info:
+        simulate(
+            tee_component,
+            ROLES,
+            params={},
+            inputs={"bank": {"table": bank}, "telco": {"table": telco}},
+            settings=DEV,
+            timeout=60,
+        )
+    assert "SECRET-VALUE-123" not in str(info.value)

@@ -48,6 +48,7 @@ def _b64(value: Any) -> bytes:
 
 
 def main() -> int:
+    from privfin.errors import PrivfinError
     from privfin.tee.broker import EncryptedDataset, decrypt_dataset, release_context
     from privfin.tee.components import APPROVED, read_table
     from privfin.tee.enclave import measure_component
@@ -121,7 +122,11 @@ def main() -> int:
             else:
                 write_frame(stdout, {"error": "unknown op"})
         except Exception as exc:  # reported to the parent as data, the enclave stays up
-            write_frame(stdout, {"error": f"{type(exc).__name__}: {exc}"[:500]})
+            # Only privfin's own messages (which never quote data) leave the enclave; another
+            # library's message could quote a value of the decrypted data, so only its type
+            # is reported.
+            text = str(exc) if isinstance(exc, PrivfinError) else "(message withheld)"
+            write_frame(stdout, {"error": f"{type(exc).__name__}: {text}"[:500]})
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import io
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from privfin.errors import ConfigError
+
 __all__ = ["APPROVED", "column_stats", "read_table", "train_model"]
 
 
@@ -24,7 +26,9 @@ def read_table(raw: bytes) -> Any:
 def _join(tables: Mapping[str, Any], on: str) -> Any:
     frames = list(tables.values())
     if not frames:
-        raise ValueError("no input tables")
+        raise ConfigError("no input tables")
+    if any(on not in f.columns for f in frames):
+        raise ConfigError(f"an input table has no id column {on!r}")
     joined = frames[0]
     for f in frames[1:]:
         joined = joined.merge(f, on=on, how="inner")
@@ -69,7 +73,7 @@ def train_model(tables: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
     seed = int(params.get("seed", 0))
     joined = _join(tables, id_col).sort_values(id_col)
     if label not in joined.columns:
-        raise ValueError(f"label column {label!r} is in no input table")
+        raise ConfigError(f"label column {label!r} is in no input table")
     features = [c for c in joined.columns if c not in (id_col, label)]
     x = joined[features].to_numpy(dtype=float)
     y = joined[label].to_numpy()
@@ -105,7 +109,7 @@ def train_model(tables: Mapping[str, Any], params: Mapping[str, Any]) -> dict[st
             "trees": [_tree_arrays(est[0]) for est in gb.estimators_],
         }
     else:
-        raise ValueError(f"model must be 'lr' or 'gbdt', got {kind!r}")
+        raise ConfigError(f"model must be 'lr' or 'gbdt', got {kind!r}")
     fpr, tpr, _ = roc_curve(y_te, proba)
     metrics = {
         "auc": float(roc_auc_score(y_te, proba)),

@@ -662,7 +662,13 @@ def _evaluate(
         assert collateral.pck_crl is not None and collateral.root_ca_crl is not None
         from cryptography import x509 as _x
 
-        check_crl(collateral.root_ca_crl, root, pck_chain[1:-1], at, "Intel root CA")
+        check_crl(
+            collateral.root_ca_crl,
+            root,
+            [*pck_chain[1:-1], *collateral.tcb_signing_chain[:1]],
+            at,
+            "Intel root CA",
+        )
         check_crl(collateral.pck_crl, pck_chain[1], pck_chain[:1], at, "PCK CA")
         for der in (collateral.root_ca_crl, collateral.pck_crl):
             crl = _x.load_der_x509_crl(der)

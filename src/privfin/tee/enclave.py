@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -99,10 +100,16 @@ class SimulatedEnclave:
 
         log.warning("%s: starting component %r", SIMULATED_LABEL, self.component)
         key_pem, cert_pem = self._root.issue_platform_key()
+        # The child imports the very privfin this process runs (also when it was put on
+        # sys.path by hand rather than installed).
+        src = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else "")}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "privfin.tee._enclave_main"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=env,
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         write_frame(
