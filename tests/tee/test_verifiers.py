@@ -548,7 +548,7 @@ def test_snp_flipping_any_signed_byte_fails() -> None:
     bad[21] ^= 0x01  # virtee's own tamper test flips byte 21
     with pytest.raises(SignatureError):
         verify_snp(bytes(bad), vcek, at=SNP_NOW)
-    for i in range(0, len(raw), 5):
+    for i in range(len(raw)):  # every byte
         bad = bytearray(raw)
         bad[i] ^= 0x04
         with pytest.raises(AttestationError):

@@ -680,8 +680,13 @@ def _evaluate(
     expected_id = "TDX" if tdx else "SGX"
     if tcb.get("id") != expected_id:
         raise BindingError(f"TCB info is for {tcb.get('id')!r}, the quote is {expected_id}")
-    if tcb.get("version") != 3:
-        raise CollateralError(f"TCB info version {tcb.get('version')} (only 3 is supported)")
+    if tcb.get("version") != 3 or tcb.get("tcbType") != 0:
+        raise CollateralError(
+            f"TCB info version {tcb.get('version')}, type {tcb.get('tcbType')} (only version 3, "
+            "type 0 is supported)"
+        )
+    if qe_id.get("version") != 2:
+        raise CollateralError(f"QE identity version {qe_id.get('version')} (only 2 is supported)")
     if _hex(tcb.get("fmspc"), "TCB info fmspc") != pck.fmspc:
         raise BindingError(
             f"TCB info is for FMSPC {tcb.get('fmspc')}, the PCK certificate for {pck.fmspc.hex()}"
