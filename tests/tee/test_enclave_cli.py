@@ -247,3 +247,10 @@ def test_cli_reads_a_pcs_collateral_directory(tmp_path: Path) -> None:
         "2025-11-01T00:00:00Z",
     )
     assert code == 0 and out["details"]["tdx_module"] == "TDX_03"  # type: ignore[index]
+
+
+def test_an_enclave_that_does_not_answer_in_time_is_stopped() -> None:
+    enclave = SimulatedEnclave("column_stats", SimulationRoot.create(), settings=DEV, timeout=0.001)
+    with pytest.raises(PrivfinError, match="did not start"):
+        enclave.start()  # a Python process takes far longer than 1 ms to start
+    enclave.close()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -96,7 +97,7 @@ class SimulatedEnclave:
         self.close()
 
     def start(self) -> None:
-        from privfin.tee._enclave_main import read_frame, write_frame
+        from privfin.tee._enclave_main import write_frame
 
         log.warning("%s: starting component %r", SIMULATED_LABEL, self.component)
         key_pem, cert_pem = self._root.issue_platform_key()
@@ -122,21 +123,41 @@ class SimulatedEnclave:
                 "debug": self._debug,
             },
         )
-        reply = read_frame(self._proc.stdout)
+        reply = self._read()
         if reply is None or "error" in reply:
             self.close()
             raise ProtocolAbort(f"the simulated enclave did not start: {reply}")
         self._started = _Started(bytes.fromhex(reply["public_key"]), reply["measurement"])
 
+    def _read(self) -> dict[str, Any] | None:
+        """The enclave's next reply; the process is killed (and ``None`` returned) if none
+        comes within ``timeout`` seconds."""
+        import threading
+
+        from privfin.tee._enclave_main import read_frame
+
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return None
+        watchdog = threading.Timer(self._timeout, proc.kill)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return read_frame(proc.stdout)
+        except ValueError as exc:
+            raise ProtocolAbort(f"the simulated enclave sent a malformed frame: {exc}") from None
+        finally:
+            watchdog.cancel()
+
     def _call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        from privfin.tee._enclave_main import read_frame, write_frame
+        from privfin.tee._enclave_main import write_frame
 
         if self._proc is None or self._proc.stdin is None or self._proc.stdout is None:
             raise PrivfinError("the simulated enclave is not running")
         write_frame(self._proc.stdin, msg)
-        reply = read_frame(self._proc.stdout)
+        reply = self._read()
         if reply is None:
-            raise ProtocolAbort("the simulated enclave exited")
+            raise ProtocolAbort("the simulated enclave exited (or timed out and was stopped)")
         if "error" in reply:
             raise ProtocolAbort(f"the simulated enclave failed: {reply['error']}")
         return reply
@@ -210,12 +231,11 @@ class SimulatedEnclave:
             return
         from privfin.tee._enclave_main import write_frame
 
-        try:
-            if proc.stdin is not None:
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):  # the process may be gone already
                 write_frame(proc.stdin, {"op": "exit"})
+            with contextlib.suppress(OSError):
                 proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
