@@ -621,3 +621,16 @@ def test_evidence_hashes_match_readme() -> None:
     assert hashlib.sha256(read("nitro/evervault_2022-10-13_production.cbor")).hexdigest() == (
         "a72552688ab6de06b9039ebda2bd5ae9285860ec886f841da94351681dfb3eb6"
     )
+
+
+def test_the_pinned_nitro_root_is_the_one_in_aws_published_zip() -> None:
+    import io
+    import zipfile
+
+    raw = read("nitro/AWS_NitroEnclaves_Root-G1.zip")
+    assert hashlib.sha256(raw).hexdigest() == (
+        "8cf60e2b2efca96c6a9e71e851d00c1b6991cc09eadbe64a6a1d1b1eb9faff7c"
+    )
+    with zipfile.ZipFile(io.BytesIO(raw)) as z:
+        pem = z.read("root.pem")
+    assert load_pem_certificates(pem)[0] == pinned(AWS_NITRO_ROOT_G1)
