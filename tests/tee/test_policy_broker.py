@@ -310,14 +310,47 @@ def test_broker_refuses_stale_reused_foreign_and_unbound_nonces() -> None:
     _refused(w, w.evidence(nonce, key=other), nonce, FreshnessError)
 
 
-def test_broker_refuses_real_evidence_not_bound_to_the_enclave_key() -> None:
-    w = _World(DEV)
+def test_broker_on_real_sgx_evidence() -> None:
+    """The recorded SGX quote verifies and satisfies the owner's policy, but its report data
+    ("Hello, world!") binds no enclave key and no nonce of this broker: refused."""
+    owner = Ed25519PrivateKey.generate()
+    records: list[AuditRecord] = []
+    broker = KeyBroker(
+        SealKeyPair.generate(),
+        {"bank": owner.public_key()},
+        settings=PROD,
+        audit=records.append,
+        clock=lambda: SGX_AT,
+    )
+    _, wrapped = encrypt_dataset("bank", "loans", b"rows", broker.public)
+    policy = UsagePolicy(
+        "bank",
+        "loans",
+        wrapped.key_id,
+        "job1",
+        (SGX_MR,),
+        SGX_AT + timedelta(days=1),
+        min_tcb_status=TcbStatus.configuration_and_sw_hardening_needed.value,
+    )
+    broker.deposit(wrapped, sign_policy(policy, owner))
     col = Collateral.from_qvl_json(read("sgx/sgx_quote_v3_collateral.json"))
-    nonce = w.broker.challenge("job1")
-    w.now = SGX_AT
-    w.broker._nonces[nonce] = ("job1", SGX_AT)  # the nonce was issued at the quote's time
-    with pytest.raises(KeyReleaseRefused):
-        w.release(nonce, Evidence(Platform.sgx, read("sgx/sgx_quote_v3.bin"), col))
+    evidence = Evidence(Platform.sgx, read("sgx/sgx_quote_v3.bin"), col)
+    nonce = broker.challenge("job1")
+    with pytest.raises(KeyReleaseRefused) as info:
+        broker.release("job1", evidence, SealKeyPair.generate().public, nonce, [wrapped.key_id])
+    assert isinstance(info.value.cause, FreshnessError)
+    assert records[-1].evidence["measurement"] == SGX_MR
+    assert records[-1].evidence["tcb_status"] == "ConfigurationAndSWHardeningNeeded"
+    # the same evidence under a policy with the default minimum (UpToDate): TCB refusal first
+    _, wrapped2 = encrypt_dataset("bank", "cards", b"rows", broker.public)
+    strict = UsagePolicy(
+        "bank", "cards", wrapped2.key_id, "job1", (SGX_MR,), SGX_AT + timedelta(days=1)
+    )
+    broker.deposit(wrapped2, sign_policy(strict, owner))
+    nonce = broker.challenge("job1")
+    with pytest.raises(KeyReleaseRefused) as info:
+        broker.release("job1", evidence, SealKeyPair.generate().public, nonce, [wrapped2.key_id])
+    assert isinstance(info.value.cause, TcbStatusNotAllowed)
 
 
 def test_broker_checks_owner_signatures_and_unknown_keys() -> None:
