@@ -21,7 +21,7 @@ from privfin.errors import InsecureModeError, PrivfinError
 from privfin.tee import KeyReleaseRefused, SealError, SimulatedEnclaveRefused
 from privfin.tee.broker import KeyBroker, UsagePolicy, encrypt_dataset, sign_policy
 from privfin.tee.enclave import SimulatedEnclave, gramine_manifest, measure_component
-from privfin.tee.sealing import SealKeyPair, open_sealed
+from privfin.tee.sealing import SealKeyPair, open_authenticated
 from privfin.tee.simulated import SimulationRoot
 
 from ._evidence import DATA
@@ -91,9 +91,12 @@ def test_simulated_enclave_trains_on_the_joined_data_and_seals_the_result() -> N
             result_party.public,
             b"job-7|result",
         )
+        enclave_key = enclave.public_key
     with pytest.raises(SealError):
-        open_sealed(sealed, SealKeyPair.generate(), b"job-7|result")
-    out = json.loads(open_sealed(sealed, result_party, b"job-7|result"))
+        open_authenticated(sealed, SealKeyPair.generate(), enclave_key, b"job-7|result")
+    with pytest.raises(SealError):  # authenticated by the enclave, not by another key
+        open_authenticated(sealed, result_party, SealKeyPair.generate().public, b"job-7|result")
+    out = json.loads(open_authenticated(sealed, result_party, enclave_key, b"job-7|result"))
     assert out["metrics"]["rows_joined"] == len(joined)
     # plaintext reference: the same model trained outside the enclave on the same split
     from sklearn.linear_model import LogisticRegression

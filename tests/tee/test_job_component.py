@@ -68,6 +68,23 @@ def test_component_trains_on_the_join_and_seals_to_the_result_party() -> None:
     np.testing.assert_allclose(out["bank"]["model"]["coef"], ref.coef_[0], rtol=1e-6)
 
 
+def test_a_result_party_without_data_verifies_the_enclave_itself() -> None:
+    bank, telco = _tables()
+    roles = {"bank": ["data"], "telco": ["data"], "risk": ["result"], "host": ["enclave_host"]}
+    out = simulate(
+        tee_component,
+        roles,
+        params={"model": "lr"},
+        inputs={"bank": {"table": bank}, "telco": {"table": telco}},
+        settings=DEV,
+        timeout=120,
+    )
+    assert out["risk"]["metrics"]["rows_joined"] == 350
+    assert "model" not in out["bank"] and out["bank"]["release"]["evidence"]["outcome"] == (
+        "released"
+    )
+
+
 def test_component_refused_in_production_mode() -> None:
     bank, telco = _tables()
     with pytest.raises(InsecureModeError):

@@ -38,7 +38,13 @@ from privfin.tee.dcap import Collateral, verify_dcap
 from privfin.tee.nitro import verify_nitro
 from privfin.tee.policy import AttestationPolicy, bind_report_data
 from privfin.tee.result import AttestationResult
-from privfin.tee.sealing import SealKeyPair, open_sealed, seal
+from privfin.tee.sealing import (
+    SealKeyPair,
+    open_authenticated,
+    open_sealed,
+    seal,
+    seal_authenticated,
+)
 from privfin.tee.simulated import SimulationRoot, make_simulated_evidence
 from privfin.tee.snp import verify_snp
 from privfin.tee.verify import Evidence
@@ -149,6 +155,19 @@ def test_policy_needs_an_allowlist() -> None:
 def test_seal_open_roundtrip(payload: bytes, context: bytes) -> None:
     keys = SealKeyPair.generate(SeededRandom(b"k"))
     assert open_sealed(seal(payload, keys.public, context), keys, context) == payload
+
+
+def test_authenticated_sealing_rejects_a_result_forged_by_the_host() -> None:
+    enclave, result_party = SealKeyPair.generate(), SealKeyPair.generate()
+    genuine = seal_authenticated(b"model", result_party.public, enclave, b"ctx")
+    assert open_authenticated(genuine, result_party, enclave.public, b"ctx") == b"model"
+    host = SealKeyPair.generate()  # the host knows the result party's public key only
+    forged = seal_authenticated(b"fake model", result_party.public, host, b"ctx")
+    with pytest.raises(SealError, match="expected sender"):
+        open_authenticated(forged, result_party, enclave.public, b"ctx")
+    plain = seal(bytes(32) + b"fake model", result_party.public, b"ctx")
+    with pytest.raises(SealError):
+        open_authenticated(plain, result_party, enclave.public, b"ctx")
 
 
 def test_sealed_results_open_only_with_the_result_partys_key() -> None:

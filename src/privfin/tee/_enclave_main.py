@@ -53,7 +53,7 @@ def main() -> int:
     from privfin.tee.components import APPROVED, read_table
     from privfin.tee.enclave import measure_component
     from privfin.tee.policy import bind_report_data
-    from privfin.tee.sealing import SealKeyPair, open_sealed, seal
+    from privfin.tee.sealing import SealKeyPair, open_sealed, seal_authenticated
     from privfin.tee.simulated import make_simulated_evidence
 
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -112,9 +112,10 @@ def main() -> int:
                     tables[enc.dataset] = read_table(decrypt_dataset(enc, data_keys[enc.key_id]))
                 result = APPROVED[component](tables, dict(msg.get("params") or {}))
                 payload = json.dumps(result, sort_keys=True).encode()
-                sealed = seal(
+                sealed = seal_authenticated(
                     payload,
                     bytes.fromhex(str(msg["result_public"])),
+                    keys,
                     str(msg["result_context"]).encode(),
                 )
                 del tables, data_keys

@@ -33,6 +33,7 @@ from privfin.tee.messages import (
     ResultKey,
     SealedResult,
 )
+from privfin.tee.result import AttestationResult
 
 __all__ = ["TeeParams", "enclave_summary", "tee_component"]
 
@@ -185,19 +186,14 @@ def _data(
         encrypt_dataset,
         sign_policy,
     )
-    from privfin.tee.enclave import SIMULATED_LABEL, measure_component
+    from privfin.tee.enclave import SIMULATED_LABEL
     from privfin.tee.errors import KeyReleaseRefused
     from privfin.tee.result import Platform
     from privfin.tee.sealing import SealKeyPair
     from privfin.tee.verify import Evidence
 
     raw = _table_csv(inputs, p)
-    expected = measure_component(p.component)[0].hex()
-    if p.measurement is not None and p.measurement.lower() != expected:
-        raise ConfigError(
-            f"the job names enclave measurement {p.measurement}, but component "
-            f"{p.component!r} of this privfin measures {expected}"
-        )
+    expected = _expected_measurement(p)
     records: list[AuditRecord] = []
     root = load_pem_certificates(info.simulation_root)[0] if info.simulated else None
     if info.simulated:
@@ -253,13 +249,61 @@ def _data(
     return {"action": records[-1].action, **records[-1].fields()}
 
 
-def _result(ctx: Context, p: TeeParams, host: str, info: EnclaveInfo) -> dict[str, Any]:
-    from privfin.tee.sealing import SealKeyPair, open_sealed
+def _verify_enclave(ctx: Context, p: TeeParams, host: str, info: EnclaveInfo) -> AttestationResult:
+    """Challenge the enclave and check its evidence against this party's own policy (the
+    measurement it computes for the component, no debug, the nonce and the enclave key bound
+    in the report data). Used by a result party that is not also a data party (a data party
+    checks the same through its key broker)."""
+    import secrets
 
+    from privfin.tee._x509 import load_pem_certificates
+    from privfin.tee.policy import AttestationPolicy, bind_report_data
+    from privfin.tee.result import Platform
+    from privfin.tee.verify import Evidence, verify_evidence
+
+    expected = _expected_measurement(p)
+    nonce = secrets.token_bytes(32)
+    ctx.channel.send(host, "challenge", Challenge(nonce=nonce))
+    ev = ctx.channel.recv(host, "evidence", expect=EvidenceMsg)
+    root = load_pem_certificates(info.simulation_root)[0] if info.simulated else None
+    result = verify_evidence(Evidence(Platform(ev.platform), ev.evidence), simulation_root=root)
+    policy = AttestationPolicy(
+        measurements=frozenset({expected}),
+        platforms=frozenset(
+            {Platform.sgx, Platform.tdx, Platform.snp, Platform.nitro, Platform.simulated}
+        ),
+        allow_simulated=True,  # admitted only if this party's settings allow insecure modes
+    )
+    policy.check(
+        result, settings=ctx.settings, report_data=bind_report_data(info.public_key, nonce)
+    )
+    return result
+
+
+def _expected_measurement(p: TeeParams) -> str:
+    from privfin.tee.enclave import measure_component
+
+    expected = measure_component(p.component)[0].hex()
+    if p.measurement is not None and p.measurement.lower() != expected:
+        raise ConfigError(
+            f"the job names enclave measurement {p.measurement}, but component "
+            f"{p.component!r} of this privfin measures {expected}"
+        )
+    return expected
+
+
+def _result(ctx: Context, p: TeeParams, host: str, info: EnclaveInfo) -> dict[str, Any]:
+    from privfin.tee.sealing import SealKeyPair, open_authenticated
+
+    if not ctx.has_role("data"):  # a data party verified the enclave before releasing its key
+        _verify_enclave(ctx, p, host, info)
     keys = SealKeyPair.generate(ctx.random)
     ctx.channel.send(host, "result_key", ResultKey(public_key=keys.public))
     sealed = ctx.channel.recv(host, "result", expect=SealedResult)
-    payload = json.loads(open_sealed(sealed.sealed, keys, _result_context(ctx)))
+    # authenticated by the attested enclave key: the host cannot substitute a result
+    payload = json.loads(
+        open_authenticated(sealed.sealed, keys, info.public_key, _result_context(ctx))
+    )
     metrics = dict(payload.get("metrics") or {k: v for k, v in payload.items() if k != "model"})
     metrics.update(
         enclave_measurement=info.measurement,
@@ -293,7 +337,8 @@ def _host(ctx: Context, p: TeeParams, data_parties: list[str], result_party: str
         others = sorted(set(ctx.roles) - {ctx.party})
         for peer in others:
             ctx.channel.send(peer, "info", info)
-        for peer in data_parties:
+        # every data party, and a result party that is not one, checks the enclave itself
+        for peer in sorted({*data_parties, result_party}):
             ch = ctx.channel.recv(peer, "challenge", expect=Challenge)
             ev = enclave.attest(ch.nonce)
             ctx.channel.send(peer, "evidence", EvidenceMsg(platform="simulated", evidence=ev.data))

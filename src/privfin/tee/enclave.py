@@ -189,7 +189,8 @@ class SimulatedEnclave:
         result_context: bytes,
     ) -> bytes:
         """Run the component on the datasets; returns the result sealed to ``result_public``
-        under ``result_context``."""
+        under ``result_context``, authenticated by the enclave's key (open it with
+        :func:`privfin.tee.sealing.open_authenticated` and the *attested* enclave key)."""
         log.warning("%s: running %r for job %s", SIMULATED_LABEL, self.component, job)
 
         def b64(b: bytes) -> str:

@@ -7,11 +7,19 @@ an enclave's attested key; the enclave seals its result to the result party. Onl
 the recipient's private key opens a blob, and only under the same context (so a blob sealed for
 one job, dataset or purpose does not open in another).
 
+:func:`seal_authenticated` also proves *who* sealed: the plaintext carries an HMAC-SHA256 tag
+under a key derived from the static X25519 exchange of the sender's and the recipient's keys,
+which only those two can compute. The enclave seals its result this way, so a result party
+that has verified the enclave's attested key knows the result comes from that enclave and not
+from the host (who could seal anything to the result party's public key).
+
 Blob layout (bytes): ``b"PFS1" ‖ ephemeral public key (32) ‖ GCM nonce (12) ‖ ciphertext+tag``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -23,7 +31,15 @@ from privfin.crypto.kex import KeyPair
 from privfin.crypto.random import RandomSource, SystemRandom
 from privfin.tee.errors import SealError
 
-__all__ = ["MAGIC", "MAX_SEALED_BYTES", "SealKeyPair", "open_sealed", "seal"]
+__all__ = [
+    "MAGIC",
+    "MAX_SEALED_BYTES",
+    "SealKeyPair",
+    "open_authenticated",
+    "open_sealed",
+    "seal",
+    "seal_authenticated",
+]
 
 MAGIC = b"PFS1"
 MAX_SEALED_BYTES = 1 << 31
@@ -91,3 +107,49 @@ def open_sealed(blob: bytes, recipient: SealKeyPair, context: bytes) -> bytes:
         return AESGCM(key).decrypt(nonce, blob[_HEAD:], context)
     except (ValueError, InvalidTag):
         raise SealError("the sealed blob does not open with this key and context") from None
+
+
+def _auth_key(shared: bytes, sender: bytes, recipient: bytes, context: bytes) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=sender + recipient,
+        info=b"privfin-tee-auth-v1|" + context,
+    ).derive(shared)
+
+
+def seal_authenticated(
+    plaintext: bytes,
+    recipient_public: bytes,
+    sender: SealKeyPair,
+    context: bytes,
+    *,
+    random: RandomSource | None = None,
+) -> bytes:
+    """Seal ``plaintext`` to ``recipient_public`` with a tag that proves ``sender`` sealed it."""
+    try:
+        shared = sender.keys.exchange(recipient_public)
+    except ValueError as exc:
+        raise SealError(f"cannot seal to this key: {exc}") from None
+    key = _auth_key(shared, sender.public, recipient_public, context)
+    tag = hmac.new(key, plaintext, hashlib.sha256).digest()
+    return seal(tag + plaintext, recipient_public, context, random=random)
+
+
+def open_authenticated(
+    blob: bytes, recipient: SealKeyPair, sender_public: bytes, context: bytes
+) -> bytes:
+    """Open a blob from :func:`seal_authenticated`; :class:`SealError` unless it opens *and*
+    was sealed by the holder of ``sender_public``."""
+    inner = open_sealed(blob, recipient, context)
+    if len(inner) < 32:
+        raise SealError("the sealed blob carries no sender tag")
+    tag, plaintext = inner[:32], inner[32:]
+    try:
+        shared = recipient.keys.exchange(sender_public)
+    except ValueError:
+        raise SealError("the sender key is not a valid X25519 key") from None
+    key = _auth_key(shared, sender_public, recipient.public, context)
+    if not hmac.compare_digest(tag, hmac.new(key, plaintext, hashlib.sha256).digest()):
+        raise SealError("the sealed blob was not sealed by the expected sender")
+    return plaintext
