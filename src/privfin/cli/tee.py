@@ -81,6 +81,8 @@ def verify_cmd(
         )
     except AttestationError as exc:
         _fail(type(exc).__name__, exc.code, str(exc))
+    except OSError as exc:
+        _fail("UsageError", "usage", f"cannot read the collateral: {exc}")
     except PrivfinError as exc:
         _fail(type(exc).__name__, "error", str(exc))
     out = {"ok": True, **result.to_json()}

@@ -16,7 +16,7 @@ Modules, in order of their imports (each uses only those before it):
   the Gramine manifest.
 
 See ``SPEC.md`` for the trust model and what each party learns. Importing this package loads
-only ``errors`` and ``result``.
+only ``errors``, ``result`` and ``_x509`` (with ``cryptography``); nothing runs at import.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from privfin.tee._x509 import load_der_certificate, load_pem_certificates, name_of
 from privfin.tee.dcap import Collateral, parse_quote, verify_dcap
-from privfin.tee.errors import CollateralError, EvidenceFormatError
+from privfin.tee.errors import CollateralError, EvidenceFormatError, UntrustedRootError
 from privfin.tee.nitro import verify_nitro
 from privfin.tee.result import AttestationResult, Platform
 from privfin.tee.simulated import verify_simulated
@@ -77,7 +77,7 @@ def verify_evidence(
         chain = [c for c in evidence.certificates if c not in keys]
         return verify_snp(evidence.data, keys, chain=chain, at=at)
     if simulation_root is None:
-        raise EvidenceFormatError(
+        raise UntrustedRootError(
             "simulated evidence needs an explicit simulation root; none is trusted by default"
         )
     return verify_simulated(evidence.data, root=simulation_root, at=at)
