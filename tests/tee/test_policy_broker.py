@@ -135,6 +135,24 @@ def test_debug_enclaves_fail_any_production_policy(
         policy.check(r, settings=PROD)
 
 
+def test_snp_minimum_patch_levels() -> None:
+    from privfin.tee._x509 import load_der_certificate
+
+    r = verify_snp(
+        read("sev-snp/virtee_milan_report.hex"),
+        [load_der_certificate(read("sev-snp/virtee_milan_vcek.der"))],
+        at=SNP_NOW,
+    )
+    AttestationPolicy(
+        measurements=frozenset({r.measurement}),
+        min_snp_tcb={"bootloader": 3, "snp": 8, "microcode": 115},
+    ).check(r, settings=PROD)
+    with pytest.raises(TcbStatusNotAllowed, match="microcode"):
+        AttestationPolicy(
+            measurements=frozenset({r.measurement}), min_snp_tcb={"microcode": 200}
+        ).check(r, settings=PROD)
+
+
 def test_quote_without_collateral_fails_a_policy_requiring_tcb_status() -> None:
     r = verify_dcap(read("tdx/trustee_tdx_quote_v5.bin"), at=TRUSTEE_TDX_AT)
     with pytest.raises(TcbStatusNotAllowed, match="collateral"):

@@ -79,6 +79,10 @@ class AttestationPolicy:
         Admit the simulated enclave; also needs ``settings`` that allow insecure modes.
     max_age:
         For evidence that carries its issue time (Nitro, simulated): the oldest acceptable.
+    min_snp_tcb:
+        SEV-SNP has no TCB status from collateral; instead, the minimum security patch levels
+        of the report's ``reported_tcb`` (``bootloader``, ``tee``, ``snp``, ``microcode``),
+        e.g. from AMD's security bulletins.
     """
 
     measurements: frozenset[str]
@@ -90,6 +94,7 @@ class AttestationPolicy:
     allow_debug: bool = False
     allow_simulated: bool = False
     max_age: timedelta | None = None
+    min_snp_tcb: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "measurements", _hexset(self.measurements))
@@ -160,6 +165,14 @@ class AttestationPolicy:
             raise FreshnessError(
                 "the evidence's report data does not carry the expected nonce and key binding"
             )
+        if result.platform is Platform.snp and self.min_snp_tcb:
+            reported = result.details.get("reported_tcb") or {}
+            for name, minimum in self.min_snp_tcb.items():
+                if int(reported.get(name, -1)) < int(minimum):
+                    raise TcbStatusNotAllowed(
+                        f"SEV-SNP {name} SPL {reported.get(name)} is below the policy's "
+                        f"minimum {minimum}"
+                    )
         too_old = (
             self.max_age is not None
             and result.issued_at is not None
