@@ -65,8 +65,11 @@ def _run(dataset: Any, lenders: list[str], root: Path, *, seed: int, start: floa
         "inputs": {p: {"loans": "loans"} for p in lenders},
     }
     datasets = {p: {"loans": str(_party_file(data_dir, p))} for p in lenders}
-    console.print(f"starting {len(lenders)} nodes over mutual TLS in {root / 'cluster'} …")
-    cluster = cluster_up(lenders, root / "cluster", datasets=datasets)
+    console.print(
+        f"starting {len(lenders)} nodes (one mutual-TLS stream per peer pair) in "
+        f"{root / 'cluster'} …"
+    )
+    cluster = cluster_up(lenders, root / "cluster", datasets=datasets, transport="stream")
     try:
         console.print(
             f"job {spec['job']} submitted to every lender; {len(ids)} agreed borrower ids"

@@ -108,8 +108,14 @@ def cluster_up_cmd(
     dataset: list[str] = typer.Option(
         [], "--dataset", help="PARTY:NAME=PATH, a dataset of a party's node (repeatable)"
     ),
+    transport: str = typer.Option(
+        "stream", help="stream (one long-lived mTLS connection per peer pair) or http"
+    ),
 ) -> None:
     """Start one node per party on 127.0.0.1 with generated certificates."""
+    if transport not in ("stream", "http"):
+        typer.echo(f"error: --transport must be stream or http, not {transport!r}", err=True)
+        raise typer.Exit(2)
     from privfin.node.cluster import cluster_up
 
     names = [p.strip() for p in parties.split(",") if p.strip()]
@@ -127,7 +133,7 @@ def cluster_up_cmd(
             typer.echo(f"error: --dataset {item!r}: no file {path}", err=True)
             raise typer.Exit(2)
         datasets.setdefault(owner, {})[name] = Path(path).resolve()
-    cluster = cluster_up(names, directory, mode=mode, datasets=datasets)
+    cluster = cluster_up(names, directory, mode=mode, datasets=datasets, transport=transport)
     for name, info in cluster.parties.items():
         typer.echo(f"{name:<16} {info['url']}  pid {info['pid']}")
     typer.echo(f"cluster is up; stop it with: privfin cluster down --dir {directory}")
