@@ -283,6 +283,8 @@ class Mailbox:
         #: the writer's last failure (None when it is writing); the node reports it
         self.write_error: str | None = None
         self._aborted_jobs: set[str] = set()  # aborts recorded by this process
+        # job -> keys in the database that may not be in memory (see :meth:`wait`)
+        self._on_disk: dict[str, set[MessageKey]] = {}
         # Messages stored by this process, kept until read once: a waiter in the same process
         # (the node's job threads) gets them without a database read. Bounded; the database
         # stays the source of truth.
@@ -299,8 +301,10 @@ class Mailbox:
         self._recent[key] = payload
         self._recent_bytes += len(payload)
         while self._recent_bytes > _RECENT_LIMIT and self._recent:
-            _, old = self._recent.popitem(last=False)
+            dropped, old = self._recent.popitem(last=False)
             self._recent_bytes -= len(old)
+            if dropped.job in self._on_disk:  # a waiter reads it from the database
+                self._on_disk[dropped.job].add(dropped)
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what was accepted (waiting at most ``timeout`` seconds), stop the writer, and
@@ -683,6 +687,8 @@ class Mailbox:
                         usage[1] -= len(entry.payload)
                     if self._recent.get(entry.key) is entry.payload:
                         self._recent_bytes -= len(self._recent.pop(entry.key))
+                        if entry.key.job in self._on_disk:
+                            self._on_disk[entry.key.job].add(entry.key)
                     if clash:
                         self._aborted_jobs.add(entry.key.job)
                 self._cond.notify_all()
@@ -931,6 +937,7 @@ class Mailbox:
                 self._recent_bytes -= len(self._recent.pop(key))
             for usage_key in [k for k in self._usage if k[0] == job]:
                 del self._usage[usage_key]
+            self._on_disk.pop(job, None)
         return int(n or 0)
 
     def sweep(self, quotas: Quotas, known: Callable[[str], bool]) -> dict[str, int]:
@@ -1030,17 +1037,36 @@ class Mailbox:
         entry = self._behind.get(key)  # accepted, not written, evicted from _recent
         return None if entry is None else entry.payload
 
+    def _load_job(self, job: str) -> None:
+        """The first time this process waits for a message of ``job``: note the keys the
+        database already holds for it (stored before this process started, or by another
+        process) and whether it was aborted; later messages reach this process's memory."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*(messages.c[c] for c in _KEY_COLS)).where(messages.c.job == job)
+            ).all()
+            aborted = conn.execute(select(aborts.c.sender).where(aborts.c.job == job)).first()
+        with self._lock:
+            self._on_disk.setdefault(job, set()).update(MessageKey(*row) for row in rows)
+            if aborted is not None:
+                self._aborted_jobs.add(job)
+
     def wait(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort.
 
         A message stored or accepted by this process wakes the waiter at once (it is checked
-        and waited for under the lock that storing holds: no lost wake-up); the database is
-        read at the start and then every 0.25 s (a message stored by another process, an
-        abort recorded before this process started), outside the lock, so a waiter never
-        delays the storing of other messages.
+        and waited for under the lock that storing holds: no lost wake-up). The database is
+        read only for a key it held when this process first looked at the job (or one this
+        process dropped from memory), when an abort was recorded, and every 0.25 s (a message
+        stored by another process), always outside the lock, so a waiter neither waits for
+        the database on the common path nor delays the storing of other messages.
         """
         deadline = time.monotonic() + timeout
-        next_poll = 0.0
+        with self._lock:
+            loaded = key.job in self._on_disk
+        if not loaded:
+            self._load_job(key.job)
+        next_poll = time.monotonic() + _POLL
         abort_seen = False  # an abort recorded here was looked up once: wait for the poll
         while True:
             with self._lock:
@@ -1048,7 +1074,12 @@ class Mailbox:
                 if payload is not None:
                     return payload
                 now = time.monotonic()
-                if now < next_poll and (abort_seen or key.job not in self._aborted_jobs):
+                stored = key in self._on_disk.get(key.job, ())
+                if (
+                    not stored
+                    and now < next_poll
+                    and (abort_seen or key.job not in self._aborted_jobs)
+                ):
                     cancel.raise_if_cancelled()
                     if now >= deadline:
                         raise_timeout(key, timeout)
@@ -1065,7 +1096,10 @@ class Mailbox:
                 with self._lock:  # read now: not kept for a later reader
                     if self._recent.get(key) is not None:
                         self._recent_bytes -= len(self._recent.pop(key))
+                    self._on_disk.get(key.job, set()).discard(key)
                 return bytes(row[0])
+            with self._lock:
+                self._on_disk.get(key.job, set()).discard(key)
             why = self.aborted(key.job)
             if why is not None:
                 raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
