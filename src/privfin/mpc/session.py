@@ -37,14 +37,25 @@ from privfin.runtime import Context
 
 __all__ = ["PROVIDERS", "RevealDenied", "Session", "check_shape", "make_provider"]
 
-PROVIDERS = ("dealer", "paillier")
+PROVIDERS = ("auto", "ot", "dealer", "paillier")
 _TAG_INPUT = "mpc.input"
 
 
 def make_provider(
     ctx: Context, roles: MPCRoles, name: str, *, paillier_bits: int = 2048
 ) -> CorrelatedRandomness:
-    """Build the correlated-randomness provider ``name`` for this party."""
+    """Build the correlated-randomness provider ``name`` for this party.
+
+    ``"auto"``: dealer-free OT triples (``"ot"``) for 2 computing parties in production mode;
+    otherwise the dealer (development mode, or more than 2 computing parties, where the
+    dealer is refused in production with an error naming the secure alternatives)."""
+    if name == "auto":
+        production = ctx.settings.mode == "production"
+        name = "ot" if production and len(roles.compute) == 2 else "dealer"
+    if name == "ot":
+        from privfin.mpc.providers.ot import OtProvider
+
+        return OtProvider(ctx, roles.compute)
     if name == "dealer":
         from privfin.mpc.providers.dealer import DealerProvider
 
@@ -63,8 +74,10 @@ class Session:
     Parameters
     ----------
     triples:
-        ``"dealer"`` (insecure against the dealer; refused in production unless enabled) or
-        ``"paillier"`` (dealer-free, 2 computing parties).
+        ``"auto"`` (default: ``"ot"`` for 2 computing parties in production mode, else
+        ``"dealer"``), ``"ot"`` (dealer-free OT extension, 2 computing parties), ``"dealer"``
+        (insecure against the dealer; refused in production unless enabled) or
+        ``"paillier"`` (dealer-free, 2 computing parties, slow: small workloads).
     dealer:
         The dealer party (default: the party with role ``dealer``, else the first computing
         party).
@@ -79,7 +92,7 @@ class Session:
         self,
         ctx: Context,
         *,
-        triples: str = "dealer",
+        triples: str = "auto",
         dealer: str | None = None,
         frac_bits: int = 16,
         truncation: str = "auto",
@@ -103,7 +116,7 @@ class Session:
         ``paillier_bits``."""
         return cls(
             ctx,
-            triples=str(params.get("triples", "dealer")),
+            triples=str(params.get("triples", "auto")),
             dealer=params.get("dealer"),
             frac_bits=int(params.get("frac_bits", 16)),
             truncation=str(params.get("truncation", "auto")),

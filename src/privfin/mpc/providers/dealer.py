@@ -61,7 +61,10 @@ class DealerProvider:
         require_insecure_allowed(
             ctx.settings,
             f"the trusted dealer {dealer!r} (MPC triples)",
-            secure="triples='paillier' (dealer-free, two computing parties)",
+            secure=(
+                "triples='ot' (dealer-free OT-extension triples; the default for two "
+                "computing parties in production mode)"
+            ),
         )
         if ctx.settings.mode != "production" or ctx.settings.allow_insecure:
             ctx.log.warning("MPC correlated randomness from trusted dealer %r: insecure", dealer)

@@ -1,0 +1,335 @@
+"""Two-party OT extension over a job channel: the message-exchanging driver of
+:mod:`privfin.crypto.ot` (which holds the math and does no I/O).
+
+One :class:`OtExtension` per pair of computing parties runs IKNP in **both directions at
+once**: each party is the extension receiver of one instance and the sender of the other, so a
+call to :meth:`OtExtension.cot` (or :meth:`OtExtension.rot`) makes every party both receive
+OTs (with its choice bits) and send OTs (with its correlations) in the same rounds.
+
+Messages (``mpc.ot.*``, typed in :mod:`privfin.mpc.messages`):
+
+* setup: ``OtBaseSetup`` (``A`` and a hash-key share) both ways, then ``OtBaseReply``
+  (``KAPPA`` points ``B_i``) both ways; every point is checked (``ProtocolAbort`` naming the
+  peer on a bad one);
+* per batch of at most ``batch`` OTs: ``OtExtend`` (the IKNP matrix ``u``) from each receiver,
+  then, for correlated OT, ``OtCorrections`` from each sender. Batch counters, widths and
+  correction lengths are checked against what the lockstep program expects.
+
+What each party learns: the receiver its chosen messages only; the sender nothing about the
+choice bits (``u`` is masked by the PRG expansion of keys it does not know). Semi-honest: a
+party that sends wrong but well-formed ``u`` or corrections makes the outputs wrong without
+being detected (SPEC_OT.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from privfin.crypto import ot as otm
+from privfin.crypto.ristretto import InvalidPointError
+from privfin.errors import ConfigError, ProtocolAbort
+from privfin.mpc.messages import OtBaseReply, OtBaseSetup, OtCorrections, OtExtend
+from privfin.mpc.ring import ring_ops
+from privfin.runtime import Context
+from privfin.runtime.context import ProgressTask
+
+__all__ = ["DEFAULT_BATCH", "OtExtension", "OtStats"]
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+
+#: OTs per batch (one ``u`` of 16 MiB); a batch of vector COTs also keeps ``OTs x width``
+#: below :data:`_MAX_WORDS` uint64 words.
+DEFAULT_BATCH = 1 << 20
+_MAX_WORDS = 1 << 21
+_MAX_WIDTH = 1 << 18
+
+_TAG_SETUP = "mpc.ot.setup"
+_TAG_REPLY = "mpc.ot.reply"
+_TAG_U = "mpc.ot.u"
+_TAG_CORR = "mpc.ot.corr"
+
+
+@dataclass
+class OtStats:
+    """OTs run by this party in each role, and bytes of OT messages it sent."""
+
+    received: int = 0
+    sent: int = 0
+    bytes_sent: int = 0
+    batches: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _batch_sizes(n: int, width: int, batch: int) -> list[int]:
+    """Split ``n`` OTs into batches of whole 64-OT words (public: both ends compute it)."""
+    cap = max(64, min(batch, _MAX_WORDS // max(width, 1)) // 64 * 64)
+    out = []
+    while n > 0:
+        take = min(n, cap)
+        out.append(take)
+        n -= take
+    return out
+
+
+def _pack_bits(bits: U8) -> U8:
+    """0/1 per OT -> packed bytes, padded to whole 64-bit words."""
+    padded = np.zeros(otm.pad_count(bits.size), dtype=np.uint8)
+    padded[: bits.size] = bits
+    return np.packbits(padded, bitorder="little")
+
+
+def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
+    """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
+    raw = d.view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
+    parts = []
+    for w in range(1, 9):
+        rows = np.flatnonzero(widths == w)
+        if rows.size:
+            parts.append(np.ascontiguousarray(raw[rows, :, :w]).tobytes())
+    return b"".join(parts)
+
+
+def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
+    return int(np.sum(widths)) * width
+
+
+def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
+    n = widths.size
+    raw = np.zeros((n, width, 8), dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    at = 0
+    for w in range(1, 9):
+        rows = np.flatnonzero(widths == w)
+        if rows.size:
+            size = rows.size * width * w
+            raw[rows, :, :w] = buf[at : at + size].reshape(rows.size, width, w)
+            at += size
+    return raw.view(np.uint64).reshape(n, width)
+
+
+class OtExtension:
+    """IKNP OT extension in both directions between this party and ``peer``.
+
+    Parameters
+    ----------
+    ctx:
+        This party's context (channel, randomness).
+    peer:
+        The other computing party.
+    first:
+        Whether this party is the first of the pair (orders the hash-key shares).
+    batch:
+        OTs per message batch (a multiple of 64).
+    """
+
+    def __init__(self, ctx: Context, peer: str, *, first: bool, batch: int = DEFAULT_BATCH):
+        if batch < 64 or batch % 64:
+            raise ConfigError("the OT batch must be a positive multiple of 64")
+        self.ctx = ctx
+        self.peer = peer
+        self.first = first
+        self.batch = batch
+        self.stats = OtStats()
+        self._recv: otm.IknpReceiver | None = None
+        self._send: otm.IknpSender | None = None
+        self._hash: otm.CrHash | None = None
+        self._tweak_r = 0  # OT index of the instance where this party receives
+        self._tweak_s = 0  # ... where it sends
+        self._count_r = 0  # batch counters
+        self._count_s = 0
+
+    # ------------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """``KAPPA`` base OTs in each direction (Simplest OT over ristretto255)."""
+        if self._hash is not None:
+            return
+        ch = self.ctx.channel
+        rnd = self.ctx.random
+        base_sender = otm.BaseOtSender(rnd)
+        key_share = rnd.bytes(16)
+        ch.send(self.peer, _TAG_SETUP, OtBaseSetup(point=base_sender.point, hash_key=key_share))
+        theirs = ch.recv(self.peer, _TAG_SETUP, expect=OtBaseSetup)
+        s = np.frombuffer(rnd.bytes(otm.KAPPA), dtype=np.uint8) & np.uint8(1)
+        base_receiver = otm.BaseOtReceiver(rnd, s)
+        try:
+            reply = base_receiver.reply(theirs.point)
+        except InvalidPointError as exc:
+            raise ProtocolAbort(f"peer's base-OT point refused: {exc}", party=self.peer) from None
+        ch.send(self.peer, _TAG_REPLY, OtBaseReply(points=reply.tobytes()))
+        got = ch.recv(self.peer, _TAG_REPLY, expect=OtBaseReply)
+        points = np.frombuffer(got.points, dtype=np.uint8).reshape(otm.KAPPA, 32)
+        try:
+            k0, k1 = base_sender.keys(points)
+        except InvalidPointError as exc:
+            raise ProtocolAbort(f"peer's base-OT reply refused: {exc}", party=self.peer) from None
+        self._recv = otm.IknpReceiver(k0, k1)
+        self._send = otm.IknpSender(s, base_receiver.keys())
+        shares = (key_share, theirs.hash_key) if self.first else (theirs.hash_key, key_share)
+        key = hashlib.sha256(b"privfin.ot.hash-key" + shares[0] + shares[1]).digest()[:16]
+        self._hash = otm.CrHash(key)
+        self.stats.bytes_sent += 32 + 16 + otm.KAPPA * 32
+
+    def _ready(self) -> tuple[otm.IknpReceiver, otm.IknpSender, otm.CrHash]:
+        self.setup()
+        assert self._recv is not None and self._send is not None and self._hash is not None
+        return self._recv, self._send, self._hash
+
+    # --------------------------------------------------------------------- one batch
+
+    def _send_u(self, choices: U8) -> U8:
+        recv, _, _ = self._ready()
+        packed = _pack_bits(choices)
+        u, t = recv.extend(packed)
+        self.ctx.channel.send(
+            self.peer, _TAG_U, OtExtend(counter=self._count_r, cols=packed.size, u=u.tobytes())
+        )
+        self.stats.bytes_sent += u.size
+        return t
+
+    def _recv_u(self, n: int) -> U8:
+        _, send, _ = self._ready()
+        msg = self.ctx.channel.recv(self.peer, _TAG_U, expect=OtExtend)
+        cols = otm.pad_count(n) // 8
+        if msg.counter != self._count_s or msg.cols != cols:
+            raise ProtocolAbort(
+                f"OT batch {msg.counter} of {msg.cols * 8} OTs, expected batch {self._count_s} "
+                f"of {cols * 8}",
+                party=self.peer,
+            )
+        u = np.frombuffer(msg.u, dtype=np.uint8).reshape(otm.KAPPA, cols)
+        return send.extend(u)
+
+    # ------------------------------------------------------------------------ public
+
+    @ring_ops
+    def cot(
+        self,
+        choices: npt.ArrayLike,
+        corr: npt.ArrayLike,
+        *,
+        recv_width: int,
+        recv_bytes: npt.ArrayLike | None = None,
+        send_bytes: npt.ArrayLike | None = None,
+        task: ProgressTask | None = None,
+    ) -> tuple[U64, U64]:
+        """Correlated OTs over Z_2^64 in both directions.
+
+        This party receives ``len(choices)`` OTs of ``recv_width`` words (its choice bits,
+        0/1) and sends ``len(corr)`` OTs with correlations ``corr`` (``(n_s, L)`` uint64); the
+        peer calls with the mirror sizes. Returns ``(received, own)``: ``received[j] =
+        h_j + c_j·Δ_j`` (the peer's ``h_j`` and ``Δ_j``), ``own[j] = h_j`` for the OTs sent.
+
+        ``recv_bytes`` / ``send_bytes`` (public, per OT, 0–8; default 8): only the low bytes
+        of each word are transferred, so received words are correct modulo
+        ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
+        the rest).
+        """
+        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        c = np.asarray(corr, dtype=np.uint64)
+        if c.ndim != 2 or (bits.size and np.any(bits > 1)):
+            raise ConfigError("cot: choices are 0/1, correlations an (n, width) array")
+        n_r, n_s, w_s = bits.size, c.shape[0], c.shape[1]
+        if max(w_s, recv_width) > _MAX_WIDTH:
+            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
+        rb = np.full(n_r, 8, np.int64) if recv_bytes is None else np.asarray(recv_bytes, np.int64)
+        sb = np.full(n_s, 8, np.int64) if send_bytes is None else np.asarray(send_bytes, np.int64)
+        if rb.shape != (n_r,) or sb.shape != (n_s,) or (rb.size and rb.max() > 8):
+            raise ConfigError("cot: byte widths must be one per OT, at most 8")
+        _, send, h = self._ready()
+        out_r = np.empty((n_r, recv_width), dtype=np.uint64)
+        out_s = np.empty((n_s, w_s), dtype=np.uint64)
+        sizes_r = _batch_sizes(n_r, recv_width, self.batch)
+        sizes_s = _batch_sizes(n_s, w_s, self.batch)
+        at_r = at_s = 0
+        for k in range(max(len(sizes_r), len(sizes_s))):
+            nr = sizes_r[k] if k < len(sizes_r) else 0
+            ns = sizes_s[k] if k < len(sizes_s) else 0
+            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
+            if ns:
+                q = self._recv_u(ns)
+                pad = otm.pad_count(ns)
+                cc = np.zeros((pad, w_s), dtype=np.uint64)
+                cc[:ns] = c[at_s : at_s + ns]
+                own, d = otm.cot_send(q, send.delta, h, self._tweak_s, cc)
+                data = _trim(d[:ns], sb[at_s : at_s + ns])
+                self.ctx.channel.send(
+                    self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data)
+                )
+                self.stats.bytes_sent += len(data)
+                out_s[at_s : at_s + ns] = own[:ns]
+                self._tweak_s += pad
+                self._count_s += 1
+                self.stats.sent += ns
+                at_s += ns
+            if nr:
+                assert t is not None
+                msg = self.ctx.channel.recv(self.peer, _TAG_CORR, expect=OtCorrections)
+                widths = rb[at_r : at_r + nr]
+                size = _trimmed_size(widths, recv_width)
+                if msg.counter != self._count_r or len(msg.data) != size:
+                    raise ProtocolAbort(
+                        f"OT corrections {msg.counter} of {len(msg.data)} bytes, expected "
+                        f"{self._count_r} of {size}",
+                        party=self.peer,
+                    )
+                pad = otm.pad_count(nr)
+                dd = np.zeros((pad, recv_width), dtype=np.uint64)
+                dd[:nr] = _untrim(msg.data, widths, recv_width)
+                cb = np.zeros(pad, dtype=np.uint8)
+                cb[:nr] = bits[at_r : at_r + nr]
+                got = otm.cot_receive(t, cb, h, self._tweak_r, dd)
+                out_r[at_r : at_r + nr] = got[:nr]
+                self._tweak_r += pad
+                self._count_r += 1
+                self.stats.received += nr
+                at_r += nr
+            self.stats.batches += 1
+            if task is not None:
+                task.advance(nr + ns)
+        return out_r, out_s
+
+    def rot(
+        self, choices: npt.ArrayLike, n_send: int, *, task: ProgressTask | None = None
+    ) -> tuple[U8, U8, U8]:
+        """Random 1-bit OTs in both directions: returns ``(received, m0, m1)`` where
+        ``received[j] = m_{c_j}`` of the peer's pair and ``(m0, m1)`` are this party's random
+        pairs for the ``n_send`` OTs it sends (0/1 per OT). Only ``u`` crosses the wire."""
+        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        _, send, h = self._ready()
+        n_r = bits.size
+        v = np.empty(n_r, dtype=np.uint8)
+        m0 = np.empty(n_send, dtype=np.uint8)
+        m1 = np.empty(n_send, dtype=np.uint8)
+        sizes_r = _batch_sizes(n_r, 1, self.batch)
+        sizes_s = _batch_sizes(n_send, 1, self.batch)
+        at_r = at_s = 0
+        for k in range(max(len(sizes_r), len(sizes_s))):
+            nr = sizes_r[k] if k < len(sizes_r) else 0
+            ns = sizes_s[k] if k < len(sizes_s) else 0
+            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
+            if ns:
+                q = self._recv_u(ns)
+                a, b = otm.rot_send(q, send.delta, h, self._tweak_s)
+                m0[at_s : at_s + ns] = a[:ns]
+                m1[at_s : at_s + ns] = b[:ns]
+                self._tweak_s += otm.pad_count(ns)
+                self._count_s += 1
+                self.stats.sent += ns
+                at_s += ns
+            if nr:
+                assert t is not None
+                v[at_r : at_r + nr] = otm.rot_receive(t, h, self._tweak_r)[:nr]
+                self._tweak_r += otm.pad_count(nr)
+                self._count_r += 1
+                self.stats.received += nr
+                at_r += nr
+            self.stats.batches += 1
+            if task is not None:
+                task.advance(nr + ns)
+        return v, m0, m1
