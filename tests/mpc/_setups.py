@@ -43,4 +43,5 @@ SETUPS = [
         {"triples": "dealer"},
     ),
     Setup("dealer-2pc-local-trunc", TWO, {"triples": "dealer", "truncation": "local"}),
+    Setup("ot-2pc", TWO, {"triples": "ot"}),
 ]

@@ -1,6 +1,7 @@
 """The shared behaviour suite: every secure operation against plain numpy, for each provider
 setup (dealer inside / outside the computing parties, 2 and 3 computing parties, both
-truncations; the dealer-free Paillier setup is added in test_paillier.py)."""
+truncations, dealer-free OT triples; the dealer-free Paillier setup is added in
+test_paillier.py)."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def _roundtrip(ctx: Any, params: Any, inputs: Any) -> Any:
 def test_reconstruct_share_and_beaver_product_are_exact(xs: list[int], data: Any) -> None:
     ys = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=len(xs), max_size=len(xs)))
     x, y = np.array(xs, np.int64), np.array(ys, np.int64)
-    for setup in SETUPS[:3]:
+    for setup in [*SETUPS[:3], SETUPS[-1]]:  # dealer setups and dealer-free OT
         r = setup.run(_roundtrip, {"a": {"x": x}, "b": {"y": y}})["r"]
         assert np.array_equal(r["x"], x)
         with np.errstate(over="ignore"):
@@ -148,11 +149,12 @@ def test_truncation_and_addition_near_the_bound(xs: list[int]) -> None:
     """Pair truncation is within [0, 1] ulp above ``floor(x / 2**16)`` for every ``|x| < 2**62``
     (the documented bound), up to its edges; addition wraps like two's-complement int64."""
     x = np.array(xs, dtype=np.int64)
-    r = SETUPS[0].run(_trunc_program, {"a": {"x": x}})["r"]
-    floor = x >> 16
-    assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
-    with np.errstate(over="ignore"):
-        assert np.array_equal(r["sum"], x + x)
+    for setup in (SETUPS[0], SETUPS[-1]):  # dealer and OT truncation pairs
+        r = setup.run(_trunc_program, {"a": {"x": x}})["r"]
+        floor = x >> 16
+        assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
+        with np.errstate(over="ignore"):
+            assert np.array_equal(r["sum"], x + x)
 
 
 WIN = np.concatenate(

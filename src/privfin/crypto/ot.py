@@ -47,6 +47,8 @@ __all__ = [
     "IknpReceiver",
     "IknpSender",
     "RowPrg",
+    "chosen_receive",
+    "chosen_send",
     "cot_receive",
     "cot_send",
     "pad_count",
@@ -226,14 +228,17 @@ class CrHash:
         for blocks ``l = 0, 1, …`` (two words per block)."""
         n = rows.shape[0]
         blocks = (width + 1) // 2
-        px = self._perm(rows)  # (n, 16)
+        px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
         y = np.empty((n, blocks, 2), dtype=np.uint64)
-        y[...] = px.view(np.uint64).reshape(n, 1, 2)
+        y[...] = px
         y[:, :, 0] ^= np.arange(tweak, tweak + n, dtype=np.uint64).reshape(n, 1)
-        y[:, :, 1] ^= np.arange(blocks, dtype=np.uint64).reshape(1, blocks)
+        if blocks > 1:
+            y[:, :, 1] ^= np.arange(blocks, dtype=np.uint64).reshape(1, blocks)
         out = self._perm(y.view(np.uint8).reshape(n, blocks * 16)).view(np.uint64)
         out = out.reshape(n, blocks, 2)
-        out ^= px.view(np.uint64).reshape(n, 1, 2)
+        out ^= px
+        if 2 * blocks == width:
+            return out.reshape(n, width)
         return np.ascontiguousarray(out.reshape(n, 2 * blocks)[:, :width])
 
 
@@ -280,8 +285,9 @@ def transpose_bits(matrix: npt.ArrayLike) -> U8:
     out = np.empty((c, 64, g), dtype=np.uint64)
     for s in range(0, c, _CHUNK_WORDS):
         e = min(c, s + _CHUNK_WORDS)
-        block = np.ascontiguousarray(mat[:, 8 * s : 8 * e]).view(np.uint64)
-        words = _transpose_words(np.ascontiguousarray(block.reshape(g, 64, e - s)))
+        # a fresh copy: the swap stages work in place and the input stays untouched
+        block = np.array(mat[:, 8 * s : 8 * e], copy=True, order="C").view(np.uint64)
+        words = _transpose_words(block.reshape(g, 64, e - s))
         out[s:e] = words.transpose(2, 1, 0)
     return out.reshape(c * 64, g).view(np.uint8).reshape(c * 64, rows // 8)
 
@@ -366,6 +372,23 @@ def cot_receive(t: U8, choices: U8, h: CrHash, tweak: int, message: U64) -> U64:
     """The receiver's output ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j`` (``choices``: 0/1 per
     OT, ``message``: ``(m, L)`` uint64 from :func:`cot_send`)."""
     out = h.words(t, tweak, message.shape[1])
-    sel = choices.astype(bool)
-    out[sel] += message[sel]
+    out += message * choices.astype(np.uint64).reshape(-1, 1)
     return out
+
+
+def chosen_send(q: U8, delta: U8, h: CrHash, tweak: int, x0: U64, x1: U64) -> tuple[U64, U64]:
+    """Chosen-message OT: the sender's messages ``x0``, ``x1`` (``(m, L)`` uint64) encrypted
+    as ``x_b ⊕ H(q_j ⊕ b·s)``."""
+    width = x0.shape[1]
+    e0 = h.words(q, tweak, width)
+    e0 ^= x0
+    e1 = h.words(q ^ delta, tweak, width)
+    e1 ^= x1
+    return e0, e1
+
+
+def chosen_receive(t: U8, choices: U8, h: CrHash, tweak: int, e0: U64, e1: U64) -> U64:
+    """Chosen-message OT: the receiver's ``x_{r_j} = e_{r_j} ⊕ H(t_j)``."""
+    out = np.where(choices.reshape(-1, 1).astype(bool), e1, e0)
+    out ^= h.words(t, tweak, e0.shape[1])
+    return np.asarray(out, dtype=np.uint64)

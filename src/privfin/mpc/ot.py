@@ -24,6 +24,7 @@ being detected (SPEC_OT.md).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,14 +84,23 @@ def _pack_bits(bits: U8) -> U8:
     return np.packbits(padded, bitorder="little")
 
 
+def _rows(widths: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.int64] | slice:
+    """The rows of width ``w``: a slice when they are contiguous (the common case)."""
+    rows = np.flatnonzero(widths == w)
+    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
 def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
     """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
-    raw = d.view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
+    raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
     parts = []
     for w in range(1, 9):
-        rows = np.flatnonzero(widths == w)
-        if rows.size:
-            parts.append(np.ascontiguousarray(raw[rows, :, :w]).tobytes())
+        rows = _rows(widths, w)
+        part = raw[rows, :, :w]
+        if part.size:
+            parts.append(np.ascontiguousarray(part).tobytes())
     return b"".join(parts)
 
 
@@ -104,10 +114,11 @@ def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
     buf = np.frombuffer(data, dtype=np.uint8)
     at = 0
     for w in range(1, 9):
-        rows = np.flatnonzero(widths == w)
-        if rows.size:
-            size = rows.size * width * w
-            raw[rows, :, :w] = buf[at : at + size].reshape(rows.size, width, w)
+        rows = _rows(widths, w)
+        count = raw[rows, 0, 0].size
+        if count:
+            size = count * width * w
+            raw[rows, :, :w] = buf[at : at + size].reshape(count, width, w)
             at += size
     return raw.view(np.uint64).reshape(n, width)
 
@@ -205,7 +216,78 @@ class OtExtension:
         u = np.frombuffer(msg.u, dtype=np.uint8).reshape(otm.KAPPA, cols)
         return send.extend(u)
 
+    # ------------------------------------------------------------------------ batches
+
+    def _batches(
+        self,
+        bits: U8,
+        n_s: int,
+        widths: tuple[int, int],
+        send_fn: Callable[[U8, int, int, int], bytes | None],
+        recv_fn: Callable[[U8, int, int, int, bytes | None], None],
+        expect: Callable[[int, int], int] | None,
+        task: ProgressTask | None,
+    ) -> None:
+        """Run the OTs batch by batch: this party receives ``bits.size`` OTs and sends
+        ``n_s``. ``send_fn(q, tweak, lo, hi)`` returns the sender's message for OTs
+        ``[lo, hi)`` (``None``: random OT, nothing to send); ``recv_fn(t, tweak, lo, hi,
+        message)`` consumes the receiver's rows; ``expect(lo, hi)`` is the message size the
+        receiver requires (``None``: no message)."""
+        n_r = bits.size
+        sizes_r = _batch_sizes(n_r, widths[0], self.batch)
+        sizes_s = _batch_sizes(n_s, widths[1], self.batch)
+        at_r = at_s = 0
+        for k in range(max(len(sizes_r), len(sizes_s))):
+            nr = sizes_r[k] if k < len(sizes_r) else 0
+            ns = sizes_s[k] if k < len(sizes_s) else 0
+            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
+            if ns:
+                q = self._recv_u(ns)
+                data = send_fn(q, self._tweak_s, at_s, at_s + ns)
+                if data is not None:
+                    self.ctx.channel.send(
+                        self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data)
+                    )
+                    self.stats.bytes_sent += len(data)
+                self._tweak_s += otm.pad_count(ns)
+                self._count_s += 1
+                self.stats.sent += ns
+                at_s += ns
+            if nr:
+                assert t is not None
+                msg: bytes | None = None
+                if expect is not None:
+                    got = self.ctx.channel.recv(self.peer, _TAG_CORR, expect=OtCorrections)
+                    size = expect(at_r, at_r + nr)
+                    if got.counter != self._count_r or len(got.data) != size:
+                        raise ProtocolAbort(
+                            f"OT message {got.counter} of {len(got.data)} bytes, expected "
+                            f"{self._count_r} of {size}",
+                            party=self.peer,
+                        )
+                    msg = got.data
+                recv_fn(t, self._tweak_r, at_r, at_r + nr, msg)
+                self._tweak_r += otm.pad_count(nr)
+                self._count_r += 1
+                self.stats.received += nr
+                at_r += nr
+            self.stats.batches += 1
+            if task is not None:
+                task.advance(nr + ns)
+
+    @staticmethod
+    def _padded_bits(bits: U8, lo: int, hi: int) -> U8:
+        out = np.zeros(otm.pad_count(hi - lo), dtype=np.uint8)
+        out[: hi - lo] = bits[lo:hi]
+        return out
+
     # ------------------------------------------------------------------------ public
+
+    def _check_bits(self, choices: npt.ArrayLike) -> U8:
+        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        if bits.size and int(bits.max()) > 1:
+            raise ConfigError("OT choices are bits (0/1)")
+        return bits
 
     @ring_ops
     def cot(
@@ -230,10 +312,10 @@ class OtExtension:
         ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
         the rest).
         """
-        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        bits = self._check_bits(choices)
         c = np.asarray(corr, dtype=np.uint64)
-        if c.ndim != 2 or (bits.size and np.any(bits > 1)):
-            raise ConfigError("cot: choices are 0/1, correlations an (n, width) array")
+        if c.ndim != 2:
+            raise ConfigError("cot: correlations are an (n, width) array")
         n_r, n_s, w_s = bits.size, c.shape[0], c.shape[1]
         if max(w_s, recv_width) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
@@ -244,55 +326,74 @@ class OtExtension:
         _, send, h = self._ready()
         out_r = np.empty((n_r, recv_width), dtype=np.uint64)
         out_s = np.empty((n_s, w_s), dtype=np.uint64)
-        sizes_r = _batch_sizes(n_r, recv_width, self.batch)
-        sizes_s = _batch_sizes(n_s, w_s, self.batch)
-        at_r = at_s = 0
-        for k in range(max(len(sizes_r), len(sizes_s))):
-            nr = sizes_r[k] if k < len(sizes_r) else 0
-            ns = sizes_s[k] if k < len(sizes_s) else 0
-            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
-            if ns:
-                q = self._recv_u(ns)
-                pad = otm.pad_count(ns)
-                cc = np.zeros((pad, w_s), dtype=np.uint64)
-                cc[:ns] = c[at_s : at_s + ns]
-                own, d = otm.cot_send(q, send.delta, h, self._tweak_s, cc)
-                data = _trim(d[:ns], sb[at_s : at_s + ns])
-                self.ctx.channel.send(
-                    self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data)
-                )
-                self.stats.bytes_sent += len(data)
-                out_s[at_s : at_s + ns] = own[:ns]
-                self._tweak_s += pad
-                self._count_s += 1
-                self.stats.sent += ns
-                at_s += ns
-            if nr:
-                assert t is not None
-                msg = self.ctx.channel.recv(self.peer, _TAG_CORR, expect=OtCorrections)
-                widths = rb[at_r : at_r + nr]
-                size = _trimmed_size(widths, recv_width)
-                if msg.counter != self._count_r or len(msg.data) != size:
-                    raise ProtocolAbort(
-                        f"OT corrections {msg.counter} of {len(msg.data)} bytes, expected "
-                        f"{self._count_r} of {size}",
-                        party=self.peer,
-                    )
-                pad = otm.pad_count(nr)
-                dd = np.zeros((pad, recv_width), dtype=np.uint64)
-                dd[:nr] = _untrim(msg.data, widths, recv_width)
-                cb = np.zeros(pad, dtype=np.uint8)
-                cb[:nr] = bits[at_r : at_r + nr]
-                got = otm.cot_receive(t, cb, h, self._tweak_r, dd)
-                out_r[at_r : at_r + nr] = got[:nr]
-                self._tweak_r += pad
-                self._count_r += 1
-                self.stats.received += nr
-                at_r += nr
-            self.stats.batches += 1
-            if task is not None:
-                task.advance(nr + ns)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            cc = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            cc[: hi - lo] = c[lo:hi]
+            own, d = otm.cot_send(q, send.delta, h, tweak, cc)
+            out_s[lo:hi] = own[: hi - lo]
+            return _trim(d[: hi - lo], sb[lo:hi])
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            dd = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            dd[: hi - lo] = _untrim(msg, rb[lo:hi], recv_width)
+            got = otm.cot_receive(t, self._padded_bits(bits, lo, hi), h, tweak, dd)
+            out_r[lo:hi] = got[: hi - lo]
+
+        def expect(lo: int, hi: int) -> int:
+            return _trimmed_size(rb[lo:hi], recv_width)
+
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
         return out_r, out_s
+
+    @ring_ops
+    def chosen(
+        self,
+        choices: npt.ArrayLike,
+        x0: npt.ArrayLike,
+        x1: npt.ArrayLike,
+        *,
+        recv_width: int,
+        task: ProgressTask | None = None,
+    ) -> U64:
+        """Chosen-message OTs in both directions: this party receives ``x_{c_j}`` of the
+        peer's pairs (``recv_width`` words each) for its choice bits, and sends its pairs
+        ``(x0[j], x1[j])`` (``(n_s, L)`` uint64 each). Returns the received words."""
+        bits = self._check_bits(choices)
+        m0 = np.asarray(x0, dtype=np.uint64)
+        m1 = np.asarray(x1, dtype=np.uint64)
+        if m0.ndim != 2 or m0.shape != m1.shape:
+            raise ConfigError("chosen OT: the two message arrays are (n, width) and alike")
+        n_s, w_s = m0.shape
+        if max(w_s, recv_width) > _MAX_WIDTH:
+            raise ConfigError(f"OT messages of more than {_MAX_WIDTH} words")
+        _, send, h = self._ready()
+        out_r = np.empty((bits.size, recv_width), dtype=np.uint64)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            a = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            b = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            a[: hi - lo] = m0[lo:hi]
+            b[: hi - lo] = m1[lo:hi]
+            e0, e1 = otm.chosen_send(q, send.delta, h, tweak, a, b)
+            return e0[: hi - lo].tobytes() + e1[: hi - lo].tobytes()
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            n = hi - lo
+            both = np.frombuffer(msg, dtype="<u8").astype(np.uint64).reshape(2, n, recv_width)
+            e0 = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            e1 = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            e0[:n], e1[:n] = both[0], both[1]
+            got = otm.chosen_receive(t, self._padded_bits(bits, lo, hi), h, tweak, e0, e1)
+            out_r[lo:hi] = got[:n]
+
+        def expect(lo: int, hi: int) -> int:
+            return 16 * (hi - lo) * recv_width
+
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
+        return out_r
 
     def rot(
         self, choices: npt.ArrayLike, n_send: int, *, task: ProgressTask | None = None
@@ -300,36 +401,19 @@ class OtExtension:
         """Random 1-bit OTs in both directions: returns ``(received, m0, m1)`` where
         ``received[j] = m_{c_j}`` of the peer's pair and ``(m0, m1)`` are this party's random
         pairs for the ``n_send`` OTs it sends (0/1 per OT). Only ``u`` crosses the wire."""
-        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        bits = self._check_bits(choices)
         _, send, h = self._ready()
-        n_r = bits.size
-        v = np.empty(n_r, dtype=np.uint8)
+        v = np.empty(bits.size, dtype=np.uint8)
         m0 = np.empty(n_send, dtype=np.uint8)
         m1 = np.empty(n_send, dtype=np.uint8)
-        sizes_r = _batch_sizes(n_r, 1, self.batch)
-        sizes_s = _batch_sizes(n_send, 1, self.batch)
-        at_r = at_s = 0
-        for k in range(max(len(sizes_r), len(sizes_s))):
-            nr = sizes_r[k] if k < len(sizes_r) else 0
-            ns = sizes_s[k] if k < len(sizes_s) else 0
-            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
-            if ns:
-                q = self._recv_u(ns)
-                a, b = otm.rot_send(q, send.delta, h, self._tweak_s)
-                m0[at_s : at_s + ns] = a[:ns]
-                m1[at_s : at_s + ns] = b[:ns]
-                self._tweak_s += otm.pad_count(ns)
-                self._count_s += 1
-                self.stats.sent += ns
-                at_s += ns
-            if nr:
-                assert t is not None
-                v[at_r : at_r + nr] = otm.rot_receive(t, h, self._tweak_r)[:nr]
-                self._tweak_r += otm.pad_count(nr)
-                self._count_r += 1
-                self.stats.received += nr
-                at_r += nr
-            self.stats.batches += 1
-            if task is not None:
-                task.advance(nr + ns)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> None:
+            a, b = otm.rot_send(q, send.delta, h, tweak)
+            m0[lo:hi] = a[: hi - lo]
+            m1[lo:hi] = b[: hi - lo]
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            v[lo:hi] = otm.rot_receive(t, h, tweak)[: hi - lo]
+
+        self._batches(bits, n_send, (1, 1), send_fn, recv_fn, None, task)
         return v, m0, m1

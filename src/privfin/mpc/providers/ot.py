@@ -90,6 +90,8 @@ class OtProvider:
         self._seed = b""
         self._counter = 0
         self.items = 0
+        #: requests of at least this many OTs report progress (``ctx.progress``)
+        self.progress_min = 1 << 22
 
     def setup(self) -> None:
         if not self.is_compute or self._seed:
@@ -115,7 +117,7 @@ class OtProvider:
         return self.ot
 
     def _task(self, what: str, total: int) -> ProgressTask | None:
-        if total < (1 << 22):
+        if total < self.progress_min:
             return None
         return self.ctx.progress.task(f"mpc.ot.{what}", total=total)
 
