@@ -340,7 +340,7 @@ def test_malformed_ot_messages_fail_loudly(tag: str, forge: Any, error: type) ->
 
 def test_semi_honest_limit_a_flipped_correction_is_not_detected() -> None:
     """IKNP without a consistency check (KOS) and Gilboa without MACs: a well-formed but wrong
-    correction makes a triple wrong, and the product with it, undetected (SPEC_OT.md)."""
+    correction makes a triple wrong, and the product with it, undetected (src/privfin/crypto/SPEC.md)."""
 
     def flip(key: MessageKey, payload: bytes) -> bytes:
         msg = codec.decode(payload)

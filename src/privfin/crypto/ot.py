@@ -1,7 +1,7 @@
 """Oblivious transfer: base OTs over ristretto255 and IKNP OT extension (pure math, no I/O).
 
 Semi-honest, computational security parameter ``KAPPA = 128``, statistical ``STAT = 40`` (see
-``SPEC_OT.md`` next to this module). Messages are returned and accepted as numpy arrays or
+src/privfin/crypto/SPEC.md). Messages are returned and accepted as numpy arrays or
 bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 
 * **Base OT** (Chou–Orlandi "Simplest OT" over ristretto255): the sender publishes
@@ -59,7 +59,7 @@ __all__ = [
 
 #: Computational security parameter: base OTs, columns of the extension matrix.
 KAPPA = 128
-#: Statistical security parameter (not used by semi-honest IKNP; see SPEC_OT.md).
+#: Statistical security parameter (not used by semi-honest IKNP; see src/privfin/crypto/SPEC.md).
 STAT = 40
 #: Bytes of a base-OT key, a PRG seed and a row of the transposed extension matrix.
 KEY_BYTES = 16

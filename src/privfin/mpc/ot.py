@@ -18,7 +18,7 @@ Messages (``mpc.ot.*``, typed in :mod:`privfin.mpc.messages`):
 What each party learns: the receiver its chosen messages only; the sender nothing about the
 choice bits (``u`` is masked by the PRG expansion of keys it does not know). Semi-honest: a
 party that sends wrong but well-formed ``u`` or corrections makes the outputs wrong without
-being detected (SPEC_OT.md).
+being detected (src/privfin/crypto/SPEC.md).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Every item is a product of private values of the two parties, computed from corr
 
 Security (semi-honest, no trusted party; κ = 128): what a party sees is the peer's IKNP
 matrices and corrections, which are pseudorandom given its own view (IKNP + the
-correlation-robust hash, SPEC_OT.md). **Not** secure against active deviation: a party that
+correlation-robust hash, src/privfin/crypto/SPEC.md). **Not** secure against active deviation: a party that
 sends a wrong correction makes the item wrong by an amount it chose, undetected (no MACs: the
 same additive attack as for every provider here); malformed messages (sizes, counters, points)
 are refused.
