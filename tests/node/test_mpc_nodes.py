@@ -1,5 +1,5 @@
 """MPC components between node processes over mutual TLS: the same results as in-process,
-and the trusted dealer refused by a production node."""
+the trusted dealer refused by a production node, which runs dealer-free OT triples instead."""
 
 from __future__ import annotations
 
@@ -123,10 +123,38 @@ def test_ss_lr_over_nodes_matches_memory(dev_cluster: Cluster, tables: dict[str,
     assert abs(over_http["intercept"] - in_memory["intercept"]) < 2e-3
 
 
-def test_production_node_refuses_the_trusted_dealer(tmp_path: Path, tables: dict[str, Any]) -> None:
+def test_production_nodes_refuse_the_dealer_and_run_dealer_free_ot_triples(
+    tmp_path: Path, tables: dict[str, Any]
+) -> None:
+    """A production node refuses the trusted dealer; without ``triples`` the same jobs run with
+    dealer-free OT triples (the production default) and match the in-memory dealer runs."""
+    from privfin.config import Settings
+
+    dev = Settings(mode="development")
+    inputs = {"bank_a": {"table": tables["a"]}, "tel_b": {"table": tables["b"]}}
     cluster = _cluster(tmp_path / "prod", tables, "production")
     try:
         with pytest.raises(ProtocolAbort, match="insecure"):
             _run(cluster, "stats-prod", "mpc_stats", STATS)
+        stats = {k: v for k, v in STATS.items() if k not in ("triples", "dealer")}
+        got = _run(cluster, "stats-ot", "mpc_stats", stats)["bank_a"]
+        ref = simulate(mpc_stats, ROLES, params=STATS, settings=dev, inputs=inputs)["bank_a"]
+        for name in ("count", "sum", "mean", "var"):
+            np.testing.assert_allclose(got[name], ref[name], rtol=1e-3, atol=1e-2)
+        lr = {
+            "partition": "vertical",
+            "features": {"bank_a": ["a0", "a1", "a2", "a3"], "tel_b": ["b0", "b1", "b2"]},
+            "label": {"party": "bank_a", "column": "y"},
+            "epochs": 1,
+            "batch_size": 128,
+            "learning_rate": 0.5,
+            "shuffle_seed": 1,
+        }
+        got_lr = _run(cluster, "sslr-ot", "ss_lr", lr)["bank_a"]
+        ref_lr = simulate(
+            ss_lr, ROLES, params={**lr, "triples": "dealer"}, settings=dev, inputs=inputs
+        )["bank_a"]
+        np.testing.assert_allclose(got_lr["coef"], ref_lr["coef"], atol=2e-3)
+        assert abs(got_lr["intercept"] - ref_lr["intercept"]) < 2e-3
     finally:
         cluster.down()
