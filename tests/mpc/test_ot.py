@@ -206,6 +206,7 @@ def _items(ctx: Any, params: Any, inputs: Any) -> Any:
         "mm": p.matmul_triple(5, 7, 3),
         "mm_t": p.matmul_triple(2, 9, 6),
         "and": p.bool_triple((33,)),
+        "pair": p.bool_triple_pair((2, 9)),
         "eda": p.edabits((40,)),
         "trunc": p.trunc_pair((50,), 16),
         "bits": p.random_bits((6,)),
@@ -235,6 +236,9 @@ def test_every_ot_item_reconstructs_correctly() -> None:
             assert add(key, 2).shape == shape
             assert np.array_equal(ring_matmul(add(key, 0), add(key, 1)), add(key, 2))
         assert np.array_equal(xor("and", 0) & xor("and", 1), xor("and", 2))
+        pa, pb1, pb2, pc1, pc2 = (xor("pair", i) for i in range(5))
+        assert np.array_equal(pa & pb1, pc1) and np.array_equal(pa & pb2, pc2)
+        assert not np.array_equal(pb1, pb2)
         assert np.array_equal(add("eda", 0), xor("eda", 1))
         rr = add("trunc", 0)
         assert np.array_equal(add("trunc", 1), rr >> np.uint64(16))
@@ -340,7 +344,8 @@ def test_malformed_ot_messages_fail_loudly(tag: str, forge: Any, error: type) ->
 
 def test_semi_honest_limit_a_flipped_correction_is_not_detected() -> None:
     """IKNP without a consistency check (KOS) and Gilboa without MACs: a well-formed but wrong
-    correction makes a triple wrong, and the product with it, undetected (src/privfin/crypto/SPEC.md)."""
+    correction makes a triple wrong, and the product with it, undetected
+    (src/privfin/crypto/SPEC.md)."""
 
     def flip(key: MessageKey, payload: bytes) -> bytes:
         msg = codec.decode(payload)

@@ -345,16 +345,23 @@ class IknpSender:
         return transpose_bits(q)
 
 
-def rot_send(q: U8, delta: U8, h: CrHash, tweak: int) -> tuple[U8, U8]:
-    """Random-OT bits of the sender: ``(m0, m1)`` with ``m_b = lsb H(q_j ⊕ b·s, tweak + j)``."""
+def rot_send(q: U8, delta: U8, h: CrHash, tweak: int, bits: int = 1) -> tuple[U8, U8]:
+    """Random-OT messages of the sender: ``(m0, m1)``, the low ``bits`` (1-8) bits of
+    ``H(q_j ⊕ b·s, tweak + j)``."""
+    if not 1 <= bits <= 8:
+        raise ValueError("random-OT messages have 1 to 8 bits here")
+    mask = np.uint64((1 << bits) - 1)
     m0 = h.words(q, tweak, 1)[:, 0]
     m1 = h.words(q ^ delta, tweak, 1)[:, 0]
-    return (m0 & np.uint64(1)).astype(np.uint8), (m1 & np.uint64(1)).astype(np.uint8)
+    return (m0 & mask).astype(np.uint8), (m1 & mask).astype(np.uint8)
 
 
-def rot_receive(t: U8, h: CrHash, tweak: int) -> U8:
-    """Random-OT bit of the receiver: ``lsb H(t_j, tweak + j) = m_{r_j}``."""
-    return (h.words(t, tweak, 1)[:, 0] & np.uint64(1)).astype(np.uint8)
+def rot_receive(t: U8, h: CrHash, tweak: int, bits: int = 1) -> U8:
+    """Random-OT message of the receiver: the low ``bits`` of ``H(t_j, tweak + j)``, which
+    is ``m_{r_j}``."""
+    if not 1 <= bits <= 8:
+        raise ValueError("random-OT messages have 1 to 8 bits here")
+    return (h.words(t, tweak, 1)[:, 0] & np.uint64((1 << bits) - 1)).astype(np.uint8)
 
 
 def cot_send(q: U8, delta: U8, h: CrHash, tweak: int, corr: U64) -> tuple[U64, U64]:

@@ -396,24 +396,30 @@ class OtExtension:
         return out_r
 
     def rot(
-        self, choices: npt.ArrayLike, n_send: int, *, task: ProgressTask | None = None
+        self,
+        choices: npt.ArrayLike,
+        n_send: int,
+        *,
+        bits: int = 1,
+        task: ProgressTask | None = None,
     ) -> tuple[U8, U8, U8]:
-        """Random 1-bit OTs in both directions: returns ``(received, m0, m1)`` where
-        ``received[j] = m_{c_j}`` of the peer's pair and ``(m0, m1)`` are this party's random
-        pairs for the ``n_send`` OTs it sends (0/1 per OT). Only ``u`` crosses the wire."""
-        bits = self._check_bits(choices)
+        """Random OTs with ``bits``-bit messages (1-8) in both directions: returns
+        ``(received, m0, m1)`` where ``received[j] = m_{c_j}`` of the peer's pair and
+        ``(m0, m1)`` are this party's random pairs for the ``n_send`` OTs it sends. Only ``u``
+        crosses the wire."""
+        choice_bits = self._check_bits(choices)
         _, send, h = self._ready()
-        v = np.empty(bits.size, dtype=np.uint8)
+        v = np.empty(choice_bits.size, dtype=np.uint8)
         m0 = np.empty(n_send, dtype=np.uint8)
         m1 = np.empty(n_send, dtype=np.uint8)
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> None:
-            a, b = otm.rot_send(q, send.delta, h, tweak)
+            a, b = otm.rot_send(q, send.delta, h, tweak, bits)
             m0[lo:hi] = a[: hi - lo]
             m1[lo:hi] = b[: hi - lo]
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
-            v[lo:hi] = otm.rot_receive(t, h, tweak)[: hi - lo]
+            v[lo:hi] = otm.rot_receive(t, h, tweak, bits)[: hi - lo]
 
-        self._batches(bits, n_send, (1, 1), send_fn, recv_fn, None, task)
+        self._batches(choice_bits, n_send, (1, 1), send_fn, recv_fn, None, task)
         return v, m0, m1

@@ -56,6 +56,7 @@ class DealerProvider:
     supports_trunc_pair = True
     supports_random_bits = True
     supports_packed_bits = True
+    supports_bool_pairs = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
@@ -220,6 +221,15 @@ class DealerProvider:
             [shape, shape], [shape], lambda t, _s, _c: [t[0] & t[1]], xor=(True, True, True)
         )
         return None if out is None else (out[0], out[1], out[2])
+
+    def bool_triple_pair(self, shape: Shape) -> tuple[U64, U64, U64, U64, U64] | None:
+        out = self._item(
+            [shape, shape, shape],
+            [shape, shape],
+            lambda t, _s, _c: [t[0] & t[1], t[0] & t[2]],
+            xor=(True,) * 5,
+        )
+        return None if out is None else (out[0], out[1], out[2], out[3], out[4])
 
     def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
         out = self._item([shape], [shape], lambda t, _s, _c: [t[0]], xor=(False, True))

@@ -20,10 +20,10 @@ Every item is a product of private values of the two parties, computed from corr
 
 Security (semi-honest, no trusted party; κ = 128): what a party sees is the peer's IKNP
 matrices and corrections, which are pseudorandom given its own view (IKNP + the
-correlation-robust hash, src/privfin/crypto/SPEC.md). **Not** secure against active deviation: a party that
-sends a wrong correction makes the item wrong by an amount it chose, undetected (no MACs: the
-same additive attack as for every provider here); malformed messages (sizes, counters, points)
-are refused.
+correlation-robust hash, src/privfin/crypto/SPEC.md). **Not** secure against active
+deviation: a party that sends a wrong correction makes the item wrong by an amount it chose,
+undetected (no MACs: the same additive attack as for every provider here); malformed messages
+(sizes, counters, points) are refused.
 Cost: ≈ 128 OTs per Beaver triple, ≈ 2.6 KB sent per triple and party (IKNP's 16 bytes of
 ``u`` per OT dominate; silent OT would cut it).
 """
@@ -72,6 +72,7 @@ class OtProvider:
     supports_trunc_pair = True
     supports_random_bits = True
     supports_packed_bits = True
+    supports_bool_pairs = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], *, batch: int = 1 << 20) -> None:
         if len(compute) != 2:
@@ -198,23 +199,48 @@ class OtProvider:
 
     # -------------------------------------------------------------- boolean triples
 
+    @staticmethod
+    def _pack(bits: np.ndarray) -> U64:
+        return np.packbits(bits, bitorder="little").view("<u8").astype(np.uint64)
+
+    @ring_ops
+    def _and_cross(self, a: U64, width: int) -> tuple[U64, list[U64], list[U64]]:
+        """Random OTs with ``width``-bit messages, one per bit of this party's ``a`` (its
+        choices) and one per bit it sends: returns ``a`` and, per message bit ``l``, this
+        party's ``b_l = m0_l ⊕ m1_l`` and its shares of ``a_i·b_j,l ⊕ a_j·b_i,l``."""
+        words = a.size
+        choices = np.unpackbits(a.view(np.uint8), bitorder="little")
+        task = self._task("and_triples", 128 * words)
+        v, m0, m1 = self._ext().rot(choices, 64 * words, bits=width, task=task)
+        bs, cross = [], []
+        for bit in range(width):
+            sh = np.uint8(bit)
+            lo0 = (m0 >> sh) & np.uint8(1)
+            lo1 = (m1 >> sh) & np.uint8(1)
+            bs.append(self._pack(lo0 ^ lo1))
+            cross.append(self._pack(lo0) ^ self._pack((v >> sh) & np.uint8(1)))
+        return a, bs, cross
+
     @ring_ops
     def bool_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
         if not self.is_compute:
             return None
-        words = prod(shape)
-        a = self._draw(words)
-        choices = np.unpackbits(a.view(np.uint8), bitorder="little")
-        task = self._task("and_triples", 128 * words)
-        v, m0, m1 = self._ext().rot(choices, 64 * words, task=task)
-
-        def pack(bits: np.ndarray) -> U64:
-            return np.packbits(bits, bitorder="little").view("<u8").astype(np.uint64)
-
-        b = pack(m0 ^ m1)
-        c = (a & b) ^ pack(m0) ^ pack(v)
-        self.items += words
+        a, (b,), (cross,) = self._and_cross(self._draw(prod(shape)), 1)
+        c = (a & b) ^ cross
+        self.items += a.size
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    @ring_ops
+    def bool_triple_pair(self, shape: Shape) -> tuple[U64, U64, U64, U64, U64] | None:
+        """Two AND triples sharing ``a`` from one random OT per bit and direction with 2-bit
+        messages: half the OTs of two :meth:`bool_triple` calls."""
+        if not self.is_compute:
+            return None
+        a, (b1, b2), (x1, x2) = self._and_cross(self._draw(prod(shape)), 2)
+        c1 = (a & b1) ^ x1
+        c2 = (a & b2) ^ x2
+        self.items += 2 * a.size
+        return tuple(t.reshape(shape) for t in (a, b1, b2, c1, c2))  # type: ignore[return-value]
 
     # -------------------------------------------------------------- bit decompositions
 
