@@ -71,10 +71,14 @@ def test_production_mode_uses_dealer_free_ot_triples_by_default() -> None:
     # development mode keeps the (faster, insecure) dealer as its default
     dev = simulate(program, TWO, inputs={"a": {"x": X}}, settings=DEV, seed=4)
     assert dev["a"]["name"] == "dealer"
-    # three computing parties: the dealer is the only provider, refused in production
+    # three computing parties: replicated sharing; four: only the dealer, refused
     three = {**TWO, "c": ("compute",)}
-    with pytest.raises(InsecureModeError, match="triples='ot'"):
-        simulate(program, three, inputs={"a": {"x": X}}, settings=Settings())
+    out3 = simulate(program, three, inputs={"a": {"x": X}}, settings=Settings(), seed=4)
+    assert out3["a"]["name"] == "rss3" and out3["a"]["trusted"] == ()
+    assert np.abs(out3["r"]["y"] - X * X).max() < 1e-3
+    four = {**three, "d": ("compute",)}
+    with pytest.raises(InsecureModeError, match=r"triples='ot'.*triples='rss3'"):
+        simulate(program, four, inputs={"a": {"x": X}}, settings=Settings())
 
 
 def test_a_party_without_data_role_cannot_provide_input() -> None:

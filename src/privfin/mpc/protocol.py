@@ -46,6 +46,8 @@ def _lane_keep(s: int) -> np.uint64:
 _M32_INT = 2**32 - 1
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
+_TAG_RSS = "mpc.rss.pair"
+_TAG_RSS_TRUNC = "mpc.rss.trunc"
 
 
 class Engine:
@@ -72,11 +74,13 @@ class Engine:
     ) -> None:
         if truncation not in TRUNCATIONS:
             raise ConfigError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        #: three-party replicated sharing (providers.rss3): products on replicated pairs
+        self.replicated = bool(getattr(provider, "replicated", False))
         if truncation == "auto":
             truncation = "pair" if provider.supports_trunc_pair else "local"
         if truncation == "pair" and not provider.supports_trunc_pair:
             raise ConfigError(f"provider {provider.name!r} offers no truncation pairs")
-        if truncation == "local" and len(roles.compute) != 2:
+        if truncation == "local" and len(roles.compute) != 2 and not self.replicated:
             raise ConfigError("local (SecureML) truncation needs exactly 2 computing parties")
         self.ctx = ctx
         self.roles = roles
@@ -190,6 +194,87 @@ class Engine:
 
     # ------------------------------------------------------------------ multiplications
 
+    # ------------------------------------------------- three-party replicated sharing
+
+    def _rss_pairs(self, arrays: Sequence[U64]) -> list[U64]:
+        """Send this party's components to its predecessor and receive its successor's
+        (``x_{i+1}`` of every array): after this each party holds the replicated pairs."""
+        flat = np.concatenate([np.ascontiguousarray(a).ravel() for a in arrays])
+        n = len(self.compute)
+        prev = self.compute[(self.index - 1) % n]
+        nxt = self.compute[(self.index + 1) % n]
+        t0 = time.perf_counter()
+        self.ctx.channel.send(prev, _TAG_RSS, Opening(values=flat))
+        msg = self.ctx.channel.recv(nxt, _TAG_RSS, expect=Opening)
+        self.comm_seconds += time.perf_counter() - t0
+        if msg.values.shape != flat.shape:
+            raise ProtocolAbort(
+                f"computing party {nxt!r} sent {msg.values.shape[0]} share components, "
+                f"expected {flat.shape[0]}",
+                party=nxt,
+            )
+        self.rounds += 1
+        out, at = [], 0
+        for a in arrays:
+            out.append(msg.values[at : at + a.size].reshape(a.shape))
+            at += a.size
+        return out
+
+    def _zero(self, shape: Shape) -> U64:
+        return np.asarray(self.provider.zero_share(shape), dtype=np.uint64)  # type: ignore[attr-defined]
+
+    @ring_ops
+    def _rss_mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        xs = np.broadcast_to(x, shape)
+        ys = np.broadcast_to(y, shape)
+        xn, yn = self._rss_pairs([xs, ys])
+        z = xs * ys
+        z += xs * yn
+        z += xn * ys
+        z += self._zero(shape)
+        return np.asarray(z, dtype=np.uint64)
+
+    @ring_ops
+    def _rss_matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        xm, ym = x.reshape(m, k), y.reshape(k, n)
+        xn, yn = self._rss_pairs([xm, ym])
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
+    def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
+        """P1 hands ``x1`` to P0; P0 truncates ``x0 + x1`` as the SecureML leader, P2 its
+        ``x2`` as the other party; re-randomised by a zero-sharing. One round (one message)."""
+        if not self.is_compute:
+            return None
+        assert x is not None
+        f = np.uint64(frac_bits)
+        share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C")
+        if self.index == 1:
+            self.ctx.channel.send(self.compute[0], _TAG_RSS_TRUNC, Opening(values=share.ravel()))
+            out = np.zeros(shape, dtype=np.uint64)
+        elif self.index == 0:
+            t0 = time.perf_counter()
+            msg = self.ctx.channel.recv(self.compute[1], _TAG_RSS_TRUNC, expect=Opening)
+            self.comm_seconds += time.perf_counter() - t0
+            if msg.values.shape != (share.size,):
+                raise ProtocolAbort(
+                    f"computing party {self.compute[1]!r} sent {msg.values.shape[0]} values "
+                    f"for a truncation of {share.size}",
+                    party=self.compute[1],
+                )
+            out = (share + msg.values.reshape(shape)) >> f
+        else:
+            out = -((-share) >> f)
+        self.rounds += 1
+        return np.asarray(out + self._zero(shape), dtype=np.uint64)
+
     @ring_ops
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """Beaver multiplication of two shared arrays of ``shape`` (no truncation).
@@ -197,7 +282,9 @@ class Engine:
         Online path: the two masked values are written into one send buffer, the opening is
         reconstructed in place, then ``z_i = e*y_i + f*a_i + c_i`` at every party (summed over
         the parties: ``e*y + f*a + a*b = x*y``): two multiplications and two additions over
-        uint64, one new array."""
+        uint64, one new array. With replicated sharing (3 parties): ``_rss_mul``."""
+        if self.replicated:
+            return self._rss_mul(x, y, shape)
         triple = self.provider.mul_triple(shape)
         if not self.is_compute:
             return None
@@ -219,6 +306,8 @@ class Engine:
     @ring_ops
     def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
         """Beaver matrix product of a shared (m x k) and a shared (k x n) matrix."""
+        if self.replicated:
+            return self._rss_matmul(x, y, m, k, n)
         triple = self.provider.matmul_triple(m, k, n)
         if not self.is_compute:
             return None
@@ -238,6 +327,8 @@ class Engine:
         if frac_bits == 0:
             return x
         f = np.uint64(frac_bits)
+        if self.replicated:
+            return self._rss_trunc(x, shape, frac_bits)
         if self.truncation == "local":
             if x is None:
                 return None

@@ -37,7 +37,7 @@ from privfin.runtime import Context
 
 __all__ = ["PROVIDERS", "RevealDenied", "Session", "check_shape", "make_provider"]
 
-PROVIDERS = ("auto", "ot", "dealer", "paillier")
+PROVIDERS = ("auto", "ot", "rss3", "dealer", "paillier")
 _TAG_INPUT = "mpc.input"
 
 
@@ -46,12 +46,20 @@ def make_provider(
 ) -> CorrelatedRandomness:
     """Build the correlated-randomness provider ``name`` for this party.
 
-    ``"auto"``: dealer-free OT triples (``"ot"``) for 2 computing parties in production mode;
-    otherwise the dealer (development mode, or more than 2 computing parties, where the
-    dealer is refused in production with an error naming the secure alternatives)."""
+    ``"auto"``, in production mode: dealer-free OT triples (``"ot"``) for 2 computing
+    parties, replicated sharing (``"rss3"``) for 3; otherwise the dealer (development mode, or
+    more than 3 computing parties, where the dealer is refused in production with an error
+    naming the secure alternatives)."""
     if name == "auto":
         production = ctx.settings.mode == "production"
-        name = "ot" if production and len(roles.compute) == 2 else "dealer"
+        if production and len(roles.compute) in (2, 3):
+            name = "ot" if len(roles.compute) == 2 else "rss3"
+        else:
+            name = "dealer"
+    if name == "rss3":
+        from privfin.mpc.providers.rss3 import Rss3Provider
+
+        return Rss3Provider(ctx, roles.compute)
     if name == "ot":
         from privfin.mpc.providers.ot import OtProvider
 
@@ -74,8 +82,9 @@ class Session:
     Parameters
     ----------
     triples:
-        ``"auto"`` (default: ``"ot"`` for 2 computing parties in production mode, else
-        ``"dealer"``), ``"ot"`` (dealer-free OT extension, 2 computing parties), ``"dealer"``
+        ``"auto"`` (default, production mode: ``"ot"`` for 2 computing parties, ``"rss3"``
+        for 3; else ``"dealer"``), ``"ot"`` (dealer-free OT extension, 2 computing parties),
+        ``"rss3"`` (three-party replicated sharing, honest majority, no dealer), ``"dealer"``
         (insecure against the dealer; refused in production unless enabled) or
         ``"paillier"`` (dealer-free, 2 computing parties, slow: small workloads).
     dealer:

@@ -64,7 +64,8 @@ class DealerProvider:
             f"the trusted dealer {dealer!r} (MPC triples)",
             secure=(
                 "triples='ot' (dealer-free OT-extension triples; the default for two "
-                "computing parties in production mode)"
+                "computing parties in production mode) or, with a third independent "
+                "computing party, triples='rss3' (replicated sharing, honest majority)"
             ),
         )
         if ctx.settings.mode != "production" or ctx.settings.allow_insecure:
