@@ -276,6 +276,95 @@ class Engine:
         return np.asarray(out + self._zero(shape), dtype=np.uint64)
 
     @ring_ops
+    def _rss_and(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        """XOR-shares of ``x & y`` on replicated XOR pairs: one message to the predecessor,
+        ``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ β_i`` (``β``: XOR zero-sharing)."""
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        xs = np.broadcast_to(x, shape)
+        ys = np.broadcast_to(y, shape)
+        xn, yn = self._rss_pairs([xs, ys])
+        z = xs & ys
+        z ^= xs & yn
+        z ^= xn & ys
+        z ^= self.provider.xor_zero_share(shape)  # type: ignore[attr-defined]
+        return np.asarray(z, dtype=np.uint64)
+
+    def _edabits(self, n: int) -> tuple[U64, U64] | None:
+        if not self.replicated:
+            return self.provider.edabits((n,))
+        return self._rss_edabits(n)
+
+    def _own_random(self, n: int) -> U64:
+        return np.frombuffer(self.ctx.random.bytes(8 * n), dtype="<u8").astype(np.uint64)
+
+    @ring_ops
+    def _rss_edabits(self, n: int) -> tuple[U64, U64] | None:
+        """edaBits without a dealer: ``r = r0 + r1 + r2`` (each party's own random word is its
+        additive share); XOR-shares of the bits of ``r`` from a boolean adder on the parties'
+        words (party ``j`` XOR-shares ``r_j`` as ``(r_j, 0, 0)``): a carry-save step (2 ANDs,
+        1 round), then a Kogge-Stone 64-bit adder (1 + 6 rounds)."""
+        if not self.is_compute:
+            return None
+        r = self._own_random(n)
+        zero = np.zeros(n, dtype=np.uint64)
+        ins = [r if j == self.index else zero for j in range(3)]
+        a, b, c = ins
+        both = self._rss_and(np.concatenate([a, c]), np.concatenate([b, a ^ b]), (2 * n,))
+        assert both is not None
+        s = a ^ b ^ c
+        carry = (both[:n] ^ both[n:]) << _ONE
+        g = self._rss_and(s, carry, (n,))
+        assert g is not None
+        p = s ^ carry
+        prop = p.copy()
+        for sh in (1, 2, 4, 8, 16, 32):
+            shift = np.uint64(sh)
+            if sh == 32:
+                z = self._rss_and(prop, g << shift, (n,))
+                assert z is not None
+                g ^= z
+                break
+            pair = self.and_words_pair(prop, g << shift, prop << shift, (n,))
+            assert pair is not None
+            g ^= pair[0]
+            prop = pair[1]
+        return r, np.asarray(p ^ (g << _ONE), dtype=np.uint64)
+
+    @ring_ops
+    def _rss_dabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        """daBits without a dealer: ``b = b0 ^ b1 ^ b2`` (each party's random bit is its
+        XOR-share); additive shares from ``t = b0 + b1 − 2 b0 b1``, ``b = t + b2 − 2 t b2``
+        (two replicated products, 2 rounds)."""
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        mine = self._own_random(n) & _ONE
+        zero = np.zeros(n, dtype=np.uint64)
+        ins = [mine if j == self.index else zero for j in range(3)]
+        p01 = self._rss_mul(ins[0], ins[1], (n,))
+        assert p01 is not None
+        t = ins[0] + ins[1] - (p01 << _ONE)
+        pt2 = self._rss_mul(t, ins[2], (n,))
+        assert pt2 is not None
+        b = t + ins[2] - (pt2 << _ONE)
+        return np.asarray(b.reshape(shape), dtype=np.uint64), mine.reshape(shape)
+
+    @ring_ops
+    def _rss_dabit_triple(self, shape: Shape, y_shape: Shape) -> tuple[U64, U64, U64, U64] | None:
+        """A daBit ``u``, a uniform mask ``M`` (each party's own random additive share) and
+        ``u·M`` (one more replicated product): 3 rounds."""
+        da = self._rss_dabits(shape)
+        if da is None:
+            return None
+        u, ux = da
+        mask = self._own_random(prod(y_shape)).reshape(y_shape)
+        c = self._rss_mul(u, np.broadcast_to(mask, shape), shape)
+        assert c is not None
+        return u, ux, mask, c
+
+    @ring_ops
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """Beaver multiplication of two shared arrays of ``shape`` (no truncation).
 
@@ -472,6 +561,8 @@ class Engine:
     def and_words(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """XOR-shares of ``x & y`` for XOR-shared 64-bit words: 64 ANDs per word with one
         boolean Beaver triple word, one round."""
+        if self.replicated:
+            return self._rss_and(x, y, shape)
         triple = self.provider.bool_triple(shape)
         if not self.is_compute:
             return None
@@ -496,8 +587,9 @@ class Engine:
 
     @property
     def paired_ands(self) -> bool:
-        """Whether the provider offers shared-operand AND triples (:meth:`and_words_pair`)."""
-        return bool(getattr(self.provider, "supports_bool_pairs", False))
+        """Whether the provider offers shared-operand AND triples (:meth:`and_words_pair`), or
+        the sharing is replicated (products need no triples)."""
+        return self.replicated or bool(getattr(self.provider, "supports_bool_pairs", False))
 
     @ring_ops
     def and_words_pair(
@@ -506,6 +598,13 @@ class Engine:
         """XOR-shares of ``x & y1`` and ``x & y2`` with one shared-operand triple
         ``(a, b1, b2, a & b1, a & b2)``: ``x ^ a`` is opened once for both products (3 words
         instead of 4, and half the OTs for an OT provider). One round."""
+        if self.replicated:
+            if not self.is_compute:
+                return None
+            assert x is not None and y1 is not None and y2 is not None
+            got = self._rss_and(np.concatenate([x, x]), np.concatenate([y1, y2]), (2 * x.size,))
+            assert got is not None
+            return got[: x.size].reshape(shape), got[x.size :].reshape(shape)
         triple = self.provider.bool_triple_pair(shape)  # type: ignore[attr-defined]
         if not self.is_compute:
             return None
@@ -557,7 +656,7 @@ class Engine:
         traffic per element: 8 bytes for ``c`` + 11 words for the ANDs.
         """
         n = prod(shape)
-        eda = self.provider.edabits((n,))
+        eda = self._edabits(n)
         shifts = (1, 2, 4, 8, 16, 32)
         if not self.is_compute:
             for s in shifts:
@@ -604,7 +703,7 @@ class Engine:
         """
         n = prod(shape)
         half = (n + 1) // 2
-        eda = self.provider.edabits((n,))
+        eda = self._edabits(n)
         shifts = (1, 2, 4, 8, 16)
         if not self.is_compute:
             for s in shifts:
@@ -666,10 +765,14 @@ class Engine:
         and ``b y = m y + (1 - 2m) u y``, local since ``m`` and ``f`` are public.
         """
         if y_shape is None:
-            da = self.provider.dabits(shape)
+            da = self._rss_dabits(shape) if self.replicated else self.provider.dabits(shape)
             tri = None
         else:
-            tri = self.provider.dabit_triple(shape, y_shape)
+            tri = (
+                self._rss_dabit_triple(shape, y_shape)
+                if self.replicated
+                else self.provider.dabit_triple(shape, y_shape)
+            )
             da = None if tri is None else (tri[0], tri[1])
         if not self.is_compute:
             return None

@@ -20,9 +20,11 @@ replicated sharing, never more. With the pair, products are local up to a fresh 
   with probability about ``2**(l_x + 1 − 64)`` per element for ``|x| < 2**l_x`` (as for the
   two-party local truncation).
 
-Comparisons use the engine's generic 0/1 carry tree (random bits and ANDs from these
-products; no packed-bit material), so every function of :mod:`privfin.mpc.functions`,
-``mpc_stats`` and ``ss_lr`` run unchanged. Data and result parties may be distinct from the
+Comparisons run on packed XOR-shared words as with the dealer: the engine makes ANDs from
+replicated boolean products (``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ β_i``, ``β`` an XOR
+zero-sharing), edaBits from a boolean adder on the parties' own random words, and daBits from
+two replicated products, so every function of :mod:`privfin.mpc.functions`, ``mpc_stats`` and
+``ss_lr`` run unchanged. Data and result parties may be distinct from the
 three computing parties (JR/T 0196 roles).
 
 Security: any single computing party sees two of the three components of every value
@@ -59,7 +61,9 @@ class Rss3Provider:
     replicated = True
     supports_trunc_pair = False
     supports_random_bits = False
-    supports_packed_bits = False
+    #: comparisons run on packed XOR-shared words: the engine builds edaBits, daBits and ANDs
+    #: from replicated products (no triples)
+    supports_packed_bits = True
 
     def __init__(self, ctx: Context, compute: Sequence[str]) -> None:
         if len(compute) != 3:
@@ -94,6 +98,17 @@ class Rss3Provider:
         mine = expand_uint64(self._own, n, stream=counter)
         theirs = expand_uint64(self._next_key, n, stream=counter)
         return np.asarray(mine - theirs, dtype=np.uint64).reshape(shape)
+
+    @ring_ops
+    def xor_zero_share(self, shape: Shape) -> U64:
+        """This party's ``β_i`` of a fresh XOR-sharing of zero (``β_0 ^ β_1 ^ β_2 = 0``)."""
+        self.setup()
+        counter = self._counter
+        self._counter += 1
+        n = prod(shape)
+        mine = expand_uint64(self._own, n, stream=counter)
+        theirs = expand_uint64(self._next_key, n, stream=counter)
+        return np.asarray(mine ^ theirs, dtype=np.uint64).reshape(shape)
 
     def _none(self, what: str) -> ConfigError:
         return ConfigError(f"replicated sharing multiplies without {what}; the engine asked one")
