@@ -15,7 +15,7 @@ from privfin.config import Settings
 from privfin.crypto import ot
 from privfin.crypto.random import SeededRandom
 from privfin.crypto.ristretto import InvalidPointError
-from privfin.errors import DecodeError, ProtocolAbort
+from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.transport import MessageKey
 from privfin.mpc.messages import OtBaseReply, OtCorrections, OtExtend
@@ -269,6 +269,14 @@ def test_matrix_triples_of_any_shape(m: int, k: int, n: int) -> None:
     with np.errstate(over="ignore"):
         a, b, c = (out["a"][i] + out["b"][i] for i in range(3))
     assert np.array_equal(ring_matmul(a, b), c)
+
+
+def test_an_oversized_matrix_triple_is_refused_before_any_ot() -> None:
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        return Session(ctx, triples="ot").provider.matmul_triple(6000, 4, 6000)
+
+    with pytest.raises(ConfigError, match="too large for OT-based generation"):
+        simulate(program, TWO, seed=1, settings=PROD)
 
 
 def test_large_requests_report_progress() -> None:

@@ -44,10 +44,13 @@ from privfin.mpc.ring import U64, ring_matmul, ring_ops
 from privfin.runtime import Context
 from privfin.runtime.context import ProgressTask
 
-__all__ = ["MUL_CHUNK", "OtProvider"]
+__all__ = ["MAX_MATMUL_WORDS", "MUL_CHUNK", "OtProvider"]
 
 #: Elements per chunk of a Beaver-triple request (2**20 OTs per direction).
 MUL_CHUNK = 1 << 14
+#: Largest ``64·m·n`` (words per row of ``B``) of a matrix triple, and 1/64 of the largest
+#: ``64·m·k·n``: bigger products must be split by the caller.
+MAX_MATMUL_WORDS = 1 << 25
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64).reshape(64, 1)
 _GILBOA_BYTES = np.array([(64 - k + 7) // 8 for k in range(64)], dtype=np.int64)
@@ -171,6 +174,12 @@ class OtProvider:
 
     @ring_ops
     def _matmul_b_bits(self, m: int, k: int, n: int) -> tuple[U64, U64, U64]:
+        if 64 * n * m > MAX_MATMUL_WORDS or 64 * m * k * n > 64 * MAX_MATMUL_WORDS:
+            # Gilboa moves ~64*m*k*n words: beyond this it takes hours and gigabytes
+            raise ConfigError(
+                f"a {m}x{k} @ {k}x{n} matrix triple is too large for OT-based generation "
+                f"(~{64 * m * k * n:,} correlated words); split the product into smaller blocks"
+            )
         ext = self._ext()
         ab = self._draw(m * k + k * n)
         a = ab[: m * k].reshape(m, k)
