@@ -80,8 +80,7 @@ class OtProvider:
     def __init__(self, ctx: Context, compute: Sequence[str], *, batch: int = 1 << 20) -> None:
         if len(compute) != 2:
             raise ConfigError(
-                "OT triples are for exactly 2 computing parties (with more, use a dealer in "
-                "development mode)"
+                "OT triples are for exactly 2 computing parties (with 3, use triples='rss3')"
             )
         self.ctx = ctx
         self.compute = tuple(compute)
@@ -128,14 +127,13 @@ class OtProvider:
     # ----------------------------------------------------------------- Beaver triples
 
     @ring_ops
-    def _gilboa(self, mine_a: U64, mine_b: U64) -> U64:
+    def _gilboa(self, mine_a: U64, mine_b: U64, task: ProgressTask | None) -> U64:
         """Shares of ``a_i·b_j + a_j·b_i`` (this party's cross terms) for flat ``a``, ``b``."""
         n = mine_a.size
         ext = self._ext()
         choices = _bit_rows(mine_b).reshape(-1)  # (bit, element) order
         corr = np.tile(mine_a, 64).reshape(-1, 1)
         widths = np.repeat(_GILBOA_BYTES, n)
-        task = self._task("triples", 128 * n)
         got, own = ext.cot(
             choices, corr, recv_width=1, recv_bytes=widths, send_bytes=widths, task=task
         )
@@ -156,9 +154,10 @@ class OtProvider:
         ab = self._draw(2 * size)
         a, b = ab[:size], ab[size:]
         c = a * b
+        task = self._task("triples", 128 * size)
         for s in range(0, size, MUL_CHUNK):
             e = min(size, s + MUL_CHUNK)
-            c[s:e] += self._gilboa(a[s:e], b[s:e])
+            c[s:e] += self._gilboa(a[s:e], b[s:e], task)
         self.items += size
         return a.reshape(shape), b.reshape(shape), c.reshape(shape)
 
