@@ -216,6 +216,7 @@ class CrHash:
         # ECB here is AES used as a public permutation on independent blocks (the hash's
         # ideal-cipher model), not as encryption of data.
         self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+        self._arange = np.zeros(0, dtype=np.uint64)
 
     def _perm(self, x: U8) -> U8:
         flat = np.ascontiguousarray(x).reshape(-1)
@@ -223,23 +224,29 @@ class CrHash:
         self._enc.update_into(flat.data, out.data)
         return out[: flat.size].reshape(x.shape)
 
+    def _index(self, n: int) -> U64:
+        if self._arange.size < n:
+            self._arange = np.arange(max(n, 1 << 20), dtype=np.uint64)
+        return self._arange[:n]
+
     def words(self, rows: U8, tweak: int, width: int) -> U64:
-        """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (tweak + j, l))``
-        for blocks ``l = 0, 1, …`` (two words per block)."""
+        """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (j, tweak·2^20 + l))``
+        for blocks ``l = 0, 1, …`` (two words per block). The tweak block is distinct for every
+        OT of a session (``tweak`` is the index of the batch's first OT, below 2^44) and every
+        output block (``l < 2^20``)."""
         n = rows.shape[0]
         blocks = (width + 1) // 2
+        if blocks >= 1 << 20 or tweak >= 1 << 44:
+            raise ValueError("hash tweak out of range")
         px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
         y = np.empty((n, blocks, 2), dtype=np.uint64)
         y[...] = px
-        y[:, :, 0] ^= np.arange(tweak, tweak + n, dtype=np.uint64).reshape(n, 1)
-        if blocks > 1:
-            y[:, :, 1] ^= np.arange(blocks, dtype=np.uint64).reshape(1, blocks)
+        y[:, :, 0] ^= self._index(n).reshape(n, 1)
+        y[:, :, 1] ^= (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
         out = self._perm(y.view(np.uint8).reshape(n, blocks * 16)).view(np.uint64)
         out = out.reshape(n, blocks, 2)
         out ^= px
-        if 2 * blocks == width:
-            return out.reshape(n, width)
-        return np.ascontiguousarray(out.reshape(n, 2 * blocks)[:, :width])
+        return out.reshape(n, 2 * blocks)[:, :width]
 
 
 # ------------------------------------------------------------------------------ transpose
