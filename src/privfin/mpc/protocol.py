@@ -602,9 +602,17 @@ class Engine:
             if not self.is_compute:
                 return None
             assert x is not None and y1 is not None and y2 is not None
-            got = self._rss_and(np.concatenate([x, x]), np.concatenate([y1, y2]), (2 * x.size,))
-            assert got is not None
-            return got[: x.size].reshape(shape), got[x.size :].reshape(shape)
+            xs, a1, a2 = (np.broadcast_to(v, shape) for v in (x, y1, y2))
+            xn, n1, n2 = self._rss_pairs([xs, a1, a2])  # x sent once for both products
+            beta = self.provider.xor_zero_share((2, *shape))  # type: ignore[attr-defined]
+            out = []
+            for k, (y, yn) in enumerate(((a1, n1), (a2, n2))):
+                z = xs & y
+                z ^= xs & yn
+                z ^= xn & y
+                z ^= beta[k]
+                out.append(np.asarray(z, dtype=np.uint64))
+            return out[0], out[1]
         triple = self.provider.bool_triple_pair(shape)  # type: ignore[attr-defined]
         if not self.is_compute:
             return None
