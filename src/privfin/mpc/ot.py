@@ -153,6 +153,8 @@ class OtExtension:
         self._tweak_s = 0  # ... where it sends
         self._count_r = 0  # batch counters
         self._count_s = 0
+        #: progress of every OT of this session ("mpc.ot", open-ended total)
+        self._all: ProgressTask | None = None
 
     # ------------------------------------------------------------------------ setup
 
@@ -274,6 +276,9 @@ class OtExtension:
             self.stats.batches += 1
             if task is not None:
                 task.advance(nr + ns)
+            if self._all is None:
+                self._all = self.ctx.progress.task("mpc.ot", total=None)
+            self._all.advance(nr + ns)
 
     @staticmethod
     def _padded_bits(bits: U8, lo: int, hi: int) -> U8:
