@@ -207,3 +207,32 @@ def test_semi_honest_limit_a_shifted_component_is_not_detected() -> None:
         hub=TamperingHub("mpc.rss.pair", shift), seed=3,
     )["bank"]  # fmt: skip
     assert not np.array_equal(out, XI * XI)
+
+
+def test_replicated_edabits_and_dabits_are_consistent() -> None:
+    """The material the packed-bit comparisons consume, built without a dealer: the additive
+    shares of an edaBit sum to the XOR of its bit shares; a daBit's arithmetic value equals
+    its XOR-shared bit; a daBit triple's product is ``u·M``."""
+
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        s = Session(ctx, triples="rss3")
+        eng = s.engine
+        return {
+            "eda": eng._edabits(3000),
+            "da": eng._rss_dabits((500,)),
+            "dat": eng._rss_dabit_triple((4, 6), (6,)),
+        }
+
+    out = simulate(program, ROLES, settings=PROD, seed=9)
+    parts = [out[p] for p in ("c0", "c1", "c2")]
+    with np.errstate(over="ignore"):
+        r = sum((p["eda"][0] for p in parts), np.zeros(3000, np.uint64))
+        bits = parts[0]["eda"][1] ^ parts[1]["eda"][1] ^ parts[2]["eda"][1]
+        assert np.array_equal(r, bits)
+        assert 0.45 < np.mean(r >> np.uint64(63)) < 0.55  # uniform top bit
+        da = sum((p["da"][0] for p in parts), np.zeros(500, np.uint64))
+        dx = (parts[0]["da"][1] ^ parts[1]["da"][1] ^ parts[2]["da"][1]) & np.uint64(1)
+        assert np.array_equal(da, dx) and 0.35 < da.mean() < 0.65
+        u, _, mask, c = (sum(p["dat"][k] for p in parts) for k in range(4))
+        assert np.array_equal(c, u * mask[None, :])
+    assert out["bank"]["eda"] is None

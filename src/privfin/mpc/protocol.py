@@ -299,38 +299,62 @@ class Engine:
     def _own_random(self, n: int) -> U64:
         return np.frombuffer(self.ctx.random.bytes(8 * n), dtype="<u8").astype(np.uint64)
 
+    def _rss_and_local(self, x: tuple[U64, U64], y: tuple[U64, U64], beta: U64) -> U64:
+        """This party's XOR-share of ``x & y`` from replicated pairs ``(v_i, v_{i+1})``."""
+        z = x[0] & y[0]
+        z ^= x[0] & y[1]
+        z ^= x[1] & y[0]
+        z ^= beta
+        return np.asarray(z, dtype=np.uint64)
+
     @ring_ops
     def _rss_edabits(self, n: int) -> tuple[U64, U64] | None:
         """edaBits without a dealer: ``r = r0 + r1 + r2`` (each party's own random word is its
         additive share); XOR-shares of the bits of ``r`` from a boolean adder on the parties'
-        words (party ``j`` XOR-shares ``r_j`` as ``(r_j, 0, 0)``): a carry-save step (2 ANDs,
-        1 round), then a Kogge-Stone 64-bit adder (1 + 6 rounds)."""
+        words, kept as replicated pairs (ABY3: every AND output is reshared once to the
+        predecessor): hand-over of the inputs, a carry-save step, then a 64-bit Kogge-Stone
+        adder. 13 words sent per element, 8 rounds."""
         if not self.is_compute:
             return None
+        i = self.index
         r = self._own_random(n)
+        (rn,) = self._rss_pairs([r])  # the successor's word r_{i+1}
         zero = np.zeros(n, dtype=np.uint64)
-        ins = [r if j == self.index else zero for j in range(3)]
-        a, b, c = ins
-        both = self._rss_and(np.concatenate([a, c]), np.concatenate([b, a ^ b]), (2 * n,))
-        assert both is not None
-        s = a ^ b ^ c
-        carry = (both[:n] ^ both[n:]) << _ONE
-        g = self._rss_and(s, carry, (n,))
-        assert g is not None
-        p = s ^ carry
-        prop = p.copy()
-        for sh in (1, 2, 4, 8, 16, 32):
-            shift = np.uint64(sh)
-            if sh == 32:
-                z = self._rss_and(prop, g << shift, (n,))
-                assert z is not None
-                g ^= z
-                break
-            pair = self.and_words_pair(prop, g << shift, prop << shift, (n,))
-            assert pair is not None
-            g ^= pair[0]
-            prop = pair[1]
-        return r, np.asarray(p ^ (g << _ONE), dtype=np.uint64)
+
+        def pair_of(owner: int) -> tuple[U64, U64]:
+            return (r if i == owner else zero, rn if (i + 1) % 3 == owner else zero)
+
+        def xor(u: tuple[U64, U64], v: tuple[U64, U64]) -> tuple[U64, U64]:
+            return (u[0] ^ v[0], u[1] ^ v[1])
+
+        def shl(u: tuple[U64, U64], bits: int) -> tuple[U64, U64]:
+            sh = np.uint64(bits)
+            return (u[0] << sh, u[1] << sh)
+
+        def reshare(*zs: U64) -> list[tuple[U64, U64]]:
+            nxt = self._rss_pairs(list(zs))
+            return [(z, zn) for z, zn in zip(zs, nxt, strict=True)]
+
+        a, b, c = pair_of(0), pair_of(1), pair_of(2)
+        beta = self.provider.xor_zero_share((13, n))  # type: ignore[attr-defined]
+        # carry-save: maj(a, b, c) = (a & b) ^ (c & (a ^ b)); one fresh mask for the sum
+        maj = self._rss_and_local(a, b, beta[0]) ^ self._rss_and_local(c, xor(a, b), zero)
+        (carry,) = reshare(maj)
+        carry = shl(carry, 1)
+        total = xor(xor(a, b), c)
+        (g,) = reshare(self._rss_and_local(total, carry, beta[1]))
+        p0 = xor(total, carry)
+        prop = p0
+        k = 2
+        for bits in (1, 2, 4, 8, 16):
+            zg = self._rss_and_local(prop, shl(g, bits), beta[k])
+            zp = self._rss_and_local(prop, shl(prop, bits), beta[k + 1])
+            k += 2
+            new_g, prop = reshare(zg, zp)
+            g = xor(g, new_g)
+        last = self._rss_and_local(prop, shl(g, 32), beta[k])
+        g_own = g[0] ^ last
+        return r, np.asarray(p0[0] ^ (g_own << _ONE), dtype=np.uint64)
 
     @ring_ops
     def _rss_dabits(self, shape: Shape) -> tuple[U64, U64] | None:
