@@ -150,7 +150,7 @@ def test_truncation_and_addition_near_the_bound(xs: list[int]) -> None:
     """Pair truncation is within [0, 1] ulp above ``floor(x / 2**16)`` for every ``|x| < 2**62``
     (the documented bound), up to its edges; addition wraps like two's-complement int64."""
     x = np.array(xs, dtype=np.int64)
-    for setup in (SETUPS[0], BY_NAME["ot-2pc"]):  # exact truncation pairs (not local)
+    for setup in (SETUPS[0], BY_NAME["ot-2pc"], BY_NAME["rss3-3pc"]):  # exact (not local)
         r = setup.run(_trunc_program, {"a": {"x": x}})["r"]
         floor = x >> 16
         assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor

@@ -249,31 +249,57 @@ class Engine:
 
     @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        """P1 hands ``x1`` to P0; P0 truncates ``x0 + x1`` as the SecureML leader, P2 its
-        ``x2`` as the other party; re-randomised by a zero-sharing. One round (one message)."""
+        """Exact truncation on replicated shares (2 rounds): ``P0`` and ``P1`` draw the same
+        uniform ``r`` from the key ``k1`` they share (``P2`` lacks it) and hand
+        ``x0 + 2^62 + r + m`` and ``x1 − m`` to ``P2``, which alone learns
+        ``c = x + 2^62 + r`` (uniform to it); then, as in the pair protocol,
+        ``x / 2^f = (c >> f) − (r >> f) + msb(r)·(1 − msb(c))·2^(64−f) − 2^(62−f)``, the
+        product of ``P0``'s bit ``msb(r)`` and ``P2``'s ``1 − msb(c)`` being one replicated
+        product of re-randomised sharings. Within one unit in the last place of
+        ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
         if not self.is_compute:
             return None
         assert x is not None
         f = np.uint64(frac_bits)
-        share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C")
-        if self.index == 1:
-            self.ctx.channel.send(self.compute[0], _TAG_RSS_TRUNC, Opening(values=share.ravel()))
-            out = np.zeros(shape, dtype=np.uint64)
-        elif self.index == 0:
-            t0 = time.perf_counter()
-            msg = self.ctx.channel.recv(self.compute[1], _TAG_RSS_TRUNC, expect=Opening)
-            self.comm_seconds += time.perf_counter() - t0
-            if msg.values.shape != (share.size,):
-                raise ProtocolAbort(
-                    f"computing party {self.compute[1]!r} sent {msg.values.shape[0]} values "
-                    f"for a truncation of {share.size}",
-                    party=self.compute[1],
-                )
-            out = (share + msg.values.reshape(shape)) >> f
+        n = prod(shape)
+        share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C").reshape(n)
+        joint = self.provider.joint_random(2 * n)  # type: ignore[attr-defined]
+        p2 = self.compute[2]
+        bias = np.uint64(1 << 62)
+        c = np.zeros(n, dtype=np.uint64)
+        if self.index in (0, 1):
+            r, m = joint[:n], joint[n:]
+            sent = share + bias + r + m if self.index == 0 else share - m
+            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=sent))
         else:
-            out = -((-share) >> f)
+            t0 = time.perf_counter()
+            c = share.copy()
+            for peer in self.compute[:2]:
+                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+                if msg.values.shape != (n,):
+                    raise ProtocolAbort(
+                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                        f"truncation of {n}",
+                        party=peer,
+                    )
+                c += msg.values
+            self.comm_seconds += time.perf_counter() - t0
         self.rounds += 1
-        return np.asarray(out + self._zero(shape), dtype=np.uint64)
+        zero = self._zero((3, n))
+        a = zero[0].copy()
+        b = zero[1].copy()
+        if self.index == 0:
+            a += joint[:n] >> np.uint64(63)  # msb(r), re-randomised before it is shared
+        if self.index == 2:
+            b += _ONE - (c >> np.uint64(63))
+        t = self._rss_mul(a, b, (n,))
+        assert t is not None
+        out = (t << np.uint64(64 - frac_bits)) + zero[2]
+        if self.index == 0:
+            out -= joint[:n] >> f
+        if self.index == 2:
+            out += (c >> f) - u64(1 << (62 - frac_bits))
+        return np.asarray(out.reshape(shape), dtype=np.uint64)
 
     @ring_ops
     def _rss_and(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:

@@ -14,11 +14,11 @@ replicated sharing, never more. With the pair, products are local up to a fresh 
   ``k_{i+1}`` its successor sent at setup): ``Σ α_i = 0`` and ``α_i`` is uniform to
   ``P_{i−1}``, which lacks ``k_{i+1}``, so every product share a party later receives is
   fresh;
-* truncation: ``P1`` sends ``x1`` to ``P0``, which truncates ``x0 + x1`` as the SecureML
-  leader while ``P2`` truncates ``x2`` as the other party (``−((−x2) >> f)``), then the
-  result is re-randomised by ``α``: one round; within one unit in the last place except
-  with probability about ``2**(l_x + 1 − 64)`` per element for ``|x| < 2**l_x`` (as for the
-  two-party local truncation).
+* truncation, exact (2 rounds): ``P0`` and ``P1`` draw the same uniform ``r`` from the key
+  ``k1`` they share, ``P2`` alone learns ``c = x + 2^62 + r`` (from ``x0 + 2^62 + r + m`` and
+  ``x1 − m``), and the pair-protocol formula ``(c >> f) − (r >> f) + msb(r)·(1 − msb(c))·
+  2^(64−f) − 2^(62−f)`` needs one replicated product of ``P0``'s and ``P2``'s bits: within
+  one unit in the last place of ``floor(x / 2^f)`` for every ``|x| < 2^62``.
 
 Comparisons run on packed XOR-shared words as with the dealer: the engine makes ANDs from
 replicated boolean products (``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ β_i``, ``β`` an XOR
@@ -109,6 +109,18 @@ class Rss3Provider:
         mine = expand_uint64(self._own, n, stream=counter)
         theirs = expand_uint64(self._next_key, n, stream=counter)
         return np.asarray(mine ^ theirs, dtype=np.uint64).reshape(shape)
+
+    def joint_random(self, count: int) -> U64:
+        """Uniform words known to ``P0`` and ``P1`` only (expanded from the key ``k1`` they
+        share; ``P2`` gets zeros). Every computing party calls it in lockstep."""
+        self.setup()
+        counter = self._counter
+        self._counter += 1
+        if self.index == 0:
+            return expand_uint64(self._next_key, count, stream=counter)
+        if self.index == 1:
+            return expand_uint64(self._own, count, stream=counter)
+        return np.zeros(count, dtype=np.uint64)
 
     def _none(self, what: str) -> ConfigError:
         return ConfigError(f"replicated sharing multiplies without {what}; the engine asked one")
