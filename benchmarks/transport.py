@@ -807,67 +807,50 @@ def run_grpc(directory: Path, quick: bool) -> dict[str, Any]:
         _stop(proc)
 
 
-def run_http(root: Path, quick: bool) -> dict[str, float]:
-    """(a) two node processes: the ``ping`` job (small and 8 MiB) and sequential one-way sends."""
-    import yaml
-
-    from privfin.federation.http import HttpTransport
-    from privfin.federation.mailbox import Mailbox
-    from privfin.federation.transport import CancelToken, MessageKey
+def run_nodes(
+    root: Path, quick: bool, transport_kind: str, wan: bool = False, proxy: bool = False
+) -> dict[str, float]:
+    """(a) two node processes over ``transport_kind`` (``http`` or ``stream``): the ``ping`` job
+    — round trips of 64 B and 8 MiB messages, then 64 B messages sent one after the other inside
+    the job (each ``send`` returning as the transport's does) until the peer read them all."""
     from privfin.node.cluster import cluster_up
-    from privfin.node.config import load_config
 
-    cluster = cluster_up([CLIENT, SERVER], root / "cluster", mode="development")
+    cluster = cluster_up(
+        [CLIENT, SERVER],
+        root / f"cluster-{transport_kind}",
+        mode="development",
+        transport=transport_kind,
+    )
     out: dict[str, float] = {}
+    proxies = _through_proxies(cluster) if proxy else []
     try:
-        # The one-way sends are for a job the receiver never runs: its pre-job buffer (64
-        # messages by default, [08]) would refuse them with 429. Raise it for this figure.
-        cluster.down()
-        path = cluster.config_path(SERVER)
-        cfg = yaml.safe_load(path.read_text())
-        cfg["quotas"] = {"prejob_messages": 100_000, "prejob_bytes": 1 << 30}
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        for party in (CLIENT, SERVER):
-            cluster.start(party)
-        cluster.wait_healthy()
 
-        def ping(job: str, rounds: int, size: int) -> dict[str, float]:
+        def ping(job: str, rounds: int, size: int, oneway: int = 0) -> dict[str, float]:
             spec = {
                 "job": job,
                 "component": "ping",
                 "roles": {CLIENT: ["x"], SERVER: ["x"]},
-                "params": {"rounds": rounds, "size": size},
+                "params": {"rounds": rounds, "size": size, "oneway": oneway},
             }
             outputs = cluster.run_job(spec, timeout=600)
             result: dict[str, float] = outputs[CLIENT]
             return result
 
-        small = ping("ping-small", 200 if quick else 1000, SMALL)
+        rounds, oneway = (50, 200) if wan else (200, 1000) if quick else (1000, 5000)
+        small = ping("ping-small", rounds, SMALL, oneway)
         # the ping component is protocol code in a job worker: a round trip "from a thread"
         out["thread_rtt_ms_median"] = small["rtt_ms_median"]
         out["thread_rtt_ms_p90"] = small["rtt_ms_p90"]
+        # sequential sends inside the job, each returning as the transport's send does, until
+        # the receiving job has read them all
+        out["small_per_s"] = small["oneway_per_s"]
         size = 8 << 20
-        bulk = ping("ping-bulk", 3 if quick else 10, size)
+        bulk = ping("ping-bulk", 3 if quick or wan else 10, size)
         out["bulk_mb_s"] = 2 * size / (bulk["rtt_ms_median"] / 1000) / 1e6
-
-        cfg_a = load_config(cluster.config_path(CLIENT))
-        transport = HttpTransport(
-            cfg_a.identity, cfg_a.transport_peers(), Mailbox(root / "sender.db")
-        )
-        inbox = Mailbox(cluster.root / SERVER / "state" / "node.sqlite")
-        cancel = CancelToken()
-        payload = os.urandom(SMALL)
-        n = 200 if quick else 1000
-        keys = [MessageKey("oneway", "transport", "t", CLIENT, SERVER, i) for i in range(n + 1)]
-        transport.send(keys[0], payload)  # warm-up (connection)
-        start = time.perf_counter()
-        for key in keys[1:]:
-            transport.send(key, payload)
-        inbox.wait(keys[-1], 60, cancel)
-        out["small_per_s"] = n / (time.perf_counter() - start)
-        transport.close()
     finally:
         cluster.down()
+        for px in proxies:
+            px.close()
     return out
 
 
@@ -877,6 +860,7 @@ def run_http(root: Path, quick: bool) -> dict[str, float]:
 
 TRANSPORTS = {
     "http": "HTTP nodes",
+    "stream": "stream nodes",
     "tls": "TLS streams",
     "tls-buffered": "TLS buffered",
     "tls-blocking": "TLS blocking",
@@ -936,6 +920,187 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
             )
 
 
+class DelayProxy:
+    """A userspace WAN for hosts without ``tc netem``: a TCP forwarder (TLS passes through
+    untouched) that delivers every byte ``delay`` seconds after it arrived, in order, at
+    most ``rate`` bytes per second per direction. Runs its own event loop in a thread."""
+
+    def __init__(self, target_port: int, delay: float = 0.010, rate: float = 125e6) -> None:
+        self.target_port, self.delay, self.rate = target_port, delay, rate
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def _listen(self) -> asyncio.Server:
+        return await asyncio.start_server(self._client, "127.0.0.1", 0)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_w), self._pipe(up_r, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            free_at = 0.0  # when the emulated link has sent everything before
+            try:
+                while True:
+                    due, data = await queue.get()
+                    if not data:
+                        break
+                    start = max(due, free_at)
+                    free_at = start + len(data) / self.rate
+                    wait = free_at - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    writer.write(data)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        task = loop.create_task(deliver())
+        try:
+            while True:
+                data = await reader.read(256 * 1024)
+                await queue.put((loop.time() + self.delay, data))
+                if not data:
+                    break
+        except OSError:
+            await queue.put((0.0, b""))
+        finally:
+            await task
+
+    def close(self) -> None:
+        self.server.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _through_proxies(cluster: Any) -> list[DelayProxy]:
+    """Point each node's peers at a :class:`DelayProxy` in front of the peer's ports (HTTP and
+    stream); the nodes are restarted with the new configuration."""
+    import yaml
+
+    proxies: list[DelayProxy] = []
+    cluster.down()
+    configs = {p: yaml.safe_load(cluster.config_path(p).read_text()) for p in (CLIENT, SERVER)}
+    for party, cfg in configs.items():
+        for name, peer in cfg["peers"].items():
+            own = configs[name]
+            http = DelayProxy(int(own["port"]))
+            proxies.append(http)
+            peer["url"] = f"https://127.0.0.1:{http.port}"
+            if peer.get("stream_port"):
+                stream = DelayProxy(int(own["stream_port"]))
+                proxies.append(stream)
+                peer["stream_port"] = stream.port
+        cluster.config_path(party).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    for party in (CLIENT, SERVER):
+        cluster.start(party)
+    cluster.wait_healthy()
+    return proxies
+
+
+#: The emulated WAN of the issue: 20 ms round trip (10 ms each way on the namespace's
+#: loopback, which every packet crosses once per direction) and 1 Gbit/s.
+WAN_NETEM = ["delay", "10ms", "rate", "1gbit"]
+
+
+def run_wan(quick: bool) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Both node transports inside a network namespace created here whose loopback has
+    ``tc netem`` (:data:`WAN_NETEM`); returns the results, or a named reason to skip."""
+    name = f"privfin-wan-{os.getpid()}"
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        return {}, "the ip command (iproute2) is not installed"
+    except subprocess.CalledProcessError as exc:
+        return {}, f"network namespaces are not permitted here: {exc.stderr.strip()}"
+    try:
+        inside = ["ip", "netns", "exec", name]
+        try:
+            subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True)
+            subprocess.run(
+                [*inside, "tc", "qdisc", "add", "dev", "lo", "root", "netem", *WAN_NETEM],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        except FileNotFoundError:
+            return {}, "the tc command (iproute2) is not installed"
+        except subprocess.CalledProcessError as exc:
+            why = f"tc netem is not available ({(exc.stderr or '').strip()})"
+            return _wan_by_proxy(quick, why), None
+        args = [*inside, sys.executable, __file__, "--wan-inner"]
+        if quick:
+            args.append("--quick")
+        done = subprocess.run(args, check=True, capture_output=True, text=True, timeout=1800)
+        for line in done.stdout.splitlines():
+            if line.startswith("WANRESULT "):
+                found: dict[str, dict[str, Any]] = json.loads(line[len("WANRESULT ") :])
+                return found, None
+        return {}, f"the run inside the namespace printed no result: {done.stderr[-500:]}"
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def _wan_by_proxy(quick: bool, why: str) -> dict[str, dict[str, Any]]:
+    """The same figures through :class:`DelayProxy` (10 ms each way, 1 Gbit/s)."""
+    print(f"[bench] {why}: the WAN is emulated by a userspace delay proxy", file=sys.stderr)
+    from privfin.federation.tls import create_identity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for party in (CLIENT, SERVER):
+            create_identity(party, root / party)
+        found: dict[str, dict[str, Any]] = {
+            n: run_nodes(root, quick, n, wan=True, proxy=True) for n in ("http", "stream")
+        }
+    found["_how"] = {"proxy": why}
+    return found
+
+
+def report_wan(results: dict[str, dict[str, Any]], quick: bool) -> None:
+    rows = []
+    for key, label, unit in FIGURES:
+        if all(key not in results.get(n, {}) for n in ("http", "stream")):
+            continue
+        row: dict[str, Any] = {"figure": label, "unit": unit}
+        for n, col in (("http", "HTTP nodes"), ("stream", "stream nodes")):
+            row[col] = results.get(n, {}).get(key)
+        rows.append(row)
+    how = results.get("_how", {}).get("proxy")
+    where = (
+        f"a userspace delay proxy, 10 ms each way, 1 Gbit/s ({how})"
+        if how
+        else f"tc netem {' '.join(WAN_NETEM)} on a network namespace's loopback"
+    )
+    print_table(f"Emulated WAN (20 ms round trip, 1 Gbit/s): {where}", rows)
+    size = f"{'quick' if quick else 'full'}, mTLS, netem 20 ms RTT 1 Gbit/s, 2 processes"
+    for key, _, unit in FIGURES:
+        ours = results.get("stream", {}).get(key)
+        peer = results.get("http", {}).get(key)
+        if ours is not None:
+            emit(
+                f"transport.wan.stream.{key}",
+                unit,
+                ours,
+                peer,
+                "privfin HTTP nodes",
+                unit not in ("ms", "MB"),
+                size,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="short runs (under a minute)")
@@ -946,7 +1111,24 @@ def main() -> None:
     parser.add_argument("--serve-tls", nargs=2, metavar=("KIND", "DIR"), help=argparse.SUPPRESS)
     parser.add_argument("--serve-grpc", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-client", nargs=2, metavar=("DIR", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--wan",
+        action="store_true",
+        help="also run both node transports under an emulated WAN (needs root: a network "
+        "namespace with tc netem)",
+    )
+    parser.add_argument("--wan-inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.wan_inner:  # inside the namespace: both node transports, one JSON line
+        from privfin.federation.tls import create_identity
+
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            for party in (CLIENT, SERVER):
+                create_identity(party, root / party)
+            found = {n: run_nodes(root, args.quick, n, wan=True) for n in ("http", "stream")}
+        print("WANRESULT " + json.dumps(found))
+        return
     if args.serve_tls:
         serve_tls(Path(args.serve_tls[1]), args.serve_tls[0])
         return
@@ -970,7 +1152,8 @@ def main() -> None:
         for party in (CLIENT, SERVER):
             create_identity(party, root / party)
         runners: dict[str, Callable[[], dict[str, Any]]] = {
-            "http": lambda: run_http(root, args.quick),
+            "http": lambda: run_nodes(root, args.quick, "http"),
+            "stream": lambda: run_nodes(root, args.quick, "stream"),
             "tls": lambda: run_tls(root, args.quick, "streams"),
             "tls-buffered": lambda: run_tls(root, args.quick, "buffered"),
             "tls-blocking": lambda: run_tls(root, args.quick, "blocking"),
@@ -989,6 +1172,12 @@ def main() -> None:
                 skipped[name] = f"grpcio could not be installed or run: {exc}"
             print(f"[bench] {name}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     report(results, skipped, args.quick)
+    if args.wan:
+        wan, why = run_wan(args.quick)
+        if why is not None:
+            print(f"skipped the emulated WAN: {why}")
+        else:
+            report_wan(wan, args.quick)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ from privfin.federation.stream import (
     mailbox_admit_many,
 )
 from privfin.federation.tls import Identity, client_context, create_identity, server_context
-from privfin.federation.transport import Channel, MessageKey
+from privfin.federation.transport import CancelToken, Channel, MessageKey
 
 A, B = "bank_a", "bank_b"
 
@@ -106,6 +106,13 @@ def _connect(node: Node, peer: Node, port: int | None = None, **kw: object) -> S
         **kw,  # type: ignore[arg-type]
     )
     return node.transport
+
+
+def _deliver(t: StreamTransport, key: MessageKey, payload: bytes) -> None:
+    """Send and wait until the peer has it on disk (a send returns at once; a refusal
+    surfaces at the flush)."""
+    t.send(key, payload)
+    t.flush(30)
 
 
 def _mesh(nodes: dict[str, Node]) -> tuple[StreamTransport, StreamTransport]:
@@ -187,13 +194,21 @@ def test_send_many_stores_every_message(nodes: dict[str, Node]) -> None:
     ta, _ = _mesh(nodes)
     items = [(_key(i), f"payload {i}".encode()) for i in range(200)]
     ta.send_many(items)
+    ta.flush(30)
     for key, payload in items:
         assert nodes[B].mailbox.get(key) == payload
     ta.send_many(items[:50])  # all duplicates now
+    ta.flush(30)
     assert nodes[B].mailbox.count("job1") == 200
-    with pytest.raises(ProtocolAbort, match="conflicting"):
-        ta.send_many([(_key(300), b"new"), (_key(3), b"changed")])
+    ta.send_many([(_key(300), b"new"), (_key(3), b"changed")])
+    with pytest.raises(ProtocolAbort, match="conflicting"):  # surfaces at the flush ...
+        ta.flush(30)
+    with pytest.raises(ProtocolAbort, match="conflicting"):  # ... and at every later send
+        ta.send(_key(301), b"later")
     assert nodes[B].mailbox.get(_key(300)) == b"new"  # the good one of the batch is stored
+    # the refusal is recorded as the peer's abort: the job's waits stop at once
+    with pytest.raises(ProtocolAbort, match="refused our message"):
+        nodes[A].mailbox.wait(MessageKey("job1", "comp", "t", B, A, 0), 10, CancelToken())
 
 
 def test_jobs_share_one_connection_per_peer(nodes: dict[str, Node]) -> None:
@@ -217,8 +232,9 @@ def test_jobs_share_one_connection_per_peer(nodes: dict[str, Node]) -> None:
         for thread in threads:
             thread.join(20)
         for t in jobs:
+            t.flush(30)
             t.close()  # a shared client stays open
-        jobs[0].send(_key(1, job="job0"), b"after")
+        _deliver(jobs[0], _key(1, job="job0"), b"after")
         assert client.link_stats(B)["connections"] == 1
         assert [nodes[B].mailbox.get(_key(0, job=f"job{i}")) for i in range(6)] == [
             f"m{i}".encode() for i in range(6)
@@ -269,11 +285,11 @@ def test_put_many_answers_each_message_as_put(store_url: str) -> None:
 def test_resend_is_a_duplicate_and_other_bytes_are_refused(nodes: dict[str, Node]) -> None:
     ta, _ = _mesh(nodes)
     key = _key()
-    ta.send(key, b"first")
-    ta.send(key, b"first")  # a resend: duplicate, fine
+    _deliver(ta, key, b"first")
+    _deliver(ta, key, b"first")  # a resend: duplicate, fine
     assert nodes[B].mailbox.count("job1") == 1
     with pytest.raises(ProtocolAbort, match="conflicting") as info:
-        ta.send(key, b"other")
+        _deliver(ta, key, b"other")
     assert info.value.party == B
     assert nodes[B].mailbox.get(key) == b"first"
     with pytest.raises(ValueError, match="own party"):
@@ -320,7 +336,10 @@ def test_frame_with_another_sender_is_refused(nodes: dict[str, Node]) -> None:
     head = Header(fr.MSG, 9, "job1", "comp", "t", A, B, 0, 0, 1, 2)
     sock.sendall(fr.encode_head(head, 2) + b"hi")
     answer = _read_header(sock)
-    assert (answer.ref, answer.code) == (9, Code.STORED)
+    assert (answer.ref, answer.code) == (9, Code.ACCEPTED)  # taken write-behind ...
+    synced = _read_header(sock)  # ... and confirmed once on disk
+    assert (synced.kind, synced.ref) == (fr.SYNCED, 9)
+    assert nodes[B].mailbox.flush(5) and nodes[B].mailbox.unwritten == 0
     sock.close()
     assert nodes[B].mailbox.count() == 1
     assert nodes[B].mailbox.get(_key()) == b"hi"
@@ -344,8 +363,9 @@ def test_oversize_message_is_refused_at_its_first_chunk(nodes: dict[str, Node]) 
     _serve(nodes[B], nodes[A], limits=StreamLimits(max_message=3 * 1024 * 1024))
     ta = _connect(nodes[A], nodes[B], chunk_size=1024 * 1024)
     with pytest.raises(DecodeError, match="larger than"):
-        ta.send(_key(), bytes(5 * 1024 * 1024))
-    ta.send(_key(1), b"small")  # the connection is still in step after the dropped chunks
+        _deliver(ta, _key(), bytes(5 * 1024 * 1024))
+    # the connection is still in step after the dropped chunks (a new job's transport on it)
+    _deliver(_connect(nodes[A], nodes[B], chunk_size=1024 * 1024), _key(1), b"small")
     assert nodes[B].mailbox.get(_key(1)) == b"small"
     assert nodes[B].server is not None and nodes[B].server.reserved == 0
 
@@ -360,9 +380,9 @@ def test_precheck_refuses_a_large_message_before_it_is_buffered(nodes: dict[str,
     _serve(nodes[B], nodes[A], precheck=precheck)
     ta = _connect(nodes[A], nodes[B], chunk_size=256 * 1024)
     with pytest.raises(DecodeError, match="over the job quota"):
-        ta.send(_key(0), bytes(3 * 1024 * 1024))
+        _deliver(ta, _key(0), bytes(3 * 1024 * 1024))
     payload = bytes(range(256)) * 8192  # 2 MiB: passes the precheck
-    ta.send(_key(1), payload)
+    _deliver(_connect(nodes[A], nodes[B], chunk_size=256 * 1024), _key(1), payload)
     assert sizes == [3 * 1024 * 1024, len(payload)]
     assert not nodes[B].mailbox.has(_key(0)) and nodes[B].mailbox.get(_key(1)) == payload
     assert nodes[B].server is not None and nodes[B].server.reserved == 0
@@ -375,7 +395,7 @@ def test_unpinned_client_is_refused_at_the_handshake(
     stranger = _node(tmp_path / "c", A)  # claims to be bank_a with another key
     try:
         with pytest.raises(AuthenticationError, match="does not pin"):
-            _connect(stranger, nodes[B]).send(_key(), b"x")
+            _deliver(_connect(stranger, nodes[B]), _key(), b"x")
         assert stranger.transport is not None
         stranger.transport.close()
     finally:
@@ -394,7 +414,7 @@ def test_unpinned_client_is_refused_at_the_handshake(
         )
         try:
             with pytest.raises(AuthenticationError, match="not the one pinned"):
-                ta.send(_key(), b"x")
+                _deliver(ta, _key(), b"x")
         finally:
             ta.close()
         assert impostor.mailbox.count() == 0
@@ -420,10 +440,10 @@ def test_outcomes_map_to_the_http_transport_errors(nodes: dict[str, Node]) -> No
     _serve(nodes[B], nodes[A], admit=admit)
     ta = _connect(nodes[A], nodes[B])
     answers[:] = [Outcome(Code.QUOTA, "full"), Outcome(Code.BUSY, "busy")]
-    ta.send(_key(0), b"retried")  # retried until stored
+    _deliver(ta, _key(0), b"retried")  # retried until stored
     assert nodes[B].mailbox.get(_key(0)) == b"retried" and len(calls) == 3
     answers[:] = [Outcome(Code.ENDED)]
-    ta.send(_key(1), b"moot")  # the job has finished there: not an error
+    _deliver(ta, _key(1), b"moot")  # the job has finished there: not an error
     cases: list[tuple[Code, type[Exception], str]] = [
         (Code.FORBIDDEN, AuthenticationError, "refused us"),
         (Code.BAD, DecodeError, "rejected"),
@@ -433,11 +453,12 @@ def test_outcomes_map_to_the_http_transport_errors(nodes: dict[str, Node]) -> No
     ]
     for seq, (code, error, text) in enumerate(cases, 2):
         answers[:] = [Outcome(code, "why")]
-        with pytest.raises(error, match=text):
-            ta.send(_key(seq), b"x")
+        with pytest.raises(error, match=text):  # one transport per job: a refusal is final
+            _deliver(_connect(nodes[A], nodes[B]), _key(seq, job=f"case{seq}"), b"x")
+        assert (nodes[A].mailbox.aborted(f"case{seq}") or ("", ""))[0] == B
     answers[:] = [Outcome(Code.FAILED, "it broke")]
     with pytest.raises(ProtocolAbort, match="it broke"):
-        ta.send(_key(20, job="job2"), b"x")
+        _deliver(ta, _key(20, job="job2"), b"x")
     assert nodes[A].mailbox.aborted("job2") == (B, "it broke")
 
 
@@ -533,7 +554,7 @@ def test_cut_in_the_middle_of_a_large_payload_resumes_exactly_once(
     try:
         ta = _connect(nodes[A], nodes[B], port=proxy.port, chunk_size=1024 * 1024)
         payload = np.random.default_rng(1).bytes(8 * 1024 * 1024)
-        ta.send(_key(), payload)
+        _deliver(ta, _key(), payload)
         assert proxy.cut.is_set()
         assert ta.link_stats(B)["connections"] == 2  # cut once, resumed on a new connection
         assert nodes[B].mailbox.get(_key()) == payload
@@ -573,14 +594,18 @@ def test_a_receiver_that_stops_reading_bounds_the_sender(
         chunk_size=chunk,
         heartbeat=1000.0,
         idle_timeout=2000.0,
+        max_unsynced=64 * 1024 * 1024,
     )
     nodes[A].transport = ta
     try:
-        with pytest.raises(PeerTimeout):
-            ta.send(_key(), bytes(128 * 1024 * 1024))
+        ta.send(_key(), bytes(128 * 1024 * 1024))  # taken (pipelined) ...
+        with pytest.raises(PeerTimeout):  # ... but never delivered
+            ta.flush(3.0)
+        with pytest.raises(PeerTimeout):  # more than the bound of held bytes: send waits
+            ta.send(_key(1), bytes(1024))
         stats = ta.link_stats(B)
         assert 0 < stats["max_buffered"] <= 1024 * 1024 + chunk + fr.MAX_HEADER + 8
-        assert stats["pending"] == 0  # the caller gave up: the transport forgot the frame
+        assert stats["pending"] == 1  # held (the caller's bytes, not a copy) for a resend
     finally:
         release.set()
         listener.close()
@@ -685,7 +710,7 @@ def test_a_new_connection_replaces_the_oldest_beyond_the_limit(nodes: dict[str, 
     for ref, sock in enumerate(socks[1:], 1):  # the two newest still work
         head = Header(fr.MSG, ref, "job1", "comp", "t", A, B, ref, 0, 1, 1)
         sock.sendall(fr.encode_head(head, 1) + b"x")
-        assert _read_header(sock).code == Code.STORED
+        assert _read_header(sock).code == Code.ACCEPTED
     for sock in socks:
         sock.close()
     assert any("more than 2 connections" in reason for reason in server.refused)
@@ -722,14 +747,16 @@ def _start_server_process(root: Path, port: int) -> tuple[subprocess.Popen[str],
 
 
 def test_a_receiver_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
-    """kill -9 of the receiving process while messages stream in: every message whose send
-    had returned (ACKed) is in its mailbox file; after a restart on the same port the sender
-    resends what was not ACKed and every message is stored exactly once."""
+    """kill -9 of the receiving process while messages stream in. The receiver takes messages
+    write-behind: a message whose send had returned is on its disk or still held by the
+    sender (ACCEPTED, not SYNCED yet); after a restart on the same port the sender resends
+    what the receiver had not written and every message is stored exactly once."""
     a = _node(tmp_path, A)
     b_identity = create_identity(B, tmp_path / B)
     proc, port = _start_server_process(tmp_path, 0)
     procs = [proc]
-    acked: list[int] = []
+    acked: list[int] = []  # on the receiver's disk (flushed)
+    handed: list[int] = []  # given to send
     failure: list[BaseException] = []
     n, batch = 3000, 10
     payload = [f"message {i}".encode() * 20 for i in range(n)]
@@ -745,6 +772,8 @@ def test_a_receiver_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
             for start in range(0, n, batch):
                 seqs = range(start, start + batch)
                 transport.send_many([(_key(i), payload[i]) for i in seqs])
+                handed.extend(seqs)
+                transport.flush(60)  # paced by the receiver's disk: killed mid-stream
                 acked.extend(seqs)
         except BaseException as exc:
             failure.append(exc)
@@ -756,18 +785,20 @@ def test_a_receiver_killed_mid_stream_loses_nothing(tmp_path: Path) -> None:
             time.sleep(0.01)
         proc.kill()  # kill -9, in the middle of the stream
         proc.wait(10)
-        before = list(acked)
+        before, given = list(acked), set(handed)
         inbox = Mailbox(tmp_path / f"{B}.sqlite")
         try:
-            missing = [i for i in before if inbox.get(_key(i)) != payload[i]]
+            written = [i for i in range(n) if inbox.has(_key(i))]
         finally:
             inbox.close()
         assert 0 < len(before) < n  # killed in the middle of the stream
-        assert not missing  # every ACKed message survived the kill
+        assert set(before) <= set(written)  # what a flush confirmed survived the kill
+        assert set(written) <= given  # and nothing is on disk that was not sent
         proc, _ = _start_server_process(tmp_path, port)
         procs.append(proc)
         thread.join(120)
         assert not thread.is_alive() and not failure, failure
+        transport.flush(60)  # every message the new process accepted is on its disk
         inbox = Mailbox(tmp_path / f"{B}.sqlite")
         try:
             assert inbox.count("job1") == n
@@ -819,8 +850,9 @@ def test_a_peer_that_answers_no_heartbeat_is_reconnected(nodes: dict[str, Node])
     )
     nodes[A].transport = ta
     try:
+        ta.send(_key(), b"never answered")
         with pytest.raises(PeerTimeout):
-            ta.send(_key(), b"never answered")
+            ta.flush(3.0)
         assert ta.link_stats(B)["connections"] >= 2
     finally:
         ta.close()

@@ -69,13 +69,17 @@ def test_pipeline_over_nodes_matches_local(tmp_path: Path) -> None:
     assert model["lineage"]["table"].startswith("psi.aligned:")
 
 
-def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[str, Any], Any]:
+def _kill_run(
+    tmp_path: Path, job: str, victim: str, when: Any, transport: str = "http"
+) -> tuple[dict[str, Any], Any]:
     """Run the pipeline; kill -9 ``victim``'s node as soon as ``when(status of victim)`` holds,
     restart it, and return every party's summary after the job completes."""
     spec = pipeline_spec(job)
     spec["steps"]["train"]["params"]["n_trees"] = 6
     paths = write_datasets(tmp_path)
-    cluster = cluster_up(["bank", "telco"], tmp_path / "c", mode="development", datasets=paths)
+    cluster = cluster_up(
+        ["bank", "telco"], tmp_path / "c", mode="development", datasets=paths, transport=transport
+    )
     try:
         negotiate(cluster, spec)
 
@@ -97,14 +101,20 @@ def _kill_run(tmp_path: Path, job: str, victim: str, when: Any) -> tuple[dict[st
     return out, seen
 
 
-def test_kill_between_steps_resumes_from_last_completed_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["http", "stream"])
+def test_kill_between_steps_resumes_from_last_completed_step(
+    tmp_path: Path, transport: str
+) -> None:
     """The telco's node dies after training completed there: it resumes from its next step
-    (done steps are not rerun, their files are read back) and the results equal a local run."""
+    (done steps are not rerun, their files are read back) and the results equal a local run —
+    over HTTP and over the streaming transport (whose receiver writes behind: a step is done
+    only once its messages are on the peer's disk)."""
     out, seen = _kill_run(
         tmp_path,
         "credit-kill-a",
         "telco",
         lambda s: s.get("steps", {}).get("train", {}).get("status") == "done",
+        transport,
     )
     assert seen["steps"]["psi"]["status"] == "done"
     for party in ("bank", "telco"):

@@ -17,10 +17,11 @@ import pytest
 
 from privfin.errors import AuthenticationError, PeerTimeout, ProtocolAbort
 from privfin.federation import codec
-from privfin.federation.http import HttpTransport
+from privfin.federation.http import HttpTransport, Peer
 from privfin.federation.mailbox import Mailbox
-from privfin.federation.tls import client_context, create_identity
-from privfin.federation.transport import CancelToken, MessageKey
+from privfin.federation.stream import StreamPeer, StreamTransport
+from privfin.federation.tls import Identity, client_context, create_identity
+from privfin.federation.transport import CancelToken, MessageKey, Transport
 from privfin.mpc.exposure import plaintext_exposure
 from privfin.node.cluster import Cluster, cluster_up
 from privfin.node.config import load_config
@@ -45,14 +46,21 @@ def loans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"ids": ids, "tables": tables, "paths": paths}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, loans: dict[str, Any]) -> Iterator[Cluster]:
-    root = tmp_path_factory.mktemp("cluster")
+@pytest.fixture(scope="module", params=["http", "stream"])
+def cluster(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    loans: dict[str, Any],
+) -> Iterator[Cluster]:
+    """The three nodes, their peers reached over HTTP or over the streaming transport (every
+    job-level test runs over both; tests of the HTTP endpoint itself take ``http`` only)."""
+    root = tmp_path_factory.mktemp(f"cluster-{request.param}")
     c = cluster_up(
         PARTIES,
         root,
         datasets={p: {"loans": loans["paths"][p]} for p in PARTIES},
         message_timeout=20,
+        transport=request.param,
     )
     try:
         yield c
@@ -80,6 +88,39 @@ def test_exposure_over_mtls_equals_plaintext(cluster: Cluster, loans: dict[str, 
         assert c.submit(_spec("exp-ok", loans["ids"]))["status"] == "done"
 
 
+HTTP_ONLY = pytest.mark.parametrize("cluster", ["http"], indirect=True)
+
+
+def _sender(
+    cluster: Cluster,
+    mailbox: Mailbox,
+    identity: Identity | None = None,
+    pins: dict[str, str] | None = None,
+    **options: Any,
+) -> Transport:
+    """bank_a's transport to its peers as its node has it (HTTP or stream), optionally under
+    another ``identity`` or with peer ``pins`` ``{peer: party whose certificate is pinned}``."""
+    cfg = load_config(cluster.config_path("bank_a"))
+    identity = identity or cfg.identity
+    pins = pins or {}
+    certs = {p: cluster.identity(pins.get(p, p)).cert.read_bytes() for p in cfg.peers}
+    streamed = cfg.stream_peers()
+    if streamed:
+        peers = {p: StreamPeer(host, port, certs[p]) for p, (host, port, _) in streamed.items()}
+        return StreamTransport(identity, peers, mailbox, **options)
+    http = {p: Peer(p, cfg.peers[p].url, certs[p]) for p in cfg.peers}
+    return HttpTransport(identity, http, mailbox, **options)
+
+
+def _deliver(transport: Transport, key: MessageKey, payload: bytes) -> None:
+    """Send and wait for the peer's disk: the streaming transport's send returns at once and
+    reports a refusal at its flush."""
+    transport.send(key, payload)
+    flush = getattr(transport, "flush", None)
+    if callable(flush):
+        flush(20)
+
+
 def _raw_client(cluster: Cluster, party: str, target: str) -> httpx.Client:
     ident = cluster.identity(party)
     peer_cert = cluster.identity(target).cert.read_bytes()
@@ -88,6 +129,7 @@ def _raw_client(cluster: Cluster, party: str, target: str) -> httpx.Client:
     )
 
 
+@HTTP_ONLY
 def test_unknown_certificate_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     stranger = create_identity("bank_a", tmp_path)  # same name, different key: not pinned
     target = cluster.identity("bank_b").cert.read_bytes()
@@ -100,6 +142,7 @@ def test_unknown_certificate_is_refused(cluster: Cluster, tmp_path: Path) -> Non
         assert ok.get("/health").json()["party"] == "bank_b"
 
 
+@HTTP_ONLY
 def test_wrong_claimed_sender_is_refused(cluster: Cluster) -> None:
     with _raw_client(cluster, "bank_a", "bank_b") as client:
         resp = client.put("/v1/messages/j1/exposure/pk/bank_c/bank_b/0", content=b"x")
@@ -116,6 +159,7 @@ def test_wrong_claimed_sender_is_refused(cluster: Cluster) -> None:
         assert client.get("/health").status_code == 200
 
 
+@HTTP_ONLY
 def test_replay_duplicate_and_conflict(cluster: Cluster) -> None:
     url = "/v1/messages/j2/exposure/pk/bank_a/bank_b/0"
     with _raw_client(cluster, "bank_a", "bank_b") as client:
@@ -124,6 +168,7 @@ def test_replay_duplicate_and_conflict(cluster: Cluster) -> None:
         assert client.put(url, content=b"other").status_code == 409  # altered: refused
 
 
+@HTTP_ONLY
 def test_oversized_and_malformed_requests(cluster: Cluster) -> None:
     with _raw_client(cluster, "bank_a", "bank_b") as client:
         big = b"\0" * (256 * 1024 * 1024 + 1)
@@ -171,11 +216,26 @@ def test_malformed_payload_fails_the_job_cleanly(cluster: Cluster, loans: dict[s
         c.wait("exp-bad", timeout=60)
 
 
+def test_replay_duplicate_and_conflict_through_the_transport(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The node's own transport (HTTP or stream): a replay is a success, other bytes under the
+    same key are refused as a conflict naming the receiver."""
+    transport = _sender(cluster, Mailbox(tmp_path / "m.db"), send_timeout=20)
+    key = MessageKey("j2t", "exposure", "pk", "bank_a", "bank_b", 0)
+    try:
+        _deliver(transport, key, b"first")
+        _deliver(transport, key, b"first")  # replay: dropped
+        with pytest.raises(ProtocolAbort, match="bank_b"):
+            _deliver(transport, key, b"other")
+    finally:
+        close = getattr(transport, "close", None)
+        if callable(close):
+            close()
+
+
 def test_large_payload_streams_in_chunks(cluster: Cluster, tmp_path: Path) -> None:
-    cfg = load_config(cluster.config_path("bank_a"))
-    transport = HttpTransport(
-        cfg.identity, cfg.transport_peers(), Mailbox(tmp_path / "m.db"), chunk_size=1024 * 1024
-    )
+    transport = _sender(cluster, Mailbox(tmp_path / "m.db"), chunk_size=1024 * 1024)
     payload = codec.encode({"x": np.arange(1_000_000, dtype=np.uint64)})  # 8 MB: 8 chunks
     key = MessageKey("big", "exposure", "blob", "bank_a", "bank_b", 0)
     transport.send(key, payload)
@@ -183,13 +243,12 @@ def test_large_payload_streams_in_chunks(cluster: Cluster, tmp_path: Path) -> No
     box = Mailbox(cluster.root / "bank_b" / "state" / "node.sqlite")
     got = box.wait(key, 10, CancelToken())
     assert got == payload
-    transport.close()
+    getattr(transport, "close")()  # noqa: B009
 
 
 def test_peer_that_never_answers_times_out(cluster: Cluster, tmp_path: Path) -> None:
-    cfg = load_config(cluster.config_path("bank_a"))
     mailbox = Mailbox(tmp_path / "m.db")
-    transport = HttpTransport(cfg.identity, cfg.transport_peers(), mailbox, send_timeout=1.0)
+    transport = _sender(cluster, mailbox, send_timeout=1.0)
     with pytest.raises(PeerTimeout) as info:
         transport.recv(
             MessageKey("quiet", "exposure", "pk", "bank_c", "bank_a", 0), 0.5, CancelToken()
@@ -197,6 +256,7 @@ def test_peer_that_never_answers_times_out(cluster: Cluster, tmp_path: Path) -> 
     assert info.value.peer == "bank_c" and info.value.tag == "pk"
     with pytest.raises(AuthenticationError):
         transport.send(MessageKey("quiet", "exposure", "pk", "bank_a", "bank_z", 0), b"x")
+    getattr(transport, "close")()  # noqa: B009
 
 
 def test_job_with_a_silent_party_fails_cleanly(cluster: Cluster, loans: dict[str, Any]) -> None:
@@ -232,23 +292,18 @@ def test_killed_node_restarts_and_the_job_completes(
 
 
 def test_transport_reports_tls_authentication_failures(cluster: Cluster, tmp_path: Path) -> None:
-    from privfin.federation.http import Peer
-
-    cfg = load_config(cluster.config_path("bank_a"))
-    peers = cfg.transport_peers()
     key = MessageKey("auth", "exposure", "pk", "bank_a", "bank_b", 0)
-    # bank_b's URL pinned with bank_c's certificate: the server is not who we pinned.
-    wrong = {"bank_b": Peer("bank_b", peers["bank_b"].url, peers["bank_c"].cert)}
-    t = HttpTransport(cfg.identity, wrong, Mailbox(tmp_path / "a.db"), send_timeout=20)
+    # bank_b's address pinned with bank_c's certificate: the server is not who we pinned.
+    t = _sender(cluster, Mailbox(tmp_path / "a.db"), pins={"bank_b": "bank_c"}, send_timeout=20)
     with pytest.raises(AuthenticationError, match="not the one pinned"):
-        t.send(key, b"x")
-    t.close()
+        _deliver(t, key, b"x")
+    getattr(t, "close")()  # noqa: B009
     # A stranger key under bank_a's name: bank_b's node refuses the client certificate.
     stranger = create_identity("bank_a", tmp_path / "s")
-    t = HttpTransport(stranger, peers, Mailbox(tmp_path / "b.db"), send_timeout=20)
+    t = _sender(cluster, Mailbox(tmp_path / "b.db"), identity=stranger, send_timeout=20)
     with pytest.raises(AuthenticationError, match="does not pin"):
-        t.send(key, b"x")
-    t.close()
+        _deliver(t, key, b"x")
+    getattr(t, "close")()  # noqa: B009
 
 
 def test_killed_node_resumes_its_running_job(cluster: Cluster, loans: dict[str, Any]) -> None:

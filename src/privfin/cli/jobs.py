@@ -144,6 +144,12 @@ def _show_proposal(view: dict[str, Any]) -> None:
             typer.echo(f"    params: {json.dumps(params, sort_keys=True)[:300]}")
         if st.get("reveals"):
             typer.echo(f"    reveals: {st['reveals']}")
+        enclave = st.get("enclave")
+        if enclave and "measurement" in enclave:
+            typer.echo(
+                f"    enclave: {enclave['component']} measurement {enclave['measurement']}"
+                + (f" -- {enclave['warning']}" if enclave.get("simulated") else "")
+            )
         if st.get("timeout"):
             typer.echo(f"    timeout: {st['timeout']} s")
     if view.get("reason"):

@@ -16,6 +16,7 @@ from privfin.cli import data as data_cli
 from privfin.cli import jobs as jobs_cli
 from privfin.cli import node as node_cli
 from privfin.cli import simulate as simulate_cli
+from privfin.cli import tee as tee_cli
 from privfin.cli.psi import psi as psi_cli
 from privfin.errors import PrivfinError
 
@@ -32,6 +33,7 @@ app.add_typer(node_cli.node_app, name="node")
 app.add_typer(node_cli.cluster_app, name="cluster")
 app.add_typer(node_cli.job_app, name="job")
 app.add_typer(jobs_cli.model_app, name="model")
+app.add_typer(tee_cli.app, name="tee")
 app.command("init")(node_cli.init)
 app.command("simulate")(simulate_cli.simulate_cmd)
 app.command(name="psi")(psi_cli)

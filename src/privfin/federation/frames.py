@@ -28,6 +28,7 @@ __all__ = [
     "PING",
     "PONG",
     "PREFIX",
+    "SYNCED",
     "Code",
     "FrameError",
     "Header",
@@ -47,7 +48,11 @@ PONG = 4
 HELLO = 5
 #: A party aborted ``job``; ``text`` is its reason. Answered by ACK.
 ABORT = 6
-KINDS = frozenset({MSG, ACK, PING, PONG, HELLO, ABORT})
+#: The receiver has written to disk every message it answered ``ACCEPTED`` on this connection
+#: up to frame ``ref``: the sender may forget them (it keeps them until then, and writes them
+#: again on a new connection).
+SYNCED = 7
+KINDS = frozenset({MSG, ACK, PING, PONG, HELLO, ABORT, SYNCED})
 
 PREFIX = struct.Struct(">II")
 #: Five names of at most 64 characters, a reason of at most 500 characters, seven integers.
@@ -67,6 +72,7 @@ class Code(enum.IntEnum):
     answers in the same case."""
 
     STORED = 201  #: stored now
+    ACCEPTED = 202  #: taken (readable by the job now); on disk once a SYNCED frame covers it
     DUPLICATE = 200  #: the same bytes were already stored under this key
     BAD = 400  #: malformed key, chunk or message
     FORBIDDEN = 403  #: the sender field is not the certificate's party, or not a party of the job
@@ -80,7 +86,7 @@ class Code(enum.IntEnum):
 
     @property
     def ok(self) -> bool:
-        return self in (Code.STORED, Code.DUPLICATE)
+        return self in (Code.STORED, Code.ACCEPTED, Code.DUPLICATE)
 
     @property
     def retry(self) -> bool:

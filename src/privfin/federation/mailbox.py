@@ -17,11 +17,23 @@ which expire; a chunk row counts as a message there. :meth:`Mailbox.precheck` ap
 quotas to a declared size before the node reads a request's body. Payloads are deleted when a
 job ends (:meth:`Mailbox.purge_job`; digests and sizes stay for audit) and stale chunks and
 expired pre-job messages by :meth:`Mailbox.sweep`. SQLite files are private (0600).
+
+Write-behind (:meth:`Mailbox.accept`, used by the streaming transport): a message of a job this
+node runs is checked (quotas, duplicate, conflict with a message not yet written) and put in
+memory at once, where a waiter of this process reads it; a writer thread stores what was
+accepted in group commits (one transaction for everything accepted meanwhile) and then calls
+the caller's ``on_durable`` hook, so the sender can forget the message only once it is on
+disk (the sender keeps it until then and sends it again after a cut or a restart of this
+node: :mod:`privfin.federation.stream`). A conflict found only at the commit (the stored
+message has other bytes) is recorded as the sender's abort of the job. Reads that look at the
+database (:meth:`Mailbox.count`, :meth:`Mailbox.payload_bytes`, :meth:`Mailbox.purge_job`,
+:meth:`Mailbox.sweep`) first wait for the writer (:meth:`Mailbox.flush`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -42,6 +54,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -57,6 +70,8 @@ from privfin.federation.transport import CancelToken, MessageKey, raise_timeout
 from privfin.store import open_engine, upgrade
 
 __all__ = [
+    "ACCEPTED",
+    "Accepted",
     "Mailbox",
     "MessageConflict",
     "MessageTooLarge",
@@ -65,7 +80,11 @@ __all__ = [
     "metadata",
 ]
 
+_log = logging.getLogger(__name__)
+
 _RECENT_LIMIT = 256 * 1024 * 1024
+#: How often a waiter looks in the database (for a message stored by another process).
+_POLL = 0.25
 #: Dialects with ``INSERT ... ON CONFLICT DO NOTHING`` (one statement for a new message).
 _UPSERT = frozenset({"sqlite", "postgresql"})
 
@@ -192,6 +211,43 @@ def _where(key: MessageKey) -> ColumnElement[bool]:
     return and_(*(messages.c[c] == getattr(key, c) for c in _KEY_COLS))
 
 
+# Statements of the hot paths, built once (building a statement costs more than running it).
+_KEY_MATCH = and_(*(messages.c[c] == bindparam(c) for c in _KEY_COLS))
+_SELECT_DIGEST = select(messages.c.digest).where(_KEY_MATCH)
+_SELECT_PAYLOAD = select(messages.c.payload, messages.c.size).where(_KEY_MATCH)
+_RETURN_KEY = [messages.c[c] for c in _KEY_COLS]
+_INSERT_NEW = {
+    "sqlite": sqlite_insert(messages).on_conflict_do_nothing().returning(*_RETURN_KEY),
+    "postgresql": postgresql_insert(messages).on_conflict_do_nothing().returning(*_RETURN_KEY),
+}
+
+
+class Accepted:
+    """:meth:`Mailbox.accept`'s answer for a message taken into memory: readable now, durable
+    once its ``on_durable`` hook is called."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ACCEPTED"
+
+
+ACCEPTED = Accepted()
+#: ``on_durable(indices)``: the indices (in one :meth:`Mailbox.accept` call) now on disk.
+OnDurable = Callable[[list[int]], None]
+Answer = bool | Accepted | MessageConflict | MessageTooLarge | QuotaExceeded
+
+
+class _Behind:
+    """A message accepted in memory and not written yet."""
+
+    __slots__ = ("digest", "key", "notify", "payload")
+
+    def __init__(self, key: MessageKey, payload: bytes, digest: str) -> None:
+        self.key, self.payload, self.digest = key, payload, digest
+        self.notify: list[tuple[OnDurable, int]] = []
+
+
 class Mailbox:
     """Durable mailbox of one node.
 
@@ -214,7 +270,19 @@ class Mailbox:
             except BaseException:
                 self.engine.dispose()
                 raise
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)  # a message arrived, a job was aborted
+        self._wake = threading.Condition(self._lock)  # the writer has work; it finished some
+        # write-behind: accepted, not written yet (readable from _recent meanwhile)
+        self._behind: dict[MessageKey, _Behind] = {}
+        self._queue: list[_Behind] = []
+        self._accepted_n = 0  # messages handed to the writer, ever
+        self._written_n = 0  # of them, written (or settled) so far
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        #: the writer's last failure (None when it is writing); the node reports it
+        self.write_error: str | None = None
+        self._aborted_jobs: set[str] = set()  # aborts recorded by this process
         # Messages stored by this process, kept until read once: a waiter in the same process
         # (the node's job threads) gets them without a database read. Bounded; the database
         # stays the source of truth.
@@ -225,21 +293,34 @@ class Mailbox:
         self._swept_until = 0  # messages older than this were checked for unclaimed jobs
 
     def _remember(self, key: MessageKey, payload: bytes) -> None:
+        old = self._recent.pop(key, None)
+        if old is not None:
+            self._recent_bytes -= len(old)
         self._recent[key] = payload
         self._recent_bytes += len(payload)
         while self._recent_bytes > _RECENT_LIMIT and self._recent:
             _, old = self._recent.popitem(last=False)
             self._recent_bytes -= len(old)
 
-    def close(self) -> None:
-        """Close the engine if the mailbox opened it (an engine handed in stays open)."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what was accepted (waiting at most ``timeout`` seconds), stop the writer, and
+        close the engine if the mailbox opened it (an engine handed in stays open)."""
+        writer = self._writer
+        if writer is not None:
+            self.flush(timeout)
+            with self._lock:
+                self._closing = True
+                self._wake.notify_all()
+            writer.join(timeout)
         if self._owns_engine:
             self.engine.dispose()
 
     # -- quotas
-    def _job_usage(self, conn: Connection, job: str, sender: str) -> list[int]:
+    def _job_usage(self, conn: Connection | None, job: str, sender: str) -> list[int]:
         usage = self._usage.get((job, sender))
         if usage is None:
+            if conn is None:
+                raise RuntimeError("job usage not loaded")
             row = conn.execute(
                 select(func.count(), func.coalesce(func.sum(messages.c.size), 0)).where(
                     messages.c.job == job, messages.c.sender == sender
@@ -250,7 +331,7 @@ class Mailbox:
 
     def _admit(
         self,
-        conn: Connection,
+        conn: Connection | None,
         key: MessageKey,
         size: int,
         quotas: Quotas | None,
@@ -271,6 +352,7 @@ class Mailbox:
             )
         if known is None or known(key.job):
             return
+        assert conn is not None  # the pre-job buffer is counted in the database
         cutoff = int(time.time() - quotas.prejob_ttl)
         prejob = conn.execute(
             select(messages.c.job, func.count(), func.sum(messages.c.size))
@@ -442,6 +524,222 @@ class Mailbox:
             self._cond.notify_all()
         return out
 
+    # -- write-behind
+    def accept(
+        self,
+        items: Sequence[tuple[MessageKey, bytes]],
+        *,
+        quotas: Quotas | None = None,
+        known: Callable[[str], bool] | None = None,
+        on_durable: OnDurable | None = None,
+    ) -> list[Answer]:
+        """Take messages write-behind (see the module's docstring).
+
+        For each message, in order: :data:`ACCEPTED` — checked against ``quotas``, readable
+        now by this process's waiters, and written by the writer thread in its next group
+        commit, after which ``on_durable`` is called (from that thread) with the indices of
+        the accepted messages it wrote; a message already accepted and not written yet with
+        the same bytes is accepted again (its hook joins the first one's). Otherwise what
+        :meth:`put_many` answers: a duplicate of, or a conflict with, a message this process
+        holds in memory (not written, or not read yet), a refusal by the quotas, or — for
+        the messages of jobs this node does not run yet (``known``), which go to the pre-job
+        buffer counted in the database — the answer of storing them now.
+        """
+        out: list[Answer | None] = [None] * len(items)
+        now: list[int] = []
+        with self._lock:
+            queued = len(self._queue)
+            for i, (key, payload) in enumerate(items):
+                if known is not None and not known(key.job):
+                    now.append(i)
+                    continue
+                digest = hashlib.sha256(payload).hexdigest()
+                old = self._behind.get(key)
+                if old is not None:
+                    if old.digest != digest:
+                        out[i] = MessageConflict(
+                            f"message {key.path()} was already received with other content",
+                            party=key.sender,
+                        )
+                        continue
+                    if on_durable is not None:
+                        old.notify.append((on_durable, i))
+                    out[i] = ACCEPTED
+                    continue
+                unread = self._recent.get(key)  # written, not read yet: compare here
+                if unread is not None:
+                    out[i] = (
+                        False
+                        if unread == payload
+                        else MessageConflict(
+                            f"message {key.path()} was already received with other content",
+                            party=key.sender,
+                        )
+                    )
+                    continue
+                try:
+                    self._admit_memory(key, len(payload), quotas)
+                except (MessageTooLarge, QuotaExceeded) as exc:
+                    out[i] = exc
+                    continue
+                entry = _Behind(key, payload, digest)
+                if on_durable is not None:
+                    entry.notify.append((on_durable, i))
+                self._behind[key] = entry
+                self._queue.append(entry)
+                self._accepted_n += 1
+                self._count(key, len(payload))
+                self._remember(key, payload)
+                out[i] = ACCEPTED
+            if len(self._queue) > queued:
+                self._start_writer()
+                self._wake.notify_all()
+                self._cond.notify_all()
+        if now:
+            answers = self.put_many([items[i] for i in now], quotas=quotas, known=known)
+            for i, answer in zip(now, answers, strict=True):
+                out[i] = answer
+        return [a if a is not None else False for a in out]
+
+    def _admit_memory(self, key: MessageKey, size: int, quotas: Quotas | None) -> None:
+        """The quotas of a message of a job this node runs (its usage read once from the
+        database, then counted in memory)."""
+        if quotas is None:
+            return
+        if (key.job, key.sender) not in self._usage:
+            with self.engine.connect() as conn:
+                self._job_usage(conn, key.job, key.sender)
+        self._admit(None, key, size, quotas, None)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message accepted so far is written; False if ``timeout`` seconds
+        passed first (the writer keeps trying: see :attr:`write_error`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            target = self._accepted_n
+            while self._written_n < target:
+                if deadline is None:
+                    self._wake.wait()
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.wait(remaining)
+        return True
+
+    @property
+    def unwritten(self) -> int:
+        """Messages accepted and not written yet."""
+        with self._lock:
+            return self._accepted_n - self._written_n
+
+    def _start_writer(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._closing = False
+            self._writer = threading.Thread(
+                target=self._write_loop, name="mailbox-writer", daemon=True
+            )
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        delay = 0.05
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            try:
+                settled = self._write(batch)
+            except Exception as exc:  # a database error (disk full, server gone): retry
+                self.write_error = f"{type(exc).__name__}: {exc}"
+                _log.error(
+                    "mailbox: writing %d messages failed (%s); retrying in %.2f s",
+                    len(batch),
+                    self.write_error,
+                    delay,
+                )
+                with self._lock:
+                    self._queue[:0] = batch
+                    if self._closing:
+                        return
+                    self._wake.wait(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            delay, self.write_error = 0.05, None
+            hooks: dict[int, tuple[OnDurable, list[int]]] = {}
+            with self._lock:
+                for entry in batch:
+                    if self._behind.get(entry.key) is entry:
+                        del self._behind[entry.key]
+                    for hook, i in entry.notify:
+                        hooks.setdefault(id(hook), (hook, []))[1].append(i)
+                for entry, clash in settled:
+                    # already stored: not new after all (and not readable twice)
+                    usage = self._usage.get((entry.key.job, entry.key.sender))
+                    if usage is not None:
+                        usage[0] -= 1
+                        usage[1] -= len(entry.payload)
+                    if self._recent.get(entry.key) is entry.payload:
+                        self._recent_bytes -= len(self._recent.pop(entry.key))
+                    if clash:
+                        self._aborted_jobs.add(entry.key.job)
+                self._cond.notify_all()
+            for entry, clash in settled:
+                if clash:
+                    _log.warning(
+                        "mailbox: %r sent other content under %s; recorded as its abort",
+                        entry.key.sender,
+                        entry.key.path(),
+                    )
+                    self.abort(
+                        entry.key.job,
+                        entry.key.sender,
+                        f"sent other content under an already received key ({entry.key.path()})",
+                    )
+            for hook, indices in hooks.values():
+                try:
+                    hook(indices)
+                except Exception:
+                    _log.exception("mailbox: a durability hook failed")
+            with self._lock:  # counted last: a flush returns after the hooks ran
+                self._written_n += len(batch)
+                self._wake.notify_all()
+
+    def _write(self, batch: Sequence[_Behind]) -> list[tuple[_Behind, bool]]:
+        """Store ``batch`` in one transaction; returns the messages that were stored already
+        (``(entry, True)`` when with other bytes: a conflict)."""
+        now = int(time.time())
+        rows = [
+            {
+                **_key_values(e.key),
+                "digest": e.digest,
+                "size": len(e.payload),
+                "payload": e.payload,
+                "received_at": now,
+            }
+            for e in batch
+        ]
+        settled: list[tuple[_Behind, bool]] = []
+        with self.engine.begin() as conn:
+            name = conn.dialect.name
+            if name in _UPSERT:
+                stmt = _INSERT_NEW[name]
+                inserted = {MessageKey(*row) for row in conn.execute(stmt, rows)}
+                missing = [e for e in batch if e.key not in inserted]
+            else:
+                missing = []
+                for e, row in zip(batch, rows, strict=True):
+                    if conn.execute(_SELECT_DIGEST, _key_values(e.key)).first() is None:
+                        conn.execute(insert(messages), row)
+                    else:
+                        missing.append(e)
+            for e in missing:
+                stored = conn.execute(_SELECT_DIGEST, _key_values(e.key)).scalar()
+                settled.append((e, stored != e.digest))
+        return settled
+
     def _put_one(
         self,
         key: MessageKey,
@@ -604,6 +902,7 @@ class Mailbox:
         audit) and its chunks; returns the number of payloads deleted. Works in short
         transactions of ``batch`` messages, without the mailbox lock, so messages of other
         jobs are stored and read meanwhile."""
+        self.flush(30.0)
         n = 0
         key_cols = [messages.c[c] for c in ("component", "tag", "sender", "receiver", "seq")]
         while True:
@@ -637,6 +936,7 @@ class Mailbox:
     def sweep(self, quotas: Quotas, known: Callable[[str], bool]) -> dict[str, int]:
         """Delete chunks older than ``quotas.chunk_ttl`` and messages of jobs this node does
         not run (``known(job)`` is false) older than ``quotas.prejob_ttl``."""
+        self.flush(30.0)
         now = time.time()
         with self._cond:
             with self.engine.begin() as conn:
@@ -686,19 +986,28 @@ class Mailbox:
                     conn.execute(
                         insert(aborts).values(job=job, sender=sender, reason=reason[:1000])
                     )
+            self._aborted_jobs.add(job)
             self._cond.notify_all()
         return exists is None
 
     # -- reading
     def get(self, key: MessageKey) -> bytes | None:
+        with self._lock:
+            entry = self._behind.get(key)
+        if entry is not None:
+            return entry.payload
         with self.engine.connect() as conn:
-            row = conn.execute(select(messages.c.payload).where(_where(key))).first()
+            row = conn.execute(_SELECT_PAYLOAD, _key_values(key)).first()
         return None if row is None else bytes(row[0])
 
     def has(self, key: MessageKey) -> bool:
-        """Whether a message is stored under ``key`` (its payload may have been deleted)."""
+        """Whether a message is stored (or accepted) under ``key`` (its payload may have been
+        deleted)."""
+        with self._lock:
+            if key in self._behind:
+                return True
         with self.engine.connect() as conn:
-            return conn.execute(select(messages.c.seq).where(_where(key))).first() is not None
+            return conn.execute(_SELECT_DIGEST, _key_values(key)).first() is not None
 
     def aborted(self, job: str) -> tuple[str, str] | None:
         with self.engine.connect() as conn:
@@ -713,43 +1022,61 @@ class Mailbox:
             rows = conn.execute(select(aborts.c.sender).where(aborts.c.job == job)).scalars()
             return [str(r) for r in rows]
 
+    def _take(self, key: MessageKey) -> bytes | None:
+        payload = self._recent.pop(key, None)
+        if payload is not None:
+            self._recent_bytes -= len(payload)
+            return payload
+        entry = self._behind.get(key)  # accepted, not written, evicted from _recent
+        return None if entry is None else entry.payload
+
     def wait(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort.
 
-        Checking and waiting happen under the same lock that :meth:`put` holds while storing,
-        so a message stored in this process wakes the waiter at once (no lost wake-up); a
-        message stored by another process is seen within 0.25 s.
+        A message stored or accepted by this process wakes the waiter at once (it is checked
+        and waited for under the lock that storing holds: no lost wake-up); the database is
+        read at the start and then every 0.25 s (a message stored by another process, an
+        abort recorded before this process started), outside the lock, so a waiter never
+        delays the storing of other messages.
         """
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                payload = self._recent.pop(key, None)
+        next_poll = 0.0
+        abort_seen = False  # an abort recorded here was looked up once: wait for the poll
+        while True:
+            with self._lock:
+                payload = self._take(key)
                 if payload is not None:
-                    self._recent_bytes -= len(payload)
                     return payload
-                payload = self.get(key)
-                if payload is not None:
-                    if not payload and self._purged(key):
-                        raise ProtocolAbort(
-                            f"message {key.path()} was deleted when job {key.job!r} ended"
-                        )
-                    return payload
-                why = self.aborted(key.job)
-                if why is not None:
-                    raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
-                cancel.raise_if_cancelled()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise_timeout(key, timeout)
-                self._cond.wait(min(remaining, 0.25))
-
-    def _purged(self, key: MessageKey) -> bool:
-        with self.engine.connect() as conn:
-            size = conn.execute(select(messages.c.size).where(_where(key))).scalar()
-        return bool(size)
+                now = time.monotonic()
+                if now < next_poll and (abort_seen or key.job not in self._aborted_jobs):
+                    cancel.raise_if_cancelled()
+                    if now >= deadline:
+                        raise_timeout(key, timeout)
+                    self._cond.wait(min(deadline, next_poll) - now)
+                    continue
+                abort_seen = key.job in self._aborted_jobs
+            with self.engine.connect() as conn:
+                row = conn.execute(_SELECT_PAYLOAD, _key_values(key)).first()
+            if row is not None:
+                if not row[0] and row[1]:
+                    raise ProtocolAbort(
+                        f"message {key.path()} was deleted when job {key.job!r} ended"
+                    )
+                with self._lock:  # read now: not kept for a later reader
+                    if self._recent.get(key) is not None:
+                        self._recent_bytes -= len(self._recent.pop(key))
+                return bytes(row[0])
+            why = self.aborted(key.job)
+            if why is not None:
+                raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
+            cancel.raise_if_cancelled()
+            if time.monotonic() >= deadline:
+                raise_timeout(key, timeout)
+            next_poll = time.monotonic() + _POLL
 
     def payload_bytes(self, job: str) -> int:
         """Bytes of payload still stored for ``job`` (messages and chunks)."""
+        self.flush(30.0)
         with self.engine.connect() as conn:
             held = conn.execute(
                 select(func.coalesce(func.sum(func.length(messages.c.payload)), 0)).where(
@@ -764,6 +1091,7 @@ class Mailbox:
         return int(held) + int(pending)
 
     def count(self, job: str | None = None) -> int:
+        self.flush(30.0)
         with self.engine.connect() as conn:
             q = select(func.count()).select_from(messages)
             if job is not None:

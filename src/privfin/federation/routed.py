@@ -4,7 +4,7 @@ local (every transport's ``recv`` waits on the node's mailbox)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from privfin.errors import AuthenticationError
 from privfin.federation.transport import CancelToken, MessageKey, Transport
@@ -26,6 +26,22 @@ class RoutedTransport:
             raise AuthenticationError(f"{key.receiver!r} is not a peer of this job")
         transport.send(key, payload)
 
+    def send_many(self, items: Sequence[tuple[MessageKey, bytes]]) -> None:
+        """Hand each route its messages together (``send_many`` where the route has it)."""
+        groups: dict[int, tuple[Transport, list[tuple[MessageKey, bytes]]]] = {}
+        for key, payload in items:
+            transport = self.routes.get(key.receiver)
+            if transport is None:
+                raise AuthenticationError(f"{key.receiver!r} is not a peer of this job")
+            groups.setdefault(id(transport), (transport, []))[1].append((key, payload))
+        for transport, group in groups.values():
+            many = getattr(transport, "send_many", None)
+            if callable(many) and len(group) > 1:
+                many(group)
+            else:
+                for key, payload in group:
+                    transport.send(key, payload)
+
     def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
         return self.local.recv(key, timeout, cancel)
 
@@ -37,6 +53,16 @@ class RoutedTransport:
                 by_transport.setdefault(id(t), (t, []))[1].append(r)
         for t, rs in by_transport.values():
             t.abort(job, sender, rs, reason)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Flush every route that can (see :meth:`Channel.flush`)."""
+        seen: set[int] = set()
+        for t in self.routes.values():
+            if id(t) not in seen:
+                seen.add(id(t))
+                flush = getattr(t, "flush", None)
+                if callable(flush):
+                    flush(timeout)
 
     def close(self) -> None:
         seen: set[int] = set()

@@ -13,7 +13,7 @@ Connection
     three times in a row reports that the peer does not pin it. At most
     ``StreamLimits.connections_per_party`` connections per party are kept; a newer one closes
     the oldest (a client reconnecting after a cut the server has not noticed yet).
-    Messages flow client → server; the server answers with ``ACK`` frames only.
+    Messages flow client → server; the server answers with ``ACK`` and ``SYNCED`` frames.
 
 Frames (:mod:`privfin.federation.frames`)
     ``u32 header length | u32 payload length | msgpack header | payload``. Both lengths are
@@ -33,6 +33,8 @@ Frames (:mod:`privfin.federation.frames`)
     - ``ACK(ref, code, text)``: the outcome of frame ``ref``
       (:class:`~privfin.federation.frames.Code`, numbered after the HTTP status the node's
       endpoint gives in the same case).
+    - ``SYNCED(ref)``: every frame answered ``ACCEPTED`` on this connection up to ``ref`` is
+      on the receiver's disk (see below).
     - ``PING(ref)`` / ``PONG(ref)``: heartbeats. The client pings every ``heartbeat`` seconds
       and drops a connection on which nothing arrived for ``idle_timeout`` seconds; the server
       drops one on which nothing arrived for ``StreamLimits.idle_timeout`` seconds.
@@ -42,38 +44,58 @@ Frames (:mod:`privfin.federation.frames`)
     and ``receiver`` the server's party (else ``ACK 403``), names as :class:`MessageKey`
     (else ``ACK 400``).
 
-ACK semantics and durability (issue [11], item 2)
-    The server hands each complete message to ``admit(sender, key, payload)``, which the node
-    makes "check the job and store in the mailbox" (:func:`mailbox_admit` here); the ACK is
-    written only after ``admit`` returned, i.e. after the mailbox committed the message. So an
-    ACKed message survives ``kill -9`` of the receiver, and ``send`` returns exactly when
-    ``HttpTransport.send`` would (the peer has stored it). Messages read from the connection
-    while the previous batch is being stored are handed to the worker together (one thread
-    hop per batch, not per message) and, with ``admit_many`` (:func:`mailbox_admit_many`:
-    :meth:`Mailbox.put_many`), stored in one transaction: a group commit, whose size grows by
-    itself with the load (a lone ping-pong message commits alone, without waiting for a
-    timer; pipelined messages share a commit). The choice of "store before ACK" over "ACK,
-    write behind" keeps the crash analysis of the HTTP path unchanged: nothing the sender
-    considers delivered exists only in the receiver's memory, so ``kill -9`` of either side
-    loses nothing the other relies on. (SQLite runs in WAL mode with ``synchronous=NORMAL``:
-    a committed transaction survives the death of the process; a power cut may lose the last
-    ones, as on the HTTP path.)
+ACK semantics and durability (issue [11], item 2): write-behind with sender-side retention
+    The server hands each complete message to ``admit_many`` — in the node: the job checks,
+    then :meth:`Mailbox.accept <privfin.federation.mailbox.Mailbox.accept>` — in the event loop
+    (no thread hop: accepting only touches memory, but for a job's first message and the
+    pre-job buffer). An accepted message is answered ``ACK 202 ACCEPTED`` at once and is
+    readable by the receiving job at once; the mailbox's writer thread stores everything
+    accepted meanwhile in one transaction (a group commit whose size grows with the load)
+    and then the server writes ``SYNCED(ref)``: every frame it ACCEPTED on this connection up
+    to frame ``ref`` is on disk. Refusals, duplicates of stored messages and messages stored
+    synchronously (the pre-job buffer: ``201 STORED``) are final at their ACK.
+
+    The client's ``send`` returns at ``ACCEPTED`` but keeps the frame (the caller's bytes, no
+    copy) until a ``SYNCED`` covers it, and writes every kept frame again on a new connection,
+    so what the receiver had only in memory when it died is sent again when it is back. A
+    step ends with :meth:`Channel.flush <privfin.federation.transport.Channel.flush>`, which
+    waits for the ``SYNCED`` of everything the step sent: a step is recorded done only once
+    its messages are on the peers' disks. Hence, under ``kill -9``:
+
+    - of the receiver: messages on its disk stay; the others are still held by their senders
+      and sent again after its restart (stored once: the mailbox is idempotent);
+    - of the sender: the receiver writes what it accepted; the sender's unfinished step is
+      re-run by its resumption (PSI resumes in place and resends byte-identical messages; the
+      other components restart as a new attempt under new message keys);
+    - of both within the few milliseconds between an ACCEPTED and its commit: only messages
+      of a step that had not finished at the sender can be lost, and that step is re-run as
+      above. No step recorded done depends on a message that exists only in memory.
+
+    ``tests/federation/test_mailbox_behind.py`` (what is reported durable survives ``kill
+    -9``), ``tests/federation/test_stream.py`` (receiver killed mid-stream: every message
+    stored exactly once after its restart) and the node crash tests over both transports
+    check this. (SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction
+    survives the death of the process; a power cut may lose the last ones, as on the HTTP
+    path.) A conflict found only at the commit (other bytes stored under the key long ago) is
+    recorded as the sender's abort of the job.
 
 Resumption
-    The client keeps every frame it has not had an ACK for (it holds the caller's payload; no
-    copy). When the connection drops (cut, peer restart, heartbeat timeout) it reconnects with
-    backoff and writes all of them again, in order. The receiver's mailbox makes this
-    idempotent: identical bytes under a stored key answer ``DUPLICATE`` (a success), other
+    The client keeps every frame not ACKed, and every ACCEPTED frame not SYNCED. When the
+    connection drops (cut, peer restart, heartbeat timeout) it reconnects with backoff and
+    writes all of them again, in order of their frame numbers (given in the event loop, in
+    the order frames are written). The receiver's mailbox makes this idempotent: identical
+    bytes under a stored or accepted key answer ``DUPLICATE`` or ``ACCEPTED`` again, other
     bytes ``CONFLICT`` (:class:`~privfin.errors.ProtocolAbort` naming the peer). A partial
     chunked message dies with its connection (its reservation is released) and is sent again
-    whole; it is stored once. A ``kill -9`` of the sender loses only messages whose ``send``
-    had not returned: the job's resumption replays them under the same keys. (The receiver
-    does not list what it has: the only frames resent are those in flight at the cut, so a
+    whole; it is stored once. (The receiver does not list what it has: the frames resent are
+    only those in flight or not yet on disk at the cut, a few milliseconds' worth, so a
     listing would save at most those bytes, plus the restart of a cut large message.)
 
 Back-pressure and memory bounds
     Client: the event loop writes with a 1 MiB high-water mark and awaits ``drain``; large
-    payloads are written as memoryview slices of the caller's bytes. A peer that stops
+    payloads are written as memoryview slices of the caller's bytes; ACCEPTED frames kept for
+    resending are bounded per peer (``max_unsynced``, 64 MiB): beyond, ``send`` waits for
+    the peer's disk. A peer that stops
     reading blocks the writer (``send`` then raises :class:`PeerTimeout` after
     ``send_timeout``); the transport buffers at most the high-water mark plus one frame.
     Server: it stops reading a connection while more than ``StreamLimits.pending_bytes``
@@ -92,7 +114,8 @@ Threads
     and :class:`StreamServer` each run one event loop in a daemon thread; a
     :class:`StreamTransport` is the per-job view (its send timeout, cancel token, mailbox).
     A ``send`` costs one hop to the loop (``call_soon_threadsafe``) and one back
-    (a ``threading.Event``); ``recv`` waits on the local mailbox exactly like
+    (a ``threading.Event``); ``send_many`` (and ``Channel.broadcast``) hands several messages
+    over in one hop and waits once; ``recv`` waits on the local mailbox exactly like
     :meth:`privfin.federation.http.HttpTransport.recv`.
 """
 
@@ -101,6 +124,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import ssl
@@ -110,10 +134,17 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
+from privfin.errors import (
+    AuthenticationError,
+    DecodeError,
+    PeerTimeout,
+    PrivfinError,
+    ProtocolAbort,
+)
 from privfin.federation import frames as fr
 from privfin.federation.frames import Code, FrameError, Header
 from privfin.federation.mailbox import (
+    ACCEPTED,
     Mailbox,
     MessageConflict,
     MessageTooLarge,
@@ -134,6 +165,7 @@ __all__ = [
     "AbortHandler",
     "Admit",
     "AdmitMany",
+    "Durable",
     "Outcome",
     "Precheck",
     "StreamClient",
@@ -171,9 +203,13 @@ Admit = Callable[[str, MessageKey, bytes], Outcome]
 Precheck = Callable[[str, MessageKey, int], "Outcome | None"]
 #: ``on_abort(sender, job, reason)``: record that ``sender`` aborted ``job``.
 AbortHandler = Callable[[str, str, str], Outcome]
-#: ``admit_many(sender, [(key, payload), ...])``: admit the messages read together in one call
-#: (one outcome each, in order), e.g. stored in one transaction (group commit).
-AdmitMany = Callable[[str, Sequence[tuple[MessageKey, bytes]]], Sequence[Outcome]]
+#: ``durable(indices)``: the messages of one ``admit_many`` call answered ``ACCEPTED`` that
+#: are now on disk (called from any thread).
+Durable = Callable[[list[int]], None]
+#: ``admit_many(sender, [(key, payload), ...], durable)``: admit the messages read together in
+#: one call (one outcome each, in order): stored now (``STORED``), or taken write-behind
+#: (``ACCEPTED``, then reported to ``durable`` once written), or refused.
+AdmitMany = Callable[[str, Sequence[tuple[MessageKey, bytes]], Durable], Sequence[Outcome]]
 
 
 def mailbox_admit(
@@ -199,15 +235,29 @@ def mailbox_admit(
 
 
 def mailbox_admit_many(
-    mailbox: Mailbox, *, quotas: Quotas | None = None, known: Callable[[str], bool] | None = None
+    mailbox: Mailbox,
+    *,
+    quotas: Quotas | None = None,
+    known: Callable[[str], bool] | None = None,
+    behind: bool = True,
 ) -> AdmitMany:
-    """An :data:`AdmitMany` that stores a batch into ``mailbox`` in one transaction
-    (:meth:`Mailbox.put_many`: a group commit), answering each message as :func:`mailbox_admit`."""
+    """An :data:`AdmitMany` over ``mailbox``: write-behind (:meth:`Mailbox.accept`: answered
+    ``ACCEPTED`` at once, written in the mailbox's next group commit) or, with
+    ``behind=False``, stored in one transaction before the answer (:meth:`Mailbox.put_many`);
+    other answers as :func:`mailbox_admit`."""
 
-    def admit_many(sender: str, items: Sequence[tuple[MessageKey, bytes]]) -> list[Outcome]:
+    def admit_many(
+        sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
+    ) -> list[Outcome]:
         out: list[Outcome] = []
-        for result in mailbox.put_many(items, quotas=quotas, known=known):
-            if result is True:
+        if behind:
+            results = mailbox.accept(items, quotas=quotas, known=known, on_durable=durable)
+        else:
+            results = list(mailbox.put_many(items, quotas=quotas, known=known))
+        for result in results:
+            if result is ACCEPTED:
+                out.append(Outcome(Code.ACCEPTED))
+            elif result is True:
                 out.append(Outcome(Code.STORED))
             elif result is False:
                 out.append(Outcome(Code.DUPLICATE))
@@ -323,6 +373,10 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.paused_for: set[str] = set()
         self.last_rx = 0.0
         self.watchdog: asyncio.TimerHandle | None = None
+        # write-behind: frames answered ACCEPTED, in answer order, until written to disk
+        self.unsynced: collections.deque[int] = collections.deque()
+        self.written: set[int] = set()
+        self.synced = 0
 
     # -- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -586,9 +640,16 @@ class _ServerConnection(asyncio.BufferedProtocol):
             while self.queue and not self.closed:
                 batch = list(self.queue)
                 self.queue.clear()
-                outcomes = await loop.run_in_executor(
-                    self.server.executor, self.server.run_batch, self.party, batch
-                )
+                if self.server.inline:
+                    outcomes = self.server.run_batch(self.party, batch, self._durable)
+                else:
+                    outcomes = await loop.run_in_executor(
+                        self.server.executor,
+                        self.server.run_batch,
+                        self.party,
+                        batch,
+                        self._durable,
+                    )
                 heads = []
                 for work, outcome in zip(batch, outcomes, strict=True):
                     self.queued_bytes -= len(work.payload)
@@ -598,13 +659,36 @@ class _ServerConnection(asyncio.BufferedProtocol):
                             self._refused_partial(work.ref, outcome)
                         continue
                     assert outcome is not None
+                    if outcome.code == Code.ACCEPTED:
+                        self.unsynced.append(work.ref)
                     text = outcome.text[: fr.MAX_TEXT]
                     head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
                     heads.append(fr.encode_head(head, 0))
                 if heads and self.transport is not None and not self.closed:
                     self.transport.write(b"".join(heads))
+                self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
                 if self.queued_bytes <= self.limits.pending_bytes:
                     self._resume("store")
+
+    def _durable(self, refs: list[int]) -> None:
+        """From the mailbox's writer thread: frames ``refs`` are on disk."""
+        if not self.closed:
+            with contextlib.suppress(RuntimeError):  # the server was closed meanwhile
+                self.server.loop.call_soon_threadsafe(self._written_refs, refs)
+
+    def _written_refs(self, refs: list[int]) -> None:
+        self.written.update(refs)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Tell the client how far every ACCEPTED frame is on disk (one SYNCED frame)."""
+        upto = self.synced
+        while self.unsynced and self.unsynced[0] in self.written:
+            upto = self.unsynced.popleft()
+            self.written.discard(upto)
+        if upto != self.synced:
+            self.synced = upto
+            self._write(Header(fr.SYNCED, upto))
 
     def _refused_partial(self, ref: int, outcome: Outcome) -> None:
         self._answer(ref, outcome.code, outcome.text)
@@ -640,6 +724,12 @@ class StreamServer:
         audits them). Runs in the event loop: it must not block.
     limits:
         :class:`StreamLimits`.
+    inline:
+        Run ``admit``/``admit_many`` in the event loop (default) rather than in a worker
+        thread: right for a write-behind ``admit_many`` (:meth:`Mailbox.accept` only touches
+        memory, but for a job's first message and the pre-job buffer), whose answer then
+        costs no thread hop; a slow ``admit`` stalls every connection, so pass False for one
+        that blocks.
     """
 
     def __init__(
@@ -656,6 +746,7 @@ class StreamServer:
         on_refused: Callable[[str, str, str], None] | None = None,
         limits: StreamLimits | None = None,
         workers: int = 2,
+        inline: bool = True,
     ) -> None:
         self.party = identity.party
         self.identity = identity
@@ -668,6 +759,7 @@ class StreamServer:
         self.on_refused = on_refused
         self._logged: dict[tuple[str, str], float] = {}
         self.limits = limits or StreamLimits()
+        self.inline = inline
         self.host = host
         self.port = port
         #: party -> its connections, oldest first (a dict used as an ordered set)
@@ -706,19 +798,30 @@ class StreamServer:
         self._reserved -= size
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
     def reserved(self) -> int:
         """Bytes of partial chunked messages held now."""
         return self._reserved
 
-    def run_batch(self, party: str, batch: Sequence[_Work]) -> list[Outcome | None]:
-        """Admit a batch of messages (worker thread)."""
+    def run_batch(
+        self, party: str, batch: Sequence[_Work], durable: Callable[[list[int]], None]
+    ) -> list[Outcome | None]:
+        """Admit a batch of messages (worker thread); ``durable(refs)`` is told the frames
+        answered ACCEPTED once they are on disk."""
         out: list[Outcome | None] = []
         many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
         together: dict[int, Outcome] = {}
         if self.admit_many is not None and many:
+
+            def written(indices: list[int]) -> None:
+                durable([many[i].ref for i in indices])
+
             try:
                 items = [(w.key, w.payload) for w in many if w.key is not None]
-                got = list(self.admit_many(party, items))
+                got = list(self.admit_many(party, items, written))
                 if len(got) != len(many):
                     raise RuntimeError(f"admit_many answered {len(got)} of {len(many)}")
                 together = {id(w): o for w, o in zip(many, got, strict=True)}
@@ -832,13 +935,34 @@ class _Batch:
 
 
 class _Pending:
-    __slots__ = ("batch", "code", "error", "key", "kind", "payload", "ref", "text")
+    __slots__ = (
+        "acked",
+        "batch",
+        "callback",
+        "code",
+        "deadline",
+        "delay",
+        "error",
+        "key",
+        "kind",
+        "payload",
+        "ref",
+        "text",
+    )
 
-    def __init__(self, ref: int, kind: int, key: MessageKey, payload: bytes, batch: _Batch):
+    def __init__(
+        self, ref: int, kind: int, key: MessageKey, payload: bytes, batch: _Batch | None
+    ) -> None:
         self.ref, self.kind, self.key, self.payload, self.batch = ref, kind, key, payload, batch
         self.code: Code | None = None
         self.text = ""
         self.error: BaseException | None = None
+        self.acked = False  # answered ACCEPTED: kept (and resent after a cut) until SYNCED
+        # a posted frame (no batch: nobody waits for it): its outcome goes to ``callback``
+        # (in the loop thread); BUSY/QUOTA answers are retried by the link until ``deadline``
+        self.callback: Callable[[_Pending], None] | None = None
+        self.deadline = 0.0
+        self.delay = 0.1
 
     def resolve(
         self, code: Code | None, text: str = "", error: BaseException | None = None
@@ -846,9 +970,15 @@ class _Pending:
         if self.code is not None or self.error is not None:
             return
         self.code, self.text, self.error = code, text, error
-        self.batch.remaining -= 1
-        if self.batch.remaining == 0:
-            self.batch.event.set()
+        if self.batch is not None:
+            self.batch.remaining -= 1
+            if self.batch.remaining == 0:
+                self.batch.event.set()
+        elif self.callback is not None:
+            try:
+                self.callback(self)
+            except Exception:
+                _log.exception("stream: handling the outcome of %s failed", self.key.path())
 
 
 class _Link:
@@ -867,25 +997,115 @@ class _Link:
         self.connections = 0
         self.max_buffered = 0
         self.writer: asyncio.StreamWriter | None = None
+        # frames answered ACCEPTED and not SYNCED yet, in ref order, and their bytes; callers
+        # whose ACCEPTED came while those bytes exceed the owner's ``max_unsynced`` wait
+        self.unsynced: collections.deque[_Pending] = collections.deque()
+        self.unsynced_bytes = 0
+        self.parked: collections.deque[_Pending] = collections.deque()
+        self.progress = asyncio.Event()  # set whenever frames leave ``pending``
+        self.submitted = 0  # the last ref handed to this link
+        # bytes of every frame held (not answered, or ACCEPTED and not SYNCED); a poster
+        # waits for ``space`` while they exceed the owner's ``max_unsynced``
+        self.held_bytes = 0
+        self.space = threading.Event()
+        self.space.set()
 
     def submit(self, items: Sequence[_Pending]) -> None:
         for p in items:
             self.pending[p.ref] = p
             self.queue.append(p)
+            self.submitted = max(self.submitted, p.ref)
+            self.held_bytes += len(p.payload)
+        if self.held_bytes > self.owner.max_unsynced:
+            self.space.clear()
         self.wake.set()
         self.more.set()
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def forget(self, refs: Iterable[int]) -> None:
-        for ref in refs:
-            self.pending.pop(ref, None)
+    def _release(self, p: _Pending) -> None:
+        """``p`` leaves ``pending``."""
+        if self.pending.pop(p.ref, None) is p:
+            self.held_bytes -= len(p.payload)
+            if self.held_bytes <= self.owner.max_unsynced:
+                self.space.set()
+
+    def forget(self, items: Iterable[_Pending]) -> None:
+        for p in items:
+            if self.pending.get(p.ref) is p and not p.acked:  # ACCEPTED stays until SYNCED
+                self._release(p)
+        self.progress.set()
+
+    def _requeue(self, p: _Pending) -> None:
+        if self.pending.get(p.ref) is p and not p.acked:
+            self.queue.append(p)
+            self.more.set()
 
     def _fail_all(self, error: BaseException) -> None:
         for p in list(self.pending.values()):
             p.resolve(None, error=error)
         self.pending.clear()
         self.queue.clear()
+        self.unsynced.clear()
+        self.parked.clear()
+        self.unsynced_bytes = 0
+        self.held_bytes = 0
+        self.space.set()
+        self.progress.set()
+
+    def _answered(self, p: _Pending, code: Code, text: str) -> None:
+        """ACK ``code`` for frame ``p`` (perhaps a frame resent after a cut)."""
+        if code != Code.ACCEPTED:
+            if code.retry and p.batch is None and not p.acked:  # a posted frame: retried here
+                loop = asyncio.get_running_loop()
+                if time.monotonic() + p.delay < p.deadline:
+                    loop.call_later(p.delay, self._requeue, p)
+                    p.delay = min(p.delay * 2, 2.0)
+                    return
+                self._release(p)
+                self.progress.set()
+                p.resolve(None, error=PeerTimeout(p.key.receiver, p.key.tag, p.deadline))
+                return
+            self._release(p)  # settled: stored, duplicate or refused
+            if p.acked:  # a resent ACCEPTED frame the new connection settled at once
+                self.unsynced_bytes -= len(p.payload)
+                p.acked = False
+            self.progress.set()
+            p.resolve(code, text)
+            return
+        if p.acked:
+            return  # a resent frame accepted again: it is still counted
+        p.acked = True
+        self.unsynced.append(p)
+        self.unsynced_bytes += len(p.payload)
+        if p.batch is not None and self.unsynced_bytes > self.owner.max_unsynced:
+            self.parked.append(p)  # its caller waits until the peer has written more
+        else:
+            p.resolve(code, text)
+
+    def _synced(self, upto: int) -> None:
+        """Every frame ACCEPTED on this connection up to ``upto`` is on the peer's disk."""
+        while self.unsynced and self.unsynced[0].ref <= upto:
+            p = self.unsynced.popleft()
+            if p.acked:
+                p.acked = False
+                self.unsynced_bytes -= len(p.payload)
+                self._release(p)
+        while self.parked and (
+            self.unsynced_bytes <= self.owner.max_unsynced or self.parked[0].ref <= upto
+        ):
+            self.parked.popleft().resolve(Code.ACCEPTED)
+        self.progress.set()
+
+    async def settled(self, upto: int) -> None:
+        """Wait until every frame up to ``upto`` is settled (answered, and on the peer's disk
+        if it was ACCEPTED) or failed."""
+        while True:
+            first = min(self.pending, default=None)
+            if first is None or first > upto:
+                return
+            self.progress.clear()
+            await self.progress.wait()
 
     async def _run(self) -> None:
         delay, dropped = 0.05, 0
@@ -1028,17 +1248,20 @@ class _Link:
             last_rx[0] = loop.time()
             if header.kind == fr.PONG:
                 continue
+            if header.kind == fr.SYNCED:
+                self._synced(header.ref)
+                continue
             if header.kind != fr.ACK:
                 raise FrameError(f"unexpected frame kind {header.kind} from the server")
-            p = self.pending.pop(header.ref, None)
+            p = self.pending.get(header.ref)
             if p is None:
                 continue  # a late answer to a frame its caller gave up on
             try:
                 code = Code(header.code)
             except ValueError:
-                p.resolve(Code.BAD, f"unknown answer code {header.code}")
-                continue
-            p.resolve(code, header.text)
+                code = Code.BAD
+                header = Header(fr.ACK, header.ref, text=f"unknown answer code {header.code}")
+            self._answered(p, code, header.text)
 
     async def _heartbeat(self, writer: asyncio.StreamWriter, last_rx: list[float]) -> None:
         loop = asyncio.get_running_loop()
@@ -1083,6 +1306,10 @@ class StreamClient:
         reopened (frames not ACKed are written again).
     connect_timeout:
         Seconds for a TCP + TLS connection and the peer's HELLO.
+    max_unsynced:
+        Bytes of messages a peer has ACCEPTED but not yet written (SYNCED) that this client
+        keeps per peer before a ``send`` waits for the peer's disk (the bound on what the
+        client holds for resending).
     """
 
     def __init__(
@@ -1094,6 +1321,7 @@ class StreamClient:
         heartbeat: float = 10.0,
         idle_timeout: float = 30.0,
         connect_timeout: float = 10.0,
+        max_unsynced: int = 64 * 1024 * 1024,
     ) -> None:
         if chunk_size < 1:
             raise ValueError("chunk_size must be positive")
@@ -1109,6 +1337,7 @@ class StreamClient:
         self.heartbeat = heartbeat
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.max_unsynced = max_unsynced
         try:
             self.own_cert: bytes | None = identity.cert.read_bytes()
         except OSError:
@@ -1145,16 +1374,35 @@ class StreamClient:
         connection's write buffer held (for tests and diagnostics)."""
         link = self._links.get(peer)
         if link is None:
-            return {"connections": 0, "pending": 0, "max_buffered": 0}
+            return {"connections": 0, "pending": 0, "max_buffered": 0, "unsynced": 0}
 
         async def read() -> dict[str, int]:  # in the loop: after every hand-off made so far
             return {
                 "connections": link.connections,
                 "pending": len(link.pending),
                 "max_buffered": link.max_buffered,
+                "unsynced": link.unsynced_bytes,
             }
 
         return self._call(read())
+
+    def flush(self, peers: Iterable[str] | None = None, timeout: float = 60.0) -> bool:
+        """Wait until every message handed to the links of ``peers`` (default: all) so far is
+        on the peers' disks (or failed); False if ``timeout`` seconds passed first."""
+        links = [
+            link for name, link in list(self._links.items()) if peers is None or name in set(peers)
+        ]
+        if not links or self.closing:
+            return True
+
+        async def wait() -> None:
+            await asyncio.gather(*(link.settled(link.submitted) for link in links))
+
+        try:
+            self._call(asyncio.wait_for(wait(), timeout), timeout + 5.0)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            return False
+        return True
 
     def exchange(
         self,
@@ -1170,14 +1418,16 @@ class StreamClient:
         if self.closing:
             raise ProtocolAbort("the stream client is closed")
         batch = _Batch(len(items))
-        pendings = [_Pending(next(self._refs), kind, key, payload, batch) for key, payload in items]
+        pendings = [_Pending(0, kind, key, payload, batch) for key, payload in items]
         by_peer: dict[_Link, list[_Pending]] = {}
         for p in pendings:
             p.text = text
             by_peer.setdefault(self._link(p.key.receiver), []).append(p)
 
-        def submit() -> None:
+        def submit() -> None:  # frame numbers are given in the loop: in the order written
             for link, ps in by_peer.items():
+                for p in ps:
+                    p.ref = next(self._refs)
                 link.submit(ps)
 
         self._loop.call_soon_threadsafe(submit)
@@ -1189,14 +1439,51 @@ class StreamClient:
                     raise PeerTimeout(first.key.receiver, first.key.tag, deadline)
         except BaseException:
             for link, ps in by_peer.items():
-                self._loop.call_soon_threadsafe(link.forget, [p.ref for p in ps])
+                self._loop.call_soon_threadsafe(link.forget, ps)
             raise
         return pendings
 
-    def close(self) -> None:
-        """Drop the connections and stop the loop thread (pending sends fail)."""
+    def post(
+        self,
+        items: Sequence[tuple[MessageKey, bytes]],
+        callback: Callable[[_Pending], None],
+        deadline: float,
+        check: Callable[[], None],
+    ) -> None:
+        """Hand ``items`` to the loop without waiting for their answers (pipelining): each
+        frame's outcome goes to ``callback`` (in the loop thread) — ACCEPTED/STORED/DUPLICATE,
+        a refusal, or an error; BUSY/QUOTA answers are retried until ``deadline``
+        (``time.monotonic()``). Waits only while the frames held for a peer (not answered,
+        or not on its disk yet) exceed ``max_unsynced`` bytes; ``check`` runs every 0.5 s
+        meanwhile, and :class:`PeerTimeout` is raised at ``deadline``."""
+        if self.closing:
+            raise ProtocolAbort("the stream client is closed")
+        by_peer: dict[_Link, list[_Pending]] = {}
+        for key, payload in items:
+            p = _Pending(0, fr.MSG, key, payload, None)
+            p.callback, p.deadline = callback, deadline
+            by_peer.setdefault(self._link(key.receiver), []).append(p)
+        for link, ps in by_peer.items():
+            while not link.space.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                check()
+                if time.monotonic() >= deadline:
+                    raise PeerTimeout(link.peer, ps[0].key.tag, deadline)
+
+        def submit() -> None:  # frame numbers are given in the loop: in the order written
+            for link, ps in by_peer.items():
+                for p in ps:
+                    p.ref = next(self._refs)
+                link.submit(ps)
+
+        self._loop.call_soon_threadsafe(submit)
+
+    def close(self, flush_timeout: float = 5.0) -> None:
+        """Wait up to ``flush_timeout`` seconds for the peers to write what they accepted,
+        then drop the connections and stop the loop thread (pending sends fail)."""
         if self.closing:
             return
+        if flush_timeout > 0 and not self.flush(timeout=flush_timeout):
+            _log.warning("stream client closing with messages its peers have not written yet")
         self.closing = True
 
         async def stop() -> None:
@@ -1265,6 +1552,9 @@ class StreamTransport:
             raise ValueError("a shared client must be this party's and takes no options here")
         self._owns_client = client is None
         self.client = client if client is not None else StreamClient(identity, peers, **options)
+        self._lock = threading.Lock()
+        self._failed: list[BaseException] = []  # refusals of posted messages, oldest first
+        self._recording: list[threading.Thread] = []
 
     def link_stats(self, peer: str) -> dict[str, int]:
         """See :meth:`StreamClient.link_stats`."""
@@ -1272,27 +1562,34 @@ class StreamTransport:
 
     # -- Transport
     def send(self, key: MessageKey, payload: bytes) -> None:
-        """Deliver ``payload`` to ``key.receiver``: returns once the peer stored it.
+        """Hand ``payload`` for ``key.receiver`` to the connection and return (pipelining:
+        the peer's answer is not waited for; the frame is kept, and resent after a cut,
+        until the peer has it on disk).
+
+        A refusal by the peer surfaces at this transport's next ``send`` or :meth:`flush`
+        and, recorded in the mailbox as that peer's abort of the job, stops the job's
+        waiting ``recv`` at once; the errors are those of the HTTP transport
+        (:meth:`privfin.federation.http.HttpTransport.send`).
 
         Raises
         ------
         AuthenticationError
-            The peer's certificate is not the pinned one, the peer refuses ours, or it refuses
-            the sender (403).
+            The peer's certificate is not the pinned one, the peer refuses ours, or it
+            refuses the sender (403) — for this or an earlier message.
         ProtocolAbort
-            The peer holds other bytes under this key (409), could not store them (507), the
-            job failed there, or the job was cancelled / aborted here.
+            The peer holds other bytes under a key (409), could not store (507), the job
+            failed there, or the job was cancelled / aborted here.
         DecodeError
-            The peer rejected the message as malformed or too large (400, 413).
+            The peer rejected a message as malformed or too large (400, 413).
         PeerTimeout
-            No answer within ``send_timeout`` (unreachable, not reading, or its buffers full).
+            The peer's buffers stayed full for ``send_timeout`` (back-pressure), or it kept
+            answering "busy" for that long.
         """
         self.send_many([(key, payload)])
 
     def send_many(self, items: Iterable[tuple[MessageKey, bytes]]) -> None:
         """Send several messages (to one or more peers) in one hand-off to the loop; they are
-        written back to back and answered together. Returns once every one is stored; raises
-        as :meth:`send` for the first refused one (the others may be stored)."""
+        written back to back. Returns at once, as :meth:`send`."""
         todo = list(items)
         if not todo:
             return
@@ -1303,55 +1600,70 @@ class StreamTransport:
                 raise AuthenticationError(
                     f"{key.receiver!r} is not a pinned peer of {self.party!r}"
                 )
-        deadline = time.monotonic() + self.send_timeout
-        delay = 0.1
+        self._raise_failed()
         job = todo[0][0].job
 
         def check() -> None:
             self._stop_if_aborted(job)
 
-        while todo:
-            try:
-                done = self.client.exchange(fr.MSG, todo, deadline, check)
-            except PeerTimeout as exc:
-                raise PeerTimeout(exc.peer, exc.tag, self.send_timeout) from None
-            retry: list[tuple[MessageKey, bytes]] = []
-            for (key, payload), p in zip(todo, done, strict=True):
-                if p.error is not None:
-                    raise p.error
-                assert p.code is not None
-                if p.code.ok:
-                    continue
-                if p.code.retry:
-                    retry.append((key, payload))
-                    continue
-                self._refused(key, p.code, p.text)
-            todo = retry
-            if todo:
-                self._stop_if_aborted(todo[0][0].job)
-                if time.monotonic() + delay > deadline:
-                    raise PeerTimeout(todo[0][0].receiver, todo[0][0].tag, self.send_timeout)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        deadline = time.monotonic() + self.send_timeout
+        try:
+            self.client.post(todo, self._settled, deadline, check)
+        except PeerTimeout as exc:
+            raise PeerTimeout(exc.peer, exc.tag, self.send_timeout) from None
 
-    def _refused(self, key: MessageKey, code: Code, text: str) -> None:
+    def _settled(self, p: _Pending) -> None:
+        """The outcome of a posted frame (loop thread): a failure is kept for the next call
+        and recorded as the peer's abort (in a worker thread: it writes the store)."""
+        if p.error is None and p.code is not None and (p.code.ok or p.code == Code.ENDED):
+            if p.code == Code.ENDED:
+                _log.info(
+                    "%s has finished job %s; message %s not needed",
+                    p.key.receiver,
+                    p.key.job,
+                    p.key.path(),
+                )
+            return
+        error = p.error if p.error is not None else self._refusal(p.key, p.code, p.text)
+        with self._lock:
+            self._failed.append(error)
+        reason = p.text if p.code == Code.FAILED else f"refused our message: {error}"
+
+        def record() -> None:
+            try:
+                self.mailbox.abort(p.key.job, p.key.receiver, reason or "(no reason)")
+            except Exception:
+                _log.exception("could not record the refusal of %s", p.key.path())
+
+        thread = threading.Thread(target=record, name="stream-refusal", daemon=True)
+        with self._lock:
+            self._recording.append(thread)
+        thread.start()
+
+    def _raise_failed(self) -> None:
+        with self._lock:
+            failed = self._failed[0] if self._failed else None
+            recording = list(self._recording)
+        if failed is not None:
+            for thread in recording:  # the refusal is recorded before it is reported
+                thread.join(10)
+            raise failed
+
+    def _refusal(self, key: MessageKey, code: Code | None, text: str) -> PrivfinError:
+        """The error the HTTP transport raises for the peer's answer ``code``."""
         peer = key.receiver
         if code == Code.FORBIDDEN:
-            raise AuthenticationError(f"{peer!r} refused us: {text}")
+            return AuthenticationError(f"{peer!r} refused us: {text}")
         if code == Code.CONFLICT:
-            raise ProtocolAbort(f"{peer!r} refused a conflicting message: {text}", party=peer)
+            return ProtocolAbort(f"{peer!r} refused a conflicting message: {text}", party=peer)
         if code in (Code.BAD, Code.TOO_LARGE):
-            raise DecodeError(f"{peer!r} rejected the message: {text}")
+            return DecodeError(f"{peer!r} rejected the message: {text}")
         if code == Code.NOT_STORED:
-            raise ProtocolAbort(f"party {peer!r} failed: internal error", party=peer)
-        if code == Code.FAILED:  # the job failed there: take its reason as its abort
-            self.mailbox.abort(key.job, peer, text or "(no reason)")
-            self._stop_if_aborted(key.job)
-            raise ProtocolAbort(f"party {peer!r} aborted the job: {text}", party=peer)
-        if code == Code.ENDED:  # the job finished there: the message is moot
-            _log.info("%s has finished job %s; message %s not needed", peer, key.job, key.path())
-            return
-        raise ProtocolAbort(f"{peer!r} answered {int(code)}: {text}", party=peer)
+            return ProtocolAbort(f"party {peer!r} failed: internal error", party=peer)
+        if code == Code.FAILED:
+            return ProtocolAbort(f"party {peer!r} aborted the job: {text}", party=peer)
+        answer = "no answer" if code is None else str(int(code))
+        return ProtocolAbort(f"{peer!r} answered {answer}: {text}", party=peer)
 
     def _stop_if_aborted(self, job: str) -> None:
         if self.cancel is not None:
@@ -1364,6 +1676,24 @@ class StreamTransport:
         if key.receiver != self.party:
             raise ValueError("a transport only receives its own messages")
         return self.mailbox.wait(key, timeout, cancel)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything this transport's peers accepted is on their disks (a step
+        ends with this, so a finished step's messages never live only in a peer's memory).
+
+        Raises
+        ------
+        PeerTimeout
+            Not within ``timeout`` (default: the send timeout).
+        AuthenticationError, ProtocolAbort, DecodeError
+            A message of this transport was refused (see :meth:`send`).
+        """
+        wait = self.send_timeout if timeout is None else timeout
+        if not self.client.flush(self.peers, wait):
+            self._raise_failed()
+            peer = sorted(self.peers)[0] if self.peers else "?"
+            raise PeerTimeout(peer, "flush", wait)
+        self._raise_failed()
 
     def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
         """Tell ``receivers`` once that this party aborted ``job`` (best effort)."""

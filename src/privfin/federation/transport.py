@@ -220,9 +220,37 @@ class Channel:
         return codec.decode(payload, max_size=self.max_message_size, expect=expect)
 
     def broadcast(self, tag: str, message: object, peers: Iterable[str] | None = None) -> None:
-        """Send the same message to every peer (or to ``peers``)."""
-        for peer in self.peers if peers is None else peers:
-            self.send(peer, tag, message)
+        """Send the same message to every peer (or to ``peers``), encoded once and handed to
+        the transport together (:meth:`send_many`)."""
+        targets = list(self.peers if peers is None else peers)
+        if not targets:
+            return
+        payload = codec.encode(message)
+        self._send_encoded([(peer, tag, payload) for peer in targets])
+
+    def send_many(self, items: Iterable[tuple[str, str, object]]) -> None:
+        """Send several independent messages ``(peer, tag, message)`` of one step at once: a
+        transport that can (the streaming one) writes them back to back and waits for their
+        answers together — one wait instead of one per message."""
+        self._send_encoded([(peer, tag, codec.encode(msg)) for peer, tag, msg in items])
+
+    def _send_encoded(self, items: list[tuple[str, str, bytes]]) -> None:
+        self.cancel.raise_if_cancelled()
+        keyed: list[tuple[MessageKey, bytes]] = []
+        for peer, tag, payload in items:
+            self._check_peer(peer)
+            seq = self._next(self._send_seq, peer, tag)
+            key = MessageKey(self.job, self.component, tag, self.party, peer, seq)
+            keyed.append((key, payload))
+        many = getattr(self.transport, "send_many", None)
+        if callable(many) and len(keyed) > 1:
+            many(keyed)
+        else:
+            for key, payload in keyed:
+                self.transport.send(key, payload)
+        for _, payload in keyed:
+            self.stats.bytes_sent += len(payload)
+            self.stats.messages_sent += 1
 
     def gather(
         self,
@@ -243,6 +271,17 @@ class Channel:
             remaining = max(0.0, deadline - time.monotonic())
             out[peer] = self.recv(peer, tag, expect=expect, timeout=remaining)
         return out
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every message sent on this channel is durably stored by its receiver.
+
+        A transport whose ``send`` returns only once the receiver stored the message (HTTP,
+        memory) has nothing to do; one that returns when the receiver has taken it into
+        memory (the streaming transport's write-behind) waits for the receiver's disk. The
+        scheduler calls this at the end of every step."""
+        flush = getattr(self.transport, "flush", None)
+        if callable(flush):
+            flush(timeout)
 
     def abort(self, reason: str) -> None:
         """Tell every peer this party aborted the job (best effort)."""

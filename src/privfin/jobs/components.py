@@ -82,6 +82,18 @@ def _psi_roles(roles: Mapping[str, list[str]]) -> str | None:
     )
 
 
+def _tee_roles(roles: Mapping[str, list[str]]) -> str | None:
+    hosts = [p for p, rs in roles.items() if "enclave_host" in rs]
+    results = [p for p, rs in roles.items() if "result" in rs]
+    if len(hosts) != 1 or len(results) != 1:
+        return "needs exactly one 'enclave_host' and one 'result' party"
+    if not any("data" in rs for rs in roles.values()):
+        return "needs at least one 'data' party"
+    if len(roles[hosts[0]]) != 1:
+        return "the 'enclave_host' party must hold no other role"
+    return None
+
+
 @dataclass(frozen=True)
 class ComponentDecl:
     """The declaration of one pipeline component."""
@@ -333,6 +345,52 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             table_params=(_ID, _LABEL),
             check_roles=_guest_hosts(),
             reveals="the sum of the hosts' partial predictors to the guest",
+        ),
+        ComponentDecl(
+            name="tee",
+            target="privfin.jobs.steps:tee_step",
+            technology="confidential computing (TEE)",
+            summary="Train a plaintext scikit-learn model (LR or GBDT) on the data parties' "
+            "joined tables inside an attested enclave; each data party releases its data key "
+            "only to the enclave measurement it computes for the approved component; model "
+            "and metrics come out sealed to the result party. Backend 'simulated' only (NO "
+            "hardware protection; refused unless insecure modes are enabled).",
+            roles=("data", "result", "enclave_host"),
+            inputs=(
+                Port(
+                    "table",
+                    "table",
+                    ("data",),
+                    "the party's rows: the id column, features, and the label at one party",
+                ),
+            ),
+            outputs=(
+                Port("model", "model", ("result",), "the trained model as numbers"),
+                Port(
+                    "metrics",
+                    "metrics",
+                    ("result",),
+                    "AUC, KS, accuracy on held-out rows; enclave measurement; simulated flag",
+                ),
+                Port(
+                    "release",
+                    "metrics",
+                    ("data",),
+                    "the audit record of this party's key release (measurement, platform)",
+                ),
+                Port(
+                    "enclave",
+                    "metrics",
+                    ("enclave_host",),
+                    "the enclave's measurement and backend",
+                ),
+            ),
+            params="privfin.tee.component:TeeParams",
+            check_roles=_tee_roles,
+            reveals="every data party's rows in plaintext to the enclave code of the "
+            "measurement of params.component (params.measurement if set); with backend "
+            "'simulated' the enclave is SIMULATED: the enclave host can read all of them",
+            local_params=(),
         ),
         ComponentDecl(
             name="evaluate",

@@ -424,6 +424,17 @@ class NegotiationStore:
             )
 
 
+def _enclave(component: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    if component != "tee":
+        return None
+    from privfin.tee.component import enclave_summary
+
+    try:
+        return enclave_summary(params)
+    except ConfigError as exc:
+        return {"error": str(exc)}
+
+
 def usage_summary(
     spec: PipelineSpec, party: str, levels: Mapping[str, Mapping[str, str]] | None = None
 ) -> dict[str, Any]:
@@ -453,6 +464,9 @@ def usage_summary(
                 "params": st.params,
                 "party_params": st.party_params,
                 "timeout": st.timeout,
+                # a TEE step: which enclave measurement will see the data, and whether the
+                # enclave is simulated (no hardware protection)
+                "enclave": _enclave(st.component, {**st.params, **st.party_params.get(party, {})}),
             }
         )
     datasets = {}

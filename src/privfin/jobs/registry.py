@@ -36,6 +36,7 @@ COMPONENTS: dict[str, str] = {
     "vertical_scaling": "privfin.fl.vertical.binning.scaling:vertical_scaling_component",
     "vertical_lr_scoring": "privfin.fl.vertical.scoring:vertical_lr_scoring",
     "secureboost": "privfin.fl.vertical.secureboost.component:secureboost_component",
+    "tee": "privfin.tee.component:tee_component",
     "secureboost_predict": (
         "privfin.fl.vertical.secureboost.component:secureboost_predict_component"
     ),

@@ -320,6 +320,7 @@ class PartyPipeline:
         try:
             params = spec.params_of(self.party)
             result = decl.function()(ctx, params, inputs)
+            channel.flush()  # the step's messages are on the peers' disks before it is done
         except BaseException as exc:
             with self._lock:
                 rewind = bool(self._pending)

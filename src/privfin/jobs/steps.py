@@ -28,6 +28,7 @@ __all__ = [
     "psi_step",
     "secureboost_score_step",
     "secureboost_step",
+    "tee_step",
 ]
 
 
@@ -210,3 +211,11 @@ def evaluate_step(
             },
         }
     }
+
+
+def tee_step(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``tee`` component: a data party gives its table, the result party gets the model
+    and metrics, every data party the audit record of its key release."""
+    table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
+    out = get_component("tee")(ctx, params, table_in)
+    return {name: out.get(name) for name in ("model", "metrics", "release", "enclave")}

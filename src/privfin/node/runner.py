@@ -790,6 +790,7 @@ class JobRunner:
             inputs = self._load_inputs(spec)
             loading = False
             result = get_component(spec.component)(ctx, spec.params, inputs)
+            channel.flush()  # its messages are on the peers' disks before the job is done
             payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
             self._set(spec.job, status="done", result=json.dumps(payload))
             self.record(Action.job_finished, actor="scheduler", job=spec.job)
@@ -952,7 +953,8 @@ class JobRunner:
                 evidence={"attempt": attempt},
             )
         elif status == "done":
-            outputs = {a.name: a.sha256 for a in self.pipelines.artifacts(job, step)}
+            arts = self.pipelines.artifacts(job, step)
+            outputs = {a.name: a.sha256 for a in arts}
             self.record(
                 Action.step_done,
                 actor="scheduler",
@@ -960,6 +962,33 @@ class JobRunner:
                 step=step,
                 evidence={"attempt": attempt, "outputs": outputs},
             )
+            for art in arts:
+                if art.name == "release" and art.attempt == attempt:
+                    self._record_key_release(job, step, art.path)
+
+    def _record_key_release(self, job: str, step: str, relative: str) -> None:
+        """A ``tee`` step's key release (the data key this party released to an attested
+        enclave) as a ``key_release`` audit entry."""
+        spec = self.spec(job)
+        if not isinstance(spec, PipelineSpec) or spec.steps[step].component != "tee":
+            return
+        try:
+            rec = json.loads(self.artifact_path(job, relative).read_text())
+        except (OSError, ValueError, ConfigError):
+            _log.exception("job %s: step %s: cannot read its key release record", job, step)
+            return
+        if not isinstance(rec, dict) or rec.get("action") != "key_release":
+            return
+        evidence = rec.get("evidence")
+        self.record(
+            Action.key_release,
+            actor=str(rec.get("actor") or "key-broker"),
+            job=job,
+            step=step,
+            dataset=str(rec["dataset"]) if rec.get("dataset") else None,
+            party=str(rec["party"]) if rec.get("party") else None,
+            evidence=evidence if isinstance(evidence, dict) else {},
+        )
 
     def _load_model(self, name: str) -> bytes:
         path = self.models_dir() / f"{validate_name('model', name)}.json"

@@ -6,8 +6,9 @@ sender field must match, checked by the server) is a party of the job, the chann
 the job's (``JobRunner.admits``), and the job has not ended here (a message for a job that
 failed here is answered with the generic reason this node gave its peers); messages of jobs
 this node has not started yet go to the pre-job buffer, within the mailbox quotas like
-everything else. The batch read together from a connection is stored in one transaction and
-each message is ACKed only after that commit. Refusals are rate-limited in the log and
+everything else. Messages are taken write-behind (:meth:`Mailbox.accept`): ACKed ``ACCEPTED``
+at once and confirmed to the sender (``SYNCED``) after the mailbox's group commit; the sender
+keeps them until then. Refusals are rate-limited in the log and
 audited (kind and party only).
 """
 
@@ -20,7 +21,7 @@ from privfin.audit import Action
 from privfin.errors import ConfigError, disk_full
 from privfin.federation.frames import Code
 from privfin.federation.mailbox import Mailbox, MessageTooLarge, QuotaExceeded
-from privfin.federation.stream import Outcome, StreamServer, mailbox_admit_many
+from privfin.federation.stream import Durable, Outcome, StreamServer, mailbox_admit_many
 from privfin.federation.transport import MessageKey
 from privfin.node.config import NodeConfig
 from privfin.node.logs import LogLimiter, peer_text
@@ -55,12 +56,18 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
             return Outcome(Code.ENDED, f"job {key.job!r} has ended at {config.party!r}")
         return None
 
-    def admit_many(sender: str, items: Sequence[tuple[MessageKey, bytes]]) -> list[Outcome]:
+    def admit_many(
+        sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
+    ) -> list[Outcome]:
         out: list[Outcome | None] = [job_check(sender, key) for key, _ in items]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
+
+            def written(indices: list[int]) -> None:
+                durable([todo[i] for i in indices])
+
             try:
-                stored = store_many(sender, [items[i] for i in todo])
+                stored = store_many(sender, [items[i] for i in todo], written)
             except Exception as exc:
                 fault = disk_full(exc, str(config.state_dir))
                 if fault is None:
@@ -73,7 +80,7 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
         return [o if o is not None else Outcome(Code.BUSY) for o in out]
 
     def admit(sender: str, key: MessageKey, payload: bytes) -> Outcome:
-        return admit_many(sender, [(key, payload)])[0]
+        return admit_many(sender, [(key, payload)], lambda _: None)[0]
 
     def precheck(sender: str, key: MessageKey, size: int) -> Outcome | None:
         refused = job_check(sender, key)

@@ -1,0 +1,211 @@
+"""The mailbox's write-behind path (:meth:`Mailbox.accept`, used by the streaming transport):
+readable at once, written in group commits, durability reported only once on disk, conflicts
+found late recorded as the sender's abort, database failures retried without loss."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from privfin.errors import ProtocolAbort
+from privfin.federation.mailbox import (
+    ACCEPTED,
+    Mailbox,
+    MessageConflict,
+    MessageTooLarge,
+    Quotas,
+)
+from privfin.federation.transport import CancelToken, MessageKey
+
+
+def _key(seq: int, job: str = "job1", sender: str = "bank_a") -> MessageKey:
+    return MessageKey(job, "comp", "t", sender, "bank_b", seq)
+
+
+def test_accepted_messages_are_readable_at_once_and_durable_after_the_commit(
+    tmp_path: Path,
+) -> None:
+    box = Mailbox(tmp_path / "b.sqlite")
+    durable: list[int] = []
+    done = threading.Event()
+
+    def on_durable(indices: list[int]) -> None:
+        durable.extend(indices)
+        if len(durable) == 50:
+            done.set()
+
+    try:
+        items = [(_key(i), f"m{i}".encode()) for i in range(50)]
+        answers = box.accept(items, on_durable=on_durable)
+        assert answers == [ACCEPTED] * 50
+        assert box.wait(_key(7), 1, CancelToken()) == b"m7"  # from memory
+        assert done.wait(10) and sorted(durable) == list(range(50))
+        assert box.flush(10) and box.unwritten == 0
+        other = Mailbox(tmp_path / "b.sqlite")  # what is on disk, seen by another reader
+        try:
+            assert all(other.get(k) == p for k, p in items)
+            assert other.count("job1") == 50
+        finally:
+            other.close()
+    finally:
+        box.close()
+
+
+def test_duplicates_and_conflicts_in_memory_are_answered_at_once(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "b.sqlite")
+    hooks: list[tuple[str, list[int]]] = []
+    try:
+        box.accept([(_key(0), b"x")], on_durable=lambda i: hooks.append(("first", i)))
+        # the same bytes again before or after the commit: a success, nothing stored twice
+        again = box.accept([(_key(0), b"x")], on_durable=lambda i: hooks.append(("again", i)))
+        assert again[0] is ACCEPTED or again[0] is False
+        clash = box.accept([(_key(0), b"y")])  # other bytes while unread: refused now
+        assert isinstance(clash[0], MessageConflict)
+        assert box.flush(10)
+        assert box.count("job1") == 1 and box.get(_key(0)) == b"x"
+        assert ("first", [0]) in hooks
+    finally:
+        box.close()
+
+
+def test_a_conflict_found_at_the_commit_is_the_senders_abort(tmp_path: Path) -> None:
+    """The key was written and read long ago (so not held in memory): other bytes under it are
+    accepted, found at the commit, and recorded as the sender's abort, which stops the job's
+    waiters with an error naming the sender."""
+    box = Mailbox(tmp_path / "b.sqlite")
+    try:
+        box.accept([(_key(0), b"original")])
+        assert box.wait(_key(0), 5, CancelToken()) == b"original"  # read: no longer in memory
+        assert box.flush(10)
+        reported: list[list[int]] = []
+        assert box.accept([(_key(0), b"tampered")], on_durable=reported.append) == [ACCEPTED]
+        assert box.flush(10)
+        assert reported == [[0]]  # settled: the sender need not resend it
+        assert box.get(_key(0)) == b"original"  # the stored message is untouched
+        why = box.aborted("job1")
+        assert why is not None and why[0] == "bank_a" and "other content" in why[1]
+        with pytest.raises(ProtocolAbort, match="bank_a"):
+            box.wait(_key(1), 5, CancelToken())
+    finally:
+        box.close()
+
+
+def test_quotas_apply_in_memory_and_unknown_jobs_are_stored_at_once(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "b.sqlite")
+    quotas = Quotas(max_message_size=100, job_messages=3, job_bytes=10_000, prejob_messages=2)
+    try:
+        known = {"job1"}.__contains__
+        out = box.accept(
+            [(_key(i), b"x" * 10) for i in range(4)] + [(_key(9), b"x" * 101)],
+            quotas=quotas,
+            known=known,
+        )
+        assert out[:3] == [ACCEPTED] * 3
+        assert isinstance(out[3], MessageTooLarge) and "quota" in str(out[3])
+        assert isinstance(out[4], MessageTooLarge)
+        # a job this node does not run yet: the pre-job buffer, stored (and counted) now
+        early = box.accept([(_key(0, job="later"), b"early")], quotas=quotas, known=known)
+        assert early == [True]
+        assert box.count("later") == 1
+    finally:
+        box.close()
+
+
+def test_a_failing_database_is_retried_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = Mailbox(tmp_path / "b.sqlite")
+    real = box._write
+    failures = [2]
+
+    def flaky(batch):  # type: ignore[no-untyped-def]
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError("disk I/O error")
+        return real(batch)
+
+    monkeypatch.setattr(box, "_write", flaky)
+    try:
+        box.accept([(_key(i), b"p") for i in range(10)])
+        assert box.wait(_key(3), 1, CancelToken()) == b"p"  # readable meanwhile
+        assert box.flush(20)
+        assert failures == [0] and box.write_error is None
+        assert box.count("job1") == 10
+    finally:
+        box.close()
+
+
+def test_concurrent_senders_and_readers(tmp_path: Path) -> None:
+    box = Mailbox(tmp_path / "b.sqlite")
+    n, senders = 200, 4
+    got: dict[str, list[bytes]] = {}
+
+    def send(s: str) -> None:
+        for i in range(n):
+            box.accept([(_key(i, sender=s), f"{s}:{i}".encode())])
+
+    def read(s: str) -> None:
+        got[s] = [box.wait(_key(i, sender=s), 20, CancelToken()) for i in range(n)]
+
+    names = [f"bank_{c}" for c in "acde"[:senders]]
+    threads = [threading.Thread(target=f, args=(s,)) for s in names for f in (send, read)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for s in names:
+            assert got[s] == [f"{s}:{i}".encode() for i in range(n)]
+        assert box.flush(20)
+        assert box.count("job1") == n * senders
+    finally:
+        box.close()
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from privfin.federation.mailbox import Mailbox
+from privfin.federation.transport import MessageKey
+box = Mailbox(Path(sys.argv[1]))
+def durable(indices):
+    print(" ".join(map(str, indices)), flush=True)
+for i in range(100000):
+    box.accept([(MessageKey("job1", "comp", "t", "bank_a", "bank_b", i), b"p" * 200)],
+               on_durable=lambda idx, i=i: durable([i]))
+    if i % 50 == 0:
+        time.sleep(0.001)
+"""
+
+
+def test_what_is_reported_durable_survives_kill_9(tmp_path: Path) -> None:
+    """A process accepting messages is killed -9 mid-stream: every message its writer reported
+    durable is in the file (what was only accepted may be lost: its sender still holds it)."""
+    path = tmp_path / "b.sqlite"
+    Mailbox(path).close()  # created and migrated before the child starts
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    reported: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(reported) < 2000 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        reported.extend(int(x) for x in line.split())
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+    assert len(reported) >= 2000
+    box = Mailbox(path)
+    try:
+        missing = [i for i in reported if box.get(_key(i)) is None]
+        assert not missing
+    finally:
+        box.close()
