@@ -391,3 +391,22 @@ def test_semi_honest_limit_a_flipped_correction_is_not_detected() -> None:
     assert np.array_equal(honest, X * Y)
     wrong = _run(_EveryMessageHub("mpc.ot.corr", flip))["r"]
     assert np.count_nonzero(wrong != X * Y) > 30  # most products off, silently
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 8), min_size=0, max_size=40), st.integers(1, 3), st.data())
+def test_trimmed_corrections_roundtrip_modulo_their_widths(
+    widths: list[int], width: int, data: Any
+) -> None:
+    from privfin.mpc.ot import _trim, _trimmed_size, _untrim
+
+    w = np.array(widths, dtype=np.int64)
+    words = data.draw(
+        st.lists(st.integers(0, 2**64 - 1), min_size=w.size * width, max_size=w.size * width)
+    )
+    d = np.array(words, dtype=np.uint64).reshape(w.size, width)
+    packed = _trim(d, w)
+    assert len(packed) == _trimmed_size(w, width)
+    back = _untrim(packed, w, width)
+    mask = np.array([(1 << (8 * int(b))) - 1 for b in widths], dtype=object).reshape(-1, 1)
+    assert np.array_equal(back.astype(object), d.astype(object) & mask)
