@@ -228,12 +228,12 @@ class Engine:
         if not self.is_compute:
             return None
         assert x is not None and y is not None
-        xs = np.broadcast_to(x, shape)
-        ys = np.broadcast_to(y, shape)
-        xn, yn = self._rss_pairs([xs, ys])
+        # components travel in the operands' own (public) shapes, broadcast after receipt
+        xn, yn = self._rss_pairs([np.asarray(x), np.asarray(y)])
+        xs, ys = np.broadcast_to(x, shape), np.broadcast_to(y, shape)
         z = xs * ys
-        z += xs * yn
-        z += xn * ys
+        z += xs * np.broadcast_to(yn, shape)
+        z += np.broadcast_to(xn, shape) * ys
         z += self._zero(shape)
         return np.asarray(z, dtype=np.uint64)
 
@@ -410,7 +410,7 @@ class Engine:
             return None
         u, ux = da
         mask = self._own_random(prod(y_shape)).reshape(y_shape)
-        c = self._rss_mul(u, np.broadcast_to(mask, shape), shape)
+        c = self._rss_mul(u, mask, shape)  # the mask's components travel un-broadcast
         assert c is not None
         return u, ux, mask, c
 
