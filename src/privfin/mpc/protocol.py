@@ -78,7 +78,8 @@ class Engine:
         self.replicated = bool(getattr(provider, "replicated", False))
         if truncation == "auto":
             truncation = "pair" if provider.supports_trunc_pair else "local"
-        if truncation == "pair" and not provider.supports_trunc_pair:
+        if truncation == "pair" and not provider.supports_trunc_pair and not self.replicated:
+            # (replicated sharing always truncates exactly, without pairs: _rss_trunc)
             raise ConfigError(f"provider {provider.name!r} offers no truncation pairs")
         if truncation == "local" and len(roles.compute) != 2 and not self.replicated:
             raise ConfigError("local (SecureML) truncation needs exactly 2 computing parties")
