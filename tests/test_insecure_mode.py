@@ -52,7 +52,7 @@ def test_dealer_refusal_names_the_secure_alternative_and_switches_that_work(
     with pytest.raises(InsecureModeError) as info:
         _dealer_job()
     msg = str(info.value)
-    assert "triples='paillier'" in msg  # the secure alternative first
+    assert "triples='ot'" in msg  # the secure alternative first
     assert "PRIVFIN_ALLOW_INSECURE=1" in msg and "PRIVFIN_MODE=development" in msg
     assert "privfin simulate --mode development" in msg
     # Following the advice works.

@@ -43,4 +43,7 @@ SETUPS = [
         {"triples": "dealer"},
     ),
     Setup("dealer-2pc-local-trunc", TWO, {"triples": "dealer", "truncation": "local"}),
+    Setup("ot-2pc", TWO, {"triples": "ot"}),
+    Setup("rss3-3pc", {**TWO, "c": ("compute",)}, {"triples": "rss3"}),
 ]
+BY_NAME = {s.name: s for s in SETUPS}

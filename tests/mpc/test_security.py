@@ -46,15 +46,39 @@ def test_reveal_to_the_result_party_only() -> None:
 
 
 def test_dealer_is_refused_in_production_mode() -> None:
-    with pytest.raises(InsecureModeError, match="trusted dealer"):
-        simulate(_reveal_to("r"), TWO, inputs={"a": {"x": X}}, settings=Settings())
+    dealer = {"triples": "dealer"}
+    with pytest.raises(InsecureModeError, match=r"trusted dealer.*triples='ot'"):
+        simulate(_reveal_to("r"), TWO, params=dealer, inputs={"a": {"x": X}}, settings=Settings())
     out = simulate(
         _reveal_to("r"),
         TWO,
+        params=dealer,
         inputs={"a": {"x": X}},
         settings=Settings(mode="production", allow_insecure=True),
     )
     assert out["r"] is not None
+
+
+def test_production_mode_uses_dealer_free_ot_triples_by_default() -> None:
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        s = Session.from_params(ctx, params)
+        x = s.share("a", inputs.get("x"))
+        return {"name": s.provider.name, "trusted": s.provider.trusted, "y": (x * x).reveal("r")}
+
+    out = simulate(program, TWO, inputs={"a": {"x": X}}, settings=Settings(), seed=4)
+    assert out["a"]["name"] == "ot" and out["a"]["trusted"] == ()
+    assert np.abs(out["r"]["y"] - X * X).max() < 1e-3
+    # development mode keeps the (faster, insecure) dealer as its default
+    dev = simulate(program, TWO, inputs={"a": {"x": X}}, settings=DEV, seed=4)
+    assert dev["a"]["name"] == "dealer"
+    # three computing parties: replicated sharing; four: only the dealer, refused
+    three = {**TWO, "c": ("compute",)}
+    out3 = simulate(program, three, inputs={"a": {"x": X}}, settings=Settings(), seed=4)
+    assert out3["a"]["name"] == "rss3" and out3["a"]["trusted"] == ()
+    assert np.abs(out3["r"]["y"] - X * X).max() < 1e-3
+    four = {**three, "d": ("compute",)}
+    with pytest.raises(InsecureModeError, match=r"triples='ot'.*triples='rss3'"):
+        simulate(program, four, inputs={"a": {"x": X}}, settings=Settings())
 
 
 def test_a_party_without_data_role_cannot_provide_input() -> None:

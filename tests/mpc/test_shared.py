@@ -1,6 +1,7 @@
 """The shared behaviour suite: every secure operation against plain numpy, for each provider
 setup (dealer inside / outside the computing parties, 2 and 3 computing parties, both
-truncations; the dealer-free Paillier setup is added in test_paillier.py)."""
+truncations, dealer-free OT triples, three-party replicated sharing; the dealer-free Paillier
+setup is added in test_paillier.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from privfin.mpc import functions as F
 from privfin.mpc.session import Session
 from privfin.mpc.tensor import SharedTensor
 
-from ._setups import SETUPS, Setup
+from ._setups import BY_NAME, SETUPS, Setup
 
 ULP = 2.0**-16
 RNG = np.random.default_rng(11)
@@ -87,7 +88,8 @@ def test_every_operation_matches_numpy(setup: Setup) -> None:
     assert np.abs(r["relu"] - np.maximum(V, 0)).max() <= ULP
     assert np.abs(r["max"] - np.maximum(V, -0.5 * V)).max() <= 2 * ULP
     expected = 1 / (1 + np.exp(np.clip(-0.1 * V, -700, 700)))
-    assert np.abs(r["sigmoid"] - expected).max() <= 1.1e-3  # piecewise with a dealer
+    # auto: piecewise (1.0e-3): every setup here compares on packed bits
+    assert np.abs(r["sigmoid"] - expected).max() <= 1.1e-3
     assert np.abs(r["sigmoid_poly"] - expected).max() <= 2e-3
     # local truncation fails with probability ~2**(l_x + 1 - 64): only moderate inputs here
     t1 = r["sigmoid_t1"][MODERATE] - (0.5 + 0.00125 * V[MODERATE])
@@ -117,7 +119,7 @@ def _roundtrip(ctx: Any, params: Any, inputs: Any) -> Any:
 def test_reconstruct_share_and_beaver_product_are_exact(xs: list[int], data: Any) -> None:
     ys = data.draw(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=len(xs), max_size=len(xs)))
     x, y = np.array(xs, np.int64), np.array(ys, np.int64)
-    for setup in SETUPS[:3]:
+    for setup in [*SETUPS[:3], BY_NAME["ot-2pc"], BY_NAME["rss3-3pc"]]:
         r = setup.run(_roundtrip, {"a": {"x": x}, "b": {"y": y}})["r"]
         assert np.array_equal(r["x"], x)
         with np.errstate(over="ignore"):
@@ -148,11 +150,12 @@ def test_truncation_and_addition_near_the_bound(xs: list[int]) -> None:
     """Pair truncation is within [0, 1] ulp above ``floor(x / 2**16)`` for every ``|x| < 2**62``
     (the documented bound), up to its edges; addition wraps like two's-complement int64."""
     x = np.array(xs, dtype=np.int64)
-    r = SETUPS[0].run(_trunc_program, {"a": {"x": x}})["r"]
-    floor = x >> 16
-    assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
-    with np.errstate(over="ignore"):
-        assert np.array_equal(r["sum"], x + x)
+    for setup in (SETUPS[0], BY_NAME["ot-2pc"], BY_NAME["rss3-3pc"]):  # exact (not local)
+        r = setup.run(_trunc_program, {"a": {"x": x}})["r"]
+        floor = x >> 16
+        assert np.all((r["t"] == floor) | (r["t"] == floor + 1)), r["t"] - floor
+        with np.errstate(over="ignore"):
+            assert np.array_equal(r["sum"], x + x)
 
 
 WIN = np.concatenate(

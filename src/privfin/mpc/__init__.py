@@ -1,7 +1,9 @@
 """Secure multi-party computation (JR/T 0196 roles: data, computing and result parties).
 
-``Session`` / ``SharedTensor``: additive sharing over Z_2^64 with fixed-point encoding, Beaver
-triples from a dealer or dealer-free from Paillier; ``functions`` (comparison, sigmoid,
+``Session`` / ``SharedTensor``: additive sharing over Z_2^64 with fixed-point encoding;
+correlated randomness dealer-free from OT extension (2 computing parties, the production
+default) or Paillier, from three-party replicated sharing (3 computing parties, no triples), or
+from a dealer (development); ``functions`` (comparison, sigmoid,
 reciprocal, …) stays a namespace; components ``mpc_stats`` (secure statistics), ``ss_lr``
 (secret-shared logistic regression) and ``exposure`` (cross-lender exposure). See SPEC.md.
 """

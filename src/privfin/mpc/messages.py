@@ -18,6 +18,10 @@ __all__ = [
     "InputHeader",
     "InputShare",
     "Opening",
+    "OtBaseReply",
+    "OtBaseSetup",
+    "OtCorrections",
+    "OtExtend",
     "PaillierCiphertexts",
     "PaillierPublicKey",
     "RevealShare",
@@ -154,3 +158,66 @@ class PaillierCiphertexts(Message, frozen=True, kw_only=True):
             raise ValueError("bad ciphertext width or count")
         if len(self.data) != self.width * self.count:
             raise ValueError("ciphertext data does not match width * count")
+
+
+# ------------------------------------------------------------------ OT extension (mpc.ot.*)
+
+#: Bytes of an encoded ristretto255 point and of a base-OT batch (KAPPA = 128 points).
+OT_POINT_BYTES = 32
+OT_KAPPA = 128
+#: Largest OT batch in one message (2**22 OTs: u is 64 MiB).
+OT_MAX_BATCH = 1 << 22
+
+
+@wire_message("mpc.OtBaseSetup")
+class OtBaseSetup(Message, frozen=True, kw_only=True):
+    """Setup, each computing party -> the other: its base-OT sender point ``A`` and its half
+    of the public key of the correlation-robust hash."""
+
+    point: bytes
+    hash_key: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.point) != OT_POINT_BYTES or len(self.hash_key) != 16:
+            raise ValueError("base-OT setup: a 32-byte point and a 16-byte hash-key share")
+
+
+@wire_message("mpc.OtBaseReply")
+class OtBaseReply(Message, frozen=True, kw_only=True):
+    """Setup: the base-OT receiver's ``KAPPA`` points ``B_i`` (32 bytes each, concatenated);
+    the sender checks each one (canonical, not the identity, not ``A``)."""
+
+    points: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.points) != OT_KAPPA * OT_POINT_BYTES:
+            raise ValueError(f"base-OT reply must hold {OT_KAPPA} points of 32 bytes")
+
+
+@wire_message("mpc.OtExtend")
+class OtExtend(Message, frozen=True, kw_only=True):
+    """IKNP, extension receiver -> sender: ``u`` (``KAPPA`` rows of ``8 * cols`` bits) for
+    batch ``counter``."""
+
+    counter: int
+    cols: int
+    u: bytes
+
+    def __post_init__(self) -> None:
+        if self.counter < 0 or not 0 <= self.cols <= OT_MAX_BATCH // 8 or self.cols % 8:
+            raise ValueError("bad OT batch counter or width")
+        if len(self.u) != OT_KAPPA * self.cols:
+            raise ValueError("OT extension matrix does not match its width")
+
+
+@wire_message("mpc.OtCorrections")
+class OtCorrections(Message, frozen=True, kw_only=True):
+    """Correlated OT, sender -> receiver: the corrections ``d_j`` of batch ``counter``, each
+    trimmed to the bytes the receiver uses (the sizes are public; the receiver checks them)."""
+
+    counter: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        if self.counter < 0:
+            raise ValueError("bad OT batch counter")

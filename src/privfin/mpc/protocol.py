@@ -46,6 +46,8 @@ def _lane_keep(s: int) -> np.uint64:
 _M32_INT = 2**32 - 1
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
+_TAG_RSS = "mpc.rss.pair"
+_TAG_RSS_TRUNC = "mpc.rss.trunc"
 
 
 class Engine:
@@ -72,11 +74,14 @@ class Engine:
     ) -> None:
         if truncation not in TRUNCATIONS:
             raise ConfigError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
+        #: three-party replicated sharing (providers.rss3): products on replicated pairs
+        self.replicated = bool(getattr(provider, "replicated", False))
         if truncation == "auto":
             truncation = "pair" if provider.supports_trunc_pair else "local"
-        if truncation == "pair" and not provider.supports_trunc_pair:
+        if truncation == "pair" and not provider.supports_trunc_pair and not self.replicated:
+            # (replicated sharing always truncates exactly, without pairs: _rss_trunc)
             raise ConfigError(f"provider {provider.name!r} offers no truncation pairs")
-        if truncation == "local" and len(roles.compute) != 2:
+        if truncation == "local" and len(roles.compute) != 2 and not self.replicated:
             raise ConfigError("local (SecureML) truncation needs exactly 2 computing parties")
         self.ctx = ctx
         self.roles = roles
@@ -190,6 +195,226 @@ class Engine:
 
     # ------------------------------------------------------------------ multiplications
 
+    # ------------------------------------------------- three-party replicated sharing
+
+    def _rss_pairs(self, arrays: Sequence[U64]) -> list[U64]:
+        """Send this party's components to its predecessor and receive its successor's
+        (``x_{i+1}`` of every array): after this each party holds the replicated pairs."""
+        flat = np.concatenate([np.ascontiguousarray(a).ravel() for a in arrays])
+        n = len(self.compute)
+        prev = self.compute[(self.index - 1) % n]
+        nxt = self.compute[(self.index + 1) % n]
+        t0 = time.perf_counter()
+        self.ctx.channel.send(prev, _TAG_RSS, Opening(values=flat))
+        msg = self.ctx.channel.recv(nxt, _TAG_RSS, expect=Opening)
+        self.comm_seconds += time.perf_counter() - t0
+        if msg.values.shape != flat.shape:
+            raise ProtocolAbort(
+                f"computing party {nxt!r} sent {msg.values.shape[0]} share components, "
+                f"expected {flat.shape[0]}",
+                party=nxt,
+            )
+        self.rounds += 1
+        out, at = [], 0
+        for a in arrays:
+            out.append(msg.values[at : at + a.size].reshape(a.shape))
+            at += a.size
+        return out
+
+    def _zero(self, shape: Shape) -> U64:
+        return np.asarray(self.provider.zero_share(shape), dtype=np.uint64)  # type: ignore[attr-defined]
+
+    @ring_ops
+    def _rss_mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        # components travel in the operands' own (public) shapes, broadcast after receipt
+        xn, yn = self._rss_pairs([np.asarray(x), np.asarray(y)])
+        xs, ys = np.broadcast_to(x, shape), np.broadcast_to(y, shape)
+        z = xs * ys
+        z += xs * np.broadcast_to(yn, shape)
+        z += np.broadcast_to(xn, shape) * ys
+        z += self._zero(shape)
+        return np.asarray(z, dtype=np.uint64)
+
+    @ring_ops
+    def _rss_matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        xm, ym = x.reshape(m, k), y.reshape(k, n)
+        xn, yn = self._rss_pairs([xm, ym])
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
+    def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
+        """Exact truncation on replicated shares (2 rounds): ``P0`` and ``P1`` draw the same
+        uniform ``r`` from the key ``k1`` they share (``P2`` lacks it) and hand
+        ``x0 + 2^62 + r + m`` and ``x1 − m`` to ``P2``, which alone learns
+        ``c = x + 2^62 + r`` (uniform to it); then, as in the pair protocol,
+        ``x / 2^f = (c >> f) − (r >> f) + msb(r)·(1 − msb(c))·2^(64−f) − 2^(62−f)``, the
+        product of ``P0``'s bit ``msb(r)`` and ``P2``'s ``1 − msb(c)`` being one replicated
+        product of re-randomised sharings. Within one unit in the last place of
+        ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
+        if not self.is_compute:
+            return None
+        assert x is not None
+        f = np.uint64(frac_bits)
+        n = prod(shape)
+        share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C").reshape(n)
+        joint = self.provider.joint_random(2 * n)  # type: ignore[attr-defined]
+        p2 = self.compute[2]
+        bias = np.uint64(1 << 62)
+        c = np.zeros(n, dtype=np.uint64)
+        if self.index in (0, 1):
+            r, m = joint[:n], joint[n:]
+            sent = share + bias + r + m if self.index == 0 else share - m
+            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=sent))
+        else:
+            t0 = time.perf_counter()
+            c = share.copy()
+            for peer in self.compute[:2]:
+                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+                if msg.values.shape != (n,):
+                    raise ProtocolAbort(
+                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                        f"truncation of {n}",
+                        party=peer,
+                    )
+                c += msg.values
+            self.comm_seconds += time.perf_counter() - t0
+        self.rounds += 1
+        zero = self._zero((3, n))
+        a = zero[0].copy()
+        b = zero[1].copy()
+        if self.index == 0:
+            a += joint[:n] >> np.uint64(63)  # msb(r), re-randomised before it is shared
+        if self.index == 2:
+            b += _ONE - (c >> np.uint64(63))
+        t = self._rss_mul(a, b, (n,))
+        assert t is not None
+        out = (t << np.uint64(64 - frac_bits)) + zero[2]
+        if self.index == 0:
+            out -= joint[:n] >> f
+        if self.index == 2:
+            out += (c >> f) - u64(1 << (62 - frac_bits))
+        return np.asarray(out.reshape(shape), dtype=np.uint64)
+
+    @ring_ops
+    def _rss_and(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
+        """XOR-shares of ``x & y`` on replicated XOR pairs: one message to the predecessor,
+        ``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ β_i`` (``β``: XOR zero-sharing)."""
+        if not self.is_compute:
+            return None
+        assert x is not None and y is not None
+        xs = np.broadcast_to(x, shape)
+        ys = np.broadcast_to(y, shape)
+        xn, yn = self._rss_pairs([xs, ys])
+        z = xs & ys
+        z ^= xs & yn
+        z ^= xn & ys
+        z ^= self.provider.xor_zero_share(shape)  # type: ignore[attr-defined]
+        return np.asarray(z, dtype=np.uint64)
+
+    def _edabits(self, n: int) -> tuple[U64, U64] | None:
+        if not self.replicated:
+            return self.provider.edabits((n,))
+        return self._rss_edabits(n)
+
+    def _own_random(self, n: int) -> U64:
+        return np.frombuffer(self.ctx.random.bytes(8 * n), dtype="<u8").astype(np.uint64)
+
+    def _rss_and_local(self, x: tuple[U64, U64], y: tuple[U64, U64], beta: U64) -> U64:
+        """This party's XOR-share of ``x & y`` from replicated pairs ``(v_i, v_{i+1})``."""
+        z = x[0] & y[0]
+        z ^= x[0] & y[1]
+        z ^= x[1] & y[0]
+        z ^= beta
+        return np.asarray(z, dtype=np.uint64)
+
+    @ring_ops
+    def _rss_edabits(self, n: int) -> tuple[U64, U64] | None:
+        """edaBits without a dealer: ``r = r0 + r1 + r2`` (each party's own random word is its
+        additive share); XOR-shares of the bits of ``r`` from a boolean adder on the parties'
+        words, kept as replicated pairs (ABY3: every AND output is reshared once to the
+        predecessor): hand-over of the inputs, a carry-save step, then a 64-bit Kogge-Stone
+        adder. 13 words sent per element, 8 rounds."""
+        if not self.is_compute:
+            return None
+        i = self.index
+        r = self._own_random(n)
+        (rn,) = self._rss_pairs([r])  # the successor's word r_{i+1}
+        zero = np.zeros(n, dtype=np.uint64)
+
+        def pair_of(owner: int) -> tuple[U64, U64]:
+            return (r if i == owner else zero, rn if (i + 1) % 3 == owner else zero)
+
+        def xor(u: tuple[U64, U64], v: tuple[U64, U64]) -> tuple[U64, U64]:
+            return (u[0] ^ v[0], u[1] ^ v[1])
+
+        def shl(u: tuple[U64, U64], bits: int) -> tuple[U64, U64]:
+            sh = np.uint64(bits)
+            return (u[0] << sh, u[1] << sh)
+
+        def reshare(*zs: U64) -> list[tuple[U64, U64]]:
+            nxt = self._rss_pairs(list(zs))
+            return [(z, zn) for z, zn in zip(zs, nxt, strict=True)]
+
+        a, b, c = pair_of(0), pair_of(1), pair_of(2)
+        beta = self.provider.xor_zero_share((13, n))  # type: ignore[attr-defined]
+        # carry-save: maj(a, b, c) = (a & b) ^ (c & (a ^ b)); one fresh mask for the sum
+        maj = self._rss_and_local(a, b, beta[0]) ^ self._rss_and_local(c, xor(a, b), zero)
+        (carry,) = reshare(maj)
+        carry = shl(carry, 1)
+        total = xor(xor(a, b), c)
+        (g,) = reshare(self._rss_and_local(total, carry, beta[1]))
+        p0 = xor(total, carry)
+        prop = p0
+        k = 2
+        for bits in (1, 2, 4, 8, 16):
+            zg = self._rss_and_local(prop, shl(g, bits), beta[k])
+            zp = self._rss_and_local(prop, shl(prop, bits), beta[k + 1])
+            k += 2
+            new_g, prop = reshare(zg, zp)
+            g = xor(g, new_g)
+        last = self._rss_and_local(prop, shl(g, 32), beta[k])
+        g_own = g[0] ^ last
+        return r, np.asarray(p0[0] ^ (g_own << _ONE), dtype=np.uint64)
+
+    @ring_ops
+    def _rss_dabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        """daBits without a dealer: ``b = b0 ^ b1 ^ b2`` (each party's random bit is its
+        XOR-share); additive shares from ``t = b0 + b1 − 2 b0 b1``, ``b = t + b2 − 2 t b2``
+        (two replicated products, 2 rounds)."""
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        mine = self._own_random(n) & _ONE
+        zero = np.zeros(n, dtype=np.uint64)
+        ins = [mine if j == self.index else zero for j in range(3)]
+        p01 = self._rss_mul(ins[0], ins[1], (n,))
+        assert p01 is not None
+        t = ins[0] + ins[1] - (p01 << _ONE)
+        pt2 = self._rss_mul(t, ins[2], (n,))
+        assert pt2 is not None
+        b = t + ins[2] - (pt2 << _ONE)
+        return np.asarray(b.reshape(shape), dtype=np.uint64), mine.reshape(shape)
+
+    @ring_ops
+    def _rss_dabit_triple(self, shape: Shape, y_shape: Shape) -> tuple[U64, U64, U64, U64] | None:
+        """A daBit ``u``, a uniform mask ``M`` (each party's own random additive share) and
+        ``u·M`` (one more replicated product): 3 rounds."""
+        da = self._rss_dabits(shape)
+        if da is None:
+            return None
+        u, ux = da
+        mask = self._own_random(prod(y_shape)).reshape(y_shape)
+        c = self._rss_mul(u, mask, shape)  # the mask's components travel un-broadcast
+        assert c is not None
+        return u, ux, mask, c
+
     @ring_ops
     def mul(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """Beaver multiplication of two shared arrays of ``shape`` (no truncation).
@@ -197,7 +422,9 @@ class Engine:
         Online path: the two masked values are written into one send buffer, the opening is
         reconstructed in place, then ``z_i = e*y_i + f*a_i + c_i`` at every party (summed over
         the parties: ``e*y + f*a + a*b = x*y``): two multiplications and two additions over
-        uint64, one new array."""
+        uint64, one new array. With replicated sharing (3 parties): ``_rss_mul``."""
+        if self.replicated:
+            return self._rss_mul(x, y, shape)
         triple = self.provider.mul_triple(shape)
         if not self.is_compute:
             return None
@@ -219,6 +446,8 @@ class Engine:
     @ring_ops
     def matmul(self, x: U64 | None, y: U64 | None, m: int, k: int, n: int) -> U64 | None:
         """Beaver matrix product of a shared (m x k) and a shared (k x n) matrix."""
+        if self.replicated:
+            return self._rss_matmul(x, y, m, k, n)
         triple = self.provider.matmul_triple(m, k, n)
         if not self.is_compute:
             return None
@@ -238,6 +467,8 @@ class Engine:
         if frac_bits == 0:
             return x
         f = np.uint64(frac_bits)
+        if self.replicated:
+            return self._rss_trunc(x, shape, frac_bits)
         if self.truncation == "local":
             if x is None:
                 return None
@@ -381,6 +612,8 @@ class Engine:
     def and_words(self, x: U64 | None, y: U64 | None, shape: Shape) -> U64 | None:
         """XOR-shares of ``x & y`` for XOR-shared 64-bit words: 64 ANDs per word with one
         boolean Beaver triple word, one round."""
+        if self.replicated:
+            return self._rss_and(x, y, shape)
         triple = self.provider.bool_triple(shape)
         if not self.is_compute:
             return None
@@ -403,6 +636,72 @@ class Engine:
         z ^= c
         return z
 
+    @property
+    def paired_ands(self) -> bool:
+        """Whether the provider offers shared-operand AND triples (:meth:`and_words_pair`), or
+        the sharing is replicated (products need no triples)."""
+        return self.replicated or bool(getattr(self.provider, "supports_bool_pairs", False))
+
+    @ring_ops
+    def and_words_pair(
+        self, x: U64 | None, y1: U64 | None, y2: U64 | None, shape: Shape
+    ) -> tuple[U64, U64] | None:
+        """XOR-shares of ``x & y1`` and ``x & y2`` with one shared-operand triple
+        ``(a, b1, b2, a & b1, a & b2)``: ``x ^ a`` is opened once for both products (3 words
+        instead of 4, and half the OTs for an OT provider). One round."""
+        if self.replicated:
+            if not self.is_compute:
+                return None
+            assert x is not None and y1 is not None and y2 is not None
+            xs, a1, a2 = (np.broadcast_to(v, shape) for v in (x, y1, y2))
+            xn, n1, n2 = self._rss_pairs([xs, a1, a2])  # x sent once for both products
+            beta = self.provider.xor_zero_share((2, *shape))  # type: ignore[attr-defined]
+            out = []
+            for k, (y, yn) in enumerate(((a1, n1), (a2, n2))):
+                z = xs & y
+                z ^= xs & yn
+                z ^= xn & y
+                z ^= beta[k]
+                out.append(np.asarray(z, dtype=np.uint64))
+            return out[0], out[1]
+        triple = self.provider.bool_triple_pair(shape)  # type: ignore[attr-defined]
+        if not self.is_compute:
+            return None
+        assert x is not None and y1 is not None and y2 is not None and triple is not None
+        a, b1, b2, c1, c2 = triple
+        size = prod(shape)
+        buf = np.empty(3 * size, dtype=np.uint64)
+        e = buf[:size].reshape(shape)
+        f1 = buf[size : 2 * size].reshape(shape)
+        f2 = buf[2 * size :].reshape(shape)
+        np.bitwise_xor(x, a, out=e)
+        np.bitwise_xor(y1, b1, out=f1)
+        np.bitwise_xor(y2, b2, out=f2)
+        self.open_flat(buf, 0)
+        out = []
+        for f, b, c in ((f1, b1, c1), (f2, b2, c2)):
+            t = np.bitwise_and(np.bitwise_xor(b, f), e) if self.is_leader else np.bitwise_and(e, b)
+            z = np.bitwise_and(f, a)
+            z ^= t
+            z ^= c
+            out.append(z)
+        return out[0], out[1]
+
+    def _and_level(
+        self, p: U64 | None, y1: U64 | None, y2: U64 | None, n: int
+    ) -> tuple[U64, U64] | None:
+        """``(p & y1, p & y2)`` for one Kogge-Stone level: a shared-operand triple if the
+        provider has them, else two AND words in one round."""
+        if self.paired_ands:
+            return self.and_words_pair(p, y1, y2, (n,))
+        if not self.is_compute:
+            self.and_words(None, None, (2 * n,))
+            return None
+        assert p is not None and y1 is not None and y2 is not None
+        both = self.and_words(np.concatenate([p, p]), np.concatenate([y1, y2]), (2 * n,))
+        assert both is not None
+        return both[:n], both[n:]
+
     @ring_ops
     def msb_bool(self, x: U64 | None, shape: Shape) -> U64 | None:
         """XOR-shares of ``msb(x)`` (``x < 0``) in bit 0 of a word per element; exact.
@@ -416,11 +715,14 @@ class Engine:
         traffic per element: 8 bytes for ``c`` + 11 words for the ANDs.
         """
         n = prod(shape)
-        eda = self.provider.edabits((n,))
+        eda = self._edabits(n)
         shifts = (1, 2, 4, 8, 16, 32)
         if not self.is_compute:
             for s in shifts:
-                self.and_words(None, None, ((1 if s == 32 else 2) * n,))
+                if s == 32:
+                    self.and_words(None, None, (n,))
+                else:
+                    self._and_level(None, None, None, n)
             return None
         assert x is not None and eda is not None
         r, rb = eda
@@ -438,12 +740,10 @@ class Engine:
                 assert z is not None
                 g ^= z
                 break
-            both = self.and_words(
-                np.concatenate([p, p]), np.concatenate([g << sh, p << sh]), (2 * n,)
-            )
+            both = self._and_level(p, g << sh, p << sh, n)
             assert both is not None
-            g ^= both[:n]
-            p = both[n:]
+            g ^= both[0]
+            p = both[1]
         top = (g >> np.uint64(62)) ^ (nr >> np.uint64(63))
         if self.is_leader:
             top ^= c >> np.uint64(63)
@@ -462,11 +762,14 @@ class Engine:
         """
         n = prod(shape)
         half = (n + 1) // 2
-        eda = self.provider.edabits((n,))
+        eda = self._edabits(n)
         shifts = (1, 2, 4, 8, 16)
         if not self.is_compute:
             for s in shifts:
-                self.and_words(None, None, ((1 if s == 16 else 2) * half,))
+                if s == 16:
+                    self.and_words(None, None, (half,))
+                else:
+                    self._and_level(None, None, None, half)
             return None
         assert x is not None and eda is not None
         r, rb = eda
@@ -497,14 +800,10 @@ class Engine:
                 assert z is not None
                 g ^= z
                 break
-            both = self.and_words(
-                np.concatenate([p, p]),
-                np.concatenate([(g << sh) & keep, (p << sh) & keep]),
-                (2 * half,),
-            )
+            both = self._and_level(p, (g << sh) & keep, (p << sh) & keep, half)
             assert both is not None
-            g ^= both[:half]
-            p = both[half:]
+            g ^= both[0]
+            p = both[1]
         top = (g << _ONE) ^ nr  # carry into bit 31 (63) is G at bit 30 (62)
         if self.is_leader:
             top ^= cw
@@ -525,10 +824,14 @@ class Engine:
         and ``b y = m y + (1 - 2m) u y``, local since ``m`` and ``f`` are public.
         """
         if y_shape is None:
-            da = self.provider.dabits(shape)
+            da = self._rss_dabits(shape) if self.replicated else self.provider.dabits(shape)
             tri = None
         else:
-            tri = self.provider.dabit_triple(shape, y_shape)
+            tri = (
+                self._rss_dabit_triple(shape, y_shape)
+                if self.replicated
+                else self.provider.dabit_triple(shape, y_shape)
+            )
             da = None if tri is None else (tri[0], tri[1])
         if not self.is_compute:
             return None

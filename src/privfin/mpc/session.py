@@ -37,14 +37,33 @@ from privfin.runtime import Context
 
 __all__ = ["PROVIDERS", "RevealDenied", "Session", "check_shape", "make_provider"]
 
-PROVIDERS = ("dealer", "paillier")
+PROVIDERS = ("auto", "ot", "rss3", "dealer", "paillier")
 _TAG_INPUT = "mpc.input"
 
 
 def make_provider(
     ctx: Context, roles: MPCRoles, name: str, *, paillier_bits: int = 2048
 ) -> CorrelatedRandomness:
-    """Build the correlated-randomness provider ``name`` for this party."""
+    """Build the correlated-randomness provider ``name`` for this party.
+
+    ``"auto"``, in production mode: dealer-free OT triples (``"ot"``) for 2 computing
+    parties, replicated sharing (``"rss3"``) for 3; otherwise the dealer (development mode, or
+    more than 3 computing parties, where the dealer is refused in production with an error
+    naming the secure alternatives)."""
+    if name == "auto":
+        production = ctx.settings.mode == "production"
+        if production and len(roles.compute) in (2, 3):
+            name = "ot" if len(roles.compute) == 2 else "rss3"
+        else:
+            name = "dealer"
+    if name == "rss3":
+        from privfin.mpc.providers.rss3 import Rss3Provider
+
+        return Rss3Provider(ctx, roles.compute)
+    if name == "ot":
+        from privfin.mpc.providers.ot import OtProvider
+
+        return OtProvider(ctx, roles.compute)
     if name == "dealer":
         from privfin.mpc.providers.dealer import DealerProvider
 
@@ -63,8 +82,11 @@ class Session:
     Parameters
     ----------
     triples:
-        ``"dealer"`` (insecure against the dealer; refused in production unless enabled) or
-        ``"paillier"`` (dealer-free, 2 computing parties).
+        ``"auto"`` (default, production mode: ``"ot"`` for 2 computing parties, ``"rss3"``
+        for 3; else ``"dealer"``), ``"ot"`` (dealer-free OT extension, 2 computing parties),
+        ``"rss3"`` (three-party replicated sharing, honest majority, no dealer), ``"dealer"``
+        (insecure against the dealer; refused in production unless enabled) or
+        ``"paillier"`` (dealer-free, 2 computing parties, slow: small workloads).
     dealer:
         The dealer party (default: the party with role ``dealer``, else the first computing
         party).
@@ -79,7 +101,7 @@ class Session:
         self,
         ctx: Context,
         *,
-        triples: str = "dealer",
+        triples: str = "auto",
         dealer: str | None = None,
         frac_bits: int = 16,
         truncation: str = "auto",
@@ -103,7 +125,7 @@ class Session:
         ``paillier_bits``."""
         return cls(
             ctx,
-            triples=str(params.get("triples", "dealer")),
+            triples=str(params.get("triples", "auto")),
             dealer=params.get("dealer"),
             frac_bits=int(params.get("frac_bits", 16)),
             truncation=str(params.get("truncation", "auto")),

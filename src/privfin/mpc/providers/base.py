@@ -33,6 +33,10 @@ class CorrelatedRandomness(Protocol):
     supports_packed_bits:
         Whether :meth:`bool_triple`, :meth:`edabits` and :meth:`dabits` are available (the
         packed-bit comparison); otherwise comparisons run on 0/1 ring elements.
+
+    Optional: a provider with ``supports_bool_pairs = True`` also offers
+    ``bool_triple_pair(shape)``: XOR-shares of ``(a, b1, b2, a & b1, a & b2)`` (two AND
+    triples sharing ``a``), used by the comparisons' Kogge-Stone levels.
     """
 
     name: str

@@ -56,12 +56,17 @@ class DealerProvider:
     supports_trunc_pair = True
     supports_random_bits = True
     supports_packed_bits = True
+    supports_bool_pairs = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
             ctx.settings,
             f"the trusted dealer {dealer!r} (MPC triples)",
-            secure="triples='paillier' (dealer-free, two computing parties)",
+            secure=(
+                "triples='ot' (dealer-free OT-extension triples; the default for two "
+                "computing parties in production mode) or, with a third independent "
+                "computing party, triples='rss3' (replicated sharing, honest majority)"
+            ),
         )
         if ctx.settings.mode != "production" or ctx.settings.allow_insecure:
             ctx.log.warning("MPC correlated randomness from trusted dealer %r: insecure", dealer)
@@ -217,6 +222,15 @@ class DealerProvider:
             [shape, shape], [shape], lambda t, _s, _c: [t[0] & t[1]], xor=(True, True, True)
         )
         return None if out is None else (out[0], out[1], out[2])
+
+    def bool_triple_pair(self, shape: Shape) -> tuple[U64, U64, U64, U64, U64] | None:
+        out = self._item(
+            [shape, shape, shape],
+            [shape, shape],
+            lambda t, _s, _c: [t[0] & t[1], t[0] & t[2]],
+            xor=(True,) * 5,
+        )
+        return None if out is None else (out[0], out[1], out[2], out[3], out[4])
 
     def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
         out = self._item([shape], [shape], lambda t, _s, _c: [t[0]], xor=(False, True))

@@ -1,0 +1,408 @@
+"""Oblivious transfer: base OTs over ristretto255 and IKNP OT extension (pure math, no I/O).
+
+Semi-honest, computational security parameter ``KAPPA = 128``, statistical ``STAT = 40`` (see
+src/privfin/crypto/SPEC.md). Messages are returned and accepted as numpy arrays or
+bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
+
+* **Base OT** (Chou–Orlandi "Simplest OT" over ristretto255): the sender publishes
+  ``A = a·G``; for choice ``c`` the receiver sends ``B = b·G + c·A``; the sender's keys are
+  ``k0 = H(A, B, i, a·B)`` and ``k1 = H(A, B, i, a·(B − A))``, the receiver's
+  ``k_c = H(A, B, i, b·A)``. Every received point goes through the checks of
+  :mod:`privfin.crypto.ristretto` (canonical encoding, not the identity).
+* **PRG** (:class:`RowPrg`): one AES-128-CTR stream per 16-byte seed; each call expands every
+  seed by a whole buffer (one ``update_into`` per seed and buffer, never per block).
+* **Correlation-robust hash** (:class:`CrHash`): the tweakable circular-correlation-robust
+  hash of Guo–Katz–Wang–Yu (2020), ``H(x, i) = π(π(x) ⊕ i) ⊕ π(x)`` with ``π`` AES-128 under
+  a key both parties agree on; two ECB calls over the whole buffer.
+* **Bit-matrix transpose** (:func:`transpose_bits`): 64 x 64 blocks transposed on uint64
+  words with six vectorised swap stages, in column chunks that stay in cache.
+* **IKNP extension** (:class:`IknpReceiver`, :class:`IknpSender`): from ``KAPPA`` base OTs
+  (with the roles reversed), any number of OTs: the receiver sends
+  ``u_i = G(k_i^0) ⊕ G(k_i^1) ⊕ r`` (``KAPPA`` rows of ``m`` bits); the sender, holding
+  ``s`` and ``k_i^{s_i}``, computes ``q_i = G(k_i^{s_i}) ⊕ s_i·u_i``; after transposing,
+  ``q_j = t_j ⊕ r_j·s``. Random OT: the sender's messages are ``H(q_j)``, ``H(q_j ⊕ s)``,
+  the receiver's ``H(t_j)``. Correlated OT over Z_2^64 (:func:`cot_send`,
+  :func:`cot_receive`): the sender sends ``d_j = H(q_j) − H(q_j ⊕ s) + Δ_j`` and keeps
+  ``H(q_j)``; the receiver outputs ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from privfin.crypto import ristretto
+from privfin.crypto.random import RandomSource
+
+__all__ = [
+    "KAPPA",
+    "KEY_BYTES",
+    "STAT",
+    "BaseOtReceiver",
+    "BaseOtSender",
+    "CrHash",
+    "IknpReceiver",
+    "IknpSender",
+    "RowPrg",
+    "chosen_receive",
+    "chosen_send",
+    "cot_receive",
+    "cot_send",
+    "pad_count",
+    "rot_receive",
+    "rot_send",
+    "transpose_bits",
+]
+
+#: Computational security parameter: base OTs, columns of the extension matrix.
+KAPPA = 128
+#: Statistical security parameter (not used by semi-honest IKNP; see src/privfin/crypto/SPEC.md).
+STAT = 40
+#: Bytes of a base-OT key, a PRG seed and a row of the transposed extension matrix.
+KEY_BYTES = 16
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+
+_BASE_DST = b"privfin.ot.base.v1"
+
+
+# ------------------------------------------------------------------------------ base OT
+
+
+def _random_scalar(random: RandomSource) -> bytes:
+    import rbcl
+
+    while True:
+        s: bytes = rbcl.crypto_core_ristretto255_scalar_reduce(random.bytes(64))
+        if any(s):
+            return s
+
+
+def _base_key(a_point: bytes, b_point: bytes, index: int, shared: bytes) -> bytes:
+    h = hashlib.sha256(_BASE_DST)
+    h.update(a_point + b_point + index.to_bytes(4, "big") + shared)
+    return h.digest()[:KEY_BYTES]
+
+
+class BaseOtSender:
+    """Sender of ``count`` base OTs (Simplest OT): gets two random 16-byte keys per OT.
+
+    Security (semi-honest, random oracle, CDH in ristretto255): the receiver learns nothing
+    about the key it did not choose; the sender learns nothing about the choices (``B`` is a
+    uniform group element whatever ``c``)."""
+
+    def __init__(self, random: RandomSource) -> None:
+        import rbcl
+
+        self._a = _random_scalar(random)
+        self.point: bytes = rbcl.crypto_scalarmult_ristretto255_base(self._a)
+
+    def keys(self, reply: npt.ArrayLike) -> tuple[U8, U8]:
+        """The keys ``(k0, k1)`` (each ``(count, 16)`` uint8) from the receiver's points.
+
+        Raises
+        ------
+        ristretto.InvalidPointError
+            If a point is not a canonical non-identity element, or equals ``A`` (then
+            ``B − A`` would be the identity).
+        """
+        import rbcl
+
+        pts = ristretto.check_points(reply)
+        n = pts.shape[0]
+        k0 = np.empty((n, KEY_BYTES), dtype=np.uint8)
+        k1 = np.empty((n, KEY_BYTES), dtype=np.uint8)
+        for i in range(n):
+            b = pts[i].tobytes()
+            if b == self.point:
+                raise ristretto.InvalidPointError(f"base-OT point {i} equals the sender's A", i)
+            p0 = ristretto.scalarmult(self._a, b)
+            p1 = ristretto.scalarmult(self._a, rbcl.crypto_core_ristretto255_sub(b, self.point))
+            k0[i] = np.frombuffer(_base_key(self.point, b, i, p0), dtype=np.uint8)
+            k1[i] = np.frombuffer(_base_key(self.point, b, i, p1), dtype=np.uint8)
+        return k0, k1
+
+
+class BaseOtReceiver:
+    """Receiver of base OTs with the given choice bits (0/1 array)."""
+
+    def __init__(self, random: RandomSource, choices: npt.ArrayLike) -> None:
+        self.choices = np.asarray(choices, dtype=np.uint8)
+        if self.choices.ndim != 1 or np.any(self.choices > 1):
+            raise ValueError("base-OT choices must be a flat array of bits")
+        self._random = random
+        self._scalars: list[bytes] = []
+        self._points: U8 | None = None
+        self._sender_point = b""
+
+    def reply(self, sender_point: bytes) -> U8:
+        """The points ``B_i`` (``(count, 32)`` uint8) answering the sender's ``A``.
+
+        Raises
+        ------
+        ristretto.InvalidPointError
+            If ``A`` is not a canonical non-identity element.
+        """
+        import rbcl
+
+        if not ristretto.is_valid_point(sender_point):
+            raise ristretto.InvalidPointError("the base-OT sender's point A is not valid")
+        self._sender_point = sender_point
+        n = self.choices.shape[0]
+        out = np.empty((n, ristretto.POINT_BYTES), dtype=np.uint8)
+        for i in range(n):
+            b = _random_scalar(self._random)
+            self._scalars.append(b)
+            point = rbcl.crypto_scalarmult_ristretto255_base(b)
+            if self.choices[i]:
+                point = rbcl.crypto_core_ristretto255_add(point, sender_point)
+            out[i] = np.frombuffer(point, dtype=np.uint8)
+        self._points = out
+        return out
+
+    def keys(self) -> U8:
+        """The chosen keys ``k_{c_i}`` (``(count, 16)`` uint8)."""
+        if self._points is None:
+            raise ValueError("call reply() first")
+        n = self.choices.shape[0]
+        out = np.empty((n, KEY_BYTES), dtype=np.uint8)
+        for i in range(n):
+            shared = ristretto.scalarmult(self._scalars[i], self._sender_point)
+            key = _base_key(self._sender_point, self._points[i].tobytes(), i, shared)
+            out[i] = np.frombuffer(key, dtype=np.uint8)
+        self._scalars = []
+        return out
+
+
+# ------------------------------------------------------------------------------ PRG and hash
+
+
+class RowPrg:
+    """One AES-128-CTR stream per 16-byte seed (row of ``seeds``); :meth:`next` expands every
+    seed by ``nbytes`` more bytes (the streams continue across calls)."""
+
+    def __init__(self, seeds: npt.ArrayLike) -> None:
+        arr = np.ascontiguousarray(seeds, dtype=np.uint8)
+        if arr.ndim != 2 or arr.shape[1] != KEY_BYTES:
+            raise ValueError(f"seeds must be an (n, {KEY_BYTES}) uint8 array")
+        self._enc = [
+            Cipher(algorithms.AES(arr[i].tobytes()), modes.CTR(bytes(16))).encryptor()
+            for i in range(arr.shape[0])
+        ]
+        self._zeros = np.zeros(0, dtype=np.uint8)
+
+    def next(self, nbytes: int) -> U8:
+        """``(rows, nbytes)`` uint8: the next ``nbytes`` of every stream."""
+        if self._zeros.size < nbytes:
+            self._zeros = np.zeros(nbytes, dtype=np.uint8)
+        out = np.empty((len(self._enc), nbytes + 16), dtype=np.uint8)
+        src = self._zeros[:nbytes]
+        for i, enc in enumerate(self._enc):
+            enc.update_into(src.data, out[i].data)
+        return out[:, :nbytes]
+
+
+class CrHash:
+    """Tweakable correlation-robust hash ``H(x, t) = π(π(x) ⊕ t) ⊕ π(x)`` on 16-byte rows
+    (π: AES-128 under a public key agreed by both parties; Guo–Katz–Wang–Yu 2020)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"the hash key is {KEY_BYTES} bytes")
+        # ECB here is AES used as a public permutation on independent blocks (the hash's
+        # ideal-cipher model), not as encryption of data.
+        self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+        self._arange = np.zeros(0, dtype=np.uint64)
+
+    def _perm(self, x: U8) -> U8:
+        flat = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty(flat.size + 16, dtype=np.uint8)
+        self._enc.update_into(flat.data, out.data)
+        return out[: flat.size].reshape(x.shape)
+
+    def _index(self, n: int) -> U64:
+        if self._arange.size < n:
+            self._arange = np.arange(max(n, 1 << 20), dtype=np.uint64)
+        return self._arange[:n]
+
+    def words(self, rows: U8, tweak: int, width: int) -> U64:
+        """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (j, tweak·2^20 + l))``
+        for blocks ``l = 0, 1, …`` (two words per block). The tweak block is distinct for every
+        OT of a session (``tweak`` is the index of the batch's first OT, below 2^44) and every
+        output block (``l < 2^20``)."""
+        n = rows.shape[0]
+        blocks = (width + 1) // 2
+        if blocks >= 1 << 20 or tweak >= 1 << 44:
+            raise ValueError("hash tweak out of range")
+        px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
+        y = np.empty((n, blocks, 2), dtype=np.uint64)
+        y[...] = px
+        y[:, :, 0] ^= self._index(n).reshape(n, 1)
+        y[:, :, 1] ^= (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
+        out = self._perm(y.view(np.uint8).reshape(n, blocks * 16)).view(np.uint64)
+        out = out.reshape(n, blocks, 2)
+        out ^= px
+        return out.reshape(n, 2 * blocks)[:, :width]
+
+
+# ------------------------------------------------------------------------------ transpose
+
+_SWAP_MASKS = {
+    j: np.uint64(sum(1 << b for b in range(64) if not b & j)) for j in (32, 16, 8, 4, 2, 1)
+}
+_CHUNK_WORDS = 1024  # 64 KiB of columns per 64 rows: the working set stays in cache
+
+
+def _transpose_words(words: U64) -> U64:
+    """Transpose ``(g, 64, c)`` uint64 (64-row groups of 64-bit column words) in place into
+    ``(g, 64, c)`` where row ``k`` of block ``(g, c)`` holds column ``64c + k``."""
+    g, _, c = words.shape
+    tmp = np.empty((g, 32, c), dtype=np.uint64)
+    for j in (32, 16, 8, 4, 2, 1):
+        v = words.reshape(g, 64 // (2 * j), 2, j, c)
+        lo = v[:, :, 0]
+        hi = v[:, :, 1]
+        t = tmp.reshape(g, 64 // (2 * j), j, c)
+        np.right_shift(lo, np.uint64(j), out=t)
+        np.bitwise_xor(t, hi, out=t)
+        np.bitwise_and(t, _SWAP_MASKS[j], out=t)
+        np.bitwise_xor(hi, t, out=hi)
+        np.left_shift(t, np.uint64(j), out=t)
+        np.bitwise_xor(lo, t, out=lo)
+    return words
+
+
+def transpose_bits(matrix: npt.ArrayLike) -> U8:
+    """Transpose a bit matrix stored as packed bytes (little-endian bit order: bit ``j`` of a
+    row is bit ``j % 8`` of byte ``j // 8``).
+
+    ``matrix`` is ``(rows, cols // 8)`` uint8 with ``rows`` and ``cols`` multiples of 64; the
+    result is ``(cols, rows // 8)`` uint8 in the same packing.
+    """
+    mat = np.asarray(matrix, dtype=np.uint8)
+    if mat.ndim != 2 or mat.shape[0] % 64 or mat.shape[1] % 8:
+        raise ValueError("transpose_bits needs (64*a, 8*b) packed bytes")
+    rows, cb = mat.shape
+    g = rows // 64
+    c = cb // 8
+    out = np.empty((c, 64, g), dtype=np.uint64)
+    for s in range(0, c, _CHUNK_WORDS):
+        e = min(c, s + _CHUNK_WORDS)
+        # a fresh copy: the swap stages work in place and the input stays untouched
+        block = np.array(mat[:, 8 * s : 8 * e], copy=True, order="C").view(np.uint64)
+        words = _transpose_words(block.reshape(g, 64, e - s))
+        out[s:e] = words.transpose(2, 1, 0)
+    return out.reshape(c * 64, g).view(np.uint8).reshape(c * 64, rows // 8)
+
+
+def pad_count(n: int) -> int:
+    """``n`` rounded up to a multiple of 64 (OT batches are whole 64-bit words)."""
+    return -(-n // 64) * 64
+
+
+# ------------------------------------------------------------------------------ IKNP
+
+
+class IknpReceiver:
+    """The extension receiver; it was the *sender* of the ``KAPPA`` base OTs (keys ``k0``,
+    ``k1``)."""
+
+    def __init__(self, k0: npt.ArrayLike, k1: npt.ArrayLike) -> None:
+        self._g0 = RowPrg(k0)
+        self._g1 = RowPrg(k1)
+
+    def extend(self, choices: npt.ArrayLike) -> tuple[U8, U8]:
+        """For packed choice bits (``m/8`` bytes, ``m`` a multiple of 64): the message ``u``
+        (``(KAPPA, m/8)`` uint8) and the receiver's rows ``t`` (``(m, 16)`` uint8)."""
+        r = np.asarray(choices, dtype=np.uint8)
+        if r.ndim != 1 or r.size % 8:
+            raise ValueError("choices must be packed bytes of a multiple of 64 bits")
+        t0 = self._g0.next(r.size)
+        u = self._g1.next(r.size)
+        u ^= t0
+        u ^= r
+        return np.ascontiguousarray(u), transpose_bits(t0)
+
+
+class IknpSender:
+    """The extension sender; it was the *receiver* of the base OTs with choices ``s`` (its
+    secret correlation) and got the keys ``k_i^{s_i}``."""
+
+    def __init__(self, s: npt.ArrayLike, keys: npt.ArrayLike) -> None:
+        bits = np.asarray(s, dtype=np.uint8)
+        if bits.shape != (KAPPA,) or np.any(bits > 1):
+            raise ValueError(f"s must be {KAPPA} bits")
+        self._s = bits.astype(bool)
+        self._g = RowPrg(keys)
+        #: ``s`` packed as one 16-byte row (the correlation of every OT of this instance)
+        self.delta: U8 = np.packbits(bits, bitorder="little")
+
+    def extend(self, u: npt.ArrayLike) -> U8:
+        """The sender's rows ``q_j = t_j ⊕ r_j·s`` (``(m, 16)`` uint8) from the receiver's
+        ``u`` (``(KAPPA, m/8)`` uint8)."""
+        msg = np.asarray(u, dtype=np.uint8)
+        if msg.ndim != 2 or msg.shape[0] != KAPPA or msg.shape[1] % 8:
+            raise ValueError(f"u must be ({KAPPA}, 8*b) uint8")
+        q = np.ascontiguousarray(self._g.next(msg.shape[1]))
+        q[self._s] ^= msg[self._s]
+        return transpose_bits(q)
+
+
+def rot_send(q: U8, delta: U8, h: CrHash, tweak: int, bits: int = 1) -> tuple[U8, U8]:
+    """Random-OT messages of the sender: ``(m0, m1)``, the low ``bits`` (1-8) bits of
+    ``H(q_j ⊕ b·s, tweak + j)``."""
+    if not 1 <= bits <= 8:
+        raise ValueError("random-OT messages have 1 to 8 bits here")
+    mask = np.uint64((1 << bits) - 1)
+    m0 = h.words(q, tweak, 1)[:, 0]
+    m1 = h.words(q ^ delta, tweak, 1)[:, 0]
+    return (m0 & mask).astype(np.uint8), (m1 & mask).astype(np.uint8)
+
+
+def rot_receive(t: U8, h: CrHash, tweak: int, bits: int = 1) -> U8:
+    """Random-OT message of the receiver: the low ``bits`` of ``H(t_j, tweak + j)``, which
+    is ``m_{r_j}``."""
+    if not 1 <= bits <= 8:
+        raise ValueError("random-OT messages have 1 to 8 bits here")
+    return (h.words(t, tweak, 1)[:, 0] & np.uint64((1 << bits) - 1)).astype(np.uint8)
+
+
+def cot_send(q: U8, delta: U8, h: CrHash, tweak: int, corr: U64) -> tuple[U64, U64]:
+    """Correlated OT over Z_2^64 with correlations ``corr`` (``(m, L)`` uint64): returns the
+    sender's output ``H(q_j)`` and the message ``d = H(q_j) − H(q_j ⊕ s) + Δ_j``."""
+    width = corr.shape[1]
+    own = h.words(q, tweak, width)
+    d = h.words(q ^ delta, tweak, width)
+    np.subtract(own, d, out=d)
+    d += corr
+    return own, d
+
+
+def cot_receive(t: U8, choices: U8, h: CrHash, tweak: int, message: U64) -> U64:
+    """The receiver's output ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j`` (``choices``: 0/1 per
+    OT, ``message``: ``(m, L)`` uint64 from :func:`cot_send`)."""
+    out = h.words(t, tweak, message.shape[1])
+    out += message * choices.astype(np.uint64).reshape(-1, 1)
+    return out
+
+
+def chosen_send(q: U8, delta: U8, h: CrHash, tweak: int, x0: U64, x1: U64) -> tuple[U64, U64]:
+    """Chosen-message OT: the sender's messages ``x0``, ``x1`` (``(m, L)`` uint64) encrypted
+    as ``x_b ⊕ H(q_j ⊕ b·s)``."""
+    width = x0.shape[1]
+    e0 = h.words(q, tweak, width)
+    e0 ^= x0
+    e1 = h.words(q ^ delta, tweak, width)
+    e1 ^= x1
+    return e0, e1
+
+
+def chosen_receive(t: U8, choices: U8, h: CrHash, tweak: int, e0: U64, e1: U64) -> U64:
+    """Chosen-message OT: the receiver's ``x_{r_j} = e_{r_j} ⊕ H(t_j)``."""
+    out = np.where(choices.reshape(-1, 1).astype(bool), e1, e0)
+    out ^= h.words(t, tweak, e0.shape[1])
+    return np.asarray(out, dtype=np.uint64)

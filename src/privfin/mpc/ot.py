@@ -1,0 +1,430 @@
+"""Two-party OT extension over a job channel: the message-exchanging driver of
+:mod:`privfin.crypto.ot` (which holds the math and does no I/O).
+
+One :class:`OtExtension` per pair of computing parties runs IKNP in **both directions at
+once**: each party is the extension receiver of one instance and the sender of the other, so a
+call to :meth:`OtExtension.cot` (or :meth:`OtExtension.rot`) makes every party both receive
+OTs (with its choice bits) and send OTs (with its correlations) in the same rounds.
+
+Messages (``mpc.ot.*``, typed in :mod:`privfin.mpc.messages`):
+
+* setup: ``OtBaseSetup`` (``A`` and a hash-key share) both ways, then ``OtBaseReply``
+  (``KAPPA`` points ``B_i``) both ways; every point is checked (``ProtocolAbort`` naming the
+  peer on a bad one);
+* per batch of at most ``batch`` OTs: ``OtExtend`` (the IKNP matrix ``u``) from each receiver,
+  then, for correlated OT, ``OtCorrections`` from each sender. Batch counters, widths and
+  correction lengths are checked against what the lockstep program expects.
+
+What each party learns: the receiver its chosen messages only; the sender nothing about the
+choice bits (``u`` is masked by the PRG expansion of keys it does not know). Semi-honest: a
+party that sends wrong but well-formed ``u`` or corrections makes the outputs wrong without
+being detected (src/privfin/crypto/SPEC.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from privfin.crypto import ot as otm
+from privfin.crypto.ristretto import InvalidPointError
+from privfin.errors import ConfigError, ProtocolAbort
+from privfin.mpc.messages import OtBaseReply, OtBaseSetup, OtCorrections, OtExtend
+from privfin.mpc.ring import ring_ops
+from privfin.runtime import Context
+from privfin.runtime.context import ProgressTask
+
+__all__ = ["DEFAULT_BATCH", "OtExtension", "OtStats"]
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+
+#: OTs per batch (one ``u`` of 16 MiB); a batch of vector COTs also keeps ``OTs x width``
+#: below :data:`_MAX_WORDS` uint64 words.
+DEFAULT_BATCH = 1 << 20
+_MAX_WORDS = 1 << 21
+_MAX_WIDTH = 1 << 18
+
+_TAG_SETUP = "mpc.ot.setup"
+_TAG_REPLY = "mpc.ot.reply"
+_TAG_U = "mpc.ot.u"
+_TAG_CORR = "mpc.ot.corr"
+
+
+@dataclass
+class OtStats:
+    """OTs run by this party in each role, and bytes of OT messages it sent."""
+
+    received: int = 0
+    sent: int = 0
+    bytes_sent: int = 0
+    batches: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def _batch_sizes(n: int, width: int, batch: int) -> list[int]:
+    """Split ``n`` OTs into batches of whole 64-OT words (public: both ends compute it)."""
+    cap = max(64, min(batch, _MAX_WORDS // max(width, 1)) // 64 * 64)
+    out = []
+    while n > 0:
+        take = min(n, cap)
+        out.append(take)
+        n -= take
+    return out
+
+
+def _pack_bits(bits: U8) -> U8:
+    """0/1 per OT -> packed bytes, padded to whole 64-bit words."""
+    padded = np.zeros(otm.pad_count(bits.size), dtype=np.uint8)
+    padded[: bits.size] = bits
+    return np.packbits(padded, bitorder="little")
+
+
+def _rows(widths: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.int64] | slice:
+    """The rows of width ``w``: a slice when they are contiguous (the common case)."""
+    rows = np.flatnonzero(widths == w)
+    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
+def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
+    """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
+    raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
+    parts = []
+    for w in range(1, 9):
+        rows = _rows(widths, w)
+        part = raw[rows, :, :w]
+        if part.size:
+            parts.append(np.ascontiguousarray(part).tobytes())
+    return b"".join(parts)
+
+
+def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
+    return int(np.sum(widths)) * width
+
+
+def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
+    n = widths.size
+    raw = np.zeros((n, width, 8), dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    at = 0
+    for w in range(1, 9):
+        rows = _rows(widths, w)
+        count = raw[rows, 0, 0].size
+        if count:
+            size = count * width * w
+            raw[rows, :, :w] = buf[at : at + size].reshape(count, width, w)
+            at += size
+    return raw.view(np.uint64).reshape(n, width)
+
+
+class OtExtension:
+    """IKNP OT extension in both directions between this party and ``peer``.
+
+    Parameters
+    ----------
+    ctx:
+        This party's context (channel, randomness).
+    peer:
+        The other computing party.
+    first:
+        Whether this party is the first of the pair (orders the hash-key shares).
+    batch:
+        OTs per message batch (a multiple of 64).
+    """
+
+    def __init__(self, ctx: Context, peer: str, *, first: bool, batch: int = DEFAULT_BATCH):
+        if batch < 64 or batch % 64:
+            raise ConfigError("the OT batch must be a positive multiple of 64")
+        self.ctx = ctx
+        self.peer = peer
+        self.first = first
+        self.batch = batch
+        self.stats = OtStats()
+        self._recv: otm.IknpReceiver | None = None
+        self._send: otm.IknpSender | None = None
+        self._hash: otm.CrHash | None = None
+        self._tweak_r = 0  # OT index of the instance where this party receives
+        self._tweak_s = 0  # ... where it sends
+        self._count_r = 0  # batch counters
+        self._count_s = 0
+        #: progress of every OT of this session ("mpc.ot", open-ended total)
+        self._all: ProgressTask | None = None
+
+    # ------------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        """``KAPPA`` base OTs in each direction (Simplest OT over ristretto255)."""
+        if self._hash is not None:
+            return
+        ch = self.ctx.channel
+        rnd = self.ctx.random
+        base_sender = otm.BaseOtSender(rnd)
+        key_share = rnd.bytes(16)
+        ch.send(self.peer, _TAG_SETUP, OtBaseSetup(point=base_sender.point, hash_key=key_share))
+        theirs = ch.recv(self.peer, _TAG_SETUP, expect=OtBaseSetup)
+        s = np.frombuffer(rnd.bytes(otm.KAPPA), dtype=np.uint8) & np.uint8(1)
+        base_receiver = otm.BaseOtReceiver(rnd, s)
+        try:
+            reply = base_receiver.reply(theirs.point)
+        except InvalidPointError as exc:
+            raise ProtocolAbort(f"peer's base-OT point refused: {exc}", party=self.peer) from None
+        ch.send(self.peer, _TAG_REPLY, OtBaseReply(points=reply.tobytes()))
+        got = ch.recv(self.peer, _TAG_REPLY, expect=OtBaseReply)
+        points = np.frombuffer(got.points, dtype=np.uint8).reshape(otm.KAPPA, 32)
+        try:
+            k0, k1 = base_sender.keys(points)
+        except InvalidPointError as exc:
+            raise ProtocolAbort(f"peer's base-OT reply refused: {exc}", party=self.peer) from None
+        self._recv = otm.IknpReceiver(k0, k1)
+        self._send = otm.IknpSender(s, base_receiver.keys())
+        shares = (key_share, theirs.hash_key) if self.first else (theirs.hash_key, key_share)
+        key = hashlib.sha256(b"privfin.ot.hash-key" + shares[0] + shares[1]).digest()[:16]
+        self._hash = otm.CrHash(key)
+        self.stats.bytes_sent += 32 + 16 + otm.KAPPA * 32
+
+    def _ready(self) -> tuple[otm.IknpReceiver, otm.IknpSender, otm.CrHash]:
+        self.setup()
+        assert self._recv is not None and self._send is not None and self._hash is not None
+        return self._recv, self._send, self._hash
+
+    # --------------------------------------------------------------------- one batch
+
+    def _send_u(self, choices: U8) -> U8:
+        recv, _, _ = self._ready()
+        packed = _pack_bits(choices)
+        u, t = recv.extend(packed)
+        self.ctx.channel.send(
+            self.peer, _TAG_U, OtExtend(counter=self._count_r, cols=packed.size, u=u.tobytes())
+        )
+        self.stats.bytes_sent += u.size
+        return t
+
+    def _recv_u(self, n: int) -> U8:
+        _, send, _ = self._ready()
+        msg = self.ctx.channel.recv(self.peer, _TAG_U, expect=OtExtend)
+        cols = otm.pad_count(n) // 8
+        if msg.counter != self._count_s or msg.cols != cols:
+            raise ProtocolAbort(
+                f"OT batch {msg.counter} of {msg.cols * 8} OTs, expected batch {self._count_s} "
+                f"of {cols * 8}",
+                party=self.peer,
+            )
+        u = np.frombuffer(msg.u, dtype=np.uint8).reshape(otm.KAPPA, cols)
+        return send.extend(u)
+
+    # ------------------------------------------------------------------------ batches
+
+    def _batches(
+        self,
+        bits: U8,
+        n_s: int,
+        widths: tuple[int, int],
+        send_fn: Callable[[U8, int, int, int], bytes | None],
+        recv_fn: Callable[[U8, int, int, int, bytes | None], None],
+        expect: Callable[[int, int], int] | None,
+        task: ProgressTask | None,
+    ) -> None:
+        """Run the OTs batch by batch: this party receives ``bits.size`` OTs and sends
+        ``n_s``. ``send_fn(q, tweak, lo, hi)`` returns the sender's message for OTs
+        ``[lo, hi)`` (``None``: random OT, nothing to send); ``recv_fn(t, tweak, lo, hi,
+        message)`` consumes the receiver's rows; ``expect(lo, hi)`` is the message size the
+        receiver requires (``None``: no message)."""
+        n_r = bits.size
+        sizes_r = _batch_sizes(n_r, widths[0], self.batch)
+        sizes_s = _batch_sizes(n_s, widths[1], self.batch)
+        at_r = at_s = 0
+        for k in range(max(len(sizes_r), len(sizes_s))):
+            nr = sizes_r[k] if k < len(sizes_r) else 0
+            ns = sizes_s[k] if k < len(sizes_s) else 0
+            t = self._send_u(bits[at_r : at_r + nr]) if nr else None
+            if ns:
+                q = self._recv_u(ns)
+                data = send_fn(q, self._tweak_s, at_s, at_s + ns)
+                if data is not None:
+                    self.ctx.channel.send(
+                        self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data)
+                    )
+                    self.stats.bytes_sent += len(data)
+                self._tweak_s += otm.pad_count(ns)
+                self._count_s += 1
+                self.stats.sent += ns
+                at_s += ns
+            if nr:
+                assert t is not None
+                msg: bytes | None = None
+                if expect is not None:
+                    got = self.ctx.channel.recv(self.peer, _TAG_CORR, expect=OtCorrections)
+                    size = expect(at_r, at_r + nr)
+                    if got.counter != self._count_r or len(got.data) != size:
+                        raise ProtocolAbort(
+                            f"OT message {got.counter} of {len(got.data)} bytes, expected "
+                            f"{self._count_r} of {size}",
+                            party=self.peer,
+                        )
+                    msg = got.data
+                recv_fn(t, self._tweak_r, at_r, at_r + nr, msg)
+                self._tweak_r += otm.pad_count(nr)
+                self._count_r += 1
+                self.stats.received += nr
+                at_r += nr
+            self.stats.batches += 1
+            if task is not None:
+                task.advance(nr + ns)
+            if self._all is None:
+                self._all = self.ctx.progress.task("mpc.ot", total=None)
+            self._all.advance(nr + ns)
+
+    @staticmethod
+    def _padded_bits(bits: U8, lo: int, hi: int) -> U8:
+        out = np.zeros(otm.pad_count(hi - lo), dtype=np.uint8)
+        out[: hi - lo] = bits[lo:hi]
+        return out
+
+    # ------------------------------------------------------------------------ public
+
+    def _check_bits(self, choices: npt.ArrayLike) -> U8:
+        bits = np.asarray(choices, dtype=np.uint8).reshape(-1)
+        if bits.size and int(bits.max()) > 1:
+            raise ConfigError("OT choices are bits (0/1)")
+        return bits
+
+    @ring_ops
+    def cot(
+        self,
+        choices: npt.ArrayLike,
+        corr: npt.ArrayLike,
+        *,
+        recv_width: int,
+        recv_bytes: npt.ArrayLike | None = None,
+        send_bytes: npt.ArrayLike | None = None,
+        task: ProgressTask | None = None,
+    ) -> tuple[U64, U64]:
+        """Correlated OTs over Z_2^64 in both directions.
+
+        This party receives ``len(choices)`` OTs of ``recv_width`` words (its choice bits,
+        0/1) and sends ``len(corr)`` OTs with correlations ``corr`` (``(n_s, L)`` uint64); the
+        peer calls with the mirror sizes. Returns ``(received, own)``: ``received[j] =
+        h_j + c_j·Δ_j`` (the peer's ``h_j`` and ``Δ_j``), ``own[j] = h_j`` for the OTs sent.
+
+        ``recv_bytes`` / ``send_bytes`` (public, per OT, 0–8; default 8): only the low bytes
+        of each word are transferred, so received words are correct modulo
+        ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
+        the rest).
+        """
+        bits = self._check_bits(choices)
+        c = np.asarray(corr, dtype=np.uint64)
+        if c.ndim != 2:
+            raise ConfigError("cot: correlations are an (n, width) array")
+        n_r, n_s, w_s = bits.size, c.shape[0], c.shape[1]
+        if max(w_s, recv_width) > _MAX_WIDTH:
+            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
+        rb = np.full(n_r, 8, np.int64) if recv_bytes is None else np.asarray(recv_bytes, np.int64)
+        sb = np.full(n_s, 8, np.int64) if send_bytes is None else np.asarray(send_bytes, np.int64)
+        if rb.shape != (n_r,) or sb.shape != (n_s,) or (rb.size and rb.max() > 8):
+            raise ConfigError("cot: byte widths must be one per OT, at most 8")
+        _, send, h = self._ready()
+        out_r = np.empty((n_r, recv_width), dtype=np.uint64)
+        out_s = np.empty((n_s, w_s), dtype=np.uint64)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            cc = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            cc[: hi - lo] = c[lo:hi]
+            own, d = otm.cot_send(q, send.delta, h, tweak, cc)
+            out_s[lo:hi] = own[: hi - lo]
+            return _trim(d[: hi - lo], sb[lo:hi])
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            dd = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            dd[: hi - lo] = _untrim(msg, rb[lo:hi], recv_width)
+            got = otm.cot_receive(t, self._padded_bits(bits, lo, hi), h, tweak, dd)
+            out_r[lo:hi] = got[: hi - lo]
+
+        def expect(lo: int, hi: int) -> int:
+            return _trimmed_size(rb[lo:hi], recv_width)
+
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
+        return out_r, out_s
+
+    @ring_ops
+    def chosen(
+        self,
+        choices: npt.ArrayLike,
+        x0: npt.ArrayLike,
+        x1: npt.ArrayLike,
+        *,
+        recv_width: int,
+        task: ProgressTask | None = None,
+    ) -> U64:
+        """Chosen-message OTs in both directions: this party receives ``x_{c_j}`` of the
+        peer's pairs (``recv_width`` words each) for its choice bits, and sends its pairs
+        ``(x0[j], x1[j])`` (``(n_s, L)`` uint64 each). Returns the received words."""
+        bits = self._check_bits(choices)
+        m0 = np.asarray(x0, dtype=np.uint64)
+        m1 = np.asarray(x1, dtype=np.uint64)
+        if m0.ndim != 2 or m0.shape != m1.shape:
+            raise ConfigError("chosen OT: the two message arrays are (n, width) and alike")
+        n_s, w_s = m0.shape
+        if max(w_s, recv_width) > _MAX_WIDTH:
+            raise ConfigError(f"OT messages of more than {_MAX_WIDTH} words")
+        _, send, h = self._ready()
+        out_r = np.empty((bits.size, recv_width), dtype=np.uint64)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            a = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            b = np.zeros((q.shape[0], w_s), dtype=np.uint64)
+            a[: hi - lo] = m0[lo:hi]
+            b[: hi - lo] = m1[lo:hi]
+            e0, e1 = otm.chosen_send(q, send.delta, h, tweak, a, b)
+            return e0[: hi - lo].tobytes() + e1[: hi - lo].tobytes()
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            n = hi - lo
+            both = np.frombuffer(msg, dtype="<u8").astype(np.uint64).reshape(2, n, recv_width)
+            e0 = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            e1 = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
+            e0[:n], e1[:n] = both[0], both[1]
+            got = otm.chosen_receive(t, self._padded_bits(bits, lo, hi), h, tweak, e0, e1)
+            out_r[lo:hi] = got[:n]
+
+        def expect(lo: int, hi: int) -> int:
+            return 16 * (hi - lo) * recv_width
+
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
+        return out_r
+
+    def rot(
+        self,
+        choices: npt.ArrayLike,
+        n_send: int,
+        *,
+        bits: int = 1,
+        task: ProgressTask | None = None,
+    ) -> tuple[U8, U8, U8]:
+        """Random OTs with ``bits``-bit messages (1-8) in both directions: returns
+        ``(received, m0, m1)`` where ``received[j] = m_{c_j}`` of the peer's pair and
+        ``(m0, m1)`` are this party's random pairs for the ``n_send`` OTs it sends. Only ``u``
+        crosses the wire."""
+        choice_bits = self._check_bits(choices)
+        _, send, h = self._ready()
+        v = np.empty(choice_bits.size, dtype=np.uint8)
+        m0 = np.empty(n_send, dtype=np.uint8)
+        m1 = np.empty(n_send, dtype=np.uint8)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> None:
+            a, b = otm.rot_send(q, send.delta, h, tweak, bits)
+            m0[lo:hi] = a[: hi - lo]
+            m1[lo:hi] = b[: hi - lo]
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            v[lo:hi] = otm.rot_receive(t, h, tweak, bits)[: hi - lo]
+
+        self._batches(choice_bits, n_send, (1, 1), send_fn, recv_fn, None, task)
+        return v, m0, m1

@@ -1,0 +1,361 @@
+"""Dealer-free correlated randomness for 2 computing parties from OT extension (IKNP).
+
+Every item is a product of private values of the two parties, computed from correlated OTs
+(:class:`privfin.mpc.ot.OtExtension`, both directions at once) and local PRG draws:
+
+* **Beaver triples** (Gilboa): each party draws ``a_i, b_i``; the cross term ``a_i·b_j`` is an
+  oblivious linear evaluation with 64 correlated OTs, one per bit ``k`` of ``b_j`` (the
+  receiver's choice), correlation ``a_i``; bit ``k`` needs only ``64 − k`` bits of its
+  correction (trimmed to whole bytes). 128 OTs per triple, both directions in the same rounds.
+* **Matrix triples** (``A @ B``): one OT per bit of an element of ``B`` (``64·k·n``), each
+  carrying a whole column of ``A`` (``m`` words) as its correlation; when ``m < n`` the
+  transposed product is generated instead (fewer OTs, same correction bytes ``≈ 260·m·k·n``).
+* **Boolean AND triples** on 64-bit words: ``a_i`` are the receiver's choice bits of 1-bit
+  random OTs whose pair gives ``b_j = m0 ⊕ m1`` (and a share ``m0`` of ``a_i·b_j``): 128 OTs
+  per word, only the IKNP matrix crosses the wire.
+* **Bit decompositions** (edaBits, daBits, daBit triples, truncation pairs, random bits):
+  ``r = x0 ⊕ x1`` for private random words ``x_i``: the XOR-shares are ``x_i`` and the
+  additive shares follow from ``x0 + x1 − 2·Σ 2^k x0_k x1_k``; each bit product is one
+  correlated OT (P0 sends, P1 chooses) with only the bits the item uses.
+
+Security (semi-honest, no trusted party; κ = 128): what a party sees is the peer's IKNP
+matrices and corrections, which are pseudorandom given its own view (IKNP + the
+correlation-robust hash, src/privfin/crypto/SPEC.md). **Not** secure against active
+deviation: a party that sends a wrong correction makes the item wrong by an amount it chose,
+undetected (no MACs: the same additive attack as for every provider here); malformed messages
+(sizes, counters, points) are refused.
+Cost: ≈ 128 OTs per Beaver triple, ≈ 2.6 KB sent per triple and party (IKNP's 16 bytes of
+``u`` per OT dominate; silent OT would cut it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import prod
+
+import numpy as np
+
+from privfin.crypto import ot as otm
+from privfin.crypto.prg import expand_uint64
+from privfin.errors import ConfigError
+from privfin.mpc.ot import OtExtension
+from privfin.mpc.providers.base import Shape
+from privfin.mpc.ring import U64, ring_matmul, ring_ops
+from privfin.runtime import Context
+from privfin.runtime.context import ProgressTask
+
+__all__ = ["MAX_MATMUL_WORDS", "MUL_CHUNK", "OtProvider"]
+
+#: Elements per chunk of a Beaver-triple request (2**20 OTs per direction).
+MUL_CHUNK = 1 << 14
+#: Largest ``64·m·n`` (words per row of ``B``) of a matrix triple, and 1/64 of the largest
+#: ``64·m·k·n``: bigger products must be split by the caller.
+MAX_MATMUL_WORDS = 1 << 25
+_ONE = np.uint64(1)
+_BITS = np.arange(64, dtype=np.uint64).reshape(64, 1)
+_GILBOA_BYTES = np.array([(64 - k + 7) // 8 for k in range(64)], dtype=np.int64)
+
+
+def _bit_rows(x: U64) -> np.ndarray:
+    """0/1 uint8 ``(64, n)``: row ``k`` holds bit ``k`` of every element of ``x``."""
+    n = x.size
+    pad = otm.pad_count(max(n, 1))
+    buf = np.zeros(pad, dtype=np.uint64)
+    buf[:n] = x.ravel()
+    rows = otm.transpose_bits(buf.view(np.uint8).reshape(pad, 8))  # (64, pad/8)
+    return np.unpackbits(rows, axis=1, bitorder="little")[:, :n]
+
+
+class OtProvider:
+    """Beaver, matrix and AND triples, truncation pairs, random bits, edaBits, daBits and daBit
+    triples for exactly 2 computing parties, without a dealer (IKNP OT extension)."""
+
+    name = "ot"
+    trusted: tuple[str, ...] = ()
+    supports_trunc_pair = True
+    supports_random_bits = True
+    supports_packed_bits = True
+    supports_bool_pairs = True
+
+    def __init__(self, ctx: Context, compute: Sequence[str], *, batch: int = 1 << 20) -> None:
+        if len(compute) != 2:
+            raise ConfigError(
+                "OT triples are for exactly 2 computing parties (with 3, use triples='rss3')"
+            )
+        self.ctx = ctx
+        self.compute = tuple(compute)
+        self.is_compute = ctx.party in self.compute
+        self.index = self.compute.index(ctx.party) if self.is_compute else -1
+        self.peer = self.compute[1 - self.index] if self.is_compute else ""
+        self.ot: OtExtension | None = None
+        if self.is_compute:
+            self.ot = OtExtension(ctx, self.peer, first=self.index == 0, batch=batch)
+        self._seed = b""
+        self._counter = 0
+        self.items = 0
+        #: requests of at least this many OTs report progress (``ctx.progress``)
+        self.progress_min = 1 << 22
+
+    def setup(self) -> None:
+        if not self.is_compute or self._seed:
+            return
+        self._seed = self.ctx.random.bytes(32)
+        assert self.ot is not None
+        self.ot.setup()
+
+    @property
+    def bytes_sent(self) -> int:
+        return 0 if self.ot is None else self.ot.stats.bytes_sent
+
+    def _draw(self, count: int) -> U64:
+        """Private uniform ring elements of this party (its own PRG stream)."""
+        self.setup()
+        counter = self._counter
+        self._counter += 1
+        return expand_uint64(self._seed, count, stream=counter)
+
+    def _ext(self) -> OtExtension:
+        self.setup()
+        assert self.ot is not None
+        return self.ot
+
+    def _task(self, what: str, total: int) -> ProgressTask | None:
+        if total < self.progress_min:
+            return None
+        return self.ctx.progress.task(f"mpc.ot.{what}", total=total)
+
+    # ----------------------------------------------------------------- Beaver triples
+
+    @ring_ops
+    def _gilboa(self, mine_a: U64, mine_b: U64, task: ProgressTask | None) -> U64:
+        """Shares of ``a_i·b_j + a_j·b_i`` (this party's cross terms) for flat ``a``, ``b``."""
+        n = mine_a.size
+        ext = self._ext()
+        choices = _bit_rows(mine_b).reshape(-1)  # (bit, element) order
+        corr = np.tile(mine_a, 64).reshape(-1, 1)
+        widths = np.repeat(_GILBOA_BYTES, n)
+        got, own = ext.cot(
+            choices, corr, recv_width=1, recv_bytes=widths, send_bytes=widths, task=task
+        )
+        v = got.reshape(64, n)
+        v <<= _BITS
+        h = own.reshape(64, n)
+        h <<= _BITS
+        return np.asarray(
+            np.sum(v, axis=0, dtype=np.uint64) - np.sum(h, axis=0, dtype=np.uint64),
+            dtype=np.uint64,
+        )
+
+    @ring_ops
+    def mul_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        size = prod(shape)
+        ab = self._draw(2 * size)
+        a, b = ab[:size], ab[size:]
+        c = a * b
+        task = self._task("triples", 128 * size)
+        for s in range(0, size, MUL_CHUNK):
+            e = min(size, s + MUL_CHUNK)
+            c[s:e] += self._gilboa(a[s:e], b[s:e], task)
+        self.items += size
+        return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    @ring_ops
+    def matmul_triple(self, m: int, k: int, n: int) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        if m < n:
+            # (B^T, A^T, C^T) of a triple for the transposed product needs 64*k*m OTs
+            got = self._matmul_b_bits(n, k, m)
+            return got[1].T.copy(), got[0].T.copy(), got[2].T.copy()
+        return self._matmul_b_bits(m, k, n)
+
+    @ring_ops
+    def _matmul_b_bits(self, m: int, k: int, n: int) -> tuple[U64, U64, U64]:
+        if 64 * n * m > MAX_MATMUL_WORDS or 64 * m * k * n > 64 * MAX_MATMUL_WORDS:
+            # Gilboa moves ~64*m*k*n words: beyond this it takes hours and gigabytes
+            raise ConfigError(
+                f"a {m}x{k} @ {k}x{n} matrix triple is too large for OT-based generation "
+                f"(~{64 * m * k * n:,} correlated words); split the product into smaller blocks"
+            )
+        ext = self._ext()
+        ab = self._draw(m * k + k * n)
+        a = ab[: m * k].reshape(m, k)
+        b = ab[m * k :].reshape(k, n)
+        c = ring_matmul(a, b)
+        per_l = 64 * n * m
+        step = max(1, (1 << 21) // max(per_l, 1))
+        for s in range(0, k, step):
+            e = min(k, s + step)
+            kc = e - s
+            # OT (bit, l, j): choice bit of b[l, j], correlation column a[:, l] (m words)
+            choices = _bit_rows(b[s:e].reshape(-1)).reshape(-1)
+            corr = np.broadcast_to(a[:, s:e].T[None, :, None, :], (64, kc, n, m)).reshape(-1, m)
+            widths = np.repeat(_GILBOA_BYTES, kc * n)
+            got, own = ext.cot(choices, corr, recv_width=m, recv_bytes=widths, send_bytes=widths)
+            v = got.reshape(64, kc, n, m)
+            v <<= _BITS.reshape(64, 1, 1, 1)
+            h = own.reshape(64, kc, n, m)
+            h <<= _BITS.reshape(64, 1, 1, 1)
+            cross = np.sum(v, axis=(0, 1), dtype=np.uint64) - np.sum(
+                h, axis=(0, 1), dtype=np.uint64
+            )
+            c += cross.T
+        self.items += m * n
+        return a, b, c
+
+    # -------------------------------------------------------------- boolean triples
+
+    @staticmethod
+    def _pack(bits: np.ndarray) -> U64:
+        return np.packbits(bits, bitorder="little").view("<u8").astype(np.uint64)
+
+    @ring_ops
+    def _and_cross(self, a: U64, width: int) -> tuple[U64, list[U64], list[U64]]:
+        """Random OTs with ``width``-bit messages, one per bit of this party's ``a`` (its
+        choices) and one per bit it sends: returns ``a`` and, per message bit ``l``, this
+        party's ``b_l = m0_l ⊕ m1_l`` and its shares of ``a_i·b_j,l ⊕ a_j·b_i,l``."""
+        words = a.size
+        choices = np.unpackbits(a.view(np.uint8), bitorder="little")
+        task = self._task("and_triples", 128 * words)
+        v, m0, m1 = self._ext().rot(choices, 64 * words, bits=width, task=task)
+        bs, cross = [], []
+        for bit in range(width):
+            sh = np.uint8(bit)
+            lo0 = (m0 >> sh) & np.uint8(1)
+            lo1 = (m1 >> sh) & np.uint8(1)
+            bs.append(self._pack(lo0 ^ lo1))
+            cross.append(self._pack(lo0) ^ self._pack((v >> sh) & np.uint8(1)))
+        return a, bs, cross
+
+    @ring_ops
+    def bool_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        a, (b,), (cross,) = self._and_cross(self._draw(prod(shape)), 1)
+        c = (a & b) ^ cross
+        self.items += a.size
+        return a.reshape(shape), b.reshape(shape), c.reshape(shape)
+
+    @ring_ops
+    def bool_triple_pair(self, shape: Shape) -> tuple[U64, U64, U64, U64, U64] | None:
+        """Two AND triples sharing ``a`` from one random OT per bit and direction with 2-bit
+        messages: half the OTs of two :meth:`bool_triple` calls."""
+        if not self.is_compute:
+            return None
+        a, (b1, b2), (x1, x2) = self._and_cross(self._draw(prod(shape)), 2)
+        c1 = (a & b1) ^ x1
+        c2 = (a & b2) ^ x2
+        self.items += 2 * a.size
+        return tuple(t.reshape(shape) for t in (a, b1, b2, c1, c2))  # type: ignore[return-value]
+
+    # -------------------------------------------------------------- bit decompositions
+
+    @ring_ops
+    def _bit_products(self, x: U64, bits: Sequence[int], width_bits: Sequence[int]) -> U64:
+        """Shares ``(len(bits), n)`` of ``x0_k · x1_k`` (as ring elements) for each listed bit
+        ``k`` of the private words ``x_i``, correct modulo ``2**width_bits[i]``. P0 sends
+        (correlation: its bit), P1 chooses (its bit); P0's share is ``−h``."""
+        n = x.size
+        rows = _bit_rows(x)[list(bits)]  # (nb, n) 0/1
+        nbytes = np.repeat(np.array([(w + 7) // 8 for w in width_bits], dtype=np.int64), n)
+        ext = self._ext()
+        empty = np.zeros((0, 1), dtype=np.uint64)
+        if self.index == 0:
+            _, own = ext.cot(
+                np.zeros(0, np.uint8),
+                rows.reshape(-1, 1).astype(np.uint64),
+                recv_width=1,
+                send_bytes=nbytes,
+            )
+            return np.asarray(-own.reshape(len(bits), n), dtype=np.uint64)
+        got, _ = ext.cot(rows.reshape(-1), empty, recv_width=1, recv_bytes=nbytes)
+        return got.reshape(len(bits), n)
+
+    @ring_ops
+    def _decomposed(self, n: int, widths: Sequence[int]) -> tuple[U64, U64]:
+        """A fresh private word ``x_i`` per element and shares of ``x0_k x1_k`` for every bit
+        ``k`` (correct modulo ``2**widths[k]``): ``r = x0 ⊕ x1``."""
+        x = self._draw(n)
+        bits = [k for k in range(64) if widths[k] > 0]
+        p = np.zeros((64, n), dtype=np.uint64)
+        if bits:
+            p[bits] = self._bit_products(x, bits, [widths[k] for k in bits])
+        return x, p
+
+    def _own_bits(self, x: U64) -> U64:
+        return np.asarray((x[None, :] >> _BITS) & _ONE, dtype=np.uint64)
+
+    @ring_ops
+    def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        x, p = self._decomposed(n, [63 - k for k in range(64)])
+        # r = x0 + x1 − 2 Σ 2^k p_k
+        r = x - (np.sum(p << _BITS, axis=0, dtype=np.uint64) << _ONE)
+        self.items += n
+        return r.reshape(shape), x.reshape(shape)
+
+    @ring_ops
+    def random_bits(self, shape: Shape) -> tuple[U64, U64] | None:
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        x, p = self._decomposed(n, [63] * 64)
+        bits = self._own_bits(x) - (p << _ONE)  # b_k = x0_k + x1_k − 2 p_k
+        r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
+        self.items += n
+        return r.reshape(shape), bits.reshape((64, *shape))
+
+    @ring_ops
+    def trunc_pair(self, shape: Shape, frac_bits: int) -> tuple[U64, U64, U64] | None:
+        if not self.is_compute:
+            return None
+        if not 0 < frac_bits < 63:
+            raise ConfigError(f"truncation by {frac_bits} bits is not supported")
+        n = prod(shape)
+        f = frac_bits
+        widths = [63 - k + (f if k >= f else 0) for k in range(64)]
+        widths[63] = 63  # the msb is used as a whole ring element
+        x, p = self._decomposed(n, widths)
+        bits = self._own_bits(x) - (p << _ONE)  # each correct mod 2**(widths[k] + 1)
+        r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
+        hi = np.sum(bits[f:] << _BITS[: 64 - f], axis=0, dtype=np.uint64)
+        self.items += n
+        return r.reshape(shape), hi.reshape(shape), bits[63].reshape(shape).copy()
+
+    @ring_ops
+    def dabits(self, shape: Shape) -> tuple[U64, U64] | None:
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        x = self._draw(n) & _ONE
+        p = self._bit_products(x, [0], [63])[0]
+        self.items += n
+        return (x - (p << _ONE)).reshape(shape), x.reshape(shape)
+
+    @ring_ops
+    def dabit_triple(self, shape: Shape, y_shape: Shape) -> tuple[U64, U64, U64, U64] | None:
+        """``u = x0 ⊕ x1``; ``u·M_i = x_i M_i + (1 − 2x_i)·x_j·M_i`` for each party's mask
+        share ``M_i``: one COT each way (P0's also carries ``x0`` for the daBit itself)."""
+        if not self.is_compute:
+            return None
+        n = prod(shape)
+        mask = self._draw(prod(y_shape)).reshape(y_shape)
+        x = self._draw(n) & _ONE
+        mb = np.broadcast_to(mask, shape).reshape(n)
+        scaled = (_ONE - (x << _ONE)) * mb  # (1 − 2 x_i) M_i
+        ext = self._ext()
+        if self.index == 0:
+            got, own = ext.cot(x.astype(np.uint8), np.stack([x, scaled], axis=1), recv_width=1)
+            p = -own[:, 0]
+            c = x * mb - own[:, 1] + got[:, 0]
+        else:
+            got, own = ext.cot(x.astype(np.uint8), scaled.reshape(n, 1), recv_width=2)
+            p = got[:, 0]
+            c = x * mb + got[:, 1] - own[:, 0]
+        u = x - (p << _ONE)
+        self.items += n
+        return u.reshape(shape), x.reshape(shape), mask, c.reshape(shape)
