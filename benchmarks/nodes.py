@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, print_table  # noqa: E402
+from _harness import emit, machine, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
