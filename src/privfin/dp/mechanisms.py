@@ -37,6 +37,8 @@ __all__ = [
     "GridLaplace",
     "PrivacyCost",
     "RandomizedResponse",
+    "check_epsilon",
+    "check_resolution",
     "clip_l2",
     "discrete_laplace_tail",
     "grid_resolution",
@@ -150,7 +152,7 @@ def grid_resolution(sensitivity: float, steps: int = 1 << 12) -> float:
     return float(2.0 ** math.floor(math.log2(sensitivity / steps)))
 
 
-def _check_resolution(g: float) -> float:
+def check_resolution(g: float) -> float:
     if not (g > 0 and math.isfinite(g)):
         raise ConfigError(f"resolution must be finite and > 0, got {g!r}")
     m, _e = math.frexp(g)
@@ -182,7 +184,7 @@ class GridLaplace:
         if self.resolution is None:
             object.__setattr__(self, "resolution", grid_resolution(self.sensitivity))
         else:
-            _check_resolution(self.resolution)
+            check_resolution(self.resolution)
 
     @property
     def grid(self) -> float:
@@ -291,7 +293,7 @@ class GaussianVector:
         if self.resolution is None:
             object.__setattr__(self, "resolution", grid_resolution(self.clip))
         else:
-            _check_resolution(self.resolution)
+            check_resolution(self.resolution)
 
     @property
     def grid(self) -> float:
