@@ -115,7 +115,7 @@ def test_registry_dp_budget_is_the_total(engine: sa.Engine, tmp_path: Path) -> N
     ledger = BudgetLedger(engine, registry)
     b = ledger.budget("loans")
     assert b is not None and (b.epsilon, b.delta) == (0.5, DEFAULT_DELTA)
-    with pytest.raises(BudgetExceeded, match="0.5 of 0.5 remains"):
+    with pytest.raises(BudgetExceeded, match=r"0\.5 of 0\.5 remains"):
         _reserve(ledger, 0.6)
     ledger.set_budget("loans", 2.0, 1e-7, who="owner")  # written to the registry's policy
     assert registry.get("loans").policy.dp_budget == 2.0

@@ -181,7 +181,7 @@ def test_charged_to_the_ledger_before_the_data_is_read(loans: pd.DataFrame, tmp_
 
     r = release.count(load, 0.75, charge=charge, rng=SeededRandom(10))
     assert r.cost.epsilon == 0.75 and reads == [1]
-    with pytest.raises(BudgetExceeded, match="0.25 of 1 remains"):
+    with pytest.raises(BudgetExceeded, match=r"0\.25 of 1 remains"):
         release.mean(load, "amount", 0.5, lower=0, upper=1, charge=charge)
     assert reads == [1]  # refused before the data was touched
     hist = ledger.history("loans")
