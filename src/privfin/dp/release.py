@@ -250,8 +250,18 @@ def count(
     return _charged(charge, mech.cost(), "count:discrete_laplace", compute)
 
 
-def _grid_units(x: np.ndarray, lower: float, upper: float, g: float) -> np.ndarray:
-    out: np.ndarray = np.rint(np.clip(x, lower, upper) / g).astype(np.int64)
+#: Default grid of sums and means: the per-row bound over this many steps (a power of two).
+_SUM_STEPS = 1 << 20
+
+
+def _grid_units(x: np.ndarray, g: float, src: RandomSource) -> np.ndarray:
+    """``x / g`` rounded to an integer at random, up with probability the fractional part
+    (unbiased: a rounding that always went the same way would bias a sum of many equal
+    values). Each result stays within ``ceil(|x| / g)``, so the sensitivity holds."""
+    scaled = x / g
+    low = np.floor(scaled)
+    up = _sample._uniforms(src, len(x)) <= (scaled - low)
+    out: np.ndarray = (low + up).astype(np.int64)
     return out
 
 
@@ -269,23 +279,23 @@ def sum_(
     charge: Charge | None = None,
     rng: RandomSource | None = None,
 ) -> Release:
-    """The sum of ``column`` clamped to ``[lower, upper]``: each value is rounded to a grid of
-    ``resolution`` (a power of two, default about ``max(|lower|, |upper|) / 4096``), the
-    integer sum gets discrete Laplace noise of scale ``k * max(|round(lower)|,
-    |round(upper)|) / epsilon`` in grid units. Pure ``epsilon``-DP. Missing values count as
-    0."""
+    """The sum of ``column`` clamped to ``[lower, upper]``: each value is rounded at random
+    (unbiased) to a grid of ``resolution`` (a power of two, default about ``max(|lower|,
+    |upper|) / 2**20``), the integer sum gets discrete Laplace noise of scale ``k *
+    max(ceil(|lower| / g), ceil(|upper| / g)) / epsilon`` in grid units ``g``. Pure
+    ``epsilon``-DP. Missing values count as 0."""
     eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
     lo, hi = _bounds(lower, upper)
-    g = resolution if resolution is not None else grid_resolution(max(abs(lo), abs(hi)))
+    g = resolution if resolution is not None else grid_resolution(max(abs(lo), abs(hi)), _SUM_STEPS)
     check_resolution(g)
-    per_row = max(abs(round(lo / g)), abs(round(hi / g)), 1)
+    per_row = max(math.ceil(abs(lo) / g), math.ceil(abs(hi) / g), 1)
     mech = DiscreteLaplace(eps, k * per_row)
 
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
         x = np.nan_to_num(_numeric(df, column), nan=0.0)
-        total = int(_grid_units(x, lo, hi, g).sum())
         src = _sample.source(rng)
+        total = int(_grid_units(np.clip(x, lo, hi), g, src).sum())
         noisy = mech.release(total, src)
         h = mech.halfwidth(conf)
         est = Estimate(noisy * g, (noisy - h) * g, (noisy + h) * g, conf)
@@ -319,9 +329,9 @@ def mean(
     lo, hi = _bounds(lower, upper)
     mid = (lo + hi) / 2
     half = (hi - lo) / 2
-    g = resolution if resolution is not None else grid_resolution(half)
+    g = resolution if resolution is not None else grid_resolution(half, _SUM_STEPS)
     check_resolution(g)
-    per_row = max(round(half / g), 1) + 1  # centred values round to within one step of half
+    per_row = max(math.ceil(half / g), 1)  # |centred value| <= half, rounded outwards at most
     count_mech = DiscreteLaplace(eps / 2, k)
     sum_mech = DiscreteLaplace(eps / 2, k * per_row)
     cost = PrivacyCost(eps)
@@ -331,8 +341,8 @@ def mean(
         df = _frame(data, [column], id_column, k)
         x = _numeric(df, column)
         x = x[~np.isnan(x)]
-        centred = np.rint((np.clip(x, lo, hi) - mid) / g).astype(np.int64)
         src = _sample.source(rng)
+        centred = _grid_units(np.clip(np.clip(x, lo, hi) - mid, -half, half), g, src)
         c = count_mech.release(len(x), src)
         s = sum_mech.release(int(centred.sum()), src)
         hc, hs = count_mech.halfwidth(each), sum_mech.halfwidth(each)
@@ -472,13 +482,16 @@ def quantiles(
     rng: RandomSource | None = None,
 ) -> Release:
     """Quantiles of ``column`` (clamped to ``[lower, upper]``, missing values dropped) by the
-    exponential mechanism over ``candidates + 1`` evenly spaced points of the bounds, utility
-    ``-|#{x < c} - q n|`` (sensitivity ``max_rows_per_id``), ``epsilon / len(qs)`` each.
-    Pure ``epsilon``-DP.
+    exponential mechanism over ``candidates + 1`` evenly spaced points of the bounds, score
+    ``|(1 - q) #{x < c} - q #{x > c}|`` (the distance of ``c``'s rank from ``q n`` when no
+    value equals ``c``; ties at ``c`` count on neither side, so a value shared by many rows
+    scores well), sensitivity ``max_rows_per_id * max(q, 1 - q)``, ``epsilon / len(qs)``
+    each. Pure ``epsilon``-DP.
 
     Error bars are in ranks, not values (a value interval would have to be read from the
-    data): with probability ``confidence`` each released point's rank is within
-    ``notes["rank_error"]`` of ``q n``, up to the grid's spacing (``notes["spacing"]``).
+    data): with probability ``confidence`` every released point's score exceeds the best
+    candidate's by at most ``notes["rank_error"]`` (the usual exponential-mechanism bound,
+    union over the levels); the grid's spacing is ``notes["spacing"]``.
     """
     eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
     lo, hi = _bounds(lower, upper)
@@ -490,12 +503,15 @@ def quantiles(
     if not 1 <= candidates <= 1 << 16:
         raise ConfigError(f"candidates must be in [1, 65536], got {candidates!r}")
     each = eps / len(levels)
-    mech = ExponentialMechanism(each, sensitivity=float(k))
     cost = PrivacyCost(eps)
     grid = np.linspace(lo, hi, candidates + 1)
     # failure probability shared by the levels (union bound)
     fail = (1 - conf) / len(levels)
-    rank_error = 2 * k / each * (math.log(candidates + 1) + math.log(1 / fail))
+    sens = {q: k * max(q, 1 - q) for q in levels}
+    rank_error = {
+        f"q{q:g}": 2 * sens[q] / each * (math.log(candidates + 1) + math.log(1 / fail))
+        for q in levels
+    }
 
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
@@ -503,11 +519,15 @@ def quantiles(
         x = np.sort(np.clip(x[~np.isnan(x)], lo, hi))
         n = len(x)
         below = np.searchsorted(x, grid, side="left")
+        above = n - np.searchsorted(x, grid, side="right")
         src = _sample.source(rng)
         out = {}
         for q in levels:
-            target = Fraction(q) * n
-            utilities = [-abs(int(b) - target) for b in below]
+            fq = Fraction(q)
+            utilities = [
+                -abs((1 - fq) * int(a) - fq * int(b)) for a, b in zip(below, above, strict=True)
+            ]
+            mech = ExponentialMechanism(each, sensitivity=sens[q])
             i = mech.select(utilities, src)
             value = float(grid[i])
             out[f"q{q:g}"] = Estimate(value, math.nan, math.nan, conf)
