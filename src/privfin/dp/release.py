@@ -84,8 +84,13 @@ class Estimate:
     high: float
     confidence: float
 
-    def to_json(self) -> dict[str, float]:
-        return {"value": self.value, "low": self.low, "high": self.high}
+    def to_json(self) -> dict[str, float | None]:
+        """As JSON (an interval that is not stated, as for quantiles, is ``None``)."""
+
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {"value": self.value, "low": num(self.low), "high": num(self.high)}
 
 
 @dataclass(frozen=True)
@@ -599,3 +604,159 @@ def psi_dummy_count(
     shift = dummy_shift(eps, delta, sensitivity)
     z = _sample.discrete_laplace(_sample.source(rng), mech.scale)
     return DummyCount(max(0, shift + z), shift, eps, float(delta), sensitivity)
+
+
+QUERIES = ("count", "sum", "mean", "histogram", "quantiles", "contingency")
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    """Parameters of a DP release step (the ``dp_release`` pipeline component).
+
+    Attributes
+    ----------
+    query:
+        One of count, sum, mean, histogram, quantiles, contingency.
+    epsilon:
+        Privacy loss of the release (> 0; a small 0.1 unless given), charged to the
+        dataset's budget before the data is read.
+    column:
+        The column (sum, mean, histogram, quantiles).
+    columns:
+        The columns of a contingency table.
+    lower, upper:
+        Declared bounds (sum, mean, quantiles); values outside are clamped.
+    categories:
+        Declared categories (histogram: a list; contingency: column -> list).
+    bins:
+        Declared bin edges (numeric histogram).
+    qs:
+        Quantile levels.
+    id_column:
+        The customer id: the privacy unit is one customer (else one row).
+    max_rows_per_id:
+        Rows kept per customer.
+    confidence:
+        Confidence of the stated intervals.
+    """
+
+    query: str = "count"
+    epsilon: float = 0.1
+    column: str | None = None
+    columns: list[str] | None = None
+    lower: float | None = None
+    upper: float | None = None
+    categories: Any = None
+    bins: list[float] | None = None
+    qs: list[float] | None = None
+    id_column: str | None = None
+    max_rows_per_id: int = 1
+    confidence: float = 0.95
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> ReleaseParams:
+        known = set(cls.__dataclass_fields__)
+        extra = set(params) - known
+        if extra:
+            raise ConfigError(
+                f"unknown dp_release parameters {sorted(extra)}; known: {sorted(known)}"
+            )
+        p = cls(**dict(params))
+        if p.query not in QUERIES:
+            raise ConfigError(f"dp_release query must be one of {QUERIES}, got {p.query!r}")
+        check_epsilon(p.epsilon)
+        _limit(p.max_rows_per_id)
+        _confidence(p.confidence)
+        if p.query in ("sum", "mean", "histogram", "quantiles") and not p.column:
+            raise ConfigError(f"dp_release {p.query} needs parameter 'column'")
+        if p.query in ("sum", "mean", "quantiles"):
+            if p.lower is None or p.upper is None:
+                raise ConfigError(f"dp_release {p.query} needs declared bounds 'lower' and 'upper'")
+            _bounds(p.lower, p.upper)
+        if p.query == "quantiles" and not p.qs:
+            raise ConfigError("dp_release quantiles needs parameter 'qs' (levels in [0, 1])")
+        if p.query == "contingency" and (not p.columns or not isinstance(p.categories, Mapping)):
+            raise ConfigError("dp_release contingency needs 'columns' and 'categories' per column")
+        return p
+
+    def cost(self) -> PrivacyCost:
+        """What the release costs (known from the parameters alone)."""
+        return PrivacyCost(float(self.epsilon))
+
+    @property
+    def mechanism(self) -> str:
+        return {
+            "count": "count:discrete_laplace",
+            "sum": "sum:grid_laplace",
+            "mean": "mean:grid_laplace",
+            "histogram": "histogram:discrete_laplace",
+            "quantiles": "quantiles:exponential",
+            "contingency": "contingency:discrete_laplace",
+        }[self.query]
+
+
+def run_release(
+    p: ReleaseParams,
+    data: Data,
+    *,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """The release ``p`` describes, over ``data``."""
+    common: dict[str, Any] = {
+        "id_column": p.id_column,
+        "max_rows_per_id": p.max_rows_per_id,
+        "confidence": p.confidence,
+        "charge": charge,
+        "rng": rng,
+    }
+    if p.query == "count":
+        return count(data, p.epsilon, **common)
+    column = str(p.column)
+    lo = float(p.lower) if p.lower is not None else 0.0  # from_mapping checked bounds
+    hi = float(p.upper) if p.upper is not None else 1.0
+    if p.query == "sum":
+        return sum_(data, column, p.epsilon, lower=lo, upper=hi, **common)
+    if p.query == "mean":
+        return mean(data, column, p.epsilon, lower=lo, upper=hi, **common)
+    if p.query == "histogram":
+        return histogram(data, column, p.epsilon, categories=p.categories, bins=p.bins, **common)
+    if p.query == "quantiles":
+        qs = list(p.qs or ())
+        return quantiles(data, column, qs, p.epsilon, lower=lo, upper=hi, **common)
+    return contingency(data, list(p.columns or ()), p.epsilon, categories=p.categories, **common)
+
+
+def check_release_json(raw: object) -> dict[str, Any]:
+    """Validate a release received from another party (types, sizes, finite numbers): what
+    a result party accepts. Raises :class:`~privfin.errors.DecodeError`."""
+    from privfin.errors import DecodeError
+
+    if not isinstance(raw, dict) or set(raw) != {
+        "query", "estimates", "confidence", "epsilon", "delta", "mechanism", "unit", "notes",
+    }:  # fmt: skip
+        raise DecodeError("a DP release must be a mapping with its fixed fields")
+    est = raw["estimates"]
+    if not isinstance(est, dict) or not 1 <= len(est) <= 100_000:
+        raise DecodeError("a DP release needs between 1 and 100000 estimates")
+    for key, e in est.items():
+        if not isinstance(key, str) or len(key) > 1000 or not isinstance(e, dict):
+            raise DecodeError("malformed estimate in a DP release")
+        if set(e) != {"value", "low", "high"}:
+            raise DecodeError("an estimate holds exactly value, low and high")
+        for name, v in e.items():
+            if v is None and name != "value":
+                continue  # an interval not stated
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise DecodeError("estimates must be numbers")
+        if not math.isfinite(e["value"]):
+            raise DecodeError("an estimate's value must be finite")
+    for name in ("epsilon", "delta", "confidence"):
+        v = raw[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DecodeError(f"a DP release's {name} must be a finite number")
+    if not isinstance(raw["query"], str) or not isinstance(raw["mechanism"], str):
+        raise DecodeError("a DP release names its query and mechanism")
+    if not isinstance(raw["unit"], str) or not isinstance(raw["notes"], dict):
+        raise DecodeError("a DP release states its privacy unit and notes")
+    return raw

@@ -22,6 +22,7 @@ from privfin.runtime import Context
 
 __all__ = [
     "binning_step",
+    "dp_release_step",
     "evaluate_step",
     "hetero_lr_step",
     "lr_score_step",
@@ -210,3 +211,12 @@ def evaluate_step(
             },
         }
     }
+
+
+def dp_release_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A DP release (the scheduler has reserved its budget before the dataset was read)."""
+    from privfin.dp.component import dp_release_component
+
+    return {"release": dp_release_component(ctx, params, inputs)["release"]}
