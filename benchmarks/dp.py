@@ -1,8 +1,8 @@
 """Differential privacy: accuracy of privfin.dp releases against OpenDP 0.16 and IBM
 diffprivlib 0.6.6, and sampler throughput.
 
-    .venv/bin/python benchmarks/dp.py            # 2,000 repetitions per figure (~10 min)
-    .venv/bin/python benchmarks/dp.py --quick    # 200 repetitions
+    .venv/bin/python benchmarks/dp.py            # 2,000 repetitions per figure (~20 min)
+    .venv/bin/python benchmarks/dp.py --quick    # 100 repetitions (about a minute)
 
 Data: ``../shared/data/fate/default_credit_hetero_guest.csv`` (UCI default of credit card
 clients, 30,000 rows, one per customer), column ``x1`` (a bill amount, standardised; 22,723
@@ -255,10 +255,10 @@ def _sci(x: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="200 repetitions instead of 2,000")
+    ap.add_argument("--quick", action="store_true", help="100 repetitions instead of 2,000")
     ap.add_argument("--reps", type=int, default=None)
     args = ap.parse_args()
-    reps = args.reps or (200 if args.quick else 2000)
+    reps = args.reps or (100 if args.quick else 2000)
     v = load()
     truth = truths(v)
     print(f"[bench] dp: {len(v)} rows, {reps} repetitions, {machine()}", file=sys.stderr)

@@ -347,7 +347,7 @@ class GaussianVector:
         )
 
 
-def _exact(x: float | int | Fraction) -> Fraction:
+def _exact(x: float | int | Fraction) -> Fraction | int:
     if isinstance(x, Fraction):
         return x
     if isinstance(x, float) and not math.isfinite(x):
@@ -385,7 +385,7 @@ class ExponentialMechanism:
         """The index of the selected candidate."""
         if len(utilities) == 0:
             raise ConfigError("the exponential mechanism needs at least one candidate")
-        us = [_exact(u) for u in utilities]
+        us = [u if type(u) is int else _exact(u) for u in utilities]
         top = max(us)
         factor = Fraction(self.epsilon) / (
             Fraction(self.sensitivity) * (1 if self.monotonic else 2)

@@ -505,14 +505,14 @@ def quantiles(
         raise ConfigError(f"quantile levels must be in [0, 1], got {list(qs)!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int):
         raise ConfigError("candidates must be an integer")
-    if not 1 <= candidates <= 1 << 16:
-        raise ConfigError(f"candidates must be in [1, 65536], got {candidates!r}")
+    if not 1 <= candidates <= 1 << 20:
+        raise ConfigError(f"candidates must be in [1, 2**20], got {candidates!r}")
     each = eps / len(levels)
     cost = PrivacyCost(eps)
     grid = np.linspace(lo, hi, candidates + 1)
     # failure probability shared by the levels (union bound)
     fail = (1 - conf) / len(levels)
-    sens = {q: k * max(q, 1 - q) for q in levels}
+    sens = {q: k * max(q, 1 - q) for q in levels}  # in score units (ranks)
     rank_error = {
         f"q{q:g}": 2 * sens[q] / each * (math.log(candidates + 1) + math.log(1 / fail))
         for q in levels
@@ -528,11 +528,12 @@ def quantiles(
         src = _sample.source(rng)
         out = {}
         for q in levels:
-            fq = Fraction(q)
-            utilities = [
-                -abs((1 - fq) * int(a) - fq * int(b)) for a, b in zip(below, above, strict=True)
-            ]
-            mech = ExponentialMechanism(each, sensitivity=sens[q])
+            # integer scores: the level as the exact decimal it was written as, num / den
+            fq = Fraction(repr(q))
+            num, den = fq.numerator, fq.denominator
+            scores = np.abs((den - num) * below.astype(object) - num * above.astype(object))
+            utilities = [-int(u) for u in scores.tolist()]
+            mech = ExponentialMechanism(each, sensitivity=k * max(num, den - num))
             i = mech.select(utilities, src)
             value = float(grid[i])
             out[f"q{q:g}"] = Estimate(value, math.nan, math.nan, conf)
