@@ -45,3 +45,17 @@ def test_vertical_estimators_are_exported_lazily() -> None:
         "    print(exc)\n"
     )
     assert _run(code) == "module 'privfin.fl.vertical' has no attribute 'NoSuchName'"
+
+
+def test_dp_exports_lazily() -> None:
+    """[12] ``import privfin.dp`` loads no heavy module; its names resolve on first use."""
+    code = (
+        "import sys\n"
+        "import privfin.dp as dp\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+        "assert dp.BudgetLedger.__module__ == 'privfin.dp.ledger'\n"
+        "assert dp.DiscreteGaussian.__module__ == 'privfin.dp.mechanisms'\n"
+        "from privfin.errors import BudgetExceededError\n"
+        "assert dp.BudgetExceeded is BudgetExceededError\n"
+    )
+    assert _run(code) == "[]"

@@ -109,7 +109,9 @@ def test_register_list_show(node_yaml: Path, csv: Path) -> None:
     assert rows["pin"].split("│")[3].strip() == "C3"
     assert rows["cust"].split("│")[4].strip() == "id"
     code, out, _ = _run("data", "show", "loans", "--config", node_yaml, "--json")
-    assert json.loads(out) == info.public()
+    shown = json.loads(out)
+    assert shown.pop("dp")["budget"] is None  # [12] the DP ledger's view: no budget set
+    assert shown == info.public()
 
     # re-register: same content, new policy -> version 2
     code, out, _ = _run(
@@ -164,3 +166,41 @@ def test_show_unknown_and_empty_list(node_yaml: Path) -> None:
     _, _, exc = _run("data", "show", "nope", "--config", node_yaml)
     assert isinstance(exc, ConfigError)
     assert "dataset 'nope' is not registered on this node" in str(exc)
+
+
+def test_dp_budget_and_spent_in_show(node_yaml: Path, csv: Path) -> None:
+    """[12] the DP budget is set by the data owner; the epsilon spent shows in `data show`."""
+    code, out, exc = _run(
+        "data", "register", "loans", csv, "--config", node_yaml, "--id-column", "cust",
+        "--dp-budget", "2.5",
+    )  # fmt: skip
+    assert code == 0, (out, exc)
+    code, out, exc = _run("data", "show", "loans", "--config", node_yaml)
+    assert code == 0, (out, exc)
+    assert "dp budget:   2.5" in out
+    assert "dp spent:    epsilon 0 of 2.5 (delta 1e-06)" in out
+    from privfin.dp.ledger import BudgetLedger
+    from privfin.dp.mechanisms import PrivacyCost
+
+    engine = open_engine(load_config(node_yaml).store_url())
+    ledger = BudgetLedger(engine, DatasetRegistry(engine))
+    ledger.reserve(
+        "loans", PrivacyCost(0.75), party="telecom", job="j1", mechanism="count", who="t"
+    )
+    code, out, exc = _run("data", "budget", "loans", "--config", node_yaml, "--epsilon", "3")
+    assert code == 0, (out, exc)
+    assert "spent epsilon 0.75" in out
+    code, out, exc = _run("data", "show", "loans", "--config", node_yaml, "--json")
+    assert code == 0, (out, exc)
+    shown = json.loads(out)
+    assert shown["policy"]["dp_budget"] == 3.0
+    assert shown["dp"]["spent_epsilon"] == 0.75
+    assert shown["dp"]["spends"][0]["job"] == "j1"
+    # re-registering keeps the budget
+    code, out, exc = _run(
+        "data", "register", "loans", csv, "--config", node_yaml, "--id-column", "cust",
+        "--replace", "--partner", "telecom",
+    )  # fmt: skip
+    assert code == 0, (out, exc)
+    assert DatasetRegistry(engine).get("loans").policy.dp_budget == 3.0
+    engine.dispose()

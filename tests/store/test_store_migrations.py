@@ -43,6 +43,7 @@ METADATA = [
     ("privfin.audit.store", "metadata"),
     ("privfin.data.registry", "metadata"),
     ("privfin.jobs.negotiation", "metadata"),
+    ("privfin.dp.ledger", "metadata"),
 ]
 _REQUIRED = {"privfin.federation.mailbox", "privfin.node.runner"}
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -163,6 +163,14 @@ def register(
     replace: Annotated[
         bool, typer.Option("--replace", help="register an existing name again")
     ] = False,
+    dp_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--dp-budget",
+            help="total differential-privacy epsilon of the dataset (default: none, so no DP "
+            "release; kept from the previous version with --replace)",
+        ),
+    ] = None,
 ) -> None:
     """Register SOURCE as dataset NAME: capture its schema, rows and digest, set the fields'
     levels and the usage policy (no partner and no purpose allowed unless given).
@@ -179,14 +187,20 @@ def register(
     levels = _parse_levels(level or [])
     if default_level.strip().upper() not in {lv.value for lv in Level}:
         raise ConfigError(f"bad --default-level {default_level!r}: use C1, C2 or C3")
-    policy = UsagePolicy(frozenset(partner or ()), frozenset(purpose or ()))
     registry, cfg = _registry(config)
     before = None
+    kept_budget = None
     if replace:
         try:
-            before = registry.get(name).version
+            old = registry.get(name)
+            before, kept_budget = old.version, old.policy.dp_budget
         except ConfigError:
             before = None
+    policy = UsagePolicy(
+        frozenset(partner or ()),
+        frozenset(purpose or ()),
+        dp_budget if dp_budget is not None else kept_budget,
+    )
     info = registry.register(
         name,
         source,
@@ -256,14 +270,61 @@ def show(
     """Everything the registry knows of NAME (a SQL URL's password is hidden)."""
     import json
 
-    info = _registry(config)[0].get(name)
+    registry = _registry(config)[0]
+    info = registry.get(name)
+    spent = _dp_status(registry, name)
     if as_json:
-        typer.echo(json.dumps(info.public(), indent=2))
+        typer.echo(json.dumps({**info.public(), "dp": spent}, indent=2))
         return
-    _show(info)
+    _show(info, spent)
 
 
-def _show(info: DatasetInfo) -> None:
+def _dp_status(registry: DatasetRegistry, name: str) -> dict[str, Any]:
+    """The dataset's DP budget, what is spent of it and its last spends (the ledger)."""
+    from privfin.dp.ledger import BudgetLedger
+
+    ledger = BudgetLedger(registry.engine, registry)
+    budget = ledger.budget(name)
+    eps, delta = ledger.spent(name)
+    history = ledger.history(name)
+    return {
+        "budget": None if budget is None else budget.to_json(),
+        "spent_epsilon": eps,
+        "spent_delta": delta,
+        "releases": sum(h.state != "released" for h in history),
+        "spends": [h.to_json() for h in history[-20:]],
+    }
+
+
+@app.command(help="Set a dataset's differential-privacy budget (total, or one party's cap).")
+def budget(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    config: Annotated[Path, _CONFIG],
+    epsilon: Annotated[float, typer.Option("--epsilon", help="total epsilon (>= 0)")],
+    delta: Annotated[float, typer.Option("--delta", help="total delta (>= 0, < 1)")] = 1e-6,
+    party: Annotated[
+        str,
+        typer.Option("--party", help="cap what this receiving party may get ('*' = total)"),
+    ] = "*",
+) -> None:
+    """Set NAME's privacy budget: every DP release on it is charged to it and refused when it
+    would exceed it (lowering it below what is spent stops further releases)."""
+    from privfin.dp.ledger import BudgetLedger
+
+    registry, cfg = _registry(config)
+    registry.get(name)  # a registered dataset only
+    BudgetLedger(registry.engine, registry).set_budget(
+        name, epsilon, delta, party=party, who=f"{cfg.party}:cli"
+    )
+    spent = _dp_status(registry, name)
+    typer.echo(
+        f"dataset {name!r}: DP budget epsilon {epsilon:g}, delta {delta:g}"
+        f"{'' if party == '*' else f' for party {party!r}'}; spent epsilon "
+        f"{spent['spent_epsilon']:.6g}"
+    )
+
+
+def _show(info: DatasetInfo, dp: dict[str, Any] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -281,6 +342,13 @@ def _show(info: DatasetInfo) -> None:
         f"purposes:    {', '.join(sorted(p.purposes)) or '(none: no job may use it)'}",
         f"dp budget:   {'not set' if p.dp_budget is None else p.dp_budget}",
     ]
+    if dp is not None:
+        b = dp["budget"]
+        limit = "" if b is None else f" of {b['epsilon']:.6g} (delta {b['delta']:.3g})"
+        lines.append(
+            f"dp spent:    epsilon {dp['spent_epsilon']:.6g}{limit}, delta "
+            f"{dp['spent_delta']:.3g}, in {dp['releases']} release(s)"
+        )
     for line in lines:
         console.print(line, highlight=False, markup=False)
     table = Table(title=f"fields of {info.name}")

@@ -94,6 +94,14 @@ def _tee_roles(roles: Mapping[str, list[str]]) -> str | None:
     return None
 
 
+def _dp_roles(roles: Mapping[str, list[str]]) -> str | None:
+    data = sum("data" in rs for rs in roles.values())
+    result = sum("result" in rs for rs in roles.values())
+    if data != 1 or result != 1:
+        return f"needs exactly one 'data' and one 'result' party, has {data} and {result}"
+    return None
+
+
 @dataclass(frozen=True)
 class ComponentDecl:
     """The declaration of one pipeline component."""
@@ -412,6 +420,24 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             ),
             check_roles=_one("guest"),
             reveals="nothing (local to one party)",
+        ),
+        ComponentDecl(
+            name="dp_release",
+            target="privfin.jobs.steps:dp_release_step",
+            technology="differential privacy",
+            summary="A differentially private count, sum, mean, histogram, quantiles or "
+            "contingency table of the data party's table, sent to the result party with its "
+            "error bars; its epsilon is reserved in the data party's budget ledger before the "
+            "dataset is read.",
+            roles=("data", "result"),
+            inputs=(Port("table", "table", ("data",), "a registered dataset (datasets.<alias>)"),),
+            outputs=(Port("release", "metrics", ("data", "result"), "noisy values and intervals"),),
+            params="privfin.dp.release:ReleaseParams",
+            check_roles=_dp_roles,
+            reveals="DP-noised aggregates (their epsilon charged to the dataset's budget) to "
+            "the result party",
+            local_params=("id_column",),
+            extra={"dp_budget": True},
         ),
     )
 }

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import create_engine
@@ -27,6 +27,9 @@ from privfin.jobs.spec import PipelineSpec
 from privfin.jobs.store import PipelineStore
 from privfin.jobs.validate import check
 from privfin.runtime import Context, DirectoryArtifacts, Progress
+
+if TYPE_CHECKING:
+    from privfin.dp.ledger import BudgetLedger
 
 __all__ = ["LocalRun", "run_local"]
 
@@ -63,6 +66,7 @@ class LocalRun:
         seed: int | None = None,
         settings: Settings | None = None,
         timeout: float = 120.0,
+        ledgers: Mapping[str, BudgetLedger] | None = None,
     ) -> None:
         check(spec)
         self.spec = spec
@@ -127,6 +131,7 @@ class LocalRun:
                 make_context=make_context,
                 on_restart=self._restart_from(party),
                 default_timeout=timeout,
+                ledger=(ledgers or {}).get(party),
             )
             self.cancels[party] = CancelToken()
 

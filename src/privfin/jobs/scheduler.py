@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
@@ -39,6 +39,9 @@ from privfin.jobs.components import KINDS, ComponentDecl, declaration
 from privfin.jobs.spec import PipelineSpec, parse_ref
 from privfin.jobs.store import ArtifactRecord, PipelineStore
 from privfin.runtime import Context, DirectoryArtifacts, Progress
+
+if TYPE_CHECKING:
+    from privfin.dp.ledger import BudgetLedger, Spend
 
 __all__ = [
     "MAX_STEP_ATTEMPTS",
@@ -150,6 +153,7 @@ class PartyPipeline:
         on_restart: Callable[[str, int, list[str]], None] = lambda s, a, p: None,
         on_step: Callable[[str, str, int], None] = lambda s, status, a: None,
         default_timeout: float = 120.0,
+        ledger: BudgetLedger | None = None,
     ) -> None:
         if party not in spec.parties:
             raise ConfigError(f"party {party!r} has no part in job {spec.job!r}")
@@ -164,6 +168,7 @@ class PartyPipeline:
         self.on_restart = on_restart
         self.on_step = on_step
         self.default_timeout = default_timeout
+        self.ledger = ledger
         self.order = spec.steps_of(party)
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
@@ -286,7 +291,14 @@ class PartyPipeline:
                 attempt,
             )
             self.on_restart(step, attempt, others)
-        inputs, lineage = self._inputs(step, decl)
+        spend = self._reserve_budget(step, decl)  # a DP release: before the data is read
+        try:
+            inputs, lineage = self._inputs(step, decl)
+        except BaseException:
+            if spend is not None:  # nothing was computed: the reservation goes back
+                assert self.ledger is not None
+                self.ledger.release(spend.id, who=f"{self.party}:scheduler")
+            raise
         self.store.set_step(job, step, status="running", started_at=int(time.time()), error=None)
         self.on_step(step, "running", attempt)
         token = CancelToken()
@@ -335,6 +347,11 @@ class PartyPipeline:
             with self._lock:
                 self._current, self._step_cancel = None, None
         self._write_outputs(step, attempt, decl, result, lineage)
+        if spend is not None:
+            # A failure after the step started keeps the reservation counted: its noisy
+            # values may have left; a rerun reserves again (conservative).
+            assert self.ledger is not None
+            self.ledger.commit(spend.id, who=f"{self.party}:scheduler")
         self.store.set_step(job, step, status="done", ended_at=int(time.time()))
         self._step_durations.append(time.monotonic() - t0)
         self.on_step(step, "done", attempt)
@@ -342,6 +359,39 @@ class PartyPipeline:
             rewind = bool(self._pending)
         if rewind:
             raise _Rewind
+
+    def _reserve_budget(self, step: str, decl: ComponentDecl) -> Spend | None:
+        """Reserve a DP release's cost in this party's ledger if it holds the step's data
+        (raises :class:`~privfin.errors.BudgetExceededError` before any data is read)."""
+        if not decl.extra.get("dp_budget"):
+            return None
+        spec = self.spec.steps[step]
+        if "data" not in spec.roles.get(self.party, []):
+            return None
+        if self.ledger is None:
+            raise ConfigError(
+                f"step {step!r} is a differentially private release and this party has no "
+                "privacy-budget ledger to charge it to"
+            )
+        ref = spec.inputs_of(self.party).get("table", "")
+        kind, alias, _ = parse_ref(ref) if ref else ("", "", "")
+        use = self.spec.parties[self.party].datasets.get(alias) if kind == "dataset" else None
+        if use is None:
+            raise ConfigError(
+                f"step {step!r}: a DP release reads a registered dataset directly "
+                "(input table: datasets.<alias>) so that its budget is charged"
+            )
+        params = decl.param_class().from_mapping(spec.params_of(self.party))
+        receivers = [p for p, rs in spec.roles.items() if "result" in rs]
+        return self.ledger.reserve(
+            use.name,
+            params.cost(),
+            party=receivers[0] if receivers else self.party,
+            job=self.spec.job,
+            mechanism=params.mechanism,
+            who=f"{self.party}:scheduler",
+            step=step,
+        )
 
     # -- inputs and outputs
     def _inputs(self, step: str, decl: ComponentDecl) -> tuple[dict[str, Any], dict[str, str]]:

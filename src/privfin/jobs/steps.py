@@ -22,6 +22,7 @@ from privfin.runtime import Context
 
 __all__ = [
     "binning_step",
+    "dp_release_step",
     "evaluate_step",
     "hetero_lr_step",
     "lr_score_step",
@@ -219,3 +220,12 @@ def tee_step(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any])
     table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
     out = get_component("tee")(ctx, params, table_in)
     return {name: out.get(name) for name in ("model", "metrics", "release", "enclave")}
+
+
+def dp_release_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A DP release (the scheduler has reserved its budget before the dataset was read)."""
+    from privfin.dp.component import dp_release_component
+
+    return {"release": dp_release_component(ctx, params, inputs)["release"]}

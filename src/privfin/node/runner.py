@@ -43,6 +43,8 @@ from privfin.audit import Action, AuditLog
 from privfin.audit.store import metadata as audit_metadata
 from privfin.data.registry import DatasetRegistry, SourceKind
 from privfin.data.registry import metadata as registry_metadata
+from privfin.dp.ledger import BudgetLedger, LedgerEvent
+from privfin.dp.ledger import metadata as dp_metadata
 from privfin.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -239,9 +241,12 @@ class JobRunner:
         registry_metadata.create_all(mailbox.engine)
         audit_metadata.create_all(mailbox.engine)
         negotiation_metadata.create_all(mailbox.engine)
+        dp_metadata.create_all(mailbox.engine)
         self.audit = AuditLog(mailbox.engine, node=config.party)
         self.pipelines = PipelineStore(mailbox.engine)
         self.registry = DatasetRegistry(mailbox.engine)
+        # the privacy-budget ledger of this node's datasets; every change is audited
+        self.dp_ledger = BudgetLedger(mailbox.engine, self.registry, on_event=self._dp_event)
         for name, what in self.registry.sync_config(config.datasets).items():
             if what != "unchanged":
                 _log.info("dataset %s (node.yaml): %s", name, what)
@@ -293,6 +298,32 @@ class JobRunner:
             if required:
                 raise
             _log.exception("could not append %s to the audit log", action)
+
+    def _dp_event(self, event: LedgerEvent) -> None:
+        """A change of the DP budget ledger, as a ``dp_spend`` audit entry (a reservation,
+        commit, release, refusal or budget change: who, which job, epsilon, delta)."""
+        evidence: dict[str, Any] = {
+            "event": event.kind,
+            "epsilon": event.epsilon,
+            "delta": event.delta,
+            "mechanism": event.mechanism,
+            "spend": event.spend_id,
+        }
+        if event.reason:
+            evidence["reason"] = event.reason[:500]
+        budget = self.dp_ledger.budget(event.dataset)
+        if budget is not None:
+            evidence["remaining_epsilon"] = budget.remaining_epsilon
+            evidence["remaining_delta"] = budget.remaining_delta
+        self.record(
+            Action.dp_spend,
+            required=event.kind in ("reserve", "commit"),
+            actor=event.who,
+            job=event.job,
+            dataset=event.dataset,
+            party=event.party if event.party != "*" else None,
+            evidence=evidence,
+        )
 
     def record_later(self, action: Action, **fields: Any) -> None:
         """Queue an audit entry for the housekeeping thread (callers on the event loop, such
@@ -886,6 +917,7 @@ class JobRunner:
             on_restart=on_restart,
             on_step=lambda step, status, attempt: self._step_event(spec.job, step, status, attempt),
             default_timeout=spec.timeout or timeout,
+            ledger=self.dp_ledger,
         )
         self._pipes[spec.job] = pipe
         deadline_timer: threading.Timer | None = None

@@ -1,0 +1,763 @@
+"""Differentially private releases over a table: count, sum, mean, histogram, quantiles and
+contingency tables, each with stated error bars, and the dummy-item count of a DP
+PSI-cardinality.
+
+Privacy unit. With ``id_column`` set, the unit is **one customer**: the release first keeps at
+most ``max_rows_per_id`` rows of each customer (the first ones, in table order), and every
+sensitivity below is for adding or removing one customer with all their kept rows. Without it,
+the unit is one row. Bounds (``lower``, ``upper``), categories and bins are declared by the
+caller — they must not be read from the data — and values outside the bounds are clamped.
+
+Every release validates its parameters, then (with a :class:`Charge`) reserves its cost in
+the budget ledger **before** it touches the data (``data`` may be a loader called only after
+the reservation), computes, and commits. What it returns holds only noisy values and error
+bars derived from the mechanism's noise law (never from the data).
+
+Mechanisms: counts and histograms add exact discrete Laplace noise; sums and means snap each
+value to a power-of-two grid and add discrete Laplace noise in grid units; quantiles use the
+exponential mechanism over a declared grid of candidates (sampled exactly). All are pure
+epsilon-DP; the dummy count of :func:`psi_dummy_count` is (epsilon, delta)-DP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from privfin.crypto.random import RandomSource
+from privfin.dp import _sample
+from privfin.dp.ledger import BudgetLedger
+from privfin.dp.mechanisms import (
+    DiscreteLaplace,
+    ExponentialMechanism,
+    PrivacyCost,
+    check_epsilon,
+    check_resolution,
+    grid_resolution,
+)
+from privfin.errors import ConfigError
+
+__all__ = [
+    "Charge",
+    "DummyCount",
+    "Estimate",
+    "Release",
+    "contingency",
+    "count",
+    "histogram",
+    "mean",
+    "psi_dummy_count",
+    "quantiles",
+    "sum_",
+]
+
+Data = pd.DataFrame | Callable[[], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Where a release's cost is charged: the node's ledger, the dataset, the party that
+    receives the release, the job (and step) and who asked."""
+
+    ledger: BudgetLedger
+    dataset: str
+    party: str
+    job: str
+    who: str
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One noisy value and the interval that holds the true value with probability
+    ``confidence`` (over the noise only; the interval is a function of the noisy value)."""
+
+    value: float
+    low: float
+    high: float
+    confidence: float
+
+    def to_json(self) -> dict[str, float | None]:
+        """As JSON (an interval that is not stated, as for quantiles, is ``None``)."""
+
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else x
+
+        return {"value": self.value, "low": num(self.low), "high": num(self.high)}
+
+
+@dataclass(frozen=True)
+class Release:
+    """The result of a DP release: estimates by key, what it cost, how it was made."""
+
+    query: str
+    estimates: dict[str, Estimate]
+    cost: PrivacyCost
+    mechanism: str
+    unit: str
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float:
+        """The single estimate's value (count, sum, mean)."""
+        if len(self.estimates) != 1:
+            raise ConfigError(f"{self.query} has {len(self.estimates)} estimates; index them")
+        return next(iter(self.estimates.values())).value
+
+    def frame(self) -> pd.DataFrame:
+        """The estimates as a table (key, value, low, high)."""
+        return pd.DataFrame(
+            [{"key": k, **e.to_json()} for k, e in self.estimates.items()],
+            columns=["key", "value", "low", "high"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "estimates": {k: e.to_json() for k, e in self.estimates.items()},
+            "confidence": next(iter(self.estimates.values())).confidence
+            if self.estimates
+            else None,
+            "epsilon": self.cost.epsilon,
+            "delta": self.cost.delta,
+            "mechanism": self.mechanism,
+            "unit": self.unit,
+            "notes": self.notes,
+        }
+
+
+# -- validation
+
+
+def _confidence(c: float) -> float:
+    if not (isinstance(c, (int, float)) and 0 < c < 1):
+        raise ConfigError(f"confidence must be in (0, 1), got {c!r}")
+    return float(c)
+
+
+def _bounds(lower: float, upper: float) -> tuple[float, float]:
+    for name, v in (("lower", lower), ("upper", upper)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"bound {name} must be a finite number, got {v!r}")
+    if not lower < upper:
+        raise ConfigError(
+            f"invalid bounds: lower ({lower!r}) must be below upper ({upper!r}); declare "
+            "bounds from domain knowledge, never from the data"
+        )
+    return float(lower), float(upper)
+
+
+def _limit(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"max_rows_per_id must be an integer >= 1, got {k!r}")
+    return k
+
+
+def _unit(id_column: str | None, k: int) -> str:
+    if id_column is None:
+        return "one row"
+    return f"one customer ({id_column!r}, at most {k} row(s) each)"
+
+
+def _charged(
+    charge: Charge | None,
+    cost: PrivacyCost,
+    mechanism: str,
+    compute: Callable[[], Release],
+) -> Release:
+    if charge is None:
+        return compute()
+    with charge.ledger.spend(
+        charge.dataset,
+        cost,
+        party=charge.party,
+        job=charge.job,
+        mechanism=mechanism,
+        who=charge.who,
+        step=charge.step,
+    ):
+        return compute()
+
+
+def _frame(data: Data, columns: Sequence[str], id_column: str | None, k: int) -> pd.DataFrame:
+    df = data() if callable(data) else data
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError("data must be a pandas DataFrame (or a function returning one)")
+    need = [*columns, *([id_column] if id_column else [])]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ConfigError(f"the table has no column(s) {', '.join(map(repr, missing))}")
+    if id_column is None:
+        return df
+    if df[id_column].isna().any():
+        raise ConfigError(f"id column {id_column!r} has missing values: each row needs its id")
+    return df.groupby(id_column, sort=False, group_keys=False).head(k)
+
+
+def _numeric(df: pd.DataFrame, column: str) -> np.ndarray:
+    try:
+        x = pd.to_numeric(df[column], errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ConfigError(f"column {column!r} is not numeric") from None
+    return x
+
+
+def _counts(
+    laplace: DiscreteLaplace,
+    truth: Mapping[str, int],
+    confidence: float,
+    rng: RandomSource | None,
+    *,
+    clamp_zero: bool,
+) -> dict[str, Estimate]:
+    src = _sample.source(rng)
+    h = laplace.halfwidth(confidence)
+    out = {}
+    for key, v in truth.items():
+        noisy = laplace.release(int(v), src)
+        low, high = noisy - h, noisy + h
+        if clamp_zero:  # a count is >= 0: post-processing
+            noisy, low, high = max(noisy, 0), max(low, 0), max(high, 0)
+        out[key] = Estimate(float(noisy), float(low), float(high), confidence)
+    return out
+
+
+# -- releases
+
+
+def count(
+    data: Data,
+    epsilon: float,
+    *,
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """The number of rows (each customer's first ``max_rows_per_id``), with discrete Laplace
+    noise of scale ``max_rows_per_id / epsilon``. Pure ``epsilon``-DP."""
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    mech = DiscreteLaplace(eps, k)
+
+    def compute() -> Release:
+        df = _frame(data, [], id_column, k)
+        est = _counts(mech, {"count": len(df)}, conf, rng, clamp_zero=True)
+        return Release("count", est, mech.cost(), mech.name, _unit(id_column, k))
+
+    return _charged(charge, mech.cost(), "count:discrete_laplace", compute)
+
+
+#: Default grid of sums and means: the per-row bound over this many steps (a power of two).
+_SUM_STEPS = 1 << 20
+
+
+def _grid_units(x: np.ndarray, g: float, src: RandomSource) -> np.ndarray:
+    """``x / g`` rounded to an integer at random, up with probability the fractional part
+    (unbiased: a rounding that always went the same way would bias a sum of many equal
+    values). Each result stays within ``ceil(|x| / g)``, so the sensitivity holds."""
+    scaled = x / g
+    low = np.floor(scaled)
+    up = _sample._uniforms(src, len(x)) <= (scaled - low)
+    out: np.ndarray = (low + up).astype(np.int64)
+    return out
+
+
+def sum_(
+    data: Data,
+    column: str,
+    epsilon: float,
+    *,
+    lower: float,
+    upper: float,
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    resolution: float | None = None,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """The sum of ``column`` clamped to ``[lower, upper]``: each value is rounded at random
+    (unbiased) to a grid of ``resolution`` (a power of two, default about ``max(|lower|,
+    |upper|) / 2**20``), the integer sum gets discrete Laplace noise of scale ``k *
+    max(ceil(|lower| / g), ceil(|upper| / g)) / epsilon`` in grid units ``g``. Pure
+    ``epsilon``-DP. Missing values count as 0."""
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    lo, hi = _bounds(lower, upper)
+    g = resolution if resolution is not None else grid_resolution(max(abs(lo), abs(hi)), _SUM_STEPS)
+    check_resolution(g)
+    per_row = max(math.ceil(abs(lo) / g), math.ceil(abs(hi) / g), 1)
+    mech = DiscreteLaplace(eps, k * per_row)
+
+    def compute() -> Release:
+        df = _frame(data, [column], id_column, k)
+        x = np.nan_to_num(_numeric(df, column), nan=0.0)
+        src = _sample.source(rng)
+        total = int(_grid_units(np.clip(x, lo, hi), g, src).sum())
+        noisy = mech.release(total, src)
+        h = mech.halfwidth(conf)
+        est = Estimate(noisy * g, (noisy - h) * g, (noisy + h) * g, conf)
+        notes = {"resolution": g, "lower": lo, "upper": hi}
+        return Release(f"sum({column})", {"sum": est}, mech.cost(), mech.name,
+                       _unit(id_column, k), notes)  # fmt: skip
+
+    return _charged(charge, mech.cost(), "sum:grid_laplace", compute)
+
+
+def mean(
+    data: Data,
+    column: str,
+    epsilon: float,
+    *,
+    lower: float,
+    upper: float,
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    resolution: float | None = None,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """The mean of ``column`` clamped to ``[lower, upper]`` (missing values dropped): a noisy
+    count (``epsilon / 2``) and a noisy sum of the values centred on the middle of the bounds
+    (``epsilon / 2``, so the noise scales with ``(upper - lower) / 2``), divided, clamped to
+    the bounds. The interval combines the two noise intervals (each at ``1 - (1 -
+    confidence) / 2``; union bound). Pure ``epsilon``-DP."""
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    lo, hi = _bounds(lower, upper)
+    mid = (lo + hi) / 2
+    half = (hi - lo) / 2
+    g = resolution if resolution is not None else grid_resolution(half, _SUM_STEPS)
+    check_resolution(g)
+    per_row = max(math.ceil(half / g), 1)  # |centred value| <= half, rounded outwards at most
+    count_mech = DiscreteLaplace(eps / 2, k)
+    sum_mech = DiscreteLaplace(eps / 2, k * per_row)
+    cost = PrivacyCost(eps)
+    each = 1 - (1 - conf) / 2
+
+    def compute() -> Release:
+        df = _frame(data, [column], id_column, k)
+        x = _numeric(df, column)
+        x = x[~np.isnan(x)]
+        src = _sample.source(rng)
+        centred = _grid_units(np.clip(np.clip(x, lo, hi) - mid, -half, half), g, src)
+        c = count_mech.release(len(x), src)
+        s = sum_mech.release(int(centred.sum()), src)
+        hc, hs = count_mech.halfwidth(each), sum_mech.halfwidth(each)
+        value = mid + (s * g / c if c > 0 else 0.0)
+        value = min(max(value, lo), hi)
+        if c - hc > 0:
+            corners = [(s + ds) * g / (c + dc) for ds in (-hs, hs) for dc in (-hc, hc)]
+            low = min(max(mid + min(corners), lo), hi)
+            high = min(max(mid + max(corners), lo), hi)
+        else:  # the count may be 0: nothing better than the bounds
+            low, high = lo, hi
+        est = Estimate(value, low, high, conf)
+        notes = {"resolution": g, "lower": lo, "upper": hi, "noisy_count": c}
+        return Release(f"mean({column})", {"mean": est}, cost, "discrete_laplace x2",
+                       _unit(id_column, k), notes)  # fmt: skip
+
+    return _charged(charge, cost, "mean:grid_laplace", compute)
+
+
+def _check_categories(categories: Sequence[Any], what: str) -> list[Any]:
+    cats = list(categories)
+    if not cats:
+        raise ConfigError(f"{what}: declare at least one category")
+    if len({str(c) for c in cats}) != len(cats):
+        raise ConfigError(f"{what}: categories must be distinct")
+    return cats
+
+
+def histogram(
+    data: Data,
+    column: str,
+    epsilon: float,
+    *,
+    categories: Sequence[Any] | None = None,
+    bins: Sequence[float] | None = None,
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """Counts of ``column`` per declared category (``categories``) or per numeric bin
+    (``bins``: increasing edges, ``[e_i, e_{i+1})``, the last bin closed); rows in no
+    category or bin are not counted. Each count gets discrete Laplace noise of scale
+    ``max_rows_per_id / epsilon`` (a customer's rows change the counts by at most that in
+    L1). Pure ``epsilon``-DP; each bin's interval holds with probability ``confidence``."""
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    if (categories is None) == (bins is None):
+        raise ConfigError("histogram: declare exactly one of categories or bins")
+    edges: list[float] = []
+    cats: list[Any] = []
+    if bins is not None:
+        edges = [float(b) for b in bins]
+        if len(edges) < 2 or not all(math.isfinite(e) for e in edges):
+            raise ConfigError("histogram: bins need at least two finite edges")
+        if any(b <= a for a, b in itertools.pairwise(edges)):
+            raise ConfigError("histogram: bin edges must be strictly increasing")
+    else:
+        assert categories is not None
+        cats = _check_categories(categories, "histogram")
+    mech = DiscreteLaplace(eps, k)
+
+    def compute() -> Release:
+        df = _frame(data, [column], id_column, k)
+        if edges:
+            x = _numeric(df, column)
+            idx = np.searchsorted(edges, x, side="right") - 1
+            idx[x == edges[-1]] = len(edges) - 2
+            ok = (idx >= 0) & (idx < len(edges) - 1) & ~np.isnan(x)
+            counts = np.bincount(idx[ok], minlength=len(edges) - 1)
+            keys = [f"[{a:g}, {b:g})" for a, b in itertools.pairwise(edges)]
+            keys[-1] = keys[-1][:-1] + "]"
+            truth = dict(zip(keys, (int(c) for c in counts), strict=True))
+        else:
+            vc = df[column].value_counts()
+            truth = {str(c): int(vc.get(c, 0)) for c in cats}
+        est = _counts(mech, truth, conf, rng, clamp_zero=True)
+        return Release(f"histogram({column})", est, mech.cost(), mech.name, _unit(id_column, k))
+
+    return _charged(charge, mech.cost(), "histogram:discrete_laplace", compute)
+
+
+def contingency(
+    data: Data,
+    columns: Sequence[str],
+    epsilon: float,
+    *,
+    categories: Mapping[str, Sequence[Any]],
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """Counts of every combination of the declared ``categories`` of ``columns`` (a
+    contingency table, keys ``"a|b"``), each with discrete Laplace noise of scale
+    ``max_rows_per_id / epsilon``. Pure ``epsilon``-DP."""
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    cols = list(columns)
+    if len(cols) < 2 or len(set(cols)) != len(cols):
+        raise ConfigError("contingency: give at least two distinct columns")
+    cats = {}
+    for c in cols:
+        if c not in categories:
+            raise ConfigError(f"contingency: declare the categories of column {c!r}")
+        cats[c] = _check_categories(categories[c], f"contingency column {c!r}")
+    mech = DiscreteLaplace(eps, k)
+
+    def compute() -> Release:
+        df = _frame(data, cols, id_column, k)
+        sizes = df.groupby(cols, dropna=True).size()
+        truth = {}
+        for combo in itertools.product(*(cats[c] for c in cols)):
+            key = "|".join(str(v) for v in combo)
+            truth[key] = int(sizes.get(combo, 0))
+        est = _counts(mech, truth, conf, rng, clamp_zero=True)
+        return Release(
+            f"contingency({', '.join(cols)})", est, mech.cost(), mech.name, _unit(id_column, k)
+        )
+
+    return _charged(charge, mech.cost(), "contingency:discrete_laplace", compute)
+
+
+def quantiles(
+    data: Data,
+    column: str,
+    qs: Sequence[float],
+    epsilon: float,
+    *,
+    lower: float,
+    upper: float,
+    candidates: int = 1024,
+    id_column: str | None = None,
+    max_rows_per_id: int = 1,
+    confidence: float = 0.95,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """Quantiles of ``column`` (clamped to ``[lower, upper]``, missing values dropped) by the
+    exponential mechanism over ``candidates + 1`` evenly spaced points of the bounds, score
+    ``|(1 - q) #{x < c} - q #{x > c}|`` (the distance of ``c``'s rank from ``q n`` when no
+    value equals ``c``; ties at ``c`` count on neither side, so a value shared by many rows
+    scores well), sensitivity ``max_rows_per_id * max(q, 1 - q)``, ``epsilon / len(qs)``
+    each. Pure ``epsilon``-DP.
+
+    Error bars are in ranks, not values (a value interval would have to be read from the
+    data): with probability ``confidence`` every released point's score exceeds the best
+    candidate's by at most ``notes["rank_error"]`` (the usual exponential-mechanism bound,
+    union over the levels); the grid's spacing is ``notes["spacing"]``.
+    """
+    eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
+    lo, hi = _bounds(lower, upper)
+    levels = [float(q) for q in qs]
+    if not levels or not all(0 <= q <= 1 for q in levels):
+        raise ConfigError(f"quantile levels must be in [0, 1], got {list(qs)!r}")
+    if isinstance(candidates, bool) or not isinstance(candidates, int):
+        raise ConfigError("candidates must be an integer")
+    if not 1 <= candidates <= 1 << 20:
+        raise ConfigError(f"candidates must be in [1, 2**20], got {candidates!r}")
+    each = eps / len(levels)
+    cost = PrivacyCost(eps)
+    grid = np.linspace(lo, hi, candidates + 1)
+    # failure probability shared by the levels (union bound)
+    fail = (1 - conf) / len(levels)
+    sens = {q: k * max(q, 1 - q) for q in levels}  # in score units (ranks)
+    rank_error = {
+        f"q{q:g}": 2 * sens[q] / each * (math.log(candidates + 1) + math.log(1 / fail))
+        for q in levels
+    }
+
+    def compute() -> Release:
+        df = _frame(data, [column], id_column, k)
+        x = _numeric(df, column)
+        x = np.sort(np.clip(x[~np.isnan(x)], lo, hi))
+        n = len(x)
+        below = np.searchsorted(x, grid, side="left")
+        above = n - np.searchsorted(x, grid, side="right")
+        src = _sample.source(rng)
+        out = {}
+        for q in levels:
+            # integer scores: the level as the exact decimal it was written as, num / den
+            fq = Fraction(repr(q))
+            num, den = fq.numerator, fq.denominator
+            scores = np.abs((den - num) * below.astype(object) - num * above.astype(object))
+            utilities = [-int(u) for u in scores.tolist()]
+            mech = ExponentialMechanism(each, sensitivity=k * max(num, den - num))
+            i = mech.select(utilities, src)
+            value = float(grid[i])
+            out[f"q{q:g}"] = Estimate(value, math.nan, math.nan, conf)
+        notes = {
+            "rank_error": rank_error,
+            "spacing": (hi - lo) / candidates,
+            "lower": lo,
+            "upper": hi,
+        }
+        return Release(f"quantiles({column})", out, cost, "exponential",
+                       _unit(id_column, k), notes)  # fmt: skip
+
+    return _charged(charge, cost, "quantiles:exponential", compute)
+
+
+@dataclass(frozen=True)
+class DummyCount:
+    """How many dummy items a party adds before a PSI-cardinality so that the revealed size
+    is an (epsilon, delta)-DP release of the true intersection size.
+
+    ``count = max(0, shift + Z)`` with ``Z`` discrete Laplace of scale ``sensitivity /
+    epsilon`` and ``shift`` the smallest integer with ``P(shift + Z < 0) <= delta`` (dummies
+    can only add items, so the noise is shifted up and truncated at 0; the truncation is the
+    ``delta``). The receiver sees ``true + count``; ``estimate(revealed)`` subtracts the
+    public ``shift`` and the interval comes from the noise law."""
+
+    count: int
+    shift: int
+    epsilon: float
+    delta: float
+    sensitivity: int
+
+    @property
+    def cost(self) -> PrivacyCost:
+        return PrivacyCost(self.epsilon, self.delta)
+
+    def estimate(self, revealed: int, confidence: float = 0.95) -> Estimate:
+        mech = DiscreteLaplace(self.epsilon, self.sensitivity)
+        h = mech.halfwidth(_confidence(confidence))
+        v = revealed - self.shift
+        return Estimate(float(max(v, 0)), float(max(v - h, 0)), float(max(v + h, 0)), confidence)
+
+
+def dummy_shift(epsilon: float, delta: float, sensitivity: int = 1) -> int:
+    """The smallest ``s >= 0`` with ``P(Z < -s) <= delta`` for ``Z`` discrete Laplace of scale
+    ``sensitivity / epsilon``: ``P(Z <= -(s+1)) = r**(s+1) / (1 + r)``, ``r = e**(-eps/sens)``."""
+    eps = check_epsilon(epsilon)
+    if not (0 < delta < 1):
+        raise ConfigError(f"delta must be in (0, 1) (the truncation's probability), got {delta!r}")
+    r = math.exp(-eps / sensitivity)
+    s = math.ceil(math.log(delta * (1 + r)) / math.log(r) - 1)
+    return max(0, s)
+
+
+def psi_dummy_count(
+    epsilon: float,
+    delta: float,
+    *,
+    sensitivity: int = 1,
+    rng: RandomSource | None = None,
+) -> DummyCount:
+    """Draw the number of dummy intersection items for a DP PSI-cardinality (see
+    :class:`DummyCount` and ``SPEC.md``: the dummies must be items the other party's set
+    will also contain, which the cardinality protocol has to provide). (epsilon, delta)-DP
+    for the intersection size with ``sensitivity`` (1: one customer is in the intersection
+    at most once)."""
+    eps = check_epsilon(epsilon)
+    mech = DiscreteLaplace(eps, _limit(sensitivity))
+    shift = dummy_shift(eps, delta, sensitivity)
+    z = _sample.discrete_laplace(_sample.source(rng), mech.scale)
+    return DummyCount(max(0, shift + z), shift, eps, float(delta), sensitivity)
+
+
+QUERIES = ("count", "sum", "mean", "histogram", "quantiles", "contingency")
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    """Parameters of a DP release step (the ``dp_release`` pipeline component).
+
+    Attributes
+    ----------
+    query:
+        One of count, sum, mean, histogram, quantiles, contingency.
+    epsilon:
+        Privacy loss of the release (> 0; a small 0.1 unless given), charged to the
+        dataset's budget before the data is read.
+    column:
+        The column (sum, mean, histogram, quantiles).
+    columns:
+        The columns of a contingency table.
+    lower, upper:
+        Declared bounds (sum, mean, quantiles); values outside are clamped.
+    categories:
+        Declared categories (histogram: a list; contingency: column -> list).
+    bins:
+        Declared bin edges (numeric histogram).
+    qs:
+        Quantile levels.
+    id_column:
+        The customer id: the privacy unit is one customer (else one row).
+    max_rows_per_id:
+        Rows kept per customer.
+    confidence:
+        Confidence of the stated intervals.
+    """
+
+    query: str = "count"
+    epsilon: float = 0.1
+    column: str | None = None
+    columns: list[str] | None = None
+    lower: float | None = None
+    upper: float | None = None
+    categories: Any = None
+    bins: list[float] | None = None
+    qs: list[float] | None = None
+    id_column: str | None = None
+    max_rows_per_id: int = 1
+    confidence: float = 0.95
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> ReleaseParams:
+        known = set(cls.__dataclass_fields__)
+        extra = set(params) - known
+        if extra:
+            raise ConfigError(
+                f"unknown dp_release parameters {sorted(extra)}; known: {sorted(known)}"
+            )
+        p = cls(**dict(params))
+        if p.query not in QUERIES:
+            raise ConfigError(f"dp_release query must be one of {QUERIES}, got {p.query!r}")
+        check_epsilon(p.epsilon)
+        _limit(p.max_rows_per_id)
+        _confidence(p.confidence)
+        if p.query in ("sum", "mean", "histogram", "quantiles") and not p.column:
+            raise ConfigError(f"dp_release {p.query} needs parameter 'column'")
+        if p.query in ("sum", "mean", "quantiles"):
+            if p.lower is None or p.upper is None:
+                raise ConfigError(f"dp_release {p.query} needs declared bounds 'lower' and 'upper'")
+            _bounds(p.lower, p.upper)
+        if p.query == "quantiles" and not p.qs:
+            raise ConfigError("dp_release quantiles needs parameter 'qs' (levels in [0, 1])")
+        if p.query == "contingency" and (not p.columns or not isinstance(p.categories, Mapping)):
+            raise ConfigError("dp_release contingency needs 'columns' and 'categories' per column")
+        return p
+
+    def cost(self) -> PrivacyCost:
+        """What the release costs (known from the parameters alone)."""
+        return PrivacyCost(float(self.epsilon))
+
+    @property
+    def mechanism(self) -> str:
+        return {
+            "count": "count:discrete_laplace",
+            "sum": "sum:grid_laplace",
+            "mean": "mean:grid_laplace",
+            "histogram": "histogram:discrete_laplace",
+            "quantiles": "quantiles:exponential",
+            "contingency": "contingency:discrete_laplace",
+        }[self.query]
+
+
+def run_release(
+    p: ReleaseParams,
+    data: Data,
+    *,
+    charge: Charge | None = None,
+    rng: RandomSource | None = None,
+) -> Release:
+    """The release ``p`` describes, over ``data``."""
+    common: dict[str, Any] = {
+        "id_column": p.id_column,
+        "max_rows_per_id": p.max_rows_per_id,
+        "confidence": p.confidence,
+        "charge": charge,
+        "rng": rng,
+    }
+    if p.query == "count":
+        return count(data, p.epsilon, **common)
+    column = str(p.column)
+    lo = float(p.lower) if p.lower is not None else 0.0  # from_mapping checked bounds
+    hi = float(p.upper) if p.upper is not None else 1.0
+    if p.query == "sum":
+        return sum_(data, column, p.epsilon, lower=lo, upper=hi, **common)
+    if p.query == "mean":
+        return mean(data, column, p.epsilon, lower=lo, upper=hi, **common)
+    if p.query == "histogram":
+        return histogram(data, column, p.epsilon, categories=p.categories, bins=p.bins, **common)
+    if p.query == "quantiles":
+        qs = list(p.qs or ())
+        return quantiles(data, column, qs, p.epsilon, lower=lo, upper=hi, **common)
+    return contingency(data, list(p.columns or ()), p.epsilon, categories=p.categories, **common)
+
+
+def check_release_json(raw: object) -> dict[str, Any]:
+    """Validate a release received from another party (types, sizes, finite numbers): what
+    a result party accepts. Raises :class:`~privfin.errors.DecodeError`."""
+    from privfin.errors import DecodeError
+
+    if not isinstance(raw, dict) or set(raw) != {
+        "query", "estimates", "confidence", "epsilon", "delta", "mechanism", "unit", "notes",
+    }:  # fmt: skip
+        raise DecodeError("a DP release must be a mapping with its fixed fields")
+    est = raw["estimates"]
+    if not isinstance(est, dict) or not 1 <= len(est) <= 100_000:
+        raise DecodeError("a DP release needs between 1 and 100000 estimates")
+    for key, e in est.items():
+        if not isinstance(key, str) or len(key) > 1000 or not isinstance(e, dict):
+            raise DecodeError("malformed estimate in a DP release")
+        if set(e) != {"value", "low", "high"}:
+            raise DecodeError("an estimate holds exactly value, low and high")
+        for name, v in e.items():
+            if v is None and name != "value":
+                continue  # an interval not stated
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise DecodeError("estimates must be numbers")
+        if not math.isfinite(e["value"]):
+            raise DecodeError("an estimate's value must be finite")
+    for name in ("epsilon", "delta", "confidence"):
+        v = raw[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise DecodeError(f"a DP release's {name} must be a finite number")
+    if not isinstance(raw["query"], str) or not isinstance(raw["mechanism"], str):
+        raise DecodeError("a DP release names its query and mechanism")
+    if not isinstance(raw["unit"], str) or not isinstance(raw["notes"], dict):
+        raise DecodeError("a DP release states its privacy unit and notes")
+    return raw
