@@ -48,15 +48,18 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
     The server hands each complete message to ``admit_many`` — in the node: the job checks,
     then :meth:`Mailbox.accept <privfin.federation.mailbox.Mailbox.accept>` — in the event loop
     (no thread hop: accepting only touches memory, but for a job's first message and the
-    pre-job buffer). An accepted message is answered ``ACK 202 ACCEPTED`` at once and is
-    readable by the receiving job at once; the mailbox's writer thread stores everything
-    accepted meanwhile in one transaction (a group commit whose size grows with the load)
-    and then the server writes ``SYNCED(ref)``: every frame it ACCEPTED on this connection up
-    to frame ``ref`` is on disk. Refusals, duplicates of stored messages and messages stored
-    synchronously (the pre-job buffer: ``201 STORED``) are final at their ACK.
+    pre-job buffer). An accepted message is readable by the receiving job at once; the
+    mailbox's writer thread stores everything accepted meanwhile in one transaction (a group
+    commit whose size grows with the load) and then the server writes ``SYNCED(ref)``: every
+    message frame up to frame ``ref`` on this connection that got no ACK was accepted and is
+    on disk. Accepted messages get no ACK of their own (``202 ACCEPTED`` exists for
+    completeness): one frame fewer each way per message. Refusals, duplicates of stored
+    messages and messages stored synchronously (the pre-job buffer: ``201 STORED``) are
+    answered by an ACK, final, written before any SYNCED that covers them.
 
-    The client's ``send`` returns at ``ACCEPTED`` but keeps the frame (the caller's bytes, no
-    copy) until a ``SYNCED`` covers it, and writes every kept frame again on a new connection,
+    The client's ``send`` returns once the frame is handed to the connection (pipelining) and
+    the client keeps the frame (the caller's bytes, no copy) until an ACK or a ``SYNCED``
+    covers it, and writes every kept frame again on a new connection,
     so what the receiver had only in memory when it died is sent again when it is back. A
     step ends with :meth:`Channel.flush <privfin.federation.transport.Channel.flush>`, which
     waits for the ``SYNCED`` of everything the step sent: a step is recorded done only once
@@ -659,8 +662,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
                             self._refused_partial(work.ref, outcome)
                         continue
                     assert outcome is not None
-                    if outcome.code == Code.ACCEPTED:
-                        self.unsynced.append(work.ref)
+                    if outcome.code == Code.ACCEPTED and work.kind == fr.MSG:
+                        self.unsynced.append(work.ref)  # answered by the SYNCED covering it
+                        continue
                     text = outcome.text[: fr.MAX_TEXT]
                     head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
                     heads.append(fr.encode_head(head, 0))
@@ -1084,7 +1088,18 @@ class _Link:
             p.resolve(code, text)
 
     def _synced(self, upto: int) -> None:
-        """Every frame ACCEPTED on this connection up to ``upto`` is on the peer's disk."""
+        """Every message frame up to ``upto`` not answered otherwise was ACCEPTED and is on the
+        peer's disk (the server answers refusals, duplicates and synchronous stores with an
+        ACK, written before the SYNCED that follows them; ACCEPTED only with a SYNCED)."""
+        for ref in list(self.pending):  # in frame order: frames are added as numbered
+            if ref > upto:
+                break
+            p = self.pending[ref]
+            if p.kind != fr.MSG:
+                continue
+            if not p.acked:
+                self._release(p)
+                p.resolve(Code.ACCEPTED)
         while self.unsynced and self.unsynced[0].ref <= upto:
             p = self.unsynced.popleft()
             if p.acked:
