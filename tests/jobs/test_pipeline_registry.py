@@ -78,7 +78,8 @@ def test_registry_levels_and_policy_checked_at_every_node(tmp_path: Path) -> Non
         with cluster.client("bank") as c:
             c.propose({**spec, "job": "reg-mkt", "purpose": "risk grading"})
         with cluster.client("telco") as c:
-            held = until(lambda: c.proposals("pending"))
+            # listed as soon as it is stored; its local check's reason follows
+            held = until(lambda: [h for h in c.proposals("pending") if h.get("reason")])
             assert held[0]["job"] == "reg-mkt"
             assert "local check failed" in held[0]["reason"] and "purpose" in held[0]["reason"]
             with pytest.raises(ConfigError, match="purpose"):
