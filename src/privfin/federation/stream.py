@@ -1439,13 +1439,7 @@ class StreamClient:
             p.text = text
             by_peer.setdefault(self._link(p.key.receiver), []).append(p)
 
-        def submit() -> None:  # frame numbers are given in the loop: in the order written
-            for link, ps in by_peer.items():
-                for p in ps:
-                    p.ref = next(self._refs)
-                link.submit(ps)
-
-        self._loop.call_soon_threadsafe(submit)
+        self._hand_over(by_peer)
         try:
             while not batch.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
                 check()
@@ -1484,7 +1478,13 @@ class StreamClient:
                 if time.monotonic() >= deadline:
                     raise PeerTimeout(link.peer, ps[0].key.tag, deadline)
 
-        def submit() -> None:  # frame numbers are given in the loop: in the order written
+        self._hand_over(by_peer)
+
+    def _hand_over(self, by_peer: Mapping[_Link, Sequence[_Pending]]) -> None:
+        """One hop to the loop, which numbers the frames (in the order they are written) and
+        queues them on their links."""
+
+        def submit() -> None:
             for link, ps in by_peer.items():
                 for p in ps:
                     p.ref = next(self._refs)
