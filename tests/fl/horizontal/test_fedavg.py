@@ -1,0 +1,213 @@
+"""FedAvg / FedProx over secure aggregation on scikit-learn's bundled breast cancer data split
+non-IID over three banks: accuracy against the same model trained on the pooled data,
+agreement with plain aggregation, sampling, stragglers past the deadline, early stopping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from privfin.config import Settings
+from privfin.errors import ConfigError, InsecureModeError
+from privfin.fl.horizontal.fedavg import LocalOptimiser, hfl_component, local_train, make_model
+from privfin.fl.horizontal.fedavg import client as client_module
+from privfin.ml.metrics import roc_auc
+from privfin.runtime import simulate
+
+DEV = Settings(mode="development")
+#: Largest AUC shortfall of federated training against pooled training on the test split.
+AUC_TOLERANCE = 0.005
+
+
+def split() -> tuple[
+    dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
+    """Standardised data; 170 test rows; the training rows split with label skew: bank a
+    mostly benign (91 %), bank b mostly malignant (36 % benign), bank c balanced."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(0)) / x.std(0)
+    idx = np.random.default_rng(0).permutation(len(y))
+    test, train = idx[:170], idx[170:]
+    xtr, ytr = x[train], y[train].astype(float)
+    pos, neg = np.flatnonzero(ytr == 1), np.flatnonzero(ytr == 0)
+    cut = lambda a, lo, hi: a[int(lo * len(a)) : int(hi * len(a))]  # noqa: E731
+    parts = {
+        "a": np.concatenate([cut(pos, 0, 0.6), cut(neg, 0, 0.1)]),
+        "b": np.concatenate([cut(pos, 0.6, 0.8), cut(neg, 0.1, 0.7)]),
+        "c": np.concatenate([cut(pos, 0.8, 1), cut(neg, 0.7, 1)]),
+    }
+    inputs = {k: {"X": xtr[v], "y": ytr[v]} for k, v in parts.items()}
+    return inputs, xtr, ytr, x[test], y[test].astype(float)
+
+
+ROLES = {"server": ["server"], "a": ["client"], "b": ["client"], "c": ["client"]}
+
+
+def params(kind: str = "logistic", **over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "n_features": 30,
+        "model": kind,
+        "rounds": 10,
+        "local_epochs": 2,
+        "batch_size": 16,
+        "l2": 1e-3,
+        "round_deadline": 20.0,
+        "lr": 0.05 if kind == "logistic" else 0.01,
+        "optimiser": "sgd" if kind == "logistic" else "adam",
+    }
+    return base | over
+
+
+def pooled_auc(
+    p: dict[str, Any], xtr: np.ndarray, ytr: np.ndarray, xt: np.ndarray, yt: np.ndarray
+) -> float:
+    """The same model and optimiser on the pooled data for as many epochs as a client does."""
+    m = make_model(p["model"], 30, l2=p["l2"])
+    opt = LocalOptimiser(
+        kind=p["optimiser"], lr=p["lr"], epochs=p["rounds"] * p["local_epochs"], batch_size=16
+    )
+    w, _ = local_train(m, m.init(np.random.default_rng(0)), xtr, ytr, opt, np.random.default_rng(1))
+    return roc_auc(yt, m.predict_proba(w, xt))
+
+
+def train(p: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    inputs, *_ = split()
+    return simulate(hfl_component, ROLES, params=p, inputs=inputs, seed=0, settings=DEV, **kw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "mu"),
+    [("logistic", 0.0), ("logistic", 0.1), ("mlp", 0.0)],
+    ids=["fedavg-lr", "fedprox-lr", "fedavg-mlp"],
+)
+def test_federated_auc_close_to_pooled(kind: str, mu: float) -> None:
+    _, xtr, ytr, xt, yt = split()
+    p = params(kind, mu=mu)
+    out = train(p)
+    m = make_model(kind, 30, l2=p["l2"])
+    auc = roc_auc(yt, m.predict_proba(out["server"]["weights"], xt))
+    assert auc >= pooled_auc(p, xtr, ytr, xt, yt) - AUC_TOLERANCE
+    assert auc > 0.98
+    hist = out["server"]["history"]
+    assert [h["round"] for h in hist] == list(range(10))
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert all(h["rows"] == 399 and h["dropped"] == {} for h in hist)
+    # Every client ends with the server's final model.
+    for c in "abc":
+        np.testing.assert_array_equal(out[c]["weights"], out["server"]["weights"])
+        assert out[c]["rounds_trained"] == 10
+
+
+def test_secure_aggregation_matches_plain_aggregation() -> None:
+    secure = train(params(rounds=4))["server"]["weights"]
+    plain = train(params(rounds=4, secure_aggregation=False))["server"]["weights"]
+    # Same seeds, same local training: only the quantisation (2**-25 per unit of n·Δw,
+    # divided by 399 rows) separates the two.
+    np.testing.assert_allclose(secure, plain, rtol=0, atol=1e-6)
+
+
+def test_plain_aggregation_refused_in_production() -> None:
+    with pytest.raises(InsecureModeError):
+        simulate(
+            hfl_component,
+            ROLES,
+            params=params(rounds=1, secure_aggregation=False),
+            inputs=split()[0],
+            seed=0,
+            settings=Settings(mode="production"),
+        )
+
+
+def test_client_sampling() -> None:
+    inputs, *_ = split()
+    roles = ROLES | {"d": ["client"]}
+    inputs["d"] = inputs["c"]
+    out = simulate(
+        hfl_component,
+        roles,
+        params=params(rounds=6, clients_per_round=3),
+        inputs=inputs,
+        seed=5,
+        settings=DEV,
+    )
+    hist = out["server"]["history"]
+    assert all(len(h["selected"]) == 3 and h["survivors"] == h["selected"] for h in hist)
+    counts = {c: sum(c in h["selected"] for h in hist) for c in "abcd"}
+    assert sum(counts.values()) == 18 and len({tuple(h["selected"]) for h in hist}) > 1
+    assert {c: out[c]["rounds_trained"] for c in "abcd"} == counts
+
+
+def test_straggler_is_dropped_at_the_deadline_and_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bank c trains too slowly in round 1: the round goes on without it after the deadline
+    (its masks are removed), and it takes part again from round 2."""
+    real = client_module.local_train
+    calls = {"n": 0}
+
+    def slow(*args: Any, **kw: Any) -> Any:
+        if threading.current_thread().name == "party-c":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                time.sleep(2.5)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(client_module, "local_train", slow)
+    out = train(params(rounds=5, round_deadline=1.0))
+    hist = out["server"]["history"]
+    assert hist[1]["dropped"] == {"c": "advertise"} and hist[1]["survivors"] == ["a", "b"]
+    assert hist[1]["seconds"] < 1.0 + 1.5
+    # Back in time for the last round (it may also miss round 2, which started while it slept).
+    assert hist[-1]["dropped"] == {} and hist[-1]["survivors"] == ["a", "b", "c"]
+    assert out["c"]["rounds_trained"] == sum("c" in h["survivors"] for h in hist) >= 3
+
+
+def test_dead_client_does_not_stall_training() -> None:
+    def component(ctx: Any, p: Any, inputs: Any) -> Any:
+        if ctx.party == "c":
+            return None  # never answers
+        return hfl_component(ctx, p, inputs)
+
+    inputs, *_ = split()
+    out = simulate(
+        component,
+        ROLES,
+        params=params(rounds=3, round_deadline=0.5),
+        inputs=inputs,
+        seed=0,
+        settings=DEV,
+    )
+    hist = out["server"]["history"]
+    assert all(h["survivors"] == ["a", "b"] and h["dropped"] == {"c": "advertise"} for h in hist)
+    assert all(h["rows"] == len(inputs["a"]["y"]) + len(inputs["b"]["y"]) for h in hist)
+
+
+def test_early_stopping_on_validation_auc() -> None:
+    inputs, _, _, xt, yt = split()
+    inputs["server"] = {"X_val": xt, "y_val": yt}
+    out = simulate(
+        hfl_component,
+        ROLES,
+        params=params(rounds=40, patience=2),
+        inputs=inputs,
+        seed=0,
+        settings=DEV,
+    )
+    hist = out["server"]["history"]
+    assert len(hist) < 40
+    best = max(range(len(hist)), key=lambda i: (hist[i]["val_auc"], -i))
+    assert len(hist) - 1 - best == 2
+    m = make_model("logistic", 30, l2=1e-3)
+    assert roc_auc(yt, m.predict_proba(out["server"]["weights"], xt)) == hist[best]["val_auc"]
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown hfl parameters"):
+        train(params(rounds=1, learning_rate=0.1))
+    with pytest.raises(ConfigError, match="at least 2"):
+        train(params(rounds=1, threshold=1))
+    with pytest.raises(ConfigError, match="cannot reach"):
+        train(params(rounds=1, threshold=4))
