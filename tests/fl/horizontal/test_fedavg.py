@@ -211,3 +211,39 @@ def test_bad_parameters_are_refused() -> None:
         train(params(rounds=1, threshold=1))
     with pytest.raises(ConfigError, match="cannot reach"):
         train(params(rounds=1, threshold=4))
+
+
+def test_client_level_dp_reports_epsilon_per_round() -> None:
+    from privfin.dp import Accountant, GaussianVector
+
+    # Client-level DP needs many clients: 24 banks of about 16 customers each.
+    _, xtr, ytr, xt, yt = split()
+    banks = [f"bank{i:02d}" for i in range(24)]
+    parts = np.array_split(np.random.default_rng(3).permutation(len(ytr)), len(banks))
+    inputs = {b: {"X": xtr[ix], "y": ytr[ix]} for b, ix in zip(banks, parts, strict=True)}
+    roles = {"server": ["server"], **{b: ["client"] for b in banks}}
+    p = params(rounds=5, dp_noise_multiplier=0.8, dp_clip=2.0, dp_delta=1e-5)
+    out = simulate(hfl_component, roles, params=p, inputs=inputs, seed=0, settings=DEV)
+    srv = out["server"]
+    gv = GaussianVector(0.8, 2.0)
+    eps = [h["epsilon"] for h in srv["history"]]
+    # One Gaussian mechanism of the effective noise multiplier per round, composed by RDP.
+    expected = [
+        Accountant("rdp").gaussian(gv.effective_noise_multiplier(31), count=r).epsilon(1e-5)
+        for r in range(1, 6)
+    ]
+    assert eps == pytest.approx(expected, rel=1e-12) and eps == sorted(eps)
+    assert srv["dp"]["epsilon"] == eps[-1] and srv["dp"]["delta"] == 1e-5
+    assert "train_loss" not in srv["history"][0]  # no un-noised statistic is released
+    m = make_model("logistic", 30, l2=1e-3)
+    auc = roc_auc(yt, m.predict_proba(srv["weights"], xt))
+    assert 0.95 < auc < 1.0
+    plain = simulate(
+        hfl_component, roles, params=params(rounds=5), inputs=inputs, seed=0, settings=DEV
+    )["server"]["weights"]
+    assert np.max(np.abs(srv["weights"] - plain)) > 1e-3  # the noise is there
+
+
+def test_dp_refuses_early_stopping_on_clear_validation() -> None:
+    with pytest.raises(ConfigError, match="not with client-level DP"):
+        train(params(rounds=2, dp_noise_multiplier=1.0, patience=1))

@@ -29,6 +29,7 @@ def run_client(
     rng = np.random.default_rng(int.from_bytes(ctx.random.bytes(8), "big"))
     sa = p.secagg(p.sampled(n_clients), model.n_params + 2)
     n = float(len(y))
+    gv = p.mechanism()
     rounds = 0
     expected = 0
     while True:
@@ -43,7 +44,11 @@ def run_client(
         if not plan.selected:
             continue
         w, loss = local_train(model, plan.weights, x, y, p.optimiser, rng)
-        update = np.concatenate([n * (w - plan.weights), [n * loss, n]])
+        if gv is None:
+            update = np.concatenate([n * (w - plan.weights), [n * loss, n]])
+        else:  # client-level DP: the clipped, grid-rounded update only (no loss, no count)
+            units = gv.round((w - plan.weights)[None, :])[0].astype(np.float64)
+            update = np.concatenate([units, [0.0, 1.0]])
         if p.secure_aggregation:
             if SecAggClient(ctx, server, sa, plan.round, update, prefix="hfl").run():
                 rounds += 1

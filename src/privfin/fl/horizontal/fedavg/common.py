@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from privfin.dp.mechanisms import GaussianVector
 from privfin.errors import ConfigError, InputError
 from privfin.fl.horizontal.fedavg.models import LocalOptimiser, Model, make_model
 from privfin.fl.horizontal.secagg import Quantizer, SecAggParams
@@ -44,6 +45,9 @@ class HFLParams:
     frac_bits: int = 24
     patience: int | None = None
     max_failed_rounds: int = 3
+    dp_noise_multiplier: float | None = None
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         if not 0 < self.n_features <= 1 << 20 or self.rounds < 1:
@@ -52,6 +56,20 @@ class HFLParams:
             raise ConfigError("deadlines must be positive")
         if self.patience is not None and self.patience < 1:
             raise ConfigError("patience must be at least 1")
+        if self.dp_noise_multiplier is not None:
+            if not (self.dp_noise_multiplier > 0 and self.dp_clip > 0 and 0 < self.dp_delta < 1):
+                raise ConfigError("need dp_noise_multiplier > 0, dp_clip > 0, 0 < dp_delta < 1")
+            if self.patience is not None:
+                raise ConfigError(
+                    "early stopping reads a validation set without noise: not with client-level DP"
+                )
+
+    def mechanism(self) -> GaussianVector | None:
+        """Client-level DP: each client's update clipped to ``dp_clip`` (L2) and rounded to
+        the mechanism's grid; discrete Gaussian noise added to the securely aggregated sum."""
+        if self.dp_noise_multiplier is None:
+            return None
+        return GaussianVector(self.dp_noise_multiplier, self.dp_clip)
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> HFLParams:
@@ -85,10 +103,17 @@ class HFLParams:
 
     def secagg(self, n_sampled: int, dim: int) -> SecAggParams:
         t = self.threshold if self.threshold is not None else n_sampled // 2 + 1
+        gv = self.mechanism()
+        # With DP the clients send integer grid units: summed exactly (no fractional bits).
+        q = (
+            Quantizer(frac_bits=self.frac_bits, bound=self.bound)
+            if gv is None
+            else Quantizer(frac_bits=0, bound=gv.clip / gv.grid + 1.0)
+        )
         return SecAggParams(
             dim=dim,
             threshold=t,
-            quantizer=Quantizer(frac_bits=self.frac_bits, bound=self.bound),
+            quantizer=q,
             stage_timeout=self.round_deadline,
             client_timeout=self.client_timeout,
         )

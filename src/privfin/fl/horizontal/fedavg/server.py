@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from privfin.config import require_insecure_allowed
+from privfin.dp.accounting import Accountant
 from privfin.errors import PeerTimeout, ProtocolAbort
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.messages import PlainUpdate, RoundPlan
@@ -71,6 +72,8 @@ def run_server(
     sa = p.secagg(k, dim)
     if p.secure_aggregation:
         sa.check_clients(k)
+    gv = p.mechanism()
+    acc = Accountant("rdp") if gv is not None else None
     history: list[dict[str, Any]] = []
     best: tuple[float, int, np.ndarray] | None = None
     failed = 0
@@ -105,13 +108,17 @@ def run_server(
         n_rows = total[-1]
         if n_rows < 0.5:
             raise ProtocolAbort(f"round {r}: the aggregated row count is {n_rows:g}")
-        w = w + total[:-2] / n_rows
-        entry.update(
-            survivors=survivors,
-            dropped=dropped,
-            rows=round(float(n_rows)),
-            train_loss=float(total[-2] / n_rows),
-        )
+        entry.update(survivors=survivors, dropped=dropped)
+        if gv is None or acc is None:
+            w = w + total[:-2] / n_rows
+            entry.update(rows=round(float(n_rows)), train_loss=float(total[-2] / n_rows))
+        else:
+            units = np.rint(total[:-2]).astype(np.int64)
+            noisy = gv.noise_sum(units, ctx.random)
+            # Fixed denominator (the sampled count): it does not depend on any one client.
+            w = w + noisy / k
+            gv.account(acc, model.n_params)
+            entry["epsilon"] = acc.epsilon(p.dp_delta)
         if x_val is not None and y_val is not None:
             prob = model.predict_proba(w, x_val)
             entry["val_auc"] = roc_auc(y_val, prob)
@@ -130,4 +137,23 @@ def run_server(
         ctx.channel.send(
             c, "hfl.plan", RoundPlan(round=len(history), selected=False, done=True, weights=w)
         )
-    return {"role": "server", "weights": w, "history": history, "rounds": len(history)}
+    out: dict[str, Any] = {
+        "role": "server",
+        "weights": w,
+        "history": history,
+        "rounds": len(history),
+    }
+    if gv is not None and acc is not None:
+        out["dp"] = {
+            "epsilon": acc.epsilon(p.dp_delta) if acc.entries else 0.0,
+            "delta": p.dp_delta,
+            "noise_multiplier": gv.noise_multiplier,
+            "effective_noise_multiplier": gv.effective_noise_multiplier(model.n_params),
+            "clip": gv.clip,
+            "unit": "one client (all its rows), add/remove",
+            "accounting": "RDP, one Gaussian mechanism per completed round, no amplification "
+            "by sampling (clients are sampled without replacement, fixed size)",
+            "trust": "noise added by the server after secure aggregation: the server sees the "
+            "sum without noise; everyone who sees the model gets (epsilon, delta)",
+        }
+    return out
