@@ -247,3 +247,39 @@ def test_client_level_dp_reports_epsilon_per_round() -> None:
 def test_dp_refuses_early_stopping_on_clear_validation() -> None:
     with pytest.raises(ConfigError, match="not with client-level DP"):
         train(params(rounds=2, dp_noise_multiplier=1.0, patience=1))
+
+
+def test_fedadam_server_optimiser() -> None:
+    _, xtr, ytr, xt, yt = split()
+    p = params(server_optimiser="fedadam", server_lr=0.05)
+    out = train(p)
+    m = make_model("logistic", 30, l2=1e-3)
+    auc = roc_auc(yt, m.predict_proba(out["server"]["weights"], xt))
+    assert auc >= pooled_auc(params(), xtr, ytr, xt, yt) - AUC_TOLERANCE
+    plain = train(params())["server"]["weights"]
+    assert np.max(np.abs(out["server"]["weights"] - plain)) > 1e-3  # a different optimiser
+
+
+def test_robust_aggregator_resists_a_poisoning_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bank c sends its update scaled by -30 (plain mode): the mean is ruined, the
+    coordinate-wise median is not. Robust aggregation needs clear updates, so it is refused
+    with secure aggregation."""
+    real = client_module.local_train
+
+    def poisoned(model: Any, w0: np.ndarray, *args: Any, **kw: Any) -> Any:
+        w, loss = real(model, w0, *args, **kw)
+        if threading.current_thread().name == "party-c":
+            w = w0 - 30.0 * (w - w0)
+        return w, loss
+
+    monkeypatch.setattr(client_module, "local_train", poisoned)
+    _, _, _, xt, yt = split()
+    m = make_model("logistic", 30, l2=1e-3)
+    aucs = {}
+    for agg in ("mean", "median", "trimmed_mean"):
+        p = params(rounds=5, secure_aggregation=False, aggregator=agg, trim_fraction=0.34)
+        aucs[agg] = roc_auc(yt, m.predict_proba(train(p)["server"]["weights"], xt))
+    assert aucs["median"] > 0.98 and aucs["trimmed_mean"] > 0.98
+    assert aucs["mean"] < 0.9
+    with pytest.raises(ConfigError, match="incompatible with secure aggregation"):
+        train(params(rounds=1, aggregator="median"))

@@ -45,6 +45,10 @@ class HFLParams:
     frac_bits: int = 24
     patience: int | None = None
     max_failed_rounds: int = 3
+    server_optimiser: str = "fedavg"
+    server_lr: float = 0.1
+    aggregator: str = "mean"
+    trim_fraction: float = 0.1
     dp_noise_multiplier: float | None = None
     dp_clip: float = 1.0
     dp_delta: float = 1e-5
@@ -56,6 +60,18 @@ class HFLParams:
             raise ConfigError("deadlines must be positive")
         if self.patience is not None and self.patience < 1:
             raise ConfigError("patience must be at least 1")
+        if self.server_optimiser not in ("fedavg", "fedadam") or not self.server_lr > 0:
+            raise ConfigError("server_optimiser must be 'fedavg' or 'fedadam', server_lr > 0")
+        if self.aggregator not in ("mean", "median", "trimmed_mean"):
+            raise ConfigError("aggregator must be 'mean', 'median' or 'trimmed_mean'")
+        if not 0 <= self.trim_fraction < 0.5:
+            raise ConfigError("trim_fraction must be in [0, 0.5)")
+        if self.aggregator != "mean" and (self.secure_aggregation or self.dp_noise_multiplier):
+            raise ConfigError(
+                f"aggregator {self.aggregator!r} needs every client's update in clear: it is "
+                "incompatible with secure aggregation (which reveals only the sum) and with "
+                "client-level DP; to use it, turn secure_aggregation off (an insecure mode)"
+            )
         if self.dp_noise_multiplier is not None:
             if not (self.dp_noise_multiplier > 0 and self.dp_clip > 0 and 0 < self.dp_delta < 1):
                 raise ConfigError("need dp_noise_multiplier > 0, dp_clip > 0, 0 < dp_delta < 1")

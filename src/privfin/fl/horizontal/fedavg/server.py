@@ -27,11 +27,27 @@ def _sample(ctx: Context, clients: list[str], k: int) -> list[str]:
     return sorted(chosen)
 
 
+def robust_mean_update(updates: list[np.ndarray], how: str, trim: float) -> np.ndarray:
+    """Coordinate-wise median or trimmed mean of the clients' (unweighted) model deltas, from
+    updates ``[n·Δw, n·loss, n]``; returned in the same form with ``n = 1`` (so the server's
+    ``Σ n·Δw / Σ n`` is the robust estimate)."""
+    deltas = np.stack([u[:-2] / u[-1] for u in updates])
+    if how == "median":
+        est = np.median(deltas, axis=0)
+    else:
+        b = int(np.floor(trim * len(updates)))
+        srt = np.sort(deltas, axis=0)
+        est = srt[b : len(updates) - b].mean(axis=0)
+    loss = float(np.mean([u[-2] / u[-1] for u in updates]))
+    return np.concatenate([est, [loss, 1.0]])
+
+
 def _plain_sum(
     ctx: Context, p: HFLParams, selected: list[str], round_id: int, dim: int
 ) -> tuple[np.ndarray, list[str]]:
     deadline = time.monotonic() + p.round_deadline
     total = np.zeros(dim)
+    updates: list[np.ndarray] = []
     got = []
     for c in selected:
         try:
@@ -43,10 +59,13 @@ def _plain_sum(
             )
         except PeerTimeout:
             continue
-        if msg.round != round_id or msg.update.shape != (dim,):
+        if msg.round != round_id or msg.update.shape != (dim,) or not msg.update[-1] >= 1:
             raise ProtocolAbort(f"{c!r} sent a malformed update", party=c)
         total += msg.update
+        updates.append(msg.update)
         got.append(c)
+    if p.aggregator != "mean" and updates:
+        total = robust_mean_update(updates, p.aggregator, p.trim_fraction)
     return total, got
 
 
@@ -74,6 +93,9 @@ def run_server(
         sa.check_clients(k)
     gv = p.mechanism()
     acc = Accountant("rdp") if gv is not None else None
+    # FedAdam (Reddi et al. 2021): the mean update is a pseudo-gradient for server-side Adam.
+    m_t = np.zeros(model.n_params)
+    v_t = np.full(model.n_params, 1e-6)
     history: list[dict[str, Any]] = []
     best: tuple[float, int, np.ndarray] | None = None
     failed = 0
@@ -110,15 +132,20 @@ def run_server(
             raise ProtocolAbort(f"round {r}: the aggregated row count is {n_rows:g}")
         entry.update(survivors=survivors, dropped=dropped)
         if gv is None or acc is None:
-            w = w + total[:-2] / n_rows
+            delta = total[:-2] / n_rows
             entry.update(rows=round(float(n_rows)), train_loss=float(total[-2] / n_rows))
         else:
             units = np.rint(total[:-2]).astype(np.int64)
-            noisy = gv.noise_sum(units, ctx.random)
             # Fixed denominator (the sampled count): it does not depend on any one client.
-            w = w + noisy / k
+            delta = gv.noise_sum(units, ctx.random) / k
             gv.account(acc, model.n_params)
             entry["epsilon"] = acc.epsilon(p.dp_delta)
+        if p.server_optimiser == "fedadam":
+            m_t = 0.9 * m_t + 0.1 * delta
+            v_t = 0.99 * v_t + 0.01 * delta * delta
+            w = w + p.server_lr * m_t / (np.sqrt(v_t) + 1e-3)
+        else:
+            w = w + delta
         if x_val is not None and y_val is not None:
             prob = model.predict_proba(w, x_val)
             entry["val_auc"] = roc_auc(y_val, prob)
