@@ -13,7 +13,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from privfin.config import Settings
-from privfin.errors import ConfigError, InsecureModeError
+from privfin.errors import ConfigError, InputError, InsecureModeError
 from privfin.fl.horizontal.fedavg import LocalOptimiser, hfl_component, local_train, make_model
 from privfin.fl.horizontal.fedavg import client as client_module
 from privfin.ml.metrics import roc_auc
@@ -283,3 +283,28 @@ def test_robust_aggregator_resists_a_poisoning_client(monkeypatch: pytest.Monkey
     assert aucs["mean"] < 0.9
     with pytest.raises(ConfigError, match="incompatible with secure aggregation"):
         train(params(rounds=1, aggregator="median"))
+
+
+def test_estimator_fit_predict_save_load(tmp_path: Any) -> None:
+    from sklearn.base import clone
+
+    from privfin.fl.horizontal.fedavg import FedAvgClassifier
+
+    inputs, _, _, xt, yt = split()
+    x = np.concatenate([inputs[c]["X"] for c in "abc"])
+    y = np.where(np.concatenate([inputs[c]["y"] for c in "abc"]) == 1, "benign", "malignant")
+    groups = np.repeat(["a", "b", "c"], [len(inputs[c]["y"]) for c in "abc"])
+    est = FedAvgClassifier(rounds=5, lr=0.05, local_epochs=2, batch_size=16, l2=1e-3, seed=0)
+    est.set_params(settings=DEV)
+    assert clone(est).get_params()["rounds"] == 5
+    est.fit(x, y, groups=groups)
+    assert est.clients_ == ["a", "b", "c"] and len(est.history_) == 5
+    labels = np.where(yt == 1, "benign", "malignant")
+    assert roc_auc(yt, est.predict_proba(xt)[:, 0]) > 0.98  # classes_[0] is "benign"
+    assert est.score(xt, labels) > 0.9
+    est.save(tmp_path / "m.json")
+    back = FedAvgClassifier.load(tmp_path / "m.json")
+    np.testing.assert_array_equal(back.predict_proba(xt), est.predict_proba(xt))
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(InputError, match="cannot load"):
+        FedAvgClassifier.load(tmp_path / "bad.json")

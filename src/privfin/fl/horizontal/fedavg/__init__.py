@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.component import hfl_component
+from privfin.fl.horizontal.fedavg.estimator import FedAvgClassifier
 from privfin.fl.horizontal.fedavg.models import (
     MLP,
     LocalOptimiser,
@@ -18,6 +19,7 @@ from privfin.fl.horizontal.fedavg.models import (
 
 __all__ = [
     "MLP",
+    "FedAvgClassifier",
     "HFLParams",
     "LocalOptimiser",
     "LogisticRegressionModel",
