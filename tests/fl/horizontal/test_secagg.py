@@ -318,3 +318,24 @@ def test_decoders_refuse_forged_messages() -> None:
         codec.decode(wire.replace(b"c02", b"c01"), expect=UnmaskShares)
     with pytest.raises(DecodeError):
         codec.decode(wire.replace(share, share[:-1] + b"\x00\x00"), expect=UnmaskShares)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sets(st.from_regex(r"[a-z]{1,6}", fullmatch=True), min_size=2, max_size=6))
+def test_pairwise_masks_cancel(names: set[str]) -> None:
+    """Sum over every client of its pairwise masks with every other client is zero."""
+    from privfin.crypto.kex import KeyPair
+    from privfin.fl.horizontal.secagg.common import mask_seed, pairwise_mask
+
+    keys = {n: KeyPair.generate(SeededRandom(n)) for n in names}
+    total = np.zeros(16, dtype=np.uint64)
+    for a in names:
+        for b in names - {a}:
+            seed = mask_seed(keys[a].exchange(keys[b].public), "job/c/sa", 3, a, b)
+            total += pairwise_mask(seed, 16, a, b)
+    assert not total.any()
+
+
+def test_quantizer_refuses_an_overflowing_scale() -> None:
+    with pytest.raises(ConfigError, match="below 2\\*\\*62"):
+        Quantizer(frac_bits=50, bound=2.0**20)

@@ -33,6 +33,8 @@ class Quantizer:
             raise ConfigError("frac_bits must be in [0, 52]")
         if not (np.isfinite(self.bound) and self.bound > 0):
             raise ConfigError("bound must be a positive finite number")
+        if self.bound * 2.0**self.frac_bits >= 2.0**62:
+            raise ConfigError("bound * 2**frac_bits must stay below 2**62: lower one of them")
 
     def max_clients(self) -> int:
         """Most vectors whose sum cannot wrap around."""
