@@ -308,3 +308,31 @@ def test_estimator_fit_predict_save_load(tmp_path: Any) -> None:
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(InputError, match="cannot load"):
         FedAvgClassifier.load(tmp_path / "bad.json")
+
+
+def test_client_refuses_a_model_of_the_wrong_size() -> None:
+    from privfin.errors import ProtocolAbort
+    from privfin.fl.horizontal.fedavg.messages import RoundPlan
+
+    def component(ctx: Any, p: Any, inputs: Any) -> Any:
+        if ctx.party == "server":
+            for c in "abc":
+                plan = RoundPlan(round=0, selected=True, done=False, weights=np.zeros(5))
+                ctx.channel.send(c, "hfl.plan", plan)
+            return None
+        return hfl_component(ctx, p, inputs)
+
+    with pytest.raises(ProtocolAbort, match="model of the wrong size"):
+        simulate(component, ROLES, params=params(), inputs=split()[0], seed=0, settings=DEV)
+
+
+def test_round_plan_decoder_refuses_non_finite_weights() -> None:
+    from privfin.errors import DecodeError
+    from privfin.federation import codec
+    from privfin.fl.horizontal.fedavg.messages import RoundPlan
+
+    w = np.array([1.0, 2.0])
+    wire = codec.encode(RoundPlan(round=0, selected=True, done=False, weights=w))
+    bad = wire.replace(np.float64(2.0).tobytes(), np.float64(np.nan).tobytes())
+    with pytest.raises(DecodeError):
+        codec.decode(bad, expect=RoundPlan)
