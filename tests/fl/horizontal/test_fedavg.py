@@ -336,3 +336,26 @@ def test_round_plan_decoder_refuses_non_finite_weights() -> None:
     bad = wire.replace(np.float64(2.0).tobytes(), np.float64(np.nan).tobytes())
     with pytest.raises(DecodeError):
         codec.decode(bad, expect=RoundPlan)
+
+
+def test_round_below_threshold_is_skipped_and_training_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Banks b and c are both too slow in round 1: one survivor is below the threshold (2),
+    so the round is skipped (model unchanged, recorded); every client is told, nobody hangs."""
+    real = client_module.local_train
+    calls: dict[str, int] = {}
+
+    def slow(*args: Any, **kw: Any) -> Any:
+        name = threading.current_thread().name
+        calls[name] = calls.get(name, 0) + 1
+        if name in ("party-b", "party-c") and calls[name] == 2:
+            time.sleep(1.5)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(client_module, "local_train", slow)
+    out = train(params(rounds=4, round_deadline=0.7))
+    hist = out["server"]["history"]
+    assert "below the threshold 2" in hist[1]["failed"]
+    assert "failed" not in hist[0] and "failed" not in hist[-1]
+    assert out["server"]["rounds"] == 4

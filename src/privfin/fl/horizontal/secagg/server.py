@@ -135,6 +135,8 @@ class SecAggServer:
         # Step 0: public keys.
         adv = self._collect(self.clients, "adv", "advertise", AdvertiseKeys)
         u1 = sorted(adv)
+        # Late clients are told first, so none is left waiting when the round fails.
+        self._exclude([c for c in self.clients if c not in adv], "keys", "late key advertisement")
         self._need(u1, "advertise", "keys")
         keys = KeyList(
             round=self.round,
@@ -144,20 +146,19 @@ class SecAggServer:
         )
         for u in u1:
             self.ctx.channel.send(u, tag(self.prefix, self.round, "keys"), keys)
-        self._exclude([c for c in self.clients if c not in adv], "keys", "late key advertisement")
         # Step 1: encrypted shares, relayed.
         sh = self._collect(u1, "shares", "share", EncryptedShares)
         for u, m in sh.items():
             if m.to != [v for v in u1 if v != u]:
                 raise ProtocolAbort(f"{u!r} sent shares for the wrong set of clients", party=u)
         u2 = sorted(sh)
+        self._exclude([u for u in u1 if u not in sh], "fwd", "late shares")
         self._need(u2, "share", "fwd")
         for v in u2:
             senders = [u for u in u2 if u != v]
             cts = [sh[u].ciphertexts[sh[u].to.index(v)] for u in senders]
             fwd = ForwardedShares(round=self.round, senders=senders, ciphertexts=cts)
             self.ctx.channel.send(v, tag(self.prefix, self.round, "fwd"), fwd)
-        self._exclude([u for u in u1 if u not in sh], "fwd", "late shares")
         # Step 2: masked inputs.
         masked = self._collect(u2, "masked", "masked", MaskedInput)
         for u, m in masked.items():
@@ -166,12 +167,12 @@ class SecAggServer:
                     f"{u!r} sent a masked vector of length {m.y.size}, not {dim}", party=u
                 )
         u3 = sorted(masked)
-        self._need(u3, "masked", "unmask")
         gone = [v for v in u2 if v not in masked]
+        self._exclude(gone, "unmask", "late masked input")
+        self._need(u3, "masked", "unmask")
         req = UnmaskRequest(round=self.round, survivors=u3, dropped=gone)
         for u in u3:
             self.ctx.channel.send(u, tag(self.prefix, self.round, "unmask"), req)
-        self._exclude(gone, "unmask", "late masked input")
         # Step 3: shares to unmask.
         answers = self._collect(u3, "shares2", "unmask", UnmaskShares)
         for u, m in answers.items():
