@@ -37,6 +37,8 @@ COMPONENTS: dict[str, str] = {
     "vertical_lr_scoring": "privfin.fl.vertical.scoring:vertical_lr_scoring",
     "secureboost": "privfin.fl.vertical.secureboost.component:secureboost_component",
     "tee": "privfin.tee.component:tee_component",
+    "secagg": "privfin.fl.horizontal.secagg.component:secagg_component",
+    "hfl": "privfin.fl.horizontal.fedavg.component:hfl_component",
     "secureboost_predict": (
         "privfin.fl.vertical.secureboost.component:secureboost_predict_component"
     ),

@@ -1,0 +1,150 @@
+"""Parameters of horizontal FL and the update vector both roles agree on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from privfin.dp.mechanisms import GaussianVector
+from privfin.errors import ConfigError, InputError
+from privfin.fl.horizontal.fedavg.models import LocalOptimiser, Model, make_model
+from privfin.fl.horizontal.secagg import Quantizer, SecAggParams
+
+__all__ = ["CLIENT", "SERVER", "HFLParams", "data_of"]
+
+SERVER = "server"
+CLIENT = "client"
+
+
+@dataclass(frozen=True)
+class HFLParams:
+    """Everything server and clients agree on before training.
+
+    ``mu = 0`` is FedAvg (weighted by the clients' row counts); ``mu > 0`` FedProx.
+    ``clients_per_round`` clients are sampled uniformly each round (all by default); a round
+    waits at most ``round_deadline`` seconds at each step, and clients later than that are
+    dropped from the round (their masks are removed through secure aggregation's recovery).
+    ``threshold`` defaults to a strict majority of the sampled clients.
+    """
+
+    n_features: int
+    model: str = "logistic"
+    hidden: int = 16
+    l2: float = 0.0
+    rounds: int = 10
+    clients_per_round: int | None = None
+    optimiser: LocalOptimiser = field(default_factory=LocalOptimiser)
+    secure_aggregation: bool = True
+    threshold: int | None = None
+    round_deadline: float = 60.0
+    client_timeout: float = 600.0
+    bound: float = 2.0**16
+    frac_bits: int = 24
+    patience: int | None = None
+    max_failed_rounds: int = 3
+    server_optimiser: str = "fedavg"
+    server_lr: float = 0.1
+    aggregator: str = "mean"
+    trim_fraction: float = 0.1
+    dp_noise_multiplier: float | None = None
+    dp_clip: float = 1.0
+    dp_delta: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.n_features <= 1 << 20 or self.rounds < 1:
+            raise ConfigError("need n_features >= 1 and rounds >= 1")
+        if self.round_deadline <= 0 or self.client_timeout <= 0:
+            raise ConfigError("deadlines must be positive")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError("patience must be at least 1")
+        if self.server_optimiser not in ("fedavg", "fedadam") or not self.server_lr > 0:
+            raise ConfigError("server_optimiser must be 'fedavg' or 'fedadam', server_lr > 0")
+        if self.aggregator not in ("mean", "median", "trimmed_mean"):
+            raise ConfigError("aggregator must be 'mean', 'median' or 'trimmed_mean'")
+        if not 0 <= self.trim_fraction < 0.5:
+            raise ConfigError("trim_fraction must be in [0, 0.5)")
+        if self.aggregator != "mean" and (self.secure_aggregation or self.dp_noise_multiplier):
+            raise ConfigError(
+                f"aggregator {self.aggregator!r} needs every client's update in clear: it is "
+                "incompatible with secure aggregation (which reveals only the sum) and with "
+                "client-level DP; to use it, turn secure_aggregation off (an insecure mode)"
+            )
+        if self.dp_noise_multiplier is not None:
+            if not (self.dp_noise_multiplier > 0 and self.dp_clip > 0 and 0 < self.dp_delta < 1):
+                raise ConfigError("need dp_noise_multiplier > 0, dp_clip > 0, 0 < dp_delta < 1")
+            if self.patience is not None:
+                raise ConfigError(
+                    "early stopping reads a validation set without noise: not with client-level DP"
+                )
+
+    def mechanism(self) -> GaussianVector | None:
+        """Client-level DP: each client's update clipped to ``dp_clip`` (L2) and rounded to
+        the mechanism's grid; discrete Gaussian noise added to the securely aggregated sum."""
+        if self.dp_noise_multiplier is None:
+            return None
+        return GaussianVector(self.dp_noise_multiplier, self.dp_clip)
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> HFLParams:
+        known = {f for f in cls.__dataclass_fields__ if f != "optimiser"}
+        opt_keys = {
+            "optimiser": "kind",
+            "lr": "lr",
+            "local_epochs": "epochs",
+            "batch_size": "batch_size",
+            "mu": "mu",
+        }
+        unknown = set(params) - known - set(opt_keys)
+        if unknown:
+            raise ConfigError(f"unknown hfl parameters: {sorted(unknown)}")
+        if "n_features" not in params:
+            raise ConfigError("hfl needs the agreed parameter 'n_features'")
+        try:
+            opt = LocalOptimiser(**{opt_keys[k]: v for k, v in params.items() if k in opt_keys})
+            return cls(optimiser=opt, **{k: v for k, v in params.items() if k in known})
+        except TypeError as exc:
+            raise ConfigError(f"bad hfl parameter: {exc}") from None
+
+    def make_model(self) -> Model:
+        return make_model(self.model, self.n_features, hidden=self.hidden, l2=self.l2)
+
+    def sampled(self, n_clients: int) -> int:
+        k = n_clients if self.clients_per_round is None else self.clients_per_round
+        if not 1 <= k <= n_clients:
+            raise ConfigError(f"clients_per_round must be in [1, {n_clients}]")
+        return k
+
+    def secagg(self, n_sampled: int, dim: int) -> SecAggParams:
+        t = self.threshold if self.threshold is not None else n_sampled // 2 + 1
+        gv = self.mechanism()
+        # With DP the clients send integer grid units: summed exactly (no fractional bits).
+        q = (
+            Quantizer(frac_bits=self.frac_bits, bound=self.bound)
+            if gv is None
+            else Quantizer(frac_bits=0, bound=gv.clip / gv.grid + 1.0)
+        )
+        return SecAggParams(
+            dim=dim,
+            threshold=t,
+            quantizer=q,
+            stage_timeout=self.round_deadline,
+            client_timeout=self.client_timeout,
+        )
+
+
+def data_of(inputs: Mapping[str, Any], n_features: int) -> tuple[np.ndarray, np.ndarray]:
+    """A party's ``X`` (rows × ``n_features``) and 0/1 labels ``y`` from its inputs."""
+    if "X" not in inputs or "y" not in inputs:
+        raise InputError("an hfl client needs the inputs 'X' and 'y'")
+    x = np.asarray(inputs["X"], dtype=np.float64)
+    y = np.asarray(inputs["y"], dtype=np.float64).ravel()
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise InputError(f"X must have {n_features} columns (the agreed n_features), got {x.shape}")
+    if len(y) != len(x) or len(y) == 0:
+        raise InputError("X and y need the same, non-zero number of rows")
+    if not np.all(np.isfinite(x)) or not np.all((y == 0) | (y == 1)):
+        raise InputError("X must be finite and y 0/1")
+    return x, y
