@@ -12,13 +12,15 @@ contracts in pyproject.toml enforce it; docs/architecture.md and docs/index.md d
     privfin.data, privfin.ml             datasets (registry, synthetic generator, loaders);
                                          metrics, reports, optimisers, trees, binning
     privfin.runtime                      the Context handed to every protocol component
-    privfin.psi, privfin.mpc, privfin.fl protocols (PSI, MPC, vertical FL): one module per
-                                         role, sans-I/O, each with its SPEC.md
+    privfin.dp                           differential privacy: mechanisms, accounting, the
+                                         budget ledger, DP releases, DP-SGD
+    privfin.psi, privfin.mpc, privfin.fl protocols (PSI, MPC, vertical and horizontal FL,
+    privfin.tee                          confidential computing): one module per role,
+                                         sans-I/O, each with its SPEC.md
     privfin.jobs, privfin.audit          pipelines (spec, negotiation, scheduler); audit log
     privfin.node, privfin.cli            nodes (federation and operator APIs); the command
 
-Planned, not written yet: privfin.fl.horizontal, privfin.dp and privfin.tee (protocols),
-privfin.assess and privfin.scenarios (platform).
+Planned, not written yet: privfin.assess and privfin.scenarios (platform).
 """
 
 from __future__ import annotations
