@@ -20,7 +20,7 @@ def psi_component(
     """Private set intersection as a job component.
 
     Parameters (``params``)
-        ``protocol`` (``"ecdh"``, ``"unbalanced"``), ``reveal_to`` (``"receiver"``/``"both"``),
+        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"unbalanced"``), ``reveal_to`` (``"receiver"``/``"both"``),
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
         ``max_items_per_query``, ``max_items_per_window`` (server rate limit).
@@ -63,6 +63,8 @@ def psi_component(
         raise ConfigError("psi needs at least two parties")
     if len(parties) == 2:
         out = _two_party(ctx, p, prepared, table, parties)
+    elif p.protocol == "kkrt":
+        raise ConfigError("kkrt psi runs between exactly two parties; use ecdh for more")
     else:
         out = _n_party(ctx, p, prepared, table, parties)
     ctx.metrics.add("psi.seconds.total", time.perf_counter() - t0)
@@ -82,7 +84,17 @@ def _two_party(
     receiver = receivers[0]
     sender = next(x for x in parties if x != receiver)
     agreed = p.agreed()
-    if ctx.party == receiver:
+    if p.protocol == "kkrt":
+        from privfin.psi.kkrt import run_kkrt_receiver, run_kkrt_sender
+
+        if ctx.party == receiver:
+            out = run_kkrt_receiver(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)
+        else:
+            got = run_kkrt_sender(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
+            if got is None:
+                return nothing()
+            out = got
+    elif ctx.party == receiver:
         out = run_receiver(
             ctx,
             prepared,
