@@ -6,6 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from privfin.errors import ConfigError
 from privfin.psi._prepare import PROTOCOLS, PsiParams, aligned_output, nothing, prepare
 from privfin.psi.ids import PreparedIds
@@ -20,7 +23,8 @@ def psi_component(
     """Private set intersection as a job component.
 
     Parameters (``params``)
-        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"unbalanced"``), ``reveal_to`` (``"receiver"``/``"both"``),
+        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"unbalanced"``), ``reveal_to``
+        (``"receiver"``/``"both"``),
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
         ``max_items_per_query``, ``max_items_per_window`` (server rate limit).
@@ -84,16 +88,17 @@ def _two_party(
     receiver = receivers[0]
     sender = next(x for x in parties if x != receiver)
     agreed = p.agreed()
+    out: npt.NDArray[np.int64] | int
     if p.protocol == "kkrt":
         from privfin.psi.kkrt import run_kkrt_receiver, run_kkrt_sender
 
         if ctx.party == receiver:
             out = run_kkrt_receiver(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)
         else:
-            got = run_kkrt_sender(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
-            if got is None:
+            theirs = run_kkrt_sender(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
+            if theirs is None:
                 return nothing()
-            out = got
+            out = theirs
     elif ctx.party == receiver:
         out = run_receiver(
             ctx,

@@ -249,7 +249,7 @@ def cuckoo(
             keep = np.ones(pending.size, dtype=bool)
             keep[free[first]] = False
             pending = pending[keep]
-    choice = (rng.integers(0, HASHES, size=n)).astype(np.int64)
+    choice = np.asarray(rng.integers(0, HASHES, size=n), dtype=np.int64)
     for _ in range(_WALK_ROUNDS):
         if pending.size == 0:
             break
@@ -307,7 +307,9 @@ def run_kkrt_receiver(
     try:
         k0, k1 = base.keys(points)
     except InvalidPointError as exc:
-        raise ProtocolAbort(f"party {sender!r}: base-OT reply refused: {exc}", party=sender) from None
+        raise ProtocolAbort(
+            f"party {sender!r}: base-OT reply refused: {exc}", party=sender
+        ) from None
     keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), share, reply.share)
     t1 = time.perf_counter()
     ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
