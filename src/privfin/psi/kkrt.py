@@ -8,8 +8,9 @@ bin; the sender sends the truncated PRF values of each of its items at its 3 bin
 stash bins, in a random order; the receiver matches.
 
 All bulk work is vectorised over whole batches: AES through ``cryptography`` over large
-buffers, bit-matrix transposes from :mod:`privfin.crypto.ot`, matching by sorted 64-bit
-prefixes. Only the BLAKE2b digest of each id runs per item, on the compute backend.
+buffers (ids hashed by an AES-based Merkle–Damgård chain, grouped by length), bit-matrix
+transposes from :mod:`privfin.crypto.ot`, matching by sorted 64-bit prefixes; no Python
+loop per item.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def _perm(enc: Any, blocks: npt.NDArray[Any]) -> npt.NDArray[Any]:
 class _Keys:
     """Public AES keys both parties derive from their two shares (fixed after the inputs)."""
 
+    ids: bytes
     bins: bytes
     code: bytes
     hash: bytes
@@ -138,33 +140,59 @@ class _Keys:
             h = hashlib.sha256(b"privfin.psi.kkrt.v1/" + label + b"/" + share_r + share_s + dst)
             return h.digest()[:16]
 
-        return cls(bins=one(b"bins"), code=one(b"code"), hash=one(b"hash"))
+        return cls(ids=one(b"ids"), bins=one(b"bins"), code=one(b"code"), hash=one(b"hash"))
 
 
-def _digest_task(task: tuple[bytes, bytes, U64]) -> U8:
-    prefix, data, ends = task
-    base = hashlib.blake2b(prefix, digest_size=16, person=b"privfin.kkrt")
-    out = np.empty((ends.size, 16), dtype=np.uint8)
-    mv = memoryview(data)
-    start = 0
-    for i, end in enumerate(ends.tolist()):
-        h = base.copy()
-        h.update(mv[start:end])
-        out[i] = np.frombuffer(h.digest(), dtype=np.uint8)
-        start = end
-    return out
+_DIGEST_DOMAIN = np.uint64(0x6B6B72742E696473)  # "kkrt.ids"
+_DIGEST_ITEMS = 1 << 18  # keys hashed per vectorised pass (bounds the padded buffer)
 
 
-def digests(ctx: Context, prepared: PreparedIds, dst: bytes) -> U8:
-    """128-bit BLAKE2b digest of every key (``(n, 16)``), domain-separated by job and
-    component, computed in chunks on the compute backend."""
+def _md_mmo(enc: Any, iv: npt.NDArray[np.uint64], blocks: npt.NDArray[np.uint64]) -> U64:
+    """Merkle–Damgård over ``blocks`` (``(n, L, 2)`` words) with the Matyas–Meyer–Oseas
+    compression ``x -> π(x) ⊕ x`` from the compressed ``iv`` (``(n, 2)``): ``(n, 2)`` words."""
+    x = np.ascontiguousarray(iv)
+    h = _perm(enc, x)
+    h ^= x
+    for b in range(blocks.shape[1]):
+        x = h ^ blocks[:, b]
+        h = _perm(enc, x)
+        h ^= x
+    return h
+
+
+def digests(prepared: PreparedIds, key: bytes) -> U8:
+    """128-bit digest of every key (``(n, 16)``): its UTF-8 bytes zero-padded to whole
+    16-byte blocks, hashed by :func:`_md_mmo` from the IV ``(length, domain)`` with AES under
+    ``key`` (derived from both parties' shares after the inputs were fixed, so the inputs
+    cannot be chosen to collide; distinct keys collide with probability about
+    ``n_r·n_s / 2^128``). Vectorised: keys are grouped by their number of blocks."""
     n = len(prepared)
-    prefix = hashlib.sha256(dst).digest()
-    bounds = [(a, min(a + CHUNK_ROWS, n)) for a in range(0, n, CHUNK_ROWS)]
-    tasks = [(prefix, *prepared.packed(None, a, b)) for a, b in bounds]
+    enc = _ecb(key)
     out = np.empty((n, 16), dtype=np.uint8)
-    for (a, b), got in zip(bounds, ctx.compute.map(_digest_task, tasks), strict=True):
-        out[a:b] = got
+    for a in range(0, n, _DIGEST_ITEMS):
+        b = min(n, a + _DIGEST_ITEMS)
+        data, ends_u = prepared.packed(None, a, b)
+        ends = ends_u.astype(np.int64)
+        starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))
+        lengths = ends - starts
+        nblocks = np.maximum(1, -(-lengths // 16))
+        buf = np.frombuffer(data, dtype=np.uint8)
+        for blocks in np.unique(nblocks).tolist():
+            rows = np.flatnonzero(nblocks == blocks)
+            lens = lengths[rows]
+            padded = np.zeros((rows.size, 16 * blocks), dtype=np.uint8)
+            total = int(lens.sum())
+            if total:
+                owner = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
+                first = np.cumsum(lens) - lens
+                within = np.arange(total, dtype=np.int64) - np.repeat(first, lens)
+                src = np.repeat(starts[rows], lens) + within
+                padded.reshape(-1)[owner * 16 * blocks + within] = buf[src]
+            iv = np.empty((rows.size, 2), dtype=np.uint64)
+            iv[:, 0] = lens.astype(np.uint64)
+            iv[:, 1] = _DIGEST_DOMAIN
+            h = _md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
+            out[a + rows] = h.view(np.uint8).reshape(rows.size, 16)
     return out
 
 
@@ -201,15 +229,10 @@ def out_hash(enc: Any, rows: U8, bins: npt.NDArray[np.int64], nbytes: int) -> U8
     (π: AES under the public hash key), started from the compressed tweak ``(bin, domain)``."""
     n = rows.shape[0]
     v = np.ascontiguousarray(rows).view(np.uint64).reshape(n, -1, 2)
-    x = np.empty((n, 2), dtype=np.uint64)
-    x[:, 0] = np.asarray(bins, dtype=np.uint64)
-    x[:, 1] = _HASH_DOMAIN
-    h = _perm(enc, x)
-    h ^= x
-    for b in range(v.shape[1]):
-        np.bitwise_xor(h, v[:, b], out=x)
-        h = _perm(enc, x)
-        h ^= x
+    iv = np.empty((n, 2), dtype=np.uint64)
+    iv[:, 0] = np.asarray(bins, dtype=np.uint64)
+    iv[:, 1] = _HASH_DOMAIN
+    h = _md_mmo(enc, iv, v)
     return np.ascontiguousarray(h.view(np.uint8)[:, :nbytes])
 
 
@@ -317,7 +340,7 @@ def run_kkrt_receiver(
     m = table_size(n_r)
     total = n_bins(n_r)
     width = value_bytes(n_r, n_s)
-    d = digests(ctx, prepared, hash_domain(ctx, _PROTOCOL))
+    d = digests(prepared, keys.ids)
     pos = bin_positions(d, keys.bins, m)
     rng = np.random.default_rng(int.from_bytes(rnd.bytes(16), "big"))
     table, which, stashed = cuckoo(pos, m, STASH, rng)
@@ -439,7 +462,12 @@ def run_kkrt_sender(
     t1 = time.perf_counter()
     ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
 
+    perm = random_permutation(rnd, n_s)
+    d = digests(prepared, keys.ids)[perm]
     m = table_size(n_r)
+    pos = bin_positions(d, keys.bins, m)
+    t2 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.digest", t2 - t1)
     total = n_bins(n_r)
     width = value_bytes(n_r, n_s)
     q_rows = np.empty((total, CODE_BYTES), dtype=np.uint8)
@@ -458,12 +486,9 @@ def run_kkrt_sender(
         q[chosen] ^= u[chosen]
         q_rows[lo : lo + 8 * cols] = otm.transpose_bits(q)
         lo += 8 * cols
-    t2 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.extend_recv", t2 - t1)
+    t3 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.extend_recv", t3 - t2)
 
-    perm = random_permutation(rnd, n_s)
-    d = digests(ctx, prepared, hash_domain(ctx, _PROTOCOL))[perm]
-    pos = bin_positions(d, keys.bins, m)
     classes = HASHES + STASH
 
     def produce() -> Iterator[U8]:
@@ -494,7 +519,7 @@ def run_kkrt_sender(
     for rows in prefetch(ctx, produce()):
         ctx.channel.send(receiver, "kkrt.values", KkrtValues(offset=sent, rows=rows))
         sent += rows.shape[0]
-    ctx.metrics.add("psi.seconds.oprf_send", time.perf_counter() - t2)
+    ctx.metrics.add("psi.seconds.oprf_send", time.perf_counter() - t3)
     if not reveal_to_sender:
         return None
     idx: Indices = ctx.channel.recv(receiver, "result", expect=Indices)
