@@ -3,16 +3,21 @@ parameters and bounds, alignment, tamper tests."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 import privfin.psi as psi
+from privfin.cli.psi import psi as cli_psi
 from privfin.crypto import ot as otm
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.federation import codec
@@ -324,3 +329,24 @@ def test_flipped_value_changes_result_semi_honest_limit() -> None:
     finally:
         MemoryTransport.send = original  # type: ignore[method-assign]
     assert out == {"r": []}
+
+
+# ------------------------------------------------------------------------------ CLI, transports
+
+
+@pytest.mark.parametrize("transport", ["memory", "nodes"])
+def test_cli_protocol_kkrt(tmp_path: Path, transport: str) -> None:
+    pd.DataFrame({"id": ["a", "b", " c", "d"], "x": [1, 2, 3, 4]}).to_csv(
+        tmp_path / "a.csv", index=False
+    )
+    pd.DataFrame({"id": ["c", "b", "z"], "y": [30, 20, 0]}).to_csv(tmp_path / "b.csv", index=False)
+    app = typer.Typer()
+    app.command()(cli_psi)
+    out = tmp_path / "out"
+    args = ["--party", f"A={tmp_path / 'a.csv'}", "--party", f"B={tmp_path / 'b.csv'}"]
+    args += ["--out", str(out), "--protocol", "kkrt", "--transport", transport]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out / "A.csv")["x"].tolist() == [2, 3]
+    assert pd.read_csv(out / "B.csv")["y"].tolist() == [20, 30]
+    assert json.loads((out / "summary.json").read_text())["A"]["size"] == 2
