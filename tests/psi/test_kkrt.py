@@ -350,3 +350,23 @@ def test_cli_protocol_kkrt(tmp_path: Path, transport: str) -> None:
     assert pd.read_csv(out / "A.csv")["x"].tolist() == [2, 3]
     assert pd.read_csv(out / "B.csv")["y"].tolist() == [20, 30]
     assert json.loads((out / "summary.json").read_text())["A"]["size"] == 2
+
+
+def test_deterministic_under_a_seed_and_secrets_are_job_scoped() -> None:
+    """The parties' randomness comes from one checkpointed per-job seed (a restarted party
+    resends identical messages); its artifact names end in ``.key`` (deleted with the job)."""
+    import inspect
+    import re
+
+    from privfin.runtime.context import SECRET_SUFFIX
+
+    a, b = make_sets(50, 40, 10, seed=2)
+    wires = []
+    for seed in (11, 11, 12):
+        hub = MemoryHub()
+        kkrt_simulate(a, b, hub=hub, seed=seed)
+        wires.append([p for _, p in hub.wire])
+    assert wires[0] == wires[1] != wires[2]
+    names = re.findall(r'job_random\(ctx, "([^"]+)"\)', inspect.getsource(kkrt))
+    assert len(names) == 2
+    assert all(n.endswith(SECRET_SUFFIX) for n in names)

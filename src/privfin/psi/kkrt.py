@@ -320,7 +320,7 @@ def run_kkrt_receiver(
     intersection if ``reveal_to_sender``). Every message is checked for size and order."""
     n_r = len(prepared)
     n_s = handshake(ctx, _PROTOCOL, params, n_r, [sender])[sender]
-    rnd = job_random(ctx, "psi.kkrt.receiver.seed")
+    rnd = job_random(ctx, "psi.kkrt.receiver.seed.key")
     t0 = time.perf_counter()
     base = otm.BaseOtSender(rnd)
     share = rnd.bytes(16)
@@ -442,7 +442,7 @@ def run_kkrt_sender(
     the receiver does not hold is pseudorandom to the receiver (SPEC.md §8)."""
     n_s = len(prepared)
     n_r = handshake(ctx, _PROTOCOL, params, n_s, [receiver])[receiver]
-    rnd = job_random(ctx, "psi.kkrt.sender.seed")
+    rnd = job_random(ctx, "psi.kkrt.sender.seed.key")
     t0 = time.perf_counter()
     setup = ctx.channel.recv(receiver, "kkrt.setup", expect=KkrtSetup)
     s_bits = np.frombuffer(rnd.bytes(KKRT_CODE_BITS), dtype=np.uint8) & np.uint8(1)
