@@ -365,7 +365,8 @@ def test_deterministic_under_a_seed_and_secrets_are_job_scoped() -> None:
     for seed in (11, 11, 12):
         hub = MemoryHub()
         kkrt_simulate(a, b, hub=hub, seed=seed)
-        wires.append([p for _, p in hub.wire])
+        # per sending party, in its own order (the two threads interleave on the hub)
+        wires.append({who: [p for k, p in hub.wire if k.sender == who] for who in ("r", "s")})
     assert wires[0] == wires[1] != wires[2]
     names = re.findall(r'job_random\(ctx, "([^"]+)"\)', inspect.getsource(kkrt))
     assert len(names) == 2
