@@ -361,22 +361,32 @@ def run_kkrt_receiver(
     g0 = otm.RowPrg(k0)
     g1 = otm.RowPrg(k1)
     own = np.empty((total, width), dtype=np.uint8)
-    progress = ctx.progress.task("psi.kkrt.extend", total=total)
+
+    def extend() -> Iterator[U8]:
+        """The matrix ``u`` batch by batch; fills in this party's own values on the way.
+        Runs ahead of the sending loop in a background thread (:func:`prefetch`)."""
+        progress = ctx.progress.task("psi.kkrt.extend", total=total)
+        for lo in range(0, total, KKRT_BATCH_BINS):
+            ctx.cancel.raise_if_cancelled()
+            hi = min(total, lo + KKRT_BATCH_BINS)
+            cols = (hi - lo) // 8
+            ccol = otm.transpose_bits(codes(code_enc, bin_d[lo:hi], cls[lo:hi]))
+            t = g0.next(cols)
+            u = g1.next(cols)
+            u ^= t
+            u ^= ccol
+            rows = otm.transpose_bits(t)
+            own[lo:hi] = out_hash(hash_enc, rows, np.arange(lo, hi, dtype=np.int64), width)
+            progress.advance(hi - lo)
+            yield np.ascontiguousarray(u)
+
     sent = 0
-    for lo in range(0, total, KKRT_BATCH_BINS):
-        ctx.cancel.raise_if_cancelled()
-        hi = min(total, lo + KKRT_BATCH_BINS)
-        cols = (hi - lo) // 8
-        ccol = otm.transpose_bits(codes(code_enc, bin_d[lo:hi], cls[lo:hi]))
-        t = g0.next(cols)
-        u = g1.next(cols)
-        u ^= t
-        u ^= ccol
-        ctx.channel.send(sender, "kkrt.u", KkrtExtend(offset=lo, cols=cols, u=u.tobytes()))
+    at_bin = 0
+    for u in prefetch(ctx, extend()):
+        cols = u.shape[1]
+        ctx.channel.send(sender, "kkrt.u", KkrtExtend(offset=at_bin, cols=cols, u=u.tobytes()))
+        at_bin += 8 * cols
         sent += u.size
-        rows = otm.transpose_bits(t)
-        own[lo:hi] = out_hash(hash_enc, rows, np.arange(lo, hi, dtype=np.int64), width)
-        progress.advance(hi - lo)
     ctx.metrics.add("psi.bytes_u", float(sent))
     t3 = time.perf_counter()
     ctx.metrics.add("psi.seconds.extend_send", t3 - t2)
