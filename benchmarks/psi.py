@@ -1,4 +1,5 @@
-"""PSI benchmark: privfin ECDH-PSI (ristretto255) vs SecretFlow SPU and OpenMined PSI.
+"""PSI benchmark: privfin ECDH-PSI (ristretto255) and KKRT-PSI (OT extension) vs SecretFlow
+SPU and OpenMined PSI.
 
 Sizes (full run): 100k x 100k and 1M x 1M, 50% overlap; ``--quick``: 20k x 20k (under a
 minute). For each run: wall time, bytes sent, peak RSS (each implementation runs in its own
@@ -38,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 OURS_NODES = r"""
 import json, os, resource, subprocess, sys, time
-cli, a, b, out = sys.argv[1:5]
+cli, a, b, out, protocol = sys.argv[1:6]
 t = time.perf_counter()
 proc = subprocess.run([cli, "psi", "--party", f"alice={a}", "--party", f"bob={b}", "--out", out,
-                       "--reveal-to", "receiver", "--timeout", "7200"],
+                       "--reveal-to", "receiver", "--timeout", "7200", "--protocol", protocol],
                       capture_output=True, text=True)
 wall = time.perf_counter() - t
 if proc.returncode:
@@ -211,7 +212,7 @@ def _load() -> str:
     return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
 
 
-def _ours(n: int, tmp: Path) -> dict[str, Any]:
+def _ours(n: int, tmp: Path, protocol: str = "ecdh") -> dict[str, Any]:
     a, b = _data(n, tmp)
     cli = Path(sys.executable).parent / "privfin"
     before = _load()
@@ -222,7 +223,8 @@ def _ours(n: int, tmp: Path) -> dict[str, Any]:
             str(cli),
             str(a),
             str(b),
-            str(tmp / f"ours-{n}"),
+            str(tmp / f"ours-{protocol}-{n}"),
+            protocol,
             timeout=7200,
         )
     )
@@ -235,7 +237,7 @@ def _ours(n: int, tmp: Path) -> dict[str, Any]:
         if k.startswith("psi.seconds.")
     ]
     if phases:
-        print_table(f"privfin phases at {n:,} x {n:,} ({res['load']})", phases)
+        print_table(f"privfin {protocol} phases at {n:,} x {n:,} ({res['load']})", phases)
     return res
 
 
@@ -322,6 +324,9 @@ def main() -> None:
     ap.add_argument(
         "--spu-max-n", type=int, default=10**9, help="run only spu ECDH above this size"
     )
+    ap.add_argument(
+        "--protocols", default="ecdh,kkrt", help="privfin protocols to run (comma list)"
+    )
     ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
     ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
     ap.add_argument(
@@ -350,18 +355,20 @@ def main() -> None:
         rss_by_n: dict[int, int] = {}
         for n in sizes:
             size = f"{n:,} x {n:,}, 50% overlap, 2 cores"
-            ours = _ours(n, tmp)
-            rows.append(
-                {
-                    "impl": "privfin ECDH (ristretto255)",
-                    "n": n,
-                    "wall_s": ours["wall"],
-                    "MB_sent": ours["bytes"] / 1e6,
-                    "cpu_s": ours["cpu"],
-                    "peak_RSS_MB": ours["rss"] / 1e6,
-                    "load": ours["load"],
-                }
-            )
+            runs = {p: _ours(n, tmp, p) for p in args.protocols.split(",") if p}
+            labels = {"ecdh": "privfin ECDH (ristretto255)", "kkrt": "privfin KKRT (OT extension)"}
+            for proto, res in runs.items():
+                rows.append(
+                    {
+                        "impl": labels.get(proto, f"privfin {proto}"),
+                        "n": n,
+                        "wall_s": res["wall"],
+                        "MB_sent": res["bytes"] / 1e6,
+                        "cpu_s": res["cpu"],
+                        "peak_RSS_MB": res["rss"] / 1e6,
+                        "load": res["load"],
+                    }
+                )
             peers: dict[str, dict[str, Any]] = {}
             if spu_py is not None:
                 for proto in args.spu_protocols.split(","):
@@ -390,19 +397,35 @@ def main() -> None:
                         "load": res.get("load", ""),
                     }
                 )
-                emit("psi.ecdh.wall", "s", ours["wall"], res["wall"], name, False, size)
-                if res.get("cpu"):
-                    emit("psi.ecdh.cpu", "core-s", ours["cpu"], res["cpu"], name, False, size)
-            if not peers:
-                emit("psi.ecdh.wall", "s", ours["wall"], None, "", False, size)
-            emit("psi.ecdh.peak_rss", "MB", ours["rss"] / 1e6, None, "", False, size + " (party)")
-            rss_by_n[n] = ours["rss"]
+                for proto, ours in runs.items():
+                    if proto == "kkrt" and "KKRT" not in name and "RR22" not in name:
+                        continue  # KKRT against the OT-based peers; ECDH against all (as before)
+                    emit(f"psi.{proto}.wall", "s", ours["wall"], res["wall"], name, False, size)
+                    if res.get("cpu"):
+                        emit(
+                            f"psi.{proto}.cpu", "core-s", ours["cpu"], res["cpu"], name, False, size
+                        )
+            for proto, ours in runs.items():
+                if not peers:
+                    emit(f"psi.{proto}.wall", "s", ours["wall"], None, "", False, size)
+                emit(f"psi.{proto}.bytes", "MB", ours["bytes"] / 1e6, None, "", False, size)
+                emit(
+                    f"psi.{proto}.peak_rss",
+                    "MB",
+                    ours["rss"] / 1e6,
+                    None,
+                    "",
+                    False,
+                    size + " (party)",
+                )
+            if "ecdh" in runs:
+                rss_by_n[n] = runs["ecdh"]["rss"]
         if len(rss_by_n) >= 2:  # measured slope between the smallest and the largest run
             lo, hi = min(rss_by_n), max(rss_by_n)
             per_m = (rss_by_n[hi] - rss_by_n[lo]) / ((hi - lo) / 1e6) / 1e6
             emit("psi.ecdh.rss_per_million", "MB", per_m, None, "", False, f"{lo:,} -> {hi:,}")
         if rows:
-            print_table("ECDH-PSI (2 parties)", rows)
+            print_table("Two-party PSI", rows)
         if args.no_unbalanced:
             return
         n_server = args.server_items or (20_000 if args.quick else 10_000_000)

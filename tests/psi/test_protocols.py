@@ -137,7 +137,7 @@ def test_mismatched_parameters_abort() -> None:
 
 def test_bad_params() -> None:
     with pytest.raises(ConfigError):
-        psi.simulate({"a": ["x"], "b": ["y"]}, protocol="kkrt")
+        psi.simulate({"a": ["x"], "b": ["y"]}, protocol="bogus")
     with pytest.raises(ConfigError):
         psi.simulate({"a": ["x"]})
 

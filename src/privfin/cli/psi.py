@@ -38,7 +38,9 @@ def _out_dir(out: Path) -> None:
 
 def psi(
     party: list[str] = typer.Option(..., "--party", help="NAME=FILE (csv or parquet), repeatable"),
-    protocol: str = typer.Option("ecdh", help="ecdh or unbalanced"),
+    protocol: str = typer.Option(
+        "ecdh", help="ecdh, kkrt (OT-based, fastest for large sets) or unbalanced"
+    ),
     id_column: str = typer.Option("id", "--id-column", help="column holding the ids"),
     out: Path = typer.Option(..., "--out", help="directory for each party's aligned rows"),
     reveal_to: str = typer.Option("both", "--reveal-to", help="receiver or both"),

@@ -1,4 +1,5 @@
-"""Private set intersection: ECDH-PSI (2- and n-party), PSI-cardinality, unbalanced OPRF-PSI.
+"""Private set intersection: ECDH-PSI (2- and n-party), PSI-cardinality, KKRT-PSI (OT-based,
+two parties), unbalanced OPRF-PSI.
 
 See ``SPEC.md`` in this package for roles, messages, what each party learns and the threat
 model. Entry points: :func:`simulate` (in-process parties over the memory transport) and the

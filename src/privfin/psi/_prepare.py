@@ -25,7 +25,7 @@ __all__ = [
     "prepare",
 ]
 
-PROTOCOLS = ("ecdh", "unbalanced")
+PROTOCOLS = ("ecdh", "kkrt", "unbalanced")
 REVEAL = ("receiver", "both")
 MISSING_RULES = ("error", "drop")
 
@@ -38,8 +38,9 @@ class PsiParams:
     Attributes
     ----------
     protocol:
-        ``"ecdh"`` (two parties: receiver/sender; three or more: leader/members) or
-        ``"unbalanced"`` (client/server OPRF-PSI).
+        ``"ecdh"`` (two parties: receiver/sender; three or more: leader/members),
+        ``"kkrt"`` (two parties: receiver/sender, OT-based batched OPRF; the fastest for
+        large sets) or ``"unbalanced"`` (client/server OPRF-PSI).
     reveal_to:
         ``"receiver"``: only the receiver (leader, client) learns the result; ``"both"``: it
         sends the result on to the other parties (each learns only the intersection of its
@@ -79,6 +80,10 @@ class PsiParams:
             raise ConfigError(f"reveal_to must be one of {REVEAL}, got {p.reveal_to!r}")
         if not isinstance(p.cardinality_only, bool):
             raise ConfigError("cardinality_only must be true or false")
+        if p.protocol == "kkrt" and p.cardinality_only:
+            raise ConfigError(
+                "kkrt reveals the intersection to the receiver; for the size only use ecdh"
+            )
         if p.normalize not in NORMALIZERS:
             raise ConfigError(f"normalize must be one of {list(NORMALIZERS)}")
         if p.duplicates not in DUPLICATE_RULES:

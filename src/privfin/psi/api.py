@@ -44,7 +44,7 @@ def simulate(
         ``"unbalanced"``: the first is the client, the second the server). Three or more
         parties: n-party ECDH-PSI with the first party as leader.
     protocol:
-        ``"ecdh"`` or ``"unbalanced"``.
+        ``"ecdh"``, ``"kkrt"`` (two parties) or ``"unbalanced"``.
     cardinality_only:
         Reveal only the intersection size.
     reveal_to:

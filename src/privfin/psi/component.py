@@ -6,6 +6,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from privfin.errors import ConfigError
 from privfin.psi._prepare import PROTOCOLS, PsiParams, aligned_output, nothing, prepare
 from privfin.psi.ids import PreparedIds
@@ -20,7 +23,8 @@ def psi_component(
     """Private set intersection as a job component.
 
     Parameters (``params``)
-        ``protocol`` (``"ecdh"``, ``"unbalanced"``), ``reveal_to`` (``"receiver"``/``"both"``),
+        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"unbalanced"``), ``reveal_to``
+        (``"receiver"``/``"both"``),
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
         ``max_items_per_query``, ``max_items_per_window`` (server rate limit).
@@ -63,6 +67,8 @@ def psi_component(
         raise ConfigError("psi needs at least two parties")
     if len(parties) == 2:
         out = _two_party(ctx, p, prepared, table, parties)
+    elif p.protocol == "kkrt":
+        raise ConfigError("kkrt psi runs between exactly two parties; use ecdh for more")
     else:
         out = _n_party(ctx, p, prepared, table, parties)
     ctx.metrics.add("psi.seconds.total", time.perf_counter() - t0)
@@ -82,7 +88,18 @@ def _two_party(
     receiver = receivers[0]
     sender = next(x for x in parties if x != receiver)
     agreed = p.agreed()
-    if ctx.party == receiver:
+    out: npt.NDArray[np.int64] | int
+    if p.protocol == "kkrt":
+        from privfin.psi.kkrt import run_kkrt_receiver, run_kkrt_sender
+
+        if ctx.party == receiver:
+            out = run_kkrt_receiver(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)
+        else:
+            theirs = run_kkrt_sender(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
+            if theirs is None:
+                return nothing()
+            out = theirs
+    elif ctx.party == receiver:
         out = run_receiver(
             ctx,
             prepared,

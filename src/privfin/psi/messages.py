@@ -25,6 +25,10 @@ __all__ = [
     "Hello",
     "Indices",
     "KeyShare",
+    "KkrtExtend",
+    "KkrtReply",
+    "KkrtSetup",
+    "KkrtValues",
     "Masked",
     "RevealedKeys",
 ]
@@ -167,3 +171,72 @@ class FilterHave(Message, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if len(self.filter_id) != 16 or not 0 <= self.version < 2**63:
             raise ValueError("filter have: bad id or version")
+
+
+# ------------------------------------------------------------------------------------ KKRT
+
+#: KKRT code width in bits (columns of the wide IKNP matrix; SPEC.md §8).
+KKRT_CODE_BITS = 512
+#: Most bins in one ``KkrtExtend`` (4 MiB of ``u`` at 512 columns).
+KKRT_BATCH_BINS = 1 << 16
+
+
+@wire_message("psi.KkrtSetup")
+class KkrtSetup(Message, frozen=True, kw_only=True):
+    """KKRT, receiver -> sender: the base-OT point ``A`` and the receiver's key share."""
+
+    point: bytes
+    share: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.point) != POINT_BYTES or len(self.share) != 16:
+            raise ValueError("kkrt setup: point must be 32 bytes, share 16")
+
+
+@wire_message("psi.KkrtReply")
+class KkrtReply(Message, frozen=True, kw_only=True):
+    """KKRT, sender -> receiver: one base-OT point ``B_i`` per code bit, the sender's share."""
+
+    points: bytes
+    share: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.points) != KKRT_CODE_BITS * POINT_BYTES or len(self.share) != 16:
+            raise ValueError(f"kkrt reply: {KKRT_CODE_BITS} points of 32 bytes and a 16-byte share")
+
+
+@wire_message("psi.KkrtExtend")
+class KkrtExtend(Message, frozen=True, kw_only=True):
+    """KKRT, receiver -> sender: the wide IKNP matrix ``u`` for bins ``offset .. offset +
+    8·cols`` (``KKRT_CODE_BITS`` rows of ``cols`` bytes)."""
+
+    offset: int
+    cols: int
+    u: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.offset <= 2 * MAX_SET_SIZE or self.offset % 64:
+            raise ValueError("kkrt extend: offset out of range or not a multiple of 64")
+        if not 0 < self.cols <= KKRT_BATCH_BINS // 8 or self.cols % 8:
+            raise ValueError("kkrt extend: cols must be a positive multiple of 8 within a batch")
+        if len(self.u) != KKRT_CODE_BITS * self.cols:
+            raise ValueError("kkrt extend: u has the wrong length")
+
+
+@wire_message("psi.KkrtValues")
+class KkrtValues(Message, frozen=True, kw_only=True):
+    """KKRT, sender -> receiver: truncated OPRF values of the sender's items ``offset ..
+    offset + len(rows)`` (in its random order); a row holds one value per hash function and
+    per stash slot."""
+
+    offset: int
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.offset <= MAX_SET_SIZE:
+            raise ValueError("kkrt values: offset out of range")
+        r = self.rows
+        if r.dtype != np.uint8 or r.ndim != 2 or not 8 <= r.shape[1] <= 16 * 64:
+            raise ValueError("kkrt values: rows must be an (n, w) uint8 array, 8 <= w <= 1024")
+        if not 0 < r.shape[0] <= CHUNK_ROWS:
+            raise ValueError(f"kkrt values: 1 to {CHUNK_ROWS} rows")

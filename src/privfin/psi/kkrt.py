@@ -1,0 +1,539 @@
+"""Two-party KKRT PSI: batched OPRF from a wide IKNP OT extension (SPEC.md §8).
+
+Kolesnikov–Kumaresan–Rosulek–Trieu (CCS 2016), semi-honest. The receiver puts its items in a
+cuckoo table (3 hash functions, a stash); one 1-out-of-n OT per bin (IKNP with
+:data:`~privfin.psi.messages.KKRT_CODE_BITS` columns and a pseudorandom code ``C`` built from
+AES) gives the sender a PRF key per bin and the receiver the PRF value of the item in that
+bin; the sender sends the truncated PRF values of each of its items at its 3 bins and at the
+stash bins, in a random order; the receiver matches.
+
+All bulk work is vectorised over whole batches: AES through ``cryptography`` over large
+buffers (ids hashed by an AES-based Merkle–Damgård chain, grouped by length), bit-matrix
+transposes from :mod:`privfin.crypto.ot`, matching by sorted 64-bit prefixes; no Python
+loop per item.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from privfin.crypto import ot as otm
+from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
+from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.psi.common import (
+    U8,
+    handshake,
+    hash_domain,
+    job_random,
+    prefetch,
+    random_permutation,
+    rows_in,
+)
+from privfin.psi.ids import U64, PreparedIds
+from privfin.psi.messages import (
+    CHUNK_ROWS,
+    KKRT_BATCH_BINS,
+    KKRT_CODE_BITS,
+    Indices,
+    KkrtExtend,
+    KkrtReply,
+    KkrtSetup,
+    KkrtValues,
+)
+from privfin.runtime import Context
+
+__all__ = [
+    "HASHES",
+    "STASH",
+    "STAT",
+    "CuckooFailure",
+    "cuckoo",
+    "run_kkrt_receiver",
+    "run_kkrt_sender",
+    "table_size",
+    "value_bytes",
+]
+
+#: Cuckoo hash functions.
+HASHES = 3
+#: Stash bins after the table (public, fixed).
+STASH = 1
+#: Statistical security parameter: cuckoo failure and false positives are each <= 2**-STAT.
+STAT = 40
+#: Bytes of one code word / one row of the wide extension matrix.
+CODE_BYTES = KKRT_CODE_BITS // 8
+#: Class of a stash entry in the code input (the hash functions are classes 0..2).
+_STASH_CLASS = HASHES
+#: Vectorised random-walk rounds before the homeless items go to the stash.
+_WALK_ROUNDS = 2000
+_PROTOCOL = "kkrt"
+
+
+class CuckooFailure(PrivfinError):
+    """More items than stash bins stayed homeless (probability <= 2**-40 by SPEC.md §8)."""
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def table_size(n: int, stat: int = STAT) -> int:
+    """Cuckoo bins for ``n`` items (3 hash functions), from the stash-less failure fit of
+    Pinkas–Schneider–Weinert–Wieder (Eurocrypt 2018, §5): ``stat = a·e + b`` with
+    ``a ≈ 123.5``, ``b ≈ −130 − log2 n`` for large ``n`` and smaller slopes (a normal-CDF
+    interpolation) for small ``n``; ``e`` = bins / items. At least 64 bins."""
+    nn = math.log2(max(n, 1))
+    a = 123.5 / 2 * (1 + math.erf((nn - 6.3) / (2.3 * math.sqrt(2))))
+    b = -130 / 2 * (1 + math.erf((nn - 6.45) / (2.18 * math.sqrt(2)))) - nn
+    e = (stat - b) / a
+    return max(64, math.ceil(e * n))
+
+
+def value_bytes(n_r: int, n_s: int, stat: int = STAT) -> int:
+    """Bytes of a truncated OPRF value: the receiver compares each of its ``n_r`` values with
+    ``n_s`` pseudorandom ones, so ``n_r·n_s·2^(−8·bytes) <= 2^−stat``. Between 8 and 16."""
+    bits = stat + math.log2(max(n_r, 1)) + math.log2(max(n_s, 1))
+    return min(16, max(8, math.ceil(bits / 8)))
+
+
+def n_bins(n_r: int) -> int:
+    """Bins of the extension: table plus stash, padded to whole 64-bin words."""
+    return otm.pad_count(table_size(n_r) + STASH)
+
+
+# ----------------------------------------------------------------------------- AES helpers
+
+
+def _ecb(key: bytes) -> Any:
+    # ECB is AES as a public (keyed) permutation on independent blocks, not encryption.
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+
+
+def _perm(enc: Any, blocks: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """AES over every 16-byte block of ``blocks`` (one call over the whole buffer)."""
+    flat = np.ascontiguousarray(blocks).view(np.uint8).reshape(-1)
+    out = np.empty(flat.size + 16, dtype=np.uint8)
+    enc.update_into(flat.data, out.data)
+    return out[: flat.size].view(blocks.dtype).reshape(blocks.shape)
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """Public AES keys both parties derive from their two shares (fixed after the inputs)."""
+
+    ids: bytes
+    bins: bytes
+    code: bytes
+    hash: bytes
+
+    @classmethod
+    def derive(cls, dst: bytes, share_r: bytes, share_s: bytes) -> _Keys:
+        def one(label: bytes) -> bytes:
+            h = hashlib.sha256(b"privfin.psi.kkrt.v1/" + label + b"/" + share_r + share_s + dst)
+            return h.digest()[:16]
+
+        return cls(ids=one(b"ids"), bins=one(b"bins"), code=one(b"code"), hash=one(b"hash"))
+
+
+_DIGEST_DOMAIN = np.uint64(0x6B6B72742E696473)  # "kkrt.ids"
+_DIGEST_ITEMS = 1 << 18  # keys hashed per vectorised pass (bounds the padded buffer)
+
+
+def _md_mmo(enc: Any, iv: npt.NDArray[np.uint64], blocks: npt.NDArray[np.uint64]) -> U64:
+    """Merkle–Damgård over ``blocks`` (``(n, L, 2)`` words) with the Matyas–Meyer–Oseas
+    compression ``x -> π(x) ⊕ x`` from the compressed ``iv`` (``(n, 2)``): ``(n, 2)`` words."""
+    x = np.ascontiguousarray(iv)
+    h = _perm(enc, x)
+    h ^= x
+    for b in range(blocks.shape[1]):
+        x = h ^ blocks[:, b]
+        h = _perm(enc, x)
+        h ^= x
+    return h
+
+
+def digests(prepared: PreparedIds, key: bytes) -> U8:
+    """128-bit digest of every key (``(n, 16)``): its UTF-8 bytes zero-padded to whole
+    16-byte blocks, hashed by :func:`_md_mmo` from the IV ``(length, domain)`` with AES under
+    ``key`` (derived from both parties' shares after the inputs were fixed, so the inputs
+    cannot be chosen to collide; distinct keys collide with probability about
+    ``n_r·n_s / 2^128``). Vectorised: keys are grouped by their number of blocks."""
+    n = len(prepared)
+    enc = _ecb(key)
+    out = np.empty((n, 16), dtype=np.uint8)
+    for a in range(0, n, _DIGEST_ITEMS):
+        b = min(n, a + _DIGEST_ITEMS)
+        data, ends_u = prepared.packed(None, a, b)
+        ends = ends_u.astype(np.int64)
+        starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))
+        lengths = ends - starts
+        nblocks = np.maximum(1, -(-lengths // 16))
+        buf = np.frombuffer(data, dtype=np.uint8)
+        for blocks in np.unique(nblocks).tolist():
+            rows = np.flatnonzero(nblocks == blocks)
+            lens = lengths[rows]
+            padded = np.zeros((rows.size, 16 * blocks), dtype=np.uint8)
+            total = int(lens.sum())
+            if total:
+                owner = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
+                first = np.cumsum(lens) - lens
+                within = np.arange(total, dtype=np.int64) - np.repeat(first, lens)
+                src = np.repeat(starts[rows], lens) + within
+                padded.reshape(-1)[owner * 16 * blocks + within] = buf[src]
+            iv = np.empty((rows.size, 2), dtype=np.uint64)
+            iv[:, 0] = lens.astype(np.uint64)
+            iv[:, 1] = _DIGEST_DOMAIN
+            h = _md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
+            out[a + rows] = h.view(np.uint8).reshape(rows.size, 16)
+    return out
+
+
+def bin_positions(d: U8, key: bytes, m: int) -> npt.NDArray[np.int64]:
+    """``(n, 3)`` bins of each digest: AES under the public bin key, 64-bit words mod ``m``
+    (bias below ``m / 2^64``)."""
+    n = d.shape[0]
+    x = np.empty((n, 2, 16), dtype=np.uint8)
+    x[:, 0] = d
+    x[:, 1] = d
+    x[:, 1, 0] ^= 1
+    words = _perm(_ecb(key), x).view(np.uint64).reshape(n, 4)
+    return (words[:, :HASHES] % np.uint64(m)).astype(np.int64)
+
+
+def codes(enc: Any, d: U8, cls: npt.NDArray[np.int64] | int) -> U8:
+    """Pseudorandom code words ``C(d, class)`` (``(n, CODE_BYTES)``): AES under the public
+    code key of ``d`` with ``4·class + block`` xored into its first word."""
+    n = d.shape[0]
+    blocks = CODE_BYTES // 16
+    x = np.empty((n, blocks, 2), dtype=np.uint64)
+    x[...] = np.ascontiguousarray(d).view(np.uint64).reshape(n, 1, 2)
+    c = np.asarray(cls, dtype=np.uint64).reshape(-1, 1)
+    x[:, :, 0] ^= c * np.uint64(blocks) + np.arange(blocks, dtype=np.uint64).reshape(1, -1)
+    return _perm(enc, x).view(np.uint8).reshape(n, CODE_BYTES)
+
+
+_HASH_DOMAIN = np.uint64(0x6B6B72742E6F7574)  # "kkrt.out"
+
+
+def out_hash(enc: Any, rows: U8, bins: npt.NDArray[np.int64], nbytes: int) -> U8:
+    """The OPRF output ``H(row, bin)`` truncated to ``nbytes``: Merkle–Damgård over the
+    row's 16-byte blocks with the Matyas–Meyer–Oseas compression ``x -> π(x) ⊕ x``
+    (π: AES under the public hash key), started from the compressed tweak ``(bin, domain)``."""
+    n = rows.shape[0]
+    v = np.ascontiguousarray(rows).view(np.uint64).reshape(n, -1, 2)
+    iv = np.empty((n, 2), dtype=np.uint64)
+    iv[:, 0] = np.asarray(bins, dtype=np.uint64)
+    iv[:, 1] = _HASH_DOMAIN
+    h = _md_mmo(enc, iv, v)
+    return np.ascontiguousarray(h.view(np.uint8)[:, :nbytes])
+
+
+# ----------------------------------------------------------------------------- cuckoo
+
+
+def cuckoo(
+    pos: npt.NDArray[np.int64], m: int, stash: int, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8], npt.NDArray[np.int64]]:
+    """Place every item in one of its bins ``pos[i]`` (``(n, 3)``) of a table of ``m`` bins.
+
+    Greedy passes into free bins, then a random walk run on all homeless items at once
+    (each claims a bin, evicting its occupant, which moves to another of its bins). Items
+    still homeless after the walk go to the stash.
+
+    Returns ``(table, which, stashed)``: the item in each bin (−1: empty), the hash function
+    that put it there, and the stashed items.
+
+    Raises
+    ------
+    CuckooFailure
+        If more than ``stash`` items are homeless.
+    """
+    n = pos.shape[0]
+    table = np.full(m, -1, dtype=np.int64)
+    which = np.full(m, -1, dtype=np.int8)
+    pending = np.arange(n, dtype=np.int64)
+    for _ in range(2):
+        for i in range(HASHES):
+            if pending.size == 0:
+                break
+            b = pos[pending, i]
+            free = np.flatnonzero(table[b] < 0)
+            ub, first = np.unique(b[free], return_index=True)
+            table[ub] = pending[free[first]]
+            which[ub] = i
+            keep = np.ones(pending.size, dtype=bool)
+            keep[free[first]] = False
+            pending = pending[keep]
+    choice = np.asarray(rng.integers(0, HASHES, size=n), dtype=np.int64)
+    for _ in range(_WALK_ROUNDS):
+        if pending.size == 0:
+            break
+        c = choice[pending]
+        b = pos[pending, c]
+        ub, first = np.unique(b, return_index=True)
+        old = table[ub]
+        old_which = which[ub].astype(np.int64)
+        table[ub] = pending[first]
+        which[ub] = c[first]
+        lose = np.ones(pending.size, dtype=bool)
+        lose[first] = False
+        losers = pending[lose]
+        choice[losers] = (c[lose] + 1 + rng.integers(0, HASHES - 1, size=losers.size)) % HASHES
+        moved = old >= 0
+        evicted = old[moved]
+        choice[evicted] = (
+            old_which[moved] + 1 + rng.integers(0, HASHES - 1, size=evicted.size)
+        ) % HASHES
+        pending = np.concatenate((losers, evicted))
+    if pending.size > stash:
+        raise CuckooFailure(
+            f"cuckoo hashing left {pending.size} items homeless with a stash of {stash} "
+            f"(probability <= 2^-{STAT}); rerun the job (fresh hash keys)"
+        )
+    return table, which, np.sort(pending)
+
+
+# ----------------------------------------------------------------------------- receiver
+
+
+def run_kkrt_receiver(
+    ctx: Context,
+    prepared: PreparedIds,
+    sender: str,
+    params: Mapping[str, Any],
+    *,
+    reveal_to_sender: bool,
+) -> npt.NDArray[np.int64]:
+    """Run the KKRT receiver: returns the positions in ``prepared`` of the intersecting items.
+
+    Security
+    --------
+    Semi-honest. Learns the intersection and ``|Y|``; the sender learns ``|X|`` (and the
+    intersection if ``reveal_to_sender``). Every message is checked for size and order."""
+    n_r = len(prepared)
+    n_s = handshake(ctx, _PROTOCOL, params, n_r, [sender])[sender]
+    rnd = job_random(ctx, "psi.kkrt.receiver.seed.key")
+    t0 = time.perf_counter()
+    base = otm.BaseOtSender(rnd)
+    share = rnd.bytes(16)
+    ctx.channel.send(sender, "kkrt.setup", KkrtSetup(point=base.point, share=share))
+    reply = ctx.channel.recv(sender, "kkrt.reply", expect=KkrtReply)
+    points = np.frombuffer(reply.points, dtype=np.uint8).reshape(KKRT_CODE_BITS, POINT_BYTES)
+    try:
+        k0, k1 = base.keys(points)
+    except InvalidPointError as exc:
+        raise ProtocolAbort(
+            f"party {sender!r}: base-OT reply refused: {exc}", party=sender
+        ) from None
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), share, reply.share)
+    t1 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
+
+    m = table_size(n_r)
+    total = n_bins(n_r)
+    width = value_bytes(n_r, n_s)
+    d = digests(prepared, keys.ids)
+    pos = bin_positions(d, keys.bins, m)
+    rng = np.random.default_rng(int.from_bytes(rnd.bytes(16), "big"))
+    table, which, stashed = cuckoo(pos, m, STASH, rng)
+    item = np.full(total, -1, dtype=np.int64)
+    item[:m] = table
+    item[m : m + stashed.size] = stashed
+    cls = np.zeros(total, dtype=np.int64)
+    cls[:m] = np.maximum(which, 0)
+    cls[m:] = _STASH_CLASS
+    bin_d = np.frombuffer(rnd.bytes(16 * total), dtype=np.uint8).reshape(total, 16).copy()
+    real = item >= 0
+    bin_d[real] = d[item[real]]
+    t2 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.digest_cuckoo", t2 - t1)
+
+    code_enc = _ecb(keys.code)
+    hash_enc = _ecb(keys.hash)
+    g0 = otm.RowPrg(k0)
+    g1 = otm.RowPrg(k1)
+    own = np.empty((total, width), dtype=np.uint8)
+
+    def extend() -> Iterator[U8]:
+        """The matrix ``u`` batch by batch; fills in this party's own values on the way.
+        Runs ahead of the sending loop in a background thread (:func:`prefetch`)."""
+        progress = ctx.progress.task("psi.kkrt.extend", total=total)
+        for lo in range(0, total, KKRT_BATCH_BINS):
+            ctx.cancel.raise_if_cancelled()
+            hi = min(total, lo + KKRT_BATCH_BINS)
+            cols = (hi - lo) // 8
+            ccol = otm.transpose_bits(codes(code_enc, bin_d[lo:hi], cls[lo:hi]))
+            t = g0.next(cols)
+            u = g1.next(cols)
+            u ^= t
+            u ^= ccol
+            rows = otm.transpose_bits(t)
+            own[lo:hi] = out_hash(hash_enc, rows, np.arange(lo, hi, dtype=np.int64), width)
+            progress.advance(hi - lo)
+            yield np.ascontiguousarray(u)
+
+    sent = 0
+    at_bin = 0
+    for u in prefetch(ctx, extend()):
+        cols = u.shape[1]
+        ctx.channel.send(sender, "kkrt.u", KkrtExtend(offset=at_bin, cols=cols, u=u.tobytes()))
+        at_bin += 8 * cols
+        sent += u.size
+    ctx.metrics.add("psi.bytes_u", float(sent))
+    t3 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.extend_send", t3 - t2)
+
+    classes = HASHES + STASH
+    theirs = np.empty((n_s, classes * width), dtype=np.uint8)
+    at = 0
+    while at < n_s:
+        msg = ctx.channel.recv(sender, "kkrt.values", expect=KkrtValues)
+        r = msg.rows
+        if msg.offset != at or r.shape[1] != classes * width or at + r.shape[0] > n_s:
+            raise ProtocolAbort(
+                f"party {sender!r} sent OPRF values at offset {msg.offset} of width "
+                f"{r.shape[1]}; expected offset {at}, width {classes * width}, {n_s} rows",
+                party=sender,
+            )
+        theirs[at : at + r.shape[0]] = r
+        at += r.shape[0]
+    t4 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.wait_values", t4 - t3)
+
+    matched: list[npt.NDArray[np.int64]] = []
+    positions: list[npt.NDArray[np.int64]] = []
+    for c in range(classes):
+        if c < HASHES:
+            sel = np.flatnonzero(real[:m] & (cls[:m] == c))
+        else:
+            sel = np.array([m + c - HASHES], dtype=np.int64)
+            sel = sel[real[sel]]
+        if sel.size == 0 or n_s == 0:
+            continue
+        col = np.ascontiguousarray(theirs[:, c * width : (c + 1) * width])
+        mine = own[sel]
+        hit = rows_in(mine, col)
+        matched.append(item[sel[hit]])
+        if reveal_to_sender and hit.any():
+            positions.append(np.flatnonzero(rows_in(col, mine[hit])).astype(np.int64))
+    out = np.unique(np.concatenate(matched)) if matched else np.empty(0, dtype=np.int64)
+    ctx.metrics.add("psi.seconds.match", time.perf_counter() - t4)
+    if reveal_to_sender:
+        idx = np.unique(np.concatenate(positions)) if positions else np.empty(0, np.int64)
+        ctx.channel.send(sender, "result", Indices(values=idx.astype(np.int64)))
+    return out.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- sender
+
+
+def run_kkrt_sender(
+    ctx: Context,
+    prepared: PreparedIds,
+    receiver: str,
+    params: Mapping[str, Any],
+    *,
+    reveal_to_sender: bool,
+) -> npt.NDArray[np.int64] | None:
+    """Run the KKRT sender: returns the positions of the intersecting items if the receiver
+    reveals them, else ``None`` (it learns only ``|X|``).
+
+    Security
+    --------
+    Semi-honest. Its OPRF values are sent in a uniformly random order; a value of an item
+    the receiver does not hold is pseudorandom to the receiver (SPEC.md §8)."""
+    n_s = len(prepared)
+    n_r = handshake(ctx, _PROTOCOL, params, n_s, [receiver])[receiver]
+    rnd = job_random(ctx, "psi.kkrt.sender.seed.key")
+    t0 = time.perf_counter()
+    setup = ctx.channel.recv(receiver, "kkrt.setup", expect=KkrtSetup)
+    s_bits = np.frombuffer(rnd.bytes(KKRT_CODE_BITS), dtype=np.uint8) & np.uint8(1)
+    base = otm.BaseOtReceiver(rnd, s_bits)
+    try:
+        pts = base.reply(setup.point)
+    except InvalidPointError as exc:
+        raise ProtocolAbort(
+            f"party {receiver!r}: base-OT point refused: {exc}", party=receiver
+        ) from None
+    share = rnd.bytes(16)
+    ctx.channel.send(receiver, "kkrt.reply", KkrtReply(points=pts.tobytes(), share=share))
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), setup.share, share)
+    g = otm.RowPrg(base.keys())
+    chosen = s_bits.astype(bool)
+    s_row = np.packbits(s_bits, bitorder="little")
+    t1 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
+
+    perm = random_permutation(rnd, n_s)
+    d = digests(prepared, keys.ids)[perm]
+    m = table_size(n_r)
+    pos = bin_positions(d, keys.bins, m)
+    t2 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.digest", t2 - t1)
+    total = n_bins(n_r)
+    width = value_bytes(n_r, n_s)
+    q_rows = np.empty((total, CODE_BYTES), dtype=np.uint8)
+    lo = 0
+    while lo < total:
+        msg = ctx.channel.recv(receiver, "kkrt.u", expect=KkrtExtend)
+        cols = (min(total, lo + KKRT_BATCH_BINS) - lo) // 8
+        if msg.offset != lo or msg.cols != cols:
+            raise ProtocolAbort(
+                f"party {receiver!r} sent extension bins {msg.offset}+{msg.cols * 8}, "
+                f"expected {lo}+{cols * 8}",
+                party=receiver,
+            )
+        u = np.frombuffer(msg.u, dtype=np.uint8).reshape(KKRT_CODE_BITS, cols)
+        q = np.ascontiguousarray(g.next(cols))
+        q[chosen] ^= u[chosen]
+        q_rows[lo : lo + 8 * cols] = otm.transpose_bits(q)
+        lo += 8 * cols
+    t3 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.extend_recv", t3 - t2)
+
+    classes = HASHES + STASH
+
+    def produce() -> Iterator[U8]:
+        code_enc = _ecb(keys.code)
+        hash_enc = _ecb(keys.hash)
+        progress = ctx.progress.task("psi.kkrt.oprf", total=n_s)
+        for a in range(0, n_s, CHUNK_ROWS):
+            ctx.cancel.raise_if_cancelled()
+            b = min(n_s, a + CHUNK_ROWS)
+            rows = np.empty((b - a, classes * width), dtype=np.uint8)
+            for i in range(HASHES):
+                bi = pos[a:b, i]
+                v = codes(code_enc, d[a:b], i)
+                v &= s_row
+                v ^= q_rows[bi]
+                rows[:, i * width : (i + 1) * width] = out_hash(hash_enc, v, bi, width)
+            cs = codes(code_enc, d[a:b], _STASH_CLASS)
+            cs &= s_row
+            for j in range(STASH):
+                v = cs ^ q_rows[m + j]
+                at = np.full(b - a, m + j, dtype=np.int64)
+                c = HASHES + j
+                rows[:, c * width : (c + 1) * width] = out_hash(hash_enc, v, at, width)
+            progress.advance(b - a)
+            yield rows
+
+    sent = 0
+    for rows in prefetch(ctx, produce()):
+        ctx.channel.send(receiver, "kkrt.values", KkrtValues(offset=sent, rows=rows))
+        sent += rows.shape[0]
+    ctx.metrics.add("psi.seconds.oprf_send", time.perf_counter() - t3)
+    if not reveal_to_sender:
+        return None
+    idx: Indices = ctx.channel.recv(receiver, "result", expect=Indices)
+    if idx.values.size and int(idx.values[-1]) >= n_s:
+        raise ProtocolAbort("receiver sent an index beyond our set", party=receiver)
+    matched: npt.NDArray[np.int64] = perm[idx.values]
+    return matched
