@@ -130,7 +130,9 @@ def _run_on_nodes(
     job = f"psi-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="privfin-psi-") as tmp:
         datasets = {n: {"input": f.resolve()} for n, f in parties}
-        cluster = cluster_up([n for n, _ in parties], Path(tmp) / "cluster", datasets=datasets)
+        cluster = cluster_up(
+            [n for n, _ in parties], Path(tmp) / "cluster", datasets=datasets, transport="stream"
+        )
         try:
             spec = {
                 "job": job,
