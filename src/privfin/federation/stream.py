@@ -940,7 +940,6 @@ class _Batch:
 
 class _Pending:
     __slots__ = (
-        "acked",
         "batch",
         "callback",
         "code",
@@ -961,7 +960,6 @@ class _Pending:
         self.code: Code | None = None
         self.text = ""
         self.error: BaseException | None = None
-        self.acked = False  # answered ACCEPTED: kept (and resent after a cut) until SYNCED
         # a posted frame (no batch: nobody waits for it): its outcome goes to ``callback``
         # (in the loop thread); BUSY/QUOTA answers are retried by the link until ``deadline``
         self.callback: Callable[[_Pending], None] | None = None
@@ -1001,14 +999,9 @@ class _Link:
         self.connections = 0
         self.max_buffered = 0
         self.writer: asyncio.StreamWriter | None = None
-        # frames answered ACCEPTED and not SYNCED yet, in ref order, and their bytes; callers
-        # whose ACCEPTED came while those bytes exceed the owner's ``max_unsynced`` wait
-        self.unsynced: collections.deque[_Pending] = collections.deque()
-        self.unsynced_bytes = 0
-        self.parked: collections.deque[_Pending] = collections.deque()
         self.progress = asyncio.Event()  # set whenever frames leave ``pending``
         self.submitted = 0  # the last ref handed to this link
-        # bytes of every frame held (not answered, or ACCEPTED and not SYNCED); a poster
+        # bytes of every frame held (not settled by an ACK or a SYNCED yet); a poster
         # waits for ``space`` while they exceed the owner's ``max_unsynced``
         self.held_bytes = 0
         self.space = threading.Event()
@@ -1036,12 +1029,12 @@ class _Link:
 
     def forget(self, items: Iterable[_Pending]) -> None:
         for p in items:
-            if self.pending.get(p.ref) is p and not p.acked:  # ACCEPTED stays until SYNCED
+            if self.pending.get(p.ref) is p:
                 self._release(p)
         self.progress.set()
 
     def _requeue(self, p: _Pending) -> None:
-        if self.pending.get(p.ref) is p and not p.acked:
+        if self.pending.get(p.ref) is p:
             self.queue.append(p)
             self.more.set()
 
@@ -1050,42 +1043,26 @@ class _Link:
             p.resolve(None, error=error)
         self.pending.clear()
         self.queue.clear()
-        self.unsynced.clear()
-        self.parked.clear()
-        self.unsynced_bytes = 0
         self.held_bytes = 0
         self.space.set()
         self.progress.set()
 
     def _answered(self, p: _Pending, code: Code, text: str) -> None:
         """ACK ``code`` for frame ``p`` (perhaps a frame resent after a cut)."""
-        if code != Code.ACCEPTED:
-            if code.retry and p.batch is None and not p.acked:  # a posted frame: retried here
-                loop = asyncio.get_running_loop()
-                if time.monotonic() + p.delay < p.deadline:
-                    loop.call_later(p.delay, self._requeue, p)
-                    p.delay = min(p.delay * 2, 2.0)
-                    return
-                self._release(p)
-                self.progress.set()
-                p.resolve(None, error=PeerTimeout(p.key.receiver, p.key.tag, p.deadline))
+        if code == Code.ACCEPTED:
+            return  # taken: the SYNCED that covers it settles it
+        if code.retry and p.batch is None:  # a posted frame: retried here
+            if time.monotonic() + p.delay < p.deadline:
+                asyncio.get_running_loop().call_later(p.delay, self._requeue, p)
+                p.delay = min(p.delay * 2, 2.0)
                 return
-            self._release(p)  # settled: stored, duplicate or refused
-            if p.acked:  # a resent ACCEPTED frame the new connection settled at once
-                self.unsynced_bytes -= len(p.payload)
-                p.acked = False
+            self._release(p)
             self.progress.set()
-            p.resolve(code, text)
+            p.resolve(None, error=PeerTimeout(p.key.receiver, p.key.tag, p.deadline))
             return
-        if p.acked:
-            return  # a resent frame accepted again: it is still counted
-        p.acked = True
-        self.unsynced.append(p)
-        self.unsynced_bytes += len(p.payload)
-        if p.batch is not None and self.unsynced_bytes > self.owner.max_unsynced:
-            self.parked.append(p)  # its caller waits until the peer has written more
-        else:
-            p.resolve(code, text)
+        self._release(p)  # settled: stored, duplicate or refused
+        self.progress.set()
+        p.resolve(code, text)
 
     def _synced(self, upto: int) -> None:
         """Every message frame up to ``upto`` not answered otherwise was ACCEPTED and is on the
@@ -1095,21 +1072,9 @@ class _Link:
             if ref > upto:
                 break
             p = self.pending[ref]
-            if p.kind != fr.MSG:
-                continue
-            if not p.acked:
+            if p.kind == fr.MSG:
                 self._release(p)
                 p.resolve(Code.ACCEPTED)
-        while self.unsynced and self.unsynced[0].ref <= upto:
-            p = self.unsynced.popleft()
-            if p.acked:
-                p.acked = False
-                self.unsynced_bytes -= len(p.payload)
-                self._release(p)
-        while self.parked and (
-            self.unsynced_bytes <= self.owner.max_unsynced or self.parked[0].ref <= upto
-        ):
-            self.parked.popleft().resolve(Code.ACCEPTED)
         self.progress.set()
 
     async def settled(self, upto: int) -> None:
@@ -1386,17 +1351,18 @@ class StreamClient:
 
     def link_stats(self, peer: str) -> dict[str, int]:
         """Connections made to ``peer``, frames waiting for an answer, and the most bytes the
-        connection's write buffer held (for tests and diagnostics)."""
+        connection's write buffer held, and the bytes of frames held until settled (for tests
+        and diagnostics)."""
         link = self._links.get(peer)
         if link is None:
-            return {"connections": 0, "pending": 0, "max_buffered": 0, "unsynced": 0}
+            return {"connections": 0, "pending": 0, "max_buffered": 0, "held": 0}
 
         async def read() -> dict[str, int]:  # in the loop: after every hand-off made so far
             return {
                 "connections": link.connections,
                 "pending": len(link.pending),
                 "max_buffered": link.max_buffered,
-                "unsynced": link.unsynced_bytes,
+                "held": link.held_bytes,
             }
 
         return self._call(read())
