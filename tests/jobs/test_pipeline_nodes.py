@@ -117,10 +117,17 @@ def test_kill_between_steps_resumes_from_last_completed_step(
         transport,
     )
     assert seen["steps"]["psi"]["status"] == "done"
+    # the kill follows the poll that saw training done: the telco may have started its next
+    # step meanwhile, which (not resumable in place) then restarts once, at both parties
+    done_before = {n for n, st in seen["steps"].items() if st.get("status") == "done"}
+    assert {"psi", "train"} <= done_before
     for party in ("bank", "telco"):
         for name, step in out[party]["steps"].items():
             assert step["status"] == "done", (party, name)
-            assert step["attempt"] == 1, (party, name)  # nothing restarted: resumed in place
+            if name in done_before:  # done steps are not rerun: resumed after them
+                assert step["attempt"] == 1, (party, name)
+            else:
+                assert step["attempt"] <= 2, (party, name)
     spec = pipeline_spec("credit-kill-a")
     spec["steps"]["train"]["params"]["n_trees"] = 6
     local = run_local(
