@@ -246,7 +246,9 @@ def test_ten_concurrent_pipelines(tmp_path: Path) -> None:
             with cluster.client(party) as client, pytest.raises(ProtocolAbort):
                 client.wait("too-slow", timeout=120)
         with cluster.client("bank") as client:
-            assert "job timeout" in client.status("too-slow")["error"]
+            # its own timeout, or the telco's (whose abort may arrive first)
+            error = client.status("too-slow")["error"]
+            assert "job timeout" in error or "party 'telco' aborted the job" in error
     finally:
         cluster.down()
 
