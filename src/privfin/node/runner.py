@@ -59,7 +59,7 @@ from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.routed import RoutedTransport
 from privfin.federation.stream import StreamClient, StreamTransport
-from privfin.federation.transport import CancelToken, Channel, validate_name
+from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
@@ -379,6 +379,20 @@ class JobRunner:
         if sender not in st.roles or self.config.party not in st.roles:
             return f"{sender!r} and {self.config.party!r} do not share step {step!r}"
         return None
+
+    def volatile(self, key: MessageKey) -> bool:
+        """Whether the mailbox may hold ``key``'s payload in memory only: a message of a
+        pipeline step that restarts as a new attempt after a crash (its component declares
+        it cannot resume in place), whose messages are never read again after one. The
+        pipeline notices a lost one before it starts the step (:meth:`Mailbox.lost`)."""
+        spec = self._specs.get(key.job)
+        if not isinstance(spec, PipelineSpec):
+            return False
+        st = spec.steps.get(key.component.partition(".a")[0])
+        if st is None:
+            return False
+        decl = DECLARATIONS.get(st.component)
+        return decl is not None and not decl.resumable
 
     def component(self, job: str) -> str | None:
         """The component of ``job``, or None if this node has no such job."""
@@ -916,6 +930,7 @@ class JobRunner:
             make_context=make_context,
             on_restart=on_restart,
             on_step=lambda step, status, attempt: self._step_event(spec.job, step, status, attempt),
+            lost=lambda component: self.mailbox.lost(spec.job, component),
             default_timeout=spec.timeout or timeout,
             ledger=self.dp_ledger,
         )
