@@ -115,6 +115,9 @@ peer_reasons = Table(
 )
 
 
+_JOB_TIMEOUT = "job timeout"
+
+
 def peer_reason(
     party: str,
     exc: BaseException,
@@ -122,6 +125,7 @@ def peer_reason(
     roles: Mapping[str, Any],
     loading: bool = False,
     cancelled: bool = False,
+    timed_out: bool = False,
     aborted_by: str | None = None,
 ) -> str:
     """The reason a failing party gives its peers: ``"<party>: <code>"`` with a code from a
@@ -132,7 +136,9 @@ def peer_reason(
     def named(other: object) -> str | None:
         return other if isinstance(other, str) and other in roles and other != party else None
 
-    if cancelled:
+    if timed_out:
+        code = "the job's time limit was reached"
+    elif cancelled:
         code = "cancelled by its operator"
     elif aborted_by is not None and named(aborted_by):
         code = f"stopped because {aborted_by} aborted the job"
@@ -938,7 +944,7 @@ class JobRunner:
         deadline_timer: threading.Timer | None = None
         if spec.timeout:
             deadline_timer = threading.Timer(
-                spec.timeout, lambda: token.cancel(f"job timeout ({spec.timeout:g} s)")
+                spec.timeout, lambda: token.cancel(f"{_JOB_TIMEOUT} ({spec.timeout:g} s)")
             )
             deadline_timer.daemon = True
             deadline_timer.start()
@@ -1192,6 +1198,7 @@ class JobRunner:
             roles=dict.fromkeys(spec_parties(spec), ()),
             loading=loading,
             cancelled=token.cancelled and fault is None,
+            timed_out=token.cancelled and fault is None and _JOB_TIMEOUT in str(token.reason),
             aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
         )
         receivers = [p for p in spec_parties(spec) if p != party and p not in aborted]
