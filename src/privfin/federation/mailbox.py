@@ -751,7 +751,8 @@ class Mailbox:
                             self._on_disk[entry.key.job].add(entry.key)
                     if clash:
                         self._aborted_jobs.add(entry.key.job)
-                self._cond.notify_all()
+                if settled:  # a waiter may now have to look in the database (or stop)
+                    self._cond.notify_all()
             for entry, clash in settled:
                 if clash:
                     _log.warning(
