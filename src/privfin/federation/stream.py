@@ -74,6 +74,18 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
       of a step that had not finished at the sender can be lost, and that step is re-run as
       above. No step recorded done depends on a message that exists only in memory.
 
+    What "on disk" means depends on the message (the receiver decides, from its own job
+    spec; nothing in a frame asks for it): a large payload (≥ 64 KiB) is a file of the node's
+    mailbox directory, written before the row's transaction commits; a message of a pipeline
+    step that restarts under a new attempt after a crash (every component but PSI) is
+    *volatile*: its row (key, digest, size) is committed, its payload only held in memory
+    until read (bounded; beyond the bound it is written). Such a message is never read again
+    after a crash: the step reruns under a new attempt, with new keys. If the receiver dies
+    after a volatile message was reported durable and before its step started, its pipeline
+    finds the row without its payload at the step's start (``Mailbox.lost``) and runs the step
+    under a new attempt, announced to its peers, instead of waiting for a message nobody will
+    send again.
+
     ``tests/federation/test_mailbox_behind.py`` (what is reported durable survives ``kill
     -9``), ``tests/federation/test_stream.py`` (receiver killed mid-stream: every message
     stored exactly once after its restart) and the node crash tests over both transports
