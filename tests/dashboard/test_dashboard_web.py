@@ -5,6 +5,7 @@ in words, and the pages reading the node's own stores."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,154 @@ def test_login_sets_a_strict_httponly_cookie(node: Node) -> None:
     assert node.token not in r.headers["set-cookie"]
     page = node.client.get("/data")
     assert page.status_code == 200 and "bank_train" in page.text
+
+
+def _spec(job: str, purpose: str = "credit scoring") -> dict[str, Any]:
+    return {
+        "job": job,
+        "purpose": purpose,
+        "parties": {
+            "bank": {"datasets": {"t": "bank_train"}},
+            "telco": {"datasets": {"t": "telco_data"}},
+        },
+        "results": ["bank"],
+        "steps": {
+            "psi": {
+                "component": "psi",
+                "roles": {"bank": "receiver", "telco": "sender"},
+                "inputs": {"table": "datasets.t"},
+            }
+        },
+    }
+
+
+PAGES = ("/", "/approvals", "/jobs", "/data", "/data/bank_train", "/audit")
+
+
+def test_every_page_wants_a_session(node: Node) -> None:
+    for path in PAGES:
+        r = node.client.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next="), path
+    # the live state and the plots answer 401 without a session
+    assert node.client.get("/jobs/j1/state.json").status_code == 401
+    # a wrong token opens no session; the bearer token of the API is not a session either
+    r = node.client.post("/login", data={"token": "x" * 43})
+    assert r.status_code == 401 and "That is not this node" in r.text
+    assert not node.client.cookies
+    bearer = {"Authorization": f"Bearer {node.token}"}
+    assert node.client.get("/data", headers=bearer, follow_redirects=False).status_code == 303
+    # a forged cookie is no session
+    node.client.cookies.set("privfin_session", "forged")
+    assert node.client.get("/data", follow_redirects=False).status_code == 303
+    # the operator API itself still wants its bearer token and answers JSON
+    r = node.client.get("/v1/jobs")
+    assert r.status_code == 401 and r.json()["detail"] == "a bearer token is required"
+    assert node.client.get("/v1/jobs", headers=bearer).json() == {"jobs": []}
+
+
+def test_login_redirects_only_within_the_site(node: Node) -> None:
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        r = node.client.post(
+            "/login", data={"token": node.token, "next": target}, follow_redirects=False
+        )
+        assert r.headers["location"] == "/", target
+
+
+def test_decisions_need_the_csrf_token_and_the_same_origin(node: Node) -> None:
+    node.runner.negotiator.propose(_spec("j-csrf"))
+    csrf = node.login()
+    view = node.runner.negotiator.view("j-csrf")
+    assert view["status"] == "pending"
+    # no token, a wrong token, a token from another origin: refused, nothing decided
+    for data, headers in (
+        ({}, {}),
+        ({"csrf": "wrong"}, {}),
+        ({"csrf": csrf}, {"Origin": "https://evil.example"}),
+    ):
+        r = node.client.post("/approvals/j-csrf/revoke", data=data, headers=headers)
+        assert r.status_code == 403, r.text
+        assert "Traceback" not in r.text and "<h1>Error</h1>" in r.text
+    assert node.runner.negotiator.view("j-csrf")["decisions"]["bank"]["decision"] == "approve"
+    # the confirmation page, then the decision with the session's token
+    page = node.client.get("/approvals/j-csrf/revoke")
+    assert page.status_code == 200 and "Confirm: revoke j-csrf" in page.text
+    r = node.client.post(
+        "/approvals/j-csrf/revoke", data={"csrf": csrf_of(page.text), "reason": "no"}
+    )
+    assert r.status_code == 200 and "You revoked job j-csrf" in r.text
+    assert node.runner.negotiator.view("j-csrf")["decisions"]["bank"]["decision"] == "revoke"
+    # logging out needs the token too, and ends the session
+    assert node.client.post("/logout", data={}).status_code == 403
+    node.client.post("/logout", data={"csrf": csrf})
+    assert node.client.get("/data", follow_redirects=False).status_code == 303
+
+
+def test_hostile_names_are_escaped(node: Node) -> None:
+    node.runner.negotiator.propose(_spec("j-xss", purpose=HOSTILE))
+    node.login()
+    seen = 0
+    for path in (*PAGES, "/jobs/j-xss", "/approvals?all=1", "/audit?q=%3Cscript%3E"):
+        r = node.client.get(path)
+        assert r.status_code == 200, path
+        assert "<script>alert" not in r.text and "<img src=x" not in r.text, path
+        seen += ("&lt;script&gt;alert" in r.text) + ("&lt;img src=x" in r.text)
+    assert seen >= 3  # the purpose and the field name are shown, escaped
+    # a search term is echoed back escaped
+    r = node.client.get("/jobs", params={"q": '"><script>x</script>'})
+    assert "<script>x" not in r.text and "&quot;&gt;&lt;script&gt;x" in r.text
+    # every page forbids inline script
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+
+
+def test_errors_are_words_without_a_traceback(node: Node, monkeypatch: Any) -> None:
+    node.login()
+    r = node.client.get("/jobs/no-such-job")
+    assert r.status_code == 404
+    assert "no job or proposal 'no-such-job' at this node" in html.unescape(r.text)
+    r = node.client.get("/data/nothing")
+    assert r.status_code == 404
+    assert "no dataset 'nothing' is registered here" in html.unescape(r.text)
+    assert node.client.get("/no/such/page").status_code == 404
+    r = node.client.get("/jobs/bad$name")
+    assert r.status_code == 400 and "must be 1-64 characters" in r.text
+
+    def broken(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("secret detail /var/lib/privfin/key.pem")
+
+    monkeypatch.setattr(node.runner, "jobs", broken)
+    r = node.client.get("/jobs")
+    assert r.status_code == 500
+    assert "Something went wrong on the node" in r.text
+    for leak in ("Traceback", "RuntimeError", "secret detail", "key.pem"):
+        assert leak not in r.text
+    # the JSON API keeps answering JSON (without the detail)
+    r = node.client.get("/v1/jobs", headers={"Authorization": f"Bearer {node.token}"})
+    assert r.status_code == 500 and "secret" not in r.text
+
+
+def test_pages_show_what_the_stores_hold(node: Node) -> None:
+    node.runner.dp_ledger.set_budget("bank_train", 2.0, 1e-6, who="test")
+    node.runner.negotiator.propose(_spec("j-show"))
+    node.login()
+    data = node.client.get("/data/bank_train").text
+    for text in ("Schema with JR/T 0171 sensitivity levels", "ε 2, δ 1e-06", "DP budget (epsilon)"):
+        assert text in data
+    overview = node.client.get("/").text
+    assert "telco" in overview and "no contact since this node started" in overview
+    node.runner.contacts.seen("telco")
+    assert "in contact" in node.client.get("/").text
+    jobs = node.client.get("/jobs").text
+    assert "j-show" in jobs and "not started" in jobs
+    job = node.client.get("/jobs/j-show").text
+    assert "waiting for: telco" in job and "proposal_sent" in job
+    assert 'data-step="psi"' in job  # the DAG is drawn from the stored proposal
+    # the audit log: search, then verify the chain
+    audit = node.client.get("/audit", params={"action": "dp_spend"}).text
+    assert "dp_spend" in audit and "proposal_sent</td>" not in audit
+    r = node.client.post("/audit/verify", data={"csrf": csrf_of(audit)})
+    assert r.status_code == 200 and "Chain verified:" in r.text
+    # the static files are served (no CDN), with a strict policy
+    css = node.client.get("/static/dashboard.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert node.client.get("/static/../operator.token").status_code == 404

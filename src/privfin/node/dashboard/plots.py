@@ -65,22 +65,18 @@ def thin(n: int, limit: int = MAX_POINTS) -> list[int]:
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering ``[lo, hi]`` (about ``count`` of them)."""
+    """Round tick values from at most ``lo`` to at least ``hi`` (about ``count`` steps)."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return [0.0, 1.0]
     if hi <= lo:
         hi = lo + 1.0
     raw = (hi - lo) / max(count, 1)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks = []
-    v = first
-    while v <= hi + step * 1e-9:
-        if v >= lo - step * 1e-9:
-            ticks.append(round(v, 12))
-        v += step
-    return ticks
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    first = math.floor(lo / step + 1e-9) * step
+    last = math.ceil(hi / step - 1e-9) * step
+    n = round((last - first) / step)
+    return [round(first + i * step, 12) for i in range(n + 1)]
 
 
 def _fmt(v: float) -> str:
@@ -226,10 +222,14 @@ def line_plot(
     lo_x, hi_x = xlim or ((min(xs), max(xs)) if xs else (0.0, 1.0))
     lo_y, hi_y = ylim or ((min(ys), max(ys)) if ys else (0.0, 1.0))
     xticks, yticks = nice_ticks(lo_x, hi_x), nice_ticks(lo_y, hi_y)
-    if xlim is None and xticks:
-        lo_x, hi_x = min(lo_x, xticks[0]), max(hi_x, xticks[-1])
-    if ylim is None and yticks:
-        lo_y, hi_y = min(lo_y, yticks[0]), max(hi_y, yticks[-1])
+    if xlim is None:  # the axes end at round ticks
+        lo_x, hi_x = xticks[0], xticks[-1]
+    else:
+        xticks = [t for t in xticks if lo_x - 1e-9 <= t <= hi_x + 1e-9]
+    if ylim is None:
+        lo_y, hi_y = yticks[0], yticks[-1]
+    else:
+        yticks = [t for t in yticks if lo_y - 1e-9 <= t <= hi_y + 1e-9]
     sx = _Scale(lo_x, hi_x, _L, _W - _R)
     sy = _Scale(lo_y, hi_y, _H - _B, _T)
     parts = [_axes(sx, sy, xticks, yticks, xlabel, ylabel)]

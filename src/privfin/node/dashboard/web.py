@@ -129,9 +129,6 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
         cached = request.scope.get("privfin.form")
         if cached is not None:
             return dict(cached)
-        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if kind != "application/x-www-form-urlencoded":
-            raise HTTPException(415, "the form must be sent as a web form")
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_FORM):
             raise HTTPException(413, "the form is too large")
@@ -140,6 +137,9 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
             body += chunk
             if len(body) > MAX_FORM:
                 raise HTTPException(413, "the form is too large")
+        kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if body and kind != "application/x-www-form-urlencoded":
+            raise HTTPException(415, "the form must be sent as a web form")
         try:
             fields = parse_qs(body.decode("utf-8"), max_num_fields=20, strict_parsing=False)
         except (UnicodeDecodeError, ValueError):
@@ -404,7 +404,10 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
         st = runner.status(job)
         if st is not None:
             return st
-        view = proposal_view(job)
+        try:
+            view = runner.negotiator.view(job)
+        except ConfigError:
+            raise HTTPException(404, f"no job or proposal {job!r} at this node") from None
         waiting = ", ".join(view.get("waiting_for") or []) or "nobody"
         state = view["status"]
         if state in ("rejected", "revoked"):
@@ -416,7 +419,7 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
         s = require(request)
         job = name("job", job)
         status = job_state(job)
-        spec = runner.spec(job)
+        spec = runner.spec(job) or runner.negotiator.spec(job)
         dag = None
         proposal = None
         if isinstance(spec, PipelineSpec):
