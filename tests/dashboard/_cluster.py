@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from jobs._pipeline_data import pipeline_spec, write_datasets
-
 from privfin.node.cluster import Cluster, cluster_up
 from privfin.node.config import load_config
 from privfin.node.operator import read_token, token_path
@@ -43,12 +42,21 @@ def browser_missing() -> bool:
     return not (Path(CHROMIUM).exists() and shutil.which(CHROMIUM))
 
 
-def spec(job: str) -> dict[str, Any]:
-    """The credit pipeline (psi, train, lr, lr_score, evaluate) proposed by the bank."""
+def spec(job: str, *, dp: bool = False) -> dict[str, Any]:
+    """The credit pipeline (psi, train, lr, lr_score, evaluate) proposed by the bank; with
+    ``dp`` also a DP count of the telco's customers for the bank (charged to the telco's
+    budget: see :func:`set_budget`)."""
     s = pipeline_spec(job)
     s["steps"] = {
         k: v for k, v in s["steps"].items() if k in ("psi", "train", "lr", "lr_score", "evaluate")
     }
+    if dp:
+        s["steps"]["stats"] = {
+            "component": "dp_release",
+            "roles": {"telco": "data", "bank": "result"},
+            "params": {"query": "count", "epsilon": 0.5, "id_column": "id"},
+            "inputs": {"table": "datasets.train"},
+        }
     return s
 
 
@@ -64,9 +72,24 @@ def operator(cluster: Cluster, party: str) -> tuple[str, str]:
     return cfg.operator_url(), read_token(token_path(cfg))
 
 
-def propose(cluster: Cluster, job: str) -> None:
+def set_budget(cluster: Cluster, party: str, dataset: str, epsilon: float) -> None:
+    """Set a dataset's DP budget as its operator does (``privfin data budget``)."""
+    from typer.testing import CliRunner
+
+    from privfin.cli.main import app
+
+    res = CliRunner().invoke(
+        app,
+        ["data", "budget", dataset, "--config", str(cluster.config_path(party)),
+         "--epsilon", str(epsilon)],
+    )  # fmt: skip
+    if res.exit_code != 0:
+        raise RuntimeError(res.output)
+
+
+def propose(cluster: Cluster, job: str, *, dp: bool = False) -> None:
     """The bank proposes the pipeline; the telco's node holds it for its operator."""
     with cluster.client("bank") as client:
-        client.propose(spec(job))
+        client.propose(spec(job, dp=dp))
     with cluster.client("telco") as client:
         client.wait_proposal(job)
