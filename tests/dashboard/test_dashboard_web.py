@@ -255,6 +255,9 @@ def test_pages_show_what_the_stores_hold(node: Node) -> None:
     job = node.client.get("/jobs/j-show").text
     assert "waiting for: telco" in job and "proposal_sent" in job
     assert 'data-step="psi"' in job  # the DAG is drawn from the stored proposal
+    # a crafted link cannot make the page claim a decision this node did not make
+    crafted = node.client.get("/jobs/j-show", params={"decided": "rejected"}).text
+    assert "You rejected" not in crafted
     # the audit log: search, then verify the chain
     audit = node.client.get("/audit", params={"action": "dp_spend"}).text
     assert "dp_spend" in audit and "proposal_sent</td>" not in audit

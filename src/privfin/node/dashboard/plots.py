@@ -214,6 +214,7 @@ def line_plot(
     ylim: tuple[float, float] | None = None,
     diagonal: bool = False,
     notes: Sequence[str] = (),
+    notes_left: bool = False,
 ) -> Markup:
     """Lines through ``series`` (non-finite points dropped), with axes, ticks and a legend;
     ``diagonal`` adds the chance line y = x; ``notes`` are printed in the plot's corner."""
@@ -269,10 +270,11 @@ def line_plot(
     for i, note in enumerate(notes):
         parts.append(
             h(
-                '<text x="{}" y="{}" text-anchor="end" font-family="sans-serif" font-size="12" '
+                '<text x="{}" y="{}" text-anchor="{}" font-family="sans-serif" font-size="12" '
                 'fill="#1a1a1a">{}</text>',
-                _W - _R - 8,
+                _L + 8 if notes_left else _W - _R - 8,
                 _H - _B - 10 - 16 * (len(notes) - 1 - i),
+                "start" if notes_left else "end",
                 note,
             )
         )
@@ -409,6 +411,7 @@ def ks_svg(
         xlim=xlim,
         ylim=(0.0, 1.0),
         notes=notes,
+        notes_left=True,  # (both curves are high at low thresholds, low at high ones)
     )
 
 

@@ -439,7 +439,9 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
 
         events = (job_events(runner, job) or {}).get("events", [])
         flash = ""
-        if decided in ("approved", "rejected", "revoked"):
+        verbs = {"approved": "approve", "rejected": "reject", "revoked": "revoke"}
+        mine = ((proposal or {}).get("decisions") or {}).get(config.party) or {}
+        if decided in verbs and mine.get("decision") == verbs[decided]:  # (not a crafted link)
             flash = f"You {decided} job {job}; your signed decision is sent to every party."
         body = pages.job_page(
             job,
