@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,3 +268,36 @@ def test_pages_show_what_the_stores_hold(node: Node) -> None:
     css = node.client.get("/static/dashboard.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert node.client.get("/static/../operator.token").status_code == 404
+
+
+def test_a_federated_jobs_loss_history_is_plotted(node: Node) -> None:
+    """A single-component job's result with a per-round history (horizontal FL's server)."""
+    from sqlalchemy import insert
+
+    from privfin.node.runner import jobs_table
+
+    spec = {"job": "hfl-1", "component": "hfl", "roles": {"bank": ["server"], "telco": ["client"]}}
+    history = [
+        {"round": 0, "train_loss": 0.69},
+        {"round": 1, "failed": "too few clients"},
+        {"round": 2, "train_loss": 0.52},
+        {"round": 3, "train_loss": 0.47},
+    ]
+    with node.box.engine.begin() as conn:
+        conn.execute(
+            insert(jobs_table).values(
+                job="hfl-1",
+                spec=json.dumps(spec),
+                status="done",
+                result=json.dumps({"role": "server", "history": history, "rounds": 4}),
+                updated_at=1,
+            )
+        )
+    node.login()
+    page = node.client.get("/jobs/hfl-1").text
+    assert "Loss per round (step result)" in page
+    svg = node.client.get("/jobs/hfl-1/plots/result/history/loss.svg")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    points = re.search(r'<polyline[^>]* points="([^"]+)"', svg.text)
+    assert points and len(points.group(1).split()) == 3  # the failed round has no loss
+    assert node.client.get("/jobs/hfl-1/plots/result/history/roc.svg").status_code == 404

@@ -3,8 +3,9 @@ and ``privfin data show`` read: the job's ``metrics`` artifacts (this party's ow
 their latest attempt) and the DP budget ledger.
 
 Only aggregates are drawn: curves and counts from the ``evaluate`` step, the PSI step's
-intersection size (with this party's own input size), feature importance, a loss history and
-the epsilon this job spent. No table, score or id is read.
+intersection size (with this party's own input size), feature importance, a loss history (of a
+metrics output, or of a single-component job's result such as horizontal FL's per-round
+``history``) and the epsilon this job spent. No table, score or id is read.
 """
 
 from __future__ import annotations
@@ -97,8 +98,9 @@ def _loss(step: str, name: str, m: Mapping[str, Any]) -> list[Plot]:
     losses: list[float] | None = None
     what = "iteration"
     if isinstance(history, list) and history and all(isinstance(r, Mapping) for r in history):
-        vals = [r.get("loss") for r in history]
-        losses = _numbers(vals)
+        # (horizontal FL's server: one entry per round, train_loss where the round succeeded)
+        key = "loss" if any("loss" in r for r in history) else "train_loss"
+        losses = _numbers([r[key] for r in history if isinstance(r.get(key), int | float)])
         what = "round" if any("round" in r for r in history) else "iteration"
     elif "loss" in m:
         losses = _numbers(m.get("loss"))
@@ -162,6 +164,10 @@ def job_plots(runner: JobRunner, job: str) -> list[Plot]:
         elif component == "secureboost" and art.name == "importance":
             out += _importance(art.step, art.name, data)
         out += _loss(art.step, art.name, data)
+    status = runner.status(job) or {}
+    result = status.get("result")
+    if "steps" not in status and isinstance(result, Mapping):  # a single-component job
+        out += _loss("result", "history", result)
     spent: dict[str, list[float]] = {}
     for s in runner.dp_ledger.history():
         if s.job == job and s.state != "released":
