@@ -80,6 +80,7 @@ def test_approve_watch_roc_and_verify_in_the_browser(cluster: Cluster, browser: 
     bank_fp = fingerprint(cluster.identity("bank").cert.read_bytes())
     peer = telco.locator("tr", has_text="bank")
     assert bank_fp in peer.inner_text().replace("\n", "")
+    assert "in contact" in peer.inner_text()  # the bank's node delivered its proposal
     assert _fits(telco)
     telco.get_by_role("link", name="1 proposal waiting for your decision").click()
     assert telco.locator("h1").inner_text() == "Approvals"
