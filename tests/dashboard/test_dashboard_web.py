@@ -9,6 +9,7 @@ import html
 import json
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,36 @@ class Node:
     def close(self) -> None:
         self.runner.shutdown()
         self.box.close()
+
+
+VOID = {"meta", "link", "input", "br", "img", "hr"}
+
+
+class _Balance(HTMLParser):
+    """Every element the pages open is closed, in order (a check that escaping and the
+    templates did not break the markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:]}")
+        else:
+            self.stack.pop()
+
+
+def balanced(page: str) -> list[str]:
+    parser = _Balance()
+    parser.feed(page)
+    parser.close()
+    return parser.problems + [f"<{t}> not closed" for t in parser.stack]
 
 
 def csrf_of(page: str) -> str:
@@ -205,6 +236,7 @@ def test_hostile_names_are_escaped(node: Node) -> None:
         r = node.client.get(path)
         assert r.status_code == 200, path
         assert "<script>alert" not in r.text and "<img src=x" not in r.text, path
+        assert balanced(r.text) == [], path
         seen += ("&lt;script&gt;alert" in r.text) + ("&lt;img src=x" in r.text)
     assert seen >= 3  # the purpose and the field name are shown, escaped
     # a search term is echoed back escaped

@@ -289,7 +289,7 @@ def _uses(view: Mapping[str, Any]) -> Markup:
     ]
     waiting = ", ".join(view.get("waiting_for") or []) or "nobody"
     return h(
-        "{}<h4>Fields used</h4>{}<h4>Steps</h4>{}<h4>Decisions</h4>{}<p>Waiting for: {}</p>{}",
+        "{}<h3>Fields used</h3>{}<h3>Steps</h3>{}<h3>Decisions</h3>{}<p>Waiting for: {}</p>{}",
         facts,
         fields,
         steps,
