@@ -333,3 +333,25 @@ def test_a_federated_jobs_loss_history_is_plotted(node: Node) -> None:
     points = re.search(r'<polyline[^>]* points="([^"]+)"', svg.text)
     assert points and len(points.group(1).split()) == 3  # the failed round has no loss
     assert node.client.get("/jobs/hfl-1/plots/result/history/roc.svg").status_code == 404
+
+
+def test_the_audit_log_pages_newest_first(node: Node) -> None:
+    from privfin.audit import Action
+
+    for i in range(130):
+        node.runner.record(Action.message_refused, actor="node", evidence={"kind": f"k{i}"})
+    node.login()
+    total = node.runner.audit.count()
+    first = node.client.get("/audit").text
+    seqs = [int(x) for x in re.findall(r"<tr><td>(\d+)</td>", first)]
+    assert seqs == list(range(total, total - 100, -1))
+    older = re.search(r'<a href="(/audit\?before=\d+)">Older</a>', first)
+    assert older
+    second = node.client.get(html.unescape(older.group(1))).text
+    assert [int(x) for x in re.findall(r"<tr><td>(\d+)</td>", second)] == list(
+        range(total - 100, 0, -1)
+    )
+    assert "Older</a>" not in second and "Newer</a>" in second
+    # a search scans the log: the text of the evidence, newest first
+    found = node.client.get("/audit", params={"q": '"k12"'}).text
+    assert [int(x) for x in re.findall(r"<tr><td>(\d+)</td>", found)] == [total - 130 + 13]

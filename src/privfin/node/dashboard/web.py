@@ -9,6 +9,7 @@ job_events`, :func:`~privfin.node.operator.verify_audit`).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 from importlib import resources
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from privfin import __version__
+from privfin.audit import Action
 from privfin.errors import ConfigError
 from privfin.federation.tls import fingerprint, validity_problem
 from privfin.federation.transport import validate_name
@@ -526,42 +528,49 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
             before = int(params.get("before", "0") or 0)
         except ValueError:
             raise HTTPException(400, "'before' must be a sequence number") from None
-        matches = []
-        actions: set[str] = set()
-        needle = q.lower()
-        for e in runner.audit.entries(job=job):
-            actions.add(e.action)
-            if action and e.action != action:
-                continue
-            if needle:
-                hay = " ".join(
-                    str(v)
-                    for v in (e.actor, e.action, e.job, e.step, e.dataset, e.party, e.evidence)
-                ).lower()
-                if needle not in hay:
-                    continue
-            matches.append(e)
-        matches.reverse()
-        if before:
-            start = next((i for i, e in enumerate(matches) if e.seq < before), len(matches))
-        else:
-            start = 0
-        shown = matches[start : start + PAGE_SIZE]
         base = {k: v for k, v in (("q", q), ("job", job or ""), ("action", action)) if v}
+        if not (q or job or action):
+            # the whole log: one page read by sequence number (no scan)
+            top = (before - 1) if before else runner.audit.head()[0]
+            low = max(1, top - PAGE_SIZE + 1)
+            shown = list(runner.audit.entries(since=low, until=top))[::-1] if top > 0 else []
+            total = runner.audit.count()
+            older = low > 1
+            newer = bool(before)
+        else:
+            matches = []
+            needle = q.lower()
+            for e in runner.audit.entries(job=job):
+                if action and e.action != action:
+                    continue
+                if needle:
+                    fields = (e.actor, e.action, e.job, e.step, e.dataset, e.party)
+                    hay = " ".join(
+                        [*(str(v) for v in fields if v), json.dumps(e.evidence, sort_keys=True)]
+                    ).lower()  # (the evidence as the page shows it)
+                    if needle not in hay:
+                        continue
+                matches.append(e)
+            matches.reverse()
+            start = 0
+            if before:
+                start = next((i for i, e in enumerate(matches) if e.seq < before), len(matches))
+            shown = matches[start : start + PAGE_SIZE]
+            total = len(matches)
+            older = start + PAGE_SIZE < len(matches)
+            newer = start > 0
         next_url = (
-            "/audit?" + urlencode({**base, "before": shown[-1].seq})
-            if start + PAGE_SIZE < len(matches)
-            else None
+            "/audit?" + urlencode({**base, "before": shown[-1].seq}) if older and shown else None
         )
-        prev_url = "/audit?" + urlencode(base) if start > 0 else None
+        prev_url = "/audit?" + urlencode(base) if newer else None
         body = pages.audit_page(
             shown,
-            total=len(matches),
+            total=total,
             shown_from=shown[0].seq if shown else 0,
             q=q,
             job=job or "",
             action=action,
-            actions=sorted(actions),
+            actions=sorted(a.value for a in Action),
             csrf=s.csrf,
             verdict=verdict,
             next_url=next_url,
