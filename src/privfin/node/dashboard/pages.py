@@ -247,7 +247,10 @@ def _uses(view: Mapping[str, Any]) -> Markup:
         [
             ("proposed by", view.get("initiator")),
             ("purpose", uses.get("purpose") or "—"),
-            ("retention", f"{uses.get('retention_days')} days"),
+            (
+                "retention",
+                "—" if uses.get("retention_days") is None else f"{uses['retention_days']} days",
+            ),
             ("results go to", ", ".join(uses.get("results") or []) or "—"),
             ("parties", ", ".join(uses.get("parties") or [])),
             ("technologies", ", ".join(uses.get("technologies") or [])),

@@ -37,6 +37,7 @@ from privfin.node.dashboard import pages, plots
 from privfin.node.dashboard.auth import COOKIE, SESSION_SECONDS, Session, Sessions
 from privfin.node.dashboard.markup import Markup
 from privfin.node.dashboard.results import job_plots
+from privfin.node.logs import LogLimiter
 from privfin.node.runner import JobRunner
 
 __all__ = ["mount_dashboard"]
@@ -78,6 +79,7 @@ def _safe_next(url: str | None) -> str:
 def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None:
     """Add the dashboard's pages to the operator app ``api`` (served at ``/``)."""
     sessions = Sessions()
+    limiter = LogLimiter(_log)
     api.state.dashboard_sessions = sessions
     secure = bool(config.operator.tls)
 
@@ -237,7 +239,13 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
         token: str = api.state.token
         given = data.get("token", "").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
-            _log.warning("dashboard: a login with a wrong operator token was refused")
+            # (rate-limited: anyone who reaches the port could flood the log)
+            limiter.log(
+                logging.WARNING,
+                "?",
+                "dashboard-login",
+                "dashboard: a login with a wrong operator token was refused",
+            )
             return page(
                 "Log in",
                 pages.login_page(target, "That is not this node's operator token."),
