@@ -321,13 +321,16 @@ def test_a_federated_jobs_loss_history_is_plotted(node: Node) -> None:
                 job="hfl-1",
                 spec=json.dumps(spec),
                 status="done",
-                result=json.dumps({"role": "server", "history": history, "rounds": 4}),
+                result=json.dumps(
+                    {"role": "server", "history": history, "rounds": 4, "weights": [987.654321]}
+                ),
                 updated_at=1,
             )
         )
     node.login()
     page = node.client.get("/jobs/hfl-1").text
     assert "Loss per round (step result)" in page
+    assert "987.654321" not in page  # a result's values are not shown (privfin job results)
     svg = node.client.get("/jobs/hfl-1/plots/result/history/loss.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
     points = re.search(r'<polyline[^>]* points="([^"]+)"', svg.text)
