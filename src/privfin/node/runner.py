@@ -69,6 +69,7 @@ from privfin.jobs.store import PipelineStore
 from privfin.jobs.store import metadata as pipeline_metadata
 from privfin.jobs.validate import check as check_pipeline
 from privfin.node.config import NodeConfig
+from privfin.node.contacts import PeerContacts
 from privfin.node.negotiate import Negotiator
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
@@ -277,6 +278,7 @@ class JobRunner:
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
         self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
         self.negotiator = Negotiator(self)
+        self.contacts = PeerContacts()  # when each peer last reached this node
         self._stream_client: StreamClient | None = None
 
     # -- records
@@ -425,6 +427,37 @@ class JobRunner:
         running job stops at its next wait and relays the abort."""
         if self.mailbox.abort(job, sender, reason):  # a repeated abort is not logged again
             _log.warning("party %s aborted job %s: %s", sender, job, reason)
+
+    def jobs(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """This node's jobs, most recently updated first: name, status, kind (``pipeline``
+        or the legacy job's component), its parties and when it last changed."""
+        q = select(
+            jobs_table.c.job, jobs_table.c.spec, jobs_table.c.status, jobs_table.c.updated_at
+        )
+        if status is not None:
+            q = q.where(jobs_table.c.status == status)
+        q = q.order_by(jobs_table.c.updated_at.desc(), jobs_table.c.job).limit(limit)
+        with self.mailbox.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out = []
+        for row in rows:
+            try:
+                spec = load_any(row.spec)
+            except (ValueError, ConfigError):  # an unreadable spec never hides the others
+                kind, parties = "(unreadable spec)", []
+            else:
+                kind = "pipeline" if isinstance(spec, PipelineSpec) else spec.component
+                parties = spec_parties(spec)
+            out.append(
+                {
+                    "job": row.job,
+                    "status": row.status,
+                    "kind": kind,
+                    "parties": parties,
+                    "updated_at": int(row.updated_at),
+                }
+            )
+        return out
 
     def status(self, job: str) -> dict[str, Any] | None:
         rec = self._record(job)
