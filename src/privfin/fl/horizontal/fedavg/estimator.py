@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from privfin.config import Settings
 from privfin.errors import ConfigError, InputError
-from privfin.federation.transport import validate_name
+from privfin.fl.horizontal._estimator import clients_from_groups
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.component import hfl_component
 from privfin.runtime import simulate
@@ -113,27 +113,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, groups: npt.ArrayLike) -> Self:
         """Train with one client per distinct value of ``groups`` (names: ``client_<value>``
         unless the values are valid party names)."""
-        x = np.asarray(X, dtype=np.float64)
-        yy = np.asarray(y).ravel()
-        g = np.asarray(groups).ravel()
-        if x.ndim != 2 or len(x) != len(yy) or len(g) != len(yy):
-            raise InputError("X (2-D), y and groups need the same number of rows")
-        classes = np.unique(yy)
-        if len(classes) != 2:
-            raise InputError(f"a binary target is needed, got {len(classes)} classes")
-        y01 = (yy == classes[1]).astype(np.float64)
-        names: dict[Any, str] = {}
-        for v in np.unique(g):
-            s = str(v)
-            try:
-                names[v] = validate_name("party", s) if s != "server" else f"client_{s}"
-            except ConfigError:
-                names[v] = validate_name("party", f"client_{len(names)}")
-        if len(names) < 2:
-            raise InputError("groups must name at least two clients")
-        inputs: dict[str, dict[str, Any]] = {
-            names[v]: {"X": x[g == v], "y": y01[g == v]} for v in names
-        }
+        inputs, classes, x = clients_from_groups(X, y, groups)
         roles = {"server": ["server"], **{c: ["client"] for c in inputs}}
         HFLParams.from_mapping(self._params(x.shape[1]))  # validate before starting threads
         out = simulate(
