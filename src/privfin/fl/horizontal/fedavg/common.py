@@ -13,7 +13,7 @@ from privfin.errors import ConfigError, InputError
 from privfin.fl.horizontal.fedavg.models import LocalOptimiser, Model, make_model
 from privfin.fl.horizontal.secagg import Quantizer, SecAggParams
 
-__all__ = ["CLIENT", "SERVER", "HFLParams", "data_of"]
+__all__ = ["CLIENT", "SERVER", "HFLParams", "HFLStepParams", "data_of"]
 
 SERVER = "server"
 CLIENT = "client"
@@ -133,6 +133,36 @@ class HFLParams:
             stage_timeout=self.round_deadline,
             client_timeout=self.client_timeout,
         )
+
+
+@dataclass(frozen=True)
+class HFLStepParams(HFLParams):
+    """:class:`HFLParams` of the pipeline step ``hfl``: ``n_features`` is left out (the step
+    takes it from the clients' tables, after checking that every client has the same feature
+    columns); ``lr``, ``local_epochs``, ``batch_size``, ``mu`` and ``optimiser`` ("sgd" or
+    "adam") set the local optimiser.
+
+    Attributes
+    ----------
+    n_features:
+        Set by the step from the clients' tables (leave it out).
+    rounds:
+        FedAvg rounds.
+    model:
+        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units).
+    secure_aggregation:
+        Sum the updates by secure aggregation (off: an insecure mode, refused in production).
+    aggregation:
+        ``"secagg"`` (masking) or ``"ckks"`` (TenSEAL, a key the clients share).
+    dp_noise_multiplier:
+        Client-level DP: noise multiplier (``None``: no DP).
+    """
+
+    n_features: int = 1
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> HFLParams:
+        return HFLParams.from_mapping({"n_features": 1, **params})
 
 
 def data_of(inputs: Mapping[str, Any], n_features: int) -> tuple[np.ndarray, np.ndarray]:

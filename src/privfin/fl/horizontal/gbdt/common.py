@@ -18,6 +18,7 @@ __all__ = [
     "CLIENT",
     "SERVER",
     "GBDTParams",
+    "GBDTStepParams",
     "NodeHist",
     "check_node_hist",
     "data_of",
@@ -157,6 +158,47 @@ class GBDTParams:
             stage_timeout=self.round_deadline,
             client_timeout=self.client_timeout,
         )
+
+
+@dataclass(frozen=True)
+class GBDTStepParams(GBDTParams):
+    """:class:`GBDTParams` of the pipeline step ``hfl_gbdt``: ``n_features`` is left out (the
+    step takes it from the clients' tables, after checking that every client has the same
+    feature columns).
+
+    Attributes
+    ----------
+    n_features:
+        Set by the step from the clients' tables (leave it out).
+    n_trees, max_depth, n_bins, learning_rate:
+        Boosting rounds, tree depth, bins per feature, shrinkage.
+    reg_lambda, min_child_weight, min_samples_leaf, min_split_gain:
+        Tree regularisation, as :class:`privfin.ml.trees.TreeParams`.
+    sketch_bins:
+        Buckets per feature of the public grid of the quantile sketch.
+    sketch_range:
+        Values beyond ``±sketch_range`` fall in the outermost buckets of the sketch.
+    aggregation:
+        ``"secagg"`` (masking secure aggregation) or ``"ckks"`` (a key the clients share).
+    threshold:
+        Secure aggregation's threshold (default: a strict majority of the clients).
+    round_deadline:
+        Seconds the server waits at each step of an aggregation.
+    client_timeout:
+        Seconds a client waits for the server.
+    frac_bits:
+        Fractional bits of the fixed-point encoding of gradient sums.
+    bound:
+        Largest value one client contributes to a coordinate (at least its row count).
+    max_restarts:
+        Trees restarted after dropouts before the job fails.
+    """
+
+    n_features: int = 1
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> GBDTParams:
+        return GBDTParams.from_mapping({"n_features": 1, **params})
 
 
 def data_of(inputs: Mapping[str, Any], n_features: int) -> tuple[FloatArray, FloatArray]:
