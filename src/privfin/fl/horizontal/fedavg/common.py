@@ -27,7 +27,10 @@ class HFLParams:
     ``clients_per_round`` clients are sampled uniformly each round (all by default); a round
     waits at most ``round_deadline`` seconds at each step, and clients later than that are
     dropped from the round (their masks are removed through secure aggregation's recovery).
-    ``threshold`` defaults to a strict majority of the sampled clients.
+    ``threshold`` defaults to a strict majority of the sampled clients. ``aggregation``
+    selects how the updates are summed with ``secure_aggregation``: ``"secagg"`` (masking,
+    Bonawitz et al.) or ``"ckks"`` (CKKS under a key the clients share and the server does not
+    hold; weaker trust model, see ckksagg/SPEC.md).
     """
 
     n_features: int
@@ -38,6 +41,7 @@ class HFLParams:
     clients_per_round: int | None = None
     optimiser: LocalOptimiser = field(default_factory=LocalOptimiser)
     secure_aggregation: bool = True
+    aggregation: str = "secagg"
     threshold: int | None = None
     round_deadline: float = 60.0
     client_timeout: float = 600.0
@@ -62,6 +66,8 @@ class HFLParams:
             raise ConfigError("patience must be at least 1")
         if self.server_optimiser not in ("fedavg", "fedadam") or not self.server_lr > 0:
             raise ConfigError("server_optimiser must be 'fedavg' or 'fedadam', server_lr > 0")
+        if self.aggregation not in ("secagg", "ckks"):
+            raise ConfigError("aggregation must be 'secagg' (masking) or 'ckks'")
         if self.aggregator not in ("mean", "median", "trimmed_mean"):
             raise ConfigError("aggregator must be 'mean', 'median' or 'trimmed_mean'")
         if not 0 <= self.trim_fraction < 0.5:

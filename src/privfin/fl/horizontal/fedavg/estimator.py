@@ -45,6 +45,7 @@ _HYPER = (
     "server_optimiser",
     "server_lr",
     "secure_aggregation",
+    "aggregation",
     "threshold",
     "round_deadline",
     "dp_noise_multiplier",
@@ -76,6 +77,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         server_optimiser: str = "fedavg",
         server_lr: float = 0.1,
         secure_aggregation: bool = True,
+        aggregation: str = "secagg",
         threshold: int | None = None,
         round_deadline: float = 60.0,
         dp_noise_multiplier: float | None = None,
@@ -98,6 +100,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.server_optimiser = server_optimiser
         self.server_lr = server_lr
         self.secure_aggregation = secure_aggregation
+        self.aggregation = aggregation
         self.threshold = threshold
         self.round_deadline = round_deadline
         self.dp_noise_multiplier = dp_noise_multiplier
@@ -163,7 +166,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             doc = json.loads(Path(path).read_text())
             if doc.get("format") != MODEL_FORMAT or doc.get("version") != FORMAT_VERSION:
                 raise ValueError("not a privfin FedAvg model of a known version")
-            est = cls(**{k: doc["params"][k] for k in _HYPER})
+            est = cls(**{k: doc["params"][k] for k in _HYPER if k in doc["params"]})
             est.n_features_in_ = int(doc["n_features"])
             est.classes_ = np.asarray(doc["classes"])
             est.weights_ = np.asarray(doc["weights"], dtype=np.float64)

@@ -7,7 +7,9 @@ from typing import Any
 import numpy as np
 
 from privfin.errors import InputError, ProtocolAbort
+from privfin.fl.horizontal.aggregation import ClientAggregation
 from privfin.fl.horizontal.gbdt.common import (
+    CLIENT,
     FloatArray,
     GBDTParams,
     encode_node_hist,
@@ -15,7 +17,6 @@ from privfin.fl.horizontal.gbdt.common import (
 )
 from privfin.fl.horizontal.gbdt.messages import GBFinish, GBLevel, GBSetup, GBTree
 from privfin.fl.horizontal.gbdt.model import FedGBDTModel, Heap
-from privfin.fl.horizontal.secagg import SecAggClient
 from privfin.ml.trees import apply_bins, histogram, make_objective
 from privfin.runtime import Context
 
@@ -55,12 +56,16 @@ class GBClient:
         self.open: set[int] = set()
         self.at: tuple[int, int] = (-1, -1)  # (tree, depth) of the last level
         self.rounds = 0
+        self.agg = ClientAggregation(
+            ctx, p.aggregation, server, ctx.parties_with(CLIENT), prefix="hgb",
+            timeout=p.client_timeout,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ aggregation
     def contribute(self, seq: int, vec: FloatArray) -> bool:
         """One aggregation round: ``True`` if this client's vector is in the sum."""
         sa = self.p.secagg(self.n_clients, vec.size)
-        ok = SecAggClient(self.ctx, self.server, sa, seq, vec, prefix="hgb").run()
+        ok = self.agg.run(sa, seq, vec)
         self.rounds += 1
         return ok
 
@@ -170,6 +175,7 @@ class GBClient:
 
     def run(self) -> dict[str, Any]:
         ch, p = self.ctx.channel, self.p
+        self.agg.setup()
         included = self.contribute(0, self.sketch_vector())
         while True:
             msg = ch.recv(self.server, CMD, timeout=p.client_timeout)

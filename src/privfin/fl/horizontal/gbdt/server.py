@@ -19,7 +19,8 @@ from privfin.fl.horizontal.gbdt.common import (
 )
 from privfin.fl.horizontal.gbdt.messages import GBFinish, GBLevel, GBSetup, GBTree
 from privfin.fl.horizontal.gbdt.model import FedGBDTModel, Heap
-from privfin.fl.horizontal.secagg import SecAggResult, SecAggServer, SecAggThresholdError
+from privfin.fl.horizontal.aggregation import ServerAggregation
+from privfin.fl.horizontal.secagg import SecAggResult, SecAggThresholdError
 from privfin.ml.metrics import roc_auc
 from privfin.ml.trees import best_split, leaf_weight
 from privfin.runtime import Context
@@ -56,7 +57,9 @@ class GBServer:
         self.seq = 0
         self.tp = p.tree_params()
         self.dropped: dict[str, str] = {}
-        self.bytes_aggregated = 0
+        self.agg = ServerAggregation(
+            ctx, p.aggregation, clients, prefix="hgb", timeout=p.round_deadline
+        )
 
     # ------------------------------------------------------------------ aggregation
     def aggregate(self, dim: int) -> SecAggResult:
@@ -67,9 +70,8 @@ class GBServer:
             sa.check_clients(len(self.active))
         except ConfigError as exc:
             raise SecAggThresholdError(f"too few active clients left: {exc}") from None
-        res = SecAggServer(self.ctx, self.active, sa, self.seq, prefix="hgb").run()
+        res = self.agg.run(self.active, sa, self.seq)
         self.seq += 1
-        self.bytes_aggregated += 8 * dim * len(res.survivors)
         gone = [c for c in self.active if c not in res.survivors]
         if gone:
             for c in gone:
@@ -168,6 +170,7 @@ class GBServer:
         history: list[dict[str, Any]] = []
         restarts = 0
         try:
+            self.agg.setup()
             # Clients dropped here are simply out: the sketch is the survivors' sum.
             res = self.aggregate(p.sketch_dim)
             n_rows, n_pos = float(res.total[-2]), float(res.total[-1])
