@@ -280,6 +280,9 @@ def test_client_refuses_a_histogram_request_outside_the_tree() -> None:
     class Ctx:
         party = "a"
 
+        def parties_with(self, role: str) -> list[str]:
+            return ["a", "b", "c"]
+
     cl = client_module.GBClient(Ctx(), p, "server", 3, x, y)  # type: ignore[arg-type]
     total = sketch_counts(x, y, p)
     from privfin.fl.horizontal.gbdt.messages import GBSetup
