@@ -106,7 +106,10 @@ def _server_clients(roles: Mapping[str, list[str]]) -> str | None:
     servers = sum("server" in rs for rs in roles.values())
     clients = sum("client" in rs for rs in roles.values())
     if servers != 1 or clients < 2:
-        return f"needs exactly one 'server' and at least two 'client' parties, has {servers} and {clients}"
+        return (
+            f"needs exactly one 'server' and at least two 'client' parties, has {servers} and "
+            f"{clients}"
+        )
     for party, rs in roles.items():
         if len(rs) != 1:
             return f"party {party!r} must hold exactly one role, holds {rs}"

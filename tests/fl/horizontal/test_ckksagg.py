@@ -75,7 +75,9 @@ def component(
     return run
 
 
-def run(n: int, hub: MemoryHub | None = None, **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def run(
+    n: int, hub: MemoryHub | None = None, **kw: Any
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     xs = vectors(n)
     out = simulate(
         component(**kw),
@@ -106,7 +108,7 @@ def test_the_server_never_holds_the_secret_key() -> None:
     secret key), input ciphertexts, released sums; the key travels from the key client to the
     other clients only; the public context cannot decrypt."""
     hub = MemoryHub()
-    out, xs = run(3, hub=hub)
+    out, _ = run(3, hub=hub)
     kinds: dict[str, set[str]] = {}
     for key, payload in hub.wire:
         msg = codec.decode(payload)
@@ -211,7 +213,14 @@ def test_hfl_with_ckks_matches_masking_secure_aggregation() -> None:
     for v in inputs.values():
         v["X"] = (v["X"] - 50) / 100
     p = {"n_features": 30, "rounds": 3, "lr": 0.05, "batch_size": 32}
-    ck = simulate(hfl_component, ROLES, params=p | {"aggregation": "ckks"}, inputs=inputs, seed=0, settings=DEV)
+    ck = simulate(
+        hfl_component,
+        ROLES,
+        params=p | {"aggregation": "ckks"},
+        inputs=inputs,
+        seed=0,
+        settings=DEV,
+    )
     sa = simulate(hfl_component, ROLES, params=p, inputs=inputs, seed=0, settings=DEV)
     # Same local training; the sums differ by CKKS's (~1e-6) and secagg's (~1e-7) errors,
     # divided by the number of rows.

@@ -37,7 +37,9 @@ ROLES = {"server": ["server"], "a": ["client"], "b": ["client"], "c": ["client"]
 PARAMS: dict[str, Any] = {"n_features": 30, "n_trees": 5, "max_depth": 3, "round_deadline": 20}
 
 
-def breast() -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def breast() -> tuple[
+    dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
     """Breast cancer rows (unscaled), 170 test rows; training rows split with label skew."""
     x, y = load_breast_cancer(return_X_y=True)
     idx = np.random.default_rng(0).permutation(len(y))
@@ -137,8 +139,12 @@ def test_secure_histograms_equal_the_plain_sums(monkeypatch: pytest.MonkeyPatch)
         err = np.abs(res.total - exact)
         assert 0 < res.error_bound < 1e-6
         assert err.max() <= res.error_bound
-        counts = slice(0, -2) if seq == 0 else np.concatenate(
-            [np.arange(i + 2 * size, i + 3 * size) for i in range(0, exact.size, p.node_dim)]
+        counts = (
+            slice(0, -2)
+            if seq == 0
+            else np.concatenate(
+                [np.arange(i + 2 * size, i + 3 * size) for i in range(0, exact.size, p.node_dim)]
+            )
         )
         np.testing.assert_array_equal(np.rint(res.total[counts]), exact[counts])
 
@@ -360,7 +366,12 @@ def test_estimator_fit_predict_clone_save_load(tmp_path: Path) -> None:
     xs = xs.copy()
     xs[::17, 4] = np.nan  # missing values take their own branch
     est = FedGBDTClassifier(n_trees=4, seed=0, settings=DEV)
-    est.fit(xs, np.where(ys == 1, "benign", "malignant"), groups=groups, eval_set=(xt, np.where(yt == 1, "benign", "malignant")))
+    est.fit(
+        xs,
+        np.where(ys == 1, "benign", "malignant"),
+        groups=groups,
+        eval_set=(xt, np.where(yt == 1, "benign", "malignant")),
+    )
     assert list(est.classes_) == ["benign", "malignant"] and est.clients_ == ["a", "b", "c"]
     assert len(est.history_) == 4 and est.history_[-1]["val_auc"] > 0.95
     proba = est.predict_proba(xt)

@@ -17,7 +17,13 @@ from privfin.fl.horizontal.ckksagg.common import (
     release,
     tag,
 )
-from privfin.fl.horizontal.ckksagg.messages import CKKSInput, CKKSKey, CKKSPlain, CKKSPublic, CKKSSum
+from privfin.fl.horizontal.ckksagg.messages import (
+    CKKSInput,
+    CKKSKey,
+    CKKSPlain,
+    CKKSPublic,
+    CKKSSum,
+)
 from privfin.fl.horizontal.secagg.messages import Excluded
 from privfin.he.ckks import CKKSContext, CKKSVector
 from privfin.runtime import Context

@@ -89,7 +89,9 @@ def tag(prefix: str, round_id: int, step: str) -> str:
     return f"{prefix}.{round_id}.{step}"
 
 
-def release(values: np.ndarray, flood_seed: bytes, round_id: int, precision_bits: int) -> np.ndarray:
+def release(
+    values: np.ndarray, flood_seed: bytes, round_id: int, precision_bits: int
+) -> np.ndarray:
     """What a decrypting client releases: the decryption plus uniform noise in
     ``[-u/2, u/2)`` (``u = 2**-precision_bits``) drawn from the seed every decrypting client
     shares, rounded to multiples of ``u``. Every honest decryptor releases the same vector;

@@ -111,7 +111,9 @@ class CKKSAggServer:
                 try:
                     vec = CKKSVector.from_bytes(self.public, ct)
                 except DecodeError as exc:
-                    raise ProtocolAbort(f"{c!r} sent a malformed ciphertext: {exc}", party=c) from None
+                    raise ProtocolAbort(
+                        f"{c!r} sent a malformed ciphertext: {exc}", party=c
+                    ) from None
                 if len(vec) != min(CKKS.slots, p.dim - i * CKKS.slots):
                     raise ProtocolAbort(f"{c!r} sent a ciphertext of the wrong length", party=c)
                 if len(total) <= i:

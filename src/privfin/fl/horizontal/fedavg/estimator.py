@@ -21,7 +21,7 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from privfin.config import Settings
-from privfin.errors import ConfigError, InputError
+from privfin.errors import InputError
 from privfin.fl.horizontal._estimator import clients_from_groups
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.component import hfl_component

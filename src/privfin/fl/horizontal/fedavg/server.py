@@ -10,9 +10,9 @@ import numpy as np
 from privfin.config import require_insecure_allowed
 from privfin.dp.accounting import Accountant
 from privfin.errors import PeerTimeout, ProtocolAbort
+from privfin.fl.horizontal.aggregation import ServerAggregation
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.messages import PlainUpdate, RoundPlan
-from privfin.fl.horizontal.aggregation import ServerAggregation
 from privfin.fl.horizontal.secagg import SecAggThresholdError
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import Context

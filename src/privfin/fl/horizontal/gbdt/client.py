@@ -147,9 +147,7 @@ class GBClient:
         assert self.model is not None
         if msg.tree != len(self.model.trees):
             raise self._abort(f"tree {msg.tree} sent, {len(self.model.trees)} expected")
-        heap: Heap = {
-            int(nd): (int(f), int(b), bool(ml)) for nd, f, b, ml in msg.splits.tolist()
-        }
+        heap: Heap = {int(nd): (int(f), int(b), bool(ml)) for nd, f, b, ml in msg.splits.tolist()}
         for nd, w in zip(msg.leaves.tolist(), msg.weights.tolist(), strict=True):
             if nd in heap:
                 raise self._abort(f"node {nd} both split and leaf")

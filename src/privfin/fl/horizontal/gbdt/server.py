@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from privfin.errors import ConfigError, ProtocolAbort
+from privfin.fl.horizontal.aggregation import ServerAggregation
 from privfin.fl.horizontal.gbdt.common import (
     FloatArray,
     GBDTParams,
@@ -19,7 +20,6 @@ from privfin.fl.horizontal.gbdt.common import (
 )
 from privfin.fl.horizontal.gbdt.messages import GBFinish, GBLevel, GBSetup, GBTree
 from privfin.fl.horizontal.gbdt.model import FedGBDTModel, Heap
-from privfin.fl.horizontal.aggregation import ServerAggregation
 from privfin.fl.horizontal.secagg import SecAggResult, SecAggThresholdError
 from privfin.ml.metrics import roc_auc
 from privfin.ml.trees import best_split, leaf_weight
@@ -138,7 +138,11 @@ class GBServer:
                 rt: _Totals = (t[0] - cand.left_g, t[1] - cand.left_h, t[2] - cand.left_count)
                 left, right = 2 * nd + 1, 2 * nd + 2
                 totals[left], totals[right] = lt, rt
-                kids = [c for c in (left, right) if depth + 1 < p.max_depth and self._splittable(totals[c])]
+                kids = [
+                    c
+                    for c in (left, right)
+                    if depth + 1 < p.max_depth and self._splittable(totals[c])
+                ]
                 for c in (left, right):
                     if c not in kids:
                         heap[c] = self._leaf(totals[c])
@@ -151,9 +155,11 @@ class GBServer:
             for nd in [n for n in derive if n not in next_open]:
                 del derive[nd]
             for nd in list(hists):
-                if nd not in build and nd not in next_open and nd not in {
-                    v[0] for v in derive.values()
-                }:
+                if (
+                    nd not in build
+                    and nd not in next_open
+                    and nd not in {v[0] for v in derive.values()}
+                ):
                     del hists[nd]
             splits = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
             open_nodes = next_open
