@@ -143,28 +143,68 @@ class HFLParams:
 
 @dataclass(frozen=True)
 class HFLStepParams(HFLParams):
-    """:class:`HFLParams` of the pipeline step ``hfl``: ``n_features`` is left out (the step
-    takes it from the clients' tables, after checking that every client has the same feature
-    columns); ``lr``, ``local_epochs``, ``batch_size``, ``mu`` and ``optimiser`` ("sgd" or
-    "adam") set the local optimiser.
+    """:class:`HFLParams` of the pipeline step ``hfl``, as its parameters are written in a
+    spec: ``n_features`` is left out (the step takes it from the clients' tables, after
+    checking that every client has the same feature columns) and the local optimiser is given
+    by ``optimiser``, ``lr``, ``local_epochs``, ``batch_size`` and ``mu``. Documentation and
+    validation only: :meth:`from_mapping` returns the :class:`HFLParams` the protocol runs.
 
     Attributes
     ----------
     n_features:
         Set by the step from the clients' tables (leave it out).
+    model:
+        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units, ReLU).
+    hidden:
+        Hidden units of the MLP.
+    l2:
+        L2 penalty of the local loss.
     rounds:
         FedAvg rounds.
-    model:
-        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units).
+    clients_per_round:
+        Clients sampled per round (default: all).
+    optimiser:
+        Local optimiser: ``"sgd"`` or ``"adam"`` (fresh moments every round).
     secure_aggregation:
         Sum the updates by secure aggregation (off: an insecure mode, refused in production).
     aggregation:
-        ``"secagg"`` (masking) or ``"ckks"`` (TenSEAL, a key the clients share).
+        ``"secagg"`` (masking, default) or ``"ckks"`` (a CKKS key the clients share; weaker).
+    threshold:
+        Secure aggregation's threshold (default: a strict majority of the sampled clients).
+    round_deadline:
+        Seconds the server waits at each step of a round; later clients are dropped.
+    client_timeout:
+        Seconds a client waits for the server.
+    bound, frac_bits:
+        Fixed-point encoding of updates: largest magnitude, fractional bits.
+    patience:
+        Early stopping: rounds without a better validation AUC (needs the validation table).
+    max_failed_rounds:
+        Rounds in a row below the threshold before the job fails.
+    server_optimiser, server_lr:
+        ``"fedavg"`` or ``"fedadam"`` (server-side Adam on the mean update) and its rate.
+    aggregator, trim_fraction:
+        ``"mean"``; ``"median"`` or ``"trimmed_mean"`` only without secure aggregation.
     dp_noise_multiplier:
         Client-level DP: noise multiplier (``None``: no DP).
+    dp_clip, dp_delta:
+        Client-level DP: L2 clip of each client's update; delta of the reported epsilon.
+    lr:
+        Local learning rate.
+    local_epochs:
+        Local epochs per round.
+    batch_size:
+        Local minibatch size.
+    mu:
+        FedProx proximal term (0: FedAvg).
     """
 
     n_features: int = 1
+    optimiser: str = "sgd"  # type: ignore[assignment]
+    lr: float = 0.1
+    local_epochs: int = 1
+    batch_size: int = 32
+    mu: float = 0.0
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> HFLParams:
