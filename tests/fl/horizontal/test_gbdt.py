@@ -20,7 +20,7 @@ from privfin.fl.horizontal.gbdt import client as client_module
 from privfin.fl.horizontal.gbdt import server as server_module
 from privfin.fl.horizontal.gbdt.common import edges_from_sketch, sketch_counts
 from privfin.fl.horizontal.gbdt.estimator import FedGBDTClassifier
-from privfin.fl.horizontal.gbdt.messages import GBLevel, GBTree
+from privfin.fl.horizontal.gbdt.messages import GBLevel, GBSetup, GBTree
 from privfin.fl.horizontal.secagg import SecAggClient
 from privfin.ml.metrics import roc_auc
 from privfin.ml.trees import PlainGBDT, TreeParams
@@ -58,7 +58,7 @@ def breast() -> tuple[
     return inputs, xs, ys, x[test], y[test].astype(float)
 
 
-def plain(**over: Any) -> PlainGBDT:
+def plain() -> PlainGBDT:
     return PlainGBDT(n_trees=5, learning_rate=0.3, n_bins=32, tree=TreeParams(max_depth=3))
 
 
@@ -291,8 +291,6 @@ def test_client_refuses_a_histogram_request_outside_the_tree() -> None:
 
     cl = client_module.GBClient(Ctx(), p, "server", 3, x, y)  # type: ignore[arg-type]
     total = sketch_counts(x, y, p)
-    from privfin.fl.horizontal.gbdt.messages import GBSetup
-
     edges = edges_from_sketch(total, p)
     cl.on_setup(
         GBSetup(

@@ -103,8 +103,7 @@ def test_hfl_gbdt_over_nodes_matches_memory(cluster: Cluster, tables: dict[str, 
         settings=Settings(mode="development"),
     )
     mem = in_memory["agg"]["model"]
-    node_model = over_nodes["agg"]["model"]
-    nodes = node_model if isinstance(node_model, FedGBDTModel) else FedGBDTModel.from_dict(node_model)
+    nodes = FedGBDTModel.from_dict(over_nodes["agg"]["model"])  # the node's JSON result
     x = tables["frames"]["bank_a"].drop(columns=["y"]).to_numpy(float)
     np.testing.assert_allclose(nodes.decision_function(x), mem.decision_function(x), atol=1e-5)
     assert len(nodes.trees) == 3 and over_nodes["agg"]["dropped"] == {}

@@ -154,17 +154,11 @@ class GBServer:
                     next_open += kids
             for nd in [n for n in derive if n not in next_open]:
                 del derive[nd]
-            for nd in list(hists):
-                if (
-                    nd not in build
-                    and nd not in next_open
-                    and nd not in {v[0] for v in derive.values()}
-                ):
-                    del hists[nd]
+            # Keep only the parents of the nodes the next level derives.
+            parents = {par for par, _ in derive.values()}
+            hists = {nd: h for nd, h in hists.items() if nd in parents}
             splits = np.asarray(rows, dtype=np.int64).reshape(-1, 4)
             open_nodes = next_open
-        for nd in open_nodes:  # depth limit reached with open nodes (not expected)
-            heap.setdefault(nd, self._leaf(totals[nd]))
         return heap
 
     # ------------------------------------------------------------------ the job
