@@ -107,3 +107,20 @@ def test_hfl_gbdt_over_nodes_matches_memory(cluster: Cluster, tables: dict[str, 
     x = tables["frames"]["bank_a"].drop(columns=["y"]).to_numpy(float)
     np.testing.assert_allclose(nodes.decision_function(x), mem.decision_function(x), atol=1e-5)
     assert len(nodes.trees) == 3 and over_nodes["agg"]["dropped"] == {}
+
+
+def test_hfl_with_ckks_aggregation_over_nodes(cluster: Cluster) -> None:
+    """CKKS aggregation between node processes: the key client sends the secret key to the
+    other client directly (node to node), the server only the public context."""
+    spec = {
+        "job": "hfl-ckks-1",
+        "component": "hfl",
+        "roles": ROLES,
+        "params": PARAMS | {"aggregation": "ckks"},
+        "inputs": {p: {"table": "table"} for p in ("bank_a", "bank_b")},
+    }
+    out = cluster.run_job(spec, timeout=240)
+    hist = out["agg"]["history"]
+    assert len(hist) == 3 and all(h["survivors"] == ["bank_a", "bank_b"] for h in hist)
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    np.testing.assert_allclose(np.asarray(out["bank_b"]["weights"]), out["agg"]["weights"])
