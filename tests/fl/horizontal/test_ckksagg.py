@@ -232,7 +232,13 @@ def test_hfl_gbdt_with_ckks_matches_pooled_training() -> None:
     out = simulate(
         hfl_gbdt_component,
         ROLES,
-        params={"n_features": 30, "n_trees": 2, "max_depth": 2, "aggregation": "ckks"},
+        params={
+            "n_features": 30,
+            "n_trees": 2,
+            "max_depth": 2,
+            "sketch_bins": 256,
+            "aggregation": "ckks",
+        },
         inputs=inputs,
         seed=0,
         settings=DEV,
