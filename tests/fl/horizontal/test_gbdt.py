@@ -278,7 +278,8 @@ def test_deviating_client_is_detected(
 
 def test_client_refuses_a_histogram_request_outside_the_tree() -> None:
     """A server asking for the histogram of a node that is not a child of this level's splits
-    (e.g. to single out rows) is refused; so are splits of nodes that are not open."""
+    (e.g. to single out rows) is refused; so are splits of nodes that are not open, levels and
+    trees out of order, and a final tree other than the one grown."""
     inputs, *_ = breast()
     p = GBDTParams(**PARAMS)
     x, y = inputs["a"]["X"], inputs["a"]["y"]
@@ -315,6 +316,14 @@ def test_client_refuses_a_histogram_request_outside_the_tree() -> None:
         cl.on_level(GBLevel(seq=2, tree=0, depth=2, splits=split, build=np.array([1])))
     with pytest.raises(ProtocolAbort, match="tree 3 announced"):
         cl.on_level(GBLevel(seq=2, tree=3, depth=0, splits=none, build=np.array([0])))
+    # The final tree must keep the splits announced while it grew.
+    cl.at, cl.open = (0, 0), {0}
+    assert cl.on_level(GBLevel(seq=2, tree=0, depth=1, splits=split, build=np.array([1]))) == [1]
+    leaves = {"leaves": np.array([1, 2]), "weights": np.array([0.1, -0.1])}
+    with pytest.raises(ProtocolAbort, match="differs from the splits announced"):
+        cl.on_tree(GBTree(tree=0, splits=np.array([[0, 4, 5, 0]]), **leaves))
+    cl.on_tree(GBTree(tree=0, splits=split, **leaves))
+    assert cl.model is not None and len(cl.model.trees) == 1
 
 
 def test_decoders_refuse_malformed_commands() -> None:

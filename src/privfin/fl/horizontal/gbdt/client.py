@@ -55,6 +55,8 @@ class GBClient:
         self.node = np.zeros(len(y), dtype=np.int64)
         self.open: set[int] = set()
         self.at: tuple[int, int] = (-1, -1)  # (tree, depth) of the last level
+        #: Splits announced in this tree's levels (the final tree must keep them).
+        self.announced: dict[int, tuple[int, int, bool]] = {}
         self.rounds = 0
         self.agg = ClientAggregation(
             ctx, p.aggregation, server, ctx.parties_with(CLIENT), prefix="hgb",
@@ -132,11 +134,14 @@ class GBClient:
                 raise self._abort("splits at depth 0")
             self.g, self.h = self.obj.grad_hess(self.y, self.raw[:, None])
             self.node[:] = 0
+            self.announced = {}
             self.open = {0}
         else:
             if self.at != (msg.tree, msg.depth - 1) or msg.depth >= self.p.max_depth:
                 raise self._abort(f"depth {msg.depth} of tree {msg.tree} out of order")
             self.open = self._route(msg.splits)
+            for nd, f, b, ml in msg.splits.tolist():
+                self.announced[int(nd)] = (int(f), int(b), bool(ml))
         self.at = (msg.tree, msg.depth)
         build = [int(v) for v in msg.build]
         if not set(build) <= self.open:
@@ -148,6 +153,8 @@ class GBClient:
         if msg.tree != len(self.model.trees):
             raise self._abort(f"tree {msg.tree} sent, {len(self.model.trees)} expected")
         heap: Heap = {int(nd): (int(f), int(b), bool(ml)) for nd, f, b, ml in msg.splits.tolist()}
+        if any(heap.get(nd) != rule for nd, rule in self.announced.items()):
+            raise self._abort(f"tree {msg.tree} differs from the splits announced while growing it")
         for nd, w in zip(msg.leaves.tolist(), msg.weights.tolist(), strict=True):
             if nd in heap:
                 raise self._abort(f"node {nd} both split and leaf")
