@@ -102,6 +102,12 @@ def _dp_roles(roles: Mapping[str, list[str]]) -> str | None:
     return None
 
 
+def _scorers(roles: Mapping[str, list[str]]) -> str | None:
+    if not roles or any(rs != ["client"] for rs in roles.values()):
+        return "every party must hold the one role 'client' (each scores its own table)"
+    return None
+
+
 def _server_clients(roles: Mapping[str, list[str]]) -> str | None:
     servers = sum("server" in rs for rs in roles.values())
     clients = sum("client" in rs for rs in roles.values())
@@ -485,6 +491,26 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             "resolution, pooled row and positive counts, the pooled gradient histograms of "
             "the nodes it grows (what a GBDT on the pooled rows computes), who dropped; to "
             "the clients: the model; every client's feature column names to the server",
+        ),
+        ComponentDecl(
+            name="hfl_score",
+            target="privfin.jobs.steps:hfl_score_step",
+            technology="(local)",
+            summary="Score a party's rows with a model of the hfl or hfl_gbdt step (every party "
+            "of those steps holds the whole model); each party scores its own table.",
+            roles=("client",),
+            inputs=(
+                Port("model", "model", ("client",), "a model of the hfl or hfl_gbdt step"),
+                Port("table", "table", ("client",), "rows with the id and the model's features"),
+            ),
+            outputs=(Port("scores", "scores", ("client",), "id and score per row"),),
+            params=None,
+            table_params=(
+                _ID,
+                ParamDoc("label", "str", "'y'", "a label column to leave out, if there is one"),
+            ),
+            check_roles=_scorers,
+            reveals="nothing (local to each party)",
         ),
         ComponentDecl(
             name="evaluate",

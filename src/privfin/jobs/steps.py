@@ -26,6 +26,7 @@ __all__ = [
     "evaluate_step",
     "hetero_lr_step",
     "hfl_gbdt_step",
+    "hfl_score_step",
     "hfl_step",
     "lr_score_step",
     "psi_step",
@@ -304,3 +305,31 @@ def hfl_gbdt_step(
             "restarts": out["restarts"],
         }
     return {"model": model, "history": history}
+
+
+def hfl_score_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Score a party's rows with a model of the ``hfl`` or ``hfl_gbdt`` step, locally (every
+    party of those steps holds the whole model): the probability of the label 1 per id."""
+    model = inputs.get("model")
+    if not isinstance(model, Mapping):
+        raise ConfigError("input 'model' must be a model of the hfl or hfl_gbdt step")
+    table = _table(inputs)
+    x = _check_features(model, table, params).to_numpy(dtype=np.float64)
+    if model.get("kind") == "hfl":
+        from privfin.fl.horizontal.fedavg import make_model
+
+        net = make_model(str(model["model"]), x.shape[1], hidden=int(model.get("hidden", 16)))
+        weights = np.asarray(model["weights"], dtype=np.float64)
+        if weights.shape != (net.n_params,):
+            raise ConfigError("the hfl model's weights do not fit its features")
+        score = net.predict_proba(weights, x)
+    else:
+        from privfin.fl.horizontal.gbdt import FedGBDTModel
+
+        gbdt = FedGBDTModel.from_dict(dict(model))
+        if len(gbdt.edges) != x.shape[1]:
+            raise ConfigError("the hfl_gbdt model's bin edges do not fit its features")
+        score = gbdt.predict_proba(x)[:, 1]
+    return {"scores": _scores_frame(_ids(table, params), score)}

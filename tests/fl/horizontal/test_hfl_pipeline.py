@@ -60,6 +60,21 @@ def spec(job: str) -> dict[str, Any]:
                 "params": {"rounds": 3, "lr": 0.05, "secure_aggregation": True},
                 "inputs": inputs,
             },
+            "score": {
+                "component": "hfl_score",
+                "roles": {"bank_a": "client", "bank_b": "client"},
+                "inputs": {"model": "gbdt.model", "table": "datasets.train"},
+            },
+            "score_lr": {
+                "component": "hfl_score",
+                "roles": {"bank_c": "client"},
+                "inputs": {"model": "lr.model", "table": "datasets.train"},
+            },
+            "evaluate": {
+                "component": "evaluate",
+                "roles": {"bank_a": "guest"},
+                "inputs": {"scores": "score.scores", "table": "datasets.train"},
+            },
         },
     }
 
@@ -83,12 +98,19 @@ def test_hfl_steps_in_a_pipeline(tmp_path: Path) -> None:
     lr_hist = run.output("agg", "lr", "history")
     assert lr_hist["rounds"] == 3 and "val_auc" in lr_hist["history"][-1]
     json.dumps(lr_hist)
+    # Each bank scores its own rows locally with the model; bank_a evaluates its scores.
+    scores = run.output("bank_a", "score", "scores")
+    table = datasets()["bank_a"]["train"]
+    assert list(scores["id"]) == list(table["id"]) and scores["score"].between(0, 1).all()
+    assert run.output("bank_a", "evaluate", "metrics")["auc"] > 0.9
+    assert len(run.output("bank_c", "score_lr", "scores")) == len(datasets()["bank_c"]["train"])
 
 
 def test_clients_with_different_columns_are_refused(tmp_path: Path) -> None:
     data = datasets()
     data["bank_b"]["train"] = data["bank_b"]["train"].rename(columns={"f3": "f3_other"})
     s = spec("hfl-cols")
-    del s["steps"]["lr"]
+    for step in ("lr", "score", "score_lr", "evaluate"):
+        del s["steps"][step]
     with pytest.raises(PrivfinError, match="different feature columns"):
         run_local(parse_spec_data(s), data, tmp_path, settings=Settings(mode="development"))
