@@ -95,6 +95,7 @@ class GBServer:
         heap: Heap = {}
         totals: dict[int, _Totals] = {}
         hists: dict[int, NodeHist] = {}
+        err: dict[int, float] = {}  # error bound per slot of each node's histogram
         open_nodes = [0]
         build = [0]
         derive: dict[int, tuple[int, int]] = {}  # node -> (parent, built sibling)
@@ -114,15 +115,17 @@ class GBServer:
             res = self.aggregate(len(build) * p.node_dim)
             if res.survivors != before:
                 raise _Restart(", ".join(c for c in before if c not in res.survivors))
-            tol = res.error_bound
             for nd, hist in zip(build, split_node_hists(res.total, len(build), p), strict=True):
-                check_node_hist(hist, totals.get(nd), tol, f"node {nd} of tree {tree}")
+                err[nd] = res.error_bound
+                check_node_hist(hist, totals.get(nd), err[nd], f"node {nd} of tree {tree}")
                 hists[nd] = hist
                 if nd == 0:
                     totals[0] = hist.totals()
             for nd, (parent, sib) in derive.items():
+                # parent - sibling: their errors add up (and accumulate down derived chains).
                 hists[nd] = hists[parent].minus(hists[sib])
-                check_node_hist(hists[nd], totals[nd], 2 * tol, f"node {nd} of tree {tree}")
+                err[nd] = err[parent] + err[sib]
+                check_node_hist(hists[nd], totals[nd], err[nd], f"node {nd} of tree {tree}")
             rows: list[list[int]] = []
             next_open: list[int] = []
             build, derive = [], {}
