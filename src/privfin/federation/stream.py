@@ -243,18 +243,21 @@ def mailbox_admit_many(
     quotas: Quotas | None = None,
     known: Callable[[str], bool] | None = None,
     behind: bool = True,
+    volatile: Callable[[MessageKey], bool] | None = None,
 ) -> AdmitMany:
     """An :data:`AdmitMany` over ``mailbox``: write-behind (:meth:`Mailbox.accept`: answered
     ``ACCEPTED`` at once, written in the mailbox's next group commit) or, with
     ``behind=False``, stored in one transaction before the answer (:meth:`Mailbox.put_many`);
-    other answers as :func:`mailbox_admit`."""
+    other answers as :func:`mailbox_admit`. ``volatile``: see :meth:`Mailbox.accept`."""
 
     def admit_many(
         sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
     ) -> list[Outcome]:
         out: list[Outcome] = []
         if behind:
-            results = mailbox.accept(items, quotas=quotas, known=known, on_durable=durable)
+            results = mailbox.accept(
+                items, quotas=quotas, known=known, on_durable=durable, volatile=volatile
+            )
         else:
             results = list(mailbox.put_many(items, quotas=quotas, known=known))
         for result in results:

@@ -94,6 +94,22 @@ def _tee_roles(roles: Mapping[str, list[str]]) -> str | None:
     return None
 
 
+def _mpc_roles(roles: Mapping[str, list[str]]) -> str | None:
+    known = {"data", "compute", "result", "dealer"}
+    for party, rs in roles.items():
+        odd = set(rs) - known
+        if odd:
+            return f"party {party!r} has unknown MPC roles {sorted(odd)} (known: {sorted(known)})"
+    compute = sum("compute" in rs for rs in roles.values())
+    if not 2 <= compute <= 3:
+        return f"needs 2 or 3 'compute' parties, has {compute}"
+    if not any("data" in rs for rs in roles.values()):
+        return "needs at least one 'data' party"
+    if not any("result" in rs for rs in roles.values()):
+        return "needs at least one 'result' party"
+    return None
+
+
 def _dp_roles(roles: Mapping[str, list[str]]) -> str | None:
     data = sum("data" in rs for rs in roles.values())
     result = sum("result" in rs for rs in roles.values())
@@ -511,6 +527,44 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             ),
             check_roles=_scorers,
             reveals="nothing (local to each party)",
+        ),
+        ComponentDecl(
+            name="ss_lr",
+            target="privfin.jobs.steps:ss_lr_step",
+            technology="secure multi-party computation",
+            summary="Train logistic regression on secret-shared data (vertical or "
+            "horizontal partition) between 2 or 3 computing parties; result parties get "
+            "the coefficients.",
+            roles=("data", "compute", "result", "dealer"),
+            inputs=(
+                Port(
+                    "table",
+                    "table",
+                    ("data",),
+                    "the party's rows, aligned with the others' (vertical) or its own (horizontal)",
+                ),
+            ),
+            outputs=(Port("model", "model", ("result",), "coefficients and intercept"),),
+            params="privfin.mpc.params:SSLRParams",
+            check_roles=_mpc_roles,
+            reveals="the coefficients to the result parties (none with reveal_model false); "
+            "the number of rows and columns to every party; see mpc/SPEC.md",
+            local_params=(),
+        ),
+        ComponentDecl(
+            name="mpc_stats",
+            target="privfin.jobs.steps:mpc_stats_step",
+            technology="secure multi-party computation",
+            summary="Secure statistics (count, sum, mean, variance, min, max, quantiles, "
+            "histograms, correlations) over columns of several data parties.",
+            roles=("data", "compute", "result", "dealer"),
+            inputs=(Port("table", "table", ("data",), "the party's rows"),),
+            outputs=(Port("stats", "metrics", ("result",), "the requested statistics"),),
+            params="privfin.mpc.params:MpcStatsParams",
+            check_roles=_mpc_roles,
+            reveals="exactly the requested statistics to the result parties; the number of "
+            "rows and columns to every party",
+            local_params=(),
         ),
         ComponentDecl(
             name="evaluate",

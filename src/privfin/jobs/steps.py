@@ -333,3 +333,23 @@ def hfl_score_step(
             raise ConfigError("the hfl_gbdt model's bin edges do not fit its features")
         score = gbdt.predict_proba(x)[:, 1]
     return {"scores": _scores_frame(_ids(table, params), score)}
+
+
+def ss_lr_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``ss_lr`` as a pipeline step: data parties give their tables (rows aligned by an
+    earlier step), result parties get the model."""
+    table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
+    out = get_component("ss_lr")(ctx, params, table_in)
+    if out is None or "coef" not in out:
+        return {"model": None}
+    return {"model": {"kind": "ss_lr", **out}}
+
+
+def mpc_stats_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``mpc_stats`` as a pipeline step: result parties get the statistics."""
+    table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
+    return {"stats": get_component("mpc_stats")(ctx, params, table_in)}

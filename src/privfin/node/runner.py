@@ -59,7 +59,7 @@ from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.routed import RoutedTransport
 from privfin.federation.stream import StreamClient, StreamTransport
-from privfin.federation.transport import CancelToken, Channel, validate_name
+from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
@@ -115,6 +115,9 @@ peer_reasons = Table(
 )
 
 
+_JOB_TIMEOUT = "job timeout"
+
+
 def peer_reason(
     party: str,
     exc: BaseException,
@@ -122,6 +125,7 @@ def peer_reason(
     roles: Mapping[str, Any],
     loading: bool = False,
     cancelled: bool = False,
+    timed_out: bool = False,
     aborted_by: str | None = None,
 ) -> str:
     """The reason a failing party gives its peers: ``"<party>: <code>"`` with a code from a
@@ -132,7 +136,9 @@ def peer_reason(
     def named(other: object) -> str | None:
         return other if isinstance(other, str) and other in roles and other != party else None
 
-    if cancelled:
+    if timed_out:
+        code = "the job's time limit was reached"
+    elif cancelled:
         code = "cancelled by its operator"
     elif aborted_by is not None and named(aborted_by):
         code = f"stopped because {aborted_by} aborted the job"
@@ -379,6 +385,20 @@ class JobRunner:
         if sender not in st.roles or self.config.party not in st.roles:
             return f"{sender!r} and {self.config.party!r} do not share step {step!r}"
         return None
+
+    def volatile(self, key: MessageKey) -> bool:
+        """Whether the mailbox may hold ``key``'s payload in memory only: a message of a
+        pipeline step that restarts as a new attempt after a crash (its component declares
+        it cannot resume in place), whose messages are never read again after one. The
+        pipeline notices a lost one before it starts the step (:meth:`Mailbox.lost`)."""
+        spec = self._specs.get(key.job)
+        if not isinstance(spec, PipelineSpec):
+            return False
+        st = spec.steps.get(key.component.partition(".a")[0])
+        if st is None:
+            return False
+        decl = DECLARATIONS.get(st.component)
+        return decl is not None and not decl.resumable
 
     def component(self, job: str) -> str | None:
         """The component of ``job``, or None if this node has no such job."""
@@ -916,6 +936,7 @@ class JobRunner:
             make_context=make_context,
             on_restart=on_restart,
             on_step=lambda step, status, attempt: self._step_event(spec.job, step, status, attempt),
+            lost=lambda component: self.mailbox.lost(spec.job, component),
             default_timeout=spec.timeout or timeout,
             ledger=self.dp_ledger,
         )
@@ -923,7 +944,7 @@ class JobRunner:
         deadline_timer: threading.Timer | None = None
         if spec.timeout:
             deadline_timer = threading.Timer(
-                spec.timeout, lambda: token.cancel(f"job timeout ({spec.timeout:g} s)")
+                spec.timeout, lambda: token.cancel(f"{_JOB_TIMEOUT} ({spec.timeout:g} s)")
             )
             deadline_timer.daemon = True
             deadline_timer.start()
@@ -1177,6 +1198,7 @@ class JobRunner:
             roles=dict.fromkeys(spec_parties(spec), ()),
             loading=loading,
             cancelled=token.cancelled and fault is None,
+            timed_out=token.cancelled and fault is None and _JOB_TIMEOUT in str(token.reason),
             aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
         )
         receivers = [p for p in spec_parties(spec) if p != party and p not in aborted]

@@ -37,7 +37,9 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
     if config.stream_port is None:
         raise ConfigError("no stream_port in node.yaml")
     quotas = config.mailbox_quotas()
-    store_many = mailbox_admit_many(mailbox, quotas=quotas, known=runner.knows)
+    store_many = mailbox_admit_many(
+        mailbox, quotas=quotas, known=runner.knows, volatile=runner.volatile
+    )
     limiter = LogLimiter(_audit)
 
     def job_check(sender: str, key: MessageKey) -> Outcome | None:
