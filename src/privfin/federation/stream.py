@@ -1019,15 +1019,28 @@ class _Link:
         # bytes of every frame held (not settled by an ACK or a SYNCED yet); a poster
         # waits for ``space`` while they exceed the owner's ``max_unsynced``
         self.held_bytes = 0
+        self.writing = False  # the write loop is writing a frame (maybe one chunk of several)
         self.space = threading.Event()
         self.space.set()
 
     def submit(self, items: Sequence[_Pending]) -> None:
+        writer = self.writer
         for p in items:
             self.pending[p.ref] = p
-            self.queue.append(p)
             self.submitted = max(self.submitted, p.ref)
             self.held_bytes += len(p.payload)
+            if (
+                writer is not None
+                and not self.queue
+                and not self.writing
+                and p.kind == fr.MSG
+                and len(p.payload) <= _SMALL
+                and writer.transport.get_write_buffer_size() < _HIGH_WATER
+            ):
+                # the connection is idle: write now (no wake-up of the write loop), in order
+                writer.write(fr.encode_head(_msg_header(p, 0, 1), len(p.payload)) + p.payload)
+                continue
+            self.queue.append(p)
         if self.held_bytes > self.owner.max_unsynced:
             self.space.clear()
         self.wake.set()
@@ -1198,13 +1211,17 @@ class _Link:
                 p = self.queue.popleft()
                 if p.ref not in self.pending:
                     continue
-                await self._write(writer, p)
+                self.writing = True
+                try:
+                    await self._write(writer, p)
+                finally:
+                    self.writing = False
                 self.max_buffered = max(self.max_buffered, transport.get_write_buffer_size())
             self.more.clear()
             await self.more.wait()
 
     async def _write(self, writer: asyncio.StreamWriter, p: _Pending) -> None:
-        key, payload = p.key, p.payload
+        payload = p.payload
         if p.kind == fr.ABORT:
             writer.write(fr.encode_head(_abort_header(p), 0))
             await writer.drain()
@@ -1214,20 +1231,7 @@ class _Link:
         view = memoryview(payload)
         for index in range(total):
             part = view[index * chunk : (index + 1) * chunk]
-            header = Header(
-                fr.MSG,
-                p.ref,
-                key.job,
-                key.component,
-                key.tag,
-                key.sender,
-                key.receiver,
-                key.seq,
-                index,
-                total,
-                size,
-            )
-            head = fr.encode_head(header, len(part))
+            head = fr.encode_head(_msg_header(p, index, total), len(part))
             if len(part) <= _SMALL:
                 writer.write(head + part)
             else:
@@ -1267,6 +1271,23 @@ class _Link:
                 raise TimeoutError(f"nothing from {self.peer!r} for {self.owner.idle_timeout:g} s")
             n += 1
             writer.write(fr.encode_head(Header(fr.PING, n), 0))
+
+
+def _msg_header(p: _Pending, index: int, total: int) -> Header:
+    key = p.key
+    return Header(
+        fr.MSG,
+        p.ref,
+        key.job,
+        key.component,
+        key.tag,
+        key.sender,
+        key.receiver,
+        key.seq,
+        index,
+        total,
+        len(p.payload),
+    )
 
 
 def _abort_header(p: _Pending) -> Header:
