@@ -482,6 +482,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
+        self._received(nbytes)
+        if self.server.inline and self.queue and not self.closed:
+            self._run_inline()
+
+    def _received(self, nbytes: int) -> None:
         self.last_rx = asyncio.get_running_loop().time()
         try:
             if self.big is not None:
@@ -647,7 +652,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.queued_bytes += len(work.payload)
         if self.queued_bytes > self.limits.pending_bytes:
             self._pause("store")
-        self.wake.set()
+        if not self.server.inline:  # inline: admitted at the end of the read (_run_inline)
+            self.wake.set()
 
     # -- storing
     async def _work(self) -> None:
@@ -668,26 +674,38 @@ class _ServerConnection(asyncio.BufferedProtocol):
                         batch,
                         self._durable,
                     )
-                heads = []
-                for work, outcome in zip(batch, outcomes, strict=True):
-                    self.queued_bytes -= len(work.payload)
-                    self.server.release(work.reserved)
-                    if work.kind == _PRECHECK:
-                        if outcome is not None:
-                            self._refused_partial(work.ref, outcome)
-                        continue
-                    assert outcome is not None
-                    if outcome.code == Code.ACCEPTED and work.kind == fr.MSG:
-                        self.unsynced.append(work.ref)  # answered by the SYNCED covering it
-                        continue
-                    text = outcome.text[: fr.MAX_TEXT]
-                    head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
-                    heads.append(fr.encode_head(head, 0))
-                if heads and self.transport is not None and not self.closed:
-                    self.transport.write(b"".join(heads))
-                self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
-                if self.queued_bytes <= self.limits.pending_bytes:
-                    self._resume("store")
+                self._settle(batch, outcomes)
+
+    def _run_inline(self) -> None:
+        """Admit what the last read brought, now (inline admission: no wake-up of the worker
+        task; the frames read together still form one batch)."""
+        while self.queue and not self.closed:
+            batch = list(self.queue)
+            self.queue.clear()
+            self._settle(batch, self.server.run_batch(self.party, batch, self._durable))
+
+    def _settle(self, batch: list[_Work], outcomes: Sequence[Outcome | None]) -> None:
+        """Answer a batch's frames (ACKs; ACCEPTED ones wait for their SYNCED)."""
+        heads = []
+        for work, outcome in zip(batch, outcomes, strict=True):
+            self.queued_bytes -= len(work.payload)
+            self.server.release(work.reserved)
+            if work.kind == _PRECHECK:
+                if outcome is not None:
+                    self._refused_partial(work.ref, outcome)
+                continue
+            assert outcome is not None
+            if outcome.code == Code.ACCEPTED and work.kind == fr.MSG:
+                self.unsynced.append(work.ref)  # answered by the SYNCED covering it
+                continue
+            text = outcome.text[: fr.MAX_TEXT]
+            head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
+            heads.append(fr.encode_head(head, 0))
+        if heads and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(heads))
+        self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
+        if self.queued_bytes <= self.limits.pending_bytes:
+            self._resume("store")
 
     def _durable(self, refs: list[int]) -> None:
         """From the mailbox's writer thread: frames ``refs`` are on disk."""
