@@ -12,14 +12,21 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.crypto import ristretto, x25519
 from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.crypto.random import RandomSource
-from privfin.crypto import ristretto, x25519
 from privfin.crypto.ristretto import POINT_BYTES, BlindingKey
 from privfin.crypto.x25519 import X25519Key
 from privfin.errors import ProtocolAbort
 from privfin.psi.ids import U64, PreparedIds
-from privfin.psi.messages import CHUNK_ROWS, CURVES, FINGERPRINT_BYTES, PROTOCOL_VERSION, Chunk, Hello
+from privfin.psi.messages import (
+    CHUNK_ROWS,
+    CURVES,
+    FINGERPRINT_BYTES,
+    PROTOCOL_VERSION,
+    Chunk,
+    Hello,
+)
 from privfin.runtime import Context
 
 __all__ = [
@@ -40,6 +47,7 @@ __all__ = [
     "send_stream",
     "sortable",
     "suite_domain",
+    "suite_key",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -61,21 +69,30 @@ def encode_keys(keys: Sequence[str]) -> list[bytes]:
     return [k.encode("utf-8", "surrogatepass") for k in keys]
 
 
-def blinding_key(ctx: Context, name: str, curve: str = "ristretto255") -> GroupKey:
-    """This party's secret scalar for the job in ``curve``'s group, checkpointed before first
-    use so a restarted party resends identical messages (an X25519 key is checkpointed under
-    ``name + ".x25519"``, so the two suites never share a key)."""
-    kind: type[BlindingKey] | type[X25519Key]
-    if curve == "x25519":
-        kind, name = X25519Key, f"{name}.x25519"
-    elif curve == "ristretto255":
-        kind = BlindingKey
-    else:
-        raise ValueError(f"unknown curve {curve!r}; use one of {CURVES}")
+def blinding_key(ctx: Context, name: str) -> BlindingKey:
+    """This party's secret ristretto255 scalar for the job, checkpointed before first use so a
+    restarted party resends identical messages."""
     saved = ctx.artifacts.get(name)
     if saved is not None:
-        return kind.from_secret_bytes(saved)
-    key = kind.generate(ctx.random)
+        return BlindingKey.from_secret_bytes(saved)
+    key = BlindingKey.generate(ctx.random)
+    ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
+    return key
+
+
+def suite_key(ctx: Context, name: str, curve: str) -> GroupKey:
+    """This party's secret key for the job in ``curve``'s group (one of :data:`CURVES`),
+    checkpointed like :func:`blinding_key`; an X25519 key under ``name + ".x25519"``, so the
+    two suites never share a checkpoint."""
+    if curve == "ristretto255":
+        return blinding_key(ctx, name)
+    if curve != "x25519":
+        raise ValueError(f"unknown curve {curve!r}; use one of {CURVES}")
+    name = f"{name}.x25519"
+    saved = ctx.artifacts.get(name)
+    if saved is not None:
+        return X25519Key.from_secret_bytes(saved)
+    key = X25519Key.generate(ctx.random)
     ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
     return key
 

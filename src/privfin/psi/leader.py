@@ -13,7 +13,6 @@ from privfin.crypto.ristretto import POINT_BYTES
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     fingerprints,
     handshake,
     hash_and_blind,
@@ -22,6 +21,7 @@ from privfin.psi.common import (
     recv_stream,
     send_stream,
     suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Masked, RevealedKeys
@@ -61,7 +61,7 @@ def run_leader(
     n_l = len(prepared)
     counts = handshake(ctx, protocol, {**params, "members": list(members)}, n_l, members)
     curve = str(params.get("curve", "ristretto255"))
-    key = blinding_key(ctx, f"psi.{protocol}.leader.key", curve)
+    key = suite_key(ctx, f"psi.{protocol}.leader.key", curve)
     rand = job_random(ctx, f"psi.{protocol}.leader.seed.key")
     dst = suite_domain(ctx, "ecdh-n", curve)
     order = random_permutation(rand, n_l)

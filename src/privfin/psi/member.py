@@ -14,7 +14,6 @@ from privfin.crypto.ristretto import POINT_BYTES
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
@@ -24,6 +23,7 @@ from privfin.psi.common import (
     rows_in,
     send_stream,
     suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, KeyShare, Masked, RevealedKeys
@@ -81,7 +81,7 @@ def run_member(
 
     curve = str(params.get("curve", "ristretto255"))
 
-    key = blinding_key(ctx, f"psi.{protocol}.member.key", curve)
+    key = suite_key(ctx, f"psi.{protocol}.member.key", curve)
     dst = suite_domain(ctx, "ecdh-n", curve)
     send_stream(ctx, leader, "b", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     incoming = recv_stream(ctx, leader, "a", n_l, POINT_BYTES)

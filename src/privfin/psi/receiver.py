@@ -17,7 +17,6 @@ import numpy.typing as npt
 from privfin.crypto.ristretto import POINT_BYTES
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
@@ -26,6 +25,7 @@ from privfin.psi.common import (
     rows_in,
     send_stream,
     suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -61,7 +61,7 @@ def run_receiver(
     n_r = len(prepared)
     n_s = handshake(ctx, protocol, params, n_r, [sender])[sender]
     curve = str(params.get("curve", "ristretto255"))
-    key = blinding_key(ctx, f"psi.{protocol}.receiver.key", curve)
+    key = suite_key(ctx, f"psi.{protocol}.receiver.key", curve)
     dst = suite_domain(ctx, "ecdh", curve)
     t0 = time.perf_counter()
     sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))

@@ -15,7 +15,6 @@ from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     U8,
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
@@ -25,6 +24,7 @@ from privfin.psi.common import (
     recv_stream,
     send_stream,
     suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -62,7 +62,7 @@ def run_sender(
     n_s = len(prepared)
     n_r = handshake(ctx, protocol, params, n_s, [receiver])[receiver]
     curve = str(params.get("curve", "ristretto255"))
-    key = blinding_key(ctx, f"psi.{protocol}.sender.key", curve)
+    key = suite_key(ctx, f"psi.{protocol}.sender.key", curve)
     rand = job_random(ctx, f"psi.{protocol}.sender.seed.key")
     dst = suite_domain(ctx, "ecdh", curve)
     perm = random_permutation(rand, n_s)
