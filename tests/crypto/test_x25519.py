@@ -88,6 +88,18 @@ def test_blinding_commutes(msgs: list[bytes], seed: int) -> None:
             assert (msgs[i] == msgs[j]) == bool((ab[i] == ab[j]).all())
 
 
+def test_kernel_map_edge_cases() -> None:
+    ts = [0, 1, 2, P - 1, P - 2, 2**254, *[(7**k * 0x9E3779B97F4A7C15) % P for k in range(60)]]
+    want = [x.map_to_curve_u(t) for t in ts]
+    assert len(set(want)) > 30
+    if not x.KERNEL:  # the pure path alone (checked against the RFC vectors above)
+        assert want[0] == 0  # t = 0: x1 = -A, g(-A) = -A is not a square: u = 0 (order 2)
+        return
+    out = np.empty((len(ts), 32), np.uint8)
+    x._KERNEL.elligator_batch(b"".join(t.to_bytes(32, "little") for t in ts), out)
+    assert [int.from_bytes(bytes(r), "little") for r in out] == want
+
+
 def test_domain_separation_and_canonical_outputs() -> None:
     assert x.hash_to_u(b"a", b"one") != x.hash_to_u(b"a", b"two")
     data, ends = _packed([f"id-{i}".encode() for i in range(200)])
@@ -147,6 +159,10 @@ def test_kernel_is_byte_identical_to_the_pure_path(n: int) -> None:
         assert np.array_equal(x.hash_blind_packed(key, data, ends, DST), pure)
         return
     assert np.array_equal(x.hash_blind_packed(key, data, ends, DST, kernel=True), pure)
+    assert np.array_equal(
+        x.hash_to_u_packed(data, ends, DST, kernel=True),
+        x.hash_to_u_packed(data, ends, DST, kernel=False),
+    )
     # arbitrary canonical u (half of them twist points): same products, same first rejection
     raw = np.frombuffer(rnd.bytes(32 * max(n, 1) * 4), np.uint8).reshape(-1, 32).copy()
     raw[:, 31] &= 0x7F

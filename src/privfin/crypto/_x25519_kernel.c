@@ -260,6 +260,41 @@ TGT static void x25519_8(unsigned char *out, unsigned char *twist, const unsigne
     }
 }
 
+/* Eight field elements t (canonical): out[lane] = u of Elligator 2 (RFC 9380 §6.7.1, Z = 2):
+ * x1 = -A / (1 + 2 t^2); u = x1 if x1^3 + A x1^2 + x1 is a square (or 0), else -x1 - A. */
+TGT static void elligator_8(unsigned char *out, const unsigned char *t, int lanes) {
+    uint64_t limbs[5][8], other[5][8], sym[5][8];
+    for (int l = 0; l < 8; l++) {
+        static const unsigned char zero_t[32] = {0};
+        unpack(limbs, l < lanes ? t + 32 * l : zero_t, l);
+    }
+    fe8 tv = fe_load(limbs), one, zero, a;
+    for (int i = 0; i < 5; i++) {
+        one.v[i] = _mm512_set1_epi64(i == 0 ? 1 : 0);
+        zero.v[i] = _mm512_setzero_si512();
+        a.v[i] = _mm512_set1_epi64(i == 0 ? 486662 : 0);
+    }
+    fe8 t2 = fe_sq(tv);
+    fe8 den = fe_carry(fe_add(fe_add(t2, t2), one)); /* 1 + 2 t^2, never 0 */
+    fe8 e11, e2;
+    fe8 inv = fe_pow_2_250_1(den, &e11, &e2);
+    inv = fe_mul(fe_sqn(inv, 5), e11); /* den^(p - 2) */
+    fe8 x1 = fe_sub(zero, fe_mul(inv, a));
+    fe8 x2 = fe_sub(fe_sub(zero, x1), a);
+    fe8 g = fe_mul(x1, fe_add(fe_mul(x1, fe_add(x1, a)), one));
+    fe8 g11, g2;
+    fe8 s = fe_pow_2_250_1(g, &g11, &g2);
+    s = fe_mul(fe_sqn(s, 4), fe_mul(g2, fe_sq(g2))); /* g^((p - 1) / 2) */
+    fe_store(limbs, fe_freeze(x1));
+    fe_store(other, fe_freeze(x2));
+    fe_store(sym, fe_freeze(s));
+    for (int l = 0; l < lanes; l++) {
+        int nonsquare = sym[0][l] == MASK51 - 19 && sym[1][l] == MASK51 && sym[2][l] == MASK51 &&
+                        sym[3][l] == MASK51 && sym[4][l] == MASK51;
+        pack(out + 32 * l, nonsquare ? other : limbs, l);
+    }
+}
+
 static int have_ifma(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512ifma");
@@ -323,7 +358,44 @@ done:
     return ret;
 }
 
+PyDoc_STRVAR(elligator_doc,
+             "elligator_batch(ts, out) -> None\n\n"
+             "out[32i:32i+32] = u-coordinate of Elligator 2 of the canonical field element "
+             "ts[32i:32i+32] (little-endian, below 2^255 - 19).");
+
+static PyObject *elligator_batch(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer t, out;
+    if (!PyArg_ParseTuple(args, "y*w*", &t, &out)) return NULL;
+    PyObject *ret = NULL;
+    Py_ssize_t n = t.len / 32;
+    if (t.len % 32 != 0 || out.len != t.len) {
+        PyErr_SetString(PyExc_ValueError, "elligator_batch: bad buffer sizes");
+        goto done;
+    }
+    if (!have_ifma()) {
+        PyErr_SetString(PyExc_RuntimeError, "elligator_batch: this CPU lacks AVX-512 IFMA");
+        goto done;
+    }
+#ifdef PRIVFIN_IFMA
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i += 8) {
+        int lanes = (int)(n - i < 8 ? n - i : 8);
+        elligator_8((unsigned char *)out.buf + 32 * i, (const unsigned char *)t.buf + 32 * i,
+                    lanes);
+    }
+    Py_END_ALLOW_THREADS
+#endif
+    Py_INCREF(Py_None);
+    ret = Py_None;
+done:
+    PyBuffer_Release(&t);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
+    {"elligator_batch", elligator_batch, METH_VARARGS, elligator_doc},
     {"available", available, METH_NOARGS, available_doc},
     {"x25519_batch", x25519_batch, METH_VARARGS, batch_doc},
     {NULL, NULL, 0, NULL},

@@ -151,14 +151,44 @@ def hash_to_u(msg: bytes, dst: bytes) -> bytes:
     return map_to_curve_u(hash_to_field(msg, dst)).to_bytes(POINT_BYTES, "little")
 
 
-def hash_to_u_packed(data: bytes, ends: npt.ArrayLike, dst: bytes) -> U8:
+def _hash_to_field_packed(data: bytes, bounds: list[int], dst: bytes) -> bytes:
+    """:func:`hash_to_field` of every packed message, as 32 little-endian bytes each."""
+    dprime = _dst_prime(dst)
+    tail = FIELD_HASH_BYTES.to_bytes(2, "big") + b"\x00" + dprime
+    one = b"\x01" + dprime
+    zpad = _ZPAD.copy
+    sha = hashlib.sha512
+    mv = memoryview(data)
+    p = FIELD_PRIME
+    frombytes = int.from_bytes
+    parts: list[bytes] = []
+    append = parts.append
+    start = 0
+    for stop in bounds:
+        h = zpad()
+        h.update(mv[start:stop])
+        h.update(tail)
+        t = frombytes(sha(h.digest() + one).digest()[:48], "big") % p
+        append(t.to_bytes(POINT_BYTES, "little"))
+        start = stop
+    return b"".join(parts)
+
+
+def hash_to_u_packed(
+    data: bytes, ends: npt.ArrayLike, dst: bytes, *, kernel: bool | None = None
+) -> U8:
     """:func:`hash_to_u` of messages packed in one buffer (message ``i`` is
-    ``data[ends[i-1]:ends[i]]``), as an ``(n, 32)`` uint8 array."""
+    ``data[ends[i-1]:ends[i]]``), as an ``(n, 32)`` uint8 array; the map runs in the kernel if
+    ``kernel`` is true (or None and :data:`KERNEL`), else in ``gmpy2``."""
     bounds = _check_bounds(data, ends)
     n = len(bounds)
-    out = bytearray(POINT_BYTES * n)
     if n == 0:
         return np.empty((0, POINT_BYTES), dtype=np.uint8)
+    if _use_kernel(kernel):
+        result = np.empty((n, POINT_BYTES), dtype=np.uint8)
+        _KERNEL.elligator_batch(_hash_to_field_packed(data, bounds, dst), result)
+        return result
+    out = bytearray(POINT_BYTES * n)
     dprime = _dst_prime(dst)
     tail = FIELD_HASH_BYTES.to_bytes(2, "big") + b"\x00" + dprime
     one = b"\x01" + dprime
@@ -349,13 +379,13 @@ def hash_blind_packed(
     kernel: bool | None = None,
 ) -> U8:
     """``X25519(scalar, H(m))`` (or ``H(m)`` if ``scalar`` is None) for packed messages. Pure
-    path: one pass per item (hash, map, multiply); with the kernel: the hashes, then one
-    kernel call for the batch. No Python object per item is kept."""
+    path: one pass per item (hash, map, multiply); with the kernel: the hashes to the field,
+    then two kernel calls for the batch (map, multiply). No Python object per item is kept."""
     if scalar is None:
-        return hash_to_u_packed(data, ends, dst)
+        return hash_to_u_packed(data, ends, dst, kernel=kernel)
     sk = _private(scalar)
     if _use_kernel(kernel):
-        return _kernel_batch(scalar, hash_to_u_packed(data, ends, dst))
+        return _kernel_batch(scalar, hash_to_u_packed(data, ends, dst, kernel=True))
     bounds = _check_bounds(data, ends)
     n = len(bounds)
     if n == 0:
