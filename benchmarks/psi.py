@@ -351,6 +351,7 @@ def main() -> None:
     )
     ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
     ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
+    ap.add_argument("--no-openmined", action="store_true", help="skip openmined-psi")
     ap.add_argument(
         "--breakdown", type=int, default=0, help="per-operation costs on N items, one core"
     )
@@ -369,7 +370,8 @@ def main() -> None:
         except Exception as exc:  # a peer that cannot be installed is reported, not fatal
             print(f"# spu unavailable: {exc}", file=sys.stderr)
         try:
-            om_py = peer_python("openmined-psi", ["openmined-psi==2.0.6"])
+            if not args.no_openmined:
+                om_py = peer_python("openmined-psi", ["openmined-psi==2.0.6"])
         except Exception as exc:
             print(f"# openmined-psi unavailable: {exc}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -28,13 +28,8 @@ typedef struct {
     __m512i v[5];
 } fe8;
 
-TGT static inline fe8 fe_add(fe8 a, fe8 b) {
-    fe8 r;
-    for (int i = 0; i < 5; i++) r.v[i] = _mm512_add_epi64(a.v[i], b.v[i]);
-    return r;
-}
-
-/* One carry pass: limbs back below 2^51 + 2^14 (limb 4's carry wraps as 19 * carry). */
+/* One carry pass: limbs back below 2^51 + 19 * 2^13 (limb 4's carry wraps as 19 * carry);
+ * after fe_mul's two passes, below 2^51 + 19. */
 TGT static inline fe8 fe_carry(fe8 a) {
     const __m512i m = _mm512_set1_epi64(MASK51);
     __m512i c;
@@ -49,6 +44,14 @@ TGT static inline fe8 fe_carry(fe8 a) {
     c = _mm512_add_epi64(_mm512_add_epi64(_mm512_slli_epi64(c, 4), _mm512_slli_epi64(c, 1)), c);
     a.v[0] = _mm512_add_epi64(a.v[0], c);
     return a;
+}
+
+/* a + b, carried: every input of fe_mul must stay below 2^52 (IFMA reads 52 bits), and two
+ * carried limbs (below 2^51 + 2^8) may sum past it. */
+TGT static inline fe8 fe_add(fe8 a, fe8 b) {
+    fe8 r;
+    for (int i = 0; i < 5; i++) r.v[i] = _mm512_add_epi64(a.v[i], b.v[i]);
+    return fe_carry(r);
 }
 
 /* a - b + 4p, carried (inputs below 2^53). */
@@ -275,7 +278,7 @@ TGT static void elligator_8(unsigned char *out, const unsigned char *t, int lane
         a.v[i] = _mm512_set1_epi64(i == 0 ? 486662 : 0);
     }
     fe8 t2 = fe_sq(tv);
-    fe8 den = fe_carry(fe_add(fe_add(t2, t2), one)); /* 1 + 2 t^2, never 0 */
+    fe8 den = fe_add(fe_add(t2, t2), one); /* 1 + 2 t^2, never 0 */
     fe8 e11, e2;
     fe8 inv = fe_pow_2_250_1(den, &e11, &e2);
     inv = fe_mul(fe_sqn(inv, 5), e11); /* den^(p - 2) */
