@@ -13,12 +13,13 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.crypto import ristretto, x25519
+from privfin.crypto.blind_tasks import blind_task, hash_blind_task
 from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.crypto.random import RandomSource
 from privfin.crypto.ristretto import POINT_BYTES, BlindingKey
 from privfin.crypto.x25519 import X25519Key
 from privfin.errors import ProtocolAbort
-from privfin.psi.ids import U64, PreparedIds
+from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import (
     CHUNK_ROWS,
     CURVES,
@@ -143,20 +144,6 @@ def handshake(
 # ------------------------------------------------------------------ compute tasks (picklable)
 
 
-def _hash_blind_task(task: tuple[bool, bytes, bytes, bytes, U64]) -> U8:
-    is_x25519, scalar, dst, data, ends = task
-    if is_x25519:
-        return x25519.hash_blind_packed(scalar, data, ends, dst)
-    return ristretto.hash_blind_packed(scalar, data, ends, dst)
-
-
-def _blind_task(task: tuple[bool, bytes, U8]) -> U8:
-    is_x25519, scalar, points = task
-    if is_x25519:
-        return x25519.scalarmult_batch(scalar, points)
-    return ristretto.scalarmult_batch(scalar, points)
-
-
 #: Results computed ahead of the consumer (per stream): bounds memory to a few chunks.
 PREFETCH_GROUPS = 2
 _DONE = object()
@@ -241,7 +228,7 @@ def _hash_and_blind(
         for a, b in bounds[i : i + step]:
             data, ends = prepared.packed(None if order is None else order[a:b], a, b)
             tasks.append((is_x25519, scalar, dst, data, ends))
-        for out in ctx.compute.map(_hash_blind_task, tasks):
+        for out in ctx.compute.map(hash_blind_task, tasks):
             progress.advance(out.shape[0])
             yield out
 
@@ -269,7 +256,7 @@ def _blind_stream(
     def flush() -> Iterator[U8]:
         nonlocal done
         try:
-            results = ctx.compute.map(_blind_task, pending)
+            results = ctx.compute.map(blind_task, pending)
         except _INVALID as exc:
             where = "" if exc.index is None else f" (row {done + exc.index} or later)"
             raise ProtocolAbort(
