@@ -64,6 +64,21 @@ TGT static inline fe8 fe_sub(fe8 a, fe8 b) {
     return fe_carry(r);
 }
 
+/* Columns lo[k] + 2 hi[k-1] (2^52 = 2 * 2^51), folded mod p (2^255 = 19) and carried. */
+TGT static inline fe8 fe_fold(const __m512i lo[10], const __m512i hi[10]) {
+    __m512i c[10];
+    c[0] = lo[0];
+    for (int k = 1; k < 10; k++) c[k] = _mm512_add_epi64(lo[k], _mm512_slli_epi64(hi[k - 1], 1));
+    /* hi[9] is zero: the product of two values below 2^260 is below 2^520 */
+    fe8 r;
+    for (int k = 0; k < 5; k++) {
+        __m512i t = c[k + 5];
+        t = _mm512_add_epi64(_mm512_add_epi64(_mm512_slli_epi64(t, 4), _mm512_slli_epi64(t, 1)), t);
+        r.v[k] = _mm512_add_epi64(c[k], t);
+    }
+    return fe_carry(fe_carry(r));
+}
+
 /* a * b for limbs below 2^52; result carried. */
 TGT static inline fe8 fe_mul(fe8 a, fe8 b) {
     __m512i lo[10], hi[10];
@@ -78,21 +93,33 @@ TGT static inline fe8 fe_mul(fe8 a, fe8 b) {
             hi[i + j] = _mm512_madd52hi_epu64(hi[i + j], a.v[i], b.v[j]);
         }
     }
-    /* column k = lo[k] + 2 hi[k-1] (2^52 = 2 * 2^51) */
-    __m512i c[10];
-    c[0] = lo[0];
-    for (int k = 1; k < 10; k++) c[k] = _mm512_add_epi64(lo[k], _mm512_slli_epi64(hi[k - 1], 1));
-    /* hi[9] is zero: the product of two values below 2^260 is below 2^520 */
-    fe8 r;
-    for (int k = 0; k < 5; k++) {
-        __m512i t = c[k + 5];
-        t = _mm512_add_epi64(_mm512_add_epi64(_mm512_slli_epi64(t, 4), _mm512_slli_epi64(t, 1)), t);
-        r.v[k] = _mm512_add_epi64(c[k], t);
-    }
-    return fe_carry(fe_carry(r));
+    return fe_fold(lo, hi);
 }
 
-TGT static inline fe8 fe_sq(fe8 a) { return fe_mul(a, a); }
+/* a^2: the 10 cross products once, doubled, plus the 5 squares (15 products, not 25). */
+TGT static inline fe8 fe_sq(fe8 a) {
+    __m512i lo[10], hi[10];
+    const __m512i z = _mm512_setzero_si512();
+    for (int k = 0; k < 10; k++) {
+        lo[k] = z;
+        hi[k] = z;
+    }
+    for (int i = 0; i < 5; i++) {
+        for (int j = i + 1; j < 5; j++) {
+            lo[i + j] = _mm512_madd52lo_epu64(lo[i + j], a.v[i], a.v[j]);
+            hi[i + j] = _mm512_madd52hi_epu64(hi[i + j], a.v[i], a.v[j]);
+        }
+    }
+    for (int k = 1; k < 8; k++) {
+        lo[k] = _mm512_slli_epi64(lo[k], 1);
+        hi[k] = _mm512_slli_epi64(hi[k], 1);
+    }
+    for (int i = 0; i < 5; i++) {
+        lo[2 * i] = _mm512_madd52lo_epu64(lo[2 * i], a.v[i], a.v[i]);
+        hi[2 * i] = _mm512_madd52hi_epu64(hi[2 * i], a.v[i], a.v[i]);
+    }
+    return fe_fold(lo, hi);
+}
 
 TGT static inline fe8 fe_sqn(fe8 a, int n) {
     for (int i = 0; i < n; i++) a = fe_sq(a);
