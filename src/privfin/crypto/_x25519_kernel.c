@@ -7,6 +7,8 @@
  * lane is the canonical little-endian u-coordinate, byte-identical to RFC 7748's X25519 (and
  * to OpenSSL's, the pure path). Per point the kernel also reports whether u^3 + A u^2 + u is
  * a non-square (u is on the quadratic twist), computed with an exponentiation by (p - 1) / 2.
+ * `elligator_batch` computes the Elligator 2 map of RFC 9380 (the hash's field-to-curve step)
+ * for eight field elements at a time, byte-identical to the gmpy2 path.
  *
  * The kernel is compiled for x86-64 only and used only when the CPU reports AVX-512F and
  * AVX-512 IFMA (checked at run time); otherwise `available()` is False and privfin uses the
