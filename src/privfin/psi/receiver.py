@@ -17,15 +17,15 @@ import numpy.typing as npt
 from privfin.crypto.ristretto import POINT_BYTES
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     recv_stream,
     rows_in,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -60,8 +60,9 @@ def run_receiver(
     protocol = "ecdh-cardinality" if cardinality_only else "ecdh"
     n_r = len(prepared)
     n_s = handshake(ctx, protocol, params, n_r, [sender])[sender]
-    key = blinding_key(ctx, f"psi.{protocol}.receiver.key")
-    dst = hash_domain(ctx, "ecdh")
+    curve = str(params.get("curve", "ristretto255"))
+    key = suite_key(ctx, f"psi.{protocol}.receiver.key", curve)
+    dst = suite_domain(ctx, "ecdh", curve)
     t0 = time.perf_counter()
     sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     ctx.metrics.add("psi.points_sent", float(sent))

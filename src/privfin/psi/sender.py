@@ -15,16 +15,16 @@ from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     U8,
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     job_random,
     random_permutation,
     recv_stream,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -61,9 +61,10 @@ def run_sender(
     protocol = "ecdh-cardinality" if cardinality_only else "ecdh"
     n_s = len(prepared)
     n_r = handshake(ctx, protocol, params, n_s, [receiver])[receiver]
-    key = blinding_key(ctx, f"psi.{protocol}.sender.key")
+    curve = str(params.get("curve", "ristretto255"))
+    key = suite_key(ctx, f"psi.{protocol}.sender.key", curve)
     rand = job_random(ctx, f"psi.{protocol}.sender.seed.key")
-    dst = hash_domain(ctx, "ecdh")
+    dst = suite_domain(ctx, "ecdh", curve)
     perm = random_permutation(rand, n_s)
     t0 = time.perf_counter()
     own = hash_and_blind(ctx, key, prepared, dst, "psi.blind", perm)
