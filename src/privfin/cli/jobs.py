@@ -177,9 +177,7 @@ def _rows_on_node(config: Path, job: Any) -> int | None:
     from privfin.store import open_engine
 
     cfg = load_config(config)
-    names = [
-        v if isinstance(v, str) else v.dataset for v in job.inputs.get(cfg.party, {}).values()
-    ]
+    names = [v if isinstance(v, str) else v.dataset for v in job.inputs.get(cfg.party, {}).values()]
     if not names:
         return None
     engine = open_engine(cfg.store_url())
@@ -207,7 +205,9 @@ def _print_estimate(
     calibration, measured = load_calibration(refresh=recalibrate)
     if measured:
         typer.echo("(measured this machine's unit costs for the estimate; cached)")
-    for line in render(step, rows, source, estimate_step(component, roles, params, rows, calibration)):
+    for line in render(
+        step, rows, source, estimate_step(component, roles, params, rows, calibration)
+    ):
         typer.echo(line)
 
 

@@ -35,6 +35,7 @@ party (the estimate counts the computing parties only).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -89,6 +90,45 @@ def production_provider(compute: int) -> str:
     return {2: "ot", 3: "rss3"}.get(compute, "dealer")
 
 
+# ------------------------------------------------------------------------------ framing
+
+
+@functools.lru_cache(maxsize=4096)
+def _frame(kind: str, size: int, extra: int) -> int:
+    from privfin.federation import codec
+    from privfin.mpc import messages as m
+
+    msg: object
+    if kind == "open":
+        msg = m.Opening(values=np.zeros(size // 8, dtype=np.uint64))
+    elif kind == "reveal":
+        msg = m.RevealShare(label="x" * extra, values=np.zeros(size // 8, dtype=np.uint64))
+    elif kind == "u":
+        msg = m.OtExtend(counter=0, cols=size // otm.KAPPA, u=bytes(size))
+    elif kind == "corr":
+        msg = m.OtCorrections(counter=0, data=bytes(size))
+    elif kind == "seed":
+        msg = m.Seed(seed=bytes(size))
+    elif kind == "input":
+        msg = m.InputShare(shape=[1] * extra, seed=bytes(size))
+    elif kind == "header":
+        msg = m.InputHeader(shape=[1] * extra)
+    elif kind == "base_setup":
+        msg = m.OtBaseSetup(point=bytes(32), hash_key=bytes(16))
+    elif kind == "base_reply":
+        msg = m.OtBaseReply(points=bytes(size))
+    else:
+        return MESSAGE_OVERHEAD
+    return len(codec.encode(msg)) - size
+
+
+def framing(kind: str, nbytes: int, extra: int = 0) -> int:
+    """Bytes the codec adds to a message of ``kind`` carrying ``nbytes`` (measured on a
+    message of the same size class: the envelope grows with the msgpack length headers)."""
+    cap = 1 << 17  # beyond, every length header has its largest (fixed) size
+    return _frame(kind, min(nbytes, cap), extra)
+
+
 # ------------------------------------------------------------------------------ the tally
 
 
@@ -127,11 +167,23 @@ class Tally:
             if not getattr(self, name):
                 setattr(self, name, [0] * self.parties)
 
-    def send(self, party: int, nbytes: int, *, offline: bool = False, messages: int = 1) -> None:
-        self.sent[party] += nbytes + MESSAGE_OVERHEAD * messages
+    def send(
+        self,
+        party: int,
+        nbytes: int,
+        *,
+        offline: bool = False,
+        messages: int = 1,
+        kind: str = "",
+        extra: int = 0,
+    ) -> None:
+        """``messages`` messages of ``kind`` (see :func:`framing`) carrying ``nbytes`` in all."""
+        each = -(-nbytes // messages) if messages else 0
+        total = nbytes + framing(kind, each, extra) * messages
+        self.sent[party] += total
         self.messages[party] += messages
         if offline:
-            self.offline[party] += nbytes + MESSAGE_OVERHEAD * messages
+            self.offline[party] += total
 
 
 # ------------------------------------------------------------------------------ the engine
@@ -184,14 +236,14 @@ class CostEngine(Engine):
         """An opening: every computing party sends its words to every other one."""
         total = words + xor_words
         for i in range(self.n):
-            self.tally.send(i, 8 * total * (self.n - 1), messages=self.n - 1)
+            self.tally.send(i, 8 * total * (self.n - 1), messages=self.n - 1, kind="open")
             self.tally.words[i] += total * self.n
         self._round()
 
     def _pairs(self, words: int) -> None:
         """Replicated sharing: every party sends its components to its predecessor."""
         for i in range(self.n):
-            self.tally.send(i, 8 * words)
+            self.tally.send(i, 8 * words, kind="open")
             self.tally.words[i] += 2 * words
         self._round()
 
@@ -225,9 +277,9 @@ class CostEngine(Engine):
         sizes_r = _batch_sizes(n_r, w_r, self.batch)
         sizes_s = _batch_sizes(n_s, w_s, self.batch)
         for b in sizes_r:
-            t.send(party, _KAPPA_BYTES * otm.pad_count(b), offline=True)
+            t.send(party, _KAPPA_BYTES * otm.pad_count(b), offline=True, kind="u")
         if corr_bytes is not None and sizes_s:
-            t.send(party, corr_bytes, offline=True, messages=len(sizes_s))
+            t.send(party, corr_bytes, offline=True, messages=len(sizes_s), kind="corr")
         t.ots[party] += n_r + n_s
         t.hash_rows[party] += n_r + 2 * n_s
         t.hash_words[party] += n_r * w_r + 2 * n_s * w_s
@@ -332,7 +384,7 @@ class CostEngine(Engine):
         n = prod(shape)
         if self.replicated:
             for i in (0, 1):  # P0 and P1 hand their masked shares to P2
-                self.tally.send(i, 8 * n)
+                self.tally.send(i, 8 * n, kind="open")
                 self.tally.words[i] += n
             self._round()
             self._pairs(2 * n)
@@ -387,7 +439,7 @@ class CostEngine(Engine):
         self.roles.check_result_party(to)
         for i, p in enumerate(self.compute):
             if p != to:
-                self.tally.send(i, 8 * prod(shape))
+                self.tally.send(i, 8 * prod(shape), kind="reveal", extra=len(label))
         return None
 
     # ------------------------------------------------------------------- setup / inputs
@@ -397,27 +449,27 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self.tally.setup_ot = True
             for i in range(2):
-                self.tally.send(i, 32 + 16, offline=True)
-                self.tally.send(i, otm.KAPPA * 32, offline=True)
+                self.tally.send(i, 32 + 16, offline=True, kind="base_setup")
+                self.tally.send(i, otm.KAPPA * 32, offline=True, kind="base_reply")
         elif self.kind == "rss3":
             for i in range(3):
-                self.tally.send(i, 32)
+                self.tally.send(i, 32, kind="seed")
         elif self.kind == "dealer":
             dealer = self.roles.dealer or self.compute[0]
             if dealer in self.compute:
                 for _ in range(self.n - 1):
-                    self.tally.send(self.compute.index(dealer), 32)
+                    self.tally.send(self.compute.index(dealer), 32, kind="seed")
 
-    def share_input(self, owner: str, size: int) -> None:
+    def share_input(self, owner: str, shape: Sequence[int]) -> None:
         """A data party secret-shares ``size`` values (:meth:`Session.share`): a seed to each
         computing party but one, the values to the last if the owner does not compute."""
         if owner in self.compute:
             i = self.compute.index(owner)
             for _ in range(self.n - 1):
-                self.tally.send(i, 32)
+                self.tally.send(i, 32, kind="input", extra=len(shape))
             for p in self.parties:  # shape headers to the parties that take no share
                 if p != owner and p not in self.compute:
-                    self.tally.send(i, 8)
+                    self.tally.send(i, 0, kind="header", extra=len(shape))
 
 
 # ------------------------------------------------------------------------------ the session
@@ -442,7 +494,7 @@ class TracingSession(Session):
     def input(self, owner: str, shape: Sequence[int], *, fixed: bool = True) -> SharedTensor:
         """A data party's input of ``shape`` (its sharing is tallied)."""
         assert isinstance(self.engine, CostEngine)
-        self.engine.share_input(owner, prod(shape))
+        self.engine.share_input(owner, shape)
         return SharedTensor(self, None, tuple(shape), self.frac_bits if fixed else 0)
 
 
@@ -796,9 +848,7 @@ def estimate_mpc_stats(
 
     def standardized() -> SharedTensor:
         assert isinstance(spec, Mapping)
-        return concatenate(
-            [s.input(str(o), (rows, len(spec[o]))) for o in sorted(spec)], axis=1
-        )
+        return concatenate([s.input(str(o), (rows, len(spec[o]))) for o in sorted(spec)], axis=1)
 
     def weights(owner: str) -> SharedTensor:
         return s.input(owner, (rows,))
