@@ -95,13 +95,15 @@ def _rows(widths: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.int64] | slic
 def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
     """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
     raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
-    parts = []
+    out = np.empty(_trimmed_size(widths, d.shape[1]), dtype=np.uint8)
+    at = 0
     for w in range(1, 9):
         rows = _rows(widths, w)
         part = raw[rows, :, :w]
         if part.size:
-            parts.append(np.ascontiguousarray(part).tobytes())
-    return b"".join(parts)
+            out[at : at + part.size].reshape(part.shape)[...] = part
+            at += part.size
+    return out.tobytes()
 
 
 def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
@@ -333,18 +335,16 @@ class OtExtension:
         out_s = np.empty((n_s, w_s), dtype=np.uint64)
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            cc = np.zeros((q.shape[0], w_s), dtype=np.uint64)
-            cc[: hi - lo] = c[lo:hi]
-            own, d = otm.cot_send(q, send.delta, h, tweak, cc)
-            out_s[lo:hi] = own[: hi - lo]
-            return _trim(d[: hi - lo], sb[lo:hi])
+            n = hi - lo
+            own, d = otm.cot_send(q[:n], send.delta, h, tweak, c[lo:hi])
+            out_s[lo:hi] = own
+            return _trim(d, sb[lo:hi])
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
-            dd = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
-            dd[: hi - lo] = _untrim(msg, rb[lo:hi], recv_width)
-            got = otm.cot_receive(t, self._padded_bits(bits, lo, hi), h, tweak, dd)
-            out_r[lo:hi] = got[: hi - lo]
+            n = hi - lo
+            dd = _untrim(msg, rb[lo:hi], recv_width)
+            out_r[lo:hi] = otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd)
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
