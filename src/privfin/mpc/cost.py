@@ -415,6 +415,18 @@ class CostEngine(Engine):
         self._and(half)
         return None
 
+    def msb_knots(
+        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int
+    ) -> U64 | None:
+        words = n + -(-(len(knots) - 2) * n // 4)
+        self._edabits(n)
+        self._open(n)
+        for _ in range(4):
+            self._and_pair(words)
+        self._and(n)
+        self._and(-(-(len(knots) - 2) * n // 64))
+        return None
+
     def bit_inject(
         self, bits: U64 | None, y: U64 | None, shape: Shape, y_shape: Shape | None
     ) -> tuple[U64, U64 | None] | None:
