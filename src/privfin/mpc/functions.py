@@ -156,11 +156,13 @@ def sigmoid(x: SharedTensor, method: str = "auto", *, fast_compare: bool = False
     * ``"auto"``: ``piecewise`` when the provider offers packed-bit material (the dealer),
       else ``poly`` (fewer comparisons on 0/1 ring elements).
 
-    ``fast_compare`` (piecewise only): compare ``x`` with the knots on the 32-bit window of
-    resolution ``2**-10`` (:meth:`~privfin.mpc.session.Session.msb_select` with ``window``):
-    a quarter of the AND material and one round less, max abs error 1.25e-3 (a value within
-    2**-10 below a knot may use the next segment's line), **valid only for |x| < 2**21**
-    (beyond, the result is garbage). SS-LR uses it for its logits ``x_b . w``.
+    ``fast_compare`` (piecewise only, with packed bits): compare ``x`` with the outer knots
+    on the 32-bit window of resolution ``2**-10`` and with the inner ones on 16-bit lanes of
+    resolution ``2**-6``, guarded by the outer ones
+    (:meth:`~privfin.mpc.session.Session.msb_select_knots`: one edaBit per element for all
+    knots, about a fifth of the AND material of the exact comparison), max abs error 1.25e-3
+    (a value just below a knot may use the next segment's line), **valid only for
+    |x| < 2**21** (beyond, the result is garbage). SS-LR uses it for its logits ``x_b . w``.
     """
     s = x.session
     if method == "auto":
