@@ -120,9 +120,21 @@ def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
         count = raw[rows, 0, 0].size
         if count:
             size = count * width * w
-            raw[rows, :, :w] = buf[at : at + size].reshape(count, width, w)
+            src = buf[at : at + size]
+            if isinstance(rows, slice):
+                # whole w-byte fields per word (numpy copies them as units, not byte by byte)
+                dst = raw[rows].view(_LOW_BYTES[w])["lo"]
+                dst[...] = src.view(f"V{w}").reshape(dst.shape)
+            else:
+                raw[rows, :, :w] = src.reshape(count, width, w)
             at += size
     return raw.view(np.uint64).reshape(n, width)
+
+
+#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
+_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
+    8: np.dtype([("lo", "V8")])
+}
 
 
 class OtExtension:
