@@ -415,9 +415,7 @@ class CostEngine(Engine):
         self._and(half)
         return None
 
-    def msb_knots(
-        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int
-    ) -> U64 | None:
+    def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
         words = n + -(-(len(knots) - 2) * n // 4)
         self._edabits(n)
         self._open(n)

@@ -51,6 +51,8 @@ def _lane_keep16(s: int) -> np.uint64:
     """Mask clearing the low ``s`` bits of each of the four 16-bit lanes."""
     lane = 0xFFFF ^ ((1 << s) - 1)
     return np.uint64(lane | lane << 16 | lane << 32 | lane << 48)
+
+
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
 _TAG_RSS = "mpc.rss.pair"
@@ -818,9 +820,7 @@ class Engine:
         return np.asarray(bits[:n].reshape(shape), dtype=np.uint64)
 
     @ring_ops
-    def msb_knots(
-        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int
-    ) -> U64 | None:
+    def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
         """XOR-shares (bit 0 of a word) of ``[x < t_j]`` for ``n`` shared elements ``x`` and
         ``k >= 3`` sorted public ring values ``t_j``: shape ``(k, n)``.
 
@@ -872,9 +872,7 @@ class Engine:
         nr = np.concatenate(
             [r32 | (r32 << np.uint64(32)), np.bitwise_or.reduce(flat_r.reshape(4, w16) << lanes)]
         )
-        lane0 = np.concatenate(
-            [np.full(n, _LANE0, np.uint64), np.full(w16, _LANE0_16, np.uint64)]
-        )
+        lane0 = np.concatenate([np.full(n, _LANE0, np.uint64), np.full(w16, _LANE0_16, np.uint64)])
         if self.is_leader:
             nr ^= _ALL  # ~r within every lane (the lanes fill the words)
             p = nr ^ cw
@@ -902,9 +900,9 @@ class Engine:
         g_lo = (top[:n] >> np.uint64(31)) & _ONE
         g_hi = (top[:n] >> np.uint64(63)) & _ONE
         t16 = top[n:]
-        inner_bits = np.concatenate(
-            [(t16 >> np.uint64(16 * i + 15)) & _ONE for i in range(4)]
-        )[: inner * n]
+        inner_bits = np.concatenate([(t16 >> np.uint64(16 * i + 15)) & _ONE for i in range(4)])[
+            : inner * n
+        ]
         # guard: [x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j) on packed bits, one AND round
         mask = np.tile(g_lo ^ g_hi, inner)
         pm = self._pack_words(mask, wm)
