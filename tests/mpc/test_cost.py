@@ -198,3 +198,51 @@ def test_job_validate_prints_the_estimate(tmp_path: Path, monkeypatch: Any) -> N
     path.write_text(yaml.safe_dump(bad))
     res = CliRunner().invoke(app, ["job", "validate", str(path)])
     assert res.exit_code == 1 and "unknown component" in res.output
+
+
+def test_pipeline_validate_prices_its_mpc_steps(tmp_path: Path, monkeypatch: Any) -> None:
+    from privfin.cli.main import app
+
+    monkeypatch.setenv("PRIVFIN_CACHE_DIR", str(tmp_path / "cache"))
+    roles = {"bank": ["data", "compute", "result"], "telco": ["data", "compute"]}
+    params = {
+        "features": {"bank": ["g0", "g1"], "telco": ["h0"]},
+        "label": {"party": "bank", "column": "y"},
+        "epochs": 1,
+        "batch_size": 128,
+    }
+    spec = {
+        "job": "lr-pipe",
+        "purpose": "a joint model",
+        "retention_days": 30,
+        "parties": {
+            "bank": {"datasets": {"train": "bank_train"}},
+            "telco": {"datasets": {"train": "telco_train"}},
+        },
+        "results": ["bank"],
+        "steps": {
+            "psi": {
+                "component": "psi",
+                "roles": {"bank": "receiver", "telco": "sender"},
+                "params": {"reveal_to": "both"},
+                "inputs": {"table": "datasets.train"},
+            },
+            "train": {
+                "component": "ss_lr",
+                "roles": roles,
+                "params": params,
+                "inputs": {"table": "psi.aligned"},
+            },
+        },
+    }
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    res = CliRunner().invoke(app, ["job", "validate", str(path), "--rows", "3000"])
+    assert res.exit_code == 0, res.output
+    assert "steps psi -> train" in res.output
+    assert "cost estimate of train (3,000 rows, given)" in res.output
+    assert "cost estimate of psi" not in res.output  # no cost model for PSI
+    est = estimate_ss_lr(roles, params, 3000, provider="ot", calibration=UNIT)
+    assert f"ot: {est.rounds:,} rounds" in res.output
+    res = CliRunner().invoke(app, ["job", "validate", str(path), "--no-estimate"])
+    assert res.exit_code == 0 and "cost estimate" not in res.output

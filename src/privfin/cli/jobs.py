@@ -117,17 +117,20 @@ def job_validate(
         raise typer.Exit(1)
     steps = " -> ".join(pipeline.order())
     typer.echo(f"{spec}: valid ({len(pipeline.parties)} parties; steps {steps})")
-    if not no_estimate:
-        for name, step in pipeline.steps.items():
-            _print_estimate(
-                name,
-                step.component,
-                step.roles,
-                step.params,
-                rows or _DEFAULT_ROWS,
-                "given" if rows else "assumed: pass --rows",
-                recalibrate,
-            )
+    if no_estimate:
+        return
+    from privfin.jobs.cost import ESTIMATED
+
+    for name in pipeline.order():
+        step = pipeline.steps[name]
+        if step.component not in ESTIMATED:
+            continue
+        n, source = rows, "given"
+        if n is None and config is not None:
+            n, source = _pipeline_rows(config, pipeline, name)
+        if n is None:
+            n, source = _DEFAULT_ROWS, "assumed: pass --rows"
+        _print_estimate(name, step.component, step.roles, step.params, n, source, recalibrate)
 
 
 def _validate_job(
@@ -171,18 +174,56 @@ def _validate_job(
 
 def _rows_on_node(config: Path, job: Any) -> int | None:
     """Rows of the first dataset this node's party gives the job (its registry counts them)."""
+    from privfin.node.config import load_config
+
+    party = load_config(config).party
+    names = [v if isinstance(v, str) else v.dataset for v in job.inputs.get(party, {}).values()]
+    return _registered_rows(config, names[0]) if names else None
+
+
+def _pipeline_rows(config: Path, pipeline: Any, step: str) -> tuple[int | None, str]:
+    """Rows of the dataset this node's party gives ``step``: its registered row count, or,
+    when the step reads an earlier step's output (rows aligned by PSI), the count of the
+    dataset that earlier step read, as an upper bound."""
+    from privfin.jobs.components import DECLARATIONS
+    from privfin.jobs.spec import parse_ref
+    from privfin.node.config import load_config
+
+    party = load_config(config).party
+    seen: set[str] = set()
+    current, bound = step, False
+    while current in pipeline.steps and current not in seen:
+        seen.add(current)
+        st = pipeline.steps[current]
+        decl = DECLARATIONS.get(st.component)
+        ports = [p.name for p in decl.inputs if p.kind == "table"] if decl else []
+        given = st.inputs_of(party)
+        ref = next((given[p] for p in ports if given.get(p)), None)
+        if ref is None:
+            return None, ""
+        kind, alias, _ = parse_ref(ref)
+        if kind == "dataset":
+            use = pipeline.parties.get(party)
+            if use is None or alias not in use.datasets:
+                return None, ""
+            name = use.datasets[alias].name
+            what = "at most, as " if bound else ""
+            return _registered_rows(config, name), f"{what}this node's dataset {name}"
+        if kind != "step":
+            return None, ""
+        current, bound = alias, True
+    return None, ""
+
+
+def _registered_rows(config: Path, name: str) -> int | None:
     from privfin.data.registry import DatasetRegistry
     from privfin.errors import ConfigError
     from privfin.node.config import load_config
     from privfin.store import open_engine
 
-    cfg = load_config(config)
-    names = [v if isinstance(v, str) else v.dataset for v in job.inputs.get(cfg.party, {}).values()]
-    if not names:
-        return None
-    engine = open_engine(cfg.store_url())
+    engine = open_engine(load_config(config).store_url())
     try:
-        return int(DatasetRegistry(engine).get(names[0]).rows)
+        return int(DatasetRegistry(engine).get(name).rows)
     except ConfigError:
         return None
     finally:
