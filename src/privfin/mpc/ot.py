@@ -84,12 +84,25 @@ def _pack_bits(bits: U8) -> U8:
     return np.packbits(padded, bitorder="little")
 
 
-def _rows(widths: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.int64] | slice:
-    """The rows of width ``w``: a slice when they are contiguous (the common case)."""
-    rows = np.flatnonzero(widths == w)
-    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
-        return slice(int(rows[0]), int(rows[-1]) + 1)
-    return rows
+def _groups(widths: npt.NDArray[np.int64]) -> dict[int, npt.NDArray[np.int64] | slice]:
+    """The rows of each byte width 1-8: a slice where they are contiguous (the common case:
+    widths come in runs, e.g. bit-major Gilboa rows), else their indices."""
+    if widths.size == 0:
+        return {}
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(widths)) + 1])
+    values = widths[starts]
+    out: dict[int, npt.NDArray[np.int64] | slice] = {}
+    if np.unique(values).size == values.size:  # every width in one run
+        ends = np.concatenate([starts[1:], [widths.size]])
+        for v, a, b in zip(values.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            if 1 <= v <= 8:
+                out[v] = slice(a, b)
+        return out
+    for w in range(1, 9):
+        rows = np.flatnonzero(widths == w)
+        if rows.size:
+            out[w] = rows
+    return out
 
 
 def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
@@ -97,8 +110,7 @@ def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
     raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
     out = np.empty(_trimmed_size(widths, d.shape[1]), dtype=np.uint8)
     at = 0
-    for w in range(1, 9):
-        rows = _rows(widths, w)
+    for w, rows in sorted(_groups(widths).items()):
         part = raw[rows, :, :w]
         if part.size:
             out[at : at + part.size].reshape(part.shape)[...] = part
@@ -115,8 +127,7 @@ def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
     raw = np.zeros((n, width, 8), dtype=np.uint8)
     buf = np.frombuffer(data, dtype=np.uint8)
     at = 0
-    for w in range(1, 9):
-        rows = _rows(widths, w)
+    for w, rows in sorted(_groups(widths).items()):
         count = raw[rows, 0, 0].size
         if count:
             size = count * width * w
