@@ -149,6 +149,8 @@ class Tally:
     ots: list[int] = field(default_factory=list)
     hash_rows: list[int] = field(default_factory=list)
     hash_words: list[int] = field(default_factory=list)
+    #: trimmed correction bytes each party packs (sent) or unpacks (received)
+    corr_bytes: list[int] = field(default_factory=list)
     #: words each party handles online (opened, reshared) and local multiply-adds of matmuls
     words: list[int] = field(default_factory=list)
     macs: list[int] = field(default_factory=list)
@@ -161,6 +163,7 @@ class Tally:
             "ots",
             "hash_rows",
             "hash_words",
+            "corr_bytes",
             "words",
             "macs",
         ):
@@ -280,6 +283,7 @@ class CostEngine(Engine):
             t.send(party, _KAPPA_BYTES * otm.pad_count(b), offline=True, kind="u")
         if corr_bytes is not None and sizes_s:
             t.send(party, corr_bytes, offline=True, messages=len(sizes_s), kind="corr")
+            t.corr_bytes[party] += corr_bytes
         t.ots[party] += n_r + n_s
         t.hash_rows[party] += n_r + 2 * n_s
         t.hash_words[party] += n_r * w_r + 2 * n_s * w_s
@@ -288,11 +292,14 @@ class CostEngine(Engine):
         """The same OTs in both directions (Gilboa, AND triples)."""
         for i in range(2):
             self._cot(i, n, width, n, width, corr_bytes)
+            if corr_bytes is not None:
+                self.tally.corr_bytes[i] += corr_bytes  # the peer's, unpacked here
 
     def _one_way(self, n: int, corr_bytes: int) -> None:
         """Bit products: P0 sends ``n`` correlated OTs of one word, P1 receives them."""
         self._cot(0, 0, 1, n, 1, corr_bytes)
         self._cot(1, n, 1, 0, 1, None)
+        self.tally.corr_bytes[1] += corr_bytes
 
     def _ot_mul(self, size: int) -> None:
         for s in range(0, size, MUL_CHUNK):
@@ -441,6 +448,8 @@ class CostEngine(Engine):
             else:  # P0 receives 1 word and sends 2 per OT; P1 the mirror
                 self._cot(0, n, 1, n, 2, 16 * n)
                 self._cot(1, n, 2, n, 1, 8 * n)
+                self.tally.corr_bytes[0] += 8 * n
+                self.tally.corr_bytes[1] += 16 * n
         packed_words = ceil(ceil(n / 8) / 8)
         self._open(y_size, packed_words)
         return None
@@ -522,6 +531,7 @@ class Calibration:
     mac_s: float  # local ring matmul per multiply-add
     round_s: float  # fixed cost of one interactive step at a party (Python, hand-over)
     base_ot_s: float = 0.0  # KAPPA base OTs in each direction (OT provider setup), one party
+    corr_byte_s: float = 0.0  # packing / unpacking a trimmed correction byte, and its word
     measured_at: float = 0.0
     machine: str = ""
 
@@ -538,6 +548,7 @@ class Calibration:
             mac_s=float(data["mac_s"]),
             round_s=float(data["round_s"]),
             base_ot_s=float(data.get("base_ot_s", 0.0)),
+            corr_byte_s=float(data.get("corr_byte_s", 0.0)),
             measured_at=float(data.get("measured_at", 0.0)),
             machine=str(data.get("machine", "")),
         )
@@ -615,9 +626,28 @@ def calibrate(*, ots: int = 1 << 15, steps: int = 40, machine: str = "") -> Cali
         mac_s=t_mac,
         round_s=_round_cost(steps),
         base_ot_s=_base_ot_cost(),
+        corr_byte_s=_corr_cost(),
         measured_at=time.time(),
         machine=machine,
     )
+
+
+def _corr_cost() -> float:
+    """Seconds per trimmed correction byte: packing Gilboa-trimmed words for the wire,
+    unpacking them and the receiver's pass over the words (subtract, shift, sum)."""
+    from privfin.mpc.ot import _trim, _untrim
+
+    widths = np.repeat(np.array(_GILBOA, dtype=np.int64), 4)
+    rng = np.random.default_rng(1)
+    d = rng.integers(0, 2**63, (widths.size, 256), dtype=np.uint64)
+
+    def run() -> None:
+        got = _untrim(_trim(d, widths), widths, d.shape[1])
+        got -= d
+        got <<= np.uint64(1)
+        np.sum(got, axis=0, dtype=np.uint64)
+
+    return _best(run) / (2 * int(widths.sum()) * d.shape[1])
 
 
 def _base_ot_cost() -> float:
@@ -729,6 +759,7 @@ def _finish(
         tally.ots[i] * cal.ot_s
         + tally.hash_rows[i] * cal.hash_row_s
         + tally.hash_words[i] * cal.hash_word_s
+        + tally.corr_bytes[i] * cal.corr_byte_s
         + tally.words[i] * cal.word_s
         + tally.macs[i] * cal.mac_s
         for i in range(tally.parties)
