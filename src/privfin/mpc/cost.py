@@ -647,7 +647,7 @@ def _corr_cost() -> float:
         got <<= np.uint64(1)
         np.sum(got, axis=0, dtype=np.uint64)
 
-    return _best(run) / (2 * int(widths.sum()) * d.shape[1])
+    return _best(run) / float(2 * int(widths.sum()) * int(d.shape[1]))
 
 
 def _base_ot_cost() -> float:
