@@ -343,7 +343,7 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_decomposed(n, [63 - k for k in range(64)])
         elif self.kind == "rss3":
-            # the parties' words, a carry-save step, 5 paired and ... Kogge-Stone levels
+X
             self._pairs(n)
             self._pairs(n)
             self._pairs(n)
