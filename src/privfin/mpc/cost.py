@@ -343,7 +343,7 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_decomposed(n, [63 - k for k in range(64)])
         elif self.kind == "rss3":
-X
+            # the parties' words, a carry-save step, the first carry, 5 Kogge-Stone levels
             self._pairs(n)
             self._pairs(n)
             self._pairs(n)
