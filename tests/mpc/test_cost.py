@@ -246,3 +246,79 @@ def test_pipeline_validate_prices_its_mpc_steps(tmp_path: Path, monkeypatch: Any
     assert f"ot: {est.rounds:,} rounds" in res.output
     res = CliRunner().invoke(app, ["job", "validate", str(path), "--no-estimate"])
     assert res.exit_code == 0 and "cost estimate" not in res.output
+
+
+def test_validate_reads_the_rows_from_this_nodes_dataset(tmp_path: Path, monkeypatch: Any) -> None:
+    """With --config the estimate uses the row count of the party's registered dataset behind
+    the step (an upper bound when the step reads PSI's output), for a single-component job and
+    for a pipeline step."""
+    import pandas as pd
+
+    from privfin.cli.main import app
+
+    monkeypatch.setenv("PRIVFIN_CACHE_DIR", str(tmp_path / "cache"))
+    node = tmp_path / "node.yaml"
+    node.write_text(
+        "party: bank\nport: 8443\nstate_dir: ./state\ncert: ./bank.crt\nkey: ./bank.key\n"
+        "peers:\n  telco: {url: 'https://127.0.0.1:8444', cert: ./telco.crt}\n"
+    )
+    table = tmp_path / "bank.csv"
+    rng = np.random.default_rng(0)
+    pd.DataFrame(
+        {"id": range(777), "g0": rng.normal(size=777), "y": rng.integers(0, 2, 777)}
+    ).to_csv(table, index=False)
+    reg = CliRunner().invoke(
+        app,
+        ["data", "register", "bank_train", str(table), "--config", str(node), "--id-column",
+         "id", "--label", "y", "--partner", "telco", "--purpose", "a joint model"],
+    )  # fmt: skip
+    assert reg.exit_code == 0, reg.output
+    roles = {"bank": ["data", "compute", "result"], "telco": ["data", "compute"]}
+    params = {
+        "features": {"bank": ["g0"], "telco": ["h0"]},
+        "label": {"party": "bank", "column": "y"},
+        "epochs": 1,
+        "batch_size": 128,
+    }
+    job = {
+        "job": "lr-node",
+        "component": "ss_lr",
+        "roles": roles,
+        "params": params,
+        "inputs": {"bank": {"table": "bank_train"}, "telco": {"table": "telco_train"}},
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    res = CliRunner().invoke(app, ["job", "validate", str(path), "--config", str(node)])
+    assert res.exit_code == 0, res.output
+    assert "(777 rows, this node's dataset)" in res.output
+    est = estimate_ss_lr(roles, params, 777, provider="ot", calibration=UNIT)
+    assert f"ot: {est.rounds:,} rounds" in res.output
+    pipe = {
+        "job": "lr-pipe",
+        "purpose": "a joint model",
+        "retention_days": 30,
+        "parties": {
+            "bank": {"datasets": {"train": "bank_train"}},
+            "telco": {"datasets": {"train": "telco_train"}},
+        },
+        "results": ["bank"],
+        "steps": {
+            "psi": {
+                "component": "psi",
+                "roles": {"bank": "receiver", "telco": "sender"},
+                "params": {"reveal_to": "both"},
+                "inputs": {"table": "datasets.train"},
+            },
+            "train": {
+                "component": "ss_lr",
+                "roles": roles,
+                "params": params,
+                "inputs": {"table": "psi.aligned"},
+            },
+        },
+    }
+    path.write_text(yaml.safe_dump(pipe))
+    res = CliRunner().invoke(app, ["job", "validate", str(path), "--config", str(node)])
+    assert res.exit_code == 0, res.output
+    assert "(777 rows, at most, as this node's dataset bank_train)" in res.output
