@@ -148,6 +148,15 @@ _LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range
 }
 
 
+def _joined(parts: list[U64], width: int) -> U64:
+    """The batches' outputs as one ``(n, width)`` array (no copy for a single batch)."""
+    if not parts:
+        return np.empty((0, width), dtype=np.uint64)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts)
+
+
 class OtExtension:
     """IKNP OT extension in both directions between this party and ``peer``.
 
@@ -354,26 +363,26 @@ class OtExtension:
         if rb.shape != (n_r,) or sb.shape != (n_s,) or (rb.size and rb.max() > 8):
             raise ConfigError("cot: byte widths must be one per OT, at most 8")
         _, send, h = self._ready()
-        out_r = np.empty((n_r, recv_width), dtype=np.uint64)
-        out_s = np.empty((n_s, w_s), dtype=np.uint64)
+        parts_r: list[U64] = []  # batch outputs, in order (joined only if there are several)
+        parts_s: list[U64] = []
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
             n = hi - lo
             own, d = otm.cot_send(q[:n], send.delta, h, tweak, c[lo:hi])
-            out_s[lo:hi] = own
+            parts_s.append(own)
             return _trim(d, sb[lo:hi])
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
             n = hi - lo
             dd = _untrim(msg, rb[lo:hi], recv_width)
-            out_r[lo:hi] = otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd)
+            parts_r.append(otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd))
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
 
         self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
-        return out_r, out_s
+        return _joined(parts_r, recv_width), _joined(parts_s, w_s)
 
     @ring_ops
     def chosen(
