@@ -1,19 +1,37 @@
-"""Horizontal FL: FedAvg logistic regression with secure aggregation on (masking or CKKS) and
-off, the federated histogram GBDT (masking and CKKS), one aggregation round masking vs CKKS,
-and the cost of secure aggregation alone.
+"""Horizontal FL: FedAvg (logistic regression and an MLP) against Flower 1.42 with secure
+aggregation on (masking or CKKS) and off, the federated histogram GBDT (masking and CKKS), one
+aggregation round masking vs CKKS, and the cost of secure aggregation alone.
 
     .venv/bin/python benchmarks/horizontal.py            # 100 clients x 100k parameters
     .venv/bin/python benchmarks/horizontal.py --quick    # 20 clients x 10k parameters
+    .venv/bin/python benchmarks/horizontal.py --parts fedavg --deployment  # + node processes
 
-Part 1 (FedAvg): FATE's ``default_credit_homo`` (``../shared/data/fate``: guest, host_1,
-host_2 = 24,000 training rows, test 6,000 rows), the training rows split into 4 clients in
-file order, 3 rounds of FedAvg (1 local epoch of minibatch SGD, batch 64, lr 0.05), all
-parties in one process (``privfin.runtime.simulate``, memory transport). Reported: wall time,
-bytes the server received per round, test AUC; and the AUC of the same model trained on the
-pooled rows for as many epochs. Flower 1.42 (the issue's peer: 4 clients x 3 rounds in 6.2 s,
-measured on this kind of machine by the issue's author) is NOT run here: its simulation
-engine needs Ray in its own venv, which this script does not install; the peer column is
-empty until it is.
+Part 1 (FedAvg against Flower): FATE's ``default_credit_homo`` (``../shared/data/fate``:
+guest, host_1, host_2 = 24,000 training rows, test 6,000 rows), the training rows split into 4
+clients in file order, 3 rounds of FedAvg (1 local epoch of minibatch SGD, batch 64, lr 0.05;
+``--models logistic,mlp``, the MLP with 16 tanh units). Reported: wall time, bytes the server
+received per round, test AUC; and the AUC of the same model trained on the pooled rows.
+
+The peer is Flower (``flwr[simulation]==1.42.*``, which pulls Ray), installed by this script
+into ``benchmarks/.venvs/flower``: a Flower App (``FLOWER_APP``: a ``NumPyClient`` with the
+same model, initialisation and SGD update in numpy, the built-in weighted ``FedAvg``, the test
+AUC computed by the ServerApp after the last round) on the same partitions. Deployments match:
+
+- privfin in one process (``privfin.runtime.simulate``, memory transport) against Flower's
+  simulation engine (``flwr.simulation.run_simulation``, Ray actors of one CPU each); timed:
+  the call, Flower's Ray start-up included, imports excluded on both sides; repeated
+  ``--repeat`` times (default 2).
+- with ``--deployment``: the server and the 4 clients as privfin node processes
+  (``cluster_up``, development mode, mutual TLS on loopback, the ``hfl`` component) against
+  Flower's deployment engine (``flower-superlink --insecure`` and 4 ``flower-supernode``
+  processes, each spawning its SuperExec and App processes; ``flwr run --stream``); timed from
+  submission until the run is done, start-up of the nodes / SuperLink / SuperNodes excluded;
+  a first and a second job on the same processes.
+
+Flower does not expose the bytes it moves in simulation: its column is an estimate, the
+serialised parameter arrays the server receives per round (one per client), without the
+message envelope and protocol framing. privfin's is counted on the memory transport.
+Target of the issue: secure aggregation on, <= 1/3 of Flower's wall time, AUC within 0.005.
 
 Part 2 (federated histogram GBDT): the same 4 clients, 10 trees of depth 3, masking and CKKS
 aggregation; wall time, bytes to the server and sent by one client, test AUC against
@@ -28,14 +46,14 @@ recovered); wall time of the round (with dropouts it includes the stage deadline
 waits for the silent clients, overlapping the other clients' masking) and bytes each client
 sent and received, against the plain sum of the same vectors.
 
-Measured here (x86_64, 2 cores): FedAvg 4x3 with secure aggregation 0.18 s wall (off: 0.14 s),
-5.2 kB received by the server per round (off: 1.0 kB), AUC 0.7254 against 0.7277 pooled; one
-round of 100 clients x 100k parameters 11.0 s wall in one process (each client expands 99
-pairwise masks of 800 kB with AES-CTR), 0.82 MB sent per client against 0.80 MB for the plain
+Measured here (x86_64, 2 cores, 2026-12-02, load 9-12, noisy; docs/benchmarks.md): FedAvg LR
+4x3 with secure aggregation 0.15-0.42 s in one process against Flower's simulation engine's
+31-56 s (AUC 0.7254 against Flower's 0.7263); node processes 18-21 s for a first job and 2.6 s
+for a second against the deployment engine's 58 / 55 s. One round of 100 clients x 100k
+parameters 11.0 s wall in one process, 0.82 MB sent per client against 0.80 MB for the plain
 update; with 10 clients dropping after sharing keys the sum is still exact within the bound.
-Parts 2-3 (2026-12-02, load 7-12, noisy): GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821
-against 0.7797 pooled; one round of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS
-5.9-10 s and 7.3 MB (docs/benchmarks.md).
+Parts 2-3: GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821 against 0.7797 pooled; one round
+of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS 5.9-10 s and 7.3 MB.
 """
 
 from __future__ import annotations
