@@ -46,12 +46,13 @@ recovered); wall time of the round (with dropouts it includes the stage deadline
 waits for the silent clients, overlapping the other clients' masking) and bytes each client
 sent and received, against the plain sum of the same vectors.
 
-Measured here (x86_64, 2 cores, 2026-12-02, load 9-12, noisy; docs/benchmarks.md): FedAvg LR
+Measured here (x86_64, 2 cores, 2026-12-02, load 4-12, noisy; docs/benchmarks.md): FedAvg LR
 4x3 with secure aggregation 0.15-0.42 s in one process against Flower's simulation engine's
-31-56 s (AUC 0.7254 against Flower's 0.7263); node processes 18-21 s for a first job and 2.6 s
-for a second against the deployment engine's 58 / 55 s. One round of 100 clients x 100k
-parameters 11.0 s wall in one process, 0.82 MB sent per client against 0.80 MB for the plain
-update; with 10 clients dropping after sharing keys the sum is still exact within the bound.
+18-56 s (AUC 0.7254 against Flower's 0.7263); node processes 18-22 s for a first job and
+2.6-2.8 s for a second against the deployment engine's 58-71 s / 55-56 s. One round of 100
+clients x 100k parameters 11.0 s wall in one process, 0.82 MB sent per client against 0.80 MB
+for the plain update; with 10 clients dropping after sharing keys the sum is still exact
+within the bound.
 Parts 2-3: GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821 against 0.7797 pooled; one round
 of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS 5.9-10 s and 7.3 MB.
 """
