@@ -321,6 +321,7 @@ def mean(
     id_column: str | None = None,
     max_rows_per_id: int = 1,
     resolution: float | None = None,
+    public_count: bool = False,
     confidence: float = 0.95,
     charge: Charge | None = None,
     rng: RandomSource | None = None,
@@ -329,7 +330,16 @@ def mean(
     count (``epsilon / 2``) and a noisy sum of the values centred on the middle of the bounds
     (``epsilon / 2``, so the noise scales with ``(upper - lower) / 2``), divided, clamped to
     the bounds. The interval combines the two noise intervals (each at ``1 - (1 -
-    confidence) / 2``; union bound). Pure ``epsilon``-DP."""
+    confidence) / 2``; union bound). Pure ``epsilon``-DP, unit one customer (add/remove).
+
+    ``public_count=True`` is for a table whose number of values ``n`` is public anyway (a
+    published portfolio size): ``n`` is then used exactly and **released** (``notes["count"]``),
+    all of ``epsilon`` goes to the sum, and the guarantee is pure ``epsilon``-DP for the
+    **replace-one** relation (bounded DP: one customer's values replaced by any others, ``n``
+    unchanged; sensitivity ``max_rows_per_id * (upper - lower)``), the unit of IBM
+    diffprivlib's ``mean`` and of OpenDP's mean over a sized domain. It protects nothing of
+    ``n`` and is no add/remove guarantee: use it only when ``n`` is public.
+    """
     eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
     lo, hi = _bounds(lower, upper)
     mid = (lo + hi) / 2
@@ -337,10 +347,16 @@ def mean(
     g = resolution if resolution is not None else grid_resolution(half, _SUM_STEPS)
     check_resolution(g)
     per_row = max(math.ceil(half / g), 1)  # |centred value| <= half, rounded outwards at most
+    if not isinstance(public_count, bool):
+        raise ConfigError("public_count must be true or false")
     count_mech = DiscreteLaplace(eps / 2, k)
     sum_mech = DiscreteLaplace(eps / 2, k * per_row)
     cost = PrivacyCost(eps)
     each = 1 - (1 - conf) / 2
+    if public_count:
+        # replace-one: a row's centred, rounded value moves by at most 2 * per_row units
+        sum_mech = DiscreteLaplace(eps, k * 2 * per_row)
+        each = conf
 
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
@@ -348,6 +364,8 @@ def mean(
         x = x[~np.isnan(x)]
         src = _sample.source(rng)
         centred = _grid_units(np.clip(np.clip(x, lo, hi) - mid, -half, half), g, src)
+        if public_count:
+            return _mean_public(x.size, int(centred.sum()), src)
         c = count_mech.release(len(x), src)
         s = sum_mech.release(int(centred.sum()), src)
         hc, hs = count_mech.halfwidth(each), sum_mech.halfwidth(each)
@@ -363,6 +381,19 @@ def mean(
         notes = {"resolution": g, "lower": lo, "upper": hi, "noisy_count": c}
         return Release(f"mean({column})", {"mean": est}, cost, "discrete_laplace x2",
                        _unit(id_column, k), notes)  # fmt: skip
+
+    def _mean_public(n: int, total: int, src: RandomSource) -> Release:
+        if n == 0:
+            raise ConfigError(f"mean({column}): no values (and public_count says n is public)")
+        s = sum_mech.release(total, src)
+        h = sum_mech.halfwidth(conf)
+        value = min(max(mid + s * g / n, lo), hi)
+        low = min(max(mid + (s - h) * g / n, lo), hi)
+        high = min(max(mid + (s + h) * g / n, lo), hi)
+        notes = {"resolution": g, "lower": lo, "upper": hi, "count": n, "public_count": True}
+        unit = f"replace one {_unit(id_column, k).removeprefix('one ')} (bounded DP: n public)"
+        return Release(f"mean({column})", {"mean": Estimate(value, low, high, conf)}, cost,
+                       "discrete_laplace", unit, notes)  # fmt: skip
 
     return _charged(charge, cost, "mean:grid_laplace", compute)
 
@@ -471,6 +502,44 @@ def contingency(
     return _charged(charge, mech.cost(), "contingency:discrete_laplace", compute)
 
 
+#: Default number of grid steps of a quantile release (the grid has one point more).
+QUANTILE_GRID = 1 << 32
+_MAX_GRID = 1 << 52
+
+
+def _quantile_groups(
+    t: np.ndarray, grid: int, num: int, den: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group the grid points ``0 .. grid`` by score, given the data's grid indices ``t``
+    (sorted): every distinct index is a group of one point, every run of points strictly
+    between two of them (or before the first, after the last) a group. Returns ``(first
+    point, size, score)`` per non-empty group, score ``|(den - num) #{t < c} - num #{t > c}|``.
+    """
+    n = int(t.size)
+    vals, counts = np.unique(t, return_counts=True)
+    before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    # singletons at each distinct data index
+    s_first, s_size = vals, np.ones_like(vals)
+    s_below, s_above = before, n - before - counts
+    # gaps: before the first value, then after each value up to the next one (or the end)
+    g_first = np.concatenate([[0], vals + 1])
+    g_end = np.concatenate([vals, [grid + 1]])  # exclusive
+    g_below = np.concatenate([[0], before + counts])
+    g_above = n - g_below
+    first = np.concatenate([s_first, g_first])
+    size = np.concatenate([s_size, g_end - g_first])
+    below = np.concatenate([s_below, g_below])
+    above = np.concatenate([s_above, g_above])
+    keep = size > 0
+    first, size, below, above = first[keep], size[keep], below[keep], above[keep]
+    if (den * (n + 1)).bit_length() >= 62:
+        raise ConfigError(
+            f"quantile level {num}/{den} has too many digits for {n} rows; round it"
+        )
+    score = np.abs((den - num) * below - num * above)
+    return first.astype(np.int64), size.astype(np.int64), score
+
+
 def quantiles(
     data: Data,
     column: str,
@@ -479,7 +548,7 @@ def quantiles(
     *,
     lower: float,
     upper: float,
-    candidates: int = 1024,
+    candidates: int = QUANTILE_GRID,
     id_column: str | None = None,
     max_rows_per_id: int = 1,
     confidence: float = 0.95,
@@ -487,11 +556,18 @@ def quantiles(
     rng: RandomSource | None = None,
 ) -> Release:
     """Quantiles of ``column`` (clamped to ``[lower, upper]``, missing values dropped) by the
-    exponential mechanism over ``candidates + 1`` evenly spaced points of the bounds, score
-    ``|(1 - q) #{x < c} - q #{x > c}|`` (the distance of ``c``'s rank from ``q n`` when no
-    value equals ``c``; ties at ``c`` count on neither side, so a value shared by many rows
-    scores well), sensitivity ``max_rows_per_id * max(q, 1 - q)``, ``epsilon / len(qs)``
-    each. Pure ``epsilon``-DP.
+    exponential mechanism over the ``candidates + 1`` evenly spaced points ``c_j`` of the
+    bounds (default ``2**32`` steps), score ``|(1 - q) #{x < c} - q #{x > c}|`` counted on
+    the values rounded to the nearest grid point (a value equal to ``c`` counts on neither
+    side, so a value shared by many rows scores well), sensitivity ``max_rows_per_id *
+    max(q, 1 - q)`` (add/remove), ``epsilon / len(qs)`` each. Pure ``epsilon``-DP.
+
+    The grid points between two consecutive data values share one score, so the mechanism
+    is sampled exactly over these groups (:func:`~privfin.dp._sample.exponential_groups`:
+    a group with probability proportional to its number of points times ``exp(-epsilon *
+    score / (2 sensitivity))``, then a uniform point of it) in time linear in the number of
+    rows, whatever the grid's size: the interval mechanism of Smith (2011) with its output
+    on a fixed, data-independent grid.
 
     Error bars are in ranks, not values (a value interval would have to be read from the
     data): with probability ``confidence`` every released point's score exceeds the best
@@ -505,11 +581,11 @@ def quantiles(
         raise ConfigError(f"quantile levels must be in [0, 1], got {list(qs)!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int):
         raise ConfigError("candidates must be an integer")
-    if not 1 <= candidates <= 1 << 20:
-        raise ConfigError(f"candidates must be in [1, 2**20], got {candidates!r}")
+    if not 1 <= candidates <= _MAX_GRID:
+        raise ConfigError(f"candidates must be in [1, 2**52], got {candidates!r}")
     each = eps / len(levels)
     cost = PrivacyCost(eps)
-    grid = np.linspace(lo, hi, candidates + 1)
+    step = (hi - lo) / candidates
     # failure probability shared by the levels (union bound)
     fail = (1 - conf) / len(levels)
     sens = {q: k * max(q, 1 - q) for q in levels}  # in score units (ranks)
@@ -521,25 +597,25 @@ def quantiles(
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
         x = _numeric(df, column)
-        x = np.sort(np.clip(x[~np.isnan(x)], lo, hi))
-        n = len(x)
-        below = np.searchsorted(x, grid, side="left")
-        above = n - np.searchsorted(x, grid, side="right")
+        x = np.clip(x[~np.isnan(x)], lo, hi)
+        # each value to its nearest grid point: a per-row map, so the sensitivity holds
+        t = np.sort(np.clip(np.rint((x - lo) / step), 0, candidates).astype(np.int64))
         src = _sample.source(rng)
         out = {}
         for q in levels:
             # integer scores: the level as the exact decimal it was written as, num / den
             fq = Fraction(repr(q))
             num, den = fq.numerator, fq.denominator
-            scores = np.abs((den - num) * below.astype(object) - num * above.astype(object))
-            utilities = [-int(u) for u in scores.tolist()]
-            mech = ExponentialMechanism(each, sensitivity=k * max(num, den - num))
-            i = mech.select(utilities, src)
-            value = float(grid[i])
-            out[f"q{q:g}"] = Estimate(value, math.nan, math.nan, conf)
+            first, size, score = _quantile_groups(t, candidates, num, den)
+            gamma = Fraction(each) / (2 * k * max(num, den - num))
+            # only score differences matter: the best candidate's score is subtracted
+            g, i = _sample.exponential_groups(src, size, score - score.min(), gamma)
+            j = int(first[g]) + i
+            value = hi if j == candidates else lo + j * step
+            out[f"q{q:g}"] = Estimate(float(value), math.nan, math.nan, conf)
         notes = {
             "rank_error": rank_error,
-            "spacing": (hi - lo) / candidates,
+            "spacing": step,
             "lower": lo,
             "upper": hi,
         }
