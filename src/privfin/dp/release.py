@@ -15,8 +15,8 @@ bars derived from the mechanism's noise law (never from the data).
 
 Mechanisms: counts and histograms add exact discrete Laplace noise; sums and means snap each
 value to a power-of-two grid and add discrete Laplace noise in grid units; quantiles use the
-exponential mechanism over a declared grid of candidates (sampled exactly). All are pure
-epsilon-DP; the dummy count of :func:`psi_dummy_count` is (epsilon, delta)-DP.
+exponential mechanism over a fine, declared grid (sampled exactly over the data's intervals).
+All are pure epsilon-DP; the dummy count of :func:`psi_dummy_count` is (epsilon, delta)-DP.
 """
 
 from __future__ import annotations
@@ -47,10 +47,13 @@ from privfin.errors import ConfigError
 __all__ = [
     "Charge",
     "DummyCount",
+    "DummyLaw",
     "Estimate",
     "Release",
     "contingency",
     "count",
+    "dummy_delta",
+    "dummy_shift",
     "histogram",
     "mean",
     "psi_dummy_count",
@@ -625,16 +628,105 @@ def quantiles(
     return _charged(charge, cost, "quantiles:exponential", compute)
 
 
+def _dummy_mass(r: float, s: int, m: int) -> float:
+    """``P(|N - s| <= m)`` for the dummy count ``N`` (discrete Laplace of ratio ``r``
+    centred on ``s``, conditioned on ``[0, 2 s]``)."""
+    return (1 + r - 2 * r ** (m + 1)) / (1 + r - 2 * r ** (s + 1))
+
+
+def dummy_delta(epsilon: float, shift: int, sensitivity: int = 1) -> float:
+    """The exact ``delta`` of the dummy count with this ``shift``: ``P(N <= sensitivity -
+    1)``, the mass of the outputs one neighbour can produce and the other cannot (the
+    hockey-stick divergence at ``e**epsilon``; every other output's ratio is at most
+    ``e**epsilon``)."""
+    r = math.exp(-check_epsilon(epsilon) / sensitivity)
+    if shift < sensitivity:
+        return 1.0
+    norm = (1 + r - 2 * r ** (shift + 1)) / (1 - r)
+    return sum(r ** (shift - n) for n in range(sensitivity)) / norm
+
+
+@dataclass(frozen=True)
+class DummyLaw:
+    """The public law of the dummy count of a DP PSI-cardinality: what both parties derive
+    from the agreed ``epsilon``, ``delta`` and ``sensitivity``.
+
+    ``count = shift + Z`` with ``Z`` discrete Laplace of scale ``sensitivity / epsilon``
+    **conditioned on** ``|Z| <= shift`` (redrawn until it is), so ``0 <= count <= 2 shift =
+    slots``: the number of dummy slots each party fills is public and fixed, and the
+    revealed size ``true + count`` determines nothing else. ``shift`` is the smallest with
+    :func:`dummy_delta` at most ``delta``: then the revealed size is (epsilon,
+    delta)-DP for the true size (add/remove one customer changes it by at most
+    ``sensitivity``). The receiver estimates ``true`` as ``revealed - shift`` (unbiased:
+    the law is symmetric about ``shift``), with the exact interval of the law."""
+
+    epsilon: float
+    delta: float
+    sensitivity: int = 1
+
+    def __post_init__(self) -> None:
+        check_epsilon(self.epsilon)
+        _limit(self.sensitivity)
+        dummy_shift(self.epsilon, self.delta, self.sensitivity)  # validates delta
+
+    @property
+    def shift(self) -> int:
+        return dummy_shift(self.epsilon, self.delta, self.sensitivity)
+
+    @property
+    def slots(self) -> int:
+        """Dummy items each party adds (the largest possible count)."""
+        return 2 * self.shift
+
+    @property
+    def cost(self) -> PrivacyCost:
+        return PrivacyCost(self.epsilon, self.delta)
+
+    def halfwidth(self, confidence: float = 0.95) -> int:
+        """The smallest ``m`` with ``P(|count - shift| <= m) >= confidence`` (exact law)."""
+        conf = _confidence(confidence)
+        r = math.exp(-self.epsilon / self.sensitivity)
+        s = self.shift
+        for m in range(s + 1):
+            if _dummy_mass(r, s, m) >= conf:
+                return m
+        return s
+
+    def estimate(
+        self, revealed: int, confidence: float = 0.95, upper: int | None = None
+    ) -> Estimate:
+        """The true size estimated from the revealed size ``true + count``, with the interval
+        holding it with probability ``confidence`` over the noise; clamped to ``[0, upper]``
+        (``upper``: the smaller set size, public) — post-processing."""
+        h = self.halfwidth(confidence)
+        top = math.inf if upper is None else upper
+        v = revealed - self.shift
+
+        def clamp(x: float) -> float:
+            return float(min(max(x, 0), top))
+
+        return Estimate(clamp(v), clamp(v - h), clamp(v + h), confidence)
+
+    def draw(self, rng: RandomSource | None = None) -> int:
+        """One dummy count, sampled exactly (discrete Laplace, CKS 2020, redrawn until
+        within the slots)."""
+        s = self.shift
+        if 2 * s > MAX_DUMMY_SLOTS:
+            raise ConfigError(
+                f"epsilon {self.epsilon} and delta {self.delta} need {2 * s} dummy items; "
+                "raise epsilon"
+            )
+        scale = DiscreteLaplace(self.epsilon, self.sensitivity).scale
+        src = _sample.source(rng)
+        while True:
+            z = _sample.discrete_laplace(src, scale)
+            if abs(z) <= s:
+                return s + z
+
+
 @dataclass(frozen=True)
 class DummyCount:
-    """How many dummy items a party adds before a PSI-cardinality so that the revealed size
-    is an (epsilon, delta)-DP release of the true intersection size.
-
-    ``count = max(0, shift + Z)`` with ``Z`` discrete Laplace of scale ``sensitivity /
-    epsilon`` and ``shift`` the smallest integer with ``P(shift + Z < 0) <= delta`` (dummies
-    can only add items, so the noise is shifted up and truncated at 0; the truncation is the
-    ``delta``). The receiver sees ``true + count``; ``estimate(revealed)`` subtracts the
-    public ``shift`` and the interval comes from the noise law."""
+    """One drawn dummy count and its law (:class:`DummyLaw`)."""
 
     count: int
     shift: int
@@ -643,25 +735,42 @@ class DummyCount:
     sensitivity: int
 
     @property
+    def law(self) -> DummyLaw:
+        return DummyLaw(self.epsilon, self.delta, self.sensitivity)
+
+    @property
+    def slots(self) -> int:
+        return 2 * self.shift
+
+    @property
     def cost(self) -> PrivacyCost:
         return PrivacyCost(self.epsilon, self.delta)
 
-    def estimate(self, revealed: int, confidence: float = 0.95) -> Estimate:
-        mech = DiscreteLaplace(self.epsilon, self.sensitivity)
-        h = mech.halfwidth(_confidence(confidence))
-        v = revealed - self.shift
-        return Estimate(float(max(v, 0)), float(max(v - h, 0)), float(max(v + h, 0)), confidence)
+    def estimate(
+        self, revealed: int, confidence: float = 0.95, upper: int | None = None
+    ) -> Estimate:
+        return self.law.estimate(revealed, confidence, upper)
 
 
 def dummy_shift(epsilon: float, delta: float, sensitivity: int = 1) -> int:
-    """The smallest ``s >= 0`` with ``P(Z < -s) <= delta`` for ``Z`` discrete Laplace of scale
-    ``sensitivity / epsilon``: ``P(Z <= -(s+1)) = r**(s+1) / (1 + r)``, ``r = e**(-eps/sens)``."""
+    """The smallest ``s >= sensitivity`` with :func:`dummy_delta` ``(epsilon, s) <=
+    delta``."""
     eps = check_epsilon(epsilon)
-    if not (0 < delta < 1):
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < 1):
         raise ConfigError(f"delta must be in (0, 1) (the truncation's probability), got {delta!r}")
     r = math.exp(-eps / sensitivity)
-    s = math.ceil(math.log(delta * (1 + r)) / math.log(r) - 1)
-    return max(0, s)
+    # untruncated estimate: r**(s - sensitivity + 1) / (1 + r) * (1 + ...) ~ delta
+    s = max(sensitivity, math.ceil(math.log(delta * (1 - r)) / math.log(r)))
+    while dummy_delta(eps, s, sensitivity) > delta:
+        s += 1
+    while s > sensitivity and dummy_delta(eps, s - 1, sensitivity) <= delta:
+        s -= 1
+    return s
+
+
+#: Largest number of dummy slots a DP PSI-cardinality may need (epsilon and delta so small
+#: that more would be unusable anyway).
+MAX_DUMMY_SLOTS = 1 << 22
 
 
 def psi_dummy_count(
@@ -671,16 +780,12 @@ def psi_dummy_count(
     sensitivity: int = 1,
     rng: RandomSource | None = None,
 ) -> DummyCount:
-    """Draw the number of dummy intersection items for a DP PSI-cardinality (see
-    :class:`DummyCount` and ``SPEC.md``: the dummies must be items the other party's set
-    will also contain, which the cardinality protocol has to provide). (epsilon, delta)-DP
-    for the intersection size with ``sensitivity`` (1: one customer is in the intersection
-    at most once)."""
-    eps = check_epsilon(epsilon)
-    mech = DiscreteLaplace(eps, _limit(sensitivity))
-    shift = dummy_shift(eps, delta, sensitivity)
-    z = _sample.discrete_laplace(_sample.source(rng), mech.scale)
-    return DummyCount(max(0, shift + z), shift, eps, float(delta), sensitivity)
+    """Draw the number of dummy intersection items of a DP PSI-cardinality (see
+    :class:`DummyLaw`; ``privfin.psi`` SPEC.md §9 for the protocol that makes them match
+    on the receiver's side). (epsilon, delta)-DP for the intersection size with
+    ``sensitivity`` (1: one customer is in the intersection at most once)."""
+    law = DummyLaw(check_epsilon(epsilon), delta, _limit(sensitivity))
+    return DummyCount(law.draw(rng), law.shift, law.epsilon, float(delta), sensitivity)
 
 
 QUERIES = ("count", "sum", "mean", "histogram", "quantiles", "contingency")
@@ -759,6 +864,10 @@ class ReleaseParams:
     def cost(self) -> PrivacyCost:
         """What the release costs (known from the parameters alone)."""
         return PrivacyCost(float(self.epsilon))
+
+    def dp_charges(self) -> list[tuple[PrivacyCost, str]]:
+        """What the scheduler reserves before the data is read: one charge."""
+        return [(self.cost(), self.mechanism)]
 
     @property
     def mechanism(self) -> str:
