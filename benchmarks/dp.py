@@ -24,9 +24,10 @@ privfin and OpenDP. Medians: privfin's exponential mechanism on a grid of 2**32 
 exactly over the data intervals; OpenDP on 1,025 candidates; diffprivlib's interval
 mechanism. Comparison: the upper 95% confidence bound of privfin's mean error (mean + 1.96
 sd / sqrt(R)) over the better comparable peer's mean error; target ratio <= 1.05 ("pass").
-Where privfin's mechanism has the same noise law as a peer's (count, sum, histogram, mean_public) the
-bound's own width is 1.96 sd / sqrt(R) of the error (4-5% at R = 2,000 since the absolute
-error of Laplace noise has sd about its mean), so these use 10x the repetitions.
+Where privfin's mechanism has the same noise law as a peer's (count, sum, histogram,
+mean_public) the bound's own width is 1.96 sd / sqrt(R) of the error (4-5% at R = 2,000
+since the absolute error of Laplace noise has sd about its mean), so these use 10x the
+repetitions.
 
 Peers run in ``benchmarks/.venvs/dp`` (created on first use, scikit-learn < 1.9 for
 diffprivlib); OpenDP's deterministic transformations (clamp, sum, count, binning, mean) are
@@ -207,7 +208,8 @@ try:
     t = time.perf_counter(); g(z)
     rate = 100000 / (time.perf_counter() - t)
     out["throughput"]["opendp discrete gaussian (int vector of 1e5)"] = rate
-    out.setdefault("versions", {})["opendp"] = dp.__version__ if hasattr(dp, "__version__") else "0.16"
+    import opendp
+    out.setdefault("versions", {})["opendp"] = getattr(opendp, "__version__", "0.16")
 except Exception as exc:  # report, do not hide
     out["errors"]["opendp"] = f"{type(exc).__name__}: {exc}"
 

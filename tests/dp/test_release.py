@@ -19,7 +19,7 @@ from privfin.dp.release import Charge
 from privfin.errors import ConfigError
 from privfin.store import open_engine, upgrade
 
-from ._stats import ALPHA
+from ._stats import ALPHA, chi2_pvalue
 
 
 @pytest.fixture(scope="module")
@@ -201,19 +201,44 @@ def test_charged_to_the_ledger_before_the_data_is_read(loans: pd.DataFrame, tmp_
     engine.dispose()
 
 
+def _hockey_stick(eps: float, shift: int, sens: int) -> float:
+    """max over neighbours (true sizes 0 and sens) of sum_o max(0, P(o) - e**eps P'(o)) for
+    the revealed size true + N, N the dummy count: enumerated from the pmf, not the formula
+    under test."""
+    r = math.exp(-eps / sens)
+    w = {n: r ** abs(n - shift) for n in range(2 * shift + 1)}
+    total = sum(w.values())
+    p0 = {n: v / total for n, v in w.items()}  # output o = 0 + n
+    p1 = {n + sens: v / total for n, v in w.items()}  # output o = sens + n
+    outs = set(p0) | set(p1)
+    d01 = sum(max(0.0, p0.get(o, 0) - math.exp(eps) * p1.get(o, 0)) for o in outs)
+    d10 = sum(max(0.0, p1.get(o, 0) - math.exp(eps) * p0.get(o, 0)) for o in outs)
+    return max(d01, d10)
+
+
+@pytest.mark.parametrize(("eps", "delta", "sens"), [(1.0, 1e-6, 1), (0.1, 1e-5, 1), (2.0, 1e-4, 2)])
+def test_psi_dummy_count_delta_is_exact(eps: float, delta: float, sens: int) -> None:
+    shift = release.dummy_shift(eps, delta, sens)
+    hs = _hockey_stick(eps, shift, sens)
+    assert hs == pytest.approx(release.dummy_delta(eps, shift, sens), rel=1e-9)
+    assert hs <= delta < _hockey_stick(eps, shift - 1, sens)
+
+
 def test_psi_dummy_count() -> None:
-    shift = release.dummy_shift(1.0, 1e-6)
-    r = math.exp(-1.0)
-    assert r ** (shift + 1) / (1 + r) <= 1e-6 < r**shift / (1 + r)
+    law = release.DummyLaw(1.0, 1e-6)
+    assert (law.shift, law.slots) == (14, 28)  # smallest with delta <= 1e-6 (test above)
     src = SeededRandom(11)
-    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(3000)]
-    assert all(d.count >= 0 and d.shift == shift for d in draws)
-    noise = [d.count - shift for d in draws]
-    assert abs(np.mean(noise)) < 0.1
-    assert np.var(noise) == pytest.approx(2 * r / (1 - r) ** 2, rel=0.1)
+    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(20_000)]
+    assert all(0 <= d.count <= law.slots and d.shift == law.shift for d in draws)
+    noise = [d.count - law.shift for d in draws]
+    assert chi2_pvalue(noise, lambda k: math.exp(-1.0) ** np.abs(k), law.shift) > ALPHA
+    assert chi2_pvalue(noise, lambda k: math.exp(-0.9) ** np.abs(k), law.shift) < ALPHA
     d = draws[0]
-    assert d.cost.delta == 1e-6
+    assert (d.cost.epsilon, d.cost.delta) == (1.0, 1e-6)
     est = d.estimate(500 + d.count)
-    assert est.low <= 500 <= est.high
+    assert est.value == 500 + d.count - 14 and est.low <= 500 <= est.high
+    # the interval is the exact law's: 95% of draws cover the truth
+    assert np.mean([abs(x) <= law.halfwidth(0.95) for x in noise]) >= 0.94
+    assert law.estimate(3, upper=10).low == 0.0  # clamped to [0, min set size]
     with pytest.raises(ConfigError, match="delta"):
         release.psi_dummy_count(1.0, 0.0)

@@ -200,8 +200,10 @@ def _spec(job: str, epsilon: float) -> Any:
             "job": job,
             "purpose": "marketing: customers shared per segment",
             "retention_days": 7,
-            "parties": {"bank": {"datasets": {"t": "customers"}},
-                        "shop": {"datasets": {"t": "buyers"}}},  # fmt: skip
+            "parties": {
+                "bank": {"datasets": {"t": "customers"}},
+                "shop": {"datasets": {"t": "buyers"}},
+            },
             "results": ["bank"],
             "steps": {
                 "overlap": {

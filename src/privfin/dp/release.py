@@ -36,7 +36,6 @@ from privfin.dp import _sample
 from privfin.dp.ledger import BudgetLedger
 from privfin.dp.mechanisms import (
     DiscreteLaplace,
-    ExponentialMechanism,
     PrivacyCost,
     check_epsilon,
     check_resolution,
@@ -536,9 +535,7 @@ def _quantile_groups(
     keep = size > 0
     first, size, below, above = first[keep], size[keep], below[keep], above[keep]
     if (den * (n + 1)).bit_length() >= 62:
-        raise ConfigError(
-            f"quantile level {num}/{den} has too many digits for {n} rows; round it"
-        )
+        raise ConfigError(f"quantile level {num}/{den} has too many digits for {n} rows; round it")
     score = np.abs((den - num) * below - num * above)
     return first.astype(np.int64), size.astype(np.int64), score
 

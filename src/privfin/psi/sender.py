@@ -135,9 +135,9 @@ def run_dp_sender(
         rand = job_random(ctx, f"psi.dpca.sender.seed.{k}")
         matching = int(law.draw(rand))
         filler = slots - matching + (n_s - positions.size)
-        dummy_idx = np.concatenate(
-            [np.arange(matching), np.arange(slots, slots + filler)]
-        ).astype(np.int64)
+        dummy_idx = np.concatenate([np.arange(matching), np.arange(slots, slots + filler)]).astype(
+            np.int64
+        )
         total = n_s + slots
         own = np.empty((total, POINT_BYTES), dtype=np.uint8)
         own[: positions.size] = collect(
