@@ -25,7 +25,7 @@ from ._stats import ALPHA, chi2_pvalue
 @pytest.fixture(scope="module")
 def loans() -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    n = 3000
+    n = 1500
     ids = rng.integers(0, 1000, size=n).astype(str)  # ~ 3 rows per customer
     return pd.DataFrame(
         {
@@ -242,3 +242,38 @@ def test_psi_dummy_count() -> None:
     assert law.estimate(3, upper=10).low == 0.0  # clamped to [0, min set size]
     with pytest.raises(ConfigError, match="delta"):
         release.psi_dummy_count(1.0, 0.0)
+
+
+def test_quantile_release_has_the_exponential_mechanism_law() -> None:
+    """End to end on a small grid: the released points' frequencies against the exponential
+    mechanism's law computed from the definition (every grid point scored directly), with
+    ties on grid points, values outside the bounds and a level other than 1/2."""
+    x = np.array([0.9, 1.0, 1.0, 1.0, 2.6, 3.2, 7.0, 12.0, -1.0])
+    df = pd.DataFrame({"v": x})
+    grid = np.linspace(0.0, 8.0, 9)  # candidates=8: points 0, 1, ..., 8
+    t = np.rint(np.clip(x, 0, 8))  # values rounded to the nearest grid point
+    q, eps = 0.25, 1.5
+    score = np.array([abs(0.75 * np.sum(t < c) - 0.25 * np.sum(t > c)) for c in grid])
+    w = np.exp(-eps * (score - score.min()) / (2 * 0.75))
+    p = w / w.sum()
+    src = SeededRandom(9)
+    n = 1500
+    counts = np.zeros(len(grid))
+    for _ in range(n):
+        r = release.quantiles(df, "v", [q], eps, lower=0, upper=8, candidates=8, rng=src)
+        v = r.estimates["q0.25"].value
+        j = round(v)
+        assert v == grid[j]  # always a grid point
+        counts[j] += 1
+    keep = p * n >= 5
+
+    def pvalue(expected: np.ndarray) -> float:
+        o, e = list(counts[keep]), list(expected[keep])
+        if not keep.all():  # the rare points pooled
+            o.append(counts[~keep].sum())
+            e.append(expected[~keep].sum())
+        return float(stats.chisquare(o, e).pvalue)
+
+    assert pvalue(p * n) > ALPHA
+    w2 = np.exp(-1.3 * eps * (score - score.min()) / (2 * 0.75))  # a 30% sharper law
+    assert pvalue(w2 / w2.sum() * n) < ALPHA
