@@ -1,9 +1,9 @@
 """Differential privacy: accuracy of privfin.dp releases against OpenDP 0.16 and IBM
 diffprivlib 0.6.6, and sampler throughput.
 
-    .venv/bin/python benchmarks/dp.py            # 2,000 repetitions (20,000 for count, sum
-                                                 # and histogram; about 25 min on 2 cores)
-    .venv/bin/python benchmarks/dp.py --quick    # 100 (1,000) repetitions (about 2 min)
+    .venv/bin/python benchmarks/dp.py            # 2,000 repetitions (10,000 for count, sum,
+                                                 # histogram, mean_public; ~30 min, 2 cores)
+    .venv/bin/python benchmarks/dp.py --quick    # 100 (500) repetitions (about 2 min)
 
 Data: ``../shared/data/fate/default_credit_hetero_guest.csv`` (UCI default of credit card
 clients, 30,000 rows, one per customer), column ``x1`` (a bill amount, standardised; 22,723
@@ -26,7 +26,7 @@ mechanism. Comparison: the upper 95% confidence bound of privfin's mean error (m
 sd / sqrt(R)) over the better comparable peer's mean error; target ratio <= 1.05 ("pass").
 Where privfin's mechanism has the same noise law as a peer's (count, sum, histogram,
 mean_public) the bound's own width is 1.96 sd / sqrt(R) of the error (4-5% at R = 2,000
-since the absolute error of Laplace noise has sd about its mean), so these use 10x the
+since the absolute error of Laplace noise has sd about its mean), so these use 5x the
 repetitions.
 
 Peers run in ``benchmarks/.venvs/dp`` (created on first use, scikit-learn < 1.9 for
@@ -62,7 +62,7 @@ CANDIDATES = 1024  # OpenDP's median candidates (its cost grows with their numbe
 QUERIES = ("count", "sum", "mean", "mean_public", "histogram", "median")
 #: Repetitions of a query, as a multiple of --reps: queries with the peers' own noise law
 #: need more to resolve a 5% difference (see the module docstring).
-REPS_FACTOR = {"count": 10, "sum": 10, "histogram": 10, "mean_public": 10}
+REPS_FACTOR = {"count": 5, "sum": 5, "histogram": 5, "mean_public": 5}
 #: Peers compared under the same privacy unit.
 PEERS_FOR = {"mean": ("opendp",)}
 UNITS = {"mean_public": "replace one customer, n public"}

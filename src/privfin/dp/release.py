@@ -519,7 +519,7 @@ def _quantile_groups(
     """
     n = int(t.size)
     vals, counts = np.unique(t, return_counts=True)
-    before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    before = (np.cumsum(counts) - counts).astype(np.int64)  # values below each distinct one
     # singletons at each distinct data index
     s_first, s_size = vals, np.ones_like(vals)
     s_below, s_above = before, n - before - counts
