@@ -276,10 +276,10 @@ def exponential_groups(
     ``exp(-(gamma score_g - m_g)) * 2**64 exp(-m_g) / W(m_g)``: an exact
     Bernoulli(exp(-rational)) trial, and an exact comparison of a uniform with rigorous,
     lazily refined bounds on ``2**64 exp(-m)``. Proposal times acceptance is proportional to
-    ``sizes[g] exp(-gamma score_g)``. A round accepts with probability above ``exp(-1) / 2``
-    except for groups beyond level ``C`` (proposed with probability below ``2**-64`` per
-    candidate relative to the best one); work per call is ``O(len(sizes))`` in numpy plus a
-    few big-integer operations.
+    ``sizes[g] exp(-gamma score_g)``. A round accepts with probability about ``exp(-1) /
+    3`` or more, except for groups beyond level ``C`` (proposed with probability below
+    ``2**-64`` per candidate relative to the best one); work per call is ``O(len(sizes))``
+    in numpy plus a few big-integer operations.
     """
     sizes = np.asarray(sizes, dtype=np.int64)
     scores = np.asarray(scores, dtype=np.int64)
