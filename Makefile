@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck imports pytest bench-quick clean
+.PHONY: demo test lint typecheck imports pytest bench-quick screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ imports: $(VENV)/.dev-installed
 pytest: $(VENV)/.dev-installed
 	@$(BIN)/pytest -W error $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The dashboard's screenshots in docs/screenshots/ (a local bank and telco node, synthetic
+# data, Debian's Chromium: apt-get install chromium).
+screenshots: $(VENV)/.dev-installed
+	PYTHONPATH=tests $(BIN)/python -m dashboard._screenshots docs/screenshots
 
 bench-quick: $(VENV)/.base-installed
 	$(BIN)/python benchmarks/run.py --quick

@@ -15,6 +15,7 @@ the peer thread). SS-LR also runs between two local node processes over HTTPS wi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -245,6 +246,69 @@ def _ss_lr_http(
     return results
 
 
+def _ss_lr_pipeline(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[dict[str, Any]]:
+    """SS-LR as a pipeline step between two node processes over the streaming transport (the
+    platform's job model: proposed, approved, run; its messages held in the receiver's memory
+    only, as a step that restarts under a new attempt after a crash), timed from the proposal
+    until both parties report the job done."""
+    import tempfile
+
+    import pandas as pd
+
+    from privfin.node.cluster import cluster_up
+
+    x, y, guest, host = _ss_lr_data(n, d)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        pd.DataFrame(guest).to_csv(root / "a.csv", index=False)
+        pd.DataFrame(host).to_csv(root / "b.csv", index=False)
+        roles = {p: list(r) for p, r in ROLES.items()}
+        cluster = cluster_up(
+            list(roles),
+            root / "cluster",
+            datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
+            mode="development",
+            message_timeout=120,
+            transport="stream",
+        )
+        try:
+            for sig in sigmoids:
+                job = f"sslr-pipe-{sig}"
+                spec = {
+                    "job": job,
+                    "purpose": "benchmark: SS-LR as a pipeline step",
+                    "retention_days": 1,
+                    "parties": {p: {"datasets": {"t": "table"}} for p in roles},
+                    "results": ["a"],
+                    "steps": {
+                        "train": {
+                            "component": "ss_lr",
+                            "roles": roles,
+                            "params": _ss_lr_params(d, epochs, sig),
+                            "inputs": {"table": "datasets.t"},
+                        }
+                    },
+                }
+                t0 = time.perf_counter()
+                with cluster.client("a") as c:
+                    c.propose(spec)
+                with cluster.client("b") as c:
+                    c.wait_proposal(job)
+                    c.decide(job, "approve")
+                for p in roles:
+                    with cluster.client(p) as c:
+                        c.wait(job, timeout=900)
+                elapsed = time.perf_counter() - t0
+                with cluster.client("a") as c:
+                    model = json.loads(c.download(job, "train", "model"))["model"]
+                auc, plain = _aucs(x, y, model)
+                results.append({"sigmoid": sig, "total": elapsed, "auc": auc, "auc_plain": plain})
+        finally:
+            cluster.down()
+    return results
+
+
 _PEER = r"""
 import json, sys, time
 import numpy as np
@@ -381,6 +445,10 @@ def main() -> None:
             ("stream+mTLS", r["sigmoid"], r)
             for r in _ss_lr_http(n_ss, 20, ep, sigmoids, transport="stream")
         ]
+        runs += [
+            ("stream+mTLS pipeline step", r["sigmoid"], r)
+            for r in _ss_lr_pipeline(n_ss, 20, ep, sigmoids)
+        ]
     for where, sig, r in runs:
         name = "piecewise" if sig == "auto" else sig
         rows.append(
@@ -401,7 +469,9 @@ def main() -> None:
         )
         emit(
             f"mpc.ss_lr.{n_ss}x20.{ep}ep.{name}."
-            + {"memory": "memory", "https+mTLS": "http"}.get(where, "stream"),
+            + {"memory": "memory", "https+mTLS": "http", "stream+mTLS": "stream"}.get(
+                where, "stream_pipeline"
+            ),
             "s",
             r["total"],
             None if quick else 17.7,

@@ -1,5 +1,5 @@
-"""PSI benchmark: privfin ECDH-PSI (ristretto255) and KKRT-PSI (OT extension) vs SecretFlow
-SPU and OpenMined PSI.
+"""PSI benchmark: privfin ECDH-PSI (X25519 by default; ``ecdh-ristretto255`` for the original
+suite) and KKRT-PSI (OT extension) vs SecretFlow SPU and OpenMined PSI.
 
 Sizes (full run): 100k x 100k and 1M x 1M, 50% overlap; ``--quick``: 20k x 20k (under a
 minute). For each run: wall time, bytes sent, peak RSS (each implementation runs in its own
@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 OURS_NODES = r"""
 import json, os, resource, subprocess, sys, time
-cli, a, b, out, protocol = sys.argv[1:6]
+cli, a, b, out, protocol, curve = sys.argv[1:7]
 t = time.perf_counter()
 proc = subprocess.run([cli, "psi", "--party", f"alice={a}", "--party", f"bob={b}", "--out", out,
-                       "--reveal-to", "receiver", "--timeout", "7200", "--protocol", protocol],
+                       "--reveal-to", "receiver", "--timeout", "7200", "--protocol", protocol,
+                       "--curve", curve],
                       capture_output=True, text=True)
 wall = time.perf_counter() - t
 if proc.returncode:
@@ -51,10 +52,11 @@ summary = json.loads(proc.stdout.strip().splitlines()[-1])
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 rss = ru.ru_maxrss * 1024
 cpu = ru.ru_utime + ru.ru_stime
-sent = sum(int(v.get("traffic", {}).get("bytes_sent", 0)) for v in summary.values())
+by_party = {p: int(v.get("traffic", {}).get("bytes_sent", 0)) for p, v in summary.items()}
+sent = sum(by_party.values())
 stats = {p: v.get("stats", {}) for p, v in summary.items()}
 print(json.dumps({"wall": wall, "bytes": sent, "rss": rss, "found": summary["alice"]["size"],
-                  "stats": stats, "cpu": cpu}))
+                  "stats": stats, "cpu": cpu, "bytes_by_party": by_party}))
 """
 
 OURS_UNBALANCED = r"""
@@ -114,6 +116,14 @@ timed("xmd_sha512", lambda: r._uniform_many(items, dst), m)
 pts = timed("hash_to_group", lambda: r.hash_blind_packed(None, data, ends, dst), m)
 timed("hash_and_blind", lambda: r.hash_blind_packed(key, data, ends, dst), m)
 timed("scalarmult", lambda: r.scalarmult_batch(key, pts), m)
+from privfin.crypto import x25519 as xc
+xkey = SystemRandom().bytes(32)
+xu = timed("x25519_hash_to_u", lambda: xc.hash_to_u_packed(data, ends, dst), m)
+timed("x25519_hash_and_blind", lambda: xc.hash_blind_packed(xkey, data, ends, dst), m)
+timed("x25519_scalarmult", lambda: xc.scalarmult_batch(xkey, xu), m)
+timed("x25519_hash_to_u_pure", lambda: xc.hash_to_u_packed(data, ends, dst, kernel=False), m)
+timed("x25519_scalarmult_pure", lambda: xc.scalarmult_batch(xkey, xu, kernel=False), m)
+out["x25519_kernel"] = {"us_per_item": float(xc.KERNEL), "cpu_us_per_item": float(xc.KERNEL)}
 chunk = Chunk(offset=0, rows=np.ascontiguousarray(pts[:32768]))
 reps = 20
 enc = timed("codec_encode", lambda: [codec.encode(chunk) for _ in range(reps)][0], reps * 32768)
@@ -213,7 +223,10 @@ def _load() -> str:
 
 
 def _ours(n: int, tmp: Path, protocol: str = "ecdh") -> dict[str, Any]:
+    """One ``privfin psi`` run; ``protocol`` is ``ecdh`` (X25519), ``ecdh-ristretto255`` or
+    ``kkrt``."""
     a, b = _data(n, tmp)
+    proto, _, curve = protocol.partition("-")
     cli = Path(sys.executable).parent / "privfin"
     before = _load()
     res = dict(
@@ -224,7 +237,8 @@ def _ours(n: int, tmp: Path, protocol: str = "ecdh") -> dict[str, Any]:
             str(a),
             str(b),
             str(tmp / f"ours-{protocol}-{n}"),
-            protocol,
+            proto,
+            curve or "x25519",
             timeout=7200,
         )
     )
@@ -292,6 +306,12 @@ def _breakdown(m: int) -> None:
         "hash_to_group": 2e6,
         "hash_and_blind": 2e6,
         "scalarmult": 2e6,
+        "x25519_hash_to_u": 2e6,
+        "x25519_hash_and_blind": 2e6,
+        "x25519_scalarmult": 2e6,
+        "x25519_hash_to_u_pure": 2e6,
+        "x25519_scalarmult_pure": 2e6,
+        "x25519_kernel": 0.0,
         "codec_encode": 3e6,
         "codec_decode": 3e6,
         "match_1M_x_1M": 1e6,
@@ -325,10 +345,13 @@ def main() -> None:
         "--spu-max-n", type=int, default=10**9, help="run only spu ECDH above this size"
     )
     ap.add_argument(
-        "--protocols", default="ecdh,kkrt", help="privfin protocols to run (comma list)"
+        "--protocols",
+        default="ecdh,kkrt",
+        help="privfin protocols to run (comma list): ecdh (X25519), ecdh-ristretto255, kkrt",
     )
     ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
     ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
+    ap.add_argument("--no-openmined", action="store_true", help="skip openmined-psi")
     ap.add_argument(
         "--breakdown", type=int, default=0, help="per-operation costs on N items, one core"
     )
@@ -347,7 +370,8 @@ def main() -> None:
         except Exception as exc:  # a peer that cannot be installed is reported, not fatal
             print(f"# spu unavailable: {exc}", file=sys.stderr)
         try:
-            om_py = peer_python("openmined-psi", ["openmined-psi==2.0.6"])
+            if not args.no_openmined:
+                om_py = peer_python("openmined-psi", ["openmined-psi==2.0.6"])
         except Exception as exc:
             print(f"# openmined-psi unavailable: {exc}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmpdir:
@@ -356,7 +380,11 @@ def main() -> None:
         for n in sizes:
             size = f"{n:,} x {n:,}, 50% overlap, 2 cores"
             runs = {p: _ours(n, tmp, p) for p in args.protocols.split(",") if p}
-            labels = {"ecdh": "privfin ECDH (ristretto255)", "kkrt": "privfin KKRT (OT extension)"}
+            labels = {
+                "ecdh": "privfin ECDH (X25519)",
+                "ecdh-ristretto255": "privfin ECDH (ristretto255)",
+                "kkrt": "privfin KKRT (OT extension)",
+            }
             for proto, res in runs.items():
                 rows.append(
                     {
@@ -364,6 +392,9 @@ def main() -> None:
                         "n": n,
                         "wall_s": res["wall"],
                         "MB_sent": res["bytes"] / 1e6,
+                        "MB_sent_by_party": " / ".join(
+                            f"{p} {b / 1e6:.1f}" for p, b in res.get("bytes_by_party", {}).items()
+                        ),
                         "cpu_s": res["cpu"],
                         "peak_RSS_MB": res["rss"] / 1e6,
                         "load": res["load"],

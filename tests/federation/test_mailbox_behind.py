@@ -209,3 +209,135 @@ def test_what_is_reported_durable_survives_kill_9(tmp_path: Path) -> None:
         assert not missing
     finally:
         box.close()
+
+
+def _volatile_comp(key: MessageKey) -> bool:
+    return key.component == "step"
+
+
+def test_volatile_messages_keep_their_row_but_not_their_payload(tmp_path: Path) -> None:
+    """A message of a step that restarts after a crash: its row (digest, size) is written and
+    reported durable, its payload is only held in memory until read; duplicates and conflicts
+    are still caught; a new process sees the loss (:meth:`Mailbox.lost`)."""
+    path = tmp_path / "b.sqlite"
+    box = Mailbox(path)
+    done = threading.Event()
+    reported: list[int] = []
+
+    def on_durable(indices: list[int]) -> None:
+        reported.extend(indices)
+        if len(reported) == 3:
+            done.set()
+
+    vol = [MessageKey("job1", "step", "t", "bank_a", "bank_b", i) for i in range(2)]
+    kept = MessageKey("job1", "other", "t", "bank_a", "bank_b", 0)
+    try:
+        items = [(vol[0], b"v0"), (vol[1], b"v1"), (kept, b"k0")]
+        assert box.accept(items, on_durable=on_durable, volatile=_volatile_comp) == [ACCEPTED] * 3
+        assert done.wait(10) and sorted(reported) == [0, 1, 2]
+        assert box.flush(10)
+        assert box.count("job1") == 3
+        # the row is there (duplicates, conflicts, audit), the payload only in memory
+        again = box.accept([(vol[0], b"v0"), (vol[1], b"XX")], volatile=_volatile_comp)
+        assert again[0] is False and isinstance(again[1], MessageConflict)
+        assert box.payload_bytes("job1") == 2  # only the kept message's payload
+        assert not box.lost("job1", "step")  # held here
+        assert box.wait(vol[0], 1, CancelToken()) == b"v0"
+        assert box.get(vol[1]) == b"v1"
+        assert box.wait(kept, 1, CancelToken()) == b"k0"
+    finally:
+        box.close()
+    # a restart of this node: the unread volatile payload is gone, and that is detectable
+    other = Mailbox(path)
+    try:
+        assert other.lost("job1", "step")
+        assert not other.lost("job1", "other")
+        assert other.get(kept) == b"k0"
+        with pytest.raises(ProtocolAbort, match="no longer held"):
+            other.wait(vol[1], 1, CancelToken())
+    finally:
+        other.close()
+
+
+def test_volatile_payloads_beyond_the_memory_bound_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import privfin.federation.mailbox as mb
+
+    monkeypatch.setattr(mb, "_HELD_LIMIT", 10)
+    box = Mailbox(tmp_path / "b.sqlite")
+    keys = [MessageKey("job1", "step", "t", "bank_a", "bank_b", i) for i in range(3)]
+    try:
+        box.accept([(k, b"123456") for k in keys], volatile=_volatile_comp)
+        assert box.flush(10)
+        assert box.payload_bytes("job1") == 12  # the first is held, the next two written
+    finally:
+        box.close()
+    other = Mailbox(tmp_path / "b.sqlite")
+    try:
+        assert other.lost("job1", "step")
+        assert [other.get(k) for k in keys] == [b"", b"123456", b"123456"]
+    finally:
+        other.close()
+
+
+def test_large_payloads_go_to_files_checked_when_read(tmp_path: Path) -> None:
+    from privfin.federation.mailbox import SPILL_MIN
+
+    path, spill = tmp_path / "b.sqlite", tmp_path / "spill"
+    big = [bytes([i]) * (SPILL_MIN + i) for i in range(3)]
+    keys = [_key(i) for i in range(4)]
+    box = Mailbox(path, spill_dir=spill)
+    try:
+        box.accept([*zip(keys, big, strict=False), (keys[3], b"small")])
+        assert box.flush(10)
+        files = sorted((spill / "job1").iterdir())
+        assert len(files) == 3 and all(f.stat().st_mode & 0o777 == 0o600 for f in files)
+        assert box.payload_bytes("job1") == sum(map(len, big)) + 5
+    finally:
+        box.close()
+    other = Mailbox(path, spill_dir=spill)  # a restart: read back from the files
+    try:
+        assert [other.get(k) for k in keys] == [*big, b"small"]
+        assert other.wait(keys[1], 1, CancelToken()) == big[1]
+        target = next(f for f in files if f.stat().st_size == SPILL_MIN)
+        target.write_bytes(b"\x07" * SPILL_MIN)  # the disk changed under the mailbox
+        with pytest.raises(ProtocolAbort, match="corrupt"):
+            other.get(keys[0])
+        assert other.purge_job("job1") == 4
+        assert not (spill / "job1").exists()
+        assert other.payload_bytes("job1") == 0
+        with pytest.raises(ProtocolAbort, match="no longer held"):
+            other.wait(keys[2], 1, CancelToken())
+    finally:
+        other.close()
+
+
+def test_spilled_payloads_reported_durable_survive_kill_9(tmp_path: Path) -> None:
+    path, spill = tmp_path / "b.sqlite", tmp_path / "spill"
+    Mailbox(path).close()
+    child = _CHILD.replace(
+        "Mailbox(Path(sys.argv[1]))", "Mailbox(Path(sys.argv[1]), spill_dir=sys.argv[2])"
+    )
+    child = child.replace('b"p" * 200', "bytes([i % 251]) * 70000").replace("i % 50 == 0", "True")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child, str(path), str(spill)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    reported: list[int] = []
+    deadline = time.monotonic() + 60
+    while len(reported) < 300 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        reported.extend(int(x) for x in line.split())
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+    assert len(reported) >= 300
+    box = Mailbox(path, spill_dir=spill)
+    try:
+        bad = [i for i in reported if box.get(_key(i)) != bytes([i % 251]) * 70000]
+        assert not bad
+    finally:
+        box.close()

@@ -192,6 +192,7 @@ def test_chunk_indexes_are_added_to_an_existing_database(tmp_path: Path) -> None
     metadata.create_all(engine)
     engine.dispose()
     with sqlite3.connect(db) as conn:  # a database of [08] before its chunk indexes
+        conn.execute("ALTER TABLE messages DROP COLUMN spilled")  # (added by a migration)
         conn.execute("DROP INDEX ix_chunks_sender")
         conn.execute("DROP INDEX ix_chunks_job")
     Mailbox(db).close()

@@ -49,3 +49,48 @@ def test_restart_of_a_finished_step_restarts_started_later_steps(tmp_path: Path)
         assert steps["psi"]["attempt"] == 1 and steps["lr"]["attempt"] == 1
         assert all(s["status"] == "done" for s in steps.values())
     pd.testing.assert_frame_equal(run.output("bank", "score", "scores"), first)
+
+
+def test_a_step_whose_messages_were_lost_before_it_started_runs_under_a_new_attempt(
+    tmp_path: Path,
+) -> None:
+    """The bank's node restarted after its mailbox had taken (in memory only) messages of a
+    step it had not started: the step runs under a new attempt, announced to its parties,
+    who rerun it; nothing reads the lost messages and the results equal the first run."""
+    spec = parse_spec_data(pipeline_spec("lost-1"))
+    run = LocalRun(spec, split(), tmp_path, settings=Settings(mode="development"), seed=3)
+    run.run()
+    first = run.output("bank", "score", "scores")
+    bank, telco = run.pipelines["bank"], run.pipelines["telco"]
+    bank.store.set_step("lost-1", "score", status="pending")  # not started before the crash
+    asked: list[str] = []
+
+    def lost(component: str) -> bool:
+        asked.append(component)
+        return component == "score"
+
+    bank.lost = lost
+    tokens = {p: CancelToken() for p in ("bank", "telco")}
+    errors: list[BaseException] = []
+
+    def go(pipe: object, party: str) -> None:
+        try:
+            pipe.run(tokens[party])  # type: ignore[attr-defined]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    tb = threading.Thread(target=go, args=(bank, "bank"))
+    tb.start()
+    until(lambda: telco._pending, timeout=30)  # the bank announced score at attempt 2
+    tt = threading.Thread(target=go, args=(telco, "telco"))
+    tt.start()
+    tb.join(120)
+    tt.join(120)
+    assert not errors, errors
+    assert asked == ["score"]
+    for pipe in (bank, telco):
+        steps = pipe.summary()["steps"]
+        assert steps["score"]["attempt"] == 2
+        assert steps["train"]["attempt"] == 1
+        assert all(s["status"] == "done" for s in steps.values())
+    pd.testing.assert_frame_equal(run.output("bank", "score", "scores"), first)

@@ -37,6 +37,11 @@ SECRET = "invalid literal for int(): '175788512k' in /srv/data/loans_ACME.csv"
         (MemoryError(), {}, "lender_b: internal error"),
         (ProtocolAbort(SECRET), {"cancelled": True}, "lender_b: cancelled by its operator"),
         (
+            ProtocolAbort(SECRET),
+            {"cancelled": True, "timed_out": True},
+            "lender_b: the job's time limit was reached",
+        ),
+        (
             ProtocolAbort(SECRET, party="bank"),
             {"aborted_by": "bank"},
             "lender_b: stopped because bank aborted the job",

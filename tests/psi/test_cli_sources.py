@@ -54,3 +54,22 @@ def test_cli_two_files(tmp_path: Path) -> None:
     assert a["x"].tolist() == [2, 3]
     assert b["y"].tolist() == [20, 30]
     assert json.loads((out / "summary.json").read_text())["A"]["size"] == 2
+
+
+@pytest.mark.parametrize("curve", ["x25519", "ristretto255", "p256"])
+def test_cli_curve_option(tmp_path: Path, curve: str) -> None:
+    pd.DataFrame({"id": ["a", "b", "c"]}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"id": ["c", "a", "q"]}).to_csv(tmp_path / "b.csv", index=False)
+    app = typer.Typer()
+    app.command()(psi)
+    out = tmp_path / "out"
+    args = ["--party", f"A={tmp_path / 'a.csv'}", "--party", f"B={tmp_path / 'b.csv'}"]
+    args += ["--out", str(out), "--transport", "memory", "--curve", curve]
+    res = CliRunner().invoke(app, args)
+    if curve == "p256":
+        assert res.exit_code != 0
+        assert isinstance(res.exception, ConfigError)
+        assert "curve" in str(res.exception)
+        return
+    assert res.exit_code == 0, res.output
+    assert pd.read_csv(out / "A.csv")["id"].tolist() == ["a", "c"]

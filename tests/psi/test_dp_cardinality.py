@@ -1,4 +1,4 @@
-"""[12] DP PSI-cardinality (SPEC.md §9): the receiver gets a DP release of the intersection
+"""[12] DP PSI-cardinality (SPEC.md §10): the receiver gets a DP release of the intersection
 size per segment (the exact size never reaches it), the sender's dataset budget is charged
 per segment before its data is read, and deviations on either side abort the job."""
 

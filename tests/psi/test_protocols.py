@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import privfin.psi as psi
 from privfin.crypto.ristretto import hash_to_group_batch
+from privfin.crypto.x25519 import hash_to_u_packed
 from privfin.errors import ConfigError, DecodeError, PrivfinError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
@@ -145,13 +146,22 @@ def test_bad_params() -> None:
 # ----------------------------------------------------------------------------------- leakage
 
 
-def test_sender_outbound_bytes_hide_ids_and_hashes() -> None:
+def _hashes(keys: list[str], curve: str) -> np.ndarray:
+    dst = common.suite_domain(_Ctx(), "ecdh", curve)  # type: ignore[arg-type]
+    if curve == "ristretto255":
+        return hash_to_group_batch(common.encode_keys(keys), dst)
+    data = b"".join(common.encode_keys(keys))
+    ends = np.cumsum([len(k) for k in common.encode_keys(keys)])
+    return hash_to_u_packed(data, ends, dst)
+
+
+@pytest.mark.parametrize("curve", ["x25519", "ristretto255"])
+def test_sender_outbound_bytes_hide_ids_and_hashes(curve: str) -> None:
     a, b = make_sets(60, 80, 30, seed=9)
     b = [*b, "SECRET-sender-id-ÄÖ"]
     hub = MemoryHub()
-    psi.simulate({"r": a, "s": b}, reveal_to="receiver", hub=hub)
-    dst = common.hash_domain(_Ctx(), "ecdh")
-    hashes = hash_to_group_batch(common.encode_keys(b), dst)
+    psi.simulate({"r": a, "s": b}, reveal_to="receiver", hub=hub, params={"curve": curve})
+    hashes = _hashes(b, curve)
     sent = b"".join(p for k, p in hub.wire if k.sender == "s")
     assert len(sent) > 32 * len(b)
     for ident in b:
@@ -160,7 +170,7 @@ def test_sender_outbound_bytes_hide_ids_and_hashes() -> None:
         assert bytes(row[:16]) not in sent
     # the receiver's unblinded hashes do not leave it either
     got = b"".join(p for k, p in hub.wire if k.sender == "r")
-    for row in hash_to_group_batch(common.encode_keys(a), dst):
+    for row in _hashes(a, curve):
         assert bytes(row[:16]) not in got
 
 
@@ -181,20 +191,26 @@ def forge_chunk(offset: int, rows: np.ndarray) -> bytes:
     )
 
 
-def _tampering(tag: str, corrupt: str) -> None:
-    """Run a PSI where the sender's messages under ``tag`` are corrupted on the wire."""
+def _tampering(tag: str, corrupt: str, curve: str = "ristretto255") -> None:
+    """Run a PSI where the messages under ``tag`` (``a``: the receiver's, else the sender's)
+    are corrupted on the wire."""
     from privfin.federation.memory import MemoryTransport
 
     original = MemoryTransport.send
 
     def send(self: MemoryTransport, key, payload):  # type: ignore[no-untyped-def]
-        if key.sender == "s" and key.tag == tag:
+        if key.tag == tag and key.sender == ("r" if tag == "a" else "s"):
             msg = codec.decode(payload)
             rows = msg.rows.copy()
             if corrupt == "off-curve":
                 rows[0, :] = 0xFF
             elif corrupt == "identity":
                 rows[0, :] = 0
+            elif corrupt == "twist":  # u = 2 is not on curve25519 (a point of its twist)
+                rows[0, :] = 0
+                rows[0, 0] = 2
+            elif corrupt == "order-8":  # a point of order 8 on curve25519
+                rows[0, :] = np.frombuffer(_ORDER_8.to_bytes(32, "little"), np.uint8)
             elif corrupt == "short":
                 rows = np.ascontiguousarray(rows[:, :31])
             payload = forge_chunk(msg.offset, rows)
@@ -202,15 +218,38 @@ def _tampering(tag: str, corrupt: str) -> None:
 
     MemoryTransport.send = send  # type: ignore[method-assign]
     try:
-        psi.simulate({"r": ["a", "b", "c"], "s": ["b", "c", "d"]}, reveal_to="receiver")
+        psi.simulate(
+            {"r": ["a", "b", "c"], "s": ["b", "c", "d"]},
+            reveal_to="receiver",
+            params={"curve": curve},
+        )
     finally:
         MemoryTransport.send = original  # type: ignore[method-assign]
+
+
+_ORDER_8 = 39382357235489614581723060781553021112529911719440698176882885853963445705823
 
 
 @pytest.mark.parametrize("corrupt", ["off-curve", "identity"])
 def test_invalid_points_abort(corrupt: str) -> None:
     with pytest.raises(ProtocolAbort, match="invalid ristretto255 point"):
         _tampering("b", corrupt)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "why"),
+    [
+        ("off-curve", "not a canonical u-coordinate"),
+        ("identity", "small order"),
+        ("twist", "twist point"),
+        ("order-8", "small order"),
+    ],
+)
+@pytest.mark.parametrize("tag", ["a", "b"])
+def test_invalid_x25519_points_abort(corrupt: str, why: str, tag: str) -> None:
+    # tag "b": the receiver refuses the sender's points; tag "a": the sender the receiver's.
+    with pytest.raises(ProtocolAbort, match=f"invalid X25519 \\(curve25519\\) point.*{why}"):
+        _tampering(tag, corrupt, curve="x25519")
 
 
 def test_wrong_length_rejected_loudly() -> None:

@@ -283,17 +283,7 @@ def _dp_status(registry: DatasetRegistry, name: str) -> dict[str, Any]:
     """The dataset's DP budget, what is spent of it and its last spends (the ledger)."""
     from privfin.dp.ledger import BudgetLedger
 
-    ledger = BudgetLedger(registry.engine, registry)
-    budget = ledger.budget(name)
-    eps, delta = ledger.spent(name)
-    history = ledger.history(name)
-    return {
-        "budget": None if budget is None else budget.to_json(),
-        "spent_epsilon": eps,
-        "spent_delta": delta,
-        "releases": sum(h.state != "released" for h in history),
-        "spends": [h.to_json() for h in history[-20:]],
-    }
+    return BudgetLedger(registry.engine, registry).status(name)
 
 
 @app.command(help="Set a dataset's differential-privacy budget (total, or one party's cap).")

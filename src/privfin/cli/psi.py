@@ -41,6 +41,9 @@ def psi(
     protocol: str = typer.Option(
         "ecdh", help="ecdh, kkrt (OT-based, fastest for large sets) or unbalanced"
     ),
+    curve: str = typer.Option(
+        "x25519", help="ecdh group: x25519 (default, faster) or ristretto255 (the original)"
+    ),
     id_column: str = typer.Option("id", "--id-column", help="column holding the ids"),
     out: Path = typer.Option(..., "--out", help="directory for each party's aligned rows"),
     reveal_to: str = typer.Option("both", "--reveal-to", help="receiver or both"),
@@ -77,6 +80,7 @@ def psi(
         "cardinality_only": cardinality_only,
         "normalize": normalize,
         "duplicates": duplicates,
+        "curve": curve,
         "id_column": id_column,
         "missing": missing,
     }

@@ -513,3 +513,18 @@ class BudgetLedger:
             q = q.where(s.c.dataset == dataset)
         with self.engine.connect() as conn:
             return [Spend(**dict(r)) for r in conn.execute(q).mappings()]
+
+    def status(self, dataset: str, last: int = 20) -> dict[str, Any]:
+        """What ``privfin data show`` and the dashboard show of a dataset's budget: the
+        budget (None if unset), what is spent of it, how many releases hold a charge and the
+        ``last`` spends (newest last)."""
+        budget = self.budget(dataset)
+        eps, delta = self.spent(dataset)
+        history = self.history(dataset)
+        return {
+            "budget": None if budget is None else budget.to_json(),
+            "spent_epsilon": eps,
+            "spent_delta": delta,
+            "releases": sum(h.state != "released" for h in history),
+            "spends": [h.to_json() for h in history[-last:]] if last > 0 else [],
+        }

@@ -778,7 +778,7 @@ def psi_dummy_count(
     rng: RandomSource | None = None,
 ) -> DummyCount:
     """Draw the number of dummy intersection items of a DP PSI-cardinality (see
-    :class:`DummyLaw`; ``privfin.psi`` SPEC.md §9 for the protocol that makes them match
+    :class:`DummyLaw`; ``privfin.psi`` SPEC.md §10 for the protocol that makes them match
     on the receiver's side). (epsilon, delta)-DP for the intersection size with
     ``sensitivity`` (1: one customer is in the intersection at most once)."""
     law = DummyLaw(check_epsilon(epsilon), delta, _limit(sensitivity))

@@ -258,8 +258,11 @@ def decode(
     return value
 
 
+_DECODER: msgspec.msgpack.Decoder[Any]  # built below, once _ext_hook exists (stateless)
+
+
 def _decode_body(body: memoryview) -> Any:
-    return msgspec.msgpack.Decoder(ext_hook=_ext_hook).decode(body)
+    return _DECODER.decode(body)
 
 
 def _ext_hook(code: int, payload: memoryview) -> Any:
@@ -335,3 +338,6 @@ def _decode_message(payload: memoryview) -> Message:
         return msgspec.convert(fields, cls, strict=True, dec_hook=_dec_hook)
     except (msgspec.ValidationError, ValueError, TypeError) as exc:
         raise DecodeError(f"message {name}: {exc}") from None
+
+
+_DECODER = msgspec.msgpack.Decoder(ext_hook=_ext_hook)

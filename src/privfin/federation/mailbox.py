@@ -28,6 +28,14 @@ node: :mod:`privfin.federation.stream`). A conflict found only at the commit (th
 message has other bytes) is recorded as the sender's abort of the job. Reads that look at the
 database (:meth:`Mailbox.count`, :meth:`Mailbox.payload_bytes`, :meth:`Mailbox.purge_job`,
 :meth:`Mailbox.sweep`) first wait for the writer (:meth:`Mailbox.flush`).
+
+Large payloads taken write-behind go to files of the mailbox's ``spill_dir`` (written in the
+transaction that stores their rows, before it commits; read back checked against the digest):
+a file costs one write to the page cache where a SQLite blob costs two writes and page
+overhead. Messages of a pipeline step that restarts under a new attempt after a crash are
+*volatile* (:meth:`Mailbox.accept`): their rows are written, their payloads only held in
+memory until read, and :meth:`Mailbox.lost` tells the pipeline after a restart that it must
+rerun such a step rather than wait for messages its peers will not send again.
 """
 
 from __future__ import annotations
@@ -35,14 +43,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import shutil
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     ColumnElement,
     Connection,
@@ -56,6 +68,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -83,6 +96,13 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _RECENT_LIMIT = 256 * 1024 * 1024
+#: Payloads of volatile messages (see :meth:`Mailbox.accept`) held in memory at most; beyond
+#: it a volatile message is written like any other.
+_HELD_LIMIT = 256 * 1024 * 1024
+#: Write-behind payloads from this size on go to a file of the mailbox's directory (when it
+#: has one) rather than into the database: a blob costs SQLite two writes (WAL, checkpoint)
+#: and page overhead, a file one write to the page cache.
+SPILL_MIN = 64 * 1024
 #: How often a waiter looks in the database (for a message stored by another process).
 _POLL = 0.25
 #: Dialects with ``INSERT ... ON CONFLICT DO NOTHING`` (one statement for a new message).
@@ -105,6 +125,8 @@ messages = Table(
     Column("size", Integer, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("received_at", Integer, nullable=False),
+    # Added by "0007_mailbox_spill": the payload is in a file of the mailbox's directory.
+    Column("spilled", Boolean, nullable=False, server_default=false()),
 )
 Index("ix_messages_sender_time", messages.c.sender, messages.c.received_at)
 Index("ix_messages_time", messages.c.received_at)
@@ -214,7 +236,9 @@ def _where(key: MessageKey) -> ColumnElement[bool]:
 # Statements of the hot paths, built once (building a statement costs more than running it).
 _KEY_MATCH = and_(*(messages.c[c] == bindparam(c) for c in _KEY_COLS))
 _SELECT_DIGEST = select(messages.c.digest).where(_KEY_MATCH)
-_SELECT_PAYLOAD = select(messages.c.payload, messages.c.size).where(_KEY_MATCH)
+_SELECT_PAYLOAD = select(
+    messages.c.payload, messages.c.size, messages.c.spilled, messages.c.digest
+).where(_KEY_MATCH)
 _RETURN_KEY = [messages.c[c] for c in _KEY_COLS]
 _INSERT_NEW = {
     "sqlite": sqlite_insert(messages).on_conflict_do_nothing().returning(*_RETURN_KEY),
@@ -241,10 +265,11 @@ Answer = bool | Accepted | MessageConflict | MessageTooLarge | QuotaExceeded
 class _Behind:
     """A message accepted in memory and not written yet."""
 
-    __slots__ = ("digest", "key", "notify", "payload")
+    __slots__ = ("digest", "key", "notify", "payload", "volatile")
 
-    def __init__(self, key: MessageKey, payload: bytes, digest: str) -> None:
+    def __init__(self, key: MessageKey, payload: bytes, digest: str, volatile: bool) -> None:
         self.key, self.payload, self.digest = key, payload, digest
+        self.volatile = volatile  # its row is written without the payload (held in memory)
         self.notify: list[tuple[OnDurable, int]] = []
 
 
@@ -257,9 +282,17 @@ class Mailbox:
         The node's store: an engine from :func:`privfin.store.open_engine`, already upgraded
         (the caller keeps it and disposes it), or a SQLAlchemy URL or SQLite file path, which
         the mailbox opens, migrates (:func:`privfin.store.upgrade`) and closes.
+    spill_dir:
+        A private directory for payloads of at least :data:`SPILL_MIN` bytes taken
+        write-behind: each is written to a file (in the transaction that stores its row,
+        before the commit) rather than into the database. None: every payload in the database.
     """
 
-    def __init__(self, store: str | Path | Engine) -> None:
+    def __init__(self, store: str | Path | Engine, *, spill_dir: str | Path | None = None) -> None:
+        #: large write-behind payloads are stored as files here (None: all in the database)
+        self.spill_dir = None if spill_dir is None else Path(spill_dir)
+        if self.spill_dir is not None:
+            self.spill_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._owns_engine = not isinstance(store, Engine)
         if isinstance(store, Engine):
             self.engine: Engine = store
@@ -290,6 +323,9 @@ class Mailbox:
         # stays the source of truth.
         self._recent: OrderedDict[MessageKey, bytes] = OrderedDict()
         self._recent_bytes = 0
+        # Payloads of volatile messages (their rows are written without them), until read.
+        self._held: dict[MessageKey, bytes] = {}
+        self._held_bytes = 0
         # (job, sender) -> [messages, bytes] stored, loaded from the database at first use.
         self._usage: dict[tuple[str, str], list[int]] = {}
         self._swept_until = 0  # messages older than this were checked for unclaimed jobs
@@ -536,8 +572,16 @@ class Mailbox:
         quotas: Quotas | None = None,
         known: Callable[[str], bool] | None = None,
         on_durable: OnDurable | None = None,
+        volatile: Callable[[MessageKey], bool] | None = None,
     ) -> list[Answer]:
         """Take messages write-behind (see the module's docstring).
+
+        A message for which ``volatile(key)`` is true belongs to a step that restarts as a new
+        attempt after a crash (its messages are never read again after one): its row (key,
+        digest, size) is written as any other, so duplicates, conflicts and :meth:`lost` see
+        it, but its payload is only held in memory until read (at most ``_HELD_LIMIT`` bytes
+        of them; beyond, it is written too). A crash of this node loses such payloads; the
+        pipeline finds that out with :meth:`lost` and restarts the step under a new attempt.
 
         For each message, in order: :data:`ACCEPTED` — checked against ``quotas``, readable
         now by this process's waiters, and written by the writer thread in its next group
@@ -571,6 +615,8 @@ class Mailbox:
                     out[i] = ACCEPTED
                     continue
                 unread = self._recent.get(key)  # written, not read yet: compare here
+                if unread is None:
+                    unread = self._held.get(key)
                 if unread is not None:
                     out[i] = (
                         False
@@ -586,14 +632,24 @@ class Mailbox:
                 except (MessageTooLarge, QuotaExceeded) as exc:
                     out[i] = exc
                     continue
-                entry = _Behind(key, payload, digest)
+                held = (
+                    volatile is not None
+                    and self._held_bytes + len(payload) <= _HELD_LIMIT
+                    and len(payload) > 0
+                    and volatile(key)
+                )
+                entry = _Behind(key, payload, digest, held)
                 if on_durable is not None:
                     entry.notify.append((on_durable, i))
                 self._behind[key] = entry
                 self._queue.append(entry)
                 self._accepted_n += 1
                 self._count(key, len(payload))
-                self._remember(key, payload)
+                if held:
+                    self._held[key] = payload
+                    self._held_bytes += len(payload)
+                else:
+                    self._remember(key, payload)
                 out[i] = ACCEPTED
             if len(self._queue) > queued:
                 self._start_writer()
@@ -689,9 +745,14 @@ class Mailbox:
                         self._recent_bytes -= len(self._recent.pop(entry.key))
                         if entry.key.job in self._on_disk:
                             self._on_disk[entry.key.job].add(entry.key)
+                    if self._held.get(entry.key) is entry.payload:
+                        self._held_bytes -= len(self._held.pop(entry.key))
+                        if entry.key.job in self._on_disk:
+                            self._on_disk[entry.key.job].add(entry.key)
                     if clash:
                         self._aborted_jobs.add(entry.key.job)
-                self._cond.notify_all()
+                if settled:  # a waiter may now have to look in the database (or stop)
+                    self._cond.notify_all()
             for entry, clash in settled:
                 if clash:
                     _log.warning(
@@ -717,23 +778,31 @@ class Mailbox:
         """Store ``batch`` in one transaction; returns the messages that were stored already
         (``(entry, True)`` when with other bytes: a conflict)."""
         now = int(time.time())
-        rows = [
-            {
-                **_key_values(e.key),
-                "digest": e.digest,
-                "size": len(e.payload),
-                "payload": e.payload,
-                "received_at": now,
-            }
-            for e in batch
-        ]
+        name = self.engine.dialect.name
+        spill = self.spill_dir is not None and name in _UPSERT
+        rows = []
+        for e in batch:
+            spilled = spill and not e.volatile and len(e.payload) >= SPILL_MIN
+            rows.append(
+                {
+                    **_key_values(e.key),
+                    "digest": e.digest,
+                    "size": len(e.payload),
+                    "payload": b"" if e.volatile or spilled else e.payload,
+                    "received_at": now,
+                    "spilled": spilled,
+                }
+            )
         settled: list[tuple[_Behind, bool]] = []
         with self.engine.begin() as conn:
-            name = conn.dialect.name
             if name in _UPSERT:
                 stmt = _INSERT_NEW[name]
                 inserted = {MessageKey(*row) for row in conn.execute(stmt, rows)}
                 missing = [e for e in batch if e.key not in inserted]
+                # the files of the new rows, before the commit: a row never points to nothing
+                for e, row in zip(batch, rows, strict=True):
+                    if row["spilled"] and e.key in inserted:
+                        self._write_file(e.key, e.payload)
             else:
                 missing = []
                 for e, row in zip(batch, rows, strict=True):
@@ -745,6 +814,39 @@ class Mailbox:
                 stored = conn.execute(_SELECT_DIGEST, _key_values(e.key)).scalar()
                 settled.append((e, stored != e.digest))
         return settled
+
+    def _file(self, key: MessageKey) -> Path:
+        assert self.spill_dir is not None
+        name = hashlib.sha256(key.path().encode()).hexdigest()
+        return self.spill_dir / key.job / name
+
+    def _write_file(self, key: MessageKey, payload: bytes) -> None:
+        path = self._file(key)
+        path.parent.mkdir(exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+
+    def _read_file(self, key: MessageKey, digest: str) -> bytes | None:
+        """A spilled payload, checked against its digest (None: the file is gone)."""
+        if self.spill_dir is None:
+            raise ProtocolAbort(
+                f"message {key.path()} is stored in a file and this mailbox has no spill_dir"
+            )
+        try:
+            payload = self._file(key).read_bytes()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(payload).hexdigest() != digest:
+            raise ProtocolAbort(f"the stored file of message {key.path()} is corrupt")
+        return payload
+
+    def _row_payload(self, key: MessageKey, row: Any) -> bytes:
+        """The payload of a ``_SELECT_PAYLOAD`` row (b"" with size > 0: no longer held)."""
+        if row[2]:
+            got = self._read_file(key, str(row[3]))
+            return b"" if got is None else got
+        return bytes(row[0])
 
     def _put_one(
         self,
@@ -927,6 +1029,14 @@ class Mailbox:
             if len(rows) < batch:
                 break
         with self.engine.begin() as conn:
+            n += conn.execute(
+                update(messages)
+                .where(messages.c.job == job, messages.c.spilled)
+                .values(spilled=False)
+            ).rowcount
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir / job, ignore_errors=True)
+        with self.engine.begin() as conn:
             conn.execute(
                 delete(chunks).where(
                     (chunks.c.job == job) | chunks.c.path.startswith(f"{job}/", autoescape=True)
@@ -935,6 +1045,8 @@ class Mailbox:
         with self._cond:
             for key in [k for k in self._recent if k.job == job]:
                 self._recent_bytes -= len(self._recent.pop(key))
+            for key in [k for k in self._held if k.job == job]:
+                self._held_bytes -= len(self._held.pop(key))
             for usage_key in [k for k in self._usage if k[0] == job]:
                 del self._usage[usage_key]
             self._on_disk.pop(job, None)
@@ -963,7 +1075,7 @@ class Mailbox:
                     )
                     .distinct()
                 ).scalars()
-                orphans = [j for j in jobs if not known(str(j))]
+                orphans = [str(j) for j in jobs if not known(str(j))]
                 dropped = 0
                 for job in orphans:
                     dropped += conn.execute(
@@ -978,6 +1090,9 @@ class Mailbox:
                 finally:
                     raw.close()
             self._swept_until = cutoff
+            if self.spill_dir is not None:
+                for job in orphans:
+                    shutil.rmtree(self.spill_dir / job, ignore_errors=True)
             for usage_key in [k for k in self._usage if k[0] in orphans]:
                 del self._usage[usage_key]
         return {"chunks": int(stale_chunks or 0), "unclaimed_messages": int(dropped or 0)}
@@ -1000,12 +1115,15 @@ class Mailbox:
     # -- reading
     def get(self, key: MessageKey) -> bytes | None:
         with self._lock:
+            held = self._held.get(key)
             entry = self._behind.get(key)
+        if held is not None:
+            return held
         if entry is not None:
             return entry.payload
         with self.engine.connect() as conn:
             row = conn.execute(_SELECT_PAYLOAD, _key_values(key)).first()
-        return None if row is None else bytes(row[0])
+        return None if row is None else self._row_payload(key, row)
 
     def has(self, key: MessageKey) -> bool:
         """Whether a message is stored (or accepted) under ``key`` (its payload may have been
@@ -1015,6 +1133,26 @@ class Mailbox:
                 return True
         with self.engine.connect() as conn:
             return conn.execute(_SELECT_DIGEST, _key_values(key)).first() is not None
+
+    def lost(self, job: str, component: str) -> bool:
+        """Whether a volatile message of ``job``'s ``component`` (see :meth:`accept`) was
+        reported durable to its sender and its payload is gone: a row without its payload
+        that this process does not hold (a restart of this node lost it). The messages of a
+        step not started yet are all unread, so for one this means it must run under a new
+        attempt, whose messages its senders send again."""
+        self.flush(30.0)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*(messages.c[c] for c in _KEY_COLS)).where(
+                    messages.c.job == job,
+                    messages.c.component == component,
+                    messages.c.size > 0,
+                    func.length(messages.c.payload) == 0,
+                    ~messages.c.spilled,
+                )
+            ).all()
+        with self._lock:
+            return any(MessageKey(*row) not in self._held for row in rows)
 
     def aborted(self, job: str) -> tuple[str, str] | None:
         with self.engine.connect() as conn:
@@ -1033,6 +1171,10 @@ class Mailbox:
         payload = self._recent.pop(key, None)
         if payload is not None:
             self._recent_bytes -= len(payload)
+            return payload
+        payload = self._held.pop(key, None)
+        if payload is not None:
+            self._held_bytes -= len(payload)
             return payload
         entry = self._behind.get(key)  # accepted, not written, evicted from _recent
         return None if entry is None else entry.payload
@@ -1089,15 +1231,18 @@ class Mailbox:
             with self.engine.connect() as conn:
                 row = conn.execute(_SELECT_PAYLOAD, _key_values(key)).first()
             if row is not None:
-                if not row[0] and row[1]:
+                got = self._row_payload(key, row)
+                if not got and row[1]:
                     raise ProtocolAbort(
-                        f"message {key.path()} was deleted when job {key.job!r} ended"
+                        f"message {key.path()} is no longer held (deleted when job "
+                        f"{key.job!r} ended, or kept in memory only and read before or lost "
+                        "in a restart)"
                     )
                 with self._lock:  # read now: not kept for a later reader
                     if self._recent.get(key) is not None:
                         self._recent_bytes -= len(self._recent.pop(key))
                     self._on_disk.get(key.job, set()).discard(key)
-                return bytes(row[0])
+                return got
             with self._lock:
                 self._on_disk.get(key.job, set()).discard(key)
             why = self.aborted(key.job)
@@ -1115,6 +1260,11 @@ class Mailbox:
             held = conn.execute(
                 select(func.coalesce(func.sum(func.length(messages.c.payload)), 0)).where(
                     messages.c.job == job
+                )
+            ).scalar_one()
+            held += conn.execute(
+                select(func.coalesce(func.sum(messages.c.size), 0)).where(
+                    messages.c.job == job, messages.c.spilled
                 )
             ).scalar_one()
             pending = conn.execute(

@@ -74,6 +74,18 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
       of a step that had not finished at the sender can be lost, and that step is re-run as
       above. No step recorded done depends on a message that exists only in memory.
 
+    What "on disk" means depends on the message (the receiver decides, from its own job
+    spec; nothing in a frame asks for it): a large payload (≥ 64 KiB) is a file of the node's
+    mailbox directory, written before the row's transaction commits; a message of a pipeline
+    step that restarts under a new attempt after a crash (every component but PSI) is
+    *volatile*: its row (key, digest, size) is committed, its payload only held in memory
+    until read (bounded; beyond the bound it is written). Such a message is never read again
+    after a crash: the step reruns under a new attempt, with new keys. If the receiver dies
+    after a volatile message was reported durable and before its step started, its pipeline
+    finds the row without its payload at the step's start (``Mailbox.lost``) and runs the step
+    under a new attempt, announced to its peers, instead of waiting for a message nobody will
+    send again.
+
     ``tests/federation/test_mailbox_behind.py`` (what is reported durable survives ``kill
     -9``), ``tests/federation/test_stream.py`` (receiver killed mid-stream: every message
     stored exactly once after its restart) and the node crash tests over both transports
@@ -243,18 +255,21 @@ def mailbox_admit_many(
     quotas: Quotas | None = None,
     known: Callable[[str], bool] | None = None,
     behind: bool = True,
+    volatile: Callable[[MessageKey], bool] | None = None,
 ) -> AdmitMany:
     """An :data:`AdmitMany` over ``mailbox``: write-behind (:meth:`Mailbox.accept`: answered
     ``ACCEPTED`` at once, written in the mailbox's next group commit) or, with
     ``behind=False``, stored in one transaction before the answer (:meth:`Mailbox.put_many`);
-    other answers as :func:`mailbox_admit`."""
+    other answers as :func:`mailbox_admit`. ``volatile``: see :meth:`Mailbox.accept`."""
 
     def admit_many(
         sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
     ) -> list[Outcome]:
         out: list[Outcome] = []
         if behind:
-            results = mailbox.accept(items, quotas=quotas, known=known, on_durable=durable)
+            results = mailbox.accept(
+                items, quotas=quotas, known=known, on_durable=durable, volatile=volatile
+            )
         else:
             results = list(mailbox.put_many(items, quotas=quotas, known=known))
         for result in results:
@@ -467,6 +482,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.closed:
             return
+        self._received(nbytes)
+        if self.server.inline and self.queue and not self.closed:
+            self._run_inline()
+
+    def _received(self, nbytes: int) -> None:
         self.last_rx = asyncio.get_running_loop().time()
         try:
             if self.big is not None:
@@ -632,7 +652,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.queued_bytes += len(work.payload)
         if self.queued_bytes > self.limits.pending_bytes:
             self._pause("store")
-        self.wake.set()
+        if not self.server.inline:  # inline: admitted at the end of the read (_run_inline)
+            self.wake.set()
 
     # -- storing
     async def _work(self) -> None:
@@ -653,26 +674,38 @@ class _ServerConnection(asyncio.BufferedProtocol):
                         batch,
                         self._durable,
                     )
-                heads = []
-                for work, outcome in zip(batch, outcomes, strict=True):
-                    self.queued_bytes -= len(work.payload)
-                    self.server.release(work.reserved)
-                    if work.kind == _PRECHECK:
-                        if outcome is not None:
-                            self._refused_partial(work.ref, outcome)
-                        continue
-                    assert outcome is not None
-                    if outcome.code == Code.ACCEPTED and work.kind == fr.MSG:
-                        self.unsynced.append(work.ref)  # answered by the SYNCED covering it
-                        continue
-                    text = outcome.text[: fr.MAX_TEXT]
-                    head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
-                    heads.append(fr.encode_head(head, 0))
-                if heads and self.transport is not None and not self.closed:
-                    self.transport.write(b"".join(heads))
-                self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
-                if self.queued_bytes <= self.limits.pending_bytes:
-                    self._resume("store")
+                self._settle(batch, outcomes)
+
+    def _run_inline(self) -> None:
+        """Admit what the last read brought, now (inline admission: no wake-up of the worker
+        task; the frames read together still form one batch)."""
+        while self.queue and not self.closed:
+            batch = list(self.queue)
+            self.queue.clear()
+            self._settle(batch, self.server.run_batch(self.party, batch, self._durable))
+
+    def _settle(self, batch: list[_Work], outcomes: Sequence[Outcome | None]) -> None:
+        """Answer a batch's frames (ACKs; ACCEPTED ones wait for their SYNCED)."""
+        heads = []
+        for work, outcome in zip(batch, outcomes, strict=True):
+            self.queued_bytes -= len(work.payload)
+            self.server.release(work.reserved)
+            if work.kind == _PRECHECK:
+                if outcome is not None:
+                    self._refused_partial(work.ref, outcome)
+                continue
+            assert outcome is not None
+            if outcome.code == Code.ACCEPTED and work.kind == fr.MSG:
+                self.unsynced.append(work.ref)  # answered by the SYNCED covering it
+                continue
+            text = outcome.text[: fr.MAX_TEXT]
+            head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
+            heads.append(fr.encode_head(head, 0))
+        if heads and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(heads))
+        self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
+        if self.queued_bytes <= self.limits.pending_bytes:
+            self._resume("store")
 
     def _durable(self, refs: list[int]) -> None:
         """From the mailbox's writer thread: frames ``refs`` are on disk."""
@@ -1004,15 +1037,28 @@ class _Link:
         # bytes of every frame held (not settled by an ACK or a SYNCED yet); a poster
         # waits for ``space`` while they exceed the owner's ``max_unsynced``
         self.held_bytes = 0
+        self.writing = False  # the write loop is writing a frame (maybe one chunk of several)
         self.space = threading.Event()
         self.space.set()
 
     def submit(self, items: Sequence[_Pending]) -> None:
+        writer = self.writer
         for p in items:
             self.pending[p.ref] = p
-            self.queue.append(p)
             self.submitted = max(self.submitted, p.ref)
             self.held_bytes += len(p.payload)
+            if (
+                writer is not None
+                and not self.queue
+                and not self.writing
+                and p.kind == fr.MSG
+                and len(p.payload) <= _SMALL
+                and writer.transport.get_write_buffer_size() < _HIGH_WATER
+            ):
+                # the connection is idle: write now (no wake-up of the write loop), in order
+                writer.write(fr.encode_head(_msg_header(p, 0, 1), len(p.payload)) + p.payload)
+                continue
+            self.queue.append(p)
         if self.held_bytes > self.owner.max_unsynced:
             self.space.clear()
         self.wake.set()
@@ -1183,13 +1229,17 @@ class _Link:
                 p = self.queue.popleft()
                 if p.ref not in self.pending:
                     continue
-                await self._write(writer, p)
+                self.writing = True
+                try:
+                    await self._write(writer, p)
+                finally:
+                    self.writing = False
                 self.max_buffered = max(self.max_buffered, transport.get_write_buffer_size())
             self.more.clear()
             await self.more.wait()
 
     async def _write(self, writer: asyncio.StreamWriter, p: _Pending) -> None:
-        key, payload = p.key, p.payload
+        payload = p.payload
         if p.kind == fr.ABORT:
             writer.write(fr.encode_head(_abort_header(p), 0))
             await writer.drain()
@@ -1199,20 +1249,7 @@ class _Link:
         view = memoryview(payload)
         for index in range(total):
             part = view[index * chunk : (index + 1) * chunk]
-            header = Header(
-                fr.MSG,
-                p.ref,
-                key.job,
-                key.component,
-                key.tag,
-                key.sender,
-                key.receiver,
-                key.seq,
-                index,
-                total,
-                size,
-            )
-            head = fr.encode_head(header, len(part))
+            head = fr.encode_head(_msg_header(p, index, total), len(part))
             if len(part) <= _SMALL:
                 writer.write(head + part)
             else:
@@ -1252,6 +1289,23 @@ class _Link:
                 raise TimeoutError(f"nothing from {self.peer!r} for {self.owner.idle_timeout:g} s")
             n += 1
             writer.write(fr.encode_head(Header(fr.PING, n), 0))
+
+
+def _msg_header(p: _Pending, index: int, total: int) -> Header:
+    key = p.key
+    return Header(
+        fr.MSG,
+        p.ref,
+        key.job,
+        key.component,
+        key.tag,
+        key.sender,
+        key.receiver,
+        key.seq,
+        index,
+        total,
+        len(p.payload),
+    )
 
 
 def _abort_header(p: _Pending) -> Header:

@@ -44,16 +44,25 @@ class InvalidNameError(ConfigError, ValueError):
     (so configuration validators report it as a validation error)."""
 
 
+#: names already checked (a message key is built for every send and receive)
+_VALID: set[str] = set()
+
+
 def validate_name(kind: str, value: str) -> str:
     """Check a party, job, component or tag name: 1–64 of ``[A-Za-z0-9_.-]``, not only dots
     (``.`` and ``..`` would name a directory when a name becomes a path component). The whole
     string must match (no trailing newline, which ``$`` would let through)."""
+    if type(value) is str and value in _VALID:
+        return value
     if not isinstance(value, str) or not _NAME.fullmatch(value) or not value.strip("."):
         text = value if isinstance(value, str) else str(type(value).__name__)
         shown = repr(text[:64]) + ("..." if len(text) > 64 else "")
         raise InvalidNameError(
             f"{kind} {shown} must be 1-64 characters of letters, digits, _ . - (not only dots)"
         )
+    if len(_VALID) >= 8192:  # bounded: names come from peers too
+        _VALID.clear()
+    _VALID.add(value)
     return value
 
 

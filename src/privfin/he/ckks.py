@@ -171,6 +171,22 @@ class CKKSContext:
             )
         )
 
+    def serialize_secret(self) -> bytes:
+        """The context **with the secret key** (and public and relinearisation keys, no Galois
+        keys): only for parties meant to decrypt, over an authenticated, encrypted channel,
+        never to the party whose inputs the key protects against. Load it with
+        ``from_bytes(..., allow_secret_key=True)``."""
+        if not self.is_private:
+            raise ConfigError("this CKKS context has no secret key")
+        return bytes(
+            self._ctx.serialize(
+                save_public_key=True,
+                save_secret_key=True,
+                save_galois_keys=False,
+                save_relin_keys=True,
+            )
+        )
+
     @property
     def fingerprint(self) -> str:
         """SHA-256 of the serialised public key: identifies the key pair."""

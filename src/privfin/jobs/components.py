@@ -94,11 +94,47 @@ def _tee_roles(roles: Mapping[str, list[str]]) -> str | None:
     return None
 
 
+def _mpc_roles(roles: Mapping[str, list[str]]) -> str | None:
+    known = {"data", "compute", "result", "dealer"}
+    for party, rs in roles.items():
+        odd = set(rs) - known
+        if odd:
+            return f"party {party!r} has unknown MPC roles {sorted(odd)} (known: {sorted(known)})"
+    compute = sum("compute" in rs for rs in roles.values())
+    if not 2 <= compute <= 3:
+        return f"needs 2 or 3 'compute' parties, has {compute}"
+    if not any("data" in rs for rs in roles.values()):
+        return "needs at least one 'data' party"
+    if not any("result" in rs for rs in roles.values()):
+        return "needs at least one 'result' party"
+    return None
+
+
 def _dp_roles(roles: Mapping[str, list[str]]) -> str | None:
     data = sum("data" in rs for rs in roles.values())
     result = sum("result" in rs for rs in roles.values())
     if data != 1 or result != 1:
         return f"needs exactly one 'data' and one 'result' party, has {data} and {result}"
+    return None
+
+
+def _scorers(roles: Mapping[str, list[str]]) -> str | None:
+    if not roles or any(rs != ["client"] for rs in roles.values()):
+        return "every party must hold the one role 'client' (each scores its own table)"
+    return None
+
+
+def _server_clients(roles: Mapping[str, list[str]]) -> str | None:
+    servers = sum("server" in rs for rs in roles.values())
+    clients = sum("client" in rs for rs in roles.values())
+    if servers != 1 or clients < 2:
+        return (
+            f"needs exactly one 'server' and at least two 'client' parties, has {servers} and "
+            f"{clients}"
+        )
+    for party, rs in roles.items():
+        if len(rs) != 1:
+            return f"party {party!r} must hold exactly one role, holds {rs}"
     return None
 
 
@@ -225,6 +261,9 @@ def _attribute_docs(doc: str) -> dict[str, str]:
 _ID = ParamDoc("id_column", "str", "'id'", "the id column of the party's table (local)")
 _LABEL = ParamDoc("label", "str", "'y'", "the label column of the guest's table (local)")
 _TABLE_IN = Port("table", "table", ("guest", "host"), "the party's aligned rows (id, features)")
+_CLIENT_LABEL = ParamDoc(
+    "label", "str", "'y'", "the label column of every client's table and of the validation table"
+)
 
 DECLARATIONS: dict[str, ComponentDecl] = {
     d.name: d
@@ -401,6 +440,133 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             reveals="every data party's rows in plaintext to the enclave code of the "
             "measurement of params.component (params.measurement if set); with backend "
             "'simulated' the enclave is SIMULATED: the enclave host can read all of them",
+            local_params=(),
+        ),
+        ComponentDecl(
+            name="hfl",
+            target="privfin.jobs.steps:hfl_step",
+            technology="horizontal federated learning",
+            summary="Train logistic regression or an MLP by FedAvg / FedProx / FedAdam across "
+            "banks holding the same columns about different customers; updates are summed by "
+            "secure aggregation (or CKKS), optionally with client-level DP.",
+            roles=("server", "client"),
+            inputs=(
+                Port("table", "table", ("client",), "the client's rows: features and label"),
+                Port(
+                    "validation",
+                    "table",
+                    ("server",),
+                    "the server's own labelled rows for per-round AUC and early stopping",
+                    required=False,
+                ),
+            ),
+            outputs=(
+                Port("model", "model", ("server", "client"), "the global model's weights"),
+                Port(
+                    "history",
+                    "metrics",
+                    ("server",),
+                    "per round: sampled clients, survivors, dropouts, loss, AUC, epsilon",
+                ),
+            ),
+            params="privfin.fl.horizontal.fedavg.common:HFLStepParams",
+            table_params=(_ID, _CLIENT_LABEL),
+            check_roles=_server_clients,
+            reveals="to the server: each round's sum of the surviving clients' weighted "
+            "updates and row counts (not one client's), who dropped; to the clients: the "
+            "model; every client's feature column names to the server",
+        ),
+        ComponentDecl(
+            name="hfl_gbdt",
+            target="privfin.jobs.steps:hfl_gbdt_step",
+            technology="horizontal federated learning",
+            summary="Train gradient-boosted trees (horizontal SecureBoost) across banks holding "
+            "the same columns about different customers: bin edges from a securely aggregated "
+            "sketch, splits from securely aggregated gradient histograms.",
+            roles=("server", "client"),
+            inputs=(
+                Port("table", "table", ("client",), "the client's rows: features and label"),
+                Port(
+                    "validation",
+                    "table",
+                    ("server",),
+                    "the server's own labelled rows for a per-tree AUC",
+                    required=False,
+                ),
+            ),
+            outputs=(
+                Port(
+                    "model",
+                    "model",
+                    ("server", "client"),
+                    "bin edges and trees (the same at every party that finished)",
+                ),
+                Port("history", "metrics", ("server",), "per tree: clients, leaves, AUC"),
+            ),
+            params="privfin.fl.horizontal.gbdt.common:GBDTStepParams",
+            table_params=(_ID, _CLIENT_LABEL),
+            check_roles=_server_clients,
+            reveals="to the server: pooled per-feature value counts at the sketch's "
+            "resolution, pooled row and positive counts, the pooled gradient histograms of "
+            "the nodes it grows (what a GBDT on the pooled rows computes), who dropped; to "
+            "the clients: the model; every client's feature column names to the server",
+        ),
+        ComponentDecl(
+            name="hfl_score",
+            target="privfin.jobs.steps:hfl_score_step",
+            technology="(local)",
+            summary="Score a party's rows with a model of the hfl or hfl_gbdt step (every party "
+            "of those steps holds the whole model); each party scores its own table.",
+            roles=("client",),
+            inputs=(
+                Port("model", "model", ("client",), "a model of the hfl or hfl_gbdt step"),
+                Port("table", "table", ("client",), "rows with the id and the model's features"),
+            ),
+            outputs=(Port("scores", "scores", ("client",), "id and score per row"),),
+            params=None,
+            table_params=(
+                _ID,
+                ParamDoc("label", "str", "'y'", "a label column to leave out, if there is one"),
+            ),
+            check_roles=_scorers,
+            reveals="nothing (local to each party)",
+        ),
+        ComponentDecl(
+            name="ss_lr",
+            target="privfin.jobs.steps:ss_lr_step",
+            technology="secure multi-party computation",
+            summary="Train logistic regression on secret-shared data (vertical or "
+            "horizontal partition) between 2 or 3 computing parties; result parties get "
+            "the coefficients.",
+            roles=("data", "compute", "result", "dealer"),
+            inputs=(
+                Port(
+                    "table",
+                    "table",
+                    ("data",),
+                    "the party's rows, aligned with the others' (vertical) or its own (horizontal)",
+                ),
+            ),
+            outputs=(Port("model", "model", ("result",), "coefficients and intercept"),),
+            params="privfin.mpc.params:SSLRParams",
+            check_roles=_mpc_roles,
+            reveals="the coefficients to the result parties (none with reveal_model false); "
+            "the number of rows and columns to every party; see mpc/SPEC.md",
+            local_params=(),
+        ),
+        ComponentDecl(
+            name="mpc_stats",
+            target="privfin.jobs.steps:mpc_stats_step",
+            technology="secure multi-party computation",
+            summary="Secure statistics (count, sum, mean, variance, min, max, quantiles, "
+            "histograms, correlations) over columns of several data parties.",
+            roles=("data", "compute", "result", "dealer"),
+            inputs=(Port("table", "table", ("data",), "the party's rows"),),
+            outputs=(Port("stats", "metrics", ("result",), "the requested statistics"),),
+            params="privfin.mpc.params:MpcStatsParams",
+            check_roles=_mpc_roles,
+            reveals="exactly the requested statistics to the result parties; the number of "
+            "rows and columns to every party",
             local_params=(),
         ),
         ComponentDecl(

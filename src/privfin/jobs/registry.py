@@ -39,6 +39,7 @@ COMPONENTS: dict[str, str] = {
     "tee": "privfin.tee.component:tee_component",
     "secagg": "privfin.fl.horizontal.secagg.component:secagg_component",
     "hfl": "privfin.fl.horizontal.fedavg.component:hfl_component",
+    "hfl_gbdt": "privfin.fl.horizontal.gbdt.component:hfl_gbdt_component",
     "secureboost_predict": (
         "privfin.fl.vertical.secureboost.component:secureboost_predict_component"
     ),
@@ -123,6 +124,8 @@ INPUT_CHECKS: dict[str, InputCheck] = {
     "vertical_lr_scoring": _scoring,
     "secureboost": _secureboost,
     "secureboost_predict": _features_only(allow_missing=True),
+    "hfl": _binary_features(allow_missing=False),
+    "hfl_gbdt": _binary_features(allow_missing=True),  # NaN = missing (its own branch)
 }
 
 

@@ -154,6 +154,7 @@ class PartyPipeline:
         on_step: Callable[[str, str, int], None] = lambda s, status, a: None,
         default_timeout: float = 120.0,
         ledger: BudgetLedger | None = None,
+        lost: Callable[[str], bool] = lambda component: False,
     ) -> None:
         if party not in spec.parties:
             raise ConfigError(f"party {party!r} has no part in job {spec.job!r}")
@@ -169,6 +170,7 @@ class PartyPipeline:
         self.on_step = on_step
         self.default_timeout = default_timeout
         self.ledger = ledger
+        self.lost = lost
         self.order = spec.steps_of(party)
         self._lock = threading.Lock()
         self._pending: list[_Pending] = []
@@ -275,7 +277,11 @@ class PartyPipeline:
         if rec is None:
             rec = self.store.set_step(job, step, attempt=1, status="pending")
         attempt = rec.attempt
-        if rec.status in ("running", "failed") and not decl.resumable:
+        interrupted = rec.status in ("running", "failed") or (
+            # a message of this attempt was taken in memory only and lost in a restart here
+            rec.status == "pending" and self.lost(channel_name(step, attempt))
+        )
+        if interrupted and not decl.resumable:
             attempt = rec.attempt + 1
             if attempt > MAX_STEP_ATTEMPTS:
                 raise ProtocolAbort(

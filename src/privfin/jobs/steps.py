@@ -25,6 +25,9 @@ __all__ = [
     "dp_release_step",
     "evaluate_step",
     "hetero_lr_step",
+    "hfl_gbdt_step",
+    "hfl_score_step",
+    "hfl_step",
     "lr_score_step",
     "psi_step",
     "secureboost_score_step",
@@ -231,3 +234,124 @@ def dp_release_step(
     from privfin.dp.component import dp_release_component
 
     return {"release": dp_release_component(ctx, params, inputs)["release"]}
+
+
+def _horizontal(
+    ctx: Context, name: str, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Inputs and parameters of a horizontal step: clients give their table (features and
+    label), the server its optional ``validation`` table; ``n_features`` comes from the
+    clients' columns, which every client must share (checked by the server first)."""
+    from privfin.fl.horizontal.schema import agree_columns
+
+    server = ctx.parties_with("server")
+    clients = ctx.parties_with("client")
+    if len(server) != 1 or len(clients) < 2:
+        raise ConfigError(f"{name} needs exactly one server and at least two clients")
+    label = str(params.get("label", "y"))
+    if ctx.has_role("client"):
+        table = _table(inputs)
+        _column(table, label, "label")
+        cols = [str(c) for c in _features(table, params).columns]
+        agree_columns(ctx, server[0], clients, cols)
+        given: dict[str, Any] = {"table": table}
+    else:
+        cols = agree_columns(ctx, server[0], clients, None)
+        given = {}
+        val = inputs.get("validation")
+        if isinstance(val, pd.DataFrame):
+            missing = [c for c in cols if c not in val.columns]
+            if missing:
+                raise ConfigError(f"the validation table lacks the columns {missing[:10]}")
+            given = {
+                "X_val": val[cols].to_numpy(dtype=np.float64),
+                "y_val": _column(val, label, "label", "input 'validation'").to_numpy(),
+            }
+    return given, {**params, "n_features": len(cols)}, cols
+
+
+def hfl_step(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``hfl`` component (FedAvg / FedProx / FedAdam) with a model file at every party and
+    the per-round history at the server."""
+    given, full, cols = _horizontal(ctx, "hfl", params, inputs)
+    out = get_component("hfl")(ctx, full, given)
+    model = {
+        "kind": "hfl",
+        "model": str(params.get("model", "logistic")),
+        "hidden": int(params.get("hidden", 16)),
+        "features": cols,
+        "weights": [float(v) for v in np.asarray(out["weights"]).reshape(-1)],
+    }
+    history = None
+    if out.get("role") == "server":
+        history = {"rounds": out["rounds"], "history": out["history"], "dp": out.get("dp")}
+    return {"model": model, "history": history}
+
+
+def hfl_gbdt_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``hfl_gbdt`` component with a model file at every party that finished and the
+    per-tree history at the server."""
+    given, full, cols = _horizontal(ctx, "hfl_gbdt", params, inputs)
+    out = get_component("hfl_gbdt")(ctx, full, given)
+    model = None
+    if out.get("model") is not None:
+        model = {**out["model"].to_dict(), "features": cols}
+    history = None
+    if out.get("role") == "server":
+        history = {
+            "history": out["history"],
+            "clients": out["clients"],
+            "dropped": out["dropped"],
+            "restarts": out["restarts"],
+        }
+    return {"model": model, "history": history}
+
+
+def hfl_score_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Score a party's rows with a model of the ``hfl`` or ``hfl_gbdt`` step, locally (every
+    party of those steps holds the whole model): the probability of the label 1 per id."""
+    model = inputs.get("model")
+    if not isinstance(model, Mapping):
+        raise ConfigError("input 'model' must be a model of the hfl or hfl_gbdt step")
+    table = _table(inputs)
+    x = _check_features(model, table, params).to_numpy(dtype=np.float64)
+    if model.get("kind") == "hfl":
+        from privfin.fl.horizontal.fedavg import make_model
+
+        net = make_model(str(model["model"]), x.shape[1], hidden=int(model.get("hidden", 16)))
+        weights = np.asarray(model["weights"], dtype=np.float64)
+        if weights.shape != (net.n_params,):
+            raise ConfigError("the hfl model's weights do not fit its features")
+        score = net.predict_proba(weights, x)
+    else:
+        from privfin.fl.horizontal.gbdt import FedGBDTModel
+
+        gbdt = FedGBDTModel.from_dict(dict(model))
+        if len(gbdt.edges) != x.shape[1]:
+            raise ConfigError("the hfl_gbdt model's bin edges do not fit its features")
+        score = gbdt.predict_proba(x)[:, 1]
+    return {"scores": _scores_frame(_ids(table, params), score)}
+
+
+def ss_lr_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``ss_lr`` as a pipeline step: data parties give their tables (rows aligned by an
+    earlier step), result parties get the model."""
+    table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
+    out = get_component("ss_lr")(ctx, params, table_in)
+    if out is None or "coef" not in out:
+        return {"model": None}
+    return {"model": {"kind": "ss_lr", **out}}
+
+
+def mpc_stats_step(
+    ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``mpc_stats`` as a pipeline step: result parties get the statistics."""
+    table_in = {"table": _table(inputs)} if ctx.has_role("data") else {}
+    return {"stats": get_component("mpc_stats")(ctx, params, table_in)}

@@ -427,10 +427,18 @@ class PlainGBDT:
         self.n_classes = n_classes
         self.tree = tree or TreeParams()
 
-    def fit(self, X: npt.ArrayLike, y: npt.ArrayLike) -> PlainGBDT:
+    def fit(
+        self, X: npt.ArrayLike, y: npt.ArrayLike, *, edges: list[FloatArray] | None = None
+    ) -> PlainGBDT:
+        """Train on ``X``, ``y``; ``edges``: given bin edges per feature (default: the quantile
+        edges of ``X``)."""
         obj = make_objective(self.objective, self.n_classes)
         labels = obj.check_labels(y)
-        self.edges_, bins = fit_bins(X, self.n_bins)
+        if edges is None:
+            self.edges_, bins = fit_bins(X, self.n_bins)
+        else:
+            self.edges_ = [np.asarray(e, dtype=np.float64) for e in edges]
+            bins = apply_bins(X, self.edges_, self.n_bins)
         self.init_ = obj.init_score(labels)
         raw = np.tile(self.init_, (len(labels), 1))
         self.trees_: list[list[_Node]] = []
@@ -478,6 +486,53 @@ class PlainGBDT:
             w = leaf_weight(g[rows].sum(axis=0), h[rows].sum(axis=0), p.reg_lambda)
             nodes[node_id].weight = w * self.learning_rate
         return nodes, leaves
+
+    @classmethod
+    def from_trees(
+        cls,
+        edges: list[FloatArray],
+        init: FloatArray,
+        trees: list[dict[int, tuple[int, int, bool] | FloatArray]],
+        *,
+        n_bins: int,
+        learning_rate: float,
+        objective: str = "binary",
+        n_classes: int | None = None,
+        tree: TreeParams | None = None,
+    ) -> PlainGBDT:
+        """A model from trees grown elsewhere (a federated protocol), in heap numbering
+        (children of ``i``: ``2i+1``, ``2i+2``): each node is ``(feature, bin, missing_left)``
+        (a split) or its leaf weights (already multiplied by the learning rate)."""
+        model = cls(
+            n_trees=len(trees),
+            learning_rate=learning_rate,
+            n_bins=n_bins,
+            objective=objective,
+            n_classes=n_classes,
+            tree=tree,
+        )
+        model.edges_ = [np.asarray(e, dtype=np.float64) for e in edges]
+        model.init_ = np.asarray(init, dtype=np.float64)
+        model.trees_ = []
+        for heap in trees:
+            nodes = [_Node()]
+            todo = [(0, 0)]  # (heap id, list index)
+            while todo:
+                hid, at = todo.pop()
+                if hid not in heap:
+                    raise ConfigError(f"tree node {hid} is missing")
+                spec = heap[hid]
+                if isinstance(spec, tuple):
+                    f, b, ml = spec
+                    nodes[at].feature, nodes[at].bin, nodes[at].missing_left = f, b, ml
+                    nodes[at].left, nodes[at].right = len(nodes), len(nodes) + 1
+                    nodes += [_Node(), _Node()]
+                    todo += [(2 * hid + 1, nodes[at].left), (2 * hid + 2, nodes[at].right)]
+                else:
+                    nodes[at].weight = np.asarray(spec, dtype=np.float64).reshape(-1)
+            model.trees_.append(nodes)
+        model._obj = make_objective(objective, n_classes)
+        return model
 
     def decision_function(self, X: npt.ArrayLike) -> FloatArray:
         """Raw scores, shape ``(n, K)``."""

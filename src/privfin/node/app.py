@@ -134,6 +134,8 @@ def create_app(config: NodeConfig, mailbox: Mailbox, runner: JobRunner) -> FastA
             shown = peer_text(claimed, 64)
             warn(party, "claimed-sender", "party %s claimed to be %s; refused", party, shown)
             raise HTTPException(403, f"certificate of {party!r} cannot send as {shown!r}")
+        if party != config.party:
+            runner.contacts.seen(party)
         return party
 
     def checked(kind: str, value: str) -> str:

@@ -96,6 +96,13 @@ class Negotiator:
             raise ConfigError(f"no proposal {job!r} on this node")
         return PipelineSpec.model_validate_json(rec["spec"]), rec
 
+    def spec(self, job: str) -> PipelineSpec | None:
+        """The proposed pipeline ``job`` (None: no such proposal, or unreadable)."""
+        try:
+            return self._spec(job)[0]
+        except (ConfigError, ValueError):
+            return None
+
     def _broadcast(self, spec: PipelineSpec, kind: str, body: Any) -> None:
         others = [p for p in spec.parties if p != self.me]
         deadline = int(time.time() + self.config.retention.abort_retry_for)

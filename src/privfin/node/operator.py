@@ -17,18 +17,27 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from privfin import __version__
-from privfin.audit import Action
+from privfin.audit import Action, VerifyReport
 from privfin.errors import ConfigError
 from privfin.federation.transport import validate_name
 from privfin.node.config import NodeConfig
 from privfin.node.runner import JobRunner, parse_spec
 
-__all__ = ["TOKEN_FILE", "create_operator_app", "ensure_token", "read_token"]
+__all__ = [
+    "TOKEN_FILE",
+    "create_operator_app",
+    "ensure_token",
+    "job_events",
+    "read_token",
+    "verify_audit",
+]
 
 TOKEN_FILE = "operator.token"  # noqa: S105 (a file name, not a secret)
 MAX_SPEC_BODY = 16 * 1024 * 1024
@@ -129,34 +138,30 @@ def create_operator_app(config: NodeConfig, runner: JobRunner) -> FastAPI:
         except ConfigError as exc:
             raise HTTPException(404, str(exc)) from None
 
+    @api.get("/v1/jobs")
+    def list_jobs(op: Operator, status: str | None = None) -> Any:
+        """This node's jobs, most recently changed first (``?status=running`` etc.)."""
+        return {"jobs": runner.jobs(status)}
+
     @api.get("/v1/jobs/{job}/logs")
     def job_logs(job: str, op: Operator) -> Any:
         """The job's events at this node, from its audit log: proposal and decisions, data
         accesses, steps started and done, result deliveries, the end (and the local error)."""
-        checked("job", job)
-        events = [
-            {
-                "seq": e.seq,
-                "time": e.ts / 1e6,
-                "action": e.action,
-                "actor": e.actor,
-                "step": e.step,
-                "dataset": e.dataset,
-                "party": e.party,
-                "evidence": e.evidence,
-            }
-            for e in runner.audit.entries(job=job)
-        ]
-        status = runner.status(job)
-        if not events and status is None:
+        logs = job_events(runner, checked("job", job))
+        if logs is None:
             raise HTTPException(404, f"no job {job!r} on this node")
-        return {"job": job, "events": events, "error": (status or {}).get("error")}
+        return logs
 
     @api.get("/v1/audit/verify")
     def audit_verify(op: Operator) -> Any:
-        """Check this node's audit chain."""
-        report = runner.audit.verify()
-        return {"ok": report.ok, "first_bad_seq": report.first_bad_seq, "reason": report.reason}
+        """Check this node's audit chain (checkpoint signatures with this node's key)."""
+        report = verify_audit(config, runner)
+        return {
+            "ok": report.ok,
+            "first_bad_seq": report.first_bad_seq,
+            "reason": report.reason,
+            "summary": str(report),
+        }
 
     # -- negotiation: this node's operator
     @api.post("/v1/proposals")
@@ -280,4 +285,42 @@ def create_operator_app(config: NodeConfig, runner: JobRunner) -> FastAPI:
     def list_models(op: Operator) -> Any:
         return {"models": runner.list_models()}
 
+    from privfin.node.dashboard import mount_dashboard
+
+    mount_dashboard(api, config, runner)
     return api
+
+
+def job_events(runner: JobRunner, job: str) -> dict[str, Any] | None:
+    """``job``'s events at this node from its audit log, and its local error (None: no such
+    job here). What ``privfin job logs`` and the dashboard's job page show."""
+    events = [
+        {
+            "seq": e.seq,
+            "time": e.ts / 1e6,
+            "action": e.action,
+            "actor": e.actor,
+            "step": e.step,
+            "dataset": e.dataset,
+            "party": e.party,
+            "evidence": e.evidence,
+        }
+        for e in runner.audit.entries(job=job)
+    ]
+    status = runner.status(job)
+    if not events and status is None:
+        return None
+    return {"job": job, "events": events, "error": (status or {}).get("error")}
+
+
+def verify_audit(config: NodeConfig, runner: JobRunner) -> VerifyReport:
+    """Walk this node's audit chain, checking checkpoint signatures with its own
+    certificate's key (as ``privfin audit verify`` does)."""
+    keys: list[ec.EllipticCurvePublicKey] = []
+    try:
+        key = x509.load_pem_x509_certificate(config.cert.read_bytes()).public_key()
+    except (OSError, ValueError):
+        key = None  # the chain is still checked; checkpoints are then reported unchecked
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        keys.append(key)
+    return runner.audit.verify(keys=keys)

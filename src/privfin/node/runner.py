@@ -59,7 +59,7 @@ from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.routed import RoutedTransport
 from privfin.federation.stream import StreamClient, StreamTransport
-from privfin.federation.transport import CancelToken, Channel, validate_name
+from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
 from privfin.jobs.registry import get_component
@@ -69,6 +69,7 @@ from privfin.jobs.store import PipelineStore
 from privfin.jobs.store import metadata as pipeline_metadata
 from privfin.jobs.validate import check as check_pipeline
 from privfin.node.config import NodeConfig
+from privfin.node.contacts import PeerContacts
 from privfin.node.negotiate import Negotiator
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
@@ -115,6 +116,9 @@ peer_reasons = Table(
 )
 
 
+_JOB_TIMEOUT = "job timeout"
+
+
 def peer_reason(
     party: str,
     exc: BaseException,
@@ -122,6 +126,7 @@ def peer_reason(
     roles: Mapping[str, Any],
     loading: bool = False,
     cancelled: bool = False,
+    timed_out: bool = False,
     aborted_by: str | None = None,
 ) -> str:
     """The reason a failing party gives its peers: ``"<party>: <code>"`` with a code from a
@@ -132,7 +137,9 @@ def peer_reason(
     def named(other: object) -> str | None:
         return other if isinstance(other, str) and other in roles and other != party else None
 
-    if cancelled:
+    if timed_out:
+        code = "the job's time limit was reached"
+    elif cancelled:
         code = "cancelled by its operator"
     elif aborted_by is not None and named(aborted_by):
         code = f"stopped because {aborted_by} aborted the job"
@@ -271,6 +278,7 @@ class JobRunner:
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
         self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
         self.negotiator = Negotiator(self)
+        self.contacts = PeerContacts()  # when each peer last reached this node
         self._stream_client: StreamClient | None = None
 
     # -- records
@@ -380,6 +388,20 @@ class JobRunner:
             return f"{sender!r} and {self.config.party!r} do not share step {step!r}"
         return None
 
+    def volatile(self, key: MessageKey) -> bool:
+        """Whether the mailbox may hold ``key``'s payload in memory only: a message of a
+        pipeline step that restarts as a new attempt after a crash (its component declares
+        it cannot resume in place), whose messages are never read again after one. The
+        pipeline notices a lost one before it starts the step (:meth:`Mailbox.lost`)."""
+        spec = self._specs.get(key.job)
+        if not isinstance(spec, PipelineSpec):
+            return False
+        st = spec.steps.get(key.component.partition(".a")[0])
+        if st is None:
+            return False
+        decl = DECLARATIONS.get(st.component)
+        return decl is not None and not decl.resumable
+
     def component(self, job: str) -> str | None:
         """The component of ``job``, or None if this node has no such job."""
         return self._components.get(job) if self.parties(job) is not None else None
@@ -405,6 +427,37 @@ class JobRunner:
         running job stops at its next wait and relays the abort."""
         if self.mailbox.abort(job, sender, reason):  # a repeated abort is not logged again
             _log.warning("party %s aborted job %s: %s", sender, job, reason)
+
+    def jobs(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """This node's jobs, most recently updated first: name, status, kind (``pipeline``
+        or the legacy job's component), its parties and when it last changed."""
+        q = select(
+            jobs_table.c.job, jobs_table.c.spec, jobs_table.c.status, jobs_table.c.updated_at
+        )
+        if status is not None:
+            q = q.where(jobs_table.c.status == status)
+        q = q.order_by(jobs_table.c.updated_at.desc(), jobs_table.c.job).limit(limit)
+        with self.mailbox.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out = []
+        for row in rows:
+            try:
+                spec = load_any(row.spec)
+            except (ValueError, ConfigError):  # an unreadable spec never hides the others
+                kind, parties = "(unreadable spec)", []
+            else:
+                kind = "pipeline" if isinstance(spec, PipelineSpec) else spec.component
+                parties = spec_parties(spec)
+            out.append(
+                {
+                    "job": row.job,
+                    "status": row.status,
+                    "kind": kind,
+                    "parties": parties,
+                    "updated_at": int(row.updated_at),
+                }
+            )
+        return out
 
     def status(self, job: str) -> dict[str, Any] | None:
         rec = self._record(job)
@@ -916,6 +969,7 @@ class JobRunner:
             make_context=make_context,
             on_restart=on_restart,
             on_step=lambda step, status, attempt: self._step_event(spec.job, step, status, attempt),
+            lost=lambda component: self.mailbox.lost(spec.job, component),
             default_timeout=spec.timeout or timeout,
             ledger=self.dp_ledger,
         )
@@ -923,7 +977,7 @@ class JobRunner:
         deadline_timer: threading.Timer | None = None
         if spec.timeout:
             deadline_timer = threading.Timer(
-                spec.timeout, lambda: token.cancel(f"job timeout ({spec.timeout:g} s)")
+                spec.timeout, lambda: token.cancel(f"{_JOB_TIMEOUT} ({spec.timeout:g} s)")
             )
             deadline_timer.daemon = True
             deadline_timer.start()
@@ -1177,6 +1231,7 @@ class JobRunner:
             roles=dict.fromkeys(spec_parties(spec), ()),
             loading=loading,
             cancelled=token.cancelled and fault is None,
+            timed_out=token.cancelled and fault is None and _JOB_TIMEOUT in str(token.reason),
             aborted_by=origin if isinstance(exc, ProtocolAbort) and origin in aborted else None,
         )
         receivers = [p for p in spec_parties(spec) if p != party and p not in aborted]

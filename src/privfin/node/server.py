@@ -183,7 +183,7 @@ def _serve(config: NodeConfig) -> None:
     engine = open_engine(config.store_url())
     try:
         upgrade(engine)
-        mailbox = Mailbox(engine)
+        mailbox = Mailbox(engine, spill_dir=state / "mailbox")
         runner = JobRunner(config, mailbox)
         app = create_app(config, mailbox, runner)
         uv_config = uvicorn.Config(

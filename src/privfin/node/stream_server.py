@@ -37,10 +37,13 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
     if config.stream_port is None:
         raise ConfigError("no stream_port in node.yaml")
     quotas = config.mailbox_quotas()
-    store_many = mailbox_admit_many(mailbox, quotas=quotas, known=runner.knows)
+    store_many = mailbox_admit_many(
+        mailbox, quotas=quotas, known=runner.knows, volatile=runner.volatile
+    )
     limiter = LogLimiter(_audit)
 
     def job_check(sender: str, key: MessageKey) -> Outcome | None:
+        runner.contacts.seen(sender)  # (the stream server has matched its certificate)
         parties = runner.parties(key.job)
         if parties is None:
             return None  # not started here yet: the pre-job buffer (quotas) decides
@@ -95,6 +98,7 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
         return None
 
     def on_abort(sender: str, job: str, reason: str) -> Outcome:
+        runner.contacts.seen(sender)
         parties = runner.parties(job)
         if parties is None or sender not in parties:
             return Outcome(Code.FORBIDDEN, f"no job {job!r} of party {sender!r} here")

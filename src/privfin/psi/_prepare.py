@@ -14,6 +14,7 @@ import numpy.typing as npt
 from privfin.data.validate import column_of
 from privfin.errors import ConfigError, InputError
 from privfin.psi.ids import DUPLICATE_RULES, NORMALIZERS, PreparedIds, prepare_ids
+from privfin.psi.messages import CURVES
 
 __all__ = [
     "MISSING_RULES",
@@ -49,6 +50,11 @@ class PsiParams:
         Reveal only the size of the intersection.
     normalize, duplicates:
         Declared id rules (:mod:`privfin.psi.ids`).
+    curve:
+        Group of ECDH-PSI (two-party and n-party; ignored by ``kkrt`` and ``unbalanced``):
+        ``"x25519"`` (default: X25519 with an Elligator 2 hash, the faster) or
+        ``"ristretto255"`` (the original suite; a job that names it runs exactly as before,
+        also against a peer that predates the parameter).
     id_column:
         Column of the ``table`` input holding the ids.
     missing:
@@ -59,7 +65,7 @@ class PsiParams:
         parties need not agree on it.
     dp_epsilon:
         Make the revealed size a differentially private release (two-party ECDH,
-        ``cardinality_only``, ``reveal_to: receiver``; SPEC.md §9): the sender adds a secret
+        ``cardinality_only``, ``reveal_to: receiver``; SPEC.md §10): the sender adds a secret
         number of matching dummy items; ``(dp_epsilon, dp_delta)`` per segment is charged to
         the sender's dataset budget before its data is read.
     dp_delta:
@@ -76,6 +82,7 @@ class PsiParams:
     cardinality_only: bool = False
     normalize: str = "trim"
     duplicates: str = "first"
+    curve: str = "x25519"
     id_column: str = "id"
     missing: str = "error"
     dp_epsilon: float | None = None
@@ -104,6 +111,8 @@ class PsiParams:
             raise ConfigError(f"normalize must be one of {list(NORMALIZERS)}")
         if p.duplicates not in DUPLICATE_RULES:
             raise ConfigError(f"duplicates must be one of {list(DUPLICATE_RULES)}")
+        if p.curve not in CURVES:
+            raise ConfigError(f"curve must be one of {list(CURVES)}, got {p.curve!r}")
         if p.missing not in MISSING_RULES:
             raise ConfigError(f"missing must be one of {list(MISSING_RULES)}")
         p._check_dp()
@@ -170,8 +179,10 @@ class PsiParams:
         return self.reveal_to in ("both", "all")
 
     def agreed(self) -> dict[str, Any]:
-        """The parameters all parties must agree on (checked in the handshake)."""
-        return {
+        """The parameters all parties must agree on (checked in the handshake). ``curve`` is
+        included unless it is ``ristretto255``, so a ristretto255 job's handshake is the
+        original one."""
+        agreed: dict[str, Any] = {
             "reveal_to": "both" if self.reveal_all else "receiver",
             "cardinality_only": self.cardinality_only,
             "normalize": self.normalize,
@@ -187,6 +198,9 @@ class PsiParams:
                 }
             ),
         }
+        if self.protocol == "ecdh" and self.curve != "ristretto255":
+            agreed["curve"] = self.curve
+        return agreed
 
 
 def prepare(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, Any]:

@@ -12,21 +12,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from privfin.crypto import ristretto, x25519
+from privfin.crypto.blind_tasks import blind_task, hash_blind_task
 from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.crypto.random import RandomSource
-from privfin.crypto.ristretto import (
-    POINT_BYTES,
-    BlindingKey,
-    InvalidPointError,
-    hash_blind_packed,
-    scalarmult_batch,
-)
+from privfin.crypto.ristretto import POINT_BYTES, BlindingKey
+from privfin.crypto.x25519 import X25519Key
 from privfin.errors import ProtocolAbort
-from privfin.psi.ids import U64, PreparedIds
-from privfin.psi.messages import CHUNK_ROWS, FINGERPRINT_BYTES, PROTOCOL_VERSION, Chunk, Hello
+from privfin.psi.ids import PreparedIds
+from privfin.psi.messages import (
+    CHUNK_ROWS,
+    CURVES,
+    FINGERPRINT_BYTES,
+    PROTOCOL_VERSION,
+    Chunk,
+    Hello,
+)
 from privfin.runtime import Context
 
 __all__ = [
+    "GroupKey",
     "blind_stream",
     "blinding_key",
     "collect",
@@ -42,9 +47,15 @@ __all__ = [
     "rows_in",
     "send_stream",
     "sortable",
+    "suite_domain",
+    "suite_key",
 ]
 
 U8 = npt.NDArray[np.uint8]
+
+#: A party's secret blinding key in either group.
+GroupKey = BlindingKey | X25519Key
+_INVALID = (ristretto.InvalidPointError, x25519.InvalidPointError)
 
 
 def hash_domain(ctx: Context, protocol: str) -> bytes:
@@ -60,14 +71,37 @@ def encode_keys(keys: Sequence[str]) -> list[bytes]:
 
 
 def blinding_key(ctx: Context, name: str) -> BlindingKey:
-    """This party's secret scalar for the job, checkpointed before first use so a restarted
-    party resends identical messages."""
+    """This party's secret ristretto255 scalar for the job, checkpointed before first use so a
+    restarted party resends identical messages."""
     saved = ctx.artifacts.get(name)
     if saved is not None:
         return BlindingKey.from_secret_bytes(saved)
     key = BlindingKey.generate(ctx.random)
     ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
     return key
+
+
+def suite_key(ctx: Context, name: str, curve: str) -> GroupKey:
+    """This party's secret key for the job in ``curve``'s group (one of :data:`CURVES`),
+    checkpointed like :func:`blinding_key`; an X25519 key under ``name + ".x25519"``, so the
+    two suites never share a checkpoint."""
+    if curve == "ristretto255":
+        return blinding_key(ctx, name)
+    if curve != "x25519":
+        raise ValueError(f"unknown curve {curve!r}; use one of {CURVES}")
+    name = f"{name}.x25519"
+    saved = ctx.artifacts.get(name)
+    if saved is not None:
+        return X25519Key.from_secret_bytes(saved)
+    key = X25519Key.generate(ctx.random)
+    ctx.artifacts.put(name, key.secret_bytes_for_checkpoint())
+    return key
+
+
+def suite_domain(ctx: Context, protocol: str, curve: str) -> bytes:
+    """:func:`hash_domain` of ``protocol`` in ``curve``'s suite (the ristretto255 tag is the
+    original one, unchanged)."""
+    return hash_domain(ctx, protocol if curve == "ristretto255" else f"{protocol}-{curve}")
 
 
 def job_random(ctx: Context, name: str) -> PrgRandom:
@@ -108,16 +142,6 @@ def handshake(
 
 
 # ------------------------------------------------------------------ compute tasks (picklable)
-
-
-def _hash_blind_task(task: tuple[bytes, bytes, bytes, U64]) -> U8:
-    scalar, dst, data, ends = task
-    return hash_blind_packed(scalar, data, ends, dst)
-
-
-def _blind_task(task: tuple[bytes, U8]) -> U8:
-    scalar, points = task
-    return scalarmult_batch(scalar, points)
 
 
 #: Results computed ahead of the consumer (per stream): bounds memory to a few chunks.
@@ -171,7 +195,7 @@ def _batches(n: int, size: int) -> list[tuple[int, int]]:
 
 def hash_and_blind(
     ctx: Context,
-    key: BlindingKey,
+    key: GroupKey,
     prepared: PreparedIds,
     dst: bytes,
     task: str,
@@ -186,13 +210,14 @@ def hash_and_blind(
 
 def _hash_and_blind(
     ctx: Context,
-    key: BlindingKey,
+    key: GroupKey,
     prepared: PreparedIds,
     dst: bytes,
     task: str,
     order: npt.NDArray[np.int64] | None,
 ) -> Iterator[U8]:
     scalar = key.secret_bytes_for_checkpoint()
+    is_x25519 = isinstance(key, X25519Key)
     n = len(prepared)
     progress = ctx.progress.task(task, total=n)
     bounds = _batches(n, CHUNK_ROWS)
@@ -202,14 +227,14 @@ def _hash_and_blind(
         tasks = []
         for a, b in bounds[i : i + step]:
             data, ends = prepared.packed(None if order is None else order[a:b], a, b)
-            tasks.append((scalar, dst, data, ends))
-        for out in ctx.compute.map(_hash_blind_task, tasks):
+            tasks.append((is_x25519, scalar, dst, data, ends))
+        for out in ctx.compute.map(hash_blind_task, tasks):
             progress.advance(out.shape[0])
             yield out
 
 
 def blind_stream(
-    ctx: Context, key: BlindingKey, chunks: Iterable[U8], peer: str, task: str, total: int
+    ctx: Context, key: GroupKey, chunks: Iterable[U8], peer: str, task: str, total: int
 ) -> Iterator[U8]:
     """``k·P`` for every row of the incoming chunks; a point that is not a valid ristretto255
     element aborts the protocol, naming ``peer``. Receiving and computing run in a background
@@ -218,22 +243,24 @@ def blind_stream(
 
 
 def _blind_stream(
-    ctx: Context, key: BlindingKey, chunks: Iterable[U8], peer: str, task: str, total: int
+    ctx: Context, key: GroupKey, chunks: Iterable[U8], peer: str, task: str, total: int
 ) -> Iterator[U8]:
     scalar = key.secret_bytes_for_checkpoint()
+    is_x25519 = isinstance(key, X25519Key)
+    group = "X25519 (curve25519)" if is_x25519 else "ristretto255"
     progress = ctx.progress.task(task, total=total)
     step = max(1, ctx.compute.workers)
-    pending: list[tuple[bytes, U8]] = []
+    pending: list[tuple[bool, bytes, U8]] = []
     done = 0
 
     def flush() -> Iterator[U8]:
         nonlocal done
         try:
-            results = ctx.compute.map(_blind_task, pending)
-        except InvalidPointError as exc:
+            results = ctx.compute.map(blind_task, pending)
+        except _INVALID as exc:
             where = "" if exc.index is None else f" (row {done + exc.index} or later)"
             raise ProtocolAbort(
-                f"party {peer!r} sent an invalid ristretto255 point{where}", party=peer
+                f"party {peer!r} sent an invalid {group} point{where}: {exc}", party=peer
             ) from None
         pending.clear()
         for out in results:
@@ -243,7 +270,7 @@ def _blind_stream(
 
     for chunk in chunks:
         ctx.cancel.raise_if_cancelled()
-        pending.append((scalar, chunk))
+        pending.append((is_x25519, scalar, chunk))
         if len(pending) >= step:
             yield from flush()
     if pending:

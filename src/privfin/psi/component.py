@@ -28,7 +28,7 @@ def psi_component(
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
         ``max_items_per_query``, ``max_items_per_window`` (server rate limit); DP
-        cardinality (SPEC.md §9): ``dp_epsilon``, ``dp_delta``, ``segments``,
+        cardinality (SPEC.md §10): ``dp_epsilon``, ``dp_delta``, ``segments``,
         ``segment_values``.
     Inputs
         ``ids`` (a list), ``table`` (a DataFrame with ``id_column``) or ``chunks`` (an iterable
@@ -139,7 +139,7 @@ def _two_party(
 def _two_party_dp(
     ctx: Context, p: PsiParams, prepared: PreparedIds, table: Any, receiver: str, sender: str
 ) -> dict[str, Any]:
-    """DP PSI-cardinality (SPEC.md §9): the receiver gets a DP release per segment (never the
+    """DP PSI-cardinality (SPEC.md §10): the receiver gets a DP release per segment (never the
     exact size); the sender gets nothing. The sender's scheduler has charged each segment's
     (epsilon, delta) to its dataset's budget before the data was read."""
     from privfin.psi.dpca import segment_positions

@@ -1,4 +1,4 @@
-"""DP PSI-cardinality (SPEC.md §9): the parts both roles share — dummy items, segments and
+"""DP PSI-cardinality (SPEC.md §10): the parts both roles share — dummy items, segments and
 the checks on received rows. The roles are :func:`privfin.psi.receiver.run_dp_receiver` and
 :func:`privfin.psi.sender.run_dp_sender`.
 
@@ -16,9 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from privfin.crypto.ristretto import BlindingKey, hash_blind_packed
+from privfin.crypto.blind_tasks import hash_blind_task
+from privfin.crypto.x25519 import X25519Key
 from privfin.errors import ConfigError, ProtocolAbort
-from privfin.psi.common import U8, _hash_blind_task, hash_domain, prefetch, sortable
+from privfin.psi.common import U8, GroupKey, prefetch, sortable, suite_domain
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import CHUNK_ROWS
 from privfin.runtime import Context
@@ -36,29 +37,28 @@ __all__ = [
 PROTOCOL = "ecdh-dp-cardinality"
 
 
-def dummy_domain(ctx: Context, segment: int) -> bytes:
-    return hash_domain(ctx, f"ecdh-dp-dummy/{segment}")
+def dummy_domain(ctx: Context, segment: int, curve: str) -> bytes:
+    return suite_domain(ctx, f"ecdh-dp-dummy/{segment}", curve)
 
 
-def dummy_points(ctx: Context, key: BlindingKey, indices: npt.NDArray[np.int64],
-                 segment: int) -> U8:  # fmt: skip
+def dummy_points(
+    ctx: Context, key: GroupKey, indices: npt.NDArray[np.int64], segment: int, curve: str
+) -> U8:
     """``k·H_segment(i)`` for the dummy indices ``i`` (an ``(n, 32)`` array)."""
     if indices.size == 0:
         return np.empty((0, 32), dtype=np.uint8)
     raw = [str(int(i)).encode() for i in indices]
     data = b"".join(raw)
     ends = np.cumsum([len(r) for r in raw]).astype(np.uint64)
-    out: U8 = np.asarray(
-        hash_blind_packed(key.secret_bytes_for_checkpoint(), data, ends,
-                          dummy_domain(ctx, segment)),
-        dtype=np.uint8,
-    )  # fmt: skip
+    task = (isinstance(key, X25519Key), key.secret_bytes_for_checkpoint(), dummy_domain(
+        ctx, segment, curve), data, ends)  # fmt: skip
+    out: U8 = np.asarray(hash_blind_task(task), dtype=np.uint8)
     return out.reshape(-1, 32)
 
 
 def blind_positions(
     ctx: Context,
-    key: BlindingKey,
+    key: GroupKey,
     prepared: PreparedIds,
     positions: npt.NDArray[np.int64],
     dst: bytes,
@@ -68,6 +68,7 @@ def blind_positions(
 
     def produce() -> Iterator[U8]:
         scalar = key.secret_bytes_for_checkpoint()
+        is_x25519 = isinstance(key, X25519Key)
         bounds = [(a, min(a + CHUNK_ROWS, positions.size))
                   for a in range(0, positions.size, CHUNK_ROWS)]  # fmt: skip
         step = max(1, ctx.compute.workers)
@@ -76,8 +77,8 @@ def blind_positions(
             tasks = []
             for a, b in bounds[i : i + step]:
                 data, ends = prepared.packed(positions[a:b])
-                tasks.append((scalar, dst, data, ends))
-            yield from ctx.compute.map(_hash_blind_task, tasks)
+                tasks.append((is_x25519, scalar, dst, data, ends))
+            yield from ctx.compute.map(hash_blind_task, tasks)
 
     return prefetch(ctx, produce())
 

@@ -13,15 +13,15 @@ from privfin.crypto.ristretto import POINT_BYTES
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     job_random,
     random_permutation,
     recv_stream,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Masked, RevealedKeys
@@ -60,9 +60,10 @@ def run_leader(
     protocol = "ecdh-n-cardinality" if cardinality_only else "ecdh-n"
     n_l = len(prepared)
     counts = handshake(ctx, protocol, {**params, "members": list(members)}, n_l, members)
-    key = blinding_key(ctx, f"psi.{protocol}.leader.key")
+    curve = str(params.get("curve", "ristretto255"))
+    key = suite_key(ctx, f"psi.{protocol}.leader.key", curve)
     rand = job_random(ctx, f"psi.{protocol}.leader.seed.key")
-    dst = hash_domain(ctx, "ecdh-n")
+    dst = suite_domain(ctx, "ecdh-n", curve)
     order = random_permutation(rand, n_l)
     offset = 0
     for chunk in hash_and_blind(ctx, key, prepared, dst, "psi.blind", order):

@@ -14,16 +14,16 @@ from privfin.crypto.ristretto import POINT_BYTES
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     job_random,
     recv_stream,
     rows_in,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, KeyShare, Masked, RevealedKeys
@@ -79,8 +79,10 @@ def run_member(
         if len(seed) != 32:
             raise ProtocolAbort("the first member sent no permutation seed", party=first)
 
-    key = blinding_key(ctx, f"psi.{protocol}.member.key")
-    dst = hash_domain(ctx, "ecdh-n")
+    curve = str(params.get("curve", "ristretto255"))
+
+    key = suite_key(ctx, f"psi.{protocol}.member.key", curve)
+    dst = suite_domain(ctx, "ecdh-n", curve)
     send_stream(ctx, leader, "b", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     incoming = recv_stream(ctx, leader, "a", n_l, POINT_BYTES)
     fa = collect(

@@ -15,6 +15,7 @@ from privfin.federation.codec import Message, wire_message
 
 __all__ = [
     "CHUNK_ROWS",
+    "CURVES",
     "FINGERPRINT_BYTES",
     "MAX_SET_SIZE",
     "PROTOCOL_VERSION",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+#: Groups of ECDH-PSI (job parameter ``curve``): X25519 with an Elligator 2 hash (default for
+#: new jobs) and ristretto255 (the original suite; jobs that name it run as before).
+CURVES = ("x25519", "ristretto255")
 #: Rows per streamed chunk (1 MiB of points): bounds message size and memory per message.
 CHUNK_ROWS = 32768
 #: Bytes of a double-blinded point compared for equality (128 bits: no false match in practice).

@@ -18,15 +18,15 @@ import numpy.typing as npt
 from privfin.crypto.ristretto import POINT_BYTES
 from privfin.psi.common import (
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     recv_stream,
     rows_in,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -61,8 +61,9 @@ def run_receiver(
     protocol = "ecdh-cardinality" if cardinality_only else "ecdh"
     n_r = len(prepared)
     n_s = handshake(ctx, protocol, params, n_r, [sender])[sender]
-    key = blinding_key(ctx, f"psi.{protocol}.receiver.key")
-    dst = hash_domain(ctx, "ecdh")
+    curve = str(params.get("curve", "ristretto255"))
+    key = suite_key(ctx, f"psi.{protocol}.receiver.key", curve)
+    dst = suite_domain(ctx, "ecdh", curve)
     t0 = time.perf_counter()
     sent = send_stream(ctx, sender, "a", hash_and_blind(ctx, key, prepared, dst, "psi.blind"))
     ctx.metrics.add("psi.points_sent", float(sent))
@@ -104,7 +105,7 @@ def run_dp_receiver(
     labels: list[str],
     confidence: float = 0.95,
 ) -> dict[str, Any]:
-    """Run the receiver of a DP PSI-cardinality (SPEC.md §9), one count per segment.
+    """Run the receiver of a DP PSI-cardinality (SPEC.md §10), one count per segment.
 
     For each segment ``k``: send ``a_k·H(x)`` for every own item and ``a_k·H_k(i)`` for the
     ``slots`` dummy indices (fresh key ``a_k``); receive the sender's ``n_s + slots``
@@ -122,7 +123,7 @@ def run_dp_receiver(
     Security
     --------
     The DP guarantee holds against a semi-honest receiver (one that includes its dummies);
-    see SPEC.md §9 for what a malicious one could do. A sender that repeats an item (to
+    see SPEC.md §10 for what a malicious one could do. A sender that repeats an item (to
     bias the count) or sends rows of the wrong shape or number is detected and aborts the
     job.
     """
@@ -131,12 +132,13 @@ def run_dp_receiver(
     n_r = len(prepared)
     n_s = handshake(ctx, PROTOCOL, params, n_r, [sender])[sender]
     slots = int(law.slots)
-    dst = hash_domain(ctx, "ecdh")
+    curve = str(params.get("curve", "ristretto255"))
+    dst = suite_domain(ctx, "ecdh", curve)
     segments: dict[str, Any] = {}
     for k, label in enumerate(labels):
-        key = blinding_key(ctx, f"psi.dpca.receiver.key.{k}")
+        key = suite_key(ctx, f"psi.dpca.receiver.key.{k}", curve)
         own = hash_and_blind(ctx, key, prepared, dst, "psi.blind")
-        dummies = dummy_points(ctx, key, np.arange(slots, dtype=np.int64), k)
+        dummies = dummy_points(ctx, key, np.arange(slots, dtype=np.int64), k, curve)
         send_stream(ctx, sender, f"dp{k}.a", itertools.chain(own, [dummies]))
         total = n_s + slots
         incoming = recv_stream(ctx, sender, f"dp{k}.b", total, POINT_BYTES)

@@ -15,16 +15,16 @@ from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     U8,
     blind_stream,
-    blinding_key,
     collect,
     fingerprints,
     handshake,
     hash_and_blind,
-    hash_domain,
     job_random,
     random_permutation,
     recv_stream,
     send_stream,
+    suite_domain,
+    suite_key,
 )
 from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
@@ -61,9 +61,10 @@ def run_sender(
     protocol = "ecdh-cardinality" if cardinality_only else "ecdh"
     n_s = len(prepared)
     n_r = handshake(ctx, protocol, params, n_s, [receiver])[receiver]
-    key = blinding_key(ctx, f"psi.{protocol}.sender.key")
+    curve = str(params.get("curve", "ristretto255"))
+    key = suite_key(ctx, f"psi.{protocol}.sender.key", curve)
     rand = job_random(ctx, f"psi.{protocol}.sender.seed.key")
-    dst = hash_domain(ctx, "ecdh")
+    dst = suite_domain(ctx, "ecdh", curve)
     perm = random_permutation(rand, n_s)
     t0 = time.perf_counter()
     own = hash_and_blind(ctx, key, prepared, dst, "psi.blind", perm)
@@ -107,7 +108,7 @@ def run_dp_sender(
     law: Any,
     segments: list[npt.NDArray[np.int64]],
 ) -> None:
-    """Run the sender of a DP PSI-cardinality (SPEC.md §9); it learns nothing (the
+    """Run the sender of a DP PSI-cardinality (SPEC.md §10); it learns nothing (the
     receiver's set size).
 
     For each segment ``k`` (positions of its items in ``prepared``): draw the dummy count
@@ -122,16 +123,17 @@ def run_dp_sender(
     --------
     ``N_k``, the segment sizes and the keys never leave this party. A receiver that repeats
     a point is detected (abort); one that replaces its dummy points by others would learn
-    the exact size, undetected: the DP guarantee assumes a semi-honest receiver (SPEC.md §9).
+    the exact size, undetected: the DP guarantee assumes a semi-honest receiver (SPEC.md §10).
     """
     from privfin.psi.dpca import PROTOCOL, blind_positions, dummy_points, require_distinct
 
     n_s = len(prepared)
     n_r = handshake(ctx, PROTOCOL, params, n_s, [receiver])[receiver]
     slots = int(law.slots)
-    dst = hash_domain(ctx, "ecdh")
+    curve = str(params.get("curve", "ristretto255"))
+    dst = suite_domain(ctx, "ecdh", curve)
     for k, positions in enumerate(segments):
-        key = blinding_key(ctx, f"psi.dpca.sender.key.{k}")
+        key = suite_key(ctx, f"psi.dpca.sender.key.{k}", curve)
         rand = job_random(ctx, f"psi.dpca.sender.seed.{k}")
         matching = int(law.draw(rand))
         filler = slots - matching + (n_s - positions.size)
@@ -143,7 +145,7 @@ def run_dp_sender(
         own[: positions.size] = collect(
             blind_positions(ctx, key, prepared, positions, dst), positions.size, POINT_BYTES
         )
-        own[positions.size :] = dummy_points(ctx, key, dummy_idx, k)
+        own[positions.size :] = dummy_points(ctx, key, dummy_idx, k, curve)
         send_stream(ctx, receiver, f"dp{k}.b", [own[random_permutation(rand, total)]])
         del own
         incoming = recv_stream(ctx, receiver, f"dp{k}.a", n_r + slots, POINT_BYTES)

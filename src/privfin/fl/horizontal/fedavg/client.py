@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from privfin.errors import ProtocolAbort
-from privfin.fl.horizontal.fedavg.common import HFLParams
+from privfin.fl.horizontal.aggregation import ClientAggregation
+from privfin.fl.horizontal.fedavg.common import CLIENT, HFLParams
 from privfin.fl.horizontal.fedavg.messages import PlainUpdate, RoundPlan
 from privfin.fl.horizontal.fedavg.models import local_train
-from privfin.fl.horizontal.secagg import SecAggClient
 from privfin.runtime import Context
 
 __all__ = ["run_client"]
@@ -30,6 +30,12 @@ def run_client(
     sa = p.secagg(p.sampled(n_clients), model.n_params + 2)
     n = float(len(y))
     gv = p.mechanism()
+    agg = ClientAggregation(
+        ctx, p.aggregation, server, ctx.parties_with(CLIENT), prefix="hfl",
+        timeout=p.client_timeout,
+    )  # fmt: skip
+    if p.secure_aggregation:
+        agg.setup()
     rounds = 0
     expected = 0
     while True:
@@ -50,7 +56,7 @@ def run_client(
             units = gv.round((w - plan.weights)[None, :])[0].astype(np.float64)
             update = np.concatenate([units, [0.0, 1.0]])
         if p.secure_aggregation:
-            if SecAggClient(ctx, server, sa, plan.round, update, prefix="hfl").run():
+            if agg.run(sa, plan.round, update):
                 rounds += 1
         else:
             ctx.channel.send(

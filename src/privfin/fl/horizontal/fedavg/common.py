@@ -13,7 +13,7 @@ from privfin.errors import ConfigError, InputError
 from privfin.fl.horizontal.fedavg.models import LocalOptimiser, Model, make_model
 from privfin.fl.horizontal.secagg import Quantizer, SecAggParams
 
-__all__ = ["CLIENT", "SERVER", "HFLParams", "data_of"]
+__all__ = ["CLIENT", "SERVER", "HFLParams", "HFLStepParams", "data_of"]
 
 SERVER = "server"
 CLIENT = "client"
@@ -27,7 +27,10 @@ class HFLParams:
     ``clients_per_round`` clients are sampled uniformly each round (all by default); a round
     waits at most ``round_deadline`` seconds at each step, and clients later than that are
     dropped from the round (their masks are removed through secure aggregation's recovery).
-    ``threshold`` defaults to a strict majority of the sampled clients.
+    ``threshold`` defaults to a strict majority of the sampled clients. ``aggregation``
+    selects how the updates are summed with ``secure_aggregation``: ``"secagg"`` (masking,
+    Bonawitz et al.) or ``"ckks"`` (CKKS under a key the clients share and the server does not
+    hold; weaker trust model, see ckksagg/SPEC.md).
     """
 
     n_features: int
@@ -38,6 +41,7 @@ class HFLParams:
     clients_per_round: int | None = None
     optimiser: LocalOptimiser = field(default_factory=LocalOptimiser)
     secure_aggregation: bool = True
+    aggregation: str = "secagg"
     threshold: int | None = None
     round_deadline: float = 60.0
     client_timeout: float = 600.0
@@ -62,6 +66,8 @@ class HFLParams:
             raise ConfigError("patience must be at least 1")
         if self.server_optimiser not in ("fedavg", "fedadam") or not self.server_lr > 0:
             raise ConfigError("server_optimiser must be 'fedavg' or 'fedadam', server_lr > 0")
+        if self.aggregation not in ("secagg", "ckks"):
+            raise ConfigError("aggregation must be 'secagg' (masking) or 'ckks'")
         if self.aggregator not in ("mean", "median", "trimmed_mean"):
             raise ConfigError("aggregator must be 'mean', 'median' or 'trimmed_mean'")
         if not 0 <= self.trim_fraction < 0.5:
@@ -133,6 +139,76 @@ class HFLParams:
             stage_timeout=self.round_deadline,
             client_timeout=self.client_timeout,
         )
+
+
+@dataclass(frozen=True)
+class HFLStepParams(HFLParams):
+    """:class:`HFLParams` of the pipeline step ``hfl``, as its parameters are written in a
+    spec: ``n_features`` is left out (the step takes it from the clients' tables, after
+    checking that every client has the same feature columns) and the local optimiser is given
+    by ``optimiser``, ``lr``, ``local_epochs``, ``batch_size`` and ``mu``. Documentation and
+    validation only: :meth:`from_mapping` returns the :class:`HFLParams` the protocol runs.
+
+    Attributes
+    ----------
+    n_features:
+        Set by the step from the clients' tables (leave it out).
+    model:
+        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units, ReLU).
+    hidden:
+        Hidden units of the MLP.
+    l2:
+        L2 penalty of the local loss.
+    rounds:
+        FedAvg rounds.
+    clients_per_round:
+        Clients sampled per round (default: all).
+    optimiser:
+        Local optimiser: ``"sgd"`` or ``"adam"`` (fresh moments every round).
+    secure_aggregation:
+        Sum the updates by secure aggregation (off: an insecure mode, refused in production).
+    aggregation:
+        ``"secagg"`` (masking, default) or ``"ckks"`` (a CKKS key the clients share; weaker).
+    threshold:
+        Secure aggregation's threshold (default: a strict majority of the sampled clients).
+    round_deadline:
+        Seconds the server waits at each step of a round; later clients are dropped.
+    client_timeout:
+        Seconds a client waits for the server.
+    bound, frac_bits:
+        Fixed-point encoding of updates: largest magnitude, fractional bits.
+    patience:
+        Early stopping: rounds without a better validation AUC (needs the validation table).
+    max_failed_rounds:
+        Rounds in a row below the threshold before the job fails.
+    server_optimiser, server_lr:
+        ``"fedavg"`` or ``"fedadam"`` (server-side Adam on the mean update) and its rate.
+    aggregator, trim_fraction:
+        ``"mean"``; ``"median"`` or ``"trimmed_mean"`` only without secure aggregation.
+    dp_noise_multiplier:
+        Client-level DP: noise multiplier (``None``: no DP).
+    dp_clip, dp_delta:
+        Client-level DP: L2 clip of each client's update; delta of the reported epsilon.
+    lr:
+        Local learning rate.
+    local_epochs:
+        Local epochs per round.
+    batch_size:
+        Local minibatch size.
+    mu:
+        FedProx proximal term (0: FedAvg).
+    """
+
+    n_features: int = 1
+    optimiser: str = "sgd"  # type: ignore[assignment]
+    lr: float = 0.1
+    local_epochs: int = 1
+    batch_size: int = 32
+    mu: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> HFLParams:
+        return HFLParams.from_mapping({"n_features": 1, **params})
 
 
 def data_of(inputs: Mapping[str, Any], n_features: int) -> tuple[np.ndarray, np.ndarray]:

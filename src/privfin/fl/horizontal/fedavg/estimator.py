@@ -21,8 +21,8 @@ import numpy.typing as npt
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from privfin.config import Settings
-from privfin.errors import ConfigError, InputError
-from privfin.federation.transport import validate_name
+from privfin.errors import InputError
+from privfin.fl.horizontal._estimator import clients_from_groups
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.component import hfl_component
 from privfin.runtime import simulate
@@ -45,6 +45,7 @@ _HYPER = (
     "server_optimiser",
     "server_lr",
     "secure_aggregation",
+    "aggregation",
     "threshold",
     "round_deadline",
     "dp_noise_multiplier",
@@ -76,6 +77,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         server_optimiser: str = "fedavg",
         server_lr: float = 0.1,
         secure_aggregation: bool = True,
+        aggregation: str = "secagg",
         threshold: int | None = None,
         round_deadline: float = 60.0,
         dp_noise_multiplier: float | None = None,
@@ -98,6 +100,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.server_optimiser = server_optimiser
         self.server_lr = server_lr
         self.secure_aggregation = secure_aggregation
+        self.aggregation = aggregation
         self.threshold = threshold
         self.round_deadline = round_deadline
         self.dp_noise_multiplier = dp_noise_multiplier
@@ -113,27 +116,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def fit(self, X: npt.ArrayLike, y: npt.ArrayLike, *, groups: npt.ArrayLike) -> Self:
         """Train with one client per distinct value of ``groups`` (names: ``client_<value>``
         unless the values are valid party names)."""
-        x = np.asarray(X, dtype=np.float64)
-        yy = np.asarray(y).ravel()
-        g = np.asarray(groups).ravel()
-        if x.ndim != 2 or len(x) != len(yy) or len(g) != len(yy):
-            raise InputError("X (2-D), y and groups need the same number of rows")
-        classes = np.unique(yy)
-        if len(classes) != 2:
-            raise InputError(f"a binary target is needed, got {len(classes)} classes")
-        y01 = (yy == classes[1]).astype(np.float64)
-        names: dict[Any, str] = {}
-        for v in np.unique(g):
-            s = str(v)
-            try:
-                names[v] = validate_name("party", s) if s != "server" else f"client_{s}"
-            except ConfigError:
-                names[v] = validate_name("party", f"client_{len(names)}")
-        if len(names) < 2:
-            raise InputError("groups must name at least two clients")
-        inputs: dict[str, dict[str, Any]] = {
-            names[v]: {"X": x[g == v], "y": y01[g == v]} for v in names
-        }
+        inputs, classes, x = clients_from_groups(X, y, groups)
         roles = {"server": ["server"], **{c: ["client"] for c in inputs}}
         HFLParams.from_mapping(self._params(x.shape[1]))  # validate before starting threads
         out = simulate(
@@ -183,7 +166,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
             doc = json.loads(Path(path).read_text())
             if doc.get("format") != MODEL_FORMAT or doc.get("version") != FORMAT_VERSION:
                 raise ValueError("not a privfin FedAvg model of a known version")
-            est = cls(**{k: doc["params"][k] for k in _HYPER})
+            est = cls(**{k: doc["params"][k] for k in _HYPER if k in doc["params"]})
             est.n_features_in_ = int(doc["n_features"])
             est.classes_ = np.asarray(doc["classes"])
             est.weights_ = np.asarray(doc["weights"], dtype=np.float64)

@@ -10,9 +10,10 @@ import numpy as np
 from privfin.config import require_insecure_allowed
 from privfin.dp.accounting import Accountant
 from privfin.errors import PeerTimeout, ProtocolAbort
+from privfin.fl.horizontal.aggregation import ServerAggregation
 from privfin.fl.horizontal.fedavg.common import HFLParams
 from privfin.fl.horizontal.fedavg.messages import PlainUpdate, RoundPlan
-from privfin.fl.horizontal.secagg import SecAggServer, SecAggThresholdError
+from privfin.fl.horizontal.secagg import SecAggThresholdError
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import Context
 
@@ -89,8 +90,10 @@ def run_server(
     k = p.sampled(len(clients))
     dim = model.n_params + 2  # [n·Δw, n·loss, n]
     sa = p.secagg(k, dim)
+    agg = ServerAggregation(ctx, p.aggregation, clients, prefix="hfl", timeout=p.round_deadline)
     if p.secure_aggregation:
         sa.check_clients(k)
+        agg.setup()
     gv = p.mechanism()
     acc = Accountant("rdp") if gv is not None else None
     # FedAdam (Reddi et al. 2021): the mean update is a pseudo-gradient for server-side Adam.
@@ -110,7 +113,7 @@ def run_server(
         entry: dict[str, Any] = {"round": r, "selected": selected}
         try:
             if p.secure_aggregation:
-                res = SecAggServer(ctx, selected, sa, r, prefix="hfl").run()
+                res = agg.run(selected, sa, r)
                 total, survivors, dropped = res.total, res.survivors, res.dropped
             else:
                 total, survivors = _plain_sum(ctx, p, selected, r, dim)

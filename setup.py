@@ -1,0 +1,23 @@
+"""Build hook for the optional compiled kernel (everything else is in pyproject.toml).
+
+``privfin.crypto._x25519_kernel`` (AVX-512 IFMA X25519, see its source) is built where a C
+compiler is available and skipped otherwise (``optional=True``: a failed build is a warning,
+not an error); privfin then uses its pure path, which gives byte-identical results.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+_ARGS = [] if sys.platform == "win32" else ["-O3"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "privfin.crypto._x25519_kernel",
+            ["src/privfin/crypto/_x25519_kernel.c"],
+            extra_compile_args=_ARGS,
+            optional=True,
+        )
+    ]
+)
