@@ -228,7 +228,7 @@ def test_psi_dummy_count() -> None:
     law = release.DummyLaw(1.0, 1e-6)
     assert (law.shift, law.slots) == (14, 28)  # smallest with delta <= 1e-6 (test above)
     src = SeededRandom(11)
-    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(20_000)]
+    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(10_000)]
     assert all(0 <= d.count <= law.slots and d.shift == law.shift for d in draws)
     noise = [d.count - law.shift for d in draws]
     assert chi2_pvalue(noise, lambda k: math.exp(-1.0) ** np.abs(k), law.shift) > ALPHA

@@ -93,11 +93,12 @@ def test_released_counts_follow_the_dummy_law() -> None:
     assert pvalue(w / w.sum()) < ALPHA, wider
 
 
-def test_the_exact_count_never_reaches_the_receiver() -> None:
+@pytest.mark.parametrize("curve", ["x25519", "ristretto255"])
+def test_the_exact_count_never_reaches_the_receiver(curve: str) -> None:
     x, y = _sets(40, 30, 17)
     hub = MemoryHub()
     got = simulate({"bank": x, "shop": y}, cardinality_only=True, reveal_to="receiver",
-                   seed=3, hub=hub, params={"dp_epsilon": 0.5})  # fmt: skip
+                   seed=3, hub=hub, params={"dp_epsilon": 0.5, "curve": curve})  # fmt: skip
     release = got["bank"]
     assert isinstance(release, dict) and "shop" not in got
     law = DummyLaw(0.5, 1e-6)
