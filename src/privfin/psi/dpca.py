@@ -2,10 +2,11 @@
 the checks on received rows. The roles are :func:`privfin.psi.receiver.run_dp_receiver` and
 :func:`privfin.psi.sender.run_dp_sender`.
 
-Dummy item ``i`` of segment ``k`` is the point ``H_k(i)``: hash-to-group of the decimal
-string ``i`` under a domain of its own (``privfin/psi/v1/ecdh-dp-dummy/<k>/<job>/<component>``),
-so no dummy can equal a real item's ``H(x)`` (that would be a hash-to-group collision across
-domains). Both parties compute them; only blinded forms travel.
+Dummy item ``i`` of segment ``k`` is the point ``H_k(i)``: hash-to-group (in the job's
+curve) of the decimal string ``i`` under a domain of its own
+(``privfin/psi/v1/ecdh-dp-dummy/<k>[-x25519]/<job>/<component>``), so no dummy can equal a
+real item's ``H(x)`` (that would be a hash-to-group collision across domains). Both parties
+compute them; only blinded forms travel.
 """
 
 from __future__ import annotations
