@@ -1,19 +1,37 @@
-"""Horizontal FL: FedAvg logistic regression with secure aggregation on (masking or CKKS) and
-off, the federated histogram GBDT (masking and CKKS), one aggregation round masking vs CKKS,
-and the cost of secure aggregation alone.
+"""Horizontal FL: FedAvg (logistic regression and an MLP) against Flower 1.42 with secure
+aggregation on (masking or CKKS) and off, the federated histogram GBDT (masking and CKKS), one
+aggregation round masking vs CKKS, and the cost of secure aggregation alone.
 
     .venv/bin/python benchmarks/horizontal.py            # 100 clients x 100k parameters
     .venv/bin/python benchmarks/horizontal.py --quick    # 20 clients x 10k parameters
+    .venv/bin/python benchmarks/horizontal.py --parts fedavg --deployment  # + node processes
 
-Part 1 (FedAvg): FATE's ``default_credit_homo`` (``../shared/data/fate``: guest, host_1,
-host_2 = 24,000 training rows, test 6,000 rows), the training rows split into 4 clients in
-file order, 3 rounds of FedAvg (1 local epoch of minibatch SGD, batch 64, lr 0.05), all
-parties in one process (``privfin.runtime.simulate``, memory transport). Reported: wall time,
-bytes the server received per round, test AUC; and the AUC of the same model trained on the
-pooled rows for as many epochs. Flower 1.42 (the issue's peer: 4 clients x 3 rounds in 6.2 s,
-measured on this kind of machine by the issue's author) is NOT run here: its simulation
-engine needs Ray in its own venv, which this script does not install; the peer column is
-empty until it is.
+Part 1 (FedAvg against Flower): FATE's ``default_credit_homo`` (``../shared/data/fate``:
+guest, host_1, host_2 = 24,000 training rows, test 6,000 rows), the training rows split into 4
+clients in file order, 3 rounds of FedAvg (1 local epoch of minibatch SGD, batch 64, lr 0.05;
+``--models logistic,mlp``, the MLP with 16 tanh units). Reported: wall time, bytes the server
+received per round, test AUC; and the AUC of the same model trained on the pooled rows.
+
+The peer is Flower (``flwr[simulation]==1.42.*``, which pulls Ray), installed by this script
+into ``benchmarks/.venvs/flower``: a Flower App (``FLOWER_APP``: a ``NumPyClient`` with the
+same model, initialisation and SGD update in numpy, the built-in weighted ``FedAvg``, the test
+AUC computed by the ServerApp after the last round) on the same partitions. Deployments match:
+
+- privfin in one process (``privfin.runtime.simulate``, memory transport) against Flower's
+  simulation engine (``flwr.simulation.run_simulation``, Ray actors of one CPU each); timed:
+  the call, Flower's Ray start-up included, imports excluded on both sides; repeated
+  ``--repeat`` times (default 2).
+- with ``--deployment``: the server and the 4 clients as privfin node processes
+  (``cluster_up``, development mode, mutual TLS on loopback, the ``hfl`` component) against
+  Flower's deployment engine (``flower-superlink --insecure`` and 4 ``flower-supernode``
+  processes, each spawning its SuperExec and App processes; ``flwr run --stream``); timed from
+  submission until the run is done, start-up of the nodes / SuperLink / SuperNodes excluded;
+  a first and a second job on the same processes.
+
+Flower does not expose the bytes it moves in simulation: its column is an estimate, the
+serialised parameter arrays the server receives per round (one per client), without the
+message envelope and protocol framing. privfin's is counted on the memory transport.
+Target of the issue: secure aggregation on, <= 1/3 of Flower's wall time, AUC within 0.005.
 
 Part 2 (federated histogram GBDT): the same 4 clients, 10 trees of depth 3, masking and CKKS
 aggregation; wall time, bytes to the server and sent by one client, test AUC against
@@ -28,20 +46,24 @@ recovered); wall time of the round (with dropouts it includes the stage deadline
 waits for the silent clients, overlapping the other clients' masking) and bytes each client
 sent and received, against the plain sum of the same vectors.
 
-Measured here (x86_64, 2 cores): FedAvg 4x3 with secure aggregation 0.18 s wall (off: 0.14 s),
-5.2 kB received by the server per round (off: 1.0 kB), AUC 0.7254 against 0.7277 pooled; one
-round of 100 clients x 100k parameters 11.0 s wall in one process (each client expands 99
-pairwise masks of 800 kB with AES-CTR), 0.82 MB sent per client against 0.80 MB for the plain
-update; with 10 clients dropping after sharing keys the sum is still exact within the bound.
-Parts 2-3 (2026-12-02, load 7-12, noisy): GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821
-against 0.7797 pooled; one round of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS
-5.9-10 s and 7.3 MB (docs/benchmarks.md).
+Measured here (x86_64, 2 cores, 2026-12-02, load 4-12, noisy; docs/benchmarks.md): FedAvg LR
+4x3 with secure aggregation 0.15-0.42 s in one process against Flower's simulation engine's
+18-56 s (AUC 0.7254 against Flower's 0.7263); node processes 18-22 s for a first job and
+2.6-2.8 s for a second against the deployment engine's 58-71 s / 55-56 s. One round of 100
+clients x 100k parameters 11.0 s wall in one process, 0.82 MB sent per client against 0.80 MB
+for the plain update; with 10 clients dropping after sharing keys the sum is still exact
+within the bound.
+Parts 2-3: GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821 against 0.7797 pooled; one round
+of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS 5.9-10 s and 7.3 MB.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -51,7 +73,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, print_table
+from _harness import emit, machine, peer_python, print_table, run_peer
 from privfin.config import Settings
 from privfin.federation.memory import MemoryHub
 from privfin.fl.horizontal.aggregation import ClientAggregation, ServerAggregation
@@ -66,6 +88,264 @@ from privfin.runtime import Context, simulate
 ROOT = Path(__file__).resolve().parents[1]
 FATE = ROOT.parent / "shared" / "data" / "fate"
 DEV = Settings(mode="development")
+#: The FedAvg job of part 1, the same on both sides.
+ROUNDS, EPOCHS, BATCH, HIDDEN = 3, 1, 64, 16
+LR = {"logistic": 0.05, "mlp": 0.05}
+
+# --- Flower, the peer of part 1 -------------------------------------------------------------
+# One Flower App serves both engines: a legacy ``NumPyClient`` running the same minibatch SGD
+# as privfin's ``local_train`` (same batch order rule, lr, epochs; zero-initialised LR, the
+# same Glorot-uniform MLP initialisation) and the built-in ``FedAvg`` strategy (weighted by row
+# counts, i.e. the same average as privfin's weighted FedAvg); the test AUC is computed by the
+# ServerApp after the last round. Its clients read their partition from .npz files the
+# benchmark writes from the same split as privfin's clients get.
+FLOWER_REQUIREMENTS = ["flwr[simulation]==1.42.*"]
+
+FLOWER_APP = '''"""privfin benchmark peer: FedAvg of a numpy LR / MLP (same update as privfin)."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from flwr.client import ClientApp, NumPyClient
+from flwr.common import Context, ndarrays_to_parameters
+from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+from flwr.server.strategy import FedAvg
+
+
+def config(context):
+    """The run config (flwr run) or, under run_simulation (no run config), $FB_CONFIG."""
+    cfg = dict(context.run_config)
+    return cfg if cfg else json.loads(os.environ["FB_CONFIG"])
+
+
+def sigmoid(z):
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def init(model, d, h, seed):
+    if model == "logistic":
+        return np.zeros(d + 1)
+    rng = np.random.default_rng(seed)
+    a1, a2 = np.sqrt(6.0 / (d + h)), np.sqrt(6.0 / (h + 1))
+    return np.concatenate(
+        [rng.uniform(-a1, a1, d * h), np.zeros(h), rng.uniform(-a2, a2, h), [0.0]]
+    )
+
+
+def proba(model, w, x, h):
+    if model == "logistic":
+        return sigmoid(x @ w[:-1] + w[-1])
+    d = x.shape[1]
+    w1, b1 = w[: d * h].reshape(d, h), w[d * h : d * h + h]
+    return sigmoid(np.tanh(x @ w1 + b1) @ w[d * h + h : d * h + 2 * h] + w[-1])
+
+
+def grad(model, w, x, y, h):
+    if model == "logistic":
+        r = (sigmoid(x @ w[:-1] + w[-1]) - y) / len(y)
+        return np.concatenate([x.T @ r, [r.sum()]])
+    d = x.shape[1]
+    w1, b1 = w[: d * h].reshape(d, h), w[d * h : d * h + h]
+    w2, b2 = w[d * h + h : d * h + 2 * h], w[-1]
+    a = np.tanh(x @ w1 + b1)
+    r = (sigmoid(a @ w2 + b2) - y) / len(y)
+    da = np.outer(r, w2) * (1.0 - a * a)
+    return np.concatenate([(x.T @ da).ravel(), da.sum(axis=0), a.T @ r, [r.sum()]])
+
+
+def auc(y, s):
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    ranks[order] = np.arange(1, len(s) + 1)
+    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)
+    ranks = (np.bincount(inv, weights=ranks) / counts)[inv]
+    pos = y == 1
+    n1, n0 = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+class LocalClient(NumPyClient):
+    def __init__(self, x, y, cfg, seed):
+        self.x, self.y, self.cfg = x, y, cfg
+        self.rng = np.random.default_rng(seed)
+
+    def fit(self, parameters, config):
+        c = self.cfg
+        w = parameters[0].copy()
+        n = len(self.y)
+        bs, lr, h = int(c["batch-size"]), float(c["lr"]), int(c["hidden"])
+        for _ in range(int(c["local-epochs"])):
+            order = self.rng.permutation(n)
+            for s in range(0, n, bs):
+                idx = order[s : s + bs]
+                w = w - lr * grad(c["model"], w, self.x[idx], self.y[idx], h)
+        return [w], n, {}
+
+
+def client_fn(context: Context):
+    cfg = config(context)
+    pid = int(context.node_config["partition-id"])
+    data = np.load(Path(str(cfg["data-dir"])) / f"part{pid}.npz")
+    return LocalClient(data["x"], data["y"], cfg, 1000 + pid).to_client()
+
+
+client_app = ClientApp(client_fn=client_fn)
+
+
+def server_fn(context: Context):
+    cfg = config(context)
+    rounds = int(cfg["num-server-rounds"])
+    data = np.load(Path(str(cfg["data-dir"])) / "test.npz")
+    xt, yt = data["x"], data["y"]
+    d, h, model = xt.shape[1], int(cfg["hidden"]), str(cfg["model"])
+    start = time.perf_counter()
+
+    def evaluate(rnd, params, _config):
+        if rnd == rounds:
+            out = {
+                "auc": auc(yt, proba(model, params[0], xt, h)),
+                "rounds_s": time.perf_counter() - start,
+                "param_bytes": sum(len(t) for t in ndarrays_to_parameters(params).tensors),
+                "n_params": int(params[0].size),
+            }
+            Path(str(cfg["out"])).write_text(json.dumps(out))
+        return None
+
+    n = int(cfg["clients"])
+    strategy = FedAvg(
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=n,
+        min_evaluate_clients=0,
+        min_available_clients=n,
+        evaluate_fn=evaluate,
+        initial_parameters=ndarrays_to_parameters([init(model, d, h, 0)]),
+    )
+    return ServerAppComponents(strategy=strategy, config=ServerConfig(num_rounds=rounds))
+
+
+server_app = ServerApp(server_fn=server_fn)
+'''
+
+# The App's pyproject for the deployment engine (``flwr run``); {config} is its run config.
+FLOWER_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "fbapp"
+version = "1.0.0"
+description = "privfin benchmark peer"
+license = "Apache-2.0"
+dependencies = ["flwr[simulation]>=1.42"]
+
+[tool.hatch.build.targets.wheel]
+packages = ["."]
+
+[tool.flwr.app]
+publisher = "privfin"
+
+[tool.flwr.app.components]
+serverapp = "fbapp:server_app"
+clientapp = "fbapp:client_app"
+
+[tool.flwr.app.config]
+{config}
+"""
+
+# Simulation engine: ``flwr.simulation.run_simulation`` (deprecated in 1.42 in favour of
+# ``flwr run`` against a simulation SuperLink, but still the in-process engine): Ray actors of
+# one CPU each. Timed: the run_simulation call (Ray start-up included, imports not).
+FLOWER_SIM = """
+import json, os, sys, time
+app_dir, cfg = sys.argv[1], sys.argv[2]
+sys.path.insert(0, app_dir)
+os.environ["PYTHONPATH"] = app_dir + os.pathsep + os.environ.get("PYTHONPATH", "")
+os.environ["FB_CONFIG"] = cfg
+c = json.loads(cfg)
+import flwr, ray, fbapp
+from flwr.simulation import run_simulation
+t0 = time.perf_counter()
+run_simulation(fbapp.server_app, fbapp.client_app, num_supernodes=int(c["clients"]),
+               backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+res = json.loads(open(c["out"]).read())
+res["wall_s"] = time.perf_counter() - t0
+res["versions"] = f"flwr {flwr.__version__}, ray {ray.__version__}"
+print(json.dumps(res))
+"""
+
+# Deployment engine: one SuperLink and one SuperNode per client as processes (insecure HTTP
+# on loopback; each spawns its SuperExec, which starts the ServerApp / ClientApp processes).
+# Timed: ``flwr run --stream`` from submission to the end of the run, after every SuperNode is
+# online (start-up excluded, as privfin's cluster start-up is).
+FLOWER_DEPLOY = """
+import json, os, signal, socket, subprocess, sys, time
+app_dir, cfg = sys.argv[1], sys.argv[2]
+c = json.loads(cfg)
+bindir = os.path.dirname(sys.executable)
+env = dict(os.environ, PATH=bindir + os.pathsep + os.environ["PATH"],
+           FLWR_HOME=os.path.join(app_dir, "home"))
+def port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+link = port()
+os.makedirs(env["FLWR_HOME"], exist_ok=True)
+with open(os.path.join(env["FLWR_HOME"], "config.toml"), "w") as f:
+    f.write(f'[superlink]\\ndefault = "bench"\\n\\n[superlink.bench]\\n'
+            f'address = "127.0.0.1:{link}"\\ninsecure = true\\n')
+logs = open(os.path.join(app_dir, "flower.log"), "w")
+procs = [subprocess.Popen([os.path.join(bindir, "flower-superlink"), "--insecure",
+                           "--port", str(link)], env=env, stdout=logs, stderr=logs,
+                          start_new_session=True)]
+try:
+    time.sleep(3)
+    for i in range(int(c["clients"])):
+        procs.append(subprocess.Popen(
+            [os.path.join(bindir, "flower-supernode"), "--insecure", "--superlink",
+             f"127.0.0.1:{link}", "--port", str(port()), "--node-config",
+             f"partition-id={i} num-partitions={c['clients']}"],
+            env=env, stdout=logs, stderr=logs, start_new_session=True))
+    deadline = time.time() + 300
+    while True:
+        p = subprocess.run([os.path.join(bindir, "flwr"), "supernode", "ls",
+                            "--format", "json"], env=env, capture_output=True, text=True)
+        try:
+            nodes = json.loads(p.stdout).get("nodes", [])
+        except ValueError:
+            nodes = []
+        if sum(n.get("status") == "online" for n in nodes) >= int(c["clients"]):
+            break
+        if time.time() > deadline:
+            raise SystemExit("the SuperNodes did not come online: " + p.stdout + p.stderr)
+        time.sleep(1)
+    walls = []
+    for _ in range(2):  # a first and a second run on the same SuperLink and SuperNodes
+        t0 = time.perf_counter()
+        subprocess.run([os.path.join(bindir, "flwr"), "run", app_dir, "bench", "--stream"],
+                       env=env, stdout=logs, stderr=logs, check=True, timeout=1800)
+        walls.append(time.perf_counter() - t0)
+finally:
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    time.sleep(2)
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+import flwr, ray
+res = json.loads(open(c["out"]).read())
+res["wall_s"], res["second_wall_s"] = walls
+res["versions"] = f"flwr {flwr.__version__}, ray {ray.__version__}"
+print(json.dumps(res))
+"""
 
 
 def load() -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
@@ -81,19 +361,25 @@ def load() -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]
     return [(x[i], y[i]) for i in parts], test[cols].to_numpy(float), test["y"].to_numpy(float)
 
 
-def fedavg(secure: bool, aggregation: str = "secagg") -> dict[str, Any]:
-    clients, xt, yt = load()
-    d = xt.shape[1]
-    params = {
+def job_params(model: str, d: int, secure: bool, aggregation: str = "secagg") -> dict[str, Any]:
+    return {
         "n_features": d,
-        "rounds": 3,
-        "local_epochs": 1,
-        "batch_size": 64,
-        "lr": 0.05,
+        "model": model,
+        "hidden": HIDDEN,
+        "rounds": ROUNDS,
+        "local_epochs": EPOCHS,
+        "batch_size": BATCH,
+        "lr": LR[model],
         "secure_aggregation": secure,
         "aggregation": aggregation,
         "round_deadline": 120.0,
     }
+
+
+def fedavg(secure: bool, aggregation: str = "secagg", model: str = "logistic") -> dict[str, Any]:
+    clients, xt, yt = load()
+    d = xt.shape[1]
+    params = job_params(model, d, secure, aggregation)
     roles = {"server": ["server"], **{f"bank{i}": ["client"] for i in range(4)}}
     inputs = {f"bank{i}": {"X": x, "y": y} for i, (x, y) in enumerate(clients)}
     hub = MemoryHub()
@@ -103,19 +389,117 @@ def fedavg(secure: bool, aggregation: str = "secagg") -> dict[str, Any]:
     )
     wall = time.perf_counter() - t0
     got = sum(len(p) for k, p in hub.wire if k.receiver == "server")
-    m = make_model("logistic", d)
+    m = make_model(model, d, hidden=HIDDEN)
     auc = roc_auc(yt, m.predict_proba(out["server"]["weights"], xt))
     xa = np.concatenate([c[0] for c in clients])
     ya = np.concatenate([c[1] for c in clients])
-    opt = LocalOptimiser(lr=0.05, epochs=3, batch_size=64)
+    opt = LocalOptimiser(lr=LR[model], epochs=ROUNDS * EPOCHS, batch_size=BATCH)
     wp, _ = local_train(m, m.init(np.random.default_rng(0)), xa, ya, opt, np.random.default_rng(1))
     return {
+        "side": "privfin (one process)",
+        "model": model,
         "secure_aggregation": secure,
         "aggregation": aggregation if secure else "plain",
         "wall_s": wall,
-        "server_bytes_per_round": got / 3,
+        "rounds_s": None,
+        "server_bytes_per_round": got / ROUNDS,
         "auc": auc,
         "pooled_auc": roc_auc(yt, m.predict_proba(wp, xt)),
+    }
+
+
+def flower_app(root: Path, model: str) -> tuple[Path, dict[str, Any]]:
+    """Write the Flower App, its run config and the clients' partitions under ``root``."""
+    clients, xt, yt = load()
+    app = root / f"flower-{model}"
+    app.mkdir(parents=True, exist_ok=True)
+    for i, (x, y) in enumerate(clients):
+        np.savez(app / f"part{i}.npz", x=x, y=y)
+    np.savez(app / "test.npz", x=xt, y=yt)
+    cfg: dict[str, Any] = {
+        "clients": len(clients),
+        "num-server-rounds": ROUNDS,
+        "data-dir": str(app),
+        "model": model,
+        "hidden": HIDDEN,
+        "lr": LR[model],
+        "batch-size": BATCH,
+        "local-epochs": EPOCHS,
+        "out": str(app / "result.json"),
+    }
+    (app / "fbapp.py").write_text(FLOWER_APP)
+    toml = "\n".join(f"{k} = {json.dumps(v)}" for k, v in cfg.items())
+    (app / "pyproject.toml").write_text(FLOWER_PYPROJECT.format(config=toml))
+    return app, cfg
+
+
+def flower(python: Path, root: Path, model: str, engine: str) -> dict[str, Any]:
+    """Flower's run of the same FedAvg job on ``engine`` ("simulation" or "deployment")."""
+    app, cfg = flower_app(root, model)
+    script = FLOWER_SIM if engine == "simulation" else FLOWER_DEPLOY
+    res = dict(run_peer(python, script, str(app), json.dumps(cfg), timeout=1800))
+    return {
+        "side": f"Flower ({engine})",
+        "model": model,
+        "secure_aggregation": False,
+        "wall_s": res["wall_s"],
+        "second_wall_s": res.get("second_wall_s"),
+        "rounds_s": res["rounds_s"],
+        # Estimated: the serialised parameter arrays the server receives per round (one per
+        # client), without Flower's message envelope, protobuf and HTTP/gRPC framing.
+        "server_bytes_per_round": float(len(load()[0]) * res["param_bytes"]),
+        "auc": res["auc"],
+        "versions": res["versions"],
+    }
+
+
+def fedavg_nodes(root: Path, model: str, secure: bool) -> dict[str, Any]:
+    """The same job with the server and each client as a privfin node process (development
+    mode, mutual TLS on loopback); timed from submission until every party is done."""
+    from privfin.node.cluster import cluster_up
+
+    clients, xt, yt = load()
+    d = xt.shape[1]
+    banks = [f"bank{i}" for i in range(len(clients))]
+    paths = {}
+    for b, (x, y) in zip(banks, clients, strict=True):
+        df = pd.DataFrame(x, columns=[f"x{j}" for j in range(d)])
+        df["y"] = y
+        paths[b] = root / f"{b}.csv"
+        df.to_csv(paths[b], index=False)
+    tag = "on" if secure else "off"
+    cluster = cluster_up(
+        ["server", *banks],
+        root / f"cluster-{model}-{tag}",
+        mode="development",
+        datasets={b: {"table": paths[b]} for b in banks},
+    )
+    try:
+        spec = {
+            "job": f"hfl-{model}-{tag}",
+            "component": "hfl",
+            "roles": {"server": ["server"], **{b: ["client"] for b in banks}},
+            "params": {**job_params(model, d, secure), "label": "y"},
+            "inputs": {b: {"table": "table"} for b in banks},
+        }
+        walls = []
+        for run in range(2):  # a first job (the nodes' first import of the component) and a
+            t0 = time.perf_counter()  # second one on the same nodes
+            out = cluster.run_job({**spec, "job": f"{spec['job']}-{run}"}, timeout=1800)
+            walls.append(time.perf_counter() - t0)
+    finally:
+        cluster.down()
+    w = np.asarray(out["server"]["weights"], dtype=float)
+    return {
+        "side": "privfin (nodes)",
+        "model": model,
+        "secure_aggregation": secure,
+        "wall_s": walls[0],
+        "second_wall_s": walls[1],
+        "rounds_s": None,
+        "server_bytes_per_round": None,
+        "auc": roc_auc(yt, make_model(model, d, hidden=HIDDEN).predict_proba(w, xt)),
+        "versions": "",
     }
 
 
@@ -268,34 +652,127 @@ def agg_round(how: str, n: int, dim: int) -> dict[str, Any]:
     }
 
 
+def load_avg() -> str:
+    return "load " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def target_note(ours: dict[str, Any], peer: dict[str, Any]) -> str:
+    ratio = peer["wall_s"] / ours["wall_s"]
+    gap = abs(ours["auc"] - peer["auc"])
+    ok = ratio >= 3 and gap <= 0.005
+    return f"{ratio:.1f}x faster, AUC gap {gap:.4f}: target {'met' if ok else 'NOT met'}"
+
+
+def part1(args: argparse.Namespace, root: Path) -> None:
+    """FedAvg 4 x 3 against Flower: one process vs the simulation engine, and (--deployment)
+    node processes vs the deployment engine."""
+    python = None if args.no_peer else peer_python("flower", FLOWER_REQUIREMENTS)
+    for model in args.models.split(","):
+        fedavg(True, model=model)  # warm-up (imports, first AES and X25519 calls)
+        rows: list[dict[str, Any]] = []
+        notes = []
+        for rep in range(args.repeat):
+            on, off = fedavg(True, model=model), fedavg(False, model=model)
+            batch = [on, off]
+            if rep == 0 and model == "logistic":
+                batch.append(fedavg(True, "ckks", model=model))
+            peer = None if python is None else flower(python, root, model, "simulation")
+            for r in batch:
+                tag = {"secagg": "secagg_on", "ckks": "ckks", "plain": "secagg_off"}
+                name = f"hfl.fedavg4x3.{model}.{tag[r['aggregation']]}"
+                emit(
+                    f"{name}.wall",
+                    "s",
+                    r["wall_s"],
+                    None if peer is None else peer["wall_s"],
+                    "Flower simulation (not run)" if peer is None else peer["versions"],
+                    False,
+                    f"4x3 one process vs simulation, run {rep + 1}, {load_avg()}",
+                )
+                if rep == 0:
+                    emit(f"{name}.auc", "AUC", r["auc"], r["pooled_auc"], "pooled", True, "4x3")
+            if peer is not None:
+                emit(
+                    f"hfl.fedavg4x3.{model}.auc_vs_flower",
+                    "AUC",
+                    on["auc"],
+                    peer["auc"],
+                    peer["versions"],
+                    True,
+                    f"4x3, secure aggregation on, run {rep + 1}",
+                )
+                notes.append(f"run {rep + 1} ({load_avg()}): {target_note(on, peer)}")
+            rows += [{k: v for k, v in r.items() if k != "pooled_auc"} for r in batch]
+            if peer is not None:
+                rows.append({k: v for k, v in peer.items() if k not in ("versions",)})
+        print_table(
+            f"FedAvg {model}, default_credit_homo, 4 clients x {ROUNDS} rounds: privfin in one"
+            f" process vs Flower's simulation engine ({machine()})",
+            rows,
+        )
+        for n in notes:
+            print(f"target (secure aggregation on <= 1/3 of Flower's wall, AUC +- 0.005) {n}")
+        if not args.deployment:
+            continue
+        rows = [fedavg_nodes(root, model, True), fedavg_nodes(root, model, False)]
+        peer = None if python is None else flower(python, root, model, "deployment")
+        for r in rows:
+            tag = "secagg_on" if r["secure_aggregation"] else "secagg_off"
+            emit(
+                f"hfl.fedavg4x3.{model}.nodes.{tag}.wall",
+                "s",
+                r["wall_s"],
+                None if peer is None else peer["wall_s"],
+                "Flower deployment (not run)" if peer is None else peer["versions"],
+                False,
+                f"4x3 node processes vs SuperLink+SuperNodes, {load_avg()}",
+            )
+            emit(
+                f"hfl.fedavg4x3.{model}.nodes.{tag}.second_wall",
+                "s",
+                r["second_wall_s"],
+                None if peer is None else peer["second_wall_s"],
+                "Flower deployment (not run)" if peer is None else peer["versions"],
+                False,
+                f"4x3, second job on the same processes, {load_avg()}",
+            )
+        if peer is not None:
+            rows.append(peer)
+        print_table(
+            f"FedAvg {model}, 4 clients x {ROUNDS} rounds: privfin node processes vs Flower's"
+            f" deployment engine ({load_avg()})",
+            [{k: v for k, v in r.items() if k != "versions"} for r in rows],
+        )
+        if peer is not None:
+            print(f"target (deployment, first job): {target_note(rows[0], peer)}")
+            second = {"wall_s": rows[0]["second_wall_s"], "auc": rows[0]["auc"]}
+            peer2 = {"wall_s": peer["second_wall_s"], "auc": peer["auc"]}
+            print(f"target (deployment, second job): {target_note(second, peer2)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--parts", default="fedavg,gbdt,agg,secagg", help="parts to run")
+    ap.add_argument("--models", default="logistic,mlp", help="models of part 1")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of part 1's key measurement")
+    ap.add_argument("--no-peer", action="store_true", help="do not install and run Flower")
+    ap.add_argument("--deployment", action="store_true", help="part 1 also as processes")
     args = ap.parse_args()
-    print(machine())
-    fedavg(True)  # warm-up (imports, first AES and X25519 calls)
-    rows = [fedavg(True), fedavg(True, "ckks"), fedavg(False)]
-    print_table("FedAvg LR, default_credit_homo, 4 clients x 3 rounds, one process", rows)
-    for r in rows:
-        tag = {"secagg": "secagg_on", "ckks": "ckks", "plain": "secagg_off"}[r["aggregation"]]
-        emit(
-            f"hfl.fedavg4x3.{tag}.wall",
-            "s",
-            r["wall_s"],
-            None,
-            "Flower 1.42 (not run)",
-            False,
-            "4x3",
-        )
-        emit(
-            f"hfl.fedavg4x3.{tag}.auc",
-            "AUC",
-            r["auc"],
-            r["pooled_auc"],
-            "pooled training",
-            True,
-            "4x3",
-        )
+    parts = set(args.parts.split(","))
+    print(machine(), load_avg())
+    if "fedavg" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            part1(args, Path(tmp))
+    if "gbdt" in parts:
+        gbdt_part()
+    if "agg" in parts:
+        agg_part(args.quick)
+    if "secagg" in parts:
+        secagg_part(args.quick)
+
+
+def gbdt_part() -> None:
     rows = [gbdt("secagg"), gbdt("ckks")]
     print_table(
         "Federated histogram GBDT, default_credit_homo, 4 clients, 10 trees x depth 3", rows
@@ -312,7 +789,10 @@ def main() -> None:
             True,
             "4x10x3",
         )
-    n, dim = (10, 10_000) if args.quick else (20, 100_000)
+
+
+def agg_part(quick: bool) -> None:
+    n, dim = (10, 10_000) if quick else (20, 100_000)
     rows = [agg_round("secagg", n, dim), agg_round("ckks", n, dim)]
     print_table(f"One aggregation round, masking vs CKKS, {n} clients x {dim} parameters", rows)
     for r in rows:
@@ -327,7 +807,10 @@ def main() -> None:
             False,
             size,
         )
-    n, dim = (20, 10_000) if args.quick else (100, 100_000)
+
+
+def secagg_part(quick: bool) -> None:
+    n, dim = (20, 10_000) if quick else (100, 100_000)
     first = secagg_round(n, dim, 0, 600.0)
     # With dropouts the server waits one stage deadline for the silent clients: set it to
     # twice the no-dropout round (ample for the honest clients) and report the rest apart.

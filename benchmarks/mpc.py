@@ -183,6 +183,24 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str = "auto") -> dict[str, Any]
     return {"total": elapsed, "auc": auc, "auc_plain": plain}
 
 
+def _cluster(root: Path, guest: Any, host: Any, transport: str) -> Any:
+    """Two development-mode node processes holding the guest's and the host's tables."""
+    import pandas as pd
+
+    from privfin.node.cluster import cluster_up
+
+    pd.DataFrame(guest).to_csv(root / "a.csv", index=False)
+    pd.DataFrame(host).to_csv(root / "b.csv", index=False)
+    return cluster_up(
+        list(ROLES),
+        root / "cluster",
+        datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
+        mode="development",
+        message_timeout=120,
+        transport=transport,
+    )
+
+
 def _ss_lr_http(
     n: int, d: int, epochs: int, sigmoids: list[str], transport: str = "http"
 ) -> list[dict[str, Any]]:
@@ -191,25 +209,11 @@ def _ss_lr_http(
     submit until both parties report the job done."""
     import tempfile
 
-    import pandas as pd
-
-    from privfin.node.cluster import cluster_up
-
     x, y, guest, host = _ss_lr_data(n, d)
     results = []
+    roles = {p: list(r) for p, r in ROLES.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        pd.DataFrame(guest).to_csv(root / "a.csv", index=False)
-        pd.DataFrame(host).to_csv(root / "b.csv", index=False)
-        roles = {p: list(r) for p, r in ROLES.items()}
-        cluster = cluster_up(
-            list(roles),
-            root / "cluster",
-            datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
-            mode="development",
-            message_timeout=120,
-            transport=transport,
-        )
+        cluster = _cluster(Path(tmp), guest, host, transport)
         try:
             for sig in sigmoids:
                 job = f"sslr-{sig}"
@@ -253,25 +257,11 @@ def _ss_lr_pipeline(n: int, d: int, epochs: int, sigmoids: list[str]) -> list[di
     until both parties report the job done."""
     import tempfile
 
-    import pandas as pd
-
-    from privfin.node.cluster import cluster_up
-
     x, y, guest, host = _ss_lr_data(n, d)
     results = []
+    roles = {p: list(r) for p, r in ROLES.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        pd.DataFrame(guest).to_csv(root / "a.csv", index=False)
-        pd.DataFrame(host).to_csv(root / "b.csv", index=False)
-        roles = {p: list(r) for p, r in ROLES.items()}
-        cluster = cluster_up(
-            list(roles),
-            root / "cluster",
-            datasets={"a": {"table": root / "a.csv"}, "b": {"table": root / "b.csv"}},
-            mode="development",
-            message_timeout=120,
-            transport="stream",
-        )
+        cluster = _cluster(Path(tmp), guest, host, "stream")
         try:
             for sig in sigmoids:
                 job = f"sslr-pipe-{sig}"

@@ -9,7 +9,9 @@ Usage: ``python benchmarks/mpc_triples.py [--quick] [--triples N] [--no-lr]``.
 * AND-triple words, edaBits and truncation pairs: time and bytes per item (smaller batches).
 * SS-LR 20k x 20, 3 epochs, batch 1024, in production mode (in memory) with ``triples: ot``
   (2 computing parties) and ``triples: rss3`` (3 computing parties, replicated sharing):
-  total time, bytes sent by party ``a`` and AUC against plaintext scikit-learn.
+  total time, bytes sent by party ``a`` and AUC against plaintext scikit-learn, next to the
+  cost model's estimate made before the run (``privfin.mpc.cost``: rounds, time for parties
+  sharing this machine; bytes of party ``a`` where it is the busiest party).
 
 Every figure is one run on this machine (2 cores shared with other work: noisy). All parties
 run as threads of one process on the same 2 cores (AES calls through ``cryptography`` hold
@@ -34,6 +36,7 @@ from _harness import emit, machine, print_table
 from privfin.config import Settings
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import CancelToken, MessageKey
+from privfin.mpc.cost import Calibration, Network, calibrate, estimate_ss_lr
 from privfin.mpc.lr import ss_lr
 from privfin.mpc.session import Session
 from privfin.runtime import simulate
@@ -162,15 +165,37 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str, triples: str = "ot") -> di
     out = res["a"]["out"]
     auc = roc_auc_score(y, x @ np.array(out["coef"]) + out["intercept"])
     plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
+    est = estimate_ss_lr(
+        roles,
+        params,
+        n,
+        provider=triples,
+        calibration=_calibration(),
+        network=Network(latency_s=0.0, bandwidth_Bps=1e12, colocated=True),
+    )
     return {
         "triples": triples,
         "sigmoid": sigmoid,
         "total_s": elapsed,
         "cpu_s": cpu,
+        "est_s": est.seconds,
         "auc": float(auc),
         "auc_plain": float(plain),
         "bytes_a": res["a"]["bytes"],
+        "est_bytes_a": est.bytes_max if triples == "rss3" else None,
+        "est_rounds": est.rounds,
     }
+
+
+_CAL: list[Calibration] = []
+
+
+def _calibration() -> Calibration:
+    """This machine's unit costs for the cost model's estimate next to each measured run
+    (privfin.mpc.cost; measured once per benchmark run)."""
+    if not _CAL:
+        _CAL.append(calibrate())
+    return _CAL[0]
 
 
 def main() -> None:

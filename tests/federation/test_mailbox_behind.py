@@ -183,18 +183,15 @@ for i in range(100000):
 """
 
 
-def test_what_is_reported_durable_survives_kill_9(tmp_path: Path) -> None:
-    """A process accepting messages is killed -9 mid-stream: every message its writer reported
-    durable is in the file (what was only accepted may be lost: its sender still holds it)."""
-    path = tmp_path / "b.sqlite"
+def _kill_9_after(child: str, args: list[str], path: Path, n: int) -> list[int]:
+    """Run ``child`` (accepting messages into the mailbox at ``path``), kill it -9 once it has
+    reported ``n`` messages durable; returns the indices it reported."""
     Mailbox(path).close()  # created and migrated before the child starts
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", child, *args], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     reported: list[int] = []
     deadline = time.monotonic() + 60
-    while len(reported) < 2000 and time.monotonic() < deadline:
+    while len(reported) < n and time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
@@ -202,7 +199,15 @@ def test_what_is_reported_durable_survives_kill_9(tmp_path: Path) -> None:
     proc.kill()
     proc.wait(10)
     proc.stdout.close()
-    assert len(reported) >= 2000
+    assert len(reported) >= n
+    return reported
+
+
+def test_what_is_reported_durable_survives_kill_9(tmp_path: Path) -> None:
+    """A process accepting messages is killed -9 mid-stream: every message its writer reported
+    durable is in the file (what was only accepted may be lost: its sender still holds it)."""
+    path = tmp_path / "b.sqlite"
+    reported = _kill_9_after(_CHILD, [str(path)], path, 2000)
     box = Mailbox(path)
     try:
         missing = [i for i in reported if box.get(_key(i)) is None]
@@ -315,26 +320,11 @@ def test_large_payloads_go_to_files_checked_when_read(tmp_path: Path) -> None:
 
 def test_spilled_payloads_reported_durable_survive_kill_9(tmp_path: Path) -> None:
     path, spill = tmp_path / "b.sqlite", tmp_path / "spill"
-    Mailbox(path).close()
     child = _CHILD.replace(
         "Mailbox(Path(sys.argv[1]))", "Mailbox(Path(sys.argv[1]), spill_dir=sys.argv[2])"
     )
     child = child.replace('b"p" * 200', "bytes([i % 251]) * 70000").replace("i % 50 == 0", "True")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", child, str(path), str(spill)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    reported: list[int] = []
-    deadline = time.monotonic() + 60
-    while len(reported) < 300 and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        reported.extend(int(x) for x in line.split())
-    proc.kill()
-    proc.wait(10)
-    proc.stdout.close()
-    assert len(reported) >= 300
+    reported = _kill_9_after(child, [str(path), str(spill)], path, 300)
     box = Mailbox(path, spill_dir=spill)
     try:
         bad = [i for i in reported if box.get(_key(i)) != bytes([i % 251]) * 70000]

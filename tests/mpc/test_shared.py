@@ -183,3 +183,42 @@ def test_windowed_and_exact_bit_selection(setup: Setup) -> None:
     fuzzy = (enc < 0) & (enc >= -(2**6))
     assert np.array_equal(r["b"][~fuzzy], exact[~fuzzy])
     assert np.abs(r["by"] - r["b"] * y).max() <= ULP
+
+
+KNOTS = np.array([-8.0, -2.5, -0.25, 0.0, 1.0, 7.5, 8.0])
+#: inside the guards, near knots (both sides), far outside the 16-bit lanes' range (|x| >= 512)
+KX = np.concatenate(
+    [
+        RNG.uniform(-9, 9, 40),
+        KNOTS - 2.0**-4,
+        KNOTS + 2.0**-4,
+        [-1e5, -700.0, -600.0, 513.0, 2e3, 1e5, -8.5, 8.5],
+    ]
+)
+
+
+def _knots_program(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session.from_params(ctx, params)
+    x = s.share("b", inputs.get("x"))
+    y = s.share("a", inputs.get("y"))
+    by, b = s.msb_select_knots(x, KNOTS, y.reshape(1, -1), low=6, inner_low=10)
+    z = (x * y.square()).rescale(32)  # a logit at the scale of an untruncated product
+    fast = F.sigmoid(z, "piecewise", fast_compare=True)
+    return {"b": b.reveal("r"), "by": by.reveal("r"), "sig": fast.reveal("r")}
+
+
+def test_knot_comparisons_guarded_by_the_outer_knots(setup: Setup) -> None:
+    """[x < t_j] for every knot: inner knots on 16-bit lanes (resolution 2**-6 at scale 16,
+    garbled alone for |x| >= 512) are exact wherever the outer knots say x is inside, and
+    follow the outer knots outside."""
+    y = np.random.default_rng(3).uniform(-1.5, 1.5, KX.shape)  # logits below 2**21
+    r = setup.run(_knots_program, {"a": {"y": y}, "b": {"x": KX}})["r"]
+    want = (KX[None, :] < KNOTS[:, None]).astype(np.int64)
+    assert r["b"].shape == (len(KNOTS), len(KX))
+    assert np.array_equal(r["b"], want)
+    assert np.abs(r["by"] - want * y[None, :]).max() <= ULP
+    # SS-LR's sigmoid on these knot comparisons: the documented 1.25e-3 (plus the product's
+    # own rounding), also far outside [-8, 8]
+    z = KX * y**2
+    with np.errstate(over="ignore"):
+        assert np.abs(r["sig"] - 1 / (1 + np.exp(-z))).max() <= 1.3e-3

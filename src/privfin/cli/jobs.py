@@ -51,17 +51,45 @@ def _client(config: Path | None, directory: Path | None, party: str | None) -> A
     raise _fail("name the node: --config node.yaml, or --dir CLUSTER --party NAME")
 
 
+_ROWS = typer.Option(
+    None,
+    "--rows",
+    help="rows of the data for the cost estimate (default: this node's dataset with "
+    "--config, else 10,000)",
+)
+_RECALIBRATE = typer.Option(
+    False, "--recalibrate", help="measure this machine's unit costs again (cached otherwise)"
+)
+_NO_ESTIMATE = typer.Option(False, "--no-estimate", help="skip the cost estimate of MPC steps")
+_DEFAULT_ROWS = 10_000
+
+
 @job_app.command("validate")
 def job_validate(
-    spec: Path = typer.Argument(..., help="pipeline spec (YAML or JSON)"),
+    spec: Path = typer.Argument(..., help="pipeline or job spec (YAML or JSON)"),
     config: Path | None = _CONFIG,
+    rows: int | None = _ROWS,
+    recalibrate: bool = _RECALIBRATE,
+    no_estimate: bool = _NO_ESTIMATE,
 ) -> None:
     """Check a whole pipeline before anything runs: schema, components, roles, parameters,
     every input reference and the DAG; with --config also this node's datasets and models.
-    Each problem names its path (and line) in the file."""
+    Each problem names its path (and line) in the file. A single-component job (``component``,
+    ``roles``, ``params``) is checked against its schema. For MPC steps (``ss_lr``,
+    ``mpc_stats``) it then prints the cost estimate: rounds, bytes per computing party and
+    expected time with each provider (privfin.mpc.cost; unit costs measured once per machine)."""
+    import yaml
+
     from privfin.jobs.spec import SpecError, load_spec
     from privfin.jobs.validate import validate
 
+    try:
+        raw = yaml.safe_load(spec.read_text())
+    except (OSError, yaml.YAMLError):
+        raw = None  # load_spec reports it with its line
+    if isinstance(raw, dict) and "component" in raw and "steps" not in raw:
+        _validate_job(spec, raw, config, rows, recalibrate, no_estimate)
+        return
     try:
         pipeline, lines = load_spec(spec)
     except SpecError as exc:
@@ -89,6 +117,139 @@ def job_validate(
         raise typer.Exit(1)
     steps = " -> ".join(pipeline.order())
     typer.echo(f"{spec}: valid ({len(pipeline.parties)} parties; steps {steps})")
+    if no_estimate:
+        return
+    from privfin.jobs.cost import ESTIMATED
+
+    for name in pipeline.order():
+        step = pipeline.steps[name]
+        if step.component not in ESTIMATED:
+            continue
+        n, source = rows, "given"
+        if n is None and config is not None:
+            n, source = _pipeline_rows(config, pipeline, name)
+        if n is None:
+            n, source = _DEFAULT_ROWS, "assumed: pass --rows"
+        _print_estimate(name, step.component, step.roles, step.params, n, source, recalibrate)
+
+
+def _validate_job(
+    spec: Path,
+    raw: dict[str, Any],
+    config: Path | None,
+    rows: int | None,
+    recalibrate: bool,
+    no_estimate: bool,
+) -> None:
+    """A single-component job: its schema, its component, then its cost estimate."""
+    from pydantic import ValidationError
+
+    from privfin.jobs.registry import COMPONENTS
+    from privfin.node.runner import JobSpec
+
+    try:
+        job = JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(x) for x in err["loc"])
+            typer.echo(f"{spec}: {where}: {err['msg']}", err=True)
+        raise typer.Exit(1) from None
+    if job.component not in COMPONENTS:
+        typer.echo(
+            f"{spec}: component: unknown component {job.component!r}; known: "
+            f"{', '.join(sorted(COMPONENTS))}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"{spec}: valid ({len(job.roles)} parties; component {job.component})")
+    if no_estimate:
+        return
+    source = "given"
+    if rows is None and config is not None:
+        rows, source = _rows_on_node(config, job), "this node's dataset"
+    if rows is None:
+        rows, source = _DEFAULT_ROWS, "assumed: pass --rows"
+    _print_estimate(job.job, job.component, job.roles, job.params, rows, source, recalibrate)
+
+
+def _rows_on_node(config: Path, job: Any) -> int | None:
+    """Rows of the first dataset this node's party gives the job (its registry counts them)."""
+    from privfin.node.config import load_config
+
+    party = load_config(config).party
+    names = [v if isinstance(v, str) else v.dataset for v in job.inputs.get(party, {}).values()]
+    return _registered_rows(config, names[0]) if names else None
+
+
+def _pipeline_rows(config: Path, pipeline: Any, step: str) -> tuple[int | None, str]:
+    """Rows of the dataset this node's party gives ``step``: its registered row count, or,
+    when the step reads an earlier step's output (rows aligned by PSI), the count of the
+    dataset that earlier step read, as an upper bound."""
+    from privfin.jobs.components import DECLARATIONS
+    from privfin.jobs.spec import parse_ref
+    from privfin.node.config import load_config
+
+    party = load_config(config).party
+    seen: set[str] = set()
+    current, bound = step, False
+    while current in pipeline.steps and current not in seen:
+        seen.add(current)
+        st = pipeline.steps[current]
+        decl = DECLARATIONS.get(st.component)
+        ports = [p.name for p in decl.inputs if p.kind == "table"] if decl else []
+        given = st.inputs_of(party)
+        ref = next((given[p] for p in ports if given.get(p)), None)
+        if ref is None:
+            return None, ""
+        kind, alias, _ = parse_ref(ref)
+        if kind == "dataset":
+            use = pipeline.parties.get(party)
+            if use is None or alias not in use.datasets:
+                return None, ""
+            name = use.datasets[alias].name
+            what = "at most, as " if bound else ""
+            return _registered_rows(config, name), f"{what}this node's dataset {name}"
+        if kind != "step":
+            return None, ""
+        current, bound = alias, True
+    return None, ""
+
+
+def _registered_rows(config: Path, name: str) -> int | None:
+    from privfin.data.registry import DatasetRegistry
+    from privfin.errors import ConfigError
+    from privfin.node.config import load_config
+    from privfin.store import open_engine
+
+    engine = open_engine(load_config(config).store_url())
+    try:
+        return int(DatasetRegistry(engine).get(name).rows)
+    except ConfigError:
+        return None
+    finally:
+        engine.dispose()
+
+
+def _print_estimate(
+    step: str,
+    component: str,
+    roles: Any,
+    params: Any,
+    rows: int,
+    source: str,
+    recalibrate: bool,
+) -> None:
+    from privfin.jobs.cost import ESTIMATED, estimate_step, load_calibration, render
+
+    if component not in ESTIMATED:
+        return
+    calibration, measured = load_calibration(refresh=recalibrate)
+    if measured:
+        typer.echo("(measured this machine's unit costs for the estimate; cached)")
+    for line in render(
+        step, rows, source, estimate_step(component, roles, params, rows, calibration)
+    ):
+        typer.echo(line)
 
 
 @job_app.command("submit")

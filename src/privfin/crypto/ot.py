@@ -239,13 +239,22 @@ class CrHash:
         if blocks >= 1 << 20 or tweak >= 1 << 44:
             raise ValueError("hash tweak out of range")
         px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
-        y = np.empty((n, blocks, 2), dtype=np.uint64)
-        y[...] = px
-        y[:, :, 0] ^= self._index(n).reshape(n, 1)
-        y[:, :, 1] ^= (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
-        out = self._perm(y.view(np.uint8).reshape(n, blocks * 16)).view(np.uint64)
-        out = out.reshape(n, blocks, 2)
-        out ^= px
+        hi = (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
+        lo = self._index(n).reshape(n, 1)
+        # one buffer for the output (16 bytes of slack for the cipher); rows in chunks of
+        # about 256 KiB so that the tweak XOR, AES and the final XOR stay in cache
+        buf = np.empty(n * blocks * 16 + 16, dtype=np.uint8)
+        out = buf[: n * blocks * 16].view(np.uint64).reshape(n, blocks, 2)
+        step = max(1, (1 << 18) // (blocks * 16))
+        y = np.empty((min(step, n), blocks, 2), dtype=np.uint64)
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            yc = y[: e - s]
+            np.bitwise_xor(px[s:e, :, 0], lo[s:e], out=yc[:, :, 0])
+            np.bitwise_xor(px[s:e, :, 1], hi, out=yc[:, :, 1])
+            self._enc.update_into(yc.reshape(-1).view(np.uint8).data, buf[s * blocks * 16 :].data)
+            oc = out[s:e]
+            np.bitwise_xor(oc, px[s:e], out=oc)
         return out.reshape(n, 2 * blocks)[:, :width]
 
 
@@ -386,7 +395,7 @@ def cot_receive(t: U8, choices: U8, h: CrHash, tweak: int, message: U64) -> U64:
     """The receiver's output ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j`` (``choices``: 0/1 per
     OT, ``message``: ``(m, L)`` uint64 from :func:`cot_send`)."""
     out = h.words(t, tweak, message.shape[1])
-    out += message * choices.astype(np.uint64).reshape(-1, 1)
+    np.add(out, message, out=out, where=choices.astype(bool).reshape(-1, 1))
     return out
 
 

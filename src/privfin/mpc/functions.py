@@ -156,11 +156,13 @@ def sigmoid(x: SharedTensor, method: str = "auto", *, fast_compare: bool = False
     * ``"auto"``: ``piecewise`` when the provider offers packed-bit material (the dealer),
       else ``poly`` (fewer comparisons on 0/1 ring elements).
 
-    ``fast_compare`` (piecewise only): compare ``x`` with the knots on the 32-bit window of
-    resolution ``2**-10`` (:meth:`~privfin.mpc.session.Session.msb_select` with ``window``):
-    a quarter of the AND material and one round less, max abs error 1.25e-3 (a value within
-    2**-10 below a knot may use the next segment's line), **valid only for |x| < 2**21**
-    (beyond, the result is garbage). SS-LR uses it for its logits ``x_b . w``.
+    ``fast_compare`` (piecewise only, with packed bits): compare ``x`` with the outer knots
+    on the 32-bit window of resolution ``2**-10`` and with the inner ones on 16-bit lanes of
+    resolution ``2**-6``, guarded by the outer ones
+    (:meth:`~privfin.mpc.session.Session.msb_select_knots`: one edaBit per element for all
+    knots, about a fifth of the AND material of the exact comparison), max abs error 1.25e-3
+    (a value just below a knot may use the next segment's line), **valid only for
+    |x| < 2**21** (beyond, the result is garbage). SS-LR uses it for its logits ``x_b . w``.
     """
     s = x.session
     if method == "auto":
@@ -196,11 +198,19 @@ def _sigmoid_piecewise(z: SharedTensor, fast_compare: bool) -> SharedTensor:
     # p = sum_j [z >= knot_j] (L_j - L_{j-1}) = 1 - sum_j [z < knot_j] (dA_j z + dC_j)
     d_slope = encode_fixed(np.diff(slopes), _SLOPE_BITS).reshape(col)
     d_const = encode_fixed(np.diff(consts), scale).reshape(col)
-    diffs = z.reshape(1, *z.shape) - knots.reshape(col)  # broadcast: (k, *shape)
-    diffs = diffs.broadcast_to((k, *z.shape))
-    # fast: compare at resolution 2**-10 (window from bit frac_bits - 10): |z| < 2**21.
-    low = max(z.frac_bits - 10, 0) if fast_compare else None
-    mz, m = s.msb_select(diffs, z.reshape(1, *z.shape), window=low)
+    if fast_compare and s.engine.packed_bits:
+        # outer knots at resolution 2**-10 (|z| < 2**21), inner ones at 2**-6 on 16-bit lanes
+        mz, m = s.msb_select_knots(
+            z,
+            knots,
+            z.reshape(1, *z.shape),
+            low=max(z.frac_bits - 10, 0),
+            inner_low=max(z.frac_bits - 6, 0),
+        )
+    else:
+        diffs = z.reshape(1, *z.shape) - knots.reshape(col)  # broadcast: (k, *shape)
+        diffs = diffs.broadcast_to((k, *z.shape))
+        mz, m = s.msb_select(diffs, z.reshape(1, *z.shape))
     below = None
     if mz.share is not None and m.share is not None:
         below = np.sum(mz.share * d_slope + m.share * d_const, axis=0, dtype=np.uint64)

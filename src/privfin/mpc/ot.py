@@ -84,24 +84,38 @@ def _pack_bits(bits: U8) -> U8:
     return np.packbits(padded, bitorder="little")
 
 
-def _rows(widths: npt.NDArray[np.int64], w: int) -> npt.NDArray[np.int64] | slice:
-    """The rows of width ``w``: a slice when they are contiguous (the common case)."""
-    rows = np.flatnonzero(widths == w)
-    if rows.size and int(rows[-1]) - int(rows[0]) + 1 == rows.size:
-        return slice(int(rows[0]), int(rows[-1]) + 1)
-    return rows
+def _groups(widths: npt.NDArray[np.int64]) -> dict[int, npt.NDArray[np.int64] | slice]:
+    """The rows of each byte width 1-8: a slice where they are contiguous (the common case:
+    widths come in runs, e.g. bit-major Gilboa rows), else their indices."""
+    if widths.size == 0:
+        return {}
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(widths)) + 1])
+    values = widths[starts]
+    out: dict[int, npt.NDArray[np.int64] | slice] = {}
+    if np.unique(values).size == values.size:  # every width in one run
+        ends = np.concatenate([starts[1:], [widths.size]])
+        for v, a, b in zip(values.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            if 1 <= v <= 8:
+                out[v] = slice(a, b)
+        return out
+    for w in range(1, 9):
+        rows = np.flatnonzero(widths == w)
+        if rows.size:
+            out[w] = rows
+    return out
 
 
 def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
     """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
     raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
-    parts = []
-    for w in range(1, 9):
-        rows = _rows(widths, w)
+    out = np.empty(_trimmed_size(widths, d.shape[1]), dtype=np.uint8)
+    at = 0
+    for w, rows in sorted(_groups(widths).items()):
         part = raw[rows, :, :w]
         if part.size:
-            parts.append(np.ascontiguousarray(part).tobytes())
-    return b"".join(parts)
+            out[at : at + part.size].reshape(part.shape)[...] = part
+            at += part.size
+    return out.tobytes()
 
 
 def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
@@ -113,14 +127,34 @@ def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
     raw = np.zeros((n, width, 8), dtype=np.uint8)
     buf = np.frombuffer(data, dtype=np.uint8)
     at = 0
-    for w in range(1, 9):
-        rows = _rows(widths, w)
+    for w, rows in sorted(_groups(widths).items()):
         count = raw[rows, 0, 0].size
         if count:
             size = count * width * w
-            raw[rows, :, :w] = buf[at : at + size].reshape(count, width, w)
+            src = buf[at : at + size]
+            if isinstance(rows, slice):
+                # whole w-byte fields per word (numpy copies them as units, not byte by byte)
+                dst = raw[rows].view(_LOW_BYTES[w])["lo"]
+                dst[...] = src.view(f"V{w}").reshape(dst.shape)
+            else:
+                raw[rows, :, :w] = src.reshape(count, width, w)
             at += size
     return raw.view(np.uint64).reshape(n, width)
+
+
+#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
+_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
+    8: np.dtype([("lo", "V8")])
+}
+
+
+def _joined(parts: list[U64], width: int) -> U64:
+    """The batches' outputs as one ``(n, width)`` array (no copy for a single batch)."""
+    if not parts:
+        return np.empty((0, width), dtype=np.uint64)
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts)
 
 
 class OtExtension:
@@ -329,28 +363,26 @@ class OtExtension:
         if rb.shape != (n_r,) or sb.shape != (n_s,) or (rb.size and rb.max() > 8):
             raise ConfigError("cot: byte widths must be one per OT, at most 8")
         _, send, h = self._ready()
-        out_r = np.empty((n_r, recv_width), dtype=np.uint64)
-        out_s = np.empty((n_s, w_s), dtype=np.uint64)
+        parts_r: list[U64] = []  # batch outputs, in order (joined only if there are several)
+        parts_s: list[U64] = []
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            cc = np.zeros((q.shape[0], w_s), dtype=np.uint64)
-            cc[: hi - lo] = c[lo:hi]
-            own, d = otm.cot_send(q, send.delta, h, tweak, cc)
-            out_s[lo:hi] = own[: hi - lo]
-            return _trim(d[: hi - lo], sb[lo:hi])
+            n = hi - lo
+            own, d = otm.cot_send(q[:n], send.delta, h, tweak, c[lo:hi])
+            parts_s.append(own)
+            return _trim(d, sb[lo:hi])
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
-            dd = np.zeros((t.shape[0], recv_width), dtype=np.uint64)
-            dd[: hi - lo] = _untrim(msg, rb[lo:hi], recv_width)
-            got = otm.cot_receive(t, self._padded_bits(bits, lo, hi), h, tweak, dd)
-            out_r[lo:hi] = got[: hi - lo]
+            n = hi - lo
+            dd = _untrim(msg, rb[lo:hi], recv_width)
+            parts_r.append(otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd))
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
 
         self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
-        return out_r, out_s
+        return _joined(parts_r, recv_width), _joined(parts_s, w_s)
 
     @ring_ops
     def chosen(

@@ -44,6 +44,15 @@ def _lane_keep(s: int) -> np.uint64:
 
 
 _M32_INT = 2**32 - 1
+_LANE0_16 = np.uint64(0x0001000100010001)
+
+
+def _lane_keep16(s: int) -> np.uint64:
+    """Mask clearing the low ``s`` bits of each of the four 16-bit lanes."""
+    lane = 0xFFFF ^ ((1 << s) - 1)
+    return np.uint64(lane | lane << 16 | lane << 32 | lane << 48)
+
+
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
 _TAG_RSS = "mpc.rss.pair"
@@ -809,6 +818,108 @@ class Engine:
             top ^= cw
         bits = np.concatenate([(top >> np.uint64(31)) & _ONE, (top >> np.uint64(63)) & _ONE])
         return np.asarray(bits[:n].reshape(shape), dtype=np.uint64)
+
+    @ring_ops
+    def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
+        """XOR-shares (bit 0 of a word) of ``[x < t_j]`` for ``n`` shared elements ``x`` and
+        ``k >= 3`` sorted public ring values ``t_j``: shape ``(k, n)``.
+
+        One edaBit ``r`` per element masks ``x`` once (``c = x + r`` is opened; then
+        ``x - t_j + r = c - t_j`` is public for every knot). The outer knots ``t_0`` and
+        ``t_{k-1}`` are compared on the 32-bit window ``[low, low + 32)`` (as
+        :meth:`msb_bool_window`: valid for ``|x - t| < 2**(low + 31)``, values in
+        ``[-2**low, 0)`` may read as non-negative), the inner ones on 16-bit lanes (four per
+        word) of the window ``[inner_low, inner_low + 16)``, which is only valid for
+        ``|x - t_j| < 2**(inner_low + 15)``: a garbled inner bit is replaced by the outer
+        ones, ``[x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j)`` with ``g_lo = [x < t_0]`` and
+        ``g_hi = [x < t_{k-1}]`` (exact when ``t_0 <= x < t_{k-1}`` keeps every inner
+        difference in range). Both lane widths share the Kogge-Stone levels: 7 rounds
+        (opening, 4 paired levels, the last 32-bit level, the guard AND); AND material per
+        element ``(5 + (k - 2)) / 2`` words-levels instead of ``5 k / 2``, and one edaBit
+        instead of ``k``."""
+        k = len(knots)
+        inner = k - 2
+        w16 = -(-inner * n // 4)
+        words = n + w16
+        wm = -(-inner * n // 64)
+        eda = self._edabits(n)
+        if not self.is_compute:
+            for _ in range(4):
+                self._and_level(None, None, None, words)
+            self.and_words(None, None, (n,))
+            self.and_words(None, None, (wm,))
+            return None
+        assert x is not None and eda is not None
+        r, rb = eda
+        c = self.open_flat(np.add(x.reshape(n), r), n)
+        t = np.asarray(knots, dtype=np.uint64)
+        m16 = np.uint64(0xFFFF)
+        # 32-bit words: lane 0 compares with t_0, lane 1 with t_{k-1}
+        lo32 = np.uint64(low)
+        c_lo = ((c - t[0]) >> lo32) & _M32
+        c_hi = ((c - t[-1]) >> lo32) & _M32
+        r32 = (rb >> lo32) & _M32
+        # 16-bit words: inner value j * n + e sits in lane i of word w (j * n + e = i * w16 + w)
+        lo16 = np.uint64(inner_low)
+        flat_c = np.zeros(4 * w16, dtype=np.uint64)
+        flat_c[: inner * n] = (((c[None, :] - t[1:-1, None]) >> lo16) & m16).reshape(-1)
+        flat_r = np.zeros(4 * w16, dtype=np.uint64)
+        flat_r[: inner * n] = np.tile((rb >> lo16) & m16, inner)
+        lanes = np.arange(4, dtype=np.uint64).reshape(4, 1) * np.uint64(16)
+        cw = np.concatenate(
+            [c_lo | (c_hi << np.uint64(32)), np.bitwise_or.reduce(flat_c.reshape(4, w16) << lanes)]
+        )
+        nr = np.concatenate(
+            [r32 | (r32 << np.uint64(32)), np.bitwise_or.reduce(flat_r.reshape(4, w16) << lanes)]
+        )
+        lane0 = np.concatenate([np.full(n, _LANE0, np.uint64), np.full(w16, _LANE0_16, np.uint64)])
+        if self.is_leader:
+            nr ^= _ALL  # ~r within every lane (the lanes fill the words)
+            p = nr ^ cw
+        else:
+            p = nr.copy()
+        g = cw & nr
+        g ^= p & lane0
+        p &= ~lane0
+        for s in (1, 2, 4, 8):
+            sh = np.uint64(s)
+            keep = np.concatenate(
+                [np.full(n, _lane_keep(s), np.uint64), np.full(w16, _lane_keep16(s), np.uint64)]
+            )
+            both = self._and_level(p, (g << sh) & keep, (p << sh) & keep, words)
+            assert both is not None
+            g ^= both[0]
+            p = both[1]  # (spent on the 16-bit words after the level s = 8)
+        g32, p32 = g[:n], p[:n]
+        z = self.and_words(p32, (g32 << np.uint64(16)) & _lane_keep(16), (n,))
+        assert z is not None
+        g32 ^= z
+        top = (g << _ONE) ^ nr  # the carry into a lane's top bit sits one bit below it
+        if self.is_leader:
+            top ^= cw
+        g_lo = (top[:n] >> np.uint64(31)) & _ONE
+        g_hi = (top[:n] >> np.uint64(63)) & _ONE
+        t16 = top[n:]
+        inner_bits = np.concatenate([(t16 >> np.uint64(16 * i + 15)) & _ONE for i in range(4)])[
+            : inner * n
+        ]
+        # guard: [x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j) on packed bits, one AND round
+        mask = np.tile(g_lo ^ g_hi, inner)
+        pm = self._pack_words(mask, wm)
+        pb = self._pack_words(inner_bits, wm)
+        both_and = self.and_words(pm, pb, (wm,))
+        assert both_and is not None
+        guarded = self._unpack(both_and, inner * n, (inner, n)) ^ g_lo[None, :]
+        out = np.concatenate([g_lo[None, :], guarded, g_hi[None, :]])
+        return np.asarray(out, dtype=np.uint64)
+
+    @staticmethod
+    def _pack_words(bits: U64, words: int) -> U64:
+        """0/1 per element -> packed little-endian bits in ``words`` 64-bit words."""
+        packed = np.packbits(bits.astype(np.uint8), bitorder="little")
+        buf = np.zeros(8 * words, dtype=np.uint8)
+        buf[: packed.size] = packed
+        return buf.view("<u8").astype(np.uint64)
 
     @ring_ops
     def bit_inject(

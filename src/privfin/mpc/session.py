@@ -322,6 +322,29 @@ class Session:
             SharedTensor(self, b_share, x.shape, 0),
         )
 
+    def msb_select_knots(
+        self, x: SharedTensor, knots: npt.ArrayLike, y: SharedTensor, *, low: int, inner_low: int
+    ) -> tuple[SharedTensor, SharedTensor]:
+        """``([x < t_j] * y, [x < t_j])`` of shape ``(k, *x.shape)`` for sorted public knots
+        ``t_j`` (at ``x``'s scale, ``k >= 3``) and ``y`` broadcast to that shape: the outer
+        knots on the 32-bit window at ``low``, the inner ones on 16-bit lanes at
+        ``inner_low``, guarded by the outer ones (:meth:`Engine.msb_knots`; 8 rounds with
+        the conversion). Requires packed bits (see :meth:`msb_select`)."""
+        t = np.asarray(knots, dtype=np.float64)
+        shape = (t.size, *x.shape)
+        if np.broadcast_shapes(shape, y.shape) != shape:
+            raise ConfigError(f"msb_select_knots: {y.shape} does not broadcast to {shape}")
+        enc = encode_fixed(t, x.frac_bits)
+        bits = self.engine.msb_knots(x.share, x.size, enc, low, inner_low)
+        if bits is not None:
+            bits = bits.reshape(shape)
+        got = self.engine.bit_inject(bits, y.share, shape, y.shape)
+        b_share, by_share = (None, None) if got is None else got
+        return (
+            SharedTensor(self, by_share, shape, y.frac_bits),
+            SharedTensor(self, b_share, shape, 0),
+        )
+
     def msb_mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:
         """``msb(x) * y`` (see :meth:`msb_select`; exact)."""
         return self.msb_select(x, y)[0]

@@ -10,7 +10,7 @@ bisection resolution ``(max - min) / 2**iterations``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -155,6 +155,48 @@ def _table(inputs: Mapping[str, Any], columns: Sequence[str], party: str) -> np.
     return np.stack(cols, axis=1)
 
 
+def compute_statistics(
+    s: Any,
+    x: SharedTensor,
+    params: Mapping[str, Any],
+    names: Sequence[str],
+    standardized: Callable[[], SharedTensor],
+    weight_column: Callable[[str], SharedTensor],
+) -> dict[str, SharedTensor]:
+    """The shared results :func:`mpc_stats` reveals, from the shared table ``x`` (columns
+    ``names``): ``standardized()`` shares the locally standardised columns (vertical
+    ``pearson``), ``weight_column(party)`` the weight column. Also run on shapes alone by
+    :mod:`privfin.mpc.cost` (``s`` a tracing session)."""
+    stats = list(params.get("statistics", STATISTICS))
+    local_std = bool(params.get("pearson")) and params.get("partition", "vertical") == "vertical"
+    results: dict[str, SharedTensor] = {}
+    if "sum" in stats:
+        results["sum"] = x.sum(axis=0)
+    if "mean" in stats:
+        results["mean"] = mean(x)
+    if "var" in stats or "std" in stats:
+        results["var"] = variance(x)
+    if "min" in stats:
+        results["min"] = minimum(x)
+    if "max" in stats:
+        results["max"] = maximum(x)
+    for col, edges in dict(params.get("bins", {})).items():
+        if col not in names:
+            raise ConfigError(f"bins given for unknown column {col!r}")
+        j = list(names).index(col)
+        results[f"histogram.{col}"] = histogram(x[:, j : j + 1], edges)[:, 0]
+    if params.get("quantiles"):
+        results["quantiles"] = quantiles(
+            x, list(params["quantiles"]), iterations=int(params.get("quantile_iterations", 24))
+        )
+    if params.get("pearson"):
+        results["pearson"] = pearson(standardized(), standardized=True) if local_std else pearson(x)
+    weights = params.get("weights")
+    if weights:
+        results["weighted_sum"] = weighted_sum(x, weight_column(str(weights["party"])))
+    return results
+
+
 def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> Any:
     """Secure statistics over columns held by several data parties.
 
@@ -193,7 +235,6 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
         raise ConfigError(f"unknown statistics {sorted(unknown)}; known: {list(STATISTICS)}")
     names: list[str] = []
     parts: list[SharedTensor] = []
-    local_std = bool(params.get("pearson")) and partition == "vertical"
     if partition == "vertical":
         if not isinstance(spec, Mapping):
             raise ConfigError("vertical mpc_stats needs columns: {party: [column, ...]}")
@@ -216,46 +257,28 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     if x.ndim != 2 or x.shape[1] != len(names):
         raise ConfigError("a data party's table does not match the declared columns")
 
-    results: dict[str, SharedTensor] = {}
-    if "sum" in stats:
-        results["sum"] = x.sum(axis=0)
-    if "mean" in stats:
-        results["mean"] = mean(x)
-    if "var" in stats or "std" in stats:
-        results["var"] = variance(x)
-    if "min" in stats:
-        results["min"] = minimum(x)
-    if "max" in stats:
-        results["max"] = maximum(x)
-    for col, edges in dict(params.get("bins", {})).items():
-        if col not in names:
-            raise ConfigError(f"bins given for unknown column {col!r}")
-        j = names.index(col)
-        results[f"histogram.{col}"] = histogram(x[:, j : j + 1], edges)[:, 0]
-    if params.get("quantiles"):
-        results["quantiles"] = quantiles(
-            x, list(params["quantiles"]), iterations=int(params.get("quantile_iterations", 24))
-        )
-    if params.get("pearson"):
-        if local_std:
-            std_parts = []
-            for owner in sorted(spec):
-                own = None
-                if ctx.party == owner:
-                    tab = _table(inputs, [str(c) for c in spec[owner]], owner)
-                    sd = tab.std(axis=0)
-                    own = (tab - tab.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-                std_parts.append(s.share(owner, own))
-            results["pearson"] = pearson(concatenate(std_parts, axis=1), standardized=True)
-        else:
-            results["pearson"] = pearson(x)
-    weights = params.get("weights")
-    if weights:
-        if partition != "vertical":
-            raise ConfigError("weighted sums take a weight column of one party (vertical)")
-        owner = str(weights["party"])
+    def standardized() -> SharedTensor:
+        # vertical: each owner standardises its own columns locally and shares them again
+        assert isinstance(spec, Mapping)
+        std_parts = []
+        for owner in sorted(spec):
+            own = None
+            if ctx.party == owner:
+                tab = _table(inputs, [str(c) for c in spec[owner]], owner)
+                sd = tab.std(axis=0)
+                own = (tab - tab.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+            std_parts.append(s.share(owner, own))
+        return concatenate(std_parts, axis=1)
+
+    def weight_column(owner: str) -> SharedTensor:
+        assert isinstance(weights, Mapping)
         wv = _table(inputs, [str(weights["column"])], owner)[:, 0] if ctx.party == owner else None
-        results["weighted_sum"] = weighted_sum(x, s.share(owner, wv))
+        return s.share(owner, wv)
+
+    weights = params.get("weights")
+    if weights and partition != "vertical":
+        raise ConfigError("weighted sums take a weight column of one party (vertical)")
+    results = compute_statistics(s, x, params, names, standardized, weight_column)
 
     out: dict[str, Any] = {"columns": names, "count": x.shape[0]}
     mine = ctx.party in s.roles.result

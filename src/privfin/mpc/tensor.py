@@ -68,6 +68,10 @@ class TensorSession(Protocol):
         self, x: SharedTensor, y: SharedTensor, *, window: int | None = None
     ) -> tuple[SharedTensor, SharedTensor]: ...
 
+    def msb_select_knots(
+        self, x: SharedTensor, knots: npt.ArrayLike, y: SharedTensor, *, low: int, inner_low: int
+    ) -> tuple[SharedTensor, SharedTensor]: ...
+
     def msb_mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor: ...
 
 

@@ -263,6 +263,7 @@ class JobRunner:
         self._cancel: dict[str, CancelToken] = {}
         self._progress: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._warmed: set[str] = set()  # components whose code a check has imported
         self._roles: dict[str, frozenset[str]] = {}  # job -> its parties (specs never change)
         self._components: dict[str, str] = {}  # job -> its component
         # job -> its status as this process last wrote or read it (only this process writes
@@ -490,6 +491,7 @@ class JobRunner:
         """Raise ConfigError if this node would refuse ``spec`` (nothing is recorded)."""
         if isinstance(spec, PipelineSpec):
             self._check_pipeline(spec)
+            self._warm(spec)
             return
         if self.config.party not in spec.roles:
             raise ConfigError(f"party {self.config.party!r} has no role in job {spec.job!r}")
@@ -503,6 +505,26 @@ class JobRunner:
         rec = self._record(spec.job)
         if rec is not None and rec["spec"] != spec.model_dump_json():
             raise ConfigError(f"job {spec.job!r} exists with another spec")
+
+    def _warm(self, spec: PipelineSpec) -> None:
+        """Import the code of this party's steps in the background once a pipeline passed
+        the checks (a component's first use imports its libraries: seconds of CPU that would
+        otherwise delay the job's first round while the other parties wait)."""
+        names = {
+            st.component for st in spec.steps.values() if self.config.party in st.roles
+        } - self._warmed
+        if not names:
+            return
+        self._warmed |= names
+
+        def load() -> None:
+            for name in sorted(names):
+                try:
+                    DECLARATIONS[name].function()
+                except Exception:  # the step reports it when it runs
+                    _log.debug("warming component %s failed", name, exc_info=True)
+
+        threading.Thread(target=load, name="warm-components", daemon=True).start()
 
     def _check_legacy_use(self, spec: JobSpec, dataset: str) -> None:
         """A single-component job (no declared purpose, fields or keeps-private facts): the

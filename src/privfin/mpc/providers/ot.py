@@ -137,14 +137,10 @@ class OtProvider:
         got, own = ext.cot(
             choices, corr, recv_width=1, recv_bytes=widths, send_bytes=widths, task=task
         )
+        got -= own
         v = got.reshape(64, n)
         v <<= _BITS
-        h = own.reshape(64, n)
-        h <<= _BITS
-        return np.asarray(
-            np.sum(v, axis=0, dtype=np.uint64) - np.sum(h, axis=0, dtype=np.uint64),
-            dtype=np.uint64,
-        )
+        return np.asarray(np.sum(v, axis=0, dtype=np.uint64), dtype=np.uint64)
 
     @ring_ops
     def mul_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
@@ -194,14 +190,12 @@ class OtProvider:
             corr = np.broadcast_to(a[:, s:e].T[None, :, None, :], (64, kc, n, m)).reshape(-1, m)
             widths = np.repeat(_GILBOA_BYTES, kc * n)
             got, own = ext.cot(choices, corr, recv_width=m, recv_bytes=widths, send_bytes=widths)
-            v = got.reshape(64, kc, n, m)
-            v <<= _BITS.reshape(64, 1, 1, 1)
-            h = own.reshape(64, kc, n, m)
-            h <<= _BITS.reshape(64, 1, 1, 1)
-            cross = np.sum(v, axis=(0, 1), dtype=np.uint64) - np.sum(
-                h, axis=(0, 1), dtype=np.uint64
-            )
-            c += cross.T
+            # sum over the rows of B first (one read of each array, no write pass): each
+            # received word is right modulo 2**(64 - k), and so is the sum, before the shift
+            sv = np.sum(got.reshape(64, kc, n, m), axis=1, dtype=np.uint64)
+            sv -= np.sum(own.reshape(64, kc, n, m), axis=1, dtype=np.uint64)
+            sv <<= _BITS.reshape(64, 1, 1)
+            c += np.sum(sv, axis=0, dtype=np.uint64).T
         self.items += m * n
         return a, b, c
 
