@@ -19,13 +19,13 @@ from privfin.dp.release import Charge
 from privfin.errors import ConfigError
 from privfin.store import open_engine, upgrade
 
-from ._stats import ALPHA
+from ._stats import ALPHA, chi2_pvalue
 
 
 @pytest.fixture(scope="module")
 def loans() -> pd.DataFrame:
     rng = np.random.default_rng(7)
-    n = 3000
+    n = 1500
     ids = rng.integers(0, 1000, size=n).astype(str)  # ~ 3 rows per customer
     return pd.DataFrame(
         {
@@ -201,19 +201,79 @@ def test_charged_to_the_ledger_before_the_data_is_read(loans: pd.DataFrame, tmp_
     engine.dispose()
 
 
+def _hockey_stick(eps: float, shift: int, sens: int) -> float:
+    """max over neighbours (true sizes 0 and sens) of sum_o max(0, P(o) - e**eps P'(o)) for
+    the revealed size true + N, N the dummy count: enumerated from the pmf, not the formula
+    under test."""
+    r = math.exp(-eps / sens)
+    w = {n: r ** abs(n - shift) for n in range(2 * shift + 1)}
+    total = sum(w.values())
+    p0 = {n: v / total for n, v in w.items()}  # output o = 0 + n
+    p1 = {n + sens: v / total for n, v in w.items()}  # output o = sens + n
+    outs = set(p0) | set(p1)
+    d01 = sum(max(0.0, p0.get(o, 0) - math.exp(eps) * p1.get(o, 0)) for o in outs)
+    d10 = sum(max(0.0, p1.get(o, 0) - math.exp(eps) * p0.get(o, 0)) for o in outs)
+    return max(d01, d10)
+
+
+@pytest.mark.parametrize(("eps", "delta", "sens"), [(1.0, 1e-6, 1), (0.1, 1e-5, 1), (2.0, 1e-4, 2)])
+def test_psi_dummy_count_delta_is_exact(eps: float, delta: float, sens: int) -> None:
+    shift = release.dummy_shift(eps, delta, sens)
+    hs = _hockey_stick(eps, shift, sens)
+    assert hs == pytest.approx(release.dummy_delta(eps, shift, sens), rel=1e-9)
+    assert hs <= delta < _hockey_stick(eps, shift - 1, sens)
+
+
 def test_psi_dummy_count() -> None:
-    shift = release.dummy_shift(1.0, 1e-6)
-    r = math.exp(-1.0)
-    assert r ** (shift + 1) / (1 + r) <= 1e-6 < r**shift / (1 + r)
+    law = release.DummyLaw(1.0, 1e-6)
+    assert (law.shift, law.slots) == (14, 28)  # smallest with delta <= 1e-6 (test above)
     src = SeededRandom(11)
-    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(3000)]
-    assert all(d.count >= 0 and d.shift == shift for d in draws)
-    noise = [d.count - shift for d in draws]
-    assert abs(np.mean(noise)) < 0.1
-    assert np.var(noise) == pytest.approx(2 * r / (1 - r) ** 2, rel=0.1)
+    draws = [release.psi_dummy_count(1.0, 1e-6, rng=src) for _ in range(10_000)]
+    assert all(0 <= d.count <= law.slots and d.shift == law.shift for d in draws)
+    noise = [d.count - law.shift for d in draws]
+    assert chi2_pvalue(noise, lambda k: math.exp(-1.0) ** np.abs(k), law.shift) > ALPHA
+    assert chi2_pvalue(noise, lambda k: math.exp(-0.9) ** np.abs(k), law.shift) < ALPHA
     d = draws[0]
-    assert d.cost.delta == 1e-6
+    assert (d.cost.epsilon, d.cost.delta) == (1.0, 1e-6)
     est = d.estimate(500 + d.count)
-    assert est.low <= 500 <= est.high
+    assert est.value == 500 + d.count - 14 and est.low <= 500 <= est.high
+    # the interval is the exact law's: 95% of draws cover the truth
+    assert np.mean([abs(x) <= law.halfwidth(0.95) for x in noise]) >= 0.94
+    assert law.estimate(3, upper=10).low == 0.0  # clamped to [0, min set size]
     with pytest.raises(ConfigError, match="delta"):
         release.psi_dummy_count(1.0, 0.0)
+
+
+def test_quantile_release_has_the_exponential_mechanism_law() -> None:
+    """End to end on a small grid: the released points' frequencies against the exponential
+    mechanism's law computed from the definition (every grid point scored directly), with
+    ties on grid points, values outside the bounds and a level other than 1/2."""
+    x = np.array([0.9, 1.0, 1.0, 1.0, 2.6, 3.2, 7.0, 12.0, -1.0])
+    df = pd.DataFrame({"v": x})
+    grid = np.linspace(0.0, 8.0, 9)  # candidates=8: points 0, 1, ..., 8
+    t = np.rint(np.clip(x, 0, 8))  # values rounded to the nearest grid point
+    q, eps = 0.25, 1.5
+    score = np.array([abs(0.75 * np.sum(t < c) - 0.25 * np.sum(t > c)) for c in grid])
+    w = np.exp(-eps * (score - score.min()) / (2 * 0.75))
+    p = w / w.sum()
+    src = SeededRandom(9)
+    n = 1500
+    counts = np.zeros(len(grid))
+    for _ in range(n):
+        r = release.quantiles(df, "v", [q], eps, lower=0, upper=8, candidates=8, rng=src)
+        v = r.estimates["q0.25"].value
+        j = round(v)
+        assert v == grid[j]  # always a grid point
+        counts[j] += 1
+    keep = p * n >= 5
+
+    def pvalue(expected: np.ndarray) -> float:
+        o, e = list(counts[keep]), list(expected[keep])
+        if not keep.all():  # the rare points pooled
+            o.append(counts[~keep].sum())
+            e.append(expected[~keep].sum())
+        return float(stats.chisquare(o, e).pvalue)
+
+    assert pvalue(p * n) > ALPHA
+    w2 = np.exp(-1.3 * eps * (score - score.min()) / (2 * 0.75))  # a 30% sharper law
+    assert pvalue(w2 / w2.sum() * n) < ALPHA

@@ -17,8 +17,11 @@ Gaussian's pointwise (the privacy map absorbs it: see ``SPEC.md``).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +35,7 @@ __all__ = [
     "discrete_gaussian",
     "discrete_gaussian_array",
     "discrete_laplace",
+    "exponential_groups",
     "randbelow",
     "source",
 ]
@@ -207,3 +211,107 @@ def discrete_gaussian_array(rng: RandomSource, sigma2: float, size: int) -> npt.
         out[filled : filled + take] = y[:take]
         filled += take
     return out
+
+
+# -- the exponential mechanism over groups of equal-score candidates
+
+#: Fixed-point precision (bits) of the proposal weights of :func:`exponential_groups`.
+_EM_BITS = 64
+
+
+@lru_cache(maxsize=4096)
+def _exp_neg_int_bounds(m: int, bits: int) -> tuple[int, int]:
+    """Integers ``lo <= 2**bits * exp(-m) <= hi`` with ``hi - lo <= 2`` (``m >= 0``).
+
+    Rigorous: ``exp(-1)`` lies between consecutive partial sums of its alternating series
+    ``sum (-1)**k / k!`` (terms decreasing); both bounds are raised to the power ``m`` as
+    exact rationals and rounded outwards.
+    """
+    if m == 0:
+        return 1 << bits, 1 << bits
+    want = bits + 2 * m.bit_length() + 16
+    total, term, k = Fraction(1), Fraction(1), 0  # S_0 = 1
+    while True:  # S_K for K even is above exp(-1), S_K - 1/(K+1)! below
+        k += 1
+        term = term / k
+        if k % 2 == 1 and term < Fraction(1, 1 << want):
+            hi1, lo1 = total, total - term
+            break
+        total += -term if k % 2 == 1 else term
+    lo = math.floor(lo1**m * (1 << bits))
+    hi = math.ceil(hi1**m * (1 << bits))
+    return lo, hi
+
+
+def _below_exp_neg(rng: RandomSource, u: int, bits: int, m: int) -> bool:
+    """Whether a uniform ``V`` in ``[u, u + 1) / 2**bits`` lies below ``exp(-m)``: exact,
+    drawing further bits of ``V`` until rigorous bounds on ``exp(-m)`` decide."""
+    while True:
+        lo, hi = _exp_neg_int_bounds(m, bits)
+        if u < lo:  # V < u + 1 <= lo <= 2**bits exp(-m)
+            return True
+        if u >= hi:
+            return False
+        u = (u << 32) | int.from_bytes(rng.bytes(4), "big")
+        bits += 32
+
+
+def exponential_groups(
+    rng: RandomSource,
+    sizes: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.int64],
+    gamma: Fraction,
+) -> tuple[int, int]:
+    """Sample the exponential mechanism over candidates grouped by equal score, exactly.
+
+    Group ``g`` holds ``sizes[g] >= 1`` candidates, each of score ``scores[g] >= 0`` (lower
+    is better); a candidate is selected with probability proportional to ``exp(-gamma *
+    score)``. Returns ``(g, i)``: the group and a uniform index ``i < sizes[g]`` in it.
+
+    Exact (no floating-point value decides anything): with ``m_g`` an integer in ``[0,
+    gamma * score_g]`` (a float estimate rounded down with a margin far above its error, at
+    most ``C = 46``), a group is proposed with probability proportional to ``sizes[g] *
+    W(m_g)``, where ``W(m) >= 2**64 exp(-m)`` is an integer (two levels: a level ``m`` by its
+    total weight, then a group of that level by its size), and accepted with probability
+    ``exp(-(gamma score_g - m_g)) * 2**64 exp(-m_g) / W(m_g)``: an exact
+    Bernoulli(exp(-rational)) trial, and an exact comparison of a uniform with rigorous,
+    lazily refined bounds on ``2**64 exp(-m)``. Proposal times acceptance is proportional to
+    ``sizes[g] exp(-gamma score_g)``. A round accepts with probability about ``exp(-1) /
+    3`` or more, except for groups beyond level ``C`` (proposed with probability below
+    ``2**-64`` per candidate relative to the best one); work per call is ``O(len(sizes))``
+    in numpy plus a few big-integer operations.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.int64)
+    if sizes.ndim != 1 or sizes.shape != scores.shape or sizes.size == 0:
+        raise ValueError("sizes and scores must be non-empty 1-D arrays of the same length")
+    if bool((sizes < 1).any()) or bool((scores < 0).any()):
+        raise ValueError("sizes must be >= 1 and scores >= 0")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    bits = _EM_BITS
+    cap = int(bits * math.log(2)) + 2  # from here on 2**bits exp(-m) < 1: W(m) = 1
+    approx = float(gamma) * scores.astype(np.float64)  # within 2**-51 relative of exact
+    level = np.clip(np.floor(approx * (1 - 2.0**-40)), 0, cap).astype(np.int64)
+    weight = [_exp_neg_int_bounds(m, bits)[1] if m < cap else 1 for m in range(cap + 1)]
+    order = np.argsort(level, kind="stable")
+    starts = np.searchsorted(level[order], np.arange(cap + 2))
+    members = [order[starts[m] : starts[m + 1]] for m in range(cap + 1)]
+    cum_sizes = [np.cumsum(sizes[idx]) for idx in members]
+    level_weight = [(int(c[-1]) if c.size else 0) * weight[m] for m, c in enumerate(cum_sizes)]
+    cum = list(itertools.accumulate(level_weight))
+    while True:
+        m = bisect.bisect_right(cum, randbelow(rng, cum[-1]))
+        cs = cum_sizes[m]
+        g = int(members[m][int(np.searchsorted(cs, randbelow(rng, int(cs[-1])), side="right"))])
+        rest = gamma * int(scores[g]) - m
+        if rest < 0:  # cannot happen: level is rounded down with a wide margin
+            raise AssertionError("exponential_groups: level above gamma * score")
+        if not bernoulli_exp(rng, rest):
+            continue
+        if m < cap:
+            if not _below_exp_neg(rng, randbelow(rng, weight[m]), bits, m):
+                continue
+        elif not _below_exp_neg(rng, 0, bits, m):  # W = 1: accept w.p. 2**bits exp(-m)
+            continue
+        return g, randbelow(rng, int(sizes[g]))

@@ -15,8 +15,8 @@ bars derived from the mechanism's noise law (never from the data).
 
 Mechanisms: counts and histograms add exact discrete Laplace noise; sums and means snap each
 value to a power-of-two grid and add discrete Laplace noise in grid units; quantiles use the
-exponential mechanism over a declared grid of candidates (sampled exactly). All are pure
-epsilon-DP; the dummy count of :func:`psi_dummy_count` is (epsilon, delta)-DP.
+exponential mechanism over a fine, declared grid (sampled exactly over the data's intervals).
+All are pure epsilon-DP; the dummy count of :func:`psi_dummy_count` is (epsilon, delta)-DP.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from privfin.dp import _sample
 from privfin.dp.ledger import BudgetLedger
 from privfin.dp.mechanisms import (
     DiscreteLaplace,
-    ExponentialMechanism,
     PrivacyCost,
     check_epsilon,
     check_resolution,
@@ -47,10 +46,13 @@ from privfin.errors import ConfigError
 __all__ = [
     "Charge",
     "DummyCount",
+    "DummyLaw",
     "Estimate",
     "Release",
     "contingency",
     "count",
+    "dummy_delta",
+    "dummy_shift",
     "histogram",
     "mean",
     "psi_dummy_count",
@@ -321,6 +323,7 @@ def mean(
     id_column: str | None = None,
     max_rows_per_id: int = 1,
     resolution: float | None = None,
+    public_count: bool = False,
     confidence: float = 0.95,
     charge: Charge | None = None,
     rng: RandomSource | None = None,
@@ -329,7 +332,16 @@ def mean(
     count (``epsilon / 2``) and a noisy sum of the values centred on the middle of the bounds
     (``epsilon / 2``, so the noise scales with ``(upper - lower) / 2``), divided, clamped to
     the bounds. The interval combines the two noise intervals (each at ``1 - (1 -
-    confidence) / 2``; union bound). Pure ``epsilon``-DP."""
+    confidence) / 2``; union bound). Pure ``epsilon``-DP, unit one customer (add/remove).
+
+    ``public_count=True`` is for a table whose number of values ``n`` is public anyway (a
+    published portfolio size): ``n`` is then used exactly and **released** (``notes["count"]``),
+    all of ``epsilon`` goes to the sum, and the guarantee is pure ``epsilon``-DP for the
+    **replace-one** relation (bounded DP: one customer's values replaced by any others, ``n``
+    unchanged; sensitivity ``max_rows_per_id * (upper - lower)``), the unit of IBM
+    diffprivlib's ``mean`` and of OpenDP's mean over a sized domain. It protects nothing of
+    ``n`` and is no add/remove guarantee: use it only when ``n`` is public.
+    """
     eps, k, conf = check_epsilon(epsilon), _limit(max_rows_per_id), _confidence(confidence)
     lo, hi = _bounds(lower, upper)
     mid = (lo + hi) / 2
@@ -337,10 +349,16 @@ def mean(
     g = resolution if resolution is not None else grid_resolution(half, _SUM_STEPS)
     check_resolution(g)
     per_row = max(math.ceil(half / g), 1)  # |centred value| <= half, rounded outwards at most
+    if not isinstance(public_count, bool):
+        raise ConfigError("public_count must be true or false")
     count_mech = DiscreteLaplace(eps / 2, k)
     sum_mech = DiscreteLaplace(eps / 2, k * per_row)
     cost = PrivacyCost(eps)
     each = 1 - (1 - conf) / 2
+    if public_count:
+        # replace-one: a row's centred, rounded value moves by at most 2 * per_row units
+        sum_mech = DiscreteLaplace(eps, k * 2 * per_row)
+        each = conf
 
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
@@ -348,6 +366,8 @@ def mean(
         x = x[~np.isnan(x)]
         src = _sample.source(rng)
         centred = _grid_units(np.clip(np.clip(x, lo, hi) - mid, -half, half), g, src)
+        if public_count:
+            return _mean_public(x.size, int(centred.sum()), src)
         c = count_mech.release(len(x), src)
         s = sum_mech.release(int(centred.sum()), src)
         hc, hs = count_mech.halfwidth(each), sum_mech.halfwidth(each)
@@ -363,6 +383,19 @@ def mean(
         notes = {"resolution": g, "lower": lo, "upper": hi, "noisy_count": c}
         return Release(f"mean({column})", {"mean": est}, cost, "discrete_laplace x2",
                        _unit(id_column, k), notes)  # fmt: skip
+
+    def _mean_public(n: int, total: int, src: RandomSource) -> Release:
+        if n == 0:
+            raise ConfigError(f"mean({column}): no values (and public_count says n is public)")
+        s = sum_mech.release(total, src)
+        h = sum_mech.halfwidth(conf)
+        value = min(max(mid + s * g / n, lo), hi)
+        low = min(max(mid + (s - h) * g / n, lo), hi)
+        high = min(max(mid + (s + h) * g / n, lo), hi)
+        notes = {"resolution": g, "lower": lo, "upper": hi, "count": n, "public_count": True}
+        unit = f"replace one {_unit(id_column, k).removeprefix('one ')} (bounded DP: n public)"
+        return Release(f"mean({column})", {"mean": Estimate(value, low, high, conf)}, cost,
+                       "discrete_laplace", unit, notes)  # fmt: skip
 
     return _charged(charge, cost, "mean:grid_laplace", compute)
 
@@ -471,6 +504,42 @@ def contingency(
     return _charged(charge, mech.cost(), "contingency:discrete_laplace", compute)
 
 
+#: Default number of grid steps of a quantile release (the grid has one point more).
+QUANTILE_GRID = 1 << 32
+_MAX_GRID = 1 << 52
+
+
+def _quantile_groups(
+    t: np.ndarray, grid: int, num: int, den: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group the grid points ``0 .. grid`` by score, given the data's grid indices ``t``
+    (sorted): every distinct index is a group of one point, every run of points strictly
+    between two of them (or before the first, after the last) a group. Returns ``(first
+    point, size, score)`` per non-empty group, score ``|(den - num) #{t < c} - num #{t > c}|``.
+    """
+    n = int(t.size)
+    vals, counts = np.unique(t, return_counts=True)
+    before = (np.cumsum(counts) - counts).astype(np.int64)  # values below each distinct one
+    # singletons at each distinct data index
+    s_first, s_size = vals, np.ones_like(vals)
+    s_below, s_above = before, n - before - counts
+    # gaps: before the first value, then after each value up to the next one (or the end)
+    g_first = np.concatenate([[0], vals + 1])
+    g_end = np.concatenate([vals, [grid + 1]])  # exclusive
+    g_below = np.concatenate([[0], before + counts])
+    g_above = n - g_below
+    first = np.concatenate([s_first, g_first])
+    size = np.concatenate([s_size, g_end - g_first])
+    below = np.concatenate([s_below, g_below])
+    above = np.concatenate([s_above, g_above])
+    keep = size > 0
+    first, size, below, above = first[keep], size[keep], below[keep], above[keep]
+    if (den * (n + 1)).bit_length() >= 62:
+        raise ConfigError(f"quantile level {num}/{den} has too many digits for {n} rows; round it")
+    score = np.abs((den - num) * below - num * above)
+    return first.astype(np.int64), size.astype(np.int64), score
+
+
 def quantiles(
     data: Data,
     column: str,
@@ -479,7 +548,7 @@ def quantiles(
     *,
     lower: float,
     upper: float,
-    candidates: int = 1024,
+    candidates: int = QUANTILE_GRID,
     id_column: str | None = None,
     max_rows_per_id: int = 1,
     confidence: float = 0.95,
@@ -487,11 +556,18 @@ def quantiles(
     rng: RandomSource | None = None,
 ) -> Release:
     """Quantiles of ``column`` (clamped to ``[lower, upper]``, missing values dropped) by the
-    exponential mechanism over ``candidates + 1`` evenly spaced points of the bounds, score
-    ``|(1 - q) #{x < c} - q #{x > c}|`` (the distance of ``c``'s rank from ``q n`` when no
-    value equals ``c``; ties at ``c`` count on neither side, so a value shared by many rows
-    scores well), sensitivity ``max_rows_per_id * max(q, 1 - q)``, ``epsilon / len(qs)``
-    each. Pure ``epsilon``-DP.
+    exponential mechanism over the ``candidates + 1`` evenly spaced points ``c_j`` of the
+    bounds (default ``2**32`` steps), score ``|(1 - q) #{x < c} - q #{x > c}|`` counted on
+    the values rounded to the nearest grid point (a value equal to ``c`` counts on neither
+    side, so a value shared by many rows scores well), sensitivity ``max_rows_per_id *
+    max(q, 1 - q)`` (add/remove), ``epsilon / len(qs)`` each. Pure ``epsilon``-DP.
+
+    The grid points between two consecutive data values share one score, so the mechanism
+    is sampled exactly over these groups (:func:`~privfin.dp._sample.exponential_groups`:
+    a group with probability proportional to its number of points times ``exp(-epsilon *
+    score / (2 sensitivity))``, then a uniform point of it) in time linear in the number of
+    rows, whatever the grid's size: the interval mechanism of Smith (2011) with its output
+    on a fixed, data-independent grid.
 
     Error bars are in ranks, not values (a value interval would have to be read from the
     data): with probability ``confidence`` every released point's score exceeds the best
@@ -505,11 +581,11 @@ def quantiles(
         raise ConfigError(f"quantile levels must be in [0, 1], got {list(qs)!r}")
     if isinstance(candidates, bool) or not isinstance(candidates, int):
         raise ConfigError("candidates must be an integer")
-    if not 1 <= candidates <= 1 << 20:
-        raise ConfigError(f"candidates must be in [1, 2**20], got {candidates!r}")
+    if not 1 <= candidates <= _MAX_GRID:
+        raise ConfigError(f"candidates must be in [1, 2**52], got {candidates!r}")
     each = eps / len(levels)
     cost = PrivacyCost(eps)
-    grid = np.linspace(lo, hi, candidates + 1)
+    step = (hi - lo) / candidates
     # failure probability shared by the levels (union bound)
     fail = (1 - conf) / len(levels)
     sens = {q: k * max(q, 1 - q) for q in levels}  # in score units (ranks)
@@ -521,25 +597,25 @@ def quantiles(
     def compute() -> Release:
         df = _frame(data, [column], id_column, k)
         x = _numeric(df, column)
-        x = np.sort(np.clip(x[~np.isnan(x)], lo, hi))
-        n = len(x)
-        below = np.searchsorted(x, grid, side="left")
-        above = n - np.searchsorted(x, grid, side="right")
+        x = np.clip(x[~np.isnan(x)], lo, hi)
+        # each value to its nearest grid point: a per-row map, so the sensitivity holds
+        t = np.sort(np.clip(np.rint((x - lo) / step), 0, candidates).astype(np.int64))
         src = _sample.source(rng)
         out = {}
         for q in levels:
             # integer scores: the level as the exact decimal it was written as, num / den
             fq = Fraction(repr(q))
             num, den = fq.numerator, fq.denominator
-            scores = np.abs((den - num) * below.astype(object) - num * above.astype(object))
-            utilities = [-int(u) for u in scores.tolist()]
-            mech = ExponentialMechanism(each, sensitivity=k * max(num, den - num))
-            i = mech.select(utilities, src)
-            value = float(grid[i])
-            out[f"q{q:g}"] = Estimate(value, math.nan, math.nan, conf)
+            first, size, score = _quantile_groups(t, candidates, num, den)
+            gamma = Fraction(each) / (2 * k * max(num, den - num))
+            # only score differences matter: the best candidate's score is subtracted
+            g, i = _sample.exponential_groups(src, size, score - score.min(), gamma)
+            j = int(first[g]) + i
+            value = hi if j == candidates else lo + j * step
+            out[f"q{q:g}"] = Estimate(float(value), math.nan, math.nan, conf)
         notes = {
             "rank_error": rank_error,
-            "spacing": (hi - lo) / candidates,
+            "spacing": step,
             "lower": lo,
             "upper": hi,
         }
@@ -549,16 +625,105 @@ def quantiles(
     return _charged(charge, cost, "quantiles:exponential", compute)
 
 
+def _dummy_mass(r: float, s: int, m: int) -> float:
+    """``P(|N - s| <= m)`` for the dummy count ``N`` (discrete Laplace of ratio ``r``
+    centred on ``s``, conditioned on ``[0, 2 s]``)."""
+    return (1 + r - 2 * r ** (m + 1)) / (1 + r - 2 * r ** (s + 1))
+
+
+def dummy_delta(epsilon: float, shift: int, sensitivity: int = 1) -> float:
+    """The exact ``delta`` of the dummy count with this ``shift``: ``P(N <= sensitivity -
+    1)``, the mass of the outputs one neighbour can produce and the other cannot (the
+    hockey-stick divergence at ``e**epsilon``; every other output's ratio is at most
+    ``e**epsilon``)."""
+    r = math.exp(-check_epsilon(epsilon) / sensitivity)
+    if shift < sensitivity:
+        return 1.0
+    norm = (1 + r - 2 * r ** (shift + 1)) / (1 - r)
+    return sum(r ** (shift - n) for n in range(sensitivity)) / norm
+
+
+@dataclass(frozen=True)
+class DummyLaw:
+    """The public law of the dummy count of a DP PSI-cardinality: what both parties derive
+    from the agreed ``epsilon``, ``delta`` and ``sensitivity``.
+
+    ``count = shift + Z`` with ``Z`` discrete Laplace of scale ``sensitivity / epsilon``
+    **conditioned on** ``|Z| <= shift`` (redrawn until it is), so ``0 <= count <= 2 shift =
+    slots``: the number of dummy slots each party fills is public and fixed, and the
+    revealed size ``true + count`` determines nothing else. ``shift`` is the smallest with
+    :func:`dummy_delta` at most ``delta``: then the revealed size is (epsilon,
+    delta)-DP for the true size (add/remove one customer changes it by at most
+    ``sensitivity``). The receiver estimates ``true`` as ``revealed - shift`` (unbiased:
+    the law is symmetric about ``shift``), with the exact interval of the law."""
+
+    epsilon: float
+    delta: float
+    sensitivity: int = 1
+
+    def __post_init__(self) -> None:
+        check_epsilon(self.epsilon)
+        _limit(self.sensitivity)
+        dummy_shift(self.epsilon, self.delta, self.sensitivity)  # validates delta
+
+    @property
+    def shift(self) -> int:
+        return dummy_shift(self.epsilon, self.delta, self.sensitivity)
+
+    @property
+    def slots(self) -> int:
+        """Dummy items each party adds (the largest possible count)."""
+        return 2 * self.shift
+
+    @property
+    def cost(self) -> PrivacyCost:
+        return PrivacyCost(self.epsilon, self.delta)
+
+    def halfwidth(self, confidence: float = 0.95) -> int:
+        """The smallest ``m`` with ``P(|count - shift| <= m) >= confidence`` (exact law)."""
+        conf = _confidence(confidence)
+        r = math.exp(-self.epsilon / self.sensitivity)
+        s = self.shift
+        for m in range(s + 1):
+            if _dummy_mass(r, s, m) >= conf:
+                return m
+        return s
+
+    def estimate(
+        self, revealed: int, confidence: float = 0.95, upper: int | None = None
+    ) -> Estimate:
+        """The true size estimated from the revealed size ``true + count``, with the interval
+        holding it with probability ``confidence`` over the noise; clamped to ``[0, upper]``
+        (``upper``: the smaller set size, public) — post-processing."""
+        h = self.halfwidth(confidence)
+        top = math.inf if upper is None else upper
+        v = revealed - self.shift
+
+        def clamp(x: float) -> float:
+            return float(min(max(x, 0), top))
+
+        return Estimate(clamp(v), clamp(v - h), clamp(v + h), confidence)
+
+    def draw(self, rng: RandomSource | None = None) -> int:
+        """One dummy count, sampled exactly (discrete Laplace, CKS 2020, redrawn until
+        within the slots)."""
+        s = self.shift
+        if 2 * s > MAX_DUMMY_SLOTS:
+            raise ConfigError(
+                f"epsilon {self.epsilon} and delta {self.delta} need {2 * s} dummy items; "
+                "raise epsilon"
+            )
+        scale = DiscreteLaplace(self.epsilon, self.sensitivity).scale
+        src = _sample.source(rng)
+        while True:
+            z = _sample.discrete_laplace(src, scale)
+            if abs(z) <= s:
+                return s + z
+
+
 @dataclass(frozen=True)
 class DummyCount:
-    """How many dummy items a party adds before a PSI-cardinality so that the revealed size
-    is an (epsilon, delta)-DP release of the true intersection size.
-
-    ``count = max(0, shift + Z)`` with ``Z`` discrete Laplace of scale ``sensitivity /
-    epsilon`` and ``shift`` the smallest integer with ``P(shift + Z < 0) <= delta`` (dummies
-    can only add items, so the noise is shifted up and truncated at 0; the truncation is the
-    ``delta``). The receiver sees ``true + count``; ``estimate(revealed)`` subtracts the
-    public ``shift`` and the interval comes from the noise law."""
+    """One drawn dummy count and its law (:class:`DummyLaw`)."""
 
     count: int
     shift: int
@@ -567,25 +732,42 @@ class DummyCount:
     sensitivity: int
 
     @property
+    def law(self) -> DummyLaw:
+        return DummyLaw(self.epsilon, self.delta, self.sensitivity)
+
+    @property
+    def slots(self) -> int:
+        return 2 * self.shift
+
+    @property
     def cost(self) -> PrivacyCost:
         return PrivacyCost(self.epsilon, self.delta)
 
-    def estimate(self, revealed: int, confidence: float = 0.95) -> Estimate:
-        mech = DiscreteLaplace(self.epsilon, self.sensitivity)
-        h = mech.halfwidth(_confidence(confidence))
-        v = revealed - self.shift
-        return Estimate(float(max(v, 0)), float(max(v - h, 0)), float(max(v + h, 0)), confidence)
+    def estimate(
+        self, revealed: int, confidence: float = 0.95, upper: int | None = None
+    ) -> Estimate:
+        return self.law.estimate(revealed, confidence, upper)
 
 
 def dummy_shift(epsilon: float, delta: float, sensitivity: int = 1) -> int:
-    """The smallest ``s >= 0`` with ``P(Z < -s) <= delta`` for ``Z`` discrete Laplace of scale
-    ``sensitivity / epsilon``: ``P(Z <= -(s+1)) = r**(s+1) / (1 + r)``, ``r = e**(-eps/sens)``."""
+    """The smallest ``s >= sensitivity`` with :func:`dummy_delta` ``(epsilon, s) <=
+    delta``."""
     eps = check_epsilon(epsilon)
-    if not (0 < delta < 1):
+    if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not (0 < delta < 1):
         raise ConfigError(f"delta must be in (0, 1) (the truncation's probability), got {delta!r}")
     r = math.exp(-eps / sensitivity)
-    s = math.ceil(math.log(delta * (1 + r)) / math.log(r) - 1)
-    return max(0, s)
+    # untruncated estimate: r**(s - sensitivity + 1) / (1 + r) * (1 + ...) ~ delta
+    s = max(sensitivity, math.ceil(math.log(delta * (1 - r)) / math.log(r)))
+    while dummy_delta(eps, s, sensitivity) > delta:
+        s += 1
+    while s > sensitivity and dummy_delta(eps, s - 1, sensitivity) <= delta:
+        s -= 1
+    return s
+
+
+#: Largest number of dummy slots a DP PSI-cardinality may need (epsilon and delta so small
+#: that more would be unusable anyway).
+MAX_DUMMY_SLOTS = 1 << 22
 
 
 def psi_dummy_count(
@@ -595,16 +777,12 @@ def psi_dummy_count(
     sensitivity: int = 1,
     rng: RandomSource | None = None,
 ) -> DummyCount:
-    """Draw the number of dummy intersection items for a DP PSI-cardinality (see
-    :class:`DummyCount` and ``SPEC.md``: the dummies must be items the other party's set
-    will also contain, which the cardinality protocol has to provide). (epsilon, delta)-DP
-    for the intersection size with ``sensitivity`` (1: one customer is in the intersection
-    at most once)."""
-    eps = check_epsilon(epsilon)
-    mech = DiscreteLaplace(eps, _limit(sensitivity))
-    shift = dummy_shift(eps, delta, sensitivity)
-    z = _sample.discrete_laplace(_sample.source(rng), mech.scale)
-    return DummyCount(max(0, shift + z), shift, eps, float(delta), sensitivity)
+    """Draw the number of dummy intersection items of a DP PSI-cardinality (see
+    :class:`DummyLaw`; ``privfin.psi`` SPEC.md §10 for the protocol that makes them match
+    on the receiver's side). (epsilon, delta)-DP for the intersection size with
+    ``sensitivity`` (1: one customer is in the intersection at most once)."""
+    law = DummyLaw(check_epsilon(epsilon), delta, _limit(sensitivity))
+    return DummyCount(law.draw(rng), law.shift, law.epsilon, float(delta), sensitivity)
 
 
 QUERIES = ("count", "sum", "mean", "histogram", "quantiles", "contingency")
@@ -683,6 +861,10 @@ class ReleaseParams:
     def cost(self) -> PrivacyCost:
         """What the release costs (known from the parameters alone)."""
         return PrivacyCost(float(self.epsilon))
+
+    def dp_charges(self) -> list[tuple[PrivacyCost, str]]:
+        """What the scheduler reserves before the data is read: one charge."""
+        return [(self.cost(), self.mechanism)]
 
     @property
     def mechanism(self) -> str:

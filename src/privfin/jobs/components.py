@@ -304,8 +304,11 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             params="privfin.psi.component:PsiParams",
             resumable=True,
             check_roles=_psi_roles,
-            reveals="the intersection (or only its size) to the parties SPEC.md names; set sizes",
+            reveals="the intersection (or only its size) to the parties SPEC.md names; set sizes; "
+            "with dp_epsilon only a DP release of the size per segment (charged to the "
+            "sender's dataset budget)",
             local_params=("id_column", "missing"),
+            extra={"dp_budget": True, "dp_data_role": "sender", "dp_result_role": "receiver"},
         ),
         ComponentDecl(
             name="hetero_binning",

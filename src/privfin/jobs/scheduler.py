@@ -297,11 +297,11 @@ class PartyPipeline:
                 attempt,
             )
             self.on_restart(step, attempt, others)
-        spend = self._reserve_budget(step, decl)  # a DP release: before the data is read
+        spends = self._reserve_budget(step, decl)  # a DP release: before the data is read
         try:
             inputs, lineage = self._inputs(step, decl)
         except BaseException:
-            if spend is not None:  # nothing was computed: the reservation goes back
+            for spend in spends:  # nothing was computed: the reservations go back
                 assert self.ledger is not None
                 self.ledger.release(spend.id, who=f"{self.party}:scheduler")
             raise
@@ -353,7 +353,7 @@ class PartyPipeline:
             with self._lock:
                 self._current, self._step_cancel = None, None
         self._write_outputs(step, attempt, decl, result, lineage)
-        if spend is not None:
+        for spend in spends:
             # A failure after the step started keeps the reservation counted: its noisy
             # values may have left; a rerun reserves again (conservative).
             assert self.ledger is not None
@@ -366,14 +366,23 @@ class PartyPipeline:
         if rewind:
             raise _Rewind
 
-    def _reserve_budget(self, step: str, decl: ComponentDecl) -> Spend | None:
-        """Reserve a DP release's cost in this party's ledger if it holds the step's data
-        (raises :class:`~privfin.errors.BudgetExceededError` before any data is read)."""
+    def _reserve_budget(self, step: str, decl: ComponentDecl) -> list[Spend]:
+        """Reserve a DP step's costs in this party's ledger if it holds the step's data (the
+        component's ``dp_data_role``, default ``data``): one reservation per charge its
+        parameters declare (``dp_charges()``: a release, or each segment of a DP
+        PSI-cardinality). Raises :class:`~privfin.errors.BudgetExceededError` before any data
+        is read; a refused charge returns the ones reserved before it."""
         if not decl.extra.get("dp_budget"):
-            return None
+            return []
         spec = self.spec.steps[step]
-        if "data" not in spec.roles.get(self.party, []):
-            return None
+        data_role = str(decl.extra.get("dp_data_role", "data"))
+        result_role = str(decl.extra.get("dp_result_role", "result"))
+        if data_role not in spec.roles.get(self.party, []):
+            return []
+        params = decl.param_class().from_mapping(spec.params_of(self.party))
+        charges = params.dp_charges()
+        if not charges:
+            return []
         if self.ledger is None:
             raise ConfigError(
                 f"step {step!r} is a differentially private release and this party has no "
@@ -387,17 +396,26 @@ class PartyPipeline:
                 f"step {step!r}: a DP release reads a registered dataset directly "
                 "(input table: datasets.<alias>) so that its budget is charged"
             )
-        params = decl.param_class().from_mapping(spec.params_of(self.party))
-        receivers = [p for p, rs in spec.roles.items() if "result" in rs]
-        return self.ledger.reserve(
-            use.name,
-            params.cost(),
-            party=receivers[0] if receivers else self.party,
-            job=self.spec.job,
-            mechanism=params.mechanism,
-            who=f"{self.party}:scheduler",
-            step=step,
-        )
+        receivers = [p for p, rs in spec.roles.items() if result_role in rs]
+        spends: list[Spend] = []
+        try:
+            for cost, mechanism in charges:
+                spends.append(
+                    self.ledger.reserve(
+                        use.name,
+                        cost,
+                        party=receivers[0] if receivers else self.party,
+                        job=self.spec.job,
+                        mechanism=mechanism,
+                        who=f"{self.party}:scheduler",
+                        step=step,
+                    )
+                )
+        except BaseException:
+            for spend in spends:
+                self.ledger.release(spend.id, who=f"{self.party}:scheduler")
+            raise
+        return spends
 
     # -- inputs and outputs
     def _inputs(self, step: str, decl: ComponentDecl) -> tuple[dict[str, Any], dict[str, str]]:

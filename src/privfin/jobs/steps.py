@@ -80,6 +80,8 @@ def _without(params: Mapping[str, Any], *names: str) -> dict[str, Any]:
 def psi_step(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, Any]:
     out = get_component("psi")(ctx, params, {"table": _table(inputs)})
     size = out.get("size")
+    if out.get("dp") is not None:  # a DP cardinality: the release, never an exact size
+        return {"aligned": None, "summary": {"dp_cardinality": out["dp"]}}
     return {
         "aligned": out.get("table"),
         "summary": None if size is None else {"intersection_size": int(size)},

@@ -63,6 +63,18 @@ class PsiParams:
         :class:`~privfin.errors.InputError` naming the column and the count; ``"drop"`` leaves
         them out of the set (counted in ``PreparedIds.n_missing``). Local: the
         parties need not agree on it.
+    dp_epsilon:
+        Make the revealed size a differentially private release (two-party ECDH,
+        ``cardinality_only``, ``reveal_to: receiver``; SPEC.md §10): the sender adds a secret
+        number of matching dummy items; ``(dp_epsilon, dp_delta)`` per segment is charged to
+        the sender's dataset budget before its data is read.
+    dp_delta:
+        The ``delta`` of each DP count (default ``1e-6``).
+    segments:
+        DP mode: a column of the sender's table; one DP count per declared value.
+    segment_values:
+        The declared segment values (never read from the data; rows with another value are
+        left out).
     """
 
     protocol: str = "ecdh"
@@ -73,6 +85,10 @@ class PsiParams:
     curve: str = "x25519"
     id_column: str = "id"
     missing: str = "error"
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-6
+    segments: str | None = None
+    segment_values: list[Any] | None = None
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> PsiParams:
@@ -99,7 +115,64 @@ class PsiParams:
             raise ConfigError(f"curve must be one of {list(CURVES)}, got {p.curve!r}")
         if p.missing not in MISSING_RULES:
             raise ConfigError(f"missing must be one of {list(MISSING_RULES)}")
+        p._check_dp()
         return p
+
+    def _check_dp(self) -> None:
+        if self.dp_epsilon is None:
+            if self.segments is not None or self.segment_values is not None:
+                raise ConfigError("psi segments are for a DP cardinality: set dp_epsilon")
+            return
+        from privfin.dp.release import DummyLaw
+
+        if self.protocol != "ecdh" or not self.cardinality_only:
+            raise ConfigError("dp_epsilon needs protocol ecdh with cardinality_only: true")
+        if self.reveal_all:
+            raise ConfigError(
+                "a DP cardinality is revealed to the receiver only (the sender knows its dummy "
+                "count, so it would learn the exact size): set reveal_to: receiver"
+            )
+        from privfin.dp.release import MAX_DUMMY_SLOTS
+
+        law = DummyLaw(self.dp_epsilon, self.dp_delta)  # validates epsilon and delta
+
+        if law.slots > MAX_DUMMY_SLOTS:
+            raise ConfigError(f"dp_epsilon {self.dp_epsilon} needs too many dummy items")
+        if (self.segments is None) != (self.segment_values is None):
+            raise ConfigError("psi segments need both 'segments' (column) and 'segment_values'")
+        if self.segment_values is not None:
+            vals = self.segment_values
+            if not isinstance(vals, list) or not 1 <= len(vals) <= 1000:
+                raise ConfigError("segment_values must be a list of 1 to 1000 declared values")
+            if any(isinstance(v, bool) or not isinstance(v, (str, int)) for v in vals):
+                raise ConfigError("segment_values must be strings or integers")
+            if len({str(v) for v in vals}) != len(vals):
+                raise ConfigError("segment_values must be distinct")
+            if not isinstance(self.segments, str) or not self.segments:
+                raise ConfigError("segments must name a column of the sender's table")
+
+    def dp_law(self) -> Any:
+        """The dummy-count law of a DP cardinality (``None`` when not in DP mode)."""
+        if self.dp_epsilon is None:
+            return None
+        from privfin.dp.release import DummyLaw
+
+        return DummyLaw(float(self.dp_epsilon), float(self.dp_delta))
+
+    def segment_labels(self) -> list[str]:
+        """One label per DP count: the declared segment values, or ``["all"]``."""
+        if self.segment_values is None:
+            return ["all"]
+        return [str(v) for v in self.segment_values]
+
+    def dp_charges(self) -> list[tuple[Any, str]]:
+        """What the sender's scheduler reserves before its data is read: ``(dp_epsilon,
+        dp_delta)`` for each segment's count (none outside DP mode)."""
+        law = self.dp_law()
+        if law is None:
+            return []
+        return [(law.cost, f"psi_cardinality:dummy_dlap[{label}]") for label in
+                self.segment_labels()]  # fmt: skip
 
     @property
     def reveal_all(self) -> bool:
@@ -114,6 +187,16 @@ class PsiParams:
             "cardinality_only": self.cardinality_only,
             "normalize": self.normalize,
             "duplicates": self.duplicates,
+            **(
+                {}
+                if self.dp_epsilon is None
+                else {
+                    "dp_epsilon": self.dp_epsilon,
+                    "dp_delta": self.dp_delta,
+                    "segments": self.segments,
+                    "segment_values": self.segment_labels(),
+                }
+            ),
         }
         if self.protocol == "ecdh" and self.curve != "ristretto255":
             agreed["curve"] = self.curve

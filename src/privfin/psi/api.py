@@ -34,7 +34,7 @@ def simulate(
     seed: int | None = None,
     hub: MemoryHub | None = None,
     params: Mapping[str, Any] | None = None,
-) -> dict[str, list[str] | int]:
+) -> dict[str, list[str] | int | dict[str, Any]]:
     """Run PSI between in-process parties over the memory transport; return what each learns.
 
     Parameters
@@ -57,7 +57,8 @@ def simulate(
     -------
     dict
         Party -> its own intersecting ids (each once, as it spelled them, in the agreed order:
-        ascending normalised id), or the intersection size if ``cardinality_only``.
+        ascending normalised id), or the intersection size if ``cardinality_only``, or (with
+        ``params={"dp_epsilon": ...}``) the receiver's DP release of the size.
     """
     if not isinstance(sets, Mapping) or len(sets) < 2:
         raise ConfigError("psi.simulate needs a dict of at least two party -> ids")
@@ -88,10 +89,12 @@ def simulate(
         seed=seed,
         hub=hub,
     )
-    result: dict[str, list[str] | int] = {}
+    result: dict[str, list[str] | int | dict[str, Any]] = {}
     for party in parties:
         out = outputs[party]
-        if out["ids"] is not None:
+        if out.get("dp") is not None:
+            result[party] = dict(out["dp"])
+        elif out["ids"] is not None:
             result[party] = list(out["ids"])
         elif out["size"] is not None:
             result[party] = int(out["size"])

@@ -27,7 +27,9 @@ def psi_component(
         (``"receiver"``/``"both"``),
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
-        ``max_items_per_query``, ``max_items_per_window`` (server rate limit).
+        ``max_items_per_query``, ``max_items_per_window`` (server rate limit); DP
+        cardinality (SPEC.md §10): ``dp_epsilon``, ``dp_delta``, ``segments``,
+        ``segment_values``.
     Inputs
         ``ids`` (a list), ``table`` (a DataFrame with ``id_column``) or ``chunks`` (an iterable
         of id lists, for streaming); unbalanced server: optionally ``server``, a prepared
@@ -45,7 +47,9 @@ def psi_component(
         given), normalised keys, input rows, the size and aligned table rows, all in the agreed
         order; ``ids``/``keys``/``rows`` are ``None`` where the party learns only the size or
         nothing (then ``size`` is ``None`` too). ECDH runs add ``"stats"``: this party's own
-        phase timings (``psi.seconds.*``) and counters, kept local.
+        phase timings (``psi.seconds.*``) and counters, kept local. A DP cardinality adds
+        ``"dp"``: the receiver's release (per segment: revealed size, estimate, interval;
+        epsilon, delta, unit), ``None`` at the sender.
 
     Security
     --------
@@ -65,6 +69,8 @@ def psi_component(
     ctx.metrics.add("psi.seconds.prepare_ids", time.perf_counter() - t0)
     if len(parties) < 2:
         raise ConfigError("psi needs at least two parties")
+    if p.dp_epsilon is not None and len(parties) != 2:
+        raise ConfigError("a DP cardinality runs between exactly two parties (ecdh)")
     if len(parties) == 2:
         out = _two_party(ctx, p, prepared, table, parties)
     elif p.protocol == "kkrt":
@@ -88,6 +94,8 @@ def _two_party(
     receiver = receivers[0]
     sender = next(x for x in parties if x != receiver)
     agreed = p.agreed()
+    if p.dp_epsilon is not None:
+        return _two_party_dp(ctx, p, prepared, table, receiver, sender)
     out: npt.NDArray[np.int64] | int
     if p.protocol == "kkrt":
         from privfin.psi.kkrt import run_kkrt_receiver, run_kkrt_sender
@@ -126,6 +134,26 @@ def _two_party(
     aligned = aligned_output(prepared, out, table)
     ctx.metrics.add("psi.seconds.align_output", time.perf_counter() - t)
     return aligned
+
+
+def _two_party_dp(
+    ctx: Context, p: PsiParams, prepared: PreparedIds, table: Any, receiver: str, sender: str
+) -> dict[str, Any]:
+    """DP PSI-cardinality (SPEC.md §10): the receiver gets a DP release per segment (never the
+    exact size); the sender gets nothing. The sender's scheduler has charged each segment's
+    (epsilon, delta) to its dataset's budget before the data was read."""
+    from privfin.psi.dpca import segment_positions
+    from privfin.psi.receiver import run_dp_receiver
+    from privfin.psi.sender import run_dp_sender
+
+    law = p.dp_law()
+    labels = p.segment_labels()
+    if ctx.party == receiver:
+        release = run_dp_receiver(ctx, prepared, sender, p.agreed(), law, labels)
+        return {**nothing(), "dp": release}
+    segments = segment_positions(prepared, table, p.segments, labels)
+    run_dp_sender(ctx, prepared, receiver, p.agreed(), law, segments)
+    return {**nothing(), "dp": None}
 
 
 def _n_party(

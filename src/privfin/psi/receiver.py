@@ -7,6 +7,7 @@ receiver's order; the receiver computes ``a·(b·H(y))`` and matches.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -31,7 +32,7 @@ from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
 from privfin.runtime import Context
 
-__all__ = ["run_receiver"]
+__all__ = ["run_dp_receiver", "run_receiver"]
 
 
 def run_receiver(
@@ -93,3 +94,78 @@ def run_receiver(
         theirs = np.flatnonzero(rows_in(fb, fab[matched])).astype(np.int64)
         ctx.channel.send(sender, "result", Indices(values=theirs))
     return matched
+
+
+def run_dp_receiver(
+    ctx: Context,
+    prepared: PreparedIds,
+    sender: str,
+    params: Mapping[str, Any],
+    law: Any,
+    labels: list[str],
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Run the receiver of a DP PSI-cardinality (SPEC.md §10), one count per segment.
+
+    For each segment ``k``: send ``a_k·H(x)`` for every own item and ``a_k·H_k(i)`` for the
+    ``slots`` dummy indices (fresh key ``a_k``); receive the sender's ``n_s + slots``
+    blinded items (its segment's items, its matching dummies, filler) and the shuffled
+    fingerprints of ``b_k·a_k`` of ours; count the matches. The count is ``|X ∩ Y_k| + N_k``
+    with ``N_k`` the sender's secret dummy count: this party never learns ``|X ∩ Y_k|``.
+
+    Returns
+    -------
+    dict
+        The release: per segment the revealed size, the estimate ``revealed - shift`` and
+        its interval at ``confidence`` (clamped to ``[0, min(n_r, n_s)]``), plus epsilon,
+        delta, shift, slots and the privacy unit.
+
+    Security
+    --------
+    The DP guarantee holds against a semi-honest receiver (one that includes its dummies);
+    see SPEC.md §10 for what a malicious one could do. A sender that repeats an item (to
+    bias the count) or sends rows of the wrong shape or number is detected and aborts the
+    job.
+    """
+    from privfin.psi.dpca import PROTOCOL, dummy_points, require_distinct
+
+    n_r = len(prepared)
+    n_s = handshake(ctx, PROTOCOL, params, n_r, [sender])[sender]
+    slots = int(law.slots)
+    curve = str(params.get("curve", "ristretto255"))
+    dst = suite_domain(ctx, "ecdh", curve)
+    segments: dict[str, Any] = {}
+    for k, label in enumerate(labels):
+        key = suite_key(ctx, f"psi.dpca.receiver.key.{k}", curve)
+        own = hash_and_blind(ctx, key, prepared, dst, "psi.blind")
+        dummies = dummy_points(ctx, key, np.arange(slots, dtype=np.int64), k, curve)
+        send_stream(ctx, sender, f"dp{k}.a", itertools.chain(own, [dummies]))
+        total = n_s + slots
+        incoming = recv_stream(ctx, sender, f"dp{k}.b", total, POINT_BYTES)
+        fb = np.empty((total, FINGERPRINT_BYTES), dtype=np.uint8)
+        pos = 0
+        for blinded in blind_stream(ctx, key, incoming, sender, "psi.reblind", total):
+            fb[pos : pos + blinded.shape[0]] = fingerprints(blinded)
+            pos += blinded.shape[0]
+        fab = collect(
+            recv_stream(ctx, sender, f"dp{k}.ab", n_r + slots, FINGERPRINT_BYTES),
+            n_r + slots,
+            FINGERPRINT_BYTES,
+        )
+        require_distinct(fb, sender, "item")
+        require_distinct(fab, sender, "fingerprint")
+        revealed = int(np.count_nonzero(rows_in(fb, fab)))
+        est = law.estimate(revealed, confidence, upper=min(n_r, n_s))
+        segments[label] = {"revealed": revealed, **est.to_json()}
+    return {
+        "query": "psi_cardinality",
+        "segments": segments,
+        "confidence": confidence,
+        "epsilon": float(law.epsilon),
+        "delta": float(law.delta),
+        "shift": int(law.shift),
+        "slots": slots,
+        "mechanism": "dummy items: shifted discrete Laplace conditioned on [0, slots]",
+        "unit": "one customer in the intersection (add/remove), per segment",
+        "set_sizes": {"receiver": n_r, "sender": n_s},
+    }

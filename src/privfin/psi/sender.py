@@ -30,7 +30,7 @@ from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import FINGERPRINT_BYTES, Count, Indices
 from privfin.runtime import Context
 
-__all__ = ["run_sender"]
+__all__ = ["run_dp_sender", "run_sender"]
 
 
 def run_sender(
@@ -98,3 +98,59 @@ def run_sender(
 def _fingerprint_chunks(chunks: Iterator[U8]) -> Iterator[U8]:
     for c in chunks:
         yield fingerprints(c)
+
+
+def run_dp_sender(
+    ctx: Context,
+    prepared: PreparedIds,
+    receiver: str,
+    params: Mapping[str, Any],
+    law: Any,
+    segments: list[npt.NDArray[np.int64]],
+) -> None:
+    """Run the sender of a DP PSI-cardinality (SPEC.md §10); it learns nothing (the
+    receiver's set size).
+
+    For each segment ``k`` (positions of its items in ``prepared``): draw the dummy count
+    ``N_k`` from ``law`` (from a checkpointed seed: a restarted sender draws the same), and
+    send, under a fresh key ``b_k`` and in a uniformly random order, ``b_k·H(y)`` for the
+    segment's items, ``b_k·H_k(i)`` for the matching dummies ``i < N_k`` and for filler
+    indices ``i >= slots`` (which match nothing) up to ``n_s + slots`` rows: the list's length
+    reveals neither ``N_k`` nor the segment's size. Then re-blind the receiver's ``n_r +
+    slots`` points with ``b_k`` and return their fingerprints shuffled.
+
+    Security
+    --------
+    ``N_k``, the segment sizes and the keys never leave this party. A receiver that repeats
+    a point is detected (abort); one that replaces its dummy points by others would learn
+    the exact size, undetected: the DP guarantee assumes a semi-honest receiver (SPEC.md §10).
+    """
+    from privfin.psi.dpca import PROTOCOL, blind_positions, dummy_points, require_distinct
+
+    n_s = len(prepared)
+    n_r = handshake(ctx, PROTOCOL, params, n_s, [receiver])[receiver]
+    slots = int(law.slots)
+    curve = str(params.get("curve", "ristretto255"))
+    dst = suite_domain(ctx, "ecdh", curve)
+    for k, positions in enumerate(segments):
+        key = suite_key(ctx, f"psi.dpca.sender.key.{k}", curve)
+        rand = job_random(ctx, f"psi.dpca.sender.seed.{k}")
+        matching = int(law.draw(rand))
+        filler = slots - matching + (n_s - positions.size)
+        dummy_idx = np.concatenate([np.arange(matching), np.arange(slots, slots + filler)]).astype(
+            np.int64
+        )
+        total = n_s + slots
+        own = np.empty((total, POINT_BYTES), dtype=np.uint8)
+        own[: positions.size] = collect(
+            blind_positions(ctx, key, prepared, positions, dst), positions.size, POINT_BYTES
+        )
+        own[positions.size :] = dummy_points(ctx, key, dummy_idx, k, curve)
+        send_stream(ctx, receiver, f"dp{k}.b", [own[random_permutation(rand, total)]])
+        del own
+        incoming = recv_stream(ctx, receiver, f"dp{k}.a", n_r + slots, POINT_BYTES)
+        blinded = blind_stream(ctx, key, incoming, receiver, "psi.reblind", n_r + slots)
+        fab = collect((fingerprints(c) for c in blinded), n_r + slots, FINGERPRINT_BYTES)
+        require_distinct(fab, receiver, "point")
+        shuffled = fab[random_permutation(rand, n_r + slots)]
+        send_stream(ctx, receiver, f"dp{k}.ab", [shuffled])
