@@ -109,12 +109,10 @@ class Demo:
             with self.cluster.client(party) as client:
                 inbox = client.wait_proposal(job, timeout=timeout)
                 uses = inbox.get("uses", {}).get("datasets", {})
-                fields = sorted(
-                    {f for d in uses.values() for f in d.get("fields", {}) if f != "id"}
-                )
+                fields = sorted({f for d in uses.values() for f in d.get("fields", {})})
                 client.decide(job, "approve", "demo: operator approval")
                 lines.append(
-                    f"{party} approved: uses id and {len(fields)} of its fields "
+                    f"{party} approved: uses {len(fields)} of its fields "
                     f"({', '.join(fields[:4])}{', …' if len(fields) > 4 else ''})"
                 )
         self.approvals[job] = lines

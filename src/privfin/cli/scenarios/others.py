@@ -5,6 +5,7 @@ against the generator's ground truth (the demo holds every party's data)."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -275,8 +276,8 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
         b: {f"{b}_train": split[b][0], f"{b}_test": split[b][1]} for b in banks
     }
     datasets = _write(root, tables)
-    noise = 0.5
-    spec = load_template("fraud", {"job": f"fraud-{seed}", "rounds": 12, "noise": noise})
+    noise = float(os.environ.get("PRIVFIN_DEMO_NOISE", "0.5")) or None
+    spec = load_template("fraud", {"job": f"fraud-{seed}", "rounds": 30, "noise": noise})
     cols = [c for c in split[banks[0]][0].columns if c not in ("id", "is_fraud")]
     pooled = pd.concat([split[b][0] for b in banks])
     pooled_lr = LogisticRegression(max_iter=1000).fit(pooled[cols], pooled["is_fraud"])
@@ -317,7 +318,11 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
 
 
 def _last(history: Any, key: str) -> float | None:
-    rounds = history.get("rounds", history) if isinstance(history, dict) else history
+    if isinstance(history, dict) and isinstance(history.get("dp"), dict):
+        value = history["dp"].get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    rounds = history.get("history", history) if isinstance(history, dict) else history
     if isinstance(rounds, list):
         for r in reversed(rounds):
             if isinstance(r, dict) and r.get(key) is not None:
