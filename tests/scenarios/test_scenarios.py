@@ -63,7 +63,9 @@ def test_risk_grades_follow_the_agreed_rule(tmp_path: Path) -> None:
     ]
     assert out["grades"] == [
         grade(rules, o / 100, d / 100, n)
-        for o, d, n in zip(*(out["totals"][k] for k in ("outstanding", "overdue", "lenders")))
+        for o, d, n in zip(
+            *(out["totals"][k] for k in ("outstanding", "overdue", "lenders")), strict=True
+        )
     ]
     assert len(set(out["grades"])) >= 2
     with pytest.raises(ValueError, match="catch-all"):

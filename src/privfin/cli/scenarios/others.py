@@ -96,9 +96,7 @@ def id_keys(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _idverify(
-    console: Console, root: Path, rows: int, seed: int, keep_up: bool
-) -> dict[str, Any]:
+def _idverify(console: Console, root: Path, rows: int, seed: int, keep_up: bool) -> dict[str, Any]:
     from privfin.data.synthetic import generate
 
     start = time.monotonic()
@@ -169,9 +167,7 @@ def _idverify(
 # blacklist sharing
 
 
-def _blacklist(
-    console: Console, root: Path, rows: int, seed: int, keep_up: bool
-) -> dict[str, Any]:
+def _blacklist(console: Console, root: Path, rows: int, seed: int, keep_up: bool) -> dict[str, Any]:
     from privfin.data.synthetic import generate
 
     start = time.monotonic()
@@ -205,8 +201,8 @@ def _blacklist(
         overlap = demo.json("bank_b", job, "alliance_overlap", "summary")
         table = Table("list", "hits in the batch", title="what bank_a learns")
         table.add_row("bank_a (own list, locally)", str(len(own_hits)))
-        for h in hits:
-            table.add_row(f"{h} (unbalanced PSI)", str(len(hits[h])))
+        for h, found in hits.items():
+            table.add_row(f"{h} (unbalanced PSI)", str(len(found)))
         table.add_row("[bold]union[/]", f"[bold]{len(union)}[/] of {len(apps)}")
         console.print(table)
         console.print(
@@ -272,7 +268,7 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
         + ", ".join(f"{ds.parties[b]['is_fraud'].mean():.1%}" for b in banks)
         + "; synthetic) train one model; the alliance node aggregates"
     )
-    tables = {"alliance": {}} | {
+    tables: dict[str, dict[str, pd.DataFrame]] = {"alliance": {}} | {
         b: {f"{b}_train": split[b][0], f"{b}_test": split[b][1]} for b in banks
     }
     datasets = _write(root, tables)

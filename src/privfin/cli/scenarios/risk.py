@@ -27,9 +27,7 @@ def lender_tables(book: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {
         "outstanding": pd.DataFrame({"id": book["id"], "outstanding_cents": cents}),
         "overdue": pd.DataFrame({"id": book["id"], "outstanding_cents": cents.where(late, 0)}),
-        "lenders": pd.DataFrame(
-            {"id": book["id"].drop_duplicates(), "outstanding_cents": 1}
-        ),
+        "lenders": pd.DataFrame({"id": book["id"].drop_duplicates(), "outstanding_cents": 1}),
     }
 
 
@@ -79,9 +77,7 @@ def run_risk(
             df.to_csv(path, index=False)
             datasets.setdefault(party, {})[name] = path
     roles = {p: ["lender", "result"] if p == result else ["lender"] for p in lenders}
-    tpl = load_template(
-        "risk", {"job": "risk", "result": result, "roles": roles, "ids": ids}
-    )
+    tpl = load_template("risk", {"job": "risk", "result": result, "roles": roles, "ids": ids})
     cluster = cluster_up(lenders, root / "cluster", datasets=datasets, transport="stream")
     try:
         demo = Demo(console, cluster)
