@@ -188,7 +188,7 @@ def _points(demo: Demo, job: str, data: CreditData, applicant: str) -> tuple[flo
         mine = sorted((r for r in rows if r[0] == party), key=lambda r: -abs(r[2]))
         subtotal = sum(r[2] for r in mine)
         total += subtotal
-        top = ", ".join(f"{f} {p:+.0f}" for _, f, p in mine[:3])
+        top = ", ".join(f"{f} {round(p):+d}" for _, f, p in mine[:3])
         table.add_row(party, top + (" …" if len(mine) > 3 else ""), f"{subtotal:+.0f}")
     table.add_row("[bold]total[/]", "", f"[bold]{total:.0f}[/]")
     return total, table

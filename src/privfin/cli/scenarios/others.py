@@ -272,7 +272,7 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
         b: {f"{b}_train": split[b][0], f"{b}_test": split[b][1]} for b in banks
     }
     datasets = _write(root, tables)
-    noise = float(os.environ.get("PRIVFIN_DEMO_NOISE", "0.5")) or None
+    noise = float(os.environ.get("PRIVFIN_DEMO_NOISE", "0.3")) or None
     spec = load_template("fraud", {"job": f"fraud-{seed}", "rounds": 30, "noise": noise})
     cols = [c for c in split[banks[0]][0].columns if c not in ("id", "is_fraud")]
     pooled = pd.concat([split[b][0] for b in banks])
@@ -299,6 +299,17 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
                 f"{p:.3f}",
             )  # fmt: skip
         console.print(table)
+        scored = pd.concat(
+            [
+                demo.frame(b, job, "score", "scores").merge(split[b][1][["id", "is_fraud"]])
+                for b in banks
+            ]
+        )
+        out["federated_all"] = binary_report(scored["is_fraud"], scored["score"]).auc
+        console.print(
+            f"federated model on all banks' test transactions together: AUC "
+            f"{out['federated_all']:.3f} ({int(scored['is_fraud'].sum())} frauds)"
+        )
         console.print(
             f"[dim]* 'alone' and pooled: scikit-learn LR trained by this demo (it holds all the "
             f"synthetic data). Federated: {spec['steps']['train']['params']['rounds']} rounds, "
