@@ -33,6 +33,9 @@ def test_credit_joint_beats_bank_only_and_hosts_get_no_scores(tmp_path: Path) ->
     both = set(data.telecom["id"]) & set(data.ecommerce["id"])
     assert out["overlap"] == len(set(data.bank_train["id"]) & both)
     assert out["scored"] == len(set(data.bank_new["id"]) & both)
+    # job 2 ran on the IV selection of job 1: a subset of each party's features, none empty
+    for party, chosen in out["selected"].items():
+        assert chosen and set(chosen) <= set(data.features(party)), party
     # the telecom and e-commerce features carry signal the bank lacks
     assert out["joint"]["trees"]["auc"] > out["bank_only"]["trees"]["auc"] + 0.03
     assert out["joint"]["lr"]["auc"] > 0.6

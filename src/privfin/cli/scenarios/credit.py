@@ -26,6 +26,7 @@ __all__ = ["CreditData", "load_default_credit", "run_credit", "synthetic_credit"
 
 PARTIES = ("bank", "telecom", "ecommerce")
 PDO, BASE_SCORE, BASE_ODDS = 20.0, 600.0, 50.0  # scorecard scaling: 600 points at 50:1 odds
+IV_MIN = 0.02  # the agreed IV threshold of the feature selection
 
 
 @dataclass
@@ -134,7 +135,9 @@ def _write(data: CreditData, root: Path) -> dict[str, dict[str, Path]]:
     return out
 
 
-def _local_models(data: CreditData, n_trees: int, max_depth: int) -> dict[str, Any]:
+def _local_models(
+    data: CreditData, selected: dict[str, list[str]], n_trees: int, max_depth: int
+) -> dict[str, Any]:
     """Bank-only and pooled-plaintext models, trained by the demo runner (not by a party)."""
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -144,8 +147,8 @@ def _local_models(data: CreditData, n_trees: int, max_depth: int) -> dict[str, A
     lab = data.label
     pooled_train = data.bank_train.merge(data.telecom, on="id").merge(data.ecommerce, on="id")
     pooled_test = data.bank_test.merge(data.telecom, on="id").merge(data.ecommerce, on="id")
-    bank_f = data.features("bank")
-    all_f = bank_f + data.features("telecom") + data.features("ecommerce")
+    bank_f = selected["bank"]  # the same IV-selected features as the joint models
+    all_f = bank_f + selected["telecom"] + selected["ecommerce"]
     y_test = pooled_test[lab].to_numpy()
     out: dict[str, Any] = {"test_ids": set(pooled_test["id"])}
     cases = {
@@ -227,19 +230,8 @@ def run_credit(
         )
     datasets = _write(data, root)
     job = f"credit-{seed}"
-    spec = load_template(
-        "credit",
-        {
-            "job": job,
-            "label": data.label,
-            "key_bits": key_bits,
-            "small_keys": not production,
-            "n_trees": n_trees,
-            "max_depth": max_depth,
-            "lr_iter": lr_iter,
-            "feature_counts": {p: len(data.features(p)) for p in PARTIES},
-        },
-    )
+    keys = {"label": data.label, "key_bits": key_bits, "small_keys": not production}
+    select = load_template("credit_select", {"job": f"{job}-iv", "iv_threshold": IV_MIN, **keys})
     cluster = cluster_up(
         list(PARTIES),
         root / "cluster",
@@ -249,9 +241,27 @@ def run_credit(
     )
     try:
         demo = Demo(console, cluster)
-        console.print(f"3 nodes up (mutual TLS); job {job}: {len(spec['steps'])} steps")
+        console.print(f"3 nodes up (mutual TLS); job {select['job']}: PSI, WOE/IV binning")
+        demo.run(select, timeout=600)
+        selected = _selection(console, demo, str(select["job"]), data)
+        spec = load_template(
+            "credit",
+            {
+                "job": job,
+                **keys,
+                "n_trees": n_trees,
+                "max_depth": max_depth,
+                "lr_iter": lr_iter,
+                "feature_counts": {p: len(selected[p]) for p in PARTIES},
+                "bank_fields": ["id", data.label, *selected["bank"]],
+                "bank_new_fields": ["id", *selected["bank"]],
+                "telecom_fields": ["id", *selected["telecom"]],
+                "ecommerce_fields": ["id", *selected["ecommerce"]],
+            },
+        )
+        console.print(f"job {job} on the selected fields: {len(spec['steps'])} steps")
         demo.run(spec, timeout=900)
-        result = _summary(console, demo, job, data, n_trees, max_depth, roc_out)
+        result = _summary(console, demo, job, data, selected, n_trees, max_depth, roc_out)
         result["seconds"] = time.monotonic() - start
         console.print(f"finished in {result['seconds']:.0f} s")
         result["dashboard"] = demo.dashboard("bank")
@@ -268,6 +278,7 @@ def _summary(
     demo: Demo,
     job: str,
     data: CreditData,
+    selected: dict[str, list[str]],
     n_trees: int,
     max_depth: int,
     roc_out: Path,
@@ -276,27 +287,12 @@ def _summary(
 
     decisions = demo.signed_decisions(job, "bank")
     console.print(
-        "approvals (signed, kept by every node): "
+        f"approvals of {job} (signed, kept by every node): "
         + "; ".join(f"{p}: {d}" for p, d in decisions.items())
     )
-    for line in demo.approvals[job]:
-        console.print(f"  {line}")
-    overlap = demo.json("bank", job, "psi", "summary")
+    console.print("  " + "; ".join(demo.approvals[job][1:]))
     n_aligned = len(demo.frame("bank", job, "psi", "aligned"))
-    console.print(
-        f"PSI overlap: [bold]{n_aligned}[/] of the bank's {len(data.bank_train)} training "
-        f"customers are customers of both other parties ({_brief(overlap)})"
-    )
-    report = demo.json("bank", job, "binning", "report")
-    ivs = _ivs(report)
-    kept = {p: list(v) for p, v in report.get("selected", {}).items()}
-    best = ", ".join(f"{f} {v:.2f}" for f, v in list(ivs.items())[:3])
-    console.print(
-        f"WOE/IV binning: {sum(map(len, kept.values()))} of {len(ivs)} features pass IV ≥ "
-        f"0.02 (" + ", ".join(f"{p} {len(v)}" for p, v in kept.items()) + f"); best: {best}"
-    )
-
-    local = _local_models(data, n_trees, max_depth)
+    local = _local_models(data, selected, n_trees, max_depth)
     joint = {
         "trees": demo.json("bank", job, "evaluate_sb", "metrics"),
         "lr": demo.json("bank", job, "evaluate_lr", "metrics"),
@@ -357,6 +353,7 @@ def _summary(
     _learned(console, demo, job)
     return {
         "overlap": n_aligned,
+        "selected": selected,
         "joint": {k: {"auc": v["auc"], "ks": v["ks"]} for k, v in joint.items()},
         "bank_only": {k: {"auc": v.auc, "ks": v.ks.ks} for k, v in bank.items()},
         "pooled": {k: {"auc": v.auc, "ks": v.ks.ks} for k, v in pooled.items()},
@@ -365,6 +362,39 @@ def _summary(
         "roc": str(roc_out),
         "outputs": {p: demo.outputs(p, job) for p in PARTIES},
     }
+
+
+def _selection(console: Console, demo: Demo, job: str, data: CreditData) -> dict[str, list[str]]:
+    """Job 1's approvals, overlap and IV selection (each party keeps at least its best
+    feature)."""
+    decisions = demo.signed_decisions(job, "bank")
+    console.print(
+        f"approvals of {job} (signed, kept by every node): "
+        + "; ".join(f"{p}: {d}" for p, d in decisions.items())
+    )
+    for line in demo.approvals[job]:
+        console.print(f"  {line}")
+    n_aligned = len(demo.frame("bank", job, "psi", "aligned"))
+    console.print(
+        f"PSI overlap: [bold]{n_aligned}[/] of the bank's {len(data.bank_train)} training "
+        "customers are customers of both other parties"
+    )
+    report = demo.json("bank", job, "binning", "report")
+    ivs = _ivs(report)
+    selected: dict[str, list[str]] = {}
+    for party in PARTIES:
+        chosen = [str(f) for f in report.get("selected", {}).get(party, [])]
+        if not chosen:
+            mine = [k for k in ivs if k.startswith(f"{party}.")]
+            chosen = [mine[0].split(".", 1)[1]] if mine else data.features(party)[:1]
+        selected[party] = [f for f in data.features(party) if f in chosen]
+    best = ", ".join(f"{f} {v:.2f}" for f, v in list(ivs.items())[:3])
+    dropped = sorted(set(ivs) - {f"{p}.{f}" for p, fs in selected.items() for f in fs})
+    console.print(
+        f"WOE/IV selection (IV ≥ {IV_MIN}): {sum(map(len, selected.values()))} of {len(ivs)} "
+        f"features kept; best {best}; dropped: {', '.join(dropped) or 'none'}"
+    )
+    return selected
 
 
 def _roc(report: Any) -> tuple[list[float], list[float]]:
