@@ -104,18 +104,26 @@ class Demo:
         lines: list[str] = []
         with self.cluster.client(parties[0]) as client:
             client.propose(dict(spec))
-        lines.append(f"{parties[0]} proposed (initiator)")
+        lines.append(f"{parties[0]} proposed")
         for party in parties[1:]:
             with self.cluster.client(party) as client:
                 inbox = client.wait_proposal(job, timeout=timeout)
                 uses = inbox.get("uses", {}).get("datasets", {})
                 fields = sorted({f for d in uses.values() for f in d.get("fields", {})})
                 client.decide(job, "approve", "demo: operator approval")
-                lines.append(
-                    f"{party} approved: uses {len(fields)} of its fields "
-                    f"({', '.join(fields[:4])}{', …' if len(fields) > 4 else ''})"
-                )
+                lines.append(f"{party} approved ({len(fields)} fields)")
         self.approvals[job] = lines
+
+    def show_approvals(self, job: str, party: str) -> None:
+        """One line: who proposed and approved ``job``, and the signed decisions ``party``'s
+        node holds as evidence."""
+        held = self.signed_decisions(job, party)
+        signed = sum(1 for d in held.values() if d == "approve")
+        self.console.print(
+            f"approvals of {job}: "
+            + "; ".join(self.approvals[job])
+            + f" — {signed} signed approvals held by {party}'s node"
+        )
 
     def signed_decisions(self, job: str, party: str) -> dict[str, str]:
         """The decisions ``party``'s node holds as evidence (signed by each party's node)."""

@@ -285,12 +285,7 @@ def _summary(
 ) -> dict[str, Any]:
     from privfin.node.dashboard.plots import Series, line_plot
 
-    decisions = demo.signed_decisions(job, "bank")
-    console.print(
-        f"approvals of {job} (signed, kept by every node): "
-        + "; ".join(f"{p}: {d}" for p, d in decisions.items())
-    )
-    console.print("  " + "; ".join(demo.approvals[job][1:]))
+    demo.show_approvals(job, "bank")
     n_aligned = len(demo.frame("bank", job, "psi", "aligned"))
     local = _local_models(data, selected, n_trees, max_depth)
     joint = {
@@ -367,13 +362,7 @@ def _summary(
 def _selection(console: Console, demo: Demo, job: str, data: CreditData) -> dict[str, list[str]]:
     """Job 1's approvals, overlap and IV selection (each party keeps at least its best
     feature)."""
-    decisions = demo.signed_decisions(job, "bank")
-    console.print(
-        f"approvals of {job} (signed, kept by every node): "
-        + "; ".join(f"{p}: {d}" for p, d in decisions.items())
-    )
-    for line in demo.approvals[job]:
-        console.print(f"  {line}")
+    demo.show_approvals(job, "bank")
     n_aligned = len(demo.frame("bank", job, "psi", "aligned"))
     console.print(
         f"PSI overlap: [bold]{n_aligned}[/] of the bank's {len(data.bank_train)} training "

@@ -68,7 +68,7 @@ def _execute(
             f"{len(parties)} nodes up (mutual TLS); job {spec['job']}: {len(spec['steps'])} steps"
         )
         demo.run(spec, timeout=600)
-        console.print("approvals: " + "; ".join(demo.approvals[str(spec["job"])]))
+        demo.show_approvals(str(spec["job"]), parties[0])
         out: dict[str, Any] = summarise(demo)
         out["dashboard"], out["initiator"] = demo.dashboard(parties[0]), parties[0]
         if keep_up:
