@@ -53,7 +53,7 @@ def test_init_creates_a_private_key(tmp_path: Path) -> None:
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     from privfin.cli.demo import run_demo
 
-    run_demo(rows=300, seed=3, keep=tmp_path)  # raises SystemExit(1) on a mismatch
+    run_demo("risk", rows=300, seed=3, keep=tmp_path)  # SystemExit(1) on a mismatch
     assert (tmp_path / "cluster" / "cluster.json").exists()
 
 

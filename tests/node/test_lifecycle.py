@@ -225,5 +225,5 @@ def test_demo_removes_its_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         return str(made[-1])
 
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
-    run_demo(rows=300, seed=3)
+    run_demo("risk", rows=300, seed=3)
     assert made and not made[0].exists()

@@ -1,106 +1,79 @@
-"""``make demo``: a 3-lender cross-exposure job over mutual TLS between local node processes.
+"""``privfin demo [SCENARIO]``: a scenario of ``scenarios/`` run end to end on a local cluster
+of node processes over mutual TLS, with progress bars and a one-screen summary.
 
 The demo's keys, certificates, data and node state live in a private temporary directory
-(mode 0700) that is removed when the demo ends, however it ends; pass ``keep`` to keep them in
-a directory of your choice instead.
+(mode 0700) that is removed when the demo ends, however it ends; ``keep`` keeps them in a
+directory of your choice instead (and the nodes' state can then be read again).
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
-from rich.table import Table
+
+from privfin.errors import ConfigError
+
+__all__ = ["SCENARIOS", "run_demo"]
+
+SCENARIOS = ("credit", "risk", "idverify", "fraud", "blacklist")
+"""Scenarios ``privfin demo`` runs (``marketing`` is not built yet)."""
 
 console = Console()
 
 
-def run_demo(rows: int = 2000, seed: int = 7, keep: Path | None = None) -> None:
-    """Generate synthetic lender data, start a local cluster, run the exposure job, check it."""
-    from privfin.data.synthetic import generate
+def run_demo(
+    scenario: str = "credit",
+    *,
+    rows: int | None = None,
+    seed: int = 7,
+    keep: Path | None = None,
+    wait: bool = False,
+    data: Path | None = None,
+    key_bits: int = 1024,
+    roc: Path = Path("credit_roc.svg"),
+) -> dict[str, Any]:
+    """Run ``scenario``; returns its summary figures."""
+    from privfin.cli.scenarios._runner import private_root
 
-    start = time.monotonic()
-    dataset = generate("risk", rows=rows, seed=seed)
-    lenders = list(dataset.parties)
-    console.print(f"[bold]privfin demo[/]: cross-lender exposure between {', '.join(lenders)}")
-    table = Table("party", "rows", "borrowers", "outstanding (sum)", title="what each party holds")
-    for name, df in dataset.parties.items():
-        table.add_row(
-            name,
-            str(len(df)),
-            str(df["id"].nunique()),
-            f"{df['outstanding_cents'].sum() / 100:,.2f}",
-        )
-    console.print(table)
+    if scenario not in SCENARIOS:
+        raise ConfigError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+    if data is not None and scenario != "credit":
+        raise ConfigError("--data is for the credit scenario (the default_credit split)")
+    with private_root(keep) as root:
+        if scenario == "credit":
+            from privfin.cli.scenarios.credit import run_credit
 
-    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="privfin-demo-"))
-    try:
-        _run(dataset, lenders, root, seed=seed, start=start)
-    finally:
-        if keep is None:  # private keys, data and node state of the demo: never left behind
-            shutil.rmtree(root, ignore_errors=True)
+            out = run_credit(
+                console,
+                root,
+                rows=rows or (6000 if data else 4000),
+                seed=seed,
+                data_dir=data,
+                key_bits=key_bits,
+                roc_out=roc,
+                keep_up=wait,
+            )
+        elif scenario == "risk":
+            from privfin.cli.scenarios.risk import run_risk
 
+            out = run_risk(console, root, rows=rows or 2000, seed=seed, keep_up=wait)
+        else:
+            from privfin.cli.scenarios import others
 
-def _run(dataset: Any, lenders: list[str], root: Path, *, seed: int, start: float) -> None:
-    from privfin.data.synthetic import write
-    from privfin.mpc.exposure import plaintext_exposure
-    from privfin.node.cluster import cluster_up
-
-    data_dir = root / "data"
-    write(dataset, data_dir, formats=("csv",))
-    rng = np.random.default_rng(seed)
-    all_ids = sorted(set().union(*(set(df["id"]) for df in dataset.parties.values())))
-    ids = sorted(rng.choice(all_ids, size=min(500, len(all_ids)), replace=False).tolist())
-    result_party = lenders[0]
-    spec = {
-        "job": f"exposure-{seed}",
-        "component": "exposure",
-        "roles": {p: ["lender", "result"] if p == result_party else ["lender"] for p in lenders},
-        "params": {"ids": ids},
-        "inputs": {p: {"loans": "loans"} for p in lenders},
-    }
-    datasets = {p: {"loans": str(_party_file(data_dir, p))} for p in lenders}
-    console.print(
-        f"starting {len(lenders)} nodes (one mutual-TLS stream per peer pair) in "
-        f"{root / 'cluster'} …"
-    )
-    cluster = cluster_up(lenders, root / "cluster", datasets=datasets, transport="stream")
-    try:
-        console.print(
-            f"job {spec['job']} submitted to every lender; {len(ids)} agreed borrower ids"
-        )
-        outputs = cluster.run_job(spec, timeout=120)
-        for p in lenders:
-            with cluster.client(p) as client:
-                traffic = client.status(str(spec["job"]))["result"]["traffic"]
-            console.print(f"  {p}: done ({traffic['bytes_sent']} bytes sent)")
-    finally:
-        cluster.down()
-    totals = outputs[result_party]["totals"]
-    expected = plaintext_exposure(ids, {p: dataset.parties[p] for p in lenders})
-    shown = Table("borrower", "total exposure", title=f"what {result_party} (result party) learns")
-    for i in range(min(8, len(ids))):
-        shown.add_row(ids[i], f"{totals[i] / 100:,.2f}")
-    console.print(shown)
-    others = [p for p in lenders if p != result_party]
-    leaked = [p for p in others if outputs[p]["totals"] is not None]
-    ok = totals == expected and not leaked
-    verdict = "exact match" if totals == expected else "MISMATCH"
-    console.print(
-        f"check against the plaintext sum: [bold]{verdict}[/] on {len(ids)} borrowers; "
-        f"lenders other than the result party learned: {leaked or 'nothing'}"
-    )
-    console.print(f"demo finished in {time.monotonic() - start:.1f} s")
-    if not ok:
-        raise SystemExit(1)
-
-
-def _party_file(directory: Path, party: str) -> Path:
-    for candidate in sorted(directory.rglob(f"{party}*.csv")):
-        return candidate
-    raise FileNotFoundError(f"no CSV for {party} in {directory}")
+            out = others.run(scenario, console, root, rows=rows, seed=seed, keep_up=wait)
+        if keep is not None and "initiator" in out:
+            party = out["initiator"]
+            cfg = root / "cluster" / party / "node.yaml"
+            console.print(
+                f"kept in {root}. The {party}'s dashboard: [bold]{out.get('dashboard')}[/] once "
+                f"its node runs again: privfin node start --config {cfg} (operator token: "
+                f"{root / 'cluster' / party / 'state' / 'operator.token'})"
+            )
+        elif "dashboard" in out and not wait:
+            console.print(
+                "the cluster is stopped and its directory removed; rerun with --wait to look at "
+                "the job in the initiator's dashboard, or --keep DIR to keep the nodes' state"
+            )
+    return out

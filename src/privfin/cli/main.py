@@ -7,6 +7,7 @@ heavy imports happen inside the commands so ``privfin --help`` stays fast.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
@@ -47,13 +48,36 @@ def version() -> None:
 
 @app.command()
 def demo(
-    rows: int = typer.Option(2000, help="rows per party of the synthetic data"),
+    scenario: str = typer.Argument(
+        "credit", help="credit (default), risk, idverify, fraud or blacklist"
+    ),
+    rows: int = typer.Option(0, help="rows per party (0: the scenario's default)"),
     seed: int = typer.Option(7, help="seed of the synthetic data"),
+    keep: Path | None = typer.Option(
+        None, help="keep keys, data and node state in this directory (else removed)"
+    ),
+    wait: bool = typer.Option(
+        False, help="keep the cluster up at the end (dashboard) until Ctrl-C"
+    ),
+    data: Path | None = typer.Option(
+        None, help="credit: run on the public default_credit split in DIR"
+    ),
+    key_bits: int = typer.Option(1024, help="credit: Paillier key size (2048: production mode)"),
+    roc: Path = typer.Option(Path("credit_roc.svg"), help="credit: where to save the ROC plot"),
 ) -> None:
-    """Run the main demo job on embedded defaults (synthetic data, no files needed)."""
+    """Run a scenario end to end on a local cluster of nodes over mutual TLS."""
     from privfin.cli.demo import run_demo
 
-    run_demo(rows=rows, seed=seed)
+    run_demo(
+        scenario,
+        rows=rows or None,
+        seed=seed,
+        keep=keep,
+        wait=wait,
+        data=data,
+        key_bits=key_bits,
+        roc=roc,
+    )
 
 
 def main() -> None:
