@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,6 +18,28 @@ from privfin.jobs.spec import parse_spec_data
 from ._pipeline_data import pipeline_spec, split, until
 
 
+def _rerun(bank: Any, telco: Any) -> None:
+    """Run the bank's pipeline, and the telco's once the bank announced its new attempt; both
+    must finish without an error."""
+    tokens = {p: CancelToken() for p in ("bank", "telco")}
+    errors: list[BaseException] = []
+
+    def go(pipe: Any, party: str) -> None:
+        try:
+            pipe.run(tokens[party])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    tb = threading.Thread(target=go, args=(bank, "bank"))
+    tb.start()
+    until(lambda: telco._pending, timeout=30)  # the bank announced the step's new attempt
+    tt = threading.Thread(target=go, args=(telco, "telco"))
+    tt.start()
+    tb.join(120)
+    tt.join(120)
+    assert not errors, errors
+
+
 def test_restart_of_a_finished_step_restarts_started_later_steps(tmp_path: Path) -> None:
     spec = parse_spec_data(pipeline_spec("rewind-1"))
     run = LocalRun(spec, split(), tmp_path, settings=Settings(mode="development"), seed=3)
@@ -25,23 +48,7 @@ def test_restart_of_a_finished_step_restarts_started_later_steps(tmp_path: Path)
     bank, telco = run.pipelines["bank"], run.pipelines["telco"]
     # the bank "crashed" inside train after the telco had finished everything
     bank.store.set_step("rewind-1", "train", status="running")
-    tokens = {p: CancelToken() for p in ("bank", "telco")}
-    errors: list[BaseException] = []
-
-    def go(pipe: object, party: str) -> None:
-        try:
-            pipe.run(tokens[party])  # type: ignore[attr-defined]
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    tb = threading.Thread(target=go, args=(bank, "bank"))
-    tb.start()
-    until(lambda: telco._pending, timeout=30)  # the bank announced train at attempt 2
-    tt = threading.Thread(target=go, args=(telco, "telco"))
-    tt.start()
-    tb.join(120)
-    tt.join(120)
-    assert not errors, errors
+    _rerun(bank, telco)
     for pipe in (bank, telco):
         steps = pipe.summary()["steps"]
         assert steps["train"]["attempt"] == 2
@@ -70,23 +77,7 @@ def test_a_step_whose_messages_were_lost_before_it_started_runs_under_a_new_atte
         return component == "score"
 
     bank.lost = lost
-    tokens = {p: CancelToken() for p in ("bank", "telco")}
-    errors: list[BaseException] = []
-
-    def go(pipe: object, party: str) -> None:
-        try:
-            pipe.run(tokens[party])  # type: ignore[attr-defined]
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    tb = threading.Thread(target=go, args=(bank, "bank"))
-    tb.start()
-    until(lambda: telco._pending, timeout=30)  # the bank announced score at attempt 2
-    tt = threading.Thread(target=go, args=(telco, "telco"))
-    tt.start()
-    tb.join(120)
-    tt.join(120)
-    assert not errors, errors
+    _rerun(bank, telco)
     assert asked == ["score"]
     for pipe in (bank, telco):
         steps = pipe.summary()["steps"]
