@@ -4,6 +4,7 @@ many pipelines at once on the same nodes."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +170,19 @@ def _audit_trail(cluster: Any) -> None:
     edited."""
     import sqlalchemy as sa
 
+    from privfin.audit.sealer import read_heads
     from privfin.node.config import load_config
     from privfin.store import open_engine
 
     cfg = cluster.config_path("bank")
-    _cli("audit", "verify", "--config", str(cfg))
+    # the node sealed its log when each job ended (housekeeping: may lag a moment)
+    heads_file = load_config(cfg).heads_file()
+    deadline = time.monotonic() + 20
+    while not heads_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert read_heads(heads_file), "no signed head written at a job's end"
+    verified = _cli("audit", "verify", "--config", str(cfg))
+    assert "signed heads matched" in verified.output, verified.output
     engine = open_engine(load_config(cfg).store_url())
     try:
         with engine.connect() as conn:
@@ -188,6 +197,7 @@ def _audit_trail(cluster: Any) -> None:
             "job_finished",
             "result_delivered",
             "artifact_imported",
+            "checkpoint",
         ):
             assert action in actions, action
         assert ("data_access", "sb-train", "bank_train") in [e[1:] for e in entries]

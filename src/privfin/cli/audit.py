@@ -153,8 +153,9 @@ def verify_cmd(
     """Check the node's audit chain; report the first edited, deleted, moved or cut entry.
 
     Checkpoints are checked with the node's certificate, and the log against the signed heads
-    of --against bundles and --head files."""
+    of --against bundles, --head files and the node's own heads file (audit.heads_file)."""
     from privfin.audit import SignedHead, bundle_evidence
+    from privfin.audit.sealer import read_heads
     from privfin.errors import ConfigError
     from privfin.node.config import load_config
 
@@ -175,6 +176,8 @@ def verify_cmd(
                 heads.append(SignedHead.from_dict(json.loads(p.read_text())))
             except ValueError as exc:
                 raise ConfigError(f"{p} is not a signed audit head: {exc}") from None
+        # the heads the node sealed itself (at job ends and on a timer), outside the database
+        heads.extend(read_heads(cfg.heads_file()))
         with _open_log(cfg) as log, _progress("verifying") as progress:
             report = log.verify(keys=[key], heads=heads, known=known, progress=progress)
     typer.echo(str(report))

@@ -110,6 +110,20 @@ class OperatorConfig(BaseModel):
     tls: bool = False
 
 
+class AuditConfig(BaseModel):
+    """Automatic sealing of the node's audit log (:mod:`privfin.audit.sealer`): a checkpoint
+    signed with the node's identity key when a job ends (``seal_on_job_end``) and every
+    ``seal_interval`` seconds (0: never on a timer), each only if the log grew since the last
+    one; the signed heads go to ``heads_file`` (default ``state_dir/audit/heads.jsonl``),
+    outside the database, where ``privfin audit verify`` and the dashboard check the log
+    against them."""
+
+    model_config = ConfigDict(extra="forbid")
+    seal_on_job_end: bool = True
+    seal_interval: float = Field(default=3600.0, ge=0)
+    heads_file: Path | None = None
+
+
 class AutoApprove(BaseModel):
     """A standing approval: proposals from ``partner`` for ``purpose`` that use only these of
     this node's ``datasets`` are approved without an operator (needed for scheduled jobs).
@@ -163,6 +177,7 @@ class NodeConfig(BaseModel):
     retention: RetentionConfig = RetentionConfig()
     auto_approve: list[AutoApprove] = []
     operator: OperatorConfig = OperatorConfig()
+    audit: AuditConfig = AuditConfig()
     #: This node's stream listener (peers configured with ``transport: stream`` connect to it
     #: on ``host``); None: no listener.
     stream_port: int | None = Field(default=None, ge=1, le=65535)
@@ -177,6 +192,13 @@ class NodeConfig(BaseModel):
         """The node's store: ``store`` as configured, or the SQLite file ``node.sqlite`` in
         ``state_dir`` (what :func:`privfin.store.open_engine` takes)."""
         return self.store if self.store is not None else str(Path(self.state_dir) / STORE_FILE)
+
+    def heads_file(self) -> Path:
+        """Where the node keeps the signed heads of its audit log (:class:`AuditConfig`)."""
+        configured = self.audit.heads_file
+        return (
+            configured if configured is not None else Path(self.state_dir) / "audit" / "heads.jsonl"
+        )
 
     @property
     def identity(self) -> Identity:
@@ -292,6 +314,9 @@ def load_config(path: str | Path) -> NodeConfig:
     op = raw.get("operator")
     if isinstance(op, dict) and op.get("token_file"):
         op["token_file"] = fix(op["token_file"])
+    audit = raw.get("audit")
+    if isinstance(audit, dict) and audit.get("heads_file"):
+        audit["heads_file"] = fix(audit["heads_file"])
     try:
         config = NodeConfig.model_validate(raw)
     except ValidationError as exc:

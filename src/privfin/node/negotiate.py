@@ -69,7 +69,7 @@ class Negotiator:
         self._key: ec.EllipticCurvePrivateKey | None = None
 
     # -- keys
-    def _private_key(self) -> ec.EllipticCurvePrivateKey:
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
         if self._key is None:
             key = serialization.load_pem_private_key(self.config.key.read_bytes(), None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
@@ -112,7 +112,7 @@ class Negotiator:
 
     def _sign(self, spec_job: str, sha: str, decision: str, reason: str) -> Decision:
         d = sign_decision(
-            self._private_key(),
+            self.private_key(),
             job=spec_job,
             party=self.me,
             decision=decision,

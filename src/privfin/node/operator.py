@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from privfin import __version__
 from privfin.audit import Action, VerifyReport
+from privfin.audit.sealer import read_heads
 from privfin.errors import ConfigError
 from privfin.federation.transport import validate_name
 from privfin.node.config import NodeConfig
@@ -323,4 +324,19 @@ def verify_audit(config: NodeConfig, runner: JobRunner) -> VerifyReport:
         key = None  # the chain is still checked; checkpoints are then reported unchecked
     if isinstance(key, ec.EllipticCurvePublicKey):
         keys.append(key)
-    return runner.audit.verify(keys=keys)
+    # the heads the node sealed itself, kept outside the database (config.audit)
+    try:
+        heads = read_heads(config.heads_file())
+        return runner.audit.verify(keys=keys, heads=heads)
+    except ConfigError as exc:  # a damaged or foreign heads file is a finding, not a crash
+        seq, digest = runner.audit.head()
+        return VerifyReport(
+            ok=False,
+            entries=max(seq, 0),
+            head_seq=seq,
+            head_hash=digest,
+            checkpoints=0,
+            signatures_checked=False,
+            heads_checked=0,
+            reason=str(exc),
+        )

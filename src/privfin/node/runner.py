@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 
 from privfin.audit import Action, AuditLog
+from privfin.audit.sealer import Sealer
 from privfin.audit.store import metadata as audit_metadata
 from privfin.data.registry import DatasetRegistry, SourceKind
 from privfin.data.registry import metadata as registry_metadata
@@ -279,6 +280,14 @@ class JobRunner:
         self._faults: dict[str, PrivfinError] = {}  # job -> local fault that stopped it
         self._audit_queue: collections.deque[tuple[Action, dict[str, Any]]] = collections.deque()
         self.negotiator = Negotiator(self)
+        # signed checkpoints of the audit log at each job's end and on a timer, their heads
+        # kept outside the database (config.audit)
+        self.sealer = Sealer(
+            self.audit,
+            self.negotiator.private_key,
+            config.heads_file(),
+            interval=config.audit.seal_interval,
+        )
         self.contacts = PeerContacts()  # when each peer last reached this node
         self._stream_client: StreamClient | None = None
 
@@ -795,6 +804,7 @@ class JobRunner:
                 while self._to_purge:
                     self._purge(self._to_purge.pop(0))
                 self._drain_audit()
+                self.sealer.tick()
                 self._deliver_aborts(backoff)
                 self._deliver_restarts(backoff)
                 self.negotiator.deliver(backoff)
@@ -805,6 +815,10 @@ class JobRunner:
                 _log.exception("node housekeeping failed; retrying")
             self._wake.wait(0.25 if backoff else 1.0)
             self._wake.clear()
+        try:
+            self.sealer.tick()  # a job that ended just before the stop is still sealed
+        except Exception:
+            _log.exception("could not seal the audit log at shutdown")
         if self._abort_transport is not None:
             self._abort_transport.close()
         self.negotiator.close()
@@ -1272,6 +1286,10 @@ class JobRunner:
         rec = self._record(job)
         if rec is None or rec["status"] == "running":
             return
+        if self.config.audit.seal_on_job_end:
+            self.sealer.request()  # by the housekeeping thread: signing is off the job's path
+            self.start_housekeeping()
+            self._wake.set()
         if self.config.retention.payloads == "job_end":
             housekeeper = self._housekeeper
             if housekeeper is not None and housekeeper.is_alive():
