@@ -1,0 +1,68 @@
+"""Empirical attacks run against privfin's own protocols (docs/assessment-attacks.md).
+
+Every attack runs against the **protected** target (our protocol) and an **unprotected
+control** (the same task done naively), so a result always comes with the evidence that the
+attack works. Modules (numpy and scikit-learn only):
+
+``membership``
+    Membership inference: LiRA and the shadow-model attack against a plain model, DP-SGD,
+    FedAvg and FedAvg with client-level DP.
+``gradient_inversion``
+    Analytic inversion of a client's update: plain FedAvg updates vs what the server sees
+    under secure aggregation.
+``label_inference``
+    Norm and direction label-inference attacks on what a passive host receives: a naive split
+    vs hetero LR and SecureBoost (Paillier ciphertexts).
+``dp_audit``
+    Canary-based empirical epsilon lower bound (Clopper-Pearson) vs the accountant's epsilon:
+    the correct Gaussian vector mechanism vs one with a noise bug.
+``psi_leakage``
+    Dictionary and membership games on what each PSI party receives vs what SPEC.md allows:
+    ECDH-PSI vs a naive hash PSI.
+
+:func:`attacks_for` runs the attacks that apply to a technology (``quick``: small sizes, a few
+seconds each).
+"""
+
+from __future__ import annotations
+
+from privfin.assess.model import AttackResult
+
+__all__ = ["TECHNOLOGIES", "attacks_for"]
+
+#: Technologies with attacks; others (``mpc``, ``he``, ``tee``) get none yet.
+TECHNOLOGIES = ("pooled-plaintext", "dp-central", "hfl", "hfl-dp", "vfl-he", "psi")
+
+
+def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[AttackResult]:
+    """Every attack that applies to ``technology``, against its protected target and the
+    unprotected control (results with ``protected=False``). Unknown technology or one without
+    attacks: an empty list."""
+    from privfin.assess.attacks.dp_audit import audit_gaussian_vector
+    from privfin.assess.attacks.gradient_inversion import gradient_inversion
+    from privfin.assess.attacks.label_inference import label_inference
+    from privfin.assess.attacks.membership import membership_inference
+    from privfin.assess.attacks.psi_leakage import psi_leakage
+
+    kw = {"quick": quick, "seed": seed}
+    out: list[AttackResult] = []
+    if technology == "pooled-plaintext":
+        out += membership_inference("plain", **kw)
+    elif technology == "dp-central":
+        out += membership_inference("dp-sgd", **kw) + membership_inference("plain", **kw)
+        out += [audit_gaussian_vector(buggy=False, **kw), audit_gaussian_vector(buggy=True, **kw)]
+    elif technology in ("hfl", "hfl-dp"):
+        out += membership_inference(technology, **kw) + membership_inference("plain", **kw)
+        for model, batch in (("logistic", 1), ("mlp", 4)):
+            out += [
+                gradient_inversion(secure=True, model=model, batch=batch, **kw),
+                gradient_inversion(secure=False, model=model, batch=batch, **kw),
+            ]
+        if technology == "hfl-dp":
+            out += [audit_gaussian_vector(buggy=False, **kw), audit_gaussian_vector(buggy=True, **kw)]
+    elif technology == "vfl-he":
+        for target in ("hetero-lr", "secureboost", "naive-split"):
+            out += label_inference(target, **kw)
+    elif technology == "psi":
+        out += psi_leakage("ecdh", **kw) + psi_leakage("naive-hash", **kw)
+    return out
