@@ -44,25 +44,36 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
     from privfin.assess.attacks.membership import membership_inference
     from privfin.assess.attacks.psi_leakage import psi_leakage
 
-    kw = {"quick": quick, "seed": seed}
     out: list[AttackResult] = []
     if technology == "pooled-plaintext":
-        out += membership_inference("plain", **kw)
+        out += membership_inference("plain", quick=quick, seed=seed)
     elif technology == "dp-central":
-        out += membership_inference("dp-sgd", **kw) + membership_inference("plain", **kw)
-        out += [audit_gaussian_vector(buggy=False, **kw), audit_gaussian_vector(buggy=True, **kw)]
+        out += membership_inference("dp-sgd", quick=quick, seed=seed) + membership_inference(
+            "plain", quick=quick, seed=seed
+        )
+        out += [
+            audit_gaussian_vector(buggy=False, quick=quick, seed=seed),
+            audit_gaussian_vector(buggy=True, quick=quick, seed=seed),
+        ]
     elif technology in ("hfl", "hfl-dp"):
-        out += membership_inference(technology, **kw) + membership_inference("plain", **kw)
+        out += membership_inference(technology, quick=quick, seed=seed) + membership_inference(
+            "plain", quick=quick, seed=seed
+        )
         for model, batch in (("logistic", 1), ("mlp", 4)):
             out += [
-                gradient_inversion(secure=True, model=model, batch=batch, **kw),
-                gradient_inversion(secure=False, model=model, batch=batch, **kw),
+                gradient_inversion(secure=True, model=model, batch=batch, quick=quick, seed=seed),
+                gradient_inversion(secure=False, model=model, batch=batch, quick=quick, seed=seed),
             ]
         if technology == "hfl-dp":
-            out += [audit_gaussian_vector(buggy=False, **kw), audit_gaussian_vector(buggy=True, **kw)]
+            out += [
+                audit_gaussian_vector(buggy=False, quick=quick, seed=seed),
+                audit_gaussian_vector(buggy=True, quick=quick, seed=seed),
+            ]
     elif technology == "vfl-he":
         for target in ("hetero-lr", "secureboost", "naive-split"):
-            out += label_inference(target, **kw)
+            out += label_inference(target, quick=quick, seed=seed)
     elif technology == "psi":
-        out += psi_leakage("ecdh", **kw) + psi_leakage("naive-hash", **kw)
+        out += psi_leakage("ecdh", quick=quick, seed=seed) + psi_leakage(
+            "naive-hash", quick=quick, seed=seed
+        )
     return out

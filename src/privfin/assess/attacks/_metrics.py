@@ -4,11 +4,10 @@ confidence bounds (for DP auditing)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import beta
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from privfin.assess.model import AttackResult
@@ -21,7 +20,9 @@ FPRS = (0.01, 0.1)
 MAX_ROC_POINTS = 101
 
 
-def _downsample(fpr: npt.NDArray[np.float64], tpr: npt.NDArray[np.float64]) -> list[tuple[float, float]]:
+def _downsample(
+    fpr: npt.NDArray[np.float64], tpr: npt.NDArray[np.float64]
+) -> list[tuple[float, float]]:
     if len(fpr) > MAX_ROC_POINTS:
         idx = np.unique(np.linspace(0, len(fpr) - 1, MAX_ROC_POINTS).round().astype(int))
         fpr, tpr = fpr[idx], tpr[idx]
@@ -69,7 +70,14 @@ def roc_result(
 
 
 def value_result(
-    attack: str, target: str, *, protected: bool, trials: int, metric: str, value: float, detail: str
+    attack: str,
+    target: str,
+    *,
+    protected: bool,
+    trials: int,
+    metric: str,
+    value: float,
+    detail: str,
 ) -> AttackResult:
     """An attack whose outcome is one number (a reconstruction similarity, a recovery rate)."""
     return AttackResult(
@@ -83,13 +91,41 @@ def value_result(
     )
 
 
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) <= k), summed in log space (no scipy dependency)."""
+    if p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 1.0 if k >= n else 0.0
+    logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+    i = np.arange(k + 1)
+    logpmf = logfact[n] - logfact[i] - logfact[n - i] + i * math.log(p) + (n - i) * math.log1p(-p)
+    top = float(logpmf.max())
+    return float(min(1.0, math.exp(top) * np.exp(logpmf - top).sum()))
+
+
+def _solve(f: Callable[[float], float], target: float) -> float:
+    """The p in [0, 1] where the decreasing ``f`` crosses ``target`` (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Two-sided exact (Clopper-Pearson) interval of a binomial rate at ``confidence``."""
-    if not 0 <= successes <= trials or trials < 1:
-        raise ValueError("need 0 <= successes <= trials and trials >= 1")
-    a = 1.0 - confidence
-    lo = 0.0 if successes == 0 else float(beta.ppf(a / 2, successes, trials - successes + 1))
-    hi = 1.0 if successes == trials else float(beta.ppf(1 - a / 2, successes + 1, trials - successes))
+    """Two-sided exact (Clopper-Pearson) interval of a binomial rate at ``confidence``: the
+    upper end solves ``P(Bin(n, p) <= k) = alpha/2``, the lower ``P(Bin(n, p) >= k) =
+    alpha/2``."""
+    if not 0 <= successes <= trials or trials < 1 or not 0 < confidence < 1:
+        raise ValueError("need 0 <= successes <= trials, trials >= 1, 0 < confidence < 1")
+    a = (1.0 - confidence) / 2
+    k, n = successes, trials
+    hi = 1.0 if k == n else _solve(lambda p: _binom_cdf(k, n, p), a)
+    lo = 0.0 if k == 0 else _solve(lambda p: _binom_cdf(k - 1, n, p), 1.0 - a)
     return lo, hi
 
 

@@ -69,7 +69,10 @@ def epsilon_lower_bound(
 def _point_epsilon(out: Arr, inn: Arr, threshold: float, delta: float) -> float:
     fpr = max(float(np.mean(out > threshold)), 1 / len(out))
     fnr = max(float(np.mean(inn <= threshold)), 1 / len(inn))
-    vals = [math.log(max(1 - delta - fnr, 1e-300) / fpr), math.log(max(1 - delta - fpr, 1e-300) / fnr)]
+    vals = [
+        math.log(max(1 - delta - fnr, 1e-300) / fpr),
+        math.log(max(1 - delta - fpr, 1e-300) / fnr),
+    ]
     return max(vals)
 
 
@@ -83,9 +86,7 @@ def claimed_epsilon(noise_multiplier: float = NOISE_MULTIPLIER) -> float:
 def audit_gaussian_vector(*, buggy: bool, quick: bool = True, seed: int = 0) -> AttackResult:
     """Audit the Gaussian vector mechanism (``buggy``: with noise 10× below its claim)."""
     trials = 2000 if quick else 20000
-    released = GaussianVector(
-        NOISE_MULTIPLIER / BUG_FACTOR if buggy else NOISE_MULTIPLIER, CLIP
-    )
+    released = GaussianVector(NOISE_MULTIPLIER / BUG_FACTOR if buggy else NOISE_MULTIPLIER, CLIP)
     claim = claimed_epsilon()
     rng = np.random.default_rng(seed)
     others = rng.normal(size=(10, DIM))

@@ -73,9 +73,7 @@ def _run(rows_per_client: int, clients: int, model: str, secure: bool, seed: int
     dict[str, Arr], MemoryHub
 ]:  # fmt: skip
     rng = np.random.default_rng(seed)
-    data = {
-        f"bank{k}": rng.normal(size=(rows_per_client, FEATURES)) for k in range(clients)
-    }
+    data = {f"bank{k}": rng.normal(size=(rows_per_client, FEATURES)) for k in range(clients)}
     inputs = {
         name: {"X": x, "y": (rng.random(len(x)) < 0.5).astype(np.float64)}
         for name, x in data.items()

@@ -113,7 +113,10 @@ def _ints_as_rows(blob: bytes, count: int) -> tuple[Arr, Arr]:
     raw = np.frombuffer(blob, dtype=np.uint8).reshape(count, width).astype(np.float64)
     top = min(width, 7)  # the leading bytes fix the value over 256^width to 2^-56
     frac = np.array(
-        [int.from_bytes(blob[i * width : i * width + top], "big") / 256.0**top for i in range(count)]
+        [
+            int.from_bytes(blob[i * width : i * width + top], "big") / 256.0**top
+            for i in range(count)
+        ]
     )
     return frac, raw
 

@@ -197,7 +197,9 @@ def _attack_features(phi: Arr, y: Arr) -> Arr:
     return np.column_stack([phi, y, phi * y])
 
 
-def shadow_scores(phi_target: Arr, phi_shadow: Arr, in_shadow: npt.NDArray[np.bool_], y: Arr) -> Arr:
+def shadow_scores(
+    phi_target: Arr, phi_shadow: Arr, in_shadow: npt.NDArray[np.bool_], y: Arr
+) -> Arr:
     """Shokri et al.'s attack: a classifier trained on the shadow models' (confidence, label)
     -> member, applied to the target's confidences."""
     feats = np.vstack([_attack_features(row, y) for row in phi_shadow])
