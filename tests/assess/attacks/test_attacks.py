@@ -11,7 +11,12 @@ import pytest
 
 from privfin.assess.attacks import attacks_for
 from privfin.assess.attacks._metrics import clopper_pearson, roc_result
-from privfin.assess.attacks.dp_audit import audit_gaussian_vector, claimed_epsilon
+from privfin.assess.attacks.dp_audit import (
+    audit_dp_sgd_one_run,
+    audit_gaussian_vector,
+    claimed_epsilon,
+    one_run_epsilon_lower_bound,
+)
 from privfin.assess.attacks.gradient_inversion import gradient_inversion
 from privfin.assess.attacks.label_inference import label_inference
 from privfin.assess.attacks.membership import membership_inference
@@ -117,6 +122,27 @@ def test_dp_audit_catches_a_noise_bug_and_passes_the_correct_mechanism() -> None
     assert buggy.value > claim + 1.0, (buggy.value, claim)  # the audit catches the bug
     assert 0.0 <= correct.value <= claim, (correct.value, claim)
     assert "EXCEEDS" in buggy.detail and "within the claim" in correct.detail
+
+
+def test_one_run_audit_of_dp_sgd_catches_a_noise_bug() -> None:
+    buggy = audit_dp_sgd_one_run(buggy=True)
+    correct = audit_dp_sgd_one_run(buggy=False)
+    claim = float(correct.detail.split("epsilon ")[1].split(" at delta")[0])
+    assert buggy.value is not None and correct.value is not None
+    assert buggy.value > claim + 0.5, (buggy.value, claim)
+    assert correct.value <= claim, (correct.value, claim)
+    assert buggy.auc is not None and buggy.auc >= 0.9
+    assert correct.auc is not None and abs(correct.auc - 0.5) <= 0.1
+
+
+def test_one_run_bound_matches_the_binomial_tail() -> None:
+    # all r guesses right: p^r = beta  =>  epsilon = logit(beta^(1/r))
+    p = 0.05 ** (1 / 40)
+    assert one_run_epsilon_lower_bound(40, 40, 0.05) == pytest.approx(
+        math.log(p / (1 - p)), abs=1e-6
+    )
+    assert one_run_epsilon_lower_bound(20, 40, 0.05) == 0.0
+    assert 0 < one_run_epsilon_lower_bound(30, 40, 0.05) < one_run_epsilon_lower_bound(35, 40, 0.05)
 
 
 def test_dp_audit_bound_is_zero_without_signal() -> None:

@@ -14,8 +14,9 @@ attack works. Modules (numpy and scikit-learn only):
     Norm and direction label-inference attacks on what a passive host receives: a naive split
     vs hetero LR and SecureBoost (Paillier ciphertexts).
 ``dp_audit``
-    Canary-based empirical epsilon lower bound (Clopper-Pearson) vs the accountant's epsilon:
-    the correct Gaussian vector mechanism vs one with a noise bug.
+    Canary-based empirical epsilon lower bounds vs the accountant's epsilon: repeated trials
+    of the Gaussian vector mechanism (Clopper-Pearson) and a one-run audit of DP-SGD training,
+    each against a planted noise bug.
 ``psi_leakage``
     Dictionary and membership games on what each PSI party receives vs what SPEC.md allows:
     ECDH-PSI vs a naive hash PSI.
@@ -38,7 +39,7 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
     """Every attack that applies to ``technology``, against its protected target and the
     unprotected control (results with ``protected=False``). Unknown technology or one without
     attacks: an empty list."""
-    from privfin.assess.attacks.dp_audit import audit_gaussian_vector
+    from privfin.assess.attacks.dp_audit import audit_dp_sgd_one_run, audit_gaussian_vector
     from privfin.assess.attacks.gradient_inversion import gradient_inversion
     from privfin.assess.attacks.label_inference import label_inference
     from privfin.assess.attacks.membership import membership_inference
@@ -54,6 +55,10 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
         out += [
             audit_gaussian_vector(buggy=False, quick=quick, seed=seed),
             audit_gaussian_vector(buggy=True, quick=quick, seed=seed),
+        ]
+        out += [
+            audit_dp_sgd_one_run(buggy=False, quick=quick, seed=seed),
+            audit_dp_sgd_one_run(buggy=True, quick=quick, seed=seed),
         ]
     elif technology in ("hfl", "hfl-dp"):
         out += membership_inference(technology, quick=quick, seed=seed) + membership_inference(
