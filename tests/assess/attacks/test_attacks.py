@@ -83,8 +83,10 @@ def test_gradient_inversion_plain_update_vs_secure_aggregation(model: str, batch
     assert plain.value is not None and masked.value is not None
     if batch == 1:
         assert plain.value >= 0.999  # exact reconstruction of the client's row
-    else:
-        assert plain.value >= 0.45
+    else:  # gradient matching beats the analytic per-unit candidates
+        assert plain.value >= 0.65
+        analytic = float(plain.detail.split("candidates alone: ")[1].split(")")[0])
+        assert plain.value > analytic + 0.1
     # masked vectors: no better than as many random candidates (reported in the detail)
     guess = float(masked.detail.split("random candidates): ")[1].split(";")[0])
     assert masked.value <= guess + 0.15, (masked.value, guess)
