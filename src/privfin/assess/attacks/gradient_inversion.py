@@ -118,7 +118,8 @@ def gradient_matching_inversion(
     for _ in range(iters):
         _, _, da = forward(x)
         gram = da @ np.swapaxes(da, 1, 2) + eye  # (K, B, B)
-        x = np.asarray(np.linalg.solve(gram, da @ g_w1.T), dtype=np.float64)  # least squares of Da^T X = g_W1^T
+        # least squares of Da^T X = g_W1^T (normal equations, batched over K starts)
+        x = np.asarray(np.linalg.solve(gram, da @ g_w1.T), dtype=np.float64)
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     a, r, da = forward(x)
     full = np.concatenate(
