@@ -20,6 +20,7 @@ from privfin.assess.attacks.dp_audit import (
 from privfin.assess.attacks.gradient_inversion import gradient_inversion
 from privfin.assess.attacks.label_inference import label_inference
 from privfin.assess.attacks.membership import membership_inference
+from privfin.assess.attacks.mpc_inference import mpc_input_inference
 from privfin.assess.attacks.psi_leakage import psi_leakage
 from privfin.assess.model import AttackResult
 
@@ -154,6 +155,19 @@ def test_dp_audit_bound_is_zero_without_signal() -> None:
     a, b = rng.normal(size=1000), rng.normal(size=1000)
     assert epsilon_lower_bound(a, b, 0.0, 1e-5) < 0.2
     assert epsilon_lower_bound(a, b + 10, 5.0, 1e-5) > math.log(100)
+
+
+# -- MPC input inference
+
+
+def test_mpc_naive_float_masks_leak_ring_shares_do_not() -> None:
+    naive = mpc_input_inference("naive-float-masks")
+    real = mpc_input_inference("ss-2pc")
+    assert naive.auc is not None and real.auc is not None
+    assert not naive.protected and real.protected and real.trials == 400
+    assert naive.auc >= 0.85 and naive.advantage is not None and naive.advantage >= 0.5
+    assert abs(real.auc - 0.5) <= 0.08, real.auc
+    assert real.tpr_at_fpr[0.01] <= 0.05
 
 
 # -- PSI leakage

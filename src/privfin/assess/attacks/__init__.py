@@ -17,6 +17,9 @@ attack works. Modules (numpy and scikit-learn only):
     Canary-based empirical epsilon lower bounds vs the accountant's epsilon: repeated trials
     of the Gaussian vector mechanism (Clopper-Pearson) and a one-run audit of DP-SGD training,
     each against a planted noise bug.
+``mpc_inference``
+    A computing party infers the sign of the other's inputs from its shares and openings:
+    privfin's 2PC over Z_2^64 vs a naive sharing with real-valued masks.
 ``psi_leakage``
     Dictionary and membership games on what each PSI party receives vs what SPEC.md allows:
     ECDH-PSI vs a naive hash PSI.
@@ -31,8 +34,8 @@ from privfin.assess.model import AttackResult
 
 __all__ = ["TECHNOLOGIES", "attacks_for"]
 
-#: Technologies with attacks; others (``mpc``, ``he``, ``tee``) get none yet.
-TECHNOLOGIES = ("pooled-plaintext", "dp-central", "hfl", "hfl-dp", "vfl-he", "psi")
+#: Technologies with attacks; others (``he``, ``tee``) get none yet.
+TECHNOLOGIES = ("pooled-plaintext", "dp-central", "hfl", "hfl-dp", "vfl-he", "mpc", "psi")
 
 
 def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[AttackResult]:
@@ -43,6 +46,7 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
     from privfin.assess.attacks.gradient_inversion import gradient_inversion
     from privfin.assess.attacks.label_inference import label_inference
     from privfin.assess.attacks.membership import membership_inference
+    from privfin.assess.attacks.mpc_inference import mpc_input_inference
     from privfin.assess.attacks.psi_leakage import psi_leakage
 
     out: list[AttackResult] = []
@@ -77,6 +81,11 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
     elif technology == "vfl-he":
         for target in ("hetero-lr", "secureboost", "naive-split"):
             out += label_inference(target, quick=quick, seed=seed)
+    elif technology == "mpc":
+        out += [
+            mpc_input_inference("ss-2pc", quick=quick, seed=seed),
+            mpc_input_inference("naive-float-masks", quick=quick, seed=seed),
+        ]
     elif technology == "psi":
         out += psi_leakage("ecdh", quick=quick, seed=seed) + psi_leakage(
             "naive-hash", quick=quick, seed=seed

@@ -126,7 +126,7 @@ HFL = {"model": "logistic", "rounds": 30, "local_epochs": 5, "lr": 1.0, "batch_s
 HFL_DP = {**HFL, "rounds": 10, "dp_noise_multiplier": 1.0, "dp_clip": 1.0}
 
 
-def _fedavg(extra: dict[str, Any]) -> Trainer:
+def _fedavg(extra: dict[str, Any], notes: dict[str, Any]) -> Trainer:
     from privfin.fl.horizontal.fedavg.estimator import FedAvgClassifier
 
     def train(x: Arr, y: Arr, seed: int) -> Predict:
@@ -134,20 +134,25 @@ def _fedavg(extra: dict[str, Any]) -> Trainer:
         model = FedAvgClassifier(
             **extra, seed=seed, settings=Settings(mode="development"), timeout=120
         ).fit(x, y, groups=groups)
+        if model.dp_ is not None:
+            notes["dp"] = model.dp_
         return lambda rows: np.asarray(model.predict_proba(rows)[:, 1], dtype=np.float64)
 
     return train
 
 
-def trainer(target: str) -> Trainer:
+def trainer(target: str, notes: dict[str, Any] | None = None) -> Trainer:
+    """The training procedure of ``target`` (``notes`` receives what it reports, e.g. the
+    client-level DP guarantee of ``hfl-dp``)."""
+    notes = {} if notes is None else notes
     if target == "plain":
         return _plain
     if target == "dp-sgd":
         return _dp_sgd
     if target == "hfl":
-        return _fedavg(HFL)
+        return _fedavg(HFL, notes)
     if target == "hfl-dp":
-        return _fedavg(HFL_DP)
+        return _fedavg(HFL_DP, notes)
     raise ConfigError(f"unknown membership-inference target {target!r}; one of {TARGETS}")
 
 
@@ -210,7 +215,8 @@ def shadow_scores(
 
 def membership_inference(target: str, *, quick: bool = True, seed: int = 0) -> list[AttackResult]:
     """Run LiRA and the shadow-model attack against ``target`` (one of :data:`TARGETS`)."""
-    train = trainer(target)
+    notes: dict[str, Any] = {}
+    train = trainer(target, notes)
     size = QUICK if quick else FULL
     x, y = candidate_pool(size.pool, size.features, seed)
     phi, inside = confidences(train, x, y, size.models, seed)
@@ -222,6 +228,12 @@ def membership_inference(target: str, *, quick: bool = True, seed: int = 0) -> l
         truth.append(inside[t])
     members = np.concatenate(truth).astype(int)
     name, protected, extra = _describe(target, size.features)
+    if "dp" in notes:
+        dp = notes["dp"]
+        extra += (
+            f"; client-level DP as reported by the server: epsilon {float(dp['epsilon']):.2f} "
+            f"at delta {float(dp['delta']):g} per client"
+        )
     setup = (
         f"{size.models} models on random halves of {size.pool} rows x {size.features} features, "
         f"leave-one-out (each model the target once, the others its shadows){extra}"
