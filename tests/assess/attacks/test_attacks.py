@@ -18,6 +18,7 @@ from privfin.assess.attacks.dp_audit import (
     one_run_epsilon_lower_bound,
 )
 from privfin.assess.attacks.gradient_inversion import gradient_inversion
+from privfin.assess.attacks.he_distinguish import paillier_distinguishing
 from privfin.assess.attacks.label_inference import label_inference
 from privfin.assess.attacks.membership import membership_inference
 from privfin.assess.attacks.mpc_inference import mpc_input_inference
@@ -168,6 +169,17 @@ def test_mpc_naive_float_masks_leak_ring_shares_do_not() -> None:
     assert naive.auc >= 0.85 and naive.advantage is not None and naive.advantage >= 0.5
     assert abs(real.auc - 0.5) <= 0.08, real.auc
     assert real.tpr_at_fpr[0.01] <= 0.05
+
+
+# -- HE distinguishing
+
+
+def test_paillier_with_reused_r_is_distinguishable_fresh_r_is_not() -> None:
+    reused = paillier_distinguishing("paillier-reused-r")
+    fresh = paillier_distinguishing("paillier")
+    assert reused.auc == 1.0 and reused.advantage == 1.0 and not reused.protected
+    assert fresh.auc is not None and abs(fresh.auc - 0.5) <= 0.08, fresh.auc
+    assert fresh.tpr_at_fpr[0.01] <= 0.05 and fresh.protected
 
 
 # -- PSI leakage

@@ -20,6 +20,9 @@ attack works. Modules (numpy and scikit-learn only):
 ``mpc_inference``
     A computing party infers the sign of the other's inputs from its shares and openings:
     privfin's 2PC over Z_2^64 vs a naive sharing with real-valued masks.
+``he_distinguish``
+    The IND-CPA distinguishing game on Paillier ciphertexts: fresh randomness vs a reused
+    ``r``.
 ``psi_leakage``
     Dictionary and membership games on what each PSI party receives vs what SPEC.md allows:
     ECDH-PSI vs a naive hash PSI.
@@ -34,8 +37,17 @@ from privfin.assess.model import AttackResult
 
 __all__ = ["TECHNOLOGIES", "attacks_for"]
 
-#: Technologies with attacks; others (``he``, ``tee``) get none yet.
-TECHNOLOGIES = ("pooled-plaintext", "dp-central", "hfl", "hfl-dp", "vfl-he", "mpc", "psi")
+#: Technologies with attacks; others (``tee``) get none yet.
+TECHNOLOGIES = (
+    "pooled-plaintext",
+    "dp-central",
+    "hfl",
+    "hfl-dp",
+    "vfl-he",
+    "mpc",
+    "he",
+    "psi",
+)
 
 
 def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[AttackResult]:
@@ -44,6 +56,7 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
     attacks: an empty list."""
     from privfin.assess.attacks.dp_audit import audit_dp_sgd_one_run, audit_gaussian_vector
     from privfin.assess.attacks.gradient_inversion import gradient_inversion
+    from privfin.assess.attacks.he_distinguish import paillier_distinguishing
     from privfin.assess.attacks.label_inference import label_inference
     from privfin.assess.attacks.membership import membership_inference
     from privfin.assess.attacks.mpc_inference import mpc_input_inference
@@ -85,6 +98,11 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
         out += [
             mpc_input_inference("ss-2pc", quick=quick, seed=seed),
             mpc_input_inference("naive-float-masks", quick=quick, seed=seed),
+        ]
+    elif technology == "he":
+        out += [
+            paillier_distinguishing("paillier", quick=quick, seed=seed),
+            paillier_distinguishing("paillier-reused-r", quick=quick, seed=seed),
         ]
     elif technology == "psi":
         out += psi_leakage("ecdh", quick=quick, seed=seed) + psi_leakage(
