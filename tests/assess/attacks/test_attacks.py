@@ -4,6 +4,7 @@ seeds; thresholds are explicit and each one can fail."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -23,7 +24,14 @@ from privfin.assess.attacks.label_inference import label_inference
 from privfin.assess.attacks.membership import membership_inference
 from privfin.assess.attacks.mpc_inference import mpc_input_inference
 from privfin.assess.attacks.psi_leakage import psi_leakage
-from privfin.assess.model import AttackResult
+from privfin.assess.model import (
+    Assessment,
+    AttackResult,
+    Perspective,
+    PerspectiveResult,
+    Rating,
+    ThreatModel,
+)
 
 
 def by_attack(results: list[AttackResult]) -> dict[str, AttackResult]:
@@ -206,3 +214,13 @@ def test_attacks_for_pairs_protected_and_control() -> None:
     results = attacks_for("psi")
     assert {r.protected for r in results} == {True, False}
     assert {r.attack for r in results} == {"psi/receiver-dictionary", "psi/sender-membership"}
+    # the results survive the assessment's JSON round trip
+    result = PerspectiveResult(
+        Perspective.SECURITY, Rating.GOOD, reasons=("test",), attacks=tuple(results)
+    )
+    assessment = Assessment(
+        "technology", "psi", ThreatModel.SEMI_HONEST, "semi-honest parties",
+        {Perspective.SECURITY: result},
+    )  # fmt: skip
+    back = Assessment.from_dict(json.loads(json.dumps(assessment.to_dict())))
+    assert back.perspectives[Perspective.SECURITY].attacks == tuple(results)

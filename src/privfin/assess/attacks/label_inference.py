@@ -42,6 +42,7 @@ from privfin.config import Settings
 from privfin.errors import ConfigError
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub
+from privfin.runtime import simulate
 
 __all__ = ["TARGETS", "direction_scores", "label_inference", "norm_scores"]
 
@@ -70,9 +71,12 @@ def norm_scores(received: Arr) -> Arr:
     return np.asarray(np.linalg.norm(received, axis=1), dtype=np.float64)
 
 
-def direction_scores(received: Arr, known_positive: int = 0) -> Arr:
-    """Li et al.'s direction attack: cosine similarity with a row known to be positive."""
-    v = received - (received.mean(axis=0) if received.shape[1] > 8 else 0.0)
+def direction_scores(received: Arr, known_positive: int = 0, *, centre: bool = False) -> Arr:
+    """Li et al.'s direction attack: cosine similarity with a row known to be positive.
+
+    ``centre``: subtract the mean row first (for ciphertext bytes, whose raw vectors all point
+    the same way because every byte is non-negative; gradients are used as they are)."""
+    v = received - received.mean(axis=0) if centre else received
     norms = np.maximum(np.linalg.norm(v, axis=1), 1e-300)
     return np.asarray((v @ v[known_positive]) / (norms * norms[known_positive]), dtype=np.float64)
 
@@ -133,8 +137,6 @@ def _hetero_lr_view(xg: Arr, xh: Arr, y: Arr, seed: int) -> tuple[Arr, Arr]:
         "batch_size": len(y),
         "feature_counts": {"bank": xg.shape[1], "host": xh.shape[1]},
     }
-    from privfin.runtime import simulate
-
     simulate(
         hetero_lr_component,
         {"bank": ["guest"], "host": ["host"], "arb": ["arbiter"]},
@@ -184,7 +186,7 @@ def label_inference(target: str, *, quick: bool = True, seed: int = 0) -> list[A
     else:
         view = _hetero_lr_view if target == "hetero-lr" else _secureboost_view
         value, raw = view(xg, xh, y, seed)
-        norm, direction = value, direction_scores(raw)
+        norm, direction = value, direction_scores(raw, centre=True)
         name = (
             "hetero LR (privfin.fl.vertical.hetero_lr, Paillier)"
             if target == "hetero-lr"
