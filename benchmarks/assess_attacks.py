@@ -1,14 +1,15 @@
 """Empirical attacks of ``privfin.assess.attacks`` at full size: every attack against the
 protected target and its unprotected control, per technology.
 
-    .venv/bin/python benchmarks/assess_attacks.py            # full sizes (about 5 min, 2 busy cores)
+    .venv/bin/python benchmarks/assess_attacks.py            # full sizes (~5 min, busy 2 cores)
     .venv/bin/python benchmarks/assess_attacks.py --quick    # the sizes the tests use
 
 Prints one table (attack, target, protected, trials, AUC, advantage, TPR at FPR 0.01 / 0.1,
 metric value) and one JSON line per technology (``ours``: the worst protected-target AUC
-distance from chance, ``|AUC - 0.5|``, the figure a protected target should keep small,
-DP audits left out since their criterion is the epsilon bound; no peer). Attacks are seeded (``--seed``); hetero LR's Paillier randomness is not, so its AUCs
-move by a few hundredths between runs.
+distance from chance, ``|AUC - 0.5|``, the figure a protected target should keep small; DP
+audits are left out, their criterion is the epsilon bound; no peer). Attacks are seeded
+(``--seed``); hetero LR's Paillier randomness is not, so its AUCs move by a few hundredths
+between runs.
 """
 
 from __future__ import annotations
