@@ -33,6 +33,8 @@ seconds each).
 
 from __future__ import annotations
 
+import functools
+
 from privfin.assess.model import AttackResult
 
 __all__ = ["TECHNOLOGIES", "attacks_for"]
@@ -64,11 +66,10 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
 
     out: list[AttackResult] = []
     if technology == "pooled-plaintext":
-        out += membership_inference("plain", quick=quick, seed=seed)
+        out += _plain_membership(quick, seed)
     elif technology == "dp-central":
-        out += membership_inference("dp-sgd", quick=quick, seed=seed) + membership_inference(
-            "plain", quick=quick, seed=seed
-        )
+        out += membership_inference("dp-sgd", quick=quick, seed=seed)
+        out += _plain_membership(quick, seed)
         out += [
             audit_gaussian_vector(buggy=False, quick=quick, seed=seed),
             audit_gaussian_vector(buggy=True, quick=quick, seed=seed),
@@ -78,9 +79,8 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
             audit_dp_sgd_one_run(buggy=True, quick=quick, seed=seed),
         ]
     elif technology in ("hfl", "hfl-dp"):
-        out += membership_inference(technology, quick=quick, seed=seed) + membership_inference(
-            "plain", quick=quick, seed=seed
-        )
+        out += membership_inference(technology, quick=quick, seed=seed)
+        out += _plain_membership(quick, seed)
         for model, batch in (("logistic", 1), ("mlp", 4)):
             out += [
                 gradient_inversion(secure=True, model=model, batch=batch, quick=quick, seed=seed),
@@ -109,3 +109,12 @@ def attacks_for(technology: str, *, quick: bool = True, seed: int = 0) -> list[A
             "naive-hash", quick=quick, seed=seed
         )
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _plain_membership(quick: bool, seed: int) -> tuple[AttackResult, ...]:
+    """The unprotected membership-inference control, shared by several technologies (computed
+    once per process: a comparison asks for it under each technology)."""
+    from privfin.assess.attacks.membership import membership_inference
+
+    return tuple(membership_inference("plain", quick=quick, seed=seed))
