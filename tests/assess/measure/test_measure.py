@@ -19,11 +19,11 @@ TINY = {t: Size(40, 2, 2) for t in TECHNOLOGIES} | {
     "he": Size(6, 2, 2),
     "tee": Size(60, 2, 3),
 }
-#: Largest |AUC - pooled AUC| each technology may show on the quick credit comparison (seed
-#: 0): TEE trains the same scikit-learn model on the same rows; SS-LR is fixed point; DP-SGD
-#: adds noise at epsilon ~ 5; hetero LR runs 5 epochs with the Taylor sigmoid (under-converged
-#: in quick mode).
-TOLERANCE = {"tee": 1e-9, "mpc": 0.05, "dp-central": 0.1, "vfl-he": 0.15}
+#: Largest |AUC - pooled AUC| each technology may show on the quick credit comparison (seed 0,
+#: about 300 training and 130 held-out rows): TEE trains the same scikit-learn model on the
+#: same rows; SS-LR is fixed point; DP-SGD adds noise (epsilon ~ 6.6); hetero LR runs 5 epochs
+#: with the Taylor sigmoid (measured gaps: 0, 0.002, 0.063, 0.036).
+TOLERANCE = {"tee": 1e-9, "mpc": 0.02, "dp-central": 0.1, "vfl-he": 0.08}
 
 
 def _by_name(items: list[Evidence]) -> dict[str, Evidence]:
@@ -44,10 +44,28 @@ def test_power_law_fit_recovers_a_known_exponent() -> None:
         fit_power_law([1, 2, 3], [1.0, 0.0, 2.0])
 
 
-@pytest.mark.parametrize("technology", TECHNOLOGIES)
-def test_evidence_names_units_and_values(
-    technology: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _check_cost(res: dict[Perspective, list[Evidence]], parties: int, networked: bool) -> None:
+    """Performance and communication evidence: names, units, per-party entries, sane values."""
+    perf = _by_name(res[Perspective.PERFORMANCE])
+    assert perf["wall_s"].unit == "s" and 0 < float(perf["wall_s"].value) < 120
+    assert perf["peak_rss_mb"].unit == "MiB" and float(perf["peak_rss_mb"].value) > 10
+    per_cpu = [e for e in perf.values() if e.name.startswith("cpu_s[")]
+    assert len(per_cpu) == parties and all(e.unit == "s" for e in per_cpu)
+    assert float(perf["cpu_s"].value) >= sum(float(e.value) for e in per_cpu) - 1e-6
+    assert len([e for e in perf.values() if e.name.startswith("peak_rss_mb[")]) == parties
+    comm = _by_name(res[Perspective.COMMUNICATION])
+    sent = [int(e.value) for e in comm.values() if e.name.startswith("bytes[")]
+    assert len(sent) == parties and sum(sent) == comm["bytes_total"].value
+    assert comm["bytes_total"].unit == "bytes" and comm["rounds"].unit == "rounds"
+    if networked:
+        assert min(sent) > 0 and int(comm["rounds"].value) >= 1
+    else:
+        assert sum(sent) == 0 and comm["rounds"].value == 0
+
+
+# tee's evidence is checked by the comparison below (its enclave process costs seconds)
+@pytest.mark.parametrize("technology", [t for t in TECHNOLOGIES if t != "tee"])
+def test_evidence_names_units_and_values(technology: str, monkeypatch: pytest.MonkeyPatch) -> None:
     work = WORKLOADS[technology]
     tiny = TINY[technology]
     monkeypatch.setitem(
@@ -83,22 +101,8 @@ def test_evidence_names_units_and_values(
         assert gap < 1e-3  # fixed point with 16 fractional bits on each factor
     if technology == "pooled-plaintext":
         assert gap == 0.0
-    perf = _by_name(out[Perspective.PERFORMANCE])
     parties = len(WORKLOADS[technology].build(tiny, 0, True).roles)
-    assert perf["wall_s"].unit == "s" and 0 < float(perf["wall_s"].value) < 120
-    assert perf["peak_rss_mb"].unit == "MiB" and float(perf["peak_rss_mb"].value) > 10
-    per_cpu = [e for e in perf.values() if e.name.startswith("cpu_s[")]
-    assert len(per_cpu) == parties
-    assert float(perf["cpu_s"].value) >= sum(float(e.value) for e in per_cpu) - 1e-6
-    assert len([e for e in perf.values() if e.name.startswith("peak_rss_mb[")]) == parties
-    comm = _by_name(out[Perspective.COMMUNICATION])
-    sent = [int(e.value) for e in comm.values() if e.name.startswith("bytes[")]
-    assert len(sent) == parties and sum(sent) == comm["bytes_total"].value
-    assert comm["bytes_total"].unit == "bytes" and comm["rounds"].unit == "rounds"
-    if WORKLOADS[technology].networked:
-        assert min(sent) > 0 and int(comm["rounds"].value) >= 1
-    else:
-        assert sum(sent) == 0 and comm["rounds"].value == 0
+    _check_cost(out, parties, WORKLOADS[technology].networked)
     assert out[Perspective.SCALABILITY] == []
 
 
@@ -133,12 +137,7 @@ def test_credit_comparison_side_by_side() -> None:
         assert acc["metric"].value == "auc"
         gap = float(acc["gap"].value)
         assert gap <= TOLERANCE.get(tech, 0.0), (tech, gap)
-        perf = _by_name(res[Perspective.PERFORMANCE])
-        comm = _by_name(res[Perspective.COMMUNICATION])
-        assert float(perf["wall_s"].value) > 0
-        if tech in ("dp-central", "pooled-plaintext"):
-            assert comm["bytes_total"].value == 0 and comm["rounds"].value == 0
-        else:
-            assert int(comm["bytes_total"].value) > 0 and int(comm["rounds"].value) > 0
+        parties = {"tee": 4, "dp-central": 1, "pooled-plaintext": 1}.get(tech, 3)
+        _check_cost(res, parties, networked=tech not in ("dp-central", "pooled-plaintext"))
     eps = float(_by_name(out["dp-central"][Perspective.ACCURACY])["epsilon"].value)
-    assert 0 < eps < 20
+    assert 1 < eps < 10  # noise multiplier 1.1, sampling 0.1, 100 steps, delta 1e-5

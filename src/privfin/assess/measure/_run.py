@@ -23,7 +23,7 @@ from __future__ import annotations
 import resource
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,9 @@ from typing import Any
 from privfin.config import Settings
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import MessageKey
-from privfin.runtime import Context, simulate
+from privfin.runtime import Component, Context, simulate
 
 __all__ = ["CausalHub", "RunStats", "peak_rss_mb", "reset_peak_rss", "run_instrumented"]
-
-Component = Callable[[Context, Mapping[str, Any], Mapping[str, Any]], Any]
 
 
 class CausalHub(MemoryHub):
@@ -145,10 +143,10 @@ def run_instrumented(
     cpu: dict[str, float] = {}
     lock = threading.Lock()
 
-    def timed(ctx: Context, p: Mapping[str, Any], i: Mapping[str, Any]) -> Any:
+    def timed(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> Any:
         start = time.thread_time()
         try:
-            return component(ctx, p, i)
+            return component(ctx, params, inputs)
         finally:
             with lock:
                 cpu[ctx.party] = time.thread_time() - start

@@ -16,7 +16,7 @@ a logistic regression on the training rows; the metric is the AUC on the held-ou
 - ``dp-central``: DP-SGD logistic regression on the pooled rows at the stated ε (a curator
   holding all the data: central DP).
 
-Quick mode: 1,500 generated customers per party (about 650 in all three tables), 768-bit
+Quick mode: 1,000 generated customers per party (about 430 in all three tables), 768-bit
 Paillier keys (insecure size, development mode), few epochs.
 """
 
@@ -78,7 +78,9 @@ class CreditSplit:
         return [self.features.index(c) for c in self.columns[party]]
 
     def frame(self, party: str, rows: np.ndarray, *, ids: bool = False) -> pd.DataFrame:
-        out = pd.DataFrame(self.x[np.ix_(rows, self.cols(party))], columns=self.columns[party])
+        out = pd.DataFrame(
+            self.x[np.ix_(rows, np.asarray(self.cols(party)))], columns=self.columns[party]
+        )
         if party == "bank":
             out[self.label] = self.y[rows].astype(int)
         if ids:
@@ -87,7 +89,7 @@ class CreditSplit:
 
 
 def credit_split(quick: bool, seed: int) -> CreditSplit:
-    return CreditSplit(1500 if quick else 20000, seed)
+    return CreditSplit(1000 if quick else 20000, seed)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -288,9 +290,7 @@ def compare(
         if progress is not None:
             progress(f"credit: {tech}")
         job, desc = jobs[tech]
-        stats, acc = (
-            (pooled_stats, pooled_acc) if tech == "pooled-plaintext" else _one(job, seed)
-        )
+        stats, acc = (pooled_stats, pooled_acc) if tech == "pooled-plaintext" else _one(job, seed)
         acc = Accuracy(acc.metric, acc.value, pooled, f"{desc}; AUC on the held-out rows")
         evidence = accuracy_evidence(acc, where)
         if tech == "dp-central":

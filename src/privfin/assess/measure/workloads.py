@@ -27,7 +27,7 @@ import pandas as pd
 
 from privfin.config import Settings, require_insecure_allowed
 from privfin.errors import ProtocolAbort
-from privfin.runtime import Context
+from privfin.runtime import Component, Context
 
 __all__ = [
     "TECHNOLOGIES",
@@ -53,7 +53,6 @@ TECHNOLOGIES: tuple[str, ...] = (
 )
 
 DEV = Settings(mode="development")
-Component = Callable[[Context, Mapping[str, Any], Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -264,9 +263,9 @@ def _mpc(size: Size, seed: int, quick: bool) -> Job:
         raise ValueError("ss_lr needs at least two features for two data parties")
     roles: dict[str, list[str]] = {}
     for i, p in enumerate(parties):
-        roles[p] = ["data", "compute", "result"] if i == 0 else ["data", "compute"] if i == 1 else [
-            "data"
-        ]
+        roles[p] = (
+            ["data", "compute", "result"] if i == 0 else ["data", "compute"] if i == 1 else ["data"]
+        )
     names = {p: _cols(len(c), f"{p}_") for p, c in zip(parties, cols, strict=True)}
     inputs: dict[str, dict[str, Any]] = {}
     for p, c in zip(parties, cols, strict=True):
@@ -283,9 +282,7 @@ def _mpc(size: Size, seed: int, quick: bool) -> Job:
         "learning_rate": 0.5,
     }
     test_cols = {
-        n: xte[:, c[j]]
-        for p, c in zip(parties, cols, strict=True)
-        for j, n in enumerate(names[p])
+        n: xte[:, c[j]] for p, c in zip(parties, cols, strict=True) for j, n in enumerate(names[p])
     }
     pooled = pooled_lr_auc(xtr, ytr, xte, yte)
 
@@ -602,8 +599,7 @@ WORKLOADS: dict[str, Workload] = {
         _hfl(True),
         Size(120, 4, 3),
         Size(2000, 16, 4),
-        description="FedAvg LR with client-level DP (noise multiplier 0.5) over secure "
-        "aggregation",
+        description="FedAvg LR with client-level DP (noise multiplier 0.5) over secure aggregation",
     ),
     "vfl-he": _w(
         "vfl-he",
