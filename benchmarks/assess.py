@@ -66,7 +66,11 @@ def main() -> None:
         ev = measure_technology(tech, quick=quick, progress=lambda s: print(f"[bench] {s}",
                                 file=sys.stderr))  # fmt: skip
         rows.append(_row(tech, ev))
-        modes |= {e.value for e in ev[Perspective.COMMUNICATION] if e.name == "wan_mode"}
+        comm = {e.name: e.value for e in ev[Perspective.COMMUNICATION]}
+        modes |= {comm["wan_mode"]} if "wan_mode" in comm else set()
+        if "interruption_detail" in comm:
+            print(f"[bench] {tech}: {comm['interruption']}: {comm['interruption_detail']}",
+                  file=sys.stderr)  # fmt: skip
         print(f"[bench] {tech}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     load = os.getloadavg()
     size = "quick" if quick else "full"

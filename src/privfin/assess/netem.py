@@ -18,7 +18,7 @@ Fallback (``mode="loopback"``)
 
 Interruption
     During a second run the link is cut for :data:`CUT_SECONDS` (netem: the veth end of node
-    ``b`` is set down, then up; loopback: the proxies drop every connection and refuse new
+    ``b`` is set down, then up; loopback: the proxies drop every connection and hold new
     ones) once a quarter of the uninterrupted run's time has passed. Outcome:
     ``recovered`` (both nodes finished the job), ``failed-cleanly`` (a node reported an error
     and both exited before the deadline) or ``hung`` (the deadline passed; the processes are
@@ -66,6 +66,8 @@ __all__ = [
 WAN_NETEM = ("delay", "25ms", "rate", "100mbit")
 #: How long the link is cut in the interruption run.
 CUT_SECONDS = 3.0
+#: Seconds the node processes may take to start (imports, identities, servers) before the run.
+STARTUP_TIMEOUT = 300.0
 _SUBNET = ("10.77.0.1", "10.77.0.2")
 _log = logging.getLogger("privfin.assess")
 
@@ -193,7 +195,8 @@ def run_two_nodes(
     processes: in ``link``'s namespaces (netem) or on loopback (``link=None``: every
     connection between the nodes through a :class:`DelayProxy` of ``delay`` seconds and
     ``rate`` bytes/s each way); with ``cut_after`` seconds, cut the link then (see the
-    module doc)."""
+    module doc). ``deadline``: seconds from the common start to both nodes' results (their
+    start-up has its own :data:`STARTUP_TIMEOUT`)."""
     from privfin.assess.measure.workloads import WORKLOADS, Size
     from privfin.federation.tls import create_identity
 
@@ -223,7 +226,7 @@ def run_two_nodes(
         (root / "spec.json").write_text(json.dumps(spec))
         procs: dict[str, subprocess.Popen[str]] = {}
         proxies: dict[str, DelayProxy] = {}
-        end = time.monotonic() + deadline
+        end = time.monotonic() + STARTUP_TIMEOUT  # imports and TLS set-up, slow under load
         try:
             for side in ("a", "b"):
                 prefix = ["ip", "netns", "exec", link.ns[0 if side == "a" else 1]] if link else []
@@ -252,6 +255,7 @@ def run_two_nodes(
                 _line(proc.stdout, end)  # ready
             for proc in procs.values():
                 _send(proc, {"go": True})
+            end = time.monotonic() + deadline
             cut = ""
             cut_late = False
             if cut_after is not None:
@@ -286,7 +290,7 @@ def cut_desc(link: Link | None) -> str:
     if link:
         return f"node b's veth end set down for {CUT_SECONDS:.0f} s, then up"
     return (
-        f"every connection between the nodes dropped by the proxies, and new ones refused, "
+        f"every connection between the nodes dropped by the proxies, and new ones held, "
         f"for {CUT_SECONDS:.0f} s"
     )
 
@@ -316,7 +320,8 @@ class DelayProxy:
     """A userspace WAN for hosts without ``tc netem``: a TCP forwarder (TLS passes through
     untouched) that delivers every byte ``delay`` seconds after it arrived, in order, at most
     ``rate`` bytes per second per direction and connection. Runs its own event loop in a
-    thread. :meth:`cut` drops every connection and refuses new ones for a while (a cut link).
+    thread. :meth:`cut` drops every open connection and holds new ones (no byte passes) until
+    the link is up again: a cut link.
 
     (Moved here from ``benchmarks/transport.py``, which imports it.)
     """
@@ -349,9 +354,8 @@ class DelayProxy:
     async def _client(self, reader: Any, writer: Any) -> None:
         import asyncio
 
-        if time.monotonic() < self._down_until:
-            writer.transport.abort()
-            return
+        while time.monotonic() < self._down_until:  # a new connection waits for the link
+            await asyncio.sleep(0.05)
         try:
             up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
@@ -404,7 +408,7 @@ class DelayProxy:
             await task
 
     def cut(self, seconds: float) -> None:
-        """Drop every open connection (both ends) and refuse new ones for ``seconds``."""
+        """Drop every open connection (both ends) and hold new ones for ``seconds``."""
 
         def drop() -> None:
             self._down_until = time.monotonic() + seconds
@@ -479,7 +483,7 @@ def _measure(
     recv_timeout = max(10.0, 3 * CUT_SECONDS)
     run = run_two_nodes(
         technology, size, seed=seed, quick=quick, link=link, cut_after=cut_after,
-        deadline=base.wall_s + CUT_SECONDS + 3 * recv_timeout, recv_timeout=recv_timeout,
+        deadline=2 * base.wall_s + CUT_SECONDS + 3 * recv_timeout, recv_timeout=recv_timeout,
     )  # fmt: skip
     how = run.cut or cut_desc(link)
     when = f"{cut_after:.2f} s into a run of {base.wall_s:.2f} s"

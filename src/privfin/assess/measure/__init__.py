@@ -9,7 +9,8 @@ with a cut link (:mod:`privfin.assess.netem`). :func:`compare` runs one scenario
 technologies (:mod:`privfin.assess.measure.compare`).
 
 Figures are measured on whatever machine runs them, under its load: they are noisy, and the
-``source`` of each says how it was taken.
+``source`` of each says how it was taken. A run shorter than :data:`REPEAT_BELOW_S` is repeated
+(up to :data:`MAX_REPEATS` runs) and the fastest kept.
 """
 
 from __future__ import annotations
@@ -58,17 +59,30 @@ def _say(progress: Progress | None, text: str) -> None:
         progress(text)
 
 
+#: A run shorter than this is repeated (at most :data:`MAX_REPEATS` times in all) and the
+#: fastest kept: short runs are the ones a busy machine's noise distorts most.
+REPEAT_BELOW_S = 1.0
+MAX_REPEATS = 3
+
+
 def _run(technology: str, size: Size, seed: int, quick: bool) -> tuple[RunStats, Accuracy]:
     job = WORKLOADS[technology].build(size, seed, quick)
-    stats = run_instrumented(
-        job.component,
-        job.roles,
-        params=job.params,
-        inputs=job.inputs,
-        seed=seed,
-        settings=job.settings,
-    )
-    return stats, job.score(stats.outputs)
+    best: RunStats | None = None
+    for _ in range(MAX_REPEATS):
+        stats = run_instrumented(
+            job.component,
+            job.roles,
+            params=job.params,
+            inputs=job.inputs,
+            seed=seed,
+            settings=job.settings,
+        )
+        if best is None or stats.wall_s < best.wall_s:
+            best = stats
+        if stats.wall_s >= REPEAT_BELOW_S:
+            break
+    assert best is not None
+    return best, job.score(best.outputs)
 
 
 def accuracy_evidence(acc: Accuracy, source: str) -> list[Evidence]:
@@ -82,7 +96,7 @@ def accuracy_evidence(acc: Accuracy, source: str) -> list[Evidence]:
 
 def performance_evidence(stats: RunStats, source: str) -> list[Evidence]:
     out = [
-        Evidence("wall_s", stats.wall_s, "s", source),
+        Evidence("wall_s", stats.wall_s, "s", f"{source}; fastest of up to {MAX_REPEATS} runs"),
         Evidence(
             "cpu_s",
             stats.cpu_s,
@@ -234,6 +248,8 @@ def _network(
         out.append(
             Evidence("wan_slowdown", res.wan_wall_s / wall_s, "x", "wan_wall_s / wall_s (memory)")
         )
+    if res.wan_error:
+        out.append(Evidence("wan_error", res.wan_error, "", f"the two-node run failed; {src}"))
     out.append(Evidence("interruption", res.interruption, "", src))
     out.append(Evidence("interruption_detail", res.interruption_detail, "", src))
     return out
