@@ -107,7 +107,7 @@ def test_evidence_names_units_and_values(technology: str, monkeypatch: pytest.Mo
 
 
 def test_scalability_evidence_has_three_sizes_per_axis() -> None:
-    out = measure_technology("pooled-plaintext", quick=True, network=False)
+    out = measure_technology("dp-central", quick=True, network=False)
     scal = _by_name(out[Perspective.SCALABILITY])
     for axis in ("rows", "features"):
         points = [e for e in scal.values() if e.name.startswith(f"time[{axis}=")]

@@ -552,8 +552,8 @@ def _pooled(size: Size, seed: int, quick: bool) -> Job:
     )
 
 
-_ROWS_Q = (60, 120, 240)
-_FEAT_Q = (2, 4, 8)
+_ROWS_Q = (100, 400, 1600)  # a wide range: at small sizes fixed costs and noise dominate
+_FEAT_Q = (2, 8, 32)
 _PARTIES_Q = (2, 3, 4)
 _ROWS_F = (500, 1000, 2000, 4000)
 _FEAT_F = (4, 8, 16, 32)
@@ -569,10 +569,11 @@ def _w(
     axes: tuple[str, ...] = ("rows", "features", "parties"),
     rows_q: tuple[int, ...] = _ROWS_Q,
     rows_f: tuple[int, ...] = _ROWS_F,
+    feat_q: tuple[int, ...] = _FEAT_Q,
     networked: bool = True,
     description: str = "",
 ) -> Workload:
-    quick = {"rows": rows_q, "features": _FEAT_Q, "parties": _PARTIES_Q}
+    quick = {"rows": rows_q, "features": feat_q, "parties": _PARTIES_Q}
     full_axes = {"rows": rows_f, "features": _FEAT_F, "parties": _PARTIES_F}
     return Workload(
         tech,
@@ -608,6 +609,7 @@ WORKLOADS: dict[str, Workload] = {
         Size(1000, 8, 3),
         rows_q=(40, 80, 160),
         rows_f=(250, 500, 1000, 2000),
+        feat_q=(2, 4, 8),
         description="hetero logistic regression (Paillier, guest mode: no arbiter)",
     ),
     "mpc": _w(
@@ -623,7 +625,7 @@ WORKLOADS: dict[str, Workload] = {
         Size(200, 1, 2),
         Size(10000, 1, 2),
         axes=("rows", "parties"),
-        rows_q=(100, 200, 400),
+        rows_q=(100, 400, 1600),
         rows_f=(2500, 5000, 10000, 20000),
         description="ECDH PSI (two parties; n-party with a leader)",
     ),
@@ -633,7 +635,7 @@ WORKLOADS: dict[str, Workload] = {
         Size(500, 4, 1),
         Size(100000, 16, 1),
         axes=("rows", "features"),
-        rows_q=(500, 1000, 2000),
+        rows_q=(1000, 10000, 100000),
         rows_f=(10000, 100000, 1000000),
         networked=False,
         description="central DP: a curator's Laplace means (epsilon 1 per column)",
@@ -646,6 +648,7 @@ WORKLOADS: dict[str, Workload] = {
         axes=("rows", "features"),
         rows_q=(10, 20, 40),
         rows_f=(100, 200, 400, 800),
+        feat_q=(2, 4, 8),
         description="Paillier encrypted scoring: Enc(X) · w at the model owner",
     ),
     "tee": _w(
@@ -653,6 +656,8 @@ WORKLOADS: dict[str, Workload] = {
         _tee,
         Size(120, 4, 3),
         Size(5000, 16, 3),
+        rows_q=(60, 120, 240),
+        feat_q=(2, 4, 8),
         description="LR trained in a SIMULATED enclave on the join of the data parties' tables",
     ),
     "pooled-plaintext": _w(
