@@ -68,6 +68,7 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import emit, machine, peer_python, print_table
+from privfin.assess.netem import DelayProxy  # the userspace WAN, shared with privfin assess
 
 if TYPE_CHECKING:
     from privfin.federation.tls import Identity
@@ -918,71 +919,6 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
                 unit not in ("ms", "MB"),
                 size,
             )
-
-
-class DelayProxy:
-    """A userspace WAN for hosts without ``tc netem``: a TCP forwarder (TLS passes through
-    untouched) that delivers every byte ``delay`` seconds after it arrived, in order, at
-    most ``rate`` bytes per second per direction. Runs its own event loop in a thread."""
-
-    def __init__(self, target_port: int, delay: float = 0.010, rate: float = 125e6) -> None:
-        self.target_port, self.delay, self.rate = target_port, delay, rate
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(self._listen(), self.loop).result(10)
-        self.port = int(self.server.sockets[0].getsockname()[1])
-
-    async def _listen(self) -> asyncio.Server:
-        return await asyncio.start_server(self._client, "127.0.0.1", 0)
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(
-            self._pipe(reader, up_w), self._pipe(up_r, writer), return_exceptions=True
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def deliver() -> None:
-            free_at = 0.0  # when the emulated link has sent everything before
-            try:
-                while True:
-                    due, data = await queue.get()
-                    if not data:
-                        break
-                    start = max(due, free_at)
-                    free_at = start + len(data) / self.rate
-                    wait = free_at - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    writer.write(data)
-                    await writer.drain()
-            finally:
-                writer.close()
-
-        task = loop.create_task(deliver())
-        try:
-            while True:
-                data = await reader.read(256 * 1024)
-                await queue.put((loop.time() + self.delay, data))
-                if not data:
-                    break
-        except OSError:
-            await queue.put((0.0, b""))
-        finally:
-            await task
-
-    def close(self) -> None:
-        self.server.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 def _through_proxies(cluster: Any) -> list[DelayProxy]:
