@@ -5,7 +5,8 @@ testing lab; a change here is a change there).
 Every rule is a pure function of its inputs: the same evidence always gives the same rating.
 A perspective with no evidence it can rate gets ``rating=None`` and the reason "not measured".
 Ratings are 1 (insufficient) to 5 (excellent); bands are inclusive at their upper bound (a gap
-of exactly 0.005 is still excellent).
+of exactly 0.005 is still excellent), compared after rounding to 9 decimals (floating-point
+noise does not move a value across a bound).
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ WAN_SLOWDOWN_CAP = 10.0
 
 
 def _band(value: float, bands: Bands) -> Rating:
+    # rounded to 9 decimals first, so 0.80 - 0.79 (0.010000000000000009) is a gap of 0.01
+    value = round(value, 9)
     for bound, rating in bands:
         if value <= bound:
             return rating
