@@ -13,7 +13,9 @@ from privfin.assess.model import AttackResult, Evidence, Perspective
 HOSTILE = '<script>alert("x")</script>&<img src=x onerror=alert(1)>'
 
 
-def measured(wall: float, nbytes: float, gap: float, exponent: float) -> dict[Perspective, list[Evidence]]:
+def measured(
+    wall: float, nbytes: float, gap: float, exponent: float
+) -> dict[Perspective, list[Evidence]]:
     """One technology's measurements (the names and units of assess_common.md)."""
     return {
         Perspective.ACCURACY: [
@@ -43,7 +45,10 @@ def measured(wall: float, nbytes: float, gap: float, exponent: float) -> dict[Pe
             Evidence("r2[rows]", 0.99),
             Evidence("exponent[features]", 1.0),
             Evidence("r2[features]", 0.5),
-            *[Evidence(f"time[rows={n}]", wall * (n / 100) ** exponent, "s") for n in (100, 200, 400)],
+            *[
+                Evidence(f"time[rows={n}]", wall * (n / 100) ** exponent, "s")
+                for n in (100, 200, 400)
+            ],
             *[Evidence(f"time[features={n}]", wall * n / 4, "s") for n in (4, 8, 16)],
         ],
     }
@@ -58,14 +63,25 @@ def attacks(technology: str) -> list[AttackResult]:
     """A membership-inference attack: strong on the control, near chance on the target."""
     if technology == "pooled-plaintext":
         return [
-            AttackResult("membership-lira", "plain model", False, 400, 0.8, 0.45, {0.01: 0.2},
-                         roc(0.45)),
+            AttackResult(
+                "membership-lira", "plain model", False, 400, 0.8, 0.45, {0.01: 0.2}, roc(0.45)
+            ),
         ]
     return [
-        AttackResult("membership-lira", "plain model", False, 400, 0.8, 0.45, {0.01: 0.2},
-                     roc(0.45)),
-        AttackResult("membership-lira", "plain model", True, 400, 0.52, 0.03, {0.01: 0.012},
-                     roc(0.03), detail=HOSTILE),
+        AttackResult(
+            "membership-lira", "plain model", False, 400, 0.8, 0.45, {0.01: 0.2}, roc(0.45)
+        ),
+        AttackResult(
+            "membership-lira",
+            "plain model",
+            True,
+            400,
+            0.52,
+            0.03,
+            {0.01: 0.012},
+            roc(0.03),
+            detail=HOSTILE,
+        ),
         AttackResult("psi-leakage", "sizes", True, 1, metric="bits_leaked", value=0.0),
     ]
 
@@ -75,7 +91,11 @@ BYTES = {"pooled-plaintext": 1e5, "vfl-he": 2e8, "mpc": 3e7, "tee": 2e5, "dp-cen
 
 
 def fake_measure_technology(
-    technology: str, *, quick: bool = True, seed: int = 0, progress: Callable[[str], None] | None = None
+    technology: str,
+    *,
+    quick: bool = True,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[Perspective, list[Evidence]]:
     if progress is not None:
         progress(f"{technology}: measuring (hand-made)")

@@ -54,7 +54,6 @@ def test_assess_compare_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_dashboard_assessments_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dashboard.test_dashboard_web import Node
-
     from privfin.assess.assess import assess_technology
     from privfin.assess.model import Assessment
     from privfin.assess.report import write_report

@@ -129,7 +129,7 @@ def test_an_edited_audit_entry_fails_the_chain(node: Path, tmp_path: Path) -> No
             "SELECT seq FROM audit_entries WHERE action = 'data_access' AND job = ?", (JOB,)
         ).fetchone()[0]
         db.execute(
-            "UPDATE audit_entries SET evidence = '{\"fields\": [\"grade\"]}' WHERE seq = ?",
+            'UPDATE audit_entries SET evidence = \'{"fields": ["grade"]}\' WHERE seq = ?',
             (seq,),
         )
     checks = _checks(store)

@@ -78,7 +78,13 @@ def _comm(total: float, **extra: object) -> rubric.PerspectiveResult:
 
 @pytest.mark.parametrize(
     ("total", "want"),
-    [(1e6, R.EXCELLENT), (1e6 + 1, R.GOOD), (1e8, R.ADEQUATE), (1e9, R.WEAK), (2e9, R.INSUFFICIENT)],
+    [
+        (1e6, R.EXCELLENT),
+        (1e6 + 1, R.GOOD),
+        (1e8, R.ADEQUATE),
+        (1e9, R.WEAK),
+        (2e9, R.INSUFFICIENT),
+    ],
 )
 def test_communication_bands(total: float, want: Rating) -> None:
     assert _comm(total, interruption="recovered").rating is want
@@ -100,13 +106,22 @@ def test_communication_relative_and_caps() -> None:
 
 @pytest.mark.parametrize(
     ("exp", "want"),
-    [(1.1, R.EXCELLENT), (1.11, R.GOOD), (1.5, R.GOOD), (2.0, R.ADEQUATE), (3.0, R.WEAK),
-     (3.01, R.INSUFFICIENT)],
+    [
+        (1.1, R.EXCELLENT),
+        (1.11, R.GOOD),
+        (1.5, R.GOOD),
+        (2.0, R.ADEQUATE),
+        (3.0, R.WEAK),
+        (3.01, R.INSUFFICIENT),
+    ],
 )
 def test_scalability_bands_use_the_worst_dimension(exp: float, want: Rating) -> None:
     res = rubric.rate_scalability(
-        [Evidence("exponent[rows]", 0.9), Evidence("exponent[parties]", exp),
-         Evidence("r2[parties]", 0.5)]
+        [
+            Evidence("exponent[rows]", 0.9),
+            Evidence("exponent[parties]", exp),
+            Evidence("r2[parties]", 0.5),
+        ]
     )
     assert res.rating is want
     assert any("parties" in r and "unreliable" in r for r in res.reasons)
@@ -119,7 +134,13 @@ def test_scalability_missing() -> None:
 
 @pytest.mark.parametrize(
     ("passed", "total", "want"),
-    [(5, 5, R.EXCELLENT), (4, 5, R.GOOD), (3, 5, R.ADEQUATE), (2, 5, R.WEAK), (1, 5, R.INSUFFICIENT)],
+    [
+        (5, 5, R.EXCELLENT),
+        (4, 5, R.GOOD),
+        (3, 5, R.ADEQUATE),
+        (2, 5, R.WEAK),
+        (1, 5, R.INSUFFICIENT),
+    ],
 )
 def test_compliance_share(passed: int, total: int, want: Rating) -> None:
     checks = [Check(f"c{i}", i < passed, clause="X §1") for i in range(total)]
@@ -145,12 +166,24 @@ def test_functionality_counts_capabilities() -> None:
 @pytest.mark.parametrize(
     ("kind", "size", "bits"),
     [
-        ("ifc", 1024, 80), ("ifc", 2047, 80), ("ifc", 2048, 112), ("ifc", 3072, 128),
-        ("ifc", 7680, 192), ("ifc", 15360, 256), ("ifc", 512, 0),
-        ("ecc", 160, 80), ("ecc", 224, 112), ("ecc", 255, 128), ("ecc", 256, 128),
-        ("ecc", 384, 192), ("ecc", 521, 256),
-        ("symmetric", 128, 128), ("symmetric", 256, 256), ("lattice", 128, 128),
-        ("statistical", 40, None), ("information-theoretic", 64, None),
+        ("ifc", 1024, 80),
+        ("ifc", 2047, 80),
+        ("ifc", 2048, 112),
+        ("ifc", 3072, 128),
+        ("ifc", 7680, 192),
+        ("ifc", 15360, 256),
+        ("ifc", 512, 0),
+        ("ecc", 160, 80),
+        ("ecc", 224, 112),
+        ("ecc", 255, 128),
+        ("ecc", 256, 128),
+        ("ecc", 384, 192),
+        ("ecc", 521, 256),
+        ("symmetric", 128, 128),
+        ("symmetric", 256, 256),
+        ("lattice", 128, 128),
+        ("statistical", 40, None),
+        ("information-theoretic", 64, None),
     ],
 )
 def test_bits_of_security(kind: str, size: int, bits: int | None) -> None:
@@ -191,8 +224,14 @@ def _att(adv: float, protected: bool = True, attack: str = "mia") -> AttackResul
 
 @pytest.mark.parametrize(
     ("adv", "want"),
-    [(0.05, R.EXCELLENT), (0.06, R.GOOD), (0.1, R.GOOD), (0.2, R.ADEQUATE), (0.4, R.WEAK),
-     (0.41, R.INSUFFICIENT)],
+    [
+        (0.05, R.EXCELLENT),
+        (0.06, R.GOOD),
+        (0.1, R.GOOD),
+        (0.2, R.ADEQUATE),
+        (0.4, R.WEAK),
+        (0.41, R.INSUFFICIENT),
+    ],
 )
 def test_security_attack_advantage_bands(adv: float, want: Rating) -> None:
     res = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_att(0.5, False), _att(adv)])

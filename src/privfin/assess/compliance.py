@@ -104,7 +104,7 @@ def job_checks(
     # this node's part is evidenced in its log
     mine = spec.parties.get(node)
     used = sorted({d.name for d in mine.datasets.values()}) if mine else []
-    accessed = {e.dataset for e in entries if e.action == "data_access"}
+    accessed = {e.dataset for e in entries if e.action == "data_access" and e.dataset}
     started = any(e.action == "job_started" for e in entries)
     steps_done = sorted({str(e.step) for e in entries if e.action == "step_done"})
     unevidenced = [d for d in used if d not in accessed]
@@ -216,7 +216,9 @@ def job_checks(
     report = log.verify()
     checks.append(_check("audit-chain", report.ok, str(report)))
 
-    outcome = [e.action for e in entries if e.action.startswith("job_") and e.action != "job_started"]
+    outcome = [
+        e.action for e in entries if e.action.startswith("job_") and e.action != "job_started"
+    ]
     checks.append(
         _check(
             "job-outcome",

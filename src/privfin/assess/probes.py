@@ -85,8 +85,9 @@ def probe_forged_approval(seed: int = 0) -> Check:
     from privfin.jobs.negotiation import sign_decision, verify_decision
 
     del seed  # ECDSA keys come from the OS; the outcome does not depend on them
-    victim, attacker = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
-        ec.SECP256R1()
+    victim, attacker = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
     )
     import datetime
 
@@ -111,8 +112,11 @@ def probe_forged_approval(seed: int = 0) -> Check:
     return Check(
         "probe: forged approval of another party",
         detected and honest,
-        ("refused: the signature does not verify under the party's pinned certificate"
-         if detected else "ACCEPTED: a job could run without the party's consent")
+        (
+            "refused: the signature does not verify under the party's pinned certificate"
+            if detected
+            else "ACCEPTED: a job could run without the party's consent"
+        )
         + ("" if honest else "; but the genuine approval was refused too"),
         "tests/adversarial/test_negotiation.py; jobs/SPEC.md (negotiation)",
     )
@@ -135,9 +139,7 @@ def probe_tampered_audit_entry(seed: int = 0) -> Check:
         honest = log.verify().ok
         with engine.begin() as conn:
             conn.execute(
-                update(audit_entries)
-                .where(audit_entries.c.seq == 2)
-                .values(evidence='{"i": 99}')
+                update(audit_entries).where(audit_entries.c.seq == 2).values(evidence='{"i": 99}')
             )
         report = log.verify()
     finally:
@@ -146,8 +148,11 @@ def probe_tampered_audit_entry(seed: int = 0) -> Check:
     return Check(
         "probe: edited audit entry",
         detected and honest,
-        (f"found at seq {report.first_bad_seq}: {report.reason}" if detected
-         else "NOT FOUND: an edited entry went unnoticed")
+        (
+            f"found at seq {report.first_bad_seq}: {report.reason}"
+            if detected
+            else "NOT FOUND: an edited entry went unnoticed"
+        )
         + ("" if honest else "; but the untouched log failed too"),
         "tests/audit/test_log.py; docs/audit.md",
     )

@@ -15,7 +15,7 @@ import math
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def roc_svg(attacks: Sequence[AttackResult]) -> str:
     def xy(f: float, t: float) -> str:
         return f"{_num(50 + 280 * f)},{_num(250 - 230 * t)}"
 
-    body = [f'<line x1="50" y1="250" x2="330" y2="20" stroke="#bbb" stroke-dasharray="2 3"/>']
+    body = ['<line x1="50" y1="250" x2="330" y2="20" stroke="#bbb" stroke-dasharray="2 3"/>']
     for k, a in enumerate(curves):
         color = _COLORS[k % len(_COLORS)]
         dash = "" if a.protected else ' stroke-dasharray="6 4"'
@@ -138,12 +138,16 @@ def roc_svg(attacks: Sequence[AttackResult]) -> str:
             f'<text x="56" y="{36 + 14 * k}" font-size="10" fill="{color}">{esc(label)}</text>'
         )
     for v in (0.0, 0.5, 1.0):
-        body.append(f'<text x="{_num(50 + 280 * v)}" y="264" font-size="10" '
-                    f'text-anchor="middle">{v:g}</text>')
-        body.append(f'<text x="46" y="{_num(254 - 230 * v)}" font-size="10" '
-                    f'text-anchor="end">{v:g}</text>')
-    return _plot_frame("Attack ROC curves", "false-positive rate", "true-positive rate",
-                       "".join(body))
+        body.append(
+            f'<text x="{_num(50 + 280 * v)}" y="264" font-size="10" '
+            f'text-anchor="middle">{v:g}</text>'
+        )
+        body.append(
+            f'<text x="46" y="{_num(254 - 230 * v)}" font-size="10" text-anchor="end">{v:g}</text>'
+        )
+    return _plot_frame(
+        "Attack ROC curves", "false-positive rate", "true-positive rate", "".join(body)
+    )
 
 
 def _points(evidence: Iterable[Evidence]) -> dict[str, list[tuple[float, float]]]:
@@ -187,14 +191,19 @@ def scaling_svg(evidence: Sequence[Evidence]) -> str:
         )
         for x, y in pts:
             cx, cy = xy(x, y).split(",")
-            body.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}">'
-                        f"<title>{esc(dim)}={x:g}: {y:.3g} s</title></circle>")
-        body.append(f'<text x="56" y="{36 + 14 * k}" font-size="11" fill="{color}">'
-                    f"{esc(dim)}</text>")
-    body.append(f'<text x="50" y="264" font-size="10">{10 ** x0:.3g}</text>'
-                f'<text x="330" y="264" font-size="10" text-anchor="end">{10 ** x1:.3g}</text>'
-                f'<text x="46" y="250" font-size="10" text-anchor="end">{10 ** y0:.2g}</text>'
-                f'<text x="46" y="28" font-size="10" text-anchor="end">{10 ** y1:.2g}</text>')
+            body.append(
+                f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}">'
+                f"<title>{esc(dim)}={x:g}: {y:.3g} s</title></circle>"
+            )
+        body.append(
+            f'<text x="56" y="{36 + 14 * k}" font-size="11" fill="{color}">{esc(dim)}</text>'
+        )
+    body.append(
+        f'<text x="50" y="264" font-size="10">{10**x0:.3g}</text>'
+        f'<text x="330" y="264" font-size="10" text-anchor="end">{10**x1:.3g}</text>'
+        f'<text x="46" y="250" font-size="10" text-anchor="end">{10**y0:.2g}</text>'
+        f'<text x="46" y="28" font-size="10" text-anchor="end">{10**y1:.2g}</text>'
+    )
     return _plot_frame("Scaling (log-log)", "size (log)", "wall time, s (log)", "".join(body))
 
 
@@ -208,8 +217,8 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding
 text-align:left;vertical-align:top;font-size:.92em}th{background:#f4f4f4}
 .r1{background:#f8d7da}.r2{background:#fde2c8}.r3{background:#fff3cd}.r4{background:#d9f2e3}
 .r5{background:#c3e6cb}.rn{background:#eee;color:#666}.pass{color:#1a7f37}.fail{color:#c62828}
-.plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.tm{background:#f6f8fa;padding:.6em 1em;
-border-left:4px solid #1f77b4}small{color:#666}
+.plots{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.tm{background:#f6f8fa;padding:.6em 1em;border-left:4px solid #1f77b4}small{color:#666}
 """
 
 
@@ -220,20 +229,26 @@ def _rating_cell(r: Rating | None) -> str:
 
 
 def _result_html(res: PerspectiveResult) -> str:
-    out = [f"<h3>{esc(res.perspective.heading)}</h3><table><tr><th>rating</th>"
-           f"{_rating_cell(res.rating)}</tr></table><ul>"]
+    out = [
+        f"<h3>{esc(res.perspective.heading)}</h3><table><tr><th>rating</th>"
+        f"{_rating_cell(res.rating)}</tr></table><ul>"
+    ]
     out += [f"<li>{esc(reason)}</li>" for reason in res.reasons]
     out.append("</ul>")
     if res.checks:
         out.append("<table><tr><th>check</th><th>result</th><th>detail</th><th>clause</th></tr>")
         for c in res.checks:
             cls, word = ("pass", "passed") if c.passed else ("fail", "FAILED")
-            out.append(f'<tr><td>{esc(c.name)}</td><td class="{cls}">{word}</td>'
-                       f"<td>{esc(c.detail)}</td><td>{esc(c.clause)}</td></tr>")
+            out.append(
+                f'<tr><td>{esc(c.name)}</td><td class="{cls}">{word}</td>'
+                f"<td>{esc(c.detail)}</td><td>{esc(c.clause)}</td></tr>"
+            )
         out.append("</table>")
     if res.attacks:
-        out.append("<table><tr><th>attack</th><th>target</th><th>protected</th><th>trials</th>"
-                   "<th>AUC</th><th>advantage</th><th>TPR at low FPR</th><th>other</th></tr>")
+        out.append(
+            "<table><tr><th>attack</th><th>target</th><th>protected</th><th>trials</th>"
+            "<th>AUC</th><th>advantage</th><th>TPR at low FPR</th><th>other</th></tr>"
+        )
         for a in res.attacks:
             tpr = ", ".join(f"{t:.3f} @ {f:g}" for f, t in sorted(a.tpr_at_fpr.items()))
             other = f"{a.metric} = {a.value}" if a.metric else ""
@@ -247,11 +262,15 @@ def _result_html(res: PerspectiveResult) -> str:
         out.append("</table>")
         out.append(f'<div class="plots">{roc_svg(res.attacks)}</div>')
     if res.evidence:
-        out.append("<details><summary>evidence</summary><table><tr><th>name</th><th>value</th>"
-                   "<th>unit</th><th>source</th></tr>")
+        out.append(
+            "<details><summary>evidence</summary><table><tr><th>name</th><th>value</th>"
+            "<th>unit</th><th>source</th></tr>"
+        )
         for e in res.evidence:
-            out.append(f"<tr><td>{esc(e.name)}</td><td>{esc(e.value)}</td><td>{esc(e.unit)}</td>"
-                       f"<td>{esc(e.source)}</td></tr>")
+            out.append(
+                f"<tr><td>{esc(e.name)}</td><td>{esc(e.value)}</td><td>{esc(e.unit)}</td>"
+                f"<td>{esc(e.source)}</td></tr>"
+            )
         out.append("</table></details>")
         if res.perspective is Perspective.SCALABILITY:
             out.append(f'<div class="plots">{scaling_svg(res.evidence)}</div>')
@@ -260,8 +279,10 @@ def _result_html(res: PerspectiveResult) -> str:
 
 def _env_html(env: Mapping[str, str], created: str) -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in env.items())
-    return (f"<h2>Environment</h2><p><small>created {esc(created)}; measurements on a shared "
-            f"machine are noisy</small></p><table>{rows}</table>")
+    return (
+        f"<h2>Environment</h2><p><small>created {esc(created)}; measurements on a shared "
+        f"machine are noisy</small></p><table>{rows}</table>"
+    )
 
 
 def _assessment_body(a: Assessment) -> str:
@@ -302,8 +323,11 @@ def _leak(a: Assessment) -> str:
 
 
 def _comparison_body(c: Comparison) -> str:
-    out = ['<div class="plots">', radar_svg([(a.subject, a.ratings()) for a in c.assessments]),
-           "</div><h2>Side by side</h2><table><tr><th>perspective</th>"]
+    out = [
+        '<div class="plots">',
+        radar_svg([(a.subject, a.ratings()) for a in c.assessments]),
+        "</div><h2>Side by side</h2><table><tr><th>perspective</th>",
+    ]
     out += [f"<th>{esc(a.subject)}</th>" for a in c.assessments]
     out.append("</tr>")
     for p in Perspective:
@@ -313,7 +337,7 @@ def _comparison_body(c: Comparison) -> str:
     out.append("</table><h2>Cost next to leakage</h2><table><tr><th></th>")
     out += [f"<th>{esc(a.subject)}</th>" for a in c.assessments]
     out.append("</tr>")
-    rows = [
+    rows: list[tuple[str, Callable[[Assessment], str]]] = [
         ("threat model", lambda a: a.threat_model.value),
         ("leakage (attacks)", _leak),
         ("accuracy gap", lambda a: _value(a, Perspective.ACCURACY, "gap")),
@@ -403,7 +427,7 @@ def to_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout: float = 120.
         f"--print-to-pdf={dst}", src.as_uri(),
     ]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)  # noqa: S603
     except subprocess.TimeoutExpired:
         raise ConfigError(f"Chromium did not print the PDF within {timeout:g} s") from None
     if not dst.exists() or dst.stat().st_size == 0:

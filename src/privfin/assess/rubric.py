@@ -210,7 +210,9 @@ def _not_measured(p: Perspective, **kw: object) -> PerspectiveResult:
     return PerspectiveResult(p, None, (NOT_MEASURED,), **kw)  # type: ignore[arg-type]
 
 
-def rate_functionality(checks: Sequence[Check], evidence: Sequence[Evidence] = ()) -> PerspectiveResult:
+def rate_functionality(
+    checks: Sequence[Check], evidence: Sequence[Evidence] = ()
+) -> PerspectiveResult:
     """1 + the number of capability checks passed, at most 5 (the capability checks are:
     two-party, multi-party, data types, training and inference, interoperability)."""
     p = Perspective.FUNCTIONALITY
@@ -281,7 +283,9 @@ def rate_security(
         if not a.protected:
             continue
         if a.advantage is None:
-            reasons.append(f"attack {a.attack}: {a.metric or 'result'} = {a.value} (listed, not rated)")
+            reasons.append(
+                f"attack {a.attack}: {a.metric or 'result'} = {a.value} (listed, not rated)"
+            )
             continue
         ctl = controls.get((a.attack, a.target)) or next(
             (c for c in attacks if not c.protected and c.attack == a.attack), None
@@ -301,7 +305,9 @@ def rate_security(
         rating = min(rating, cap)
     missed = [c for c in probes if not c.passed]
     if probes:
-        reasons.append(f"{len(probes) - len(missed)} of {len(probes)} deviating-party probes detected")
+        reasons.append(
+            f"{len(probes) - len(missed)} of {len(probes)} deviating-party probes detected"
+        )
     for c in missed:
         reasons.append(f"undetected deviation: {c.name} ({c.detail}): at most 2")
         rating = min(rating, Rating.WEAK)
@@ -349,7 +355,9 @@ def rate_performance(
         )
     else:
         rating = _band(wall, WALL_ABS_BANDS)
-        reasons.append(f"{_fmt(wall)} s wall time on the standard workload, so rating {int(rating)}")
+        reasons.append(
+            f"{_fmt(wall)} s wall time on the standard workload, so rating {int(rating)}"
+        )
     cpu, rss = _num(ev, "cpu_s"), _num(ev, "peak_rss_mb")
     if cpu is not None:
         reasons.append(f"{_fmt(cpu)} s CPU over all parties")
@@ -380,7 +388,9 @@ def rate_communication(
         )
     else:
         rating = _band(total, BYTES_ABS_BANDS)
-        reasons.append(f"{_fmt(total)} bytes sent on the standard workload, so rating {int(rating)}")
+        reasons.append(
+            f"{_fmt(total)} bytes sent on the standard workload, so rating {int(rating)}"
+        )
     rounds = _num(ev, "rounds")
     if rounds is not None:
         reasons.append(f"{int(rounds)} rounds")
@@ -422,9 +432,7 @@ def rate_scalability(evidence: Sequence[Evidence]) -> PerspectiveResult:
         return _not_measured(p, evidence=tuple(evidence))
     dim, worst = max(fits.items(), key=lambda t: t[1])
     rating = _band(worst, EXPONENT_BANDS)
-    reasons = [
-        f"time grows as {d}^{_fmt(v)}" + _r2_note(ev, d) for d, v in fits.items()
-    ]
+    reasons = [f"time grows as {d}^{_fmt(v)}" + _r2_note(ev, d) for d, v in fits.items()]
     reasons.append(f"worst growth is with {dim} (exponent {_fmt(worst)}), so rating {int(rating)}")
     missing = [d for d in ("rows", "features", "parties") if d not in fits]
     if missing:

@@ -76,8 +76,8 @@ class Technology:
 def _default(cls: type, field: str) -> int:
     """The default of ``field`` of dataclass ``cls`` (the value the code uses)."""
     for f in dataclasses.fields(cls):
-        if f.name == field:
-            return int(f.default)
+        if f.name == field and isinstance(f.default, int):
+            return f.default
     raise KeyError(field)
 
 

@@ -114,8 +114,12 @@ def _summary(report: Report) -> None:
 
 @app.command("technology")
 def technology_cmd(
-    name: Annotated[str, typer.Argument(help="hfl, hfl-dp, vfl-he, mpc, psi, dp-central, he, "
-                                             "tee or pooled-plaintext")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="hfl, hfl-dp, vfl-he, mpc, psi, dp-central, he, tee or pooled-plaintext"
+        ),
+    ],
     quick: QuickOpt = True,
     out: OutOpt = None,
     node_config: NodeOpt = None,

@@ -54,9 +54,7 @@ def list_reports(state_dir: Path) -> list[dict[str, Any]]:
 
 
 def _ratings(a: Assessment) -> str:
-    return " ".join(
-        f"{p.value[:5]} {'–' if r is None else int(r)}" for p, r in a.ratings().items()
-    )
+    return " ".join(f"{p.value[:5]} {'–' if r is None else int(r)}" for p, r in a.ratings().items())
 
 
 def assessments_page(rows: Sequence[dict[str, Any]]) -> Markup:
@@ -91,10 +89,12 @@ def _one(a: Assessment) -> Markup:
     rows = []
     for p in Perspective:
         res = a.perspectives.get(p)
-        rating = "not measured" if res is None or res.rating is None else (
-            f"{int(res.rating)} · {res.rating.label}"
+        rating = (
+            "not measured"
+            if res is None or res.rating is None
+            else (f"{int(res.rating)} · {res.rating.label}")
         )
-        reasons = join((h("<li>{}</li>", r) for r in (res.reasons if res else ())))
+        reasons = join(h("<li>{}</li>", r) for r in (res.reasons if res else ()))
         rows.append([p.heading, rating, h("<ul>{}</ul>", reasons)])
     checks = [
         [c.name, "passed" if c.passed else "FAILED", c.detail, c.clause]
@@ -103,11 +103,15 @@ def _one(a: Assessment) -> Markup:
     ]
     return join(
         [
-            h("<p><strong>Threat model: {}.</strong> {}</p>", a.threat_model.value,
-              a.threat_model_words),
+            h(
+                "<p><strong>Threat model: {}.</strong> {}</p>",
+                a.threat_model.value,
+                a.threat_model_words,
+            ),
             table("Ratings and reasons", ["perspective", "rating", "reasons"], rows, ""),
-            table("Checks and probes", ["check", "result", "detail", "clause"], checks,
-                  "No checks."),
+            table(
+                "Checks and probes", ["check", "result", "detail", "clause"], checks, "No checks."
+            ),
         ]
     )
 
@@ -122,8 +126,10 @@ def assessment_page(name: str, report: Report) -> Markup:
         body = _one(report)
     return join(
         [
-            h('<figure class="plot">{}<figcaption>Ratings, 1 (centre) to 5</figcaption></figure>',
-              Markup(radar_svg(series))),
+            h(
+                '<figure class="plot">{}<figcaption>Ratings, 1 (centre) to 5</figcaption></figure>',
+                Markup(radar_svg(series)),
+            ),
             body,
             h(
                 '<p>Download: <a href="/assessments/{}/report.json">report.json</a> · '
