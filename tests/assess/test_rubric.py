@@ -258,3 +258,29 @@ def test_rate_dispatch() -> None:
     assert rubric.rate(Perspective.SCALABILITY).rating is None
     with pytest.raises(ValueError):
         rubric.rate(Perspective.SECURITY)
+
+
+def _audit(
+    lower: float, protected: bool, claim: str = "accountant (RDP) epsilon 1.500"
+) -> AttackResult:
+    detail = f"1000 releases; {claim} at delta 1e-05; empirical lower bound {lower:.3f}"
+    return AttackResult(
+        "dp-audit/canary", "GaussianVector", protected, 1000, 0.8, 0.45,
+        metric=rubric.AUDIT_METRIC, value=lower, detail=detail,
+    )  # fmt: skip
+
+
+def test_dp_audit_is_rated_by_epsilon_not_advantage() -> None:
+    ok = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_audit(3.2, False), _audit(0.9, True)])
+    assert ok.rating is R.EXCELLENT  # advantage 0.45 is what epsilon 1.5 allows
+    assert any("within the accountant's 1.5" in r for r in ok.reasons)
+    assert any("caught (the audit works)" in r for r in ok.reasons)
+    at = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_audit(1.5, True)])
+    assert at.rating is R.EXCELLENT  # a bound equal to the claim is within it
+    broken = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_audit(1.51, True)])
+    assert broken.rating is R.INSUFFICIENT
+    assert any("EXCEEDS the accountant's 1.5" in r for r in broken.reasons)
+    weak = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_audit(1.0, False)])
+    assert any("NOT caught" in r for r in weak.reasons)
+    unknown = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_audit(9.0, True, claim="")])
+    assert unknown.rating is R.EXCELLENT and any("no claimed epsilon" in r for r in unknown.reasons)

@@ -11,6 +11,7 @@ noise does not move a value across a bound).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from privfin.assess.model import (
 __all__ = [
     "ACCURACY_BANDS",
     "ADVANTAGE_BANDS",
+    "AUDIT_METRIC",
     "BYTES_ABS_BANDS",
     "BYTES_REL_BANDS",
     "EXPONENT_BANDS",
@@ -280,11 +282,19 @@ def rate_security(
         reasons.append("no computational assumption (information-theoretic or statistical)")
     controls = {(a.attack, a.target): a for a in attacks if not a.protected}
     for a in attacks:
+        if a.metric == AUDIT_METRIC and a.value is not None:
+            rating = min(rating, _dp_audit(a, reasons))
+            continue
         if not a.protected:
             continue
         if a.advantage is None:
+            ctl_v = next(
+                (c.value for c in attacks if not c.protected and c.attack == a.attack), None
+            )
+            vs = "" if ctl_v is None else f" (unprotected control {_fmt(ctl_v)})"
+            shown = "?" if a.value is None else _fmt(a.value)
             reasons.append(
-                f"attack {a.attack}: {a.metric or 'result'} = {a.value} (listed, not rated)"
+                f"attack {a.attack}: {a.metric or 'result'} {shown}{vs} (listed, not rated)"
             )
             continue
         ctl = controls.get((a.attack, a.target)) or next(
@@ -314,6 +324,42 @@ def rate_security(
     if not reasons:
         reasons.append("no weakness found")
     return PerspectiveResult(p, rating, tuple(reasons), tuple(ev), tuple(probes), tuple(attacks))
+
+
+#: A DP audit reports its empirical epsilon lower bound under this metric; the accountant's
+#: epsilon is read from its detail ("accountant (RDP) epsilon 1.234").
+AUDIT_METRIC = "epsilon_lower_bound"
+_CLAIM = re.compile(r"accountant\b[^;]*?\bepsilon ([0-9]+(?:\.[0-9]+)?)")
+
+
+def _dp_audit(a: AttackResult, reasons: list[str]) -> Rating:
+    """A DP audit is rated by its epsilon lower bound against the accountant's epsilon, not
+    by its advantage (DP allows an advantage up to what epsilon permits)."""
+    m = _CLAIM.search(a.detail)
+    lower = float(a.value or 0.0)
+    if m is None:
+        reasons.append(f"DP audit {a.attack}: lower bound {_fmt(lower)} (no claimed epsilon)")
+        return Rating.EXCELLENT
+    claim = float(m.group(1))
+    if not a.protected:
+        caught = lower > claim
+        reasons.append(
+            f"DP audit {a.attack} on a planted bug: lower bound {_fmt(lower)} vs claim "
+            f"{_fmt(claim)}: "
+            + ("caught (the audit works)" if caught else "NOT caught (weak audit)")
+        )
+        return Rating.EXCELLENT
+    if lower > claim:
+        reasons.append(
+            f"DP audit {a.attack}: empirical epsilon >= {_fmt(lower)} EXCEEDS the accountant's "
+            f"{_fmt(claim)}: the privacy claim does not hold, so rating 1"
+        )
+        return Rating.INSUFFICIENT
+    reasons.append(
+        f"DP audit {a.attack}: empirical epsilon >= {_fmt(lower)}, within the accountant's "
+        f"{_fmt(claim)}"
+    )
+    return Rating.EXCELLENT
 
 
 def rate_accuracy(evidence: Sequence[Evidence]) -> PerspectiveResult:
