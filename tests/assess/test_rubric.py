@@ -218,8 +218,8 @@ def test_security_strength_and_threat_model() -> None:
     assert _sec(threat_model=None).rating is None
 
 
-def _att(adv: float, protected: bool = True, attack: str = "mia") -> AttackResult:
-    return AttackResult(attack, "model", protected, 100, 0.5 + adv / 2, adv)
+def _att(adv: float, protected: bool = True, attack: str = "mia", trials: int = 0) -> AttackResult:
+    return AttackResult(attack, "model", protected, trials, 0.5 + adv / 2, adv)
 
 
 @pytest.mark.parametrize(
@@ -237,6 +237,25 @@ def test_security_attack_advantage_bands(adv: float, want: Rating) -> None:
     res = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[_att(0.5, False), _att(adv)])
     assert res.rating is want
     assert len(res.attacks) == 2
+
+
+def test_chance_advantage_is_discounted() -> None:
+    assert rubric.chance_advantage(400) == pytest.approx(0.1358)
+    assert rubric.chance_advantage(0) == 0.0
+    assert rubric.chance_advantage(1) == 1.0
+    ctl = _att(0.8, False, trials=400)
+    # 0.1858 is 0.05 beyond chance in 400 trials: still EXCELLENT; 0.19 is not
+    assert (
+        _sec(threat_model=ThreatModel.MALICIOUS, attacks=[ctl, _att(0.1858, trials=400)]).rating
+        is R.EXCELLENT
+    )
+    res = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[ctl, _att(0.19, trials=400)])
+    assert res.rating is R.GOOD
+    assert any("beyond what chance reaches in 400 trials (0.1358)" in r for r in res.reasons)
+    # a control that does not beat chance proves nothing either
+    weak_ctl = _att(0.12, False, trials=400)
+    res = _sec(threat_model=ThreatModel.MALICIOUS, attacks=[weak_ctl, _att(0.5, trials=400)])
+    assert res.rating is R.EXCELLENT and any("proves nothing" in r for r in res.reasons)
 
 
 def test_security_attack_whose_control_failed_proves_nothing() -> None:

@@ -11,6 +11,7 @@ noise does not move a value across a bound).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "WALL_REL_BANDS",
     "CryptoParam",
     "bits_of_security",
+    "chance_advantage",
     "rate",
     "rate_accuracy",
     "rate_communication",
@@ -122,12 +124,22 @@ STRENGTH_BANDS: tuple[tuple[int, Rating], ...] = (
 MANDATORY_CHECKS = frozenset(
     {"audit-chain", "approvals", "jrt0171-levels", "dp-budget", "jrt0196-roles"}
 )
+#: the two-sample Kolmogorov-Smirnov coefficient at 95 % (c(alpha=0.05) = 1.358).
+KS_95 = 1.358
 #: control attacks below this advantage did not work: a low protected advantage proves nothing.
 CONTROL_MIN_ADVANTAGE = 0.1
 #: a fit with r² below this is reported as unreliable (the rating still uses the exponent).
 MIN_R2 = 0.8
 #: WAN wall time / loopback wall time above which communication is capped at ADEQUATE.
 WAN_SLOWDOWN_CAP = 10.0
+
+
+def chance_advantage(trials: int) -> float:
+    """What ``max(TPR - FPR)`` of random scores stays below with 95 % probability over
+    ``trials`` trials (half members, half not): the two-sample Kolmogorov-Smirnov critical
+    value ``1.358 * sqrt(4 / trials)``. An advantage up to it is indistinguishable from chance.
+    Without trials (0): 0."""
+    return 0.0 if trials <= 0 else min(1.0, KS_95 * math.sqrt(4.0 / trials))
 
 
 def _band(value: float, bands: Bands) -> Rating:
@@ -237,8 +249,9 @@ def rate_security(
     simulated: bool = False,
 ) -> PerspectiveResult:
     """The lowest of: the cap of the threat model, the strength of the weakest computational
-    parameter, the band of the largest advantage of an attack on the protected target (only
-    where the control attack worked), and WEAK if a deviating-party probe went undetected.
+    parameter, the band of the largest advantage of an attack on the protected target beyond
+    what chance reaches in its number of trials (:func:`chance_advantage`; only where the
+    control attack worked), and WEAK if a deviating-party probe went undetected.
     A simulated enclave (no hardware protection) is INSUFFICIENT."""
     p = Perspective.SECURITY
     ev = list(evidence)
@@ -300,17 +313,22 @@ def rate_security(
         ctl = controls.get((a.attack, a.target)) or next(
             (c for c in attacks if not c.protected and c.attack == a.attack), None
         )
-        if ctl is not None and (ctl.advantage or 0.0) < CONTROL_MIN_ADVANTAGE:
+        if ctl is not None and (ctl.advantage or 0.0) < max(
+            CONTROL_MIN_ADVANTAGE, chance_advantage(ctl.trials)
+        ):
             reasons.append(
                 f"attack {a.attack}: the unprotected control reached advantage "
                 f"{_fmt(ctl.advantage or 0.0)} only, so the protected result proves nothing"
             )
             continue
-        cap = _band(a.advantage, ADVANTAGE_BANDS)
+        crit = chance_advantage(a.trials)
+        excess = max(0.0, a.advantage - crit)
+        cap = _band(excess, ADVANTAGE_BANDS)
         reasons.append(
             f"attack {a.attack} on {a.target}: advantage {_fmt(a.advantage)}"
             + (f" (control {_fmt(ctl.advantage or 0.0)})" if ctl is not None else "")
-            + f": at most {int(cap)}"
+            + f", {_fmt(excess)} beyond what chance reaches in {a.trials} trials "
+            f"({_fmt(crit)}): at most {int(cap)}"
         )
         rating = min(rating, cap)
     missed = [c for c in probes if not c.passed]
