@@ -31,13 +31,21 @@ def _spec() -> dict[str, object]:
         "job": JOB,
         "purpose": "marketing statistics",
         "retention_days": 7,
-        "parties": {"bank": {"datasets": {"loans": "loans"}}, "shop": {}},
+        "parties": {
+            "bank": {"datasets": {"loans": {"name": "loans", "fields": ["id", "grade"]}}},
+            "shop": {},
+        },
         "results": ["shop"],
         "steps": {
             "stats": {
                 "component": "dp_release",
                 "roles": {"bank": "data", "shop": "result"},
-                "params": {"query": "count", "epsilon": 0.5},
+                "params": {
+                    "query": "histogram",
+                    "epsilon": 0.5,
+                    "column": "grade",
+                    "categories": ["A", "B"],
+                },
                 "inputs": {"table": "datasets.loans"},
             }
         },
@@ -151,3 +159,31 @@ def test_a_missing_approval_fails(node: Path, tmp_path: Path) -> None:
     comp = assess_job(store, JOB, node="bank").perspectives[Perspective.COMPLIANCE]
     assert comp.rating is Rating.WEAK
     assert any("MISSING: ['shop']" in r for r in comp.reasons)
+
+
+def test_a_c3_field_read_fails_the_jrt0171_check(node: Path, tmp_path: Path) -> None:
+    store = _copy(node, tmp_path / "c3.sqlite")
+    with sqlite3.connect(store) as db:
+        accessed = [
+            json.loads(e)["fields"]
+            for (e,) in db.execute(
+                "SELECT evidence FROM audit_entries WHERE action = 'data_access' AND job = ?",
+                (JOB,),
+            )
+        ]
+        assert accessed and all(isinstance(f, list) and "grade" in f for f in accessed)
+        # the registry (re)classifies the field the job read as C3
+        (fields,) = db.execute(
+            "SELECT fields FROM registry_datasets WHERE name = 'loans'"
+        ).fetchone()
+        levels = [[n, t, "C3" if n == "grade" else lv] for n, t, lv in json.loads(fields)]
+        db.execute(
+            "UPDATE registry_datasets SET fields = ? WHERE name = 'loans'", (json.dumps(levels),)
+        )
+    a = assess_job(store, JOB, node="bank")
+    comp = a.perspectives[Perspective.COMPLIANCE]
+    checks = {c.name: c for c in comp.checks}
+    assert not checks["jrt0171-levels"].passed
+    assert "loans.grade" in checks["jrt0171-levels"].detail
+    assert checks["audit-chain"].passed  # the registry is not the audit log
+    assert comp.rating is Rating.WEAK
