@@ -23,6 +23,7 @@ __all__ = [
     "PROBES_FOR",
     "probe_forged_approval",
     "probe_malformed_paillier_modulus",
+    "probe_psi_small_order_point",
     "probe_tampered_audit_entry",
     "probes_for",
 ]
@@ -158,8 +159,52 @@ def probe_tampered_audit_entry(seed: int = 0) -> Check:
     )
 
 
+def probe_psi_small_order_point(seed: int = 0) -> Check:
+    """A PSI sender replaces one of its blinded points by a point of small order (the start of
+    a small-subgroup attack on the receiver's key: tests/psi/test_protocols.py); the receiver
+    must abort naming it before it answers, and the honest run must match the intersection."""
+    import msgspec
+
+    from privfin.errors import ProtocolAbort
+    from privfin.federation import codec
+    from privfin.federation.memory import MemoryHub
+    from privfin.federation.transport import MessageKey
+    from privfin.psi import simulate
+
+    class _Deviating(MemoryHub):
+        def _deliver(self, key: MessageKey, payload: bytes) -> None:
+            if key.tag == "b" and key.sender == "s":
+                msg = codec.decode(payload)
+                rows = msg.rows.copy()
+                rows[0, :] = 0  # u = 0: a point of small order on curve25519
+                payload = codec.encode(msgspec.structs.replace(msg, rows=rows))
+            super()._deliver(key, payload)
+
+    sets = {"r": [f"id{i}" for i in range(8)], "s": [f"id{i}" for i in range(4, 12)]}
+    params = {"curve": "x25519"}
+    try:
+        simulate(sets, reveal_to="receiver", hub=_Deviating(), seed=seed, params=params)
+        detected, why = False, "accepted"
+    except ProtocolAbort as exc:
+        detected, why = exc.party == "s", str(exc)
+    honest = simulate(sets, reveal_to="receiver", hub=MemoryHub(), seed=seed, params=params)
+    ok = honest.get("r") == [f"id{i}" for i in range(4, 8)]
+    return Check(
+        "probe: PSI sender sends a small-order point",
+        detected and ok,
+        (
+            f"the receiver aborted naming the sender before answering ({why}); nothing leaked"
+            if detected
+            else f"NOT DETECTED as the sender's deviation ({why})"
+        )
+        + ("" if ok else "; but the honest run did not give the intersection"),
+        "tests/psi/test_protocols.py; psi/SPEC.md §9",
+    )
+
+
 PROBES: dict[str, Callable[[int], Check]] = {
     "paillier-modulus": probe_malformed_paillier_modulus,
+    "psi-small-order": probe_psi_small_order_point,
     "forged-approval": probe_forged_approval,
     "audit-tamper": probe_tampered_audit_entry,
 }
@@ -168,8 +213,8 @@ PROBES_FOR: dict[str, tuple[str, ...]] = {
     "hfl": _NODE,
     "hfl-dp": _NODE,
     "vfl-he": ("paillier-modulus", *_NODE),
-    "mpc": ("paillier-modulus", *_NODE),
-    "psi": _NODE,
+    "mpc": _NODE,  # its default providers take no peer Paillier key (OT triples, 3PC RSS)
+    "psi": ("psi-small-order", *_NODE),
     "dp-central": _NODE,
     "he": ("paillier-modulus",),
     "tee": _NODE,
