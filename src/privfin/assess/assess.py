@@ -284,6 +284,7 @@ def assess_job(
     import json
 
     from privfin.assess.compliance import job_checks
+    from privfin.errors import ConfigError
     from privfin.jobs.components import DECLARATIONS
     from privfin.jobs.negotiation import NegotiationStore
     from privfin.jobs.spec import parse_spec_data
@@ -293,7 +294,8 @@ def assess_job(
         node = node or _node_of(engine)
         checks = job_checks(engine, node, job_id, certificates=certificates)
         proposal = NegotiationStore(engine).proposal(job_id)
-        assert proposal is not None  # job_checks raised otherwise
+        if proposal is None:  # job_checks raised already; kept for the type checker
+            raise ConfigError(f"node {node!r} knows no job {job_id!r}")
         spec = parse_spec_data(json.loads(proposal["spec"]))
         from privfin.audit import AuditLog
 

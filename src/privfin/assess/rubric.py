@@ -184,15 +184,15 @@ class CryptoParam:
 
 
 def bits_of_security(kind: str, size: int) -> int | None:
-    """Security strength of a parameter per NIST SP 800-57 Part 1 Rev. 5 Table 2.
+    """Security strength in bits of a parameter, per NIST SP 800-57 Part 1 Rev. 5 Table 2.
 
-    IFC (RSA, Paillier) moduli and ECC orders are mapped to the largest row they reach (a
-    2048-bit modulus: 112 bits; 3072: 128; a 255-bit curve: 112... see note); symmetric keys
-    and lattice parameter sets are their own strength. Below the smallest row: 0.
+    IFC moduli (RSA, Paillier, OU) and ECC group orders map to the largest row they reach
+    (2048-bit modulus: 112; 3072: 128; 256-bit order: 128); below the smallest row: 0.
+    Symmetric keys and lattice parameter sets are their own strength. Statistical and
+    information-theoretic parameters: ``None`` (no computational assumption to rate).
 
-    Note: a 255-bit order (Curve25519/Ristretto255, order 2^252+...) is conventionally rated
-    128-bit; Table 2 lists f=256–383 for 128, so the order is taken as its field size class:
-    curves of 250+ bits are counted as 256.
+    Curve25519 / Ristretto255 (a 255-bit field, order about 2^252) are counted in the 256-bit
+    class, as is conventional: orders of 250-255 bits are taken as 256.
     """
     if kind == "ifc":
         return next((s for m, s in _IFC if size >= m), 0)
