@@ -108,6 +108,7 @@ def test_assess_job_on_a_real_job_passes(node: Path, tmp_path: Path) -> None:
     assert all(c["passed"] for c in checks.values())
     assert all(c["clause"].startswith("JR/T 0") for c in checks.values())
     assert "signatures verified" in checks["approvals"]["detail"]
+    assert checks["audit-chain"]["detail"].startswith("ok: ")
     assert "charged to the ledger and audited" in checks["dp-budget"]["detail"]
     assert "data parties ['bank']" in checks["jrt0196-roles"]["detail"]
     sec = next(p for p in data["perspectives"] if p["perspective"] == "security")

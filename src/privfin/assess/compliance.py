@@ -59,6 +59,9 @@ def job_checks(
 ) -> list[Check]:
     """The compliance checks of ``job`` on node ``node`` whose store is ``engine``.
 
+    With ``certificates[node]`` (the node's own certificate) the audit chain check also
+    verifies the signatures of the log's signed checkpoints.
+
     ``certificates`` (party -> PEM, the pinned certificates of the node's config and its own)
     lets the approvals check verify every signature; without them it checks that every party's
     approval is recorded for the exact spec digest, and says signatures were not checked.
@@ -212,8 +215,16 @@ def job_checks(
             )
         )
 
-    # the audit chain
-    report = log.verify()
+    # the audit chain (and its signed checkpoints, with the node's own certificate)
+    keys = []
+    if certificates and node in certificates:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = x509.load_pem_x509_certificate(certificates[node]).public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            keys.append(key)
+    report = log.verify(keys=keys)
     checks.append(_check("audit-chain", report.ok, str(report)))
 
     outcome = [
