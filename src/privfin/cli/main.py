@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from privfin import __version__
+from privfin.cli import assess as assess_cli
 from privfin.cli import audit as audit_cli
 from privfin.cli import data as data_cli
 from privfin.cli import jobs as jobs_cli
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(audit_cli.app, name="audit")
+app.add_typer(assess_cli.app, name="assess")
 app.add_typer(node_cli.node_app, name="node")
 app.add_typer(node_cli.cluster_app, name="cluster")
 app.add_typer(node_cli.job_app, name="job")

@@ -22,6 +22,7 @@ NAV = (
     ("/jobs", "Jobs", "jobs"),
     ("/data", "Data", "data"),
     ("/audit", "Audit", "audit"),
+    ("/assessments", "Assessments", "assessments"),
 )
 JOB_STATES = ("running", "done", "failed", "pending", "not started")
 

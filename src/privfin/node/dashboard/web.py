@@ -525,6 +525,50 @@ def mount_dashboard(api: FastAPI, config: NodeConfig, runner: JobRunner) -> None
         )
         return page(f"Dataset {info['name']}", pages.dataset_page(info, dp, plot), s, active="data")
 
+    # -- assessments
+    @api.get("/assessments", include_in_schema=False)
+    def assessments(request: Request) -> Response:
+        s = require(request)
+        from privfin.node.dashboard import assessments as am
+
+        rows = am.list_reports(config.state_dir)
+        return page("Assessments", am.assessments_page(rows), s, active="assessments")
+
+    @api.get("/assessments/{report}", include_in_schema=False)
+    def assessment(request: Request, report: str) -> Response:
+        s = require(request)
+        from privfin.assess.report import load_report
+        from privfin.node.dashboard import assessments as am
+
+        d = am.report_dir(config.state_dir, report)
+        if d is None:
+            raise HTTPException(404, f"no assessment report {report!r} is stored here")
+        try:
+            loaded = load_report(d / "report.json")
+        except (OSError, ValueError, KeyError, TypeError):
+            raise HTTPException(404, f"assessment report {report!r} cannot be read") from None
+        return page(
+            f"Assessment {report}", am.assessment_page(report, loaded), s, active="assessments"
+        )
+
+    @api.get("/assessments/{report}/{file}", include_in_schema=False)
+    def assessment_file(request: Request, report: str, file: str) -> Response:
+        require(request)
+        from privfin.node.dashboard import assessments as am
+
+        d = am.report_dir(config.state_dir, report)
+        kinds = {"report.json": "application/json", "report.html": "text/html"}
+        if d is None or file not in kinds or not (d / file).is_file():
+            raise HTTPException(404, "no such report file")
+        return Response(
+            (d / file).read_bytes(),
+            media_type=kinds[file],
+            headers={
+                **HEADERS,
+                "Content-Disposition": f'attachment; filename="{report}-{file}"',
+            },
+        )
+
     # -- audit
     def audit_view(
         request: Request, s: Session, verdict: dict[str, Any] | None, params: dict[str, str]
