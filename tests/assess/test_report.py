@@ -140,17 +140,18 @@ def test_comparison_rejects_duplicates_and_unknown(monkeypatch: pytest.MonkeyPat
         assess_compare("credit", ["quantum"])
 
 
-def test_not_measured_without_measure_and_attacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
+def test_not_measured_without_measurements_or_attacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import privfin.assess.attacks as attacks
+    import privfin.assess.measure as measure
 
-    monkeypatch.setitem(sys.modules, "privfin.assess.measure", None)  # import fails
-    monkeypatch.setitem(sys.modules, "privfin.assess.attacks", None)
+    monkeypatch.setattr(measure, "measure_technology", lambda *a, **k: {})
+    monkeypatch.setattr(attacks, "attacks_for", lambda *a, **k: [])
     a = assess_technology("psi")
     for p in (Perspective.ACCURACY, Perspective.PERFORMANCE, Perspective.SCALABILITY):
         assert a.perspectives[p].rating is None
         assert a.perspectives[p].reasons == ("not measured",)
     sec = a.perspectives[Perspective.SECURITY]
-    assert sec.rating is Rating.GOOD and any("attacks not available" in r for r in sec.reasons)
+    assert sec.rating is Rating.GOOD and any("no empirical attack" in r for r in sec.reasons)
     assert "not measured" in rep.render_html(a)
 
 

@@ -132,11 +132,8 @@ def technology_checks(facts: Technology) -> list[Check]:
 
 
 def _attacks(name: str, quick: bool, seed: int) -> tuple[list[AttackResult], str | None]:
-    try:
-        # (built on the assess-attacks branch; the ignore is for the time before it merges)
-        from privfin.assess.attacks import attacks_for  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        return [], f"attacks not available ({exc.name})"
+    from privfin.assess.attacks import attacks_for  # heavy (scikit-learn): imported on use
+
     return list(attacks_for(name, quick=quick, seed=seed)), None
 
 
@@ -216,13 +213,11 @@ def assess_technology(
     _say(progress, f"{name}: attacks")
     attacks, note = _attacks(name, quick, seed)
     _say(progress, f"{name}: measurements")
-    try:
-        from privfin.assess.measure import measure_technology  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        measured: Mapping[Perspective, Sequence[Evidence]] = {}
-        _say(progress, f"{name}: measurements not available ({exc.name})")
-    else:
-        measured = measure_technology(name, quick=quick, seed=seed, progress=progress)
+    from privfin.assess.measure import measure_technology  # heavy: imported on use
+
+    measured: Mapping[Perspective, Sequence[Evidence]] = measure_technology(
+        name, quick=quick, seed=seed, progress=progress
+    )
     _say(progress, f"{name}: rating")
     return _assessment(
         "technology",
@@ -420,18 +415,15 @@ def assess_compare(
     if len(set(technologies)) != len(technologies) or not technologies:
         raise ConfigError("name each technology once, at least one")
     facts = [technology(t) for t in technologies]
-    try:
-        from privfin.assess.measure import compare  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        measured: Mapping[str, Mapping[Perspective, Sequence[Evidence]]] = {}
-        _say(progress, f"measurements not available ({exc.name})")
-    else:
-        started = time.monotonic()
-        measured = compare(scenario, technologies, quick=quick, seed=seed, progress=progress)
-        _say(
-            progress,
-            f"measured {len(technologies)} technologies in {time.monotonic() - started:.1f} s",
-        )
+    from privfin.assess.measure import compare  # heavy: imported on use
+
+    started = time.monotonic()
+    measured: Mapping[str, Mapping[Perspective, Sequence[Evidence]]] = compare(
+        scenario, technologies, quick=quick, seed=seed, progress=progress
+    )
+    _say(
+        progress, f"measured {len(technologies)} technologies in {time.monotonic() - started:.1f} s"
+    )
     pooled = measured.get(BASELINE)
     env = environment(scenario=scenario, quick=quick, seed=seed)
     out = []

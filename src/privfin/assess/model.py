@@ -1,5 +1,5 @@
 """What an assessment is made of: seven perspectives, each with measured evidence, a rating and
-the reasons for it (the rubric that turns evidence into ratings is documented with the assessment system).
+the reasons for it (docs/assessment.md explains the rubric that turns evidence into ratings).
 
 These types are the contract between the parts of :mod:`privfin.assess`: probes and attacks
 produce :class:`Evidence`, :class:`Check` and :class:`AttackResult`; the rubric turns them into a
