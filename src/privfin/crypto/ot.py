@@ -29,6 +29,7 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +40,7 @@ from privfin.crypto.random import RandomSource
 
 __all__ = [
     "KAPPA",
+    "KERNEL",
     "KEY_BYTES",
     "STAT",
     "BaseOtReceiver",
@@ -50,11 +52,16 @@ __all__ = [
     "chosen_receive",
     "chosen_send",
     "cot_receive",
+    "cot_receive_trimmed",
     "cot_send",
+    "cot_send_trimmed",
     "pad_count",
     "rot_receive",
     "rot_send",
     "transpose_bits",
+    "trim_words",
+    "trimmed_layout",
+    "untrim_words",
 ]
 
 #: Computational security parameter: base OTs, columns of the extension matrix.
@@ -68,6 +75,28 @@ U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 
 _BASE_DST = b"privfin.ot.base.v1"
+
+
+def _load_kernel() -> Any:
+    try:
+        from privfin.crypto import _ot_kernel  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _ot_kernel if _ot_kernel.available() else None
+
+
+_KERNEL: Any = _load_kernel()
+#: Whether the compiled AES-NI kernel (``privfin.crypto._ot_kernel``) is built and this CPU
+#: runs it. The numpy path gives byte-identical results.
+KERNEL = _KERNEL is not None
+
+
+def _use_kernel(kernel: bool | None) -> bool:
+    if kernel is None:
+        return KERNEL
+    if kernel and not KERNEL:
+        raise RuntimeError("the compiled OT kernel is not built or this CPU lacks AES-NI")
+    return kernel
 
 
 # ------------------------------------------------------------------------------ base OT
@@ -207,16 +236,23 @@ class RowPrg:
 
 
 class CrHash:
-    """Tweakable correlation-robust hash ``H(x, t) = π(π(x) ⊕ t) ⊕ π(x)`` on 16-byte rows
-    (π: AES-128 under a public key agreed by both parties; Guo–Katz–Wang–Yu 2020)."""
+    """Tweakable correlation-robust hash on 16-byte rows (π: AES-128 under a public key agreed
+    by both parties): ``H(x, t) = π(y) ⊕ y`` with ``y = π(x) ⊕ t``.
+
+    This is Guo–Katz–Wang–Yu's (2020) TCCR hash ``π(π(x) ⊕ t) ⊕ π(x)`` XORed with the public
+    tweak ``t``, which keeps its (tweakable, circular) correlation robustness: an adversary
+    who could tell ``H`` from random could tell the GKWY hash from random by XORing ``t``.
+    The form lets the final XOR run on the AES input buffer (no broadcast)."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the hash key is {KEY_BYTES} bytes")
+        self.key = bytes(key)
         # ECB here is AES used as a public permutation on independent blocks (the hash's
         # ideal-cipher model), not as encryption of data.
         self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
         self._arange = np.zeros(0, dtype=np.uint64)
+        self._lrow = np.zeros(0, dtype=np.uint64)
 
     def _perm(self, x: U8) -> U8:
         flat = np.ascontiguousarray(x).reshape(-1)
@@ -229,33 +265,49 @@ class CrHash:
             self._arange = np.arange(max(n, 1 << 20), dtype=np.uint64)
         return self._arange[:n]
 
-    def words(self, rows: U8, tweak: int, width: int) -> U64:
+    def _block_row(self, blocks: int) -> U64:
+        """``(0, 0, 0, 1, 0, 2, …)``: the block index ``l`` in the high word of block ``l``."""
+        if self._lrow.size < 2 * blocks:
+            row = np.zeros(2 * max(blocks, 1 << 10), dtype=np.uint64)
+            row[1::2] = np.arange(row.size // 2, dtype=np.uint64)
+            self._lrow = row
+        return self._lrow[: 2 * blocks]
+
+    def words(self, rows: U8, tweak: int, width: int, *, kernel: bool | None = None) -> U64:
         """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (j, tweak·2^20 + l))``
-        for blocks ``l = 0, 1, …`` (two words per block). The tweak block is distinct for every
-        OT of a session (``tweak`` is the index of the batch's first OT, below 2^44) and every
-        output block (``l < 2^20``)."""
+        for blocks ``l = 0, 1, …`` (two words per block, the low word carries ``j``). The tweak
+        block is distinct for every OT of a session (``tweak`` is the index of the batch's
+        first OT, below 2^44) and every output block (``l < 2^20``)."""
         n = rows.shape[0]
         blocks = (width + 1) // 2
         if blocks >= 1 << 20 or tweak >= 1 << 44:
             raise ValueError("hash tweak out of range")
-        px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
-        hi = (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
-        lo = self._index(n).reshape(n, 1)
+        if _use_kernel(kernel) and n:
+            out_k = np.empty((n, width), dtype=np.uint64)
+            _KERNEL.words(self.key, np.ascontiguousarray(rows, dtype=np.uint8), tweak, width, out_k)
+            return out_k
+        # the row part of the tweak goes in once per row: base_j = π(x_j) ⊕ (j, tweak·2^20)
+        base = self._perm(rows).view(np.uint64).reshape(n, 2).copy()
+        base[:, 0] ^= self._index(n)
+        base[:, 1] ^= np.uint64(tweak << 20)
+        lrow = self._block_row(blocks)
         # one buffer for the output (16 bytes of slack for the cipher); rows in chunks of
-        # about 256 KiB so that the tweak XOR, AES and the final XOR stay in cache
+        # about 256 KiB so that the broadcast, AES and the final XOR stay in cache
         buf = np.empty(n * blocks * 16 + 16, dtype=np.uint8)
-        out = buf[: n * blocks * 16].view(np.uint64).reshape(n, blocks, 2)
+        out = buf[: n * blocks * 16].view(np.uint64).reshape(n, 2 * blocks)
         step = max(1, (1 << 18) // (blocks * 16))
-        y = np.empty((min(step, n), blocks, 2), dtype=np.uint64)
+        y = np.empty((min(step, n), 2 * blocks), dtype=np.uint64)
         for s in range(0, n, step):
             e = min(n, s + step)
             yc = y[: e - s]
-            np.bitwise_xor(px[s:e, :, 0], lo[s:e], out=yc[:, :, 0])
-            np.bitwise_xor(px[s:e, :, 1], hi, out=yc[:, :, 1])
+            # broadcast each row's 16 bytes over its blocks as one 16-byte element (a
+            # complex128 view: a same-dtype copy moves the bytes unchanged), then the block index
+            yc.view(np.complex128)[...] = base[s:e].view(np.complex128)
+            yc ^= lrow
             self._enc.update_into(yc.reshape(-1).view(np.uint8).data, buf[s * blocks * 16 :].data)
             oc = out[s:e]
-            np.bitwise_xor(oc, px[s:e], out=oc)
-        return out.reshape(n, 2 * blocks)[:, :width]
+            np.bitwise_xor(oc, yc, out=oc)
+        return out[:, :width]
 
 
 # ------------------------------------------------------------------------------ transpose
@@ -380,21 +432,25 @@ def rot_receive(t: U8, h: CrHash, tweak: int, bits: int = 1) -> U8:
     return (h.words(t, tweak, 1)[:, 0] & np.uint64((1 << bits) - 1)).astype(np.uint8)
 
 
-def cot_send(q: U8, delta: U8, h: CrHash, tweak: int, corr: U64) -> tuple[U64, U64]:
+def cot_send(
+    q: U8, delta: U8, h: CrHash, tweak: int, corr: U64, *, kernel: bool | None = None
+) -> tuple[U64, U64]:
     """Correlated OT over Z_2^64 with correlations ``corr`` (``(m, L)`` uint64): returns the
     sender's output ``H(q_j)`` and the message ``d = H(q_j) − H(q_j ⊕ s) + Δ_j``."""
     width = corr.shape[1]
-    own = h.words(q, tweak, width)
-    d = h.words(q ^ delta, tweak, width)
+    own = h.words(q, tweak, width, kernel=kernel)
+    d = h.words(q ^ delta, tweak, width, kernel=kernel)
     np.subtract(own, d, out=d)
     d += corr
     return own, d
 
 
-def cot_receive(t: U8, choices: U8, h: CrHash, tweak: int, message: U64) -> U64:
+def cot_receive(
+    t: U8, choices: U8, h: CrHash, tweak: int, message: U64, *, kernel: bool | None = None
+) -> U64:
     """The receiver's output ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j`` (``choices``: 0/1 per
     OT, ``message``: ``(m, L)`` uint64 from :func:`cot_send`)."""
-    out = h.words(t, tweak, message.shape[1])
+    out = h.words(t, tweak, message.shape[1], kernel=kernel)
     np.add(out, message, out=out, where=choices.astype(bool).reshape(-1, 1))
     return out
 
@@ -415,3 +471,146 @@ def chosen_receive(t: U8, choices: U8, h: CrHash, tweak: int, e0: U64, e1: U64) 
     out = np.where(choices.reshape(-1, 1).astype(bool), e1, e0)
     out ^= h.words(t, tweak, e0.shape[1])
     return np.asarray(out, dtype=np.uint64)
+
+
+# ------------------------------------------------------------------ trimmed correlated OT
+
+I64 = npt.NDArray[np.int64]
+
+#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
+_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
+    8: np.dtype([("lo", "V8")])
+}
+_MAX_RUNS = 64
+
+
+def trimmed_layout(nbytes: I64, width: int) -> tuple[I64, int]:
+    """Byte offset of each row in the trimmed layout (the low ``nbytes[j]`` bytes of every
+    one of the ``width`` words of row ``j``, rows one after the other) and the total size."""
+    sizes = np.asarray(nbytes, dtype=np.int64) * width
+    offsets = np.zeros(sizes.size, dtype=np.int64)
+    if sizes.size > 1:
+        np.cumsum(sizes[:-1], out=offsets[1:])
+    return offsets, int(sizes.sum())
+
+
+def _runs(nbytes: I64) -> list[tuple[int, int, int]] | None:
+    """``(w, first, end)`` for each run of equal widths, or ``None`` past ``_MAX_RUNS`` runs."""
+    if nbytes.size == 0:
+        return []
+    starts = np.flatnonzero(np.diff(nbytes)) + 1
+    if starts.size >= _MAX_RUNS:
+        return None
+    bounds = [0, *starts.tolist(), int(nbytes.size)]
+    return [(int(nbytes[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _byte_mask(nbytes: I64, width: int) -> npt.NDArray[np.bool_]:
+    keep = np.arange(8).reshape(1, 1, 8) < nbytes.reshape(-1, 1, 1)
+    return np.broadcast_to(keep, (nbytes.size, width, 8))
+
+
+def trim_words(d: U64, nbytes: I64) -> U8:
+    """The trimmed layout of ``d`` (``(n, width)`` uint64; see :func:`trimmed_layout`)."""
+    n, width = d.shape
+    raw = np.ascontiguousarray(d).view(np.uint8).reshape(n, width, 8)
+    runs = _runs(nbytes)
+    if runs is None:
+        return np.ascontiguousarray(raw[_byte_mask(nbytes, width)])
+    out = np.empty(trimmed_layout(nbytes, width)[1], dtype=np.uint8)
+    at = 0
+    for w, a, b in runs:
+        if w == 0:
+            continue
+        part = raw[a:b, :, :w]
+        out[at : at + part.size].reshape(part.shape)[...] = part
+        at += part.size
+    return out
+
+
+def untrim_words(data: npt.ArrayLike, nbytes: I64, width: int) -> U64:
+    """The words of a trimmed layout, zero-extended: ``(n, width)`` uint64."""
+    n = nbytes.size
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
+    raw = np.zeros((n, width, 8), dtype=np.uint8)
+    runs = _runs(nbytes)
+    if runs is None:
+        raw[_byte_mask(nbytes, width)] = buf
+        return raw.view(np.uint64).reshape(n, width)
+    at = 0
+    for w, a, b in runs:
+        if w == 0:
+            continue
+        size = (b - a) * width * w
+        # whole w-byte fields per word (numpy copies them as units, not byte by byte)
+        dst = raw[a:b].view(_LOW_BYTES[w])["lo"]
+        dst[...] = buf[at : at + size].view(f"V{w}").reshape(dst.shape)
+        at += size
+    return raw.view(np.uint64).reshape(n, width)
+
+
+def cot_send_trimmed(
+    q: U8,
+    delta: U8,
+    h: CrHash,
+    tweak: int,
+    corr: U64,
+    nbytes: I64,
+    *,
+    kernel: bool | None = None,
+) -> tuple[U64, U8]:
+    """:func:`cot_send` with the message in the trimmed layout (row ``j`` keeps the low
+    ``nbytes[j]`` bytes of each word): ``(own, message bytes)``. Through the AES-NI kernel
+    when available (one pass, the GIL released), else numpy; both give the same bytes."""
+    n, width = corr.shape
+    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    if nb.shape != (n,) or q.shape[0] < n:
+        raise ValueError("cot_send_trimmed: one byte width and one row per OT")
+    if not _use_kernel(kernel) or n == 0:
+        own, d = cot_send(q[:n], delta, h, tweak, corr, kernel=False)
+        return own, trim_words(d, nb)
+    offsets, size = trimmed_layout(nb, width)
+    own = np.empty((n, width), dtype=np.uint64)
+    out = np.empty(size, dtype=np.uint8)
+    _KERNEL.cot_send(
+        h.key,
+        np.ascontiguousarray(q[:n], dtype=np.uint8),
+        np.ascontiguousarray(delta, dtype=np.uint8).tobytes(),
+        tweak,
+        np.ascontiguousarray(corr, dtype=np.uint64),
+        width,
+        own,
+        out,
+        offsets,
+        nb,
+    )
+    return own, out
+
+
+def cot_receive_trimmed(
+    t: U8,
+    choices: U8,
+    h: CrHash,
+    tweak: int,
+    data: npt.ArrayLike,
+    nbytes: I64,
+    width: int,
+    *,
+    kernel: bool | None = None,
+) -> U64:
+    """:func:`cot_receive` from a trimmed message: words correct modulo ``2**(8·nbytes[j])``
+    only (the caller discards the rest)."""
+    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    n = nb.size
+    c = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
+    offsets, size = trimmed_layout(nb, width)
+    if c.size != n or t.shape[0] < n or buf.size != size:
+        raise ValueError("cot_receive_trimmed: sizes do not match")
+    if not _use_kernel(kernel) or n == 0:
+        return cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
+    out = np.empty((n, width), dtype=np.uint64)
+    _KERNEL.cot_recv(
+        h.key, np.ascontiguousarray(t[:n], dtype=np.uint8), c, tweak, buf, width, out, offsets, nb
+    )
+    return out

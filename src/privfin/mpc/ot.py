@@ -84,68 +84,8 @@ def _pack_bits(bits: U8) -> U8:
     return np.packbits(padded, bitorder="little")
 
 
-def _groups(widths: npt.NDArray[np.int64]) -> dict[int, npt.NDArray[np.int64] | slice]:
-    """The rows of each byte width 1-8: a slice where they are contiguous (the common case:
-    widths come in runs, e.g. bit-major Gilboa rows), else their indices."""
-    if widths.size == 0:
-        return {}
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(widths)) + 1])
-    values = widths[starts]
-    out: dict[int, npt.NDArray[np.int64] | slice] = {}
-    if np.unique(values).size == values.size:  # every width in one run
-        ends = np.concatenate([starts[1:], [widths.size]])
-        for v, a, b in zip(values.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            if 1 <= v <= 8:
-                out[v] = slice(a, b)
-        return out
-    for w in range(1, 9):
-        rows = np.flatnonzero(widths == w)
-        if rows.size:
-            out[w] = rows
-    return out
-
-
-def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
-    """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
-    raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
-    out = np.empty(_trimmed_size(widths, d.shape[1]), dtype=np.uint8)
-    at = 0
-    for w, rows in sorted(_groups(widths).items()):
-        part = raw[rows, :, :w]
-        if part.size:
-            out[at : at + part.size].reshape(part.shape)[...] = part
-            at += part.size
-    return out.tobytes()
-
-
 def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
     return int(np.sum(widths)) * width
-
-
-def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
-    n = widths.size
-    raw = np.zeros((n, width, 8), dtype=np.uint8)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    at = 0
-    for w, rows in sorted(_groups(widths).items()):
-        count = raw[rows, 0, 0].size
-        if count:
-            size = count * width * w
-            src = buf[at : at + size]
-            if isinstance(rows, slice):
-                # whole w-byte fields per word (numpy copies them as units, not byte by byte)
-                dst = raw[rows].view(_LOW_BYTES[w])["lo"]
-                dst[...] = src.view(f"V{w}").reshape(dst.shape)
-            else:
-                raw[rows, :, :w] = src.reshape(count, width, w)
-            at += size
-    return raw.view(np.uint64).reshape(n, width)
-
-
-#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
-_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
-    8: np.dtype([("lo", "V8")])
-}
 
 
 def _joined(parts: list[U64], width: int) -> U64:
@@ -367,16 +307,15 @@ class OtExtension:
         parts_s: list[U64] = []
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            n = hi - lo
-            own, d = otm.cot_send(q[:n], send.delta, h, tweak, c[lo:hi])
+            own, d = otm.cot_send_trimmed(q, send.delta, h, tweak, c[lo:hi], sb[lo:hi])
             parts_s.append(own)
-            return _trim(d, sb[lo:hi])
+            return d.tobytes()
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
-            n = hi - lo
-            dd = _untrim(msg, rb[lo:hi], recv_width)
-            parts_r.append(otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd))
+            parts_r.append(
+                otm.cot_receive_trimmed(t, bits[lo:hi], h, tweak, msg, rb[lo:hi], recv_width)
+            )
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
