@@ -127,8 +127,10 @@ def test_kernel_refuses_when_absent_or_asked_wrongly() -> None:
     layout = np.array([0, 40], np.int64), np.array([8, 8], np.int64)  # row 1 past the end
     with pytest.raises(ValueError, match="out of range"):
         _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *layout)
-    with pytest.raises(ValueError, match="sizes"):
-        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, bytes(8), 3, out, bytearray(48), *layout)
+    with pytest.raises(ValueError, match="sizes"):  # 1 word of correlation for 3-word OTs
+        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, bytes(8), 0, 3, out, *layout, 48)
+    with pytest.raises(ValueError, match="sizes"):  # phase past the correlations
+        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, bytes(24), 1, 3, out, *layout, 48)
 
 
 @pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
@@ -138,27 +140,32 @@ def test_kernel_refuses_when_absent_or_asked_wrongly() -> None:
     st.sampled_from([1, 2, 3, 21, 64, 257]),
     st.integers(0, 2**40),
     st.booleans(),
+    st.integers(1, 70),
     st.integers(0, 2**32 - 1),
 )
 def test_kernel_and_numpy_cot_give_the_same_bytes(
-    n: int, width: int, tweak: int, runs: bool, seed: int
+    n: int, width: int, tweak: int, runs: bool, period: int, seed: int
 ) -> None:
     """The compiled kernel's sender (own words, trimmed message) and receiver are
-    byte-identical to the numpy path, for run-structured and arbitrary byte widths."""
+    byte-identical to the numpy path, for run-structured and arbitrary byte widths and
+    repeated correlations (OT ``j`` uses row ``(phase + j) % period``)."""
     rng = np.random.default_rng(seed)
     h = ot.CrHash(rng.bytes(16))
     q = rng.integers(0, 256, (n, 16), dtype=np.uint8)
     delta = rng.integers(0, 256, 16, dtype=np.uint8)
-    corr = rng.integers(0, 2**64, (n, width), dtype=np.uint64)
+    table = rng.integers(0, 2**64, (period, width), dtype=np.uint64)
+    phase = int(rng.integers(0, period))
+    corr = table[(phase + np.arange(n)) % period]
     nb = rng.integers(0, 9, n).astype(np.int64)
     if runs:
         nb = np.sort(nb)[::-1].copy()
-    own0, d0 = ot.cot_send_trimmed(q, delta, h, tweak, corr, nb, kernel=False)
-    own1, d1 = ot.cot_send_trimmed(q, delta, h, tweak, corr, nb, kernel=True)
-    assert np.array_equal(own0, own1) and np.array_equal(d0, d1)
+    own0, d0 = ot.cot_send_trimmed(q, delta, h, tweak, table, nb, phase=phase, kernel=False)
+    own1, d1 = ot.cot_send_trimmed(q, delta, h, tweak, table, nb, phase=phase, kernel=True)
+    assert np.array_equal(own0, own1) and d0 == d1
+    assert d0 == ot.cot_send_trimmed(q, delta, h, tweak, corr, nb, kernel=False)[1]
     choices = rng.integers(0, 2, n).astype(np.uint8)
     t = q ^ (choices[:, None] * delta)
-    r0 = ot.cot_receive_trimmed(t, choices, h, tweak, d0.tobytes(), nb, width, kernel=False)
+    r0 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=False)
     r1 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=True)
     assert np.array_equal(r0, r1)
     mask = np.array([(1 << (8 * int(b))) - 1 for b in nb], dtype=np.uint64).reshape(-1, 1)
@@ -288,6 +295,34 @@ def test_driver_ots_in_both_directions_across_batch_sizes(n: int) -> None:
         assert np.array_equal(r["chosen"], np.where(c == 1, s["x1"], s["x0"]))
         assert np.array_equal(r["v"], np.where(r["c"] == 1, s["m1"], s["m0"]))
     assert out["a"]["stats"].received == 3 * n and out["a"]["stats"].sent == 3 * (n // 2 + 1)
+
+
+@pytest.mark.parametrize(("period", "repeat"), [(5, 64), (1000, 3), (1, 200)])
+def test_driver_repeated_correlations_across_batches(period: int, repeat: int) -> None:
+    """``cot(..., repeat=r)``: OT ``j`` uses correlation ``j % len(corr)``, also when the
+    repetitions straddle batches of 1,024 OTs (the phase of each batch)."""
+
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        first = ctx.party == "a"
+        ext = OtExtension(ctx, "b" if first else "a", first=first, batch=1024)
+        rng = np.random.default_rng(11 if first else 12)
+        choices = rng.integers(0, 2, period * repeat, dtype=np.uint8)
+        corr = rng.integers(0, 2**64 - 1, (period, 2), dtype=np.uint64, endpoint=True)
+        public = np.random.default_rng(period)  # the byte widths are public: the same at both
+        nb = public.integers(1, 9, period * repeat).astype(np.int64)
+        got, own = ext.cot(
+            choices, corr, recv_width=2, recv_bytes=nb, send_bytes=nb, repeat=repeat
+        )
+        return {"c": choices, "corr": corr, "got": got, "own": own, "nb": nb}
+
+    out = simulate(program, PAIR, seed=period, settings=PROD)
+    for recv, send in (("a", "b"), ("b", "a")):
+        r, s = out[recv], out[send]
+        c = r["c"].astype(np.uint64)[:, None]
+        full = np.tile(s["corr"], (repeat, 1))
+        mask = np.array([(1 << (8 * int(b))) - 1 for b in r["nb"]], np.uint64)[:, None]
+        with np.errstate(over="ignore"):
+            assert np.array_equal((r["got"] - s["own"]) & mask, (c * full) & mask)
 
 
 def test_driver_one_direction_only() -> None:

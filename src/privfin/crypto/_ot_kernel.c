@@ -112,20 +112,22 @@ static inline uint64_t get_low(const uint8_t *src, int w, const uint8_t *end) {
 
 /* Sender of n correlated OTs of `width` words (see the header comment). */
 TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint8_t *delta,
-                              uint64_t tweak_hi, const uint64_t *corr, Py_ssize_t n,
+                              uint64_t tweak_hi, const uint64_t *corr, Py_ssize_t period,
+                              Py_ssize_t phase, Py_ssize_t n,
                               Py_ssize_t width, uint64_t *own, uint8_t *dout,
                               const uint8_t *dend, const int64_t *offsets,
                               const int64_t *nbytes) {
     const __m128i dl = _mm_loadu_si128((const __m128i *)delta);
     const Py_ssize_t blocks = (width + 1) / 2;
-    for (Py_ssize_t j = 0; j < n; j++) {
+    Py_ssize_t cr = phase; /* row of corr used by OT j: (phase + j) mod period */
+    for (Py_ssize_t j = 0; j < n; j++, cr = cr + 1 == period ? 0 : cr + 1) {
         __m128i p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
         __m128i p1 = _mm_xor_si128(p0, dl);
         aes2(rk, &p0, &p1);
         const __m128i row = _mm_set_epi64x((long long)tweak_hi, (long long)j);
         p0 = _mm_xor_si128(p0, row);
         p1 = _mm_xor_si128(p1, row);
-        const uint64_t *cj = corr + j * width;
+        const uint64_t *cj = corr + cr * width;
         uint64_t *oj = own + j * width;
         uint8_t *dj = dout + offsets[j];
         const int w = (int)nbytes[j];
@@ -264,42 +266,46 @@ static PyObject *k_available(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* cot_send(key, q, delta, tweak, corr, width, own, dout, offsets, nbytes) */
+/* cot_send(key, q, delta, tweak, corr, phase, width, own, offsets, nbytes, size) -> bytes:
+ * row j of the OTs uses correlation row (phase + j) mod len(corr); the trimmed message (size
+ * bytes) is returned as a new bytes object. */
 static PyObject *k_cot_send(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer key, q, delta, corr, own, dout, offsets, nbytes;
+    Py_buffer key, q, delta, corr, own, offsets, nbytes;
     unsigned long long tweak;
-    Py_ssize_t width;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*y*y*", &key, &q, &delta, &tweak, &corr, &width,
-                          &own, &dout, &offsets, &nbytes))
+    Py_ssize_t width, phase, size;
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*y*y*n", &key, &q, &delta, &tweak, &corr, &phase,
+                          &width, &own, &offsets, &nbytes, &size))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = q.len / 16;
+    Py_ssize_t period = width > 0 ? corr.len / 8 / width : 0;
     uint64_t hi = 0;
     if (key.len != 16 || delta.len != 16 || q.len % 16 || width < 1 || width > (1 << 21) ||
-        corr.len != n * width * 8 || own.len != n * width * 8) {
+        corr.len != period * width * 8 || (n > 0 && period < 1) || phase < 0 ||
+        (period > 0 && phase >= period) || own.len != n * width * 8 || size < 0) {
         PyErr_SetString(PyExc_ValueError, "cot_send: sizes do not match");
         goto done;
     }
-    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, dout.len) < 0)
+    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, size) < 0)
         goto done;
 #ifdef PRIVFIN_AESNI
     if (!cpu_ok()) {
         PyErr_SetString(PyExc_RuntimeError, "this CPU has no AES-NI");
         goto done;
     }
+    ret = PyBytes_FromStringAndSize(NULL, size); /* filled below, before anyone sees it */
+    if (ret == NULL) goto done;
     {
+        uint8_t *dout = (uint8_t *)PyBytes_AS_STRING(ret);
         __m128i rk[11];
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_send_rows(rk, (const uint8_t *)q.buf, (const uint8_t *)delta.buf, hi,
-                      (const uint64_t *)corr.buf, n, width, (uint64_t *)own.buf,
-                      (uint8_t *)dout.buf, (const uint8_t *)dout.buf + dout.len,
-                      (const int64_t *)offsets.buf,
+                      (const uint64_t *)corr.buf, period, phase, n, width,
+                      (uint64_t *)own.buf, dout, dout + size, (const int64_t *)offsets.buf,
                       (const int64_t *)nbytes.buf);
         Py_END_ALLOW_THREADS
     }
-    ret = Py_None;
-    Py_INCREF(ret);
 #else
     PyErr_SetString(PyExc_RuntimeError, "the OT kernel is not compiled for this platform");
 #endif
@@ -309,7 +315,6 @@ done:
     PyBuffer_Release(&delta);
     PyBuffer_Release(&corr);
     PyBuffer_Release(&own);
-    PyBuffer_Release(&dout);
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&nbytes);
     return ret;

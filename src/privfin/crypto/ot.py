@@ -557,32 +557,42 @@ def cot_send_trimmed(
     corr: U64,
     nbytes: I64,
     *,
+    phase: int = 0,
     kernel: bool | None = None,
-) -> tuple[U64, U8]:
-    """:func:`cot_send` with the message in the trimmed layout (row ``j`` keeps the low
-    ``nbytes[j]`` bytes of each word): ``(own, message bytes)``. Through the AES-NI kernel
-    when available (one pass, the GIL released), else numpy; both give the same bytes."""
-    n, width = corr.shape
+) -> tuple[U64, bytes]:
+    """:func:`cot_send` for ``len(nbytes)`` OTs with the message in the trimmed layout (row
+    ``j`` keeps the low ``nbytes[j]`` bytes of each word): ``(own, message bytes)``.
+
+    The correlations repeat: OT ``j`` uses row ``(phase + j) % len(corr)`` of ``corr``
+    (``(R, width)`` uint64), so a correlation shared by many OTs is not copied for each.
+    Through the AES-NI kernel when available (one pass, the GIL released), else numpy; both
+    give the same bytes."""
     nb = np.ascontiguousarray(nbytes, dtype=np.int64)
-    if nb.shape != (n,) or q.shape[0] < n:
+    n = nb.size
+    period, width = corr.shape
+    if nb.ndim != 1 or q.shape[0] < n or (n and not 0 <= phase < period):
         raise ValueError("cot_send_trimmed: one byte width and one row per OT")
     if not _use_kernel(kernel) or n == 0:
-        own, d = cot_send(q[:n], delta, h, tweak, corr, kernel=False)
-        return own, trim_words(d, nb)
+        if phase + n <= period:
+            rows = corr[phase : phase + n]
+        else:
+            rows = corr[(phase + np.arange(n)) % period]
+        own, d = cot_send(q[:n], delta, h, tweak, rows, kernel=False)
+        return own, trim_words(d, nb).tobytes()
     offsets, size = trimmed_layout(nb, width)
     own = np.empty((n, width), dtype=np.uint64)
-    out = np.empty(size, dtype=np.uint8)
-    _KERNEL.cot_send(
+    out: bytes = _KERNEL.cot_send(
         h.key,
         np.ascontiguousarray(q[:n], dtype=np.uint8),
         np.ascontiguousarray(delta, dtype=np.uint8).tobytes(),
         tweak,
         np.ascontiguousarray(corr, dtype=np.uint64),
+        phase,
         width,
         own,
-        out,
         offsets,
         nb,
+        size,
     )
     return own, out
 

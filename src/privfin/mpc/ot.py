@@ -277,6 +277,7 @@ class OtExtension:
         recv_width: int,
         recv_bytes: npt.ArrayLike | None = None,
         send_bytes: npt.ArrayLike | None = None,
+        repeat: int = 1,
         task: ProgressTask | None = None,
     ) -> tuple[U64, U64]:
         """Correlated OTs over Z_2^64 in both directions.
@@ -290,12 +291,18 @@ class OtExtension:
         of each word are transferred, so received words are correct modulo
         ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
         the rest).
+
+        ``repeat``: this party sends ``repeat·len(corr)`` OTs, OT ``j`` with correlation
+        ``corr[j % len(corr)]`` (a correlation shared by many OTs, e.g. a Gilboa operand
+        used for each of its bits, is not copied for each).
         """
         bits = self._check_bits(choices)
         c = np.asarray(corr, dtype=np.uint64)
         if c.ndim != 2:
             raise ConfigError("cot: correlations are an (n, width) array")
-        n_r, n_s, w_s = bits.size, c.shape[0], c.shape[1]
+        if repeat < 1 or (repeat > 1 and c.shape[0] == 0):
+            raise ConfigError("cot: repeat is a positive count of non-empty correlations")
+        n_r, n_s, w_s = bits.size, c.shape[0] * repeat, c.shape[1]
         if max(w_s, recv_width) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
         rb = np.full(n_r, 8, np.int64) if recv_bytes is None else np.asarray(recv_bytes, np.int64)
@@ -307,9 +314,11 @@ class OtExtension:
         parts_s: list[U64] = []
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            own, d = otm.cot_send_trimmed(q, send.delta, h, tweak, c[lo:hi], sb[lo:hi])
+            own, d = otm.cot_send_trimmed(
+                q, send.delta, h, tweak, c, sb[lo:hi], phase=lo % max(c.shape[0], 1)
+            )
             parts_s.append(own)
-            return d.tobytes()
+            return d
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None

@@ -132,10 +132,15 @@ class OtProvider:
         n = mine_a.size
         ext = self._ext()
         choices = _bit_rows(mine_b).reshape(-1)  # (bit, element) order
-        corr = np.tile(mine_a, 64).reshape(-1, 1)
         widths = np.repeat(_GILBOA_BYTES, n)
         got, own = ext.cot(
-            choices, corr, recv_width=1, recv_bytes=widths, send_bytes=widths, task=task
+            choices,
+            mine_a.reshape(-1, 1),  # the same correlation for each of the 64 bits
+            recv_width=1,
+            recv_bytes=widths,
+            send_bytes=widths,
+            repeat=64,
+            task=task,
         )
         got -= own
         v = got.reshape(64, n)
@@ -187,9 +192,12 @@ class OtProvider:
             kc = e - s
             # OT (bit, l, j): choice bit of b[l, j], correlation column a[:, l] (m words)
             choices = _bit_rows(b[s:e].reshape(-1)).reshape(-1)
-            corr = np.broadcast_to(a[:, s:e].T[None, :, None, :], (64, kc, n, m)).reshape(-1, m)
+            # (the same kc*n correlation rows for each of the 64 bits: repeated, not copied)
+            corr = np.repeat(a[:, s:e].T, n, axis=0) if n > 1 else np.ascontiguousarray(a[:, s:e].T)
             widths = np.repeat(_GILBOA_BYTES, kc * n)
-            got, own = ext.cot(choices, corr, recv_width=m, recv_bytes=widths, send_bytes=widths)
+            got, own = ext.cot(
+                choices, corr, recv_width=m, recv_bytes=widths, send_bytes=widths, repeat=64
+            )
             # sum over the rows of B first (one read of each array, no write pass): each
             # received word is right modulo 2**(64 - k), and so is the sum, before the shift
             sv = np.sum(got.reshape(64, kc, n, m), axis=1, dtype=np.uint64)
