@@ -121,16 +121,30 @@ def test_kernel_refuses_when_absent_or_asked_wrongly() -> None:
     with pytest.raises(ValueError, match="out of range"):
         h.words(rows, 1 << 44, 1, kernel=True)
     out = np.empty((2, 3), np.uint64)
-    layout = np.zeros(2, np.int64), np.array([8, 9], np.int64)  # a width above 8
-    with pytest.raises(ValueError, match="out of range"):
-        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *layout)
-    layout = np.array([0, 40], np.int64), np.array([8, 8], np.int64)  # row 1 past the end
-    with pytest.raises(ValueError, match="out of range"):
-        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *layout)
+    no_acc = (np.empty(0, np.uint64), 0, b"")
+
+    def recv(*layout: Any, acc: Any = no_acc) -> None:
+        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *acc, *layout)
+
+    def send(corr: bytes, phase: int, *layout: Any) -> None:
+        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, corr, phase, 3, out, *no_acc, *layout, 48)
+
+    good = np.array([0, 24], np.int64), np.array([8, 8], np.int64)
+    recv(*good)  # well-formed: accepted
+    with pytest.raises(ValueError, match="out of range"):  # a width above 8
+        recv(np.zeros(2, np.int64), np.array([8, 9], np.int64))
+    with pytest.raises(ValueError, match="out of range"):  # row 1 past the end
+        recv(np.array([0, 40], np.int64), np.array([8, 8], np.int64))
     with pytest.raises(ValueError, match="sizes"):  # 1 word of correlation for 3-word OTs
-        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, bytes(8), 0, 3, out, *layout, 48)
+        send(bytes(8), 0, *good)
     with pytest.raises(ValueError, match="sizes"):  # phase past the correlations
-        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, bytes(24), 1, 3, out, *layout, 48)
+        send(bytes(24), 1, *good)
+    acc = np.zeros((1, 3), np.uint64)
+    with pytest.raises(ValueError, match="shift"):
+        recv(*good, acc=(acc, 0, bytes([0, 64])))
+    with pytest.raises(ValueError, match="accumulator"):
+        recv(*good, acc=(acc, 1, bytes(2)))
+    recv(*good, acc=(acc, 0, bytes([0, 63])))
 
 
 @pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
@@ -408,6 +422,38 @@ def test_matrix_triples_of_any_shape(m: int, k: int, n: int) -> None:
     with np.errstate(over="ignore"):
         a, b, c = (out["a"][i] + out["b"][i] for i in range(3))
     assert np.array_equal(ring_matmul(a, b), c)
+
+
+@pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
+def test_kernel_and_numpy_providers_give_the_same_triples_and_bytes() -> None:
+    """Same seeds, same transcript: the kernel's fused Gilboa sums (``cot_sum``) equal the
+    numpy path's outputs, triple for triple, and both send the same bytes, with one batch and
+    with many (small batches: the sums straddle batch boundaries)."""
+
+    def program(kernel: bool, batch: int) -> Any:
+        def run(ctx: Any, params: Any, inputs: Any) -> Any:
+            s = Session(ctx, triples="ot")
+            p = OtProvider(ctx, s.roles.compute, batch=batch, kernel=kernel)
+            items = [p.mul_triple((130,)), p.matmul_triple(40, 6, 3), p.matmul_triple(3, 50, 1)]
+            return {"items": items, "bytes": p.bytes_sent}
+
+        return run
+
+    from privfin.mpc.ring import ring_matmul
+
+    for batch in (1 << 20, 1024):
+        base, other = (simulate(program(k, batch), TWO, seed=9, settings=PROD) for k in (False, True))
+        for party in ("a", "b"):
+            assert other[party]["bytes"] == base[party]["bytes"]
+            for got, want in zip(other[party]["items"], base[party]["items"], strict=True):
+                for x, y in zip(got, want, strict=True):
+                    assert np.array_equal(x, y)
+        with np.errstate(over="ignore"):
+            items = [[x + y for x, y in zip(i, j, strict=True)]
+                     for i, j in zip(other["a"]["items"], other["b"]["items"], strict=True)]  # fmt: skip
+            assert np.array_equal(items[0][0] * items[0][1], items[0][2])
+            for a, b, c in items[1:]:
+                assert np.array_equal(ring_matmul(a, b), c)
 
 
 def test_an_oversized_matrix_triple_is_refused_before_any_ot() -> None:

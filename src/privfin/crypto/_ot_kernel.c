@@ -110,17 +110,31 @@ static inline uint64_t get_low(const uint8_t *src, int w, const uint8_t *end) {
     return x;
 }
 
+/* Where the words of OT j go: row j of `rows` (n x width), or, when `acc` is set, added
+ * (receiver) or subtracted (sender) after a left shift by shifts[j] into row
+ * (acc_phase + j) mod acc_period of `acc` (acc_period x width). */
+typedef struct {
+    uint64_t *rows;
+    uint64_t *acc;
+    Py_ssize_t acc_period, acc_phase;
+    const uint8_t *shifts;
+} sink_t;
+
+static inline uint64_t *sink_row(const sink_t *k, Py_ssize_t j, Py_ssize_t ar, Py_ssize_t width) {
+    return k->acc ? k->acc + ar * width : k->rows + j * width;
+}
+
 /* Sender of n correlated OTs of `width` words (see the header comment). */
 TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint8_t *delta,
                               uint64_t tweak_hi, const uint64_t *corr, Py_ssize_t period,
-                              Py_ssize_t phase, Py_ssize_t n,
-                              Py_ssize_t width, uint64_t *own, uint8_t *dout,
-                              const uint8_t *dend, const int64_t *offsets,
+                              Py_ssize_t phase, Py_ssize_t n, Py_ssize_t width, sink_t own,
+                              uint8_t *dout, const uint8_t *dend, const int64_t *offsets,
                               const int64_t *nbytes) {
     const __m128i dl = _mm_loadu_si128((const __m128i *)delta);
     const Py_ssize_t blocks = (width + 1) / 2;
-    Py_ssize_t cr = phase; /* row of corr used by OT j: (phase + j) mod period */
-    for (Py_ssize_t j = 0; j < n; j++, cr = cr + 1 == period ? 0 : cr + 1) {
+    Py_ssize_t cr = phase;           /* row of corr used by OT j: (phase + j) mod period */
+    Py_ssize_t ar = own.acc_phase;   /* accumulator row of OT j */
+    for (Py_ssize_t j = 0; j < n; j++) {
         __m128i p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
         __m128i p1 = _mm_xor_si128(p0, dl);
         aes2(rk, &p0, &p1);
@@ -128,7 +142,8 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
         p0 = _mm_xor_si128(p0, row);
         p1 = _mm_xor_si128(p1, row);
         const uint64_t *cj = corr + cr * width;
-        uint64_t *oj = own + j * width;
+        uint64_t *oj = sink_row(&own, j, ar, width);
+        const int sh = own.acc ? own.shifts[j] : 0;
         uint8_t *dj = dout + offsets[j];
         const int w = (int)nbytes[j];
         for (Py_ssize_t l = 0; l < blocks; l += 2) {
@@ -144,38 +159,36 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
                 __m128i a = _mm_xor_si128(v[2 * u], y[2 * u]);
                 __m128i b = _mm_xor_si128(v[2 * u + 1], y[2 * u + 1]);
                 Py_ssize_t at = 2 * (l + u);
-                uint64_t aw[2], dw[2];
+                const int cnt = at + 2 <= width ? 2 : 1;
+                uint64_t aw[2], ow[2];
                 _mm_storeu_si128((__m128i *)aw, _mm_sub_epi64(a, b));
-                if (at + 2 <= width) {
-                    _mm_storeu_si128((__m128i *)(oj + at), a);
-                    dw[0] = aw[0] + cj[at];
-                    dw[1] = aw[1] + cj[at + 1];
-                    if (w) {
-                        put_low(dj + (size_t)at * w, dw[0], w, dend);
-                        put_low(dj + (size_t)(at + 1) * w, dw[1], w, dend);
-                    }
-                } else {
-                    uint64_t ow[2];
-                    _mm_storeu_si128((__m128i *)ow, a);
-                    oj[at] = ow[0];
-                    dw[0] = aw[0] + cj[at];
-                    if (w) put_low(dj + (size_t)at * w, dw[0], w, dend);
+                _mm_storeu_si128((__m128i *)ow, a);
+                for (int i = 0; i < cnt; i++) {
+                    if (w) put_low(dj + (size_t)(at + i) * w, aw[i] + cj[at + i], w, dend);
+                    if (own.acc)
+                        oj[at + i] -= ow[i] << sh;
+                    else
+                        oj[at + i] = ow[i];
                 }
             }
         }
+        if (++cr == period) cr = 0;
+        if (own.acc && ++ar == own.acc_period) ar = 0;
     }
 }
 
 /* Receiver: out_j = H(t_j) + c_j * untrim(d_j). */
 TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint8_t *choices,
                               uint64_t tweak_hi, const uint8_t *msg, const uint8_t *mend,
-                              Py_ssize_t n, Py_ssize_t width, uint64_t *out,
+                              Py_ssize_t n, Py_ssize_t width, sink_t out,
                               const int64_t *offsets, const int64_t *nbytes) {
     const Py_ssize_t blocks = (width + 1) / 2;
+    Py_ssize_t ar = out.acc_phase;
     for (Py_ssize_t j = 0; j < n; j++) {
         __m128i p0 = aes1(rk, _mm_loadu_si128((const __m128i *)(t + 16 * j)));
         p0 = _mm_xor_si128(p0, _mm_set_epi64x((long long)tweak_hi, (long long)j));
-        uint64_t *oj = out + j * width;
+        uint64_t *oj = sink_row(&out, j, ar, width);
+        const int sh = out.acc ? out.shifts[j] : 0;
         const uint8_t *mj = msg + offsets[j];
         const int w = (int)nbytes[j];
         const int c = choices[j] != 0 && w > 0;
@@ -188,21 +201,20 @@ TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint
             aes4(rk, v);
             for (int u = 0; u < nb; u++) {
                 Py_ssize_t at = 2 * (l + u);
+                const int cnt = at + 2 <= width ? 2 : 1;
                 uint64_t hw[2];
                 _mm_storeu_si128((__m128i *)hw, _mm_xor_si128(v[u], y[u]));
-                if (at + 2 <= width) {
-                    if (c) {
-                        hw[0] += get_low(mj + (size_t)at * w, w, mend);
-                        hw[1] += get_low(mj + (size_t)(at + 1) * w, w, mend);
-                    }
-                    oj[at] = hw[0];
-                    oj[at + 1] = hw[1];
-                } else {
-                    if (c) hw[0] += get_low(mj + (size_t)at * w, w, mend);
-                    oj[at] = hw[0];
+                for (int i = 0; i < cnt; i++) {
+                    uint64_t x = hw[i];
+                    if (c) x += get_low(mj + (size_t)(at + i) * w, w, mend);
+                    if (out.acc)
+                        oj[at + i] += x << sh;
+                    else
+                        oj[at + i] = x;
                 }
             }
         }
+        if (out.acc && ++ar == out.acc_period) ar = 0;
     }
 }
 
@@ -256,6 +268,40 @@ static int parse_tweak(unsigned long long tweak, uint64_t *hi) {
     return 0;
 }
 
+
+/* The output of a kernel call: per-OT rows (`rows`, n x width) or, when `acc` is non-empty,
+ * an accumulator (`acc`, period x width) fed with the words shifted by `shifts`. */
+static int make_sink(sink_t *k, Py_buffer *rows, Py_buffer *acc, Py_ssize_t acc_phase,
+                     Py_buffer *shifts, Py_ssize_t n, Py_ssize_t width) {
+    memset(k, 0, sizeof(*k));
+    if (acc->len == 0) {
+        if (rows->len != n * width * 8) {
+            PyErr_SetString(PyExc_ValueError, "output rows do not match");
+            return -1;
+        }
+        k->rows = (uint64_t *)rows->buf;
+        return 0;
+    }
+    Py_ssize_t period = acc->len / 8 / width;
+    if (acc->len != period * width * 8 || acc_phase < 0 || acc_phase >= period ||
+        shifts->len != n) {
+        PyErr_SetString(PyExc_ValueError, "accumulator layout does not match");
+        return -1;
+    }
+    const uint8_t *sh = (const uint8_t *)shifts->buf;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (sh[j] > 63) {
+            PyErr_SetString(PyExc_ValueError, "shift out of range");
+            return -1;
+        }
+    }
+    k->acc = (uint64_t *)acc->buf;
+    k->acc_period = period;
+    k->acc_phase = acc_phase;
+    k->shifts = sh;
+    return 0;
+}
+
 static PyObject *k_available(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
@@ -266,28 +312,33 @@ static PyObject *k_available(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* cot_send(key, q, delta, tweak, corr, phase, width, own, offsets, nbytes, size) -> bytes:
- * row j of the OTs uses correlation row (phase + j) mod len(corr); the trimmed message (size
- * bytes) is returned as a new bytes object. */
+/* cot_send(key, q, delta, tweak, corr, phase, width, own, acc, acc_phase, shifts, offsets,
+ *          nbytes, size) -> bytes:
+ * row j of the OTs uses correlation row (phase + j) mod len(corr); the sender's words go to
+ * `own` (n x width) or, if `acc` is non-empty, are subtracted from it (see sink_t); the
+ * trimmed message (size bytes) is returned as a new bytes object. */
 static PyObject *k_cot_send(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer key, q, delta, corr, own, offsets, nbytes;
+    Py_buffer key, q, delta, corr, own, acc, shifts, offsets, nbytes;
     unsigned long long tweak;
-    Py_ssize_t width, phase, size;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*y*y*n", &key, &q, &delta, &tweak, &corr, &phase,
-                          &width, &own, &offsets, &nbytes, &size))
+    Py_ssize_t width, phase, size, acc_phase;
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*w*ny*y*y*n", &key, &q, &delta, &tweak, &corr,
+                          &phase, &width, &own, &acc, &acc_phase, &shifts, &offsets, &nbytes,
+                          &size))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = q.len / 16;
     Py_ssize_t period = width > 0 ? corr.len / 8 / width : 0;
     uint64_t hi = 0;
+    sink_t sink;
     if (key.len != 16 || delta.len != 16 || q.len % 16 || width < 1 || width > (1 << 21) ||
         corr.len != period * width * 8 || (n > 0 && period < 1) || phase < 0 ||
-        (period > 0 && phase >= period) || own.len != n * width * 8 || size < 0) {
+        (period > 0 && phase >= period) || size < 0) {
         PyErr_SetString(PyExc_ValueError, "cot_send: sizes do not match");
         goto done;
     }
-    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, size) < 0)
+    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, size) < 0 ||
+        make_sink(&sink, &own, &acc, acc_phase, &shifts, n, width) < 0)
         goto done;
 #ifdef PRIVFIN_AESNI
     if (!cpu_ok()) {
@@ -301,9 +352,8 @@ static PyObject *k_cot_send(PyObject *self, PyObject *args) {
         __m128i rk[11];
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_send_rows(rk, (const uint8_t *)q.buf, (const uint8_t *)delta.buf, hi,
-                      (const uint64_t *)corr.buf, period, phase, n, width,
-                      (uint64_t *)own.buf, dout, dout + size, (const int64_t *)offsets.buf,
-                      (const int64_t *)nbytes.buf);
+                      (const uint64_t *)corr.buf, period, phase, n, width, sink, dout,
+                      dout + size, (const int64_t *)offsets.buf, (const int64_t *)nbytes.buf);
         Py_END_ALLOW_THREADS
     }
 #else
@@ -315,29 +365,33 @@ done:
     PyBuffer_Release(&delta);
     PyBuffer_Release(&corr);
     PyBuffer_Release(&own);
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&shifts);
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&nbytes);
     return ret;
 }
 
-/* cot_recv(key, t, choices, tweak, msg, width, out, offsets, nbytes) */
+/* cot_recv(key, t, choices, tweak, msg, width, out, acc, acc_phase, shifts, offsets, nbytes):
+ * the receiver's words go to `out` (n x width) or, if `acc` is non-empty, are added to it. */
 static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer key, t, choices, msg, out, offsets, nbytes;
+    Py_buffer key, t, choices, msg, out, acc, shifts, offsets, nbytes;
     unsigned long long tweak;
-    Py_ssize_t width;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*y*y*", &key, &t, &choices, &tweak, &msg, &width,
-                          &out, &offsets, &nbytes))
+    Py_ssize_t width, acc_phase;
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*ny*y*y*", &key, &t, &choices, &tweak, &msg,
+                          &width, &out, &acc, &acc_phase, &shifts, &offsets, &nbytes))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = t.len / 16;
     uint64_t hi = 0;
-    if (key.len != 16 || t.len % 16 || choices.len != n || width < 1 || width > (1 << 21) ||
-        out.len != n * width * 8) {
+    sink_t sink;
+    if (key.len != 16 || t.len % 16 || choices.len != n || width < 1 || width > (1 << 21)) {
         PyErr_SetString(PyExc_ValueError, "cot_recv: sizes do not match");
         goto done;
     }
-    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, msg.len) < 0)
+    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, msg.len) < 0 ||
+        make_sink(&sink, &out, &acc, acc_phase, &shifts, n, width) < 0)
         goto done;
 #ifdef PRIVFIN_AESNI
     if (!cpu_ok()) {
@@ -349,8 +403,7 @@ static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_recv_rows(rk, (const uint8_t *)t.buf, (const uint8_t *)choices.buf, hi,
                       (const uint8_t *)msg.buf, (const uint8_t *)msg.buf + msg.len, n, width,
-                      (uint64_t *)out.buf,
-                      (const int64_t *)offsets.buf, (const int64_t *)nbytes.buf);
+                      sink, (const int64_t *)offsets.buf, (const int64_t *)nbytes.buf);
         Py_END_ALLOW_THREADS
     }
     ret = Py_None;
@@ -364,6 +417,8 @@ done:
     PyBuffer_Release(&choices);
     PyBuffer_Release(&msg);
     PyBuffer_Release(&out);
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&shifts);
     PyBuffer_Release(&offsets);
     PyBuffer_Release(&nbytes);
     return ret;

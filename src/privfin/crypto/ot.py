@@ -558,15 +558,21 @@ def cot_send_trimmed(
     nbytes: I64,
     *,
     phase: int = 0,
+    acc: U64 | None = None,
+    acc_phase: int = 0,
+    shifts: U8 | None = None,
     kernel: bool | None = None,
-) -> tuple[U64, bytes]:
+) -> tuple[U64 | None, bytes]:
     """:func:`cot_send` for ``len(nbytes)`` OTs with the message in the trimmed layout (row
     ``j`` keeps the low ``nbytes[j]`` bytes of each word): ``(own, message bytes)``.
 
     The correlations repeat: OT ``j`` uses row ``(phase + j) % len(corr)`` of ``corr``
     (``(R, width)`` uint64), so a correlation shared by many OTs is not copied for each.
     Through the AES-NI kernel when available (one pass, the GIL released), else numpy; both
-    give the same bytes."""
+    give the same bytes.
+
+    With ``acc`` (``(P, width)`` uint64), the sender's words are not returned (``None``) but
+    subtracted from it, shifted left: ``acc[(acc_phase + j) % P] −= own_j << shifts[j]``."""
     nb = np.ascontiguousarray(nbytes, dtype=np.int64)
     n = nb.size
     period, width = corr.shape
@@ -578,9 +584,12 @@ def cot_send_trimmed(
         else:
             rows = corr[(phase + np.arange(n)) % period]
         own, d = cot_send(q[:n], delta, h, tweak, rows, kernel=False)
+        if acc is not None:
+            _accumulate(acc, acc_phase, own, shifts, -1)
+            return None, trim_words(d, nb).tobytes()
         return own, trim_words(d, nb).tobytes()
     offsets, size = trimmed_layout(nb, width)
-    own = np.empty((n, width), dtype=np.uint64)
+    own_k, acc_k, sh = _sink(acc, acc_phase, shifts, n, width)
     out: bytes = _KERNEL.cot_send(
         h.key,
         np.ascontiguousarray(q[:n], dtype=np.uint8),
@@ -589,12 +598,49 @@ def cot_send_trimmed(
         np.ascontiguousarray(corr, dtype=np.uint64),
         phase,
         width,
-        own,
+        own_k,
+        acc_k,
+        acc_phase,
+        sh,
         offsets,
         nb,
         size,
     )
-    return own, out
+    return (None if acc is not None else own_k), out
+
+
+def _sink(
+    acc: U64 | None, acc_phase: int, shifts: U8 | None, n: int, width: int
+) -> tuple[U64, U64, U8]:
+    """The kernel's output arguments: per-OT rows, or an accumulator with its shifts."""
+    if acc is None:
+        return np.empty((n, width), np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint8)
+    sh = np.ascontiguousarray(shifts, dtype=np.uint8)
+    if (
+        acc.ndim != 2
+        or acc.shape[1] != width
+        or not acc.flags.c_contiguous
+        or sh.shape != (n,)
+        or not 0 <= acc_phase < acc.shape[0]
+    ):
+        raise ValueError("the accumulator, its phase and the shifts do not match")
+    return np.empty(0, np.uint64), acc, sh
+
+
+def _accumulate(acc: U64, phase: int, rows: U64, shifts: U8 | None, sign: int) -> None:
+    """``acc[(phase + j) % P] += sign · rows[j] << shifts[j]`` (the numpy path)."""
+    n, width = rows.shape
+    sh = np.ascontiguousarray(shifts, dtype=np.uint8)
+    if acc.ndim != 2 or acc.shape[1] != width or sh.shape != (n,) or not 0 <= phase < acc.shape[0]:
+        raise ValueError("the accumulator, its phase and the shifts do not match")
+    vals = rows << sh.astype(np.uint64).reshape(-1, 1)
+    if sign < 0:
+        np.negative(vals, out=vals)
+    period = acc.shape[0]
+    if phase == 0 and n % period == 0:
+        acc += np.sum(vals.reshape(n // period, period, width), axis=0, dtype=np.uint64)
+    else:
+        np.add.at(acc, (phase + np.arange(n)) % period, vals)
 
 
 def cot_receive_trimmed(
@@ -606,10 +652,14 @@ def cot_receive_trimmed(
     nbytes: I64,
     width: int,
     *,
+    acc: U64 | None = None,
+    acc_phase: int = 0,
+    shifts: U8 | None = None,
     kernel: bool | None = None,
-) -> U64:
+) -> U64 | None:
     """:func:`cot_receive` from a trimmed message: words correct modulo ``2**(8·nbytes[j])``
-    only (the caller discards the rest)."""
+    only (the caller discards the rest). With ``acc``, the words are added to it instead:
+    ``acc[(acc_phase + j) % P] += out_j << shifts[j]`` (and ``None`` is returned)."""
     nb = np.ascontiguousarray(nbytes, dtype=np.int64)
     n = nb.size
     c = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
@@ -618,9 +668,24 @@ def cot_receive_trimmed(
     if c.size != n or t.shape[0] < n or buf.size != size:
         raise ValueError("cot_receive_trimmed: sizes do not match")
     if not _use_kernel(kernel) or n == 0:
-        return cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
-    out = np.empty((n, width), dtype=np.uint64)
+        got = cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
+        if acc is not None:
+            _accumulate(acc, acc_phase, got, shifts, 1)
+            return None
+        return got
+    out, acc_k, sh = _sink(acc, acc_phase, shifts, n, width)
     _KERNEL.cot_recv(
-        h.key, np.ascontiguousarray(t[:n], dtype=np.uint8), c, tweak, buf, width, out, offsets, nb
+        h.key,
+        np.ascontiguousarray(t[:n], dtype=np.uint8),
+        c,
+        tweak,
+        buf,
+        width,
+        out,
+        acc_k,
+        acc_phase,
+        sh,
+        offsets,
+        nb,
     )
-    return out
+    return None if acc is not None else out

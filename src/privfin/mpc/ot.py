@@ -110,15 +110,27 @@ class OtExtension:
         Whether this party is the first of the pair (orders the hash-key shares).
     batch:
         OTs per message batch (a multiple of 64).
+    kernel:
+        Use the compiled AES-NI kernel of :mod:`privfin.crypto.ot` (``None``: where built;
+        ``False``: the numpy path, which sends the same bytes and computes the same outputs).
     """
 
-    def __init__(self, ctx: Context, peer: str, *, first: bool, batch: int = DEFAULT_BATCH):
+    def __init__(
+        self,
+        ctx: Context,
+        peer: str,
+        *,
+        first: bool,
+        batch: int = DEFAULT_BATCH,
+        kernel: bool | None = None,
+    ):
         if batch < 64 or batch % 64:
             raise ConfigError("the OT batch must be a positive multiple of 64")
         self.ctx = ctx
         self.peer = peer
         self.first = first
         self.batch = batch
+        self.kernel = otm.KERNEL if kernel is None else kernel
         self.stats = OtStats()
         self._recv: otm.IknpReceiver | None = None
         self._send: otm.IknpSender | None = None
@@ -315,22 +327,112 @@ class OtExtension:
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
             own, d = otm.cot_send_trimmed(
-                q, send.delta, h, tweak, c, sb[lo:hi], phase=lo % max(c.shape[0], 1)
+                q, send.delta, h, tweak, c, sb[lo:hi], phase=lo % c.shape[0], kernel=self.kernel
             )
+            assert own is not None
             parts_s.append(own)
             return d
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
-            parts_r.append(
-                otm.cot_receive_trimmed(t, bits[lo:hi], h, tweak, msg, rb[lo:hi], recv_width)
+            got = otm.cot_receive_trimmed(
+                t, bits[lo:hi], h, tweak, msg, rb[lo:hi], recv_width, kernel=self.kernel
             )
+            assert got is not None
+            parts_r.append(got)
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
 
         self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
         return _joined(parts_r, recv_width), _joined(parts_s, w_s)
+
+    @ring_ops
+    def cot_sum(
+        self,
+        choices: npt.ArrayLike,
+        corr: npt.ArrayLike,
+        *,
+        period: int,
+        shifts: npt.ArrayLike,
+        nbytes: npt.ArrayLike,
+        repeat: int = 1,
+        task: ProgressTask | None = None,
+    ) -> U64:
+        """Symmetric correlated OTs reduced as they arrive (Gilboa products).
+
+        Both parties receive ``len(choices)`` OTs and send as many, ``repeat·len(corr)``, of
+        the width of ``corr`` (OT ``j`` with correlation ``corr[j % len(corr)]``); the byte
+        widths ``nbytes`` and the left ``shifts`` (0-63) are public, one per OT, the same for
+        both directions. Returns ``acc`` (``(period, width)`` uint64) with
+        ``acc[i] = Σ_{j ≡ i mod period} (received_j − own_j) << shifts[j]``: what :meth:`cot`
+        returns, summed, without holding every OT's words (the kernel adds them into ``acc``
+        as it hashes; the numpy path sums the outputs of :meth:`cot`)."""
+        bits = self._check_bits(choices)
+        c = np.ascontiguousarray(corr, dtype=np.uint64)
+        n = bits.size
+        if c.ndim != 2 or c.shape[0] * repeat != n or (n and c.shape[0] == 0):
+            raise ConfigError("cot_sum: as many OTs sent as received, repeat·len(corr)")
+        width = c.shape[1]
+        if period < 1 or n % period:
+            raise ConfigError("cot_sum: the period divides the number of OTs")
+        sh = np.asarray(shifts, dtype=np.int64)
+        nb = np.asarray(nbytes, dtype=np.int64)
+        if sh.shape != (n,) or nb.shape != (n,) or (n and (sh.min() < 0 or sh.max() > 63)):
+            raise ConfigError("cot_sum: one shift (0-63) and one byte width per OT")
+        acc = np.zeros((period, width), dtype=np.uint64)
+        if not self.kernel:
+            got, own = self.cot(
+                bits, c, recv_width=width, recv_bytes=nb, send_bytes=nb, repeat=repeat, task=task
+            )
+            got -= own
+            got <<= sh.astype(np.uint64).reshape(-1, 1)
+            acc += np.sum(got.reshape(-1, period, width), axis=0, dtype=np.uint64)
+            return acc
+        if max(width, 1) > _MAX_WIDTH:
+            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
+        if nb.size and nb.max() > 8:
+            raise ConfigError("cot_sum: byte widths are at most 8")
+        sh8 = sh.astype(np.uint8)
+        _, send, h = self._ready()
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            _, d = otm.cot_send_trimmed(
+                q,
+                send.delta,
+                h,
+                tweak,
+                c,
+                nb[lo:hi],
+                phase=lo % c.shape[0],
+                acc=acc,
+                acc_phase=lo % period,
+                shifts=sh8[lo:hi],
+                kernel=True,
+            )
+            return d
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            otm.cot_receive_trimmed(
+                t,
+                bits[lo:hi],
+                h,
+                tweak,
+                msg,
+                nb[lo:hi],
+                width,
+                acc=acc,
+                acc_phase=lo % period,
+                shifts=sh8[lo:hi],
+                kernel=True,
+            )
+
+        def expect(lo: int, hi: int) -> int:
+            return _trimmed_size(nb[lo:hi], width)
+
+        self._batches(bits, n, (width, width), send_fn, recv_fn, expect, task)
+        return acc
 
     @ring_ops
     def chosen(
