@@ -324,9 +324,7 @@ def test_driver_repeated_correlations_across_batches(period: int, repeat: int) -
         corr = rng.integers(0, 2**64 - 1, (period, 2), dtype=np.uint64, endpoint=True)
         public = np.random.default_rng(period)  # the byte widths are public: the same at both
         nb = public.integers(1, 9, period * repeat).astype(np.int64)
-        got, own = ext.cot(
-            choices, corr, recv_width=2, recv_bytes=nb, send_bytes=nb, repeat=repeat
-        )
+        got, own = ext.cot(choices, corr, recv_width=2, recv_bytes=nb, send_bytes=nb, repeat=repeat)
         return {"c": choices, "corr": corr, "got": got, "own": own, "nb": nb}
 
     out = simulate(program, PAIR, seed=period, settings=PROD)
@@ -442,15 +440,17 @@ def test_kernel_and_numpy_providers_give_the_same_triples_and_bytes() -> None:
     from privfin.mpc.ring import ring_matmul
 
     for batch in (1 << 20, 1024):
-        base, other = (simulate(program(k, batch), TWO, seed=9, settings=PROD) for k in (False, True))
+        base, other = (
+            simulate(program(k, batch), TWO, seed=9, settings=PROD) for k in (False, True)
+        )
         for party in ("a", "b"):
             assert other[party]["bytes"] == base[party]["bytes"]
             for got, want in zip(other[party]["items"], base[party]["items"], strict=True):
                 for x, y in zip(got, want, strict=True):
                     assert np.array_equal(x, y)
         with np.errstate(over="ignore"):
-            items = [[x + y for x, y in zip(i, j, strict=True)]
-                     for i, j in zip(other["a"]["items"], other["b"]["items"], strict=True)]  # fmt: skip
+            pairs = zip(other["a"]["items"], other["b"]["items"], strict=True)
+            items = [[x + y for x, y in zip(i, j, strict=True)] for i, j in pairs]
             assert np.array_equal(items[0][0] * items[0][1], items[0][2])
             for a, b, c in items[1:]:
                 assert np.array_equal(ring_matmul(a, b), c)

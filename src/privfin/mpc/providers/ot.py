@@ -97,9 +97,7 @@ class OtProvider:
         self.peer = self.compute[1 - self.index] if self.is_compute else ""
         self.ot: OtExtension | None = None
         if self.is_compute:
-            self.ot = OtExtension(
-                ctx, self.peer, first=self.index == 0, batch=batch, kernel=kernel
-            )
+            self.ot = OtExtension(ctx, self.peer, first=self.index == 0, batch=batch, kernel=kernel)
         self._seed = b""
         self._counter = 0
         self.items = 0
