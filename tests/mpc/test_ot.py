@@ -83,7 +83,7 @@ def _plain_hash(key: bytes, row: bytes, j: int, tweak: int, width: int) -> list[
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     def perm(block: bytes) -> bytes:
-        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
         return enc.update(block) + enc.finalize()
 
     px = int.from_bytes(perm(row), "little")

@@ -29,6 +29,7 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from typing import Any
 
 import numpy as np
@@ -502,7 +503,7 @@ def _runs(nbytes: I64) -> list[tuple[int, int, int]] | None:
     if starts.size >= _MAX_RUNS:
         return None
     bounds = [0, *starts.tolist(), int(nbytes.size)]
-    return [(int(nbytes[a]), a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(int(nbytes[a]), a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _byte_mask(nbytes: I64, width: int) -> npt.NDArray[np.bool_]:
