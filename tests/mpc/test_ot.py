@@ -29,6 +29,7 @@ from .test_security import TamperingHub
 
 PROD = Settings()
 PAIR = {"a": ("data", "compute"), "b": ("data", "compute")}
+KERNELS = [False, True] if ot.KERNEL else [False]
 BATCHES = [1, 63, 64, 65, 1000, 70_000]
 
 
@@ -93,9 +94,6 @@ def _plain_hash(key: bytes, row: bytes, j: int, tweak: int, width: int) -> list[
         h = int.from_bytes(perm(y), "little") ^ int.from_bytes(y, "little")
         out += [h & (2**64 - 1), h >> 64]
     return out[:width]
-
-
-KERNELS = [False, True] if ot.KERNEL else [False]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -205,13 +203,14 @@ def test_base_ot_refuses_bad_points() -> None:
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(64, 64), (128, 192), (192, 64 * 1500)])
-def test_transpose_matches_numpy(rows: int, cols: int) -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_transpose_matches_numpy(rows: int, cols: int, kernel: bool) -> None:
     rng = np.random.default_rng(rows + cols)
     m = rng.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
     bits = np.unpackbits(m, axis=1, bitorder="little")
     expected = np.packbits(bits.T, axis=1, bitorder="little")
-    assert np.array_equal(ot.transpose_bits(m), expected)
-    assert np.array_equal(ot.transpose_bits(ot.transpose_bits(m)), m)
+    assert np.array_equal(ot.transpose_bits(m, kernel=kernel), expected)
+    assert np.array_equal(ot.transpose_bits(ot.transpose_bits(m, kernel=kernel)), m)
 
 
 def test_transpose_refuses_ragged_shapes() -> None:

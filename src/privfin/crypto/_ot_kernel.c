@@ -236,6 +236,32 @@ TGT static void words_rows(const __m128i rk[11], const uint8_t *rows, uint64_t t
     }
 }
 
+
+/* Bit-matrix transpose of packed little-endian bit rows: `in` is rows x (cols / 8) bytes,
+ * `out` is cols x (rows / 8) (rows multiple of 16, cols of 8). Blocks of 16 rows x 8
+ * columns: the 16 bytes of a column byte go into one vector, MOVMSKB collects bit 7 of each
+ * (one output column, 16 rows), a left shift brings the next bit up. */
+__attribute__((target("sse2"))) static void transpose_rows(const uint8_t *in, uint8_t *out,
+                                                           Py_ssize_t rows, Py_ssize_t cols) {
+    const Py_ssize_t cb = cols / 8, rb = rows / 8;
+    /* tiles of 512 columns: 64 bytes of every input row in, 512 whole output rows out */
+    for (Py_ssize_t c0 = 0; c0 < cols; c0 += 512) {
+        const Py_ssize_t c1 = c0 + 512 < cols ? c0 + 512 : cols;
+        for (Py_ssize_t rr = 0; rr < rows; rr += 16) {
+            for (Py_ssize_t cc = c0; cc < c1; cc += 8) {
+                uint8_t col[16];
+                for (int i = 0; i < 16; i++) col[i] = in[(rr + i) * cb + cc / 8];
+                __m128i x = _mm_loadu_si128((const __m128i *)col);
+                for (int i = 7; i >= 0; i--) {
+                    uint16_t m = (uint16_t)_mm_movemask_epi8(x);
+                    memcpy(out + (cc + i) * rb + rr / 8, &m, 2);
+                    x = _mm_slli_epi64(x, 1);
+                }
+            }
+        }
+    }
+}
+
 TGT static int cpu_ok(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse2");
@@ -463,11 +489,38 @@ done:
     return ret;
 }
 
+/* transpose(in, rows, cols, out) */
+static PyObject *k_transpose(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer in, out;
+    Py_ssize_t rows, cols;
+    if (!PyArg_ParseTuple(args, "y*nnw*", &in, &rows, &cols, &out)) return NULL;
+    PyObject *ret = NULL;
+    if (rows < 0 || cols < 0 || rows % 16 || cols % 8 || in.len != rows * (cols / 8) ||
+        out.len != cols * (rows / 8)) {
+        PyErr_SetString(PyExc_ValueError, "transpose: sizes do not match");
+        goto done;
+    }
+#ifdef PRIVFIN_AESNI
+    Py_BEGIN_ALLOW_THREADS transpose_rows((const uint8_t *)in.buf, (uint8_t *)out.buf, rows, cols);
+    Py_END_ALLOW_THREADS
+    ret = Py_None;
+    Py_INCREF(ret);
+#else
+    PyErr_SetString(PyExc_RuntimeError, "the OT kernel is not compiled for this platform");
+#endif
+done:
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 static PyMethodDef methods[] = {
     {"available", k_available, METH_NOARGS, "Whether this CPU runs the kernel (AES-NI)."},
     {"cot_send", k_cot_send, METH_VARARGS, "Correlated-OT sender, trimmed corrections."},
     {"cot_recv", k_cot_recv, METH_VARARGS, "Correlated-OT receiver from trimmed corrections."},
     {"words", k_words, METH_VARARGS, "The correlation-robust hash of 16-byte rows."},
+    {"transpose", k_transpose, METH_VARARGS, "Bit-matrix transpose of packed rows."},
     {NULL, NULL, 0, NULL},
 };
 

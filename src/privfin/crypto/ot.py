@@ -338,17 +338,22 @@ def _transpose_words(words: U64) -> U64:
     return words
 
 
-def transpose_bits(matrix: npt.ArrayLike) -> U8:
+def transpose_bits(matrix: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
     """Transpose a bit matrix stored as packed bytes (little-endian bit order: bit ``j`` of a
     row is bit ``j % 8`` of byte ``j // 8``).
 
     ``matrix`` is ``(rows, cols // 8)`` uint8 with ``rows`` and ``cols`` multiples of 64; the
-    result is ``(cols, rows // 8)`` uint8 in the same packing.
+    result is ``(cols, rows // 8)`` uint8 in the same packing. Through the compiled kernel
+    (SSE2, the GIL released) where available; the numpy path gives the same bytes.
     """
     mat = np.asarray(matrix, dtype=np.uint8)
     if mat.ndim != 2 or mat.shape[0] % 64 or mat.shape[1] % 8:
         raise ValueError("transpose_bits needs (64*a, 8*b) packed bytes")
     rows, cb = mat.shape
+    if _use_kernel(kernel):
+        res = np.empty((cb * 8, rows // 8), dtype=np.uint8)
+        _KERNEL.transpose(np.ascontiguousarray(mat), rows, cb * 8, res)
+        return res
     g = rows // 64
     c = cb // 8
     out = np.empty((c, 64, g), dtype=np.uint64)
