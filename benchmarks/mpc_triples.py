@@ -14,15 +14,20 @@ Usage: ``python benchmarks/mpc_triples.py [--quick] [--triples N] [--no-lr]``.
   sharing this machine; bytes of party ``a`` where it is the busiest party).
 
 Every figure is one run on this machine (2 cores shared with other work: noisy). All parties
-run as threads of one process on the same 2 cores (AES calls through ``cryptography`` hold
-the GIL, so the parties' AES work does not overlap as it would on separate machines);
+run as threads of one process on the same 2 cores (AES calls through ``cryptography`` and
+numpy passes hold the GIL, so that work of the two parties does not overlap as it would on
+separate machines);
 ``cpu_s`` is the CPU time of the whole process (every party), a figure less sensitive to
-other load than the wall time.
+other load than the wall time; ``cpu_a_s`` / ``cpu_b_s`` the CPU time of each party's thread
+(SS-LR); ``load`` the 1-minute load average after the run. With the compiled OT kernel
+(``privfin.crypto._ot_kernel``, built by ``setup.py``) the hashing and transposes run
+without the GIL, so the two parties' threads do use both cores.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,8 +150,9 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str, triples: str = "ot") -> di
     }
 
     def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        c0 = time.thread_time()
         got = ss_lr(ctx, params, inputs)
-        return {"out": got, "bytes": ctx.channel.stats.bytes_sent}
+        return {"out": got, "bytes": ctx.channel.stats.bytes_sent, "cpu": time.thread_time() - c0}
 
     roles = ROLES if triples != "rss3" else {**ROLES, "c": ("compute",)}
     t0 = time.perf_counter()
@@ -178,6 +184,9 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str, triples: str = "ot") -> di
         "sigmoid": sigmoid,
         "total_s": elapsed,
         "cpu_s": cpu,
+        "cpu_a_s": res["a"]["cpu"],  # CPU of party a's thread (the AES-NI kernel releases the GIL)
+        "cpu_b_s": res["b"]["cpu"],
+        "load": os.getloadavg()[0],
         "est_s": est.seconds,
         "auc": float(auc),
         "auc_plain": float(plain),

@@ -29,6 +29,7 @@ from .test_security import TamperingHub
 
 PROD = Settings()
 PAIR = {"a": ("data", "compute"), "b": ("data", "compute")}
+KERNELS = [False, True] if ot.KERNEL else [False]
 BATCHES = [1, 63, 64, 65, 1000, 70_000]
 
 
@@ -57,7 +58,7 @@ def test_base_ot_gives_the_chosen_key_and_never_the_other() -> None:
 # OTs' correctness is checked by the other tests). A change of the transcript format, the key
 # derivation, the PRG or the hash changes them: update them deliberately, with the protocol.
 BASE_KEYS_SHA256 = "7231c1b187ffc8ed057c8c4f65c2376e8dc0bf6d1a49fc7a57aeb740254d3bdc"
-IKNP_COT_SHA256 = "ac73b1e023237511e5168b237406f252d18878c355f862fb0844c47dfa02e1b5"
+IKNP_COT_SHA256 = "4f4533f1fe192c4f15814420dcc5804c79803ff1d5edf933581615ab45c6655a"
 
 
 def test_seeded_test_vectors() -> None:
@@ -75,6 +76,112 @@ def test_seeded_test_vectors() -> None:
     corr = np.arange(256, dtype=np.uint64).reshape(256, 1) * np.uint64(0x9E3779B97F4A7C15)
     _, d = ot.cot_send(q, send.delta, h, 0, corr)
     assert hashlib.sha256(u.tobytes() + d.tobytes()).hexdigest() == IKNP_COT_SHA256
+
+
+def _plain_hash(key: bytes, row: bytes, j: int, tweak: int, width: int) -> list[int]:
+    """The hash of one row block by block with one AES call each: ``y = π(x) ⊕ (j,
+    tweak·2^20 + l)``, ``H = π(y) ⊕ y`` (the definition in src/privfin/crypto/SPEC.md)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    def perm(block: bytes) -> bytes:
+        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        return enc.update(block) + enc.finalize()
+
+    px = int.from_bytes(perm(row), "little")
+    out: list[int] = []
+    for block in range((width + 1) // 2):
+        y = (px ^ (j | ((tweak << 20 | block) << 64))).to_bytes(16, "little")
+        h = int.from_bytes(perm(y), "little") ^ int.from_bytes(y, "little")
+        out += [h & (2**64 - 1), h >> 64]
+    return out[:width]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(("n", "width"), [(1, 1), (3, 2), (5, 5), (9, 8)])
+def test_hash_matches_its_block_by_block_definition(kernel: bool, n: int, width: int) -> None:
+    rng = np.random.default_rng(n * 10 + width)
+    key = rng.bytes(16)
+    rows = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    got = ot.CrHash(key).words(rows, 1234, width, kernel=kernel)
+    want = [_plain_hash(key, rows[j].tobytes(), j, 1234, width) for j in range(n)]
+    assert got.tolist() == want
+
+
+def test_kernel_refuses_when_absent_or_asked_wrongly() -> None:
+    h = ot.CrHash(bytes(16))
+    rows = np.zeros((2, 16), np.uint8)
+    if not ot.KERNEL:
+        with pytest.raises(RuntimeError):
+            h.words(rows, 0, 1, kernel=True)
+        return
+    from privfin.crypto import _ot_kernel  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="out of range"):
+        h.words(rows, 1 << 44, 1, kernel=True)
+    out = np.empty((2, 3), np.uint64)
+    no_acc = (np.empty(0, np.uint64), 0, b"")
+
+    def recv(*layout: Any, acc: Any = no_acc) -> None:
+        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *acc, *layout)
+
+    def send(corr: bytes, phase: int, *layout: Any) -> None:
+        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, corr, phase, 3, out, *no_acc, *layout, 48)
+
+    good = np.array([0, 24], np.int64), np.array([8, 8], np.int64)
+    recv(*good)  # well-formed: accepted
+    with pytest.raises(ValueError, match="out of range"):  # a width above 8
+        recv(np.zeros(2, np.int64), np.array([8, 9], np.int64))
+    with pytest.raises(ValueError, match="out of range"):  # row 1 past the end
+        recv(np.array([0, 40], np.int64), np.array([8, 8], np.int64))
+    with pytest.raises(ValueError, match="sizes"):  # 1 word of correlation for 3-word OTs
+        send(bytes(8), 0, *good)
+    with pytest.raises(ValueError, match="sizes"):  # phase past the correlations
+        send(bytes(24), 1, *good)
+    acc = np.zeros((1, 3), np.uint64)
+    with pytest.raises(ValueError, match="shift"):
+        recv(*good, acc=(acc, 0, bytes([0, 64])))
+    with pytest.raises(ValueError, match="accumulator"):
+        recv(*good, acc=(acc, 1, bytes(2)))
+    recv(*good, acc=(acc, 0, bytes([0, 63])))
+
+
+@pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 200),
+    st.sampled_from([1, 2, 3, 21, 64, 257]),
+    st.integers(0, 2**40),
+    st.booleans(),
+    st.integers(1, 70),
+    st.integers(0, 2**32 - 1),
+)
+def test_kernel_and_numpy_cot_give_the_same_bytes(
+    n: int, width: int, tweak: int, runs: bool, period: int, seed: int
+) -> None:
+    """The compiled kernel's sender (own words, trimmed message) and receiver are
+    byte-identical to the numpy path, for run-structured and arbitrary byte widths and
+    repeated correlations (OT ``j`` uses row ``(phase + j) % period``)."""
+    rng = np.random.default_rng(seed)
+    h = ot.CrHash(rng.bytes(16))
+    q = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    delta = rng.integers(0, 256, 16, dtype=np.uint8)
+    table = rng.integers(0, 2**64, (period, width), dtype=np.uint64)
+    phase = int(rng.integers(0, period))
+    corr = table[(phase + np.arange(n)) % period]
+    nb = rng.integers(0, 9, n).astype(np.int64)
+    if runs:
+        nb = np.sort(nb)[::-1].copy()
+    own0, d0 = ot.cot_send_trimmed(q, delta, h, tweak, table, nb, phase=phase, kernel=False)
+    own1, d1 = ot.cot_send_trimmed(q, delta, h, tweak, table, nb, phase=phase, kernel=True)
+    assert np.array_equal(own0, own1) and d0 == d1
+    assert d0 == ot.cot_send_trimmed(q, delta, h, tweak, corr, nb, kernel=False)[1]
+    choices = rng.integers(0, 2, n).astype(np.uint8)
+    t = q ^ (choices[:, None] * delta)
+    r0 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=False)
+    r1 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=True)
+    assert np.array_equal(r0, r1)
+    mask = np.array([(1 << (8 * int(b))) - 1 for b in nb], dtype=np.uint64).reshape(-1, 1)
+    assert np.array_equal((r0 - own0) & mask, (corr * choices[:, None]) & mask)
 
 
 def test_base_ot_refuses_bad_points() -> None:
@@ -96,13 +203,14 @@ def test_base_ot_refuses_bad_points() -> None:
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(64, 64), (128, 192), (192, 64 * 1500)])
-def test_transpose_matches_numpy(rows: int, cols: int) -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_transpose_matches_numpy(rows: int, cols: int, kernel: bool) -> None:
     rng = np.random.default_rng(rows + cols)
     m = rng.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
     bits = np.unpackbits(m, axis=1, bitorder="little")
     expected = np.packbits(bits.T, axis=1, bitorder="little")
-    assert np.array_equal(ot.transpose_bits(m), expected)
-    assert np.array_equal(ot.transpose_bits(ot.transpose_bits(m)), m)
+    assert np.array_equal(ot.transpose_bits(m, kernel=kernel), expected)
+    assert np.array_equal(ot.transpose_bits(ot.transpose_bits(m, kernel=kernel)), m)
 
 
 def test_transpose_refuses_ragged_shapes() -> None:
@@ -202,6 +310,32 @@ def test_driver_ots_in_both_directions_across_batch_sizes(n: int) -> None:
     assert out["a"]["stats"].received == 3 * n and out["a"]["stats"].sent == 3 * (n // 2 + 1)
 
 
+@pytest.mark.parametrize(("period", "repeat"), [(5, 64), (1000, 3), (1, 200)])
+def test_driver_repeated_correlations_across_batches(period: int, repeat: int) -> None:
+    """``cot(..., repeat=r)``: OT ``j`` uses correlation ``j % len(corr)``, also when the
+    repetitions straddle batches of 1,024 OTs (the phase of each batch)."""
+
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        first = ctx.party == "a"
+        ext = OtExtension(ctx, "b" if first else "a", first=first, batch=1024)
+        rng = np.random.default_rng(11 if first else 12)
+        choices = rng.integers(0, 2, period * repeat, dtype=np.uint8)
+        corr = rng.integers(0, 2**64 - 1, (period, 2), dtype=np.uint64, endpoint=True)
+        public = np.random.default_rng(period)  # the byte widths are public: the same at both
+        nb = public.integers(1, 9, period * repeat).astype(np.int64)
+        got, own = ext.cot(choices, corr, recv_width=2, recv_bytes=nb, send_bytes=nb, repeat=repeat)
+        return {"c": choices, "corr": corr, "got": got, "own": own, "nb": nb}
+
+    out = simulate(program, PAIR, seed=period, settings=PROD)
+    for recv, send in (("a", "b"), ("b", "a")):
+        r, s = out[recv], out[send]
+        c = r["c"].astype(np.uint64)[:, None]
+        full = np.tile(s["corr"], (repeat, 1))
+        mask = np.array([(1 << (8 * int(b))) - 1 for b in r["nb"]], np.uint64)[:, None]
+        with np.errstate(over="ignore"):
+            assert np.array_equal((r["got"] - s["own"]) & mask, (c * full) & mask)
+
+
 def test_driver_one_direction_only() -> None:
     out = simulate(_ot_program(0, 300, 1), PAIR, seed=1, settings=PROD)
     assert out["a"]["got"].shape == (0, 1) and out["b"]["got"].shape == (300, 1)
@@ -285,6 +419,40 @@ def test_matrix_triples_of_any_shape(m: int, k: int, n: int) -> None:
     with np.errstate(over="ignore"):
         a, b, c = (out["a"][i] + out["b"][i] for i in range(3))
     assert np.array_equal(ring_matmul(a, b), c)
+
+
+@pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
+def test_kernel_and_numpy_providers_give_the_same_triples_and_bytes() -> None:
+    """Same seeds, same transcript: the kernel's fused Gilboa sums (``cot_sum``) equal the
+    numpy path's outputs, triple for triple, and both send the same bytes, with one batch and
+    with many (small batches: the sums straddle batch boundaries)."""
+
+    def program(kernel: bool, batch: int) -> Any:
+        def run(ctx: Any, params: Any, inputs: Any) -> Any:
+            s = Session(ctx, triples="ot")
+            p = OtProvider(ctx, s.roles.compute, batch=batch, kernel=kernel)
+            items = [p.mul_triple((130,)), p.matmul_triple(40, 6, 3), p.matmul_triple(3, 50, 1)]
+            return {"items": items, "bytes": p.bytes_sent}
+
+        return run
+
+    from privfin.mpc.ring import ring_matmul
+
+    for batch in (1 << 20, 1024):
+        base, other = (
+            simulate(program(k, batch), TWO, seed=9, settings=PROD) for k in (False, True)
+        )
+        for party in ("a", "b"):
+            assert other[party]["bytes"] == base[party]["bytes"]
+            for got, want in zip(other[party]["items"], base[party]["items"], strict=True):
+                for x, y in zip(got, want, strict=True):
+                    assert np.array_equal(x, y)
+        with np.errstate(over="ignore"):
+            pairs = zip(other["a"]["items"], other["b"]["items"], strict=True)
+            items = [[x + y for x, y in zip(i, j, strict=True)] for i, j in pairs]
+            assert np.array_equal(items[0][0] * items[0][1], items[0][2])
+            for a, b, c in items[1:]:
+                assert np.array_equal(ring_matmul(a, b), c)
 
 
 def test_an_oversized_matrix_triple_is_refused_before_any_ot() -> None:
@@ -398,15 +566,13 @@ def test_semi_honest_limit_a_flipped_correction_is_not_detected() -> None:
 def test_trimmed_corrections_roundtrip_modulo_their_widths(
     widths: list[int], width: int, data: Any
 ) -> None:
-    from privfin.mpc.ot import _trim, _trimmed_size, _untrim
-
     w = np.array(widths, dtype=np.int64)
     words = data.draw(
         st.lists(st.integers(0, 2**64 - 1), min_size=w.size * width, max_size=w.size * width)
     )
     d = np.array(words, dtype=np.uint64).reshape(w.size, width)
-    packed = _trim(d, w)
-    assert len(packed) == _trimmed_size(w, width)
-    back = _untrim(packed, w, width)
+    packed = ot.trim_words(d, w)
+    assert packed.size == ot.trimmed_layout(w, width)[1] == int(w.sum()) * width
+    back = ot.untrim_words(packed, w, width)
     mask = np.array([(1 << (8 * int(b))) - 1 for b in widths], dtype=object).reshape(-1, 1)
     assert np.array_equal(back.astype(object), d.astype(object) & mask)

@@ -29,6 +29,8 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,7 @@ from privfin.crypto.random import RandomSource
 
 __all__ = [
     "KAPPA",
+    "KERNEL",
     "KEY_BYTES",
     "STAT",
     "BaseOtReceiver",
@@ -50,11 +53,16 @@ __all__ = [
     "chosen_receive",
     "chosen_send",
     "cot_receive",
+    "cot_receive_trimmed",
     "cot_send",
+    "cot_send_trimmed",
     "pad_count",
     "rot_receive",
     "rot_send",
     "transpose_bits",
+    "trim_words",
+    "trimmed_layout",
+    "untrim_words",
 ]
 
 #: Computational security parameter: base OTs, columns of the extension matrix.
@@ -68,6 +76,28 @@ U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 
 _BASE_DST = b"privfin.ot.base.v1"
+
+
+def _load_kernel() -> Any:
+    try:
+        from privfin.crypto import _ot_kernel  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _ot_kernel if _ot_kernel.available() else None
+
+
+_KERNEL: Any = _load_kernel()
+#: Whether the compiled AES-NI kernel (``privfin.crypto._ot_kernel``) is built and this CPU
+#: runs it. The numpy path gives byte-identical results.
+KERNEL = _KERNEL is not None
+
+
+def _use_kernel(kernel: bool | None) -> bool:
+    if kernel is None:
+        return KERNEL
+    if kernel and not KERNEL:
+        raise RuntimeError("the compiled OT kernel is not built or this CPU lacks AES-NI")
+    return kernel
 
 
 # ------------------------------------------------------------------------------ base OT
@@ -207,16 +237,23 @@ class RowPrg:
 
 
 class CrHash:
-    """Tweakable correlation-robust hash ``H(x, t) = π(π(x) ⊕ t) ⊕ π(x)`` on 16-byte rows
-    (π: AES-128 under a public key agreed by both parties; Guo–Katz–Wang–Yu 2020)."""
+    """Tweakable correlation-robust hash on 16-byte rows (π: AES-128 under a public key agreed
+    by both parties): ``H(x, t) = π(y) ⊕ y`` with ``y = π(x) ⊕ t``.
+
+    This is Guo–Katz–Wang–Yu's (2020) TCCR hash ``π(π(x) ⊕ t) ⊕ π(x)`` XORed with the public
+    tweak ``t``, which keeps its (tweakable, circular) correlation robustness: an adversary
+    who could tell ``H`` from random could tell the GKWY hash from random by XORing ``t``.
+    The form lets the final XOR run on the AES input buffer (no broadcast)."""
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"the hash key is {KEY_BYTES} bytes")
+        self.key = bytes(key)
         # ECB here is AES used as a public permutation on independent blocks (the hash's
         # ideal-cipher model), not as encryption of data.
         self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
         self._arange = np.zeros(0, dtype=np.uint64)
+        self._lrow = np.zeros(0, dtype=np.uint64)
 
     def _perm(self, x: U8) -> U8:
         flat = np.ascontiguousarray(x).reshape(-1)
@@ -229,33 +266,49 @@ class CrHash:
             self._arange = np.arange(max(n, 1 << 20), dtype=np.uint64)
         return self._arange[:n]
 
-    def words(self, rows: U8, tweak: int, width: int) -> U64:
+    def _block_row(self, blocks: int) -> U64:
+        """``(0, 0, 0, 1, 0, 2, …)``: the block index ``l`` in the high word of block ``l``."""
+        if self._lrow.size < 2 * blocks:
+            row = np.zeros(2 * max(blocks, 1 << 10), dtype=np.uint64)
+            row[1::2] = np.arange(row.size // 2, dtype=np.uint64)
+            self._lrow = row
+        return self._lrow[: 2 * blocks]
+
+    def words(self, rows: U8, tweak: int, width: int, *, kernel: bool | None = None) -> U64:
         """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (j, tweak·2^20 + l))``
-        for blocks ``l = 0, 1, …`` (two words per block). The tweak block is distinct for every
-        OT of a session (``tweak`` is the index of the batch's first OT, below 2^44) and every
-        output block (``l < 2^20``)."""
+        for blocks ``l = 0, 1, …`` (two words per block, the low word carries ``j``). The tweak
+        block is distinct for every OT of a session (``tweak`` is the index of the batch's
+        first OT, below 2^44) and every output block (``l < 2^20``)."""
         n = rows.shape[0]
         blocks = (width + 1) // 2
         if blocks >= 1 << 20 or tweak >= 1 << 44:
             raise ValueError("hash tweak out of range")
-        px = self._perm(rows).view(np.uint64).reshape(n, 1, 2)
-        hi = (np.uint64(tweak << 20) | self._index(blocks)).reshape(1, blocks)
-        lo = self._index(n).reshape(n, 1)
+        if _use_kernel(kernel) and n:
+            out_k = np.empty((n, width), dtype=np.uint64)
+            _KERNEL.words(self.key, np.ascontiguousarray(rows, dtype=np.uint8), tweak, width, out_k)
+            return out_k
+        # the row part of the tweak goes in once per row: base_j = π(x_j) ⊕ (j, tweak·2^20)
+        base = self._perm(rows).view(np.uint64).reshape(n, 2).copy()
+        base[:, 0] ^= self._index(n)
+        base[:, 1] ^= np.uint64(tweak << 20)
+        lrow = self._block_row(blocks)
         # one buffer for the output (16 bytes of slack for the cipher); rows in chunks of
-        # about 256 KiB so that the tweak XOR, AES and the final XOR stay in cache
+        # about 256 KiB so that the broadcast, AES and the final XOR stay in cache
         buf = np.empty(n * blocks * 16 + 16, dtype=np.uint8)
-        out = buf[: n * blocks * 16].view(np.uint64).reshape(n, blocks, 2)
+        out = buf[: n * blocks * 16].view(np.uint64).reshape(n, 2 * blocks)
         step = max(1, (1 << 18) // (blocks * 16))
-        y = np.empty((min(step, n), blocks, 2), dtype=np.uint64)
+        y = np.empty((min(step, n), 2 * blocks), dtype=np.uint64)
         for s in range(0, n, step):
             e = min(n, s + step)
             yc = y[: e - s]
-            np.bitwise_xor(px[s:e, :, 0], lo[s:e], out=yc[:, :, 0])
-            np.bitwise_xor(px[s:e, :, 1], hi, out=yc[:, :, 1])
+            # broadcast each row's 16 bytes over its blocks as one 16-byte element (a
+            # complex128 view: a same-dtype copy moves the bytes unchanged), then the block index
+            yc.view(np.complex128)[...] = base[s:e].view(np.complex128)
+            yc ^= lrow
             self._enc.update_into(yc.reshape(-1).view(np.uint8).data, buf[s * blocks * 16 :].data)
             oc = out[s:e]
-            np.bitwise_xor(oc, px[s:e], out=oc)
-        return out.reshape(n, 2 * blocks)[:, :width]
+            np.bitwise_xor(oc, yc, out=oc)
+        return out[:, :width]
 
 
 # ------------------------------------------------------------------------------ transpose
@@ -285,17 +338,22 @@ def _transpose_words(words: U64) -> U64:
     return words
 
 
-def transpose_bits(matrix: npt.ArrayLike) -> U8:
+def transpose_bits(matrix: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
     """Transpose a bit matrix stored as packed bytes (little-endian bit order: bit ``j`` of a
     row is bit ``j % 8`` of byte ``j // 8``).
 
     ``matrix`` is ``(rows, cols // 8)`` uint8 with ``rows`` and ``cols`` multiples of 64; the
-    result is ``(cols, rows // 8)`` uint8 in the same packing.
+    result is ``(cols, rows // 8)`` uint8 in the same packing. Through the compiled kernel
+    (SSE2, the GIL released) where available; the numpy path gives the same bytes.
     """
     mat = np.asarray(matrix, dtype=np.uint8)
     if mat.ndim != 2 or mat.shape[0] % 64 or mat.shape[1] % 8:
         raise ValueError("transpose_bits needs (64*a, 8*b) packed bytes")
     rows, cb = mat.shape
+    if _use_kernel(kernel):
+        res = np.empty((cb * 8, rows // 8), dtype=np.uint8)
+        _KERNEL.transpose(np.ascontiguousarray(mat), rows, cb * 8, res)
+        return res
     g = rows // 64
     c = cb // 8
     out = np.empty((c, 64, g), dtype=np.uint64)
@@ -380,21 +438,25 @@ def rot_receive(t: U8, h: CrHash, tweak: int, bits: int = 1) -> U8:
     return (h.words(t, tweak, 1)[:, 0] & np.uint64((1 << bits) - 1)).astype(np.uint8)
 
 
-def cot_send(q: U8, delta: U8, h: CrHash, tweak: int, corr: U64) -> tuple[U64, U64]:
+def cot_send(
+    q: U8, delta: U8, h: CrHash, tweak: int, corr: U64, *, kernel: bool | None = None
+) -> tuple[U64, U64]:
     """Correlated OT over Z_2^64 with correlations ``corr`` (``(m, L)`` uint64): returns the
     sender's output ``H(q_j)`` and the message ``d = H(q_j) − H(q_j ⊕ s) + Δ_j``."""
     width = corr.shape[1]
-    own = h.words(q, tweak, width)
-    d = h.words(q ^ delta, tweak, width)
+    own = h.words(q, tweak, width, kernel=kernel)
+    d = h.words(q ^ delta, tweak, width, kernel=kernel)
     np.subtract(own, d, out=d)
     d += corr
     return own, d
 
 
-def cot_receive(t: U8, choices: U8, h: CrHash, tweak: int, message: U64) -> U64:
+def cot_receive(
+    t: U8, choices: U8, h: CrHash, tweak: int, message: U64, *, kernel: bool | None = None
+) -> U64:
     """The receiver's output ``H(t_j) + r_j·d_j = H(q_j) + r_j·Δ_j`` (``choices``: 0/1 per
     OT, ``message``: ``(m, L)`` uint64 from :func:`cot_send`)."""
-    out = h.words(t, tweak, message.shape[1])
+    out = h.words(t, tweak, message.shape[1], kernel=kernel)
     np.add(out, message, out=out, where=choices.astype(bool).reshape(-1, 1))
     return out
 
@@ -415,3 +477,221 @@ def chosen_receive(t: U8, choices: U8, h: CrHash, tweak: int, e0: U64, e1: U64) 
     out = np.where(choices.reshape(-1, 1).astype(bool), e1, e0)
     out ^= h.words(t, tweak, e0.shape[1])
     return np.asarray(out, dtype=np.uint64)
+
+
+# ------------------------------------------------------------------ trimmed correlated OT
+
+I64 = npt.NDArray[np.int64]
+
+#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
+_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
+    8: np.dtype([("lo", "V8")])
+}
+_MAX_RUNS = 64
+
+
+def trimmed_layout(nbytes: I64, width: int) -> tuple[I64, int]:
+    """Byte offset of each row in the trimmed layout (the low ``nbytes[j]`` bytes of every
+    one of the ``width`` words of row ``j``, rows one after the other) and the total size."""
+    sizes = np.asarray(nbytes, dtype=np.int64) * width
+    offsets = np.zeros(sizes.size, dtype=np.int64)
+    if sizes.size > 1:
+        np.cumsum(sizes[:-1], out=offsets[1:])
+    return offsets, int(sizes.sum())
+
+
+def _runs(nbytes: I64) -> list[tuple[int, int, int]] | None:
+    """``(w, first, end)`` for each run of equal widths, or ``None`` past ``_MAX_RUNS`` runs."""
+    if nbytes.size == 0:
+        return []
+    starts = np.flatnonzero(np.diff(nbytes)) + 1
+    if starts.size >= _MAX_RUNS:
+        return None
+    bounds = [0, *starts.tolist(), int(nbytes.size)]
+    return [(int(nbytes[a]), a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _byte_mask(nbytes: I64, width: int) -> npt.NDArray[np.bool_]:
+    keep = np.arange(8).reshape(1, 1, 8) < nbytes.reshape(-1, 1, 1)
+    return np.broadcast_to(keep, (nbytes.size, width, 8))
+
+
+def trim_words(d: U64, nbytes: I64) -> U8:
+    """The trimmed layout of ``d`` (``(n, width)`` uint64; see :func:`trimmed_layout`)."""
+    n, width = d.shape
+    raw = np.ascontiguousarray(d).view(np.uint8).reshape(n, width, 8)
+    runs = _runs(nbytes)
+    if runs is None:
+        return np.ascontiguousarray(raw[_byte_mask(nbytes, width)])
+    out = np.empty(trimmed_layout(nbytes, width)[1], dtype=np.uint8)
+    at = 0
+    for w, a, b in runs:
+        if w == 0:
+            continue
+        part = raw[a:b, :, :w]
+        out[at : at + part.size].reshape(part.shape)[...] = part
+        at += part.size
+    return out
+
+
+def untrim_words(data: npt.ArrayLike, nbytes: I64, width: int) -> U64:
+    """The words of a trimmed layout, zero-extended: ``(n, width)`` uint64."""
+    n = nbytes.size
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
+    raw = np.zeros((n, width, 8), dtype=np.uint8)
+    runs = _runs(nbytes)
+    if runs is None:
+        raw[_byte_mask(nbytes, width)] = buf
+        return raw.view(np.uint64).reshape(n, width)
+    at = 0
+    for w, a, b in runs:
+        if w == 0:
+            continue
+        size = (b - a) * width * w
+        # whole w-byte fields per word (numpy copies them as units, not byte by byte)
+        dst = raw[a:b].view(_LOW_BYTES[w])["lo"]
+        dst[...] = buf[at : at + size].view(f"V{w}").reshape(dst.shape)
+        at += size
+    return raw.view(np.uint64).reshape(n, width)
+
+
+def cot_send_trimmed(
+    q: U8,
+    delta: U8,
+    h: CrHash,
+    tweak: int,
+    corr: U64,
+    nbytes: I64,
+    *,
+    phase: int = 0,
+    acc: U64 | None = None,
+    acc_phase: int = 0,
+    shifts: U8 | None = None,
+    kernel: bool | None = None,
+) -> tuple[U64 | None, bytes]:
+    """:func:`cot_send` for ``len(nbytes)`` OTs with the message in the trimmed layout (row
+    ``j`` keeps the low ``nbytes[j]`` bytes of each word): ``(own, message bytes)``.
+
+    The correlations repeat: OT ``j`` uses row ``(phase + j) % len(corr)`` of ``corr``
+    (``(R, width)`` uint64), so a correlation shared by many OTs is not copied for each.
+    Through the AES-NI kernel when available (one pass, the GIL released), else numpy; both
+    give the same bytes.
+
+    With ``acc`` (``(P, width)`` uint64), the sender's words are not returned (``None``) but
+    subtracted from it, shifted left: ``acc[(acc_phase + j) % P] −= own_j << shifts[j]``."""
+    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    n = nb.size
+    period, width = corr.shape
+    if nb.ndim != 1 or q.shape[0] < n or (n and not 0 <= phase < period):
+        raise ValueError("cot_send_trimmed: one byte width and one row per OT")
+    if not _use_kernel(kernel) or n == 0:
+        if phase + n <= period:
+            rows = corr[phase : phase + n]
+        else:
+            rows = corr[(phase + np.arange(n)) % period]
+        own, d = cot_send(q[:n], delta, h, tweak, rows, kernel=False)
+        if acc is not None:
+            _accumulate(acc, acc_phase, own, shifts, -1)
+            return None, trim_words(d, nb).tobytes()
+        return own, trim_words(d, nb).tobytes()
+    offsets, size = trimmed_layout(nb, width)
+    own_k, acc_k, sh = _sink(acc, acc_phase, shifts, n, width)
+    out: bytes = _KERNEL.cot_send(
+        h.key,
+        np.ascontiguousarray(q[:n], dtype=np.uint8),
+        np.ascontiguousarray(delta, dtype=np.uint8).tobytes(),
+        tweak,
+        np.ascontiguousarray(corr, dtype=np.uint64),
+        phase,
+        width,
+        own_k,
+        acc_k,
+        acc_phase,
+        sh,
+        offsets,
+        nb,
+        size,
+    )
+    return (None if acc is not None else own_k), out
+
+
+def _sink(
+    acc: U64 | None, acc_phase: int, shifts: U8 | None, n: int, width: int
+) -> tuple[U64, U64, U8]:
+    """The kernel's output arguments: per-OT rows, or an accumulator with its shifts."""
+    if acc is None:
+        return np.empty((n, width), np.uint64), np.empty(0, np.uint64), np.empty(0, np.uint8)
+    sh = np.ascontiguousarray(shifts, dtype=np.uint8)
+    if (
+        acc.ndim != 2
+        or acc.shape[1] != width
+        or not acc.flags.c_contiguous
+        or sh.shape != (n,)
+        or not 0 <= acc_phase < acc.shape[0]
+    ):
+        raise ValueError("the accumulator, its phase and the shifts do not match")
+    return np.empty(0, np.uint64), acc, sh
+
+
+def _accumulate(acc: U64, phase: int, rows: U64, shifts: U8 | None, sign: int) -> None:
+    """``acc[(phase + j) % P] += sign · rows[j] << shifts[j]`` (the numpy path)."""
+    n, width = rows.shape
+    sh = np.ascontiguousarray(shifts, dtype=np.uint8)
+    if acc.ndim != 2 or acc.shape[1] != width or sh.shape != (n,) or not 0 <= phase < acc.shape[0]:
+        raise ValueError("the accumulator, its phase and the shifts do not match")
+    vals = rows << sh.astype(np.uint64).reshape(-1, 1)
+    if sign < 0:
+        np.negative(vals, out=vals)
+    period = acc.shape[0]
+    if phase == 0 and n % period == 0:
+        acc += np.sum(vals.reshape(n // period, period, width), axis=0, dtype=np.uint64)
+    else:
+        np.add.at(acc, (phase + np.arange(n)) % period, vals)
+
+
+def cot_receive_trimmed(
+    t: U8,
+    choices: U8,
+    h: CrHash,
+    tweak: int,
+    data: npt.ArrayLike,
+    nbytes: I64,
+    width: int,
+    *,
+    acc: U64 | None = None,
+    acc_phase: int = 0,
+    shifts: U8 | None = None,
+    kernel: bool | None = None,
+) -> U64 | None:
+    """:func:`cot_receive` from a trimmed message: words correct modulo ``2**(8·nbytes[j])``
+    only (the caller discards the rest). With ``acc``, the words are added to it instead:
+    ``acc[(acc_phase + j) % P] += out_j << shifts[j]`` (and ``None`` is returned)."""
+    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    n = nb.size
+    c = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
+    offsets, size = trimmed_layout(nb, width)
+    if c.size != n or t.shape[0] < n or buf.size != size:
+        raise ValueError("cot_receive_trimmed: sizes do not match")
+    if not _use_kernel(kernel) or n == 0:
+        got = cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
+        if acc is not None:
+            _accumulate(acc, acc_phase, got, shifts, 1)
+            return None
+        return got
+    out, acc_k, sh = _sink(acc, acc_phase, shifts, n, width)
+    _KERNEL.cot_recv(
+        h.key,
+        np.ascontiguousarray(t[:n], dtype=np.uint8),
+        c,
+        tweak,
+        buf,
+        width,
+        out,
+        acc_k,
+        acc_phase,
+        sh,
+        offsets,
+        nb,
+    )
+    return None if acc is not None else out

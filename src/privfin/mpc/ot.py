@@ -84,68 +84,8 @@ def _pack_bits(bits: U8) -> U8:
     return np.packbits(padded, bitorder="little")
 
 
-def _groups(widths: npt.NDArray[np.int64]) -> dict[int, npt.NDArray[np.int64] | slice]:
-    """The rows of each byte width 1-8: a slice where they are contiguous (the common case:
-    widths come in runs, e.g. bit-major Gilboa rows), else their indices."""
-    if widths.size == 0:
-        return {}
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(widths)) + 1])
-    values = widths[starts]
-    out: dict[int, npt.NDArray[np.int64] | slice] = {}
-    if np.unique(values).size == values.size:  # every width in one run
-        ends = np.concatenate([starts[1:], [widths.size]])
-        for v, a, b in zip(values.tolist(), starts.tolist(), ends.tolist(), strict=True):
-            if 1 <= v <= 8:
-                out[v] = slice(a, b)
-        return out
-    for w in range(1, 9):
-        rows = np.flatnonzero(widths == w)
-        if rows.size:
-            out[w] = rows
-    return out
-
-
-def _trim(d: U64, widths: npt.NDArray[np.int64]) -> bytes:
-    """Keep the low ``widths[j]`` bytes of every word of row ``j`` (grouped by width)."""
-    raw = np.ascontiguousarray(d).view(np.uint8).reshape(d.shape[0], d.shape[1], 8)
-    out = np.empty(_trimmed_size(widths, d.shape[1]), dtype=np.uint8)
-    at = 0
-    for w, rows in sorted(_groups(widths).items()):
-        part = raw[rows, :, :w]
-        if part.size:
-            out[at : at + part.size].reshape(part.shape)[...] = part
-            at += part.size
-    return out.tobytes()
-
-
 def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
     return int(np.sum(widths)) * width
-
-
-def _untrim(data: bytes, widths: npt.NDArray[np.int64], width: int) -> U64:
-    n = widths.size
-    raw = np.zeros((n, width, 8), dtype=np.uint8)
-    buf = np.frombuffer(data, dtype=np.uint8)
-    at = 0
-    for w, rows in sorted(_groups(widths).items()):
-        count = raw[rows, 0, 0].size
-        if count:
-            size = count * width * w
-            src = buf[at : at + size]
-            if isinstance(rows, slice):
-                # whole w-byte fields per word (numpy copies them as units, not byte by byte)
-                dst = raw[rows].view(_LOW_BYTES[w])["lo"]
-                dst[...] = src.view(f"V{w}").reshape(dst.shape)
-            else:
-                raw[rows, :, :w] = src.reshape(count, width, w)
-            at += size
-    return raw.view(np.uint64).reshape(n, width)
-
-
-#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
-_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
-    8: np.dtype([("lo", "V8")])
-}
 
 
 def _joined(parts: list[U64], width: int) -> U64:
@@ -170,15 +110,27 @@ class OtExtension:
         Whether this party is the first of the pair (orders the hash-key shares).
     batch:
         OTs per message batch (a multiple of 64).
+    kernel:
+        Use the compiled AES-NI kernel of :mod:`privfin.crypto.ot` (``None``: where built;
+        ``False``: the numpy path, which sends the same bytes and computes the same outputs).
     """
 
-    def __init__(self, ctx: Context, peer: str, *, first: bool, batch: int = DEFAULT_BATCH):
+    def __init__(
+        self,
+        ctx: Context,
+        peer: str,
+        *,
+        first: bool,
+        batch: int = DEFAULT_BATCH,
+        kernel: bool | None = None,
+    ):
         if batch < 64 or batch % 64:
             raise ConfigError("the OT batch must be a positive multiple of 64")
         self.ctx = ctx
         self.peer = peer
         self.first = first
         self.batch = batch
+        self.kernel = otm.KERNEL if kernel is None else kernel
         self.stats = OtStats()
         self._recv: otm.IknpReceiver | None = None
         self._send: otm.IknpSender | None = None
@@ -337,6 +289,7 @@ class OtExtension:
         recv_width: int,
         recv_bytes: npt.ArrayLike | None = None,
         send_bytes: npt.ArrayLike | None = None,
+        repeat: int = 1,
         task: ProgressTask | None = None,
     ) -> tuple[U64, U64]:
         """Correlated OTs over Z_2^64 in both directions.
@@ -350,12 +303,18 @@ class OtExtension:
         of each word are transferred, so received words are correct modulo
         ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
         the rest).
+
+        ``repeat``: this party sends ``repeat·len(corr)`` OTs, OT ``j`` with correlation
+        ``corr[j % len(corr)]`` (a correlation shared by many OTs, e.g. a Gilboa operand
+        used for each of its bits, is not copied for each).
         """
         bits = self._check_bits(choices)
         c = np.asarray(corr, dtype=np.uint64)
         if c.ndim != 2:
             raise ConfigError("cot: correlations are an (n, width) array")
-        n_r, n_s, w_s = bits.size, c.shape[0], c.shape[1]
+        if repeat < 1 or (repeat > 1 and c.shape[0] == 0):
+            raise ConfigError("cot: repeat is a positive count of non-empty correlations")
+        n_r, n_s, w_s = bits.size, c.shape[0] * repeat, c.shape[1]
         if max(w_s, recv_width) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
         rb = np.full(n_r, 8, np.int64) if recv_bytes is None else np.asarray(recv_bytes, np.int64)
@@ -367,22 +326,113 @@ class OtExtension:
         parts_s: list[U64] = []
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            n = hi - lo
-            own, d = otm.cot_send(q[:n], send.delta, h, tweak, c[lo:hi])
+            own, d = otm.cot_send_trimmed(
+                q, send.delta, h, tweak, c, sb[lo:hi], phase=lo % c.shape[0], kernel=self.kernel
+            )
+            assert own is not None
             parts_s.append(own)
-            return _trim(d, sb[lo:hi])
+            return d
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
             assert msg is not None
-            n = hi - lo
-            dd = _untrim(msg, rb[lo:hi], recv_width)
-            parts_r.append(otm.cot_receive(t[:n], bits[lo:hi], h, tweak, dd))
+            got = otm.cot_receive_trimmed(
+                t, bits[lo:hi], h, tweak, msg, rb[lo:hi], recv_width, kernel=self.kernel
+            )
+            assert got is not None
+            parts_r.append(got)
 
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
 
         self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
         return _joined(parts_r, recv_width), _joined(parts_s, w_s)
+
+    @ring_ops
+    def cot_sum(
+        self,
+        choices: npt.ArrayLike,
+        corr: npt.ArrayLike,
+        *,
+        period: int,
+        shifts: npt.ArrayLike,
+        nbytes: npt.ArrayLike,
+        repeat: int = 1,
+        task: ProgressTask | None = None,
+    ) -> U64:
+        """Symmetric correlated OTs reduced as they arrive (Gilboa products).
+
+        Both parties receive ``len(choices)`` OTs and send as many, ``repeat·len(corr)``, of
+        the width of ``corr`` (OT ``j`` with correlation ``corr[j % len(corr)]``); the byte
+        widths ``nbytes`` and the left ``shifts`` (0-63) are public, one per OT, the same for
+        both directions. Returns ``acc`` (``(period, width)`` uint64) with
+        ``acc[i] = Σ_{j ≡ i mod period} (received_j − own_j) << shifts[j]``: what :meth:`cot`
+        returns, summed, without holding every OT's words (the kernel adds them into ``acc``
+        as it hashes; the numpy path sums the outputs of :meth:`cot`)."""
+        bits = self._check_bits(choices)
+        c = np.ascontiguousarray(corr, dtype=np.uint64)
+        n = bits.size
+        if c.ndim != 2 or c.shape[0] * repeat != n or (n and c.shape[0] == 0):
+            raise ConfigError("cot_sum: as many OTs sent as received, repeat·len(corr)")
+        width = c.shape[1]
+        if period < 1 or n % period:
+            raise ConfigError("cot_sum: the period divides the number of OTs")
+        sh = np.asarray(shifts, dtype=np.int64)
+        nb = np.asarray(nbytes, dtype=np.int64)
+        if sh.shape != (n,) or nb.shape != (n,) or (n and (sh.min() < 0 or sh.max() > 63)):
+            raise ConfigError("cot_sum: one shift (0-63) and one byte width per OT")
+        acc = np.zeros((period, width), dtype=np.uint64)
+        if not self.kernel:
+            got, own = self.cot(
+                bits, c, recv_width=width, recv_bytes=nb, send_bytes=nb, repeat=repeat, task=task
+            )
+            got -= own
+            got <<= sh.astype(np.uint64).reshape(-1, 1)
+            acc += np.sum(got.reshape(-1, period, width), axis=0, dtype=np.uint64)
+            return acc
+        if max(width, 1) > _MAX_WIDTH:
+            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
+        if nb.size and nb.max() > 8:
+            raise ConfigError("cot_sum: byte widths are at most 8")
+        sh8 = sh.astype(np.uint8)
+        _, send, h = self._ready()
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            _, d = otm.cot_send_trimmed(
+                q,
+                send.delta,
+                h,
+                tweak,
+                c,
+                nb[lo:hi],
+                phase=lo % c.shape[0],
+                acc=acc,
+                acc_phase=lo % period,
+                shifts=sh8[lo:hi],
+                kernel=True,
+            )
+            return d
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            otm.cot_receive_trimmed(
+                t,
+                bits[lo:hi],
+                h,
+                tweak,
+                msg,
+                nb[lo:hi],
+                width,
+                acc=acc,
+                acc_phase=lo % period,
+                shifts=sh8[lo:hi],
+                kernel=True,
+            )
+
+        def expect(lo: int, hi: int) -> int:
+            return _trimmed_size(nb[lo:hi], width)
+
+        self._batches(bits, n, (width, width), send_fn, recv_fn, expect, task)
+        return acc
 
     @ring_ops
     def chosen(

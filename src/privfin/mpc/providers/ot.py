@@ -53,6 +53,7 @@ MUL_CHUNK = 1 << 14
 MAX_MATMUL_WORDS = 1 << 25
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64).reshape(64, 1)
+_SHIFTS = np.arange(64, dtype=np.int64)
 _GILBOA_BYTES = np.array([(64 - k + 7) // 8 for k in range(64)], dtype=np.int64)
 
 
@@ -77,7 +78,14 @@ class OtProvider:
     supports_packed_bits = True
     supports_bool_pairs = True
 
-    def __init__(self, ctx: Context, compute: Sequence[str], *, batch: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        compute: Sequence[str],
+        *,
+        batch: int = 1 << 20,
+        kernel: bool | None = None,
+    ) -> None:
         if len(compute) != 2:
             raise ConfigError(
                 "OT triples are for exactly 2 computing parties (with 3, use triples='rss3')"
@@ -89,7 +97,7 @@ class OtProvider:
         self.peer = self.compute[1 - self.index] if self.is_compute else ""
         self.ot: OtExtension | None = None
         if self.is_compute:
-            self.ot = OtExtension(ctx, self.peer, first=self.index == 0, batch=batch)
+            self.ot = OtExtension(ctx, self.peer, first=self.index == 0, batch=batch, kernel=kernel)
         self._seed = b""
         self._counter = 0
         self.items = 0
@@ -132,15 +140,18 @@ class OtProvider:
         n = mine_a.size
         ext = self._ext()
         choices = _bit_rows(mine_b).reshape(-1)  # (bit, element) order
-        corr = np.tile(mine_a, 64).reshape(-1, 1)
-        widths = np.repeat(_GILBOA_BYTES, n)
-        got, own = ext.cot(
-            choices, corr, recv_width=1, recv_bytes=widths, send_bytes=widths, task=task
+        # OT (k, e): choice bit k of b_j[e], correlation a_i[e] (the same for each of the 64
+        # bits: repeated, not copied); summed as sum_k 2^k (received - own) per element
+        acc = ext.cot_sum(
+            choices,
+            mine_a.reshape(-1, 1),
+            period=n,
+            shifts=np.repeat(_SHIFTS, n),
+            nbytes=np.repeat(_GILBOA_BYTES, n),
+            repeat=64,
+            task=task,
         )
-        got -= own
-        v = got.reshape(64, n)
-        v <<= _BITS
-        return np.asarray(np.sum(v, axis=0, dtype=np.uint64), dtype=np.uint64)
+        return acc.reshape(n)
 
     @ring_ops
     def mul_triple(self, shape: Shape) -> tuple[U64, U64, U64] | None:
@@ -187,15 +198,19 @@ class OtProvider:
             kc = e - s
             # OT (bit, l, j): choice bit of b[l, j], correlation column a[:, l] (m words)
             choices = _bit_rows(b[s:e].reshape(-1)).reshape(-1)
-            corr = np.broadcast_to(a[:, s:e].T[None, :, None, :], (64, kc, n, m)).reshape(-1, m)
-            widths = np.repeat(_GILBOA_BYTES, kc * n)
-            got, own = ext.cot(choices, corr, recv_width=m, recv_bytes=widths, send_bytes=widths)
-            # sum over the rows of B first (one read of each array, no write pass): each
-            # received word is right modulo 2**(64 - k), and so is the sum, before the shift
-            sv = np.sum(got.reshape(64, kc, n, m), axis=1, dtype=np.uint64)
-            sv -= np.sum(own.reshape(64, kc, n, m), axis=1, dtype=np.uint64)
-            sv <<= _BITS.reshape(64, 1, 1)
-            c += np.sum(sv, axis=0, dtype=np.uint64).T
+            # (the same kc*n correlation rows for each of the 64 bits: repeated, not copied)
+            corr = np.repeat(a[:, s:e].T, n, axis=0) if n > 1 else np.ascontiguousarray(a[:, s:e].T)
+            # OT (k, l, j) goes to column j of C with weight 2^k (each received word is right
+            # modulo 2**(64 - k): the shift discards the rest)
+            acc = ext.cot_sum(
+                choices,
+                corr,
+                period=n,
+                shifts=np.repeat(_SHIFTS, kc * n),
+                nbytes=np.repeat(_GILBOA_BYTES, kc * n),
+                repeat=64,
+            )
+            c += acc.T
         self.items += m * n
         return a, b, c
 
