@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privfin.crypto import ot as otm
 from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
+from privfin.psi import _aes
 from privfin.errors import PrivfinError, ProtocolAbort
 from privfin.psi.common import (
     U8,
@@ -37,6 +37,7 @@ from privfin.psi.common import (
     prefetch,
     random_permutation,
     rows_in,
+    sortable,
 )
 from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
@@ -112,17 +113,9 @@ def n_bins(n_r: int) -> int:
 # ----------------------------------------------------------------------------- AES helpers
 
 
-def _ecb(key: bytes) -> Any:
-    # ECB is AES as a public (keyed) permutation on independent blocks, not encryption.
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-
-
-def _perm(enc: Any, blocks: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """AES over every 16-byte block of ``blocks`` (one call over the whole buffer)."""
-    flat = np.ascontiguousarray(blocks).view(np.uint8).reshape(-1)
-    out = np.empty(flat.size + 16, dtype=np.uint8)
-    enc.update_into(flat.data, out.data)
-    return out[: flat.size].view(blocks.dtype).reshape(blocks.shape)
+_ecb = _aes.ecb
+_perm = _aes.perm
+_md_mmo = _aes.md_mmo
 
 
 @dataclass(frozen=True)
@@ -144,56 +137,21 @@ class _Keys:
 
 
 _DIGEST_DOMAIN = np.uint64(0x6B6B72742E696473)  # "kkrt.ids"
-_DIGEST_ITEMS = 1 << 18  # keys hashed per vectorised pass (bounds the padded buffer)
-
-
-def _md_mmo(enc: Any, iv: npt.NDArray[np.uint64], blocks: npt.NDArray[np.uint64]) -> U64:
-    """Merkle–Damgård over ``blocks`` (``(n, L, 2)`` words) with the Matyas–Meyer–Oseas
-    compression ``x -> π(x) ⊕ x`` from the compressed ``iv`` (``(n, 2)``): ``(n, 2)`` words."""
-    x = np.ascontiguousarray(iv)
-    h = _perm(enc, x)
-    h ^= x
-    for b in range(blocks.shape[1]):
-        x = h ^ blocks[:, b]
-        h = _perm(enc, x)
-        h ^= x
-    return h
 
 
 def digests(prepared: PreparedIds, key: bytes) -> U8:
     """128-bit digest of every key (``(n, 16)``): its UTF-8 bytes zero-padded to whole
-    16-byte blocks, hashed by :func:`_md_mmo` from the IV ``(length, domain)`` with AES under
-    ``key`` (derived from both parties' shares after the inputs were fixed, so the inputs
-    cannot be chosen to collide; distinct keys collide with probability about
-    ``n_r·n_s / 2^128``). Vectorised: keys are grouped by their number of blocks."""
-    n = len(prepared)
-    enc = _ecb(key)
-    out = np.empty((n, 16), dtype=np.uint8)
-    for a in range(0, n, _DIGEST_ITEMS):
-        b = min(n, a + _DIGEST_ITEMS)
-        data, ends_u = prepared.packed(None, a, b)
-        ends = ends_u.astype(np.int64)
-        starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))
-        lengths = ends - starts
-        nblocks = np.maximum(1, -(-lengths // 16))
-        buf = np.frombuffer(data, dtype=np.uint8)
-        for blocks in np.unique(nblocks).tolist():
-            rows = np.flatnonzero(nblocks == blocks)
-            lens = lengths[rows]
-            padded = np.zeros((rows.size, 16 * blocks), dtype=np.uint8)
-            total = int(lens.sum())
-            if total:
-                owner = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
-                first = np.cumsum(lens) - lens
-                within = np.arange(total, dtype=np.int64) - np.repeat(first, lens)
-                src = np.repeat(starts[rows], lens) + within
-                padded.reshape(-1)[owner * 16 * blocks + within] = buf[src]
-            iv = np.empty((rows.size, 2), dtype=np.uint64)
-            iv[:, 0] = lens.astype(np.uint64)
-            iv[:, 1] = _DIGEST_DOMAIN
-            h = _md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
-            out[a + rows] = h.view(np.uint8).reshape(rows.size, 16)
-    return out
+    16-byte blocks, hashed by Merkle–Damgård with the Matyas–Meyer–Oseas compression from
+    the IV ``(length, domain)`` with AES under ``key`` (derived from both parties' shares
+    after the inputs were fixed, so the inputs cannot be chosen to collide; distinct keys
+    collide with probability about ``n_r·n_s / 2^128``). Vectorised
+    (:func:`privfin.psi._aes.packed_digests`)."""
+    data, ends_u = prepared.packed()
+    ends = ends_u.astype(np.int64)
+    lengths = np.diff(ends, prepend=0)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    h = _aes.packed_digests(_ecb(key), buf, ends - lengths, lengths, _DIGEST_DOMAIN)
+    return h.view(np.uint8).reshape(len(prepared), 16)
 
 
 def bin_positions(d: U8, key: bytes, m: int) -> npt.NDArray[np.int64]:
@@ -299,6 +257,63 @@ def cuckoo(
             f"(probability <= 2^-{STAT}); rerun the job (fresh hash keys)"
         )
     return table, which, np.sort(pending)
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+def match(
+    own: U8,
+    item: npt.NDArray[np.int64],
+    cls: npt.NDArray[np.int64],
+    theirs: U8,
+    width: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The receiver's matching: ``(items, sender rows)`` such that the sender's value of
+    class ``c`` (columns ``c·width …``) equals this party's value of a bin of class ``c``
+    holding an item (``item >= 0``).
+
+    This party's values are sorted once by their first 8 bytes; each class column of the
+    sender's values is sorted and searched in them (sorted needles: the search walks the
+    array forward); candidates are checked on the full value and the class. A value is
+    thus compared only with values of its own class, as the false-positive bound of
+    :func:`value_bytes` counts. Falls back to a per-class full comparison if two of this
+    party's values share their first 8 bytes (probability about ``n_r^2 / 2^65``)."""
+    bins = np.flatnonzero(item >= 0)
+    none = np.empty(0, dtype=np.int64)
+    if bins.size == 0 or theirs.shape[0] == 0:
+        return none, none
+    mine = np.ascontiguousarray(own[bins, :8]).view(np.uint64).reshape(-1)
+    order = np.argsort(mine)
+    ms = mine[order]
+    unique_prefix = not bool((ms[1:] == ms[:-1]).any())
+    got_items: list[npt.NDArray[np.int64]] = []
+    got_rows: list[npt.NDArray[np.int64]] = []
+    for c in range(theirs.shape[1] // width):
+        col = theirs[:, c * width : (c + 1) * width]
+        if unique_prefix:
+            q = np.ascontiguousarray(col[:, :8]).view(np.uint64).reshape(-1)
+            oq = np.argsort(q)
+            qs = q[oq]
+            at = np.minimum(np.searchsorted(ms, qs), ms.size - 1)
+            hit = np.flatnonzero(ms[at] == qs)
+            rows = oq[hit]
+            b = bins[order[at[hit]]]
+        else:
+            sel = bins[cls[bins] == c]
+            inside = rows_in(col, own[sel])
+            rows = np.flatnonzero(inside)
+            if rows.size == 0:
+                continue
+            srt = np.argsort(sortable(own[sel]))
+            key = sortable(own[sel])[srt]
+            b = sel[srt[np.searchsorted(key, sortable(col[rows]))]]
+        ok = (cls[b] == c) & (own[b] == col[rows]).all(axis=1)
+        got_items.append(item[b[ok]])
+        got_rows.append(rows[ok].astype(np.int64))
+    if not got_items:
+        return none, none
+    return np.concatenate(got_items), np.concatenate(got_rows)
 
 
 # ----------------------------------------------------------------------------- receiver
@@ -408,26 +423,11 @@ def run_kkrt_receiver(
     t4 = time.perf_counter()
     ctx.metrics.add("psi.seconds.wait_values", t4 - t3)
 
-    matched: list[npt.NDArray[np.int64]] = []
-    positions: list[npt.NDArray[np.int64]] = []
-    for c in range(classes):
-        if c < HASHES:
-            sel = np.flatnonzero(real[:m] & (cls[:m] == c))
-        else:
-            sel = np.array([m + c - HASHES], dtype=np.int64)
-            sel = sel[real[sel]]
-        if sel.size == 0 or n_s == 0:
-            continue
-        col = np.ascontiguousarray(theirs[:, c * width : (c + 1) * width])
-        mine = own[sel]
-        hit = rows_in(mine, col)
-        matched.append(item[sel[hit]])
-        if reveal_to_sender and hit.any():
-            positions.append(np.flatnonzero(rows_in(col, mine[hit])).astype(np.int64))
-    out = np.unique(np.concatenate(matched)) if matched else np.empty(0, dtype=np.int64)
+    matched, positions = match(own, item, cls, theirs, width)
+    out = np.unique(matched)
     ctx.metrics.add("psi.seconds.match", time.perf_counter() - t4)
     if reveal_to_sender:
-        idx = np.unique(np.concatenate(positions)) if positions else np.empty(0, np.int64)
+        idx = np.unique(positions)
         ctx.channel.send(sender, "result", Indices(values=idx.astype(np.int64)))
     return out.astype(np.int64)
 
