@@ -1,8 +1,9 @@
-"""Build hook for the optional compiled kernel (everything else is in pyproject.toml).
+"""Build hook for the optional compiled kernels (everything else is in pyproject.toml).
 
-``privfin.crypto._x25519_kernel`` (AVX-512 IFMA X25519, see its source) is built where a C
-compiler is available and skipped otherwise (``optional=True``: a failed build is a warning,
-not an error); privfin then uses its pure path, which gives byte-identical results.
+``privfin.crypto._x25519_kernel`` (AVX-512 IFMA X25519) and ``privfin.crypto._ot_kernel``
+(the bit-matrix transpose of OT extension), see their sources, are built where a C compiler
+is available and skipped otherwise (``optional=True``: a failed build is a warning, not an
+error); privfin then uses its pure paths, which give byte-identical results.
 """
 
 import sys
@@ -18,6 +19,12 @@ setup(
             ["src/privfin/crypto/_x25519_kernel.c"],
             extra_compile_args=_ARGS,
             optional=True,
-        )
+        ),
+        Extension(
+            "privfin.crypto._ot_kernel",
+            ["src/privfin/crypto/_ot_kernel.c"],
+            extra_compile_args=_ARGS,
+            optional=True,
+        ),
     ]
 )

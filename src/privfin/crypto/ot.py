@@ -15,7 +15,9 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
   hash of Guo–Katz–Wang–Yu (2020), ``H(x, i) = π(π(x) ⊕ i) ⊕ π(x)`` with ``π`` AES-128 under
   a key both parties agree on; two ECB calls over the whole buffer.
 * **Bit-matrix transpose** (:func:`transpose_bits`): 64 x 64 blocks transposed on uint64
-  words with six vectorised swap stages, in column chunks that stay in cache.
+  words with six vectorised swap stages, in column chunks that stay in cache; or, where it
+  was built, the optional C kernel ``privfin.crypto._ot_kernel`` (8 x 8 blocks in cache
+  tiles, about 3x faster, GIL released), byte-identical.
 * **IKNP extension** (:class:`IknpReceiver`, :class:`IknpSender`): from ``KAPPA`` base OTs
   (with the roles reversed), any number of OTs: the receiver sends
   ``u_i = G(k_i^0) ⊕ G(k_i^1) ⊕ r`` (``KAPPA`` rows of ``m`` bits); the sender, holding
@@ -29,6 +31,7 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +42,7 @@ from privfin.crypto.random import RandomSource
 
 __all__ = [
     "KAPPA",
+    "KERNEL",
     "KEY_BYTES",
     "STAT",
     "BaseOtReceiver",
@@ -285,17 +289,38 @@ def _transpose_words(words: U64) -> U64:
     return words
 
 
-def transpose_bits(matrix: npt.ArrayLike) -> U8:
+def _load_kernel() -> Any:
+    try:
+        from privfin.crypto import _ot_kernel  # type: ignore[attr-defined]
+    except ImportError:  # not built (no compiler at install time): the numpy path
+        return None
+    return _ot_kernel
+
+
+_KERNEL: Any = _load_kernel()
+#: Whether the compiled transpose kernel (``privfin.crypto._ot_kernel``) is built.
+KERNEL: bool = _KERNEL is not None
+
+
+def transpose_bits(matrix: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
     """Transpose a bit matrix stored as packed bytes (little-endian bit order: bit ``j`` of a
     row is bit ``j % 8`` of byte ``j // 8``).
 
     ``matrix`` is ``(rows, cols // 8)`` uint8 with ``rows`` and ``cols`` multiples of 64; the
-    result is ``(cols, rows // 8)`` uint8 in the same packing.
+    result is ``(cols, rows // 8)`` uint8 in the same packing. The compiled kernel runs it if
+    ``kernel`` is true (or None and :data:`KERNEL`; it releases the GIL), else numpy: the
+    results are byte-identical.
     """
     mat = np.asarray(matrix, dtype=np.uint8)
     if mat.ndim != 2 or mat.shape[0] % 64 or mat.shape[1] % 8:
         raise ValueError("transpose_bits needs (64*a, 8*b) packed bytes")
     rows, cb = mat.shape
+    if KERNEL if kernel is None else kernel:
+        if not KERNEL:
+            raise RuntimeError("the compiled transpose kernel is not built")
+        out_k = np.empty((cb * 8, rows // 8), dtype=np.uint8)
+        _KERNEL.transpose(np.ascontiguousarray(mat), out_k, rows, cb)
+        return out_k
     g = rows // 64
     c = cb // 8
     out = np.empty((c, 64, g), dtype=np.uint64)
