@@ -55,6 +55,7 @@ from privfin.runtime import Context
 __all__ = [
     "HASHES",
     "STASH",
+    "Matcher",
     "STAT",
     "CuckooFailure",
     "cuckoo",
@@ -262,58 +263,70 @@ def cuckoo(
 # ----------------------------------------------------------------------------- matching
 
 
-def match(
-    own: U8,
-    item: npt.NDArray[np.int64],
-    cls: npt.NDArray[np.int64],
-    theirs: U8,
-    width: int,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The receiver's matching: ``(items, sender rows)`` such that the sender's value of
-    class ``c`` (columns ``c·width …``) equals this party's value of a bin of class ``c``
-    holding an item (``item >= 0``).
+class Matcher:
+    """The receiver's matching, fed the sender's values chunk by chunk as they arrive (the
+    whole ``n_s``-row block is never held): finds the sender rows whose value of class ``c``
+    (columns ``c·width …``) equals this party's value of a bin of class ``c`` holding an
+    item (``item >= 0``).
 
-    This party's values are sorted once by their first 8 bytes; each class column of the
-    sender's values is sorted and searched in them (sorted needles: the search walks the
-    array forward); candidates are checked on the full value and the class. A value is
-    thus compared only with values of its own class, as the false-positive bound of
-    :func:`value_bytes` counts. Falls back to a per-class full comparison if two of this
-    party's values share their first 8 bytes (probability about ``n_r^2 / 2^65``)."""
-    bins = np.flatnonzero(item >= 0)
-    none = np.empty(0, dtype=np.int64)
-    if bins.size == 0 or theirs.shape[0] == 0:
-        return none, none
-    mine = np.ascontiguousarray(own[bins, :8]).view(np.uint64).reshape(-1)
-    order = np.argsort(mine)
-    ms = mine[order]
-    unique_prefix = not bool((ms[1:] == ms[:-1]).any())
-    got_items: list[npt.NDArray[np.int64]] = []
-    got_rows: list[npt.NDArray[np.int64]] = []
-    for c in range(theirs.shape[1] // width):
-        col = theirs[:, c * width : (c + 1) * width]
-        if unique_prefix:
-            q = np.ascontiguousarray(col[:, :8]).view(np.uint64).reshape(-1)
-            oq = np.argsort(q)
-            qs = q[oq]
-            at = np.minimum(np.searchsorted(ms, qs), ms.size - 1)
-            hit = np.flatnonzero(ms[at] == qs)
-            rows = oq[hit]
-            b = bins[order[at[hit]]]
-        else:
-            sel = bins[cls[bins] == c]
-            inside = rows_in(col, own[sel])
-            rows = np.flatnonzero(inside)
-            if rows.size == 0:
-                continue
-            srt = np.argsort(sortable(own[sel]))
-            key = sortable(own[sel])[srt]
-            b = sel[srt[np.searchsorted(key, sortable(col[rows]))]]
-        ok = (cls[b] == c) & (own[b] == col[rows]).all(axis=1)
-        got_items.append(item[b[ok]])
-        got_rows.append(rows[ok].astype(np.int64))
-    if not got_items:
-        return none, none
-    return np.concatenate(got_items), np.concatenate(got_rows)
+    This party's values are sorted once by their first 8 bytes; each class column of a chunk
+    is sorted and searched in them (sorted needles: the search walks the array forward);
+    candidates are checked on the full value and the class. A value is thus compared only
+    with values of its own class, as the false-positive bound of :func:`value_bytes` counts.
+    The stash class (a few bins) is compared with its bins directly. Falls back to a
+    per-class full comparison if two of this party's values share their first 8 bytes
+    (probability about ``n_r^2 / 2^65``)."""
+
+    def __init__(
+        self, own: U8, item: npt.NDArray[np.int64], cls: npt.NDArray[np.int64], width: int
+    ) -> None:
+        self.own, self.item, self.cls, self.width = own, item, cls, width
+        self.bins = np.flatnonzero(item >= 0)
+        mine = np.ascontiguousarray(own[self.bins, :8]).view(np.uint64).reshape(-1)
+        self.order = np.argsort(mine)
+        self.ms = mine[self.order]
+        self.unique_prefix = not bool((self.ms[1:] == self.ms[:-1]).any())
+        self._items: list[npt.NDArray[np.int64]] = []
+        self._rows: list[npt.NDArray[np.int64]] = []
+
+    def add(self, theirs: U8, offset: int) -> None:
+        """Match a chunk of the sender's values (its rows ``offset …``)."""
+        own, cls, bins, width = self.own, self.cls, self.bins, self.width
+        if bins.size == 0 or theirs.shape[0] == 0:
+            return
+        for c in range(theirs.shape[1] // width):
+            col = theirs[:, c * width : (c + 1) * width]
+            few = bins[cls[bins] == c] if c >= HASHES else None
+            if few is not None and few.size <= 8:  # the stash: compare with its bins directly
+                pairs = [(np.flatnonzero((col == own[x]).all(axis=1)), x) for x in few.tolist()]
+                rows = np.concatenate([r for r, _ in pairs] + [np.empty(0, np.int64)])
+                b = np.concatenate([np.full(r.size, x) for r, x in pairs] + [np.empty(0, np.int64)])
+            elif self.unique_prefix:
+                q = np.ascontiguousarray(col[:, :8]).view(np.uint64).reshape(-1)
+                oq = np.argsort(q)
+                qs = q[oq]
+                at = np.minimum(np.searchsorted(self.ms, qs), self.ms.size - 1)
+                hit = np.flatnonzero(self.ms[at] == qs)
+                rows = oq[hit]
+                b = bins[self.order[at[hit]]]
+            else:
+                sel = bins[cls[bins] == c]
+                rows = np.flatnonzero(rows_in(col, own[sel]))
+                if rows.size == 0:
+                    continue
+                key = sortable(own[sel])
+                srt = np.argsort(key)
+                b = sel[srt[np.searchsorted(key[srt], sortable(col[rows]))]]
+            ok = (cls[b] == c) & (own[b] == col[rows]).all(axis=1)
+            self._items.append(self.item[b[ok]])
+            self._rows.append(rows[ok].astype(np.int64) + offset)
+
+    def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(items, sender rows)`` matched so far, each sorted and distinct."""
+        if not self._items:
+            none = np.empty(0, dtype=np.int64)
+            return none, none
+        return np.unique(np.concatenate(self._items)), np.unique(np.concatenate(self._rows))
 
 
 # ----------------------------------------------------------------------------- receiver
@@ -368,6 +381,7 @@ def run_kkrt_receiver(
     bin_d = np.frombuffer(rnd.bytes(16 * total), dtype=np.uint8).reshape(total, 16).copy()
     real = item >= 0
     bin_d[real] = d[item[real]]
+    del d, pos, table, which  # only the bins are needed from here on (memory at 10M)
     t2 = time.perf_counter()
     ctx.metrics.add("psi.seconds.digest_cuckoo", t2 - t1)
 
@@ -407,7 +421,9 @@ def run_kkrt_receiver(
     ctx.metrics.add("psi.seconds.extend_send", t3 - t2)
 
     classes = HASHES + STASH
-    theirs = np.empty((n_s, classes * width), dtype=np.uint8)
+    matcher = Matcher(own, item, cls, width)
+    t4 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.match_setup", t4 - t3)
     at = 0
     while at < n_s:
         msg = ctx.channel.recv(sender, "kkrt.values", expect=KkrtValues)
@@ -418,16 +434,12 @@ def run_kkrt_receiver(
                 f"{r.shape[1]}; expected offset {at}, width {classes * width}, {n_s} rows",
                 party=sender,
             )
-        theirs[at : at + r.shape[0]] = r
+        matcher.add(r, at)  # matched as it arrives: the sender's values are never all held
         at += r.shape[0]
-    t4 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.wait_values", t4 - t3)
-
-    matched, positions = match(own, item, cls, theirs, width)
-    out = np.unique(matched)
-    ctx.metrics.add("psi.seconds.match", time.perf_counter() - t4)
+    out, positions = matcher.result()
+    ctx.metrics.add("psi.seconds.values_match", time.perf_counter() - t4)
     if reveal_to_sender:
-        idx = np.unique(positions)
+        idx = positions
         ctx.channel.send(sender, "result", Indices(values=idx.astype(np.int64)))
     return out.astype(np.int64)
 
