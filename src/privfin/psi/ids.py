@@ -288,9 +288,9 @@ class PreparedIds:
         rows = np.lib.stride_tricks.sliding_window_view(ext, max(width, 1))[starts]
         rows &= np.where(np.arange(max(width, 1)) < lens.reshape(-1, 1), 0xFF, 0).astype(np.uint8)
         fixed = np.ascontiguousarray(rows).view(f"S{max(width, 1)}").reshape(-1)
-        order = np.lexsort((lens, fixed))
-        out = pos[order]
-        lo, hi = starts[order], stops[order]
+        by_key = np.lexsort((lens, fixed))
+        out = pos[by_key]
+        lo, hi = starts[by_key], stops[by_key]
         total = int(lens.sum())
         gather = np.repeat(lo - (np.cumsum(hi - lo) - (hi - lo)), hi - lo)
         data = ext[gather + np.arange(total, dtype=np.int64)].tobytes()

@@ -27,8 +27,8 @@ import numpy.typing as npt
 
 from privfin.crypto import ot as otm
 from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
-from privfin.psi import _aes
 from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.psi import _aes
 from privfin.psi.common import (
     U8,
     handshake,
@@ -39,7 +39,7 @@ from privfin.psi.common import (
     rows_in,
     sortable,
 )
-from privfin.psi.ids import U64, PreparedIds
+from privfin.psi.ids import PreparedIds
 from privfin.psi.messages import (
     CHUNK_ROWS,
     KKRT_BATCH_BINS,
@@ -55,9 +55,9 @@ from privfin.runtime import Context
 __all__ = [
     "HASHES",
     "STASH",
-    "Matcher",
     "STAT",
     "CuckooFailure",
+    "Matcher",
     "cuckoo",
     "run_kkrt_receiver",
     "run_kkrt_sender",
