@@ -39,7 +39,7 @@ from privfin.psi.common import (
     rows_in,
     sortable,
 )
-from privfin.psi.ids import PreparedIds
+from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
     CHUNK_ROWS,
     KKRT_BATCH_BINS,
@@ -269,9 +269,9 @@ class Matcher:
     (columns ``c·width …``) equals this party's value of a bin of class ``c`` holding an
     item (``item >= 0``).
 
-    This party's values are sorted once by their first 8 bytes; each class column of a chunk
-    is sorted and searched in them (sorted needles: the search walks the array forward);
-    candidates are checked on the full value and the class. A value is thus compared only
+    This party's values are sorted once by their first 8 bytes, with a bucket index on their
+    top bits; each class column of a chunk is looked up there (one offset and a few adjacent
+    prefixes per value); candidates are checked on the full value and the class. A value is thus compared only
     with values of its own class, as the false-positive bound of :func:`value_bytes` counts.
     The stash class (a few bins) is compared with its bins directly. Falls back to a
     per-class full comparison if two of this party's values share their first 8 bytes
@@ -286,6 +286,14 @@ class Matcher:
         self.order = np.argsort(mine)
         self.ms = mine[self.order]
         self.unique_prefix = not bool((self.ms[1:] == self.ms[:-1]).any())
+        # bucket index over the sorted prefixes (top ``bits`` bits, ≈ 4 prefixes a bucket):
+        # a lookup reads one offset and a few adjacent prefixes instead of binary-searching
+        # the whole array (which misses the cache at every step once it outgrows it)
+        self.bits = max(1, min(30, int(self.ms.size).bit_length() - 2))
+        self.shift = np.uint64(64 - self.bits)
+        edges = np.arange(1 << self.bits, dtype=np.uint64) << self.shift
+        self.start = np.append(np.searchsorted(self.ms, edges), self.ms.size).astype(np.int64)
+        self.stash = {c: self.bins[cls[self.bins] == c] for c in range(HASHES, HASHES + STASH)}
         self._items: list[npt.NDArray[np.int64]] = []
         self._rows: list[npt.NDArray[np.int64]] = []
 
@@ -296,19 +304,15 @@ class Matcher:
             return
         for c in range(theirs.shape[1] // width):
             col = theirs[:, c * width : (c + 1) * width]
-            few = bins[cls[bins] == c] if c >= HASHES else None
+            few = self.stash.get(c)
             if few is not None and few.size <= 8:  # the stash: compare with its bins directly
                 pairs = [(np.flatnonzero((col == own[x]).all(axis=1)), x) for x in few.tolist()]
                 rows = np.concatenate([r for r, _ in pairs] + [np.empty(0, np.int64)])
                 b = np.concatenate([np.full(r.size, x) for r, x in pairs] + [np.empty(0, np.int64)])
             elif self.unique_prefix:
                 q = np.ascontiguousarray(col[:, :8]).view(np.uint64).reshape(-1)
-                oq = np.argsort(q)
-                qs = q[oq]
-                at = np.minimum(np.searchsorted(self.ms, qs), self.ms.size - 1)
-                hit = np.flatnonzero(self.ms[at] == qs)
-                rows = oq[hit]
-                b = bins[self.order[at[hit]]]
+                rows, at = self._lookup(q)
+                b = bins[self.order[at]]
             else:
                 sel = bins[cls[bins] == c]
                 rows = np.flatnonzero(rows_in(col, own[sel]))
@@ -320,6 +324,30 @@ class Matcher:
             ok = (cls[b] == c) & (own[b] == col[rows]).all(axis=1)
             self._items.append(self.item[b[ok]])
             self._rows.append(rows[ok].astype(np.int64) + offset)
+
+    def _lookup(self, q: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(i, j)``: the needles ``q[i]`` equal to the sorted prefix ``ms[j]``."""
+        ms = self.ms
+        bucket = (q >> self.shift).astype(np.int64)
+        pos = self.start[bucket]
+        end = self.start[bucket + 1]
+        active = np.flatnonzero(pos < end)
+        pos = pos[active]
+        got_i: list[npt.NDArray[np.int64]] = []
+        got_j: list[npt.NDArray[np.int64]] = []
+        while active.size:
+            here = ms[pos]
+            want = q[active]
+            eq = here == want
+            got_i.append(active[eq])
+            got_j.append(pos[eq])
+            pos = pos + 1
+            go_on = (here < want) & (pos < end[active])  # sorted: past ``want`` means absent
+            active = active[go_on]
+            pos = pos[go_on]
+        if not got_i:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(got_i), np.concatenate(got_j)
 
     def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """``(items, sender rows)`` matched so far, each sorted and distinct."""
