@@ -271,8 +271,9 @@ class Matcher:
 
     This party's values are sorted once by their first 8 bytes, with a bucket index on their
     top bits; each class column of a chunk is looked up there (one offset and a few adjacent
-    prefixes per value); candidates are checked on the full value and the class. A value is thus compared only
-    with values of its own class, as the false-positive bound of :func:`value_bytes` counts.
+    prefixes per value); candidates are checked on the full value and the class. A value is
+    thus compared only with values of its own class, as the false-positive bound of
+    :func:`value_bytes` counts.
     The stash class (a few bins) is compared with its bins directly. Falls back to a
     per-class full comparison if two of this party's values share their first 8 bytes
     (probability about ``n_r^2 / 2^65``)."""
