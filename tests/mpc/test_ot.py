@@ -202,15 +202,30 @@ def test_base_ot_refuses_bad_points() -> None:
         sender.keys(bad)
 
 
-@pytest.mark.parametrize(("rows", "cols"), [(64, 64), (128, 192), (192, 64 * 1500)])
 @pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize(
+    ("rows", "cols"), [(64, 64), (128, 192), (192, 64 * 1500), (576, 640), (1024, 512 + 64)]
+)
 def test_transpose_matches_numpy(rows: int, cols: int, kernel: bool) -> None:
+    # the pure path and (where built) the compiled kernel, against unpackbits/packbits
     rng = np.random.default_rng(rows + cols)
     m = rng.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
     bits = np.unpackbits(m, axis=1, bitorder="little")
     expected = np.packbits(bits.T, axis=1, bitorder="little")
     assert np.array_equal(ot.transpose_bits(m, kernel=kernel), expected)
     assert np.array_equal(ot.transpose_bits(ot.transpose_bits(m, kernel=kernel)), m)
+    strided = m[:, :8]  # a non-contiguous view
+    expected_view = np.packbits(bits[:, :64].T, axis=1, bitorder="little")
+    assert np.array_equal(ot.transpose_bits(strided, kernel=kernel), expected_view)
+
+
+def test_transpose_kernel_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ot, "KERNEL", False)
+    m = np.arange(64 * 8, dtype=np.uint8).reshape(64, 8)
+    pure = ot.transpose_bits(m)  # automatic: the numpy path when no kernel is built
+    with pytest.raises(RuntimeError, match="not built"):
+        ot.transpose_bits(m, kernel=True)
+    assert np.array_equal(ot.transpose_bits(pure), m)
 
 
 def test_transpose_refuses_ragged_shapes() -> None:

@@ -183,6 +183,54 @@ def test_protocol_with_stashed_items(monkeypatch: pytest.MonkeyPatch) -> None:
     assert out == {"r": a, "s": a}
 
 
+def _matcher_case(prefix_clash: bool) -> tuple[Any, ...]:
+    """Own values of 40 bins (classes 0-2, one stash bin) and a sender block that holds some
+    of them in the right class, some in a wrong class, and near misses."""
+    rng = np.random.default_rng(11)
+    width, total, m = 10, 48, 44
+    own = rng.integers(0, 256, (total, width), dtype=np.uint8)
+    if prefix_clash:  # two of our values share their first 8 bytes: the fallback path
+        own[5, :8] = own[6, :8]
+    item = np.full(total, -1, dtype=np.int64)
+    item[:40] = rng.permutation(40)
+    item[m] = 40  # the stash bin holds item 40
+    cls = np.zeros(total, dtype=np.int64)
+    cls[:m] = rng.integers(0, kkrt.HASHES, m)
+    cls[m:] = kkrt.HASHES
+    classes = kkrt.HASHES + kkrt.STASH
+    theirs = rng.integers(0, 256, (30, classes * width), dtype=np.uint8)
+    want_items, want_rows = set(), set()
+    for row, b in enumerate([3, 5, 6, 17, 29, m]):  # right class: found
+        c = int(cls[b])
+        theirs[row, c * width : (c + 1) * width] = own[b]
+        want_items.add(int(item[b]))
+        want_rows.add(row)
+    for row, b in [(10, 8), (11, 9)]:  # wrong class: not found
+        c = (int(cls[b]) + 1) % kkrt.HASHES
+        theirs[row, c * width : (c + 1) * width] = own[b]
+    for row, b in [(12, 12)]:  # right class, last byte differs: not found
+        c = int(cls[b])
+        theirs[row, c * width : (c + 1) * width] = own[b]
+        theirs[row, (c + 1) * width - 1] ^= 1
+    for row, b in [(13, 42)]:  # an empty bin's value: never found
+        c = int(cls[b])
+        theirs[row, c * width : (c + 1) * width] = own[b]
+    return own, item, cls, theirs, width, want_items, want_rows
+
+
+@pytest.mark.parametrize("prefix_clash", [False, True])
+@pytest.mark.parametrize("chunk", [30, 7, 1])
+def test_matcher_finds_exactly_the_right_class(prefix_clash: bool, chunk: int) -> None:
+    own, item, cls, theirs, width, want_items, want_rows = _matcher_case(prefix_clash)
+    matcher = kkrt.Matcher(own, item, cls, width)
+    assert matcher.unique_prefix is not prefix_clash
+    for a in range(0, theirs.shape[0], chunk):  # chunk by chunk, as the values arrive
+        matcher.add(theirs[a : a + chunk], a)
+    items, rows = matcher.result()
+    assert set(items.tolist()) == want_items and set(rows.tolist()) == want_rows
+    assert items.tolist() == sorted(want_items) and rows.tolist() == sorted(want_rows)
+
+
 def test_parameters_and_bounds() -> None:
     # PSWW18 fit at n = 2^20: e = (40 + 130 + 20) / 123.5 ≈ 1.54
     assert abs(kkrt.table_size(2**20) / 2**20 - (40 + 130 + 20) / 123.5) < 0.002

@@ -89,7 +89,7 @@ def test_prepared_ids_match_reference_in_any_chunking(
 
 def test_dedup_is_exact_under_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
     # every key hashes to the same 64-bit value: dedup must still compare the keys in full
-    monkeypatch.setattr(ids, "_hash64", lambda items: np.zeros(len(items), dtype=np.uint64))
+    monkeypatch.setattr(ids, "_hash64", lambda buf, s, e: np.zeros(s.size, dtype=np.uint64))
     p = prepare_ids([["x", "y", "x"], ["z", "y", "w"]], "exact", "first", chunked=True)
     assert list(p.keys) == ["x", "y", "z", "w"]
     assert p.rows.tolist() == [0, 1, 3, 5]
@@ -217,3 +217,69 @@ def test_long_chunk_is_added_in_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     keys, originals, rows = _reference(values, "exact")
     assert list(p.keys) == keys and p.rows.tolist() == rows and list(p.originals) == originals
     assert p.n_input == len(values) and p.n_duplicates == 3 and p.n_missing == 1
+
+
+_ASCII_IDS = st.lists(
+    st.text(alphabet=" \t\x1c\x1fAaBbZz09-_\x00\x7f", max_size=6), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(_ASCII_IDS, st.sampled_from(["exact", "trim", "trim_casefold"]), st.integers(1, 9))
+def test_ascii_fast_path_matches_per_id_path(values: list[str], rule: str, step: int) -> None:
+    # ASCII chunks of plain strings take the vectorised path; other chunks the per-id path:
+    # both must give the reference keys, spellings, rows and counters
+    chunks = [values[i : i + step] for i in range(0, len(values), step)]
+    fast = prepare_ids(chunks, rule, "first", chunked=True)
+    slow = prepare_ids([[*c, None] for c in chunks], rule, "first", chunked=True)  # None: slow
+    keys, originals, _ = _reference(values, rule)
+    assert list(fast.keys) == keys == list(slow.keys)
+    assert list(fast.originals) == originals == list(slow.originals)
+    ref_rows = _reference([v for c in chunks for v in [*c, None]], rule)[2]
+    assert slow.rows.tolist() == ref_rows
+    assert fast.rows.tolist() == _reference(values, rule)[2]
+    assert fast.n_duplicates == slow.n_duplicates
+    assert fast.n_missing == slow.n_missing - len(chunks)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.text(max_size=8), min_size=1, max_size=30, unique=True), st.randoms())
+def test_key_order_is_code_point_order(values: list[str], rnd: random.Random) -> None:
+    p = prepare_ids(values, "exact")
+    picked = np.array(rnd.sample(range(len(values)), k=rnd.randint(1, len(values))))
+    at, keys = p.in_key_order(picked)
+    expected = sorted(values[i] for i in picked.tolist())
+    assert keys == expected and [values[i] for i in at.tolist()] == expected
+
+
+def test_key_order_of_long_keys_and_trailing_nul() -> None:
+    values = ["a\x00", "a", "b" * 100, "a\x00\x01", "é", "\x7f"]
+    p = prepare_ids(values, "exact")
+    at, keys = p.in_key_order(np.arange(len(values)))
+    assert keys == sorted(values) and at.tolist() == [values.index(k) for k in sorted(values)]
+    at, keys = p.in_key_order(np.array([0, 1, 3]))  # all short: the vectorised sort
+    assert keys == ["a", "a\x00", "a\x00\x01"]
+
+
+def test_id_hash_is_safe_from_several_threads() -> None:
+    """The parties of a simulation and a thread pool's workers prepare ids at the same time:
+    the dedup hash must not share a cipher context between threads ("Already borrowed")."""
+    buf = np.frombuffer(bytes(range(256)) * 8_000, dtype=np.uint8)
+    starts = np.arange(0, buf.size - 16, 16, dtype=np.int64)
+    ends = starts + 16 + (starts % 7)
+    expected = ids._hash64(buf, starts, ends)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(15):
+                assert np.array_equal(ids._hash64(buf, starts, ends), expected)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -98,8 +98,11 @@ class Cluster:
     def down(self) -> list[str]:
         """Stop every node (SIGTERM, then SIGKILL); returns the parties that were running."""
         stopped = [p for p, info in self.parties.items() if _alive(info.get("pid"))]
+        for party in stopped:  # every node shuts down at once, then each is waited for
+            with contextlib.suppress(OSError):
+                os.kill(int(self.parties[party]["pid"]), signal.SIGTERM)
         for party in list(self.parties):
-            self.kill(party, signal.SIGTERM)
+            self.kill(party, 0)  # signal 0: only wait (SIGKILL after the timeout)
         return stopped
 
     def run_job(

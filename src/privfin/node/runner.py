@@ -217,6 +217,9 @@ def spec_parties(spec: AnySpec) -> list[str]:
     return list(spec.parties) if isinstance(spec, PipelineSpec) else list(spec.roles)
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
@@ -225,6 +228,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(type(v) in _PLAIN for v in value):  # long id/row lists: no call per item
+            return list(value)
         return [jsonable(v) for v in value]
     if isinstance(value, pd.DataFrame):
         return {"columns": list(map(str, value.columns)), "rows": len(value)}

@@ -247,13 +247,9 @@ def aligned_output(
     a table) table rows, in the agreed order (ascending normalised key), so every party that
     learns the intersection ends with its rows in the same order."""
     # UTF-8 byte order is code point order: sorting the bytes sorts the keys
-    positions = [int(i) for i in matched]
-    kb = [prepared.key_bytes(i) for i in positions]
-    order = [positions[j] for j in sorted(range(len(positions)), key=kb.__getitem__)]
-    del kb
-    all_rows = prepared.rows
-    rows = [int(all_rows[i]) for i in order]
-    keys = [prepared.key(i) for i in order]
+    at, keys = prepared.in_key_order(np.asarray(matched, dtype=np.int64).reshape(-1))
+    order: list[int] = at.tolist()
+    rows: list[int] = prepared.rows[at].tolist() if at.size else []
     out: dict[str, Any] = {
         "ids": prepared.spellings(order, keys),
         "keys": keys,

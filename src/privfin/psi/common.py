@@ -346,14 +346,17 @@ def rows_in(needles: U8, hay: U8) -> npt.NDArray[np.bool_]:
     if n == 0 or hay.shape[0] == 0:
         return out
     h = np.ascontiguousarray(hay[:, :8]).view(np.uint64).ravel()
-    order = np.argsort(h, kind="stable")
+    order = np.argsort(h)
     hs = h[order]
     if bool((hs[1:] == hs[:-1]).any()):
         return np.isin(sortable(needles), sortable(hay))
     q = np.ascontiguousarray(needles[:, :8]).view(np.uint64).ravel()
-    at = np.minimum(np.searchsorted(hs, q), hs.size - 1)
-    cand = np.flatnonzero(hs[at] == q)
-    out[cand] = (hay[order[at[cand]]] == needles[cand]).all(axis=1)
+    oq = np.argsort(q)  # sorted needles: the binary searches walk ``hs`` forward (cache)
+    qs = q[oq]
+    at = np.minimum(np.searchsorted(hs, qs), hs.size - 1)
+    hit = np.flatnonzero(hs[at] == qs)
+    cand = oq[hit]
+    out[cand] = (hay[order[at[hit]]] == needles[cand]).all(axis=1)
     return out
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.errors import ConfigError
+from privfin.psi import _aes
 
 __all__ = [
     "DUPLICATE_RULES",
@@ -43,8 +44,11 @@ __all__ = [
 ]
 
 U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+#: Longest keys :meth:`PreparedIds.in_key_order` sorts as fixed-width byte strings.
+SORT_WIDTH = 64
 #: Ids normalised and deduplicated per step of :meth:`PreparedIds.add`.
-ADD_STEP = 65_536
+ADD_STEP = 1 << 18
 
 
 def _exact(value: str) -> str:
@@ -126,11 +130,30 @@ class OriginalView(KeyView):
         return (p.original(j) for j in range(len(p)))
 
 
-def _hash64(items: Sequence[bytes]) -> npt.NDArray[np.uint64]:
-    """64-bit BLAKE2b of each item (a dedup index only: equal hashes are compared in full)."""
-    b2 = hashlib.blake2b
-    data = b"".join([b2(x, digest_size=8, person=b"privfin.psi.dup").digest() for x in items])
-    return np.frombuffer(data, dtype=np.uint64).copy()
+#: The dedup hash's public AES key. An encryptor is made per call: a ``cryptography`` cipher
+#: context must not be used by two threads at once (parties and pool workers are threads).
+_DEDUP_KEY = hashlib.sha256(b"privfin.psi.ids.dedup.v2").digest()[:16]
+_DEDUP_DOMAIN = np.uint64(0x6964732E64656475)  # "ids.dedu"
+#: ASCII characters ``str.strip()`` removes (``str.isspace``).
+_ASCII_SPACE = np.zeros(256, dtype=bool)
+_ASCII_SPACE[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+
+
+def _hash64(buf: npt.NDArray[np.uint8], starts: I64, ends: I64) -> U64:
+    """64-bit hash of each key ``buf[starts[i]:ends[i]]`` (AES Merkle–Damgård under a fixed
+    public key, vectorised; a dedup index only: equal hashes are compared in full)."""
+    if starts.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    h = _aes.packed_digests(_aes.ecb(_DEDUP_KEY), buf, starts, ends - starts, _DEDUP_DOMAIN)
+    return np.ascontiguousarray(h[:, 0])
+
+
+def _pack(items: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], I64, I64]:
+    """``items`` as one byte array with start and end offsets."""
+    lens = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
+    ends = np.cumsum(lens)
+    buf = np.frombuffer(b"".join(items), dtype=np.uint8)
+    return buf, ends - lens, ends
 
 
 class PreparedIds:
@@ -212,6 +235,8 @@ class PreparedIds:
         """Input spellings of the keys at ``positions`` (``keys`` are those keys: an id that
         normalisation did not change shares its string object with its key)."""
         orig = self._orig
+        if not orig:
+            return list(keys)
         return [orig.get(i, k) for i, k in zip(positions, keys, strict=True)]
 
     def packed(
@@ -233,10 +258,56 @@ class PreparedIds:
         data = b"".join([mv[x:y] for x, y in zip(starts.tolist(), stops.tolist(), strict=True)])
         return data, np.cumsum(stops - starts).astype(np.uint64)
 
+    def in_key_order(self, positions: npt.NDArray[np.int64]) -> tuple[I64, list[str]]:
+        """``positions`` sorted by their keys' UTF-8 bytes (code point order), and those keys.
+
+        Vectorised when the keys are at most :data:`SORT_WIDTH` bytes: they are sorted as
+        zero-padded fixed-width byte strings with ties broken by length (a key that is another
+        plus trailing NUL bytes sorts after it), which is the byte order."""
+        pos = np.asarray(positions, dtype=np.int64)
+        if pos.size == 0:
+            return pos, []
+        if not self._ends:
+            raise IndexError("key index out of range")
+        ends = np.frombuffer(self._ends, dtype=np.int64)
+        if int(pos.min()) < 0 or int(pos.max()) >= ends.size:
+            raise IndexError("key index out of range")
+        stops = ends[pos]
+        starts = stops - np.diff(ends, prepend=0)[pos]
+        lens = stops - starts
+        width = int(lens.max())
+        if width > SORT_WIDTH:
+            kb = [self.key_bytes(int(i)) for i in pos.tolist()]
+            order = sorted(range(pos.size), key=kb.__getitem__)
+            out = pos[np.asarray(order, dtype=np.int64)]
+            return out, [self.key(int(i)) for i in out.tolist()]
+        blob = np.frombuffer(self._blob, dtype=np.uint8)
+        try:
+            ext = np.zeros(blob.size + max(width, 1), dtype=np.uint8)
+            ext[: blob.size] = blob
+        finally:
+            del blob  # release the bytearray's buffer (it must stay resizable)
+        rows = np.lib.stride_tricks.sliding_window_view(ext, max(width, 1))[starts]
+        rows &= np.where(np.arange(max(width, 1)) < lens.reshape(-1, 1), 0xFF, 0).astype(np.uint8)
+        fixed = np.ascontiguousarray(rows).view(f"S{max(width, 1)}").reshape(-1)
+        by_key = np.lexsort((lens, fixed))
+        out = pos[by_key]
+        lo, hi = starts[by_key], stops[by_key]
+        total = int(lens.sum())
+        gather = np.repeat(lo - (np.cumsum(hi - lo) - (hi - lo)), hi - lo)
+        data = ext[gather + np.arange(total, dtype=np.int64)].tobytes()
+        cut = np.concatenate(([0], np.cumsum(hi - lo))).tolist()
+        if data.isascii():  # byte offsets are character offsets
+            text = data.decode("ascii")
+            keys = [text[a:b] for a, b in itertools.pairwise(cut)]
+        else:
+            keys = [data[a:b].decode("utf-8", "surrogatepass") for a, b in itertools.pairwise(cut)]
+        return out, keys
+
     def index_of(self, key: str) -> int | None:
         """Position of ``key`` in :attr:`keys`, or None."""
         data = key.encode("utf-8", "surrogatepass")
-        h = _hash64([data])[0]
+        h = _hash64(*_pack([data]))[0]
         lo = int(np.searchsorted(self._hsorted, h, side="left"))
         hi = int(np.searchsorted(self._hsorted, h, side="right"))
         for j in range(lo, hi):
@@ -257,6 +328,8 @@ class PreparedIds:
             self._add(part)
 
     def _add(self, values: list[object]) -> None:
+        if self._add_ascii(values):
+            return
         norm = normalizer(self.normalize)
         drop_empty = self.normalize != "exact"
         enc: list[bytes] = []
@@ -279,31 +352,103 @@ class PreparedIds:
             rows.append(row - 1)
         self.n_input = row
         if enc:
-            self._append_unique(enc, rows, changed)
+            self._append_unique(*_pack(enc), np.asarray(rows, dtype=np.int64), changed)
 
-    def _append_unique(self, enc: list[bytes], rows: list[int], changed: dict[int, str]) -> None:
-        h = _hash64(enc)
-        order = np.argsort(h, kind="stable")
-        hs = h[order]
-        # candidates: a hash seen earlier in this chunk, or already in the index
-        repeat = np.zeros(len(enc), dtype=bool)
-        repeat[order[1:][hs[1:] == hs[:-1]]] = True
+    def _add_ascii(self, values: list[object]) -> bool:
+        """The vectorised path for a chunk of ASCII ``str`` ids (the common case): no Python
+        object per id. On ASCII, NFC is the identity, ``strip`` removes the characters of
+        :data:`_ASCII_SPACE` and ``casefold`` is ``lower``, so the keys are those of the
+        per-id path. Returns False (nothing done) for any other chunk."""
+        if not values:
+            return False
+        strs: list[str] = values  # type: ignore[assignment]
+        try:
+            joined = "".join(strs)  # refuses anything but str: None, NaN, numbers
+        except TypeError:
+            return False
+        if not joined.isascii():
+            return False
+        n = len(strs)
+        lens = np.fromiter(map(len, strs), dtype=np.int64, count=n)
+        if int(lens.sum()) != len(joined):
+            return False
+        buf = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+        del joined
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        changed = np.zeros(n, dtype=bool)
+        if self.normalize != "exact":
+            full = np.flatnonzero(lens)
+            edge = full[_ASCII_SPACE[buf[starts[full]]] | _ASCII_SPACE[buf[ends[full] - 1]]]
+            if edge.size:  # leading or trailing whitespace (rare): strip those ids in Python
+                fixed = list(strs)
+                for j in edge.tolist():
+                    fixed[j] = strs[j].strip()
+                lens = np.fromiter(map(len, fixed), dtype=np.int64, count=n)
+                buf = np.frombuffer("".join(fixed).encode("ascii"), dtype=np.uint8)
+                ends = np.cumsum(lens)
+                starts = ends - lens
+                changed[edge] = True
+            if self.normalize == "trim_casefold":
+                upper = (buf >= 65) & (buf <= 90)
+                if upper.any():
+                    count = np.concatenate(([0], np.cumsum(upper)))
+                    changed |= count[ends] > count[starts]
+                    buf = buf + (upper.view(np.uint8) << np.uint8(5))
+        rows = np.arange(self.n_input, self.n_input + n, dtype=np.int64)
+        self.n_input += n
+        if self.normalize != "exact":
+            present = lens > 0
+            self.n_missing += int(n - present.sum())
+            if not present.all():
+                starts, ends, rows = starts[present], ends[present], rows[present]
+                at = np.flatnonzero(present)
+                changed = changed[present]
+            else:
+                at = np.arange(n)
+        else:
+            at = np.arange(n)
+        orig = {int(j): strs[int(at[j])] for j in np.flatnonzero(changed).tolist()}
+        if starts.size:
+            self._append_unique(buf, starts, ends, rows, orig)
+        return True
+
+    def _append_unique(
+        self,
+        buf: npt.NDArray[np.uint8],
+        starts: I64,
+        ends: I64,
+        rows: I64,
+        changed: dict[int, str],
+    ) -> None:
+        """Append the keys ``buf[starts[j]:ends[j]]`` (input rows ``rows``; ``changed``: the
+        input spelling of those normalisation changed) that are not already present."""
+        n = starts.size
+        h = _hash64(buf, starts, ends)
+        hs = np.sort(h)
+        # candidates: a hash seen twice in this chunk, or already in the index
+        suspect = hs[1:][hs[1:] == hs[:-1]]
         if self._hsorted.size:
-            at = np.searchsorted(self._hsorted, h)
-            at = np.minimum(at, self._hsorted.size - 1)
-            repeat |= self._hsorted[at] == h
-        keep = np.ones(len(enc), dtype=bool)
+            at = np.minimum(np.searchsorted(self._hsorted, hs), self._hsorted.size - 1)
+            suspect = np.concatenate((suspect, hs[self._hsorted[at] == hs]))
+        repeat = np.isin(h, suspect) if suspect.size else np.zeros(n, dtype=bool)
+        keep = np.ones(n, dtype=bool)
         if repeat.any():
+
+            def key(j: int) -> bytes:
+                return buf[starts[j] : ends[j]].tobytes()
+
             first_in_chunk: dict[int, list[int]] = {}
-            for j in np.flatnonzero(repeat | np.isin(h, h[repeat])).tolist():
+            for j in np.flatnonzero(repeat).tolist():
                 hv = int(h[j])
-                earlier = [e for e in first_in_chunk.get(hv, []) if enc[e] == enc[j]]
-                existing = None if earlier else self._find(hv, enc[j])
+                kj = key(j)
+                earlier = [e for e in first_in_chunk.get(hv, []) if key(e) == kj]
+                existing = None if earlier else self._find(hv, kj)
                 if earlier or existing is not None:
-                    prev_row = rows[earlier[0]] if earlier else int(self._rows[existing or 0])
+                    prev_row = int(rows[earlier[0]]) if earlier else int(self._rows[existing or 0])
                     if self.duplicates == "error":
                         raise ConfigError(
-                            f"id in row {rows[j]} repeats the id of row {prev_row} "
+                            f"id in row {int(rows[j])} repeats the id of row {prev_row} "
                             "(duplicates='error'); deduplicate the input or use "
                             "duplicates='first'"
                         )
@@ -313,18 +458,25 @@ class PreparedIds:
                     first_in_chunk.setdefault(hv, []).append(j)
         base = len(self._ends)
         end = self._ends[-1] if self._ends else 0
-        kept = np.flatnonzero(keep).tolist()
-        for new, j in enumerate(kept):
-            data = enc[j]
-            self._blob += data
-            end += len(data)
-            self._ends.append(end)
-            self._rows.append(rows[j])
-            if j in changed:
-                self._orig[base + new] = changed[j]
+        kept = np.flatnonzero(keep)
+        lens = ends[kept] - starts[kept]
+        total = int(lens.sum())
+        if kept.size == n and n and int(ends[-1] - starts[0]) == total:
+            data = buf[int(starts[0]) : int(ends[-1])]  # contiguous: no gather
+        else:
+            offset = np.cumsum(lens) - lens
+            data = buf[np.repeat(starts[kept] - offset, lens) + np.arange(total, dtype=np.int64)]
+        self._blob += data.tobytes()
+        self._ends.frombytes((end + np.cumsum(lens)).astype(np.int64).tobytes())
+        self._rows.frombytes(rows[kept].astype(np.int64).tobytes())
+        if changed:
+            new_of = np.cumsum(keep) - 1
+            for j, original in changed.items():
+                if keep[j]:
+                    self._orig[base + int(new_of[j])] = original
         hk = h[keep]
-        pk = np.arange(base, base + len(kept), dtype=np.int64)
-        o = np.argsort(hk, kind="stable")
+        pk = np.arange(base, base + kept.size, dtype=np.int64)
+        o = np.argsort(hk)
         hk, pk = hk[o], pk[o]
         at = np.searchsorted(self._hsorted, hk, side="right")
         self._hsorted = np.insert(self._hsorted, at, hk)
@@ -352,7 +504,7 @@ class PreparedIds:
             enc.append(self.key_bytes(i))
             rows.append(int(self._rows[i]))
         if enc:
-            fresh._append_unique(enc, rows, changed)
+            fresh._append_unique(*_pack(enc), np.asarray(rows, dtype=np.int64), changed)
         fresh.n_input, fresh.n_missing = self.n_input, self.n_missing
         fresh.n_duplicates = self.n_duplicates
         return fresh

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privfin.crypto import ot as otm
 from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
 from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.psi import _aes
 from privfin.psi.common import (
     U8,
     handshake,
@@ -37,6 +37,7 @@ from privfin.psi.common import (
     prefetch,
     random_permutation,
     rows_in,
+    sortable,
 )
 from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
@@ -56,6 +57,7 @@ __all__ = [
     "STASH",
     "STAT",
     "CuckooFailure",
+    "Matcher",
     "cuckoo",
     "run_kkrt_receiver",
     "run_kkrt_sender",
@@ -112,17 +114,9 @@ def n_bins(n_r: int) -> int:
 # ----------------------------------------------------------------------------- AES helpers
 
 
-def _ecb(key: bytes) -> Any:
-    # ECB is AES as a public (keyed) permutation on independent blocks, not encryption.
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-
-
-def _perm(enc: Any, blocks: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """AES over every 16-byte block of ``blocks`` (one call over the whole buffer)."""
-    flat = np.ascontiguousarray(blocks).view(np.uint8).reshape(-1)
-    out = np.empty(flat.size + 16, dtype=np.uint8)
-    enc.update_into(flat.data, out.data)
-    return out[: flat.size].view(blocks.dtype).reshape(blocks.shape)
+_ecb = _aes.ecb
+_perm = _aes.perm
+_md_mmo = _aes.md_mmo
 
 
 @dataclass(frozen=True)
@@ -144,56 +138,21 @@ class _Keys:
 
 
 _DIGEST_DOMAIN = np.uint64(0x6B6B72742E696473)  # "kkrt.ids"
-_DIGEST_ITEMS = 1 << 18  # keys hashed per vectorised pass (bounds the padded buffer)
-
-
-def _md_mmo(enc: Any, iv: npt.NDArray[np.uint64], blocks: npt.NDArray[np.uint64]) -> U64:
-    """Merkle–Damgård over ``blocks`` (``(n, L, 2)`` words) with the Matyas–Meyer–Oseas
-    compression ``x -> π(x) ⊕ x`` from the compressed ``iv`` (``(n, 2)``): ``(n, 2)`` words."""
-    x = np.ascontiguousarray(iv)
-    h = _perm(enc, x)
-    h ^= x
-    for b in range(blocks.shape[1]):
-        x = h ^ blocks[:, b]
-        h = _perm(enc, x)
-        h ^= x
-    return h
 
 
 def digests(prepared: PreparedIds, key: bytes) -> U8:
     """128-bit digest of every key (``(n, 16)``): its UTF-8 bytes zero-padded to whole
-    16-byte blocks, hashed by :func:`_md_mmo` from the IV ``(length, domain)`` with AES under
-    ``key`` (derived from both parties' shares after the inputs were fixed, so the inputs
-    cannot be chosen to collide; distinct keys collide with probability about
-    ``n_r·n_s / 2^128``). Vectorised: keys are grouped by their number of blocks."""
-    n = len(prepared)
-    enc = _ecb(key)
-    out = np.empty((n, 16), dtype=np.uint8)
-    for a in range(0, n, _DIGEST_ITEMS):
-        b = min(n, a + _DIGEST_ITEMS)
-        data, ends_u = prepared.packed(None, a, b)
-        ends = ends_u.astype(np.int64)
-        starts = np.concatenate((np.zeros(1, np.int64), ends[:-1]))
-        lengths = ends - starts
-        nblocks = np.maximum(1, -(-lengths // 16))
-        buf = np.frombuffer(data, dtype=np.uint8)
-        for blocks in np.unique(nblocks).tolist():
-            rows = np.flatnonzero(nblocks == blocks)
-            lens = lengths[rows]
-            padded = np.zeros((rows.size, 16 * blocks), dtype=np.uint8)
-            total = int(lens.sum())
-            if total:
-                owner = np.repeat(np.arange(rows.size, dtype=np.int64), lens)
-                first = np.cumsum(lens) - lens
-                within = np.arange(total, dtype=np.int64) - np.repeat(first, lens)
-                src = np.repeat(starts[rows], lens) + within
-                padded.reshape(-1)[owner * 16 * blocks + within] = buf[src]
-            iv = np.empty((rows.size, 2), dtype=np.uint64)
-            iv[:, 0] = lens.astype(np.uint64)
-            iv[:, 1] = _DIGEST_DOMAIN
-            h = _md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
-            out[a + rows] = h.view(np.uint8).reshape(rows.size, 16)
-    return out
+    16-byte blocks, hashed by Merkle–Damgård with the Matyas–Meyer–Oseas compression from
+    the IV ``(length, domain)`` with AES under ``key`` (derived from both parties' shares
+    after the inputs were fixed, so the inputs cannot be chosen to collide; distinct keys
+    collide with probability about ``n_r·n_s / 2^128``). Vectorised
+    (:func:`privfin.psi._aes.packed_digests`)."""
+    data, ends_u = prepared.packed()
+    ends = ends_u.astype(np.int64)
+    lengths = np.diff(ends, prepend=0)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    h = _aes.packed_digests(_ecb(key), buf, ends - lengths, lengths, _DIGEST_DOMAIN)
+    return h.view(np.uint8).reshape(len(prepared), 16)
 
 
 def bin_positions(d: U8, key: bytes, m: int) -> npt.NDArray[np.int64]:
@@ -301,6 +260,104 @@ def cuckoo(
     return table, which, np.sort(pending)
 
 
+# ----------------------------------------------------------------------------- matching
+
+
+class Matcher:
+    """The receiver's matching, fed the sender's values chunk by chunk as they arrive (the
+    whole ``n_s``-row block is never held): finds the sender rows whose value of class ``c``
+    (columns ``c·width …``) equals this party's value of a bin of class ``c`` holding an
+    item (``item >= 0``).
+
+    This party's values are sorted once by their first 8 bytes, with a bucket index on their
+    top bits; each class column of a chunk is looked up there (one offset and a few adjacent
+    prefixes per value); candidates are checked on the full value and the class. A value is
+    thus compared only with values of its own class, as the false-positive bound of
+    :func:`value_bytes` counts.
+    The stash class (a few bins) is compared with its bins directly. Falls back to a
+    per-class full comparison if two of this party's values share their first 8 bytes
+    (probability about ``n_r^2 / 2^65``)."""
+
+    def __init__(
+        self, own: U8, item: npt.NDArray[np.int64], cls: npt.NDArray[np.int64], width: int
+    ) -> None:
+        self.own, self.item, self.cls, self.width = own, item, cls, width
+        self.bins = np.flatnonzero(item >= 0)
+        mine = np.ascontiguousarray(own[self.bins, :8]).view(np.uint64).reshape(-1)
+        self.order = np.argsort(mine)
+        self.ms = mine[self.order]
+        self.unique_prefix = not bool((self.ms[1:] == self.ms[:-1]).any())
+        # bucket index over the sorted prefixes (top ``bits`` bits, ≈ 4 prefixes a bucket):
+        # a lookup reads one offset and a few adjacent prefixes instead of binary-searching
+        # the whole array (which misses the cache at every step once it outgrows it)
+        self.bits = max(1, min(30, int(self.ms.size).bit_length() - 2))
+        self.shift = np.uint64(64 - self.bits)
+        edges = np.arange(1 << self.bits, dtype=np.uint64) << self.shift
+        self.start = np.append(np.searchsorted(self.ms, edges), self.ms.size).astype(np.int64)
+        self.stash = {c: self.bins[cls[self.bins] == c] for c in range(HASHES, HASHES + STASH)}
+        self._items: list[npt.NDArray[np.int64]] = []
+        self._rows: list[npt.NDArray[np.int64]] = []
+
+    def add(self, theirs: U8, offset: int) -> None:
+        """Match a chunk of the sender's values (its rows ``offset …``)."""
+        own, cls, bins, width = self.own, self.cls, self.bins, self.width
+        if bins.size == 0 or theirs.shape[0] == 0:
+            return
+        for c in range(theirs.shape[1] // width):
+            col = theirs[:, c * width : (c + 1) * width]
+            few = self.stash.get(c)
+            if few is not None and few.size <= 8:  # the stash: compare with its bins directly
+                pairs = [(np.flatnonzero((col == own[x]).all(axis=1)), x) for x in few.tolist()]
+                rows = np.concatenate([r for r, _ in pairs] + [np.empty(0, np.int64)])
+                b = np.concatenate([np.full(r.size, x) for r, x in pairs] + [np.empty(0, np.int64)])
+            elif self.unique_prefix:
+                q = np.ascontiguousarray(col[:, :8]).view(np.uint64).reshape(-1)
+                rows, at = self._lookup(q)
+                b = bins[self.order[at]]
+            else:
+                sel = bins[cls[bins] == c]
+                rows = np.flatnonzero(rows_in(col, own[sel]))
+                if rows.size == 0:
+                    continue
+                key = sortable(own[sel])
+                srt = np.argsort(key)
+                b = sel[srt[np.searchsorted(key[srt], sortable(col[rows]))]]
+            ok = (cls[b] == c) & (own[b] == col[rows]).all(axis=1)
+            self._items.append(self.item[b[ok]])
+            self._rows.append(rows[ok].astype(np.int64) + offset)
+
+    def _lookup(self, q: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(i, j)``: the needles ``q[i]`` equal to the sorted prefix ``ms[j]``."""
+        ms = self.ms
+        bucket = (q >> self.shift).astype(np.int64)
+        pos = self.start[bucket]
+        end = self.start[bucket + 1]
+        active = np.flatnonzero(pos < end)
+        pos = pos[active]
+        got_i: list[npt.NDArray[np.int64]] = []
+        got_j: list[npt.NDArray[np.int64]] = []
+        while active.size:
+            here = ms[pos]
+            want = q[active]
+            eq = here == want
+            got_i.append(active[eq])
+            got_j.append(pos[eq])
+            pos = pos + 1
+            go_on = (here < want) & (pos < end[active])  # sorted: past ``want`` means absent
+            active = active[go_on]
+            pos = pos[go_on]
+        if not got_i:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(got_i), np.concatenate(got_j)
+
+    def result(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``(items, sender rows)`` matched so far, each sorted and distinct."""
+        if not self._items:
+            none = np.empty(0, dtype=np.int64)
+            return none, none
+        return np.unique(np.concatenate(self._items)), np.unique(np.concatenate(self._rows))
+
+
 # ----------------------------------------------------------------------------- receiver
 
 
@@ -353,6 +410,7 @@ def run_kkrt_receiver(
     bin_d = np.frombuffer(rnd.bytes(16 * total), dtype=np.uint8).reshape(total, 16).copy()
     real = item >= 0
     bin_d[real] = d[item[real]]
+    del d, pos, table, which  # only the bins are needed from here on (memory at 10M)
     t2 = time.perf_counter()
     ctx.metrics.add("psi.seconds.digest_cuckoo", t2 - t1)
 
@@ -392,7 +450,9 @@ def run_kkrt_receiver(
     ctx.metrics.add("psi.seconds.extend_send", t3 - t2)
 
     classes = HASHES + STASH
-    theirs = np.empty((n_s, classes * width), dtype=np.uint8)
+    matcher = Matcher(own, item, cls, width)
+    t4 = time.perf_counter()
+    ctx.metrics.add("psi.seconds.match_setup", t4 - t3)
     at = 0
     while at < n_s:
         msg = ctx.channel.recv(sender, "kkrt.values", expect=KkrtValues)
@@ -403,31 +463,12 @@ def run_kkrt_receiver(
                 f"{r.shape[1]}; expected offset {at}, width {classes * width}, {n_s} rows",
                 party=sender,
             )
-        theirs[at : at + r.shape[0]] = r
+        matcher.add(r, at)  # matched as it arrives: the sender's values are never all held
         at += r.shape[0]
-    t4 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.wait_values", t4 - t3)
-
-    matched: list[npt.NDArray[np.int64]] = []
-    positions: list[npt.NDArray[np.int64]] = []
-    for c in range(classes):
-        if c < HASHES:
-            sel = np.flatnonzero(real[:m] & (cls[:m] == c))
-        else:
-            sel = np.array([m + c - HASHES], dtype=np.int64)
-            sel = sel[real[sel]]
-        if sel.size == 0 or n_s == 0:
-            continue
-        col = np.ascontiguousarray(theirs[:, c * width : (c + 1) * width])
-        mine = own[sel]
-        hit = rows_in(mine, col)
-        matched.append(item[sel[hit]])
-        if reveal_to_sender and hit.any():
-            positions.append(np.flatnonzero(rows_in(col, mine[hit])).astype(np.int64))
-    out = np.unique(np.concatenate(matched)) if matched else np.empty(0, dtype=np.int64)
-    ctx.metrics.add("psi.seconds.match", time.perf_counter() - t4)
+    out, positions = matcher.result()
+    ctx.metrics.add("psi.seconds.values_match", time.perf_counter() - t4)
     if reveal_to_sender:
-        idx = np.unique(np.concatenate(positions)) if positions else np.empty(0, np.int64)
+        idx = positions
         ctx.channel.send(sender, "result", Indices(values=idx.astype(np.int64)))
     return out.astype(np.int64)
 
