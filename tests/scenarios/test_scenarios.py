@@ -105,13 +105,40 @@ def test_fraud_federated_with_dp_learns(tmp_path: Path) -> None:
     assert out["epsilon"] is not None and out["epsilon"] > 0
 
 
+def test_marketing_dp_audience_and_joint_propensity(tmp_path: Path) -> None:
+    from privfin.cli.scenarios.marketing import SEGMENTS, audience, run_marketing, top_k_uptake
+    from privfin.data.synthetic import generate
+
+    out = run_marketing(_console(), tmp_path, rows=2000, seed=7, n_trees=3)
+    ds = generate("marketing", rows=2000, seed=7)
+    merchant = ds.parties["merchant"]
+    shared = merchant[merchant["id"].isin(set(ds.parties["bank"]["id"]))]
+    truth = audience(shared).value_counts()
+    release = out["release"]
+    assert "intersection_size" not in release and release["epsilon"] == 0.5
+    for seg in SEGMENTS:  # the DP count: the truth plus a dummy count in [0, slots]
+        got = release["segments"][seg]
+        assert out["segments"][seg]["true"] == truth[seg]
+        assert 0 <= got["revealed"] - truth[seg] <= release["slots"], seg
+    assert out["budget_spent"] == pytest.approx(0.5 * len(SEGMENTS))
+    # the merchant's shopping behaviour carries the planted signal the bank lacks
+    models = out["models"]
+    assert models["joint"]["auc"] > models["bank_only"]["auc"] + 0.01, models
+    assert models["joint"]["auc"] == pytest.approx(out["evaluate"]["auc"], abs=1e-9)
+    assert models["joint"]["lift"] > 1.5
+    assert len(out["top_k"]) == out["k"] == round(0.1 * out["scored_candidates"])
+    assert not [f for f in out["merchant_outputs"] if f[1] == "scores" or f[0] == "audience"]
+    assert ("score_candidates", "scores") in out["bank_outputs"]
+    assert top_k_uptake([0.9, 0.1, 0.8], [1, 1, 0], 2) == 0.5
+
+
 def test_templates_fill_and_private_root(tmp_path: Path) -> None:
     spec = fill({"a": "{{n}}", "b": ["x-{{n}}"], "c": {"d": "{{m}}"}}, {"n": 3, "m": {"k": 1}})
     assert spec == {"a": 3, "b": ["x-3"], "c": {"d": {"k": 1}}}
     with pytest.raises(ConfigError, match="needs a value"):
         fill({"a": "{{missing}}"}, {})
     with pytest.raises(ConfigError, match="no template"):
-        load_template("marketing", {})
+        load_template("no-such-scenario", {})
     with private_root(None) as root:
         assert oct(root.stat().st_mode & 0o777) == "0o700"
         (root / "secret").write_text("x")
