@@ -57,7 +57,7 @@ def test_risk_grades_follow_the_agreed_rule(tmp_path: Path) -> None:
 
     out = run_risk(_console(), tmp_path, rows=400, seed=4, n_ids=80)
     truth = generate("risk", rows=400, seed=4).extras["truth"].set_index("id")
-    rules = load_template("risk", {"job": "x", "result": "x", "roles": {}, "ids": []})["grades"]
+    rules = load_template("risk", {"job": "x", "triples": "rss3"})["grades"]
     expected_lenders = [int(truth["n_lenders"].get(i, 0)) for i in out["ids"]]
     assert out["totals"]["lenders"] == expected_lenders
     assert out["totals"]["outstanding"] == [
@@ -70,6 +70,9 @@ def test_risk_grades_follow_the_agreed_rule(tmp_path: Path) -> None:
         )
     ]
     assert len(set(out["grades"])) >= 2
+    for lender in ("lender_b", "lender_c"):  # the totals reach the result party only
+        assert not [o for o in out["outputs"][lender] if o[1] == "stats"]
+    assert ("totals", "stats") in out["outputs"]["lender_a"]
     with pytest.raises(ValueError, match="catch-all"):
         grade(rules[:1], 1e9, 0.0, 3)
 

@@ -62,7 +62,9 @@ def demo(
     data: Path | None = typer.Option(
         None, help="credit: run on the public default_credit split in DIR"
     ),
-    key_bits: int = typer.Option(1024, help="credit, marketing: Paillier key size (2048: production mode)"),
+    key_bits: int = typer.Option(
+        1024, help="credit, marketing: Paillier key size (2048: production mode)"
+    ),
     roc: Path = typer.Option(Path("credit_roc.svg"), help="credit: where to save the ROC plot"),
 ) -> None:
     """Run a scenario end to end on a local cluster of nodes over mutual TLS."""

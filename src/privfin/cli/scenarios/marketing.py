@@ -29,10 +29,14 @@ __all__ = ["SEGMENTS", "audience", "run_marketing", "top_k_uptake"]
 
 SEGMENTS = ("premium", "frequent", "occasional")
 LABEL = "subscribed"
-BANK_FEATURES = ("age", "balance", "n_products", "tenure_years", "has_mortgage",
-                 "salary_account", "campaign_contacts")  # fmt: skip
-MERCHANT_FEATURES = ("visits_90d", "spend_90d", "distinct_categories", "online_share",
-                     "days_since_last_visit", "coupon_redemptions_90d", "premium_member")  # fmt: skip
+BANK_FEATURES = (
+    "age", "balance", "n_products", "tenure_years", "has_mortgage", "salary_account",
+    "campaign_contacts",
+)  # fmt: skip
+MERCHANT_FEATURES = (
+    "visits_90d", "spend_90d", "distinct_categories", "online_share", "days_since_last_visit",
+    "coupon_redemptions_90d", "premium_member",
+)  # fmt: skip
 
 
 def audience(merchant: pd.DataFrame) -> pd.Series:
@@ -196,9 +200,7 @@ def _local_models(
         ).fit(joined[0][cols], joined[0][LABEL])
         out[name] = {
             "test": pd.Series(gb.predict_proba(joined[1][cols])[:, 1], index=joined[1]["id"]),
-            "candidates": pd.Series(
-                gb.predict_proba(joined[2][cols])[:, 1], index=joined[2]["id"]
-            ),
+            "candidates": pd.Series(gb.predict_proba(joined[2][cols])[:, 1], index=joined[2]["id"]),
         }
     return out
 
@@ -215,7 +217,10 @@ def _summary(
     shared = merchant[merchant["id"].isin(set(bank["id"]))]
     truth = shared["audience"].value_counts()
     seg_table = Table(
-        "merchant segment", "noisy count (bank)", "95% interval", "true*",
+        "merchant segment",
+        "noisy count (bank)",
+        "95% interval",
+        "true*",
         title=f"shared customers per segment (DP, ε {release['epsilon']:g} and "
         f"δ {release['delta']:g} each)",
     )
@@ -241,7 +246,11 @@ def _summary(
               "[bold]joint (2 nodes)[/]": {"test": joint_test, "candidates": joint_cands},
               "pooled plaintext*": local["pooled plaintext"]}  # fmt: skip
     table = Table(
-        "model", "AUC", "KS", f"uptake of top {k}", "lift",
+        "model",
+        "AUC",
+        "KS",
+        f"uptake of top {k}",
+        "lift",
         title=f"propensity on held-out customers ({len(joint_test)}) and the new campaign's "
         f"{len(joint_cands)} candidates (base uptake {base:.1%})",
     )
@@ -268,11 +277,12 @@ def _summary(
         "this demo, which holds all the synthetic data; no party could[/]"
     )
     merchant_files = demo.outputs("merchant", job)
+    files = ", ".join(sorted({f"{s}.{n}" for s, n in merchant_files}))
     console.print(
         "bank learned: noisy counts per segment, the overlap ids of the campaign's rows, "
         "propensity scores. merchant learned: which of its shoppers are bank customers among "
         "the rows aligned for the model (not the bank's other customers), its own tree "
-        f"splits; no score (its files: {', '.join(sorted({f'{s}.{n}' for s, n in merchant_files}))})"
+        f"splits; no score (its files: {files})"
     )
     return {
         "segments": segments,
