@@ -121,7 +121,9 @@ def _summary(
     result: str,
     start: float,
 ) -> dict[str, Any]:
-    plain = sum(applicant_table(df, ids).set_index("id") for df in ds.parties.values())
+    plain: pd.DataFrame = pd.concat(
+        [applicant_table(df, ids).set_index("id") for df in ds.parties.values()]
+    ).groupby(level=0, sort=False).sum()
     exact = all(
         totals[what] == plain[col].astype(int).tolist()
         for what, col in (("outstanding", "outstanding_cents"), ("overdue", "overdue_cents"),
