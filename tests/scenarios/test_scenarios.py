@@ -96,6 +96,21 @@ def test_blacklist_union_of_hits(tmp_path: Path) -> None:
     ds = generate("blacklist", rows=400, seed=2)
     both = set(ds.parties["bank_b"]["id"]) & set(ds.parties["bank_c"]["id"])
     assert out["overlap"]["intersection_size"] == len(both)
+    # each list holder's node wrote the legal basis of its list into the audit of its approval
+    from privfin.audit import Action, AuditLog
+    from privfin.node.config import load_config
+    from privfin.store import open_engine
+
+    for holder in ("bank_b", "bank_c"):
+        engine = open_engine(load_config(tmp_path / "cluster" / holder / "node.yaml").store_url())
+        try:
+            mine = [
+                e.evidence for e in AuditLog(engine, node=holder).entries()
+                if e.action == Action.approval and e.party == holder
+            ]  # fmt: skip
+        finally:
+            engine.dispose()
+        assert [m["legal_basis"] for m in mine] == [{f"{holder}_blacklist": "licensed_source"}]
 
 
 def test_fraud_federated_with_dp_learns(tmp_path: Path) -> None:

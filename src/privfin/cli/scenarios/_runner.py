@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from privfin.errors import ConfigError, ProtocolAbort
 
-__all__ = ["Demo", "fill", "load_template", "private_root", "templates_dir"]
+__all__ = ["Demo", "fill", "load_template", "private_root", "record_legal_bases", "templates_dir"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -88,6 +88,25 @@ def private_root(keep: Path | None) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def record_legal_bases(cluster: Any, bases: Mapping[str, Mapping[str, str]]) -> None:
+    """Each party's operator records the legal basis of its datasets in their usage policy
+    (``{party: {dataset: basis}}``; what ``privfin data register NAME ... --legal-basis B
+    --replace`` does): shown in every approval inbox, written into the audit with each
+    approval, demanded by templates that need one (blacklist: licensed source)."""
+    import dataclasses
+
+    from privfin.cli.data import _registry
+
+    for party, named in bases.items():
+        registry, _ = _registry(cluster.config_path(party))
+        try:
+            for dataset, basis in named.items():
+                policy = registry.get(dataset).policy
+                registry.set_policy(dataset, dataclasses.replace(policy, legal_basis=basis))
+        finally:
+            registry.engine.dispose()
+
+
 @dataclass
 class Demo:
     """One scenario run: the cluster, the console and what the parties decided."""
@@ -110,8 +129,11 @@ class Demo:
                 inbox = client.wait_proposal(job, timeout=timeout)
                 uses = inbox.get("uses", {}).get("datasets", {})
                 fields = sorted({f for d in uses.values() for f in d.get("fields", {})})
+                bases = sorted({str(d.get("legal_basis")) for d in uses.values()
+                                if d.get("legal_basis")})  # fmt: skip
                 client.decide(job, "approve", "demo: operator approval")
-                lines.append(f"{party} approved ({len(fields)} fields)")
+                basis = f"; legal basis {', '.join(bases)}" if bases else ""
+                lines.append(f"{party} approved ({len(fields)} fields{basis})")
         self.approvals[job] = lines
 
     def show_approvals(self, job: str, party: str) -> None:

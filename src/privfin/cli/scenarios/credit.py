@@ -19,7 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 from privfin.errors import ConfigError
 
 __all__ = ["CreditData", "load_default_credit", "run_credit", "synthetic_credit"]
@@ -240,6 +240,7 @@ def run_credit(
         transport="stream",
     )
     try:
+        record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in PARTIES})
         demo = Demo(console, cluster)
         console.print(f"3 nodes up (mutual TLS); job {select['job']}: PSI, WOE/IV binning")
         demo.run(select, timeout=600)

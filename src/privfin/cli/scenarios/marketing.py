@@ -23,7 +23,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 
 __all__ = ["SEGMENTS", "audience", "run_marketing", "top_k_uptake"]
 
@@ -130,6 +130,7 @@ def run_marketing(
         transport="stream",
     )
     try:
+        record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "consent") for p in datasets})
         budget = _set_budget(cluster, dp_epsilon, dp_delta)
         console.print(
             f"2 nodes up (mutual TLS); the merchant's operator set merchant_all's privacy "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 from privfin.errors import ConfigError
 
 __all__ = ["fraud_features", "id_keys", "run"]
@@ -57,12 +58,18 @@ def _execute(
     datasets: dict[str, dict[str, Path]],
     keep_up: bool,
     summarise: Any,
+    legal_basis: Mapping[str, str],
 ) -> dict[str, Any]:
+    """Start the cluster, have each party's operator record the legal basis of its datasets
+    (``legal_basis``: party -> basis of all its datasets), negotiate and run ``spec``."""
     from privfin.node.cluster import cluster_up
 
     parties = list(spec["parties"])
     cluster = cluster_up(parties, root / "cluster", datasets=datasets, transport="stream")
     try:
+        record_legal_bases(
+            cluster, {p: {d: legal_basis[p] for d in datasets.get(p, {})} for p in parties}
+        )
         demo = Demo(console, cluster)
         console.print(
             f"{len(parties)} nodes up (mutual TLS); job {spec['job']}: {len(spec['steps'])} steps"
@@ -160,7 +167,8 @@ def _idverify(console: Console, root: Path, rows: int, seed: int, keep_up: bool)
         return {"verdicts": result.to_dict(), "agree": agree, "total": len(result),
                 "telecom_outputs": tel_files}  # fmt: skip
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    bases = {"bank": "consent", "telecom": "contract"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,7 +225,10 @@ def _blacklist(console: Console, root: Path, rows: int, seed: int, keep_up: bool
         return {"hits": {h: sorted(v) for h, v in hits.items()}, "union": len(union),
                 "exact": exact, "overlap": overlap}  # fmt: skip
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    # the template demands a licensed source for the lists: without it bank_b's and bank_c's
+    # nodes would refuse the job
+    bases = {"bank_a": "contract", "bank_b": "licensed_source", "bank_c": "licensed_source"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +332,8 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
         out["epsilon"] = eps
         return out
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    bases = dict.fromkeys(banks, "contract") | {"alliance": "contract"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 def _last(history: Any, key: str) -> float | None:

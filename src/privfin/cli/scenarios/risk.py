@@ -16,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 
 __all__ = ["applicant_table", "grade", "run_risk"]
 
@@ -88,6 +88,7 @@ def run_risk(
         lenders, root / "cluster", datasets=datasets, mode="production", transport="stream"
     )
     try:
+        record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in lenders})
         demo = Demo(console, cluster)
         console.print(
             f"{len(lenders)} nodes up (mutual TLS, production mode); job {job}: mpc_stats "
@@ -121,9 +122,11 @@ def _summary(
     result: str,
     start: float,
 ) -> dict[str, Any]:
-    plain: pd.DataFrame = pd.concat(
-        [applicant_table(df, ids).set_index("id") for df in ds.parties.values()]
-    ).groupby(level=0, sort=False).sum()
+    plain: pd.DataFrame = (
+        pd.concat([applicant_table(df, ids).set_index("id") for df in ds.parties.values()])
+        .groupby(level=0, sort=False)
+        .sum()
+    )
     exact = all(
         totals[what] == plain[col].astype(int).tolist()
         for what, col in (("outstanding", "outstanding_cents"), ("overdue", "overdue_cents"),
