@@ -113,14 +113,17 @@ def test_blacklist_union_of_hits(tmp_path: Path) -> None:
         assert [m["legal_basis"] for m in mine] == [{f"{holder}_blacklist": "licensed_source"}]
 
 
-def test_fraud_federated_with_dp_learns(tmp_path: Path) -> None:
+def test_fraud_federated_with_meaningful_dp_learns(tmp_path: Path) -> None:
     from privfin.cli.scenarios.others import run
 
-    out = run("fraud", _console(), tmp_path, rows=4000, seed=7)
+    out = run("fraud", _console(), tmp_path, rows=4000, seed=7, per_profile=2)
+    assert len(out["banks"]) == 6
+    # ε of client-level DP over 8 rounds at noise multiplier 1.5 (RDP, δ = 1e-5)
+    assert out["epsilon"] is not None and 9.0 < out["epsilon"] <= 10.0
     # one model for every bank, scored by each bank on its own rows; judged on all of them
-    # together (a bank's own test set holds a handful of frauds)
-    assert out["federated_all"] > 0.6, out
-    assert out["epsilon"] is not None and out["epsilon"] > 0
+    # together (a bank's own test set holds a handful of frauds). The DP noise is not seeded:
+    # the bound leaves room for it (in-memory runs: 0.62-0.78 over seeds)
+    assert out["federated_all"] > 0.58, out
 
 
 def test_marketing_dp_audience_and_joint_propensity(tmp_path: Path) -> None:
