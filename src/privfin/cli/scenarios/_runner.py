@@ -141,9 +141,17 @@ class Demo:
         node holds as evidence."""
         held = self.signed_decisions(job, party)
         signed = sum(1 for d in held.values() if d == "approve")
+        lines = self.approvals[job]
+        if len(lines) > 5:  # a large alliance: the approvals that read alike, counted
+            first, rest = lines[0], lines[1:]
+            kinds: dict[str, int] = {}
+            for line in rest:
+                what = line.split(" ", 1)[1] if " " in line else line
+                kinds[what] = kinds.get(what, 0) + 1
+            lines = [first, *(f"{n} parties {what}" for what, n in kinds.items())]
         self.console.print(
             f"approvals of {job}: "
-            + "; ".join(self.approvals[job])
+            + "; ".join(lines)
             + f" — {signed} signed approvals held by {party}'s node"
         )
 
