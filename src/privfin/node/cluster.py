@@ -96,10 +96,26 @@ class Cluster:
         self._save()
 
     def down(self) -> list[str]:
-        """Stop every node (SIGTERM, then SIGKILL); returns the parties that were running."""
+        """Stop every node (SIGTERM to all of them at once, so that they shut down in
+        parallel, then SIGKILL to any still alive after 10 s); returns the parties that were
+        running."""
         stopped = [p for p, info in self.parties.items() if _alive(info.get("pid"))]
+        for party in stopped:
+            with contextlib.suppress(OSError):
+                os.kill(int(self.parties[party]["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + 10.0
         for party in list(self.parties):
-            self.kill(party, signal.SIGTERM)
+            pid = self.parties[party].get("pid")
+            while pid and _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if pid and _alive(pid):  # (one SIGTERM only: a second one forces an exit)
+                self.kill(party, signal.SIGKILL)
+                continue
+            proc = self.procs.pop(party, None)
+            if proc is not None:
+                proc.wait(timeout=10)
+            self.parties[party]["pid"] = None
+        self._save()
         return stopped
 
     def run_job(
