@@ -96,3 +96,21 @@ def test_validate_refuses_a_blacklist_without_licensed_source(tmp_path: Path) ->
     assert "legal basis: licensed_source" in out
     code, out = _run(*register, "--legal-basis", "gossip", "--replace")
     assert code != 0
+
+
+def test_the_approval_inbox_shows_the_basis_recorded_and_demanded() -> None:
+    from privfin.jobs.negotiation import usage_summary
+    from privfin.node.dashboard.pages import approvals_page
+
+    spec = parse_spec_data(_spec())
+    uses = usage_summary(spec, "bank", {"blacklist": {"id": "C2"}}, {"blacklist": None})
+    d = uses["datasets"]["ids"]
+    assert d["legal_basis"] is None and d["legal_basis_required"] == ["licensed_source"]
+    view = {"job": "screen-1", "status": "pending", "initiator": "telecom", "decisions": {},
+            "waiting_for": ["bank"], "spec_sha256": "0" * 64, "uses": uses}  # fmt: skip
+    page = str(approvals_page([view], show_all=False, me="bank"))
+    assert "not recorded" in page and "licensed_source" in page
+    uses = usage_summary(spec, "bank", {}, {"blacklist": "licensed_source"})
+    view["uses"] = uses
+    page = str(approvals_page([view], show_all=False, me="bank"))
+    assert "not recorded" not in page and page.count("licensed_source") == 2
