@@ -114,6 +114,21 @@ class Demo:
     console: Console
     cluster: Any
     approvals: dict[str, list[str]] = field(default_factory=dict)  # job -> lines
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def client(self, party: str) -> Iterator[Any]:
+        """``party``'s operator API client, opened once and reused (a new client loads its
+        TLS trust store: a noticeable cost when the progress bars poll every node)."""
+        if party not in self._clients:
+            self._clients[party] = self.cluster.client(party)
+        yield self._clients[party]
+
+    def close(self) -> None:
+        """Close the clients (before the cluster goes down)."""
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
 
     def negotiate(self, spec: Mapping[str, Any], *, timeout: float = 60.0) -> None:
         """Propose ``spec`` at its first party's node; every other party's operator reads its
@@ -121,11 +136,11 @@ class Demo:
         job = str(spec["job"])
         parties = list(spec["parties"])
         lines: list[str] = []
-        with self.cluster.client(parties[0]) as client:
+        with self.client(parties[0]) as client:
             client.propose(dict(spec))
         lines.append(f"{parties[0]} proposed")
         for party in parties[1:]:
-            with self.cluster.client(party) as client:
+            with self.client(party) as client:
                 inbox = client.wait_proposal(job, timeout=timeout)
                 uses = inbox.get("uses", {}).get("datasets", {})
                 fields = sorted({f for d in uses.values() for f in d.get("fields", {})})
@@ -157,7 +172,7 @@ class Demo:
 
     def signed_decisions(self, job: str, party: str) -> dict[str, str]:
         """The decisions ``party``'s node holds as evidence (signed by each party's node)."""
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             decisions = client.proposal(job)["decisions"]
         return {p: str(d["decision"]) for p, d in decisions.items()}
 
@@ -204,7 +219,7 @@ class Demo:
     def _status(self, party: str, job: str) -> dict[str, Any]:
         import httpx
 
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             try:
                 status: dict[str, Any] = client.status(job)
             except httpx.HTTPStatusError as exc:
@@ -219,7 +234,7 @@ class Demo:
         self.watch(str(spec["job"]), list(spec["parties"]), timeout=timeout)
 
     def download(self, party: str, job: str, step: str, name: str) -> bytes:
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             data: bytes = client.download(job, step, name)
             return data
 
@@ -240,7 +255,7 @@ class Demo:
 
     def outputs(self, party: str, job: str) -> list[tuple[str, str]]:
         """(step, output) of every file ``party``'s node holds for ``job``."""
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             return [(str(a["step"]), str(a["name"])) for a in client.artifacts(job)]
 
     def dashboard(self, party: str) -> str:

@@ -239,9 +239,9 @@ def run_credit(
         mode="production" if production else "development",
         transport="stream",
     )
+    demo = Demo(console, cluster)
     try:
         record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in PARTIES})
-        demo = Demo(console, cluster)
         console.print(f"3 nodes up (mutual TLS); job {select['job']}: PSI, WOE/IV binning")
         demo.run(select, timeout=600)
         selected = _selection(console, demo, str(select["job"]), data)
@@ -270,6 +270,7 @@ def run_credit(
         if keep_up:
             demo.wait_for_ctrl_c("bank")
     finally:
+        demo.close()
         cluster.down()
     return result
 

@@ -129,6 +129,7 @@ def run_marketing(
         mode="production" if production else "development",
         transport="stream",
     )
+    demo = Demo(console, cluster)
     try:
         record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "consent") for p in datasets})
         budget = _set_budget(cluster, dp_epsilon, dp_delta)
@@ -136,7 +137,6 @@ def run_marketing(
             f"2 nodes up (mutual TLS); the merchant's operator set merchant_all's privacy "
             f"budget: ε {budget[0]:g}, δ {budget[1]:g}; job {job}: {len(spec['steps'])} steps"
         )
-        demo = Demo(console, cluster)
         demo.run(spec, timeout=600)
         demo.show_approvals(job, "bank")
         out = _summary(console, demo, job, bank, merchant, train, test, cands, n_trees,
@@ -152,6 +152,7 @@ def run_marketing(
         if keep_up:
             demo.wait_for_ctrl_c("bank")
     finally:
+        demo.close()
         cluster.down()
     return out
 

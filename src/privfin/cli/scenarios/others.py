@@ -68,11 +68,11 @@ def _execute(
 
     parties = list(spec["parties"])
     cluster = cluster_up(parties, root / "cluster", datasets=datasets, transport="stream")
+    demo = Demo(console, cluster)
     try:
         record_legal_bases(
             cluster, {p: {d: legal_basis[p] for d in datasets.get(p, {})} for p in parties}
         )
-        demo = Demo(console, cluster)
         console.print(
             f"{len(parties)} nodes up (mutual TLS); job {spec['job']}: {len(spec['steps'])} steps"
         )
@@ -83,6 +83,7 @@ def _execute(
         if keep_up:
             demo.wait_for_ctrl_c(parties[0])
     finally:
+        demo.close()
         cluster.down()
     return out
 

@@ -87,9 +87,9 @@ def run_risk(
     cluster = cluster_up(
         lenders, root / "cluster", datasets=datasets, mode="production", transport="stream"
     )
+    demo = Demo(console, cluster)
     try:
         record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in lenders})
-        demo = Demo(console, cluster)
         console.print(
             f"{len(lenders)} nodes up (mutual TLS, production mode); job {job}: mpc_stats "
             "row sums on replicated secret shares (rss3: no dealer)"
@@ -109,6 +109,7 @@ def run_risk(
         if keep_up:
             demo.wait_for_ctrl_c(result)
     finally:
+        demo.close()
         cluster.down()
     return out
 
