@@ -115,6 +115,7 @@ def test_mpc_stats_bytes_match_a_run(provider: str) -> None:
         "quantile_iterations": 2,
         "pearson": True,
         "weights": {"party": "a", "column": "a1"},
+        "row_sums": {"t": ["a1", "b0"]},
     }
     got = _measure(mpc_stats, provider, params, n)
     est = estimate_mpc_stats(

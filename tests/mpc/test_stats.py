@@ -70,3 +70,39 @@ def test_horizontal_statistics_match_numpy() -> None:
     np.testing.assert_allclose(r["var"], x.var(0), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(r["min"], x.min(0), atol=2**-16)
     np.testing.assert_allclose(r["pearson"], np.corrcoef(x.T), atol=5e-3)
+
+
+def test_row_sums_add_the_same_column_of_every_party_row_by_row() -> None:
+    import pytest
+
+    from privfin.errors import ConfigError
+    from privfin.mpc.params import MpcStatsParams
+
+    owed_a = RNG.integers(0, 10**7, N).astype(float)  # integer cents: the sums are exact
+    owed_b = RNG.integers(0, 10**7, N).astype(float)
+    late_b = np.where(RNG.random(N) < 0.3, owed_b, 0.0)
+    params = {
+        "columns": {"a": ["owed"], "b": ["owed", "late"]},
+        "statistics": ["count"],
+        "row_sums": {"owed": ["owed"], "owed_and_late": ["owed", "late"]},
+    }
+    MpcStatsParams.from_mapping(params)
+    out = simulate(
+        mpc_stats,
+        ROLES,
+        params=params,
+        inputs={"a": {"table": {"owed": owed_a}}, "b": {"table": {"owed": owed_b, "late": late_b}}},
+        settings=DEV,
+        seed=4,
+    )
+    assert out["b"] is None
+    sums = out["a"]["row_sums"]
+    assert sums["owed"] == (owed_a + owed_b).tolist()  # exact, not approximately
+    assert sums["owed_and_late"] == (owed_a + owed_b + late_b).tolist()
+    assert set(out["a"]) == {"columns", "count", "row_sums"}
+    with pytest.raises(ConfigError, match="unknown columns"):
+        MpcStatsParams.from_mapping({**params, "row_sums": {"t": ["owed", "nope"]}})
+    with pytest.raises(ConfigError, match="vertical"):
+        MpcStatsParams.from_mapping(
+            {"columns": ["owed"], "partition": "horizontal", "row_sums": {"t": ["owed"]}}
+        )

@@ -171,6 +171,15 @@ def register(
             "release; kept from the previous version with --replace)",
         ),
     ] = None,
+    legal_basis: Annotated[
+        str | None,
+        typer.Option(
+            "--legal-basis",
+            help="the legal basis on which the data is held and shared: consent, contract, "
+            "legal_obligation, public_interest, legitimate_interest or licensed_source "
+            "(default: none recorded; kept from the previous version with --replace)",
+        ),
+    ] = None,
 ) -> None:
     """Register SOURCE as dataset NAME: capture its schema, rows and digest, set the fields'
     levels and the usage policy (no partner and no purpose allowed unless given).
@@ -190,16 +199,19 @@ def register(
     registry, cfg = _registry(config)
     before = None
     kept_budget = None
+    kept_basis = None
     if replace:
         try:
             old = registry.get(name)
             before, kept_budget = old.version, old.policy.dp_budget
+            kept_basis = old.policy.legal_basis
         except ConfigError:
             before = None
     policy = UsagePolicy(
         frozenset(partner or ()),
         frozenset(purpose or ()),
         dp_budget if dp_budget is not None else kept_budget,
+        legal_basis if legal_basis is not None else kept_basis,
     )
     info = registry.register(
         name,
@@ -331,6 +343,7 @@ def _show(info: DatasetInfo, dp: dict[str, Any] | None = None) -> None:
         f"partners:    {', '.join(sorted(p.partners)) or '(none: no job may use it)'}",
         f"purposes:    {', '.join(sorted(p.purposes)) or '(none: no job may use it)'}",
         f"dp budget:   {'not set' if p.dp_budget is None else p.dp_budget}",
+        f"legal basis: {p.legal_basis or '(not recorded)'}",
     ]
     if dp is not None:
         b = dp["budget"]

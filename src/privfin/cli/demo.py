@@ -17,8 +17,8 @@ from privfin.errors import ConfigError
 
 __all__ = ["SCENARIOS", "run_demo"]
 
-SCENARIOS = ("credit", "risk", "idverify", "fraud", "blacklist")
-"""Scenarios ``privfin demo`` runs (``marketing`` is not built yet)."""
+SCENARIOS = ("credit", "risk", "idverify", "fraud", "blacklist", "marketing")
+"""Scenarios ``privfin demo`` runs."""
 
 console = Console()
 
@@ -59,6 +59,12 @@ def run_demo(
             from privfin.cli.scenarios.risk import run_risk
 
             out = run_risk(console, root, rows=rows or 2000, seed=seed, keep_up=wait)
+        elif scenario == "marketing":
+            from privfin.cli.scenarios.marketing import run_marketing
+
+            out = run_marketing(
+                console, root, rows=rows or 6000, seed=seed, key_bits=key_bits, keep_up=wait
+            )
         else:
             from privfin.cli.scenarios import others
 

@@ -293,6 +293,11 @@ def _show_proposal(view: dict[str, Any]) -> None:
     for alias, d in (uses.get("datasets") or {}).items():
         fields = ", ".join(f"{f} ({lv})" for f, lv in d["fields"].items())
         typer.echo(f"  dataset {alias}: {d['dataset']}: {fields}")
+        demand = d.get("legal_basis_required")
+        typer.echo(
+            f"    legal basis: {d.get('legal_basis') or '(not recorded)'}"
+            + (f" (the job demands {' or '.join(demand)})" if demand else "")
+        )
     if uses.get("timeout"):
         typer.echo(f"  timeout:    {uses['timeout']} s")
     for st in uses.get("steps") or []:

@@ -51,7 +51,7 @@ def version() -> None:
 @app.command()
 def demo(
     scenario: str = typer.Argument(
-        "credit", help="credit (default), risk, idverify, fraud or blacklist"
+        "credit", help="credit (default), risk, idverify, fraud, blacklist or marketing"
     ),
     rows: int = typer.Option(0, help="rows per party (0: the scenario's default)"),
     seed: int = typer.Option(7, help="seed of the synthetic data"),
@@ -64,7 +64,9 @@ def demo(
     data: Path | None = typer.Option(
         None, help="credit: run on the public default_credit split in DIR"
     ),
-    key_bits: int = typer.Option(1024, help="credit: Paillier key size (2048: production mode)"),
+    key_bits: int = typer.Option(
+        1024, help="credit, marketing: Paillier key size (2048: production mode)"
+    ),
     roc: Path = typer.Option(Path("credit_roc.svg"), help="credit: where to save the ROC plot"),
 ) -> None:
     """Run a scenario end to end on a local cluster of nodes over mutual TLS."""

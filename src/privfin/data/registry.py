@@ -34,7 +34,12 @@ can be used by them; a component that would send ids in the clear is refused.
 
 Usage policy (:class:`UsagePolicy`): the partners a dataset may be used with and the purposes
 it may serve. **The safe default is that nothing is allowed**: an empty set of partners or of
-purposes refuses every job; ``"*"`` allows any pinned partner (or any purpose) explicitly.
+purposes refuses every job; ``"*"`` allows any pinned partner (or any purpose) explicitly. The
+policy also records the **legal basis** on which the institution holds and may share the data
+(one of :data:`LEGAL_BASES`: consent, contract, licensed source, ...): shown to approvers,
+written into the audit with each approval, and required by a job that demands one (a dataset
+use's ``legal_basis: [...]`` in the job spec; e.g. the blacklists of the blacklist scenario
+must come from a licensed source).
 
 Versions: each registration of a name gets a version; re-registering it (``replace=True``)
 with any difference — content, schema, location, query, columns, levels or policy — bumps the
@@ -74,17 +79,31 @@ from privfin.errors import ConfigError, DataPolicyError
 
 __all__ = [
     "ANY",
+    "LEGAL_BASES",
     "DatasetInfo",
     "DatasetRegistry",
     "Field",
     "Level",
     "SourceKind",
     "UsagePolicy",
+    "check_legal_basis",
     "metadata",
 ]
 
 ANY = "*"
 """In :class:`UsagePolicy`: any pinned partner, or any purpose."""
+
+LEGAL_BASES = (
+    "consent",
+    "contract",
+    "legal_obligation",
+    "public_interest",
+    "legitimate_interest",
+    "licensed_source",
+)
+"""The legal bases a usage policy may record: the data subjects' consent, a contract (with
+them, or a data-sharing agreement), a legal obligation, a task in the public interest, a
+legitimate interest, or a licensed source (data bought or licensed from a registry)."""
 
 _CHUNK_ROWS = 100_000
 _HASH_BLOCK = 1 << 20
@@ -136,11 +155,15 @@ class UsagePolicy:
     dp_budget:
         The dataset's differential-privacy budget (epsilon); ``None`` = not set (filled by
         the DP budget ledger, issue [12]).
+    legal_basis:
+        The legal basis on which the data is held and shared (one of :data:`LEGAL_BASES`);
+        ``None`` = not recorded (a job that demands one is refused).
     """
 
     partners: frozenset[str] = frozenset()
     purposes: frozenset[str] = frozenset()
     dp_budget: float | None = None
+    legal_basis: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "partners", frozenset(self.partners))
@@ -155,6 +178,10 @@ class UsagePolicy:
                 raise ConfigError(f"purpose {s!r} must be a non-empty text of at most 200 chars")
         if self.dp_budget is not None and not (self.dp_budget >= 0 and self.dp_budget < 1e300):
             raise ConfigError(f"dp_budget must be a finite number >= 0, got {self.dp_budget!r}")
+        if self.legal_basis is not None and self.legal_basis not in LEGAL_BASES:
+            raise ConfigError(
+                f"legal basis {self.legal_basis!r} unknown; use one of {', '.join(LEGAL_BASES)}"
+            )
 
     @classmethod
     def open(cls) -> UsagePolicy:
@@ -169,11 +196,14 @@ class UsagePolicy:
         return ANY in self.purposes or purpose in self.purposes
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "partners": sorted(self.partners),
             "purposes": sorted(self.purposes),
             "dp_budget": self.dp_budget,
         }
+        if self.legal_basis is not None:  # (absent: the stored form of older policies)
+            out["legal_basis"] = self.legal_basis
+        return out
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> UsagePolicy:
@@ -181,6 +211,7 @@ class UsagePolicy:
             frozenset(raw.get("partners", ())),
             frozenset(raw.get("purposes", ())),
             raw.get("dp_budget"),
+            raw.get("legal_basis"),
         )
 
 
@@ -1011,6 +1042,20 @@ class DatasetRegistry:
                     f"field {f!r} of dataset {name!r} is C2 and may only enter a component "
                     "that keeps it private; this one does not"
                 )
+
+
+def check_legal_basis(info: DatasetInfo, accepted: Sequence[str]) -> None:
+    """Refuse a use of ``info`` by a job that demands one of the legal bases ``accepted`` when
+    its usage policy records none of them (:class:`DataPolicyError` naming what to set)."""
+    basis = info.policy.legal_basis
+    if basis in accepted:
+        return
+    recorded = f"records {basis!r}" if basis else "records no legal basis"
+    raise DataPolicyError(
+        f"dataset {info.name!r} {recorded}; the job demands one of {', '.join(accepted)} "
+        f"(set it with `privfin data register {info.name} ... --legal-basis "
+        f"{accepted[0]} --replace`)"
+    )
 
 
 def _not_c3(info: DatasetInfo, name: str) -> None:

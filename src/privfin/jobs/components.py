@@ -559,14 +559,15 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             target="privfin.jobs.steps:mpc_stats_step",
             technology="secure multi-party computation",
             summary="Secure statistics (count, sum, mean, variance, min, max, quantiles, "
-            "histograms, correlations) over columns of several data parties.",
+            "histograms, correlations, per-row sums across parties) over columns of several "
+            "data parties.",
             roles=("data", "compute", "result", "dealer"),
             inputs=(Port("table", "table", ("data",), "the party's rows"),),
             outputs=(Port("stats", "metrics", ("result",), "the requested statistics"),),
             params="privfin.mpc.params:MpcStatsParams",
             check_roles=_mpc_roles,
-            reveals="exactly the requested statistics to the result parties; the number of "
-            "rows and columns to every party",
+            reveals="exactly the requested statistics to the result parties (with row_sums: "
+            "one total per row); the number of rows and columns to every party",
             local_params=(),
         ),
         ComponentDecl(

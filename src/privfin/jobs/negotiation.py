@@ -436,12 +436,16 @@ def _enclave(component: str, params: Mapping[str, Any]) -> dict[str, Any] | None
 
 
 def usage_summary(
-    spec: PipelineSpec, party: str, levels: Mapping[str, Mapping[str, str]] | None = None
+    spec: PipelineSpec,
+    party: str,
+    levels: Mapping[str, Mapping[str, str]] | None = None,
+    legal_bases: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """What ``spec`` will use of ``party`` — shown in its approvals inbox: the purpose,
     retention, result parties, the technologies and steps it takes part in, and each of its
     datasets with the fields used and their JR/T 0171 levels (``levels``: dataset -> field ->
-    level, from the party's registry)."""
+    level, from the party's registry), the legal basis its usage policy records
+    (``legal_bases``: dataset -> basis) and the bases the job demands for it."""
     levels = levels or {}
     mine = spec.parties.get(party)
     steps = []
@@ -477,6 +481,8 @@ def usage_summary(
             "dataset": use.name,
             "fields": {f: known.get(f, "?") for f in fields},
             "all_fields": use.fields is None,
+            "legal_basis": (legal_bases or {}).get(use.name),
+            "legal_basis_required": use.legal_basis,
         }
     return {
         "job": spec.job,

@@ -19,7 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from privfin.errors import ConfigError
 
@@ -74,11 +81,36 @@ class SpecError(ConfigError):
 
 
 class DatasetUse(BaseModel):
-    """A registered dataset and the fields the job may use (``None``: every field)."""
+    """A registered dataset and the fields the job may use (``None``: every field);
+    ``legal_basis``: the legal bases the job accepts for it (its holder's node refuses the job
+    unless the dataset's usage policy records one of them; ``None``: no demand)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     fields: list[str] | None = None
+    legal_basis: list[str] | None = None
+
+    @field_validator("legal_basis")
+    @classmethod
+    def _bases(cls, v: list[str] | None) -> list[str] | None:
+        from privfin.data.registry import LEGAL_BASES
+
+        if v is not None:
+            if not v:
+                raise ValueError("legal_basis needs at least one accepted basis")
+            unknown = [b for b in v if b not in LEGAL_BASES]
+            if unknown:
+                raise ValueError(f"unknown legal basis {unknown}; use {', '.join(LEGAL_BASES)}")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: Any) -> Any:
+        # a use without a legal-basis demand keeps the canonical form (and digest) it had
+        # before the field existed
+        out = handler(self)
+        if isinstance(out, dict) and out.get("legal_basis") is None:
+            out.pop("legal_basis", None)
+        return out
 
 
 class PartySpec(BaseModel):

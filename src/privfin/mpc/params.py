@@ -190,6 +190,10 @@ class MpcStatsParams:
         The correlation matrix of all columns.
     weights:
         ``{party: p, column: c}``: weighted column sums (vertical only).
+    row_sums:
+        ``{total: [column, ...]}``: per row, the sum of the listed columns over every party
+        holding one, revealed row by row (vertical only; e.g. each applicant's debt over all
+        lenders).
     triples:
         As for ``ss_lr``.
     dealer:
@@ -209,6 +213,7 @@ class MpcStatsParams:
     quantiles: list[float] | None = None
     pearson: bool = False
     weights: dict[str, str] | None = None
+    row_sums: dict[str, list[str]] | None = None
     triples: str = "auto"
     dealer: str | None = None
     frac_bits: int = 16
@@ -217,6 +222,19 @@ class MpcStatsParams:
 
     def __post_init__(self) -> None:
         _check_columns(self.columns, self.partition, "mpc_stats columns")
+        if self.row_sums is not None:
+            if self.partition != "vertical":
+                raise ConfigError("row_sums are for a vertical partition")
+            if not isinstance(self.row_sums, Mapping) or not self.row_sums:
+                raise ConfigError("row_sums must map a total's name to a list of columns")
+            known = {str(c) for cols in self.columns.values() for c in cols}
+            for total, cols in self.row_sums.items():
+                if not isinstance(total, str) or not total or not _names(cols):
+                    raise ConfigError(f"row_sums: {total!r} needs a non-empty list of columns")
+                if set(cols) - known:
+                    raise ConfigError(
+                        f"row_sums: {total!r} names unknown columns {sorted(set(cols) - known)}"
+                    )
         if not _names(self.statistics) or set(self.statistics) - set(_STATISTICS):
             raise ConfigError(f"statistics must be some of {list(_STATISTICS)}")
         if self.quantiles is not None and not (

@@ -31,6 +31,7 @@ __all__ = [
     "mpc_stats",
     "pearson",
     "quantiles",
+    "row_sums",
     "variance",
     "weighted_sum",
 ]
@@ -194,7 +195,19 @@ def compute_statistics(
     weights = params.get("weights")
     if weights:
         results["weighted_sum"] = weighted_sum(x, weight_column(str(weights["party"])))
+    for total, cols in dict(params.get("row_sums") or {}).items():
+        results[f"row_sums.{total}"] = row_sums(x, names, [str(c) for c in cols])
     return results
+
+
+def row_sums(x: SharedTensor, names: Sequence[str], columns: Sequence[str]) -> SharedTensor:
+    """Per row, the sum of every column of ``x`` whose name is in ``columns`` (of whichever
+    parties hold one): local, exact; one value per row."""
+    idx = [j for j, n in enumerate(names) if n in set(columns)]
+    missing = set(columns) - set(names)
+    if missing or not idx:
+        raise ConfigError(f"row_sums of unknown columns {sorted(missing)}")
+    return concatenate([x[:, j : j + 1] for j in idx], axis=1).sum(axis=1)
 
 
 def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) -> Any:
@@ -216,6 +229,10 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     weights:
         ``{"party": p, "column": c}``: weighted column sums with a weight column of ``p``
         (vertical only).
+    row_sums:
+        ``{total: [column, ...]}`` (vertical only): per row, the sum of every listed column
+        over every party that holds one (e.g. a borrower's balance over all lenders), revealed
+        row by row as ``out["row_sums"][total]``.
     triples, dealer, frac_bits, truncation, paillier_bits:
         See :class:`~privfin.mpc.session.Session`.
 
@@ -223,8 +240,8 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     -------
     At each result party a dict of statistics (lists per column); ``None`` elsewhere.
 
-    Leakage: result parties learn exactly the requested statistics; every party learns the
-    number of rows and columns (shapes are public).
+    Leakage: result parties learn exactly the requested statistics (with ``row_sums``, one
+    total per row); every party learns the number of rows and columns (shapes are public).
     """
     s = Session.from_params(ctx, params)
     partition = params.get("partition", "vertical")
@@ -278,6 +295,8 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
     weights = params.get("weights")
     if weights and partition != "vertical":
         raise ConfigError("weighted sums take a weight column of one party (vertical)")
+    if params.get("row_sums") and partition != "vertical":
+        raise ConfigError("row_sums add the columns of several parties row by row (vertical)")
     results = compute_statistics(s, x, params, names, standardized, weight_column)
 
     out: dict[str, Any] = {"columns": names, "count": x.shape[0]}
@@ -295,4 +314,7 @@ def mpc_stats(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]
             del out["var"]
     if "count" not in stats:
         del out["count"]
+    sums = {k.split(".", 1)[1]: out.pop(k) for k in list(out) if k.startswith("row_sums.")}
+    if sums:
+        out["row_sums"] = sums
     return out

@@ -96,7 +96,9 @@ class Cluster:
         self._save()
 
     def down(self) -> list[str]:
-        """Stop every node (SIGTERM, then SIGKILL); returns the parties that were running."""
+        """Stop every node (SIGTERM to all of them at once, so that they shut down in
+        parallel, then SIGKILL to any still alive after the timeout); returns the parties that
+        were running."""
         stopped = [p for p, info in self.parties.items() if _alive(info.get("pid"))]
         for party in stopped:  # every node shuts down at once, then each is waited for
             with contextlib.suppress(OSError):

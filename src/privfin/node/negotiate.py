@@ -149,7 +149,11 @@ class Negotiator:
             actor="operator",
             job=spec.job,
             party=self.me,
-            evidence={"spec_sha256": sha, "signature": d.signature},
+            evidence={
+                "spec_sha256": sha,
+                "signature": d.signature,
+                "legal_basis": self._legal_bases(spec),
+            },
         )
         # the exact bytes every party hashes and signs (their canonical JSON form)
         self._broadcast(spec, "proposal", {"spec": text, "decision": d.as_dict()})
@@ -318,17 +322,14 @@ class Negotiator:
             "reject": Action.rejection,
             "revoke": Action.revocation,
         }[decision]
-        self.runner.record(
-            action,
-            actor=actor,
-            job=job,
-            party=self.me,
-            evidence={
-                "spec_sha256": d.spec_sha256,
-                "signature": d.signature,
-                "reason": reason[:200],
-            },
-        )
+        evidence: dict[str, Any] = {
+            "spec_sha256": d.spec_sha256,
+            "signature": d.signature,
+            "reason": reason[:200],
+        }
+        if decision == "approve":  # the legal basis of each dataset this approval releases
+            evidence["legal_basis"] = self._legal_bases(spec)
+        self.runner.record(action, actor=actor, job=job, party=self.me, evidence=evidence)
         self._broadcast(spec, f"decision.{decision}", d.as_dict())
         self._apply(job)
         return self.view(job)
@@ -378,6 +379,7 @@ class Negotiator:
             except ConfigError:
                 continue
             levels[use.name] = {f.name: f.level.value for f in info.fields}
+        bases = self._legal_bases(spec)
         # a party's strongest decision is shown (revoke > reject > approve), whatever times
         # it put on them: an approval dated after its own rejection does not hide it
         strength = {"approve": 0, "reject": 1, "revoke": 2}
@@ -393,8 +395,20 @@ class Negotiator:
             "spec_sha256": rec["spec_sha256"],
             "decisions": decisions,
             "waiting_for": [p for p in spec.parties if p not in decisions],
-            "uses": usage_summary(spec, self.me, levels),
+            "uses": usage_summary(spec, self.me, levels, bases),
         }
+
+    def _legal_bases(self, spec: PipelineSpec) -> dict[str, str | None]:
+        """The legal basis each of this party's datasets in ``spec`` records (its usage
+        policy; ``None``: not recorded or not registered)."""
+        out: dict[str, str | None] = {}
+        mine = spec.parties.get(self.me)
+        for use in mine.datasets.values() if mine else []:
+            try:
+                out[use.name] = self.runner.registry.get(use.name).policy.legal_basis
+            except ConfigError:
+                out[use.name] = None
+        return out
 
     def inbox(self, status: str | None = None) -> list[dict[str, Any]]:
         out = []

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from privfin.audit import Action, AuditLog
 from privfin.audit.sealer import Sealer
 from privfin.audit.store import metadata as audit_metadata
-from privfin.data.registry import DatasetRegistry, SourceKind
+from privfin.data.registry import DatasetRegistry, SourceKind, check_legal_basis
 from privfin.data.registry import metadata as registry_metadata
 from privfin.dp.ledger import BudgetLedger, LedgerEvent
 from privfin.dp.ledger import metadata as dp_metadata
@@ -1346,6 +1346,10 @@ class LocalDatasetChecks:
 
     def dataset(self, name: str, fields: list[str] | None, *, keeps_private: bool) -> None:
         info = self.registry.get(name)
+        mine = self.spec.parties.get(self.config.party)
+        for u in mine.datasets.values() if mine else []:
+            if u.name == name and u.legal_basis is not None:
+                check_legal_basis(info, u.legal_basis)
         use = list(fields) if fields is not None else info.usable_fields(keeps_private=True)
         for partner in self.spec.parties:
             if partner != self.config.party:

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 
 from privfin.errors import ConfigError, ProtocolAbort
 
-__all__ = ["Demo", "fill", "load_template", "private_root", "templates_dir"]
+__all__ = ["Demo", "fill", "load_template", "private_root", "record_legal_bases", "templates_dir"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -88,6 +88,25 @@ def private_root(keep: Path | None) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def record_legal_bases(cluster: Any, bases: Mapping[str, Mapping[str, str]]) -> None:
+    """Each party's operator records the legal basis of its datasets in their usage policy
+    (``{party: {dataset: basis}}``; what ``privfin data register NAME ... --legal-basis B
+    --replace`` does): shown in every approval inbox, written into the audit with each
+    approval, demanded by templates that need one (blacklist: licensed source)."""
+    import dataclasses
+
+    from privfin.cli.data import _registry
+
+    for party, named in bases.items():
+        registry, _ = _registry(cluster.config_path(party))
+        try:
+            for dataset, basis in named.items():
+                policy = registry.get(dataset).policy
+                registry.set_policy(dataset, dataclasses.replace(policy, legal_basis=basis))
+        finally:
+            registry.engine.dispose()
+
+
 @dataclass
 class Demo:
     """One scenario run: the cluster, the console and what the parties decided."""
@@ -95,6 +114,21 @@ class Demo:
     console: Console
     cluster: Any
     approvals: dict[str, list[str]] = field(default_factory=dict)  # job -> lines
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def client(self, party: str) -> Iterator[Any]:
+        """``party``'s operator API client, opened once and reused (a new client loads its
+        TLS trust store: a noticeable cost when the progress bars poll every node)."""
+        if party not in self._clients:
+            self._clients[party] = self.cluster.client(party)
+        yield self._clients[party]
+
+    def close(self) -> None:
+        """Close the clients (before the cluster goes down)."""
+        for c in self._clients.values():
+            c.close()
+        self._clients.clear()
 
     def negotiate(self, spec: Mapping[str, Any], *, timeout: float = 60.0) -> None:
         """Propose ``spec`` at its first party's node; every other party's operator reads its
@@ -102,16 +136,19 @@ class Demo:
         job = str(spec["job"])
         parties = list(spec["parties"])
         lines: list[str] = []
-        with self.cluster.client(parties[0]) as client:
+        with self.client(parties[0]) as client:
             client.propose(dict(spec))
         lines.append(f"{parties[0]} proposed")
         for party in parties[1:]:
-            with self.cluster.client(party) as client:
+            with self.client(party) as client:
                 inbox = client.wait_proposal(job, timeout=timeout)
                 uses = inbox.get("uses", {}).get("datasets", {})
                 fields = sorted({f for d in uses.values() for f in d.get("fields", {})})
+                bases = sorted({str(d.get("legal_basis")) for d in uses.values()
+                                if d.get("legal_basis")})  # fmt: skip
                 client.decide(job, "approve", "demo: operator approval")
-                lines.append(f"{party} approved ({len(fields)} fields)")
+                basis = f"; legal basis {', '.join(bases)}" if bases else ""
+                lines.append(f"{party} approved ({len(fields)} fields{basis})")
         self.approvals[job] = lines
 
     def show_approvals(self, job: str, party: str) -> None:
@@ -119,15 +156,23 @@ class Demo:
         node holds as evidence."""
         held = self.signed_decisions(job, party)
         signed = sum(1 for d in held.values() if d == "approve")
+        lines = self.approvals[job]
+        if len(lines) > 5:  # a large alliance: the approvals that read alike, counted
+            first, rest = lines[0], lines[1:]
+            kinds: dict[str, int] = {}
+            for line in rest:
+                what = line.split(" ", 1)[1] if " " in line else line
+                kinds[what] = kinds.get(what, 0) + 1
+            lines = [first, *(f"{n} parties {what}" for what, n in kinds.items())]
         self.console.print(
             f"approvals of {job}: "
-            + "; ".join(self.approvals[job])
+            + "; ".join(lines)
             + f" — {signed} signed approvals held by {party}'s node"
         )
 
     def signed_decisions(self, job: str, party: str) -> dict[str, str]:
         """The decisions ``party``'s node holds as evidence (signed by each party's node)."""
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             decisions = client.proposal(job)["decisions"]
         return {p: str(d["decision"]) for p, d in decisions.items()}
 
@@ -174,7 +219,7 @@ class Demo:
     def _status(self, party: str, job: str) -> dict[str, Any]:
         import httpx
 
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             try:
                 status: dict[str, Any] = client.status(job)
             except httpx.HTTPStatusError as exc:
@@ -189,7 +234,7 @@ class Demo:
         self.watch(str(spec["job"]), list(spec["parties"]), timeout=timeout)
 
     def download(self, party: str, job: str, step: str, name: str) -> bytes:
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             data: bytes = client.download(job, step, name)
             return data
 
@@ -210,7 +255,7 @@ class Demo:
 
     def outputs(self, party: str, job: str) -> list[tuple[str, str]]:
         """(step, output) of every file ``party``'s node holds for ``job``."""
-        with self.cluster.client(party) as client:
+        with self.client(party) as client:
             return [(str(a["step"]), str(a["name"])) for a in client.artifacts(job)]
 
     def dashboard(self, party: str) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 from privfin.errors import ConfigError
 
 __all__ = ["CreditData", "load_default_credit", "run_credit", "synthetic_credit"]
@@ -239,8 +239,9 @@ def run_credit(
         mode="production" if production else "development",
         transport="stream",
     )
+    demo = Demo(console, cluster)
     try:
-        demo = Demo(console, cluster)
+        record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in PARTIES})
         console.print(f"3 nodes up (mutual TLS); job {select['job']}: PSI, WOE/IV binning")
         demo.run(select, timeout=600)
         selected = _selection(console, demo, str(select["job"]), data)
@@ -269,6 +270,7 @@ def run_credit(
         if keep_up:
             demo.wait_for_ctrl_c("bank")
     finally:
+        demo.close()
         cluster.down()
     return result
 

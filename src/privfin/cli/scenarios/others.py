@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 from privfin.errors import ConfigError
 
 __all__ = ["fraud_features", "id_keys", "run"]
@@ -29,13 +30,15 @@ def run(
     rows: int | None = None,
     seed: int = 7,
     keep_up: bool = False,
+    per_profile: int = 4,
 ) -> dict[str, Any]:
+    """Run ``scenario``; ``per_profile``: fraud only, banks per synthetic profile."""
     if scenario == "idverify":
         return _idverify(console, root, rows or 2000, seed, keep_up)
     if scenario == "blacklist":
         return _blacklist(console, root, rows or 2000, seed, keep_up)
     if scenario == "fraud":
-        return _fraud(console, root, rows or 8000, seed, keep_up)
+        return _fraud(console, root, rows or 8000, seed, keep_up, per_profile)
     raise ConfigError(f"unknown scenario {scenario!r}")
 
 
@@ -57,13 +60,19 @@ def _execute(
     datasets: dict[str, dict[str, Path]],
     keep_up: bool,
     summarise: Any,
+    legal_basis: Mapping[str, str],
 ) -> dict[str, Any]:
+    """Start the cluster, have each party's operator record the legal basis of its datasets
+    (``legal_basis``: party -> basis of all its datasets), negotiate and run ``spec``."""
     from privfin.node.cluster import cluster_up
 
     parties = list(spec["parties"])
     cluster = cluster_up(parties, root / "cluster", datasets=datasets, transport="stream")
+    demo = Demo(console, cluster)
     try:
-        demo = Demo(console, cluster)
+        record_legal_bases(
+            cluster, {p: {d: legal_basis[p] for d in datasets.get(p, {})} for p in parties}
+        )
         console.print(
             f"{len(parties)} nodes up (mutual TLS); job {spec['job']}: {len(spec['steps'])} steps"
         )
@@ -74,6 +83,7 @@ def _execute(
         if keep_up:
             demo.wait_for_ctrl_c(parties[0])
     finally:
+        demo.close()
         cluster.down()
     return out
 
@@ -160,7 +170,8 @@ def _idverify(console: Console, root: Path, rows: int, seed: int, keep_up: bool)
         return {"verdicts": result.to_dict(), "agree": agree, "total": len(result),
                 "telecom_outputs": tel_files}  # fmt: skip
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    bases = {"bank": "consent", "telecom": "contract"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,16 +228,21 @@ def _blacklist(console: Console, root: Path, rows: int, seed: int, keep_up: bool
         return {"hits": {h: sorted(v) for h, v in hits.items()}, "union": len(union),
                 "exact": exact, "overlap": overlap}  # fmt: skip
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    # the template demands a licensed source for the lists: without it bank_b's and bank_c's
+    # nodes would refuse the job
+    bases = {"bank_a": "contract", "bank_b": "licensed_source", "bank_c": "licensed_source"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 # ---------------------------------------------------------------------------------------------
 # anti-fraud
 
 
-def fraud_features(df: pd.DataFrame) -> pd.DataFrame:
+def fraud_features(df: pd.DataFrame, *, merchants: bool = True) -> pd.DataFrame:
     """The alliance's agreed feature schema, computed by each bank locally: fixed transforms
-    (no statistic of another bank is needed) and one-hot codes over the agreed categories."""
+    (no statistic of another bank is needed) and one-hot codes over the agreed categories
+    (``merchants``: also the nine merchant categories; the DP scenario leaves them out, as
+    fewer dimensions take less noise)."""
     from privfin.data.synthetic import MERCHANTS
 
     out = pd.DataFrame(
@@ -242,13 +258,19 @@ def fraud_features(df: pd.DataFrame) -> pd.DataFrame:
     )
     for ch in ("atm", "online", "pos"):
         out[f"channel_{ch}"] = (df["channel"] == ch).astype(int)
-    for m in MERCHANTS:
+    for m in MERCHANTS if merchants else ():
         out[f"m_{m}"] = (df["merchant_category"] == m).astype(int)
     out["is_fraud"] = df["is_fraud"].astype(int)
     return out
 
 
-def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) -> dict[str, Any]:
+FRAUD_ROUNDS, FRAUD_NOISE, FRAUD_CLIP, FRAUD_LR = 8, 1.5, 3.0, 0.3
+"""Client-level DP of the fraud scenario: ε ≈ 10 at δ = 1e-5 (RDP, no amplification)."""
+
+
+def _fraud(
+    console: Console, root: Path, rows: int, seed: int, keep_up: bool, per_profile: int = 4
+) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from privfin.data.synthetic import generate
@@ -256,47 +278,73 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
 
     start = time.monotonic()
     ds = generate("fraud", rows=rows, seed=seed)
-    banks = list(ds.parties)
     rng = np.random.default_rng(seed)
     split: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-    for b in banks:
-        f = fraud_features(ds.parties[b])
+    for profile, txns in ds.parties.items():  # each synthetic profile: per_profile banks
+        f = fraud_features(txns, merchants=False)
+        part = rng.integers(0, per_profile, len(f))
         test = rng.random(len(f)) < 0.3
-        split[b] = (f[~test].reset_index(drop=True), f[test].reset_index(drop=True))
+        for i in range(per_profile):
+            mine = part == i
+            split[f"{profile}{i + 1}"] = (
+                f[mine & ~test].reset_index(drop=True),
+                f[mine & test].reset_index(drop=True),
+            )
+    banks = sorted(split)
     console.print(
-        f"[bold]anti-fraud[/]: {', '.join(banks)} ({rows} transactions each, fraud rates "
-        + ", ".join(f"{ds.parties[b]['is_fraud'].mean():.1%}" for b in banks)
+        f"[bold]anti-fraud[/]: {len(banks)} banks ({per_profile} of each of 3 profiles, "
+        f"~{rows // per_profile} transactions each, fraud rates "
+        + ", ".join(f"{ds.parties[b]['is_fraud'].mean():.1%}" for b in ds.parties)
         + "; synthetic) train one model; the alliance node aggregates"
     )
     tables: dict[str, dict[str, pd.DataFrame]] = {"alliance": {}} | {
         b: {f"{b}_train": split[b][0], f"{b}_test": split[b][1]} for b in banks
     }
     datasets = _write(root, tables)
-    noise = float(os.environ.get("PRIVFIN_DEMO_NOISE", "0.3")) or None
-    spec = load_template("fraud", {"job": f"fraud-{seed}", "rounds": 30, "noise": noise})
+    noise = float(os.environ.get("PRIVFIN_DEMO_NOISE", str(FRAUD_NOISE))) or None
+    parties: dict[str, Any] = {"alliance": {"datasets": {}}} | {
+        b: {"datasets": {"train": f"{b}_train", "test": f"{b}_test"}} for b in banks
+    }
+    spec = load_template(
+        "fraud",
+        {
+            "job": f"fraud-{seed}", "parties": parties, "results": ["alliance", *banks],
+            "server_and_clients": {"alliance": "server"} | dict.fromkeys(banks, "client"),
+            "clients": dict.fromkeys(banks, "client"), "rounds": FRAUD_ROUNDS,
+            "noise": noise, "clip": FRAUD_CLIP, "lr": FRAUD_LR,
+        },
+    )  # fmt: skip
+    each = spec.pop("evaluate_each_bank")
+    for b in banks:
+        spec["steps"][f"evaluate_{b}"] = {**each, "roles": {b: "guest"}}
     cols = [c for c in split[banks[0]][0].columns if c not in ("id", "is_fraud")]
     pooled = pd.concat([split[b][0] for b in banks])
     pooled_lr = LogisticRegression(max_iter=1000).fit(pooled[cols], pooled["is_fraud"])
+    all_test = pd.concat([split[b][1] for b in banks])
 
     def summarise(demo: Demo) -> dict[str, Any]:
         job = str(spec["job"])
         history = demo.json("alliance", job, "train", "history")
         eps = _last(history, "epsilon")
         table = Table(
-            "bank", "test txns (fraud)", "alone", "federated (DP)", "pooled plaintext*",
-            title="AUC on each bank's held-out transactions",
+            "bank", "train (fraud)", "test (fraud)", "alone", "federated (DP)",
+            "pooled plaintext*", title="AUC on each bank's held-out transactions",
         )  # fmt: skip
-        out: dict[str, Any] = {"alone": {}, "federated": {}, "pooled": {}}
+        out: dict[str, Any] = {"alone": {}, "federated": {}, "pooled": {}, "alone_all": {}}
         for b in banks:
             train, test = split[b]
             alone = LogisticRegression(max_iter=1000).fit(train[cols], train["is_fraud"])
             a = binary_report(test["is_fraud"], alone.predict_proba(test[cols])[:, 1]).auc
+            out["alone_all"][b] = binary_report(
+                all_test["is_fraud"], alone.predict_proba(all_test[cols])[:, 1]
+            ).auc
             p = binary_report(test["is_fraud"], pooled_lr.predict_proba(test[cols])[:, 1]).auc
-            f = float(demo.json(b, job, f"evaluate_{b[-1]}", "metrics")["auc"])
+            f = float(demo.json(b, job, f"evaluate_{b}", "metrics")["auc"])
             out["alone"][b], out["federated"][b], out["pooled"][b] = a, f, p
             table.add_row(
-                b, f"{len(test)} ({int(test['is_fraud'].sum())})", f"{a:.3f}", f"[bold]{f:.3f}[/]",
-                f"{p:.3f}",
+                b, f"{len(train)} ({int(train['is_fraud'].sum())})",
+                f"{len(test)} ({int(test['is_fraud'].sum())})", f"{a:.3f}",
+                f"[bold]{f:.3f}[/]", f"{p:.3f}",
             )  # fmt: skip
         console.print(table)
         scored = pd.concat(
@@ -306,22 +354,30 @@ def _fraud(console: Console, root: Path, rows: int, seed: int, keep_up: bool) ->
             ]
         )
         out["federated_all"] = binary_report(scored["is_fraud"], scored["score"]).auc
+        out["pooled_all"] = binary_report(
+            all_test["is_fraud"], pooled_lr.predict_proba(all_test[cols])[:, 1]
+        ).auc
+        alone_all = sorted(out["alone_all"].values())
         console.print(
-            f"federated model on all banks' test transactions together: AUC "
-            f"{out['federated_all']:.3f} ({int(scored['is_fraud'].sum())} frauds)"
+            f"on all banks' test transactions together ({int(scored['is_fraud'].sum())} "
+            f"frauds): federated (DP) AUC [bold]{out['federated_all']:.3f}[/]; each bank's own "
+            f"model {alone_all[0]:.3f}–{alone_all[-1]:.3f} (median "
+            f"{float(np.median(alone_all)):.3f}); pooled plaintext {out['pooled_all']:.3f}"
         )
         console.print(
             f"[dim]* 'alone' and pooled: scikit-learn LR trained by this demo (it holds all the "
-            f"synthetic data). Federated: {spec['steps']['train']['params']['rounds']} rounds, "
-            f"secure aggregation, client-level DP (noise multiplier {noise}, clip 2.0"
-            f"{f', ε ≈ {eps:.1f}' if eps is not None else ''}). The alliance saw only each "
-            "round's sum of updates; no bank saw another's transactions[/]"
+            f"synthetic data). Federated: {FRAUD_ROUNDS} rounds, secure aggregation, "
+            f"client-level DP (noise multiplier {noise}, clip {FRAUD_CLIP}"
+            f"{f', ε = {eps:.1f} at δ = 1e-5' if eps is not None else ''}). The alliance saw "
+            "only each round's sum of updates; no bank saw another's transactions[/]"
         )
         console.print(f"finished in {time.monotonic() - start:.0f} s")
         out["epsilon"] = eps
+        out["banks"] = banks
         return out
 
-    return _execute(console, root, spec, datasets, keep_up, summarise)
+    bases = dict.fromkeys(banks, "contract") | {"alliance": "contract"}
+    return _execute(console, root, spec, datasets, keep_up, summarise, bases)
 
 
 def _last(history: Any, key: str) -> float | None:

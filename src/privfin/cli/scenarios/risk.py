@@ -1,5 +1,6 @@
 """Risk grading / multi-lending: each applicant's total exposure, overdue balance and number
-of lenders across several lenders by secure summation; a grade from the agreed rule at the
+of lenders across several lenders, by one negotiated ``mpc_stats`` step (``row_sums`` on
+secret shares, production mode, dealer-free triples); a grade from the agreed rule at the
 result party. No lender sees another's book; the result party sees three totals per
 applicant."""
 
@@ -15,20 +16,25 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from privfin.cli.scenarios._runner import Demo, load_template
+from privfin.cli.scenarios._runner import Demo, load_template, record_legal_bases
 
-__all__ = ["grade", "lender_tables", "run_risk"]
+__all__ = ["applicant_table", "grade", "run_risk"]
 
 
-def lender_tables(book: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """What a lender derives locally from its book for the three sums."""
+def applicant_table(book: pd.DataFrame, ids: Sequence[str]) -> pd.DataFrame:
+    """What a lender derives locally from its book for the agreed applicant list: one row per
+    applicant, in the list's order (0 where it does not lend to them)."""
     cents = book["outstanding_cents"].astype("int64")
     late = book["days_past_due"].astype("int64") > 0
-    return {
-        "outstanding": pd.DataFrame({"id": book["id"], "outstanding_cents": cents}),
-        "overdue": pd.DataFrame({"id": book["id"], "outstanding_cents": cents.where(late, 0)}),
-        "lenders": pd.DataFrame({"id": book["id"].drop_duplicates(), "outstanding_cents": 1}),
-    }
+    rows = pd.DataFrame(
+        {"id": book["id"], "outstanding_cents": cents, "overdue_cents": cents.where(late, 0),
+         "lends": 1}
+    )  # fmt: skip
+    per = rows.groupby("id").agg(
+        {"outstanding_cents": "sum", "overdue_cents": "sum", "lends": "max"}
+    )
+    out = per.reindex(list(ids), fill_value=0).astype("int64")
+    return out.rename_axis("id").reset_index()
 
 
 def grade(
@@ -71,45 +77,39 @@ def run_risk(
     )
     datasets: dict[str, dict[str, Path]] = {}
     for party, book in ds.parties.items():
-        for name, df in lender_tables(book).items():
-            path = root / "data" / f"{party}_{name}.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(path, index=False)
-            datasets.setdefault(party, {})[name] = path
-    roles = {p: ["lender", "result"] if p == result else ["lender"] for p in lenders}
-    tpl = load_template("risk", {"job": "risk", "result": result, "roles": roles, "ids": ids})
-    cluster = cluster_up(lenders, root / "cluster", datasets=datasets, transport="stream")
+        path = root / "data" / f"{party}_applicants.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        applicant_table(book, ids).to_csv(path, index=False)
+        datasets[party] = {f"{party}_applicants": path}
+    tpl = load_template("risk", {"job": f"risk-{seed}", "triples": "rss3"})
+    spec = tpl["pipeline"]
+    job = str(spec["job"])
+    cluster = cluster_up(
+        lenders, root / "cluster", datasets=datasets, mode="production", transport="stream"
+    )
+    demo = Demo(console, cluster)
     try:
-        demo = Demo(console, cluster)
-        specs = []
-        for what, job in tpl["jobs"].items():
-            spec = {**tpl["spec"], "job": f"risk-{seed}-{what}"}
-            spec["inputs"] = {p: {"loans": job["input"]} for p in lenders}
-            specs.append((what, spec))
-        for _, spec in specs:  # each lender's operator submits the agreed spec to its node
-            for party in lenders:
-                with cluster.client(party) as client:
-                    client.submit(dict(spec))
+        record_legal_bases(cluster, {p: dict.fromkeys(datasets[p], "contract") for p in lenders})
         console.print(
-            f"each lender's operator submitted the 3 agreed jobs to its own node "
-            f"({len(lenders)} × 3 submissions)"
+            f"{len(lenders)} nodes up (mutual TLS, production mode); job {job}: mpc_stats "
+            "row sums on replicated secret shares (rss3: no dealer)"
         )
-        totals: dict[str, list[int]] = {}
-        for what, spec in specs:
-            demo.watch(str(spec["job"]), lenders, timeout=300, label=f"{what:>11}: ")
-            outs = {}
-            for party in lenders:
-                with cluster.client(party) as client:
-                    outs[party] = client.status(str(spec["job"]))["result"]["output"]
-            leaked = [p for p in lenders if p != result and outs[p]["totals"] is not None]
-            if leaked:
-                raise SystemExit(f"lenders other than the result party got totals: {leaked}")
-            totals[what] = [int(v) for v in outs[result]["totals"]]
+        demo.run(spec, timeout=300)
+        demo.show_approvals(job, result)
+        stats = demo.json(result, job, "totals", "stats")
+        totals = {k: [round(v) for v in stats["row_sums"][k]]
+                  for k in ("outstanding", "overdue", "lenders")}  # fmt: skip
+        leaked = [p for p in lenders if p != result and any(
+            n == "stats" for _, n in demo.outputs(p, job))]  # fmt: skip
+        if leaked:
+            raise SystemExit(f"lenders other than the result party got totals: {leaked}")
         out = _summary(console, ds, ids, totals, tpl["grades"], result, start)
+        out["outputs"] = {p: demo.outputs(p, job) for p in lenders}
         out["dashboard"], out["initiator"] = demo.dashboard(result), result
         if keep_up:
             demo.wait_for_ctrl_c(result)
     finally:
+        demo.close()
         cluster.down()
     return out
 
@@ -123,13 +123,16 @@ def _summary(
     result: str,
     start: float,
 ) -> dict[str, Any]:
-    from privfin.mpc.exposure import plaintext_exposure
-
-    books = {p: lender_tables(df) for p, df in ds.parties.items()}
-    exact = all(
-        totals[what] == plaintext_exposure(ids, {p: t[what] for p, t in books.items()})
-        for what in totals
+    plain: pd.DataFrame = (
+        pd.concat([applicant_table(df, ids).set_index("id") for df in ds.parties.values()])
+        .groupby(level=0, sort=False)
+        .sum()
     )
+    exact = all(
+        totals[what] == plain[col].astype(int).tolist()
+        for what, col in (("outstanding", "outstanding_cents"), ("overdue", "overdue_cents"),
+                          ("lenders", "lends"))
+    )  # fmt: skip
     grades = [
         grade(rules, o / 100, d / 100, n)
         for o, d, n in zip(totals["outstanding"], totals["overdue"], totals["lenders"], strict=True)

@@ -268,6 +268,27 @@ def _uses(view: Mapping[str, Any]) -> Markup:
         field_rows,
         "The job reads none of this party's datasets.",
     )
+    basis_rows = [
+        (
+            alias,
+            d.get("dataset"),
+            d.get("legal_basis") or "not recorded",
+            ", ".join(d.get("legal_basis_required") or []) or "—",
+        )
+        for alias, d in (uses.get("datasets") or {}).items()
+    ]
+    if basis_rows:
+        fields = h(
+            "{}{}",
+            fields,
+            table(
+                "The legal basis each dataset's usage policy records (written into the audit "
+                "with this party's approval), and the bases the job demands",
+                ("alias", "dataset", "legal basis", "the job demands"),
+                basis_rows,
+                "",
+            ),
+        )
     step_rows = []
     for st in uses.get("steps") or []:
         params = {**(st.get("params") or {}), **(st.get("party_params") or {})}
@@ -598,6 +619,7 @@ def dataset_page(d: Mapping[str, Any], dp: Mapping[str, Any], plot: Markup | Non
             ("label", d.get("label") or "—"),
             ("partners", ", ".join(policy.get("partners") or []) or "none: no job may use it"),
             ("purposes", ", ".join(policy.get("purposes") or []) or "none: no job may use it"),
+            ("legal basis", policy.get("legal_basis") or "not recorded"),
             ("origin", d.get("origin")),
         ]
     )
