@@ -128,7 +128,7 @@ def test_unknown_technology_is_refused() -> None:
 
 def test_credit_comparison_side_by_side() -> None:
     techs = ["vfl-he", "mpc", "tee", "dp-central", "pooled-plaintext"]
-    out = compare("credit", techs, quick=True, seed=0)
+    out = compare("credit", techs, quick=True, seed=0, scaling=False, network=False)
     assert list(out) == techs
     pooled = {float(_by_name(r[Perspective.ACCURACY])["pooled_value"].value) for r in out.values()}
     assert len(pooled) == 1  # one split, one baseline
@@ -141,3 +141,14 @@ def test_credit_comparison_side_by_side() -> None:
         _check_cost(res, parties, networked=tech not in ("dp-central", "pooled-plaintext"))
     eps = float(_by_name(out["dp-central"][Perspective.ACCURACY])["epsilon"].value)
     assert 1 < eps < 10  # noise multiplier 1.1, sampling 0.1, 100 steps, delta 1e-5
+
+
+def test_comparison_adds_each_technologys_scaling() -> None:
+    """With ``scaling`` the comparison carries each technology's fitted growth, taken on its
+    standard workload and saying so."""
+    out = compare("credit", ["dp-central", "pooled-plaintext"], network=False)
+    for tech, res in out.items():
+        scal = _by_name(res[Perspective.SCALABILITY])
+        assert "exponent[rows]" in scal and "r2[rows]" in scal, tech
+        assert "standard workload" in scal["exponent[rows]"].source
+        assert "not the credit data" in scal["exponent[rows]"].source

@@ -15,6 +15,7 @@ Figures are measured on whatever machine runs them, under its load: they are noi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -262,9 +263,39 @@ def compare(
     quick: bool = True,
     seed: int = 0,
     progress: Progress | None = None,
+    scaling: bool = True,
+    network: bool = True,
+    force_loopback: str | None = None,
 ) -> dict[str, dict[Perspective, list[Evidence]]]:
     """One scenario under several technologies, side by side (see
-    :mod:`privfin.assess.measure.compare`)."""
+    :mod:`privfin.assess.measure.compare`): accuracy, performance and communication on the
+    scenario's data; with ``scaling`` and ``network`` each technology's scalability and its
+    WAN / cut-link behaviour are added from its own standard workload (as
+    :func:`measure_technology` measures them; their ``source`` says so), so the comparison has
+    the seven perspectives. ``False`` leaves them "not measured" (a quick look, tests)."""
     from privfin.assess.measure.compare import compare as run
 
-    return run(scenario, technologies, quick=quick, seed=seed, progress=progress)
+    out = run(scenario, technologies, quick=quick, seed=seed, progress=progress)
+    for tech in technologies:
+        if tech not in WORKLOADS:
+            continue
+        work = WORKLOADS[tech]
+        base = work.size(quick)
+        runs: dict[Size, RunStats] = {}
+        if scaling or network:
+            _say(progress, f"{tech}: its standard workload ({base.rows} rows)")
+            runs[base], _ = _run(tech, base, seed, quick)
+        note = f" — {tech}'s standard workload ({work.description}), not the {scenario} data"
+        if scaling:
+            out[tech][Perspective.SCALABILITY] = [
+                dataclasses.replace(e, source=e.source + note)
+                for e in _scaling(tech, seed, quick, runs, progress)
+            ]
+        if network and work.networked:
+            out[tech][Perspective.COMMUNICATION] += [
+                dataclasses.replace(e, source=e.source + note)
+                for e in _network(
+                    tech, base, seed, quick, runs[base].wall_s, force_loopback, progress
+                )
+            ]
+    return out
