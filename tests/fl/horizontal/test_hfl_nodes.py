@@ -5,13 +5,12 @@ trained on the pooled rows."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from pathlib import Path
-
 from sklearn.datasets import load_breast_cancer
 
 from privfin.config import Settings
