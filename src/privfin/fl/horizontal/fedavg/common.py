@@ -171,7 +171,8 @@ class HFLStepParams(HFLParams):
     n_features:
         Set by the step from the clients' tables (leave it out).
     model:
-        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units, ReLU).
+        ``"logistic"``, ``"mlp"`` (one hidden layer of ``hidden`` tanh units) or
+        ``"torch_mlp"`` (the same as a PyTorch module; every party needs ``privfin[torch]``).
     hidden:
         Hidden units of the MLP.
     l2:
