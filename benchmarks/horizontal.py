@@ -62,6 +62,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -805,8 +806,17 @@ def part1(args: argparse.Namespace, root: Path) -> None:
             print(f"target (secure aggregation on <= 1/3 of Flower's wall, AUC +- 0.005) {n}")
         if not args.deployment:
             continue
-        rows = [fedavg_nodes(root, model, True), fedavg_nodes(root, model, False)]
-        peer = None if python is None else flower(python, root, model, "deployment")
+        rows = [fedavg_nodes(root, model, True)]
+        if not args.only_deployment:
+            rows.append(fedavg_nodes(root, model, False))
+        print(f"privfin nodes ({load_avg()}): {rows}", flush=True)
+        peer = None
+        for attempt in range(2 if python is not None else 0):  # one retry: under heavy load
+            try:  # a SuperNode has failed to reach the SuperLink in time
+                peer = flower(python, root, model, "deployment")  # type: ignore[arg-type]
+                break
+            except subprocess.CalledProcessError as exc:
+                print(f"Flower deployment run failed (attempt {attempt + 1}): {exc}", flush=True)
         for r in rows:
             tag = "secagg_on" if r["secure_aggregation"] else "secagg_off"
             emit(
