@@ -55,10 +55,9 @@ Measured here (x86_64, 2 cores, 2026-12-02, load 4-12, noisy; docs/benchmarks.md
 18-56 s (AUC 0.7254 against Flower's 0.7263); node processes (init_seed 0, load 10-12)
 LR 6.0-7.6 s for a first job, MLP 5.6-12.3 s, against the deployment engine's 79-107 s
 (6.5-17.9x); part 5 (criterion): over nodes LR +0.0010 and MLP -0.0038 AUC against pooled.
-One round of 100
-clients x 100k parameters 11.0 s wall in one process, 0.82 MB sent per client against 0.80 MB
-for the plain update; with 10 clients dropping after sharing keys the sum is still exact
-within the bound.
+One round of 100 clients x 100k parameters 11.0 s wall in one process, 0.82 MB sent per
+client against 0.80 MB for the plain update; with 10 clients dropping after sharing keys the
+sum is still exact within the bound.
 Parts 2-3: GBDT 1.2-3.6 s masking, 5.9-7.1 s CKKS, AUC 0.7821 against 0.7797 pooled; one round
 of 20 x 100k: masking 0.5 s and 0.81 MB per client, CKKS 5.9-10 s and 7.3 MB.
 """
