@@ -52,8 +52,8 @@ sent and received, against the plain sum of the same vectors.
 
 Measured here (x86_64, 2 cores, 2026-12-02, load 4-12, noisy; docs/benchmarks.md): FedAvg LR
 4x3 with secure aggregation 0.15-0.42 s in one process against Flower's simulation engine's
-18-56 s (AUC 0.7254 against Flower's 0.7263); node processes (init_seed 0, load 10-12)
-LR 6.0-7.6 s for a first job, MLP 5.6-12.3 s, against the deployment engine's 79-107 s
+18-56 s (AUC 0.7254 against Flower's 0.7263); node processes (init_seed 0, load 7-12)
+LR 3.9-7.6 s for a first job, MLP 5.3-12.3 s, against the deployment engine's 59-107 s
 (6.5-17.9x); part 5 (criterion): over nodes LR +0.0010 and MLP -0.0038 AUC against pooled.
 One round of 100 clients x 100k parameters 11.0 s wall in one process, 0.82 MB sent per
 client against 0.80 MB for the plain update; with 10 clients dropping after sharing keys the
