@@ -30,7 +30,8 @@ from privfin.errors import ConfigError, InputError
 __all__ = ["TorchModel", "torch_mlp"]
 
 FloatArray = np.ndarray
-#: PyTorch's global generator is seeded inside :meth:`TorchModel.init`: one party at a time.
+#: Every module construction (seeded in :meth:`TorchModel.init`, unseeded in the constructor)
+#: draws from PyTorch's global generator: one at a time, so a seeded one is not interleaved.
 _INIT_LOCK = threading.Lock()
 
 
@@ -55,7 +56,11 @@ class TorchModel:
             raise ConfigError("need n_features >= 1 and l2 >= 0")
         self._t = torch
         self._factory = factory
-        self._module = factory().double()
+        # Building a module draws from PyTorch's global generator: under the same lock as
+        # init() (another party's seeded init would otherwise see this draw in the middle of
+        # its own) and on a forked generator (the caller's global state is left alone).
+        with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+            self._module = factory().double()
         self._params = list(self._module.parameters())
         if not self._params:
             raise ConfigError("the torch module has no parameters")
