@@ -206,3 +206,17 @@ def test_server_logs_why_it_refused_a_client_certificate(
     with caplog.at_level("WARNING", logger="privfin.federation.tls"):
         asyncio.run(run())
     assert "a client's certificate has expired" in caplog.text
+
+
+def test_contexts_trust_only_the_pinned_certificates(tmp_path: Path) -> None:
+    """No system CA is a trust anchor (hostname checks are off, so one would vouch for any
+    certificate it signed): the client context holds the one pinned certificate, the server
+    context the pinned peers' certificates, and both still require the peer's certificate."""
+    a = create_identity("alice", tmp_path / "a")
+    b = create_identity("bob", tmp_path / "b")
+    cctx = client_context(a, b.cert.read_bytes())
+    sctx = server_context(b, [a.cert.read_bytes()])
+    assert cctx.cert_store_stats()["x509"] == 1
+    assert sctx.cert_store_stats()["x509"] == 1
+    assert cctx.verify_mode == sctx.verify_mode == ssl.CERT_REQUIRED
+    assert cctx.minimum_version == sctx.minimum_version == ssl.TLSVersion.TLSv1_2

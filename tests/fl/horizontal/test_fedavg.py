@@ -359,3 +359,38 @@ def test_round_below_threshold_is_skipped_and_training_goes_on(
     assert "below the threshold 2" in hist[1]["failed"]
     assert "failed" not in hist[0] and "failed" not in hist[-1]
     assert out["server"]["rounds"] == 4
+
+
+def test_init_seed_gives_every_party_the_same_start_and_clients_check_it() -> None:
+    """With the public init_seed the server starts from Model.init(default_rng(init_seed))
+    whatever its own randomness (the clients check the first model, so the honest runs pass
+    with two different simulation seeds), and a server starting elsewhere is refused."""
+    from privfin.errors import ProtocolAbort
+    from privfin.fl.horizontal.fedavg.messages import RoundPlan
+
+    p = params("mlp", rounds=1, init_seed=7)
+    firsts = []
+    for seed in (0, 1):
+        out = simulate(hfl_component, ROLES, params=p, inputs=split()[0], seed=seed, settings=DEV)
+        assert len(out["server"]["history"]) == 1
+        firsts.append(out["server"]["weights"])
+    assert not np.array_equal(firsts[0], firsts[1])  # minibatch order and masks still differ
+    mlp = make_model("mlp", 30, l2=1e-3)
+
+    def deviating(ctx: Any, prm: Any, inputs: Any) -> Any:
+        if ctx.party == "server":
+            other = mlp.init(np.random.default_rng(8))
+            for c in "abc":
+                plan = RoundPlan(round=0, selected=True, done=False, weights=other)
+                ctx.channel.send(c, "hfl.plan", plan)
+            return None
+        return hfl_component(ctx, prm, inputs)
+
+    with pytest.raises(ProtocolAbort, match="agreed init_seed"):
+        simulate(deviating, ROLES, params=p, inputs=split()[0], seed=0, settings=DEV)
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 63, 1.5, True, "7"])
+def test_bad_init_seed_is_refused(bad: Any) -> None:
+    with pytest.raises(ConfigError, match="init_seed"):
+        train(params(rounds=1, init_seed=bad))

@@ -38,10 +38,19 @@ def run_client(
         agg.setup()
     rounds = 0
     expected = 0
+    # With the public init_seed every party knows the round-0 model: refuse another one.
+    agreed = None if p.init_seed is None else p.initial_weights(model, rng)
     while True:
         plan = ctx.channel.recv(server, "hfl.plan", expect=RoundPlan, timeout=p.client_timeout)
         if plan.weights.shape != (model.n_params,):
             raise ProtocolAbort("the server sent a model of the wrong size", party=server)
+        if agreed is not None:
+            if not np.array_equal(plan.weights, agreed):
+                raise ProtocolAbort(
+                    "the server's first model is not the one of the agreed init_seed",
+                    party=server,
+                )
+            agreed = None
         if plan.done:
             return {"role": "client", "weights": plan.weights, "rounds_trained": rounds}
         if plan.round != expected:

@@ -30,7 +30,10 @@ class HFLParams:
     ``threshold`` defaults to a strict majority of the sampled clients. ``aggregation``
     selects how the updates are summed with ``secure_aggregation``: ``"secagg"`` (masking,
     Bonawitz et al.) or ``"ckks"`` (CKKS under a key the clients share and the server does not
-    hold; weaker trust model, see ckksagg/SPEC.md).
+    hold; weaker trust model, see ckksagg/SPEC.md). ``init_seed`` (public, part of the agreed
+    parameters) fixes the initial weights: every party derives them from it and the clients
+    refuse a first model that differs; without it the server draws them from its own
+    randomness.
     """
 
     n_features: int
@@ -56,8 +59,15 @@ class HFLParams:
     dp_noise_multiplier: float | None = None
     dp_clip: float = 1.0
     dp_delta: float = 1e-5
+    init_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.init_seed is not None and (
+            not isinstance(self.init_seed, int)
+            or isinstance(self.init_seed, bool)
+            or not 0 <= self.init_seed < 1 << 63
+        ):
+            raise ConfigError("init_seed must be an integer in [0, 2**63)")
         if not 0 < self.n_features <= 1 << 20 or self.rounds < 1:
             raise ConfigError("need n_features >= 1 and rounds >= 1")
         if self.round_deadline <= 0 or self.client_timeout <= 0:
@@ -117,6 +127,13 @@ class HFLParams:
     def make_model(self) -> Model:
         return make_model(self.model, self.n_features, hidden=self.hidden, l2=self.l2)
 
+    def initial_weights(self, model: Model, rng: np.random.Generator) -> np.ndarray:
+        """The round-0 model: from the public ``init_seed`` when it is set (the same at every
+        party), else from ``rng`` (the server's own randomness)."""
+        if self.init_seed is not None:
+            rng = np.random.default_rng(self.init_seed)
+        return np.asarray(model.init(rng), dtype=np.float64)
+
     def sampled(self, n_clients: int) -> int:
         k = n_clients if self.clients_per_round is None else self.clients_per_round
         if not 1 <= k <= n_clients:
@@ -154,7 +171,8 @@ class HFLStepParams(HFLParams):
     n_features:
         Set by the step from the clients' tables (leave it out).
     model:
-        ``"logistic"`` or ``"mlp"`` (one hidden layer of ``hidden`` units, ReLU).
+        ``"logistic"``, ``"mlp"`` (one hidden layer of ``hidden`` tanh units) or
+        ``"torch_mlp"`` (the same as a PyTorch module; every party needs ``privfin[torch]``).
     hidden:
         Hidden units of the MLP.
     l2:
@@ -189,6 +207,10 @@ class HFLStepParams(HFLParams):
         Client-level DP: noise multiplier (``None``: no DP).
     dp_clip, dp_delta:
         Client-level DP: L2 clip of each client's update; delta of the reported epsilon.
+    init_seed:
+        Public seed of the initial weights, agreed in the spec: every party derives the same
+        round-0 model from it and the clients refuse a different one from the server (default:
+        the server draws them from its own randomness).
     lr:
         Local learning rate.
     local_epochs:

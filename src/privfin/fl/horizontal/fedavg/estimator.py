@@ -51,6 +51,7 @@ _HYPER = (
     "dp_noise_multiplier",
     "dp_clip",
     "dp_delta",
+    "init_seed",
 )
 
 
@@ -60,6 +61,10 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     Learned attributes: ``weights_`` (the flat parameter vector), ``classes_``,
     ``n_features_in_``, ``history_`` (per-round metrics for plots), ``dp_`` (the (ε, δ)
     report with client-level DP, else ``None``), ``clients_`` (the client names).
+
+    ``init_seed`` is the job's public seed of the initial weights (a deployment's parties
+    agree on it in the spec); ``seed`` seeds all of the simulation's randomness (masks,
+    sampling, minibatch order, and the initial weights when ``init_seed`` is not set).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         dp_noise_multiplier: float | None = None,
         dp_clip: float = 1.0,
         dp_delta: float = 1e-5,
+        init_seed: int | None = None,
         settings: Settings | None = None,
         seed: int | None = None,
         timeout: float = 600.0,
@@ -106,6 +112,7 @@ class FedAvgClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.dp_noise_multiplier = dp_noise_multiplier
         self.dp_clip = dp_clip
         self.dp_delta = dp_delta
+        self.init_seed = init_seed
         self.settings = settings
         self.seed = seed
         self.timeout = timeout

@@ -118,11 +118,17 @@ class MLP:
 
 
 def make_model(kind: str, n_features: int, *, hidden: int = 16, l2: float = 0.0) -> Model:
+    """``"logistic"``, ``"mlp"`` (numpy) or ``"torch_mlp"`` (the same architecture as a
+    PyTorch module: needs the extra ``privfin[torch]``, else ConfigError)."""
     if kind == "logistic":
         return LogisticRegressionModel(n_features, l2=l2)
     if kind == "mlp":
         return MLP(n_features, hidden=hidden, l2=l2)
-    raise ConfigError(f"unknown model {kind!r}: use 'logistic' or 'mlp'")
+    if kind == "torch_mlp":
+        from privfin.fl.horizontal.fedavg.torch_model import torch_mlp
+
+        return torch_mlp(n_features, hidden=hidden, l2=l2)
+    raise ConfigError(f"unknown model {kind!r}: use 'logistic', 'mlp' or 'torch_mlp'")
 
 
 @dataclass(frozen=True)

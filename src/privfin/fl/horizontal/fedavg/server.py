@@ -86,7 +86,7 @@ def run_server(
         )
     model = p.make_model()
     rng = np.random.default_rng(int.from_bytes(ctx.random.bytes(8), "big"))
-    w = model.init(rng)
+    w = p.initial_weights(model, rng)
     k = p.sampled(len(clients))
     dim = model.n_params + 2  # [n·Δw, n·loss, n]
     sa = p.secagg(k, dim)
