@@ -11,12 +11,12 @@ Assessments page lists them. Exit code 0: written; 2: a usage error.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from privfin.cli._errors import one_line_errors
 
 if TYPE_CHECKING:
     from privfin.assess.report import Report
@@ -46,23 +46,6 @@ SeedOpt = Annotated[int, typer.Option(help="seed of data, attacks and measuremen
 @app.callback()
 def _group() -> None:
     """Assess technologies and jobs from seven perspectives; write HTML/JSON/PDF reports."""
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    from privfin.errors import PrivfinError
-
-    try:
-        yield
-    except PrivfinError as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 def reports_dir(state_dir: Path) -> Path:
@@ -129,7 +112,7 @@ def technology_cmd(
     """Assess one technology: facts, probes, attacks, measurements, ratings."""
     from privfin.assess.assess import assess_technology
 
-    with _errors():
+    with one_line_errors():
         target = _target(out, node_config, f"technology-{name}")
         report = assess_technology(name, quick=quick, seed=seed, progress=_progress)
         _summary(report)
@@ -147,7 +130,7 @@ def job_cmd(
     from privfin.assess.assess import assess_job
     from privfin.node.config import load_config
 
-    with _errors():
+    with one_line_errors():
         config = load_config(node_config)
         certs = {p: Path(peer.cert).read_bytes() for p, peer in config.peers.items()}
         certs[config.party] = Path(config.cert).read_bytes()
@@ -174,7 +157,7 @@ def compare_cmd(
     from privfin.assess.assess import assess_compare
 
     names = [t.strip() for t in technologies.split(",") if t.strip()]
-    with _errors():
+    with one_line_errors():
         target = _target(out, node_config, f"compare-{scenario}")
         report = assess_compare(scenario, names, quick=quick, seed=seed, progress=_progress)
         _summary(report)

@@ -14,9 +14,11 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from privfin.cli._errors import one_line_errors
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,24 +40,6 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="the node's node
 @app.callback()
 def _group() -> None:
     """Audit log: verify the hash chain, export and check evidence bundles."""
-
-
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """User mistakes and unreadable files end in one line and exit code 2."""
-    from privfin.errors import PrivfinError
-
-    try:
-        yield
-    except PrivfinError as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 @contextmanager
@@ -159,7 +143,7 @@ def verify_cmd(
     from privfin.errors import ConfigError
     from privfin.node.config import load_config
 
-    with _errors():
+    with one_line_errors():
         cfg = load_config(config)
         cert = _certificate(cfg.cert)
         key = _public_key(cert)
@@ -202,7 +186,7 @@ def export_cmd(
     """Write an evidence bundle (JR/T 0196 §7.6) signed with the node's identity key."""
     from privfin.node.config import load_config
 
-    with _errors():
+    with one_line_errors():
         cfg = load_config(config)
         key = None if unsigned else _identity_key(cfg)
         cert = None if unsigned else _certificate(cfg.cert)
@@ -230,7 +214,7 @@ def verify_bundle_cmd(
     """Check an evidence bundle offline (no node, no database)."""
     from privfin.audit import verify_bundle
 
-    with _errors():
+    with one_line_errors():
         pem = _certificate(cert) if cert is not None else None
         with _progress("checking") as progress:
             report = verify_bundle(path, certificate=pem, progress=progress)
@@ -251,7 +235,7 @@ def seal_cmd(
     """Append a checkpoint signed with the node's identity key and print its signed head."""
     from privfin.node.config import load_config
 
-    with _errors():
+    with one_line_errors():
         cfg = load_config(config)
         with _open_log(cfg) as log:
             head = log.seal(_identity_key(cfg), actor="operator")
