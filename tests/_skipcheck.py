@@ -17,6 +17,9 @@ import pytest
 ALLOWED_SKIPS: tuple[str, ...] = (
     "PostgreSQL not available",  # the store_url fixture without PRIVFIN_TEST_POSTGRES_URL
     "Ray not installed",  # the optional privfin[ray] extra: "... (pip install privfin[ray])"
+    # the optional PyTorch adapter of horizontal FL (privfin[torch]; a 2-minute install .ci
+    # leaves out: tested wherever torch is installed)
+    "PyTorch not installed",
     "benchmark peer not installed",  # another framework a comparison runs against
     # the dashboard's browser tests (tests/dashboard): .ci/chromium.sh installs it and sets
     # PRIVFIN_REQUIRE_CHROMIUM=1, so in CI they run (or fail) and never skip

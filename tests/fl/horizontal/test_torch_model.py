@@ -16,7 +16,7 @@ from privfin.fl.horizontal.fedavg import LocalOptimiser, hfl_component, local_tr
 from privfin.ml.metrics import roc_auc
 from privfin.runtime import simulate
 
-NO_TORCH = "PyTorch is not installed (optional extra privfin[torch])"
+NO_TORCH = "PyTorch not installed (optional extra: pip install privfin[torch])"
 DEV = Settings(mode="development")
 ROLES = {"server": ["server"], "a": ["client"], "b": ["client"], "c": ["client"]}
 
