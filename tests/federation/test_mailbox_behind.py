@@ -56,6 +56,37 @@ def test_accepted_messages_are_readable_at_once_and_durable_after_the_commit(
         box.close()
 
 
+def test_the_writer_lingers_so_messages_share_a_commit_and_a_flush_cuts_it_short(
+    tmp_path: Path,
+) -> None:
+    """Messages accepted one by one within the linger share one group commit (one durability
+    report); a flush does not wait for the linger; a large backlog is written at once."""
+    box = Mailbox(tmp_path / "b.sqlite", linger=0.5)
+    reports: list[list[int]] = []
+
+    def hook(indices: list[int]) -> None:
+        reports.append(indices)
+
+    try:
+        start = time.monotonic()
+        for i in range(5):  # one message at a time, as a many-round protocol sends them
+            assert box.accept([(_key(i), b"x")], on_durable=hook) == [ACCEPTED]
+            time.sleep(0.01)
+        assert reports == []  # still lingering: nothing reported durable yet
+        assert box.flush(10)
+        assert time.monotonic() - start < 0.45  # the flush cut the linger short
+        # one group commit: the writer calls a hook once per batch, with every index of it
+        assert reports == [[0, 0, 0, 0, 0]] and box.unwritten == 0
+        big = [(_key(100 + i), bytes(3 * 1024 * 1024)) for i in range(3)]  # 9 MiB: no linger
+        done = threading.Event()
+        box.accept(big, on_durable=lambda _: done.set())
+        assert done.wait(0.4)
+    finally:
+        box.close()
+    with pytest.raises(ValueError):
+        Mailbox(tmp_path / "c.sqlite", linger=-1)
+
+
 def test_duplicates_and_conflicts_in_memory_are_answered_at_once(tmp_path: Path) -> None:
     box = Mailbox(tmp_path / "b.sqlite")
     hooks: list[tuple[str, list[int]]] = []

@@ -50,7 +50,10 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
     (no thread hop: accepting only touches memory, but for a job's first message and the
     pre-job buffer). An accepted message is readable by the receiving job at once; the
     mailbox's writer thread stores everything accepted meanwhile in one transaction (a group
-    commit whose size grows with the load) and then the server writes ``SYNCED(ref)``: every
+    commit whose size grows with the load; after a first message it lingers
+    ``Mailbox.linger``, 5 ms, for others to join, unless a flush waits or 8 MiB are queued:
+    one commit and one SYNCED per several rounds of a many-round protocol) and then the
+    server writes ``SYNCED(ref)``: every
     message frame up to frame ``ref`` on this connection that got no ACK was accepted and is
     on disk. Accepted messages get no ACK of their own (``202 ACCEPTED`` exists for
     completeness): one frame fewer each way per message. Refusals, duplicates of stored
