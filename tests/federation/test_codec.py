@@ -225,3 +225,22 @@ def test_fuzz_mutated_messages(sample: bytes, flips: list[tuple[int, int]], cut:
         data[3 + pos % (len(data) - 3)] = val
     _only_decode_errors(bytes(data))
     _only_decode_errors(bytes(data[: 3 + cut % (len(data) - 2)]))
+
+
+@pytest.mark.parametrize("dtype", ["|u1", "<i4", "<f8", ">f8", "|b1", "<c16"])
+@pytest.mark.parametrize(
+    "shape", [(), (0,), (1,), (3, 5), (0, 3), (40,), (300,), (9000,), (70000,), (2, 3, 4)]
+)
+def test_a_top_level_array_is_encoded_as_the_general_path_would(
+    dtype: str, shape: tuple[int, ...]
+) -> None:
+    """The one-copy encoder of a top-level array writes the msgpack headers itself: it must
+    give exactly the general encoder's bytes (ext and bin headers of every width)."""
+    a = np.random.default_rng(len(shape)).integers(0, 100, size=shape).astype(dtype)
+    for arr in (a, a.T, a[::2] if a.ndim else a):  # contiguous, transposed, strided
+        general = codec._HEADER + codec._body_encoder.encode(codec._to_wire(arr, 0))
+        assert codec.encode(arr) == general
+        back = codec.decode(general)
+        assert back.shape == arr.shape and np.array_equal(back, arr)
+        assert back.flags.writeable  # a copy, not a view into the message's buffer:
+        assert not np.shares_memory(back, np.frombuffer(general, dtype=np.uint8))

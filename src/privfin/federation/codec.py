@@ -143,7 +143,35 @@ def encode(obj: object) -> bytes:
     ValueError
         If ``obj`` nests deeper than :data:`MAX_DEPTH`.
     """
+    if type(obj) is np.ndarray:  # the common case, in one copy of the data (not four)
+        return _encode_array(obj)
     return _HEADER + _body_encoder.encode(_to_wire(obj, 0))
+
+
+def _encode_array(arr: np.ndarray[Any, Any]) -> bytes:
+    """``encode(arr)`` for a top-level array: the same bytes, the data copied once."""
+    arr, dtype_str = _wire_array(arr)
+    data = _raw(arr)
+    n = data.nbytes
+    # the ext payload: msgpack [dtype, shape, bin]; its prefix up to the bin's header comes
+    # from the encoder (an empty bin), the header for n bytes is written here
+    head = _body_encoder.encode([dtype_str, list(arr.shape), b""])[:-2]
+    if n < 1 << 8:
+        head += bytes([0xC4, n])
+    elif n < 1 << 16:
+        head += b"\xc5" + n.to_bytes(2, "big")
+    else:
+        head += b"\xc6" + n.to_bytes(4, "big")
+    size = len(head) + n
+    if size in (1, 2, 4, 8, 16):  # fixext (never: the payload has at least 5 bytes)
+        ext = bytes([{1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}[size], _EXT_NDARRAY])
+    elif size < 1 << 8:
+        ext = bytes([0xC7, size, _EXT_NDARRAY])
+    elif size < 1 << 16:
+        ext = b"\xc8" + size.to_bytes(2, "big") + bytes([_EXT_NDARRAY])
+    else:
+        ext = b"\xc9" + size.to_bytes(4, "big") + bytes([_EXT_NDARRAY])
+    return b"".join((_HEADER, ext, head, data))
 
 
 def _to_wire(obj: object, depth: int) -> object:
@@ -188,7 +216,8 @@ def _bigint_bytes(value: int) -> bytes:
     )
 
 
-def _ndarray_bytes(arr: np.ndarray[Any, Any]) -> bytes:
+def _wire_array(arr: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], str]:
+    """``arr`` little-endian and C-contiguous (a copy only where it is not), its dtype string."""
     dt = arr.dtype
     if dt.byteorder == ">" or (
         dt.byteorder == "=" and dt.itemsize > 1 and np.little_endian is False
@@ -198,8 +227,18 @@ def _ndarray_bytes(arr: np.ndarray[Any, Any]) -> bytes:
     dtype_str = dt.str
     if dtype_str not in _DTYPES:
         raise TypeError(f"arrays of dtype {arr.dtype} cannot be sent; use a numeric dtype")
-    data = np.ascontiguousarray(arr).tobytes()
-    return _body_encoder.encode([dtype_str, list(arr.shape), data])
+    # (ascontiguousarray makes a 0-d array 1-d: its shape is put back)
+    return np.ascontiguousarray(arr).reshape(arr.shape), dtype_str
+
+
+def _raw(arr: np.ndarray[Any, Any]) -> memoryview:
+    """The bytes of a C-contiguous array, without a copy."""
+    return arr.reshape(-1).view(np.uint8).data
+
+
+def _ndarray_bytes(arr: np.ndarray[Any, Any]) -> bytes:
+    arr, dtype_str = _wire_array(arr)
+    return _body_encoder.encode([dtype_str, list(arr.shape), _raw(arr)])
 
 
 # --------------------------------------------------------------------------------------- decode
@@ -281,11 +320,15 @@ def _ext_hook(code: int, payload: memoryview) -> Any:
         _guard.depth -= 1
 
 
+#: an array's ext payload; its data as a view into the message (copied once, below)
+_ARRAY = msgspec.msgpack.Decoder(tuple[str, list[int], memoryview])
+
+
 def _decode_ndarray(payload: memoryview) -> np.ndarray[Any, Any]:
-    header = msgspec.msgpack.decode(payload)
-    if not (isinstance(header, list) and len(header) == 3):
-        raise DecodeError("array: expected [dtype, shape, data]")
-    dtype_str, shape, raw = header
+    try:
+        dtype_str, shape, raw = _ARRAY.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"array: expected [dtype, shape, data] ({exc})") from None
     if not isinstance(dtype_str, str) or dtype_str not in _DTYPES:
         raise DecodeError(f"array: dtype {dtype_str!r} is not allowed")
     if not isinstance(shape, list) or len(shape) > MAX_NDIM:
@@ -295,13 +338,12 @@ def _decode_ndarray(payload: memoryview) -> np.ndarray[Any, Any]:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise DecodeError("array: dimensions must be non-negative integers")
         count *= dim
-    if not isinstance(raw, bytes):
-        raise DecodeError("array: data must be bytes")
     dt = np.dtype(dtype_str)
-    if count * dt.itemsize != len(raw):
+    if count * dt.itemsize != raw.nbytes:
         raise DecodeError(
-            f"array: {len(raw)} bytes do not match shape {tuple(shape)} of dtype {dtype_str}"
+            f"array: {raw.nbytes} bytes do not match shape {tuple(shape)} of dtype {dtype_str}"
         )
+    # one copy: the array owns its memory (writable, not tied to the message's buffer)
     arr = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=True)
     return arr.reshape(tuple(shape))
 

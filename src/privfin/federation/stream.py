@@ -110,12 +110,12 @@ Resumption
     listing would save at most those bytes, plus the restart of a cut large message.)
 
 Back-pressure and memory bounds
-    Client: the event loop writes with a 1 MiB high-water mark and awaits ``drain``; large
-    payloads are written as memoryview slices of the caller's bytes; ACCEPTED frames kept for
-    resending are bounded per peer (``max_unsynced``, 64 MiB): beyond, ``send`` waits for
-    the peer's disk. A peer that stops
-    reading blocks the writer (``send`` then raises :class:`PeerTimeout` after
-    ``send_timeout``); the transport buffers at most the high-water mark plus one frame.
+    Client: frames are encrypted one chunk at a time and handed to a blocking socket (the
+    kernel's socket buffer is the only send buffer); large payloads are written as
+    memoryview slices of the caller's bytes; frames kept for resending are bounded per peer
+    (``max_unsynced``, 64 MiB): beyond, ``send`` waits for the peer's disk. A peer that
+    stops reading blocks the writer (``send`` then raises :class:`PeerTimeout` after
+    ``send_timeout``); the client holds at most one encrypted chunk besides the frames.
     Server: it stops reading a connection while more than ``StreamLimits.pending_bytes``
     of messages wait to be stored, or while its ACKs cannot be written (the client does not
     read them), so a peer cannot make it buffer without bound.
@@ -128,12 +128,14 @@ Threat model
     buffers.
 
 Threads
-    :class:`StreamClient` (one per node: the connections to every peer, shared by the jobs)
-    and :class:`StreamServer` each run one event loop in a daemon thread; a
-    :class:`StreamTransport` is the per-job view (its send timeout, cancel token, mailbox).
-    A ``send`` costs one hop to the loop (``call_soon_threadsafe``) and one back
-    (a ``threading.Event``); ``send_many`` (and ``Channel.broadcast``) hands several messages
-    over in one hop and waits once; ``recv`` waits on the local mailbox exactly like
+    :class:`StreamServer` runs one event loop in a daemon thread. :class:`StreamClient` (one
+    per node: the connections to every peer, shared by the jobs; :mod:`privfin.federation.
+    streamclient`) has no event loop: a small message on an idle connection is written by the
+    sending thread itself, larger ones and resends by the link's thread, and a reader thread
+    per connection takes the ACK / SYNCED / PONG frames (so a round trip costs one thread
+    wake-up per direction, the receiver's). A :class:`StreamTransport` is the per-job view
+    (its send timeout, cancel token, mailbox); ``send_many`` (and ``Channel.broadcast``)
+    writes several messages at once; ``recv`` waits on the local mailbox exactly like
     :meth:`privfin.federation.http.HttpTransport.recv`.
 """
 
@@ -143,12 +145,10 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import itertools
 import logging
-import ssl
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -169,10 +169,13 @@ from privfin.federation.mailbox import (
     QuotaExceeded,
     Quotas,
 )
+from privfin.federation.streamclient import (
+    StreamClient,
+    StreamPeer,
+    _Pending,
+)
 from privfin.federation.tls import (
     Identity,
-    client_context,
-    describe_tls_failure,
     fingerprint,
     fingerprint_der,
     server_context,
@@ -199,9 +202,6 @@ __all__ = [
 _log = logging.getLogger("privfin.federation.stream")
 T = TypeVar("T")
 
-DEFAULT_CHUNK_SIZE = 1024 * 1024
-_HIGH_WATER = 1024 * 1024
-_SMALL = 64 * 1024  # payloads up to this size are written with their header in one write
 _LOG_EVERY = 60.0  # seconds between two log lines about the same (party, kind) of refusal
 _PRECHECK = 0  # the kind of a work item that asks the precheck about a chunked message
 
@@ -950,598 +950,6 @@ def _abort_work(header: Header) -> _Work:
     return _Work(fr.ABORT, header.ref, key, b"", header.text)
 
 
-# ---------------------------------------------------------------------------------------------
-# Client
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StreamPeer:
-    """A pinned peer: where its stream server listens and its certificate (PEM)."""
-
-    host: str
-    port: int
-    cert: bytes
-
-
-class _Batch:
-    """Frames one caller waits for (set by the loop thread when all are answered)."""
-
-    __slots__ = ("event", "remaining")
-
-    def __init__(self, n: int) -> None:
-        self.remaining = n
-        self.event = threading.Event()
-
-
-class _Pending:
-    __slots__ = (
-        "batch",
-        "callback",
-        "code",
-        "deadline",
-        "delay",
-        "error",
-        "key",
-        "kind",
-        "payload",
-        "ref",
-        "text",
-    )
-
-    def __init__(
-        self, ref: int, kind: int, key: MessageKey, payload: bytes, batch: _Batch | None
-    ) -> None:
-        self.ref, self.kind, self.key, self.payload, self.batch = ref, kind, key, payload, batch
-        self.code: Code | None = None
-        self.text = ""
-        self.error: BaseException | None = None
-        # a posted frame (no batch: nobody waits for it): its outcome goes to ``callback``
-        # (in the loop thread); BUSY/QUOTA answers are retried by the link until ``deadline``
-        self.callback: Callable[[_Pending], None] | None = None
-        self.deadline = 0.0
-        self.delay = 0.1
-
-    def resolve(
-        self, code: Code | None, text: str = "", error: BaseException | None = None
-    ) -> None:
-        if self.code is not None or self.error is not None:
-            return
-        self.code, self.text, self.error = code, text, error
-        if self.batch is not None:
-            self.batch.remaining -= 1
-            if self.batch.remaining == 0:
-                self.batch.event.set()
-        elif self.callback is not None:
-            try:
-                self.callback(self)
-            except Exception:
-                _log.exception("stream: handling the outcome of %s failed", self.key.path())
-
-
-class _Link:
-    """The connection to one peer (lives in the transport's loop thread)."""
-
-    def __init__(self, owner: StreamClient, peer: str, info: StreamPeer) -> None:
-        self.owner = owner
-        self.peer = peer
-        self.info = info
-        self.context = client_context(owner.identity, info.cert)
-        self.pending: dict[int, _Pending] = {}
-        self.queue: collections.deque[_Pending] = collections.deque()
-        self.wake = asyncio.Event()
-        self.more = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.connections = 0
-        self.max_buffered = 0
-        self.writer: asyncio.StreamWriter | None = None
-        self.progress = asyncio.Event()  # set whenever frames leave ``pending``
-        self.submitted = 0  # the last ref handed to this link
-        # bytes of every frame held (not settled by an ACK or a SYNCED yet); a poster
-        # waits for ``space`` while they exceed the owner's ``max_unsynced``
-        self.held_bytes = 0
-        self.writing = False  # the write loop is writing a frame (maybe one chunk of several)
-        self.space = threading.Event()
-        self.space.set()
-
-    def submit(self, items: Sequence[_Pending]) -> None:
-        writer = self.writer
-        for p in items:
-            self.pending[p.ref] = p
-            self.submitted = max(self.submitted, p.ref)
-            self.held_bytes += len(p.payload)
-            if (
-                writer is not None
-                and not self.queue
-                and not self.writing
-                and p.kind == fr.MSG
-                and len(p.payload) <= _SMALL
-                and writer.transport.get_write_buffer_size() < _HIGH_WATER
-            ):
-                # the connection is idle: write now (no wake-up of the write loop), in order
-                writer.write(fr.encode_head(_msg_header(p, 0, 1), len(p.payload)) + p.payload)
-                continue
-            self.queue.append(p)
-        if self.held_bytes > self.owner.max_unsynced:
-            self.space.clear()
-        self.wake.set()
-        self.more.set()
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run())
-
-    def _release(self, p: _Pending) -> None:
-        """``p`` leaves ``pending``."""
-        if self.pending.pop(p.ref, None) is p:
-            self.held_bytes -= len(p.payload)
-            if self.held_bytes <= self.owner.max_unsynced:
-                self.space.set()
-
-    def forget(self, items: Iterable[_Pending]) -> None:
-        for p in items:
-            if self.pending.get(p.ref) is p:
-                self._release(p)
-        self.progress.set()
-
-    def _requeue(self, p: _Pending) -> None:
-        if self.pending.get(p.ref) is p:
-            self.queue.append(p)
-            self.more.set()
-
-    def _fail_all(self, error: BaseException) -> None:
-        for p in list(self.pending.values()):
-            p.resolve(None, error=error)
-        self.pending.clear()
-        self.queue.clear()
-        self.held_bytes = 0
-        self.space.set()
-        self.progress.set()
-
-    def _answered(self, p: _Pending, code: Code, text: str) -> None:
-        """ACK ``code`` for frame ``p`` (perhaps a frame resent after a cut)."""
-        if code == Code.ACCEPTED:
-            return  # taken: the SYNCED that covers it settles it
-        if code.retry and p.batch is None:  # a posted frame: retried here
-            if time.monotonic() + p.delay < p.deadline:
-                asyncio.get_running_loop().call_later(p.delay, self._requeue, p)
-                p.delay = min(p.delay * 2, 2.0)
-                return
-            self._release(p)
-            self.progress.set()
-            p.resolve(None, error=PeerTimeout(p.key.receiver, p.key.tag, p.deadline))
-            return
-        self._release(p)  # settled: stored, duplicate or refused
-        self.progress.set()
-        p.resolve(code, text)
-
-    def _synced(self, upto: int) -> None:
-        """Every message frame up to ``upto`` not answered otherwise was ACCEPTED and is on the
-        peer's disk (the server answers refusals, duplicates and synchronous stores with an
-        ACK, written before the SYNCED that follows them; ACCEPTED only with a SYNCED)."""
-        for ref in list(self.pending):  # in frame order: frames are added as numbered
-            if ref > upto:
-                break
-            p = self.pending[ref]
-            if p.kind == fr.MSG:
-                self._release(p)
-                p.resolve(Code.ACCEPTED)
-        self.progress.set()
-
-    async def settled(self, upto: int) -> None:
-        """Wait until every frame up to ``upto`` is settled (answered, and on the peer's disk
-        if it was ACCEPTED) or failed."""
-        while True:
-            first = min(self.pending, default=None)
-            if first is None or first > upto:
-                return
-            self.progress.clear()
-            await self.progress.wait()
-
-    async def _run(self) -> None:
-        delay, dropped = 0.05, 0
-        while not self.owner.closing:
-            if not self.pending:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        self.info.host, self.info.port, ssl=self.context, limit=fr.MAX_HEADER * 4
-                    ),
-                    self.owner.connect_timeout,
-                )
-            except ssl.SSLError as exc:
-                told = describe_tls_failure(exc, self.peer, self.info.cert, self.owner.own_cert)
-                if told is not None:
-                    _log.error("TLS authentication of %s failed: %s", self.peer, told)
-                    self._fail_all(AuthenticationError(told))
-                    continue
-                reason = f"{type(exc).__name__}: {exc}"
-            except (OSError, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            else:
-                try:
-                    hello = await asyncio.wait_for(_read_frame(reader), self.owner.connect_timeout)
-                    if hello.kind != fr.HELLO or hello.text != self.peer:
-                        raise FrameError(f"expected HELLO from {self.peer!r}")
-                except asyncio.CancelledError:  # the client closes while we wait for HELLO
-                    writer.transport.abort()
-                    raise
-                except (FrameError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                    writer.close()
-                    told = describe_tls_failure(exc, self.peer, self.info.cert, self.owner.own_cert)
-                    if told is not None:  # e.g. the peer refused our expired certificate
-                        _log.error("TLS authentication of %s failed: %s", self.peer, told)
-                        self._fail_all(AuthenticationError(told))
-                        continue
-                    dropped += 1
-                    reason = f"closed before HELLO ({type(exc).__name__})"
-                    if dropped >= 3:
-                        dropped = 0
-                        self._fail_all(
-                            AuthenticationError(
-                                f"{self.peer!r} closes every connection after the TLS "
-                                "handshake: it most likely does not pin this party's "
-                                "certificate (check its node config)"
-                            )
-                        )
-                        continue
-                else:
-                    dropped, delay = 0, 0.05
-                    self.connections += 1
-                    reason = await self._serve(reader, writer)
-                    if not self.pending:
-                        continue
-            if not self.owner.closing and self.pending:
-                _log.info("stream to %s: %s; reconnecting", self.peer, reason)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
-        """Run one connection until it drops; returns why."""
-        writer.transport.set_write_buffer_limits(high=_HIGH_WATER)
-        self.writer = writer
-        # resumption: every frame not ACKed yet goes again, in order
-        self.queue = collections.deque(sorted(self.pending.values(), key=lambda p: p.ref))
-        self.more.set()
-        loop = asyncio.get_running_loop()
-        last_rx = [loop.time()]
-        tasks = [
-            loop.create_task(self._write_loop(writer)),
-            loop.create_task(self._read_loop(reader, last_rx)),
-            loop.create_task(self._heartbeat(writer, last_rx)),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            reason = "closed"
-            for task in done:
-                exc = task.exception()
-                reason = f"{type(exc).__name__}: {exc}" if exc is not None else "closed"
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self.writer = None
-            writer.transport.abort()
-        return reason
-
-    async def _write_loop(self, writer: asyncio.StreamWriter) -> None:
-        transport = writer.transport
-        while True:
-            while self.queue:
-                p = self.queue.popleft()
-                if p.ref not in self.pending:
-                    continue
-                self.writing = True
-                try:
-                    await self._write(writer, p)
-                finally:
-                    self.writing = False
-                self.max_buffered = max(self.max_buffered, transport.get_write_buffer_size())
-            self.more.clear()
-            await self.more.wait()
-
-    async def _write(self, writer: asyncio.StreamWriter, p: _Pending) -> None:
-        payload = p.payload
-        if p.kind == fr.ABORT:
-            writer.write(fr.encode_head(_abort_header(p), 0))
-            await writer.drain()
-            return
-        size, chunk = len(payload), self.owner.chunk_size
-        total = max(1, -(-size // chunk))
-        view = memoryview(payload)
-        for index in range(total):
-            part = view[index * chunk : (index + 1) * chunk]
-            head = fr.encode_head(_msg_header(p, index, total), len(part))
-            if len(part) <= _SMALL:
-                writer.write(head + part)
-            else:
-                writer.write(head)
-                writer.write(part)
-            self.max_buffered = max(self.max_buffered, writer.transport.get_write_buffer_size())
-            await writer.drain()
-
-    async def _read_loop(self, reader: asyncio.StreamReader, last_rx: list[float]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            header = await _read_frame(reader)
-            last_rx[0] = loop.time()
-            if header.kind == fr.PONG:
-                continue
-            if header.kind == fr.SYNCED:
-                self._synced(header.ref)
-                continue
-            if header.kind != fr.ACK:
-                raise FrameError(f"unexpected frame kind {header.kind} from the server")
-            p = self.pending.get(header.ref)
-            if p is None:
-                continue  # a late answer to a frame its caller gave up on
-            try:
-                code = Code(header.code)
-            except ValueError:
-                code = Code.BAD
-                header = Header(fr.ACK, header.ref, text=f"unknown answer code {header.code}")
-            self._answered(p, code, header.text)
-
-    async def _heartbeat(self, writer: asyncio.StreamWriter, last_rx: list[float]) -> None:
-        loop = asyncio.get_running_loop()
-        n = 0
-        while True:
-            await asyncio.sleep(self.owner.heartbeat)
-            if loop.time() - last_rx[0] > self.owner.idle_timeout:
-                raise TimeoutError(f"nothing from {self.peer!r} for {self.owner.idle_timeout:g} s")
-            n += 1
-            writer.write(fr.encode_head(Header(fr.PING, n), 0))
-
-
-def _msg_header(p: _Pending, index: int, total: int) -> Header:
-    key = p.key
-    return Header(
-        fr.MSG,
-        p.ref,
-        key.job,
-        key.component,
-        key.tag,
-        key.sender,
-        key.receiver,
-        key.seq,
-        index,
-        total,
-        len(p.payload),
-    )
-
-
-def _abort_header(p: _Pending) -> Header:
-    return Header(
-        fr.ABORT, p.ref, p.key.job, sender=p.key.sender, receiver=p.key.receiver, text=p.text
-    )
-
-
-async def _read_frame(reader: asyncio.StreamReader) -> Header:
-    """A frame from the server (never with a payload)."""
-    header_len, payload_len = fr.PREFIX.unpack(await reader.readexactly(fr.PREFIX.size))
-    fr.check_lengths(header_len, payload_len, 0)
-    return fr.parse_header(await reader.readexactly(header_len))
-
-
-class StreamClient:
-    """The sending side of one node: an event-loop thread holding one connection per peer,
-    shared by every job's :class:`StreamTransport` (one connection per peer pair, whatever
-    the number of jobs).
-
-    Parameters
-    ----------
-    identity:
-        This party's key and certificate.
-    peers:
-        ``{party: StreamPeer(host, port, cert_pem)}`` (a ``(host, port, cert_pem)`` tuple
-        is accepted too).
-    chunk_size:
-        Largest frame payload written (at most the peers' ``StreamLimits.max_frame``).
-    heartbeat, idle_timeout:
-        Seconds between PINGs; a connection silent for ``idle_timeout`` is dropped and
-        reopened (frames not ACKed are written again).
-    connect_timeout:
-        Seconds for a TCP + TLS connection and the peer's HELLO.
-    max_unsynced:
-        Bytes of messages a peer has ACCEPTED but not yet written (SYNCED) that this client
-        keeps per peer before a ``send`` waits for the peer's disk (the bound on what the
-        client holds for resending).
-    """
-
-    def __init__(
-        self,
-        identity: Identity,
-        peers: Mapping[str, StreamPeer | tuple[str, int, bytes]],
-        *,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        heartbeat: float = 10.0,
-        idle_timeout: float = 30.0,
-        connect_timeout: float = 10.0,
-        max_unsynced: int = 64 * 1024 * 1024,
-    ) -> None:
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be positive")
-        if not 0 < heartbeat < idle_timeout:
-            raise ValueError("heartbeat must be positive and shorter than idle_timeout")
-        self.party = identity.party
-        self.identity = identity
-        self.peers = {
-            name: info if isinstance(info, StreamPeer) else StreamPeer(*info)
-            for name, info in peers.items()
-        }
-        self.chunk_size = chunk_size
-        self.heartbeat = heartbeat
-        self.idle_timeout = idle_timeout
-        self.connect_timeout = connect_timeout
-        self.max_unsynced = max_unsynced
-        try:
-            self.own_cert: bytes | None = identity.cert.read_bytes()
-        except OSError:
-            self.own_cert = None
-        self.closing = False
-        self._refs = itertools.count(1)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"stream-{self.party}", daemon=True
-        )
-        self._thread.start()
-        self._links: dict[str, _Link] = {}
-        self._lock = threading.Lock()
-
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    def _link(self, peer: str) -> _Link:
-        with self._lock:
-            link = self._links.get(peer)
-            if link is None:
-                info = self.peers.get(peer)
-                if info is None:
-                    raise AuthenticationError(f"{peer!r} is not a pinned peer of {self.party!r}")
-
-                async def make() -> _Link:  # its asyncio objects belong to the loop
-                    return _Link(self, peer, info)
-
-                link = self._links[peer] = self._call(make())
-            return link
-
-    def link_stats(self, peer: str) -> dict[str, int]:
-        """Connections made to ``peer``, frames waiting for an answer, and the most bytes the
-        connection's write buffer held, and the bytes of frames held until settled (for tests
-        and diagnostics)."""
-        link = self._links.get(peer)
-        if link is None:
-            return {"connections": 0, "pending": 0, "max_buffered": 0, "held": 0}
-
-        async def read() -> dict[str, int]:  # in the loop: after every hand-off made so far
-            return {
-                "connections": link.connections,
-                "pending": len(link.pending),
-                "max_buffered": link.max_buffered,
-                "held": link.held_bytes,
-            }
-
-        return self._call(read())
-
-    def flush(self, peers: Iterable[str] | None = None, timeout: float = 60.0) -> bool:
-        """Wait until every message handed to the links of ``peers`` (default: all) so far is
-        on the peers' disks (or failed); False if ``timeout`` seconds passed first."""
-        links = [
-            link for name, link in list(self._links.items()) if peers is None or name in set(peers)
-        ]
-        if not links or self.closing:
-            return True
-
-        async def wait() -> None:
-            await asyncio.gather(*(link.settled(link.submitted) for link in links))
-
-        try:
-            self._call(asyncio.wait_for(wait(), timeout), timeout + 5.0)
-        except (TimeoutError, concurrent.futures.TimeoutError):
-            return False
-        return True
-
-    def exchange(
-        self,
-        kind: int,
-        items: Sequence[tuple[MessageKey, bytes]],
-        deadline: float,
-        check: Callable[[], None],
-        text: str = "",
-    ) -> list[_Pending]:
-        """Hand ``items`` to the loop in one hop and wait until each is answered (or failed).
-        ``check`` runs every 0.5 s while waiting (cancellation, aborts); past ``deadline`` the
-        frames are forgotten and :class:`PeerTimeout` names the first unanswered one."""
-        if self.closing:
-            raise ProtocolAbort("the stream client is closed")
-        batch = _Batch(len(items))
-        pendings = [_Pending(0, kind, key, payload, batch) for key, payload in items]
-        by_peer: dict[_Link, list[_Pending]] = {}
-        for p in pendings:
-            p.text = text
-            by_peer.setdefault(self._link(p.key.receiver), []).append(p)
-
-        self._hand_over(by_peer)
-        try:
-            while not batch.event.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-                check()
-                if time.monotonic() >= deadline:
-                    first = next(p for p in pendings if p.code is None and p.error is None)
-                    raise PeerTimeout(first.key.receiver, first.key.tag, deadline)
-        except BaseException:
-            for link, ps in by_peer.items():
-                self._loop.call_soon_threadsafe(link.forget, ps)
-            raise
-        return pendings
-
-    def post(
-        self,
-        items: Sequence[tuple[MessageKey, bytes]],
-        callback: Callable[[_Pending], None],
-        deadline: float,
-        check: Callable[[], None],
-    ) -> None:
-        """Hand ``items`` to the loop without waiting for their answers (pipelining): each
-        frame's outcome goes to ``callback`` (in the loop thread) — ACCEPTED/STORED/DUPLICATE,
-        a refusal, or an error; BUSY/QUOTA answers are retried until ``deadline``
-        (``time.monotonic()``). Waits only while the frames held for a peer (not answered,
-        or not on its disk yet) exceed ``max_unsynced`` bytes; ``check`` runs every 0.5 s
-        meanwhile, and :class:`PeerTimeout` is raised at ``deadline``."""
-        if self.closing:
-            raise ProtocolAbort("the stream client is closed")
-        by_peer: dict[_Link, list[_Pending]] = {}
-        for key, payload in items:
-            p = _Pending(0, fr.MSG, key, payload, None)
-            p.callback, p.deadline = callback, deadline
-            by_peer.setdefault(self._link(key.receiver), []).append(p)
-        for link, ps in by_peer.items():
-            while not link.space.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-                check()
-                if time.monotonic() >= deadline:
-                    raise PeerTimeout(link.peer, ps[0].key.tag, deadline)
-
-        self._hand_over(by_peer)
-
-    def _hand_over(self, by_peer: Mapping[_Link, Sequence[_Pending]]) -> None:
-        """One hop to the loop, which numbers the frames (in the order they are written) and
-        queues them on their links."""
-
-        def submit() -> None:
-            for link, ps in by_peer.items():
-                for p in ps:
-                    p.ref = next(self._refs)
-                link.submit(ps)
-
-        self._loop.call_soon_threadsafe(submit)
-
-    def close(self, flush_timeout: float = 5.0) -> None:
-        """Wait up to ``flush_timeout`` seconds for the peers to write what they accepted,
-        then drop the connections and stop the loop thread (pending sends fail)."""
-        if self.closing:
-            return
-        if flush_timeout > 0 and not self.flush(timeout=flush_timeout):
-            _log.warning("stream client closing with messages its peers have not written yet")
-        self.closing = True
-
-        async def stop() -> None:
-            for link in self._links.values():
-                link._fail_all(ProtocolAbort("the stream client was closed"))
-                link.wake.set()
-                if link.task is not None:
-                    link.task.cancel()
-            tasks = [link.task for link in self._links.values() if link.task is not None]
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        try:
-            self._call(stop(), 10.0)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            if not self._loop.is_running():
-                self._loop.close()
-
-
 def _no_check() -> None:
     return None
 
@@ -1651,7 +1059,7 @@ class StreamTransport:
             raise PeerTimeout(exc.peer, exc.tag, self.send_timeout) from None
 
     def _settled(self, p: _Pending) -> None:
-        """The outcome of a posted frame (loop thread): a failure is kept for the next call
+        """The outcome of a posted frame (a client thread): a failure is kept for the next call
         and recorded as the peer's abort (in a worker thread: it writes the store)."""
         if p.error is None and p.code is not None and (p.code.ok or p.code == Code.ENDED):
             if p.code == Code.ENDED:
@@ -1663,8 +1071,6 @@ class StreamTransport:
                 )
             return
         error = p.error if p.error is not None else self._refusal(p.key, p.code, p.text)
-        with self._lock:
-            self._failed.append(error)
         reason = p.text if p.code == Code.FAILED else f"refused our message: {error}"
 
         def record() -> None:
@@ -1674,9 +1080,10 @@ class StreamTransport:
                 _log.exception("could not record the refusal of %s", p.key.path())
 
         thread = threading.Thread(target=record, name="stream-refusal", daemon=True)
-        with self._lock:
-            self._recording.append(thread)
         thread.start()
+        with self._lock:  # both at once: a caller that sees the failure can wait for its record
+            self._recording.append(thread)
+            self._failed.append(error)
 
     def _raise_failed(self) -> None:
         with self._lock:
