@@ -33,6 +33,7 @@ import pytest
 
 from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
 from privfin.federation import frames as fr
+from privfin.federation import streamclient
 from privfin.federation.frames import Code, FrameError, Header
 from privfin.federation.mailbox import Mailbox, MessageConflict, QuotaExceeded, Quotas
 from privfin.federation.stream import (
@@ -188,6 +189,31 @@ def test_channel_round_trip_small_and_chunked(nodes: dict[str, Node]) -> None:
     assert nodes[B].mailbox.count("job1") == 31 and nodes[A].mailbox.count("job1") == 31
     assert ta.link_stats(B)["pending"] == 0
     assert nodes[B].server is not None and nodes[B].server.reserved == 0
+
+
+def test_small_messages_are_written_by_the_sending_thread(
+    nodes: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an idle connection a small message costs no hand-off to another thread (the round
+    trip of a many-round protocol); a large one is written by the link's thread, so ``send``
+    returns at once and computing overlaps with sending."""
+    ta, _ = _mesh(nodes)
+    _deliver(ta, _key(0), b"open")  # the connection is up and idle
+    writers: list[threading.Thread] = []
+    real = streamclient._TlsConn.write
+
+    def spy(self: streamclient._TlsConn, parts: list[bytes]) -> int:
+        writers.append(threading.current_thread())
+        return real(self, parts)
+
+    monkeypatch.setattr(streamclient._TlsConn, "write", spy)
+    ta.send(_key(1), b"small")
+    assert writers == [threading.current_thread()]
+    ta.send(_key(2), bytes(3 * 1024 * 1024))
+    ta.flush(30)
+    assert len(writers) == 4  # three chunks, none written by the caller
+    assert all(w is not threading.current_thread() for w in writers[1:])
+    assert nodes[B].mailbox.get(_key(2)) == bytes(3 * 1024 * 1024)
 
 
 def test_send_many_stores_every_message(nodes: dict[str, Node]) -> None:

@@ -423,6 +423,17 @@ class _Link:
 
     # -- the link's thread
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # a bug here must not leave senders waiting for ever
+            _log.exception("stream to %s: the link's thread failed", self.peer)
+            with self.lock:
+                conn, self.conn = self.conn, None
+            if conn is not None:
+                conn.close()
+            self.fail_all(ProtocolAbort(f"the connection to {self.peer!r} failed (internal)"))
+
+    def _loop(self) -> None:
         delay, dropped = 0.05, 0
         while True:
             with self.lock:
@@ -635,6 +646,9 @@ class _Link:
         except _BROKEN as exc:
             if not conn.dead:
                 self._broken(conn, f"{type(exc).__name__}: {exc}")
+        except Exception:  # a bug: drop the connection (frames are resent on a new one)
+            _log.exception("stream to %s: the reader failed", self.peer)
+            self._broken(conn, "internal error")
 
 
 class _HelloMissing(Exception):
