@@ -150,7 +150,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from privfin.errors import (
     AuthenticationError,
@@ -501,7 +501,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
                     if own is None:
                         self._chunk_filled(header, n)
                     else:
-                        self._dispatch(header, bytes(own))
+                        # the frame's own buffer becomes the payload (no copy; nothing
+                        # writes to it again)
+                        self._dispatch(header, cast(bytes, own))
                 return
             self.end += nbytes
             self._parse()
@@ -640,8 +642,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if partial.got != len(partial.buf):
             raise FrameError("chunk sizes do not add up")
         self.partial = None
-        # the budget stays reserved until the message is stored (the copy below is what waits)
-        data = bytes(partial.buf)
+        # the budget stays reserved until the message is stored; the reassembly buffer is the
+        # payload (no copy; nothing writes to it again)
+        data = cast(bytes, partial.buf)
         work = _Work(fr.MSG, partial.ref, partial.key, data, "", reserved=len(partial.buf))
         self._enqueue(work, partial.key.job)
 
