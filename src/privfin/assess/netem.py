@@ -603,6 +603,9 @@ def _node(spec_path: str, side: str) -> None:
     wall = time.perf_counter() - start
     first = next(iter(errors.values()), "")
     print(json.dumps({"ok": not errors, "error": first, "wall_s": wall}), flush=True)
+    # stay up until the coordinator has every result (it closes our stdin then): the peer may
+    # still wait for this node to report its last messages durable (SYNCED after the commit)
+    sys.stdin.readline()
     os._exit(0)  # servers, transports and mailboxes die with the process
 
 
