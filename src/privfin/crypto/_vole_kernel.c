@@ -17,6 +17,10 @@
  *   16-byte elements as two little-endian 64-bit words, bit j of the 128-bit integer being
  *   the coefficient of x^j; on PCLMULQDQ (checked at run time: pclmul_available()).
  *
+ * * ea_gather: out[i] = XOR over k < d of acc[col(i, k)] for rows of `width` 64-bit words,
+ *   col(i, k) = floor(r * cols / 2^64) for the little-endian 64-bit word r = raw[i * d + k]
+ *   (computed as (rh * cols + ((rl * cols) >> 32)) >> 32, exact for cols < 2^32).
+ *
  * No I/O, no state; the GIL is released while they run.
  */
 #define PY_SSIZE_T_CLEAN
@@ -205,6 +209,50 @@ done:
     return ret;
 }
 
+static inline uint64_t column(uint64_t r, uint64_t cols) {
+    return ((r >> 32) * cols + (((r & 0xffffffffULL) * cols) >> 32)) >> 32;
+}
+
+static void gather(const uint64_t *acc, const uint64_t *raw, Py_ssize_t n, int d, int width,
+                   uint64_t cols, uint64_t *out) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t *o = out + (size_t)i * width;
+        for (int u = 0; u < width; u++) o[u] = 0;
+        const uint64_t *r = raw + (size_t)i * d;
+        for (int k = 0; k < d; k++) {
+            const uint64_t *a = acc + column(r[k], cols) * width;
+            for (int u = 0; u < width; u++) o[u] ^= a[u];
+        }
+    }
+}
+
+/* ea_gather(acc, raw, d, width, out) */
+static PyObject *k_ea_gather(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer acc, raw, out;
+    int d, width;
+    if (!PyArg_ParseTuple(args, "y*y*iiw*", &acc, &raw, &d, &width, &out)) return NULL;
+    PyObject *ret = NULL;
+    const Py_ssize_t row = 8 * (Py_ssize_t)width;
+    if (d < 1 || width < 1 || width > 64 || acc.len % row || out.len % row ||
+        raw.len != (out.len / row) * d * 8 || acc.len / row >= ((Py_ssize_t)1 << 32) ||
+        acc.len == 0) {
+        PyErr_SetString(PyExc_ValueError, "ea_gather: sizes do not match");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS gather((const uint64_t *)acc.buf, (const uint64_t *)raw.buf,
+                                  out.len / row, d, width, (uint64_t)(acc.len / row),
+                                  (uint64_t *)out.buf);
+    Py_END_ALLOW_THREADS
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyBuffer_Release(&acc);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PRIVFIN_PCLMUL 1
 #include <immintrin.h>
@@ -285,6 +333,7 @@ done:
 static PyMethodDef methods[] = {
     {"okvs_solve", k_okvs_solve, METH_VARARGS, "Random-band OKVS elimination and solution."},
     {"okvs_decode", k_okvs_decode, METH_VARARGS, "Random-band OKVS decoding (band sums)."},
+    {"ea_gather", k_ea_gather, METH_VARARGS, "Sparse expander rows over accumulated vectors."},
     {"pclmul_available", k_pclmul_available, METH_NOARGS, "Whether this CPU has PCLMULQDQ."},
     {"gf128_mul_scalar", k_gf128_mul_scalar, METH_VARARGS, "GF(2^128) vector times scalar."},
     {NULL, NULL, 0, NULL},

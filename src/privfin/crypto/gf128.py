@@ -20,7 +20,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BYTES", "KERNEL", "MODULUS", "add", "inv", "mul", "mul_scalar", "power", "to_int"]
+__all__ = [
+    "BYTES",
+    "KERNEL",
+    "MODULUS",
+    "add",
+    "combine_bits",
+    "inv",
+    "mul",
+    "mul_scalar",
+    "power",
+    "times_x",
+    "to_int",
+]
 
 #: Bytes of an element.
 BYTES = 16
@@ -144,3 +156,30 @@ def mul_scalar(vec: npt.ArrayLike, scalar: int, *, kernel: bool | None = None) -
         for j in range(1, BYTES):
             a ^= t[j][chunk[:, j]]
     return out
+
+
+def times_x(vec: npt.ArrayLike) -> U8:
+    """``(n, 16)`` uint8: every element times ``x`` (a shift and a conditional reduction)."""
+    v = np.ascontiguousarray(vec, dtype=np.uint8)
+    if v.ndim != 2 or v.shape[1] != BYTES:
+        raise ValueError(f"vec must be an (n, {BYTES}) uint8 array")
+    w = v.view(np.uint64)
+    out = np.empty_like(w)
+    top = w[:, 1] >> np.uint64(63)
+    out[:, 1] = (w[:, 1] << np.uint64(1)) | (w[:, 0] >> np.uint64(63))
+    out[:, 0] = (w[:, 0] << np.uint64(1)) ^ (top * np.uint64(0x87))
+    return out.view(np.uint8)
+
+
+def combine_bits(rows: npt.ArrayLike) -> U8:
+    """``(n, 16)`` uint8: ``Σ_k rows[:, k] · x^k`` for ``rows`` of shape ``(n, 128, 16)`` (Horner
+    from ``k = 127`` down). Turns 128 correlated OTs ``t_k = q_k + r_k·Δ`` into one VOLE
+    correlation ``Σ t_k x^k = Σ q_k x^k + Δ · Σ r_k x^k``."""
+    r = np.ascontiguousarray(rows, dtype=np.uint8)
+    if r.ndim != 3 or r.shape[1:] != (128, BYTES):
+        raise ValueError("rows must be an (n, 128, 16) uint8 array")
+    acc = r[:, 127].copy()
+    for k in range(126, -1, -1):
+        acc = times_x(acc)
+        acc ^= r[:, k]
+    return acc

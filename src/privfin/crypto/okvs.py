@@ -91,7 +91,7 @@ class OkvsParams:
     slots for ``n`` keys (the ``+ w`` keeps small stores well above the band width)."""
 
     band_words: int = 2
-    expansion: float = 0.1
+    expansion: float = 0.25
 
     def __post_init__(self) -> None:
         if not 1 <= self.band_words <= 8:
