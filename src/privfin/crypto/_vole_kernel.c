@@ -213,9 +213,17 @@ static inline uint64_t column(uint64_t r, uint64_t cols) {
     return ((r >> 32) * cols + (((r & 0xffffffffULL) * cols) >> 32)) >> 32;
 }
 
+#define GATHER_AHEAD 8 /* outputs whose rows are prefetched ahead of the one being summed */
+
 static void gather(const uint64_t *acc, const uint64_t *raw, Py_ssize_t n, int d, int width,
                    uint64_t cols, uint64_t *out) {
     for (Py_ssize_t i = 0; i < n; i++) {
+#if defined(__GNUC__) || defined(__clang__)
+        if (i + GATHER_AHEAD < n) {
+            const uint64_t *r = raw + (size_t)(i + GATHER_AHEAD) * d;
+            for (int k = 0; k < d; k++) __builtin_prefetch(acc + column(r[k], cols) * width);
+        }
+#endif
         uint64_t *o = out + (size_t)i * width;
         for (int u = 0; u < width; u++) o[u] = 0;
         const uint64_t *r = raw + (size_t)i * d;

@@ -154,10 +154,36 @@ def _expand(nodes: U8, encs: list[object]) -> U8:
     flat = np.ascontiguousarray(nodes).reshape(-1)
     out = np.empty((t, w, 2, 16), np.uint8)
     buf = np.empty(flat.size + 16, np.uint8)
+    words = nodes.view(np.uint64)
+    out64 = out.view(np.uint64)
     for b, enc in enumerate(encs):
         enc.update_into(flat.data, buf.data)  # type: ignore[attr-defined]
-        np.bitwise_xor(buf[: flat.size].reshape(t, w, 16), nodes, out=out[:, :, b])
+        np.bitwise_xor(buf[: flat.size].view(np.uint64).reshape(t, w, 2), words, out=out64[:, :, b])
     return out.reshape(t, 2 * w, 16)
+
+
+def _xor_sides(nodes: U8) -> tuple[U8, U8]:
+    """``(t, 16)`` each: the XOR of the left (even) and of the right (odd) children."""
+    t, w, _ = nodes.shape
+    both = _fold(nodes.view(np.uint64).reshape(t, w // 2, 4))
+    return both[:, :2].copy().view(np.uint8), both[:, 2:].copy().view(np.uint8)
+
+
+def _fold(a: U64) -> U64:
+    """XOR over axis 1 of ``(t, k, c)`` by halving (contiguous blocks, no strided reduce)."""
+    while a.shape[1] > 1:
+        half = a.shape[1] // 2
+        top = a[:, :half] ^ a[:, half : 2 * half]
+        if a.shape[1] % 2:
+            top[:, 0] ^= a[:, 2 * half]
+        a = top
+    return np.ascontiguousarray(a[:, 0])
+
+
+def _xor_all(nodes: U8) -> U8:
+    """``(t, 16)``: the XOR of all nodes of each tree."""
+    t = nodes.shape[0]
+    return _fold(nodes.view(np.uint64).reshape(t, -1, 2)).view(np.uint8)
 
 
 def _ggm_ciphers() -> list[object]:
@@ -275,14 +301,13 @@ class VoleSender:
         nodes = roots
         for level in range(depth):
             nodes = _expand(nodes, encs)
-            sums[:, level, 0] = np.bitwise_xor.reduce(nodes[:, 0::2], axis=1)
-            sums[:, level, 1] = np.bitwise_xor.reduce(nodes[:, 1::2], axis=1)
+            sums[:, level, 0], sums[:, level, 1] = _xor_sides(nodes)
         ggm = rows[: p.ggm_ots]
         masked = sums.copy()
         masked[:, :, 0] ^= _masks(h, ggm, p.hash_tweak).reshape(t, depth, 16)
         masked[:, :, 1] ^= _masks(h, ggm ^ self.delta, p.hash_tweak).reshape(t, depth, 16)
         base = rows[p.ggm_ots : p.ots].reshape(t, BASE_OTS, 16)
-        tree_sums = gf128.combine_bits(base) ^ np.bitwise_xor.reduce(nodes, axis=1)
+        tree_sums = gf128.combine_bits(base) ^ _xor_all(nodes)
         (b,) = ea_compress([nodes.reshape(-1, 16)], p, kernel=self.kernel)
         return VoleMessage(masked=masked, sums=tree_sums), b
 
@@ -333,16 +358,13 @@ class VoleReceiver:
             nodes[trees, 2 * pos] = 0
             nodes[trees, 2 * pos + 1] = 0
             side = 1 - path[:, level]
-            known = np.where(
-                side[:, None] == 1,
-                np.bitwise_xor.reduce(nodes[:, 1::2], axis=1),
-                np.bitwise_xor.reduce(nodes[:, 0::2], axis=1),
-            )
+            left, right = _xor_sides(nodes)
+            known = np.where(side[:, None] == 1, right, left)
             nodes[trees, 2 * pos + side] = got[:, level] ^ known
             pos = 2 * pos + path[:, level]
         base = rows[p.ggm_ots : p.ots].reshape(t, BASE_OTS, 16)
         gamma = gf128.combine_bits(base)
-        nodes[trees, pos] = gamma ^ message.sums ^ np.bitwise_xor.reduce(nodes, axis=1)
+        nodes[trees, pos] = gamma ^ message.sums ^ _xor_all(nodes)
         alpha, beta = self.noise()
         e = np.zeros((t, 1 << depth, 16), np.uint8)
         e[trees, alpha] = beta
