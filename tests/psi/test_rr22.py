@@ -212,10 +212,13 @@ def test_a_wrong_vole_message_is_the_semi_honest_limit() -> None:
     catch it)."""
 
     def forge(msg: Rr22Vole) -> bytes:
-        sums = np.frombuffer(msg.sums, np.uint8).copy()
-        sums ^= 0x5A  # every tree's sum: every prefix XOR of C after its leaf changes
+        masked = np.frombuffer(msg.masked, np.uint8).reshape(msg.trees, msg.depth, 2, 16).copy()
+        # level 0 of every tree, a different change per tree: half of every tree's leaves are
+        # wrong by independent amounts, so every output of the VOLE is (a constant change
+        # would cancel in half of them)
+        masked[:, 0] ^= np.random.default_rng(0).integers(1, 256, masked[:, 0].shape, np.uint8)
         return codec.encode(
-            Rr22Vole(trees=msg.trees, depth=msg.depth, masked=msg.masked, sums=sums.tobytes())
+            Rr22Vole(trees=msg.trees, depth=msg.depth, masked=masked.tobytes(), sums=msg.sums)
         )
 
     assert rr22_simulate(["a", "b", "c"], ["b", "c", "d"], reveal_to="receiver") == {

@@ -8,7 +8,7 @@ is XOR.
 * :func:`mul`, :func:`inv`, :func:`power` — one element at a time on Python integers, the
   reference (shift-and-add, then reduction).
 * :func:`mul_scalar` — a vector times one element: in the optional compiled kernel
-  ``privfin.crypto._vole_kernel`` (PCLMULQDQ, used when the CPU has it: :data:`KERNEL`), or
+  src/privfin/crypto/_vole_kernel.c (PCLMULQDQ, used when the CPU has it: :data:`KERNEL`), or
   in numpy with sixteen 256-entry tables (``T_j[v] = s·v·x^(8j)``, the product is the XOR of
   ``T_j[byte_j]`` by linearity). Both give the same bytes (tested).
 """

@@ -19,7 +19,7 @@ what the RR22 PSI needs (``decode(P + Q, x) = decode(P, x) + decode(Q, x)``).
   matrix is singular: the encoder retries with a new seed (at most ``max_attempts`` times)
   and then raises :class:`OkvsEncodingError`; duplicate keys raise ``ValueError``.
 * The elimination is sequential: it runs in the optional compiled kernel
-  ``privfin.crypto._vole_kernel`` (:data:`KERNEL`) or in pure Python (integers as bit rows),
+  src/privfin/crypto/_vole_kernel.c (:data:`KERNEL`) or in pure Python (integers as bit rows),
   which give the same bytes (tested). Decoding is the kernel's band sum or a numpy pass per
   band column.
 
@@ -67,7 +67,7 @@ def _load_kernel() -> Any:
 
 
 _KERNEL: Any = _load_kernel()
-#: Whether the compiled kernel (``privfin.crypto._vole_kernel``) is built (portable C: no CPU
+#: Whether the compiled kernel (src/privfin/crypto/_vole_kernel.c) is built (portable C: no CPU
 #: feature needed for the OKVS part).
 KERNEL = _KERNEL is not None
 

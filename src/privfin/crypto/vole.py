@@ -208,7 +208,7 @@ def _load_kernel() -> Any:
 
 
 _KERNEL: Any = _load_kernel()
-#: Whether the compiled kernel (``privfin.crypto._vole_kernel``) is built: it runs the
+#: Whether the compiled kernel (src/privfin/crypto/_vole_kernel.c) is built: it runs the
 #: expander's gathers; the numpy path gives the same bytes.
 KERNEL = _KERNEL is not None
 
@@ -246,7 +246,17 @@ def ea_compress(
         if arr.shape != (cols, 16):
             raise ValueError("a vector to compress has the wrong shape")
         stacked[:, j] = arr.view(np.uint64).reshape(cols, 2)
-    acc = np.bitwise_xor.accumulate(stacked.reshape(cols, 2 * k), axis=0)
+    return _compress_in_place(stacked, params, kernel=kernel, chunk=chunk)
+
+
+def _compress_in_place(
+    stacked: U64, params: VoleParams, *, kernel: bool | None = None, chunk: int = 1 << 16
+) -> list[U8]:
+    """:func:`ea_compress` of the ``k`` vectors side by side in ``stacked`` (``(N', k, 2)``
+    uint64), which it overwrites with their prefix XORs (no second copy in memory)."""
+    cols, k, _ = stacked.shape
+    acc = stacked.reshape(cols, 2 * k)
+    np.bitwise_xor.accumulate(acc, axis=0, out=acc)
     n, d = params.n, params.weight
     out = np.zeros((n, 2 * k), np.uint64)
     enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
@@ -308,7 +318,9 @@ class VoleSender:
         masked[:, :, 1] ^= _masks(h, ggm ^ self.delta, p.hash_tweak).reshape(t, depth, 16)
         base = rows[p.ggm_ots : p.ots].reshape(t, BASE_OTS, 16)
         tree_sums = gf128.combine_bits(base) ^ _xor_all(nodes)
-        (b,) = ea_compress([nodes.reshape(-1, 16)], p, kernel=self.kernel)
+        leaves = nodes.view(np.uint64).reshape(-1, 1, 2)
+        del nodes
+        (b,) = _compress_in_place(leaves, p, kernel=self.kernel)
         return VoleMessage(masked=masked, sums=tree_sums), b
 
 
@@ -366,7 +378,11 @@ class VoleReceiver:
         gamma = gf128.combine_bits(base)
         nodes[trees, pos] = gamma ^ message.sums ^ _xor_all(nodes)
         alpha, beta = self.noise()
-        e = np.zeros((t, 1 << depth, 16), np.uint8)
-        e[trees, alpha] = beta
-        a, c = ea_compress([e.reshape(-1, 16), nodes.reshape(-1, 16)], p, kernel=self.kernel)
+        # e (the sparse noise) and w side by side, compressed in place in one pass
+        stacked = np.zeros((p.noise_len, 2, 2), np.uint64)
+        stacked[:, 1] = nodes.view(np.uint64).reshape(-1, 2)
+        del nodes
+        at = (trees << depth) + alpha
+        stacked[at, 0] = beta.view(np.uint64).reshape(-1, 2)
+        a, c = _compress_in_place(stacked, p, kernel=self.kernel)
         return a, c
