@@ -245,3 +245,26 @@ def test_cli_protocol_rr22(tmp_path: Path) -> None:
     assert pd.read_csv(out / "A.csv")["x"].tolist() == [2, 3]
     assert pd.read_csv(out / "B.csv")["y"].tolist() == [20, 30]
     assert json.loads((out / "summary.json").read_text())["A"]["size"] == 2
+
+
+def test_pure_paths_without_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the C kernel is not built: the same protocol on the numpy/Python paths."""
+    from privfin.crypto import gf128, okvs, vole
+
+    for mod in (okvs, vole, gf128):
+        monkeypatch.setattr(mod, "KERNEL", False)
+    a, b = make_sets(400, 300, 120, seed=8)
+    expected = sorted(set(a) & set(b))
+    assert rr22_simulate(a, b) == {"r": expected, "s": expected}
+
+
+def test_parameters_fit_the_message_bounds() -> None:
+    from privfin.psi.messages import RR22_MAX_DEPTH, RR22_MAX_OTS, RR22_MAX_TREES
+
+    for n in (0, 1, 10**6, 10**8, 8 * 10**8):
+        p = rr22.vole_params(n, bytes(16))
+        assert p.n == rr22.slots(n) >= n
+        assert p.trees <= RR22_MAX_TREES and p.depth <= RR22_MAX_DEPTH
+        assert p.padded_ots <= RR22_MAX_OTS
+    with pytest.raises(ValueError, match="too large"):  # N' must stay below 2^32
+        rr22.vole_params(10**9, bytes(16))
