@@ -162,3 +162,14 @@ def test_malformed_messages_are_refused() -> None:
         receiver.finish(t_rows[:-1], msg, h)
     with pytest.raises(ValueError, match="shape"):
         sender.respond(q[:-128], h)
+    # the split calls (message first, output later) in the wrong order or twice
+    fresh = vole.VoleSender(params, s_ot.delta, SeededRandom(2))
+    with pytest.raises(ValueError, match="message"):
+        fresh.output()
+    split = fresh.message(q, h)
+    assert np.array_equal(split.masked, msg.masked)
+    fresh.output()
+    with pytest.raises(ValueError, match="once"):
+        fresh.output()
+    with pytest.raises(ValueError, match="finish_a"):
+        vole.VoleReceiver(params, SeededRandom(1)).output_c()

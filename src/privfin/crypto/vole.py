@@ -293,6 +293,7 @@ class VoleSender:
         self.params = params
         self.delta = d.copy()
         self._random = random
+        self._leaves: U64 | None = None
 
     @property
     def delta_int(self) -> int:
@@ -300,6 +301,12 @@ class VoleSender:
 
     def respond(self, q: npt.ArrayLike, h: CrHash) -> tuple[VoleMessage, U8]:
         """``(message, B)`` from the rows ``q`` (``(padded_ots, 16)`` uint8)."""
+        msg = self.message(q, h)
+        return msg, self.output()
+
+    def message(self, q: npt.ArrayLike, h: CrHash) -> VoleMessage:
+        """The message for the receiver from the rows ``q`` (``(padded_ots, 16)`` uint8); the
+        output ``B`` follows from :meth:`output` (so the message can go out first)."""
         p = self.params
         rows = np.ascontiguousarray(q, dtype=np.uint8)
         if rows.shape != (p.padded_ots, 16):
@@ -318,10 +325,16 @@ class VoleSender:
         masked[:, :, 1] ^= _masks(h, ggm ^ self.delta, p.hash_tweak).reshape(t, depth, 16)
         base = rows[p.ggm_ots : p.ots].reshape(t, BASE_OTS, 16)
         tree_sums = gf128.combine_bits(base) ^ _xor_all(nodes)
-        leaves = nodes.view(np.uint64).reshape(-1, 1, 2)
-        del nodes
-        (b,) = _compress_in_place(leaves, p, kernel=self.kernel)
-        return VoleMessage(masked=masked, sums=tree_sums), b
+        self._leaves = nodes.view(np.uint64).reshape(-1, 1, 2)
+        return VoleMessage(masked=masked, sums=tree_sums)
+
+    def output(self) -> U8:
+        """``B`` (``(n, 16)`` uint8), once, after :meth:`message`."""
+        if self._leaves is None:
+            raise ValueError("call message() first (and output() once)")
+        leaves, self._leaves = self._leaves, None
+        (b,) = _compress_in_place(leaves, self.params, kernel=self.kernel)
+        return b
 
 
 class VoleReceiver:
@@ -333,6 +346,7 @@ class VoleReceiver:
     ) -> None:
         self.params = params
         self.kernel = kernel
+        self._leaves: U64 | None = None
         bits = np.unpackbits(
             np.frombuffer(random.bytes(params.padded_ots // 8), np.uint8), bitorder="little"
         )
@@ -352,6 +366,12 @@ class VoleReceiver:
 
     def finish(self, t_rows: npt.ArrayLike, message: VoleMessage, h: CrHash) -> tuple[U8, U8]:
         """``(A, C)`` from the rows ``t`` (``(padded_ots, 16)``) and the sender's message."""
+        a = self.finish_a(t_rows, message, h)
+        return a, self.output_c()
+
+    def finish_a(self, t_rows: npt.ArrayLike, message: VoleMessage, h: CrHash) -> U8:
+        """``A`` from the rows ``t`` and the sender's message; ``C`` follows from
+        :meth:`output_c` (so what needs only ``A`` can go out first)."""
         p = self.params
         message.check(p)
         rows = np.ascontiguousarray(t_rows, dtype=np.uint8)
@@ -377,12 +397,18 @@ class VoleReceiver:
         base = rows[p.ggm_ots : p.ots].reshape(t, BASE_OTS, 16)
         gamma = gf128.combine_bits(base)
         nodes[trees, pos] = gamma ^ message.sums ^ _xor_all(nodes)
+        self._leaves = nodes.view(np.uint64).reshape(-1, 1, 2)
         alpha, beta = self.noise()
-        # e (the sparse noise) and w side by side, compressed in place in one pass
-        stacked = np.zeros((p.noise_len, 2, 2), np.uint64)
-        stacked[:, 1] = nodes.view(np.uint64).reshape(-1, 2)
-        del nodes
-        at = (trees << depth) + alpha
-        stacked[at, 0] = beta.view(np.uint64).reshape(-1, 2)
-        a, c = _compress_in_place(stacked, p, kernel=self.kernel)
-        return a, c
+        e = np.zeros((p.noise_len, 1, 2), np.uint64)
+        e[(trees << depth) + alpha, 0] = beta.view(np.uint64).reshape(-1, 2)
+        (a,) = _compress_in_place(e, p, kernel=self.kernel)
+        return a
+
+    def output_c(self) -> U8:
+        """``C`` (``(n, 16)`` uint8), once, after :meth:`finish_a`."""
+        leaves = self._leaves
+        if leaves is None:
+            raise ValueError("call finish_a() first (and output_c() once)")
+        self._leaves = None
+        (c,) = _compress_in_place(leaves, self.params, kernel=self.kernel)
+        return c

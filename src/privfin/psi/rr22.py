@@ -144,7 +144,7 @@ def run_rr22_receiver(
         masked=np.frombuffer(msg.masked, np.uint8).reshape(vp.trees, vp.depth, 2, 16),
         sums=np.frombuffer(msg.sums, np.uint8).reshape(vp.trees, 16),
     )
-    a, c = receiver.finish(t_rows, vm, otm.CrHash(keys.ot_hash))
+    a = receiver.finish_a(t_rows, vm, otm.CrHash(keys.ot_hash))
     t3 = time.perf_counter()
     ctx.metrics.add("psi.seconds.vole", t3 - t2)
 
@@ -155,6 +155,8 @@ def run_rr22_receiver(
         rows = np.ascontiguousarray(masked[lo : lo + CHUNK_ROWS])
         ctx.channel.send(sender, "rr22.masked", Chunk(offset=lo, rows=rows))
     ctx.metrics.add("psi.bytes_table", float(masked.size))
+    del masked
+    c = receiver.output_c()  # while the sender takes in the table and decodes
     width = value_bytes(n_r, n_s)
     own = _h(keys.out, okvs.decode(c, store.seed, d, OKVS_PARAMS.band_words))[:, :width]
     matcher = Matcher(
@@ -230,7 +232,7 @@ def run_rr22_sender(
         )
     q = iknp.extend(np.frombuffer(ext.u, np.uint8).reshape(RR22_BASE_OTS, ext.ots // 8))
     sender = VoleSender(vp, iknp.delta, rnd)
-    vm, b = sender.respond(q, otm.CrHash(keys.ot_hash))
+    vm = sender.message(q, otm.CrHash(keys.ot_hash))
     del q
     ctx.channel.send(
         receiver,
@@ -239,6 +241,7 @@ def run_rr22_sender(
             trees=vp.trees, depth=vp.depth, masked=vm.masked.tobytes(), sums=vm.sums.tobytes()
         ),
     )
+    b = sender.output()  # while the receiver finishes its half of the VOLE
     perm = random_permutation(rnd, n_s)
     d = digests(prepared, keys.ids)[perm]
     delta = sender.delta_int
