@@ -102,7 +102,8 @@ class VoleParams:
         weight: int = DEFAULT_WEIGHT,
         hash_tweak: int = 0,
     ) -> VoleParams:
-        """The smallest tree depth with at least ``min_trees`` trees for ``N' ≥ expansion·n``."""
+        """The deepest trees that still number at least ``min_trees``, with
+        ``N' ≥ expansion·n`` (and at least two leaves per tree)."""
         target = max(expansion * n, 2 * min_trees)
         depth = max(1, (target // min_trees).bit_length() - 1)
         trees = max(min_trees, -(-target // (1 << depth)))
