@@ -1,5 +1,6 @@
 """PSI benchmark: privfin ECDH-PSI (X25519 by default; ``ecdh-ristretto255`` for the original
-suite) and KKRT-PSI (OT extension) vs SecretFlow SPU and OpenMined PSI.
+suite), KKRT-PSI (OT extension) and RR22-PSI (silent VOLE + OKVS; ``--protocols ...,rr22``) vs
+SecretFlow SPU and OpenMined PSI.
 
 Sizes (full run): 100k x 100k and 1M x 1M, 50% overlap; ``--quick``: 20k x 20k (under a
 minute). For each run: wall time, bytes sent, peak RSS (each implementation runs in its own
@@ -223,8 +224,8 @@ def _load() -> str:
 
 
 def _ours(n: int, tmp: Path, protocol: str = "ecdh") -> dict[str, Any]:
-    """One ``privfin psi`` run; ``protocol`` is ``ecdh`` (X25519), ``ecdh-ristretto255`` or
-    ``kkrt``."""
+    """One ``privfin psi`` run; ``protocol`` is ``ecdh`` (X25519), ``ecdh-ristretto255``,
+    ``kkrt`` or ``rr22``."""
     a, b = _data(n, tmp)
     proto, _, curve = protocol.partition("-")
     cli = Path(sys.executable).parent / "privfin"
@@ -347,7 +348,7 @@ def main() -> None:
     ap.add_argument(
         "--protocols",
         default="ecdh,kkrt",
-        help="privfin protocols to run (comma list): ecdh (X25519), ecdh-ristretto255, kkrt",
+        help="privfin protocols to run (comma list): ecdh (X25519), ecdh-ristretto255, kkrt, rr22",
     )
     ap.add_argument("--server-items", type=int, default=0, help="unbalanced server set size")
     ap.add_argument("--no-unbalanced", action="store_true", help="skip the unbalanced run")
@@ -384,6 +385,7 @@ def main() -> None:
                 "ecdh": "privfin ECDH (X25519)",
                 "ecdh-ristretto255": "privfin ECDH (ristretto255)",
                 "kkrt": "privfin KKRT (OT extension)",
+                "rr22": "privfin RR22 (silent VOLE + OKVS)",
             }
             for proto, res in runs.items():
                 rows.append(
@@ -429,8 +431,8 @@ def main() -> None:
                     }
                 )
                 for proto, ours in runs.items():
-                    if proto == "kkrt" and "KKRT" not in name and "RR22" not in name:
-                        continue  # KKRT against the OT-based peers; ECDH against all (as before)
+                    if proto in ("kkrt", "rr22") and "KKRT" not in name and "RR22" not in name:
+                        continue  # OT/VOLE-based against the OT-based peers; ECDH against all
                     emit(f"psi.{proto}.wall", "s", ours["wall"], res["wall"], name, False, size)
                     if res.get("cpu"):
                         emit(

@@ -39,7 +39,8 @@ def _out_dir(out: Path) -> None:
 def psi(
     party: list[str] = typer.Option(..., "--party", help="NAME=FILE (csv or parquet), repeatable"),
     protocol: str = typer.Option(
-        "ecdh", help="ecdh, kkrt (OT-based, fastest for large sets) or unbalanced"
+        "ecdh",
+        help="ecdh, kkrt (OT-based, fastest for large sets), rr22 (VOLE + OKVS) or unbalanced",
     ),
     curve: str = typer.Option(
         "x25519", help="ecdh group: x25519 (default, faster) or ristretto255 (the original)"

@@ -26,7 +26,7 @@ __all__ = [
     "prepare",
 ]
 
-PROTOCOLS = ("ecdh", "kkrt", "unbalanced")
+PROTOCOLS = ("ecdh", "kkrt", "rr22", "unbalanced")
 REVEAL = ("receiver", "both")
 MISSING_RULES = ("error", "drop")
 
@@ -41,7 +41,8 @@ class PsiParams:
     protocol:
         ``"ecdh"`` (two parties: receiver/sender; three or more: leader/members),
         ``"kkrt"`` (two parties: receiver/sender, OT-based batched OPRF; the fastest for
-        large sets) or ``"unbalanced"`` (client/server OPRF-PSI).
+        large sets), ``"rr22"`` (two parties: receiver/sender, silent VOLE + OKVS; the
+        least communication) or ``"unbalanced"`` (client/server OPRF-PSI).
     reveal_to:
         ``"receiver"``: only the receiver (leader, client) learns the result; ``"both"``: it
         sends the result on to the other parties (each learns only the intersection of its
@@ -51,7 +52,7 @@ class PsiParams:
     normalize, duplicates:
         Declared id rules (:mod:`privfin.psi.ids`).
     curve:
-        Group of ECDH-PSI (two-party and n-party; ignored by ``kkrt`` and ``unbalanced``):
+        Group of ECDH-PSI (two-party and n-party; ignored by ``kkrt``, ``rr22`` and ``unbalanced``):
         ``"x25519"`` (default: X25519 with an Elligator 2 hash, the faster) or
         ``"ristretto255"`` (the original suite; a job that names it runs exactly as before,
         also against a peer that predates the parameter).
@@ -103,9 +104,9 @@ class PsiParams:
             raise ConfigError(f"reveal_to must be one of {REVEAL}, got {p.reveal_to!r}")
         if not isinstance(p.cardinality_only, bool):
             raise ConfigError("cardinality_only must be true or false")
-        if p.protocol == "kkrt" and p.cardinality_only:
+        if p.protocol in ("kkrt", "rr22") and p.cardinality_only:
             raise ConfigError(
-                "kkrt reveals the intersection to the receiver; for the size only use ecdh"
+                f"{p.protocol} reveals the intersection to the receiver; for the size only use ecdh"
             )
         if p.normalize not in NORMALIZERS:
             raise ConfigError(f"normalize must be one of {list(NORMALIZERS)}")

@@ -44,7 +44,7 @@ def simulate(
         ``"unbalanced"``: the first is the client, the second the server). Three or more
         parties: n-party ECDH-PSI with the first party as leader.
     protocol:
-        ``"ecdh"``, ``"kkrt"`` (two parties) or ``"unbalanced"``.
+        ``"ecdh"``, ``"kkrt"``, ``"rr22"`` (two parties) or ``"unbalanced"``.
     cardinality_only:
         Reveal only the intersection size.
     reveal_to:

@@ -23,7 +23,7 @@ def psi_component(
     """Private set intersection as a job component.
 
     Parameters (``params``)
-        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"unbalanced"``), ``reveal_to``
+        ``protocol`` (``"ecdh"``, ``"kkrt"``, ``"rr22"``, ``"unbalanced"``), ``reveal_to``
         (``"receiver"``/``"both"``),
         ``cardinality_only``, ``normalize`` (``"exact"``, ``"trim"``, ``"trim_casefold"``),
         ``duplicates`` (``"first"``, ``"error"``), ``id_column``; unbalanced only:
@@ -73,8 +73,8 @@ def psi_component(
         raise ConfigError("a DP cardinality runs between exactly two parties (ecdh)")
     if len(parties) == 2:
         out = _two_party(ctx, p, prepared, table, parties)
-    elif p.protocol == "kkrt":
-        raise ConfigError("kkrt psi runs between exactly two parties; use ecdh for more")
+    elif p.protocol in ("kkrt", "rr22"):
+        raise ConfigError(f"{p.protocol} psi runs between exactly two parties; use ecdh for more")
     else:
         out = _n_party(ctx, p, prepared, table, parties)
     ctx.metrics.add("psi.seconds.total", time.perf_counter() - t0)
@@ -97,13 +97,18 @@ def _two_party(
     if p.dp_epsilon is not None:
         return _two_party_dp(ctx, p, prepared, table, receiver, sender)
     out: npt.NDArray[np.int64] | int
-    if p.protocol == "kkrt":
-        from privfin.psi.kkrt import run_kkrt_receiver, run_kkrt_sender
+    if p.protocol in ("kkrt", "rr22"):
+        if p.protocol == "kkrt":
+            from privfin.psi.kkrt import run_kkrt_receiver as run_r
+            from privfin.psi.kkrt import run_kkrt_sender as run_s
+        else:
+            from privfin.psi.rr22 import run_rr22_receiver as run_r
+            from privfin.psi.rr22 import run_rr22_sender as run_s
 
         if ctx.party == receiver:
-            out = run_kkrt_receiver(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)
+            out = run_r(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)
         else:
-            theirs = run_kkrt_sender(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
+            theirs = run_s(ctx, prepared, receiver, agreed, reveal_to_sender=p.reveal_all)
             if theirs is None:
                 return nothing()
             out = theirs

@@ -19,6 +19,10 @@ __all__ = [
     "FINGERPRINT_BYTES",
     "MAX_SET_SIZE",
     "PROTOCOL_VERSION",
+    "RR22_BASE_OTS",
+    "RR22_MAX_DEPTH",
+    "RR22_MAX_OTS",
+    "RR22_MAX_TREES",
     "Chunk",
     "Count",
     "FilterHave",
@@ -32,6 +36,12 @@ __all__ = [
     "KkrtValues",
     "Masked",
     "RevealedKeys",
+    "Rr22Extend",
+    "Rr22Reply",
+    "Rr22Setup",
+    "Rr22Table",
+    "Rr22Values",
+    "Rr22Vole",
 ]
 
 PROTOCOL_VERSION = 1
@@ -244,3 +254,101 @@ class KkrtValues(Message, frozen=True, kw_only=True):
             raise ValueError("kkrt values: rows must be an (n, w) uint8 array, 8 <= w <= 1024")
         if not 0 < r.shape[0] <= CHUNK_ROWS:
             raise ValueError(f"kkrt values: 1 to {CHUNK_ROWS} rows")
+
+
+# ------------------------------------------------------------------------------------ RR22
+
+#: Base OTs of the RR22 run's IKNP extension (the VOLE's Δ has 128 bits).
+RR22_BASE_OTS = 128
+#: Upper bounds on the VOLE shape a party accepts (SPEC.md §8b; far above what any set size
+#: up to ``MAX_SET_SIZE`` needs): trees, tree depth, correlated OTs.
+RR22_MAX_TREES = 1 << 14
+RR22_MAX_DEPTH = 30
+RR22_MAX_OTS = 1 << 24
+
+
+@wire_message("psi.Rr22Setup")
+class Rr22Setup(Message, frozen=True, kw_only=True):
+    """RR22, receiver -> sender: the base-OT point ``A`` and the receiver's key share."""
+
+    point: bytes
+    share: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.point) != POINT_BYTES or len(self.share) != 16:
+            raise ValueError("rr22 setup: point must be 32 bytes, share 16")
+
+
+@wire_message("psi.Rr22Reply")
+class Rr22Reply(Message, frozen=True, kw_only=True):
+    """RR22, sender -> receiver: 128 base-OT points ``B_i`` (the bits of ``Δ``), its share."""
+
+    points: bytes
+    share: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.points) != RR22_BASE_OTS * POINT_BYTES or len(self.share) != 16:
+            raise ValueError(f"rr22 reply: {RR22_BASE_OTS} points of 32 bytes, a 16-byte share")
+
+
+@wire_message("psi.Rr22Extend")
+class Rr22Extend(Message, frozen=True, kw_only=True):
+    """RR22, receiver -> sender: the IKNP matrix ``u`` of all the VOLE's correlated OTs
+    (``128`` rows of ``ots / 8`` bytes)."""
+
+    ots: int
+    u: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ots <= RR22_MAX_OTS or self.ots % 128:
+            raise ValueError("rr22 extend: ots must be a positive multiple of 128 within bounds")
+        if len(self.u) != RR22_BASE_OTS * self.ots // 8:
+            raise ValueError("rr22 extend: u has the wrong length")
+
+
+@wire_message("psi.Rr22Vole")
+class Rr22Vole(Message, frozen=True, kw_only=True):
+    """RR22, sender -> receiver: the VOLE's GGM corrections (``trees × depth × 2`` masked
+    16-byte sums) and the per-tree sums (``trees × 16`` bytes)."""
+
+    trees: int
+    depth: int
+    masked: bytes
+    sums: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < self.trees <= RR22_MAX_TREES or not 0 < self.depth <= RR22_MAX_DEPTH:
+            raise ValueError("rr22 vole: trees or depth out of range")
+        if len(self.masked) != self.trees * self.depth * 32 or len(self.sums) != self.trees * 16:
+            raise ValueError("rr22 vole: corrections have the wrong length")
+
+
+@wire_message("psi.Rr22Table")
+class Rr22Table(Message, frozen=True, kw_only=True):
+    """RR22, receiver -> sender: the OKVS seed and slot count; the masked table
+    ``A + P`` follows as ``slots`` 16-byte rows in ``Chunk`` messages."""
+
+    seed: bytes
+    slots: int
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != 16 or not 0 < self.slots <= 2 * MAX_SET_SIZE:
+            raise ValueError("rr22 table: 16-byte seed and a slot count in range")
+
+
+@wire_message("psi.Rr22Values")
+class Rr22Values(Message, frozen=True, kw_only=True):
+    """RR22, sender -> receiver: truncated values of the sender's items ``offset …`` (in its
+    random order)."""
+
+    offset: int
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.offset <= MAX_SET_SIZE:
+            raise ValueError("rr22 values: offset out of range")
+        r = self.rows
+        if r.dtype != np.uint8 or r.ndim != 2 or not 8 <= r.shape[1] <= 16:
+            raise ValueError("rr22 values: rows must be an (n, w) uint8 array, 8 <= w <= 16")
+        if not 0 < r.shape[0] <= CHUNK_ROWS:
+            raise ValueError(f"rr22 values: 1 to {CHUNK_ROWS} rows")

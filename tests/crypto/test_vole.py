@@ -1,0 +1,175 @@
+"""Silent random VOLE over GF(2^128): C = B + A·Δ at every output across sizes and batch
+boundaries, the expander's kernel against numpy, the noise, and what a tampered message does
+(semi-honest: wrong correlations, not detected; see SPEC "Silent VOLE")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from privfin.crypto import gf128, ot, vole
+from privfin.crypto.random import SeededRandom
+
+KERNELS = [False, True] if vole.KERNEL else [False]
+
+
+def _extension(seed: int) -> tuple[ot.IknpReceiver, ot.IknpSender, ot.CrHash]:
+    rnd = SeededRandom(seed)
+    s = np.frombuffer(rnd.bytes(ot.KAPPA), np.uint8) & 1
+    sender = ot.BaseOtSender(rnd)
+    receiver = ot.BaseOtReceiver(rnd, s)
+    k0, k1 = sender.keys(receiver.reply(sender.point))
+    return ot.IknpReceiver(k0, k1), ot.IknpSender(s, receiver.keys()), ot.CrHash(rnd.bytes(16))
+
+
+def _run(
+    params: vole.VoleParams, seed: int, kernel: bool | None = None, tamper: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, vole.VoleReceiver]:
+    r_ot, s_ot, h = _extension(seed)
+    receiver = vole.VoleReceiver(params, SeededRandom(seed + 1), kernel=kernel)
+    sender = vole.VoleSender(params, s_ot.delta, SeededRandom(seed + 2), kernel=kernel)
+    u, t_rows = r_ot.extend(receiver.choices)
+    msg, b = sender.respond(s_ot.extend(u), h)
+    if tamper == "ggm":
+        msg.masked[0, 0, 0, 3] ^= 1
+        msg.masked[0, 0, 1, 3] ^= 1
+    elif tamper == "sum":
+        msg.sums[1, 0] ^= 0x80
+    a, c = receiver.finish(t_rows, msg, h)
+    return a, b, c, sender.delta_int, receiver
+
+
+def _holds(a: np.ndarray, b: np.ndarray, c: np.ndarray, delta: int) -> np.ndarray:
+    return (c == b ^ gf128.mul_scalar(a, delta)).all(axis=1)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("n", [0, 1, 1_000, 70_000])
+def test_every_output_is_a_vole_correlation(kernel: bool, n: int) -> None:
+    params = vole.VoleParams.for_outputs(n, bytes(range(16)), min_trees=64 if n < 5_000 else 256)
+    a, b, c, delta, _ = _run(params, n, kernel)
+    assert a.shape == b.shape == c.shape == (n, 16)
+    assert delta != 0
+    assert _holds(a, b, c, delta).all()
+    if n >= 1_000:
+        # A and B look uniform: no zero rows, each bit set in half the rows (6 sd)
+        for x in (a, b):
+            assert not (x == 0).all(axis=1).any()
+            ones = np.unpackbits(x, axis=1).sum(axis=0)
+            assert np.all(np.abs(ones - n / 2) < 6 * np.sqrt(n / 4))
+
+
+def test_parameters() -> None:
+    p = vole.VoleParams.for_outputs(1_100_000, bytes(16))
+    assert p.trees >= vole.MIN_TREES
+    assert 4 * 1_100_000 <= p.noise_len < 4 * 1_100_000 + (1 << p.depth)
+    assert p.padded_ots % 128 == 0 and p.padded_ots >= p.trees * (p.depth + 128)
+    small = vole.VoleParams.for_outputs(1, bytes(16))
+    assert small.trees >= vole.MIN_TREES and small.depth == 1
+    with pytest.raises(ValueError):
+        vole.VoleParams(10, 4, 2, 21, bytes(8))
+    with pytest.raises(ValueError):
+        vole.VoleParams(10, 1 << 20, 12, 21, bytes(16))
+
+
+def test_noise_is_regular_with_nonzero_values() -> None:
+    params = vole.VoleParams.for_outputs(100, bytes(16), min_trees=300)
+    receiver = vole.VoleReceiver(params, SeededRandom(4))
+    alpha, beta = receiver.noise()
+    assert alpha.shape == (params.trees,) and beta.shape == (params.trees, 16)
+    assert alpha.min() >= 0 and alpha.max() < 1 << params.depth
+    assert not (beta == 0).all(axis=1).any()
+    assert len(set(alpha.tolist())) > 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 3_000), st.integers(1, 25), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_expander_kernel_and_numpy_give_the_same_bytes(
+    n: int, weight: int, k: int, seed: int
+) -> None:
+    if not vole.KERNEL:
+        return
+    rng = np.random.default_rng(seed)
+    params = vole.VoleParams(n, 8, 6, weight, rng.bytes(16))
+    vecs = [rng.integers(0, 256, (params.noise_len, 16), dtype=np.uint8) for _ in range(k)]
+    got = vole.ea_compress(vecs, params, kernel=True, chunk=700)
+    want = vole.ea_compress(vecs, params, kernel=False, chunk=1 << 16)
+    for x, y in zip(got, want, strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_expander_definition_and_linearity() -> None:
+    rng = np.random.default_rng(5)
+    params = vole.VoleParams(50, 4, 5, 7, rng.bytes(16))
+    x = rng.integers(0, 256, (params.noise_len, 16), dtype=np.uint8)
+    y = rng.integers(0, 256, (params.noise_len, 16), dtype=np.uint8)
+    (cx,) = vole.ea_compress([x], params, kernel=False)
+    (cy,) = vole.ea_compress([y], params, kernel=False)
+    (cxy,) = vole.ea_compress([x ^ y], params)
+    assert np.array_equal(cxy, cx ^ cy)
+    # row 3 from the definition: AES-CTR words, columns floor(r·N'/2^64), prefix XORs
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
+    words = np.frombuffer(enc.update(bytes(8 * 7 * 50)), np.uint64).reshape(50, 7)
+    want = 0
+    for r in words[3].tolist():
+        col = r * params.noise_len >> 64
+        for j in range(col + 1):
+            want ^= gf128.to_int(x[j])
+    assert gf128.to_int(cx[3]) == want
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(1, 2**32 - 1))
+def test_column_map_is_the_exact_floor(r: int, cols: int) -> None:
+    got = vole._columns(np.array([r], np.uint64), cols)
+    assert int(got[0]) == r * cols >> 64
+
+
+@pytest.mark.parametrize("tamper", ["ggm", "sum"])
+def test_a_tampered_message_breaks_the_correlation_undetected(tamper: str) -> None:
+    """Semi-honest: a changed GGM correction or tree sum gives wrong outputs (here found by
+    checking with Δ, which the receiver does not have) and raises nothing; SPEC says which
+    check would catch it."""
+    params = vole.VoleParams.for_outputs(2_000, bytes(16), min_trees=64)
+    a, b, c, delta, _ = _run(params, 9)
+    assert _holds(a, b, c, delta).all()
+    a2, b2, c2, delta2, _ = _run(params, 9, tamper=tamper)
+    assert delta2 == delta and np.array_equal(b2, b) and np.array_equal(a2, a)
+    bad = ~_holds(a2, b2, c2, delta2)
+    # a GGM correction changes the leaves of one subtree (outputs that read that block); a
+    # tree sum changes one leaf, so every prefix XOR after it (about half the outputs)
+    assert 0.01 < bad.mean() < 0.9
+
+
+def test_malformed_messages_are_refused() -> None:
+    params = vole.VoleParams.for_outputs(10, bytes(16), min_trees=16)
+    r_ot, s_ot, h = _extension(3)
+    receiver = vole.VoleReceiver(params, SeededRandom(1))
+    sender = vole.VoleSender(params, s_ot.delta, SeededRandom(2))
+    u, t_rows = r_ot.extend(receiver.choices)
+    q = s_ot.extend(u)
+    msg, _ = sender.respond(q, h)
+    short = vole.VoleMessage(masked=msg.masked[:-1], sums=msg.sums)
+    with pytest.raises(ValueError, match="GGM"):
+        receiver.finish(t_rows, short, h)
+    with pytest.raises(ValueError, match="sums"):
+        receiver.finish(t_rows, vole.VoleMessage(msg.masked, msg.sums[:, :8]), h)
+    with pytest.raises(ValueError, match="shape"):
+        receiver.finish(t_rows[:-1], msg, h)
+    with pytest.raises(ValueError, match="shape"):
+        sender.respond(q[:-128], h)
+    # the split calls (message first, output later) in the wrong order or twice
+    fresh = vole.VoleSender(params, s_ot.delta, SeededRandom(2))
+    with pytest.raises(ValueError, match="message"):
+        fresh.output()
+    split = fresh.message(q, h)
+    assert np.array_equal(split.masked, msg.masked)
+    fresh.output()
+    with pytest.raises(ValueError, match="once"):
+        fresh.output()
+    with pytest.raises(ValueError, match="finish_a"):
+        vole.VoleReceiver(params, SeededRandom(1)).output_c()
