@@ -170,9 +170,17 @@ def test_three_node_pipeline_with_approvals(tmp_path: Path) -> None:
                 c.wait_proposal("three-revoked")
                 c.decide("three-revoked", "approve")
         with cluster.client("telco") as telco:
-            until(
-                lambda: (telco.status("three-revoked").get("progress") or {}).get("step") == "train"
-            )
+
+            def training() -> bool:
+                try:
+                    status = telco.status("three-revoked")
+                except httpx.HTTPStatusError as exc:  # telco has not heard ecom's approval yet
+                    if exc.response.status_code == 404:
+                        return False
+                    raise
+                return (status.get("progress") or {}).get("step") == "train"
+
+            until(training)
             telco.decide("three-revoked", "revoke", "consent withdrawn")
         for p in PARTIES:
             with cluster.client(p) as c:
