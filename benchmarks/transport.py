@@ -68,9 +68,9 @@ import msgspec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _harness import emit, machine, peer_python, print_table
-from privfin.assess.netem import DelayProxy  # the userspace WAN, shared with privfin assess
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (imported where used: the gRPC server runs this file in a venv without us)
+    from privfin.assess.netem import DelayProxy
     from privfin.federation.tls import Identity
 
 GRPC_REQUIREMENTS = ["grpcio==1.85.1", "msgspec==0.23.0"]
@@ -925,6 +925,8 @@ def _through_proxies(cluster: Any) -> list[DelayProxy]:
     """Point each node's peers at a :class:`DelayProxy` in front of the peer's ports (HTTP and
     stream); the nodes are restarted with the new configuration."""
     import yaml
+
+    from privfin.assess.netem import DelayProxy  # the userspace WAN, shared with assess
 
     proxies: list[DelayProxy] = []
     cluster.down()
