@@ -66,7 +66,7 @@ def packed_digests(
         part = buf[lo:hi]  # the bytes of this pass's keys (all of them when keys are in order)
         st = starts[a:b] - lo
         nblocks = np.maximum(1, -(-ln // 16))
-        for blocks in np.unique(nblocks).tolist():
+        for blocks in np.flatnonzero(np.bincount(nblocks)).tolist():  # distinct, ascending
             rows = np.flatnonzero(nblocks == blocks)
             lens = ln[rows]
             width = 16 * blocks

@@ -38,6 +38,7 @@ from privfin.psi.common import (
     random_permutation,
     rows_in,
     sortable,
+    unique_sorted,
 )
 from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
@@ -355,7 +356,8 @@ class Matcher:
         if not self._items:
             none = np.empty(0, dtype=np.int64)
             return none, none
-        return np.unique(np.concatenate(self._items)), np.unique(np.concatenate(self._rows))
+        items = unique_sorted(np.concatenate(self._items))
+        return items, unique_sorted(np.concatenate(self._rows))
 
 
 # ----------------------------------------------------------------------------- receiver
