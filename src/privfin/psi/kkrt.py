@@ -543,6 +543,9 @@ def run_kkrt_sender(
     ctx.metrics.add("psi.seconds.extend_recv", t3 - t2)
 
     classes = HASHES + STASH
+    # the rows as single 64-byte elements: a gather by bin copies each row as one unit
+    # (5x faster than gathering rows of a 2-D uint8 array)
+    q_units = q_rows.view(f"V{CODE_BYTES}").reshape(-1)
 
     def produce() -> Iterator[U8]:
         code_enc = _ecb(keys.code)
@@ -556,7 +559,7 @@ def run_kkrt_sender(
                 bi = pos[a:b, i]
                 v = codes(code_enc, d[a:b], i)
                 v &= s_row
-                v ^= q_rows[bi]
+                v ^= q_units[bi].view(np.uint8).reshape(-1, CODE_BYTES)
                 rows[:, i * width : (i + 1) * width] = out_hash(hash_enc, v, bi, width)
             cs = codes(code_enc, d[a:b], _STASH_CLASS)
             cs &= s_row
