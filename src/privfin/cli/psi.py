@@ -130,7 +130,7 @@ def _write_outputs(
     typer.echo(json.dumps(summary))
 
 
-def _csv_rows(file: Path, wanted: list[int]) -> list[Any]:
+def _csv_rows(file: Path, wanted: list[int], chunk_rows: int = 250_000) -> list[Any]:
     """The rows ``wanted`` (data-row numbers) of a CSV file, streamed again a chunk at a time
     and read verbatim as strings; stops after the last wanted row. At least one frame."""
     import numpy as np
@@ -140,7 +140,9 @@ def _csv_rows(file: Path, wanted: list[int]) -> list[Any]:
     member[wanted] = True
     frames: list[Any] = []
     at = 0
-    reader = pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, chunksize=250_000)
+    reader = pd.read_csv(
+        file, dtype=str, keep_default_na=False, na_filter=False, chunksize=chunk_rows
+    )
     with reader:
         for chunk in reader:
             hit = np.flatnonzero(member[at : at + len(chunk)])
