@@ -204,7 +204,18 @@ def test_base_ot_refuses_bad_points() -> None:
 
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize(
-    ("rows", "cols"), [(64, 64), (128, 192), (192, 64 * 1500), (576, 640), (1024, 512 + 64)]
+    ("rows", "cols"),
+    [
+        (64, 64),
+        (128, 192),
+        (192, 64 * 1500),
+        (576, 640),
+        (1024, 512 + 64),
+        # tile edges of the kernel (256 rows x 512 columns, 16 x 128 blocks, 8-byte tails)
+        (256 + 64, 512 + 128 + 64),
+        (512 + 192, 1024 + 128),
+        (64, 128 * 3 + 64),
+    ],
 )
 def test_transpose_matches_numpy(rows: int, cols: int, kernel: bool) -> None:
     # the pure path and (where built) the compiled kernel, against unpackbits/packbits
@@ -217,6 +228,19 @@ def test_transpose_matches_numpy(rows: int, cols: int, kernel: bool) -> None:
     strided = m[:, :8]  # a non-contiguous view
     expected_view = np.packbits(bits[:, :64].T, axis=1, bitorder="little")
     assert np.array_equal(ot.transpose_bits(strided, kernel=kernel), expected_view)
+
+
+@pytest.mark.skipif(not ot.KERNEL, reason="the compiled OT kernel is not built here")
+@pytest.mark.parametrize(("rows", "cols"), [(16, 8), (48, 8 * 13), (272, 8 * 77), (16, 8 * 16)])
+def test_transpose_kernel_odd_blocks(rows: int, cols: int) -> None:
+    # the kernel itself takes rows in 16s and columns in bytes (transpose_bits asks for 64s):
+    # byte tails (1 and 13 bytes) after the 16-byte blocks, and none
+    rng = np.random.default_rng(rows * cols)
+    m = rng.integers(0, 256, (rows, cols // 8), dtype=np.uint8)
+    expected = np.packbits(np.unpackbits(m, axis=1, bitorder="little").T, axis=1, bitorder="little")
+    got = np.empty((cols, rows // 8), dtype=np.uint8)
+    ot._KERNEL.transpose(m, rows, cols, got)
+    assert np.array_equal(got, expected)
 
 
 def test_transpose_kernel_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -73,3 +73,34 @@ def test_cli_curve_option(tmp_path: Path, curve: str) -> None:
         return
     assert res.exit_code == 0, res.output
     assert pd.read_csv(out / "A.csv")["id"].tolist() == ["a", "c"]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 250_000])
+def test_output_rows_reread_from_csv(tmp_path: Path, chunk_rows: int) -> None:
+    from privfin.cli.psi import _csv_rows
+
+    # blank lines are skipped as the node's reader skips them; cells are kept verbatim
+    (tmp_path / "a.csv").write_text("id,x\nb,1\n\nNA,\n c ,3\nd,4\n\n")
+    full = pd.read_csv(tmp_path / "a.csv", dtype=str, keep_default_na=False)
+    for wanted in ([2, 0], [3], [0, 1, 2, 3], []):
+        frames = _csv_rows(tmp_path / "a.csv", wanted, chunk_rows)
+        got = pd.concat(frames).loc[wanted] if wanted else frames[0].iloc[:0]
+        assert got.equals(full.iloc[wanted]), wanted
+    assert full["id"].tolist()[1:3] == ["NA", " c "]
+
+
+def test_node_stop_runs_in_background_and_reports_errors() -> None:
+    from privfin.cli.psi import _Background
+
+    calls: list[str] = []
+    never_started = _Background(lambda: calls.append("ran"))
+    never_started.finish()  # not started: runs in the caller
+    assert calls == ["ran"]
+
+    def fail() -> None:
+        raise RuntimeError("node did not stop")
+
+    failing = _Background(fail)
+    failing.start()
+    with pytest.raises(RuntimeError, match="did not stop"):
+        failing.finish()

@@ -150,6 +150,16 @@ def test_cuckoo_places_everything(n: int) -> None:
     assert stashed.size == 0
 
 
+@pytest.mark.parametrize(("n", "m"), [(0, 64), (1, 64), (5, 1000), (3000, 1000), (20_000, 30_000)])
+def test_first_claims_is_unique_with_first_index(n: int, m: int) -> None:
+    # both paths (the sort for few claims, the scattered minimum for many) against np.unique
+    b = np.random.default_rng(n + m).integers(0, m, size=n)
+    ub, first = kkrt._first_claims(b, m)
+    want_ub, want_first = np.unique(b, return_index=True)
+    assert np.array_equal(ub, want_ub) and np.array_equal(first, want_first)
+    assert ub.dtype == first.dtype == np.int64
+
+
 def test_cuckoo_stash_and_failure() -> None:
     rng = np.random.default_rng(7)
     # 4 items whose 3 bins are all bin 0 or 1: two fit, two must be stashed

@@ -283,3 +283,14 @@ def test_id_hash_is_safe_from_several_threads() -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=200))
+def test_unique_sorted_is_np_unique(values: list[int]) -> None:
+    # the sort-and-mask replacement of np.unique used by KKRT's matcher
+    arr = np.asarray(values, dtype=np.int64)
+    got = common.unique_sorted(arr)
+    assert got.dtype == np.int64
+    assert np.array_equal(got, np.unique(arr))
+    assert got.tolist() == sorted(set(values))

@@ -7,8 +7,12 @@ component code in this process over the memory transport.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -63,8 +67,6 @@ def psi(
     The first --party is the receiver (unbalanced: the client), the second the sender (the
     server); three or more parties run n-party PSI with the first as leader.
     """
-    import pandas as pd
-
     from privfin.psi.api import _roles
     from privfin.psi.component import psi_component
     from privfin.psi.sources import iter_id_chunks
@@ -90,9 +92,22 @@ def psi(
         inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
         outputs = simulate(psi_component, roles, params=params, inputs=inputs, component_name="psi")
     elif transport == "nodes":
-        outputs = _run_on_nodes(parties, roles, params, timeout)
+        with _run_on_nodes(parties, roles, params, timeout) as outputs:
+            # the nodes shut down (in the background) while the outputs are written
+            _write_outputs(parties, outputs, out)
+        return
     else:
         raise ConfigError(f"--transport must be nodes or memory, got {transport!r}")
+    _write_outputs(parties, outputs, out)
+
+
+def _write_outputs(
+    parties: list[tuple[str, Path]], outputs: dict[str, dict[str, Any]], out: Path
+) -> None:
+    """Each party's intersecting rows, aligned, to OUT/NAME.csv; the summary to
+    OUT/summary.json and stdout."""
+    import pandas as pd
+
     summary: dict[str, dict[str, object]] = {}
     for name, file in parties:
         result = outputs[name]
@@ -104,14 +119,10 @@ def psi(
         if result["rows"] is None:
             continue
         wanted = result["rows"]
-        keep = set(wanted)
         if "".join(file.suffixes).lower().endswith((".parquet", ".pq")):
             frames = [pd.read_parquet(file).iloc[wanted]]
-        else:  # stream the file again, keeping only the intersecting rows
-            frames = [
-                chunk[chunk.index.isin(keep)]
-                for chunk in pd.read_csv(file, dtype=str, keep_default_na=False, chunksize=250_000)
-            ]
+        else:
+            frames = _csv_rows(file, wanted)
         # pandas keeps the file's row numbers as the index: put rows in the agreed order
         rows = pd.concat(frames).loc[wanted] if wanted else frames[0].iloc[:0]
         rows.to_csv(out / f"{name}.csv", index=False)
@@ -120,13 +131,40 @@ def psi(
     typer.echo(json.dumps(summary))
 
 
+def _csv_rows(file: Path, wanted: list[int], chunk_rows: int = 250_000) -> list[Any]:
+    """The rows ``wanted`` (data-row numbers) of a CSV file, streamed again a chunk at a time
+    and read verbatim as strings; stops after the last wanted row. At least one frame."""
+    import numpy as np
+    import pandas as pd
+
+    member = np.zeros(max(wanted, default=-1) + 1, dtype=bool)
+    member[wanted] = True
+    frames: list[Any] = []
+    at = 0
+    reader = pd.read_csv(
+        file, dtype=str, keep_default_na=False, na_filter=False, chunksize=chunk_rows
+    )
+    with reader:
+        for chunk in reader:
+            hit = np.flatnonzero(member[at : at + len(chunk)])
+            at += len(chunk)
+            if hit.size or not frames:
+                frames.append(chunk.iloc[hit])
+            if at >= member.size:
+                break
+    return frames
+
+
+@contextlib.contextmanager
 def _run_on_nodes(
     parties: list[tuple[str, Path]],
     roles: dict[str, tuple[str, ...]],
     params: dict[str, object],
     timeout: float,
-) -> dict[str, dict[str, object]]:
-    """Start one node per party (mTLS on 127.0.0.1), run the ``psi`` job, stop the nodes."""
+) -> Iterator[dict[str, dict[str, Any]]]:
+    """Start one node per party (mTLS on 127.0.0.1), run the ``psi`` job and yield each
+    party's output; the nodes are stopped in a background thread as soon as the outputs are
+    in (the caller writes its files meanwhile), and waited for when the block ends."""
     import secrets
     import tempfile
 
@@ -138,6 +176,7 @@ def _run_on_nodes(
         cluster = cluster_up(
             [n for n, _ in parties], Path(tmp) / "cluster", datasets=datasets, transport="stream"
         )
+        stopping = _Background(cluster.down)
         try:
             spec = {
                 "job": job,
@@ -151,16 +190,45 @@ def _run_on_nodes(
                 },
                 "timeout": timeout,
             }
-            for name, _ in parties:
-                with cluster.client(name) as client:
+            outputs: dict[str, dict[str, Any]] = {}
+            with contextlib.ExitStack() as stack:  # one client per node for the whole job
+                clients = {n: stack.enter_context(cluster.client(n)) for n, _ in parties}
+                for client in clients.values():
                     client.submit(spec)
-            typer.echo(f"job {job} running on {len(parties)} nodes over mutual TLS …", err=True)
-            outputs: dict[str, dict[str, object]] = {}
-            for name, _ in parties:
-                with cluster.client(name) as client:
+                typer.echo(f"job {job} running on {len(parties)} nodes over mutual TLS …", err=True)
+                for name, client in clients.items():
                     status = client.wait(job, timeout=timeout)
-                outputs[name] = dict(status["result"]["output"])
-                outputs[name]["traffic"] = status["result"].get("traffic", {})
+                    outputs[name] = dict(status["result"]["output"])
+                    outputs[name]["traffic"] = status["result"].get("traffic", {})
+            stopping.start()
+            yield outputs
         finally:
-            cluster.down()
-    return outputs
+            stopping.finish()
+
+
+class _Background:
+    """``fn`` run once in a thread from :meth:`start`; :meth:`finish` waits for it (or runs it
+    here if it was never started) and raises what it raised."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._fn = fn
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as exc:  # handed to finish(), in the caller's thread
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="privfin-psi-stop", daemon=True)
+        self._thread.start()
+
+    def finish(self) -> None:
+        if self._thread is None:
+            self._run()
+        else:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error

@@ -238,26 +238,92 @@ TGT static void words_rows(const __m128i rk[11], const uint8_t *rows, uint64_t t
 
 
 /* Bit-matrix transpose of packed little-endian bit rows: `in` is rows x (cols / 8) bytes,
- * `out` is cols x (rows / 8) (rows multiple of 16, cols of 8). Blocks of 16 rows x 8
- * columns: the 16 bytes of a column byte go into one vector, MOVMSKB collects bit 7 of each
- * (one output column, 16 rows), a left shift brings the next bit up. */
+ * `out` is cols x (rows / 8) (rows multiple of 16, cols of 8). Tiles of TR_ROWS x TR_COLS
+ * bits (16 KiB in, 16 KiB out: both stay in L1; an output row of a tile is one cache line). Inside a tile, blocks of 16 rows x 128
+ * columns: 16 row vectors are loaded and byte-transposed in registers (four rounds of
+ * unpacks), so vector k holds column byte k of the 16 rows; MOVMSKB then collects bit 7 of
+ * each (one output column, 16 rows) and a left shift brings the next bit up. A last column
+ * block of 8 bytes (cols not a multiple of 128) takes the same path on half vectors. */
+#define TR_ROWS 256
+#define TR_COLS 512
+
+__attribute__((target("sse2"))) static inline void tr_emit(__m128i x, uint8_t *out,
+                                                         Py_ssize_t col, Py_ssize_t rb) {
+    /* the 8 columns col .. col + 7 of one byte vector, 16 rows each */
+    for (int i = 7; i >= 0; i--) {
+        uint16_t m = (uint16_t)_mm_movemask_epi8(x);
+        memcpy(out + (col + i) * rb, &m, 2);
+        x = _mm_slli_epi64(x, 1);
+    }
+}
+
+/* 16 x 16 byte transpose: on return v[k] holds byte k of the 16 input vectors. */
+__attribute__((target("sse2"))) static inline void tr_bytes16(__m128i v[16]) {
+    __m128i t[16];
+    for (int i = 0; i < 8; i++) {
+        t[i] = _mm_unpacklo_epi8(v[2 * i], v[2 * i + 1]);
+        t[i + 8] = _mm_unpackhi_epi8(v[2 * i], v[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+            v[8 * h + i] = _mm_unpacklo_epi16(t[8 * h + 2 * i], t[8 * h + 2 * i + 1]);
+            v[8 * h + i + 4] = _mm_unpackhi_epi16(t[8 * h + 2 * i], t[8 * h + 2 * i + 1]);
+        }
+    for (int q = 0; q < 4; q++)
+        for (int i = 0; i < 2; i++) {
+            t[4 * q + i] = _mm_unpacklo_epi32(v[4 * q + 2 * i], v[4 * q + 2 * i + 1]);
+            t[4 * q + i + 2] = _mm_unpackhi_epi32(v[4 * q + 2 * i], v[4 * q + 2 * i + 1]);
+        }
+    for (int o = 0; o < 8; o++) {
+        v[2 * o] = _mm_unpacklo_epi64(t[2 * o], t[2 * o + 1]);
+        v[2 * o + 1] = _mm_unpackhi_epi64(t[2 * o], t[2 * o + 1]);
+    }
+}
+
+/* Column bytes [c0, c1) of rows [rr, rr + 16), one byte at a time (the tail of a tile);
+ * output column 8 * (c - cbase) + i at dst + (8 * (c - cbase) + i) * rb. */
+__attribute__((target("sse2"))) static void tr_gather(const uint8_t *in, uint8_t *dst,
+                                                    Py_ssize_t rr, Py_ssize_t c0, Py_ssize_t c1,
+                                                    Py_ssize_t cbase, Py_ssize_t cb,
+                                                    Py_ssize_t rb) {
+    for (Py_ssize_t c = c0; c < c1; c++) {
+        uint8_t col[16];
+        for (int i = 0; i < 16; i++) col[i] = in[(rr + i) * cb + c];
+        tr_emit(_mm_loadu_si128((const __m128i *)col), dst, 8 * (c - cbase), rb);
+    }
+}
+
+/* A tile's output (TR_COLS rows of at most TR_ROWS / 8 bytes) is contiguous in `out` when
+ * the tile spans whole output rows (rows <= TR_ROWS), and written there directly; otherwise
+ * it is built in a contiguous local buffer and copied out row by row: written in place, 2
+ * bytes at a time into rows rows / 8 bytes apart, it thrashes the cache when that stride is
+ * a multiple of 4 KiB (all rows in one cache set). */
 __attribute__((target("sse2"))) static void transpose_rows(const uint8_t *in, uint8_t *out,
                                                            Py_ssize_t rows, Py_ssize_t cols) {
     const Py_ssize_t cb = cols / 8, rb = rows / 8;
-    /* tiles of 512 columns: 64 bytes of every input row in, 512 whole output rows out */
-    for (Py_ssize_t c0 = 0; c0 < cols; c0 += 512) {
-        const Py_ssize_t c1 = c0 + 512 < cols ? c0 + 512 : cols;
-        for (Py_ssize_t rr = 0; rr < rows; rr += 16) {
-            for (Py_ssize_t cc = c0; cc < c1; cc += 8) {
-                uint8_t col[16];
-                for (int i = 0; i < 16; i++) col[i] = in[(rr + i) * cb + cc / 8];
-                __m128i x = _mm_loadu_si128((const __m128i *)col);
-                for (int i = 7; i >= 0; i--) {
-                    uint16_t m = (uint16_t)_mm_movemask_epi8(x);
-                    memcpy(out + (cc + i) * rb + rr / 8, &m, 2);
-                    x = _mm_slli_epi64(x, 1);
+    _Alignas(64) uint8_t tile[TR_COLS * (TR_ROWS / 8)];
+    const int direct = rows <= TR_ROWS;
+    for (Py_ssize_t r0 = 0; r0 < rows; r0 += TR_ROWS) {
+        const Py_ssize_t r1 = r0 + TR_ROWS < rows ? r0 + TR_ROWS : rows;
+        const Py_ssize_t tb = (r1 - r0) / 8; /* bytes of a tile's output row */
+        for (Py_ssize_t c0 = 0; c0 < cb; c0 += TR_COLS / 8) {
+            const Py_ssize_t c1 = c0 + TR_COLS / 8 < cb ? c0 + TR_COLS / 8 : cb;
+            uint8_t *base = direct ? out + 8 * c0 * rb : tile; /* rb == tb when direct */
+            for (Py_ssize_t rr = r0; rr < r1; rr += 16) {
+                uint8_t *dst = base + (rr - r0) / 8;
+                Py_ssize_t c = c0;
+                for (; c + 16 <= c1; c += 16) {
+                    __m128i v[16];
+                    for (int i = 0; i < 16; i++)
+                        v[i] = _mm_loadu_si128((const __m128i *)(in + (rr + i) * cb + c));
+                    tr_bytes16(v);
+                    for (int k = 0; k < 16; k++) tr_emit(v[k], dst, 8 * (c - c0 + k), tb);
                 }
+                if (c < c1) tr_gather(in, dst, rr, c, c1, c0, cb, tb);
             }
+            if (!direct)
+                for (Py_ssize_t k = 0; k < 8 * (c1 - c0); k++)
+                    memcpy(out + (8 * c0 + k) * rb + r0 / 8, tile + k * tb, (size_t)tb);
         }
     }
 }

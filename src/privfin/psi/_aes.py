@@ -66,7 +66,7 @@ def packed_digests(
         part = buf[lo:hi]  # the bytes of this pass's keys (all of them when keys are in order)
         st = starts[a:b] - lo
         nblocks = np.maximum(1, -(-ln // 16))
-        for blocks in np.unique(nblocks).tolist():
+        for blocks in np.flatnonzero(np.bincount(nblocks)).tolist():  # distinct, ascending
             rows = np.flatnonzero(nblocks == blocks)
             lens = ln[rows]
             width = 16 * blocks
@@ -74,7 +74,9 @@ def packed_digests(
             # whole rows), then the bytes past each key's end zeroed
             ext = np.zeros(part.size + width, dtype=np.uint8)
             ext[: part.size] = part
-            padded = np.lib.stride_tricks.sliding_window_view(ext, width)[st[rows]]
+            # (the windows as single ``width``-byte elements: each is copied as one unit)
+            win = np.ndarray(buffer=ext, dtype=f"V{width}", shape=(part.size + 1,), strides=(1,))
+            padded = win[st[rows]].view(np.uint8).reshape(rows.size, width)
             if not bool((lens == width).all()):
                 padded &= np.where(np.arange(width) < lens.reshape(-1, 1), 0xFF, 0).astype(np.uint8)
             iv = np.empty((rows.size, 2), dtype=np.uint64)

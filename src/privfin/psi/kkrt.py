@@ -38,6 +38,7 @@ from privfin.psi.common import (
     random_permutation,
     rows_in,
     sortable,
+    unique_sorted,
 )
 from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
@@ -198,6 +199,21 @@ def out_hash(enc: Any, rows: U8, bins: npt.NDArray[np.int64], nbytes: int) -> U8
 # ----------------------------------------------------------------------------- cuckoo
 
 
+def _first_claims(
+    b: npt.NDArray[np.int64], m: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``np.unique(b, return_index=True)`` for bins ``b`` below ``m``: each distinct bin,
+    ascending, and the index of its first claimant. A minimum scattered over a table of ``m``
+    (10x faster than the sort at 1M claims) unless the claims are few for the table."""
+    if b.size * 16 < m:
+        ub, first = np.unique(b, return_index=True)
+        return ub.astype(np.int64), first.astype(np.int64)
+    claim = np.full(m, b.size, dtype=np.int64)
+    np.minimum.at(claim, b, np.arange(b.size, dtype=np.int64))
+    ub = np.flatnonzero(claim < b.size)
+    return ub, claim[ub]
+
+
 def cuckoo(
     pos: npt.NDArray[np.int64], m: int, stash: int, rng: np.random.Generator
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int8], npt.NDArray[np.int64]]:
@@ -225,7 +241,7 @@ def cuckoo(
                 break
             b = pos[pending, i]
             free = np.flatnonzero(table[b] < 0)
-            ub, first = np.unique(b[free], return_index=True)
+            ub, first = _first_claims(b[free], m)
             table[ub] = pending[free[first]]
             which[ub] = i
             keep = np.ones(pending.size, dtype=bool)
@@ -237,7 +253,7 @@ def cuckoo(
             break
         c = choice[pending]
         b = pos[pending, c]
-        ub, first = np.unique(b, return_index=True)
+        ub, first = _first_claims(b, m)
         old = table[ub]
         old_which = which[ub].astype(np.int64)
         table[ub] = pending[first]
@@ -355,7 +371,8 @@ class Matcher:
         if not self._items:
             none = np.empty(0, dtype=np.int64)
             return none, none
-        return np.unique(np.concatenate(self._items)), np.unique(np.concatenate(self._rows))
+        items = unique_sorted(np.concatenate(self._items))
+        return items, unique_sorted(np.concatenate(self._rows))
 
 
 # ----------------------------------------------------------------------------- receiver
@@ -541,6 +558,9 @@ def run_kkrt_sender(
     ctx.metrics.add("psi.seconds.extend_recv", t3 - t2)
 
     classes = HASHES + STASH
+    # the rows as single 64-byte elements: a gather by bin copies each row as one unit
+    # (5x faster than gathering rows of a 2-D uint8 array)
+    q_units = q_rows.view(f"V{CODE_BYTES}").reshape(-1)
 
     def produce() -> Iterator[U8]:
         code_enc = _ecb(keys.code)
@@ -554,7 +574,7 @@ def run_kkrt_sender(
                 bi = pos[a:b, i]
                 v = codes(code_enc, d[a:b], i)
                 v &= s_row
-                v ^= q_rows[bi]
+                v ^= q_units[bi].view(np.uint8).reshape(-1, CODE_BYTES)
                 rows[:, i * width : (i + 1) * width] = out_hash(hash_enc, v, bi, width)
             cs = codes(code_enc, d[a:b], _STASH_CLASS)
             cs &= s_row
