@@ -152,11 +152,11 @@ class Cluster:
         with the end of its log (e.g. a port taken by another program)."""
         deadline = time.monotonic() + timeout
         for party in self.parties:
-            while True:
-                proc = self.procs.get(party)
-                if proc is not None and proc.poll() is not None:
-                    raise NodeDied(party, self._log_tail(party))
-                with self.client(party) as c:
+            with self.client(party) as c:  # one client for every attempt
+                while True:
+                    proc = self.procs.get(party)
+                    if proc is not None and proc.poll() is not None:
+                        raise NodeDied(party, self._log_tail(party))
                     try:
                         c.wait_healthy(0.5)
                         break
