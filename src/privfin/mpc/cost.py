@@ -61,7 +61,7 @@ from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
 from privfin.mpc.roles import MPCRoles
 from privfin.mpc.session import Session
-from privfin.mpc.tensor import SharedTensor
+from privfin.mpc.tensor import PlainTensor, SharedTensor
 from privfin.runtime.context import Progress
 
 __all__ = [
@@ -392,6 +392,45 @@ class CostEngine(Engine):
         self._open(words)
         return None
 
+    @property
+    def plain_products(self) -> bool:
+        return self.kind == "ot" and self.n == 2
+
+    def plain_matmul(
+        self,
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        n: int,
+    ) -> dict[str, U64] | None:
+        """Gilboa with a plaintext matrix (:meth:`OtProvider.plain_cross`): each owner sends
+        ``64·q·n`` correlated OTs of ``p`` words (trimmed), its peer receives them; the
+        owner's local product."""
+        if not self.plain_products:
+            raise ConfigError("products with a plaintext matrix need the ot provider")
+        sent = [0, 0]
+        for i, party in enumerate(self.compute):
+            peer = self.compute[1 - i]
+            p_i, q_i = dims.get(party, (0, 0))
+            p_j, q_j = dims.get(peer, (0, 0))
+            if not p_i:
+                q_i = 0
+            if not p_j:
+                q_j = 0
+            sent[i] = p_i * n * q_i * _GILBOA_SUM
+            self._cot(
+                i,
+                64 * q_j * n,
+                max(p_j, 1) if q_j else 1,
+                64 * q_i * n,
+                p_i if q_i else 1,
+                sent[i] if q_i else None,
+            )
+            self.tally.macs[i] += p_i * q_i * n
+        for i in range(2):
+            self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
+        return None
+
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         if frac_bits == 0:
             return None
@@ -516,6 +555,17 @@ class TracingSession(Session):
         self.ctx = SimpleNamespace(  # type: ignore[assignment]
             party="(estimate)", progress=Progress(), cancel=CancelToken()
         )
+
+    def plain_input(
+        self, owner: str, value: Any = None, *, shape: Sequence[int] = ()
+    ) -> PlainTensor:
+        """A computing data party's plaintext input of ``shape`` (its header is tallied)."""
+        assert isinstance(self.engine, CostEngine)
+        i = self.roles.compute.index(owner)
+        for p in self.engine.parties:
+            if p != owner:
+                self.tally.send(i, 0, kind="header", extra=len(shape))
+        return PlainTensor(owner, None, tuple(shape), self.frac_bits)
 
     def input(self, owner: str, shape: Sequence[int], *, fixed: bool = True) -> SharedTensor:
         """A data party's input of ``shape`` (its sharing is tallied)."""
@@ -830,8 +880,14 @@ def estimate_ss_lr(
         label = params.get("label")
         if not isinstance(spec, Mapping) or not isinstance(label, Mapping):
             raise ConfigError("vertical ss_lr needs features: {party: [columns]} and label")
-        parts = [s.input(str(o), (rows, len(spec[o]))) for o in sorted(spec)]
-        x = concatenate(parts, axis=1)
+        parts: list[SharedTensor | PlainTensor] = []
+        for o in sorted(spec):
+            shape = (rows, len(spec[o]))
+            if s.engine.plain_products and str(o) in s.roles.compute:
+                parts.append(s.plain_input(str(o), shape=shape))
+            else:
+                parts.append(s.input(str(o), shape))
+        x: SharedTensor | list[SharedTensor | PlainTensor] = parts
         y = s.input(str(label["party"]), (rows,))
     elif partition == "horizontal":
         if not isinstance(spec, Sequence) or isinstance(spec, str):

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from privfin.data.validate import check_labels, column_of
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc import functions as F
 from privfin.mpc.session import Session
 from privfin.mpc.stats import _table
-from privfin.mpc.tensor import SharedTensor, concatenate
+from privfin.mpc.tensor import PlainTensor, SharedTensor, concatenate
 from privfin.runtime import Context
 
 __all__ = ["plaintext_logistic", "ss_lr", "train_logistic"]
@@ -44,8 +44,97 @@ def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
     return round(c * 2.0**s), s
 
 
+class _Design:
+    """The design matrix as column blocks, in column order: shared blocks, blocks a computing
+    party holds in plaintext (:class:`PlainTensor`) and the intercept's column of ones.
+
+    Without plaintext blocks it is one shared matrix (the intercept a public column) and
+    the products are Beaver matrix products. With them (two computing parties, the ``ot``
+    provider) ``X_b w`` is the sum of the plaintext blocks' products (one OT exchange for
+    both owners, :meth:`Session.plain_matmul`), one Beaver product for the shared blocks
+    (if any) and the intercept (local); ``X_b^T e`` likewise, block by block."""
+
+    def __init__(
+        self, blocks: Sequence[SharedTensor | PlainTensor], intercept: bool, s: Session
+    ) -> None:
+        self.s = s
+        self.blocks = list(blocks)
+        self.intercept = intercept
+        self.plain = any(isinstance(b, PlainTensor) for b in self.blocks)
+        self.rows = self.blocks[0].shape[0]
+        if any(b.shape[0] != self.rows or len(b.shape) != 2 for b in self.blocks):
+            raise ConfigError("the feature blocks do not have the same number of rows")
+        if not self.plain:
+            shared = [b for b in self.blocks if isinstance(b, SharedTensor)]
+            if intercept:
+                shared.append(s.public(np.ones((self.rows, 1))))
+            self.x = concatenate(shared, axis=1) if len(shared) > 1 else shared[0]
+        self.cols = sum(b.shape[1] for b in self.blocks) + int(intercept)
+
+    def take(self, key: Any) -> _Design:
+        """The rows ``key`` (a slice or an index array)."""
+        out = _Design.__new__(_Design)
+        out.__dict__.update(self.__dict__)
+        if self.plain:
+            out.blocks = [b[key] for b in self.blocks]
+            out.rows = out.blocks[0].shape[0]
+        else:
+            out.x = self.x[key]
+            out.rows = out.x.shape[0]
+        return out
+
+    def _spans(self) -> list[tuple[SharedTensor | PlainTensor, int, int]]:
+        out, at = [], 0
+        for b in self.blocks:
+            out.append((b, at, at + b.shape[1]))
+            at += b.shape[1]
+        return out
+
+    def forward(self, w: SharedTensor) -> SharedTensor:
+        """``X_b w``, untruncated (scale ``2 f`` for ``w`` at ``f``)."""
+        s = self.s
+        if not self.plain:
+            return s.matmul(self.x, w, truncate=False)
+        spans = self._spans()
+        shared = [(b, lo, hi) for b, lo, hi in spans if isinstance(b, SharedTensor)]
+        plain = [(b, w[lo:hi]) for b, lo, hi in spans if isinstance(b, PlainTensor)]
+        terms = s.plain_matmul(plain)
+        if shared:
+            xs = concatenate([b for b, _, _ in shared], axis=1)
+            ws = concatenate([w[lo:hi] for _, lo, hi in shared])
+            terms.append(s.matmul(xs, ws, truncate=False))
+        z = terms[0]
+        for t in terms[1:]:
+            z = z + t
+        if self.intercept:  # the column of ones at scale f times the last weight
+            z = z + w[self.cols - 1 :].rescale(z.frac_bits)
+        return z
+
+    def backward(self, e: SharedTensor) -> SharedTensor:
+        """``X_b^T e``, untruncated, one entry per column (the intercept's last)."""
+        s = self.s
+        if not self.plain:
+            return s.matmul(self.x.T, e, truncate=False)
+        spans = self._spans()
+        shared = [b for b, _, _ in spans if isinstance(b, SharedTensor)]
+        plain = [b for b, _, _ in spans if isinstance(b, PlainTensor)]
+        products = s.plain_matmul([(b.T, e) for b in plain])
+        got = {id(b): t for b, t in zip(plain, products, strict=True)}
+        if shared:
+            g = s.matmul(concatenate(shared, axis=1).T, e, truncate=False)
+            at = 0
+            for b in shared:
+                got[id(b)] = g[at : at + b.shape[1]]
+                at += b.shape[1]
+        parts = [got[id(b)] for b in self.blocks]
+        if self.intercept:
+            total = e.sum().reshape(1)
+            parts.append(total.rescale(total.frac_bits + s.frac_bits))
+        return concatenate(parts)
+
+
 def train_logistic(
-    x: SharedTensor,
+    x: SharedTensor | Sequence[SharedTensor | PlainTensor],
     y: SharedTensor,
     *,
     epochs: int = 5,
@@ -73,13 +162,12 @@ def train_logistic(
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
     """
-    s = x.session
-    n = x.shape[0]
+    s = y.session
+    assert isinstance(s, Session)
+    design = _Design([x] if isinstance(x, SharedTensor) else x, fit_intercept, s)
+    n = design.rows
     f = s.frac_bits
-    if fit_intercept:
-        x = concatenate([x, s.public(np.ones((n, 1)))], axis=1)
-    d = x.shape[1]
-    w = s.public(np.zeros(d))
+    w = s.public(np.zeros(design.cols))
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
@@ -90,11 +178,11 @@ def train_logistic(
             order = rng.permutation(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            xb = x[idx] if rng is not None else x[start : start + batch_size]
+            xb = design.take(idx if rng is not None else slice(start, start + batch_size))
             yb = y[idx] if rng is not None else y[start : start + batch_size]
-            z = s.matmul(xb, w, truncate=False)  # scale 2f
+            z = xb.forward(w)  # scale 2f
             p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-            grad = s.matmul(xb.T, p - yb, truncate=False)  # scale 2f
+            grad = xb.backward(p - yb)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
             prod = grad * q  # integer product: the scale becomes 2f + sh
             raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)
@@ -193,12 +281,24 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
             raise ConfigError(
                 "vertical ss_lr needs features: {party: [columns]} and label: {party, column}"
             )
-        parts = []
+        parts: list[SharedTensor | PlainTensor] = []
         for owner in sorted(spec):
             cols = [str(c) for c in spec[owner]]
             names += cols
-            parts.append(s.share(owner, _load(inputs, cols, owner) if ctx.party == owner else None))
-        x = concatenate(parts, axis=1)
+            value = _load(inputs, cols, owner) if ctx.party == owner else None
+            if s.engine.plain_products and owner in s.roles.compute:
+                # a computing party's own columns stay with it in plaintext (OT products)
+                block = s.plain_input(owner, value)
+                if block.shape[1] != len(cols):
+                    raise ProtocolAbort(
+                        f"data party {owner!r} announced {block.shape[1]} columns, the job "
+                        f"declares {len(cols)}",
+                        party=owner,
+                    )
+                parts.append(block)
+            else:
+                parts.append(s.share(owner, value))
+        x: SharedTensor | list[SharedTensor | PlainTensor] = parts
         lp, lc = str(label["party"]), str(label["column"])
         y = s.share(lp, _labels(inputs, lc, lp) if ctx.party == lp else None)
     elif partition == "horizontal":
@@ -214,7 +314,8 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         y = concatenate(ys, axis=0)
     else:
         raise ConfigError(f"partition must be 'vertical' or 'horizontal', got {partition!r}")
-    if y.shape != (x.shape[0],):
+    rows = x.shape[0] if isinstance(x, SharedTensor) else x[0].shape[0]
+    if y.shape != (rows,):
         raise ConfigError("labels and features do not have the same number of rows")
     fit_intercept = bool(params.get("fit_intercept", True))
     w = train_logistic(

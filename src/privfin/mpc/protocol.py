@@ -468,6 +468,56 @@ class Engine:
         left = a + e if self.is_leader else a  # (a + e) @ f + e @ b + c == ... + e @ f at leader
         return c + ring_matmul(e, b) + ring_matmul(left, f)
 
+    @property
+    def plain_products(self) -> bool:
+        """Whether :meth:`plain_matmul` is available: two computing parties and a provider
+        with OT-based products of a plaintext matrix (the ``ot`` provider)."""
+        return len(self.compute) == 2 and bool(
+            getattr(self.provider, "supports_plain_products", False)
+        )
+
+    @ring_ops
+    def plain_matmul(
+        self,
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        n: int,
+    ) -> dict[str, U64] | None:
+        """Shares of ``M_o @ Y_o`` for each computing party ``o`` in ``dims`` that holds the
+        matrix ``M_o`` (``dims[o]`` = ``(p, q)``, public) in plaintext (``mats[o]`` at ``o``,
+        ``None`` elsewhere) and a shared ``Y_o`` (``ys[o]``: this party's share, ``q x n``).
+
+        ``o`` computes ``M_o @ Y_o^(o)`` locally; the cross term ``M_o @ Y_o^(peer)`` is a
+        Gilboa product from correlated OTs (:meth:`OtProvider.plain_cross`): no triple, no
+        opening, ``M_o`` never leaves ``o``. Both parties' matrices run in the same OT
+        batches (one exchange of ``u`` and one of corrections per batch)."""
+        if not self.plain_products:
+            raise ConfigError("products with a plaintext matrix need the ot provider")
+        for o in dims:
+            if o not in self.compute:
+                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
+        if not self.is_compute:
+            return None
+        peer = self.others[0]
+        mine = mats.get(self.party) if self.party in dims else None
+        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
+            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        peer_y = ys.get(peer) if peer in dims else None
+        peer_rows = dims[peer][0] if peer in dims else 0
+        theirs, own = self.provider.plain_cross(  # type: ignore[attr-defined]
+            mine, None if peer_y is None else peer_y.reshape(dims[peer][1], n), peer_rows, n
+        )
+        out: dict[str, U64] = {}
+        if peer in dims:
+            out[peer] = theirs
+        if mine is not None:
+            y_own = ys[self.party]
+            assert y_own is not None
+            own += ring_matmul(mine, y_own.reshape(dims[self.party][1], n))
+            out[self.party] = own
+        return out
+
     # ------------------------------------------------------------------------ truncation
 
     @ring_ops

@@ -368,3 +368,62 @@ class OtProvider:
         u = x - (p << _ONE)
         self.items += n
         return u.reshape(shape), x.reshape(shape), mask, c.reshape(shape)
+
+    # ------------------------------------------------- products with a plaintext matrix
+
+    supports_plain_products = True
+
+    @ring_ops
+    def plain_cross(
+        self, mine: U64 | None, peer_y: U64 | None, peer_rows: int, n: int
+    ) -> tuple[U64, U64]:
+        """The cross terms of products ``M_o @ Y_o`` where one computing party ``o`` holds
+        the matrix ``M_o`` in plaintext and ``Y_o`` (``q_o x n``) is additively shared.
+
+        ``mine``: this party's plaintext ``M`` (``p x q``) or ``None``; ``peer_y``: this
+        party's share of the operand of the peer's matrix (``q' x n``) or ``None``;
+        ``peer_rows``: the rows ``p'`` of the peer's matrix. Gilboa with the choice bits on
+        the shared operand (the small side in SS-LR): for each bit ``k`` of each element
+        ``Y[l, j]`` of its share the peer chooses one correlated OT whose correlation is the
+        column ``M[:, l]`` (``p`` words, trimmed to the ``64 − k`` bits used): ``64·q·n`` OTs
+        per direction, no triple and nothing opened. Both directions run in the same
+        batches.
+
+        Returns ``(theirs, own)``: this party's shares of ``M' @ Y'^(mine)`` (``p' x n``)
+        and of ``M @ Y^(peer)`` (``p x n``, zeros if ``mine`` is ``None``)."""
+        ext = self._ext()
+        if peer_y is not None and peer_y.size and peer_rows:
+            q_p = peer_y.shape[0]
+            choices = _bit_rows(peer_y.reshape(-1)).reshape(-1)  # (bit, l, j) order
+            rb = np.repeat(_GILBOA_BYTES, q_p * n)
+        else:
+            q_p = 0
+            choices = np.zeros(0, np.uint8)
+            rb = np.zeros(0, np.int64)
+        if mine is not None and mine.size:
+            p_m, q_m = mine.shape
+            # OT (k, l, j): correlation column M[:, l], the same for every bit k and column j
+            corr = np.repeat(mine.T, n, axis=0) if n > 1 else np.ascontiguousarray(mine.T)
+            sb = np.repeat(_GILBOA_BYTES, q_m * n)
+            repeat = 64
+        else:
+            p_m = 0 if mine is None else mine.shape[0]
+            q_m = 0
+            corr = np.zeros((0, 1), dtype=np.uint64)
+            sb = np.zeros(0, np.int64)
+            repeat = 1
+        theirs, own = ext.cot_sums(
+            choices,
+            corr,
+            period=n,
+            recv_width=max(peer_rows, 1) if q_p else 1,
+            recv_bytes=rb,
+            send_bytes=sb,
+            recv_shifts=np.repeat(_SHIFTS, q_p * n),
+            send_shifts=np.repeat(_SHIFTS, q_m * n),
+            repeat=repeat,
+        )
+        theirs_out = theirs.T.copy() if q_p else np.zeros((peer_rows, n), dtype=np.uint64)
+        mine_out = own.T.copy() if q_m else np.zeros((p_m, n), dtype=np.uint64)
+        self.items += peer_rows * n * q_p + p_m * n * q_m
+        return theirs_out, mine_out
