@@ -93,7 +93,8 @@ def test_replicated_sharing_matches_numpy_with_separate_data_and_result_parties(
     pairs = {(k.sender, k.receiver) for k, _ in hub.wire if k.tag == "mpc.rss.pair"}
     assert pairs == {("c1", "c0"), ("c2", "c1"), ("c0", "c2")}
     trunc = {(k.sender, k.receiver) for k, _ in hub.wire if k.tag == "mpc.rss.trunc"}
-    assert trunc == {("c0", "c2"), ("c1", "c2")}  # only P2 learns the masked c = x + r
+    # one round: P1 and P2 learn the masked c = x + r (r private to P0), P0 learns nothing
+    assert trunc == {("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c2", "c1")}
 
 
 def _ring(ctx: Any, params: Any, inputs: Any) -> Any:
@@ -236,3 +237,39 @@ def test_replicated_edabits_and_dabits_are_consistent() -> None:
         u, _, mask, c = (sum(p["dat"][k] for p in parts) for k in range(4))
         assert np.array_equal(c, u * mask[None, :])
     assert out["bank"]["eda"] is None
+
+
+def _trunc(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session(ctx, triples="rss3")
+    a = s.share("bank", inputs.get("a"), fixed=False)
+    bits = int(params["bits"])
+    out = s.engine.trunc(a.share, a.shape, bits)
+    return s.engine.reveal(out, a.shape, "bank")
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(st.integers(-(2**62) + 1, 2**62 - 1), min_size=1, max_size=6),
+    st.integers(1, 40),
+)
+def test_one_round_truncation_is_within_one_ulp_for_any_value_below_2_62(
+    xs: list[int], bits: int
+) -> None:
+    a = np.array(xs + [2**62 - 1, -(2**62) + 1, 0, -1], np.int64)
+    got = simulate(_trunc, ROLES, params={"bits": bits}, inputs={"bank": {"a": a}}, settings=PROD)[
+        "bank"
+    ].view(np.int64)
+    exact = a >> bits  # floor
+    assert np.abs(got - exact).max() <= 1
+
+
+def test_a_short_truncation_message_fails_loudly() -> None:
+    def short(key: MessageKey, payload: bytes) -> bytes:
+        return codec.encode(Opening(values=np.zeros(1, np.uint64)))
+
+    a = np.arange(5, dtype=np.int64)
+    with pytest.raises(ProtocolAbort, match="truncation"):
+        simulate(
+            _trunc, ROLES, params={"bits": 3}, inputs={"bank": {"a": a}}, settings=PROD,
+            hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
+        )  # fmt: skip

@@ -11,7 +11,7 @@ the protocol code:
 * **online** (every provider): an opening of ``L`` words is one round and ``8 L`` bytes to
   every other computing party; a replicated (``rss3``) product sends the operands'
   components to one party; matmul opens ``m·k + k·n`` words; a truncation opens ``n``
-  words (``rss3``: 2 rounds); a comparison opens ``c = x + r`` and then one round per
+  words (``rss3``: one round, 5 words per element); a comparison opens ``c = x + r`` and then one round per
   Kogge-Stone level (6 levels for 64 bits, 5 for a 32-bit window with two lanes per word);
   the bit conversion opens one packed bit per element (and ``y - mask`` when fused with a
   product);
@@ -436,11 +436,15 @@ class CostEngine(Engine):
             return None
         n = prod(shape)
         if self.replicated:
-            for i in (0, 1):  # P0 and P1 hand their masked shares to P2
-                self.tally.send(i, 8 * n, kind="open")
-                self.tally.words[i] += n
+            # one round: P0 sends its masked share to P1 and it with t2 to P2; P1 and P2
+            # exchange their masked shares
+            self.tally.send(0, 8 * n, kind="open")
+            self.tally.send(0, 16 * n, kind="open")
+            self.tally.send(1, 8 * n, kind="open")
+            self.tally.send(2, 8 * n, kind="open")
+            for i, words in ((0, 3 * n), (1, 3 * n), (2, 4 * n)):
+                self.tally.words[i] += words
             self._round()
-            self._pairs(2 * n)
             return None
         self._trunc_pair(n, frac_bits)
         self._open(n)

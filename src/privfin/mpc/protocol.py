@@ -259,56 +259,62 @@ class Engine:
 
     @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        """Exact truncation on replicated shares (2 rounds): ``P0`` and ``P1`` draw the same
-        uniform ``r`` from the key ``k1`` they share (``P2`` lacks it) and hand
-        ``x0 + 2^62 + r + m`` and ``x1 − m`` to ``P2``, which alone learns
-        ``c = x + 2^62 + r`` (uniform to it); then, as in the pair protocol,
-        ``x / 2^f = (c >> f) − (r >> f) + msb(r)·(1 − msb(c))·2^(64−f) − 2^(62−f)``, the
-        product of ``P0``'s bit ``msb(r)`` and ``P2``'s ``1 − msb(c)`` being one replicated
-        product of re-randomised sharings. Within one unit in the last place of
-        ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
+        """Exact truncation on replicated shares in **one round**: ``P0`` draws a private
+        uniform ``r``; ``P1`` and ``P2`` both learn ``c = x + 2^62 + r`` (uniform to them)
+        from ``x0 + 2^62 + r + α0`` (``P0`` → both), ``x1 + α1`` (``P1`` → ``P2``) and
+        ``x2 + α2`` (``P2`` → ``P1``), ``α`` a fresh zero-sharing; then, as in the pair
+        protocol, ``x / 2^f = (c >> f) − (r >> f) + T·(1 − msb(c)) − 2^(62−f)`` with
+        ``T = msb(r)·2^(64−f)`` known to ``P0`` only: ``P0`` splits ``T = t1 + t2`` with
+        ``t1`` from the key ``k1`` it shares with ``P1`` and sends ``t2`` to ``P2`` in the
+        same round (it does not depend on ``x``), so ``T·msb(c) = t1·msb(c) + t2·msb(c)`` is
+        local at ``P1`` and ``P2``, which both know ``msb(c)``. Output components
+        (additive, re-randomised by a second zero-sharing): ``P0``: ``T − (r >> f)``;
+        ``P1``: ``(c >> f) − 2^(62−f) − t1·msb(c)``; ``P2``: ``−t2·msb(c)``. Within one
+        unit in the last place of ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
         if not self.is_compute:
             return None
         assert x is not None
         f = np.uint64(frac_bits)
         n = prod(shape)
         share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C").reshape(n)
-        joint = self.provider.joint_random(2 * n)  # type: ignore[attr-defined]
-        p2 = self.compute[2]
+        zero = self._zero((2, n))
+        t1 = self.provider.joint_random(n)  # type: ignore[attr-defined]
+        p0, p1, p2 = self.compute
         bias = np.uint64(1 << 62)
-        c = np.zeros(n, dtype=np.uint64)
-        if self.index in (0, 1):
-            r, m = joint[:n], joint[n:]
-            sent = share + bias + r + m if self.index == 0 else share - m
-            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=sent))
-        else:
-            t0 = time.perf_counter()
-            c = share.copy()
-            for peer in self.compute[:2]:
-                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
-                if msg.values.shape != (n,):
-                    raise ProtocolAbort(
-                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
-                        f"truncation of {n}",
-                        party=peer,
-                    )
-                c += msg.values
+        t0 = time.perf_counter()
+        if self.index == 0:
+            r = self._own_random(n)
+            big_t = (r >> np.uint64(63)) << np.uint64(64 - frac_bits)
+            masked = share + bias + r + zero[0]
+            self.ctx.channel.send(p1, _TAG_RSS_TRUNC, Opening(values=masked))
+            both = np.concatenate([masked, big_t - t1])
+            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=both))
             self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            out = big_t - (r >> f) + zero[1]
+            return np.asarray(out.reshape(shape), dtype=np.uint64)
+        other = p2 if self.index == 1 else p1
+        self.ctx.channel.send(other, _TAG_RSS_TRUNC, Opening(values=share + zero[0]))
+        c = share + zero[0]
+        t2 = np.zeros(n, dtype=np.uint64)
+        for peer, size in ((p0, n if self.index == 1 else 2 * n), (other, n)):
+            msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+            if msg.values.shape != (size,):
+                raise ProtocolAbort(
+                    f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                    f"truncation of {n} (expected {size})",
+                    party=peer,
+                )
+            c += msg.values[:n]
+            if size == 2 * n:
+                t2 = msg.values[n:]
+        self.comm_seconds += time.perf_counter() - t0
         self.rounds += 1
-        zero = self._zero((3, n))
-        a = zero[0].copy()
-        b = zero[1].copy()
-        if self.index == 0:
-            a += joint[:n] >> np.uint64(63)  # msb(r), re-randomised before it is shared
-        if self.index == 2:
-            b += _ONE - (c >> np.uint64(63))
-        t = self._rss_mul(a, b, (n,))
-        assert t is not None
-        out = (t << np.uint64(64 - frac_bits)) + zero[2]
-        if self.index == 0:
-            out -= joint[:n] >> f
-        if self.index == 2:
-            out += (c >> f) - u64(1 << (62 - frac_bits))
+        beta = c >> np.uint64(63)
+        if self.index == 1:
+            out = (c >> f) - u64(1 << (62 - frac_bits)) - t1 * beta + zero[1]
+        else:
+            out = zero[1] - t2 * beta
         return np.asarray(out.reshape(shape), dtype=np.uint64)
 
     @ring_ops
