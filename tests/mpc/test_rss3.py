@@ -255,7 +255,7 @@ def _trunc(ctx: Any, params: Any, inputs: Any) -> Any:
 def test_one_round_truncation_is_within_one_ulp_for_any_value_below_2_62(
     xs: list[int], bits: int
 ) -> None:
-    a = np.array(xs + [2**62 - 1, -(2**62) + 1, 0, -1], np.int64)
+    a = np.array([*xs, 2**62 - 1, -(2**62) + 1, 0, -1], np.int64)
     got = simulate(_trunc, ROLES, params={"bits": bits}, inputs={"bank": {"a": a}}, settings=PROD)[
         "bank"
     ].view(np.int64)
