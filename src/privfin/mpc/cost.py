@@ -13,8 +13,8 @@ the protocol code:
   components to one party; matmul opens ``m·k + k·n`` words; a truncation opens ``n``
   words (``rss3``: one round, 5 words per element); a comparison opens ``c = x + r`` and
   then one round per Kogge-Stone level (6 levels for 64 bits, 5 for a 32-bit window with
-  two lanes per word); the bit conversion opens one packed bit per element (and ``y - mask`` when fused with a
-  product);
+  two lanes per word); the bit conversion opens one packed bit per element (and
+  ``y - mask`` when fused with a product);
 * **offline, ``ot``** (IKNP): per batch of OTs the receiver sends ``u`` (16 bytes per OT,
   padded to 64 OTs) and a correlated-OT sender its corrections trimmed to the bytes used
   (:mod:`privfin.mpc.providers.ot` lists the OTs of every item: 128 per Beaver triple,
