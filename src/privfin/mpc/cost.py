@@ -392,6 +392,18 @@ class CostEngine(Engine):
         self._open(words)
         return None
 
+    def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:
+        self._pairs(prod(shape))
+        return None
+
+    def rss_matmul_paired(
+        self, x: U64 | None, x_next: U64 | None, y: U64 | None, m: int, k: int, n: int
+    ) -> U64 | None:
+        for i in range(self.n):
+            self.tally.macs[i] += 2 * m * k * n
+        self._pairs(k * n)
+        return None
+
     @property
     def plain_products(self) -> bool:
         return self.kind == "ot" and self.n == 2

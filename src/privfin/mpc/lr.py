@@ -25,6 +25,7 @@ import numpy as np
 from privfin.data.validate import check_labels, column_of
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc import functions as F
+from privfin.mpc.ring import U64
 from privfin.mpc.session import Session
 from privfin.mpc.stats import _table
 from privfin.mpc.tensor import PlainTensor, SharedTensor, concatenate
@@ -69,6 +70,11 @@ class _Design:
             if intercept:
                 shared.append(s.public(np.ones((self.rows, 1))))
             self.x = concatenate(shared, axis=1) if len(shared) > 1 else shared[0]
+        #: rss3: the successor's component of X, exchanged once (then only w and e travel)
+        self.x_next: U64 | None = None
+        self.paired = not self.plain and s.engine.replicated
+        if self.paired:
+            self.x_next = s.engine.rss_next(self.x.share, self.x.shape)
         self.cols = sum(b.shape[1] for b in self.blocks) + int(intercept)
 
     def take(self, key: Any) -> _Design:
@@ -81,7 +87,16 @@ class _Design:
         else:
             out.x = self.x[key]
             out.rows = out.x.shape[0]
+            if self.x_next is not None:
+                out.x_next = self.x_next[key]
         return out
+
+    def _paired(self, x: SharedTensor, x_next: U64 | None, y: SharedTensor) -> SharedTensor:
+        m, k = x.shape
+        z = self.s.engine.rss_matmul_paired(x.share, x_next, y.share, m, k, 1)
+        return SharedTensor(
+            self.s, None if z is None else z.reshape(m), (m,), x.frac_bits + y.frac_bits
+        )
 
     def _spans(self) -> list[tuple[SharedTensor | PlainTensor, int, int]]:
         out, at = [], 0
@@ -93,6 +108,8 @@ class _Design:
     def forward(self, w: SharedTensor) -> SharedTensor:
         """``X_b w``, untruncated (scale ``2 f`` for ``w`` at ``f``)."""
         s = self.s
+        if self.paired:
+            return self._paired(self.x, self.x_next, w)
         if not self.plain:
             return s.matmul(self.x, w, truncate=False)
         spans = self._spans()
@@ -113,6 +130,8 @@ class _Design:
     def backward(self, e: SharedTensor) -> SharedTensor:
         """``X_b^T e``, untruncated, one entry per column (the intercept's last)."""
         s = self.s
+        if self.paired:
+            return self._paired(self.x.T, None if self.x_next is None else self.x_next.T, e)
         if not self.plain:
             return s.matmul(self.x.T, e, truncate=False)
         spans = self._spans()

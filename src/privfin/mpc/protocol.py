@@ -258,6 +258,36 @@ class Engine:
         return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
 
     @ring_ops
+    def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:
+        """Replicated sharing: this party's successor's component of a shared array (one
+        message to the predecessor, one round), for an operand used in many products
+        (:meth:`rss_matmul_paired`): its components then travel once."""
+        if not self.replicated:
+            raise ConfigError("replicated pairs exist only with replicated sharing (rss3)")
+        if not self.is_compute:
+            return None
+        assert share is not None
+        (nxt,) = self._rss_pairs([np.asarray(share).reshape(shape)])
+        return np.asarray(nxt, dtype=np.uint64)
+
+    @ring_ops
+    def rss_matmul_paired(
+        self, x: U64 | None, x_next: U64 | None, y: U64 | None, m: int, k: int, n: int
+    ) -> U64 | None:
+        """:meth:`matmul` on replicated sharing when this party already holds ``x``'s pair
+        (``x_next`` from :meth:`rss_next`, sliced like ``x``): only ``y``'s components
+        travel (one round, ``k·n`` words per party)."""
+        if not self.replicated:
+            raise ConfigError("replicated pairs exist only with replicated sharing (rss3)")
+        if not self.is_compute:
+            return None
+        assert x is not None and x_next is not None and y is not None
+        xm, xn, ym = x.reshape(m, k), x_next.reshape(m, k), y.reshape(k, n)
+        (yn,) = self._rss_pairs([ym])
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         """Exact truncation on replicated shares in **one round**: ``P0`` draws a private
         uniform ``r``; ``P1`` and ``P2`` both learn ``c = x + 2^62 + r`` (uniform to them)
