@@ -236,6 +236,7 @@ class CostEngine(Engine):
         self.truncation = "pair"
         self.tally = tally
         self.batch = batch
+        self._pool: dict[tuple[int, int], int] = {}
         self.rounds = 0
         self.comm_seconds = 0.0
         self.n = n
@@ -332,6 +333,17 @@ class CostEngine(Engine):
     def _mul_triple(self, size: int) -> None:
         if self.kind == "ot":
             self._ot_mul(size)
+
+    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+        if self.kind != "ot":
+            return
+        groups: dict[int, list[int]] = {}
+        for n, f in requests:
+            groups.setdefault(f, []).append(n)
+        for f in sorted(groups):
+            self._trunc_pair(sum(groups[f]), f)
+            for n in groups[f]:
+                self._pool[(n, f)] = self._pool.get((n, f), 0) + 1
 
     def _trunc_pair(self, n: int, f: int) -> None:
         if self.kind == "ot":
@@ -458,7 +470,10 @@ class CostEngine(Engine):
                 self.tally.words[i] += words
             self._round()
             return None
-        self._trunc_pair(n, frac_bits)
+        if self._pool.get((n, frac_bits), 0) > 0:
+            self._pool[(n, frac_bits)] -= 1  # generated ahead (prefetch_trunc)
+        else:
+            self._trunc_pair(n, frac_bits)
         self._open(n)
         return None
 

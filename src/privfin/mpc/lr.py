@@ -189,6 +189,16 @@ def train_logistic(
     w = s.public(np.zeros(design.cols))
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    # the truncations of every iteration are known now: pairs made interactively (ot) are
+    # generated ahead in bulk, off the online path (the step's, and t1's of the logits)
+    plan = []
+    for _ in range(epochs):
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            if sigmoid == "t1":
+                plan.append((b, f + 3))
+            plan.append((design.cols, f + step_scale(learning_rate, b)[1]))
+    s.engine.prefetch_trunc(plan)
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
     acc: SharedTensor | None = None
     for epoch in range(epochs):

@@ -556,6 +556,16 @@ class Engine:
 
     # ------------------------------------------------------------------------ truncation
 
+    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+        """Announce future truncations ``(size, bits)`` (public: every party, same list) so
+        that a provider that makes truncation pairs interactively (``ot``) generates them
+        now in bulk, off the online path; a no-op for the others."""
+        if self.replicated or self.truncation != "pair":
+            return
+        prefetch = getattr(self.provider, "prefetch_trunc_pairs", None)
+        if prefetch is not None:
+            prefetch(list(requests))
+
     @ring_ops
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place."""

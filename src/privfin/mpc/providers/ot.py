@@ -30,6 +30,7 @@ Cost: ≈ 128 OTs per Beaver triple, ≈ 2.6 KB sent per triple and party (IKNP'
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from math import prod
 
@@ -101,6 +102,8 @@ class OtProvider:
         self._seed = b""
         self._counter = 0
         self.items = 0
+        #: truncation pairs generated ahead (:meth:`prefetch_trunc_pairs`), per (size, bits)
+        self._pool: dict[tuple[int, int], deque[tuple[U64, U64, U64]]] = {}
         #: requests of at least this many OTs report progress (``ctx.progress``)
         self.progress_min = 1 << 22
 
@@ -325,7 +328,15 @@ class OtProvider:
         if not 0 < frac_bits < 63:
             raise ConfigError(f"truncation by {frac_bits} bits is not supported")
         n = prod(shape)
-        f = frac_bits
+        pooled = self._pool.get((n, frac_bits))
+        if pooled:
+            r, hi, msb = pooled.popleft()
+            return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
+        r, hi, msb = self._trunc_items(n, frac_bits)
+        return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
+
+    @ring_ops
+    def _trunc_items(self, n: int, f: int) -> tuple[U64, U64, U64]:
         widths = [63 - k + (f if k >= f else 0) for k in range(64)]
         widths[63] = 63  # the msb is used as a whole ring element
         x, p = self._decomposed(n, widths)
@@ -333,7 +344,28 @@ class OtProvider:
         r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
         hi = np.sum(bits[f:] << _BITS[: 64 - f], axis=0, dtype=np.uint64)
         self.items += n
-        return r.reshape(shape), hi.reshape(shape), bits[63].reshape(shape).copy()
+        return r, hi, bits[63].copy()
+
+    def prefetch_trunc_pairs(self, requests: Sequence[tuple[int, int]]) -> None:
+        """Generate the truncation pairs of the listed future requests ``(size, frac_bits)``
+        now, in bulk (one batch of bit products per ``frac_bits``, in increasing order):
+        :meth:`trunc_pair` then serves a request of that size and scale from the pool, in
+        order, without OT round trips. Every computing party calls it with the same list."""
+        if not self.is_compute:
+            return
+        groups: dict[int, list[int]] = {}
+        for n, f in requests:
+            if not 0 < f < 63 or n < 1:
+                raise ConfigError(f"no truncation pairs of {n} elements by {f} bits")
+            groups.setdefault(f, []).append(n)
+        for f in sorted(groups):
+            sizes = groups[f]
+            r, hi, msb = self._trunc_items(sum(sizes), f)
+            at = 0
+            for n in sizes:
+                item = (r[at : at + n], hi[at : at + n], msb[at : at + n])
+                self._pool.setdefault((n, f), deque()).append(item)
+                at += n
 
     @ring_ops
     def dabits(self, shape: Shape) -> tuple[U64, U64] | None:
