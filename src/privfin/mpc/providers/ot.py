@@ -344,7 +344,7 @@ class OtProvider:
         r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
         hi = np.sum(bits[f:] << _BITS[: 64 - f], axis=0, dtype=np.uint64)
         self.items += n
-        return r, hi, bits[63].copy()
+        return np.asarray(r, np.uint64), np.asarray(hi, np.uint64), bits[63].copy()
 
     def prefetch_trunc_pairs(self, requests: Sequence[tuple[int, int]]) -> None:
         """Generate the truncation pairs of the listed future requests ``(size, frac_bits)``
