@@ -206,3 +206,25 @@ def test_shares_of_the_products_reveal_nothing_alone() -> None:
     for party in ("a", "b"):
         assert not np.array_equal(one[party], two[party])
     np.testing.assert_array_equal(one["a"] + one["b"], two["a"] + two["b"])
+
+
+def test_prefetched_truncation_pairs_are_served_in_order_and_exact() -> None:
+    v = np.array([3 << 40, -(7 << 38) - 5, 12345678901, -1, 0], dtype=np.int64)
+
+    def program(ctx: Any, p: Any, inputs: Any) -> Any:
+        s = Session(ctx, triples="ot")
+        x = s.share("a", v if ctx.party == "a" else None, fixed=False)
+        s.engine.prefetch_trunc([(5, 16), (5, 20), (5, 16)])
+        pool = s.provider._pool  # type: ignore[attr-defined]
+        outs = []
+        for bits in (16, 20, 16, 12):  # the last one is not prefetched
+            t = s.engine.trunc(x.share, x.shape, bits)
+            outs.append(s.engine.reveal(t, x.shape, "a"))
+        return outs, sum(len(q) for q in pool.values())
+
+    roles = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    got = simulate(program, roles, settings=PROD, seed=3, timeout=60)
+    outs, left = got["a"]
+    assert left == 0 and got["b"][1] == 0
+    for bits, out in zip((16, 20, 16, 12), outs, strict=True):
+        assert np.abs(out.view(np.int64) - (v >> bits)).max() <= 1
