@@ -174,7 +174,11 @@ def train_logistic(
     the last epoch (Polyak-Ruppert averaging: local additions and one truncation), which
     removes most of the minibatch noise of a constant learning rate.
 
-    One iteration: ``z = X_b w`` (Beaver matmul, kept untruncated at scale 2f), the sigmoid
+    ``x`` is one shared matrix or column blocks (shared ones, and :class:`PlainTensor` blocks a
+    computing party holds in plaintext: products through OT with the ``ot`` provider, see
+    :class:`_Design`). One iteration: ``z = X_b w`` (Beaver matmul, or Gilboa products for
+    plaintext blocks, or a replicated product with ``rss3``, whose ``X`` pair travels once;
+    kept untruncated at scale 2f), the sigmoid
     (piecewise: one batched knot comparison fused with the segment products, one truncation),
     ``X_b^T (p - y_b)`` (Beaver matmul, untruncated) and the step ``q/2**s`` times it (plus
     the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
