@@ -273,3 +273,80 @@ def test_a_short_truncation_message_fails_loudly() -> None:
             _trunc, ROLES, params={"bits": 3}, inputs={"bank": {"a": a}}, settings=PROD,
             hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
         )  # fmt: skip
+
+
+def _fused(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session(ctx, triples="rss3")
+    x = s.share("bank", inputs.get("x"), fixed=False)
+    z = s.share("telco", inputs.get("z"), fixed=False)
+    m, k = x.shape
+    x_next = s.engine.rss_next(x.share, x.shape)
+    g = s.engine.rss_trunc_tmatmul(z.share, x.share, x_next, m, k, int(params["bits"]))
+    return s.engine.reveal(g, (k,), "bank")
+
+
+@pytest.mark.parametrize(("m", "k", "bits"), [(40, 40, 19), (33, 5, 36)])
+def test_truncation_fused_with_the_transposed_product_in_one_round(
+    m: int, k: int, bits: int
+) -> None:
+    rng = np.random.default_rng(m + bits)
+    x = np.eye(m, k, dtype=np.int64) if m == k else rng.integers(-(2**20), 2**20, size=(m, k))
+    z = rng.integers(-(2**55), 2**55, size=m)
+    hub = MemoryHub()
+    got = simulate(
+        _fused,
+        ROLES,
+        params={"bits": bits},
+        inputs={"bank": {"x": x}, "telco": {"z": z}},
+        settings=PROD,
+        hub=hub,
+    )["bank"].view(np.int64)
+    err = got - x.T @ (z >> bits)  # each truncated element is floor(z / 2^F) or one above
+    if m == k:
+        assert err.min() >= 0 and err.max() <= 1
+    else:
+        assert np.all(np.abs(err) <= np.abs(x).sum(axis=0))
+    sizes = {(k_.sender, k_.receiver): len(p) for k_, p in hub.wire if k_.tag == "mpc.rss.trunc"}
+    assert set(sizes) == {("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c2", "c1")}
+
+
+def test_rss3_t1_ss_lr_matches_ot_t1() -> None:
+    rng = np.random.default_rng(2)
+    n = 300
+    x = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 1 / (1 + np.exp(-x[:, 0] + x[:, 2]))).astype(float)
+    a = {"a0": x[:, 0], "a1": x[:, 1], "y": y}
+    b = {"b0": x[:, 2], "b1": x[:, 3]}
+    params = {
+        "features": {"a": ["a0", "a1"], "b": ["b0", "b1"]},
+        "label": {"party": "a", "column": "y"},
+        "epochs": 2,
+        "batch_size": 64,
+        "sigmoid": "t1",
+    }
+    two = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    outs = {}
+    for triples, roles in (("ot", two), ("rss3", {**two, "c": ("compute",)})):
+        outs[triples] = simulate(
+            ss_lr,
+            roles,
+            params={**params, "triples": triples},
+            inputs={"a": {"table": a}, "b": {"table": b}},
+            settings=PROD,
+            seed=1,
+        )["a"]
+    np.testing.assert_allclose(outs["rss3"]["coef"], outs["ot"]["coef"], atol=2e-3)
+    assert abs(outs["rss3"]["intercept"] - outs["ot"]["intercept"]) <= 2e-3
+
+
+def test_a_short_fused_truncation_message_fails_loudly() -> None:
+    def short(key: MessageKey, payload: bytes) -> bytes:
+        return codec.encode(Opening(values=np.zeros(2, np.uint64)))
+
+    x = np.ones((6, 2), dtype=np.int64)
+    z = np.arange(6, dtype=np.int64)
+    with pytest.raises(ProtocolAbort, match="truncation"):
+        simulate(
+            _fused, ROLES, params={"bits": 3}, inputs={"bank": {"x": x}, "telco": {"z": z}},
+            settings=PROD, hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
+        )  # fmt: skip

@@ -416,6 +416,35 @@ class CostEngine(Engine):
         self._pairs(k * n)
         return None
 
+    def rss_local_matmul(
+        self,
+        x: U64 | None,
+        x_next: U64 | None,
+        y: U64 | None,
+        y_next: U64 | None,
+        m: int,
+        k: int,
+        n: int,
+    ) -> U64 | None:
+        for i in range(self.n):
+            self.tally.macs[i] += 2 * m * k * n
+        return None
+
+    def rss_trunc_tmatmul(
+        self, z: U64 | None, x: U64 | None, x_next: U64 | None, m: int, k: int, frac_bits: int
+    ) -> U64 | None:
+        """One round: ``P0`` sends ``m + k·m`` words to ``P1`` and ``3 m`` to ``P2``, ``P1``
+        and ``P2`` exchange ``m`` each."""
+        self.tally.send(0, 8 * (m + k * m), kind="open")
+        self.tally.send(0, 8 * 3 * m, kind="open")
+        self.tally.send(1, 8 * m, kind="open")
+        self.tally.send(2, 8 * m, kind="open")
+        for i, words in ((0, 4 * m + k * m), (1, 3 * m + k * m), (2, 5 * m)):
+            self.tally.words[i] += words
+            self.tally.macs[i] += 4 * m * k
+        self._round()
+        return None
+
     @property
     def plain_products(self) -> bool:
         return self.kind == "ot" and self.n == 2

@@ -25,7 +25,7 @@ import numpy as np
 from privfin.data.validate import check_labels, column_of
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc import functions as F
-from privfin.mpc.ring import U64
+from privfin.mpc.ring import U64, encode_fixed
 from privfin.mpc.session import Session
 from privfin.mpc.stats import _table
 from privfin.mpc.tensor import PlainTensor, SharedTensor, concatenate
@@ -152,6 +152,35 @@ class _Design:
         return concatenate(parts)
 
 
+def _fused_t1_gradient(
+    s: Session, xb: _Design, z: SharedTensor, yb: SharedTensor, yb_next: U64 | None
+) -> SharedTensor:
+    """``X_b^T (0.5 + z/8 − y_b)`` at scale ``2 f`` on replicated sharing: the truncation of
+    ``z`` fused with the product (:meth:`Engine.rss_trunc_tmatmul`, one round) plus
+    ``X_b^T (0.5 − y_b)``, local since both pairs are held."""
+    f = s.frac_bits
+    m, k = xb.x.shape
+    eng = s.engine
+    x, x_next = xb.x.share, xb.x_next
+    g1 = eng.rss_trunc_tmatmul(z.share, x, x_next, m, k, f + 3)
+    g2 = None
+    if eng.is_compute:
+        assert yb.share is not None and yb_next is not None and x is not None
+        assert x_next is not None
+        half = encode_fixed(np.array([0.5]), f)[0]
+        own = -yb.share
+        nxt = -np.asarray(yb_next, dtype=np.uint64)
+        if eng.index == 0:
+            own = own + half  # the public 0.5: component 0, held by P0 and P2
+        if eng.index == 2:
+            nxt = nxt + half
+        g2 = eng.rss_local_matmul(x.T, x_next.T, own, nxt, k, m, 1)
+    else:
+        eng.rss_local_matmul(None, None, None, None, k, m, 1)
+    share = None if g1 is None or g2 is None else g1 + g2.reshape(k)
+    return SharedTensor(s, share, (k,), 2 * f)
+
+
 def train_logistic(
     x: SharedTensor | Sequence[SharedTensor | PlainTensor],
     y: SharedTensor,
@@ -191,6 +220,10 @@ def train_logistic(
     n = design.rows
     f = s.frac_bits
     w = s.public(np.zeros(design.cols))
+    # rss3 with t1: the logits' truncation and X_b^T (p - y_b) in one round (no pair exchange
+    # of p - y_b): y's pair travels once, like X's
+    fused = design.paired and sigmoid == "t1"
+    y_next = s.engine.rss_next(y.share, y.shape) if fused else None
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     # the truncations of every iteration are known now: pairs made interactively (ot) are
@@ -214,8 +247,12 @@ def train_logistic(
             xb = design.take(idx if rng is not None else slice(start, start + batch_size))
             yb = y[idx] if rng is not None else y[start : start + batch_size]
             z = xb.forward(w)  # scale 2f
-            p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-            grad = xb.backward(p - yb)  # scale 2f
+            if fused:
+                sel = idx if rng is not None else slice(start, start + batch_size)
+                grad = _fused_t1_gradient(s, xb, z, yb, None if y_next is None else y_next[sel])
+            else:
+                p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
+                grad = xb.backward(p - yb)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
             prod = grad * q  # integer product: the scale becomes 2f + sh
             raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)

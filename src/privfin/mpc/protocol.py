@@ -288,6 +288,114 @@ class Engine:
         return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
 
     @ring_ops
+    def rss_local_matmul(
+        self,
+        x: U64 | None,
+        x_next: U64 | None,
+        y: U64 | None,
+        y_next: U64 | None,
+        m: int,
+        k: int,
+        n: int,
+    ) -> U64 | None:
+        """Replicated sharing: ``X @ Y`` when this party holds both operands' pairs: local
+        (``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + α_i``), no round."""
+        if not self.is_compute:
+            return None
+        assert x is not None and x_next is not None and y is not None and y_next is not None
+        xm, xn = x.reshape(m, k), x_next.reshape(m, k)
+        ym, yn = y.reshape(k, n), y_next.reshape(k, n)
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
+    def rss_trunc_tmatmul(
+        self, z: U64 | None, x: U64 | None, x_next: U64 | None, m: int, k: int, frac_bits: int
+    ) -> U64 | None:
+        """Replicated sharing: shares of ``Xᵀ · trunc(z, frac_bits)`` for additive ``z``
+        (``m``) and ``X`` (``m x k``) whose pair this party holds, in **one round** (the
+        truncation's): the truncated vector never needs its own pair exchange.
+
+        The truncation is :meth:`_rss_trunc`'s (``c = z + 2^62 + r`` learnt by ``P1`` and
+        ``P2``, ``r`` private to ``P0``, ``T = msb(r)·2^(64−F)`` split into ``t1`` from the
+        key ``k1`` and ``t2`` sent to ``P2``); its components are ``o0 = T − (r >> F)``
+        (``P0``), ``B − t1·β`` (``P1``) and ``−t2·β`` (``P2``) with ``B = (c >> F) − 2^(62−F)``
+        and ``β = msb(c)`` known to both ``P1`` and ``P2``. Every cross term of ``Xᵀ·o`` is
+        then local except three, which ``P0`` prepares in the same round from what it alone
+        knows in advance: it sends ``o0 + μ`` to ``P2`` (``μ`` from ``k1``: ``P2`` adds
+        ``X2ᵀ(o0 + μ)``, ``P1`` subtracts ``X2ᵀ μ``) and ``N + R`` to ``P1``, ``N = X0ᵀ
+        diag(t1) + X1ᵀ diag(t2)`` (``R`` from the key ``k0`` it shares with ``P2``: ``P1``
+        subtracts ``(N + R)·β``, ``P2`` adds ``R·β``). Messages: ``P0 → P1`` ``m + k·m``
+        words, ``P0 → P2`` ``3 m``, ``P1 ↔ P2`` ``m`` each; every received word is masked by
+        ``r`` or a key its receiver lacks. Exact like :meth:`_rss_trunc` (each element within
+        one unit of ``floor(z / 2^F)``), so the product is within ``Σ |X|`` units."""
+        if not self.is_compute:
+            return None
+        assert z is not None and x is not None and x_next is not None
+        big_f = np.uint64(frac_bits)
+        sh = np.uint64(64 - frac_bits)
+        share = np.array(np.broadcast_to(z, (m,)), dtype=np.uint64, order="C")
+        alpha = self._zero((m,))
+        v1 = self.provider.joint_random(m)  # type: ignore[attr-defined]
+        mu = self.provider.joint_random(m)  # type: ignore[attr-defined]
+        rr = self.provider.key_random(0, k * m).reshape(k, m)  # type: ignore[attr-defined]
+        xm, xn = x.reshape(m, k), x_next.reshape(m, k)
+        p0, p1, p2 = self.compute
+        bias = np.uint64(1 << 62)
+        t0 = time.perf_counter()
+
+        def vec(a: U64, b: U64) -> U64:  # A (m x k)ᵀ @ b (m,)
+            return ring_matmul(a.T, b.reshape(m, 1)).reshape(k)
+
+        if self.index == 0:
+            r = self._own_random(m)
+            big_t = (r >> np.uint64(63)) << sh
+            t1 = v1 << sh
+            t2 = big_t - t1
+            o0 = big_t - (r >> big_f)
+            masked = share + bias + r + alpha
+            nr = xm.T * t1[None, :] + xn.T * t2[None, :] + rr
+            self.ctx.channel.send(
+                p1, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, nr.ravel()]))
+            )
+            self.ctx.channel.send(
+                p2, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, t2, o0 + mu]))
+            )
+            self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            out = vec(xm + xn, o0)
+        else:
+            other = p2 if self.index == 1 else p1
+            self.ctx.channel.send(other, _TAG_RSS_TRUNC, Opening(values=share + alpha))
+            c = share + alpha
+            got: list[U64] = []
+            for peer, size in ((p0, m + k * m if self.index == 1 else 3 * m), (other, m)):
+                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+                if msg.values.shape != (size,):
+                    raise ProtocolAbort(
+                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                        f"truncation of {m} (expected {size})",
+                        party=peer,
+                    )
+                c += msg.values[:m]
+                got.append(msg.values[m:])
+            self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            beta = c >> np.uint64(63)
+            big_b = (c >> big_f) - u64(1 << (62 - frac_bits))
+            both = xm + xn
+            if self.index == 1:  # holds X1, X2
+                nr = got[0].reshape(k, m)
+                t1 = v1 << sh
+                out = vec(both, big_b - t1 * beta) - vec(xn, mu)
+                out -= ring_matmul(nr, beta.reshape(m, 1)).reshape(k)
+            else:  # holds X2, X0
+                t2, o0mu = got[0][:m], got[0][m:]
+                out = vec(xm, o0mu) + vec(xn, big_b) - vec(both, t2 * beta)
+                out += ring_matmul(rr, beta.reshape(m, 1)).reshape(k)
+        return np.asarray(out + self._zero((k,)), dtype=np.uint64)
+
+    @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         """Exact truncation on replicated shares in **one round**: ``P0`` draws a private
         uniform ``r``; ``P1`` and ``P2`` both learn ``c = x + 2^62 + r`` (uniform to them)

@@ -123,6 +123,18 @@ class Rss3Provider:
             return expand_uint64(self._own, count, stream=counter)
         return np.zeros(count, dtype=np.uint64)
 
+    def key_random(self, key: int, count: int) -> U64:
+        """Uniform words from the key ``k_key``, known to ``P_key`` and ``P_{key−1}`` only
+        (zeros at the third party). Every computing party calls it in lockstep."""
+        self.setup()
+        counter = self._counter
+        self._counter += 1
+        if self.index == key:
+            return expand_uint64(self._own, count, stream=counter)
+        if (self.index + 1) % 3 == key:
+            return expand_uint64(self._next_key, count, stream=counter)
+        return np.zeros(count, dtype=np.uint64)
+
     def _none(self, what: str) -> ConfigError:
         return ConfigError(f"replicated sharing multiplies without {what}; the engine asked one")
 
