@@ -310,7 +310,12 @@ def test_truncation_fused_with_the_transposed_product_in_one_round(
     assert set(sizes) == {("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c2", "c1")}
 
 
-def test_rss3_t1_ss_lr_matches_ot_t1() -> None:
+@pytest.mark.parametrize(
+    "extra", [{}, {"shuffle_seed": 3, "average": True, "l2": 0.01, "batch_size": 50}]
+)
+def test_rss3_t1_ss_lr_matches_ot_t1(extra: dict[str, Any]) -> None:
+    """The two-round iteration of rss3 with t1 (pairs of X and y once, truncations fused
+    with the products) computes what the general path computes (here: the OT provider)."""
     rng = np.random.default_rng(2)
     n = 300
     x = rng.normal(size=(n, 4))
@@ -323,6 +328,7 @@ def test_rss3_t1_ss_lr_matches_ot_t1() -> None:
         "epochs": 2,
         "batch_size": 64,
         "sigmoid": "t1",
+        **extra,
     }
     two = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
     outs = {}

@@ -433,13 +433,36 @@ class CostEngine(Engine):
     def rss_trunc_tmatmul(
         self, z: U64 | None, x: U64 | None, x_next: U64 | None, m: int, k: int, frac_bits: int
     ) -> U64 | None:
-        """One round: ``P0`` sends ``m + k·m`` words to ``P1`` and ``3 m`` to ``P2``, ``P1``
-        and ``P2`` exchange ``m`` each."""
+        self.rss_trunc_tmatmul_ex(z, x, x_next, m, k, frac_bits)
+        return None
+
+    def rss_trunc_tmatmul_ex(
+        self,
+        z: U64 | None,
+        x: U64 | None,
+        x_next: U64 | None,
+        m: int,
+        k: int,
+        frac_bits: int,
+        *,
+        pair_send: U64 | None = None,
+        pair_size: int = 0,
+    ) -> tuple[U64, U64, U64 | None] | None:
+        """One round: ``P0`` sends ``m + k·m`` words to ``P1`` and ``3 m`` (+ its pair
+        component) to ``P2``; ``P1`` sends ``m`` to ``P2`` (and its pair component to ``P0``),
+        ``P2`` ``m`` (+ its pair component) to ``P1``."""
+        e = pair_size
         self.tally.send(0, 8 * (m + k * m), kind="open")
-        self.tally.send(0, 8 * 3 * m, kind="open")
+        self.tally.send(0, 8 * (3 * m + e), kind="open")
         self.tally.send(1, 8 * m, kind="open")
-        self.tally.send(2, 8 * m, kind="open")
-        for i, words in ((0, 4 * m + k * m), (1, 3 * m + k * m), (2, 5 * m)):
+        if e:
+            self.tally.send(1, 8 * e, kind="open")
+        self.tally.send(2, 8 * (m + e), kind="open")
+        for i, words in (
+            (0, 4 * m + k * m + 2 * e),
+            (1, 3 * m + k * m + 2 * e),
+            (2, 5 * m + 2 * e),
+        ):
             self.tally.words[i] += words
             self.tally.macs[i] += 4 * m * k
         self._round()

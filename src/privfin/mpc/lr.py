@@ -152,33 +152,105 @@ class _Design:
         return concatenate(parts)
 
 
-def _fused_t1_gradient(
-    s: Session, xb: _Design, z: SharedTensor, yb: SharedTensor, yb_next: U64 | None
+def _train_rss3_t1(
+    s: Session,
+    design: _Design,
+    y: SharedTensor,
+    iters: Sequence[tuple[int, Any]],
+    epochs: int,
+    *,
+    learning_rate: float,
+    l2: float,
+    average: bool,
 ) -> SharedTensor:
-    """``X_b^T (0.5 + z/8 − y_b)`` at scale ``2 f`` on replicated sharing: the truncation of
-    ``z`` fused with the product (:meth:`Engine.rss_trunc_tmatmul`, one round) plus
-    ``X_b^T (0.5 − y_b)``, local since both pairs are held."""
-    f = s.frac_bits
-    m, k = xb.x.shape
+    """:func:`train_logistic` with ``t1`` on replicated sharing in **two rounds per
+    iteration** (same arithmetic, same truncations).
+
+    ``X``'s and ``y``'s pairs travel once. The weights are kept as ``W`` (pairs held) minus
+    the last step's truncated update ``u`` (additive components only), and the step's
+    truncation is fused with the *next* batch's product ``X_{t+1}·u``
+    (:meth:`Engine.rss_trunc_tmatmul_ex` on ``X_{t+1}ᵀ``), so the next logits
+    ``X_{t+1}·W − X_{t+1}·u`` need no pair exchange; ``u``'s pair exchange rides on the next
+    round (the logits' truncation, itself fused with ``X_tᵀ·``, see
+    :func:`privfin.mpc.lr._Design`). Rounds: the logits' truncation-product and the step's
+    truncation-product per iteration, plus one for ``X``'s pair and one for ``y``'s."""
     eng = s.engine
-    x, x_next = xb.x.share, xb.x_next
-    g1 = eng.rss_trunc_tmatmul(z.share, x, x_next, m, k, f + 3)
-    g2 = None
-    if eng.is_compute:
-        assert yb.share is not None and yb_next is not None and x is not None
-        assert x_next is not None
-        half = encode_fixed(np.array([0.5]), f)[0]
-        own = -yb.share
-        nxt = -np.asarray(yb_next, dtype=np.uint64)
-        if eng.index == 0:
-            own = own + half  # the public 0.5: component 0, held by P0 and P2
-        if eng.index == 2:
-            nxt = nxt + half
-        g2 = eng.rss_local_matmul(x.T, x_next.T, own, nxt, k, m, 1)
-    else:
-        eng.rss_local_matmul(None, None, None, None, k, m, 1)
-    share = None if g1 is None or g2 is None else g1 + g2.reshape(k)
-    return SharedTensor(s, share, (k,), 2 * f)
+    f = s.frac_bits
+    d = design.cols
+    comp = eng.is_compute
+    y_next = eng.rss_next(y.share, y.shape)
+    half = encode_fixed(np.array([0.5]), f)[0]
+    big_w = np.zeros(d, dtype=np.uint64) if comp else None
+    big_wn = np.zeros(d, dtype=np.uint64) if comp else None
+    pend_u: U64 | None = None  # own component of the last step's update, not yet paired
+    pend_z: U64 | None = None  # X_t · (−u_{t−1}), additive
+    acc: U64 | None = None
+    count = 0
+    task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
+    nxt_xb = design.take(iters[0][1])
+    for t, (epoch, sel) in enumerate(iters):
+        if t == 0 or iters[t - 1][0] != epoch:
+            s.ctx.cancel.raise_if_cancelled()
+        xb = nxt_xb
+        b = xb.rows
+        x, xn = xb.x.share, xb.x_next
+        zl = eng.rss_local_matmul(x, xn, big_w, big_wn, b, d, 1)
+        z = None if zl is None else np.asarray(zl.reshape(b), dtype=np.uint64)
+        if z is not None and pend_z is not None:
+            z = z + pend_z
+        got = eng.rss_trunc_tmatmul_ex(
+            z, x, xn, b, d, f + 3, pair_send=pend_u, pair_size=d if t > 0 else 0
+        )
+        yb = y[sel]
+        own = nxt = None
+        if comp:
+            assert yb.share is not None and y_next is not None and x is not None
+            assert big_w is not None and big_wn is not None and got is not None
+            if t > 0:
+                assert pend_u is not None and got[2] is not None
+                big_w = big_w - pend_u  # W := W − u_{t−1}, now with its pair
+                big_wn = big_wn - got[2]
+            own = -yb.share + (half if eng.index == 0 else 0)  # 0.5 − y_b: the public 0.5
+            nxt = -np.asarray(y_next[sel], np.uint64) + (half if eng.index == 2 else 0)
+        g2 = eng.rss_local_matmul(
+            None if x is None else x.T, None if xn is None else xn.T, own, nxt, d, b, 1
+        )
+        q, sh = step_scale(learning_rate, b)
+        raw: U64 | None = None
+        if comp:
+            assert got is not None and g2 is not None and big_w is not None
+            raw = (got[0] + g2.reshape(d)) * np.uint64(q)  # scale 2f + sh
+            if l2:
+                decay = np.uint64(round(learning_rate * l2 * 2.0**sh)) << np.uint64(f)
+                raw = raw + big_w * decay
+        if t + 1 < len(iters):
+            nxt_xb = design.take(iters[t + 1][1])
+            b2 = nxt_xb.rows
+            xs, xns = nxt_xb.x.share, nxt_xb.x_next
+            step = eng.rss_trunc_tmatmul_ex(
+                raw,
+                None if xs is None else xs.T,
+                None if xns is None else xns.T,
+                d,
+                b2,
+                f + sh,
+            )
+            if step is not None:
+                pend_z = -step[0]
+                pend_u = step[1]
+        else:
+            pend_u = eng.trunc(raw, (d,), f + sh)
+        if average and epoch == epochs - 1:
+            count += 1
+            if comp:
+                assert big_w is not None and pend_u is not None
+                acc = big_w - pend_u if acc is None else acc + (big_w - pend_u)
+        if t + 1 == len(iters) or iters[t + 1][0] != epoch:
+            task.advance()
+    if average:
+        return SharedTensor(s, acc, (d,), f) * (1.0 / count)
+    final = None if big_w is None or pend_u is None else big_w - pend_u
+    return SharedTensor(s, final, (d,), f)
 
 
 def train_logistic(
@@ -220,10 +292,6 @@ def train_logistic(
     n = design.rows
     f = s.frac_bits
     w = s.public(np.zeros(design.cols))
-    # rss3 with t1: the logits' truncation and X_b^T (p - y_b) in one round (no pair exchange
-    # of p - y_b): y's pair travels once, like X's
-    fused = design.paired and sigmoid == "t1"
-    y_next = s.engine.rss_next(y.share, y.shape) if fused else None
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     # the truncations of every iteration are known now: pairs made interactively (ot) are
@@ -237,6 +305,18 @@ def train_logistic(
             plan.append((design.cols, f + step_scale(learning_rate, b)[1]))
     s.engine.prefetch_trunc(plan)
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
+    if design.paired and sigmoid == "t1":
+        # rss3 with t1: two rounds per iteration (_train_rss3_t1)
+        iters = []
+        for epoch in range(epochs):
+            if rng is not None:
+                order = rng.permutation(n)
+            for start in range(0, n, batch_size):
+                sel = order[start : start + batch_size] if rng is not None else None
+                iters.append((epoch, sel if sel is not None else slice(start, start + batch_size)))
+        return _train_rss3_t1(
+            s, design, y, iters, epochs, learning_rate=learning_rate, l2=l2, average=average
+        )
     acc: SharedTensor | None = None
     for epoch in range(epochs):
         s.ctx.cancel.raise_if_cancelled()
@@ -247,12 +327,8 @@ def train_logistic(
             xb = design.take(idx if rng is not None else slice(start, start + batch_size))
             yb = y[idx] if rng is not None else y[start : start + batch_size]
             z = xb.forward(w)  # scale 2f
-            if fused:
-                sel = idx if rng is not None else slice(start, start + batch_size)
-                grad = _fused_t1_gradient(s, xb, z, yb, None if y_next is None else y_next[sel])
-            else:
-                p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-                grad = xb.backward(p - yb)  # scale 2f
+            p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
+            grad = xb.backward(p - yb)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
             prod = grad * q  # integer product: the scale becomes 2f + sh
             raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)

@@ -329,9 +329,33 @@ class Engine:
         words, ``P0 → P2`` ``3 m``, ``P1 ↔ P2`` ``m`` each; every received word is masked by
         ``r`` or a key its receiver lacks. Exact like :meth:`_rss_trunc` (each element within
         one unit of ``floor(z / 2^F)``), so the product is within ``Σ |X|`` units."""
+        got = self.rss_trunc_tmatmul_ex(z, x, x_next, m, k, frac_bits)
+        return None if got is None else got[0]
+
+    @ring_ops
+    def rss_trunc_tmatmul_ex(
+        self,
+        z: U64 | None,
+        x: U64 | None,
+        x_next: U64 | None,
+        m: int,
+        k: int,
+        frac_bits: int,
+        *,
+        pair_send: U64 | None = None,
+        pair_size: int = 0,
+    ) -> tuple[U64, U64, U64 | None] | None:
+        """:meth:`rss_trunc_tmatmul`, also returning this party's additive component of
+        ``trunc(z)`` (re-randomised by a fresh zero-sharing) and, when ``pair_size > 0``,
+        carrying a pair exchange in the same round: this party sends ``pair_send``
+        (``pair_size`` words) to its predecessor and receives its successor's (returned
+        third). Every party passes the same ``pair_size``."""
         if not self.is_compute:
             return None
         assert z is not None and x is not None and x_next is not None
+        if pair_size and (pair_send is None or pair_send.shape != (pair_size,)):
+            raise ConfigError(f"the piggybacked pair exchange sends {pair_size} words")
+        extra = np.asarray(pair_send, dtype=np.uint64) if pair_size else np.zeros(0, np.uint64)
         big_f = np.uint64(frac_bits)
         sh = np.uint64(64 - frac_bits)
         share = np.array(np.broadcast_to(z, (m,)), dtype=np.uint64, order="C")
@@ -339,14 +363,27 @@ class Engine:
         v1 = self.provider.joint_random(m)  # type: ignore[attr-defined]
         mu = self.provider.joint_random(m)  # type: ignore[attr-defined]
         rr = self.provider.key_random(0, k * m).reshape(k, m)  # type: ignore[attr-defined]
+        zeta = self._zero((m,))
         xm, xn = x.reshape(m, k), x_next.reshape(m, k)
         p0, p1, p2 = self.compute
         bias = np.uint64(1 << 62)
         t0 = time.perf_counter()
+        send = self.ctx.channel.send
 
         def vec(a: U64, b: U64) -> U64:  # A (m x k)ᵀ @ b (m,)
             return ring_matmul(a.T, b.reshape(m, 1)).reshape(k)
 
+        def recv(peer: str, size: int) -> U64:
+            msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+            if msg.values.shape != (size,):
+                raise ProtocolAbort(
+                    f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                    f"truncation of {m} (expected {size})",
+                    party=peer,
+                )
+            return np.asarray(msg.values, dtype=np.uint64)
+
+        received: U64 | None = None
         if self.index == 0:
             r = self._own_random(m)
             big_t = (r >> np.uint64(63)) << sh
@@ -355,45 +392,46 @@ class Engine:
             o0 = big_t - (r >> big_f)
             masked = share + bias + r + alpha
             nr = xm.T * t1[None, :] + xn.T * t2[None, :] + rr
-            self.ctx.channel.send(
-                p1, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, nr.ravel()]))
-            )
-            self.ctx.channel.send(
-                p2, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, t2, o0 + mu]))
-            )
+            send(p1, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, nr.ravel()])))
+            send(p2, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, t2, o0 + mu, extra])))
+            if pair_size:
+                received = recv(p1, pair_size)
             self.comm_seconds += time.perf_counter() - t0
             self.rounds += 1
             out = vec(xm + xn, o0)
+            comp = o0
         else:
             other = p2 if self.index == 1 else p1
-            self.ctx.channel.send(other, _TAG_RSS_TRUNC, Opening(values=share + alpha))
+            tail = extra if self.index == 2 else np.zeros(0, np.uint64)
+            send(other, _TAG_RSS_TRUNC, Opening(values=np.concatenate([share + alpha, tail])))
+            if self.index == 1 and pair_size:
+                send(p0, _TAG_RSS_TRUNC, Opening(values=extra))
             c = share + alpha
-            got: list[U64] = []
-            for peer, size in ((p0, m + k * m if self.index == 1 else 3 * m), (other, m)):
-                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
-                if msg.values.shape != (size,):
-                    raise ProtocolAbort(
-                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
-                        f"truncation of {m} (expected {size})",
-                        party=peer,
-                    )
-                c += msg.values[:m]
-                got.append(msg.values[m:])
+            first = recv(p0, m + k * m if self.index == 1 else 3 * m + pair_size)
+            second = recv(other, m + (pair_size if self.index == 1 else 0))
+            c += first[:m] + second[:m]
+            if self.index == 1 and pair_size:
+                received = second[m:]
             self.comm_seconds += time.perf_counter() - t0
             self.rounds += 1
             beta = c >> np.uint64(63)
             big_b = (c >> big_f) - u64(1 << (62 - frac_bits))
             both = xm + xn
             if self.index == 1:  # holds X1, X2
-                nr = got[0].reshape(k, m)
+                nr = first[m:].reshape(k, m)
                 t1 = v1 << sh
-                out = vec(both, big_b - t1 * beta) - vec(xn, mu)
+                comp = big_b - t1 * beta
+                out = vec(both, comp) - vec(xn, mu)
                 out -= ring_matmul(nr, beta.reshape(m, 1)).reshape(k)
             else:  # holds X2, X0
-                t2, o0mu = got[0][:m], got[0][m:]
-                out = vec(xm, o0mu) + vec(xn, big_b) - vec(both, t2 * beta)
+                t2, o0mu = first[m : 2 * m], first[2 * m : 3 * m]
+                if pair_size:
+                    received = first[3 * m :]
+                comp = -(t2 * beta)
+                out = vec(xm, o0mu) + vec(xn, big_b) + vec(both, comp)
                 out += ring_matmul(rr, beta.reshape(m, 1)).reshape(k)
-        return np.asarray(out + self._zero((k,)), dtype=np.uint64)
+        product = np.asarray(out + self._zero((k,)), dtype=np.uint64)
+        return product, np.asarray(comp + zeta, dtype=np.uint64), received
 
     @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
