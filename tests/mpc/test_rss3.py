@@ -356,3 +356,41 @@ def test_a_short_fused_truncation_message_fails_loudly() -> None:
             _fused, ROLES, params={"bits": 3}, inputs={"bank": {"x": x}, "telco": {"z": z}},
             settings=PROD, hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("partition", ["vertical", "horizontal"])
+def test_two_round_t1_ss_lr_with_separate_data_and_result_parties(partition: str) -> None:
+    """JR/T 0196 roles: the data and result parties take part in the two-round rss3 iteration
+    only through their inputs and the reveal."""
+    rng = np.random.default_rng(9)
+    n = 256
+    x = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 1 / (1 + np.exp(-x @ np.array([1.0, -1.0, 0.5, 0.0])))).astype(float)
+    if partition == "vertical":
+        tables = {
+            "bank": {"table": {"a0": x[:, 0], "a1": x[:, 1], "y": y}},
+            "telco": {"table": {"b0": x[:, 2], "b1": x[:, 3]}},
+        }
+        params: dict[str, Any] = {
+            "features": {"bank": ["a0", "a1"], "telco": ["b0", "b1"]},
+            "label": {"party": "bank", "column": "y"},
+        }
+    else:
+        cols = {f"x{j}": x[:, j] for j in range(4)}
+        tables = {
+            "bank": {"table": {**{c: v[:128] for c, v in cols.items()}, "y": y[:128]}},
+            "telco": {"table": {**{c: v[128:] for c, v in cols.items()}, "y": y[128:]}},
+        }
+        params = {"partition": "horizontal", "features": list(cols), "label": "y"}
+    params = {**params, "epochs": 2, "batch_size": 64, "sigmoid": "t1"}
+    got = simulate(ss_lr, ROLES, params=params, inputs=tables, settings=PROD, seed=2)
+    ref = simulate(
+        ss_lr,
+        ROLES,
+        params={**params, "triples": "dealer", "dealer": "c0"},
+        inputs=tables,
+        settings=Settings(mode="development"),
+        seed=2,
+    )
+    assert got["telco"] is None and got["c0"] is None
+    np.testing.assert_allclose(got["bank"]["coef"], ref["bank"]["coef"], atol=2e-3)
