@@ -93,7 +93,8 @@ def test_replicated_sharing_matches_numpy_with_separate_data_and_result_parties(
     pairs = {(k.sender, k.receiver) for k, _ in hub.wire if k.tag == "mpc.rss.pair"}
     assert pairs == {("c1", "c0"), ("c2", "c1"), ("c0", "c2")}
     trunc = {(k.sender, k.receiver) for k, _ in hub.wire if k.tag == "mpc.rss.trunc"}
-    assert trunc == {("c0", "c2"), ("c1", "c2")}  # only P2 learns the masked c = x + r
+    # one round: P1 and P2 learn the masked c = x + r (r private to P0), P0 learns nothing
+    assert trunc == {("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c2", "c1")}
 
 
 def _ring(ctx: Any, params: Any, inputs: Any) -> Any:
@@ -236,3 +237,160 @@ def test_replicated_edabits_and_dabits_are_consistent() -> None:
         u, _, mask, c = (sum(p["dat"][k] for p in parts) for k in range(4))
         assert np.array_equal(c, u * mask[None, :])
     assert out["bank"]["eda"] is None
+
+
+def _trunc(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session(ctx, triples="rss3")
+    a = s.share("bank", inputs.get("a"), fixed=False)
+    bits = int(params["bits"])
+    out = s.engine.trunc(a.share, a.shape, bits)
+    return s.engine.reveal(out, a.shape, "bank")
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    st.lists(st.integers(-(2**62) + 1, 2**62 - 1), min_size=1, max_size=6),
+    st.integers(1, 40),
+)
+def test_one_round_truncation_is_within_one_ulp_for_any_value_below_2_62(
+    xs: list[int], bits: int
+) -> None:
+    a = np.array([*xs, 2**62 - 1, -(2**62) + 1, 0, -1], np.int64)
+    got = simulate(_trunc, ROLES, params={"bits": bits}, inputs={"bank": {"a": a}}, settings=PROD)[
+        "bank"
+    ].view(np.int64)
+    exact = a >> bits  # floor
+    assert np.abs(got - exact).max() <= 1
+
+
+def test_a_short_truncation_message_fails_loudly() -> None:
+    def short(key: MessageKey, payload: bytes) -> bytes:
+        return codec.encode(Opening(values=np.zeros(1, np.uint64)))
+
+    a = np.arange(5, dtype=np.int64)
+    with pytest.raises(ProtocolAbort, match="truncation"):
+        simulate(
+            _trunc, ROLES, params={"bits": 3}, inputs={"bank": {"a": a}}, settings=PROD,
+            hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
+        )  # fmt: skip
+
+
+def _fused(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session(ctx, triples="rss3")
+    x = s.share("bank", inputs.get("x"), fixed=False)
+    z = s.share("telco", inputs.get("z"), fixed=False)
+    m, k = x.shape
+    x_next = s.engine.rss_next(x.share, x.shape)
+    g = s.engine.rss_trunc_tmatmul(z.share, x.share, x_next, m, k, int(params["bits"]))
+    return s.engine.reveal(g, (k,), "bank")
+
+
+@pytest.mark.parametrize(("m", "k", "bits"), [(40, 40, 19), (33, 5, 36)])
+def test_truncation_fused_with_the_transposed_product_in_one_round(
+    m: int, k: int, bits: int
+) -> None:
+    rng = np.random.default_rng(m + bits)
+    x = np.eye(m, k, dtype=np.int64) if m == k else rng.integers(-(2**20), 2**20, size=(m, k))
+    z = rng.integers(-(2**55), 2**55, size=m)
+    hub = MemoryHub()
+    got = simulate(
+        _fused,
+        ROLES,
+        params={"bits": bits},
+        inputs={"bank": {"x": x}, "telco": {"z": z}},
+        settings=PROD,
+        hub=hub,
+    )["bank"].view(np.int64)
+    err = got - x.T @ (z >> bits)  # each truncated element is floor(z / 2^F) or one above
+    if m == k:
+        assert err.min() >= 0 and err.max() <= 1
+    else:
+        assert np.all(np.abs(err) <= np.abs(x).sum(axis=0))
+    sizes = {(k_.sender, k_.receiver): len(p) for k_, p in hub.wire if k_.tag == "mpc.rss.trunc"}
+    assert set(sizes) == {("c0", "c1"), ("c0", "c2"), ("c1", "c2"), ("c2", "c1")}
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"shuffle_seed": 3, "average": True, "l2": 0.01, "batch_size": 50}]
+)
+def test_rss3_t1_ss_lr_matches_ot_t1(extra: dict[str, Any]) -> None:
+    """The two-round iteration of rss3 with t1 (pairs of X and y once, truncations fused
+    with the products) computes what the general path computes (here: the OT provider)."""
+    rng = np.random.default_rng(2)
+    n = 300
+    x = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 1 / (1 + np.exp(-x[:, 0] + x[:, 2]))).astype(float)
+    a = {"a0": x[:, 0], "a1": x[:, 1], "y": y}
+    b = {"b0": x[:, 2], "b1": x[:, 3]}
+    params = {
+        "features": {"a": ["a0", "a1"], "b": ["b0", "b1"]},
+        "label": {"party": "a", "column": "y"},
+        "epochs": 2,
+        "batch_size": 64,
+        "sigmoid": "t1",
+        **extra,
+    }
+    two = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    outs = {}
+    for triples, roles in (("ot", two), ("rss3", {**two, "c": ("compute",)})):
+        outs[triples] = simulate(
+            ss_lr,
+            roles,
+            params={**params, "triples": triples},
+            inputs={"a": {"table": a}, "b": {"table": b}},
+            settings=PROD,
+            seed=1,
+        )["a"]
+    np.testing.assert_allclose(outs["rss3"]["coef"], outs["ot"]["coef"], atol=2e-3)
+    assert abs(outs["rss3"]["intercept"] - outs["ot"]["intercept"]) <= 2e-3
+
+
+def test_a_short_fused_truncation_message_fails_loudly() -> None:
+    def short(key: MessageKey, payload: bytes) -> bytes:
+        return codec.encode(Opening(values=np.zeros(2, np.uint64)))
+
+    x = np.ones((6, 2), dtype=np.int64)
+    z = np.arange(6, dtype=np.int64)
+    with pytest.raises(ProtocolAbort, match="truncation"):
+        simulate(
+            _fused, ROLES, params={"bits": 3}, inputs={"bank": {"x": x}, "telco": {"z": z}},
+            settings=PROD, hub=TamperingHub("mpc.rss.trunc", short), timeout=10,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("partition", ["vertical", "horizontal"])
+def test_two_round_t1_ss_lr_with_separate_data_and_result_parties(partition: str) -> None:
+    """JR/T 0196 roles: the data and result parties take part in the two-round rss3 iteration
+    only through their inputs and the reveal."""
+    rng = np.random.default_rng(9)
+    n = 256
+    x = rng.normal(size=(n, 4))
+    y = (rng.random(n) < 1 / (1 + np.exp(-x @ np.array([1.0, -1.0, 0.5, 0.0])))).astype(float)
+    if partition == "vertical":
+        tables = {
+            "bank": {"table": {"a0": x[:, 0], "a1": x[:, 1], "y": y}},
+            "telco": {"table": {"b0": x[:, 2], "b1": x[:, 3]}},
+        }
+        params: dict[str, Any] = {
+            "features": {"bank": ["a0", "a1"], "telco": ["b0", "b1"]},
+            "label": {"party": "bank", "column": "y"},
+        }
+    else:
+        cols = {f"x{j}": x[:, j] for j in range(4)}
+        tables = {
+            "bank": {"table": {**{c: v[:128] for c, v in cols.items()}, "y": y[:128]}},
+            "telco": {"table": {**{c: v[128:] for c, v in cols.items()}, "y": y[128:]}},
+        }
+        params = {"partition": "horizontal", "features": list(cols), "label": "y"}
+    params = {**params, "epochs": 2, "batch_size": 64, "sigmoid": "t1"}
+    got = simulate(ss_lr, ROLES, params=params, inputs=tables, settings=PROD, seed=2)
+    ref = simulate(
+        ss_lr,
+        ROLES,
+        params={**params, "triples": "dealer", "dealer": "c0"},
+        inputs=tables,
+        settings=Settings(mode="development"),
+        seed=2,
+    )
+    assert got["telco"] is None and got["c0"] is None
+    np.testing.assert_allclose(got["bank"]["coef"], ref["bank"]["coef"], atol=2e-3)

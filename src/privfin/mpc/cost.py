@@ -11,10 +11,10 @@ the protocol code:
 * **online** (every provider): an opening of ``L`` words is one round and ``8 L`` bytes to
   every other computing party; a replicated (``rss3``) product sends the operands'
   components to one party; matmul opens ``m·k + k·n`` words; a truncation opens ``n``
-  words (``rss3``: 2 rounds); a comparison opens ``c = x + r`` and then one round per
-  Kogge-Stone level (6 levels for 64 bits, 5 for a 32-bit window with two lanes per word);
-  the bit conversion opens one packed bit per element (and ``y - mask`` when fused with a
-  product);
+  words (``rss3``: one round, 5 words per element); a comparison opens ``c = x + r`` and
+  then one round per Kogge-Stone level (6 levels for 64 bits, 5 for a 32-bit window with
+  two lanes per word); the bit conversion opens one packed bit per element (and
+  ``y - mask`` when fused with a product);
 * **offline, ``ot``** (IKNP): per batch of OTs the receiver sends ``u`` (16 bytes per OT,
   padded to 64 OTs) and a correlated-OT sender its corrections trimmed to the bytes used
   (:mod:`privfin.mpc.providers.ot` lists the OTs of every item: 128 per Beaver triple,
@@ -61,7 +61,7 @@ from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
 from privfin.mpc.roles import MPCRoles
 from privfin.mpc.session import Session
-from privfin.mpc.tensor import SharedTensor
+from privfin.mpc.tensor import PlainTensor, SharedTensor
 from privfin.runtime.context import Progress
 
 __all__ = [
@@ -236,6 +236,7 @@ class CostEngine(Engine):
         self.truncation = "pair"
         self.tally = tally
         self.batch = batch
+        self._pool: dict[tuple[int, int], int] = {}
         self.rounds = 0
         self.comm_seconds = 0.0
         self.n = n
@@ -333,6 +334,17 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_mul(size)
 
+    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+        if self.kind != "ot":
+            return
+        groups: dict[int, list[int]] = {}
+        for n, f in requests:
+            groups.setdefault(f, []).append(n)
+        for f in sorted(groups):
+            self._trunc_pair(sum(groups[f]), f)
+            for n in groups[f]:
+                self._pool[(n, f)] = self._pool.get((n, f), 0) + 1
+
     def _trunc_pair(self, n: int, f: int) -> None:
         if self.kind == "ot":
             widths = [63 - k + (f if k >= f else 0) for k in range(64)]
@@ -392,18 +404,128 @@ class CostEngine(Engine):
         self._open(words)
         return None
 
+    def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:
+        self._pairs(prod(shape))
+        return None
+
+    def rss_matmul_paired(
+        self, x: U64 | None, x_next: U64 | None, y: U64 | None, m: int, k: int, n: int
+    ) -> U64 | None:
+        for i in range(self.n):
+            self.tally.macs[i] += 2 * m * k * n
+        self._pairs(k * n)
+        return None
+
+    def rss_local_matmul(
+        self,
+        x: U64 | None,
+        x_next: U64 | None,
+        y: U64 | None,
+        y_next: U64 | None,
+        m: int,
+        k: int,
+        n: int,
+    ) -> U64 | None:
+        for i in range(self.n):
+            self.tally.macs[i] += 2 * m * k * n
+        return None
+
+    def rss_trunc_tmatmul(
+        self, z: U64 | None, x: U64 | None, x_next: U64 | None, m: int, k: int, frac_bits: int
+    ) -> U64 | None:
+        self.rss_trunc_tmatmul_ex(z, x, x_next, m, k, frac_bits)
+        return None
+
+    def rss_trunc_tmatmul_ex(
+        self,
+        z: U64 | None,
+        x: U64 | None,
+        x_next: U64 | None,
+        m: int,
+        k: int,
+        frac_bits: int,
+        *,
+        pair_send: U64 | None = None,
+        pair_size: int = 0,
+    ) -> tuple[U64, U64, U64 | None] | None:
+        """One round: ``P0`` sends ``m + k·m`` words to ``P1`` and ``3 m`` (+ its pair
+        component) to ``P2``; ``P1`` sends ``m`` to ``P2`` (and its pair component to ``P0``),
+        ``P2`` ``m`` (+ its pair component) to ``P1``."""
+        e = pair_size
+        self.tally.send(0, 8 * (m + k * m), kind="open")
+        self.tally.send(0, 8 * (3 * m + e), kind="open")
+        self.tally.send(1, 8 * m, kind="open")
+        if e:
+            self.tally.send(1, 8 * e, kind="open")
+        self.tally.send(2, 8 * (m + e), kind="open")
+        for i, words in (
+            (0, 4 * m + k * m + 2 * e),
+            (1, 3 * m + k * m + 2 * e),
+            (2, 5 * m + 2 * e),
+        ):
+            self.tally.words[i] += words
+            self.tally.macs[i] += 4 * m * k
+        self._round()
+        return None
+
+    @property
+    def plain_products(self) -> bool:
+        return self.kind == "ot" and self.n == 2
+
+    def plain_matmul(
+        self,
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        n: int,
+    ) -> dict[str, U64] | None:
+        """Gilboa with a plaintext matrix (:meth:`OtProvider.plain_cross`): each owner sends
+        ``64·q·n`` correlated OTs of ``p`` words (trimmed), its peer receives them; the
+        owner's local product."""
+        if not self.plain_products:
+            raise ConfigError("products with a plaintext matrix need the ot provider")
+        sent = [0, 0]
+        for i, party in enumerate(self.compute):
+            peer = self.compute[1 - i]
+            p_i, q_i = dims.get(party, (0, 0))
+            p_j, q_j = dims.get(peer, (0, 0))
+            if not p_i:
+                q_i = 0
+            if not p_j:
+                q_j = 0
+            sent[i] = p_i * n * q_i * _GILBOA_SUM
+            self._cot(
+                i,
+                64 * q_j * n,
+                max(p_j, 1) if q_j else 1,
+                64 * q_i * n,
+                p_i if q_i else 1,
+                sent[i] if q_i else None,
+            )
+            self.tally.macs[i] += p_i * q_i * n
+        for i in range(2):
+            self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
+        return None
+
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
         if frac_bits == 0:
             return None
         n = prod(shape)
         if self.replicated:
-            for i in (0, 1):  # P0 and P1 hand their masked shares to P2
-                self.tally.send(i, 8 * n, kind="open")
-                self.tally.words[i] += n
+            # one round: P0 sends its masked share to P1 and it with t2 to P2; P1 and P2
+            # exchange their masked shares
+            self.tally.send(0, 8 * n, kind="open")
+            self.tally.send(0, 16 * n, kind="open")
+            self.tally.send(1, 8 * n, kind="open")
+            self.tally.send(2, 8 * n, kind="open")
+            for i, words in ((0, 3 * n), (1, 3 * n), (2, 4 * n)):
+                self.tally.words[i] += words
             self._round()
-            self._pairs(2 * n)
             return None
-        self._trunc_pair(n, frac_bits)
+        if self._pool.get((n, frac_bits), 0) > 0:
+            self._pool[(n, frac_bits)] -= 1  # generated ahead (prefetch_trunc)
+        else:
+            self._trunc_pair(n, frac_bits)
         self._open(n)
         return None
 
@@ -516,6 +638,17 @@ class TracingSession(Session):
         self.ctx = SimpleNamespace(  # type: ignore[assignment]
             party="(estimate)", progress=Progress(), cancel=CancelToken()
         )
+
+    def plain_input(
+        self, owner: str, value: Any = None, *, shape: Sequence[int] = ()
+    ) -> PlainTensor:
+        """A computing data party's plaintext input of ``shape`` (its header is tallied)."""
+        assert isinstance(self.engine, CostEngine)
+        i = self.roles.compute.index(owner)
+        for p in self.engine.parties:
+            if p != owner:
+                self.tally.send(i, 0, kind="header", extra=len(shape))
+        return PlainTensor(owner, None, tuple(shape), self.frac_bits)
 
     def input(self, owner: str, shape: Sequence[int], *, fixed: bool = True) -> SharedTensor:
         """A data party's input of ``shape`` (its sharing is tallied)."""
@@ -830,8 +963,14 @@ def estimate_ss_lr(
         label = params.get("label")
         if not isinstance(spec, Mapping) or not isinstance(label, Mapping):
             raise ConfigError("vertical ss_lr needs features: {party: [columns]} and label")
-        parts = [s.input(str(o), (rows, len(spec[o]))) for o in sorted(spec)]
-        x = concatenate(parts, axis=1)
+        parts: list[SharedTensor | PlainTensor] = []
+        for o in sorted(spec):
+            shape = (rows, len(spec[o]))
+            if s.engine.plain_products and str(o) in s.roles.compute:
+                parts.append(s.plain_input(str(o), shape=shape))
+            else:
+                parts.append(s.input(str(o), shape))
+        x: SharedTensor | list[SharedTensor | PlainTensor] = parts
         y = s.input(str(label["party"]), (rows,))
     elif partition == "horizontal":
         if not isinstance(spec, Sequence) or isinstance(spec, str):

@@ -23,11 +23,12 @@ from typing import Any
 import numpy as np
 
 from privfin.data.validate import check_labels, column_of
-from privfin.errors import ConfigError
+from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc import functions as F
+from privfin.mpc.ring import U64, encode_fixed
 from privfin.mpc.session import Session
 from privfin.mpc.stats import _table
-from privfin.mpc.tensor import SharedTensor, concatenate
+from privfin.mpc.tensor import PlainTensor, SharedTensor, concatenate
 from privfin.runtime import Context
 
 __all__ = ["plaintext_logistic", "ss_lr", "train_logistic"]
@@ -44,8 +45,216 @@ def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
     return round(c * 2.0**s), s
 
 
+class _Design:
+    """The design matrix as column blocks, in column order: shared blocks, blocks a computing
+    party holds in plaintext (:class:`PlainTensor`) and the intercept's column of ones.
+
+    Without plaintext blocks it is one shared matrix (the intercept a public column) and
+    the products are Beaver matrix products. With them (two computing parties, the ``ot``
+    provider) ``X_b w`` is the sum of the plaintext blocks' products (one OT exchange for
+    both owners, :meth:`Session.plain_matmul`), one Beaver product for the shared blocks
+    (if any) and the intercept (local); ``X_b^T e`` likewise, block by block."""
+
+    def __init__(
+        self, blocks: Sequence[SharedTensor | PlainTensor], intercept: bool, s: Session
+    ) -> None:
+        self.s = s
+        self.blocks = list(blocks)
+        self.intercept = intercept
+        self.plain = any(isinstance(b, PlainTensor) for b in self.blocks)
+        self.rows = self.blocks[0].shape[0]
+        if any(b.shape[0] != self.rows or len(b.shape) != 2 for b in self.blocks):
+            raise ConfigError("the feature blocks do not have the same number of rows")
+        if not self.plain:
+            shared = [b for b in self.blocks if isinstance(b, SharedTensor)]
+            if intercept:
+                shared.append(s.public(np.ones((self.rows, 1))))
+            self.x = concatenate(shared, axis=1) if len(shared) > 1 else shared[0]
+        #: rss3: the successor's component of X, exchanged once (then only w and e travel)
+        self.x_next: U64 | None = None
+        self.paired = not self.plain and s.engine.replicated
+        if self.paired:
+            self.x_next = s.engine.rss_next(self.x.share, self.x.shape)
+        self.cols = sum(b.shape[1] for b in self.blocks) + int(intercept)
+
+    def take(self, key: Any) -> _Design:
+        """The rows ``key`` (a slice or an index array)."""
+        out = _Design.__new__(_Design)
+        out.__dict__.update(self.__dict__)
+        if self.plain:
+            out.blocks = [b[key] for b in self.blocks]
+            out.rows = out.blocks[0].shape[0]
+        else:
+            out.x = self.x[key]
+            out.rows = out.x.shape[0]
+            if self.x_next is not None:
+                out.x_next = self.x_next[key]
+        return out
+
+    def _paired(self, x: SharedTensor, x_next: U64 | None, y: SharedTensor) -> SharedTensor:
+        m, k = x.shape
+        z = self.s.engine.rss_matmul_paired(x.share, x_next, y.share, m, k, 1)
+        return SharedTensor(
+            self.s, None if z is None else z.reshape(m), (m,), x.frac_bits + y.frac_bits
+        )
+
+    def _spans(self) -> list[tuple[SharedTensor | PlainTensor, int, int]]:
+        out, at = [], 0
+        for b in self.blocks:
+            out.append((b, at, at + b.shape[1]))
+            at += b.shape[1]
+        return out
+
+    def forward(self, w: SharedTensor) -> SharedTensor:
+        """``X_b w``, untruncated (scale ``2 f`` for ``w`` at ``f``)."""
+        s = self.s
+        if self.paired:
+            return self._paired(self.x, self.x_next, w)
+        if not self.plain:
+            return s.matmul(self.x, w, truncate=False)
+        spans = self._spans()
+        shared = [(b, lo, hi) for b, lo, hi in spans if isinstance(b, SharedTensor)]
+        plain = [(b, w[lo:hi]) for b, lo, hi in spans if isinstance(b, PlainTensor)]
+        terms = s.plain_matmul(plain)
+        if shared:
+            xs = concatenate([b for b, _, _ in shared], axis=1)
+            ws = concatenate([w[lo:hi] for _, lo, hi in shared])
+            terms.append(s.matmul(xs, ws, truncate=False))
+        z = terms[0]
+        for t in terms[1:]:
+            z = z + t
+        if self.intercept:  # the column of ones at scale f times the last weight
+            z = z + w[self.cols - 1 :].rescale(z.frac_bits)
+        return z
+
+    def backward(self, e: SharedTensor) -> SharedTensor:
+        """``X_b^T e``, untruncated, one entry per column (the intercept's last)."""
+        s = self.s
+        if self.paired:
+            return self._paired(self.x.T, None if self.x_next is None else self.x_next.T, e)
+        if not self.plain:
+            return s.matmul(self.x.T, e, truncate=False)
+        spans = self._spans()
+        shared = [b for b, _, _ in spans if isinstance(b, SharedTensor)]
+        plain = [b for b, _, _ in spans if isinstance(b, PlainTensor)]
+        products = s.plain_matmul([(b.T, e) for b in plain])
+        got = {id(b): t for b, t in zip(plain, products, strict=True)}
+        if shared:
+            g = s.matmul(concatenate(shared, axis=1).T, e, truncate=False)
+            at = 0
+            for b in shared:
+                got[id(b)] = g[at : at + b.shape[1]]
+                at += b.shape[1]
+        parts = [got[id(b)] for b in self.blocks]
+        if self.intercept:
+            total = e.sum().reshape(1)
+            parts.append(total.rescale(total.frac_bits + s.frac_bits))
+        return concatenate(parts)
+
+
+def _train_rss3_t1(
+    s: Session,
+    design: _Design,
+    y: SharedTensor,
+    iters: Sequence[tuple[int, Any]],
+    epochs: int,
+    *,
+    learning_rate: float,
+    l2: float,
+    average: bool,
+) -> SharedTensor:
+    """:func:`train_logistic` with ``t1`` on replicated sharing in **two rounds per
+    iteration** (same arithmetic, same truncations).
+
+    ``X``'s and ``y``'s pairs travel once. The weights are kept as ``W`` (pairs held) minus
+    the last step's truncated update ``u`` (additive components only), and the step's
+    truncation is fused with the *next* batch's product ``X_{t+1}·u``
+    (:meth:`Engine.rss_trunc_tmatmul_ex` on ``X_{t+1}ᵀ``), so the next logits
+    ``X_{t+1}·W − X_{t+1}·u`` need no pair exchange; ``u``'s pair exchange rides on the next
+    round (the logits' truncation, itself fused with ``X_tᵀ·``, see
+    :func:`privfin.mpc.lr._Design`). Rounds: the logits' truncation-product and the step's
+    truncation-product per iteration, plus one for ``X``'s pair and one for ``y``'s."""
+    eng = s.engine
+    f = s.frac_bits
+    d = design.cols
+    comp = eng.is_compute
+    y_next = eng.rss_next(y.share, y.shape)
+    half = encode_fixed(np.array([0.5]), f)[0]
+    big_w = np.zeros(d, dtype=np.uint64) if comp else None
+    big_wn = np.zeros(d, dtype=np.uint64) if comp else None
+    pend_u: U64 | None = None  # own component of the last step's update, not yet paired
+    pend_z: U64 | None = None  # X_t · (−u_{t−1}), additive
+    acc: U64 | None = None
+    count = 0
+    task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
+    nxt_xb = design.take(iters[0][1])
+    for t, (epoch, sel) in enumerate(iters):
+        if t == 0 or iters[t - 1][0] != epoch:
+            s.ctx.cancel.raise_if_cancelled()
+        xb = nxt_xb
+        b = xb.rows
+        x, xn = xb.x.share, xb.x_next
+        zl = eng.rss_local_matmul(x, xn, big_w, big_wn, b, d, 1)
+        z = None if zl is None else np.asarray(zl.reshape(b), dtype=np.uint64)
+        if z is not None and pend_z is not None:
+            z = z + pend_z
+        got = eng.rss_trunc_tmatmul_ex(
+            z, x, xn, b, d, f + 3, pair_send=pend_u, pair_size=d if t > 0 else 0
+        )
+        yb = y[sel]
+        own = nxt = None
+        if comp:
+            assert yb.share is not None and y_next is not None and x is not None
+            assert big_w is not None and big_wn is not None and got is not None
+            if t > 0:
+                assert pend_u is not None and got[2] is not None
+                big_w = big_w - pend_u  # W := W − u_{t−1}, now with its pair
+                big_wn = big_wn - got[2]
+            own = -yb.share + (half if eng.index == 0 else 0)  # 0.5 − y_b: the public 0.5
+            nxt = -np.asarray(y_next[sel], np.uint64) + (half if eng.index == 2 else 0)
+        g2 = eng.rss_local_matmul(
+            None if x is None else x.T, None if xn is None else xn.T, own, nxt, d, b, 1
+        )
+        q, sh = step_scale(learning_rate, b)
+        raw: U64 | None = None
+        if comp:
+            assert got is not None and g2 is not None and big_w is not None
+            raw = (got[0] + g2.reshape(d)) * np.uint64(q)  # scale 2f + sh
+            if l2:
+                decay = np.uint64(round(learning_rate * l2 * 2.0**sh)) << np.uint64(f)
+                raw = raw + big_w * decay
+        if t + 1 < len(iters):
+            nxt_xb = design.take(iters[t + 1][1])
+            b2 = nxt_xb.rows
+            xs, xns = nxt_xb.x.share, nxt_xb.x_next
+            step = eng.rss_trunc_tmatmul_ex(
+                raw,
+                None if xs is None else xs.T,
+                None if xns is None else xns.T,
+                d,
+                b2,
+                f + sh,
+            )
+            if step is not None:
+                pend_z = -step[0]
+                pend_u = step[1]
+        else:
+            pend_u = eng.trunc(raw, (d,), f + sh)
+        if average and epoch == epochs - 1:
+            count += 1
+            if comp:
+                assert big_w is not None and pend_u is not None
+                acc = big_w - pend_u if acc is None else acc + (big_w - pend_u)
+        if t + 1 == len(iters) or iters[t + 1][0] != epoch:
+            task.advance()
+    if average:
+        return SharedTensor(s, acc, (d,), f) * (1.0 / count)
+    final = None if big_w is None or pend_u is None else big_w - pend_u
+    return SharedTensor(s, final, (d,), f)
+
+
 def train_logistic(
-    x: SharedTensor,
+    x: SharedTensor | Sequence[SharedTensor | PlainTensor],
     y: SharedTensor,
     *,
     epochs: int = 5,
@@ -66,23 +275,48 @@ def train_logistic(
     the last epoch (Polyak-Ruppert averaging: local additions and one truncation), which
     removes most of the minibatch noise of a constant learning rate.
 
-    One iteration: ``z = X_b w`` (Beaver matmul, kept untruncated at scale 2f), the sigmoid
+    ``x`` is one shared matrix or column blocks (shared ones, and :class:`PlainTensor` blocks a
+    computing party holds in plaintext: products through OT with the ``ot`` provider, see
+    :class:`_Design`). One iteration: ``z = X_b w`` (Beaver matmul, or Gilboa products for
+    plaintext blocks, or a replicated product with ``rss3``, whose ``X`` pair travels once;
+    kept untruncated at scale 2f), the sigmoid
     (piecewise: one batched knot comparison fused with the segment products, one truncation),
     ``X_b^T (p - y_b)`` (Beaver matmul, untruncated) and the step ``q/2**s`` times it (plus
     the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
     """
-    s = x.session
-    n = x.shape[0]
+    s = y.session
+    assert isinstance(s, Session)
+    design = _Design([x] if isinstance(x, SharedTensor) else x, fit_intercept, s)
+    n = design.rows
     f = s.frac_bits
-    if fit_intercept:
-        x = concatenate([x, s.public(np.ones((n, 1)))], axis=1)
-    d = x.shape[1]
-    w = s.public(np.zeros(d))
+    w = s.public(np.zeros(design.cols))
     order = np.arange(n)
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+    # the truncations of every iteration are known now: pairs made interactively (ot) are
+    # generated ahead in bulk, off the online path (the step's, and t1's of the logits)
+    plan = []
+    for _ in range(epochs):
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            if sigmoid == "t1":
+                plan.append((b, f + 3))
+            plan.append((design.cols, f + step_scale(learning_rate, b)[1]))
+    s.engine.prefetch_trunc(plan)
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
+    if design.paired and sigmoid == "t1":
+        # rss3 with t1: two rounds per iteration (_train_rss3_t1)
+        iters = []
+        for epoch in range(epochs):
+            if rng is not None:
+                order = rng.permutation(n)
+            for start in range(0, n, batch_size):
+                sel = order[start : start + batch_size] if rng is not None else None
+                iters.append((epoch, sel if sel is not None else slice(start, start + batch_size)))
+        return _train_rss3_t1(
+            s, design, y, iters, epochs, learning_rate=learning_rate, l2=l2, average=average
+        )
     acc: SharedTensor | None = None
     for epoch in range(epochs):
         s.ctx.cancel.raise_if_cancelled()
@@ -90,11 +324,11 @@ def train_logistic(
             order = rng.permutation(n)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            xb = x[idx] if rng is not None else x[start : start + batch_size]
+            xb = design.take(idx if rng is not None else slice(start, start + batch_size))
             yb = y[idx] if rng is not None else y[start : start + batch_size]
-            z = s.matmul(xb, w, truncate=False)  # scale 2f
+            z = xb.forward(w)  # scale 2f
             p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-            grad = s.matmul(xb.T, p - yb, truncate=False)  # scale 2f
+            grad = xb.backward(p - yb)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
             prod = grad * q  # integer product: the scale becomes 2f + sh
             raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)
@@ -193,12 +427,24 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
             raise ConfigError(
                 "vertical ss_lr needs features: {party: [columns]} and label: {party, column}"
             )
-        parts = []
+        parts: list[SharedTensor | PlainTensor] = []
         for owner in sorted(spec):
             cols = [str(c) for c in spec[owner]]
             names += cols
-            parts.append(s.share(owner, _load(inputs, cols, owner) if ctx.party == owner else None))
-        x = concatenate(parts, axis=1)
+            value = _load(inputs, cols, owner) if ctx.party == owner else None
+            if s.engine.plain_products and owner in s.roles.compute:
+                # a computing party's own columns stay with it in plaintext (OT products)
+                block = s.plain_input(owner, value)
+                if block.shape[1] != len(cols):
+                    raise ProtocolAbort(
+                        f"data party {owner!r} announced {block.shape[1]} columns, the job "
+                        f"declares {len(cols)}",
+                        party=owner,
+                    )
+                parts.append(block)
+            else:
+                parts.append(s.share(owner, value))
+        x: SharedTensor | list[SharedTensor | PlainTensor] = parts
         lp, lc = str(label["party"]), str(label["column"])
         y = s.share(lp, _labels(inputs, lc, lp) if ctx.party == lp else None)
     elif partition == "horizontal":
@@ -214,7 +460,8 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         y = concatenate(ys, axis=0)
     else:
         raise ConfigError(f"partition must be 'vertical' or 'horizontal', got {partition!r}")
-    if y.shape != (x.shape[0],):
+    rows = x.shape[0] if isinstance(x, SharedTensor) else x[0].shape[0]
+    if y.shape != (rows,):
         raise ConfigError("labels and features do not have the same number of rows")
     fit_intercept = bool(params.get("fit_intercept", True))
     w = train_logistic(

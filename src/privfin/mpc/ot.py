@@ -435,6 +435,91 @@ class OtExtension:
         return acc
 
     @ring_ops
+    def cot_sums(
+        self,
+        choices: npt.ArrayLike,
+        corr: npt.ArrayLike,
+        *,
+        period: int,
+        recv_width: int,
+        recv_bytes: npt.ArrayLike,
+        send_bytes: npt.ArrayLike,
+        recv_shifts: npt.ArrayLike,
+        send_shifts: npt.ArrayLike,
+        repeat: int = 1,
+    ) -> tuple[U64, U64]:
+        """Correlated OTs in both directions, of different counts and widths (as
+        :meth:`cot`), each direction reduced as it arrives (as :meth:`cot_sum`).
+
+        Returns ``(acc_r, acc_s)``: ``acc_r[i] = Σ_{j ≡ i mod period} received_j <<
+        recv_shifts[j]`` (``(period, recv_width)``) over the OTs this party receives and
+        ``acc_s[i] = −Σ_{j ≡ i mod period} own_j << send_shifts[j]`` (``(period, width of
+        corr)``) over those it sends: a Gilboa product's two shares without holding every
+        OT's words."""
+        bits = self._check_bits(choices)
+        c = np.ascontiguousarray(corr, dtype=np.uint64)
+        if c.ndim != 2:
+            raise ConfigError("cot_sums: correlations are an (n, width) array")
+        if repeat < 1 or (repeat > 1 and c.shape[0] == 0):
+            raise ConfigError("cot_sums: repeat is a positive count of non-empty correlations")
+        n_r, n_s, w_s = bits.size, c.shape[0] * repeat, c.shape[1]
+        if max(w_s, recv_width, 1) > _MAX_WIDTH:
+            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
+        rb = np.asarray(recv_bytes, dtype=np.int64)
+        sb = np.asarray(send_bytes, dtype=np.int64)
+        rs = np.asarray(recv_shifts, dtype=np.int64)
+        ss = np.asarray(send_shifts, dtype=np.int64)
+        if rb.shape != (n_r,) or rs.shape != (n_r,) or sb.shape != (n_s,) or ss.shape != (n_s,):
+            raise ConfigError("cot_sums: one byte width and one shift per OT")
+        for b, sh in ((rb, rs), (sb, ss)):
+            if b.size and (b.min() < 0 or b.max() > 8 or sh.min() < 0 or sh.max() > 63):
+                raise ConfigError("cot_sums: byte widths 0-8 and shifts 0-63")
+        if period < 1 or n_r % period or n_s % period:
+            raise ConfigError("cot_sums: the period divides the number of OTs")
+        acc_r = np.zeros((period, recv_width), dtype=np.uint64)
+        acc_s = np.zeros((period, w_s), dtype=np.uint64)
+        rs8, ss8 = rs.astype(np.uint8), ss.astype(np.uint8)
+        _, send, h = self._ready()
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
+            _, d = otm.cot_send_trimmed(
+                q,
+                send.delta,
+                h,
+                tweak,
+                c,
+                sb[lo:hi],
+                phase=lo % c.shape[0],
+                acc=acc_s,
+                acc_phase=lo % period,
+                shifts=ss8[lo:hi],
+                kernel=self.kernel,
+            )
+            return d
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            assert msg is not None
+            otm.cot_receive_trimmed(
+                t,
+                bits[lo:hi],
+                h,
+                tweak,
+                msg,
+                rb[lo:hi],
+                recv_width,
+                acc=acc_r,
+                acc_phase=lo % period,
+                shifts=rs8[lo:hi],
+                kernel=self.kernel,
+            )
+
+        def expect(lo: int, hi: int) -> int:
+            return _trimmed_size(rb[lo:hi], recv_width)
+
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, None)
+        return acc_r, acc_s
+
+    @ring_ops
     def chosen(
         self,
         choices: npt.ArrayLike,

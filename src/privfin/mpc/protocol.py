@@ -258,57 +258,239 @@ class Engine:
         return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
 
     @ring_ops
+    def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:
+        """Replicated sharing: this party's successor's component of a shared array (one
+        message to the predecessor, one round), for an operand used in many products
+        (:meth:`rss_matmul_paired`): its components then travel once."""
+        if not self.replicated:
+            raise ConfigError("replicated pairs exist only with replicated sharing (rss3)")
+        if not self.is_compute:
+            return None
+        assert share is not None
+        (nxt,) = self._rss_pairs([np.asarray(share).reshape(shape)])
+        return np.asarray(nxt, dtype=np.uint64)
+
+    @ring_ops
+    def rss_matmul_paired(
+        self, x: U64 | None, x_next: U64 | None, y: U64 | None, m: int, k: int, n: int
+    ) -> U64 | None:
+        """:meth:`matmul` on replicated sharing when this party already holds ``x``'s pair
+        (``x_next`` from :meth:`rss_next`, sliced like ``x``): only ``y``'s components
+        travel (one round, ``k·n`` words per party)."""
+        if not self.replicated:
+            raise ConfigError("replicated pairs exist only with replicated sharing (rss3)")
+        if not self.is_compute:
+            return None
+        assert x is not None and x_next is not None and y is not None
+        xm, xn, ym = x.reshape(m, k), x_next.reshape(m, k), y.reshape(k, n)
+        (yn,) = self._rss_pairs([ym])
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
+    def rss_local_matmul(
+        self,
+        x: U64 | None,
+        x_next: U64 | None,
+        y: U64 | None,
+        y_next: U64 | None,
+        m: int,
+        k: int,
+        n: int,
+    ) -> U64 | None:
+        """Replicated sharing: ``X @ Y`` when this party holds both operands' pairs: local
+        (``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + α_i``), no round."""
+        if not self.is_compute:
+            return None
+        assert x is not None and x_next is not None and y is not None and y_next is not None
+        xm, xn = x.reshape(m, k), x_next.reshape(m, k)
+        ym, yn = y.reshape(k, n), y_next.reshape(k, n)
+        z = ring_matmul(xm, ym + yn) + ring_matmul(xn, ym)
+        return np.asarray(z + self._zero((m, n)), dtype=np.uint64)
+
+    @ring_ops
+    def rss_trunc_tmatmul(
+        self, z: U64 | None, x: U64 | None, x_next: U64 | None, m: int, k: int, frac_bits: int
+    ) -> U64 | None:
+        """Replicated sharing: shares of ``Xᵀ · trunc(z, frac_bits)`` for additive ``z``
+        (``m``) and ``X`` (``m x k``) whose pair this party holds, in **one round** (the
+        truncation's): the truncated vector never needs its own pair exchange.
+
+        The truncation is :meth:`_rss_trunc`'s (``c = z + 2^62 + r`` learnt by ``P1`` and
+        ``P2``, ``r`` private to ``P0``, ``T = msb(r)·2^(64−F)`` split into ``t1`` from the
+        key ``k1`` and ``t2`` sent to ``P2``); its components are ``o0 = T − (r >> F)``
+        (``P0``), ``B − t1·β`` (``P1``) and ``−t2·β`` (``P2``) with ``B = (c >> F) − 2^(62−F)``
+        and ``β = msb(c)`` known to both ``P1`` and ``P2``. Every cross term of ``Xᵀ·o`` is
+        then local except three, which ``P0`` prepares in the same round from what it alone
+        knows in advance: it sends ``o0 + μ`` to ``P2`` (``μ`` from ``k1``: ``P2`` adds
+        ``X2ᵀ(o0 + μ)``, ``P1`` subtracts ``X2ᵀ μ``) and ``N + R`` to ``P1``, ``N = X0ᵀ
+        diag(t1) + X1ᵀ diag(t2)`` (``R`` from the key ``k0`` it shares with ``P2``: ``P1``
+        subtracts ``(N + R)·β``, ``P2`` adds ``R·β``). Messages: ``P0 → P1`` ``m + k·m``
+        words, ``P0 → P2`` ``3 m``, ``P1 ↔ P2`` ``m`` each; every received word is masked by
+        ``r`` or a key its receiver lacks. Exact like :meth:`_rss_trunc` (each element within
+        one unit of ``floor(z / 2^F)``), so the product is within ``Σ |X|`` units."""
+        got = self.rss_trunc_tmatmul_ex(z, x, x_next, m, k, frac_bits)
+        return None if got is None else got[0]
+
+    @ring_ops
+    def rss_trunc_tmatmul_ex(
+        self,
+        z: U64 | None,
+        x: U64 | None,
+        x_next: U64 | None,
+        m: int,
+        k: int,
+        frac_bits: int,
+        *,
+        pair_send: U64 | None = None,
+        pair_size: int = 0,
+    ) -> tuple[U64, U64, U64 | None] | None:
+        """:meth:`rss_trunc_tmatmul`, also returning this party's additive component of
+        ``trunc(z)`` (re-randomised by a fresh zero-sharing) and, when ``pair_size > 0``,
+        carrying a pair exchange in the same round: this party sends ``pair_send``
+        (``pair_size`` words) to its predecessor and receives its successor's (returned
+        third). Every party passes the same ``pair_size``."""
+        if not self.is_compute:
+            return None
+        assert z is not None and x is not None and x_next is not None
+        if pair_size and (pair_send is None or pair_send.shape != (pair_size,)):
+            raise ConfigError(f"the piggybacked pair exchange sends {pair_size} words")
+        extra = np.asarray(pair_send, dtype=np.uint64) if pair_size else np.zeros(0, np.uint64)
+        big_f = np.uint64(frac_bits)
+        sh = np.uint64(64 - frac_bits)
+        share = np.array(np.broadcast_to(z, (m,)), dtype=np.uint64, order="C")
+        alpha = self._zero((m,))
+        v1 = self.provider.joint_random(m)  # type: ignore[attr-defined]
+        mu = self.provider.joint_random(m)  # type: ignore[attr-defined]
+        rr = self.provider.key_random(0, k * m).reshape(k, m)  # type: ignore[attr-defined]
+        zeta = self._zero((m,))
+        xm, xn = x.reshape(m, k), x_next.reshape(m, k)
+        p0, p1, p2 = self.compute
+        bias = np.uint64(1 << 62)
+        t0 = time.perf_counter()
+        send = self.ctx.channel.send
+
+        def vec(a: U64, b: U64) -> U64:  # A (m x k)ᵀ @ b (m,)
+            return ring_matmul(a.T, b.reshape(m, 1)).reshape(k)
+
+        def recv(peer: str, size: int) -> U64:
+            msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+            if msg.values.shape != (size,):
+                raise ProtocolAbort(
+                    f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                    f"truncation of {m} (expected {size})",
+                    party=peer,
+                )
+            return np.asarray(msg.values, dtype=np.uint64)
+
+        received: U64 | None = None
+        if self.index == 0:
+            r = self._own_random(m)
+            big_t = (r >> np.uint64(63)) << sh
+            t1 = v1 << sh
+            t2 = big_t - t1
+            o0 = big_t - (r >> big_f)
+            masked = share + bias + r + alpha
+            nr = xm.T * t1[None, :] + xn.T * t2[None, :] + rr
+            send(p1, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, nr.ravel()])))
+            send(p2, _TAG_RSS_TRUNC, Opening(values=np.concatenate([masked, t2, o0 + mu, extra])))
+            if pair_size:
+                received = recv(p1, pair_size)
+            self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            out = vec(xm + xn, o0)
+            comp = o0
+        else:
+            other = p2 if self.index == 1 else p1
+            tail = extra if self.index == 2 else np.zeros(0, np.uint64)
+            send(other, _TAG_RSS_TRUNC, Opening(values=np.concatenate([share + alpha, tail])))
+            if self.index == 1 and pair_size:
+                send(p0, _TAG_RSS_TRUNC, Opening(values=extra))
+            c = share + alpha
+            first = recv(p0, m + k * m if self.index == 1 else 3 * m + pair_size)
+            second = recv(other, m + (pair_size if self.index == 1 else 0))
+            c += first[:m] + second[:m]
+            if self.index == 1 and pair_size:
+                received = second[m:]
+            self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            beta = c >> np.uint64(63)
+            big_b = (c >> big_f) - u64(1 << (62 - frac_bits))
+            both = xm + xn
+            if self.index == 1:  # holds X1, X2
+                nr = first[m:].reshape(k, m)
+                t1 = v1 << sh
+                comp = big_b - t1 * beta
+                out = vec(both, comp) - vec(xn, mu)
+                out -= ring_matmul(nr, beta.reshape(m, 1)).reshape(k)
+            else:  # holds X2, X0
+                t2, o0mu = first[m : 2 * m], first[2 * m : 3 * m]
+                if pair_size:
+                    received = first[3 * m :]
+                comp = -(t2 * beta)
+                out = vec(xm, o0mu) + vec(xn, big_b) + vec(both, comp)
+                out += ring_matmul(rr, beta.reshape(m, 1)).reshape(k)
+        product = np.asarray(out + self._zero((k,)), dtype=np.uint64)
+        return product, np.asarray(comp + zeta, dtype=np.uint64), received
+
+    @ring_ops
     def _rss_trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        """Exact truncation on replicated shares (2 rounds): ``P0`` and ``P1`` draw the same
-        uniform ``r`` from the key ``k1`` they share (``P2`` lacks it) and hand
-        ``x0 + 2^62 + r + m`` and ``x1 − m`` to ``P2``, which alone learns
-        ``c = x + 2^62 + r`` (uniform to it); then, as in the pair protocol,
-        ``x / 2^f = (c >> f) − (r >> f) + msb(r)·(1 − msb(c))·2^(64−f) − 2^(62−f)``, the
-        product of ``P0``'s bit ``msb(r)`` and ``P2``'s ``1 − msb(c)`` being one replicated
-        product of re-randomised sharings. Within one unit in the last place of
-        ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
+        """Exact truncation on replicated shares in **one round**: ``P0`` draws a private
+        uniform ``r``; ``P1`` and ``P2`` both learn ``c = x + 2^62 + r`` (uniform to them)
+        from ``x0 + 2^62 + r + α0`` (``P0`` → both), ``x1 + α1`` (``P1`` → ``P2``) and
+        ``x2 + α2`` (``P2`` → ``P1``), ``α`` a fresh zero-sharing; then, as in the pair
+        protocol, ``x / 2^f = (c >> f) − (r >> f) + T·(1 − msb(c)) − 2^(62−f)`` with
+        ``T = msb(r)·2^(64−f)`` known to ``P0`` only: ``P0`` splits ``T = t1 + t2`` with
+        ``t1`` from the key ``k1`` it shares with ``P1`` and sends ``t2`` to ``P2`` in the
+        same round (it does not depend on ``x``), so ``T·msb(c) = t1·msb(c) + t2·msb(c)`` is
+        local at ``P1`` and ``P2``, which both know ``msb(c)``. Output components
+        (additive, re-randomised by a second zero-sharing): ``P0``: ``T − (r >> f)``;
+        ``P1``: ``(c >> f) − 2^(62−f) − t1·msb(c)``; ``P2``: ``−t2·msb(c)``. Within one
+        unit in the last place of ``floor(x / 2^f)`` for ``|x| < 2^62``, always."""
         if not self.is_compute:
             return None
         assert x is not None
         f = np.uint64(frac_bits)
         n = prod(shape)
         share = np.array(np.broadcast_to(x, shape), dtype=np.uint64, order="C").reshape(n)
-        joint = self.provider.joint_random(2 * n)  # type: ignore[attr-defined]
-        p2 = self.compute[2]
+        zero = self._zero((2, n))
+        t1 = self.provider.joint_random(n)  # type: ignore[attr-defined]
+        p0, p1, p2 = self.compute
         bias = np.uint64(1 << 62)
-        c = np.zeros(n, dtype=np.uint64)
-        if self.index in (0, 1):
-            r, m = joint[:n], joint[n:]
-            sent = share + bias + r + m if self.index == 0 else share - m
-            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=sent))
-        else:
-            t0 = time.perf_counter()
-            c = share.copy()
-            for peer in self.compute[:2]:
-                msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
-                if msg.values.shape != (n,):
-                    raise ProtocolAbort(
-                        f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
-                        f"truncation of {n}",
-                        party=peer,
-                    )
-                c += msg.values
+        t0 = time.perf_counter()
+        if self.index == 0:
+            r = self._own_random(n)
+            big_t = (r >> np.uint64(63)) << np.uint64(64 - frac_bits)
+            masked = share + bias + r + zero[0]
+            self.ctx.channel.send(p1, _TAG_RSS_TRUNC, Opening(values=masked))
+            both = np.concatenate([masked, big_t - t1])
+            self.ctx.channel.send(p2, _TAG_RSS_TRUNC, Opening(values=both))
             self.comm_seconds += time.perf_counter() - t0
+            self.rounds += 1
+            out = big_t - (r >> f) + zero[1]
+            return np.asarray(out.reshape(shape), dtype=np.uint64)
+        other = p2 if self.index == 1 else p1
+        self.ctx.channel.send(other, _TAG_RSS_TRUNC, Opening(values=share + zero[0]))
+        c = share + zero[0]
+        t2 = np.zeros(n, dtype=np.uint64)
+        for peer, size in ((p0, n if self.index == 1 else 2 * n), (other, n)):
+            msg = self.ctx.channel.recv(peer, _TAG_RSS_TRUNC, expect=Opening)
+            if msg.values.shape != (size,):
+                raise ProtocolAbort(
+                    f"computing party {peer!r} sent {msg.values.shape[0]} values for a "
+                    f"truncation of {n} (expected {size})",
+                    party=peer,
+                )
+            c += msg.values[:n]
+            if size == 2 * n:
+                t2 = msg.values[n:]
+        self.comm_seconds += time.perf_counter() - t0
         self.rounds += 1
-        zero = self._zero((3, n))
-        a = zero[0].copy()
-        b = zero[1].copy()
-        if self.index == 0:
-            a += joint[:n] >> np.uint64(63)  # msb(r), re-randomised before it is shared
-        if self.index == 2:
-            b += _ONE - (c >> np.uint64(63))
-        t = self._rss_mul(a, b, (n,))
-        assert t is not None
-        out = (t << np.uint64(64 - frac_bits)) + zero[2]
-        if self.index == 0:
-            out -= joint[:n] >> f
-        if self.index == 2:
-            out += (c >> f) - u64(1 << (62 - frac_bits))
+        beta = c >> np.uint64(63)
+        if self.index == 1:
+            out = (c >> f) - u64(1 << (62 - frac_bits)) - t1 * beta + zero[1]
+        else:
+            out = zero[1] - t2 * beta
         return np.asarray(out.reshape(shape), dtype=np.uint64)
 
     @ring_ops
@@ -468,7 +650,67 @@ class Engine:
         left = a + e if self.is_leader else a  # (a + e) @ f + e @ b + c == ... + e @ f at leader
         return c + ring_matmul(e, b) + ring_matmul(left, f)
 
+    @property
+    def plain_products(self) -> bool:
+        """Whether :meth:`plain_matmul` is available: two computing parties and a provider
+        with OT-based products of a plaintext matrix (the ``ot`` provider)."""
+        return len(self.compute) == 2 and bool(
+            getattr(self.provider, "supports_plain_products", False)
+        )
+
+    @ring_ops
+    def plain_matmul(
+        self,
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        n: int,
+    ) -> dict[str, U64] | None:
+        """Shares of ``M_o @ Y_o`` for each computing party ``o`` in ``dims`` that holds the
+        matrix ``M_o`` (``dims[o]`` = ``(p, q)``, public) in plaintext (``mats[o]`` at ``o``,
+        ``None`` elsewhere) and a shared ``Y_o`` (``ys[o]``: this party's share, ``q x n``).
+
+        ``o`` computes ``M_o @ Y_o^(o)`` locally; the cross term ``M_o @ Y_o^(peer)`` is a
+        Gilboa product from correlated OTs (:meth:`OtProvider.plain_cross`): no triple, no
+        opening, ``M_o`` never leaves ``o``. Both parties' matrices run in the same OT
+        batches (one exchange of ``u`` and one of corrections per batch)."""
+        if not self.plain_products:
+            raise ConfigError("products with a plaintext matrix need the ot provider")
+        for o in dims:
+            if o not in self.compute:
+                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
+        if not self.is_compute:
+            return None
+        peer = self.others[0]
+        mine = mats.get(self.party) if self.party in dims else None
+        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
+            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        peer_y = ys.get(peer) if peer in dims else None
+        peer_rows = dims[peer][0] if peer in dims else 0
+        theirs, own = self.provider.plain_cross(  # type: ignore[attr-defined]
+            mine, None if peer_y is None else peer_y.reshape(dims[peer][1], n), peer_rows, n
+        )
+        out: dict[str, U64] = {}
+        if peer in dims:
+            out[peer] = theirs
+        if mine is not None:
+            y_own = ys[self.party]
+            assert y_own is not None
+            own += ring_matmul(mine, y_own.reshape(dims[self.party][1], n))
+            out[self.party] = own
+        return out
+
     # ------------------------------------------------------------------------ truncation
+
+    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+        """Announce future truncations ``(size, bits)`` (public: every party, same list) so
+        that a provider that makes truncation pairs interactively (``ot``) generates them
+        now in bulk, off the online path; a no-op for the others."""
+        if self.replicated or self.truncation != "pair":
+            return
+        prefetch = getattr(self.provider, "prefetch_trunc_pairs", None)
+        if prefetch is not None:
+            prefetch(list(requests))
 
     @ring_ops
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:

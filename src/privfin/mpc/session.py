@@ -32,7 +32,7 @@ from privfin.mpc.protocol import Engine
 from privfin.mpc.providers.base import CorrelatedRandomness
 from privfin.mpc.ring import decode_fixed, encode_fixed, ring_ops, to_ring, to_signed
 from privfin.mpc.roles import DATA, MPCRoles, RevealDenied
-from privfin.mpc.tensor import SharedTensor, matmul_shape
+from privfin.mpc.tensor import PlainTensor, SharedTensor, matmul_shape
 from privfin.runtime import Context
 
 __all__ = ["PROVIDERS", "RevealDenied", "Session", "check_shape", "make_provider"]
@@ -199,6 +199,60 @@ class Session:
             return SharedTensor(self, share, msg.shape, frac)
         header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
         return SharedTensor(self, None, header.shape, frac)
+
+    def plain_input(self, owner: str, value: npt.ArrayLike | None = None) -> PlainTensor:
+        """A 2-D fixed-point input that computing party ``owner`` keeps in plaintext (it is not
+        shared): products with shared operands then run through :meth:`plain_matmul`. Every
+        party calls this; ``owner`` passes ``value`` and announces its shape (one header
+        message to every other party of the job, checked for size and type)."""
+        if owner not in self.roles.data or owner not in self.roles.compute:
+            raise ConfigError(f"{owner!r} keeps a plaintext input but is not data and compute")
+        ctx = self.ctx
+        if ctx.party == owner:
+            if value is None:
+                raise ConfigError(f"data party {owner!r} must provide a value")
+            enc = encode_fixed(np.asarray(value), self.frac_bits)
+            if enc.ndim != 2:
+                raise ConfigError("a plaintext input is a 2-D matrix")
+            for p in ctx.roles:
+                if p != owner:
+                    ctx.channel.send(p, _TAG_INPUT, InputHeader(shape=list(enc.shape)))
+            return PlainTensor(owner, enc, enc.shape, self.frac_bits)
+        header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
+        if len(header.shape) != 2:
+            raise ProtocolAbort(
+                f"data party {owner!r} announced a plaintext input of shape {header.shape}",
+                party=owner,
+            )
+        return PlainTensor(owner, None, header.shape, self.frac_bits)
+
+    def plain_matmul(self, pairs: list[tuple[PlainTensor, SharedTensor]]) -> list[SharedTensor]:
+        """``M @ Y`` for each pair of a plaintext matrix (at most one per computing party) and
+        a shared 1-D/2-D operand with the same number of columns ``n`` in every pair, exact
+        at scale ``M.frac_bits + Y.frac_bits`` (untruncated); one OT exchange for all pairs
+        (:meth:`Engine.plain_matmul`)."""
+        owners = [m.owner for m, _ in pairs]
+        if len(set(owners)) != len(owners):
+            raise ConfigError("plain_matmul: one plaintext matrix per computing party")
+        ns = {1 if y.ndim == 1 else y.shape[1] for _, y in pairs}
+        if len(ns) != 1:
+            raise ConfigError("plain_matmul: every operand has the same number of columns")
+        n = ns.pop()
+        for m, y in pairs:
+            if m.shape[1] != y.shape[0]:
+                raise ConfigError(f"plain_matmul: {m.shape} @ {y.shape}")
+        got = self.engine.plain_matmul(
+            {m.owner: m.value for m, _ in pairs},
+            {m.owner: y.share for m, y in pairs},
+            {m.owner: (m.shape[0], m.shape[1]) for m, _ in pairs},
+            n,
+        )
+        out = []
+        for m, y in pairs:
+            shape = (m.shape[0],) if y.ndim == 1 else (m.shape[0], n)
+            share = None if got is None else got[m.owner].reshape(shape)
+            out.append(SharedTensor(self, share, shape, m.frac_bits + y.frac_bits))
+        return out
 
     @ring_ops
     def public(self, value: npt.ArrayLike, *, fixed: bool = True) -> SharedTensor:

@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from privfin.mpc.protocol import Engine
     from privfin.runtime import Context
 
-__all__ = ["SharedTensor", "TensorSession", "concatenate", "matmul_shape", "stack"]
+__all__ = [
+    "PlainTensor",
+    "SharedTensor",
+    "TensorSession",
+    "concatenate",
+    "matmul_shape",
+    "stack",
+]
 
 
 class TensorSession(Protocol):
@@ -291,3 +298,31 @@ def concatenate(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
 def stack(tensors: Sequence[SharedTensor], axis: int = 0) -> SharedTensor:
     """Stack shared tensors along a new axis (local)."""
     return concatenate([t.reshape(1, *t.shape) if axis == 0 else t for t in tensors], axis=axis)
+
+
+class PlainTensor:
+    """A 2-D fixed-point matrix one computing party (``owner``) holds in plaintext and never
+    shares: ``value`` (ring-encoded) at the owner, ``None`` elsewhere; the shape is public.
+    Products with shared operands go through
+    :meth:`privfin.mpc.session.Session.plain_matmul` (OT-based, two computing parties)."""
+
+    __slots__ = ("frac_bits", "owner", "shape", "value")
+
+    def __init__(self, owner: str, value: U64 | None, shape: Sequence[int], frac_bits: int) -> None:
+        self.owner = owner
+        self.value = None if value is None else np.asarray(value, dtype=np.uint64)
+        self.shape = tuple(int(d) for d in shape)
+        self.frac_bits = frac_bits
+        if len(self.shape) != 2 or (self.value is not None and self.value.shape != self.shape):
+            raise ValueError(f"a plaintext matrix is 2-D of its declared shape {self.shape}")
+
+    def __getitem__(self, rows: Any) -> PlainTensor:
+        """A selection of rows (a slice or an index array)."""
+        shape = (_shape_of(self.shape[:1], rows)[0], self.shape[1])
+        value = None if self.value is None else np.ascontiguousarray(self.value[rows])
+        return PlainTensor(self.owner, value, shape, self.frac_bits)
+
+    @property
+    def T(self) -> PlainTensor:
+        value = None if self.value is None else np.ascontiguousarray(self.value.T)
+        return PlainTensor(self.owner, value, self.shape[::-1], self.frac_bits)

@@ -30,6 +30,7 @@ Cost: ≈ 128 OTs per Beaver triple, ≈ 2.6 KB sent per triple and party (IKNP'
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from math import prod
 
@@ -101,6 +102,8 @@ class OtProvider:
         self._seed = b""
         self._counter = 0
         self.items = 0
+        #: truncation pairs generated ahead (:meth:`prefetch_trunc_pairs`), per (size, bits)
+        self._pool: dict[tuple[int, int], deque[tuple[U64, U64, U64]]] = {}
         #: requests of at least this many OTs report progress (``ctx.progress``)
         self.progress_min = 1 << 22
 
@@ -325,7 +328,15 @@ class OtProvider:
         if not 0 < frac_bits < 63:
             raise ConfigError(f"truncation by {frac_bits} bits is not supported")
         n = prod(shape)
-        f = frac_bits
+        pooled = self._pool.get((n, frac_bits))
+        if pooled:
+            r, hi, msb = pooled.popleft()
+            return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
+        r, hi, msb = self._trunc_items(n, frac_bits)
+        return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
+
+    @ring_ops
+    def _trunc_items(self, n: int, f: int) -> tuple[U64, U64, U64]:
         widths = [63 - k + (f if k >= f else 0) for k in range(64)]
         widths[63] = 63  # the msb is used as a whole ring element
         x, p = self._decomposed(n, widths)
@@ -333,7 +344,28 @@ class OtProvider:
         r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
         hi = np.sum(bits[f:] << _BITS[: 64 - f], axis=0, dtype=np.uint64)
         self.items += n
-        return r.reshape(shape), hi.reshape(shape), bits[63].reshape(shape).copy()
+        return np.asarray(r, np.uint64), np.asarray(hi, np.uint64), bits[63].copy()
+
+    def prefetch_trunc_pairs(self, requests: Sequence[tuple[int, int]]) -> None:
+        """Generate the truncation pairs of the listed future requests ``(size, frac_bits)``
+        now, in bulk (one batch of bit products per ``frac_bits``, in increasing order):
+        :meth:`trunc_pair` then serves a request of that size and scale from the pool, in
+        order, without OT round trips. Every computing party calls it with the same list."""
+        if not self.is_compute:
+            return
+        groups: dict[int, list[int]] = {}
+        for n, f in requests:
+            if not 0 < f < 63 or n < 1:
+                raise ConfigError(f"no truncation pairs of {n} elements by {f} bits")
+            groups.setdefault(f, []).append(n)
+        for f in sorted(groups):
+            sizes = groups[f]
+            r, hi, msb = self._trunc_items(sum(sizes), f)
+            at = 0
+            for n in sizes:
+                item = (r[at : at + n], hi[at : at + n], msb[at : at + n])
+                self._pool.setdefault((n, f), deque()).append(item)
+                at += n
 
     @ring_ops
     def dabits(self, shape: Shape) -> tuple[U64, U64] | None:
@@ -368,3 +400,62 @@ class OtProvider:
         u = x - (p << _ONE)
         self.items += n
         return u.reshape(shape), x.reshape(shape), mask, c.reshape(shape)
+
+    # ------------------------------------------------- products with a plaintext matrix
+
+    supports_plain_products = True
+
+    @ring_ops
+    def plain_cross(
+        self, mine: U64 | None, peer_y: U64 | None, peer_rows: int, n: int
+    ) -> tuple[U64, U64]:
+        """The cross terms of products ``M_o @ Y_o`` where one computing party ``o`` holds
+        the matrix ``M_o`` in plaintext and ``Y_o`` (``q_o x n``) is additively shared.
+
+        ``mine``: this party's plaintext ``M`` (``p x q``) or ``None``; ``peer_y``: this
+        party's share of the operand of the peer's matrix (``q' x n``) or ``None``;
+        ``peer_rows``: the rows ``p'`` of the peer's matrix. Gilboa with the choice bits on
+        the shared operand (the small side in SS-LR): for each bit ``k`` of each element
+        ``Y[l, j]`` of its share the peer chooses one correlated OT whose correlation is the
+        column ``M[:, l]`` (``p`` words, trimmed to the ``64 − k`` bits used): ``64·q·n`` OTs
+        per direction, no triple and nothing opened. Both directions run in the same
+        batches.
+
+        Returns ``(theirs, own)``: this party's shares of ``M' @ Y'^(mine)`` (``p' x n``)
+        and of ``M @ Y^(peer)`` (``p x n``, zeros if ``mine`` is ``None``)."""
+        ext = self._ext()
+        if peer_y is not None and peer_y.size and peer_rows:
+            q_p = peer_y.shape[0]
+            choices = _bit_rows(peer_y.reshape(-1)).reshape(-1)  # (bit, l, j) order
+            rb = np.repeat(_GILBOA_BYTES, q_p * n)
+        else:
+            q_p = 0
+            choices = np.zeros(0, np.uint8)
+            rb = np.zeros(0, np.int64)
+        if mine is not None and mine.size:
+            p_m, q_m = mine.shape
+            # OT (k, l, j): correlation column M[:, l], the same for every bit k and column j
+            corr = np.repeat(mine.T, n, axis=0) if n > 1 else np.ascontiguousarray(mine.T)
+            sb = np.repeat(_GILBOA_BYTES, q_m * n)
+            repeat = 64
+        else:
+            p_m = 0 if mine is None else mine.shape[0]
+            q_m = 0
+            corr = np.zeros((0, 1), dtype=np.uint64)
+            sb = np.zeros(0, np.int64)
+            repeat = 1
+        theirs, own = ext.cot_sums(
+            choices,
+            corr,
+            period=n,
+            recv_width=max(peer_rows, 1) if q_p else 1,
+            recv_bytes=rb,
+            send_bytes=sb,
+            recv_shifts=np.repeat(_SHIFTS, q_p * n),
+            send_shifts=np.repeat(_SHIFTS, q_m * n),
+            repeat=repeat,
+        )
+        theirs_out = theirs.T.copy() if q_p else np.zeros((peer_rows, n), dtype=np.uint64)
+        mine_out = own.T.copy() if q_m else np.zeros((p_m, n), dtype=np.uint64)
+        self.items += peer_rows * n * q_p + p_m * n * q_m
+        return theirs_out, mine_out

@@ -14,11 +14,12 @@ replicated sharing, never more. With the pair, products are local up to a fresh 
   ``k_{i+1}`` its successor sent at setup): ``Σ α_i = 0`` and ``α_i`` is uniform to
   ``P_{i−1}``, which lacks ``k_{i+1}``, so every product share a party later receives is
   fresh;
-* truncation, exact (2 rounds): ``P0`` and ``P1`` draw the same uniform ``r`` from the key
-  ``k1`` they share, ``P2`` alone learns ``c = x + 2^62 + r`` (from ``x0 + 2^62 + r + m`` and
-  ``x1 − m``), and the pair-protocol formula ``(c >> f) − (r >> f) + msb(r)·(1 − msb(c))·
-  2^(64−f) − 2^(62−f)`` needs one replicated product of ``P0``'s and ``P2``'s bits: within
-  one unit in the last place of ``floor(x / 2^f)`` for every ``|x| < 2^62``.
+* truncation, exact, one round: ``P0`` draws a private uniform ``r``, ``P1`` and ``P2``
+  both learn ``c = x + 2^62 + r`` (``P0`` sends ``x0 + 2^62 + r + α0`` to both, ``P1`` and
+  ``P2`` exchange ``x_i + α_i``), and the pair-protocol term ``msb(r)·2^(64−f)·msb(c)`` is
+  split by ``P0`` into ``t1`` (from the key ``k1`` it shares with ``P1``) and ``t2`` (sent to
+  ``P2`` in the same round): within one unit in the last place of ``floor(x / 2^f)`` for
+  every ``|x| < 2^62`` (:meth:`~privfin.mpc.protocol.Engine._rss_trunc`).
 
 Comparisons run on packed XOR-shared words as with the dealer: the engine makes ANDs from
 replicated boolean products (``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ β_i``, ``β`` an XOR
@@ -120,6 +121,18 @@ class Rss3Provider:
             return expand_uint64(self._next_key, count, stream=counter)
         if self.index == 1:
             return expand_uint64(self._own, count, stream=counter)
+        return np.zeros(count, dtype=np.uint64)
+
+    def key_random(self, key: int, count: int) -> U64:
+        """Uniform words from the key ``k_key``, known to ``P_key`` and ``P_{key−1}`` only
+        (zeros at the third party). Every computing party calls it in lockstep."""
+        self.setup()
+        counter = self._counter
+        self._counter += 1
+        if self.index == key:
+            return expand_uint64(self._own, count, stream=counter)
+        if (self.index + 1) % 3 == key:
+            return expand_uint64(self._next_key, count, stream=counter)
         return np.zeros(count, dtype=np.uint64)
 
     def _none(self, what: str) -> ConfigError:

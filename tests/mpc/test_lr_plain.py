@@ -1,0 +1,230 @@
+"""SS-LR with two computing parties and OT products: each computing party's own feature
+columns stay with it in plaintext (Gilboa products with the shared weights and residuals,
+no matrix triple, nothing of X opened); blocks of data-only parties keep the general path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from _datasets import breast_hetero
+from privfin.config import Settings
+from privfin.errors import ProtocolAbort
+from privfin.federation import codec
+from privfin.federation.transport import MessageKey
+from privfin.mpc.lr import plaintext_logistic, ss_lr
+from privfin.mpc.messages import InputHeader, OtCorrections
+from privfin.mpc.providers.ot import OtProvider
+from privfin.mpc.ring import encode_fixed, ring_matmul
+from privfin.mpc.session import Session
+from privfin.mpc.tensor import SharedTensor
+from privfin.runtime import simulate
+
+from .test_security import TamperingHub
+
+PROD = Settings(mode="production")
+TRAIN = {"epochs": 5, "batch_size": 128, "learning_rate": 0.5}
+ROLES = {"guest": ("data", "compute", "result"), "host": ("data", "compute")}
+
+
+def _breast() -> tuple[Any, Any, list[str], list[str]]:
+    g, h = breast_hetero()
+    hc = [c for c in h.columns if c != "id"]
+    h = h.rename(columns={c: f"h_{c}" for c in hc})
+    return g, h, [c for c in g.columns if c not in ("id", "y")], [f"h_{c}" for c in hc]
+
+
+def _check(out: dict[str, Any], x: np.ndarray, y: np.ndarray) -> None:
+    w = np.array(out["coef"])
+    auc = roc_auc_score(y, x @ w + out["intercept"])
+    ref = plaintext_logistic(x, y, **TRAIN)  # type: ignore[arg-type]
+    assert abs(auc - roc_auc_score(y, x @ ref[:-1] + ref[-1])) <= 1e-3
+    np.testing.assert_allclose(w, ref[:-1], atol=0.05)
+    np.testing.assert_allclose(out["intercept"], ref[-1], atol=0.05)
+
+
+def test_ot_ss_lr_keeps_the_computing_parties_columns_in_plaintext(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    g, h, gc, hc = _breast()
+    x = np.hstack([g[gc].to_numpy(), h[hc].to_numpy()])
+    y = g["y"].to_numpy().astype(np.float64)
+    params = {
+        "features": {"guest": gc, "host": hc},
+        "label": {"party": "guest", "column": "y"},
+        "triples": "ot",
+        **TRAIN,
+    }
+
+    def no_triples(*args: Any) -> None:
+        raise AssertionError("a matrix triple was asked: X went through the general path")
+
+    monkeypatch.setattr(OtProvider, "matmul_triple", no_triples)
+    got = simulate(
+        ss_lr,
+        ROLES,
+        params=params,
+        inputs={"guest": {"table": g}, "host": {"table": h}},
+        settings=PROD,
+        seed=4,
+        timeout=300,
+    )
+    assert got["host"] is None
+    _check(got["guest"], x, y)
+
+
+def test_a_data_only_partys_block_is_shared_and_mixed_with_plaintext_blocks() -> None:
+    g, h, gc, hc = _breast()
+    t = h[["id", *hc[:4]]].rename(columns={c: f"t_{c}" for c in hc[:4]})
+    tc = [f"t_{c}" for c in hc[:4]]
+    hc = hc[4:]
+    x = np.hstack([g[gc].to_numpy(), h[hc].to_numpy(), t[tc].to_numpy()])
+    y = g["y"].to_numpy().astype(np.float64)
+    roles = {**ROLES, "third": ("data",)}
+    out = simulate(
+        ss_lr,
+        roles,
+        params={
+            "features": {"guest": gc, "host": hc, "third": tc},
+            "label": {"party": "guest", "column": "y"},
+            "triples": "ot",
+            **TRAIN,
+        },
+        inputs={"guest": {"table": g}, "host": {"table": h}, "third": {"table": t}},
+        settings=PROD,
+        seed=5,
+        timeout=300,
+    )
+    assert out["host"] is None and out["third"] is None
+    _check(out["guest"], x, y)
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+@pytest.mark.parametrize(("owners", "n"), [(("a", "b"), 1), (("a", "b"), 3), (("b",), 2)])
+def test_plain_matmul_is_the_exact_ring_product(
+    kernel: bool, owners: tuple[str, ...], n: int
+) -> None:
+    from privfin.crypto import ot as otm
+
+    if kernel and not otm.KERNEL:
+        pytest.skip("the compiled OT kernel is not built")
+    rng = np.random.default_rng(len(owners) + n)
+    dims = {"a": (70, 5), "b": (9, 130)}
+    mats = {o: rng.normal(size=dims[o]) for o in owners}
+    ys = {o: rng.normal(size=(dims[o][1], n)) for o in owners}
+
+    def program(ctx: Any, p: Any, inputs: Any) -> Any:
+        s = Session(ctx, provider=OtProvider(ctx, ("a", "b"), kernel=kernel))
+        pairs = []
+        for o in owners:
+            m = s.plain_input(o, mats[o] if ctx.party == o else None)
+            pairs.append((m, s.share("a", ys[o] if ctx.party == "a" else None)))
+        return [t.reveal("a") for t in s.plain_matmul(pairs)]
+
+    roles = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    got = simulate(program, roles, settings=PROD, seed=6, timeout=60)["a"]
+    for o, value in zip(owners, got, strict=True):
+        exact = ring_matmul(encode_fixed(mats[o], 16), encode_fixed(ys[o], 16))
+        want = (exact.view(np.int64) / 2.0**32).astype(np.float64)
+        np.testing.assert_allclose(value, want, rtol=0, atol=1e-9)
+
+
+def _params() -> dict[str, Any]:
+    _, _, gc, hc = _breast()
+    return {
+        "features": {"guest": gc, "host": hc},
+        "label": {"party": "guest", "column": "y"},
+        "triples": "ot",
+        "epochs": 1,
+        "batch_size": 128,
+    }
+
+
+def _run(hub: TamperingHub) -> Any:
+    g, h, _, _ = _breast()
+    return simulate(
+        ss_lr,
+        ROLES,
+        params=_params(),
+        inputs={"guest": {"table": g}, "host": {"table": h}},
+        settings=PROD,
+        hub=hub,
+        seed=1,
+        timeout=60,
+    )
+
+
+def _short_corrections(key: MessageKey, payload: bytes) -> bytes:
+    msg = codec.decode(payload)
+    return codec.encode(OtCorrections(counter=msg.counter, data=msg.data[:-3]))
+
+
+def _long_corrections(key: MessageKey, payload: bytes) -> bytes:
+    msg = codec.decode(payload)
+    return codec.encode(OtCorrections(counter=msg.counter, data=msg.data + bytes(8)))
+
+
+def _wider_block(key: MessageKey, payload: bytes) -> bytes:
+    msg = codec.decode(payload)
+    assert isinstance(msg, InputHeader)
+    return codec.encode(InputHeader(shape=[msg.shape[0], msg.shape[1] + 1]))
+
+
+@pytest.mark.parametrize(
+    ("tag", "forge", "culprit"),
+    [
+        ("mpc.ot.corr", _short_corrections, None),
+        ("mpc.ot.corr", _long_corrections, None),
+        ("mpc.input", _wider_block, "guest"),
+    ],
+)
+def test_a_deviating_party_is_detected_loudly(tag: str, forge: Any, culprit: str | None) -> None:
+    with pytest.raises(ProtocolAbort) as err:
+        _run(TamperingHub(tag, forge))
+    assert err.value.party == (culprit or err.value.party) and err.value.party in ROLES
+
+
+def test_shares_of_the_products_reveal_nothing_alone() -> None:
+    """Each party's share of a plaintext product is uniform: the same product with fresh
+    randomness gives unrelated shares at the matrix's owner and at its peer."""
+    m = np.arange(12.0).reshape(4, 3)
+
+    def program(ctx: Any, p: Any, inputs: Any) -> Any:
+        s = Session(ctx, triples="ot")
+        a = s.plain_input("a", m if ctx.party == "a" else None)
+        w = s.public(np.ones(3))
+        (z,) = s.plain_matmul([(a, w)])
+        assert isinstance(z, SharedTensor) and z.share is not None
+        return z.share.copy()
+
+    roles = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    one = simulate(program, roles, settings=PROD, seed=1)
+    two = simulate(program, roles, settings=PROD, seed=2)
+    for party in ("a", "b"):
+        assert not np.array_equal(one[party], two[party])
+    np.testing.assert_array_equal(one["a"] + one["b"], two["a"] + two["b"])
+
+
+def test_prefetched_truncation_pairs_are_served_in_order_and_exact() -> None:
+    v = np.array([3 << 40, -(7 << 38) - 5, 12345678901, -1, 0], dtype=np.int64)
+
+    def program(ctx: Any, p: Any, inputs: Any) -> Any:
+        s = Session(ctx, triples="ot")
+        x = s.share("a", v if ctx.party == "a" else None, fixed=False)
+        s.engine.prefetch_trunc([(5, 16), (5, 20), (5, 16)])
+        pool = s.provider._pool  # type: ignore[attr-defined]
+        outs = []
+        for bits in (16, 20, 16, 12):  # the last one is not prefetched
+            t = s.engine.trunc(x.share, x.shape, bits)
+            outs.append(s.engine.reveal(t, x.shape, "a"))
+        return outs, sum(len(q) for q in pool.values())
+
+    roles = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    got = simulate(program, roles, settings=PROD, seed=3, timeout=60)
+    outs, left = got["a"]
+    assert left == 0 and got["b"][1] == 0
+    for bits, out in zip((16, 20, 16, 12), outs, strict=True):
+        assert np.abs(out.view(np.int64) - (v >> bits)).max() <= 1
