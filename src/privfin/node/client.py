@@ -225,6 +225,7 @@ class NodeClient:
         """Wait until ``job`` is done (returns its status) or failed (raises); a job this
         node has not started yet is waited for too."""
         deadline = time.monotonic() + timeout
+        pause = 0.02  # polls quickly at first (a short job is not held up), then every 0.2 s
         while True:
             try:
                 status = self.status(job)
@@ -243,7 +244,8 @@ class NodeClient:
                 raise ProtocolAbort(f"job {job} failed at {self.party}: {status['error']}")
             if time.monotonic() > deadline:
                 raise PrivfinError(f"job {job} did not finish at {self.party} in time")
-            time.sleep(0.2)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.2)
 
 
 def _detail(resp: httpx.Response) -> str:
