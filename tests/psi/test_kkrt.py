@@ -22,7 +22,7 @@ from privfin.crypto import ot as otm
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub, MemoryTransport
-from privfin.psi import kkrt
+from privfin.psi import kkrt, kkrt_receiver, kkrt_sender
 from privfin.psi.messages import KKRT_CODE_BITS, KkrtExtend, KkrtReply, KkrtValues
 from privfin.runtime import simulate as run_simulation
 
@@ -83,8 +83,9 @@ def test_property_exact_agreement(a: list[str], b: list[str]) -> None:
 
 
 def test_many_batches_and_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kkrt, "KKRT_BATCH_BINS", 128)
-    monkeypatch.setattr(kkrt, "CHUNK_ROWS", 37)
+    for role in (kkrt_receiver, kkrt_sender):
+        monkeypatch.setattr(role, "KKRT_BATCH_BINS", 128)
+    monkeypatch.setattr(kkrt_sender, "CHUNK_ROWS", 37)
     a, b = make_sets(700, 400, 150, seed=6)
     expected = sorted(set(a) & set(b))
     assert kkrt_simulate(a, b) == {"r": expected, "s": expected}
@@ -186,7 +187,7 @@ def test_protocol_with_stashed_items(monkeypatch: pytest.MonkeyPatch) -> None:
         seen.append(moved.size)
         return table, which, np.sort(moved)
 
-    monkeypatch.setattr(kkrt, "cuckoo", stash_first)
+    monkeypatch.setattr(kkrt_receiver, "cuckoo", stash_first)
     a = ["a", "b", "c", "d", "e"]
     out = kkrt_simulate(a, ["e", "d", "c", "b", "a", "z"])
     assert seen == [kkrt.STASH]
@@ -426,6 +427,7 @@ def test_deterministic_under_a_seed_and_secrets_are_job_scoped() -> None:
         # per sending party, in its own order (the two threads interleave on the hub)
         wires.append({who: [p for k, p in hub.wire if k.sender == who] for who in ("r", "s")})
     assert wires[0] == wires[1] != wires[2]
-    names = re.findall(r'job_random\(ctx, "([^"]+)"\)', inspect.getsource(kkrt))
+    source = inspect.getsource(kkrt_receiver) + inspect.getsource(kkrt_sender)
+    names = re.findall(r'job_random\(ctx, "([^"]+)"\)', source)
     assert len(names) == 2
     assert all(n.endswith(SECRET_SUFFIX) for n in names)

@@ -22,7 +22,7 @@ from privfin.cli.psi import psi as cli_psi
 from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub, MemoryTransport
-from privfin.psi import rr22
+from privfin.psi import rr22, rr22_receiver, rr22_sender
 from privfin.psi.messages import (
     Chunk,
     Rr22Extend,
@@ -67,7 +67,8 @@ def test_property_exact_agreement(a: list[str], b: list[str]) -> None:
 
 
 def test_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rr22, "CHUNK_ROWS", 37)
+    for role in (rr22_receiver, rr22_sender):
+        monkeypatch.setattr(role, "CHUNK_ROWS", 37)
     a, b = make_sets(700, 400, 150, seed=6)
     expected = sorted(set(a) & set(b))
     assert rr22_simulate(a, b) == {"r": expected, "s": expected}

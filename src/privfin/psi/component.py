@@ -99,11 +99,11 @@ def _two_party(
     out: npt.NDArray[np.int64] | int
     if p.protocol in ("kkrt", "rr22"):
         if p.protocol == "kkrt":
-            from privfin.psi.kkrt import run_kkrt_receiver as run_r
-            from privfin.psi.kkrt import run_kkrt_sender as run_s
+            from privfin.psi.kkrt_receiver import run_kkrt_receiver as run_r
+            from privfin.psi.kkrt_sender import run_kkrt_sender as run_s
         else:
-            from privfin.psi.rr22 import run_rr22_receiver as run_r
-            from privfin.psi.rr22 import run_rr22_sender as run_s
+            from privfin.psi.rr22_receiver import run_rr22_receiver as run_r
+            from privfin.psi.rr22_sender import run_rr22_sender as run_s
 
         if ctx.party == receiver:
             out = run_r(ctx, prepared, sender, agreed, reveal_to_sender=p.reveal_all)

@@ -11,14 +11,15 @@ All bulk work is vectorised over whole batches: AES through ``cryptography`` ove
 buffers (ids hashed by an AES-based Merkle–Damgård chain, grouped by length), bit-matrix
 transposes from :mod:`privfin.crypto.ot`, matching by sorted 64-bit prefixes; no Python
 loop per item.
+
+This module holds what both roles share; each role is its own module
+(:mod:`privfin.psi.kkrt_receiver`, :mod:`privfin.psi.kkrt_sender`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,32 +27,18 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.crypto import ot as otm
-from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
-from privfin.errors import PrivfinError, ProtocolAbort
+from privfin.errors import PrivfinError
 from privfin.psi import _aes
 from privfin.psi.common import (
     U8,
-    handshake,
-    hash_domain,
-    job_random,
-    prefetch,
-    random_permutation,
     rows_in,
     sortable,
     unique_sorted,
 )
 from privfin.psi.ids import U64, PreparedIds
 from privfin.psi.messages import (
-    CHUNK_ROWS,
-    KKRT_BATCH_BINS,
     KKRT_CODE_BITS,
-    Indices,
-    KkrtExtend,
-    KkrtReply,
-    KkrtSetup,
-    KkrtValues,
 )
-from privfin.runtime import Context
 
 __all__ = [
     "HASHES",
@@ -60,8 +47,6 @@ __all__ = [
     "CuckooFailure",
     "Matcher",
     "cuckoo",
-    "run_kkrt_receiver",
-    "run_kkrt_sender",
     "table_size",
     "value_bytes",
 ]
@@ -373,228 +358,3 @@ class Matcher:
             return none, none
         items = unique_sorted(np.concatenate(self._items))
         return items, unique_sorted(np.concatenate(self._rows))
-
-
-# ----------------------------------------------------------------------------- receiver
-
-
-def run_kkrt_receiver(
-    ctx: Context,
-    prepared: PreparedIds,
-    sender: str,
-    params: Mapping[str, Any],
-    *,
-    reveal_to_sender: bool,
-) -> npt.NDArray[np.int64]:
-    """Run the KKRT receiver: returns the positions in ``prepared`` of the intersecting items.
-
-    Security
-    --------
-    Semi-honest. Learns the intersection and ``|Y|``; the sender learns ``|X|`` (and the
-    intersection if ``reveal_to_sender``). Every message is checked for size and order."""
-    n_r = len(prepared)
-    n_s = handshake(ctx, _PROTOCOL, params, n_r, [sender])[sender]
-    rnd = job_random(ctx, "psi.kkrt.receiver.seed.key")
-    t0 = time.perf_counter()
-    base = otm.BaseOtSender(rnd)
-    share = rnd.bytes(16)
-    ctx.channel.send(sender, "kkrt.setup", KkrtSetup(point=base.point, share=share))
-    reply = ctx.channel.recv(sender, "kkrt.reply", expect=KkrtReply)
-    points = np.frombuffer(reply.points, dtype=np.uint8).reshape(KKRT_CODE_BITS, POINT_BYTES)
-    try:
-        k0, k1 = base.keys(points)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {sender!r}: base-OT reply refused: {exc}", party=sender
-        ) from None
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), share, reply.share)
-    t1 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
-
-    m = table_size(n_r)
-    total = n_bins(n_r)
-    width = value_bytes(n_r, n_s)
-    d = digests(prepared, keys.ids)
-    pos = bin_positions(d, keys.bins, m)
-    rng = np.random.default_rng(int.from_bytes(rnd.bytes(16), "big"))
-    table, which, stashed = cuckoo(pos, m, STASH, rng)
-    item = np.full(total, -1, dtype=np.int64)
-    item[:m] = table
-    item[m : m + stashed.size] = stashed
-    cls = np.zeros(total, dtype=np.int64)
-    cls[:m] = np.maximum(which, 0)
-    cls[m:] = _STASH_CLASS
-    bin_d = np.frombuffer(rnd.bytes(16 * total), dtype=np.uint8).reshape(total, 16).copy()
-    real = item >= 0
-    bin_d[real] = d[item[real]]
-    del d, pos, table, which  # only the bins are needed from here on (memory at 10M)
-    t2 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.digest_cuckoo", t2 - t1)
-
-    code_enc = _ecb(keys.code)
-    hash_enc = _ecb(keys.hash)
-    g0 = otm.RowPrg(k0)
-    g1 = otm.RowPrg(k1)
-    own = np.empty((total, width), dtype=np.uint8)
-
-    def extend() -> Iterator[U8]:
-        """The matrix ``u`` batch by batch; fills in this party's own values on the way.
-        Runs ahead of the sending loop in a background thread (:func:`prefetch`)."""
-        progress = ctx.progress.task("psi.kkrt.extend", total=total)
-        for lo in range(0, total, KKRT_BATCH_BINS):
-            ctx.cancel.raise_if_cancelled()
-            hi = min(total, lo + KKRT_BATCH_BINS)
-            cols = (hi - lo) // 8
-            ccol = otm.transpose_bits(codes(code_enc, bin_d[lo:hi], cls[lo:hi]))
-            t = g0.next(cols)
-            u = g1.next(cols)
-            u ^= t
-            u ^= ccol
-            rows = otm.transpose_bits(t)
-            own[lo:hi] = out_hash(hash_enc, rows, np.arange(lo, hi, dtype=np.int64), width)
-            progress.advance(hi - lo)
-            yield np.ascontiguousarray(u)
-
-    sent = 0
-    at_bin = 0
-    for u in prefetch(ctx, extend()):
-        cols = u.shape[1]
-        ctx.channel.send(sender, "kkrt.u", KkrtExtend(offset=at_bin, cols=cols, u=u.tobytes()))
-        at_bin += 8 * cols
-        sent += u.size
-    ctx.metrics.add("psi.bytes_u", float(sent))
-    t3 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.extend_send", t3 - t2)
-
-    classes = HASHES + STASH
-    matcher = Matcher(own, item, cls, width)
-    t4 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.match_setup", t4 - t3)
-    at = 0
-    while at < n_s:
-        msg = ctx.channel.recv(sender, "kkrt.values", expect=KkrtValues)
-        r = msg.rows
-        if msg.offset != at or r.shape[1] != classes * width or at + r.shape[0] > n_s:
-            raise ProtocolAbort(
-                f"party {sender!r} sent OPRF values at offset {msg.offset} of width "
-                f"{r.shape[1]}; expected offset {at}, width {classes * width}, {n_s} rows",
-                party=sender,
-            )
-        matcher.add(r, at)  # matched as it arrives: the sender's values are never all held
-        at += r.shape[0]
-    out, positions = matcher.result()
-    ctx.metrics.add("psi.seconds.values_match", time.perf_counter() - t4)
-    if reveal_to_sender:
-        idx = positions
-        ctx.channel.send(sender, "result", Indices(values=idx.astype(np.int64)))
-    return out.astype(np.int64)
-
-
-# ----------------------------------------------------------------------------- sender
-
-
-def run_kkrt_sender(
-    ctx: Context,
-    prepared: PreparedIds,
-    receiver: str,
-    params: Mapping[str, Any],
-    *,
-    reveal_to_sender: bool,
-) -> npt.NDArray[np.int64] | None:
-    """Run the KKRT sender: returns the positions of the intersecting items if the receiver
-    reveals them, else ``None`` (it learns only ``|X|``).
-
-    Security
-    --------
-    Semi-honest. Its OPRF values are sent in a uniformly random order; a value of an item
-    the receiver does not hold is pseudorandom to the receiver (SPEC.md §8)."""
-    n_s = len(prepared)
-    n_r = handshake(ctx, _PROTOCOL, params, n_s, [receiver])[receiver]
-    rnd = job_random(ctx, "psi.kkrt.sender.seed.key")
-    t0 = time.perf_counter()
-    setup = ctx.channel.recv(receiver, "kkrt.setup", expect=KkrtSetup)
-    s_bits = np.frombuffer(rnd.bytes(KKRT_CODE_BITS), dtype=np.uint8) & np.uint8(1)
-    base = otm.BaseOtReceiver(rnd, s_bits)
-    try:
-        pts = base.reply(setup.point)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {receiver!r}: base-OT point refused: {exc}", party=receiver
-        ) from None
-    share = rnd.bytes(16)
-    ctx.channel.send(receiver, "kkrt.reply", KkrtReply(points=pts.tobytes(), share=share))
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), setup.share, share)
-    g = otm.RowPrg(base.keys())
-    chosen = s_bits.astype(bool)
-    s_row = np.packbits(s_bits, bitorder="little")
-    t1 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
-
-    perm = random_permutation(rnd, n_s)
-    d = digests(prepared, keys.ids)[perm]
-    m = table_size(n_r)
-    pos = bin_positions(d, keys.bins, m)
-    t2 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.digest", t2 - t1)
-    total = n_bins(n_r)
-    width = value_bytes(n_r, n_s)
-    q_rows = np.empty((total, CODE_BYTES), dtype=np.uint8)
-    lo = 0
-    while lo < total:
-        msg = ctx.channel.recv(receiver, "kkrt.u", expect=KkrtExtend)
-        cols = (min(total, lo + KKRT_BATCH_BINS) - lo) // 8
-        if msg.offset != lo or msg.cols != cols:
-            raise ProtocolAbort(
-                f"party {receiver!r} sent extension bins {msg.offset}+{msg.cols * 8}, "
-                f"expected {lo}+{cols * 8}",
-                party=receiver,
-            )
-        u = np.frombuffer(msg.u, dtype=np.uint8).reshape(KKRT_CODE_BITS, cols)
-        q = np.ascontiguousarray(g.next(cols))
-        q[chosen] ^= u[chosen]
-        q_rows[lo : lo + 8 * cols] = otm.transpose_bits(q)
-        lo += 8 * cols
-    t3 = time.perf_counter()
-    ctx.metrics.add("psi.seconds.extend_recv", t3 - t2)
-
-    classes = HASHES + STASH
-    # the rows as single 64-byte elements: a gather by bin copies each row as one unit
-    # (5x faster than gathering rows of a 2-D uint8 array)
-    q_units = q_rows.view(f"V{CODE_BYTES}").reshape(-1)
-
-    def produce() -> Iterator[U8]:
-        code_enc = _ecb(keys.code)
-        hash_enc = _ecb(keys.hash)
-        progress = ctx.progress.task("psi.kkrt.oprf", total=n_s)
-        for a in range(0, n_s, CHUNK_ROWS):
-            ctx.cancel.raise_if_cancelled()
-            b = min(n_s, a + CHUNK_ROWS)
-            rows = np.empty((b - a, classes * width), dtype=np.uint8)
-            for i in range(HASHES):
-                bi = pos[a:b, i]
-                v = codes(code_enc, d[a:b], i)
-                v &= s_row
-                v ^= q_units[bi].view(np.uint8).reshape(-1, CODE_BYTES)
-                rows[:, i * width : (i + 1) * width] = out_hash(hash_enc, v, bi, width)
-            cs = codes(code_enc, d[a:b], _STASH_CLASS)
-            cs &= s_row
-            for j in range(STASH):
-                v = cs ^ q_rows[m + j]
-                at = np.full(b - a, m + j, dtype=np.int64)
-                c = HASHES + j
-                rows[:, c * width : (c + 1) * width] = out_hash(hash_enc, v, at, width)
-            progress.advance(b - a)
-            yield rows
-
-    sent = 0
-    for rows in prefetch(ctx, produce()):
-        ctx.channel.send(receiver, "kkrt.values", KkrtValues(offset=sent, rows=rows))
-        sent += rows.shape[0]
-    ctx.metrics.add("psi.seconds.oprf_send", time.perf_counter() - t3)
-    if not reveal_to_sender:
-        return None
-    idx: Indices = ctx.channel.recv(receiver, "result", expect=Indices)
-    if idx.values.size and int(idx.values[-1]) >= n_s:
-        raise ProtocolAbort("receiver sent an index beyond our set", party=receiver)
-    matched: npt.NDArray[np.int64] = perm[idx.values]
-    return matched
