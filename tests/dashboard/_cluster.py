@@ -12,7 +12,7 @@ from typing import Any
 from jobs._pipeline_data import pipeline_spec, write_datasets
 from privfin.node.cluster import Cluster, cluster_up
 from privfin.node.config import load_config
-from privfin.node.operator import read_token, token_path
+from privfin.node.tokens import read_token, token_path
 
 PARTIES = ("bank", "telco")
 CHROMIUM = "/usr/bin/chromium"

@@ -49,7 +49,7 @@ class NodeClient:
     @classmethod
     def for_config(cls, config: NodeConfig, timeout: float = 30.0) -> NodeClient:
         """A client of the node configured by ``config`` (its operator URL and token)."""
-        from privfin.node.operator import read_token, token_path
+        from privfin.node.tokens import read_token, token_path
 
         verify: ssl.SSLContext | bool = True
         if config.operator.tls:

@@ -28,7 +28,7 @@ from privfin.federation.transport import validate_name
 from privfin.node.client import NodeClient
 from privfin.node.config import load_config
 from privfin.node.logs import open_private_log
-from privfin.node.operator import ensure_token
+from privfin.node.tokens import ensure_token
 
 __all__ = ["Cluster", "cluster_down", "cluster_up", "free_port", "load_cluster"]
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
 from cryptography import x509
@@ -30,6 +27,7 @@ from privfin.errors import ConfigError
 from privfin.federation.transport import validate_name
 from privfin.node.config import NodeConfig
 from privfin.node.runner import JobRunner, parse_spec
+from privfin.node.tokens import TOKEN_FILE, ensure_token, read_token
 
 __all__ = [
     "TOKEN_FILE",
@@ -40,35 +38,9 @@ __all__ = [
     "verify_audit",
 ]
 
-TOKEN_FILE = "operator.token"  # noqa: S105 (a file name, not a secret)
 MAX_SPEC_BODY = 16 * 1024 * 1024
 MAX_SMALL_BODY = 4096
 MAX_MODEL_BODY = 64 * 1024 * 1024
-
-
-def token_path(config: NodeConfig) -> Path:
-    return Path(config.operator.token_file or Path(config.state_dir) / TOKEN_FILE)
-
-
-def ensure_token(config: NodeConfig) -> Path:
-    """Create the operator token file (0600) if it does not exist; returns its path."""
-    path = token_path(config)
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32) + "\n")
-    return path
-
-
-def read_token(path: str | Path) -> str:
-    try:
-        token = Path(path).read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the operator token {path}: {exc.strerror or exc}") from None
-    if len(token) < 32:
-        raise ConfigError(f"the operator token in {path} is too short")
-    return token
 
 
 def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
