@@ -232,3 +232,46 @@ def test_sender_stops_at_507_with_an_abort_not_a_timeout(tmp_path: Path) -> None
     finally:
         transport.close()
         mailbox.close()
+
+
+@pytest.mark.parametrize("outcome", ["done", "failed"])
+def test_secret_checkpoints_are_gone_before_the_job_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: str
+) -> None:
+    """Whoever sees a job done or failed never finds its keys on disk (they used to be deleted
+    just after the status changed, and a client polling the status could see them)."""
+    config = _config(tmp_path)
+    config.state_dir.mkdir(parents=True)
+    mailbox = Mailbox(config.state_dir / "node.sqlite")
+    runner = JobRunner(config, mailbox)
+    job_dir = config.state_dir / "jobs" / "j3"
+    seen: list[tuple[str, list[str]]] = []
+    real_set = runner._set
+
+    def spy(job: str, **fields: Any) -> None:
+        if fields.get("status") in ("done", "failed"):
+            seen.append((fields["status"], sorted(p.name for p in job_dir.rglob("*.key"))))
+        real_set(job, **fields)
+
+    def component(ctx: Any, params: Any, inputs: Any) -> Any:
+        ctx.artifacts.put("exposure.x25519.key", b"k")
+        ctx.artifacts.put("kept.json", b"{}")
+        if outcome == "failed":
+            raise ValueError("a local fault")
+        return None
+
+    monkeypatch.setattr(runner, "_set", spy)
+    monkeypatch.setattr(runner_mod, "get_component", lambda name: component)
+    monkeypatch.setattr(runner, "_queue_abort", lambda *a, **k: None)  # no peer to tell
+    spec = JobSpec(job="j3", component="ping", roles={"bank_a": ["x"], "bank_b": ["x"]})
+    try:
+        runner.submit(spec)
+        deadline = time.monotonic() + 10
+        while runner.status("j3")["status"] == "running" and time.monotonic() < deadline:  # type: ignore[index]
+            time.sleep(0.02)
+        assert runner.status("j3")["status"] == outcome  # type: ignore[index]
+        assert seen == [(outcome, [])]
+        assert (job_dir / "kept.json").exists()
+    finally:
+        runner.shutdown(1)
+        mailbox.close()

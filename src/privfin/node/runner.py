@@ -917,6 +917,7 @@ class JobRunner:
             result = get_component(spec.component)(ctx, spec.params, inputs)
             channel.flush()  # its messages are on the peers' disks before the job is done
             payload = {"output": jsonable(result), "traffic": channel.stats.as_dict()}
+            self._discard_secrets(spec.job)
             self._set(spec.job, status="done", result=json.dumps(payload))
             self.record(Action.job_finished, actor="scheduler", job=spec.job)
             _log.info("job %s done", spec.job)
@@ -1026,6 +1027,7 @@ class JobRunner:
             if resumed:
                 self._ask_peers(spec, control)
             summary = pipe.run(token)
+            self._discard_secrets(spec.job)
             self._set(spec.job, status="done", result=json.dumps(summary))
             self.record(Action.job_finished, actor="scheduler", job=spec.job)
             _log.info("job %s done", spec.job)
@@ -1260,6 +1262,7 @@ class JobRunner:
             evidence={"error": type(exc).__name__},
         )
         try:
+            self._discard_secrets(spec.job)
             self._set(spec.job, status="failed", error=message)
             aborted = self.mailbox.aborters(spec.job)
         except Exception as store_exc:  # e.g. the disk is full: still tell the peers
@@ -1304,12 +1307,21 @@ class JobRunner:
                 self._wake.set()
             else:
                 self._purge(job)
+        self._discard_secrets(job)  # normally done already, before the status changed
+
+    def _discard_secrets(self, job: str) -> None:
+        """Delete ``job``'s secret checkpoints. Called before its status becomes done or
+        failed, so whoever sees the end of a job never finds its keys still on disk."""
         root = Path(self.config.state_dir) / "jobs" / job
-        gone = DirectoryArtifacts(root).discard_secrets()
-        # a pipeline's steps keep their checkpoints in steps/<step>/a<attempt>/
-        for attempt_dir in sorted(root.glob("steps/*/a*")):
-            if attempt_dir.is_dir():
-                gone += DirectoryArtifacts(attempt_dir).discard_secrets()
+        try:
+            gone = DirectoryArtifacts(root).discard_secrets()
+            # a pipeline's steps keep their checkpoints in steps/<step>/a<attempt>/
+            for attempt_dir in sorted(root.glob("steps/*/a*")):
+                if attempt_dir.is_dir():
+                    gone += DirectoryArtifacts(attempt_dir).discard_secrets()
+        except OSError as exc:  # the job still ends; _finished tries again
+            _log.error("job %s: cannot delete its secret checkpoints: %s", job, exc)
+            return
         if gone:
             _log.info("job %s: deleted its secret checkpoints (%s)", job, ", ".join(gone))
 
