@@ -104,6 +104,53 @@ def test_duplicates_and_conflicts_in_memory_are_answered_at_once(tmp_path: Path)
         box.close()
 
 
+def test_accept_hashes_nothing_and_compares_a_resend_with_the_held_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SHA-256 of a payload is computed by the writer thread, off the receiving path: while
+    a message waits for its commit, a resend is compared byte for byte with the held payload
+    (same bytes: accepted again; other bytes: a conflict), and the row gets the right digest."""
+    import hashlib
+
+    from privfin.federation import mailbox as mailbox_mod
+
+    box = Mailbox(tmp_path / "b.sqlite")
+    gate = threading.Event()
+    real_write = box._write
+    hashed_by: list[str] = []
+    real_sha = hashlib.sha256
+
+    def write(batch: list[object]) -> object:
+        gate.wait(10)  # the writer holds its batch until the test has resent
+        return real_write(batch)  # type: ignore[arg-type]
+
+    def sha(data: bytes = b"") -> object:
+        hashed_by.append(threading.current_thread().name)
+        return real_sha(data)
+
+    monkeypatch.setattr(box, "_write", write)
+    monkeypatch.setattr(mailbox_mod.hashlib, "sha256", sha)
+    payload = bytes(range(256)) * 1024
+    try:
+        assert box.accept([(_key(0), payload)]) == [ACCEPTED]
+        assert box.accept([(_key(0), bytearray(payload))]) == [ACCEPTED]
+        tampered = payload[:-1] + b"\x00"
+        clash = box.accept([(_key(0), tampered)])
+        assert isinstance(clash[0], MessageConflict)
+        assert hashed_by == []  # nothing hashed on the accepting thread
+        gate.set()
+        assert box.flush(10)
+        assert hashed_by and threading.current_thread().name not in hashed_by
+        row = box.get(_key(0))
+        assert row == payload
+        with box.engine.connect() as conn:
+            stored = conn.execute(mailbox_mod._SELECT_DIGEST, mailbox_mod._key_values(_key(0)))
+            assert stored.scalar() == real_sha(payload).hexdigest()
+    finally:
+        gate.set()
+        box.close()
+
+
 def test_a_conflict_found_at_the_commit_is_the_senders_abort(tmp_path: Path) -> None:
     """The key was written and read long ago (so not held in memory): other bytes under it are
     accepted, found at the commit, and recorded as the sender's abort, which stops the job's

@@ -273,12 +273,21 @@ Answer = bool | Accepted | MessageConflict | MessageTooLarge | QuotaExceeded
 class _Behind:
     """A message accepted in memory and not written yet."""
 
-    __slots__ = ("digest", "key", "notify", "payload", "volatile")
+    __slots__ = ("_digest", "key", "notify", "payload", "volatile")
 
-    def __init__(self, key: MessageKey, payload: bytes, digest: str, volatile: bool) -> None:
-        self.key, self.payload, self.digest = key, payload, digest
+    def __init__(self, key: MessageKey, payload: bytes, volatile: bool) -> None:
+        self.key, self.payload = key, payload
+        self._digest: str | None = None
         self.volatile = volatile  # its row is written without the payload (held in memory)
         self.notify: list[tuple[OnDurable, int]] = []
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the payload, computed by the writer thread when it stores the row (not
+        on the receiving path: ``accept`` compares a resend's bytes with the held payload)."""
+        if self._digest is None:
+            self._digest = hashlib.sha256(self.payload).hexdigest()
+        return self._digest
 
 
 class Mailbox:
@@ -622,10 +631,9 @@ class Mailbox:
                 if known is not None and not known(key.job):
                     now.append(i)
                     continue
-                digest = hashlib.sha256(payload).hexdigest()
                 old = self._behind.get(key)
                 if old is not None:
-                    if old.digest != digest:
+                    if old.payload != payload:
                         out[i] = MessageConflict(
                             f"message {key.path()} was already received with other content",
                             party=key.sender,
@@ -659,7 +667,7 @@ class Mailbox:
                     and len(payload) > 0
                     and volatile(key)
                 )
-                entry = _Behind(key, payload, digest, held)
+                entry = _Behind(key, payload, held)
                 if on_durable is not None:
                     entry.notify.append((on_durable, i))
                 self._behind[key] = entry
