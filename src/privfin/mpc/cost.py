@@ -86,9 +86,10 @@ COSTED_PROVIDERS = ("ot", "rss3", "dealer")
 #: typical protocol message is 39-52 bytes).
 MESSAGE_OVERHEAD = 46
 _KAPPA_BYTES = otm.KAPPA // 8
-#: bytes of the trimmed Gilboa correction of bit k: only 64 - k bits of it are used
-_GILBOA = [(64 - k + 7) // 8 for k in range(64)]
-_GILBOA_SUM = sum(_GILBOA)
+#: bits of the trimmed Gilboa correction of bit k: only 64 - k bits of it are used (packed
+#: to the bit: 2080 bits, 260 bytes per 64 OTs of one word)
+_GILBOA = [64 - k for k in range(64)]
+_GILBOA_SUM = sum(_GILBOA) // 8
 
 
 def production_provider(compute: int) -> str:
@@ -326,7 +327,7 @@ class CostEngine(Engine):
 
     def _ot_decomposed(self, n: int, widths: Sequence[int]) -> None:
         bits = [w for w in widths if w > 0]
-        self._one_way(len(bits) * n, n * sum((w + 7) // 8 for w in bits))
+        self._one_way(len(bits) * n, (n * sum(bits) + 7) // 8)
 
     # ------------------------------------------------------------------ correlations
 
@@ -731,7 +732,7 @@ def calibrate(*, ots: int = 1 << 15, steps: int = 40, machine: str = "") -> Cali
     def hashing(width: int) -> float:
         count = ots // width
 
-        full = np.full(count, 8, dtype=np.int64)
+        full = np.full(count, 64, dtype=np.int64)
 
         def run() -> None:  # the path the provider takes (AES-NI kernel where built)
             corr = np.zeros((count, width), dtype=np.uint64)
@@ -791,7 +792,7 @@ def _corr_cost() -> float:
         got <<= np.uint64(1)
         np.sum(got, axis=0, dtype=np.uint64)
 
-    return _best(run) / float(2 * int(widths.sum()) * int(d.shape[1]))
+    return _best(run) / float(2 * int(widths.sum()) // 8 * int(d.shape[1]))
 
 
 def _base_ot_cost() -> float:

@@ -6,10 +6,10 @@ Every item is a product of private values of the two parties, computed from corr
 * **Beaver triples** (Gilboa): each party draws ``a_i, b_i``; the cross term ``a_i·b_j`` is an
   oblivious linear evaluation with 64 correlated OTs, one per bit ``k`` of ``b_j`` (the
   receiver's choice), correlation ``a_i``; bit ``k`` needs only ``64 − k`` bits of its
-  correction (trimmed to whole bytes). 128 OTs per triple, both directions in the same rounds.
+  correction (packed to the bit: 32.5 bits per word on average). 128 OTs per triple, both directions in the same rounds.
 * **Matrix triples** (``A @ B``): one OT per bit of an element of ``B`` (``64·k·n``), each
   carrying a whole column of ``A`` (``m`` words) as its correlation; when ``m < n`` the
-  transposed product is generated instead (fewer OTs, same correction bytes ``≈ 260·m·k·n``).
+  transposed product is generated instead (fewer OTs, same correction bytes ``260·m·k·n``).
 * **Boolean AND triples** on 64-bit words: ``a_i`` are the receiver's choice bits of 1-bit
   random OTs whose pair gives ``b_j = m0 ⊕ m1`` (and a share ``m0`` of ``a_i·b_j``): 128 OTs
   per word, only the IKNP matrix crosses the wire.
@@ -55,7 +55,8 @@ MAX_MATMUL_WORDS = 1 << 25
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64).reshape(64, 1)
 _SHIFTS = np.arange(64, dtype=np.int64)
-_GILBOA_BYTES = np.array([(64 - k + 7) // 8 for k in range(64)], dtype=np.int64)
+#: bits of the correction of Gilboa's OT for bit k: the received word is shifted left by k
+_GILBOA_BITS = np.array([64 - k for k in range(64)], dtype=np.int64)
 
 
 def _bit_rows(x: U64) -> np.ndarray:
@@ -150,7 +151,7 @@ class OtProvider:
             mine_a.reshape(-1, 1),
             period=n,
             shifts=np.repeat(_SHIFTS, n),
-            nbytes=np.repeat(_GILBOA_BYTES, n),
+            nbits=np.repeat(_GILBOA_BITS, n),
             repeat=64,
             task=task,
         )
@@ -210,7 +211,7 @@ class OtProvider:
                 corr,
                 period=n,
                 shifts=np.repeat(_SHIFTS, kc * n),
-                nbytes=np.repeat(_GILBOA_BYTES, kc * n),
+                nbits=np.repeat(_GILBOA_BITS, kc * n),
                 repeat=64,
             )
             c += acc.T
@@ -271,7 +272,7 @@ class OtProvider:
         (correlation: its bit), P1 chooses (its bit); P0's share is ``−h``."""
         n = x.size
         rows = _bit_rows(x)[list(bits)]  # (nb, n) 0/1
-        nbytes = np.repeat(np.array([(w + 7) // 8 for w in width_bits], dtype=np.int64), n)
+        nbits = np.repeat(np.array(width_bits, dtype=np.int64), n)
         ext = self._ext()
         empty = np.zeros((0, 1), dtype=np.uint64)
         if self.index == 0:
@@ -279,10 +280,10 @@ class OtProvider:
                 np.zeros(0, np.uint8),
                 rows.reshape(-1, 1).astype(np.uint64),
                 recv_width=1,
-                send_bytes=nbytes,
+                send_bits=nbits,
             )
             return np.asarray(-own.reshape(len(bits), n), dtype=np.uint64)
-        got, _ = ext.cot(rows.reshape(-1), empty, recv_width=1, recv_bytes=nbytes)
+        got, _ = ext.cot(rows.reshape(-1), empty, recv_width=1, recv_bits=nbits)
         return got.reshape(len(bits), n)
 
     @ring_ops
@@ -427,7 +428,7 @@ class OtProvider:
         if peer_y is not None and peer_y.size and peer_rows:
             q_p = peer_y.shape[0]
             choices = _bit_rows(peer_y.reshape(-1)).reshape(-1)  # (bit, l, j) order
-            rb = np.repeat(_GILBOA_BYTES, q_p * n)
+            rb = np.repeat(_GILBOA_BITS, q_p * n)
         else:
             q_p = 0
             choices = np.zeros(0, np.uint8)
@@ -436,7 +437,7 @@ class OtProvider:
             p_m, q_m = mine.shape
             # OT (k, l, j): correlation column M[:, l], the same for every bit k and column j
             corr = np.repeat(mine.T, n, axis=0) if n > 1 else np.ascontiguousarray(mine.T)
-            sb = np.repeat(_GILBOA_BYTES, q_m * n)
+            sb = np.repeat(_GILBOA_BITS, q_m * n)
             repeat = 64
         else:
             p_m = 0 if mine is None else mine.shape[0]
@@ -449,8 +450,8 @@ class OtProvider:
             corr,
             period=n,
             recv_width=max(peer_rows, 1) if q_p else 1,
-            recv_bytes=rb,
-            send_bytes=sb,
+            recv_bits=rb,
+            send_bits=sb,
             recv_shifts=np.repeat(_SHIFTS, q_p * n),
             send_shifts=np.repeat(_SHIFTS, q_m * n),
             repeat=repeat,
