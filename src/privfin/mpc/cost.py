@@ -237,7 +237,7 @@ class CostEngine(Engine):
         self.truncation = "pair"
         self.tally = tally
         self.batch = batch
-        self._pool: dict[tuple[int, int], int] = {}
+        self._pool: dict[tuple[int, int, int], int] = {}
         self.rounds = 0
         self.comm_seconds = 0.0
         self.n = n
@@ -335,21 +335,22 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_mul(size)
 
-    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+    def prefetch_trunc(self, requests: Sequence[tuple[int, ...]]) -> None:
         if self.kind != "ot":
             return
-        groups: dict[int, list[int]] = {}
-        for n, f in requests:
-            groups.setdefault(f, []).append(n)
-        for f in sorted(groups):
-            self._trunc_pair(sum(groups[f]), f)
-            for n in groups[f]:
-                self._pool[(n, f)] = self._pool.get((n, f), 0) + 1
+        groups: dict[tuple[int, int], list[int]] = {}
+        for req in requests:
+            n, f, ring = (*req, 64) if len(req) == 2 else req
+            groups.setdefault((f, ring), []).append(n)
+        for f, ring in sorted(groups):
+            self._trunc_pair(sum(groups[(f, ring)]), f, ring)
+            for n in groups[(f, ring)]:
+                self._pool[(n, f, ring)] = self._pool.get((n, f, ring), 0) + 1
 
-    def _trunc_pair(self, n: int, f: int) -> None:
+    def _trunc_pair(self, n: int, f: int, ring: int = 64) -> None:
         if self.kind == "ot":
-            widths = [63 - k + (f if k >= f else 0) for k in range(64)]
-            widths[63] = 63
+            widths = [max(ring - 1 - k, 63 - k + f if k >= f else 0) for k in range(ring)]
+            widths[ring - 1] = 63
             self._ot_decomposed(n, widths)
 
     def _edabits(self, n: int) -> None:
@@ -470,6 +471,10 @@ class CostEngine(Engine):
         return None
 
     @property
+    def ring_trunc(self) -> bool:
+        return self.kind == "ot" and self.n == 2
+
+    @property
     def plain_products(self) -> bool:
         return self.kind == "ot" and self.n == 2
 
@@ -479,10 +484,11 @@ class CostEngine(Engine):
         ys: dict[str, U64 | None],
         dims: dict[str, tuple[int, int]],
         n: int,
+        ring_bits: int = 64,
     ) -> dict[str, U64] | None:
         """Gilboa with a plaintext matrix (:meth:`OtProvider.plain_cross`): each owner sends
-        ``64·q·n`` correlated OTs of ``p`` words (trimmed), its peer receives them; the
-        owner's local product."""
+        ``ring_bits·q·n`` correlated OTs of ``p`` words (trimmed to ``ring_bits − k`` bits),
+        its peer receives them; the owner's local product."""
         if not self.plain_products:
             raise ConfigError("products with a plaintext matrix need the ot provider")
         sent = [0, 0]
@@ -494,12 +500,12 @@ class CostEngine(Engine):
                 q_i = 0
             if not p_j:
                 q_j = 0
-            sent[i] = p_i * n * q_i * _GILBOA_SUM
+            sent[i] = (p_i * n * q_i * ring_bits * (ring_bits + 1) // 2 + 7) // 8
             self._cot(
                 i,
-                64 * q_j * n,
+                ring_bits * q_j * n,
                 max(p_j, 1) if q_j else 1,
-                64 * q_i * n,
+                ring_bits * q_i * n,
                 p_i if q_i else 1,
                 sent[i] if q_i else None,
             )
@@ -508,8 +514,10 @@ class CostEngine(Engine):
             self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
         return None
 
-    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        if frac_bits == 0:
+    def trunc(
+        self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64
+    ) -> U64 | None:
+        if frac_bits == 0 and ring_bits == 64:
             return None
         n = prod(shape)
         if self.replicated:
@@ -523,10 +531,10 @@ class CostEngine(Engine):
                 self.tally.words[i] += words
             self._round()
             return None
-        if self._pool.get((n, frac_bits), 0) > 0:
-            self._pool[(n, frac_bits)] -= 1  # generated ahead (prefetch_trunc)
+        if self._pool.get((n, frac_bits, ring_bits), 0) > 0:
+            self._pool[(n, frac_bits, ring_bits)] -= 1  # generated ahead (prefetch_trunc)
         else:
-            self._trunc_pair(n, frac_bits)
+            self._trunc_pair(n, frac_bits, ring_bits)
         self._open(n)
         return None
 
