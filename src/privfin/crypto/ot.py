@@ -49,6 +49,7 @@ __all__ = [
     "IknpReceiver",
     "IknpSender",
     "RowPrg",
+    "TrimmedLayoutError",
     "chosen_receive",
     "chosen_send",
     "cot_receive",
@@ -60,7 +61,6 @@ __all__ = [
     "rot_send",
     "transpose_bits",
     "trim_words",
-    "TrimmedLayoutError",
     "trimmed_layout",
     "untrim_words",
 ]

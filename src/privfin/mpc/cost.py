@@ -514,9 +514,7 @@ class CostEngine(Engine):
             self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
         return None
 
-    def trunc(
-        self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64
-    ) -> U64 | None:
+    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64) -> U64 | None:
         if frac_bits == 0 and ring_bits == 64:
             return None
         n = prod(shape)

@@ -733,9 +733,7 @@ class Engine:
             prefetch(list(requests))
 
     @ring_ops
-    def trunc(
-        self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64
-    ) -> U64 | None:
+    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64) -> U64 | None:
         """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place.
 
         ``ring_bits < 64`` (pair truncation with a provider that makes such pairs, ``ot``):

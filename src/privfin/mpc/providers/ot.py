@@ -6,7 +6,8 @@ Every item is a product of private values of the two parties, computed from corr
 * **Beaver triples** (Gilboa): each party draws ``a_i, b_i``; the cross term ``a_i·b_j`` is an
   oblivious linear evaluation with 64 correlated OTs, one per bit ``k`` of ``b_j`` (the
   receiver's choice), correlation ``a_i``; bit ``k`` needs only ``64 − k`` bits of its
-  correction (packed to the bit: 32.5 bits per word on average). 128 OTs per triple, both directions in the same rounds.
+  correction (packed to the bit: 32.5 bits per word on average). 128 OTs per triple, both
+  directions in the same rounds.
 * **Matrix triples** (``A @ B``): one OT per bit of an element of ``B`` (``64·k·n``), each
   carrying a whole column of ``A`` (``m`` words) as its correlation; when ``m < n`` the
   transposed product is generated instead (fewer OTs, same correction bytes ``260·m·k·n``).
