@@ -315,6 +315,12 @@ def train_logistic(
     the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
+
+    With plaintext blocks and ``ot`` the gradient is a product modulo ``2**(2f + 21)``
+    (:meth:`_Design.grad_ring_bits`), truncated by ``f`` into Z_2^64 before the rate
+    multiplies it (one more round per iteration), and with ``t1`` the logits are a product
+    modulo ``2**(2f + 16)``, which requires ``|z| < 2**14`` (src/privfin/mpc/SPEC.md,
+    "Products modulo a smaller ring").
     """
     s = y.session
     assert isinstance(s, Session)
