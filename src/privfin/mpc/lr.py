@@ -450,7 +450,9 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         Training parameters (defaults 5, 256, 0.5, 0, true, none).
     sigmoid:
         ``auto`` (default), ``piecewise``, ``poly``, ``t1`` or ``t3`` (see
-        :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds).
+        :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds). With
+        ``t1`` and ``ot`` the logits are products modulo ``2**(2f + 16)``: valid for
+        ``|x·w| < 2**14``.
     average:
         Return the average of the last epoch's iterates (default false).
     reveal_model:
