@@ -423,3 +423,38 @@ def test_ot_ss_lr_with_l2_and_averaging_matches_plaintext() -> None:
     np.testing.assert_allclose(got["intercept"], ref[-1], atol=5e-3)
     plain = plaintext_logistic(x, y, **TRAIN, average=True)  # type: ignore[arg-type]
     assert np.abs(plain[:-1] - ref[:-1]).max() > 0.05
+
+
+@pytest.mark.parametrize("q", [1024, 1100, 2047])
+def test_the_rate_folded_into_plaintext_blocks(q: int) -> None:
+    """``_Design.backward(e, ring, rate=q)`` is ``(q / 2**11) X^T e`` (the intercept's entry
+    exact, the columns within the rounding of ``X·q/2**11`` to the fixed point) modulo the
+    ring, at scale 2f, from one OT exchange: the step then needs one truncation."""
+    from privfin.mpc.lr import _Design
+
+    rng = np.random.default_rng(q)
+    xa, xb, e = rng.normal(size=(40, 3)), rng.normal(size=(40, 2)) * 5, rng.normal(size=40)
+
+    def program(ctx: Any, p: Any, inputs: Any) -> Any:
+        s = Session(ctx, triples="ot")
+        blocks = [
+            s.plain_input("a", xa if ctx.party == "a" else None),
+            s.plain_input("b", xb if ctx.party == "b" else None),
+        ]
+        es = s.share("b", e if ctx.party == "b" else None)
+        design = _Design(blocks, True, s)
+        assert design.can_fold_rate()
+        g = design.backward(es, 53, rate=q)
+        return g.share, g.frac_bits
+
+    roles = {"a": ("data", "compute", "result"), "b": ("data", "compute")}
+    out = simulate(program, roles, settings=PROD, seed=q, timeout=60)
+    assert out["a"][1] == 32
+    low = np.uint64((1 << 53) - 1)
+    got = ((out["a"][0] + out["b"][0]) & low).astype(np.int64)
+    got = np.where(got >= 1 << 52, got - (1 << 53), got) / 2.0**32
+    x = np.hstack([xa, xb, np.ones((40, 1))])
+    want = x.T @ e * q / 2**11
+    # encodings (2**-17 each) and the rounding of X·q/2**11 (2**-17): 40 terms
+    np.testing.assert_allclose(got, want, rtol=0, atol=40 * 3 * 2.0**-17 * 4)
+    assert abs(got[-1] - want[-1]) <= 40 * 2.0**-17

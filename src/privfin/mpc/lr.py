@@ -40,6 +40,8 @@ _LOGIT_HEADROOM = 16
 #: bits of the gradient's ring above its scale 2f (plaintext blocks, ``ot``): valid for
 #: ``|X_b^T (p - y_b)| < 2**19``, the bound the step's truncation already requires
 _GRAD_HEADROOM = 21
+#: ``q / 2**_RATE_BITS`` is the quantised rate's mantissa in [0.5, 1) (:func:`step_scale`)
+_RATE_BITS = 11
 
 
 def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
@@ -156,10 +158,30 @@ class _Design:
             return 64
         return ring
 
-    def backward(self, e: SharedTensor, ring_bits: int = 64) -> SharedTensor:
+    def can_fold_rate(self) -> bool:
+        """Whether :meth:`backward` can fold the step's rate ``q / 2**11`` into the
+        plaintext blocks (every block plaintext, ``f >= 11``)."""
+        return (
+            self.plain
+            and all(isinstance(b, PlainTensor) for b in self.blocks)
+            and self.s.frac_bits >= _RATE_BITS
+        )
+
+    def backward(
+        self, e: SharedTensor, ring_bits: int = 64, rate: int | None = None
+    ) -> SharedTensor:
         """``X_b^T e``, untruncated, one entry per column (the intercept's last); with
-        ``ring_bits < 64`` correct modulo ``2**ring_bits`` only (plaintext blocks)."""
+        ``ring_bits < 64`` correct modulo ``2**ring_bits`` only (plaintext blocks).
+
+        ``rate`` (``q`` of :func:`step_scale`, :meth:`can_fold_rate`): ``(q / 2**11) X_b^T e``
+        instead, the same scale and magnitude bound: each owner multiplies its plaintext
+        block by ``q / 2**11`` locally (rounded to its fixed point: an error of at most
+        ``2**-(f+1)`` per element, the size of the encoding's own) and the intercept's
+        ``Σ e`` is multiplied exactly by ``q·2**(f−11)``, so the step needs a single
+        truncation."""
         s = self.s
+        if rate is not None:
+            return self._backward_rate(e, ring_bits, rate)
         if self.paired:
             return self._paired(self.x.T, None if self.x_next is None else self.x_next.T, e)
         if not self.plain:
@@ -180,6 +202,29 @@ class _Design:
             total = e.sum().reshape(1)
             parts.append(total.rescale(total.frac_bits + s.frac_bits))
         return concatenate(parts)
+
+    def _backward_rate(self, e: SharedTensor, ring_bits: int, q: int) -> SharedTensor:
+        s = self.s
+        if not self.can_fold_rate() or not 0 < q < 1 << _RATE_BITS:
+            raise ConfigError("the rate folds only into plaintext blocks at f >= 11")
+        plain = [b for b in self.blocks if isinstance(b, PlainTensor)]
+        parts = s.plain_matmul([(_rate_scaled(b, q).T, e) for b in plain], ring_bits=ring_bits)
+        if self.intercept:
+            total = e.sum().reshape(1)
+            k = q << (s.frac_bits - _RATE_BITS)
+            share = None if total.share is None else total.share * np.uint64(k)
+            parts.append(SharedTensor(s, share, (1,), total.frac_bits + s.frac_bits))
+        return concatenate(parts)
+
+
+def _rate_scaled(block: PlainTensor, q: int) -> PlainTensor:
+    """``round(X · q / 2**11)`` of a plaintext block (at its owner; the shape elsewhere)."""
+    if block.value is None:
+        return block
+    v = block.value.view(np.int64) * np.int64(q) + np.int64(1 << (_RATE_BITS - 1))
+    return PlainTensor(
+        block.owner, (v >> np.int64(_RATE_BITS)).view(np.uint64), block.shape, block.frac_bits
+    )
 
 
 def _train_rss3_t1(
@@ -334,6 +379,7 @@ def train_logistic(
     # generated ahead in bulk, off the online path (the step's, and t1's of the logits)
     ring = design.ring_bits(sigmoid)
     g_ring = design.grad_ring_bits()
+    fold = g_ring < 64 and design.can_fold_rate()
     plan: list[tuple[int, ...]] = []
     for _ in range(epochs):
         for start in range(0, n, batch_size):
@@ -341,7 +387,9 @@ def train_logistic(
             if sigmoid == "t1":
                 plan.append((b, f + 3) if ring == 64 else (b, f + 3, ring))
             sh = step_scale(learning_rate, b)[1]
-            if g_ring < 64:  # the gradient to scale f, then the step's truncation by sh
+            if g_ring < 64 and fold:  # one truncation from Z_2^g_ring
+                plan.append((design.cols, f + sh - _RATE_BITS, g_ring))
+            elif g_ring < 64:  # the gradient to scale f, then the step's truncation by sh
                 plan += [(design.cols, f, g_ring), (design.cols, sh)]
             else:
                 plan.append((design.cols, f + sh))
@@ -374,8 +422,20 @@ def train_logistic(
                 p = SharedTensor(s, cut.share, cut.shape, f) + 0.5
             else:
                 p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-            grad = xb.backward(p - yb, g_ring)  # scale 2f
             q, sh = step_scale(learning_rate, len(idx))
+            if fold:  # (q/2**11) X_b^T e, one truncation by f + sh - 11 from Z_2^g_ring
+                grad = xb.backward(p - yb, g_ring, rate=q)  # scale 2f
+                cut = f + sh - _RATE_BITS
+                # the update (q / 2**sh) X_b^T e at scale f + cut (= 2f + sh - 11)
+                raw = SharedTensor(s, grad.share, grad.shape, f + cut)
+                if l2:
+                    decay = w * round(learning_rate * l2 * 2.0**cut)
+                    raw = raw + SharedTensor(s, decay.share, decay.shape, f + cut)
+                w = w - s.truncate(raw, cut, ring_bits=g_ring)
+                if average and epoch == epochs - 1:
+                    acc = w if acc is None else acc + w
+                continue
+            grad = xb.backward(p - yb, g_ring)  # scale 2f
             if g_ring < 64:  # from Z_2^g_ring to scale f first (one more round)
                 grad = s.truncate(grad, f, ring_bits=g_ring)
             gs = grad.frac_bits
