@@ -425,13 +425,13 @@ def train_logistic(
             q, sh = step_scale(learning_rate, len(idx))
             if fold:  # (q/2**11) X_b^T e, one truncation by f + sh - 11 from Z_2^g_ring
                 grad = xb.backward(p - yb, g_ring, rate=q)  # scale 2f
-                cut = f + sh - _RATE_BITS
-                # the update (q / 2**sh) X_b^T e at scale f + cut (= 2f + sh - 11)
-                raw = SharedTensor(s, grad.share, grad.shape, f + cut)
+                shift = f + sh - _RATE_BITS
+                # the update (q / 2**sh) X_b^T e at scale f + shift (= 2f + sh - 11)
+                raw = SharedTensor(s, grad.share, grad.shape, f + shift)
                 if l2:
-                    decay = w * round(learning_rate * l2 * 2.0**cut)
-                    raw = raw + SharedTensor(s, decay.share, decay.shape, f + cut)
-                w = w - s.truncate(raw, cut, ring_bits=g_ring)
+                    decay = w * round(learning_rate * l2 * 2.0**shift)
+                    raw = raw + SharedTensor(s, decay.share, decay.shape, f + shift)
+                w = w - s.truncate(raw, shift, ring_bits=g_ring)
                 if average and epoch == epochs - 1:
                     acc = w if acc is None else acc + w
                 continue
