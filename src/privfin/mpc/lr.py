@@ -362,8 +362,10 @@ def train_logistic(
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
 
     With plaintext blocks and ``ot`` the gradient is a product modulo ``2**(2f + 21)``
-    (:meth:`_Design.grad_ring_bits`), truncated by ``f`` into Z_2^64 before the rate
-    multiplies it (one more round per iteration), and with ``t1`` the logits are a product
+    (:meth:`_Design.grad_ring_bits`): with every block plaintext the rate's mantissa is
+    folded into it (:meth:`_Design.backward`) and one truncation makes the step; with a
+    shared block it is truncated by ``f`` into Z_2^64 before the rate multiplies it (one
+    more round per iteration). With ``t1`` the logits are a product
     modulo ``2**(2f + 16)``, which requires ``|z| < 2**14`` (src/privfin/mpc/SPEC.md,
     "Products modulo a smaller ring").
     """
