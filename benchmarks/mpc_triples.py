@@ -344,9 +344,11 @@ def main() -> None:
         "--nodes", action="store_true", help="only SS-LR between node processes (t1, ot and rss3)"
     )
     ap.add_argument("--node-jobs", type=int, default=3, help="jobs per cluster (--nodes)")
+    ap.add_argument("--node-triples", default="ot,rss3", help="providers to run (--nodes)")
     args = ap.parse_args()
     if args.nodes:
-        _nodes_main(4000 if args.quick else 20000, args.node_jobs)
+        providers = [t for t in args.node_triples.split(",") if t]
+        _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers)
         return
     n = args.triples or (10**5 if args.quick else 10**6)
     print(f"machine: {machine()}")
@@ -386,15 +388,17 @@ def main() -> None:
             )
 
 
-def _nodes_main(n_rows: int, jobs: int) -> None:
+def _nodes_main(n_rows: int, jobs: int, providers: list[str]) -> None:
     print(f"machine: {machine()}")
     rows = []
-    for triples in ("ot", "rss3"):
+    for triples in providers:
         rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs)
     print_table(
         f"SS-LR {n_rows}x20, 3 epochs, t1, production mode, between node processes (stream)", rows
     )
     for triples, peer, target in (("ot", 57.5, 5.75), ("rss3", 17.7, 1.77)):
+        if triples not in providers:
+            continue
         mine = [r for r in rows if r["triples"] == triples and r["job"] > 0] or [
             r for r in rows if r["triples"] == triples
         ]

@@ -121,28 +121,35 @@ def test_kernel_refuses_when_absent_or_asked_wrongly() -> None:
     out = np.empty((2, 3), np.uint64)
     no_acc = (np.empty(0, np.uint64), 0, b"")
 
-    def recv(*layout: Any, acc: Any = no_acc) -> None:
-        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, bytes(48), 3, out, *acc, *layout)
+    def recv(nbits: Any, msg: bytes = bytes(48), acc: Any = no_acc) -> None:
+        _ot_kernel.cot_recv(h.key, rows, bytes(2), 0, msg, 3, out, *acc, nbits)
 
-    def send(corr: bytes, phase: int, *layout: Any) -> None:
-        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, corr, phase, 3, out, *no_acc, *layout, 48)
+    def send(corr: bytes, phase: int, nbits: Any, size: int = 48) -> None:
+        _ot_kernel.cot_send(h.key, rows, bytes(16), 0, corr, phase, 3, out, *no_acc, nbits, size)
 
-    good = np.array([0, 24], np.int64), np.array([8, 8], np.int64)
-    recv(*good)  # well-formed: accepted
-    with pytest.raises(ValueError, match="out of range"):  # a width above 8
-        recv(np.zeros(2, np.int64), np.array([8, 9], np.int64))
-    with pytest.raises(ValueError, match="out of range"):  # row 1 past the end
-        recv(np.array([0, 40], np.int64), np.array([8, 8], np.int64))
+    good = np.array([64, 64], np.int64)
+    recv(good)  # well-formed: accepted
+    recv(np.array([5, 7], np.int64), bytes(5))  # 36 bits: 5 bytes
+    with pytest.raises(ValueError, match="0-64 bits"):  # a width above 64
+        recv(np.array([64, 65], np.int64))
+    with pytest.raises(ValueError, match="0-64 bits"):
+        recv(np.array([-1, 8], np.int64))
+    with pytest.raises(ValueError, match="size"):  # one byte short of the layout
+        recv(good, bytes(47))
+    with pytest.raises(ValueError, match="size"):  # one byte too many
+        recv(np.array([5, 7], np.int64), bytes(6))
+    with pytest.raises(ValueError, match="size"):
+        send(bytes(24), 0, good, 47)
     with pytest.raises(ValueError, match="sizes"):  # 1 word of correlation for 3-word OTs
-        send(bytes(8), 0, *good)
+        send(bytes(8), 0, good)
     with pytest.raises(ValueError, match="sizes"):  # phase past the correlations
-        send(bytes(24), 1, *good)
+        send(bytes(24), 1, good)
     acc = np.zeros((1, 3), np.uint64)
     with pytest.raises(ValueError, match="shift"):
-        recv(*good, acc=(acc, 0, bytes([0, 64])))
+        recv(good, acc=(acc, 0, bytes([0, 64])))
     with pytest.raises(ValueError, match="accumulator"):
-        recv(*good, acc=(acc, 1, bytes(2)))
-    recv(*good, acc=(acc, 0, bytes([0, 63])))
+        recv(good, acc=(acc, 1, bytes(2)))
+    recv(good, acc=(acc, 0, bytes([0, 63])))
 
 
 @pytest.mark.skipif(not ot.KERNEL, reason="the AES-NI kernel is not built here")
@@ -159,8 +166,9 @@ def test_kernel_and_numpy_cot_give_the_same_bytes(
     n: int, width: int, tweak: int, runs: bool, period: int, seed: int
 ) -> None:
     """The compiled kernel's sender (own words, trimmed message) and receiver are
-    byte-identical to the numpy path, for run-structured and arbitrary byte widths and
-    repeated correlations (OT ``j`` uses row ``(phase + j) % period``)."""
+    byte-identical to the numpy path, for run-structured and arbitrary bit widths (0-64,
+    packed to the bit) and repeated correlations (OT ``j`` uses row ``(phase + j) %
+    period``)."""
     rng = np.random.default_rng(seed)
     h = ot.CrHash(rng.bytes(16))
     q = rng.integers(0, 256, (n, 16), dtype=np.uint8)
@@ -168,7 +176,7 @@ def test_kernel_and_numpy_cot_give_the_same_bytes(
     table = rng.integers(0, 2**64, (period, width), dtype=np.uint64)
     phase = int(rng.integers(0, period))
     corr = table[(phase + np.arange(n)) % period]
-    nb = rng.integers(0, 9, n).astype(np.int64)
+    nb = rng.integers(0, 65, n).astype(np.int64)
     if runs:
         nb = np.sort(nb)[::-1].copy()
     own0, d0 = ot.cot_send_trimmed(q, delta, h, tweak, table, nb, phase=phase, kernel=False)
@@ -180,8 +188,9 @@ def test_kernel_and_numpy_cot_give_the_same_bytes(
     r0 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=False)
     r1 = ot.cot_receive_trimmed(t, choices, h, tweak, d0, nb, width, kernel=True)
     assert np.array_equal(r0, r1)
-    mask = np.array([(1 << (8 * int(b))) - 1 for b in nb], dtype=np.uint64).reshape(-1, 1)
+    mask = np.array([(1 << int(b)) - 1 for b in nb], dtype=np.uint64).reshape(-1, 1)
     assert np.array_equal((r0 - own0) & mask, (corr * choices[:, None]) & mask)
+    assert len(d0) == (int(nb.sum()) * width + 7) // 8
 
 
 def test_base_ot_refuses_bad_points() -> None:
@@ -360,9 +369,9 @@ def test_driver_repeated_correlations_across_batches(period: int, repeat: int) -
         rng = np.random.default_rng(11 if first else 12)
         choices = rng.integers(0, 2, period * repeat, dtype=np.uint8)
         corr = rng.integers(0, 2**64 - 1, (period, 2), dtype=np.uint64, endpoint=True)
-        public = np.random.default_rng(period)  # the byte widths are public: the same at both
-        nb = public.integers(1, 9, period * repeat).astype(np.int64)
-        got, own = ext.cot(choices, corr, recv_width=2, recv_bytes=nb, send_bytes=nb, repeat=repeat)
+        public = np.random.default_rng(period)  # the bit widths are public: the same at both
+        nb = public.integers(1, 65, period * repeat).astype(np.int64)
+        got, own = ext.cot(choices, corr, recv_width=2, recv_bits=nb, send_bits=nb, repeat=repeat)
         return {"c": choices, "corr": corr, "got": got, "own": own, "nb": nb}
 
     out = simulate(program, PAIR, seed=period, settings=PROD)
@@ -370,7 +379,7 @@ def test_driver_repeated_correlations_across_batches(period: int, repeat: int) -
         r, s = out[recv], out[send]
         c = r["c"].astype(np.uint64)[:, None]
         full = np.tile(s["corr"], (repeat, 1))
-        mask = np.array([(1 << (8 * int(b))) - 1 for b in r["nb"]], np.uint64)[:, None]
+        mask = np.array([(1 << int(b)) - 1 for b in r["nb"]], np.uint64)[:, None]
         with np.errstate(over="ignore"):
             assert np.array_equal((r["got"] - s["own"]) & mask, (c * full) & mask)
 
@@ -576,6 +585,40 @@ def test_malformed_ot_messages_fail_loudly(tag: str, forge: Any, error: type) ->
         _run(TamperingHub(tag, forge))
 
 
+def _padding_bit(key: MessageKey, payload: bytes) -> bytes:
+    msg = codec.decode(payload)
+    data = bytearray(msg.data)
+    data[-1] |= 0x80  # the last byte holds 4 value bits and 4 zero padding bits
+    return codec.encode(OtCorrections(counter=msg.counter, data=bytes(data)))
+
+
+def _narrow_cot(ctx: Any, params: Any, inputs: Any) -> Any:
+    first = ctx.party == "a"
+    ext = OtExtension(ctx, "b" if first else "a", first=first, batch=1024)
+    rng = np.random.default_rng(5 if first else 6)
+    choices = rng.integers(0, 2, 300, dtype=np.uint8)
+    corr = rng.integers(0, 2**64 - 1, (300, 1), dtype=np.uint64, endpoint=True)
+    five = np.full(300, 5, np.int64)  # 1,500 bits: 187.5 bytes
+    return ext.cot(choices, corr, recv_width=1, recv_bits=five, send_bits=five)
+
+
+def test_packed_corrections_with_a_padding_bit_set_are_refused() -> None:
+    """Corrections are packed to the bit; the zero padding of the last byte is checked, so
+    a correction message no honest sender produces is refused, naming the sender."""
+    honest = simulate(_narrow_cot, PAIR, settings=PROD, seed=1, timeout=10)
+    assert honest["a"][0].shape == (300, 1)
+    with pytest.raises(ProtocolAbort, match="padding") as err:
+        simulate(
+            _narrow_cot,
+            PAIR,
+            settings=PROD,
+            seed=1,
+            timeout=10,
+            hub=TamperingHub("mpc.ot.corr", _padding_bit),
+        )
+    assert err.value.party in PAIR
+
+
 class _EveryMessageHub(TamperingHub):
     """Forges every message with the tag (not only the first)."""
 
@@ -601,7 +644,7 @@ def test_semi_honest_limit_a_flipped_correction_is_not_detected() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.integers(0, 8), min_size=0, max_size=40), st.integers(1, 3), st.data())
+@given(st.lists(st.integers(0, 64), min_size=0, max_size=40), st.integers(1, 3), st.data())
 def test_trimmed_corrections_roundtrip_modulo_their_widths(
     widths: list[int], width: int, data: Any
 ) -> None:
@@ -611,7 +654,23 @@ def test_trimmed_corrections_roundtrip_modulo_their_widths(
     )
     d = np.array(words, dtype=np.uint64).reshape(w.size, width)
     packed = ot.trim_words(d, w)
-    assert packed.size == ot.trimmed_layout(w, width)[1] == int(w.sum()) * width
+    bits = int(w.sum()) * width
+    assert packed.size == ot.trimmed_layout(w, width)[1] == (bits + 7) // 8
     back = ot.untrim_words(packed, w, width)
-    mask = np.array([(1 << (8 * int(b))) - 1 for b in widths], dtype=object).reshape(-1, 1)
+    mask = np.array([(1 << int(b)) - 1 for b in widths], dtype=object).reshape(-1, 1)
     assert np.array_equal(back.astype(object), d.astype(object) & mask)
+    # the stream, read bit by bit: row after row, word after word, low bits first
+    stream = 0
+    at = 0
+    for j, b in enumerate(widths):
+        for i in range(width):
+            stream |= (int(d[j, i]) & ((1 << b) - 1)) << at
+            at += b
+    assert packed.tobytes() == stream.to_bytes(packed.size, "little")
+    if bits % 8:  # a set padding bit is not a valid encoding
+        bad = packed.copy()
+        bad[-1] |= np.uint8(0x80)
+        with pytest.raises(ot.TrimmedLayoutError):
+            ot.untrim_words(bad, w, width)
+    with pytest.raises(ot.TrimmedLayoutError):
+        ot.untrim_words(np.append(packed, np.uint8(0)), w, width)

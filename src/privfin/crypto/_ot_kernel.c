@@ -11,7 +11,8 @@
  * tweak * 2^20 + l); block l gives words 2l and 2l + 1 of row j.
  *
  * Sender: own_j = H(q_j), d_j = H(q_j) - H(q_j XOR delta) + corr_j (word-wise mod 2^64); d is
- * written trimmed: the low nbytes[j] bytes of every word of row j, rows one after the other.
+ * written trimmed: the low nbits[j] bits (0-64) of every word of row j, rows one after the
+ * other, as one little-endian bit stream zero-padded to whole bytes.
  * Receiver: out_j = H(t_j) + c_j * d_j where d_j is read back from the trimmed layout (zero
  * extended). Compiled for x86-64 only and used only when the CPU reports AES-NI (checked at
  * run time); otherwise available() is False and privfin uses the numpy path. No I/O, no state;
@@ -83,31 +84,51 @@ TGT static inline void aes4(const __m128i rk[11], __m128i v[4]) {
     v[3] = _mm_aesenclast_si128(d, rk[10]);
 }
 
-/* Writes the low `w` bytes of `x` at `dst`. Rows are written in increasing order, so a full
- * 8-byte store is safe where 8 bytes fit before `end`: the bytes past `w` are overwritten by
- * the next word (or were already past the row's end, which the next row overwrites). */
-static inline void put_low(uint8_t *dst, uint64_t x, int w, const uint8_t *end) {
-    if (dst + 8 <= end) {
-        memcpy(dst, &x, 8);
+/* Bit-stream writer: words are appended in order; a full 64-bit word is stored as soon as it
+ * is complete, so every store lies within the first total_bits / 8 bytes of the message. */
+typedef struct {
+    uint8_t *p;
+    uint64_t acc;
+    int n; /* bits pending in acc, < 64 */
+} bitw_t;
+
+static inline uint64_t low_bits(uint64_t x, int w) {
+    return w >= 64 ? x : (x & ((1ULL << w) - 1));
+}
+
+static inline void bw_put(bitw_t *b, uint64_t x, int w) {
+    if (w == 0) return;
+    x = low_bits(x, w);
+    b->acc |= x << b->n;
+    const int tot = b->n + w;
+    if (tot >= 64) {
+        memcpy(b->p, &b->acc, 8);
+        b->p += 8;
+        b->acc = b->n ? x >> (64 - b->n) : 0;
+        b->n = tot - 64;
     } else {
-        memcpy(dst, &x, (size_t)w);
+        b->n = tot;
     }
 }
 
-static const uint64_t LOW_MASK[9] = {
-    0,          0xffULL,         0xffffULL,         0xffffffULL,         0xffffffffULL,
-    0xffffffffffULL, 0xffffffffffffULL, 0xffffffffffffffULL, 0xffffffffffffffffULL,
-};
+static inline void bw_flush(bitw_t *b) {
+    if (b->n) memcpy(b->p, &b->acc, (size_t)((b->n + 7) / 8));
+}
 
-/* The low `w` bytes at `src`, zero-extended (little-endian host: x86-64). */
-static inline uint64_t get_low(const uint8_t *src, int w, const uint8_t *end) {
+/* The `w` bits at bit position `pos` of `src` (`len` bytes), zero-extended (little-endian
+ * host: x86-64). The caller guarantees pos + w <= 8 * len. */
+static inline uint64_t get_bits(const uint8_t *src, Py_ssize_t len, uint64_t pos, int w) {
+    const Py_ssize_t at = (Py_ssize_t)(pos >> 3);
+    const int sh = (int)(pos & 7);
     uint64_t x = 0;
-    if (src + 8 <= end) {
-        memcpy(&x, src, 8);
-        return x & LOW_MASK[w];
+    if (at + 8 <= len) {
+        memcpy(&x, src + at, 8);
+    } else {
+        memcpy(&x, src + at, (size_t)(len - at));
     }
-    memcpy(&x, src, (size_t)w);
-    return x;
+    x >>= sh;
+    if (sh + w > 64) x |= (uint64_t)src[at + 8] << (64 - sh);
+    return low_bits(x, w);
 }
 
 /* Where the words of OT j go: row j of `rows` (n x width), or, when `acc` is set, added
@@ -128,12 +149,12 @@ static inline uint64_t *sink_row(const sink_t *k, Py_ssize_t j, Py_ssize_t ar, P
 TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint8_t *delta,
                               uint64_t tweak_hi, const uint64_t *corr, Py_ssize_t period,
                               Py_ssize_t phase, Py_ssize_t n, Py_ssize_t width, sink_t own,
-                              uint8_t *dout, const uint8_t *dend, const int64_t *offsets,
-                              const int64_t *nbytes) {
+                              uint8_t *dout, const int64_t *nbits) {
     const __m128i dl = _mm_loadu_si128((const __m128i *)delta);
     const Py_ssize_t blocks = (width + 1) / 2;
     Py_ssize_t cr = phase;           /* row of corr used by OT j: (phase + j) mod period */
     Py_ssize_t ar = own.acc_phase;   /* accumulator row of OT j */
+    bitw_t bw = {dout, 0, 0};
     for (Py_ssize_t j = 0; j < n; j++) {
         __m128i p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
         __m128i p1 = _mm_xor_si128(p0, dl);
@@ -144,8 +165,7 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
         const uint64_t *cj = corr + cr * width;
         uint64_t *oj = sink_row(&own, j, ar, width);
         const int sh = own.acc ? own.shifts[j] : 0;
-        uint8_t *dj = dout + offsets[j];
-        const int w = (int)nbytes[j];
+        const int w = (int)nbits[j];
         for (Py_ssize_t l = 0; l < blocks; l += 2) {
             const int nb = blocks - l < 2 ? 1 : 2;
             __m128i v[4], y[4];
@@ -164,7 +184,7 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
                 _mm_storeu_si128((__m128i *)aw, _mm_sub_epi64(a, b));
                 _mm_storeu_si128((__m128i *)ow, a);
                 for (int i = 0; i < cnt; i++) {
-                    if (w) put_low(dj + (size_t)(at + i) * w, aw[i] + cj[at + i], w, dend);
+                    bw_put(&bw, aw[i] + cj[at + i], w);
                     if (own.acc)
                         oj[at + i] -= ow[i] << sh;
                     else
@@ -175,22 +195,23 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
         if (++cr == period) cr = 0;
         if (own.acc && ++ar == own.acc_period) ar = 0;
     }
+    bw_flush(&bw);
 }
 
 /* Receiver: out_j = H(t_j) + c_j * untrim(d_j). */
 TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint8_t *choices,
-                              uint64_t tweak_hi, const uint8_t *msg, const uint8_t *mend,
+                              uint64_t tweak_hi, const uint8_t *msg, Py_ssize_t mlen,
                               Py_ssize_t n, Py_ssize_t width, sink_t out,
-                              const int64_t *offsets, const int64_t *nbytes) {
+                              const int64_t *nbits) {
     const Py_ssize_t blocks = (width + 1) / 2;
     Py_ssize_t ar = out.acc_phase;
+    uint64_t pos = 0; /* bit position in msg */
     for (Py_ssize_t j = 0; j < n; j++) {
         __m128i p0 = aes1(rk, _mm_loadu_si128((const __m128i *)(t + 16 * j)));
         p0 = _mm_xor_si128(p0, _mm_set_epi64x((long long)tweak_hi, (long long)j));
         uint64_t *oj = sink_row(&out, j, ar, width);
         const int sh = out.acc ? out.shifts[j] : 0;
-        const uint8_t *mj = msg + offsets[j];
-        const int w = (int)nbytes[j];
+        const int w = (int)nbits[j];
         const int c = choices[j] != 0 && w > 0;
         for (Py_ssize_t l = 0; l < blocks; l += 4) {
             const int nb = (int)(blocks - l < 4 ? blocks - l : 4);
@@ -206,7 +227,7 @@ TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint
                 _mm_storeu_si128((__m128i *)hw, _mm_xor_si128(v[u], y[u]));
                 for (int i = 0; i < cnt; i++) {
                     uint64_t x = hw[i];
-                    if (c) x += get_low(mj + (size_t)(at + i) * w, w, mend);
+                    if (c) x += get_bits(msg, mlen, pos + (uint64_t)(at + i) * (uint64_t)w, w);
                     if (out.acc)
                         oj[at + i] += x << sh;
                     else
@@ -214,6 +235,7 @@ TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint
                 }
             }
         }
+        pos += (uint64_t)width * (uint64_t)w;
         if (out.acc && ++ar == out.acc_period) ar = 0;
     }
 }
@@ -334,19 +356,24 @@ TGT static int cpu_ok(void) {
 }
 #endif
 
-static int check_layout(Py_buffer *offsets, Py_buffer *nbytes, Py_ssize_t n, Py_ssize_t width,
-                        Py_ssize_t dlen) {
-    if (offsets->len != n * 8 || nbytes->len != n * 8) {
-        PyErr_SetString(PyExc_ValueError, "offsets and nbytes need one int64 per row");
+/* nbits: one int64 in 0..64 per row; the layout's size must be exactly dlen bytes. */
+static int check_layout(Py_buffer *nbits, Py_ssize_t n, Py_ssize_t width, Py_ssize_t dlen) {
+    if (nbits->len != n * 8) {
+        PyErr_SetString(PyExc_ValueError, "nbits needs one int64 per row");
         return -1;
     }
-    const int64_t *off = (const int64_t *)offsets->buf;
-    const int64_t *nb = (const int64_t *)nbytes->buf;
+    const int64_t *nb = (const int64_t *)nbits->buf;
+    uint64_t total = 0;
     for (Py_ssize_t j = 0; j < n; j++) {
-        if (nb[j] < 0 || nb[j] > 8 || off[j] < 0 || off[j] + nb[j] * width > dlen) {
-            PyErr_SetString(PyExc_ValueError, "trimmed layout out of range");
+        if (nb[j] < 0 || nb[j] > 64) {
+            PyErr_SetString(PyExc_ValueError, "trimmed widths are 0-64 bits");
             return -1;
         }
+        total += (uint64_t)nb[j] * (uint64_t)width;
+    }
+    if ((uint64_t)dlen != (total + 7) / 8) {
+        PyErr_SetString(PyExc_ValueError, "trimmed layout size does not match");
+        return -1;
     }
     return 0;
 }
@@ -404,19 +431,18 @@ static PyObject *k_available(PyObject *self, PyObject *args) {
 #endif
 }
 
-/* cot_send(key, q, delta, tweak, corr, phase, width, own, acc, acc_phase, shifts, offsets,
- *          nbytes, size) -> bytes:
+/* cot_send(key, q, delta, tweak, corr, phase, width, own, acc, acc_phase, shifts, nbits,
+ *          size) -> bytes:
  * row j of the OTs uses correlation row (phase + j) mod len(corr); the sender's words go to
  * `own` (n x width) or, if `acc` is non-empty, are subtracted from it (see sink_t); the
  * trimmed message (size bytes) is returned as a new bytes object. */
 static PyObject *k_cot_send(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer key, q, delta, corr, own, acc, shifts, offsets, nbytes;
+    Py_buffer key, q, delta, corr, own, acc, shifts, nbits;
     unsigned long long tweak;
     Py_ssize_t width, phase, size, acc_phase;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*w*ny*y*y*n", &key, &q, &delta, &tweak, &corr,
-                          &phase, &width, &own, &acc, &acc_phase, &shifts, &offsets, &nbytes,
-                          &size))
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*w*ny*y*n", &key, &q, &delta, &tweak, &corr,
+                          &phase, &width, &own, &acc, &acc_phase, &shifts, &nbits, &size))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = q.len / 16;
@@ -429,7 +455,7 @@ static PyObject *k_cot_send(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "cot_send: sizes do not match");
         goto done;
     }
-    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, size) < 0 ||
+    if (parse_tweak(tweak, &hi) < 0 || check_layout(&nbits, n, width, size) < 0 ||
         make_sink(&sink, &own, &acc, acc_phase, &shifts, n, width) < 0)
         goto done;
 #ifdef PRIVFIN_AESNI
@@ -445,7 +471,7 @@ static PyObject *k_cot_send(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_send_rows(rk, (const uint8_t *)q.buf, (const uint8_t *)delta.buf, hi,
                       (const uint64_t *)corr.buf, period, phase, n, width, sink, dout,
-                      dout + size, (const int64_t *)offsets.buf, (const int64_t *)nbytes.buf);
+                      (const int64_t *)nbits.buf);
         Py_END_ALLOW_THREADS
     }
 #else
@@ -459,20 +485,19 @@ done:
     PyBuffer_Release(&own);
     PyBuffer_Release(&acc);
     PyBuffer_Release(&shifts);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&nbytes);
+    PyBuffer_Release(&nbits);
     return ret;
 }
 
-/* cot_recv(key, t, choices, tweak, msg, width, out, acc, acc_phase, shifts, offsets, nbytes):
+/* cot_recv(key, t, choices, tweak, msg, width, out, acc, acc_phase, shifts, nbits):
  * the receiver's words go to `out` (n x width) or, if `acc` is non-empty, are added to it. */
 static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer key, t, choices, msg, out, acc, shifts, offsets, nbytes;
+    Py_buffer key, t, choices, msg, out, acc, shifts, nbits;
     unsigned long long tweak;
     Py_ssize_t width, acc_phase;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*ny*y*y*", &key, &t, &choices, &tweak, &msg,
-                          &width, &out, &acc, &acc_phase, &shifts, &offsets, &nbytes))
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*ny*y*", &key, &t, &choices, &tweak, &msg,
+                          &width, &out, &acc, &acc_phase, &shifts, &nbits))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = t.len / 16;
@@ -482,7 +507,7 @@ static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "cot_recv: sizes do not match");
         goto done;
     }
-    if (parse_tweak(tweak, &hi) < 0 || check_layout(&offsets, &nbytes, n, width, msg.len) < 0 ||
+    if (parse_tweak(tweak, &hi) < 0 || check_layout(&nbits, n, width, msg.len) < 0 ||
         make_sink(&sink, &out, &acc, acc_phase, &shifts, n, width) < 0)
         goto done;
 #ifdef PRIVFIN_AESNI
@@ -494,8 +519,8 @@ static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
         __m128i rk[11];
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_recv_rows(rk, (const uint8_t *)t.buf, (const uint8_t *)choices.buf, hi,
-                      (const uint8_t *)msg.buf, (const uint8_t *)msg.buf + msg.len, n, width,
-                      sink, (const int64_t *)offsets.buf, (const int64_t *)nbytes.buf);
+                      (const uint8_t *)msg.buf, msg.len, n, width, sink,
+                      (const int64_t *)nbits.buf);
         Py_END_ALLOW_THREADS
     }
     ret = Py_None;
@@ -511,8 +536,7 @@ done:
     PyBuffer_Release(&out);
     PyBuffer_Release(&acc);
     PyBuffer_Release(&shifts);
-    PyBuffer_Release(&offsets);
-    PyBuffer_Release(&nbytes);
+    PyBuffer_Release(&nbits);
     return ret;
 }
 

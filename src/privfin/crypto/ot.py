@@ -29,7 +29,6 @@ bytes; a protocol driver (:mod:`privfin.mpc.ot`) carries them between parties.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from typing import Any
 
 import numpy as np
@@ -50,6 +49,7 @@ __all__ = [
     "IknpReceiver",
     "IknpSender",
     "RowPrg",
+    "TrimmedLayoutError",
     "chosen_receive",
     "chosen_send",
     "cot_receive",
@@ -484,76 +484,57 @@ def chosen_receive(t: U8, choices: U8, h: CrHash, tweak: int, e0: U64, e1: U64) 
 
 I64 = npt.NDArray[np.int64]
 
-#: a 64-bit word as (its low w bytes, the rest): lets numpy move w-byte fields as units
-_LOW_BYTES = {w: np.dtype([("lo", f"V{w}"), ("hi", f"V{8 - w}")]) for w in range(1, 8)} | {
-    8: np.dtype([("lo", "V8")])
-}
-_MAX_RUNS = 64
+#: Bits per trimmed word at most.
+WORD_BITS = 64
+_BIT_INDEX = np.arange(WORD_BITS, dtype=np.int64)
 
 
-def trimmed_layout(nbytes: I64, width: int) -> tuple[I64, int]:
-    """Byte offset of each row in the trimmed layout (the low ``nbytes[j]`` bytes of every
-    one of the ``width`` words of row ``j``, rows one after the other) and the total size."""
-    sizes = np.asarray(nbytes, dtype=np.int64) * width
-    offsets = np.zeros(sizes.size, dtype=np.int64)
-    if sizes.size > 1:
-        np.cumsum(sizes[:-1], out=offsets[1:])
-    return offsets, int(sizes.sum())
+class TrimmedLayoutError(ValueError):
+    """A trimmed message that is not a valid encoding (size, or padding bits not zero)."""
 
 
-def _runs(nbytes: I64) -> list[tuple[int, int, int]] | None:
-    """``(w, first, end)`` for each run of equal widths, or ``None`` past ``_MAX_RUNS`` runs."""
-    if nbytes.size == 0:
-        return []
-    starts = np.flatnonzero(np.diff(nbytes)) + 1
-    if starts.size >= _MAX_RUNS:
-        return None
-    bounds = [0, *starts.tolist(), int(nbytes.size)]
-    return [(int(nbytes[a]), a, b) for a, b in itertools.pairwise(bounds)]
+def trimmed_layout(nbits: I64, width: int) -> tuple[int, int]:
+    """``(bits, bytes)`` of the trimmed layout: the low ``nbits[j]`` bits (0-64) of every one
+    of the ``width`` words of row ``j``, rows one after the other, words in order, as one
+    little-endian bit stream (bit ``i`` of the stream is bit ``i % 8`` of byte ``i // 8``),
+    zero-padded to whole bytes."""
+    nb = np.asarray(nbits, dtype=np.int64)
+    if nb.size and (int(nb.min()) < 0 or int(nb.max()) > WORD_BITS):
+        raise ValueError("trimmed widths are 0-64 bits")
+    bits = int(nb.sum()) * width
+    return bits, (bits + 7) // 8
 
 
-def _byte_mask(nbytes: I64, width: int) -> npt.NDArray[np.bool_]:
-    keep = np.arange(8).reshape(1, 1, 8) < nbytes.reshape(-1, 1, 1)
-    return np.broadcast_to(keep, (nbytes.size, width, 8))
+def _bit_mask(nbits: I64, width: int) -> npt.NDArray[np.bool_]:
+    keep = _BIT_INDEX.reshape(1, 1, WORD_BITS) < nbits.reshape(-1, 1, 1)
+    return np.broadcast_to(keep, (nbits.size, width, WORD_BITS))
 
 
-def trim_words(d: U64, nbytes: I64) -> U8:
+def trim_words(d: U64, nbits: I64) -> U8:
     """The trimmed layout of ``d`` (``(n, width)`` uint64; see :func:`trimmed_layout`)."""
     n, width = d.shape
-    raw = np.ascontiguousarray(d).view(np.uint8).reshape(n, width, 8)
-    runs = _runs(nbytes)
-    if runs is None:
-        return np.ascontiguousarray(raw[_byte_mask(nbytes, width)])
-    out = np.empty(trimmed_layout(nbytes, width)[1], dtype=np.uint8)
-    at = 0
-    for w, a, b in runs:
-        if w == 0:
-            continue
-        part = raw[a:b, :, :w]
-        out[at : at + part.size].reshape(part.shape)[...] = part
-        at += part.size
-    return out
+    nb = np.asarray(nbits, dtype=np.int64)
+    trimmed_layout(nb, width)
+    raw = np.ascontiguousarray(d, dtype=np.uint64).view(np.uint8).reshape(n, width, 8)
+    bits = np.unpackbits(raw, axis=2, bitorder="little")  # (n, width, 64), bit k at k
+    return np.packbits(bits[_bit_mask(nb, width)], bitorder="little")
 
 
-def untrim_words(data: npt.ArrayLike, nbytes: I64, width: int) -> U64:
-    """The words of a trimmed layout, zero-extended: ``(n, width)`` uint64."""
-    n = nbytes.size
+def untrim_words(data: npt.ArrayLike, nbits: I64, width: int) -> U64:
+    """The words of a trimmed layout, zero-extended: ``(n, width)`` uint64. Raises
+    :class:`TrimmedLayoutError` if the size is not the layout's or a padding bit is set."""
+    nb = np.asarray(nbits, dtype=np.int64)
+    n = nb.size
+    total, size = trimmed_layout(nb, width)
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
-    raw = np.zeros((n, width, 8), dtype=np.uint8)
-    runs = _runs(nbytes)
-    if runs is None:
-        raw[_byte_mask(nbytes, width)] = buf
-        return raw.view(np.uint64).reshape(n, width)
-    at = 0
-    for w, a, b in runs:
-        if w == 0:
-            continue
-        size = (b - a) * width * w
-        # whole w-byte fields per word (numpy copies them as units, not byte by byte)
-        dst = raw[a:b].view(_LOW_BYTES[w])["lo"]
-        dst[...] = buf[at : at + size].view(f"V{w}").reshape(dst.shape)
-        at += size
-    return raw.view(np.uint64).reshape(n, width)
+    if buf.size != size:
+        raise TrimmedLayoutError(f"trimmed message of {buf.size} bytes, expected {size}")
+    stream = np.unpackbits(buf.astype(np.uint8, copy=False), bitorder="little")
+    if stream[total:].any():
+        raise TrimmedLayoutError("trimmed message: padding bits are not zero")
+    bits = np.zeros((n, width, WORD_BITS), dtype=np.uint8)
+    bits[_bit_mask(nb, width)] = stream[:total]
+    return np.packbits(bits, axis=2, bitorder="little").view(np.uint64).reshape(n, width)
 
 
 def cot_send_trimmed(
@@ -562,7 +543,7 @@ def cot_send_trimmed(
     h: CrHash,
     tweak: int,
     corr: U64,
-    nbytes: I64,
+    nbits: I64,
     *,
     phase: int = 0,
     acc: U64 | None = None,
@@ -570,8 +551,9 @@ def cot_send_trimmed(
     shifts: U8 | None = None,
     kernel: bool | None = None,
 ) -> tuple[U64 | None, bytes]:
-    """:func:`cot_send` for ``len(nbytes)`` OTs with the message in the trimmed layout (row
-    ``j`` keeps the low ``nbytes[j]`` bytes of each word): ``(own, message bytes)``.
+    """:func:`cot_send` for ``len(nbits)`` OTs with the message in the trimmed layout (row
+    ``j`` keeps the low ``nbits[j]`` bits of each word, packed to the bit; see
+    :func:`trimmed_layout`): ``(own, message bytes)``.
 
     The correlations repeat: OT ``j`` uses row ``(phase + j) % len(corr)`` of ``corr``
     (``(R, width)`` uint64), so a correlation shared by many OTs is not copied for each.
@@ -580,11 +562,12 @@ def cot_send_trimmed(
 
     With ``acc`` (``(P, width)`` uint64), the sender's words are not returned (``None``) but
     subtracted from it, shifted left: ``acc[(acc_phase + j) % P] −= own_j << shifts[j]``."""
-    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    nb = np.ascontiguousarray(nbits, dtype=np.int64)
     n = nb.size
     period, width = corr.shape
     if nb.ndim != 1 or q.shape[0] < n or (n and not 0 <= phase < period):
-        raise ValueError("cot_send_trimmed: one byte width and one row per OT")
+        raise ValueError("cot_send_trimmed: one bit width and one row per OT")
+    _, size = trimmed_layout(nb, width)
     if not _use_kernel(kernel) or n == 0:
         if phase + n <= period:
             rows = corr[phase : phase + n]
@@ -595,7 +578,6 @@ def cot_send_trimmed(
             _accumulate(acc, acc_phase, own, shifts, -1)
             return None, trim_words(d, nb).tobytes()
         return own, trim_words(d, nb).tobytes()
-    offsets, size = trimmed_layout(nb, width)
     own_k, acc_k, sh = _sink(acc, acc_phase, shifts, n, width)
     out: bytes = _KERNEL.cot_send(
         h.key,
@@ -609,7 +591,6 @@ def cot_send_trimmed(
         acc_k,
         acc_phase,
         sh,
-        offsets,
         nb,
         size,
     )
@@ -656,7 +637,7 @@ def cot_receive_trimmed(
     h: CrHash,
     tweak: int,
     data: npt.ArrayLike,
-    nbytes: I64,
+    nbits: I64,
     width: int,
     *,
     acc: U64 | None = None,
@@ -664,16 +645,23 @@ def cot_receive_trimmed(
     shifts: U8 | None = None,
     kernel: bool | None = None,
 ) -> U64 | None:
-    """:func:`cot_receive` from a trimmed message: words correct modulo ``2**(8·nbytes[j])``
+    """:func:`cot_receive` from a trimmed message: words correct modulo ``2**nbits[j]``
     only (the caller discards the rest). With ``acc``, the words are added to it instead:
-    ``acc[(acc_phase + j) % P] += out_j << shifts[j]`` (and ``None`` is returned)."""
-    nb = np.ascontiguousarray(nbytes, dtype=np.int64)
+    ``acc[(acc_phase + j) % P] += out_j << shifts[j]`` (and ``None`` is returned).
+
+    Raises :class:`TrimmedLayoutError` for a message of the wrong size or with a padding bit
+    set (an encoding the sender's :func:`cot_send_trimmed` never produces)."""
+    nb = np.ascontiguousarray(nbits, dtype=np.int64)
     n = nb.size
     c = np.ascontiguousarray(choices, dtype=np.uint8).reshape(-1)
     buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data)
-    offsets, size = trimmed_layout(nb, width)
-    if c.size != n or t.shape[0] < n or buf.size != size:
+    total, size = trimmed_layout(nb, width)
+    if c.size != n or t.shape[0] < n:
         raise ValueError("cot_receive_trimmed: sizes do not match")
+    if buf.size != size:
+        raise TrimmedLayoutError(f"trimmed message of {buf.size} bytes, expected {size}")
+    if total % 8 and int(buf[-1]) >> (total % 8):
+        raise TrimmedLayoutError("trimmed message: padding bits are not zero")
     if not _use_kernel(kernel) or n == 0:
         got = cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
         if acc is not None:
@@ -686,13 +674,12 @@ def cot_receive_trimmed(
         np.ascontiguousarray(t[:n], dtype=np.uint8),
         c,
         tweak,
-        buf,
+        np.ascontiguousarray(buf, dtype=np.uint8),
         width,
         out,
         acc_k,
         acc_phase,
         sh,
-        offsets,
         nb,
     )
     return None if acc is not None else out

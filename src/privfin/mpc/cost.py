@@ -86,9 +86,10 @@ COSTED_PROVIDERS = ("ot", "rss3", "dealer")
 #: typical protocol message is 39-52 bytes).
 MESSAGE_OVERHEAD = 46
 _KAPPA_BYTES = otm.KAPPA // 8
-#: bytes of the trimmed Gilboa correction of bit k: only 64 - k bits of it are used
-_GILBOA = [(64 - k + 7) // 8 for k in range(64)]
-_GILBOA_SUM = sum(_GILBOA)
+#: bits of the trimmed Gilboa correction of bit k: only 64 - k bits of it are used (packed
+#: to the bit: 2080 bits, 260 bytes per 64 OTs of one word)
+_GILBOA = [64 - k for k in range(64)]
+_GILBOA_SUM = sum(_GILBOA) // 8
 
 
 def production_provider(compute: int) -> str:
@@ -236,7 +237,7 @@ class CostEngine(Engine):
         self.truncation = "pair"
         self.tally = tally
         self.batch = batch
-        self._pool: dict[tuple[int, int], int] = {}
+        self._pool: dict[tuple[int, int, int], int] = {}
         self.rounds = 0
         self.comm_seconds = 0.0
         self.n = n
@@ -326,7 +327,7 @@ class CostEngine(Engine):
 
     def _ot_decomposed(self, n: int, widths: Sequence[int]) -> None:
         bits = [w for w in widths if w > 0]
-        self._one_way(len(bits) * n, n * sum((w + 7) // 8 for w in bits))
+        self._one_way(len(bits) * n, (n * sum(bits) + 7) // 8)
 
     # ------------------------------------------------------------------ correlations
 
@@ -334,21 +335,22 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_mul(size)
 
-    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
+    def prefetch_trunc(self, requests: Sequence[tuple[int, ...]]) -> None:
         if self.kind != "ot":
             return
-        groups: dict[int, list[int]] = {}
-        for n, f in requests:
-            groups.setdefault(f, []).append(n)
-        for f in sorted(groups):
-            self._trunc_pair(sum(groups[f]), f)
-            for n in groups[f]:
-                self._pool[(n, f)] = self._pool.get((n, f), 0) + 1
+        groups: dict[tuple[int, int], list[int]] = {}
+        for req in requests:
+            n, f, ring = (*req, 64) if len(req) == 2 else req
+            groups.setdefault((f, ring), []).append(n)
+        for f, ring in sorted(groups):
+            self._trunc_pair(sum(groups[(f, ring)]), f, ring)
+            for n in groups[(f, ring)]:
+                self._pool[(n, f, ring)] = self._pool.get((n, f, ring), 0) + 1
 
-    def _trunc_pair(self, n: int, f: int) -> None:
+    def _trunc_pair(self, n: int, f: int, ring: int = 64) -> None:
         if self.kind == "ot":
-            widths = [63 - k + (f if k >= f else 0) for k in range(64)]
-            widths[63] = 63
+            widths = [max(ring - 1 - k, 63 - k + f if k >= f else 0) for k in range(ring)]
+            widths[ring - 1] = 63
             self._ot_decomposed(n, widths)
 
     def _edabits(self, n: int) -> None:
@@ -469,6 +471,10 @@ class CostEngine(Engine):
         return None
 
     @property
+    def ring_trunc(self) -> bool:
+        return self.kind == "ot" and self.n == 2
+
+    @property
     def plain_products(self) -> bool:
         return self.kind == "ot" and self.n == 2
 
@@ -478,10 +484,11 @@ class CostEngine(Engine):
         ys: dict[str, U64 | None],
         dims: dict[str, tuple[int, int]],
         n: int,
+        ring_bits: int = 64,
     ) -> dict[str, U64] | None:
         """Gilboa with a plaintext matrix (:meth:`OtProvider.plain_cross`): each owner sends
-        ``64·q·n`` correlated OTs of ``p`` words (trimmed), its peer receives them; the
-        owner's local product."""
+        ``ring_bits·q·n`` correlated OTs of ``p`` words (trimmed to ``ring_bits − k`` bits),
+        its peer receives them; the owner's local product."""
         if not self.plain_products:
             raise ConfigError("products with a plaintext matrix need the ot provider")
         sent = [0, 0]
@@ -493,12 +500,12 @@ class CostEngine(Engine):
                 q_i = 0
             if not p_j:
                 q_j = 0
-            sent[i] = p_i * n * q_i * _GILBOA_SUM
+            sent[i] = (p_i * n * q_i * ring_bits * (ring_bits + 1) // 2 + 7) // 8
             self._cot(
                 i,
-                64 * q_j * n,
+                ring_bits * q_j * n,
                 max(p_j, 1) if q_j else 1,
-                64 * q_i * n,
+                ring_bits * q_i * n,
                 p_i if q_i else 1,
                 sent[i] if q_i else None,
             )
@@ -507,8 +514,8 @@ class CostEngine(Engine):
             self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
         return None
 
-    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        if frac_bits == 0:
+    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64) -> U64 | None:
+        if frac_bits == 0 and ring_bits == 64:
             return None
         n = prod(shape)
         if self.replicated:
@@ -522,10 +529,10 @@ class CostEngine(Engine):
                 self.tally.words[i] += words
             self._round()
             return None
-        if self._pool.get((n, frac_bits), 0) > 0:
-            self._pool[(n, frac_bits)] -= 1  # generated ahead (prefetch_trunc)
+        if self._pool.get((n, frac_bits, ring_bits), 0) > 0:
+            self._pool[(n, frac_bits, ring_bits)] -= 1  # generated ahead (prefetch_trunc)
         else:
-            self._trunc_pair(n, frac_bits)
+            self._trunc_pair(n, frac_bits, ring_bits)
         self._open(n)
         return None
 
@@ -731,7 +738,7 @@ def calibrate(*, ots: int = 1 << 15, steps: int = 40, machine: str = "") -> Cali
     def hashing(width: int) -> float:
         count = ots // width
 
-        full = np.full(count, 8, dtype=np.int64)
+        full = np.full(count, 64, dtype=np.int64)
 
         def run() -> None:  # the path the provider takes (AES-NI kernel where built)
             corr = np.zeros((count, width), dtype=np.uint64)
@@ -791,7 +798,7 @@ def _corr_cost() -> float:
         got <<= np.uint64(1)
         np.sum(got, axis=0, dtype=np.uint64)
 
-    return _best(run) / float(2 * int(widths.sum()) * int(d.shape[1]))
+    return _best(run) / float(2 * int(widths.sum()) // 8 * int(d.shape[1]))
 
 
 def _base_ot_cost() -> float:

@@ -34,6 +34,16 @@ from privfin.runtime import Context
 __all__ = ["plaintext_logistic", "ss_lr", "train_logistic"]
 
 
+#: bits of the logits' ring above their scale 2f with ``t1`` and plaintext blocks: valid for
+#: ``|z| < 2**(_LOGIT_HEADROOM - 2)`` (the truncation needs ``|x| < 2**(ring - 2)``)
+_LOGIT_HEADROOM = 16
+#: bits of the gradient's ring above its scale 2f (plaintext blocks, ``ot``): valid for
+#: ``|X_b^T (p - y_b)| < 2**19``, the bound the step's truncation already requires
+_GRAD_HEADROOM = 21
+#: ``q / 2**_RATE_BITS`` is the quantised rate's mantissa in [0.5, 1) (:func:`step_scale`)
+_RATE_BITS = 11
+
+
 def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
     """``(q, s)`` with ``q / 2**s`` the learning rate per row ``learning_rate / batch`` to
     11 significant bits (``2**10 <= q < 2**11``): the gradient step is one integer product and
@@ -105,8 +115,20 @@ class _Design:
             at += b.shape[1]
         return out
 
-    def forward(self, w: SharedTensor) -> SharedTensor:
-        """``X_b w``, untruncated (scale ``2 f`` for ``w`` at ``f``)."""
+    def ring_bits(self, sigmoid: str) -> int:
+        """The ring of the logits ``X_b w``: ``2 f + 16`` bits when they go straight into
+        ``t1``'s truncation and their products are Gilboa products with plaintext blocks
+        (``ot``: fewer OTs and correction bits, see :meth:`Engine.trunc`; valid for logits
+        ``|z| < 2**14``), else 64."""
+        s = self.s
+        ring = 2 * s.frac_bits + _LOGIT_HEADROOM
+        if sigmoid != "t1" or not self.plain or ring >= 64 or not s.engine.ring_trunc:
+            return 64
+        return ring
+
+    def forward(self, w: SharedTensor, ring_bits: int = 64) -> SharedTensor:
+        """``X_b w``, untruncated (scale ``2 f`` for ``w`` at ``f``); with ``ring_bits <
+        64`` correct modulo ``2**ring_bits`` only (plaintext blocks)."""
         s = self.s
         if self.paired:
             return self._paired(self.x, self.x_next, w)
@@ -115,7 +137,7 @@ class _Design:
         spans = self._spans()
         shared = [(b, lo, hi) for b, lo, hi in spans if isinstance(b, SharedTensor)]
         plain = [(b, w[lo:hi]) for b, lo, hi in spans if isinstance(b, PlainTensor)]
-        terms = s.plain_matmul(plain)
+        terms = s.plain_matmul(plain, ring_bits=ring_bits)
         if shared:
             xs = concatenate([b for b, _, _ in shared], axis=1)
             ws = concatenate([w[lo:hi] for _, lo, hi in shared])
@@ -127,9 +149,39 @@ class _Design:
             z = z + w[self.cols - 1 :].rescale(z.frac_bits)
         return z
 
-    def backward(self, e: SharedTensor) -> SharedTensor:
-        """``X_b^T e``, untruncated, one entry per column (the intercept's last)."""
+    def grad_ring_bits(self) -> int:
+        """The ring of the gradient ``X_b^T e`` with plaintext blocks and ``ot``: ``2 f + 21``
+        bits (``|X_b^T e| < 2**19``, the bound the step already needs), truncated by ``f``
+        into Z_2^64 before the step's rate multiplies it; else 64."""
+        ring = 2 * self.s.frac_bits + _GRAD_HEADROOM
+        if not self.plain or ring >= 64 or not self.s.engine.ring_trunc:
+            return 64
+        return ring
+
+    def can_fold_rate(self) -> bool:
+        """Whether :meth:`backward` can fold the step's rate ``q / 2**11`` into the
+        plaintext blocks (every block plaintext, ``f >= 11``)."""
+        return (
+            self.plain
+            and all(isinstance(b, PlainTensor) for b in self.blocks)
+            and self.s.frac_bits >= _RATE_BITS
+        )
+
+    def backward(
+        self, e: SharedTensor, ring_bits: int = 64, rate: int | None = None
+    ) -> SharedTensor:
+        """``X_b^T e``, untruncated, one entry per column (the intercept's last); with
+        ``ring_bits < 64`` correct modulo ``2**ring_bits`` only (plaintext blocks).
+
+        ``rate`` (``q`` of :func:`step_scale`, :meth:`can_fold_rate`): ``(q / 2**11) X_b^T e``
+        instead, the same scale and magnitude bound: each owner multiplies its plaintext
+        block by ``q / 2**11`` locally (rounded to its fixed point: an error of at most
+        ``2**-(f+1)`` per element, the size of the encoding's own) and the intercept's
+        ``Σ e`` is multiplied exactly by ``q·2**(f−11)``, so the step needs a single
+        truncation."""
         s = self.s
+        if rate is not None:
+            return self._backward_rate(e, ring_bits, rate)
         if self.paired:
             return self._paired(self.x.T, None if self.x_next is None else self.x_next.T, e)
         if not self.plain:
@@ -137,7 +189,7 @@ class _Design:
         spans = self._spans()
         shared = [b for b, _, _ in spans if isinstance(b, SharedTensor)]
         plain = [b for b, _, _ in spans if isinstance(b, PlainTensor)]
-        products = s.plain_matmul([(b.T, e) for b in plain])
+        products = s.plain_matmul([(b.T, e) for b in plain], ring_bits=ring_bits)
         got = {id(b): t for b, t in zip(plain, products, strict=True)}
         if shared:
             g = s.matmul(concatenate(shared, axis=1).T, e, truncate=False)
@@ -150,6 +202,29 @@ class _Design:
             total = e.sum().reshape(1)
             parts.append(total.rescale(total.frac_bits + s.frac_bits))
         return concatenate(parts)
+
+    def _backward_rate(self, e: SharedTensor, ring_bits: int, q: int) -> SharedTensor:
+        s = self.s
+        if not self.can_fold_rate() or not 0 < q < 1 << _RATE_BITS:
+            raise ConfigError("the rate folds only into plaintext blocks at f >= 11")
+        plain = [b for b in self.blocks if isinstance(b, PlainTensor)]
+        parts = s.plain_matmul([(_rate_scaled(b, q).T, e) for b in plain], ring_bits=ring_bits)
+        if self.intercept:
+            total = e.sum().reshape(1)
+            k = q << (s.frac_bits - _RATE_BITS)
+            share = None if total.share is None else total.share * np.uint64(k)
+            parts.append(SharedTensor(s, share, (1,), total.frac_bits + s.frac_bits))
+        return concatenate(parts)
+
+
+def _rate_scaled(block: PlainTensor, q: int) -> PlainTensor:
+    """``round(X · q / 2**11)`` of a plaintext block (at its owner; the shape elsewhere)."""
+    if block.value is None:
+        return block
+    v = block.value.view(np.int64) * np.int64(q) + np.int64(1 << (_RATE_BITS - 1))
+    return PlainTensor(
+        block.owner, (v >> np.int64(_RATE_BITS)).view(np.uint64), block.shape, block.frac_bits
+    )
 
 
 def _train_rss3_t1(
@@ -285,6 +360,14 @@ def train_logistic(
     the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
+
+    With plaintext blocks and ``ot`` the gradient is a product modulo ``2**(2f + 21)``
+    (:meth:`_Design.grad_ring_bits`): with every block plaintext the rate's mantissa is
+    folded into it (:meth:`_Design.backward`) and one truncation makes the step; with a
+    shared block it is truncated by ``f`` into Z_2^64 before the rate multiplies it (one
+    more round per iteration). With ``t1`` the logits are a product
+    modulo ``2**(2f + 16)``, which requires ``|z| < 2**14`` (src/privfin/mpc/SPEC.md,
+    "Products modulo a smaller ring").
     """
     s = y.session
     assert isinstance(s, Session)
@@ -296,13 +379,22 @@ def train_logistic(
     rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     # the truncations of every iteration are known now: pairs made interactively (ot) are
     # generated ahead in bulk, off the online path (the step's, and t1's of the logits)
-    plan = []
+    ring = design.ring_bits(sigmoid)
+    g_ring = design.grad_ring_bits()
+    fold = g_ring < 64 and design.can_fold_rate()
+    plan: list[tuple[int, ...]] = []
     for _ in range(epochs):
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             if sigmoid == "t1":
-                plan.append((b, f + 3))
-            plan.append((design.cols, f + step_scale(learning_rate, b)[1]))
+                plan.append((b, f + 3) if ring == 64 else (b, f + 3, ring))
+            sh = step_scale(learning_rate, b)[1]
+            if g_ring < 64 and fold:  # one truncation from Z_2^g_ring
+                plan.append((design.cols, f + sh - _RATE_BITS, g_ring))
+            elif g_ring < 64:  # the gradient to scale f, then the step's truncation by sh
+                plan += [(design.cols, f, g_ring), (design.cols, sh)]
+            else:
+                plan.append((design.cols, f + sh))
     s.engine.prefetch_trunc(plan)
     task = s.ctx.progress.task("ss_lr.epochs", total=epochs)
     if design.paired and sigmoid == "t1":
@@ -326,16 +418,35 @@ def train_logistic(
             idx = order[start : start + batch_size]
             xb = design.take(idx if rng is not None else slice(start, start + batch_size))
             yb = y[idx] if rng is not None else y[start : start + batch_size]
-            z = xb.forward(w)  # scale 2f
-            p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
-            grad = xb.backward(p - yb)  # scale 2f
+            z = xb.forward(w, ring)  # scale 2f
+            if ring < 64:  # t1 = 0.5 + z/8: one truncation from Z_2^ring to scale f
+                cut = s.truncate(z, z.frac_bits - f + 3, ring_bits=ring)
+                p = SharedTensor(s, cut.share, cut.shape, f) + 0.5
+            else:
+                p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
             q, sh = step_scale(learning_rate, len(idx))
-            prod = grad * q  # integer product: the scale becomes 2f + sh
-            raw = SharedTensor(s, prod.share, prod.shape, 2 * f + sh)
+            if fold:  # (q/2**11) X_b^T e, one truncation by f + sh - 11 from Z_2^g_ring
+                grad = xb.backward(p - yb, g_ring, rate=q)  # scale 2f
+                shift = f + sh - _RATE_BITS
+                # the update (q / 2**sh) X_b^T e at scale f + shift (= 2f + sh - 11)
+                raw = SharedTensor(s, grad.share, grad.shape, f + shift)
+                if l2:
+                    decay = w * round(learning_rate * l2 * 2.0**shift)
+                    raw = raw + SharedTensor(s, decay.share, decay.shape, f + shift)
+                w = w - s.truncate(raw, shift, ring_bits=g_ring)
+                if average and epoch == epochs - 1:
+                    acc = w if acc is None else acc + w
+                continue
+            grad = xb.backward(p - yb, g_ring)  # scale 2f
+            if g_ring < 64:  # from Z_2^g_ring to scale f first (one more round)
+                grad = s.truncate(grad, f, ring_bits=g_ring)
+            gs = grad.frac_bits
+            prod = grad * q  # integer product: the scale becomes gs + sh
+            raw = SharedTensor(s, prod.share, prod.shape, gs + sh)
             if l2:
-                decay = w.rescale(2 * f) * round(learning_rate * l2 * 2.0**sh)
-                raw = raw + SharedTensor(s, decay.share, decay.shape, 2 * f + sh)
-            w = w - s.truncate(raw, f + sh)
+                decay = w.rescale(gs) * round(learning_rate * l2 * 2.0**sh)
+                raw = raw + SharedTensor(s, decay.share, decay.shape, gs + sh)
+            w = w - s.truncate(raw, gs - f + sh)
             if average and epoch == epochs - 1:
                 acc = w if acc is None else acc + w
         task.advance()
@@ -401,7 +512,9 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         Training parameters (defaults 5, 256, 0.5, 0, true, none).
     sigmoid:
         ``auto`` (default), ``piecewise``, ``poly``, ``t1`` or ``t3`` (see
-        :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds).
+        :func:`privfin.mpc.functions.sigmoid` for each one's accuracy and rounds). With
+        ``t1`` and ``ot`` the logits are products modulo ``2**(2f + 16)``: valid for
+        ``|x·w| < 2**14``.
     average:
         Return the average of the last epoch's iterates (default false).
     reveal_model:

@@ -85,7 +85,7 @@ def _pack_bits(bits: U8) -> U8:
 
 
 def _trimmed_size(widths: npt.NDArray[np.int64], width: int) -> int:
-    return int(np.sum(widths)) * width
+    return otm.trimmed_layout(widths, width)[1]
 
 
 def _joined(parts: list[U64], width: int) -> U64:
@@ -254,7 +254,12 @@ class OtExtension:
                             party=self.peer,
                         )
                     msg = got.data
-                recv_fn(t, self._tweak_r, at_r, at_r + nr, msg)
+                try:
+                    recv_fn(t, self._tweak_r, at_r, at_r + nr, msg)
+                except otm.TrimmedLayoutError as exc:
+                    raise ProtocolAbort(
+                        f"OT message {self._count_r} refused: {exc}", party=self.peer
+                    ) from None
                 self._tweak_r += otm.pad_count(nr)
                 self._count_r += 1
                 self.stats.received += nr
@@ -287,8 +292,8 @@ class OtExtension:
         corr: npt.ArrayLike,
         *,
         recv_width: int,
-        recv_bytes: npt.ArrayLike | None = None,
-        send_bytes: npt.ArrayLike | None = None,
+        recv_bits: npt.ArrayLike | None = None,
+        send_bits: npt.ArrayLike | None = None,
         repeat: int = 1,
         task: ProgressTask | None = None,
     ) -> tuple[U64, U64]:
@@ -299,10 +304,10 @@ class OtExtension:
         peer calls with the mirror sizes. Returns ``(received, own)``: ``received[j] =
         h_j + c_j·Δ_j`` (the peer's ``h_j`` and ``Δ_j``), ``own[j] = h_j`` for the OTs sent.
 
-        ``recv_bytes`` / ``send_bytes`` (public, per OT, 0–8; default 8): only the low bytes
-        of each word are transferred, so received words are correct modulo
-        ``2**(8·bytes)`` only (the caller multiplies them by a power of two that discards
-        the rest).
+        ``recv_bits`` / ``send_bits`` (public, per OT, 0–64; default 64): only the low bits
+        of each word are transferred, packed to the bit (:func:`privfin.crypto.ot.trimmed_layout`),
+        so received words are correct modulo ``2**bits`` only (the caller multiplies them by a
+        power of two that discards the rest).
 
         ``repeat``: this party sends ``repeat·len(corr)`` OTs, OT ``j`` with correlation
         ``corr[j % len(corr)]`` (a correlation shared by many OTs, e.g. a Gilboa operand
@@ -317,10 +322,13 @@ class OtExtension:
         n_r, n_s, w_s = bits.size, c.shape[0] * repeat, c.shape[1]
         if max(w_s, recv_width) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
-        rb = np.full(n_r, 8, np.int64) if recv_bytes is None else np.asarray(recv_bytes, np.int64)
-        sb = np.full(n_s, 8, np.int64) if send_bytes is None else np.asarray(send_bytes, np.int64)
-        if rb.shape != (n_r,) or sb.shape != (n_s,) or (rb.size and rb.max() > 8):
-            raise ConfigError("cot: byte widths must be one per OT, at most 8")
+        rb = np.full(n_r, 64, np.int64) if recv_bits is None else np.asarray(recv_bits, np.int64)
+        sb = np.full(n_s, 64, np.int64) if send_bits is None else np.asarray(send_bits, np.int64)
+        if rb.shape != (n_r,) or sb.shape != (n_s,):
+            raise ConfigError("cot: bit widths must be one per OT")
+        for b in (rb, sb):
+            if b.size and (b.min() < 0 or b.max() > 64):
+                raise ConfigError("cot: bit widths are 0-64")
         _, send, h = self._ready()
         parts_r: list[U64] = []  # batch outputs, in order (joined only if there are several)
         parts_s: list[U64] = []
@@ -355,15 +363,15 @@ class OtExtension:
         *,
         period: int,
         shifts: npt.ArrayLike,
-        nbytes: npt.ArrayLike,
+        nbits: npt.ArrayLike,
         repeat: int = 1,
         task: ProgressTask | None = None,
     ) -> U64:
         """Symmetric correlated OTs reduced as they arrive (Gilboa products).
 
         Both parties receive ``len(choices)`` OTs and send as many, ``repeat·len(corr)``, of
-        the width of ``corr`` (OT ``j`` with correlation ``corr[j % len(corr)]``); the byte
-        widths ``nbytes`` and the left ``shifts`` (0-63) are public, one per OT, the same for
+        the width of ``corr`` (OT ``j`` with correlation ``corr[j % len(corr)]``); the bit
+        widths ``nbits`` (0-64) and the left ``shifts`` (0-63) are public, one per OT, the same for
         both directions. Returns ``acc`` (``(period, width)`` uint64) with
         ``acc[i] = Σ_{j ≡ i mod period} (received_j − own_j) << shifts[j]``: what :meth:`cot`
         returns, summed, without holding every OT's words (the kernel adds them into ``acc``
@@ -377,13 +385,13 @@ class OtExtension:
         if period < 1 or n % period:
             raise ConfigError("cot_sum: the period divides the number of OTs")
         sh = np.asarray(shifts, dtype=np.int64)
-        nb = np.asarray(nbytes, dtype=np.int64)
+        nb = np.asarray(nbits, dtype=np.int64)
         if sh.shape != (n,) or nb.shape != (n,) or (n and (sh.min() < 0 or sh.max() > 63)):
-            raise ConfigError("cot_sum: one shift (0-63) and one byte width per OT")
+            raise ConfigError("cot_sum: one shift (0-63) and one bit width per OT")
         acc = np.zeros((period, width), dtype=np.uint64)
         if not self.kernel:
             got, own = self.cot(
-                bits, c, recv_width=width, recv_bytes=nb, send_bytes=nb, repeat=repeat, task=task
+                bits, c, recv_width=width, recv_bits=nb, send_bits=nb, repeat=repeat, task=task
             )
             got -= own
             got <<= sh.astype(np.uint64).reshape(-1, 1)
@@ -391,8 +399,8 @@ class OtExtension:
             return acc
         if max(width, 1) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
-        if nb.size and nb.max() > 8:
-            raise ConfigError("cot_sum: byte widths are at most 8")
+        if nb.size and (nb.min() < 0 or nb.max() > 64):
+            raise ConfigError("cot_sum: bit widths are 0-64")
         sh8 = sh.astype(np.uint8)
         _, send, h = self._ready()
 
@@ -442,8 +450,8 @@ class OtExtension:
         *,
         period: int,
         recv_width: int,
-        recv_bytes: npt.ArrayLike,
-        send_bytes: npt.ArrayLike,
+        recv_bits: npt.ArrayLike,
+        send_bits: npt.ArrayLike,
         recv_shifts: npt.ArrayLike,
         send_shifts: npt.ArrayLike,
         repeat: int = 1,
@@ -465,15 +473,15 @@ class OtExtension:
         n_r, n_s, w_s = bits.size, c.shape[0] * repeat, c.shape[1]
         if max(w_s, recv_width, 1) > _MAX_WIDTH:
             raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
-        rb = np.asarray(recv_bytes, dtype=np.int64)
-        sb = np.asarray(send_bytes, dtype=np.int64)
+        rb = np.asarray(recv_bits, dtype=np.int64)
+        sb = np.asarray(send_bits, dtype=np.int64)
         rs = np.asarray(recv_shifts, dtype=np.int64)
         ss = np.asarray(send_shifts, dtype=np.int64)
         if rb.shape != (n_r,) or rs.shape != (n_r,) or sb.shape != (n_s,) or ss.shape != (n_s,):
-            raise ConfigError("cot_sums: one byte width and one shift per OT")
+            raise ConfigError("cot_sums: one bit width and one shift per OT")
         for b, sh in ((rb, rs), (sb, ss)):
-            if b.size and (b.min() < 0 or b.max() > 8 or sh.min() < 0 or sh.max() > 63):
-                raise ConfigError("cot_sums: byte widths 0-8 and shifts 0-63")
+            if b.size and (b.min() < 0 or b.max() > 64 or sh.min() < 0 or sh.max() > 63):
+                raise ConfigError("cot_sums: bit widths 0-64 and shifts 0-63")
         if period < 1 or n_r % period or n_s % period:
             raise ConfigError("cot_sums: the period divides the number of OTs")
         acc_r = np.zeros((period, recv_width), dtype=np.uint64)

@@ -100,7 +100,7 @@ class SSLRParams:
         Shuffle the rows each epoch with this public seed (none: keep the order).
     sigmoid:
         ``auto``, ``piecewise``, ``poly``, ``t1`` or ``t3`` (accuracy against rounds: see
-        privfin.mpc.functions).
+        privfin.mpc.functions). ``t1`` with ``ot`` needs logits below 2**14 in magnitude.
     average:
         Return the average of the last epoch's iterates.
     reveal_model:

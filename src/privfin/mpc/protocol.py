@@ -651,6 +651,16 @@ class Engine:
         return c + ring_matmul(e, b) + ring_matmul(left, f)
 
     @property
+    def ring_trunc(self) -> bool:
+        """Whether :meth:`trunc` accepts ``ring_bits < 64`` (pair truncation with a provider
+        that makes pairs of a smaller ring: ``ot``)."""
+        return (
+            not self.replicated
+            and self.truncation == "pair"
+            and bool(getattr(self.provider, "supports_ring_trunc", False))
+        )
+
+    @property
     def plain_products(self) -> bool:
         """Whether :meth:`plain_matmul` is available: two computing parties and a provider
         with OT-based products of a plaintext matrix (the ``ot`` provider)."""
@@ -665,6 +675,7 @@ class Engine:
         ys: dict[str, U64 | None],
         dims: dict[str, tuple[int, int]],
         n: int,
+        ring_bits: int = 64,
     ) -> dict[str, U64] | None:
         """Shares of ``M_o @ Y_o`` for each computing party ``o`` in ``dims`` that holds the
         matrix ``M_o`` (``dims[o]`` = ``(p, q)``, public) in plaintext (``mats[o]`` at ``o``,
@@ -673,7 +684,11 @@ class Engine:
         ``o`` computes ``M_o @ Y_o^(o)`` locally; the cross term ``M_o @ Y_o^(peer)`` is a
         Gilboa product from correlated OTs (:meth:`OtProvider.plain_cross`): no triple, no
         opening, ``M_o`` never leaves ``o``. Both parties' matrices run in the same OT
-        batches (one exchange of ``u`` and one of corrections per batch)."""
+        batches (one exchange of ``u`` and one of corrections per batch).
+
+        ``ring_bits < 64``: the shares are correct modulo ``2**ring_bits`` only (fewer OTs
+        and correction bits); the caller truncates them with :meth:`trunc` of the same
+        ``ring_bits``, which returns shares over Z_2^64."""
         if not self.plain_products:
             raise ConfigError("products with a plaintext matrix need the ot provider")
         for o in dims:
@@ -688,7 +703,11 @@ class Engine:
         peer_y = ys.get(peer) if peer in dims else None
         peer_rows = dims[peer][0] if peer in dims else 0
         theirs, own = self.provider.plain_cross(  # type: ignore[attr-defined]
-            mine, None if peer_y is None else peer_y.reshape(dims[peer][1], n), peer_rows, n
+            mine,
+            None if peer_y is None else peer_y.reshape(dims[peer][1], n),
+            peer_rows,
+            n,
+            ring_bits,
         )
         out: dict[str, U64] = {}
         if peer in dims:
@@ -702,8 +721,9 @@ class Engine:
 
     # ------------------------------------------------------------------------ truncation
 
-    def prefetch_trunc(self, requests: Sequence[tuple[int, int]]) -> None:
-        """Announce future truncations ``(size, bits)`` (public: every party, same list) so
+    def prefetch_trunc(self, requests: Sequence[tuple[int, ...]]) -> None:
+        """Announce future truncations ``(size, bits)`` or ``(size, bits, ring_bits)``
+        (public: every party, same list) so
         that a provider that makes truncation pairs interactively (``ot``) generates them
         now in bulk, off the online path; a no-op for the others."""
         if self.replicated or self.truncation != "pair":
@@ -713,10 +733,18 @@ class Engine:
             prefetch(list(requests))
 
     @ring_ops
-    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int) -> U64 | None:
-        """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place."""
-        if frac_bits == 0:
+    def trunc(self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64) -> U64 | None:
+        """Shares of ``x / 2**frac_bits`` (signed), within one unit in the last place.
+
+        ``ring_bits < 64`` (pair truncation with a provider that makes such pairs, ``ot``):
+        ``x`` is shared modulo ``2**ring_bits`` only (its shares' higher bits are
+        arbitrary) and ``|x| < 2**(ring_bits − 2)``; the result is shared over Z_2^64 (the
+        pair's ``r >> f`` and ``msb`` are). Opens ``c = x + 2**(ring_bits−2) + r mod
+        2**ring_bits`` for a uniform ``r`` of ``ring_bits`` bits: uniform, as for 64."""
+        if frac_bits == 0 and ring_bits == 64:
             return x
+        if ring_bits != 64:
+            return self._trunc_ring(x, shape, frac_bits, ring_bits)
         f = np.uint64(frac_bits)
         if self.replicated:
             return self._rss_trunc(x, shape, frac_bits)
@@ -740,6 +768,32 @@ class Engine:
         out = r_msb * (not_cmsb << np.uint64(64 - frac_bits)) - r_hi
         if self.is_leader:
             out += (c >> f) - u64(1 << (62 - frac_bits))
+        return out
+
+    @ring_ops
+    def _trunc_ring(self, x: U64 | None, shape: Shape, frac_bits: int, ring: int) -> U64 | None:
+        """:meth:`trunc` from Z_2^ring into Z_2^64. With ``x' = x + 2**(ring−2)`` in
+        ``[0, 2**(ring−1))`` and ``r < 2**ring``: ``x' + r = c + 2**ring·w`` where the wrap
+        ``w = msb(r)·(1 − msb(c))`` (bits ``ring − 1``), so over the integers
+        ``x' >> f = (c >> f) − (r >> f) + w·2**(ring−f)`` minus 0 or 1 (the low bits' borrow):
+        the pair's Z_2^64 shares of ``r >> f`` and ``msb(r)`` make the result a Z_2^64 share."""
+        if not self.ring_trunc:
+            raise ConfigError("truncation from a smaller ring needs pair truncation with ot")
+        pair = self.provider.trunc_pair(shape, frac_bits, ring)  # type: ignore[call-arg]
+        if not self.is_compute:
+            return None
+        assert x is not None and pair is not None
+        r, r_hi, r_msb = pair
+        low = u64((1 << ring) - 1)
+        shifted = self.add_public(x, np.asarray(u64(1 << (ring - 2)), dtype=np.uint64))
+        assert shifted is not None
+        opened = self.open([(shifted + r) & low])
+        assert opened is not None
+        c = opened[0] & low
+        not_cmsb = _ONE - (c >> np.uint64(ring - 1))
+        out = r_msb * (not_cmsb << np.uint64(ring - frac_bits)) - r_hi
+        if self.is_leader:
+            out += (c >> np.uint64(frac_bits)) - u64(1 << (ring - 2 - frac_bits))
         return out
 
     # ------------------------------------------------------------------------ comparison

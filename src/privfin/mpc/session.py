@@ -226,11 +226,14 @@ class Session:
             )
         return PlainTensor(owner, None, header.shape, self.frac_bits)
 
-    def plain_matmul(self, pairs: list[tuple[PlainTensor, SharedTensor]]) -> list[SharedTensor]:
+    def plain_matmul(
+        self, pairs: list[tuple[PlainTensor, SharedTensor]], *, ring_bits: int = 64
+    ) -> list[SharedTensor]:
         """``M @ Y`` for each pair of a plaintext matrix (at most one per computing party) and
         a shared 1-D/2-D operand with the same number of columns ``n`` in every pair, exact
         at scale ``M.frac_bits + Y.frac_bits`` (untruncated); one OT exchange for all pairs
-        (:meth:`Engine.plain_matmul`)."""
+        (:meth:`Engine.plain_matmul`). ``ring_bits < 64``: correct modulo ``2**ring_bits``
+        only, for :meth:`truncate` with the same ``ring_bits``."""
         owners = [m.owner for m, _ in pairs]
         if len(set(owners)) != len(owners):
             raise ConfigError("plain_matmul: one plaintext matrix per computing party")
@@ -246,6 +249,7 @@ class Session:
             {m.owner: y.share for m, y in pairs},
             {m.owner: (m.shape[0], m.shape[1]) for m, _ in pairs},
             n,
+            ring_bits,
         )
         out = []
         for m, y in pairs:
@@ -298,9 +302,12 @@ class Session:
 
     # ----------------------------------------------------------------------- arithmetic
 
-    def truncate(self, t: SharedTensor, bits: int) -> SharedTensor:
-        """Divide by ``2**bits`` (see the truncation error bound of the engine)."""
-        share = self.engine.trunc(t.share, t.shape, bits)
+    def truncate(self, t: SharedTensor, bits: int, *, ring_bits: int = 64) -> SharedTensor:
+        """Divide by ``2**bits`` (see the truncation error bound of the engine). With
+        ``ring_bits < 64``, ``t`` is shared modulo ``2**ring_bits`` only (a product from
+        :meth:`plain_matmul` with that ``ring_bits``), ``|t| < 2**(ring_bits − 2)`` in ring
+        units, and the result is an ordinary share (:meth:`Engine.trunc`)."""
+        share = self.engine.trunc(t.share, t.shape, bits, ring_bits)
         return SharedTensor(self, share, t.shape, t.frac_bits - bits)
 
     def mul(self, x: SharedTensor, y: SharedTensor) -> SharedTensor:

@@ -6,10 +6,11 @@ Every item is a product of private values of the two parties, computed from corr
 * **Beaver triples** (Gilboa): each party draws ``a_i, b_i``; the cross term ``a_i·b_j`` is an
   oblivious linear evaluation with 64 correlated OTs, one per bit ``k`` of ``b_j`` (the
   receiver's choice), correlation ``a_i``; bit ``k`` needs only ``64 − k`` bits of its
-  correction (trimmed to whole bytes). 128 OTs per triple, both directions in the same rounds.
+  correction (packed to the bit: 32.5 bits per word on average). 128 OTs per triple, both
+  directions in the same rounds.
 * **Matrix triples** (``A @ B``): one OT per bit of an element of ``B`` (``64·k·n``), each
   carrying a whole column of ``A`` (``m`` words) as its correlation; when ``m < n`` the
-  transposed product is generated instead (fewer OTs, same correction bytes ``≈ 260·m·k·n``).
+  transposed product is generated instead (fewer OTs, same correction bytes ``260·m·k·n``).
 * **Boolean AND triples** on 64-bit words: ``a_i`` are the receiver's choice bits of 1-bit
   random OTs whose pair gives ``b_j = m0 ⊕ m1`` (and a share ``m0`` of ``a_i·b_j``): 128 OTs
   per word, only the IKNP matrix crosses the wire.
@@ -55,7 +56,15 @@ MAX_MATMUL_WORDS = 1 << 25
 _ONE = np.uint64(1)
 _BITS = np.arange(64, dtype=np.uint64).reshape(64, 1)
 _SHIFTS = np.arange(64, dtype=np.int64)
-_GILBOA_BYTES = np.array([(64 - k + 7) // 8 for k in range(64)], dtype=np.int64)
+#: bits of the correction of Gilboa's OT for bit k: the received word is shifted left by k
+_GILBOA_BITS = np.array([64 - k for k in range(64)], dtype=np.int64)
+
+
+def _check_trunc(frac_bits: int, ring_bits: int) -> None:
+    if not 2 <= ring_bits <= 64 or not 0 < frac_bits < ring_bits - 1:
+        raise ConfigError(
+            f"truncation by {frac_bits} bits from a ring of {ring_bits} bits is not supported"
+        )
 
 
 def _bit_rows(x: U64) -> np.ndarray:
@@ -102,8 +111,9 @@ class OtProvider:
         self._seed = b""
         self._counter = 0
         self.items = 0
-        #: truncation pairs generated ahead (:meth:`prefetch_trunc_pairs`), per (size, bits)
-        self._pool: dict[tuple[int, int], deque[tuple[U64, U64, U64]]] = {}
+        #: truncation pairs generated ahead (:meth:`prefetch_trunc_pairs`), per (size, bits,
+        #: ring bits)
+        self._pool: dict[tuple[int, int, int], deque[tuple[U64, U64, U64]]] = {}
         #: requests of at least this many OTs report progress (``ctx.progress``)
         self.progress_min = 1 << 22
 
@@ -150,7 +160,7 @@ class OtProvider:
             mine_a.reshape(-1, 1),
             period=n,
             shifts=np.repeat(_SHIFTS, n),
-            nbytes=np.repeat(_GILBOA_BYTES, n),
+            nbits=np.repeat(_GILBOA_BITS, n),
             repeat=64,
             task=task,
         )
@@ -210,7 +220,7 @@ class OtProvider:
                 corr,
                 period=n,
                 shifts=np.repeat(_SHIFTS, kc * n),
-                nbytes=np.repeat(_GILBOA_BYTES, kc * n),
+                nbits=np.repeat(_GILBOA_BITS, kc * n),
                 repeat=64,
             )
             c += acc.T
@@ -271,7 +281,7 @@ class OtProvider:
         (correlation: its bit), P1 chooses (its bit); P0's share is ``−h``."""
         n = x.size
         rows = _bit_rows(x)[list(bits)]  # (nb, n) 0/1
-        nbytes = np.repeat(np.array([(w + 7) // 8 for w in width_bits], dtype=np.int64), n)
+        nbits = np.repeat(np.array(width_bits, dtype=np.int64), n)
         ext = self._ext()
         empty = np.zeros((0, 1), dtype=np.uint64)
         if self.index == 0:
@@ -279,10 +289,10 @@ class OtProvider:
                 np.zeros(0, np.uint8),
                 rows.reshape(-1, 1).astype(np.uint64),
                 recv_width=1,
-                send_bytes=nbytes,
+                send_bits=nbits,
             )
             return np.asarray(-own.reshape(len(bits), n), dtype=np.uint64)
-        got, _ = ext.cot(rows.reshape(-1), empty, recv_width=1, recv_bytes=nbytes)
+        got, _ = ext.cot(rows.reshape(-1), empty, recv_width=1, recv_bits=nbits)
         return got.reshape(len(bits), n)
 
     @ring_ops
@@ -322,49 +332,60 @@ class OtProvider:
         return r.reshape(shape), bits.reshape((64, *shape))
 
     @ring_ops
-    def trunc_pair(self, shape: Shape, frac_bits: int) -> tuple[U64, U64, U64] | None:
+    def trunc_pair(
+        self, shape: Shape, frac_bits: int, ring_bits: int = 64
+    ) -> tuple[U64, U64, U64] | None:
+        """``(r mod 2**ring_bits, r >> frac_bits, msb)`` for a uniform ``r`` of ``ring_bits``
+        bits (``msb`` its bit ``ring_bits − 1``), the last two as shares over Z_2^64: with
+        ``ring_bits < 64`` the pair truncates a value shared modulo ``2**ring_bits`` into
+        shares over Z_2^64 (:meth:`privfin.mpc.protocol.Engine.trunc`)."""
         if not self.is_compute:
             return None
-        if not 0 < frac_bits < 63:
-            raise ConfigError(f"truncation by {frac_bits} bits is not supported")
+        _check_trunc(frac_bits, ring_bits)
         n = prod(shape)
-        pooled = self._pool.get((n, frac_bits))
+        pooled = self._pool.get((n, frac_bits, ring_bits))
         if pooled:
             r, hi, msb = pooled.popleft()
             return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
-        r, hi, msb = self._trunc_items(n, frac_bits)
+        r, hi, msb = self._trunc_items(n, frac_bits, ring_bits)
         return r.reshape(shape), hi.reshape(shape), msb.reshape(shape)
 
     @ring_ops
-    def _trunc_items(self, n: int, f: int) -> tuple[U64, U64, U64]:
-        widths = [63 - k + (f if k >= f else 0) for k in range(64)]
-        widths[63] = 63  # the msb is used as a whole ring element
-        x, p = self._decomposed(n, widths)
-        bits = self._own_bits(x) - (p << _ONE)  # each correct mod 2**(widths[k] + 1)
-        r = np.sum(bits << _BITS, axis=0, dtype=np.uint64)
-        hi = np.sum(bits[f:] << _BITS[: 64 - f], axis=0, dtype=np.uint64)
+    def _trunc_items(self, n: int, f: int, ring: int = 64) -> tuple[U64, U64, U64]:
+        # bit k of r = x0 ⊕ x1 is b_k = x0_k + x1_k − 2 p_k: for r (used mod 2**ring) it is
+        # needed mod 2**(ring − k), for r >> f (a Z_2^64 share) mod 2**(64 − k + f), and the
+        # msb as a whole ring element; p_k one bit less (it is doubled)
+        widths = [max(ring - 1 - k, 63 - k + f if k >= f else 0) for k in range(ring)]
+        widths[ring - 1] = 63
+        x, p = self._decomposed(n, widths + [0] * (64 - ring))
+        bits = (self._own_bits(x) - (p << _ONE))[:ring]  # each correct mod 2**(widths[k] + 1)
+        r = np.sum(bits << _BITS[:ring], axis=0, dtype=np.uint64)
+        hi = np.sum(bits[f:] << _BITS[: ring - f], axis=0, dtype=np.uint64)
         self.items += n
-        return np.asarray(r, np.uint64), np.asarray(hi, np.uint64), bits[63].copy()
+        return np.asarray(r, np.uint64), np.asarray(hi, np.uint64), bits[ring - 1].copy()
 
-    def prefetch_trunc_pairs(self, requests: Sequence[tuple[int, int]]) -> None:
+    def prefetch_trunc_pairs(self, requests: Sequence[tuple[int, ...]]) -> None:
         """Generate the truncation pairs of the listed future requests ``(size, frac_bits)``
-        now, in bulk (one batch of bit products per ``frac_bits``, in increasing order):
-        :meth:`trunc_pair` then serves a request of that size and scale from the pool, in
-        order, without OT round trips. Every computing party calls it with the same list."""
+        or ``(size, frac_bits, ring_bits)`` now, in bulk (one batch of bit products per scale
+        and ring, in increasing order): :meth:`trunc_pair` then serves a request of that
+        size, scale and ring from the pool, in order, without OT round trips. Every computing
+        party calls it with the same list."""
         if not self.is_compute:
             return
-        groups: dict[int, list[int]] = {}
-        for n, f in requests:
-            if not 0 < f < 63 or n < 1:
-                raise ConfigError(f"no truncation pairs of {n} elements by {f} bits")
-            groups.setdefault(f, []).append(n)
-        for f in sorted(groups):
-            sizes = groups[f]
-            r, hi, msb = self._trunc_items(sum(sizes), f)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for req in requests:
+            n, f, ring = (*req, 64) if len(req) == 2 else req
+            if n < 1:
+                raise ConfigError(f"no truncation pairs of {n} elements")
+            _check_trunc(f, ring)
+            groups.setdefault((f, ring), []).append(n)
+        for f, ring in sorted(groups):
+            sizes = groups[(f, ring)]
+            r, hi, msb = self._trunc_items(sum(sizes), f, ring)
             at = 0
             for n in sizes:
                 item = (r[at : at + n], hi[at : at + n], msb[at : at + n])
-                self._pool.setdefault((n, f), deque()).append(item)
+                self._pool.setdefault((n, f, ring), deque()).append(item)
                 at += n
 
     @ring_ops
@@ -404,10 +425,12 @@ class OtProvider:
     # ------------------------------------------------- products with a plaintext matrix
 
     supports_plain_products = True
+    #: truncation pairs of a smaller ring (``trunc_pair(..., ring_bits)``)
+    supports_ring_trunc = True
 
     @ring_ops
     def plain_cross(
-        self, mine: U64 | None, peer_y: U64 | None, peer_rows: int, n: int
+        self, mine: U64 | None, peer_y: U64 | None, peer_rows: int, n: int, ring_bits: int = 64
     ) -> tuple[U64, U64]:
         """The cross terms of products ``M_o @ Y_o`` where one computing party ``o`` holds
         the matrix ``M_o`` in plaintext and ``Y_o`` (``q_o x n``) is additively shared.
@@ -421,13 +444,24 @@ class OtProvider:
         per direction, no triple and nothing opened. Both directions run in the same
         batches.
 
+        ``ring_bits`` (public, 2-64): the products are needed modulo ``2**ring_bits`` only
+        (the caller truncates them into Z_2^64 with a pair of that ring): the peer chooses
+        only the low ``ring_bits`` bits of its share (``ring_bits·q·n`` OTs) and the
+        correction of bit ``k`` keeps ``ring_bits − k`` bits. The shares returned are then
+        correct modulo ``2**ring_bits`` only.
+
         Returns ``(theirs, own)``: this party's shares of ``M' @ Y'^(mine)`` (``p' x n``)
         and of ``M @ Y^(peer)`` (``p x n``, zeros if ``mine`` is ``None``)."""
+        if not 2 <= ring_bits <= 64:
+            raise ConfigError(f"products modulo 2**{ring_bits} are not supported")
         ext = self._ext()
+        nbits = _GILBOA_BITS[64 - ring_bits :]  # ring − k for bit k < ring
+        shifts = _SHIFTS[:ring_bits]
         if peer_y is not None and peer_y.size and peer_rows:
             q_p = peer_y.shape[0]
-            choices = _bit_rows(peer_y.reshape(-1)).reshape(-1)  # (bit, l, j) order
-            rb = np.repeat(_GILBOA_BYTES, q_p * n)
+            # (bit, l, j) order, bits below the ring only
+            choices = _bit_rows(peer_y.reshape(-1))[:ring_bits].reshape(-1)
+            rb = np.repeat(nbits, q_p * n)
         else:
             q_p = 0
             choices = np.zeros(0, np.uint8)
@@ -436,8 +470,8 @@ class OtProvider:
             p_m, q_m = mine.shape
             # OT (k, l, j): correlation column M[:, l], the same for every bit k and column j
             corr = np.repeat(mine.T, n, axis=0) if n > 1 else np.ascontiguousarray(mine.T)
-            sb = np.repeat(_GILBOA_BYTES, q_m * n)
-            repeat = 64
+            sb = np.repeat(nbits, q_m * n)
+            repeat = ring_bits
         else:
             p_m = 0 if mine is None else mine.shape[0]
             q_m = 0
@@ -449,10 +483,10 @@ class OtProvider:
             corr,
             period=n,
             recv_width=max(peer_rows, 1) if q_p else 1,
-            recv_bytes=rb,
-            send_bytes=sb,
-            recv_shifts=np.repeat(_SHIFTS, q_p * n),
-            send_shifts=np.repeat(_SHIFTS, q_m * n),
+            recv_bits=rb,
+            send_bits=sb,
+            recv_shifts=np.repeat(shifts, q_p * n),
+            send_shifts=np.repeat(shifts, q_m * n),
             repeat=repeat,
         )
         theirs_out = theirs.T.copy() if q_p else np.zeros((peer_rows, n), dtype=np.uint64)
