@@ -67,10 +67,7 @@ def psi(
     The first --party is the receiver (unbalanced: the client), the second the sender (the
     server); three or more parties run n-party PSI with the first as leader.
     """
-    from privfin.psi.api import _roles
-    from privfin.psi.component import psi_component
-    from privfin.psi.sources import iter_id_chunks
-    from privfin.runtime import simulate
+    from privfin.psi.roles import psi_roles
 
     parties = [_parse_party(s) for s in party]
     names = [n for n, _ in parties]
@@ -87,8 +84,13 @@ def psi(
         "id_column": id_column,
         "missing": missing,
     }
-    roles = _roles(names, protocol)
+    roles = psi_roles(names, protocol)
     if transport == "memory":
+        # (the protocols are imported here only: with nodes, only the nodes load them)
+        from privfin.psi.component import psi_component
+        from privfin.psi.sources import iter_id_chunks
+        from privfin.runtime import simulate
+
         inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
         outputs = simulate(psi_component, roles, params=params, inputs=inputs, component_name="psi")
     elif transport == "nodes":

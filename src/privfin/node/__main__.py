@@ -1,10 +1,22 @@
-"""``python -m privfin.node --config node.yaml``: run one node (used by the local cluster)."""
+"""``python -m privfin.node --config node.yaml``: run one node (used by the local cluster).
+
+Once the node has shut down (SIGTERM or SIGINT: graceful, see :mod:`privfin.node.server`;
+or a start that failed) the process leaves through :func:`exit_now`: it waits for its
+non-daemon threads and runs the ``atexit`` handlers as the interpreter would, then exits
+without tearing the interpreter down (with FastAPI, SQLAlchemy, pandas and the protocols
+loaded, that teardown took 0.6-0.9 s of every node's stop, and of every ``privfin psi`` run).
+"""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
+import os
 import sys
+import threading
+from typing import NoReturn
 
 from privfin.errors import PrivfinError, disk_full
 from privfin.node.config import load_config
@@ -33,5 +45,33 @@ def main() -> int:
     return 0
 
 
+def exit_code(exc: SystemExit) -> int:
+    """The status the interpreter would exit with for ``exc`` (a message is printed)."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with ``code`` after what a normal exit does first (join the non-daemon threads,
+    run the ``atexit`` handlers: logging is flushed, pools are shut down), skipping only the
+    interpreter's teardown of its modules."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or gone: nothing to say there
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        status = main()
+    except SystemExit as stop:  # SIGTERM: NodeTerminated, after the graceful shutdown
+        status = exit_code(stop)
+    exit_now(status)
