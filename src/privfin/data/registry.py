@@ -476,7 +476,7 @@ def _scan_file(kind: SourceKind, path: Path, id_column: str | None) -> _Scan:
                 dtypes[id_column] = "string"  # read as strings (as privfin's loaders do)
             return _Scan(list(schema.names), dtypes, int(pf.metadata.num_rows), digest)
         header = [str(c) for c in pd.read_csv(path, sep=_sep(str(path)), nrows=0).columns]
-        if header == [id_column]:
+        if id_column is not None and header == [id_column]:
             rows = _plain_id_rows(path, id_column)
             if rows is not None:
                 return _Scan(header, {id_column: "string"}, rows, digest)
