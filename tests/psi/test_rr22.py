@@ -27,6 +27,7 @@ from privfin.psi.messages import (
     Chunk,
     Rr22Extend,
     Rr22Reply,
+    Rr22Setup,
     Rr22Table,
     Rr22Values,
     Rr22Vole,
@@ -147,6 +148,16 @@ def test_tampered_base_ot_points_abort() -> None:
 
     with pytest.raises(ProtocolAbort, match="base-OT reply refused"):
         _tampering("rr22.reply", forge)
+
+
+def test_tampered_base_ot_setup_point_aborts() -> None:
+    """[16] The sender's side of the shared base-OT set-up refuses an invalid point too."""
+
+    def forge(msg: Rr22Setup) -> bytes:
+        return codec.encode(Rr22Setup(point=b"\xff" * 32, share=msg.share))
+
+    with pytest.raises(ProtocolAbort, match="base-OT point refused"):
+        _tampering("rr22.setup", forge)
 
 
 def test_wrong_extension_size_aborts() -> None:
