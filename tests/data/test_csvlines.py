@@ -117,3 +117,35 @@ def test_registry_scan_matches_the_pandas_scan(
     assert fast.rows == text.count(b"\n", text.index(b"\n") + 1) + (not text.endswith(b"\n")) - (
         b"\n\n" in text
     )
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 250_000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"id\nu-1\n u-2 \nNA\n-\n",  # plain: the lines are the values
+        b"id\nu-1\nu-2",  # no final newline
+        b"id\nu-1\n\nu-2\n",  # a blank line: read by pandas
+        b"id,x\nu-1,1\nu-2,2\n",  # more than one column: read by pandas
+    ],
+)
+def test_registry_iter_column_matches_pandas(
+    tmp_path: Path, text: bytes, chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    import sqlalchemy as sa
+
+    from privfin.data import registry
+
+    path = tmp_path / "ids.csv"
+    path.write_bytes(text)
+    engine = sa.create_engine("sqlite://")
+    registry.metadata.create_all(engine)
+    reg = registry.DatasetRegistry(engine)
+    reg.register("d", path, id_column="id", policy=registry.UsagePolicy.open())
+    fast = list(reg.iter_column("d", "id", chunk_rows))
+    monkeypatch.setattr(registry, "plain_csv", lambda *a: contextlib.nullcontext(None))
+    slow = list(reg.iter_column("d", "id", chunk_rows))
+    assert fast == slow
+    assert all(len(c) == chunk_rows for c in fast[:-1])

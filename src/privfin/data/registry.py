@@ -997,6 +997,15 @@ class DatasetRegistry:
                 for batch in pf.iter_batches(batch_size=chunk_rows, columns=[column]):
                     yield [None if v is None else str(v) for v in batch.column(0).to_pylist()]
                 return
+            with plain_csv(path, _sep(info.location)) as plain:
+                if plain is not None and plain.columns == [column]:
+                    # the id-only file of a PSI: its lines are the values (a tenth of
+                    # pandas' cost: 0.07 instead of 0.7 core-s at 1M rows)
+                    for at in range(0, plain.rows, chunk_rows):
+                        last = min(plain.rows, at + chunk_rows) - 1
+                        text = plain.data[int(plain.starts[at]) : int(plain.ends[last])]
+                        yield text.decode("utf-8").split("\n")
+                    return
             reader = pd.read_csv(
                 path,
                 sep=_sep(info.location),
