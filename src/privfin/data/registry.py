@@ -1004,7 +1004,8 @@ class DatasetRegistry:
                     for at in range(0, plain.rows, chunk_rows):
                         last = min(plain.rows, at + chunk_rows) - 1
                         text = plain.data[int(plain.starts[at]) : int(plain.ends[last])]
-                        yield text.decode("utf-8").split("\n")
+                        chunk: builtins.list[str | None] = [*text.decode("utf-8").split("\n")]
+                        yield chunk
                     return
             reader = pd.read_csv(
                 path,
