@@ -83,6 +83,7 @@ def psi(
         "curve": curve,
         "id_column": id_column,
         "missing": missing,
+        "output": "rows",  # the rows are read from each party's file: no ids in the result
     }
     roles = psi_roles(names, protocol)
     if transport == "memory":
