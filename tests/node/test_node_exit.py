@@ -34,3 +34,18 @@ def test_exit_now_joins_threads_runs_atexit_and_flushes(code: str, status: int) 
     assert out.returncode == status, out.stderr
     assert out.stdout.splitlines() == ["buffered", "thread done", "atexit ran"]
     assert out.stderr.strip() == ("failed" if code == "'failed'" else "")
+
+
+def test_node_modules_are_imported_with_gc_paused_then_frozen() -> None:
+    code = (
+        "import gc, sys\n"
+        "from privfin.node.__main__ import _import_node\n"
+        "assert 'privfin.node.server' not in sys.modules\n"
+        "_import_node()\n"
+        "print('privfin.node.server' in sys.modules, gc.isenabled(), gc.get_freeze_count() > 0)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True", "True"]

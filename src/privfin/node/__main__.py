@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -19,9 +20,20 @@ import threading
 from typing import NoReturn
 
 from privfin.errors import PrivfinError, disk_full
-from privfin.node.config import load_config
 from privfin.node.logs import configure_logging
-from privfin.node.server import run_node
+
+
+def _import_node() -> None:
+    """Import the node's modules with the garbage collector paused, then move everything
+    they allocated out of its reach (``gc.freeze``): the import makes hundreds of thousands
+    of objects and no garbage worth a collection (0.2-0.3 of 2.1-2.5 core-s per node start),
+    and later full collections no longer walk them."""
+    gc.disable()
+    try:
+        import privfin.node.server  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def main() -> int:
@@ -29,6 +41,10 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
     configure_logging(logging.INFO)  # one line per record: peer text cannot forge lines
+    _import_node()
+    from privfin.node.config import load_config
+    from privfin.node.server import run_node
+
     try:
         config = load_config(args.config)
         try:
