@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -104,3 +105,37 @@ def test_node_stop_runs_in_background_and_reports_errors() -> None:
     failing.start()
     with pytest.raises(RuntimeError, match="did not stop"):
         failing.finish()
+
+
+def test_plain_rows_are_copied_as_pandas_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[16] The output of a plain CSV input is copied line by line (no pandas) and is the
+    file pandas would write; any other input (or row number) takes the pandas path."""
+    from privfin.cli import psi as cli_psi
+
+    rng = random.Random(16)
+    cells = ["a", " b", "c ", "NA", "", "-1", "x y", "é", "0.50", "#"]
+    copied = 0
+    for i in range(60):
+        width = rng.randint(1, 3)
+        lines = [",".join(f"c{j}" for j in range(width))]
+        for _ in range(rng.randint(1, 12)):
+            row = [rng.choice(cells) for _ in range(width)]
+            lines.append(",".join(row) if width > 1 or row[0].strip() else "v")
+        file = tmp_path / f"in{i}.csv"
+        file.write_text("\n".join(lines) + ("\n" if i % 2 else ""))
+        n = len(lines) - 1
+        wanted = rng.sample(range(n), rng.randint(0, n))
+        fast, slow = tmp_path / f"fast{i}.csv", tmp_path / f"slow{i}.csv"
+        copied += cli_psi._copy_plain_rows(file, wanted, fast, batch=rng.randint(1, 4))
+        with monkeypatch.context() as m:
+            m.setattr(cli_psi, "_copy_plain_rows", lambda *a, **k: False)
+            cli_psi._write_rows(file, wanted, slow)
+        assert fast.read_bytes() == slow.read_bytes(), (file.read_text(), wanted)
+    assert copied == 60
+    # not plain (a blank line), or a row number out of range: nothing copied
+    (tmp_path / "blank.csv").write_text("id\na\n\nb\n")
+    assert not cli_psi._copy_plain_rows(tmp_path / "blank.csv", [0], tmp_path / "x.csv")
+    assert not cli_psi._copy_plain_rows(tmp_path / "in0.csv", [99], tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()

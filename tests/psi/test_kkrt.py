@@ -23,7 +23,7 @@ from privfin.errors import ConfigError, DecodeError, ProtocolAbort
 from privfin.federation import codec
 from privfin.federation.memory import MemoryHub, MemoryTransport
 from privfin.psi import kkrt, kkrt_receiver, kkrt_sender
-from privfin.psi.messages import KKRT_CODE_BITS, KkrtExtend, KkrtReply, KkrtValues
+from privfin.psi.messages import KKRT_CODE_BITS, KkrtExtend, KkrtReply, KkrtSetup, KkrtValues
 from privfin.runtime import simulate as run_simulation
 
 
@@ -334,6 +334,16 @@ def test_tampered_base_ot_points_abort() -> None:
 
     with pytest.raises(ProtocolAbort, match="base-OT reply refused"):
         _tampering("kkrt.reply", forge)
+
+
+def test_tampered_base_ot_setup_point_aborts() -> None:
+    """[16] The sender's side of the shared base-OT set-up refuses an invalid point too."""
+
+    def forge(msg: KkrtSetup) -> bytes:
+        return codec.encode(KkrtSetup(point=b"\xff" * 32, share=msg.share))
+
+    with pytest.raises(ProtocolAbort, match="base-OT point refused"):
+        _tampering("kkrt.setup", forge)
 
 
 def test_tampered_extension_offset_aborts() -> None:

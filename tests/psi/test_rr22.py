@@ -27,6 +27,7 @@ from privfin.psi.messages import (
     Chunk,
     Rr22Extend,
     Rr22Reply,
+    Rr22Setup,
     Rr22Table,
     Rr22Values,
     Rr22Vole,
@@ -89,6 +90,37 @@ def test_component_aligns_tables() -> None:
     assert "psi.seconds.vole" in out["bank"]["stats"]
 
 
+@pytest.mark.parametrize("protocol", ["rr22", "ecdh"])
+def test_rows_output_is_the_aligned_rows_without_ids(protocol: str) -> None:
+    """[16] ``output: rows`` (what ``privfin psi`` asks for): the same rows, size and table
+    rows, no ids or keys; a local parameter (not in the handshake); a bad value refused."""
+    from privfin.psi._prepare import PsiParams
+
+    ta = pd.DataFrame({"cid": ["c3", "c1", "c2", "c9"], "income": [3, 1, 2, 9]})
+    tb = pd.DataFrame({"cid": ["c2", "c5", "c3", "c1 "], "score": [20, 50, 30, 10]})
+    outs = [
+        run_simulation(
+            psi.psi_component,
+            {"bank": ("receiver",), "telco": ("sender",)},
+            params={"protocol": protocol, "reveal_to": "both", "id_column": "cid", **extra},
+            inputs={"bank": {"table": ta}, "telco": {"table": tb}},
+        )
+        for extra in ({}, {"output": "rows"})
+    ]
+    for party in ("bank", "telco"):
+        full, rows = outs[0][party], outs[1][party]
+        assert rows["rows"] == full["rows"] and rows["size"] == full["size"] == 3
+        assert rows["ids"] is None and rows["keys"] is None and full["keys"] == ["c1", "c2", "c3"]
+        assert rows["table"].equals(full["table"])
+    base = {"protocol": protocol, "id_column": "cid"}
+    assert (
+        PsiParams.from_mapping({**base, "output": "rows"}).agreed()
+        == PsiParams.from_mapping(base).agreed()
+    )
+    with pytest.raises(ConfigError, match="output must be one of"):
+        PsiParams.from_mapping({**base, "output": "ids"})
+
+
 def test_refused_configurations() -> None:
     with pytest.raises(ConfigError, match="exactly two parties"):
         psi.simulate({"a": ["x"], "b": ["x"], "c": ["x"]}, protocol="rr22")
@@ -147,6 +179,16 @@ def test_tampered_base_ot_points_abort() -> None:
 
     with pytest.raises(ProtocolAbort, match="base-OT reply refused"):
         _tampering("rr22.reply", forge)
+
+
+def test_tampered_base_ot_setup_point_aborts() -> None:
+    """[16] The sender's side of the shared base-OT set-up refuses an invalid point too."""
+
+    def forge(msg: Rr22Setup) -> bytes:
+        return codec.encode(Rr22Setup(point=b"\xff" * 32, share=msg.share))
+
+    with pytest.raises(ProtocolAbort, match="base-OT point refused"):
+        _tampering("rr22.setup", forge)
 
 
 def test_wrong_extension_size_aborts() -> None:

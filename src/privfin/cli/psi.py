@@ -67,10 +67,7 @@ def psi(
     The first --party is the receiver (unbalanced: the client), the second the sender (the
     server); three or more parties run n-party PSI with the first as leader.
     """
-    from privfin.psi.api import _roles
-    from privfin.psi.component import psi_component
-    from privfin.psi.sources import iter_id_chunks
-    from privfin.runtime import simulate
+    from privfin.psi.roles import psi_roles
 
     parties = [_parse_party(s) for s in party]
     names = [n for n, _ in parties]
@@ -86,9 +83,15 @@ def psi(
         "curve": curve,
         "id_column": id_column,
         "missing": missing,
+        "output": "rows",  # the rows are read from each party's file: no ids in the result
     }
-    roles = _roles(names, protocol)
+    roles = psi_roles(names, protocol)
     if transport == "memory":
+        # (the protocols are imported here only: with nodes, only the nodes load them)
+        from privfin.psi.component import psi_component
+        from privfin.psi.sources import iter_id_chunks
+        from privfin.runtime import simulate
+
         inputs = {n: {"chunks": iter_id_chunks(f, id_column)} for n, f in parties}
         outputs = simulate(psi_component, roles, params=params, inputs=inputs, component_name="psi")
     elif transport == "nodes":
@@ -106,8 +109,6 @@ def _write_outputs(
 ) -> None:
     """Each party's intersecting rows, aligned, to OUT/NAME.csv; the summary to
     OUT/summary.json and stdout."""
-    import pandas as pd
-
     summary: dict[str, dict[str, object]] = {}
     for name, file in parties:
         result = outputs[name]
@@ -118,17 +119,65 @@ def _write_outputs(
             summary[name]["traffic"] = result["traffic"]
         if result["rows"] is None:
             continue
-        wanted = result["rows"]
-        if "".join(file.suffixes).lower().endswith((".parquet", ".pq")):
-            frames = [pd.read_parquet(file).iloc[wanted]]
-        else:
-            frames = _csv_rows(file, wanted)
-        # pandas keeps the file's row numbers as the index: put rows in the agreed order
-        rows = pd.concat(frames).loc[wanted] if wanted else frames[0].iloc[:0]
-        rows.to_csv(out / f"{name}.csv", index=False)
+        _write_rows(file, result["rows"], out / f"{name}.csv")
         summary[name]["file"] = str(out / f"{name}.csv")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     typer.echo(json.dumps(summary))
+
+
+def _write_rows(file: Path, wanted: list[int], dest: Path) -> None:
+    """Rows ``wanted`` (data-row numbers) of ``file``, in that order, to the CSV file
+    ``dest``: copied as bytes from a plain CSV file (:mod:`privfin.data.csvlines`, the same
+    bytes pandas would write), else read and written with pandas."""
+    if _copy_plain_rows(file, wanted, dest):
+        return
+    import pandas as pd
+
+    if "".join(file.suffixes).lower().endswith((".parquet", ".pq")):
+        frames = [pd.read_parquet(file).iloc[wanted]]
+    else:
+        frames = _csv_rows(file, wanted)
+    # pandas keeps the file's row numbers as the index: put rows in the agreed order
+    rows = pd.concat(frames).loc[wanted] if wanted else frames[0].iloc[:0]
+    rows.to_csv(dest, index=False)
+
+
+def _copy_plain_rows(file: Path, wanted: list[int], dest: Path, batch: int = 65_536) -> bool:
+    """Write the header and rows ``wanted`` of ``file`` to ``dest`` by copying their lines,
+    if ``file`` is a plain CSV file (then pandas would read every cell verbatim and write
+    the same lines); False, with nothing written, for any other file."""
+    import numpy as np
+
+    from privfin.data.csvlines import plain_csv
+
+    if "".join(file.suffixes).lower().endswith((".parquet", ".pq")):
+        return False
+    rows = np.asarray(wanted, dtype=np.int64)
+    with plain_csv(file) as plain:
+        if plain is None or (rows.size and not 0 <= rows.min() <= rows.max() < plain.rows):
+            return False
+        with dest.open("wb") as fh:
+            fh.write(plain.header + b"\n")
+            for at in range(0, rows.size, batch):
+                fh.write(_gather_lines(plain.data, plain.starts, plain.ends, rows[at : at + batch]))
+    return True
+
+
+def _gather_lines(data: Any, starts: Any, ends: Any, rows: Any) -> bytes:
+    """The lines ``data[starts[r]:ends[r]]`` of ``rows``, each followed by a newline."""
+    import numpy as np
+
+    first, lengths = starts[rows], ends[rows] - starts[rows] + 1  # (+ its newline)
+    at = np.cumsum(lengths) - lengths  # where each line goes in the output
+    source = np.repeat(first - at, lengths) + np.arange(int(lengths.sum()))
+    source[at + lengths - 1] = 0  # (the newline: the file's last line may have none)
+    view = np.frombuffer(data, dtype=np.uint8)
+    try:
+        out = view[source]
+    finally:
+        del view  # (the file's map closes once no array refers to it)
+    out[at + lengths - 1] = ord("\n")
+    return out.tobytes()
 
 
 def _csv_rows(file: Path, wanted: list[int], chunk_rows: int = 250_000) -> list[Any]:

@@ -75,6 +75,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from privfin.data.csvlines import plain_csv
 from privfin.errors import ConfigError, DataPolicyError
 
 __all__ = [
@@ -475,6 +476,10 @@ def _scan_file(kind: SourceKind, path: Path, id_column: str | None) -> _Scan:
                 dtypes[id_column] = "string"  # read as strings (as privfin's loaders do)
             return _Scan(list(schema.names), dtypes, int(pf.metadata.num_rows), digest)
         header = [str(c) for c in pd.read_csv(path, sep=_sep(str(path)), nrows=0).columns]
+        if id_column is not None and header == [id_column]:
+            rows = _plain_id_rows(path, id_column)
+            if rows is not None:
+                return _Scan(header, {id_column: "string"}, rows, digest)
         strings = {id_column: str} if id_column in header else None
         kinds: dict[str, str] = {}
         rows = 0
@@ -489,6 +494,19 @@ def _scan_file(kind: SourceKind, path: Path, id_column: str | None) -> _Scan:
         return _Scan(header, dtypes, rows, digest)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read data source {path}: {_short(exc)}") from None
+
+
+def _plain_id_rows(path: Path, id_column: str) -> int | None:
+    """The row count of a CSV file holding only the id column, if it is plain
+    (:mod:`privfin.data.csvlines`) and its first id is not a missing value: then the chunked
+    pandas scan would find the same count and the type ``string`` (the id column is read as
+    strings), at a tenth of its cost (0.06 instead of 0.65 core-s at 1M rows). None: scan."""
+    with plain_csv(path, _sep(str(path))) as plain:
+        if plain is None or plain.columns != [id_column] or plain.rows == 0:
+            return None
+        rows = plain.rows
+    first = pd.read_csv(path, sep=_sep(str(path)), dtype={id_column: str}, nrows=1)
+    return None if first[id_column].isna().all() else rows
 
 
 def _sql_engine(url: str) -> Engine:
@@ -979,6 +997,16 @@ class DatasetRegistry:
                 for batch in pf.iter_batches(batch_size=chunk_rows, columns=[column]):
                     yield [None if v is None else str(v) for v in batch.column(0).to_pylist()]
                 return
+            with plain_csv(path, _sep(info.location)) as plain:
+                if plain is not None and plain.columns == [column]:
+                    # the id-only file of a PSI: its lines are the values (a tenth of
+                    # pandas' cost: 0.07 instead of 0.7 core-s at 1M rows)
+                    for at in range(0, plain.rows, chunk_rows):
+                        last = min(plain.rows, at + chunk_rows) - 1
+                        text = plain.data[int(plain.starts[at]) : int(plain.ends[last])]
+                        chunk: builtins.list[str | None] = [*text.decode("utf-8").split("\n")]
+                        yield chunk
+                    return
             reader = pd.read_csv(
                 path,
                 sep=_sep(info.location),

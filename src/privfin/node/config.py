@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from privfin.compute import ComputeBackend, LocalBackend, SerialBackend, ThreadBackend
 from privfin.config import Settings
 from privfin.errors import ConfigError, StoreError
-from privfin.federation.http import Peer
-from privfin.federation.mailbox import Quotas
 from privfin.federation.tls import Identity, fingerprint
 from privfin.federation.transport import validate_name
-from privfin.store import to_url
+
+if TYPE_CHECKING:  # imported where used: a client of the node (``privfin psi``) needs none
+    from privfin.compute import ComputeBackend
+    from privfin.federation.http import Peer
+    from privfin.federation.mailbox import Quotas
 
 __all__ = [
     "MAX_REQUEST_BODY",
@@ -209,6 +210,8 @@ class NodeConfig(BaseModel):
         return Settings(mode=self.mode, allow_insecure=self.allow_insecure)
 
     def mailbox_quotas(self) -> Quotas:
+        from privfin.federation.mailbox import Quotas
+
         q = self.quotas
         return Quotas(
             max_message_size=self.max_message_size,
@@ -262,6 +265,8 @@ class NodeConfig(BaseModel):
 
     def compute_backend(self) -> ComputeBackend:
         """A new compute backend of the configured kind (the caller closes it)."""
+        from privfin.compute import LocalBackend, SerialBackend, ThreadBackend
+
         if self.compute == "serial":
             return SerialBackend()
         if self.compute == "thread":
@@ -284,6 +289,8 @@ class NodeConfig(BaseModel):
         return out
 
     def transport_peers(self) -> dict[str, Peer]:
+        from privfin.federation.http import Peer
+
         certs = self.peer_certs()
         return {n: Peer(n, p.url.rstrip("/"), certs[n]) for n, p in self.peers.items()}
 
@@ -323,6 +330,8 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"invalid node config {p}:\n{exc}") from None
     # Checked here, not by pydantic, whose message would echo the URL (and its password).
     if config.store is not None:
+        from privfin.store import to_url
+
         try:
             if not config.store.strip():
                 raise StoreError("the store is empty")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from privfin import __version__
@@ -202,7 +202,9 @@ def create_operator_app(config: NodeConfig, runner: JobRunner) -> FastAPI:
         status = runner.status(checked("job", job))
         if status is None:
             raise HTTPException(404, f"no job {job!r} on this node")
-        return status
+        # Already plain JSON (the result is stored as JSON text): rendered as it is, without
+        # FastAPI's per-item encoder (1.2 core-s for a PSI result of 500k row numbers).
+        return JSONResponse(status)
 
     @api.post("/v1/jobs/{job}/cancel")
     def cancel(job: str, op: Operator) -> Any:

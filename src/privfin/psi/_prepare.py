@@ -29,6 +29,8 @@ __all__ = [
 PROTOCOLS = ("ecdh", "kkrt", "rr22", "unbalanced")
 REVEAL = ("receiver", "both")
 MISSING_RULES = ("error", "drop")
+#: What a party's output holds: everything (``aligned``) or only the row numbers (``rows``).
+OUTPUTS = ("aligned", "rows")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,13 @@ class PsiParams:
     segment_values:
         The declared segment values (never read from the data; rows with another value are
         left out).
+    output:
+        What this party's output holds when it learns the intersection: ``"aligned"``
+        (default) its ids, keys, row numbers and table rows in the agreed order; ``"rows"``
+        no ids (``ids`` and ``keys`` are ``None``; rows, size and table rows as with
+        ``aligned``): for a caller that reads the rows from its own file, as ``privfin psi``
+        does (at 1M rows this keeps ~18 MB of JSON out of the job's stored result). Local: the
+        parties need not agree.
     """
 
     protocol: str = "ecdh"
@@ -90,6 +99,7 @@ class PsiParams:
     dp_delta: float = 1e-6
     segments: str | None = None
     segment_values: list[Any] | None = None
+    output: str = "aligned"
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> PsiParams:
@@ -116,6 +126,8 @@ class PsiParams:
             raise ConfigError(f"curve must be one of {list(CURVES)}, got {p.curve!r}")
         if p.missing not in MISSING_RULES:
             raise ConfigError(f"missing must be one of {list(MISSING_RULES)}")
+        if p.output not in OUTPUTS:
+            raise ConfigError(f"output must be one of {list(OUTPUTS)}, got {p.output!r}")
         p._check_dp()
         return p
 
@@ -242,18 +254,23 @@ def _prepare_ids(inputs: Mapping[str, Any], p: PsiParams) -> tuple[PreparedIds, 
 
 
 def aligned_output(
-    prepared: PreparedIds, matched: Sequence[int] | npt.NDArray[np.int64], table: Any = None
+    prepared: PreparedIds,
+    matched: Sequence[int] | npt.NDArray[np.int64],
+    table: Any = None,
+    output: str = "aligned",
 ) -> dict[str, Any]:
     """What a party returns when it learns the intersection: its own ids, rows and (if it gave
     a table) table rows, in the agreed order (ascending normalised key), so every party that
-    learns the intersection ends with its rows in the same order."""
+    learns the intersection ends with its rows in the same order. ``output="rows"``: the
+    row numbers and size only (:class:`PsiParams`)."""
     # UTF-8 byte order is code point order: sorting the bytes sorts the keys
     at, keys = prepared.in_key_order(np.asarray(matched, dtype=np.int64).reshape(-1))
     order: list[int] = at.tolist()
     rows: list[int] = prepared.rows[at].tolist() if at.size else []
+    rows_only = output == "rows"
     out: dict[str, Any] = {
-        "ids": prepared.spellings(order, keys),
-        "keys": keys,
+        "ids": None if rows_only else prepared.spellings(order, keys),
+        "keys": None if rows_only else keys,
         "rows": rows,
         "size": len(order),
         "table": None,

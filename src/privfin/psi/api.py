@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from privfin.errors import ConfigError
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import validate_name
+from privfin.psi.roles import psi_roles
 from privfin.runtime import simulate as run_simulation
 
 __all__ = ["simulate"]
-
-
-def _roles(parties: Sequence[str], protocol: str) -> dict[str, tuple[str, ...]]:
-    if protocol == "unbalanced":
-        if len(parties) != 2:
-            raise ConfigError("unbalanced psi runs between exactly two parties (client, server)")
-        return {parties[0]: ("client",), parties[1]: ("server",)}
-    if len(parties) == 2:
-        return {parties[0]: ("receiver",), parties[1]: ("sender",)}
-    return {p: ("leader",) if i == 0 else ("member",) for i, p in enumerate(parties)}
 
 
 def simulate(
@@ -68,7 +59,7 @@ def simulate(
             validate_name("party", party)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    roles = _roles(parties, protocol)
+    roles = psi_roles(parties, protocol)
     job_params = {
         "protocol": protocol,
         "reveal_to": reveal_to,

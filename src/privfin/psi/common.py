@@ -7,16 +7,17 @@ import json
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from privfin.crypto import ot as otm
 from privfin.crypto import ristretto, x25519
 from privfin.crypto.blind_tasks import blind_task, hash_blind_task
 from privfin.crypto.prg import SEED_BYTES, PrgRandom
 from privfin.crypto.random import RandomSource
-from privfin.crypto.ristretto import POINT_BYTES, BlindingKey
+from privfin.crypto.ristretto import POINT_BYTES, BlindingKey, InvalidPointError
 from privfin.crypto.x25519 import X25519Key
 from privfin.errors import ProtocolAbort
 from privfin.psi.ids import PreparedIds
@@ -27,11 +28,17 @@ from privfin.psi.messages import (
     PROTOCOL_VERSION,
     Chunk,
     Hello,
+    KkrtReply,
+    KkrtSetup,
+    Rr22Reply,
+    Rr22Setup,
 )
 from privfin.runtime import Context
 
 __all__ = [
     "GroupKey",
+    "base_ots_received",
+    "base_ots_sent",
     "blind_stream",
     "blinding_key",
     "collect",
@@ -387,3 +394,63 @@ def check_width(rows: U8) -> None:
     """Raise if ``rows`` are not points."""
     if rows.ndim != 2 or rows.shape[1] != POINT_BYTES:
         raise ProtocolAbort("expected an array of 32-byte points")
+
+
+# ------------------------------------------------------------------ base OTs (KKRT, RR22)
+
+SetupT = TypeVar("SetupT", KkrtSetup, Rr22Setup)
+ReplyT = TypeVar("ReplyT", KkrtReply, Rr22Reply)
+
+
+def base_ots_sent(
+    ctx: Context,
+    peer: str,
+    rnd: RandomSource,
+    count: int,
+    tag: str,
+    setup: type[SetupT],
+    reply: type[ReplyT],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], tuple[bytes, bytes]]:
+    """The PSI receiver's side of the set-up of the OT-based protocols (SPEC.md §8, §8b): it
+    sends ``count`` base OTs to ``peer`` (the point ``A`` in ``<tag>.setup``, the replies in
+    ``<tag>.reply``) and the two parties exchange 16-byte key shares.
+
+    Returns both keys of every base OT and the shares (the receiver's, the sender's). A
+    reply point that is not a valid group element aborts the job, naming ``peer``."""
+    base = otm.BaseOtSender(rnd)
+    share = rnd.bytes(16)
+    ctx.channel.send(peer, f"{tag}.setup", setup(point=base.point, share=share))
+    msg = ctx.channel.recv(peer, f"{tag}.reply", expect=reply)
+    points = np.frombuffer(msg.points, dtype=np.uint8).reshape(count, POINT_BYTES)
+    try:
+        k0, k1 = base.keys(points)
+    except InvalidPointError as exc:
+        raise ProtocolAbort(f"party {peer!r}: base-OT reply refused: {exc}", party=peer) from None
+    return k0, k1, (share, msg.share)
+
+
+def base_ots_received(
+    ctx: Context,
+    peer: str,
+    rnd: RandomSource,
+    count: int,
+    tag: str,
+    setup: type[SetupT],
+    reply: type[ReplyT],
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], tuple[bytes, bytes]]:
+    """The PSI sender's side of :func:`base_ots_sent`: it receives ``count`` base OTs from
+    ``peer`` with random choice bits.
+
+    Returns the choice bits (one 0/1 byte each), the chosen keys and the shares (the
+    receiver's, the sender's). A setup point that is not a valid group element aborts the
+    job, naming ``peer``."""
+    msg = ctx.channel.recv(peer, f"{tag}.setup", expect=setup)
+    bits = np.frombuffer(rnd.bytes(count), dtype=np.uint8) & np.uint8(1)
+    base = otm.BaseOtReceiver(rnd, bits)
+    try:
+        points = base.reply(msg.point)
+    except InvalidPointError as exc:
+        raise ProtocolAbort(f"party {peer!r}: base-OT point refused: {exc}", party=peer) from None
+    share = rnd.bytes(16)
+    ctx.channel.send(peer, f"{tag}.reply", reply(points=points.tobytes(), share=share))
+    return bits, base.keys(), (msg.share, share)

@@ -136,7 +136,7 @@ def _two_party(
     if isinstance(out, int):
         return nothing(out)
     t = time.perf_counter()
-    aligned = aligned_output(prepared, out, table)
+    aligned = aligned_output(prepared, out, table, p.output)
     ctx.metrics.add("psi.seconds.align_output", time.perf_counter() - t)
     return aligned
 
@@ -197,4 +197,4 @@ def _n_party(
         out = got
     if isinstance(out, int):
         return nothing(out)
-    return aligned_output(prepared, out, table)
+    return aligned_output(prepared, out, table, p.output)

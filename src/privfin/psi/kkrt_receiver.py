@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.crypto import ot as otm
-from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     U8,
+    base_ots_sent,
     handshake,
     hash_domain,
     job_random,
@@ -70,18 +70,8 @@ def run_kkrt_receiver(
     n_s = handshake(ctx, _PROTOCOL, params, n_r, [sender])[sender]
     rnd = job_random(ctx, "psi.kkrt.receiver.seed.key")
     t0 = time.perf_counter()
-    base = otm.BaseOtSender(rnd)
-    share = rnd.bytes(16)
-    ctx.channel.send(sender, "kkrt.setup", KkrtSetup(point=base.point, share=share))
-    reply = ctx.channel.recv(sender, "kkrt.reply", expect=KkrtReply)
-    points = np.frombuffer(reply.points, dtype=np.uint8).reshape(KKRT_CODE_BITS, POINT_BYTES)
-    try:
-        k0, k1 = base.keys(points)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {sender!r}: base-OT reply refused: {exc}", party=sender
-        ) from None
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), share, reply.share)
+    k0, k1, shares = base_ots_sent(ctx, sender, rnd, KKRT_CODE_BITS, "kkrt", KkrtSetup, KkrtReply)
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), *shares)
     t1 = time.perf_counter()
     ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
 

@@ -11,10 +11,10 @@ import numpy as np
 import numpy.typing as npt
 
 from privfin.crypto import ot as otm
-from privfin.crypto.ristretto import InvalidPointError
 from privfin.errors import ProtocolAbort
 from privfin.psi.common import (
     U8,
+    base_ots_received,
     handshake,
     hash_domain,
     job_random,
@@ -72,19 +72,11 @@ def run_kkrt_sender(
     n_r = handshake(ctx, _PROTOCOL, params, n_s, [receiver])[receiver]
     rnd = job_random(ctx, "psi.kkrt.sender.seed.key")
     t0 = time.perf_counter()
-    setup = ctx.channel.recv(receiver, "kkrt.setup", expect=KkrtSetup)
-    s_bits = np.frombuffer(rnd.bytes(KKRT_CODE_BITS), dtype=np.uint8) & np.uint8(1)
-    base = otm.BaseOtReceiver(rnd, s_bits)
-    try:
-        pts = base.reply(setup.point)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {receiver!r}: base-OT point refused: {exc}", party=receiver
-        ) from None
-    share = rnd.bytes(16)
-    ctx.channel.send(receiver, "kkrt.reply", KkrtReply(points=pts.tobytes(), share=share))
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), setup.share, share)
-    g = otm.RowPrg(base.keys())
+    s_bits, chosen_keys, shares = base_ots_received(
+        ctx, receiver, rnd, KKRT_CODE_BITS, "kkrt", KkrtSetup, KkrtReply
+    )
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), *shares)
+    g = otm.RowPrg(chosen_keys)
     chosen = s_bits.astype(bool)
     s_row = np.packbits(s_bits, bitorder="little")
     t1 = time.perf_counter()

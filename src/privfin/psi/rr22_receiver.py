@@ -11,10 +11,9 @@ import numpy.typing as npt
 
 from privfin.crypto import okvs
 from privfin.crypto import ot as otm
-from privfin.crypto.ristretto import POINT_BYTES, InvalidPointError
 from privfin.crypto.vole import VoleMessage, VoleReceiver
 from privfin.errors import ProtocolAbort
-from privfin.psi.common import handshake, hash_domain, job_random
+from privfin.psi.common import base_ots_sent, handshake, hash_domain, job_random
 from privfin.psi.ids import PreparedIds
 from privfin.psi.kkrt import Matcher, digests, value_bytes
 from privfin.psi.messages import (
@@ -59,18 +58,8 @@ def run_rr22_receiver(
     n_s = handshake(ctx, _PROTOCOL, params, n_r, [sender])[sender]
     rnd = job_random(ctx, "psi.rr22.receiver.seed.key")
     t0 = time.perf_counter()
-    base = otm.BaseOtSender(rnd)
-    share = rnd.bytes(16)
-    ctx.channel.send(sender, "rr22.setup", Rr22Setup(point=base.point, share=share))
-    reply = ctx.channel.recv(sender, "rr22.reply", expect=Rr22Reply)
-    points = np.frombuffer(reply.points, dtype=np.uint8).reshape(RR22_BASE_OTS, POINT_BYTES)
-    try:
-        k0, k1 = base.keys(points)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {sender!r}: base-OT reply refused: {exc}", party=sender
-        ) from None
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), share, reply.share)
+    k0, k1, shares = base_ots_sent(ctx, sender, rnd, RR22_BASE_OTS, "rr22", Rr22Setup, Rr22Reply)
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), *shares)
     t1 = time.perf_counter()
     ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
 

@@ -11,10 +11,15 @@ import numpy.typing as npt
 
 from privfin.crypto import gf128, okvs
 from privfin.crypto import ot as otm
-from privfin.crypto.ristretto import InvalidPointError
 from privfin.crypto.vole import VoleSender
 from privfin.errors import ProtocolAbort
-from privfin.psi.common import handshake, hash_domain, job_random, random_permutation
+from privfin.psi.common import (
+    base_ots_received,
+    handshake,
+    hash_domain,
+    job_random,
+    random_permutation,
+)
 from privfin.psi.ids import PreparedIds
 from privfin.psi.kkrt import digests, value_bytes
 from privfin.psi.messages import (
@@ -61,19 +66,11 @@ def run_rr22_sender(
     n_r = handshake(ctx, _PROTOCOL, params, n_s, [receiver])[receiver]
     rnd = job_random(ctx, "psi.rr22.sender.seed.key")
     t0 = time.perf_counter()
-    setup = ctx.channel.recv(receiver, "rr22.setup", expect=Rr22Setup)
-    s_bits = np.frombuffer(rnd.bytes(RR22_BASE_OTS), dtype=np.uint8) & np.uint8(1)
-    base = otm.BaseOtReceiver(rnd, s_bits)
-    try:
-        pts = base.reply(setup.point)
-    except InvalidPointError as exc:
-        raise ProtocolAbort(
-            f"party {receiver!r}: base-OT point refused: {exc}", party=receiver
-        ) from None
-    share = rnd.bytes(16)
-    ctx.channel.send(receiver, "rr22.reply", Rr22Reply(points=pts.tobytes(), share=share))
-    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), setup.share, share)
-    iknp = otm.IknpSender(s_bits, base.keys())
+    s_bits, chosen_keys, shares = base_ots_received(
+        ctx, receiver, rnd, RR22_BASE_OTS, "rr22", Rr22Setup, Rr22Reply
+    )
+    keys = _Keys.derive(hash_domain(ctx, _PROTOCOL), *shares)
+    iknp = otm.IknpSender(s_bits, chosen_keys)
     t1 = time.perf_counter()
     ctx.metrics.add("psi.seconds.base_ot", t1 - t0)
 

@@ -63,10 +63,10 @@ def run_unbalanced(
         got = run_server(ctx, server, clients[0], agreed, reveal_to_server=p.reveal_all)
         if got is None:
             return nothing()
-        return aligned_output(server.prepared, got, table)
+        return aligned_output(server.prepared, got, table, p.output)
     prepared, table = prepare(inputs, p)
     cache = inputs.get("filter_cache") or FilterCache()
     if not isinstance(cache, FilterCache):
         raise ConfigError("the 'filter_cache' input must be a FilterCache")
     matched = run_client(ctx, prepared, servers[0], agreed, cache, reveal_to_server=p.reveal_all)
-    return aligned_output(prepared, matched, table)
+    return aligned_output(prepared, matched, table, p.output)
