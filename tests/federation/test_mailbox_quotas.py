@@ -10,12 +10,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from privfin.errors import ProtocolAbort
 from privfin.federation.mailbox import (
+    ACCEPTED,
     Mailbox,
     MessageTooLarge,
     QuotaExceeded,
@@ -184,6 +186,38 @@ def test_precheck_applies_the_quotas_to_a_declared_size(box: Mailbox) -> None:
     with pytest.raises(QuotaExceeded):  # pre-job bytes: 1000 + 600 > 1500
         box.precheck(key("ghost2"), 600, Q, known)
     box.precheck(key("ghost"), 1000, Q, known)  # a duplicate passes (put answers it)
+
+
+def test_precheck_of_a_running_job_is_answered_from_memory_until_near_its_quota(
+    box: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream server prechecks every chunked message on its thread: for a job this node
+    runs, whose usage the write-behind path counts in memory, a message within the quotas is
+    let through without a database query; near a quota the database still tells a stored
+    duplicate (passes) from a new message (refused)."""
+    known = {"job"}.__contains__
+    assert box.accept([(key("job", 0), b"x" * 900)], quotas=Q, known=known) == [ACCEPTED]
+    assert box.flush(10)
+    queries: list[int] = []
+    real_begin = box.engine.begin
+
+    def begin() -> Any:
+        queries.append(1)
+        return real_begin()
+
+    monkeypatch.setattr(box.engine, "begin", begin)
+    box.precheck(key("job", 1), 1000, Q, known)  # 900 + 1000 <= 3000: from memory
+    assert queries == []
+    with pytest.raises(MessageTooLarge):  # beyond the message size: refused as before
+        box.precheck(key("job", 1), 1001, Q, known)
+    assert box.accept([(key("job", 1), b"y" * 1000)], quotas=Q, known=known) == [ACCEPTED]
+    assert box.accept([(key("job", 2), b"z" * 1000)], quotas=Q, known=known) == [ACCEPTED]
+    assert box.flush(10)
+    queries.clear()
+    box.precheck(key("job", 1), 1000, Q, known)  # 2900 + 1000 > 3000, but a duplicate
+    assert queries  # asked the database
+    with pytest.raises(MessageTooLarge, match="quota"):
+        box.precheck(key("job", 3), 1000, Q, known)  # new and over the quota
 
 
 def test_chunk_indexes_are_added_to_an_existing_database(tmp_path: Path) -> None:

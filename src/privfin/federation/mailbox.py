@@ -465,6 +465,19 @@ class Mailbox:
         ``key`` passes (the retry of a duplicate is answered by :meth:`put`)."""
         if chunk is not None:
             _check_chunk(key, chunk[0], chunk[1], size, quotas)
+        elif known is not None and known(key.job):
+            # A job this node runs, whose usage is counted in memory (write-behind): within
+            # its quotas, the message may come without asking the database (the stream server
+            # prechecks every chunked message on its thread). Near a quota, the database
+            # tells a stored duplicate, which passes, from a new message.
+            with self._lock:
+                if (key.job, key.sender) in self._usage:
+                    try:
+                        self._admit(None, key, size, quotas, known)
+                    except (MessageTooLarge, QuotaExceeded):
+                        pass
+                    else:
+                        return
         with self._cond, self.engine.begin() as conn:
             if conn.execute(select(messages.c.seq).where(_where(key))).first() is not None:
                 return
