@@ -388,58 +388,29 @@ class OtExtension:
         nb = np.asarray(nbits, dtype=np.int64)
         if sh.shape != (n,) or nb.shape != (n,) or (n and (sh.min() < 0 or sh.max() > 63)):
             raise ConfigError("cot_sum: one shift (0-63) and one bit width per OT")
-        acc = np.zeros((period, width), dtype=np.uint64)
         if not self.kernel:
             got, own = self.cot(
                 bits, c, recv_width=width, recv_bits=nb, send_bits=nb, repeat=repeat, task=task
             )
             got -= own
             got <<= sh.astype(np.uint64).reshape(-1, 1)
-            acc += np.sum(got.reshape(-1, period, width), axis=0, dtype=np.uint64)
-            return acc
-        if max(width, 1) > _MAX_WIDTH:
-            raise ConfigError(f"correlated OTs of more than {_MAX_WIDTH} words: split the product")
-        if nb.size and (nb.min() < 0 or nb.max() > 64):
-            raise ConfigError("cot_sum: bit widths are 0-64")
-        sh8 = sh.astype(np.uint8)
-        _, send, h = self._ready()
-
-        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> bytes:
-            _, d = otm.cot_send_trimmed(
-                q,
-                send.delta,
-                h,
-                tweak,
-                c,
-                nb[lo:hi],
-                phase=lo % c.shape[0],
-                acc=acc,
-                acc_phase=lo % period,
-                shifts=sh8[lo:hi],
-                kernel=True,
-            )
-            return d
-
-        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
-            assert msg is not None
-            otm.cot_receive_trimmed(
-                t,
-                bits[lo:hi],
-                h,
-                tweak,
-                msg,
-                nb[lo:hi],
-                width,
-                acc=acc,
-                acc_phase=lo % period,
-                shifts=sh8[lo:hi],
-                kernel=True,
-            )
-
-        def expect(lo: int, hi: int) -> int:
-            return _trimmed_size(nb[lo:hi], width)
-
-        self._batches(bits, n, (width, width), send_fn, recv_fn, expect, task)
+            summed: U64 = np.sum(got.reshape(-1, period, width), axis=0, dtype=np.uint64)
+            return summed
+        # the kernel reduces each direction as it hashes: the two directions of cot_sums,
+        # with the same widths and shifts, added
+        acc, acc_s = self.cot_sums(
+            bits,
+            c,
+            period=period,
+            recv_width=width,
+            recv_bits=nb,
+            send_bits=nb,
+            recv_shifts=sh,
+            send_shifts=sh,
+            repeat=repeat,
+            task=task,
+        )
+        acc += acc_s
         return acc
 
     @ring_ops
@@ -455,6 +426,7 @@ class OtExtension:
         recv_shifts: npt.ArrayLike,
         send_shifts: npt.ArrayLike,
         repeat: int = 1,
+        task: ProgressTask | None = None,
     ) -> tuple[U64, U64]:
         """Correlated OTs in both directions, of different counts and widths (as
         :meth:`cot`), each direction reduced as it arrives (as :meth:`cot_sum`).
@@ -524,7 +496,7 @@ class OtExtension:
         def expect(lo: int, hi: int) -> int:
             return _trimmed_size(rb[lo:hi], recv_width)
 
-        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, None)
+        self._batches(bits, n_s, (recv_width, w_s), send_fn, recv_fn, expect, task)
         return acc_r, acc_s
 
     @ring_ops
