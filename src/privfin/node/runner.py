@@ -275,6 +275,8 @@ class JobRunner:
         # job -> its status as this process last wrote or read it (only this process writes
         # the jobs table): a message for a running job needs no status query.
         self._status: dict[str, str] = {}
+        # notified when a job's status changes (long-polling clients: :meth:`wait_ended`)
+        self._status_changed = threading.Condition()
         self._wake = threading.Event()
         self._to_purge: list[str] = []  # ended jobs whose payloads housekeeping deletes
         self._stop = threading.Event()
@@ -310,7 +312,9 @@ class JobRunner:
                 .values(updated_at=int(time.time()), **values)
             )
         if "status" in values:
-            self._status[job] = str(values["status"])
+            with self._status_changed:
+                self._status[job] = str(values["status"])
+                self._status_changed.notify_all()
 
     def record(self, action: Action, *, required: bool = False, **fields: Any) -> None:
         """Append an audit entry. ``required``: the caller must not go on without it (a data
@@ -405,21 +409,42 @@ class JobRunner:
 
     def volatile(self, key: MessageKey) -> bool:
         """Whether the mailbox may hold ``key``'s payload in memory only: a message of a
-        pipeline step that restarts as a new attempt after a crash (its component declares
-        it cannot resume in place), whose messages are never read again after one. The
-        pipeline notices a lost one before it starts the step (:meth:`Mailbox.lost`)."""
+        component that declares it cannot resume in place after a crash, so its messages are
+        never read again after one. In a pipeline such a step restarts as a new attempt (the
+        pipeline notices a lost message before it starts the step: :meth:`Mailbox.lost`). A
+        single-component job of such a component reruns from the start with fresh randomness
+        after a crash, and its peers refuse its new messages as conflicts anyway; a lost
+        payload ends it at once (``ProtocolAbort``: no longer held) instead of waiting. This
+        spares the disk (and the writer thread) the payloads of many-round protocols."""
         spec = self._specs.get(key.job)
-        if not isinstance(spec, PipelineSpec):
+        if isinstance(spec, JobSpec):
+            component = spec.component if key.component == spec.component else None
+        elif isinstance(spec, PipelineSpec):
+            st = spec.steps.get(key.component.partition(".a")[0])
+            component = None if st is None else st.component
+        else:
             return False
-        st = spec.steps.get(key.component.partition(".a")[0])
-        if st is None:
-            return False
-        decl = DECLARATIONS.get(st.component)
+        decl = None if component is None else DECLARATIONS.get(component)
         return decl is not None and not decl.resumable
 
     def component(self, job: str) -> str | None:
         """The component of ``job``, or None if this node has no such job."""
         return self._components.get(job) if self.parties(job) is not None else None
+
+    def wait_ended(self, job: str, timeout: float) -> bool:
+        """Block until ``job``, running in this process, is done or failed, or ``timeout``
+        seconds pass; whether it ended. A job this process does not run returns at once
+        (its status will not change here)."""
+        deadline = time.monotonic() + timeout
+        with self._status_changed:
+            while True:
+                status = self._status.get(job)
+                if status != "running" or self._stop.is_set():
+                    return status in ("done", "failed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._status_changed.wait(left)
 
     def ended(self, job: str) -> bool:
         """Whether ``job`` is over here (done or failed): it takes no more messages."""
@@ -652,6 +677,8 @@ class JobRunner:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        with self._status_changed:  # long polls answer now
+            self._status_changed.notify_all()
         self._wake.set()
         for token in list(self._cancel.values()):
             token.cancel("node shutting down")
