@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["NodeClient"]
 
 
+#: how long :meth:`NodeClient.wait` lets the node hold a status request (the node answers
+#: at once when the job ends; ``on_progress`` sees a status at least this often)
+_STATUS_HOLD = 1.0
+
+
 class NodeClient:
     """Talk to one node's job API."""
 
@@ -39,6 +44,8 @@ class NodeClient:
             # no TLS on this URL: nothing to verify, and a verifying client would load the
             # CA bundle (tens of milliseconds) for every client made
             verify = False
+        # a long poll's hold stays well inside the request timeout
+        self._hold_limit = max(0.0, min(timeout - 5.0, timeout / 2))
         self._http = httpx.Client(
             base_url=self.url,
             verify=verify,
@@ -210,8 +217,11 @@ class NodeClient:
         models: list[dict[str, Any]] = resp.json()["models"]
         return models
 
-    def status(self, job: str) -> dict[str, Any]:
-        resp = self._http.get(f"/v1/jobs/{job}")
+    def status(self, job: str, wait: float = 0.0) -> dict[str, Any]:
+        """The job's status; with ``wait`` (seconds), the node answers as soon as a running
+        job ends, or after ``wait`` seconds (a long poll)."""
+        params = {"wait": f"{wait:.3f}"} if wait else None
+        resp = self._http.get(f"/v1/jobs/{job}", params=params)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -225,10 +235,15 @@ class NodeClient:
         """Wait until ``job`` is done (returns its status) or failed (raises); a job this
         node has not started yet is waited for too."""
         deadline = time.monotonic() + timeout
-        pause = 0.02  # polls quickly at first (a short job is not held up), then every 0.2 s
+        # A long poll: the node answers when the job ends (no polling delay) or after
+        # ``hold`` seconds (for ``on_progress``). A job not started yet is polled, quickly at
+        # first, then every 0.2 s.
+        pause = 0.02
         while True:
+            hold = max(0.0, min(_STATUS_HOLD, deadline - time.monotonic(), self._hold_limit))
+            asked = time.monotonic()
             try:
-                status = self.status(job)
+                status = self.status(job, wait=hold)
             except httpx.TransportError:
                 status = {"status": "unreachable"}
             except httpx.HTTPStatusError as exc:
@@ -244,6 +259,8 @@ class NodeClient:
                 raise ProtocolAbort(f"job {job} failed at {self.party}: {status['error']}")
             if time.monotonic() > deadline:
                 raise PrivfinError(f"job {job} did not finish at {self.party} in time")
+            if status["status"] == "running" and time.monotonic() - asked >= hold / 2:
+                continue  # the node held the request: ask again at once
             time.sleep(pause)
             pause = min(pause * 1.5, 0.2)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import threading
 from typing import Annotated, Any
 
 from cryptography import x509
@@ -41,6 +42,9 @@ __all__ = [
 MAX_SPEC_BODY = 16 * 1024 * 1024
 MAX_SMALL_BODY = 4096
 MAX_MODEL_BODY = 64 * 1024 * 1024
+#: the longest a status request may wait for its job's end (``GET /v1/jobs/{job}?wait=``)
+MAX_STATUS_WAIT = 30.0
+_MAX_STATUS_WAITERS = 16
 
 
 def _operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
@@ -197,11 +201,27 @@ def create_operator_app(config: NodeConfig, runner: JobRunner) -> FastAPI:
         except ValueError as exc:
             raise HTTPException(400, f"malformed job spec: {exc}") from None
 
+    # at most this many requests wait for a job's end at once (each holds a worker thread);
+    # beyond, a request answers at once as without ``wait``
+    waiters = threading.BoundedSemaphore(_MAX_STATUS_WAITERS)
+
     @api.get("/v1/jobs/{job}")
-    def job_status(job: str, op: Operator) -> Any:
-        status = runner.status(checked("job", job))
+    def job_status(job: str, op: Operator, wait: float = 0.0) -> Any:
+        """The job's status. ``wait`` (seconds, at most ``MAX_STATUS_WAIT``): if the job is
+        running here, answer when it is done or failed, or after ``wait`` seconds (a client
+        learns of the end at once, without polling)."""
+        name = checked("job", job)
+        if not 0.0 <= wait <= MAX_STATUS_WAIT:  # (NaN fails both)
+            raise HTTPException(400, f"wait must be between 0 and {MAX_STATUS_WAIT} seconds")
+        status = runner.status(name)
         if status is None:
             raise HTTPException(404, f"no job {job!r} on this node")
+        if wait and status["status"] == "running" and waiters.acquire(blocking=False):
+            try:
+                if runner.wait_ended(name, wait):
+                    status = runner.status(name) or status
+            finally:
+                waiters.release()
         # Already plain JSON (the result is stored as JSON text): rendered as it is, without
         # FastAPI's per-item encoder (1.2 core-s for a PSI result of 500k row numbers).
         return JSONResponse(status)
