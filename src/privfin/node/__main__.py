@@ -41,6 +41,9 @@ def main() -> int:
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
     configure_logging(logging.INFO)  # one line per record: peer text cannot forge lines
+    from privfin.runtime.allocator import tune_allocator
+
+    tune_allocator()  # before any thread: large buffers are reused, not faulted in anew
     _import_node()
     from privfin.node.config import load_config
     from privfin.node.server import run_node
