@@ -143,35 +143,112 @@ def encode(obj: object) -> bytes:
     ValueError
         If ``obj`` nests deeper than :data:`MAX_DEPTH`.
     """
-    if type(obj) is np.ndarray:  # the common case, in one copy of the data (not four)
-        return _encode_array(obj)
-    return _HEADER + _body_encoder.encode(_to_wire(obj, 0))
+    parts: list[bytes | memoryview] = [_HEADER]
+    _parts(obj, 0, parts)
+    # Arrays and large byte strings are referenced, not copied, until this one join: the
+    # same bytes as msgspec's encoding of ``_to_wire(obj)``, where nested messages copied
+    # every array three more times.
+    return b"".join(parts)
 
 
-def _encode_array(arr: np.ndarray[Any, Any]) -> bytes:
-    """``encode(arr)`` for a top-level array: the same bytes, the data copied once."""
-    arr, dtype_str = _wire_array(arr)
-    data = _raw(arr)
-    n = data.nbytes
-    # the ext payload: msgpack [dtype, shape, bin]; its prefix up to the bin's header comes
-    # from the encoder (an empty bin), the header for n bytes is written here
-    head = _body_encoder.encode([dtype_str, list(arr.shape), b""])[:-2]
+#: byte strings at least this long are referenced by the parts, not re-encoded
+_BIG_BYTES = 4096
+
+
+def _parts(obj: object, depth: int, out: list[bytes | memoryview]) -> int:
+    """Append the msgpack encoding of ``_to_wire(obj, depth)`` to ``out`` as parts (large
+    buffers by reference); returns its length in bytes."""
+    if type(obj) is np.ndarray:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
+        arr, dtype_str = _wire_array(obj)
+        data = _raw(arr)
+        # the ext payload: msgpack [dtype, shape, bin]; its prefix up to the bin's header
+        # comes from the encoder (an empty bin), the header for the data is written here
+        head = _body_encoder.encode([dtype_str, list(arr.shape), b""])[:-2]
+        head += _bin_header(data.nbytes)
+        ext = _ext_header(_EXT_NDARRAY, len(head) + data.nbytes)
+        out += (ext, head, data)
+        return len(ext) + len(head) + data.nbytes
+    if isinstance(obj, Message):
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
+        name = type(obj).wire_name
+        if not name or _REGISTRY.get(name) is not type(obj):
+            raise TypeError(f"{type(obj).__qualname__} is not registered with @wire_message")
+        fields = obj.__struct_fields__
+        inner: list[bytes | memoryview] = [
+            b"\x92" + _body_encoder.encode(name) + _container_header(0x80, 0xDE, len(fields))
+        ]
+        size = len(inner[0])
+        for f in fields:
+            key = _body_encoder.encode(f)
+            inner.append(key)
+            size += len(key) + _parts(getattr(obj, f), depth + 1, inner)
+        ext = _ext_header(_EXT_MESSAGE, size)
+        out.append(ext)
+        out += inner
+        return len(ext) + size
+    if isinstance(obj, (list, tuple)):
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
+        head = _container_header(0x90, 0xDC, len(obj))
+        out.append(head)
+        return len(head) + sum(_parts(x, depth + 1, out) for x in obj)
+    if isinstance(obj, dict):
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
+        head = _container_header(0x80, 0xDE, len(obj))
+        out.append(head)
+        size = len(head)
+        for k, v in obj.items():
+            if isinstance(k, bool) or not isinstance(k, (str, int)):
+                raise TypeError(f"dict keys must be str or int, got {type(k).__name__}")
+            if isinstance(k, int) and not _INT_MIN <= k <= _INT_MAX:
+                raise TypeError("int dict keys must fit in 64 bits")
+            key = _body_encoder.encode(k)
+            out.append(key)
+            size += len(key) + _parts(v, depth + 1, out)
+        return size
+    if isinstance(obj, (bytes, bytearray, memoryview)) and len(obj) >= _BIG_BYTES:
+        if depth > MAX_DEPTH:
+            raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
+        data: bytes | bytearray | memoryview = obj
+        if isinstance(obj, memoryview):
+            data = obj.cast("B") if obj.c_contiguous else memoryview(obj.tobytes())
+        head = _bin_header(len(data))
+        out += (head, data)
+        return len(head) + len(data)
+    small = _body_encoder.encode(_to_wire(obj, depth))  # a scalar or a short byte string
+    out.append(small)
+    return len(small)
+
+
+def _bin_header(n: int) -> bytes:
     if n < 1 << 8:
-        head += bytes([0xC4, n])
-    elif n < 1 << 16:
-        head += b"\xc5" + n.to_bytes(2, "big")
-    else:
-        head += b"\xc6" + n.to_bytes(4, "big")
-    size = len(head) + n
-    if size in (1, 2, 4, 8, 16):  # fixext (never: the payload has at least 5 bytes)
-        ext = bytes([{1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}[size], _EXT_NDARRAY])
-    elif size < 1 << 8:
-        ext = bytes([0xC7, size, _EXT_NDARRAY])
-    elif size < 1 << 16:
-        ext = b"\xc8" + size.to_bytes(2, "big") + bytes([_EXT_NDARRAY])
-    else:
-        ext = b"\xc9" + size.to_bytes(4, "big") + bytes([_EXT_NDARRAY])
-    return b"".join((_HEADER, ext, head, data))
+        return bytes([0xC4, n])
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
+
+
+def _ext_header(code: int, size: int) -> bytes:
+    if size in (1, 2, 4, 8, 16):  # fixext
+        return bytes([{1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}[size], code])
+    if size < 1 << 8:
+        return bytes([0xC7, size, code])
+    if size < 1 << 16:
+        return b"\xc8" + size.to_bytes(2, "big") + bytes([code])
+    return b"\xc9" + size.to_bytes(4, "big") + bytes([code])
+
+
+def _container_header(fix: int, wide: int, n: int) -> bytes:
+    """msgpack array (``fix`` 0x90, ``wide`` 0xDC) or map (0x80, 0xDE) header for n items."""
+    if n < 16:
+        return bytes([fix | n])
+    if n < 1 << 16:
+        return bytes([wide]) + n.to_bytes(2, "big")
+    return bytes([wide + 1]) + n.to_bytes(4, "big")
 
 
 def _to_wire(obj: object, depth: int) -> object:
