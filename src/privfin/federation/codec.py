@@ -213,12 +213,12 @@ def _parts(obj: object, depth: int, out: list[bytes | memoryview]) -> int:
     if isinstance(obj, (bytes, bytearray, memoryview)) and len(obj) >= _BIG_BYTES:
         if depth > MAX_DEPTH:
             raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
-        data: bytes | bytearray | memoryview = obj
+        blob: bytes | bytearray | memoryview = obj
         if isinstance(obj, memoryview):
-            data = obj.cast("B") if obj.c_contiguous else memoryview(obj.tobytes())
-        head = _bin_header(len(data))
-        out += (head, data)
-        return len(head) + len(data)
+            blob = obj.cast("B") if obj.c_contiguous else memoryview(obj.tobytes())
+        head = _bin_header(len(blob))
+        out += (head, blob)
+        return len(head) + len(blob)
     small = _body_encoder.encode(_to_wire(obj, depth))  # a scalar or a short byte string
     out.append(small)
     return len(small)
