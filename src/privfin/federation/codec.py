@@ -143,7 +143,7 @@ def encode(obj: object) -> bytes:
     ValueError
         If ``obj`` nests deeper than :data:`MAX_DEPTH`.
     """
-    parts: list[bytes | memoryview] = [_HEADER]
+    parts: list[bytes | bytearray | memoryview] = [_HEADER]
     _parts(obj, 0, parts)
     # Arrays and large byte strings are referenced, not copied, until this one join: the
     # same bytes as msgspec's encoding of ``_to_wire(obj)``, where nested messages copied
@@ -155,7 +155,7 @@ def encode(obj: object) -> bytes:
 _BIG_BYTES = 4096
 
 
-def _parts(obj: object, depth: int, out: list[bytes | memoryview]) -> int:
+def _parts(obj: object, depth: int, out: list[bytes | bytearray | memoryview]) -> int:
     """Append the msgpack encoding of ``_to_wire(obj, depth)`` to ``out`` as parts (large
     buffers by reference); returns its length in bytes."""
     if type(obj) is np.ndarray:
@@ -177,7 +177,7 @@ def _parts(obj: object, depth: int, out: list[bytes | memoryview]) -> int:
         if not name or _REGISTRY.get(name) is not type(obj):
             raise TypeError(f"{type(obj).__qualname__} is not registered with @wire_message")
         fields = obj.__struct_fields__
-        inner: list[bytes | memoryview] = [
+        inner: list[bytes | bytearray | memoryview] = [
             b"\x92" + _body_encoder.encode(name) + _container_header(0x80, 0xDE, len(fields))
         ]
         size = len(inner[0])
