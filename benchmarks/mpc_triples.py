@@ -203,37 +203,23 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str, triples: str = "ot") -> di
     }
 
 
-def _poll_done(cl: Any, parties: list[str], job: str, deadline: float) -> dict[str, Any]:
-    """Every party's final status of ``job``, polled every 10 ms (the client's ``wait``
-    sleeps 200 ms between polls, which would add up to that to a sub-second job)."""
-    import httpx
-
-    from privfin.errors import ProtocolAbort
-
-    clients = {p: cl.client(p) for p in parties}
+def _wait_done(cl: Any, parties: list[str], job: str, timeout: float) -> dict[str, Any]:
+    """Every party's final status of ``job``: the client's ``wait`` long-polls (the node
+    answers when the job ends), so waiting adds neither polling delay nor polling load."""
     done: dict[str, Any] = {}
-    try:
-        while len(done) < len(parties):
-            for p, c in clients.items():
-                if p in done:
-                    continue
-                try:
-                    st = c.status(job)
-                except httpx.HTTPStatusError as exc:  # not started there yet
-                    if exc.response.status_code != 404:
-                        raise
-                    st = {"status": "not started"}
-                if st["status"] == "done":
-                    done[p] = st
-                elif st["status"] == "failed":
-                    raise ProtocolAbort(f"job {job} failed at {p}: {st['error']}")
-            if time.perf_counter() > deadline:
-                raise TimeoutError(f"job {job} did not finish")
-            time.sleep(0.01)
-    finally:
-        for c in clients.values():
-            c.close()
+    for p in parties:
+        with cl.client(p) as c:
+            done[p] = c.wait(job, timeout=timeout)
     return done
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ss_lr_nodes(
@@ -295,12 +281,15 @@ def _ss_lr_nodes(
                     "params": params,
                     "inputs": {p: {"table": "table"} for p in ("a", "b")},
                 }
+                pids = [int(cl.parties[p]["pid"]) for p in roles]
+                cpu0 = sum(_cpu_seconds(pid) for pid in pids)
                 t0 = time.perf_counter()
                 for p in roles:
                     with cl.client(p) as c:
                         c.submit(spec)
-                done = _poll_done(cl, list(roles), spec["job"], t0 + 1800)
+                done = _wait_done(cl, list(roles), spec["job"], 1800)
                 elapsed = time.perf_counter() - t0
+                cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu0
                 result = done["a"]["result"]
                 out = result["output"]
                 auc = roc_auc_score(y, x @ np.array(out["coef"]) + out["intercept"])
@@ -311,6 +300,7 @@ def _ss_lr_nodes(
                         "sigmoid": sigmoid,
                         "job": rep,
                         "total_s": elapsed,
+                        "nodes_cpu_s": cpu,
                         "load": os.getloadavg()[0],
                         "auc": float(auc),
                         "auc_plain": float(plain),
