@@ -84,6 +84,15 @@ TGT static inline void aes4(const __m128i rk[11], __m128i v[4]) {
     v[3] = _mm_aesenclast_si128(d, rk[10]);
 }
 
+/* Eight independent blocks, rounds interleaved (one-word OTs: hides the unit's latency). */
+TGT static inline void aes8(const __m128i rk[11], __m128i v[8]) {
+    __m128i x[8];
+    for (int i = 0; i < 8; i++) x[i] = _mm_xor_si128(v[i], rk[0]);
+    for (int r = 1; r < 10; r++)
+        for (int i = 0; i < 8; i++) x[i] = _mm_aesenc_si128(x[i], rk[r]);
+    for (int i = 0; i < 8; i++) v[i] = _mm_aesenclast_si128(x[i], rk[10]);
+}
+
 /* Bit-stream writer: words are appended in order; a full 64-bit word is stored as soon as it
  * is complete, so every store lies within the first total_bits / 8 bytes of the message. */
 typedef struct {
@@ -155,7 +164,40 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
     Py_ssize_t cr = phase;           /* row of corr used by OT j: (phase + j) mod period */
     Py_ssize_t ar = own.acc_phase;   /* accumulator row of OT j */
     bitw_t bw = {dout, 0, 0};
-    for (Py_ssize_t j = 0; j < n; j++) {
+    Py_ssize_t j0 = 0;
+    if (width == 1) {
+        /* one word per OT: four OTs per round of eight AES blocks (the same words as below,
+         * whose block 0 has the tweak's block index 0) */
+        for (; j0 + 4 <= n; j0 += 4) {
+            __m128i v[8], y[8];
+            for (int u = 0; u < 4; u++) {
+                __m128i p = _mm_loadu_si128((const __m128i *)(q + 16 * (j0 + u)));
+                v[2 * u] = p;
+                v[2 * u + 1] = _mm_xor_si128(p, dl);
+            }
+            aes8(rk, v);
+            for (int u = 0; u < 4; u++) {
+                const __m128i row = _mm_set_epi64x((long long)tweak_hi, (long long)(j0 + u));
+                y[2 * u] = v[2 * u] = _mm_xor_si128(v[2 * u], row);
+                y[2 * u + 1] = v[2 * u + 1] = _mm_xor_si128(v[2 * u + 1], row);
+            }
+            aes8(rk, v);
+            for (int u = 0; u < 4; u++) {
+                const Py_ssize_t j = j0 + u;
+                uint64_t a = (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[2 * u], y[2 * u]));
+                uint64_t b =
+                    (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[2 * u + 1], y[2 * u + 1]));
+                bw_put(&bw, a - b + corr[cr], (int)nbits[j]);
+                if (own.acc)
+                    own.acc[ar] -= a << own.shifts[j];
+                else
+                    own.rows[j] = a;
+                if (++cr == period) cr = 0;
+                if (own.acc && ++ar == own.acc_period) ar = 0;
+            }
+        }
+    }
+    for (Py_ssize_t j = j0; j < n; j++) {
         __m128i p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
         __m128i p1 = _mm_xor_si128(p0, dl);
         aes2(rk, &p0, &p1);
@@ -206,7 +248,33 @@ TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint
     const Py_ssize_t blocks = (width + 1) / 2;
     Py_ssize_t ar = out.acc_phase;
     uint64_t pos = 0; /* bit position in msg */
-    for (Py_ssize_t j = 0; j < n; j++) {
+    Py_ssize_t j0 = 0;
+    if (width == 1) {
+        /* one word per OT: eight OTs per round of eight AES blocks (same words as below) */
+        for (; j0 + 8 <= n; j0 += 8) {
+            __m128i v[8], y[8];
+            for (int u = 0; u < 8; u++) v[u] = _mm_loadu_si128((const __m128i *)(t + 16 * (j0 + u)));
+            aes8(rk, v);
+            for (int u = 0; u < 8; u++)
+                y[u] = v[u] = _mm_xor_si128(
+                    v[u], _mm_set_epi64x((long long)tweak_hi, (long long)(j0 + u)));
+            aes8(rk, v);
+            for (int u = 0; u < 8; u++) {
+                const Py_ssize_t j = j0 + u;
+                const int w = (int)nbits[j];
+                uint64_t x = (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[u], y[u]));
+                if (choices[j] != 0 && w > 0) x += get_bits(msg, mlen, pos, w);
+                pos += (uint64_t)w;
+                if (out.acc) {
+                    out.acc[ar] += x << out.shifts[j];
+                    if (++ar == out.acc_period) ar = 0;
+                } else {
+                    out.rows[j] = x;
+                }
+            }
+        }
+    }
+    for (Py_ssize_t j = j0; j < n; j++) {
         __m128i p0 = aes1(rk, _mm_loadu_si128((const __m128i *)(t + 16 * j)));
         p0 = _mm_xor_si128(p0, _mm_set_epi64x((long long)tweak_hi, (long long)j));
         uint64_t *oj = sink_row(&out, j, ar, width);
