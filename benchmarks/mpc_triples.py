@@ -237,7 +237,7 @@ def _poll_done(cl: Any, parties: list[str], job: str, deadline: float) -> dict[s
 
 
 def _ss_lr_nodes(
-    n: int, d: int, epochs: int, sigmoid: str, triples: str, reps: int
+    n: int, d: int, epochs: int, sigmoid: str, triples: str, reps: int, reuse: bool = True
 ) -> list[dict[str, Any]]:
     """SS-LR between node processes (one per party, production mode, streaming transport):
     the job submitted to every node, the wall time until every node reports it done. The
@@ -269,6 +269,7 @@ def _ss_lr_nodes(
         "learning_rate": 0.5,
         "sigmoid": sigmoid,
         "triples": triples,
+        "reuse_ots": reuse,
     }
     plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
     rows = []
@@ -289,7 +290,7 @@ def _ss_lr_nodes(
         try:
             for rep in range(reps):
                 spec = {
-                    "job": f"lr-{triples}-{sigmoid}-{rep}",
+                    "job": f"lr-{triples}-{sigmoid}-{int(reuse)}-{rep}",
                     "component": "ss_lr",
                     "roles": roles,
                     "params": params,
@@ -309,6 +310,7 @@ def _ss_lr_nodes(
                     {
                         "triples": triples,
                         "sigmoid": sigmoid,
+                        "reuse_ots": reuse,
                         "job": rep,
                         "total_s": elapsed,
                         "load": os.getloadavg()[0],
@@ -345,10 +347,15 @@ def main() -> None:
     )
     ap.add_argument("--node-jobs", type=int, default=3, help="jobs per cluster (--nodes)")
     ap.add_argument("--node-triples", default="ot,rss3", help="providers to run (--nodes)")
+    ap.add_argument(
+        "--node-no-reuse",
+        action="store_true",
+        help="ot between nodes also with reuse_ots: false (fresh OTs per product), same run",
+    )
     args = ap.parse_args()
     if args.nodes:
         providers = [t for t in args.node_triples.split(",") if t]
-        _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers)
+        _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers, args.node_no_reuse)
         return
     n = args.triples or (10**5 if args.quick else 10**6)
     print(f"machine: {machine()}")
@@ -388,18 +395,20 @@ def main() -> None:
             )
 
 
-def _nodes_main(n_rows: int, jobs: int, providers: list[str]) -> None:
+def _nodes_main(n_rows: int, jobs: int, providers: list[str], no_reuse: bool = False) -> None:
     print(f"machine: {machine()}")
     rows = []
     for triples in providers:
         rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs)
+        if triples == "ot" and no_reuse:
+            rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs, reuse=False)
     print_table(
         f"SS-LR {n_rows}x20, 3 epochs, t1, production mode, between node processes (stream)", rows
     )
     for triples, peer, target in (("ot", 57.5, 5.75), ("rss3", 17.7, 1.77)):
         if triples not in providers:
             continue
-        mine = [r for r in rows if r["triples"] == triples and r["job"] > 0] or [
+        mine = [r for r in rows if r["triples"] == triples and r["job"] > 0 and r["reuse_ots"]] or [
             r for r in rows if r["triples"] == triples
         ]
         best = min(mine, key=lambda r: r["total_s"])

@@ -557,7 +557,7 @@ class CostEngine(Engine):
         assert isinstance(fixed, dict)
         full = fixed["dims"]
         sent = [0, 0]
-        for i, party in enumerate(self.compute):
+        for i in range(2):
             peer = self.compute[1 - i]
             if peer not in dims:
                 continue

@@ -612,12 +612,21 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
     computing party with ``reveal_model=false``: ``{"features": [...], "share": [...]}``.
     Elsewhere ``None``.
     """
-    s = Session.from_params(ctx, params)
     partition = params.get("partition", "vertical")
-    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
+    spec = params.get("features")
     raw_bound = params.get("feature_bound")
     bound = None if raw_bound is None else float(raw_bound)
-    spec = params.get("features")
+    if bound is not None and isinstance(spec, Mapping) and ctx.party in spec:
+        # a feature owner checks the job's bound on its own data before anything is sent
+        # (the session's setup included)
+        own = _load(inputs, [str(c) for c in spec[ctx.party]], ctx.party)
+        if own.size and not float(np.abs(own).max()) < bound:
+            raise ConfigError(
+                f"data party {ctx.party!r}: a value of its features exceeds the job's "
+                f"feature_bound {bound}"
+            )
+    s = Session.from_params(ctx, params)
+    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
     label = params.get("label")
     names: list[str] = []
     if partition == "vertical":

@@ -526,11 +526,7 @@ class OtProvider:
             if off.size and (int(off.min()) < 0 or int(off.max()) >= 1 << bits):
                 raise ConfigError(f"the plaintext matrix exceeds its announced {bits} bits")
             p, q = mine.shape
-            planes = _bit_rows(off.view(np.uint64).reshape(-1))[:bits].reshape(bits, p, q)
-            choices = np.concatenate(
-                [planes[:, lo : lo + block].reshape(-1) for lo in range(0, p, block)]
-                or [np.zeros(0, np.uint8)]
-            )
+            choices = self._fixed_choices(off.view(np.uint64), bits, block)
         else:
             choices = np.zeros(0, np.uint8)
             p = q = 0
@@ -545,6 +541,16 @@ class OtProvider:
             (pp, pq, peer_bits),
             block,
         )
+
+    @staticmethod
+    def _fixed_choices(unsigned: U64, bits: int, block: int) -> np.ndarray:
+        """The choice bits of :meth:`fixed_prepare` for a ``p x q`` matrix of unsigned
+        ``bits``-bit elements: by blocks of ``block`` rows, each in the order (bit ``k``,
+        row, column); :meth:`_fixed_rows` finds them again."""
+        p, q = unsigned.shape
+        planes = _bit_rows(unsigned.reshape(-1))[:bits].reshape(bits, p, q)
+        parts = [planes[:, lo : lo + block].reshape(-1) for lo in range(0, p, block)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
     @staticmethod
     def _fixed_rows(
@@ -564,7 +570,8 @@ class OtProvider:
         beta, inner = np.divmod(sel, block)
         size = np.minimum(block, p - beta * block)
         k = np.arange(kept, dtype=np.int64).reshape(-1, 1, 1)
-        idx = beta * block * q * bits + (k * size.reshape(1, -1, 1) + inner.reshape(1, -1, 1)) * q
+        base = (beta * block * q * bits).reshape(1, -1, 1)
+        idx = base + (k * size.reshape(1, -1, 1) + inner.reshape(1, -1, 1)) * q
         out: np.ndarray = (idx + np.arange(q, dtype=np.int64).reshape(1, 1, -1)).reshape(-1)
         return out
 
