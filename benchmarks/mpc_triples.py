@@ -236,6 +236,37 @@ def _poll_done(cl: Any, parties: list[str], job: str, deadline: float) -> dict[s
     return done
 
 
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds of the processes ``roots`` and their descendants (``/proc``; the roots'
+    reaped children included): the node processes' cost of a job, steadier than wall time
+    on a shared machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = (int(fields[1]), fields)
+    keep = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in keep and pid not in keep:
+                keep.add(pid)
+                grew = True
+    total = 0
+    for pid in keep:
+        if pid in stats:
+            f = stats[pid][1]
+            total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total / tick
+
+
 def _ss_lr_nodes(
     n: int, d: int, epochs: int, sigmoid: str, triples: str, reps: int, reuse: bool = True
 ) -> list[dict[str, Any]]:
@@ -296,12 +327,15 @@ def _ss_lr_nodes(
                     "params": params,
                     "inputs": {p: {"table": "table"} for p in ("a", "b")},
                 }
+                pids = [int(info["pid"]) for info in cl.parties.values() if info.get("pid")]
+                cpu0 = _tree_cpu(pids)
                 t0 = time.perf_counter()
                 for p in roles:
                     with cl.client(p) as c:
                         c.submit(spec)
                 done = _poll_done(cl, list(roles), spec["job"], t0 + 1800)
                 elapsed = time.perf_counter() - t0
+                cpu = _tree_cpu(pids) - cpu0
                 result = done["a"]["result"]
                 out = result["output"]
                 auc = roc_auc_score(y, x @ np.array(out["coef"]) + out["intercept"])
@@ -313,6 +347,7 @@ def _ss_lr_nodes(
                         "reuse_ots": reuse,
                         "job": rep,
                         "total_s": elapsed,
+                        "cpu_s": cpu,
                         "load": os.getloadavg()[0],
                         "auc": float(auc),
                         "auc_plain": float(plain),

@@ -70,17 +70,21 @@ class OtStats:
 @dataclass
 class FixedOts:
     """OTs extended once for reuse (:meth:`OtExtension.extend_fixed`): the receiver's rows
-    ``t_j`` and choice bits, or the sender's rows ``q_j`` (``bits`` is ``None``)."""
+    ``π(t_j)`` (16 bytes) and choice bits, or the sender's ``π(q_j) ‖ π(q_j ⊕ s)`` (32 bytes;
+    ``bits`` is ``None``), ``π`` the hash's inner permutation (:meth:`CrHash.perm`), which
+    does not depend on the tweak: each use then costs one AES call per hash."""
 
     rows: U8
     bits: U8 | None
 
 
 def _gather(rows: U8, sel: npt.NDArray[np.int64]) -> U8:
-    """``rows[sel]`` for 16-byte rows, moved as one 16-byte element each (a complex128 view:
-    a same-dtype gather copies the bytes unchanged, several times faster than 16 uint8s)."""
-    flat = np.ascontiguousarray(rows).view(np.complex128).reshape(-1)
-    return flat[sel].view(np.uint8).reshape(-1, otm.KEY_BYTES)
+    """``rows[sel]`` for rows of 16-byte blocks, each block moved as one element (a
+    complex128 view: a same-dtype gather copies the bytes unchanged, several times faster
+    than 16 uint8s)."""
+    width = rows.shape[1]
+    blocks = np.ascontiguousarray(rows).view(np.complex128).reshape(rows.shape[0], -1)
+    return blocks[sel].view(np.uint8).reshape(-1, width)
 
 
 def _batch_sizes(n: int, width: int, batch: int) -> list[int]:
@@ -608,14 +612,17 @@ class OtExtension:
         bits = self._check_bits(choices)
         if n_send < 0:
             raise ConfigError("extend_fixed: a negative count of OTs")
+        _, sender, h = self._ready()
         t_all = np.empty((bits.size, otm.KEY_BYTES), dtype=np.uint8)
-        q_all = np.empty((n_send, otm.KEY_BYTES), dtype=np.uint8)
+        q_all = np.empty((n_send, 2 * otm.KEY_BYTES), dtype=np.uint8)
 
         def send_fn(q: U8, tweak: int, lo: int, hi: int) -> None:
-            q_all[lo:hi] = q[: hi - lo]
+            rows = q[: hi - lo]
+            q_all[lo:hi, : otm.KEY_BYTES] = h.perm(rows)
+            q_all[lo:hi, otm.KEY_BYTES :] = h.perm(rows ^ sender.delta)
 
         def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
-            t_all[lo:hi] = t[: hi - lo]
+            t_all[lo:hi] = h.perm(t[: hi - lo])
 
         self._batches(bits, n_send, (1, 1), send_fn, recv_fn, None, task)
         return FixedOts(t_all, bits.copy()), FixedOts(q_all, None)
@@ -715,6 +722,7 @@ class OtExtension:
                     acc_phase=lo % send_period,
                     shifts=ss[lo:hi],
                     kernel=self.kernel,
+                    prepermuted=True,
                 )
                 ch.send(self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data))
                 self.stats.bytes_sent += len(data)
@@ -746,6 +754,7 @@ class OtExtension:
                         acc_phase=lo % recv_period,
                         shifts=rs[lo:hi],
                         kernel=self.kernel,
+                        prepermuted=True,
                     )
                 except otm.TrimmedLayoutError as exc:
                     raise ProtocolAbort(
