@@ -268,7 +268,13 @@ def _tree_cpu(roots: list[int]) -> float:
 
 
 def _ss_lr_nodes(
-    n: int, d: int, epochs: int, sigmoid: str, triples: str, reps: int, reuse: bool = True
+    n: int,
+    d: int,
+    epochs: int,
+    sigmoid: str,
+    triples: str,
+    reps: int,
+    reuse: tuple[bool, ...] = (True,),
 ) -> list[dict[str, Any]]:
     """SS-LR between node processes (one per party, production mode, streaming transport):
     the job submitted to every node, the wall time until every node reports it done. The
@@ -300,7 +306,6 @@ def _ss_lr_nodes(
         "learning_rate": 0.5,
         "sigmoid": sigmoid,
         "triples": triples,
-        "reuse_ots": reuse,
     }
     plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
     rows = []
@@ -319,12 +324,14 @@ def _ss_lr_nodes(
             transport="stream",
         )
         try:
-            for rep in range(reps):
+            for rep in range(reps * len(reuse)):
+                # alternate the settings job by job on one cluster (load drifts)
+                use = reuse[rep % len(reuse)]
                 spec = {
-                    "job": f"lr-{triples}-{sigmoid}-{int(reuse)}-{rep}",
+                    "job": f"lr-{triples}-{sigmoid}-{int(use)}-{rep}",
                     "component": "ss_lr",
                     "roles": roles,
-                    "params": params,
+                    "params": {**params, "reuse_ots": use},
                     "inputs": {p: {"table": "table"} for p in ("a", "b")},
                 }
                 pids = [int(info["pid"]) for info in cl.parties.values() if info.get("pid")]
@@ -344,7 +351,7 @@ def _ss_lr_nodes(
                     {
                         "triples": triples,
                         "sigmoid": sigmoid,
-                        "reuse_ots": reuse,
+                        "reuse_ots": use,
                         "job": rep,
                         "total_s": elapsed,
                         "cpu_s": cpu,
@@ -385,7 +392,7 @@ def main() -> None:
     ap.add_argument(
         "--node-no-reuse",
         action="store_true",
-        help="ot between nodes also with reuse_ots: false (fresh OTs per product), same run",
+        help="ot between nodes alternating reuse_ots false / true job by job, same cluster",
     )
     args = ap.parse_args()
     if args.nodes:
@@ -434,9 +441,10 @@ def _nodes_main(n_rows: int, jobs: int, providers: list[str], no_reuse: bool = F
     print(f"machine: {machine()}")
     rows = []
     for triples in providers:
-        rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs)
-        if triples == "ot" and no_reuse:
-            rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs, reuse=False)
+        both = triples == "ot" and no_reuse  # job by job: fresh OTs, reused OTs, ...
+        rows += _ss_lr_nodes(
+            n_rows, 20, 3, "t1", triples, jobs, reuse=(False, True) if both else (True,)
+        )
     print_table(
         f"SS-LR {n_rows}x20, 3 epochs, t1, production mode, between node processes (stream)", rows
     )
