@@ -367,3 +367,26 @@ def test_no_tweak_is_used_twice(rows: int, batch: int, bits_a: int, uses: int) -
         assert all(t < 1 << 44 for t in bases)
     # a's receiving instance is b's sending one: the same tweaks, in the same order
     assert [t for t, _ in calls[("a", "recv")]] == [t for t, _ in calls[("b", "send")]]
+
+
+def test_beyond_the_memory_cap_products_take_fresh_ots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored OTs are capped (``MAX_FIXED_OTS``, decided on public shapes and bits at
+    both parties alike): a larger job falls back to fresh OTs per product."""
+    from privfin.mpc import lr
+
+    calls = []
+    cross = OtProvider.plain_cross
+
+    def spy(self: OtProvider, *a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return cross(self, *a, **k)
+
+    monkeypatch.setattr(OtProvider, "plain_cross", spy)
+    monkeypatch.setattr(lr, "MAX_FIXED_OTS", 1000)
+    capped = _lr({"sigmoid": "t1", "epochs": 1})["guest"][0]
+    assert calls  # the fresh orientation ran
+    monkeypatch.setattr(lr, "MAX_FIXED_OTS", 1 << 25)
+    calls.clear()
+    reused = _lr({"sigmoid": "t1", "epochs": 1})["guest"][0]
+    assert not calls
+    np.testing.assert_allclose(np.array(capped["coef"]), np.array(reused["coef"]), atol=2e-3)

@@ -42,6 +42,10 @@ _LOGIT_HEADROOM = 16
 _GRAD_HEADROOM = 21
 #: ``q / 2**_RATE_BITS`` is the quantised rate's mantissa in [0.5, 1) (:func:`step_scale`)
 _RATE_BITS = 11
+#: most OTs (bits × elements of the plaintext blocks, both owners) kept for reuse
+#: (``reuse_ots``): 48 bytes each over the two parties, 1.6 GB at the cap; larger jobs take
+#: fresh OTs per product (the decision uses public shapes and announced bits only)
+MAX_FIXED_OTS = 1 << 25
 
 
 def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
@@ -85,11 +89,15 @@ class _Design:
         #: reused OTs on the plaintext blocks' bits (:meth:`Session.plain_fix`), extended
         #: once for every row; ``sel`` the rows of this batch
         self.fixed: object | None = None
+        plain_blocks = [b for b in self.blocks if isinstance(b, PlainTensor)]
         self.reuse = (
             reuse
             and self.plain
             and s.engine.plain_fixed
-            and all(b.bits is not None for b in self.blocks if isinstance(b, PlainTensor))
+            and all(b.bits is not None for b in plain_blocks)
+            # kept in memory (48 bytes per OT over both parties): beyond, fresh OTs
+            and sum(int(b.bits or 0) * b.shape[0] * b.shape[1] for b in plain_blocks)
+            <= MAX_FIXED_OTS
         )
         self.sel: slice | np.ndarray = slice(0, self.rows)
         if self.reuse:
