@@ -213,17 +213,45 @@ def _wait_done(cl: Any, parties: list[str], job: str, timeout: float) -> dict[st
     return done
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _tree_cpu(roots: list[int]) -> float:
+    """CPU seconds of the processes ``roots`` and their descendants (``/proc``; the roots'
+    reaped children included): the node processes' cost of a job, steadier than wall time
+    on a shared machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        stats[int(entry.name)] = (int(fields[1]), fields)
+    keep = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in stats.items():
+            if ppid in keep and pid not in keep:
+                keep.add(pid)
+                grew = True
+    total = 0
+    for pid in keep:
+        if pid in stats:
+            f = stats[pid][1]
+            total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total / tick
 
 
 def _ss_lr_nodes(
-    n: int, d: int, epochs: int, sigmoid: str, triples: str, reps: int
+    n: int,
+    d: int,
+    epochs: int,
+    sigmoid: str,
+    triples: str,
+    reps: int,
+    reuse: tuple[bool, ...] = (True,),
 ) -> list[dict[str, Any]]:
     """SS-LR between node processes (one per party, production mode, streaming transport):
     the job submitted to every node, the wall time until every node reports it done. The
@@ -273,23 +301,25 @@ def _ss_lr_nodes(
             transport="stream",
         )
         try:
-            for rep in range(reps):
+            for rep in range(reps * len(reuse)):
+                # alternate the settings job by job on one cluster (load drifts)
+                use = reuse[rep % len(reuse)]
                 spec = {
-                    "job": f"lr-{triples}-{sigmoid}-{rep}",
+                    "job": f"lr-{triples}-{sigmoid}-{int(use)}-{rep}",
                     "component": "ss_lr",
                     "roles": roles,
-                    "params": params,
+                    "params": {**params, "reuse_ots": use},
                     "inputs": {p: {"table": "table"} for p in ("a", "b")},
                 }
-                pids = [int(cl.parties[p]["pid"]) for p in roles]
-                cpu0 = sum(_cpu_seconds(pid) for pid in pids)
+                pids = [int(info["pid"]) for info in cl.parties.values() if info.get("pid")]
+                cpu0 = _tree_cpu(pids)
                 t0 = time.perf_counter()
                 for p in roles:
                     with cl.client(p) as c:
                         c.submit(spec)
                 done = _wait_done(cl, list(roles), spec["job"], 1800)
                 elapsed = time.perf_counter() - t0
-                cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu0
+                cpu = _tree_cpu(pids) - cpu0
                 result = done["a"]["result"]
                 out = result["output"]
                 auc = roc_auc_score(y, x @ np.array(out["coef"]) + out["intercept"])
@@ -298,9 +328,10 @@ def _ss_lr_nodes(
                     {
                         "triples": triples,
                         "sigmoid": sigmoid,
+                        "reuse_ots": use,
                         "job": rep,
                         "total_s": elapsed,
-                        "nodes_cpu_s": cpu,
+                        "cpu_s": cpu,
                         "load": os.getloadavg()[0],
                         "auc": float(auc),
                         "auc_plain": float(plain),
@@ -335,10 +366,15 @@ def main() -> None:
     )
     ap.add_argument("--node-jobs", type=int, default=3, help="jobs per cluster (--nodes)")
     ap.add_argument("--node-triples", default="ot,rss3", help="providers to run (--nodes)")
+    ap.add_argument(
+        "--node-no-reuse",
+        action="store_true",
+        help="ot between nodes alternating reuse_ots false / true job by job, same cluster",
+    )
     args = ap.parse_args()
     if args.nodes:
         providers = [t for t in args.node_triples.split(",") if t]
-        _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers)
+        _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers, args.node_no_reuse)
         return
     n = args.triples or (10**5 if args.quick else 10**6)
     print(f"machine: {machine()}")
@@ -378,18 +414,21 @@ def main() -> None:
             )
 
 
-def _nodes_main(n_rows: int, jobs: int, providers: list[str]) -> None:
+def _nodes_main(n_rows: int, jobs: int, providers: list[str], no_reuse: bool = False) -> None:
     print(f"machine: {machine()}")
     rows = []
     for triples in providers:
-        rows += _ss_lr_nodes(n_rows, 20, 3, "t1", triples, jobs)
+        both = triples == "ot" and no_reuse  # job by job: fresh OTs, reused OTs, ...
+        rows += _ss_lr_nodes(
+            n_rows, 20, 3, "t1", triples, jobs, reuse=(False, True) if both else (True,)
+        )
     print_table(
         f"SS-LR {n_rows}x20, 3 epochs, t1, production mode, between node processes (stream)", rows
     )
     for triples, peer, target in (("ot", 57.5, 5.75), ("rss3", 17.7, 1.77)):
         if triples not in providers:
             continue
-        mine = [r for r in rows if r["triples"] == triples and r["job"] > 0] or [
+        mine = [r for r in rows if r["triples"] == triples and r["job"] > 0 and r["reuse_ots"]] or [
             r for r in rows if r["triples"] == triples
         ]
         best = min(mine, key=lambda r: r["total_s"])

@@ -90,11 +90,14 @@ def _check_traffic(est: Any, got: dict[str, Any], provider: str) -> None:
     assert est.messages_max == max(got[p]["messages"] for p in compute)
 
 
-@pytest.mark.parametrize("provider", ["ot", "rss3", "dealer"])
+@pytest.mark.parametrize(
+    ("provider", "reuse"), [("ot", True), ("ot", False), ("rss3", True), ("dealer", True)]
+)
 @pytest.mark.parametrize("sigmoid", ["t1", "piecewise"])
-def test_ss_lr_rounds_and_bytes_match_a_run(provider: str, sigmoid: str) -> None:
+def test_ss_lr_rounds_and_bytes_match_a_run(provider: str, reuse: bool, sigmoid: str) -> None:
     n = 200  # 4 batches per epoch, the last one short
-    params = _lr_params(sigmoid)
+    # the stated bound fixes the bit count the owners announce (reused OTs, ``ot``)
+    params = {**_lr_params(sigmoid), "reuse_ots": reuse, "feature_bound": 8.0}
     got = _measure(ss_lr, provider, params, n)
     est = estimate_ss_lr(
         _roles(provider), {**params, "triples": provider}, n, provider=provider, calibration=UNIT

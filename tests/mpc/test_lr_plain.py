@@ -342,7 +342,8 @@ def test_t1_ss_lr_with_smaller_rings_matches_the_full_ring_and_the_float_referen
 ) -> None:
     """With ``ot`` and plaintext blocks the logits go through rings of 2f + 16 bits and the
     gradient of 2f + 21 bits: the same model as with 64-bit products (truncation ulps
-    apart), t1's float reference within tolerance, and fewer bytes."""
+    apart), t1's float reference within tolerance, and fewer bytes (the orientation with
+    fresh OTs per product, ``reuse_ots: false``)."""
     from privfin.mpc.protocol import Engine
 
     g, h, gc, hc = _breast()
@@ -353,6 +354,7 @@ def test_t1_ss_lr_with_smaller_rings_matches_the_full_ring_and_the_float_referen
         "label": {"party": "guest", "column": "y"},
         "triples": "ot",
         "sigmoid": "t1",
+        "reuse_ots": False,
         **TRAIN,
     }
     rings: set[int] = set()

@@ -84,6 +84,15 @@ TGT static inline void aes4(const __m128i rk[11], __m128i v[4]) {
     v[3] = _mm_aesenclast_si128(d, rk[10]);
 }
 
+/* Eight independent blocks, rounds interleaved (one-word OTs: hides the unit's latency). */
+TGT static inline void aes8(const __m128i rk[11], __m128i v[8]) {
+    __m128i x[8];
+    for (int i = 0; i < 8; i++) x[i] = _mm_xor_si128(v[i], rk[0]);
+    for (int r = 1; r < 10; r++)
+        for (int i = 0; i < 8; i++) x[i] = _mm_aesenc_si128(x[i], rk[r]);
+    for (int i = 0; i < 8; i++) v[i] = _mm_aesenclast_si128(x[i], rk[10]);
+}
+
 /* Bit-stream writer: words are appended in order; a full 64-bit word is stored as soon as it
  * is complete, so every store lies within the first total_bits / 8 bytes of the message. */
 typedef struct {
@@ -149,16 +158,61 @@ static inline uint64_t *sink_row(const sink_t *k, Py_ssize_t j, Py_ssize_t ar, P
 TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint8_t *delta,
                               uint64_t tweak_hi, const uint64_t *corr, Py_ssize_t period,
                               Py_ssize_t phase, Py_ssize_t n, Py_ssize_t width, sink_t own,
-                              uint8_t *dout, const int64_t *nbits) {
+                              uint8_t *dout, const int64_t *nbits, int pre) {
+    /* pre: q holds (π(q_j), π(q_j ⊕ s)), 32 bytes per OT, computed once for OTs used many
+     * times (the hash's inner permutation does not depend on the tweak) */
     const __m128i dl = _mm_loadu_si128((const __m128i *)delta);
     const Py_ssize_t blocks = (width + 1) / 2;
     Py_ssize_t cr = phase;           /* row of corr used by OT j: (phase + j) mod period */
     Py_ssize_t ar = own.acc_phase;   /* accumulator row of OT j */
     bitw_t bw = {dout, 0, 0};
-    for (Py_ssize_t j = 0; j < n; j++) {
-        __m128i p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
-        __m128i p1 = _mm_xor_si128(p0, dl);
-        aes2(rk, &p0, &p1);
+    Py_ssize_t j0 = 0;
+    if (width == 1) {
+        /* one word per OT: four OTs per round of eight AES blocks (the same words as below,
+         * whose block 0 has the tweak's block index 0) */
+        for (; j0 + 4 <= n; j0 += 4) {
+            __m128i v[8], y[8];
+            if (pre) {
+                for (int u = 0; u < 8; u++) v[u] = _mm_loadu_si128((const __m128i *)(q + 16 * (2 * j0 + u)));
+            } else {
+                for (int u = 0; u < 4; u++) {
+                    __m128i p = _mm_loadu_si128((const __m128i *)(q + 16 * (j0 + u)));
+                    v[2 * u] = p;
+                    v[2 * u + 1] = _mm_xor_si128(p, dl);
+                }
+                aes8(rk, v);
+            }
+            for (int u = 0; u < 4; u++) {
+                const __m128i row = _mm_set_epi64x((long long)tweak_hi, (long long)(j0 + u));
+                y[2 * u] = v[2 * u] = _mm_xor_si128(v[2 * u], row);
+                y[2 * u + 1] = v[2 * u + 1] = _mm_xor_si128(v[2 * u + 1], row);
+            }
+            aes8(rk, v);
+            for (int u = 0; u < 4; u++) {
+                const Py_ssize_t j = j0 + u;
+                uint64_t a = (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[2 * u], y[2 * u]));
+                uint64_t b =
+                    (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[2 * u + 1], y[2 * u + 1]));
+                bw_put(&bw, a - b + corr[cr], (int)nbits[j]);
+                if (own.acc)
+                    own.acc[ar] -= a << own.shifts[j];
+                else
+                    own.rows[j] = a;
+                if (++cr == period) cr = 0;
+                if (own.acc && ++ar == own.acc_period) ar = 0;
+            }
+        }
+    }
+    for (Py_ssize_t j = j0; j < n; j++) {
+        __m128i p0, p1;
+        if (pre) {
+            p0 = _mm_loadu_si128((const __m128i *)(q + 32 * j));
+            p1 = _mm_loadu_si128((const __m128i *)(q + 32 * j + 16));
+        } else {
+            p0 = _mm_loadu_si128((const __m128i *)(q + 16 * j));
+            p1 = _mm_xor_si128(p0, dl);
+            aes2(rk, &p0, &p1);
+        }
         const __m128i row = _mm_set_epi64x((long long)tweak_hi, (long long)j);
         p0 = _mm_xor_si128(p0, row);
         p1 = _mm_xor_si128(p1, row);
@@ -202,12 +256,40 @@ TGT static void cot_send_rows(const __m128i rk[11], const uint8_t *q, const uint
 TGT static void cot_recv_rows(const __m128i rk[11], const uint8_t *t, const uint8_t *choices,
                               uint64_t tweak_hi, const uint8_t *msg, Py_ssize_t mlen,
                               Py_ssize_t n, Py_ssize_t width, sink_t out,
-                              const int64_t *nbits) {
+                              const int64_t *nbits, int pre) {
+    /* pre: t holds π(t_j) (see cot_send_rows) */
     const Py_ssize_t blocks = (width + 1) / 2;
     Py_ssize_t ar = out.acc_phase;
     uint64_t pos = 0; /* bit position in msg */
-    for (Py_ssize_t j = 0; j < n; j++) {
-        __m128i p0 = aes1(rk, _mm_loadu_si128((const __m128i *)(t + 16 * j)));
+    Py_ssize_t j0 = 0;
+    if (width == 1) {
+        /* one word per OT: eight OTs per round of eight AES blocks (same words as below) */
+        for (; j0 + 8 <= n; j0 += 8) {
+            __m128i v[8], y[8];
+            for (int u = 0; u < 8; u++) v[u] = _mm_loadu_si128((const __m128i *)(t + 16 * (j0 + u)));
+            if (!pre) aes8(rk, v);
+            for (int u = 0; u < 8; u++)
+                y[u] = v[u] = _mm_xor_si128(
+                    v[u], _mm_set_epi64x((long long)tweak_hi, (long long)(j0 + u)));
+            aes8(rk, v);
+            for (int u = 0; u < 8; u++) {
+                const Py_ssize_t j = j0 + u;
+                const int w = (int)nbits[j];
+                uint64_t x = (uint64_t)_mm_cvtsi128_si64(_mm_xor_si128(v[u], y[u]));
+                if (choices[j] != 0 && w > 0) x += get_bits(msg, mlen, pos, w);
+                pos += (uint64_t)w;
+                if (out.acc) {
+                    out.acc[ar] += x << out.shifts[j];
+                    if (++ar == out.acc_period) ar = 0;
+                } else {
+                    out.rows[j] = x;
+                }
+            }
+        }
+    }
+    for (Py_ssize_t j = j0; j < n; j++) {
+        __m128i p0 = _mm_loadu_si128((const __m128i *)(t + 16 * j));
+        if (!pre) p0 = aes1(rk, p0);
         p0 = _mm_xor_si128(p0, _mm_set_epi64x((long long)tweak_hi, (long long)j));
         uint64_t *oj = sink_row(&out, j, ar, width);
         const int sh = out.acc ? out.shifts[j] : 0;
@@ -441,15 +523,17 @@ static PyObject *k_cot_send(PyObject *self, PyObject *args) {
     Py_buffer key, q, delta, corr, own, acc, shifts, nbits;
     unsigned long long tweak;
     Py_ssize_t width, phase, size, acc_phase;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*w*ny*y*n", &key, &q, &delta, &tweak, &corr,
-                          &phase, &width, &own, &acc, &acc_phase, &shifts, &nbits, &size))
+    int pre = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nnw*w*ny*y*n|p", &key, &q, &delta, &tweak, &corr,
+                          &phase, &width, &own, &acc, &acc_phase, &shifts, &nbits, &size, &pre))
         return NULL;
     PyObject *ret = NULL;
-    Py_ssize_t n = q.len / 16;
+    const Py_ssize_t row = pre ? 32 : 16;
+    Py_ssize_t n = q.len / row;
     Py_ssize_t period = width > 0 ? corr.len / 8 / width : 0;
     uint64_t hi = 0;
     sink_t sink;
-    if (key.len != 16 || delta.len != 16 || q.len % 16 || width < 1 || width > (1 << 21) ||
+    if (key.len != 16 || delta.len != 16 || q.len % row || width < 1 || width > (1 << 21) ||
         corr.len != period * width * 8 || (n > 0 && period < 1) || phase < 0 ||
         (period > 0 && phase >= period) || size < 0) {
         PyErr_SetString(PyExc_ValueError, "cot_send: sizes do not match");
@@ -471,7 +555,7 @@ static PyObject *k_cot_send(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_send_rows(rk, (const uint8_t *)q.buf, (const uint8_t *)delta.buf, hi,
                       (const uint64_t *)corr.buf, period, phase, n, width, sink, dout,
-                      (const int64_t *)nbits.buf);
+                      (const int64_t *)nbits.buf, pre);
         Py_END_ALLOW_THREADS
     }
 #else
@@ -496,8 +580,9 @@ static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
     Py_buffer key, t, choices, msg, out, acc, shifts, nbits;
     unsigned long long tweak;
     Py_ssize_t width, acc_phase;
-    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*ny*y*", &key, &t, &choices, &tweak, &msg,
-                          &width, &out, &acc, &acc_phase, &shifts, &nbits))
+    int pre = 0;
+    if (!PyArg_ParseTuple(args, "y*y*y*Ky*nw*w*ny*y*|p", &key, &t, &choices, &tweak, &msg,
+                          &width, &out, &acc, &acc_phase, &shifts, &nbits, &pre))
         return NULL;
     PyObject *ret = NULL;
     Py_ssize_t n = t.len / 16;
@@ -520,7 +605,7 @@ static PyObject *k_cot_recv(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS key_schedule((const uint8_t *)key.buf, rk);
         cot_recv_rows(rk, (const uint8_t *)t.buf, (const uint8_t *)choices.buf, hi,
                       (const uint8_t *)msg.buf, msg.len, n, width, sink,
-                      (const int64_t *)nbits.buf);
+                      (const int64_t *)nbits.buf, pre);
         Py_END_ALLOW_THREADS
     }
     ret = Py_None;

@@ -274,21 +274,38 @@ class CrHash:
             self._lrow = row
         return self._lrow[: 2 * blocks]
 
-    def words(self, rows: U8, tweak: int, width: int, *, kernel: bool | None = None) -> U64:
+    def perm(self, rows: U8) -> U8:
+        """``π(x)`` of every 16-byte row: the hash's inner permutation, which does not depend
+        on the tweak, computed once for OTs hashed many times (``words(..., prepermuted=True)``)."""
+        return self._perm(np.ascontiguousarray(rows, dtype=np.uint8))
+
+    def words(
+        self,
+        rows: U8,
+        tweak: int,
+        width: int,
+        *,
+        kernel: bool | None = None,
+        prepermuted: bool = False,
+    ) -> U64:
         """``(n, width)`` uint64: for row ``j`` the words of ``H(rows[j], (j, tweak·2^20 + l))``
         for blocks ``l = 0, 1, …`` (two words per block, the low word carries ``j``). The tweak
         block is distinct for every OT of a session (``tweak`` is the index of the batch's
-        first OT, below 2^44) and every output block (``l < 2^20``)."""
+        first OT, below 2^44) and every output block (``l < 2^20``). ``prepermuted``: the rows
+        are already ``π(x)`` (:meth:`perm`; numpy path only)."""
         n = rows.shape[0]
         blocks = (width + 1) // 2
         if blocks >= 1 << 20 or tweak >= 1 << 44:
             raise ValueError("hash tweak out of range")
+        if prepermuted:
+            kernel = False
         if _use_kernel(kernel) and n:
             out_k = np.empty((n, width), dtype=np.uint64)
             _KERNEL.words(self.key, np.ascontiguousarray(rows, dtype=np.uint8), tweak, width, out_k)
             return out_k
         # the row part of the tweak goes in once per row: base_j = π(x_j) ⊕ (j, tweak·2^20)
-        base = self._perm(rows).view(np.uint64).reshape(n, 2).copy()
+        src = np.ascontiguousarray(rows, dtype=np.uint8) if prepermuted else self._perm(rows)
+        base = src.view(np.uint64).reshape(n, 2).copy()
         base[:, 0] ^= self._index(n)
         base[:, 1] ^= np.uint64(tweak << 20)
         lrow = self._block_row(blocks)
@@ -550,6 +567,7 @@ def cot_send_trimmed(
     acc_phase: int = 0,
     shifts: U8 | None = None,
     kernel: bool | None = None,
+    prepermuted: bool = False,
 ) -> tuple[U64 | None, bytes]:
     """:func:`cot_send` for ``len(nbits)`` OTs with the message in the trimmed layout (row
     ``j`` keeps the low ``nbits[j]`` bits of each word, packed to the bit; see
@@ -561,11 +579,16 @@ def cot_send_trimmed(
     give the same bytes.
 
     With ``acc`` (``(P, width)`` uint64), the sender's words are not returned (``None``) but
-    subtracted from it, shifted left: ``acc[(acc_phase + j) % P] −= own_j << shifts[j]``."""
+    subtracted from it, shifted left: ``acc[(acc_phase + j) % P] −= own_j << shifts[j]``.
+
+    ``prepermuted``: ``q`` is ``(n, 32)``, row ``j`` holding ``π(q_j)`` and ``π(q_j ⊕ s)``
+    (:meth:`CrHash.perm`, computed once for OTs used many times): the same output with one AES
+    call per hash instead of two."""
     nb = np.ascontiguousarray(nbits, dtype=np.int64)
     n = nb.size
     period, width = corr.shape
-    if nb.ndim != 1 or q.shape[0] < n or (n and not 0 <= phase < period):
+    row = 2 * KEY_BYTES if prepermuted else KEY_BYTES
+    if nb.ndim != 1 or q.shape[0] < n or q.shape[1:] != (row,) or (n and not 0 <= phase < period):
         raise ValueError("cot_send_trimmed: one bit width and one row per OT")
     _, size = trimmed_layout(nb, width)
     if not _use_kernel(kernel) or n == 0:
@@ -573,7 +596,11 @@ def cot_send_trimmed(
             rows = corr[phase : phase + n]
         else:
             rows = corr[(phase + np.arange(n)) % period]
-        own, d = cot_send(q[:n], delta, h, tweak, rows, kernel=False)
+        if prepermuted:
+            own = h.words(q[:n, :KEY_BYTES], tweak, width, prepermuted=True)
+            d = own - h.words(q[:n, KEY_BYTES:], tweak, width, prepermuted=True) + rows
+        else:
+            own, d = cot_send(q[:n], delta, h, tweak, rows, kernel=False)
         if acc is not None:
             _accumulate(acc, acc_phase, own, shifts, -1)
             return None, trim_words(d, nb).tobytes()
@@ -593,6 +620,7 @@ def cot_send_trimmed(
         sh,
         nb,
         size,
+        prepermuted,
     )
     return (None if acc is not None else own_k), out
 
@@ -644,6 +672,7 @@ def cot_receive_trimmed(
     acc_phase: int = 0,
     shifts: U8 | None = None,
     kernel: bool | None = None,
+    prepermuted: bool = False,
 ) -> U64 | None:
     """:func:`cot_receive` from a trimmed message: words correct modulo ``2**nbits[j]``
     only (the caller discards the rest). With ``acc``, the words are added to it instead:
@@ -663,7 +692,12 @@ def cot_receive_trimmed(
     if total % 8 and int(buf[-1]) >> (total % 8):
         raise TrimmedLayoutError("trimmed message: padding bits are not zero")
     if not _use_kernel(kernel) or n == 0:
-        got = cot_receive(t[:n], c, h, tweak, untrim_words(buf, nb, width), kernel=False)
+        msg = untrim_words(buf, nb, width)
+        if prepermuted:  # t holds π(t_j)
+            got = h.words(t[:n], tweak, width, prepermuted=True)
+            np.add(got, msg, out=got, where=c.astype(bool).reshape(-1, 1))
+        else:
+            got = cot_receive(t[:n], c, h, tweak, msg, kernel=False)
         if acc is not None:
             _accumulate(acc, acc_phase, got, shifts, 1)
             return None
@@ -681,5 +715,6 @@ def cot_receive_trimmed(
         acc_phase,
         sh,
         nb,
+        prepermuted,
     )
     return None if acc is not None else out

@@ -54,17 +54,18 @@ import numpy as np
 from privfin.crypto import ot as otm
 from privfin.errors import ConfigError
 from privfin.federation.transport import CancelToken
-from privfin.mpc.ot import DEFAULT_BATCH, _batch_sizes
+from privfin.mpc.ot import DEFAULT_BATCH, _batch_sizes, _run_bytes
 from privfin.mpc.protocol import Engine
 from privfin.mpc.providers.base import Shape
 from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
 from privfin.mpc.roles import MPCRoles
-from privfin.mpc.session import Session
+from privfin.mpc.session import Session, _bound_bits
 from privfin.mpc.tensor import PlainTensor, SharedTensor
 from privfin.runtime.context import Progress
 
 __all__ = [
+    "ASSUMED_BOUND",
     "COSTED_PROVIDERS",
     "MESSAGE_OVERHEAD",
     "Calibration",
@@ -80,6 +81,9 @@ __all__ = [
     "production_provider",
 ]
 
+#: The feature bound assumed for reused OT products when the job states none (each owner
+#: then announces the bit count of its own data; the estimate is exact with a stated bound).
+ASSUMED_BOUND = 32.0
 #: Providers the model covers.
 COSTED_PROVIDERS = ("ot", "rss3", "dealer")
 #: Framing of a message of a kind :func:`framing` does not know (the codec envelope of a
@@ -121,6 +125,8 @@ def _frame(kind: str, size: int, extra: int) -> int:
         msg = m.InputShare(shape=[1] * extra, seed=bytes(size))
     elif kind == "header":
         msg = m.InputHeader(shape=[1] * extra)
+    elif kind == "header_bits":
+        msg = m.InputHeader(shape=[1] * extra, bits=32)
     elif kind == "base_setup":
         msg = m.OtBaseSetup(point=bytes(32), hash_key=bytes(16))
     elif kind == "base_reply":
@@ -514,6 +520,68 @@ class CostEngine(Engine):
             self.tally.corr_bytes[i] += sent[1 - i]  # the peer's, unpacked here
         return None
 
+    @property
+    def plain_fixed(self) -> bool:
+        return self.plain_products
+
+    def plain_fix(
+        self,
+        mats: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        bits: dict[str, int],
+        block: int,
+    ) -> object | None:
+        """:meth:`OtProvider.fixed_prepare`: each owner receives ``K·p·q`` OTs (sends their
+        ``u``, once) and sends its peer's; no corrections."""
+        if not self.plain_fixed:
+            raise ConfigError("reused OT products need the ot provider")
+        counts = [bits.get(p, 0) * prod(dims.get(p, (0, 0))) for p in self.compute]
+        for i in range(2):
+            self._cot(i, counts[i], 1, counts[1 - i], 1, None)
+        return {"dims": dict(dims), "bits": dict(bits)}
+
+    def plain_fixed_matmul(
+        self,
+        fixed: object | None,
+        rows: slice | np.ndarray,
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        *,
+        transpose: bool,
+        ring_bits: int = 64,
+    ) -> dict[str, U64] | None:
+        """:meth:`OtProvider.fixed_cross`: for each matrix, its owner's peer sends the
+        trimmed corrections of ``min(K, L)·b·q`` reused OTs (one message per batch of
+        OTs); nothing else."""
+        assert isinstance(fixed, dict)
+        full = fixed["dims"]
+        sent = [0, 0]
+        for i in range(2):
+            peer = self.compute[1 - i]
+            if peer not in dims:
+                continue
+            p, q = full[peer]
+            b = len(range(*rows.indices(p))) if isinstance(rows, slice) else np.asarray(rows).size
+            k = min(fixed["bits"][peer], ring_bits)
+            n = k * b * q
+            sizes = _batch_sizes(n, 1, self.batch)
+            at, total = 0, 0
+            for c in sizes:
+                total += _run_bytes(k, b * q, ring_bits, at, at + c)
+                at += c
+            if sizes:
+                self.tally.send(i, total, offline=True, messages=len(sizes), kind="corr")
+            sent[i] = total
+            self.tally.hash_rows[i] += 2 * n
+            self.tally.hash_rows[1 - i] += n
+            self.tally.hash_words[i] += 2 * n
+            self.tally.hash_words[1 - i] += n
+            self.tally.macs[1 - i] += b * q
+        for i in range(2):
+            self.tally.corr_bytes[i] += sent[i] + sent[1 - i]
+        return None
+
     def trunc(self, x: U64 | None, shape: Shape, frac_bits: int, ring_bits: int = 64) -> U64 | None:
         if frac_bits == 0 and ring_bits == 64:
             return None
@@ -647,15 +715,24 @@ class TracingSession(Session):
         )
 
     def plain_input(
-        self, owner: str, value: Any = None, *, shape: Sequence[int] = ()
+        self,
+        owner: str,
+        value: Any = None,
+        *,
+        bits: bool = False,
+        bound: float | None = None,
+        shape: Sequence[int] = (),
     ) -> PlainTensor:
-        """A computing data party's plaintext input of ``shape`` (its header is tallied)."""
+        """A computing data party's plaintext input of ``shape`` (its header is tallied).
+        With ``bits``: its bit count from ``bound``, or, without one, :data:`ASSUMED_BOUND`
+        (the owner would announce its data's own: exact only with a stated bound)."""
         assert isinstance(self.engine, CostEngine)
         i = self.roles.compute.index(owner)
         for p in self.engine.parties:
             if p != owner:
-                self.tally.send(i, 0, kind="header", extra=len(shape))
-        return PlainTensor(owner, None, tuple(shape), self.frac_bits)
+                self.tally.send(i, 0, kind="header_bits" if bits else "header", extra=len(shape))
+        k = _bound_bits(ASSUMED_BOUND if bound is None else bound, self.frac_bits) if bits else None
+        return PlainTensor(owner, None, tuple(shape), self.frac_bits, k)
 
     def input(self, owner: str, shape: Sequence[int], *, fixed: bool = True) -> SharedTensor:
         """A data party's input of ``shape`` (its sharing is tallied)."""
@@ -966,6 +1043,9 @@ def estimate_ss_lr(
     s.engine.setup()
     partition = params.get("partition", "vertical")
     spec = params.get("features")
+    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
+    raw_bound = params.get("feature_bound")
+    bound = None if raw_bound is None else float(raw_bound)
     if partition == "vertical":
         label = params.get("label")
         if not isinstance(spec, Mapping) or not isinstance(label, Mapping):
@@ -974,7 +1054,7 @@ def estimate_ss_lr(
         for o in sorted(spec):
             shape = (rows, len(spec[o]))
             if s.engine.plain_products and str(o) in s.roles.compute:
-                parts.append(s.plain_input(str(o), shape=shape))
+                parts.append(s.plain_input(str(o), shape=shape, bits=reuse, bound=bound))
             else:
                 parts.append(s.input(str(o), shape))
         x: SharedTensor | list[SharedTensor | PlainTensor] = parts
@@ -999,6 +1079,7 @@ def estimate_ss_lr(
         shuffle_seed=params.get("shuffle_seed"),
         sigmoid=sigmoid,
         average=bool(params.get("average", False)),
+        reuse_ots=reuse,
     )
     if params.get("reveal_model", True):
         for p in s.roles.result:

@@ -42,6 +42,10 @@ _LOGIT_HEADROOM = 16
 _GRAD_HEADROOM = 21
 #: ``q / 2**_RATE_BITS`` is the quantised rate's mantissa in [0.5, 1) (:func:`step_scale`)
 _RATE_BITS = 11
+#: most OTs (bits × elements of the plaintext blocks, both owners) kept for reuse
+#: (``reuse_ots``): 48 bytes each over the two parties, 1.6 GB at the cap; larger jobs take
+#: fresh OTs per product (the decision uses public shapes and announced bits only)
+MAX_FIXED_OTS = 1 << 25
 
 
 def step_scale(learning_rate: float, batch: int) -> tuple[int, int]:
@@ -66,15 +70,39 @@ class _Design:
     (if any) and the intercept (local); ``X_b^T e`` likewise, block by block."""
 
     def __init__(
-        self, blocks: Sequence[SharedTensor | PlainTensor], intercept: bool, s: Session
+        self,
+        blocks: Sequence[SharedTensor | PlainTensor],
+        intercept: bool,
+        s: Session,
+        *,
+        reuse: bool = False,
+        block: int = 1,
     ) -> None:
         self.s = s
         self.blocks = list(blocks)
+        self.full = list(blocks)
         self.intercept = intercept
         self.plain = any(isinstance(b, PlainTensor) for b in self.blocks)
         self.rows = self.blocks[0].shape[0]
         if any(b.shape[0] != self.rows or len(b.shape) != 2 for b in self.blocks):
             raise ConfigError("the feature blocks do not have the same number of rows")
+        #: reused OTs on the plaintext blocks' bits (:meth:`Session.plain_fix`), extended
+        #: once for every row; ``sel`` the rows of this batch
+        self.fixed: object | None = None
+        plain_blocks = [b for b in self.blocks if isinstance(b, PlainTensor)]
+        self.reuse = (
+            reuse
+            and self.plain
+            and s.engine.plain_fixed
+            and all(b.bits is not None for b in plain_blocks)
+            # kept in memory (48 bytes per OT over both parties): beyond, fresh OTs
+            and sum(int(b.bits or 0) * b.shape[0] * b.shape[1] for b in plain_blocks)
+            <= MAX_FIXED_OTS
+        )
+        self.sel: slice | np.ndarray = slice(0, self.rows)
+        if self.reuse:
+            plain = [b for b in self.blocks if isinstance(b, PlainTensor)]
+            self.fixed = s.plain_fix(plain, block)
         if not self.plain:
             shared = [b for b in self.blocks if isinstance(b, SharedTensor)]
             if intercept:
@@ -94,6 +122,7 @@ class _Design:
         if self.plain:
             out.blocks = [b[key] for b in self.blocks]
             out.rows = out.blocks[0].shape[0]
+            out.sel = key if isinstance(key, slice) else np.asarray(key, dtype=np.int64)
         else:
             out.x = self.x[key]
             out.rows = out.x.shape[0]
@@ -137,7 +166,16 @@ class _Design:
         spans = self._spans()
         shared = [(b, lo, hi) for b, lo, hi in spans if isinstance(b, SharedTensor)]
         plain = [(b, w[lo:hi]) for b, lo, hi in spans if isinstance(b, PlainTensor)]
-        terms = s.plain_matmul(plain, ring_bits=ring_bits)
+        if self.reuse:
+            terms = s.plain_fixed_matmul(
+                self.fixed,
+                self.sel,
+                self._fixed_pairs(plain),
+                transpose=False,
+                ring_bits=ring_bits,
+            )
+        else:
+            terms = s.plain_matmul(plain, ring_bits=ring_bits)
         if shared:
             xs = concatenate([b for b, _, _ in shared], axis=1)
             ws = concatenate([w[lo:hi] for _, lo, hi in shared])
@@ -149,11 +187,23 @@ class _Design:
             z = z + w[self.cols - 1 :].rescale(z.frac_bits)
         return z
 
+    def _fixed_pairs(
+        self, pairs: list[tuple[PlainTensor, SharedTensor]]
+    ) -> list[tuple[PlainTensor, PlainTensor, SharedTensor]]:
+        """``(full block, its rows of this batch, operand)`` per pair, for the OT reuse."""
+        full = {id(t): f for t, f in zip(self.blocks, self.full, strict=True)}
+        out = []
+        for t, y in pairs:
+            f = full[id(t)]
+            assert isinstance(f, PlainTensor)
+            out.append((f, t, y))
+        return out
+
     def grad_ring_bits(self) -> int:
         """The ring of the gradient ``X_b^T e`` with plaintext blocks and ``ot``: ``2 f + 21``
         bits (``|X_b^T e| < 2**19``, the bound the step already needs), truncated by ``f``
         into Z_2^64 before the step's rate multiplies it; else 64."""
-        ring = 2 * self.s.frac_bits + _GRAD_HEADROOM
+        ring = 2 * self.s.frac_bits + _GRAD_HEADROOM + (_RATE_BITS if self.reuse else 0)
         if not self.plain or ring >= 64 or not self.s.engine.ring_trunc:
             return 64
         return ring
@@ -189,7 +239,16 @@ class _Design:
         spans = self._spans()
         shared = [b for b, _, _ in spans if isinstance(b, SharedTensor)]
         plain = [b for b, _, _ in spans if isinstance(b, PlainTensor)]
-        products = s.plain_matmul([(b.T, e) for b in plain], ring_bits=ring_bits)
+        if self.reuse:
+            products = s.plain_fixed_matmul(
+                self.fixed,
+                self.sel,
+                self._fixed_pairs([(b, e) for b in plain]),
+                transpose=True,
+                ring_bits=ring_bits,
+            )
+        else:
+            products = s.plain_matmul([(b.T, e) for b in plain], ring_bits=ring_bits)
         got = {id(b): t for b, t in zip(plain, products, strict=True)}
         if shared:
             g = s.matmul(concatenate(shared, axis=1).T, e, truncate=False)
@@ -340,6 +399,7 @@ def train_logistic(
     shuffle_seed: int | None = None,
     sigmoid: str = "auto",
     average: bool = False,
+    reuse_ots: bool = False,
 ) -> SharedTensor:
     """Minibatch gradient descent for logistic regression on shared ``x`` (n x d) and ``y``.
 
@@ -371,7 +431,13 @@ def train_logistic(
     """
     s = y.session
     assert isinstance(s, Session)
-    design = _Design([x] if isinstance(x, SharedTensor) else x, fit_intercept, s)
+    design = _Design(
+        [x] if isinstance(x, SharedTensor) else x,
+        fit_intercept,
+        s,
+        reuse=reuse_ots,
+        block=batch_size,
+    )
     n = design.rows
     f = s.frac_bits
     w = s.public(np.zeros(design.cols))
@@ -381,7 +447,7 @@ def train_logistic(
     # generated ahead in bulk, off the online path (the step's, and t1's of the logits)
     ring = design.ring_bits(sigmoid)
     g_ring = design.grad_ring_bits()
-    fold = g_ring < 64 and design.can_fold_rate()
+    fold = g_ring < 64 and design.can_fold_rate() and not design.reuse
     plan: list[tuple[int, ...]] = []
     for _ in range(epochs):
         for start in range(0, n, batch_size):
@@ -389,7 +455,11 @@ def train_logistic(
             if sigmoid == "t1":
                 plan.append((b, f + 3) if ring == 64 else (b, f + 3, ring))
             sh = step_scale(learning_rate, b)[1]
-            if g_ring < 64 and fold:  # one truncation from Z_2^g_ring
+            if design.reuse:  # one truncation of q·X^T e by f + sh
+                plan.append(
+                    (design.cols, f + sh) if g_ring == 64 else (design.cols, f + sh, g_ring)
+                )
+            elif g_ring < 64 and fold:  # one truncation from Z_2^g_ring
                 plan.append((design.cols, f + sh - _RATE_BITS, g_ring))
             elif g_ring < 64:  # the gradient to scale f, then the step's truncation by sh
                 plan += [(design.cols, f, g_ring), (design.cols, sh)]
@@ -425,6 +495,17 @@ def train_logistic(
             else:
                 p = F.sigmoid(z, sigmoid, fast_compare=True)  # scale f; needs |z| < 2**21
             q, sh = step_scale(learning_rate, len(idx))
+            if design.reuse:  # X_b^T (q·e): the rate's integer q joins e (exact), ring g_ring
+                grad = xb.backward((p - yb) * q, g_ring)  # q X_b^T e at scale 2f
+                gs = grad.frac_bits
+                raw = SharedTensor(s, grad.share, grad.shape, gs + sh)
+                if l2:
+                    decay = w.rescale(gs) * round(learning_rate * l2 * 2.0**sh)
+                    raw = raw + SharedTensor(s, decay.share, decay.shape, gs + sh)
+                w = w - s.truncate(raw, gs - f + sh, ring_bits=g_ring)
+                if average and epoch == epochs - 1:
+                    acc = w if acc is None else acc + w
+                continue
             if fold:  # (q/2**11) X_b^T e, one truncation by f + sh - 11 from Z_2^g_ring
                 grad = xb.backward(p - yb, g_ring, rate=q)  # scale 2f
                 shift = f + sh - _RATE_BITS
@@ -517,6 +598,15 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         ``|x·w| < 2**14``.
     average:
         Return the average of the last epoch's iterates (default false).
+    reuse_ots:
+        With ``ot``, each computing party's plaintext columns choose the OTs of the products
+        with their bits, extended once for all rows and reused by every product (forward,
+        backward, every epoch) under fresh hash tweaks (default true; ``false``: the shared
+        operand's bits choose fresh OTs per product, src/privfin/mpc/SPEC.md).
+    feature_bound:
+        With ``reuse_ots``: every feature value of a computing party is ``|x| < bound``
+        (public; the owner refuses its data otherwise, before sending anything). Without
+        it, each owner announces the bit count of its own largest ``|x|``.
     reveal_model:
         ``true`` (default): result parties receive the coefficients. ``false``: the model stays
         secret-shared; each computing party returns (and stores as artifact ``ss_lr.w``) its
@@ -530,9 +620,21 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
     computing party with ``reveal_model=false``: ``{"features": [...], "share": [...]}``.
     Elsewhere ``None``.
     """
-    s = Session.from_params(ctx, params)
     partition = params.get("partition", "vertical")
     spec = params.get("features")
+    raw_bound = params.get("feature_bound")
+    bound = None if raw_bound is None else float(raw_bound)
+    if bound is not None and isinstance(spec, Mapping) and ctx.party in spec:
+        # a feature owner checks the job's bound on its own data before anything is sent
+        # (the session's setup included)
+        own = _load(inputs, [str(c) for c in spec[ctx.party]], ctx.party)
+        if own.size and not float(np.abs(own).max()) < bound:
+            raise ConfigError(
+                f"data party {ctx.party!r}: a value of its features exceeds the job's "
+                f"feature_bound {bound}"
+            )
+    s = Session.from_params(ctx, params)
+    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
     label = params.get("label")
     names: list[str] = []
     if partition == "vertical":
@@ -547,7 +649,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
             value = _load(inputs, cols, owner) if ctx.party == owner else None
             if s.engine.plain_products and owner in s.roles.compute:
                 # a computing party's own columns stay with it in plaintext (OT products)
-                block = s.plain_input(owner, value)
+                block = s.plain_input(owner, value, bits=reuse, bound=bound)
                 if block.shape[1] != len(cols):
                     raise ProtocolAbort(
                         f"data party {owner!r} announced {block.shape[1]} columns, the job "
@@ -588,6 +690,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         shuffle_seed=params.get("shuffle_seed"),
         sigmoid=str(params.get("sigmoid", "auto")),
         average=bool(params.get("average", False)),
+        reuse_ots=reuse,
     )
     ctx.metrics.set("ss_lr.rounds", float(s.engine.rounds))
     if not params.get("reveal_model", True):

@@ -72,12 +72,17 @@ class Correction(Message, frozen=True, kw_only=True):
 
 @wire_message("mpc.InputHeader")
 class InputHeader(Message, frozen=True, kw_only=True):
-    """Data party -> parties that hold no share: the public shape of a shared input."""
+    """Data party -> parties that hold no share: the public shape of a shared input; for a
+    plaintext matrix whose bits choose reused OTs, also its bit count ``bits`` (every
+    element ``|x| < 2**(bits − 1)`` in fixed point)."""
 
     shape: list[int]
+    bits: int | None = None
 
     def __post_init__(self) -> None:
         _check_shape(self.shape)
+        if self.bits is not None and not 2 <= self.bits <= 63:
+            raise ValueError("a plaintext matrix has 2 to 63 bits")
 
 
 @wire_message("mpc.InputShare")

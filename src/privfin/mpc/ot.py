@@ -23,6 +23,7 @@ being detected (src/privfin/crypto/SPEC.md).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from privfin.mpc.ring import ring_ops
 from privfin.runtime import Context
 from privfin.runtime.context import ProgressTask
 
-__all__ = ["DEFAULT_BATCH", "OtExtension", "OtStats"]
+__all__ = ["DEFAULT_BATCH", "FixedOts", "OtExtension", "OtStats"]
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -64,6 +65,26 @@ class OtStats:
     bytes_sent: int = 0
     batches: int = 0
     extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FixedOts:
+    """OTs extended once for reuse (:meth:`OtExtension.extend_fixed`): the receiver's rows
+    ``π(t_j)`` (16 bytes) and choice bits, or the sender's ``π(q_j) ‖ π(q_j ⊕ s)`` (32 bytes;
+    ``bits`` is ``None``), ``π`` the hash's inner permutation (:meth:`CrHash.perm`), which
+    does not depend on the tweak: each use then costs one AES call per hash."""
+
+    rows: U8
+    bits: U8 | None
+
+
+def _gather(rows: U8, sel: npt.NDArray[np.int64]) -> U8:
+    """``rows[sel]`` for rows of 16-byte blocks, each block moved as one element (a
+    complex128 view: a same-dtype gather copies the bytes unchanged, several times faster
+    than 16 uint8s)."""
+    width = rows.shape[1]
+    blocks = np.ascontiguousarray(rows).view(np.complex128).reshape(rows.shape[0], -1)
+    return blocks[sel].view(np.uint8).reshape(-1, width)
 
 
 def _batch_sizes(n: int, width: int, batch: int) -> list[int]:
@@ -575,3 +596,208 @@ class OtExtension:
 
         self._batches(choice_bits, n_send, (1, 1), send_fn, recv_fn, None, task)
         return v, m0, m1
+
+    # ------------------------------------------------ OTs extended once, used many times
+
+    @ring_ops
+    def extend_fixed(
+        self, choices: npt.ArrayLike, n_send: int, *, task: ProgressTask | None = None
+    ) -> tuple[FixedOts, FixedOts]:
+        """IKNP extension in both directions, kept for reuse: this party receives
+        ``len(choices)`` OTs with these (fixed) choice bits and sends ``n_send`` (the peer
+        calls with the mirror sizes). Only ``u`` crosses the wire, once. Returns
+        ``(received, sent)``: the receiver's rows ``t_j`` with its choice bits, and the
+        sender's rows ``q_j``; :meth:`cot_fixed_sums` turns them into correlated OTs as many
+        times as needed, each time hashed under fresh tweaks."""
+        bits = self._check_bits(choices)
+        if n_send < 0:
+            raise ConfigError("extend_fixed: a negative count of OTs")
+        _, sender, h = self._ready()
+        t_all = np.empty((bits.size, otm.KEY_BYTES), dtype=np.uint8)
+        q_all = np.empty((n_send, 2 * otm.KEY_BYTES), dtype=np.uint8)
+
+        def send_fn(q: U8, tweak: int, lo: int, hi: int) -> None:
+            rows = q[: hi - lo]
+            q_all[lo:hi, : otm.KEY_BYTES] = h.perm(rows)
+            q_all[lo:hi, otm.KEY_BYTES :] = h.perm(rows ^ sender.delta)
+
+        def recv_fn(t: U8, tweak: int, lo: int, hi: int, msg: bytes | None) -> None:
+            t_all[lo:hi] = h.perm(t[: hi - lo])
+
+        self._batches(bits, n_send, (1, 1), send_fn, recv_fn, None, task)
+        return FixedOts(t_all, bits.copy()), FixedOts(q_all, None)
+
+    def _take_tweak(self, n: int, *, sender: bool) -> int:
+        """A fresh tweak base for ``n`` hashed rows of the instance where this party sends
+        (``sender``) or receives: the counter every batch of that instance advances, so no
+        (row index, tweak) pair is ever hashed twice in a session."""
+        if sender:
+            tweak = self._tweak_s
+            self._tweak_s += otm.pad_count(max(n, 1))
+        else:
+            tweak = self._tweak_r
+            self._tweak_r += otm.pad_count(max(n, 1))
+        self.stats.extra["tweaks"] = self.stats.extra.get("tweaks", 0) + 1
+        return tweak
+
+    @ring_ops
+    def cot_fixed_sums(
+        self,
+        recv: FixedOts | None,
+        recv_rows: slice | npt.NDArray[np.int64],
+        send: FixedOts | None,
+        send_rows: slice | npt.NDArray[np.int64],
+        corr: npt.ArrayLike,
+        *,
+        recv_widths: tuple[int, int, int],
+        send_widths: tuple[int, int, int],
+        recv_period: int,
+        send_period: int,
+    ) -> tuple[U64, U64]:
+        """One use of OTs of :meth:`extend_fixed` as one-word correlated OTs, both ways,
+        reduced as they arrive (as :meth:`cot_sums`): this party receives the OTs
+        ``recv.rows[recv_rows]`` (a slice: no copy; or indices; choice bits
+        ``recv.bits[recv_rows]``) and sends ``send.rows[send_rows]``, OT ``j`` with
+        correlation ``corr[j % len(corr)]`` (one word each).
+
+        ``*_widths = (K, m, L)``: the OTs are ``K`` runs of ``m``, run ``k`` for bit ``k``
+        of a product modulo ``2**L``: its corrections keep ``L − k`` bits and its words are
+        added shifted left by ``k`` (public; the peer passes the mirror values).
+
+        Every use hashes its rows under a fresh tweak (:meth:`_take_tweak`), so the pads of
+        different uses of one OT are independent outputs of the tweakable correlation-robust
+        hash: only the sender's trimmed corrections travel (one message per batch, its
+        counter and size checked), no ``u``. Returns ``(acc_r, acc_s)``: ``acc_r[i] =
+        Σ_{j ≡ i mod recv_period} received_j << k_j`` and ``acc_s[i] = −Σ_{j ≡ i mod
+        send_period} own_j << k_j``."""
+        c = np.ascontiguousarray(corr, dtype=np.uint64)
+        rk, rm, rl = recv_widths
+        sk, sm, sl = send_widths
+        for k, m, ring in (recv_widths, send_widths):
+            if k < 0 or m < 0 or not 1 <= ring <= 64 or k > ring:
+                raise ConfigError("cot_fixed_sums: runs of bits 0 to L − 1 of a ring of L bits")
+        n_r, n_s = rk * rm, sk * sm
+        for rows, ots, n in ((recv_rows, recv, n_r), (send_rows, send, n_s)):
+            if not n:
+                continue
+            if ots is None:
+                raise ConfigError("cot_fixed_sums: OTs to use but none extended")
+            size = ots.rows.shape[0]
+            if isinstance(rows, slice):
+                lo, hi, step = rows.indices(size)
+                if step != 1 or hi - lo != n:
+                    raise ConfigError("cot_fixed_sums: a slice of as many OTs as the runs")
+            else:
+                sel = np.asarray(rows)
+                if sel.shape != (n,) or sel.min() < 0 or sel.max() >= size:
+                    raise ConfigError("cot_fixed_sums: OT indices out of range")
+        if c.ndim != 2 or c.shape[1] != 1 or (n_s and c.shape[0] == 0):
+            raise ConfigError("cot_fixed_sums: one-word correlations")
+        if recv_period < 1 or send_period < 1 or n_r % recv_period or n_s % send_period:
+            raise ConfigError("cot_fixed_sums: the periods divide the numbers of OTs")
+        rb, rs = _runs(rk, rm, rl)
+        sb, ss = _runs(sk, sm, sl)
+        acc_r = np.zeros((recv_period, 1), dtype=np.uint64)
+        acc_s = np.zeros((send_period, 1), dtype=np.uint64)
+        _, sender, h = self._ready()
+        sizes_r = _batch_sizes(n_r, 1, self.batch)
+        sizes_s = _batch_sizes(n_s, 1, self.batch)
+        at_r = at_s = 0
+        ch = self.ctx.channel
+        for k in range(max(len(sizes_r), len(sizes_s))):
+            nr = sizes_r[k] if k < len(sizes_r) else 0
+            ns = sizes_s[k] if k < len(sizes_s) else 0
+            if ns:
+                assert send is not None
+                lo, hi = at_s, at_s + ns
+                _, data = otm.cot_send_trimmed(
+                    _rows(send, send_rows, lo, hi)[0],
+                    sender.delta,
+                    h,
+                    self._take_tweak(ns, sender=True),
+                    c,
+                    sb[lo:hi],
+                    phase=lo % c.shape[0],
+                    acc=acc_s,
+                    acc_phase=lo % send_period,
+                    shifts=ss[lo:hi],
+                    kernel=self.kernel,
+                    prepermuted=True,
+                )
+                ch.send(self.peer, _TAG_CORR, OtCorrections(counter=self._count_s, data=data))
+                self.stats.bytes_sent += len(data)
+                self._count_s += 1
+                self.stats.sent += ns
+                at_s = hi
+            if nr:
+                assert recv is not None
+                lo, hi = at_r, at_r + nr
+                got = ch.recv(self.peer, _TAG_CORR, expect=OtCorrections)
+                size = _run_bytes(rk, rm, rl, lo, hi)
+                if got.counter != self._count_r or len(got.data) != size:
+                    raise ProtocolAbort(
+                        f"OT message {got.counter} of {len(got.data)} bytes, expected "
+                        f"{self._count_r} of {size}",
+                        party=self.peer,
+                    )
+                t, bits = _rows(recv, recv_rows, lo, hi)
+                try:
+                    otm.cot_receive_trimmed(
+                        t,
+                        bits,
+                        h,
+                        self._take_tweak(nr, sender=False),
+                        got.data,
+                        rb[lo:hi],
+                        1,
+                        acc=acc_r,
+                        acc_phase=lo % recv_period,
+                        shifts=rs[lo:hi],
+                        kernel=self.kernel,
+                        prepermuted=True,
+                    )
+                except otm.TrimmedLayoutError as exc:
+                    raise ProtocolAbort(
+                        f"OT message {self._count_r} refused: {exc}", party=self.peer
+                    ) from None
+                self._count_r += 1
+                self.stats.received += nr
+                at_r = hi
+            self.stats.batches += 1
+        return acc_r, acc_s
+
+
+@functools.lru_cache(maxsize=64)
+def _runs(k: int, m: int, ring: int) -> tuple[npt.NDArray[np.int64], U8]:
+    """Per OT of ``k`` runs of ``m`` (run ``b`` for bit ``b`` of a ring of ``ring`` bits):
+    the correction's bits ``ring − b`` and the shift ``b`` (read-only, cached)."""
+    bits = np.repeat(ring - np.arange(k, dtype=np.int64), m)
+    shifts = np.repeat(np.arange(k, dtype=np.uint8), m)
+    bits.flags.writeable = False
+    shifts.flags.writeable = False
+    return bits, shifts
+
+
+def _run_bytes(k: int, m: int, ring: int, lo: int, hi: int) -> int:
+    """Bytes of the trimmed corrections of OTs ``[lo, hi)`` of :func:`_runs`."""
+    total = 0
+    for b in range(lo // m if m else 0, k):
+        a, e = max(lo, b * m), min(hi, (b + 1) * m)
+        if a >= e:
+            break
+        total += (e - a) * (ring - b)
+    return (total + 7) // 8
+
+
+def _rows(ots: FixedOts, rows: slice | npt.NDArray[np.int64], lo: int, hi: int) -> tuple[U8, U8]:
+    """The rows (and choice bits, if any) of OTs ``[lo, hi)`` of a use (see
+    :meth:`OtExtension.cot_fixed_sums`): a view for a slice, a gather for indices."""
+    if isinstance(rows, slice):
+        start = rows.indices(ots.rows.shape[0])[0]
+        sel: slice | npt.NDArray[np.int64] = slice(start + lo, start + hi)
+        got = ots.rows[sel]
+    else:
+        sel = np.asarray(rows)[lo:hi]
+        got = _gather(ots.rows, sel)
+    bits = ots.bits[sel] if ots.bits is not None else np.zeros(0, np.uint8)
+    return got, bits

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from math import prod
 
 import numpy as np
+import numpy.typing as npt
 
 from privfin.crypto.prg import expand_uint64
 from privfin.errors import ConfigError, ProtocolAbort
@@ -717,6 +718,86 @@ class Engine:
             assert y_own is not None
             own += ring_matmul(mine, y_own.reshape(dims[self.party][1], n))
             out[self.party] = own
+        return out
+
+    @property
+    def plain_fixed(self) -> bool:
+        """Whether :meth:`plain_fix` / :meth:`plain_fixed_matmul` are available (the ``ot``
+        provider: choice bits on the plaintext matrices, OTs extended once)."""
+        return self.plain_products and bool(
+            getattr(self.provider, "supports_fixed_products", False)
+        )
+
+    def plain_fix(
+        self,
+        mats: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        bits: dict[str, int],
+        block: int,
+    ) -> object | None:
+        """Extend once the OTs of every bit of the plaintext matrices ``M_o`` (``dims[o]``,
+        ``bits[o]``: public; ``mats[o]`` at ``o``) for :meth:`plain_fixed_matmul`
+        (:meth:`OtProvider.fixed_prepare`; stored by blocks of ``block`` rows). Returns the
+        provider's handle (``None`` at a party that does not compute)."""
+        if not self.plain_fixed:
+            raise ConfigError("reused OT products need the ot provider")
+        for o in dims:
+            if o not in self.compute:
+                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
+        if not self.is_compute:
+            return None
+        peer = self.others[0]
+        mine = mats.get(self.party) if self.party in dims else None
+        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
+            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        pair: object = self.provider.fixed_prepare(  # type: ignore[attr-defined]
+            mine,
+            bits.get(self.party, 0),
+            dims.get(peer),
+            bits.get(peer, 0),
+            block,
+        )
+        return pair
+
+    @ring_ops
+    def plain_fixed_matmul(
+        self,
+        fixed: object | None,
+        rows: slice | npt.NDArray[np.int64],
+        mats: dict[str, U64 | None],
+        ys: dict[str, U64 | None],
+        dims: dict[str, tuple[int, int]],
+        *,
+        transpose: bool,
+        ring_bits: int = 64,
+    ) -> dict[str, U64] | None:
+        """Shares of ``M_o[rows] @ y_o`` (``transpose``: ``M_o[rows]^T @ e``, the same
+        shared ``e`` for every ``o``) for the matrices of :meth:`plain_fix` (``dims[o]``
+        their full shapes; ``mats[o]``: the rows ``rows`` of ``M_o`` at ``o``, for the local
+        term; ``ys[o]``: this party's share of the vector operand). The cross terms reuse the
+        extended OTs (:meth:`OtProvider.fixed_cross`): one message each way, no ``u``.
+        ``ring_bits < 64``: correct modulo ``2**ring_bits`` only."""
+        if not self.plain_fixed:
+            raise ConfigError("reused OT products need the ot provider")
+        if not self.is_compute:
+            return None
+        peer = self.others[0]
+        theirs, own = self.provider.fixed_cross(  # type: ignore[attr-defined]
+            fixed,
+            rows,
+            ys.get(peer) if peer in dims else None,
+            transpose=transpose,
+            ring_bits=ring_bits,
+        )
+        out: dict[str, U64] = {}
+        if peer in dims:
+            out[peer] = theirs
+        mine = mats.get(self.party)
+        if self.party in dims:
+            y_own = ys[self.party]
+            assert mine is not None and y_own is not None
+            m = mine.T if transpose else mine
+            out[self.party] = own + ring_matmul(m, y_own.reshape(-1, 1)).reshape(-1)
         return out
 
     # ------------------------------------------------------------------------ truncation

@@ -200,31 +200,124 @@ class Session:
         header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
         return SharedTensor(self, None, header.shape, frac)
 
-    def plain_input(self, owner: str, value: npt.ArrayLike | None = None) -> PlainTensor:
+    def plain_input(
+        self,
+        owner: str,
+        value: npt.ArrayLike | None = None,
+        *,
+        bits: bool = False,
+        bound: float | None = None,
+    ) -> PlainTensor:
         """A 2-D fixed-point input that computing party ``owner`` keeps in plaintext (it is not
         shared): products with shared operands then run through :meth:`plain_matmul`. Every
         party calls this; ``owner`` passes ``value`` and announces its shape (one header
-        message to every other party of the job, checked for size and type)."""
+        message to every other party of the job, checked for size and type).
+
+        ``bits`` (for :meth:`plain_fix`): the header also announces ``K`` with every element
+        ``|x| < 2**(K − 1)`` in fixed point: from the public ``bound`` (``|x| < bound``, the
+        same at every party; the owner refuses data beyond it with :class:`ConfigError`
+        before anything is sent, and the others check the announced ``K``), or, without a
+        bound, from the owner's data (then ``K`` tells the others ``⌈log2 max|x|⌉``)."""
         if owner not in self.roles.data or owner not in self.roles.compute:
             raise ConfigError(f"{owner!r} keeps a plaintext input but is not data and compute")
         ctx = self.ctx
+        stated = None if bound is None else _bound_bits(bound, self.frac_bits)
         if ctx.party == owner:
             if value is None:
                 raise ConfigError(f"data party {owner!r} must provide a value")
             enc = encode_fixed(np.asarray(value), self.frac_bits)
             if enc.ndim != 2:
                 raise ConfigError("a plaintext input is a 2-D matrix")
+            k: int | None = None
+            if bits and bound is not None and enc.size:
+                top = float(np.abs(np.asarray(value, dtype=np.float64)).max())
+                if not top < bound:
+                    raise ConfigError(
+                        f"data party {owner!r}: a value of its plaintext input exceeds the "
+                        f"job's feature_bound {bound}"
+                    )
+            if bits:
+                top = int(np.abs(enc.view(np.int64)).max()) if enc.size else 0
+                need = max(2, top.bit_length() + 1)
+                if stated is not None and need > stated:
+                    raise ConfigError(
+                        f"data party {owner!r}: a value of its plaintext input exceeds the "
+                        f"job's feature_bound {bound} (|x| < 2**{stated - 1 - self.frac_bits})"
+                    )
+                k = stated if stated is not None else need
+                if k > 63:
+                    raise ConfigError(f"data party {owner!r}: values too large for 63 bits")
             for p in ctx.roles:
                 if p != owner:
-                    ctx.channel.send(p, _TAG_INPUT, InputHeader(shape=list(enc.shape)))
-            return PlainTensor(owner, enc, enc.shape, self.frac_bits)
+                    ctx.channel.send(p, _TAG_INPUT, InputHeader(shape=list(enc.shape), bits=k))
+            return PlainTensor(owner, enc, enc.shape, self.frac_bits, k)
         header = ctx.channel.recv(owner, _TAG_INPUT, expect=InputHeader)
         if len(header.shape) != 2:
             raise ProtocolAbort(
                 f"data party {owner!r} announced a plaintext input of shape {header.shape}",
                 party=owner,
             )
-        return PlainTensor(owner, None, header.shape, self.frac_bits)
+        if bits and (header.bits is None or (stated is not None and header.bits != stated)):
+            raise ProtocolAbort(
+                f"data party {owner!r} announced {header.bits} bits for its plaintext input, "
+                f"expected {stated if stated is not None else 'a count'}",
+                party=owner,
+            )
+        return PlainTensor(owner, None, header.shape, self.frac_bits, header.bits if bits else None)
+
+    def plain_fix(self, blocks: list[PlainTensor], block: int) -> object | None:
+        """Extend once the OTs on the bits of these plaintext matrices (at most one per
+        computing party, each with announced ``bits``: :meth:`plain_input`) for
+        :meth:`plain_fixed_matmul` (:meth:`Engine.plain_fix`), stored by blocks of ``block``
+        rows (the batch size: a product with a whole block uses its OTs without a copy)."""
+        owners = [m.owner for m in blocks]
+        if len(set(owners)) != len(owners) or any(m.bits is None for m in blocks):
+            raise ConfigError("plain_fix: one plaintext matrix with announced bits per party")
+        return self.engine.plain_fix(
+            {m.owner: m.value for m in blocks},
+            {m.owner: (m.shape[0], m.shape[1]) for m in blocks},
+            {m.owner: int(m.bits or 0) for m in blocks},
+            block,
+        )
+
+    def plain_fixed_matmul(
+        self,
+        fixed: object | None,
+        rows: slice | npt.NDArray[np.int64],
+        pairs: list[tuple[PlainTensor, PlainTensor, SharedTensor]],
+        *,
+        transpose: bool,
+        ring_bits: int = 64,
+    ) -> list[SharedTensor]:
+        """For each ``(full, taken, y)``: ``taken @ y`` (``transpose``: ``taken.T @ y``),
+        ``taken = full[rows]``, from the OTs :meth:`plain_fix` extended for ``full``, exact
+        at scale ``M.frac_bits + y.frac_bits`` (untruncated; ``ring_bits < 64``: modulo
+        ``2**ring_bits`` only). One message each way for all pairs."""
+        dims = {f.owner: (f.shape[0], f.shape[1]) for f, _, _ in pairs}
+        for f, t, y in pairs:
+            want = t.shape[0] if transpose else t.shape[1]
+            count = (
+                len(range(*rows.indices(f.shape[0])))
+                if isinstance(rows, slice)
+                else np.asarray(rows).size
+            )
+            if t.shape != (count, f.shape[1]) or y.shape != (want,):
+                raise ConfigError(f"plain_fixed_matmul: {t.shape} with {y.shape}")
+        got = self.engine.plain_fixed_matmul(
+            fixed,
+            rows,
+            {t.owner: t.value for _, t, _ in pairs},
+            {t.owner: y.share for _, t, y in pairs},
+            dims,
+            transpose=transpose,
+            ring_bits=ring_bits,
+        )
+        out = []
+        for _, t, y in pairs:
+            shape = (t.shape[1],) if transpose else (t.shape[0],)
+            share = None if got is None else got[t.owner].reshape(shape)
+            out.append(SharedTensor(self, share, shape, t.frac_bits + y.frac_bits))
+        return out
 
     def plain_matmul(
         self, pairs: list[tuple[PlainTensor, SharedTensor]], *, ring_bits: int = 64
@@ -424,3 +517,11 @@ def check_shape(t: SharedTensor, shape: tuple[int, ...], what: str) -> None:
     """Abort if a shared input does not have the shape the job declared."""
     if t.shape != shape:
         raise ProtocolAbort(f"{what} has shape {t.shape}, the job declared {shape}")
+
+
+def _bound_bits(bound: float, frac_bits: int) -> int:
+    """``K`` with ``|x| < bound`` implying ``|round(x·2**f)| < 2**(K − 1)``."""
+    if not bound > 0 or not np.isfinite(bound):
+        raise ConfigError("feature_bound must be a positive number")
+    top = int(np.ceil(float(bound) * 2.0**frac_bits))
+    return max(2, top.bit_length() + 1)

@@ -306,13 +306,22 @@ class PlainTensor:
     Products with shared operands go through
     :meth:`privfin.mpc.session.Session.plain_matmul` (OT-based, two computing parties)."""
 
-    __slots__ = ("frac_bits", "owner", "shape", "value")
+    __slots__ = ("bits", "frac_bits", "owner", "shape", "value")
 
-    def __init__(self, owner: str, value: U64 | None, shape: Sequence[int], frac_bits: int) -> None:
+    def __init__(
+        self,
+        owner: str,
+        value: U64 | None,
+        shape: Sequence[int],
+        frac_bits: int,
+        bits: int | None = None,
+    ) -> None:
         self.owner = owner
         self.value = None if value is None else np.asarray(value, dtype=np.uint64)
         self.shape = tuple(int(d) for d in shape)
         self.frac_bits = frac_bits
+        #: announced bound ``|x| < 2**(bits − 1)`` of every element (fixed point), if any
+        self.bits = bits
         if len(self.shape) != 2 or (self.value is not None and self.value.shape != self.shape):
             raise ValueError(f"a plaintext matrix is 2-D of its declared shape {self.shape}")
 
@@ -320,9 +329,9 @@ class PlainTensor:
         """A selection of rows (a slice or an index array)."""
         shape = (_shape_of(self.shape[:1], rows)[0], self.shape[1])
         value = None if self.value is None else np.ascontiguousarray(self.value[rows])
-        return PlainTensor(self.owner, value, shape, self.frac_bits)
+        return PlainTensor(self.owner, value, shape, self.frac_bits, self.bits)
 
     @property
     def T(self) -> PlainTensor:
         value = None if self.value is None else np.ascontiguousarray(self.value.T)
-        return PlainTensor(self.owner, value, self.shape[::-1], self.frac_bits)
+        return PlainTensor(self.owner, value, self.shape[::-1], self.frac_bits, self.bits)

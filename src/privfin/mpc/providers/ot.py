@@ -40,13 +40,13 @@ import numpy as np
 from privfin.crypto import ot as otm
 from privfin.crypto.prg import expand_uint64
 from privfin.errors import ConfigError
-from privfin.mpc.ot import OtExtension
+from privfin.mpc.ot import FixedOts, OtExtension
 from privfin.mpc.providers.base import Shape
 from privfin.mpc.ring import U64, ring_matmul, ring_ops
 from privfin.runtime import Context
 from privfin.runtime.context import ProgressTask
 
-__all__ = ["MAX_MATMUL_WORDS", "MUL_CHUNK", "OtProvider"]
+__all__ = ["MAX_MATMUL_WORDS", "MUL_CHUNK", "FixedPair", "OtProvider"]
 
 #: Elements per chunk of a Beaver-triple request (2**20 OTs per direction).
 MUL_CHUNK = 1 << 14
@@ -493,3 +493,182 @@ class OtProvider:
         mine_out = own.T.copy() if q_m else np.zeros((p_m, n), dtype=np.uint64)
         self.items += peer_rows * n * q_p + p_m * n * q_m
         return theirs_out, mine_out
+
+    # ------------------------------------- products with a plaintext matrix, OTs reused
+
+    #: :meth:`fixed_prepare` / :meth:`fixed_cross`: choice bits on the plaintext matrix
+    supports_fixed_products = True
+
+    @ring_ops
+    def fixed_prepare(
+        self,
+        mine: U64 | None,
+        bits: int,
+        peer_shape: tuple[int, int] | None,
+        peer_bits: int,
+        block: int,
+    ) -> FixedPair:
+        """Extend, once, one OT per bit of every element of each party's plaintext matrix
+        (both directions in the same batches): this party chooses with the bits of its own
+        ``mine`` (``p x q``, signed fixed point with ``|x| < 2**(bits − 1)``, offset to the
+        unsigned ``x + 2**(bits − 1) < 2**bits``) and sends the OTs of the peer's matrix
+        (``peer_shape``, ``peer_bits`` bits, public). Only ``u`` crosses the wire:
+        ``16·bits·p·q`` bytes per party. The OTs are stored by blocks of ``block`` rows (a
+        batch), within a block in the order (bit ``k``, row, column): a product with a whole
+        block uses a contiguous run of them (:meth:`fixed_cross`)."""
+        ext = self._ext()
+        if block < 1:
+            raise ConfigError("fixed OTs: blocks of at least one row")
+        if mine is not None:
+            if not 2 <= bits <= 63:
+                raise ConfigError(f"a plaintext matrix of {bits} bits is not supported")
+            off = mine.view(np.int64) + np.int64(1 << (bits - 1))
+            if off.size and (int(off.min()) < 0 or int(off.max()) >= 1 << bits):
+                raise ConfigError(f"the plaintext matrix exceeds its announced {bits} bits")
+            p, q = mine.shape
+            choices = self._fixed_choices(off.view(np.uint64), bits, block)
+        else:
+            choices = np.zeros(0, np.uint8)
+            p = q = 0
+        pp, pq = peer_shape if peer_shape is not None else (0, 0)
+        n_send = peer_bits * pp * pq if peer_shape is not None else 0
+        task = self._task("fixed", choices.size + n_send)
+        got, sent = ext.extend_fixed(choices, n_send, task=task)
+        return FixedPair(
+            got if mine is not None else None,
+            (p, q, bits),
+            sent if peer_shape is not None else None,
+            (pp, pq, peer_bits),
+            block,
+        )
+
+    @staticmethod
+    def _fixed_choices(unsigned: U64, bits: int, block: int) -> np.ndarray:
+        """The choice bits of :meth:`fixed_prepare` for a ``p x q`` matrix of unsigned
+        ``bits``-bit elements: by blocks of ``block`` rows, each in the order (bit ``k``,
+        row, column); :meth:`_fixed_rows` finds them again."""
+        p, q = unsigned.shape
+        planes = _bit_rows(unsigned.reshape(-1))[:bits].reshape(bits, p, q)
+        parts = [planes[:, lo : lo + block].reshape(-1) for lo in range(0, p, block)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+    @staticmethod
+    def _fixed_rows(
+        p: int, q: int, bits: int, block: int, rows: slice | np.ndarray, kept: int
+    ) -> slice | np.ndarray:
+        """The OTs of bits ``k < kept`` of the rows ``rows`` of a ``p x q`` matrix stored by
+        :meth:`fixed_prepare`, in the order (``k``, row, column): a slice when ``rows`` is a
+        whole block, else indices."""
+        if isinstance(rows, slice):
+            lo, hi, step = rows.indices(p)
+            if step == 1 and lo % block == 0 and hi == min(lo + block, p) and hi > lo:
+                start = lo * q * bits  # the blocks before are whole
+                return slice(start, start + kept * (hi - lo) * q)
+            sel = np.arange(lo, hi, step, dtype=np.int64)
+        else:
+            sel = np.asarray(rows, dtype=np.int64).reshape(-1)
+        beta, inner = np.divmod(sel, block)
+        size = np.minimum(block, p - beta * block)
+        k = np.arange(kept, dtype=np.int64).reshape(-1, 1, 1)
+        base = (beta * block * q * bits).reshape(1, -1, 1)
+        idx = base + (k * size.reshape(1, -1, 1) + inner.reshape(1, -1, 1)) * q
+        out: np.ndarray = (idx + np.arange(q, dtype=np.int64).reshape(1, 1, -1)).reshape(-1)
+        return out
+
+    @ring_ops
+    def fixed_cross(
+        self,
+        pair: FixedPair,
+        rows: slice | np.ndarray,
+        peer_y: U64 | None,
+        *,
+        transpose: bool,
+        ring_bits: int = 64,
+    ) -> tuple[U64, U64]:
+        """The cross terms of ``X_o[rows] @ y_o`` (``transpose``: ``X_o[rows]^T @ e``) for
+        the plaintext matrices of :meth:`fixed_prepare`, from its OTs hashed under fresh
+        tweaks: this party chooses with its matrix's bits (the peer's correlation is the
+        peer's share of the operand) and sends with correlation ``peer_y``, its share of the
+        operand of the peer's matrix. OT (``k``, ``i``, ``l``) carries ``y[l]`` (forward:
+        the words are summed per ``(i, l)`` and then over ``l``) or ``e[i]`` (summed per
+        ``l``); bit ``k`` carries ``ring_bits − k`` bits of correction (products needed
+        modulo ``2**ring_bits``), bits at or above the ring are skipped. The offset of the
+        peer's unsigned bits is removed here: ``X'·y = X·y + 2**(K−1)·Σ y`` (``K`` its bit
+        count), a term of this party's share of ``y``.
+
+        Returns ``(theirs, own)``: this party's shares of the peer's cross term (one per
+        row, or per peer column with ``transpose``) and of its own (empty without a
+        matrix)."""
+        if not 2 <= ring_bits <= 64:
+            raise ConfigError(f"products modulo 2**{ring_bits} are not supported")
+        ext = self._ext()
+        p, q, bits = pair.mine_shape
+        pp, pq, pbits = pair.peer_shape
+        n_rows = p if pair.mine is not None else pp
+        b = len(range(*rows.indices(n_rows))) if isinstance(rows, slice) else np.asarray(rows).size
+        kr, ks = min(bits, ring_bits), min(pbits, ring_bits)
+        if pair.mine is not None:
+            recv_rows = self._fixed_rows(p, q, bits, pair.block, rows, kr)
+            r_widths = (kr, b * q, ring_bits)
+            r_period = q if transpose else b * q
+        else:
+            recv_rows, r_widths, r_period = np.zeros(0, np.int64), (0, 0, ring_bits), 1
+        if pair.peer is not None:
+            if peer_y is None or peer_y.size != (b if transpose else pq):
+                raise ConfigError("fixed_cross: the operand of the peer's matrix is missing")
+            send_rows = self._fixed_rows(pp, pq, pbits, pair.block, rows, ks)
+            y = np.asarray(peer_y, dtype=np.uint64).reshape(-1)
+            corr = (np.repeat(y, pq) if transpose else y).reshape(-1, 1)
+            s_widths = (ks, b * pq, ring_bits)
+            s_period = pq if transpose else b * pq
+        else:
+            send_rows, s_widths, s_period = np.zeros(0, np.int64), (0, 0, ring_bits), 1
+            y = np.zeros(0, dtype=np.uint64)
+            corr = np.zeros((1, 1), dtype=np.uint64)
+        acc_r, acc_s = ext.cot_fixed_sums(
+            pair.mine,
+            recv_rows,
+            pair.peer,
+            send_rows,
+            corr,
+            recv_widths=r_widths,
+            send_widths=s_widths,
+            recv_period=r_period,
+            send_period=s_period,
+        )
+        theirs: U64
+        if pair.peer is not None:
+            theirs = acc_s.reshape(-1) if transpose else acc_s.reshape(b, pq).sum(1, np.uint64)
+            # X' = X + 2^(K−1): remove 2^(K−1)·Σ y from this party's share of the product
+            off = np.sum(y, dtype=np.uint64) << np.uint64(pbits - 1)
+            theirs = np.asarray(theirs - off, dtype=np.uint64)
+        else:
+            theirs = np.zeros(0, dtype=np.uint64)
+        if pair.mine is not None:
+            own = acc_r.reshape(-1) if transpose else acc_r.reshape(b, q).sum(1, np.uint64)
+        else:
+            own = np.zeros(0, dtype=np.uint64)
+        self.items += b * (p * q + pp * pq) // max(n_rows, 1)
+        return theirs, np.asarray(own, dtype=np.uint64)
+
+
+class FixedPair:
+    """The OTs of :meth:`OtProvider.fixed_prepare`: this party's received OTs on its own
+    matrix (``mine``, shape and bits ``mine_shape``) and the OTs it sends for the peer's
+    (``peer``, ``peer_shape``), stored by blocks of ``block`` rows."""
+
+    __slots__ = ("block", "mine", "mine_shape", "peer", "peer_shape")
+
+    def __init__(
+        self,
+        mine: FixedOts | None,
+        mine_shape: tuple[int, int, int],
+        peer: FixedOts | None,
+        peer_shape: tuple[int, int, int],
+        block: int,
+    ) -> None:
+        self.mine = mine
+        self.mine_shape = mine_shape
+        self.peer = peer
+        self.peer_shape = peer_shape
+        self.block = block
