@@ -154,6 +154,9 @@ def _ss_lr(n: int, d: int, epochs: int, sigmoid: str, triples: str = "ot") -> di
         "learning_rate": 0.5,
         "sigmoid": sigmoid,
         "triples": triples,
+        # the synthetic features are standard normal: a public bound (reused OTs with `ot`,
+        # no owner announces its own data's range)
+        "feature_bound": 8.0,
     }
 
     def program(ctx: Any, params: Any, inputs: Any) -> Any:
@@ -283,6 +286,9 @@ def _ss_lr_nodes(
         "learning_rate": 0.5,
         "sigmoid": sigmoid,
         "triples": triples,
+        # the synthetic features are standard normal: a public bound (reused OTs with `ot`,
+        # no owner announces its own data's range)
+        "feature_bound": 8.0,
     }
     plain = roc_auc_score(y, LogisticRegression().fit(x, y).decision_function(x))
     rows = []

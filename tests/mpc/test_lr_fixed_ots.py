@@ -1,4 +1,5 @@
-"""SS-LR with the ``ot`` provider and reused OTs (``reuse_ots``, the default): each computing
+"""SS-LR with the ``ot`` provider and reused OTs (``reuse_ots``; the default when the job states a
+``feature_bound``, asked for explicitly here): each computing
 party's plaintext columns choose the OTs of the products with their own bits, extended once
 for every row and reused by every product (forward, backward, every epoch), each use hashed
 under fresh tweaks; only corrections travel per product."""
@@ -59,6 +60,7 @@ def _lr(extra: dict[str, Any], hub: MemoryHub | None = None, seed: int = 4) -> A
             "features": {"guest": gc, "host": hc},
             "label": {"party": "guest", "column": "y"},
             "triples": "ot",
+            "reuse_ots": True,
             **TRAIN,
             **extra,
         },
@@ -390,3 +392,22 @@ def test_beyond_the_memory_cap_products_take_fresh_ots(monkeypatch: pytest.Monke
     reused = _lr({"sigmoid": "t1", "epochs": 1})["guest"][0]
     assert not calls
     np.testing.assert_allclose(np.array(capped["coef"]), np.array(reused["coef"]), atol=2e-3)
+
+
+def test_reuse_is_the_default_only_with_a_stated_bound() -> None:
+    """Without ``feature_bound`` the default takes fresh OTs (no owner announces its data's
+    bit count); with one, the reused OTs (nothing about the data is announced: the bound is
+    the job's)."""
+    from privfin.mpc.session import reuse_ots_wanted
+
+    assert reuse_ots_wanted({}, None) is False
+    assert reuse_ots_wanted({}, 8.0) is True
+    assert reuse_ots_wanted({"reuse_ots": False}, 8.0) is False
+    assert reuse_ots_wanted({"reuse_ots": True}, None) is True  # asked for: bits announced
+    hub = _Recording()
+    _lr({"sigmoid": "t1", "epochs": 1, "reuse_ots": None}, hub=hub)
+    blocks = [h for _, h in hub.headers if len(h.shape) == 2]
+    assert len(blocks) == 2 and all(not h.bits for h in blocks)  # nothing announced
+    hub = _Recording()
+    _lr({"sigmoid": "t1", "epochs": 1, "reuse_ots": None, "feature_bound": 64.0}, hub=hub)
+    assert {h.bits for _, h in hub.headers if len(h.shape) == 2} == {24}  # the bound's

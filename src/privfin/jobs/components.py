@@ -551,7 +551,9 @@ DECLARATIONS: dict[str, ComponentDecl] = {
             params="privfin.mpc.params:SSLRParams",
             check_roles=_mpc_roles,
             reveals="the coefficients to the result parties (none with reveal_model false); "
-            "the number of rows and columns to every party; see mpc/SPEC.md",
+            "the number of rows and columns to every party; with reuse_ots true and no "
+            "feature_bound, each computing party's bit count of its largest feature value; "
+            "see mpc/SPEC.md",
             local_params=(),
         ),
         ComponentDecl(

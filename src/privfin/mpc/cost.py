@@ -60,7 +60,7 @@ from privfin.mpc.providers.base import Shape
 from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
 from privfin.mpc.roles import MPCRoles
-from privfin.mpc.session import Session, _bound_bits
+from privfin.mpc.session import Session, _bound_bits, reuse_ots_wanted
 from privfin.mpc.tensor import PlainTensor, SharedTensor
 from privfin.runtime.context import Progress
 
@@ -1043,9 +1043,9 @@ def estimate_ss_lr(
     s.engine.setup()
     partition = params.get("partition", "vertical")
     spec = params.get("features")
-    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
     raw_bound = params.get("feature_bound")
     bound = None if raw_bound is None else float(raw_bound)
+    reuse = reuse_ots_wanted(params, bound) and s.engine.plain_fixed
     if partition == "vertical":
         label = params.get("label")
         if not isinstance(spec, Mapping) or not isinstance(label, Mapping):

@@ -26,7 +26,7 @@ from privfin.data.validate import check_labels, column_of
 from privfin.errors import ConfigError, ProtocolAbort
 from privfin.mpc import functions as F
 from privfin.mpc.ring import U64, encode_fixed
-from privfin.mpc.session import Session
+from privfin.mpc.session import Session, reuse_ots_wanted
 from privfin.mpc.stats import _table
 from privfin.mpc.tensor import PlainTensor, SharedTensor, concatenate
 from privfin.runtime import Context
@@ -601,12 +601,15 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
     reuse_ots:
         With ``ot``, each computing party's plaintext columns choose the OTs of the products
         with their bits, extended once for all rows and reused by every product (forward,
-        backward, every epoch) under fresh hash tweaks (default true; ``false``: the shared
-        operand's bits choose fresh OTs per product, src/privfin/mpc/SPEC.md).
+        backward, every epoch) under fresh hash tweaks (about 16 % fewer bytes); ``false``:
+        the shared operand's bits choose fresh OTs per product (src/privfin/mpc/SPEC.md).
+        Default: reused when the job states ``feature_bound``, fresh otherwise — so nothing
+        about the data is announced unless asked for.
     feature_bound:
         With ``reuse_ots``: every feature value of a computing party is ``|x| < bound``
-        (public; the owner refuses its data otherwise, before sending anything). Without
-        it, each owner announces the bit count of its own largest ``|x|``.
+        (public; the owner refuses its data otherwise, before sending anything). With
+        ``reuse_ots: true`` and no bound, each owner announces the bit count of its own
+        largest ``|x|`` (``⌈log2 max|x|⌉`` of its columns: a leak the job asked for).
     reveal_model:
         ``true`` (default): result parties receive the coefficients. ``false``: the model stays
         secret-shared; each computing party returns (and stores as artifact ``ss_lr.w``) its
@@ -634,7 +637,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
                 f"feature_bound {bound}"
             )
     s = Session.from_params(ctx, params)
-    reuse = bool(params.get("reuse_ots", True)) and s.engine.plain_fixed
+    reuse = reuse_ots_wanted(params, bound) and s.engine.plain_fixed
     label = params.get("label")
     names: list[str] = []
     if partition == "vertical":

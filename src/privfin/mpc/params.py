@@ -107,12 +107,13 @@ class SSLRParams:
         Result parties receive the coefficients (false: the model stays secret-shared).
     reuse_ots:
         With ``ot``: each computing party's own columns choose the products' OTs with their
-        bits, extended once and reused by every product (fewer bytes; false: fresh OTs per
-        product, chosen by the shared operand's bits).
+        bits, extended once and reused by every product (about 16 % fewer bytes; false: fresh
+        OTs per product, chosen by the shared operand's bits). None (default): reused when
+        the job states ``feature_bound``.
     feature_bound:
         With ``reuse_ots``: every feature of a computing party is below this in magnitude
-        (public; checked by each owner before anything is sent). None: each owner announces
-        the bit count of its own largest value.
+        (public; checked by each owner before anything is sent). Without it and with
+        ``reuse_ots: true``, each owner announces the bit count of its own largest value.
     triples:
         Correlated randomness: ``auto`` (production: ``ot`` for two computing parties,
         ``rss3`` for three), ``ot``, ``rss3``, ``paillier``, or the insecure ``dealer``.
@@ -138,7 +139,7 @@ class SSLRParams:
     sigmoid: str = "auto"
     average: bool = False
     reveal_model: bool = True
-    reuse_ots: bool = True
+    reuse_ots: bool | None = None
     feature_bound: float | None = None
     triples: str = "auto"
     dealer: str | None = None

@@ -525,3 +525,11 @@ def _bound_bits(bound: float, frac_bits: int) -> int:
         raise ConfigError("feature_bound must be a positive number")
     top = int(np.ceil(float(bound) * 2.0**frac_bits))
     return max(2, top.bit_length() + 1)
+
+
+def reuse_ots_wanted(params: Mapping[str, Any], bound: float | None) -> bool:
+    """Whether SS-LR's plaintext products reuse OTs on the owners' bits: as the job says,
+    and by default only when it states a public ``feature_bound`` (without one the owners
+    would announce their data's bit counts)."""
+    raw = params.get("reuse_ots")
+    return bound is not None if raw is None else bool(raw)
