@@ -241,6 +241,21 @@ def _solve_pure(starts: I64, bands: U64, vals: U8, m: int, out: U8) -> int:
     return -1
 
 
+def _stable_order(starts: I64, m: int) -> I64:
+    """``np.argsort(starts, kind="stable")`` for starts in ``[0, m)``: one sort of the
+    distinct keys ``start · 2^b + i`` (ties broken by index, as a stable sort does), whose low
+    bits are the order — a tenth of the stable argsort's time at 1M (0.02-0.04 vs 0.21-0.25
+    s; the argsort when the keys would not fit in 63 bits)."""
+    n = starts.size
+    bits = max(1, (n - 1).bit_length())
+    if n == 0 or max(1, m).bit_length() + bits > 63:
+        return np.argsort(starts, kind="stable")
+    key = (starts << np.int64(bits)) | np.arange(n, dtype=np.int64)
+    key.sort()
+    key &= np.int64((1 << bits) - 1)
+    return key
+
+
 def encode(
     keys: npt.ArrayLike,
     values: npt.ArrayLike,
@@ -266,7 +281,7 @@ def encode(
     for attempt in range(1, max_attempts + 1):
         seed = random.bytes(16)
         starts, bands = hash_keys(seed, k, m, params.band_words)
-        order = np.argsort(starts, kind="stable")
+        order = _stable_order(starts, m)
         s_o = np.ascontiguousarray(starts[order])
         b_o = np.ascontiguousarray(bands[order])
         v_o = np.ascontiguousarray(v[order])
