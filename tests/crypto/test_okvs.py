@@ -188,3 +188,22 @@ def test_stable_order_is_the_stable_argsort(m: int) -> None:
         got = okvs._stable_order(starts, m)
         assert got.dtype == np.int64
         assert np.array_equal(got, np.argsort(starts, kind="stable"))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_decoding_the_encoded_keys_reuses_their_hashes(kernel: bool) -> None:
+    """[16] ``decode_encoded`` (the receiver's decoding of its own keys in another table)
+    gives the bytes of ``decode`` with the keys hashed again."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5_000):
+        keys = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        vals = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        store = okvs.encode(keys, vals, SeededRandom(n), kernel=kernel)
+        other = rng.integers(0, 256, store.table.shape, dtype=np.uint8)
+        want = okvs.decode(other, store.seed, keys, store.params.band_words, kernel=kernel)
+        assert np.array_equal(store.decode_encoded(other, kernel=kernel), want)
+        assert np.array_equal(store.decode_encoded(store.table, kernel=kernel), vals)
+    with pytest.raises(ValueError, match="shape"):
+        store.decode_encoded(other[:-1])
+    with pytest.raises(ValueError, match="keep"):
+        okvs.Okvs(store.seed, store.params, store.table, 1).decode_encoded(other)

@@ -30,7 +30,7 @@ Parameters (:class:`OkvsParams`) and the failure probability: src/privfin/crypto
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,9 +162,23 @@ class Okvs:
     params: OkvsParams
     table: U8
     attempts: int
+    #: the encoded keys' start columns and bands under ``seed`` (in the keys' order), kept
+    #: for :meth:`decode_encoded`
+    starts: I64 | None = field(default=None, repr=False, compare=False)
+    bands: U64 | None = field(default=None, repr=False, compare=False)
 
     def decode(self, keys: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
         return decode(self.table, self.seed, keys, self.params.band_words, kernel=kernel)
+
+    def decode_encoded(self, table: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
+        """``decode(table, seed, keys, …)`` for the keys this store encoded (``table`` of
+        the same shape, e.g. a VOLE output): the same bytes, without hashing them again."""
+        if self.starts is None or self.bands is None:
+            raise ValueError("this store does not keep its keys' hashes")
+        t = np.ascontiguousarray(table, dtype=np.uint8)
+        if t.shape != self.table.shape:
+            raise ValueError("the table must have the store's shape")
+        return _band_sums(t, self.starts, self.bands, self.params.band_words, kernel)
 
 
 def decode(
@@ -180,6 +194,10 @@ def decode(
     if t.ndim != 2 or t.shape[1] != VALUE_BYTES:
         raise ValueError(f"the table must be an (m, {VALUE_BYTES}) uint8 array")
     starts, bands = hash_keys(seed, keys, t.shape[0], band_words)
+    return _band_sums(t, starts, bands, band_words, kernel)
+
+
+def _band_sums(t: U8, starts: I64, bands: U64, band_words: int, kernel: bool | None) -> U8:
     n = starts.shape[0]
     out = np.zeros((n, VALUE_BYTES), np.uint8)
     if n == 0:
@@ -291,7 +309,7 @@ def encode(
         else:
             failed = _solve_pure(s_o, b_o, v_o, m, table)
         if failed < 0:
-            return Okvs(seed=seed, params=params, table=table, attempts=attempt)
+            return Okvs(seed, params, table, attempt, starts, bands)
         bad = k[order[failed]]
         if int(np.count_nonzero((k == bad).all(axis=1))) > 1:
             raise ValueError("the OKVS keys are not distinct")
