@@ -187,8 +187,12 @@ class PreparedIds:
         self._ends = array("q")
         self._rows = array("q")
         self._orig: dict[int, str] = {}
+        # the keys' 64-bit hashes: sorted (for the duplicate check of every chunk) and by
+        # position; which position holds a hash (a sort of the latter) is built only when a
+        # key is looked up (_positions), rarely: a sort is a tenth of an argsort
         self._hsorted: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
-        self._hpos: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._hall: npt.NDArray[np.uint64] = np.empty(0, dtype=np.uint64)
+        self._hindex: tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]] | None = None
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -307,14 +311,14 @@ class PreparedIds:
     def index_of(self, key: str) -> int | None:
         """Position of ``key`` in :attr:`keys`, or None."""
         data = key.encode("utf-8", "surrogatepass")
-        h = _hash64(*_pack([data]))[0]
-        lo = int(np.searchsorted(self._hsorted, h, side="left"))
-        hi = int(np.searchsorted(self._hsorted, h, side="right"))
-        for j in range(lo, hi):
-            pos = int(self._hpos[j])
-            if self.key_bytes(pos) == data:
-                return pos
-        return None
+        return self._find(int(_hash64(*_pack([data]))[0]), data)
+
+    def _positions(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """``(sorted hashes, the position of each)``, built on first use after a change."""
+        if self._hindex is None:
+            pos = np.argsort(self._hall, kind="stable")
+            self._hindex = (self._hall[pos], pos)
+        return self._hindex
 
     # ------------------------------------------------------------------ building
     def add(self, values: Iterable[object]) -> None:
@@ -474,19 +478,19 @@ class PreparedIds:
             for j, original in changed.items():
                 if keep[j]:
                     self._orig[base + int(new_of[j])] = original
-        hk = h[keep]
-        pk = np.arange(base, base + kept.size, dtype=np.int64)
-        o = np.argsort(hk)
-        hk, pk = hk[o], pk[o]
-        at = np.searchsorted(self._hsorted, hk, side="right")
-        self._hsorted = np.insert(self._hsorted, at, hk)
-        self._hpos = np.insert(self._hpos, at, pk)
+        hk = hs if kept.size == n else h[keep]
+        merged = np.concatenate((self._hsorted, hk))
+        merged.sort()
+        self._hsorted = merged
+        self._hall = np.concatenate((self._hall, h if kept.size == n else hk))
+        self._hindex = None
 
     def _find(self, h: int, data: bytes) -> int | None:
-        lo = int(np.searchsorted(self._hsorted, np.uint64(h), side="left"))
-        hi = int(np.searchsorted(self._hsorted, np.uint64(h), side="right"))
+        hashes, positions = self._positions()
+        lo = int(np.searchsorted(hashes, np.uint64(h), side="left"))
+        hi = int(np.searchsorted(hashes, np.uint64(h), side="right"))
         for j in range(lo, hi):
-            pos = int(self._hpos[j])
+            pos = int(positions[j])
             if self.key_bytes(pos) == data:
                 return pos
         return None
