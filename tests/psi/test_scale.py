@@ -294,3 +294,30 @@ def test_unique_sorted_is_np_unique(values: list[int]) -> None:
     assert got.dtype == np.int64
     assert np.array_equal(got, np.unique(arr))
     assert got.tolist() == sorted(set(values))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="ab\x00é\x7f", min_size=0, max_size=40),
+        min_size=1,
+        max_size=40,
+        unique=True,
+    ),
+    st.randoms(),
+)
+def test_key_order_across_word_boundaries_and_without_keys(
+    values: list[str], rnd: random.Random
+) -> None:
+    """[16] keys sorted as big-endian 64-bit words: long shared prefixes, NUL bytes and lengths
+    across word boundaries sort in code point order; ``with_keys=False`` gives the same
+    positions and no keys."""
+    stem = "x" * rnd.randint(0, 9)
+    values = [stem + v for v in values]
+    p = prepare_ids(values, "exact")
+    picked = np.array(rnd.sample(range(len(values)), k=rnd.randint(1, len(values))))
+    at, keys = p.in_key_order(picked)
+    expected = sorted(values[i] for i in picked.tolist())
+    assert keys == expected and [values[i] for i in at.tolist()] == expected
+    bare, none = p.in_key_order(picked, with_keys=False)
+    assert none == [] and np.array_equal(bare, at)

@@ -262,8 +262,11 @@ class PreparedIds:
         data = b"".join([mv[x:y] for x, y in zip(starts.tolist(), stops.tolist(), strict=True)])
         return data, np.cumsum(stops - starts).astype(np.uint64)
 
-    def in_key_order(self, positions: npt.NDArray[np.int64]) -> tuple[I64, list[str]]:
-        """``positions`` sorted by their keys' UTF-8 bytes (code point order), and those keys.
+    def in_key_order(
+        self, positions: npt.NDArray[np.int64], *, with_keys: bool = True
+    ) -> tuple[I64, list[str]]:
+        """``positions`` sorted by their keys' UTF-8 bytes (code point order), and those keys
+        (an empty list if not ``with_keys``).
 
         Vectorised when the keys are at most :data:`SORT_WIDTH` bytes: they are sorted as
         zero-padded fixed-width byte strings with ties broken by length (a key that is another
@@ -284,18 +287,25 @@ class PreparedIds:
             kb = [self.key_bytes(int(i)) for i in pos.tolist()]
             order = sorted(range(pos.size), key=kb.__getitem__)
             out = pos[np.asarray(order, dtype=np.int64)]
-            return out, [self.key(int(i)) for i in out.tolist()]
+            return out, [self.key(int(i)) for i in out.tolist()] if with_keys else []
         blob = np.frombuffer(self._blob, dtype=np.uint8)
         try:
             ext = np.zeros(blob.size + max(width, 1), dtype=np.uint8)
             ext[: blob.size] = blob
         finally:
             del blob  # release the bytearray's buffer (it must stay resizable)
+        words = -(-max(width, 1) // 8)
         rows = np.lib.stride_tricks.sliding_window_view(ext, max(width, 1))[starts]
         rows &= np.where(np.arange(max(width, 1)) < lens.reshape(-1, 1), 0xFF, 0).astype(np.uint8)
-        fixed = np.ascontiguousarray(rows).view(f"S{max(width, 1)}").reshape(-1)
-        by_key = np.lexsort((lens, fixed))
+        # the zero-padded keys as big-endian 64-bit words: comparing them in turn is comparing
+        # the bytes (a sort on integers: a quarter of the time of one on byte strings)
+        padded = np.zeros((pos.size, 8 * words), np.uint8)
+        padded[:, : max(width, 1)] = rows
+        be = padded.view(">u8").astype(np.uint64)
+        by_key = np.lexsort((lens, *(be[:, k] for k in reversed(range(words)))))
         out = pos[by_key]
+        if not with_keys:
+            return out, []
         lo, hi = starts[by_key], stops[by_key]
         total = int(lens.sum())
         gather = np.repeat(lo - (np.cumsum(hi - lo) - (hi - lo)), hi - lo)
