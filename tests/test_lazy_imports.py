@@ -64,7 +64,8 @@ def test_dp_exports_lazily() -> None:
 
 def test_psi_exports_lazily_and_the_psi_command_starts_nodes_without_heavy_modules() -> None:
     """[16] ``privfin psi`` (nodes) imports neither the protocols nor pandas, SQLAlchemy,
-    FastAPI or alembic before it starts its nodes: each node loads what it needs itself."""
+    FastAPI, alembic or httpx (the node client) before it starts its nodes: each node loads
+    what it needs itself."""
     code = (
         "import sys\n"
         "import privfin.psi as psi\n"
@@ -72,7 +73,7 @@ def test_psi_exports_lazily_and_the_psi_command_starts_nodes_without_heavy_modul
         "import privfin.cli.main\n"
         "from privfin.psi.roles import psi_roles\n"
         "from privfin.node.cluster import cluster_up\n"
-        "heavy = ('pandas', 'sqlalchemy', 'fastapi', 'alembic', 'uvicorn', 'pyarrow')\n"
+        "heavy = ('pandas', 'sqlalchemy', 'fastapi', 'alembic', 'uvicorn', 'pyarrow', 'httpx')\n"
         "print(sorted(m for m in (*heavy, 'privfin.psi.component') if m in sys.modules))\n"
         "assert psi.psi_component.__module__ == 'privfin.psi.component'\n"
         "assert psi.simulate.__module__ == 'privfin.psi.api'\n"
