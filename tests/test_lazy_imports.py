@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("numpy", "pandas", "scipy", "sklearn", "torch", "tenseal", "gmpy2", "sqlalchemy")
 
@@ -63,7 +64,8 @@ def test_dp_exports_lazily() -> None:
 
 def test_psi_exports_lazily_and_the_psi_command_starts_nodes_without_heavy_modules() -> None:
     """[16] ``privfin psi`` (nodes) imports neither the protocols nor pandas, SQLAlchemy,
-    FastAPI or alembic before it starts its nodes: each node loads what it needs itself."""
+    FastAPI, alembic or httpx (the node client) before it starts its nodes: each node loads
+    what it needs itself."""
     code = (
         "import sys\n"
         "import privfin.psi as psi\n"
@@ -71,7 +73,7 @@ def test_psi_exports_lazily_and_the_psi_command_starts_nodes_without_heavy_modul
         "import privfin.cli.main\n"
         "from privfin.psi.roles import psi_roles\n"
         "from privfin.node.cluster import cluster_up\n"
-        "heavy = ('pandas', 'sqlalchemy', 'fastapi', 'alembic', 'uvicorn', 'pyarrow')\n"
+        "heavy = ('pandas', 'sqlalchemy', 'fastapi', 'alembic', 'uvicorn', 'pyarrow', 'httpx')\n"
         "print(sorted(m for m in (*heavy, 'privfin.psi.component') if m in sys.modules))\n"
         "assert psi.psi_component.__module__ == 'privfin.psi.component'\n"
         "assert psi.simulate.__module__ == 'privfin.psi.api'\n"
@@ -80,3 +82,30 @@ def test_psi_exports_lazily_and_the_psi_command_starts_nodes_without_heavy_modul
         "assert psi_roles(['a', 'b', 'c'], 'ecdh')['c'] == ('member',)\n"
     )
     assert _run(code) == "[]"
+
+
+def test_node_start_and_a_psi_job_on_a_plain_csv_do_not_import_pandas(tmp_path: Path) -> None:
+    """[16] a node imports pandas only when a job needs it (0.5-0.6 s of every node start):
+    not at start, not to register or verify a plain CSV dataset, not for a PSI job's ids."""
+    path = tmp_path / "ids.csv"
+    path.write_text("id\nu-1\nu-2\nu-3\n")
+    code = (
+        "import sys\n"
+        "import sqlalchemy as sa\n"
+        "import privfin.node.server, privfin.node.runner, privfin.jobs.scheduler\n"
+        "import privfin.psi.component, privfin.psi.rr22_receiver, privfin.psi.rr22_sender\n"
+        "import privfin.psi.kkrt_receiver, privfin.psi.receiver, privfin.psi.sender\n"
+        "from privfin.data import registry\n"
+        "from privfin.psi._prepare import PsiParams, prepare\n"
+        "from privfin.psi.sources import iter_id_chunks\n"
+        "engine = sa.create_engine('sqlite://')\n"
+        "registry.metadata.create_all(engine)\n"
+        "reg = registry.DatasetRegistry(engine)\n"
+        f"print(reg.sync_config({{'d': {str(path)!r}}}))\n"
+        "reg.verify('d')\n"
+        f"chunks = iter_id_chunks({str(path)!r}, 'id')\n"
+        "prepared, _ = prepare({'chunks': chunks}, PsiParams.from_mapping({}))\n"
+        "assert len(prepared) == 3\n"
+        "print(sorted(m for m in ('pandas', 'alembic') if m in sys.modules))\n"
+    )
+    assert _run(code).splitlines()[-1] == "[]"

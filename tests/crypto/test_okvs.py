@@ -175,3 +175,35 @@ def test_kernel_checks_sizes_and_ranges() -> None:
         k.okvs_decode(st, bd, np.zeros((134, 16), np.uint8), 1, np.zeros((3, 16), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         okvs.decode(np.zeros((128, 8), np.uint8), bytes(16), vl, 1)
+
+
+@pytest.mark.parametrize("m", [1, 2, 130, 1 << 20, 1 << 40, 1 << 62])
+def test_stable_order_is_the_stable_argsort(m: int) -> None:
+    """[16] the encoder's row order (one sort of start·2^b + index) is numpy's stable
+    argsort of the start columns: ties in index order, and the argsort where keys would
+    not fit in 63 bits."""
+    rng = np.random.default_rng(m % 1000)
+    for n in (0, 1, 2, 1_000, 70_001):
+        starts = rng.integers(0, min(m, 50) if n > 100 else m, n).astype(np.int64)
+        got = okvs._stable_order(starts, m)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.argsort(starts, kind="stable"))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_decoding_the_encoded_keys_reuses_their_hashes(kernel: bool) -> None:
+    """[16] ``decode_encoded`` (the receiver's decoding of its own keys in another table)
+    gives the bytes of ``decode`` with the keys hashed again."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 5_000):
+        keys = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        vals = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        store = okvs.encode(keys, vals, SeededRandom(n), kernel=kernel)
+        other = rng.integers(0, 256, store.table.shape, dtype=np.uint8)
+        want = okvs.decode(other, store.seed, keys, store.params.band_words, kernel=kernel)
+        assert np.array_equal(store.decode_encoded(other, kernel=kernel), want)
+        assert np.array_equal(store.decode_encoded(store.table, kernel=kernel), vals)
+    with pytest.raises(ValueError, match="shape"):
+        store.decode_encoded(other[:-1])
+    with pytest.raises(ValueError, match="keep"):
+        okvs.Okvs(store.seed, store.params, store.table, 1).decode_encoded(other)

@@ -173,3 +173,51 @@ def test_malformed_messages_are_refused() -> None:
         fresh.output()
     with pytest.raises(ValueError, match="finish_a"):
         vole.VoleReceiver(params, SeededRandom(1)).output_c()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    st.integers(1, 3_000),
+    st.integers(1, 25),
+    st.integers(1, 9),
+    st.integers(1, 7),
+    st.integers(0, 2**32 - 1),
+)
+def test_regular_noise_compresses_as_the_whole_vector(
+    n: int, weight: int, trees: int, depth: int, seed: int
+) -> None:
+    """[16] the receiver's ``A`` from the noise offsets and values (a table of prefix sums)
+    is ``ea_compress`` of the whole regular noise vector, on both paths and any chunking;
+    offsets at both ends of a tree included."""
+    rng = np.random.default_rng(seed)
+    params = vole.VoleParams(n, trees, depth, weight, rng.bytes(16))
+    alpha = rng.integers(0, 1 << depth, trees)
+    alpha[0] = 0
+    alpha[-1] = (1 << depth) - 1
+    beta = rng.integers(0, 256, (trees, 16), dtype=np.uint8)
+    e = np.zeros((params.noise_len, 16), np.uint8)
+    e[(np.arange(trees) << depth) + alpha] = beta
+    (want,) = vole.ea_compress([e], params, kernel=False)
+    for kernel in KERNELS:
+        for chunk in (333, 1 << 16):
+            got = vole._compress_regular(alpha, beta, params, kernel=kernel, chunk=chunk)
+            assert np.array_equal(got, want)
+
+
+def test_regular_noise_offsets_out_of_their_tree_are_refused() -> None:
+    params = vole.VoleParams(10, 4, 3, 5, bytes(16))
+    beta = np.zeros((4, 16), np.uint8)
+    for kernel in KERNELS:
+        with pytest.raises(ValueError, match="outside its tree"):
+            vole._compress_regular(np.array([0, 1, 8, 2]), beta, params, kernel=kernel)
+        with pytest.raises(ValueError, match="one noise offset"):
+            vole._compress_regular(np.array([0, 1, 2]), beta, params, kernel=kernel)
+    if vole.KERNEL:  # the kernel checks on its own too
+        sums = np.zeros((5, 2), np.uint64)
+        out = np.zeros((10, 2), np.uint64)
+        with pytest.raises(ValueError, match="out of its block"):
+            vole._KERNEL.ea_gather_regular(
+                bytes(8 * 5 * 10), 5, 3, np.array([0, 9, 0, 0], np.int64), sums, out
+            )
+        with pytest.raises(ValueError, match="sizes do not match"):
+            vole._KERNEL.ea_gather_regular(bytes(8 * 5 * 9), 5, 3, np.zeros(4, np.int64), sums, out)

@@ -149,3 +149,68 @@ def test_registry_iter_column_matches_pandas(
     slow = list(reg.iter_column("d", "id", chunk_rows))
     assert fast == slow
     assert all(len(c) == chunk_rows for c in fast[:-1])
+
+
+def test_pandas_na_cells_are_pandas_defaults() -> None:
+    """[16] the first id of a plain file is checked against pandas' own NA strings."""
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    from privfin.data.registry import PANDAS_NA_CELLS
+
+    assert set(STR_NA_VALUES) == PANDAS_NA_CELLS
+
+
+def test_plain_header_is_the_pandas_header(tmp_path: Path) -> None:
+    """[16] a header read without pandas is the one pandas reads; anything else is refused."""
+    from privfin.data import registry
+
+    rng = random.Random(17)
+    letters = ["a", "b", " ", "\t", '"', "é", "\r", ".", "1"]
+    accepted = refused = 0
+    for i in range(300):
+        names = [
+            "".join(rng.choices(letters, k=rng.randint(0, 3))) for _ in range(rng.randint(1, 3))
+        ]
+        text = ",".join(names) + rng.choice(["", "\n", "\nx,y\n"])
+        path = tmp_path / f"h{i}.csv"
+        path.write_bytes(text.encode() if rng.random() < 0.9 else b"\xef\xbb\xbf" + text.encode())
+        got = registry._plain_header(path, ",")
+        if got is None:
+            refused += 1
+            continue
+        accepted += 1
+        assert got == [str(c) for c in pd.read_csv(path, nrows=0).columns], text
+        assert registry._file_columns(registry.SourceKind.csv, path) == got
+    assert accepted > 50 and refused > 50
+    tsv = tmp_path / "h.tsv"
+    tsv.write_bytes(b"a\tb\n")
+    assert registry._plain_header(tsv, "\t") is None  # only commas take the fast path
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 250_000])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"id\nu-1\n u-2 \nNA\n-\n",  # plain: the lines are the values
+        b"id\nu-1\nu-2",  # no final newline
+        b"x,id\n1,u-1\n2, u-2 \n3,\n",  # plain, two columns: the lines split
+        b"id\nu-1\n\nu-2\n",  # a blank line: read by pandas
+        b'id,x\n"u,1",1\nu-2,2\n',  # quoted: read by pandas
+    ],
+)
+def test_psi_id_chunks_match_pandas(
+    tmp_path: Path, text: bytes, chunk_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[16] the PSI input stream of a node reads a plain CSV as its lines (no pandas import)
+    with the values and chunks of the pandas reader."""
+    import contextlib
+
+    from privfin.psi import sources
+
+    path = tmp_path / "ids.csv"
+    path.write_bytes(text)
+    fast = list(sources.iter_id_chunks(path, "id", chunk_rows))
+    monkeypatch.setattr(sources, "plain_csv", lambda *a: contextlib.nullcontext(None))
+    slow = list(sources.iter_id_chunks(path, "id", chunk_rows))
+    assert fast == slow
+    assert all(len(c) == chunk_rows for c in fast[:-1])

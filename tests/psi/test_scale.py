@@ -294,3 +294,57 @@ def test_unique_sorted_is_np_unique(values: list[int]) -> None:
     assert got.dtype == np.int64
     assert np.array_equal(got, np.unique(arr))
     assert got.tolist() == sorted(set(values))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet="ab\x00é\x7f", min_size=0, max_size=40),
+        min_size=1,
+        max_size=40,
+        unique=True,
+    ),
+    st.randoms(),
+)
+def test_key_order_across_word_boundaries_and_without_keys(
+    values: list[str], rnd: random.Random
+) -> None:
+    """[16] keys sorted as big-endian 64-bit words: long shared prefixes, NUL bytes and lengths
+    across word boundaries sort in code point order; ``with_keys=False`` gives the same
+    positions and no keys."""
+    stem = "x" * rnd.randint(0, 9)
+    values = [stem + v for v in values]
+    p = prepare_ids(values, "exact")
+    picked = np.array(rnd.sample(range(len(values)), k=rnd.randint(1, len(values))))
+    at, keys = p.in_key_order(picked)
+    expected = sorted(values[i] for i in picked.tolist())
+    assert keys == expected and [values[i] for i in at.tolist()] == expected
+    bare, none = p.in_key_order(picked, with_keys=False)
+    assert none == [] and np.array_equal(bare, at)
+
+
+class _FixedBytes:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def bytes(self, k: int) -> bytes:
+        assert k == len(self.data)
+        return self.data
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1_000, 70_001])
+def test_random_permutation_is_the_stable_argsort_of_its_keys(n: int) -> None:
+    """[16] the sender's shuffle from one sort (positions in the keys' low bits, runs equal in
+    the other bits ordered by full key) is the stable argsort of the 64-bit keys it drew:
+    random keys, and keys built to tie in their high bits and in full."""
+    from privfin.psi.common import random_permutation
+
+    rng = np.random.default_rng(n)
+    random_keys = rng.integers(0, 2**64, n, dtype=np.uint64)
+    tied = (rng.integers(0, 4, n, dtype=np.uint64) << np.uint64(40)) | rng.integers(
+        0, 3, n, dtype=np.uint64
+    )
+    for keys in (random_keys, tied):
+        got = random_permutation(_FixedBytes(keys.tobytes()), n)  # type: ignore[arg-type]
+        assert got.dtype == np.int64
+        assert np.array_equal(got, np.argsort(keys, kind="stable"))

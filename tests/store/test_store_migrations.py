@@ -290,3 +290,90 @@ def test_sqlite_files_are_private_and_insert_works(tmp_path: Path) -> None:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     finally:
         eng.dispose()
+
+
+# -- [16] a new store created from the declared MetaData at once
+
+
+def schema_of(engine: Engine) -> dict[str, object]:
+    """Everything SQLAlchemy's inspector reports of every table (columns by name)."""
+    insp = inspect(engine)
+    out: dict[str, object] = {}
+    for table in sorted(insp.get_table_names()):
+        out[table] = {
+            "columns": {
+                c["name"]: (str(c["type"]), c["nullable"], c.get("default"))
+                for c in insp.get_columns(table)
+            },
+            "pk": insp.get_pk_constraint(table),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in insp.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"] or "", tuple(u["column_names"]))
+                for u in insp.get_unique_constraints(table)
+            ),
+            "fks": sorted(str(f) for f in insp.get_foreign_keys(table)),
+            "checks": sorted(str(c["sqltext"]) for c in insp.get_check_constraints(table)),
+        }
+    return out
+
+
+def drop_everything(engine: Engine) -> None:
+    meta = MetaData()
+    meta.reflect(engine)
+    meta.drop_all(engine)
+    assert inspect(engine).get_table_names() == []
+
+
+def test_a_new_store_is_created_from_the_declared_schema_as_the_migrations_make_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from privfin.node.runner import STORE_HEADS
+
+    assert head_revisions() == STORE_HEADS  # update STORE_HEADS when you add a migration
+    ran: list[str] = []
+    real_migrate = migrate._migrate
+    monkeypatch.setattr(migrate, "_migrate", lambda *a: ran.append("alembic") or real_migrate(*a))
+    assert upgrade(engine) == head_revisions()
+    assert ran == []  # created at once
+    fresh = schema_of(engine)
+    assert current_revisions(engine) == head_revisions()
+    with engine.connect() as conn:  # Alembic reads the recorded heads
+        assert sorted(MigrationContext.configure(conn).get_current_heads()) == list(STORE_HEADS)
+    box = Mailbox(engine)  # and the store works
+    key = MessageKey("job1", "c", "t", "alice", "bob", 0)
+    assert box.put(key, b"kept")
+    assert box.get(key) == b"kept"
+    assert upgrade(engine) == head_revisions()  # idempotent
+    drop_everything(engine)
+    monkeypatch.setattr(migrate, "_declared", [])  # nothing declared: every migration runs
+    assert upgrade(engine) == head_revisions()
+    assert ran == ["alembic"]
+    assert schema_of(engine) == fresh
+
+
+def test_a_store_with_a_table_or_other_heads_is_migrated(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import privfin.node.runner  # noqa: F401  (declares the schema)
+
+    ran: list[str] = []
+    real_migrate = migrate._migrate
+    monkeypatch.setattr(migrate, "_migrate", lambda *a: ran.append("alembic") or real_migrate(*a))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE unrelated (x INTEGER)"))
+    assert upgrade(engine) == head_revisions()
+    assert ran == ["alembic"]
+    drop_everything(engine)
+    monkeypatch.setattr(migrate, "_declared", [(("0001_base",), migrate._declared[-1][1])])
+    assert upgrade(engine) == head_revisions()
+    assert ran == ["alembic", "alembic"]  # declared for other heads: not used
+
+
+def test_heads_read_from_the_scripts_are_alembic_heads() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate._config())
+    assert migrate._script_heads(migrate._SCRIPTS) == tuple(sorted(script.get_heads()))

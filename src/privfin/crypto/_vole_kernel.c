@@ -20,6 +20,10 @@
  * * ea_gather: out[i] = XOR over k < d of acc[col(i, k)] for rows of `width` 64-bit words,
  *   col(i, k) = floor(r * cols / 2^64) for the little-endian 64-bit word r = raw[i * d + k]
  *   (computed as (rh * cols + ((rl * cols) >> 32)) >> 32, exact for cols < 2^32).
+ * * ea_gather_regular: the same rows over the prefix XOR of a *regular* sparse vector (one
+ *   nonzero per block of 2^depth columns, at offset alpha[b] of block b) without the vector:
+ *   that prefix XOR at column c is sums[b + (c mod 2^depth >= alpha[b])] with b = c >> depth
+ *   and sums[k] the XOR of the first k nonzero values (a table of blocks + 1 two-word rows).
  *
  * No I/O, no state; the GIL is released while they run.
  */
@@ -261,6 +265,60 @@ done:
     return ret;
 }
 
+static void gather_regular(const uint64_t *raw, Py_ssize_t n, int d, uint64_t cols, int depth,
+                           const int64_t *alpha, const uint64_t *sums, uint64_t *out) {
+    const uint64_t mask = ((uint64_t)1 << depth) - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t o0 = 0, o1 = 0;
+        const uint64_t *r = raw + (size_t)i * d;
+        for (int k = 0; k < d; k++) {
+            const uint64_t c = column(r[k], cols);
+            const uint64_t b = c >> depth;
+            const uint64_t at = b + ((int64_t)(c & mask) >= alpha[b]);
+            o0 ^= sums[2 * at];
+            o1 ^= sums[2 * at + 1];
+        }
+        out[2 * i] = o0;
+        out[2 * i + 1] = o1;
+    }
+}
+
+/* ea_gather_regular(raw, d, depth, alpha, sums, out) */
+static PyObject *k_ea_gather_regular(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer raw, alpha, sums, out;
+    int d, depth;
+    if (!PyArg_ParseTuple(args, "y*iiy*y*w*", &raw, &d, &depth, &alpha, &sums, &out))
+        return NULL;
+    PyObject *ret = NULL;
+    const Py_ssize_t blocks = alpha.len / 8;
+    if (d < 1 || depth < 1 || depth > 30 || alpha.len % 8 || blocks < 1 || out.len % 16 ||
+        sums.len != (blocks + 1) * 16 || raw.len != (out.len / 16) * d * 8 ||
+        (blocks << depth) >= ((Py_ssize_t)1 << 32)) {
+        PyErr_SetString(PyExc_ValueError, "ea_gather_regular: sizes do not match");
+        goto done;
+    }
+    const int64_t *al = (const int64_t *)alpha.buf;
+    for (Py_ssize_t b = 0; b < blocks; b++) {
+        if (al[b] < 0 || al[b] >= ((int64_t)1 << depth)) {
+            PyErr_SetString(PyExc_ValueError, "ea_gather_regular: an offset is out of its block");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS gather_regular((const uint64_t *)raw.buf, out.len / 16, d,
+                                          (uint64_t)blocks << depth, depth, al,
+                                          (const uint64_t *)sums.buf, (uint64_t *)out.buf);
+    Py_END_ALLOW_THREADS
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&alpha);
+    PyBuffer_Release(&sums);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define PRIVFIN_PCLMUL 1
 #include <immintrin.h>
@@ -342,6 +400,8 @@ static PyMethodDef methods[] = {
     {"okvs_solve", k_okvs_solve, METH_VARARGS, "Random-band OKVS elimination and solution."},
     {"okvs_decode", k_okvs_decode, METH_VARARGS, "Random-band OKVS decoding (band sums)."},
     {"ea_gather", k_ea_gather, METH_VARARGS, "Sparse expander rows over accumulated vectors."},
+    {"ea_gather_regular", k_ea_gather_regular, METH_VARARGS,
+     "Sparse expander rows over the prefix XOR of a regular sparse vector."},
     {"pclmul_available", k_pclmul_available, METH_NOARGS, "Whether this CPU has PCLMULQDQ."},
     {"gf128_mul_scalar", k_gf128_mul_scalar, METH_VARARGS, "GF(2^128) vector times scalar."},
     {NULL, NULL, 0, NULL},

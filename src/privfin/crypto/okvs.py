@@ -30,7 +30,7 @@ Parameters (:class:`OkvsParams`) and the failure probability: src/privfin/crypto
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -162,9 +162,23 @@ class Okvs:
     params: OkvsParams
     table: U8
     attempts: int
+    #: the encoded keys' start columns and bands under ``seed`` (in the keys' order), kept
+    #: for :meth:`decode_encoded`
+    starts: I64 | None = field(default=None, repr=False, compare=False)
+    bands: U64 | None = field(default=None, repr=False, compare=False)
 
     def decode(self, keys: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
         return decode(self.table, self.seed, keys, self.params.band_words, kernel=kernel)
+
+    def decode_encoded(self, table: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
+        """``decode(table, seed, keys, …)`` for the keys this store encoded (``table`` of
+        the same shape, e.g. a VOLE output): the same bytes, without hashing them again."""
+        if self.starts is None or self.bands is None:
+            raise ValueError("this store does not keep its keys' hashes")
+        t = np.ascontiguousarray(table, dtype=np.uint8)
+        if t.shape != self.table.shape:
+            raise ValueError("the table must have the store's shape")
+        return _band_sums(t, self.starts, self.bands, self.params.band_words, kernel)
 
 
 def decode(
@@ -180,6 +194,10 @@ def decode(
     if t.ndim != 2 or t.shape[1] != VALUE_BYTES:
         raise ValueError(f"the table must be an (m, {VALUE_BYTES}) uint8 array")
     starts, bands = hash_keys(seed, keys, t.shape[0], band_words)
+    return _band_sums(t, starts, bands, band_words, kernel)
+
+
+def _band_sums(t: U8, starts: I64, bands: U64, band_words: int, kernel: bool | None) -> U8:
     n = starts.shape[0]
     out = np.zeros((n, VALUE_BYTES), np.uint8)
     if n == 0:
@@ -241,6 +259,21 @@ def _solve_pure(starts: I64, bands: U64, vals: U8, m: int, out: U8) -> int:
     return -1
 
 
+def _stable_order(starts: I64, m: int) -> I64:
+    """``np.argsort(starts, kind="stable")`` for starts in ``[0, m)``: one sort of the
+    distinct keys ``start · 2^b + i`` (ties broken by index, as a stable sort does), whose low
+    bits are the order — a tenth of the stable argsort's time at 1M (0.02-0.04 vs 0.21-0.25
+    s; the argsort when the keys would not fit in 63 bits)."""
+    n = starts.size
+    bits = max(1, (n - 1).bit_length())
+    if n == 0 or max(1, m).bit_length() + bits > 63:
+        return np.argsort(starts, kind="stable")
+    key = (starts << np.int64(bits)) | np.arange(n, dtype=np.int64)
+    key.sort()
+    key &= np.int64((1 << bits) - 1)
+    return key
+
+
 def encode(
     keys: npt.ArrayLike,
     values: npt.ArrayLike,
@@ -266,7 +299,7 @@ def encode(
     for attempt in range(1, max_attempts + 1):
         seed = random.bytes(16)
         starts, bands = hash_keys(seed, k, m, params.band_words)
-        order = np.argsort(starts, kind="stable")
+        order = _stable_order(starts, m)
         s_o = np.ascontiguousarray(starts[order])
         b_o = np.ascontiguousarray(bands[order])
         v_o = np.ascontiguousarray(v[order])
@@ -276,7 +309,7 @@ def encode(
         else:
             failed = _solve_pure(s_o, b_o, v_o, m, table)
         if failed < 0:
-            return Okvs(seed=seed, params=params, table=table, attempts=attempt)
+            return Okvs(seed, params, table, attempt, starts, bands)
         bad = k[order[failed]]
         if int(np.count_nonzero((k == bad).all(axis=1))) > 1:
             raise ValueError("the OKVS keys are not distinct")

@@ -275,6 +275,47 @@ def _compress_in_place(
     return [np.ascontiguousarray(out[:, 2 * j : 2 * j + 2]).view(np.uint8) for j in range(k)]
 
 
+def _compress_regular(
+    alpha: npt.NDArray[np.int64],
+    beta: U8,
+    params: VoleParams,
+    *,
+    kernel: bool | None = None,
+    chunk: int = 1 << 16,
+) -> U8:
+    """:func:`ea_compress` of the regular noise vector ``e`` (``β_i`` at ``i·2^h + α_i``,
+    zero elsewhere) without forming it: its prefix XOR at column ``c`` is ``S[k(c)]`` with
+    ``S[k]`` the XOR of ``β_0 … β_{k−1}`` and ``k(c) = b + (c mod 2^h ≥ α_b)``, ``b = c ≫ h``
+    (the number of nonzeros at or before ``c``). The same bytes as ``ea_compress([e])``
+    (tested), from a table of ``t + 1`` elements instead of an ``N'``-element vector: no
+    random reads across ``16·N'`` bytes (the receiver's ``A``)."""
+    t, depth, d, n = params.trees, params.depth, params.weight, params.n
+    al = np.ascontiguousarray(alpha, dtype=np.int64)
+    if al.shape != (t,) or beta.shape != (t, 16):
+        raise ValueError("one noise offset and value per tree")
+    if al.size and (int(al.min()) < 0 or int(al.max()) >= 1 << depth):
+        raise ValueError("a noise offset is outside its tree")
+    sums = np.zeros((t + 1, 2), np.uint64)
+    np.bitwise_xor.accumulate(
+        np.ascontiguousarray(beta).view(np.uint64).reshape(t, 2), axis=0, out=sums[1:]
+    )
+    out = np.zeros((n, 2), np.uint64)
+    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
+    use = _use_kernel(kernel)
+    mask = np.int64((1 << depth) - 1)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        raw = enc.update(bytes(8 * d * (e - s)))
+        if use:
+            _KERNEL.ea_gather_regular(raw, d, depth, al, sums, out[s:e])
+            continue
+        pos = _columns(np.frombuffer(raw, np.uint64), params.noise_len).reshape(e - s, d)
+        block = pos >> depth
+        at = block + ((pos & mask) >= al[block])
+        out[s:e] = np.bitwise_xor.reduce(sums[at], axis=1)
+    return out.view(np.uint8)
+
+
 class VoleSender:
     """The party holding ``Δ`` (the IKNP sender's ``s``): :meth:`respond` turns its IKNP rows
     ``q`` into the message for the receiver and its output ``B``."""
@@ -400,10 +441,7 @@ class VoleReceiver:
         nodes[trees, pos] = gamma ^ message.sums ^ _xor_all(nodes)
         self._leaves = nodes.view(np.uint64).reshape(-1, 1, 2)
         alpha, beta = self.noise()
-        e = np.zeros((p.noise_len, 1, 2), np.uint64)
-        e[(trees << depth) + alpha, 0] = beta.view(np.uint64).reshape(-1, 2)
-        (a,) = _compress_in_place(e, p, kernel=self.kernel)
-        return a
+        return _compress_regular(alpha, beta, p, kernel=self.kernel)
 
     def output_c(self) -> U8:
         """``C`` (``(n, 16)`` uint8), once, after :meth:`finish_a`."""

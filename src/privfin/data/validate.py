@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from privfin.errors import ConfigError, InputError
 
@@ -65,6 +64,8 @@ def _fail(source: str, column: str, problems: list[tuple[int, str]]) -> None:
 
 def _as_numbers(values: Any) -> tuple[FloatArray | npt.NDArray[np.int64], int, int]:
     """``(array, unparsable, missing)``: ints stay ints (exact), everything else float64."""
+    import pandas as pd  # here: a node imports this module at start, pandas only if used
+
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).reshape(-1))
     if series.dtype == bool:
         return series.to_numpy(dtype=np.int64), 0, 0

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
-
 from privfin.errors import ConfigError, PrivfinError, ProtocolAbort
 from privfin.federation.transport import CancelToken, Channel
 from privfin.jobs.components import KINDS, ComponentDecl, declaration
@@ -41,6 +39,8 @@ from privfin.jobs.store import ArtifactRecord, PipelineStore
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from privfin.dp.ledger import BudgetLedger, Spend
 
 __all__ = [
@@ -466,9 +466,11 @@ class PartyPipeline:
                 f"artifact {art.step}.{art.name} changed on disk since it was written "
                 "(digest mismatch)"
             )
-        if art.kind == "table":
-            return pd.read_parquet(io.BytesIO(data))
-        if art.kind == "scores":
+        if art.kind in ("table", "scores"):
+            import pandas as pd
+
+            if art.kind == "table":
+                return pd.read_parquet(io.BytesIO(data))
             return pd.read_csv(io.BytesIO(data))
         parsed = json.loads(data)
         if art.kind == "model":
@@ -485,6 +487,8 @@ class PartyPipeline:
     ) -> None:
         if not isinstance(result, Mapping):
             raise ConfigError(f"step {step!r} returned no outputs")
+        import pandas as pd
+
         store = DirectoryArtifacts(self.root / "outputs" / step / f"a{attempt}")
         for port in decl.outputs:
             value = result.get(port.name)
@@ -537,6 +541,8 @@ class PartyPipeline:
 
 
 def _frame_digest(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
     h = hashlib.sha256()
     h.update(",".join(map(str, frame.columns)).encode())
     h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

@@ -18,17 +18,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from privfin.errors import ConfigError, PeerTimeout
 from privfin.federation.tls import Identity, create_identity, fingerprint
 from privfin.federation.transport import validate_name
-from privfin.node.client import NodeClient
 from privfin.node.config import load_config
 from privfin.node.logs import open_private_log
 from privfin.node.tokens import ensure_token
+
+if TYPE_CHECKING:
+    from privfin.node.client import NodeClient
 
 __all__ = ["Cluster", "cluster_down", "cluster_up", "free_port", "load_cluster"]
 
@@ -63,6 +65,9 @@ class Cluster:
 
     def client(self, party: str) -> NodeClient:
         """A client of ``party``'s operator API (its token is in its state directory)."""
+        # imported here: ``privfin psi`` starts its nodes before it needs a client (httpx)
+        from privfin.node.client import NodeClient
+
         return NodeClient.for_config(load_config(self.config_path(party)))
 
     def config_path(self, party: str) -> Path:

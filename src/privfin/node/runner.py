@@ -17,14 +17,14 @@ import collections
 import hashlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sqlalchemy import (
     Column,
@@ -58,6 +58,7 @@ from privfin.errors import (
 )
 from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
+from privfin.federation.mailbox import metadata as mailbox_metadata
 from privfin.federation.routed import RoutedTransport
 from privfin.federation.stream import StreamClient, StreamTransport
 from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
@@ -74,6 +75,10 @@ from privfin.node.contacts import PeerContacts
 from privfin.node.negotiate import Negotiator
 from privfin.runtime import Context, DirectoryArtifacts, Progress
 from privfin.runtime.context import Metrics
+from privfin.store import declare_schema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "MAX_STEP_ATTEMPTS",
@@ -116,6 +121,27 @@ peer_reasons = Table(
     Column("reason", String(400), nullable=False),
 )
 
+#: The migration heads at which the node's store is exactly the tables of these MetaData: a
+#: new, empty store is created from them at once (``privfin.store.declare_schema``; the tests
+#: check both the heads and that the schema equals the migrated one).
+STORE_HEADS = (
+    "0002_scheduler",
+    "0003_audit",
+    "0004_registry",
+    "0005_negotiation",
+    "0006_dp_ledger",
+    "0007_mailbox_spill",
+)
+STORE_METADATA = (
+    mailbox_metadata,
+    _meta,
+    pipeline_metadata,
+    registry_metadata,
+    audit_metadata,
+    negotiation_metadata,
+    dp_metadata,
+)
+declare_schema(STORE_HEADS, STORE_METADATA)
 
 _JOB_TIMEOUT = "job timeout"
 
@@ -231,7 +257,8 @@ def jsonable(value: Any) -> Any:
         if all(type(v) in _PLAIN for v in value):  # long id/row lists: no call per item
             return list(value)
         return [jsonable(v) for v in value]
-    if isinstance(value, pd.DataFrame):
+    pd = sys.modules.get("pandas")  # a DataFrame implies pandas was imported
+    if pd is not None and isinstance(value, pd.DataFrame):
         return {"columns": list(map(str, value.columns)), "rows": len(value)}
     if isinstance(value, bytes):
         return value.hex()

@@ -264,10 +264,12 @@ def aligned_output(
     learns the intersection ends with its rows in the same order. ``output="rows"``: the
     row numbers and size only (:class:`PsiParams`)."""
     # UTF-8 byte order is code point order: sorting the bytes sorts the keys
-    at, keys = prepared.in_key_order(np.asarray(matched, dtype=np.int64).reshape(-1))
+    rows_only = output == "rows"
+    at, keys = prepared.in_key_order(
+        np.asarray(matched, dtype=np.int64).reshape(-1), with_keys=not rows_only
+    )
     order: list[int] = at.tolist()
     rows: list[int] = prepared.rows[at].tolist() if at.size else []
-    rows_only = output == "rows"
     out: dict[str, Any] = {
         "ids": None if rows_only else prepared.spellings(order, keys),
         "keys": None if rows_only else keys,

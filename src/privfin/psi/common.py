@@ -387,7 +387,24 @@ def random_permutation(random: RandomSource, n: int) -> npt.NDArray[np.int64]:
     if n == 0:
         return np.empty(0, dtype=np.int64)
     keys = np.frombuffer(random.bytes(8 * n), dtype=np.uint64)
-    return np.argsort(keys, kind="stable").astype(np.int64)
+    bits = max(1, (n - 1).bit_length())
+    if bits > 32:
+        return np.argsort(keys, kind="stable").astype(np.int64)
+    # the same permutation from one sort (a tenth of the argsort's time at 1M): each key's
+    # low bits replaced by its position, then runs of keys equal in their other bits (rare)
+    # ordered by their full keys, ties by position
+    low = np.uint64((1 << bits) - 1)
+    packed = (keys & ~low) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & low).astype(np.int64)
+    high = packed & ~low
+    if bool((high[1:] == high[:-1]).any()):
+        edges = np.flatnonzero(np.concatenate(([True], high[1:] != high[:-1], [True])))
+        long = np.flatnonzero(np.diff(edges) > 1)
+        for lo, hi in zip(edges[long].tolist(), edges[long + 1].tolist(), strict=True):
+            run = order[lo:hi]  # by position already
+            order[lo:hi] = run[np.argsort(keys[run], kind="stable")]
+    return order
 
 
 def check_width(rows: U8) -> None:

@@ -97,7 +97,7 @@ def run_rr22_receiver(
     del masked
     c = receiver.output_c()  # while the sender takes in the table and decodes
     width = value_bytes(n_r, n_s)
-    own = _h(keys.out, okvs.decode(c, store.seed, d, OKVS_PARAMS.band_words))[:, :width]
+    own = _h(keys.out, store.decode_encoded(c))[:, :width]  # d's hashes kept from encoding
     matcher = Matcher(
         np.ascontiguousarray(own), np.arange(n_r, dtype=np.int64), np.zeros(n_r, np.int64), width
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from privfin.data.csvlines import plain_csv
 from privfin.errors import ConfigError
 
 __all__ = ["iter_id_chunks"]
@@ -37,9 +38,24 @@ def iter_id_chunks(
             values = batch.column(0).to_pylist()
             yield [None if v is None else str(v) for v in values]
         return
+    sep = "\t" if ".tsv" in suffixes else ","
+    with plain_csv(p, sep) as plain:
+        if plain is not None and column in plain.columns:
+            # a plain CSV (privfin.data.csvlines): its rows are its lines, its cells the lines
+            # split at the separator, as pandas reads them (without importing pandas: 0.5 s)
+            at_col = plain.columns.index(column)
+            for at in range(0, plain.rows, chunk_rows):
+                last = min(plain.rows, at + chunk_rows) - 1
+                text = plain.data[int(plain.starts[at]) : int(plain.ends[last])].decode("utf-8")
+                lines = text.split("\n")
+                if len(plain.columns) == 1:
+                    chunk: list[str | None] = [*lines]
+                else:
+                    chunk = [line.split(sep)[at_col] for line in lines]
+                yield chunk
+            return
     import pandas as pd
 
-    sep = "\t" if ".tsv" in suffixes else ","
     header = pd.read_csv(p, sep=sep, nrows=0)
     if column not in header.columns:
         raise ConfigError(f"{p} has no column {column!r}; columns: {list(header.columns)}")
