@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck imports pytest bench-quick screenshots clean
+.PHONY: demo test lint typecheck imports pytest bytecode bench-quick screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ $(VENV)/.dev-installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.base-installed
 
-demo: $(VENV)/.base-installed
+# Bytecode of the package as an installed wheel would have it (an editable install writes it
+# only on first import, and not at all under PYTHONDONTWRITEBYTECODE=1: then every node
+# process would compile the package again at start). Up-to-date files are skipped.
+bytecode: $(VENV)/.base-installed
+	@$(BIN)/python -m compileall -q src/privfin > /dev/null
+
+demo: $(VENV)/.base-installed bytecode
 	$(BIN)/privfin demo
 
 test: $(VENV)/.dev-installed lint typecheck imports pytest
@@ -33,7 +39,7 @@ imports: $(VENV)/.dev-installed
 	$(BIN)/lint-imports --no-cache
 
 # pytest exits 5 when it collected no test: that must never pass silently.
-pytest: $(VENV)/.dev-installed
+pytest: $(VENV)/.dev-installed bytecode
 	@$(BIN)/pytest -W error $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests"; exit 1; fi; exit $$rc
 

@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import emit, machine, print_table
+from _harness import emit, installed_bytecode, machine, print_table
 from privfin.config import Settings
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import CancelToken, MessageKey
@@ -378,6 +378,7 @@ def main() -> None:
         help="ot between nodes alternating reuse_ots false / true job by job, same cluster",
     )
     args = ap.parse_args()
+    installed_bytecode()
     if args.nodes:
         providers = [t for t in args.node_triples.split(",") if t]
         _nodes_main(4000 if args.quick else 20000, args.node_jobs, providers, args.node_no_reuse)

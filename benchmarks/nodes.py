@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, print_table
+from _harness import emit, installed_bytecode, machine, print_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=3000)
     ap.add_argument("--only", default="secureboost,hetero_lr")
     args = ap.parse_args()
+    installed_bytecode()
     t = tables(args.rows)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, machine, peer_python, print_table, run_peer
+from _harness import emit, installed_bytecode, machine, peer_python, print_table, run_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -357,6 +357,7 @@ def main() -> None:
         "--breakdown", type=int, default=0, help="per-operation costs on N items, one core"
     )
     args = ap.parse_args()
+    installed_bytecode()
     sizes = [20_000] if args.quick else [100_000, 1_000_000]
     if args.sizes:
         sizes = [] if args.sizes == "none" else [int(float(x)) for x in args.sizes.split(",")]

@@ -67,7 +67,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import emit, machine, peer_python, print_table
+from _harness import emit, installed_bytecode, machine, peer_python, print_table
 
 if TYPE_CHECKING:  # (imported where used: the gRPC server runs this file in a venv without us)
     from privfin.assess.netem import DelayProxy
@@ -1057,6 +1057,7 @@ def main() -> None:
     )
     parser.add_argument("--wan-inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    installed_bytecode()
     if args.wan_inner:  # inside the namespace: both node transports, one JSON line
         from privfin.federation.tls import create_identity
 
