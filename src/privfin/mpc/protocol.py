@@ -692,15 +692,10 @@ class Engine:
         ``ring_bits``, which returns shares over Z_2^64."""
         if not self.plain_products:
             raise ConfigError("products with a plaintext matrix need the ot provider")
-        for o in dims:
-            if o not in self.compute:
-                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
-        if not self.is_compute:
+        held = self._plain_mats(mats, dims)
+        if held is None:
             return None
-        peer = self.others[0]
-        mine = mats.get(self.party) if self.party in dims else None
-        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
-            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        peer, mine = held
         peer_y = ys.get(peer) if peer in dims else None
         peer_rows = dims[peer][0] if peer in dims else 0
         theirs, own = self.provider.plain_cross(  # type: ignore[attr-defined]
@@ -719,6 +714,22 @@ class Engine:
             own += ring_matmul(mine, y_own.reshape(dims[self.party][1], n))
             out[self.party] = own
         return out
+
+    def _plain_mats(
+        self, mats: dict[str, U64 | None], dims: dict[str, tuple[int, int]]
+    ) -> tuple[str, U64 | None] | None:
+        """The checks of a product with plaintext matrices ``mats`` (shapes ``dims``, owners
+        computing parties): None at a party that does not compute, else the peer and this
+        party's own matrix (None if it holds none)."""
+        for o in dims:
+            if o not in self.compute:
+                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
+        if not self.is_compute:
+            return None
+        mine = mats.get(self.party) if self.party in dims else None
+        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
+            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        return self.others[0], mine
 
     @property
     def plain_fixed(self) -> bool:
@@ -741,15 +752,10 @@ class Engine:
         provider's handle (``None`` at a party that does not compute)."""
         if not self.plain_fixed:
             raise ConfigError("reused OT products need the ot provider")
-        for o in dims:
-            if o not in self.compute:
-                raise ConfigError(f"{o!r} holds a plaintext matrix but does not compute")
-        if not self.is_compute:
+        held = self._plain_mats(mats, dims)
+        if held is None:
             return None
-        peer = self.others[0]
-        mine = mats.get(self.party) if self.party in dims else None
-        if self.party in dims and (mine is None or mine.shape != dims[self.party]):
-            raise ConfigError(f"this party's plaintext matrix is not {dims[self.party]}")
+        peer, mine = held
         pair: object = self.provider.fixed_prepare(  # type: ignore[attr-defined]
             mine,
             bits.get(self.party, 0),
