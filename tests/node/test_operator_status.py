@@ -7,15 +7,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from privfin.federation.mailbox import Mailbox
-from privfin.federation.tls import create_identity
-from privfin.node.config import NodeConfig, PeerConfig
 from privfin.node.operator import create_operator_app
 from privfin.node.runner import JobRunner
 
@@ -29,92 +25,64 @@ def _get(app: Any, url: str, token: str) -> httpx.Response:
     return asyncio.run(go())
 
 
-def _config(tmp_path: Path) -> NodeConfig:
-    ids = {p: create_identity(p, tmp_path / p) for p in ("bank", "telco")}
-    return NodeConfig(
-        party="bank",
-        port=1,
-        state_dir=tmp_path / "state",
-        cert=ids["bank"].cert,
-        key=ids["bank"].key,
-        peers={"telco": PeerConfig(url="https://127.0.0.1:1", cert=ids["telco"].cert)},
-    )
-
-
-def test_job_status_is_returned_as_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = _config(tmp_path)
-    box = Mailbox(tmp_path / "state" / "node.sqlite")
-    runner = JobRunner(config, box)
-    try:
-        app = create_operator_app(config, runner)
-        status = {
-            "job": "j1",
-            "status": "done",
-            "result": {"output": {"rows": list(range(200_000)), "size": 200_000, "name": "é"}},
-            "error": None,
-            "progress": {"psi": {"done": 3, "total": None}},
-        }
-        monkeypatch.setattr(runner, "status", lambda job: status if job == "j1" else None)
-        r = _get(app, "/v1/jobs/j1", app.state.token)
-        assert r.status_code == 200
-        assert r.headers["content-type"] == "application/json"
-        assert r.json() == status
-        assert _get(app, "/v1/jobs/j2", app.state.token).status_code == 404
-        assert _get(app, "/v1/jobs/j1", "wrong").status_code in (401, 403)
-    finally:
-        runner.shutdown()
-        box.close()
+def test_job_status_is_returned_as_stored(
+    lone_runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = lone_runner
+    app = create_operator_app(runner.config, runner)
+    status = {
+        "job": "j1",
+        "status": "done",
+        "result": {"output": {"rows": list(range(200_000)), "size": 200_000, "name": "é"}},
+        "error": None,
+        "progress": {"psi": {"done": 3, "total": None}},
+    }
+    monkeypatch.setattr(runner, "status", lambda job: status if job == "j1" else None)
+    r = _get(app, "/v1/jobs/j1", app.state.token)
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == status
+    assert _get(app, "/v1/jobs/j2", app.state.token).status_code == 404
+    assert _get(app, "/v1/jobs/j1", "wrong").status_code in (401, 403)
 
 
 def test_status_with_wait_answers_when_the_job_ends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    lone_runner: JobRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _config(tmp_path)
-    box = Mailbox(tmp_path / "state" / "node.sqlite")
-    runner = JobRunner(config, box)
-    try:
-        app = create_operator_app(config, runner)
-        token = app.state.token
-        monkeypatch.setattr(
-            runner,
-            "status",
-            lambda job: {"job": job, "status": runner._status[job]} if job == "j1" else None,
-        )
-        runner._status["j1"] = "running"
-        t0 = time.monotonic()  # held for its whole wait: still running
-        r = _get(app, "/v1/jobs/j1?wait=0.3", token)
-        assert r.json()["status"] == "running" and time.monotonic() - t0 >= 0.3
-        # the job ends 0.4 s into a 20 s wait: the answer comes then, not at the end
-        timer = threading.Timer(0.4, lambda: runner._set("j1", status="done"))
-        t0 = time.monotonic()
-        timer.start()
-        r = _get(app, "/v1/jobs/j1?wait=20", token)
-        took = time.monotonic() - t0
-        timer.join()
-        assert r.json()["status"] == "done" and 0.35 <= took < 5.0
-        t0 = time.monotonic()  # an ended job answers at once
-        assert _get(app, "/v1/jobs/j1?wait=20", token).json()["status"] == "done"
-        assert time.monotonic() - t0 < 5.0
-        for bad in ("31", "-1", "nan", "x"):
-            assert _get(app, f"/v1/jobs/j1?wait={bad}", token).status_code in (400, 422)
-        assert _get(app, "/v1/jobs/j2?wait=20", token).status_code == 404
-    finally:
-        runner.shutdown()
-        box.close()
+    runner = lone_runner
+    app = create_operator_app(runner.config, runner)
+    token = app.state.token
+    monkeypatch.setattr(
+        runner,
+        "status",
+        lambda job: {"job": job, "status": runner._status[job]} if job == "j1" else None,
+    )
+    runner._status["j1"] = "running"
+    t0 = time.monotonic()  # held for its whole wait: still running
+    r = _get(app, "/v1/jobs/j1?wait=0.3", token)
+    assert r.json()["status"] == "running" and time.monotonic() - t0 >= 0.3
+    # the job ends 0.4 s into a 20 s wait: the answer comes then, not at the end
+    timer = threading.Timer(0.4, lambda: runner._set("j1", status="done"))
+    t0 = time.monotonic()
+    timer.start()
+    r = _get(app, "/v1/jobs/j1?wait=20", token)
+    took = time.monotonic() - t0
+    timer.join()
+    assert r.json()["status"] == "done" and 0.35 <= took < 5.0
+    t0 = time.monotonic()  # an ended job answers at once
+    assert _get(app, "/v1/jobs/j1?wait=20", token).json()["status"] == "done"
+    assert time.monotonic() - t0 < 5.0
+    for bad in ("31", "-1", "nan", "x"):
+        assert _get(app, f"/v1/jobs/j1?wait={bad}", token).status_code in (400, 422)
+    assert _get(app, "/v1/jobs/j2?wait=20", token).status_code == 404
 
 
-def test_a_held_status_request_answers_when_the_node_shuts_down(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    box = Mailbox(tmp_path / "state" / "node.sqlite")
-    runner = JobRunner(config, box)
-    try:
-        runner._status["j1"] = "running"
-        timer = threading.Timer(0.3, runner.shutdown)
-        t0 = time.monotonic()
-        timer.start()
-        assert runner.wait_ended("j1", 20.0) is False
-        assert time.monotonic() - t0 < 5.0
-        timer.join()
-    finally:
-        runner.shutdown()
-        box.close()
+def test_a_held_status_request_answers_when_the_node_shuts_down(lone_runner: JobRunner) -> None:
+    runner = lone_runner
+    runner._status["j1"] = "running"
+    timer = threading.Timer(0.3, runner.shutdown)
+    t0 = time.monotonic()
+    timer.start()
+    assert runner.wait_ended("j1", 20.0) is False
+    assert time.monotonic() - t0 < 5.0
+    timer.join()

@@ -6,12 +6,7 @@ randomness, so its old messages are never read again). A component that resumes 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from privfin.federation.mailbox import Mailbox
-from privfin.federation.tls import create_identity
 from privfin.federation.transport import MessageKey
-from privfin.node.config import NodeConfig, PeerConfig
 from privfin.node.runner import JobRunner, JobSpec
 
 
@@ -20,28 +15,14 @@ def _key(job: str, component: str) -> MessageKey:
 
 
 def test_single_component_jobs_of_components_that_cannot_resume_are_volatile(
-    tmp_path: Path,
+    lone_runner: JobRunner,
 ) -> None:
-    ids = {p: create_identity(p, tmp_path / p) for p in ("bank", "telco")}
-    config = NodeConfig(
-        party="bank",
-        port=1,
-        state_dir=tmp_path / "state",
-        cert=ids["bank"].cert,
-        key=ids["bank"].key,
-        peers={"telco": PeerConfig(url="https://127.0.0.1:1", cert=ids["telco"].cert)},
-    )
-    box = Mailbox(tmp_path / "state" / "node.sqlite")
-    runner = JobRunner(config, box)
+    runner = lone_runner
     roles = {"bank": ["data"], "telco": ["data"]}
-    try:
-        for job, component in [("lr", "ss_lr"), ("psi", "psi"), ("exp", "exposure")]:
-            runner._specs[job] = JobSpec(job=job, component=component, roles=roles)
-        assert runner.volatile(_key("lr", "ss_lr"))  # restarts from scratch: memory only
-        assert not runner.volatile(_key("psi", "psi"))  # resumes in place from its records
-        assert not runner.volatile(_key("exp", "exposure"))  # declares nothing: kept
-        assert not runner.volatile(_key("lr", "psi"))  # not the job's component
-        assert not runner.volatile(_key("nope", "ss_lr"))  # not a job of this node
-    finally:
-        runner.shutdown()
-        box.close()
+    for job, component in [("lr", "ss_lr"), ("psi", "psi"), ("exp", "exposure")]:
+        runner._specs[job] = JobSpec(job=job, component=component, roles=roles)
+    assert runner.volatile(_key("lr", "ss_lr"))  # restarts from scratch: memory only
+    assert not runner.volatile(_key("psi", "psi"))  # resumes in place from its records
+    assert not runner.volatile(_key("exp", "exposure"))  # declares nothing: kept
+    assert not runner.volatile(_key("lr", "psi"))  # not the job's component
+    assert not runner.volatile(_key("nope", "ss_lr"))  # not a job of this node
