@@ -173,6 +173,28 @@ def test_a_conflict_found_at_the_commit_is_the_senders_abort(tmp_path: Path) -> 
         box.close()
 
 
+def test_a_commit_with_a_stored_message_keeps_the_new_ones(tmp_path: Path) -> None:
+    """A group commit usually holds only new messages (SQLite: one ``INSERT OR IGNORE`` for
+    all); one that meets a message stored long ago (a resend after a cut, with the same
+    bytes) is redone message by message: the stored one is a duplicate, not counted twice,
+    and the new ones around it are stored."""
+    box = Mailbox(tmp_path / "b.sqlite", linger=0.2)
+    try:
+        box.accept([(_key(1), b"one")])
+        assert box.wait(_key(1), 5, CancelToken()) == b"one"  # read: no longer in memory
+        assert box.flush(10)
+        reported: list[list[int]] = []
+        items = [(_key(0), b"zero"), (_key(1), b"one"), (_key(2), b"two")]
+        assert box.accept(items, on_durable=reported.append) == [ACCEPTED] * 3
+        assert box.flush(10)
+        assert reported == [[0, 1, 2]]
+        assert box.count() == 3 and box.aborted("job1") is None
+        assert [box.get(_key(i)) for i in range(3)] == [b"zero", b"one", b"two"]
+        assert box.payload_bytes("job1") == len(b"zeroonetwo")
+    finally:
+        box.close()
+
+
 def test_quotas_apply_in_memory_and_unknown_jobs_are_stored_at_once(tmp_path: Path) -> None:
     box = Mailbox(tmp_path / "b.sqlite")
     quotas = Quotas(max_message_size=100, job_messages=3, job_bytes=10_000, prejob_messages=2)

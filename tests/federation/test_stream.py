@@ -349,6 +349,27 @@ def _read_header(sock: ssl.SSLSocket) -> Header:
     return fr.parse_header(_read_exact(sock, header_len))
 
 
+def test_one_group_commit_is_not_one_synced_frame_per_batch(nodes: dict[str, Node]) -> None:
+    """Messages read one by one (a batch each) and written in one group commit are confirmed
+    together: the writer's reports of one commit are collected for the event loop, which
+    sends one SYNCED for what it found (two at most, if it ran between two reports), not
+    one per batch."""
+    nodes[B].mailbox.linger = 0.5  # every frame below joins the first one's commit
+    _serve(nodes[B], nodes[A])
+    sock = _raw_client(nodes[A], nodes[B])
+    for ref in range(1, 9):
+        head = Header(fr.MSG, ref, "job1", "comp", "t", A, B, ref, 0, 1, 2)
+        sock.sendall(fr.encode_head(head, 2) + b"hi")
+        time.sleep(0.02)  # read as a batch of its own
+    frames = [_read_header(sock)]
+    while frames[-1].ref != 8:
+        frames.append(_read_header(sock))
+    assert all(f.kind == fr.SYNCED for f in frames)
+    assert len(frames) <= 2, [f.ref for f in frames]
+    assert nodes[B].mailbox.count() == 8
+    sock.close()
+
+
 def test_frame_with_another_sender_is_refused(nodes: dict[str, Node]) -> None:
     _serve(nodes[B], nodes[A])
     sock = _raw_client(nodes[A], nodes[B])

@@ -19,10 +19,12 @@ def test_single_component_jobs_of_components_that_cannot_resume_are_volatile(
 ) -> None:
     runner = lone_runner
     roles = {"bank": ["data"], "telco": ["data"]}
-    for job, component in [("lr", "ss_lr"), ("psi", "psi"), ("exp", "exposure")]:
+    for job, component in [("lr", "ss_lr"), ("psi", "psi"), ("exp", "exposure"), ("p", "ping")]:
         runner._specs[job] = JobSpec(job=job, component=component, roles=roles)
     assert runner.volatile(_key("lr", "ss_lr"))  # restarts from scratch: memory only
     assert not runner.volatile(_key("psi", "psi"))  # resumes in place from its records
     assert not runner.volatile(_key("exp", "exposure"))  # declares nothing: kept
     assert not runner.volatile(_key("lr", "psi"))  # not the job's component
     assert not runner.volatile(_key("nope", "ss_lr"))  # not a job of this node
+    assert runner.volatile(_key("p", "ping"))  # a diagnostic that reruns from the start
+    assert not runner.volatile(_key("p", "ss_lr"))

@@ -144,7 +144,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
-import contextlib
 import logging
 import threading
 import time
@@ -398,6 +397,10 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.unsynced: collections.deque[int] = collections.deque()
         self.written: set[int] = set()
         self.synced = 0
+        # refs reported durable by the mailbox's writer, not yet taken by the event loop
+        self.durable_lock = threading.Lock()
+        self.durable_refs: list[int] = []
+        self.durable_pending = False
 
     # -- connection
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -714,12 +717,26 @@ class _ServerConnection(asyncio.BufferedProtocol):
             self._resume("store")
 
     def _durable(self, refs: list[int]) -> None:
-        """From the mailbox's writer thread: frames ``refs`` are on disk."""
-        if not self.closed:
-            with contextlib.suppress(RuntimeError):  # the server was closed meanwhile
-                self.server.loop.call_soon_threadsafe(self._written_refs, refs)
+        """From the mailbox's writer thread: frames ``refs`` are on disk. The refs of one
+        group commit arrive in several calls (one per batch that admitted them); they are
+        collected here and handed to the event loop once, so the client gets one SYNCED
+        for the commit rather than one per batch (and the loop one wake-up)."""
+        if self.closed:
+            return
+        with self.durable_lock:
+            self.durable_refs.extend(refs)
+            if self.durable_pending:
+                return
+            self.durable_pending = True
+        try:
+            self.server.loop.call_soon_threadsafe(self._written_refs)
+        except RuntimeError:  # the server was closed meanwhile
+            pass
 
-    def _written_refs(self, refs: list[int]) -> None:
+    def _written_refs(self) -> None:
+        with self.durable_lock:
+            refs, self.durable_refs = self.durable_refs, []
+            self.durable_pending = False
         self.written.update(refs)
         self._advance()
 

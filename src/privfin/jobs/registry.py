@@ -22,7 +22,7 @@ from privfin.data.validate import check_column, check_features, check_labels
 from privfin.errors import ConfigError
 from privfin.runtime import Component, Context
 
-__all__ = ["COMPONENTS", "get_component"]
+__all__ = ["COMPONENTS", "RESTARTS", "get_component"]
 
 COMPONENTS: dict[str, str] = {
     "ping": "privfin.jobs.diagnostics:ping_component",
@@ -44,6 +44,13 @@ COMPONENTS: dict[str, str] = {
         "privfin.fl.vertical.secureboost.component:secureboost_predict_component"
     ),
 }
+
+#: Components of single-component jobs, not pipeline components, that rerun from the start
+#: after a crash rather than resume (pipeline components declare it: ``resumable``): their
+#: messages are never read again after a crash, so the node holds their payloads in memory
+#: only (``JobRunner.volatile``). ``ping`` measures what a protocol's rounds cost, and every
+#: many-round protocol runs this way.
+RESTARTS: frozenset[str] = frozenset({"ping"})
 
 
 InputCheck = Callable[[Context, Mapping[str, Any], Mapping[str, Any]], None]

@@ -64,7 +64,7 @@ from privfin.federation.stream import StreamClient, StreamTransport
 from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
-from privfin.jobs.registry import get_component
+from privfin.jobs.registry import RESTARTS, get_component
 from privfin.jobs.scheduler import MAX_STEP_ATTEMPTS, PartyPipeline, channel_name, rewind
 from privfin.jobs.spec import PipelineSpec, parse_spec_data
 from privfin.jobs.store import PipelineStore
@@ -445,6 +445,8 @@ class JobRunner:
         spares the disk (and the writer thread) the payloads of many-round protocols."""
         spec = self._specs.get(key.job)
         if isinstance(spec, JobSpec):
+            if key.component == spec.component and spec.component in RESTARTS:
+                return True
             component = spec.component if key.component == spec.component else None
         elif isinstance(spec, PipelineSpec):
             st = spec.steps.get(key.component.partition(".a")[0])
