@@ -270,8 +270,8 @@ _INSERT_NEW = {
 
 _ROW_COLS = (*_KEY_COLS, "digest", "size", "payload", "received_at", "spilled")
 _SQLITE_INSERT_IGNORE = (
-    f"INSERT OR IGNORE INTO messages ({', '.join(_ROW_COLS)}) "
-    f"VALUES ({', '.join('?' * len(_ROW_COLS))})"
+    "INSERT OR IGNORE INTO messages (job, component, tag, sender, receiver, seq, digest, size, "
+    "payload, received_at, spilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 

@@ -144,6 +144,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -728,10 +729,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
             if self.durable_pending:
                 return
             self.durable_pending = True
-        try:
+        with contextlib.suppress(RuntimeError):  # the server was closed meanwhile
             self.server.loop.call_soon_threadsafe(self._written_refs)
-        except RuntimeError:  # the server was closed meanwhile
-            pass
 
     def _written_refs(self) -> None:
         with self.durable_lock:
