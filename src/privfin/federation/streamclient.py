@@ -5,11 +5,12 @@ The protocol (frames, ACK / SYNCED semantics, resumption, limits) is the SPEC in
 
 Threads and hand-offs
     A message is written by the thread that sends it when the connection is idle and the
-    message is small (at most 64 KiB): no hand-off to another thread, so a round trip of a
-    many-round protocol costs one thread wake-up per direction (the receiver's), not two.
-    Large messages, messages behind others and every resend after a reconnection are written
-    by the link's own thread, so ``send`` returns at once (pipelining) and computing overlaps
-    with sending. One reader thread per connection reads the peer's ACK, SYNCED and PONG
+    message fits in one frame (at most one chunk, 1 MiB): no hand-off to another thread, so a
+    round trip of a many-round protocol costs one thread wake-up per direction (the
+    receiver's), not two. (Up to the ninth session the limit was 64 KiB; SS-LR's rounds
+    carry 78 kB on average, so most of them took the extra hop.) Chunked messages, messages
+    behind others and every resend after a reconnection are written by the link's own
+    thread, so ``send`` returns at once (pipelining) and computing overlaps with sending. One reader thread per connection reads the peer's ACK, SYNCED and PONG
     frames, sends the heartbeats and drops a silent connection.
 
     The TLS layer runs over memory BIOs (:class:`_TlsConn`): the SSL object is touched by one
@@ -49,7 +50,9 @@ _log = logging.getLogger("privfin.federation.stream")
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 #: messages up to this size are written by the sending thread itself (when the link is idle)
-_SMALL = 64 * 1024
+_SMALL = DEFAULT_CHUNK_SIZE
+#: ... and copied behind their frame's head up to this size (larger: encrypted apart)
+_JOIN = 64 * 1024
 _RECV = 256 * 1024
 #: errors that end a connection (it is reopened and the frames not settled are written again)
 _BROKEN = (OSError, ssl.SSLError, FrameError, TimeoutError, EOFError)
@@ -282,6 +285,8 @@ class _Link:
         self.held_bytes = 0
         self.space = threading.Event()
         self.space.set()
+        #: largest message the sending thread writes itself (one frame: not chunked)
+        self.direct_max = min(_SMALL, owner.chunk_size)
 
     # -- frames in
     def submit(self, items: Sequence[_Pending]) -> None:
@@ -302,7 +307,7 @@ class _Link:
                 conn is not None
                 and not self.writing
                 and not self.queue
-                and all(p.kind == fr.MSG and len(p.payload) <= _SMALL for p in items)
+                and all(p.kind == fr.MSG and len(p.payload) <= self.direct_max for p in items)
             )
             if direct:
                 self.writing = True
@@ -314,10 +319,11 @@ class _Link:
             return
         assert conn is not None
         try:
-            parts = [
-                fr.encode_head(_msg_header(p, 0, 1), len(p.payload)) + p.payload for p in items
-            ]
-            wrote = conn.write([b"".join(parts)] if len(parts) > 1 else parts)
+            parts: list[bytes] = []
+            for p in items:
+                head = fr.encode_head(_msg_header(p, 0, 1), len(p.payload))
+                parts += [head + p.payload] if len(p.payload) <= _JOIN else [head, p.payload]
+            wrote = conn.write([b"".join(parts)] if len(items) > 1 else parts)
             self.max_buffered = max(self.max_buffered, wrote)
         except _BROKEN as exc:
             self._broken(conn, f"{type(exc).__name__}: {exc}")
