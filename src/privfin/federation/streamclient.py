@@ -10,8 +10,9 @@ Threads and hand-offs
     receiver's), not two. (Up to the ninth session the limit was 64 KiB; SS-LR's rounds
     carry 78 kB on average, so most of them took the extra hop.) Chunked messages, messages
     behind others and every resend after a reconnection are written by the link's own
-    thread, so ``send`` returns at once (pipelining) and computing overlaps with sending. One reader thread per connection reads the peer's ACK, SYNCED and PONG
-    frames, sends the heartbeats and drops a silent connection.
+    thread, so ``send`` returns at once (pipelining) and computing overlaps with sending.
+    One reader thread per connection reads the peer's ACK, SYNCED and PONG frames, sends the
+    heartbeats and drops a silent connection.
 
     The TLS layer runs over memory BIOs (:class:`_TlsConn`): the SSL object is touched by one
     thread at a time under a lock held only while it encrypts or decrypts, never while a
