@@ -122,6 +122,8 @@ def test_full_disk_in_a_job_is_reported_locally_and_as_internal_error_to_peers(
         assert status is not None and status["status"] == "failed"
         assert status["error"].startswith("DiskFullError: disk full at ")
         assert str(config.state_dir / "jobs" / "j2") in status["error"]
+        while not sent and time.monotonic() < deadline:  # told after the status is recorded
+            time.sleep(0.05)
         assert sent == [("j2", ["bank_b"], "bank_a: internal error")]
         assert "PeerTimeout" not in json.dumps(status)
     finally:
