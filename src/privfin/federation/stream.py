@@ -714,7 +714,7 @@ class _ServerConnection(asyncio.BufferedProtocol):
         if heads and self.transport is not None and not self.closed:
             self.transport.write(b"".join(heads))
         self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
-        if self.queued_bytes <= self.limits.pending_bytes:
+        if "store" in self.paused_for and self.queued_bytes <= self.limits.pending_bytes:
             self._resume("store")
 
     def _durable(self, refs: list[int]) -> None:
