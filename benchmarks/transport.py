@@ -838,6 +838,9 @@ def run_nodes(
             return result
 
         rounds, oneway = (50, 200) if wan else (200, 1000) if quick else (1000, 5000)
+        # a first job of fresh nodes pays their one-time costs (the component's import, the
+        # connections, the job tables' first rows): measured on warm nodes, as they run
+        ping("ping-warm", 20, SMALL)
         small = ping("ping-small", rounds, SMALL, oneway)
         # the ping component is protocol code in a job worker: a round trip "from a thread"
         out["thread_rtt_ms_median"] = small["rtt_ms_median"]
