@@ -221,3 +221,21 @@ def test_regular_noise_offsets_out_of_their_tree_are_refused() -> None:
             )
         with pytest.raises(ValueError, match="sizes do not match"):
             vole._KERNEL.ea_gather_regular(bytes(8 * 5 * 9), 5, 3, np.zeros(4, np.int64), sums, out)
+
+
+def test_code_words_are_the_ctr_stream_whatever_the_chunk() -> None:
+    """[16] the expander's words come from one reused buffer a chunk at a time: together
+    they are AES-CTR under the code seed from a zero IV, for any chunk size."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    params = vole.VoleParams(37, 4, 5, 7, bytes(range(16)))
+    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
+    want = enc.update(bytes(8 * 7 * 37))
+    for chunk in (1, 5, 36, 37, 1 << 13):
+        got = b"".join(bytes(raw) for _, _, raw in vole._code_words(params, chunk))
+        spans = [(s, e) for s, e, _ in vole._code_words(params, chunk)]
+        assert got == want
+        assert spans[0][0] == 0 and spans[-1][1] == 37
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    with pytest.raises(ValueError, match="chunk"):
+        list(vole._code_words(params, 0))
