@@ -239,3 +239,23 @@ def test_code_words_are_the_ctr_stream_whatever_the_chunk() -> None:
         assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     with pytest.raises(ValueError, match="chunk"):
         list(vole._code_words(params, 0))
+
+
+@pytest.mark.skipif(not vole.KERNEL, reason="the VOLE kernel is not built here")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_expander_on_several_threads_gives_the_same_bytes(threads: int) -> None:
+    """[16] the compression's rows gathered by several threads (each from its own offset in
+    the key stream, odd weight included) equal the one-thread pass and the numpy path."""
+    rng = np.random.default_rng(9)
+    for weight in (7, 8):
+        params = vole.VoleParams(vole._SPLIT_MIN + 1001, 4, 9, weight, rng.bytes(16))
+        leaves = rng.integers(0, 2**63, (params.noise_len, 1, 2), dtype=np.uint64)
+        (one,) = vole._compress_in_place(leaves.copy(), params, kernel=True)
+        (many,) = vole._compress_in_place(leaves.copy(), params, kernel=True, threads=threads)
+        (pure,) = vole._compress_in_place(leaves.copy(), params, kernel=False, threads=threads)
+        assert np.array_equal(many, one) and np.array_equal(pure, one)
+    with pytest.raises(ValueError, match="whole AES block"):
+        list(vole._code_words(params, 8, start=params.n + 2))
+    odd = vole.VoleParams(10, 4, 5, 7, bytes(16))
+    with pytest.raises(ValueError, match="whole AES block"):
+        list(vole._code_words(odd, 8, start=1))
