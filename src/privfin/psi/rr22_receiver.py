@@ -99,6 +99,7 @@ def run_rr22_receiver(
         ctx.channel.send(sender, "rr22.masked", Chunk(offset=lo, rows=rows))
     ctx.metrics.add("psi.bytes_table", float(masked.size))
     del masked
+    ctx.metrics.add("psi.seconds.table_send", time.perf_counter() - t3)
     # C while the sender takes in the table and decodes: on two threads, since the sender
     # idles once its values are out and this is the longer path (0.45-0.7 s on one)
     c = receiver.output_c(threads=_THREADS)
