@@ -4,6 +4,8 @@ boundaries, the expander's kernel against numpy, the noise, and what a tampered 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -236,7 +238,7 @@ def test_code_words_are_the_ctr_stream_whatever_the_chunk() -> None:
         spans = [(s, e) for s, e, _ in vole._code_words(params, chunk)]
         assert got == want
         assert spans[0][0] == 0 and spans[-1][1] == 37
-        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     with pytest.raises(ValueError, match="chunk"):
         list(vole._code_words(params, 0))
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
