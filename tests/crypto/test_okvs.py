@@ -246,11 +246,11 @@ def test_rows_gathers_rows_verbatim() -> None:
     for n in (0, 1, 3_001):
         idx = rng.permutation(n).astype(np.int64)
         v = rng.integers(0, 256, (n, 16), dtype=np.uint8)
-        got_v = okvs._rows(v, idx)
+        got_v = okvs.take_rows(v, idx)
         assert got_v.dtype == np.uint8 and np.array_equal(got_v, v[idx])
         for words in (1, 2, 8):
             b = rng.integers(0, 2**63, (n, words), dtype=np.uint64)
-            got_b = okvs._rows(b, idx)
+            got_b = okvs.take_rows(b, idx)
             assert got_b.dtype == np.uint64 and np.array_equal(got_b, b[idx])
     with pytest.raises(ValueError, match="2-D"):
-        okvs._rows(np.zeros(4, np.uint64), np.arange(4))
+        okvs.take_rows(np.zeros(4, np.uint64), np.arange(4))

@@ -48,6 +48,7 @@ __all__ = [
     "decode",
     "encode",
     "hash_keys",
+    "take_rows",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -289,7 +290,7 @@ def _stable_order(starts: I64, m: int) -> I64:
     return key
 
 
-def _rows(a: npt.NDArray[Any], index: I64) -> npt.NDArray[Any]:
+def take_rows(a: npt.NDArray[Any], index: I64) -> npt.NDArray[Any]:
     """``a[index]`` for a 2-D array, each row gathered as one void item (the same bytes; at
     1M rows of 16 bytes 0.02 s instead of 0.12 s element by element)."""
     src = np.ascontiguousarray(a)
@@ -326,8 +327,8 @@ def encode(
         starts, bands = hash_keys(seed, k, m, params.band_words)
         order = _stable_order(starts, m)
         s_o = np.ascontiguousarray(starts[order])
-        b_o = _rows(bands, order)
-        v_o = _rows(v, order)
+        b_o = take_rows(bands, order)
+        v_o = take_rows(v, order)
         table = np.frombuffer(random.bytes(m * VALUE_BYTES), np.uint8).reshape(m, 16).copy()
         if use:
             failed = int(_KERNEL.okvs_solve(s_o, b_o, v_o, m, params.band_words, table))
