@@ -207,3 +207,50 @@ def test_decoding_the_encoded_keys_reuses_their_hashes(kernel: bool) -> None:
         store.decode_encoded(other[:-1])
     with pytest.raises(ValueError, match="keep"):
         okvs.Okvs(store.seed, store.params, store.table, 1).decode_encoded(other)
+
+
+@pytest.mark.skipif(not okvs.KERNEL, reason="the OKVS kernel is not built here")
+def test_kernel_decoding_in_any_row_order_gives_the_same_bytes() -> None:
+    """[16] the kernel's band sums visited by increasing start (what ``decode`` does), in a
+    random order and in the keys' order all equal the pure path's; an order entry out of
+    range or of the wrong length is refused."""
+    rng = np.random.default_rng(11)
+    n, w = 20_000, 2
+    m = okvs.DEFAULT_PARAMS.slots(n)
+    keys = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+    table = rng.integers(0, 256, (m, 16), dtype=np.uint8)
+    starts, bands = okvs.hash_keys(bytes(range(16)), keys, m, w)
+    want = okvs._band_sums(table, starts, bands, w, False)
+    for order in (okvs._stable_order(starts, m), rng.permutation(n).astype(np.int64), None):
+        out = np.zeros((n, 16), np.uint8)
+        args = () if order is None else (order,)
+        okvs._KERNEL.okvs_decode(starts, bands, table, w, out, *args)
+        assert np.array_equal(out, want)
+    assert np.array_equal(okvs.decode(table, bytes(range(16)), keys, w, kernel=True), want)
+    out = np.zeros((n, 16), np.uint8)
+    bad = np.arange(n, dtype=np.int64)
+    bad[5] = n
+    with pytest.raises(ValueError, match="order entry"):
+        okvs._KERNEL.okvs_decode(starts, bands, table, w, out, bad)
+    bad[5] = -1
+    with pytest.raises(ValueError, match="order entry"):
+        okvs._KERNEL.okvs_decode(starts, bands, table, w, out, bad)
+    with pytest.raises(ValueError, match="sizes"):
+        okvs._KERNEL.okvs_decode(starts, bands, table, w, out, bad[:-1])
+
+
+def test_rows_gathers_rows_verbatim() -> None:
+    """[16] the encoder's gather of rows (as void items) is fancy indexing, bytes for bytes,
+    for uint8 values and uint64 bands of one to eight words."""
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 3_001):
+        idx = rng.permutation(n).astype(np.int64)
+        v = rng.integers(0, 256, (n, 16), dtype=np.uint8)
+        got_v = okvs.take_rows(v, idx)
+        assert got_v.dtype == np.uint8 and np.array_equal(got_v, v[idx])
+        for words in (1, 2, 8):
+            b = rng.integers(0, 2**63, (n, words), dtype=np.uint64)
+            got_b = okvs.take_rows(b, idx)
+            assert got_b.dtype == np.uint64 and np.array_equal(got_b, b[idx])
+    with pytest.raises(ValueError, match="2-D"):
+        okvs.take_rows(np.zeros(4, np.uint64), np.arange(4))

@@ -4,6 +4,8 @@ boundaries, the expander's kernel against numpy, the noise, and what a tampered 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -221,3 +223,41 @@ def test_regular_noise_offsets_out_of_their_tree_are_refused() -> None:
             )
         with pytest.raises(ValueError, match="sizes do not match"):
             vole._KERNEL.ea_gather_regular(bytes(8 * 5 * 9), 5, 3, np.zeros(4, np.int64), sums, out)
+
+
+def test_code_words_are_the_ctr_stream_whatever_the_chunk() -> None:
+    """[16] the expander's words come from one reused buffer a chunk at a time: together
+    they are AES-CTR under the code seed from a zero IV, for any chunk size."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    params = vole.VoleParams(37, 4, 5, 7, bytes(range(16)))
+    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
+    want = enc.update(bytes(8 * 7 * 37))
+    for chunk in (1, 5, 36, 37, 1 << 13):
+        got = b"".join(bytes(raw) for _, _, raw in vole._code_words(params, chunk))
+        spans = [(s, e) for s, e, _ in vole._code_words(params, chunk)]
+        assert got == want
+        assert spans[0][0] == 0 and spans[-1][1] == 37
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+    with pytest.raises(ValueError, match="chunk"):
+        list(vole._code_words(params, 0))
+
+
+@pytest.mark.skipif(not vole.KERNEL, reason="the VOLE kernel is not built here")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_expander_on_several_threads_gives_the_same_bytes(threads: int) -> None:
+    """[16] the compression's rows gathered by several threads (each from its own offset in
+    the key stream, odd weight included) equal the one-thread pass and the numpy path."""
+    rng = np.random.default_rng(9)
+    for weight in (7, 8):
+        params = vole.VoleParams(vole._SPLIT_MIN + 1001, 4, 9, weight, rng.bytes(16))
+        leaves = rng.integers(0, 2**63, (params.noise_len, 1, 2), dtype=np.uint64)
+        (one,) = vole._compress_in_place(leaves.copy(), params, kernel=True)
+        (many,) = vole._compress_in_place(leaves.copy(), params, kernel=True, threads=threads)
+        (pure,) = vole._compress_in_place(leaves.copy(), params, kernel=False, threads=threads)
+        assert np.array_equal(many, one) and np.array_equal(pure, one)
+    with pytest.raises(ValueError, match="whole AES block"):
+        list(vole._code_words(params, 8, start=params.n + 2))
+    odd = vole.VoleParams(10, 4, 5, 7, bytes(16))
+    with pytest.raises(ValueError, match="whole AES block"):
+        list(vole._code_words(odd, 8, start=1))

@@ -139,3 +139,54 @@ def test_plain_rows_are_copied_as_pandas_writes_them(
     assert not cli_psi._copy_plain_rows(tmp_path / "blank.csv", [0], tmp_path / "x.csv")
     assert not cli_psi._copy_plain_rows(tmp_path / "in0.csv", [99], tmp_path / "x.csv")
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.parametrize("normalize", ["exact", "trim", "trim_casefold"])
+@pytest.mark.parametrize("chunk_rows", [3, 250_000])
+def test_ids_read_as_line_bytes_prepare_as_strings_do(
+    tmp_path: Path, normalize: str, chunk_rows: int
+) -> None:
+    """[16] a plain one-column CSV's chunks are its lines' bytes (``IdLines``), which
+    ``prepare_ids`` reads without a ``str`` per id: the same keys, rows, spellings and
+    counts as the ids given as strings (spaces, case, repeats, a non-ASCII chunk)."""
+    from privfin.psi.ids import IdLines, prepare_ids
+
+    rng = random.Random(chunk_rows)
+    ids = [f"u-{rng.randrange(40)}" for _ in range(60)]
+    ids += [" u-1", "U-2 ", "u-3\t", "é-1", "u-1", "x", "X"]
+    path = tmp_path / "ids.csv"
+    path.write_text("id\n" + "\n".join(ids) + "\n", encoding="utf-8")
+    chunks = list(iter_id_chunks(path, "id", chunk_rows))
+    assert all(isinstance(c, IdLines) for c in chunks)
+    assert [x for c in chunks for x in c] == ids
+    got = prepare_ids(iter_id_chunks(path, "id", chunk_rows), normalize, chunked=True)
+    want = prepare_ids(
+        ([str(x) for x in c] for c in iter_id_chunks(path, "id", chunk_rows)),
+        normalize,
+        chunked=True,
+    )
+    assert len(got) == len(want) > 30
+    assert [got.key_bytes(i) for i in range(len(got))] == [
+        want.key_bytes(i) for i in range(len(want))
+    ]
+    assert list(got._rows) == list(want._rows) and got._orig == want._orig
+    counts = ("n_input", "n_missing", "n_duplicates")
+    assert [getattr(got, c) for c in counts] == [getattr(want, c) for c in counts]
+
+
+def test_id_lines_as_a_sequence() -> None:
+    """[16] ``IdLines`` gives its lines as strings, back to back or not; bad spans refused."""
+    import numpy as np
+
+    from privfin.psi.ids import IdLines
+
+    back = IdLines(b"ab\ncd\n\xc3\xa9", np.array([0, 3, 6]), np.array([2, 5, 8]))
+    assert len(back) == 3 and list(back) == ["ab", "cd", "é"]
+    assert back[1] == "cd" and back[1:] == ["cd", "é"]
+    apart = IdLines(b"ab--cd", np.array([4, 0]), np.array([6, 2]))
+    assert list(apart) == ["cd", "ab"]
+    assert list(IdLines(b"", np.array([], np.int64), np.array([], np.int64))) == []
+    with pytest.raises(ValueError, match="outside"):
+        IdLines(b"ab", np.array([0]), np.array([3]))
+    with pytest.raises(ValueError, match="one start"):
+        IdLines(b"ab", np.array([0, 1]), np.array([2]))

@@ -12,7 +12,8 @@
  *   the other columns keep what the caller put there (random fill). Returns -1 on success.
  *   Every stored row's support stays within 64 W columns of its pivot (all rows reduced into
  *   it started at or before that column), so W words always suffice.
- * * okvs_decode: out[i] = XOR of table[starts[i] + k] over the set bits k of row i.
+ * * okvs_decode: out[i] = XOR of table[starts[i] + k] over the set bits k of row i (rows
+ *   visited in a given order, e.g. by start, if one is passed; the same bytes).
  * * gf128_mul_scalar: out[i] = vec[i] * s in GF(2^128) = GF(2)[x] / (x^128 + x^7 + x^2 + x + 1),
  *   16-byte elements as two little-endian 64-bit words, bit j of the 128-bit integer being
  *   the coefficient of x^j; on PCLMULQDQ (checked at run time: pclmul_available()).
@@ -120,9 +121,24 @@ static Py_ssize_t solve(const int64_t *starts, const uint64_t *bands, const uint
     return failed;
 }
 
+/* Row i's band sum into out[i]; rows visited in the order `order` (if not NULL), e.g. by
+ * increasing start, so that the table is read front to back instead of at random (3-4x
+ * faster at 1M rows here: the table outgrows the caches). The bytes written do not depend
+ * on the order. */
+#define DECODE_AHEAD 16 /* rows prefetched ahead when visited in a given order */
+
 static void decode(const int64_t *starts, const uint64_t *bands, const uint64_t *table,
-                   Py_ssize_t n, int W, uint64_t *out) {
-    for (Py_ssize_t i = 0; i < n; i++) {
+                   const int64_t *order, Py_ssize_t n, int W, uint64_t *out) {
+    for (Py_ssize_t j = 0; j < n; j++) {
+        const Py_ssize_t i = order ? (Py_ssize_t)order[j] : j;
+#if defined(__GNUC__) || defined(__clang__)
+        if (order && j + DECODE_AHEAD < n) { /* the rows visited next are scattered */
+            const Py_ssize_t ahead = (Py_ssize_t)order[j + DECODE_AHEAD];
+            __builtin_prefetch(starts + ahead);
+            __builtin_prefetch(bands + (size_t)ahead * W);
+            __builtin_prefetch(out + 2 * ahead, 1);
+        }
+#endif
         const uint64_t *r = bands + (size_t)i * W;
         const uint64_t *t = table + 2 * starts[i];
         uint64_t a = 0, b = 0;
@@ -183,16 +199,18 @@ done:
     return ret;
 }
 
-/* okvs_decode(starts, bands, table, W, out) */
+/* okvs_decode(starts, bands, table, W, out[, order]): `order` (int64, n entries, each in
+ * [0, n)) is the order in which the rows are visited. */
 static PyObject *k_okvs_decode(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer st, bd, tb, out;
+    Py_buffer st, bd, tb, out, od = {0};
     int W;
-    if (!PyArg_ParseTuple(args, "y*y*y*iw*", &st, &bd, &tb, &W, &out)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*y*iw*|y*", &st, &bd, &tb, &W, &out, &od)) return NULL;
     PyObject *ret = NULL;
     const Py_ssize_t n = st.len / 8, m = tb.len / 16;
+    const int64_t *order = od.obj ? (const int64_t *)od.buf : NULL;
     if (W < 1 || W > MAX_WORDS || m < 64 * (Py_ssize_t)W || st.len % 8 || tb.len % 16 ||
-        bd.len != n * W * 8 || out.len != n * 16) {
+        bd.len != n * W * 8 || out.len != n * 16 || (order && od.len != n * 8)) {
         PyErr_SetString(PyExc_ValueError, "okvs_decode: sizes do not match");
         goto done;
     }
@@ -200,8 +218,14 @@ static PyObject *k_okvs_decode(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "okvs_decode: a band start is out of range");
         goto done;
     }
+    for (Py_ssize_t j = 0; order && j < n; j++) {
+        if (order[j] < 0 || order[j] >= n) {
+            PyErr_SetString(PyExc_ValueError, "okvs_decode: an order entry is out of range");
+            goto done;
+        }
+    }
     Py_BEGIN_ALLOW_THREADS decode((const int64_t *)st.buf, (const uint64_t *)bd.buf,
-                                  (const uint64_t *)tb.buf, n, W, (uint64_t *)out.buf);
+                                  (const uint64_t *)tb.buf, order, n, W, (uint64_t *)out.buf);
     Py_END_ALLOW_THREADS
     ret = Py_None;
     Py_INCREF(ret);
@@ -210,6 +234,7 @@ done:
     PyBuffer_Release(&bd);
     PyBuffer_Release(&tb);
     PyBuffer_Release(&out);
+    if (od.obj) PyBuffer_Release(&od);
     return ret;
 }
 

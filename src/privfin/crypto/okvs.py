@@ -48,6 +48,7 @@ __all__ = [
     "decode",
     "encode",
     "hash_keys",
+    "take_rows",
 ]
 
 U8 = npt.NDArray[np.uint8]
@@ -166,6 +167,8 @@ class Okvs:
     #: for :meth:`decode_encoded`
     starts: I64 | None = field(default=None, repr=False, compare=False)
     bands: U64 | None = field(default=None, repr=False, compare=False)
+    #: the keys' indices by increasing start column (the order they were encoded in)
+    order: I64 | None = field(default=None, repr=False, compare=False)
 
     def decode(self, keys: npt.ArrayLike, *, kernel: bool | None = None) -> U8:
         return decode(self.table, self.seed, keys, self.params.band_words, kernel=kernel)
@@ -178,7 +181,7 @@ class Okvs:
         t = np.ascontiguousarray(table, dtype=np.uint8)
         if t.shape != self.table.shape:
             raise ValueError("the table must have the store's shape")
-        return _band_sums(t, self.starts, self.bands, self.params.band_words, kernel)
+        return _band_sums(t, self.starts, self.bands, self.params.band_words, kernel, self.order)
 
 
 def decode(
@@ -197,13 +200,26 @@ def decode(
     return _band_sums(t, starts, bands, band_words, kernel)
 
 
-def _band_sums(t: U8, starts: I64, bands: U64, band_words: int, kernel: bool | None) -> U8:
+def _band_sums(
+    t: U8,
+    starts: I64,
+    bands: U64,
+    band_words: int,
+    kernel: bool | None,
+    order: I64 | None = None,
+) -> U8:
+    """The band sums, in the keys' order. The kernel visits the keys by increasing start
+    (``order``, computed here if not given) so that it reads the table front to back: at 1M
+    keys 0.14 s instead of 0.6-0.8 s in the keys' order (a 20 MB table outgrows the caches);
+    the same bytes either way."""
     n = starts.shape[0]
     out = np.zeros((n, VALUE_BYTES), np.uint8)
     if n == 0:
         return out
     if _use_kernel(kernel):
-        _KERNEL.okvs_decode(starts, bands, t, band_words, out)
+        if order is None:
+            order = _stable_order(starts, t.shape[0])
+        _KERNEL.okvs_decode(starts, bands, t, band_words, out, np.ascontiguousarray(order))
         return out
     tw = t.view(np.uint64)
     acc = out.view(np.uint64)
@@ -274,6 +290,16 @@ def _stable_order(starts: I64, m: int) -> I64:
     return key
 
 
+def take_rows(a: npt.NDArray[Any], index: I64) -> npt.NDArray[Any]:
+    """``a[index]`` for a 2-D array, each row gathered as one void item (the same bytes; at
+    1M rows of 16 bytes 0.02 s instead of 0.12 s element by element)."""
+    src = np.ascontiguousarray(a)
+    if src.ndim != 2 or src.shape[1] == 0:
+        raise ValueError("a 2-D array with columns expected")
+    got = src.view(np.dtype(f"V{src.itemsize * src.shape[1]}")).reshape(-1)[index]
+    return got.view(src.dtype).reshape(index.shape[0], src.shape[1])
+
+
 def encode(
     keys: npt.ArrayLike,
     values: npt.ArrayLike,
@@ -301,15 +327,15 @@ def encode(
         starts, bands = hash_keys(seed, k, m, params.band_words)
         order = _stable_order(starts, m)
         s_o = np.ascontiguousarray(starts[order])
-        b_o = np.ascontiguousarray(bands[order])
-        v_o = np.ascontiguousarray(v[order])
+        b_o = take_rows(bands, order)
+        v_o = take_rows(v, order)
         table = np.frombuffer(random.bytes(m * VALUE_BYTES), np.uint8).reshape(m, 16).copy()
         if use:
             failed = int(_KERNEL.okvs_solve(s_o, b_o, v_o, m, params.band_words, table))
         else:
             failed = _solve_pure(s_o, b_o, v_o, m, table)
         if failed < 0:
-            return Okvs(seed, params, table, attempt, starts, bands)
+            return Okvs(seed, params, table, attempt, starts, bands, order)
         bad = k[order[failed]]
         if int(np.count_nonzero((k == bad).all(axis=1))) > 1:
             raise ValueError("the OKVS keys are not distinct")

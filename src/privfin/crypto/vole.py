@@ -31,6 +31,8 @@ src/privfin/crypto/SPEC.md ("Silent VOLE").
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,8 +232,41 @@ def _columns(raw: U64, cols: int) -> npt.NDArray[np.int64]:
     return (((raw >> np.uint64(32)) * c + lo) >> np.uint64(32)).astype(np.int64)
 
 
+#: outputs below which the compression stays on one thread
+_SPLIT_MIN = 1 << 15
+#: code rows per step of the compression (their key stream: 1.3 MB at weight 21)
+_CHUNK = 1 << 13
+
+
+def _code_words(
+    params: VoleParams, chunk: int, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, int, memoryview]]:
+    """``(s, e, raw)`` for the rows ``s … e − 1`` of the code in ``[start, stop)`` (``chunk``
+    rows at a time): ``raw`` holds their ``weight`` 64-bit AES-CTR words each, valid until
+    the next step (one buffer, reused: at 1M outputs the 210 MB of key stream took
+    0.12-0.42 s as fresh ``bytes`` of 11 MB a chunk, 0.03-0.07 s into a reused, cache-sized
+    buffer). ``start · weight`` must be even (the stream starts at a whole AES block)."""
+    n, d = params.n, params.weight
+    stop = n if stop is None else stop
+    if chunk < 1:
+        raise ValueError("chunk must be positive")
+    if not 0 <= start <= stop <= n or start * d % 2:
+        raise ValueError("the code rows must start at a whole AES block within the code")
+    counter = (start * d // 2).to_bytes(16, "big")  # 8-byte words: two per 16-byte block
+    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(counter)).encryptor()
+    rows = min(chunk, max(stop - start, 1))
+    zeros = bytes(8 * d * rows)
+    buf = bytearray(8 * d * rows + 16)  # (update_into wants a block of slack)
+    view = memoryview(buf)
+    for s in range(start, stop, rows):
+        e = min(stop, s + rows)
+        size = 8 * d * (e - s)
+        enc.update_into(memoryview(zeros)[:size], buf)
+        yield s, e, view[:size]
+
+
 def ea_compress(
-    vecs: list[U8], params: VoleParams, *, kernel: bool | None = None, chunk: int = 1 << 16
+    vecs: list[U8], params: VoleParams, *, kernel: bool | None = None, chunk: int = _CHUNK
 ) -> list[U8]:
     """``E · prefix_xor(v)`` (``(n, 16)`` uint8) for every ``v`` of ``(N', 16)`` uint8 in
     ``vecs`` (one pass over the expander for all of them). Row ``i`` of ``E`` has ones at the
@@ -251,27 +286,60 @@ def ea_compress(
 
 
 def _compress_in_place(
-    stacked: U64, params: VoleParams, *, kernel: bool | None = None, chunk: int = 1 << 16
+    stacked: U64,
+    params: VoleParams,
+    *,
+    kernel: bool | None = None,
+    chunk: int = _CHUNK,
+    threads: int = 1,
 ) -> list[U8]:
     """:func:`ea_compress` of the ``k`` vectors side by side in ``stacked`` (``(N', k, 2)``
-    uint64), which it overwrites with their prefix XORs (no second copy in memory)."""
+    uint64), which it overwrites with their prefix XORs (no second copy in memory). With the
+    kernel and ``threads > 1``, that many threads gather slices of the rows (the same bytes;
+    for a party whose peer idles meanwhile, so that the second core is free)."""
     cols, k, _ = stacked.shape
     acc = stacked.reshape(cols, 2 * k)
     np.bitwise_xor.accumulate(acc, axis=0, out=acc)
     n, d = params.n, params.weight
     out = np.zeros((n, 2 * k), np.uint64)
-    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
     use = _use_kernel(kernel)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        raw = enc.update(bytes(8 * d * (e - s)))
-        o = out[s:e]
-        if use:
-            _KERNEL.ea_gather(acc, raw, d, 2 * k, o)
-            continue
-        pos = _columns(np.frombuffer(raw, np.uint64), cols).reshape(e - s, d)
-        for c in range(d):
-            o ^= acc[pos[:, c]]
+
+    def rows(start: int, stop: int) -> None:
+        for s, e, raw in _code_words(params, chunk, start, stop):
+            o = out[s:e]
+            if use:
+                _KERNEL.ea_gather(acc, raw, d, 2 * k, o)  # (the GIL released)
+                continue
+            pos = _columns(np.frombuffer(raw, np.uint64), cols).reshape(e - s, d)
+            for c in range(d):
+                o ^= acc[pos[:, c]]
+
+    if use and threads > 1 and n >= _SPLIT_MIN:
+        # the rows in ``threads`` even-aligned slices, one per thread (disjoint outputs)
+        cuts = [n * j // threads & ~1 for j in range(threads)] + [n]
+        errors: list[BaseException] = []
+
+        def work(start: int, stop: int) -> None:
+            try:
+                rows(start, stop)
+            except BaseException as exc:  # handed to the calling thread below
+                errors.append(exc)
+
+        workers = [
+            threading.Thread(target=work, args=(cuts[j], cuts[j + 1]), name="vole-expander")
+            for j in range(1, threads)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            rows(cuts[0], cuts[1])
+        finally:
+            for w in workers:
+                w.join()
+        if errors:
+            raise errors[0]
+    else:
+        rows(0, n)
     return [np.ascontiguousarray(out[:, 2 * j : 2 * j + 2]).view(np.uint8) for j in range(k)]
 
 
@@ -281,7 +349,7 @@ def _compress_regular(
     params: VoleParams,
     *,
     kernel: bool | None = None,
-    chunk: int = 1 << 16,
+    chunk: int = _CHUNK,
 ) -> U8:
     """:func:`ea_compress` of the regular noise vector ``e`` (``β_i`` at ``i·2^h + α_i``,
     zero elsewhere) without forming it: its prefix XOR at column ``c`` is ``S[k(c)]`` with
@@ -300,12 +368,9 @@ def _compress_regular(
         np.ascontiguousarray(beta).view(np.uint64).reshape(t, 2), axis=0, out=sums[1:]
     )
     out = np.zeros((n, 2), np.uint64)
-    enc = Cipher(algorithms.AES(params.code_seed), modes.CTR(bytes(16))).encryptor()
     use = _use_kernel(kernel)
     mask = np.int64((1 << depth) - 1)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        raw = enc.update(bytes(8 * d * (e - s)))
+    for s, e, raw in _code_words(params, chunk):
         if use:
             _KERNEL.ea_gather_regular(raw, d, depth, al, sums, out[s:e])
             continue
@@ -443,11 +508,12 @@ class VoleReceiver:
         alpha, beta = self.noise()
         return _compress_regular(alpha, beta, p, kernel=self.kernel)
 
-    def output_c(self) -> U8:
-        """``C`` (``(n, 16)`` uint8), once, after :meth:`finish_a`."""
+    def output_c(self, *, threads: int = 1) -> U8:
+        """``C`` (``(n, 16)`` uint8), once, after :meth:`finish_a`; ``threads``: see
+        :func:`_compress_in_place` (the same bytes)."""
         leaves = self._leaves
         if leaves is None:
             raise ValueError("call finish_a() first (and output_c() once)")
         self._leaves = None
-        (c,) = _compress_in_place(leaves, self.params, kernel=self.kernel)
+        (c,) = _compress_in_place(leaves, self.params, kernel=self.kernel, threads=threads)
         return c

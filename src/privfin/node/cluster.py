@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "cluster_down", "cluster_up", "free_port", "load_cluster"]
 
 
+#: seconds between two health checks of a starting node
+HEALTH_POLL = 0.02
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -155,6 +159,8 @@ class Cluster:
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Wait until every node answers; a node process that exits meanwhile fails at once
         with the end of its log (e.g. a port taken by another program)."""
+        import httpx  # (the node client's; imported after the nodes were spawned)
+
         deadline = time.monotonic() + timeout
         for party in self.parties:
             with self.client(party) as c:  # one client for every attempt
@@ -163,11 +169,15 @@ class Cluster:
                     if proc is not None and proc.poll() is not None:
                         raise NodeDied(party, self._log_tail(party))
                     try:
-                        c.wait_healthy(0.5)
+                        c.health()
                         break
-                    except PeerTimeout:
+                    except httpx.HTTPError:
                         if time.monotonic() > deadline:
-                            raise
+                            raise PeerTimeout(party, "health", timeout) from None
+                    # a refused connection costs about a millisecond: asking every 20 ms
+                    # (the client's own wait asks every 100 ms) finds a node up 40 ms
+                    # sooner on average, and there are usually two
+                    time.sleep(HEALTH_POLL)
 
     def _log_tail(self, party: str, lines: int = 5) -> str:
         try:

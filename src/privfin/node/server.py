@@ -151,6 +151,27 @@ def _bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+def _federation_server(
+    config: NodeConfig, mailbox: Mailbox, runner: JobRunner, tls: ssl.SSLContext
+) -> uvicorn.Server:
+    """The federation port's server (mutual TLS, the peer certificate in every request)."""
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(config, mailbox, runner),
+            host=config.host,
+            port=config.port,
+            http=PeerCertH11Protocol,
+            ssl_certfile=str(config.cert),
+            ssl_keyfile=str(config.key),
+            ssl_cert_reqs=ssl.CERT_REQUIRED,
+            ssl_context_factory=lambda _config, _default: tls,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+    )
+
+
 def _operator_server(config: NodeConfig, runner: JobRunner) -> uvicorn.Server:
     """The operator API's server (run in its own thread; loopback by default)."""
     from privfin.node.operator import create_operator_app
@@ -185,21 +206,6 @@ def _serve(config: NodeConfig) -> None:
         upgrade(engine)
         mailbox = Mailbox(engine, spill_dir=state / "mailbox")
         runner = JobRunner(config, mailbox)
-        app = create_app(config, mailbox, runner)
-        uv_config = uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            http=PeerCertH11Protocol,
-            ssl_certfile=str(config.cert),
-            ssl_keyfile=str(config.key),
-            ssl_cert_reqs=ssl.CERT_REQUIRED,
-            ssl_context_factory=lambda _config, _default: tls,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
-        )
-        server = uvicorn.Server(uv_config)
         stream = None
         if config.stream_port is not None:
             from privfin.node.stream_server import start_stream_server
@@ -218,6 +224,10 @@ def _serve(config: NodeConfig) -> None:
             if resumed:
                 _log.warning("resumed jobs: %s", ", ".join(resumed))
             op_thread.start()
+            # The federation app is built while the operator API starts to answer (its port
+            # is bound: a peer's connection waits in the backlog meanwhile); a local job
+            # between stream nodes does not need it to start.
+            server = _federation_server(config, mailbox, runner, tls)
             _log.warning(
                 "node %s listening on https://%s:%d (operator API on %s)",
                 config.party,

@@ -7,6 +7,7 @@ per key is a few nanoseconds of AES-NI plus numpy's gathers.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -78,9 +79,23 @@ def packed_digests(
             win = np.ndarray(buffer=ext, dtype=f"V{width}", shape=(part.size + 1,), strides=(1,))
             padded = win[st[rows]].view(np.uint8).reshape(rows.size, width)
             if not bool((lens == width).all()):
-                padded &= np.where(np.arange(width) < lens.reshape(-1, 1), 0xFF, 0).astype(np.uint8)
+                # each row's mask (0xFF below its length) gathered as one item: 0.01 s at 1M
+                # instead of 0.11 s for the int64 ``where`` of the same bytes
+                masks = _prefix_masks(width).view(f"V{width}").reshape(-1)[lens]
+                padded &= masks.view(np.uint8).reshape(rows.size, width)
             iv = np.empty((rows.size, 2), dtype=np.uint64)
             iv[:, 0] = lens.astype(np.uint64)
             iv[:, 1] = domain
-            out[a + rows] = md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
+            h = md_mmo(enc, iv, padded.view(np.uint64).reshape(rows.size, blocks, 2))
+            if rows.size == b - a:
+                out[a:b] = h  # one length class in this pass (the usual case): no scatter
+            else:
+                out[a + rows] = h
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_masks(width: int) -> npt.NDArray[np.uint8]:
+    """``(width + 1, width)`` uint8: row ``k`` is ``0xFF`` in its first ``k`` bytes, 0 after."""
+    k = np.arange(width + 1).reshape(-1, 1)
+    return np.where(np.arange(width) < k, 0xFF, 0).astype(np.uint8)

@@ -3,11 +3,12 @@ aligned outputs. Used at the boundary (CLI, node), never by the protocol roles."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from privfin.data.csvlines import plain_csv
 from privfin.errors import ConfigError
+from privfin.psi.ids import IdLines
 
 __all__ = ["iter_id_chunks"]
 
@@ -16,7 +17,7 @@ DEFAULT_CHUNK_ROWS = 250_000
 
 def iter_id_chunks(
     path: str | Path, column: str, chunk_rows: int = DEFAULT_CHUNK_ROWS
-) -> Iterator[list[str | None]]:
+) -> Iterator[Sequence[str | None]]:
     """Yield the values of ``column`` in chunks of at most ``chunk_rows`` rows.
 
     Only that column is read (``usecols`` for CSV, column projection for Parquet), as
@@ -46,13 +47,14 @@ def iter_id_chunks(
             at_col = plain.columns.index(column)
             for at in range(0, plain.rows, chunk_rows):
                 last = min(plain.rows, at + chunk_rows) - 1
-                text = plain.data[int(plain.starts[at]) : int(plain.ends[last])].decode("utf-8")
-                lines = text.split("\n")
-                if len(plain.columns) == 1:
-                    chunk: list[str | None] = [*lines]
-                else:
-                    chunk = [line.split(sep)[at_col] for line in lines]
-                yield chunk
+                base = int(plain.starts[at])
+                data = plain.data[base : int(plain.ends[last])]
+                if len(plain.columns) == 1:  # the lines are the ids: read as bytes by prepare
+                    stop = last + 1
+                    yield IdLines(data, plain.starts[at:stop] - base, plain.ends[at:stop] - base)
+                    continue
+                lines = data.decode("utf-8").split("\n")
+                yield [line.split(sep)[at_col] for line in lines]
             return
     import pandas as pd
 
