@@ -50,12 +50,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from privfin.crypto import ot as otm
 from privfin.errors import ConfigError
 from privfin.federation.transport import CancelToken
 from privfin.mpc.ot import DEFAULT_BATCH, _batch_sizes, _run_bytes
-from privfin.mpc.protocol import Engine
+from privfin.mpc.protocol import Engine, MaskedDesign
 from privfin.mpc.providers.base import Shape
 from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
@@ -410,6 +411,43 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_matmul(m, k, n)
         self._open(words)
+        return None
+
+    @property
+    def masked_design(self) -> bool:
+        return self.kind == "dealer"
+
+    def mask_design(self, x: U64 | None, y: U64 | None, n: int, k: int) -> MaskedDesign:
+        self._open(n * k + n)
+        return MaskedDesign(n, k, None, None, None)
+
+    def design_forward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        w: U64 | None,
+        raw: U64 | None = None,
+        frac_bits: int = 0,
+    ) -> tuple[U64, U64] | None:
+        m = h.count(rows)
+        for i in range(self.n):
+            self.tally.macs[i] += (3 if frac_bits > 0 else 2) * m * h.k
+        self._open(2 * h.k if frac_bits > 0 else h.k)
+        return None
+
+    def design_backward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        s: U64 | None,
+        y: U64 | None,
+        frac_bits: int,
+        offset: int = 0,
+    ) -> tuple[U64, U64] | None:
+        m = h.count(rows)
+        for i in range(self.n):
+            self.tally.macs[i] += 3 * m * h.k
+        self._open(m)
         return None
 
     def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:

@@ -29,7 +29,7 @@ from privfin.mpc.ring import U64, ring_matmul, ring_ops, u64
 from privfin.mpc.roles import MPCRoles
 from privfin.runtime import Context
 
-__all__ = ["TRUNCATIONS", "Engine"]
+__all__ = ["TRUNCATIONS", "Engine", "MaskedDesign"]
 
 TRUNCATIONS = ("auto", "pair", "local")
 _ONE = np.uint64(1)
@@ -58,6 +58,26 @@ _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
 _TAG_RSS = "mpc.rss.pair"
 _TAG_RSS_TRUNC = "mpc.rss.trunc"
+
+
+class MaskedDesign:
+    """A design matrix ``X`` (n x k) and labels ``y`` (n) opened once masked by the dealer's
+    ``A`` and ``β`` (:meth:`Engine.mask_design`): ``E = X − A`` and ``Fy = y − β`` are public,
+    ``A`` stays shared (``a``: this party's share; ``None`` where the party computes
+    nothing)."""
+
+    def __init__(self, n: int, k: int, e: U64 | None, fy: U64 | None, a: U64 | None) -> None:
+        self.n = n
+        self.k = k
+        self.e = e
+        self.fy = fy
+        self.a = a
+
+    def count(self, rows: slice | npt.NDArray[np.int64]) -> int:
+        """How many rows ``rows`` selects."""
+        if isinstance(rows, slice):
+            return len(range(*rows.indices(self.n)))
+        return int(np.asarray(rows).size)
 
 
 class Engine:
@@ -882,6 +902,131 @@ class Engine:
         if self.is_leader:
             out += (c >> np.uint64(frac_bits)) - u64(1 << (ring - 2 - frac_bits))
         return out
+
+    # ------------------------------------------------ SS-LR with a masked design (dealer)
+
+    @property
+    def masked_design(self) -> bool:
+        """Whether :meth:`mask_design`, :meth:`design_forward` and :meth:`design_backward`
+        are available: pair truncation and a provider that derives products with a design
+        mask it keeps (the dealer)."""
+        return (
+            not self.replicated
+            and self.truncation == "pair"
+            and bool(getattr(self.provider, "supports_masked_design", False))
+        )
+
+    def mask_design(self, x: U64 | None, y: U64 | None, n: int, k: int) -> MaskedDesign:
+        """Open ``E = X − A`` and ``Fy = y − β`` once (one round, ``n·k + n`` words) for a
+        shared ``X`` (n x k) and ``y`` (n); ``A``, ``β`` uniform, from the dealer, which keeps
+        them for the products of :meth:`design_forward` / :meth:`design_backward` (the same
+        ``A`` serves every product with ``X``, as in SecureML; each product's other operand
+        gets a fresh mask)."""
+        if not self.masked_design:
+            raise ConfigError("a masked design needs the dealer's material and pair truncation")
+        got = self.provider.design_mask(n, k)  # type: ignore[attr-defined]
+        if not self.is_compute:
+            return MaskedDesign(n, k, None, None, None)
+        assert x is not None and y is not None and got is not None
+        a, beta = got
+        opened = self.open([x.reshape(n, k) - a, y.reshape(n) - beta])
+        assert opened is not None
+        return MaskedDesign(n, k, opened[0], opened[1], a)
+
+    @ring_ops
+    def design_forward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        w: U64 | None,
+        raw: U64 | None = None,
+        frac_bits: int = 0,
+    ) -> tuple[U64, U64] | None:
+        """``(w', X_b · w')`` for the rows ``rows`` of the masked design, untruncated.
+
+        Without ``frac_bits`` (0): ``w' = w``; one round opens ``w − B``. With ``frac_bits``
+        (and ``raw``, k values, at the computing parties): ``w' = w − trunc(raw, frac_bits)``
+        (the pair truncation of :meth:`trunc`, same error) **in the same round**:
+        ``c = raw + 2**62 + r`` and ``V − B`` are opened together, ``V = w + (r >> f) − T``,
+        ``T = msb(r)·2**(64−f)``;
+        then ``w' = V + P1 + P2 ⊙ T`` with public ``P1 = 2**(62−f) − (c >> f)``,
+        ``P2 = msb(c)``, and ``X_b w' = E_b w' + A_b (V − B + P1) + C + D P2`` with the
+        dealer's ``C = A_b B`` and ``D = A_b ⊙ T`` (columns scaled)."""
+        m = h.count(rows)
+        k = h.k
+        fuse = frac_bits > 0
+        item = self.provider.design_forward(  # type: ignore[attr-defined]
+            rows, m, k, frac_bits if fuse else None
+        )
+        if not self.is_compute:
+            return None
+        assert w is not None and item is not None and h.e is not None and h.a is not None
+        e_b, a_b = h.e[rows], h.a[rows]
+        if not fuse:
+            b, c = item
+            opened = self.open([w - b])
+            assert opened is not None
+            z = ring_matmul(e_b, w) + ring_matmul(a_b, opened[0]) + c
+            return w, np.asarray(z, dtype=np.uint64)
+        assert raw is not None
+        b, r, c, r_hi, r_msb, d = item
+        f = np.uint64(frac_bits)
+        t = r_msb << np.uint64(64 - frac_bits)
+        v = w + r_hi - t
+        shifted = self.add_public(raw, np.asarray(u64(1 << 62), dtype=np.uint64))
+        assert shifted is not None
+        opened = self.open([shifted + r, v - b])
+        assert opened is not None
+        cs, fv = opened
+        p1 = u64(1 << (62 - frac_bits)) - (cs >> f)
+        p2 = cs >> np.uint64(63)
+        w_new = v + p2 * t
+        if self.is_leader:
+            w_new += p1
+        z = ring_matmul(e_b, w_new) + ring_matmul(a_b, fv + p1) + c
+        z += np.sum(d[:, p2 == _ONE], axis=1, dtype=np.uint64)
+        return np.asarray(w_new, dtype=np.uint64), np.asarray(z, dtype=np.uint64)
+
+    @ring_ops
+    def design_backward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        s: U64 | None,
+        y: U64 | None,
+        frac_bits: int,
+        offset: int = 0,
+    ) -> tuple[U64, U64] | None:
+        """``(p, X_bᵀ (p − y_b))`` with ``p = trunc(s, frac_bits) + offset`` (``s``: m values,
+        ``y``: this party's share of the labels of the rows ``rows``; ``offset`` a public ring
+        value), untruncated: **one round**, the truncation's opening ``c = s + 2**62 + r``.
+        ``p = [P] − (r >> f) + (1 − msb(c)) ⊙ Tp`` (``P = (c >> f) − 2**(62−f) + offset``
+        public, ``Tp = msb(r)·2**(64−f)``), and ``X_bᵀ (p − y_b) = E_bᵀ (p − y_b) +
+        A_bᵀ (P − Fy_b) − J + Dpᵀ (1 − msb(c))`` with the dealer's ``J = A_bᵀ (r >> f +
+        β_b)`` and ``Dp = A_b ⊙ Tp`` (rows scaled): no product needs an opening of its own."""
+        m = h.count(rows)
+        item = self.provider.design_backward(rows, m, h.k, frac_bits)  # type: ignore[attr-defined]
+        if not self.is_compute:
+            return None
+        assert s is not None and y is not None and item is not None
+        assert h.e is not None and h.a is not None and h.fy is not None
+        r, r_hi, r_msb, j, dp = item
+        f = np.uint64(frac_bits)
+        shifted = self.add_public(s, np.asarray(u64(1 << 62), dtype=np.uint64))
+        assert shifted is not None
+        opened = self.open([shifted + r])
+        assert opened is not None
+        c = opened[0]
+        keep = _ONE - (c >> np.uint64(63))
+        pub = (c >> f) - u64(1 << (62 - frac_bits)) + u64(offset)
+        p = keep * (r_msb << np.uint64(64 - frac_bits)) - r_hi
+        if self.is_leader:
+            p += pub
+        err = p - y
+        e_b, a_b = h.e[rows], h.a[rows]
+        g = ring_matmul(e_b.T, err) + ring_matmul(a_b.T, pub - h.fy[rows]) - j
+        g += np.sum(dp[keep == _ONE], axis=0, dtype=np.uint64)
+        return np.asarray(p, dtype=np.uint64), np.asarray(g, dtype=np.uint64)
 
     # ------------------------------------------------------------------------ comparison
 

@@ -57,6 +57,7 @@ class DealerProvider:
     supports_random_bits = True
     supports_packed_bits = True
     supports_bool_pairs = True
+    supports_masked_design = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
@@ -82,6 +83,9 @@ class DealerProvider:
         self._private = b""
         self._counter = 0
         self._ready = False
+        #: the dealer's truth of the design's mask ``A`` and of the labels' mask ``β``
+        #: (:meth:`design_mask`), kept for the products it derives later
+        self._design: tuple[U64, U64] | None = None
 
     def setup(self) -> None:
         """Distribute one PRG seed per computing party (the dealer keeps them all)."""
@@ -251,3 +255,65 @@ class DealerProvider:
 
         out = self._item([y_shape], [shape, shape, shape], derive, xor=(False, False, True))
         return None if out is None else (out[1], out[2], out[0], out[3])
+
+    # ------------------------------------------------------- SS-LR with a masked design
+
+    def design_mask(self, n: int, k: int) -> tuple[U64, U64] | None:
+        """Shares of a uniform mask ``A`` (n x k) of the design matrix and ``β`` (n) of the
+        labels, opened once (``X − A``, ``y − β``); the dealer keeps their truth for
+        :meth:`design_forward` and :meth:`design_backward`."""
+
+        def keep(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            self._design = (t[0], t[1])
+            return []
+
+        out = self._item([(n, k), (n,)], [], keep)
+        return None if out is None else (out[0], out[1])
+
+    def _rows(self, rows: slice | np.ndarray) -> tuple[U64, U64]:
+        if self._design is None:
+            raise ProtocolAbort("the design's mask was not made first", party=self.dealer)
+        return self._design[0][rows], self._design[1][rows]
+
+    def design_forward(
+        self, rows: slice | np.ndarray, m: int, k: int, frac_bits: int | None
+    ) -> list[U64] | None:
+        """Material of ``X_b · w`` with the masked design: ``B`` (k) and ``C = A_b · B`` (m);
+        with ``frac_bits`` also a truncation pair fused in the same opening (the weights
+        ``w − trunc(raw)``): ``r`` (k), ``r >> f``, ``msb(r)`` and
+        ``D = A_b ⊙ (msb(r)·2**(64−f))`` (m x k, each column scaled). Returned in the order
+        ``B, r, C, r >> f, msb(r), D`` (``B, C`` without ``frac_bits``)."""
+        if frac_bits is None:
+
+            def plain(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+                a_b, _ = self._rows(rows)
+                return [ring_matmul(a_b, t[0])]
+
+            return self._item([(k,)], [(m,)], plain)
+        f = np.uint64(frac_bits)
+
+        def fused(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            a_b, _ = self._rows(rows)
+            b, r = t
+            msb = r >> np.uint64(63)
+            return [ring_matmul(a_b, b), r >> f, msb, a_b * (msb << np.uint64(64 - frac_bits))]
+
+        return self._item([(k,), (k,)], [(m,), (k,), (k,), (m, k)], fused)
+
+    def design_backward(
+        self, rows: slice | np.ndarray, m: int, k: int, frac_bits: int
+    ) -> list[U64] | None:
+        """Material of ``X_bᵀ (trunc(s) − y_b)`` with the masked design: a truncation pair
+        ``r`` (m), ``r >> f``, ``msb(r)`` and ``J = A_bᵀ (r >> f + β_b)`` (k),
+        ``Dp = A_b ⊙ (msb(r)·2**(64−f))`` (m x k, each row scaled), in that order."""
+        f = np.uint64(frac_bits)
+
+        def derive(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            a_b, beta_b = self._rows(rows)
+            r = t[0]
+            hi = r >> f
+            msb = r >> np.uint64(63)
+            j = ring_matmul(a_b.T, hi + beta_b)
+            return [hi, msb, j, a_b * (msb << np.uint64(64 - frac_bits))[:, None]]
+
+        return self._item([(m,)], [(m,), (m,), (k,), (m, k)], derive)
