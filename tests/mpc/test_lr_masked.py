@@ -173,7 +173,7 @@ def test_fused_steps_with_a_separate_dealer(setup: str) -> None:
     _check_steps(x, y, w, raw, sv, rows, 20, 30, got)
 
 
-def _train(masked: bool, sigmoid: str, **kw: Any) -> Any:
+def _train(masked: bool, sigmoid: str, fan_in: int = 2, **kw: Any) -> Any:
     x, y = _data(300, 4)
 
     def program(ctx: Any, params: Any, inputs: Any) -> Any:
@@ -186,7 +186,7 @@ def _train(masked: bool, sigmoid: str, **kw: Any) -> Any:
     out = simulate(
         program,
         TWO,
-        params={"triples": "dealer"},
+        params={"triples": "dealer", "and_fan_in": fan_in},
         inputs={"a": {"x": x}, "b": {"y": y}},
         seed=5,
         settings=DEV,
@@ -198,6 +198,7 @@ def _train(masked: bool, sigmoid: str, **kw: Any) -> Any:
     ("sigmoid", "kw", "per_iter"),
     [
         ("piecewise", {}, (12, 10)),
+        ("piecewise", {"fan_in": 4}, (10, 8)),  # radix-4 knot comparison: 2 rounds fewer
         ("piecewise", {"shuffle_seed": 4, "l2": 0.01, "average": True}, (12, 10)),
         ("t1", {"l2": 0.02}, (4, 2)),
         ("t1", {"shuffle_seed": 9, "average": True}, (4, 2)),
@@ -213,6 +214,7 @@ def test_masked_training_matches_the_unfused_path_in_fewer_rounds(
     # the opening of X − A, y − β and the last step's own truncation (averaging: one more
     # truncation at the end, both paths)
     avg = int(kw.get("average", False))
+    fan_in = kw.get("fan_in", 2)
     assert r_old == per_iter[0] * iters + avg
     assert r_new == per_iter[1] * iters + 2 + avg
     # same arithmetic, different randomness: truncation ulps apart
@@ -222,6 +224,9 @@ def test_masked_training_matches_the_unfused_path_in_fewer_rounds(
             x, y, epochs=3, batch_size=64, l2=kw.get("l2", 0.0), average=kw.get("average", False)
         )
         np.testing.assert_allclose(w_new, ref, atol=2e-2)
+    if fan_in == 4:  # the same model as with the radix-2 comparison
+        w_two, _, _, _ = _train(True, sigmoid)
+        np.testing.assert_allclose(w_new, w_two, atol=2e-3)
 
 
 def test_ss_lr_with_the_dealer_matches_plaintext_auc() -> None:
@@ -307,3 +312,103 @@ def test_a_deviating_party_in_the_fused_rounds_is_detected(forge: Any, error: ty
             timeout=10,
         )
     assert hub.done
+
+
+def _terms_program(maps: list[tuple[int, int, np.ndarray]], terms: list[list[int]]) -> Any:
+    def program(ctx: Any, params: Any, inputs: Any) -> Any:
+        s = Session.from_params(ctx, params)
+        xs = inputs.get("xs")
+        shape = (maps[0][2].size,)
+        got = s.engine.and_terms([None] * 2 if xs is None else list(xs), maps, terms, shape)
+        return {"out": got, "rounds": s.engine.rounds}
+
+    return program
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    words=st.integers(1, 12),
+    factors=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 24), st.booleans()),
+        min_size=4,
+        max_size=7,
+    ),
+    picks=st.lists(st.lists(st.integers(0, 6), min_size=1, max_size=4), min_size=1, max_size=4),
+    setup=st.sampled_from(["dealer-in-compute-2pc", "dealer-separate-3pc"]),
+    seed=st.integers(0, 2**16),
+)
+def test_and_terms_is_the_and_of_the_shifted_factors_in_one_round(
+    words: int,
+    factors: list[tuple[int, int, bool]],
+    picks: list[list[int]],
+    setup: str,
+    seed: int,
+) -> None:
+    """Property (the identity ``AND (u_i ^ m_i) = XOR_S (AND_{i∉S} u_i)(AND_{i∈S} m_i)``
+    with the dealer's mask products): every term of up to four factors ``(x_j << s) & keep``
+    of XOR-shared words comes out as XOR-shares of its AND, in one round."""
+    rng = np.random.default_rng(seed)
+    ones = np.full(words, np.uint64(2**64 - 1), np.uint64)
+
+    def keep() -> np.ndarray:  # most bits kept, per word (as the lanes' masks)
+        r = rng.integers(0, 2**63, size=(3, words), dtype=np.int64).view(np.uint64)
+        return np.asarray(r[0] | r[1] | (r[2] << np.uint64(1)), dtype=np.uint64)
+
+    maps = [(j, sh, keep() if masked else ones) for j, sh, masked in factors]
+    terms = [sorted({i % len(maps) for i in t}) for t in picks] + [[0, 1, 2, 3]]
+    truth = rng.integers(0, 2**63, size=(2, words), dtype=np.int64).view(np.uint64) * np.uint64(2)
+    truth ^= rng.integers(0, 2, size=(2, words), dtype=np.int64).view(np.uint64)
+    compute = [p for p, r in BY_NAME[setup].roles.items() if "compute" in r]
+    shares = {
+        p: rng.integers(0, 2**63, size=(2, words), dtype=np.int64).view(np.uint64)
+        for p in compute[1:]
+    }
+    first = truth.copy()
+    for v in shares.values():
+        first ^= v
+    shares[compute[0]] = first
+    out = BY_NAME[setup].run(_terms_program(maps, terms), {p: {"xs": shares[p]} for p in compute})
+    fac = [(truth[j] << np.uint64(sh)) & keep for j, sh, keep in maps]
+    for t, term in enumerate(terms):
+        want = np.full(words, np.uint64(2**64 - 1), np.uint64)
+        for i in term:
+            want &= fac[i]
+        got = np.zeros(words, np.uint64)
+        for p in compute:
+            got ^= out[p]["out"][t]
+        np.testing.assert_array_equal(got, want)
+    assert all(out[p]["rounds"] == 1 for p in compute)
+
+
+@pytest.mark.parametrize("setup", ["dealer-in-compute-2pc", "dealer-separate-3pc"])
+def test_radix4_knot_comparisons_are_exact(setup: str) -> None:
+    """The knot comparison with ``and_fan_in: 4`` (two radix-4 Kogge-Stone levels): the same
+    bits as the radix-2 levels, on values inside, near and far outside the knots, in 2
+    rounds fewer."""
+    from .test_shared import KNOTS, KX, _knots_program
+
+    y = np.random.default_rng(3).uniform(-1.5, 1.5, KX.shape)
+    inputs = {"a": {"y": y}, "b": {"x": KX}}
+    r = BY_NAME[setup].run(_knots_program, inputs, {"and_fan_in": 4})["r"]
+    want = (KX[None, :] < KNOTS[:, None]).astype(np.int64)
+    assert np.array_equal(r["b"], want)
+    assert np.abs(r["by"] - want * y[None, :]).max() <= 2.0**-16
+    z = KX * y**2
+    with np.errstate(over="ignore"):
+        assert np.abs(r["sig"] - 1 / (1 + np.exp(-z))).max() <= 1.3e-3
+
+
+@pytest.mark.parametrize("fan_in", [2, 4])
+@pytest.mark.parametrize("sigmoid", ["t1", "piecewise"])
+def test_cost_model_counts_the_masked_design_exactly(fan_in: int, sigmoid: str) -> None:
+    from privfin.mpc.cost import estimate_ss_lr
+
+    from .test_cost import UNIT, _check_traffic, _lr_params, _measure, _roles
+
+    params = {**_lr_params(sigmoid), "and_fan_in": fan_in}
+    got = _measure(ss_lr, "dealer", params, 200)
+    est = estimate_ss_lr(
+        _roles("dealer"), {**params, "triples": "dealer"}, 200, provider="dealer", calibration=UNIT
+    )
+    assert est.rounds == int(got["a"]["metrics"]["ss_lr.rounds"])
+    _check_traffic(est, got, "dealer")

@@ -30,9 +30,18 @@ def expand_bytes(seed: bytes, n: int, *, stream: int = 0) -> bytes:
 
 
 def expand_uint64(seed: bytes, count: int, *, stream: int = 0) -> np.ndarray:
-    """Expand ``seed`` into ``count`` uniform elements of Z_2^64 (dtype uint64)."""
-    raw = expand_bytes(seed, 8 * count, stream=stream)
-    return np.frombuffer(raw, dtype="<u8").astype(np.uint64)
+    """Expand ``seed`` into ``count`` uniform elements of Z_2^64 (dtype uint64): the bytes of
+    :func:`expand_bytes` read little-endian, encrypted straight into the writable array."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed must be {SEED_BYTES} bytes")
+    if count < 0 or not 0 <= stream < 2**64:
+        raise ValueError("count must be >= 0 and stream a 64-bit counter")
+    nonce = stream.to_bytes(8, "big") + bytes(8)
+    enc = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
+    # update_into may write up to one block past the data: room for it, then a view
+    out = bytearray(8 * count + 16)
+    enc.update_into(bytes(8 * count), out)
+    return np.frombuffer(out, dtype="<u8", count=count)
 
 
 class PrgRandom:

@@ -242,6 +242,7 @@ class CostEngine(Engine):
         self.kind = provider
         self.replicated = provider == "rss3"
         self.truncation = "pair"
+        self.fan_in = 2
         self.tally = tally
         self.batch = batch
         self._pool: dict[tuple[int, int, int], int] = {}
@@ -664,12 +665,20 @@ class CostEngine(Engine):
         self._and(half)
         return None
 
+    @property
+    def multi_ands(self) -> bool:
+        return self.kind == "dealer" and self.fan_in == 4
+
     def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
         words = n + -(-(len(knots) - 2) * n // 4)
         self._edabits(n)
         self._open(n)
-        for _ in range(4):
-            self._and_pair(words)
+        if self.multi_ands:  # two radix-4 levels: p and g opened once each per level
+            for _ in range(2):
+                self._open(2 * words)
+        else:
+            for _ in range(4):
+                self._and_pair(words)
         self._and(n)
         self._and(-(-(len(knots) - 2) * n // 64))
         return None
@@ -1078,6 +1087,7 @@ def estimate_ss_lr(
 
     s = TracingSession(_roles_of(roles), provider, frac_bits=int(params.get("frac_bits", 16)))
     assert isinstance(s.engine, CostEngine)
+    s.engine.fan_in = int(params.get("and_fan_in", 2))
     s.engine.setup()
     partition = params.get("partition", "vertical")
     spec = params.get("features")

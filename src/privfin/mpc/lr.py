@@ -711,7 +711,7 @@ def ss_lr(ctx: Context, params: Mapping[str, Any], inputs: Mapping[str, Any]) ->
         ``true`` (default): result parties receive the coefficients. ``false``: the model stays
         secret-shared; each computing party returns (and stores as artifact ``ss_lr.w``) its
         share.
-    triples, dealer, frac_bits, truncation, paillier_bits:
+    triples, dealer, frac_bits, truncation, paillier_bits, and_fan_in:
         See :class:`~privfin.mpc.session.Session`.
 
     Returns

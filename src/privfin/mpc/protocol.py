@@ -92,6 +92,10 @@ class Engine:
         no communication; within 1 unit in the last place except with probability about
         ``2**(l_x + 1 - 64)`` per element where ``|x| < 2**l_x`` (then the error is huge).
         ``"auto"``: ``pair`` if the provider offers pairs, else ``local``.
+    and_fan_in:
+        2 (default) or 4: with 4 and a provider of products of several words (the dealer,
+        :meth:`and_terms`) the knot comparison's Kogge-Stone levels are radix 4 (2 rounds
+        fewer, a third of the AND bytes, 2.4x the dealer's material: more CPU).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Engine:
         provider: CorrelatedRandomness,
         *,
         truncation: str = "auto",
+        and_fan_in: int = 2,
     ) -> None:
         if truncation not in TRUNCATIONS:
             raise ConfigError(f"truncation must be one of {TRUNCATIONS}, got {truncation!r}")
@@ -117,6 +122,9 @@ class Engine:
         self.roles = roles
         self.provider = provider
         self.truncation = truncation
+        if and_fan_in not in (2, 4):
+            raise ConfigError(f"and_fan_in must be 2 or 4, got {and_fan_in}")
+        self.fan_in = and_fan_in
         self.party = ctx.party
         self.compute = roles.compute
         self.is_compute = ctx.party in roles.compute
@@ -1239,6 +1247,107 @@ class Engine:
         assert both is not None
         return both[:n], both[n:]
 
+    @property
+    def multi_ands(self) -> bool:
+        """Whether the comparisons use :meth:`and_terms` (``and_fan_in=4`` and products of
+        several XOR-shared words in one round from the provider: the dealer)."""
+        return (
+            self.fan_in == 4
+            and not self.replicated
+            and bool(getattr(self.provider, "supports_bool_products", False))
+        )
+
+    @staticmethod
+    def _subsets(terms: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
+        """Every subset of at least two factors of some term, each once, in a fixed order."""
+        seen: dict[tuple[int, ...], None] = {}
+        for term in terms:
+            f = sorted(term)
+            for mask in range(1, 1 << len(f)):
+                sub = tuple(f[i] for i in range(len(f)) if mask >> i & 1)
+                if len(sub) >= 2:
+                    seen.setdefault(sub, None)
+        return list(seen)
+
+    @ring_ops
+    def and_terms(
+        self,
+        xs: Sequence[U64 | None],
+        maps: Sequence[tuple[int, int, U64]],
+        terms: Sequence[Sequence[int]],
+        shape: Shape,
+    ) -> list[U64] | None:
+        """XOR-shares of ``AND_{i in T} L_i`` for each term ``T`` (factor indices), with the
+        factors ``L_i = (x_j << s) & keep`` (``maps[i] = (j, s, keep)``, public shifts and
+        masks) of XOR-shared words ``xs``: **one round** whatever the fan-in.
+
+        Each ``x_j`` is opened once masked by a uniform word ``M_j`` (``U_j = x_j ^ M_j``);
+        then ``L_i = L_i(U) ^ L_i(M)`` (linear), and a product expands into
+        ``XOR_{S ⊆ T} (AND_{i ∉ S} L_i(U)) & (AND_{i ∈ S} L_i(M))`` whose public factors are
+        known and whose mask products (``|S| >= 2``) the dealer provides
+        (:meth:`DealerProvider.bool_products`)."""
+        subsets = self._subsets(terms)
+        got = self.provider.bool_products(  # type: ignore[attr-defined]
+            shape, len(xs), maps, subsets
+        )
+        if not self.is_compute:
+            return None
+        assert got is not None
+        masks = got[: len(xs)]
+        mprod = dict(zip(subsets, got[len(xs) :], strict=True))
+        buf = np.empty(len(xs) * prod(shape), dtype=np.uint64)
+        size = prod(shape)
+        for j, x in enumerate(xs):
+            assert x is not None
+            np.bitwise_xor(x, masks[j], out=buf[j * size : (j + 1) * size].reshape(shape))
+        self.open_flat(buf, 0)
+        opened = [buf[j * size : (j + 1) * size].reshape(shape) for j in range(len(xs))]
+        pub_f = [(opened[j] << np.uint64(sh)) & keep for j, sh, keep in maps]
+        mask_f = [(masks[j] << np.uint64(sh)) & keep for j, sh, keep in maps]
+        pubs: dict[tuple[int, ...], U64] = {}
+
+        def pub(idx: tuple[int, ...]) -> U64:
+            if idx not in pubs:
+                v = pub_f[idx[0]].copy()
+                for i in idx[1:]:
+                    v &= pub_f[i]
+                pubs[idx] = v
+            return pubs[idx]
+
+        out = []
+        tmp = np.empty(shape, np.uint64)
+        for term in terms:
+            f = sorted(term)
+            acc = pub(tuple(f)).copy() if self.is_leader else np.zeros(shape, np.uint64)
+            for mask in range(1, 1 << len(f)):
+                sub = tuple(f[i] for i in range(len(f)) if mask >> i & 1)
+                rest = tuple(f[i] for i in range(len(f)) if not mask >> i & 1)
+                share = mask_f[sub[0]] if len(sub) == 1 else mprod[sub]
+                if rest:
+                    np.bitwise_and(share, pub(rest), out=tmp)
+                    acc ^= tmp
+                else:
+                    acc ^= share
+            out.append(acc)
+        return out
+
+    def _radix4_level(
+        self, g: U64 | None, p: U64 | None, s: int, keeps: dict[int, U64], words: int
+    ) -> tuple[U64, U64] | None:
+        """One Kogge-Stone level of span ``s`` and radix 4 in one round (:meth:`and_terms`):
+        ``G' = G ^ P G1 ^ P P1 G2 ^ P P1 P2 G3``, ``P' = P P1 P2 P3`` with ``X_j`` the word
+        shifted by ``j s`` within its lanes (``keeps[j s]`` clears what crossed a lane)."""
+        ones = np.full(words, _ALL, np.uint64)
+        maps = [(0, 0, ones)]  # P0
+        maps += [(0, j * s, keeps[j * s]) for j in (1, 2, 3)]  # P1, P2, P3
+        maps += [(1, j * s, keeps[j * s]) for j in (1, 2, 3)]  # G1, G2, G3
+        terms = [[0, 4], [0, 1, 5], [0, 1, 2, 6], [0, 1, 2, 3]]
+        got = self.and_terms([p, g], maps, terms, (words,))
+        if got is None:
+            return None
+        assert g is not None
+        return g ^ got[0] ^ got[1] ^ got[2], got[3]
+
     @ring_ops
     def msb_bool(self, x: U64 | None, shape: Shape) -> U64 | None:
         """XOR-shares of ``msb(x)`` (``x < 0``) in bit 0 of a word per element; exact.
@@ -1371,9 +1480,20 @@ class Engine:
         words = n + w16
         wm = -(-inner * n // 64)
         eda = self._edabits(n)
+        radix4 = self.multi_ands
+        keeps = {
+            sh: np.concatenate(
+                [np.full(n, _lane_keep(sh), np.uint64), np.full(w16, _lane_keep16(sh), np.uint64)]
+            )
+            for sh in ((1, 2, 3, 4, 8, 12) if radix4 else (1, 2, 4, 8))
+        }
         if not self.is_compute:
-            for _ in range(4):
-                self._and_level(None, None, None, words)
+            if radix4:
+                for s in (1, 4):
+                    self._radix4_level(None, None, s, keeps, words)
+            else:
+                for _ in range(4):
+                    self._and_level(None, None, None, words)
             self.and_words(None, None, (n,))
             self.and_words(None, None, (wm,))
             return None
@@ -1409,15 +1529,19 @@ class Engine:
         g = cw & nr
         g ^= p & lane0
         p &= ~lane0
-        for s in (1, 2, 4, 8):
-            sh = np.uint64(s)
-            keep = np.concatenate(
-                [np.full(n, _lane_keep(s), np.uint64), np.full(w16, _lane_keep16(s), np.uint64)]
-            )
-            both = self._and_level(p, (g << sh) & keep, (p << sh) & keep, words)
-            assert both is not None
-            g ^= both[0]
-            p = both[1]  # (spent on the 16-bit words after the level s = 8)
+        if radix4:  # two levels of radix 4 (spans 1, 4): groups of 16 bits
+            for s in (1, 4):
+                lvl = self._radix4_level(g, p, s, keeps, words)
+                assert lvl is not None
+                g, p = lvl
+        else:
+            for s in (1, 2, 4, 8):
+                sh = np.uint64(s)
+                keep = keeps[s]
+                both = self._and_level(p, (g << sh) & keep, (p << sh) & keep, words)
+                assert both is not None
+                g ^= both[0]
+                p = both[1]  # (spent on the 16-bit words after the level s = 8)
         g32, p32 = g[:n], p[:n]
         z = self.and_words(p32, (g32 << np.uint64(16)) & _lane_keep(16), (n,))
         assert z is not None

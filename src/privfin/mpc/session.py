@@ -95,6 +95,9 @@ class Session:
         to 2**47 in magnitude, products up to 2**31 before truncation error grows).
     truncation:
         ``"auto"``, ``"pair"`` or ``"local"`` (see :class:`~privfin.mpc.protocol.Engine`).
+    and_fan_in:
+        2 (default) or 4: radix-4 comparison levels with the dealer (2 rounds fewer per
+        knot comparison, more CPU; see :class:`~privfin.mpc.protocol.Engine`).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class Session:
         truncation: str = "auto",
         paillier_bits: int = 2048,
         provider: CorrelatedRandomness | None = None,
+        and_fan_in: int = 2,
     ) -> None:
         if not 0 <= frac_bits <= 30:
             raise ConfigError(f"frac_bits must lie in [0, 30], got {frac_bits}")
@@ -117,18 +121,21 @@ class Session:
             ctx, self.roles, triples, paillier_bits=paillier_bits
         )
         self.provider.setup()
-        self.engine = Engine(ctx, self.roles, self.provider, truncation=truncation)
+        self.engine = Engine(
+            ctx, self.roles, self.provider, truncation=truncation, and_fan_in=and_fan_in
+        )
 
     @classmethod
     def from_params(cls, ctx: Context, params: Mapping[str, Any]) -> Session:
         """Build from job parameters ``triples``, ``dealer``, ``frac_bits``, ``truncation``,
-        ``paillier_bits``."""
+        ``paillier_bits``, ``and_fan_in``."""
         return cls(
             ctx,
             triples=str(params.get("triples", "auto")),
             dealer=params.get("dealer"),
             frac_bits=int(params.get("frac_bits", 16)),
             truncation=str(params.get("truncation", "auto")),
+            and_fan_in=int(params.get("and_fan_in", 2)),
             paillier_bits=int(params.get("paillier_bits", 2048)),
         )
 

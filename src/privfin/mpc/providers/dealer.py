@@ -58,6 +58,7 @@ class DealerProvider:
     supports_packed_bits = True
     supports_bool_pairs = True
     supports_masked_design = True
+    supports_bool_products = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
@@ -136,18 +137,25 @@ class DealerProvider:
 
         own: list[U64] | None = None
         if self.is_dealer:
-            parts = {
-                p: split(expand_uint64(s, total, stream=counter)) for p, s in self._seeds.items()
-            }
-            truth_free = [
-                np.asarray(
-                    np.bitwise_xor.reduce([parts[p][i] for p in self.compute], axis=0)
-                    if is_xor[i]
-                    else np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64),
-                    dtype=np.uint64,
-                )
-                for i in range(n_free)
-            ]
+            n_free_words = sum(sizes[:n_free])
+            parts = {}
+            for p, seed in self._seeds.items():
+                if p == self.corr:  # its derived components are the corrections: not drawn
+                    head = expand_uint64(seed, n_free_words, stream=counter)
+                    parts[p] = split(
+                        np.concatenate([head, np.empty(total - n_free_words, np.uint64)])
+                    )
+                else:
+                    parts[p] = split(expand_uint64(seed, total, stream=counter))
+            truth_free = []
+            for i in range(n_free):
+                acc = parts[self.compute[0]][i].copy()
+                for p in self.compute[1:]:
+                    if is_xor[i]:
+                        acc ^= parts[p][i]
+                    else:
+                        acc += parts[p][i]
+                truth_free.append(acc)
             truth = derive(truth_free, self._private, counter)
             corrections = []
             for j, value in enumerate(truth):
@@ -235,6 +243,35 @@ class DealerProvider:
             xor=(True,) * 5,
         )
         return None if out is None else (out[0], out[1], out[2], out[3], out[4])
+
+    def bool_products(
+        self,
+        shape: Shape,
+        masks: int,
+        maps: Sequence[tuple[int, int, U64]],
+        subsets: Sequence[tuple[int, ...]],
+    ) -> list[U64] | None:
+        """XOR-shares of ``masks`` uniform words ``M_j`` of ``shape`` and, for each subset
+        ``S`` of the factors ``L_i = (M_j << s) & keep`` (``maps[i] = (j, s, keep)``), of the
+        AND of its factors: the material of products of up to ``max |S|`` XOR-shared words in
+        one round (:meth:`Engine.and_terms`)."""
+
+        def derive(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            fac = [(t[j] << np.uint64(sh)) & keep for j, sh, keep in maps]
+            out = []
+            for sub in subsets:
+                v = fac[sub[0]].copy()
+                for i in sub[1:]:
+                    v &= fac[i]
+                out.append(v)
+            return out
+
+        return self._item(
+            [shape] * masks,
+            [shape] * len(subsets),
+            derive,
+            xor=(True,) * (masks + len(subsets)),
+        )
 
     def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
         out = self._item([shape], [shape], lambda t, _s, _c: [t[0]], xor=(False, True))
