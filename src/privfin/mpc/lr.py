@@ -487,7 +487,10 @@ def train_logistic(
     kept untruncated at scale 2f), the sigmoid
     (piecewise: one batched knot comparison fused with the segment products, one truncation),
     ``X_b^T (p - y_b)`` (Beaver matmul, untruncated) and the step ``q/2**s`` times it (plus
-    the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``.
+    the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``. With
+    the dealer (``masked``, default) ``X`` and ``y`` are opened once masked and both
+    truncations ride on other openings (:func:`_train_masked`): 10 rounds (8 with
+    ``and_fan_in: 4``), 2 with ``t1``.
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
 
