@@ -676,6 +676,9 @@ class CostEngine(Engine):
         if self.multi_ands:  # two radix-4 levels: p and g opened once each per level
             for _ in range(2):
                 self._open(2 * words)
+        elif self.kind == "dealer":  # radix 2 with p and g opened once each per level
+            for _ in range(4):
+                self._open(2 * words)
         else:
             for _ in range(4):
                 self._and_pair(words)

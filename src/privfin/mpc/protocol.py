@@ -1257,6 +1257,26 @@ class Engine:
             and bool(getattr(self.provider, "supports_bool_products", False))
         )
 
+    @property
+    def bool_products(self) -> bool:
+        """Whether the provider makes the material of :meth:`and_terms` (the dealer)."""
+        return not self.replicated and bool(getattr(self.provider, "supports_bool_products", False))
+
+    def _radix2_level(
+        self, g: U64 | None, p: U64 | None, s: int, keeps: dict[int, U64], words: int
+    ) -> tuple[U64, U64] | None:
+        """One Kogge-Stone level of span ``s`` (``G' = G ^ P G1``, ``P' = P P1``) in one round
+        with :meth:`and_terms`: ``p`` and ``g`` are opened once each (2 words per word instead
+        of the 3 of a shared-operand triple): the shifted ``P1`` is a public map of ``p``'s
+        opening, its mask the same map of ``p``'s mask."""
+        ones = np.full(words, _ALL, np.uint64)
+        maps = [(0, 0, ones), (0, s, keeps[s]), (1, s, keeps[s])]  # P, P1, G1
+        got = self.and_terms([p, g], maps, [[0, 2], [0, 1]], (words,))
+        if got is None:
+            return None
+        assert g is not None
+        return g ^ got[0], got[1]
+
     @staticmethod
     def _subsets(terms: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
         """Every subset of at least two factors of some term, each once, in a fixed order."""
@@ -1491,6 +1511,9 @@ class Engine:
             if radix4:
                 for s in (1, 4):
                     self._radix4_level(None, None, s, keeps, words)
+            elif self.bool_products:
+                for s in (1, 2, 4, 8):
+                    self._radix2_level(None, None, s, keeps, words)
             else:
                 for _ in range(4):
                     self._and_level(None, None, None, words)
@@ -1532,6 +1555,11 @@ class Engine:
         if radix4:  # two levels of radix 4 (spans 1, 4): groups of 16 bits
             for s in (1, 4):
                 lvl = self._radix4_level(g, p, s, keeps, words)
+                assert lvl is not None
+                g, p = lvl
+        elif self.bool_products:  # radix 2, p and g opened once per level
+            for s in (1, 2, 4, 8):
+                lvl = self._radix2_level(g, p, s, keeps, words)
                 assert lvl is not None
                 g, p = lvl
         else:
