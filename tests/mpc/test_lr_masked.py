@@ -197,9 +197,10 @@ def _train(masked: bool, sigmoid: str, fan_in: int = 2, **kw: Any) -> Any:
 @pytest.mark.parametrize(
     ("sigmoid", "kw", "per_iter"),
     [
-        ("piecewise", {}, (12, 10)),
-        ("piecewise", {"fan_in": 4}, (10, 8)),  # radix-4 knot comparison: 2 rounds fewer
-        ("piecewise", {"shuffle_seed": 4, "l2": 0.01, "average": True}, (12, 10)),
+        # the knot comparison's guard shares the conversion's round (both paths): 11 and 9
+        ("piecewise", {}, (11, 9)),
+        ("piecewise", {"fan_in": 4}, (9, 7)),  # radix-4 knot comparison: 2 rounds fewer
+        ("piecewise", {"shuffle_seed": 4, "l2": 0.01, "average": True}, (11, 9)),
         ("t1", {"l2": 0.02}, (4, 2)),
         ("t1", {"shuffle_seed": 9, "average": True}, (4, 2)),
     ],

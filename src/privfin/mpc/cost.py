@@ -669,7 +669,23 @@ class CostEngine(Engine):
     def multi_ands(self) -> bool:
         return self.kind == "dealer" and self.fan_in == 4
 
+    @property
+    def knot_inject(self) -> bool:
+        return self.kind == "dealer"
+
+    def msb_knots_select(
+        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int, y: U64 | None
+    ) -> tuple[U64, U64] | None:
+        self._knot_levels(n, knots)
+        self._open(n, ceil(ceil((len(knots) * n) / 8) / 8))  # F = y − mask, packed bits
+        return None
+
     def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
+        self._knot_levels(n, knots)
+        self._and(-(-(len(knots) - 2) * n // 64))
+        return None
+
+    def _knot_levels(self, n: int, knots: U64) -> None:
         words = n + -(-(len(knots) - 2) * n // 4)
         self._edabits(n)
         self._open(n)
@@ -683,8 +699,6 @@ class CostEngine(Engine):
             for _ in range(4):
                 self._and_pair(words)
         self._and(n)
-        self._and(-(-(len(knots) - 2) * n // 64))
-        return None
 
     def bit_inject(
         self, bits: U64 | None, y: U64 | None, shape: Shape, y_shape: Shape | None

@@ -1477,9 +1477,13 @@ class Engine:
         return np.asarray(bits[:n].reshape(shape), dtype=np.uint64)
 
     @ring_ops
-    def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
-        """XOR-shares (bit 0 of a word) of ``[x < t_j]`` for ``n`` shared elements ``x`` and
-        ``k >= 3`` sorted public ring values ``t_j``: shape ``(k, n)``.
+    def _knot_bits(
+        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int
+    ) -> tuple[U64, U64, U64] | None:
+        """XOR-shares (0/1 per element) of ``g_lo = [x < t_0]``, ``g_hi = [x < t_{k−1}]`` and
+        the unguarded inner bits ``b_j`` (``(k − 2)·n``, knot-major) for ``n`` shared elements
+        ``x`` and ``k >= 3`` sorted public ring values ``t_j``; the guard is applied by
+        :meth:`msb_knots` or :meth:`msb_knots_select`.
 
         One edaBit ``r`` per element masks ``x`` once (``c = x + r`` is opened; then
         ``x - t_j + r = c - t_j`` is public for every knot). The outer knots ``t_0`` and
@@ -1490,15 +1494,15 @@ class Engine:
         ``|x - t_j| < 2**(inner_low + 15)``: a garbled inner bit is replaced by the outer
         ones, ``[x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j)`` with ``g_lo = [x < t_0]`` and
         ``g_hi = [x < t_{k-1}]`` (exact when ``t_0 <= x < t_{k-1}`` keeps every inner
-        difference in range). Both lane widths share the Kogge-Stone levels: 7 rounds
-        (opening, 4 paired levels, the last 32-bit level, the guard AND); AND material per
+        difference in range). Both lane widths share the Kogge-Stone levels: 6 rounds
+        (opening, 4 levels, the last 32-bit level; 4 with radix 4), the guard one more in
+        :meth:`msb_knots` and none in :meth:`msb_knots_select`; AND material per
         element ``(5 + (k - 2)) / 2`` words-levels instead of ``5 k / 2``, and one edaBit
         instead of ``k``."""
         k = len(knots)
         inner = k - 2
         w16 = -(-inner * n // 4)
         words = n + w16
-        wm = -(-inner * n // 64)
         eda = self._edabits(n)
         radix4 = self.multi_ands
         keeps = {
@@ -1518,7 +1522,6 @@ class Engine:
                 for _ in range(4):
                     self._and_level(None, None, None, words)
             self.and_words(None, None, (n,))
-            self.and_words(None, None, (wm,))
             return None
         assert x is not None and eda is not None
         r, rb = eda
@@ -1583,7 +1586,20 @@ class Engine:
         inner_bits = np.concatenate([(t16 >> np.uint64(16 * i + 15)) & _ONE for i in range(4)])[
             : inner * n
         ]
-        # guard: [x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j) on packed bits, one AND round
+        return g_lo, g_hi, inner_bits
+
+    @ring_ops
+    def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
+        """XOR-shares (bit 0 of a word) of ``[x < t_j]`` (see :meth:`_knot_bits`), the inner
+        bits guarded by the outer ones, ``[x < t_j] = g_lo ^ ((g_lo ^ g_hi) & b_j)``, on packed
+        bits in one AND round: 7 rounds in all (5 with ``and_fan_in=4``)."""
+        inner = len(knots) - 2
+        wm = -(-inner * n // 64)
+        got = self._knot_bits(x, n, knots, low, inner_low)
+        if got is None:
+            self.and_words(None, None, (wm,))
+            return None
+        g_lo, g_hi, inner_bits = got
         mask = np.tile(g_lo ^ g_hi, inner)
         pm = self._pack_words(mask, wm)
         pb = self._pack_words(inner_bits, wm)
@@ -1592,6 +1608,60 @@ class Engine:
         guarded = self._unpack(both_and, inner * n, (inner, n)) ^ g_lo[None, :]
         out = np.concatenate([g_lo[None, :], guarded, g_hi[None, :]])
         return np.asarray(out, dtype=np.uint64)
+
+    @property
+    def knot_inject(self) -> bool:
+        """Whether :meth:`msb_knots_select` is available (the dealer's guarded daBits)."""
+        return not self.replicated and bool(getattr(self.provider, "supports_knot_inject", False))
+
+    @ring_ops
+    def msb_knots_select(
+        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int, y: U64 | None
+    ) -> tuple[U64, U64] | None:
+        """Additive shares of ``B_j = [x < t_j]`` and of ``B_j · y`` (shape ``(k, n)``, ``y``
+        n values broadcast over the knots): the bits of :meth:`_knot_bits`, the guard and the
+        conversion with the product **in one round** (6 in all; 4 with ``and_fan_in=4``).
+
+        With ``h = g_lo ^ g_hi`` (``h = 1`` implies ``g_lo = 0``) the guarded bits are
+        arithmetically ``B_0 = g_lo``, ``B_j = g_lo + h·b_j``, ``B_{k−1} = g_lo + h``. The
+        dealer's material (:meth:`DealerProvider.knot_inject`): daBits ``u_lo``, ``u_h``,
+        ``u_j``, the products ``u_h·u_j`` and, with a uniform ``mask`` of ``y``,
+        ``u·mask`` and ``u_h·u_j·mask``. One message opens ``g_lo ^ u_lo``, ``h ^ u_h``,
+        ``b_j ^ u_j`` (packed bits) and ``F = y − mask``; with public ``m`` and ``s = 1 − 2m``
+        every bit is ``m + s·u``, ``h·b_j = m_h m_j + m_h s_j u_j + s_h m_j u_h + s_h s_j u_h
+        u_j`` and a product with ``y = F + mask`` expands the same way into the dealer's
+        products: all local."""
+        inner = len(knots) - 2
+        bits = self._knot_bits(x, n, knots, low, inner_low)
+        item = self.provider.knot_inject(n, inner)  # type: ignore[attr-defined]
+        if not self.is_compute:
+            return None
+        assert bits is not None and item is not None and y is not None
+        g_lo, g_hi, ib = bits
+        mask, ulo, ulo_x, uh, uh_x, uj, uj_x, uhuj, ulo_m, uh_m, uj_m, uhuj_m = item
+        masked = np.concatenate([g_lo ^ ulo_x, g_lo ^ g_hi ^ uh_x, ib ^ uj_x.reshape(-1)]) & _ONE
+        packed = np.packbits(masked.astype(np.uint8), bitorder="little")
+        words = np.zeros((packed.size + 7) // 8 * 8, dtype=np.uint8)
+        words[: packed.size] = packed
+        opened = self.open([y.reshape(n) - mask], xor=[words.view("<u8").astype(np.uint64)])
+        assert opened is not None
+        f = opened[0]
+        m = self._unpack(opened[1], (2 + inner) * n, ((2 + inner) * n,))
+        m_lo, m_h, m_j = m[:n], m[n : 2 * n], m[2 * n :].reshape(inner, n)
+        s_lo, s_h, s_j = _ONE - (m_lo << _ONE), _ONE - (m_h << _ONE), _ONE - (m_j << _ONE)
+        g = s_lo * ulo
+        h = s_h * uh
+        hb = s_h * s_j * uhuj + m_h * s_j * uj + s_h * m_j * uh
+        if self.is_leader:
+            g += m_lo
+            h += m_h
+            hb += m_h * m_j
+        y_lo = f * g + m_lo * mask + s_lo * ulo_m
+        y_h = f * h + m_h * mask + s_h * uh_m
+        y_j = f * hb + m_h * m_j * mask + m_h * s_j * uj_m + s_h * m_j * uh_m + s_h * s_j * uhuj_m
+        out_b = np.concatenate([g[None, :], g[None, :] + hb, (g + h)[None, :]])
+        out_by = np.concatenate([y_lo[None, :], y_lo[None, :] + y_j, (y_lo + y_h)[None, :]])
+        return np.asarray(out_b, dtype=np.uint64), np.asarray(out_by, dtype=np.uint64)
 
     @staticmethod
     def _pack_words(bits: U64, words: int) -> U64:

@@ -490,12 +490,23 @@ class Session:
         ``t_j`` (at ``x``'s scale, ``k >= 3``) and ``y`` broadcast to that shape: the outer
         knots on the 32-bit window at ``low``, the inner ones on 16-bit lanes at
         ``inner_low``, guarded by the outer ones (:meth:`Engine.msb_knots`; 8 rounds with
-        the conversion). Requires packed bits (see :meth:`msb_select`)."""
+        the conversion; with the dealer and ``y`` broadcast over the knots only, the guard,
+        the conversion and the product share one round, :meth:`Engine.msb_knots_select`:
+        7, or 5 with ``and_fan_in=4``). Requires packed bits (see :meth:`msb_select`)."""
         t = np.asarray(knots, dtype=np.float64)
         shape = (t.size, *x.shape)
         if np.broadcast_shapes(shape, y.shape) != shape:
             raise ConfigError(f"msb_select_knots: {y.shape} does not broadcast to {shape}")
         enc = encode_fixed(t, x.frac_bits)
+        lead = y.shape[: len(y.shape) - x.ndim]
+        if self.engine.knot_inject and y.shape[len(lead) :] == x.shape and prod(lead) == 1:
+            # the guard and the conversion with the product in one round (the dealer)
+            fused = self.engine.msb_knots_select(
+                x.share, x.size, enc, low, inner_low, None if y.share is None else y.share
+            )
+            by = None if fused is None else fused[1].reshape(shape)
+            b = None if fused is None else fused[0].reshape(shape)
+            return SharedTensor(self, by, shape, y.frac_bits), SharedTensor(self, b, shape, 0)
         bits = self.engine.msb_knots(x.share, x.size, enc, low, inner_low)
         if bits is not None:
             bits = bits.reshape(shape)

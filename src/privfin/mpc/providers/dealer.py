@@ -59,6 +59,7 @@ class DealerProvider:
     supports_bool_pairs = True
     supports_masked_design = True
     supports_bool_products = True
+    supports_knot_inject = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
@@ -271,6 +272,27 @@ class DealerProvider:
             [shape] * len(subsets),
             derive,
             xor=(True,) * (masks + len(subsets)),
+        )
+
+    def knot_inject(self, n: int, inner: int) -> list[U64] | None:
+        """The material of :meth:`Engine.msb_knots_select`: a uniform ``mask`` (n); daBits
+        ``u_lo``, ``u_h`` (n) and ``u_j`` (inner x n), each additive then XOR-shared;
+        ``u_h·u_j``; ``u_lo·mask``, ``u_h·mask``, ``u_j·mask`` and ``u_h·u_j·mask``
+        (additive), in that order."""
+
+        def derive(t: list[U64], private: bytes, counter: int) -> list[U64]:
+            mask = t[0]
+            u = expand_uint64(private, (2 + inner) * n, stream=counter) & _ONE
+            ulo, uh, uj = u[:n], u[n : 2 * n], u[2 * n :].reshape(inner, n)
+            uhuj = uh * uj
+            return [ulo, ulo, uh, uh, uj, uj, uhuj, ulo * mask, uh * mask, uj * mask, uhuj * mask]
+
+        vec, mat = (n,), (inner, n)
+        return self._item(
+            [vec],
+            [vec, vec, vec, vec, mat, mat, mat, vec, vec, mat, mat],
+            derive,
+            xor=(False, False, True, False, True, False, True),
         )
 
     def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
