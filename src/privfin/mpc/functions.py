@@ -193,7 +193,8 @@ def sigmoid_untruncated(x: SharedTensor, *, fast_compare: bool = False) -> Share
     """The ``piecewise`` sigmoid of :func:`sigmoid` before its final truncation: at scale
     ``x.frac_bits + 16`` (values in [0, 1] up to the lines' error), for a caller that fuses
     that truncation with the next step (SS-LR with a masked design,
-    :meth:`~privfin.mpc.protocol.Engine.design_backward`): 8 rounds with ``fast_compare``."""
+    :meth:`~privfin.mpc.protocol.Engine.design_backward`): 7 rounds with ``fast_compare``
+    and the dealer (5 with ``and_fan_in: 4``), 8 otherwise."""
     return _sigmoid_piecewise(x, fast_compare, truncate=False)
 
 

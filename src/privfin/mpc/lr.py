@@ -400,8 +400,8 @@ def _train_masked(
     sigmoid: str,
 ) -> SharedTensor:
     """:func:`train_logistic` with the dealer's masked design (:meth:`Engine.mask_design`):
-    **10 rounds per iteration** with the piecewise sigmoid (was 12), 2 with ``t1`` (was 4);
-    same arithmetic and truncations.
+    **9 rounds per iteration** with the piecewise sigmoid (was 12; 7 with ``and_fan_in: 4``),
+    2 with ``t1`` (was 4); same arithmetic and truncations.
 
     ``X − A`` and ``y − β`` are opened once; each iteration then opens only ``k``-vectors and
     the sigmoid's own values: the step's truncation rides on the next batch's product
@@ -489,7 +489,7 @@ def train_logistic(
     ``X_b^T (p - y_b)`` (Beaver matmul, untruncated) and the step ``q/2**s`` times it (plus
     the L2 term), truncated once: 12 rounds with the piecewise sigmoid, 4 with ``t1``. With
     the dealer (``masked``, default) ``X`` and ``y`` are opened once masked and both
-    truncations ride on other openings (:func:`_train_masked`): 10 rounds (8 with
+    truncations ride on other openings (:func:`_train_masked`): 9 rounds (7 with
     ``and_fan_in: 4``), 2 with ``t1``.
     Requires ``|X_b^T (p - y_b)| * 2**(2f + 11) < 2**62`` (e.g. batch 1024, |x| <= 500 at
     f = 16) and, for the piecewise sigmoid's windowed comparison, logits ``|z| < 2**21``.
