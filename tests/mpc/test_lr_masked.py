@@ -413,3 +413,45 @@ def test_cost_model_counts_the_masked_design_exactly(fan_in: int, sigmoid: str) 
     )
     assert est.rounds == int(got["a"]["metrics"]["ss_lr.rounds"])
     _check_traffic(est, got, "dealer")
+
+
+#: the knots of tests/mpc/test_shared.py (outer -8, 8; inner on 16-bit lanes)
+_KNOTS = np.array([-8.0, -2.5, -0.25, 0.0, 1.0, 7.5, 8.0])
+
+
+def _select_knots_program(ctx: Any, params: Any, inputs: Any) -> Any:
+    s = Session.from_params(ctx, params)
+    x = s.share("b", inputs.get("x"))
+    y = s.share("a", inputs.get("y"))
+    by, b = s.msb_select_knots(x, _KNOTS, y.reshape(1, -1), low=6, inner_low=10)
+    return {"b": b.reveal("r"), "by": by.reveal("r"), "rounds": s.engine.rounds}
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    xs=st.lists(
+        st.one_of(st.floats(-9, 9), st.floats(-1e5, 1e5), st.sampled_from([-8.0, 0.0, 8.0])),
+        min_size=1,
+        max_size=12,
+    ),
+    fan_in=st.sampled_from([2, 4]),
+    seed=st.integers(0, 2**16),
+)
+def test_guard_and_conversion_in_one_round_are_exact(
+    xs: list[float], fan_in: int, seed: int
+) -> None:
+    """Property (``B_j = g_lo + h·b_j`` and its product with ``y`` from daBits opened once):
+    the dealer's fused guard gives the exact knot bits and their products with ``y`` for any
+    values, inside, on and far outside the knots, in 7 rounds (5 with radix 4)."""
+    x = np.round(np.array(xs), 4)
+    y = np.random.default_rng(seed).uniform(-2, 2, x.shape)
+    out = BY_NAME["dealer-in-compute-2pc"].run(
+        _select_knots_program, {"a": {"y": y}, "b": {"x": x}}, {"and_fan_in": fan_in}
+    )
+    want = (x[None, :] < _KNOTS[:, None]).astype(np.int64)
+    # values closer to a knot than the windows' resolution may read as the knot itself
+    near = np.abs(x[None, :] - _KNOTS[:, None]) < 2.0**-5
+    assert np.array_equal(out["r"]["b"][~near], want[~near])
+    assert np.abs(out["r"]["by"] - out["r"]["b"] * y[None, :]).max() <= 2.0**-15
+    # the input sharing opens nothing: the rounds are the comparison's
+    assert out["a"]["rounds"] == (7 if fan_in == 2 else 5)
