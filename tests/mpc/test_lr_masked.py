@@ -280,6 +280,14 @@ class _NthOpening(MemoryHub):
 
 
 @pytest.mark.parametrize(
+    ("sigmoid", "size"),
+    [
+        ("t1", 10),  # the forward round with the step's truncation: c and V − B, 2k values
+        ("t1", 32),  # the sigmoid's truncation carrying the gradient: c, one per row
+        ("piecewise", 43),  # guard and conversion: y − mask (32) + 21·32 packed bits (11 words)
+    ],
+)
+@pytest.mark.parametrize(
     ("forge", "error"),
     [
         (lambda msg, p: codec.encode(Opening(values=msg.values[:-1])), ProtocolAbort),
@@ -290,18 +298,20 @@ class _NthOpening(MemoryHub):
         (lambda msg, p: p[:-5], DecodeError),
     ],
 )
-def test_a_deviating_party_in_the_fused_rounds_is_detected(forge: Any, error: type) -> None:
-    """The fused forward round opens ``c`` and ``V − B`` together (2k values, k = 5 with the
-    intercept); a party that sends another count or a broken frame aborts the job."""
+def test_a_deviating_party_in_the_fused_rounds_is_detected(
+    forge: Any, error: type, sigmoid: str, size: int
+) -> None:
+    """Each fused round is one opening of a fixed size (k = 5 with the intercept, batches of
+    32 rows); a party that sends another count or a broken frame aborts the job."""
     x, y = _data(60, 4)
 
     def program(ctx: Any, params: Any, inputs: Any) -> Any:
         s = Session.from_params(ctx, params)
         xs = s.share("a", inputs.get("x"))
         ys = s.share("b", inputs.get("y"))
-        return train_logistic(xs, ys, epochs=1, batch_size=32, sigmoid="t1").reveal("r")
+        return train_logistic(xs, ys, epochs=1, batch_size=32, sigmoid=sigmoid).reveal("r")
 
-    hub = _NthOpening(10, forge)
+    hub = _NthOpening(size, forge)
     with pytest.raises(error):
         simulate(
             program,
