@@ -50,12 +50,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from privfin.crypto import ot as otm
 from privfin.errors import ConfigError
 from privfin.federation.transport import CancelToken
 from privfin.mpc.ot import DEFAULT_BATCH, _batch_sizes, _run_bytes
-from privfin.mpc.protocol import Engine
+from privfin.mpc.protocol import Engine, MaskedDesign
 from privfin.mpc.providers.base import Shape
 from privfin.mpc.providers.ot import MUL_CHUNK
 from privfin.mpc.ring import U64
@@ -241,6 +242,7 @@ class CostEngine(Engine):
         self.kind = provider
         self.replicated = provider == "rss3"
         self.truncation = "pair"
+        self.fan_in = 2
         self.tally = tally
         self.batch = batch
         self._pool: dict[tuple[int, int, int], int] = {}
@@ -410,6 +412,43 @@ class CostEngine(Engine):
         if self.kind == "ot":
             self._ot_matmul(m, k, n)
         self._open(words)
+        return None
+
+    @property
+    def masked_design(self) -> bool:
+        return self.kind == "dealer"
+
+    def mask_design(self, x: U64 | None, y: U64 | None, n: int, k: int) -> MaskedDesign:
+        self._open(n * k + n)
+        return MaskedDesign(n, k, None, None, None)
+
+    def design_forward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        w: U64 | None,
+        raw: U64 | None = None,
+        frac_bits: int = 0,
+    ) -> tuple[U64, U64] | None:
+        m = h.count(rows)
+        for i in range(self.n):
+            self.tally.macs[i] += (3 if frac_bits > 0 else 2) * m * h.k
+        self._open(2 * h.k if frac_bits > 0 else h.k)
+        return None
+
+    def design_backward(
+        self,
+        h: MaskedDesign,
+        rows: slice | npt.NDArray[np.int64],
+        s: U64 | None,
+        y: U64 | None,
+        frac_bits: int,
+        offset: int = 0,
+    ) -> tuple[U64, U64] | None:
+        m = h.count(rows)
+        for i in range(self.n):
+            self.tally.macs[i] += 3 * m * h.k
+        self._open(m)
         return None
 
     def rss_next(self, share: U64 | None, shape: Shape) -> U64 | None:
@@ -626,15 +665,40 @@ class CostEngine(Engine):
         self._and(half)
         return None
 
+    @property
+    def multi_ands(self) -> bool:
+        return self.kind == "dealer" and self.fan_in == 4
+
+    @property
+    def knot_inject(self) -> bool:
+        return self.kind == "dealer"
+
+    def msb_knots_select(
+        self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int, y: U64 | None
+    ) -> tuple[U64, U64] | None:
+        self._knot_levels(n, knots)
+        self._open(n, ceil(ceil((len(knots) * n) / 8) / 8))  # F = y − mask, packed bits
+        return None
+
     def msb_knots(self, x: U64 | None, n: int, knots: U64, low: int, inner_low: int) -> U64 | None:
+        self._knot_levels(n, knots)
+        self._and(-(-(len(knots) - 2) * n // 64))
+        return None
+
+    def _knot_levels(self, n: int, knots: U64) -> None:
         words = n + -(-(len(knots) - 2) * n // 4)
         self._edabits(n)
         self._open(n)
-        for _ in range(4):
-            self._and_pair(words)
+        if self.multi_ands:  # two radix-4 levels: p and g opened once each per level
+            for _ in range(2):
+                self._open(2 * words)
+        elif self.kind == "dealer":  # radix 2 with p and g opened once each per level
+            for _ in range(4):
+                self._open(2 * words)
+        else:
+            for _ in range(4):
+                self._and_pair(words)
         self._and(n)
-        self._and(-(-(len(knots) - 2) * n // 64))
-        return None
 
     def bit_inject(
         self, bits: U64 | None, y: U64 | None, shape: Shape, y_shape: Shape | None
@@ -1040,6 +1104,7 @@ def estimate_ss_lr(
 
     s = TracingSession(_roles_of(roles), provider, frac_bits=int(params.get("frac_bits", 16)))
     assert isinstance(s.engine, CostEngine)
+    s.engine.fan_in = int(params.get("and_fan_in", 2))
     s.engine.setup()
     partition = params.get("partition", "vertical")
     spec = params.get("features")

@@ -31,6 +31,7 @@ __all__ = [
     "reciprocal",
     "relu",
     "sigmoid",
+    "sigmoid_untruncated",
     "sqrt",
     "where",
 ]
@@ -188,8 +189,17 @@ _PW = _sigmoid_lines()
 _SLOPE_BITS = 16
 
 
+def sigmoid_untruncated(x: SharedTensor, *, fast_compare: bool = False) -> SharedTensor:
+    """The ``piecewise`` sigmoid of :func:`sigmoid` before its final truncation: at scale
+    ``x.frac_bits + 16`` (values in [0, 1] up to the lines' error), for a caller that fuses
+    that truncation with the next step (SS-LR with a masked design,
+    :meth:`~privfin.mpc.protocol.Engine.design_backward`): 7 rounds with ``fast_compare``
+    and the dealer (5 with ``and_fan_in: 4``), 8 otherwise."""
+    return _sigmoid_piecewise(x, fast_compare, truncate=False)
+
+
 @ring_ops
-def _sigmoid_piecewise(z: SharedTensor, fast_compare: bool) -> SharedTensor:
+def _sigmoid_piecewise(z: SharedTensor, fast_compare: bool, truncate: bool = True) -> SharedTensor:
     s = z.session
     knots, slopes, consts = _PW
     k = len(knots)
@@ -216,6 +226,8 @@ def _sigmoid_piecewise(z: SharedTensor, fast_compare: bool) -> SharedTensor:
         below = np.sum(mz.share * d_slope + m.share * d_const, axis=0, dtype=np.uint64)
     one = s.engine.public_share(encode_fixed(np.ones(z.shape), scale))
     share = None if below is None or one is None else one - below
+    if not truncate:
+        return SharedTensor(s, share, z.shape, scale)
     return s.truncate(SharedTensor(s, share, z.shape, scale), scale - s.frac_bits)
 
 

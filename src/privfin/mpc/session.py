@@ -95,6 +95,9 @@ class Session:
         to 2**47 in magnitude, products up to 2**31 before truncation error grows).
     truncation:
         ``"auto"``, ``"pair"`` or ``"local"`` (see :class:`~privfin.mpc.protocol.Engine`).
+    and_fan_in:
+        2 (default) or 4: radix-4 comparison levels with the dealer (2 rounds fewer per
+        knot comparison, more CPU; see :class:`~privfin.mpc.protocol.Engine`).
     """
 
     def __init__(
@@ -107,6 +110,7 @@ class Session:
         truncation: str = "auto",
         paillier_bits: int = 2048,
         provider: CorrelatedRandomness | None = None,
+        and_fan_in: int = 2,
     ) -> None:
         if not 0 <= frac_bits <= 30:
             raise ConfigError(f"frac_bits must lie in [0, 30], got {frac_bits}")
@@ -117,18 +121,21 @@ class Session:
             ctx, self.roles, triples, paillier_bits=paillier_bits
         )
         self.provider.setup()
-        self.engine = Engine(ctx, self.roles, self.provider, truncation=truncation)
+        self.engine = Engine(
+            ctx, self.roles, self.provider, truncation=truncation, and_fan_in=and_fan_in
+        )
 
     @classmethod
     def from_params(cls, ctx: Context, params: Mapping[str, Any]) -> Session:
         """Build from job parameters ``triples``, ``dealer``, ``frac_bits``, ``truncation``,
-        ``paillier_bits``."""
+        ``paillier_bits``, ``and_fan_in``."""
         return cls(
             ctx,
             triples=str(params.get("triples", "auto")),
             dealer=params.get("dealer"),
             frac_bits=int(params.get("frac_bits", 16)),
             truncation=str(params.get("truncation", "auto")),
+            and_fan_in=int(params.get("and_fan_in", 2)),
             paillier_bits=int(params.get("paillier_bits", 2048)),
         )
 
@@ -483,12 +490,23 @@ class Session:
         ``t_j`` (at ``x``'s scale, ``k >= 3``) and ``y`` broadcast to that shape: the outer
         knots on the 32-bit window at ``low``, the inner ones on 16-bit lanes at
         ``inner_low``, guarded by the outer ones (:meth:`Engine.msb_knots`; 8 rounds with
-        the conversion). Requires packed bits (see :meth:`msb_select`)."""
+        the conversion; with the dealer and ``y`` broadcast over the knots only, the guard,
+        the conversion and the product share one round, :meth:`Engine.msb_knots_select`:
+        7, or 5 with ``and_fan_in=4``). Requires packed bits (see :meth:`msb_select`)."""
         t = np.asarray(knots, dtype=np.float64)
         shape = (t.size, *x.shape)
         if np.broadcast_shapes(shape, y.shape) != shape:
             raise ConfigError(f"msb_select_knots: {y.shape} does not broadcast to {shape}")
         enc = encode_fixed(t, x.frac_bits)
+        lead = y.shape[: len(y.shape) - x.ndim]
+        if self.engine.knot_inject and y.shape[len(lead) :] == x.shape and prod(lead) == 1:
+            # the guard and the conversion with the product in one round (the dealer)
+            fused = self.engine.msb_knots_select(
+                x.share, x.size, enc, low, inner_low, None if y.share is None else y.share
+            )
+            by = None if fused is None else fused[1].reshape(shape)
+            b = None if fused is None else fused[0].reshape(shape)
+            return SharedTensor(self, by, shape, y.frac_bits), SharedTensor(self, b, shape, 0)
         bits = self.engine.msb_knots(x.share, x.size, enc, low, inner_low)
         if bits is not None:
             bits = bits.reshape(shape)

@@ -57,6 +57,9 @@ class DealerProvider:
     supports_random_bits = True
     supports_packed_bits = True
     supports_bool_pairs = True
+    supports_masked_design = True
+    supports_bool_products = True
+    supports_knot_inject = True
 
     def __init__(self, ctx: Context, compute: Sequence[str], dealer: str) -> None:
         require_insecure_allowed(
@@ -82,6 +85,9 @@ class DealerProvider:
         self._private = b""
         self._counter = 0
         self._ready = False
+        #: the dealer's truth of the design's mask ``A`` and of the labels' mask ``β``
+        #: (:meth:`design_mask`), kept for the products it derives later
+        self._design: tuple[U64, U64] | None = None
 
     def setup(self) -> None:
         """Distribute one PRG seed per computing party (the dealer keeps them all)."""
@@ -132,18 +138,25 @@ class DealerProvider:
 
         own: list[U64] | None = None
         if self.is_dealer:
-            parts = {
-                p: split(expand_uint64(s, total, stream=counter)) for p, s in self._seeds.items()
-            }
-            truth_free = [
-                np.asarray(
-                    np.bitwise_xor.reduce([parts[p][i] for p in self.compute], axis=0)
-                    if is_xor[i]
-                    else np.sum([parts[p][i] for p in self.compute], axis=0, dtype=np.uint64),
-                    dtype=np.uint64,
-                )
-                for i in range(n_free)
-            ]
+            n_free_words = sum(sizes[:n_free])
+            parts = {}
+            for p, seed in self._seeds.items():
+                if p == self.corr:  # its derived components are the corrections: not drawn
+                    head = expand_uint64(seed, n_free_words, stream=counter)
+                    parts[p] = split(
+                        np.concatenate([head, np.empty(total - n_free_words, np.uint64)])
+                    )
+                else:
+                    parts[p] = split(expand_uint64(seed, total, stream=counter))
+            truth_free = []
+            for i in range(n_free):
+                acc = parts[self.compute[0]][i].copy()
+                for p in self.compute[1:]:
+                    if is_xor[i]:
+                        acc ^= parts[p][i]
+                    else:
+                        acc += parts[p][i]
+                truth_free.append(acc)
             truth = derive(truth_free, self._private, counter)
             corrections = []
             for j, value in enumerate(truth):
@@ -232,6 +245,56 @@ class DealerProvider:
         )
         return None if out is None else (out[0], out[1], out[2], out[3], out[4])
 
+    def bool_products(
+        self,
+        shape: Shape,
+        masks: int,
+        maps: Sequence[tuple[int, int, U64]],
+        subsets: Sequence[tuple[int, ...]],
+    ) -> list[U64] | None:
+        """XOR-shares of ``masks`` uniform words ``M_j`` of ``shape`` and, for each subset
+        ``S`` of the factors ``L_i = (M_j << s) & keep`` (``maps[i] = (j, s, keep)``), of the
+        AND of its factors: the material of products of up to ``max |S|`` XOR-shared words in
+        one round (:meth:`Engine.and_terms`)."""
+
+        def derive(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            fac = [(t[j] << np.uint64(sh)) & keep for j, sh, keep in maps]
+            out = []
+            for sub in subsets:
+                v = fac[sub[0]].copy()
+                for i in sub[1:]:
+                    v &= fac[i]
+                out.append(v)
+            return out
+
+        return self._item(
+            [shape] * masks,
+            [shape] * len(subsets),
+            derive,
+            xor=(True,) * (masks + len(subsets)),
+        )
+
+    def knot_inject(self, n: int, inner: int) -> list[U64] | None:
+        """The material of :meth:`Engine.msb_knots_select`: a uniform ``mask`` (n); daBits
+        ``u_lo``, ``u_h`` (n) and ``u_j`` (inner x n), each additive then XOR-shared;
+        ``u_h·u_j``; ``u_lo·mask``, ``u_h·mask``, ``u_j·mask`` and ``u_h·u_j·mask``
+        (additive), in that order."""
+
+        def derive(t: list[U64], private: bytes, counter: int) -> list[U64]:
+            mask = t[0]
+            u = expand_uint64(private, (2 + inner) * n, stream=counter) & _ONE
+            ulo, uh, uj = u[:n], u[n : 2 * n], u[2 * n :].reshape(inner, n)
+            uhuj = uh * uj
+            return [ulo, ulo, uh, uh, uj, uj, uhuj, ulo * mask, uh * mask, uj * mask, uhuj * mask]
+
+        vec, mat = (n,), (inner, n)
+        return self._item(
+            [vec],
+            [vec, vec, vec, vec, mat, mat, mat, vec, vec, mat, mat],
+            derive,
+            xor=(False, False, True, False, True, False, True),
+        )
+
     def edabits(self, shape: Shape) -> tuple[U64, U64] | None:
         out = self._item([shape], [shape], lambda t, _s, _c: [t[0]], xor=(False, True))
         return None if out is None else (out[0], out[1])
@@ -251,3 +314,65 @@ class DealerProvider:
 
         out = self._item([y_shape], [shape, shape, shape], derive, xor=(False, False, True))
         return None if out is None else (out[1], out[2], out[0], out[3])
+
+    # ------------------------------------------------------- SS-LR with a masked design
+
+    def design_mask(self, n: int, k: int) -> tuple[U64, U64] | None:
+        """Shares of a uniform mask ``A`` (n x k) of the design matrix and ``β`` (n) of the
+        labels, opened once (``X − A``, ``y − β``); the dealer keeps their truth for
+        :meth:`design_forward` and :meth:`design_backward`."""
+
+        def keep(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            self._design = (t[0], t[1])
+            return []
+
+        out = self._item([(n, k), (n,)], [], keep)
+        return None if out is None else (out[0], out[1])
+
+    def _rows(self, rows: slice | np.ndarray) -> tuple[U64, U64]:
+        if self._design is None:
+            raise ProtocolAbort("the design's mask was not made first", party=self.dealer)
+        return self._design[0][rows], self._design[1][rows]
+
+    def design_forward(
+        self, rows: slice | np.ndarray, m: int, k: int, frac_bits: int | None
+    ) -> list[U64] | None:
+        """Material of ``X_b · w`` with the masked design: ``B`` (k) and ``C = A_b · B`` (m);
+        with ``frac_bits`` also a truncation pair fused in the same opening (the weights
+        ``w − trunc(raw)``): ``r`` (k), ``r >> f``, ``msb(r)`` and
+        ``D = A_b ⊙ (msb(r)·2**(64−f))`` (m x k, each column scaled). Returned in the order
+        ``B, r, C, r >> f, msb(r), D`` (``B, C`` without ``frac_bits``)."""
+        if frac_bits is None:
+
+            def plain(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+                a_b, _ = self._rows(rows)
+                return [ring_matmul(a_b, t[0])]
+
+            return self._item([(k,)], [(m,)], plain)
+        f = np.uint64(frac_bits)
+
+        def fused(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            a_b, _ = self._rows(rows)
+            b, r = t
+            msb = r >> np.uint64(63)
+            return [ring_matmul(a_b, b), r >> f, msb, a_b * (msb << np.uint64(64 - frac_bits))]
+
+        return self._item([(k,), (k,)], [(m,), (k,), (k,), (m, k)], fused)
+
+    def design_backward(
+        self, rows: slice | np.ndarray, m: int, k: int, frac_bits: int
+    ) -> list[U64] | None:
+        """Material of ``X_bᵀ (trunc(s) − y_b)`` with the masked design: a truncation pair
+        ``r`` (m), ``r >> f``, ``msb(r)`` and ``J = A_bᵀ (r >> f + β_b)`` (k),
+        ``Dp = A_b ⊙ (msb(r)·2**(64−f))`` (m x k, each row scaled), in that order."""
+        f = np.uint64(frac_bits)
+
+        def derive(t: list[U64], _s: bytes, _c: int) -> list[U64]:
+            a_b, beta_b = self._rows(rows)
+            r = t[0]
+            hi = r >> f
+            msb = r >> np.uint64(63)
+            j = ring_matmul(a_b.T, hi + beta_b)
+            return [hi, msb, j, a_b * (msb << np.uint64(64 - frac_bits))[:, None]]
+
+        return self._item([(m,)], [(m,), (m,), (k,), (m, k)], derive)
