@@ -354,7 +354,7 @@ def test_one_group_commit_is_not_one_synced_frame_per_batch(nodes: dict[str, Nod
     together: the writer's reports of one commit are collected for the event loop, which
     sends one SYNCED for what it found (two at most, if it ran between two reports), not
     one per batch."""
-    nodes[B].mailbox.linger = 0.5  # every frame below joins the first one's commit
+    nodes[B].mailbox.linger = 1.0  # every frame below (0.16 s) joins the first one's commit
     _serve(nodes[B], nodes[A])
     sock = _raw_client(nodes[A], nodes[B])
     for ref in range(1, 9):
