@@ -136,3 +136,49 @@ def installed_bytecode() -> None:
 def machine() -> str:
     """A one-line description of the machine for the results."""
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat`` (None where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7] if len(ticks) == 8 else 0, sum(ticks)
+
+
+_TICKS_AT_START = _cpu_ticks()
+
+
+def probe_ms() -> float:
+    """Milliseconds of a fixed pure-Python loop (2 million additions in a function): the
+    machine's speed for interpreted code at the moment. On a shared virtual machine it varies
+    by 2x or more within an hour (measured in the ninth session), so wall times are only
+    comparable next to it."""
+
+    def loop() -> int:
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        return total
+
+    start = time.perf_counter()
+    loop()
+    return (time.perf_counter() - start) * 1000
+
+
+def conditions() -> str:
+    """The conditions a run had: load average, the share of CPU time the hypervisor took from
+    this machine since this process started (steal), and :func:`probe_ms` now."""
+    load = os.getloadavg()
+    parts = [f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"]
+    now = _cpu_ticks()
+    if now is not None and _TICKS_AT_START is not None and now[1] > _TICKS_AT_START[1]:
+        steal = (now[0] - _TICKS_AT_START[0]) / (now[1] - _TICKS_AT_START[1])
+        parts.append(f"steal {100 * steal:.1f} % since the start")
+    parts.append(f"probe {probe_ms():.0f} ms")
+    return ", ".join(parts)

@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import emit, installed_bytecode, machine, print_table
+from _harness import conditions, emit, installed_bytecode, machine, print_table
 from privfin.config import Settings
 from privfin.federation.memory import MemoryHub
 from privfin.federation.transport import CancelToken, MessageKey
@@ -432,6 +432,7 @@ def _nodes_main(n_rows: int, jobs: int, providers: list[str], no_reuse: bool = F
     print_table(
         f"SS-LR {n_rows}x20, 3 epochs, t1, production mode, between node processes (stream)", rows
     )
+    print(f"conditions at the end: {conditions()}")
     for triples, peer, target in (("ot", 57.5, 5.75), ("rss3", 17.7, 1.77)):
         if triples not in providers:
             continue

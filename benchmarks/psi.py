@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import emit, installed_bytecode, machine, peer_python, print_table, run_peer
+from _harness import (
+    conditions,
+    emit,
+    installed_bytecode,
+    machine,
+    peer_python,
+    print_table,
+    run_peer,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -460,6 +468,7 @@ def main() -> None:
             emit("psi.ecdh.rss_per_million", "MB", per_m, None, "", False, f"{lo:,} -> {hi:,}")
         if rows:
             print_table("Two-party PSI", rows)
+            print(f"conditions at the end: {conditions()}")
         if args.no_unbalanced:
             return
         n_server = args.server_items or (20_000 if args.quick else 10_000_000)

@@ -67,7 +67,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import emit, installed_bytecode, machine, peer_python, print_table
+from _harness import conditions, emit, installed_bytecode, machine, peer_python, print_table
 
 if TYPE_CHECKING:  # (imported where used: the gRPC server runs this file in a venv without us)
     from privfin.assess.netem import DelayProxy
@@ -897,7 +897,7 @@ def report(results: dict[str, dict[str, Any]], skipped: dict[str, str], quick: b
         rows.append(row)
     print_table(
         f"Transports over mutual TLS, two processes on loopback ({machine()}, "
-        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f})",
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; now {conditions()})",
         rows,
     )
     for name, why in skipped.items():
