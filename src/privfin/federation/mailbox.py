@@ -910,10 +910,10 @@ class Mailbox:
 
     def _write_new_sqlite(self, batch: Sequence[_Behind], rows: list[dict[str, Any]]) -> bool:
         """SQLite's common case: none of ``batch`` is stored yet. One ``executemany`` of
-        ``INSERT OR IGNORE`` (what a group commit of a many-round protocol costs is then
-        the driver's, not the statement compiler's: 2-3 µs a row instead of 40-60); if a
-        row was there already (a resend after a cut), the transaction is rolled back and
-        False returned, for the general path to find which."""
+        ``INSERT OR IGNORE``, without the statement compiler's work per row (a group commit
+        of 40 small messages: 20-28 µs a row in all, instead of 44-58); if a row was there
+        already (a resend after a cut), the transaction is rolled back and False returned,
+        for the general path to find which."""
         values = [tuple(row[c] for c in _ROW_COLS) for row in rows]
         try:
             with self.engine.begin() as conn:
