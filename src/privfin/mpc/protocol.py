@@ -54,6 +54,16 @@ def _lane_keep16(s: int) -> np.uint64:
     return np.uint64(lane | lane << 16 | lane << 32 | lane << 48)
 
 
+def _pair_trunc_parts(c: U64, r_hi: U64, r_msb: U64, frac_bits: int) -> tuple[U64, U64, U64]:
+    """The pair truncation by ``frac_bits`` from its opening ``c = x + 2**62 + r`` (the pair
+    ``(r, r >> f, msb r)``): ``(1 − msb c, share, public)``, this party's share of
+    ``trunc(x)`` without the public part ``(c >> f) − 2**(62−f)``, which the leader adds."""
+    keep = _ONE - (c >> np.uint64(63))
+    share = keep * (r_msb << np.uint64(64 - frac_bits)) - r_hi
+    public = (c >> np.uint64(frac_bits)) - u64(1 << (62 - frac_bits))
+    return keep, share, public
+
+
 _TAG_OPEN = "mpc.open"
 _TAG_REVEAL = "mpc.reveal"
 _TAG_RSS = "mpc.rss.pair"
@@ -878,11 +888,9 @@ class Engine:
         assert shifted is not None
         opened = self.open([shifted + r])
         assert opened is not None
-        c = opened[0]
-        not_cmsb = _ONE - (c >> np.uint64(63))
-        out = r_msb * (not_cmsb << np.uint64(64 - frac_bits)) - r_hi
+        _, out, pub = _pair_trunc_parts(opened[0], r_hi, r_msb, frac_bits)
         if self.is_leader:
-            out += (c >> f) - u64(1 << (62 - frac_bits))
+            out += pub
         return out
 
     @ring_ops
@@ -1019,15 +1027,12 @@ class Engine:
         assert s is not None and y is not None and item is not None
         assert h.e is not None and h.a is not None and h.fy is not None
         r, r_hi, r_msb, j, dp = item
-        f = np.uint64(frac_bits)
         shifted = self.add_public(s, np.asarray(u64(1 << 62), dtype=np.uint64))
         assert shifted is not None
         opened = self.open([shifted + r])
         assert opened is not None
-        c = opened[0]
-        keep = _ONE - (c >> np.uint64(63))
-        pub = (c >> f) - u64(1 << (62 - frac_bits)) + u64(offset)
-        p = keep * (r_msb << np.uint64(64 - frac_bits)) - r_hi
+        keep, p, pub = _pair_trunc_parts(opened[0], r_hi, r_msb, frac_bits)
+        pub += u64(offset)
         if self.is_leader:
             p += pub
         err = p - y
