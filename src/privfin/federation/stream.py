@@ -141,11 +141,13 @@ Threads
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import logging
+import os
+import select
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -170,6 +172,7 @@ from privfin.federation.mailbox import (
     Quotas,
 )
 from privfin.federation.streamclient import (
+    _RECV,
     StreamClient,
     StreamPeer,
     _Pending,
@@ -204,6 +207,7 @@ T = TypeVar("T")
 
 _LOG_EVERY = 60.0  # seconds between two log lines about the same (party, kind) of refusal
 _PRECHECK = 0  # the kind of a work item that asks the precheck about a chunked message
+_GONE = (OSError, ssl.SSLError, EOFError, TimeoutError)  # a connection that ended or broke
 
 
 @dataclass(frozen=True)
@@ -214,10 +218,10 @@ class Outcome:
     text: str = ""
 
 
-#: ``admit(sender, key, payload)``: check and store one complete message (worker thread).
+#: ``admit(sender, key, payload)``: check and store one complete message (the connection's thread).
 Admit = Callable[[str, MessageKey, bytes], Outcome]
 #: ``precheck(sender, key, size)``: refuse a large message before its chunks are buffered
-#: (None: go on). Called in a worker thread at its first chunk.
+#: (None: go on). Called in the connection's thread at its first chunk.
 Precheck = Callable[[str, MessageKey, int], "Outcome | None"]
 #: ``on_abort(sender, job, reason)``: record that ``sender`` aborted ``job``.
 AbortHandler = Callable[[str, str, str], Outcome]
@@ -365,16 +369,27 @@ class _Work:
         self.reserved = reserved  # bytes of the reassembly budget it holds until stored
 
 
-class _ServerConnection(asyncio.BufferedProtocol):
-    """One client connection: parses frames straight out of the TLS layer's reads (a staging
-    buffer for small frames, a frame's own buffer for a large one)."""
+class _ServerConnection:
+    """One client connection, served by a thread of its own: TLS over memory BIOs on a
+    blocking socket (as the client's :class:`~privfin.federation.streamclient._TlsConn`), frames
+    parsed straight out of the decrypted bytes (a staging buffer for small frames, a frame's
+    own buffer for a large one), messages admitted in this thread as soon as a read has brought
+    them. Every write to the socket happens in this thread too: ACKs after a read, ``SYNCED``
+    when the mailbox's writer reports a commit (it wakes this thread through a pipe)."""
 
     STAGE = 256 * 1024
 
-    def __init__(self, server: StreamServer) -> None:
+    def __init__(self, server: StreamServer, sock: socket.socket) -> None:
         self.server = server
         self.limits = server.limits
-        self.transport: asyncio.Transport | None = None
+        self.sock = sock
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = server.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.thread: threading.Thread | None = None
         self.party = ""
         self.stage = bytearray(self.STAGE)
         self.view = memoryview(self.stage)
@@ -386,98 +401,177 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.big_header: Header | None = None
         self.big_got = 0
         self.closed = False
+        self.sending = False  # in a write the client does not read (back-pressure)
         self.partial: _Partial | None = None
         self.queue: collections.deque[_Work] = collections.deque()
         self.queued_bytes = 0
-        self.wake = asyncio.Event()
-        self.worker: asyncio.Task[None] | None = None
         self.paused_for: set[str] = set()
-        self.last_rx = 0.0
-        self.watchdog: asyncio.TimerHandle | None = None
+        self.last_rx = time.monotonic()
         # write-behind: frames answered ACCEPTED, in answer order, until written to disk
         self.unsynced: collections.deque[int] = collections.deque()
         self.written: set[int] = set()
         self.synced = 0
-        # refs reported durable by the mailbox's writer, not yet taken by the event loop
+        # refs reported durable by the mailbox's writer, not yet taken by this thread
         self.durable_lock = threading.Lock()
         self.durable_refs: list[int] = []
         self.durable_pending = False
 
     # -- connection
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        loop = asyncio.get_running_loop()
-        self.last_rx = loop.time()
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        party = self.server.party_of(der)
-        if party is None:
-            self._drop("unpinned", "a client certificate that is not pinned")
-            return
-        held = self.server.connections.setdefault(party, {})
-        while len(held) >= self.limits.connections_per_party:
-            # a client reconnecting after a cut the server has not noticed yet (half-open):
-            # its newest connection is the live one, so the oldest goes
-            oldest = next(iter(held))
-            del held[oldest]
-            oldest._drop("connections", f"{party!r} opened more than {len(held) + 1} connections")
-        held[self] = None
-        self.party = party
-        self._write(Header(fr.HELLO, 0, text=self.server.party))
-        self.worker = loop.create_task(self._work())
-        self.watchdog = loop.call_later(self.limits.idle_timeout / 2, self._check_idle)
+    def run(self) -> None:
+        """The connection's thread: handshake, HELLO, then read until closed."""
+        try:
+            self._handshake(time.monotonic() + self.server.handshake_timeout)
+            der = self.tls.getpeercert(binary_form=True)
+            party = self.server.party_of(der)
+            if party is None:
+                self._drop("unpinned", "a client certificate that is not pinned")
+                return
+            if not self.server.register(party, self):
+                return  # the server is closing
+            self.party = party
+            self._write(Header(fr.HELLO, 0, text=self.server.party))
+            self._serve()
+        except FrameError as exc:
+            self._drop("frame", f"{self.party!r}: {exc}")
+        except _GONE as exc:
+            if not self.closed:
+                _log.debug("stream connection of %r ended: %s", self.party or "?", exc)
+        except Exception:  # a bug: drop the connection (the client resends on a new one)
+            _log.exception("stream server %s: a connection failed", self.server.party)
+        finally:
+            self._lost()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _handshake(self, deadline: float) -> None:
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                if not self._fill(deadline - time.monotonic()):
+                    raise TimeoutError("the TLS handshake timed out") from None
+        self._flush_tls()
+
+    def _fill(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for bytes from the socket and hand them to the TLS layer."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        if timeout <= 0 or not poller.poll(timeout * 1000):
+            return False
+        data = self.sock.recv(_RECV)
+        if not data:
+            raise EOFError("the client closed the connection")
+        self.incoming.write(data)
+        return True
+
+    def _flush_tls(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self._sendall(data)
+
+    def _sendall(self, data: bytes) -> None:
+        self.sending = True
+        try:
+            self.sock.sendall(data)  # (the socket's timeout: a client that reads nothing)
+        finally:
+            self.sending = False
+
+    def _serve(self) -> None:
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        reading = False
+        while not self.closed:
+            want = not self.paused_for
+            if want != reading:
+                if want:
+                    poller.register(self.sock, select.POLLIN)
+                else:
+                    poller.unregister(self.sock)
+                reading = want
+            now = time.monotonic()
+            wait = self.last_rx + self.limits.idle_timeout - now if reading else None
+            if wait is not None and wait <= 0:
+                # a connection paused by this server is not idle by the client's fault
+                self._drop(
+                    "idle", f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s"
+                )
+                return
+            events = poller.poll(None if wait is None else wait * 1000 + 1)
+            for fd, _ in events:
+                if fd == self.wake_r:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(self.wake_r, 512)
+                    self._written_refs()
+                elif not self.closed:
+                    data = self.sock.recv(_RECV)
+                    if not data:
+                        raise EOFError("the client closed the connection")
+                    self.incoming.write(data)
+                    self._decrypt()
+
+    def _decrypt(self) -> None:
+        """Read every decrypted byte the TLS layer has into the parser's buffers."""
+        while not self.closed:
+            target = self.get_buffer()
+            try:
+                n = cast(int, self.tls.read(len(target), target))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                raise EOFError("the client closed the TLS session") from None
+            if not n:
+                raise EOFError("the client closed the TLS session")
+            self.buffer_updated(n)
+        if self.queue and not self.closed:
+            self._run_inline()  # what this read brought, as one batch
+        if self.outgoing.pending:  # post-handshake records to send back
+            self._flush_tls()
+
+    def close(self) -> None:
+        """Close from any thread (the connection's thread ends)."""
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"\0")
+
+    def _lost(self) -> None:
         self.closed = True
         if self.party:
-            self.server.connections.get(self.party, {}).pop(self, None)
+            self.server.unregister(self.party, self)
         self._release_partial()
         for work in self.queue:
             self.server.release(work.reserved)
         self.queue.clear()
-        self.wake.set()
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-
-    def pause_writing(self) -> None:  # the client does not read its ACKs: stop reading it
-        self._pause("write")
-
-    def resume_writing(self) -> None:
-        self._resume("write")
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        with self.durable_lock:  # (the writer's wake-up goes nowhere from now on)
+            for fd in (self.wake_r, self.wake_w):
+                os.close(fd)
+            self.wake_r = self.wake_w = -1
 
     def _pause(self, why: str) -> None:
-        if not self.paused_for and self.transport is not None and not self.closed:
-            self.transport.pause_reading()
         self.paused_for.add(why)
 
     def _resume(self, why: str) -> None:
         self.paused_for.discard(why)
-        if not self.paused_for and self.transport is not None and not self.closed:
-            self.transport.resume_reading()
-
-    def _check_idle(self) -> None:
-        if self.closed or self.transport is None:
-            return
-        loop = asyncio.get_running_loop()
-        # a connection paused by this server is not idle by the client's fault
-        if not self.paused_for and loop.time() - self.last_rx > self.limits.idle_timeout:
-            self._drop("idle", f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s")
-            return
-        self.watchdog = loop.call_later(self.limits.idle_timeout / 2, self._check_idle)
 
     def _drop(self, kind: str, reason: str) -> None:
         self.server.note_refused(self.party or "?", kind, reason)
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self.close()
 
     def _write(self, header: Header) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(fr.encode_head(header, 0))
+        self._send(fr.encode_head(header, 0))
+
+    def _send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.tls.write(data)
+        self._flush_tls()
 
     # -- reading
-    def get_buffer(self, sizehint: int) -> memoryview:
+    def get_buffer(self) -> memoryview:
         if self.big is not None:
             return self.big[self.big_got :]
         if self.end == len(self.stage):  # move the unparsed tail to the front
@@ -487,32 +581,26 @@ class _ServerConnection(asyncio.BufferedProtocol):
         return self.view[self.end :]
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self.closed:
-            return
-        self._received(nbytes)
-        if self.server.inline and self.queue and not self.closed:
-            self._run_inline()
+        if not self.closed:
+            self._received(nbytes)
 
     def _received(self, nbytes: int) -> None:
-        self.last_rx = asyncio.get_running_loop().time()
-        try:
-            if self.big is not None:
-                self.big_got += nbytes
-                if self.big_got == len(self.big):
-                    header, own, n = self.big_header, self.big_own, len(self.big)
-                    self.big, self.big_own, self.big_header = None, None, None
-                    assert header is not None
-                    if own is None:
-                        self._chunk_filled(header, n)
-                    else:
-                        # the frame's own buffer becomes the payload (no copy; nothing
-                        # writes to it again)
-                        self._dispatch(header, cast(bytes, own))
-                return
-            self.end += nbytes
-            self._parse()
-        except FrameError as exc:
-            self._drop("frame", f"{self.party!r}: {exc}")
+        self.last_rx = time.monotonic()
+        if self.big is not None:
+            self.big_got += nbytes
+            if self.big_got == len(self.big):
+                header, own, n = self.big_header, self.big_own, len(self.big)
+                self.big, self.big_own, self.big_header = None, None, None
+                assert header is not None
+                if own is None:
+                    self._chunk_filled(header, n)
+                else:
+                    # the frame's own buffer becomes the payload (no copy; nothing
+                    # writes to it again)
+                    self._dispatch(header, cast(bytes, own))
+            return
+        self.end += nbytes
+        self._parse()
 
     def _parse(self) -> None:
         while not self.closed and self.end - self.start >= fr.PREFIX.size:
@@ -662,33 +750,11 @@ class _ServerConnection(asyncio.BufferedProtocol):
         self.queued_bytes += len(work.payload)
         if self.queued_bytes > self.limits.pending_bytes:
             self._pause("store")
-        if not self.server.inline:  # inline: admitted at the end of the read (_run_inline)
-            self.wake.set()
 
     # -- storing
-    async def _work(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.closed:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue and not self.closed:
-                batch = list(self.queue)
-                self.queue.clear()
-                if self.server.inline:
-                    outcomes = self.server.run_batch(self.party, batch, self._durable)
-                else:
-                    outcomes = await loop.run_in_executor(
-                        self.server.executor,
-                        self.server.run_batch,
-                        self.party,
-                        batch,
-                        self._durable,
-                    )
-                self._settle(batch, outcomes)
-
     def _run_inline(self) -> None:
-        """Admit what the last read brought, now (inline admission: no wake-up of the worker
-        task; the frames read together still form one batch)."""
+        """Admit what the last read brought, now, in this connection's thread (a slow
+        admission holds up only this connection; the frames read together form one batch)."""
         while self.queue and not self.closed:
             batch = list(self.queue)
             self.queue.clear()
@@ -711,8 +777,8 @@ class _ServerConnection(asyncio.BufferedProtocol):
             text = outcome.text[: fr.MAX_TEXT]
             head = Header(fr.ACK, work.ref, code=int(outcome.code), text=text)
             heads.append(fr.encode_head(head, 0))
-        if heads and self.transport is not None and not self.closed:
-            self.transport.write(b"".join(heads))
+        if heads:
+            self._send(b"".join(heads))
         self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
         if "store" in self.paused_for and self.queued_bytes <= self.limits.pending_bytes:
             self._resume("store")
@@ -720,17 +786,17 @@ class _ServerConnection(asyncio.BufferedProtocol):
     def _durable(self, refs: list[int]) -> None:
         """From the mailbox's writer thread: frames ``refs`` are on disk. The refs of one
         group commit arrive in several calls (one per batch that admitted them); they are
-        collected here and handed to the event loop once, so the client gets one SYNCED
-        for the commit rather than one per batch (and the loop one wake-up)."""
+        collected here and handed to the connection's thread once, so the client gets one
+        SYNCED for the commit rather than one per batch (and the thread one wake-up)."""
         if self.closed:
             return
         with self.durable_lock:
             self.durable_refs.extend(refs)
-            if self.durable_pending:
+            if self.durable_pending or self.wake_w < 0:
                 return
             self.durable_pending = True
-        with contextlib.suppress(RuntimeError):  # the server was closed meanwhile
-            self.server.loop.call_soon_threadsafe(self._written_refs)
+            with contextlib.suppress(OSError):  # (a full pipe: a wake-up is pending anyway)
+                os.write(self.wake_w, b"\0")
 
     def _written_refs(self) -> None:
         with self.durable_lock:
@@ -757,7 +823,9 @@ class _ServerConnection(asyncio.BufferedProtocol):
 
 
 class StreamServer:
-    """The receiving side: an asyncio TLS listener in its own event-loop thread.
+    """The receiving side: a TLS listener whose connections are each served by a thread of
+    their own (a blocking socket, TLS over memory BIOs; no event loop: a message costs one
+    wake-up of that thread, which admits it at once).
 
     Parameters
     ----------
@@ -767,29 +835,30 @@ class StreamServer:
         ``{party: certificate PEM}`` of the peers allowed to connect (pinned).
     admit:
         Checks and stores one complete message; its :class:`Outcome` is the ACK's code. Runs
-        in a worker thread; an exception becomes ``BUSY`` (the sender retries) and is logged.
+        in the connection's thread; an exception becomes ``BUSY`` (the sender retries) and is
+        logged.
     host, port:
         Where to listen (port 0: any free port; see :attr:`port` after :meth:`start`).
     precheck:
         Optional check of a chunked message's declared size at its first chunk.
     admit_many:
-        Optional: admits the messages of one batch (those read while the previous batch was
-        being stored) in one call, e.g. one transaction; used instead of ``admit`` for them.
+        Optional: admits the messages of one batch (those one read brought) in one call,
+        e.g. one transaction; used instead of ``admit`` for them.
     on_abort:
         Records an ABORT from a peer (without it, ABORT frames are refused with ``BAD``).
     on_refused:
         Optional ``(party, kind, detail)`` hook for every refused connection or frame (kinds:
         ``unpinned``, ``connections``, ``idle``, ``frame``, ``claimed-sender``; the node
-        audits them). Runs in the event loop: it must not block.
+        audits them). Called from the connections' threads.
     limits:
         :class:`StreamLimits`.
-    inline:
-        Run ``admit``/``admit_many`` in the event loop (default) rather than in a worker
-        thread: right for a write-behind ``admit_many`` (:meth:`Mailbox.accept` only touches
-        memory, but for a job's first message and the pre-job buffer), whose answer then
-        costs no thread hop; a slow ``admit`` stalls every connection, so pass False for one
-        that blocks.
+
+    ``admit``, ``admit_many``, ``precheck`` and ``on_abort`` run in the connection's thread,
+    so several connections call them at once: they must be thread-safe. A slow one holds up
+    only its own connection (whose client then waits: back-pressure).
     """
+
+    handshake_timeout = 10.0
 
     def __init__(
         self,
@@ -804,8 +873,6 @@ class StreamServer:
         admit_many: AdmitMany | None = None,
         on_refused: Callable[[str, str, str], None] | None = None,
         limits: StreamLimits | None = None,
-        workers: int = 2,
-        inline: bool = True,
     ) -> None:
         self.party = identity.party
         self.identity = identity
@@ -818,19 +885,19 @@ class StreamServer:
         self.on_refused = on_refused
         self._logged: dict[tuple[str, str], float] = {}
         self.limits = limits or StreamLimits()
-        self.inline = inline
         self.host = host
         self.port = port
         #: party -> its connections, oldest first (a dict used as an ordered set)
         self.connections: dict[str, dict[_ServerConnection, None]] = {}
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix=f"stream-{self.party}"
-        )
         self.refused: collections.deque[str] = collections.deque(maxlen=64)
         self._reserved = 0
-        self._loop = asyncio.new_event_loop()
+        self._lock = threading.Lock()  # connections, reservations, the refusal log
+        self.context: ssl.SSLContext = server_context(identity, list(self.trusted.values()))
+        self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
+        self._closing = False
+        self._open: set[_ServerConnection] = set()  # every connection's thread, until it ends
+        self._wake_r = self._wake_w = -1  # wakes the accepting thread to close
 
     def party_of(self, der: bytes | None) -> str | None:
         return self._known.get(fingerprint_der(der)) if der else None
@@ -839,26 +906,52 @@ class StreamServer:
         """Record a refusal: kept in :attr:`refused` (the last 64), passed to ``on_refused``
         (the node's audit), and logged at most once a minute per (party, kind), so a peer
         cannot flood the log."""
-        self.refused.append(reason)
+        now = time.monotonic()
+        with self._lock:
+            self.refused.append(reason)
+            log = now - self._logged.get((party, kind), -_LOG_EVERY) >= _LOG_EVERY
+            if log:
+                self._logged[(party, kind)] = now
         if self.on_refused is not None:
             self.on_refused(party, kind, reason)
-        now = time.monotonic()
-        if now - self._logged.get((party, kind), -_LOG_EVERY) >= _LOG_EVERY:
-            self._logged[(party, kind)] = now
+        if log:
             _log.warning("stream server %s refused (%s): %s", self.party, kind, reason)
 
-    def reserve(self, size: int) -> bool:
-        if self._reserved + size > self.limits.reassembly_budget:
-            return False
-        self._reserved += size
+    def register(self, party: str, conn: _ServerConnection) -> bool:
+        """Count ``conn`` among ``party``'s connections (closing its oldest beyond the limit);
+        False if the server is closing."""
+        dropped = []
+        with self._lock:
+            if self._closing:
+                return False
+            held = self.connections.setdefault(party, {})
+            while len(held) >= self.limits.connections_per_party:
+                # a client reconnecting after a cut the server has not noticed yet (half-open):
+                # its newest connection is the live one, so the oldest goes
+                oldest = next(iter(held))
+                del held[oldest]
+                dropped.append((oldest, len(held) + 1))
+            held[conn] = None
+        for oldest, n in dropped:
+            oldest._drop("connections", f"{party!r} opened more than {n} connections")
         return True
 
-    def release(self, size: int) -> None:
-        self._reserved -= size
+    def unregister(self, party: str, conn: _ServerConnection) -> None:
+        with self._lock:
+            self.connections.get(party, {}).pop(conn, None)
+            self._open.discard(conn)
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self._reserved + size > self.limits.reassembly_budget:
+                return False
+            self._reserved += size
+            return True
+
+    def release(self, size: int) -> None:
+        if size:
+            with self._lock:
+                self._reserved -= size
 
     @property
     def reserved(self) -> int:
@@ -868,7 +961,7 @@ class StreamServer:
     def run_batch(
         self, party: str, batch: Sequence[_Work], durable: Callable[[list[int]], None]
     ) -> list[Outcome | None]:
-        """Admit a batch of messages (worker thread); ``durable(refs)`` is told the frames
+        """Admit a batch of messages (the connection's thread); ``durable(refs)`` is told the frames
         answered ACCEPTED once they are on disk."""
         out: list[Outcome | None] = []
         many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
@@ -911,50 +1004,69 @@ class StreamServer:
 
     def start(self) -> StreamServer:
         """Listen (returns once bound)."""
-        context = server_context(self.identity, list(self.trusted.values()))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._listener = socket.create_server((self.host, self.port), family=family, backlog=128)
+        self.port = int(self._listener.getsockname()[1])
+        self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"stream-server-{self.party}", daemon=True
+            target=self._accept, name=f"stream-server-{self.party}", daemon=True
         )
         self._thread.start()
-
-        async def listen() -> asyncio.Server:
-            return await self._loop.create_server(
-                lambda: _ServerConnection(self),
-                self.host,
-                self.port,
-                ssl=context,
-                ssl_handshake_timeout=10.0,
-            )
-
-        self._server = asyncio.run_coroutine_threadsafe(listen(), self._loop).result(30)
-        self.port = int(self._server.sockets[0].getsockname()[1])
         return self
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        poller = select.poll()
+        poller.register(self._listener, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        while not self._closing:
+            if not poller.poll():
+                continue
+            if self._closing:
+                break
+            try:
+                sock, addr = self._listener.accept()
+            except OSError as exc:  # (e.g. out of file descriptors: try again shortly)
+                _log.warning("stream server %s: accept failed: %s", self.party, exc)
+                time.sleep(0.1)
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(self.limits.idle_timeout)  # the longest a write may block
+                conn = _ServerConnection(self, sock)
+            except OSError as exc:
+                _log.warning("stream server %s: a connection failed: %s", self.party, exc)
+                sock.close()
+                continue
+            with self._lock:
+                if self._closing:
+                    conn.close()
+                    conn._lost()
+                    break
+                self._open.add(conn)
+            name = f"stream-server-{self.party}-{addr[1]}"
+            conn.thread = threading.Thread(target=conn.run, name=name, daemon=True)
+            conn.thread.start()
 
     def close(self) -> None:
         """Stop listening and drop every connection."""
         if self._thread is None:
             return
-
-        async def stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            workers = []
-            for held in list(self.connections.values()):
-                for conn in list(held):
-                    if conn.transport is not None:
-                        conn.transport.abort()
-                    if conn.worker is not None:
-                        conn.worker.cancel()
-                        workers.append(conn.worker)
-            await asyncio.gather(*workers, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        with self._lock:
+            self._closing = True
+            conns = list(self._open)
+        os.write(self._wake_w, b"\0")
         self._thread.join(10)
         self._thread = None
-        if not self._loop.is_running():
-            self._loop.close()
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._listener is not None:
+            self._listener.close()
+        for conn in conns:
+            conn.close()
+        for conn in conns:
+            if conn.thread is not None and conn.thread is not threading.current_thread():
+                conn.thread.join(10)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def __enter__(self) -> StreamServer:
         return self.start()
