@@ -358,6 +358,7 @@ class Mailbox:
                 raise
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)  # a message arrived, a job was aborted
+        self._waiting = 0  # (under the lock) threads waiting on ``_cond``
         self._wake = threading.Condition(self._lock)  # the writer has work; it finished some
         # write-behind: accepted, not written yet (readable from _recent meanwhile)
         self._behind: dict[MessageKey, _Behind] = {}
@@ -367,6 +368,7 @@ class Mailbox:
         self._urgent = 0  # flushes waiting: the writer does not linger
         self._written_n = 0  # of them, written (or settled) so far
         self._writer: threading.Thread | None = None
+        self._writer_live = False  # (under the lock) the writer thread runs its loop
         self._closing = False
         #: the writer's last failure (None when it is writing); the node reports it
         self.write_error: str | None = None
@@ -694,11 +696,19 @@ class Mailbox:
                         )
                     )
                     continue
-                try:
-                    self._admit_memory(key, len(payload), quotas)
-                except (MessageTooLarge, QuotaExceeded) as exc:
-                    out[i] = exc
-                    continue
+                size = len(payload)
+                usage = self._usage.get((key.job, key.sender))
+                if quotas is not None and (  # (within every quota: the common case)
+                    usage is None
+                    or size > quotas.max_message_size
+                    or usage[0] >= quotas.job_messages
+                    or usage[1] + size > quotas.job_bytes
+                ):
+                    try:
+                        self._admit_memory(key, size, quotas)
+                    except (MessageTooLarge, QuotaExceeded) as exc:
+                        out[i] = exc
+                        continue
                 held = (
                     volatile is not None
                     and self._held_bytes + len(payload) <= _HELD_LIMIT
@@ -725,7 +735,8 @@ class Mailbox:
                     # the writer waits for a first message, or lingers and should stop
                     # (otherwise it lingers on undisturbed: no wake-up per message)
                     self._wake.notify_all()
-                self._cond.notify_all()
+                if self._waiting:
+                    self._cond.notify_all()
         if now:
             answers = self.put_many([items[i] for i in now], quotas=quotas, known=known)
             for i, answer in zip(now, answers, strict=True):
@@ -772,14 +783,25 @@ class Mailbox:
             return self._accepted_n - self._written_n
 
     def _start_writer(self) -> None:
-        if self._writer is None or not self._writer.is_alive():
+        """(Under the lock.) Start the writer thread unless it runs."""
+        if not self._writer_live:
             self._closing = False
+            self._writer_live = True
             self._writer = threading.Thread(
                 target=self._write_loop, name="mailbox-writer", daemon=True
             )
             self._writer.start()
 
     def _write_loop(self) -> None:
+        try:
+            self._write_all()
+        finally:
+            with self._lock:
+                self._writer_live = False
+                if self._queue and not self._closing:  # (accepted as it was stopping)
+                    self._start_writer()
+
+    def _write_all(self) -> None:
         delay = 0.05
         while True:
             with self._lock:
@@ -1337,7 +1359,11 @@ class Mailbox:
                     cancel.raise_if_cancelled()
                     if now >= deadline:
                         raise_timeout(key, timeout)
-                    self._cond.wait(min(deadline, next_poll) - now)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(min(deadline, next_poll) - now)
+                    finally:
+                        self._waiting -= 1
                     continue
                 abort_seen = key.job in self._aborted_jobs
             with self.engine.connect() as conn:

@@ -1217,6 +1217,8 @@ class StreamTransport:
             self._failed.append(error)
 
     def _raise_failed(self) -> None:
+        if not self._failed:  # (nothing refused: the common case, without the lock)
+            return
         with self._lock:
             failed = self._failed[0] if self._failed else None
             recording = list(self._recording)

@@ -815,6 +815,8 @@ class StreamClient:
             p.callback, p.deadline = callback, deadline
             by_peer.setdefault(self._link(key.receiver), []).append(p)
         for link, ps in by_peer.items():
+            if link.space.is_set():  # (room for more: the common case)
+                continue
             while not link.space.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
                 check()
                 if time.monotonic() >= deadline:

@@ -66,6 +66,9 @@ def validate_name(kind: str, value: str) -> str:
     return value
 
 
+_FIELDS = ("job", "component", "tag", "sender", "receiver")
+
+
 @dataclass(frozen=True)
 class MessageKey:
     """The full address of one message."""
@@ -78,10 +81,22 @@ class MessageKey:
     seq: int
 
     def __post_init__(self) -> None:
-        for kind in ("job", "component", "tag", "sender", "receiver"):
-            validate_name(kind, getattr(self, kind))
-        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or not 0 <= self.seq < 2**31:
+        names = (self.job, self.component, self.tag, self.sender, self.receiver)
+        try:  # names seen before (the common case): the set holds only valid names
+            known = _VALID.issuperset(names)
+        except TypeError:  # an unhashable value
+            known = False
+        if not known:
+            for kind, value in zip(_FIELDS, names, strict=True):
+                validate_name(kind, value)
+        seq = self.seq
+        if type(seq) is not int or not 0 <= seq < 2**31:
             raise ValueError("seq must be an integer in [0, 2**31)")
+        # a key is hashed several times on its way (mailbox tables, waiters): once here
+        object.__setattr__(self, "_hash", hash((*names, seq)))
+
+    def __hash__(self) -> int:
+        return self.__dict__["_hash"]  # type: ignore[no-any-return]
 
     def path(self) -> str:
         return f"{self.job}/{self.component}/{self.tag}/{self.sender}/{self.receiver}/{self.seq}"

@@ -475,6 +475,10 @@ class JobRunner:
                     return False
                 self._status_changed.wait(left)
 
+    def running(self, job: str) -> bool:
+        """Whether ``job`` runs here, from memory only (False when not known yet)."""
+        return self._status.get(job) == "running"
+
     def ended(self, job: str) -> bool:
         """Whether ``job`` is over here (done or failed): it takes no more messages."""
         status = self._status.get(job)

@@ -41,9 +41,22 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
         mailbox, quotas=quotas, known=runner.knows, volatile=runner.volatile
     )
     limiter = LogLimiter(_audit)
+    # (sender, job, channel) found admissible while the job runs here: its later messages
+    # skip the checks (a job's parties and channels never change; its end is checked)
+    admissible: set[tuple[str, str, str]] = set()
+    running = runner.running
 
     def job_check(sender: str, key: MessageKey) -> Outcome | None:
-        runner.contacts.seen(sender)  # (the stream server has matched its certificate)
+        if (sender, key.job, key.component) in admissible and running(key.job):
+            return None
+        outcome = full_check(sender, key)
+        if outcome is None and running(key.job) and not runner.ended(key.job):
+            if len(admissible) >= 4096:
+                admissible.clear()
+            admissible.add((sender, key.job, key.component))
+        return outcome
+
+    def full_check(sender: str, key: MessageKey) -> Outcome | None:
         parties = runner.parties(key.job)
         if parties is None:
             return None  # not started here yet: the pre-job buffer (quotas) decides
@@ -62,6 +75,7 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
     def admit_many(
         sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
     ) -> list[Outcome]:
+        runner.contacts.seen(sender)  # (the stream server has matched its certificate)
         out: list[Outcome | None] = [job_check(sender, key) for key, _ in items]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
@@ -86,6 +100,7 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
         return admit_many(sender, [(key, payload)], lambda _: None)[0]
 
     def precheck(sender: str, key: MessageKey, size: int) -> Outcome | None:
+        runner.contacts.seen(sender)
         refused = job_check(sender, key)
         if refused is not None:
             return refused
