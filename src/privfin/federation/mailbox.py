@@ -115,6 +115,7 @@ _HELD_LIMIT = 256 * 1024 * 1024
 #: and page overhead, a file one write to the page cache.
 SPILL_MIN = 64 * 1024
 #: How often a waiter looks in the database (for a message stored by another process).
+_PUMP_MAX = 0.02  # seconds a waiter reads its sender's connection before it looks again
 _POLL = 0.25
 #: Dialects with ``INSERT ... ON CONFLICT DO NOTHING`` (one statement for a new message).
 _UPSERT = frozenset({"sqlite", "postgresql"})
@@ -1327,7 +1328,13 @@ class Mailbox:
             if aborted is not None:
                 self._aborted_jobs.add(job)
 
-    def wait(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
+    def wait(
+        self,
+        key: MessageKey,
+        timeout: float,
+        cancel: CancelToken,
+        pump: Callable[[float], bool] | None = None,
+    ) -> bytes:
         """Block until the message for ``key`` is stored; PeerTimeout / ProtocolAbort.
 
         A message stored or accepted by this process wakes the waiter at once (it is checked
@@ -1336,6 +1343,10 @@ class Mailbox:
         process dropped from memory), when an abort was recorded, and every 0.25 s (a message
         stored by another process), always outside the lock, so a waiter neither waits for
         the database on the common path nor delays the storing of other messages.
+
+        ``pump(seconds)``: instead of sleeping until a message is stored, read the sender's
+        connection in this thread (:meth:`privfin.federation.stream.StreamServer.pump`) and
+        look again; once it answers False (nothing to read), sleep as usual.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -1345,6 +1356,7 @@ class Mailbox:
         next_poll = time.monotonic() + _POLL
         abort_seen = False  # an abort recorded here was looked up once: wait for the poll
         while True:
+            pump_for = 0.0
             with self._lock:
                 payload = self._take(key)
                 if payload is not None:
@@ -1359,13 +1371,22 @@ class Mailbox:
                     cancel.raise_if_cancelled()
                     if now >= deadline:
                         raise_timeout(key, timeout)
-                    self._waiting += 1
-                    try:
-                        self._cond.wait(min(deadline, next_poll) - now)
-                    finally:
-                        self._waiting -= 1
-                    continue
-                abort_seen = key.job in self._aborted_jobs
+                    if pump is None:
+                        self._waiting += 1
+                        try:
+                            self._cond.wait(min(deadline, next_poll) - now)
+                        finally:
+                            self._waiting -= 1
+                        continue
+                    # (a message that reaches this mailbox otherwise — another connection,
+                    # another process — is seen within _PUMP_MAX)
+                    pump_for = min(deadline, next_poll, now + _PUMP_MAX) - now
+                else:
+                    abort_seen = key.job in self._aborted_jobs
+            if pump_for and pump is not None:
+                if not pump(pump_for):
+                    pump = None
+                continue
             with self.engine.connect() as conn:
                 row = conn.execute(_SELECT_PAYLOAD, _key_values(key)).first()
             if row is not None:

@@ -1,6 +1,7 @@
 """A transport that sends to each peer over the transport configured for it (the streaming
 transport for peers that hold a connection, HTTP for the others, per node.yaml); receiving is
-local (every transport's ``recv`` waits on the node's mailbox)."""
+local (every transport's ``recv`` waits on the node's mailbox; a stream transport's reads the
+sender's connection meanwhile)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ class RoutedTransport:
                     transport.send(key, payload)
 
     def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
-        return self.local.recv(key, timeout, cancel)
+        """Through the sender's route (a stream transport reads the sender's connection
+        while it waits), else ``local``: both wait on the same mailbox."""
+        return self.routes.get(key.sender, self.local).recv(key, timeout, cancel)
 
     def abort(self, job: str, sender: str, receivers: Iterable[str], reason: str) -> None:
         by_transport: dict[int, tuple[Transport, list[str]]] = {}

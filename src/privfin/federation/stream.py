@@ -208,6 +208,7 @@ T = TypeVar("T")
 _LOG_EVERY = 60.0  # seconds between two log lines about the same (party, kind) of refusal
 _PRECHECK = 0  # the kind of a work item that asks the precheck about a chunked message
 _GONE = (OSError, ssl.SSLError, EOFError, TimeoutError)  # a connection that ended or broke
+_STAND_DOWN_MS = 5  # a connection's thread resumes reading once no job has read for this long
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,14 @@ class _ServerConnection:
         self.durable_lock = threading.Lock()
         self.durable_refs: list[int] = []
         self.durable_pending = False
+        # reading: by the connection's thread or by a job thread waiting for a message of
+        # this party (:meth:`pump`); every read and every write holds ``rlock``
+        self.rlock = threading.Lock()
+        self.plock = threading.Lock()
+        self.plock_changed = threading.Condition(self.plock)
+        self.pumping = 0  # job threads in pump() now
+        self.pumps = 0  # pump() calls so far
+        self.down = False  # the connection's thread has stood down for them
 
     # -- connection
     def run(self) -> None:
@@ -479,8 +488,22 @@ class _ServerConnection:
     def _serve(self) -> None:
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
+        quiet = select.poll()  # standing down: only the wake-ups
+        quiet.register(self.wake_r, select.POLLIN)
         reading = False
         while not self.closed:
+            with self.plock:
+                if self.pumping and not self.down:  # a job thread reads: stand down
+                    self.down = True
+                    self.plock_changed.notify_all()
+                down, seen = self.down, self.pumps
+            if down:
+                if quiet.poll(_STAND_DOWN_MS):
+                    self._on_wake()
+                with self.plock:
+                    if not self.pumping and self.pumps == seen:  # no job read since: resume
+                        self.down = False
+                continue
             want = not self.paused_for
             if want != reading:
                 if want:
@@ -499,15 +522,85 @@ class _ServerConnection:
             events = poller.poll(None if wait is None else wait * 1000 + 1)
             for fd, _ in events:
                 if fd == self.wake_r:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self.wake_r, 512)
-                    self._written_refs()
+                    self._on_wake()
                 elif not self.closed:
-                    data = self.sock.recv(_RECV)
-                    if not data:
-                        raise EOFError("the client closed the connection")
-                    self.incoming.write(data)
-                    self._decrypt()
+                    with self.rlock:
+                        self._read_available()
+
+    def _on_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_r, 512)
+        with self.rlock:
+            self._written_refs()
+
+    def _read_available(self) -> bool:
+        """(Holding ``rlock``.) Read, decrypt and admit what the socket has now, without
+        blocking; False if it had nothing."""
+        if self.closed:
+            return False
+        try:
+            data = self.sock.recv(_RECV, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        if not data:
+            raise EOFError("the client closed the connection")
+        self.incoming.write(data)
+        self._decrypt()
+        return True
+
+    def pump(self, timeout: float) -> bool:
+        """From a job thread that waits for a message of this connection's party: read the
+        connection itself for up to ``timeout`` seconds (what it reads is admitted as the
+        connection's thread would: for every job), so the message needs no wake-up of another
+        thread. Returns once it read something, or at the timeout; the caller looks in its
+        mailbox again. False: this connection cannot be read now (closed, or its thread did
+        not stand down in time); the caller waits as usual.
+
+        While a job thread reads, the connection's thread stands down (polling only its
+        wake-ups: SYNCED frames after commits); it resumes once no job thread has read for
+        ``_STAND_DOWN_MS`` ms, so what arrives between a job's reads waits at most that long.
+        """
+        deadline = time.monotonic() + timeout
+        with self.plock:
+            if self.closed:
+                return False
+            self.pumping += 1
+            self.pumps += 1
+            down = self.down
+        try:
+            if not down:  # ask the connection's thread to stand down, and wait until it has
+                self._wake_thread()
+                with self.plock:
+                    if not self.plock_changed.wait_for(
+                        lambda: self.down or self.closed, min(timeout, 0.05)
+                    ):
+                        return False
+                # it may have admitted the awaited message before it stood down: the caller
+                # looks first
+                return not self.closed
+            if self.closed:
+                return False
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
+            if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
+                return True
+            with self.rlock:
+                try:
+                    self._read_available()
+                except FrameError as exc:
+                    self._drop("frame", f"{self.party!r}: {exc}")
+                except _GONE as exc:
+                    _log.debug("stream connection of %r ended: %s", self.party, exc)
+                    self.close()
+                except Exception:  # a bug: drop the connection (the client resends)
+                    _log.exception("stream server %s: reading a connection failed", self.party)
+                    self.close()
+            return True
+        finally:
+            with self.plock:
+                self.pumping -= 1
+                if not self.pumping:
+                    self.plock_changed.notify_all()
 
     def _decrypt(self) -> None:
         """Read every decrypted byte the TLS layer has into the parser's buffers."""
@@ -529,23 +622,30 @@ class _ServerConnection:
 
     def close(self) -> None:
         """Close from any thread (the connection's thread ends)."""
-        self.closed = True
+        with self.plock:
+            self.closed = True
+            self.plock_changed.notify_all()
         with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            os.write(self.wake_w, b"\0")
+            self.sock.shutdown(socket.SHUT_RDWR)  # (wakes whoever polls the socket)
+        self._wake_thread()
+
+    def _wake_thread(self) -> None:
+        with self.durable_lock, contextlib.suppress(OSError):
+            if self.wake_w >= 0:
+                os.write(self.wake_w, b"\0")
 
     def _lost(self) -> None:
-        self.closed = True
-        if self.party:
-            self.server.unregister(self.party, self)
-        self._release_partial()
-        for work in self.queue:
-            self.server.release(work.reserved)
-        self.queue.clear()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+        self.close()
+        with self.plock:  # the socket is closed once no job thread polls it
+            self.plock_changed.wait_for(lambda: not self.pumping, 10.0)
+        with self.rlock:
+            if self.party:
+                self.server.unregister(self.party, self)
+            self._release_partial()
+            for work in self.queue:
+                self.server.release(work.reserved)
+            self.queue.clear()
+            self.sock.close()
         with self.durable_lock:  # (the writer's wake-up goes nowhere from now on)
             for fd in (self.wake_r, self.wake_w):
                 os.close(fd)
@@ -941,6 +1041,15 @@ class StreamServer:
             self.connections.get(party, {}).pop(conn, None)
             self._open.discard(conn)
 
+    def pump(self, party: str, timeout: float) -> bool:
+        """Read ``party``'s newest connection from the calling (job) thread for up to
+        ``timeout`` seconds (:meth:`_ServerConnection.pump`); False if there is none to read:
+        the caller waits as usual."""
+        with self._lock:
+            held = self.connections.get(party)
+            conn = next(reversed(held)) if held else None
+        return conn is not None and conn.pump(timeout)
+
     def reserve(self, size: int) -> bool:
         with self._lock:
             if self._reserved + size > self.limits.reassembly_budget:
@@ -1106,6 +1215,9 @@ class StreamTransport:
         A node's shared :class:`StreamClient` (it stays open when this transport closes). By
         default the transport makes its own from ``identity``, ``peers`` and ``options``
         (``chunk_size``, ``heartbeat``, ``idle_timeout``, ``connect_timeout``) and closes it.
+    server:
+        This node's :class:`StreamServer`, if any: ``recv`` then reads the sender's
+        connection itself while it waits (one thread wake-up fewer per message).
     """
 
     def __init__(
@@ -1117,9 +1229,11 @@ class StreamTransport:
         send_timeout: float = 120.0,
         cancel: CancelToken | None = None,
         client: StreamClient | None = None,
+        server: StreamServer | None = None,
         **options: Any,
     ) -> None:
         self.party = identity.party
+        self.server = server
         self.identity = identity
         self.peers = frozenset(peers)
         self.mailbox = mailbox
@@ -1251,9 +1365,18 @@ class StreamTransport:
             raise ProtocolAbort(f"party {why[0]!r} aborted the job: {why[1]}", party=why[0])
 
     def recv(self, key: MessageKey, timeout: float, cancel: CancelToken) -> bytes:
+        """Wait for ``key`` in the mailbox; with this node's ``server``, by reading the
+        sender's connection in this thread meanwhile (:meth:`StreamServer.pump`)."""
         if key.receiver != self.party:
             raise ValueError("a transport only receives its own messages")
-        return self.mailbox.wait(key, timeout, cancel)
+        pump = None
+        if self.server is not None and key.sender in self.peers:
+            server, sender = self.server, key.sender
+
+            def pump(seconds: float) -> bool:
+                return server.pump(sender, seconds)
+
+        return self.mailbox.wait(key, timeout, cancel, pump)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything this transport's peers accepted is on their disks (a step

@@ -60,7 +60,7 @@ from privfin.federation.http import HttpTransport
 from privfin.federation.mailbox import Mailbox, messages
 from privfin.federation.mailbox import metadata as mailbox_metadata
 from privfin.federation.routed import RoutedTransport
-from privfin.federation.stream import StreamClient, StreamTransport
+from privfin.federation.stream import StreamClient, StreamServer, StreamTransport
 from privfin.federation.transport import CancelToken, Channel, MessageKey, validate_name
 from privfin.jobs.components import DECLARATIONS
 from privfin.jobs.negotiation import metadata as negotiation_metadata
@@ -324,6 +324,9 @@ class JobRunner:
         )
         self.contacts = PeerContacts()  # when each peer last reached this node
         self._stream_client: StreamClient | None = None
+        #: this node's stream listener (set by the node once started): the jobs' ``recv``
+        #: reads their peers' connections while it waits
+        self.stream_server: StreamServer | None = None
 
     # -- records
     def _record(self, job: str) -> dict[str, Any] | None:
@@ -772,6 +775,7 @@ class JobRunner:
             send_timeout=http.send_timeout,
             cancel=cancel,
             client=client,
+            server=self.stream_server,
         )
         routes: dict[str, Any] = {p: http for p in parties if p != self.config.party}
         routes.update(dict.fromkeys(streamed, stream))

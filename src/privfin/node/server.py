@@ -211,6 +211,7 @@ def _serve(config: NodeConfig) -> None:
             from privfin.node.stream_server import start_stream_server
 
             stream = start_stream_server(config, mailbox, runner)
+            runner.stream_server = stream  # its jobs read their peers' connections
         operator = _operator_server(config, runner)
         # Both ports are bound before anything is served: a port in use fails the start at
         # once, before the operator API could answer for a node that is not there.
