@@ -46,9 +46,9 @@ Frames (:mod:`privfin.federation.frames`)
 
 ACK semantics and durability (issue [11], item 2): write-behind with sender-side retention
     The server hands each complete message to ``admit_many`` — in the node: the job checks,
-    then :meth:`Mailbox.accept <privfin.federation.mailbox.Mailbox.accept>` — in the event loop
-    (no thread hop: accepting only touches memory, but for a job's first message and the
-    pre-job buffer). An accepted message is readable by the receiving job at once; the
+    then :meth:`Mailbox.accept <privfin.federation.mailbox.Mailbox.accept>` — in the thread
+    that read it (no thread hop: accepting only touches memory, but for a job's first message
+    and the pre-job buffer). An accepted message is readable by the receiving job at once; the
     mailbox's writer thread stores everything accepted meanwhile in one transaction (a group
     commit whose size grows with the load; after a first message it lingers
     ``Mailbox.linger``, 5 ms, for others to join, unless a flush waits or 8 MiB are queued:
@@ -100,8 +100,8 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
 Resumption
     The client keeps every frame not ACKed, and every ACCEPTED frame not SYNCED. When the
     connection drops (cut, peer restart, heartbeat timeout) it reconnects with backoff and
-    writes all of them again, in order of their frame numbers (given in the event loop, in
-    the order frames are written). The receiver's mailbox makes this idempotent: identical
+    writes all of them again, in order of their frame numbers (given in the order frames are
+    written). The receiver's mailbox makes this idempotent: identical
     bytes under a stored or accepted key answer ``DUPLICATE`` or ``ACCEPTED`` again, other
     bytes ``CONFLICT`` (:class:`~privfin.errors.ProtocolAbort` naming the peer). A partial
     chunked message dies with its connection (its reservation is released) and is sent again
@@ -128,15 +128,23 @@ Threat model
     buffers.
 
 Threads
-    :class:`StreamServer` runs one event loop in a daemon thread. :class:`StreamClient` (one
-    per node: the connections to every peer, shared by the jobs; :mod:`privfin.federation.
-    streamclient`) has no event loop: a small message on an idle connection is written by the
-    sending thread itself, larger ones and resends by the link's thread, and a reader thread
-    per connection takes the ACK / SYNCED / PONG frames (so a round trip costs one thread
-    wake-up per direction, the receiver's). A :class:`StreamTransport` is the per-job view
-    (its send timeout, cancel token, mailbox); ``send_many`` (and ``Channel.broadcast``)
-    writes several messages at once; ``recv`` waits on the local mailbox exactly like
-    :meth:`privfin.federation.http.HttpTransport.recv`.
+    :class:`StreamServer` accepts in one thread and serves each connection in a thread of
+    its own (a blocking socket, TLS over memory BIOs): it reads, parses and admits what
+    arrives, and writes the ACK and SYNCED frames (the mailbox's writer wakes it through a
+    pipe after a commit). A job thread waiting in ``recv`` for a message of a peer reads that
+    peer's connection itself (:meth:`StreamServer.pump`: whatever it reads is admitted as the
+    connection's thread would, for every job); the connection's thread stands down while job
+    threads read and resumes once none has read for ``_STAND_DOWN_MS``. Every read and write
+    of a connection holds its ``rlock``. So a message costs no thread wake-up between the
+    socket and the job waiting for it. :class:`StreamClient` (one per node: the connections
+    to every peer, shared by the jobs; :mod:`privfin.federation.streamclient`) has no event
+    loop either: a small message on an idle connection is written by the sending thread
+    itself, larger ones and resends by the link's thread, and a reader thread per connection
+    takes the ACK / SYNCED / PONG frames. A :class:`StreamTransport` is the per-job view (its
+    send timeout, cancel token, mailbox, the node's server); ``send_many`` (and
+    ``Channel.broadcast``) writes several messages at once; ``recv`` waits on the local
+    mailbox like :meth:`privfin.federation.http.HttpTransport.recv`, reading the sender's
+    connection meanwhile.
 """
 
 from __future__ import annotations
@@ -424,6 +432,7 @@ class _ServerConnection:
         self.pumping = 0  # job threads in pump() now
         self.pumps = 0  # pump() calls so far
         self.down = False  # the connection's thread has stood down for them
+        self.pollers = threading.local()  # each job thread's poll object for the socket
 
     # -- connection
     def run(self) -> None:
@@ -580,8 +589,10 @@ class _ServerConnection:
                 return not self.closed
             if self.closed:
                 return False
-            poller = select.poll()
-            poller.register(self.sock, select.POLLIN)
+            poller = getattr(self.pollers, "poller", None)  # (one per thread: a job's many)
+            if poller is None:
+                poller = self.pollers.poller = select.poll()
+                poller.register(self.sock, select.POLLIN)
             if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return True
             with self.rlock:
@@ -1072,23 +1083,14 @@ class StreamServer:
     ) -> list[Outcome | None]:
         """Admit a batch of messages (the connection's thread); ``durable(refs)`` is told the frames
         answered ACCEPTED once they are on disk."""
-        out: list[Outcome | None] = []
         many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
         together: dict[int, Outcome] = {}
-        if self.admit_many is not None and many:
-
-            def written(indices: list[int]) -> None:
-                durable([many[i].ref for i in indices])
-
-            try:
-                items = [(w.key, w.payload) for w in many if w.key is not None]
-                got = list(self.admit_many(party, items, written))
-                if len(got) != len(many):
-                    raise RuntimeError(f"admit_many answered {len(got)} of {len(many)}")
-                together = {id(w): o for w, o in zip(many, got, strict=True)}
-            except Exception:
-                _log.exception("storing %d messages from %s failed", len(many), party)
-                together = {id(w): Outcome(Code.BUSY, "internal error") for w in many}
+        if many:
+            got = self._admit_many(party, many, durable)
+            if len(many) == len(batch):  # only messages: the common case
+                return list(got)
+            together = {id(w): o for w, o in zip(many, got, strict=True)}
+        out: list[Outcome | None] = []
         for work in batch:
             if id(work) in together:
                 out.append(together[id(work)])
@@ -1099,6 +1101,25 @@ class StreamServer:
                 _log.exception("storing a message from %s failed", party)
                 out.append(Outcome(Code.BUSY, "internal error"))
         return out
+
+    def _admit_many(
+        self, party: str, many: list[_Work], durable: Callable[[list[int]], None]
+    ) -> Sequence[Outcome]:
+        """The messages ``many`` in one ``admit_many`` call (BUSY for all if it fails)."""
+        assert self.admit_many is not None
+
+        def written(indices: list[int]) -> None:
+            durable([many[i].ref for i in indices])
+
+        items = [(w.key, w.payload) for w in many if w.key is not None]
+        try:
+            got = self.admit_many(party, items, written)
+            if len(got) != len(many):
+                raise RuntimeError(f"admit_many answered {len(got)} of {len(many)}")
+        except Exception:
+            _log.exception("storing %d messages from %s failed", len(many), party)
+            return [Outcome(Code.BUSY, "internal error")] * len(many)
+        return got
 
     def _run_one(self, party: str, work: _Work) -> Outcome | None:
         if work.kind == fr.ABORT:
