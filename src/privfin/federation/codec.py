@@ -162,6 +162,11 @@ def _parts(obj: object, depth: int, out: list[bytes | bytearray | memoryview]) -
         if depth > MAX_DEPTH:
             raise ValueError(f"value nests deeper than {MAX_DEPTH} levels")
         arr, dtype_str = _wire_array(obj)
+        if arr.nbytes < _BIG_BYTES:  # a small array: its bytes copied, in one encoding
+            body = _body_encoder.encode([dtype_str, list(arr.shape), arr.tobytes()])
+            ext = _ext_header(_EXT_NDARRAY, len(body))
+            out += (ext, body)
+            return len(ext) + len(body)
         data = _raw(arr)
         # the ext payload: msgpack [dtype, shape, bin]; its prefix up to the bin's header
         # comes from the encoder (an empty bin), the header for the data is written here
@@ -232,9 +237,13 @@ def _bin_header(n: int) -> bytes:
     return b"\xc6" + n.to_bytes(4, "big")
 
 
+_FIXEXT = {1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}
+
+
 def _ext_header(code: int, size: int) -> bytes:
-    if size in (1, 2, 4, 8, 16):  # fixext
-        return bytes([{1: 0xD4, 2: 0xD5, 4: 0xD6, 8: 0xD7, 16: 0xD8}[size], code])
+    fixed = _FIXEXT.get(size)
+    if fixed is not None:
+        return bytes([fixed, code])
     if size < 1 << 8:
         return bytes([0xC7, size, code])
     if size < 1 << 16:

@@ -1350,6 +1350,9 @@ class Mailbox:
         """
         deadline = time.monotonic() + timeout
         with self._lock:
+            payload = self._take(key)  # (already here: the common case of a fast peer)
+            if payload is not None:
+                return payload
             loaded = key.job in self._on_disk
         if not loaded:
             self._load_job(key.job)

@@ -151,6 +151,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -1255,6 +1256,7 @@ class StreamTransport:
     ) -> None:
         self.party = identity.party
         self.server = server
+        self._pumps: dict[str, Callable[[float], bool]] = {}  # sender -> reads its connection
         self.identity = identity
         self.peers = frozenset(peers)
         self.mailbox = mailbox
@@ -1390,13 +1392,9 @@ class StreamTransport:
         sender's connection in this thread meanwhile (:meth:`StreamServer.pump`)."""
         if key.receiver != self.party:
             raise ValueError("a transport only receives its own messages")
-        pump = None
-        if self.server is not None and key.sender in self.peers:
-            server, sender = self.server, key.sender
-
-            def pump(seconds: float) -> bool:
-                return server.pump(sender, seconds)
-
+        pump = self._pumps.get(key.sender)
+        if pump is None and self.server is not None and key.sender in self.peers:
+            pump = self._pumps[key.sender] = functools.partial(self.server.pump, key.sender)
         return self.mailbox.wait(key, timeout, cancel, pump)
 
     def flush(self, timeout: float | None = None) -> None:
