@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -908,3 +909,144 @@ def test_a_peer_that_answers_no_heartbeat_is_reconnected(nodes: dict[str, Node])
         server.join(5)
         for sock in held:
             sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# A waiting job reads its peer's connection itself (StreamServer.pump)
+
+
+def _pumping(nodes: dict[str, Node]) -> tuple[StreamTransport, StreamTransport]:
+    """Both directions, each receiver's ``recv`` reading its sender's connection."""
+    _serve(nodes[A], nodes[B])
+    _serve(nodes[B], nodes[A])
+    ta = _connect(nodes[A], nodes[B], server=nodes[A].server)
+    tb = _connect(nodes[B], nodes[A], server=nodes[B].server)
+    return ta, tb
+
+
+def _conn_of(server: StreamServer | None, party: str) -> Any:
+    assert server is not None
+    deadline = time.monotonic() + 10
+    while not server.connections.get(party):
+        assert time.monotonic() < deadline, f"no connection of {party}"
+        time.sleep(0.01)
+    return next(reversed(server.connections[party]))
+
+
+def test_a_waiting_job_reads_its_peers_connection(nodes: dict[str, Node]) -> None:
+    """Ping-pong (small and chunked) where each receiving job thread reads the connection
+    itself: every message arrives, the connection's thread stood down meanwhile, and once the
+    jobs stop reading it takes the messages again (within its stand-down period)."""
+    ta, tb = _pumping(nodes)
+    ca = Channel(ta, job="job1", component="comp", party=A, peers=[B], default_timeout=20)
+    cb = Channel(tb, job="job1", component="comp", party=B, peers=[A], default_timeout=20)
+    big = np.arange(300_000, dtype=np.float64)  # 2.4 MB: chunked
+
+    def echo() -> None:
+        for _ in range(200):
+            cb.send(A, "pong", cb.recv(A, "ping"))
+        cb.send(A, "big", cb.recv(A, "big", expect=np.ndarray) + 1)
+
+    thread = threading.Thread(target=echo)
+    thread.start()
+    for i in range(200):
+        ca.send(B, "ping", i)
+        assert ca.recv(B, "pong") == i
+    ca.send(B, "big", big)
+    assert np.array_equal(ca.recv(B, "big", expect=np.ndarray), big + 1)
+    thread.join(20)
+    conn = _conn_of(nodes[B].server, A)
+    assert conn.pumps >= 200  # B's job thread read A's connection
+    # nobody waits now: the connection's thread takes the next message by itself
+    ta.send(MessageKey("job1", "comp", "late", A, B, 0), b"late")
+    deadline = time.monotonic() + 5
+    while not nodes[B].mailbox.has(MessageKey("job1", "comp", "late", A, B, 0)):
+        assert time.monotonic() < deadline, "the connection's thread did not resume reading"
+        time.sleep(0.005)
+    assert not conn.down and conn.pumping == 0
+    ta.flush(20)
+
+
+def test_two_jobs_read_one_connection_at_once(nodes: dict[str, Node]) -> None:
+    """Two job threads of B wait for A's messages of two jobs on A's one connection; each
+    gets its own, whichever of them read it."""
+    ta, tb = _pumping(nodes)
+    got: dict[str, list[object]] = {"job1": [], "job2": []}
+
+    def wait(job: str) -> None:
+        ch = Channel(tb, job=job, component="comp", party=B, peers=[A], default_timeout=20)
+        for _ in range(50):
+            got[job].append(ch.recv(A, "x"))
+
+    threads = [threading.Thread(target=wait, args=(job,)) for job in got]
+    for thread in threads:
+        thread.start()
+    senders = {
+        job: Channel(ta, job=job, component="comp", party=A, peers=[B], default_timeout=20)
+        for job in got
+    }
+    for i in range(50):
+        for job, ch in senders.items():
+            ch.send(B, "x", f"{job}-{i}")
+    for thread in threads:
+        thread.join(30)
+    for job, values in got.items():
+        assert values == [f"{job}-{i}" for i in range(50)]
+
+
+def test_a_waiting_job_survives_a_cut_of_the_connection_it_reads(nodes: dict[str, Node]) -> None:
+    """The connection a job thread reads is cut: the job goes on waiting (no error), the
+    sender reconnects and resends, and the message arrives through the new connection."""
+    ta, tb = _pumping(nodes)
+    ta.send(_key(0), b"first")  # A's connection to B exists
+    assert tb.recv(_key(0), 10, CancelToken()) == b"first"
+    conn = _conn_of(nodes[B].server, A)
+    got: list[bytes] = []
+    waiter = threading.Thread(target=lambda: got.append(tb.recv(_key(1), 20, CancelToken())))
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not conn.pumping:  # the job thread reads the connection now
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    conn.close()  # cut from the server's side
+    ta.send(_key(1), b"second")
+    waiter.join(20)
+    assert got == [b"second"]
+    assert _conn_of(nodes[B].server, A) is not conn
+    ta.flush(20)
+
+
+def test_a_malformed_frame_read_by_a_waiting_job_drops_only_the_connection(
+    nodes: dict[str, Node],
+) -> None:
+    """A deviating peer sends a malformed frame while B's job thread reads its connection:
+    the connection is dropped and the refusal recorded, as when the connection's thread reads
+    it; the job itself only goes on waiting (and times out here: nothing valid came)."""
+    _serve(nodes[A], nodes[B])
+    _serve(nodes[B], nodes[A])
+    tb = _connect(nodes[B], nodes[A], server=nodes[B].server)
+    sock = _raw_client(nodes[A], nodes[B])
+    conn = _conn_of(nodes[B].server, A)
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            tb.recv(_key(0), 1.0, CancelToken())
+        except BaseException as exc:  # (the test inspects it)
+            errors.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not conn.pumping:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    sock.sendall(fr.PREFIX.pack(fr.MAX_HEADER + 1, 0))  # a header length beyond the limit
+    waiter.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], PeerTimeout)
+    assert conn.closed
+    assert nodes[B].server is not None
+    assert any("header length" in reason for reason in nodes[B].server.refused)
+    with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
+        _read_header(sock)
+    sock.close()
