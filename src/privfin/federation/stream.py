@@ -228,6 +228,10 @@ class Outcome:
     text: str = ""
 
 
+_ACCEPTED = Outcome(Code.ACCEPTED)
+_STORED = Outcome(Code.STORED)
+_DUPLICATE = Outcome(Code.DUPLICATE)
+
 #: ``admit(sender, key, payload)``: check and store one complete message (the connection's thread).
 Admit = Callable[[str, MessageKey, bytes], Outcome]
 #: ``precheck(sender, key, size)``: refuse a large message before its chunks are buffered
@@ -291,11 +295,11 @@ def mailbox_admit_many(
             results = list(mailbox.put_many(items, quotas=quotas, known=known))
         for result in results:
             if result is ACCEPTED:
-                out.append(Outcome(Code.ACCEPTED))
+                out.append(_ACCEPTED)
             elif result is True:
-                out.append(Outcome(Code.STORED))
+                out.append(_STORED)
             elif result is False:
-                out.append(Outcome(Code.DUPLICATE))
+                out.append(_DUPLICATE)
             elif isinstance(result, MessageConflict):
                 out.append(Outcome(Code.CONFLICT, str(result)))
             elif isinstance(result, MessageTooLarge):

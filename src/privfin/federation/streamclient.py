@@ -304,12 +304,13 @@ class _Link:
             if self.held_bytes > self.owner.max_unsynced:
                 self.space.clear()
             conn = self.conn
-            direct = (
-                conn is not None
-                and not self.writing
-                and not self.queue
-                and all(p.kind == fr.MSG and len(p.payload) <= self.direct_max for p in items)
-            )
+            direct = conn is not None and not self.writing and not self.queue
+            if direct:
+                limit = self.direct_max
+                for p in items:
+                    if p.kind != fr.MSG or len(p.payload) > limit:
+                        direct = False
+                        break
             if direct:
                 self.writing = True
             else:
@@ -727,6 +728,9 @@ class StreamClient:
         self._lock = threading.Lock()
 
     def _link(self, peer: str) -> _Link:
+        link = self._links.get(peer)  # (made once per peer: looked up without the lock)
+        if link is not None:
+            return link
         with self._lock:
             link = self._links.get(peer)
             if link is None:

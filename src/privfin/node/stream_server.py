@@ -37,14 +37,27 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
     if config.stream_port is None:
         raise ConfigError("no stream_port in node.yaml")
     quotas = config.mailbox_quotas()
-    store_many = mailbox_admit_many(
-        mailbox, quotas=quotas, known=runner.knows, volatile=runner.volatile
-    )
+    running = runner.running
+    volatile_of: dict[tuple[str, str], bool] = {}  # (job, channel): a job's spec never changes
+
+    def known(job: str) -> bool:
+        return running(job) or runner.knows(job)
+
+    def volatile(key: MessageKey) -> bool:
+        found = volatile_of.get((key.job, key.component))
+        if found is None:
+            found = runner.volatile(key)
+            if running(key.job):
+                if len(volatile_of) >= 4096:
+                    volatile_of.clear()
+                volatile_of[(key.job, key.component)] = found
+        return found
+
+    store_many = mailbox_admit_many(mailbox, quotas=quotas, known=known, volatile=volatile)
     limiter = LogLimiter(_audit)
     # (sender, job, channel) found admissible while the job runs here: its later messages
     # skip the checks (a job's parties and channels never change; its end is checked)
     admissible: set[tuple[str, str, str]] = set()
-    running = runner.running
 
     def job_check(sender: str, key: MessageKey) -> Outcome | None:
         if (sender, key.job, key.component) in admissible and running(key.job):
@@ -79,12 +92,15 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
         out: list[Outcome | None] = [job_check(sender, key) for key, _ in items]
         todo = [i for i, o in enumerate(out) if o is None]
         if todo:
+            every = len(todo) == len(items)  # (every message admitted: the common case)
 
             def written(indices: list[int]) -> None:
-                durable([todo[i] for i in indices])
+                durable(indices if every else [todo[i] for i in indices])
 
             try:
-                stored = store_many(sender, [items[i] for i in todo], written)
+                stored = store_many(sender, items if every else [items[i] for i in todo], written)
+                if every:
+                    return list(stored)
             except Exception as exc:
                 fault = disk_full(exc, str(config.state_dir))
                 if fault is None:
