@@ -34,6 +34,7 @@ import pytest
 
 from privfin.errors import AuthenticationError, DecodeError, PeerTimeout, ProtocolAbort
 from privfin.federation import frames as fr
+from privfin.federation import stream as stream_module
 from privfin.federation import streamclient
 from privfin.federation.frames import Code, FrameError, Header
 from privfin.federation.mailbox import Mailbox, MessageConflict, QuotaExceeded, Quotas
@@ -1049,4 +1050,80 @@ def test_a_malformed_frame_read_by_a_waiting_job_drops_only_the_connection(
     assert any("header length" in reason for reason in nodes[B].server.refused)
     with pytest.raises((EOFError, ConnectionError, ssl.SSLError)):
         _read_header(sock)
+    sock.close()
+
+
+def test_connections_that_never_authenticate_are_released(
+    nodes: dict[str, Node], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bare TCP connections (no TLS at all) hold nothing once closed, and at most
+    ``_MAX_HANDSHAKES`` wait for their handshake at once: beyond, a connection is closed at
+    once and the refusal recorded."""
+    monkeypatch.setattr(stream_module, "_MAX_HANDSHAKES", 3)
+    server = _serve(nodes[B], nodes[A])
+    for _ in range(20):
+        socket.create_connection(("127.0.0.1", server.port)).close()
+    deadline = time.monotonic() + 10
+    while server._open:
+        assert time.monotonic() < deadline, f"{len(server._open)} connections still held"
+        time.sleep(0.01)
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
+    time.sleep(0.2)  # (accepted: each waits in its handshake)
+    extra = socket.create_connection(("127.0.0.1", server.port))
+    extra.settimeout(5)
+    assert extra.recv(1) == b""  # closed at once
+    assert any("not authenticated" in reason for reason in server.refused)
+    for sock in [*held, extra]:
+        sock.close()
+    sock = _raw_client(nodes[A], nodes[B])  # an authenticated client still gets in
+    sock.close()
+
+
+def test_a_waiting_job_never_blocks_on_a_client_that_reads_nothing(nodes: dict[str, Node]) -> None:
+    """A deviating client floods frames that are answered by ACKs and reads none of them,
+    while B's job thread reads its connection: what the socket does not take is left to the
+    connection's thread, so the job's wait ends at its own deadline, not the connection's."""
+    _serve(nodes[A], nodes[B])
+    _serve(nodes[B], nodes[A])
+    tb = _connect(nodes[B], nodes[A], server=nodes[B].server)
+    context = client_context(nodes[A].identity, nodes[B].pem)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    assert nodes[B].server is not None
+    raw.connect(("127.0.0.1", nodes[B].server.port))
+    sock = context.wrap_socket(raw)
+    sock.settimeout(10)
+    assert _read_header(sock).kind == fr.HELLO
+    conn = _conn_of(nodes[B].server, A)
+    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # ACKs back up soon
+    outcome: list[BaseException] = []
+    took: list[float] = []
+
+    def wait() -> None:
+        start = time.monotonic()
+        try:
+            tb.recv(_key(0), 2.0, CancelToken())
+        except BaseException as exc:  # (the test inspects it)
+            outcome.append(exc)
+        took.append(time.monotonic() - start)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not conn.pumping:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    sock.settimeout(0.5)
+    # frames claiming another sender: each is refused with an ACK (403), none is stored
+    burst = b"".join(
+        fr.encode_head(Header(fr.MSG, i, "job1", "comp", "t", "mallory", B, 0, 0, 1, 8), 8)
+        + bytes(8)
+        for i in range(2000)
+    )
+    with contextlib.suppress(TimeoutError, OSError):
+        for _ in range(50):  # up to ~3.5 MB of frames, ~10 MB of ACKs nobody reads
+            sock.sendall(burst)
+    waiter.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], PeerTimeout)
+    assert took[0] < 8, f"the job waited {took[0]:.1f} s"
     sock.close()

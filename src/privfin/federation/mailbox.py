@@ -115,8 +115,9 @@ _HELD_LIMIT = 256 * 1024 * 1024
 #: and page overhead, a file one write to the page cache.
 SPILL_MIN = 64 * 1024
 #: How often a waiter looks in the database (for a message stored by another process).
-_PUMP_MAX = 0.02  # seconds a waiter reads its sender's connection before it looks again
 _POLL = 0.25
+#: Seconds a waiter reads its sender's connection (``pump``) before it looks again.
+_PUMP_MAX = 0.02
 #: Dialects with ``INSERT ... ON CONFLICT DO NOTHING`` (one statement for a new message).
 _UPSERT = frozenset({"sqlite", "postgresql"})
 
@@ -787,20 +788,20 @@ class Mailbox:
         """(Under the lock.) Start the writer thread unless it runs."""
         if not self._writer_live:
             self._closing = False
-            self._writer_live = True
-            self._writer = threading.Thread(
-                target=self._write_loop, name="mailbox-writer", daemon=True
-            )
-            self._writer.start()
+            writer = threading.Thread(target=self._write_loop, name="mailbox-writer", daemon=True)
+            writer.start()  # (may raise: then no writer is recorded, the next accept retries)
+            self._writer, self._writer_live = writer, True
 
     def _write_loop(self) -> None:
         try:
-            self._write_all()
+            self._write_all()  # (it clears _writer_live, under the lock, when it returns)
         finally:
             with self._lock:
-                self._writer_live = False
-                if self._queue and not self._closing:  # (accepted as it was stopping)
-                    self._start_writer()
+                if self._writer_live and self._writer is threading.current_thread():
+                    # it failed: a new writer takes what is queued
+                    self._writer_live = False
+                    if self._queue and not self._closing:
+                        self._start_writer()
 
     def _write_all(self) -> None:
         delay = 0.05
@@ -809,6 +810,7 @@ class Mailbox:
                 while not self._queue and not self._closing:
                     self._wake.wait()
                 if not self._queue:
+                    self._writer_live = False  # (under the lock: the next accept starts one)
                     return
                 # group commit: let the messages of the next few milliseconds join this one
                 # (a many-round protocol then commits once per several messages, and its
@@ -837,6 +839,7 @@ class Mailbox:
                     self._queue[:0] = batch
                     self._queued_bytes += sum(len(e.payload) for e in batch)
                     if self._closing:
+                        self._writer_live = False
                         return
                     self._wake.wait(delay)
                 delay = min(delay * 2, 2.0)

@@ -218,6 +218,8 @@ _LOG_EVERY = 60.0  # seconds between two log lines about the same (party, kind) 
 _PRECHECK = 0  # the kind of a work item that asks the precheck about a chunked message
 _GONE = (OSError, ssl.SSLError, EOFError, TimeoutError)  # a connection that ended or broke
 _STAND_DOWN_MS = 5  # a connection's thread resumes reading once no job has read for this long
+_OUTBOX_MAX = 1 << 20  # bytes a job thread leaves to the connection's thread before it stops
+_MAX_HANDSHAKES = 64  # connections not authenticated yet (each holds a thread)
 
 
 @dataclass(frozen=True)
@@ -400,14 +402,16 @@ class _ServerConnection:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.tls = server.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
+        self.wake_r = self.wake_w = -1  # made once the client is authenticated
         self.thread: threading.Thread | None = None
+        self.thread_id = 0  # the connection's thread (its writes may block)
         self.party = ""
-        self.stage = bytearray(self.STAGE)
+        self.stage = bytearray()  # (STAGE bytes once authenticated)
         self.view = memoryview(self.stage)
         self.start = self.end = 0
+        # encrypted bytes a job thread could not write without blocking: the connection's
+        # thread writes them (a job thread never blocks on a peer that does not read)
+        self.outbox = bytearray()
         # a frame payload too large for the staging buffer is read straight into its target:
         # the partial message's buffer (a chunk) or a buffer of its own (``big_own``)
         self.big: memoryview | None = None
@@ -442,6 +446,7 @@ class _ServerConnection:
     # -- connection
     def run(self) -> None:
         """The connection's thread: handshake, HELLO, then read until closed."""
+        self.thread_id = threading.get_ident()
         try:
             self._handshake(time.monotonic() + self.server.handshake_timeout)
             der = self.tls.getpeercert(binary_form=True)
@@ -449,6 +454,13 @@ class _ServerConnection:
             if party is None:
                 self._drop("unpinned", "a client certificate that is not pinned")
                 return
+            self.stage = bytearray(self.STAGE)
+            self.view = memoryview(self.stage)
+            wake_r, wake_w = os.pipe()
+            os.set_blocking(wake_r, False)
+            os.set_blocking(wake_w, False)
+            with self.durable_lock:
+                self.wake_r, self.wake_w = wake_r, wake_w
             if not self.server.register(party, self):
                 return  # the server is closing
             self.party = party
@@ -488,9 +500,39 @@ class _ServerConnection:
         return True
 
     def _flush_tls(self) -> None:
+        """(Holding ``rlock``.) Send what the TLS layer has encrypted, in order: the
+        connection's thread blocks until the client takes it (the socket's timeout: a client
+        that reads nothing is dropped); a job thread sends only what the socket takes now and
+        leaves the rest to the connection's thread (``outbox``, which it then wakes)."""
         data = self.outgoing.read()
+        if threading.get_ident() == self.thread_id:
+            if self.outbox:
+                data, self.outbox = bytes(self.outbox) + data, bytearray()
+            if data:
+                self._sendall(data)
+            return
+        if not data:
+            return
+        if not self.outbox and self._ready(select.POLLOUT):
+            sent = self.sock.send(data)  # (writable: returns at once, maybe short)
+            data = data[sent:]
         if data:
-            self._sendall(data)
+            self.outbox += data
+            self._wake_thread()
+
+    def _ready(self, event: int) -> bool:
+        """Whether the socket is ready for ``event`` now (this thread's poll object)."""
+        return bool(self._poller(event).poll(0))
+
+    def _poller(self, event: int) -> select.poll:
+        """This thread's poll object for ``event`` on the socket (made once per thread)."""
+        pollers: dict[str, select.poll] = self.pollers.__dict__
+        name = "in" if event == select.POLLIN else "out"
+        poller = pollers.get(name)
+        if poller is None:
+            poller = pollers[name] = select.poll()
+            poller.register(self.sock, event)
+        return poller
 
     def _sendall(self, data: bytes) -> None:
         self.sending = True
@@ -546,16 +588,15 @@ class _ServerConnection:
             os.read(self.wake_r, 512)
         with self.rlock:
             self._written_refs()
+            if self.outbox:
+                self._flush_tls()
 
     def _read_available(self) -> bool:
         """(Holding ``rlock``.) Read, decrypt and admit what the socket has now, without
         blocking; False if it had nothing."""
-        if self.closed:
+        if self.closed or not self._ready(select.POLLIN):  # (another reader took it)
             return False
-        try:
-            data = self.sock.recv(_RECV, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return False
+        data = self.sock.recv(_RECV)
         if not data:
             raise EOFError("the client closed the connection")
         self.incoming.write(data)
@@ -594,13 +635,14 @@ class _ServerConnection:
                 return not self.closed
             if self.closed:
                 return False
-            poller = getattr(self.pollers, "poller", None)  # (one per thread: a job's many)
-            if poller is None:
-                poller = self.pollers.poller = select.poll()
-                poller.register(self.sock, select.POLLIN)
+            poller = self._poller(select.POLLIN)
             if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return True
-            with self.rlock:
+            if len(self.outbox) > _OUTBOX_MAX:  # the client does not read: its thread writes
+                return False
+            if not self.rlock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return True  # (held by a write the client is slow to take: look again)
+            try:
                 try:
                     self._read_available()
                 except FrameError as exc:
@@ -611,6 +653,8 @@ class _ServerConnection:
                 except Exception:  # a bug: drop the connection (the client resends)
                     _log.exception("stream server %s: reading a connection failed", self.party)
                     self.close()
+            finally:
+                self.rlock.release()
             return True
         finally:
             with self.plock:
@@ -655,8 +699,7 @@ class _ServerConnection:
         with self.plock:  # the socket is closed once no job thread polls it
             self.plock_changed.wait_for(lambda: not self.pumping, 10.0)
         with self.rlock:
-            if self.party:
-                self.server.unregister(self.party, self)
+            self.server.unregister(self.party, self)
             self._release_partial()
             for work in self.queue:
                 self.server.release(work.reserved)
@@ -664,7 +707,8 @@ class _ServerConnection:
             self.sock.close()
         with self.durable_lock:  # (the writer's wake-up goes nowhere from now on)
             for fd in (self.wake_r, self.wake_w):
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             self.wake_r = self.wake_w = -1
 
     def _pause(self, why: str) -> None:
@@ -1174,14 +1218,24 @@ class StreamServer:
                 sock.close()
                 continue
             with self._lock:
-                if self._closing:
-                    conn.close()
-                    conn._lost()
+                closing = self._closing
+                waiting = len(self._open) - sum(len(held) for held in self.connections.values())
+                if not closing and waiting < _MAX_HANDSHAKES:
+                    self._open.add(conn)
+            if closing or waiting >= _MAX_HANDSHAKES:
+                if not closing:
+                    self.note_refused("?", "handshakes", f"{waiting} connections not authenticated")
+                conn._lost()
+                if closing:
                     break
-                self._open.add(conn)
+                continue
             name = f"stream-server-{self.party}-{addr[1]}"
             conn.thread = threading.Thread(target=conn.run, name=name, daemon=True)
-            conn.thread.start()
+            try:
+                conn.thread.start()
+            except RuntimeError as exc:  # (no thread to be had now: refuse this one)
+                _log.warning("stream server %s: cannot serve a connection: %s", self.party, exc)
+                conn._lost()
 
     def close(self) -> None:
         """Stop listening and drop every connection."""
@@ -1197,9 +1251,10 @@ class StreamServer:
             self._listener.close()
         for conn in conns:
             conn.close()
+        deadline = time.monotonic() + 10
         for conn in conns:
             if conn.thread is not None and conn.thread is not threading.current_thread():
-                conn.thread.join(10)
+                conn.thread.join(max(0.0, deadline - time.monotonic()))
         os.close(self._wake_r)
         os.close(self._wake_w)
 

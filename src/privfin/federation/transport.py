@@ -98,6 +98,11 @@ class MessageKey:
     def __hash__(self) -> int:
         return self.__dict__["_hash"]  # type: ignore[no-any-return]
 
+    def __reduce__(self) -> tuple[type[MessageKey], tuple[str, str, str, str, str, int]]:
+        # (rebuilt from its fields: the cached hash belongs to this process's string hashes)
+        fields = (self.job, self.component, self.tag, self.sender, self.receiver, self.seq)
+        return MessageKey, fields
+
     def path(self) -> str:
         return f"{self.job}/{self.component}/{self.tag}/{self.sender}/{self.receiver}/{self.seq}"
 
