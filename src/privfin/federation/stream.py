@@ -51,7 +51,7 @@ ACK semantics and durability (issue [11], item 2): write-behind with sender-side
     and the pre-job buffer). An accepted message is readable by the receiving job at once; the
     mailbox's writer thread stores everything accepted meanwhile in one transaction (a group
     commit whose size grows with the load; after a first message it lingers
-    ``Mailbox.linger``, 5 ms, for others to join, unless a flush waits or 8 MiB are queued:
+    ``Mailbox.linger``, 30 ms, for others to join, unless a flush waits or 8 MiB are queued:
     one commit and one SYNCED per several rounds of a many-round protocol) and then the
     server writes ``SYNCED(ref)``: every
     message frame up to frame ``ref`` on this connection that got no ACK was accepted and is
@@ -125,7 +125,12 @@ Threat model
     frame may only carry the certificate's own party as sender; the receiver's ``admit``
     applies the job checks and mailbox quotas; every decoder checks sizes, types and ranges
     before use; nothing is pickled. A peer can waste at most its own connections' bounded
-    buffers.
+    buffers. Before authentication a connection holds a thread and the TLS state only (its
+    buffers come after), for at most the handshake timeout (10 s), and at most
+    ``_MAX_HANDSHAKES`` (64) wait at once: beyond, new connections are closed at once. A job
+    thread that reads a connection never blocks on its client: what the socket does not take
+    is written by the connection's thread, which a client that reads nothing stalls for at
+    most ``StreamLimits.idle_timeout`` before it is dropped.
 
 Threads
     :class:`StreamServer` accepts in one thread and serves each connection in a thread of
@@ -390,8 +395,10 @@ class _ServerConnection:
     blocking socket (as the client's :class:`~privfin.federation.streamclient._TlsConn`), frames
     parsed straight out of the decrypted bytes (a staging buffer for small frames, a frame's
     own buffer for a large one), messages admitted in this thread as soon as a read has brought
-    them. Every write to the socket happens in this thread too: ACKs after a read, ``SYNCED``
-    when the mailbox's writer reports a commit (it wakes this thread through a pipe)."""
+    them, ACKs written after a read and ``SYNCED`` when the mailbox's writer reports a commit
+    (it wakes this thread through a pipe). A job thread waiting for this party's message may
+    read the connection instead (:meth:`pump`); it writes only what the socket takes at once
+    and leaves the rest to this thread (``outbox``)."""
 
     STAGE = 256 * 1024
 
