@@ -925,6 +925,32 @@ def _pumping(nodes: dict[str, Node]) -> tuple[StreamTransport, StreamTransport]:
     return ta, tb
 
 
+def _reading_waiter(
+    t: StreamTransport, conn: Any, timeout: float, key: MessageKey | None = None
+) -> tuple[threading.Thread, list[Any], list[float]]:
+    """A thread waiting ``timeout`` s for ``key`` (default ``_key(0)``) through ``t``, started
+    and seen reading ``conn``; what it got or raised, and how long it waited, are filled in
+    when it ends."""
+    got: list[Any] = []
+    took: list[float] = []
+
+    def wait() -> None:
+        start = time.monotonic()
+        try:
+            got.append(t.recv(key or _key(0), timeout, CancelToken()))
+        except BaseException as exc:  # (the test inspects it)
+            got.append(exc)
+        took.append(time.monotonic() - start)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 5
+    while not conn.pumping:
+        assert time.monotonic() < deadline, "the waiting job did not read the connection"
+        time.sleep(0.001)
+    return waiter, got, took
+
+
 def _conn_of(server: StreamServer | None, party: str) -> Any:
     assert server is not None
     deadline = time.monotonic() + 10
@@ -1002,13 +1028,7 @@ def test_a_waiting_job_survives_a_cut_of_the_connection_it_reads(nodes: dict[str
     ta.send(_key(0), b"first")  # A's connection to B exists
     assert tb.recv(_key(0), 10, CancelToken()) == b"first"
     conn = _conn_of(nodes[B].server, A)
-    got: list[bytes] = []
-    waiter = threading.Thread(target=lambda: got.append(tb.recv(_key(1), 20, CancelToken())))
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not conn.pumping:  # the job thread reads the connection now
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    waiter, got, _ = _reading_waiter(tb, conn, 20, _key(1))  # (it reads the connection now)
     conn.close()  # cut from the server's side
     ta.send(_key(1), b"second")
     waiter.join(20)
@@ -1028,20 +1048,7 @@ def test_a_malformed_frame_read_by_a_waiting_job_drops_only_the_connection(
     tb = _connect(nodes[B], nodes[A], server=nodes[B].server)
     sock = _raw_client(nodes[A], nodes[B])
     conn = _conn_of(nodes[B].server, A)
-    errors: list[BaseException] = []
-
-    def wait() -> None:
-        try:
-            tb.recv(_key(0), 1.0, CancelToken())
-        except BaseException as exc:  # (the test inspects it)
-            errors.append(exc)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not conn.pumping:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    waiter, errors, _ = _reading_waiter(tb, conn, 1.0)
     sock.sendall(fr.PREFIX.pack(fr.MAX_HEADER + 1, 0))  # a header length beyond the limit
     waiter.join(10)
     assert len(errors) == 1 and isinstance(errors[0], PeerTimeout)
@@ -1096,23 +1103,7 @@ def test_a_waiting_job_never_blocks_on_a_client_that_reads_nothing(nodes: dict[s
     assert _read_header(sock).kind == fr.HELLO
     conn = _conn_of(nodes[B].server, A)
     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # ACKs back up soon
-    outcome: list[BaseException] = []
-    took: list[float] = []
-
-    def wait() -> None:
-        start = time.monotonic()
-        try:
-            tb.recv(_key(0), 2.0, CancelToken())
-        except BaseException as exc:  # (the test inspects it)
-            outcome.append(exc)
-        took.append(time.monotonic() - start)
-
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    deadline = time.monotonic() + 5
-    while not conn.pumping:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    waiter, outcome, took = _reading_waiter(tb, conn, 2.0)
     sock.settimeout(0.5)
     # frames claiming another sender: each is refused with an ACK (403), none is stored
     burst = b"".join(

@@ -190,6 +190,7 @@ from privfin.federation.streamclient import (
     StreamClient,
     StreamPeer,
     _Pending,
+    tls_handshake,
 )
 from privfin.federation.tls import (
     Identity,
@@ -455,7 +456,8 @@ class _ServerConnection:
         """The connection's thread: handshake, HELLO, then read until closed."""
         self.thread_id = threading.get_ident()
         try:
-            self._handshake(time.monotonic() + self.server.handshake_timeout)
+            deadline = time.monotonic() + self.server.handshake_timeout
+            tls_handshake(self.tls, self._flush_tls, self._fill, deadline)
             der = self.tls.getpeercert(binary_form=True)
             party = self.server.party_of(der)
             if party is None:
@@ -482,17 +484,6 @@ class _ServerConnection:
             _log.exception("stream server %s: a connection failed", self.server.party)
         finally:
             self._lost()
-
-    def _handshake(self, deadline: float) -> None:
-        while True:
-            try:
-                self.tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._flush_tls()
-                if not self._fill(deadline - time.monotonic()):
-                    raise TimeoutError("the TLS handshake timed out") from None
-        self._flush_tls()
 
     def _fill(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for bytes from the socket and hand them to the TLS layer."""

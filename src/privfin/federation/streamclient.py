@@ -152,6 +152,23 @@ def _abort_header(p: _Pending) -> Header:
     )
 
 
+def tls_handshake(
+    tls: ssl.SSLObject, flush: Callable[[], None], fill: Callable[[float], bool], deadline: float
+) -> None:
+    """Drive ``tls``'s handshake over memory BIOs until ``deadline`` (``time.monotonic()``):
+    ``flush()`` sends what the TLS layer wrote, ``fill(seconds)`` hands it the peer's bytes
+    (False if none came in time)."""
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            flush()
+            if not fill(deadline - time.monotonic()):
+                raise TimeoutError("the TLS handshake timed out") from None
+    flush()
+
+
 class _TlsConn:
     """A client TLS connection over a blocking socket, through memory BIOs, so that one
     thread can write while another reads (see the module's docstring)."""
@@ -169,15 +186,7 @@ class _TlsConn:
         self.dead = False
 
     def handshake(self, deadline: float) -> None:
-        while True:
-            try:
-                self.tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self._send_outgoing()
-                if not self._fill(deadline - time.monotonic()):
-                    raise TimeoutError("the TLS handshake timed out") from None
-        self._send_outgoing()
+        tls_handshake(self.tls, self._send_outgoing, self._fill, deadline)
 
     def _send_outgoing(self) -> None:
         data = self.outgoing.read()
