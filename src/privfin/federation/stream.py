@@ -487,9 +487,7 @@ class _ServerConnection:
 
     def _fill(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for bytes from the socket and hand them to the TLS layer."""
-        poller = select.poll()
-        poller.register(self.sock, select.POLLIN)
-        if timeout <= 0 or not poller.poll(timeout * 1000):
+        if timeout <= 0 or not self._poller(select.POLLIN).poll(timeout * 1000):
             return False
         data = self.sock.recv(_RECV)
         if not data:
@@ -672,7 +670,7 @@ class _ServerConnection:
                 raise EOFError("the client closed the TLS session") from None
             if not n:
                 raise EOFError("the client closed the TLS session")
-            self.buffer_updated(n)
+            self._received(n)
         if self.queue and not self.closed:
             self._run_inline()  # what this read brought, as one batch
         if self.outgoing.pending:  # post-handshake records to send back
@@ -737,10 +735,6 @@ class _ServerConnection:
             self.stage[:n] = self.view[self.start : self.end]
             self.start, self.end = 0, n
         return self.view[self.end :]
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if not self.closed:
-            self._received(nbytes)
 
     def _received(self, nbytes: int) -> None:
         self.last_rx = time.monotonic()
