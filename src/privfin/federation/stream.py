@@ -407,6 +407,7 @@ class _ServerConnection:
         self.server = server
         self.limits = server.limits
         self.sock = sock
+        self.fd = sock.fileno()
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.tls = server.context.wrap_bio(self.incoming, self.outgoing, server_side=True)
@@ -487,7 +488,7 @@ class _ServerConnection:
 
     def _fill(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for bytes from the socket and hand them to the TLS layer."""
-        if timeout <= 0 or not self._poller(select.POLLIN).poll(timeout * 1000):
+        if timeout <= 0 or not self._poller().poll(timeout * 1000):
             return False
         data = self.sock.recv(_RECV)
         if not data:
@@ -509,25 +510,19 @@ class _ServerConnection:
             return
         if not data:
             return
-        if not self.outbox and self._ready(select.POLLOUT):
-            sent = self.sock.send(data)  # (writable: returns at once, maybe short)
-            data = data[sent:]
+        if not self.outbox:
+            with contextlib.suppress(BlockingIOError):  # (non-blocking: at once, maybe short)
+                data = data[os.write(self.fd, data) :]
         if data:
             self.outbox += data
             self._wake_thread()
 
-    def _ready(self, event: int) -> bool:
-        """Whether the socket is ready for ``event`` now (this thread's poll object)."""
-        return bool(self._poller(event).poll(0))
-
-    def _poller(self, event: int) -> select.poll:
-        """This thread's poll object for ``event`` on the socket (made once per thread)."""
-        pollers: dict[str, select.poll] = self.pollers.__dict__
-        name = "in" if event == select.POLLIN else "out"
-        poller = pollers.get(name)
+    def _poller(self) -> select.poll:
+        """This thread's poll object for the socket's input (made once per thread)."""
+        poller: select.poll | None = getattr(self.pollers, "poll", None)
         if poller is None:
-            poller = pollers[name] = select.poll()
-            poller.register(self.sock, event)
+            poller = self.pollers.poll = select.poll()
+            poller.register(self.sock, select.POLLIN)
         return poller
 
     def _sendall(self, data: bytes) -> None:
@@ -589,10 +584,17 @@ class _ServerConnection:
 
     def _read_available(self) -> bool:
         """(Holding ``rlock``.) Read, decrypt and admit what the socket has now, without
-        blocking; False if it had nothing."""
-        if self.closed or not self._ready(select.POLLIN):  # (another reader took it)
+        blocking; False if it had nothing (another reader took it).
+
+        One ``read(2)`` of the socket's descriptor: the socket has a timeout, so the kernel
+        socket is non-blocking, and :meth:`socket.socket.recv` would poll before it reads
+        (a system call per message that this saves)."""
+        if self.closed:
             return False
-        data = self.sock.recv(_RECV)
+        try:
+            data = os.read(self.fd, _RECV)
+        except BlockingIOError:
+            return False
         if not data:
             raise EOFError("the client closed the connection")
         self.incoming.write(data)
@@ -631,7 +633,7 @@ class _ServerConnection:
                 return not self.closed
             if self.closed:
                 return False
-            poller = self._poller(select.POLLIN)
+            poller = self._poller()
             if not poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
                 return True
             if len(self.outbox) > _OUTBOX_MAX:  # the client does not read: its thread writes
@@ -660,10 +662,11 @@ class _ServerConnection:
 
     def _decrypt(self) -> None:
         """Read every decrypted byte the TLS layer has into the parser's buffers."""
+        tls, incoming = self.tls, self.incoming
         while not self.closed:
             target = self.get_buffer()
             try:
-                n = cast(int, self.tls.read(len(target), target))
+                n = cast(int, tls.read(len(target), target))
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -671,6 +674,8 @@ class _ServerConnection:
             if not n:
                 raise EOFError("the client closed the TLS session")
             self._received(n)
+            if not incoming.pending and not tls.pending():  # all taken: no read that fails
+                break
         if self.queue and not self.closed:
             self._run_inline()  # what this read brought, as one batch
         if self.outgoing.pending:  # post-handshake records to send back
