@@ -69,7 +69,7 @@ def validate_name(kind: str, value: str) -> str:
 _FIELDS = ("job", "component", "tag", "sender", "receiver")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MessageKey:
     """The full address of one message."""
 
@@ -80,8 +80,12 @@ class MessageKey:
     receiver: str
     seq: int
 
-    def __post_init__(self) -> None:
-        names = (self.job, self.component, self.tag, self.sender, self.receiver)
+    def __init__(
+        self, job: str, component: str, tag: str, sender: str, receiver: str, seq: int
+    ) -> None:
+        # (several keys are made per message: the fields go straight into the instance's
+        # dict, not through the frozen class's ``__setattr__`` one by one)
+        names = (job, component, tag, sender, receiver)
         try:  # names seen before (the common case): the set holds only valid names
             known = _VALID.issuperset(names)
         except TypeError:  # an unhashable value
@@ -89,11 +93,17 @@ class MessageKey:
         if not known:
             for kind, value in zip(_FIELDS, names, strict=True):
                 validate_name(kind, value)
-        seq = self.seq
         if type(seq) is not int or not 0 <= seq < 2**31:
             raise ValueError("seq must be an integer in [0, 2**31)")
+        fields = self.__dict__
+        fields["job"] = job
+        fields["component"] = component
+        fields["tag"] = tag
+        fields["sender"] = sender
+        fields["receiver"] = receiver
+        fields["seq"] = seq
         # a key is hashed several times on its way (mailbox tables, waiters): once here
-        object.__setattr__(self, "_hash", hash((*names, seq)))
+        fields["_hash"] = hash((*names, seq))
 
     def __hash__(self) -> int:
         return self.__dict__["_hash"]  # type: ignore[no-any-return]
