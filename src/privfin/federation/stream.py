@@ -116,9 +116,11 @@ Back-pressure and memory bounds
     (``max_unsynced``, 64 MiB): beyond, ``send`` waits for the peer's disk. A peer that
     stops reading blocks the writer (``send`` then raises :class:`PeerTimeout` after
     ``send_timeout``); the client holds at most one encrypted chunk besides the frames.
-    Server: it stops reading a connection while more than ``StreamLimits.pending_bytes``
-    of messages wait to be stored, or while its ACKs cannot be written (the client does not
-    read them), so a peer cannot make it buffer without bound.
+    Server: what one read brings (at most 256 KiB, or one large frame read into its own
+    buffer within ``StreamLimits.max_frame`` and the reassembly budget) is admitted before
+    the connection is read again, and a connection is not read while its ACKs cannot be
+    written (the client does not read them), so a peer cannot make it buffer without
+    bound.
 
 Threat model
     As the HTTP endpoint: peers are authenticated by pinned certificates in mutual TLS; a
@@ -341,9 +343,6 @@ class StreamLimits:
         Largest message (sum of its chunks), checked at its first chunk.
     reassembly_budget:
         Bytes of partial chunked messages held over all connections.
-    pending_bytes:
-        Per connection: bytes of messages read and not yet answered; beyond it the server
-        stops reading that connection.
     connections_per_party:
         Connections one party may hold at once (a new one closes its oldest).
     idle_timeout:
@@ -353,7 +352,6 @@ class StreamLimits:
     max_frame: int = 4 * 1024 * 1024
     max_message: int = 256 * 1024 * 1024
     reassembly_budget: int = 512 * 1024 * 1024
-    pending_bytes: int = 32 * 1024 * 1024
     connections_per_party: int = 4
     idle_timeout: float = 60.0
 
@@ -430,9 +428,7 @@ class _ServerConnection:
         self.closed = False
         self.sending = False  # in a write the client does not read (back-pressure)
         self.partial: _Partial | None = None
-        self.queue: collections.deque[_Work] = collections.deque()
-        self.queued_bytes = 0
-        self.paused_for: set[str] = set()
+        self.queue: collections.deque[_Work] = collections.deque()  # (what one read brought)
         self.last_rx = time.monotonic()
         # write-behind: frames answered ACCEPTED, in answer order, until written to disk
         self.unsynced: collections.deque[int] = collections.deque()
@@ -535,9 +531,9 @@ class _ServerConnection:
     def _serve(self) -> None:
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
+        poller.register(self.sock, select.POLLIN)
         quiet = select.poll()  # standing down: only the wake-ups
         quiet.register(self.wake_r, select.POLLIN)
-        reading = False
         while not self.closed:
             with self.plock:
                 if self.pumping and not self.down:  # a job thread reads: stand down
@@ -551,22 +547,13 @@ class _ServerConnection:
                     if not self.pumping and self.pumps == seen:  # no job read since: resume
                         self.down = False
                 continue
-            want = not self.paused_for
-            if want != reading:
-                if want:
-                    poller.register(self.sock, select.POLLIN)
-                else:
-                    poller.unregister(self.sock)
-                reading = want
-            now = time.monotonic()
-            wait = self.last_rx + self.limits.idle_timeout - now if reading else None
-            if wait is not None and wait <= 0:
-                # a connection paused by this server is not idle by the client's fault
+            wait = self.last_rx + self.limits.idle_timeout - time.monotonic()
+            if wait <= 0:
                 self._drop(
                     "idle", f"{self.party!r} sent nothing for {self.limits.idle_timeout:g} s"
                 )
                 return
-            events = poller.poll(None if wait is None else wait * 1000 + 1)
+            events = poller.poll(wait * 1000 + 1)
             for fd, _ in events:
                 if fd == self.wake_r:
                     self._on_wake()
@@ -712,12 +699,6 @@ class _ServerConnection:
                     os.close(fd)
             self.wake_r = self.wake_w = -1
 
-    def _pause(self, why: str) -> None:
-        self.paused_for.add(why)
-
-    def _resume(self, why: str) -> None:
-        self.paused_for.discard(why)
-
     def _drop(self, kind: str, reason: str) -> None:
         self.server.note_refused(self.party or "?", kind, reason)
         self.close()
@@ -820,7 +801,7 @@ class _ServerConnection:
             except ValueError as exc:
                 self._refuse(header, Code.BAD, str(exc))
                 return
-            self._enqueue(work, header.job)
+            self.queue.append(work)
             return
         try:
             key = MessageKey(
@@ -835,7 +816,7 @@ class _ServerConnection:
         if header.total == 1:
             if len(payload) != header.size:
                 raise FrameError("a message's payload does not match its declared size")
-            self._enqueue(_Work(fr.MSG, header.ref, key, payload, ""), key.job)
+            self.queue.append(_Work(fr.MSG, header.ref, key, payload, ""))
             return
         # chunk 0 of a chunked message: reserve its whole size
         if not payload or header.total > header.size or len(payload) > header.size:
@@ -847,7 +828,7 @@ class _ServerConnection:
         buf[: len(payload)] = payload
         self.partial = _Partial(header.ref, key, header.total, buf, got=len(payload))
         if self.server.precheck is not None:
-            self._enqueue(_Work(_PRECHECK, header.ref, key, b"", str(header.size)), key.job)
+            self.queue.append(_Work(_PRECHECK, header.ref, key, b"", str(header.size)))
 
     def _refuse(self, header: Header, code: Code, text: str) -> None:
         self._answer(header.ref, code, text)
@@ -895,18 +876,12 @@ class _ServerConnection:
         # payload (no copy; nothing writes to it again)
         data = cast(bytes, partial.buf)
         work = _Work(fr.MSG, partial.ref, partial.key, data, "", reserved=len(partial.buf))
-        self._enqueue(work, partial.key.job)
+        self.queue.append(work)
 
     def _release_partial(self) -> None:
         if self.partial is not None and self.partial.buf is not None:
             self.server.release(len(self.partial.buf))
         self.partial = None
-
-    def _enqueue(self, work: _Work, job: str) -> None:
-        self.queue.append(work)
-        self.queued_bytes += len(work.payload)
-        if self.queued_bytes > self.limits.pending_bytes:
-            self._pause("store")
 
     # -- storing
     def _run_inline(self) -> None:
@@ -921,8 +896,8 @@ class _ServerConnection:
         """Answer a batch's frames (ACKs; ACCEPTED ones wait for their SYNCED)."""
         heads = []
         for work, outcome in zip(batch, outcomes, strict=True):
-            self.queued_bytes -= len(work.payload)
-            self.server.release(work.reserved)
+            if work.reserved:
+                self.server.release(work.reserved)
             if work.kind == _PRECHECK:
                 if outcome is not None:
                     self._refused_partial(work.ref, outcome)
@@ -937,8 +912,6 @@ class _ServerConnection:
         if heads:
             self._send(b"".join(heads))
         self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
-        if "store" in self.paused_for and self.queued_bytes <= self.limits.pending_bytes:
-            self._resume("store")
 
     def _durable(self, refs: list[int]) -> None:
         """From the mailbox's writer thread: frames ``refs`` are on disk. The refs of one
