@@ -1099,39 +1099,30 @@ class StreamServer:
 
     def run_batch(
         self, party: str, batch: Sequence[_Work], durable: Callable[[list[int]], None]
-    ) -> list[Outcome | None]:
+    ) -> Sequence[Outcome | None]:
         """Admit a batch of messages (the connection's thread); ``durable(refs)`` is told the frames
         answered ACCEPTED once they are on disk."""
-        many = [w for w in batch if w.kind == fr.MSG] if self.admit_many is not None else []
-        together: dict[int, Outcome] = {}
-        if many:
-            got = self._admit_many(party, many, durable)
-            if len(many) == len(batch):  # only messages: the common case
-                return list(got)
-            together = {id(w): o for w, o in zip(many, got, strict=True)}
-        out: list[Outcome | None] = []
-        for work in batch:
-            if id(work) in together:
-                out.append(together[id(work)])
-                continue
-            try:
-                out.append(self._run_one(party, work))
-            except Exception:
-                _log.exception("storing a message from %s failed", party)
-                out.append(Outcome(Code.BUSY, "internal error"))
-        return out
+        if self.admit_many is None:
+            return [self._run_guarded(party, work) for work in batch]
+        if all(work.kind == fr.MSG for work in batch):  # only messages: the common case
+            return self._admit_many(party, batch, durable)
+        many = [work for work in batch if work.kind == fr.MSG]
+        together = dict(zip(map(id, many), self._admit_many(party, many, durable), strict=True))
+        return [together.get(id(work)) or self._run_guarded(party, work) for work in batch]
 
     def _admit_many(
-        self, party: str, many: list[_Work], durable: Callable[[list[int]], None]
+        self, party: str, many: Sequence[_Work], durable: Callable[[list[int]], None]
     ) -> Sequence[Outcome]:
         """The messages ``many`` in one ``admit_many`` call (BUSY for all if it fails)."""
         assert self.admit_many is not None
+        if not many:
+            return []
 
         def written(indices: list[int]) -> None:
             durable([many[i].ref for i in indices])
 
-        items = [(w.key, w.payload) for w in many if w.key is not None]
         try:
+            items = [(w.key, w.payload) for w in many if w.key is not None]
             got = self.admit_many(party, items, written)
             if len(got) != len(many):
                 raise RuntimeError(f"admit_many answered {len(got)} of {len(many)}")
@@ -1139,6 +1130,13 @@ class StreamServer:
             _log.exception("storing %d messages from %s failed", len(many), party)
             return [Outcome(Code.BUSY, "internal error")] * len(many)
         return got
+
+    def _run_guarded(self, party: str, work: _Work) -> Outcome | None:
+        try:
+            return self._run_one(party, work)
+        except Exception:
+            _log.exception("storing a message from %s failed", party)
+            return Outcome(Code.BUSY, "internal error")
 
     def _run_one(self, party: str, work: _Work) -> Outcome | None:
         if work.kind == fr.ABORT:

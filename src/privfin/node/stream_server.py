@@ -87,7 +87,7 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
 
     def admit_many(
         sender: str, items: Sequence[tuple[MessageKey, bytes]], durable: Durable
-    ) -> list[Outcome]:
+    ) -> Sequence[Outcome]:
         runner.contacts.seen(sender)  # (the stream server has matched its certificate)
         out: list[Outcome | None] = [job_check(sender, key) for key, _ in items]
         todo = [i for i, o in enumerate(out) if o is None]
@@ -95,12 +95,12 @@ def start_stream_server(config: NodeConfig, mailbox: Mailbox, runner: JobRunner)
             every = len(todo) == len(items)  # (every message admitted: the common case)
 
             def written(indices: list[int]) -> None:
-                durable(indices if every else [todo[i] for i in indices])
+                durable([todo[i] for i in indices])
 
             try:
-                stored = store_many(sender, items if every else [items[i] for i in todo], written)
                 if every:
-                    return list(stored)
+                    return store_many(sender, items, durable)
+                stored = store_many(sender, [items[i] for i in todo], written)
             except Exception as exc:
                 fault = disk_full(exc, str(config.state_dir))
                 if fault is None:
