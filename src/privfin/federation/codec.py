@@ -383,6 +383,11 @@ def decode(
     return value
 
 
+#: each allowed wire dtype, and the same in this machine's byte order (what is decoded)
+_DTYPE_OF: dict[str, tuple[np.dtype[Any], np.dtype[Any]]] = {
+    name: (np.dtype(name), np.dtype(name).newbyteorder("=")) for name in _DTYPES
+}
+
 _DECODER: msgspec.msgpack.Decoder[Any]  # built below, once _ext_hook exists (stateless)
 
 
@@ -415,7 +420,8 @@ def _decode_ndarray(payload: memoryview) -> np.ndarray[Any, Any]:
         dtype_str, shape, raw = _ARRAY.decode(payload)
     except msgspec.ValidationError as exc:
         raise DecodeError(f"array: expected [dtype, shape, data] ({exc})") from None
-    if not isinstance(dtype_str, str) or dtype_str not in _DTYPES:
+    dtypes = _DTYPE_OF.get(dtype_str) if isinstance(dtype_str, str) else None
+    if dtypes is None:
         raise DecodeError(f"array: dtype {dtype_str!r} is not allowed")
     if not isinstance(shape, list) or len(shape) > MAX_NDIM:
         raise DecodeError("array: shape must be a list of at most 32 dimensions")
@@ -424,14 +430,14 @@ def _decode_ndarray(payload: memoryview) -> np.ndarray[Any, Any]:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 0:
             raise DecodeError("array: dimensions must be non-negative integers")
         count *= dim
-    dt = np.dtype(dtype_str)
+    dt, native = dtypes
     if count * dt.itemsize != raw.nbytes:
         raise DecodeError(
             f"array: {raw.nbytes} bytes do not match shape {tuple(shape)} of dtype {dtype_str}"
         )
     # one copy: the array owns its memory (writable, not tied to the message's buffer)
-    arr = np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=True)
-    return arr.reshape(tuple(shape))
+    arr = np.frombuffer(raw, dtype=dt).astype(native, copy=True)
+    return arr if len(shape) == 1 else arr.reshape(tuple(shape))
 
 
 def _decode_bigint(payload: memoryview) -> int:

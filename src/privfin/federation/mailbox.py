@@ -711,6 +711,7 @@ class Mailbox:
                     except (MessageTooLarge, QuotaExceeded) as exc:
                         out[i] = exc
                         continue
+                    usage = self._usage.get((key.job, key.sender))
                 held = (
                     volatile is not None
                     and self._held_bytes + len(payload) <= _HELD_LIMIT
@@ -724,7 +725,9 @@ class Mailbox:
                 self._queue.append(entry)
                 self._queued_bytes += len(payload)
                 self._accepted_n += 1
-                self._count(key, len(payload))
+                if usage is not None:  # (counted: see _count)
+                    usage[0] += 1
+                    usage[1] += size
                 if held:
                     self._held[key] = payload
                     self._held_bytes += len(payload)
@@ -732,7 +735,8 @@ class Mailbox:
                     self._remember(key, payload)
                 out[i] = ACCEPTED
             if len(self._queue) > queued:
-                self._start_writer()
+                if not self._writer_live:
+                    self._start_writer()
                 if not queued or self._queued_bytes >= _LINGER_BYTES:
                     # the writer waits for a first message, or lingers and should stop
                     # (otherwise it lingers on undisturbed: no wake-up per message)

@@ -644,7 +644,7 @@ class _ServerConnection:
         finally:
             with self.plock:
                 self.pumping -= 1
-                if not self.pumping:
+                if not self.pumping and self.closed:  # (only _lost waits for none: closed)
                     self.plock_changed.notify_all()
 
     def _decrypt(self) -> None:
