@@ -741,6 +741,32 @@ def test_a_client_that_reads_no_acks_stops_the_server_reading(nodes: dict[str, N
     sock.close()
 
 
+def test_a_read_of_a_connection_with_nothing_to_read_returns_at_once(
+    nodes: dict[str, Node],
+) -> None:
+    """A reader that finds the socket empty (another reader took what woke it) is answered
+    "nothing" at once: it reads the descriptor without waiting (the socket is non-blocking),
+    so it never holds the connection's lock for the socket's timeout."""
+    _serve(nodes[B], nodes[A])
+    sock = _raw_client(nodes[A], nodes[B])
+    conn = _conn_of(nodes[B].server, A)
+    with conn.rlock:  # (the connection's thread cannot read meanwhile)
+        answer: list[bool] = []
+        reader = threading.Thread(target=lambda: answer.append(conn._read_available()))
+        reader.start()
+        reader.join(2.0)  # (a blocking read would wait here for the socket's 60 s)
+        assert answer == [False]
+        head = fr.encode_head(Header(fr.MSG, 1, "job1", "comp", "t", A, B, 0, 0, 1, 2), 2)
+        sock.sendall(head + b"hi")  # (one TLS record: one read brings it all)
+        deadline = time.monotonic() + 10
+        while not conn._read_available():  # the frame arrives: read and admitted here
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    assert nodes[B].mailbox.flush(10)
+    assert nodes[B].mailbox.get(_key(0)) == b"hi"
+    sock.close()
+
+
 def test_a_silent_connection_is_dropped(nodes: dict[str, Node]) -> None:
     _serve(nodes[B], nodes[A], limits=StreamLimits(idle_timeout=0.5))
     sock = _raw_client(nodes[A], nodes[B])

@@ -584,6 +584,7 @@ class _ServerConnection:
             return False
         if not data:
             raise EOFError("the client closed the connection")
+        self.last_rx = time.monotonic()
         self.incoming.write(data)
         self._decrypt()
         return True
@@ -723,7 +724,6 @@ class _ServerConnection:
         return self.view[self.end :]
 
     def _received(self, nbytes: int) -> None:
-        self.last_rx = time.monotonic()
         if self.big is not None:
             self.big_got += nbytes
             if self.big_got == len(self.big):
@@ -911,7 +911,9 @@ class _ServerConnection:
             heads.append(fr.encode_head(head, 0))
         if heads:
             self._send(b"".join(heads))
-        self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
+        unsynced = self.unsynced
+        if unsynced and unsynced[0] in self.written:  # (else nothing to report: the common case)
+            self._advance()  # after the ACKs: a SYNCED never precedes its frames' ACK
 
     def _durable(self, refs: list[int]) -> None:
         """From the mailbox's writer thread: frames ``refs`` are on disk. The refs of one
@@ -1019,6 +1021,7 @@ class StreamServer:
         self.port = port
         #: party -> its connections, oldest first (a dict used as an ordered set)
         self.connections: dict[str, dict[_ServerConnection, None]] = {}
+        self._newest: dict[str, _ServerConnection] = {}  # each party's newest connection
         self.refused: collections.deque[str] = collections.deque(maxlen=64)
         self._reserved = 0
         self._lock = threading.Lock()  # connections, reservations, the refusal log
@@ -1062,22 +1065,27 @@ class StreamServer:
                 del held[oldest]
                 dropped.append((oldest, len(held) + 1))
             held[conn] = None
+            self._newest[party] = conn
         for oldest, n in dropped:
             oldest._drop("connections", f"{party!r} opened more than {n} connections")
         return True
 
     def unregister(self, party: str, conn: _ServerConnection) -> None:
         with self._lock:
-            self.connections.get(party, {}).pop(conn, None)
+            held = self.connections.get(party, {})
+            held.pop(conn, None)
+            if self._newest.get(party) is conn:
+                if held:
+                    self._newest[party] = next(reversed(held))
+                else:
+                    del self._newest[party]
             self._open.discard(conn)
 
     def pump(self, party: str, timeout: float) -> bool:
         """Read ``party``'s newest connection from the calling (job) thread for up to
         ``timeout`` seconds (:meth:`_ServerConnection.pump`); False if there is none to read:
         the caller waits as usual."""
-        with self._lock:
-            held = self.connections.get(party)
-            conn = next(reversed(held)) if held else None
+        conn = self._newest.get(party)  # (one dict read: kept under the lock, read without)
         return conn is not None and conn.pump(timeout)
 
     def reserve(self, size: int) -> bool:
