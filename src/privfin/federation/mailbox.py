@@ -1355,7 +1355,8 @@ class Mailbox:
         connection in this thread (:meth:`privfin.federation.stream.StreamServer.pump`) and
         look again; once it answers False (nothing to read), sleep as usual.
         """
-        deadline = time.monotonic() + timeout
+        now = time.monotonic()
+        deadline = now + timeout
         with self._lock:
             payload = self._take(key)  # (already here: the common case of a fast peer)
             if payload is not None:
@@ -1363,15 +1364,23 @@ class Mailbox:
             loaded = key.job in self._on_disk
         if not loaded:
             self._load_job(key.job)
-        next_poll = time.monotonic() + _POLL
+            now = time.monotonic()
+        next_poll = now + _POLL
         abort_seen = False  # an abort recorded here was looked up once: wait for the poll
+        # with a pump, its first read may follow the look above: a message stored between
+        # them by another thread is seen within _PUMP_MAX, as between any two of its reads
+        # (a sleeping waiter looks again under the lock it sleeps on: no lost wake-up)
+        looked = loaded and pump is not None
         while True:
             pump_for = 0.0
             with self._lock:
-                payload = self._take(key)
-                if payload is not None:
-                    return payload
-                now = time.monotonic()
+                if looked:
+                    looked = False
+                else:
+                    payload = self._take(key)
+                    if payload is not None:
+                        return payload
+                    now = time.monotonic()
                 stored = key in self._on_disk.get(key.job, ())
                 if (
                     not stored
