@@ -1101,7 +1101,9 @@ def test_connections_that_never_authenticate_are_released(
         assert time.monotonic() < deadline, f"{len(server._open)} connections still held"
         time.sleep(0.01)
     held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(3)]
-    time.sleep(0.2)  # (accepted: each waits in its handshake)
+    while len(server._open) < 3:  # (accepted: each waits in its handshake)
+        assert time.monotonic() < deadline + 10, f"{len(server._open)} of 3 accepted"
+        time.sleep(0.01)
     extra = socket.create_connection(("127.0.0.1", server.port))
     extra.settimeout(5)
     assert extra.recv(1) == b""  # closed at once
