@@ -652,36 +652,16 @@ class _ServerConnection:
         """Read every decrypted byte the TLS layer has into the parser's buffers."""
         tls, incoming = self.tls, self.incoming
         while not self.closed:
-            big = self.big
-            if big is not None:  # a large frame's payload: record after record straight in
-                got, size = self.big_got, len(big)
-                want = False
-                try:
-                    while got < size:
-                        n = cast(int, tls.read(size - got, big[got:]))
-                        if not n:
-                            raise EOFError("the client closed the TLS session")
-                        got += n
-                        if not incoming.pending and not tls.pending():
-                            break
-                except ssl.SSLWantReadError:
-                    want = True
-                except ssl.SSLZeroReturnError:
-                    raise EOFError("the client closed the TLS session") from None
-                self._received(got - self.big_got)
-                if want:
-                    break
-            else:
-                target = self.get_buffer()
-                try:
-                    n = cast(int, tls.read(len(target), target))
-                except ssl.SSLWantReadError:
-                    break
-                except ssl.SSLZeroReturnError:
-                    raise EOFError("the client closed the TLS session") from None
-                if not n:
-                    raise EOFError("the client closed the TLS session")
-                self._received(n)
+            target = self.get_buffer()
+            try:
+                n = cast(int, tls.read(len(target), target))
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                raise EOFError("the client closed the TLS session") from None
+            if not n:
+                raise EOFError("the client closed the TLS session")
+            self._received(n)
             if not incoming.pending and not tls.pending():  # all taken: no read that fails
                 break
         if self.queue and not self.closed:
